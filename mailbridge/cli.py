@@ -1,0 +1,214 @@
+"""The command line (a stable contract: operators and scripts rely on it).
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mailbridge import __version__
+from mailbridge.config import Config, config_path, load_config
+from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
+from mailbridge.logs import setup_logging
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("mailbridge")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailbridge",
+        description="Turns a support mailbox into tickets: IMAP in, acknowledgements out, "
+        "deadlines escalated.",
+    )
+    parser.add_argument("--config", metavar="PATH",
+                        help="configuration file (default: $MAILBRIDGE_CONFIG or ./mailbridge.toml)")
+    parser.add_argument("--log-format", choices=("text", "json"), help="override service.log_format")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("--version", action="version", version=f"mailbridge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--once", action="store_true",
+                     help="one full pass (ingest, process, send, sweep), then exit")
+
+    demo = commands.add_parser("demo", help="embedded IMAP + SMTP + SQLite with sample mail")
+    demo.add_argument("--dir", type=Path, help="keep the demo's database here (default: temporary)")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="keep the demo daemon running after the tour, until Ctrl-C")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_commands.add_parser("upgrade", help="apply migrations")
+
+    config = commands.add_parser("config", help="configuration")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    config_commands.add_parser("check", help="validate the configuration and templates")
+
+    parse = commands.add_parser("parse", help="print the parsed, classified message(s) as JSON")
+    parse.add_argument("files", nargs="+", metavar="FILE", help="email files, or - for stdin")
+
+    tickets = commands.add_parser("tickets", help="list and show tickets")
+    ticket_commands = tickets.add_subparsers(dest="tickets_command", metavar="ACTION",
+                                             required=True)
+    listing = ticket_commands.add_parser("list", help="list tickets")
+    listing.add_argument("--status", help="only tickets with this status")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    show = ticket_commands.add_parser("show", help="one ticket with its articles and events")
+    show.add_argument("number", type=int)
+    show.add_argument("--json", action="store_true", help="print a JSON object")
+
+    outbox = commands.add_parser("outbox", help="outgoing mail")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    outbox_list = outbox_commands.add_parser("list", help="list outbox rows")
+    outbox_list.add_argument("--state", choices=("pending", "sent", "failed"))
+    outbox_list.add_argument("--json", action="store_true", help="print a JSON array")
+    outbox_retry = outbox_commands.add_parser("retry", help="queue a failed row again")
+    outbox_retry.add_argument("id", type=int)
+
+    templates = commands.add_parser("templates", help="reply templates")
+    template_commands = templates.add_subparsers(dest="templates_command", metavar="ACTION",
+                                                 required=True)
+    template_commands.add_parser("check", help="load and render every template")
+    preview = template_commands.add_parser("preview", help="render one template")
+    preview.add_argument("name")
+    preview.add_argument("--ticket", type=int, help="use this ticket's values")
+    preview.add_argument("--lang", help="language (default: templates.language)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_format or "text", verbose=args.verbose)
+    handler = _HANDLERS[args.command]
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"mailbridge: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TemplateError as exc:
+        print(f"mailbridge: template error:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MailbridgeError as exc:
+        print(f"mailbridge: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load_config(config_path(args.config))
+    if args.log_format is None and config.service.log_format != "text":
+        setup_logging(config.service.log_format, verbose=args.verbose)
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mailbridge.app import build_app
+    from mailbridge.daemon import Daemon
+
+    app = build_app(_config(args))
+    try:
+        daemon = Daemon(app)
+        if args.once:
+            report = asyncio.run(daemon.run_once())
+            log.info(
+                "pass done: fetched %d, tickets created %d, acknowledgements queued %d, "
+                "sent %d, deferred %d, failed %d, escalated %d",
+                sum(report.fetched.values()), report.processed.created,
+                report.processed.acknowledged, report.sent.sent, report.sent.deferred,
+                report.sent.failed, report.escalated,
+            )
+            return EXIT_OK if report.ok else EXIT_FAILURE
+        asyncio.run(daemon.run_forever())
+        return EXIT_OK
+    finally:
+        app.close()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mailbridge.demo import run_demo
+
+    return run_demo(args.dir, keep_running=args.keep_running)
+
+
+def _db(args: argparse.Namespace) -> int:
+    from mailbridge.db import migrate
+    from mailbridge.db.engine import make_engine
+
+    config = _config(args)
+    engine = make_engine(config.database_url)
+    try:
+        migrate.upgrade(engine)
+        print(f"database at revision {migrate.current_revision(engine)}")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from mailbridge.adapters.templates import TemplateSet, default_templates_dir
+
+    config = _config(args)
+    templates = TemplateSet.load(config.templates.dir or default_templates_dir(),
+                                 config.templates.language)
+    problems = templates.check()
+    if problems:
+        raise TemplateError("\n".join(problems))
+    print(f"{config.source}: ok ({len(config.mailbox)} mailbox(es), {len(config.sla)} SLA "
+          f"policies, templates in {', '.join(sorted(templates.languages()))})")
+    return EXIT_OK
+
+
+def _parse(args: argparse.Namespace) -> int:
+    from mailbridge.parse_command import parse_files
+
+    config = load_config(config_path(args.config)) if args.config else None
+    return parse_files(args.files, config, sys.stdout)
+
+
+def _tickets(args: argparse.Namespace) -> int:
+    from mailbridge import reports
+
+    with reports.open_app(_config(args)) as app:
+        if args.tickets_command == "list":
+            return reports.list_tickets(app, args.status, args.json, sys.stdout)
+        return reports.show_ticket(app, args.number, args.json, sys.stdout)
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    from mailbridge import reports
+
+    with reports.open_app(_config(args)) as app:
+        if args.outbox_command == "list":
+            return reports.list_outbox(app, args.state, args.json, sys.stdout)
+        return reports.retry_outbox(app, args.id, sys.stdout)
+
+
+def _templates(args: argparse.Namespace) -> int:
+    from mailbridge import reports
+
+    config = _config(args)
+    if args.templates_command == "check":
+        return reports.check_templates(config, sys.stdout)
+    return reports.preview_template(config, args.name, args.ticket, args.lang, sys.stdout)
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "demo": _demo,
+    "db": _db,
+    "config": _config_check,
+    "parse": _parse,
+    "tickets": _tickets,
+    "outbox": _outbox,
+    "templates": _templates,
+}

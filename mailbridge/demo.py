@@ -1,0 +1,227 @@
+"""`mailbridge demo`: the real daemon against an embedded IMAP server, an SMTP sink and
+SQLite, with a few customer mails, narrated as it happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import TextIO
+
+from sqlalchemy import select
+
+from mailbridge.app import App, build_app
+from mailbridge.config import Config, config_from_dict
+from mailbridge.daemon import Daemon
+from mailbridge.db.models import Escalation, Ticket
+from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
+
+FIRST_RESPONSE = "20s"
+TOUR_LIMIT = 90.0
+
+
+def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Config:
+    data = {
+        "database": {"url": f"sqlite:///{data_dir / 'mailbridge.db'}"},
+        "mailbox": [{
+            "name": "support", "address": "support@demo.example", "host": imap.host,
+            "port": imap.port, "security": "none", "username": imap.username,
+            "password_env": "MAILBRIDGE_DEMO_IMAP_PASSWORD", "after": "move",
+            "poll_interval": "2s",
+        }],
+        "smtp": {"host": smtp.host, "port": smtp.port, "security": "none",
+                 "from": "Demo Support <support@demo.example>"},
+        "templates": {"language": "en", "company": "Demo Shop & Bank"},
+        "sla": [{"name": "demo", "first_response": FIRST_RESPONSE, "resolution": "1d"}],
+        "calendar": {"timezone": "Europe/Rome"},
+        "staff": {"team_address": "team@demo.example",
+                  "escalation_address": "lead@demo.example"},
+        "service": {"data_dir": str(data_dir), "sweep_interval": "1s",
+                    "outbox_interval": "1s"},
+    }
+    return config_from_dict(data, data_dir / "demo.toml",
+                            {"MAILBRIDGE_DEMO_IMAP_PASSWORD": imap.password})
+
+
+def customer_mail(sender: str, subject: str, body: str, *, in_reply_to: str | None = None,
+                  extra: dict[str, str] | None = None) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "Demo Support <support@demo.example>"
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain="customer.example")
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    for name, value in (extra or {}).items():
+        msg[name] = value
+    msg.set_content(textwrap.dedent(body).strip() + "\n")
+    return msg.as_bytes()
+
+
+BANK = customer_mail(
+    "Giulia Rossi <giulia.rossi@example.it>",
+    "Come chiudo il conto corrente?",
+    """
+    Buongiorno,
+
+    vorrei chiudere il mio conto corrente ma sul sito non trovo da nessuna parte come
+    fare. Devo venire in filiale o posso farlo online? Il conto è cointestato con mio
+    marito.
+
+    Grazie,
+    Giulia Rossi
+    """,
+)
+CABLE = customer_mail(
+    "Tom Baker <tom.baker@example.co.uk>",
+    "Order A-20931 arrived without the charging cable",
+    """
+    Hello,
+
+    my order A-20931 (the X200 headphones) arrived today, but the box has no charging
+    cable although the product page lists one. Could you send the cable, please?
+
+    Tom
+    """,
+)
+
+
+def chaser(ack_message_id: str, subject: str) -> bytes:
+    return customer_mail(
+        "Tom Baker <tom.baker@example.co.uk>", f"Re: {subject}",
+        """
+        Hello again,
+
+        this is the third time I am writing about the missing cable (I also phoned
+        on Monday). I still can't charge the headphones. Please tell me when it ships.
+
+        Tom
+        """,
+        in_reply_to=ack_message_id,
+    )
+
+
+def out_of_office(ack_message_id: str, subject: str) -> bytes:
+    return customer_mail(
+        "Giulia Rossi <giulia.rossi@example.it>", f"Risposta automatica: {subject}",
+        "Sono fuori ufficio fino a lunedì, risponderò al mio rientro.",
+        in_reply_to=ack_message_id, extra={"Auto-Submitted": "auto-replied"},
+    )
+
+
+class Narrator:
+    """Prints what the daemon does, by watching the database and the SMTP sink."""
+
+    def __init__(self, app: App, sink: SmtpSink, out: TextIO) -> None:
+        self.app, self.sink, self.out = app, sink, out
+        self.tickets: set[int] = set()
+        self.escalations: set[int] = set()
+        self.mails = 0
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def poll(self) -> None:
+        with self.app.sessions() as session:
+            for ticket in session.scalars(select(Ticket).order_by(Ticket.id)):
+                if ticket.id not in self.tickets:
+                    self.tickets.add(ticket.id)
+                    due = ticket.first_response_due_at
+                    self.say(f"\n● ticket #{ticket.number} created for "
+                             f"{ticket.requester_address}: {ticket.subject!r} "
+                             f"(language {ticket.language}, reply due "
+                             f"{due.astimezone().strftime('%H:%M:%S') if due else '-'})")
+            for escalation in session.scalars(select(Escalation)):
+                if escalation.id not in self.escalations:
+                    self.escalations.add(escalation.id)
+                    self.say(f"\n▲ escalation level {escalation.level} recorded for ticket id "
+                             f"{escalation.ticket_id}: first response overdue")
+        for mail in self.sink.received[self.mails:]:
+            self.mails += 1
+            self.show_mail(mail)
+
+    def show_mail(self, mail: ReceivedMail) -> None:
+        msg = mail.message
+        body = msg.get_body(("plain",))
+        text = body.get_content() if body is not None else ""
+        self.say(f"\n✉ sent to {', '.join(mail.recipients)}: {msg['Subject']}")
+        self.say(f"  Auto-Submitted: {msg['Auto-Submitted']}  In-Reply-To: {msg['In-Reply-To']}")
+        self.say(textwrap.indent(text.rstrip(), "  │ "))
+
+    def ack_for(self, address: str) -> ReceivedMail | None:
+        for mail in self.sink.received:
+            if address in mail.recipients and mail.message["Auto-Submitted"] == "auto-replied":
+                return mail
+        return None
+
+
+async def _until(condition: Callable[[], bool], narrator: Narrator, limit: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError("the demo did not see what it expected in time")
+        await asyncio.sleep(0.2)
+        narrator.poll()
+
+
+async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) -> None:
+    narrator = Narrator(app, sink, out)
+    daemon = Daemon(app)
+    running = asyncio.create_task(daemon.run_forever())
+    try:
+        narrator.say("→ two customers write to support@demo.example")
+        await asyncio.to_thread(imap.append, BANK)
+        await asyncio.to_thread(imap.append, CABLE)
+        await _until(lambda: bool(narrator.ack_for("tom.baker@example.co.uk")
+                                  and narrator.ack_for("giulia.rossi@example.it")),
+                     narrator, 30)
+        tom_ack = narrator.ack_for("tom.baker@example.co.uk")
+        giulia_ack = narrator.ack_for("giulia.rossi@example.it")
+        assert tom_ack is not None and giulia_ack is not None
+        narrator.say("\n→ Tom replies to his acknowledgement, upset; Giulia's mail server "
+                     "answers hers with an out-of-office")
+        await asyncio.to_thread(imap.append, chaser(tom_ack.message["Message-ID"],
+                                                    tom_ack.message["Subject"]))
+        await asyncio.to_thread(imap.append, out_of_office(giulia_ack.message["Message-ID"],
+                                                           giulia_ack.message["Subject"]))
+        narrator.say(f"→ nobody answers; the first-response target is {FIRST_RESPONSE}")
+        await _until(lambda: bool(narrator.escalations) and narrator.mails >= 3, narrator,
+                     TOUR_LIMIT)
+        await asyncio.sleep(1.5)
+        narrator.poll()
+    finally:
+        daemon.stop()
+        await running
+    narrator.say(f"\n{len(narrator.tickets)} tickets, {narrator.mails} mails sent, "
+                 f"{len(narrator.escalations)} escalation(s). The follow-up and the "
+                 "out-of-office joined their tickets without a second acknowledgement.")
+
+
+def run_demo(directory: Path | None, *, keep_running: bool = False,
+             out: TextIO = sys.stdout) -> int:
+    with tempfile.TemporaryDirectory(prefix="mailbridge-demo-") as scratch:
+        data_dir = (directory or Path(scratch)).resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with EmbeddedImapServer() as imap, SmtpSink() as sink:
+            app = build_app(demo_config(imap, sink, data_dir))
+            try:
+                out.write(f"mailbridge demo: IMAP on {imap.host}:{imap.port}, SMTP sink on "
+                          f"{sink.host}:{sink.port}, database in {data_dir}\n")
+                asyncio.run(tour(app, imap, sink, out))
+                if keep_running:
+                    out.write("\nstill running; Ctrl-C to stop\n")
+                    asyncio.run(Daemon(app).run_forever())
+            finally:
+                app.close()
+    return 0

@@ -1,0 +1,246 @@
+"""Apply: turn one parsed and classified message into ticket changes, articles, events and
+outbox rows. Runs inside the caller's transaction; owns no commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App
+from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
+from mailbridge.core.message import Address, ParsedMessage, Verdict
+from mailbridge.core.parse import normalize_subject
+from mailbridge.core.sla import select_policy, wall_clock_deadlines
+from mailbridge.db import queries
+from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Ticket
+from mailbridge.core.humanize import excerpt
+from mailbridge.jobs.outgoing import queue_mail, ticket_context
+
+REOPEN_STATUSES = frozenset({"resolved", "closed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: str  # processed | ignored
+    action: str  # created | followup | ignored
+    ticket_number: int | None = None
+    acknowledged: bool = False
+    reason: str = ""
+
+
+def apply_message(
+    session: Session,
+    app: App,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    now: datetime,
+) -> Outcome:
+    decision = _thread(session, app, parsed)
+    if verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None):
+        return Outcome("ignored", "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}")
+    if decision.ticket_id is not None:
+        ticket = session.get_one(Ticket, decision.ticket_id)
+        article = _add_article(session, ticket, inbound, parsed, verdict, now)
+        _follow_up(session, ticket, article, verdict, decision, now)
+        inbound.ticket_id = ticket.id
+        return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
+    ticket = _open_ticket(session, app, inbound, parsed, verdict, now)
+    article = _add_article(session, ticket, inbound, parsed, verdict, now)
+    if decision.ignored_tag is not None:
+        _event(session, ticket, now, "tag_ignored", ticket_id=decision.ignored_tag,
+               reason="sender is not a participant of the tagged ticket")
+    inbound.ticket_id = ticket.id
+    acknowledged = _maybe_acknowledge(session, app, ticket, article, parsed, verdict, now)
+    return Outcome("processed", "created", ticket.number, acknowledged)
+
+
+def _thread(session: Session, app: App, parsed: ParsedMessage) -> ThreadDecision:
+    clues = thread_clues(parsed, app.config.tickets.tag_prefix)
+    candidates: list[Candidate] = []
+    by_id = queries.ticket_ids_for_message_ids(session, clues.message_ids)
+    for message_id in clues.message_ids:
+        if message_id in by_id:
+            candidates.append(Candidate(by_id[message_id], "reference", frozenset()))
+            break
+    if clues.tag_number is not None:
+        tagged = queries.ticket_by_number(session, clues.tag_number)
+        if tagged is not None:
+            candidates.append(Candidate(tagged.id, "tag", queries.participants(session, tagged)))
+    sender = parsed.from_.address if parsed.from_ else ""
+    return choose_ticket(sender, candidates)
+
+
+def _open_ticket(
+    session: Session,
+    app: App,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    now: datetime,
+) -> Ticket:
+    mailbox = app.config.mailbox_named(inbound.mailbox)
+    requester = _reply_address(app, parsed)
+    priority = "normal"
+    policy = select_policy(app.config.sla, mailbox.name, priority)
+    deadlines = wall_clock_deadlines(now, policy.first_response, policy.resolution)
+    # Automated mail is recorded and visible, but nobody is paged for a newsletter.
+    tracked = verdict.kind == "customer"
+    ticket = Ticket(
+        subject=normalize_subject(parsed.subject) or "(no subject)",
+        requester_name=requester.name,
+        requester_address=requester.address,
+        mailbox=mailbox.name,
+        queue=mailbox.effective_queue,
+        priority=priority,
+        status="new",
+        language=_language(app, parsed),
+        sla_policy=policy.name,
+        created_at=now,
+        updated_at=now,
+        first_response_due_at=deadlines.first_response if tracked else None,
+        resolution_due_at=deadlines.resolution if tracked else None,
+        escalation_level=0,
+        next_escalation_at=deadlines.first_response if tracked else None,
+    )
+    session.add(ticket)
+    session.flush()
+    ticket.number = app.config.tickets.number_start + ticket.id - 1
+    _event(session, ticket, now, "created", kind=verdict.kind, rules=list(verdict.rules),
+           sla_policy=policy.name, message_id=parsed.message_id)
+    return ticket
+
+
+def _reply_address(app: App, parsed: ParsedMessage) -> Address:
+    """Where answers go: Reply-To unless it points back at us, else From."""
+    for candidate in parsed.reply_to:
+        if candidate.address and candidate.address not in app.identity.own_addresses:
+            return candidate
+    return parsed.from_ or Address("", "")
+
+
+def _language(app: App, parsed: ParsedMessage) -> str:
+    return app.templates.pick_language("acknowledgement", parsed.language)
+
+
+def _add_article(
+    session: Session,
+    ticket: Ticket,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    now: datetime,
+) -> Article:
+    sender = parsed.from_ or Address("", "")
+    article = Article(
+        ticket_id=ticket.id,
+        direction="in",
+        author_kind="customer" if verdict.kind == "customer" else "system",
+        kind=verdict.kind,
+        from_name=sender.name,
+        from_address=sender.address,
+        to=[a.address for a in parsed.to],
+        cc=[a.address for a in parsed.cc],
+        message_id=parsed.message_id,
+        in_reply_to=parsed.in_reply_to,
+        subject=parsed.subject,
+        text_body=parsed.text,
+        html_body=parsed.html,
+        internal=False,
+        defects=list(parsed.defects),
+        created_at=now,
+        inbound_message_id=inbound.id,
+    )
+    session.add(article)
+    session.flush()
+    for attachment in parsed.attachments:
+        session.add(
+            AttachmentRecord(
+                article_id=article.id,
+                filename=attachment.filename,
+                content_type=attachment.content_type,
+                size=attachment.size,
+                sha256=hashlib.sha256(attachment.payload).hexdigest(),
+                inline=attachment.inline,
+                content_id=attachment.content_id,
+                storage="db",
+                data=attachment.payload,
+            )
+        )
+    return article
+
+
+def _follow_up(
+    session: Session,
+    ticket: Ticket,
+    article: Article,
+    verdict: Verdict,
+    decision: ThreadDecision,
+    now: datetime,
+) -> None:
+    ticket.updated_at = now
+    if verdict.kind != "customer":
+        _event(session, ticket, now, "automated_followup", kind=verdict.kind,
+               rules=list(verdict.rules), article_id=article.id)
+        return
+    previous = ticket.status
+    if previous in REOPEN_STATUSES or previous == "waiting":
+        ticket.status = "open"
+        ticket.resolved_at = None
+    _event(session, ticket, now, "followup", via=decision.via, article_id=article.id,
+           status_from=previous, status_to=ticket.status)
+
+
+def _maybe_acknowledge(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    article: Article,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    now: datetime,
+) -> bool:
+    reason = _ack_refusal(session, app, ticket, verdict, now)
+    if reason:
+        _event(session, ticket, now, "ack_suppressed", reason=reason)
+        return False
+    language = ticket.language or app.config.templates.language
+    context = ticket_context(app, ticket, language)
+    context["excerpt"] = excerpt(parsed.reply_text or parsed.text)
+    refs = [*parsed.references, parsed.message_id] if parsed.message_id else list(parsed.references)
+    row = queue_mail(
+        session, app, kind="ack", ticket=ticket, template="acknowledgement", context=context,
+        to=[Address(ticket.requester_name, ticket.requester_address)], language=language,
+        unique=f"ack.{ticket.id}.{article.id}", now=now, in_reply_to=parsed.message_id,
+        references=refs, auto_submitted="auto-replied",
+    )
+    _event(session, ticket, now, "ack_queued", outbox_id=row.id, message_id=row.message_id)
+    return True
+
+
+def _ack_refusal(
+    session: Session, app: App, ticket: Ticket, verdict: Verdict, now: datetime
+) -> str:
+    """Why no acknowledgement may go out, or "" when one may (invariant 5)."""
+    if verdict.automated:
+        return f"automated mail ({verdict.kind}: {', '.join(verdict.rules)})"
+    if not ticket.requester_address or "@" not in ticket.requester_address:
+        return "no usable sender address"
+    if ticket.requester_address in app.identity.own_addresses:
+        return "sender is one of our own addresses"
+    limit = app.config.tickets.ack_limit_per_hour
+    recent = queries.acknowledgements_since(
+        session, ticket.requester_address, now - timedelta(hours=1)
+    )
+    if recent >= limit:
+        return f"rate limit: {recent} acknowledgements to this sender in the last hour"
+    return ""
+
+
+def _event(session: Session, ticket: Ticket, now: datetime, event_type: str, /,
+           **data: object) -> None:
+    session.add(Event(ticket_id=ticket.id, at=now, type=event_type, data=data))

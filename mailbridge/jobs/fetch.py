@@ -1,0 +1,182 @@
+"""Fetch: copy new messages from an IMAP folder into inbound_message, then tidy the server.
+
+The raw bytes are committed before the server copy is flagged, moved or deleted, and
+`last_uid` advances in the same transaction, so a crash at any point loses nothing and a
+restart fetches nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailbridge.adapters.imap import FetchedMessage, ImapMailbox
+from mailbridge.app import App
+from mailbridge.config import MailboxConfig
+from mailbridge.core.parse import message_fingerprint
+from mailbridge.db.models import InboundMessage, MailboxState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchReport:
+    mailbox: str
+    fetched: int = 0
+    stored: int = 0
+    duplicates: int = 0
+
+
+def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox) -> FetchReport:
+    """One catch-up pass over the folder `conn` has selected."""
+    uidvalidity = conn.uidvalidity()
+    last_uid = _last_uid(app, mailbox, uidvalidity)
+    _tidy_leftovers(mailbox, conn, last_uid)
+    uids = conn.uids_after(last_uid)
+    fetched = stored = 0
+    for start in range(0, len(uids), mailbox.batch_size):
+        batch = uids[start : start + mailbox.batch_size]
+        messages = list(conn.fetch(batch))
+        fetched += len(messages)
+        stored += store_raw(app, mailbox, uidvalidity, messages, max(batch))
+        _after_action(mailbox, conn, [m.uid for m in messages])
+    report = FetchReport(mailbox.name, fetched, stored, fetched - stored)
+    if fetched:
+        log.info(
+            "mailbox %s: fetched %d, stored %d, duplicates %d",
+            mailbox.name, fetched, stored, report.duplicates,
+        )
+    return report
+
+
+def store_raw(
+    app: App,
+    mailbox: MailboxConfig,
+    uidvalidity: int,
+    messages: Sequence[FetchedMessage],
+    up_to_uid: int,
+) -> int:
+    """Insert what is new, advance last_uid; one transaction. Returns how many were new."""
+    now = app.clock.now()
+    rows = []
+    for fetched in messages:
+        message_id, fingerprint = message_fingerprint(fetched.raw)
+        rows.append(
+            InboundMessage(
+                mailbox=mailbox.name,
+                folder=mailbox.folder,
+                uidvalidity=uidvalidity,
+                uid=fetched.uid,
+                message_id=message_id,
+                fingerprint=fingerprint,
+                raw=fetched.raw,
+                size=len(fetched.raw),
+                received_at=now,
+                state="new",
+                attempts=0,
+            )
+        )
+    with app.transaction() as session:
+        known = _known_fingerprints(session, mailbox.name, {r.fingerprint for r in rows})
+        fresh = _unique_by_fingerprint(r for r in rows if r.fingerprint not in known)
+        try:
+            with session.begin_nested():
+                session.add_all(fresh)
+        except IntegrityError:
+            # Another writer stored some of these meanwhile: fall back to one at a time.
+            fresh = [row for row in fresh if _insert_one(session, row)]
+        _advance(session, mailbox, uidvalidity, up_to_uid, now)
+    return len(fresh)
+
+
+def _insert_one(session: Session, row: InboundMessage) -> bool:
+    try:
+        with session.begin_nested():
+            session.add(row)
+        return True
+    except IntegrityError:
+        return False
+
+
+def _unique_by_fingerprint(rows: Iterable[InboundMessage]) -> list[InboundMessage]:
+    seen: dict[str, InboundMessage] = {}
+    for row in rows:
+        seen.setdefault(row.fingerprint, row)
+    return list(seen.values())
+
+
+def _known_fingerprints(session: Session, mailbox: str, fingerprints: set[str]) -> set[str]:
+    if not fingerprints:
+        return set()
+    query = select(InboundMessage.fingerprint).where(
+        InboundMessage.mailbox == mailbox, InboundMessage.fingerprint.in_(fingerprints)
+    )
+    return set(session.scalars(query))
+
+
+def _last_uid(app: App, mailbox: MailboxConfig, uidvalidity: int) -> int:
+    with app.transaction() as session:
+        state = _state(session, mailbox)
+        if state is None:
+            return 0
+        if state.uidvalidity != uidvalidity:
+            # The server renumbered the folder: read it all again; fingerprints stop repeats.
+            log.warning(
+                "mailbox %s: UIDVALIDITY changed from %d to %d, resynchronising",
+                mailbox.name, state.uidvalidity, uidvalidity,
+            )
+            return 0
+        return state.last_uid
+
+
+def _state(session: Session, mailbox: MailboxConfig) -> MailboxState | None:
+    query = select(MailboxState).where(
+        MailboxState.mailbox == mailbox.name, MailboxState.folder == mailbox.folder
+    )
+    return session.scalars(query).one_or_none()
+
+
+def _advance(
+    session: Session, mailbox: MailboxConfig, uidvalidity: int, uid: int, now: object
+) -> None:
+    state = _state(session, mailbox)
+    if state is None:
+        session.add(
+            MailboxState(
+                mailbox=mailbox.name, folder=mailbox.folder, uidvalidity=uidvalidity,
+                last_uid=uid, updated_at=now,
+            )
+        )
+        return
+    if state.uidvalidity != uidvalidity:
+        state.uidvalidity, state.last_uid = uidvalidity, uid
+    else:
+        state.last_uid = max(state.last_uid, uid)
+    state.updated_at = now  # type: ignore[assignment]
+
+
+def _tidy_leftovers(mailbox: MailboxConfig, conn: ImapMailbox, last_uid: int) -> None:
+    """Finish a move or delete that a crash interrupted after the bytes were committed."""
+    if mailbox.after not in ("move", "delete") or last_uid == 0:
+        return
+    leftovers = [uid for uid in conn.uids_after(0) if uid <= last_uid]
+    if leftovers:
+        log.info("mailbox %s: finishing after-action on %d stored messages",
+                 mailbox.name, len(leftovers))
+        _after_action(mailbox, conn, leftovers)
+
+
+def _after_action(mailbox: MailboxConfig, conn: ImapMailbox, uids: list[int]) -> None:
+    if not uids:
+        return
+    if mailbox.after == "move":
+        conn.move(uids, mailbox.processed_folder)
+    elif mailbox.after == "flag":
+        conn.mark_seen(uids)
+    elif mailbox.after == "delete":
+        conn.delete(uids)

@@ -1,0 +1,99 @@
+"""Queueing mail: render a template, compose the MIME message, add an outbox row.
+
+Called inside the transaction of the change that causes the mail, so the mail exists
+exactly when the change does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App
+from mailbridge.core.compose import Outgoing, build_message, make_message_id
+from mailbridge.core.compose import tag_subject as add_tag
+from mailbridge.core.correlate import format_tag
+from mailbridge.core.humanize import format_deadline
+from mailbridge.core.message import Address
+from mailbridge.db.models import Outbox, Ticket
+
+def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]:
+    """The plain values every template may use; documented in adapters/templates.py."""
+    zone = app.config.calendar.zone
+    due = ticket.first_response_due_at
+    return {
+        "ticket_number": ticket.number,
+        "ticket_tag": format_tag(app.config.tickets.tag_prefix, ticket.number or 0),
+        "subject": ticket.subject,
+        "requester_name": ticket.requester_name,
+        "requester_address": ticket.requester_address,
+        "promised_reply": format_deadline(due, language, zone) if due else "",
+        "due_at_iso": due.astimezone(zone).isoformat() if due else "",
+        "queue": ticket.queue,
+        "priority": ticket.priority,
+        "excerpt": "",
+        "support_address": app.sender.address,
+        "company_name": app.config.templates.company,
+        "escalation_level": ticket.escalation_level,
+        "overdue_by": "",
+        "staff_name": "",
+        "reply_text": "",
+        "links": {},
+    }
+
+
+def queue_mail(
+    session: Session,
+    app: App,
+    *,
+    kind: str,
+    ticket: Ticket,
+    template: str,
+    context: Mapping[str, object],
+    to: Sequence[Address],
+    language: str,
+    unique: str,
+    now: datetime,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    auto_submitted: str | None = "auto-generated",
+) -> Outbox:
+    """Render `template` and add it to the outbox; the Message-ID derives from `unique`."""
+    rendered = app.templates.render(template, context, language)
+    message_id = make_message_id(app.message_id_domain, unique)
+    tag = format_tag(app.config.tickets.tag_prefix, ticket.number or 0)
+    raw = build_message(
+        Outgoing(
+            from_=app.sender,
+            to=tuple(to),
+            subject=add_tag(rendered.subject, tag),
+            text=rendered.text,
+            html=rendered.html,
+            message_id=message_id,
+            in_reply_to=in_reply_to,
+            references=tuple(references),
+            auto_submitted=auto_submitted,
+            extra_headers=(
+                ("X-Loop", app.identity.loop_token),
+                ("X-Mailbridge-Ticket", str(ticket.number)),
+            ),
+            date=now,
+        )
+    )
+    row = Outbox(
+        ticket_id=ticket.id,
+        kind=kind,
+        envelope_from=app.sender.address,
+        envelope_to=[address.address for address in to],
+        message_id=message_id,
+        raw=raw,
+        state="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row

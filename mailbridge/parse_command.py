@@ -1,0 +1,44 @@
+"""`mailbridge parse`: the parsed and classified message(s) as JSON, for people and scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from mailbridge.config import Config
+from mailbridge.core.classify import Identity, classify
+from mailbridge.core.parse import parse_message
+from mailbridge.core.serialize import parsed_to_json
+
+NO_IDENTITY = Identity(own_addresses=frozenset(), own_domains=frozenset(), loop_token="")
+
+
+def parse_files(files: Sequence[str], config: Config | None, out: TextIO) -> int:
+    """One JSON object for one file; JSON Lines (each with `file`) for several.
+
+    Keeps going past unreadable files; exits 1 only when a file could not be read at all.
+    """
+    if config is not None:
+        from mailbridge.app import identity_for
+
+        identity = identity_for(config)
+    else:
+        identity = NO_IDENTITY
+    status = 0
+    for name in files:
+        try:
+            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            print(f"mailbridge: {name}: {exc.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        parsed = parse_message(raw)
+        document = parsed_to_json(parsed, classify(parsed, identity))
+        if len(files) == 1:
+            out.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        else:
+            out.write(json.dumps({"file": name, **document}, ensure_ascii=False) + "\n")
+    return status

@@ -1,0 +1,206 @@
+"""What the read-only commands print: tickets, outbox rows, template checks and previews.
+
+The JSON shapes are a contract (DESIGN.md); the tables are for people.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TextIO
+
+from sqlalchemy import select
+
+from mailbridge.adapters.templates import SAMPLE_CONTEXT, TemplateSet, default_templates_dir
+from mailbridge.app import App, build_app
+from mailbridge.config import Config
+from mailbridge.db import queries
+from mailbridge.db.models import Outbox, Ticket
+from mailbridge.errors import MailbridgeError, TemplateError
+
+
+@contextmanager
+def open_app(config: Config) -> Iterator[App]:
+    app = build_app(config)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def ticket_json(ticket: Ticket) -> dict[str, Any]:
+    return {
+        "number": ticket.number,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "subject": ticket.subject,
+        "requester": ticket.requester_address,
+        "requester_name": ticket.requester_name,
+        "mailbox": ticket.mailbox,
+        "queue": ticket.queue,
+        "language": ticket.language,
+        "assignee": ticket.assignee,
+        "sla_policy": ticket.sla_policy,
+        "created_at": _iso(ticket.created_at),
+        "updated_at": _iso(ticket.updated_at),
+        "first_response_due_at": _iso(ticket.first_response_due_at),
+        "first_responded_at": _iso(ticket.first_responded_at),
+        "resolution_due_at": _iso(ticket.resolution_due_at),
+        "resolved_at": _iso(ticket.resolved_at),
+        "escalation_level": ticket.escalation_level,
+    }
+
+
+def _print_json(value: object, out: TextIO) -> None:
+    out.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO) -> int:
+    with app.sessions() as session:
+        query = select(Ticket).order_by(Ticket.number)
+        if status:
+            query = query.where(Ticket.status == status)
+        tickets = session.scalars(query).all()
+    if as_json:
+        _print_json([ticket_json(t) for t in tickets], out)
+        return 0
+    rows = [(f"#{t.number}", t.status, t.priority, _short(t.created_at),
+             _short(t.first_response_due_at), str(t.escalation_level), t.requester_address,
+             t.subject) for t in tickets]
+    _table(("TICKET", "STATUS", "PRIORITY", "CREATED", "REPLY DUE", "ESC", "REQUESTER",
+            "SUBJECT"), rows, out)
+    return 0
+
+
+def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
+    with app.sessions() as session:
+        ticket = queries.ticket_by_number(session, number)
+        if ticket is None:
+            raise MailbridgeError(f"no ticket #{number}")
+        articles = queries.ticket_articles(session, ticket.id)
+        events = queries.ticket_events(session, ticket.id)
+    document = ticket_json(ticket)
+    document["articles"] = [
+        {"id": a.id, "direction": a.direction, "author_kind": a.author_kind, "kind": a.kind,
+         "internal": a.internal, "message_id": a.message_id, "from": a.from_address,
+         "subject": a.subject, "created_at": _iso(a.created_at), "text": a.text_body,
+         "defects": a.defects}
+        for a in articles
+    ]
+    document["events"] = [{"at": _iso(e.at), "type": e.type, "data": e.data} for e in events]
+    if as_json:
+        _print_json(document, out)
+        return 0
+    out.write(f"#{ticket.number} {ticket.subject}\n")
+    for key in ("status", "priority", "requester", "queue", "sla_policy", "created_at",
+                "first_response_due_at", "first_responded_at", "escalation_level"):
+        out.write(f"  {key}: {document[key]}\n")
+    for article in document["articles"]:
+        out.write(f"\n--- {article['direction']} {article['author_kind']} "
+                  f"{article['created_at']} {article['from']}\n{article['text'].rstrip()}\n")
+    out.write("\nevents:\n")
+    for event in document["events"]:
+        out.write(f"  {event['at']} {event['type']} {json.dumps(event['data'])}\n")
+    return 0
+
+
+def outbox_json(row: Outbox) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "ticket_id": row.ticket_id,
+        "kind": row.kind,
+        "to": row.envelope_to,
+        "message_id": row.message_id,
+        "state": row.state,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "next_attempt_at": _iso(row.next_attempt_at),
+        "created_at": _iso(row.created_at),
+        "sent_at": _iso(row.sent_at),
+    }
+
+
+def list_outbox(app: App, state: str | None, as_json: bool, out: TextIO) -> int:
+    with app.sessions() as session:
+        query = select(Outbox).order_by(Outbox.id)
+        if state:
+            query = query.where(Outbox.state == state)
+        rows = session.scalars(query).all()
+    if as_json:
+        _print_json([outbox_json(r) for r in rows], out)
+        return 0
+    _table(("ID", "KIND", "STATE", "ATTEMPTS", "TO", "LAST ERROR"),
+           [(str(r.id), r.kind, r.state, str(r.attempts), ", ".join(r.envelope_to),
+             (r.last_error or "")[:60]) for r in rows], out)
+    return 0
+
+
+def retry_outbox(app: App, row_id: int, out: TextIO) -> int:
+    from mailbridge.jobs.outbox import retry
+
+    try:
+        row = retry(app, row_id)
+    except (LookupError, ValueError) as exc:
+        raise MailbridgeError(str(exc)) from None
+    out.write(f"outbox {row.id} queued again\n")
+    return 0
+
+
+def _load_templates(config: Config) -> TemplateSet:
+    return TemplateSet.load(config.templates.dir or default_templates_dir(),
+                            config.templates.language)
+
+
+def check_templates(config: Config, out: TextIO) -> int:
+    templates = _load_templates(config)
+    problems = templates.check()
+    for problem in problems:
+        out.write(problem + "\n")
+    if problems:
+        return 2
+    out.write(f"{len(templates.names())} templates in {len(templates.languages())} "
+              f"language(s): ok\n")
+    return 0
+
+
+def preview_template(config: Config, name: str, ticket_number: int | None,
+                     language: str | None, out: TextIO) -> int:
+    templates = _load_templates(config)
+    context: dict[str, object] = dict(SAMPLE_CONTEXT)
+    if ticket_number is not None:
+        from mailbridge.jobs.outgoing import ticket_context
+
+        with open_app(config) as app, app.sessions() as session:
+            ticket = queries.ticket_by_number(session, ticket_number)
+            if ticket is None:
+                raise MailbridgeError(f"no ticket #{ticket_number}")
+            context.update(ticket_context(app, ticket, language or config.templates.language))
+    if name not in templates.names():
+        raise TemplateError(f"no template named {name!r}; known: "
+                            f"{', '.join(sorted(templates.names()))}")
+    rendered = templates.render(name, context, language)
+    out.write(f"Subject: {rendered.subject}\n\n{rendered.text.rstrip()}\n")
+    if rendered.html:
+        out.write(f"\n--- HTML ---\n{rendered.html.rstrip()}\n")
+    return 0
+
+
+def _short(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    if not rows:
+        out.write("(none)\n")
+        return
+    widths = [min(max(len(h), *(len(r[i]) for r in rows)), 48) for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        out.write("  ".join(cell[:48].ljust(width) for cell, width in zip(row, widths,
+                                                                          strict=True)).rstrip()
+                  + "\n")

@@ -1,0 +1,69 @@
+"""Small builders for test mail and test configuration."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mailbridge.config import Config, config_from_dict
+
+IMAP_PASSWORD_ENV = "MB_TEST_IMAP_PASSWORD"
+
+
+def mail(
+    sender: str = "Ada Customer <ada@customer.example>",
+    subject: str = "Printer on fire",
+    body: str = "Hello,\nmy printer is on fire. What now?\n\nAda\n",
+    *,
+    to: str = "support@shop.example",
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    headers: dict[str, str] | None = None,
+    date: datetime | None = None,
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date or datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    msg["Message-ID"] = message_id or make_msgid(domain="customer.example")
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def make_config(
+    tmp_path: Path,
+    *,
+    database_url: str,
+    imap: Any,
+    smtp: Any,
+    **sections: Any,
+) -> Config:
+    """A complete configuration pointing at the embedded servers; sections override."""
+    data: dict[str, Any] = {
+        "database": {"url": database_url, "auto_migrate": True},
+        "mailbox": [{
+            "name": "support", "address": "support@shop.example", "host": imap.host,
+            "port": imap.port, "security": "none", "username": imap.username,
+            "password_env": IMAP_PASSWORD_ENV, "after": "move",
+        }],
+        "smtp": {"host": smtp.host, "port": smtp.port, "security": "none",
+                 "from": "Shop Support <support@shop.example>"},
+        "sla": [{"name": "standard", "first_response": "8h", "resolution": "5d"}],
+        "staff": {"team_address": "team@shop.example", "escalation_address": "lead@shop.example"},
+        "service": {"data_dir": str(tmp_path)},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return config_from_dict(data, tmp_path / "test.toml", {IMAP_PASSWORD_ENV: imap.password})

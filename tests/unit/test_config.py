@@ -1,0 +1,167 @@
+"""The configuration file: errors name the file, the key and the expectation; secrets
+never show."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from mailbridge.config import Config, load_config, parse_duration
+from mailbridge.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config.example.toml"
+SECRETS = {"MAILBRIDGE_IMAP_PASSWORD": "imap-s3cret!", "MAILBRIDGE_SMTP_PASSWORD": "smtp-s3cret!"}
+
+MINIMAL = """
+[[mailbox]]
+name = "support"
+address = "support@example.com"
+host = "imap.example.com"
+username = "support@example.com"
+password_env = "MAILBRIDGE_IMAP_PASSWORD"
+
+[smtp]
+host = "smtp.example.com"
+from = "Support <support@example.com>"
+
+[[sla]]
+name = "standard"
+first_response = "8h"
+resolution = "5d"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mailbridge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problem(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), SECRETS)
+    return str(caught.value)
+
+
+def test_the_example_configuration_loads() -> None:
+    config = load_config(EXAMPLE, SECRETS)
+    assert config.mailbox[0].address == "support@example.com"
+    assert config.mailbox[0].password is not None
+    assert config.mailbox[0].password.get_secret_value() == "imap-s3cret!"
+    assert config.smtp.from_ == "Example Support <support@example.com>"
+    assert [p.name for p in config.sla] == ["urgent-billing", "standard"]
+    assert config.calendar.timezone == "Europe/Rome"
+
+
+def test_defaults_fill_what_a_minimal_file_leaves_out(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), SECRETS)
+    assert config.mailbox[0].effective_port == 993
+    assert config.smtp.effective_port == 587
+    assert config.sla[0].first_response == timedelta(hours=8)
+    assert config.auto_migrate is True
+    assert config.database_url.startswith("sqlite:///")
+
+
+def test_unknown_key_names_file_and_key_path(tmp_path: Path) -> None:
+    text = MINIMAL.replace('folder = "INBOX"', "").replace(
+        'host = "imap.example.com"', 'host = "imap.example.com"\nfolderr = "INBOX"')
+    message = problem(tmp_path, text)
+    assert str(tmp_path / "mailbridge.toml") in message
+    assert "mailbox[0].folderr: unknown key" in message
+
+
+def test_wrong_type_says_what_was_expected(tmp_path: Path) -> None:
+    message = problem(tmp_path, MINIMAL.replace('host = "imap.example.com"',
+                                                'host = "imap.example.com"\nport = "nine"'))
+    assert "mailbox[0].port: expected" in message and "integer" in message
+
+
+def test_bad_duration_and_time_zone_are_explained(tmp_path: Path) -> None:
+    text = MINIMAL.replace('"8h"', '"8 hours"') + '\n[calendar]\ntimezone = "Mars/Olympus"\n'
+    message = problem(tmp_path, text)
+    assert "sla[0].first_response: expected a duration like 30s" in message
+    assert "calendar.timezone: expected an IANA time zone" in message
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    message = problem(tmp_path, MINIMAL.replace('host = "smtp.example.com"\n', ""))
+    assert "smtp.host: required key is missing" in message
+
+
+def test_a_default_sla_policy_is_required(tmp_path: Path) -> None:
+    message = problem(tmp_path, MINIMAL.replace('resolution = "5d"',
+                                                'resolution = "5d"\npriorities = ["high"]'))
+    assert "default" in message
+
+
+def test_inline_passwords_are_refused_without_echoing_them(tmp_path: Path) -> None:
+    text = MINIMAL.replace('password_env = "MAILBRIDGE_IMAP_PASSWORD"',
+                           'password = "hunter2-inline"')
+    message = problem(tmp_path, text)
+    assert "password_env or password_file" in message
+    assert "hunter2-inline" not in message
+
+
+def test_missing_password_variable_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="MAILBRIDGE_IMAP_PASSWORD to be set"):
+        load_config(write(tmp_path, MINIMAL), {})
+
+
+def test_password_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "imap.secret").write_text("from-a-file\n", encoding="utf-8")
+    config = load_config(write(tmp_path, MINIMAL.replace(
+        'password_env = "MAILBRIDGE_IMAP_PASSWORD"', 'password_file = "imap.secret"')), {})
+    assert config.mailbox[0].password is not None
+    assert config.mailbox[0].password.get_secret_value() == "from-a-file"
+
+
+def test_secrets_do_not_show_in_repr_or_dump() -> None:
+    config = load_config(EXAMPLE, SECRETS)
+    shown = repr(config) + str(config.model_dump()) + config.model_dump_json()
+    for secret in SECRETS.values():
+        assert secret not in shown
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    message = problem(tmp_path, "[database\nurl = 1")
+    assert "mailbridge.toml: not valid TOML" in message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("30s", timedelta(seconds=30)), ("45m", timedelta(minutes=45)), ("8h", timedelta(hours=8)),
+    ("3d", timedelta(days=3)), ("2w", timedelta(weeks=2)), (90, timedelta(seconds=90)),
+])
+def test_durations(text: str | int, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "8", "h8", "-1h", "1.5h", True])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_config_check_exits_2_and_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace('security = "tls"', "")
+                 .replace('host = "imap.example.com"', 'host = "imap.example.com"\nsecurity = "ssl"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "mailbridge", "--config", str(path), "config", "check"],
+        capture_output=True, text=True, env={"MAILBRIDGE_IMAP_PASSWORD": "x", "PATH": ""},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "mailbox[0].security" in result.stderr and "'tls', 'starttls' or 'none'" in result.stderr
+
+
+def test_example_passes_config_check() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mailbridge", "--config", str(EXAMPLE), "config", "check"],
+        capture_output=True, text=True, env={**SECRETS, "PATH": ""}, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert isinstance(Config, type)
