@@ -1,0 +1,200 @@
+"""Deciding what kind of mail a parsed message is, as a table of small named rules.
+
+Each rule looks at one signal and names the kind it points to. `classify` runs every
+rule, records all that matched, and takes the kind of the first match: the table is
+ordered by precedence (loop > bounce > auto_reply > bulk), so our own mail coming
+back is never mistaken for a bounce and a bounce never for an out-of-office.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailbridge.core.compose import MESSAGE_ID_PREFIX
+from mailbridge.core.message import ParsedMessage, Verdict
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who we are, so our own mail can be recognised when it comes back."""
+
+    own_addresses: frozenset[str] = frozenset()
+    own_domains: frozenset[str] = frozenset()  # domains of the Message-IDs we generate
+    loop_token: str = ""  # the value we put in X-Loop
+
+
+Check = Callable[[ParsedMessage, Identity], bool]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    kind: str
+    check: Check
+
+
+_DSN_BODY_RE = re.compile(
+    r"delivery status notification|undeliverable|undelivered mail|delivery has failed"
+    r"|mail delivery (?:failed|subsystem)|could not be delivered|returned mail"
+    r"|delivery to the following recipient|permanent(?:ly)? (?:error|fatal)"
+    r"|unzustellbar|non recapitabile|impossible de remettre|no se puede entregar",
+    re.I,
+)
+_DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+_DAEMON_RE = re.compile(r"^(?:mailer[-_.]?daemon|postmaster)(?:[+@]|$)", re.I)
+_NOREPLY_RE = re.compile(
+    r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|dont[-_.]?reply|mailer[-_.]?daemon)(?:[+@.-]|$)",
+    re.I,
+)
+_AUTO_SUBJECT_RE = re.compile(
+    r"^\s*(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)"
+    r"|autoreply|risposta automatica|fuori ufficio|automatische antwort|abwesenheitsnotiz"
+    r"|r[ée]ponse automatique|absence du bureau|respuesta autom[áa]tica|fuera de la oficina"
+    r"|resposta autom[áa]tica|automatisch antwoord|afwezig)\b",
+    re.I,
+)
+_SUPPRESS_VALUES = frozenset({"all", "oof", "autoreply"})
+_BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
+# Campaign tools stamp these; plain mail clients never do. Feedback-ID is left out on
+# purpose: transactional mail services add it to one-to-one mail too.
+_CAMPAIGN_HEADERS = ("x-campaign", "x-campaignid", "x-mc-user", "x-mailchimp-campaign")
+
+
+def _sender(msg: ParsedMessage) -> str:
+    return msg.from_.address if msg.from_ else ""
+
+
+def _has(msg: ParsedMessage, name: str) -> bool:
+    return name in msg.headers
+
+
+def _content_type(msg: ParsedMessage) -> str:
+    return (msg.header("content-type") or "").lower()
+
+
+def _has_dsn_part(msg: ParsedMessage) -> bool:
+    return any(att.content_type in _DSN_TYPES for att in msg.attachments)
+
+
+def _dsn_looking(msg: ParsedMessage) -> bool:
+    return _has_dsn_part(msg) or bool(_DSN_BODY_RE.search(f"{msg.subject}\n{msg.text[:4000]}"))
+
+
+# --- loop: our own mail coming back ---------------------------------------------------
+
+
+def own_loop_header(msg: ParsedMessage, identity: Identity) -> bool:
+    token = identity.loop_token.strip().lower()
+    return bool(token) and any(v.strip().lower() == token for v in msg.headers.get("x-loop", ()))
+
+
+def own_message_id(msg: ParsedMessage, identity: Identity) -> bool:
+    # Only ids of our own form: staff mail servers stamp ids in the same domain too.
+    local, _, domain = (msg.message_id or "").rpartition("@")
+    return local.startswith(MESSAGE_ID_PREFIX) and domain.lower() in {
+        d.lower() for d in identity.own_domains
+    }
+
+
+def own_sender(msg: ParsedMessage, identity: Identity) -> bool:
+    sender = _sender(msg)
+    return bool(sender) and sender in {a.lower() for a in identity.own_addresses}
+
+
+# --- bounce: delivery status notifications ----------------------------------------------
+
+
+def delivery_status_report(msg: ParsedMessage, identity: Identity) -> bool:
+    content_type = _content_type(msg)
+    return content_type.startswith("multipart/report") and "delivery-status" in content_type
+
+
+def daemon_sender_with_dsn(msg: ParsedMessage, identity: Identity) -> bool:
+    return bool(_DAEMON_RE.match(_sender(msg))) and _dsn_looking(msg)
+
+
+def null_return_path_with_dsn(msg: ParsedMessage, identity: Identity) -> bool:
+    paths = msg.headers.get("return-path", ())
+    return any(p.strip() in ("<>", "") for p in paths) and bool(paths) and _dsn_looking(msg)
+
+
+# --- auto_reply: RFC 3834 and the vendor variants ---------------------------------------
+
+
+def auto_submitted(msg: ParsedMessage, identity: Identity) -> bool:
+    value = msg.header("auto-submitted")
+    return value is not None and value.split(";")[0].strip().lower() not in ("no", "")
+
+
+def x_autoreply(msg: ParsedMessage, identity: Identity) -> bool:
+    return _has(msg, "x-autoreply") or _has(msg, "x-autorespond")
+
+
+def auto_response_suppress(msg: ParsedMessage, identity: Identity) -> bool:
+    values = (msg.header("x-auto-response-suppress") or "").lower().replace(";", ",")
+    return any(v.strip() in _SUPPRESS_VALUES for v in values.split(","))
+
+
+def exchange_rules_loop(msg: ParsedMessage, identity: Identity) -> bool:
+    return _has(msg, "x-ms-exchange-inbox-rules-loop")
+
+
+def precedence_auto_reply(msg: ParsedMessage, identity: Identity) -> bool:
+    return (msg.header("precedence") or "").strip().lower() == "auto_reply"
+
+
+def auto_reply_subject(msg: ParsedMessage, identity: Identity) -> bool:
+    return bool(_AUTO_SUBJECT_RE.match(msg.subject))
+
+
+def noreply_sender(msg: ParsedMessage, identity: Identity) -> bool:
+    return bool(_NOREPLY_RE.match(_sender(msg)))
+
+
+# --- bulk: lists, newsletters, campaigns -------------------------------------------------
+
+
+def precedence_bulk(msg: ParsedMessage, identity: Identity) -> bool:
+    return (msg.header("precedence") or "").strip().lower() in _BULK_PRECEDENCE
+
+
+def list_id(msg: ParsedMessage, identity: Identity) -> bool:
+    return _has(msg, "list-id")
+
+
+def list_unsubscribe(msg: ParsedMessage, identity: Identity) -> bool:
+    return _has(msg, "list-unsubscribe")
+
+
+def campaign_headers(msg: ParsedMessage, identity: Identity) -> bool:
+    return any(_has(msg, name) for name in _CAMPAIGN_HEADERS)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("own_loop_header", "loop", own_loop_header),
+    Rule("own_message_id", "loop", own_message_id),
+    Rule("own_sender", "loop", own_sender),
+    Rule("delivery_status_report", "bounce", delivery_status_report),
+    Rule("daemon_sender_with_dsn", "bounce", daemon_sender_with_dsn),
+    Rule("null_return_path_with_dsn", "bounce", null_return_path_with_dsn),
+    Rule("auto_submitted", "auto_reply", auto_submitted),
+    Rule("x_autoreply", "auto_reply", x_autoreply),
+    Rule("auto_response_suppress", "auto_reply", auto_response_suppress),
+    Rule("exchange_rules_loop", "auto_reply", exchange_rules_loop),
+    Rule("precedence_auto_reply", "auto_reply", precedence_auto_reply),
+    Rule("auto_reply_subject", "auto_reply", auto_reply_subject),
+    Rule("noreply_sender", "auto_reply", noreply_sender),
+    Rule("precedence_bulk", "bulk", precedence_bulk),
+    Rule("list_id", "bulk", list_id),
+    Rule("list_unsubscribe", "bulk", list_unsubscribe),
+    Rule("campaign_headers", "bulk", campaign_headers),
+)
+
+
+def classify(msg: ParsedMessage, identity: Identity) -> Verdict:
+    """Run every rule; the first match in table order decides, all matches are recorded."""
+    matched = [rule for rule in RULES if rule.check(msg, identity)]
+    kind = matched[0].kind if matched else "customer"
+    return Verdict(kind=kind, rules=tuple(rule.name for rule in matched))

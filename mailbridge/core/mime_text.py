@@ -1,0 +1,125 @@
+"""Turning MIME bytes and header values into text, whatever charset they claim."""
+
+from __future__ import annotations
+
+import codecs
+import re
+from email.header import decode_header
+from functools import lru_cache
+
+from charset_normalizer import from_bytes
+from inscriptis import get_text  # type: ignore[import-untyped]
+from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
+
+# Text decoded as a single-byte charset that really was UTF-8 shows these pairs.
+_MOJIBAKE_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
+_SINGLE_BYTE = frozenset(
+    {"latin_1", "iso8859_1", "iso8859_15", "cp1252", "ascii", "iso8859_2", "cp1250"}
+)
+_DETECT_SAMPLE = 64 * 1024
+_MIN_DETECT_BYTES = 48  # charset detection gets slow and no better past this
+_HTML_CONFIG = ParserConfig(display_links=True)
+
+
+@lru_cache(maxsize=64)
+def _codec_name(charset: str | None) -> str | None:
+    if not charset:
+        return None
+    name = charset.strip().strip("\"'").lower()
+    if name in ("unknown-8bit", "x-unknown", "unknown", "default", "8bit", "binary"):
+        return None
+    try:
+        return codecs.lookup(name).name.replace("-", "_")
+    except LookupError:
+        return None
+
+
+def _detect(data: bytes) -> str | None:
+    if len(data) < _MIN_DETECT_BYTES:
+        return None  # too little to go on: the caller's western default beats a guess
+    best = from_bytes(data[:_DETECT_SAMPLE]).best()
+    return None if best is None else str(best.encoding)
+
+
+def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
+    """Decode body bytes by the declared charset, detecting it when that fails.
+
+    Returns the text and a defect note, or None when the declared charset was right.
+    """
+    if not data:
+        return "", None
+    codec = _codec_name(charset)
+    if codec is None and data.isascii():
+        return data.decode("ascii"), None
+    if codec is not None:
+        try:
+            text = data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            pass
+        else:
+            if not (codec in _SINGLE_BYTE and _MOJIBAKE_RE.search(text)):
+                return text, None
+    label = f"charset {charset!r}" if charset else "no charset"
+    # Valid UTF-8 with non-ASCII bytes is almost never an accident: trust it first.
+    utf8 = _try_utf8(data)
+    if utf8 is not None:
+        return (
+            utf8,
+            None if codec is None and not charset else f"{label} did not fit; text is utf-8",
+        )
+    detected = _detect(data) or "cp1252"
+    return data.decode(detected, errors="replace"), f"{label} did not fit; decoded as {detected}"
+
+
+def _try_utf8(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from HTML: paragraphs, lists and links kept."""
+    return str(get_text(html, _HTML_CONFIG)).strip("\n")
+
+
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")
+_ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+# RFC 2047: whitespace between two adjacent encoded words is not part of the text.
+_BETWEEN_WORDS_RE = re.compile(r"(?<=\?=)\s+(?==\?[^?\s]+\?[bBqQ]\?)")
+
+
+def decode_header_value(value: str) -> str:
+    """A header value as text: raw 8-bit bytes and RFC 2047 words decoded, spaces collapsed.
+
+    Encoded words are decoded one by one, so one broken word stays as it was written
+    instead of costing the rest of the header.
+    """
+    if _has_surrogates(value):
+        raw = value.encode("utf-8", "surrogateescape")
+        value, _ = decode_bytes(raw, "utf-8")
+    if "=?" in value:
+        value = _BETWEEN_WORDS_RE.sub("", value)
+        value = _ENCODED_WORD_RE.sub(_decode_word, value)
+    return " ".join(value.split())
+
+
+def _decode_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    try:
+        chunks = decode_header(word)
+    except Exception:  # binascii and header errors alike: keep the word as written
+        return word
+    return "".join(
+        chunk if isinstance(chunk, str) else decode_bytes(chunk, charset)[0]
+        for chunk, charset in chunks
+    )
+
+
+def unsurrogate(value: str) -> str:
+    """Header text with raw 8-bit bytes (kept as surrogates by the parser) decoded."""
+    return decode_header_value(value) if _has_surrogates(value) else value
+
+
+def _has_surrogates(value: str) -> bool:
+    return _SURROGATE_RE.search(value) is not None
