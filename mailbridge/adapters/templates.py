@@ -1,0 +1,545 @@
+"""Operator-editable reply templates, compiled when loaded and rendered in a Jinja2 sandbox.
+
+Layout: ``<dir>/<language>/<name>.txt.j2`` (required) and ``<name>.html.j2`` (optional), where
+language is an ISO 639-1 code such as ``en``. Files whose name starts with ``_`` are partials
+for ``{% include "en/_signature.txt.j2" %}``. The text template renders to a mail: a first
+line ``Subject: …``, a blank line, then the body. The HTML template renders the HTML body.
+The default language must have every template, so falling back always works.
+
+A loaded TemplateSet is a snapshot: editing files afterwards changes nothing until a new set
+loads, so a broken edit never replaces a working set. Load a set, then ``check()`` it, and
+switch to it only when both succeed.
+
+Context keys: plain values only (str, int, float, bool, None, and lists and dicts of them).
+Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has all of them.
+
+    ticket_number      int   1042
+    ticket_tag         str   "[#1042]", the subject tag that threads replies
+    subject            str   the ticket's subject, as the customer wrote it
+    requester_name     str   the customer's display name, "" when unknown
+    requester_address  str   the customer's address
+    promised_reply     str   "by Tuesday 24 November at 17:00", in the customer's language
+                             (mailbridge.core.humanize.format_deadline)
+    due_at_iso         str   the same deadline as ISO 8601, for staff
+    queue              str   queue name
+    priority           str   priority name
+    excerpt            str   the first lines of the customer's message, plain, unquoted
+                             (mailbridge.core.humanize.excerpt); quote it with ``|quote``
+    support_address    str   the address customers write to
+    company_name       str   shown in greetings and signatures
+    escalation_level   int   1 for the first escalation
+    overdue_by         str   "2 hours and 30 minutes" (mailbridge.core.humanize.format_duration)
+    staff_name         str | None   the staff member replying or assigned
+    reply_text         str   a staff member's answer, relayed to the customer
+    links              dict  named URLs, e.g. {"ticket": "https://…"}; may be empty,
+                             so test with ``{% if links.ticket is defined %}``
+
+Filters beyond Jinja's own: ``quote`` prefixes every line with "> ". Templates run in Jinja's
+immutable sandbox with bounded work (see _MAX_SIZE and its neighbours); ``|safe`` and
+``{% autoescape false %}`` are refused, since every value may be the customer's text.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    meta,
+    nodes,
+)
+from jinja2 import TemplateSyntaxError as JinjaSyntaxError
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from mailbridge.core.humanize import format_deadline, format_duration
+from mailbridge.errors import TemplateError
+
+CONTEXT_KEYS = frozenset(
+    {
+        "ticket_number", "ticket_tag", "subject", "requester_name", "requester_address",
+        "promised_reply", "due_at_iso", "queue", "priority", "excerpt", "support_address",
+        "company_name", "escalation_level", "overdue_by", "staff_name", "reply_text", "links",
+    }
+)
+_LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*")
+_FILE = re.compile(r"(?P<partial>_)?(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<kind>txt|html)\.j2")
+_SUBJECT = re.compile(r"Subject: *(?P<subject>.*)")
+_MAX_MESSAGE = 300
+
+
+# Bounds on what one render may do. Templates are written by operators, not customers, but a
+# slip such as range(10**9) must fail fast instead of stalling the daemon.
+_MAX_SIZE = 1_000_000  # characters of output, or length of any string or list built
+_MAX_COUNT = 10_000  # a range, or a width or count given to a filter
+_MAX_STEPS = 200_000  # lookups, calls, operators and loop turns
+_steps_left: ContextVar[list[int] | None] = ContextVar("template_steps_left", default=None)
+_PRINTF_SPEC = re.compile(r"%[^a-zA-Z%]*")
+_BRACE_SPEC = re.compile(r"\{[^{}]*:[^{}]*(?:\d{5}|\{)")  # "{:>99999}", "{:{width}}"
+
+
+def _step() -> None:
+    left = _steps_left.get()
+    if left is not None:
+        left[0] -= 1
+        if left[0] < 0:
+            raise SecurityError(f"the template did more than {_MAX_STEPS} steps")
+
+
+def _sized(value: Any) -> Any:
+    if isinstance(value, str | list | tuple | dict) and len(value) > _MAX_SIZE:
+        raise SecurityError(f"a value grew beyond {_MAX_SIZE} items")
+    return value
+
+
+def _check_printf(pattern: Any) -> None:
+    if isinstance(pattern, str):
+        for spec in _PRINTF_SPEC.findall(pattern):
+            if "*" in spec or re.search(r"\d{5}", spec):
+                raise SecurityError("format widths are limited to four digits")
+
+
+def _text_length(items: list[Any] | tuple[Any, ...]) -> int:
+    return sum(len(item) for item in items if isinstance(item, str))
+
+
+def _check_call(method: Any, args: tuple[Any, ...]) -> None:
+    """Refuse a string method call whose result could outgrow _MAX_SIZE, before it runs.
+
+    The size is estimated from the string and the arguments: "x".ljust(n), s.replace(a, b),
+    sep.join(items). A format string may not ask for huge or computed widths.
+    """
+    owner = getattr(method, "__self__", None)
+    if not isinstance(owner, str):
+        return
+    if getattr(method, "__name__", "") in ("format", "format_map"):
+        if _BRACE_SPEC.search(owner):
+            raise SecurityError("format widths are limited to four digits")
+        return
+    factor, total = 1, 0
+    for arg in args:
+        if isinstance(arg, int):
+            factor = max(factor, abs(arg))
+        elif isinstance(arg, str):
+            factor = max(factor, len(arg))
+        elif isinstance(arg, list | tuple):
+            factor = max(factor, len(arg))
+            total += _text_length(arg)
+    if len(owner) * factor + total > _MAX_SIZE:
+        raise SecurityError(f"the result would be longer than {_MAX_SIZE} characters")
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    if operator == "**" and isinstance(left, int) and isinstance(right, int):
+        if abs(left) > 1 and abs(left).bit_length() * abs(right) > 4096:
+            raise SecurityError("the power is too large")
+    elif operator == "*":
+        # Checked before multiplying: the product itself is what would exhaust memory.
+        for seq, count in ((left, right), (right, left)):
+            sequence = isinstance(seq, str | list | tuple) and isinstance(count, int)
+            if sequence and len(seq) * count > _MAX_SIZE:
+                raise SecurityError(f"a value grew beyond {_MAX_SIZE} items")
+    elif operator == "%":
+        _check_printf(left)
+
+
+class _CountedRange:
+    """range() for templates: bounded in length, and each turn counts as a step."""
+
+    def __init__(self, *args: int) -> None:
+        self._range = range(*args)
+        if len(self._range) > _MAX_COUNT:
+            raise SecurityError(f"range() is limited to {_MAX_COUNT} items")
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __iter__(self) -> Iterator[int]:
+        for number in self._range:
+            _step()
+            yield number
+
+
+def _bounded_filter(function: Callable[..., Any], printf: bool) -> Callable[..., Any]:
+    """A filter refusing widths and counts above _MAX_COUNT, and joins above _MAX_SIZE."""
+    # The filtered value follows the context or environment Jinja passes to some filters.
+    first_argument = 2 if getattr(function, "jinja_pass_arg", None) else 1
+
+    @functools.wraps(function)  # keeps Jinja's pass_* marker
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        value = args[first_argument - 1]
+        if printf:
+            _check_printf(value)
+        elif isinstance(value, list | tuple) and _text_length(value) > _MAX_SIZE:
+            raise SecurityError(f"the result would be longer than {_MAX_SIZE} characters")
+        for arg in (*args[first_argument:], *kwargs.values()):
+            if not printf and isinstance(arg, int) and abs(arg) > _MAX_COUNT:
+                raise SecurityError(f"widths and counts are limited to {_MAX_COUNT}")
+        return _sized(function(*args, **kwargs))
+
+    return bounded
+
+
+def _quote(text: object) -> str:
+    return "\n".join(f"> {line}".rstrip() for line in str(text).split("\n"))
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with StrictUndefined and a bounded amount of work."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, loader: BaseLoader) -> None:
+        super().__init__(
+            loader=loader,
+            undefined=StrictUndefined,
+            autoescape=lambda name: name is not None and name.endswith(".html.j2"),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,
+            cache_size=-1,
+        )
+        del self.globals["lipsum"]  # lipsum(10**9) is a cheap way to exhaust memory
+        self.globals["range"] = _CountedRange
+        bounded = ("center", "indent", "slice", "batch", "wordwrap", "truncate", "format", "join")
+        for name in bounded:
+            self.filters[name] = _bounded_filter(self.filters[name], printf=name == "format")
+        self.filters["quote"] = _quote
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _step()
+        _check_binop(operator, left, right)
+        return _sized(super().call_binop(context, operator, left, right))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _step()
+        return _sized(super().getattr(obj, attribute))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _step()
+        return _sized(super().getitem(obj, argument))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _step()
+        for arg in (*args, *kwargs.values()):
+            _sized(arg)
+        # str.format arrives wrapped by the sandbox; __wrapped__ leads to the string.
+        _check_call(getattr(__obj, "__wrapped__", __obj), (*args, *kwargs.values()))
+        return _sized(super().call(__context, __obj, *args, **kwargs))
+
+
+def render_bounded(template: Template, values: dict[str, object]) -> str:
+    """Render with a fresh step budget, stopping once the output outgrows _MAX_SIZE."""
+    token = _steps_left.set([_MAX_STEPS])
+    try:
+        chunks: list[str] = []
+        size = 0
+        for chunk in template.generate(values):
+            size += len(chunk)
+            if size > _MAX_SIZE:
+                raise SecurityError(f"the output is longer than {_MAX_SIZE} characters")
+            chunks.append(chunk)
+        return "".join(chunks)
+    finally:
+        _steps_left.reset(token)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    text: str  # loader name, e.g. "en/acknowledgement.txt.j2"
+    html: str | None
+    subject_line: int  # where "Subject:" sits in the source, for errors about it
+
+
+class _SnapshotLoader(BaseLoader):
+    """Serves the sources read at load time; nothing outside them can be loaded."""
+
+    def __init__(self, sources: Mapping[str, str], directory: Path) -> None:
+        self._sources = dict(sources)
+        self._directory = directory
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Any]:
+        if template not in self._sources:
+            raise TemplateNotFound(template)
+        return self._sources[template], str(self._directory / template), lambda: True
+
+
+class TemplateSet:
+    """Every template of one directory, compiled; render by name and language."""
+
+    def __init__(self, directory: Path, default_language: str, env: Sandbox,
+                 entries: Mapping[tuple[str, str], _Entry]) -> None:
+        self._directory = directory
+        self._default = default_language
+        self._env = env
+        self._entries = dict(entries)
+
+    @classmethod
+    def load(cls, directory: Path, default_language: str) -> TemplateSet:
+        """Read and compile every template; TemplateError lists each "file:line: problem"."""
+        if not directory.is_dir():
+            raise TemplateError(f"{directory}:1: not a directory of templates")
+        problems: list[str] = []
+        sources = _read_sources(directory, problems)
+        env = Sandbox(_SnapshotLoader(sources, directory))
+        entries: dict[tuple[str, str], _Entry] = {}
+        for loader_name in sorted(sources):
+            problems.extend(_compile(env, directory, loader_name))
+        _index(directory, sources, entries, problems)
+        language = default_language.strip().lower()
+        if language not in {lang for lang, _ in entries}:
+            problems.append(f"{directory / language}:1: no templates for the default language")
+        for lang, name in sorted(entries):
+            if (language, name) not in entries and lang != language:
+                problems.append(
+                    f"{directory / lang / (name + '.txt.j2')}:1: "
+                    f"missing from the default language {language!r}"
+                )
+        if problems:
+            raise TemplateError("\n".join(problems))
+        return cls(directory, language, env, entries)
+
+    def languages(self) -> frozenset[str]:
+        return frozenset(lang for lang, _ in self._entries)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(name for _, name in self._entries)
+
+    def pick_language(self, name: str, preferred: str | None) -> str:
+        """preferred ("it", "it-IT", "IT") when it has this template, else the default."""
+        if preferred:
+            tag = preferred.strip().lower().replace("_", "-")
+            for candidate in (tag, tag.split("-")[0]):
+                if (candidate, name) in self._entries:
+                    return candidate
+        return self._default
+
+    def render(self, name: str, context: Mapping[str, object],
+               language: str | None = None) -> Rendered:
+        """Render one template; a language without it falls back to the default."""
+        entry = self._entries.get((self.pick_language(name, language), name))
+        if entry is None:
+            raise TemplateError(f"{self._directory}:1: no template named {name!r}")
+        values = _plain_context(context)
+        where = f"{self._directory / entry.text}:{entry.subject_line}"
+        subject, text = _split_mail(self._render_file(entry.text, values), where)
+        html = self._render_file(entry.html, values).strip() + "\n" if entry.html else None
+        return Rendered(subject=subject, text=text, html=html)
+
+    def check(self) -> list[str]:
+        """Render every template in every language with the sample; "file:line: problem" each."""
+        problems = []
+        for language, name in sorted(self._entries):
+            try:
+                self.render(name, sample_context(language), language)
+            except TemplateError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def _render_file(self, loader_name: str, values: dict[str, object]) -> str:
+        try:
+            return render_bounded(self._env.get_template(loader_name), values)
+        except Exception as exc:  # template code can raise anything; each becomes a TemplateError
+            raise TemplateError(f"{self._where(exc, loader_name)}: {_describe(exc)}") from exc
+
+    def _where(self, exc: Exception, loader_name: str) -> str:
+        if isinstance(exc, JinjaSyntaxError) and exc.filename:
+            return f"{exc.filename}:{exc.lineno}"
+        # Jinja rewrites tracebacks so template frames carry the template's file and line.
+        prefix = str(self._directory)
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            if frame.filename.startswith(prefix) and frame.filename.endswith(".j2"):
+                return f"{frame.filename}:{frame.lineno}"
+        return f"{self._directory / loader_name}:1"
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    if isinstance(exc, TemplateNotFound):
+        text = f"no template {exc.name!r} in this directory"
+    elif not type(exc).__module__.startswith("jinja2"):
+        text = f"{type(exc).__name__}: {text}"
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _read_sources(directory: Path, problems: list[str]) -> dict[str, str]:
+    """Every .j2 file under directory by loader name ("en/acknowledgement.txt.j2")."""
+    sources = {}
+    for path in sorted(directory.rglob("*.j2")):
+        relative = path.relative_to(directory)
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        try:
+            sources[relative.as_posix()] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}:1: cannot read: {exc}")
+    return sources
+
+
+def _compile(env: Sandbox, directory: Path, loader_name: str) -> list[str]:
+    """Problems compiling one template: syntax, unknown variables, unsafe includes."""
+    where = directory / loader_name
+    try:
+        env.get_template(loader_name)
+        tree = env.parse(env.loader.get_source(env, loader_name)[0])  # type: ignore[union-attr]
+    except JinjaSyntaxError as exc:
+        return [f"{where}:{exc.lineno}: {_describe(exc)}"]
+    problems = []
+    if not Path(loader_name).name.startswith("_"):
+        # Partials may use variables their includer sets; full templates may not.
+        unknown = meta.find_undeclared_variables(tree) - CONTEXT_KEYS - set(env.globals)
+        for node in tree.find_all(nodes.Name):
+            if node.name in unknown:
+                problems.append(f"{where}:{node.lineno}: unknown variable {node.name!r}")
+                unknown.discard(node.name)
+    kind = ".html.j2" if loader_name.endswith(".html.j2") else ".txt.j2"
+    # Every context value is plain text, often the customer's: nothing is safe to leave raw.
+    for switch in tree.find_all((nodes.Filter, nodes.EvalContextModifier)):
+        if isinstance(switch, nodes.Filter) and switch.name == "safe" or any(
+            option.key == "autoescape" for option in getattr(switch, "options", ())
+        ):
+            problems.append(f"{where}:{switch.lineno}: turning escaping off is not allowed")
+    for ref in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        target = getattr(ref, "template", None)
+        # Escaping is decided per file name, so an HTML template must only pull in HTML.
+        if not (isinstance(target, nodes.Const) and str(target.value).endswith(kind)):
+            problems.append(f"{where}:{ref.lineno}: include only fixed names ending in {kind}")
+    return problems
+
+
+def _index(directory: Path, sources: Mapping[str, str],
+           entries: dict[tuple[str, str], _Entry], problems: list[str]) -> None:
+    """Fill entries with the templates of each language directory."""
+    html: dict[tuple[str, str], str] = {}
+    for loader_name, source in sources.items():
+        parts = loader_name.split("/")
+        if len(parts) != 2 or parts[0].startswith("_"):
+            continue  # shared partials live in other directories
+        language, filename = parts
+        match = _FILE.fullmatch(filename)
+        if not _LANGUAGE.fullmatch(language):
+            problems.append(f"{directory / language}:1: not a language code like 'en' or 'pt-br'")
+        elif match is None:
+            problems.append(f"{directory / loader_name}:1: expected NAME.txt.j2 or NAME.html.j2")
+        elif match["partial"]:
+            continue
+        elif match["kind"] == "html":
+            html[(language, match["name"])] = loader_name
+        else:
+            entries[(language, match["name"])] = _Entry(loader_name, None, _subject_line(source))
+    for key, loader_name in sorted(html.items()):
+        if key not in entries:
+            problems.append(f"{directory / loader_name}:1: HTML template without a .txt.j2")
+        else:
+            entries[key] = _Entry(entries[key].text, loader_name, entries[key].subject_line)
+
+
+def _subject_line(source: str) -> int:
+    for number, line in enumerate(source.splitlines(), start=1):
+        if "Subject:" in line:
+            return number
+    return 1
+
+
+def _split_mail(output: str, where: str) -> tuple[str, str]:
+    """(subject, body) of a rendered text template, which must read like a mail."""
+    first, _, rest = output.partition("\n")
+    match = _SUBJECT.fullmatch(first.rstrip())
+    if match is None or not match["subject"].strip():
+        raise TemplateError(
+            f"{where}: the output must start with a 'Subject: …' line, not {first[:60]!r}"
+        )
+    blank, _, body = rest.partition("\n")
+    if blank.strip():
+        raise TemplateError(f"{where}: the 'Subject:' line must be followed by a blank line")
+    # "-- " keeps its space: it is the signature separator mail clients look for.
+    lines = body.strip("\n").split("\n")
+    body = "\n".join(line if line == "-- " else line.rstrip() for line in lines).strip("\n")
+    if not body.strip():
+        raise TemplateError(f"{where}: the body after the subject is empty")
+    return " ".join(match["subject"].split()), body + "\n"
+
+
+def _plain(value: object, key: str, depth: int = 0) -> object:
+    """A fresh copy of a plain value; anything else is refused before it reaches a template."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    # Subclasses such as enums become their base type; a markupsafe.Markup is refused, as
+    # it would bypass HTML escaping.
+    for base in (bool, int, float, str):
+        if isinstance(value, base) and not hasattr(value, "__html__"):
+            return str.__str__(value) if base is str else base(value)
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_plain(item, key, depth + 1) for item in value]
+    if depth < 4 and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {str.__str__(k): _plain(v, key, depth + 1) for k, v in value.items()}
+    raise TemplateError(f"context value {key!r} is a {type(value).__name__}, not a plain value")
+
+
+def _plain_context(context: Mapping[str, object]) -> dict[str, object]:
+    unknown = sorted(set(context) - CONTEXT_KEYS)
+    if unknown:
+        raise TemplateError(f"unknown context keys {unknown}; known: {sorted(CONTEXT_KEYS)}")
+    return {key: _plain(value, key) for key, value in context.items()}
+
+
+def sample_context(language: str) -> dict[str, object]:
+    """A realistic context with every key, its phrases in the given language."""
+    due = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+    return {
+        "ticket_number": 1042,
+        "ticket_tag": "[#1042]",
+        "subject": "Charging cable missing from order 55-1931",
+        "requester_name": "Giulia Rossi",
+        "requester_address": "giulia.rossi@example.net",
+        "promised_reply": format_deadline(due, language, ZoneInfo("Europe/Rome")),
+        "due_at_iso": due.isoformat(),
+        "queue": "support",
+        "priority": "normal",
+        "excerpt": "Hello,\nthe box for order 55-1931 arrived today without the charging cable.\n"
+        "Could you send one? <b>Thanks</b> & regards",
+        "support_address": "support@example.com",
+        "company_name": "Example Ltd",
+        "escalation_level": 1,
+        "overdue_by": format_duration(timedelta(hours=2, minutes=30), language),
+        "staff_name": "Alice Bianchi",
+        "reply_text": "Hello Giulia,\n\na new cable is on its way; the tracking number is "
+        "RX123456789IT.\n\nSorry for the trouble.",
+        "links": {"ticket": "https://helpdesk.example.com/tickets/1042"},
+    }
+
+
+SAMPLE_CONTEXT: Mapping[str, object] = MappingProxyType(sample_context("en"))
+
+
+def default_templates_dir() -> Path:
+    """The shipped templates: inside the installed package, or the source checkout's."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "_templates", package.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise TemplateError(f"{package / '_templates'}:1: the shipped templates are missing")
+

@@ -1,0 +1,316 @@
+"""Build outbound mail as RFC 5322 bytes from plain values, without IO or the clock.
+
+Customer-controlled text reaches headers here (subjects, display names), so every header
+value is cleaned of control characters, encoded (RFC 2047) and folded by this module.
+The same Outgoing always yields the same bytes: MIME boundaries derive from the
+Message-ID, so a retried send is byte-for-byte the mail that was stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.errors import HeaderParseError
+from email.header import Header
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.policy import Policy
+from pathlib import PurePosixPath
+
+from mailbridge.core.message import Address, Attachment
+
+_POLICY = policy.SMTP
+
+# Roots of the thread plus its most recent ids: enough to thread, bounded for long tickets.
+MAX_REFERENCES = 10
+
+# Headers build_message writes itself; extra_headers may not set them.
+_MANAGED_HEADERS = frozenset(
+    {
+        "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id",
+        "in-reply-to", "references", "auto-submitted", "mime-version", "sender",
+        "return-path", "content-type", "content-transfer-encoding", "content-disposition",
+        "content-id",
+    }
+)
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext
+_ID_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"  # dot-atom-text, loosely
+_MSG_ID = re.compile(rf"{_ID_PART}@(?:{_ID_PART}|\[[!-Z^-~]*\])")
+# Our Message-IDs start with this, so mail of ours coming back is recognised (classify).
+MESSAGE_ID_PREFIX = "mb."
+_UNIQUE = re.compile(r"[A-Za-z0-9_.+=-]+")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_MAX_ID_LENGTH = 250
+_MAX_TEXT = 400  # characters of a subject or other free-text header
+_MAX_NAME = 80  # characters of a display name
+_LINE = 78  # RFC 5322's recommended line length
+_EW_LENGTH = 64  # of one encoded word: under RFC 2047's 75, leaving room for a header name
+_TOKEN = re.compile(r"\S+\s*")  # a word and the space after it
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")  # a phrase that needs no quoting
+_REPLY_PREFIX = re.compile(
+    r"^(?:\s*(?:re|fwd?|aw|wg|sv|vs|antw|rif|r|i|tr)\s*(?:\[\d+\])?\s*:)+\s*", re.IGNORECASE
+)
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One mail to send. Ids are without angle brackets."""
+
+    from_: Address
+    to: tuple[Address, ...]
+    subject: str
+    text: str
+    html: str | None
+    message_id: str
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    auto_submitted: str | None = None  # RFC 3834: "auto-replied", "auto-generated"
+    reply_to: tuple[Address, ...] = ()
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    date: datetime | None = None  # the MSA adds a Date when this is None
+
+
+def clean_header_text(value: str) -> str:
+    """One line of header text: control and line-breaking characters become spaces."""
+    cleaned = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in value
+    )
+    return _WHITESPACE.sub(" ", cleaned).strip()
+
+
+def make_message_id(domain: str, unique: str) -> str:
+    """A Message-ID (without brackets) that depends only on its inputs, so retries keep it."""
+    if not _UNIQUE.fullmatch(unique) or not _DOMAIN.fullmatch(domain):
+        raise ValueError(f"cannot make a Message-ID from {unique!r} and {domain!r}")
+    return f"{MESSAGE_ID_PREFIX}{unique}@{domain.lower()}"
+
+
+def tag_subject(subject: str, tag: str) -> str:
+    """The subject carrying tag exactly once, after any "Re:"-style prefixes."""
+    tag = clean_header_text(tag)
+    subject = clean_header_text(subject)
+    if not tag:
+        return subject
+    first = subject.find(tag)
+    if first >= 0:
+        # Keep the first occurrence where the customer's client put it; drop repeats.
+        rest = subject[first + len(tag) :].replace(tag, "")
+        return clean_header_text(subject[: first + len(tag)] + rest)
+    prefix = _REPLY_PREFIX.match(subject)
+    head = subject[: prefix.end()] if prefix else ""
+    return clean_header_text(f"{head}{tag} {subject[len(head):]}")
+
+
+def build_message(out: Outgoing) -> bytes:
+    """The complete mail as bytes with CRLF line endings, ready for SMTP DATA.
+
+    Raises ValueError when a value cannot be written safely: an address or Message-ID
+    that is not valid, a naive date, or an extra header that would override one of ours.
+    """
+    if not out.to:
+        raise ValueError("a message needs at least one recipient")
+    msg = EmailMessage(policy=_POLICY)
+    msg["From"] = _address_header("From", (out.from_,))
+    msg["To"] = _address_header("To", out.to)
+    if out.reply_to:
+        msg["Reply-To"] = _address_header("Reply-To", out.reply_to)
+    msg["Subject"] = _text_header("Subject", out.subject)
+    if out.date is not None:
+        if out.date.tzinfo is None:
+            raise ValueError("the Date header needs an aware datetime")
+        msg["Date"] = out.date
+    msg["Message-ID"] = _id_header("Message-ID", (_own_id(out.message_id),))
+    _add_threading(msg, out.in_reply_to, out.references)
+    if out.auto_submitted is not None:
+        msg["Auto-Submitted"] = _text_header("Auto-Submitted", out.auto_submitted)
+    for name, value in out.extra_headers:
+        if not _FIELD_NAME.fullmatch(name) or name.lower() in _MANAGED_HEADERS:
+            raise ValueError(f"extra header {name!r} is not allowed")
+        msg[name] = _text_header(name, value)
+    _set_body(msg, out)
+    return msg.as_bytes()
+
+
+def limit_references(ids: tuple[str, ...]) -> tuple[str, ...]:
+    """At most MAX_REFERENCES ids: the thread's root and the most recent ones."""
+    unique = tuple(dict.fromkeys(ids))
+    if len(unique) <= MAX_REFERENCES:
+        return unique
+    return unique[:1] + unique[-(MAX_REFERENCES - 1) :]
+
+
+class _Folded:
+    """A header folded here rather than by the email package.
+
+    Python 3.11's folder can split RFC 2047 encoded words so that decoders lose spaces or
+    reject the header (CPython gh-144156), and it turns long msg-ids into encoded words,
+    which no client would match. Folding is simple when the pieces are known: break only
+    between pieces, never inside one.
+    """
+
+    def __init__(self, name: str, pieces: list[tuple[str, str]]) -> None:
+        self.name = name  # the email package recognises header objects by this attribute
+        self._pieces = pieces  # (separator, word); a line break may replace the separator
+
+    def __str__(self) -> str:
+        return "".join(separator + word for separator, word in self._pieces).strip()
+
+    def fold(self, *, policy: Policy) -> str:
+        lines = [f"{self.name}:"]
+        for separator, word in self._pieces:
+            too_long = len(lines[-1]) + len(separator) + len(word) > _LINE
+            if too_long and (len(lines) > 1 or lines[0] != f"{self.name}:"):
+                lines[-1] += separator.rstrip(" ")
+                lines.append(" " + word)
+            else:
+                lines[-1] += separator + word
+        return policy.linesep.join(lines) + policy.linesep
+
+
+def _encoded_words(text: str) -> list[str]:
+    """RFC 2047 encoded words for text, each ending after a space so no word is cut in two.
+
+    The spaces stay inside the encoded words: decoders drop the whitespace between them.
+    """
+    words: list[str] = []
+    chunk = ""
+    for token in _TOKEN.findall(text):
+        if chunk and len(_encode(chunk + token)) > _EW_LENGTH:
+            words.extend(_encode(chunk).split())
+            chunk = ""
+        chunk += token
+    return words + _encode(chunk).split() if chunk else words
+
+
+def _encode(text: str) -> str:
+    return Header(text, "utf-8").encode(linesep="\n", maxlinelen=_EW_LENGTH)
+
+
+def _text_header(name: str, value: str) -> _Folded:
+    text = clean_header_text(value)[:_MAX_TEXT]
+    words = text.split(" ") if text.isascii() and "=?" not in text else _encoded_words(text)
+    return _Folded(name, [(" ", word) for word in words if word])
+
+
+def _id_header(name: str, ids: tuple[str, ...]) -> _Folded:
+    return _Folded(name, [(" ", f"<{i}>") for i in ids])
+
+
+def _address_words(address: Address) -> list[str]:
+    spec = clean_header_text(address.address)
+    if not spec.isascii():
+        raise ValueError(f"address {spec!r} needs SMTPUTF8, which is not supported")
+    try:
+        spec = HeaderAddress(addr_spec=spec).addr_spec
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise ValueError(f"invalid address {spec!r}") from exc
+    name = clean_header_text(address.name)[:_MAX_NAME].strip()
+    if not name:
+        return [spec]
+    if not name.isascii() or "=?" in name:
+        return [*_encoded_words(name), f"<{spec}>"]
+    if not _ATOMS.fullmatch(name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return [name, f"<{spec}>"]
+
+
+def _address_header(name: str, addresses: tuple[Address, ...]) -> _Folded:
+    pieces: list[tuple[str, str]] = []
+    for address in addresses:
+        for index, word in enumerate(_address_words(address)):
+            pieces.append((", " if pieces and index == 0 else " ", word))
+    return _Folded(name, pieces)
+
+
+def _own_id(message_id: str) -> str:
+    if len(message_id) > _MAX_ID_LENGTH or not _MSG_ID.fullmatch(message_id):
+        raise ValueError(f"invalid Message-ID {message_id!r}")
+    return message_id
+
+
+def _foreign_id(value: str) -> str | None:
+    """An id taken from someone else's mail, or None when it cannot be written safely."""
+    candidate = clean_header_text(value).strip("<>")
+    if len(candidate) > _MAX_ID_LENGTH or not _MSG_ID.fullmatch(candidate):
+        return None
+    return candidate
+
+
+def _add_threading(msg: EmailMessage, in_reply_to: str | None, refs: tuple[str, ...]) -> None:
+    parent = _foreign_id(in_reply_to) if in_reply_to is not None else None
+    ids = tuple(i for i in (_foreign_id(r) for r in refs) if i is not None)
+    if parent is not None:
+        msg["In-Reply-To"] = _id_header("In-Reply-To", (parent,))
+        # RFC 5322 3.6.4: References ends with the parent's id.
+        ids = tuple(i for i in ids if i != parent) + (parent,)
+    if ids:
+        msg["References"] = _id_header("References", limit_references(ids))
+
+
+def _boundary(message_id: str, level: str) -> str:
+    # "=_" cannot occur in quoted-printable or base64 content, so this boundary never
+    # collides with a body, whatever a customer writes into it.
+    digest = hashlib.sha256(f"{message_id}/{level}".encode()).hexdigest()[:32]
+    return f"=_mb_{level}_{digest}"
+
+
+def _new_part() -> EmailMessage:
+    return EmailMessage(policy=_POLICY)
+
+
+def _text_part(content: str, subtype: str) -> EmailMessage:
+    part = _new_part()
+    part.set_content(content, subtype=subtype, cte="quoted-printable")
+    del part["MIME-Version"]  # belongs on the top-level message only
+    return part
+
+
+def _attachment_part(attachment: Attachment) -> EmailMessage:
+    maintype, _, subtype = attachment.content_type.lower().partition("/")
+    # multipart/* and message/* cannot be set from bytes; sent as opaque data instead.
+    valid = bool(_FIELD_NAME.fullmatch(maintype) and _FIELD_NAME.fullmatch(subtype))
+    if not valid or maintype in ("multipart", "message"):
+        maintype, subtype = "application", "octet-stream"
+    filename = None
+    if attachment.filename:
+        # Only the final path component: a name like "../../x" means nothing to a reader.
+        filename = PurePosixPath(clean_header_text(attachment.filename).replace("\\", "/")).name
+    cid = _foreign_id(attachment.content_id) if attachment.content_id else None
+    part = _new_part()
+    part.set_content(
+        attachment.payload,
+        maintype=maintype,
+        subtype=subtype,
+        disposition="inline" if attachment.inline else "attachment",
+        filename=filename or None,
+        cid=f"<{cid}>" if cid else None,
+    )
+    del part["MIME-Version"]
+    return part
+
+
+def _set_body(msg: EmailMessage, out: Outgoing) -> None:
+    if out.html is None and not out.attachments:
+        msg.set_content(out.text, cte="quoted-printable")
+        return
+    msg["MIME-Version"] = "1.0"
+    if out.attachments:
+        msg.make_mixed(boundary=_boundary(out.message_id, "mixed"))
+    body = msg
+    if out.html is not None:
+        if out.attachments:
+            body = _new_part()
+            msg.attach(body)
+        body.make_alternative(boundary=_boundary(out.message_id, "alt"))
+    body.attach(_text_part(out.text, "plain"))
+    if out.html is not None:
+        body.attach(_text_part(out.html, "html"))
+    for attachment in out.attachments:
+        msg.attach(_attachment_part(attachment))
