@@ -50,7 +50,9 @@ class App:
         self.engine.dispose()
 
 
-def build_app(config: Config, *, clock: Clock | None = None, migrate_now: bool | None = None) -> App:
+def build_app(
+    config: Config, *, clock: Clock | None = None, migrate_now: bool | None = None
+) -> App:
     """Engine, templates and identity from `config`; migrates when auto_migrate says so."""
     engine = make_engine(config.database_url, echo=config.database.echo)
     if config.auto_migrate if migrate_now is None else migrate_now:

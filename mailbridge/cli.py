@@ -28,9 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turns a support mailbox into tickets: IMAP in, acknowledgements out, "
         "deadlines escalated.",
     )
-    parser.add_argument("--config", metavar="PATH",
-                        help="configuration file (default: $MAILBRIDGE_CONFIG or ./mailbridge.toml)")
-    parser.add_argument("--log-format", choices=("text", "json"), help="override service.log_format")
+    parser.add_argument(
+        "--config", metavar="PATH",
+        help="configuration file (default: $MAILBRIDGE_CONFIG or ./mailbridge.toml)",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="override service.log_format")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     parser.add_argument("--version", action="version", version=f"mailbridge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

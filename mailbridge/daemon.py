@@ -13,7 +13,6 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -31,6 +30,7 @@ log = logging.getLogger(__name__)
 
 IDLE_SLICE = 10.0  # seconds; bounds how long a stop request waits for an IDLE to end
 MAX_BACKOFF = 300.0
+STOP_GRACE = 20.0  # seconds for pollers to finish and for a last outbox flush
 
 ImapFactory = Callable[[ImapSettings], ImapMailbox]
 
@@ -100,6 +100,7 @@ class Daemon:
         self._stop.set()
 
     async def run_forever(self) -> None:
+        """Run until stop() (or SIGTERM/SIGINT); then let each poller finish what it holds."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -112,22 +113,32 @@ class Daemon:
         )
         scheduler.start()
         await self._process()  # whatever a previous run stored but did not finish
-        tasks = [asyncio.create_task(self._poll_loop(m), name=f"poll:{m.name}")
-                 for m in self.app.config.mailbox]
-        tasks.append(asyncio.create_task(self._send_loop(), name="sender"))
+        pollers = [asyncio.create_task(self._poll_loop(m), name=f"poll:{m.name}")
+                   for m in self.app.config.mailbox]
+        sender = asyncio.create_task(self._send_loop(), name="sender")
         log.info("mailbridge running: %d mailbox(es)", len(self.app.config.mailbox))
         try:
             await self._stop.wait()
         finally:
-            log.info("stopping")
+            log.info("stopping: finishing the work in hand")
             scheduler.shutdown(wait=False)
-            for task in tasks:
+            # Pollers see the stop flag between steps; cancelling them instead could close
+            # a connection under a thread that is still using it.
+            _, late = await asyncio.wait(pollers, timeout=STOP_GRACE)
+            for task in (*late, sender):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*late, sender, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(send_pending(self.app, self.smtp), STOP_GRACE)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
             log.info("stopped")
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when told to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _sweep(self) -> None:
         fired = await asyncio.to_thread(sweep, self.app)
@@ -153,7 +164,7 @@ class Daemon:
 
     async def _poll_loop(self, mailbox: MailboxConfig) -> None:
         backoff = 1.0
-        while True:
+        while not self._stop.is_set():
             conn = self.imap_factory(imap_settings(mailbox))
             try:
                 await asyncio.to_thread(conn.connect)
@@ -164,27 +175,28 @@ class Daemon:
                 kind = "refused" if isinstance(exc, PermanentError) else "lost"
                 log.error("mailbox %s: connection %s: %s; retrying in %.0f s",
                           mailbox.name, kind, exc, backoff)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
             finally:
                 await asyncio.to_thread(conn.close)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _watch(self, mailbox: MailboxConfig, conn: ImapMailbox) -> None:
         """Fetch, process, then wait for news: IDLE when offered, else the poll interval."""
-        interval = mailbox.poll_interval
+        interval = mailbox.poll_interval.total_seconds()
         idle = await asyncio.to_thread(conn.supports_idle)
-        while True:
+        while not self._stop.is_set():
             report = await asyncio.to_thread(fetch_mailbox, self.app, mailbox, conn)
             if report.stored:
                 await self._process()
             if idle:
                 await self._idle(conn, interval)
             else:
-                await asyncio.sleep(interval.total_seconds())
+                await self._pause(interval)
 
-    async def _idle(self, conn: ImapMailbox, interval: timedelta) -> None:
-        waited = 0.0
-        while waited < interval.total_seconds():
-            if await asyncio.to_thread(conn.idle_wait, IDLE_SLICE):
+    async def _idle(self, conn: ImapMailbox, interval: float) -> None:
+        remaining = interval
+        while remaining > 0 and not self._stop.is_set():
+            slice_ = min(IDLE_SLICE, remaining)
+            if await asyncio.to_thread(conn.idle_wait, slice_):
                 return
-            waited += IDLE_SLICE
+            remaining -= slice_

@@ -34,7 +34,7 @@ def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Con
             "name": "support", "address": "support@demo.example", "host": imap.host,
             "port": imap.port, "security": "none", "username": imap.username,
             "password_env": "MAILBRIDGE_DEMO_IMAP_PASSWORD", "after": "move",
-            "poll_interval": "2s",
+            "poll_interval": "1s",
         }],
         "smtp": {"host": smtp.host, "port": smtp.port, "security": "none",
                  "from": "Demo Support <support@demo.example>"},
@@ -141,11 +141,13 @@ class Narrator:
                              f"{ticket.requester_address}: {ticket.subject!r} "
                              f"(language {ticket.language}, reply due "
                              f"{due.astimezone().strftime('%H:%M:%S') if due else '-'})")
-            for escalation in session.scalars(select(Escalation)):
+            fired = session.execute(select(Escalation, Ticket.number)
+                                    .join(Ticket, Ticket.id == Escalation.ticket_id))
+            for escalation, number in fired:
                 if escalation.id not in self.escalations:
                     self.escalations.add(escalation.id)
-                    self.say(f"\n▲ escalation level {escalation.level} recorded for ticket id "
-                             f"{escalation.ticket_id}: first response overdue")
+                    self.say(f"\n▲ ticket #{number}: first response overdue, escalation level "
+                             f"{escalation.level} recorded")
         for mail in self.sink.received[self.mails:]:
             self.mails += 1
             self.show_mail(mail)
@@ -156,7 +158,7 @@ class Narrator:
         text = body.get_content() if body is not None else ""
         self.say(f"\n✉ sent to {', '.join(mail.recipients)}: {msg['Subject']}")
         self.say(f"  Auto-Submitted: {msg['Auto-Submitted']}  In-Reply-To: {msg['In-Reply-To']}")
-        self.say(textwrap.indent(text.rstrip(), "  │ "))
+        self.say(textwrap.indent(text.rstrip(), "  │ ", lambda _line: True))
 
     def ack_for(self, address: str) -> ReceivedMail | None:
         for mail in self.sink.received:

@@ -35,5 +35,6 @@ def setup_logging(log_format: str = "text", *, verbose: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("apscheduler", "aiosmtplib", "imapclient", "mail.log", "asyncio", "pymap"):
+    for noisy in ("alembic", "apscheduler", "aiosmtplib", "imapclient", "mail.log", "asyncio",
+                   "pymap"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)

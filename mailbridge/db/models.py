@@ -96,7 +96,8 @@ class InboundMessage(Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime]
-    state: Mapped[str] = mapped_column(String(16), default="new")  # new|processed|ignored|quarantined
+    # new | processed | ignored | quarantined
+    state: Mapped[str] = mapped_column(String(16), default="new")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None]

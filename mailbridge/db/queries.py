@@ -21,7 +21,10 @@ def ticket_ids_for_message_ids(session: Session, message_ids: Sequence[str]) -> 
     sent = select(Outbox.message_id, Outbox.ticket_id).where(
         Outbox.message_id.in_(message_ids), Outbox.ticket_id.is_not(None)
     )
-    return {mid: tid for mid, tid in session.execute(union(received, sent)) if mid and tid}
+    rows: Sequence[tuple[str | None, int | None]] = session.execute(  # type: ignore[assignment]
+        union(received, sent)
+    ).tuples().all()
+    return {mid: tid for mid, tid in rows if mid and tid}
 
 
 def ticket_by_number(session: Session, number: int) -> Ticket | None:
@@ -57,6 +60,16 @@ def tickets_due(session: Session, now: datetime, limit: int) -> Sequence[Ticket]
         .limit(limit)
     )
     return session.scalars(query).all()
+
+
+def first_customer_text(session: Session, ticket_id: int) -> str:
+    query = (
+        select(Article.text_body)
+        .where(Article.ticket_id == ticket_id, Article.direction == "in")
+        .order_by(Article.id)
+        .limit(1)
+    )
+    return session.scalar(query) or ""
 
 
 def ticket_events(session: Session, ticket_id: int) -> Sequence[Event]:

@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from mailbridge.app import App
 from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
+from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.parse import normalize_subject
 from mailbridge.core.sla import select_policy, wall_clock_deadlines
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Ticket
-from mailbridge.core.humanize import excerpt
 from mailbridge.jobs.outgoing import queue_mail, ticket_context
 
 REOPEN_STATUSES = frozenset({"resolved", "closed"})

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
-from mailbridge.core.humanize import format_duration
+from mailbridge.core.humanize import excerpt, format_duration
 from mailbridge.core.message import Address
 from mailbridge.core.sla import overdue_by
 from mailbridge.db import queries
@@ -56,9 +56,10 @@ def _escalate(session: Session, app: App, ticket: Ticket, now: datetime) -> int:
     late = overdue_by(due, now)
     session.add(Event(ticket_id=ticket.id, at=now, type="escalated",
                       data={"deadline": "first_response", "level": level,
-                            "due_at": due.isoformat(), "overdue_minutes": int(late.total_seconds() // 60)}))
+                            "due_at": due.isoformat(),
+                            "overdue_minutes": int(late.total_seconds() // 60)}))
     log.warning("ticket #%s: first response overdue by %s, escalation level %d",
-                ticket.number, late, level)
+                ticket.number, format_duration(late, "en"), level)
     _notify(session, app, ticket, level, late, now)
     return 1
 
@@ -71,7 +72,8 @@ def _notify(session: Session, app: App, ticket: Ticket, level: int, late: timede
         return
     language = app.config.templates.language
     context = ticket_context(app, ticket, language)
-    context.update(escalation_level=level, overdue_by=format_duration(late, language))
+    context.update(escalation_level=level, overdue_by=format_duration(late, language),
+                   excerpt=excerpt(queries.first_customer_text(session, ticket.id)))
     queue_mail(session, app, kind="escalation", ticket=ticket, template="escalation",
                context=context, to=[Address("", target)], language=language,
                unique=f"esc.{ticket.id}.first_response.{level}", now=now)

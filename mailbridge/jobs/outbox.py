@@ -35,7 +35,8 @@ class SendReport:
 
 def retry_delay(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, … capped at an hour."""
-    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), LONGEST_RETRY)
+    delay: timedelta = FIRST_RETRY * (2 ** max(attempts - 1, 0))
+    return min(delay, LONGEST_RETRY)
 
 
 def smtp_settings(app: App) -> SmtpSettings:

@@ -6,6 +6,7 @@ exactly when the change does.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -18,6 +19,7 @@ from mailbridge.core.correlate import format_tag
 from mailbridge.core.humanize import format_deadline
 from mailbridge.core.message import Address
 from mailbridge.db.models import Outbox, Ticket
+
 
 def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]:
     """The plain values every template may use; documented in adapters/templates.py."""
@@ -60,9 +62,13 @@ def queue_mail(
     references: Sequence[str] = (),
     auto_submitted: str | None = "auto-generated",
 ) -> Outbox:
-    """Render `template` and add it to the outbox; the Message-ID derives from `unique`."""
+    """Render `template` and add it to the outbox; the Message-ID starts with `unique`.
+
+    A random part keeps ids unique across reinstalls (receivers drop repeated ids); the row
+    stores the finished bytes, so every retry sends the same Message-ID.
+    """
     rendered = app.templates.render(template, context, language)
-    message_id = make_message_id(app.message_id_domain, unique)
+    message_id = make_message_id(app.message_id_domain, f"{unique}.{secrets.token_hex(6)}")
     tag = format_tag(app.config.tickets.tag_prefix, ticket.number or 0)
     raw = build_message(
         Outgoing(

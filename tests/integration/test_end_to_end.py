@@ -57,7 +57,8 @@ def tickets(app: App) -> list[Ticket]:
 def test_each_customer_mail_becomes_a_ticket_with_one_acknowledgement(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
-    first = mail("Ada <ada@customer.example>", "Printer on fire", message_id="<a1@customer.example>")
+    first = mail("Ada <ada@customer.example>", "Printer on fire",
+                 message_id="<a1@customer.example>")
     second = mail("Bob <bob@other.example>", "Invoice wrong", message_id="<b1@other.example>")
     imap_server.append(first)
     imap_server.append(second)

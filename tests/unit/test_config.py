@@ -147,8 +147,8 @@ def test_bad_durations(text: object) -> None:
 
 
 def test_config_check_exits_2_and_names_the_key(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL.replace('security = "tls"', "")
-                 .replace('host = "imap.example.com"', 'host = "imap.example.com"\nsecurity = "ssl"'))
+    path = write(tmp_path, MINIMAL.replace(
+        'host = "imap.example.com"', 'host = "imap.example.com"\nsecurity = "ssl"'))
     result = subprocess.run(
         [sys.executable, "-m", "mailbridge", "--config", str(path), "config", "check"],
         capture_output=True, text=True, env={"MAILBRIDGE_IMAP_PASSWORD": "x", "PATH": ""},

@@ -1,0 +1,233 @@
+"""The command line as operators and scripts use it: real processes, real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from tests.builders import mail
+
+SECRET = "imap-password-for-cli-test"
+
+
+def write_config(tmp_path: Path, imap: EmbeddedImapServer, smtp: SmtpSink, db_url: str,
+                 templates_dir: Path | None = None) -> Path:
+    templates = f'dir = "{templates_dir}"\n' if templates_dir else ""
+    text = f"""
+[database]
+url = "{db_url}"
+auto_migrate = true
+
+[[mailbox]]
+name = "support"
+address = "support@shop.example"
+host = "{imap.host}"
+port = {imap.port}
+security = "none"
+username = "{imap.username}"
+password_env = "MB_CLI_IMAP_PASSWORD"
+poll_interval = "1s"
+
+[smtp]
+host = "{smtp.host}"
+port = {smtp.port}
+security = "none"
+from = "Shop Support <support@shop.example>"
+
+[templates]
+{templates}language = "en"
+
+[[sla]]
+name = "standard"
+first_response = "8h"
+resolution = "5d"
+
+[staff]
+escalation_address = "lead@shop.example"
+
+[service]
+data_dir = "{tmp_path}"
+outbox_interval = "1s"
+"""
+    path = tmp_path / "mailbridge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def mailbridge(config: Path | None, *args: str, stdin: bytes | None = None,
+               timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    command = [sys.executable, "-m", "mailbridge"]
+    if config is not None:
+        command += ["--config", str(config)]
+    env = {**os.environ, "MB_CLI_IMAP_PASSWORD": SECRET}
+    return subprocess.run([*command, *args], input=stdin, capture_output=True, env=env,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture
+def imap_server() -> Iterator[EmbeddedImapServer]:
+    """The shared fixture's server, with a password the tests can look for in the logs."""
+    with EmbeddedImapServer(password=SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+def config(tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink,
+           database_url: str) -> Path:
+    return write_config(tmp_path, imap_server, smtp_sink, database_url)
+
+
+def test_run_once_then_list_and_show_tickets_as_json(
+    config: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    imap_server.append(mail("Ada <ada@customer.example>", "Printer on fire",
+                            message_id="<p1@customer.example>"))
+    done = mailbridge(config, "run", "--once")
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"created ticket #1000" in done.stderr
+
+    listed = json.loads(mailbridge(config, "tickets", "list", "--json").stdout)
+    assert len(listed) == 1
+    ticket = listed[0]
+    for key in ("number", "status", "priority", "subject", "requester", "created_at",
+                "first_response_due_at", "first_responded_at", "escalation_level"):
+        assert key in ticket
+    assert (ticket["number"], ticket["requester"], ticket["status"]) == (
+        1000, "ada@customer.example", "new")
+
+    shown = json.loads(mailbridge(config, "tickets", "show", "1000", "--json").stdout)
+    article = shown["articles"][0]
+    assert (article["direction"], article["author_kind"], article["internal"]) == (
+        "in", "customer", False)
+    assert article["message_id"] == "p1@customer.example"
+    assert "printer is on fire" in article["text"]
+    assert [e["type"] for e in shown["events"]] == ["created", "ack_queued"]
+
+    outbox = json.loads(mailbridge(config, "outbox", "list", "--json").stdout)
+    assert [(r["kind"], r["to"], r["state"], r["attempts"]) for r in outbox] == [
+        ("ack", ["ada@customer.example"], "sent", 1)]
+    assert {"id", "message_id", "last_error"} <= set(outbox[0])
+    assert SECRET.encode() not in done.stderr
+
+
+def test_failed_outbox_row_can_be_retried(
+    config: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    smtp_sink.fail_next(1, 554, "5.7.1 rejected")
+    imap_server.append(mail())
+    assert mailbridge(config, "run", "--once").returncode == 0
+    failed = json.loads(mailbridge(config, "outbox", "list", "--state", "failed",
+                                   "--json").stdout)
+    assert len(failed) == 1 and "554" in failed[0]["last_error"]
+
+    assert mailbridge(config, "outbox", "retry", str(failed[0]["id"])).returncode == 0
+    assert mailbridge(config, "run", "--once").returncode == 0
+    assert len(smtp_sink.wait_for(1)) == 1
+    assert mailbridge(config, "outbox", "retry", "999").returncode == 1
+
+
+def test_show_unknown_ticket_is_a_runtime_error(config: Path) -> None:
+    result = mailbridge(config, "tickets", "show", "4242")
+    assert result.returncode == 1
+    assert b"no ticket #4242" in result.stderr
+
+
+def test_daemon_answers_while_running_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, imap_server, smtp_sink, sqlite_url)
+    env = {**os.environ, "MB_CLI_IMAP_PASSWORD": SECRET}
+    daemon = subprocess.Popen([sys.executable, "-m", "mailbridge", "--config", str(config), "run"],
+                              stderr=subprocess.PIPE, env=env)
+    try:
+        imap_server.append(mail())
+        assert len(smtp_sink.wait_for(1, timeout=20)) == 1
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, stderr.decode()
+    assert time.monotonic() - started < 15
+    assert b"stopped" in stderr
+    assert SECRET.encode() not in stderr
+
+
+def test_parse_prints_the_json_contract_without_a_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "one.eml"
+    path.write_bytes(mail("Ada <ada@customer.example>", "Hello", message_id="<x1@c.example>"))
+    result = mailbridge(None, "parse", str(path))
+    assert result.returncode == 0, result.stderr.decode()
+    document = json.loads(result.stdout)
+    assert document["message_id"] == "x1@c.example"
+    assert document["from"] == {"name": "Ada", "address": "ada@customer.example"}
+    assert document["kind"] == "customer"
+    for key in ("to", "cc", "reply_to", "subject", "date", "in_reply_to", "references", "text",
+                "reply_text", "has_html", "attachments", "language", "defects"):
+        assert key in document
+
+
+def test_parse_many_files_prints_json_lines_and_keeps_going(tmp_path: Path) -> None:
+    good = tmp_path / "good.eml"
+    good.write_bytes(mail(headers={"Auto-Submitted": "auto-replied"}))
+    broken = tmp_path / "broken.eml"
+    broken.write_bytes(b"\x00\xff garbage without headers \r\n\r\n\xfe")
+    result = mailbridge(None, "parse", str(good), str(broken))
+    assert result.returncode == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(good), str(broken)]
+    assert lines[0]["kind"] == "auto_reply"
+    assert lines[1]["defects"]
+
+
+def test_parse_reads_standard_input() -> None:
+    result = mailbridge(None, "parse", "-", stdin=mail(subject="Via stdin"))
+    assert json.loads(result.stdout)["subject"] == "Via stdin"
+
+
+def test_templates_check_reports_file_and_line_and_exits_2(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str
+) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "templates"
+    own = tmp_path / "templates"
+    for source in shipped.rglob("*.j2"):
+        target = own / source.relative_to(shipped)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    config = write_config(tmp_path, imap_server, smtp_sink, sqlite_url, templates_dir=own)
+    assert mailbridge(config, "templates", "check").returncode == 0
+
+    broken = own / "en" / "acknowledgement.txt.j2"
+    broken.write_text("Subject: Hi\n\nline two\n{% if %}\n", encoding="utf-8")
+    result = mailbridge(config, "templates", "check")
+    assert result.returncode == 2
+    assert f"{broken}:4:".encode() in result.stdout + result.stderr
+
+
+def test_templates_preview_renders_subject_and_text(config: Path) -> None:
+    result = mailbridge(config, "templates", "preview", "acknowledgement", "--lang", "it")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.startswith(b"Subject: ")
+    assert mailbridge(config, "templates", "preview", "nonexistent").returncode == 2
+
+
+def test_db_upgrade_reports_the_revision(config: Path) -> None:
+    result = mailbridge(config, "db", "upgrade")
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"database at revision 0001" in result.stdout
+
+
+def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = mailbridge(tmp_path / "nope.toml", "run", "--once")
+    assert result.returncode == 2
+    assert b"nope.toml: no such configuration file" in result.stderr
