@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, union
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailbridge.db.models import Article, Event, Outbox, Ticket
@@ -15,16 +15,18 @@ def ticket_ids_for_message_ids(session: Session, message_ids: Sequence[str]) -> 
     """Message-ID -> ticket id, for ids we received or sent."""
     if not message_ids:
         return {}
+    found: dict[str, int] = {}
     received = select(Article.message_id, Article.ticket_id).where(
         Article.message_id.in_(message_ids)
     )
-    sent = select(Outbox.message_id, Outbox.ticket_id).where(
-        Outbox.message_id.in_(message_ids), Outbox.ticket_id.is_not(None)
-    )
-    rows: Sequence[tuple[str | None, int | None]] = session.execute(  # type: ignore[assignment]
-        union(received, sent)
-    ).tuples().all()
-    return {mid: tid for mid, tid in rows if mid and tid}
+    for message_id, ticket_id in session.execute(received):
+        if message_id:
+            found[message_id] = ticket_id
+    sent = select(Outbox.message_id, Outbox.ticket_id).where(Outbox.message_id.in_(message_ids))
+    for message_id, outbox_ticket in session.execute(sent):
+        if outbox_ticket is not None:
+            found.setdefault(message_id, outbox_ticket)
+    return found
 
 
 def ticket_by_number(session: Session, number: int) -> Ticket | None:

@@ -1,5 +1,5 @@
-"""The whole loop against a real IMAP server (pymap) and a real SMTP sink (aiosmtpd),
-on SQLite and PostgreSQL: mail in, tickets, acknowledgements out, escalation."""
+"""The whole loop against real IMAP servers (pymap in-process, Dovecot) and a real SMTP sink
+(aiosmtpd), on SQLite and PostgreSQL: mail in, tickets, acknowledgements out, escalation."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ from mailbridge.embedded import EmbeddedImapServer, SmtpSink
 from tests.builders import mail, make_config
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["pymap", "dovecot"])
+def imap_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedImapServer]:
+    """Each end-to-end test runs against both servers (same surface)."""
+    if request.param == "pymap":
+        with EmbeddedImapServer() as server:
+            yield server
+        return
+    yield request.getfixturevalue("dovecot_server")
 
 
 @pytest.fixture

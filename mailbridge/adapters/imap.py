@@ -1,0 +1,332 @@
+"""One IMAP connection to one folder: fetch, flag, move, delete and wait with IDLE.
+
+Synchronous (imapclient); callers run it in a thread. It moves bytes and decides,
+in `_translate_errors` only, whether a failure is transient or permanent.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import selectors
+import socket
+import ssl
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from imapclient import IMAPClient
+from imapclient.exceptions import CapabilityError, LoginError
+
+from mailbridge.errors import PermanentError, TransientError
+
+__all__ = ["FetchedMessage", "ImapMailbox", "ImapSettings"]
+
+log = logging.getLogger(__name__)
+
+SECURITY_MODES = ("tls", "starttls", "none")
+# RFC 2177: servers may drop an IDLE after 30 minutes, so never wait longer than this.
+MAX_IDLE_SECONDS = 25 * 60.0
+# RFC 5530 response codes that mean "try again later" rather than "this will never work".
+_TRANSIENT_CODES = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]")
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    security: str  # tls | starttls | none
+    username: str
+    password: str = field(repr=False)
+    folder: str = "INBOX"
+    timeout: float = 30.0
+    # None means ssl.create_default_context(): certificates and host names are verified.
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY_MODES:
+            raise ValueError(f"security must be one of {SECURITY_MODES}, not {self.security!r}")
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    uid: int
+    raw: bytes = field(repr=False)
+    internal_date: datetime | None  # aware, UTC
+
+
+class ImapMailbox:
+    """A connection to the folder of `settings`; use as a context manager or connect()/close()."""
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self.settings = settings
+        self._client: IMAPClient | None = None
+        self._uidvalidity: int | None = None
+
+    def __repr__(self) -> str:
+        s = self.settings
+        state = "connected" if self._client is not None else "closed"
+        return f"<ImapMailbox {s.username}@{s.host}:{s.port}/{s.folder} {state}>"
+
+    def __enter__(self) -> Self:
+        if self._client is None:
+            self.connect()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- connection --
+
+    def connect(self) -> int:
+        """Connect, log in and select the folder (which must exist); returns UIDVALIDITY."""
+        self.close()
+        s = self.settings
+        with self._translate_errors(f"connect to folder {s.folder!r}"):
+            client = self._open()
+            try:
+                client.login(s.username, s.password)
+                info = client.select_folder(s.folder)
+            except BaseException as exc:
+                _discard(client, exc)
+                raise
+        self._client = client
+        self._uidvalidity = int(info[b"UIDVALIDITY"])
+        log.debug("selected %s on %s as %s, uidvalidity %d",
+                  s.folder, s.host, s.username, self._uidvalidity)
+        return self._uidvalidity
+
+    def _open(self) -> IMAPClient:
+        s = self.settings
+        context = s.ssl_context or ssl.create_default_context()
+        client = IMAPClient(s.host, s.port, ssl=s.security == "tls",
+                            ssl_context=context if s.security == "tls" else None,
+                            timeout=s.timeout)
+        # Aware datetimes; imapclient otherwise converts INTERNALDATE to naive local time.
+        client.normalise_times = False
+        if s.security == "starttls":
+            try:
+                client.starttls(context)
+            except BaseException as exc:
+                _discard(client, exc)
+                raise
+        return client
+
+    def close(self) -> None:
+        """Log out; never raises."""
+        client, self._client = self._client, None
+        if client is not None:
+            _quietly_logout(client)
+
+    # -- reading --
+
+    def uidvalidity(self) -> int:
+        """UIDVALIDITY of the folder as reported when it was selected."""
+        self._connected()
+        assert self._uidvalidity is not None
+        return self._uidvalidity
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs greater than last_uid, ascending."""
+        client = self._connected()
+        with self._translate_errors("search"):
+            # Some servers (pymap) only let a session see mail that arrived since the
+            # last command once a command like NOOP has reported it.
+            client.noop()
+            found = client.search(["UID", f"{last_uid + 1}:*"])
+        # "n:*" always matches the highest UID, even when it is below n.
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def fetch(self, uids: Sequence[int], batch_size: int = 200) -> Iterator[FetchedMessage]:
+        """Raw bytes and INTERNALDATE of each message, ascending UID, batch_size at a time.
+
+        Without marking anything \\Seen. UIDs that no longer exist are skipped.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        ordered = sorted(set(uids))
+        for start in range(0, len(ordered), batch_size):
+            batch = ordered[start:start + batch_size]
+            client = self._connected()
+            with self._translate_errors("fetch"):
+                data = client.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
+            for uid in batch:
+                item = data.get(uid)
+                if item is not None and b"BODY[]" in item:
+                    yield FetchedMessage(uid, bytes(item[b"BODY[]"]),
+                                         _utc(item.get(b"INTERNALDATE")))
+
+    # -- changing --
+
+    def mark_seen(self, uids: Sequence[int]) -> None:
+        if uids:
+            client = self._connected()
+            with self._translate_errors("mark seen"):
+                client.add_flags(list(uids), [b"\\Seen"], silent=True)
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """Move to folder, creating it if missing; MOVE when offered, else COPY + expunge."""
+        if not uids:
+            return
+        client = self._connected()
+        with self._translate_errors(f"move to {folder}"):
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            if client.has_capability("MOVE"):
+                client.move(list(uids), folder)
+                return
+            client.copy(list(uids), folder)
+        self.delete(uids)
+
+    def delete(self, uids: Sequence[int]) -> None:
+        """Flag \\Deleted and expunge: only these UIDs with UIDPLUS, else the whole folder."""
+        if not uids:
+            return
+        client = self._connected()
+        with self._translate_errors("delete"):
+            client.add_flags(list(uids), [b"\\Deleted"], silent=True)
+            if client.has_capability("UIDPLUS"):
+                client.uid_expunge(list(uids))
+            else:
+                client.expunge()
+
+    # -- waiting --
+
+    def supports_idle(self) -> bool:
+        return bool(self._connected().has_capability("IDLE"))
+
+    def idle_wait(self, timeout: float) -> bool:
+        """IDLE until the server reports new mail or timeout (capped at 25 min) passes.
+
+        True if EXISTS or RECENT arrived. Callers re-issue it in a loop.
+        """
+        client = self._connected()
+        deadline = time.monotonic() + min(max(timeout, 0.0), MAX_IDLE_SECONDS)
+        with self._translate_errors("idle"):
+            while True:
+                client.idle()
+                # Wait for the socket ourselves and let idle_done() read the responses with
+                # a blocking read: imapclient's idle_check() reads without blocking and
+                # fails on a response line that arrives in two pieces.
+                readable = _wait_readable(client.socket(), deadline - time.monotonic())
+                _text, responses = client.idle_done()
+                if _reports_new_mail(responses):
+                    return True
+                # Something else (a keep-alive, a flag change): IDLE again until the deadline.
+                if not readable or time.monotonic() >= deadline:
+                    return False
+
+    # -- helpers --
+
+    def _connected(self) -> IMAPClient:
+        if self._client is None:
+            raise TransientError(f"not connected to {self.settings.host}")
+        return self._client
+
+    @contextmanager
+    def _translate_errors(self, action: str) -> Iterator[None]:
+        """The one place where IMAP failures become TransientError or PermanentError."""
+        s = self.settings
+        where = f"IMAP {action} on {s.host}:{s.port}"
+        try:
+            yield
+        except LoginError as exc:
+            self._drop()
+            reply = _redact(str(exc), s.password)
+            raise PermanentError(
+                f"{where}: login refused for user {s.username!r}: {reply}"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            self._drop()
+            raise PermanentError(
+                f"{where}: certificate verification failed: {exc.verify_message}"
+            ) from exc
+        except CapabilityError as exc:
+            raise PermanentError(f"{where}: server lacks a needed capability: {exc}") from exc
+        except imaplib.IMAP4.readonly as exc:
+            raise PermanentError(f"{where}: folder became read-only: {exc}") from exc
+        except (imaplib.IMAP4.abort, OSError, EOFError) as exc:
+            # OSError covers socket errors, refused/reset connections, timeouts and TLS.
+            self._drop()
+            raise TransientError(f"{where}: {_describe(exc)}") from exc
+        except imaplib.IMAP4.error as exc:
+            message = _redact(str(exc), s.password)
+            if any(code in message for code in _TRANSIENT_CODES):
+                raise TransientError(f"{where}: {message}") from exc
+            raise PermanentError(f"{where}: {message}") from exc
+
+    def _drop(self) -> None:
+        # After a connection failure the session state is unknown; callers reconnect.
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.shutdown()
+            except Exception:  # the connection is already gone
+                log.debug("shutdown after failure raised", exc_info=True)
+
+
+def _wait_readable(sock: socket.socket, timeout: float) -> bool:
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(max(timeout, 0.0)))
+
+
+def _reports_new_mail(responses: list[Any]) -> bool:
+    for response in responses:
+        if not (isinstance(response, tuple) and len(response) >= 2):
+            continue
+        count, kind = response[0], response[1]
+        if isinstance(count, int) and (kind == b"EXISTS" or (kind == b"RECENT" and count > 0)):
+            return True
+    return False
+
+
+def _utc(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _discard(client: IMAPClient, failure: BaseException) -> None:
+    """Get rid of a half-set-up connection after failure."""
+    refused_politely = isinstance(failure, imaplib.IMAP4.error) and not isinstance(
+        failure, imaplib.IMAP4.abort
+    )
+    if refused_politely:
+        _quietly_logout(client)
+        return
+    # The session is broken (socket error, failed TLS handshake): a LOGOUT would only
+    # wait out the timeout.
+    try:
+        client.shutdown()
+    except Exception:  # nothing left to close
+        log.debug("closing the IMAP connection raised", exc_info=True)
+
+
+def _quietly_logout(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:
+        try:
+            client.shutdown()
+        except Exception:  # nothing left to close
+            log.debug("closing the IMAP connection raised", exc_info=True)

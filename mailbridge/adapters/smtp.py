@@ -1,0 +1,218 @@
+"""Hand raw messages to an SMTP server (aiosmtplib).
+
+It moves bytes and decides, in `_translate_errors` only, whether a failure is
+transient (4xx, connection trouble, timeouts) or permanent (5xx, refused login,
+unverifiable certificate, a server lacking what the settings demand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+import aiosmtplib
+
+from mailbridge.errors import DeliveryError, PermanentError, TransientError
+
+__all__ = ["PartialDeliveryError", "SmtpConnection", "SmtpSettings", "send_message"]
+
+log = logging.getLogger(__name__)
+
+SECURITY_MODES = ("tls", "starttls", "none")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str  # tls | starttls | none
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    # None means ssl.create_default_context(): certificates and host names are verified.
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    local_hostname: str | None = None  # the EHLO name; None: this machine's FQDN
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY_MODES:
+            raise ValueError(f"security must be one of {SECURITY_MODES}, not {self.security!r}")
+
+
+class PartialDeliveryError(PermanentError):
+    """The server took the message for some recipients and refused the others.
+
+    Retrying would deliver twice to those who got it, hence permanent.
+    """
+
+    def __init__(self, message: str, *, code: int | None, reply: str,
+                 refused: dict[str, tuple[int, str]]) -> None:
+        super().__init__(message, code=code)
+        self.reply = reply
+        self.refused = refused
+
+
+class SmtpConnection:
+    """One SMTP session for sending several messages; an async context manager.
+
+    After a transient connection failure the session is gone: open a new one.
+    """
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._client: aiosmtplib.SMTP | None = None
+
+    def __repr__(self) -> str:
+        s = self.settings
+        state = "connected" if self.is_connected else "closed"
+        return f"<SmtpConnection {s.host}:{s.port} {s.security} {state}>"
+
+    @property
+    def is_connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect, secure the session as configured and log in when a username is set."""
+        await self.close()
+        s = self.settings
+        context = s.ssl_context or ssl.create_default_context()
+        client = aiosmtplib.SMTP(
+            hostname=s.host, port=s.port, timeout=s.timeout,
+            username=s.username, password=s.password, local_hostname=s.local_hostname,
+            use_tls=s.security == "tls",
+            # False, not None: None would try STARTTLS whenever the server offers it.
+            start_tls=s.security == "starttls",
+            tls_context=context if s.security != "none" else None,
+        )
+        with _translate_errors(s, "connect"):
+            await client.connect()
+        self._client = client
+        log.debug("connected to %s:%d (%s)", s.host, s.port, s.security)
+
+    async def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> str:
+        """Send raw as is to recipients; returns the server's reply to the data."""
+        if not recipients:
+            raise ValueError("a message needs at least one recipient")
+        client = self._client
+        if client is None or not client.is_connected:
+            raise TransientError(f"SMTP send via {self.settings.host}: not connected")
+        with _translate_errors(self.settings, "send"):
+            refused, reply = await client.sendmail(sender, list(recipients), raw)
+        if refused:
+            raise _partial_delivery(refused, reply)
+        return reply
+
+    async def close(self) -> None:
+        """QUIT; never raises."""
+        client, self._client = self._client, None
+        if client is None or not client.is_connected:
+            return
+        protocol = client.protocol
+        try:
+            await client.quit()
+        except Exception:  # the session is being abandoned either way
+            log.debug("QUIT failed", exc_info=True)
+            client.close()
+        if protocol is not None:
+            await _until_closed(protocol)
+
+
+async def send_message(
+    settings: SmtpSettings, raw: bytes, sender: str, recipients: Sequence[str]
+) -> str:
+    """Send one message over a connection of its own; returns the server's reply."""
+    async with SmtpConnection(settings) as connection:
+        return await connection.send(raw, sender, recipients)
+
+
+async def _until_closed(protocol: asyncio.BaseProtocol, limit: float = 1.0) -> None:
+    """Give a TLS shutdown the few loop turns it needs to close the socket.
+
+    Closing a TLS transport only starts the close_notify exchange; a caller that
+    ends its event loop right after close() (asyncio.run) would leak the socket.
+    aiosmtplib offers nothing to await, so watch for connection_lost, briefly.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while getattr(protocol, "transport", None) is not None and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+
+
+def _partial_delivery(
+    refused: dict[str, aiosmtplib.SMTPResponse], reply: str
+) -> PartialDeliveryError:
+    details = {address: (r.code, r.message) for address, r in refused.items()}
+    listing = "; ".join(f"{a}: {code} {text}" for a, (code, text) in details.items())
+    return PartialDeliveryError(
+        f"SMTP server refused some recipients ({listing}); the others were accepted",
+        code=next(iter(details.values()))[0], reply=reply, refused=details,
+    )
+
+
+def _by_code(code: int, message: str) -> DeliveryError:
+    if 400 <= code < 500:
+        return TransientError(message, code=code)
+    if 500 <= code < 600:
+        return PermanentError(message, code=code)
+    return TransientError(message, code=code if code > 0 else None)
+
+
+def _cert_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@contextmanager
+def _translate_errors(settings: SmtpSettings, action: str) -> Iterator[None]:
+    """The one place where SMTP failures become TransientError or PermanentError."""
+    where = f"SMTP {action} via {settings.host}:{settings.port}"
+    secret = settings.password or ""
+    try:
+        yield
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        text = exc.message.replace(secret, "***") if secret else exc.message
+        raise _by_code(
+            exc.code, f"{where}: login refused for user {settings.username!r}: {exc.code} {text}"
+        ) from None
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        listing = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        # Retrying helps only if every refusal was temporary.
+        worst = max((r.code for r in exc.recipients), default=550)
+        raise _by_code(worst, f"{where}: all recipients refused ({listing})") from exc
+    except aiosmtplib.SMTPResponseException as exc:
+        raise _by_code(exc.code, f"{where}: {exc.code} {exc.message}") from exc
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError, TimeoutError, OSError) as exc:
+        cert = _cert_failure(exc)
+        if cert is not None:
+            raise PermanentError(
+                f"{where}: certificate verification failed: {cert.verify_message}"
+            ) from exc
+        raise TransientError(f"{where}: {exc}") from exc
+    except aiosmtplib.SMTPException as exc:
+        # What remains is the server lacking what the settings ask for (STARTTLS, AUTH).
+        raise PermanentError(f"{where}: {exc}") from exc
+    except ValueError as exc:
+        # aiosmtplib refuses addresses it cannot send safely (e.g. non-ASCII without SMTPUTF8).
+        raise PermanentError(f"{where}: {exc}") from exc

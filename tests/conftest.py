@@ -1,0 +1,60 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+
+# --- Mail servers: embedded IMAP (pymap) and SMTP sink (aiosmtpd) -------------------------
+
+
+@pytest.fixture
+def imap_server() -> Iterator[EmbeddedImapServer]:
+    """A fresh, empty IMAP server on 127.0.0.1 (user "support", password "secret")."""
+    with EmbeddedImapServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A plain-text SMTP sink on 127.0.0.1 that accepts everything until told otherwise."""
+    with SmtpSink() as sink:
+        yield sink
+
+
+@dataclass(frozen=True)
+class SelfSignedCertificate:
+    cert: Path  # PEM certificate for CN=localhost, IP:127.0.0.1
+    key: Path
+
+
+@pytest.fixture(scope="session")
+def self_signed_certificate(tmp_path_factory: pytest.TempPathFactory) -> SelfSignedCertificate:
+    """A throwaway self-signed certificate, made with the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a self-signed certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return SelfSignedCertificate(cert, key)
+
+
+# --- end of mail server fixtures ----------------------------------------------------------
+
+
+# --- Databases: SQLite and PostgreSQL ------------------------------------------------------
+
+pytest_plugins = ["tests.dbfixtures", "tests.dovecot"]
