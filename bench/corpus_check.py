@@ -1,7 +1,8 @@
 """Run the parser over a mail corpus and check the facts its EXPECTED.json files assert.
 
     python bench/corpus_check.py [DIR]          # summary + facts held, default ../shared/corpus
-    python bench/corpus_check.py --trim [DIR]   # reply trimming vs email_reply_trimmer, N/64
+    python bench/corpus_check.py --trim [DIR]   # reply trimming: plain N/64, HTML replies N/9
+    python bench/corpus_check.py --speed DIR    # parse throughput (msg/s) over DIR/*.eml
     python bench/corpus_check.py -v ...         # also list each fact that does not hold
 
 Facts are other projects' views of their own fixtures (see the corpus README): a
@@ -217,6 +218,41 @@ def run_trim(root: Path, verbose: bool) -> int:
         elif verbose:
             print(f"  differs: {path.name}")
     print(f"reply trimming exact after whitespace normalisation: {exact}/{len(emails)}")
+    html_held = html_total = 0
+    html_folder = root / "talon" / "html_replies"
+    facts = json.loads((root / "talon" / "EXPECTED.json").read_text())
+    for path in sorted(html_folder.glob("*.html")):
+        for entry in facts.get(f"html_replies/{path.name}", []):
+            expected = entry["facts"].get("reply_text_whitespace_insensitive")
+            if expected is None:
+                continue
+            msg = parse_message(wrap_body(path.read_bytes(), "html"))
+            html_total += 1
+            html_held += _loose(msg.reply_text) == _loose(expected)
+            if verbose and _loose(msg.reply_text) != _loose(expected):
+                print(f"  differs: html_replies/{path.name}")
+    print(f"HTML-only replies trimmed exactly (ignoring whitespace): {html_held}/{html_total}")
+    return 0
+
+
+def run_speed(folder: Path, seconds: float = 3.0) -> int:
+    """Parse every .eml in `folder` round after round for about `seconds`; print msg/s."""
+    mails = [path.read_bytes() for path in sorted(folder.glob("*.eml"))]
+    if not mails:
+        print(f"no .eml files in {folder}", file=sys.stderr)
+        return 2
+    for raw in mails:  # warm caches and lazily loaded models first
+        parse_message(raw)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for raw in mails:
+            parse_message(raw)
+        count += len(mails)
+    elapsed = time.perf_counter() - started
+    print(
+        f"parsed {count} messages ({len(mails)} files) in {elapsed:.2f} s: "
+        f"{count / elapsed:.0f} msg/s"
+    )
     return 0
 
 
@@ -224,14 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--trim", action="store_true", help="measure reply trimming only")
+    parser.add_argument("--speed", action="store_true", help="measure parse throughput only")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     if not args.corpus.is_dir():
         print(f"corpus not found: {args.corpus}", file=sys.stderr)
         return 2
-    return (
-        run_trim(args.corpus, args.verbose) if args.trim else run_corpus(args.corpus, args.verbose)
-    )
+    if args.speed:
+        return run_speed(args.corpus)
+    if args.trim:
+        return run_trim(args.corpus, args.verbose)
+    return run_corpus(args.corpus, args.verbose)
 
 
 if __name__ == "__main__":

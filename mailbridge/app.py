@@ -15,7 +15,7 @@ from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
 from mailbridge.core.classify import Identity
-from mailbridge.core.message import Address
+from mailbridge.core.message import Address, ParseLimits
 from mailbridge.db import migrate
 from mailbridge.db.engine import make_engine, make_sessionmaker
 
@@ -41,6 +41,12 @@ class App:
     def sender(self) -> Address:
         name, address = parseaddr(self.config.smtp.from_)
         return Address(name, address.lower())
+
+    @property
+    def parse_limits(self) -> ParseLimits:
+        tickets = self.config.tickets
+        return ParseLimits(max_attachment_bytes=tickets.max_attachment_size,
+                           max_message_bytes=tickets.max_message_size)
 
     @property
     def message_id_domain(self) -> str:

@@ -76,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_retry = outbox_commands.add_parser("retry", help="queue a failed row again")
     outbox_retry.add_argument("id", type=int)
 
+    quarantine = commands.add_parser(
+        "quarantine", help="messages whose processing kept failing, kept for a person")
+    quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", metavar="ACTION",
+                                                    required=True)
+    quarantine_list = quarantine_commands.add_parser("list", help="list quarantined messages")
+    quarantine_list.add_argument("--json", action="store_true", help="print a JSON array")
+    quarantine_show = quarantine_commands.add_parser("show", help="one message with its error")
+    quarantine_show.add_argument("id", type=int)
+    quarantine_show.add_argument("--raw", action="store_true", help="print the raw message")
+    quarantine_retry = quarantine_commands.add_parser(
+        "retry", help="process the message(s) again on the next pass")
+    quarantine_retry.add_argument("ids", type=int, nargs="*", metavar="ID")
+    quarantine_retry.add_argument("--all", action="store_true", help="every quarantined message")
+
     templates = commands.add_parser("templates", help="reply templates")
     template_commands = templates.add_subparsers(dest="templates_command", metavar="ACTION",
                                                  required=True)
@@ -196,6 +210,17 @@ def _outbox(args: argparse.Namespace) -> int:
         return reports.retry_outbox(app, args.id, sys.stdout)
 
 
+def _quarantine(args: argparse.Namespace) -> int:
+    from mailbridge import quarantine
+
+    with quarantine.open_app(_config(args)) as app:
+        if args.quarantine_command == "list":
+            return quarantine.list_quarantined(app, args.json, sys.stdout)
+        if args.quarantine_command == "show":
+            return quarantine.show_quarantined(app, args.id, args.raw, sys.stdout)
+        return quarantine.retry_quarantined(app, args.ids, args.all, sys.stdout)
+
+
 def _templates(args: argparse.Namespace) -> int:
     from mailbridge import reports
 
@@ -213,5 +238,6 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "parse": _parse,
     "tickets": _tickets,
     "outbox": _outbox,
+    "quarantine": _quarantine,
     "templates": _templates,
 }

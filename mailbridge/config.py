@@ -48,6 +48,23 @@ def parse_duration(value: object) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+
+
+def parse_size(value: object) -> int:
+    """'25MB', '500KB', '2GB' (or a number of bytes) as bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match and int(match.group(1)) > 0:
+            return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "B").upper()]
+    raise ValueError("a size like 500KB, 25MB or 1GB")
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Security = Literal["tls", "starttls", "none"]
 
 
@@ -98,6 +115,10 @@ class MailboxConfig(_Credentials):
     processed_folder: str = "Processed"
     poll_interval: Duration = timedelta(seconds=60)
     batch_size: int = Field(default=200, ge=1, le=1000)
+    # Mail already waiting at the first connection: acknowledge it all, import it without
+    # acknowledging what is older than backlog_age, or skip it and start from the newest.
+    backlog: Literal["acknowledge", "import", "skip"] = "import"
+    backlog_age: Duration = timedelta(hours=24)
     language: str | None = None  # default language of replies; None: templates.language
     queue: str | None = None  # None: the mailbox name
 
@@ -173,6 +194,13 @@ class TicketsConfig(_Section):
     message_id_domain: str | None = None  # None: the domain of smtp.from
     ack_limit_per_hour: int = Field(default=5, ge=0)
     max_attempts: int = Field(default=5, ge=1)  # processing attempts before quarantine
+    # A customer writing to a resolved or closed ticket reopens it within this window;
+    # later mail starts a new ticket that links the old one.
+    reopen_window: Duration = timedelta(days=30)
+    # Parts over these sizes are listed on the ticket as skipped, never silently dropped;
+    # the raw message keeps every byte either way.
+    max_attachment_size: ByteSize | None = 25_000_000
+    max_message_size: ByteSize | None = 50_000_000
 
 
 class ServiceConfig(_Section):

@@ -28,7 +28,7 @@ from mailbridge.jobs.process import ProcessReport, process_pending
 
 log = logging.getLogger(__name__)
 
-IDLE_SLICE = 10.0  # seconds; bounds how long a stop request waits for an IDLE to end
+IDLE_SLICE = 60.0  # seconds per IDLE; stop() interrupts it, the server's limit is 29 min
 MAX_BACKOFF = 300.0
 STOP_GRACE = 20.0  # seconds for pollers to finish and for a last outbox flush
 
@@ -73,6 +73,7 @@ class Daemon:
         self._process_lock = asyncio.Lock()
         self._outbox_wakeup = asyncio.Event()
         self._stop = asyncio.Event()
+        self._connections: set[ImapMailbox] = set()
 
     async def run_once(self) -> PassReport:
         report = PassReport()
@@ -98,6 +99,8 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+        for conn in self._connections:
+            conn.interrupt()
 
     async def run_forever(self) -> None:
         """Run until stop() (or SIGTERM/SIGINT); then let each poller finish what it holds."""
@@ -166,6 +169,7 @@ class Daemon:
         backoff = 1.0
         while not self._stop.is_set():
             conn = self.imap_factory(imap_settings(mailbox))
+            self._connections.add(conn)
             try:
                 await asyncio.to_thread(conn.connect)
                 log.info("mailbox %s: connected to %s", mailbox.name, mailbox.host)
@@ -177,7 +181,13 @@ class Daemon:
                           mailbox.name, kind, exc, backoff)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
+            except Exception:  # noqa: BLE001 - a poller that dies would leave mail unread
+                log.exception("mailbox %s: unexpected failure; reconnecting in %.0f s",
+                              mailbox.name, backoff)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
             finally:
+                self._connections.discard(conn)
                 await asyncio.to_thread(conn.close)
 
     async def _watch(self, mailbox: MailboxConfig, conn: ImapMailbox) -> None:

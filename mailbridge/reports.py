@@ -30,7 +30,7 @@ def open_app(config: Config) -> Iterator[App]:
         app.close()
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
@@ -47,12 +47,12 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "language": ticket.language,
         "assignee": ticket.assignee,
         "sla_policy": ticket.sla_policy,
-        "created_at": _iso(ticket.created_at),
-        "updated_at": _iso(ticket.updated_at),
-        "first_response_due_at": _iso(ticket.first_response_due_at),
-        "first_responded_at": _iso(ticket.first_responded_at),
-        "resolution_due_at": _iso(ticket.resolution_due_at),
-        "resolved_at": _iso(ticket.resolved_at),
+        "created_at": iso(ticket.created_at),
+        "updated_at": iso(ticket.updated_at),
+        "first_response_due_at": iso(ticket.first_response_due_at),
+        "first_responded_at": iso(ticket.first_responded_at),
+        "resolution_due_at": iso(ticket.resolution_due_at),
+        "resolved_at": iso(ticket.resolved_at),
         "escalation_level": ticket.escalation_level,
     }
 
@@ -73,7 +73,7 @@ def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO) -> in
     rows = [(f"#{t.number}", t.status, t.priority, _short(t.created_at),
              _short(t.first_response_due_at), str(t.escalation_level), t.requester_address,
              t.subject) for t in tickets]
-    _table(("TICKET", "STATUS", "PRIORITY", "CREATED", "REPLY DUE", "ESC", "REQUESTER",
+    table(("TICKET", "STATUS", "PRIORITY", "CREATED", "REPLY DUE", "ESC", "REQUESTER",
             "SUBJECT"), rows, out)
     return 0
 
@@ -89,11 +89,11 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     document["articles"] = [
         {"id": a.id, "direction": a.direction, "author_kind": a.author_kind, "kind": a.kind,
          "internal": a.internal, "message_id": a.message_id, "from": a.from_address,
-         "subject": a.subject, "created_at": _iso(a.created_at), "text": a.text_body,
+         "subject": a.subject, "created_at": iso(a.created_at), "text": a.text_body,
          "defects": a.defects}
         for a in articles
     ]
-    document["events"] = [{"at": _iso(e.at), "type": e.type, "data": e.data} for e in events]
+    document["events"] = [{"at": iso(e.at), "type": e.type, "data": e.data} for e in events]
     if as_json:
         _print_json(document, out)
         return 0
@@ -120,9 +120,9 @@ def outbox_json(row: Outbox) -> dict[str, Any]:
         "state": row.state,
         "attempts": row.attempts,
         "last_error": row.last_error,
-        "next_attempt_at": _iso(row.next_attempt_at),
-        "created_at": _iso(row.created_at),
-        "sent_at": _iso(row.sent_at),
+        "next_attempt_at": iso(row.next_attempt_at),
+        "created_at": iso(row.created_at),
+        "sent_at": iso(row.sent_at),
     }
 
 
@@ -135,7 +135,7 @@ def list_outbox(app: App, state: str | None, as_json: bool, out: TextIO) -> int:
     if as_json:
         _print_json([outbox_json(r) for r in rows], out)
         return 0
-    _table(("ID", "KIND", "STATE", "ATTEMPTS", "TO", "LAST ERROR"),
+    table(("ID", "KIND", "STATE", "ATTEMPTS", "TO", "LAST ERROR"),
            [(str(r.id), r.kind, r.state, str(r.attempts), ", ".join(r.envelope_to),
              (r.last_error or "")[:60]) for r in rows], out)
     return 0
@@ -195,7 +195,7 @@ def _short(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
     if not rows:
         out.write("(none)\n")
         return

@@ -6,6 +6,7 @@ in `_translate_errors` only, whether a failure is transient or permanent.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import logging
 import selectors
@@ -66,6 +67,8 @@ class ImapMailbox:
         self.settings = settings
         self._client: IMAPClient | None = None
         self._uidvalidity: int | None = None
+        # interrupt() writes to this pair to end an idle_wait early, from any thread.
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
 
     def __repr__(self) -> str:
         s = self.settings
@@ -120,10 +123,33 @@ class ImapMailbox:
         return client
 
     def close(self) -> None:
-        """Log out; never raises."""
+        """Log out; never raises. The object cannot be reconnected afterwards."""
         client, self._client = self._client, None
         if client is not None:
             _quietly_logout(client)
+        wakeup, self._wakeup = self._wakeup, None
+        for end in wakeup or ():
+            end.close()
+
+    def interrupt(self) -> None:
+        """End a running idle_wait early (it returns False); safe from any thread."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            with contextlib.suppress(OSError):
+                wakeup[1].send(b"!")
+
+    def _wakeup_reader(self) -> socket.socket:
+        if self._wakeup is None:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            self._wakeup = (reader, writer)
+        return self._wakeup[0]
+
+    def _drain_wakeup(self) -> bool:
+        try:
+            return bool(self._wakeup_reader().recv(64))
+        except (BlockingIOError, OSError):
+            return False
 
     # -- reading --
 
@@ -210,15 +236,23 @@ class ImapMailbox:
         client = self._connected()
         deadline = time.monotonic() + min(max(timeout, 0.0), MAX_IDLE_SECONDS)
         with self._translate_errors("idle"):
+            # Servers report mail that arrived between commands only at the next command,
+            # not when IDLE starts (pymap and Dovecot both wait for DONE): ask first.
+            _text, pending = client.noop()
+            if _reports_new_mail(pending):
+                return True
             while True:
                 client.idle()
                 # Wait for the socket ourselves and let idle_done() read the responses with
                 # a blocking read: imapclient's idle_check() reads without blocking and
                 # fails on a response line that arrives in two pieces.
-                readable = _wait_readable(client.socket(), deadline - time.monotonic())
+                readable = _wait_readable(client.socket(), deadline - time.monotonic(),
+                                          self._wakeup_reader())
                 _text, responses = client.idle_done()
                 if _reports_new_mail(responses):
                     return True
+                if self._drain_wakeup():
+                    return False
                 # Something else (a keep-alive, a flag change): IDLE again until the deadline.
                 if not readable or time.monotonic() >= deadline:
                     return False
@@ -272,12 +306,17 @@ class ImapMailbox:
                 log.debug("shutdown after failure raised", exc_info=True)
 
 
-def _wait_readable(sock: socket.socket, timeout: float) -> bool:
+def _wait_readable(sock: socket.socket, timeout: float, wakeup: socket.socket) -> bool:
+    """True when sock has data; False on timeout or when woken through `wakeup`."""
+    if sock.fileno() < 0:
+        raise ConnectionResetError("the IMAP connection was closed")
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return True
     with selectors.DefaultSelector() as selector:
         selector.register(sock, selectors.EVENT_READ)
-        return bool(selector.select(max(timeout, 0.0)))
+        selector.register(wakeup, selectors.EVENT_READ)
+        ready = selector.select(max(timeout, 0.0))
+        return any(key.fileobj is sock for key, _ in ready)
 
 
 def _reports_new_mail(responses: list[Any]) -> bool:

@@ -13,13 +13,37 @@ class Address:
 
 
 @dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """Size limits for what parse_message keeps; None means unlimited.
+
+    Sizes are decoded bytes for attachments and raw bytes for the whole message.
+    """
+
+    max_attachment_bytes: int | None = None
+    max_message_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Attachment:
+    """One attachment. A part over a size limit is still listed, with its true decoded
+    size, an empty payload and `skipped_reason` saying why: the ticket gets a note for
+    each such part instead of losing it silently.
+    """
+
     filename: str | None
     content_type: str
     size: int
     inline: bool
     content_id: str | None = None
     payload: bytes = field(default=b"", repr=False, compare=False)
+    skipped_reason: str | None = None
+    # Filename of the attachment this one was unpacked from (a forwarded .eml or a
+    # winmail.dat), or None for a part of the message itself.
+    container: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.skipped_reason is not None
 
 
 @dataclass(frozen=True, slots=True)

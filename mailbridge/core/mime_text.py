@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import codecs
 import re
+from dataclasses import dataclass
 from email.header import decode_header
 from functools import lru_cache
+from typing import Any
 
 from charset_normalizer import from_bytes
-from inscriptis import get_text  # type: ignore[import-untyped]
+from inscriptis import get_annotated_text, get_text  # type: ignore[import-untyped]
 from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
 
 # Text decoded as a single-byte charset that really was UTF-8 shows these pairs.
@@ -19,6 +21,25 @@ _SINGLE_BYTE = frozenset(
 _DETECT_SAMPLE = 64 * 1024
 _MIN_DETECT_BYTES = 48  # charset detection gets slow and no better past this
 _HTML_CONFIG = ParserConfig(display_links=True)
+
+# How mail apps mark quoted history in HTML. The converter drops these markers, so
+# they are annotated ("quote": lines get "> "; "cut": history or signature starts
+# here) and handed to reply trimming as a plain-text quote.
+_HTML_MARKERS: dict[str, list[str]] = {
+    "blockquote": ["quote"],
+    "div#class=gmail_quote": ["quote"],
+    "div#class=yahoo_quoted": ["quote"],
+    "div#class=moz-cite-prefix": ["quote"],
+    "div#class=gmail_signature": ["cut"],
+    "div#class=moz-signature": ["cut"],
+    "div#id=divRplyFwdMsg": ["cut"],
+}
+# Markers that are empty elements get no annotation; a visible sentinel stands in.
+_EMPTY_MARKER_RE = re.compile(
+    r"<(?:div|hr|span)\b[^>]*\bid\s*=\s*[\"']?(?:appendonsend|stopSpelling)\b[^>]*>", re.I
+)
+_SENTINEL = "\ue000"  # private use: never in real text
+_QUOTE_CONFIG = ParserConfig(display_links=True, annotation_rules=_HTML_MARKERS)
 
 
 @lru_cache(maxsize=64)
@@ -81,6 +102,43 @@ def _try_utf8(data: bytes) -> str | None:
 def html_to_text(html: str) -> str:
     """Readable plain text from HTML: paragraphs, lists and links kept."""
     return str(get_text(html, _HTML_CONFIG)).strip("\n")
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlText:
+    text: str  # readable plain text, as html_to_text gives it
+    quoted: str  # the same with quoted lines as "> " and history/signature cut off
+
+
+def html_to_texts(html: str) -> HtmlText:
+    """Readable text from HTML, and a view of it in which reply trimming sees the quotes."""
+    if _SENTINEL in html:
+        html = html.replace(_SENTINEL, "")
+    marked = _EMPTY_MARKER_RE.sub(lambda m: f"<div>{_SENTINEL}</div>{m.group(0)}", html)
+    result: dict[str, Any] = get_annotated_text(marked, _QUOTE_CONFIG) or {}
+    raw_text = str(result.get("text", ""))
+    labels: list[tuple[int, int, str]] = result.get("label", [])
+    cut = min([start for start, _, label in labels if label == "cut"], default=len(raw_text))
+    sentinel = raw_text.find(_SENTINEL)
+    if sentinel >= 0:
+        cut = min(cut, sentinel)
+    quotes = [(start, end) for start, end, label in labels if label == "quote"]
+    text_lines: list[str] = []
+    quoted_lines: list[str] = []
+    offset = 0
+    for line in raw_text.split("\n"):
+        start, offset = offset, offset + len(line) + 1
+        if _SENTINEL in line:
+            line = line.replace(_SENTINEL, "")
+            if not line.strip():
+                continue
+        text_lines.append(line)
+        if start >= cut:
+            continue
+        first = start + len(line) - len(line.lstrip())
+        depth = sum(1 for q_start, q_end in quotes if q_start <= first < q_end)
+        quoted_lines.append(f"{'> ' * depth}{line.strip()}" if depth and line.strip() else line)
+    return HtmlText("\n".join(text_lines).strip("\n"), "\n".join(quoted_lines).strip("\n"))
 
 
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")

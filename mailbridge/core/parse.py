@@ -4,45 +4,42 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.message import Message
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Any
 
 from mailbridge.core.language import detect_language
-from mailbridge.core.message import Address, Attachment, ParsedMessage
+from mailbridge.core.message import Address, ParsedMessage, ParseLimits
 from mailbridge.core.mime_text import (
+    HtmlText,
     decode_bytes,
     decode_header_value,
-    html_to_text,
+    html_to_texts,
     unsurrogate,
 )
+from mailbridge.core.parts import Body, walk
+from mailbridge.core.parts import message_id as _message_id
 from mailbridge.core.reply_trim import trim_reply
 
 # compat32 keeps headers as plain strings, which is several times faster than building
 # policy.default header objects for every Received line; the structured headers we
 # need (addresses) still go through policy.default's parser below.
-_PARSER = BytesParser(policy=policy.compat32)
 _HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
 _SUBJECT_PREFIX_RE = re.compile(
     r"^\s*(?:re|fwd?|aw|r|i|rif|antw|sv|tr|wg|vs|ref)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*", re.I
 )
 _BODY_SPLIT_RE = re.compile(rb"\r?\n\r?\n")
+# An addr-spec as it appears in real mail; quoted local parts are too rare to matter.
+_ADDR_SPEC_RE = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
+_ADDR_SCAN_RE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _MAX_HEADER_VALUES = 50  # a header repeated thousands of times is an attack, not mail
-
-
-@dataclass(slots=True)
-class _Body:
-    """What the walk over the MIME tree collects."""
-
-    plain: list[str] = field(default_factory=list)
-    html: list[str] = field(default_factory=list)
-    attachments: list[Attachment] = field(default_factory=list)
-    defects: list[str] = field(default_factory=list)
+# Fed in chunks, the parser never holds a second full-size copy of a big message.
+_FEED_CHUNK = 1 << 20
 
 
 def normalize_subject(subject: str) -> str:
@@ -78,17 +75,26 @@ def message_fingerprint(raw: bytes) -> tuple[str | None, str]:
     return message_id, hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse raw email bytes. Never raises; anything odd lands in `defects`."""
+def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessage:
+    """Parse raw email bytes. Never raises; anything odd lands in `defects`.
+
+    Attachments over `limits` are listed with an empty payload and a `skipped_reason`;
+    a message over its limit keeps headers and text but no attachment payload, and a
+    defect says so.
+    """
     defects: list[str] = []
     try:
-        msg: Message = _PARSER.parsebytes(raw)
+        msg = _parse_bytes(raw)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
     headers = _read_headers(msg, defects)
-    body = _Body()
+    body = Body(limits=limits or ParseLimits())
+    cap = body.limits.max_message_bytes
+    if cap is not None and len(raw) > cap:
+        body.skip_all = f"message over the size limit of {cap} bytes"
+        defects.append(f"message is {len(raw)} bytes, {body.skip_all}: attachments not kept")
     try:
-        _walk(msg, body, in_related=False)
+        walk(msg, body)
     except Exception as exc:  # keep the headers and whatever parts were read
         body.defects.append(f"MIME structure could not be read: {exc!r}")
     defects.extend(body.defects)
@@ -96,14 +102,20 @@ def parse_message(raw: bytes) -> ParsedMessage:
     return _assemble(msg, headers, body, defects)
 
 
+def _parse_bytes(raw: bytes) -> Message:
+    parser = BytesFeedParser(policy=policy.compat32)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
+    return parser.close()
+
+
 def _assemble(
-    msg: Message, headers: dict[str, tuple[str, ...]], body: _Body, defects: list[str]
+    msg: Message, headers: dict[str, tuple[str, ...]], body: Body, defects: list[str]
 ) -> ParsedMessage:
-    html = "\n".join(body.html) if body.html else None
-    text = "\n".join(body.plain)
-    if not body.plain and html is not None:
-        text = _safe(lambda: html_to_text(html), "", defects, "HTML could not be converted")
-    reply_text = _safe(lambda: trim_reply(text), text, defects, "reply trimming failed")
+    html = "\n".join(body.html or body.tnef_html) or None
+    text, quoted = _body_text(body, html, defects)
+    reply_text = _safe(lambda: trim_reply(quoted), text, defects, "reply trimming failed")
     language = _safe(
         lambda: detect_language(reply_text or text), None, defects, "language detection failed"
     )
@@ -128,6 +140,20 @@ def _assemble(
         defects=tuple(dict.fromkeys(defects)),
         headers=headers,
     )
+
+
+def _body_text(body: Body, html: str | None, defects: list[str]) -> tuple[str, str]:
+    """(text, the text reply trimming reads): the text part, else the HTML, else TNEF."""
+    if body.plain:
+        text = "\n".join(body.plain)
+        return text, text
+    if html is not None:
+        converted = _safe(
+            lambda: html_to_texts(html), HtmlText("", ""), defects, "HTML could not be converted"
+        )
+        return converted.text, converted.quoted
+    text = "\n".join(body.tnef_text)
+    return text, text
 
 
 def _safe(compute: Any, default: Any, defects: list[str], note: str) -> Any:
@@ -174,14 +200,6 @@ def _first(headers: dict[str, tuple[str, ...]], name: str) -> str:
     return values[0] if values else ""
 
 
-def _message_id(value: str) -> str | None:
-    match = _MSGID_RE.search(value)
-    if match:
-        return match.group(1)
-    bare = value.strip().strip("<>").strip()
-    return bare.split()[0] if bare else None
-
-
 def _references(value: str) -> list[str]:
     found = _MSGID_RE.findall(value)
     return found if found else value.split()
@@ -203,16 +221,37 @@ def _address_pairs(msg: Message, name: str, defects: list[str]) -> list[tuple[st
     for raw_name, raw_value in msg.raw_items():
         if raw_name.strip().lower() != name:
             continue
+        value = str(raw_value)
         try:
-            header = policy.default.header_fetch_parse(raw_name, str(raw_value))
+            header = policy.default.header_fetch_parse(raw_name, value)
             strict = [(a.display_name, a.addr_spec) for a in header.addresses]
-            if any("@" not in spec for _, spec in strict):
+            if not all(_ADDR_SPEC_RE.fullmatch(spec) for _, spec in strict):
                 raise ValueError("an address the strict parser could not read")
-            pairs.extend(strict)
         except Exception:  # the strict parser gave up: use the forgiving one
             defects.append(f"{raw_name} header could not be parsed strictly")
-            pairs.extend(getaddresses([decode_header_value(str(raw_value))]))
+            pairs.extend(_forgiving_pairs(value))
+            continue
+        # "bob@example.com (Bob Jones)": the old comment form still names the sender.
+        pairs.extend(_names_from_comments(strict, value) if "(" in value else strict)
     return pairs
+
+
+def _forgiving_pairs(value: str) -> list[tuple[str, str]]:
+    text = decode_header_value(value)
+    found = getaddresses([text])
+    # A bare local part ("MAILER-DAEMON (Mail Delivery System)") still names the sender.
+    if all(_ADDR_SPEC_RE.fullmatch(spec) or "@" not in spec for _, spec in found):
+        return found
+    # Unbalanced quotes and the like: every address in the text still counts.
+    return [("", spec) for spec in _ADDR_SCAN_RE.findall(text)]
+
+
+def _names_from_comments(pairs: list[tuple[str, str]], value: str) -> list[tuple[str, str]]:
+    named = {spec.lower(): display for display, spec in getaddresses([value]) if display}
+    return [
+        (display or decode_header_value(named.get(spec.lower(), "")), spec)
+        for display, spec in pairs
+    ]
 
 
 def _first_address(msg: Message, name: str, defects: list[str]) -> Address | None:
@@ -245,99 +284,3 @@ def _stdlib_defects(msg: Message) -> list[str]:
             name = type(defect).__name__
             notes.append(f"{name}: {detail}" if detail else name)
     return notes
-
-
-# --- body ----------------------------------------------------------------------------
-
-
-def _walk(part: Message, body: _Body, *, in_related: bool) -> None:
-    content_type = part.get_content_type()
-    if content_type.startswith("message/") and content_type != "message/rfc822":
-        # delivery-status and friends parse as header blocks; they are data, not body
-        body.attachments.append(_message_part(part, content_type))
-        return
-    if part.is_multipart() and content_type != "message/rfc822":
-        related = in_related or content_type == "multipart/related"
-        for child in part.get_payload():
-            if isinstance(child, Message):
-                _walk(child, body, in_related=related)
-        return
-    if content_type == "message/rfc822":
-        body.attachments.append(_attached_message(part, body))
-        return
-    disposition = part.get_content_disposition()
-    filename = _filename(part, body)
-    is_body_text = content_type in ("text/plain", "text/html") and (
-        disposition != "attachment" and filename is None
-    )
-    if is_body_text:
-        text = _part_text(part, body)
-        (body.plain if content_type == "text/plain" else body.html).append(text)
-        return
-    body.attachments.append(_attachment(part, filename, disposition, in_related))
-
-
-def _part_text(part: Message, body: _Body) -> str:
-    payload = part.get_payload(decode=True)
-    data = payload if isinstance(payload, bytes) else b""
-    text, note = decode_bytes(data, part.get_content_charset())
-    if note:
-        body.defects.append(f"{part.get_content_type()}: {note}")
-    return text.replace("\r\n", "\n")
-
-
-def _filename(part: Message, body: _Body) -> str | None:
-    try:
-        name = part.get_filename()
-    except Exception:  # broken RFC 2231 parameters
-        body.defects.append("attachment filename could not be decoded")
-        return None
-    if not name:
-        return None
-    return unsurrogate(decode_header_value(str(name)).strip()) or None
-
-
-def _attachment(
-    part: Message, filename: str | None, disposition: str | None, in_related: bool
-) -> Attachment:
-    payload = part.get_payload(decode=True)
-    data = payload if isinstance(payload, bytes) else _as_bytes(part)
-    content_id = _message_id(str(part.get("content-id", "") or ""))
-    content_type = part.get_content_type()
-    inline = (disposition == "inline" and content_id is not None) or (
-        in_related and not content_type.startswith("text/")
-    )
-    return Attachment(filename, content_type, len(data), inline, content_id, data)
-
-
-def _attached_message(part: Message, body: _Body) -> Attachment:
-    inner = part.get_payload()
-    inner_msg = inner[0] if isinstance(inner, list) and inner else None
-    data = _as_bytes(inner_msg) if isinstance(inner_msg, Message) else _as_bytes(part)
-    filename = _filename(part, body)
-    if not filename:
-        subject = ""
-        if isinstance(inner_msg, Message):
-            subject = decode_header_value(str(inner_msg.get("subject", "") or ""))
-        filename = f"{_safe_name(subject) or 'message'}.eml"
-    return Attachment(filename, "message/rfc822", len(data), False, None, data)
-
-
-def _message_part(part: Message, content_type: str) -> Attachment:
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        data = b"".join(_as_bytes(block) for block in payload if isinstance(block, Message))
-    else:
-        data = str(payload).encode("utf-8", "surrogateescape")
-    return Attachment(None, content_type, len(data), False, None, data)
-
-
-def _safe_name(subject: str) -> str:
-    return re.sub(r"[\\/:*?\"<>|\x00-\x1f]+", "_", subject).strip(" ._")[:120]
-
-
-def _as_bytes(part: Message) -> bytes:
-    try:
-        return part.as_bytes(policy=policy.compat32)
-    except Exception:  # a part that cannot be re-serialised still has a size of zero
-        return b""

@@ -69,7 +69,8 @@ FIELD_LABELS: tuple[tuple[str, str], ...] = (
 
 # Signatures added by mail apps; the line and everything below it goes.
 MOBILE_SIGNATURES: tuple[tuple[str, str], ...] = (
-    ("en", r"[(<\s]*sent (?:from|via|with|by|using)\b"),
+    # A few words at most: "Sent from my desk, which is easier than …" is prose.
+    ("en", r"[(<\s]*sent (?:from|via|with|by|using)\b(?:\s+\S+){1,6}\s*$"),
     ("en", r"get \[?outlook for\b"),
     ("en", r"from my (?:iphone|ipad|ipod|android|mobile|phone|galaxy|blackberry)"),
     ("fr", r"envoyé (?:depuis|de) mon\b"),
@@ -214,10 +215,22 @@ def _looks_like_field(lines: list[_Line], start: int, index: int) -> bool:
     return index > start + 1 or bool(_FIELD_RE.match(bare) or _FROM_RE.match(bare))
 
 
+def _cited_end(lines: list[_Line], start: int) -> int | None:
+    """A verbless attribution ("26.06.2014, 14:41, "Ann" <ann@x.org>:"), known as one
+    only because a quote follows it; some clients write no "wrote" in any language."""
+    line = lines[start]
+    if line.kind != "t" or not line.bare.endswith((":", "：")) or "@" not in line.bare:
+        return None
+    if len(line.bare) > _MAX_ATTRIBUTION_CHARS or not any(c.isdigit() for c in line.bare):
+        return None
+    after = _skip(lines, start + 1, "e")
+    return start + 1 if after < len(lines) and lines[after].kind == "q" else None
+
+
 def _block_end(lines: list[_Line], start: int) -> int | None:
     if lines[start].kind not in ("t", "q"):
         return None
-    return _header_end(lines, start) or _attribution_end(lines, start)
+    return _header_end(lines, start) or _attribution_end(lines, start) or _cited_end(lines, start)
 
 
 def _skip(lines: list[_Line], index: int, kinds: str) -> int:
@@ -236,9 +249,15 @@ def _drop_leading_history(lines: list[_Line]) -> list[_Line]:
         return lines
     after = _skip(lines, end, "e")
     if after < len(lines) and lines[after].kind == "q":
-        after = _skip(lines, after, "qe")
-        return lines[after:]
+        rest = _skip(lines, after, "qe")
+        # Answers interleaved with further quotes need the first quote as context.
+        return lines[after:] if _interleaved(lines[rest:]) else lines[rest:]
     return lines[end:]
+
+
+def _interleaved(lines: list[_Line]) -> bool:
+    quoted = _first(lines, "q")
+    return any(line.kind == "t" for line in lines[quoted:])
 
 
 def _cut_embedded(lines: list[_Line]) -> list[_Line]:

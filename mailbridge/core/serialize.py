@@ -17,6 +17,10 @@ def _attachment(attachment: Attachment) -> dict[str, Any]:
         "content_type": attachment.content_type,
         "size": attachment.size,
         "inline": attachment.inline,
+        # Why the payload was not kept (over a size limit), or null.
+        "skipped_reason": attachment.skipped_reason,
+        # The .eml or winmail.dat this file was unpacked from, or null.
+        "container": attachment.container,
     }
 
 

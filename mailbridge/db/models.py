@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -81,7 +82,8 @@ class InboundMessage(Base):
 
     __tablename__ = "inbound_message"
     __table_args__ = (
-        UniqueConstraint("mailbox", "fingerprint"),
+        # Fingerprint first: it also serves the cross-mailbox duplicate look-up.
+        UniqueConstraint("fingerprint", "mailbox"),
         UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
         Index("ix_inbound_message_state_id", "state", "id"),
     )
@@ -95,7 +97,10 @@ class InboundMessage(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
-    received_at: Mapped[datetime]
+    received_at: Mapped[datetime]  # when we stored it
+    arrived_at: Mapped[datetime | None]  # the server's INTERNALDATE: when it reached the mailbox
+    # Found already waiting at the first connection to the mailbox.
+    backlog: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # new | processed | ignored | quarantined
     state: Mapped[str] = mapped_column(String(16), default="new")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailbridge.db.models import Article, Event, Outbox, Ticket
+from mailbridge.db.models import Article, Event, InboundMessage, Outbox, Ticket
 
 
 def ticket_ids_for_message_ids(session: Session, message_ids: Sequence[str]) -> dict[str, int]:
@@ -27,6 +27,21 @@ def ticket_ids_for_message_ids(session: Session, message_ids: Sequence[str]) -> 
         if outbox_ticket is not None:
             found.setdefault(message_id, outbox_ticket)
     return found
+
+
+def delivered_twin(session: Session, inbound: InboundMessage) -> InboundMessage | None:
+    """The same mail, already made part of a ticket through another of our mailboxes."""
+    query = (
+        select(InboundMessage)
+        .where(
+            InboundMessage.fingerprint == inbound.fingerprint,
+            InboundMessage.id != inbound.id,
+            InboundMessage.ticket_id.is_not(None),
+        )
+        .order_by(InboundMessage.id)
+        .limit(1)
+    )
+    return session.scalars(query).one_or_none()
 
 
 def ticket_by_number(session: Session, number: int) -> Ticket | None:

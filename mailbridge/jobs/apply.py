@@ -40,23 +40,58 @@ def apply_message(
     verdict: Verdict,
     now: datetime,
 ) -> Outcome:
+    twin = queries.delivered_twin(session, inbound)
+    if twin is not None:
+        return _record_second_delivery(session, inbound, twin, now)
     decision = _thread(session, app, parsed)
     if verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None):
         return Outcome("ignored", "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}")
+    previous: Ticket | None = None
     if decision.ticket_id is not None:
         ticket = session.get_one(Ticket, decision.ticket_id)
-        article = _add_article(session, ticket, inbound, parsed, verdict, now)
-        _follow_up(session, ticket, article, verdict, decision, now)
-        inbound.ticket_id = ticket.id
-        return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
+        if not _closed_for_good(app, ticket, verdict, now):
+            article = _add_article(session, ticket, inbound, parsed, verdict, now)
+            _follow_up(session, ticket, article, verdict, decision, now)
+            inbound.ticket_id = ticket.id
+            return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
+        previous = ticket
     ticket = _open_ticket(session, app, inbound, parsed, verdict, now)
     article = _add_article(session, ticket, inbound, parsed, verdict, now)
     if decision.ignored_tag is not None:
         _event(session, ticket, now, "tag_ignored", ticket_id=decision.ignored_tag,
                reason="sender is not a participant of the tagged ticket")
+    if previous is not None:
+        _link(session, previous, ticket, now)
     inbound.ticket_id = ticket.id
-    acknowledged = _maybe_acknowledge(session, app, ticket, article, parsed, verdict, now)
+    acknowledged = _maybe_acknowledge(session, app, ticket, article, inbound, parsed, verdict,
+                                      now)
     return Outcome("processed", "created", ticket.number, acknowledged)
+
+
+def _record_second_delivery(
+    session: Session, inbound: InboundMessage, twin: InboundMessage, now: datetime
+) -> Outcome:
+    """The same mail reached another of our mailboxes (To one, Cc the other): one ticket."""
+    ticket = session.get_one(Ticket, twin.ticket_id)
+    inbound.ticket_id = ticket.id
+    _event(session, ticket, now, "delivered_again", mailbox=inbound.mailbox,
+           inbound_message_id=inbound.id, first_delivery_id=twin.id)
+    return Outcome("processed", "duplicate", ticket.number,
+                   reason=f"already delivered to mailbox {twin.mailbox}")
+
+
+def _closed_for_good(app: App, ticket: Ticket, verdict: Verdict, now: datetime) -> bool:
+    """A customer mail to a ticket closed longer ago than the reopen window starts anew."""
+    if verdict.kind != "customer" or ticket.status not in REOPEN_STATUSES:
+        return False
+    closed_at = ticket.resolved_at or ticket.updated_at
+    return now - closed_at > app.config.tickets.reopen_window
+
+
+def _link(session: Session, old: Ticket, new: Ticket, now: datetime) -> None:
+    _event(session, new, now, "linked", previous=old.number,
+           reason="follow-up to a ticket closed longer ago than the reopen window")
+    _event(session, old, now, "linked", successor=new.number)
 
 
 def _thread(session: Session, app: App, parsed: ParsedMessage) -> ThreadDecision:
@@ -158,6 +193,10 @@ def _add_article(
     session.add(article)
     session.flush()
     for attachment in parsed.attachments:
+        if attachment.skipped_reason:
+            _event(session, ticket, now, "attachment_skipped", article_id=article.id,
+                   filename=attachment.filename, content_type=attachment.content_type,
+                   size=attachment.size, reason=attachment.skipped_reason)
         session.add(
             AttachmentRecord(
                 article_id=article.id,
@@ -167,8 +206,8 @@ def _add_article(
                 sha256=hashlib.sha256(attachment.payload).hexdigest(),
                 inline=attachment.inline,
                 content_id=attachment.content_id,
-                storage="db",
-                data=attachment.payload,
+                storage="skipped" if attachment.skipped_reason else "db",
+                data=None if attachment.skipped_reason else attachment.payload,
             )
         )
     return article
@@ -200,11 +239,14 @@ def _maybe_acknowledge(
     app: App,
     ticket: Ticket,
     article: Article,
+    inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
     now: datetime,
 ) -> bool:
-    reason = _ack_refusal(session, app, ticket, verdict, now)
+    reason = _ack_refusal(session, app, ticket, verdict, now) or _backlog_refusal(
+        app, inbound, parsed, now
+    )
     if reason:
         _event(session, ticket, now, "ack_suppressed", reason=reason)
         return False
@@ -239,6 +281,20 @@ def _ack_refusal(
     if recent >= limit:
         return f"rate limit: {recent} acknowledgements to this sender in the last hour"
     return ""
+
+
+def _backlog_refusal(
+    app: App, inbound: InboundMessage, parsed: ParsedMessage, now: datetime
+) -> str:
+    """backlog = "import": old mail found at the first connection gets a ticket, no ack."""
+    mailbox = app.config.mailbox_named(inbound.mailbox)
+    if not inbound.backlog or mailbox.backlog != "import":
+        return ""
+    arrived = inbound.arrived_at or parsed.date or now
+    if now - arrived <= mailbox.backlog_age:
+        return ""
+    return (f"backlog: arrived {arrived.isoformat(timespec='minutes')}, before the first "
+            f"connection and more than {mailbox.backlog_age} ago")
 
 
 def _event(session: Session, ticket: Ticket, now: datetime, event_type: str, /,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +21,7 @@ from mailbridge.app import App
 from mailbridge.config import MailboxConfig
 from mailbridge.core.parse import message_fingerprint
 from mailbridge.db.models import InboundMessage, MailboxState
+from mailbridge.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +38,20 @@ def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox) -> FetchR
     """One catch-up pass over the folder `conn` has selected."""
     uidvalidity = conn.uidvalidity()
     last_uid = _last_uid(app, mailbox, uidvalidity)
+    first_connection = last_uid is None
+    if first_connection and mailbox.backlog == "skip":
+        return _skip_backlog(app, mailbox, conn, uidvalidity)
+    last_uid = last_uid or 0
     _tidy_leftovers(mailbox, conn, last_uid)
     uids = conn.uids_after(last_uid)
     fetched = stored = 0
     for start in range(0, len(uids), mailbox.batch_size):
         batch = uids[start : start + mailbox.batch_size]
-        messages = list(conn.fetch(batch))
+        messages = list(conn.fetch(batch, batch_size=mailbox.batch_size))
         fetched += len(messages)
-        stored += store_raw(app, mailbox, uidvalidity, messages, max(batch))
+        stored += store_raw(app, mailbox, uidvalidity, messages, max(batch),
+                            backlog=first_connection)
+        crash_point("after_store")
         _after_action(mailbox, conn, [m.uid for m in messages])
     report = FetchReport(mailbox.name, fetched, stored, fetched - stored)
     if fetched:
@@ -60,6 +68,8 @@ def store_raw(
     uidvalidity: int,
     messages: Sequence[FetchedMessage],
     up_to_uid: int,
+    *,
+    backlog: bool = False,
 ) -> int:
     """Insert what is new, advance last_uid; one transaction. Returns how many were new."""
     now = app.clock.now()
@@ -77,6 +87,8 @@ def store_raw(
                 raw=fetched.raw,
                 size=len(fetched.raw),
                 received_at=now,
+                arrived_at=fetched.internal_date,
+                backlog=backlog,
                 state="new",
                 attempts=0,
             )
@@ -119,11 +131,24 @@ def _known_fingerprints(session: Session, mailbox: str, fingerprints: set[str]) 
     return set(session.scalars(query))
 
 
-def _last_uid(app: App, mailbox: MailboxConfig, uidvalidity: int) -> int:
+def _skip_backlog(
+    app: App, mailbox: MailboxConfig, conn: ImapMailbox, uidvalidity: int
+) -> FetchReport:
+    """backlog = "skip": remember the newest UID and leave older mail alone."""
+    newest = max(conn.uids_after(0), default=0)
+    with app.transaction() as session:
+        _advance(session, mailbox, uidvalidity, newest, app.clock.now())
+    log.warning("mailbox %s: first connection with backlog = skip: mail up to UID %d is left "
+                "alone", mailbox.name, newest)
+    return FetchReport(mailbox.name)
+
+
+def _last_uid(app: App, mailbox: MailboxConfig, uidvalidity: int) -> int | None:
+    """The last UID stored from this folder; None at the very first connection."""
     with app.transaction() as session:
         state = _state(session, mailbox)
         if state is None:
-            return 0
+            return None
         if state.uidvalidity != uidvalidity:
             # The server renumbered the folder: read it all again; fingerprints stop repeats.
             log.warning(
@@ -142,7 +167,7 @@ def _state(session: Session, mailbox: MailboxConfig) -> MailboxState | None:
 
 
 def _advance(
-    session: Session, mailbox: MailboxConfig, uidvalidity: int, uid: int, now: object
+    session: Session, mailbox: MailboxConfig, uidvalidity: int, uid: int, now: datetime
 ) -> None:
     state = _state(session, mailbox)
     if state is None:
@@ -157,7 +182,7 @@ def _advance(
         state.uidvalidity, state.last_uid = uidvalidity, uid
     else:
         state.last_uid = max(state.last_uid, uid)
-    state.updated_at = now  # type: ignore[assignment]
+    state.updated_at = now
 
 
 def _tidy_leftovers(mailbox: MailboxConfig, conn: ImapMailbox, last_uid: int) -> None:

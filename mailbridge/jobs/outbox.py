@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from mailbridge.adapters.smtp import SmtpSettings, send_message
+from mailbridge.adapters.smtp import SmtpConnection, SmtpSettings
 from mailbridge.app import App
 from mailbridge.db.models import Outbox
 from mailbridge.errors import PermanentError, TransientError
@@ -52,19 +52,22 @@ def smtp_settings(app: App) -> SmtpSettings:
 
 
 async def send_pending(app: App, settings: SmtpSettings | None = None) -> SendReport:
-    settings = settings or smtp_settings(app)
-    sent = deferred = failed = 0
-    while True:
-        rows = await asyncio.to_thread(_due_rows, app, app.clock.now())
-        if not rows:
-            return SendReport(sent, deferred, failed)
-        for row in rows:
-            result = await _send_one(app, settings, row)
-            sent += result == "sent"
-            deferred += result == "pending"
-            failed += result == "failed"
-        if deferred:  # the server is refusing: leave the rest for the next pass
-            return SendReport(sent, deferred, failed)
+    """Send every due row over one SMTP connection; stop at the first temporary failure."""
+    connection = SmtpConnection(settings or smtp_settings(app))
+    counts = {"sent": 0, "pending": 0, "failed": 0}
+    try:
+        while not counts["pending"]:
+            rows = await asyncio.to_thread(_due_rows, app, app.clock.now())
+            if not rows:
+                break
+            for row in rows:
+                result = await _send_one(app, connection, row)
+                counts[result] += 1
+                if result == "pending":  # the server is refusing: the rest can wait
+                    break
+    finally:
+        await connection.close()
+    return SendReport(counts["sent"], counts["pending"], counts["failed"])
 
 
 def _due_rows(app: App, now: datetime) -> Sequence[Outbox]:
@@ -78,9 +81,11 @@ def _due_rows(app: App, now: datetime) -> Sequence[Outbox]:
         return session.scalars(query).all()
 
 
-async def _send_one(app: App, settings: SmtpSettings, row: Outbox) -> str:
+async def _send_one(app: App, connection: SmtpConnection, row: Outbox) -> str:
     try:
-        await send_message(settings, row.raw, row.envelope_from, row.envelope_to)
+        if not connection.is_connected:
+            await connection.connect()
+        await connection.send(row.raw, row.envelope_from, row.envelope_to)
     except TransientError as exc:
         return await asyncio.to_thread(_mark, app, row.id, exc, permanent=False)
     except PermanentError as exc:

@@ -17,6 +17,7 @@ from mailbridge.app import App
 from mailbridge.core.classify import classify
 from mailbridge.core.parse import parse_message
 from mailbridge.db.models import InboundMessage
+from mailbridge.faults import crash_point
 from mailbridge.jobs.apply import Outcome, apply_message
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _process_one(app: App, inbound_id: int) -> dict[str, int]:
             inbound = session.get_one(InboundMessage, inbound_id)
             if inbound.state != "new":
                 return {}
-            parsed = parse_message(inbound.raw)
+            parsed = parse_message(inbound.raw, app.parse_limits)
             verdict = classify(parsed, app.identity)
             now = app.clock.now()
             outcome = apply_message(session, app, inbound, parsed, verdict, now)
@@ -81,6 +82,7 @@ def _process_one(app: App, inbound_id: int) -> dict[str, int]:
             inbound.last_error = None
     except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
         return _record_failure(app, inbound_id, exc)
+    crash_point("after_process")
     _log_outcome(inbound_id, inbound.mailbox, parsed.message_id, outcome)
     return {
         "processed": outcome.state == "processed",

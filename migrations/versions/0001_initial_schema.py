@@ -99,7 +99,7 @@ def upgrade() -> None:
     sa.Column('ticket_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], name=op.f('fk_inbound_message_ticket_id_ticket')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_inbound_message')),
-    sa.UniqueConstraint('mailbox', 'fingerprint', name=op.f('uq_inbound_message_mailbox_fingerprint')),
+    sa.UniqueConstraint('fingerprint', 'mailbox', name=op.f('uq_inbound_message_fingerprint_mailbox')),
     sa.UniqueConstraint('mailbox', 'folder', 'uidvalidity', 'uid', name=op.f('uq_inbound_message_mailbox_folder_uidvalidity_uid'))
     )
     with op.batch_alter_table('inbound_message', schema=None) as batch_op:

@@ -8,11 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from mailbridge.db import migrate
+from mailbridge.db.engine import make_engine
 from mailbridge.embedded import EmbeddedImapServer, SmtpSink
 from tests.builders import mail
 
@@ -61,6 +64,10 @@ outbox_interval = "1s"
     path = tmp_path / "mailbridge.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def config_url(config: Path) -> str:
+    return str(tomllib.loads(config.read_text())["database"]["url"])
 
 
 def mailbridge(config: Path | None, *args: str, stdin: bytes | None = None,
@@ -224,7 +231,12 @@ def test_templates_preview_renders_subject_and_text(config: Path) -> None:
 def test_db_upgrade_reports_the_revision(config: Path) -> None:
     result = mailbridge(config, "db", "upgrade")
     assert result.returncode == 0, result.stderr.decode()
-    assert b"database at revision 0001" in result.stdout
+    engine = make_engine(str(config_url(config)))
+    try:
+        head = migrate.head_revision(engine)
+    finally:
+        engine.dispose()
+    assert f"database at revision {head}".encode() in result.stdout
 
 
 def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.config import Config, load_config, parse_duration
+from mailbridge.config import Config, load_config, parse_duration, parse_size
 from mailbridge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,6 +138,19 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
 ])
 def test_durations(text: str | int, expected: timedelta) -> None:
     assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("500KB", 500_000), ("25MB", 25_000_000), ("1 gb", 10**9), (4096, 4096), ("12", 12),
+])
+def test_sizes(text: str | int, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0", "-5MB", "1.5MB", "25 MiB", 0, False])
+def test_bad_sizes(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
 
 
 @pytest.mark.parametrize("text", ["", "8", "h8", "-1h", "1.5h", True])

@@ -233,7 +233,14 @@ def test_json_contract_keys_and_values() -> None:
     assert data["date"] == "2026-03-06T09:00:00+00:00"
     assert data["has_html"] is True
     assert data["attachments"] == [
-        {"filename": "screenshot.png", "content_type": "image/png", "size": 70, "inline": True}
+        {
+            "filename": "screenshot.png",
+            "content_type": "image/png",
+            "size": 70,
+            "inline": True,
+            "skipped_reason": None,
+            "container": None,
+        }
     ]
     assert data["kind"] == "customer" and data["rules"] == []
     expected_keys = {

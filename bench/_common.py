@@ -1,0 +1,405 @@
+"""Shared parts of the benchmarks: generated mail, a private IMAP server, a counting SMTP
+sink, a throwaway database and a configuration file pointing mailbridge at all three.
+
+Everything listens on 127.0.0.1 only and is removed again when its context ends.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Protocol
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
+from imapclient import IMAPClient  # noqa: E402
+
+from mailbridge.embedded import EmbeddedImapServer, SmtpSink  # noqa: E402
+
+IMAP_PASSWORD_ENV = "MB_BENCH_IMAP_PASSWORD"
+SUPPORT = "support@shop.example"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+# --- generated mail --------------------------------------------------------------------
+
+_FIRST = ["Giulia", "Marco", "Jürgen", "Anaïs", "Françoise", "Björn", "Ada", "Lukas",
+          "Chiara", "Élodie", "Sören", "Niccolò", "Grace", "Hélène", "Matthias", "Zoë"]
+_LAST = ["Rossi", "Müller", "Lefèvre", "Bianchi", "Schröder", "Dubois", "Lovelace",
+         "Esposito", "Weiß", "Girard", "Conti", "Großmann", "Hopper", "Faure"]
+_DOMAINS = ["example.it", "beispiel.de", "exemple.fr", "customer.example", "mail.example"]
+
+_TEXT = {
+    "it": {
+        "subjects": ["Problema con l'ordine n. {n}", "Fattura errata – perché?",
+                     "Richiesta di reso: articolo danneggiato", "Non riesco più ad accedere",
+                     "Consegna in ritardo, città: Forlì", "Domanda sulla garanzia già attivata"],
+        "lines": ["Buongiorno, vi scrivo perché l'ordine non è ancora arrivato.",
+                  "Ho già provato a contattarvi per telefono, però nessuno ha risposto.",
+                  "La fattura riporta un importo di 129,90 € invece di 99,90 €.",
+                  "Potreste verificare e farmi sapere entro venerdì?",
+                  "Il pacco è arrivato aperto e la scatola era danneggiata.",
+                  "Allego la foto dello scontrino e il numero di serie.",
+                  "Grazie mille per l'attenzione, cordiali saluti."],
+        "quote": "Il {date}, {name} <{addr}> ha scritto:",
+        "re": "R: ",
+    },
+    "de": {
+        "subjects": ["Problem mit Bestellung Nr. {n}", "Rechnung fehlerhaft – Rückerstattung?",
+                     "Lieferung verspätet, Größe falsch", "Zugang gesperrt, bitte prüfen",
+                     "Frage zur Gewährleistung", "Rücksendung: Gerät überhitzt"],
+        "lines": ["Sehr geehrte Damen und Herren, meine Bestellung ist noch nicht da.",
+                  "Ich habe schon zweimal angerufen, leider ohne Erfolg.",
+                  "Die Rechnung enthält 129,90 € statt 99,90 €, bitte korrigieren Sie das.",
+                  "Das Gerät wird nach wenigen Minuten sehr heiß und schaltet sich ab.",
+                  "Könnten Sie mir bis Freitag eine Rückmeldung geben?",
+                  "Im Anhang finden Sie ein Foto des Kassenbons.",
+                  "Mit freundlichen Grüßen und vielen Dank im Voraus."],
+        "quote": "Am {date} schrieb {name} <{addr}>:",
+        "re": "AW: ",
+    },
+    "fr": {
+        "subjects": ["Problème avec la commande n° {n}", "Facture erronée, remboursement ?",
+                     "Livraison en retard à Besançon", "Accès bloqué à mon compte",
+                     "Question sur la garantie déjà activée", "Retour : appareil défectueux"],
+        "lines": ["Bonjour, ma commande n'est toujours pas arrivée.",
+                  "J'ai déjà appelé deux fois, sans réponse de votre part.",
+                  "La facture indique 129,90 € au lieu de 99,90 €, pourriez-vous vérifier ?",
+                  "L'appareil chauffe beaucoup et s'éteint après quelques minutes.",
+                  "Merci de me répondre avant vendredi si possible.",
+                  "Vous trouverez ci-joint une photo du reçu.",
+                  "Je vous remercie d'avance, bien cordialement."],
+        "quote": "Le {date}, {name} <{addr}> a écrit :",
+        "re": "RE : ",
+    },
+    "en": {
+        "subjects": ["Problem with order #{n}", "Wrong invoice – refund?",
+                     "Late delivery to Zürich", "Locked out of my account",
+                     "Warranty question", "Return: device overheats"],
+        "lines": ["Hello, my order still has not arrived.",
+                  "I already called twice but nobody answered.",
+                  "The invoice says €129.90 instead of €99.90, could you check?",
+                  "The device gets very hot and switches off after a few minutes.",
+                  "Could you get back to me by Friday?",
+                  "Please find a photo of the receipt attached.",
+                  "Thanks in advance, kind regards."],
+        "quote": "On {date}, {name} <{addr}> wrote:",
+        "re": "Re: ",
+    },
+}
+_LANGS = list(_TEXT)
+# kind: weight. Attachments are 10-300 KB, so they carry most of the bytes.
+_KINDS = {"plain": 32, "html": 15, "alternative": 25, "attachment": 10, "reply": 18}
+
+
+def _body(rng: random.Random, lang: str, name: str) -> str:
+    lines = _TEXT[lang]["lines"]
+    paragraphs = [" ".join(rng.choices(lines, k=rng.randint(1, 4)))
+                  for _ in range(rng.randint(1, 5))]
+    return "\n\n".join(paragraphs) + f"\n\n{name}\n"
+
+
+def _html(text: str) -> str:
+    paragraphs = "".join(f"<p>{p.replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
+    return ("<html><head><meta charset=\"utf-8\"><style>p{font-family:Arial}</style></head>"
+            f"<body><div dir=\"ltr\">{paragraphs}<ul><li>Bestellung/ordine/commande</li>"
+            "<li><a href=\"https://shop.example/orders\">shop.example/orders</a></li></ul>"
+            "</div></body></html>")
+
+
+def _quoted(rng: random.Random, lang: str, when: datetime) -> str:
+    earlier = _body(rng, lang, "Support")
+    header = _TEXT[lang]["quote"].format(
+        date=format_datetime(when - timedelta(days=1)), name="Shop Support", addr=SUPPORT)
+    return header + "\n" + "\n".join(f"> {line}" if line else ">"
+                                      for line in earlier.splitlines())
+
+
+def generate(n: int, seed: int = 1) -> Iterator[bytes]:
+    """n realistic customer mails, the same for the same seed; one at a time."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    kinds, weights = list(_KINDS), list(_KINDS.values())
+    for i in range(n):
+        lang = rng.choice(_LANGS)
+        name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+        # A distinct sender per mail, so the per-sender acknowledgement limit never bites.
+        addr = f"{name.split()[0].lower()}.{i}@{rng.choice(_DOMAINS)}".encode(
+            "ascii", "ignore").decode()
+        when = now - timedelta(seconds=rng.randint(60, 1800))
+        kind = rng.choices(kinds, weights)[0]
+        subject = rng.choice(_TEXT[lang]["subjects"]).format(n=10000 + i)
+        msg = EmailMessage(policy=policy.SMTP)
+        msg["From"] = f"{name} <{addr}>"
+        msg["To"] = f"Shop Support <{SUPPORT}>"
+        msg["Date"] = format_datetime(when)
+        msg["Message-ID"] = f"<bench.{seed}.{i}.{rng.getrandbits(48):x}@{addr.split('@')[1]}>"
+        text = _body(rng, lang, name)
+        if kind == "reply":
+            subject = _TEXT[lang]["re"] + subject
+            parent = f"<ack.{seed}.{i}@shop.example>"
+            msg["In-Reply-To"] = parent
+            msg["References"] = f"<orig.{seed}.{i}@{addr.split('@')[1]}> {parent}"
+            text = text + "\n" + _quoted(rng, lang, when) + "\n"
+        msg["Subject"] = subject
+        if kind == "html":
+            msg.set_content(_html(text), subtype="html")
+        else:
+            msg.set_content(text)
+            if kind in ("alternative", "reply") and rng.random() < 0.6:
+                msg.add_alternative(_html(text), subtype="html")
+        if kind == "attachment":
+            _attach(rng, msg, lang)
+        yield msg.as_bytes()
+
+
+def _attach(rng: random.Random, msg: EmailMessage, lang: str) -> None:
+    size = rng.randint(10_000, 300_000)
+    if rng.random() < 0.5:
+        data = b"%PDF-1.4\n" + rng.randbytes(size)
+        names = {"it": "Fattura_n°42_è.pdf", "de": "Rechnung_Größe.pdf",
+                 "fr": "Reçu_éléphant.pdf", "en": "invoice.pdf"}
+        msg.add_attachment(data, maintype="application", subtype="pdf", filename=names[lang])
+    else:
+        data = b"\x89PNG\r\n\x1a\n" + rng.randbytes(size)
+        msg.add_attachment(data, maintype="image", subtype="png", filename="foto_scontrino.png")
+
+
+# --- IMAP servers ------------------------------------------------------------------------
+
+
+class ImapServer(Protocol):
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+def imap_client(server: ImapServer, timeout: float = 60.0) -> IMAPClient:
+    client = IMAPClient(server.host, server.port, ssl=False, timeout=timeout)
+    # Without it each APPEND waits out a delayed ACK between command and literal.
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.login(server.username, server.password)
+    return client
+
+
+@contextmanager
+def imap_server(kind: str) -> Iterator[ImapServer]:
+    """A private, empty IMAP server on 127.0.0.1: Dovecot (own process) or pymap (a thread)."""
+    if kind == "dovecot":
+        if shutil.which("dovecot") is None:
+            raise SystemExit("dovecot is not installed (Debian: apt-get install dovecot-imapd)")
+        from tests.dovecot import DovecotServer
+
+        dovecot = DovecotServer()
+        try:
+            yield dovecot.start()
+        finally:
+            dovecot.stop()
+    elif kind == "pymap":
+        with EmbeddedImapServer() as pymap:
+            yield pymap
+    else:
+        raise ValueError(f"unknown server {kind!r}")
+
+
+def fill(server: ImapServer, n: int, seed: int = 1, folder: str = "INBOX") -> tuple[int, int]:
+    """APPEND n generated mails; returns (count, bytes)."""
+    count = size = 0
+    client = imap_client(server)
+    try:
+        if not client.folder_exists(folder):
+            client.create_folder(folder)
+        for raw in generate(n, seed):
+            client.append(folder, raw)
+            count += 1
+            size += len(raw)
+    finally:
+        client.logout()
+    return count, size
+
+
+# --- SMTP sink ---------------------------------------------------------------------------
+
+
+class CountingSink(SmtpSink):
+    """Accepts every mail and notes when it arrived; keeps no bytes and parses nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals: list[float] = []  # time.monotonic() of each accepted DATA
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._arrived:
+            self.arrivals.append(time.monotonic())
+            self._arrived.notify_all()
+            return f"250 2.0.0 OK queued as {len(self.arrivals)}"
+
+    def wait_count(self, count: int, timeout: float) -> bool:
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.arrivals) >= count, timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- database and configuration ----------------------------------------------------------
+
+
+@contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file in workdir, or a fresh PostgreSQL db."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'mailbridge.db'}"
+        return
+    if kind != "postgresql":
+        raise ValueError(f"unknown database {kind!r}")
+    from sqlalchemy import create_engine, text
+
+    name = f"mailbridge_bench_{os.getpid()}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def write_config(workdir: Path, imap: ImapServer, smtp_port: int, db_url: str,
+                 **service: str) -> Path:
+    extra = "".join(f'{key} = "{value}"\n' for key, value in service.items())
+    path = workdir / "mailbridge.toml"
+    path.write_text(f"""\
+[database]
+url = "{db_url}"
+auto_migrate = true
+
+[[mailbox]]
+name = "support"
+address = "{SUPPORT}"
+host = "{imap.host}"
+port = {imap.port}
+security = "none"
+username = "{imap.username}"
+password_env = "{IMAP_PASSWORD_ENV}"
+after = "move"
+# Generated mail is already waiting at the first connection: treat it as new.
+backlog = "acknowledge"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+from = "Shop Support <{SUPPORT}>"
+
+[[sla]]
+name = "standard"
+first_response = "8h"
+resolution = "5d"
+
+[staff]
+team_address = "team@shop.example"
+escalation_address = "lead@shop.example"
+
+[service]
+data_dir = "{workdir}"
+{extra}""", encoding="utf-8")
+    return path
+
+
+def child_env(imap: ImapServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    env[IMAP_PASSWORD_ENV] = imap.password
+    return env
+
+
+def mailbridge_command(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "mailbridge", "--config", str(config), *args]
+
+
+@contextmanager
+def workdir(prefix: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# --- child processes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    returncode: int
+    seconds: float
+    max_rss_mb: float
+
+
+def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float) -> ChildResult:
+    """Run to completion (killed after timeout); wall time and that child's own peak RSS."""
+    with log.open("wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=out)
+        timer = threading.Timer(timeout, _kill, (proc.pid,))
+        timer.start()
+        try:
+            # wait4 gives this child's rusage; RUSAGE_CHILDREN would mix all children.
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return ChildResult(proc.returncode, seconds, usage.ru_maxrss / 1024)
+
+
+def _kill(pid: int) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process, in MB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def mb(size: int) -> float:
+    return size / 1_000_000
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+

@@ -1,0 +1,251 @@
+"""Ingest throughput: mailbridge against the practical limit, measured in the same run.
+
+    python bench/ingest.py [--n 5000] [--server dovecot|pymap] [--db sqlite|postgresql]
+                           [--seed 1] [--profile FILE]
+
+Fills a private IMAP mailbox with N generated mails, then measures on the same mailbox:
+  fetch  raw imapclient FETCH BODY.PEEK[] in batches, nothing else (for scale);
+  (a)    the same FETCH plus the stdlib parse (policy.default; headers read, every leaf
+         part decoded): the baseline;
+  (b)    `mailbridge run --once` as a subprocess: fetch, store, move, parse, classify,
+         thread, tickets with acknowledgements queued. SMTP points at a closed port, so the
+         pass ends after one refused connection and sending is not part of (b);
+  (c)    sending: the queued acknowledgements made due again, and a second
+         `mailbridge run --once` (empty mailbox) delivers them to a counting SMTP sink.
+Prints messages, MB, seconds, msg/s, the ratio (b)/(a) and the peak RSS of each subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+from _common import (
+    CountingSink,
+    ImapServer,
+    child_env,
+    database,
+    fill,
+    free_port,
+    imap_client,
+    imap_server,
+    mailbridge_command,
+    mb,
+    rate,
+    run_child,
+    tail,
+    workdir,
+    write_config,
+)
+
+FETCH_BATCH = 200  # mailbridge's default mailbox.batch_size
+CHILD_TIMEOUT = 1800.0
+
+
+def fetch_pass(server: ImapServer, parse: bool) -> tuple[int, int, float]:
+    """FETCH every message of INBOX (read-only), optionally parsing each; (count, bytes, s)."""
+    count = size = 0
+    client = imap_client(server)
+    try:
+        start = time.perf_counter()
+        client.select_folder("INBOX", readonly=True)
+        uids = sorted(client.search("ALL"))
+        for first in range(0, len(uids), FETCH_BATCH):
+            batch = uids[first:first + FETCH_BATCH]
+            data = client.fetch(batch, ["BODY.PEEK[]"])
+            for uid in batch:
+                raw = bytes(data[uid][b"BODY[]"])
+                count += 1
+                size += len(raw)
+                if parse:
+                    stdlib_parse(raw)
+            del data
+        seconds = time.perf_counter() - start
+    finally:
+        client.logout()
+    return count, size, seconds
+
+
+def stdlib_parse(raw: bytes) -> int:
+    """What any consumer must do at least: parse, read the headers, decode every leaf part."""
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    touched = 0
+    for name in ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To"):
+        touched += len(str(msg.get(name, "")))
+    body = msg.get_body(preferencelist=("plain", "html"))
+    if body is not None:
+        touched += len(body.get_content())
+    for part in msg.walk():
+        if not part.is_multipart() and part is not body:
+            touched += len(part.get_content())
+    return touched
+
+
+def inbox_count(server: ImapServer) -> int:
+    client = imap_client(server)
+    try:
+        return int(client.select_folder("INBOX", readonly=True)[b"EXISTS"])
+    finally:
+        client.logout()
+
+
+def due_again(db_url: str) -> int:
+    """Make the acknowledgements deferred by the closed SMTP port due now; how many."""
+    from sqlalchemy import create_engine, update
+
+    from mailbridge.db.models import Outbox
+
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(
+                update(Outbox).where(Outbox.state == "pending")
+                .values(next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC), attempts=0)
+            )
+            return int(result.rowcount)
+    finally:
+        engine.dispose()
+
+
+def profile_in_process(config: Path, env: dict[str, str], out: Path, tool: str) -> None:
+    """The steps of (b) called directly in this thread under a profiler, each timed.
+
+    Profilers see only their own thread, and run_once() works in asyncio.to_thread.
+    cProfile inflates call-heavy code (SQLAlchemy, the email package); pyinstrument
+    samples, so its proportions are closer to an unprofiled run.
+    """
+    import logging
+
+    from mailbridge.app import build_app
+    from mailbridge.config import load_config
+    from mailbridge.daemon import Daemon
+    from mailbridge.jobs.escalate import sweep
+    from mailbridge.jobs.process import process_pending
+    from mailbridge.logs import setup_logging
+
+    setup_logging("text")
+    logging.getLogger().setLevel(logging.WARNING)  # keep the profile about the work
+    app = build_app(load_config(config, env))
+    daemon = Daemon(app)
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("fetch + store + move",
+         lambda: daemon._fetch_with_new_connection(app.config.mailbox[0])),
+        ("process", lambda: process_pending(app)),
+        ("sweep", lambda: sweep(app)),
+    ]
+    try:
+        if tool == "pyinstrument":
+            _pyinstrument(steps, out)
+        else:
+            _cprofile(steps, out)
+    finally:
+        app.close()
+
+
+def _timed(steps: list[tuple[str, Callable[[], object]]]) -> None:
+    for name, step in steps:
+        start = time.perf_counter()
+        step()
+        print(f"    {name:<22} {time.perf_counter() - start:8.2f} s (profiled)")
+
+
+def _cprofile(steps: list[tuple[str, Callable[[], object]]], out: Path) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(_timed, steps)
+    profiler.dump_stats(out)
+    stats = pstats.Stats(profiler).sort_stats("cumulative")
+    stats.print_stats(60)
+    stats.sort_stats("tottime").print_stats(30)
+
+
+def _pyinstrument(steps: list[tuple[str, Callable[[], object]]], out: Path) -> None:
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.001)
+    profiler.start()
+    _timed(steps)
+    profiler.stop()
+    out.write_text(profiler.output_text(unicode=False, show_all=False), encoding="utf-8")
+    print(profiler.output_text(unicode=False, show_all=False))
+
+
+def line(label: str, count: int, size: int, seconds: float) -> str:
+    return (f"{label:<34} {count:>6} msgs {mb(size):>8.1f} MB {seconds:>8.2f} s "
+            f"{rate(count, seconds):>9.1f} msg/s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=5000, help="messages (default 5000)")
+    parser.add_argument("--server", choices=("dovecot", "pymap"), default="dovecot")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", type=Path,
+                        help="run (b)'s steps in-process under a profiler, write the result here")
+    parser.add_argument("--profiler", choices=("cprofile", "pyinstrument"), default="cprofile",
+                        help="pyinstrument must be installed (pip install pyinstrument)")
+    args = parser.parse_args(argv)
+
+    with workdir("mailbridge-bench-") as work, imap_server(args.server) as server, \
+            database(args.db, work) as db_url:
+        print(f"server {args.server}, database {args.db}, N={args.n}, seed {args.seed}")
+        start = time.perf_counter()
+        count, size = fill(server, args.n, args.seed)
+        print(f"filled INBOX: {count} msgs, {mb(size):.1f} MB in "
+              f"{time.perf_counter() - start:.1f} s")
+
+        raw_fetch = fetch_pass(server, parse=False)
+        baseline = fetch_pass(server, parse=True)
+        print(line("fetch only (for scale)", *raw_fetch))
+        print(line("(a) fetch + stdlib parse", *baseline))
+
+        closed_port = free_port()  # nothing listens: acknowledgements stay queued
+        config = write_config(work, server, closed_port, db_url)
+        env = child_env(server)
+        if args.profile:
+            start = time.perf_counter()
+            profile_in_process(config, env, args.profile, args.profiler)
+            print(f"(b) in-process under {args.profiler}: {time.perf_counter() - start:.2f} s; "
+                  f"stats in {args.profile}")
+            return 0
+
+        log_b = work / "run-b.log"
+        b = run_child(mailbridge_command(config, "run", "--once"), env, log_b, CHILD_TIMEOUT)
+        left = inbox_count(server)
+        print(line("(b) mailbridge run --once", baseline[0], baseline[1], b.seconds))
+        print(f"    exit {b.returncode}, peak RSS {b.max_rss_mb:.1f} MB, "
+              f"left in INBOX {left}")
+        print("    " + tail(log_b, 1))
+        if b.returncode != 0 or left:
+            print(tail(log_b), file=sys.stderr)
+
+        queued = due_again(db_url)
+        with CountingSink() as sink:
+            config = write_config(work, server, sink.port, db_url)
+            log_c = work / "run-c.log"
+            c = run_child(mailbridge_command(config, "run", "--once"), env, log_c,
+                          CHILD_TIMEOUT)
+            sent = len(sink.arrivals)
+        print(f"{'(c) sending acknowledgements':<34} {sent:>6} msgs of {queued} queued "
+              f"{c.seconds:>8.2f} s {rate(sent, c.seconds):>9.1f} msg/s "
+              f"(exit {c.returncode}, peak RSS {c.max_rss_mb:.1f} MB)")
+
+        ratio = rate(baseline[0], b.seconds) / rate(baseline[0], baseline[2])
+        print(f"ratio (b)/(a) = {ratio:.2f}  (target >= 0.50)   "
+              f"peak RSS (b) = {b.max_rss_mb:.0f} MB (target < 250 MB)")
+        return 0 if b.returncode == 0 and not left else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Arrival-to-acknowledgement latency with the daemon running under IDLE.
+
+    python bench/latency.py [--n 200] [--server dovecot|pymap] [--db sqlite|postgresql]
+
+Starts a private IMAP server, a counting SMTP sink and `mailbridge run` as a subprocess,
+then appends generated mails one at a time. For each: the time from APPEND returning to
+the sink accepting the acknowledgement; the next mail goes in only after that. Prints
+p50, p90, p99 and max. A mail whose acknowledgement takes longer than --timeout counts as
+a miss and is reported; the run always ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import (
+    REPO,
+    CountingSink,
+    ImapServer,
+    child_env,
+    database,
+    generate,
+    imap_client,
+    imap_server,
+    mailbridge_command,
+    tail,
+    workdir,
+    write_config,
+)
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), round(fraction * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def measure(server: ImapServer, sink: CountingSink, n: int, seed: int,
+            timeout: float) -> tuple[list[float], int]:
+    """Append n + 1 mails (the first warms up and is not counted); latencies and misses."""
+    latencies: list[float] = []
+    misses = 0
+    client = imap_client(server)
+    try:
+        for index, raw in enumerate(generate(n + 1, seed)):
+            expected = len(sink.arrivals) + 1
+            client.append("INBOX", raw)
+            appended = time.monotonic()
+            wait = READY_TIMEOUT if index == 0 else timeout
+            if not sink.wait_count(expected, wait):
+                if index == 0:
+                    raise TimeoutError(f"no acknowledgement within {wait:.0f} s of the first mail")
+                misses += 1
+                # Let a late acknowledgement land before the next mail, so it is not
+                # credited to the wrong one.
+                sink.wait_count(expected, timeout)
+                continue
+            if index:
+                latencies.append(sink.arrivals[expected - 1] - appended)
+    finally:
+        client.logout()
+    return latencies, misses
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(STOP_TIMEOUT)
+
+
+def report(latencies: list[float], misses: int, n: int) -> None:
+    values = sorted(latencies)
+    ms = [v * 1000 for v in values]
+    print(f"measured {len(values)} of {n} mails, {misses} missed the timeout")
+    if not ms:
+        return
+    print(f"latency ms: p50 {percentile(ms, 0.50):.0f}  p90 {percentile(ms, 0.90):.0f}  "
+          f"p99 {percentile(ms, 0.99):.0f}  max {ms[-1]:.0f}  "
+          f"mean {statistics.fmean(ms):.0f}  min {ms[0]:.0f}")
+    print("targets: p50 < 300 ms, p99 < 1000 ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=200, help="measured mails (default 200)")
+    parser.add_argument("--server", choices=("dovecot", "pymap"), default="dovecot")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for one acknowledgement (default 10)")
+    args = parser.parse_args(argv)
+
+    with workdir("mailbridge-latency-") as work, imap_server(args.server) as server, \
+            database(args.db, work) as db_url, CountingSink() as sink:
+        # An empty INBOX must exist before the daemon selects it.
+        client = imap_client(server)
+        client.logout()
+        config = write_config(work, server, sink.port, db_url)
+        log_path: Path = work / "daemon.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(mailbridge_command(config, "run"), env=child_env(server),
+                                    cwd=REPO, stdout=log, stderr=log)
+            try:
+                print(f"server {args.server}, database {args.db}, daemon pid {proc.pid}")
+                latencies, misses = measure(server, sink, args.n, args.seed, args.timeout)
+            except TimeoutError as exc:
+                print(f"{exc}\n{tail(log_path)}", file=sys.stderr)
+                return 1
+            finally:
+                code = stop(proc)
+        report(latencies, misses, args.n)
+        print(f"daemon exit {code} after SIGTERM")
+        if os.environ.get("BENCH_SHOW_LOG"):
+            print(tail(log_path, 40))
+        return 0 if not misses and code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

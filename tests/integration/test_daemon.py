@@ -1,0 +1,78 @@
+"""The long-running daemon: IDLE delivery, reconnecting after the server drops it, and a
+mailbox that fails while the others go on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from mailbridge.app import build_app
+from mailbridge.daemon import Daemon
+from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from tests.builders import IMAP_PASSWORD_ENV, mail, make_config
+
+
+def run_daemon(tmp_path: Path, imap: EmbeddedImapServer, smtp: SmtpSink, sqlite_url: str,
+               scenario: Callable[[], Awaitable[None]], **sections: object) -> None:
+    config = make_config(tmp_path, database_url=sqlite_url, imap=imap, smtp=smtp, **sections)
+    app = build_app(config)
+
+    async def main() -> None:
+        daemon = Daemon(app)
+        running = asyncio.create_task(daemon.run_forever())
+        try:
+            await scenario()
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(running, 30)
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.close()
+
+
+def test_daemon_reconnects_after_the_server_drops_the_connection(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str
+) -> None:
+    async def scenario() -> None:
+        await asyncio.to_thread(imap_server.append, mail("A <a@c.example>", "Before"))
+        await asyncio.to_thread(smtp_sink.wait_for, 1, 15)
+        imap_server.drop_connections()
+        await asyncio.to_thread(imap_server.append, mail("B <b@c.example>", "After"))
+        await asyncio.to_thread(smtp_sink.wait_for, 2, 20)
+
+    run_daemon(tmp_path, imap_server, smtp_sink, sqlite_url, scenario)
+    assert [m.recipients for m in smtp_sink.received] == [("a@c.example",), ("b@c.example",)]
+
+
+def test_daemon_survives_an_imap_server_outage(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str
+) -> None:
+    async def scenario() -> None:
+        await asyncio.sleep(0.5)
+        imap_server.stop()
+        await asyncio.sleep(2)  # a real outage: the daemon retries with backoff meanwhile
+        imap_server.start()
+        await asyncio.to_thread(imap_server.append, mail())
+        await asyncio.to_thread(smtp_sink.wait_for, 1, 20)
+
+    run_daemon(tmp_path, imap_server, smtp_sink, sqlite_url, scenario)
+    assert len(smtp_sink.received) == 1
+
+
+def test_a_failing_mailbox_does_not_hold_up_the_others(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str
+) -> None:
+    good = {"name": "support", "address": "support@shop.example", "host": imap_server.host,
+            "port": imap_server.port, "security": "none", "username": imap_server.username,
+            "password_env": IMAP_PASSWORD_ENV}
+    broken = {**good, "name": "sales", "address": "sales@shop.example", "port": 1}
+
+    async def scenario() -> None:
+        await asyncio.to_thread(imap_server.append, mail())
+        await asyncio.to_thread(smtp_sink.wait_for, 1, 15)
+
+    run_daemon(tmp_path, imap_server, smtp_sink, sqlite_url, scenario, mailbox=[broken, good])
+    assert len(smtp_sink.received) == 1
