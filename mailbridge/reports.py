@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from sqlalchemy import select
 
@@ -17,7 +17,7 @@ from mailbridge.adapters.templates import SAMPLE_CONTEXT, TemplateSet, default_t
 from mailbridge.app import App, build_app
 from mailbridge.config import Config
 from mailbridge.db import queries
-from mailbridge.db.models import Outbox, Ticket
+from mailbridge.db.models import Base, Outbox, Ticket
 from mailbridge.errors import MailbridgeError, TemplateError
 
 
@@ -61,12 +61,19 @@ def _print_json(value: object, out: TextIO) -> None:
     out.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
-def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO) -> int:
+Row = TypeVar("Row", bound=Base)
+
+
+def _all(app: App, model: type[Row], order: Any, column: Any, value: str | None
+         ) -> Sequence[Row]:
+    """Every row of `model` in `order`, or those whose `column` equals `value` if given."""
+    query = select(model).order_by(order)
     with app.sessions() as session:
-        query = select(Ticket).order_by(Ticket.number)
-        if status:
-            query = query.where(Ticket.status == status)
-        tickets = session.scalars(query).all()
+        return session.scalars(query.where(column == value) if value else query).all()
+
+
+def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO) -> int:
+    tickets = _all(app, Ticket, Ticket.number, Ticket.status, status)
     if as_json:
         _print_json([ticket_json(t) for t in tickets], out)
         return 0
@@ -127,11 +134,7 @@ def outbox_json(row: Outbox) -> dict[str, Any]:
 
 
 def list_outbox(app: App, state: str | None, as_json: bool, out: TextIO) -> int:
-    with app.sessions() as session:
-        query = select(Outbox).order_by(Outbox.id)
-        if state:
-            query = query.where(Outbox.state == state)
-        rows = session.scalars(query).all()
+    rows = _all(app, Outbox, Outbox.id, Outbox.state, state)
     if as_json:
         _print_json([outbox_json(r) for r in rows], out)
         return 0

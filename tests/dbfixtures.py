@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.required import unavailable
+
 PG_ADMIN_URL = os.environ.get(
     "MAILBRIDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 _pg_problem: str | None = None
 _pg_checked = False
@@ -42,11 +43,8 @@ def _postgres_problem() -> str | None:
 
 def require_postgres() -> None:
     problem = _postgres_problem()
-    if problem is None:
-        return
-    if IN_CI:
-        pytest.fail(f"{problem}; PostgreSQL tests are required under CI")
-    pytest.skip(problem)
+    if problem is not None:
+        unavailable(problem, "PostgreSQL tests")
 
 
 @pytest.fixture
