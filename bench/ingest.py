@@ -1,7 +1,7 @@
 """Ingest throughput: mailbridge against the practical limit, measured in the same run.
 
     python bench/ingest.py [--n 5000] [--server dovecot|pymap] [--db sqlite|postgresql]
-                           [--seed 1] [--profile FILE]
+                           [--seed 1] [--profile FILE [--profiler cprofile|pyinstrument]]
 
 Fills a private IMAP mailbox with N generated mails, then measures on the same mailbox:
   fetch  raw imapclient FETCH BODY.PEEK[] in batches, nothing else (for scale);
@@ -9,7 +9,7 @@ Fills a private IMAP mailbox with N generated mails, then measures on the same m
          part decoded): the baseline;
   (b)    `mailbridge run --once` as a subprocess: fetch, store, move, parse, classify,
          thread, tickets with acknowledgements queued. SMTP points at a closed port, so the
-         pass ends after one refused connection and sending is not part of (b);
+         send step ends at the first refused connection and is not part of (b);
   (c)    sending: the queued acknowledgements made due again, and a second
          `mailbridge run --once` (empty mailbox) delivers them to a counting SMTP sink.
 Prints messages, MB, seconds, msg/s, the ratio (b)/(a) and the peak RSS of each subprocess.

@@ -37,6 +37,7 @@ from _common import (
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
+GIVE_UP_AFTER = 3  # consecutive misses: the daemon has stopped answering, end the run
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -51,7 +52,7 @@ def measure(server: ImapServer, sink: CountingSink, n: int, seed: int,
             timeout: float) -> tuple[list[float], int]:
     """Append n + 1 mails (the first warms up and is not counted); latencies and misses."""
     latencies: list[float] = []
-    misses = 0
+    misses = consecutive = 0
     client = imap_client(server)
     try:
         for index, raw in enumerate(generate(n + 1, seed)):
@@ -63,10 +64,16 @@ def measure(server: ImapServer, sink: CountingSink, n: int, seed: int,
                 if index == 0:
                     raise TimeoutError(f"no acknowledgement within {wait:.0f} s of the first mail")
                 misses += 1
+                consecutive += 1
+                if consecutive >= GIVE_UP_AFTER:
+                    print(f"{consecutive} acknowledgements in a row missing: giving up",
+                          file=sys.stderr)
+                    break
                 # Let a late acknowledgement land before the next mail, so it is not
                 # credited to the wrong one.
                 sink.wait_count(expected, timeout)
                 continue
+            consecutive = 0
             if index:
                 latencies.append(sink.arrivals[expected - 1] - appended)
     finally:
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 code = stop(proc)
         report(latencies, misses, args.n)
         print(f"daemon exit {code} after SIGTERM")
-        if os.environ.get("BENCH_SHOW_LOG"):
+        if misses or code or os.environ.get("BENCH_SHOW_LOG"):
             print(tail(log_path, 40))
         return 0 if not misses and code == 0 else 1
 

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
+from email import policy, quoprimime
 from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address as HeaderAddress
@@ -51,6 +51,7 @@ _MAX_NAME = 80  # characters of a display name
 _LINE = 78  # RFC 5322's recommended line length
 _EW_LENGTH = 64  # of one encoded word: under RFC 2047's 75, leaving room for a header name
 _TOKEN = re.compile(r"\S+\s*")  # a word and the space after it
+_EW_OVERHEAD = len("=?utf-8?b??=")
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")  # a phrase that needs no quoting
 _REPLY_PREFIX = re.compile(
     r"^(?:\s*(?:re|fwd?|aw|wg|sv|vs|antw|rif|r|i|tr)\s*(?:\[\d+\])?\s*:)+\s*", re.IGNORECASE
@@ -180,12 +181,17 @@ def _encoded_words(text: str) -> list[str]:
     The spaces stay inside the encoded words: decoders drop the whitespace between them.
     """
     words: list[str] = []
-    chunk = ""
+    chunk, size, q_size = "", 0, 0  # the chunk's UTF-8 length and its Q-encoded length
     for token in _TOKEN.findall(text):
-        if chunk and len(_encode(chunk + token)) > _EW_LENGTH:
+        raw = token.encode("utf-8")
+        new_size, new_q = size + len(raw), q_size + quoprimime.header_length(raw)
+        # Header.encode picks the shorter of B and Q; both lengths add up word by word, so
+        # the chunk need not be encoded again for every word (quadratic in long subjects).
+        if chunk and _EW_OVERHEAD + min(4 * -(-new_size // 3), new_q) > _EW_LENGTH:
             words.extend(_encode(chunk).split())
-            chunk = ""
+            chunk, new_size, new_q = "", len(raw), quoprimime.header_length(raw)
         chunk += token
+        size, q_size = new_size, new_q
     return words + _encode(chunk).split() if chunk else words
 
 
