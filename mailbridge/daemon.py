@@ -120,6 +120,8 @@ class Daemon:
                    for m in self.app.config.mailbox]
         sender = asyncio.create_task(self._send_loop(), name="sender")
         log.info("mailbridge running: %d mailbox(es)", len(self.app.config.mailbox))
+        if self.app.config.service.listen:
+            log.warning("service.listen is set, but /healthz and /metrics are not served yet")
         try:
             await self._stop.wait()
         finally:
