@@ -73,6 +73,7 @@ class Daemon:
         self._process_lock = asyncio.Lock()
         self._outbox_wakeup = asyncio.Event()
         self._stop = asyncio.Event()
+        self._draining = asyncio.Event()  # set once pollers are done: last outbox pass
         self._connections: set[ImapMailbox] = set()
 
     async def run_once(self) -> PassReport:
@@ -130,11 +131,15 @@ class Daemon:
             # Pollers see the stop flag between steps; cancelling them instead could close
             # a connection under a thread that is still using it.
             _, late = await asyncio.wait(pollers, timeout=STOP_GRACE)
-            for task in (*late, sender):
+            for task in late:
                 task.cancel()
-            await asyncio.gather(*late, sender, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(send_pending(self.app, self.smtp), STOP_GRACE)
+            await asyncio.gather(*late, return_exceptions=True)
+            # The sender is not cancelled mid-send (a mail accepted but not yet marked would
+            # go out twice): it makes one last pass and returns, or is cut off after a grace.
+            self._draining.set()
+            self._outbox_wakeup.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sender, STOP_GRACE)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
@@ -160,10 +165,13 @@ class Daemon:
         interval = self.app.config.service.outbox_interval.total_seconds()
         while True:
             self._outbox_wakeup.clear()
+            last = self._draining.is_set()
             try:
                 await send_pending(self.app, self.smtp)
             except Exception:  # noqa: BLE001 - the sender must outlive any one failure
                 log.exception("outbox pass failed")
+            if last:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wakeup.wait(), interval)
 
