@@ -40,7 +40,7 @@ def apply_message(
     verdict: Verdict,
     now: datetime,
 ) -> Outcome:
-    twin = queries.delivered_twin(session, inbound)
+    twin = _delivered_twin(session, app, inbound)
     if twin is not None:
         return _record_second_delivery(session, inbound, twin, now)
     decision = _thread(session, app, parsed)
@@ -66,6 +66,14 @@ def apply_message(
     acknowledged = _maybe_acknowledge(session, app, ticket, article, inbound, parsed, verdict,
                                       now)
     return Outcome("processed", "created", ticket.number, acknowledged)
+
+
+def _delivered_twin(session: Session, app: App, inbound: InboundMessage) -> InboundMessage | None:
+    """A twin needs a second configured mailbox; with one, the per-mailbox fingerprint
+    uniqueness already rules it out and the look-up is saved."""
+    if len(app.config.mailbox) < 2:
+        return None
+    return queries.delivered_twin(session, inbound)
 
 
 def _record_second_delivery(

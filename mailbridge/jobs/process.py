@@ -1,8 +1,11 @@
-"""Process stored messages: parse, classify, thread and apply, one transaction each.
+"""Process stored messages: parse, classify, thread and apply.
 
-A message whose processing raises is retried a bounded number of times, then quarantined
-with its reason; it never blocks the messages behind it (invariant 4). Attempts are counted
-before work starts, so even a message that kills the process is eventually set aside.
+A claimed batch shares one transaction (one commit instead of one per message); each
+message runs in its own savepoint, so a failing message undoes only its own work. A message
+whose processing raises is retried a bounded number of times, then quarantined with its
+reason; it never blocks the messages behind it (invariant 4). Attempts are counted and
+committed before work starts, so even a message that kills the process is eventually set
+aside.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from mailbridge.app import App
 from mailbridge.core.classify import classify
@@ -22,7 +26,7 @@ from mailbridge.jobs.apply import Outcome, apply_message
 
 log = logging.getLogger(__name__)
 
-BATCH = 100
+BATCH = 50
 ERROR_LIMIT = 2000
 
 
@@ -45,8 +49,8 @@ def process_pending(app: App) -> ProcessReport:
         if not batch:
             return ProcessReport(**totals)
         tried.update(batch)
-        for inbound_id in batch:
-            for key, value in _process_one(app, inbound_id).items():
+        for counts in _process_batch(app, batch):
+            for key, value in counts.items():
                 totals[key] += value
 
 
@@ -67,12 +71,48 @@ def _claim(app: App, tried: set[int]) -> Sequence[int]:
         return ids
 
 
-def _process_one(app: App, inbound_id: int) -> dict[str, int]:
+def _process_batch(app: App, batch: Sequence[int]) -> list[dict[str, int]]:
+    """Process `batch` in one transaction; should that transaction itself fail (its commit,
+    a lost connection), fall back to one transaction per message so one bad message cannot
+    hold back the others."""
     try:
         with app.transaction() as session:
-            inbound = session.get_one(InboundMessage, inbound_id)
-            if inbound.state != "new":
-                return {}
+            _begin_writing(session)
+            done = [_process_in_savepoint(app, session, inbound)
+                    for inbound in _load(session, batch)]
+    except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
+        if len(batch) == 1:
+            return [_record_failure_alone(app, batch[0], exc)]
+        log.warning("batch of %d messages failed, processing them one by one", len(batch),
+                    exc_info=exc)
+        return [counts for inbound_id in batch for counts in _process_batch(app, [inbound_id])]
+    crash_point("after_process")
+    return [_finish(result) for result in done]
+
+
+def _begin_writing(session: Session) -> None:
+    """pysqlite opens a transaction only at the first write, so a SAVEPOINT before it would
+    be the outermost one and its RELEASE would commit each message on its own. IMMEDIATE
+    takes the write lock at once, so a concurrent fetch cannot invalidate our snapshot."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _load(session: Session, batch: Sequence[int]) -> Sequence[InboundMessage]:
+    query = (
+        select(InboundMessage)
+        .where(InboundMessage.id.in_(batch), InboundMessage.state == "new")
+        .order_by(InboundMessage.id)
+    )
+    return session.scalars(query).all()
+
+
+_Result = tuple[InboundMessage, "str | None", "Outcome | BaseException"]
+
+
+def _process_in_savepoint(app: App, session: Session, inbound: InboundMessage) -> _Result:
+    try:
+        with session.begin_nested():
             parsed = parse_message(inbound.raw, app.parse_limits)
             verdict = classify(parsed, app.identity)
             now = app.clock.now()
@@ -81,9 +121,18 @@ def _process_one(app: App, inbound_id: int) -> dict[str, int]:
             inbound.processed_at = now
             inbound.last_error = None
     except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
-        return _record_failure(app, inbound_id, exc)
-    crash_point("after_process")
-    _log_outcome(inbound_id, inbound.mailbox, parsed.message_id, outcome)
+        _store_failure(app, inbound, exc)
+        return inbound, None, exc
+    return inbound, parsed.message_id, outcome
+
+
+def _finish(result: _Result) -> dict[str, int]:
+    """Log and count one message, once its transaction is committed."""
+    inbound, message_id, outcome = result
+    if isinstance(outcome, BaseException):
+        return _log_failure(inbound.id, inbound.attempts, inbound.state, inbound.last_error or "",
+                            outcome)
+    _log_outcome(inbound.id, inbound.mailbox, message_id, outcome)
     return {
         "processed": outcome.state == "processed",
         "ignored": outcome.state == "ignored",
@@ -92,18 +141,28 @@ def _process_one(app: App, inbound_id: int) -> dict[str, int]:
     }
 
 
-def _record_failure(app: App, inbound_id: int, exc: BaseException) -> dict[str, int]:
-    error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
+def _record_failure_alone(app: App, inbound_id: int, exc: BaseException) -> dict[str, int]:
+    """A message whose own transaction failed: record why in a fresh one."""
     with app.transaction() as session:
         inbound = session.get_one(InboundMessage, inbound_id)
-        inbound.last_error = error
-        if inbound.attempts >= app.config.tickets.max_attempts:
-            inbound.state = "quarantined"
-            log.error("message %d quarantined after %d attempts: %s",
-                      inbound_id, inbound.attempts, error)
-            return {"failed": 1, "quarantined": 1}
+        _store_failure(app, inbound, exc)
+        result = (inbound.id, inbound.attempts, inbound.state, inbound.last_error or "")
+    return _log_failure(*result, exc)
+
+
+def _store_failure(app: App, inbound: InboundMessage, exc: BaseException) -> None:
+    inbound.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
+    if inbound.attempts >= app.config.tickets.max_attempts:
+        inbound.state = "quarantined"
+
+
+def _log_failure(inbound_id: int, attempts: int, state: str, error: str,
+                 exc: BaseException) -> dict[str, int]:
+    if state == "quarantined":
+        log.error("message %d quarantined after %d attempts: %s", inbound_id, attempts, error)
+        return {"failed": 1, "quarantined": 1}
     log.warning("message %d failed (attempt %d), will retry: %s",
-                inbound_id, inbound.attempts, error, exc_info=exc)
+                inbound_id, attempts, error, exc_info=exc)
     return {"failed": 1}
 
 
