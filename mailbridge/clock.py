@@ -30,6 +30,3 @@ class FrozenClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
-
-    def set(self, when: datetime) -> None:
-        self._now = when.astimezone(UTC)
