@@ -97,6 +97,7 @@ class ImapMailbox:
             try:
                 client.login(s.username, s.password)
                 info = client.select_folder(s.folder)
+                _news_reported_earlier(client)  # SELECT's own counts are no news
             except BaseException as exc:
                 _discard(client, exc)
                 raise
@@ -164,7 +165,9 @@ class ImapMailbox:
         client = self._connected()
         with self._translate_errors("search"):
             # Some servers (pymap) only let a session see mail that arrived since the
-            # last command once a command like NOOP has reported it.
+            # last command once a command like NOOP has reported it. Earlier notices are
+            # covered by this search; one that comes with the search itself is kept.
+            _news_reported_earlier(client)
             client.noop()
             found = client.search(["UID", f"{last_uid + 1}:*"])
         # "n:*" always matches the highest UID, even when it is below n.
@@ -236,6 +239,10 @@ class ImapMailbox:
         client = self._connected()
         deadline = time.monotonic() + min(max(timeout, 0.0), MAX_IDLE_SECONDS)
         with self._translate_errors("idle"):
+            # EXISTS that came with an earlier command's answer (a SEARCH, FETCH or MOVE
+            # while mail arrived) is news the pass that sent it may not have seen.
+            if _news_reported_earlier(client):
+                return True
             # Servers report mail that arrived between commands only at the next command,
             # not when IDLE starts (pymap and Dovecot both wait for DONE): ask first.
             _text, pending = client.noop()
@@ -369,3 +376,16 @@ def _quietly_logout(client: IMAPClient) -> None:
             client.shutdown()
         except Exception:  # nothing left to close
             log.debug("closing the IMAP connection raised", exc_info=True)
+
+
+def _news_reported_earlier(client: IMAPClient) -> bool:
+    """Pop EXISTS/RECENT that imaplib kept from answers no command asked about.
+
+    imapclient reads NOOP and IDLE answers itself, but other commands go through imaplib,
+    which files unrequested untagged responses in `untagged_responses` and leaves them there.
+    """
+    pending = getattr(getattr(client, "_imap", None), "untagged_responses", None)
+    if not isinstance(pending, dict):
+        return False
+    found = [pending.pop(key, None) for key in ("EXISTS", "RECENT")]
+    return any(found)

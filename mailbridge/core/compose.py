@@ -4,21 +4,29 @@ Customer-controlled text reaches headers here (subjects, display names), so ever
 value is cleaned of control characters, encoded (RFC 2047) and folded by this module.
 The same Outgoing always yields the same bytes: MIME boundaries derive from the
 Message-ID, so a retried send is byte-for-byte the mail that was stored.
+
+The message is written out directly (headers folded here, text bodies quoted-printable
+through `email.quoprimime`) rather than assembled as an `EmailMessage`: the email
+package's header objects and generator cost more than all the rest of an acknowledgement.
+Only the headers of attachments go through `EmailMessage`, for their RFC 2231 parameters.
+The bytes are those the email package wrote for the same message before.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy, quoprimime
+from email import base64mime, policy, quoprimime
 from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
-from email.policy import Policy
+from email.utils import format_datetime
+from functools import lru_cache
 from pathlib import PurePosixPath
 
 from mailbridge.core.message import Address, Attachment
@@ -52,11 +60,17 @@ _LINE = 78  # RFC 5322's recommended line length
 _EW_LENGTH = 64  # of one encoded word: under RFC 2047's 75, leaving room for a header name
 _TOKEN = re.compile(r"\S+\s*")  # a word and the space after it
 _EW_OVERHEAD = len("=?utf-8?b??=")
+_ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+# dot-atom@dot-atom, which the email package's parser accepts and returns unchanged.
+_PLAIN_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")  # a phrase that needs no quoting
 _REPLY_PREFIX = re.compile(
     r"^(?:\s*(?:re|fwd?|aw|wg|sv|vs|antw|rif|r|i|tr)\s*(?:\[\d+\])?\s*:)+\s*", re.IGNORECASE
 )
 _WHITESPACE = re.compile(r"\s+")
+_CRLF = "\r\n"
+_QP_LINE = 78  # the line length policy.SMTP gives quoted-printable bodies
+_B64_LINE = _QP_LINE // 4 * 4  # base64 lines: whole groups of 4 within that length
 
 
 @dataclass(frozen=True)
@@ -80,10 +94,11 @@ class Outgoing:
 
 def clean_header_text(value: str) -> str:
     """One line of header text: control and line-breaking characters become spaces."""
-    cleaned = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in value
-    )
-    return _WHITESPACE.sub(" ", cleaned).strip()
+    if not value.isprintable():  # printable text has none of them: skip the scan
+        value = "".join(
+            " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in value
+        )
+    return _WHITESPACE.sub(" ", value).strip()
 
 
 def make_message_id(domain: str, unique: str) -> str:
@@ -117,26 +132,24 @@ def build_message(out: Outgoing) -> bytes:
     """
     if not out.to:
         raise ValueError("a message needs at least one recipient")
-    msg = EmailMessage(policy=_POLICY)
-    msg["From"] = _address_header("From", (out.from_,))
-    msg["To"] = _address_header("To", out.to)
+    head = [_address_header("From", (out.from_,)), _address_header("To", out.to)]
     if out.reply_to:
-        msg["Reply-To"] = _address_header("Reply-To", out.reply_to)
-    msg["Subject"] = _text_header("Subject", out.subject)
+        head.append(_address_header("Reply-To", out.reply_to))
+    head.append(_text_header("Subject", out.subject))
     if out.date is not None:
         if out.date.tzinfo is None:
             raise ValueError("the Date header needs an aware datetime")
-        msg["Date"] = out.date
-    msg["Message-ID"] = _id_header("Message-ID", (_own_id(out.message_id),))
-    _add_threading(msg, out.in_reply_to, out.references)
+        head.append(f"Date: {format_datetime(out.date)}{_CRLF}")
+    head.append(_id_header("Message-ID", (_own_id(out.message_id),)))
+    head.extend(_threading(out.in_reply_to, out.references))
     if out.auto_submitted is not None:
-        msg["Auto-Submitted"] = _text_header("Auto-Submitted", out.auto_submitted)
+        head.append(_text_header("Auto-Submitted", out.auto_submitted))
     for name, value in out.extra_headers:
         if not _FIELD_NAME.fullmatch(name) or name.lower() in _MANAGED_HEADERS:
             raise ValueError(f"extra header {name!r} is not allowed")
-        msg[name] = _text_header(name, value)
-    _set_body(msg, out)
-    return msg.as_bytes()
+        head.append(_text_header(name, value))
+    # Every header is ASCII by now: encoded words, checked addresses, checked ids.
+    return "".join(head).encode("ascii") + _body(out)
 
 
 def limit_references(ids: tuple[str, ...]) -> tuple[str, ...]:
@@ -147,32 +160,23 @@ def limit_references(ids: tuple[str, ...]) -> tuple[str, ...]:
     return unique[:1] + unique[-(MAX_REFERENCES - 1) :]
 
 
-class _Folded:
-    """A header folded here rather than by the email package.
+def _fold(name: str, pieces: list[tuple[str, str]]) -> str:
+    """One header line, folded by us rather than by the email package.
 
     Python 3.11's folder can split RFC 2047 encoded words so that decoders lose spaces or
     reject the header (CPython gh-144156), and it turns long msg-ids into encoded words,
     which no client would match. Folding is simple when the pieces are known: break only
-    between pieces, never inside one.
+    between pieces (separator, word), never inside one.
     """
-
-    def __init__(self, name: str, pieces: list[tuple[str, str]]) -> None:
-        self.name = name  # the email package recognises header objects by this attribute
-        self._pieces = pieces  # (separator, word); a line break may replace the separator
-
-    def __str__(self) -> str:
-        return "".join(separator + word for separator, word in self._pieces).strip()
-
-    def fold(self, *, policy: Policy) -> str:
-        lines = [f"{self.name}:"]
-        for separator, word in self._pieces:
-            too_long = len(lines[-1]) + len(separator) + len(word) > _LINE
-            if too_long and (len(lines) > 1 or lines[0] != f"{self.name}:"):
-                lines[-1] += separator.rstrip(" ")
-                lines.append(" " + word)
-            else:
-                lines[-1] += separator + word
-        return policy.linesep.join(lines) + policy.linesep
+    lines = [f"{name}:"]
+    for separator, word in pieces:
+        too_long = len(lines[-1]) + len(separator) + len(word) > _LINE
+        if too_long and (len(lines) > 1 or lines[0] != f"{name}:"):
+            lines[-1] += separator.rstrip(" ")
+            lines.append(" " + word)
+        else:
+            lines[-1] += separator + word
+    return _CRLF.join(lines) + _CRLF
 
 
 def _encoded_words(text: str) -> list[str]:
@@ -188,35 +192,51 @@ def _encoded_words(text: str) -> list[str]:
         # Header.encode picks the shorter of B and Q; both lengths add up word by word, so
         # the chunk need not be encoded again for every word (quadratic in long subjects).
         if chunk and _EW_OVERHEAD + min(4 * -(-new_size // 3), new_q) > _EW_LENGTH:
-            words.extend(_encode(chunk).split())
+            words.extend(_encode(chunk, size, q_size))
             chunk, new_size, new_q = "", len(raw), quoprimime.header_length(raw)
         chunk += token
         size, q_size = new_size, new_q
-    return words + _encode(chunk).split() if chunk else words
+    return words + _encode(chunk, size, q_size) if chunk else words
 
 
-def _encode(text: str) -> str:
-    return Header(text, "utf-8").encode(linesep="\n", maxlinelen=_EW_LENGTH)
+def _encode(text: str, size: int, q_size: int) -> list[str]:
+    """text as one encoded word, B or Q, whichever is shorter (Q when equal), as
+    email.header chooses; a single word too long for one goes to email.header to be cut."""
+    b_size = 4 * -(-size // 3)
+    if _EW_OVERHEAD + min(b_size, q_size) > _EW_LENGTH:
+        return Header(text, "utf-8").encode(linesep="\n", maxlinelen=_EW_LENGTH).split()
+    raw = text.encode("utf-8")
+    if b_size < q_size:
+        return [base64mime.header_encode(raw, "utf-8")]
+    return [quoprimime.header_encode(raw, "utf-8")]
 
 
-def _text_header(name: str, value: str) -> _Folded:
+def _text_header(name: str, value: str) -> str:
     text = clean_header_text(value)[:_MAX_TEXT]
     words = text.split(" ") if text.isascii() and "=?" not in text else _encoded_words(text)
-    return _Folded(name, [(" ", word) for word in words if word])
+    return _fold(name, [(" ", word) for word in words if word])
 
 
-def _id_header(name: str, ids: tuple[str, ...]) -> _Folded:
-    return _Folded(name, [(" ", f"<{i}>") for i in ids])
+def _id_header(name: str, ids: tuple[str, ...]) -> str:
+    return _fold(name, [(" ", f"<{i}>") for i in ids])
 
 
-def _address_words(address: Address) -> list[str]:
-    spec = clean_header_text(address.address)
+@lru_cache(maxsize=1024)
+def _addr_spec(address: str) -> str:
+    """The address as written in a header; checked by the email package's parser."""
+    spec = clean_header_text(address)
+    if _PLAIN_ADDRESS.fullmatch(spec):
+        return spec
     if not spec.isascii():
         raise ValueError(f"address {spec!r} needs SMTPUTF8, which is not supported")
     try:
-        spec = HeaderAddress(addr_spec=spec).addr_spec
+        return HeaderAddress(addr_spec=spec).addr_spec
     except (ValueError, IndexError, HeaderParseError) as exc:
         raise ValueError(f"invalid address {spec!r}") from exc
+
+
+def _address_words(address: Address) -> list[str]:
+    spec = _addr_spec(address.address)
     name = clean_header_text(address.name)[:_MAX_NAME].strip()
     if not name:
         return [spec]
@@ -227,12 +247,12 @@ def _address_words(address: Address) -> list[str]:
     return [name, f"<{spec}>"]
 
 
-def _address_header(name: str, addresses: tuple[Address, ...]) -> _Folded:
+def _address_header(name: str, addresses: tuple[Address, ...]) -> str:
     pieces: list[tuple[str, str]] = []
     for address in addresses:
         for index, word in enumerate(_address_words(address)):
             pieces.append((", " if pieces and index == 0 else " ", word))
-    return _Folded(name, pieces)
+    return _fold(name, pieces)
 
 
 def _own_id(message_id: str) -> str:
@@ -249,15 +269,17 @@ def _foreign_id(value: str) -> str | None:
     return candidate
 
 
-def _add_threading(msg: EmailMessage, in_reply_to: str | None, refs: tuple[str, ...]) -> None:
+def _threading(in_reply_to: str | None, refs: tuple[str, ...]) -> list[str]:
+    headers = []
     parent = _foreign_id(in_reply_to) if in_reply_to is not None else None
     ids = tuple(i for i in (_foreign_id(r) for r in refs) if i is not None)
     if parent is not None:
-        msg["In-Reply-To"] = _id_header("In-Reply-To", (parent,))
+        headers.append(_id_header("In-Reply-To", (parent,)))
         # RFC 5322 3.6.4: References ends with the parent's id.
         ids = tuple(i for i in ids if i != parent) + (parent,)
     if ids:
-        msg["References"] = _id_header("References", limit_references(ids))
+        headers.append(_id_header("References", limit_references(ids)))
+    return headers
 
 
 def _boundary(message_id: str, level: str) -> str:
@@ -267,18 +289,25 @@ def _boundary(message_id: str, level: str) -> str:
     return f"=_mb_{level}_{digest}"
 
 
-def _new_part() -> EmailMessage:
-    return EmailMessage(policy=_POLICY)
+def _text_part(content: str, subtype: str) -> str:
+    """Headers and quoted-printable body of a UTF-8 text part, as `set_content` writes them."""
+    # Line breaks of any kind become one "\n" first, as in email.contentmanager.
+    lines = content.encode("utf-8").splitlines()
+    body = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _QP_LINE)
+    return (f'Content-Type: text/{subtype}; charset="utf-8"{_CRLF}'
+            f"Content-Transfer-Encoding: quoted-printable{_CRLF}{_CRLF}"
+            + body.replace("\n", _CRLF))
 
 
-def _text_part(content: str, subtype: str) -> EmailMessage:
-    part = _new_part()
-    part.set_content(content, subtype=subtype, cte="quoted-printable")
-    del part["MIME-Version"]  # belongs on the top-level message only
-    return part
+def _multipart(subtype: str, boundary: str, parts: list[str]) -> str:
+    """A multipart entity: its Content-Type (folded: the boundary never fits on one line)
+    and its parts, each after a delimiter line, then the close delimiter."""
+    delimited = f"{_CRLF}--{boundary}{_CRLF}".join(parts)
+    return (f'Content-Type: multipart/{subtype};{_CRLF} boundary="{boundary}"{_CRLF}{_CRLF}'
+            f"--{boundary}{_CRLF}{delimited}{_CRLF}--{boundary}--{_CRLF}")
 
 
-def _attachment_part(attachment: Attachment) -> EmailMessage:
+def _attachment_part(attachment: Attachment) -> str:
     maintype, _, subtype = attachment.content_type.lower().partition("/")
     # multipart/* and message/* cannot be set from bytes; sent as opaque data instead.
     valid = bool(_FIELD_NAME.fullmatch(maintype) and _FIELD_NAME.fullmatch(subtype))
@@ -289,9 +318,9 @@ def _attachment_part(attachment: Attachment) -> EmailMessage:
         # Only the final path component: a name like "../../x" means nothing to a reader.
         filename = PurePosixPath(clean_header_text(attachment.filename).replace("\\", "/")).name
     cid = _foreign_id(attachment.content_id) if attachment.content_id else None
-    part = _new_part()
-    part.set_content(
-        attachment.payload,
+    part = EmailMessage(policy=_POLICY)
+    part.set_content(  # the headers; the body, which they do not depend on, follows
+        b"",
         maintype=maintype,
         subtype=subtype,
         disposition="inline" if attachment.inline else "attachment",
@@ -299,24 +328,28 @@ def _attachment_part(attachment: Attachment) -> EmailMessage:
         cid=f"<{cid}>" if cid else None,
     )
     del part["MIME-Version"]
-    return part
+    # RFC 2047/2231-encoded parameters: ASCII throughout.
+    return part.as_string() + _base64_lines(attachment.payload)
 
 
-def _set_body(msg: EmailMessage, out: Outgoing) -> None:
+def _base64_lines(data: bytes) -> str:
+    """base64 in lines of 76 characters, as set_content writes it under policy.SMTP, in
+    one pass instead of one call per line."""
+    encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
+    return "".join(encoded[i:i + _B64_LINE] + _CRLF for i in range(0, len(encoded), _B64_LINE))
+
+
+def _body(out: Outgoing) -> bytes:
+    """Everything after the message's own headers: the MIME headers, a blank line, the body."""
+    text = _text_part(out.text, "plain")
     if out.html is None and not out.attachments:
-        msg.set_content(out.text, cte="quoted-printable")
-        return
-    msg["MIME-Version"] = "1.0"
+        headers, _, body = text.partition(_CRLF + _CRLF)
+        return f"{headers}{_CRLF}MIME-Version: 1.0{_CRLF}{_CRLF}{body}".encode("ascii")
+    content = text
+    if out.html is not None:
+        alternative = [text, _text_part(out.html, "html")]
+        content = _multipart("alternative", _boundary(out.message_id, "alt"), alternative)
     if out.attachments:
-        msg.make_mixed(boundary=_boundary(out.message_id, "mixed"))
-    body = msg
-    if out.html is not None:
-        if out.attachments:
-            body = _new_part()
-            msg.attach(body)
-        body.make_alternative(boundary=_boundary(out.message_id, "alt"))
-    body.attach(_text_part(out.text, "plain"))
-    if out.html is not None:
-        body.attach(_text_part(out.html, "html"))
-    for attachment in out.attachments:
-        msg.attach(_attachment_part(attachment))
+        parts = [content, *(_attachment_part(a) for a in out.attachments)]
+        content = _multipart("mixed", _boundary(out.message_id, "mixed"), parts)
+    return f"MIME-Version: 1.0{_CRLF}{content}".encode("ascii")

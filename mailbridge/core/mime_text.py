@@ -9,10 +9,6 @@ from email.header import decode_header
 from functools import lru_cache
 from typing import Any
 
-from charset_normalizer import from_bytes
-from inscriptis import get_annotated_text, get_text  # type: ignore[import-untyped]
-from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
-
 # Text decoded as a single-byte charset that really was UTF-8 shows these pairs.
 _MOJIBAKE_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
 _SINGLE_BYTE = frozenset(
@@ -20,7 +16,6 @@ _SINGLE_BYTE = frozenset(
 )
 _DETECT_SAMPLE = 64 * 1024
 _MIN_DETECT_BYTES = 48  # charset detection gets slow and no better past this
-_HTML_CONFIG = ParserConfig(display_links=True)
 
 # How mail apps mark quoted history in HTML. The converter drops these markers, so
 # they are annotated ("quote": lines get "> "; "cut": history or signature starts
@@ -39,7 +34,25 @@ _EMPTY_MARKER_RE = re.compile(
     r"<(?:div|hr|span)\b[^>]*\bid\s*=\s*[\"']?(?:appendonsend|stopSpelling)\b[^>]*>", re.I
 )
 _SENTINEL = "\ue000"  # private use: never in real text
-_QUOTE_CONFIG = ParserConfig(display_links=True, annotation_rules=_HTML_MARKERS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Converter:
+    get_text: Any
+    get_annotated_text: Any
+    html_config: Any
+    quote_config: Any
+
+
+@lru_cache(maxsize=1)
+def _converter() -> _Converter:
+    """inscriptis (and lxml under it), imported at first use: a process that never converts
+    HTML, such as the daemon while a second process parses, does not carry them."""
+    from inscriptis import get_annotated_text, get_text  # type: ignore[import-untyped]
+    from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
+
+    return _Converter(get_text, get_annotated_text, ParserConfig(display_links=True),
+                      ParserConfig(display_links=True, annotation_rules=_HTML_MARKERS))
 
 
 @lru_cache(maxsize=64)
@@ -58,6 +71,8 @@ def _codec_name(charset: str | None) -> str | None:
 def _detect(data: bytes) -> str | None:
     if len(data) < _MIN_DETECT_BYTES:
         return None  # too little to go on: the caller's western default beats a guess
+    from charset_normalizer import from_bytes  # at first use, as _converter
+
     best = from_bytes(data[:_DETECT_SAMPLE]).best()
     return None if best is None else str(best.encoding)
 
@@ -101,7 +116,8 @@ def _try_utf8(data: bytes) -> str | None:
 
 def html_to_text(html: str) -> str:
     """Readable plain text from HTML: paragraphs, lists and links kept."""
-    return str(get_text(html, _HTML_CONFIG)).strip("\n")
+    converter = _converter()
+    return str(converter.get_text(html, converter.html_config)).strip("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +131,8 @@ def html_to_texts(html: str) -> HtmlText:
     if _SENTINEL in html:
         html = html.replace(_SENTINEL, "")
     marked = _EMPTY_MARKER_RE.sub(lambda m: f"<div>{_SENTINEL}</div>{m.group(0)}", html)
-    result: dict[str, Any] = get_annotated_text(marked, _QUOTE_CONFIG) or {}
+    converter = _converter()
+    result: dict[str, Any] = converter.get_annotated_text(marked, converter.quote_config) or {}
     raw_text = str(result.get("text", ""))
     labels: list[tuple[int, int, str]] = result.get("label", [])
     cut = min([start for start, _, label in labels if label == "cut"], default=len(raw_text))

@@ -5,24 +5,25 @@ message runs in its own savepoint, so a failing message undoes only its own work
 whose processing raises is retried a bounded number of times, then quarantined with its
 reason; it never blocks the messages behind it (invariant 4). Attempts are counted and
 committed before work starts, so even a message that kills the process is eventually set
-aside.
+aside. Parsing and classifying may run in a second process (jobs.prepare) for long passes
+and for messages that failed before.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
-from mailbridge.core.classify import classify
-from mailbridge.core.parse import parse_message
+from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage
 from mailbridge.faults import crash_point
 from mailbridge.jobs.apply import Outcome, apply_message
+from mailbridge.jobs.prepare import Preparer
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +41,20 @@ class ProcessReport:
     acknowledged: int = 0
 
 
-def process_pending(app: App) -> ProcessReport:
-    """Work through every new message; suspects (tried before) go one at a time."""
+def process_pending(app: App, stopping: Callable[[], bool] = lambda: False) -> ProcessReport:
+    """Work through every new message; suspects (tried before) go one at a time. Between
+    batches, `stopping()` can end the pass early: the rest waits for the next one."""
     totals: dict[str, int] = dict.fromkeys(ProcessReport.__dataclass_fields__, 0)
     tried: set[int] = set()  # a message that failed waits for the next pass, not this one
-    while True:
-        batch = _claim(app, tried)
-        if not batch:
-            return ProcessReport(**totals)
-        tried.update(batch)
-        for counts in _process_batch(app, batch):
-            for key, value in counts.items():
-                totals[key] += value
+    with Preparer(app.parse_limits, app.identity) as preparer:
+        while True:
+            batch = _claim(app, tried) if not stopping() else []
+            if not batch:
+                return ProcessReport(**totals)
+            tried.update(batch)
+            for counts in _process_batch(app, batch, preparer):
+                for key, value in counts.items():
+                    totals[key] += value
 
 
 def _claim(app: App, tried: set[int]) -> Sequence[int]:
@@ -71,21 +74,24 @@ def _claim(app: App, tried: set[int]) -> Sequence[int]:
         return ids
 
 
-def _process_batch(app: App, batch: Sequence[int]) -> list[dict[str, int]]:
+def _process_batch(app: App, batch: Sequence[int], preparer: Preparer) -> list[dict[str, int]]:
     """Process `batch` in one transaction; should that transaction itself fail (its commit,
     a lost connection), fall back to one transaction per message so one bad message cannot
     hold back the others."""
     try:
         with app.transaction() as session:
             _begin_writing(session)
-            done = [_process_in_savepoint(app, session, inbound)
-                    for inbound in _load(session, batch)]
+            loaded = _load(session, batch)
+            _plan(session, preparer, loaded)
+            done = [_process_in_savepoint(app, session, inbound, preparer)
+                    for inbound in loaded]
     except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
         if len(batch) == 1:
             return [_record_failure_alone(app, batch[0], exc)]
         log.warning("batch of %d messages failed, processing them one by one", len(batch),
                     exc_info=exc)
-        return [counts for inbound_id in batch for counts in _process_batch(app, [inbound_id])]
+        return [counts for inbound_id in batch
+                for counts in _process_batch(app, [inbound_id], preparer)]
     crash_point("after_process")
     return [_finish(result) for result in done]
 
@@ -107,19 +113,46 @@ def _load(session: Session, batch: Sequence[int]) -> Sequence[InboundMessage]:
     return session.scalars(query).all()
 
 
+def _plan(session: Session, preparer: Preparer, loaded: Sequence[InboundMessage]) -> None:
+    """Parse in a second process when many messages wait, or when one failed before (a
+    crash there costs only that process); hand it this batch and, read ahead, the next."""
+    if not loaded:
+        return
+    if not preparer.parallel:
+        tried_before = any(inbound.attempts > 1 for inbound in loaded)  # counted at claim
+        if tried_before or len(loaded) + _waiting(session) >= preparer.parallel_from:
+            preparer.start_parallel()
+    if preparer.parallel:
+        ahead = session.execute(
+            _fresh().with_only_columns(InboundMessage.id, InboundMessage.raw)
+            .where(InboundMessage.id > loaded[-1].id).order_by(InboundMessage.id).limit(BATCH)
+        )
+        preparer.plan([(inbound.id, inbound.raw) for inbound in loaded]
+                      + [(inbound_id, raw) for inbound_id, raw in ahead])
+
+
+def _fresh() -> Select[int]:
+    return select(InboundMessage.id).where(InboundMessage.state == "new",
+                                           InboundMessage.attempts == 0)
+
+
+def _waiting(session: Session) -> int:
+    """Messages not yet tried, beyond this batch (its attempts are counted already)."""
+    return session.scalar(select(func.count()).select_from(_fresh().subquery())) or 0
+
+
 _Result = tuple[InboundMessage, "str | None", "Outcome | BaseException"]
 
 
-def _process_in_savepoint(app: App, session: Session, inbound: InboundMessage) -> _Result:
+def _process_in_savepoint(app: App, session: Session, inbound: InboundMessage,
+                          preparer: Preparer) -> _Result:
     try:
         with session.begin_nested():
-            parsed = parse_message(inbound.raw, app.parse_limits)
-            verdict = classify(parsed, app.identity)
+            parsed, verdict = preparer.result(inbound.id, inbound.raw)
             now = app.clock.now()
             outcome = apply_message(session, app, inbound, parsed, verdict, now)
-            inbound.state = outcome.state
-            inbound.processed_at = now
-            inbound.last_error = None
+            queries.update_now(session, inbound, state=outcome.state, processed_at=now,
+                               last_error=None, ticket_id=inbound.ticket_id)
     except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
         _store_failure(app, inbound, exc)
         return inbound, None, exc

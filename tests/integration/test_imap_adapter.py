@@ -261,6 +261,21 @@ def test_idle_times_out_without_mail(mailbox: ImapMailbox) -> None:
     assert mailbox.uids_after(0) == []  # the session is usable after IDLE
 
 
+def test_mail_reported_with_another_commands_answer_wakes_the_next_idle(
+    imap_server: EmbeddedImapServer, mailbox: ImapMailbox
+) -> None:
+    """Mail that arrives while a SEARCH or FETCH runs is announced in that command's answer;
+    the pass that sent it may not include the message, so the next IDLE must not wait."""
+    assert mailbox.uids_after(0) == []
+    imap_server.append(message(1))
+    # A command other than NOOP/IDLE hears of it first (pymap announces EXISTS with it).
+    mailbox._connected().search(["UID", "1:*"])
+    started = time.monotonic()
+    assert mailbox.idle_wait(5.0) is True
+    assert time.monotonic() - started < 1
+    assert len(mailbox.uids_after(0)) == 1
+
+
 def test_idle_wakes_when_another_connection_appends(
     imap_server: EmbeddedImapServer, mailbox: ImapMailbox
 ) -> None:

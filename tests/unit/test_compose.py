@@ -9,6 +9,8 @@ from email.message import EmailMessage, MIMEPart
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailbridge.core.compose import (
     MAX_REFERENCES,
@@ -156,6 +158,46 @@ def test_non_ascii_names_and_subjects_are_encoded_and_folded() -> None:
     parsed = parse(raw)
     assert parsed["Subject"] == subject.strip()
     assert parsed["To"].addresses[0].display_name == "Zoë Müller-Lüdenscheidt"
+
+
+def test_a_long_non_ascii_subject_folds_into_short_lines_and_round_trips() -> None:
+    words = ["Rückerstattung", "für", "die", "Bestellung", "Nr.", "4411:", "Größe", "falsch,",
+             "Lieferung", "verspätet", "—", "perché", "così", "tanto", "ritardo?", "€129,90",
+             "«déjà", "payé»", "田中さん", "über", "straße"]
+    subject = " ".join(words[i % len(words)] for i in range(60))[:400]  # the kept maximum
+    raw = build_message(outgoing(subject=subject))
+    head = header_block(raw)
+    head.decode("ascii")
+    lines = head.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 78
+    subject_lines = [line for line in lines if line.startswith((b"Subject:", b" =?"))]
+    assert len(subject_lines) > 5  # folded, not one encoded word per header
+    encoded = [word for line in subject_lines for word in line.split() if word.startswith(b"=?")]
+    assert all(len(word) <= 75 for word in encoded)  # RFC 2047's limit for one encoded word
+    assert parse(raw)["Subject"] == subject.strip()
+
+
+_BODY_TEXT = st.lists(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=90)
+    | st.sampled_from(["\n", "\r\n", "\r", " ", "\t", "=", ".", "From ", "é" * 40, "--"]),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=_BODY_TEXT, html=st.none() | _BODY_TEXT)
+def test_bodies_round_trip_whatever_their_characters(text: str, html: str | None) -> None:
+    raw = build_message(outgoing(text=text, html=html))
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    parsed = parse(raw)
+    assert parsed.defects == []
+    parts = list(parsed.iter_parts()) if html is not None else [parsed]
+    expected = [text] if html is None else [text, html]
+    for part, original in zip(parts, expected, strict=True):
+        # Line breaks of any kind are sent as CRLF; the body always ends with one.
+        lines = original.encode("utf-8").splitlines()
+        assert content(part) == (b"\n".join(lines) + b"\n").decode("utf-8")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,106 @@
+"""Rows written without the unit of work (db.queries insert_now, update_now, insert_event)
+behave like flushed ones: ids, defaults, later changes, order, and savepoint rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from mailbridge.db import migrate, queries
+from mailbridge.db.engine import make_engine, make_sessionmaker
+from mailbridge.db.models import Event, Outbox, Ticket
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def new_ticket(subject: str = "Printer") -> Ticket:
+    return Ticket(subject=subject, requester_address="a@c.example", mailbox="support",
+                  queue="support", sla_policy="standard", created_at=NOW, updated_at=NOW)
+
+
+def stored(engine: Engine, query: object) -> object:
+    with make_sessionmaker(engine)() as session:
+        return session.execute(query).all()  # type: ignore[call-overload]
+
+
+def test_inserted_object_is_persistent_with_id_and_defaults(engine: Engine) -> None:
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        assert ticket.id is not None
+        assert (ticket.priority, ticket.status, ticket.escalation_level) == ("normal", "new", 0)
+        assert ticket.number is None and ticket.assignee is None  # NULL, known without a query
+        assert session.get(Ticket, ticket.id) is ticket
+        assert not session.dirty and not session.new
+        ticket.status = "open"  # tracked like any loaded object
+    assert stored(engine, select(Ticket.status, Ticket.priority)) == [("open", "normal")]
+
+
+def test_update_now_writes_at_once_and_leaves_the_object_clean(engine: Engine) -> None:
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        queries.update_now(session, ticket, number=1041 + ticket.id, queue="billing")
+        assert not session.dirty
+        row = session.connection().execute(select(Ticket.number, Ticket.queue)).one()
+        assert tuple(row) == (1041 + ticket.id, "billing") == (ticket.number, ticket.queue)
+
+
+def test_a_rolled_back_savepoint_takes_its_rows_along(engine: Engine) -> None:
+    with make_sessionmaker(engine)() as session, session.begin():
+        kept = queries.insert_now(session, new_ticket("kept"))
+        with pytest.raises(RuntimeError), session.begin_nested():
+            lost = queries.insert_now(session, new_ticket("lost"))
+            queries.update_now(session, kept, subject="changed, then undone")
+            raise RuntimeError("the message failed")
+        assert lost not in session
+        assert kept.subject == "kept"  # expired, read again
+        # The id of the undone row may be handed out again (SQLite does): no clash.
+        again = queries.insert_now(session, new_ticket("again"))
+        assert session.get(Ticket, again.id) is again
+    assert stored(engine, select(Ticket.subject).order_by(Ticket.id)) == [("kept",), ("again",)]
+
+
+def test_a_committed_savepoint_inside_a_rolled_back_one_is_undone_too(engine: Engine) -> None:
+    with make_sessionmaker(engine)() as session, session.begin():
+        with pytest.raises(RuntimeError), session.begin_nested():
+            with session.begin_nested():
+                inner = queries.insert_now(session, new_ticket("inner"))
+            raise RuntimeError("the outer part failed")
+        assert inner not in session
+    assert stored(engine, select(func.count(Ticket.id))) == [(0,)]
+
+
+def test_events_keep_the_order_they_were_recorded_in(engine: Engine) -> None:
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        session.add(Event(ticket_id=ticket.id, at=NOW, type="first", data={}))  # pending
+        queries.insert_event(session, ticket.id, NOW, "second", {"n": 2})
+        session.add(Event(ticket_id=ticket.id, at=NOW, type="third", data={}))
+    assert stored(engine, select(Event.type, Event.data).order_by(Event.id)) == [
+        ("first", {}), ("second", {"n": 2}), ("third", {}),
+    ]
+
+
+def test_inserted_outbox_row_keeps_json_and_times(engine: Engine) -> None:
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        row = queries.insert_now(session, Outbox(
+            ticket_id=ticket.id, kind="ack", envelope_from="support@shop.example",
+            envelope_to=["a@c.example"], message_id="mb.1@shop.example", raw=b"x",
+            state="pending", attempts=0, next_attempt_at=NOW, created_at=NOW))
+        row_id = row.id
+    with Session(engine) as session:
+        loaded = session.get_one(Outbox, row_id)
+        assert (loaded.envelope_to, loaded.next_attempt_at, loaded.raw) == (
+            ["a@c.example"], NOW, b"x")
