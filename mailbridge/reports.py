@@ -8,17 +8,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from mailbridge.adapters.templates import SAMPLE_CONTEXT, TemplateSet, default_templates_dir
 from mailbridge.app import App, build_app
 from mailbridge.config import Config
+from mailbridge.core.humanize import format_duration
 from mailbridge.db import queries
 from mailbridge.db.models import Base, Outbox, Ticket
 from mailbridge.errors import MailbridgeError, TemplateError
+from mailbridge.jobs.deadlines import CLOSED as CLOSED_STATUSES
+from mailbridge.jobs.deadlines import open_deadlines
 
 
 @contextmanager
@@ -54,6 +57,8 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "resolution_due_at": iso(ticket.resolution_due_at),
         "resolved_at": iso(ticket.resolved_at),
         "escalation_level": ticket.escalation_level,
+        "waiting_since": iso(ticket.waiting_since),
+        "next_escalation_at": iso(ticket.next_escalation_at),
     }
 
 
@@ -72,7 +77,10 @@ def _all(app: App, model: type[Row], order: Any, column: Any, value: str | None
         return session.scalars(query.where(column == value) if value else query).all()
 
 
-def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO) -> int:
+def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO, *,
+                 overdue: bool = False, due_within: timedelta | None = None) -> int:
+    if overdue or due_within is not None:
+        return _list_by_deadline(app, status, as_json, out, overdue, due_within)
     tickets = _all(app, Ticket, Ticket.number, Ticket.status, status)
     if as_json:
         _print_json([ticket_json(t) for t in tickets], out)
@@ -83,6 +91,49 @@ def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO) -> in
     table(("TICKET", "STATUS", "PRIORITY", "CREATED", "REPLY DUE", "ESC", "REQUESTER",
             "SUBJECT"), rows, out)
     return 0
+
+
+def _list_by_deadline(app: App, status: str | None, as_json: bool, out: TextIO,
+                      overdue: bool, due_within: timedelta | None) -> int:
+    """Tickets with a deadline still running that has passed (overdue) or falls within
+    `due_within` from now; a paused or met deadline does not count."""
+    now = app.clock.now()
+    first = and_(Ticket.first_responded_at.is_(None), Ticket.first_response_due_at.is_not(None))
+    resolution = and_(Ticket.resolved_at.is_(None), Ticket.waiting_since.is_(None),
+                      Ticket.resolution_due_at.is_not(None))
+    wanted = []
+    for running, due_at in ((first, Ticket.first_response_due_at),
+                            (resolution, Ticket.resolution_due_at)):
+        if overdue:
+            wanted.append(and_(running, due_at < now))
+        if due_within is not None:
+            wanted.append(and_(running, due_at >= now, due_at <= now + due_within))
+    query = (select(Ticket).where(Ticket.status.not_in(CLOSED_STATUSES), or_(*wanted))
+             .order_by(Ticket.number))
+    if status:
+        query = query.where(Ticket.status == status)
+    with app.sessions() as session:
+        tickets = session.scalars(query).all()
+    if as_json:
+        _print_json([ticket_json(t) for t in tickets], out)
+        return 0
+    rows = []
+    for t in tickets:
+        deadline, due = _pending_deadline(t)
+        when = (f"late {format_duration(now - due, 'en')}" if due < now
+                else f"in {format_duration(due - now, 'en')}")
+        rows.append((f"#{t.number}", t.status, t.priority, deadline.replace("_", " "),
+                     _short(due), when, str(t.escalation_level), t.requester_address, t.subject))
+    table(("TICKET", "STATUS", "PRIORITY", "DEADLINE", "DUE", "WHEN", "ESC", "REQUESTER",
+           "SUBJECT"), rows, out)
+    return 0
+
+
+def _pending_deadline(ticket: Ticket) -> tuple[str, datetime]:
+    """The earliest deadline still running on a ticket the deadline query returned."""
+    running = [(due, name) for name, due in open_deadlines(ticket).items() if due is not None]
+    due, name = min(running)
+    return name, due
 
 
 def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
@@ -118,6 +169,8 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
 
 
 def outbox_json(row: Outbox) -> dict[str, Any]:
+    from mailbridge.jobs.outbox import recipient_results
+
     return {
         "id": row.id,
         "ticket_id": row.ticket_id,
@@ -130,6 +183,10 @@ def outbox_json(row: Outbox) -> dict[str, Any]:
         "next_attempt_at": iso(row.next_attempt_at),
         "created_at": iso(row.created_at),
         "sent_at": iso(row.sent_at),
+        "envelope_from": row.envelope_from,
+        # Per recipient: {"address", "state" (pending, accepted, refused, failed, bounced),
+        # "code", "reply"}: who got the mail and, for who did not, the server's answer.
+        "recipients": recipient_results(row),
     }
 
 

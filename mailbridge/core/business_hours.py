@@ -25,6 +25,7 @@ __all__ = [
     "add_business_time",
     "business_time_between",
     "next_open",
+    "subtract_business_time",
 ]
 
 Interval = tuple[time, time]
@@ -138,6 +139,27 @@ def add_business_time(start: datetime, duration: timedelta, cal: BusinessCalenda
     raise AssertionError("unreachable: the interval search ends by raising")
 
 
+def subtract_business_time(
+    end: datetime, duration: timedelta, cal: BusinessCalendar
+) -> datetime:
+    """The latest instant from which `duration` of business time runs until `end`.
+
+    The mirror of add_business_time: an hour before a deadline at Monday 10:00 in an office
+    opening at 09:00 is Monday 09:00, not Friday's closing. A zero duration gives `end`.
+    """
+    if duration < timedelta(0):
+        raise ValueError(f"duration must not be negative, got {duration}")
+    end_utc = _as_utc(end, "end")
+    if not duration:
+        return end_utc
+    remaining = duration
+    for opens, closes in _intervals_before(end_utc, cal):
+        if remaining <= closes - opens:
+            return closes - remaining
+        remaining -= closes - opens
+    raise AssertionError("unreachable: the interval search ends by raising")
+
+
 def next_open(moment: datetime, cal: BusinessCalendar) -> datetime:
     """`moment` (in UTC) if the business is open then, otherwise the next opening."""
     return add_business_time(moment, timedelta(0), cal)
@@ -177,6 +199,25 @@ def _intervals_from(start: datetime, cal: BusinessCalendar) -> Iterator[tuple[da
     raise ValueError(
         f"calendar is not open at any time in the {MAX_CLOSED_DAYS} days after "
         f"{start.isoformat()}: check business hours and closed dates"
+    )
+
+
+def _intervals_before(end: datetime, cal: BusinessCalendar) -> Iterator[tuple[datetime, datetime]]:
+    """Open intervals before `end`, latest first, the first clipped to close no later than it."""
+    # A day later than end's local date, for the same reason _intervals_from starts a day early.
+    day = _local_date(end, cal) + timedelta(days=1)
+    closed_days = 0
+    while closed_days <= MAX_CLOSED_DAYS:
+        found = False
+        for opens, closes in reversed(cal.open_intervals(day)):
+            if opens < end:
+                found = True
+                yield opens, min(closes, end)
+        closed_days = 0 if found else closed_days + 1
+        day -= timedelta(days=1)
+    raise ValueError(
+        f"calendar is not open at any time in the {MAX_CLOSED_DAYS} days before "
+        f"{end.isoformat()}: check business hours and closed dates"
     )
 
 

@@ -15,6 +15,7 @@ from mailbridge.core.business_hours import (
     add_business_time,
     business_time_between,
     next_open,
+    subtract_business_time,
 )
 
 ROME = ZoneInfo("Europe/Rome")
@@ -503,3 +504,60 @@ def test_agrees_with_minute_by_minute_counting(
             counted += timedelta(minutes=1)
         moment += timedelta(minutes=1)
     assert add_business_time(start, duration, cal) == moment
+
+
+# --- subtract_business_time: the moment a warning before a deadline fires -------------------
+
+SUBTRACT_CASES = [
+    # within a morning; back across lunch; back to an opening gives the opening, not the
+    # previous closing (the latest moment that still leaves the whole duration)
+    ("2026-03-02T12:00+01:00", 2 * H, "2026-03-02T10:00+01:00"),
+    ("2026-03-02T15:00+01:00", 2 * H, "2026-03-02T12:00+01:00"),
+    ("2026-03-02T10:00+01:00", 1 * H, "2026-03-02T09:00+01:00"),
+    # from a closed moment: the business time before it counts back from the last closing
+    ("2026-03-02T20:00+01:00", 1 * H, "2026-03-02T17:00+01:00"),
+    ("2026-03-02T13:30+01:00", 1 * H, "2026-03-02T12:00+01:00"),
+    # back across a weekend, and across Easter Monday and Easter Sunday
+    ("2026-03-09T09:30+01:00", 1 * H, "2026-03-06T17:30+01:00"),
+    ("2026-04-07T09:30+02:00", 1 * H, "2026-04-03T17:30+02:00"),
+    # back across the spring-forward and the fall-back weekends: wall-clock hours
+    ("2026-03-30T09:30+02:00", 1 * H, "2026-03-27T17:30+01:00"),
+    ("2026-10-26T09:30+01:00", 1 * H, "2026-10-23T17:30+02:00"),
+    # more than a week back (Immacolata on Tuesday 8 December is closed)
+    ("2026-12-14T18:00+01:00", 80 * H, "2026-11-30T09:00+01:00"),
+    ("2026-03-02T10:00+01:00", timedelta(0), "2026-03-02T10:00+01:00"),
+]
+
+
+@pytest.mark.parametrize(("end", "duration", "expected"), SUBTRACT_CASES)
+def test_subtract_business_time_office(end: str, duration: timedelta, expected: str) -> None:
+    assert subtract_business_time(at(end), duration, OFFICE) == at(expected)
+    assert business_time_between(at(expected), at(end), OFFICE) == duration
+
+
+def test_subtract_refuses_what_add_refuses() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        subtract_business_time(at("2026-03-02T10:00+01:00"), -H, OFFICE)
+    with pytest.raises(ValueError, match="aware"):
+        subtract_business_time(datetime(2026, 3, 2, 10), H, OFFICE)  # noqa: DTZ001
+    never = _closed_every_day(date(2023, 1, 1), 2000)
+    cal = BusinessCalendar.parse("Europe/Rome", {day: ["09:00-18:00"] for day in WEEKDAYS}, never)
+    with pytest.raises(ValueError, match="not open at any time"):
+        subtract_business_time(at("2026-03-02T10:00+01:00"), H, cal)
+
+
+@settings(max_examples=150, deadline=None)
+@given(calendars(), STARTS, DURATIONS)
+def test_subtract_leaves_exactly_the_duration_and_is_the_latest_such_moment(
+    cal: BusinessCalendar, end: datetime, duration: timedelta
+) -> None:
+    try:
+        moment = subtract_business_time(end, duration, cal)
+    except ValueError:
+        assume(False)  # a calendar closed for years before `end`
+        return
+    assert moment <= end
+    assert business_time_between(moment, end, cal) == duration
+    if duration:
+        later = moment + timedelta(microseconds=1)
+        assert business_time_between(later, end, cal) < duration
