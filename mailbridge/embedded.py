@@ -280,6 +280,7 @@ class SmtpSink(_Listener):
         self._script: deque[tuple[int, str]] = deque()
         self._always: tuple[int, str] | None = None
         self._refused: dict[str, tuple[int, str]] = {}
+        self._cuts_mid_data = 0
 
     # -- behaviour switches (callable from any thread) --
 
@@ -292,6 +293,12 @@ class SmtpSink(_Listener):
         """Cut the connection after the data of each of the next n messages, before replying."""
         with self._arrived:
             self._script.extend([_DROP] * n)
+
+    def drop_mid_data_next(self, n: int) -> None:
+        """Cut the connection while each of the next n messages is still being transmitted:
+        after the server's 354 and the first line of the data, with no reply."""
+        with self._arrived:
+            self._cuts_mid_data += n
 
     def fail_always(self, code: int, message: str) -> None:
         """Answer every DATA with this code until recover()."""
@@ -310,6 +317,7 @@ class SmtpSink(_Listener):
             self._script.clear()
             self._always = None
             self._refused.clear()
+            self._cuts_mid_data = 0
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
         """Block until at least count messages have arrived; all of them, in order."""
@@ -345,6 +353,13 @@ class SmtpSink(_Listener):
             return "421 4.3.0 connection dropped"  # never reaches the client
         return f"{outcome[0]} {outcome[1]}"
 
+    def _take_mid_data_cut(self) -> bool:
+        with self._arrived:
+            if self._cuts_mid_data <= 0:
+                return False
+            self._cuts_mid_data -= 1
+            return True
+
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
                       mechanism: str, auth_data: Any) -> AuthResult:
         ok = (
@@ -367,6 +382,7 @@ class SmtpSink(_Listener):
             auth_require_tls=False,
         )
         protocol.on_connect = self._track
+        protocol.cut_mid_data = self._take_mid_data_cut
         return protocol
 
     def _track(self, transport: asyncio.Transport) -> None:
@@ -387,8 +403,18 @@ class _TrackedSMTP(SMTP):
     """aiosmtpd's protocol, reporting its transport so the sink can cut it."""
 
     on_connect: Any = None
+    cut_mid_data: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self.on_connect is not None:
             self.on_connect(cast(asyncio.Transport, transport))
+
+    async def smtp_DATA(self, arg: str) -> None:
+        ready = self.envelope is not None and bool(self.envelope.rcpt_tos)
+        if not ready or self.cut_mid_data is None or not self.cut_mid_data():
+            await super().smtp_DATA(arg)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self._reader.readuntil(b"\r\n")  # the first line of the message, no more
+        cast(asyncio.Transport, self.transport).abort()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -20,7 +20,7 @@ import aiosmtplib
 
 from mailbridge.errors import DeliveryError, PermanentError, TransientError
 
-__all__ = ["PartialDeliveryError", "SmtpConnection", "SmtpSettings", "send_message"]
+__all__ = ["Delivery", "PartialDeliveryError", "SmtpConnection", "SmtpSettings", "send_message"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,19 @@ class SmtpSettings:
     def __post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
             raise ValueError(f"security must be one of {SECURITY_MODES}, not {self.security!r}")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the server did with one message, recipient by recipient."""
+
+    recipients: tuple[str, ...]
+    reply: str  # the server's answer to the data; "" when it refused every recipient
+    refused: Mapping[str, tuple[int, str]]  # recipient -> (code, the server's text)
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return tuple(r for r in self.recipients if r not in self.refused)
 
 
 class PartialDeliveryError(PermanentError):
@@ -105,17 +118,40 @@ class SmtpConnection:
         log.debug("connected to %s:%d (%s)", s.host, s.port, s.security)
 
     async def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> str:
-        """Send raw as is to recipients; returns the server's reply to the data."""
+        """Send raw as is to recipients; returns the server's reply to the data.
+
+        A refused recipient is an error: PartialDeliveryError when others were accepted.
+        """
+        delivery = await self.deliver(raw, sender, recipients)
+        if not delivery.refused:
+            return delivery.reply
+        if delivery.accepted:
+            raise _partial_delivery(delivery)
+        listing = "; ".join(f"{a}: {code} {text}" for a, (code, text) in delivery.refused.items())
+        where = f"SMTP send via {self.settings.host}:{self.settings.port}"
+        # Retrying helps only if every refusal was temporary.
+        worst = max(code for code, _ in delivery.refused.values())
+        raise _by_code(worst, f"{where}: all recipients refused ({listing})")
+
+    async def deliver(self, raw: bytes, sender: str, recipients: Sequence[str]) -> Delivery:
+        """Send raw as is, reporting refused recipients instead of raising for them.
+
+        Raises TransientError or PermanentError when the message as a whole failed.
+        """
         if not recipients:
             raise ValueError("a message needs at least one recipient")
         client = self._client
         if client is None or not client.is_connected:
             raise TransientError(f"SMTP send via {self.settings.host}: not connected")
         with _translate_errors(self.settings, "send"):
-            refused, reply = await client.sendmail(sender, list(recipients), raw)
-        if refused:
-            raise _partial_delivery(refused, reply)
-        return reply
+            try:
+                refused, reply = await client.sendmail(sender, list(recipients), raw)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                # aiosmtplib has reset the envelope: the session stays usable.
+                every = {r.recipient: (r.code, r.message) for r in exc.recipients}
+                return Delivery(tuple(recipients), "", every)
+        details = {address: (r.code, r.message) for address, r in refused.items()}
+        return Delivery(tuple(recipients), reply, details)
 
     async def close(self) -> None:
         """QUIT; never raises."""
@@ -153,14 +189,12 @@ async def _until_closed(protocol: asyncio.BaseProtocol, limit: float = 1.0) -> N
         await asyncio.sleep(0.005)
 
 
-def _partial_delivery(
-    refused: dict[str, aiosmtplib.SMTPResponse], reply: str
-) -> PartialDeliveryError:
-    details = {address: (r.code, r.message) for address, r in refused.items()}
+def _partial_delivery(delivery: Delivery) -> PartialDeliveryError:
+    details = dict(delivery.refused)
     listing = "; ".join(f"{a}: {code} {text}" for a, (code, text) in details.items())
     return PartialDeliveryError(
         f"SMTP server refused some recipients ({listing}); the others were accepted",
-        code=next(iter(details.values()))[0], reply=reply, refused=details,
+        code=next(iter(details.values()))[0], reply=delivery.reply, refused=details,
     )
 
 
@@ -195,11 +229,6 @@ def _translate_errors(settings: SmtpSettings, action: str) -> Iterator[None]:
         raise _by_code(
             exc.code, f"{where}: login refused for user {settings.username!r}: {exc.code} {text}"
         ) from None
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        listing = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-        # Retrying helps only if every refusal was temporary.
-        worst = max((r.code for r in exc.recipients), default=550)
-        raise _by_code(worst, f"{where}: all recipients refused ({listing})") from exc
     except aiosmtplib.SMTPResponseException as exc:
         raise _by_code(exc.code, f"{where}: {exc.code} {exc.message}") from exc
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError,

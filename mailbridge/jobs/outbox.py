@@ -1,29 +1,44 @@
 """Send: drain the outbox over SMTP, at least once, with a stable Message-ID per row.
 
-A temporary failure schedules a retry with exponential backoff; a permanent one, or running
-out of attempts, marks the row `failed`, where `mailbridge outbox list` shows it.
+A temporary failure schedules a retry after a growing, jittered pause until the row is
+`smtp.give_up_after` old (or has had `smtp.max_attempts` tries); a permanent one marks the
+row `failed` at once with the server's answer. Each envelope recipient's fate is kept on the
+row: one the server accepted never gets the mail again, one refused for now is retried
+alone. `mailbridge outbox list` shows all of it.
+
+A row is marked sent only after the server accepted it, in a transaction of its own: a
+crash in between sends the same stored bytes, with the same Message-ID, once more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
-from mailbridge.adapters.smtp import SmtpConnection, SmtpSettings
+from mailbridge.adapters.smtp import Delivery, SmtpConnection, SmtpSettings
 from mailbridge.app import App
+from mailbridge.core.humanize import format_duration
 from mailbridge.db.models import Outbox
-from mailbridge.errors import PermanentError, TransientError
+from mailbridge.errors import DeliveryError, PermanentError
+from mailbridge.faults import crash_point
+from mailbridge.jobs.bounces import envelope_sender
 
 log = logging.getLogger(__name__)
 
 BATCH = 50
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=1)
+_MAX_DOUBLINGS = 16  # 30 s * 2**16 is far past the cap; keeps the arithmetic small
+
+Jitter = Callable[[], float]  # a draw from [0, 1), e.g. random.random
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +48,14 @@ class SendReport:
     failed: int = 0
 
 
-def retry_delay(attempts: int) -> timedelta:
-    """30 s, 1 min, 2 min, … capped at an hour."""
-    delay: timedelta = FIRST_RETRY * (2 ** max(attempts - 1, 0))
-    return min(delay, LONGEST_RETRY)
+def retry_delay(attempts: int, draw: Jitter = random.random) -> timedelta:
+    """30 s, 1 min, 2 min, … capped at an hour, each scaled to a random 50-100 %.
+
+    The jitter spreads out rows that failed together (a server outage), so they do not all
+    come back in the same second when it ends.
+    """
+    ceiling: timedelta = FIRST_RETRY * (2 ** min(max(attempts - 1, 0), _MAX_DOUBLINGS))
+    return min(ceiling, LONGEST_RETRY) * (0.5 + 0.5 * draw())
 
 
 def smtp_settings(app: App) -> SmtpSettings:
@@ -51,23 +70,32 @@ def smtp_settings(app: App) -> SmtpSettings:
     )
 
 
-async def send_pending(app: App, settings: SmtpSettings | None = None) -> SendReport:
-    """Send every due row over one SMTP connection; stop at the first temporary failure."""
+async def send_pending(
+    app: App, settings: SmtpSettings | None = None, *, draw: Jitter = random.random,
+    observe: Callable[[Outbox, float], None] | None = None,
+) -> SendReport:
+    """Send every due row over one SMTP connection; stop when the server refuses for now.
+    `observe(row, seconds)` hears of each row sent and how long handing it over took."""
     connection = SmtpConnection(settings or smtp_settings(app))
-    counts = {"sent": 0, "pending": 0, "failed": 0}
+    counts = {"sent": 0, "deferred": 0, "failed": 0}
+    refusing = False
     try:
-        while not counts["pending"]:
+        while not refusing:
             rows = await asyncio.to_thread(_due_rows, app, app.clock.now())
             if not rows:
                 break
             for row in rows:
-                result = await _send_one(app, connection, row)
-                counts[result] += 1
-                if result == "pending":  # the server is refusing: the rest can wait
+                started = time.monotonic()
+                result = await _send_one(app, connection, row, draw)
+                if observe is not None and result == "sent":
+                    observe(row, time.monotonic() - started)
+                refusing = result == "refusing"  # the rest can wait for the next pass
+                counts["deferred" if refusing else result] += 1
+                if refusing:
                     break
     finally:
         await connection.close()
-    return SendReport(counts["sent"], counts["pending"], counts["failed"])
+    return SendReport(counts["sent"], counts["deferred"], counts["failed"])
 
 
 def _due_rows(app: App, now: datetime) -> Sequence[Outbox]:
@@ -81,48 +109,138 @@ def _due_rows(app: App, now: datetime) -> Sequence[Outbox]:
         return session.scalars(query).all()
 
 
-async def _send_one(app: App, connection: SmtpConnection, row: Outbox) -> str:
+def recipient_results(row: Outbox) -> list[dict[str, Any]]:
+    """A fresh copy of the row's per-recipient record (all pending before the first try)."""
+    if row.recipients:
+        return [dict(entry) for entry in row.recipients]
+    return [{"address": a, "state": "pending", "code": None, "reply": ""}
+            for a in row.envelope_to]
+
+
+async def _send_one(app: App, connection: SmtpConnection, row: Outbox, draw: Jitter) -> str:
+    """sent | deferred | failed, or refusing when the server turned the message away."""
+    targets = [r["address"] for r in recipient_results(row) if r["state"] == "pending"]
+    delivery = Delivery((), "", {})  # nothing left to send to: settle the row as it stands
     try:
-        if not connection.is_connected:
+        if targets and not connection.is_connected:
             await connection.connect()
-        await connection.send(row.raw, row.envelope_from, row.envelope_to)
-    except TransientError as exc:
-        return await asyncio.to_thread(_mark, app, row.id, exc, permanent=False)
-    except PermanentError as exc:
-        return await asyncio.to_thread(_mark, app, row.id, exc, permanent=True)
-    return await asyncio.to_thread(_mark, app, row.id, None, permanent=False)
+    except DeliveryError as exc:
+        # Not this message's fault (server down, login refused, certificate): it waits for
+        # its next attempt, and the rest of the queue for the next pass.
+        if isinstance(exc, PermanentError):
+            log.error("outbox: cannot use the SMTP server: %s", exc)
+        return await asyncio.to_thread(_record_failure, app, row.id, exc, draw, False)
+    try:
+        if targets:
+            delivery = await connection.deliver(row.raw, envelope_sender(app, row), targets)
+    except DeliveryError as exc:
+        permanent = isinstance(exc, PermanentError)
+        return await asyncio.to_thread(_record_failure, app, row.id, exc, draw, permanent)
+    if delivery.accepted:
+        crash_point("after_smtp_accept")
+    return await asyncio.to_thread(_record_delivery, app, row.id, delivery, draw)
 
 
-def _mark(app: App, row_id: int, error: Exception | None, *, permanent: bool) -> str:
+def _record_delivery(app: App, row_id: int, delivery: Delivery, draw: Jitter) -> str:
     now = app.clock.now()
     with app.transaction() as session:
         row = session.get_one(Outbox, row_id)
         row.attempts += 1
-        if error is None:
-            row.state, row.sent_at, row.last_error = "sent", now, None
-            log.info("outbox %d: %s <%s> sent to %s", row.id, row.kind, row.message_id,
-                     ", ".join(row.envelope_to))
-            return "sent"
-        row.last_error = str(error)
-        if permanent or row.attempts >= app.config.smtp.max_attempts:
-            row.state = "failed"
-            log.error("outbox %d: %s to %s failed for good after %d attempt(s): %s",
-                      row.id, row.kind, ", ".join(row.envelope_to), row.attempts, error)
-            return "failed"
-        row.next_attempt_at = now + retry_delay(row.attempts)
-        log.warning("outbox %d: %s to %s deferred (attempt %d, next at %s): %s",
-                    row.id, row.kind, ", ".join(row.envelope_to), row.attempts,
-                    row.next_attempt_at.isoformat(timespec="seconds"), error)
-        return "pending"
+        results = recipient_results(row)
+        for entry in results:
+            refusal = delivery.refused.get(entry["address"])
+            if refusal is not None:
+                code, text = refusal
+                entry.update(state="refused" if code >= 500 else "pending", code=code,
+                             reply=f"{code} {text}")
+            elif entry["address"] in delivery.recipients:
+                entry.update(state="accepted", code=None, reply=delivery.reply)
+        if delivery.accepted and row.sent_at is None:
+            row.sent_at = now
+        row.recipients = results
+        return _settle(app, row, now, _refusals(results), draw)
+
+
+def _record_failure(app: App, row_id: int, error: DeliveryError, draw: Jitter,
+                    permanent: bool) -> str:
+    """The message as a whole failed: for every recipient still due, for now or for good."""
+    now = app.clock.now()
+    with app.transaction() as session:
+        row = session.get_one(Outbox, row_id)
+        row.attempts += 1
+        results = recipient_results(row)
+        if permanent:
+            for entry in results:
+                if entry["state"] == "pending":
+                    entry.update(state="refused", code=error.code, reply=str(error))
+        row.recipients = results
+        outcome = _settle(app, row, now, str(error), draw)
+        return "refusing" if outcome == "deferred" else outcome
+
+
+def _refusals(results: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{r['address']}: {r['reply']}" for r in results
+                     if r["state"] in ("refused", "pending") and r["reply"])
+
+
+def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> str:
+    """Set the row's state from its recipients' states: sent, failed, or pending (retry)."""
+    results = list(row.recipients or [])
+    states = {entry["state"] for entry in results}
+    to = ", ".join(row.envelope_to)
+    if "pending" in states:
+        given_up = _given_up(app, row, now)
+        if not given_up:
+            deadline = row.created_at + app.config.smtp.give_up_after
+            row.next_attempt_at = min(now + retry_delay(row.attempts, draw), deadline)
+            row.last_error = error or None
+            log.warning("outbox %d: %s to %s deferred (attempt %d, next at %s): %s", row.id,
+                        row.kind, to, row.attempts,
+                        row.next_attempt_at.isoformat(timespec="seconds"), error)
+            return "deferred"
+        for entry in results:
+            if entry["state"] == "pending":
+                entry.update(state="failed", reply=f"{given_up}: {entry['reply'] or error}")
+        row.recipients = results
+        error = f"{given_up}: {error}"
+        states = {entry["state"] for entry in results}
+    if states <= {"accepted"}:
+        row.state, row.last_error = "sent", None
+        log.info("outbox %d: %s <%s> sent to %s", row.id, row.kind, row.message_id, to)
+        return "sent"
+    row.state, row.last_error = "failed", error or _refusals(results)
+    log.error("outbox %d: %s to %s failed for good after %d attempt(s): %s",
+              row.id, row.kind, to, row.attempts, row.last_error)
+    return "failed"
+
+
+def _given_up(app: App, row: Outbox, now: datetime) -> str:
+    """Why retrying stops here, or "" while it goes on."""
+    smtp = app.config.smtp
+    if now >= row.created_at + smtp.give_up_after:
+        return (f"gave up after {format_duration(smtp.give_up_after, 'en')} and "
+                f"{row.attempts} attempt(s)")
+    if smtp.max_attempts is not None and row.attempts >= smtp.max_attempts:
+        return f"gave up after {row.attempts} attempts"
+    return ""
 
 
 def retry(app: App, row_id: int) -> Outbox:
-    """Put a failed (or pending) row back at the head of the queue."""
+    """Put a failed (or pending) row back at the head of the queue.
+
+    Recipients the server already accepted are left out: they have the mail. A row older
+    than smtp.give_up_after gets one attempt; a temporary failure then fails it again.
+    """
     with app.transaction() as session:
         row = session.get(Outbox, row_id)
         if row is None:
             raise LookupError(f"no outbox row {row_id}")
-        if row.state == "sent":
-            raise ValueError(f"outbox row {row_id} was already sent")
+        if row.state in ("sent", "bounced"):
+            raise ValueError(f"outbox row {row_id} was already sent ({row.state})")
+        if row.recipients:
+            row.recipients = [
+                {**entry, "state": "pending"} if entry["state"] in ("refused", "failed")
+                else entry for entry in row.recipients
+            ]
         row.state, row.next_attempt_at = "pending", app.clock.now()
         return row
