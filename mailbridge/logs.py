@@ -1,4 +1,9 @@
-"""Logging setup: one line per event, readable by people, journald or log shippers."""
+"""Logging setup: one line per event, readable by people, journald or log shippers.
+
+Under systemd (stderr connected to the journal, as $JOURNAL_STREAM tells) lines carry no
+timestamp of their own and start with a `<N>` syslog priority that journald reads. Every
+configured password is blotted out of whatever is written, whichever logger wrote it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,59 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import TextIO
+
+from mailbridge.config import Config
+
+# syslog priorities, as journald reads them from a "<N>" prefix
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+_MIN_SECRET = 4  # shorter "secrets" would blot out ordinary words
+_secrets: set[str] = set()
+
+
+def hide_secrets(secrets: Iterable[str | None]) -> None:
+    """Never write these strings to the log again (on any handler set up here)."""
+    _secrets.update(s for s in secrets if s and len(s) >= _MIN_SECRET)
+
+
+def config_secrets(config: Config) -> list[str]:
+    logins = [*config.mailbox, config.smtp]
+    return [login.password.get_secret_value() for login in logins if login.password]
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def priority(levelno: int) -> int:
+    """The syslog priority of a logging level (between the named levels: the next worse)."""
+    for level in sorted(_PRIORITY, reverse=True):
+        if levelno >= level:
+            return _PRIORITY[level]
+    return 7
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JournalFormatter(logging.Formatter):
+    """"<6>mailbridge.jobs.process: message …"; each line of a traceback gets the prefix,
+    since journald makes an entry of every line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in redact(super().format(record)).splitlines())
 
 
 class JsonFormatter(logging.Formatter):
@@ -15,23 +72,37 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
+
+
+def connected_to_journal(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """True when `stream` is the journal stream systemd named in $JOURNAL_STREAM
+    ("device:inode"), not merely a descendant that inherited the variable."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    if not value:
+        return False
+    try:
+        status = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return value == f"{status.st_dev}:{status.st_ino}"
+
+
+def formatter_for(log_format: str, stream: TextIO) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter()
+    if connected_to_journal(stream):
+        return JournalFormatter()  # journald stamps the time itself
+    return TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
 
 
 def setup_logging(log_format: str = "text", *, verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    elif os.environ.get("JOURNAL_STREAM"):
-        # journald stamps the time itself.
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(formatter_for(log_format, sys.stderr))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

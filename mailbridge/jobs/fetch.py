@@ -8,7 +8,7 @@ restart fetches nothing twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,8 +34,10 @@ class FetchReport:
     duplicates: int = 0
 
 
-def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox) -> FetchReport:
-    """One catch-up pass over the folder `conn` has selected."""
+def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox,
+                  stopping: Callable[[], bool] = lambda: False) -> FetchReport:
+    """One catch-up pass over the folder `conn` has selected; `stopping()` can end it
+    between batches (what is left is fetched next time)."""
     uidvalidity = conn.uidvalidity()
     last_uid = _last_uid(app, mailbox, uidvalidity)
     first_connection = last_uid is None
@@ -46,6 +48,8 @@ def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox) -> FetchR
     uids = conn.uids_after(last_uid)
     fetched = stored = 0
     for start in range(0, len(uids), mailbox.batch_size):
+        if stopping():
+            break
         batch = uids[start : start + mailbox.batch_size]
         messages = list(conn.fetch(batch, batch_size=mailbox.batch_size))
         fetched += len(messages)

@@ -1,0 +1,1 @@
+"""Running as a service: systemd notification, health, metrics, reload and status."""

@@ -1,0 +1,120 @@
+"""Reloading on SIGHUP and when template files change: a new configuration or template set
+is loaded and checked in full first, and replaces the running one only when it is good."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailbridge.adapters.templates import TemplateSet, default_templates_dir
+from mailbridge.config import Config, load_config
+from mailbridge.errors import TemplateError
+
+__all__ = ["Candidate", "TemplateWatcher", "keep_restart_only", "load_candidate",
+           "load_templates"]
+
+log = logging.getLogger(__name__)
+
+# Keys the running process cannot change under itself: they take effect after a restart.
+_RESTART_ONLY = {
+    "database": ("database",),
+    "service.listen": ("service", "listen"),
+    "service.data_dir": ("service", "data_dir"),
+    "service.log_format": ("service", "log_format"),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    config: Config
+    templates: TemplateSet
+
+
+def templates_dir(config: Config) -> Path:
+    return config.templates.dir or default_templates_dir()
+
+
+def load_templates(config: Config) -> TemplateSet:
+    """Load and render every template; TemplateError lists each "file:line: problem"."""
+    templates = TemplateSet.load(templates_dir(config), config.templates.language)
+    problems = templates.check()
+    if problems:
+        raise TemplateError("\n".join(problems))
+    return templates
+
+
+def load_candidate(path: Path, environ: Mapping[str, str] | None = None) -> Candidate:
+    """The configuration at `path` with its templates, both checked; raises ConfigError or
+    TemplateError saying what is wrong, and changes nothing."""
+    config = load_config(path, dict(os.environ if environ is None else environ))
+    return Candidate(config, load_templates(config))
+
+
+def keep_restart_only(running: Config, new: Config) -> tuple[Config, list[str]]:
+    """`new`, with the running values of the keys only a restart can change, and the names
+    of those keys whose new value therefore waits for the restart."""
+    waiting = [key for key, (section, *field) in _RESTART_ONLY.items()
+               if _value(running, section, field) != _value(new, section, field)]
+    service = new.service.model_copy(update={
+        "listen": running.service.listen, "data_dir": running.service.data_dir,
+        "log_format": running.service.log_format})
+    kept = new.model_copy(update={"database": running.database, "service": service})
+    return kept, waiting
+
+
+def _value(config: Config, section: str, field: list[str]) -> object:
+    value = getattr(config, section)
+    for name in field:
+        value = getattr(value, name)
+    return value
+
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+def signature(directory: Path) -> Signature:
+    """Name, modification time and size of every template file: cheap to take, and it
+    changes whenever a file is written, added, removed or renamed."""
+    found = []
+    try:
+        for path in directory.rglob("*.j2"):
+            try:
+                status = path.stat()
+            except OSError:
+                continue  # removed while we looked: the next look sees it gone
+            found.append((path.relative_to(directory).as_posix(), status.st_mtime_ns,
+                          status.st_size))
+    except OSError:
+        return ()
+    return tuple(sorted(found))
+
+
+class TemplateWatcher:
+    """Notices edits to a template directory by polling signatures; reports a change once
+    the directory has looked the same on two polls in a row, so a file caught half
+    written is not loaded."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._settled = signature(directory)
+        self._seen = self._settled
+
+    def poll(self) -> bool:
+        """True when the templates changed and have settled since the last change."""
+        current = signature(self.directory)
+        if current == self._settled:
+            self._seen = current
+            return False
+        if current != self._seen:
+            self._seen = current  # still moving: look again next time
+            return False
+        self._settled = current
+        return True
+
+    def reset(self, directory: Path) -> None:
+        """Watch `directory` from its present state (after a reload loaded it)."""
+        self.directory = directory
+        self._settled = self._seen = signature(directory)

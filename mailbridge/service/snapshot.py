@@ -1,0 +1,120 @@
+"""The state of the work, read from the database: what /metrics, STATUS= lines and
+`mailbridge status` report. Computed on demand, so it matches the database exactly and
+survives restarts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.orm import Session
+
+from mailbridge.db.models import Article, Escalation, InboundMessage, Outbox, Ticket
+
+__all__ = ["Brief", "Snapshot", "brief", "snapshot"]
+
+CLOSED = ("resolved", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Brief:
+    """The two numbers a STATUS= line needs; both come from an index."""
+
+    outbox_pending: int
+    next_escalation_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    ingested: dict[tuple[str, str], int] = field(default_factory=dict)  # (mailbox, kind)
+    inbound_by_state: dict[str, int] = field(default_factory=dict)
+    last_received: dict[str, datetime] = field(default_factory=dict)  # mailbox -> time
+    tickets_opened: dict[str, int] = field(default_factory=dict)  # mailbox -> count
+    tickets_by_status: dict[str, int] = field(default_factory=dict)
+    outbox_by_state: dict[str, int] = field(default_factory=dict)
+    acknowledgements_sent: int = 0
+    escalations: dict[int, int] = field(default_factory=dict)  # level -> count
+    unanswered: int = 0
+    overdue: int = 0
+    oldest_unanswered_at: datetime | None = None
+    oldest_pending_outbox_at: datetime | None = None
+    next_escalation_at: datetime | None = None
+
+    @property
+    def quarantined(self) -> int:
+        return self.inbound_by_state.get("quarantined", 0)
+
+    def oldest_unanswered_age(self, now: datetime) -> float:
+        """Seconds the longest-waiting customer has waited for a first answer; 0 if none."""
+        if self.oldest_unanswered_at is None:
+            return 0.0
+        return max((now - self.oldest_unanswered_at).total_seconds(), 0.0)
+
+
+def brief(session: Session) -> Brief:
+    pending = session.scalar(select(func.count(Outbox.id)).where(Outbox.state == "pending"))
+    upcoming = session.scalar(select(func.min(Ticket.next_escalation_at)))
+    return Brief(pending or 0, upcoming)
+
+
+def _unanswered() -> list[ColumnElement[bool]]:
+    return [Ticket.first_response_due_at.is_not(None), Ticket.first_responded_at.is_(None),
+            Ticket.status.not_in(CLOSED)]
+
+
+def snapshot(session: Session, now: datetime) -> Snapshot:
+    """Every number at once, in one read transaction."""
+    # A message that became an article is counted by its classification; one that did not
+    # (ignored, quarantined, not yet processed) by its state.
+    kind_or_state = func.coalesce(Article.kind, InboundMessage.state)
+    ingested = session.execute(
+        select(InboundMessage.mailbox, kind_or_state, func.count(InboundMessage.id))
+        .outerjoin(Article, and_(Article.inbound_message_id == InboundMessage.id,
+                                 Article.direction == "in"))
+        .group_by(InboundMessage.mailbox, kind_or_state)
+    ).all()
+    by_state = session.execute(
+        select(InboundMessage.state, func.count(InboundMessage.id)).group_by(InboundMessage.state)
+    ).all()
+    # The newest row of each mailbox is found in an index; only its time is read.
+    newest = select(func.max(InboundMessage.id)).group_by(InboundMessage.mailbox)
+    last_received = session.execute(
+        select(InboundMessage.mailbox, InboundMessage.received_at)
+        .where(InboundMessage.id.in_(newest.scalar_subquery()))
+    ).all()
+    opened = session.execute(
+        select(Ticket.mailbox, func.count(Ticket.id)).group_by(Ticket.mailbox)).all()
+    statuses = session.execute(
+        select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status)).all()
+    outbox: dict[str, int] = {}
+    acks = 0
+    for state, kind, count in session.execute(
+            select(Outbox.state, Outbox.kind, func.count(Outbox.id))
+            .group_by(Outbox.state, Outbox.kind)):
+        outbox[state] = outbox.get(state, 0) + count
+        acks += count if (state, kind) == ("sent", "ack") else 0
+    escalations = session.execute(
+        select(Escalation.level, func.count(Escalation.id)).group_by(Escalation.level)).all()
+    unanswered, oldest, overdue = session.execute(
+        select(func.count(Ticket.id), func.min(Ticket.created_at),
+               func.count(Ticket.id).filter(Ticket.first_response_due_at < now))
+        .where(*_unanswered())
+    ).one()
+    oldest_pending = session.scalar(
+        select(func.min(Outbox.created_at)).where(Outbox.state == "pending"))
+    return Snapshot(
+        ingested={(mailbox, str(k)): n for mailbox, k, n in ingested},
+        inbound_by_state=dict(by_state),
+        last_received=dict(last_received),
+        tickets_opened=dict(opened),
+        tickets_by_status=dict(statuses),
+        outbox_by_state=outbox,
+        acknowledgements_sent=acks,
+        escalations=dict(escalations),
+        unanswered=unanswered or 0,
+        overdue=overdue or 0,
+        oldest_unanswered_at=oldest,
+        oldest_pending_outbox_at=oldest_pending,
+        next_escalation_at=session.scalar(select(func.min(Ticket.next_escalation_at))),
+    )

@@ -1,0 +1,138 @@
+"""`mailbridge status`: the health picture for an operator at a terminal, from the database
+(and from the running daemon's /healthz when service.listen is set). Exit code 0 when
+nothing needs attention, 1 when something does, so scripts can alert on it."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+
+from sqlalchemy.engine import make_url
+
+from mailbridge.app import App
+from mailbridge.core.humanize import format_duration
+from mailbridge.service.snapshot import Snapshot, snapshot
+
+__all__ = ["print_status", "status_document"]
+
+DAEMON_TIMEOUT = 3.0
+
+
+def status_document(app: App) -> dict[str, Any]:
+    now = app.clock.now()
+    with app.sessions() as session:
+        data = snapshot(session, now)
+    zone = app.config.calendar.zone
+
+    def local(value: datetime | None) -> str | None:
+        return value.astimezone(zone).isoformat(timespec="seconds") if value else None
+
+    mailboxes = {}
+    for mailbox in app.config.mailbox:
+        kinds = {kind: n for (name, kind), n in data.ingested.items() if name == mailbox.name}
+        mailboxes[mailbox.name] = {"last_received_at": local(data.last_received.get(mailbox.name)),
+                                   "ingested": sum(kinds.values()), "by_kind": kinds}
+    document: dict[str, Any] = {
+        "at": local(now),
+        "database": make_url(app.config.database_url).render_as_string(hide_password=True),
+        "mailboxes": mailboxes,
+        "inbound": {"waiting": data.inbound_by_state.get("new", 0),
+                    "quarantined": data.quarantined},
+        "outbox": {"pending": data.outbox_by_state.get("pending", 0),
+                   "failed": data.outbox_by_state.get("failed", 0),
+                   "sent": data.outbox_by_state.get("sent", 0),
+                   "oldest_pending_at": local(data.oldest_pending_outbox_at)},
+        "tickets": {"by_status": data.tickets_by_status, "unanswered": data.unanswered,
+                    "overdue": data.overdue,
+                    "oldest_unanswered_age_seconds": int(data.oldest_unanswered_age(now)),
+                    "next_escalation_at": local(data.next_escalation_at)},
+        "escalations": {str(level): n for level, n in sorted(data.escalations.items())},
+        "daemon": _daemon(app),
+    }
+    document["attention"] = _attention(data, document["daemon"])
+    return document
+
+
+def _daemon(app: App) -> dict[str, Any]:
+    address = app.config.service.listen_address
+    if address is None:
+        return {"state": "unknown", "detail": "service.listen is not set"}
+    host, port = address
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=DAEMON_TIMEOUT) as answer:
+            body = answer.read()
+    except urllib.error.HTTPError as exc:  # 503: it answers, and is not well
+        body = exc.read()
+    except (OSError, ValueError) as exc:
+        return {"state": "unreachable", "url": url, "detail": str(exc)}
+    try:
+        health = json.loads(body)
+    except ValueError:
+        return {"state": "unreachable", "url": url, "detail": "not a mailbridge health answer"}
+    return {"state": health.get("status", "unknown"), "url": url,
+            "failing": health.get("failing", {}), "components": health.get("components", {})}
+
+
+def _attention(data: Snapshot, daemon: dict[str, Any]) -> list[str]:
+    notes = []
+    failed = data.outbox_by_state.get("failed", 0)
+    if failed:
+        notes.append(f"{failed} outgoing mail(s) failed: mailbridge outbox list --state failed")
+    if data.quarantined:
+        notes.append(f"{data.quarantined} message(s) quarantined: mailbridge quarantine list")
+    if data.overdue:
+        notes.append(f"{data.overdue} ticket(s) past their first-response deadline: "
+                     "mailbridge tickets list --overdue")
+    if daemon["state"] == "unreachable":
+        notes.append(f"the daemon does not answer at {daemon['url']}: {daemon['detail']}")
+    elif daemon["state"] not in ("ok", "unknown"):
+        failing = "; ".join(f"{k}: {v}" for k, v in daemon.get("failing", {}).items())
+        notes.append(f"the daemon is {daemon['state']}" + (f": {failing}" if failing else ""))
+    return notes
+
+
+def print_status(app: App, as_json: bool, out: TextIO) -> int:
+    document = status_document(app)
+    if as_json:
+        out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    else:
+        _print_text(document, out)
+    return 1 if document["attention"] else 0
+
+
+def _print_text(doc: dict[str, Any], out: TextIO) -> None:
+    out.write(f"mailbridge status at {doc['at']}, database {doc['database']}\n\n")
+    for name, box in doc["mailboxes"].items():
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(box["by_kind"].items()))
+        last = box["last_received_at"] or "never"
+        out.write(f"mailbox {name}: {box['ingested']} message(s) ({kinds or 'none'}); "
+                  f"last received {last}\n")
+    inbound, outbox, tickets = doc["inbound"], doc["outbox"], doc["tickets"]
+    out.write(f"inbound: {inbound['waiting']} waiting to be processed, "
+              f"{inbound['quarantined']} quarantined\n")
+    out.write(f"outbox: {outbox['pending']} pending (oldest {outbox['oldest_pending_at'] or '-'}), "
+              f"{outbox['failed']} failed, {outbox['sent']} sent\n")
+    statuses = ", ".join(f"{s} {n}" for s, n in sorted(tickets["by_status"].items())) or "none"
+    waited = format_duration(timedelta(seconds=tickets["oldest_unanswered_age_seconds"]), "en")
+    out.write(f"tickets: {statuses}; {tickets['unanswered']} unanswered"
+              + (f" (longest waiting {waited})" if tickets["unanswered"] else "")
+              + f", {tickets['overdue']} overdue; next escalation "
+              f"{tickets['next_escalation_at'] or 'none'}\n")
+    levels = ", ".join(f"level {lvl}: {n}" for lvl, n in doc["escalations"].items()) or "none"
+    out.write(f"escalations fired: {levels}\n")
+    daemon = doc["daemon"]
+    line = f"daemon: {daemon['state']}"
+    if daemon.get("url"):
+        line += f" ({daemon['url']})"
+    if daemon.get("detail"):
+        line += f": {daemon['detail']}"
+    out.write(line + "\n")
+    for name, component in daemon.get("components", {}).items():
+        detail = f": {component['detail']}" if component.get("detail") else ""
+        out.write(f"  {name}: {component['state']}{detail}\n")
+    out.write("\n" + ("needs attention:\n" + "".join(f"  - {n}\n" for n in doc["attention"])
+                      if doc["attention"] else "nothing needs attention\n"))
