@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parseaddr
+from functools import cached_property
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +40,12 @@ class App:
         with self.sessions() as session, session.begin():
             yield session
 
-    @property
+    @cached_property
+    def reply_secret(self) -> bytes:
+        """Key of the reply tokens in staff notification addresses; read at first use."""
+        return reply_secret(self.config)
+
+    @cached_property
     def sender(self) -> Address:
         name, address = parseaddr(self.config.smtp.from_)
         return Address(name, address.lower())
@@ -48,7 +56,7 @@ class App:
         return ParseLimits(max_attachment_bytes=tickets.max_attachment_size,
                            max_message_bytes=tickets.max_message_size)
 
-    @property
+    @cached_property
     def message_id_domain(self) -> str:
         return self.config.tickets.message_id_domain or self.sender.address.rpartition("@")[2]
 
@@ -74,6 +82,38 @@ def build_app(
         identity=identity_for(config),
         clock=clock or SystemClock(),
     )
+
+
+SECRET_FILE = "reply-token.key"
+
+
+def reply_secret(config: Config) -> bytes:
+    """The configured staff secret, else a random one kept in the data directory.
+
+    Several instances sharing a database must configure the same secret; a lone instance
+    makes its own at first start (readable by its own user only) and keeps it.
+    """
+    if config.staff.secret is not None:
+        return config.staff.secret.get_secret_value().encode()
+    path = config.data_dir / SECRET_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    draft = path.with_name(f".{SECRET_FILE}.{os.getpid()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key + b"\n")
+    try:
+        os.link(draft, path)  # atomic, and refuses to replace a key another process made
+    except FileExistsError:
+        return path.read_bytes().strip()
+    finally:
+        draft.unlink()
+    log.info("made a new reply-token key in %s", path)
+    return key
 
 
 def identity_for(config: Config) -> Identity:

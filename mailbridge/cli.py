@@ -10,12 +10,13 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from mailbridge import __version__
-from mailbridge.config import Config, config_path, load_config
+from mailbridge.config import Config, config_path, load_config, parse_duration
 from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
-from mailbridge.logs import setup_logging
+from mailbridge.logs import config_secrets, hide_secrets, setup_logging
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -50,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_commands.add_parser("upgrade", help="apply migrations")
+    backup = db_commands.add_parser(
+        "backup", help="a consistent copy of a running SQLite database (PostgreSQL: prints "
+        "the pg_dump command)")
+    backup.add_argument("path", type=Path, metavar="PATH", help="where the copy goes (new file)")
+
+    status = commands.add_parser(
+        "status", help="the health picture, from the database (exit 1: something needs "
+        "attention)")
+    status.add_argument("--json", action="store_true", help="print a JSON object")
+
+    purge = commands.add_parser("purge", help="apply the [retention] policy now")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="report what would be removed, remove nothing")
 
     config = commands.add_parser("config", help="configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -64,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = ticket_commands.add_parser("list", help="list tickets")
     listing.add_argument("--status", help="only tickets with this status")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.add_argument("--overdue", action="store_true",
+                         help="only tickets with a running deadline that has passed")
+    listing.add_argument("--due-within", type=duration, metavar="DURATION",
+                         help="only tickets with a running deadline within this time, e.g. 2h")
     show = ticket_commands.add_parser("show", help="one ticket with its articles and events")
     show.add_argument("number", type=int)
     show.add_argument("--json", action="store_true", help="print a JSON object")
@@ -71,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", help="outgoing mail")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
     outbox_list = outbox_commands.add_parser("list", help="list outbox rows")
-    outbox_list.add_argument("--state", choices=("pending", "sent", "failed"))
+    outbox_list.add_argument("--state", choices=("pending", "sent", "failed", "bounced"))
     outbox_list.add_argument("--json", action="store_true", help="print a JSON array")
     outbox_retry = outbox_commands.add_parser("retry", help="queue a failed row again")
     outbox_retry.add_argument("id", type=int)
@@ -101,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def duration(text: str) -> timedelta:
+    """An argument like 30m, 2h or 1d (argparse names this function in its error)."""
+    return parse_duration(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -123,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _config(args: argparse.Namespace) -> Config:
     config = load_config(config_path(args.config))
+    hide_secrets(config_secrets(config))
     if args.log_format is None and config.service.log_format != "text":
         setup_logging(config.service.log_format, verbose=args.verbose)
     return config
@@ -131,7 +155,9 @@ def _config(args: argparse.Namespace) -> Config:
 def _run(args: argparse.Namespace) -> int:
     from mailbridge.app import build_app
     from mailbridge.daemon import Daemon
+    from mailbridge.service.runtime import Service
 
+    path = config_path(args.config)
     app = build_app(_config(args))
     try:
         daemon = Daemon(app)
@@ -145,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
                 report.sent.failed, report.escalated,
             )
             return EXIT_OK if report.ok else EXIT_FAILURE
-        asyncio.run(daemon.run_forever())
+        asyncio.run(Service.from_environ(daemon, path).run())
         return EXIT_OK
     finally:
         app.close()
@@ -162,6 +188,11 @@ def _db(args: argparse.Namespace) -> int:
     from mailbridge.db.engine import make_engine
 
     config = _config(args)
+    if args.db_command == "backup":
+        from mailbridge.service.backup import backup
+
+        print(backup(config.database_url, args.path))
+        return EXIT_OK
     engine = make_engine(config.database_url)
     try:
         migrate.upgrade(engine)
@@ -197,7 +228,8 @@ def _tickets(args: argparse.Namespace) -> int:
 
     with reports.open_app(_config(args)) as app:
         if args.tickets_command == "list":
-            return reports.list_tickets(app, args.status, args.json, sys.stdout)
+            return reports.list_tickets(app, args.status, args.json, sys.stdout,
+                                        overdue=args.overdue, due_within=args.due_within)
         return reports.show_ticket(app, args.number, args.json, sys.stdout)
 
 
@@ -230,6 +262,28 @@ def _templates(args: argparse.Namespace) -> int:
     return reports.preview_template(config, args.name, args.ticket, args.lang, sys.stdout)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from mailbridge import reports
+    from mailbridge.service.status import print_status
+
+    with reports.open_app(_config(args)) as app:
+        return print_status(app, args.json, sys.stdout)
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from mailbridge import reports
+    from mailbridge.jobs.retention import purge
+
+    with reports.open_app(_config(args)) as app:
+        if app.config.retention.purge_after is None:
+            print(f"{app.config.source}: retention.purge_after is not set: everything is kept")
+            return EXIT_OK
+        report = purge(app, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb}: {report.summary()}" if report.anything else "nothing to remove")
+    return EXIT_OK
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "demo": _demo,
@@ -240,4 +294,6 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "outbox": _outbox,
     "quarantine": _quarantine,
     "templates": _templates,
+    "status": _status,
+    "purge": _purge,
 }

@@ -9,22 +9,27 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from mailbridge.core.business_hours import BusinessCalendar
+from mailbridge.core.sla import Step, number_steps
 from mailbridge.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "mailbridge.toml"
@@ -121,6 +126,11 @@ class MailboxConfig(_Credentials):
     backlog_age: Duration = timedelta(hours=24)
     language: str | None = None  # default language of replies; None: templates.language
     queue: str | None = None  # None: the mailbox name
+    # How staff answer: "relay" (they reply to notifications, mailbridge sends to the
+    # customer) or "observe" (they answer from this account; its sent_folder is watched).
+    staff_mode: Literal["relay", "observe"] = "relay"
+    sent_folder: str = "Sent"
+    _sent_view: bool = PrivateAttr(default=False)
 
     @property
     def effective_port(self) -> int:
@@ -130,6 +140,24 @@ class MailboxConfig(_Credentials):
     def effective_queue(self) -> str:
         return self.queue or self.name
 
+    def sources(self) -> list[MailboxConfig]:
+        """The folders to watch: the inbox, and in observe mode the Sent folder as a
+        read-only source (never moved or flagged; only mail sent after the first look)."""
+        if self.staff_mode != "observe" or self.sent_folder == self.folder:
+            return [self]
+        view = self.model_copy(update={"folder": self.sent_folder, "after": "keep",
+                                       "backlog": "skip"})
+        view._sent_view = True
+        return [self, view]
+
+    @property
+    def source_name(self) -> str:
+        """Names a watched folder in logs and health: "support", "support (Sent)"."""
+        return f"{self.name} ({self.folder})" if self._sent_view else self.name
+
+    def observes_sent(self, folder: str) -> bool:
+        return self.staff_mode == "observe" and folder == self.sent_folder != self.folder
+
 
 class SmtpConfig(_Credentials):
     host: str
@@ -137,7 +165,16 @@ class SmtpConfig(_Credentials):
     security: Security = "starttls"
     from_: str = Field(alias="from")
     timeout: Duration = timedelta(seconds=30)
-    max_attempts: int = Field(default=10, ge=1)
+    # Temporary failures are retried with growing, jittered pauses until the mail is this
+    # old (or has had max_attempts tries, when set); then it is `failed`.
+    give_up_after: Duration = timedelta(days=2)
+    max_attempts: int | None = Field(default=None, ge=1)
+    # The envelope sender, where bounces go; None: the address of `from`. It must lead to
+    # one of the [[mailbox]] folders, or bounces are never seen.
+    bounce_address: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    # A per-mail envelope sender, bounce_address with "+b<outbox id>-<check>", so a bounce
+    # names the exact mail; the mail server must deliver plus-addresses to the base one.
+    verp: bool = True
 
     @property
     def effective_port(self) -> int:
@@ -150,22 +187,97 @@ class TemplatesConfig(_Section):
     company: str = "Support"
 
 
+_OFFSET = re.compile(r"^\s*([+-]?)\s*(\d+)\s*(s|m|h|d|w)?\s*$")
+
+
+def parse_offset(value: object) -> timedelta:
+    """'-1h' (before), '0' (at), '+4h' (after) a deadline, as a signed timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _OFFSET.match(value)
+        if match and (match.group(3) or int(match.group(2)) == 0):
+            size = timedelta(**{_UNITS[match.group(3) or "s"]: int(match.group(2))})
+            return -size if match.group(1) == "-" else size
+    raise ValueError("an offset from the deadline like -1h (before), 0 (at) or +4h (after)")
+
+
+Offset = Annotated[timedelta, BeforeValidator(parse_offset)]
+Priority = Literal["low", "normal", "high", "urgent"]  # lowest first, as core.sla.PRIORITIES
+EmailAddress = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]
+
+
+class EscalationLevel(_Section):
+    """A warning (before the deadline) or an escalation level (at or after it)."""
+
+    at: Offset = timedelta(0)
+    deadline: Literal["first_response", "resolution"] = "first_response"
+    # None: staff.team_address for a warning, staff.escalation_address for a level.
+    notify: EmailAddress | None = None
+    raise_priority: Priority | None = None
+
+
+class ChaserPolicy(_Section):
+    """What a customer writing again to a ticket still waiting for us does."""
+
+    raise_priority: Priority | None = None
+    # The pending deadline moves to at most this far from the chaser (same clock as the
+    # policy); None leaves it where it is.
+    shorten_to: Duration | None = None
+
+
+# Without levels, a policy escalates once, when the first response is late.
+DEFAULT_LEVELS = (EscalationLevel(),)
+
+
 class SlaPolicy(_Section):
     name: str
     first_response: Duration
     resolution: Duration
     business_hours: bool = False
     mailboxes: tuple[str, ...] = ()  # match keys: empty matches every mailbox
-    priorities: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    priorities: tuple[Priority, ...] = ()
+    levels: tuple[EscalationLevel, ...] = ()
+    chaser: ChaserPolicy = ChaserPolicy()
+
+    @field_validator("levels")
+    @classmethod
+    def _distinct_levels(cls, levels: tuple[EscalationLevel, ...]) -> tuple[EscalationLevel, ...]:
+        seen = set()
+        for level in levels:
+            if (level.deadline, level.at) in seen:
+                sign = "-" if level.at < timedelta(0) else "+"
+                raise ValueError(f"one level per moment, but two are at {sign}{abs(level.at)} "
+                                 f"from {level.deadline}")
+            seen.add((level.deadline, level.at))
+        return levels
 
     @property
     def is_default(self) -> bool:
-        return not self.mailboxes and not self.priorities
+        return not self.mailboxes and not self.priorities and not self.queues
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return number_steps(self.levels or DEFAULT_LEVELS)
+
+
+WEEKDAY_HOURS: dict[str, tuple[str, ...]] = {
+    day: ("09:00-18:00",) for day in ("mon", "tue", "wed", "thu", "fri")
+}
+HOLIDAY_YEARS_BEFORE, HOLIDAY_YEARS_AFTER = 1, 3  # around the year a deadline starts in
 
 
 class CalendarConfig(_Section):
     timezone: str = "UTC"
-    holidays: str | None = None
+    # Opening hours per weekday, several intervals a day; days not named are closed.
+    hours: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(WEEKDAY_HOURS))
+    holidays: str | None = None  # country code of the `holidays` package, e.g. "IT"
+    subdivision: str | None = None  # e.g. a province ("RM") with its own patron saint day
+    closed: tuple[date, ...] = ()  # extra closed dates
+    _calendars: dict[int, BusinessCalendar] = PrivateAttr(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -176,9 +288,55 @@ class CalendarConfig(_Section):
             raise ValueError(f"an IANA time zone like Europe/Rome, not {value!r}") from None
         return value
 
+    @field_validator("hours")
+    @classmethod
+    def _valid_hours(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        try:
+            BusinessCalendar.parse("UTC", value)
+        except ValueError as exc:
+            raise ValueError(f'opening hours like mon = ["09:00-13:00", "14:00-18:00"] '
+                             f"({exc})") from None
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in holidays.list_supported_countries():
+            raise ValueError(f"a country code of the holidays package, like IT, DE or US, "
+                             f"not {value!r}")
+        return value.upper() if value else None
+
+    @field_validator("subdivision")
+    @classmethod
+    def _known_subdivision(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        country = info.data.get("holidays")
+        if not country:
+            raise ValueError("no subdivision without a holidays country")
+        known = holidays.list_supported_countries()[country]
+        if value.upper() not in known:
+            raise ValueError(f"a subdivision of {country} ({', '.join(known[:8])}, …), "
+                             f"not {value!r}")
+        return value.upper()
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def business_calendar(self, year: int) -> BusinessCalendar:
+        """Opening hours, closed on public holidays and the extra dates, good for deadlines
+        that start in `year` (holidays from the year before to three years after)."""
+        calendar = self._calendars.get(year)
+        if calendar is None:
+            closed = set(self.closed)
+            if self.holidays:
+                years = range(year - HOLIDAY_YEARS_BEFORE, year + HOLIDAY_YEARS_AFTER + 1)
+                closed.update(holidays.country_holidays(self.holidays, subdiv=self.subdivision,
+                                                        years=years))
+            calendar = BusinessCalendar.parse(self.timezone, self.hours, closed)
+            self._calendars[year] = calendar
+        return calendar
 
 
 class StaffConfig(_Section):
@@ -186,6 +344,40 @@ class StaffConfig(_Section):
     domains: tuple[str, ...] = ()
     team_address: str | None = None
     escalation_address: str | None = None
+    # Key of the reply tokens in notification Reply-To addresses. None: a random key kept
+    # in service.data_dir (set one here when several instances share a database).
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    secret: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    # authserv-id of the MTA whose Authentication-Results header is trusted as proof.
+    trusted_authserv_id: str | None = None
+    # Lines that open a staff signature (regular expressions); "-- " always does.
+    signature_patterns: tuple[str, ...] = ()
+    # Customer attachments ride along in notifications up to this total; larger ones are
+    # listed with their size instead.
+    notification_attachment_limit: ByteSize = 10_000_000
+    digest_articles: int = Field(default=3, ge=0, le=20)
+
+    @field_validator("addresses", "domains")
+    @classmethod
+    def _lower(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.strip().lower() for v in values)
+
+    @field_validator("signature_patterns")
+    @classmethod
+    def _patterns_compile(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"a regular expression; {value!r}: {exc}") from None
+        return values
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> StaffConfig:
+        if self.secret_env and self.secret_file:
+            raise ValueError("give secret_env or secret_file, not both")
+        return self
 
 
 class TicketsConfig(_Section):
@@ -205,10 +397,62 @@ class TicketsConfig(_Section):
 
 class ServiceConfig(_Section):
     data_dir: Path | None = None  # None: $STATE_DIRECTORY under systemd, else ./var
-    listen: str | None = None
+    listen: str | None = None  # "127.0.0.1:9187": serve /healthz and /metrics there
     log_format: Literal["text", "json"] = "text"
     sweep_interval: Duration = timedelta(seconds=30)
     outbox_interval: Duration = timedelta(seconds=10)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        return parse_listen(self.listen) if self.listen else None
+
+
+_LISTEN = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$"
+)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """"127.0.0.1:9187" or "[::1]:9187" as (host, port)."""
+    match = _LISTEN.match(value.strip())
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ValueError('an address like "127.0.0.1:9187" or "[::1]:9187"')
+    return match["v6"] or match["host"], int(match["port"])
+
+
+PurgeKind = Literal["raw", "attachments", "outbox", "html", "text"]
+
+
+class RetentionConfig(_Section):
+    """What is removed from tickets closed longer ago than purge_after; the ticket, its
+    articles' metadata and its audit events always stay."""
+
+    purge_after: Duration | None = None  # None: keep everything
+    # raw: received mail as it arrived; attachments: their bytes (name, size and hash stay);
+    # outbox: sent mail as it was sent; html: articles' HTML bodies; text: articles' text.
+    purge: tuple[PurgeKind, ...] = ("raw", "attachments", "outbox")
+    interval: Duration = timedelta(hours=6)  # how often the daemon purges
+
+    @field_validator("purge_after")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(days=1):
+            raise ValueError("a duration of at least 1d (or no purge_after, to keep everything)")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _sensible_interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("a duration of at least 1m")
+        return value
 
 
 class Config(_Section):
@@ -221,6 +465,7 @@ class Config(_Section):
     staff: StaffConfig = StaffConfig()
     tickets: TicketsConfig = TicketsConfig()
     service: ServiceConfig = ServiceConfig()
+    retention: RetentionConfig = RetentionConfig()
     source: Path = Field(default=Path("<memory>"), exclude=True)
 
     @model_validator(mode="after")
@@ -326,29 +571,37 @@ def _with_secrets(config: Config, path: Path, environ: os._Environ[str] | dict[s
         for i, m in enumerate(config.mailbox)
     )
     smtp = config.smtp.model_copy(update={"password": _secret(config.smtp, "smtp", path, environ)})
-    return config.model_copy(update={"mailbox": mailboxes, "smtp": smtp})
+    staff = config.staff.model_copy(update={"secret": _read_secret(
+        config.staff.secret_env, config.staff.secret_file, "staff.secret", path, environ)})
+    return config.model_copy(update={"mailbox": mailboxes, "smtp": smtp, "staff": staff})
 
 
 def _secret(
     section: _Credentials, key: str, path: Path, environ: os._Environ[str] | dict[str, str]
 ) -> SecretStr | None:
-    if section.password_env:
-        value = environ.get(section.password_env)
+    return _read_secret(section.password_env, section.password_file, f"{key}.password", path,
+                        environ)
+
+
+def _read_secret(
+    env: str | None, file: Path | None, key: str, path: Path,
+    environ: os._Environ[str] | dict[str, str],
+) -> SecretStr | None:
+    """The value of `{key}_env` or `{key}_file`, or None when neither is set."""
+    if env:
+        value = environ.get(env)
         if value is None:
             raise ConfigError(
-                f"{path}: {key}.password_env: expected the environment variable "
-                f"{section.password_env} to be set"
+                f"{path}: {key}_env: expected the environment variable {env} to be set"
             )
         return SecretStr(value)
-    if section.password_file:
-        secret_path = section.password_file
-        if not secret_path.is_absolute():
-            secret_path = path.parent / secret_path
+    if file:
+        secret_path = file if file.is_absolute() else path.parent / file
         try:
             return SecretStr(secret_path.read_text(encoding="utf-8").rstrip("\r\n"))
         except OSError as exc:
             raise ConfigError(
-                f"{path}: {key}.password_file: expected a readable file at {secret_path} "
+                f"{path}: {key}_file: expected a readable file at {secret_path} "
                 f"({exc.strerror})"
             ) from None
     return None

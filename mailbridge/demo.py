@@ -41,7 +41,7 @@ def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Con
         "templates": {"language": "en", "company": "Demo Shop & Bank"},
         "sla": [{"name": "demo", "first_response": FIRST_RESPONSE, "resolution": "1d"}],
         "calendar": {"timezone": "Europe/Rome"},
-        "staff": {"team_address": "team@demo.example",
+        "staff": {"addresses": ["alice@demo.example"], "team_address": "team@demo.example",
                   "escalation_address": "lead@demo.example"},
         "service": {"data_dir": str(data_dir), "sweep_interval": "1s",
                     "outbox_interval": "1s"},
@@ -118,6 +118,34 @@ def out_of_office(ack_message_id: str, subject: str) -> bytes:
     )
 
 
+def staff_answer(notification: ReceivedMail) -> bytes:
+    """Alice answers the notification from her own mail client, quoting it as Gmail does."""
+    msg = EmailMessage()
+    msg["From"] = "Alice Bianchi <alice@demo.example>"
+    msg["To"] = notification.message["Reply-To"]
+    msg["Subject"] = "Re: " + notification.message["Subject"]
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain="demo.example")
+    msg["In-Reply-To"] = notification.message["Message-ID"]
+    msg["References"] = notification.message["Message-ID"]
+    body = notification.message.get_body(("plain",))
+    quoted = "\n".join("> " + line for line in
+                       (body.get_content() if body is not None else "").splitlines())
+    msg.set_content(textwrap.dedent("""\
+        #priority high
+
+        Gentile signora Rossi,
+
+        può chiudere il conto online dall'area clienti, alla voce "Chiusura conto";
+        essendo cointestato, serve la conferma di entrambi gli intestatari.
+
+        --
+        Alice Bianchi | Demo Shop & Bank
+        """) + "\nIl giorno lun 23 nov 2026, Demo Support <support@demo.example> ha scritto:\n"
+        + quoted + "\n")
+    return msg.as_bytes()
+
+
 class Narrator:
     """Prints what the daemon does, by watching the database and the SMTP sink."""
 
@@ -155,10 +183,21 @@ class Narrator:
     def show_mail(self, mail: ReceivedMail) -> None:
         msg = mail.message
         body = msg.get_body(("plain",))
-        text = body.get_content() if body is not None else ""
+        text = body.get_content().replace("\r\n", "\n") if body is not None else ""
+        if any(r.endswith("@demo.example") for r in mail.recipients):  # to staff: the gist
+            lines = text.rstrip().splitlines()
+            text = "\n".join(lines[:14] + (["…"] if len(lines) > 14 else []))
         self.say(f"\n✉ sent to {', '.join(mail.recipients)}: {msg['Subject']}")
         self.say(f"  Auto-Submitted: {msg['Auto-Submitted']}  In-Reply-To: {msg['In-Reply-To']}")
+        if msg["Reply-To"]:
+            self.say(f"  Reply-To: {msg['Reply-To']}")
         self.say(textwrap.indent(text.rstrip(), "  │ ", lambda _line: True))
+
+    def sent_to(self, address: str, subject_part: str = "") -> ReceivedMail | None:
+        for mail in self.sink.received:
+            if address in mail.recipients and subject_part in mail.message["Subject"]:
+                return mail
+        return None
 
     def ack_for(self, address: str) -> ReceivedMail | None:
         for mail in self.sink.received:
@@ -191,6 +230,16 @@ async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) 
         tom_ack = narrator.ack_for("tom.baker@example.co.uk")
         giulia_ack = narrator.ack_for("giulia.rossi@example.it")
         assert tom_ack is not None and giulia_ack is not None
+        await _until(lambda: narrator.sent_to("team@demo.example", "Giulia") is not None,
+                     narrator, 30)
+        notice = narrator.sent_to("team@demo.example", "Giulia")
+        assert notice is not None
+        narrator.say("\n→ Alice (staff) answers Giulia by replying to the notification from her "
+                     "own mail client; a command on the first line raises the priority")
+        await asyncio.to_thread(imap.append, staff_answer(notice))
+        await _until(lambda: len([m for m in sink.received
+                                  if "giulia.rossi@example.it" in m.recipients]) >= 2,
+                     narrator, 30)
         narrator.say("\n→ Tom replies to his acknowledgement, upset; Giulia's mail server "
                      "answers hers with an out-of-office")
         await asyncio.to_thread(imap.append, chaser(tom_ack.message["Message-ID"],
@@ -206,7 +255,9 @@ async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) 
         daemon.stop()
         await running
     narrator.say(f"\n{len(narrator.tickets)} tickets, {narrator.mails} mails sent, "
-                 f"{len(narrator.escalations)} escalation(s). The follow-up and the "
+                 f"{len(narrator.escalations)} escalation(s). Giulia got Alice's answer from "
+                 "the support address, without the quote, the signature or Alice's address; "
+                 "her ticket waits on her and was not escalated. Tom's follow-up and Giulia's "
                  "out-of-office joined their tickets without a second acknowledgement.")
 
 

@@ -58,7 +58,7 @@ def make_config(
         "smtp": {"host": smtp.host, "port": smtp.port, "security": "none",
                  "from": "Shop Support <support@shop.example>"},
         "sla": [{"name": "standard", "first_response": "8h", "resolution": "5d"}],
-        "staff": {"team_address": "team@shop.example", "escalation_address": "lead@shop.example"},
+        "staff": {"escalation_address": "lead@shop.example"},
         "service": {"data_dir": str(tmp_path)},
     }
     for key, value in sections.items():

@@ -3,7 +3,8 @@
 Layout: ``<dir>/<language>/<name>.txt.j2`` (required) and ``<name>.html.j2`` (optional), where
 language is an ISO 639-1 code such as ``en``. Files whose name starts with ``_`` are partials
 for ``{% include "en/_signature.txt.j2" %}``. The text template renders to a mail: a first
-line ``Subject: …``, a blank line, then the body. The HTML template renders the HTML body.
+line ``Subject: …``, a blank line, then the body. The HTML template renders the HTML body;
+a ``<style>`` block in it is moved into style attributes, where mail clients honour it.
 The default language must have every template, so falling back always works.
 
 A loaded TemplateSet is a snapshot: editing files afterwards changes nothing until a new set
@@ -33,6 +34,15 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     reply_text         str   a staff member's answer, relayed to the customer
     links              dict  named URLs, e.g. {"ticket": "https://…"}; may be empty,
                              so test with ``{% if links.ticket is defined %}``
+    event              str   why staff are told: "new" ticket or customer "followup"
+    digest             list  earlier messages on the ticket, oldest first, each a dict
+                             {"author", "at" (ISO 8601), "direction" ("in"/"out"), "text"}
+    attachments        list  the customer's attachments, each {"filename", "size" (e.g.
+                             "2.1 MB"), "attached" (false when too large to ride along)}
+    errors             list  what was wrong with a staff member's commands, one str each
+    deadline           str   which deadline a warning or escalation is about:
+                             "first_response" or "resolution" (promised_reply is its time)
+    due_in             str   time left until that deadline, "1 hour" (format_duration)
 
 Filters beyond Jinja's own: ``quote`` prefixes every line with "> ". Templates run in Jinja's
 immutable sandbox with bounded work (see template_sandbox); ``|safe`` and
@@ -51,6 +61,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import css_inline
 from jinja2 import (
     BaseLoader,
     Environment,
@@ -69,8 +80,12 @@ CONTEXT_KEYS = frozenset(
         "ticket_number", "ticket_tag", "subject", "requester_name", "requester_address",
         "promised_reply", "due_at_iso", "queue", "priority", "excerpt", "support_address",
         "company_name", "escalation_level", "overdue_by", "staff_name", "reply_text", "links",
+        "event", "digest", "attachments", "errors", "deadline", "due_in",
     }
 )
+# The mails mailbridge itself sends; a template set without one of them never goes live.
+REQUIRED = ("acknowledgement", "staff_notification", "staff_reply", "staff_command_error",
+            "escalation", "sla_warning", "closed")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*")
 _FILE = re.compile(r"(?P<partial>_)?(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<kind>txt|html)\.j2")
 _SUBJECT = re.compile(r"Subject: *(?P<subject>.*)")
@@ -115,8 +130,12 @@ class TemplateSet:
         self._entries = dict(entries)
 
     @classmethod
-    def load(cls, directory: Path, default_language: str) -> TemplateSet:
-        """Read and compile every template; TemplateError lists each "file:line: problem"."""
+    def load(cls, directory: Path, default_language: str,
+             required: tuple[str, ...] = REQUIRED) -> TemplateSet:
+        """Read and compile every template; TemplateError lists each "file:line: problem".
+
+        Each name in `required` must exist in the default language.
+        """
         if not directory.is_dir():
             raise TemplateError(f"{directory}:1: not a directory of templates")
         problems: list[str] = []
@@ -135,6 +154,10 @@ class TemplateSet:
                     f"{directory / lang / (name + '.txt.j2')}:1: "
                     f"missing from the default language {language!r}"
                 )
+        for name in required:
+            if (language, name) not in entries and language in {lang for lang, _ in entries}:
+                problems.append(f"{directory / language / (name + '.txt.j2')}:1: missing: "
+                                "mailbridge sends this mail and needs the template")
         if problems:
             raise TemplateError("\n".join(problems))
         return cls(directory, language, env, entries)
@@ -163,7 +186,10 @@ class TemplateSet:
         values = _plain_context(context)
         where = f"{self._directory / entry.text}:{entry.subject_line}"
         subject, text = _split_mail(self._render_file(entry.text, values), where)
-        html = self._render_file(entry.html, values).strip() + "\n" if entry.html else None
+        html = None
+        if entry.html:
+            html = _inline_css(self._render_file(entry.html, values).strip(),
+                               self._directory / entry.html) + "\n"
         return Rendered(subject=subject, text=text, html=html)
 
     def check(self) -> list[str]:
@@ -191,6 +217,24 @@ class TemplateSet:
             if frame.filename.startswith(prefix) and frame.filename.endswith(".j2"):
                 return f"{frame.filename}:{frame.lineno}"
         return f"{self._directory / loader_name}:1"
+
+
+# Many mail clients drop <style> blocks, so an HTML template's stylesheet is copied into
+# style attributes. Nothing is ever loaded: with loading on, a <link> would read any local
+# file into the mail. @media rules cannot be inlined and stay in a <style> for the clients
+# that honour them.
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True)
+_STYLESHEET = re.compile(r"<(?:style|link)\b", re.IGNORECASE)
+
+
+def _inline_css(html: str, path: Path) -> str:
+    """html with its stylesheet in style attributes; html as it is when it has none."""
+    if not _STYLESHEET.search(html):
+        return html
+    try:
+        return _INLINER.inline(html)
+    except (css_inline.InlineError, ValueError) as exc:
+        raise TemplateError(f"{path}:1: cannot inline its CSS: {_describe(exc)}") from exc
 
 
 def _describe(exc: Exception) -> str:
@@ -347,6 +391,20 @@ def sample_context(language: str) -> dict[str, object]:
         "reply_text": "Hello Giulia,\n\na new cable is on its way; the tracking number is "
         "RX123456789IT.\n\nSorry for the trouble.",
         "links": {"ticket": "https://helpdesk.example.com/tickets/1042"},
+        "event": "new",
+        "digest": [
+            {"author": "Giulia Rossi", "at": "2026-11-20T09:12:00+01:00", "direction": "in",
+             "text": "My order 55-1931 has not arrived yet."},
+            {"author": "Alice Bianchi", "at": "2026-11-20T11:40:00+01:00", "direction": "out",
+             "text": "It left our warehouse yesterday; it should reach you on Monday."},
+        ],
+        "attachments": [
+            {"filename": "photo.jpg", "size": "1.2 MB", "attached": True},
+            {"filename": "video.mov", "size": "48 MB", "attached": False},
+        ],
+        "errors": ["#priority soonish: expected one of low, normal, high, urgent"],
+        "deadline": "first_response",
+        "due_in": format_duration(timedelta(hours=1), language),
     }
 
 

@@ -102,6 +102,8 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 def _printable(line: str) -> str:
     # Terminal escapes and other control characters have no place in a quoted excerpt.
+    if line.isprintable():  # the usual line: no character of category C (nor Z but space)
+        return line.rstrip()
     return "".join(
         ch for ch in line if ch == "\t" or not unicodedata.category(ch).startswith("C")
     ).rstrip()
@@ -125,3 +127,14 @@ def excerpt(text: str, max_lines: int = 6, max_chars: int = 400) -> str:
         short = head[:space] if space > max_chars * 4 // 5 else head
         cut = True
     return short.rstrip() + " …" if cut else short
+
+
+def format_size(size: int) -> str:
+    """A byte count for people: "812 B", "48 KB", "2.1 MB", "1.3 GB" (decimal units)."""
+    if size < 1000:
+        return f"{size} B"
+    for unit, scale in (("KB", 1000), ("MB", 1000**2), ("GB", 1000**3)):
+        if size < scale * 1000 or unit == "GB":
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -134,6 +135,12 @@ class Ticket(Base):
     # The next moment the sweep must look at this ticket; NULL when nothing is pending, so
     # the sweep is one range scan whose cost does not grow with closed tickets.
     next_escalation_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The resolution clock stops while the ticket waits on the customer: since when it is
+    # waiting, and how long it has waited before (seconds on the policy's clock).
+    waiting_since: Mapped[datetime | None]
+    resolution_paused_seconds: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0")
+    )
 
     articles: Mapped[list[Article]] = relationship(
         back_populates="ticket", order_by="Article.id", lazy="raise_on_sql"
@@ -198,12 +205,16 @@ class Outbox(Base):
     envelope_to: Mapped[list[str]] = mapped_column(JSON)
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    # pending | sent | failed | bounced (accepted, then reported undeliverable)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # What became of each envelope recipient: [{"address", "state" (pending | accepted |
+    # refused | bounced), "code", "reply"}]; NULL until the first attempt.
+    recipients: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class Escalation(Base):
@@ -216,6 +227,7 @@ class Escalation(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
     policy: Mapped[str] = mapped_column(String(64))
     deadline: Mapped[str] = mapped_column(String(32))  # first_response | resolution
+    # 1, 2, … escalation levels; -1, -2, … warnings before the deadline (core.sla.Step)
     level: Mapped[int] = mapped_column(Integer)
     due_at: Mapped[datetime]
     fired_at: Mapped[datetime]
@@ -231,3 +243,22 @@ class Event(Base):
     at: Mapped[datetime]
     type: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AddressState(Base):
+    """What we know about a correspondent's address: bouncing since when, and why.
+
+    A permanent bounce sets bouncing_since; mail written from the address clears it.
+    """
+
+    __tablename__ = "address_state"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    bouncing_since: Mapped[datetime | None]
+    last_bounce_at: Mapped[datetime | None]
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[str | None] = mapped_column(String(32))  # e.g. "5.1.1"
+    last_diagnostic: Mapped[str | None] = mapped_column(Text)
+    last_outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    cleared_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]

@@ -5,7 +5,6 @@ outbox rows. Runs inside the caller's transaction; owns no commit.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -15,21 +14,16 @@ from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, 
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.parse import normalize_subject
-from mailbridge.core.sla import select_policy, wall_clock_deadlines
 from mailbridge.db import queries
-from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Ticket
+from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
+from mailbridge.jobs import bounces, staff
+from mailbridge.jobs.deadlines import deadlines_for_new_ticket, on_customer_followup
 from mailbridge.jobs.outgoing import queue_mail, ticket_context
+from mailbridge.jobs.records import Outcome
+
+__all__ = ["Outcome", "apply_message"]
 
 REOPEN_STATUSES = frozenset({"resolved", "closed"})
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    state: str  # processed | ignored
-    action: str  # created | followup | ignored
-    ticket_number: int | None = None
-    acknowledged: bool = False
-    reason: str = ""
 
 
 def apply_message(
@@ -43,6 +37,17 @@ def apply_message(
     twin = _delivered_twin(session, app, inbound)
     if twin is not None:
         return _record_second_delivery(session, inbound, twin, now)
+    if app.config.mailbox_named(inbound.mailbox).observes_sent(inbound.folder):
+        return staff.handle_observed(session, app, inbound, parsed, now)
+    bounce = bounces.on_message(session, app, inbound, parsed, verdict, now)
+    if bounce is not None:
+        return bounce
+    claim = staff.staff_claim(app, parsed) if verdict.kind == "customer" else None
+    if claim is not None and claim.proof is not None:
+        handled = staff.handle_staff_mail(session, app, inbound, parsed, claim, now)
+        if handled is not None:
+            return handled
+        claim = None  # proven staff writing afresh: a ticket like anyone's
     decision = _thread(session, app, parsed)
     if verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None):
         return Outcome("ignored", "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}")
@@ -51,7 +56,8 @@ def apply_message(
         ticket = session.get_one(Ticket, decision.ticket_id)
         if not _closed_for_good(app, ticket, verdict, now):
             article = _add_article(session, ticket, inbound, parsed, verdict, now)
-            _follow_up(session, ticket, article, verdict, decision, now)
+            _follow_up(session, app, ticket, article, verdict, decision, now)
+            _tell_staff(session, app, ticket, article, parsed, verdict, claim, "followup", now)
             inbound.ticket_id = ticket.id
             return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
         previous = ticket
@@ -62,10 +68,22 @@ def apply_message(
                reason="sender is not a participant of the tagged ticket")
     if previous is not None:
         _link(session, previous, ticket, now)
-    inbound.ticket_id = ticket.id
     acknowledged = _maybe_acknowledge(session, app, ticket, article, inbound, parsed, verdict,
                                       now)
+    _tell_staff(session, app, ticket, article, parsed, verdict, claim, "new", now)
+    inbound.ticket_id = ticket.id  # written with the message's state, in one UPDATE
     return Outcome("processed", "created", ticket.number, acknowledged)
+
+
+def _tell_staff(session: Session, app: App, ticket: Ticket, article: Article,
+                parsed: ParsedMessage, verdict: Verdict, claim: staff.StaffClaim | None,
+                event: str, now: datetime) -> None:
+    """Customer mail goes to the team (automated mail stays on the record only); a staff
+    address that could not prove itself is flagged on the ticket."""
+    if claim is not None:
+        staff.note_unproven(session, ticket, claim, now)
+    if verdict.kind == "customer":
+        staff.notify_staff(session, app, ticket, article, parsed, event, now)
 
 
 def _delivered_twin(session: Session, app: App, inbound: InboundMessage) -> InboundMessage | None:
@@ -129,8 +147,9 @@ def _open_ticket(
     mailbox = app.config.mailbox_named(inbound.mailbox)
     requester = _reply_address(app, parsed)
     priority = "normal"
-    policy = select_policy(app.config.sla, mailbox.name, priority)
-    deadlines = wall_clock_deadlines(now, policy.first_response, policy.resolution)
+    deadlines = deadlines_for_new_ticket(app, mailbox.name, priority, now,
+                                         mailbox.effective_queue)
+    policy = deadlines.policy
     # Automated mail is recorded and visible, but nobody is paged for a newsletter.
     tracked = verdict.kind == "customer"
     ticket = Ticket(
@@ -148,11 +167,10 @@ def _open_ticket(
         first_response_due_at=deadlines.first_response if tracked else None,
         resolution_due_at=deadlines.resolution if tracked else None,
         escalation_level=0,
-        next_escalation_at=deadlines.first_response if tracked else None,
+        next_escalation_at=deadlines.next_due if tracked else None,
     )
-    session.add(ticket)
-    session.flush()
-    ticket.number = app.config.tickets.number_start + ticket.id - 1
+    queries.insert_now(session, ticket)
+    queries.update_now(session, ticket, number=app.config.tickets.number_start + ticket.id - 1)
     _event(session, ticket, now, "created", kind=verdict.kind, rules=list(verdict.rules),
            sla_policy=policy.name, message_id=parsed.message_id)
     return ticket
@@ -198,8 +216,7 @@ def _add_article(
         created_at=now,
         inbound_message_id=inbound.id,
     )
-    session.add(article)
-    session.flush()
+    queries.insert_now(session, article)
     for attachment in parsed.attachments:
         if attachment.skipped_reason:
             _event(session, ticket, now, "attachment_skipped", article_id=article.id,
@@ -223,6 +240,7 @@ def _add_article(
 
 def _follow_up(
     session: Session,
+    app: App,
     ticket: Ticket,
     article: Article,
     verdict: Verdict,
@@ -235,9 +253,7 @@ def _follow_up(
                rules=list(verdict.rules), article_id=article.id)
         return
     previous = ticket.status
-    if previous in REOPEN_STATUSES or previous == "waiting":
-        ticket.status = "open"
-        ticket.resolved_at = None
+    on_customer_followup(session, app, ticket, now)  # open again, or a chaser
     _event(session, ticket, now, "followup", via=decision.via, article_id=article.id,
            status_from=previous, status_to=ticket.status)
 
@@ -252,7 +268,8 @@ def _maybe_acknowledge(
     verdict: Verdict,
     now: datetime,
 ) -> bool:
-    reason = _ack_refusal(session, app, ticket, verdict, now) or _backlog_refusal(
+    sender = parsed.from_.address if parsed.from_ else ""
+    reason = _ack_refusal(session, app, ticket, verdict, sender, now) or _backlog_refusal(
         app, inbound, parsed, now
     )
     if reason:
@@ -273,7 +290,7 @@ def _maybe_acknowledge(
 
 
 def _ack_refusal(
-    session: Session, app: App, ticket: Ticket, verdict: Verdict, now: datetime
+    session: Session, app: App, ticket: Ticket, verdict: Verdict, sender: str, now: datetime
 ) -> str:
     """Why no acknowledgement may go out, or "" when one may (invariant 5)."""
     if verdict.automated:
@@ -282,6 +299,11 @@ def _ack_refusal(
         return "no usable sender address"
     if ticket.requester_address in app.identity.own_addresses:
         return "sender is one of our own addresses"
+    # A requester who just wrote is not bouncing (their mail cleared any flag): no look-up.
+    if ticket.requester_address != sender:
+        bouncing = bounces.bounce_refusal(session, ticket.requester_address)
+        if bouncing:
+            return bouncing
     limit = app.config.tickets.ack_limit_per_hour
     recent = queries.acknowledgements_since(
         session, ticket.requester_address, now - timedelta(hours=1)
@@ -307,4 +329,4 @@ def _backlog_refusal(
 
 def _event(session: Session, ticket: Ticket, now: datetime, event_type: str, /,
            **data: object) -> None:
-    session.add(Event(ticket_id=ticket.id, at=now, type=event_type, data=data))
+    queries.insert_event(session, ticket.id, now, event_type, data)

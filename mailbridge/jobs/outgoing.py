@@ -17,7 +17,8 @@ from mailbridge.core.compose import Outgoing, build_message, make_message_id
 from mailbridge.core.compose import tag_subject as add_tag
 from mailbridge.core.correlate import format_tag
 from mailbridge.core.humanize import format_deadline
-from mailbridge.core.message import Address
+from mailbridge.core.message import Address, Attachment
+from mailbridge.db import queries
 from mailbridge.db.models import Outbox, Ticket
 
 
@@ -32,7 +33,7 @@ def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]
         "requester_name": ticket.requester_name,
         "requester_address": ticket.requester_address,
         "promised_reply": format_deadline(due, language, zone) if due else "",
-        "due_at_iso": due.astimezone(zone).isoformat() if due else "",
+        "due_at_iso": due.astimezone(zone).isoformat(timespec="minutes") if due else "",
         "queue": ticket.queue,
         "priority": ticket.priority,
         "excerpt": "",
@@ -43,6 +44,10 @@ def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]
         "staff_name": "",
         "reply_text": "",
         "links": {},
+        "event": "",
+        "digest": [],
+        "attachments": [],
+        "errors": [],
     }
 
 
@@ -61,6 +66,8 @@ def queue_mail(
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
     auto_submitted: str | None = "auto-generated",
+    reply_to: Sequence[Address] = (),
+    attachments: Sequence[Attachment] = (),
 ) -> Outbox:
     """Render `template` and add it to the outbox; the Message-ID starts with `unique`.
 
@@ -68,11 +75,12 @@ def queue_mail(
     stores the finished bytes, so every retry sends the same Message-ID.
     """
     rendered = app.templates.render(template, context, language)
+    sender = app.sender  # parsed from the configuration at each use: once here
     message_id = make_message_id(app.message_id_domain, f"{unique}.{secrets.token_hex(6)}")
     tag = format_tag(app.config.tickets.tag_prefix, ticket.number or 0)
     raw = build_message(
         Outgoing(
-            from_=app.sender,
+            from_=sender,
             to=tuple(to),
             subject=add_tag(rendered.subject, tag),
             text=rendered.text,
@@ -81,6 +89,8 @@ def queue_mail(
             in_reply_to=in_reply_to,
             references=tuple(references),
             auto_submitted=auto_submitted,
+            reply_to=tuple(reply_to),
+            attachments=tuple(attachments),
             extra_headers=(
                 ("X-Loop", app.identity.loop_token),
                 ("X-Mailbridge-Ticket", str(ticket.number)),
@@ -91,7 +101,7 @@ def queue_mail(
     row = Outbox(
         ticket_id=ticket.id,
         kind=kind,
-        envelope_from=app.sender.address,
+        envelope_from=sender.address,
         envelope_to=[address.address for address in to],
         message_id=message_id,
         raw=raw,
@@ -100,6 +110,4 @@ def queue_mail(
         next_attempt_at=now,
         created_at=now,
     )
-    session.add(row)
-    session.flush()
-    return row
+    return queries.insert_now(session, row)

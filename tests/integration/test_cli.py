@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -219,6 +220,33 @@ def test_templates_check_reports_file_and_line_and_exits_2(
     result = mailbridge(config, "templates", "check")
     assert result.returncode == 2
     assert f"{broken}:4:".encode() in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("body", "complaint"), [
+    ("{% if subject %}\nno endif\n", "endif"),
+    ("Hello {{ requester_nme }}\n", "unknown variable 'requester_nme'"),
+    ("{{ ''.__class__.__mro__[1].__subclasses__() }}\n", "unsafe"),
+    ("{{ cycler.__init__.__globals__.os }}\n", "unsafe"),
+], ids=["syntax", "undefined", "escape-mro", "escape-globals"])
+def test_templates_check_catches_each_kind_of_broken_template(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    body: str, complaint: str,
+) -> None:
+    own = tmp_path / "templates"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "templates", own)
+    good = own / "en" / "note.txt.j2"
+    good.write_text("Subject: {{ ticket_tag }}\n\nfine\n", encoding="utf-8")
+    bad = own / "en" / "broken.txt.j2"
+    bad.write_text("Subject: {{ ticket_tag }}\n\n" + body, encoding="utf-8")
+    config = write_config(tmp_path, imap_server, smtp_sink, sqlite_url, templates_dir=own)
+
+    result = mailbridge(config, "templates", "check")
+
+    output = (result.stdout + result.stderr).decode()
+    assert result.returncode == 2, output
+    assert f"{bad}:" in output and complaint in output
+    assert str(good) not in output
+    assert "<class" not in output and "<module" not in output
 
 
 def test_templates_preview_renders_subject_and_text(config: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mailbridge.app import SECRET_FILE, reply_secret
 from mailbridge.config import Config, load_config, parse_duration, parse_size
 from mailbridge.errors import ConfigError
 
@@ -178,3 +179,60 @@ def test_example_passes_config_check() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert isinstance(Config, type)
+
+
+def test_smtp_retry_and_bounce_settings(tmp_path: Path) -> None:
+    defaults = load_config(write(tmp_path, MINIMAL), SECRETS).smtp
+    assert (defaults.give_up_after, defaults.max_attempts) == (timedelta(days=2), None)
+    assert (defaults.bounce_address, defaults.verp) == (None, True)
+
+    text = MINIMAL.replace('from = "Support <support@example.com>"',
+                           'from = "Support <support@example.com>"\ngive_up_after = "6h"\n'
+                           'max_attempts = 20\nbounce_address = "bounces@example.com"\n'
+                           "verp = false")
+    smtp = load_config(write(tmp_path, text), SECRETS).smtp
+    assert (smtp.give_up_after, smtp.max_attempts) == (timedelta(hours=6), 20)
+    assert (smtp.bounce_address, smtp.verp) == ("bounces@example.com", False)
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ('give_up_after = "soon"', "smtp.give_up_after: expected a duration"),
+    ("max_attempts = 0", "smtp.max_attempts: expected"),
+    ('bounce_address = "Bounces <b@example.com>"', "smtp.bounce_address: expected"),
+])
+def test_bad_smtp_retry_and_bounce_settings_name_the_key(
+    tmp_path: Path, line: str, key: str
+) -> None:
+    text = MINIMAL.replace('from = "Support <support@example.com>"',
+                           f'from = "Support <support@example.com>"\n{line}')
+    assert key in problem(tmp_path, text)
+
+
+def test_a_bad_staff_signature_pattern_names_the_key(tmp_path: Path) -> None:
+    message = problem(tmp_path, MINIMAL + '\n[staff]\nsignature_patterns = ["(unclosed"]\n')
+    assert "staff.signature_patterns: expected a regular expression; '(unclosed'" in message
+
+
+def test_the_staff_secret_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    missing = problem(tmp_path, MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n')
+    assert "staff.secret_env: expected the environment variable MB_STAFF_KEY to be set" in missing
+    config = load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n'),
+                         {**SECRETS, "MB_STAFF_KEY": "k3y"})
+    assert config.staff.secret is not None and config.staff.secret.get_secret_value() == "k3y"
+    assert "k3y" not in repr(config)
+    (tmp_path / "key").write_text("from-a-file\n")
+    config = load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n'), SECRETS)
+    assert config.staff.secret is not None
+    assert config.staff.secret.get_secret_value() == "from-a-file"
+    assert "not both" in problem(
+        tmp_path, MINIMAL + '\n[staff]\nsecret_env = "A"\nsecret_file = "key"\n')
+
+
+def test_without_a_staff_secret_one_is_made_once_and_kept(tmp_path: Path) -> None:
+    text = MINIMAL + f'\n[service]\ndata_dir = "{tmp_path / "state"}"\n'
+    config = load_config(write(tmp_path, text), SECRETS)
+    first = reply_secret(config)
+    assert len(first) == 64 and reply_secret(config) == first
+    key_file = tmp_path / "state" / SECRET_FILE
+    assert key_file.stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert [p.name for p in (tmp_path / "state").iterdir()] == [SECRET_FILE]

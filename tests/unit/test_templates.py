@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from mailbridge.adapters.templates import (
 from mailbridge.errors import TemplateError
 
 SHIPPED_NAMES = {
+    "sla_warning",
     "acknowledgement",
     "escalation",
     "staff_notification",
@@ -39,7 +41,7 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 
 def load(root: Path, files: dict[str, str], default: str = "en") -> TemplateSet:
-    return TemplateSet.load(write(root, files), default)
+    return TemplateSet.load(write(root, files), default, required=())
 
 
 def render_body(root: Path, body: str) -> str:
@@ -58,10 +60,10 @@ def shipped() -> TemplateSet:
 
 def test_shipped_set_is_complete_in_english_and_italian(shipped: TemplateSet) -> None:
     assert shipped.languages() == {"en", "it"}
-    assert shipped.names() == SHIPPED_NAMES
+    assert shipped.names() >= SHIPPED_NAMES
     assert shipped.check() == []
     for language in ("en", "it"):
-        for name in SHIPPED_NAMES:
+        for name in shipped.names():
             assert shipped.pick_language(name, language) == language
 
 
@@ -116,7 +118,8 @@ def test_customer_text_is_escaped_in_html_but_not_in_text(shipped: TemplateSet) 
     rendered = shipped.render("acknowledgement", context, "en")
     assert rendered.html is not None
     assert "<script>" not in rendered.html and "<img" not in rendered.html
-    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;" in rendered.html
+    # Inlining the stylesheet re-serialises the HTML: quotes in text need no escaping there.
+    assert "&lt;script&gt;alert(\"x\")&lt;/script&gt; &amp; &lt;b&gt;" in rendered.html
     assert "> " + hostile in rendered.text
     assert "Hello <img src=x>," in rendered.text
 
@@ -489,3 +492,92 @@ def test_loaded_set_is_a_snapshot_of_the_directory(tmp_path: Path) -> None:
 
 def test_quote_filter_prefixes_each_line(tmp_path: Path) -> None:
     assert render_body(tmp_path, "{{ 'a\\n\\nb  '|quote }}") == "> a\n>\n> b\n"
+
+
+# --- every shipped template, both languages -----------------------------------------------
+
+SHIPPED_SET = TemplateSet.load(default_templates_dir(), "en")
+
+
+@pytest.mark.parametrize("language", ["en", "it"])
+@pytest.mark.parametrize("name", sorted(SHIPPED_SET.names()))
+def test_every_shipped_template_renders_in_its_own_language(name: str, language: str) -> None:
+    assert SHIPPED_SET.pick_language(name, language) == language, "no fallback needed"
+    rendered = SHIPPED_SET.render(name, sample_context(language), language)
+    assert "[#1042]" in rendered.subject
+    assert rendered.text.strip() and "None" not in rendered.text
+    if rendered.html is not None:
+        assert f'<html lang="{language}">' in rendered.html
+        assert "<style" not in rendered.html, "the stylesheet is inlined"
+
+
+def test_the_two_languages_say_different_things() -> None:
+    english = SHIPPED_SET.render("acknowledgement", sample_context("en"), "en")
+    italian = SHIPPED_SET.render("acknowledgement", sample_context("it"), "it")
+    assert "Thank you" in english.text and "grazie" not in english.text
+    assert "grazie" in italian.text and "Thank you" not in italian.text
+
+
+# --- CSS inlining ------------------------------------------------------------------------
+
+STYLED = """<!DOCTYPE html>
+<html lang="en"><head><style>
+p { color: #333333; margin: 0; }
+.tag { font-weight: bold; }
+@media (max-width: 600px) { p { font-size: 18px; } }
+</style></head>
+<body><p>Ticket <span class="tag">{{ ticket_tag }}</span></p>
+<p style="margin: 1em">{{ excerpt }}</p>
+</body></html>"""
+
+
+def test_a_stylesheet_in_an_html_template_is_inlined(tmp_path: Path) -> None:
+    templates = load(tmp_path, {"en/x.txt.j2": MAIL + "x", "en/x.html.j2": STYLED})
+    html = templates.render("x", dict(SAMPLE_CONTEXT, excerpt="<b>hi</b>")).html
+    assert html is not None
+    assert '<span class="tag" style="font-weight: bold;">[#1042]</span>' in html
+    assert '<p style="color: #333333;margin: 0;">Ticket' in html
+    # The template's own style attribute wins over the stylesheet, as in a browser.
+    assert '<p style="color: #333333;margin: 1em">&lt;b&gt;hi&lt;/b&gt;</p>' in html
+    # Rules that cannot become attributes stay, for the clients that read them.
+    assert "@media (max-width: 600px)" in html
+    assert "p { color: #333333" not in html
+
+
+def test_html_without_a_stylesheet_is_left_as_rendered(tmp_path: Path) -> None:
+    source = '<p style="color: red">{{ ticket_tag }}</p>'
+    templates = load(tmp_path, {"en/x.txt.j2": MAIL + "x", "en/x.html.j2": source})
+    assert templates.render("x", SAMPLE_CONTEXT).html == '<p style="color: red">[#1042]</p>\n'
+
+
+def test_a_linked_stylesheet_is_never_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.css"
+    secret.write_text("p { color: #5ec2e7; }", encoding="utf-8")
+    source = (f'<html><head><link rel="stylesheet" href="{secret}">'
+              f'<link rel="stylesheet" href="file://{secret}"></head>'
+              "<body><p>{{ ticket_tag }}</p></body></html>")
+    templates = load(tmp_path / "t", {"en/x.txt.j2": MAIL + "x", "en/x.html.j2": source})
+    html = templates.render("x", SAMPLE_CONTEXT).html
+    assert html is not None and "<p>[#1042]</p>" in html
+    assert "5ec2e7" not in html and "secret.css" not in html
+
+
+def test_the_shipped_acknowledgement_carries_its_styles_inline(shipped: TemplateSet) -> None:
+    html = shipped.render("acknowledgement", SAMPLE_CONTEXT, "en").html
+    assert html is not None
+    assert "<style" not in html
+    assert '<body style="font-family: Arial' in html
+    assert '<blockquote style="margin: 0 0 1em 0;' in html
+
+
+def test_a_set_without_a_mail_mailbridge_sends_never_goes_live(tmp_path: Path) -> None:
+    shutil.copytree(default_templates_dir(), tmp_path / "set")
+    (tmp_path / "set" / "en" / "staff_notification.txt.j2").unlink()
+    with pytest.raises(TemplateError) as caught:
+        TemplateSet.load(tmp_path / "set", "en")
+    assert "en/staff_notification.txt.j2:1: missing" in str(caught.value)
+    # The other languages may leave it out: the default language covers them.
+    (tmp_path / "set" / "it" / "staff_notification.txt.j2").unlink()
+    shutil.copy(default_templates_dir() / "en" / "staff_notification.txt.j2",
+                tmp_path / "set" / "en")
+    assert "staff_notification" in TemplateSet.load(tmp_path / "set", "en").names()

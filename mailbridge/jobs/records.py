@@ -1,0 +1,25 @@
+"""What processing one message produced, and the audit events it writes. Shared by the
+apply steps (customer mail, staff mail, bounces)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from mailbridge.db.models import Event, Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: str  # processed | ignored
+    action: str  # created | followup | duplicate | staff_reply | staff_refused | ignored | …
+    ticket_number: int | None = None
+    acknowledged: bool = False
+    reason: str = ""
+
+
+def add_event(session: Session, ticket: Ticket, now: datetime, event_type: str, /,
+              **data: object) -> None:
+    session.add(Event(ticket_id=ticket.id, at=now, type=event_type, data=data))
