@@ -72,10 +72,13 @@ def queue_mail(
     """Render `template` and add it to the outbox; the Message-ID starts with `unique`.
 
     A random part keeps ids unique across reinstalls (receivers drop repeated ids); the row
-    stores the finished bytes, so every retry sends the same Message-ID.
+    stores the finished bytes, so every retry sends the same Message-ID. Answers go to the
+    address the ticket came in through (`reply_to` overrides), whatever smtp.from says.
     """
     rendered = app.templates.render(template, context, language)
     sender = app.sender  # parsed from the configuration at each use: once here
+    if not reply_to:
+        reply_to = [Address(sender.name, app.config.mailbox_named(ticket.mailbox).address)]
     message_id = make_message_id(app.message_id_domain, f"{unique}.{secrets.token_hex(6)}")
     tag = format_tag(app.config.tickets.tag_prefix, ticket.number or 0)
     raw = build_message(

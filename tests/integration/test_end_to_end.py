@@ -83,6 +83,7 @@ def test_each_customer_mail_becomes_a_ticket_with_one_acknowledgement(
     by_recipient = {tuple(m.recipients): m.message for m in acks}
     ack = by_recipient[("ada@customer.example",)]
     assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["Reply-To"].addresses[0].addr_spec == "support@shop.example"
     assert ack["In-Reply-To"] == "<a1@customer.example>"
     assert "<a1@customer.example>" in ack["References"]
     assert ack["Message-ID"].endswith("@shop.example>")

@@ -155,6 +155,21 @@ def test_same_mail_in_two_mailboxes_is_one_ticket_with_both_deliveries_recorded(
     assert event["mailbox"] == "sales"
 
 
+def test_answers_go_back_to_the_mailbox_the_ticket_came_in_through(
+    harness: Harness, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    imap_server.append(mail(to="sales@shop.example", message_id="<s@c.example>"), folder="Sales")
+    app = harness.app(mailbox=[
+        mailbox(imap_server),
+        mailbox(imap_server, name="sales", address="sales@shop.example", folder="Sales"),
+    ])
+    run_pass(app)
+
+    ack = smtp_sink.wait_for(1)[0].message
+    assert ack["From"].addresses[0].addr_spec == "support@shop.example"  # smtp.from
+    assert ack["Reply-To"].addresses[0].addr_spec == "sales@shop.example"
+
+
 def test_reused_message_id_with_different_content_is_not_a_duplicate(
     harness: Harness, imap_server: EmbeddedImapServer
 ) -> None:
