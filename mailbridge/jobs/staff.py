@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -28,6 +28,7 @@ from mailbridge.core.humanize import excerpt, format_size
 from mailbridge.core.message import Address, Attachment, ParsedMessage
 from mailbridge.core.staff import (
     AddressToken,
+    Command,
     StaffMessage,
     authentication_proof,
     find_token,
@@ -109,6 +110,9 @@ def handle_staff_mail(
     inbound.ticket_id = ticket.id
     patterns = [re.compile(p, re.MULTILINE) for p in app.config.staff.signature_patterns]
     message = parse_commands(strip_signature(parsed.reply_text or parsed.text, patterns))
+    if _answers_internal_mail(session, parsed) and not message.has("note"):
+        # Answering an escalation or a warning is talk among staff: never for the customer.
+        message = replace(message, commands=(Command("note"), *message.commands))
     problems = [*message.errors, *_argument_problems(app, message)]
     if not problems and not message.text and not message.commands:
         problems.append("nothing to send: the reply has no text above the quoted message")
@@ -145,6 +149,19 @@ def _answered_ticket(
     if clues.tag_number is not None:
         return queries.ticket_by_number(session, clues.tag_number)
     return None
+
+
+INTERNAL_KINDS = ("escalation", "sla_warning")
+
+
+def _answers_internal_mail(session: Session, parsed: ParsedMessage) -> bool:
+    """Does the mail answer one of our escalations or warnings (sent to staff only)?"""
+    ids = [m for m in (parsed.in_reply_to, *parsed.references) if m]
+    if not ids:
+        return False
+    query = select(Outbox.id).where(Outbox.message_id.in_(ids),
+                                    Outbox.kind.in_(INTERNAL_KINDS)).limit(1)
+    return session.scalar(query) is not None
 
 
 def _argument_problems(app: App, message: StaffMessage) -> list[str]:

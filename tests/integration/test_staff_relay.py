@@ -385,6 +385,25 @@ def test_an_authentication_result_from_another_server_proves_nothing(
     assert ticket(app).first_responded_at is None
 
 
+def test_an_answer_to_an_escalation_stays_among_staff(
+    app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, clock: FrozenClock
+) -> None:
+    open_ticket(app, imap_server, smtp_sink)
+    clock.advance(timedelta(hours=9))
+    run_pass(app)
+    escalation = to(smtp_sink.wait_for(3), "lead@shop.example")[0]
+    headers = {"Authentication-Results": "mx.shop.example; dkim=pass header.d=shop.example"}
+    imap_server.append(staff_reply(escalation, "Bob, can you take this one today?",
+                                   to_address="support@shop.example", headers=headers))
+    run_pass(app)
+
+    assert len(to(smtp_sink, CUSTOMER)) == 1  # the acknowledgement only
+    with app.sessions() as session:
+        note = session.scalars(select(Article).where(Article.author_kind == "staff")).one()
+    assert note.internal and "Bob, can you take this one" in note.text_body
+    assert ticket(app).first_responded_at is None
+
+
 def test_out_of_office_from_staff_is_not_relayed(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
