@@ -67,3 +67,59 @@ def make_config(
         else:
             data[key] = value
     return config_from_dict(data, tmp_path / "test.toml", {IMAP_PASSWORD_ENV: imap.password})
+
+
+def write_config_file(
+    tmp_path: Path,
+    imap: Any,
+    smtp: Any,
+    db_url: str,
+    *,
+    password_env: str,
+    templates: Path | None = None,
+    listen: int | None = None,
+    smtp_extra: str = "",
+    extra_mailbox: str = "",
+) -> Path:
+    """The same configuration as make_config, as a TOML file for a `mailbridge` subprocess."""
+    text = f"""
+[database]
+url = "{db_url}"
+auto_migrate = true
+
+[[mailbox]]
+name = "support"
+address = "support@shop.example"
+host = "{imap.host}"
+port = {imap.port}
+security = "none"
+username = "{imap.username}"
+password_env = "{password_env}"
+poll_interval = "1s"
+{extra_mailbox}
+[smtp]
+host = "{smtp.host}"
+port = {smtp.port}
+security = "none"
+from = "Shop Support <support@shop.example>"
+{smtp_extra}
+[templates]
+{f'dir = "{templates}"' if templates else ""}
+language = "en"
+
+[[sla]]
+name = "standard"
+first_response = "8h"
+resolution = "5d"
+
+[staff]
+escalation_address = "lead@shop.example"
+
+[service]
+data_dir = "{tmp_path}"
+outbox_interval = "1s"
+{f'listen = "127.0.0.1:{listen}"' if listen else ""}
+"""
+    path = tmp_path / "mailbridge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path

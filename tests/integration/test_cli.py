@@ -18,53 +18,15 @@ import pytest
 from mailbridge.db import migrate
 from mailbridge.db.engine import make_engine
 from mailbridge.embedded import EmbeddedImapServer, SmtpSink
-from tests.builders import mail
+from tests.builders import mail, write_config_file
 
 SECRET = "imap-password-for-cli-test"
 
 
 def write_config(tmp_path: Path, imap: EmbeddedImapServer, smtp: SmtpSink, db_url: str,
                  templates_dir: Path | None = None) -> Path:
-    templates = f'dir = "{templates_dir}"\n' if templates_dir else ""
-    text = f"""
-[database]
-url = "{db_url}"
-auto_migrate = true
-
-[[mailbox]]
-name = "support"
-address = "support@shop.example"
-host = "{imap.host}"
-port = {imap.port}
-security = "none"
-username = "{imap.username}"
-password_env = "MB_CLI_IMAP_PASSWORD"
-poll_interval = "1s"
-
-[smtp]
-host = "{smtp.host}"
-port = {smtp.port}
-security = "none"
-from = "Shop Support <support@shop.example>"
-
-[templates]
-{templates}language = "en"
-
-[[sla]]
-name = "standard"
-first_response = "8h"
-resolution = "5d"
-
-[staff]
-escalation_address = "lead@shop.example"
-
-[service]
-data_dir = "{tmp_path}"
-outbox_interval = "1s"
-"""
-    path = tmp_path / "mailbridge.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_config_file(tmp_path, imap, smtp, db_url, password_env="MB_CLI_IMAP_PASSWORD",
+                             templates=templates_dir)
 
 
 def config_url(config: Path) -> str:

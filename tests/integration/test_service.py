@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, func, select
 
 from mailbridge.db.models import Article, Outbox, Ticket
 from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
-from tests.builders import mail
+from tests.builders import mail, write_config_file
 
 REPO = Path(__file__).resolve().parents[2]
 IMAP_SECRET = "imap-Secret-4-service-test"
@@ -52,47 +52,9 @@ def write_config(tmp_path: Path, imap: EmbeddedImapServer, smtp: SmtpSink, db_ur
     if smtp_login:
         (tmp_path / "smtp.secret").write_text(SMTP_SECRET + "\n", encoding="utf-8")
         login = 'username = "mailer"\npassword_file = "smtp.secret"\n'
-    text = f"""
-[database]
-url = "{db_url}"
-auto_migrate = true
-
-[[mailbox]]
-name = "support"
-address = "support@shop.example"
-host = "{imap.host}"
-port = {imap.port}
-security = "none"
-username = "{imap.username}"
-password_env = "MB_SERVICE_IMAP_PASSWORD"
-poll_interval = "1s"
-{extra_mailbox}
-[smtp]
-host = "{smtp.host}"
-port = {smtp.port}
-security = "none"
-from = "Shop Support <support@shop.example>"
-{login}
-[templates]
-{f'dir = "{templates}"' if templates else ""}
-language = "en"
-
-[[sla]]
-name = "standard"
-first_response = "8h"
-resolution = "5d"
-
-[staff]
-escalation_address = "lead@shop.example"
-
-[service]
-data_dir = "{tmp_path}"
-outbox_interval = "1s"
-{f'listen = "127.0.0.1:{listen}"' if listen else ""}
-"""
-    path = tmp_path / "mailbridge.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_config_file(tmp_path, imap, smtp, db_url,
+                             password_env="MB_SERVICE_IMAP_PASSWORD", templates=templates,
+                             listen=listen, smtp_extra=login, extra_mailbox=extra_mailbox)
 
 
 def own_templates(tmp_path: Path, marker: str) -> Path:
