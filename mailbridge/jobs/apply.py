@@ -19,7 +19,7 @@ from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Tick
 from mailbridge.jobs import bounces, staff
 from mailbridge.jobs.deadlines import deadlines_for_new_ticket, on_customer_followup
 from mailbridge.jobs.outgoing import queue_mail, ticket_context
-from mailbridge.jobs.records import Outcome
+from mailbridge.jobs.records import Outcome, add_event
 
 __all__ = ["Outcome", "apply_message"]
 
@@ -64,7 +64,7 @@ def apply_message(
     ticket = _open_ticket(session, app, inbound, parsed, verdict, now)
     article = _add_article(session, ticket, inbound, parsed, verdict, now)
     if decision.ignored_tag is not None:
-        _event(session, ticket, now, "tag_ignored", ticket_id=decision.ignored_tag,
+        add_event(session, ticket, now, "tag_ignored", ticket_id=decision.ignored_tag,
                reason="sender is not a participant of the tagged ticket")
     if previous is not None:
         _link(session, previous, ticket, now)
@@ -100,7 +100,7 @@ def _record_second_delivery(
     """The same mail reached another of our mailboxes (To one, Cc the other): one ticket."""
     ticket = session.get_one(Ticket, twin.ticket_id)
     inbound.ticket_id = ticket.id
-    _event(session, ticket, now, "delivered_again", mailbox=inbound.mailbox,
+    add_event(session, ticket, now, "delivered_again", mailbox=inbound.mailbox,
            inbound_message_id=inbound.id, first_delivery_id=twin.id)
     return Outcome("processed", "duplicate", ticket.number,
                    reason=f"already delivered to mailbox {twin.mailbox}")
@@ -115,9 +115,9 @@ def _closed_for_good(app: App, ticket: Ticket, verdict: Verdict, now: datetime) 
 
 
 def _link(session: Session, old: Ticket, new: Ticket, now: datetime) -> None:
-    _event(session, new, now, "linked", previous=old.number,
+    add_event(session, new, now, "linked", previous=old.number,
            reason="follow-up to a ticket closed longer ago than the reopen window")
-    _event(session, old, now, "linked", successor=new.number)
+    add_event(session, old, now, "linked", successor=new.number)
 
 
 def _thread(session: Session, app: App, parsed: ParsedMessage) -> ThreadDecision:
@@ -171,7 +171,7 @@ def _open_ticket(
     )
     queries.insert_now(session, ticket)
     queries.update_now(session, ticket, number=app.config.tickets.number_start + ticket.id - 1)
-    _event(session, ticket, now, "created", kind=verdict.kind, rules=list(verdict.rules),
+    add_event(session, ticket, now, "created", kind=verdict.kind, rules=list(verdict.rules),
            sla_policy=policy.name, message_id=parsed.message_id)
     return ticket
 
@@ -219,7 +219,7 @@ def _add_article(
     queries.insert_now(session, article)
     for attachment in parsed.attachments:
         if attachment.skipped_reason:
-            _event(session, ticket, now, "attachment_skipped", article_id=article.id,
+            add_event(session, ticket, now, "attachment_skipped", article_id=article.id,
                    filename=attachment.filename, content_type=attachment.content_type,
                    size=attachment.size, reason=attachment.skipped_reason)
         session.add(
@@ -249,12 +249,12 @@ def _follow_up(
 ) -> None:
     ticket.updated_at = now
     if verdict.kind != "customer":
-        _event(session, ticket, now, "automated_followup", kind=verdict.kind,
+        add_event(session, ticket, now, "automated_followup", kind=verdict.kind,
                rules=list(verdict.rules), article_id=article.id)
         return
     previous = ticket.status
     on_customer_followup(session, app, ticket, now)  # open again, or a chaser
-    _event(session, ticket, now, "followup", via=decision.via, article_id=article.id,
+    add_event(session, ticket, now, "followup", via=decision.via, article_id=article.id,
            status_from=previous, status_to=ticket.status)
 
 
@@ -273,7 +273,7 @@ def _maybe_acknowledge(
         app, inbound, parsed, now
     )
     if reason:
-        _event(session, ticket, now, "ack_suppressed", reason=reason)
+        add_event(session, ticket, now, "ack_suppressed", reason=reason)
         return False
     language = ticket.language or app.config.templates.language
     context = ticket_context(app, ticket, language)
@@ -285,7 +285,7 @@ def _maybe_acknowledge(
         unique=f"ack.{ticket.id}.{article.id}", now=now, in_reply_to=parsed.message_id,
         references=refs, auto_submitted="auto-replied",
     )
-    _event(session, ticket, now, "ack_queued", outbox_id=row.id, message_id=row.message_id)
+    add_event(session, ticket, now, "ack_queued", outbox_id=row.id, message_id=row.message_id)
     return True
 
 
@@ -326,7 +326,3 @@ def _backlog_refusal(
     return (f"backlog: arrived {arrived.isoformat(timespec='minutes')}, before the first "
             f"connection and more than {mailbox.backlog_age} ago")
 
-
-def _event(session: Session, ticket: Ticket, now: datetime, event_type: str, /,
-           **data: object) -> None:
-    queries.insert_event(session, ticket.id, now, event_type, data)

@@ -24,7 +24,8 @@ from mailbridge.config import SlaPolicy
 from mailbridge.core import sla
 from mailbridge.core.business_hours import BusinessCalendar
 from mailbridge.db import queries
-from mailbridge.db.models import Event, Ticket
+from mailbridge.db.models import Ticket
+from mailbridge.jobs.records import add_event
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,12 @@ def on_staff_reply(session: Session, app: App, ticket: Ticket, now: datetime) ->
     if ticket.first_responded_at is None:
         ticket.first_responded_at = now
         due = ticket.first_response_due_at
-        _event(session, ticket, now, "first_response", due_at=_iso(due),
+        add_event(session, ticket, now, "first_response", due_at=_iso(due),
                late_minutes=_minutes(sla.overdue_by(due, now)) if due else None)
     if ticket.status not in CLOSED:
         if ticket.waiting_since is None:
             ticket.waiting_since = now
-            _event(session, ticket, now, "sla_paused", deadline="resolution",
+            add_event(session, ticket, now, "sla_paused", deadline="resolution",
                    status_from=ticket.status)
         ticket.status = "waiting"
     refresh_next_due(session, app, ticket, now)
@@ -138,7 +139,7 @@ def on_priority_or_queue_change(session: Session, app: App, ticket: Ticket,
             ticket.first_response_due_at = due.first_response
         if ticket.resolved_at is None:
             ticket.resolution_due_at = due.resolution
-    _event(session, ticket, now, "sla_recomputed", sla_policy=policy.name,
+    add_event(session, ticket, now, "sla_recomputed", sla_policy=policy.name,
            previous_policy=ticket.sla_policy, priority=ticket.priority, queue=ticket.queue,
            first_response_due_at=_iso(ticket.first_response_due_at),
            resolution_due_at=_iso(ticket.resolution_due_at))
@@ -160,18 +161,18 @@ def _resume(session: Session, app: App, ticket: Ticket, since: datetime, now: da
     ticket.resolution_paused_seconds += int(paused.total_seconds())
     if ticket.resolution_due_at is not None:
         ticket.resolution_due_at = sla.shift(ticket.resolution_due_at, paused, cal)
-    _event(session, ticket, now, "sla_resumed", deadline="resolution",
+    add_event(session, ticket, now, "sla_resumed", deadline="resolution",
            paused_minutes=_minutes(paused), resolution_due_at=_iso(ticket.resolution_due_at))
 
 
 def _chaser(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
     policy = policy_for(app, ticket)
-    _event(session, ticket, now, "chaser", status=ticket.status, priority=ticket.priority)
+    add_event(session, ticket, now, "chaser", status=ticket.status, priority=ticket.priority)
     if not _tracked(ticket):
         return
     higher = sla.raised_priority(ticket.priority, policy.chaser.raise_priority)
     if higher != ticket.priority:
-        _event(session, ticket, now, "priority_raised", reason="chaser",
+        add_event(session, ticket, now, "priority_raised", reason="chaser",
                priority_from=ticket.priority, priority_to=higher)
         ticket.priority = higher
         on_priority_or_queue_change(session, app, ticket, now)
@@ -192,13 +193,9 @@ def _shorten(session: Session, app: App, ticket: Ticket, policy: SlaPolicy,
         ticket.first_response_due_at = latest
     else:
         ticket.resolution_due_at = latest
-    _event(session, ticket, now, "deadline_shortened", deadline=name, reason="chaser",
+    add_event(session, ticket, now, "deadline_shortened", deadline=name, reason="chaser",
            due_from=current.isoformat(), due_to=latest.isoformat())
 
-
-def _event(session: Session, ticket: Ticket, now: datetime, event_type: str, /,
-           **data: object) -> None:
-    session.add(Event(ticket_id=ticket.id, at=now, type=event_type, data=data))
 
 
 def _iso(moment: datetime | None) -> str | None:

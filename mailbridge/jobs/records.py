@@ -8,7 +8,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from mailbridge.db.models import Event, Ticket
+from mailbridge.db import queries
+from mailbridge.db.models import Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,4 +23,5 @@ class Outcome:
 
 def add_event(session: Session, ticket: Ticket, now: datetime, event_type: str, /,
               **data: object) -> None:
-    session.add(Event(ticket_id=ticket.id, at=now, type=event_type, data=data))
+    """Record one audit event on the ticket (written at once, in recording order)."""
+    queries.insert_event(session, ticket.id, now, event_type, data)
