@@ -21,9 +21,10 @@ from mailbridge.core.humanize import excerpt, format_deadline, format_duration
 from mailbridge.core.message import Address
 from mailbridge.core.sla import DueStep, due_now, next_moment, overdue_by, raised_priority
 from mailbridge.db import queries
-from mailbridge.db.models import Escalation, Event, Ticket
+from mailbridge.db.models import Escalation, Ticket
 from mailbridge.jobs.deadlines import pending_steps
 from mailbridge.jobs.outgoing import queue_mail, ticket_context
+from mailbridge.jobs.records import add_event
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,7 @@ def _act(session: Session, app: App, ticket: Ticket, due: DueStep, customer_text
         data.update(priority_from=ticket.priority, priority_to=higher)
         ticket.priority = higher
     data["notified"] = _notify(session, app, ticket, due, late, customer_text, now)
-    session.add(Event(ticket_id=ticket.id, at=now,
-                      type="sla_warning" if step.is_warning else "escalated", data=data))
+    add_event(session, ticket, now, "sla_warning" if step.is_warning else "escalated", **data)
 
 
 def _notify(session: Session, app: App, ticket: Ticket, due: DueStep, late: timedelta,

@@ -141,6 +141,12 @@ def _answered_ticket(
     """The ticket named by the token; else by a Message-ID we sent or the subject tag."""
     if claim.token is not None:
         return queries.ticket_by_number(session, claim.token.ticket_number)
+    return _referenced_ticket(session, app, parsed)
+
+
+def _referenced_ticket(session: Session, app: App, parsed: ParsedMessage) -> Ticket | None:
+    """For mail from our own side (proven staff, our Sent folder) a Message-ID we know or
+    the subject tag names the ticket; no participant check is needed."""
     clues = thread_clues(parsed, app.config.tickets.tag_prefix)
     by_id = queries.ticket_ids_for_message_ids(session, clues.message_ids)
     for message_id in clues.message_ids:
@@ -415,12 +421,7 @@ def handle_observed(
     It is recorded as the staff reply it is (deadline met, ticket waiting on the customer)
     and nothing is sent: the customer already has it.
     """
-    clues = thread_clues(parsed, app.config.tickets.tag_prefix)
-    by_id = queries.ticket_ids_for_message_ids(session, clues.message_ids)
-    ticket_id = next((by_id[m] for m in clues.message_ids if m in by_id), None)
-    ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
-    if ticket is None and clues.tag_number is not None:
-        ticket = queries.ticket_by_number(session, clues.tag_number)
+    ticket = _referenced_ticket(session, app, parsed)
     if ticket is None:
         return Outcome("ignored", "ignored", reason="sent mail that answers no ticket")
     inbound.ticket_id = ticket.id
