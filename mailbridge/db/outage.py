@@ -1,0 +1,81 @@
+"""Tell a database that cannot be used right now from a bug.
+
+An unreachable or restarting server, a dropped connection, a full disk or a lock held too
+long are outages: the work waits and is tried again, unchanged, once the database answers
+(mail stays on the IMAP server, rows stay in the outbox). Anything else is a failure of the
+work itself and is handled as such (retried a few times, then quarantined).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from sqlalchemy import exc as sa_exc
+
+__all__ = ["Outage", "database_outage"]
+
+# SQLite result codes (https://sqlite.org/rescode.html) that say "not now", not "never".
+_SQLITE_TRANSIENT = {
+    5: "the database is locked by another process",  # SQLITE_BUSY, after busy_timeout
+    6: "a table is locked",  # SQLITE_LOCKED
+    10: "a disk I/O error",  # SQLITE_IOERR
+    13: "the disk is full",  # SQLITE_FULL, also PRAGMA max_page_count reached
+    14: "the database file cannot be opened",  # SQLITE_CANTOPEN
+}
+# PostgreSQL SQLSTATE classes and codes that mean the server, not the statement, is at fault.
+_PG_CLASSES = {
+    "08": "the connection to PostgreSQL failed",  # connection exception
+    "53": "PostgreSQL is out of resources",  # insufficient resources (53100 disk full)
+    "57": "PostgreSQL is shutting down or restarting",  # operator intervention
+    "58": "PostgreSQL reported a system error",  # system error (I/O)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    reason: str  # one line, for logs and /healthz
+    disk_full: bool = False
+
+
+def database_outage(error: BaseException) -> Outage | None:
+    """An Outage when `error` says the database cannot be used for now, else None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = _classify(current)
+        if found is not None:
+            return found
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _classify(error: BaseException) -> Outage | None:
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return Outage(f"the database connection was lost: {_first_line(error.orig)}")
+        return _classify(error.orig) if error.orig is not None else None
+    if isinstance(error, sa_exc.TimeoutError):  # every pooled connection busy for too long
+        return Outage(f"no database connection became free: {_first_line(error)}")
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary in _SQLITE_TRANSIENT:
+            return Outage(f"SQLite: {_SQLITE_TRANSIENT[primary]} ({_first_line(error)})",
+                          disk_full=primary == 13)
+        return None
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate[:2] in _PG_CLASSES:
+        return Outage(f"{_PG_CLASSES[sqlstate[:2]]}: {_first_line(error)}",
+                      disk_full=sqlstate == "53100")
+    if type(error).__module__.startswith("psycopg") and type(error).__name__ in (
+        "OperationalError", "InterfaceError",
+    ):
+        return Outage(f"PostgreSQL cannot be reached: {_first_line(error)}")
+    return None
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip() if error is not None else ""
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
