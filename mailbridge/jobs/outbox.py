@@ -6,8 +6,16 @@ row `failed` at once with the server's answer. Each envelope recipient's fate is
 row: one the server accepted never gets the mail again, one refused for now is retried
 alone. `mailbridge outbox list` shows all of it.
 
-A row is marked sent only after the server accepted it, in a transaction of its own: a
-crash in between sends the same stored bytes, with the same Message-ID, once more.
+A row is marked sent only after the server accepted it: a crash in between sends the same
+stored bytes, with the same Message-ID, once more.
+
+Rows are taken one at a time, the longest due first. On PostgreSQL, where several instances
+may send, a row is claimed with `SELECT … FOR UPDATE SKIP LOCKED` in a transaction that stays
+open through the SMTP conversation and commits the row's outcome: no two senders ever hand
+over the same row at once, and a sender that dies lets go of its row with its connection.
+SQLite has no row locks and one instance: its sender reads the row, talks to the server
+with no transaction open (one held would stop every other writer), then records the outcome
+in a short transaction of its own.
 """
 
 from __future__ import annotations
@@ -16,12 +24,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from mailbridge.adapters.smtp import Delivery, SmtpConnection, SmtpSettings
 from mailbridge.app import App
@@ -39,6 +48,7 @@ LONGEST_RETRY = timedelta(hours=1)
 _MAX_DOUBLINGS = 16  # 30 s * 2**16 is far past the cap; keeps the arithmetic small
 
 Jitter = Callable[[], float]  # a draw from [0, 1), e.g. random.random
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,36 +87,104 @@ async def send_pending(
     """Send every due row over one SMTP connection; stop when the server refuses for now.
     `observe(row, seconds)` hears of each row sent and how long handing it over took."""
     connection = SmtpConnection(settings or smtp_settings(app))
+    claims: _Claims = _ReadRows(app) if app.engine.dialect.name == "sqlite" else _LockedRows(app)
     counts = {"sent": 0, "deferred": 0, "failed": 0}
-    refusing = False
     try:
-        while not refusing:
-            rows = await asyncio.to_thread(_due_rows, app, app.clock.now())
-            if not rows:
+        while (row := await claims.next()) is not None:
+            started = time.monotonic()
+            result = await _send_one(app, claims, connection, row, draw)
+            if observe is not None and result == "sent":
+                observe(row, time.monotonic() - started)
+            if result == "refusing":  # the rest can wait for the next pass
+                counts["deferred"] += 1
                 break
-            for row in rows:
-                started = time.monotonic()
-                result = await _send_one(app, connection, row, draw)
-                if observe is not None and result == "sent":
-                    observe(row, time.monotonic() - started)
-                refusing = result == "refusing"  # the rest can wait for the next pass
-                counts["deferred" if refusing else result] += 1
-                if refusing:
-                    break
+            counts[result] += 1
     finally:
+        await claims.close()  # first, so that a row still held is let go at once
         await connection.close()
     return SendReport(counts["sent"], counts["deferred"], counts["failed"])
 
 
-def _due_rows(app: App, now: datetime) -> Sequence[Outbox]:
-    with app.sessions() as session:
-        query = (
-            select(Outbox)
+Mark = Callable[[Outbox], str]  # records one attempt's outcome on the row, in a transaction
+
+
+class _Claims(Protocol):
+    async def next(self) -> Outbox | None: ...
+    async def record(self, row: Outbox, mark: Mark) -> str: ...
+    async def close(self) -> None: ...
+
+
+def _next_due(now: datetime) -> Select[Outbox]:
+    return (select(Outbox)
             .where(Outbox.state == "pending", Outbox.next_attempt_at <= now)
-            .order_by(Outbox.id)
-            .limit(BATCH)
-        )
-        return session.scalars(query).all()
+            .order_by(Outbox.next_attempt_at, Outbox.id)
+            .limit(1))
+
+
+class _ReadRows:
+    """SQLite, one sender: the row is read, and its outcome written afterwards in a short
+    transaction of its own."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    async def next(self) -> Outbox | None:
+        return await asyncio.to_thread(self._read)
+
+    def _read(self) -> Outbox | None:
+        with self._app.sessions() as session:
+            return session.scalars(_next_due(self._app.clock.now())).first()
+
+    async def record(self, row: Outbox, mark: Mark) -> str:
+        return await asyncio.to_thread(self._write, row.id, mark)
+
+    def _write(self, row_id: int, mark: Mark) -> str:
+        with self._app.transaction() as session:
+            return mark(session.get_one(Outbox, row_id))
+
+    async def close(self) -> None:
+        pass
+
+
+class _LockedRows:
+    """PostgreSQL, any number of senders: a row stays locked by the transaction that claimed
+    it until its outcome is committed. That session is held across the SMTP conversation and
+    used by one thread at a time."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._session = app.sessions()
+        self._busy: asyncio.Future[Any] | None = None
+
+    async def next(self) -> Outbox | None:
+        return await self._in_thread(self._claim)
+
+    def _claim(self) -> Outbox | None:
+        due = _next_due(self._app.clock.now()).with_for_update(skip_locked=True)
+        row = self._session.scalars(due).first()
+        if row is None:
+            self._session.rollback()  # nothing held: give the connection back
+        return row
+
+    async def record(self, row: Outbox, mark: Mark) -> str:
+        return await self._in_thread(lambda: self._commit(row, mark))
+
+    def _commit(self, row: Outbox, mark: Mark) -> str:
+        outcome = mark(row)
+        self._session.commit()
+        return outcome
+
+    async def close(self) -> None:
+        if self._busy is not None:
+            await asyncio.wait([self._busy])
+        await asyncio.to_thread(self._session.close)  # rolls back, letting go of a held row
+
+    async def _in_thread(self, work: Callable[[], _T]) -> _T:
+        # Shielded: a cancelled caller leaves the statement running in its thread, and
+        # close() must wait for it instead of using the session alongside.
+        busy = asyncio.ensure_future(asyncio.to_thread(work))
+        self._busy = busy
+        return await asyncio.shield(busy)
 
 
 def recipient_results(row: Outbox) -> list[dict[str, Any]]:
@@ -117,7 +195,8 @@ def recipient_results(row: Outbox) -> list[dict[str, Any]]:
             for a in row.envelope_to]
 
 
-async def _send_one(app: App, connection: SmtpConnection, row: Outbox, draw: Jitter) -> str:
+async def _send_one(app: App, claims: _Claims, connection: SmtpConnection, row: Outbox,
+                    draw: Jitter) -> str:
     """sent | deferred | failed, or refusing when the server turned the message away."""
     targets = [r["address"] for r in recipient_results(row) if r["state"] == "pending"]
     delivery = Delivery((), "", {})  # nothing left to send to: settle the row as it stands
@@ -129,53 +208,50 @@ async def _send_one(app: App, connection: SmtpConnection, row: Outbox, draw: Jit
         # its next attempt, and the rest of the queue for the next pass.
         if isinstance(exc, PermanentError):
             log.error("outbox: cannot use the SMTP server: %s", exc)
-        return await asyncio.to_thread(_record_failure, app, row.id, exc, draw, False)
+        return await claims.record(row, partial(_record_failure, app, error=exc, draw=draw))
     try:
         if targets:
             delivery = await connection.deliver(row.raw, envelope_sender(app, row), targets)
     except DeliveryError as exc:
         permanent = isinstance(exc, PermanentError)
-        return await asyncio.to_thread(_record_failure, app, row.id, exc, draw, permanent)
+        mark = partial(_record_failure, app, error=exc, draw=draw, permanent=permanent)
+        return await claims.record(row, mark)
     if delivery.accepted:
         crash_point("after_smtp_accept")
-    return await asyncio.to_thread(_record_delivery, app, row.id, delivery, draw)
+    return await claims.record(row, partial(_record_delivery, app, delivery=delivery, draw=draw))
 
 
-def _record_delivery(app: App, row_id: int, delivery: Delivery, draw: Jitter) -> str:
+def _record_delivery(app: App, row: Outbox, delivery: Delivery, draw: Jitter) -> str:
     now = app.clock.now()
-    with app.transaction() as session:
-        row = session.get_one(Outbox, row_id)
-        row.attempts += 1
-        results = recipient_results(row)
-        for entry in results:
-            refusal = delivery.refused.get(entry["address"])
-            if refusal is not None:
-                code, text = refusal
-                entry.update(state="refused" if code >= 500 else "pending", code=code,
-                             reply=f"{code} {text}")
-            elif entry["address"] in delivery.recipients:
-                entry.update(state="accepted", code=None, reply=delivery.reply)
-        if delivery.accepted and row.sent_at is None:
-            row.sent_at = now
-        row.recipients = results
-        return _settle(app, row, now, _refusals(results), draw)
+    row.attempts += 1
+    results = recipient_results(row)
+    for entry in results:
+        refusal = delivery.refused.get(entry["address"])
+        if refusal is not None:
+            code, text = refusal
+            entry.update(state="refused" if code >= 500 else "pending", code=code,
+                         reply=f"{code} {text}")
+        elif entry["address"] in delivery.recipients:
+            entry.update(state="accepted", code=None, reply=delivery.reply)
+    if delivery.accepted and row.sent_at is None:
+        row.sent_at = now
+    row.recipients = results
+    return _settle(app, row, now, _refusals(results), draw)
 
 
-def _record_failure(app: App, row_id: int, error: DeliveryError, draw: Jitter,
-                    permanent: bool) -> str:
+def _record_failure(app: App, row: Outbox, error: DeliveryError, draw: Jitter, *,
+                    permanent: bool = False) -> str:
     """The message as a whole failed: for every recipient still due, for now or for good."""
     now = app.clock.now()
-    with app.transaction() as session:
-        row = session.get_one(Outbox, row_id)
-        row.attempts += 1
-        results = recipient_results(row)
-        if permanent:
-            for entry in results:
-                if entry["state"] == "pending":
-                    entry.update(state="refused", code=error.code, reply=str(error))
-        row.recipients = results
-        outcome = _settle(app, row, now, str(error), draw)
-        return "refusing" if outcome == "deferred" else outcome
+    row.attempts += 1
+    results = recipient_results(row)
+    if permanent:
+        for entry in results:
+            if entry["state"] == "pending":
+                entry.update(state="refused", code=error.code, reply=str(error))
+    row.recipients = results
+    outcome = _settle(app, row, now, str(error), draw)
+    return "refusing" if outcome == "deferred" else outcome
 
 
 def _refusals(results: list[dict[str, Any]]) -> str:

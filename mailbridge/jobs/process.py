@@ -7,6 +7,14 @@ reason; it never blocks the messages behind it (invariant 4). Attempts are count
 committed before work starts, so even a message that kills the process is eventually set
 aside. Parsing and classifying may run in a second process (jobs.prepare) for long passes
 and for messages that failed before.
+
+Processing is serialized, across instances too: on SQLite by `BEGIN IMMEDIATE`, on
+PostgreSQL by a transaction-level advisory lock taken before the batch is claimed and held
+until its work is committed. So no two instances work on one message, an attempt is counted
+only by the instance that makes it, and every threading decision (follow-up or new ticket,
+acknowledgement limits) sees all that the others committed. Taking turns costs little:
+processing is the cheap part, a few rows per message, while fetching and sending, which
+wait on other servers, spread across instances.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from sqlalchemy.orm import Session
 from mailbridge.app import App
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage
+from mailbridge.db.outage import database_outage
 from mailbridge.faults import crash_point
 from mailbridge.jobs.apply import Outcome, apply_message
 from mailbridge.jobs.prepare import Preparer
@@ -29,6 +38,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 50
 ERROR_LIMIT = 2000
+# The advisory lock every instance takes to process; one fixed key, "mb:proc" in ASCII.
+PROCESSING_LOCK = int.from_bytes(b"mb:proc", "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +58,19 @@ def process_pending(app: App, stopping: Callable[[], bool] = lambda: False) -> P
     totals: dict[str, int] = dict.fromkeys(ProcessReport.__dataclass_fields__, 0)
     tried: set[int] = set()  # a message that failed waits for the next pass, not this one
     with Preparer(app.parse_limits, app.identity) as preparer:
-        while True:
-            batch = _claim(app, tried) if not stopping() else []
-            if not batch:
-                return ProcessReport(**totals)
-            tried.update(batch)
-            for counts in _process_batch(app, batch, preparer):
+        while not stopping():
+            done = _process_batch(app, preparer, lambda: _claim(app, tried))
+            if done is None:
+                break
+            for counts in done:
                 for key, value in counts.items():
                     totals[key] += value
+    return ProcessReport(**totals)
 
 
 def _claim(app: App, tried: set[int]) -> Sequence[int]:
+    """Count an attempt on the next batch and commit it before work starts. The caller holds
+    the processing lock on PostgreSQL (so this transaction must not take it again)."""
     with app.transaction() as session:
         base = select(InboundMessage.id).where(InboundMessage.state == "new")
         ids = session.scalars(base.where(InboundMessage.attempts == 0)
@@ -71,37 +84,87 @@ def _claim(app: App, tried: set[int]) -> Sequence[int]:
                 .where(InboundMessage.id.in_(ids))
                 .values(attempts=InboundMessage.attempts + 1)
             )
-        return ids
+    tried.update(ids)
+    return ids
 
 
-def _process_batch(app: App, batch: Sequence[int], preparer: Preparer) -> list[dict[str, int]]:
-    """Process `batch` in one transaction; should that transaction itself fail (its commit,
-    a lost connection), fall back to one transaction per message so one bad message cannot
-    hold back the others."""
+def _process_batch(app: App, preparer: Preparer,
+                   claim: Callable[[], Sequence[int]]) -> list[dict[str, int]] | None:
+    """Claim a batch and process it in one transaction; None when nothing is left. Should
+    that transaction itself fail (its commit, a lost connection), fall back to one
+    transaction per message so one bad message cannot hold back the others."""
+    batch: Sequence[int] = ()
     try:
         with app.transaction() as session:
-            _begin_writing(session)
+            batch = _begin_writing(session, claim)
+            if not batch:
+                return None
             loaded = _load(session, batch)
             _plan(session, preparer, loaded)
             done = [_process_in_savepoint(app, session, inbound, preparer)
                     for inbound in loaded]
     except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
+        if not batch:
+            raise  # the claim failed: no attempt was counted, nothing to set aside
+        if database_outage(exc) is not None:
+            _uncount(app, batch)
+            raise  # the database, not these messages: they wait, unharmed, for the next pass
         if len(batch) == 1:
             return [_record_failure_alone(app, batch[0], exc)]
         log.warning("batch of %d messages failed, processing them one by one", len(batch),
                     exc_info=exc)
         return [counts for inbound_id in batch
-                for counts in _process_batch(app, [inbound_id], preparer)]
+                for counts in _process_alone(app, preparer, inbound_id)]
     crash_point("after_process")
     return [_finish(result) for result in done]
 
 
-def _begin_writing(session: Session) -> None:
-    """pysqlite opens a transaction only at the first write, so a SAVEPOINT before it would
+def _uncount(app: App, batch: Sequence[int]) -> None:
+    """Take back the attempt counted on messages an outage kept from being processed, so a
+    long outage (a full disk retried every few seconds) cannot push them to quarantine.
+    Best effort: a database that is down keeps the count, one attempt per outage."""
+    try:
+        with app.transaction() as session:
+            session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id.in_(batch), InboundMessage.state == "new",
+                       InboundMessage.attempts > 0)
+                .values(attempts=InboundMessage.attempts - 1)
+            )
+    except Exception:  # noqa: BLE001 - the outage itself, most likely
+        log.debug("could not take back the attempts of %d messages", len(batch))
+
+
+def _process_alone(app: App, preparer: Preparer, inbound_id: int) -> list[dict[str, int]]:
+    """One message of a failed batch, already claimed, in a transaction of its own."""
+    return _process_batch(app, preparer, lambda: (inbound_id,)) or []
+
+
+def _begin_writing(session: Session, claim: Callable[[], Sequence[int]]) -> Sequence[int]:
+    """Take the turn to process, and claim what to process in it.
+
+    pysqlite opens a transaction only at the first write, so a SAVEPOINT before it would
     be the outermost one and its RELEASE would commit each message on its own. IMMEDIATE
-    takes the write lock at once, so a concurrent fetch cannot invalidate our snapshot."""
+    takes the write lock at once, so a concurrent fetch cannot invalidate our snapshot; the
+    claim comes first there, as its own write would wait for that lock. PostgreSQL claims
+    under the processing lock instead, so another instance's claim cannot count an attempt
+    on a message claimed here until this transaction has settled it.
+    """
     if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        batch = claim()
+        if batch:
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        return batch
+    _lock_processing(session)
+    return claim()
+
+
+def _lock_processing(session: Session) -> None:
+    """PostgreSQL: wait for any other instance's processing transaction to end; held until
+    this one ends. Under READ COMMITTED (the default, which the engine keeps) every later
+    statement sees what the others committed."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(PROCESSING_LOCK)))
 
 
 def _load(session: Session, batch: Sequence[int]) -> Sequence[InboundMessage]:
@@ -154,6 +217,8 @@ def _process_in_savepoint(app: App, session: Session, inbound: InboundMessage,
             queries.update_now(session, inbound, state=outcome.state, processed_at=now,
                                last_error=None, ticket_id=inbound.ticket_id)
     except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
+        if database_outage(exc) is not None:
+            raise  # not this message's fault: the whole batch waits for the database
         _store_failure(app, inbound, exc)
         return inbound, None, exc
     return inbound, parsed.message_id, outcome
@@ -177,7 +242,11 @@ def _finish(result: _Result) -> dict[str, int]:
 def _record_failure_alone(app: App, inbound_id: int, exc: BaseException) -> dict[str, int]:
     """A message whose own transaction failed: record why in a fresh one."""
     with app.transaction() as session:
+        _lock_processing(session)
         inbound = session.get_one(InboundMessage, inbound_id)
+        if inbound.state != "new":  # another instance has settled it meanwhile
+            log.info("message %d: %s elsewhere meanwhile", inbound_id, inbound.state)
+            return {}
         _store_failure(app, inbound, exc)
         result = (inbound.id, inbound.attempts, inbound.state, inbound.last_error or "")
     return _log_failure(*result, exc)
