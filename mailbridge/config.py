@@ -395,12 +395,26 @@ class TicketsConfig(_Section):
     max_message_size: ByteSize | None = 50_000_000
 
 
+TAKEOVER_FLOOR = timedelta(seconds=3)
+
+
 class ServiceConfig(_Section):
     data_dir: Path | None = None  # None: $STATE_DIRECTORY under systemd, else ./var
     listen: str | None = None  # "127.0.0.1:9187": serve /healthz and /metrics there
     log_format: Literal["text", "json"] = "text"
     sweep_interval: Duration = timedelta(seconds=30)
     outbox_interval: Duration = timedelta(seconds=10)
+    # Several instances on one database: how long a mailbox stays with an instance that
+    # stopped renewing its lease before another takes it over. Renewed every third of it.
+    takeover_after: Duration = timedelta(seconds=30)
+
+    @field_validator("takeover_after")
+    @classmethod
+    def _takeover_floor(cls, value: timedelta) -> timedelta:
+        # Below this, a database that answers slowly for a moment would move mailboxes.
+        if value < TAKEOVER_FLOOR:
+            raise ValueError("a duration of at least 3s")
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -3,7 +3,11 @@
 `run_once` is the burst mode (`mailbridge run --once`): ingest every mailbox, process,
 send, sweep, send again, and return. `run_forever` does the same continuously until told
 to stop, then finishes the message in hand and returns. What each part is doing is kept in
-`health`; `ready` is set once every mailbox has connected or failed to.
+`health`; `ready` is set once every mailbox this instance holds has connected or failed to.
+
+Several instances may share one database: each polls only the mailboxes it holds a lease
+on (jobs/leases.py), renewed every third of `service.takeover_after`; the others show as
+"elsewhere". A clean stop hands every lease back at once.
 """
 
 from __future__ import annotations
@@ -24,20 +28,24 @@ from mailbridge.adapters.smtp import SmtpSettings
 from mailbridge.adapters.templates import TemplateSet
 from mailbridge.app import App, identity_for
 from mailbridge.config import Config, MailboxConfig
+from mailbridge.core.ownership import elsewhere, reconcile
 from mailbridge.db.models import Outbox
+from mailbridge.db.outage import database_outage, database_place
 from mailbridge.errors import DeliveryError, PermanentError
 from mailbridge.jobs.escalate import next_due, sweep
 from mailbridge.jobs.fetch import fetch_mailbox
+from mailbridge.jobs.leases import Keeper, LeaseLost, Round
 from mailbridge.jobs.outbox import SendReport, send_pending, smtp_settings
 from mailbridge.jobs.process import ProcessReport, process_pending
 from mailbridge.jobs.retention import purge
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics
+from mailbridge.service.outages import RETRY_SECONDS, OutageWatch
 
 log = logging.getLogger(__name__)
 
 IDLE_SLICE = 60.0  # seconds per IDLE; stop() interrupts it, the server's limit is 29 min
-MAX_BACKOFF = 300.0
+MAX_BACKOFF = 60.0  # after an IMAP outage, reconnect within a minute of its end
 STOP_GRACE = 20.0  # seconds for pollers to finish and for a last outbox flush
 SWEEP_GAP = timedelta(seconds=1)  # the exact-time sweep never runs back to back
 
@@ -48,6 +56,7 @@ ImapFactory = Callable[[ImapSettings], ImapMailbox]
 class PassReport:
     fetched: dict[str, int] = field(default_factory=dict)
     failed_mailboxes: dict[str, str] = field(default_factory=dict)
+    elsewhere: dict[str, str] = field(default_factory=dict)  # source -> instance polling it
     processed: ProcessReport = field(default_factory=ProcessReport)
     sent: SendReport = field(default_factory=SendReport)
     escalated: int = 0
@@ -69,12 +78,16 @@ class _Poller:
 
     @property
     def component(self) -> str:
-        return f"mailbox:{self.mailbox.source_name}"
+        return component(self.mailbox.source_name)
 
     def halt(self) -> None:
         self.stop.set()
         if self.connection is not None:
             self.connection.interrupt()
+
+
+def component(source: str) -> str:
+    return f"mailbox:{source}"
 
 
 def watched_sources(config: Config) -> list[MailboxConfig]:
@@ -100,6 +113,7 @@ class Daemon:
         *,
         imap_factory: ImapFactory = ImapMailbox,
         smtp: SmtpSettings | None = None,
+        keeper: Keeper | None = None,
     ) -> None:
         self.app = app
         self.imap_factory = imap_factory
@@ -107,6 +121,7 @@ class Daemon:
         self.smtp = smtp or smtp_settings(app)
         self.health = Health(app.clock)
         self.metrics = Metrics(app, self.health)
+        self.outage = OutageWatch(self.health, database_place(app.config.database_url))
         self.ready = asyncio.Event()  # every mailbox has connected, or failed to, once
         self._process_lock = asyncio.Lock()
         self._outbox_wakeup = asyncio.Event()
@@ -116,26 +131,51 @@ class Daemon:
         self._sender: asyncio.Task[None] | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._given_keeper = keeper  # who this instance is among several; default: the process
+        self._keeper: Keeper | None = None  # run_forever: this instance's leases
+        self._leases: asyncio.Task[None] | None = None
+        self._lease_wakeup = asyncio.Event()
+        self._first_round = asyncio.Event()
+        self._leaving: set[str] = set()  # sources being handed back
+        self._lease_trouble = False  # the last lease round failed (logged once)
 
     async def run_once(self) -> PassReport:
+        """One pass; each mailbox under its lease for the pass, skipped (and reported) when
+        a running instance polls it."""
         report = PassReport()
-        for mailbox in watched_sources(self.app.config):
-            try:
-                fetched = await asyncio.to_thread(self._fetch_with_new_connection, mailbox)
-                report.fetched[mailbox.source_name] = fetched
-            except DeliveryError as exc:
-                log.error("mailbox %s: %s", mailbox.source_name, exc)
-                report.failed_mailboxes[mailbox.source_name] = str(exc)
+        keeper = self._given_keeper or Keeper(self.app)
+        await asyncio.to_thread(keeper.start)
+        try:
+            for mailbox in watched_sources(self.app.config):
+                await self._fetch_once(keeper, mailbox, report)
+        finally:
+            await asyncio.to_thread(keeper.retire)
         report.processed = await asyncio.to_thread(process_pending, self.app)
         report.escalated = await asyncio.to_thread(sweep, self.app)
         report.sent = await send_pending(self.app, self.smtp)
         return report
 
-    def _fetch_with_new_connection(self, mailbox: MailboxConfig) -> int:
+    async def _fetch_once(self, keeper: Keeper, mailbox: MailboxConfig,
+                          report: PassReport) -> None:
+        name = mailbox.source_name
+        owner = await asyncio.to_thread(keeper.take, name)
+        if owner is not None:
+            log.warning("mailbox %s: skipped: instance %s polls it", name, owner)
+            report.elsewhere[name] = owner
+            return
+        try:
+            fetched = await asyncio.to_thread(self._fetch_with_new_connection, mailbox,
+                                              keeper)
+            report.fetched[name] = fetched
+        except (DeliveryError, LeaseLost) as exc:
+            log.error("mailbox %s: %s", name, exc)
+            report.failed_mailboxes[name] = str(exc)
+
+    def _fetch_with_new_connection(self, mailbox: MailboxConfig, keeper: Keeper) -> int:
         conn = self.imap_factory(imap_settings(mailbox))
         try:
             conn.connect()
-            return fetch_mailbox(self.app, mailbox, conn).fetched
+            return fetch_mailbox(self.app, mailbox, conn, tenure=keeper.tenure).fetched
         finally:
             conn.close()
 
@@ -145,6 +185,7 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+        self._lease_wakeup.set()
         for poller in self._pollers.values():
             poller.halt()
 
@@ -153,8 +194,11 @@ class Daemon:
         server being down is not this: the part waiting for it is alive and retrying.)"""
         if self._sender is None or self._sender.done():
             return "the outbox sender is not running"
+        if self._leases is None or self._leases.done():
+            return "the mailbox lease keeper is not running"
         for name, poller in self._pollers.items():
-            if poller.task is None or poller.task.done():
+            # A halted poller (its lease lost, handed back) is on its way out, not wedged.
+            if poller.task is None or (poller.task.done() and not poller.stop.is_set()):
                 return f"the poller of mailbox {name} is not running"
         if self._scheduler is None or not self._scheduler.running:
             return "the scheduler is not running"
@@ -162,7 +206,8 @@ class Daemon:
 
     async def reconfigure(self, config: Config, templates: TemplateSet) -> None:
         """Switch to a new, already checked configuration and template set: between
-        messages, never in the middle of one. Pollers of changed mailboxes reconnect."""
+        messages, never in the middle of one. Pollers of changed mailboxes reconnect; new
+        ones are polled once their lease is taken, removed ones are handed back."""
         async with self._process_lock:
             self.app.config, self.app.templates = config, templates
             self.app.identity = identity_for(config)
@@ -175,11 +220,9 @@ class Daemon:
             self._schedule_purge(self._scheduler)
         wanted = {mailbox.source_name: mailbox for mailbox in watched_sources(config)}
         for name, poller in list(self._pollers.items()):
-            if wanted.get(name) != poller.mailbox:
+            if wanted.get(name) != poller.mailbox and not poller.stop.is_set():
                 self._spawn(self._replace_poller(poller, wanted.get(name)), f"replace:{name}")
-        for name, mailbox in wanted.items():
-            if name not in self._pollers:  # a changed one is replaced once it has stopped
-                self._start_poller(mailbox)
+        self._lease_wakeup.set()  # take new sources, hand back removed ones
         self._outbox_wakeup.set()
 
     async def swap_templates(self, templates: TemplateSet) -> None:
@@ -216,11 +259,14 @@ class Daemon:
         self._scheduler = scheduler
         self.health.set("scheduler", "running")
         self.health.set("smtp", "idle")
-        await self._process()  # whatever a previous run stored but did not finish
-        for mailbox in watched_sources(self.app.config):
-            self._start_poller(mailbox)
+        try:
+            await self._process()  # whatever a previous run stored but did not finish
+        except Exception as exc:  # noqa: BLE001 - the pollers process it once they can
+            self._failed(exc, None, "processing what was stored earlier failed")
+        self._keeper = keeper = self._given_keeper or Keeper(self.app)
+        self._leases = leases = asyncio.create_task(self._keep_leases(keeper), name="leases")
         self._sender = sender = asyncio.create_task(self._send_loop(), name="sender")
-        announce = asyncio.create_task(self._until_settled(list(self._pollers.values())))
+        announce = asyncio.create_task(self._until_settled())
         log.info("mailbridge running: %d mailbox(es)", len(self.app.config.mailbox))
         try:
             await self._stop.wait()
@@ -228,6 +274,7 @@ class Daemon:
             log.info("stopping: finishing the work in hand")
             announce.cancel()
             scheduler.shutdown(wait=False)
+            await asyncio.wait([leases], timeout=STOP_GRACE)  # ends after its round in hand
             # Pollers see the stop flag between steps; cancelling them instead could close
             # a connection under a thread that is still using it.
             pollers = [p.task for p in self._pollers.values() if p.task is not None]
@@ -237,6 +284,7 @@ class Daemon:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+            await self._retire(keeper)
             # The sender is not cancelled mid-send (a mail accepted but not yet marked would
             # go out twice): it makes one last pass and returns, or is cut off after a grace.
             self._draining.set()
@@ -253,8 +301,11 @@ class Daemon:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _until_settled(self, pollers: list[_Poller]) -> None:
-        await asyncio.gather(*(poller.settled.wait() for poller in pollers))
+    async def _until_settled(self) -> None:
+        """Ready once the first lease round is done and every mailbox it gave this instance
+        has connected or failed to; mailboxes polled elsewhere are not waited for."""
+        await self._first_round.wait()
+        await asyncio.gather(*(poller.settled.wait() for poller in self._pollers.values()))
         self.ready.set()
 
     async def _pause(self, seconds: float, stop: asyncio.Event | None = None) -> None:
@@ -266,20 +317,30 @@ class Daemon:
         try:
             fired = await asyncio.to_thread(sweep, self.app)
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again
-            log.exception("escalation sweep failed")
-            self.health.failing("scheduler", f"escalation sweep failed: {exc}")
+            self._failed(exc, "scheduler", "escalation sweep failed")
             return
         self.health.set("scheduler", "running")
         if fired:
             self._outbox_wakeup.set()
         await self._wake_at_next_due()
 
+    def _failed(self, exc: Exception, part: str | None, what: str) -> None:
+        """A background job failed: an outage is told once for all (it is not the job's
+        fault, and retrying is what every job does anyway); anything else in full."""
+        outage = database_outage(exc)
+        if outage is not None:
+            self.outage.down(outage)
+            return
+        log.exception("%s", what)
+        if part is not None:
+            self.health.failing(part, f"{what}: {exc}")
+
     async def _wake_at_next_due(self) -> None:
         """Besides the interval, sweep at the moment the next warning or level falls due."""
         try:
             due = await asyncio.to_thread(next_due, self.app)
-        except Exception:  # noqa: BLE001 - the interval sweep still runs
-            log.exception("could not look up the next escalation time")
+        except Exception as exc:  # noqa: BLE001 - the interval sweep still runs
+            self._failed(exc, None, "could not look up the next escalation time")
             return
         scheduler = self._scheduler
         if due is None or scheduler is None or not scheduler.running:
@@ -301,8 +362,7 @@ class Daemon:
         try:
             report = await asyncio.to_thread(purge, self.app)
         except Exception as exc:  # noqa: BLE001 - the next run tries again
-            log.exception("retention: purge failed")
-            self.health.failing("retention", f"purge failed: {exc}")
+            self._failed(exc, "retention", "purge failed")
             return
         self.health.remove("retention")
         if report.anything:
@@ -323,8 +383,7 @@ class Daemon:
                 self._smtp_health(await send_pending(self.app, self.smtp,
                                                      observe=self._observe_sent))
             except Exception as exc:  # noqa: BLE001 - the sender must outlive any one failure
-                log.exception("outbox pass failed")
-                self.health.failing("smtp", f"outbox pass failed: {exc}")
+                self._failed(exc, "smtp", "outbox pass failed")
             if last:
                 return
             interval = self.app.config.service.outbox_interval.total_seconds()
@@ -369,6 +428,11 @@ class Daemon:
                 self.health.set(poller.component, "connected")
                 poller.settled.set()
                 await self._watch(poller, conn)
+            except LeaseLost as exc:
+                log.warning("%s", exc)
+                poller.settled.set()
+                self._let_go(poller, "elsewhere", "another instance has taken it over")
+                self._lease_wakeup.set()
             except DeliveryError as exc:
                 kind = "refused" if isinstance(exc, PermanentError) else "lost"
                 log.error("mailbox %s: connection %s: %s; retrying in %.0f s",
@@ -393,10 +457,21 @@ class Daemon:
         idle = await asyncio.to_thread(conn.supports_idle)
         while not poller.stop.is_set():
             self.health.set(poller.component, "fetching")
-            report = await asyncio.to_thread(fetch_mailbox, self.app, mailbox, conn,
-                                             poller.stop.is_set)
-            if report.stored:
-                await self._process()
+            try:
+                report = await asyncio.to_thread(fetch_mailbox, self.app, mailbox, conn,
+                                                 poller.stop.is_set,
+                                                 self._keeper.tenure if self._keeper else None)
+                if report.stored or self.outage.ongoing:  # also what waited for the database
+                    await self._process()
+            except Exception as exc:
+                outage = database_outage(exc)
+                if outage is None:
+                    raise
+                # The IMAP copy is untouched until its bytes are committed: try again soon.
+                self.outage.down(outage, poller.component)
+                await self._pause(RETRY_SECONDS, poller.stop)
+                continue
+            self.outage.up()
             self.health.set(poller.component, "idle" if idle else "polling")
             if idle:
                 await self._idle(poller, conn, interval)
@@ -410,3 +485,95 @@ class Daemon:
             if await asyncio.to_thread(conn.idle_wait, slice_):
                 return
             remaining -= slice_
+
+    # -- mailbox leases: poll exactly what this instance holds --
+
+    async def _keep_leases(self, keeper: Keeper) -> None:
+        """A lease round every third of takeover_after (sooner when asked), until stopped."""
+        while not self._stop.is_set():
+            self._lease_wakeup.clear()
+            sources = {m.source_name: m for m in watched_sources(self.app.config)}
+            round_ = asyncio.ensure_future(asyncio.to_thread(keeper.round, list(sources)))
+            # A database that does not answer must not keep us polling past our leases.
+            while not (await asyncio.wait([round_], timeout=keeper.interval))[0]:
+                self._pause_if_lapsed(keeper)
+            try:
+                result = round_.result()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                if not self._lease_trouble:
+                    log.error("could not renew the mailbox leases (polling goes on until they "
+                              "run out, then pauses until the database answers): %s", exc)
+                self._lease_trouble = True
+                self._pause_if_lapsed(keeper)
+            else:
+                if self._lease_trouble:
+                    log.info("mailbox leases renewed again")
+                self._lease_trouble = False
+                if not self._stop.is_set():
+                    self._apply_round(keeper, result, sources)
+                self._first_round.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lease_wakeup.wait(), keeper.interval)
+
+    def _apply_round(self, keeper: Keeper, result: Round,
+                     sources: dict[str, MailboxConfig]) -> None:
+        polling = {n for n, poller in self._pollers.items() if not poller.stop.is_set()}
+        changes = reconcile(result.held, polling, self._leaving, list(sources))
+        for name in changes.stop:
+            log.warning("mailbox %s: another instance has taken it over; stopping here", name)
+            self._let_go(self._pollers[name], "elsewhere", "another instance has taken it over")
+        for name in changes.start:
+            if name not in self._pollers:  # else one on its way out: started next round
+                self._start_poller(sources[name])
+        giving_up = {*changes.release, *filter(None, [result.hand_back])} - self._leaving
+        for name in giving_up:
+            self._leaving.add(name)
+            self._spawn(self._hand_back(keeper, name), f"hand-back:{name}")
+        for name, owner in result.holders.items():
+            if name not in self._pollers and name not in self._leaving:
+                state, ok, detail = elsewhere(owner, name in result.unheld, keeper.ttl)
+                self.health.set(component(name), state, ok=ok, detail=detail)
+
+    def _pause_if_lapsed(self, keeper: Keeper) -> None:
+        if not keeper.lapsed():
+            return
+        for poller in list(self._pollers.values()):
+            if not poller.stop.is_set():
+                log.error("mailbox %s: its lease ran out without renewal: paused until the "
+                          "database answers", poller.mailbox.source_name)
+                self._let_go(poller, "paused", "its lease could not be renewed: the database "
+                             "does not answer; resumes by itself", ok=False)
+
+    def _let_go(self, poller: _Poller, state: str, detail: str, *, ok: bool = True) -> None:
+        """Stop polling a source this instance does not hold (any more) and say why."""
+        poller.halt()
+
+        async def stop_then_show() -> None:
+            await self._replace_poller(poller, None)
+            if poller.mailbox.source_name not in self._pollers:
+                self.health.set(poller.component, state, ok=ok, detail=detail)
+
+        self._spawn(stop_then_show(), f"let-go:{poller.mailbox.source_name}")
+
+    async def _hand_back(self, keeper: Keeper, name: str) -> None:
+        """Stop the poller (it finishes what it holds), then give the lease up."""
+        try:
+            poller = self._pollers.get(name)
+            if poller is not None:
+                await self._replace_poller(poller, None)
+            await asyncio.to_thread(keeper.hand_back, name)
+            log.info("mailbox %s: handed back for another instance to poll", name)
+            if any(m.source_name == name for m in watched_sources(self.app.config)):
+                self.health.set(component(name), "unowned", detail="handed back for another "
+                                "instance to poll")
+        except Exception:  # noqa: BLE001 - still ours: the next round polls it again
+            log.exception("mailbox %s: could not hand its lease back", name)
+        finally:
+            self._leaving.discard(name)
+
+    async def _retire(self, keeper: Keeper) -> None:
+        try:
+            await asyncio.to_thread(keeper.retire)
+        except Exception:  # noqa: BLE001 - the leases then run out by themselves
+            log.exception("could not hand the mailbox leases back; other instances take "
+                          "them over once they run out")

@@ -262,3 +262,34 @@ class AddressState(Base):
     last_outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
     cleared_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+
+
+class Instance(Base):
+    """A running `mailbridge run`: who it is, and when it last showed a sign of life.
+
+    The id is "host:pid:token"; the row goes when the process stops cleanly.
+    """
+
+    __tablename__ = "instance"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+
+
+class MailboxLease(Base):
+    """Which instance polls a watched folder (named by its source name), and until when.
+
+    The owner column is the truth: a lease past expires_at, or one whose owner stopped
+    showing signs of life, may be taken by another instance; until then only the owner
+    may store what it fetches from that folder.
+    """
+
+    __tablename__ = "mailbox_lease"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(100))  # an instance id; NULL: free
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

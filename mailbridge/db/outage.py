@@ -12,8 +12,9 @@ import sqlite3
 from dataclasses import dataclass
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
-__all__ = ["Outage", "database_outage"]
+__all__ = ["Outage", "database_outage", "database_place"]
 
 # SQLite result codes (https://sqlite.org/rescode.html) that say "not now", not "never".
 _SQLITE_TRANSIENT = {
@@ -49,6 +50,15 @@ def database_outage(error: BaseException) -> Outage | None:
             return found
         current = current.__cause__ or current.__context__
     return None
+
+
+def database_place(url: str) -> str:
+    """Where the database is, for a log line: the SQLite file, or the server without the
+    password."""
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite"):
+        return str(parsed.database or "memory")
+    return parsed.render_as_string(hide_password=True)
 
 
 def _classify(error: BaseException) -> Outage | None:

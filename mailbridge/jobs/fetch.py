@@ -2,7 +2,9 @@
 
 The raw bytes are committed before the server copy is flagged, moved or deleted, and
 `last_uid` advances in the same transaction, so a crash at any point loses nothing and a
-restart fetches nothing twice.
+restart fetches nothing twice. Given a `Tenure` (the daemon, with several instances on one
+database), that transaction also renews the folder's lease, and stores nothing (LeaseLost)
+when another instance owns the folder now.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mailbridge.config import MailboxConfig
 from mailbridge.core.parse import message_fingerprint
 from mailbridge.db.models import InboundMessage, MailboxState
 from mailbridge.faults import crash_point
+from mailbridge.jobs.leases import Tenure, hold
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +38,16 @@ class FetchReport:
 
 
 def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox,
-                  stopping: Callable[[], bool] = lambda: False) -> FetchReport:
+                  stopping: Callable[[], bool] = lambda: False,
+                  tenure: Tenure | None = None) -> FetchReport:
     """One catch-up pass over the folder `conn` has selected; `stopping()` can end it
-    between batches (what is left is fetched next time)."""
+    between batches (what is left is fetched next time). With a `tenure`, each batch is
+    stored only while this instance holds the folder's lease (else LeaseLost)."""
     uidvalidity = conn.uidvalidity()
     last_uid = _last_uid(app, mailbox, uidvalidity)
     first_connection = last_uid is None
     if first_connection and mailbox.backlog == "skip":
-        return _skip_backlog(app, mailbox, conn, uidvalidity)
+        return _skip_backlog(app, mailbox, conn, uidvalidity, tenure)
     last_uid = last_uid or 0
     _tidy_leftovers(mailbox, conn, last_uid)
     uids = conn.uids_after(last_uid)
@@ -54,7 +59,7 @@ def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox,
         messages = list(conn.fetch(batch, batch_size=mailbox.batch_size))
         fetched += len(messages)
         stored += store_raw(app, mailbox, uidvalidity, messages, max(batch),
-                            backlog=first_connection)
+                            backlog=first_connection, tenure=tenure)
         crash_point("after_store")
         _after_action(mailbox, conn, [m.uid for m in messages])
     report = FetchReport(mailbox.name, fetched, stored, fetched - stored)
@@ -74,8 +79,10 @@ def store_raw(
     up_to_uid: int,
     *,
     backlog: bool = False,
+    tenure: Tenure | None = None,
 ) -> int:
-    """Insert what is new, advance last_uid; one transaction. Returns how many were new."""
+    """Insert what is new, advance last_uid; one transaction. Returns how many were new.
+    With a `tenure`: only while this instance holds the folder's lease (else LeaseLost)."""
     now = app.clock.now()
     rows = []
     for fetched in messages:
@@ -98,6 +105,8 @@ def store_raw(
             )
         )
     with app.transaction() as session:
+        if tenure is not None:  # first: on PostgreSQL it locks the lease until the commit
+            hold(app, session, tenure, mailbox.source_name)
         known = _known_fingerprints(session, mailbox.name, {r.fingerprint for r in rows})
         fresh = _unique_by_fingerprint(r for r in rows if r.fingerprint not in known)
         try:
@@ -136,11 +145,14 @@ def _known_fingerprints(session: Session, mailbox: str, fingerprints: set[str]) 
 
 
 def _skip_backlog(
-    app: App, mailbox: MailboxConfig, conn: ImapMailbox, uidvalidity: int
+    app: App, mailbox: MailboxConfig, conn: ImapMailbox, uidvalidity: int,
+    tenure: Tenure | None,
 ) -> FetchReport:
     """backlog = "skip": remember the newest UID and leave older mail alone."""
     newest = max(conn.uids_after(0), default=0)
     with app.transaction() as session:
+        if tenure is not None:
+            hold(app, session, tenure, mailbox.source_name)
         _advance(session, mailbox, uidvalidity, newest, app.clock.now())
     log.warning("mailbox %s: first connection with backlog = skip: mail up to UID %d is left "
                 "alone", mailbox.name, newest)

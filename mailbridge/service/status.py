@@ -1,12 +1,14 @@
 """`mailbridge status`: the health picture for an operator at a terminal, from the database
-(and from the running daemon's /healthz when service.listen is set). Exit code 0 when
-nothing needs attention, 1 when something does, so scripts can alert on it."""
+(and from the running daemon's /healthz when service.listen is set): the work, and which
+running instance polls each mailbox. Exit code 0 when nothing needs attention, 1 when
+something does, so scripts can alert on it."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
@@ -14,6 +16,8 @@ from sqlalchemy.engine import make_url
 
 from mailbridge.app import App
 from mailbridge.core.humanize import format_duration
+from mailbridge.core.ownership import holder
+from mailbridge.jobs.leases import Ownership, ownership
 from mailbridge.service.snapshot import Snapshot, snapshot
 
 __all__ = ["print_status", "status_document"]
@@ -52,8 +56,37 @@ def status_document(app: App) -> dict[str, Any]:
         "escalations": {str(level): n for level, n in sorted(data.escalations.items())},
         "daemon": _daemon(app),
     }
-    document["attention"] = _attention(data, document["daemon"])
+    document["instances"], document["sources"] = _owners(app, ownership(app), local)
+    document["attention"] = _attention(data, document["daemon"]) + _unpolled(document)
     return document
+
+
+def _owners(app: App, view: Ownership, local: Callable[[datetime | None], str | None]
+            ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Registered instances (running: seen within takeover_after), and who polls each
+    watched folder."""
+    live = {i.id for i in view.instances if i.seen_at > view.now - view.ttl}
+    instances = [{"id": i.id, "host": i.host, "pid": i.pid, "running": i.id in live,
+                  "started_at": local(i.started_at),
+                  "seen_ago_seconds": max(int((view.now - i.seen_at).total_seconds()), 0)}
+                 for i in view.instances]
+    sources = {}
+    for mailbox in app.config.mailbox:
+        for source in mailbox.sources():
+            lease = view.leases.get(source.source_name)
+            sources[source.source_name] = {
+                "owner": holder(lease, live, view.now),
+                "lease_expires_at": local(lease.expires_at) if lease else None}
+    return instances, sources
+
+
+def _unpolled(document: dict[str, Any]) -> list[str]:
+    """Mailboxes no running instance polls while some instance runs (none running at all
+    is for `daemon` to say)."""
+    if not any(i["running"] for i in document["instances"]):
+        return []
+    return [f"mailbox {name} is polled by no running instance: see the instances' logs"
+            for name, source in document["sources"].items() if source["owner"] is None]
 
 
 def _daemon(app: App) -> dict[str, Any]:
@@ -124,6 +157,7 @@ def _print_text(doc: dict[str, Any], out: TextIO) -> None:
               f"{tickets['next_escalation_at'] or 'none'}\n")
     levels = ", ".join(f"level {lvl}: {n}" for lvl, n in doc["escalations"].items()) or "none"
     out.write(f"escalations fired: {levels}\n")
+    _print_owners(doc, out)
     daemon = doc["daemon"]
     line = f"daemon: {daemon['state']}"
     if daemon.get("url"):
@@ -136,3 +170,17 @@ def _print_text(doc: dict[str, Any], out: TextIO) -> None:
         out.write(f"  {name}: {component['state']}{detail}\n")
     out.write("\n" + ("needs attention:\n" + "".join(f"  - {n}\n" for n in doc["attention"])
                       if doc["attention"] else "nothing needs attention\n"))
+
+
+def _print_owners(doc: dict[str, Any], out: TextIO) -> None:
+    running = sum(1 for i in doc["instances"] if i["running"])
+    out.write(f"instances: {running} running\n")
+    for instance in doc["instances"]:
+        seconds = instance["seen_ago_seconds"]
+        ago = f"{seconds} s" if seconds < 120 else format_duration(timedelta(seconds=seconds),
+                                                                   "en")
+        state = "" if instance["running"] else " (not running)"
+        out.write(f"  {instance['id']}: last seen {ago} ago{state}\n")
+    for name, source in doc["sources"].items():
+        owner = source["owner"] or "no running instance"
+        out.write(f"  mailbox {name}: polled by {owner}\n")
