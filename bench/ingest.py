@@ -129,18 +129,17 @@ def profile_in_process(config: Path, env: dict[str, str], out: Path, tool: str) 
 
     from mailbridge.app import build_app
     from mailbridge.config import load_config
-    from mailbridge.daemon import Daemon
     from mailbridge.jobs.escalate import sweep
     from mailbridge.jobs.process import process_pending
     from mailbridge.logs import setup_logging
+    from mailbridge.polling import fetch_with_new_connection
 
     setup_logging("text")
     logging.getLogger().setLevel(logging.WARNING)  # keep the profile about the work
     app = build_app(load_config(config, env))
-    daemon = Daemon(app)
     steps: list[tuple[str, Callable[[], object]]] = [
         ("fetch + store + move",
-         lambda: daemon._fetch_with_new_connection(app.config.mailbox[0])),
+         lambda: fetch_with_new_connection(app, app.config.mailbox[0])),
         ("process", lambda: process_pending(app)),
         ("sweep", lambda: sweep(app)),
     ]

@@ -6,8 +6,7 @@ to stop, then finishes the message in hand and returns. What each part is doing 
 `health`; `ready` is set once every mailbox this instance holds has connected or failed to.
 
 Several instances may share one database: each polls only the mailboxes it holds a lease
-on (jobs/leases.py), renewed every third of `service.takeover_after`; the others show as
-"elsewhere". A clean stop hands every lease back at once.
+on (see polling.py); the others show as "elsewhere".
 """
 
 from __future__ import annotations
@@ -16,40 +15,41 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailbridge.adapters.imap import ImapMailbox, ImapSettings
+from mailbridge.adapters.imap import ImapMailbox
 from mailbridge.adapters.smtp import SmtpSettings
 from mailbridge.adapters.templates import TemplateSet
 from mailbridge.app import App, identity_for
 from mailbridge.config import Config, MailboxConfig
-from mailbridge.core.ownership import elsewhere, reconcile
 from mailbridge.db.models import Outbox
 from mailbridge.db.outage import database_outage, database_place
-from mailbridge.errors import DeliveryError, PermanentError
+from mailbridge.errors import DeliveryError
 from mailbridge.jobs.escalate import next_due, sweep
-from mailbridge.jobs.fetch import fetch_mailbox
-from mailbridge.jobs.leases import Keeper, LeaseLost, Round
+from mailbridge.jobs.leases import Keeper, LeaseLost
 from mailbridge.jobs.outbox import SendReport, send_pending, smtp_settings
 from mailbridge.jobs.process import ProcessReport, process_pending
 from mailbridge.jobs.retention import purge
+from mailbridge.polling import (
+    STOP_GRACE,
+    ImapFactory,
+    Pollers,
+    fetch_with_new_connection,
+    watched_sources,
+)
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics
-from mailbridge.service.outages import RETRY_SECONDS, OutageWatch
+from mailbridge.service.outages import OutageWatch
 
 log = logging.getLogger(__name__)
 
-IDLE_SLICE = 60.0  # seconds per IDLE; stop() interrupts it, the server's limit is 29 min
-MAX_BACKOFF = 60.0  # after an IMAP outage, reconnect within a minute of its end
-STOP_GRACE = 20.0  # seconds for pollers to finish and for a last outbox flush
 SWEEP_GAP = timedelta(seconds=1)  # the exact-time sweep never runs back to back
-
-ImapFactory = Callable[[ImapSettings], ImapMailbox]
+__all__ = ["STOP_GRACE", "Daemon", "PassReport"]
 
 
 @dataclass
@@ -64,46 +64,6 @@ class PassReport:
     @property
     def ok(self) -> bool:
         return not self.failed_mailboxes
-
-
-@dataclass(eq=False)
-class _Poller:
-    """The task watching one mailbox, and what it needs to be stopped on its own."""
-
-    mailbox: MailboxConfig
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    settled: asyncio.Event = field(default_factory=asyncio.Event)  # connected or failed once
-    task: asyncio.Task[None] | None = None
-    connection: ImapMailbox | None = None
-
-    @property
-    def component(self) -> str:
-        return component(self.mailbox.source_name)
-
-    def halt(self) -> None:
-        self.stop.set()
-        if self.connection is not None:
-            self.connection.interrupt()
-
-
-def component(source: str) -> str:
-    return f"mailbox:{source}"
-
-
-def watched_sources(config: Config) -> list[MailboxConfig]:
-    """Every folder a poller watches: each mailbox, and the Sent folders in observe mode."""
-    return [source for mailbox in config.mailbox for source in mailbox.sources()]
-
-
-def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
-    return ImapSettings(
-        host=mailbox.host,
-        port=mailbox.effective_port,
-        security=mailbox.security,
-        username=mailbox.username,
-        password=mailbox.password.get_secret_value() if mailbox.password else "",
-        folder=mailbox.folder,
-    )
 
 
 class Daemon:
@@ -127,17 +87,13 @@ class Daemon:
         self._outbox_wakeup = asyncio.Event()
         self._stop = asyncio.Event()
         self._draining = asyncio.Event()  # set once pollers are done: last outbox pass
-        self._pollers: dict[str, _Poller] = {}
         self._sender: asyncio.Task[None] | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._given_keeper = keeper  # who this instance is among several; default: the process
-        self._keeper: Keeper | None = None  # run_forever: this instance's leases
-        self._leases: asyncio.Task[None] | None = None
-        self._lease_wakeup = asyncio.Event()
-        self._first_round = asyncio.Event()
-        self._leaving: set[str] = set()  # sources being handed back
-        self._lease_trouble = False  # the last lease round failed (logged once)
+        self.pollers = Pollers(app, imap_factory=imap_factory, health=self.health,
+                               metrics=self.metrics, outage=self.outage, stopping=self._stop,
+                               process=self._process, spawn=self._spawn)
 
     async def run_once(self) -> PassReport:
         """One pass; each mailbox under its lease for the pass, skipped (and reported) when
@@ -164,20 +120,12 @@ class Daemon:
             report.elsewhere[name] = owner
             return
         try:
-            fetched = await asyncio.to_thread(self._fetch_with_new_connection, mailbox,
-                                              keeper)
+            fetched = await asyncio.to_thread(fetch_with_new_connection, self.app, mailbox,
+                                              keeper.tenure, self.imap_factory)
             report.fetched[name] = fetched
         except (DeliveryError, LeaseLost) as exc:
             log.error("mailbox %s: %s", name, exc)
             report.failed_mailboxes[name] = str(exc)
-
-    def _fetch_with_new_connection(self, mailbox: MailboxConfig, keeper: Keeper) -> int:
-        conn = self.imap_factory(imap_settings(mailbox))
-        try:
-            conn.connect()
-            return fetch_mailbox(self.app, mailbox, conn, tenure=keeper.tenure).fetched
-        finally:
-            conn.close()
 
     @property
     def stopping(self) -> asyncio.Event:
@@ -185,21 +133,16 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
-        self._lease_wakeup.set()
-        for poller in self._pollers.values():
-            poller.halt()
+        self.pollers.halt()
 
     def alive(self) -> str | None:
         """None while every part of the daemon runs; else which part has stopped. (A mail
         server being down is not this: the part waiting for it is alive and retrying.)"""
         if self._sender is None or self._sender.done():
             return "the outbox sender is not running"
-        if self._leases is None or self._leases.done():
-            return "the mailbox lease keeper is not running"
-        for name, poller in self._pollers.items():
-            # A halted poller (its lease lost, handed back) is on its way out, not wedged.
-            if poller.task is None or (poller.task.done() and not poller.stop.is_set()):
-                return f"the poller of mailbox {name} is not running"
+        problem = self.pollers.alive()
+        if problem is not None:
+            return problem
         if self._scheduler is None or not self._scheduler.running:
             return "the scheduler is not running"
         return None
@@ -218,11 +161,7 @@ class Daemon:
             self._scheduler.reschedule_job(
                 "sweep", trigger="interval", seconds=config.service.sweep_interval.total_seconds())
             self._schedule_purge(self._scheduler)
-        wanted = {mailbox.source_name: mailbox for mailbox in watched_sources(config)}
-        for name, poller in list(self._pollers.items()):
-            if wanted.get(name) != poller.mailbox and not poller.stop.is_set():
-                self._spawn(self._replace_poller(poller, wanted.get(name)), f"replace:{name}")
-        self._lease_wakeup.set()  # take new sources, hand back removed ones
+        self.pollers.reconfigure(config)
         self._outbox_wakeup.set()
 
     async def swap_templates(self, templates: TemplateSet) -> None:
@@ -230,17 +169,6 @@ class Daemon:
         async with self._process_lock:
             self.app.templates = templates
 
-    async def _replace_poller(self, poller: _Poller, mailbox: MailboxConfig | None) -> None:
-        """Stop a poller (it finishes what it holds), then start its successor, if any."""
-        poller.halt()
-        if poller.task is not None:
-            await asyncio.wait([poller.task], timeout=STOP_GRACE)
-        if self._pollers.get(poller.mailbox.source_name) is poller:
-            del self._pollers[poller.mailbox.source_name]
-            self.health.remove(poller.component)
-        if mailbox is not None and not self._stop.is_set():
-            self._start_poller(mailbox)
-            log.info("mailbox %s: reconnecting with its new settings", mailbox.source_name)
 
     async def run_forever(self) -> None:
         """Run until stop() (or SIGTERM/SIGINT); then let each poller finish what it holds."""
@@ -263,8 +191,7 @@ class Daemon:
             await self._process()  # whatever a previous run stored but did not finish
         except Exception as exc:  # noqa: BLE001 - the pollers process it once they can
             self._failed(exc, None, "processing what was stored earlier failed")
-        self._keeper = keeper = self._given_keeper or Keeper(self.app)
-        self._leases = leases = asyncio.create_task(self._keep_leases(keeper), name="leases")
+        self.pollers.start(self._given_keeper or Keeper(self.app))
         self._sender = sender = asyncio.create_task(self._send_loop(), name="sender")
         announce = asyncio.create_task(self._until_settled())
         log.info("mailbridge running: %d mailbox(es)", len(self.app.config.mailbox))
@@ -274,17 +201,16 @@ class Daemon:
             log.info("stopping: finishing the work in hand")
             announce.cancel()
             scheduler.shutdown(wait=False)
-            await asyncio.wait([leases], timeout=STOP_GRACE)  # ends after its round in hand
             # Pollers see the stop flag between steps; cancelling them instead could close
             # a connection under a thread that is still using it.
-            pollers = [p.task for p in self._pollers.values() if p.task is not None]
+            pollers = await self.pollers.wind_down()
             late: set[asyncio.Task[None]] = set()
             if pollers or self._background:
                 _, late = await asyncio.wait([*pollers, *self._background], timeout=STOP_GRACE)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-            await self._retire(keeper)
+            await self.pollers.retire()
             # The sender is not cancelled mid-send (a mail accepted but not yet marked would
             # go out twice): it makes one last pass and returns, or is cut off after a grace.
             self._draining.set()
@@ -304,14 +230,8 @@ class Daemon:
     async def _until_settled(self) -> None:
         """Ready once the first lease round is done and every mailbox it gave this instance
         has connected or failed to; mailboxes polled elsewhere are not waited for."""
-        await self._first_round.wait()
-        await asyncio.gather(*(poller.settled.wait() for poller in self._pollers.values()))
+        await self.pollers.settled()
         self.ready.set()
-
-    async def _pause(self, seconds: float, stop: asyncio.Event | None = None) -> None:
-        """Sleep, but wake at once when told to stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for((stop or self._stop).wait(), seconds)
 
     async def _sweep(self) -> None:
         try:
@@ -401,179 +321,15 @@ class Daemon:
             self.health.failing("smtp", f"{report.deferred} mail(s) deferred: the server "
                                 "refused them for now or could not be reached")
 
-    def _start_poller(self, mailbox: MailboxConfig) -> _Poller:
-        poller = _Poller(mailbox)
-        if self._stop.is_set():
-            poller.stop.set()
-        self.health.set(poller.component, "connecting", ok=False, detail="not connected yet")
-        poller.task = asyncio.create_task(self._poll_loop(poller),
-                                          name=f"poll:{mailbox.source_name}")
-        self._pollers[mailbox.source_name] = poller
-        return poller
 
-    def _poller_failed(self, poller: _Poller, detail: str) -> None:
-        self.health.failing(poller.component, detail)
-        self.metrics.imap_reconnects.labels(poller.mailbox.name).inc()
-        poller.settled.set()
 
-    async def _poll_loop(self, poller: _Poller) -> None:
-        mailbox, backoff = poller.mailbox, 1.0
-        while not poller.stop.is_set():
-            conn = self.imap_factory(imap_settings(mailbox))
-            poller.connection = conn
-            try:
-                await asyncio.to_thread(conn.connect)
-                log.info("mailbox %s: connected to %s", mailbox.source_name, mailbox.host)
-                backoff = 1.0
-                self.health.set(poller.component, "connected")
-                poller.settled.set()
-                await self._watch(poller, conn)
-            except LeaseLost as exc:
-                log.warning("%s", exc)
-                poller.settled.set()
-                self._let_go(poller, "elsewhere", "another instance has taken it over")
-                self._lease_wakeup.set()
-            except DeliveryError as exc:
-                kind = "refused" if isinstance(exc, PermanentError) else "lost"
-                log.error("mailbox %s: connection %s: %s; retrying in %.0f s",
-                          mailbox.source_name, kind, exc, backoff)
-                self._poller_failed(poller, f"connection {kind}: {exc}")
-                await self._pause(backoff, poller.stop)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-            except Exception as exc:  # noqa: BLE001 - a poller that dies would leave mail unread
-                log.exception("mailbox %s: unexpected failure; reconnecting in %.0f s",
-                              mailbox.source_name, backoff)
-                self._poller_failed(poller, f"unexpected failure: {exc}")
-                await self._pause(backoff, poller.stop)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-            finally:
-                poller.connection = None
-                await asyncio.to_thread(conn.close)
 
-    async def _watch(self, poller: _Poller, conn: ImapMailbox) -> None:
-        """Fetch, process, then wait for news: IDLE when offered, else the poll interval."""
-        mailbox = poller.mailbox
-        interval = mailbox.poll_interval.total_seconds()
-        idle = await asyncio.to_thread(conn.supports_idle)
-        while not poller.stop.is_set():
-            self.health.set(poller.component, "fetching")
-            try:
-                report = await asyncio.to_thread(fetch_mailbox, self.app, mailbox, conn,
-                                                 poller.stop.is_set,
-                                                 self._keeper.tenure if self._keeper else None)
-                if report.stored or self.outage.ongoing:  # also what waited for the database
-                    await self._process()
-            except Exception as exc:
-                outage = database_outage(exc)
-                if outage is None:
-                    raise
-                # The IMAP copy is untouched until its bytes are committed: try again soon.
-                self.outage.down(outage, poller.component)
-                await self._pause(RETRY_SECONDS, poller.stop)
-                continue
-            self.outage.up()
-            self.health.set(poller.component, "idle" if idle else "polling")
-            if idle:
-                await self._idle(poller, conn, interval)
-            else:
-                await self._pause(interval, poller.stop)
 
-    async def _idle(self, poller: _Poller, conn: ImapMailbox, interval: float) -> None:
-        remaining = interval
-        while remaining > 0 and not poller.stop.is_set():
-            slice_ = min(IDLE_SLICE, remaining)
-            if await asyncio.to_thread(conn.idle_wait, slice_):
-                return
-            remaining -= slice_
 
     # -- mailbox leases: poll exactly what this instance holds --
 
-    async def _keep_leases(self, keeper: Keeper) -> None:
-        """A lease round every third of takeover_after (sooner when asked), until stopped."""
-        while not self._stop.is_set():
-            self._lease_wakeup.clear()
-            sources = {m.source_name: m for m in watched_sources(self.app.config)}
-            round_ = asyncio.ensure_future(asyncio.to_thread(keeper.round, list(sources)))
-            # A database that does not answer must not keep us polling past our leases.
-            while not (await asyncio.wait([round_], timeout=keeper.interval))[0]:
-                self._pause_if_lapsed(keeper)
-            try:
-                result = round_.result()
-            except Exception as exc:  # noqa: BLE001 - the next round tries again
-                if not self._lease_trouble:
-                    log.error("could not renew the mailbox leases (polling goes on until they "
-                              "run out, then pauses until the database answers): %s", exc)
-                self._lease_trouble = True
-                self._pause_if_lapsed(keeper)
-            else:
-                if self._lease_trouble:
-                    log.info("mailbox leases renewed again")
-                self._lease_trouble = False
-                if not self._stop.is_set():
-                    self._apply_round(keeper, result, sources)
-                self._first_round.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lease_wakeup.wait(), keeper.interval)
 
-    def _apply_round(self, keeper: Keeper, result: Round,
-                     sources: dict[str, MailboxConfig]) -> None:
-        polling = {n for n, poller in self._pollers.items() if not poller.stop.is_set()}
-        changes = reconcile(result.held, polling, self._leaving, list(sources))
-        for name in changes.stop:
-            log.warning("mailbox %s: another instance has taken it over; stopping here", name)
-            self._let_go(self._pollers[name], "elsewhere", "another instance has taken it over")
-        for name in changes.start:
-            if name not in self._pollers:  # else one on its way out: started next round
-                self._start_poller(sources[name])
-        giving_up = {*changes.release, *filter(None, [result.hand_back])} - self._leaving
-        for name in giving_up:
-            self._leaving.add(name)
-            self._spawn(self._hand_back(keeper, name), f"hand-back:{name}")
-        for name, owner in result.holders.items():
-            if name not in self._pollers and name not in self._leaving:
-                state, ok, detail = elsewhere(owner, name in result.unheld, keeper.ttl)
-                self.health.set(component(name), state, ok=ok, detail=detail)
 
-    def _pause_if_lapsed(self, keeper: Keeper) -> None:
-        if not keeper.lapsed():
-            return
-        for poller in list(self._pollers.values()):
-            if not poller.stop.is_set():
-                log.error("mailbox %s: its lease ran out without renewal: paused until the "
-                          "database answers", poller.mailbox.source_name)
-                self._let_go(poller, "paused", "its lease could not be renewed: the database "
-                             "does not answer; resumes by itself", ok=False)
 
-    def _let_go(self, poller: _Poller, state: str, detail: str, *, ok: bool = True) -> None:
-        """Stop polling a source this instance does not hold (any more) and say why."""
-        poller.halt()
 
-        async def stop_then_show() -> None:
-            await self._replace_poller(poller, None)
-            if poller.mailbox.source_name not in self._pollers:
-                self.health.set(poller.component, state, ok=ok, detail=detail)
 
-        self._spawn(stop_then_show(), f"let-go:{poller.mailbox.source_name}")
-
-    async def _hand_back(self, keeper: Keeper, name: str) -> None:
-        """Stop the poller (it finishes what it holds), then give the lease up."""
-        try:
-            poller = self._pollers.get(name)
-            if poller is not None:
-                await self._replace_poller(poller, None)
-            await asyncio.to_thread(keeper.hand_back, name)
-            log.info("mailbox %s: handed back for another instance to poll", name)
-            if any(m.source_name == name for m in watched_sources(self.app.config)):
-                self.health.set(component(name), "unowned", detail="handed back for another "
-                                "instance to poll")
-        except Exception:  # noqa: BLE001 - still ours: the next round polls it again
-            log.exception("mailbox %s: could not hand its lease back", name)
-        finally:
-            self._leaving.discard(name)
-
-    async def _retire(self, keeper: Keeper) -> None:
-        try:
-            await asyncio.to_thread(keeper.retire)
-        except Exception:  # noqa: BLE001 - the leases then run out by themselves
-            log.exception("could not hand the mailbox leases back; other instances take "
-                          "them over once they run out")
