@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Row, Select, func, select, update
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
@@ -72,12 +72,12 @@ def _claim(app: App, tried: set[int]) -> Sequence[int]:
     """Count an attempt on the next batch and commit it before work starts. The caller holds
     the processing lock on PostgreSQL (so this transaction must not take it again)."""
     with app.transaction() as session:
-        base = select(InboundMessage.id).where(InboundMessage.state == "new")
-        ids = session.scalars(base.where(InboundMessage.attempts == 0)
-                              .order_by(InboundMessage.id).limit(BATCH)).all()
-        if not ids:
-            suspects = base.where(InboundMessage.id.not_in(tried)) if tried else base
-            ids = session.scalars(suspects.order_by(InboundMessage.id).limit(1)).all()
+        waiting = select(InboundMessage.id, InboundMessage.attempts).where(
+            InboundMessage.state == "new")
+        if tried:
+            waiting = waiting.where(InboundMessage.id.not_in(tried))
+        head = session.execute(waiting.order_by(InboundMessage.id).limit(BATCH)).all()
+        ids = _in_arrival_order(head)
         if ids:
             session.execute(
                 update(InboundMessage)
@@ -86,6 +86,23 @@ def _claim(app: App, tried: set[int]) -> Sequence[int]:
             )
     tried.update(ids)
     return ids
+
+
+def _in_arrival_order(head: Sequence[Row[int, int]]) -> list[int]:
+    """The next batch, strictly in the order messages were stored: a reply must never be
+    processed before the message it answers, or it would open a ticket of its own. Fresh
+    messages go together; one tried before (its pass was killed, or it failed) goes alone
+    when its turn comes, so a poison message costs only its own attempts."""
+    if not head:
+        return []
+    if head[0].attempts > 0:
+        return [head[0].id]
+    fresh = []
+    for row in head:
+        if row.attempts > 0:
+            break
+        fresh.append(row.id)
+    return fresh
 
 
 def _process_batch(app: App, preparer: Preparer,

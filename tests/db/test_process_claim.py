@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
@@ -43,14 +43,14 @@ def conversation_mails() -> list[tuple[str, bytes]]:
     return arrived
 
 
-def store(app: App, raws: list[bytes]) -> list[int]:
+def store(app: App, raws: list[bytes], first_uid: int = 1) -> list[int]:
     """Stored as fetch stores them, unprocessed; their ids."""
     with app.transaction() as session:
         rows = [InboundMessage(
             mailbox="support", folder="INBOX", uidvalidity=1, uid=uid, message_id=None,
             fingerprint=hashlib.sha256(raw).hexdigest(), raw=raw, size=len(raw),
             received_at=START, arrived_at=START, backlog=False, state="new", attempts=0,
-        ) for uid, raw in enumerate(raws, start=1)]
+        ) for uid, raw in enumerate(raws, start=first_uid)]
         session.add_all(rows)
         session.flush()
         return [row.id for row in rows]
@@ -108,3 +108,33 @@ def test_two_processors_process_each_message_once_and_thread_across_each_other(
     assert len(to_busy) == limit < BUSY, "the hourly limit holds across both processors"
     assert len(acks) == CONVERSATIONS + limit
     assert sum(report.acknowledged for report in reports) == len(acks)
+
+
+def test_a_reply_waits_for_its_parent_whose_pass_was_killed(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A kill -9 mid-batch leaves its messages with an attempt counted; mail stored after
+    them, replies to them included, must still be processed after them, in arrival order."""
+    config = make_config(tmp_path, database_url=database_url, imap=NOWHERE, smtp=NOWHERE)
+    app = build_app(config, clock=FrozenClock(START))
+    try:
+        parents = [mail(f"P{n} <p{n}@customer.example>", f"Order {n}",
+                        message_id=f"<p{n}@customer.example>") for n in range(3)]
+        killed = store(app, parents)
+        with app.transaction() as session:  # claimed, then the process died
+            session.execute(update(InboundMessage).where(InboundMessage.id.in_(killed))
+                            .values(attempts=1))
+        replies = [mail(f"P{n} <p{n}@customer.example>", f"Re: Order {n}", "Any news?",
+                        message_id=f"<r{n}@customer.example>",
+                        in_reply_to=f"<p{n}@customer.example>") for n in range(3)]
+        store(app, replies, first_uid=len(parents) + 1)
+
+        report = process_pending(app)
+
+        with app.sessions() as session:
+            tickets = session.scalars(select(Ticket)).all()
+            ticket_ids = {row.ticket_id for row in session.scalars(select(InboundMessage))}
+    finally:
+        app.close()
+    assert report.processed == 6 and report.created == 3
+    assert len(tickets) == 3 and len(ticket_ids) == 3, "each reply joined its parent's ticket"
