@@ -99,7 +99,7 @@ class Daemon:
         """One pass; each mailbox under its lease for the pass, skipped (and reported) when
         a running instance polls it."""
         report = PassReport()
-        keeper = self._given_keeper or Keeper(self.app)
+        keeper = self._given_keeper or Keeper(self.app, sole_on_sqlite=True)
         await asyncio.to_thread(keeper.start)
         try:
             for mailbox in watched_sources(self.app.config):
@@ -191,7 +191,7 @@ class Daemon:
             await self._process()  # whatever a previous run stored but did not finish
         except Exception as exc:  # noqa: BLE001 - the pollers process it once they can
             self._failed(exc, None, "processing what was stored earlier failed")
-        self.pollers.start(self._given_keeper or Keeper(self.app))
+        self.pollers.start(self._given_keeper or Keeper(self.app, sole_on_sqlite=True))
         self._sender = sender = asyncio.create_task(self._send_loop(), name="sender")
         announce = asyncio.create_task(self._until_settled())
         log.info("mailbridge running: %d mailbox(es)", len(self.app.config.mailbox))

@@ -41,8 +41,8 @@ from mailbridge.core.ownership import (
 from mailbridge.db.models import Instance, MailboxLease
 from mailbridge.errors import MailbridgeError
 
-__all__ = ["Keeper", "LeaseLost", "Ownership", "Round", "Tenure", "hold", "ownership",
-           "pid_alive"]
+__all__ = ["AlreadyRunning", "Keeper", "LeaseLost", "Ownership", "Round", "Tenure", "hold",
+           "ownership", "pid_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ _INSTANCES = cast(Table, Instance.__table__)
 
 class LeaseLost(MailbridgeError):
     """Another instance holds the mailbox now: stop polling it, store nothing from it."""
+
+
+class AlreadyRunning(MailbridgeError):
+    """A second instance on a database that serves only one (SQLite)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +149,10 @@ class Keeper:
     work and are called from a worker thread, one at a time."""
 
     def __init__(self, app: App, *, host: str | None = None, pid: int | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sole_on_sqlite: bool = False) -> None:
         self.app = app
+        self.sole_on_sqlite = sole_on_sqlite  # refuse to start beside a running instance
         self.host = (host or socket.gethostname())[:255]
         self.pid = pid or os.getpid()
         self.me: InstanceInfo | None = None
@@ -180,9 +186,24 @@ class Keeper:
         with self.app.transaction() as session:
             instances, _ = _read(session)
             dead = dead_on_this_host(instances, self.me, pid_alive)
-            self._forget(session, dead, db_now(self.app, session))
+            now = db_now(self.app, session)
+            self._forget(session, dead, now)
+            sqlite = session.get_bind().dialect.name == "sqlite"
+        running = [i.id for i in instances if i.id not in dead and i.id != ident
+                   and i.seen_at > now - self.ttl]
+        if sqlite and running and self.sole_on_sqlite:
+            self._refuse(running[0])
         log.debug("instance %s registered", ident)
         return self.me
+
+    def _refuse(self, other: str) -> None:
+        """SQLite serves one running instance (its outbox has a single sender): refuse to
+        be a second one rather than send acknowledgements twice."""
+        self.retire()
+        raise AlreadyRunning(
+            f"another mailbridge instance ({other}) is running on this SQLite database; "
+            "SQLite serves one instance at a time: stop that one first, or move to "
+            "PostgreSQL to run several")
 
     def lapsed(self) -> bool:
         """True once our leases may have run out for want of a renewal: stop polling."""

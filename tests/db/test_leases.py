@@ -26,7 +26,14 @@ from mailbridge.app import App, build_app
 from mailbridge.config import MailboxConfig
 from mailbridge.db.models import InboundMessage, Instance, MailboxLease, MailboxState
 from mailbridge.jobs.fetch import store_raw
-from mailbridge.jobs.leases import Keeper, LeaseLost, db_now, ownership, pid_alive
+from mailbridge.jobs.leases import (
+    AlreadyRunning,
+    Keeper,
+    LeaseLost,
+    db_now,
+    ownership,
+    pid_alive,
+)
 from mailbridge.service.status import print_status, status_document
 from tests.builders import mail, make_config
 from tests.db.sla_world import NOWHERE
@@ -266,3 +273,27 @@ def test_a_killed_process_not_yet_reaped_counts_as_gone() -> None:
         child.kill()
         child.wait()
     assert pid_alive(os.getpid())
+
+
+def test_sqlite_refuses_a_second_running_instance_and_postgresql_welcomes_it(
+    apps: list[App],
+) -> None:
+    running = Keeper(apps[0], host="other-host", pid=4242)
+    running.start()
+    second = Keeper(apps[1], sole_on_sqlite=True)
+
+    if apps[1].engine.dialect.name == "sqlite":
+        with pytest.raises(AlreadyRunning, match="stop that one first, or move to PostgreSQL"):
+            second.start()
+        assert second.tenure is None
+        with apps[1].sessions() as session:
+            assert session.scalars(select(Instance.id)).all() == [running.me.id]
+    else:
+        me = second.start()
+        with apps[1].sessions() as session:
+            assert set(session.scalars(select(Instance.id))) == {running.me.id, me.id}
+
+    gone = running.me.id
+    running.retire()
+    third = Keeper(apps[2], sole_on_sqlite=True)
+    assert third.start().id != gone and third.tenure is not None  # alone again: welcome
