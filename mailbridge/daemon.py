@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -32,7 +33,7 @@ from mailbridge.db.outage import database_outage, database_place
 from mailbridge.errors import DeliveryError
 from mailbridge.jobs.escalate import next_due, sweep
 from mailbridge.jobs.leases import Keeper, LeaseLost
-from mailbridge.jobs.outbox import SendReport, send_pending, smtp_settings
+from mailbridge.jobs.outbox import SendReport, bring_forward, send_pending, smtp_settings
 from mailbridge.jobs.process import ProcessReport, process_pending
 from mailbridge.jobs.retention import purge
 from mailbridge.polling import (
@@ -49,6 +50,7 @@ from mailbridge.service.outages import OutageWatch
 log = logging.getLogger(__name__)
 
 SWEEP_GAP = timedelta(seconds=1)  # the exact-time sweep never runs back to back
+PROBE_EVERY = 60.0  # seconds between offers of waiting mail to a server refusing it
 __all__ = ["STOP_GRACE", "Daemon", "PassReport"]
 
 
@@ -88,6 +90,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._draining = asyncio.Event()  # set once pollers are done: last outbox pass
         self._sender: asyncio.Task[None] | None = None
+        self._refused_at: float | None = None  # monotonic: the SMTP server turned mail away
+        self._probed_at = 0.0
         self._scheduler: AsyncIOScheduler | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._given_keeper = keeper  # who this instance is among several; default: the process
@@ -300,8 +304,10 @@ class Daemon:
             self._outbox_wakeup.clear()
             last = self._draining.is_set()
             try:
-                self._smtp_health(await send_pending(self.app, self.smtp,
-                                                     observe=self._observe_sent))
+                await self._probe_if_refusing()
+                report = await send_pending(self.app, self.smtp, observe=self._observe_sent)
+                self._smtp_health(report)
+                await self._after_refusal(report)
             except Exception as exc:  # noqa: BLE001 - the sender must outlive any one failure
                 self._failed(exc, "smtp", "outbox pass failed")
             if last:
@@ -309,6 +315,27 @@ class Daemon:
             interval = self.app.config.service.outbox_interval.total_seconds()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wakeup.wait(), interval)
+
+    async def _probe_if_refusing(self) -> None:
+        """While the server turns mail away, offer it the oldest waiting mail now and then,
+        whatever that mail's own retry pause, so the end of an outage is noticed soon."""
+        if self._refused_at is None or time.monotonic() - self._probed_at < PROBE_EVERY:
+            return
+        self._probed_at = time.monotonic()
+        await asyncio.to_thread(bring_forward, self.app, limit=1)
+
+    async def _after_refusal(self, report: SendReport) -> None:
+        if report.refused:
+            if self._refused_at is None:
+                self._refused_at = self._probed_at = time.monotonic()
+            return
+        if self._refused_at is None or not report.sent:
+            return
+        waiting = await asyncio.to_thread(bring_forward, self.app)
+        log.info("the SMTP server accepts mail again after %.0f s: %d mail(s) waiting out a "
+                 "retry pause go now", time.monotonic() - self._refused_at, waiting)
+        self._refused_at = None
+        self._outbox_wakeup.set()
 
     def _observe_sent(self, row: Outbox, seconds: float) -> None:
         queued = (self.app.clock.now() - row.created_at).total_seconds()
@@ -327,9 +354,3 @@ class Daemon:
 
 
     # -- mailbox leases: poll exactly what this instance holds --
-
-
-
-
-
-

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 
 from mailbridge.adapters.smtp import Delivery, SmtpConnection, SmtpSettings
 from mailbridge.app import App
@@ -56,6 +56,7 @@ class SendReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    refused: bool = False  # the pass ended because the server turned mail away for now
 
 
 def retry_delay(attempts: int, draw: Jitter = random.random) -> timedelta:
@@ -89,6 +90,7 @@ async def send_pending(
     connection = SmtpConnection(settings or smtp_settings(app))
     claims: _Claims = _ReadRows(app) if app.engine.dialect.name == "sqlite" else _LockedRows(app)
     counts = {"sent": 0, "deferred": 0, "failed": 0}
+    refused = False
     try:
         while (row := await claims.next()) is not None:
             started = time.monotonic()
@@ -97,12 +99,27 @@ async def send_pending(
                 observe(row, time.monotonic() - started)
             if result == "refusing":  # the rest can wait for the next pass
                 counts["deferred"] += 1
+                refused = True
                 break
             counts[result] += 1
     finally:
         await claims.close()  # first, so that a row still held is let go at once
         await connection.close()
-    return SendReport(counts["sent"], counts["deferred"], counts["failed"])
+    return SendReport(counts["sent"], counts["deferred"], counts["failed"], refused)
+
+
+def bring_forward(app: App, *, limit: int | None = None) -> int:
+    """Make pending rows that wait out a retry pause due now, the oldest first (at most
+    `limit`): the server that turned them away is accepting again, or is to be probed.
+    Without this, mail refused during an outage would wait its own backoff (up to an hour)
+    after the server is back."""
+    now = app.clock.now()
+    waiting = (select(Outbox.id).where(Outbox.state == "pending", Outbox.next_attempt_at > now)
+               .order_by(Outbox.created_at, Outbox.id).limit(limit))
+    with app.transaction() as session:
+        moved = session.execute(update(Outbox).where(Outbox.id.in_(waiting.scalar_subquery()))
+                                .values(next_attempt_at=now))
+        return int(getattr(moved, "rowcount", 0) or 0)
 
 
 Mark = Callable[[Outbox], str]  # records one attempt's outcome on the row, in a transaction

@@ -4,9 +4,13 @@ mailbox that fails while the others go on."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
+from mailbridge import daemon as daemon_module
 from mailbridge.app import build_app
 from mailbridge.daemon import Daemon
 from mailbridge.embedded import EmbeddedImapServer, SmtpSink
@@ -76,3 +80,42 @@ def test_a_failing_mailbox_does_not_hold_up_the_others(
 
     run_daemon(tmp_path, imap_server, smtp_sink, sqlite_url, scenario, mailbox=[broken, good])
     assert len(smtp_sink.received) == 1
+
+
+def test_mail_refused_during_an_smtp_outage_goes_as_soon_as_the_server_accepts_again(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str
+) -> None:
+    """The refused acknowledgement waits at least 15 s by its own retry pause; the first
+    mail the server accepts again brings it forward."""
+    async def scenario() -> None:
+        smtp_sink.fail_always(451, "4.3.0 try again later")
+        await asyncio.to_thread(imap_server.append, mail("A <a@c.example>", "During"))
+        await asyncio.sleep(2)  # refused, and waiting out its retry pause
+        smtp_sink.recover()
+        started = time.monotonic()
+        await asyncio.to_thread(imap_server.append, mail("B <b@c.example>", "After"))
+        await asyncio.to_thread(smtp_sink.wait_for, 2, 10)
+        assert time.monotonic() - started < 10
+
+    run_daemon(tmp_path, imap_server, smtp_sink, sqlite_url, scenario,
+               service={"data_dir": str(tmp_path), "outbox_interval": "1s"})
+    assert sorted(m.recipients for m in smtp_sink.received) == [("a@c.example",),
+                                                                ("b@c.example",)]
+
+
+def test_a_refusing_server_is_offered_the_oldest_waiting_mail_now_and_then(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(daemon_module, "PROBE_EVERY", 1.0)
+
+    async def scenario() -> None:
+        smtp_sink.fail_always(451, "4.3.0 try again later")
+        await asyncio.to_thread(imap_server.append, mail("A <a@c.example>", "During"))
+        await asyncio.sleep(2)
+        smtp_sink.recover()  # no new mail comes to find out: the probe does, in seconds
+        await asyncio.to_thread(smtp_sink.wait_for, 1, 8)
+
+    run_daemon(tmp_path, imap_server, smtp_sink, sqlite_url, scenario,
+               service={"data_dir": str(tmp_path), "outbox_interval": "1s"})
+    assert [m.recipients for m in smtp_sink.received] == [("a@c.example",)]
