@@ -281,6 +281,7 @@ class SmtpSink(_Listener):
         self._always: tuple[int, str] | None = None
         self._refused: dict[str, tuple[int, str]] = {}
         self._cuts_mid_data = 0
+        self.mid_data_cuts = 0  # connections cut mid-DATA so far, as drop_mid_data_next asked
 
     # -- behaviour switches (callable from any thread) --
 
@@ -358,6 +359,7 @@ class SmtpSink(_Listener):
             if self._cuts_mid_data <= 0:
                 return False
             self._cuts_mid_data -= 1
+            self.mid_data_cuts += 1
             return True
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
