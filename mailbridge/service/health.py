@@ -1,7 +1,10 @@
 """What each part of the running daemon is doing, and whether it is well.
 
 Components are named "database", "smtp", "mailbox:<name>", "sender", "scheduler"; /healthz
-answers 200 only when every one is ok, and names those that are not.
+answers 200 only when every one is ok, and names those that are not. A mailbox is
+connecting, connected, fetching, idle or polling while this instance polls it; failing
+(its server), paused (the database, or a lease that could not be renewed); elsewhere
+(another instance polls it: ok) or unowned (handed back, not yet taken: ok).
 """
 
 from __future__ import annotations
