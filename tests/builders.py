@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
+from mailbridge.app import App
 from mailbridge.config import Config, config_from_dict
+from mailbridge.daemon import Daemon
 
 IMAP_PASSWORD_ENV = "MB_TEST_IMAP_PASSWORD"
 
@@ -123,3 +127,21 @@ outbox_interval = "1s"
     path = tmp_path / "mailbridge.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def drive_daemon(app: App, scenario: Callable[[Daemon], Awaitable[None]], *,
+                 ready: bool = False) -> None:
+    """Run `app`'s daemon in this process while `scenario(daemon)` runs (once it is ready,
+    with `ready`), then stop it and wait for it to finish."""
+    async def main() -> None:
+        daemon = Daemon(app)
+        running = asyncio.create_task(daemon.run_forever())
+        try:
+            if ready:
+                await asyncio.wait_for(daemon.ready.wait(), 15)
+            await scenario(daemon)
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(running, 30)
+
+    asyncio.run(main())

@@ -12,27 +12,16 @@ import pytest
 
 from mailbridge import daemon as daemon_module
 from mailbridge.app import build_app
-from mailbridge.daemon import Daemon
 from mailbridge.embedded import EmbeddedImapServer, SmtpSink
-from tests.builders import IMAP_PASSWORD_ENV, mail, make_config
+from tests.builders import IMAP_PASSWORD_ENV, drive_daemon, mail, make_config
 
 
 def run_daemon(tmp_path: Path, imap: EmbeddedImapServer, smtp: SmtpSink, sqlite_url: str,
                scenario: Callable[[], Awaitable[None]], **sections: object) -> None:
     config = make_config(tmp_path, database_url=sqlite_url, imap=imap, smtp=smtp, **sections)
     app = build_app(config)
-
-    async def main() -> None:
-        daemon = Daemon(app)
-        running = asyncio.create_task(daemon.run_forever())
-        try:
-            await scenario()
-        finally:
-            daemon.stop()
-            await asyncio.wait_for(running, 30)
-
     try:
-        asyncio.run(main())
+        drive_daemon(app, lambda _daemon: scenario())
     finally:
         app.close()
 

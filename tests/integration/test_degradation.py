@@ -23,25 +23,15 @@ from mailbridge.db.outage import database_outage
 from mailbridge.embedded import EmbeddedImapServer, SmtpSink
 from mailbridge.jobs.fetch import store_raw
 from mailbridge.jobs.process import process_pending
-from tests.builders import mail, make_config
+from tests.builders import drive_daemon, mail, make_config
 from tests.tcp_proxy import TcpProxy
 
 Scenario = Callable[[Daemon], Awaitable[None]]
 
 
 def run_daemon(app: App, scenario: Scenario) -> None:
-    async def main() -> None:
-        daemon = Daemon(app)
-        running = asyncio.create_task(daemon.run_forever())
-        try:
-            await asyncio.wait_for(daemon.ready.wait(), 15)
-            await scenario(daemon)
-        finally:
-            daemon.stop()
-            await asyncio.wait_for(running, 30)
-
     try:
-        asyncio.run(main())
+        drive_daemon(app, scenario, ready=True)
     finally:
         app.close()
 

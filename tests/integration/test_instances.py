@@ -31,7 +31,13 @@ from mailbridge.db import migrate
 from mailbridge.db.models import InboundMessage, Instance, MailboxLease, Ticket
 from mailbridge.embedded import EmbeddedImapServer, SmtpSink
 from mailbridge.jobs.leases import Keeper, db_now
-from tests.builders import IMAP_PASSWORD_ENV, mail, make_config, write_config_file
+from tests.builders import (
+    IMAP_PASSWORD_ENV,
+    drive_daemon,
+    mail,
+    make_config,
+    write_config_file,
+)
 
 TAKEOVER = 3.0  # seconds
 FOLDERS = {"support": "INBOX", "sales": "Sales", "billing": "Billing"}
@@ -149,25 +155,19 @@ def test_a_reload_polls_added_mailboxes_and_hands_back_removed_ones(
                       for name, state in daemon.health.snapshot().items()
                       if name.startswith("mailbox:") and state.state == "idle")
 
-    async def main() -> None:
-        daemon = Daemon(app)
-        running = asyncio.create_task(daemon.run_forever())
-        try:
-            await until(lambda: polled(daemon) == ["sales", "support"], "the first two")
-            await daemon.reconfigure(later, app.templates)
-            await until(lambda: polled(daemon) == ["billing", "sales"], "the new set")
-            await until(lambda: owners(app.engine)["support"] is None, "support handed back")
-            assert daemon.health.get("mailbox:support") is None
-            assert daemon.alive() is None
-            await asyncio.to_thread(imap_server.append, mail("B <b@c.example>", "Bill"),
-                                    "Billing")
-            await asyncio.to_thread(smtp_sink.wait_for, 1, 20)
-        finally:
-            daemon.stop()
-            await asyncio.wait_for(running, 30)
+    async def scenario(daemon: Daemon) -> None:
+        await until(lambda: polled(daemon) == ["sales", "support"], "the first two")
+        await daemon.reconfigure(later, app.templates)
+        await until(lambda: polled(daemon) == ["billing", "sales"], "the new set")
+        await until(lambda: owners(app.engine)["support"] is None, "support handed back")
+        assert daemon.health.get("mailbox:support") is None
+        assert daemon.alive() is None
+        await asyncio.to_thread(imap_server.append, mail("B <b@c.example>", "Bill"),
+                                "Billing")
+        await asyncio.to_thread(smtp_sink.wait_for, 1, 20)
 
     try:
-        asyncio.run(main())
+        drive_daemon(app, scenario)
     finally:
         app.close()
 
@@ -183,28 +183,22 @@ def test_a_poller_that_lost_its_lease_stores_nothing_and_stops(
     app, thief_app = build_app(config), build_app(config)
     thief = Keeper(thief_app, host="elsewhere")
 
-    async def main() -> None:
-        daemon = Daemon(app)
-        running = asyncio.create_task(daemon.run_forever())
-        try:
-            await until(lambda: getattr(daemon.health.get("mailbox:support"), "state", "")
-                        == "idle", "the mailbox to be polled")
-            await asyncio.to_thread(thief.start)
-            with app.transaction() as session:  # its lease ran out, as if renewals failed
-                session.execute(update(MailboxLease).values(
-                    expires_at=db_now(app, session) - timedelta(seconds=1)))
-            assert await asyncio.to_thread(thief.take, "support") is None
-            await asyncio.to_thread(imap_server.append, mail("G <g@c.example>", "Stolen"))
-            await until(lambda: getattr(daemon.health.get("mailbox:support"), "state", "")
-                        == "elsewhere", "the poller to stop", timeout=5)
-            assert daemon.alive() is None
-        finally:
-            daemon.stop()
-            await asyncio.wait_for(running, 30)
+    async def scenario(daemon: Daemon) -> None:
+        await until(lambda: getattr(daemon.health.get("mailbox:support"), "state", "")
+                    == "idle", "the mailbox to be polled")
+        await asyncio.to_thread(thief.start)
+        with app.transaction() as session:  # its lease ran out, as if renewals failed
+            session.execute(update(MailboxLease).values(
+                expires_at=db_now(app, session) - timedelta(seconds=1)))
+        assert await asyncio.to_thread(thief.take, "support") is None
+        await asyncio.to_thread(imap_server.append, mail("G <g@c.example>", "Stolen"))
+        await until(lambda: getattr(daemon.health.get("mailbox:support"), "state", "")
+                    == "elsewhere", "the poller to stop", timeout=5)
+        assert daemon.alive() is None
 
     try:
         with caplog.at_level(logging.WARNING, logger="mailbridge"):
-            asyncio.run(main())
+            drive_daemon(app, scenario)
         assert "mailbox support: another instance has taken it over; this one stops polling " \
                "it and stored nothing" in caplog.text
         with app.sessions() as session:

@@ -114,7 +114,7 @@ def test_temporary_refusal_then_success(app: App, smtp_sink: SmtpSink, clock: Fr
     row_id = queue(app, "ada@corp.example")
     smtp_sink.fail_next(2, code, text)
 
-    assert send(app, draw=0.0) == SendReport(deferred=1)
+    assert send(app, draw=0.0) == SendReport(deferred=1, refused=True)
     first = row(app, row_id)
     assert (first.state, first.attempts) == ("pending", 1)
     assert first.next_attempt_at == START + timedelta(seconds=15)
@@ -123,7 +123,7 @@ def test_temporary_refusal_then_success(app: App, smtp_sink: SmtpSink, clock: Fr
     clock.advance(timedelta(seconds=14))
     assert send(app) == SendReport(), "the retry waits for its pause"
     clock.advance(timedelta(seconds=1))
-    assert send(app, draw=0.5) == SendReport(deferred=1)
+    assert send(app, draw=0.5) == SendReport(deferred=1, refused=True)
     assert row(app, row_id).next_attempt_at == clock.now() + timedelta(seconds=45)
 
     clock.advance(timedelta(seconds=45))
@@ -141,7 +141,7 @@ def test_connection_dropped_mid_data_is_retried_with_the_same_message(
     row_id = queue(app, "ada@corp.example")
     smtp_sink.drop_mid_data_next(1)
 
-    assert send(app) == SendReport(deferred=1)
+    assert send(app) == SendReport(deferred=1, refused=True)
     assert smtp_sink.received == []
     assert row(app, row_id).state == "pending"
 
@@ -158,7 +158,7 @@ def test_one_pass_stops_at_a_refusing_server_and_leaves_the_rest_untouched(
     first, second = queue(app, "a@corp.example", n=1), queue(app, "b@corp.example", n=2)
     smtp_sink.fail_next(1, 421, "4.7.0 too many connections")
 
-    assert send(app) == SendReport(deferred=1)
+    assert send(app) == SendReport(deferred=1, refused=True)
     assert row(app, first).attempts == 1
     assert row(app, second).attempts == 0
 
@@ -236,7 +236,7 @@ def test_a_refused_login_defers_instead_of_failing_every_mail(
                        password=SecretStr("wrong"))
         try:
             first, second = queue(app, "a@corp.example", n=1), queue(app, "b@corp.example", n=2)
-            assert send(app) == SendReport(deferred=1)
+            assert send(app) == SendReport(deferred=1, refused=True)
             waiting = row(app, first)
             assert waiting.state == "pending" and "login refused" in (waiting.last_error or "")
             assert row(app, second).attempts == 0
@@ -254,7 +254,7 @@ def test_each_recipient_result_is_recorded_and_only_the_missing_ones_are_retried
     smtp_sink.refuse_recipient("b@corp.example", 550, "5.1.1 no such user")
     smtp_sink.refuse_recipient("c@corp.example", 452, "4.2.2 mailbox full")
 
-    assert send(app) == SendReport(deferred=1)
+    assert send(app) == SendReport(deferred=1, refused=False)
     states = {r["address"]: (r["state"], r["code"]) for r in listed(app)[0]["recipients"]}
     assert states == {"a@corp.example": ("accepted", None), "b@corp.example": ("refused", 550),
                       "c@corp.example": ("pending", 452)}
