@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mailbridge demo
 
+# pytest processes for `make test`; each test file runs whole in one of them
+TEST_JOBS ?= 2
+
 test: $(STAMP)
 	$(BIN)/ruff check mailbridge tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check mailbridge tests bench

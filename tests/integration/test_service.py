@@ -226,7 +226,10 @@ password_env = "MB_SERVICE_IMAP_PASSWORD"
     assert "Connection refused" in health["failing"]["mailbox:sales"]
     support = health["components"]["mailbox:support"]
     assert support["ok"] and support["state"] in ("connected", "fetching", "idle")
-    assert "STATUS=1 mailbox " in ready and ", 1 failing," in ready
+    mailboxes = ready.split("STATUS=", 1)[1].split(", outbox")[0]  # "1 mailbox idle, 1 failing"
+    counted = {part.split()[-1]: part.split()[0] for part in mailboxes.split(", ")}
+    assert counted.pop("failing") == "1" and len(counted) == 1, mailboxes
+    assert set(counted.items()) <= {("connected", "1"), ("fetching", "1"), ("idle", "1")}
     assert "outbox 0 pending" in ready and "next escalation none" in ready
     assert daemon.log.index("mailbox support: connected") < daemon.log.index("ready:")
 
