@@ -230,7 +230,8 @@ class Pollers:
         interval = mailbox.poll_interval.total_seconds()
         idle = await asyncio.to_thread(conn.supports_idle)
         while not poller.stop.is_set():
-            self.health.set(poller.component, "fetching")
+            if not self.outage.ongoing:  # while paused, a retry is not news for /healthz
+                self.health.set(poller.component, "fetching")
             try:
                 report = await asyncio.to_thread(fetch_mailbox, self.app, mailbox, conn,
                                                  poller.stop.is_set,
