@@ -18,9 +18,11 @@ from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
 from mailbridge.core.classify import Identity
+from mailbridge.core.faq import FaqIndex
 from mailbridge.core.message import Address, ParseLimits
 from mailbridge.db import migrate
 from mailbridge.db.engine import make_engine, make_sessionmaker
+from mailbridge.faq_files import load_index
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,11 @@ class App:
     def reply_secret(self) -> bytes:
         """Key of the reply tokens in staff notification addresses; read at first use."""
         return reply_secret(self.config)
+
+    @cached_property
+    def faq(self) -> FaqIndex | None:
+        """The FAQ entries offered in acknowledgements; None when `[faq] dir` is unset."""
+        return load_index(self.config)
 
     @cached_property
     def sender(self) -> Address:
@@ -74,7 +81,7 @@ def build_app(
     templates = TemplateSet.load(
         config.templates.dir or default_templates_dir(), config.templates.language
     )
-    return App(
+    app = App(
         config=config,
         engine=engine,
         sessions=make_sessionmaker(engine),
@@ -82,6 +89,8 @@ def build_app(
         identity=identity_for(config),
         clock=clock or SystemClock(),
     )
+    _ = app.faq  # a broken FAQ entry stops the start, naming its file
+    return app
 
 
 SECRET_FILE = "reply-token.key"

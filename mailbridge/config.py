@@ -181,6 +181,14 @@ class SmtpConfig(_Credentials):
         return self.port or {"tls": 465, "starttls": 587, "none": 25}[self.security]
 
 
+class FaqConfig(_Section):
+    """Answers offered in the acknowledgement: one Markdown file per entry in `dir`."""
+
+    dir: Path | None = None  # None: no suggestions; relative paths: to the config file
+    suggestions: int = Field(default=3, ge=1, le=3)  # at most this many in one reply
+    threshold: float | None = Field(default=None, gt=0, lt=1)  # None: the tuned default
+
+
 class TemplatesConfig(_Section):
     dir: Path | None = None  # None: the templates shipped with mailbridge
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
@@ -480,6 +488,7 @@ class Config(_Section):
     tickets: TicketsConfig = TicketsConfig()
     service: ServiceConfig = ServiceConfig()
     retention: RetentionConfig = RetentionConfig()
+    faq: FaqConfig = FaqConfig()
     source: Path = Field(default=Path("<memory>"), exclude=True)
 
     @model_validator(mode="after")
@@ -548,7 +557,7 @@ def config_from_dict(
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """Relative paths in the file are relative to the file, as operators expect."""
     data = dict(data)
-    for section, key in (("templates", "dir"), ("service", "data_dir")):
+    for section, key in (("templates", "dir"), ("service", "data_dir"), ("faq", "dir")):
         block = data.get(section)
         if isinstance(block, dict) and isinstance(block.get(key), str):
             data[section] = {**block, key: str(base / block[key])}

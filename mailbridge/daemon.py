@@ -28,9 +28,11 @@ from mailbridge.adapters.smtp import SmtpSettings
 from mailbridge.adapters.templates import TemplateSet
 from mailbridge.app import App, identity_for
 from mailbridge.config import Config, MailboxConfig
+from mailbridge.core.faq import FaqIndex
 from mailbridge.db.models import Outbox
 from mailbridge.db.outage import database_outage, database_place
 from mailbridge.errors import DeliveryError
+from mailbridge.faq_files import load_index
 from mailbridge.jobs.escalate import next_due, sweep
 from mailbridge.jobs.leases import Keeper, LeaseLost
 from mailbridge.jobs.outbox import SendReport, bring_forward, send_pending, smtp_settings
@@ -151,7 +153,8 @@ class Daemon:
             return "the scheduler is not running"
         return None
 
-    async def reconfigure(self, config: Config, templates: TemplateSet) -> None:
+    async def reconfigure(self, config: Config, templates: TemplateSet, *,
+                          faq: FaqIndex | None = None) -> None:
         """Switch to a new, already checked configuration and template set: between
         messages, never in the middle of one. Pollers of changed mailboxes reconnect; new
         ones are polled once their lease is taken, removed ones are handed back."""
@@ -159,6 +162,9 @@ class Daemon:
             self.app.config, self.app.templates = config, templates
             self.app.identity = identity_for(config)
             self.app.__dict__.pop("reply_secret", None)  # cached; the staff secret may change
+            # Checked with the configuration, like the templates (loaded here if not given).
+            self.app.__dict__["faq"] = (faq if faq is not None or config.faq.dir is None
+                                        else load_index(config))
             if not self._fixed_smtp:
                 self.smtp = smtp_settings(self.app)
         if self._scheduler is not None:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.config import Config, load_config
+from mailbridge.core.faq import FaqIndex
 from mailbridge.errors import TemplateError
+from mailbridge.faq_files import load_index
 
 __all__ = ["Candidate", "TemplateWatcher", "keep_restart_only", "load_candidate",
            "load_templates"]
@@ -31,6 +33,7 @@ _RESTART_ONLY = {
 class Candidate:
     config: Config
     templates: TemplateSet
+    faq: FaqIndex | None = None
 
 
 def templates_dir(config: Config) -> Path:
@@ -50,7 +53,7 @@ def load_candidate(path: Path, environ: Mapping[str, str] | None = None) -> Cand
     """The configuration at `path` with its templates, both checked; raises ConfigError or
     TemplateError saying what is wrong, and changes nothing."""
     config = load_config(path, dict(os.environ if environ is None else environ))
-    return Candidate(config, load_templates(config))
+    return Candidate(config, load_templates(config), load_index(config))
 
 
 def keep_restart_only(running: Config, new: Config) -> tuple[Config, list[str]]:

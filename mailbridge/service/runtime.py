@@ -216,7 +216,7 @@ class Service:
         for key in waiting:
             log.warning("reload: %s changed; the new value takes effect after a restart", key)
         hide_secrets(config_secrets(config))
-        await self.daemon.reconfigure(config, candidate.templates)
+        await self.daemon.reconfigure(config, candidate.templates, faq=candidate.faq)
         self._watcher.reset(templates_dir(config))
         log.info("reload: configuration and templates from %s are live", path)
         self._status = await self._status_line()

@@ -1,0 +1,40 @@
+"""The FAQ folder on disk: every *.md file in `[faq] dir`, parsed and indexed at load.
+
+A bad entry is a configuration error naming its file, found when the configuration is
+loaded or reloaded, so a broken FAQ never goes live.
+"""
+
+from __future__ import annotations
+
+from mailbridge.config import Config
+from mailbridge.core.faq import THRESHOLD, FaqIndex, Match, parse_entry
+from mailbridge.errors import ConfigError
+
+__all__ = ["load_index", "suggest"]
+
+
+def load_index(config: Config) -> FaqIndex | None:
+    """The index of `config.faq.dir`, or None when no folder is configured."""
+    folder = config.faq.dir
+    if folder is None:
+        return None
+    if not folder.is_dir():
+        raise ConfigError(f"{config.source}: faq.dir: expected a folder of FAQ entries, "
+                          f"{folder} is not one")
+    entries = []
+    for path in sorted(folder.glob("*.md")):
+        try:
+            entries.append(parse_entry(path.name, path.read_text(encoding="utf-8")))
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    if not entries:
+        raise ConfigError(f"{config.source}: faq.dir: expected *.md entries in {folder}, "
+                          "found none")
+    return FaqIndex.build(entries)
+
+
+def suggest(config: Config, index: FaqIndex, question: str,
+            language: str | None) -> list[Match]:
+    """The best entries for `question`, as many as `[faq] suggestions` allows."""
+    threshold = config.faq.threshold or THRESHOLD
+    return index.rank(question, language, threshold)[: config.faq.suggestions]
