@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mailbridge.core.faq import FaqIndex, parse_entry  # noqa: E402
+from mailbridge.core.faq import FaqIndex, parse_entry, rank_mail  # noqa: E402
 
 FAQ_DIR = REPO / "templates" / "faq"
 MIN_PRECISION = 0.8
@@ -125,7 +125,7 @@ def main() -> int:
     hits = wrong = 0
     misses: list[str] = []
     for question, language, expected in QUESTIONS:
-        matches = index.rank(question, language)
+        matches = rank_mail(index, "", question, language)  # as a mail is ranked
         best = matches[0] if matches else None
         got = topic(best.entry.file) if best else None
         if expected is not None and got == expected:

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from mailbridge.core.business_hours import BusinessCalendar
+from mailbridge.core.faq import SOLVED_PHRASES
 from mailbridge.core.sla import Step, number_steps
 from mailbridge.errors import ConfigError
 
@@ -187,6 +188,8 @@ class FaqConfig(_Section):
     dir: Path | None = None  # None: no suggestions; relative paths: to the config file
     suggestions: int = Field(default=3, ge=1, le=3)  # at most this many in one reply
     threshold: float | None = Field(default=None, gt=0, lt=1)  # None: the tuned default
+    # A short customer reply saying one of these (not negated) resolves the ticket.
+    solved_phrases: tuple[str, ...] = SOLVED_PHRASES
 
 
 class TemplatesConfig(_Section):

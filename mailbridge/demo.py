@@ -17,6 +17,7 @@ from typing import TextIO
 
 from sqlalchemy import select
 
+from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import App, build_app
 from mailbridge.config import Config, config_from_dict
 from mailbridge.daemon import Daemon
@@ -45,6 +46,8 @@ def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Con
                   "escalation_address": "lead@demo.example"},
         "service": {"data_dir": str(data_dir), "sweep_interval": "1s",
                     "outbox_interval": "1s"},
+        # The example FAQ: Giulia's question about closing her account is answered at once.
+        "faq": {"dir": str(default_templates_dir() / "faq")},
     }
     return config_from_dict(data, data_dir / "demo.toml",
                             {"MAILBRIDGE_DEMO_IMAP_PASSWORD": imap.password})

@@ -7,10 +7,10 @@ loaded or reloaded, so a broken FAQ never goes live.
 from __future__ import annotations
 
 from mailbridge.config import Config
-from mailbridge.core.faq import THRESHOLD, FaqIndex, Match, parse_entry
+from mailbridge.core.faq import THRESHOLD, FaqIndex, Match, parse_entry, rank_mail
 from mailbridge.errors import ConfigError
 
-__all__ = ["load_index", "suggest"]
+__all__ = ["load_index", "suggest", "threshold"]
 
 
 def load_index(config: Config) -> FaqIndex | None:
@@ -33,8 +33,12 @@ def load_index(config: Config) -> FaqIndex | None:
     return FaqIndex.build(entries)
 
 
-def suggest(config: Config, index: FaqIndex, question: str,
+def threshold(config: Config) -> float:
+    return config.faq.threshold or THRESHOLD
+
+
+def suggest(config: Config, index: FaqIndex, subject: str, text: str,
             language: str | None) -> list[Match]:
-    """The best entries for `question`, as many as `[faq] suggestions` allows."""
-    threshold = config.faq.threshold or THRESHOLD
-    return index.rank(question, language, threshold)[: config.faq.suggestions]
+    """The best entries for a customer's mail, as many as `[faq] suggestions` allows."""
+    return rank_mail(index, subject, text, language, threshold(config))[
+        : config.faq.suggestions]

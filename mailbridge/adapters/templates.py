@@ -43,6 +43,9 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     deadline           str   which deadline a warning or escalation is about:
                              "first_response" or "resolution" (promised_reply is its time)
     due_in             str   time left until that deadline, "1 hour" (format_duration)
+    faq                list  FAQ answers offered in the acknowledgement, best first, each
+                             {"title", "answer" (plain text), "file", "score" (0–1)};
+                             may be empty or absent, so test with ``{% if faq is defined %}``
 
 Filters beyond Jinja's own: ``quote`` prefixes every line with "> ". Templates run in Jinja's
 immutable sandbox with bounded work (see template_sandbox); ``|safe`` and
@@ -80,7 +83,7 @@ CONTEXT_KEYS = frozenset(
         "ticket_number", "ticket_tag", "subject", "requester_name", "requester_address",
         "promised_reply", "due_at_iso", "queue", "priority", "excerpt", "support_address",
         "company_name", "escalation_level", "overdue_by", "staff_name", "reply_text", "links",
-        "event", "digest", "attachments", "errors", "deadline", "due_in",
+        "event", "digest", "attachments", "errors", "deadline", "due_in", "faq",
     }
 )
 # The mails mailbridge itself sends; a template set without one of them never goes live.
@@ -405,6 +408,10 @@ def sample_context(language: str) -> dict[str, object]:
         "errors": ["#priority soonish: expected one of low, normal, high, urgent"],
         "deadline": "first_response",
         "due_in": format_duration(timedelta(hours=1), language),
+        "faq": [
+            {"title": "Where is my order?", "file": "order-tracking.md", "score": 0.61,
+             "answer": "Open Orders in your account: each order shows its tracking number."},
+        ],
     }
 
 

@@ -28,7 +28,7 @@ K1 = 1.2
 B = 0.75
 # Tuned on bench/faq_eval.py: below it, questions the FAQ does not cover start getting
 # suggestions; above it, paraphrases of covered questions start getting none.
-THRESHOLD = 0.175
+THRESHOLD = 0.25
 STEMMERS = {"it": "italian", "en": "english"}
 
 _FENCE = "---"
@@ -221,6 +221,39 @@ class FaqIndex:
         return score / best
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*\d])")
+MAIL_PIECES = 6  # sentences of a mail tried, each with the subject
+
+
+def rank_mail(index: FaqIndex, subject: str, text: str, language: str | None,
+              threshold: float = THRESHOLD) -> list[Match]:
+    """Entries answering a whole mail, best first. A mail says far more than its question,
+    and every word no entry uses lowers a relative score; so the subject, and the subject
+    with each of the first sentences, are ranked on their own, and each entry keeps its
+    best score."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) > 3]
+    pieces = [subject, *(f"{subject}\n{s}" for s in sentences[:MAIL_PIECES])]
+    best: dict[str, Match] = {}
+    for piece in filter(str.strip, pieces):
+        for match in index.rank(piece, language, threshold):
+            if not _names_it(match.entry, piece):
+                continue  # one shared word ("charging" ~ "charges") is no sign of the topic
+            known = best.get(match.entry.file)
+            if known is None or match.score > known.score:
+                best[match.entry.file] = match
+    return sorted(best.values(), key=lambda m: (-m.score, m.entry.file))
+
+
+def _names_it(entry: FaqEntry, piece: str) -> bool:
+    """The piece shares a word with the entry's title or keywords and, unless it is a
+    question of a word or two, another with the entry anywhere: a longer text that brushes
+    one word of an entry ("charging" ~ "charges") is about something else."""
+    said = set(terms(piece, entry.language))
+    named = said.intersection(terms(" ".join([entry.title, *entry.keywords]), entry.language))
+    shared = named | said.intersection(terms(entry.body, entry.language))
+    return bool(named) and (len(shared) > 1 or len(said) <= 2)
+
+
 def _idf(count: int, df: int) -> float:
     return math.log(1 + (count - df + 0.5) / (df + 0.5))
 
@@ -235,3 +268,51 @@ def _weighted_terms(entry: FaqEntry) -> Counter[str]:
         for term in terms(text, entry.language):
             doc[term] += weight
     return doc
+
+
+SOLVED_PHRASES = ("solved", "resolved", "problem solved", "issue solved", "all sorted",
+                  "risolto", "ho risolto", "problema risolto", "tutto risolto", "tutto a posto")
+_NEGATIONS = frozenset({"not", "no", "never", "yet", "isnt", "wasnt", "havent", "hasnt",
+                        "didnt", "dont", "cant", "couldnt", "non", "ancora", "mai", "nemmeno"})
+_SHORT_REPLY = 40  # words: a longer reply tells more than "solved" and wants a person
+
+
+def says_solved(reply: str, phrases: Sequence[str] = SOLVED_PHRASES) -> bool:
+    """True when a customer's reply (its own text, quote removed) just says the matter is
+    solved: short, no question, one of `phrases` as whole words, and not negated ("not
+    solved yet", "non è ancora risolto")."""
+    words = _fold(reply.replace("'", "").replace("\u2019", "")).split()
+    words = [w.strip(".,;:!()[]\"") for w in words]
+    words = [w for w in words if w]
+    if not words or len(words) > _SHORT_REPLY or "?" in reply:
+        return False
+    for phrase in phrases:
+        wanted = _fold(phrase).split()
+        for start in range(len(words) - len(wanted) + 1):
+            if words[start:start + len(wanted)] == wanted:
+                before = words[max(0, start - 3):start]
+                if not _NEGATIONS.intersection(before):
+                    return True
+    return False
+
+
+# Markdown marks that mean nothing in a plain mail, and what is left of each.
+_MARKDOWN = (
+    (re.compile(r"^```.*$\n?", re.M), ""),  # code fences; the code itself stays
+    (re.compile(r"!?\[([^\]]+)\]\(\s*<?([^)\s>]+)>?[^)]*\)"), r"\1 (\2)"),  # links
+    (re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$", re.M), r"\1"),  # headings
+    (re.compile(r"^ {0,3}>\s?", re.M), ""),  # block quotes
+    (re.compile(r"^(\s*)[*+]\s+", re.M), r"\1- "),  # list items
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),  # strong
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),  # emphasis
+    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),
+    (re.compile(r"`([^`]+)`"), r"\1"),  # inline code
+)
+
+
+def plain_text(markdown: str) -> str:
+    """An FAQ answer as a plain mail shows it: the words and link targets, not the marks."""
+    text = markdown
+    for pattern, replacement in _MARKDOWN:
+        text = pattern.sub(replacement, text)
+    return text.strip()

@@ -11,19 +11,23 @@ from sqlalchemy.orm import Session
 
 from mailbridge.app import App
 from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
+from mailbridge.core.faq import plain_text
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.parse import normalize_subject
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
+from mailbridge.faq_files import suggest
 from mailbridge.jobs import bounces, staff
 from mailbridge.jobs.deadlines import deadlines_for_new_ticket, on_customer_followup
 from mailbridge.jobs.outgoing import queue_mail, ticket_context
 from mailbridge.jobs.records import Outcome, add_event
+from mailbridge.jobs.solved import resolved_by_customer
 
 __all__ = ["Outcome", "apply_message"]
 
 REOPEN_STATUSES = frozenset({"resolved", "closed"})
+FAQ_QUESTION_CHARS = 1000  # of the customer's own words, after the subject
 
 
 def apply_message(
@@ -252,6 +256,8 @@ def _follow_up(
         add_event(session, ticket, now, "automated_followup", kind=verdict.kind,
                rules=list(verdict.rules), article_id=article.id)
         return
+    if resolved_by_customer(session, app, ticket, article, now):
+        return
     previous = ticket.status
     on_customer_followup(session, app, ticket, now)  # open again, or a chaser
     add_event(session, ticket, now, "followup", via=decision.via, article_id=article.id,
@@ -278,6 +284,7 @@ def _maybe_acknowledge(
     language = ticket.language or app.config.templates.language
     context = ticket_context(app, ticket, language)
     context["excerpt"] = excerpt(parsed.reply_text or parsed.text)
+    context["faq"] = _offer_faq(session, app, ticket, parsed, language, now)
     refs = [*parsed.references, parsed.message_id] if parsed.message_id else list(parsed.references)
     row = queue_mail(
         session, app, kind="ack", ticket=ticket, template="acknowledgement", context=context,
@@ -287,6 +294,23 @@ def _maybe_acknowledge(
     )
     add_event(session, ticket, now, "ack_queued", outbox_id=row.id, message_id=row.message_id)
     return True
+
+
+def _offer_faq(session: Session, app: App, ticket: Ticket, parsed: ParsedMessage,
+               language: str, now: datetime) -> list[dict[str, object]]:
+    """The FAQ answers that fit the customer's question, recorded on the ticket as offered."""
+    index = app.faq
+    if index is None:
+        return []
+    # What they wrote now, not the quoted history below it.
+    own = (parsed.reply_text or parsed.text)[:FAQ_QUESTION_CHARS]
+    matches = suggest(app.config, index, parsed.subject, own, language)
+    if not matches:
+        return []
+    add_event(session, ticket, now, "faq_offered",
+              offered=[{"file": m.entry.file, "score": m.score} for m in matches])
+    return [{"title": m.entry.title, "answer": plain_text(m.entry.body),
+             "file": m.entry.file, "score": m.score} for m in matches]
 
 
 def _ack_refusal(

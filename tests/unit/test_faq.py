@@ -25,7 +25,7 @@ FIXTURE = [
           "Tap 'Forgot password?' on the sign-in page and follow the link in the email."),
     entry("delivery-it", "Tempi di consegna", "spedizione, corriere, pacco", "it",
           "Gli ordini arrivano in 2–4 giorni lavorativi; ti inviamo il tracciamento."),
-    entry("opening-hours", "Opening hours", "orari, hours", None,
+    entry("opening-hours", "Opening hours", "orari, apertura, hours", None,
           "Lunedì–venerdì 9–18. Monday to Friday, 9am to 6pm."),
 ]  # fmt: skip
 
@@ -149,3 +149,14 @@ def test_example_faq_answers_closing_an_account() -> None:
     index = FaqIndex.build(entries)
     assert files(index.rank("how do I close my account", "en"))[:1] == ["close-account-en.md"]
     assert files(index.rank("come chiudo il conto?", "it"))[:1] == ["close-account-it.md"]
+
+
+def test_an_answer_in_markdown_reads_as_plain_mail_text() -> None:
+    from mailbridge.core.faq import plain_text
+
+    markdown = ("## Closing\n\nIn **Settings** tap *Close account*, see "
+                "[the guide](https://bank.example/close).\n\n* no fees\n> keep `IBAN`\n")
+
+    assert plain_text(markdown) == ("Closing\n\nIn Settings tap Close account, see "
+                                    "the guide (https://bank.example/close).\n\n- no fees\n"
+                                    "keep IBAN")

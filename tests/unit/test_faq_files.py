@@ -54,7 +54,8 @@ def test_a_relative_folder_is_read_from_beside_the_config_file(tmp_path: Path) -
     index = load_index(config)
 
     assert index is not None and config.faq.dir == tmp_path / "faq"
-    found = suggest(config, index, "I want to close my account and delete it", "en")
+    found = suggest(config, index, "Account", "I want to close my account and delete it",
+                    "en")
     assert [m.entry.title for m in found] == ["Closing your account"]
 
 
@@ -66,8 +67,8 @@ def test_a_higher_threshold_offers_fewer_answers(tmp_path: Path) -> None:
     assert index is not None
     question = "how do I close my account?"
 
-    assert suggest(loose, index, question, "en")
-    assert suggest(strict, index, question, "en") == []
+    assert suggest(loose, index, question, "", "en")
+    assert suggest(strict, index, question, "", "en") == []
 
 
 def test_a_broken_entry_is_a_configuration_error_naming_its_file(tmp_path: Path) -> None:
