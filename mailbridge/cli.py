@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -116,12 +118,29 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("name")
     preview.add_argument("--ticket", type=int, help="use this ticket's values")
     preview.add_argument("--lang", help="language (default: templates.language)")
+
+    faq = commands.add_parser("faq", help="FAQ answers offered in the acknowledgement")
+    faq_commands = faq.add_subparsers(dest="faq_command", metavar="ACTION", required=True)
+    faq_test = faq_commands.add_parser(
+        "test", help="rank the [faq] dir entries for a question, as a new ticket would")
+    faq_test.add_argument("question", help="the customer's question, in quotes")
+    faq_test.add_argument("--json", action="store_true",
+                          help="print a JSON array of {file, title, score}, best first")
+    faq_test.add_argument("--language", type=language_code, metavar="xx",
+                          help="the question's language (default: detected)")
     return parser
 
 
 def duration(text: str) -> timedelta:
     """An argument like 30m, 2h or 1d (argparse names this function in its error)."""
     return parse_duration(text)
+
+
+def language_code(text: str) -> str:
+    """A two-letter language code such as it or en (argparse names this function)."""
+    if not re.fullmatch(r"[a-z]{2}", text):
+        raise ValueError(text)
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,6 +303,32 @@ def _purge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _faq(args: argparse.Namespace) -> int:
+    from mailbridge.core.faq import rank_mail
+    from mailbridge.core.language import detect_language
+    from mailbridge.faq_files import load_index, threshold
+
+    config = _config(args)
+    index = load_index(config)
+    if index is None:
+        raise ConfigError(f"{config.source}: no FAQ folder: set [faq] dir to a folder of "
+                          "FAQ entries (one Markdown file each)")
+    language = args.language or detect_language(args.question)
+    matches = rank_mail(index, "", args.question, language, threshold(config))
+    if args.json:
+        print(json.dumps([{"file": m.entry.file, "title": m.entry.title, "score": m.score}
+                          for m in matches], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if not matches:
+        print("no entry answers this closely enough")
+        return EXIT_OK
+    width = max(len("file"), *(len(m.entry.file) for m in matches))
+    print(f"{'score':<6}  {'file':<{width}}  title")
+    for match in matches:
+        print(f"{match.score:<6.4f}  {match.entry.file:<{width}}  {match.entry.title}")
+    return EXIT_OK
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "demo": _demo,
@@ -296,4 +341,5 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "templates": _templates,
     "status": _status,
     "purge": _purge,
+    "faq": _faq,
 }
