@@ -7,10 +7,11 @@ refused", as from a server that went away); `restore()` listens again on the sam
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
+from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
+
+from mailbridge.embedded import _LoopThread
 
 __all__ = ["TcpProxy"]
 
@@ -21,14 +22,13 @@ class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy",
-                                        daemon=True)
+        self._runner: _LoopThread | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
-    def _run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        assert self._runner is not None, "use TcpProxy as a context manager"
+        return self._runner.run(coro)
 
     def restore(self) -> None:
         self._server = self._run(self._listen())
@@ -72,21 +72,12 @@ class TcpProxy:
             writer.transport.abort()
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._runner = _LoopThread("tcp-proxy")
         self.restore()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.cut()
-        self._run(self._drain_tasks())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _drain_tasks(self) -> None:
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._runner is not None:
+            self._runner.close()  # cancels and awaits the relays still running

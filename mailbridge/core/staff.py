@@ -19,8 +19,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mailbridge.core.sla import PRIORITIES
+
 TOKEN_LENGTH = 12
-PRIORITIES = ("low", "normal", "high", "urgent")
 
 _DETAIL = re.compile(r"t(\d{1,12})-([a-z2-7]{8,32})")
 
