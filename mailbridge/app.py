@@ -22,6 +22,7 @@ from mailbridge.core.faq import FaqIndex
 from mailbridge.core.message import Address, ParseLimits
 from mailbridge.db import migrate
 from mailbridge.db.engine import make_engine, make_sessionmaker
+from mailbridge.errors import ConfigError
 from mailbridge.faq_files import load_index
 
 log = logging.getLogger(__name__)
@@ -76,24 +77,38 @@ def build_app(
 ) -> App:
     """Engine, templates and identity from `config`; migrates when auto_migrate says so."""
     engine = make_engine(config.database_url, echo=config.database.echo)
-    if config.auto_migrate if migrate_now is None else migrate_now:
-        migrate.upgrade(engine)
-    templates = TemplateSet.load(
-        config.templates.dir or default_templates_dir(), config.templates.language
-    )
-    app = App(
-        config=config,
-        engine=engine,
-        sessions=make_sessionmaker(engine),
-        templates=templates,
-        identity=identity_for(config),
-        clock=clock or SystemClock(),
-    )
-    _ = app.faq  # a broken FAQ entry stops the start, naming its file
+    try:
+        if config.auto_migrate if migrate_now is None else migrate_now:
+            migrate.upgrade(engine)
+        app = App(
+            config=config,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            templates=open_templates(config),
+            identity=identity_for(config),
+            clock=clock or SystemClock(),
+        )
+        _ = app.faq  # a broken FAQ entry stops the start, naming its file
+    except BaseException:
+        engine.dispose()  # nothing keeps a connection open after a failed start
+        raise
     return app
 
 
 SECRET_FILE = "reply-token.key"
+
+
+def open_templates(config: Config) -> TemplateSet:
+    """The configured templates; a template a routing rule chooses must be among them."""
+    directory = config.templates.dir or default_templates_dir()
+    templates = TemplateSet.load(directory, config.templates.language)
+    for rule in config.routing:
+        name = rule.then.ack_template
+        if name is not None and name not in templates.names():
+            raise ConfigError(f'{config.source}: rule "{rule.name}": then.ack_template: '
+                              f"expected the name of a template in {directory}, found no "
+                              f"{name}.txt.j2")
+    return templates
 
 
 def reply_secret(config: Config) -> bytes:

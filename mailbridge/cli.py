@@ -16,7 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from mailbridge import __version__
-from mailbridge.config import Config, config_path, load_config, parse_duration
+from mailbridge.config import Config, config_path, load_config
+from mailbridge.core.sla import parse_duration
 from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
 from mailbridge.logs import config_secrets, hide_secrets, setup_logging
 
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              required=True)
     listing = ticket_commands.add_parser("list", help="list tickets")
     listing.add_argument("--status", help="only tickets with this status")
+    listing.add_argument("--tag", help="only tickets with this tag (routing rules set tags)")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.add_argument("--overdue", action="store_true",
                          help="only tickets with a running deadline that has passed")
@@ -128,6 +130,35 @@ def build_parser() -> argparse.ArgumentParser:
                           help="print a JSON array of {file, title, score}, best first")
     faq_test.add_argument("--language", type=language_code, metavar="xx",
                           help="the question's language (default: detected)")
+
+    oauth = commands.add_parser(
+        "oauth", help="OAuth2 sign-in of a mailbox or the SMTP login (Microsoft 365, Gmail)")
+    oauth_commands = oauth.add_subparsers(dest="oauth_command", metavar="ACTION", required=True)
+    for action, text in (
+        ("login", "sign in (device code, browser or client credentials) and keep the refresh "
+                  "token in the data directory"),
+        ("test", "sign in to IMAP (and SMTP, when it shares the sign-in) now and say exactly "
+                 "what failed"),
+    ):
+        oauth_action = oauth_commands.add_parser(action, help=text)
+        which = oauth_action.add_mutually_exclusive_group(required=True)
+        which.add_argument("--mailbox", metavar="NAME", help="the [[mailbox]] with this name")
+        which.add_argument("--smtp", action="store_true",
+                           help="the [smtp] login (when it has a sign-in of its own)")
+
+    rules = commands.add_parser("rules", help="routing rules ([[rule]] and [rules] include)")
+    rules_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    rules_test = rules_commands.add_parser(
+        "test", help="show which rules a mail matches and what they would do")
+    rules_test.add_argument("files", nargs="+", metavar="FILE.eml", help='a mail ("-": stdin)')
+    rules_test.add_argument("--mailbox", help="as received by this mailbox (default: the one "
+                            "the mail is addressed to, else the first)")
+    rules_test.add_argument("--followup", action="store_true",
+                            help="as a follow-up on an open ticket")
+    rules_test.add_argument("--unanswered", type=int, default=1, metavar="N",
+                            help="with --followup: the customer's mails since our last reply, "
+                            "this one included (default 1)")
+    rules_test.add_argument("--json", action="store_true", help="print JSON, one per file")
     return parser
 
 
@@ -222,14 +253,10 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from mailbridge.adapters.templates import TemplateSet, default_templates_dir
+    from mailbridge.service.reload import load_templates
 
     config = _config(args)
-    templates = TemplateSet.load(config.templates.dir or default_templates_dir(),
-                                 config.templates.language)
-    problems = templates.check()
-    if problems:
-        raise TemplateError("\n".join(problems))
+    templates = load_templates(config)
     print(f"{config.source}: ok ({len(config.mailbox)} mailbox(es), {len(config.sla)} SLA "
           f"policies, templates in {', '.join(sorted(templates.languages()))})")
     return EXIT_OK
@@ -248,7 +275,8 @@ def _tickets(args: argparse.Namespace) -> int:
     with reports.open_app(_config(args)) as app:
         if args.tickets_command == "list":
             return reports.list_tickets(app, args.status, args.json, sys.stdout,
-                                        overdue=args.overdue, due_within=args.due_within)
+                                        overdue=args.overdue, due_within=args.due_within,
+                                        tag=args.tag)
         return reports.show_ticket(app, args.number, args.json, sys.stdout)
 
 
@@ -329,6 +357,22 @@ def _faq(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from mailbridge.rules_command import explain_files
+
+    return explain_files(_config(args), args.files, sys.stdout, mailbox=args.mailbox,
+                      followup=args.followup, unanswered=args.unanswered, as_json=args.json)
+
+
+def _oauth(args: argparse.Namespace) -> int:
+    from mailbridge.oauth_command import oauth_login, oauth_test
+
+    config = _config(args)
+    if args.oauth_command == "login":
+        return oauth_login(config, args.mailbox, sys.stdout, sys.stdin)
+    return oauth_test(config, args.mailbox, sys.stdout)
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
     "demo": _demo,
@@ -342,4 +386,6 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _status,
     "purge": _purge,
     "faq": _faq,
+    "rules": _rules,
+    "oauth": _oauth,
 }

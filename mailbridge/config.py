@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,28 +31,12 @@ from pydantic import (
 
 from mailbridge.core.business_hours import BusinessCalendar
 from mailbridge.core.faq import SOLVED_PHRASES
-from mailbridge.core.sla import Step, number_steps
+from mailbridge.core.rules import Rule, RuleError, compile_rules
+from mailbridge.core.sla import DURATION_UNITS, Step, number_steps, parse_duration
 from mailbridge.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "mailbridge.toml"
 CONFIG_ENV = "MAILBRIDGE_CONFIG"
-
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(value: object) -> timedelta:
-    """'30s', '45m', '8h', '3d', '2w' (or a number of seconds) as a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    raise ValueError("a duration like 30s, 45m, 8h, 3d or 2w")
-
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -79,12 +64,15 @@ class _Section(BaseModel):
 
 
 class _Credentials(_Section):
-    """A login whose password comes from an environment variable or a file, never inline."""
+    """A login whose password comes from an environment variable or a file, never inline;
+    or, with auth = "oauth2", an OAuth2 sign-in described by its `oauth2` table."""
 
     username: str | None = None
     password_env: str | None = None
     password_file: Path | None = None
     password: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    auth: Literal["password", "oauth2"] = "password"
+    oauth2: OAuth2Config | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -100,6 +88,16 @@ class _Credentials(_Section):
     def _one_secret_source(self) -> _Credentials:
         if self.password_env and self.password_file:
             raise ValueError("give password_env or password_file, not both")
+        if self.auth == "oauth2":
+            if self.oauth2 is None:
+                raise ValueError('an oauth2 table (provider, client_id, ...) with auth = '
+                                 '"oauth2"')
+            if self.password_env or self.password_file:
+                raise ValueError('no password_env or password_file with auth = "oauth2": it '
+                                 "signs in without a password")
+        elif self.oauth2 is not None:
+            raise ValueError('auth = "oauth2" with an oauth2 table (or no oauth2 table, to '
+                             "log in with a password)")
         return self
 
 
@@ -107,6 +105,107 @@ class DatabaseConfig(_Section):
     url: str | None = None  # None: a SQLite file in service.data_dir
     auto_migrate: bool | None = None  # None: true for SQLite, false otherwise
     echo: bool = False
+
+
+_LOOPBACK_HTTP = re.compile(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/|$)")
+_TENANTS_FOR_PEOPLE = ("common", "organizations", "consumers")
+
+
+def _endpoint_url(value: str | None) -> str | None:
+    if value is not None and not (value.startswith("https://") or _LOOPBACK_HTTP.match(value)):
+        raise ValueError("an https:// URL (plain http:// only to 127.0.0.1 or localhost)")
+    return value
+
+
+EndpointUrl = Annotated[str, AfterValidator(_endpoint_url)]
+
+
+class OAuth2Config(_Section):
+    """How a mailbox, or the SMTP login, signs in with OAuth2 (auth = "oauth2").
+
+    The refresh token lives in the data directory (`mailbridge oauth login`), never here.
+    [smtp.oauth2] may instead name a mailbox (`mailbox = "support"`) whose sign-in it
+    shares: one consent then covers IMAP and SMTP.
+    """
+
+    provider: Literal["microsoft", "google", "generic"] | None = None
+    client_id: str | None = Field(default=None, min_length=1)
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    client_secret: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    tenant: str | None = None  # Microsoft: the directory (tenant id or domain)
+    # None: authorization_code for Google (its device flow refuses the Gmail scope), else
+    # device. client_credentials: the app's own permission, no person signs in.
+    flow: Literal["device", "authorization_code", "client_credentials"] | None = None
+    scopes: tuple[str, ...] | None = None  # None: what IMAP and SMTP need at this provider
+    token_url: EndpointUrl | None = None  # required for generic; overrides for the others
+    device_authorization_url: EndpointUrl | None = None
+    authorization_url: EndpointUrl | None = None
+    # Where the browser is sent back after an authorization-code sign-in; nothing needs to
+    # listen there: the operator pastes the address the browser ends up at.
+    redirect_uri: str = "http://127.0.0.1:8400/"
+    mailbox: str | None = None  # [smtp.oauth2] only: share this mailbox's sign-in
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secret(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "client_secret" in data:
+            raise ValueError("no inline client_secret: use client_secret_env or "
+                             "client_secret_file")
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> OAuth2Config:
+        if self.mailbox is not None:
+            extra = sorted(self.model_fields_set - {"mailbox"})
+            if extra:
+                raise ValueError(f"no other key beside mailbox = {self.mailbox!r} (the "
+                                 f"sign-in is that mailbox's): leave out {', '.join(extra)}")
+            return self
+        if self.provider is None or self.client_id is None:
+            raise ValueError("provider (microsoft, google or generic) and client_id")
+        if self.client_secret_env and self.client_secret_file:
+            raise ValueError("give client_secret_env or client_secret_file, not both")
+        if self.tenant is not None and self.provider != "microsoft":
+            raise ValueError("no tenant: it is for provider = \"microsoft\" only")
+        self._check_flow()
+        return self
+
+    def _check_flow(self) -> None:
+        flow, has_secret = self.effective_flow, bool(self.client_secret_env
+                                                        or self.client_secret_file)
+        if self.provider == "generic":
+            if self.token_url is None:
+                raise ValueError("token_url for provider = \"generic\"")
+            needed = {"device": "device_authorization_url",
+                      "authorization_code": "authorization_url"}.get(flow)
+            if needed and getattr(self, needed) is None:
+                raise ValueError(f"{needed} for provider = \"generic\" with flow = "
+                                 f"\"{flow}\"")
+        if self.provider == "google":
+            if flow == "client_credentials":
+                raise ValueError("flow \"authorization_code\" for Google: it has no client "
+                                 "credentials for Gmail")
+            if not has_secret:
+                raise ValueError("client_secret_env or client_secret_file: Google's token "
+                                 "endpoint wants the client's secret even for installed apps")
+        if flow == "client_credentials":
+            if not has_secret:
+                raise ValueError("client_secret_env or client_secret_file with flow = "
+                                 "\"client_credentials\"")
+            if self.provider == "microsoft" and self.effective_tenant in _TENANTS_FOR_PEOPLE:
+                raise ValueError("tenant set to the directory's id or domain with flow = "
+                                 "\"client_credentials\" (not common or organizations)")
+
+    @property
+    def effective_flow(self) -> Literal["device", "authorization_code", "client_credentials"]:
+        if self.flow is not None:
+            return self.flow
+        return "authorization_code" if self.provider == "google" else "device"
+
+    @property
+    def effective_tenant(self) -> str:
+        return self.tenant or "organizations"
 
 
 class MailboxConfig(_Credentials):
@@ -132,6 +231,12 @@ class MailboxConfig(_Credentials):
     staff_mode: Literal["relay", "observe"] = "relay"
     sent_folder: str = "Sent"
     _sent_view: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _own_sign_in(self) -> MailboxConfig:
+        if self.oauth2 is not None and self.oauth2.mailbox is not None:
+            raise ValueError("oauth2.mailbox only in [smtp.oauth2]: a mailbox signs in itself")
+        return self
 
     @property
     def effective_port(self) -> int:
@@ -177,6 +282,12 @@ class SmtpConfig(_Credentials):
     # names the exact mail; the mail server must deliver plus-addresses to the base one.
     verp: bool = True
 
+    @model_validator(mode="after")
+    def _oauth_user(self) -> SmtpConfig:
+        if self.oauth2 is not None and self.oauth2.mailbox is None and not self.username:
+            raise ValueError('username (the account that signs in) with auth = "oauth2"')
+        return self
+
     @property
     def effective_port(self) -> int:
         return self.port or {"tls": 465, "starttls": 587, "none": 25}[self.security]
@@ -190,6 +301,12 @@ class FaqConfig(_Section):
     threshold: float | None = Field(default=None, gt=0, lt=1)  # None: the tuned default
     # A short customer reply saying one of these (not negated) resolves the ticket.
     solved_phrases: tuple[str, ...] = SOLVED_PHRASES
+
+
+class RulesConfig(_Section):
+    """Rule files evaluated before the configuration's own [[rule]] tables."""
+
+    include: tuple[Path, ...] = ()  # relative paths: to the config file
 
 
 class TemplatesConfig(_Section):
@@ -210,7 +327,7 @@ def parse_offset(value: object) -> timedelta:
     if isinstance(value, str):
         match = _OFFSET.match(value)
         if match and (match.group(3) or int(match.group(2)) == 0):
-            size = timedelta(**{_UNITS[match.group(3) or "s"]: int(match.group(2))})
+            size = timedelta(**{DURATION_UNITS[match.group(3) or "s"]: int(match.group(2))})
             return -size if match.group(1) == "-" else size
     raise ValueError("an offset from the deadline like -1h (before), 0 (at) or +4h (after)")
 
@@ -492,7 +609,16 @@ class Config(_Section):
     service: ServiceConfig = ServiceConfig()
     retention: RetentionConfig = RetentionConfig()
     faq: FaqConfig = FaqConfig()
+    rules: RulesConfig = RulesConfig()
+    # Routing rules as written; compiled (and checked) into `routing` by config_from_dict.
+    rule: tuple[dict[str, Any], ...] = ()
     source: Path = Field(default=Path("<memory>"), exclude=True)
+    _routing: tuple[Rule, ...] = PrivateAttr(default=())
+
+    @property
+    def routing(self) -> tuple[Rule, ...]:
+        """The compiled rules: those of `[rules] include` files first, then `[[rule]]`."""
+        return self._routing
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -554,7 +680,54 @@ def config_from_dict(
         config = Config.model_validate({**data, "source": path})
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
-    return _with_secrets(config, path, environ)
+    config = _with_secrets(config, path, environ)
+    config._routing = _compile_routing(config, path)
+    return config
+
+
+def _compile_routing(config: Config, path: Path) -> tuple[Rule, ...]:
+    """The included rule files' [[rule]] tables, then the configuration's, compiled once;
+    a bad rule is a ConfigError naming the file, the rule and the key."""
+    sources: list[tuple[Path, list[Any]]] = []
+    for included in config.rules.include:
+        sources.append((included, _rule_tables(included, path)))
+    sources.append((path, list(config.rule)))
+    rules: list[Rule] = []
+    for source, tables in sources:
+        try:
+            compiled = compile_rules(tables)
+        except RuleError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        rules.extend(compiled)
+    policies = [policy.name for policy in config.sla]
+    names: set[str] = set()
+    for rule in rules:
+        if rule.name in names:
+            raise ConfigError(f'{path}: rule "{rule.name}": name: expected a name no other '
+                              "rule has (included files count too)")
+        names.add(rule.name)
+        if rule.then.sla_policy is not None and rule.then.sla_policy not in policies:
+            raise ConfigError(f'{path}: rule "{rule.name}": then.sla_policy: expected one of '
+                              f"the [[sla]] policy names ({', '.join(policies)})")
+    return tuple(rules)
+
+
+def _rule_tables(included: Path, path: Path) -> list[Any]:
+    try:
+        data = tomllib.loads(included.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: rules.include: expected a readable rule file at "
+                          f"{included} ({exc.strerror})") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{included}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"rule"})
+    if unknown:
+        raise ConfigError(f"{included}: {unknown[0]}: unknown key; a rule file holds only "
+                          "[[rule]] tables")
+    tables = data.get("rule", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{included}: rule: expected [[rule]] tables")
+    return tables
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -564,12 +737,22 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         block = data.get(section)
         if isinstance(block, dict) and isinstance(block.get(key), str):
             data[section] = {**block, key: str(base / block[key])}
+    rules = data.get("rules")
+    if isinstance(rules, dict) and isinstance(rules.get("include"), list):
+        data["rules"] = {**rules, "include": [
+            str(base / item) if isinstance(item, str) else item for item in rules["include"]
+        ]}
     return data
 
 
 def _describe(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: {exc.error_count()} problem(s)"]
-    for error in exc.errors(include_input=False, include_url=False):
+    errors = exc.errors(include_input=False, include_url=False)
+    # A list whose only item is wrong is also "too short": the item's own error says it all.
+    wrong_items = {error["loc"][:-1] for error in errors if len(error["loc"]) > 1}
+    errors = [e for e in errors if not (e["type"] == "too_short" and any(
+        loc[:len(e["loc"])] == e["loc"] for loc in wrong_items))]
+    lines = [f"{path}: {len(errors)} problem(s)"]
+    for error in errors:
         key = _key_path(error["loc"])
         if error["type"] == "extra_forbidden":
             lines.append(f"{path}: {key}: unknown key")
@@ -593,13 +776,41 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 def _with_secrets(config: Config, path: Path, environ: os._Environ[str] | dict[str, str]) -> Config:
     mailboxes = tuple(
-        m.model_copy(update={"password": _secret(m, f"mailbox[{i}]", path, environ)})
+        m.model_copy(update=_login_secrets(m, f"mailbox[{i}]", path, environ))
         for i, m in enumerate(config.mailbox)
     )
-    smtp = config.smtp.model_copy(update={"password": _secret(config.smtp, "smtp", path, environ)})
+    smtp = config.smtp.model_copy(update=_login_secrets(config.smtp, "smtp", path, environ))
+    _check_shared_sign_in(config, path)
     staff = config.staff.model_copy(update={"secret": _read_secret(
         config.staff.secret_env, config.staff.secret_file, "staff.secret", path, environ)})
     return config.model_copy(update={"mailbox": mailboxes, "smtp": smtp, "staff": staff})
+
+
+def _login_secrets(
+    section: _Credentials, key: str, path: Path, environ: os._Environ[str] | dict[str, str]
+) -> dict[str, Any]:
+    """The password, or the OAuth2 client secret, of one login."""
+    update: dict[str, Any] = {"password": _secret(section, key, path, environ)}
+    oauth2 = section.oauth2
+    if oauth2 is not None:
+        secret = _read_secret(oauth2.client_secret_env, oauth2.client_secret_file,
+                              f"{key}.oauth2.client_secret", path, environ)
+        update["oauth2"] = oauth2.model_copy(update={"client_secret": secret})
+    return update
+
+
+def _check_shared_sign_in(config: Config, path: Path) -> None:
+    """[smtp.oauth2] mailbox = "…" must name a mailbox that signs in with OAuth2."""
+    shared = config.smtp.oauth2.mailbox if config.smtp.oauth2 is not None else None
+    if shared is None:
+        return
+    names = {m.name: m for m in config.mailbox}
+    if shared not in names:
+        raise ConfigError(f"{path}: smtp.oauth2.mailbox: expected the name of a [[mailbox]] "
+                          f"({', '.join(sorted(names))}), not {shared!r}")
+    if names[shared].auth != "oauth2":
+        raise ConfigError(f"{path}: smtp.oauth2.mailbox: expected a mailbox with auth = "
+                          f'"oauth2", but {shared!r} logs in with a password')
 
 
 def _secret(

@@ -17,7 +17,7 @@ import logging
 import signal
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from mailbridge.jobs.leases import Keeper, LeaseLost
 from mailbridge.jobs.outbox import SendReport, bring_forward, send_pending, smtp_settings
 from mailbridge.jobs.process import ProcessReport, process_pending
 from mailbridge.jobs.retention import purge
+from mailbridge.oauth import SignInRequired, TokenProvider, TokenProviders
 from mailbridge.polling import (
     STOP_GRACE,
     ImapFactory,
@@ -82,9 +83,10 @@ class Daemon:
         self.app = app
         self.imap_factory = imap_factory
         self._fixed_smtp = smtp is not None
-        self.smtp = smtp or smtp_settings(app)
+        self.tokens = TokenProviders(app.config, app.clock)  # OAuth2 sign-ins, if any
+        self.smtp = self._signed_in(smtp or smtp_settings(app))
         self.health = Health(app.clock)
-        self.metrics = Metrics(app, self.health)
+        self.metrics = Metrics(app, self.health, self.tokens)
         self.outage = OutageWatch(self.health, database_place(app.config.database_url))
         self.ready = asyncio.Event()  # every mailbox has connected, or failed to, once
         self._process_lock = asyncio.Lock()
@@ -99,7 +101,7 @@ class Daemon:
         self._given_keeper = keeper  # who this instance is among several; default: the process
         self.pollers = Pollers(app, imap_factory=imap_factory, health=self.health,
                                metrics=self.metrics, outage=self.outage, stopping=self._stop,
-                               process=self._process, spawn=self._spawn)
+                               process=self._process, spawn=self._spawn, tokens=self.tokens)
 
     async def run_once(self) -> PassReport:
         """One pass; each mailbox under its lease for the pass, skipped (and reported) when
@@ -127,8 +129,11 @@ class Daemon:
             return
         try:
             fetched = await asyncio.to_thread(fetch_with_new_connection, self.app, mailbox,
-                                              keeper.tenure, self.imap_factory)
+                                              keeper.tenure, self.imap_factory, self.tokens)
             report.fetched[name] = fetched
+        except SignInRequired as exc:
+            log.error("%s", exc)  # it names the mailbox and the command to run
+            report.failed_mailboxes[name] = str(exc)
         except (DeliveryError, LeaseLost) as exc:
             log.error("mailbox %s: %s", name, exc)
             report.failed_mailboxes[name] = str(exc)
@@ -165,8 +170,9 @@ class Daemon:
             # Checked with the configuration, like the templates (loaded here if not given).
             self.app.__dict__["faq"] = (faq if faq is not None or config.faq.dir is None
                                         else load_index(config))
+            self.tokens.reconfigure(config)
             if not self._fixed_smtp:
-                self.smtp = smtp_settings(self.app)
+                self.smtp = self._signed_in(smtp_settings(self.app))
         if self._scheduler is not None:
             self._scheduler.reschedule_job(
                 "sweep", trigger="interval", seconds=config.service.sweep_interval.total_seconds())
@@ -347,7 +353,19 @@ class Daemon:
         queued = (self.app.clock.now() - row.created_at).total_seconds()
         self.metrics.observe_sent(row.kind, seconds, queued)
 
+    def _signed_in(self, settings: SmtpSettings) -> SmtpSettings:
+        """The SMTP settings with the OAuth2 sign-in of [smtp.oauth2], when there is one."""
+        provider = self.tokens.for_smtp()
+        if provider is None or settings.oauth is not None:
+            return settings
+        return replace(settings, oauth=provider,
+                       username=settings.username or provider.sign_in.username)
+
     def _smtp_health(self, report: SendReport) -> None:
+        provider = self.smtp.oauth if isinstance(self.smtp.oauth, TokenProvider) else None
+        if provider is not None and provider.problem and not report.sent:
+            self.health.failing("smtp", provider.problem, "signed-out")
+            return
         if report.sent:
             self.health.set("smtp", "sending")
         elif report.deferred:

@@ -21,8 +21,9 @@ from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import App, build_app
 from mailbridge.config import Config, config_from_dict
 from mailbridge.daemon import Daemon
-from mailbridge.db.models import Escalation, Ticket
+from mailbridge.db.models import Escalation, Event, Ticket
 from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.jobs.routing import summary
 
 FIRST_RESPONSE = "20s"
 TOUR_LIMIT = 90.0
@@ -48,6 +49,8 @@ def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Con
                     "outbox_interval": "1s"},
         # The example FAQ: Giulia's question about closing her account is answered at once.
         "faq": {"dir": str(default_templates_dir() / "faq")},
+        # The shipped unhappy-customer rules: Tom's third mail raises his ticket's priority.
+        "rules": {"include": [str(default_templates_dir() / "rules" / "unhappy-customers.toml")]},
     }
     return config_from_dict(data, data_dir / "demo.toml",
                             {"MAILBRIDGE_DEMO_IMAP_PASSWORD": imap.password})
@@ -156,6 +159,7 @@ class Narrator:
         self.app, self.sink, self.out = app, sink, out
         self.tickets: set[int] = set()
         self.escalations: set[int] = set()
+        self.rule_events: set[int] = set()
         self.mails = 0
 
     def say(self, text: str) -> None:
@@ -172,6 +176,14 @@ class Narrator:
                              f"{ticket.requester_address}: {ticket.subject!r} "
                              f"(language {ticket.language}, reply due "
                              f"{due.astimezone().strftime('%H:%M:%S') if due else '-'})")
+            matches = session.execute(select(Event, Ticket.number)
+                                      .join(Ticket, Ticket.id == Event.ticket_id)
+                                      .where(Event.type == "rule_matched"))
+            for event, number in matches:
+                if event.id not in self.rule_events:
+                    self.rule_events.add(event.id)
+                    self.say(f"\n◆ ticket #{number}: rule {event.data['rule']!r} matched: "
+                             f"{summary(event.data['actions'])}")
             fired = session.execute(select(Escalation, Ticket.number)
                                     .join(Ticket, Ticket.id == Escalation.ticket_id))
             for escalation, number in fired:

@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -21,21 +23,70 @@ from mailbridge.config import Config
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
              logging.CRITICAL: 2}
 _MIN_SECRET = 4  # shorter "secrets" would blot out ordinary words
-_secrets: set[str] = set()
+RETIRED_HIDDEN_FOR = 3 * 3600.0  # seconds: longer than any access token lives
+
+# Log lines are redacted on whichever thread logs them while others add secrets: the set is
+# replaced whole, under the lock, and `redact` reads one snapshot of it.
+_lock = threading.Lock()
+_secrets: frozenset[str] = frozenset()  # the permanent ones: passwords, client secrets
+_in_use: dict[str, frozenset[str]] = {}  # owner -> the tokens it uses now
+_retired: dict[str, float] = {}  # a replaced token -> when to stop hiding it (monotonic)
+_hidden: frozenset[str] = frozenset()
 
 
 def hide_secrets(secrets: Iterable[str | None]) -> None:
     """Never write these strings to the log again (on any handler set up here)."""
-    _secrets.update(s for s in secrets if s and len(s) >= _MIN_SECRET)
+    global _secrets
+    with _lock:
+        _secrets = _secrets | {s for s in secrets if s and len(s) >= _MIN_SECRET}
+        _publish()
+
+
+def rotate_secrets(owner: str, current: Iterable[str | None],
+                   now: Callable[[], float] = time.monotonic) -> None:
+    """Hide `current`, the secrets `owner` (one OAuth sign-in) uses now. The ones they
+    replace stay hidden for RETIRED_HIDDEN_FOR, as a replaced access token works until it
+    expires; then they are forgotten, so the list every log line is checked against stays
+    short however long the daemon runs and however often tokens are refreshed."""
+    moment = now()
+    fresh = frozenset(s for s in current if s and len(s) >= _MIN_SECRET)
+    with _lock:
+        for replaced in _in_use.get(owner, frozenset()) - fresh:
+            _retired[replaced] = moment + RETIRED_HIDDEN_FOR
+        for token in fresh:
+            _retired.pop(token, None)
+        _in_use[owner] = fresh
+        for token, until in list(_retired.items()):
+            if until <= moment:
+                del _retired[token]
+        _publish()
+
+
+def forget_all_secrets() -> None:
+    """For tests: hide nothing."""
+    global _secrets
+    with _lock:
+        _secrets = frozenset()
+        _in_use.clear()
+        _retired.clear()
+        _publish()
+
+
+def _publish() -> None:
+    global _hidden
+    _hidden = _secrets.union(*_in_use.values(), _retired)
 
 
 def config_secrets(config: Config) -> list[str]:
+    """The passwords and OAuth2 client secrets the configuration read."""
     logins = [*config.mailbox, config.smtp]
-    return [login.password.get_secret_value() for login in logins if login.password]
+    found = [login.password.get_secret_value() for login in logins if login.password]
+    return found + [login.oauth2.client_secret.get_secret_value() for login in logins
+                    if login.oauth2 is not None and login.oauth2.client_secret is not None]
 
 
 def redact(text: str) -> str:
-    for secret in _secrets:
+    for secret in _hidden:
         if secret in text:
             text = text.replace(secret, "***")
     return text

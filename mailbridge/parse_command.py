@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -27,18 +27,31 @@ def parse_files(files: Sequence[str], config: Config | None, out: TextIO) -> int
         identity = identity_for(config)
     else:
         identity = NO_IDENTITY
-    status = 0
-    for name in files:
-        try:
-            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-        except OSError as exc:
-            print(f"mailbridge: {name}: {exc.strerror}", file=sys.stderr)
-            status = 1
-            continue
+    inputs = MailFiles(files)
+    for name, raw in inputs:
         parsed = parse_message(raw)
         document = parsed_to_json(parsed, classify(parsed, identity))
         if len(files) == 1:
             out.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
         else:
             out.write(json.dumps({"file": name, **document}, ensure_ascii=False) + "\n")
-    return status
+    return inputs.status
+
+
+class MailFiles:
+    """The raw bytes of each file named ("-": standard input), in order. A file that cannot
+    be read is reported on stderr and skipped, and `status` becomes 1."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = names
+        self.status = 0
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        for name in self.names:
+            try:
+                raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            except OSError as exc:
+                print(f"mailbridge: {name}: {exc.strerror}", file=sys.stderr)
+                self.status = 1
+                continue
+            yield name, raw

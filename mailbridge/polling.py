@@ -25,6 +25,7 @@ from mailbridge.db.outage import database_outage
 from mailbridge.errors import DeliveryError, PermanentError
 from mailbridge.jobs.fetch import fetch_mailbox
 from mailbridge.jobs.leases import Keeper, LeaseLost, Round, Tenure
+from mailbridge.oauth import SignInRequired, TokenProviders
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics
 from mailbridge.service.outages import RETRY_SECONDS, OutageWatch
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 IDLE_SLICE = 60.0  # seconds per IDLE; stop() interrupts it, the server's limit is 29 min
 MAX_BACKOFF = 60.0  # after an IMAP outage, reconnect within a minute of its end
+SIGN_IN_RETRY = 60.0  # a mailbox waiting for `mailbridge oauth login` looks this often
 STOP_GRACE = 20.0  # seconds for pollers to finish and for a last outbox flush
 
 ImapFactory = Callable[[ImapSettings], ImapMailbox]
@@ -68,7 +70,7 @@ def watched_sources(config: Config) -> list[MailboxConfig]:
     return [source for mailbox in config.mailbox for source in mailbox.sources()]
 
 
-def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
+def imap_settings(mailbox: MailboxConfig, tokens: TokenProviders | None = None) -> ImapSettings:
     return ImapSettings(
         host=mailbox.host,
         port=mailbox.effective_port,
@@ -76,13 +78,15 @@ def imap_settings(mailbox: MailboxConfig) -> ImapSettings:
         username=mailbox.username,
         password=mailbox.password.get_secret_value() if mailbox.password else "",
         folder=mailbox.folder,
+        oauth=tokens.for_mailbox(mailbox) if tokens is not None else None,
     )
 
 
 def fetch_with_new_connection(app: App, mailbox: MailboxConfig, tenure: Tenure | None = None,
-                              imap_factory: ImapFactory = ImapMailbox) -> int:
+                              imap_factory: ImapFactory = ImapMailbox,
+                              tokens: TokenProviders | None = None) -> int:
     """One catch-up pass over a folder on a connection of its own (`run --once`)."""
-    conn = imap_factory(imap_settings(mailbox))
+    conn = imap_factory(imap_settings(mailbox, tokens))
     try:
         conn.connect()
         return fetch_mailbox(app, mailbox, conn, tenure=tenure).fetched
@@ -95,9 +99,11 @@ class Pollers:
 
     def __init__(self, app: App, *, imap_factory: ImapFactory, health: Health,
                  metrics: Metrics, outage: OutageWatch, stopping: asyncio.Event,
-                 process: Callable[[], Awaitable[None]], spawn: Spawn) -> None:
+                 process: Callable[[], Awaitable[None]], spawn: Spawn,
+                 tokens: TokenProviders | None = None) -> None:
         self.app = app
         self.imap_factory = imap_factory
+        self.tokens = tokens  # OAuth2 sign-ins of the mailboxes that use one
         self.health, self.metrics, self.outage = health, metrics, outage
         self._stop = stopping  # the whole daemon is stopping
         self._process = process
@@ -185,15 +191,26 @@ class Pollers:
         self._pollers[mailbox.source_name] = poller
         return poller
 
-    def _poller_failed(self, poller: _Poller, detail: str) -> None:
-        self.health.failing(poller.component, detail)
-        self.metrics.imap_reconnects.labels(poller.mailbox.name).inc()
+    def _poller_failed(self, poller: _Poller, detail: str, state: str = "failing") -> None:
+        self.health.failing(poller.component, detail, state)
+        if state != "signed-out":  # looking for a new sign-in is no reconnection
+            self.metrics.imap_reconnects.labels(poller.mailbox.name).inc()
         poller.settled.set()
+
+    async def _signed_out(self, poller: _Poller, exc: SignInRequired) -> None:
+        """No access token without a person: say so once (for every poller and the sender
+        waiting for the same sign-in), then look again now and then (a new `mailbridge
+        oauth login` is picked up); the other mailboxes carry on."""
+        provider = self.tokens.for_mailbox(poller.mailbox) if self.tokens is not None else None
+        if provider is None or provider.tell_once(str(exc)):
+            log.error("%s", exc)  # it names the mailbox and the command to run
+        self._poller_failed(poller, str(exc), "signed-out")
+        await self._pause(SIGN_IN_RETRY, poller.stop)
 
     async def _poll_loop(self, poller: _Poller) -> None:
         mailbox, backoff = poller.mailbox, 1.0
         while not poller.stop.is_set():
-            conn = self.imap_factory(imap_settings(mailbox))
+            conn = self.imap_factory(imap_settings(mailbox, self.tokens))
             poller.connection = conn
             try:
                 await asyncio.to_thread(conn.connect)
@@ -207,6 +224,8 @@ class Pollers:
                 poller.settled.set()
                 self._let_go(poller, "elsewhere", "another instance has taken it over")
                 self._lease_wakeup.set()
+            except SignInRequired as exc:
+                await self._signed_out(poller, exc)
             except DeliveryError as exc:
                 kind = "refused" if isinstance(exc, PermanentError) else "lost"
                 log.error("mailbox %s: connection %s: %s; retrying in %.0f s",
@@ -252,6 +271,18 @@ class Pollers:
                 await self._idle(poller, conn, interval)
             else:
                 await self._pause(interval, poller.stop)
+            if self._token_ending(conn):
+                # Servers such as Exchange Online end a session when its token expires:
+                # log in again with a fresh one first.
+                log.debug("mailbox %s: reconnecting with a fresh access token",
+                          mailbox.source_name)
+                return
+
+    def _token_ending(self, conn: ImapMailbox) -> bool:
+        """The token this session logged in with (not the sign-in's newest, which another
+        session may have refreshed already) is about to run out."""
+        due = conn.token_refresh_at
+        return due is not None and self.app.clock.now() >= due
 
     async def _idle(self, poller: _Poller, conn: ImapMailbox, interval: float) -> None:
         remaining = interval

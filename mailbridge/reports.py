@@ -11,14 +11,14 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TextIO, TypeVar
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 
 from mailbridge.adapters.templates import SAMPLE_CONTEXT, TemplateSet, default_templates_dir
 from mailbridge.app import App, build_app
 from mailbridge.config import Config
 from mailbridge.core.humanize import format_duration
 from mailbridge.db import queries
-from mailbridge.db.models import Base, Outbox, Ticket
+from mailbridge.db.models import Base, Outbox, Ticket, TicketTag
 from mailbridge.errors import MailbridgeError, TemplateError
 from mailbridge.jobs.deadlines import CLOSED as CLOSED_STATUSES
 from mailbridge.jobs.deadlines import open_deadlines
@@ -78,10 +78,13 @@ def _all(app: App, model: type[Row], order: Any, column: Any, value: str | None
 
 
 def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO, *,
-                 overdue: bool = False, due_within: timedelta | None = None) -> int:
+                 overdue: bool = False, due_within: timedelta | None = None,
+                 tag: str | None = None) -> int:
     if overdue or due_within is not None:
-        return _list_by_deadline(app, status, as_json, out, overdue, due_within)
-    tickets = _all(app, Ticket, Ticket.number, Ticket.status, status)
+        return _list_by_deadline(app, status, tag, as_json, out, overdue, due_within)
+    with app.sessions() as session:
+        tickets = session.scalars(select(Ticket).where(*_narrowing(status, tag))
+                                  .order_by(Ticket.number)).all()
     if as_json:
         _print_json([ticket_json(t) for t in tickets], out)
         return 0
@@ -93,8 +96,19 @@ def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO, *,
     return 0
 
 
-def _list_by_deadline(app: App, status: str | None, as_json: bool, out: TextIO,
-                      overdue: bool, due_within: timedelta | None) -> int:
+def _narrowing(status: str | None, tag: str | None) -> list[ColumnElement[bool]]:
+    """Conditions for only the tickets with this status and this tag, when given."""
+    conditions = []
+    if status:
+        conditions.append(Ticket.status == status)
+    if tag:
+        conditions.append(Ticket.id.in_(select(TicketTag.ticket_id)
+                                        .where(TicketTag.tag == tag)))
+    return conditions
+
+
+def _list_by_deadline(app: App, status: str | None, tag: str | None, as_json: bool,
+                      out: TextIO, overdue: bool, due_within: timedelta | None) -> int:
     """Tickets with a deadline still running that has passed (overdue) or falls within
     `due_within` from now; a paused or met deadline does not count."""
     now = app.clock.now()
@@ -108,10 +122,9 @@ def _list_by_deadline(app: App, status: str | None, as_json: bool, out: TextIO,
             wanted.append(and_(running, due_at < now))
         if due_within is not None:
             wanted.append(and_(running, due_at >= now, due_at <= now + due_within))
-    query = (select(Ticket).where(Ticket.status.not_in(CLOSED_STATUSES), or_(*wanted))
+    query = (select(Ticket).where(Ticket.status.not_in(CLOSED_STATUSES), or_(*wanted),
+                                  *_narrowing(status, tag))
              .order_by(Ticket.number))
-    if status:
-        query = query.where(Ticket.status == status)
     with app.sessions() as session:
         tickets = session.scalars(query).all()
     if as_json:
@@ -143,7 +156,9 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
             raise MailbridgeError(f"no ticket #{number}")
         articles = queries.ticket_articles(session, ticket.id)
         events = queries.ticket_events(session, ticket.id)
+        tags = queries.ticket_tags(session, ticket.id)
     document = ticket_json(ticket)
+    document["tags"] = tags
     document["articles"] = [
         {"id": a.id, "direction": a.direction, "author_kind": a.author_kind, "kind": a.kind,
          "internal": a.internal, "message_id": a.message_id, "from": a.from_address,
@@ -156,9 +171,12 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         _print_json(document, out)
         return 0
     out.write(f"#{ticket.number} {ticket.subject}\n")
-    for key in ("status", "priority", "requester", "queue", "sla_policy", "created_at",
-                "first_response_due_at", "first_responded_at", "escalation_level"):
+    for key in ("status", "priority", "requester", "queue", "assignee", "sla_policy",
+                "created_at", "first_response_due_at", "first_responded_at",
+                "escalation_level"):
         out.write(f"  {key}: {document[key]}\n")
+    if tags:
+        out.write(f"  tags: {', '.join(tags)}\n")
     for article in document["articles"]:
         out.write(f"\n--- {article['direction']} {article['author_kind']} "
                   f"{article['created_at']} {article['from']}\n{article['text'].rstrip()}\n")

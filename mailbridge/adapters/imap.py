@@ -1,11 +1,14 @@
 """One IMAP connection to one folder: fetch, flag, move, delete and wait with IDLE.
 
 Synchronous (imapclient); callers run it in a thread. It moves bytes and decides,
-in `_translate_errors` only, whether a failure is transient or permanent.
+in `_translate_errors` only, whether a failure is transient or permanent. It logs in with
+a password, or with an OAuth2 access token (SASL XOAUTH2, else OAUTHBEARER).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import imaplib
 import logging
@@ -23,6 +26,14 @@ from typing import Any, Self
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, LoginError
 
+from mailbridge.core.oauth import (
+    SaslFailure,
+    TokenSource,
+    choose_mechanism,
+    describe_sasl_failure,
+    oauthbearer_response,
+    xoauth2_response,
+)
 from mailbridge.errors import PermanentError, TransientError
 
 __all__ = ["FetchedMessage", "ImapMailbox", "ImapSettings"]
@@ -47,6 +58,8 @@ class ImapSettings:
     timeout: float = 30.0
     # None means ssl.create_default_context(): certificates and host names are verified.
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    # Set: log in with its OAuth2 access token instead of the password.
+    oauth: TokenSource | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
@@ -69,6 +82,9 @@ class ImapMailbox:
         self._uidvalidity: int | None = None
         # interrupt() writes to this pair to end an idle_wait early, from any thread.
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        # When the access token this session logged in with is about to run out (servers
+        # such as Exchange Online then end the session): log in again from then on.
+        self.token_refresh_at: datetime | None = None
 
     def __repr__(self) -> str:
         s = self.settings
@@ -92,10 +108,15 @@ class ImapMailbox:
         """Connect, log in and select the folder (which must exist); returns UIDVALIDITY."""
         self.close()
         s = self.settings
+        # First, so that a token endpoint that fails is not reported as the IMAP server.
+        token = s.oauth.access_token() if s.oauth is not None else None
         with self._translate_errors(f"connect to folder {s.folder!r}"):
             client = self._open()
             try:
-                client.login(s.username, s.password)
+                if token is None:
+                    client.login(s.username, s.password)
+                else:
+                    token = self._bearer_login(client, token)
                 info = client.select_folder(s.folder)
                 _news_reported_earlier(client)  # SELECT's own counts are no news
             except BaseException as exc:
@@ -103,6 +124,8 @@ class ImapMailbox:
                 raise
         self._client = client
         self._uidvalidity = int(info[b"UIDVALIDITY"])
+        self.token_refresh_at = (s.oauth.refresh_at(token)
+                                 if s.oauth is not None and token is not None else None)
         log.debug("selected %s on %s as %s, uidvalidity %d",
                   s.folder, s.host, s.username, self._uidvalidity)
         return self._uidvalidity
@@ -122,6 +145,33 @@ class ImapMailbox:
                 _discard(client, exc)
                 raise
         return client
+
+    def _bearer_login(self, client: IMAPClient, token: str) -> str:
+        """AUTHENTICATE with the token; when refused, once more with a refreshed one.
+        Returns the token the session logged in with."""
+        s = self.settings
+        assert s.oauth is not None
+        offered = [c.decode()[5:] for c in client.capabilities()
+                   if isinstance(c, bytes) and c.upper().startswith(b"AUTH=")]
+        mechanism = choose_mechanism(offered)
+        if mechanism is None:
+            raise CapabilityError(f"no XOAUTH2 or OAUTHBEARER among the server's "
+                                  f"mechanisms ({', '.join(offered) or 'none'})")
+        try:
+            _authenticate(client, mechanism, s.username, token, s.host, s.port)
+            return token
+        except LoginError as exc:
+            log.info("IMAP %s refused the access token of %s (%s); refreshing it once",
+                     s.host, s.username, exc)
+        s.oauth.invalidate(token)
+        token = s.oauth.access_token()
+        try:
+            _authenticate(client, mechanism, s.username, token, s.host, s.port)
+            return token
+        except LoginError as exc:
+            raise LoginError(f"{exc}, again with a freshly refreshed token: check the "
+                             f"scopes the app was granted and that the sign-in was made as "
+                             f"{s.username}") from None
 
     def close(self) -> None:
         """Log out; never raises. The object cannot be reconnected afterwards."""
@@ -324,6 +374,40 @@ def _wait_readable(sock: socket.socket, timeout: float, wakeup: socket.socket) -
         selector.register(wakeup, selectors.EVENT_READ)
         ready = selector.select(max(timeout, 0.0))
         return any(key.fileobj is sock for key, _ in ready)
+
+
+def _authenticate(client: IMAPClient, mechanism: str, user: str, token: str, host: str,
+                  port: int) -> None:
+    """One AUTHENTICATE; LoginError carries the server's answer and its JSON error."""
+    if mechanism == "XOAUTH2":
+        initial = xoauth2_response(user, token)
+    else:
+        initial = oauthbearer_response(user, token, host, port)
+    failure: list[SaslFailure] = []
+
+    def respond(challenge: bytes) -> bytes:
+        if not failure and not challenge:
+            failure.append(SaslFailure())  # the first, empty challenge: send the token
+            return initial
+        # A challenge after the token is the server's JSON error (RFC 7628 3.2.2); it
+        # then wants a dummy answer (an empty line for XOAUTH2, ^A for OAUTHBEARER).
+        failure[:] = [describe_sasl_failure(_decoded(challenge)) or SaslFailure()]
+        return b"" if mechanism == "XOAUTH2" else b"\x01"
+
+    try:
+        client.sasl_login(mechanism, respond)
+    except LoginError as exc:
+        said = str(failure[0]) if failure and str(failure[0]) else ""
+        raise LoginError(f"AUTHENTICATE {mechanism} answered: {exc}"
+                         + (f" (server said: {said})" if said else "")) from None
+
+
+def _decoded(challenge: bytes) -> bytes:
+    # imaplib hands the challenge over decoded; some servers send it base64 twice.
+    try:
+        return base64.b64decode(challenge, validate=True) if challenge[:1] != b"{" else challenge
+    except (binascii.Error, ValueError):
+        return challenge
 
 
 def _reports_new_mail(responses: list[Any]) -> bool:

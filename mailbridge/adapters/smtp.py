@@ -2,12 +2,15 @@
 
 It moves bytes and decides, in `_translate_errors` only, whether a failure is
 transient (4xx, connection trouble, timeouts) or permanent (5xx, refused login,
-unverifiable certificate, a server lacking what the settings demand).
+unverifiable certificate, a server lacking what the settings demand). It logs in with a
+password, or with an OAuth2 access token (SASL XOAUTH2, else OAUTHBEARER).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,6 +21,14 @@ from typing import Self
 
 import aiosmtplib
 
+from mailbridge.core.oauth import (
+    SaslFailure,
+    TokenSource,
+    choose_mechanism,
+    describe_sasl_failure,
+    oauthbearer_response,
+    xoauth2_response,
+)
 from mailbridge.errors import DeliveryError, PermanentError, TransientError
 
 __all__ = ["Delivery", "PartialDeliveryError", "SmtpConnection", "SmtpSettings", "send_message"]
@@ -38,6 +49,8 @@ class SmtpSettings:
     # None means ssl.create_default_context(): certificates and host names are verified.
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
     local_hostname: str | None = None  # the EHLO name; None: this machine's FQDN
+    # Set: log in as `username` with its OAuth2 access token instead of the password.
+    oauth: TokenSource | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
@@ -104,9 +117,12 @@ class SmtpConnection:
         await self.close()
         s = self.settings
         context = s.ssl_context or ssl.create_default_context()
+        # First, so that a token endpoint that fails is not reported as the SMTP server.
+        token = await asyncio.to_thread(s.oauth.access_token) if s.oauth is not None else None
         client = aiosmtplib.SMTP(
             hostname=s.host, port=s.port, timeout=s.timeout,
-            username=s.username, password=s.password, local_hostname=s.local_hostname,
+            username=None if token else s.username, password=None if token else s.password,
+            local_hostname=s.local_hostname,
             use_tls=s.security == "tls",
             # False, not None: None would try STARTTLS whenever the server offers it.
             start_tls=s.security == "starttls",
@@ -114,8 +130,39 @@ class SmtpConnection:
         )
         with _translate_errors(s, "connect"):
             await client.connect()
+        if token is not None:
+            try:
+                with _translate_errors(s, "login"):
+                    await self._bearer_login(client, token)
+            except BaseException:
+                client.close()
+                raise
         self._client = client
         log.debug("connected to %s:%d (%s)", s.host, s.port, s.security)
+
+    async def _bearer_login(self, client: aiosmtplib.SMTP, token: str) -> None:
+        """AUTH with the token; when refused, once more with a refreshed one."""
+        s = self.settings
+        assert s.oauth is not None and s.username
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        mechanism = choose_mechanism(client.server_auth_methods)
+        if mechanism is None:
+            offered = ", ".join(client.server_auth_methods) or "none"
+            raise aiosmtplib.SMTPException(f"no XOAUTH2 or OAUTHBEARER among the server's AUTH "
+                                           f"mechanisms ({offered})")
+        refusal = await _authenticate(client, mechanism, s.username, token, s.host, s.port)
+        if refusal is None:
+            return
+        log.info("SMTP %s refused the access token of %s (%s); refreshing it once", s.host,
+                 s.username, refusal.message)
+        s.oauth.invalidate(token)
+        token = await asyncio.to_thread(s.oauth.access_token)
+        again = await _authenticate(client, mechanism, s.username, token, s.host, s.port)
+        if again is not None:
+            raise aiosmtplib.SMTPAuthenticationError(
+                again.code, f"{again.message}, again with a freshly refreshed token: check the "
+                f"scopes the app was granted and that the sign-in was made as {s.username}")
 
     async def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> str:
         """Send raw as is to recipients; returns the server's reply to the data.
@@ -174,6 +221,39 @@ async def send_message(
     """Send one message over a connection of its own; returns the server's reply."""
     async with SmtpConnection(settings) as connection:
         return await connection.send(raw, sender, recipients)
+
+
+async def _authenticate(client: aiosmtplib.SMTP, mechanism: str, user: str, token: str,
+                        host: str, port: int) -> aiosmtplib.SMTPAuthenticationError | None:
+    """One AUTH exchange; None when accepted, else the refusal with the server's JSON error.
+
+    By hand rather than aiosmtplib's auth_xoauth2: OAUTHBEARER too, and the error challenge
+    (which names the status and scope wanted) is kept for the message.
+    """
+    if mechanism == "XOAUTH2":
+        initial = xoauth2_response(user, token)
+    else:
+        initial = oauthbearer_response(user, token, host, port)
+    response = await client.execute_command(b"AUTH", mechanism.encode(),
+                                            base64.b64encode(initial))
+    failure: SaslFailure | None = None
+    if response.code == 334:
+        failure = describe_sasl_failure(_decoded(response.message))
+        # RFC 7628 3.2.3: a dummy answer (^A) ends the exchange; XOAUTH2 wants an empty line.
+        dummy = b"" if mechanism == "XOAUTH2" else base64.b64encode(b"\x01")
+        response = await client.execute_command(dummy)
+    if response.code == 235:
+        return None
+    said = f" (server said: {failure})" if failure is not None and str(failure) else ""
+    return aiosmtplib.SMTPAuthenticationError(
+        response.code, f"AUTH {mechanism} answered: {response.message}{said}")
+
+
+def _decoded(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return text.encode()
 
 
 async def _until_closed(protocol: asyncio.BaseProtocol, limit: float = 1.0) -> None:

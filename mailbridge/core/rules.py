@@ -21,20 +21,22 @@ insensitive), `language` (a code or a list), `has_attachments` and `followup` (t
 and `any_of` (a list of condition tables). A rule without `when` matches every mail.
 
 Actions (`then`): `queue`, `priority` (low, normal, high, urgent), `sla_policy`, `assignee`,
+`respond_within` (a duration: the first response falls due at most this far from the mail),
 `tags` (a list), `no_ack` (suppress the acknowledgement), `ack_template`, `stop` (no later
 rule is evaluated). Later matching rules override earlier ones field by field; tags
-accumulate.
+accumulate, and of several `respond_within` the shortest holds.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from fnmatch import fnmatchcase
 
-from mailbridge.core.sla import PRIORITIES
+from mailbridge.core.sla import PRIORITIES, parse_duration
 
 
 class RuleError(ValueError):
@@ -54,6 +56,20 @@ class Facts:
     has_attachments: bool = False
     is_followup: bool = False
     customer_mails_unanswered: int = 1
+
+    def view(self, part: str, form: str) -> str:
+        """The subject, body or both ("text") as written, lower-cased or accent-folded;
+        computed once per mail however many rules look."""
+        cache = self.__dict__.setdefault("_views", {})
+        key = (part, form)
+        if key not in cache:
+            if form == "written":
+                cache[key] = f"{self.subject}\n{self.body}" if part == "text" else getattr(
+                    self, part)
+            else:
+                written = self.view(part, "written")
+                cache[key] = written.lower() if form == "lower" else _fold(written)
+        return str(cache[key])
 
     @property
     def sender_domain(self) -> str:
@@ -93,18 +109,15 @@ class OneOf:
 
 @dataclass(frozen=True)
 class Text:
-    """The subject, the body or both ("text") match a compiled pattern."""
+    """The subject, the body or both ("text") match a compiled pattern, on the text as
+    written, lower-cased or accent-folded (`form`)."""
 
     fact: str  # "subject", "body" or "text"
     pattern: re.Pattern[str]
-    folded: bool  # words are matched on accent-folded text; a regex on the text as written
+    form: str  # "written", "lower" or "folded"
 
     def holds(self, facts: Facts) -> bool:
-        if self.fact == "text":
-            text = f"{facts.subject}\n{facts.body}"
-        else:
-            text = str(getattr(facts, self.fact))
-        return self.pattern.search(_fold(text) if self.folded else text) is not None
+        return self.pattern.search(facts.view(self.fact, self.form)) is not None
 
 
 @dataclass(frozen=True)
@@ -153,19 +166,26 @@ class Actions:
     sla_policy: str | None = None
     assignee: str | None = None
     tags: tuple[str, ...] = ()
+    respond_within: timedelta | None = None  # the first response due at most this far off
     no_ack: bool | None = None
     ack_template: str | None = None
     stop: bool = False
 
     def then(self, later: Actions) -> Actions:
-        """These actions overridden by a later rule's, field by field; tags accumulate."""
+        """These actions overridden by a later rule's, field by field; tags accumulate and
+        the shortest respond_within holds (each rule asks for an answer at most that late)."""
         changes: dict[str, object] = {
             f.name: getattr(later, f.name)
             for f in fields(later)
-            if f.name not in ("tags", "stop") and getattr(later, f.name) is not None
+            if f.name not in _MERGED and getattr(later, f.name) is not None
         }
         tags = tuple(dict.fromkeys(self.tags + later.tags))
-        return replace(self, **changes, tags=tags, stop=self.stop or later.stop)  # type: ignore[arg-type]
+        within = [w for w in (self.respond_within, later.respond_within) if w is not None]
+        return replace(self, **changes, tags=tags, stop=self.stop or later.stop,  # type: ignore[arg-type]
+                       respond_within=min(within, default=None))
+
+
+_MERGED = frozenset({"tags", "stop", "respond_within"})
 
 
 @dataclass(frozen=True)
@@ -204,8 +224,8 @@ _NAMES = {"mailbox": "mailbox", "to_detail": "to_details", "language": "language
 _TEXTS = ("subject", "body", "text")
 _FLAGS = {"has_attachments": "has_attachments", "followup": "is_followup"}
 _CONDITION_KEYS = (*_GLOBS, *_NAMES, *_TEXTS, *_FLAGS, "unanswered_at_least", "any_of")
-_STRING_ACTIONS = ("queue", "sla_policy", "assignee", "ack_template")
-_ACTION_KEYS = (*_STRING_ACTIONS, "priority", "tags", "no_ack", "stop")
+NAME_LIMIT = 64
+_LETTERS_OUTSIDE_ESCAPES = re.compile(r"\\.|\(\?P?<[^>]*>|\(\?P=\w+\)|[^\w]")
 
 
 class _Invalid(Exception):
@@ -264,9 +284,7 @@ def _condition(kind: str, value: object, key: str) -> Condition:  # noqa: PLR091
     if kind in _TEXTS:
         return _text(kind, value, key)
     if kind in _FLAGS:
-        if not isinstance(value, bool):
-            raise _Invalid(key, "expected true or false")
-        return Flag(_FLAGS[kind], value)
+        return Flag(_FLAGS[kind], _flag(value, key))
     if kind == "unanswered_at_least":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise _Invalid(key, "expected a whole number of mails, 1 or more")
@@ -281,15 +299,19 @@ def _text(kind: str, value: object, key: str) -> Text:
         raise _Invalid(key, 'expected a table with either "words" or "regex"')
     if "words" in value:
         words = _strings(value["words"], f"{key}.words", "a word or phrase, or a list of them")
-        return Text(kind, _words_pattern(words, f"{key}.words"), folded=True)
+        return Text(kind, _words_pattern(words, f"{key}.words"), form="folded")
     expression = value["regex"]
     if not isinstance(expression, str) or not expression:
         raise _Invalid(f"{key}.regex", "expected a regular expression as a string")
+    # Case-insensitive matching costs Python's re about three times as much as exact
+    # matching; a pattern without capitals matches the same on the lower-cased text.
+    letters = _LETTERS_OUTSIDE_ESCAPES.sub("", expression)
+    lower = "(?-" not in expression and not any(c.isupper() for c in letters)
     try:
-        pattern = re.compile(expression, re.IGNORECASE)
+        pattern = re.compile(expression, 0 if lower else re.IGNORECASE)
     except re.error as error:
         raise _Invalid(f"{key}.regex", f"expected a regular expression: {error}") from None
-    return Text(kind, pattern, folded=False)
+    return Text(kind, pattern, form="lower" if lower else "written")
 
 
 def _words_pattern(words: Sequence[str], key: str) -> re.Pattern[str]:
@@ -307,23 +329,46 @@ def _compile_then(table: object) -> Actions:
     if not isinstance(table, Mapping):
         raise _Invalid("then", "expected a table of actions")
     _reject_unknown(table, _ACTION_KEYS, "then")
-    values: dict[str, object] = {}
-    for name in _STRING_ACTIONS:
-        if name in table:
-            values[name] = _string(table[name], f"then.{name}")
-    if "priority" in table:
-        priority = table["priority"]
-        if priority not in PRIORITIES:
-            raise _Invalid("then.priority", f"expected one of {', '.join(PRIORITIES)}")
-        values["priority"] = priority
-    if "tags" in table:
-        values["tags"] = tuple(_strings(table["tags"], "then.tags", "a list of tags"))
-    for name in ("no_ack", "stop"):
-        if name in table and not isinstance(table[name], bool):
-            raise _Invalid(f"then.{name}", "expected true or false")
-        if name in table:
-            values[name] = table[name]
+    values = {name: _ACTIONS[name](value, f"then.{name}") for name, value in table.items()}
     return Actions(**values)  # type: ignore[arg-type]
+
+
+def _name(value: object, key: str) -> str:
+    """A queue, tag or policy name: stored in a column of 64 characters."""
+    name = _string(value, key)
+    if len(name) > NAME_LIMIT:
+        raise _Invalid(key, f"expected at most {NAME_LIMIT} characters")
+    return name
+
+
+def _assignee(value: object, key: str) -> str:
+    address = _string(value, key)
+    if "@" not in address:
+        raise _Invalid(key, "expected the staff member's email address")
+    return address
+
+
+def _priority(value: object, key: str) -> str:
+    if value not in PRIORITIES:
+        raise _Invalid(key, f"expected one of {', '.join(PRIORITIES)}")
+    return str(value)
+
+
+def _duration(value: object, key: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise _Invalid(key, f"expected {error}") from None
+
+
+def _tags(value: object, key: str) -> tuple[str, ...]:
+    return tuple(_name(tag, key) for tag in _strings(value, key, "a list of tags"))
+
+
+def _flag(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(key, "expected true or false")
+    return value
 
 
 def _reject_unknown(table: Mapping[object, object], known: Sequence[str], key: str) -> None:
@@ -350,3 +395,11 @@ def _fold(text: str) -> str:
     """Lower-cased, without accents: "Perché" and "PERCHE" compare equal."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+_ACTIONS: dict[str, Callable[[object, str], object]] = {
+    "queue": _name, "priority": _priority, "sla_policy": _name, "assignee": _assignee,
+    "respond_within": _duration, "tags": _tags, "no_ack": _flag, "ack_template": _string,
+    "stop": _flag,
+}
+_ACTION_KEYS = tuple(_ACTIONS)

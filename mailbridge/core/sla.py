@@ -8,6 +8,7 @@ clock: a warning before it (negative offset), escalation levels at or after it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,21 @@ from mailbridge.core.business_hours import (
 
 PRIORITIES = ("low", "normal", "high", "urgent")  # lowest first
 DEADLINES = ("first_response", "resolution")
+DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+
+
+def parse_duration(value: object) -> timedelta:
+    """'30s', '45m', '8h', '3d', '2w' (or a number of seconds) as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(**{DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    raise ValueError("a duration like 30s, 45m, 8h, 3d or 2w")
 
 
 class PolicyLike(Protocol):

@@ -147,6 +147,16 @@ class Ticket(Base):
     )
 
 
+class TicketTag(Base):
+    """A label on a ticket, set by a routing rule; one row per ticket and tag."""
+
+    __tablename__ = "ticket_tag"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    added_at: Mapped[datetime]
+
+
 class Article(Base):
     """One message on a ticket, in or out."""
 

@@ -33,7 +33,16 @@ from sqlalchemy.orm import Mapper, Session, SessionTransaction, make_transient_t
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
 
-from mailbridge.db.models import Article, Base, Escalation, Event, InboundMessage, Outbox, Ticket
+from mailbridge.db.models import (
+    Article,
+    Base,
+    Escalation,
+    Event,
+    InboundMessage,
+    Outbox,
+    Ticket,
+    TicketTag,
+)
 
 _RECEIVED_IDS = select(Article.message_id, Article.ticket_id).where(
     Article.message_id.in_(bindparam("ids", expanding=True))
@@ -306,3 +315,36 @@ def ticket_articles(session: Session, ticket_id: int) -> Sequence[Article]:
     return session.scalars(
         select(Article).where(Article.ticket_id == ticket_id).order_by(Article.id)
     ).all()
+
+
+def customer_mails_since_staff_reply(session: Session, ticket_id: int) -> int:
+    """The customer's mails on the ticket since the last staff reply to them (all of them
+    when staff never replied); internal notes and automated mail do not count."""
+    last_reply = (
+        select(func.coalesce(func.max(Article.id), 0))
+        .where(Article.ticket_id == ticket_id, Article.direction == "out",
+               Article.author_kind == "staff", Article.internal.is_(False))
+        .scalar_subquery()
+    )
+    query = select(func.count(Article.id)).where(
+        Article.ticket_id == ticket_id, Article.direction == "in",
+        Article.author_kind == "customer", Article.id > last_reply,
+    )
+    return _flushed(session).scalar(query) or 0
+
+
+def ticket_tags(session: Session, ticket_id: int) -> list[str]:
+    query = select(TicketTag.tag).where(TicketTag.ticket_id == ticket_id).order_by(TicketTag.tag)
+    return list(_flushed(session).scalars(query))
+
+
+def add_ticket_tags(session: Session, ticket_id: int, tags: Sequence[str], now: datetime,
+                    ) -> list[str]:
+    """Tag the ticket; returns the tags it did not have before, in the order given."""
+    new = [tag for tag in dict.fromkeys(tags) if tag not in ticket_tags(session, ticket_id)]
+    if new:
+        _flushed(session).execute(
+            insert(TicketTag), [{"ticket_id": ticket_id, "tag": tag, "added_at": now}
+                                for tag in new]
+        )
+    return new

@@ -15,10 +15,11 @@ from mailbridge.core.faq import plain_text
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.parse import normalize_subject
+from mailbridge.core.rules import Actions, Decision
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
 from mailbridge.faq_files import suggest
-from mailbridge.jobs import bounces, staff
+from mailbridge.jobs import bounces, routing, staff
 from mailbridge.jobs.deadlines import deadlines_for_new_ticket, on_customer_followup
 from mailbridge.jobs.outgoing import queue_mail, ticket_context
 from mailbridge.jobs.records import Outcome, add_event
@@ -27,6 +28,7 @@ from mailbridge.jobs.solved import resolved_by_customer
 __all__ = ["Outcome", "apply_message"]
 
 REOPEN_STATUSES = frozenset({"resolved", "closed"})
+ACK_TEMPLATE = "acknowledgement"
 FAQ_QUESTION_CHARS = 1000  # of the customer's own words, after the subject
 
 
@@ -60,20 +62,23 @@ def apply_message(
         ticket = session.get_one(Ticket, decision.ticket_id)
         if not _closed_for_good(app, ticket, verdict, now):
             article = _add_article(session, ticket, inbound, parsed, verdict, now)
-            _follow_up(session, app, ticket, article, verdict, decision, now)
+            _follow_up(session, app, ticket, article, parsed, verdict, decision, now)
             _tell_staff(session, app, ticket, article, parsed, verdict, claim, "followup", now)
             inbound.ticket_id = ticket.id
             return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
         previous = ticket
-    ticket = _open_ticket(session, app, inbound, parsed, verdict, now)
+    routed = (routing.decide(app, parsed, inbound.mailbox) if verdict.kind == "customer"
+              else routing.NO_DECISION)
+    ticket = _open_ticket(session, app, inbound, parsed, verdict, routed.actions, now)
     article = _add_article(session, ticket, inbound, parsed, verdict, now)
+    routing.apply_new(session, app, ticket, routed, now)
     if decision.ignored_tag is not None:
         add_event(session, ticket, now, "tag_ignored", ticket_id=decision.ignored_tag,
                reason="sender is not a participant of the tagged ticket")
     if previous is not None:
         _link(session, previous, ticket, now)
     acknowledged = _maybe_acknowledge(session, app, ticket, article, inbound, parsed, verdict,
-                                      now)
+                                      routed, now)
     _tell_staff(session, app, ticket, article, parsed, verdict, claim, "new", now)
     inbound.ticket_id = ticket.id  # written with the message's state, in one UPDATE
     return Outcome("processed", "created", ticket.number, acknowledged)
@@ -146,13 +151,15 @@ def _open_ticket(
     inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
+    routed: Actions,
     now: datetime,
 ) -> Ticket:
     mailbox = app.config.mailbox_named(inbound.mailbox)
     requester = _reply_address(app, parsed)
-    priority = "normal"
-    deadlines = deadlines_for_new_ticket(app, mailbox.name, priority, now,
-                                         mailbox.effective_queue)
+    priority = routed.priority or "normal"
+    queue = routed.queue or mailbox.effective_queue
+    deadlines = deadlines_for_new_ticket(app, mailbox.name, priority, now, queue,
+                                         routed.sla_policy)
     policy = deadlines.policy
     # Automated mail is recorded and visible, but nobody is paged for a newsletter.
     tracked = verdict.kind == "customer"
@@ -161,10 +168,10 @@ def _open_ticket(
         requester_name=requester.name,
         requester_address=requester.address,
         mailbox=mailbox.name,
-        queue=mailbox.effective_queue,
+        queue=queue,
         priority=priority,
         status="new",
-        language=_language(app, parsed),
+        language=_language(app, parsed, routed.ack_template),
         sla_policy=policy.name,
         created_at=now,
         updated_at=now,
@@ -188,8 +195,8 @@ def _reply_address(app: App, parsed: ParsedMessage) -> Address:
     return parsed.from_ or Address("", "")
 
 
-def _language(app: App, parsed: ParsedMessage) -> str:
-    return app.templates.pick_language("acknowledgement", parsed.language)
+def _language(app: App, parsed: ParsedMessage, ack_template: str | None) -> str:
+    return app.templates.pick_language(ack_template or ACK_TEMPLATE, parsed.language)
 
 
 def _add_article(
@@ -247,6 +254,7 @@ def _follow_up(
     app: App,
     ticket: Ticket,
     article: Article,
+    parsed: ParsedMessage,
     verdict: Verdict,
     decision: ThreadDecision,
     now: datetime,
@@ -262,6 +270,7 @@ def _follow_up(
     on_customer_followup(session, app, ticket, now)  # open again, or a chaser
     add_event(session, ticket, now, "followup", via=decision.via, article_id=article.id,
            status_from=previous, status_to=ticket.status)
+    routing.apply_followup(session, app, ticket, parsed, now)
 
 
 def _maybe_acknowledge(
@@ -272,12 +281,15 @@ def _maybe_acknowledge(
     inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
+    routed: Decision,
     now: datetime,
 ) -> bool:
     sender = parsed.from_.address if parsed.from_ else ""
     reason = _ack_refusal(session, app, ticket, verdict, sender, now) or _backlog_refusal(
         app, inbound, parsed, now
     )
+    if not reason and routed.actions.no_ack:
+        reason = f"no_ack: {routing.because(routed)}"
     if reason:
         add_event(session, ticket, now, "ack_suppressed", reason=reason)
         return False
@@ -287,7 +299,8 @@ def _maybe_acknowledge(
     context["faq"] = _offer_faq(session, app, ticket, parsed, language, now)
     refs = [*parsed.references, parsed.message_id] if parsed.message_id else list(parsed.references)
     row = queue_mail(
-        session, app, kind="ack", ticket=ticket, template="acknowledgement", context=context,
+        session, app, kind="ack", ticket=ticket,
+        template=routed.actions.ack_template or ACK_TEMPLATE, context=context,
         to=[Address(ticket.requester_name, ticket.requester_address)], language=language,
         unique=f"ack.{ticket.id}.{article.id}", now=now, in_reply_to=parsed.message_id,
         references=refs, auto_submitted="auto-replied",

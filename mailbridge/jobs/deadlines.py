@@ -44,10 +44,12 @@ class NewTicketDeadlines:
 def policy_for(app: App, ticket: Ticket) -> SlaPolicy:
     """The ticket's policy by name; if the configuration no longer has it, the one that
     matches now."""
-    for policy in app.config.sla:
-        if policy.name == ticket.sla_policy:
-            return policy
-    return sla.select_policy(app.config.sla, ticket.mailbox, ticket.priority, ticket.queue)
+    return _named(app, ticket.sla_policy) or sla.select_policy(
+        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue)
+
+
+def _named(app: App, name: str | None) -> SlaPolicy | None:
+    return next((policy for policy in app.config.sla if policy.name == name), None)
 
 
 def calendar_for(app: App, policy: SlaPolicy, moment: datetime) -> BusinessCalendar | None:
@@ -59,9 +61,12 @@ def calendar_for(app: App, policy: SlaPolicy, moment: datetime) -> BusinessCalen
 
 
 def deadlines_for_new_ticket(
-    app: App, mailbox: str, priority: str, now: datetime, queue: str | None = None
+    app: App, mailbox: str, priority: str, now: datetime, queue: str | None = None,
+    policy_name: str | None = None,
 ) -> NewTicketDeadlines:
-    policy = sla.select_policy(app.config.sla, mailbox, priority, queue)
+    """The policy named (a routing rule chose it), else the first that matches."""
+    policy = _named(app, policy_name) or sla.select_policy(app.config.sla, mailbox, priority,
+                                                            queue)
     cal = calendar_for(app, policy, now)
     due = sla.compute_deadlines(now, policy.first_response, policy.resolution, cal)
     deadlines = {"first_response": due.first_response, "resolution": due.resolution}
@@ -126,10 +131,12 @@ def on_customer_followup(session: Session, app: App, ticket: Ticket, now: dateti
 
 
 def on_priority_or_queue_change(session: Session, app: App, ticket: Ticket,
-                                now: datetime) -> None:
+                                now: datetime, policy_name: str | None = None) -> None:
     """The caller has changed ticket.priority or ticket.queue: pick the policy that matches
-    now and recompute the deadlines still running from the ticket's start."""
-    policy = sla.select_policy(app.config.sla, ticket.mailbox, ticket.priority, ticket.queue)
+    now (or the one named, which a routing rule chose) and recompute the deadlines still
+    running from the ticket's start."""
+    policy = _named(app, policy_name) or sla.select_policy(
+        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue)
     if _tracked(ticket):
         cal = calendar_for(app, policy, ticket.created_at)
         paused = timedelta(seconds=ticket.resolution_paused_seconds)
@@ -178,12 +185,14 @@ def _chaser(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
         on_priority_or_queue_change(session, app, ticket, now)
         policy = policy_for(app, ticket)
     if policy.chaser.shorten_to is not None:
-        _shorten(session, app, ticket, policy, policy.chaser.shorten_to, now)
+        shorten(session, app, ticket, policy.chaser.shorten_to, now, reason="chaser")
 
 
-def _shorten(session: Session, app: App, ticket: Ticket, policy: SlaPolicy,
-             within: timedelta, now: datetime) -> None:
-    """Bring the deadline the customer is waiting on to at most `within` from now."""
+def shorten(session: Session, app: App, ticket: Ticket, within: timedelta, now: datetime,
+            reason: str) -> None:
+    """Bring the deadline the customer is waiting on to at most `within` from now (on the
+    policy's clock). The caller refreshes next_escalation_at."""
+    policy = policy_for(app, ticket)
     name = "first_response" if ticket.first_responded_at is None else "resolution"
     current = open_deadlines(ticket)[name]
     latest = sla.add_time(now, within, calendar_for(app, policy, now))
@@ -193,7 +202,7 @@ def _shorten(session: Session, app: App, ticket: Ticket, policy: SlaPolicy,
         ticket.first_response_due_at = latest
     else:
         ticket.resolution_due_at = latest
-    add_event(session, ticket, now, "deadline_shortened", deadline=name, reason="chaser",
+    add_event(session, ticket, now, "deadline_shortened", deadline=name, reason=reason,
            due_from=current.isoformat(), due_to=latest.isoformat())
 
 

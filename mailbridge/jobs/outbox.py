@@ -2,7 +2,9 @@
 
 A temporary failure schedules a retry after a growing, jittered pause until the row is
 `smtp.give_up_after` old (or has had `smtp.max_attempts` tries); a permanent one marks the
-row `failed` at once with the server's answer. Each envelope recipient's fate is kept on the
+row `failed` at once with the server's answer. While the SMTP login's OAuth2 sign-in needs a
+person, nothing is tried and no attempt counted: rows wait, and each gets at least one
+attempt once signed in again, however old. Each envelope recipient's fate is kept on the
 row: one the server accepted never gets the mail again, one refused for now is retried
 alone. `mailbridge outbox list` shows all of it.
 
@@ -39,6 +41,7 @@ from mailbridge.db.models import Outbox
 from mailbridge.errors import DeliveryError, PermanentError
 from mailbridge.faults import crash_point
 from mailbridge.jobs.bounces import envelope_sender
+from mailbridge.oauth import SignInRequired, TokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +223,13 @@ async def _send_one(app: App, claims: _Claims, connection: SmtpConnection, row: 
     try:
         if targets and not connection.is_connected:
             await connection.connect()
+    except SignInRequired as exc:
+        # The SMTP login's OAuth2 sign-in needs a person: sending pauses. No attempt is
+        # counted and nothing is written: the mail waits, and goes once signed in again.
+        oauth = connection.settings.oauth
+        if not isinstance(oauth, TokenProvider) or oauth.tell_once(str(exc)):
+            log.error("outbox: sending paused: %s", exc)
+        return "refusing"
     except DeliveryError as exc:
         # Not this message's fault (server down, login refused, certificate): it waits for
         # its next attempt, and the rest of the queue for the next pass.

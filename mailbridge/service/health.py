@@ -3,8 +3,9 @@
 Components are named "database", "smtp", "mailbox:<name>", "sender", "scheduler"; /healthz
 answers 200 only when every one is ok, and names those that are not. A mailbox is
 connecting, connected, fetching, idle or polling while this instance polls it; failing
-(its server), paused (the database, or a lease that could not be renewed); elsewhere
-(another instance polls it: ok) or unowned (handed back, not yet taken: ok).
+(its server), signed-out (its OAuth2 sign-in needs `mailbridge oauth login`; smtp too),
+paused (the database, or a lease that could not be renewed); elsewhere (another instance
+polls it: ok) or unowned (handed back, not yet taken: ok).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mailbridge.app import App
+from mailbridge.oauth import TokenProviders
 from mailbridge.service.health import Health
 from mailbridge.service.snapshot import Snapshot, snapshot
 
@@ -35,7 +36,7 @@ _DELAY_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600
 class Metrics:
     """One registry per daemon (not the global default one, so tests can run several)."""
 
-    def __init__(self, app: App, health: Health) -> None:
+    def __init__(self, app: App, health: Health, tokens: TokenProviders | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.imap_reconnects = Counter(
             "mailbridge_imap_reconnects", "IMAP connections lost or refused, by mailbox",
@@ -49,6 +50,8 @@ class Metrics:
             ["kind"], buckets=_DELAY_BUCKETS, registry=self.registry)
         self.registry.register(DatabaseCollector(app))
         self.registry.register(HealthCollector(health))
+        if tokens is not None:
+            self.registry.register(TokenCollector(tokens))
 
     def observe_sent(self, kind: str, smtp_seconds: float, queued_seconds: float) -> None:
         self.send_latency.observe(smtp_seconds)
@@ -69,6 +72,23 @@ class HealthCollector(Collector):
                                    labels=["component"])
         for name, state in self._health.snapshot().items():
             family.add_metric([name], 1.0 if state.ok else 0.0)
+        yield family
+
+
+class TokenCollector(Collector):
+    def __init__(self, tokens: TokenProviders) -> None:
+        self._tokens = tokens
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "mailbridge_oauth_token_seconds_remaining",
+            "Seconds the current OAuth2 access token of an account (a mailbox name, or [smtp]) "
+            "is still valid; 0 when expired, and stays 0 when it cannot be refreshed",
+            labels=["account"])
+        for account, provider in sorted(self._tokens.all().items()):
+            left = provider.seconds_left()
+            if left is not None:
+                family.add_metric([account], left)
         yield family
 
 

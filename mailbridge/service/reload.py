@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailbridge.adapters.templates import TemplateSet, default_templates_dir
+from mailbridge.app import open_templates
 from mailbridge.config import Config, load_config
 from mailbridge.core.faq import FaqIndex
 from mailbridge.errors import TemplateError
@@ -42,7 +43,7 @@ def templates_dir(config: Config) -> Path:
 
 def load_templates(config: Config) -> TemplateSet:
     """Load and render every template; TemplateError lists each "file:line: problem"."""
-    templates = TemplateSet.load(templates_dir(config), config.templates.language)
+    templates = open_templates(config)
     problems = templates.check()
     if problems:
         raise TemplateError("\n".join(problems))

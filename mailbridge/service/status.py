@@ -18,6 +18,7 @@ from mailbridge.app import App
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.ownership import holder
 from mailbridge.jobs.leases import Ownership, ownership
+from mailbridge.oauth import SignInRequired, TokenStore, sign_ins
 from mailbridge.service.snapshot import Snapshot, snapshot
 
 __all__ = ["print_status", "status_document"]
@@ -57,8 +58,36 @@ def status_document(app: App) -> dict[str, Any]:
         "daemon": _daemon(app),
     }
     document["instances"], document["sources"] = _owners(app, ownership(app), local)
-    document["attention"] = _attention(data, document["daemon"]) + _unpolled(document)
+    document["oauth"] = _sign_ins(app, local)
+    document["attention"] = (_attention(data, document["daemon"]) + _unpolled(document)
+                             + [s["problem"] for s in document["oauth"].values() if s["problem"]])
     return document
+
+
+def _sign_ins(app: App, local: Callable[[datetime | None], str | None]
+              ) -> dict[str, dict[str, Any]]:
+    """Each OAuth2 account's sign-in as its token file tells, daemon or not."""
+    store, result = TokenStore(app.config.data_dir), {}
+    for sign_in in sign_ins(app.config):
+        entry: dict[str, Any] = {"provider": sign_in.provider, "flow": sign_in.flow,
+                                 "state": "signed-in", "access_token_expires_at": None,
+                                 "problem": None}
+        if sign_in.flow == "client_credentials":
+            entry["state"] = "app"  # the app's own permission: nothing is kept
+        else:
+            try:
+                record = store.load(sign_in)
+            except SignInRequired as exc:
+                record, entry["problem"] = None, str(exc)
+            if record is None and entry["problem"] is None:
+                entry["problem"] = sign_in.not_signed_in
+            elif record is not None:
+                entry["problem"] = record.problem
+                entry["access_token_expires_at"] = local(record.expires_at)
+            if entry["problem"]:
+                entry["state"] = "signed-out"
+        result[sign_in.key] = entry  # the mailbox name, or "[smtp]"
+    return result
 
 
 def _owners(app: App, view: Ownership, local: Callable[[datetime | None], str | None]
@@ -158,6 +187,10 @@ def _print_text(doc: dict[str, Any], out: TextIO) -> None:
     levels = ", ".join(f"level {lvl}: {n}" for lvl, n in doc["escalations"].items()) or "none"
     out.write(f"escalations fired: {levels}\n")
     _print_owners(doc, out)
+    for account, sign_in in doc["oauth"].items():
+        until = sign_in["access_token_expires_at"]
+        out.write(f"oauth2 {account} ({sign_in['provider']}): {sign_in['state']}"
+                  + (f", access token until {until}" if until else "") + "\n")
     daemon = doc["daemon"]
     line = f"daemon: {daemon['state']}"
     if daemon.get("url"):

@@ -24,6 +24,8 @@ def test_demo_shows_tickets_acknowledgements_and_an_escalation(tmp_path: Path) -
     assert "Gentile Giulia Rossi" in shown, "Italian mail is answered in Italian"
     assert "✉ sent to tom.baker@example.co.uk" in shown
     assert "first response overdue, escalation level 1" in shown
+    assert ("◆ ticket #1001: rule 'unhappy: repeated chaser' matched: priority high; "
+            "tags unhappy, chaser; respond_within 2 hours") in shown
     assert "✉ sent to lead@demo.example" in shown
 
     engine = create_engine(f"sqlite:///{tmp_path / 'mailbridge.db'}")

@@ -82,6 +82,16 @@ def test_wrong_type_says_what_was_expected(tmp_path: Path) -> None:
     assert "mailbox[0].port: expected" in message and "integer" in message
 
 
+def test_a_wrong_only_mailbox_is_one_problem_not_also_an_empty_list(tmp_path: Path) -> None:
+    message = problem(tmp_path, MINIMAL.replace('host = "imap.example.com"',
+                                                'host = "imap.example.com"\nport = 99999'))
+    assert message.splitlines() == [
+        f"{tmp_path / 'mailbridge.toml'}: 1 problem(s)",
+        f"{tmp_path / 'mailbridge.toml'}: mailbox[0].port: expected Input should be less than "
+        "or equal to 65535",
+    ]
+
+
 def test_bad_duration_and_time_zone_are_explained(tmp_path: Path) -> None:
     text = MINIMAL.replace('"8h"', '"8 hours"') + '\n[calendar]\ntimezone = "Mars/Olympus"\n'
     message = problem(tmp_path, text)

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def record(message: str, level: int = logging.INFO, exc: bool = False) -> loggin
 @pytest.fixture(autouse=True)
 def no_secrets_left_behind() -> Iterator[None]:
     yield
-    logs._secrets.clear()
+    logs.forget_all_secrets()
 
 
 def test_journal_lines_carry_a_priority_and_no_timestamp() -> None:
@@ -65,6 +66,55 @@ def test_secrets_are_blotted_out_in_every_format() -> None:
     entry = json.loads(logs.JsonFormatter().format(record(message, logging.ERROR, exc=True)))
     assert "imap-Pa55word" not in entry["message"] + entry["exception"]
     assert entry["level"] == "error" and entry["logger"] == "mailbridge.jobs.process"
+
+
+def test_replaced_tokens_stay_hidden_while_they_may_work_then_are_forgotten() -> None:
+    clock = [0.0]
+
+    def hidden(token: str) -> bool:
+        return logs.redact(f"token {token}") == "token ***"
+
+    def rotate(owner: str, *tokens: str | None) -> None:
+        logs.rotate_secrets(owner, tokens, now=lambda: clock[0])
+
+    rotate("mailbox-support", "access-01", "refresh-1")
+    rotate("smtp", "other-access-1", None)
+    for n in range(2, 40):  # a server refusing tokens: a forced refresh every minute
+        clock[0] += 60
+        rotate("mailbox-support", f"access-{n:02}", "refresh-1")  # the refresh token is kept
+    assert all(hidden(f"access-{n:02}") for n in range(2, 40)), "replaced less than 3 h ago"
+    assert hidden("access-01") and hidden("refresh-1") and hidden("other-access-1")
+    clock[0] += logs.RETIRED_HIDDEN_FOR
+    rotate("mailbox-support", "access-40", "refresh-2")
+    assert not any(hidden(f"access-{n:02}") for n in range(2, 39)) and not hidden("access-01")
+    assert hidden("access-39"), "just replaced"
+    assert hidden("access-40") and hidden("refresh-2") and hidden("refresh-1")
+    assert hidden("other-access-1"), "another sign-in's tokens are its own"
+
+
+def test_redacting_while_other_threads_add_secrets_never_fails() -> None:
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def add() -> None:
+        n = 0
+        while not stop.is_set():
+            n = (n + 1) % 100
+            logs.rotate_secrets("mailbox-support", [f"access-token-{n}"])
+            logs.hide_secrets([f"password-{n}"])
+
+    adder = threading.Thread(target=add)
+    adder.start()
+    try:
+        for _ in range(20000):
+            try:
+                logs.redact("nothing secret here")
+            except RuntimeError as exc:  # "Set changed size during iteration"
+                errors.append(exc)
+    finally:
+        stop.set()
+        adder.join()
+    assert errors == []
 
 
 def test_levels_between_the_named_ones_take_the_next_worse_priority() -> None:

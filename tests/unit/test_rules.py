@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 import pytest
 
@@ -77,6 +78,21 @@ def test_regex_is_case_insensitive_and_searches_anywhere() -> None:
     assert not matches({"subject": {"regex": r"^missing"}}, facts)
 
 
+@pytest.mark.parametrize(
+    ("regex", "text"),
+    [
+        (r"\bABF\b", "ricorso all'abf"),  # capitals in the pattern
+        (r"[A-Z]{3}-\d", "ref xyz-9"),  # a class of capitals
+        (r"\bRIMBORS\w+", "voglio il rimborso"),
+        (r"\brimbors\w+", "VOGLIO IL RIMBORSO"),  # capitals in the text only
+        (r"(?P<Word>città)\s+\S+", "CITTÀ DI ROMA"),
+    ],
+)
+def test_a_regex_ignores_case_whichever_side_has_capitals(regex: str, text: str) -> None:
+    assert matches({"body": {"regex": regex}}, Facts(body=text))
+    assert not matches({"body": {"regex": regex}}, Facts(body="nothing of the sort"))
+
+
 def test_language_attachments_followup_and_unanswered() -> None:
     facts = Facts(
         language="it", has_attachments=True, is_followup=True, customer_mails_unanswered=3
@@ -124,15 +140,15 @@ def test_later_rules_override_field_by_field_and_tags_accumulate() -> None:
 def test_stop_ends_evaluation() -> None:
     rules = compile_rules([
         {"name": "vip", "when": {"from": "*@vip.example"},
-         "then": {"assignee": "anna", "ack_template": "vip", "stop": True}},
-        {"name": "everyone", "then": {"assignee": "bot", "sla_policy": "standard"}},
+         "then": {"assignee": "anna@example.com", "ack_template": "vip", "stop": True}},
+        {"name": "everyone", "then": {"assignee": "bot@example.com", "sla_policy": "standard"}},
     ])  # fmt: skip
     vip = evaluate(rules, Facts(sender="ceo@vip.example"))
     assert vip.matched == ("vip",)
-    assert vip.actions == Actions(assignee="anna", ack_template="vip", stop=True)
+    assert vip.actions == Actions(assignee="anna@example.com", ack_template="vip", stop=True)
     other = evaluate(rules, Facts(sender="a@b.example"))
     assert other.matched == ("everyone",)
-    assert other.actions == Actions(assignee="bot", sla_policy="standard")
+    assert other.actions == Actions(assignee="bot@example.com", sla_policy="standard")
 
 
 def test_no_rules_decide_nothing() -> None:
@@ -180,6 +196,14 @@ def test_bad_regex_names_the_rule_and_key() -> None:
             'rule "x": when.any_of[0].lang: unknown key',
         ),
         ({"name": "x", "then": {"stop": 1}}, 'rule "x": then.stop: expected true or false'),
+        (
+            {"name": "x", "then": {"assignee": "mario"}},
+            'rule "x": then.assignee: expected the staff member\'s email address',
+        ),
+        (
+            {"name": "x", "then": {"respond_within": "soon"}},
+            'rule "x": then.respond_within: expected a duration like 30s, 45m, 8h',
+        ),
     ],
 )
 def test_compile_errors_name_the_rule_and_key(rule: Mapping[str, object], expected: str) -> None:
@@ -192,3 +216,18 @@ def test_a_single_string_stands_for_a_one_element_list() -> None:
     )
     assert rule.then.tags == ("vip",)
     assert evaluate([rule], Facts(sender="b@a.example")).matched == ("x",)
+
+
+def test_respond_within_is_a_duration_and_the_shortest_of_the_matching_rules_holds() -> None:
+    rules = compile_rules([
+        {"name": "slow", "then": {"respond_within": "8h"}},
+        {"name": "angry", "when": {"body": {"words": "vergogna"}},
+         "then": {"respond_within": "2h"}},
+    ])
+    assert evaluate(rules, Facts(body="ciao")).actions.respond_within == timedelta(hours=8)
+    assert evaluate(rules, Facts(body="Che vergogna!")).actions.respond_within == timedelta(hours=2)
+    later_but_longer = compile_rules([
+        {"name": "fast", "then": {"respond_within": "1h"}},
+        {"name": "slow", "then": {"respond_within": "8h"}},
+    ])
+    assert evaluate(later_but_longer, Facts()).actions.respond_within == timedelta(hours=1)
