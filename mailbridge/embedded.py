@@ -26,14 +26,37 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from imapclient import IMAPClient
 from proxyprotocol.reader import ProxyProtocolReader
 from pymap.backend.dict import DictBackend
-from pymap.concurrent import Subsystem
+from pymap.backend.dict.mailbox import MailboxData
+from pymap.concurrent import Event, Subsystem
 from pymap.imap import IMAPServer
+from pymap.selected import SelectedMailbox
 from pysasl.hashing import Cleartext
 
 __all__ = ["EmbeddedImapServer", "ReceivedMail", "SmtpSink"]
 
 _T = TypeVar("_T")
 _LOCALHOST = "127.0.0.1"
+
+
+def _report_earlier_news_when_idle_starts() -> None:
+    """Make pymap's IDLE begin by reporting what changed since the session's last answer.
+
+    pymap waits for the next change before it reports anything, so mail appended between
+    a client's last command and its IDLE stayed unreported until DONE. Dovecot and Cyrus
+    check the mailbox when IDLE starts; the embedded server now does the same.
+    """
+    original = MailboxData.update_selected
+
+    async def update_selected(self: MailboxData, selected: SelectedMailbox, *,
+                              wait_on: Event | None = None) -> SelectedMailbox:
+        if wait_on is not None and selected.mod_sequence != self._mod_sequences.highest:
+            wait_on = None
+        return await original(self, selected, wait_on=wait_on)
+
+    MailboxData.update_selected = update_selected  # type: ignore[method-assign]
+
+
+_report_earlier_news_when_idle_starts()
 
 
 def _check_security(security: str, tls_context: ssl.SSLContext | None) -> None:

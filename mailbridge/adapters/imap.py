@@ -303,7 +303,7 @@ class ImapMailbox:
                 # Wait for the socket ourselves and let idle_done() read the responses with
                 # a blocking read: imapclient's idle_check() reads without blocking and
                 # fails on a response line that arrives in two pieces.
-                readable = _wait_readable(client.socket(), deadline - time.monotonic(),
+                readable = _wait_readable(client, deadline - time.monotonic(),
                                           self._wakeup_reader())
                 _text, responses = client.idle_done()
                 if _reports_new_mail(responses):
@@ -363,17 +363,38 @@ class ImapMailbox:
                 log.debug("shutdown after failure raised", exc_info=True)
 
 
-def _wait_readable(sock: socket.socket, timeout: float, wakeup: socket.socket) -> bool:
-    """True when sock has data; False on timeout or when woken through `wakeup`."""
+def _wait_readable(client: IMAPClient, timeout: float, wakeup: socket.socket) -> bool:
+    """True when the server has said something; False on timeout or when woken."""
+    sock = client.socket()
     if sock.fileno() < 0:
         raise ConnectionResetError("the IMAP connection was closed")
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+    if _buffered(client, sock):
         return True
     with selectors.DefaultSelector() as selector:
         selector.register(sock, selectors.EVENT_READ)
         selector.register(wakeup, selectors.EVENT_READ)
         ready = selector.select(max(timeout, 0.0))
         return any(key.fileobj is sock for key, _ in ready)
+
+
+def _buffered(client: IMAPClient, sock: socket.socket) -> bool:
+    """Whether imaplib already holds server data the socket will not signal again.
+
+    News that came in the same packet as "+ idling" (Dovecot and Cyrus report what changed
+    as IDLE starts) was read into imaplib's buffer with the continuation line; so was
+    decrypted TLS data. Peek without blocking.
+    """
+    reader = getattr(client._imap, "file", None)
+    if reader is None:
+        return False
+    previous = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        return bool(reader.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    finally:
+        sock.settimeout(previous)
 
 
 def _authenticate(client: IMAPClient, mechanism: str, user: str, token: str, host: str,

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC
+from typing import Any
 
 import pytest
 
@@ -288,6 +289,77 @@ def test_idle_wakes_when_another_connection_appends(
         timer.join()
     assert time.monotonic() - started < 3
     assert len(mailbox.uids_after(0)) == 1
+
+
+def test_mail_that_lands_between_the_noop_and_idle_wakes_idle_at_once(
+    imap_server: EmbeddedImapServer, mailbox: ImapMailbox, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Servers such as Dovecot and Cyrus report, as IDLE starts, mail that arrived since
+    the last command; the embedded server does too, and the adapter hears it at once."""
+    client = mailbox._connected()
+    noop = client.noop
+
+    def noop_then_mail_arrives() -> Any:
+        answer = noop()
+        imap_server.append(message(1))
+        return answer
+
+    monkeypatch.setattr(client, "noop", noop_then_mail_arrives)
+    started = time.monotonic()
+    assert mailbox.idle_wait(5.0) is True
+    assert time.monotonic() - started < 2
+    assert len(mailbox.uids_after(0)) == 1
+
+
+class ScriptedImapServer:
+    """Just enough IMAP for one session, answering IDLE with the continuation and news in
+    one packet, which a real server does only when timing allows."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection, connection.makefile("rb") as lines:
+            connection.sendall(b"* OK [CAPABILITY IMAP4rev1 IDLE] ready\r\n")
+            idle_tag = ""
+            for line in lines:
+                tag, command, *_ = line.decode().split() + [""]
+                answers = {
+                    "CAPABILITY": f"* CAPABILITY IMAP4rev1 IDLE\r\n{tag} OK done\r\n",
+                    "SELECT": "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n"
+                              f"{tag} OK [READ-WRITE] selected\r\n",
+                    "IDLE": "+ idling\r\n* 1 EXISTS\r\n",
+                    "LOGOUT": f"* BYE\r\n{tag} OK bye\r\n",
+                }
+                if tag == "DONE":
+                    answer = f"{idle_tag} OK idle done\r\n"
+                else:
+                    idle_tag = tag
+                    answer = answers.get(command.upper(), f"{tag} OK done\r\n")
+                connection.sendall(answer.encode())
+                if command.upper() == "LOGOUT":
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)
+
+
+def test_news_in_the_same_packet_as_the_idle_continuation_is_heard_at_once() -> None:
+    server = ScriptedImapServer()
+    settings = ImapSettings(host="127.0.0.1", port=server.port, security="none",
+                            username="support", password="secret", timeout=5.0)
+    try:
+        with ImapMailbox(settings) as box:
+            started = time.monotonic()
+            assert box.idle_wait(5.0) is True
+            assert time.monotonic() - started < 2, "the news waited in imaplib's buffer"
+    finally:
+        server.close()
 
 
 def test_idle_on_a_dropped_connection_is_transient(
