@@ -397,8 +397,12 @@ class SmtpSink(_Listener):
 
     # -- server plumbing --
 
+    @property
+    def _smtp_class(self) -> type[_TrackedSMTP]:
+        return _TrackedSMTP
+
     def _protocol(self) -> SMTP:
-        protocol = _TrackedSMTP(
+        protocol = self._smtp_class(
             self, hostname="mailbridge-sink", loop=asyncio.get_running_loop(),
             tls_context=self._tls_context if self.security == "starttls" else None,
             authenticator=self._authenticate if self._credentials else None,

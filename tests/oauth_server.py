@@ -75,8 +75,11 @@ class OAuthServer:
         access_lifetime: int = 3600, clock: Callable[[], float] = time.time,
         users: Iterable[str] = ("support@example.test",), interval: int = 1,
         rotate_refresh_tokens: bool = True, app_user: str | None = None,
+        token_bytes: int = 24,
     ) -> None:
         self.client_id, self.client_secret = client_id, client_secret
+        # Random bytes per access token; Microsoft's are JWTs of 1.5 to 2.5 KB.
+        self.token_bytes = token_bytes
         self.access_lifetime, self.interval = access_lifetime, interval
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.users = tuple(users)
@@ -302,7 +305,7 @@ class OAuthServer:
 
     def _issue(self, user: str, scope: str, *, refresh: bool, family: str | None = None) -> Json:
         family = family or f"consent-{next(self._families)}"
-        access_token = "at-" + secrets.token_urlsafe(24)
+        access_token = "at-" + secrets.token_urlsafe(self.token_bytes)
         self._access[access_token] = _Token(user, scope, family,
                                             self._clock() + self.access_lifetime)
         answer: Json = {"access_token": access_token, "token_type": "Bearer",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from mailbridge.embedded import SmtpSink
+from mailbridge.embedded import SmtpSink, _TrackedSMTP
 from tests.oauth_server import OAuthServer
 
 __all__ = ["AuthAttempt", "OAuthSmtpSink", "parse_oauthbearer",
@@ -68,6 +69,22 @@ def _kv_fields(items: list[bytes]) -> dict[str, str]:
     return fields
 
 
+# RFC 4954 section 4: an AUTH command line may be up to 12,288 octets. aiosmtpd stops at 512
+# for a command and 1,001 for any line; a Microsoft token makes an AUTH line of about 3 KB.
+AUTH_LINE_LIMIT = 12288
+
+
+class _LongAuthSMTP(_TrackedSMTP):
+    """aiosmtpd taking AUTH lines as long as RFC 4954 allows (DATA lines up to that too)."""
+
+    line_length_limit = AUTH_LINE_LIMIT + 2
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.command_size_limits = collections.defaultdict(
+            lambda: SMTP.command_size_limit, AUTH=AUTH_LINE_LIMIT)
+
+
 class OAuthSmtpSink(SmtpSink):
     """SmtpSink (same recording and failure switches) whose AUTH takes XOAUTH2 and
     OAUTHBEARER tokens that ``oauth`` vouches for, and PLAIN/LOGIN as any of the OAuth
@@ -75,17 +92,23 @@ class OAuthSmtpSink(SmtpSink):
 
     A refused token first gets a 334 challenge carrying the JSON error, as Gmail answers
     (the client sends an empty line, or ^A for OAUTHBEARER, then gets 535); with
-    ``error_challenge=False`` it gets 535 at once, as Microsoft 365 answers.
+    ``error_challenge=False`` it gets 535 at once, as Microsoft 365 answers. AUTH lines may
+    be as long as RFC 4954 allows; with ``long_auth_lines=False``, aiosmtpd's 512 apply.
     """
 
     def __init__(self, oauth: OAuthServer, *, password: str = "secret",
                  require_auth: bool = True, error_challenge: bool = True,
-                 **sink_options: Any) -> None:
+                 long_auth_lines: bool = True, **sink_options: Any) -> None:
         # The credentials switch AUTH on in SmtpSink; _authenticate below decides.
         super().__init__(username=oauth.users[0], password=password, **sink_options)
         self.oauth, self.password = oauth, password
         self.require_auth, self.error_challenge = require_auth, error_challenge
+        self.long_auth_lines = long_auth_lines
         self.auth_attempts: list[AuthAttempt] = []
+
+    @property
+    def _smtp_class(self) -> type[_TrackedSMTP]:
+        return _LongAuthSMTP if self.long_auth_lines else _TrackedSMTP
 
     # -- SASL mechanisms beyond aiosmtpd's PLAIN and LOGIN (found by their auth_ names) --
 

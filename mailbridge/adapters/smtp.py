@@ -154,6 +154,8 @@ class SmtpConnection:
         refusal = await _authenticate(client, mechanism, s.username, token, s.host, s.port)
         if refusal is None:
             return
+        if refusal.code != 535:  # 535 5.7.8 refuses the credentials; this is something else
+            raise refusal
         log.info("SMTP %s refused the access token of %s (%s); refreshing it once", s.host,
                  s.username, refusal.message)
         s.oauth.invalidate(token)

@@ -160,6 +160,40 @@ def test_oauthbearer_is_spoken_too(dovecot: DovecotServer, provider: TokenProvid
     assert "method=OAUTHBEARER" in dovecot.log()
 
 
+def test_microsoft_sized_tokens_sign_in_to_imap_and_smtp(
+        clock: FrozenClock, tmp_path: Path) -> None:
+    """Access tokens of about 2 KB, as Microsoft issues: IMAP sends them after the
+    AUTHENTICATE continuation, SMTP in the AUTH line itself (about 3 KB, RFC 4954 allows
+    12,288 octets)."""
+    with (OAuthServer(clock=lambda: clock.now().timestamp(), users=(USER,),
+                      token_bytes=1600) as server,
+          DovecotServer(oauth=server) as dovecot, OAuthSmtpSink(server) as sink):
+        provider = signed_in(server, generic(server), TokenStore(tmp_path), clock)
+        assert len(provider.access_token()) > 2000
+        dovecot.append(MESSAGE)
+        with ImapMailbox(imap(dovecot, provider)) as box:
+            assert len(box.uids_after(0)) == 1
+        asyncio.run(send_message(smtp(sink, provider), MESSAGE, USER, ["ada@customer.example"]))
+        assert len(sink.wait_for(1)) == 1
+        assert refused_logins(dovecot) == 0 and "method=XOAUTH2" in dovecot.log()
+    assert sink.auth_attempts == [AuthAttempt("XOAUTH2", USER, True)]
+
+
+def test_an_smtp_server_refusing_a_long_auth_line_is_not_blamed_on_the_token(
+        clock: FrozenClock, tmp_path: Path) -> None:
+    with (OAuthServer(clock=lambda: clock.now().timestamp(), users=(USER,),
+                      token_bytes=1600) as server,
+          OAuthSmtpSink(server, long_auth_lines=False) as sink):
+        provider = signed_in(server, generic(server), TokenStore(tmp_path), clock)
+        with pytest.raises(PermanentError) as caught:
+            asyncio.run(send_message(smtp(sink, provider), MESSAGE, USER,
+                                     ["ada@customer.example"]))
+    assert str(caught.value) == (
+        f"SMTP login via {sink.host}:{sink.port}: login refused for user '{USER}': 500 AUTH "
+        "XOAUTH2 answered: Command line too long")
+    assert server.grants.count("refresh_token") == 0, "a new token would not be shorter"
+
+
 # --- SMTP (the aiosmtpd sink with XOAUTH2/OAUTHBEARER) ----------------------------------
 
 
