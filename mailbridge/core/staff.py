@@ -175,10 +175,18 @@ class StaffMessage:
         found = [c.argument for c in self.commands if c.name == name]
         return found[-1] if found else None
 
+    def tags(self, name: str) -> tuple[str, ...]:
+        """The tags of every `#tag` (or `#untag`) line, in order, each once."""
+        found = (tag for c in self.commands if c.name == name
+                 for tag in _LIST_SEPARATOR.split(c.argument) if tag)
+        return tuple(dict.fromkeys(found))
+
 
 _COMMAND_LINE = re.compile(r"#([A-Za-z]+)\b[ \t]*(.*)")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+_LIST_SEPARATOR = re.compile(r"[\s,]+")
+_NAMES = re.compile(rf"{_NAME.pattern}(?:{_LIST_SEPARATOR.pattern}{_NAME.pattern})*,?")
 
 # name -> (argument required?, validator of the lower-cased argument, what is expected)
 _COMMANDS: dict[str, tuple[bool, re.Pattern[str] | tuple[str, ...] | None, str]] = {
@@ -189,6 +197,8 @@ _COMMANDS: dict[str, tuple[bool, re.Pattern[str] | tuple[str, ...] | None, str]]
     "assign": (True, _ADDRESS, "an e-mail address or 'me'"),
     "queue": (True, _NAME, "a queue name"),
     "template": (True, _NAME, "a template name"),
+    "tag": (True, _NAMES, "tag names, separated by spaces or commas"),
+    "untag": (True, _NAMES, "tag names, separated by spaces or commas"),
 }
 
 
@@ -241,7 +251,8 @@ def _command_error(name: str, argument: str) -> str:
 
 
 def _normalise(name: str, argument: str) -> str:
-    return argument.lower() if name in ("priority", "assign", "queue", "template") else argument
+    return (argument.lower() if name in ("priority", "assign", "queue", "template", "tag", "untag")
+            else argument)
 
 
 # --- signatures ----------------------------------------------------------------------------

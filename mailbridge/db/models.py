@@ -148,7 +148,8 @@ class Ticket(Base):
 
 
 class TicketTag(Base):
-    """A label on a ticket, set by a routing rule; one row per ticket and tag."""
+    """A label on a ticket, set by a routing rule or a staff #tag; one row per ticket and
+    tag."""
 
     __tablename__ = "ticket_tag"
 

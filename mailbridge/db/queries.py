@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Update,
     bindparam,
+    delete,
     event,
     func,
     insert,
@@ -336,6 +337,16 @@ def customer_mails_since_staff_reply(session: Session, ticket_id: int) -> int:
 def ticket_tags(session: Session, ticket_id: int) -> list[str]:
     query = select(TicketTag.tag).where(TicketTag.ticket_id == ticket_id).order_by(TicketTag.tag)
     return list(_flushed(session).scalars(query))
+
+
+def remove_ticket_tags(session: Session, ticket_id: int, tags: Sequence[str]) -> list[str]:
+    """Take these tags (in any case) off the ticket; returns those it had, as they were."""
+    wanted = {tag.lower() for tag in tags}
+    had = [tag for tag in ticket_tags(session, ticket_id) if tag.lower() in wanted]
+    if had:
+        _flushed(session).execute(
+            delete(TicketTag).where(TicketTag.ticket_id == ticket_id, TicketTag.tag.in_(had)))
+    return had
 
 
 def add_ticket_tags(session: Session, ticket_id: int, tags: Sequence[str], now: datetime,

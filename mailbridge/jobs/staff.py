@@ -257,6 +257,10 @@ def _apply_commands(session: Session, app: App, ticket: Ticket, message: StaffMe
         ticket.queue = queue
     if "priority" in changes or "queue" in changes:
         on_priority_or_queue_change(session, app, ticket, now)
+    if added := queries.add_ticket_tags(session, ticket.id, message.tags("tag"), now):
+        changes["tags_added"] = added
+    if removed := queries.remove_ticket_tags(session, ticket.id, message.tags("untag")):
+        changes["tags_removed"] = removed
     return changes
 
 

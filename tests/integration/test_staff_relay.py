@@ -17,6 +17,7 @@ from sqlalchemy import select
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.daemon import Daemon, PassReport
+from mailbridge.db import queries
 from mailbridge.db.models import Article, Event, Outbox, Ticket
 from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
 from tests.builders import mail, make_config
@@ -257,6 +258,23 @@ def test_commands_change_the_ticket(
     assert len(to(smtp_sink.wait_for(3), CUSTOMER)) == 2
     assert "#priority" not in body(to(smtp_sink, CUSTOMER)[1])
     assert_nothing_of_staff_leaks(smtp_sink)
+
+
+def test_tag_and_untag_change_the_tickets_tags_and_send_nothing(
+    app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    notice = open_ticket(app, imap_server, smtp_sink)
+    with app.transaction() as session:  # as a routing rule would have tagged it
+        queries.add_ticket_tags(session, ticket(app).id, ["unhappy", "Refund"], START)
+    imap_server.append(staff_reply(notice, "#untag unhappy, refund, never-set\n#tag vip billing"))
+    run_pass(app)
+
+    with app.sessions() as session:
+        assert queries.ticket_tags(session, ticket(app).id) == ["billing", "vip"]
+    answer = [e for e in events(app) if e.type == "staff_reply"][-1]
+    assert answer.data["changes"] == {"tags_added": ["vip", "billing"],
+                                      "tags_removed": ["Refund", "unhappy"]}
+    assert len(to(smtp_sink.wait_for(2), CUSTOMER)) == 1, "commands alone say nothing"
 
 
 def test_close_alone_tells_the_customer_with_the_closed_template(

@@ -140,6 +140,13 @@ def test_commands_before_the_text_are_read_and_removed() -> None:
     assert message.text == "Hello Mario,\nthe refund is on its way.\n#close at the end is text"
 
 
+def test_tag_lines_take_several_names_each_and_collect_them_once() -> None:
+    message = parse_commands("#tag VIP, refund\n#untag unhappy\n#tag vip billing,\nThanks")
+    assert message.tags("tag") == ("vip", "refund", "billing")
+    assert message.tags("untag") == ("unhappy",)
+    assert message.errors == () and message.text == "Thanks"
+
+
 def test_note_keeps_the_rest_of_its_line_as_text() -> None:
     message = parse_commands("#note customer called, wants a callback\nsecond line")
     assert message.has("note")
@@ -155,6 +162,8 @@ def test_note_keeps_the_rest_of_its_line_as_text() -> None:
         ("#close now please\nHi", "takes no argument"),
         ("#assign bob\nHi", "expected an e-mail address"),
         ("#template ../../etc/passwd\nHi", "expected a template name"),
+        ("#tag\nHi", "needs an argument"),
+        ("#untag not/a/tag\nHi", "expected tag names"),
     ],
 )
 def test_command_errors_name_the_line_and_the_problem(text: str, error: str) -> None:
