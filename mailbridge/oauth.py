@@ -428,6 +428,27 @@ class TokenProvider:
         record = self._record
         return record.scopes if record is not None else ()
 
+    def sign_in_problem(self) -> str | None:
+        """Why no token can be had here without a person, from the token file alone (no
+        sign-in yet, one the provider refused, another client's); None when it can try.
+        Cheap and lock-free: lease rounds ask before they take the mailbox."""
+        if self.sign_in.flow == "client_credentials":
+            return None
+        try:
+            record = self._store.load(self.sign_in)
+        except SignInRequired as exc:
+            return str(exc)
+        if record is None:
+            return self.sign_in.not_signed_in
+        return self._mismatch(record) or record.problem or None
+
+    def _mismatch(self, record: TokenRecord) -> str | None:
+        if (record.client_id, record.token_url) == (self.sign_in.client_id,
+                                                    self.sign_in.endpoints.token_url):
+            return None
+        return (f"{self.sign_in.label} was signed in with another client_id or token "
+                f"endpoint: run {self.sign_in.login_command}")
+
     def _valid_token(self) -> str:
         if self._unsaved:
             with self._store.locked(self.sign_in):
@@ -486,11 +507,9 @@ class TokenProvider:
             return self._record
         record = self._store.load(self.sign_in)
         if record is not None:
-            if (record.client_id, record.token_url) != (self.sign_in.client_id,
-                                                        self.sign_in.endpoints.token_url):
+            if mismatch := self._mismatch(record):
                 # Not remembered as read: the same answer every time until the file changes.
-                raise SignInRequired(f"{self.sign_in.label} was signed in with another client_id "
-                                     f"or token endpoint: run {self.sign_in.login_command}")
+                raise SignInRequired(mismatch)
             _keep_out_of_logs(self.sign_in, record)
         if self._loaded:  # a new sign-in or another process's refresh: a different token
             self._stale = False

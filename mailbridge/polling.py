@@ -114,6 +114,8 @@ class Pollers:
         self._lease_wakeup = asyncio.Event()
         self._first_round = asyncio.Event()
         self._leaving: set[str] = set()  # sources being handed back
+        # Sources this instance cannot sign in to (OAuth2), with why: not taken here.
+        self._barred: dict[str, str] = {}
         self._lease_trouble = False  # the last lease round failed (logged once)
 
     def start(self, keeper: Keeper) -> None:
@@ -297,7 +299,9 @@ class Pollers:
         while not self._stop.is_set():
             self._lease_wakeup.clear()
             sources = {m.source_name: m for m in watched_sources(self.app.config)}
-            round_ = asyncio.ensure_future(asyncio.to_thread(keeper.round, list(sources)))
+            self._barred = await asyncio.to_thread(self._sign_in_problems, sources)
+            round_ = asyncio.ensure_future(asyncio.to_thread(keeper.round, list(sources),
+                                                             set(self._barred)))
             # A database that does not answer must not keep us polling past our leases.
             while not (await asyncio.wait([round_], timeout=keeper.interval))[0]:
                 self._pause_if_lapsed(keeper)
@@ -319,10 +323,22 @@ class Pollers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lease_wakeup.wait(), keeper.interval)
 
+    def _sign_in_problems(self, sources: dict[str, MailboxConfig]) -> dict[str, str]:
+        """The sources whose OAuth2 sign-in cannot give a token here, and why."""
+        if self.tokens is None:
+            return {}
+        problems = {}
+        for name, mailbox in sources.items():
+            provider = self.tokens.for_mailbox(mailbox)
+            if provider is not None and (problem := provider.sign_in_problem()):
+                problems[name] = problem
+        return problems
+
     def _apply_round(self, keeper: Keeper, result: Round,
                      sources: dict[str, MailboxConfig]) -> None:
         polling = {n for n, poller in self._pollers.items() if not poller.stop.is_set()}
-        changes = reconcile(result.held, polling, self._leaving, list(sources))
+        changes = reconcile(result.held, polling, self._leaving,
+                            [name for name in sources if name not in self._barred])
         for name in changes.stop:
             log.warning("mailbox %s: another instance has taken it over; stopping here", name)
             self._let_go(self._pollers[name], "elsewhere", "another instance has taken it over")
@@ -336,7 +352,17 @@ class Pollers:
         for name, owner in result.holders.items():
             if name not in self._pollers and name not in self._leaving:
                 state, ok, detail = elsewhere(owner, name in result.unheld, keeper.ttl)
-                self.health.set(component(name), state, ok=ok, detail=detail)
+                if name in self._barred and (owner is None or name in result.held):
+                    self._cannot_sign_in(sources[name], self._barred[name])
+                else:
+                    self.health.set(component(name), state, ok=ok, detail=detail)
+
+    def _cannot_sign_in(self, mailbox: MailboxConfig, problem: str) -> None:
+        """Nobody polls a mailbox this instance cannot sign in to: unhealthy, said once."""
+        provider = self.tokens.for_mailbox(mailbox) if self.tokens is not None else None
+        if provider is None or provider.tell_once(problem):
+            log.error("%s", problem)  # it names the mailbox and the command to run
+        self.health.failing(component(mailbox.source_name), problem, "signed-out")
 
     def _pause_if_lapsed(self, keeper: Keeper) -> None:
         if not keeper.lapsed():
@@ -367,7 +393,8 @@ class Pollers:
                 await self._replace_poller(poller, None)
             await asyncio.to_thread(keeper.hand_back, name)
             log.info("mailbox %s: handed back for another instance to poll", name)
-            if any(m.source_name == name for m in watched_sources(self.app.config)):
+            if name not in self._barred and any(
+                    m.source_name == name for m in watched_sources(self.app.config)):
                 self.health.set(component(name), "unowned", detail="handed back for another "
                                 "instance to poll")
         except Exception:  # noqa: BLE001 - still ours: the next round polls it again

@@ -20,7 +20,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from math import inf
@@ -209,8 +209,11 @@ class Keeper:
         """True once our leases may have run out for want of a renewal: stop polling."""
         return self._monotonic() >= self._valid_until
 
-    def round(self, sources: Sequence[str]) -> Round:
-        """Heartbeat, renew what we hold, then take what the plan says; one round."""
+    def round(self, sources: Sequence[str], barred: Collection[str] = ()) -> Round:
+        """Heartbeat, renew what we hold, then take what the plan says; one round.
+
+        `barred` sources are watched but not taken here (this instance cannot sign in to
+        them): another instance may, and the round still tells who holds them."""
         me = self.me or self.start()
         began, ttl = self._monotonic(), self.ttl
         cooldown = HANDBACK_COOLDOWN * ttl.total_seconds()
@@ -226,7 +229,7 @@ class Keeper:
                            may_hand_back=began >= self._spread_paused_until, keep=recent)
             self._forget(session, decided.dead, now)
         self._valid_until = began + ttl.total_seconds()
-        got = [name for name in decided.take if self._acquire(name)]
+        got = [name for name in decided.take if name not in barred and self._acquire(name)]
         if recent & set(got):
             # What we gave up came back unwanted: someone counted as live takes no mailboxes
             # (a `run --once`, another configuration). Keep what we hold for a while.
@@ -235,7 +238,7 @@ class Keeper:
         for name in decided.candidates:
             if wanted <= 0:
                 break
-            if self._acquire(name):
+            if name not in barred and self._acquire(name):
                 got.append(name)
                 wanted -= 1
         for name in got:

@@ -7,6 +7,7 @@ waits for a new sign-in, with no token or secret in its logs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -372,6 +373,50 @@ def test_a_revoked_sign_in_makes_its_mailbox_unhealthy_while_the_others_carry_on
     secrets = issued_secrets(server)
     assert len(secrets) > 5  # device code, access and refresh tokens, the client secret
     assert [secret for secret in secrets if secret in logs] == []
+
+
+@pytest.mark.postgres
+def test_an_instance_that_cannot_sign_in_leaves_the_mailbox_to_one_that_can(
+        tmp_path: Path, postgres_url: str) -> None:
+    """Several instances, each with its own sign-ins: one without the mailbox's never takes
+    its lease (it says why, once), so the instance that has the sign-in polls it."""
+    require_dovecot()
+    with (OAuthServer(client_secret=OAUTH_SECRET) as server,
+          EmbeddedImapServer(password=IMAP_SECRET) as pymap, SmtpSink() as sink,
+          DovecotServer(oauth=server) as dovecot, contextlib.ExitStack() as running):
+        configs, ports = {}, {}
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            ports[name] = free_port()
+            configs[name] = oauth_config(tmp_path / name, pymap, sink, postgres_url, dovecot,
+                                         server, ports[name])
+        login = cli(configs["b"], "oauth", "login", "--mailbox", "helpdesk",
+                    consent=server.approve)
+        assert login.returncode == 0, login.stdout + login.stderr
+
+        a = Daemon(tmp_path / "a", configs["a"], env={"MB_OAUTH_SECRET": OAUTH_SECRET})
+        running.callback(a.close)
+        a.wait_for_notice("READY=1")
+        _status, health = eventually(lambda: _unhealthy(ports["a"]), "a to say it cannot")
+        assert health["components"]["mailbox:support"]["ok"]  # a polls the other one
+        assert "Login:" not in dovecot.log(), "a must not even try"
+
+        b = Daemon(tmp_path / "b", configs["b"], env={"MB_OAUTH_SECRET": OAUTH_SECRET})
+        running.callback(b.close)
+        b.wait_for_notice("READY=1")
+        dovecot.append(mail("Ada <ada@customer.example>", "Via OAuth", to=USER))
+        assert "Via OAuth" in sink.wait_for(1, WAIT)[0].message["Subject"]
+        eventually(lambda: _state(ports["a"], "mailbox:helpdesk") == "elsewhere",
+                   "a to see b polling it")
+        assert healthz(ports["a"])[0] == 200
+        assert a.stop() == 0 and b.stop() == 0
+    assert a.log.count("run mailbridge oauth login --mailbox helpdesk") == 1
+    assert "mailbox helpdesk: taken over" not in a.log
+
+
+def _state(port: int, name: str) -> object:
+    components = healthz(port)[1].get("components", {})
+    return components.get(name, {}).get("state")
 
 
 def _unhealthy(port: int) -> tuple[int, dict[str, object]] | None:
