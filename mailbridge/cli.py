@@ -18,6 +18,7 @@ from pathlib import Path
 from mailbridge import __version__
 from mailbridge.config import Config, config_path, load_config
 from mailbridge.core.sla import parse_duration
+from mailbridge.core.staff import tag_name
 from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
 from mailbridge.logs import config_secrets, hide_secrets, setup_logging
 
@@ -89,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     show = ticket_commands.add_parser("show", help="one ticket with its articles and events")
     show.add_argument("number", type=int)
     show.add_argument("--json", action="store_true", help="print a JSON object")
+    tag = ticket_commands.add_parser(
+        "tag", help="add or remove tags of one ticket (as staff #tag/#untag do)")
+    tag.add_argument("number", type=int)
+    tag.add_argument("--add", action="append", default=[], type=tag_name, metavar="TAG",
+                     help="add this tag (repeat for more)")
+    tag.add_argument("--remove", action="append", default=[], type=tag_name, metavar="TAG",
+                     help="remove this tag, in any case (repeat for more)")
 
     outbox = commands.add_parser("outbox", help="outgoing mail")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
@@ -277,6 +285,8 @@ def _tickets(args: argparse.Namespace) -> int:
             return reports.list_tickets(app, args.status, args.json, sys.stdout,
                                         overdue=args.overdue, due_within=args.due_within,
                                         tag=args.tag)
+        if args.tickets_command == "tag":
+            return reports.tag_ticket(app, args.number, args.add, args.remove, sys.stdout)
         return reports.show_ticket(app, args.number, args.json, sys.stdout)
 
 

@@ -343,8 +343,10 @@ class SmtpSink(_Listener):
             self._refused.clear()
             self._cuts_mid_data = 0
 
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
-        """Block until at least count messages have arrived; all of them, in order."""
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[ReceivedMail]:
+        """Block until at least count messages have arrived; all of them, in order.
+
+        It returns as soon as they are there: the timeout is for a machine under load."""
         with self._arrived:
             if not self._arrived.wait_for(lambda: len(self.received) >= count, timeout):
                 raise TimeoutError(

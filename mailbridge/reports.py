@@ -219,6 +219,27 @@ def list_outbox(app: App, state: str | None, as_json: bool, out: TextIO) -> int:
     return 0
 
 
+def tag_ticket(app: App, number: int, add: Sequence[str], remove: Sequence[str],
+               out: TextIO) -> int:
+    """Add and remove tags of one ticket; a `tags_changed` event says what changed."""
+    from mailbridge.jobs.records import add_event
+
+    now = app.clock.now()
+    with app.transaction() as session:
+        ticket = queries.ticket_by_number(session, number)
+        if ticket is None:
+            raise MailbridgeError(f"no ticket #{number}")
+        removed = queries.remove_ticket_tags(session, ticket.id, remove)
+        added = queries.add_ticket_tags(session, ticket.id, add, now)
+        if added or removed:
+            add_event(session, ticket, now, "tags_changed", by="command line",
+                      tags_added=added, tags_removed=removed)
+        tags = queries.ticket_tags(session, ticket.id)
+    out.write(f"ticket #{number}: {', '.join(tags) or 'no tags'}"
+              f"{'' if added or removed else ' (unchanged)'}\n")
+    return 0
+
+
 def retry_outbox(app: App, row_id: int, out: TextIO) -> int:
     from mailbridge.jobs.outbox import retry
 

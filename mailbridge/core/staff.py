@@ -202,6 +202,15 @@ _COMMANDS: dict[str, tuple[bool, re.Pattern[str] | tuple[str, ...] | None, str]]
 }
 
 
+def tag_name(value: str) -> str:
+    """A tag as `#tag` takes it (lower-cased); ValueError names what is expected."""
+    name = value.strip().lower()
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"a tag is letters, digits, '_', '.' or '-' (at most 64), not "
+                         f"{value!r}")
+    return name
+
+
 def parse_commands(text: str) -> StaffMessage:
     """Read `#command [argument]` lines at the top of `text`, before any other text.
 

@@ -105,6 +105,33 @@ def test_failed_outbox_row_can_be_retried(
     assert mailbridge(config, "outbox", "retry", "999").returncode == 1
 
 
+def test_tickets_tag_adds_and_removes_tags_and_records_who(
+    config: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    imap_server.append(mail())
+    assert mailbridge(config, "run", "--once").returncode == 0
+
+    tagged = mailbridge(config, "tickets", "tag", "1000", "--add", "Unhappy", "--add", "vip")
+    assert tagged.stdout == b"ticket #1000: unhappy, vip\n", tagged.stderr
+    untagged = mailbridge(config, "tickets", "tag", "1000", "--remove", "UNHAPPY",
+                          "--remove", "never-set")
+    assert untagged.stdout == b"ticket #1000: vip\n"
+    again = mailbridge(config, "tickets", "tag", "1000", "--add", "vip")
+    assert again.stdout == b"ticket #1000: vip (unchanged)\n"
+
+    listed = json.loads(mailbridge(config, "tickets", "list", "--tag", "vip", "--json").stdout)
+    assert [t["number"] for t in listed] == [1000]
+    shown = json.loads(mailbridge(config, "tickets", "show", "1000", "--json").stdout)
+    changes = [e for e in shown["events"] if e["type"] == "tags_changed"]
+    assert [(e["data"]["tags_added"], e["data"]["tags_removed"]) for e in changes] == [
+        (["unhappy", "vip"], []), ([], ["unhappy"])]
+    assert {e["data"]["by"] for e in changes} == {"command line"}
+
+    refused = mailbridge(config, "tickets", "tag", "1000", "--add", "no/slashes")
+    assert refused.returncode == 2 and b"invalid tag_name value" in refused.stderr
+    assert mailbridge(config, "tickets", "tag", "4242", "--add", "x").returncode == 1
+
+
 def test_show_unknown_ticket_is_a_runtime_error(config: Path) -> None:
     result = mailbridge(config, "tickets", "show", "4242")
     assert result.returncode == 1
