@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     rules_test.add_argument("--unanswered", type=int, default=1, metavar="N",
                             help="with --followup: the customer's mails since our last reply, "
                             "this one included (default 1)")
+    rules_test.add_argument("--open-tickets", type=int, default=1, metavar="N",
+                            help="the customer's open tickets, this mail's included "
+                            "(default 1)")
     rules_test.add_argument("--json", action="store_true", help="print JSON, one per file")
     return parser
 
@@ -371,7 +374,8 @@ def _rules(args: argparse.Namespace) -> int:
     from mailbridge.rules_command import explain_files
 
     return explain_files(_config(args), args.files, sys.stdout, mailbox=args.mailbox,
-                      followup=args.followup, unanswered=args.unanswered, as_json=args.json)
+                      followup=args.followup, unanswered=args.unanswered, as_json=args.json,
+                      open_tickets=args.open_tickets)
 
 
 def _oauth(args: argparse.Namespace) -> int:

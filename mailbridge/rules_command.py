@@ -18,7 +18,8 @@ from mailbridge.parse_command import MailFiles
 
 
 def explain_files(config: Config, files: Sequence[str], out: TextIO, *, mailbox: str | None,
-               followup: bool, unanswered: int, as_json: bool) -> int:
+               followup: bool, unanswered: int, as_json: bool, open_tickets: int = 1
+               ) -> int:
     """One report per file; exits 1 when a file could not be read."""
     from mailbridge.app import identity_for
 
@@ -32,7 +33,7 @@ def explain_files(config: Config, files: Sequence[str], out: TextIO, *, mailbox:
         parsed = parse_message(raw)
         verdict = classify(parsed, identity)
         facts = facts_for(parsed, mailbox or _mailbox_for(config, parsed), followup=followup,
-                          unanswered=max(unanswered, 1))
+                          unanswered=max(unanswered, 1), open_tickets=max(open_tickets, 1))
         decision = evaluate(config.routing, facts)
         report: dict[str, Any] = {
             "file": name,

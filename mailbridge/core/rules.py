@@ -18,7 +18,9 @@ Conditions (`when`): `from` and `from_domain` (a glob or a list of globs, e.g.
 "rimborso" matches "RIMBORSO!" but "refund" does not match "refunded") or `regex` (case
 insensitive), `language` (a code or a list), `has_attachments` and `followup` (true or false),
 `unanswered_at_least` (the customer's mails since the last staff reply, this one included),
-and `any_of` (a list of condition tables). A rule without `when` matches every mail.
+`open_tickets_at_least` (the customer's tickets not resolved or closed, this mail's
+included), and `any_of` (a list of condition tables). A rule without `when` matches every
+mail.
 
 Actions (`then`): `queue`, `priority` (low, normal, high, urgent), `sla_policy`, `assignee`,
 `respond_within` (a duration: the first response falls due at most this far from the mail),
@@ -56,6 +58,7 @@ class Facts:
     has_attachments: bool = False
     is_followup: bool = False
     customer_mails_unanswered: int = 1
+    customer_open_tickets: int = 1  # counted only when a rule asks (see needs_fact)
 
     def view(self, part: str, form: str) -> str:
         """The subject, body or both ("text") as written, lower-cased or accent-folded;
@@ -131,7 +134,7 @@ class Flag:
 
 @dataclass(frozen=True)
 class AtLeast:
-    fact: str  # "customer_mails_unanswered"
+    fact: str  # "customer_mails_unanswered" or "customer_open_tickets"
     minimum: int
 
     def holds(self, facts: Facts) -> bool:
@@ -195,6 +198,22 @@ class Rule:
     then: Actions
 
 
+def needs_fact(rules: Sequence[Rule], fact: str) -> bool:
+    """Whether any rule counts on `fact` (e.g. "customer_open_tickets"): one that costs a
+    query is only worked out for rule sets that read it."""
+
+    def reads(condition: object) -> bool:
+        if isinstance(condition, AtLeast):
+            return condition.fact == fact
+        if isinstance(condition, AllOf):
+            return any(reads(c) for c in condition.conditions)
+        if isinstance(condition, AnyOf):
+            return any(reads(g) for g in condition.groups)
+        return False
+
+    return any(reads(rule.when) for rule in rules)
+
+
 @dataclass(frozen=True)
 class Decision:
     """The merged actions of the matching rules, and their names in order (for the audit)."""
@@ -223,7 +242,10 @@ _GLOBS = {"from": "sender", "from_domain": "sender_domain"}
 _NAMES = {"mailbox": "mailbox", "to_detail": "to_details", "language": "language"}
 _TEXTS = ("subject", "body", "text")
 _FLAGS = {"has_attachments": "has_attachments", "followup": "is_followup"}
-_CONDITION_KEYS = (*_GLOBS, *_NAMES, *_TEXTS, *_FLAGS, "unanswered_at_least", "any_of")
+# Conditions on a count: "at least N" of what the fact counts.
+_COUNTS = {"unanswered_at_least": ("customer_mails_unanswered", "mails"),
+           "open_tickets_at_least": ("customer_open_tickets", "tickets")}
+_CONDITION_KEYS = (*_GLOBS, *_NAMES, *_TEXTS, *_FLAGS, *_COUNTS, "any_of")
 NAME_LIMIT = 64
 _LETTERS_OUTSIDE_ESCAPES = re.compile(r"\\.|\(\?P?<[^>]*>|\(\?P=\w+\)|[^\w]")
 
@@ -285,10 +307,11 @@ def _condition(kind: str, value: object, key: str) -> Condition:  # noqa: PLR091
         return _text(kind, value, key)
     if kind in _FLAGS:
         return Flag(_FLAGS[kind], _flag(value, key))
-    if kind == "unanswered_at_least":
+    if kind in _COUNTS:
+        fact, unit = _COUNTS[kind]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _Invalid(key, "expected a whole number of mails, 1 or more")
-        return AtLeast("customer_mails_unanswered", value)
+            raise _Invalid(key, f"expected a whole number of {unit}, 1 or more")
+        return AtLeast(fact, value)
     if not isinstance(value, list) or not value:
         raise _Invalid(key, "expected a non-empty list of condition tables")
     return AnyOf(tuple(_compile_when(group, f"{key}[{i}]") for i, group in enumerate(value)))

@@ -318,6 +318,13 @@ def ticket_articles(session: Session, ticket_id: int) -> Sequence[Article]:
     ).all()
 
 
+def open_tickets_of(session: Session, address: str) -> int:
+    """How many tickets of this requester are not resolved or closed."""
+    query = select(func.count(Ticket.id)).where(
+        Ticket.requester_address == address, Ticket.status.not_in(("resolved", "closed")))
+    return _flushed(session).scalar(query) or 0
+
+
 def customer_mails_since_staff_reply(session: Session, ticket_id: int) -> int:
     """The customer's mails on the ticket since the last staff reply to them (all of them
     when staff never replied); internal notes and automated mail do not count."""

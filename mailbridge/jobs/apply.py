@@ -67,7 +67,7 @@ def apply_message(
             inbound.ticket_id = ticket.id
             return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
         previous = ticket
-    routed = (routing.decide(app, parsed, inbound.mailbox) if verdict.kind == "customer"
+    routed = (routing.decide(session, app, parsed, inbound.mailbox) if verdict.kind == "customer"
               else routing.NO_DECISION)
     ticket = _open_ticket(session, app, inbound, parsed, verdict, routed.actions, now)
     article = _add_article(session, ticket, inbound, parsed, verdict, now)

@@ -13,7 +13,7 @@ why a ticket is where it is. Runs inside the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 
@@ -23,10 +23,15 @@ from mailbridge.app import App
 from mailbridge.core import sla
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.message import ParsedMessage
-from mailbridge.core.rules import Actions, Decision, Facts, Rule, evaluate
+from mailbridge.core.rules import Actions, Decision, Facts, Rule, evaluate, needs_fact
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
-from mailbridge.jobs.deadlines import on_priority_or_queue_change, refresh_next_due, shorten
+from mailbridge.jobs.deadlines import (
+    CLOSED,
+    on_priority_or_queue_change,
+    refresh_next_due,
+    shorten,
+)
 from mailbridge.jobs.records import add_event
 
 NO_DECISION = Decision()
@@ -36,7 +41,7 @@ RULE_TEXT_CHARS = 4000
 
 
 def facts_for(parsed: ParsedMessage, mailbox: str, *, followup: bool = False,
-              unanswered: int = 1) -> Facts:
+              unanswered: int = 1, open_tickets: int = 1) -> Facts:
     """What the rules look at: the customer's own words (quoted history trimmed, the first
     RULE_TEXT_CHARS)."""
     recipients = [a.address for a in (*parsed.to, *parsed.cc)]
@@ -52,15 +57,26 @@ def facts_for(parsed: ParsedMessage, mailbox: str, *, followup: bool = False,
         has_attachments=any(not a.inline for a in parsed.attachments),
         is_followup=followup,
         customer_mails_unanswered=unanswered,
+        customer_open_tickets=open_tickets,
     )
 
 
-def decide(app: App, parsed: ParsedMessage, mailbox: str) -> Decision:
+def decide(session: Session, app: App, parsed: ParsedMessage, mailbox: str) -> Decision:
     """The rules' decision for a mail opening a ticket (no rules: nothing decided)."""
     rules = app.config.routing
     if not rules:
         return NO_DECISION
-    return evaluate(rules, facts_for(parsed, mailbox))
+    # The ticket this mail opens is not there yet, and it will be open.
+    opened = _open_tickets(session, rules, parsed, 1)
+    return evaluate(rules, facts_for(parsed, mailbox, open_tickets=opened))
+
+
+def _open_tickets(session: Session, rules: Sequence[Rule], parsed: ParsedMessage,
+                  more: int) -> int:
+    """The customer's open tickets, `more` added, when a rule reads them; else 1."""
+    if parsed.from_ is None or not needs_fact(rules, "customer_open_tickets"):
+        return 1
+    return max(queries.open_tickets_of(session, parsed.from_.address) + more, 1)
 
 
 def apply_new(session: Session, app: App, ticket: Ticket, decision: Decision,
@@ -85,8 +101,9 @@ def apply_followup(session: Session, app: App, ticket: Ticket, parsed: ParsedMes
     if not rules:
         return NO_DECISION
     unanswered = queries.customer_mails_since_staff_reply(session, ticket.id)
+    opened = _open_tickets(session, rules, parsed, 0 if ticket.status not in CLOSED else 1)
     decision = evaluate(rules, facts_for(parsed, ticket.mailbox, followup=True,
-                                         unanswered=max(unanswered, 1)))
+                                         unanswered=max(unanswered, 1), open_tickets=opened))
     if not decision.matched:
         return decision
     _record(session, app, ticket, decision, now)

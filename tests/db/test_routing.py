@@ -185,6 +185,29 @@ def test_the_third_unanswered_mail_raises_priority_and_a_staff_reply_resets_the_
     assert len(events(world, "rule_matched")) == 1
 
 
+def test_a_customer_with_many_open_tickets_is_routed_by_that_count(world_with: Worlds) -> None:
+    rules = [{"name": "many open", "when": {"open_tickets_at_least": 3},
+              "then": {"priority": "high", "tags": ["many-open"]}}]
+    world = world_with(rules)
+    for n, subject in enumerate(["Card", "Loan", "App"], 1):
+        world.receive(mail("Dan <dan@customer.example>", subject, "Help, please.",
+                           message_id=f"<o{n}@customer.example>"))
+        world.receive(mail(f"Other {n} <o{n}@customer.example>", subject, "Help."))
+    dan = [world.ticket(number) for number in (1000, 1002, 1004)]
+    assert [t.priority for t in dan] == ["normal", "normal", "high"]  # the third open one
+    assert [t.priority for t in map(world.ticket, (1001, 1003, 1005))] == ["normal"] * 3
+
+    with world.session() as session:  # two of Dan's are done with
+        for ticket in dan[:2]:
+            session.get_one(type(ticket), ticket.id).status = "resolved"
+    world.receive(mail("Dan <dan@customer.example>", "Fees", "And another thing."))
+    assert world.ticket(1006).priority == "normal"  # 1004 and this one: two open
+    world.receive(mail("Dan <dan@customer.example>", "Re: App", "Any news?",
+                       in_reply_to="<o3@customer.example>"))
+    assert world.ticket(1004).priority == "high"
+    assert [d["rule"] for _, d in events(world, "rule_matched")] == ["many open"]
+
+
 def test_a_follow_up_rule_never_lowers_priority(world_with: Worlds) -> None:
     rules = [{"name": "calm", "when": {"followup": True}, "then": {"priority": "low"}}]
     world = world_with([VIP_RULE, *rules])

@@ -104,6 +104,20 @@ def test_followup_counts_the_unanswered_mails(tmp_path: Path, config: Path) -> N
     assert matched("--followup", "--unanswered", "3") == ["unhappy: repeated chaser"]
 
 
+def test_open_tickets_are_taken_as_given(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[[rule]]\nname = "many open"\n'
+                          'when.open_tickets_at_least = 3\nthen.priority = "high"\n')
+    hours = eml(tmp_path, "hours.eml", "Dan <dan@customer.example>", "Hours", "Open today?")
+
+    def matched(*args: str) -> list[str]:
+        result = rules_test(config, hours, "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return [m["rule"] for m in json.loads(result.stdout)["matched"]]
+
+    assert matched() == [] and matched("--open-tickets", "2") == []
+    assert matched("--open-tickets", "3") == ["many open"]
+
+
 def test_a_bad_rule_is_a_configuration_error_naming_it(tmp_path: Path) -> None:
     config = write_config(tmp_path, '[[rule]]\nname = "broken"\nwhen.subject.regex = "(x"\n')
     result = rules_test(config, "-")

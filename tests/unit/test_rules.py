@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
-from mailbridge.core.rules import Actions, Facts, RuleError, compile_rules, evaluate
+from mailbridge.core.rules import (
+    Actions,
+    Facts,
+    RuleError,
+    compile_rules,
+    evaluate,
+    needs_fact,
+)
 
 
 def matches(when: Mapping[str, object], facts: Facts) -> bool:
@@ -106,6 +114,9 @@ def test_language_attachments_followup_and_unanswered() -> None:
     assert not matches({"followup": True}, Facts())
     assert matches({"unanswered_at_least": 3}, facts)
     assert not matches({"unanswered_at_least": 4}, facts)
+    assert matches({"open_tickets_at_least": 1}, facts)
+    assert not matches({"open_tickets_at_least": 2}, facts)
+    assert matches({"open_tickets_at_least": 2}, replace(facts, customer_open_tickets=2))
 
 
 def test_all_conditions_must_hold_and_any_of_needs_one_group() -> None:
@@ -192,6 +203,10 @@ def test_bad_regex_names_the_rule_and_key() -> None:
             'rule "x": when.unanswered_at_least: expected a whole number',
         ),
         (
+            {"name": "x", "when": {"open_tickets_at_least": True}},
+            'rule "x": when.open_tickets_at_least: expected a whole number of tickets',
+        ),
+        (
             {"name": "x", "when": {"any_of": [{"lang": "it"}]}},
             'rule "x": when.any_of[0].lang: unknown key',
         ),
@@ -231,3 +246,13 @@ def test_respond_within_is_a_duration_and_the_shortest_of_the_matching_rules_hol
         {"name": "slow", "then": {"respond_within": "8h"}},
     ])
     assert evaluate(later_but_longer, Facts()).actions.respond_within == timedelta(hours=1)
+
+
+def test_only_rule_sets_that_count_open_tickets_need_them_counted() -> None:
+    counting = compile_rules([{"name": "a", "when": {"language": "it"}},
+                              {"name": "b", "when": {"any_of": [
+                                  {"followup": True}, {"open_tickets_at_least": 2}]}}])
+    assert needs_fact(counting, "customer_open_tickets")
+    assert not needs_fact(counting, "customer_mails_unanswered")
+    assert not needs_fact(compile_rules([{"name": "a", "when": {"unanswered_at_least": 2}}]),
+                          "customer_open_tickets")
