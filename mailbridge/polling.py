@@ -352,7 +352,7 @@ class Pollers:
         for name, owner in result.holders.items():
             if name not in self._pollers and name not in self._leaving:
                 state, ok, detail = elsewhere(owner, name in result.unheld, keeper.ttl)
-                if name in self._barred and (owner is None or name in result.held):
+                if name in self._barred and owner is None:  # held ones are being handed back
                     self._cannot_sign_in(sources[name], self._barred[name])
                 else:
                     self.health.set(component(name), state, ok=ok, detail=detail)

@@ -344,6 +344,8 @@ def test_a_revoked_sign_in_makes_its_mailbox_unhealthy_while_the_others_carry_on
 
         server.revoke_refresh_tokens()
         daemon.wait_for_log("run mailbridge oauth login --mailbox helpdesk")
+        # Given up for an instance that can sign in: none here, so it stays unhealthy.
+        daemon.wait_for_log("mailbox helpdesk: handed back for another instance to poll")
         status, health = eventually(lambda: _unhealthy(port), "/healthz to say so")
         assert status == 503
         detail = health["components"]["mailbox:helpdesk"]
