@@ -164,15 +164,23 @@ _ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _BETWEEN_WORDS_RE = re.compile(r"(?<=\?=)\s+(?==\?[^?\s]+\?[bBqQ]\?)")
 
 
+def decode_8bit(value: str) -> str:
+    """Header text with its raw 8-bit bytes (kept as surrogates by the parser) decoded, and
+    nothing else: what structured headers get, whose encoded words are no text (RFC 2047
+    section 5)."""
+    if not _has_surrogates(value):
+        return value
+    text, _ = decode_bytes(value.encode("utf-8", "surrogateescape"), "utf-8")
+    return text
+
+
 def decode_header_value(value: str) -> str:
     """A header value as text: raw 8-bit bytes and RFC 2047 words decoded, spaces collapsed.
 
-    Encoded words are decoded one by one, so one broken word stays as it was written
-    instead of costing the rest of the header.
+    Only for unstructured text (a subject, a display name): encoded words are decoded one
+    by one, so one broken word stays as it was written instead of costing the rest.
     """
-    if _has_surrogates(value):
-        raw = value.encode("utf-8", "surrogateescape")
-        value, _ = decode_bytes(raw, "utf-8")
+    value = decode_8bit(value)
     if "=?" in value:
         value = _BETWEEN_WORDS_RE.sub("", value)
         value = _ENCODED_WORD_RE.sub(_decode_word, value)

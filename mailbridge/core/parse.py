@@ -9,17 +9,19 @@ from email import policy
 from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.parser import BytesHeaderParser
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
+from itertools import islice
 from typing import Any
 
+from mailbridge.core.addresses import parse_address_list
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits
 from mailbridge.core.mime_text import (
     HtmlText,
+    decode_8bit,
     decode_bytes,
     decode_header_value,
     html_to_texts,
-    unsurrogate,
 )
 from mailbridge.core.parts import Body, walk
 from mailbridge.core.parts import message_id as _message_id
@@ -34,9 +36,6 @@ _SUBJECT_PREFIX_RE = re.compile(
     r"^\s*(?:re|fwd?|aw|r|i|rif|antw|sv|tr|wg|vs|ref)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*", re.I
 )
 _BODY_SPLIT_RE = re.compile(rb"\r?\n\r?\n")
-# An addr-spec as it appears in real mail; quoted local parts are too rare to matter.
-_ADDR_SPEC_RE = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
-_ADDR_SCAN_RE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _MAX_HEADER_VALUES = 50  # a header repeated thousands of times is an attack, not mail
 # Fed in chunks, the parser never holds a second full-size copy of a big message.
 _FEED_CHUNK = 1 << 20
@@ -175,23 +174,36 @@ def _unparseable(raw: bytes, defect: str) -> ParsedMessage:
 
 # --- headers -------------------------------------------------------------------------
 
+# Unstructured fields: the only ones whose RFC 2047 encoded words are text. Every other
+# header (addresses, Message-ID, References, Received, Authentication-Results, DKIM,
+# List-*) keeps its encoded words as written: decoding them would let a sender smuggle
+# a ";", a quote or an address past the grammar that reads the field.
+UNSTRUCTURED = frozenset({"subject", "comments", "keywords", "content-description",
+                          "thread-topic", "organization", "x-mailer", "user-agent"})
+MAX_HEADER_FIELDS = 1000  # fields read per message; real mail has a few dozen
+
 
 def _read_headers(msg: Message, defects: list[str]) -> dict[str, tuple[str, ...]]:
     headers: dict[str, list[str]] = {}
-    for name, raw_value in msg.raw_items():
+    for count, (name, raw_value) in enumerate(msg.raw_items()):
+        if count == MAX_HEADER_FIELDS:
+            defects.append(f"more than {MAX_HEADER_FIELDS} header fields: the rest are not read")
+            break
         key = name.strip().lower()
         values = headers.setdefault(key, [])
         if len(values) >= _MAX_HEADER_VALUES:
             continue
-        values.append(_header_text(name, str(raw_value), defects))
+        values.append(_header_text(key, str(raw_value), defects))
     return {key: tuple(values) for key, values in headers.items()}
 
 
-def _header_text(name: str, raw_value: str, defects: list[str]) -> str:
+def _header_text(key: str, raw_value: str, defects: list[str]) -> str:
     try:
-        return decode_header_value(raw_value)
+        if key in UNSTRUCTURED:
+            return decode_header_value(raw_value)
+        return " ".join(decode_8bit(raw_value).split())
     except Exception:  # not expected; a header must never cost the message
-        defects.append(f"header {name} could not be decoded")
+        defects.append(f"header {key} could not be decoded")
         return " ".join(raw_value.split())
 
 
@@ -206,52 +218,15 @@ def _references(value: str) -> list[str]:
 
 
 def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ...]:
+    """The mailboxes of every `name` header, by RFC 5322's grammar (core.addresses)."""
     out: list[Address] = []
-    for display, spec in _address_pairs(msg, name, defects):
-        spec = spec.strip().rstrip(".").lower()  # "bob@example.com." is still Bob
-        display = " ".join(unsurrogate(display).split())
-        if "@" not in spec and not display:
-            continue
-        out.append(Address(display, spec if "@" in spec else ""))
-    return tuple(out)
-
-
-def _address_pairs(msg: Message, name: str, defects: list[str]) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for raw_name, raw_value in msg.raw_items():
+    for raw_name, raw_value in islice(msg.raw_items(), MAX_HEADER_FIELDS):
         if raw_name.strip().lower() != name:
             continue
-        value = str(raw_value)
-        try:
-            header = policy.default.header_fetch_parse(raw_name, value)
-            strict = [(a.display_name, a.addr_spec) for a in header.addresses]
-            if not all(_ADDR_SPEC_RE.fullmatch(spec) for _, spec in strict):
-                raise ValueError("an address the strict parser could not read")
-        except Exception:  # the strict parser gave up: use the forgiving one
-            defects.append(f"{raw_name} header could not be parsed strictly")
-            pairs.extend(_forgiving_pairs(value))
-            continue
-        # "bob@example.com (Bob Jones)": the old comment form still names the sender.
-        pairs.extend(_names_from_comments(strict, value) if "(" in value else strict)
-    return pairs
-
-
-def _forgiving_pairs(value: str) -> list[tuple[str, str]]:
-    text = decode_header_value(value)
-    found = getaddresses([text])
-    # A bare local part ("MAILER-DAEMON (Mail Delivery System)") still names the sender.
-    if all(_ADDR_SPEC_RE.fullmatch(spec) or "@" not in spec for _, spec in found):
-        return found
-    # Unbalanced quotes and the like: every address in the text still counts.
-    return [("", spec) for spec in _ADDR_SCAN_RE.findall(text)]
-
-
-def _names_from_comments(pairs: list[tuple[str, str]], value: str) -> list[tuple[str, str]]:
-    named = {spec.lower(): display for display, spec in getaddresses([value]) if display}
-    return [
-        (display or decode_header_value(named.get(spec.lower(), "")), spec)
-        for display, spec in pairs
-    ]
+        found = parse_address_list(str(raw_value))
+        defects.extend(f"{raw_name} header: {defect}" for defect in found.defects)
+        out.extend(Address(m.name, m.address) for m in found.mailboxes)
+    return tuple(out)
 
 
 def _first_address(msg: Message, name: str, defects: list[str]) -> Address | None:
@@ -259,6 +234,8 @@ def _first_address(msg: Message, name: str, defects: list[str]) -> Address | Non
     if not found:
         defects.append(f"missing {name.title()}")
         return None
+    if len(found) > 1:
+        defects.append(f"{name.title()} names {len(found)} mailboxes: the first is the sender")
     return found[0]
 
 
