@@ -479,6 +479,8 @@ class StaffConfig(_Section):
     secret: SecretStr | None = Field(default=None, exclude=True, repr=False)
     # authserv-id of the MTA whose Authentication-Results header is trusted as proof.
     trusted_authserv_id: str | None = None
+    # How long the reply address of a notification stays good for its ticket.
+    token_lifetime: Duration = timedelta(days=30)
     # Lines that open a staff signature (regular expressions); "-- " always does.
     signature_patterns: tuple[str, ...] = ()
     # Customer attachments ride along in notifications up to this total; larger ones are

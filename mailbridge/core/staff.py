@@ -1,13 +1,16 @@
 """Staff: who may speak for the helpdesk, and what they asked for. Pure functions.
 
 A message counts as from staff only when its sender is a configured staff address or domain
-AND one proof holds (invariant 8): a valid reply token in the address it was sent to, or an
-`Authentication-Results` header from the trusted MTA saying DKIM, SPF or DMARC passed for
-the sender's domain. Anything less is customer mail, whatever its From says.
+AND one proof holds (invariant 8): a reply token that names this sender as one of its users,
+or an `Authentication-Results` header from the trusted MTA with a DKIM signature aligned
+with the From domain or a DMARC pass for it (core.authres). Anything less is customer
+mail, whatever its From says.
 
-Reply tokens are an HMAC of the ticket number under a configured secret, carried in the
-plus part of the support address: `support+t1042-k3j5x7q2abcd@example.com`. A token for
-one ticket is worthless on another.
+A reply token rides in the plus part of the support address a staff notification gives as
+its Reply-To: `support+t1042-kq3f0-<mac>@example.com`. The MAC binds the ticket number,
+the expiry day and the token's audience: the one staff member the notification went to,
+or the team (any address listed in `[staff] addresses`). Stateless: checking a token needs
+the key and the sender, no database.
 """
 
 from __future__ import annotations
@@ -18,40 +21,67 @@ import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from mailbridge.core.sla import PRIORITIES
 
-TOKEN_LENGTH = 12
+MAC_LENGTH = 16  # base32 characters: 80 bits
+TEAM = "team"  # the audience of a token sent to the team address
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-_DETAIL = re.compile(r"t(\d{1,12})-([a-z2-7]{8,32})")
+_DETAIL = re.compile(r"t(\d{1,12})-([0-9a-z]{1,7})-([a-z2-7]{16})")
+_LEGACY_DETAIL = re.compile(r"t(\d{1,12})-([a-z2-7]{8,32})")
 
 
 # --- reply tokens ------------------------------------------------------------------------
 
 
-def reply_token(secret: bytes, ticket_number: int) -> str:
-    """A short, case-insensitive token binding an address to one ticket."""
-    digest = hmac.new(secret, f"ticket:{ticket_number}".encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:TOKEN_LENGTH]
+def _day(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(days=1)
 
 
-def reply_address(base_address: str, ticket_number: int, secret: bytes) -> str:
-    """`support@example.com` -> `support+t1042-<token>@example.com`."""
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return out
+
+
+def _mac(secret: bytes, ticket_number: int, expiry: str, audience: str) -> str:
+    message = f"ticket:{ticket_number}:{expiry}:{audience.lower()}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:MAC_LENGTH]
+
+
+def reply_address(base_address: str, ticket_number: int, secret: bytes, *, audience: str,
+                  expires: datetime) -> str:
+    """`support@example.com` -> `support+t1042-<expiry day>-<mac>@example.com`.
+
+    `audience` is the staff address the mail goes to, or TEAM; the token is good until the
+    end of the UTC day of `expires`.
+    """
     local, _, domain = base_address.rpartition("@")
-    return f"{local}+t{ticket_number}-{reply_token(secret, ticket_number)}@{domain}"
+    expiry = _base36(_day(expires))
+    mac = _mac(secret, ticket_number, expiry, audience)
+    return f"{local}+t{ticket_number}-{expiry}-{mac}@{domain}"
 
 
 @dataclass(frozen=True, slots=True)
 class AddressToken:
-    """A ticket token found in a recipient address, not yet checked."""
+    """A ticket token found in a recipient address, not yet checked; `expiry` is "" for a
+    token of the older form, which named no audience and no expiry."""
 
     ticket_number: int
-    token: str
+    expiry: str
+    mac: str
     address: str
 
 
 def find_token(recipients: Iterable[str], own_addresses: Iterable[str]) -> AddressToken | None:
-    """The first recipient that is one of our addresses with a `+t<number>-<token>` detail."""
+    """The first recipient that is one of our addresses with a `+t<number>-…` detail."""
     own = {a.lower() for a in own_addresses}
     for recipient in recipients:
         local, _, domain = recipient.lower().rpartition("@")
@@ -60,12 +90,42 @@ def find_token(recipients: Iterable[str], own_addresses: Iterable[str]) -> Addre
             continue
         match = _DETAIL.fullmatch(detail)
         if match:
-            return AddressToken(int(match.group(1)), match.group(2), recipient.lower())
+            return AddressToken(int(match.group(1)), match.group(2), match.group(3),
+                                recipient.lower())
+        legacy = _LEGACY_DETAIL.fullmatch(detail)
+        if legacy:
+            return AddressToken(int(legacy.group(1)), "", legacy.group(2), recipient.lower())
     return None
 
 
-def token_valid(secret: bytes, found: AddressToken) -> bool:
-    return hmac.compare_digest(reply_token(secret, found.ticket_number), found.token)
+@dataclass(frozen=True, slots=True)
+class TokenCheck:
+    """What a token proves for one sender: `audience` when it holds, else `refusal`."""
+
+    audience: str | None  # the sender's address or TEAM
+    refusal: str | None
+
+
+def check_token(secret: bytes, found: AddressToken, sender: str,
+                team_members: Iterable[str], now: datetime) -> TokenCheck:
+    """Does `found` let `sender` answer its ticket? The MAC is checked before the expiry,
+    so a guessed token learns nothing from the answer."""
+    sender = sender.lower()
+    if not found.expiry:
+        return TokenCheck(None, "this reply address is of an older form that no longer "
+                                "proves who may use it; answer a newer notification")
+    if hmac.compare_digest(_mac(secret, found.ticket_number, found.expiry, sender), found.mac):
+        audience = sender
+    elif hmac.compare_digest(_mac(secret, found.ticket_number, found.expiry, TEAM), found.mac):
+        if sender not in {m.lower() for m in team_members}:
+            return TokenCheck(None, f"{sender} is not one of the staff addresses this team "
+                                    "notification may be answered from")
+        audience = TEAM
+    else:
+        return TokenCheck(None, f"this reply address was not issued to {sender}")
+    if _day(now) > int(found.expiry, 36):
+        return TokenCheck(None, "this reply address has expired; answer a newer notification")
+    return TokenCheck(audience, None)
 
 
 # --- who is staff ------------------------------------------------------------------------
@@ -80,74 +140,15 @@ def is_staff_address(address: str, addresses: Iterable[str], domains: Iterable[s
     return address in {a.lower() for a in addresses} or domain in {d.lower() for d in domains}
 
 
-def authentication_proof(
-    results: Iterable[str], authserv_id: str, sender_address: str
-) -> str | None:
-    """Which check of the trusted MTA vouches for the sender's domain, or None.
-
-    Only the first `Authentication-Results` header carrying the trusted authserv-id counts:
-    the MTA adds its own on top, and must remove any that arrive claiming its id (RFC 8601
-    section 5), so one further down is a forgery or a leftover from another hop. Alignment is
-    relaxed: the authenticated domain equals the From domain or one is a subdomain of the
-    other.
-    """
-    sender_domain = sender_address.lower().rpartition("@")[2]
-    if not authserv_id or not sender_domain:
-        return None
-    for header in results:
-        parsed = _parse_authentication_results(header)
-        if parsed is None or parsed[0] != authserv_id.lower():
-            continue
-        for method, result, props in parsed[1]:
-            if result != "pass":
-                continue
-            domain = _authenticated_domain(method, props)
-            if domain and _aligned(domain, sender_domain):
-                return method
-        return None
-    return None
-
-
-_COMMENT = re.compile(r"\([^()]*\)")
-_PROPERTY = re.compile(r"([a-z0-9-]+\.[a-z0-9_.-]+)\s*=\s*(\"[^\"]*\"|[^\s;]+)")
-_RESULT = re.compile(r"([a-z0-9_-]+)\s*=\s*([a-z]+)")
-
-_Method = tuple[str, str, dict[str, str]]
-
-
-def _parse_authentication_results(header: str) -> tuple[str, list[_Method]] | None:
-    text = " ".join(header.split()).lower()
-    while _COMMENT.search(text):
-        text = _COMMENT.sub(" ", text)
-    pieces = [p.strip() for p in text.split(";")]
-    if not pieces or not pieces[0]:
-        return None
-    authserv_id = pieces[0].split()[0]
-    methods: list[_Method] = []
-    for piece in pieces[1:]:
-        match = _RESULT.match(piece)
-        if not match:
-            continue
-        props = {k: v.strip('"') for k, v in _PROPERTY.findall(piece[match.end():])}
-        methods.append((match.group(1), match.group(2), props))
-    return authserv_id, methods
-
-
-def _authenticated_domain(method: str, props: dict[str, str]) -> str:
-    if method == "dkim":
-        value = props.get("header.d") or props.get("header.i", "")
-    elif method == "spf":
-        value = props.get("smtp.mailfrom") or props.get("smtp.helo", "")
-    elif method == "dmarc":
-        value = props.get("header.from", "")
-    else:
-        return ""
-    return value.rpartition("@")[2].strip(".")
-
-
-def _aligned(authenticated: str, sender: str) -> bool:
-    return (authenticated == sender or sender.endswith("." + authenticated)
-            or authenticated.endswith("." + sender))
+def staff_member(argument: str, addresses: Iterable[str]) -> str | None:
+    """The configured staff address `#assign` names: the address itself, or its local part
+    when exactly one staff address has it ("alice"); None for anything else."""
+    wanted = argument.strip().lower()
+    known = [a.lower() for a in addresses]
+    if wanted in known:
+        return wanted
+    named = [a for a in known if a.partition("@")[0] == wanted]
+    return named[0] if len(named) == 1 else None
 
 
 # --- commands by mail ----------------------------------------------------------------------
@@ -184,7 +185,7 @@ class StaffMessage:
 
 _COMMAND_LINE = re.compile(r"#([A-Za-z]+)\b[ \t]*(.*)")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+_MEMBER = re.compile(r"[^@\s<>]{1,64}(?:@[^@\s<>]{1,255})?")
 _LIST_SEPARATOR = re.compile(r"[\s,]+")
 _NAMES = re.compile(rf"{_NAME.pattern}(?:{_LIST_SEPARATOR.pattern}{_NAME.pattern})*,?")
 
@@ -194,7 +195,7 @@ _COMMANDS: dict[str, tuple[bool, re.Pattern[str] | tuple[str, ...] | None, str]]
     "close": (False, None, ""),
     "resolve": (False, None, ""),
     "priority": (True, PRIORITIES, "one of " + ", ".join(PRIORITIES)),
-    "assign": (True, _ADDRESS, "an e-mail address or 'me'"),
+    "assign": (True, _MEMBER, "a staff address or name, or 'me'"),
     "queue": (True, _NAME, "a queue name"),
     "template": (True, _NAME, "a template name"),
     "tag": (True, _NAMES, "tag names, separated by spaces or commas"),

@@ -19,7 +19,7 @@ from mailbridge.core.rules import Actions, Decision
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
 from mailbridge.faq_files import suggest
-from mailbridge.jobs import bounces, routing, staff
+from mailbridge.jobs import bounces, identity, routing, staff
 from mailbridge.jobs.deadlines import deadlines_for_new_ticket, on_customer_followup
 from mailbridge.jobs.outgoing import queue_mail, ticket_context
 from mailbridge.jobs.records import Outcome, add_event
@@ -48,7 +48,9 @@ def apply_message(
     bounce = bounces.on_message(session, app, inbound, parsed, verdict, now)
     if bounce is not None:
         return bounce
-    claim = staff.staff_claim(app, parsed) if verdict.kind == "customer" else None
+    claim = identity.staff_claim(app, parsed, now) if verdict.kind == "customer" else None
+    if claim is not None and claim.refusal is not None:
+        return identity.refuse_token(session, app, inbound, parsed, claim, now)
     if claim is not None and claim.proof is not None:
         handled = staff.handle_staff_mail(session, app, inbound, parsed, claim, now)
         if handled is not None:
@@ -61,11 +63,8 @@ def apply_message(
     if decision.ticket_id is not None:
         ticket = session.get_one(Ticket, decision.ticket_id)
         if not _closed_for_good(app, ticket, verdict, now):
-            article = _add_article(session, ticket, inbound, parsed, verdict, now)
-            _follow_up(session, app, ticket, article, parsed, verdict, decision, now)
-            _tell_staff(session, app, ticket, article, parsed, verdict, claim, "followup", now)
-            inbound.ticket_id = ticket.id
-            return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
+            return _add_followup(session, app, inbound, ticket, parsed, verdict, decision,
+                                 claim, now)
         previous = ticket
     routed = (routing.decide(session, app, parsed, inbound.mailbox) if verdict.kind == "customer"
               else routing.NO_DECISION)
@@ -84,13 +83,39 @@ def apply_message(
     return Outcome("processed", "created", ticket.number, acknowledged)
 
 
+def _add_followup(session: Session, app: App, inbound: InboundMessage, ticket: Ticket,
+                  parsed: ParsedMessage, verdict: Verdict, decision: ThreadDecision,
+                  claim: identity.StaffClaim | None, now: datetime) -> Outcome:
+    """The mail joins its ticket. From a sender who cannot act on the ticket (never on it,
+    or contradicted by the trusted MTA) it is recorded and staff are told, but it changes
+    nothing: no status, no "solved", no rule."""
+    unverified = ""
+    if verdict.kind == "customer" and decision.via == "reference":  # before this article
+        unverified = identity.sender_unverified(app, parsed, queries.participants(session, ticket))
+    article = _add_article(session, ticket, inbound, parsed, verdict, now)
+    inbound.ticket_id = ticket.id
+    if unverified:
+        ticket.updated_at = now
+        add_event(session, ticket, now, "unverified_sender", article_id=article.id,
+                  address=article.from_address, reason=unverified)
+        if claim is not None:
+            identity.note_unproven(session, ticket, claim, now)
+        staff.notify_staff(session, app, ticket, article, parsed, "unverified", now,
+                           warning=unverified)
+        return Outcome("processed", "followup", ticket.number,
+                       reason=f"unverified sender: {unverified}")
+    _follow_up(session, app, ticket, article, parsed, verdict, decision, now)
+    _tell_staff(session, app, ticket, article, parsed, verdict, claim, "followup", now)
+    return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
+
+
 def _tell_staff(session: Session, app: App, ticket: Ticket, article: Article,
-                parsed: ParsedMessage, verdict: Verdict, claim: staff.StaffClaim | None,
+                parsed: ParsedMessage, verdict: Verdict, claim: identity.StaffClaim | None,
                 event: str, now: datetime) -> None:
     """Customer mail goes to the team (automated mail stays on the record only); a staff
     address that could not prove itself is flagged on the ticket."""
     if claim is not None:
-        staff.note_unproven(session, ticket, claim, now)
+        identity.note_unproven(session, ticket, claim, now)
     if verdict.kind == "customer":
         staff.notify_staff(session, app, ticket, article, parsed, event, now)
 
@@ -142,6 +167,8 @@ def _thread(session: Session, app: App, parsed: ParsedMessage) -> ThreadDecision
         if tagged is not None:
             candidates.append(Candidate(tagged.id, "tag", queries.participants(session, tagged)))
     sender = parsed.from_.address if parsed.from_ else ""
+    if candidates and identity.from_contradicted(app, parsed):
+        sender = ""  # a forged From is nobody's: a subject tag alone cannot reach a ticket
     return choose_ticket(sender, candidates)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -27,20 +27,16 @@ from mailbridge.core.correlate import thread_clues
 from mailbridge.core.humanize import excerpt, format_size
 from mailbridge.core.message import Address, Attachment, ParsedMessage
 from mailbridge.core.staff import (
-    AddressToken,
     Command,
     StaffMessage,
-    authentication_proof,
-    find_token,
-    is_staff_address,
     parse_commands,
-    reply_address,
+    staff_member,
     strip_signature,
-    token_valid,
 )
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.jobs.deadlines import on_priority_or_queue_change, on_staff_reply
+from mailbridge.jobs.identity import StaffClaim, audience_of, token_address
 from mailbridge.jobs.outgoing import queue_mail, ticket_context
 from mailbridge.jobs.records import Outcome, add_event
 
@@ -50,46 +46,6 @@ CANNED_PREFIX = "canned_"
 NOTIFIED_TEXT_LIMIT = 20_000  # characters of the customer's text in a notification
 INLINE_RELAY_MINIMUM = 20_000  # inline parts smaller than this are signature logos
 _FIRST_NAME = re.compile(r"[^\W\d_][\w'-]*")
-
-
-# --- who wrote -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StaffClaim:
-    """A message whose sender is a staff address, and what proves it (None: nothing)."""
-
-    address: str
-    proof: str | None  # "token" | "dkim" | "spf" | "dmarc" | None
-    token: AddressToken | None  # a valid token, when that is the proof
-
-
-def staff_claim(app: App, parsed: ParsedMessage) -> StaffClaim | None:
-    """None unless From is a staff address; then which proof holds, if any."""
-    staff = app.config.staff
-    sender = parsed.from_.address if parsed.from_ else ""
-    if not is_staff_address(sender, staff.addresses, staff.domains):
-        return None
-    if sender in app.identity.own_addresses:
-        return None
-    recipients = [a.address for a in (*parsed.to, *parsed.cc)]
-    for header in ("delivered-to", "x-original-to"):
-        recipients.extend(v.strip().strip("<>") for v in parsed.headers.get(header, ()))
-    found = find_token(recipients, app.identity.own_addresses)
-    if found is not None and token_valid(app.reply_secret, found):
-        return StaffClaim(sender, "token", found)
-    proof = authentication_proof(parsed.headers.get("authentication-results", ()),
-                                 staff.trusted_authserv_id or "", sender)
-    return StaffClaim(sender, proof, None)
-
-
-def note_unproven(session: Session, ticket: Ticket, claim: StaffClaim, now: datetime) -> None:
-    """A staff address without proof: handled as customer mail, and said so loudly."""
-    log.warning("ticket #%s: mail claims to be from staff address %s but carries no proof "
-                "(reply token or trusted Authentication-Results); handled as customer mail",
-                ticket.number, claim.address)
-    add_event(session, ticket, now, "staff_unproven", address=claim.address,
-              reason="no valid reply token and no trusted authentication result")
 
 
 # --- answers from staff ----------------------------------------------------------------------
@@ -171,7 +127,12 @@ def _answers_internal_mail(session: Session, parsed: ParsedMessage) -> bool:
 
 
 def _argument_problems(app: App, message: StaffMessage) -> list[str]:
-    """Checks that need the configuration: the canned template must exist."""
+    """Checks that need the configuration: the assignee must be staff, the canned
+    template must exist."""
+    assignee = message.argument("assign")
+    staff = app.config.staff.addresses
+    if assignee not in (None, "me") and staff_member(assignee, staff) is None:
+        return [f"#assign {assignee}: not a staff member (known: {', '.join(staff) or 'none'})"]
     name = message.argument("template")
     if name is not None and CANNED_PREFIX + name not in app.templates.names():
         known = sorted(t.removeprefix(CANNED_PREFIX) for t in app.templates.names()
@@ -194,7 +155,7 @@ def _refuse(session: Session, app: App, ticket: Ticket, parsed: ParsedMessage,
         language=language, unique=f"staff-error.{ticket.id}", now=now,
         in_reply_to=parsed.message_id,
         references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
-        reply_to=[Address("", _token_address(app, ticket))],
+        reply_to=[Address("", token_address(app, ticket, claim.address, now))],
     )
     add_event(session, ticket, now, "staff_commands_refused", by=claim.address,
               errors=problems, outbox_id=row.id)
@@ -246,7 +207,8 @@ def _apply_commands(session: Session, app: App, ticket: Ticket, message: StaffMe
     changes: dict[str, object] = {}
     assignee = message.argument("assign")
     if assignee is not None:
-        ticket.assignee = claim.address if assignee == "me" else assignee
+        ticket.assignee = (claim.address if assignee == "me"
+                           else staff_member(assignee, app.config.staff.addresses))
         changes["assignee"] = ticket.assignee
     priority, queue = message.argument("priority"), message.argument("queue")
     if priority is not None and priority != ticket.priority:
@@ -345,14 +307,22 @@ def notify_staff(
     parsed: ParsedMessage,
     event: str,
     now: datetime,
+    *,
+    warning: str = "",
 ) -> Outbox | None:
-    """Tell the assignee (else the team) about a new ticket or a customer follow-up."""
+    """Tell the assignee (else the team) about a new ticket or a customer follow-up
+    (`event` "new" or "followup"), or about mail from someone who cannot act on the
+    ticket ("unverified", with the `warning` why)."""
     target = ticket.assignee or app.config.staff.team_address
     if not target:
         return None
     language = app.config.templates.language
     context = ticket_context(app, ticket, language)
     context["event"] = event
+    context["errors"] = [warning] if warning else []
+    if event == "unverified":
+        context["requester_name"] = article.from_name
+        context["requester_address"] = article.from_address
     text = parsed.reply_text or parsed.text
     context["excerpt"] = text[:NOTIFIED_TEXT_LIMIT]
     context["digest"] = _digest(session, app, ticket, article) if event != "new" else []
@@ -364,14 +334,10 @@ def notify_staff(
         context=context, to=[Address("", target)], language=language,
         unique=f"notify.{ticket.id}.{article.id}", now=now, in_reply_to=root,
         references=[root], reply_to=[Address(app.config.templates.company,
-                                             _token_address(app, ticket))],
+                                             token_address(app, ticket, audience_of(app, target),
+                                                           now))],
         attachments=carried,
     )
-
-
-def _token_address(app: App, ticket: Ticket) -> str:
-    mailbox = app.config.mailbox_named(ticket.mailbox)
-    return reply_address(mailbox.address, ticket.number or 0, app.reply_secret)
 
 
 def _digest(session: Session, app: App, ticket: Ticket, current: Article) -> list[object]:

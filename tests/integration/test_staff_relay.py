@@ -367,13 +367,17 @@ def test_a_token_replayed_on_another_ticket_is_refused(
 
     with app.sessions() as session:
         statuses = session.scalars(select(Ticket.status)).all()
-        unproven = session.scalars(select(Event).where(Event.type == "staff_unproven")).all()
+        refused = session.scalars(select(Event).where(Event.type == "staff_token_refused")).all()
         staff_articles = session.scalars(select(Article).where(
             Article.author_kind == "staff")).all()
     assert "closed" not in statuses
-    assert len(unproven) == 1 and unproven[0].data["address"] == ALICE
+    assert len(refused) == 1 and refused[0].data["by"] == ALICE
+    assert "not issued to alice@shop.example" in refused[0].data["reason"]
     assert staff_articles == []
     assert not to(smtp_sink, "bob@other.example")[1:]
+    told = to(smtp_sink, ALICE)
+    assert len(told) == 1 and "Not accepted" in str(told[0].message["Subject"])
+    assert "not issued to alice@shop.example" in body(told[0])
 
 
 def test_trusted_authentication_results_prove_a_reply_without_token(

@@ -3,54 +3,112 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mailbridge.core.staff import (
+    TEAM,
     AddressToken,
     Command,
-    authentication_proof,
+    check_token,
     find_token,
     is_staff_address,
     parse_commands,
     reply_address,
-    reply_token,
+    staff_member,
     strip_signature,
-    token_valid,
 )
 
-SECRET = b"correct horse battery staple"
+SECRET = b"correct horse battery staple, 32+"
 OWN = ("support@example.com", "billing@example.com")
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+ALICE, BOB = "alice@example.com", "bob@example.com"
+MEMBERS = (ALICE, BOB)
+
+
+def address_for(audience: str, number: int = 1042, expires: datetime = NOW,
+                secret: bytes = SECRET, base: str = "support@example.com") -> str:
+    return reply_address(base, number, secret, audience=audience,
+                         expires=expires + timedelta(days=30))
+
+
+def check(address: str, sender: str, now: datetime = NOW,
+          secret: bytes = SECRET) -> tuple[str | None, str | None]:
+    found = find_token([address], OWN)
+    assert found is not None
+    result = check_token(secret, found, sender, MEMBERS, now)
+    return result.audience, result.refusal
 
 
 # --- tokens ------------------------------------------------------------------------------
 
 
 def test_reply_address_round_trips_through_find_token() -> None:
-    address = reply_address("support@example.com", 1042, SECRET)
-    assert re.fullmatch(r"support\+t1042-[a-z2-7]{12}@example\.com", address)
+    address = address_for(ALICE)
+    assert re.fullmatch(r"support\+t1042-[0-9a-z]{1,7}-[a-z2-7]{16}@example\.com", address)
+    assert len(address.partition("@")[0]) <= 64  # a local part's limit
     found = find_token(["someone@else.org", address], OWN)
-    assert found == AddressToken(1042, address.split("-")[1].split("@")[0], address)
-    assert token_valid(SECRET, found)
+    assert found is not None and found.ticket_number == 1042 and found.address == address
+    assert check(address, ALICE) == (ALICE, None)
 
 
-def test_token_is_bound_to_its_ticket_and_secret() -> None:
-    assert reply_token(SECRET, 1042) != reply_token(SECRET, 1043)
-    assert reply_token(SECRET, 1042) != reply_token(b"another secret", 1042)
-    stolen = reply_token(SECRET, 1042)
-    assert not token_valid(SECRET, AddressToken(1043, stolen, "x"))
-    assert not token_valid(b"another secret", AddressToken(1042, stolen, "x"))
+def test_a_personal_token_serves_only_the_staff_member_it_was_sent_to() -> None:
+    address = address_for(ALICE)
+    assert check(address, "ALICE@example.com") == (ALICE, None)
+    audience, refusal = check(address, BOB)
+    assert audience is None and refusal == f"this reply address was not issued to {BOB}"
+    assert check(address, "mallory@example.com")[0] is None  # same staff domain: still no
+
+
+def test_a_team_token_serves_every_listed_member_and_nobody_else() -> None:
+    address = address_for(TEAM)
+    assert check(address, ALICE) == (TEAM, None)
+    assert check(address, BOB) == (TEAM, None)
+    audience, refusal = check(address, "carol@example.com")  # at a staff domain, not listed
+    assert audience is None and refusal is not None and "not one of the staff" in refusal
+
+
+def test_a_token_expires_at_the_end_of_its_last_day() -> None:
+    address = address_for(ALICE)  # good for 30 days
+    assert check(address, ALICE, NOW + timedelta(days=30, hours=14)) == (ALICE, None)
+    audience, refusal = check(address, ALICE, NOW + timedelta(days=31, hours=15))
+    assert audience is None and refusal is not None and "expired" in refusal
+
+
+def test_a_token_is_bound_to_its_ticket_expiry_and_secret() -> None:
+    address = address_for(ALICE)
+    assert check(address.replace("+t1042-", "+t1043-"), ALICE)[0] is None
+    assert check(address, ALICE, secret=b"another secret of thirty-two bytes")[0] is None
+    number, expiry, mac = address.partition("+")[2].partition("@")[0].split("-")
+    later = address.replace(f"-{expiry}-", f"-{int(expiry, 36) + 365:x}-")
+    assert check(later, ALICE)[0] is None  # a forged expiry breaks the MAC
+
+
+def test_an_older_token_form_is_refused_with_a_reason() -> None:
+    found = find_token(["support+t1042-k3j5x7q2abcd@example.com"], OWN)
+    assert found == AddressToken(1042, "", "k3j5x7q2abcd", "support+t1042-k3j5x7q2abcd@example.com")
+    result = check_token(SECRET, found, ALICE, MEMBERS, NOW)
+    assert result.audience is None and result.refusal is not None
+    assert "older form" in result.refusal
 
 
 def test_find_token_is_case_insensitive_and_needs_one_of_our_addresses() -> None:
-    token = reply_token(SECRET, 7)
-    upper = f"Support+T7-{token.upper()}@Example.COM"
-    found = find_token([upper], OWN)
-    assert found is not None and token_valid(SECRET, found)
-    assert find_token([f"support+t7-{token}@evil.example.net"], OWN) is None
+    address = address_for(ALICE)
+    local = address.partition("@")[0]
+    assert check(address.upper(), ALICE) == (ALICE, None)
+    assert find_token([f"{local}@evil.example.net"], OWN) is None
     assert find_token(["support@example.com", "support+news@example.com"], OWN) is None
-    assert find_token([f"billing+t7-{token}@example.com"], OWN) == AddressToken(
-        7, token, f"billing+t7-{token}@example.com")
+    billing = address_for(ALICE, base="billing@example.com")
+    assert check(billing, ALICE) == (ALICE, None)
+
+
+def test_staff_member_names_a_configured_address_by_itself_or_its_local_part() -> None:
+    assert staff_member("Alice@Example.com", MEMBERS) == ALICE
+    assert staff_member("bob", MEMBERS) == BOB
+    assert staff_member("mallory@example.com", MEMBERS) is None  # a staff domain is not enough
+    assert staff_member("alice", (ALICE, "alice@other.example")) is None  # ambiguous
+    assert staff_member("evil@attacker.example", MEMBERS) is None
 
 
 # --- staff addresses -----------------------------------------------------------------------
@@ -71,61 +129,6 @@ def test_find_token_is_case_insensitive_and_needs_one_of_our_addresses() -> None
 )
 def test_staff_addresses_and_domains(address: str, expected: bool) -> None:
     assert is_staff_address(address, ["alice@example.com"], ["staff.example.org"]) is expected
-
-
-# --- Authentication-Results --------------------------------------------------------------------
-
-
-def test_dkim_pass_aligned_with_the_sender_is_proof() -> None:
-    header = ("mx.example.com; dkim=pass (2048-bit key) header.d=example.com "
-              "header.s=s1 header.b=abc; spf=fail smtp.mailfrom=other.net")
-    assert authentication_proof([header], "mx.example.com", "alice@example.com") == "dkim"
-
-
-def test_spf_pass_with_relaxed_alignment_is_proof() -> None:
-    header = "mx.example.com; spf=pass smtp.mailfrom=bounces@mail.example.com"
-    assert authentication_proof([header], "mx.example.com", "alice@example.com") == "spf"
-
-
-def test_dmarc_pass_is_proof() -> None:
-    header = "mx.example.com 1; dmarc=pass (p=reject) header.from=example.com"
-    assert authentication_proof([header], "MX.example.com", "alice@example.com") == "dmarc"
-
-
-@pytest.mark.parametrize(
-    "header",
-    [
-        # a pass for somebody else's domain proves nothing about ours
-        "mx.example.com; dkim=pass header.d=attacker.net; spf=pass smtp.mailfrom=attacker.net",
-        # failures and neutral results
-        "mx.example.com; dkim=fail header.d=example.com; spf=softfail smtp.mailfrom=example.com",
-        "mx.example.com; none",
-        # the right result from the wrong server
-        "mx.attacker.net; dkim=pass header.d=example.com",
-        # a look-alike domain is not aligned
-        "mx.example.com; dkim=pass header.d=notexample.com",
-        # the pass is only inside a comment
-        "mx.example.com; dkim=fail (dkim=pass header.d=example.com) header.d=example.com",
-        "",
-    ],
-)
-def test_no_proof(header: str) -> None:
-    assert authentication_proof([header], "mx.example.com", "alice@example.com") is None
-
-
-def test_only_the_first_header_of_the_trusted_server_counts() -> None:
-    ours = "mx.example.com; dkim=fail header.d=example.com"
-    forged_below = "mx.example.com; dkim=pass header.d=example.com"
-    assert authentication_proof([ours, forged_below], "mx.example.com",
-                                "alice@example.com") is None
-    other_hop = "relay.elsewhere.net; dkim=fail header.d=example.com"
-    assert authentication_proof([other_hop, forged_below], "mx.example.com",
-                                "alice@example.com") == "dkim"
-
-
-def test_no_trusted_server_configured_means_no_proof() -> None:
-    header = "mx.example.com; dkim=pass header.d=example.com"
-    assert authentication_proof([header], "", "alice@example.com") is None
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -160,7 +163,7 @@ def test_note_keeps_the_rest_of_its_line_as_text() -> None:
         ("#priority\nHi", "needs an argument"),
         ("#priority soonish\nHi", "expected one of low, normal, high, urgent"),
         ("#close now please\nHi", "takes no argument"),
-        ("#assign bob\nHi", "expected an e-mail address"),
+        ("#assign bob <bob@x.example>\nHi", "expected a staff address or name"),
         ("#template ../../etc/passwd\nHi", "expected a template name"),
         ("#tag\nHi", "needs an argument"),
         ("#untag not/a/tag\nHi", "expected tag names"),
