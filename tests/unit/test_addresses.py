@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailbridge.core.addresses import Mailbox, parse_address_list
 
@@ -95,3 +97,26 @@ def test_work_grows_linearly_with_the_header(unit: str) -> None:
 
     small, large = cost(6_000), cost(60_000)
     assert large < small * 30 + 0.005, (unit, small, large)
+
+
+# --- property-based: any phrase, the angle address wins -------------------------------------
+
+_PHRASE = st.lists(st.sampled_from(list('ab@.<>"(),;:\\= ?é\x00') + ["=?utf-8?q?", "?=",
+                                                                      "x@y.example"]),
+                   max_size=40).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PHRASE)
+def test_fuzz_whatever_the_phrase_says_the_angle_address_is_the_address(phrase: str) -> None:
+    quoted = '"' + phrase.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    found = parse_address_list(f"{quoted} <eve@evil.example>").mailboxes
+    assert found and found[0].address == "eve@evil.example"
+    assert all(m.address in ("eve@evil.example", "") for m in found)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_fuzz_any_text_parses_without_error(text: str) -> None:
+    result = parse_address_list(text)
+    assert all(" " not in m.address for m in result.mailboxes)
