@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from mailbridge.errors import one_line
+
 __all__ = ["Outage", "database_outage", "database_place"]
 
 # SQLite result codes (https://sqlite.org/rescode.html) that say "not now", not "never".
@@ -87,5 +89,8 @@ def _classify(error: BaseException) -> Outage | None:
 
 
 def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip() if error is not None else ""
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+    """The error's message without its class name (the reason says what failed)."""
+    if error is None:
+        return "no further detail"
+    text = str(error).strip()
+    return one_line(text, 200) if text else type(error).__name__

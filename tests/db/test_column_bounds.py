@@ -1,5 +1,5 @@
 """Every mail-derived value is storable on both databases, bounded the same way in writes
-and look-ups (db.types)."""
+and look-ups (db.types); and no error text repeats a statement's parameters."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mailbridge.db import migrate, queries
 from mailbridge.db.engine import make_engine, make_sessionmaker
 from mailbridge.db.models import SUBJECT_CHARS, Article, Event, InboundMessage, Ticket
+from mailbridge.db.outage import database_outage
+from mailbridge.errors import describe_error
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LONG_ID = "x" * 5_000 + "@customer.example"
@@ -83,3 +86,20 @@ def test_an_inbound_message_id_is_compared_as_it_is_stored(engine: Engine) -> No
     with make_sessionmaker(engine)() as session:
         query = select(InboundMessage.id).where(InboundMessage.message_id == LONG_ID)
         assert session.scalar(query) is not None
+
+
+def test_a_refused_statement_is_described_without_its_values(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE refusing (x VARCHAR(10) UNIQUE, y TEXT)"))
+        connection.execute(text("INSERT INTO refusing VALUES ('secret-42', '')"))
+    with pytest.raises(SQLAlchemyError) as caught, engine.begin() as connection:
+        connection.execute(text("INSERT INTO refusing VALUES (:x, :y)"),
+                           {"x": "secret-42", "y": "the mail"})
+    error = caught.value
+
+    # The engine hides the parameters; PostgreSQL's own DETAIL line names the key, which
+    # is why only the first line is ever shown.
+    assert "the mail" not in str(error) and "parameters hidden" in str(error)
+    assert describe_error(error).startswith("IntegrityError: (")
+    assert "secret-42" not in describe_error(error)
+    assert database_outage(error) is None
