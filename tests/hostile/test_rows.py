@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
+from tests.builders import mail
 from tests.hostile.conftest import World
 from tests.hostile.rawmail import (
     ORDINARY,
@@ -20,6 +21,7 @@ from tests.hostile.rawmail import (
     raw_mail,
     with_attachment,
 )
+from tests.hostile.triggers import allow_rows, refuse_rows
 
 LONG_ID = "<" + "a" * 4980 + ".long-id@customer.example>"  # 5,006 characters
 
@@ -169,3 +171,44 @@ def test_raw_nul_bytes_in_headers_do_not_block_the_mailbox(world: World) -> None
     assert [(a.subject, a.from_name) for a in world.articles(ticket.number)] == [
         ("Nul\ufffdhere", "Ada\ufffd Customer"), ("Re: Nul", "Ada Customer")]
     assert world.inbound()[0].raw == first
+
+
+MARK = "refuse-me-4d9b"
+
+
+def test_a_message_the_database_refuses_as_fetched_is_kept_raw_and_still_served(
+        world: World) -> None:
+    refuse_rows(world.app.engine, "inbound_message", "message_id", MARK)
+    hostile = raw_mail([], message_id=f"<{MARK}@customer.example>", subject="Refused id")
+    world.deliver(ORDINARY, hostile)
+    world.run()
+
+    assert_ordinary_served(world)
+    kept = next(m for m in world.inbound() if m.raw == hostile)
+    assert (kept.message_id, kept.state) == (None, "processed")
+    assert _ticket_of(world, "ada@customer.example").subject == "Refused id"
+    assert len(world.sent_to("ada@customer.example")) == 1
+
+
+def test_a_message_the_database_refuses_whole_stays_on_the_server_until_it_is_taken(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    refuse_rows(world.app.engine, "inbound_message", "raw", MARK, binary=True)
+    hostile = raw_mail([], subject=f"Refused {MARK}")
+    world.deliver(hostile, ORDINARY)
+    world.run()
+
+    assert_ordinary_served(world)
+    assert world.imap.messages("INBOX") == [hostile]
+    assert hostile not in [m.raw for m in world.inbound()]
+    assert "cannot be stored" in caplog.text and "stays on the server" in caplog.text
+    world.deliver(mail(sender="Cleo <cleo@customer.example>", subject="Later"))
+    world.run()
+    assert len(world.sent_to("cleo@customer.example")) == 1, "the mailbox goes on"
+    assert world.imap.messages("INBOX") == [hostile]
+
+    allow_rows(world.app.engine, "inbound_message", "raw")
+    world.run()
+    assert world.imap.messages("INBOX") == []
+    assert _ticket_of(world, "ada@customer.example").subject == f"Refused {MARK}"
+    assert len(world.sent_to("ada@customer.example")) == 1
+    assert len(world.inbound()) == 3
