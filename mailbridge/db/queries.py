@@ -46,6 +46,10 @@ from mailbridge.db.models import (
 )
 from mailbridge.db.types import DigestString
 
+# A mail may name more Message-IDs than a statement takes parameters (psycopg sends at
+# most 65,535, SQLite takes 32,766): they are looked up this many at a time.
+IDS_PER_STATEMENT = 1000
+
 _RECEIVED_IDS = select(Article.message_id, Article.ticket_id).where(
     Article.message_id.in_(bindparam("ids", expanding=True))
 )
@@ -74,18 +78,18 @@ def ticket_ids_for_message_ids(session: Session, message_ids: Sequence[str]) -> 
     asked: dict[str, list[str]] = {}
     for message_id in message_ids:
         asked.setdefault(_stored_message_id(message_id), []).append(message_id)
-    if not asked:
-        return {}
+    stored = list(asked)
     found: dict[str, int] = {}
-    ids = {"ids": list(asked)}
     connection = _flushed(session)
-    for received, ticket_id in connection.execute(_RECEIVED_IDS, ids):
-        for original in asked.get(received or "", ()):
-            found[original] = ticket_id
-    for sent, outbox_ticket in connection.execute(_SENT_IDS, ids):
-        if outbox_ticket is not None:
-            for original in asked.get(sent, ()):
-                found.setdefault(original, outbox_ticket)
+    for start in range(0, len(stored), IDS_PER_STATEMENT):
+        ids = {"ids": stored[start : start + IDS_PER_STATEMENT]}
+        for received, ticket_id in connection.execute(_RECEIVED_IDS, ids):
+            for original in asked.get(received or "", ()):
+                found[original] = ticket_id
+        for sent, outbox_ticket in connection.execute(_SENT_IDS, ids):
+            if outbox_ticket is not None:
+                for original in asked.get(sent, ()):
+                    found.setdefault(original, outbox_ticket)
     return found
 
 

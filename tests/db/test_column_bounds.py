@@ -1,5 +1,6 @@
 """Every mail-derived value is storable on both databases, bounded the same way in writes
-and look-ups (db.types); and no error text repeats a statement's parameters."""
+and look-ups (db.types); a statement the driver refuses is not an outage; and no error
+text repeats a statement's parameters."""
 
 from __future__ import annotations
 
@@ -69,6 +70,15 @@ def test_a_long_or_unstorable_message_id_is_found_as_it_was_asked(engine: Engine
     assert found == {LONG_ID: first.id, UNSTORABLE: second.id}
 
 
+def test_more_message_ids_than_a_statement_takes_are_looked_up(engine: Engine) -> None:
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = ticket_with_article(session, message_id="last@customer.example")
+    asked = [f"r{n}@customer.example" for n in range(70_000)] + ["last@customer.example"]
+    with make_sessionmaker(engine)() as session:
+        assert queries.ticket_ids_for_message_ids(session, asked) == {
+            "last@customer.example": ticket.id}
+
+
 def test_json_strings_and_keys_are_storable_through_core_statements(engine: Engine) -> None:
     with make_sessionmaker(engine)() as session, session.begin():
         queries.insert_event(session, None, NOW, "odd", {UNSTORABLE: [UNSTORABLE, 1, None]})
@@ -86,6 +96,18 @@ def test_an_inbound_message_id_is_compared_as_it_is_stored(engine: Engine) -> No
     with make_sessionmaker(engine)() as session:
         query = select(InboundMessage.id).where(InboundMessage.message_id == LONG_ID)
         assert session.scalar(query) is not None
+
+
+@pytest.mark.postgres
+def test_a_statement_the_driver_refuses_to_send_is_not_an_outage(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    statement = text("SELECT 1 WHERE 1 IN (" + ", ".join(f":p{n}" for n in range(70_000)) + ")")
+    with pytest.raises(SQLAlchemyError) as caught, engine.connect() as connection:
+        connection.execute(statement, {f"p{n}": n for n in range(70_000)})
+    engine.dispose()
+
+    assert "number of parameters" in str(caught.value)
+    assert database_outage(caught.value) is None
 
 
 def test_a_refused_statement_is_described_without_its_values(engine: Engine) -> None:
