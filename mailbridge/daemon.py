@@ -31,7 +31,7 @@ from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.faq import FaqIndex
 from mailbridge.db.models import Outbox
 from mailbridge.db.outage import database_outage, database_place
-from mailbridge.errors import DeliveryError
+from mailbridge.errors import DeliveryError, describe_error
 from mailbridge.faq_files import load_index
 from mailbridge.jobs.escalate import next_due, sweep
 from mailbridge.jobs.leases import Keeper, LeaseLost
@@ -269,7 +269,7 @@ class Daemon:
             return
         log.exception("%s", what)
         if part is not None:
-            self.health.failing(part, f"{what}: {exc}")
+            self.health.failing(part, f"{what}: {describe_error(exc)}")
 
     async def _wake_at_next_due(self) -> None:
         """Besides the interval, sweep at the moment the next warning or level falls due."""

@@ -2,7 +2,9 @@
 
 Under systemd (stderr connected to the journal, as $JOURNAL_STREAM tells) lines carry no
 timestamp of their own and start with a `<N>` syslog priority that journald reads. Every
-configured password is blotted out of whatever is written, whichever logger wrote it.
+configured password is blotted out of whatever is written, whichever logger wrote it, and
+a traceback shows where an error arose but not the text of its message beyond a first
+line (`describe_traceback`): a database error's text repeats the mail it failed on.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from mailbridge.config import Config
+from mailbridge.errors import describe_traceback
 
 # syslog priorities, as journald reads them from a "<N>" prefix
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
@@ -100,12 +103,25 @@ def priority(levelno: int) -> int:
     return 7
 
 
-class TextFormatter(logging.Formatter):
+class _Formatter(logging.Formatter):
+    """Tracebacks as `describe_traceback` writes them."""
+
+    def formatException(self, ei: Any) -> str:
+        error = ei[1] if isinstance(ei, tuple) else None
+        return describe_traceback(error) if error is not None else super().formatException(ei)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info:  # a copy: another handler may have cached its own traceback text
+            record = logging.makeLogRecord({**record.__dict__, "exc_text": None})
+        return super().format(record)
+
+
+class TextFormatter(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 
 
-class JournalFormatter(logging.Formatter):
+class JournalFormatter(_Formatter):
     """"<6>mailbridge.jobs.process: message …"; each line of a traceback gets the prefix,
     since journald makes an entry of every line."""
 
@@ -117,7 +133,7 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(prefix + line for line in redact(super().format(record)).splitlines())
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),

@@ -22,7 +22,7 @@ from mailbridge.app import App
 from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.ownership import elsewhere, reconcile
 from mailbridge.db.outage import database_outage
-from mailbridge.errors import DeliveryError, PermanentError
+from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
 from mailbridge.jobs.fetch import fetch_mailbox
 from mailbridge.jobs.leases import Keeper, LeaseLost, Round, Tenure
 from mailbridge.oauth import SignInRequired, TokenProviders
@@ -232,13 +232,13 @@ class Pollers:
                 kind = "refused" if isinstance(exc, PermanentError) else "lost"
                 log.error("mailbox %s: connection %s: %s; retrying in %.0f s",
                           mailbox.source_name, kind, exc, backoff)
-                self._poller_failed(poller, f"connection {kind}: {exc}")
+                self._poller_failed(poller, f"connection {kind}: {one_line(str(exc))}")
                 await self._pause(backoff, poller.stop)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             except Exception as exc:  # noqa: BLE001 - a poller that dies would leave mail unread
                 log.exception("mailbox %s: unexpected failure; reconnecting in %.0f s",
                               mailbox.source_name, backoff)
-                self._poller_failed(poller, f"unexpected failure: {exc}")
+                self._poller_failed(poller, f"unexpected failure: {describe_error(exc)}")
                 await self._pause(backoff, poller.stop)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             finally:

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from mailbridge.app import App
 from mailbridge.db.models import InboundMessage
-from mailbridge.errors import MailbridgeError
+from mailbridge.errors import MailbridgeError, one_line
 from mailbridge.reports import iso, open_app, table
 
 __all__ = ["list_quarantined", "open_app", "retry_quarantined", "show_quarantined"]
@@ -35,7 +35,8 @@ def _summary(message: InboundMessage) -> dict[str, Any]:
         "subject": str(headers.get("Subject", "")),
         "received_at": iso(message.received_at),
         "attempts": message.attempts,
-        "last_error": message.last_error,
+        # One line, as described when stored; an error stored before that may hold more.
+        "last_error": one_line(message.last_error) if message.last_error else None,
         "size": message.size,
     }
 

@@ -19,7 +19,7 @@ from mailbridge.config import Config
 from mailbridge.core.humanize import format_duration
 from mailbridge.db import queries
 from mailbridge.db.models import Base, Outbox, Ticket, TicketTag
-from mailbridge.errors import MailbridgeError, TemplateError
+from mailbridge.errors import MailbridgeError, TemplateError, one_line
 from mailbridge.jobs.deadlines import CLOSED as CLOSED_STATUSES
 from mailbridge.jobs.deadlines import open_deadlines
 
@@ -197,7 +197,7 @@ def outbox_json(row: Outbox) -> dict[str, Any]:
         "message_id": row.message_id,
         "state": row.state,
         "attempts": row.attempts,
-        "last_error": row.last_error,
+        "last_error": one_line(row.last_error) if row.last_error else None,
         "next_attempt_at": iso(row.next_attempt_at),
         "created_at": iso(row.created_at),
         "sent_at": iso(row.sent_at),
@@ -215,7 +215,7 @@ def list_outbox(app: App, state: str | None, as_json: bool, out: TextIO) -> int:
         return 0
     table(("ID", "KIND", "STATE", "ATTEMPTS", "TO", "LAST ERROR"),
            [(str(r.id), r.kind, r.state, str(r.attempts), ", ".join(r.envelope_to),
-             (r.last_error or "")[:60]) for r in rows], out)
+             one_line(r.last_error or "", 60)) for r in rows], out)
     return 0
 
 

@@ -14,12 +14,14 @@ from mailbridge.errors import ConfigError
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for `url`; a SQLite file's directory is created when missing."""
+    """An engine for `url`; a SQLite file's directory is created when missing. Its errors
+    and echo never show statement parameters: they hold mail."""
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite"):
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_engine(url, echo=echo, hide_parameters=True,
+                               connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername in ("postgresql", "postgres"):
@@ -28,7 +30,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.drivername.startswith("postgres"):  # what the URL sets itself wins
         connect_args = {k: v for k, v in _PG_CONNECT.items() if k not in parsed.query}
     try:
-        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+        return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True,
+                             connect_args=connect_args)
     except ModuleNotFoundError as exc:
         raise ConfigError(
             f"database.url needs the {exc.name} driver: install mailbridge[postgres]"

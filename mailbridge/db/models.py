@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -21,13 +20,24 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
-    Text,
     UniqueConstraint,
     false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from mailbridge.db.types import (
+    ClippedString,
+    DigestString,
+    StorableJSON,
+    StorableText,
+    bound_in_memory,
+)
+
+# Longer than any subject a mail client writes (a header line's limit), and short enough
+# for every list, template and outgoing header that shows it.
+SUBJECT_CHARS = 998
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -94,7 +104,7 @@ class InboundMessage(Base):
     folder: Mapped[str] = mapped_column(String(255))
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     uid: Mapped[int] = mapped_column(BigInteger)
-    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    message_id: Mapped[str | None] = mapped_column(DigestString(998), index=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
@@ -105,7 +115,7 @@ class InboundMessage(Base):
     # new | processed | ignored | quarantined
     state: Mapped[str] = mapped_column(String(16), default="new")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(StorableText())
     processed_at: Mapped[datetime | None]
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
 
@@ -115,15 +125,15 @@ class Ticket(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int | None] = mapped_column(Integer, unique=True)
-    subject: Mapped[str] = mapped_column(Text)
-    requester_name: Mapped[str] = mapped_column(String(255), default="")
-    requester_address: Mapped[str] = mapped_column(String(320), index=True)
+    subject: Mapped[str] = mapped_column(StorableText(SUBJECT_CHARS))
+    requester_name: Mapped[str] = mapped_column(ClippedString(255), default="")
+    requester_address: Mapped[str] = mapped_column(DigestString(320), index=True)
     mailbox: Mapped[str] = mapped_column(String(64))
     queue: Mapped[str] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16), default="normal")
     status: Mapped[str] = mapped_column(String(16), default="new")
     language: Mapped[str | None] = mapped_column(String(8))
-    assignee: Mapped[str | None] = mapped_column(String(320))
+    assignee: Mapped[str | None] = mapped_column(DigestString(320))
     sla_policy: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -168,17 +178,17 @@ class Article(Base):
     direction: Mapped[str] = mapped_column(String(3))  # in | out
     author_kind: Mapped[str] = mapped_column(String(16))  # customer | staff | system
     kind: Mapped[str] = mapped_column(String(16), default="customer")  # classify's verdict
-    from_name: Mapped[str] = mapped_column(String(255), default="")
-    from_address: Mapped[str] = mapped_column(String(320), default="")
-    to: Mapped[list[str]] = mapped_column(JSON, default=list)
-    cc: Mapped[list[str]] = mapped_column(JSON, default=list)
-    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
-    in_reply_to: Mapped[str | None] = mapped_column(String(998))
-    subject: Mapped[str] = mapped_column(Text, default="")
-    text_body: Mapped[str] = mapped_column(Text, default="")
-    html_body: Mapped[str | None] = mapped_column(Text)
+    from_name: Mapped[str] = mapped_column(ClippedString(255), default="")
+    from_address: Mapped[str] = mapped_column(DigestString(320), default="")
+    to: Mapped[list[str]] = mapped_column(StorableJSON, default=list)
+    cc: Mapped[list[str]] = mapped_column(StorableJSON, default=list)
+    message_id: Mapped[str | None] = mapped_column(DigestString(998), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(DigestString(998))
+    subject: Mapped[str] = mapped_column(StorableText(SUBJECT_CHARS), default="")
+    text_body: Mapped[str] = mapped_column(StorableText(), default="")
+    html_body: Mapped[str | None] = mapped_column(StorableText())
     internal: Mapped[bool] = mapped_column(Boolean, default=False)
-    defects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    defects: Mapped[list[str]] = mapped_column(StorableJSON, default=list)
     created_at: Mapped[datetime]
     inbound_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("inbound_message.id"), index=True
@@ -192,12 +202,12 @@ class AttachmentRecord(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("article.id"), index=True)
-    filename: Mapped[str | None] = mapped_column(String(255))
-    content_type: Mapped[str] = mapped_column(String(255))
+    filename: Mapped[str | None] = mapped_column(ClippedString(255, tail=16))
+    content_type: Mapped[str] = mapped_column(ClippedString(255))
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
-    content_id: Mapped[str | None] = mapped_column(String(998))
+    content_id: Mapped[str | None] = mapped_column(DigestString(998))
     storage: Mapped[str] = mapped_column(String(16), default="db")  # where the bytes are
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
 
@@ -213,19 +223,19 @@ class Outbox(Base):
     article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"))
     kind: Mapped[str] = mapped_column(String(16))  # ack | reply | notification | escalation
     envelope_from: Mapped[str] = mapped_column(String(320))
-    envelope_to: Mapped[list[str]] = mapped_column(JSON)
-    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    envelope_to: Mapped[list[str]] = mapped_column(StorableJSON)
+    message_id: Mapped[str] = mapped_column(DigestString(998), unique=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     # pending | sent | failed | bounced (accepted, then reported undeliverable)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(StorableText())
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     # What became of each envelope recipient: [{"address", "state" (pending | accepted |
     # refused | bounced), "code", "reply"}]; NULL until the first attempt.
-    recipients: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    recipients: Mapped[list[dict[str, Any]] | None] = mapped_column(StorableJSON)
 
 
 class Escalation(Base):
@@ -253,7 +263,7 @@ class Event(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     at: Mapped[datetime]
     type: Mapped[str] = mapped_column(String(64))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(StorableJSON, default=dict)
 
 
 class AddressState(Base):
@@ -264,12 +274,12 @@ class AddressState(Base):
 
     __tablename__ = "address_state"
 
-    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    address: Mapped[str] = mapped_column(DigestString(320), primary_key=True)
     bouncing_since: Mapped[datetime | None]
     last_bounce_at: Mapped[datetime | None]
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
-    last_status: Mapped[str | None] = mapped_column(String(32))  # e.g. "5.1.1"
-    last_diagnostic: Mapped[str | None] = mapped_column(Text)
+    last_status: Mapped[str | None] = mapped_column(ClippedString(32))  # e.g. "5.1.1"
+    last_diagnostic: Mapped[str | None] = mapped_column(StorableText())
     last_outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
     cleared_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
@@ -304,3 +314,8 @@ class MailboxLease(Base):
     owner: Mapped[str | None] = mapped_column(String(100))  # an instance id; NULL: free
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+# Every mail-derived value above is bounded by its column type (db.types); the objects
+# hold the bounded value too.
+bound_in_memory(Base)

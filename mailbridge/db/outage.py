@@ -3,7 +3,8 @@
 An unreachable or restarting server, a dropped connection, a full disk or a lock held too
 long are outages: the work waits and is tried again, unchanged, once the database answers
 (mail stays on the IMAP server, rows stay in the outbox). Anything else is a failure of the
-work itself and is handled as such (retried a few times, then quarantined).
+work itself and is handled as such (retried a few times, then quarantined): a statement
+the database, or its driver, refuses is never an outage, or one message could hold up all.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
+
+from mailbridge.errors import one_line
 
 __all__ = ["Outage", "database_outage", "database_place"]
 
@@ -48,7 +51,13 @@ def database_outage(error: BaseException) -> Outage | None:
         found = _classify(current)
         if found is not None:
             return found
-        current = current.__cause__ or current.__context__
+        following = current.__cause__ or current.__context__
+        driver = current.orig if isinstance(current, sa_exc.DBAPIError) else None
+        if driver is not None and following is driver:
+            # Judged with its statement already: what it arose from (a SQLite savepoint
+            # gone with a full disk) is judged next.
+            following = driver.__cause__ or driver.__context__
+        current = following
     return None
 
 
@@ -61,11 +70,14 @@ def database_place(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def _classify(error: BaseException) -> Outage | None:
+def _classify(error: BaseException, *, sent: bool = False) -> Outage | None:
+    """`sent`: the error answers a statement on a connection that is still good."""
     if isinstance(error, sa_exc.DBAPIError):
         if error.connection_invalidated:
             return Outage(f"the database connection was lost: {_first_line(error.orig)}")
-        return _classify(error.orig) if error.orig is not None else None
+        if error.orig is None:
+            return None
+        return _classify(error.orig, sent=error.statement is not None)
     if isinstance(error, sa_exc.TimeoutError):  # every pooled connection busy for too long
         return Outage(f"no database connection became free: {_first_line(error)}")
     if isinstance(error, sqlite3.Error):
@@ -79,7 +91,10 @@ def _classify(error: BaseException) -> Outage | None:
     if isinstance(sqlstate, str) and sqlstate[:2] in _PG_CLASSES:
         return Outage(f"{_PG_CLASSES[sqlstate[:2]]}: {_first_line(error)}",
                       disk_full=sqlstate == "53100")
-    if type(error).__module__.startswith("psycopg") and type(error).__name__ in (
+    # Without a SQLSTATE, psycopg could not reach the server, or refused to send a statement
+    # (one with more than 65,535 parameters): only the first is an outage. A connection
+    # lost mid-statement is told by SQLAlchemy, as connection_invalidated.
+    if not sent and type(error).__module__.startswith("psycopg") and type(error).__name__ in (
         "OperationalError", "InterfaceError",
     ):
         return Outage(f"PostgreSQL cannot be reached: {_first_line(error)}")
@@ -87,5 +102,8 @@ def _classify(error: BaseException) -> Outage | None:
 
 
 def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip() if error is not None else ""
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+    """The error's message without its class name (the reason says what failed)."""
+    if error is None:
+        return "no further detail"
+    text = str(error).strip()
+    return one_line(text, 200) if text else type(error).__name__

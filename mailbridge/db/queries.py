@@ -44,6 +44,11 @@ from mailbridge.db.models import (
     Ticket,
     TicketTag,
 )
+from mailbridge.db.types import DigestString
+
+# A mail may name more Message-IDs than a statement takes parameters (psycopg sends at
+# most 65,535, SQLite takes 32,766): they are looked up this many at a time.
+IDS_PER_STATEMENT = 1000
 
 _RECEIVED_IDS = select(Article.message_id, Article.ticket_id).where(
     Article.message_id.in_(bindparam("ids", expanding=True))
@@ -68,19 +73,29 @@ _INSERT_EVENT = insert(Event)
 
 
 def ticket_ids_for_message_ids(session: Session, message_ids: Sequence[str]) -> dict[str, int]:
-    """Message-ID -> ticket id, for ids we received or sent."""
-    if not message_ids:
-        return {}
+    """Message-ID -> ticket id, for ids we received or sent. The ids are looked up in the
+    form their columns store (an over-long one as its digest form) and answered as asked."""
+    asked: dict[str, list[str]] = {}
+    for message_id in message_ids:
+        asked.setdefault(_stored_message_id(message_id), []).append(message_id)
+    stored = list(asked)
     found: dict[str, int] = {}
-    ids = {"ids": list(message_ids)}
     connection = _flushed(session)
-    for message_id, ticket_id in connection.execute(_RECEIVED_IDS, ids):
-        if message_id:
-            found[message_id] = ticket_id
-    for message_id, outbox_ticket in connection.execute(_SENT_IDS, ids):
-        if outbox_ticket is not None:
-            found.setdefault(message_id, outbox_ticket)
+    for start in range(0, len(stored), IDS_PER_STATEMENT):
+        ids = {"ids": stored[start : start + IDS_PER_STATEMENT]}
+        for received, ticket_id in connection.execute(_RECEIVED_IDS, ids):
+            for original in asked.get(received or "", ()):
+                found[original] = ticket_id
+        for sent, outbox_ticket in connection.execute(_SENT_IDS, ids):
+            if outbox_ticket is not None:
+                for original in asked.get(sent, ()):
+                    found.setdefault(original, outbox_ticket)
     return found
+
+
+def _stored_message_id(message_id: str) -> str:
+    """How article.message_id and outbox.message_id (one type) store this id."""
+    return cast(DigestString, Article.__table__.c.message_id.type).bound(message_id) or ""
 
 
 def delivered_twin(session: Session, inbound: InboundMessage) -> InboundMessage | None:

@@ -38,7 +38,7 @@ from mailbridge.adapters.smtp import Delivery, SmtpConnection, SmtpSettings
 from mailbridge.app import App
 from mailbridge.core.humanize import format_duration
 from mailbridge.db.models import Outbox
-from mailbridge.errors import DeliveryError, PermanentError
+from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
 from mailbridge.faults import crash_point
 from mailbridge.jobs.bounces import envelope_sender
 from mailbridge.oauth import SignInRequired, TokenProvider
@@ -272,17 +272,19 @@ def _record_failure(app: App, row: Outbox, error: DeliveryError, draw: Jitter, *
     now = app.clock.now()
     row.attempts += 1
     results = recipient_results(row)
+    described = describe_error(error)
     if permanent:
         for entry in results:
             if entry["state"] == "pending":
-                entry.update(state="refused", code=error.code, reply=str(error))
+                entry.update(state="refused", code=error.code, reply=described)
     row.recipients = results
-    outcome = _settle(app, row, now, str(error), draw)
+    outcome = _settle(app, row, now, described, draw)
     return "refusing" if outcome == "deferred" else outcome
 
 
 def _refusals(results: list[dict[str, Any]]) -> str:
-    return "; ".join(f"{r['address']}: {r['reply']}" for r in results
+    """Every recipient's refusal, on one line (a server's answer may have several)."""
+    return "; ".join(f"{r['address']}: {' '.join(r['reply'].split())}" for r in results
                      if r["state"] in ("refused", "pending") and r["reply"])
 
 
@@ -296,10 +298,10 @@ def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> s
         if not given_up:
             deadline = row.created_at + app.config.smtp.give_up_after
             row.next_attempt_at = min(now + retry_delay(row.attempts, draw), deadline)
-            row.last_error = error or None
+            row.last_error = one_line(error) or None
             log.warning("outbox %d: %s to %s deferred (attempt %d, next at %s): %s", row.id,
                         row.kind, to, row.attempts,
-                        row.next_attempt_at.isoformat(timespec="seconds"), error)
+                        row.next_attempt_at.isoformat(timespec="seconds"), row.last_error)
             return "deferred"
         for entry in results:
             if entry["state"] == "pending":
@@ -311,7 +313,7 @@ def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> s
         row.state, row.last_error = "sent", None
         log.info("outbox %d: %s <%s> sent to %s", row.id, row.kind, row.message_id, to)
         return "sent"
-    row.state, row.last_error = "failed", error or _refusals(results)
+    row.state, row.last_error = "failed", one_line(error or _refusals(results))
     log.error("outbox %d: %s to %s failed for good after %d attempt(s): %s",
               row.id, row.kind, to, row.attempts, row.last_error)
     return "failed"

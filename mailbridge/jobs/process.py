@@ -30,6 +30,7 @@ from mailbridge.app import App
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage
 from mailbridge.db.outage import database_outage
+from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
 from mailbridge.jobs.apply import Outcome, apply_message
 from mailbridge.jobs.prepare import Preparer
@@ -37,7 +38,6 @@ from mailbridge.jobs.prepare import Preparer
 log = logging.getLogger(__name__)
 
 BATCH = 50
-ERROR_LIMIT = 2000
 # The advisory lock every instance takes to process; one fixed key, "mb:proc" in ASCII.
 PROCESSING_LOCK = int.from_bytes(b"mb:proc", "big")
 
@@ -270,7 +270,7 @@ def _record_failure_alone(app: App, inbound_id: int, exc: BaseException) -> dict
 
 
 def _store_failure(app: App, inbound: InboundMessage, exc: BaseException) -> None:
-    inbound.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
+    inbound.last_error = describe_error(exc)
     if inbound.attempts >= app.config.tickets.max_attempts:
         inbound.state = "quarantined"
 
@@ -290,5 +290,6 @@ def _log_outcome(inbound_id: int, mailbox: str, message_id: str | None, outcome:
     details = ", acknowledgement queued" if outcome.acknowledged else ""
     if outcome.reason:
         details += f" ({outcome.reason})"
-    log.info("message %d <%s> from %s: %s ticket %s%s",
-             inbound_id, message_id or "no Message-ID", mailbox, outcome.action, ticket, details)
+    log.info("message %d <%s> from %s: %s ticket %s%s", inbound_id,
+             one_line(message_id, 200) if message_id else "no Message-ID", mailbox,
+             outcome.action, ticket, details)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mailbridge.daemon import Daemon
 from mailbridge.db import migrate
-from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
+from mailbridge.errors import ConfigError, MailbridgeError, TemplateError, describe_error
 from mailbridge.logs import config_secrets, hide_secrets
 from mailbridge.service.metrics import CONTENT_TYPE
 from mailbridge.service.notify import Notifier, watchdog_interval
@@ -175,7 +175,7 @@ class Service:
         try:
             numbers = await asyncio.to_thread(self._brief)
         except Exception as exc:  # noqa: BLE001 - the status says so instead
-            health.failing("database", str(exc).splitlines()[0][:200])
+            health.failing("database", describe_error(exc))
             parts.append("database unreachable")
         else:
             health.set("database", "reachable")
@@ -244,8 +244,8 @@ class Service:
         try:
             await asyncio.wait_for(asyncio.to_thread(self._ping_database), HEALTH_CHECK_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            detail = "no answer in time" if isinstance(exc, TimeoutError) else str(exc)
-            health.failing("database", detail.splitlines()[0][:200] if detail else "error")
+            detail = "no answer in time" if isinstance(exc, TimeoutError) else describe_error(exc)
+            health.failing("database", detail)
         else:
             health.set("database", "reachable")
         document = health.as_json()

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from mailbridge.app import App
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.ownership import holder
+from mailbridge.errors import describe_error
 from mailbridge.jobs.leases import Ownership, ownership
 from mailbridge.oauth import SignInRequired, TokenStore, sign_ins
 from mailbridge.service.snapshot import Snapshot, snapshot
@@ -130,7 +131,7 @@ def _daemon(app: App) -> dict[str, Any]:
     except urllib.error.HTTPError as exc:  # 503: it answers, and is not well
         body = exc.read()
     except (OSError, ValueError) as exc:
-        return {"state": "unreachable", "url": url, "detail": str(exc)}
+        return {"state": "unreachable", "url": url, "detail": describe_error(exc)}
     try:
         health = json.loads(body)
     except ValueError:

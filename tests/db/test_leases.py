@@ -205,7 +205,7 @@ def test_store_refuses_once_another_instance_holds_the_mailbox(apps: list[App]) 
     second.start()
     first.round([mailbox.source_name])
     assert first.tenure is not None
-    assert store_raw(apps[0], mailbox, 7, [message(1, "One")], 1, tenure=first.tenure) == 1
+    assert store_raw(apps[0], mailbox, 7, [message(1, "One")], 1, tenure=first.tenure).new == 1
 
     age(apps[0], lease=mailbox.source_name)
     assert second.take(mailbox.source_name) is None
@@ -217,8 +217,8 @@ def test_store_refuses_once_another_instance_holds_the_mailbox(apps: list[App]) 
     assert (subjects, last_uid) == (1, 1), "nothing stored, last_uid unchanged"
 
     assert second.tenure is not None
-    assert store_raw(apps[1], mailbox, 7, [message(2, "Two")], 2, tenure=second.tenure) == 1
-    assert store_raw(apps[0], mailbox, 7, [message(3, "Three")], 3) == 1, \
+    assert store_raw(apps[1], mailbox, 7, [message(2, "Two")], 2, tenure=second.tenure).new == 1
+    assert store_raw(apps[0], mailbox, 7, [message(3, "Three")], 3).new == 1, \
         "without a tenure (run --once of old, tests) as before"
 
 

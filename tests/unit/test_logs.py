@@ -121,3 +121,32 @@ def test_levels_between_the_named_ones_take_the_next_worse_priority() -> None:
     assert logs.priority(logging.INFO + 5) == 6
     assert logs.priority(logging.CRITICAL + 10) == 2
     assert logs.priority(1) == 7
+
+
+HELD = "the customer's mail"
+
+
+def _chained_failure() -> logging.LogRecord:
+    try:
+        try:
+            raise ValueError(f"refused\n[parameters: ({HELD!r},)]")
+        except ValueError as exc:
+            raise RuntimeError(f"batch failed\nINSERT ... {HELD!r}") from exc
+    except RuntimeError:
+        info = sys.exc_info()
+    return logging.LogRecord("mailbridge.jobs.process", logging.WARNING, __file__, 1,
+                             "message 7 failed", None, info)
+
+
+@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JournalFormatter(),
+                                       logs.JsonFormatter()], ids=["text", "journal", "json"])
+def test_tracebacks_show_where_an_error_arose_but_not_what_it_held(
+        formatter: logging.Formatter) -> None:
+    entry = _chained_failure()
+    logging.Formatter().format(entry)  # another handler (pytest's) caches its own text first
+
+    written = formatter.format(entry)
+
+    assert "customer" not in written
+    assert "ValueError: refused" in written and "RuntimeError: batch failed" in written
+    assert "_chained_failure" in written and "which led to" in written
