@@ -148,7 +148,7 @@ def test_nul_characters_are_stored_as_replacement_characters(world: World) -> No
     assert_all_processed(world)
     article = _article(world)
     assert article.subject == "Help\ufffdme"
-    assert article.from_name == "Ada\ufffd Customer"
+    assert article.from_name == "Ada Customer"  # a display name loses control characters
     assert "see the\ufffdfile" in article.text_body
     assert _attachment(world).filename == "report\ufffd.pdf"
     assert world.inbound()[0].raw == hostile
@@ -169,7 +169,7 @@ def test_raw_nul_bytes_in_headers_do_not_block_the_mailbox(world: World) -> None
     ticket = _ticket_of(world, "ada@customer.example")
     assert ticket.number is not None
     assert [(a.subject, a.from_name) for a in world.articles(ticket.number)] == [
-        ("Nul\ufffdhere", "Ada\ufffd Customer"), ("Re: Nul", "Ada Customer")]
+        ("Nul\ufffdhere", "Ada Customer"), ("Re: Nul", "Ada Customer")]
     assert world.inbound()[0].raw == first
 
 
