@@ -6,8 +6,10 @@ Errors name the file, the key path and what was expected. Secrets are resolved h
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 import tomllib
 from datetime import date, timedelta
 from pathlib import Path
@@ -34,6 +36,8 @@ from mailbridge.core.faq import SOLVED_PHRASES
 from mailbridge.core.rules import Rule, RuleError, compile_rules
 from mailbridge.core.sla import DURATION_UNITS, Step, number_steps, parse_duration
 from mailbridge.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "mailbridge.toml"
 CONFIG_ENV = "MAILBRIDGE_CONFIG"
@@ -835,10 +839,25 @@ def _read_secret(
     if file:
         secret_path = file if file.is_absolute() else path.parent / file
         try:
-            return SecretStr(secret_path.read_text(encoding="utf-8").rstrip("\r\n"))
+            value = secret_path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(
                 f"{path}: {key}_file: expected a readable file at {secret_path} "
                 f"({exc.strerror})"
             ) from None
+        _warn_if_others_can_read(secret_path, f"{path}: {key}_file")
+        return SecretStr(value)
     return None
+
+
+def _warn_if_others_can_read(secret_path: Path, where: str) -> None:
+    """A secret every user of the machine can read (or replace) is no secret: say which."""
+    try:
+        mode = stat.S_IMODE(secret_path.stat().st_mode)
+    except OSError:
+        return
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        access = "readable" if mode & stat.S_IROTH else "writable"
+        log.warning("%s: %s is %s by other users of this machine (mode %04o); let only "
+                    "mailbridge's user (and group) read it: chmod o-rwx %s", where,
+                    secret_path, access, mode, secret_path)

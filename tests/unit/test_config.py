@@ -238,6 +238,29 @@ def test_the_staff_secret_comes_from_the_environment_or_a_file(tmp_path: Path) -
         tmp_path, MINIMAL + '\n[staff]\nsecret_env = "A"\nsecret_file = "key"\n')
 
 
+def test_a_secret_file_other_users_can_read_or_write_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = tmp_path / "imap.key"
+    key.write_text("imap-s3cret!\n")
+    path = write(tmp_path, MINIMAL.replace('password_env = "MAILBRIDGE_IMAP_PASSWORD"',
+                                           'password_file = "imap.key"'))
+    for mode, said in ((0o600, None), (0o640, None), (0o644, "readable"), (0o602, "writable")):
+        key.chmod(mode)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="mailbridge.config"):
+            load_config(path, SECRETS)
+        warnings = [r.getMessage() for r in caplog.records]
+        if said is None:
+            assert warnings == [], oct(mode)
+        else:
+            assert warnings == [
+                f"{path}: mailbox[0].password_file: {key} is {said} by other users of this "
+                f"machine (mode {mode:04o}); let only mailbridge's user (and group) read it: "
+                f"chmod o-rwx {key}"]
+            assert "imap-s3cret!" not in warnings[0]
+
+
 def test_without_a_staff_secret_one_is_made_once_and_kept(tmp_path: Path) -> None:
     text = MINIMAL + f'\n[service]\ndata_dir = "{tmp_path / "state"}"\n'
     config = load_config(write(tmp_path, text), SECRETS)
