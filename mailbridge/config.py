@@ -6,6 +6,7 @@ Errors name the file, the key path and what was expected. Secrets are resolved h
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -532,6 +533,9 @@ TAKEOVER_FLOOR = timedelta(seconds=3)
 
 class ServiceConfig(_Section):
     data_dir: Path | None = None  # None: $STATE_DIRECTORY under systemd, else ./var
+    # /healthz and /metrics answer whoever reaches them (mailbox names, counts, errors): an
+    # address other hosts can reach needs this said explicitly. Before listen, which reads it.
+    listen_public: bool = False
     listen: str | None = None  # "127.0.0.1:9187": serve /healthz and /metrics there
     log_format: Literal["text", "json"] = "text"
     sweep_interval: Duration = timedelta(seconds=30)
@@ -550,9 +554,15 @@ class ServiceConfig(_Section):
 
     @field_validator("listen")
     @classmethod
-    def _host_and_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_listen(value)
+    def _host_and_port(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        host, _port = parse_listen(value)
+        if not is_loopback(host) and info.data.get("listen_public") is not True:
+            raise ValueError(
+                f'a loopback address like "127.0.0.1:9187" or "[::1]:9187": other hosts can '
+                f"reach {host}, so serving /healthz and /metrics there needs listen_public = "
+                f"true as well")
         return value
 
     @property
@@ -563,6 +573,17 @@ class ServiceConfig(_Section):
 _LISTEN = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$"
 )
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach host: localhost or a loopback IP (127.0.0.0/8, ::1).
+    A host name other than localhost may resolve to anything, so it is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_listen(value: str) -> tuple[str, int]:

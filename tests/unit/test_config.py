@@ -238,6 +238,29 @@ def test_the_staff_secret_comes_from_the_environment_or_a_file(tmp_path: Path) -
         tmp_path, MINIMAL + '\n[staff]\nsecret_env = "A"\nsecret_file = "key"\n')
 
 
+@pytest.mark.parametrize("listen", ["0.0.0.0:9187", "[::]:9187", "192.0.2.10:9187",
+                                    "[2001:db8::1]:9187", "monitor.example:9187"])
+def test_listening_where_other_hosts_reach_it_must_be_said_explicitly(
+    tmp_path: Path, listen: str
+) -> None:
+    text = MINIMAL + f'\n[service]\nlisten = "{listen}"\n'
+    message = problem(tmp_path, text)
+    host = listen.rpartition(":")[0].strip("[]")
+    assert (f'{tmp_path / "mailbridge.toml"}: service.listen: expected a loopback address like '
+            f'"127.0.0.1:9187" or "[::1]:9187": other hosts can reach {host}, so serving '
+            f"/healthz and /metrics there needs listen_public = true as well") in message
+    public = load_config(write(tmp_path, text + "listen_public = true\n"), SECRETS)
+    assert public.service.listen == listen and public.service.listen_public
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:9187", "127.0.0.53:1", "[::1]:9187",
+                                    "localhost:9187"])
+def test_a_loopback_listen_address_needs_nothing_more(tmp_path: Path, listen: str) -> None:
+    config = load_config(write(tmp_path, MINIMAL + f'\n[service]\nlisten = "{listen}"\n'),
+                         SECRETS)
+    assert config.service.listen == listen and not config.service.listen_public
+
+
 def test_a_secret_file_other_users_can_read_or_write_is_named_in_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
