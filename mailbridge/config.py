@@ -806,9 +806,26 @@ def _with_secrets(config: Config, path: Path, environ: os._Environ[str] | dict[s
     )
     smtp = config.smtp.model_copy(update=_login_secrets(config.smtp, "smtp", path, environ))
     _check_shared_sign_in(config, path)
-    staff = config.staff.model_copy(update={"secret": _read_secret(
-        config.staff.secret_env, config.staff.secret_file, "staff.secret", path, environ)})
+    secret = _read_secret(config.staff.secret_env, config.staff.secret_file, "staff.secret",
+                          path, environ)
+    _check_staff_key(secret, config.staff, path)
+    staff = config.staff.model_copy(update={"secret": secret})
     return config.model_copy(update={"mailbox": mailboxes, "smtp": smtp, "staff": staff})
+
+
+# The reply tokens are HMAC-SHA256 of the ticket number: a shorter key is easier to guess
+# than the hash is to break, and whoever guesses it can answer customers as staff.
+STAFF_KEY_MIN_BYTES = 32
+
+
+def _check_staff_key(secret: SecretStr | None, staff: StaffConfig, path: Path) -> None:
+    if secret is None:
+        return
+    size = len(secret.get_secret_value().encode("utf-8"))
+    if size < STAFF_KEY_MIN_BYTES:
+        key = "staff.secret_env" if staff.secret_env else "staff.secret_file"
+        raise ConfigError(f"{path}: {key}: expected a key of at least {STAFF_KEY_MIN_BYTES} "
+                          f"bytes, not {size} (make one with: openssl rand -hex 32)")
 
 
 def _login_secrets(

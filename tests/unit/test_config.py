@@ -223,19 +223,42 @@ def test_a_bad_staff_signature_pattern_names_the_key(tmp_path: Path) -> None:
     assert "staff.signature_patterns: expected a regular expression; '(unclosed'" in message
 
 
+STAFF_KEY = "k3y-" + "0123456789abcdef" * 2  # 36 bytes
+
+
 def test_the_staff_secret_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
     missing = problem(tmp_path, MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n')
     assert "staff.secret_env: expected the environment variable MB_STAFF_KEY to be set" in missing
     config = load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n'),
-                         {**SECRETS, "MB_STAFF_KEY": "k3y"})
-    assert config.staff.secret is not None and config.staff.secret.get_secret_value() == "k3y"
-    assert "k3y" not in repr(config)
-    (tmp_path / "key").write_text("from-a-file\n")
+                         {**SECRETS, "MB_STAFF_KEY": STAFF_KEY})
+    assert config.staff.secret is not None
+    assert config.staff.secret.get_secret_value() == STAFF_KEY
+    assert STAFF_KEY not in repr(config)
+    (tmp_path / "key").write_text("from-a-file-" + "f" * 32 + "\n")
     config = load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n'), SECRETS)
     assert config.staff.secret is not None
-    assert config.staff.secret.get_secret_value() == "from-a-file"
+    assert config.staff.secret.get_secret_value() == "from-a-file-" + "f" * 32
     assert "not both" in problem(
         tmp_path, MINIMAL + '\n[staff]\nsecret_env = "A"\nsecret_file = "key"\n')
+
+
+def test_a_staff_secret_shorter_than_32_bytes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "mailbridge.toml"
+    env = MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n'
+    for value, size in (("k3y", 3), ("é" * 15 + "x", 31)):
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, env), {**SECRETS, "MB_STAFF_KEY": value})
+        assert str(caught.value) == (
+            f"{path}: staff.secret_env: expected a key of at least 32 bytes, not {size} "
+            "(make one with: openssl rand -hex 32)")
+        assert value not in str(caught.value)
+    (tmp_path / "key").write_text("x" * 31 + "\n")
+    message = problem(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n')
+    assert message == (f"{path}: staff.secret_file: expected a key of at least 32 bytes, not "
+                       "31 (make one with: openssl rand -hex 32)")
+    (tmp_path / "key").write_text("é" * 16 + "\n")  # 32 bytes in UTF-8
+    assert load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n'),
+                       SECRETS).staff.secret is not None
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:9187", "[::]:9187", "192.0.2.10:9187",
