@@ -238,9 +238,10 @@ class EmbeddedImapServer(_Listener):
         """Deliver one message over IMAP APPEND, creating the folder if needed."""
         self.append_many([raw], folder)
 
-    def append_many(self, raws: Iterable[bytes], folder: str = "INBOX") -> None:
-        """Deliver several messages over one connection, in order."""
-        with self.client() as client:
+    def append_many(self, raws: Iterable[bytes], folder: str = "INBOX", *,
+                    timeout: float = 5.0) -> None:
+        """Deliver several messages over one connection, in order (each within timeout)."""
+        with self.client(timeout) as client:
             if not client.folder_exists(folder):
                 client.create_folder(folder)
             for raw in raws:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
+from mailbridge.core.clip import clip_text
 from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
 from mailbridge.core.faq import plain_text
 from mailbridge.core.humanize import excerpt
@@ -28,6 +29,9 @@ from mailbridge.jobs.solved import resolved_by_customer
 __all__ = ["Outcome", "apply_message"]
 
 REOPEN_STATUSES = frozenset({"resolved", "closed"})
+# Display names are stored in columns of 255 characters: a longer one (no name is) is kept
+# shortened, marker included, instead of failing the message on PostgreSQL.
+STORED_NAME = 200
 ACK_TEMPLATE = "acknowledgement"
 FAQ_QUESTION_CHARS = 1000  # of the customer's own words, after the subject
 
@@ -165,7 +169,7 @@ def _open_ticket(
     tracked = verdict.kind == "customer"
     ticket = Ticket(
         subject=normalize_subject(parsed.subject) or "(no subject)",
-        requester_name=requester.name,
+        requester_name=clip_text(requester.name, STORED_NAME),
         requester_address=requester.address,
         mailbox=mailbox.name,
         queue=queue,
@@ -213,7 +217,7 @@ def _add_article(
         direction="in",
         author_kind="customer" if verdict.kind == "customer" else "system",
         kind=verdict.kind,
-        from_name=sender.name,
+        from_name=clip_text(sender.name, STORED_NAME),
         from_address=sender.address,
         to=[a.address for a in parsed.to],
         cc=[a.address for a in parsed.cc],
