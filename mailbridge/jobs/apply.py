@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from mailbridge.app import App
 from mailbridge.core.clip import clip_text
+from mailbridge.core.compose import can_write_address
 from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
 from mailbridge.core.faq import plain_text
 from mailbridge.core.humanize import excerpt
@@ -338,6 +339,8 @@ def _ack_refusal(
         return f"automated mail ({verdict.kind}: {', '.join(verdict.rules)})"
     if not ticket.requester_address or "@" not in ticket.requester_address:
         return "no usable sender address"
+    if not can_write_address(ticket.requester_address):
+        return f"an address no mail can be written to: {ticket.requester_address!r}"
     if ticket.requester_address in app.identity.own_addresses:
         return "sender is one of our own addresses"
     # A requester who just wrote is not bouncing (their mail cleared any flag): no look-up.
