@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -23,6 +24,9 @@ from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
 from mailbridge.logs import config_secrets, hide_secrets, setup_logging
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+# What mailbridge creates (the database and its WAL, backups, keys) is for its own user and
+# group, whatever umask the shell, cron or a unit without UMask= handed it.
+UMASK = 0o027
 
 log = logging.getLogger("mailbridge")
 
@@ -186,6 +190,7 @@ def language_code(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(UMASK)  # first: before any command creates a file
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_format or "text", verbose=args.verbose)

@@ -6,8 +6,11 @@ Errors name the file, the key path and what was expected. Secrets are resolved h
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
+import stat
 import tomllib
 from datetime import date, timedelta
 from pathlib import Path
@@ -34,6 +37,8 @@ from mailbridge.core.faq import SOLVED_PHRASES
 from mailbridge.core.rules import Rule, RuleError, compile_rules
 from mailbridge.core.sla import DURATION_UNITS, Step, number_steps, parse_duration
 from mailbridge.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "mailbridge.toml"
 CONFIG_ENV = "MAILBRIDGE_CONFIG"
@@ -530,6 +535,9 @@ TAKEOVER_FLOOR = timedelta(seconds=3)
 
 class ServiceConfig(_Section):
     data_dir: Path | None = None  # None: $STATE_DIRECTORY under systemd, else ./var
+    # /healthz and /metrics answer whoever reaches them (mailbox names, counts, errors): an
+    # address other hosts can reach needs this said explicitly. Before listen, which reads it.
+    listen_public: bool = False
     listen: str | None = None  # "127.0.0.1:9187": serve /healthz and /metrics there
     log_format: Literal["text", "json"] = "text"
     sweep_interval: Duration = timedelta(seconds=30)
@@ -548,9 +556,15 @@ class ServiceConfig(_Section):
 
     @field_validator("listen")
     @classmethod
-    def _host_and_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_listen(value)
+    def _host_and_port(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        host, _port = parse_listen(value)
+        if not is_loopback(host) and info.data.get("listen_public") is not True:
+            raise ValueError(
+                f'a loopback address like "127.0.0.1:9187" or "[::1]:9187": other hosts can '
+                f"reach {host}, so serving /healthz and /metrics there needs listen_public = "
+                f"true as well")
         return value
 
     @property
@@ -561,6 +575,17 @@ class ServiceConfig(_Section):
 _LISTEN = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$"
 )
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach host: localhost or a loopback IP (127.0.0.0/8, ::1).
+    A host name other than localhost may resolve to anything, so it is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -783,9 +808,26 @@ def _with_secrets(config: Config, path: Path, environ: os._Environ[str] | dict[s
     )
     smtp = config.smtp.model_copy(update=_login_secrets(config.smtp, "smtp", path, environ))
     _check_shared_sign_in(config, path)
-    staff = config.staff.model_copy(update={"secret": _read_secret(
-        config.staff.secret_env, config.staff.secret_file, "staff.secret", path, environ)})
+    secret = _read_secret(config.staff.secret_env, config.staff.secret_file, "staff.secret",
+                          path, environ)
+    _check_staff_key(secret, config.staff, path)
+    staff = config.staff.model_copy(update={"secret": secret})
     return config.model_copy(update={"mailbox": mailboxes, "smtp": smtp, "staff": staff})
+
+
+# The reply tokens are HMAC-SHA256 of the ticket number: a shorter key is easier to guess
+# than the hash is to break, and whoever guesses it can answer customers as staff.
+STAFF_KEY_MIN_BYTES = 32
+
+
+def _check_staff_key(secret: SecretStr | None, staff: StaffConfig, path: Path) -> None:
+    if secret is None:
+        return
+    size = len(secret.get_secret_value().encode("utf-8"))
+    if size < STAFF_KEY_MIN_BYTES:
+        key = "staff.secret_env" if staff.secret_env else "staff.secret_file"
+        raise ConfigError(f"{path}: {key}: expected a key of at least {STAFF_KEY_MIN_BYTES} "
+                          f"bytes, not {size} (make one with: openssl rand -hex 32)")
 
 
 def _login_secrets(
@@ -837,10 +879,25 @@ def _read_secret(
     if file:
         secret_path = file if file.is_absolute() else path.parent / file
         try:
-            return SecretStr(secret_path.read_text(encoding="utf-8").rstrip("\r\n"))
+            value = secret_path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(
                 f"{path}: {key}_file: expected a readable file at {secret_path} "
                 f"({exc.strerror})"
             ) from None
+        _warn_if_others_can_read(secret_path, f"{path}: {key}_file")
+        return SecretStr(value)
     return None
+
+
+def _warn_if_others_can_read(secret_path: Path, where: str) -> None:
+    """A secret every user of the machine can read (or replace) is no secret: say which."""
+    try:
+        mode = stat.S_IMODE(secret_path.stat().st_mode)
+    except OSError:
+        return
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        access = "readable" if mode & stat.S_IROTH else "writable"
+        log.warning("%s: %s is %s by other users of this machine (mode %04o); let only "
+                    "mailbridge's user (and group) read it: chmod o-rwx %s", where,
+                    secret_path, access, mode, secret_path)

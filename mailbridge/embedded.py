@@ -238,9 +238,10 @@ class EmbeddedImapServer(_Listener):
         """Deliver one message over IMAP APPEND, creating the folder if needed."""
         self.append_many([raw], folder)
 
-    def append_many(self, raws: Iterable[bytes], folder: str = "INBOX") -> None:
-        """Deliver several messages over one connection, in order."""
-        with self.client() as client:
+    def append_many(self, raws: Iterable[bytes], folder: str = "INBOX", *,
+                    timeout: float = 5.0) -> None:
+        """Deliver several messages over one connection, in order (each within timeout)."""
+        with self.client(timeout) as client:
             if not client.folder_exists(folder):
                 client.create_folder(folder)
             for raw in raws:
@@ -269,6 +270,7 @@ class ReceivedMail:
     sender: str
     recipients: tuple[str, ...]
     raw: bytes = field(repr=False)
+    mail_options: tuple[str, ...] = ()  # the MAIL FROM parameters: SMTPUTF8, BODY=8BITMIME
     message: EmailMessage = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -284,17 +286,19 @@ class SmtpSink(_Listener):
 
     ``security`` is "none", "starttls" or "tls" (implicit); the latter two need
     ``tls_context`` (a server context). With ``username``/``password`` it offers AUTH
-    and accepts only those credentials; authentication stays optional.
+    and accepts only those credentials; authentication stays optional. With ``smtputf8``
+    it offers SMTPUTF8 (RFC 6531): mail to and from internationalised addresses.
     """
 
     def __init__(
         self, *, port: int = 0, security: str = "none",
         tls_context: ssl.SSLContext | None = None,
-        username: str | None = None, password: str | None = None,
+        username: str | None = None, password: str | None = None, smtputf8: bool = False,
     ) -> None:
         super().__init__("smtp-sink", port)
         _check_security(security, tls_context)
         self.security = security
+        self.smtputf8 = smtputf8
         self._tls_context = tls_context
         self._credentials = (username, password) if username is not None else None
         self.received: list[ReceivedMail] = []
@@ -370,7 +374,8 @@ class SmtpSink(_Listener):
             outcome = self._script.popleft() if self._script else self._always
             if outcome is None:
                 mail = ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos),
-                                    bytes(envelope.original_content or b""))
+                                    bytes(envelope.original_content or b""),
+                                    tuple(envelope.mail_options))
                 self.received.append(mail)
                 self._arrived.notify_all()
                 return f"250 2.0.0 OK queued as {len(self.received)}"
@@ -408,6 +413,7 @@ class SmtpSink(_Listener):
             self, hostname="mailbridge-sink", loop=asyncio.get_running_loop(),
             tls_context=self._tls_context if self.security == "starttls" else None,
             authenticator=self._authenticate if self._credentials else None,
+            enable_SMTPUTF8=self.smtputf8,
             # AUTH over plain text is fine for a local sink; it stays optional, which
             # keeps aiosmtpd from warning about it.
             auth_require_tls=False,

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from mailbridge.adapters.templates import SAMPLE_CONTEXT, TemplateSet, default_templates_dir
 from mailbridge.app import App, build_app
 from mailbridge.config import Config
+from mailbridge.core.clip import clip_context
 from mailbridge.core.humanize import format_duration
 from mailbridge.db import queries
 from mailbridge.db.models import Base, Outbox, Ticket, TicketTag
@@ -283,7 +284,8 @@ def preview_template(config: Config, name: str, ticket_number: int | None,
     if name not in templates.names():
         raise TemplateError(f"no template named {name!r}; known: "
                             f"{', '.join(sorted(templates.names()))}")
-    rendered = templates.render(name, context, language)
+    rendered = templates.render(name, clip_context(context, language or config.templates.language),
+                                language)
     out.write(f"Subject: {rendered.subject}\n\n{rendered.text.rstrip()}\n")
     if rendered.html:
         out.write(f"\n--- HTML ---\n{rendered.html.rstrip()}\n")

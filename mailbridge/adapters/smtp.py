@@ -2,7 +2,8 @@
 
 It moves bytes and decides, in `_translate_errors` only, whether a failure is
 transient (4xx, connection trouble, timeouts) or permanent (5xx, refused login,
-unverifiable certificate, a server lacking what the settings demand). It logs in with a
+unverifiable certificate, a server lacking what the settings demand, or lacking the
+SMTPUTF8 a mail to an internationalised address needs). It logs in with a
 password, or with an OAuth2 access token (SASL XOAUTH2, else OAUTHBEARER).
 """
 
@@ -193,14 +194,34 @@ class SmtpConnection:
         if client is None or not client.is_connected:
             raise TransientError(f"SMTP send via {self.settings.host}: not connected")
         with _translate_errors(self.settings, "send"):
+            options = await self._mail_options(client, raw, sender, recipients)
             try:
-                refused, reply = await client.sendmail(sender, list(recipients), raw)
+                refused, reply = await client.sendmail(sender, list(recipients), raw,
+                                                       mail_options=options)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 # aiosmtplib has reset the envelope: the session stays usable.
                 every = {r.recipient: (r.code, r.message) for r in exc.recipients}
                 return Delivery(tuple(recipients), "", every)
         details = {address: (r.code, r.message) for address, r in refused.items()}
         return Delivery(tuple(recipients), reply, details)
+
+    async def _mail_options(self, client: aiosmtplib.SMTP, raw: bytes, sender: str,
+                            recipients: Sequence[str]) -> list[str]:
+        """SMTPUTF8 (RFC 6531) when an address or a header is not ASCII, with BODY=8BITMIME
+        when the server takes it; SMTPNotSupported (permanent) when it cannot take it."""
+        addresses = [sender, *recipients]
+        if all(a.isascii() for a in addresses) and raw.partition(b"\r\n\r\n")[0].isascii():
+            return []
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        if not client.supports_extension("smtputf8"):
+            which = ", ".join(a for a in addresses if not a.isascii()) or "its headers"
+            raise aiosmtplib.SMTPNotSupported(f"the mail needs SMTPUTF8 (RFC 6531) for "
+                                              f"{which}, and the server does not offer it")
+        options = ["SMTPUTF8"]
+        if not raw.isascii() and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        return options
 
     async def close(self) -> None:
         """QUIT; never raises."""

@@ -47,6 +47,12 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              {"title", "answer" (plain text), "file", "score" (0–1)};
                              may be empty or absent, so test with ``{% if faq is defined %}``
 
+Every mail mailbridge sends has these values shortened first (mailbridge.core.clip): a text
+past its limit (subject 300 characters, excerpt 20,000, reply_text 100,000, others 1,000 or
+less) ends with "[… shortened]", and a list past its limit (attachments 100) ends with one
+more entry of the same shape saying how many were left out, e.g. {"filename": "… and 49,900
+more", "size": "list shortened", "attached": true}.
+
 Filters beyond Jinja's own: ``quote`` prefixes every line with "> ". Templates run in Jinja's
 immutable sandbox with bounded work (see template_sandbox); ``|safe`` and
 ``{% autoescape false %}`` are refused, since every value may be the customer's text.

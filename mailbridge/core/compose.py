@@ -61,6 +61,8 @@ _EW_LENGTH = 64  # of one encoded word: under RFC 2047's 75, leaving room for a 
 _TOKEN = re.compile(r"\S+\s*")  # a word and the space after it
 _EW_OVERHEAD = len("=?utf-8?b??=")
 _ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_ATEXT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                         "!#$%&'*+/=?^_`{|}~-")
 # dot-atom@dot-atom, which the email package's parser accepts and returns unchanged.
 _PLAIN_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")  # a phrase that needs no quoting
@@ -148,8 +150,10 @@ def build_message(out: Outgoing) -> bytes:
         if not _FIELD_NAME.fullmatch(name) or name.lower() in _MANAGED_HEADERS:
             raise ValueError(f"extra header {name!r} is not allowed")
         head.append(_text_header(name, value))
-    # Every header is ASCII by now: encoded words, checked addresses, checked ids.
-    return "".join(head).encode("ascii") + _body(out)
+    # Every header is ASCII by now (encoded words, checked addresses, checked ids) except an
+    # internationalised address, which RFC 6532 writes as UTF-8: such a mail goes only to a
+    # server that offers SMTPUTF8 (adapters.smtp).
+    return "".join(head).encode("utf-8") + _body(out)
 
 
 def limit_references(ids: tuple[str, ...]) -> tuple[str, ...]:
@@ -221,18 +225,55 @@ def _id_header(name: str, ids: tuple[str, ...]) -> str:
     return _fold(name, [(" ", f"<{i}>") for i in ids])
 
 
+def can_write_address(address: str) -> bool:
+    """Can build_message put this address in a header (ASCII, or RFC 6531 UTF-8)?"""
+    try:
+        _addr_spec(address)
+    except ValueError:
+        return False
+    return True
+
+
 @lru_cache(maxsize=1024)
 def _addr_spec(address: str) -> str:
-    """The address as written in a header; checked by the email package's parser."""
+    """The address as written in a header; checked by the email package's parser, or, for
+    an internationalised address, by _international."""
     spec = clean_header_text(address)
     if _PLAIN_ADDRESS.fullmatch(spec):
         return spec
     if not spec.isascii():
-        raise ValueError(f"address {spec!r} needs SMTPUTF8, which is not supported")
+        if _international(spec):
+            return spec
+        raise ValueError(f"invalid address {spec!r}")
     try:
         return HeaderAddress(addr_spec=spec).addr_spec
     except (ValueError, IndexError, HeaderParseError) as exc:
         raise ValueError(f"invalid address {spec!r}") from exc
+
+
+def _international(spec: str) -> bool:
+    """dot-atom@domain of RFC 6531: atext extended by any UTF-8 character that is a letter,
+    mark, number, symbol or punctuation (never a control, space, format character or the
+    U+FFFD of undecodable bytes); domain labels of letters, marks, digits and hyphens."""
+    local, at, domain = spec.rpartition("@")
+    if not at or not local or not domain:
+        return False
+    labels = domain.split(".")
+    return (all(atom and all(_atext(ch) for ch in atom) for atom in local.split("."))
+            and all(label and not label.startswith("-") and not label.endswith("-")
+                    and all(_label_char(ch) for ch in label) for label in labels))
+
+
+def _atext(ch: str) -> bool:
+    if ch.isascii():
+        return ch in _ATEXT_CHARS
+    return ch != "\ufffd" and unicodedata.category(ch)[0] in "LMNSP"
+
+
+def _label_char(ch: str) -> bool:
+    if ch.isascii():
+        return ch.isalnum() or ch == "-"
+    return unicodedata.category(ch)[0] in "LMN"
 
 
 def _address_words(address: Address) -> list[str]:

@@ -11,6 +11,22 @@ class Address:
     name: str
     address: str  # lower-cased addr-spec, "" when the header held none
 
+    def __post_init__(self) -> None:
+        # An internationalised address (RFC 6532: josé@exämple.de) arrives as raw UTF-8 in
+        # the header, which the email package keeps as surrogate escapes: text from here on.
+        if not self.address.isascii() and _has_raw_bytes(self.address):
+            object.__setattr__(self, "address", _utf8(self.address).lower())
+
+
+def _has_raw_bytes(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _utf8(value: str) -> str:
+    """Surrogate-escaped bytes decoded as UTF-8; bytes that are not UTF-8 become U+FFFD,
+    which no valid address contains."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
 
 @dataclass(frozen=True, slots=True)
 class ParseLimits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailbridge.errors import ConfigError
 
+# A new SQLite database file: its owner and group only. SQLite gives the -wal and -shm files
+# it creates beside it the database file's own mode, whatever the umask.
+DATABASE_MODE = 0o640
+DIRECTORY_MODE = 0o750
+
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for `url`; a SQLite file's directory is created when missing. Its errors
-    and echo never show statement parameters: they hold mail."""
+    """An engine for `url`; a SQLite file (and its directory) is created when missing. Its
+    errors and echo never show statement parameters: they hold mail."""
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite"):
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
+            create_private_file(Path(parsed.database))
         engine = create_engine(url, echo=echo, hide_parameters=True,
                                connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -51,6 +57,17 @@ _PG_CONNECT = {
     "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
                "-c tcp_keepalives_count=3",
 }
+
+
+def create_private_file(path: Path) -> None:
+    """An empty file (SQLite takes it for an empty database) with DATABASE_MODE, unless one
+    exists already; the directories leading to it are made too."""
+    path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

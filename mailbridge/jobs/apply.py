@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
+from mailbridge.core.clip import clip_text
+from mailbridge.core.compose import can_write_address
 from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
 from mailbridge.core.faq import plain_text
 from mailbridge.core.humanize import excerpt
@@ -28,6 +30,9 @@ from mailbridge.jobs.solved import resolved_by_customer
 __all__ = ["Outcome", "apply_message"]
 
 REOPEN_STATUSES = frozenset({"resolved", "closed"})
+# Display names are stored in columns of 255 characters: a longer one (no name is) is kept
+# shortened, marker included, instead of failing the message on PostgreSQL.
+STORED_NAME = 200
 ACK_TEMPLATE = "acknowledgement"
 FAQ_QUESTION_CHARS = 1000  # of the customer's own words, after the subject
 
@@ -192,7 +197,7 @@ def _open_ticket(
     tracked = verdict.kind == "customer"
     ticket = Ticket(
         subject=normalize_subject(parsed.subject) or "(no subject)",
-        requester_name=requester.name,
+        requester_name=clip_text(requester.name, STORED_NAME),
         requester_address=requester.address,
         mailbox=mailbox.name,
         queue=queue,
@@ -240,7 +245,7 @@ def _add_article(
         direction="in",
         author_kind="customer" if verdict.kind == "customer" else "system",
         kind=verdict.kind,
-        from_name=sender.name,
+        from_name=clip_text(sender.name, STORED_NAME),
         from_address=sender.address,
         to=[a.address for a in parsed.to],
         cc=[a.address for a in parsed.cc],
@@ -361,6 +366,8 @@ def _ack_refusal(
         return f"automated mail ({verdict.kind}: {', '.join(verdict.rules)})"
     if not ticket.requester_address or "@" not in ticket.requester_address:
         return "no usable sender address"
+    if not can_write_address(ticket.requester_address):
+        return f"an address no mail can be written to: {ticket.requester_address!r}"
     if ticket.requester_address in app.identity.own_addresses:
         return "sender is one of our own addresses"
     # A requester who just wrote is not bouncing (their mail cleared any flag): no look-up.

@@ -6,7 +6,8 @@ row `failed` at once with the server's answer. While the SMTP login's OAuth2 sig
 person, nothing is tried and no attempt counted: rows wait, and each gets at least one
 attempt once signed in again, however old. Each envelope recipient's fate is kept on the
 row: one the server accepted never gets the mail again, one refused for now is retried
-alone. `mailbridge outbox list` shows all of it.
+alone. `mailbridge outbox list` shows all of it; a row that fails for good also leaves a
+`mail_failed` event with the reason on its ticket.
 
 A row is marked sent only after the server accepted it: a crash in between sends the same
 stored bytes, with the same Message-ID, once more.
@@ -33,10 +34,12 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, select, update
+from sqlalchemy.orm import object_session
 
 from mailbridge.adapters.smtp import Delivery, SmtpConnection, SmtpSettings
 from mailbridge.app import App
 from mailbridge.core.humanize import format_duration
+from mailbridge.db import queries
 from mailbridge.db.models import Outbox
 from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
 from mailbridge.faults import crash_point
@@ -316,7 +319,18 @@ def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> s
     row.state, row.last_error = "failed", one_line(error or _refusals(results))
     log.error("outbox %d: %s to %s failed for good after %d attempt(s): %s",
               row.id, row.kind, to, row.attempts, row.last_error)
+    _tell_the_ticket(row, now)
     return "failed"
+
+
+def _tell_the_ticket(row: Outbox, now: datetime) -> None:
+    """The ticket's own record of why its mail (an acknowledgement, a reply…) did not go out,
+    written with the row's outcome."""
+    session = object_session(row)
+    if session is not None and row.ticket_id is not None:
+        queries.insert_event(session, row.ticket_id, now, "mail_failed", {
+            "outbox_id": row.id, "kind": row.kind, "to": list(row.envelope_to),
+            "reason": row.last_error})
 
 
 def _given_up(app: App, row: Outbox, now: datetime) -> str:

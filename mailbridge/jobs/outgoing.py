@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
+from mailbridge.core.clip import clip_context
 from mailbridge.core.compose import Outgoing, build_message, make_message_id
 from mailbridge.core.compose import tag_subject as add_tag
 from mailbridge.core.correlate import format_tag
@@ -75,7 +76,8 @@ def queue_mail(
     stores the finished bytes, so every retry sends the same Message-ID. Answers go to the
     address the ticket came in through (`reply_to` overrides), whatever smtp.from says.
     """
-    rendered = app.templates.render(template, context, language)
+    # Values from mail can be any size: shortened here, with a mark, for every mail we send.
+    rendered = app.templates.render(template, clip_context(context, language), language)
     sender = app.sender  # parsed from the configuration at each use: once here
     if not reply_to:
         reply_to = [Address(sender.name, app.config.mailbox_named(ticket.mailbox).address)]

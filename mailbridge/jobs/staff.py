@@ -43,7 +43,9 @@ from mailbridge.jobs.records import Outcome, add_event
 log = logging.getLogger(__name__)
 
 CANNED_PREFIX = "canned_"
-NOTIFIED_TEXT_LIMIT = 20_000  # characters of the customer's text in a notification
+# Attachments carried in one notification, at most: the rest are listed (and the list is
+# shortened past as many, core.clip), and stay on the ticket.
+NOTIFIED_ATTACHMENTS = 100
 INLINE_RELAY_MINIMUM = 20_000  # inline parts smaller than this are signature logos
 _FIRST_NAME = re.compile(r"[^\W\d_][\w'-]*")
 
@@ -324,7 +326,7 @@ def notify_staff(
         context["requester_name"] = article.from_name
         context["requester_address"] = article.from_address
     text = parsed.reply_text or parsed.text
-    context["excerpt"] = text[:NOTIFIED_TEXT_LIMIT]
+    context["excerpt"] = text  # shortened with a mark, as every value, by queue_mail
     context["digest"] = _digest(session, app, ticket, article) if event != "new" else []
     carried, listing = _carried_attachments(app, parsed.attachments)
     context["attachments"] = listing
@@ -371,7 +373,8 @@ def _carried_attachments(
     carried: list[Attachment] = []
     listing: list[object] = []
     for attachment in attachments:
-        fits = not attachment.skipped and attachment.size <= budget
+        fits = (not attachment.skipped and attachment.size <= budget
+                and len(carried) < NOTIFIED_ATTACHMENTS)
         if fits:
             carried.append(attachment)
             budget -= attachment.size

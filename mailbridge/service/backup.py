@@ -15,6 +15,8 @@ from mailbridge.errors import ConfigError, MailbridgeError
 
 __all__ = ["backup"]
 
+BACKUP_MODE = 0o600  # a copy of every ticket and mail: its owner's only
+
 
 def backup(database_url: str, target: Path) -> str:
     """Copy the database to `target` (which must not exist); returns what to tell the user."""
@@ -34,12 +36,26 @@ def backup(database_url: str, target: Path) -> str:
         raise MailbridgeError(f"{target} exists already; choose a new file")
     draft = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
+        _private_file(draft)
         _copy(source, draft)
         draft.rename(target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             draft.unlink()
     return f"{source} copied to {target} ({target.stat().st_size:,} bytes, integrity ok)"
+
+
+def _private_file(path: Path) -> None:
+    """An empty file of BACKUP_MODE, made before SQLite opens it: its mode is then ours and
+    not whatever the umask would give."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, BACKUP_MODE)
+    except OSError as exc:
+        raise MailbridgeError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, BACKUP_MODE)
+    finally:
+        os.close(fd)
 
 
 def _copy(source: Path, target: Path) -> None:

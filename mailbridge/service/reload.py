@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _RESTART_ONLY = {
     "database": ("database",),
     "service.listen": ("service", "listen"),
+    "service.listen_public": ("service", "listen_public"),
     "service.data_dir": ("service", "data_dir"),
     "service.log_format": ("service", "log_format"),
 }
@@ -63,7 +64,8 @@ def keep_restart_only(running: Config, new: Config) -> tuple[Config, list[str]]:
     waiting = [key for key, (section, *field) in _RESTART_ONLY.items()
                if _value(running, section, field) != _value(new, section, field)]
     service = new.service.model_copy(update={
-        "listen": running.service.listen, "data_dir": running.service.data_dir,
+        "listen": running.service.listen, "listen_public": running.service.listen_public,
+        "data_dir": running.service.data_dir,
         "log_format": running.service.log_format})
     kept = new.model_copy(update={"database": running.database, "service": service})
     return kept, waiting

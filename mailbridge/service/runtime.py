@@ -13,6 +13,7 @@ import signal
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from mailbridge.config import is_loopback
 from mailbridge.daemon import Daemon
 from mailbridge.db import migrate
 from mailbridge.errors import ConfigError, MailbridgeError, TemplateError, describe_error
@@ -104,6 +105,11 @@ class Service:
             self.web = None
             raise MailbridgeError(f"service.listen: cannot listen on {host}:{port}: "
                                   f"{exc.strerror or exc}") from None
+        if not is_loopback(host):  # listen_public = true said so; say it once more
+            log.warning("service.listen: /healthz and /metrics are served on %s:%d, where other "
+                        "hosts can reach them (listen_public = true); they tell whoever asks the "
+                        "mailbox names, counts and errors: allow only the monitoring host to "
+                        "connect", host, port)
 
     # -- the main loop --
 

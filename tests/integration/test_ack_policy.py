@@ -94,3 +94,19 @@ def test_no_acknowledgement_to_automated_or_own_senders(
     with app.sessions() as session:
         assert session.scalars(select(Outbox)).all() == []
     assert smtp_sink.received == []
+
+
+def test_an_acknowledgement_refused_for_good_is_recorded_on_its_ticket(
+    app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    smtp_sink.refuse_recipient("ada@corp.example", 550, "5.1.1 no such user here")
+    imap_server.append(mail("Ada <ada@corp.example>", "Question"))
+    run_pass(app)
+
+    with app.sessions() as session:
+        (ack,) = session.scalars(select(Outbox)).all()
+        (event,) = session.scalars(select(Event).where(Event.type == "mail_failed")).all()
+    assert ack.state == "failed" and event.ticket_id == ack.ticket_id
+    assert event.data == {"outbox_id": ack.id, "kind": "ack", "to": ["ada@corp.example"],
+                          "reason": ack.last_error}
+    assert "550 5.1.1 no such user here" in event.data["reason"]

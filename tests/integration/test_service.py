@@ -94,7 +94,7 @@ class Daemon:
     datagrams read from a socket bound here."""
 
     def __init__(self, tmp_path: Path, config: Path, *args: str, watchdog_usec: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, umask: int = -1) -> None:
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.socket.bind(str(tmp_path / "notify.sock"))
         self.socket.settimeout(0.2)
@@ -108,7 +108,7 @@ class Daemon:
             environment["WATCHDOG_USEC"] = str(watchdog_usec)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mailbridge", "--config", str(config), *args, "run"],
-            stderr=subprocess.PIPE, text=True, env=environment)
+            stderr=subprocess.PIPE, text=True, env=environment, umask=umask)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -190,11 +190,12 @@ def metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for sample in family.samples}
 
 
-def mailbridge(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def mailbridge(config: Path, *args: str, umask: int = -1) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MB_SERVICE_IMAP_PASSWORD": IMAP_SECRET}
     env.pop("NOTIFY_SOCKET", None)
     return subprocess.run([sys.executable, "-m", "mailbridge", "--config", str(config), *args],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
+                          capture_output=True, text=True, env=env, timeout=120, check=False,
+                          umask=umask)
 
 
 # --- readiness, watchdog, stopping --------------------------------------------------------

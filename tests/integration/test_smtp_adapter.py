@@ -16,7 +16,7 @@ from mailbridge.adapters.smtp import (
     SmtpSettings,
     send_message,
 )
-from mailbridge.embedded import SmtpSink
+from mailbridge.embedded import ReceivedMail, SmtpSink
 from mailbridge.errors import PermanentError, TransientError
 from tests.conftest import SelfSignedCertificate
 
@@ -193,6 +193,47 @@ def test_all_recipients_refused(smtp_sink: SmtpSink) -> None:
 def test_starttls_demanded_but_not_offered_is_permanent(smtp_sink: SmtpSink) -> None:
     with pytest.raises(PermanentError, match="STARTTLS"):
         send(settings_for(smtp_sink, security="starttls"), message())
+
+
+# --- internationalised addresses (RFC 6531) ------------------------------------------------
+
+INTERNATIONAL = "josé@exämple.de"
+
+
+def utf8_message() -> bytes:
+    return (f"From: Support <{SENDER}>\r\nTo: José <{INTERNATIONAL}>\r\nSubject: [#1] "
+            "received\r\nMessage-ID: <ack1@example.com>\r\n\r\nWe have it.\r\n").encode()
+
+
+def test_smtputf8_is_asked_for_when_an_address_or_a_header_needs_it() -> None:
+    with SmtpSink(smtputf8=True) as sink:
+        send(settings_for(sink), utf8_message(), (INTERNATIONAL,))
+        send(settings_for(sink), utf8_message(), (CUSTOMER,))  # the To header alone
+        send(settings_for(sink), message(), (CUSTOMER,))
+        international, header_only, plain = sink.wait_for(3)
+    assert international.recipients == (INTERNATIONAL,)
+    assert international.raw == utf8_message()
+    def asked(mail: ReceivedMail) -> set[str]:
+        return {option for option in mail.mail_options if not option.startswith("SIZE=")}
+
+    assert asked(international) == asked(header_only) == {"SMTPUTF8", "BODY=8BITMIME"}
+    assert asked(plain) == set()
+
+
+def test_a_server_without_smtputf8_fails_such_a_mail_for_good_and_takes_the_next(
+    smtp_sink: SmtpSink,
+) -> None:
+    async def send_two() -> str:
+        async with SmtpConnection(settings_for(smtp_sink)) as connection:
+            with pytest.raises(PermanentError) as caught:
+                await connection.send(utf8_message(), SENDER, [INTERNATIONAL])
+            assert str(caught.value) == (
+                f"SMTP send via {smtp_sink.host}:{smtp_sink.port}: the mail needs SMTPUTF8 "
+                f"(RFC 6531) for {INTERNATIONAL}, and the server does not offer it")
+            return await connection.send(message(2), SENDER, [CUSTOMER])
+
+    assert "queued" in asyncio.run(send_two())
+    assert [m.raw for m in smtp_sink.received] == [message(2)]
 
 
 # --- TLS --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from mailbridge.core.compose import (
     MAX_REFERENCES,
     Outgoing,
     build_message,
+    can_write_address,
     make_message_id,
     tag_subject,
 )
@@ -228,7 +229,9 @@ def test_long_names_are_folded_between_words(name: str) -> None:
     [
         {"to": ()},
         {"to": (Address("x", "not an address"),)},
-        {"to": (Address("x", "zoë@example.com"),)},
+        {"to": (Address("x", "zo\ufffd@example.com"),)},  # bytes that were not UTF-8
+        {"to": (Address("x", "zoë@-example.com"),)},
+        {"to": (Address("x", "zoë@exämple..com"),)},
         {"from_": Address("x", "@example.com")},
         {"message_id": "<mb.1@example.com>"},
         {"message_id": "no-at-sign"},
@@ -243,6 +246,41 @@ def test_long_names_are_folded_between_words(name: str) -> None:
 def test_unsafe_values_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         build_message(outgoing(**changes))
+
+
+# --- internationalised addresses (RFC 6531/6532) ---------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["josé@exämple.de", "用户@例子.广告", "ada@exämple.de",
+                                     "δοκιμή@παράδειγμα.δοκιμή", "jörg.o'neil@example.com"])
+def test_an_internationalised_address_is_written_in_utf8_as_it_is(address: str) -> None:
+    raw = build_message(outgoing(to=(Address("José Müller", address),)))
+    (to,) = [line for line in header_block(raw).split(b"\r\n") if line.startswith(b"To:")]
+    assert to == b"To: =?utf-8?b?Sm9zw6kgTcO8bGxlcg==?= <" + address.encode() + b">"
+    assert parse(raw)["To"].addresses[0].display_name == "José Müller"
+    assert raw.partition(b"\r\n\r\n")[2].isascii()  # the body stays 7-bit
+    assert can_write_address(address)
+
+
+def test_an_ascii_mail_stays_ascii() -> None:
+    assert build_message(outgoing()).isascii()
+
+
+@pytest.mark.parametrize("address", ["zoë @example.com", "zo\u200bë@example.com",
+                                     "zoë@example.com\u3002x", "zoë.@example.com",
+                                     "@exämple.de", "zoë@"])
+def test_an_internationalised_address_no_mail_can_carry_is_refused(address: str) -> None:
+    assert not can_write_address(address)
+    with pytest.raises(ValueError, match="invalid address"):
+        build_message(outgoing(to=(Address("", address),)))
+
+
+def test_raw_utf8_bytes_in_an_address_become_text() -> None:
+    """The email package keeps a UTF-8 header's bytes as surrogates; Address decodes them."""
+    assert Address("José", "jos\udcc3\udca9@ex\udcc3\udca4mple.de").address == "josé@exämple.de"
+    assert Address("", "J\udcc3\udc89@X.DE").address == "jé@x.de"
+    assert Address("", "jos\udcff@x.de").address == "jos\ufffd@x.de"  # not UTF-8
+    assert Address("Ada", "Ada@Example.com").address == "Ada@Example.com"  # left as given
 
 
 # --- threading headers ------------------------------------------------------------------

@@ -223,19 +223,88 @@ def test_a_bad_staff_signature_pattern_names_the_key(tmp_path: Path) -> None:
     assert "staff.signature_patterns: expected a regular expression; '(unclosed'" in message
 
 
+STAFF_KEY = "k3y-" + "0123456789abcdef" * 2  # 36 bytes
+
+
 def test_the_staff_secret_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
     missing = problem(tmp_path, MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n')
     assert "staff.secret_env: expected the environment variable MB_STAFF_KEY to be set" in missing
     config = load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n'),
-                         {**SECRETS, "MB_STAFF_KEY": "k3y"})
-    assert config.staff.secret is not None and config.staff.secret.get_secret_value() == "k3y"
-    assert "k3y" not in repr(config)
-    (tmp_path / "key").write_text("from-a-file\n")
+                         {**SECRETS, "MB_STAFF_KEY": STAFF_KEY})
+    assert config.staff.secret is not None
+    assert config.staff.secret.get_secret_value() == STAFF_KEY
+    assert STAFF_KEY not in repr(config)
+    (tmp_path / "key").write_text("from-a-file-" + "f" * 32 + "\n")
     config = load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n'), SECRETS)
     assert config.staff.secret is not None
-    assert config.staff.secret.get_secret_value() == "from-a-file"
+    assert config.staff.secret.get_secret_value() == "from-a-file-" + "f" * 32
     assert "not both" in problem(
         tmp_path, MINIMAL + '\n[staff]\nsecret_env = "A"\nsecret_file = "key"\n')
+
+
+def test_a_staff_secret_shorter_than_32_bytes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "mailbridge.toml"
+    env = MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n'
+    for value, size in (("k3y", 3), ("é" * 15 + "x", 31)):
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, env), {**SECRETS, "MB_STAFF_KEY": value})
+        assert str(caught.value) == (
+            f"{path}: staff.secret_env: expected a key of at least 32 bytes, not {size} "
+            "(make one with: openssl rand -hex 32)")
+        assert value not in str(caught.value)
+    (tmp_path / "key").write_text("x" * 31 + "\n")
+    message = problem(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n')
+    assert message == (f"{path}: staff.secret_file: expected a key of at least 32 bytes, not "
+                       "31 (make one with: openssl rand -hex 32)")
+    (tmp_path / "key").write_text("é" * 16 + "\n")  # 32 bytes in UTF-8
+    assert load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n'),
+                       SECRETS).staff.secret is not None
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:9187", "[::]:9187", "192.0.2.10:9187",
+                                    "[2001:db8::1]:9187", "monitor.example:9187"])
+def test_listening_where_other_hosts_reach_it_must_be_said_explicitly(
+    tmp_path: Path, listen: str
+) -> None:
+    text = MINIMAL + f'\n[service]\nlisten = "{listen}"\n'
+    message = problem(tmp_path, text)
+    host = listen.rpartition(":")[0].strip("[]")
+    assert (f'{tmp_path / "mailbridge.toml"}: service.listen: expected a loopback address like '
+            f'"127.0.0.1:9187" or "[::1]:9187": other hosts can reach {host}, so serving '
+            f"/healthz and /metrics there needs listen_public = true as well") in message
+    public = load_config(write(tmp_path, text + "listen_public = true\n"), SECRETS)
+    assert public.service.listen == listen and public.service.listen_public
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:9187", "127.0.0.53:1", "[::1]:9187",
+                                    "localhost:9187"])
+def test_a_loopback_listen_address_needs_nothing_more(tmp_path: Path, listen: str) -> None:
+    config = load_config(write(tmp_path, MINIMAL + f'\n[service]\nlisten = "{listen}"\n'),
+                         SECRETS)
+    assert config.service.listen == listen and not config.service.listen_public
+
+
+def test_a_secret_file_other_users_can_read_or_write_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = tmp_path / "imap.key"
+    key.write_text("imap-s3cret!\n")
+    path = write(tmp_path, MINIMAL.replace('password_env = "MAILBRIDGE_IMAP_PASSWORD"',
+                                           'password_file = "imap.key"'))
+    for mode, said in ((0o600, None), (0o640, None), (0o644, "readable"), (0o602, "writable")):
+        key.chmod(mode)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="mailbridge.config"):
+            load_config(path, SECRETS)
+        warnings = [r.getMessage() for r in caplog.records]
+        if said is None:
+            assert warnings == [], oct(mode)
+        else:
+            assert warnings == [
+                f"{path}: mailbox[0].password_file: {key} is {said} by other users of this "
+                f"machine (mode {mode:04o}); let only mailbridge's user (and group) read it: "
+                f"chmod o-rwx {key}"]
+            assert "imap-s3cret!" not in warnings[0]
 
 
 def test_without_a_staff_secret_one_is_made_once_and_kept(tmp_path: Path) -> None:
