@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from mailbridge.core.mime_text import decode_8bit, decode_header_value
 
 MAX_ADDRESSES = 1000  # per header: more is a mass mailing or an attack, not a conversation
-MAX_NAME = 200  # characters of a display name kept
+MAX_NAME = 1000  # characters of a display name kept here; storing bounds it further
 _ATOM = re.compile(r'[^"()<>\[\],;:\\ \t\r\n]*')  # one character class: no backtracking
 _ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                    "!#$%&'*+/=?^_`{|}~-.")
