@@ -330,7 +330,7 @@ def _maybe_acknowledge(
         template=routed.actions.ack_template or ACK_TEMPLATE, context=context,
         to=[Address(ticket.requester_name, ticket.requester_address)], language=language,
         unique=f"ack.{ticket.id}.{article.id}", now=now, in_reply_to=parsed.message_id,
-        references=refs, auto_submitted="auto-replied",
+        references=refs,
     )
     add_event(session, ticket, now, "ack_queued", outbox_id=row.id, message_id=row.message_id)
     return True
