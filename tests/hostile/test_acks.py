@@ -143,6 +143,7 @@ def assert_minimal(received: ReceivedMail, tag: str = "[#1000]") -> None:
 def test_an_unauthenticated_address_gets_only_the_ticket_number(
     world: World, headers: dict[str, str]
 ) -> None:
+    headers = dict(headers)  # the parameter is shared by both databases' runs
     sender = headers.pop("From")
     world.deliver(mail(sender, f"Re: {PITCH}", f"{PITCH}\nhttps://pills.example/buy\n",
                        message_id="<pitch@pills.example>", headers=headers))
