@@ -519,7 +519,12 @@ class TicketsConfig(_Section):
     tag_prefix: str = Field(default="#", pattern=r"^[A-Za-z#-]{1,16}$")
     number_start: int = Field(default=1000, ge=1)
     message_id_domain: str | None = None  # None: the domain of smtp.from
-    ack_limit_per_hour: int = Field(default=5, ge=0)
+    ack_limit_per_hour: int = Field(default=5, ge=0)  # per exact address
+    ack_domain_limit_per_hour: int = Field(default=20, ge=0)  # per domain of the address
+    ack_mailbox_limit_per_hour: int = Field(default=200, ge=0)  # per mailbox, all senders
+    # To an address the trusted MTA did not authenticate: "minimal" repeats nothing the
+    # sender wrote (no subject, excerpt, FAQ answers or name); "full" is the whole template.
+    ack_unauthenticated: Literal["minimal", "full"] = "minimal"
     max_attempts: int = Field(default=5, ge=1)  # processing attempts before quarantine
     # A customer writing to a resolved or closed ticket reopens it within this window;
     # later mail starts a new ticket that links the old one.

@@ -29,6 +29,9 @@ FIRST_RESPONSE = "20s"
 TOUR_LIMIT = 90.0
 
 
+DEMO_MX = "mx.demo.example"
+
+
 def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Config:
     data = {
         "database": {"url": f"sqlite:///{data_dir / 'mailbridge.db'}"},
@@ -44,7 +47,7 @@ def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Con
         "sla": [{"name": "demo", "first_response": FIRST_RESPONSE, "resolution": "1d"}],
         "calendar": {"timezone": "Europe/Rome"},
         "staff": {"addresses": ["alice@demo.example"], "team_address": "team@demo.example",
-                  "escalation_address": "lead@demo.example"},
+                  "escalation_address": "lead@demo.example", "trusted_authserv_id": DEMO_MX},
         "service": {"data_dir": str(data_dir), "sweep_interval": "1s",
                     "outbox_interval": "1s"},
         # The example FAQ: Giulia's question about closing her account is answered at once.
@@ -64,6 +67,10 @@ def customer_mail(sender: str, subject: str, body: str, *, in_reply_to: str | No
     msg["Subject"] = subject
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain="customer.example")
+    # What the demo's receiving MTA would add: the customer's domain signed the mail, so
+    # acknowledgements may quote it (an unauthenticated sender gets a minimal one).
+    domain = sender.rpartition("@")[2].rstrip(">")
+    msg["Authentication-Results"] = f"{DEMO_MX}; dkim=pass header.d={domain}"
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
         msg["References"] = in_reply_to

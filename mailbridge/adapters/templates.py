@@ -46,6 +46,9 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     faq                list  FAQ answers offered in the acknowledgement, best first, each
                              {"title", "answer" (plain text), "file", "score" (0–1)};
                              may be empty or absent, so test with ``{% if faq is defined %}``
+    minimal            bool  an acknowledgement to an address the trusted MTA did not
+                             authenticate: subject, requester_name, excerpt and faq are
+                             blank (mailbridge.core.ack_policy); say less, never more
 
 Every mail mailbridge sends has these values shortened first (mailbridge.core.clip): a text
 past its limit (subject 300 characters, excerpt 20,000, reply_text 100,000, others 1,000 or
@@ -89,7 +92,7 @@ CONTEXT_KEYS = frozenset(
         "ticket_number", "ticket_tag", "subject", "requester_name", "requester_address",
         "promised_reply", "due_at_iso", "queue", "priority", "excerpt", "support_address",
         "company_name", "escalation_level", "overdue_by", "staff_name", "reply_text", "links",
-        "event", "digest", "attachments", "errors", "deadline", "due_in", "faq",
+        "event", "digest", "attachments", "errors", "deadline", "due_in", "faq", "minimal",
     }
 )
 # The mails mailbridge itself sends; a template set without one of them never goes live.
@@ -418,6 +421,7 @@ def sample_context(language: str) -> dict[str, object]:
             {"title": "Where is my order?", "file": "order-tracking.md", "score": 0.61,
              "answer": "Open Orders in your account: each order shows its tracking number."},
         ],
+        "minimal": False,
     }
 
 

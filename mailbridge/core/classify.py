@@ -3,7 +3,10 @@
 Each rule looks at one signal and names the kind it points to. `classify` runs every
 rule, records all that matched, and takes the kind of the first match: the table is
 ordered by precedence (loop > bounce > auto_reply > bulk), so our own mail coming
-back is never mistaken for a bounce and a bounce never for an out-of-office.
+back is never mistaken for a bounce and a bounce never for an out-of-office. A rule of
+kind NO_ACK names no kind: the mail stays a customer's, with its ticket, deadlines and
+staff notification, and only the acknowledgement is withheld (a person's client that
+marks its mail `Precedence: bulk`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class Identity:
 
 Check = Callable[[ParsedMessage, Identity], bool]
 
+NO_ACK = "no_ack"  # the rule's "kind": a customer's mail, not acknowledged
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -48,15 +53,35 @@ _NOREPLY_RE = re.compile(
     r"^(?:no[-_.]?reply|do[-_.]?not[-_.]?reply|dont[-_.]?reply|mailer[-_.]?daemon)(?:[+@.-]|$)",
     re.I,
 )
-_AUTO_SUBJECT_RE = re.compile(
-    r"^\s*(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)"
-    r"|autoreply|risposta automatica|fuori ufficio|automatische antwort|abwesenheitsnotiz"
-    r"|r[ée]ponse automatique|absence du bureau|respuesta autom[áa]tica|fuera de la oficina"
-    r"|resposta autom[áa]tica|automatisch antwoord|afwezig)\b",
-    re.I,
+# Reply and forward prefixes a client or a server may put before the auto phrase, in the
+# languages we read: "Re: AW: Automatische Antwort: …", "R: Risposta automatica: …".
+_REPLY_PREFIXES = r"(?:(?:re|aw|r|rif|sv|vs|fw|fwd|wg|tr|rv|enc)\s*(?:\[\d+\])?\s*:\s*)*"
+# Labels an autoresponder puts before the original subject, or alone; a person asking
+# about one ("Automatic reply not working") writes on, so a colon or the end must follow.
+_AUTO_LABELS = (
+    r"automatic reply|auto(?:matic)?[- ]?(?:reply|response)|autoreply|autoresponder|auto"
+    r"|risposta automatica|messaggio automatico"  # it
+    r"|automatische antwort"  # de
+    r"|r[ée]ponse automatique"  # fr
+    r"|respuesta autom[áa]tica"  # es
+    r"|resposta autom[áa]tica|automatisch antwoord"  # pt, nl
 )
+# Out-of-office phrases, which only such replies begin with.
+_AWAY_PHRASES = (
+    r"out of (?:the )?office(?! hours)|away from (?:the |my )?office"  # en
+    r"|fuori (?:ufficio|sede)|assente dall'ufficio|risposta di assenza"  # it
+    r"|abwesenheitsnotiz|abwesenheitsmeldung|abwesend\s*:|nicht im b(?:ü|ue)ro"  # de
+    r"|absente? du bureau|absence du bureau|message d'absence|r[ée]ponse d'absence"  # fr
+    r"|fuera de (?:la )?oficina|mensaje de ausencia|ausente de la oficina"  # es
+    r"|afwezig"  # nl
+)
+_AUTO_SUBJECT_RE = re.compile(
+    rf"^\s*{_REPLY_PREFIXES}(?:(?:{_AUTO_LABELS})\s*(?::|$)|(?:{_AWAY_PHRASES})(?!\w))", re.I
+)
+_MDN_TYPE = "message/disposition-notification"
 _SUPPRESS_VALUES = frozenset({"all", "oof", "autoreply"})
-_BULK_PRECEDENCE = frozenset({"bulk", "list", "junk"})
+_LIST_PRECEDENCE = "list"
+_BULK_PRECEDENCE = frozenset({"bulk", "junk"})
 # Campaign tools stamp these; plain mail clients never do. Feedback-ID is left out on
 # purpose: transactional mail services add it to one-to-one mail too.
 _CAMPAIGN_HEADERS = ("x-campaign", "x-campaignid", "x-mc-user", "x-mailchimp-campaign")
@@ -120,6 +145,10 @@ def null_return_path_with_dsn(msg: ParsedMessage, identity: Identity) -> bool:
     return any(p.strip() in ("<>", "") for p in paths) and bool(paths) and _dsn_looking(msg)
 
 
+def _null_path(value: str) -> bool:
+    return value.replace(" ", "").replace("\t", "") in ("<>", "")
+
+
 # --- auto_reply: RFC 3834 and the vendor variants ---------------------------------------
 
 
@@ -153,11 +182,27 @@ def noreply_sender(msg: ParsedMessage, identity: Identity) -> bool:
     return bool(_NOREPLY_RE.match(_sender(msg)))
 
 
+def read_receipt(msg: ParsedMessage, identity: Identity) -> bool:
+    """An MDN (RFC 8098). A `Disposition-Notification-To` header is not one: it asks for
+    a receipt, and people's clients send it."""
+    content_type = _content_type(msg)
+    return ((content_type.startswith("multipart/report")
+             and "disposition-notification" in content_type)
+            or any(att.content_type == _MDN_TYPE for att in msg.attachments))
+
+
+def null_return_path(msg: ParsedMessage, identity: Identity) -> bool:
+    """The delivering MTA's Return-Path (the topmost; lower ones are the sender's to
+    write) is null: RFC 5321 forbids answering such mail, which only machines send."""
+    paths = msg.headers.get("return-path", ())
+    return bool(paths) and _null_path(paths[0])
+
+
 # --- bulk: lists, newsletters, campaigns -------------------------------------------------
 
 
-def precedence_bulk(msg: ParsedMessage, identity: Identity) -> bool:
-    return (msg.header("precedence") or "").strip().lower() in _BULK_PRECEDENCE
+def precedence_list(msg: ParsedMessage, identity: Identity) -> bool:
+    return (msg.header("precedence") or "").strip().lower() == _LIST_PRECEDENCE
 
 
 def list_id(msg: ParsedMessage, identity: Identity) -> bool:
@@ -170,6 +215,16 @@ def list_unsubscribe(msg: ParsedMessage, identity: Identity) -> bool:
 
 def campaign_headers(msg: ParsedMessage, identity: Identity) -> bool:
     return any(_has(msg, name) for name in _CAMPAIGN_HEADERS)
+
+
+# --- no_ack: a customer's mail that only looks like bulk --------------------------------
+
+
+def precedence_bulk(msg: ParsedMessage, identity: Identity) -> bool:
+    """`Precedence: bulk` or `junk` alone: some people's clients send it. With a list or
+    campaign header beside it the bulk rules above decide; alone it only withholds the
+    acknowledgement, as RFC 3834 asks of automatic responses."""
+    return (msg.header("precedence") or "").strip().lower() in _BULK_PRECEDENCE
 
 
 RULES: tuple[Rule, ...] = (
@@ -186,15 +241,22 @@ RULES: tuple[Rule, ...] = (
     Rule("precedence_auto_reply", "auto_reply", precedence_auto_reply),
     Rule("auto_reply_subject", "auto_reply", auto_reply_subject),
     Rule("noreply_sender", "auto_reply", noreply_sender),
-    Rule("precedence_bulk", "bulk", precedence_bulk),
+    Rule("read_receipt", "auto_reply", read_receipt),
+    Rule("null_return_path", "auto_reply", null_return_path),
+    Rule("precedence_list", "bulk", precedence_list),
     Rule("list_id", "bulk", list_id),
     Rule("list_unsubscribe", "bulk", list_unsubscribe),
     Rule("campaign_headers", "bulk", campaign_headers),
+    Rule("precedence_bulk", NO_ACK, precedence_bulk),
 )
 
 
 def classify(msg: ParsedMessage, identity: Identity) -> Verdict:
-    """Run every rule; the first match in table order decides, all matches are recorded."""
+    """Run every rule; the first match in table order that names a kind decides, all
+    matches are recorded, and NO_ACK matches on a customer's mail withhold its ack."""
     matched = [rule for rule in RULES if rule.check(msg, identity)]
-    kind = matched[0].kind if matched else "customer"
-    return Verdict(kind=kind, rules=tuple(rule.name for rule in matched))
+    kinds = [rule.kind for rule in matched if rule.kind != NO_ACK]
+    kind = kinds[0] if kinds else "customer"
+    withheld = tuple(r.name for r in matched if r.kind == NO_ACK) if kind == "customer" else ()
+    return Verdict(kind=kind, rules=tuple(rule.name for rule in matched),
+                   ack_withheld_by=withheld)

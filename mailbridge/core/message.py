@@ -96,7 +96,14 @@ class Verdict:
 
     kind: str  # customer | auto_reply | bulk | bounce | loop
     rules: tuple[str, ...] = ()
+    # Rules that keep a customer's mail a customer's (ticket, deadlines, staff told) but
+    # withhold the acknowledgement; empty for automated mail, which gets none anyway.
+    ack_withheld_by: tuple[str, ...] = ()
 
     @property
     def automated(self) -> bool:
         return self.kind != "customer"
+
+    @property
+    def acknowledgeable(self) -> bool:
+        return not self.automated and not self.ack_withheld_by

@@ -42,6 +42,7 @@ def parsed_to_json(msg: ParsedMessage, verdict: Verdict) -> dict[str, Any]:
         "attachments": [_attachment(a) for a in msg.attachments],
         "kind": verdict.kind,
         "rules": list(verdict.rules),
+        "ack_withheld_by": list(verdict.ack_withheld_by),
         "language": msg.language,
         "defects": list(msg.defects),
     }

@@ -238,6 +238,27 @@ class Outbox(Base):
     recipients: Mapped[list[dict[str, Any]] | None] = mapped_column(StorableJSON)
 
 
+class Acknowledgement(Base):
+    """Every acknowledgement the rate limits count: queued (`withheld_by` ""), or withheld
+    by the limit it names (address | domain | mailbox). Each limit's count, and the look-up
+    that logs a limit once an hour, is one range scan of its own index."""
+
+    __tablename__ = "acknowledgement"
+    __table_args__ = (
+        Index("ix_acknowledgement_address_withheld_by_at", "address", "withheld_by", "at"),
+        Index("ix_acknowledgement_domain_withheld_by_at", "domain", "withheld_by", "at"),
+        Index("ix_acknowledgement_mailbox_withheld_by_at", "mailbox", "withheld_by", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    mailbox: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(320))
+    domain: Mapped[str] = mapped_column(String(255))
+    withheld_by: Mapped[str] = mapped_column(String(16), default="")
+    at: Mapped[datetime]
+
+
 class Escalation(Base):
     """One fired escalation level; the unique key makes each fire at most once."""
 

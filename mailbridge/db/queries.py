@@ -19,6 +19,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Insert,
+    Select,
     Table,
     Update,
     bindparam,
@@ -30,11 +31,18 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Mapper, Session, SessionTransaction, make_transient_to_detached
+from sqlalchemy.orm import (
+    InstrumentedAttribute,
+    Mapper,
+    Session,
+    SessionTransaction,
+    make_transient_to_detached,
+)
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
 
 from mailbridge.db.models import (
+    Acknowledgement,
     Article,
     Base,
     Escalation,
@@ -60,15 +68,17 @@ _TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
 _PARTICIPANTS = select(Article.from_address).where(
     Article.ticket_id == bindparam("ticket_id"), Article.direction == "in"
 )
-_ACKNOWLEDGEMENTS_SINCE = (
-    select(func.count(Outbox.id))
-    .join(Ticket, Ticket.id == Outbox.ticket_id)
-    .where(
-        Outbox.kind == "ack",
-        Ticket.requester_address == bindparam("address"),
-        Outbox.created_at >= bindparam("since"),
-    )
-)
+
+def _ledger_count(key: InstrumentedAttribute[str]) -> Select[int]:
+    """Rows of one key and outcome since a time: a range scan of the key's index."""
+    return select(func.count(Acknowledgement.id)).where(
+        key == bindparam("key"), Acknowledgement.withheld_by == bindparam("withheld_by"),
+        Acknowledgement.at >= bindparam("since"))
+
+
+ACK_LIMIT_KEYS = {"address": Acknowledgement.address, "domain": Acknowledgement.domain,
+                  "mailbox": Acknowledgement.mailbox}
+_ACK_COUNTS = {limit: _ledger_count(column) for limit, column in ACK_LIMIT_KEYS.items()}
 _INSERT_EVENT = insert(Event)
 
 
@@ -123,9 +133,20 @@ def participants(session: Session, ticket: Ticket) -> frozenset[str]:
     return frozenset({ticket.requester_address, *found})
 
 
-def acknowledgements_since(session: Session, address: str, since: datetime) -> int:
-    count = _flushed(session).scalar(_ACKNOWLEDGEMENTS_SINCE, {"address": address, "since": since})
-    return count or 0
+def acknowledgements_since(session: Session, limit: str, key: str, since: datetime, *,
+                           withheld_by: str = "") -> int:
+    """Acknowledgements queued (or, with `withheld_by`, withheld by that limit) since a
+    time, for one address, domain or mailbox (`limit` says which `key` is)."""
+    params = {"key": key, "withheld_by": withheld_by, "since": since}
+    return _flushed(session).scalar(_ACK_COUNTS[limit], params) or 0
+
+
+def record_acknowledgement(session: Session, ticket: Ticket, address: str, domain: str,
+                           now: datetime, withheld_by: str = "") -> None:
+    """One row in the ledger the limits count: queued, or withheld by a limit."""
+    _flushed(session).execute(insert(Acknowledgement), {
+        "ticket_id": ticket.id, "mailbox": ticket.mailbox, "address": address,
+        "domain": domain, "withheld_by": withheld_by, "at": now})
 
 
 def _flushed(session: Session) -> Connection:

@@ -5,25 +5,21 @@ outbox rows. Runs inside the caller's transaction; owns no commit.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
 from mailbridge.core.clip import clip_text
-from mailbridge.core.compose import can_write_address
 from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
-from mailbridge.core.faq import plain_text
-from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.parse import normalize_subject
-from mailbridge.core.rules import Actions, Decision
+from mailbridge.core.rules import Actions
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
-from mailbridge.faq_files import suggest
 from mailbridge.jobs import bounces, identity, routing, staff
+from mailbridge.jobs.acknowledge import ACK_TEMPLATE, maybe_acknowledge
 from mailbridge.jobs.deadlines import deadlines_for_new_ticket, on_customer_followup
-from mailbridge.jobs.outgoing import queue_mail, ticket_context
 from mailbridge.jobs.records import Outcome, add_event
 from mailbridge.jobs.solved import resolved_by_customer
 
@@ -33,8 +29,6 @@ REOPEN_STATUSES = frozenset({"resolved", "closed"})
 # Display names are stored in columns of 255 characters: a longer one (no name is) is kept
 # shortened, marker included, instead of failing the message on PostgreSQL.
 STORED_NAME = 200
-ACK_TEMPLATE = "acknowledgement"
-FAQ_QUESTION_CHARS = 1000  # of the customer's own words, after the subject
 
 
 def apply_message(
@@ -81,8 +75,8 @@ def apply_message(
                reason="sender is not a participant of the tagged ticket")
     if previous is not None:
         _link(session, previous, ticket, now)
-    acknowledged = _maybe_acknowledge(session, app, ticket, article, inbound, parsed, verdict,
-                                      routed, now)
+    acknowledged = maybe_acknowledge(session, app, ticket, article, inbound, parsed, verdict,
+                                     routed, now)
     _tell_staff(session, app, ticket, article, parsed, verdict, claim, "new", now)
     inbound.ticket_id = ticket.id  # written with the message's state, in one UPDATE
     return Outcome("processed", "created", ticket.number, acknowledged)
@@ -303,97 +297,3 @@ def _follow_up(
     add_event(session, ticket, now, "followup", via=decision.via, article_id=article.id,
            status_from=previous, status_to=ticket.status)
     routing.apply_followup(session, app, ticket, parsed, now)
-
-
-def _maybe_acknowledge(
-    session: Session,
-    app: App,
-    ticket: Ticket,
-    article: Article,
-    inbound: InboundMessage,
-    parsed: ParsedMessage,
-    verdict: Verdict,
-    routed: Decision,
-    now: datetime,
-) -> bool:
-    sender = parsed.from_.address if parsed.from_ else ""
-    reason = _ack_refusal(session, app, ticket, verdict, sender, now) or _backlog_refusal(
-        app, inbound, parsed, now
-    )
-    if not reason and routed.actions.no_ack:
-        reason = f"no_ack: {routing.because(routed)}"
-    if reason:
-        add_event(session, ticket, now, "ack_suppressed", reason=reason)
-        return False
-    language = ticket.language or app.config.templates.language
-    context = ticket_context(app, ticket, language)
-    context["excerpt"] = excerpt(parsed.reply_text or parsed.text)
-    context["faq"] = _offer_faq(session, app, ticket, parsed, language, now)
-    refs = [*parsed.references, parsed.message_id] if parsed.message_id else list(parsed.references)
-    row = queue_mail(
-        session, app, kind="ack", ticket=ticket,
-        template=routed.actions.ack_template or ACK_TEMPLATE, context=context,
-        to=[Address(ticket.requester_name, ticket.requester_address)], language=language,
-        unique=f"ack.{ticket.id}.{article.id}", now=now, in_reply_to=parsed.message_id,
-        references=refs, auto_submitted="auto-replied",
-    )
-    add_event(session, ticket, now, "ack_queued", outbox_id=row.id, message_id=row.message_id)
-    return True
-
-
-def _offer_faq(session: Session, app: App, ticket: Ticket, parsed: ParsedMessage,
-               language: str, now: datetime) -> list[dict[str, object]]:
-    """The FAQ answers that fit the customer's question, recorded on the ticket as offered."""
-    index = app.faq
-    if index is None:
-        return []
-    # What they wrote now, not the quoted history below it.
-    own = (parsed.reply_text or parsed.text)[:FAQ_QUESTION_CHARS]
-    matches = suggest(app.config, index, parsed.subject, own, language)
-    if not matches:
-        return []
-    add_event(session, ticket, now, "faq_offered",
-              offered=[{"file": m.entry.file, "score": m.score} for m in matches])
-    return [{"title": m.entry.title, "answer": plain_text(m.entry.body),
-             "file": m.entry.file, "score": m.score} for m in matches]
-
-
-def _ack_refusal(
-    session: Session, app: App, ticket: Ticket, verdict: Verdict, sender: str, now: datetime
-) -> str:
-    """Why no acknowledgement may go out, or "" when one may (invariant 5)."""
-    if verdict.automated:
-        return f"automated mail ({verdict.kind}: {', '.join(verdict.rules)})"
-    if not ticket.requester_address or "@" not in ticket.requester_address:
-        return "no usable sender address"
-    if not can_write_address(ticket.requester_address):
-        return f"an address no mail can be written to: {ticket.requester_address!r}"
-    if ticket.requester_address in app.identity.own_addresses:
-        return "sender is one of our own addresses"
-    # A requester who just wrote is not bouncing (their mail cleared any flag): no look-up.
-    if ticket.requester_address != sender:
-        bouncing = bounces.bounce_refusal(session, ticket.requester_address)
-        if bouncing:
-            return bouncing
-    limit = app.config.tickets.ack_limit_per_hour
-    recent = queries.acknowledgements_since(
-        session, ticket.requester_address, now - timedelta(hours=1)
-    )
-    if recent >= limit:
-        return f"rate limit: {recent} acknowledgements to this sender in the last hour"
-    return ""
-
-
-def _backlog_refusal(
-    app: App, inbound: InboundMessage, parsed: ParsedMessage, now: datetime
-) -> str:
-    """backlog = "import": old mail found at the first connection gets a ticket, no ack."""
-    mailbox = app.config.mailbox_named(inbound.mailbox)
-    if not inbound.backlog or mailbox.backlog != "import":
-        return ""
-    arrived = inbound.arrived_at or parsed.date or now
-    if now - arrived <= mailbox.backlog_age:
-        return ""
-    return (f"backlog: arrived {arrived.isoformat(timespec='minutes')}, before the first "
-            f"connection and more than {mailbox.backlog_age} ago")
-

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -40,7 +41,7 @@ from mailbridge.jobs.records import Outcome, add_event
 
 log = logging.getLogger(__name__)
 
-REFUSAL_KIND = "staff_refused"
+REFUSAL_KIND: Final = "staff_refused"
 REFUSALS_PER_HOUR = 1  # mails telling senders on one ticket that their token was refused
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,23 @@ from mailbridge.core.humanize import format_deadline
 from mailbridge.core.message import Address, Attachment
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, Ticket
+
+MailKind = Literal["ack", "notification", "staff_error", "staff_refused", "reply", "closed",
+                   "sla_warning", "escalation"]
+
+# RFC 3834 `Auto-Submitted` of every kind of mail we send, so no caller can forget it:
+# "auto-replied" answers a message, "auto-generated" is sent of our own accord, and only
+# a person's words relayed to the customer (a staff reply) go without.
+AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
+    "ack": "auto-replied",  # to the customer's mail
+    "staff_error": "auto-replied",  # to the staff member's mail with a bad command
+    "staff_refused": "auto-replied",  # to mail that used a reply token it may not use
+    "notification": "auto-generated",
+    "sla_warning": "auto-generated",
+    "escalation": "auto-generated",
+    "closed": "auto-generated",  # a staff #close, not an answer to the customer's mail
+    "reply": None,  # a staff member's answer, relayed
+}
 
 
 def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]:
@@ -56,7 +74,7 @@ def queue_mail(
     session: Session,
     app: App,
     *,
-    kind: str,
+    kind: MailKind,
     ticket: Ticket,
     template: str,
     context: Mapping[str, object],
@@ -66,7 +84,6 @@ def queue_mail(
     now: datetime,
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
-    auto_submitted: str | None = "auto-generated",
     reply_to: Sequence[Address] = (),
     attachments: Sequence[Attachment] = (),
 ) -> Outbox:
@@ -75,6 +92,7 @@ def queue_mail(
     A random part keeps ids unique across reinstalls (receivers drop repeated ids); the row
     stores the finished bytes, so every retry sends the same Message-ID. Answers go to the
     address the ticket came in through (`reply_to` overrides), whatever smtp.from says.
+    `kind` decides the Auto-Submitted header (AUTO_SUBMITTED).
     """
     # Values from mail can be any size: shortened here, with a mark, for every mail we send.
     rendered = app.templates.render(template, clip_context(context, language), language)
@@ -93,7 +111,7 @@ def queue_mail(
             message_id=message_id,
             in_reply_to=in_reply_to,
             references=tuple(references),
-            auto_submitted=auto_submitted,
+            auto_submitted=AUTO_SUBMITTED[kind],
             reply_to=tuple(reply_to),
             attachments=tuple(attachments),
             extra_headers=(

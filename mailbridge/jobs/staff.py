@@ -243,7 +243,7 @@ def _relay(session: Session, app: App, ticket: Ticket, article: Article,
         to=[Address(ticket.requester_name, ticket.requester_address)], language=language,
         unique=f"reply.{ticket.id}.{article.id}", now=now,
         in_reply_to=thread[-1] if thread else None, references=thread,
-        auto_submitted=None, attachments=_relayable(parsed.attachments),
+        attachments=_relayable(parsed.attachments),
     )
     article.message_id = row.message_id
     return row

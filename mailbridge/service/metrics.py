@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from mailbridge.app import App
+from mailbridge.core.ack_policy import LIMITS
 from mailbridge.oauth import TokenProviders
 from mailbridge.service.health import Health
 from mailbridge.service.snapshot import Snapshot, snapshot
@@ -148,6 +149,14 @@ class DatabaseCollector(Collector):
         yield CounterMetricFamily("mailbridge_acknowledgements_sent",
                                   "Acknowledgements the SMTP server accepted",
                                   value=data.acknowledgements_sent)
+
+        withheld = CounterMetricFamily(
+            "mailbridge_acknowledgements_suppressed",
+            "Acknowledgements withheld by an hourly limit, by limit (address, domain, mailbox)",
+            labels=["limit"])
+        for limit in LIMITS:
+            withheld.add_metric([limit], data.acknowledgements_withheld.get(limit, 0))
+        yield withheld
 
         outbox = GaugeMetricFamily("mailbridge_outbox_messages",
                                    "Outgoing mails waiting to be sent or given up on",

@@ -10,7 +10,14 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
-from mailbridge.db.models import Article, Escalation, InboundMessage, Outbox, Ticket
+from mailbridge.db.models import (
+    Acknowledgement,
+    Article,
+    Escalation,
+    InboundMessage,
+    Outbox,
+    Ticket,
+)
 
 __all__ = ["Brief", "Snapshot", "brief", "snapshot"]
 
@@ -34,6 +41,7 @@ class Snapshot:
     tickets_by_status: dict[str, int] = field(default_factory=dict)
     outbox_by_state: dict[str, int] = field(default_factory=dict)
     acknowledgements_sent: int = 0
+    acknowledgements_withheld: dict[str, int] = field(default_factory=dict)  # limit -> count
     escalations: dict[int, int] = field(default_factory=dict)  # level -> count
     unanswered: int = 0
     overdue: int = 0
@@ -94,6 +102,9 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
             .group_by(Outbox.state, Outbox.kind)):
         outbox[state] = outbox.get(state, 0) + count
         acks += count if (state, kind) == ("sent", "ack") else 0
+    withheld = session.execute(
+        select(Acknowledgement.withheld_by, func.count(Acknowledgement.id))
+        .where(Acknowledgement.withheld_by != "").group_by(Acknowledgement.withheld_by)).all()
     escalations = session.execute(
         select(Escalation.level, func.count(Escalation.id)).group_by(Escalation.level)).all()
     unanswered, oldest, overdue = session.execute(
@@ -111,6 +122,7 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
         tickets_by_status=dict(statuses),
         outbox_by_state=outbox,
         acknowledgements_sent=acks,
+        acknowledgements_withheld=dict(withheld),
         escalations=dict(escalations),
         unanswered=unanswered or 0,
         overdue=overdue or 0,

@@ -121,7 +121,8 @@ def test_no_ack_and_ack_template(tmp_path: Path, world_with: Worlds) -> None:
     subject, text = text_of(acks[0])
     assert "Partner desk: we have ticket [#1001]" in text and subject.endswith("received")
     suppressed = events(world, "ack_suppressed")
-    assert suppressed == [("ack_suppressed", {"reason": 'no_ack: rule "internal"'})]
+    assert suppressed == [("ack_suppressed",
+                           {"check": "rule", "reason": 'no_ack: rule "internal"'})]
 
 
 def test_an_unhappy_customer_is_followed_closer(world_with: Worlds) -> None:

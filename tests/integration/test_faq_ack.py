@@ -60,6 +60,9 @@ UNRELATED = ("Invoice address wrong", "Hello,\nthe invoice shows my old street a
              "Could you correct it and send it again?\n\nAda\n")
 
 AppFactory = Callable[..., App]
+MX = "mx.shop.example"
+# The trusted MTA vouches for Ada's domain: her acknowledgement may quote her and answer her.
+AUTHENTICATED = {"Authentication-Results": f"{MX}; dkim=pass header.d=customer.example"}
 
 
 @pytest.fixture
@@ -68,6 +71,7 @@ def make_app(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
     apps: list[App] = []
 
     def factory(**sections: Any) -> App:
+        sections.setdefault("staff", {"trusted_authserv_id": MX})
         config = make_config(tmp_path, database_url=database_url, imap=imap_server,
                              smtp=smtp_sink, **sections)
         apps.append(build_app(config, clock=FrozenClock(START)))
@@ -91,7 +95,8 @@ def acknowledge(app: App, imap_server: EmbeddedImapServer,
                 question: tuple[str, str]) -> tuple[EmailMessage, list[dict[str, Any]]]:
     """Deliver one customer mail; its acknowledgement and the ticket's faq_offered events."""
     subject, body = question
-    imap_server.append(mail("Ada <ada@customer.example>", subject, body))
+    imap_server.append(mail("Ada <ada@customer.example>", subject, body,
+                            headers=AUTHENTICATED))
     asyncio.run(Daemon(app).run_once())
     with app.sessions() as session:
         raw = session.scalars(select(Outbox.raw).where(Outbox.kind == "ack")).one()

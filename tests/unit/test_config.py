@@ -315,3 +315,12 @@ def test_without_a_staff_secret_one_is_made_once_and_kept(tmp_path: Path) -> Non
     key_file = tmp_path / "state" / SECRET_FILE
     assert key_file.stat().st_mode & 0o077 == 0  # readable by its owner only
     assert [p.name for p in (tmp_path / "state").iterdir()] == [SECRET_FILE]
+
+
+def test_acknowledgement_limits_and_form_default_to_the_safe_side(tmp_path: Path) -> None:
+    tickets = load_config(write(tmp_path, MINIMAL), SECRETS).tickets
+    assert (tickets.ack_limit_per_hour, tickets.ack_domain_limit_per_hour,
+            tickets.ack_mailbox_limit_per_hour) == (5, 20, 200)
+    assert tickets.ack_unauthenticated == "minimal"
+    message = problem(tmp_path, MINIMAL + '\n[tickets]\nack_unauthenticated = "quoted"\n')
+    assert "tickets.ack_unauthenticated" in message

@@ -17,6 +17,7 @@ from mailbridge.adapters.templates import (
     default_templates_dir,
     sample_context,
 )
+from mailbridge.core.ack_policy import minimal_context
 from mailbridge.errors import TemplateError
 
 SHIPPED_NAMES = {
@@ -89,6 +90,22 @@ def test_shipped_italian_acknowledgement(shipped: TemplateSet) -> None:
     assert "entro martedì 24 novembre alle 17:00" in rendered.text
     assert "lasciando [#1042] nell'oggetto" in rendered.text
     assert rendered.html is not None and '<html lang="it">' in rendered.html
+
+
+@pytest.mark.parametrize(("language", "line"), [
+    ("en", "If you did not write to us"), ("it", "Se non ci ha scritto lei")])
+def test_shipped_minimal_acknowledgement_carries_nothing_of_the_mail(
+    shipped: TemplateSet, language: str, line: str
+) -> None:
+    full = sample_context(language)
+    rendered = shipped.render("acknowledgement", minimal_context(full), language)
+    assert rendered.html is not None
+    assert rendered.subject.startswith("[#1042] ")
+    for output in (rendered.subject, rendered.text, rendered.html):
+        for value in ("Charging cable", "Giulia", "55-1931", "Where is my order?"):
+            assert value not in output
+    assert line in rendered.text and line in rendered.html
+    assert str(full["promised_reply"]) in rendered.text
 
 
 @pytest.mark.parametrize("language", ["en", "it"])
