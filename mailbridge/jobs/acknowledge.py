@@ -198,19 +198,18 @@ def _queue(case: AckCase, article: Article) -> None:
         context["excerpt"] = excerpt(parsed.reply_text or parsed.text)
         context["faq"] = _offer_faq(case, language)
         to = Address(ticket.requester_name, address)
+        in_reply_to = parsed.message_id
+        refs = [*parsed.references, *([in_reply_to] if in_reply_to else [])]
     else:
-        # Nothing a reader sees of the mail: not its words, nor the name or subject it
-        # chose. Its ids stay in In-Reply-To and References, so the customer's own client
-        # threads the answer; no client shows them.
+        # Nothing of the mail: not its words, the name or subject it chose, nor its ids,
+        # which are text of the sender's choosing too. The subject tag still threads.
         context = minimal_context({**context, "faq": []})
-        to = Address("", address)
-    in_reply_to = parsed.message_id
+        to, in_reply_to, refs = Address("", address), None, []
     row = queue_mail(
         session, app, kind="ack", ticket=ticket,
         template=case.routed.actions.ack_template or ACK_TEMPLATE, context=context,
         to=[to], language=language, unique=f"ack.{ticket.id}.{article.id}", now=now,
-        in_reply_to=in_reply_to,
-        references=[*parsed.references, *([in_reply_to] if in_reply_to else [])],
+        in_reply_to=in_reply_to, references=refs,
     )
     queries.record_acknowledgement(session, ticket, address, domain_of(address), now)
     add_event(session, ticket, now, "ack_queued", outbox_id=row.id, message_id=row.message_id,

@@ -99,9 +99,11 @@ def make_world(tmp_path: Path, database_url: str, imap: EmbeddedImapServer, smtp
 
 
 @pytest.fixture
-def world(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-          smtp_sink: SmtpSink) -> Iterator[World]:
-    """mailbridge on SQLite, then on PostgreSQL, with staff and a trusted MTA configured."""
-    made = make_world(tmp_path, database_url, imap_server, smtp_sink)
+def world(request: pytest.FixtureRequest, tmp_path: Path, database_url: str,
+          imap_server: EmbeddedImapServer, smtp_sink: SmtpSink) -> Iterator[World]:
+    """mailbridge on SQLite, then on PostgreSQL, with staff and a trusted MTA configured;
+    a test module's WORLD_SECTIONS (configuration sections) go on top."""
+    made = make_world(tmp_path, database_url, imap_server, smtp_sink,
+                      **getattr(request.module, "WORLD_SECTIONS", {}))
     yield made
     made.app.close()

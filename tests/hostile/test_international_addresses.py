@@ -14,6 +14,10 @@ from mailbridge.embedded import EmbeddedImapServer, SmtpSink
 from tests.builders import mail
 from tests.hostile.conftest import World, make_world
 
+# These tests read the customer's words in the acknowledgement: its full form, as an
+# authenticated sender gets it (tests/hostile/test_acks.py covers the minimal one).
+WORLD_SECTIONS = {"tickets": {"ack_unauthenticated": "full"}}
+
 # (the sender's headers, the address answers go to)
 SENDERS = [
     ("From: José Müller <josé@exämple.de>", "josé@exämple.de"),
@@ -44,7 +48,7 @@ def utf8_world(tmp_path: Path, database_url: str,
                imap_server: EmbeddedImapServer) -> Iterator[World]:
     """The world, with an SMTP server that offers SMTPUTF8."""
     with SmtpSink(smtputf8=True) as sink:
-        made = make_world(tmp_path, database_url, imap_server, sink)
+        made = make_world(tmp_path, database_url, imap_server, sink, **WORLD_SECTIONS)
         yield made
         made.app.close()
 

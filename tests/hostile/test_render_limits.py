@@ -10,6 +10,10 @@ from mailbridge.embedded import ReceivedMail
 from tests.builders import mail
 from tests.hostile.conftest import MX, World
 
+# These tests read the customer's words in the acknowledgement: its full form, as an
+# authenticated sender gets it (tests/hostile/test_acks.py covers the minimal one).
+WORLD_SECTIONS = {"tickets": {"ack_unauthenticated": "full"}}
+
 CUSTOMER = "ada@customer.example"
 TEAM = "team@shop.example"
 SHORTENED = "[… shortened]"
