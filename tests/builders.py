@@ -84,6 +84,7 @@ def write_config_file(
     listen: int | None = None,
     smtp_extra: str = "",
     extra_mailbox: str = "",
+    tickets: str = "",
 ) -> Path:
     """The same configuration as make_config, as a TOML file for a `mailbridge` subprocess."""
     text = f"""
@@ -118,6 +119,9 @@ resolution = "5d"
 
 [staff]
 escalation_address = "lead@shop.example"
+
+[tickets]
+{tickets}
 
 [service]
 data_dir = "{tmp_path}"

@@ -19,6 +19,8 @@ from mailbridge.embedded import EmbeddedImapServer, SmtpSink
 from tests.builders import mail, make_config
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+MX = "mx.shop.example"  # the trusted MTA
+SIGNED = {"Authentication-Results": f"{MX}; dkim=pass header.d=customer.example"}
 
 
 @pytest.fixture(params=["pymap", "dovecot"])
@@ -44,7 +46,8 @@ def app(
     smtp_sink: SmtpSink,
     clock: FrozenClock,
 ) -> Iterator[App]:
-    config = make_config(tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink)
+    config = make_config(tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink,
+                         staff={"trusted_authserv_id": MX})
     application = build_app(config, clock=clock)
     yield application
     application.close()
@@ -68,7 +71,7 @@ def test_each_customer_mail_becomes_a_ticket_with_one_acknowledgement(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
     first = mail("Ada <ada@customer.example>", "Printer on fire",
-                 message_id="<a1@customer.example>")
+                 message_id="<a1@customer.example>", headers=SIGNED)
     second = mail("Bob <bob@other.example>", "Invoice wrong", message_id="<b1@other.example>")
     imap_server.append(first)
     imap_server.append(second)
@@ -90,7 +93,11 @@ def test_each_customer_mail_becomes_a_ticket_with_one_acknowledgement(
     assert "[#1000]" in ack["Subject"]
     assert ack["X-Loop"]
     body = ack.get_body(("plain",)).get_content()
-    assert "1000" in body
+    assert "1000" in body and "Printer on fire" in ack["Subject"]
+    # Bob's mail carries no proof of its sender: his acknowledgement repeats nothing of it.
+    minimal = by_recipient[("bob@other.example",)]
+    assert minimal["In-Reply-To"] is None and "Invoice" not in minimal.as_string()
+    assert "[#1001]" in minimal["Subject"]
     # The processed mail was moved away from the inbox only after it was stored.
     assert imap_server.messages("INBOX") == []
     assert len(imap_server.messages("Processed")) == 2

@@ -242,9 +242,10 @@ def test_poison_message_is_quarantined_without_blocking_and_can_be_replayed(
     shutil.copytree(TEMPLATES, broken)
     ack = broken / "en" / "acknowledgement.txt.j2"
     ack.write_text(ack.read_text().replace(
-        "{{ ticket_tag }}", "{{ ticket_tag }}{% if 'boom' in subject %}{{ 1 // 0 }}{% endif %}",
-        1))
-    app = harness.app(templates={"dir": str(broken)}, tickets={"max_attempts": 2})
+        "\n\n", "\n\n{% if 'boom' in subject %}{{ 1 // 0 }}{% endif %}", 1))
+    # The full acknowledgement, which shows the subject the poison is in.
+    app = harness.app(templates={"dir": str(broken)},
+                      tickets={"max_attempts": 2, "ack_unauthenticated": "full"})
     imap_server.append(mail("A <a@c.example>", "boom goes the printer"))
     imap_server.append(mail("B <b@c.example>", "Fine question"))
 
@@ -298,7 +299,10 @@ def test_a_thousand_messages_arrive_in_batches(
     imap_server.append_many(
         mail(f"Customer {i} <c{i}@customers.example>", f"Question {i}") for i in range(1000)
     )
-    app = harness.app(mailbox=[mailbox(imap_server, batch_size=150)])
+    # One domain, no trusted MTA: only limits this high let every acknowledgement go.
+    app = harness.app(mailbox=[mailbox(imap_server, batch_size=150)],
+                      tickets={"ack_domain_limit_per_hour": 1000,
+                               "ack_mailbox_limit_per_hour": 1000})
 
     report = run_pass(app)
 

@@ -356,7 +356,7 @@ def test_a_revoked_sign_in_makes_its_mailbox_unhealthy_while_the_others_carry_on
 
         pymap.append(mail("Bob <bob@customer.example>", "Via password"))
         received = sink.wait_for(2, WAIT)  # the other mailbox carries on
-        assert "Via password" in received[1].message["Subject"]
+        assert received[1].recipients == ("bob@customer.example",)
         samples = metrics(port)
         assert samples[("mailbridge_oauth_token_seconds_remaining",
                         (("account", "helpdesk"),))] <= 5
@@ -407,7 +407,7 @@ def test_an_instance_that_cannot_sign_in_leaves_the_mailbox_to_one_that_can(
         running.callback(b.close)
         b.wait_for_notice("READY=1")
         dovecot.append(mail("Ada <ada@customer.example>", "Via OAuth", to=USER))
-        assert "Via OAuth" in sink.wait_for(1, WAIT)[0].message["Subject"]
+        assert sink.wait_for(1, WAIT)[0].recipients == ("ada@customer.example",)
         eventually(lambda: _state(ports["a"], "mailbox:helpdesk") == "elsewhere",
                    "a to see b polling it")
         assert healthz(ports["a"])[0] == 200

@@ -47,14 +47,15 @@ def free_port() -> int:
 
 def write_config(tmp_path: Path, imap: EmbeddedImapServer, smtp: SmtpSink, db_url: str, *,
                  listen: int | None = None, templates: Path | None = None,
-                 smtp_login: bool = False, extra_mailbox: str = "") -> Path:
+                 smtp_login: bool = False, extra_mailbox: str = "", tickets: str = "") -> Path:
     login = ""
     if smtp_login:
         (tmp_path / "smtp.secret").write_text(SMTP_SECRET + "\n", encoding="utf-8")
         login = 'username = "mailer"\npassword_file = "smtp.secret"\n'
     return write_config_file(tmp_path, imap, smtp, db_url,
                              password_env="MB_SERVICE_IMAP_PASSWORD", templates=templates,
-                             listen=listen, smtp_extra=login, extra_mailbox=extra_mailbox)
+                             listen=listen, smtp_extra=login, extra_mailbox=extra_mailbox,
+                             tickets=tickets)
 
 
 def own_templates(tmp_path: Path, marker: str) -> Path:
@@ -67,8 +68,9 @@ def own_templates(tmp_path: Path, marker: str) -> Path:
 def set_marker(templates: Path, marker: str) -> None:
     ack = templates / "en" / "acknowledgement.txt.j2"
     text = (REPO / "templates" / "en" / "acknowledgement.txt.j2").read_text(encoding="utf-8")
-    ack.write_text(text.replace("Thank you for writing", f"{marker} Thank you for writing"),
-                   encoding="utf-8")
+    # In the body's first line, which the full and the minimal form share.
+    subject, _, body = text.partition("\n\n")
+    ack.write_text(f"{subject}\n\n{marker}\n{body}", encoding="utf-8")
 
 
 def body_of(received: ReceivedMail) -> str:
@@ -249,7 +251,10 @@ def test_sigterm_while_a_batch_is_in_flight_loses_nothing_and_sends_nothing_twic
     count = 300
     imap_server.append_many([mail(f"C{i} <c{i}@customers.example>", f"Question {i}")
                              for i in range(count)])
-    config = write_config(tmp_path, imap_server, smtp_sink, sqlite_url)
+    # 300 customers of one domain in a minute: only limits this high acknowledge them all.
+    config = write_config(tmp_path, imap_server, smtp_sink, sqlite_url,
+                          tickets="ack_domain_limit_per_hour = 1000\n"
+                                  "ack_mailbox_limit_per_hour = 1000")
     daemon = start(config)
     daemon.wait_for_notice("READY=1")
     daemon.wait_for_log("created ticket #1000")  # the first batch is in, more are under way
