@@ -120,9 +120,7 @@ resolution = "5d"
 [staff]
 escalation_address = "lead@shop.example"
 
-[tickets]
-{tickets}
-
+{f"[tickets]{chr(10)}{tickets}{chr(10)}" if tickets else ""}
 [service]
 data_dir = "{tmp_path}"
 outbox_interval = "1s"
