@@ -30,8 +30,9 @@ from mailbridge.core.reply_trim import trim_reply
 # need (addresses) still go through policy.default's parser below.
 _HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
-_SUBJECT_PREFIX_RE = re.compile(
-    r"^\s*(?:re|fwd?|aw|r|i|rif|antw|sv|tr|wg|vs|ref)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*", re.I
+# All the prefixes at once: stripped one by one, each pass copied the rest of the subject.
+_SUBJECT_PREFIXES_RE = re.compile(
+    r"(?:\s*(?:re|fwd?|aw|r|i|rif|antw|sv|tr|wg|vs|ref)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)++", re.I
 )
 _BODY_SPLIT_RE = re.compile(rb"\r?\n\r?\n")
 # An addr-spec as it appears in real mail; quoted local parts are too rare to matter.
@@ -45,11 +46,8 @@ _FEED_CHUNK = 1 << 20
 def normalize_subject(subject: str) -> str:
     """The subject without reply/forward prefixes in the usual languages."""
     text = " ".join(subject.split())
-    while True:
-        stripped = _SUBJECT_PREFIX_RE.sub("", text, count=1)
-        if stripped == text:
-            return text
-        text = stripped
+    prefixes = _SUBJECT_PREFIXES_RE.match(text)
+    return text[prefixes.end() :] if prefixes else text
 
 
 def message_fingerprint(raw: bytes) -> tuple[str | None, str]:
