@@ -263,6 +263,9 @@ def _interleaved(lines: list[_Line]) -> bool:
 def _cut_embedded(lines: list[_Line]) -> list[_Line]:
     """Cut at the first embedded message; keep inline replies interleaved with quotes."""
     kept: list[_Line] = []
+    # Where the quote (and blank lines) starting at each line ends, worked out once: a
+    # quote of attribution lines would otherwise be walked again from each of them.
+    quote_ends = _run_ends(lines, "qe")
     index = 0
     while index < len(lines):
         end = _block_end(lines, index)
@@ -272,12 +275,20 @@ def _cut_embedded(lines: list[_Line]) -> list[_Line]:
             continue
         after = _skip(lines, end, "e")
         if after < len(lines) and lines[after].kind == "q":
-            reply = _skip(lines, _skip(lines, after, "qe"), "e")
+            reply = _skip(lines, quote_ends[after], "e")
             if reply < len(lines) and lines[reply].kind == "t":
                 index = end  # inline answer follows the quote: only the attribution goes
                 continue
         break
     return kept
+
+
+def _run_ends(lines: list[_Line], kinds: str) -> list[int]:
+    """For each index, the first index at or after it whose kind is not in kinds."""
+    ends = [len(lines)] * (len(lines) + 1)
+    for index in range(len(lines) - 1, -1, -1):
+        ends[index] = ends[index + 1] if lines[index].kind in kinds else index
+    return ends
 
 
 def _first(lines: list[_Line], kinds: str) -> int:
@@ -304,9 +315,6 @@ def trim_reply(text: str) -> str:
 
 
 def _strip_blank_edges(text: str) -> str:
-    out = text.rstrip()
-    while out.startswith("\n") or (out and out.split("\n", 1)[0].strip() == ""):
-        if "\n" not in out:
-            return ""
-        out = out.split("\n", 1)[1]
-    return out
+    lines = text.rstrip().split("\n")
+    first = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
+    return "\n".join(lines[first:])
