@@ -94,7 +94,11 @@ _MAX_ATTRIBUTION_CHARS = 400  # keeps the regexes linear on pathological long li
 
 _OPENERS = "|".join(o for _, o, _ in ATTRIBUTIONS if o)
 _VERBS = "|".join(v for _, _, v in ATTRIBUTIONS)
-_OPENED_RE = re.compile(rf"^(?:{_OPENERS})\s.*\d.*(?:{_VERBS})(?:\s*[:：]?|.*[:：])$", re.I)
+# "On <date> … <verb>[:]" or "On <date> … <verb> … :". Its first digit is the one to take
+# and a final colon makes any verb do, so neither expression tries the rest of the line again
+# from every digit and every verb (cubic: 15 ms for one line of 400 characters).
+_OPENED_RE = re.compile(rf"(?:{_OPENERS})\s[^\d\n]*+\d.*(?:{_VERBS})\s*$", re.I)
+_OPENED_COLON_RE = re.compile(rf"(?:{_OPENERS})\s[^\d\n]*+\d.*?(?:{_VERBS})", re.I)
 _OPENER_RE = re.compile(rf"(?:{_OPENERS})\s", re.I)
 _ADDRESS_OR_DIGIT_RE = re.compile(r"[\d@<]")
 _MAY_END_RE = re.compile(rf"(?:[:：]|{_VERBS})$", re.I)
@@ -155,6 +159,12 @@ def _bare(raw: str) -> str:
     return _UNQUOTE_RE.sub("", raw, count=1).strip(_EDGE_CHARS)
 
 
+def _opened_attribution(line: str) -> bool:
+    """Whether all of `line` (one line: no line break) is an attribution led by an opener."""
+    pattern = _OPENED_COLON_RE if line.endswith((":", "：")) else _OPENED_RE
+    return pattern.match(line) is not None
+
+
 def _starts_attribution(line: str) -> bool:
     return _OPENER_RE.match(line) is not None and any(c.isdigit() for c in line)
 
@@ -174,7 +184,7 @@ def _attribution_end(lines: list[_Line], start: int) -> int | None:
         return None
     joined = first
     for end in range(start + 1, min(start + _MAX_ATTRIBUTION_LINES, len(lines)) + 1):
-        if opened and _OPENED_RE.match(joined):
+        if opened and _opened_attribution(joined):
             return end
         if _VERB_END_RE.search(joined) and ("@" in joined or any(c.isdigit() for c in joined)):
             return end
