@@ -187,7 +187,9 @@ _COMMAND_LINE = re.compile(r"#([A-Za-z]+)\b[ \t]*(.*)")
 # "#note #note … x" is that many notes and then "x", found here in one pass.
 _NOTES = re.compile(r"(?:#[Nn][Oo][Tt][Ee]\b\s*)+")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
+# The lookahead fails at once on a character no address has; without it every "." was
+# tried as the last dot of the domain, each time to the end of the argument.
+_ADDRESS = re.compile(r"[^@\s<>]+@(?=[^@\s<>]*+\Z)[^@\s<>]+\.[^@\s<>]+")
 _LIST_SEPARATOR = re.compile(r"[\s,]+")
 _NAMES = re.compile(rf"{_NAME.pattern}(?:{_LIST_SEPARATOR.pattern}{_NAME.pattern})*,?")
 
