@@ -33,7 +33,9 @@ from flufl.bounce import all_failures
 CHECK_LENGTH = 10
 _RETURN_PATH = re.compile(r"(?P<base>.+)\+b(?P<id>\d{1,15})-(?P<check>[a-z2-7]{10,32})")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_MESSAGE_ID_LINE = re.compile(r"^[ \t>]*Message-ID:[ \t]*<([^<>\s]+@[^<>\s]+)>", re.I | re.M)
+# The lookahead makes sure a ">" closes the id before any "@" in it is tried as the one.
+_MESSAGE_ID_LINE = re.compile(
+    r"^[ \t>]*Message-ID:[ \t]*<(?=[^<>\s]*+>)([^<>\s]+@[^<>\s]+)>", re.I | re.M)
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _HEADER_TYPES = ("text/rfc822-headers", "message/global-headers")
 _ORIGINAL_TYPES = ("message/rfc822", "message/global")
