@@ -18,7 +18,6 @@ Pure functions: bytes and strings in, plain data out; bad input never raises.
 from __future__ import annotations
 
 import base64
-import email
 import hashlib
 import hmac
 import re
@@ -31,6 +30,8 @@ from email.utils import parseaddr
 from itertools import accumulate
 
 from flufl.bounce import all_failures
+
+from mailbridge.core.mime_parser import parse_bytes
 
 CHECK_LENGTH = 10
 _RETURN_PATH = re.compile(r"(?P<base>.+)\+b(?P<id>\d{1,15})-(?P<check>[a-z2-7]{10,32})")
@@ -131,7 +132,7 @@ def return_path_valid(token: ReturnPathToken, key: str) -> bool:
 def read_bounce(raw: bytes) -> BounceReport:
     """What a bounce says about which recipients failed, and which mail it was."""
     try:
-        msg = email.message_from_bytes(raw)
+        msg = parse_bytes(raw)
         parts = list(msg.walk())
     except Exception:  # noqa: BLE001 - the email package on hostile input; report nothing
         return BounceReport((), (), "", standard=False)

@@ -6,7 +6,6 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from email import policy
-from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
@@ -14,6 +13,7 @@ from typing import Any
 
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits
+from mailbridge.core.mime_parser import parse_bytes
 from mailbridge.core.mime_text import (
     HtmlText,
     decode_bytes,
@@ -39,8 +39,6 @@ _BODY_SPLIT_RE = re.compile(rb"\r?\n\r?\n")
 _ADDR_SPEC_RE = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
 _ADDR_SCAN_RE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _MAX_HEADER_VALUES = 50  # a header repeated thousands of times is an attack, not mail
-# Fed in chunks, the parser never holds a second full-size copy of a big message.
-_FEED_CHUNK = 1 << 20
 
 
 def normalize_subject(subject: str) -> str:
@@ -82,7 +80,7 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     """
     defects: list[str] = []
     try:
-        msg = _parse_bytes(raw)
+        msg = parse_bytes(raw)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
     headers = _read_headers(msg, defects)
@@ -98,14 +96,6 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     defects.extend(body.defects)
     defects.extend(_safe(lambda: _stdlib_defects(msg), [], defects, "defects unreadable"))
     return _assemble(msg, headers, body, defects)
-
-
-def _parse_bytes(raw: bytes) -> Message:
-    parser = BytesFeedParser(policy=policy.compat32)
-    view = memoryview(raw)
-    for start in range(0, len(raw), _FEED_CHUNK):
-        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
-    return parser.close()
 
 
 def _assemble(
