@@ -18,26 +18,34 @@ Pure functions: bytes and strings in, plain data out; bad input never raises.
 from __future__ import annotations
 
 import base64
-import email
 import hashlib
 import hmac
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import parseaddr
+from itertools import accumulate
 
 from flufl.bounce import all_failures
+
+from mailbridge.core.mime_parser import parse_bytes
 
 CHECK_LENGTH = 10
 _RETURN_PATH = re.compile(r"(?P<base>.+)\+b(?P<id>\d{1,15})-(?P<check>[a-z2-7]{10,32})")
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
-_MESSAGE_ID_LINE = re.compile(r"^[ \t>]*Message-ID:[ \t]*<([^<>\s]+@[^<>\s]+)>", re.I | re.M)
+# The lookahead makes sure a ">" closes the id before any "@" in it is tried as the one.
+_MESSAGE_ID_LINE = re.compile(
+    r"^[ \t>]*Message-ID:[ \t]*<(?=[^<>\s]*+>)([^<>\s]+@[^<>\s]+)>", re.I | re.M)
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _HEADER_TYPES = ("text/rfc822-headers", "message/global-headers")
 _ORIGINAL_TYPES = ("message/rfc822", "message/global")
 _MAX_DIAGNOSTIC = 500
+_WORD = re.compile(rf"\S{{1,{_MAX_DIAGNOSTIC + 1}}}")  # a longer word is cut after the limit
+# A report in no standard form naming more addresses than this is not about one mail of ours.
+_MAX_HEURISTIC_RECIPIENTS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +132,7 @@ def return_path_valid(token: ReturnPathToken, key: str) -> bool:
 def read_bounce(raw: bytes) -> BounceReport:
     """What a bounce says about which recipients failed, and which mail it was."""
     try:
-        msg = email.message_from_bytes(raw)
+        msg = parse_bytes(raw)
         parts = list(msg.walk())
     except Exception:  # noqa: BLE001 - the email package on hostile input; report nothing
         return BounceReport((), (), "", standard=False)
@@ -226,31 +234,65 @@ def _heuristic_recipients(msg: Message, text: str) -> list[BouncedRecipient]:
         temporary, permanent = all_failures(msg)
     except Exception:  # noqa: BLE001 - a detector tripping over odd mail means "none found"
         return []
+    named = [("failed", address) for address in sorted(permanent)]
+    named += [("delayed", address) for address in sorted(temporary - permanent)]
+    report = _ReportText(text)
     found = []
-    for action, addresses in (("failed", permanent), ("delayed", temporary - permanent)):
-        for raw_address in sorted(addresses):
-            address = raw_address.decode("ascii", "replace").strip("<>").lower()
-            said = _words_about(text, address)
-            status = _STATUS.search(said) or _STATUS.search(text)
-            found.append(BouncedRecipient(address, None, action,
-                                          status.group(0) if status else "",
-                                          said[:_MAX_DIAGNOSTIC]))
+    for action, raw_address in named[:_MAX_HEURISTIC_RECIPIENTS]:
+        address = raw_address.decode("ascii", "replace").strip("<>").lower()
+        status, diagnostic = report.about(address)
+        found.append(BouncedRecipient(address, None, action, status, diagnostic))
     return found
 
 
-def _words_about(text: str, address: str) -> str:
-    """The report's lines about address: the line naming it and the indented lines after
-    it, where servers put the reason (`<ada@…>: host … said: 550 5.1.1 …`)."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if address in line.lower()), None)
-    if start is None:
-        return ""
-    block = [lines[start]]
-    for line in lines[start + 1:]:
-        if not line.strip() or not line[:1].isspace():
-            break
-        block.append(line)
-    return " ".join(" ".join(block).split())
+class _ReportText:
+    """A report's text, indexed once: what it says about each address then costs no pass
+    over all of it (a report naming thousands of addresses was quadratic)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        lowered = [line.lower() for line in self.lines]
+        self.lowered = "\n".join(lowered)
+        self.offsets = list(accumulate((len(line) + 1 for line in lowered), initial=0))
+        count = len(self.lines)
+        # For each line: where the indented lines from it end, and the first line at or
+        # after it with a status code.
+        self.block_end = [count] * (count + 1)
+        self.status_at = [count] * (count + 1)
+        for index in range(count - 1, -1, -1):
+            line = self.lines[index]
+            indented = bool(line.strip()) and line[:1].isspace()
+            self.block_end[index] = self.block_end[index + 1] if indented else index
+            self.status_at[index] = index if _STATUS.search(line) else self.status_at[index + 1]
+        first_status = _STATUS.search(text)
+        self.first_status = first_status.group(0) if first_status else ""
+
+    def about(self, address: str) -> tuple[str, str]:
+        """(status, diagnostic) from the first line naming address and the indented lines
+        after it, where servers put the reason (`<ada@…>: host … said: 550 5.1.1 …`); the
+        report's first status when they have none."""
+        found = self.lowered.find(address) if self.lines and "\n" not in address else -1
+        if found < 0:
+            return self.first_status, ""
+        start = bisect_right(self.offsets, found) - 1
+        end = self.block_end[start + 1]
+        status = self.first_status
+        if self.status_at[start] < end:
+            match = _STATUS.search(self.lines[self.status_at[start]])
+            status = match.group(0) if match else status
+        return status, self._words(start, end)
+
+    def _words(self, start: int, end: int) -> str:
+        """The first _MAX_DIAGNOSTIC characters of lines start..end, spaces collapsed."""
+        words: list[str] = []
+        size = -1  # of " ".join(words)
+        for index in range(start, end):
+            for word in _WORD.finditer(self.lines[index]):
+                words.append(word.group())
+                size += len(words[-1]) + 1
+                if size >= _MAX_DIAGNOSTIC:
+                    return " ".join(words)[:_MAX_DIAGNOSTIC]
+        return " ".join(words)
 
 
 def _original_ids(parts: list[Message], text: str) -> tuple[str, ...]:

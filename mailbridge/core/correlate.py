@@ -47,10 +47,8 @@ def format_tag(prefix: str, number: int) -> str:
 
 def thread_clues(msg: ParsedMessage, tag_prefix: str) -> ThreadClues:
     match = _tag_pattern(tag_prefix).search(msg.subject)
-    ids: list[str] = []
-    if msg.in_reply_to:
-        ids.append(msg.in_reply_to)
-    ids.extend(ref for ref in reversed(msg.references) if ref not in ids)
+    parent = [msg.in_reply_to] if msg.in_reply_to else []
+    ids = dict.fromkeys([*parent, *reversed(msg.references)])  # each once, first place kept
     return ThreadClues(int(match.group(1)) if match else None, tuple(ids))
 
 

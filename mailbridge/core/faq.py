@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import snowballstemmer  # type: ignore[import-untyped]
+
+from mailbridge.core.folding import strip_accents
 
 FIELDS = frozenset({"title", "keywords", "language"})
 TITLE_WEIGHT = 3
@@ -155,8 +156,7 @@ def _stemmer(language: str) -> snowballstemmer.stemmer:
 
 
 def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return strip_accents(text.lower())
 
 
 def terms(text: str, language: str | None) -> list[str]:

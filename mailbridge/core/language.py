@@ -17,7 +17,9 @@ SAMPLE_CHARS = 3000  # detection settles long before this; more only costs time
 MIN_LETTERS = 20
 MIN_CONFIDENCE = 0.6
 
-_NOISE_RE = re.compile(r"https?://\S+|\S+@\S+|[\d_]+|[^\w\s]+")
+# An address can only match from the start of a word (when it fails there, it fails at every
+# later start); tried from each character, a long word without "@" cost its length squared.
+_NOISE_RE = re.compile(r"https?://\S+|(?<!\S)\S+@\S+|[\d_]+|[^\w\s]+")
 
 
 @lru_cache(maxsize=1)

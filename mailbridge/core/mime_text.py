@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from email.header import decode_header
 from functools import lru_cache
@@ -29,10 +30,10 @@ _HTML_MARKERS: dict[str, list[str]] = {
     "div#class=moz-signature": ["cut"],
     "div#id=divRplyFwdMsg": ["cut"],
 }
-# Markers that are empty elements get no annotation; a visible sentinel stands in.
-_EMPTY_MARKER_RE = re.compile(
-    r"<(?:div|hr|span)\b[^>]*\bid\s*=\s*[\"']?(?:appendonsend|stopSpelling)\b[^>]*>", re.I
-)
+# Markers that are empty elements get no annotation; a visible sentinel stands in before
+# each tag that opens with one of these names and carries one of these ids.
+_MARKER_OPEN_RE = re.compile(r"<(?:div|hr|span)\b", re.I)
+_MARKER_ID_RE = re.compile(r"\bid\s*=\s*[\"']?(?:appendonsend|stopSpelling)\b", re.I)
 _SENTINEL = "\ue000"  # private use: never in real text
 
 
@@ -130,7 +131,7 @@ def html_to_texts(html: str) -> HtmlText:
     """Readable text from HTML, and a view of it in which reply trimming sees the quotes."""
     if _SENTINEL in html:
         html = html.replace(_SENTINEL, "")
-    marked = _EMPTY_MARKER_RE.sub(lambda m: f"<div>{_SENTINEL}</div>{m.group(0)}", html)
+    marked = _mark_empty_markers(html)
     converter = _converter()
     result: dict[str, Any] = converter.get_annotated_text(marked, converter.quote_config) or {}
     raw_text = str(result.get("text", ""))
@@ -139,7 +140,10 @@ def html_to_texts(html: str) -> HtmlText:
     sentinel = raw_text.find(_SENTINEL)
     if sentinel >= 0:
         cut = min(cut, sentinel)
-    quotes = [(start, end) for start, end, label in labels if label == "quote"]
+    # A line's quote depth is the number of quotes that have begun but not ended at it.
+    quotes = [(start, end) for start, end, label in labels if label == "quote" and start < end]
+    quote_starts = sorted(start for start, _ in quotes)
+    quote_ends = sorted(end for _, end in quotes)
     text_lines: list[str] = []
     quoted_lines: list[str] = []
     offset = 0
@@ -153,9 +157,30 @@ def html_to_texts(html: str) -> HtmlText:
         if start >= cut:
             continue
         first = start + len(line) - len(line.lstrip())
-        depth = sum(1 for q_start, q_end in quotes if q_start <= first < q_end)
+        depth = bisect_right(quote_starts, first) - bisect_right(quote_ends, first)
         quoted_lines.append(f"{'> ' * depth}{line.strip()}" if depth and line.strip() else line)
     return HtmlText("\n".join(text_lines).strip("\n"), "\n".join(quoted_lines).strip("\n"))
+
+
+def _mark_empty_markers(html: str) -> str:
+    """The sentinel put before each marker tag, in one pass over the HTML.
+
+    A tag ends at the first ">" after its "<", so every candidate opener before that ">"
+    shares its end: when the first has no marker id before it, none has, and the scan
+    resumes after the ">" instead of trying each "<div" again (quadratic in "<div <div …").
+    """
+    pieces: list[str] = []
+    done = position = 0
+    while opener := _MARKER_OPEN_RE.search(html, position):
+        close = html.find(">", opener.end())
+        if close < 0:
+            break
+        if _MARKER_ID_RE.search(html, opener.end(), close):
+            pieces += [html[done : opener.start()], f"<div>{_SENTINEL}</div>",
+                       html[opener.start() : close + 1]]
+            done = close + 1
+        position = close + 1
+    return "".join([*pieces, html[done:]]) if pieces else html
 
 
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")

@@ -6,7 +6,6 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from email import policy
-from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import parseaddr, parsedate_to_datetime
@@ -16,6 +15,7 @@ from typing import Any
 from mailbridge.core.addresses import parse_address_list
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits
+from mailbridge.core.mime_parser import parse_bytes
 from mailbridge.core.mime_text import (
     HtmlText,
     decode_8bit,
@@ -32,23 +32,19 @@ from mailbridge.core.reply_trim import trim_reply
 # need (addresses) still go through policy.default's parser below.
 _HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
-_SUBJECT_PREFIX_RE = re.compile(
-    r"^\s*(?:re|fwd?|aw|r|i|rif|antw|sv|tr|wg|vs|ref)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*", re.I
+# All the prefixes at once: stripped one by one, each pass copied the rest of the subject.
+_SUBJECT_PREFIXES_RE = re.compile(
+    r"(?:\s*(?:re|fwd?|aw|r|i|rif|antw|sv|tr|wg|vs|ref)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)++", re.I
 )
 _BODY_SPLIT_RE = re.compile(rb"\r?\n\r?\n")
 _MAX_HEADER_VALUES = 50  # a header repeated thousands of times is an attack, not mail
-# Fed in chunks, the parser never holds a second full-size copy of a big message.
-_FEED_CHUNK = 1 << 20
 
 
 def normalize_subject(subject: str) -> str:
     """The subject without reply/forward prefixes in the usual languages."""
     text = " ".join(subject.split())
-    while True:
-        stripped = _SUBJECT_PREFIX_RE.sub("", text, count=1)
-        if stripped == text:
-            return text
-        text = stripped
+    prefixes = _SUBJECT_PREFIXES_RE.match(text)
+    return text[prefixes.end() :] if prefixes else text
 
 
 def message_fingerprint(raw: bytes) -> tuple[str | None, str]:
@@ -83,7 +79,7 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     """
     defects: list[str] = []
     try:
-        msg = _parse_bytes(raw)
+        msg = parse_bytes(raw)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
     headers = _read_headers(msg, defects)
@@ -99,14 +95,6 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     defects.extend(body.defects)
     defects.extend(_safe(lambda: _stdlib_defects(msg), [], defects, "defects unreadable"))
     return _assemble(msg, headers, body, defects)
-
-
-def _parse_bytes(raw: bytes) -> Message:
-    parser = BytesFeedParser(policy=policy.compat32)
-    view = memoryview(raw)
-    for start in range(0, len(raw), _FEED_CHUNK):
-        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
-    return parser.close()
 
 
 def _assemble(

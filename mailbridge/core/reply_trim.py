@@ -94,7 +94,11 @@ _MAX_ATTRIBUTION_CHARS = 400  # keeps the regexes linear on pathological long li
 
 _OPENERS = "|".join(o for _, o, _ in ATTRIBUTIONS if o)
 _VERBS = "|".join(v for _, _, v in ATTRIBUTIONS)
-_OPENED_RE = re.compile(rf"^(?:{_OPENERS})\s.*\d.*(?:{_VERBS})(?:\s*[:：]?|.*[:：])$", re.I)
+# "On <date> … <verb>[:]" or "On <date> … <verb> … :". Its first digit is the one to take
+# and a final colon makes any verb do, so neither expression tries the rest of the line again
+# from every digit and every verb (cubic: 15 ms for one line of 400 characters).
+_OPENED_RE = re.compile(rf"(?:{_OPENERS})\s[^\d\n]*+\d.*(?:{_VERBS})\s*$", re.I)
+_OPENED_COLON_RE = re.compile(rf"(?:{_OPENERS})\s[^\d\n]*+\d.*?(?:{_VERBS})", re.I)
 _OPENER_RE = re.compile(rf"(?:{_OPENERS})\s", re.I)
 _ADDRESS_OR_DIGIT_RE = re.compile(r"[\d@<]")
 _MAY_END_RE = re.compile(rf"(?:[:：]|{_VERBS})$", re.I)
@@ -155,6 +159,12 @@ def _bare(raw: str) -> str:
     return _UNQUOTE_RE.sub("", raw, count=1).strip(_EDGE_CHARS)
 
 
+def _opened_attribution(line: str) -> bool:
+    """Whether all of `line` (one line: no line break) is an attribution led by an opener."""
+    pattern = _OPENED_COLON_RE if line.endswith((":", "：")) else _OPENED_RE
+    return pattern.match(line) is not None
+
+
 def _starts_attribution(line: str) -> bool:
     return _OPENER_RE.match(line) is not None and any(c.isdigit() for c in line)
 
@@ -174,7 +184,7 @@ def _attribution_end(lines: list[_Line], start: int) -> int | None:
         return None
     joined = first
     for end in range(start + 1, min(start + _MAX_ATTRIBUTION_LINES, len(lines)) + 1):
-        if opened and _OPENED_RE.match(joined):
+        if opened and _opened_attribution(joined):
             return end
         if _VERB_END_RE.search(joined) and ("@" in joined or any(c.isdigit() for c in joined)):
             return end
@@ -263,6 +273,9 @@ def _interleaved(lines: list[_Line]) -> bool:
 def _cut_embedded(lines: list[_Line]) -> list[_Line]:
     """Cut at the first embedded message; keep inline replies interleaved with quotes."""
     kept: list[_Line] = []
+    # Where the quote (and blank lines) starting at each line ends, worked out once: a
+    # quote of attribution lines would otherwise be walked again from each of them.
+    quote_ends = _run_ends(lines, "qe")
     index = 0
     while index < len(lines):
         end = _block_end(lines, index)
@@ -272,12 +285,20 @@ def _cut_embedded(lines: list[_Line]) -> list[_Line]:
             continue
         after = _skip(lines, end, "e")
         if after < len(lines) and lines[after].kind == "q":
-            reply = _skip(lines, _skip(lines, after, "qe"), "e")
+            reply = _skip(lines, quote_ends[after], "e")
             if reply < len(lines) and lines[reply].kind == "t":
                 index = end  # inline answer follows the quote: only the attribution goes
                 continue
         break
     return kept
+
+
+def _run_ends(lines: list[_Line], kinds: str) -> list[int]:
+    """For each index, the first index at or after it whose kind is not in kinds."""
+    ends = [len(lines)] * (len(lines) + 1)
+    for index in range(len(lines) - 1, -1, -1):
+        ends[index] = ends[index + 1] if lines[index].kind in kinds else index
+    return ends
 
 
 def _first(lines: list[_Line], kinds: str) -> int:
@@ -304,9 +325,6 @@ def trim_reply(text: str) -> str:
 
 
 def _strip_blank_edges(text: str) -> str:
-    out = text.rstrip()
-    while out.startswith("\n") or (out and out.split("\n", 1)[0].strip() == ""):
-        if "\n" not in out:
-            return ""
-        out = out.split("\n", 1)[1]
-    return out
+    lines = text.rstrip().split("\n")
+    first = next((index for index, line in enumerate(lines) if line.strip()), len(lines))
+    return "\n".join(lines[first:])

@@ -32,12 +32,12 @@ accumulate, and of several `respond_within` the shortest holds.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from fnmatch import fnmatchcase
 
+from mailbridge.core.folding import strip_accents
 from mailbridge.core.sla import PRIORITIES, parse_duration
 
 
@@ -416,8 +416,7 @@ def _strings(value: object, key: str, expected: str) -> list[str]:
 
 def _fold(text: str) -> str:
     """Lower-cased, without accents: "Perché" and "PERCHE" compare equal."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return strip_accents(text.casefold())
 
 
 _ACTIONS: dict[str, Callable[[object, str], object]] = {

@@ -184,7 +184,11 @@ class StaffMessage:
 
 
 _COMMAND_LINE = re.compile(r"#([A-Za-z]+)\b[ \t]*(.*)")
+# "#note" words at the start of a line: the text after each is read as the next line, so
+# "#note #note … x" is that many notes and then "x", found here in one pass.
+_NOTES = re.compile(r"(?:#[Nn][Oo][Tt][Ee]\b\s*)+")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+# Bounded repeats: a long argument fails after at most 64 + 255 steps, wherever it stops.
 _MEMBER = re.compile(r"[^@\s<>]{1,64}(?:@[^@\s<>]{1,255})?")
 _LIST_SEPARATOR = re.compile(r"[\s,]+")
 _NAMES = re.compile(rf"{_NAME.pattern}(?:{_LIST_SEPARATOR.pattern}{_NAME.pattern})*,?")
@@ -224,17 +228,22 @@ def parse_commands(text: str) -> StaffMessage:
     index = 0
     while index < len(lines):
         line = lines[index].strip()
-        match = _COMMAND_LINE.fullmatch(line)
         if not line:
             index += 1
             continue
+        if notes := _NOTES.match(line):
+            commands.extend(Command("note") for _ in range(notes.group().count("#")))
+            rest = line[notes.end() :]
+            if rest:
+                lines[index] = rest  # the start of the note, or a command after "#note"
+            else:
+                index += 1
+            continue
+        match = _COMMAND_LINE.fullmatch(line)
         if not match:
             break
         index += 1
         name, argument = match.group(1).lower(), match.group(2).strip()
-        if name == "note" and argument:
-            lines.insert(index, argument)
-            argument = ""
         error = _command_error(name, argument)
         if error:
             errors.append(f"{line}: {error}")
