@@ -14,13 +14,17 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class ParseLimits:
-    """Size limits for what parse_message keeps; None means unlimited.
+    """Limits on what parse_message reads and keeps.
 
-    Sizes are decoded bytes for attachments and raw bytes for the whole message.
+    Sizes are decoded bytes for attachments and raw bytes for the whole message; None
+    means unlimited. Counts always apply: what lies beyond them is not read (the raw
+    message keeps it) and a defect says what was cut. Real mail stays far below them.
     """
 
     max_attachment_bytes: int | None = None
     max_message_bytes: int | None = None
+    max_parts: int = 1000  # MIME parts below the message
+    max_depth: int = 50  # levels of multipart and attached messages
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from email import policy
-from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
@@ -21,6 +20,7 @@ from mailbridge.core.mime_text import (
     html_to_texts,
     unsurrogate,
 )
+from mailbridge.core.mime_tree import read_tree
 from mailbridge.core.parts import Body, walk
 from mailbridge.core.parts import message_id as _message_id
 from mailbridge.core.reply_trim import trim_reply
@@ -38,8 +38,6 @@ _BODY_SPLIT_RE = re.compile(rb"\r?\n\r?\n")
 _ADDR_SPEC_RE = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
 _ADDR_SCAN_RE = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _MAX_HEADER_VALUES = 50  # a header repeated thousands of times is an attack, not mail
-# Fed in chunks, the parser never holds a second full-size copy of a big message.
-_FEED_CHUNK = 1 << 20
 
 
 def normalize_subject(subject: str) -> str:
@@ -83,12 +81,15 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     defect says so.
     """
     defects: list[str] = []
+    limits = limits or ParseLimits()
     try:
-        msg = _parse_bytes(raw)
+        msg, cut = read_tree(raw, limits)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
+    if cut is not None:
+        defects.append(cut)
     headers = _read_headers(msg, defects)
-    body = Body(limits=limits or ParseLimits())
+    body = Body(limits=limits)
     cap = body.limits.max_message_bytes
     if cap is not None and len(raw) > cap:
         body.skip_all = f"message over the size limit of {cap} bytes"
@@ -100,14 +101,6 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     defects.extend(body.defects)
     defects.extend(_safe(lambda: _stdlib_defects(msg), [], defects, "defects unreadable"))
     return _assemble(msg, headers, body, defects)
-
-
-def _parse_bytes(raw: bytes) -> Message:
-    parser = BytesFeedParser(policy=policy.compat32)
-    view = memoryview(raw)
-    for start in range(0, len(raw), _FEED_CHUNK):
-        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
-    return parser.close()
 
 
 def _assemble(
