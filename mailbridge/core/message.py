@@ -25,6 +25,10 @@ class ParseLimits:
     max_message_bytes: int | None = None
     max_parts: int = 1000  # MIME parts below the message
     max_depth: int = 50  # levels of multipart and attached messages
+    max_tnef_attributes: int = 2000  # in a winmail.dat, with the messages embedded in it
+    max_tnef_attachments: int = 250
+    max_tnef_properties: int = 20_000  # MAPI property values
+    max_tnef_depth: int = 4  # messages embedded in messages in a winmail.dat
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,7 +140,7 @@ def _tnef(data: bytes, filename: str | None, body: Body) -> None:
 
     When it cannot be unpacked it stays an attachment, so nothing is lost.
     """
-    content = unpack_tnef(data)
+    content = unpack_tnef(data, body.limits)
     body.defects.extend(content.defects)
     if not content.files and not content.text and not content.html:
         kept, reason = limited(body, data, len(data))
