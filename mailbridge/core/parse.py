@@ -11,6 +11,7 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Any
 
+from mailbridge.core.html_strip import strip_tags, visible_length
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits
 from mailbridge.core.mime_text import (
@@ -144,9 +145,22 @@ def _body_text(body: Body, html: str | None, defects: list[str]) -> tuple[str, s
         converted = _safe(
             lambda: html_to_texts(html), HtmlText("", ""), defects, "HTML could not be converted"
         )
-        return converted.text, converted.quoted
+        return _or_stripped(converted, html, defects)
     text = "\n".join(body.tnef_text)
     return text, text
+
+
+def _or_stripped(converted: HtmlText, html: str, defects: list[str]) -> tuple[str, str]:
+    """The converted HTML, unless it shows clearly less than the HTML holds (libxml2 stops
+    reading at a depth limit, and what lies deeper would be lost without a word): then the
+    text between its tags, with a defect."""
+    stripped = strip_tags(html)
+    seen, held = visible_length(converted.text), visible_length(stripped)
+    if held == 0 or seen * 2 >= held:
+        return converted.text, converted.quoted
+    defects.append(f"HTML converted to {seen} of its {held} visible characters (nested too "
+                   "deep, or malformed): text taken by removing its tags")
+    return stripped, stripped
 
 
 def _safe(compute: Any, default: Any, defects: list[str], note: str) -> Any:
