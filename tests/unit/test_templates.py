@@ -179,6 +179,10 @@ ESCAPES = [
     "{{ '{:>999999999}'.format(1) }}",
     "{{ '{:{w}}'.format(1, w=999999999) }}",
     "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
+    # Loops over a value count their turns too: no lookup, call or operator inside.
+    "{% set t = subject * 200 %}{% for a in t %}{% for b in t %}{% endfor %}{% endfor %}",
+    "{% for a in links %}{% for b in subject * 300 %}{% for c in subject * 300 %}{% endfor %}"
+    "{% endfor %}{% endfor %}",
     "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
     "{% endfor %}{{ ns.s|length }}",
     "{% macro grow(s, n) %}{{ grow(s ~ s, n - 1) if n else s|length }}{% endmacro %}"
