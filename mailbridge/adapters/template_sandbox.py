@@ -138,6 +138,23 @@ def _bounded_filter(function: Callable[..., Any], printf: bool) -> Callable[...,
     return bounded
 
 
+def _bounded_replace(function: Callable[..., Any]) -> Callable[..., Any]:
+    """|replace, refused before it runs when the result would outgrow _MAX_SIZE: replacing
+    "" inserts the new text between every two characters of a customer's."""
+
+    @functools.wraps(function)  # keeps Jinja's pass_eval_context marker
+    def bounded(eval_ctx: Any, value: Any, old: Any, new: Any, count: int | None = None) -> Any:
+        text, old_text, new_text = str(value), str(old), str(new)
+        hits = text.count(old_text) if old_text else len(text) + 1
+        if count is not None and count >= 0:
+            hits = min(hits, count)
+        if len(text) + hits * (len(new_text) - len(old_text)) > _MAX_SIZE:
+            raise SecurityError(f"the result would be longer than {_MAX_SIZE} characters")
+        return function(eval_ctx, value, old, new, count)
+
+    return bounded
+
+
 def _quote(text: object) -> str:
     return "\n".join(f"> {line}".rstrip() for line in str(text).split("\n"))
 
@@ -162,6 +179,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         bounded = ("center", "indent", "slice", "batch", "wordwrap", "truncate", "format", "join")
         for name in bounded:
             self.filters[name] = _bounded_filter(self.filters[name], printf=name == "format")
+        self.filters["replace"] = _bounded_replace(self.filters["replace"])
         self.filters["quote"] = _quote
         self.globals[_COUNTED_LOOP] = _counted_loop
 
