@@ -515,6 +515,10 @@ class StaffConfig(_Section):
         return self
 
 
+PARSE_TIMEOUT_FLOOR, PARSE_TIMEOUT_CEILING = timedelta(seconds=1), timedelta(seconds=60)
+PARSE_MEMORY_FLOOR = 100_000_000  # the parser's own structures for a large mail need this
+
+
 class TicketsConfig(_Section):
     tag_prefix: str = Field(default="#", pattern=r"^[A-Za-z#-]{1,16}$")
     number_start: int = Field(default=1000, ge=1)
@@ -533,6 +537,25 @@ class TicketsConfig(_Section):
     # the raw message keeps every byte either way.
     max_attachment_size: ByteSize | None = 25_000_000
     max_message_size: ByteSize | None = 50_000_000
+    # Each message is parsed in a worker process under this budget; one over it is stopped
+    # and quarantined at once. It holds the processing turn meanwhile, so the ceiling keeps
+    # a hostile message from holding up the rest for long.
+    parse_timeout: Duration = timedelta(seconds=10)
+    parse_memory: ByteSize = 1_000_000_000  # beyond what the worker holds before a message
+
+    @field_validator("parse_timeout")
+    @classmethod
+    def _parse_timeout_range(cls, value: timedelta) -> timedelta:
+        if not PARSE_TIMEOUT_FLOOR <= value <= PARSE_TIMEOUT_CEILING:
+            raise ValueError("a duration from 1s to 60s")
+        return value
+
+    @field_validator("parse_memory")
+    @classmethod
+    def _parse_memory_floor(cls, value: int) -> int:
+        if value < PARSE_MEMORY_FLOOR:
+            raise ValueError("a size of at least 100MB")
+        return value
 
 
 TAKEOVER_FLOOR = timedelta(seconds=3)

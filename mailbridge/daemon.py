@@ -36,7 +36,7 @@ from mailbridge.faq_files import load_index
 from mailbridge.jobs.escalate import next_due, sweep
 from mailbridge.jobs.leases import Keeper, LeaseLost
 from mailbridge.jobs.outbox import SendReport, bring_forward, send_pending, smtp_settings
-from mailbridge.jobs.process import ProcessReport, process_pending
+from mailbridge.jobs.process import ProcessReport, new_preparer, process_pending
 from mailbridge.jobs.retention import purge
 from mailbridge.oauth import SignInRequired, TokenProvider, TokenProviders
 from mailbridge.polling import (
@@ -99,6 +99,7 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._given_keeper = keeper  # who this instance is among several; default: the process
+        self.preparer = new_preparer(app)  # its parse worker lives as long as a run
         self.pollers = Pollers(app, imap_factory=imap_factory, health=self.health,
                                metrics=self.metrics, outage=self.outage, stopping=self._stop,
                                process=self._process, spawn=self._spawn, tokens=self.tokens)
@@ -114,7 +115,11 @@ class Daemon:
                 await self._fetch_once(keeper, mailbox, report)
         finally:
             await asyncio.to_thread(keeper.retire)
-        report.processed = await asyncio.to_thread(process_pending, self.app)
+        try:  # the parse worker starts with the first message to parse, if there is one
+            report.processed = await asyncio.to_thread(process_pending, self.app,
+                                                       preparer=self.preparer)
+        finally:
+            await asyncio.to_thread(self.preparer.close)
         report.escalated = await asyncio.to_thread(sweep, self.app)
         report.sent = await send_pending(self.app, self.smtp)
         return report
@@ -203,6 +208,7 @@ class Daemon:
         self._scheduler = scheduler
         self.health.set("scheduler", "running")
         self.health.set("smtp", "idle")
+        await asyncio.to_thread(self.preparer.start)  # the parse worker, before any mail
         try:
             await self._process()  # whatever a previous run stored but did not finish
         except Exception as exc:  # noqa: BLE001 - the pollers process it once they can
@@ -227,6 +233,7 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
             await self.pollers.retire()
+            await asyncio.to_thread(self.preparer.close)  # nothing is processed any more
             # The sender is not cancelled mid-send (a mail accepted but not yet marked would
             # go out twice): it makes one last pass and returns, or is cut off after a grace.
             self._draining.set()
@@ -306,7 +313,8 @@ class Daemon:
 
     async def _process(self) -> None:
         async with self._process_lock:
-            report = await asyncio.to_thread(process_pending, self.app, self._stop.is_set)
+            report = await asyncio.to_thread(process_pending, self.app, self._stop.is_set,
+                                             self.preparer)
         if report.processed or report.ignored:
             self._outbox_wakeup.set()
             await self._wake_at_next_due()  # a new ticket may fall due before the interval

@@ -1,8 +1,9 @@
 """The Jinja2 sandbox templates render in: immutable, with bounded work per render.
 
 Templates are operator-edited and every value may be customer text, so the environment
-refuses ``|safe`` and ``{% autoescape false %}``, counts lookups, calls and loop turns, and
-stops a render whose output or intermediate values grow past fixed limits.
+refuses ``|safe`` and ``{% autoescape false %}``, counts lookups, calls, operators and the
+turns of every loop, and stops a render whose output or intermediate values grow past fixed
+limits.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from jinja2 import BaseLoader, StrictUndefined, Template
+from jinja2 import BaseLoader, StrictUndefined, Template, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -24,6 +25,7 @@ _MAX_SIZE = 1_000_000  # characters of output, or length of any string or list b
 _MAX_COUNT = 10_000  # a range, or a width or count given to a filter
 _MAX_STEPS = 200_000  # lookups, calls, operators and loop turns
 _steps_left: ContextVar[list[int] | None] = ContextVar("template_steps_left", default=None)
+_COUNTED_LOOP = "_counted_loop"  # the global every {% for %} iterates through
 _PRINTF_SPEC = re.compile(r"%[^a-zA-Z%]*")
 _BRACE_SPEC = re.compile(r"\{[^{}]*:[^{}]*(?:\d{5}|\{)")  # "{:>99999}", "{:{width}}"
 
@@ -93,6 +95,12 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
         _check_printf(left)
 
 
+def _counted_loop(items: Any) -> Iterator[Any]:
+    for item in items:
+        _step()
+        yield item
+
+
 class _CountedRange:
     """range() for templates: bounded in length, and each turn counts as a step."""
 
@@ -130,6 +138,23 @@ def _bounded_filter(function: Callable[..., Any], printf: bool) -> Callable[...,
     return bounded
 
 
+def _bounded_replace(function: Callable[..., Any]) -> Callable[..., Any]:
+    """|replace, refused before it runs when the result would outgrow _MAX_SIZE: replacing
+    "" inserts the new text between every two characters of a customer's."""
+
+    @functools.wraps(function)  # keeps Jinja's pass_eval_context marker
+    def bounded(eval_ctx: Any, value: Any, old: Any, new: Any, count: int | None = None) -> Any:
+        text, old_text, new_text = str(value), str(old), str(new)
+        hits = text.count(old_text) if old_text else len(text) + 1
+        if count is not None and count >= 0:
+            hits = min(hits, count)
+        if len(text) + hits * (len(new_text) - len(old_text)) > _MAX_SIZE:
+            raise SecurityError(f"the result would be longer than {_MAX_SIZE} characters")
+        return function(eval_ctx, value, old, new, count)
+
+    return bounded
+
+
 def _quote(text: object) -> str:
     return "\n".join(f"> {line}".rstrip() for line in str(text).split("\n"))
 
@@ -154,7 +179,19 @@ class Sandbox(ImmutableSandboxedEnvironment):
         bounded = ("center", "indent", "slice", "batch", "wordwrap", "truncate", "format", "join")
         for name in bounded:
             self.filters[name] = _bounded_filter(self.filters[name], printf=name == "format")
+        self.filters["replace"] = _bounded_replace(self.filters["replace"])
         self.filters["quote"] = _quote
+        self.globals[_COUNTED_LOOP] = _counted_loop
+
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
+        """Every {% for %} iterates through _counted_loop, each turn a step: two nested
+        loops over a customer's text would otherwise run for hours (a 3,000-character
+        text: 9 million turns, 1.7 s) without a lookup, call or operator to count."""
+        for loop in source.find_all(nodes.For):
+            counted = nodes.Call(nodes.Name(_COUNTED_LOOP, "load"), [loop.iter], [], None, None)
+            loop.iter = counted.set_lineno(loop.lineno)
+        return str(super()._generate(source, name, filename, defer_init))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         _step()

@@ -31,7 +31,8 @@ from itertools import accumulate
 
 from flufl.bounce import all_failures
 
-from mailbridge.core.mime_parser import parse_bytes
+from mailbridge.core.message import ParseLimits
+from mailbridge.core.mime_tree import read_tree
 
 CHECK_LENGTH = 10
 _RETURN_PATH = re.compile(r"(?P<base>.+)\+b(?P<id>\d{1,15})-(?P<check>[a-z2-7]{10,32})")
@@ -132,7 +133,7 @@ def return_path_valid(token: ReturnPathToken, key: str) -> bool:
 def read_bounce(raw: bytes) -> BounceReport:
     """What a bounce says about which recipients failed, and which mail it was."""
     try:
-        msg = parse_bytes(raw)
+        msg, _cut = read_tree(raw, ParseLimits())
         parts = list(msg.walk())
     except Exception:  # noqa: BLE001 - the email package on hostile input; report nothing
         return BounceReport((), (), "", standard=False)

@@ -30,13 +30,21 @@ def _utf8(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ParseLimits:
-    """Size limits for what parse_message keeps; None means unlimited.
+    """Limits on what parse_message reads and keeps.
 
-    Sizes are decoded bytes for attachments and raw bytes for the whole message.
+    Sizes are decoded bytes for attachments and raw bytes for the whole message; None
+    means unlimited. Counts always apply: what lies beyond them is not read (the raw
+    message keeps it) and a defect says what was cut. Real mail stays far below them.
     """
 
     max_attachment_bytes: int | None = None
     max_message_bytes: int | None = None
+    max_parts: int = 1000  # MIME parts below the message
+    max_depth: int = 50  # levels of multipart and attached messages
+    max_tnef_attributes: int = 2000  # in a winmail.dat, with the messages embedded in it
+    max_tnef_attachments: int = 250
+    max_tnef_properties: int = 20_000  # MAPI property values
+    max_tnef_depth: int = 4  # messages embedded in messages in a winmail.dat
 
 
 @dataclass(frozen=True, slots=True)

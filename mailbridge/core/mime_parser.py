@@ -1,4 +1,5 @@
-"""The standard library's MIME parser (compat32), with its two super-linear steps replaced.
+"""The standard library's MIME parser (compat32), with its two super-linear steps replaced
+(core.mime_tree builds the tree with them).
 
 - Header parameters: `Message.get_param` (charset, name, filename, boundary) splits a value
   at each ";" after counting the quotes before it once more: quadratic in a long
@@ -13,11 +14,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from email import feedparser, policy, utils
+from email import feedparser, utils
 from email.message import Message
 from typing import Any
 
-_FEED_CHUNK = 1 << 20  # fed in chunks, the parser never holds a second full-size copy
 _PARAM_MARKS = re.compile(r'[;"]')
 
 
@@ -63,19 +63,6 @@ class LinearMessage(Message):
         return utils.decode_params(params)
 
 
-POLICY = policy.compat32.clone(message_factory=LinearMessage)
-
-
-def parse_bytes(raw: bytes) -> Message:
-    """The MIME tree of `raw`, as `email.message_from_bytes` builds it."""
-    parser = feedparser.BytesFeedParser(policy=POLICY)
-    parser._input = _Lines()  # type: ignore[attr-defined]  # the buffer it reads lines from
-    view = memoryview(raw)
-    for start in range(0, len(raw), _FEED_CHUNK):
-        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
-    return parser.close()
-
-
 _Check = Callable[[str], object]
 _BLANK = r"\r\n|\r|\n"  # the feedparser's check that ends a delivery-status block
 _BOUNDARY = ("(?P<sep>", r")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$")
@@ -105,7 +92,7 @@ def _boundary(pattern: str) -> str | None:
     return None if separator.endswith((" ", "\t")) else separator[2:]
 
 
-class _Lines(feedparser.BufferedSubFile):  # type: ignore[name-defined,misc]  # no stub
+class Lines(feedparser.BufferedSubFile):  # type: ignore[name-defined,misc]  # no stub
     """The feedparser's line buffer, finding the end of a part by looking a line up.
 
     The feedparser pushes a check for each open multipart (its boundary) and for each

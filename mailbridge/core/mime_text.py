@@ -48,7 +48,7 @@ class _Converter:
 @lru_cache(maxsize=1)
 def _converter() -> _Converter:
     """inscriptis (and lxml under it), imported at first use: a process that never converts
-    HTML, such as the daemon while a second process parses, does not carry them."""
+    HTML, such as the daemon whose parse worker converts it, does not carry them."""
     from inscriptis import get_annotated_text, get_text  # type: ignore[import-untyped]
     from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
 

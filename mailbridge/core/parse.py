@@ -13,9 +13,9 @@ from itertools import islice
 from typing import Any
 
 from mailbridge.core.addresses import parse_address_list
+from mailbridge.core.html_strip import strip_tags, visible_length
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits
-from mailbridge.core.mime_parser import parse_bytes
 from mailbridge.core.mime_text import (
     HtmlText,
     decode_8bit,
@@ -23,6 +23,7 @@ from mailbridge.core.mime_text import (
     decode_header_value,
     html_to_texts,
 )
+from mailbridge.core.mime_tree import read_tree
 from mailbridge.core.parts import Body, walk
 from mailbridge.core.parts import message_id as _message_id
 from mailbridge.core.reply_trim import trim_reply
@@ -78,12 +79,15 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     defect says so.
     """
     defects: list[str] = []
+    limits = limits or ParseLimits()
     try:
-        msg = parse_bytes(raw)
+        msg, cut = read_tree(raw, limits)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
+    if cut is not None:
+        defects.append(cut)
     headers = _read_headers(msg, defects)
-    body = Body(limits=limits or ParseLimits())
+    body = Body(limits=limits)
     cap = body.limits.max_message_bytes
     if cap is not None and len(raw) > cap:
         body.skip_all = f"message over the size limit of {cap} bytes"
@@ -138,9 +142,22 @@ def _body_text(body: Body, html: str | None, defects: list[str]) -> tuple[str, s
         converted = _safe(
             lambda: html_to_texts(html), HtmlText("", ""), defects, "HTML could not be converted"
         )
-        return converted.text, converted.quoted
+        return _or_stripped(converted, html, defects)
     text = "\n".join(body.tnef_text)
     return text, text
+
+
+def _or_stripped(converted: HtmlText, html: str, defects: list[str]) -> tuple[str, str]:
+    """The converted HTML, unless it shows clearly less than the HTML holds (libxml2 stops
+    reading at a depth limit, and what lies deeper would be lost without a word): then the
+    text between its tags, with a defect."""
+    stripped = strip_tags(html)
+    seen, held = visible_length(converted.text), visible_length(stripped)
+    if held == 0 or seen * 2 >= held:
+        return converted.text, converted.quoted
+    defects.append(f"HTML converted to {seen} of its {held} visible characters (nested too "
+                   "deep, or malformed): text taken by removing its tags")
+    return stripped, stripped
 
 
 def _safe(compute: Any, default: Any, defects: list[str], note: str) -> Any:

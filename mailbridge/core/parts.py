@@ -41,6 +41,8 @@ def walk(part: Message, body: Body, *, in_related: bool = False) -> None:
         # delivery-status and friends parse as header blocks; they are data, not body
         body.attachments.append(_message_part(part, content_type, body))
         return
+    if part.get_payload() is None and content_type.startswith(("multipart/", "message/")):
+        return  # reading stopped at a cap before this part's contents (a defect says so)
     if part.is_multipart() and content_type != "message/rfc822":
         related = in_related or content_type == "multipart/related"
         for child in part.get_payload():
@@ -138,7 +140,7 @@ def _tnef(data: bytes, filename: str | None, body: Body) -> None:
 
     When it cannot be unpacked it stays an attachment, so nothing is lost.
     """
-    content = unpack_tnef(data)
+    content = unpack_tnef(data, body.limits)
     body.defects.extend(content.defects)
     if not content.files and not content.text and not content.html:
         kept, reason = limited(body, data, len(data))

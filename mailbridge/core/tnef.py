@@ -9,7 +9,9 @@ from typing import Any
 from striprtf.striprtf import rtf_to_text
 from tnefparse import TNEF  # type: ignore[import-untyped]
 
+from mailbridge.core.message import ParseLimits
 from mailbridge.core.mime_text import decode_bytes
+from mailbridge.core.tnef_guard import bounded_tnef
 
 TNEF_CONTENT_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 TNEF_SIGNATURE = b"\x78\x9f\x3e\x22"  # 0x223E9F78, little-endian
@@ -60,9 +62,12 @@ def is_tnef(content_type: str, filename: str | None, data: bytes) -> bool:
     return content_type == "application/octet-stream" and data.startswith(TNEF_SIGNATURE)
 
 
-def unpack_tnef(data: bytes) -> TnefContent:
-    """The files and body inside TNEF bytes. Never raises: failures become defects."""
+def unpack_tnef(data: bytes, limits: ParseLimits | None = None) -> TnefContent:
+    """The files and body inside TNEF bytes, read within the counts of `limits`. Never
+    raises: failures, and what the counts cut, become defects."""
     content = TnefContent()
+    data, cuts = bounded_tnef(data, limits or ParseLimits())
+    content.defects.extend(cuts)
     try:
         tnef = TNEF(data, do_checksum=False)
     except Exception as exc:  # tnefparse raises struct, value and assertion errors alike

@@ -1,39 +1,34 @@
-"""Parse and classify stored messages, in a second process while this one writes tickets.
+"""Parse and classify stored messages, each within a budget of time and memory.
 
-parse_message and classify are pure: bytes and configuration in, plain data out. In a long
-pass (a backlog, a burst) a second process prepares the next messages while this one does
-their database work, so the two halves use two cores. It starts only for a pass with
-PARALLEL_FROM messages or more waiting (starting it and loading its language model takes
-most of a second) and for messages that failed before, and it ends with the pass. A pass of
-a few messages, the daemon's usual case, parses here as before.
+parse_message and classify are pure: bytes and configuration in, plain data out. They run in
+a worker process (jobs.parse_worker), one message at a time, so that a message that would
+keep them busy for minutes, or fill memory, can be stopped: past `Budget.seconds` the worker
+is killed, the message gets OverBudget (quarantined at once: another try would cost the
+same) and a fresh worker, a fork of a preloaded server, takes the next one. While this
+process writes one message's ticket, the worker already prepares the next planned one.
 
 Whichever process prepares a message, the caller gets what preparing it here would give:
-the result, or the exception parse or classify raised. When the other process dies, the
-message the caller asks for next is prepared again alone in a fresh one: if that dies too,
-this message alone gets ParserCrashed (and is retried, then quarantined, like any failure);
-otherwise it gets its result and the search goes on, one message per task.
+the result, or the exception parse or classify raised. A worker that dies while preparing a
+message gets one more try at it alone, in a fresh worker: if that dies too, the message gets
+ParserCrashed (retried on later passes, then quarantined, like any failure). Where no worker
+can run at all, messages are prepared in this process, without a budget, and the log says so.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import pickle
-import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from types import TracebackType
 
 from mailbridge.core.classify import Identity, classify
-from mailbridge.core.language import load_model
 from mailbridge.core.message import ParsedMessage, ParseLimits, Verdict
 from mailbridge.core.parse import parse_message
+from mailbridge.jobs.parse_worker import OverMemory, ParseWorker, WorkerGone
 
 log = logging.getLogger(__name__)
-
-PARALLEL_FROM = 300  # messages waiting; fewer are parsed in this process
-CHUNK = 25  # messages per task: a task costs this process about 0.3 ms, whatever its size
 
 Prepared = tuple[ParsedMessage, Verdict]
 PrepareFunction = Callable[[bytes, ParseLimits, Identity], Prepared]
@@ -44,113 +39,100 @@ class ParserCrashed(Exception):
     """The process preparing this message ended while working on it."""
 
 
+class OverBudget(Exception):
+    """Preparing this message took more time or memory than its budget; the process doing
+    it was stopped. Another try would cost the same: the message is quarantined at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    seconds: float = 10.0  # wall-clock time to prepare one message
+    memory: int | None = None  # bytes a worker may take for a message, beyond its own
+
+
 def prepare(raw: bytes, limits: ParseLimits, identity: Identity) -> Prepared:
     parsed = parse_message(raw, limits)
     return parsed, classify(parsed, identity)
 
 
-def prepare_many(raws: Sequence[bytes], limits: ParseLimits, identity: Identity,
-                 function: PrepareFunction = prepare) -> list[_Outcome]:
-    """Runs in the other process: one outcome per message, so one failure spoils nothing."""
-    outcomes: list[_Outcome] = []
-    for raw in raws:
-        try:
-            outcomes.append((True, function(raw, limits, identity)))
-        except Exception as exc:  # noqa: BLE001 - the caller records it for this message
-            outcomes.append((False, _portable(exc)))
-    return outcomes
-
-
-def _start_worker() -> None:
-    """In the second process, before its first task. Ctrl-C and a service stop reach the
-    whole process group, but this process ends when its parent closes it, after the
-    message in hand. The language model is loaded at once, before the heap holds any
-    message."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    load_model()
-
-
-def _portable(exc: Exception) -> BaseException:
-    """exc itself if it survives the trip between processes, else a stand-in saying what
-    it was (an exception class whose constructor takes other arguments does not)."""
-    try:
-        copy = pickle.loads(pickle.dumps(exc))
-    except Exception:  # noqa: BLE001 - any failure to copy means: send a stand-in
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return copy if isinstance(copy, BaseException) else RuntimeError(str(exc))
+@dataclass(slots=True)
+class _InFlight:
+    inbound_id: int
+    raw: bytes
+    deadline: float  # time.monotonic()
 
 
 class Preparer:
-    """Prepares the messages of a pass, here or in a second process; see the module doc.
+    """Prepares messages in a worker; see the module doc. Long-lived: a daemon keeps one
+    (and its worker) from pass to pass.
 
-    `plan` names the messages about to be processed (and, read ahead, the next ones);
-    `result` returns a message's outcome, in whatever order the caller asks.
+    `plan` names the messages about to be processed, in order; `result` returns a
+    message's outcome, in whatever order the caller asks.
     """
 
-    def __init__(self, limits: ParseLimits, identity: Identity, *,
-                 parallel_from: int = PARALLEL_FROM, function: PrepareFunction = prepare,
-                 chunk: int = CHUNK) -> None:
-        self.limits, self.identity = limits, identity
-        self.parallel_from, self.chunk = parallel_from, chunk
+    def __init__(self, limits: ParseLimits, identity: Identity, budget: Budget = Budget(), *,
+                 function: PrepareFunction = prepare, isolated: bool = True) -> None:
+        self.limits, self.identity, self.budget = limits, identity, budget
         self._function = function
-        self._pool: ProcessPoolExecutor | None = None
-        self._unavailable = False  # a second process cannot run here: parse in this one
-        self._jobs: dict[int, tuple[Future[list[_Outcome]], int]] = {}
-        self._raws: dict[int, bytes] = {}  # of the jobs, to prepare them again after a crash
-        self._careful = False  # after a crash: one message per task, so a crash names one
+        self._worker = ParseWorker(budget.memory) if isolated else None
+        self._planned: list[tuple[int, bytes]] = []
+        self._in_flight: _InFlight | None = None
+        self._ready: dict[int, _Outcome] = {}  # answered before the caller asked
+        # One caller at a time: a daemon closing while a late pass still works waits for it.
+        self._lock = threading.RLock()
 
     @property
-    def parallel(self) -> bool:
-        return self._pool is not None
+    def isolated(self) -> bool:
+        """Whether messages are prepared in a worker, under the budget."""
+        return self._worker is not None
 
-    def start_parallel(self) -> None:
-        if self._pool is not None or self._unavailable:
-            return
-        try:
-            # spawn: a fresh interpreter that imports only the core; fork would copy this
-            # process's threads' locks and database connections.
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start_worker)
-        except OSError as exc:  # no semaphores (/dev/shm), no processes left, ...
-            self._give_up(exc)
-        else:
-            log.info("parsing in a second process")
+    def configure(self, limits: ParseLimits, identity: Identity, budget: Budget) -> None:
+        """Settings for the messages sent from now on (a new memory budget applies from
+        the next worker started)."""
+        with self._lock:
+            self.limits, self.identity, self.budget = limits, identity, budget
+            if self._worker is not None:
+                self._worker.memory_limit = budget.memory
+
+    def start(self) -> None:
+        """Start the worker now, rather than with the first message."""
+        with self._lock:
+            if self._worker is not None:
+                try:
+                    self._worker.start()
+                except OSError as exc:
+                    self._give_up(exc)
 
     def plan(self, messages: Sequence[tuple[int, bytes]]) -> None:
-        """Start preparing these messages in the other process, when it runs; jobs for
-        messages not named again are dropped."""
-        if self._pool is None:
-            return
-        wanted = {inbound_id for inbound_id, _ in messages}
-        stale = {self._jobs.pop(i)[0] for i in list(self._jobs) if i not in wanted}
-        for inbound_id in self._raws.keys() - wanted:
-            del self._raws[inbound_id]
-        for future in stale - {future for future, _ in self._jobs.values()}:
-            future.cancel()  # not yet started: no work wasted on it
-        self._submit([(i, raw) for i, raw in messages if i not in self._jobs])
+        with self._lock:
+            self._planned = list(messages)
+            wanted = {inbound_id for inbound_id, _ in messages}
+            self._ready = {i: outcome for i, outcome in self._ready.items() if i in wanted}
+            if self._in_flight is not None and self._in_flight.inbound_id not in wanted:
+                self._stop_in_flight()  # read ahead for nothing: a fork costs less than waiting
+            self._read_ahead()
 
     def result(self, inbound_id: int, raw: bytes) -> Prepared:
         """The message's parse and verdict; raises what preparing it raised."""
-        if self._pool is not None and inbound_id not in self._jobs:
-            self._submit([(inbound_id, raw)])
-        job = self._jobs.pop(inbound_id, None)
-        self._raws.pop(inbound_id, None)
-        if job is None:  # parsing here
+        with self._lock:
+            self._planned = [(i, r) for i, r in self._planned if i != inbound_id]
+            outcome = self._ready.pop(inbound_id, None)
+            if outcome is None and self._worker is not None:
+                outcome = self._from_worker(inbound_id, raw)
+            if outcome is not None:
+                self._read_ahead()
+        if outcome is None:  # no worker: here
             return self._function(raw, self.limits, self.identity)
-        future, index = job
-        try:
-            outcome = future.result()[index]
-        except BrokenProcessPool:
-            outcome = self._alone(inbound_id, raw)
         return _unpack(outcome)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        self._jobs.clear()
-        self._raws.clear()
+        with self._lock:
+            if self._in_flight is not None:
+                self._stop_in_flight()
+            if self._worker is not None:
+                self._worker.close()
+            self._planned.clear()
+            self._ready.clear()
 
     def __enter__(self) -> Preparer:
         return self
@@ -159,91 +141,110 @@ class Preparer:
                  traceback: TracebackType | None) -> None:
         self.close()
 
-    def _submit(self, messages: Sequence[tuple[int, bytes]]) -> None:
-        size = 1 if self._careful else self.chunk
-        for start in range(0, len(messages), size):
-            part = messages[start:start + size]
-            future = self._send([raw for _, raw in part])
-            if future is None:
-                return  # given up: result() parses them here
-            for index, (inbound_id, raw) in enumerate(part):
-                self._jobs[inbound_id] = (future, index)
-                self._raws[inbound_id] = raw
-
-    def _send(self, raws: list[bytes]) -> Future[list[_Outcome]] | None:
-        """The task, or None when no second process can be started."""
-        if self._pool is None:
+    def _from_worker(self, inbound_id: int, raw: bytes) -> _Outcome | None:
+        """The outcome from the worker, or None when no worker can run."""
+        flight = self._in_flight
+        if flight is not None and flight.inbound_id != inbound_id:
+            self._ready[flight.inbound_id] = self._await(flight)  # kept for when it is asked
+            if inbound_id in self._ready:
+                return self._ready.pop(inbound_id)
+        if self._in_flight is None and not self._send(inbound_id, raw):
             return None
-        try:
-            return self._pool.submit(prepare_many, raws, self.limits, self.identity,
-                                     self._function)
-        except BrokenProcessPool:  # it died while idle: a new one, with what it held
-            waiting = [(i, self._raws[i]) for i in self._jobs]
-            self._restart()
-            self._submit(waiting)
-            return self._send(raws)
-        except OSError as exc:  # starting the process failed
-            self._give_up(exc)
-            return None
+        assert self._in_flight is not None
+        return self._await(self._in_flight)
 
-    def _alone(self, inbound_id: int, raw: bytes) -> _Outcome:
-        """The other process died with this message in its queue: prepare it alone in a
-        fresh one. If that dies too (and one given nothing to do does not), this message
-        is the cause. Either way the rest go on, one per task from now, so that another
-        crash names its message at once."""
-        waiting = [(i, self._raws[i]) for i in self._jobs]
-        self._restart()
-        self._careful = True
+    def _send(self, inbound_id: int, raw: bytes) -> bool:
+        """Hand the message to the worker (a fresh one if it died idle); False when no
+        worker can be started."""
+        if self._worker is None:
+            return False
+        request = (self._function, (raw, self.limits, self.identity))
         try:
-            outcome = _outcome_of(self._send([raw]))
-        except BrokenProcessPool:
-            self._restart()
-            if not _runs(self._send([])):
-                self._give_up(RuntimeError("the second process ends even with nothing to do"))
-                outcome = None
-            else:
-                log.error("message %d: the parsing process ended while preparing it",
-                          inbound_id)
-                outcome = (False, ParserCrashed(
-                    "the parsing process ended unexpectedly while preparing this message"))
-        if outcome is None:  # no second process any more: here, as before
             try:
-                outcome = (True, self._function(raw, self.limits, self.identity))
-            except Exception as exc:  # noqa: BLE001 - the caller records it for this message
-                outcome = (False, exc)
-        self._submit(waiting)
+                self._worker.send(request)
+            except WorkerGone:  # it ended while idle: a fresh one
+                self._worker.send(request)
+        except (OSError, WorkerGone) as exc:
+            self._give_up(exc)
+            return False
+        self._in_flight = _InFlight(inbound_id, raw, time.monotonic() + self.budget.seconds)
+        return True
+
+    def _await(self, flight: _InFlight, *, again: bool = False) -> _Outcome:
+        assert self._worker is not None
+        try:
+            outcome = self._worker.receive(flight.deadline - time.monotonic())
+        except WorkerGone:
+            self._in_flight = None
+            return self._crashed(flight) if again else self._alone(flight)
+        self._in_flight = None
+        if outcome is None:
+            self._worker.kill()
+            log.error("message %d: parsing it took longer than %g s; the parsing process was "
+                      "stopped", flight.inbound_id, self.budget.seconds)
+            return False, OverBudget(f"parsing took longer than {self.budget.seconds:g} s "
+                                     "([tickets] parse_timeout): the parser was stopped")
+        if not outcome[0] and isinstance(outcome[1], OverMemory):
+            self._worker.kill()  # it exits by itself; this reaps it
+            log.error("message %d: parsing it needed more memory than the parsing process "
+                      "may use; that process was stopped", flight.inbound_id)
+            return False, OverBudget(f"{outcome[1]} ([tickets] parse_memory)")
         return outcome
 
-    def _restart(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-        self._jobs.clear()
-        self._raws.clear()
-        self.start_parallel()
+    def _alone(self, flight: _InFlight) -> _Outcome:
+        """The worker died preparing this message: once more, in a fresh one."""
+        if not self._send(flight.inbound_id, flight.raw):
+            return self._here(flight.raw)
+        assert self._in_flight is not None
+        return self._await(self._in_flight, again=True)
+
+    def _crashed(self, flight: _InFlight) -> _Outcome:
+        """A fresh worker died on this message too. If one also dies on an empty message,
+        workers cannot run here at all: this process prepares the messages from now on."""
+        if not self._answers_empty():
+            self._give_up(RuntimeError("the parsing process ends even on an empty message"))
+            return self._here(flight.raw)
+        log.error("message %d: the parsing process ended while preparing it", flight.inbound_id)
+        return False, ParserCrashed(
+            "the parsing process ended unexpectedly while preparing this message")
+
+    def _answers_empty(self) -> bool:
+        if not self._send(0, b"") or self._in_flight is None or self._worker is None:
+            return False
+        flight, self._in_flight = self._in_flight, None
+        try:
+            return self._worker.receive(flight.deadline - time.monotonic()) is not None
+        except WorkerGone:
+            return False
+
+    def _here(self, raw: bytes) -> _Outcome:
+        try:
+            return True, self._function(raw, self.limits, self.identity)
+        except Exception as exc:  # noqa: BLE001 - the caller records it for this message
+            return False, exc
+
+    def _read_ahead(self) -> None:
+        """Give the idle worker the next planned message, to prepare while this process
+        writes the one before it."""
+        if self._worker is None or self._in_flight is not None:
+            return
+        for inbound_id, raw in self._planned:
+            if inbound_id not in self._ready:
+                self._send(inbound_id, raw)
+                return
+
+    def _stop_in_flight(self) -> None:
+        self._in_flight = None
+        if self._worker is not None:
+            self._worker.kill()
 
     def _give_up(self, exc: BaseException) -> None:
-        log.warning("cannot run a second process for parsing (%s); parsing in this one", exc)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-        self._unavailable = True
-        self._jobs.clear()
-        self._raws.clear()
-
-
-def _outcome_of(future: Future[list[_Outcome]] | None) -> _Outcome | None:
-    return None if future is None else future.result()[0]
-
-
-def _runs(future: Future[list[_Outcome]] | None) -> bool:
-    if future is None:
-        return False
-    try:
-        future.result()
-    except BrokenProcessPool:
-        return False
-    return True
+        log.error("cannot run a process for parsing (%s): parsing in this one, without a "
+                  "time or memory budget", exc)
+        if self._worker is not None:
+            self._worker.kill()
+        self._worker = None
+        self._in_flight = None
 
 
 def _unpack(outcome: _Outcome) -> Prepared:

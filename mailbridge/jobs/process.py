@@ -5,8 +5,9 @@ message runs in its own savepoint, so a failing message undoes only its own work
 whose processing raises is retried a bounded number of times, then quarantined with its
 reason; it never blocks the messages behind it (invariant 4). Attempts are counted and
 committed before work starts, so even a message that kills the process is eventually set
-aside. Parsing and classifying may run in a second process (jobs.prepare) for long passes
-and for messages that failed before.
+aside. Parsing and classifying run in a worker process under a budget (jobs.prepare): a
+message over it is quarantined at once, and the worker prepares the next message while this
+process writes the one before.
 
 Processing is serialized, across instances too: on SQLite by `BEGIN IMMEDIATE`, on
 PostgreSQL by a transaction-level advisory lock taken before the batch is claimed and held
@@ -23,7 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Row, Select, func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
@@ -33,7 +34,7 @@ from mailbridge.db.outage import database_outage
 from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
 from mailbridge.jobs.apply import Outcome, apply_message
-from mailbridge.jobs.prepare import Preparer
+from mailbridge.jobs.prepare import Budget, OverBudget, Preparer
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,18 @@ class ProcessReport:
     acknowledged: int = 0
 
 
-def process_pending(app: App, stopping: Callable[[], bool] = lambda: False) -> ProcessReport:
+def process_pending(app: App, stopping: Callable[[], bool] = lambda: False,
+                    preparer: Preparer | None = None) -> ProcessReport:
     """Work through every new message; suspects (tried before) go one at a time. Between
-    batches, `stopping()` can end the pass early: the rest waits for the next one."""
+    batches, `stopping()` can end the pass early: the rest waits for the next one.
+    `preparer` (and its worker) may be kept from pass to pass; without one, the pass starts
+    its own and ends it."""
     totals: dict[str, int] = dict.fromkeys(ProcessReport.__dataclass_fields__, 0)
     tried: set[int] = set()  # a message that failed waits for the next pass, not this one
-    with Preparer(app.parse_limits, app.identity) as preparer:
+    own = preparer is None
+    preparer = preparer or new_preparer(app)
+    preparer.configure(app.parse_limits, app.identity, parse_budget(app))
+    try:
         while not stopping():
             done = _process_batch(app, preparer, lambda: _claim(app, tried))
             if done is None:
@@ -65,7 +72,20 @@ def process_pending(app: App, stopping: Callable[[], bool] = lambda: False) -> P
             for counts in done:
                 for key, value in counts.items():
                     totals[key] += value
+    finally:
+        if own:
+            preparer.close()
     return ProcessReport(**totals)
+
+
+def new_preparer(app: App) -> Preparer:
+    """A Preparer with the configured limits and budget; call close() when done."""
+    return Preparer(app.parse_limits, app.identity, parse_budget(app))
+
+
+def parse_budget(app: App) -> Budget:
+    tickets = app.config.tickets
+    return Budget(tickets.parse_timeout.total_seconds(), tickets.parse_memory)
 
 
 def _claim(app: App, tried: set[int]) -> Sequence[int]:
@@ -194,31 +214,18 @@ def _load(session: Session, batch: Sequence[int]) -> Sequence[InboundMessage]:
 
 
 def _plan(session: Session, preparer: Preparer, loaded: Sequence[InboundMessage]) -> None:
-    """Parse in a second process when many messages wait, or when one failed before (a
-    crash there costs only that process); hand it this batch and, read ahead, the next."""
-    if not loaded:
+    """Hand the worker this batch and, read ahead, the first message of the next one: it
+    prepares each message while this process writes the one before."""
+    if not loaded or not preparer.isolated:
         return
-    if not preparer.parallel:
-        tried_before = any(inbound.attempts > 1 for inbound in loaded)  # counted at claim
-        if tried_before or len(loaded) + _waiting(session) >= preparer.parallel_from:
-            preparer.start_parallel()
-    if preparer.parallel:
-        ahead = session.execute(
-            _fresh().with_only_columns(InboundMessage.id, InboundMessage.raw)
-            .where(InboundMessage.id > loaded[-1].id).order_by(InboundMessage.id).limit(BATCH)
-        )
-        preparer.plan([(inbound.id, inbound.raw) for inbound in loaded]
-                      + [(inbound_id, raw) for inbound_id, raw in ahead])
-
-
-def _fresh() -> Select[int]:
-    return select(InboundMessage.id).where(InboundMessage.state == "new",
-                                           InboundMessage.attempts == 0)
-
-
-def _waiting(session: Session) -> int:
-    """Messages not yet tried, beyond this batch (its attempts are counted already)."""
-    return session.scalar(select(func.count()).select_from(_fresh().subquery())) or 0
+    ahead = session.execute(
+        select(InboundMessage.id, InboundMessage.raw)
+        .where(InboundMessage.state == "new", InboundMessage.attempts == 0,
+               InboundMessage.id > loaded[-1].id)
+        .order_by(InboundMessage.id).limit(1)
+    )
+    preparer.plan([(inbound.id, inbound.raw) for inbound in loaded]
+                  + [(inbound_id, raw) for inbound_id, raw in ahead])
 
 
 _Result = tuple[InboundMessage, "str | None", "Outcome | BaseException"]
@@ -270,15 +277,17 @@ def _record_failure_alone(app: App, inbound_id: int, exc: BaseException) -> dict
 
 
 def _store_failure(app: App, inbound: InboundMessage, exc: BaseException) -> None:
+    """Record why; quarantine after the last attempt, or at once when another attempt
+    would cost the same budget again."""
     inbound.last_error = describe_error(exc)
-    if inbound.attempts >= app.config.tickets.max_attempts:
+    if inbound.attempts >= app.config.tickets.max_attempts or isinstance(exc, OverBudget):
         inbound.state = "quarantined"
 
 
 def _log_failure(inbound_id: int, attempts: int, state: str, error: str,
                  exc: BaseException) -> dict[str, int]:
     if state == "quarantined":
-        log.error("message %d quarantined after %d attempts: %s", inbound_id, attempts, error)
+        log.error("message %d quarantined after %d attempt(s): %s", inbound_id, attempts, error)
         return {"failed": 1, "quarantined": 1}
     log.warning("message %d failed (attempt %d), will retry: %s",
                 inbound_id, attempts, error, exc_info=exc)

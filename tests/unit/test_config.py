@@ -324,3 +324,23 @@ def test_acknowledgement_limits_and_form_default_to_the_safe_side(tmp_path: Path
     assert tickets.ack_unauthenticated == "minimal"
     message = problem(tmp_path, MINIMAL + '\n[tickets]\nack_unauthenticated = "quoted"\n')
     assert "tickets.ack_unauthenticated" in message
+
+
+def test_the_parse_budget_has_defaults_and_bounds(tmp_path: Path) -> None:
+    tickets = load_config(write(tmp_path, MINIMAL), SECRETS).tickets
+    assert (tickets.parse_timeout, tickets.parse_memory) == (timedelta(seconds=10), 10**9)
+    text = MINIMAL + '\n[tickets]\nparse_timeout = "3s"\nparse_memory = "500MB"\n'
+    tickets = load_config(write(tmp_path, text), SECRETS).tickets
+    assert (tickets.parse_timeout, tickets.parse_memory) == (timedelta(seconds=3), 5 * 10**8)
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ('parse_timeout = "0s"', "tickets.parse_timeout: expected a duration from 1s to 60s"),
+    ('parse_timeout = "500ms"', "tickets.parse_timeout: expected a duration like"),
+    ('parse_timeout = "2m"', "tickets.parse_timeout: expected a duration from 1s to 60s"),
+    ('parse_timeout = "soon"', "tickets.parse_timeout: expected a duration like"),
+    ('parse_memory = "50MB"', "tickets.parse_memory: expected a size of at least 100MB"),
+    ('parse_memory = "lots"', "tickets.parse_memory: expected a size like"),
+])
+def test_a_bad_parse_budget_names_the_key(tmp_path: Path, line: str, expected: str) -> None:
+    assert expected in problem(tmp_path, MINIMAL + f"\n[tickets]\n{line}\n")

@@ -191,11 +191,17 @@ ESCAPES = [
     "{{ 'x'.ljust(999999999) }}",
     "{{ ('\\t' * 1000).expandtabs(9999) }}",
     "{{ ('x' * 100000).replace('x', 'y' * 1000) }}",
+    "{{ ((subject * 5000)|replace('', 'y' * 1000))|length }}",  # 100 MB built, 9 digits shown
     "{{ ('x' * 1000).join(['y'] * 100000) }}",
     "{{ (['x' * 100000] * 10000)|join }}",
     "{{ '{:>999999999}'.format(1) }}",
     "{{ '{:{w}}'.format(1, w=999999999) }}",
     "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
+    # Loops over a value count their turns too: no lookup, call or operator inside (17.6
+    # million turns, seconds, then "done" without them).
+    "{% set t = subject * 100 %}{% for a in t %}{% for b in t %}{% endfor %}{% endfor %}done",
+    "{% for a in links %}{% for b in subject * 50 %}{% for c in subject * 50 %}{% endfor %}"
+    "{% endfor %}{% endfor %}done",
     "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
     "{% endfor %}{{ ns.s|length }}",
     "{% macro grow(s, n) %}{{ grow(s ~ s, n - 1) if n else s|length }}{% endmacro %}"

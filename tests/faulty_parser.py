@@ -1,0 +1,37 @@
+"""A prepare function that fails on purpose, for tests of the parse worker (jobs.prepare).
+
+Workers import it by name to run it, so it imports nothing the worker has not loaded already:
+a fresh worker can call it at once.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mailbridge.core.classify import Identity
+from mailbridge.core.message import ParsedMessage, ParseLimits, Verdict
+from mailbridge.jobs.prepare import prepare
+
+CRASH = b"X-Test-Crash-Parser: yes"  # the process dies
+RAISE = b"X-Test-Raise: yes"  # an exception pickle cannot copy
+HANG = b"X-Test-Hang: yes"  # never returns
+HOARD = b"X-Test-Hoard: yes"  # takes all the memory it can
+
+
+class Unpicklable(Exception):
+    def __init__(self, code: int, text: str) -> None:  # pickle calls it with one argument
+        super().__init__(f"{code}: {text}")
+
+
+def faulty(raw: bytes, limits: ParseLimits, identity: Identity) -> tuple[ParsedMessage, Verdict]:
+    """prepare, except for a message carrying one of the headers above."""
+    if CRASH in raw:
+        os._exit(3)
+    if RAISE in raw:
+        raise Unpicklable(7, "cannot parse this")
+    while HANG in raw:
+        pass
+    if HOARD in raw:
+        hoard = [bytes(10**8) for _ in range(100)]  # 10 GB, far over any memory budget
+        del hoard
+    return prepare(raw, limits, identity)
