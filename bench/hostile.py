@@ -206,7 +206,9 @@ def _raise_limits(config: Path) -> None:
     """Generated senders share five domains: lift the acknowledgement limits, which would
     otherwise (rightly) suppress acknowledgements and leave nothing to measure."""
     text = config.read_text(encoding="utf-8")
-    config.write_text(text + "\n[tickets]\nack_limit_per_hour = 100000\n", encoding="utf-8")
+    config.write_text(text + "\n[tickets]\nack_limit_per_hour = 100000\n"
+                      "ack_domain_limit_per_hour = 100000\nack_mailbox_limit_per_hour = 100000\n",
+                      encoding="utf-8")
 
 
 def _append(server: ImapServer, mails: Iterator[tuple[str | None, bytes]],

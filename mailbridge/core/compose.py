@@ -56,6 +56,8 @@ _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _MAX_ID_LENGTH = 250
 _MAX_TEXT = 400  # characters of a subject or other free-text header
 _MAX_NAME = 80  # characters of a display name
+_MAX_TYPE_NAME = 127  # characters of a media type's type or subtype (RFC 6838)
+_MAX_FILENAME = 200  # characters of an attachment's name
 _LINE = 78  # RFC 5322's recommended line length
 _EW_LENGTH = 64  # of one encoded word: under RFC 2047's 75, leaving room for a header name
 _TOKEN = re.compile(r"\S+\s*")  # a word and the space after it
@@ -349,15 +351,19 @@ def _multipart(subtype: str, boundary: str, parts: list[str]) -> str:
 
 
 def _attachment_part(attachment: Attachment) -> str:
+    """The headers and body of one attachment. Its type, name and Content-ID come from
+    someone's mail: each is checked and bounded, so no header line outgrows what SMTP
+    servers take (998 octets)."""
     maintype, _, subtype = attachment.content_type.lower().partition("/")
     # multipart/* and message/* cannot be set from bytes; sent as opaque data instead.
-    valid = bool(_FIELD_NAME.fullmatch(maintype) and _FIELD_NAME.fullmatch(subtype))
+    valid = all(_FIELD_NAME.fullmatch(t) and len(t) <= _MAX_TYPE_NAME for t in (maintype, subtype))
     if not valid or maintype in ("multipart", "message"):
         maintype, subtype = "application", "octet-stream"
     filename = None
     if attachment.filename:
         # Only the final path component: a name like "../../x" means nothing to a reader.
-        filename = PurePosixPath(clean_header_text(attachment.filename).replace("\\", "/")).name
+        filename = _bounded_filename(PurePosixPath(
+            clean_header_text(attachment.filename).replace("\\", "/")).name)
     cid = _foreign_id(attachment.content_id) if attachment.content_id else None
     part = EmailMessage(policy=_POLICY)
     part.set_content(  # the headers; the body, which they do not depend on, follows
@@ -371,6 +377,16 @@ def _attachment_part(attachment: Attachment) -> str:
     del part["MIME-Version"]
     # RFC 2047/2231-encoded parameters: ASCII throughout.
     return part.as_string() + _base64_lines(attachment.payload)
+
+
+def _bounded_filename(name: str) -> str:
+    """At most _MAX_FILENAME characters, the extension kept: "report….pdf"."""
+    if len(name) <= _MAX_FILENAME:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem or len(extension) > 16:
+        return name[:_MAX_FILENAME - 1] + "…"
+    return f"{stem[:_MAX_FILENAME - len(extension) - 2]}….{extension}"
 
 
 def _base64_lines(data: bytes) -> str:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 ACK_TEMPLATE = "acknowledgement"
 FAQ_QUESTION_CHARS = 1000  # of the customer's own words, after the subject
+FAQ_SUBJECT_CHARS = 300  # ranking costs about 40 µs per subject character
 LIMIT_WINDOW = timedelta(hours=1)
 
 
@@ -224,7 +225,7 @@ def _offer_faq(case: AckCase, language: str) -> list[dict[str, object]]:
     parsed = case.parsed
     # What they wrote now, not the quoted history below it.
     own = (parsed.reply_text or parsed.text)[:FAQ_QUESTION_CHARS]
-    matches = suggest(case.app.config, index, parsed.subject, own, language)
+    matches = suggest(case.app.config, index, parsed.subject[:FAQ_SUBJECT_CHARS], own, language)
     if not matches:
         return []
     add_event(case.session, case.ticket, case.now, "faq_offered",

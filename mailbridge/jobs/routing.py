@@ -38,12 +38,14 @@ NO_DECISION = Decision()
 # Of the customer's own words, what rules read: what they say about their mood is near the
 # start, and a pasted log must not make every regular expression crawl through it.
 RULE_TEXT_CHARS = 4000
+RULE_SUBJECT_CHARS = 1000  # a subject is a line; a longer one is an attack, not a question
 
 
 def facts_for(parsed: ParsedMessage, mailbox: str, *, followup: bool = False,
               unanswered: int = 1, open_tickets: int = 1) -> Facts:
     """What the rules look at: the customer's own words (quoted history trimmed, the first
-    RULE_TEXT_CHARS)."""
+    RULE_TEXT_CHARS) and the subject's first RULE_SUBJECT_CHARS, so the operator's patterns
+    never see more than a bounded text."""
     recipients = [a.address for a in (*parsed.to, *parsed.cc)]
     for header in ("Delivered-To", "X-Original-To"):
         recipients += [value.strip() for value in parsed.headers.get(header.lower(), ())]
@@ -51,7 +53,7 @@ def facts_for(parsed: ParsedMessage, mailbox: str, *, followup: bool = False,
         sender=parsed.from_.address if parsed.from_ else "",
         mailbox=mailbox,
         recipients=tuple(dict.fromkeys(r for r in recipients if r)),
-        subject=parsed.subject,
+        subject=parsed.subject[:RULE_SUBJECT_CHARS],
         body=(parsed.reply_text or parsed.text)[:RULE_TEXT_CHARS],
         language=parsed.language,
         has_attachments=any(not a.inline for a in parsed.attachments),

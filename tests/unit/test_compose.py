@@ -355,6 +355,23 @@ def test_attachments_make_multipart_mixed() -> None:
     assert (odd.get_filename(), odd.get_content()) == ("fattura è.txt", b"\x00\xff")
 
 
+def test_an_attachment_from_hostile_mail_keeps_every_line_within_smtp_limits() -> None:
+    attached = (
+        Attachment("r" * 10_000 + ".pdf", "application/" + "x" * 5_000, 4, False,
+                   payload=b"%PDF"),
+        Attachment("s.png", "image/png", 3, True, content_id="c" * 5_000 + "@x", payload=b"PNG"),
+        Attachment("é" * 3_000, "text/plain", 1, False, payload=b"x"),
+    )
+    raw = build_message(outgoing(attachments=attached))
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    _, long_name, cid, accented = parse(raw).iter_parts()
+    assert long_name.get_content_type() == "application/octet-stream"
+    name = long_name.get_filename()
+    assert name is not None and len(name) == 200 and name.endswith("….pdf")
+    assert cid["Content-ID"] is None  # an id that cannot be written is left out
+    assert accented.get_filename() == "é" * 199 + "…"
+
+
 def test_text_with_attachment_but_no_html() -> None:
     attached = (Attachment("a.csv", "text/csv", 3, False, payload=b"a,b"),)
     parsed = parse(build_message(outgoing(attachments=attached)))

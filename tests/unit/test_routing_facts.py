@@ -6,7 +6,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 from mailbridge.core.parse import parse_message
-from mailbridge.jobs.routing import RULE_TEXT_CHARS, facts_for
+from mailbridge.jobs.routing import RULE_SUBJECT_CHARS, RULE_TEXT_CHARS, facts_for
 
 
 def raw(*, attachment: bool, inline_image: bool, body: str = "Hello, my card is blocked.") -> bytes:
@@ -46,3 +46,10 @@ def test_an_inline_image_is_not_an_attachment_and_long_bodies_are_cut() -> None:
                                         body="word " * 2000)), "support")
     assert not facts.has_attachments
     assert len(facts.body) == RULE_TEXT_CHARS
+
+
+def test_the_rules_see_a_bounded_subject() -> None:
+    parsed = parse_message(b"From: a@b.example\r\nSubject: " + b"word " * 20_000 + b"\r\n\r\nx")
+    assert len(parsed.subject) > 90_000
+    assert facts_for(parsed, "support").subject == parsed.subject[:RULE_SUBJECT_CHARS]
+    assert len(facts_for(parsed, "support").subject) == RULE_SUBJECT_CHARS
