@@ -39,6 +39,8 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              {"author", "at" (ISO 8601), "direction" ("in"/"out"), "text"}
     attachments        list  the customer's attachments, each {"filename", "size" (e.g.
                              "2.1 MB"), "attached" (false when too large to ride along)}
+    unread             list  what of the customer's mail was not read (parts past a cap,
+                             attachments past the size limit), one str each; usually empty
     errors             list  what was wrong with a staff member's commands, one str each
     deadline           str   which deadline a warning or escalation is about:
                              "first_response" or "resolution" (promised_reply is its time)
@@ -93,6 +95,7 @@ CONTEXT_KEYS = frozenset(
         "promised_reply", "due_at_iso", "queue", "priority", "excerpt", "support_address",
         "company_name", "escalation_level", "overdue_by", "staff_name", "reply_text", "links",
         "event", "digest", "attachments", "errors", "deadline", "due_in", "faq", "minimal",
+        "unread",
     }
 )
 # The mails mailbridge itself sends; a template set without one of them never goes live.
@@ -415,6 +418,7 @@ def sample_context(language: str) -> dict[str, object]:
             {"filename": "video.mov", "size": "48 MB", "attached": False},
         ],
         "errors": ["#priority soonish: expected one of low, normal, high, urgent"],
+        "unread": ["more than 1000 MIME parts: the parts after the 1000th were not read"],
         "deadline": "first_response",
         "due_in": format_duration(timedelta(hours=1), language),
         "faq": [

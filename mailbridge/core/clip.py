@@ -39,7 +39,8 @@ TEXT_LIMITS = {
 DEFAULT_TEXT = 1_000
 # Entries of each list (and of the links dict); the producers keep digest and faq within
 # these already (staff.digest_articles, faq.suggestions).
-LIST_LIMITS = {"attachments": 100, "digest": 20, "faq": 3, "errors": 20, "links": 20}
+LIST_LIMITS = {"attachments": 100, "digest": 20, "faq": 3, "errors": 20, "links": 20,
+               "unread": 20}
 DEFAULT_ITEMS = 20
 # Characters of the strings inside list entries, by their key.
 ENTRY_LIMITS = {"text": 2_000, "answer": 5_000, "title": 300, "filename": 200,

@@ -91,6 +91,9 @@ class ParsedMessage:
     defects: tuple[str, ...]
     # Lower-cased header name -> decoded values, for classification rules and the record.
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    # What of the message was not read (parts past a cap, attachments past the size limit),
+    # also in `defects`; staff are told, since the raw mail is the only whole copy.
+    unread: tuple[str, ...] = ()
 
     def header(self, name: str) -> str | None:
         """The first value of a header, or None."""

@@ -84,25 +84,27 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
         msg, cut = read_tree(raw, limits)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
-    if cut is not None:
-        defects.append(cut)
+    unread = [cut] if cut is not None else []
+    defects.extend(unread)
     headers = _read_headers(msg, defects)
     body = Body(limits=limits)
     cap = body.limits.max_message_bytes
     if cap is not None and len(raw) > cap:
         body.skip_all = f"message over the size limit of {cap} bytes"
-        defects.append(f"message is {len(raw)} bytes, {body.skip_all}: attachments not kept")
+        unread.append(f"message is {len(raw)} bytes, {body.skip_all}: attachments not kept")
+        defects.append(unread[-1])
     try:
         walk(msg, body)
     except Exception as exc:  # keep the headers and whatever parts were read
         body.defects.append(f"MIME structure could not be read: {exc!r}")
     defects.extend(body.defects)
     defects.extend(_safe(lambda: _stdlib_defects(msg), [], defects, "defects unreadable"))
-    return _assemble(msg, headers, body, defects)
+    return _assemble(msg, headers, body, defects, tuple(unread))
 
 
 def _assemble(
-    msg: Message, headers: dict[str, tuple[str, ...]], body: Body, defects: list[str]
+    msg: Message, headers: dict[str, tuple[str, ...]], body: Body, defects: list[str],
+    unread: tuple[str, ...] = (),
 ) -> ParsedMessage:
     html = "\n".join(body.html or body.tnef_html) or None
     text, quoted = _body_text(body, html, defects)
@@ -130,6 +132,7 @@ def _assemble(
         language=language,
         defects=tuple(dict.fromkeys(defects)),
         headers=headers,
+        unread=unread,
     )
 
 

@@ -67,6 +67,7 @@ def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]
         "digest": [],
         "attachments": [],
         "errors": [],
+        "unread": [],
     }
 
 

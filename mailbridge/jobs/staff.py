@@ -330,6 +330,7 @@ def notify_staff(
     context["digest"] = _digest(session, app, ticket, article) if event != "new" else []
     carried, listing = _carried_attachments(app, parsed.attachments)
     context["attachments"] = listing
+    context["unread"] = list(parsed.unread)
     root = make_message_id(app.message_id_domain, f"staff.t{ticket.id}")
     return queue_mail(
         session, app, kind="notification", ticket=ticket, template="staff_notification",

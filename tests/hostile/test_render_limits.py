@@ -1,10 +1,14 @@
 """Mail too big for a reply: a 2 MB subject, a 3 MB body, a 2 MB staff answer, 50,000
 attachments, a 5,000-character name. Each is a ticket like any other, and its
-acknowledgement and notification go out shortened, saying so; nothing is quarantined."""
+acknowledgement and notification go out shortened, saying so; nothing is quarantined.
+What the parser did not read at all (parts past its cap) the notification names."""
 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
+
+from mailbridge.db.models import AttachmentRecord
 
 from mailbridge.embedded import ReceivedMail
 from tests.builders import mail
@@ -108,7 +112,7 @@ def test_a_2_mb_staff_answer_reaches_the_customer_shortened(world: World) -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_50000_attachments_are_a_ticket_whose_notification_lists_a_hundred(
+def test_50000_attachments_are_a_ticket_whose_notification_lists_a_hundred_and_the_cut(
     world: World,
 ) -> None:
     parts = [b"--B\r\nContent-Type: text/plain\r\n\r\nAll the files, attached.\r\n"]
@@ -127,7 +131,13 @@ def test_50000_attachments_are_a_ticket_whose_notification_lists_a_hundred(
     assert len(attached) == 100
     text = body(notice)
     assert "file99.bin (1 B)" in text and "file100.bin" not in text
-    assert "… and 49,900 more (list shortened)" in text
+    # The parser reads 1,000 parts (ParseLimits.max_parts): the text and 999 files.
+    assert "… and 899 more (list shortened)" in text
+    assert ("Not all of this mail could be read:\n  - more than 1000 MIME parts: the parts "
+            "after the 1000th were not read") in text
+    with world.app.sessions() as session:
+        stored = session.scalar(select(func.count()).select_from(AttachmentRecord))
+    assert stored == 999
     assert_the_ordinary_mail_is_answered(world)
 
 
