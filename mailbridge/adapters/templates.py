@@ -104,6 +104,7 @@ REQUIRED = ("acknowledgement", "staff_notification", "staff_reply", "staff_comma
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*")
 _FILE = re.compile(r"(?P<partial>_)?(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<kind>txt|html)\.j2")
 _SUBJECT = re.compile(r"Subject: *(?P<subject>.*)")
+_UNSENDABLE = re.compile("[\ufffd\u0080-\u009f]")
 _MAX_MESSAGE = 300
 
 
@@ -357,7 +358,10 @@ def _split_mail(output: str, where: str) -> tuple[str, str]:
     body = "\n".join(line if line == "-- " else line.rstrip() for line in lines).strip("\n")
     if not body.strip():
         raise TemplateError(f"{where}: the body after the subject is empty")
-    return " ".join(match["subject"].split()), body + "\n"
+    # The values were made readable before rendering (clip_context); what is left of U+FFFD
+    # or C1 controls (a template's own text, a staff member's name) never reaches a subject.
+    subject = _UNSENDABLE.sub("", match["subject"])
+    return " ".join(subject.split()), body + "\n"
 
 
 def _plain(value: object, key: str, depth: int = 0) -> object:

@@ -43,9 +43,10 @@ class AddressList:
     defects: tuple[str, ...]
 
 
-def parse_address_list(value: str) -> AddressList:
-    """Every mailbox of an address header's raw value (groups flattened), in order."""
-    text = decode_8bit(value)
+def parse_address_list(value: str, charset: str | None = None) -> AddressList:
+    """Every mailbox of an address header's raw value (groups flattened), in order; raw
+    8-bit bytes are read as `charset` first (mime_text.decode_8bit)."""
+    text = decode_8bit(value, charset)
     defects: list[str] = []
     found = _tokens(text, quotes=True)
     if found is None:

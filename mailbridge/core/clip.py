@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mailbridge.core.readable import readable
+
 
 @dataclass(frozen=True, slots=True)
 class _Words:
@@ -37,6 +39,7 @@ TEXT_LIMITS = {
     "reply_text": 100_000,  # a staff member's answer, relayed to the customer
 }
 DEFAULT_TEXT = 1_000
+CUSTOMER_TEXT = frozenset({"subject", "requester_name", "excerpt"})
 # Entries of each list (and of the links dict); the producers keep digest and faq within
 # these already (staff.digest_articles, faq.suggestions).
 LIST_LIMITS = {"attachments": 100, "digest": 20, "faq": 3, "errors": 20, "links": 20,
@@ -61,11 +64,15 @@ def clip_text(text: str, limit: int, language: str = "en") -> str:
 
 
 def clip_context(context: Mapping[str, object], language: str) -> dict[str, object]:
-    """A copy of a template context with every value within its limit."""
+    """A copy of a template context with every value within its limit, and the customer's
+    words readable (core.readable): a subject, name or excerpt that shows the marks of a
+    wrong decoding is repaired or left out, so the template says only the ticket number."""
     clipped: dict[str, object] = {}
     for key, value in context.items():
         if isinstance(value, str):
             clipped[key] = clip_text(value, TEXT_LIMITS.get(key, DEFAULT_TEXT), language)
+            if key in CUSTOMER_TEXT:
+                clipped[key] = readable(str(clipped[key])) or ""
         elif isinstance(value, list | tuple):
             clipped[key] = _clip_list(key, value, language)
         elif isinstance(value, Mapping):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import codecs
 import re
 from bisect import bisect_right
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.header import decode_header
 from functools import lru_cache
 from typing import Any
+
+from mailbridge.core.readable import garbled
 
 # Text decoded as a single-byte charset that really was UTF-8 shows these pairs.
 _MOJIBAKE_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
@@ -56,6 +59,13 @@ def _converter() -> _Converter:
                       ParserConfig(display_links=True, annotation_rules=_HTML_MARKERS))
 
 
+# Labels mail clients write for a charset whose superset they really send (as browsers read
+# them, per the WHATWG Encoding Standard): GBK characters under "gb2312", Windows-1252
+# quotes under "iso-8859-1", Microsoft's extensions under the Korean and Japanese names.
+_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949", "shift_jis": "cp932",
+              "big5": "big5hkscs", "latin_1": "cp1252", "iso8859_1": "cp1252"}
+
+
 @lru_cache(maxsize=64)
 def _codec_name(charset: str | None) -> str | None:
     if not charset:
@@ -64,9 +74,10 @@ def _codec_name(charset: str | None) -> str | None:
     if name in ("unknown-8bit", "x-unknown", "unknown", "default", "8bit", "binary"):
         return None
     try:
-        return codecs.lookup(name).name.replace("-", "_")
+        codec = codecs.lookup(name).name.replace("-", "_")
     except LookupError:
         return None
+    return _SUPERSETS.get(codec, codec)
 
 
 def _detect(data: bytes) -> str | None:
@@ -106,6 +117,76 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
         )
     detected = _detect(data) or "cp1252"
     return data.decode(detected, errors="replace"), f"{label} did not fit; decoded as {detected}"
+
+
+# Charsets whose bytes could never be 8-bit header text: 7-bit encodings decode "+ACI-" to
+# a quote, which would let bytes the sender chose become a delimiter after the fact.
+_NOT_FOR_HEADERS = frozenset({"ascii", "utf_7", "utf_16", "utf_16_be", "utf_16_le", "utf_32",
+                              "utf_32_be", "utf_32_le"})
+_HEADER_DETECT_SAMPLE = 8 * 1024
+# Fewer 8-bit bytes than this say too little for a guess: "Caf\xe9" is Western, not Hebrew.
+_GUESS_FROM_BYTES = 4
+_GUESS_FROM = 64 * 1024
+
+
+def _header_codecs(declared: Sequence[str | None], data: bytes) -> Iterator[str]:
+    """Codecs to try on raw 8-bit header bytes, best first: the message's declared charsets,
+    UTF-8, what detection guesses from the bytes, Windows-1252."""
+    for charset in declared:
+        codec = _codec_name(charset)
+        if codec is not None and codec not in _NOT_FOR_HEADERS:
+            yield codec
+    yield "utf_8"
+    if sum(byte >= 0x80 for byte in data[:_GUESS_FROM]) >= _GUESS_FROM_BYTES:
+        guessed = _codec_name(_guess_short(data))
+        if guessed is not None and guessed not in _NOT_FOR_HEADERS:
+            yield guessed
+    yield "cp1252"
+
+
+def _guess_short(data: bytes) -> str | None:
+    """chardet's guess: its models hold up on the few bytes of a subject or a name, where
+    charset-normalizer's (tuned for documents) confuse Chinese with Korean."""
+    import chardet  # at first use: only mail with undeclared 8-bit headers needs it
+
+    guess = chardet.detect(data[:_HEADER_DETECT_SAMPLE])
+    return guess.get("encoding") if guess else None
+
+
+def decode_unknown(data: bytes, declared: Sequence[str | None] = ()) -> str | None:
+    """Short 8-bit text (a header, a name, an encoded word) in the first charset that reads
+    it cleanly (mailbridge.core.readable): the declared ones, UTF-8, a detected one,
+    Windows-1252. None when none does."""
+    for codec in _header_codecs(declared, data):
+        try:
+            text = data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if not garbled(text):
+            return text
+    return None
+
+
+def header_charset(samples: Sequence[bytes], declared: Sequence[str | None]) -> str | None:
+    """The one charset that reads all of a message's raw 8-bit header values cleanly, chosen
+    from all of them together (a name and a subject say more than either alone); None when
+    no header has 8-bit bytes or no charset reads them all."""
+    if not samples:
+        return None
+    joined = b"\n".join(samples)
+    for codec in _header_codecs(declared, joined):
+        try:
+            if not any(garbled(sample.decode(codec)) for sample in samples):
+                return codec
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return None
+
+
+def raw_header_bytes(value: str) -> bytes | None:
+    """The raw bytes of a header value the parser kept as surrogates, or None if it had no
+    8-bit bytes."""
+    return value.encode("utf-8", "surrogateescape") if _has_surrogates(value) else None
 
 
 def _try_utf8(data: bytes) -> str | None:
@@ -184,49 +265,65 @@ def _mark_empty_markers(html: str) -> str:
 
 
 _SURROGATE_RE = re.compile("[\udc80-\udcff]")
-_ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
-# RFC 2047: whitespace between two adjacent encoded words is not part of the text.
-_BETWEEN_WORDS_RE = re.compile(r"(?<=\?=)\s+(?==\?[^?\s]+\?[bBqQ]\?)")
+# An encoded word as clients write it: spaces inside its text ("=?us-ascii?Q?ABC / 123?="),
+# no space before the next one. Its text stops at the first "?", so the scan is linear.
+_WORD = r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?="
+# A run of adjacent words is decoded as one: a character split across two words (as
+# clients split long UTF-8 subjects) is whole again, and the space between them dropped.
+_ENCODED_RUN_RE = re.compile(f"{_WORD}(?:\\s*{_WORD})*")
 
 
-def decode_8bit(value: str) -> str:
+def decode_8bit(value: str, charset: str | None = None) -> str:
     """Header text with its raw 8-bit bytes (kept as surrogates by the parser) decoded, and
     nothing else: what structured headers get, whose encoded words are no text (RFC 2047
-    section 5)."""
-    if not _has_surrogates(value):
+    section 5). `charset` is the message's header charset (header_charset), tried first."""
+    data = raw_header_bytes(value)
+    if data is None:
         return value
-    text, _ = decode_bytes(value.encode("utf-8", "surrogateescape"), "utf-8")
-    return text
+    text = decode_unknown(data, (charset,))
+    return text if text is not None else data.decode("cp1252", errors="replace")
 
 
-def decode_header_value(value: str) -> str:
+def decode_header_value(value: str, charset: str | None = None) -> str:
     """A header value as text: raw 8-bit bytes and RFC 2047 words decoded, spaces collapsed.
 
-    Only for unstructured text (a subject, a display name): encoded words are decoded one
-    by one, so one broken word stays as it was written instead of costing the rest.
+    Only for unstructured text (a subject, a display name): each run of encoded words is
+    decoded on its own, so one broken word stays as it was written instead of costing the
+    rest. A word's charset is tried first, then what reads its bytes cleanly: a word
+    labelled iso-8859-1 that holds GB2312 reads as Chinese, not as "¹ØÓÚ".
     """
-    value = decode_8bit(value)
+    value = decode_8bit(value, charset)
     if "=?" in value:
-        value = _BETWEEN_WORDS_RE.sub("", value)
-        value = _ENCODED_WORD_RE.sub(_decode_word, value)
+        value = _ENCODED_RUN_RE.sub(_decode_run, value)
     return " ".join(value.split())
 
 
-def _decode_word(match: re.Match[str]) -> str:
-    word = match.group(0)
+def _decode_run(match: re.Match[str]) -> str:
+    run = match.group(0)
     try:
-        chunks = decode_header(word)
-    except Exception:  # binascii and header errors alike: keep the word as written
-        return word
-    return "".join(
-        chunk if isinstance(chunk, str) else decode_bytes(chunk, charset)[0]
-        for chunk, charset in chunks
-    )
+        chunks = decode_header(run)
+    except Exception:  # binascii and header errors alike: keep the words as written
+        return run
+    return "".join(_decoded_chunk(chunk, charset) for chunk, charset in chunks)
 
 
-def unsurrogate(value: str) -> str:
+def _decoded_chunk(chunk: str | bytes, charset: str | None) -> str:
+    if isinstance(chunk, str):
+        return chunk
+    if _codec_name(charset) == "utf_7":  # "=?unicode-1-1-utf-7?Q?+AOQ-?=", as Outlook wrote
+        try:
+            return chunk.decode("utf_7")
+        except UnicodeDecodeError:
+            pass
+    if chunk.isascii():
+        return chunk.decode("ascii")
+    text = decode_unknown(chunk, (charset,))
+    return text if text is not None else decode_bytes(chunk, charset)[0]
+
+
+def unsurrogate(value: str, charset: str | None = None) -> str:
     """Header text with raw 8-bit bytes (kept as surrogates by the parser) decoded."""
-    return decode_header_value(value) if _has_surrogates(value) else value
+    return decode_header_value(value, charset) if _has_surrogates(value) else value
 
 
 def _has_surrogates(value: str) -> bool:

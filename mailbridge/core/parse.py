@@ -13,6 +13,7 @@ from itertools import islice
 from typing import Any
 
 from mailbridge.core.addresses import parse_address_list
+from mailbridge.core.header_block import repair_folding
 from mailbridge.core.html_strip import strip_tags, visible_length
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits
@@ -21,7 +22,9 @@ from mailbridge.core.mime_text import (
     decode_8bit,
     decode_bytes,
     decode_header_value,
+    header_charset,
     html_to_texts,
+    raw_header_bytes,
 )
 from mailbridge.core.mime_tree import read_tree
 from mailbridge.core.parts import Body, walk
@@ -55,6 +58,7 @@ def message_fingerprint(raw: bytes) -> tuple[str | None, str]:
     and the body's hash: the same mail fetched twice matches, a reused Message-ID on
     different mail does not. Without one it is the hash of the raw bytes.
     """
+    raw, _ = repair_folding(raw)
     split = _BODY_SPLIT_RE.search(raw)
     head, body = (raw[: split.start()], raw[split.end() :]) if split else (raw, b"")
     try:
@@ -80,13 +84,18 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     """
     defects: list[str] = []
     limits = limits or ParseLimits()
+    raw, mended = repair_folding(raw)
+    if mended:
+        defects.append(f"header folding repaired: {mended} line(s) without leading whitespace "
+                       "read as the continuation of the field above")
     try:
         msg, cut = read_tree(raw, limits)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
     unread = [cut] if cut is not None else []
     defects.extend(unread)
-    headers = _read_headers(msg, defects)
+    charset = _header_charset(msg)
+    headers = _read_headers(msg, defects, charset)
     body = Body(limits=limits)
     cap = body.limits.max_message_bytes
     if cap is not None and len(raw) > cap:
@@ -99,12 +108,12 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
         body.defects.append(f"MIME structure could not be read: {exc!r}")
     defects.extend(body.defects)
     defects.extend(_safe(lambda: _stdlib_defects(msg), [], defects, "defects unreadable"))
-    return _assemble(msg, headers, body, defects, tuple(unread))
+    return _assemble(msg, headers, body, defects, tuple(unread), charset)
 
 
 def _assemble(
     msg: Message, headers: dict[str, tuple[str, ...]], body: Body, defects: list[str],
-    unread: tuple[str, ...] = (),
+    unread: tuple[str, ...] = (), charset: str | None = None,
 ) -> ParsedMessage:
     html = "\n".join(body.html or body.tnef_html) or None
     text, quoted = _body_text(body, html, defects)
@@ -117,10 +126,10 @@ def _assemble(
         defects.append("missing Message-ID")
     return ParsedMessage(
         message_id=message_id,
-        from_=_first_address(msg, "from", defects),
-        to=_addresses(msg, "to", defects),
-        cc=_addresses(msg, "cc", defects),
-        reply_to=_addresses(msg, "reply-to", defects),
+        from_=_first_address(msg, "from", defects, charset),
+        to=_addresses(msg, "to", defects, charset),
+        cc=_addresses(msg, "cc", defects, charset),
+        reply_to=_addresses(msg, "reply-to", defects, charset),
         subject=_first(headers, "subject"),
         date=_date(headers, defects),
         in_reply_to=_message_id(_first(headers, "in-reply-to")),
@@ -191,7 +200,24 @@ UNSTRUCTURED = frozenset({"subject", "comments", "keywords", "content-descriptio
 MAX_HEADER_FIELDS = 1000  # fields read per message; real mail has a few dozen
 
 
-def _read_headers(msg: Message, defects: list[str]) -> dict[str, tuple[str, ...]]:
+def _header_charset(msg: Message) -> str | None:
+    """The charset that reads the message's raw 8-bit header bytes (mime_text.header_charset):
+    a client that writes them unencoded writes them in the charset it declares for its text,
+    so that is tried first."""
+    samples = [data for _, value in islice(msg.raw_items(), MAX_HEADER_FIELDS)
+               if (data := raw_header_bytes(str(value))) is not None]
+    if not samples:
+        return None
+    declared = [msg.get_param("charset")]
+    for part in islice(msg.walk(), 20):
+        if part.get_content_maintype() == "text" and part.get_param("charset"):
+            declared.append(part.get_param("charset"))
+            break
+    return header_charset(samples, [c for c in declared if isinstance(c, str)])
+
+
+def _read_headers(msg: Message, defects: list[str],
+                  charset: str | None = None) -> dict[str, tuple[str, ...]]:
     headers: dict[str, list[str]] = {}
     for count, (name, raw_value) in enumerate(msg.raw_items()):
         if count == MAX_HEADER_FIELDS:
@@ -201,15 +227,15 @@ def _read_headers(msg: Message, defects: list[str]) -> dict[str, tuple[str, ...]
         values = headers.setdefault(key, [])
         if len(values) >= _MAX_HEADER_VALUES:
             continue
-        values.append(_header_text(key, str(raw_value), defects))
+        values.append(_header_text(key, str(raw_value), defects, charset))
     return {key: tuple(values) for key, values in headers.items()}
 
 
-def _header_text(key: str, raw_value: str, defects: list[str]) -> str:
+def _header_text(key: str, raw_value: str, defects: list[str], charset: str | None) -> str:
     try:
         if key in UNSTRUCTURED:
-            return decode_header_value(raw_value)
-        return " ".join(decode_8bit(raw_value).split())
+            return decode_header_value(raw_value, charset)
+        return " ".join(decode_8bit(raw_value, charset).split())
     except Exception:  # not expected; a header must never cost the message
         defects.append(f"header {key} could not be decoded")
         return " ".join(raw_value.split())
@@ -225,20 +251,22 @@ def _references(value: str) -> list[str]:
     return found if found else value.split()
 
 
-def _addresses(msg: Message, name: str, defects: list[str]) -> tuple[Address, ...]:
+def _addresses(msg: Message, name: str, defects: list[str],
+               charset: str | None = None) -> tuple[Address, ...]:
     """The mailboxes of every `name` header, by RFC 5322's grammar (core.addresses)."""
     out: list[Address] = []
     for raw_name, raw_value in islice(msg.raw_items(), MAX_HEADER_FIELDS):
         if raw_name.strip().lower() != name:
             continue
-        found = parse_address_list(str(raw_value))
+        found = parse_address_list(str(raw_value), charset)
         defects.extend(f"{raw_name} header: {defect}" for defect in found.defects)
         out.extend(Address(m.name, m.address) for m in found.mailboxes)
     return tuple(out)
 
 
-def _first_address(msg: Message, name: str, defects: list[str]) -> Address | None:
-    found = _addresses(msg, name, defects)
+def _first_address(msg: Message, name: str, defects: list[str],
+                   charset: str | None = None) -> Address | None:
+    found = _addresses(msg, name, defects, charset)
     if not found:
         defects.append(f"missing {name.title()}")
         return None

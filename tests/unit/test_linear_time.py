@@ -34,11 +34,13 @@ from mailbridge.core.bounce import read_bounce
 from mailbridge.core.classify import Identity, classify
 from mailbridge.core.correlate import thread_clues
 from mailbridge.core.faq import FaqIndex, parse_entry, rank_mail, says_solved
+from mailbridge.core.header_block import repair_folding
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import ParsedMessage
 from mailbridge.core.mime_text import decode_header_value, html_to_texts
 from mailbridge.core.parse import message_fingerprint, normalize_subject, parse_message
+from mailbridge.core.readable import readable
 from mailbridge.core.reply_trim import trim_reply
 from mailbridge.core.rules import Facts, compile_rules, evaluate
 from mailbridge.core.staff import parse_commands, strip_signature
@@ -262,6 +264,22 @@ CASES = [
          lambda s: "=?utf-8?q?a?=" + T(" ", 60, s) + "=?utf-8?q?b?="),
     Case("header: raw 8-bit bytes", decode_header_value,
          lambda s: T("caf\udcc3\udca9 ", 60, s)),
+    Case("header: raw GB2312 bytes", decode_header_value,
+         lambda s: T("\udcb9\udcd8\udcd3\udcda ", 60, s)),
+    Case("header: encoded words with spaces, never closed", decode_header_value,
+         lambda s: T("=?utf-8?q?a b c ", 60, s)),
+    Case("header: encoded words glued together", decode_header_value,
+         lambda s: T("=?utf-8?q?caf=C3=A9?=", 60, s)),
+    Case("header: question marks after an opening", decode_header_value,
+         lambda s: "=?utf-8?q?" + T("?", 60, s)),
+    # the header block's folding, and readable text
+    Case("header block: lines without a colon", repair_folding,
+         lambda s: b"X-Tracker: a\n" + T("AAAAAAAAAAAAAAAAAAAA\n", 300, s).encode()
+         + b"From: ann@example.org\n\nHello\n"),
+    Case("header block: a long field name without a colon", repair_folding,
+         lambda s: T("a", 300, s).encode() + b"\nFrom: ann@example.org\n\nHello\n"),
+    Case("readable: Latin-1 symbols", readable, lambda s: T("\u00b9\u00d8\u00d3\u00da", 60, s)),
+    Case("readable: mixed alphabets", readable, lambda s: T("d\u0439j\u0430 ", 60, s)),
     # html_to_texts
     Case("HTML: paragraphs", html_to_texts,
          lambda s: T("<p>Hello, my printer is on fire.</p>\n", 300, s)),
