@@ -103,6 +103,31 @@ def test_each_customer_mail_becomes_a_ticket_with_one_acknowledgement(
     assert len(imap_server.messages("Processed")) == 2
 
 
+def test_a_customer_with_broken_folding_and_raw_gb2312_headers_reads_their_own_subject(
+    app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    subject, name = "关于订单 1931 的问题", "张伟"
+    raw = (f"Authentication-Results: {MX}; dkim=pass header.d=example.cn\r\n".encode()
+           + b"X-Brightmail-Tracker: H4sIAAAAAAAAA+NgFmpgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBg\r\n"
+           b"H4sIAAAAAAAAA+NgFmpgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBg\r\n"
+           b"From: " + name.encode("gb2312") + b" <zhang@example.cn>\r\n"
+           b"To: support@shop.example\r\nSubject: " + subject.encode("gb2312") + b"\r\n"
+           b"Message-ID: <gb@example.cn>\r\nDate: Mon, 23 Nov 2026 08:00:00 +0800\r\n"
+           b"Content-Type: text/plain; charset=gb2312\r\n\r\n"
+           + "我的订单还没有到。".encode("gb2312") + b"\r\n")
+    imap_server.append(raw)
+
+    run_pass(app)
+
+    ticket = tickets(app)[0]
+    assert (ticket.requester_address, ticket.requester_name) == ("zhang@example.cn", name)
+    assert ticket.subject == subject
+    ack = smtp_sink.wait_for(1)[0]
+    assert ack.recipients == ("zhang@example.cn",)
+    assert ack.message["Subject"] == f"Re: [#1000] {subject}"
+    assert "我的订单还没有到" in ack.message.get_body(("plain",)).get_content()
+
+
 def test_reply_to_the_acknowledgement_joins_the_ticket_without_a_second_ack(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
