@@ -270,6 +270,7 @@ FIXTURES = sorted(p.read_bytes() for p in EML.glob("*.eml"))
 def test_never_raises_on_random_bytes(raw: bytes) -> None:
     msg = parse_message(raw)
     assert isinstance(msg, ParsedMessage)
+    assert all(attachment.filename for attachment in msg.attachments)
     json.dumps(parsed_to_json(msg, classify(msg, Identity())))
 
 
@@ -288,6 +289,7 @@ def test_never_raises_on_mutated_fixtures(
         data[at : at + len(chunk)] = chunk
     mutated = bytes(data[: max(cut, len(data) // 2)])
     msg = parse_message(mutated)
+    assert all(attachment.filename for attachment in msg.attachments)
     json.dumps(parsed_to_json(msg, classify(msg, Identity())))
     message_fingerprint(mutated)
 
