@@ -1,9 +1,19 @@
-"""Run the parser over a mail corpus and check the facts its EXPECTED.json files assert.
+"""Run the parser over every mail corpus and check what each file must give, and the facts
+the corpora's EXPECTED.json files assert.
 
-    python bench/corpus_check.py [DIR]          # summary + facts held, default ../shared/corpus
+    python bench/corpus_check.py [DIR]          # per-corpus table + facts, default ../shared/corpus
     python bench/corpus_check.py --trim [DIR]   # reply trimming: plain N/64, HTML replies N/9
     python bench/corpus_check.py --speed DIR    # parse throughput (msg/s) over DIR/*.eml
     python bench/corpus_check.py -v ...         # also list each fact that does not hold
+
+DIR holds one folder per corpus. For each corpus the table gives its files; crashes
+(parse_message raised: it must never raise); senders found against senders named (From,
+Sender, Reply-To or Return-Path with an address or MAILER-DAEMON, read from the raw bytes
+by tests/corpus.py without mailbridge's parser); subjects with U+FFFD, C1 controls or
+mojibake ("Ã©", "â€", "¦®"); attachments without a name; attachment names with U+FFFD, C1
+controls or mojibake. Below it, each file behind a figure. Body-only fixtures (not whole
+mails) are parsed inside a minimal mail: the header checks skip them. The exit code is 1
+when a figure is not 0, or a named sender was not found.
 
 Facts are other projects' views of their own fixtures (see the corpus README): a
 missed fact is a hint to look, not proof of a bug.
@@ -18,7 +28,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from email.message import EmailMessage
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +38,17 @@ from mailbridge.core.classify import Identity, classify  # noqa: E402
 from mailbridge.core.message import ParsedMessage, Verdict  # noqa: E402
 from mailbridge.core.parse import parse_message  # noqa: E402
 from mailbridge.core.reply_trim import trim_reply  # noqa: E402
+from tests.corpus import (  # noqa: E402
+    CORPUS,
+    FileCheck,
+    check_file,
+    corpus_files,
+    folders,
+    garbled,
+    wrap_body,
+)
 
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-BODY_ONLY_FOLDERS = frozenset({"email_reply_parser_github", "email_reply_trimmer"})
-SKIP_NAMES = frozenset({"EXPECTED.json", "LICENSE.upstream", "README.md"})
+DEFAULT_CORPUS = CORPUS
 AUTOMATED = frozenset({"auto_reply", "bulk", "bounce"})
 
 Checker = Callable[[ParsedMessage, Verdict, Any], bool]
@@ -115,36 +132,6 @@ FACT_CHECKS: dict[str, Checker] = {
 }
 
 
-def wrap_body(body: bytes, subtype: str) -> bytes:
-    """A minimal message around a body-only fixture."""
-    msg = EmailMessage()
-    msg["From"] = "fixture@example.org"
-    msg["Subject"] = "fixture"
-    msg.set_content(body.decode("utf-8", "replace"), subtype=subtype, cte="8bit")
-    return msg.as_bytes()
-
-
-def load(path: Path, folder: str) -> bytes:
-    raw = path.read_bytes()
-    if path.suffix == ".html":
-        return wrap_body(raw, "html")
-    if folder in BODY_ONLY_FOLDERS:
-        return wrap_body(raw, "plain")
-    return raw
-
-
-def corpus_files(root: Path) -> list[tuple[Path, str]]:
-    files = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if not path.is_file() or path.name in SKIP_NAMES or rel.parts[1:2] == ("_expected",):
-            continue
-        if any(part.startswith("_expected") for part in rel.parts):
-            continue
-        files.append((path, rel.parts[0]))
-    return files
-
-
 def check_facts(
     root: Path, results: dict[Path, tuple[ParsedMessage, Verdict]], verbose: bool
 ) -> tuple[int, int, int]:
@@ -174,28 +161,118 @@ def _run_check(checker: Checker, result: tuple[ParsedMessage, Verdict], value: A
         return False
 
 
+@dataclass
+class Tally:
+    """The figures of one corpus (or of all of them)."""
+
+    files: int = 0
+    whole_mails: int = 0  # the files the header checks apply to
+    crashes: int = 0
+    named: int = 0  # mails naming a sender in their raw headers
+    found: int = 0  # of those, the mails mailbridge found a sender in
+    garbled_subjects: int = 0
+    nameless: int = 0  # attachments without a name
+    garbled_names: int = 0  # attachment names with U+FFFD, C1 controls or mojibake
+
+    def add(self, check: FileCheck) -> None:
+        self.files += 1
+        self.whole_mails += check.whole_mail
+        self.crashes += check.crash is not None
+        if check.whole_mail and check.named and check.parsed is not None:
+            self.named += 1
+            self.found += not check.sender_missing
+        self.garbled_subjects += garbled(check.subject)
+        self.nameless += check.nameless
+        self.garbled_names += len(check.garbled_names)
+
+    def add_all(self, other: Tally) -> None:
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.crashes or self.found < self.named or self.garbled_subjects
+                    or self.nameless or self.garbled_names)
+
+    def row(self, name: str) -> list[str]:
+        headers = self.whole_mails > 0
+        return [name, str(self.files), str(self.crashes),
+                f"{self.found} / {self.named}" if headers else "–",
+                str(self.garbled_subjects) if headers else "–", str(self.nameless),
+                str(self.garbled_names)]
+
+
+TABLE_HEADER = ["corpus", "files", "crashes", "senders found / named",
+                "subjects: U+FFFD, mojibake", "nameless attachments", "names: U+FFFD, mojibake"]
+
+
+def print_table(rows: list[list[str]]) -> None:
+    """A Markdown table, its columns aligned, as the README shows it."""
+    widths = [max(len(row[i]) for row in [TABLE_HEADER, *rows]) for i in range(len(TABLE_HEADER))]
+
+    def line(cells: list[str]) -> str:
+        figures = zip(cells[1:], widths[1:], strict=True)
+        padded = [cells[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in figures]
+        return "| " + " | ".join(padded) + " |"
+
+    print(line(TABLE_HEADER))
+    print("|" + "|".join(["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]]) + "|")
+    for row in rows:
+        print(line(row))
+
+
+def problems(check: FileCheck, root: Path) -> list[str]:
+    """What is wrong with one file, a line each."""
+    name = check.path.relative_to(root)
+    found = []
+    if check.crash is not None:
+        found.append(f"crash: {name}: {check.crash}")
+    if check.sender_missing:
+        found.append(f"no sender: {name} (names {', '.join(dict.fromkeys(check.named))})")
+    if garbled(check.subject):
+        found.append(f"garbled subject: {name}: {check.subject!r:.120}")
+    if check.nameless:
+        found.append(f"attachments without a name: {name}: {check.nameless}")
+    found += [f"garbled attachment name: {name}: {filename!r:.120}"
+              for filename in check.garbled_names]
+    return found
+
+
 def run_corpus(root: Path, verbose: bool) -> int:
     identity = Identity()
     results: dict[Path, tuple[ParsedMessage, Verdict]] = {}
-    crashes: list[str] = []
     kinds: Counter[str] = Counter()
     defects: Counter[str] = Counter()
+    rows: list[list[str]] = []
+    lines: list[str] = []
+    body_only: list[str] = []
+    total = Tally()
     started = time.perf_counter()
-    for path, folder in corpus_files(root):
-        try:
-            msg = parse_message(load(path, folder))
-            verdict = classify(msg, identity)
-        except Exception as exc:  # this is what the check is looking for
-            crashes.append(f"{path.relative_to(root)}: {exc!r}")
-            continue
-        results[path] = (msg, verdict)
-        kinds[verdict.kind] += 1
-        defects.update(d.split(":")[0] for d in msg.defects)
+    for folder in folders(root):
+        tally = Tally()
+        for path in corpus_files(root, folder):
+            check = check_file(path, folder)
+            tally.add(check)
+            lines += problems(check, root)
+            if check.parsed is None:
+                continue
+            verdict = classify(check.parsed, identity)
+            results[path] = (check.parsed, verdict)
+            kinds[verdict.kind] += 1
+            defects.update(d.split(":")[0] for d in check.parsed.defects)
+        rows.append(tally.row(folder))
+        total.add_all(tally)
+        if tally.whole_mails < tally.files:
+            body_only.append(folder if not tally.whole_mails else
+                             f"{folder} ({tally.files - tally.whole_mails} of {tally.files} files)")
     elapsed = time.perf_counter() - started
-    total = len(results) + len(crashes)
-    print(f"files: {total}  crashes: {len(crashes)}  ({total / elapsed:.0f} msg/s incl. classify)")
-    for line in crashes:
-        print(f"  crash: {line}")
+    print_table([*rows, total.row("total")])
+    print(f"\nBody-only fixtures, not whole mails, skip the header checks (senders, subjects): "
+          f"{', '.join(body_only) or 'none'}.")
+    print(f"{total.files} files in {elapsed:.1f} s ({total.files / elapsed:.0f} msg/s incl. "
+          "classify)")
+    for line in lines:
+        print(f"  {line}")
     print("kinds:", dict(kinds.most_common()))
     print("defects:", dict(defects.most_common(12)))
     held, checked, unchecked = check_facts(root, results, verbose)
@@ -203,7 +280,7 @@ def run_corpus(root: Path, verbose: bool) -> int:
         f"facts held: {held}/{checked} = {100 * held / max(checked, 1):.1f}%"
         f"  (not checkable here: {unchecked})"
     )
-    return 1 if crashes else 0
+    return 1 if total.failing else 0
 
 
 def run_trim(root: Path, verbose: bool) -> int:

@@ -27,9 +27,9 @@ from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
-from pathlib import PurePosixPath
 
 from mailbridge.core.message import Address, Attachment
+from mailbridge.core.safe_text import clean_header_text, safe_filename
 
 _POLICY = policy.SMTP
 
@@ -57,7 +57,6 @@ _MAX_ID_LENGTH = 250
 _MAX_TEXT = 400  # characters of a subject or other free-text header
 _MAX_NAME = 80  # characters of a display name
 _MAX_TYPE_NAME = 127  # characters of a media type's type or subtype (RFC 6838)
-_MAX_FILENAME = 200  # characters of an attachment's name
 _LINE = 78  # RFC 5322's recommended line length
 _EW_LENGTH = 64  # of one encoded word: under RFC 2047's 75, leaving room for a header name
 _TOKEN = re.compile(r"\S+\s*")  # a word and the space after it
@@ -71,7 +70,6 @@ _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")  # a phrase that needs 
 _REPLY_PREFIX = re.compile(
     r"^(?:\s*(?:re|fwd?|aw|wg|sv|vs|antw|rif|r|i|tr)\s*(?:\[\d+\])?\s*:)+\s*", re.IGNORECASE
 )
-_WHITESPACE = re.compile(r"\s+")
 _CRLF = "\r\n"
 _QP_LINE = 78  # the line length policy.SMTP gives quoted-printable bodies
 _B64_LINE = _QP_LINE // 4 * 4  # base64 lines: whole groups of 4 within that length
@@ -94,15 +92,6 @@ class Outgoing:
     extra_headers: tuple[tuple[str, str], ...] = ()
     attachments: tuple[Attachment, ...] = ()
     date: datetime | None = None  # the MSA adds a Date when this is None
-
-
-def clean_header_text(value: str) -> str:
-    """One line of header text: control and line-breaking characters become spaces."""
-    if not value.isprintable():  # printable text has none of them: skip the scan
-        value = "".join(
-            " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in value
-        )
-    return _WHITESPACE.sub(" ", value).strip()
 
 
 def make_message_id(domain: str, unique: str) -> str:
@@ -359,11 +348,8 @@ def _attachment_part(attachment: Attachment) -> str:
     valid = all(_FIELD_NAME.fullmatch(t) and len(t) <= _MAX_TYPE_NAME for t in (maintype, subtype))
     if not valid or maintype in ("multipart", "message"):
         maintype, subtype = "application", "octet-stream"
-    filename = None
-    if attachment.filename:
-        # Only the final path component: a name like "../../x" means nothing to a reader.
-        filename = _bounded_filename(PurePosixPath(
-            clean_header_text(attachment.filename).replace("\\", "/")).name)
+    # Only the final path component: a name like "../../x" means nothing to a reader.
+    filename = safe_filename(attachment.filename)
     cid = _foreign_id(attachment.content_id) if attachment.content_id else None
     part = EmailMessage(policy=_POLICY)
     part.set_content(  # the headers; the body, which they do not depend on, follows
@@ -377,16 +363,6 @@ def _attachment_part(attachment: Attachment) -> str:
     del part["MIME-Version"]
     # RFC 2047/2231-encoded parameters: ASCII throughout.
     return part.as_string() + _base64_lines(attachment.payload)
-
-
-def _bounded_filename(name: str) -> str:
-    """At most _MAX_FILENAME characters, the extension kept: "report….pdf"."""
-    if len(name) <= _MAX_FILENAME:
-        return name
-    stem, dot, extension = name.rpartition(".")
-    if not dot or not stem or len(extension) > 16:
-        return name[:_MAX_FILENAME - 1] + "…"
-    return f"{stem[:_MAX_FILENAME - len(extension) - 2]}….{extension}"
 
 
 def _base64_lines(data: bytes) -> str:

@@ -52,9 +52,12 @@ class Attachment:
     """One attachment. A part over a size limit is still listed, with its true decoded
     size, an empty payload and `skipped_reason` saying why: the ticket gets a note for
     each such part instead of losing it silently.
+
+    Every attachment parse_message returns has a name (core.attachment_names): the one
+    its part gives, else one built from its type, never "".
     """
 
-    filename: str | None
+    filename: str
     content_type: str
     size: int
     inline: bool

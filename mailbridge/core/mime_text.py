@@ -321,10 +321,5 @@ def _decoded_chunk(chunk: str | bytes, charset: str | None) -> str:
     return text if text is not None else decode_bytes(chunk, charset)[0]
 
 
-def unsurrogate(value: str, charset: str | None = None) -> str:
-    """Header text with raw 8-bit bytes (kept as surrogates by the parser) decoded."""
-    return decode_header_value(value, charset) if _has_surrogates(value) else value
-
-
 def _has_surrogates(value: str) -> bool:
     return _SURROGATE_RE.search(value) is not None

@@ -13,6 +13,7 @@ from itertools import islice
 from typing import Any
 
 from mailbridge.core.addresses import parse_address_list
+from mailbridge.core.attachment_names import name_unnamed
 from mailbridge.core.header_block import repair_folding
 from mailbridge.core.html_strip import strip_tags, visible_length
 from mailbridge.core.language import detect_language
@@ -106,6 +107,7 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
         walk(msg, body)
     except Exception as exc:  # keep the headers and whatever parts were read
         body.defects.append(f"MIME structure could not be read: {exc!r}")
+    body.attachments = name_unnamed(body.attachments, body.defects)
     defects.extend(body.defects)
     defects.extend(_safe(lambda: _stdlib_defects(msg), [], defects, "defects unreadable"))
     return _assemble(msg, headers, body, defects, tuple(unread), charset)

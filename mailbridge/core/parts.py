@@ -7,8 +7,10 @@ from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import Message
 
+from mailbridge.core.attachment_names import location_name, part_filename
 from mailbridge.core.message import Attachment, ParseLimits
-from mailbridge.core.mime_text import decode_bytes, decode_header_value, unsurrogate
+from mailbridge.core.mime_text import decode_bytes, decode_header_value
+from mailbridge.core.safe_text import safe_filename
 from mailbridge.core.tnef import is_tnef, unpack_tnef
 
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
@@ -53,7 +55,7 @@ def walk(part: Message, body: Body, *, in_related: bool = False) -> None:
         _attached_message(part, body)
         return
     disposition = part.get_content_disposition()
-    filename = _filename(part, body)
+    filename = part_filename(part, body.defects)
     is_body_text = content_type in ("text/plain", "text/html") and (
         disposition != "attachment" and filename is None
     )
@@ -61,7 +63,8 @@ def walk(part: Message, body: Body, *, in_related: bool = False) -> None:
         text = _part_text(part, body)
         (body.plain if content_type == "text/plain" else body.html).append(text)
         return
-    _attachment(part, filename, disposition, in_related, body)
+    # "" until core.attachment_names.name_unnamed names it after the walk
+    _attachment(part, filename or location_name(part) or "", disposition, in_related, body)
 
 
 def limited(body: Body, data: bytes, size: int) -> tuple[bytes, str | None]:
@@ -83,19 +86,8 @@ def _part_text(part: Message, body: Body) -> str:
     return text.replace("\r\n", "\n")
 
 
-def _filename(part: Message, body: Body) -> str | None:
-    try:
-        name = part.get_filename()
-    except Exception:  # broken RFC 2231 parameters
-        body.defects.append("attachment filename could not be decoded")
-        return None
-    if not name:
-        return None
-    return unsurrogate(decode_header_value(str(name)).strip()) or None
-
-
 def _attachment(
-    part: Message, filename: str | None, disposition: str | None, in_related: bool, body: Body
+    part: Message, filename: str, disposition: str | None, in_related: bool, body: Body
 ) -> None:
     content_type = part.get_content_type()
     # TNEF is unpacked whatever its size: the limits then apply to the files inside.
@@ -135,7 +127,7 @@ def _base64_size(text: str) -> int:
     return max(chars * 3 // 4 - padding, 0)
 
 
-def _tnef(data: bytes, filename: str | None, body: Body) -> None:
+def _tnef(data: bytes, filename: str, body: Body) -> None:
     """winmail.dat is replaced by what it holds: the files a user can open, and its body.
 
     When it cannot be unpacked it stays an attachment, so nothing is lost.
@@ -154,8 +146,8 @@ def _tnef(data: bytes, filename: str | None, body: Body) -> None:
         kept, reason = limited(body, item.data, len(item.data))
         body.attachments.append(
             Attachment(
-                item.filename, item.content_type, len(item.data), False, None, kept, reason,
-                container,
+                safe_filename(item.filename or ""), item.content_type, len(item.data), False,
+                None, kept, reason, container,
             )
         )  # fmt: skip
     if content.text:
@@ -170,7 +162,7 @@ def _attached_message(part: Message, body: Body) -> None:
     inner = part.get_payload()
     inner_msg = inner[0] if isinstance(inner, list) and inner else None
     data = _as_bytes(inner_msg) if isinstance(inner_msg, Message) else _as_bytes(part)
-    filename = _filename(part, body)
+    filename = part_filename(part, body.defects) or location_name(part)
     if not filename:
         subject = ""
         if isinstance(inner_msg, Message):
@@ -191,7 +183,8 @@ def _inner_files(inner: Message, container: str, body: Body) -> list[Attachment]
     except Exception as exc:  # the .eml itself is kept; only the listing is lost
         body.defects.append(f"attached message could not be read: {exc!r}")
         return []
-    # Inline images and unnamed parts belong to the forwarded mail's body, not its files.
+    # Inline images and unnamed parts belong to the forwarded mail's body, not its files
+    # (unnamed parts are named only after the walk of the whole message).
     return [
         att if att.container else replace(att, container=container)
         for att in nested.attachments
@@ -206,7 +199,8 @@ def _message_part(part: Message, content_type: str, body: Body) -> Attachment:
     else:
         data = str(payload).encode("utf-8", "surrogateescape")
     kept, reason = limited(body, data, len(data))
-    return Attachment(None, content_type, len(data), False, None, kept, reason)
+    filename = part_filename(part, body.defects) or location_name(part) or ""
+    return Attachment(filename, content_type, len(data), False, None, kept, reason)
 
 
 def message_id(value: str) -> str | None:

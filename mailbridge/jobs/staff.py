@@ -379,7 +379,7 @@ def _carried_attachments(
         if fits:
             carried.append(attachment)
             budget -= attachment.size
-        listing.append({"filename": attachment.filename or "(unnamed)",
+        listing.append({"filename": attachment.filename,
                         "size": format_size(attachment.size), "attached": fits})
     return tuple(carried), listing
 

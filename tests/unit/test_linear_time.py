@@ -233,6 +233,23 @@ CASES = [
     Case("filename: RFC 2231 continuations", parse_message,
          lambda s: attachment("attachment; " + "; ".join(
              f"filename*{i}=part{i}" for i in range(s)))),
+    Case("filename: RFC 2231 continuations in a charset", parse_message,
+         lambda s: attachment("attachment; " + "; ".join(
+             f"filename*{i}*=utf-8''%C3%A4" for i in range(s)))),
+    Case("filename: many encoded words", parse_message,
+         lambda s: attachment(f'attachment; filename="{T("=?utf-8?q?caf=C3=A9?= ", 60, s)}"')),
+    Case("filename: many path separators", parse_message,
+         lambda s: attachment(f'attachment; filename="{T("../", 30, s)}x.pdf"')),
+    Case("filename: control characters", parse_message,
+         lambda s: attachment('attachment; filename="' + T("a\u202e", 30, s) + '.pdf"')),
+    Case("Content-Location: long path", parse_message,
+         lambda s: multipart(["Content-Type: application/pdf\nContent-Location: http://x/"
+                              + T("a/", 40, s) + "?" + T("q", 40, s) + "\n\nJVBERi0=\n"])),
+    Case("Content-ID: long, inline image", parse_message,
+         lambda s: multipart(["Content-Type: image/png\nContent-Disposition: inline\n"
+                              f"Content-ID: <{T('a.', 40, s)}@x>\n\niVBORw0=\n"])),
+    Case("attachments: many without a name", parse_message,
+         lambda s: multipart([f"Content-Type: application/pdf\n\npart {i}\n" for i in range(s)])),
     Case("boundary: long", parse_message,
          lambda s: multipart(["Content-Type: text/plain\n\nHello\n"] * 2, T("b", 40, s))),
     # parse_message: bodies

@@ -14,9 +14,10 @@ from mailbridge.core.classify import Identity, classify
 from mailbridge.core.message import Address, ParsedMessage
 from mailbridge.core.parse import message_fingerprint, normalize_subject, parse_message
 from mailbridge.core.serialize import parsed_to_json
+from tests.corpus import corpus_files, folders
+from tests.required import shared_corpus
 
 EML = Path(__file__).resolve().parent.parent / "data" / "eml"
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
 
 def parse_fixture(name: str) -> ParsedMessage:
@@ -270,6 +271,7 @@ FIXTURES = sorted(p.read_bytes() for p in EML.glob("*.eml"))
 def test_never_raises_on_random_bytes(raw: bytes) -> None:
     msg = parse_message(raw)
     assert isinstance(msg, ParsedMessage)
+    assert all(attachment.filename for attachment in msg.attachments)
     json.dumps(parsed_to_json(msg, classify(msg, Identity())))
 
 
@@ -288,28 +290,20 @@ def test_never_raises_on_mutated_fixtures(
         data[at : at + len(chunk)] = chunk
     mutated = bytes(data[: max(cut, len(data) // 2)])
     msg = parse_message(mutated)
+    assert all(attachment.filename for attachment in msg.attachments)
     json.dumps(parsed_to_json(msg, classify(msg, Identity())))
     message_fingerprint(mutated)
 
 
-def corpus_mails() -> list[Path]:
-    if not CORPUS.is_dir():
-        return []
-    skip = {"EXPECTED.json", "LICENSE.upstream", "README.md"}
-    return [
-        p for p in sorted(CORPUS.rglob("*"))
-        if p.is_file() and p.name not in skip and "_expected" not in p.parts
-    ]  # fmt: skip
-
-
-@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"shared corpus not present at {CORPUS}")
 def test_every_corpus_file_parses() -> None:
+    root = shared_corpus()
+    paths = [path for folder in folders(root) for path in corpus_files(root, folder)]
     failures = []
-    for path in corpus_mails():
+    for path in paths:
         try:
             msg = parse_message(path.read_bytes())
             json.dumps(parsed_to_json(msg, classify(msg, Identity())))
         except Exception as exc:  # collect all, report together
-            failures.append(f"{path.relative_to(CORPUS)}: {exc!r}")
-    assert corpus_mails(), "corpus folder is empty"
+            failures.append(f"{path.relative_to(root)}: {exc!r}")
+    assert paths, "corpus folder is empty"
     assert failures == []

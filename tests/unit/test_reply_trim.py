@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 from mailbridge.core.reply_trim import trim_reply
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-TRIMMER = CORPUS / "email_reply_trimmer"
+from tests.required import shared_corpus
 
 
 @pytest.mark.parametrize(
@@ -122,21 +119,20 @@ def _normalize(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", lines).strip()
 
 
-@pytest.mark.skipif(not TRIMMER.is_dir(), reason=f"shared corpus not present at {TRIMMER}")
 def test_trimmer_corpus_at_least_90_percent() -> None:
-    emails = sorted(TRIMMER.glob("*.txt"))
+    trimmer = shared_corpus("email_reply_trimmer")
+    emails = sorted(trimmer.glob("*.txt"))
     exact = sum(
         _normalize(trim_reply(p.read_text()))
-        == _normalize((TRIMMER / "_expected" / "trimmed" / p.name).read_text())
+        == _normalize((trimmer / "_expected" / "trimmed" / p.name).read_text())
         for p in emails
     )
     assert len(emails) == 64
     assert exact >= 58, f"{exact}/64"
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"shared corpus not present at {CORPUS}")
 def test_github_reply_parser_reply_texts() -> None:
-    folder = CORPUS / "email_reply_parser_github"
+    folder = shared_corpus("email_reply_parser_github")
     facts = json.loads((folder / "EXPECTED.json").read_text())
     cases = [
         (name, entry["facts"]["reply_text"])
