@@ -243,7 +243,10 @@ def _comments(tokens: list[_Token]) -> str:
 
 
 def clean_name(name: str) -> str:
-    """A display name fit to show: no control or format characters, one line, bounded."""
+    """A display name fit to show: no control or format characters, nor the U+FFFD of
+    bytes no charset could read, one line, bounded."""
+    if "\ufffd" in name:
+        name = name.replace("\ufffd", " ")
     if not name.isprintable():
         name = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs")
                        else ch for ch in name)

@@ -11,7 +11,7 @@ from email.header import decode_header
 from functools import lru_cache
 from typing import Any
 
-from mailbridge.core.readable import garbled
+from mailbridge.core.readable import garbled, readable
 
 # Text decoded as a single-byte charset that really was UTF-8 shows these pairs.
 _MOJIBAKE_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
@@ -281,7 +281,12 @@ def decode_8bit(value: str, charset: str | None = None) -> str:
     if data is None:
         return value
     text = decode_unknown(data, (charset,))
-    return text if text is not None else data.decode("cp1252", errors="replace")
+    if text is not None:
+        return text
+    # Nothing reads it cleanly. Often the bytes are UTF-8 of text already garbled once
+    # (Big5 read as Latin-1, then written as UTF-8): that is read again from its bytes.
+    fallback = _try_utf8(data) or data.decode("cp1252", errors="replace")
+    return readable(fallback) or fallback
 
 
 def decode_header_value(value: str, charset: str | None = None) -> str:

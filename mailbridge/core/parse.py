@@ -87,8 +87,8 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     limits = limits or ParseLimits()
     raw, mended = repair_folding(raw)
     if mended:
-        defects.append(f"header folding repaired: {mended} line(s) without leading whitespace "
-                       "read as the continuation of the field above")
+        defects.append(f"header block repaired: {mended} line(s) without leading whitespace "
+                       "or with a space before the colon")
     try:
         msg, cut = read_tree(raw, limits)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
@@ -236,7 +236,11 @@ def _read_headers(msg: Message, defects: list[str],
 def _header_text(key: str, raw_value: str, defects: list[str], charset: str | None) -> str:
     try:
         if key in UNSTRUCTURED:
-            return decode_header_value(raw_value, charset)
+            text = decode_header_value(raw_value, charset)
+            if "\ufffd" in text:  # what no charset could read says nothing to a reader
+                defects.append(f"header {key}: undecodable characters removed")
+                text = " ".join(text.replace("\ufffd", " ").split())
+            return text
         return " ".join(decode_8bit(raw_value, charset).split())
     except Exception:  # not expected; a header must never cost the message
         defects.append(f"header {key} could not be decoded")

@@ -41,8 +41,8 @@ def test_a_tracker_folded_without_whitespace_no_longer_hides_the_fields_after_it
     assert msg.subject == "Order 1931"
     assert msg.message_id == "broken-fold@example.cn"
     assert msg.text.strip() == "Grüße"  # Content-Type was read: the body is UTF-8
-    assert ("header folding repaired: 2 line(s) without leading whitespace read as the "
-            "continuation of the field above") in msg.defects
+    assert ("header block repaired: 2 line(s) without leading whitespace or with a space "
+            "before the colon") in msg.defects
     assert msg.header("x-brightmail-tracker").endswith("AAAAAAAAAAAAAAAAAAAA==")
     assert message_fingerprint(mail)[0] == "broken-fold@example.cn"
 
@@ -54,6 +54,18 @@ def test_a_body_started_without_the_blank_line_stays_the_body() -> None:
     msg = parse_message(mail)
     assert msg.subject == "Hi"
     assert "Hello there, no blank line" in msg.text
+
+
+def test_fields_in_the_obsolete_syntax_with_spaces_before_the_colon_are_read() -> None:
+    mail = (b"From  : John Doe <jdoe@machine.example>\r\nTo    : Mary Smith\r\n__\r\n"
+            b"          <mary@example.net>\r\nSubject     : Saying Hello\r\n"
+            b"Message-ID  : <1234@local.machine.example>\r\n\r\nHello.\r\n")
+
+    msg = parse_message(mail)
+
+    assert msg.from_ == Address("John Doe", "jdoe@machine.example")
+    assert msg.to == (Address("Mary Smith __", "mary@example.net"),)
+    assert (msg.subject, msg.message_id) == ("Saying Hello", "1234@local.machine.example")
 
 
 def test_a_well_formed_header_block_is_left_as_it_is() -> None:
@@ -184,3 +196,22 @@ def test_a_garbled_subject_goes_out_as_the_ticket_number_alone() -> None:
     assert clipped["subject"] == "" and clipped["requester_name"] == ""
     assert clipped["excerpt"] == "关于订单"
     assert clipped["queue"] == "\ufffd"  # not the customer's words: left as it is
+
+
+def test_a_subject_garbled_once_before_it_was_sent_is_read_again() -> None:
+    # Big5 read as Latin-1 by some gateway, then written out as UTF-8: what arrives is
+    # valid UTF-8 of mojibake.
+    subject = "大家說英語 每日聽MP3"
+    once_garbled = subject.encode("big5").decode("latin-1").encode("utf-8")
+    msg = parse_message(raw(b"From: a@example.tw", b"Subject: " + once_garbled,
+                            b"Message-ID: <x@y>"))
+    assert msg.subject == subject
+
+
+def test_characters_no_charset_can_read_are_left_out_of_subjects_and_names() -> None:
+    mail = raw("From: Biz Phones\ufffd\ufffd <info@example.net>".encode(),
+               "Subject: A business phone\ufffd\ufffd\ufffd".encode(), b"Message-ID: <x@y>")
+    msg = parse_message(mail)
+    assert msg.subject == "A business phone"
+    assert msg.from_ == Address("Biz Phones", "info@example.net")
+    assert "header subject: undecodable characters removed" in msg.defects
