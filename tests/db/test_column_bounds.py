@@ -4,7 +4,6 @@ text repeats a statement's parameters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mailbridge.db import migrate, queries
+from mailbridge.db import queries
 from mailbridge.db.engine import make_engine, make_sessionmaker
 from mailbridge.db.models import SUBJECT_CHARS, Article, Event, InboundMessage, Ticket
 from mailbridge.db.outage import database_outage
@@ -21,14 +20,6 @@ from mailbridge.errors import describe_error
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LONG_ID = "x" * 5_000 + "@customer.example"
 UNSTORABLE = "a\x00b\udce9c"  # a NUL character and a lone surrogate (an undecodable byte)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def ticket_with_article(session: Session, **article: object) -> Ticket:

@@ -3,26 +3,17 @@ behave like flushed ones: ids, defaults, later changes, order, and savepoint rol
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from mailbridge.db import migrate, queries
-from mailbridge.db.engine import make_engine, make_sessionmaker
+from mailbridge.db import queries
+from mailbridge.db.engine import make_sessionmaker
 from mailbridge.db.models import Event, Outbox, Ticket
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def new_ticket(subject: str = "Printer") -> Ticket:
