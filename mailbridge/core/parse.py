@@ -14,6 +14,7 @@ from itertools import islice
 from typing import Any
 
 from mailbridge.core.addresses import Mailbox, parse_address_list
+from mailbridge.core.header_block import header_block_broken, mend_header_block
 from mailbridge.core.html_strip import strip_tags, visible_length
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits
@@ -84,6 +85,11 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     limits = limits or ParseLimits()
     try:
         msg, cut = read_tree(raw, limits)
+        if header_block_broken(msg):  # rare: mended and read again
+            mended, repairs = mend_header_block(raw)
+            if repairs:
+                msg, cut = read_tree(mended, limits)
+                defects.extend(repairs)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
     unread = [cut] if cut is not None else []

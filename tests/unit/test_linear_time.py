@@ -34,6 +34,7 @@ from mailbridge.core.bounce import read_bounce
 from mailbridge.core.classify import Identity, classify
 from mailbridge.core.correlate import thread_clues
 from mailbridge.core.faq import FaqIndex, parse_entry, rank_mail, says_solved
+from mailbridge.core.header_block import mend_header_block
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import ParsedMessage
@@ -233,6 +234,24 @@ CASES = [
              f"filename*{i}=part{i}" for i in range(s)))),
     Case("boundary: long", parse_message,
          lambda s: multipart(["Content-Type: text/plain\n\nHello\n"] * 2, T("b", 40, s))),
+    Case("From: none, many fallback mailboxes without an address", parse_message,
+         lambda s: mail(From="Ann", Sender=T("Ann Example (no address), ", 40, s),
+                        Reply_To=T("<a@b> <", 40, s), Return_Path=T("<", 40, s))),
+    Case("headers: many lines without a field name", parse_message,
+         lambda s: mail(From="ann@example.org\n" + T("H4sIAAAAAAAAA+NgFmpk\n", 40, s)
+                        + "X-After: 1")),
+    # mend_header_block
+    Case("header block: lines without a field name", mend_header_block,
+         lambda s: ("From: ann@example.org\n" + T("H4sIAAAA+NgFmpk\n", 40, s)
+                    + "Subject: x\n\nbody").encode()),
+    Case("header block: spaces before colons", mend_header_block,
+         lambda s: ("From  : ann@example.org\n" + T("X-A      : v\n", 40, s)
+                    + "\nbody").encode()),
+    Case("header block: one long line without a colon", mend_header_block,
+         lambda s: ("From: ann@example.org\n" + T("a", 40, s) + "\nSubject: x\n\nbody").encode()),
+    Case("header block: a long field name without its colon", mend_header_block,
+         lambda s: ("From: ann@example.org\n" + T("a", 40, s) + T(" ", 40, s)
+                    + "\nSubject: x\n\nbody").encode()),
     # parse_message: bodies
     Case("body: many lines", parse_message,
          lambda s: mail(T("Thanks, the printer works again now.\n", 300, s))),
