@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mailbridge.core.addresses import Mailbox
+from mailbridge.core.compose import can_write_address
 from mailbridge.core.message import Address
 
 # The headers a sender may come from, in the order they are asked, by their field names.
@@ -62,6 +63,7 @@ def choose_sender(from_: Sequence[Mailbox] | None,
     return SenderChoice(Address(named, "") if named else None, "", tuple(defects))
 
 
-def is_daemon_name(address: str) -> bool:
-    """A mailer daemon named without a domain ("mailer-daemon"), as choose_sender keeps it."""
-    return address in _DAEMON_LOCALS
+def answerable(address: str) -> bool:
+    """Can mail go to this requester? Not to "" (no sender was named), nor to a mailer
+    daemon's bare name, nor to anything a header cannot carry."""
+    return "@" in address and can_write_address(address)
