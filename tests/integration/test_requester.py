@@ -205,15 +205,18 @@ def test_staff_text_for_a_ticket_without_requester_waits_for_one(
     imap_server.append(reply(notice, ANSWER))
     imap_server.append(reply(notice, "#requester support@shop.example\n\n" + ANSWER,
                              message_id="<r2@shop.example>"))
+    imap_server.append(reply(notice, "#requester Ann, ann@customer.example\n\n" + ANSWER,
+                             message_id="<r3@shop.example>"))
     run_pass(app)
 
-    complaints = [m for m in smtp_sink.wait_for(3) if ALICE in m.recipients]
-    assert len(complaints) == 2 and len(smtp_sink.received) == 3
+    complaints = [m for m in smtp_sink.wait_for(4) if ALICE in m.recipients]
+    assert len(complaints) == 3 and len(smtp_sink.received) == 4
     assert "put #requester ADDRESS on the first line" in body(complaints[0]).replace("\n", " ")
     assert "support@shop.example is one of our own addresses" in body(complaints[1])
+    assert "#requester Ann, ann@customer.example: expected one address" in body(complaints[2])
     unchanged = ticket(app)
     assert unchanged.requester_address == "" and unchanged.first_responded_at is None
-    assert len(events(app, "staff_commands_refused")) == 2
+    assert len(events(app, "staff_commands_refused")) == 3
 
 
 def test_the_command_line_sets_a_requester_too(
