@@ -18,8 +18,9 @@ from pathlib import Path
 
 from mailbridge import __version__
 from mailbridge.config import Config, config_path, load_config
+from mailbridge.core.message import Address
 from mailbridge.core.sla import parse_duration
-from mailbridge.core.staff import tag_name
+from mailbridge.core.staff import requester_address, tag_name
 from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
 from mailbridge.logs import config_secrets, hide_secrets, setup_logging
 
@@ -101,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="add this tag (repeat for more)")
     tag.add_argument("--remove", action="append", default=[], type=tag_name, metavar="TAG",
                      help="remove this tag, in any case (repeat for more)")
+    requester = ticket_commands.add_parser(
+        "requester", help="set who a ticket answers (as staff #requester does)")
+    requester.add_argument("number", type=int)
+    requester.add_argument("address", type=address, metavar="ADDRESS",
+                           help='someone@example.com, or "Ann Example <ann@example.com>"')
 
     outbox = commands.add_parser("outbox", help="outgoing mail")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
@@ -180,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
 def duration(text: str) -> timedelta:
     """An argument like 30m, 2h or 1d (argparse names this function in its error)."""
     return parse_duration(text)
+
+
+def address(text: str) -> Address:
+    """One address, as #requester takes it (argparse names this function in its error)."""
+    found = requester_address(text)
+    if found is None:
+        raise ValueError(text)
+    return found
 
 
 def language_code(text: str) -> str:
@@ -295,6 +309,8 @@ def _tickets(args: argparse.Namespace) -> int:
                                         tag=args.tag)
         if args.tickets_command == "tag":
             return reports.tag_ticket(app, args.number, args.add, args.remove, sys.stdout)
+        if args.tickets_command == "requester":
+            return reports.set_ticket_requester(app, args.number, args.address, sys.stdout)
         return reports.show_ticket(app, args.number, args.json, sys.stdout)
 
 

@@ -18,11 +18,13 @@ from mailbridge.app import App, build_app
 from mailbridge.config import Config
 from mailbridge.core.clip import clip_context
 from mailbridge.core.humanize import format_duration
+from mailbridge.core.message import Address
 from mailbridge.db import queries
 from mailbridge.db.models import Base, Outbox, Ticket, TicketTag
 from mailbridge.errors import MailbridgeError, TemplateError, one_line
 from mailbridge.jobs.deadlines import CLOSED as CLOSED_STATUSES
 from mailbridge.jobs.deadlines import open_deadlines
+from mailbridge.jobs.requester import missing_requester, set_requester, unusable_requester
 
 
 @contextmanager
@@ -159,6 +161,8 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         events = queries.ticket_events(session, ticket.id)
         tags = queries.ticket_tags(session, ticket.id)
     document = ticket_json(ticket)
+    # Why nobody can be answered on this ticket, and how to set someone; null when answerable.
+    document["no_requester"] = missing_requester(ticket) or None
     document["tags"] = tags
     document["articles"] = [
         {"id": a.id, "direction": a.direction, "author_kind": a.author_kind, "kind": a.kind,
@@ -175,7 +179,9 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     for key in ("status", "priority", "requester", "queue", "assignee", "sla_policy",
                 "created_at", "first_response_due_at", "first_responded_at",
                 "escalation_level"):
-        out.write(f"  {key}: {document[key]}\n")
+        out.write(f"  {key}: {document[key] if document[key] != '' else '(none)'}\n")
+    if document["no_requester"]:
+        out.write(f"  {document['no_requester']}\n")
     if tags:
         out.write(f"  tags: {', '.join(tags)}\n")
     for article in document["articles"]:
@@ -238,6 +244,24 @@ def tag_ticket(app: App, number: int, add: Sequence[str], remove: Sequence[str],
         tags = queries.ticket_tags(session, ticket.id)
     out.write(f"ticket #{number}: {', '.join(tags) or 'no tags'}"
               f"{'' if added or removed else ' (unchanged)'}\n")
+    return 0
+
+
+def set_ticket_requester(app: App, number: int, address: Address, out: TextIO) -> int:
+    """Set who a ticket answers, as a staff #requester does; `requester_changed` records it."""
+    now = app.clock.now()
+    with app.transaction() as session:
+        ticket = queries.ticket_by_number(session, number)
+        if ticket is None:
+            raise MailbridgeError(f"no ticket #{number}")
+        why = unusable_requester(app, address)
+        if why:
+            raise MailbridgeError(f"ticket #{number}: {why}")
+        changed = set_requester(session, ticket, address, "command line", now)
+        shown = (f"{ticket.requester_name} <{ticket.requester_address}>"
+                 if ticket.requester_name else ticket.requester_address)
+    was = f" (was: {changed[0] or 'none'})" if changed else " (unchanged)"
+    out.write(f"ticket #{number}: requester {shown}{was}\n")
     return 0
 
 

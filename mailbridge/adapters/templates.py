@@ -18,7 +18,10 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     ticket_tag         str   "[#1042]", the subject tag that threads replies
     subject            str   the ticket's subject, as the customer wrote it
     requester_name     str   the customer's display name, "" when unknown
-    requester_address  str   the customer's address
+    requester_address  str   the customer's address; "" when the mail named none
+    no_requester       bool  the ticket has no address to answer (its mail named no
+                             sender, or none mail can go to): nothing reaches a customer
+                             until a staff member sets one with ``#requester ADDRESS``
     promised_reply     str   "by Tuesday 24 November at 17:00", in the customer's language
                              (mailbridge.core.humanize.format_deadline)
     due_at_iso         str   the same deadline as ISO 8601, for staff
@@ -92,6 +95,7 @@ from mailbridge.errors import TemplateError
 CONTEXT_KEYS = frozenset(
     {
         "ticket_number", "ticket_tag", "subject", "requester_name", "requester_address",
+        "no_requester",
         "promised_reply", "due_at_iso", "queue", "priority", "excerpt", "support_address",
         "company_name", "escalation_level", "overdue_by", "staff_name", "reply_text", "links",
         "event", "digest", "attachments", "errors", "deadline", "due_in", "faq", "minimal",
@@ -396,6 +400,7 @@ def sample_context(language: str) -> dict[str, object]:
         "subject": "Charging cable missing from order 55-1931",
         "requester_name": "Giulia Rossi",
         "requester_address": "giulia.rossi@example.net",
+        "no_requester": False,
         "promised_reply": format_deadline(due, language, ZoneInfo("Europe/Rome")),
         "due_at_iso": due.isoformat(),
         "queue": "support",

@@ -7,7 +7,9 @@ sender writes freely (`"victim@shop.example" <attacker@evil.example>`), and enco
 are decoded only in the display name, after the addr-spec has been found, so an encoded
 display name cannot hide an address either. Quoted strings, comments and escapes are
 honoured; an unterminated quoted string is read again as plain words, so that the
-addresses after it still count.
+addresses after it still count. An addr-spec without a domain (`<MAILER-DAEMON>`, or a
+lone `MAILER-DAEMON`) is no address, but it is kept apart as `local`: it still names who
+wrote (core.sender).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class _Token:
 class Mailbox:
     name: str  # display name, decoded and cleaned; "" when none
     address: str  # lower-cased addr-spec; "" when the mailbox had none
+    # An addr-spec written without a domain, lower-cased ("mailer-daemon"); "" otherwise.
+    local: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,11 +159,14 @@ def _mailbox(group: list[_Token], defects: list[str]) -> list[Mailbox]:
             defects.append("a mailbox with several <addresses>: the first is the address")
         spec = _angle_spec(angles[0].text)
         name = _phrase(group[:group.index(angles[0])]) or _comments(group)
-        return _made(name, spec, defects)
+        return _made(name, spec, defects, local=_local_only(spec))
     words = _words(group)
     specs = [w for w in words if "@" in w]
     if not specs:  # a bare name ("MAILER-DAEMON (Mail Delivery System)") or a comment
-        return _made(_comments(group), "", defects) if words else []
+        if not words:
+            return []
+        lone = words[0] if len(words) == 1 else ""
+        return _made(_comments(group), "", defects, local=_local_only(lone))
     if len(specs) > 1:
         defects.append("addresses without a comma between them")
     before = words[:words.index(specs[0])]
@@ -167,12 +174,19 @@ def _mailbox(group: list[_Token], defects: list[str]) -> list[Mailbox]:
     return [m for spec in specs for m in _made(name if spec == specs[0] else "", spec, defects)]
 
 
-def _made(name: str, spec: str, defects: list[str]) -> list[Mailbox]:
+def _made(name: str, spec: str, defects: list[str], *, local: str = "") -> list[Mailbox]:
     address = _addr_spec(spec)
     if not address and spec.strip():
         defects.append("an address that is no local@domain")
     name = clean_name(name)
-    return [Mailbox(name, address)] if address or name else []
+    return [Mailbox(name, address, local)] if address or name or local else []
+
+
+def _local_only(spec: str) -> str:
+    """`spec` lower-cased when it is a dot-atom local part with no domain, else ""."""
+    if not spec or "@" in spec or len(spec) > 64 or ".." in spec:
+        return ""
+    return spec.lower() if all(ch in _ATEXT for ch in spec) else ""
 
 
 def _words(group: list[_Token]) -> list[str]:

@@ -213,6 +213,11 @@ def list_unsubscribe(msg: ParsedMessage, identity: Identity) -> bool:
     return _has(msg, "list-unsubscribe")
 
 
+def list_post(msg: ParsedMessage, identity: Identity) -> bool:
+    """RFC 2369's posting address: only a list manager writes it."""
+    return _has(msg, "list-post")
+
+
 def campaign_headers(msg: ParsedMessage, identity: Identity) -> bool:
     return any(_has(msg, name) for name in _CAMPAIGN_HEADERS)
 
@@ -246,6 +251,7 @@ RULES: tuple[Rule, ...] = (
     Rule("precedence_list", "bulk", precedence_list),
     Rule("list_id", "bulk", list_id),
     Rule("list_unsubscribe", "bulk", list_unsubscribe),
+    Rule("list_post", "bulk", list_post),
     Rule("campaign_headers", "bulk", campaign_headers),
     Rule("precedence_bulk", NO_ACK, precedence_bulk),
 )

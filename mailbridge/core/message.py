@@ -9,7 +9,9 @@ from datetime import datetime
 @dataclass(frozen=True, slots=True)
 class Address:
     name: str
-    address: str  # lower-cased addr-spec, "" when the header held none
+    # Lower-cased addr-spec, "" when the header held none. Only a sender may be
+    # domain-less, and only a mailer daemon's ("mailer-daemon", core.sender).
+    address: str
 
     def __post_init__(self) -> None:
         # An internationalised address (RFC 6532: josé@exämple.de) arrives as raw UTF-8 in
@@ -97,6 +99,9 @@ class ParsedMessage:
     # What of the message was not read (parts past a cap, attachments past the size limit),
     # also in `defects`; staff are told, since the raw mail is the only whole copy.
     unread: tuple[str, ...] = ()
+    # Where `from_` came from: "from", else "sender", "reply-to" or "return-path" when From
+    # named no address (core.sender); "" when no header named one.
+    sender_header: str = ""
 
     def header(self, name: str) -> str | None:
         """The first value of a header, or None."""

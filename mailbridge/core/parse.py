@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email import policy
 from email.message import Message
@@ -12,9 +13,9 @@ from email.utils import parseaddr, parsedate_to_datetime
 from itertools import islice
 from typing import Any
 
-from mailbridge.core.addresses import parse_address_list
+from mailbridge.core.addresses import Mailbox, parse_address_list
 from mailbridge.core.attachment_names import name_unnamed
-from mailbridge.core.header_block import repair_folding
+from mailbridge.core.header_block import header_block_broken, mend_header_block
 from mailbridge.core.html_strip import strip_tags, visible_length
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits
@@ -31,6 +32,7 @@ from mailbridge.core.mime_tree import read_tree
 from mailbridge.core.parts import Body, walk
 from mailbridge.core.parts import message_id as _message_id
 from mailbridge.core.reply_trim import trim_reply
+from mailbridge.core.sender import SenderChoice, choose_sender
 
 # compat32 keeps headers as plain strings, which is several times faster than building
 # policy.default header objects for every Received line; the structured headers we
@@ -59,7 +61,6 @@ def message_fingerprint(raw: bytes) -> tuple[str | None, str]:
     and the body's hash: the same mail fetched twice matches, a reused Message-ID on
     different mail does not. Without one it is the hash of the raw bytes.
     """
-    raw, _ = repair_folding(raw)
     split = _BODY_SPLIT_RE.search(raw)
     head, body = (raw[: split.start()], raw[split.end() :]) if split else (raw, b"")
     try:
@@ -85,12 +86,13 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     """
     defects: list[str] = []
     limits = limits or ParseLimits()
-    raw, mended = repair_folding(raw)
-    if mended:
-        defects.append(f"header block repaired: {mended} line(s) without leading whitespace "
-                       "or with a space before the colon")
     try:
         msg, cut = read_tree(raw, limits)
+        if header_block_broken(msg):  # rare: mended and read again
+            mended, repairs = mend_header_block(raw)
+            if repairs:
+                msg, cut = read_tree(mended, limits)
+                defects.extend(repairs)
     except Exception as exc:  # the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
     unread = [cut] if cut is not None else []
@@ -126,12 +128,15 @@ def _assemble(
     message_id = _message_id(_first(headers, "message-id"))
     if message_id is None:
         defects.append("missing Message-ID")
+    reply_to = _mailboxes(msg, "reply-to", defects, charset) or []
+    sender = _sender(msg, reply_to, defects, charset)
     return ParsedMessage(
         message_id=message_id,
-        from_=_first_address(msg, "from", defects, charset),
+        from_=sender.sender,
+        sender_header=sender.header,
         to=_addresses(msg, "to", defects, charset),
         cc=_addresses(msg, "cc", defects, charset),
-        reply_to=_addresses(msg, "reply-to", defects, charset),
+        reply_to=_as_addresses(reply_to),
         subject=_first(headers, "subject"),
         date=_date(headers, defects),
         in_reply_to=_message_id(_first(headers, "in-reply-to")),
@@ -259,26 +264,44 @@ def _references(value: str) -> list[str]:
 
 def _addresses(msg: Message, name: str, defects: list[str],
                charset: str | None = None) -> tuple[Address, ...]:
-    """The mailboxes of every `name` header, by RFC 5322's grammar (core.addresses)."""
-    out: list[Address] = []
+    """The addresses of every `name` header, by RFC 5322's grammar (core.addresses)."""
+    return _as_addresses(_mailboxes(msg, name, defects, charset) or [])
+
+
+def _as_addresses(mailboxes: Sequence[Mailbox]) -> tuple[Address, ...]:
+    # A domain-less addr-spec alone ("To: root") is no one to list.
+    return tuple(Address(m.name, m.address) for m in mailboxes if m.name or m.address)
+
+
+def _mailboxes(msg: Message, name: str, defects: list[str], charset: str | None = None, *,
+               topmost: bool = False) -> list[Mailbox] | None:
+    """The mailboxes of every `name` header (of the first alone when `topmost`); None when
+    the mail has no such header. Raw 8-bit bytes are read as `charset` first."""
+    out: list[Mailbox] | None = None
     for raw_name, raw_value in islice(msg.raw_items(), MAX_HEADER_FIELDS):
         if raw_name.strip().lower() != name:
             continue
         found = parse_address_list(str(raw_value), charset)
         defects.extend(f"{raw_name} header: {defect}" for defect in found.defects)
-        out.extend(Address(m.name, m.address) for m in found.mailboxes)
-    return tuple(out)
+        out = out if out is not None else []
+        out.extend(found.mailboxes)
+        if topmost:
+            break
+    return out
 
 
-def _first_address(msg: Message, name: str, defects: list[str],
-                   charset: str | None = None) -> Address | None:
-    found = _addresses(msg, name, defects, charset)
-    if not found:
-        defects.append(f"missing {name.title()}")
-        return None
-    if len(found) > 1:
-        defects.append(f"{name.title()} names {len(found)} mailboxes: the first is the sender")
-    return found[0]
+def _sender(msg: Message, reply_to: list[Mailbox], defects: list[str],
+            charset: str | None) -> SenderChoice:
+    """From, else Sender, Reply-To or the topmost Return-Path (core.sender decides)."""
+    from_ = _mailboxes(msg, "from", defects, charset)
+    fallbacks: dict[str, Sequence[Mailbox]] = {"reply-to": reply_to}
+    if not any(m.address for m in from_ or ()):  # the others are read only when needed
+        fallbacks["sender"] = _mailboxes(msg, "sender", defects, charset) or []
+        fallbacks["return-path"] = _mailboxes(msg, "return-path", defects, charset,
+                                              topmost=True) or []
+    choice = choose_sender(from_, fallbacks)
+    defects.extend(choice.defects)
+    return choice
 
 
 def _date(headers: dict[str, tuple[str, ...]], defects: list[str]) -> datetime | None:

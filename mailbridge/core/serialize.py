@@ -29,6 +29,8 @@ def parsed_to_json(msg: ParsedMessage, verdict: Verdict) -> dict[str, Any]:
     return {
         "message_id": msg.message_id,
         "from": _address(msg.from_) if msg.from_ else None,
+        # The header "from" came from: "from", "sender", "reply-to", "return-path" or "".
+        "sender_header": msg.sender_header,
         "to": [_address(a) for a in msg.to],
         "cc": [_address(a) for a in msg.cc],
         "reply_to": [_address(a) for a in msg.reply_to],

@@ -19,10 +19,12 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from mailbridge.core.addresses import parse_address_list
+from mailbridge.core.message import Address
 from mailbridge.core.sla import PRIORITIES
 
 MAC_LENGTH = 16  # base32 characters: 80 bits
@@ -156,8 +158,8 @@ def staff_member(argument: str, addresses: Iterable[str]) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    name: str  # note | close | resolve | priority | assign | queue | template
-    argument: str = ""
+    name: str  # note | close | resolve | priority | assign | queue | template | tag | untag
+    argument: str = ""  # | requester
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +194,36 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _MEMBER = re.compile(r"[^@\s<>]{1,64}(?:@[^@\s<>]{1,255})?")
 _LIST_SEPARATOR = re.compile(r"[\s,]+")
 _NAMES = re.compile(rf"{_NAME.pattern}(?:{_LIST_SEPARATOR.pattern}{_NAME.pattern})*,?")
+MAX_REQUESTER = 512  # characters of a #requester argument: a name and an address fit
+_MAX_ADDRESS = 254  # RFC 5321's limit on a path, brackets aside
 
-# name -> (argument required?, validator of the lower-cased argument, what is expected)
-_COMMANDS: dict[str, tuple[bool, re.Pattern[str] | tuple[str, ...] | None, str]] = {
+
+def requester_address(argument: str) -> Address | None:
+    """The mailbox `#requester` names (`ann@example.com`, `Ann Example <ann@example.com>`),
+    read by core.addresses; None unless it is exactly one address and nothing else."""
+    text = argument.strip()
+    if not text or len(text) > MAX_REQUESTER:
+        return None
+    angled = "<" in text
+    if (angled and not text.endswith(">")) or (not angled and len(text.split()) != 1):
+        return None  # words after the address, or several words without one in <>
+    found = parse_address_list(text)
+    if found.defects or len(found.mailboxes) != 1:
+        return None
+    mailbox = found.mailboxes[0]
+    if not mailbox.address or len(mailbox.address) > _MAX_ADDRESS:
+        return None
+    return Address(mailbox.name, mailbox.address)
+
+
+def _one_address(argument: str) -> bool:
+    return requester_address(argument) is not None
+
+
+_Validator = re.Pattern[str] | tuple[str, ...] | Callable[[str], bool] | None
+# name -> (argument required?, validator of the argument, what is expected); a pattern or
+# tuple checks the lower-cased argument, a function the argument as written.
+_COMMANDS: dict[str, tuple[bool, _Validator, str]] = {
     "note": (False, None, ""),
     "close": (False, None, ""),
     "resolve": (False, None, ""),
@@ -204,6 +233,8 @@ _COMMANDS: dict[str, tuple[bool, re.Pattern[str] | tuple[str, ...] | None, str]]
     "template": (True, _NAME, "a template name"),
     "tag": (True, _NAMES, "tag names, separated by spaces or commas"),
     "untag": (True, _NAMES, "tag names, separated by spaces or commas"),
+    "requester": (True, _one_address,
+                  "one address, like someone@example.com or Ann Example <ann@example.com>"),
 }
 
 
@@ -265,7 +296,12 @@ def _command_error(name: str, argument: str) -> str:
     value = argument.lower()
     if name == "assign" and value == "me":
         return ""
-    ok = value in valid if isinstance(valid, tuple) else bool(valid and valid.fullmatch(value))
+    if isinstance(valid, tuple):
+        ok = value in valid
+    elif isinstance(valid, re.Pattern):
+        ok = bool(valid.fullmatch(value))
+    else:
+        ok = valid is not None and valid(argument)
     return "" if ok else f"expected {expected}, got {argument!r}"
 
 

@@ -27,6 +27,7 @@ from mailbridge.core.faq import plain_text
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.rules import Decision
+from mailbridge.core.sender import NO_SENDER
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.faq_files import suggest
@@ -110,7 +111,9 @@ def automated(case: AckCase) -> Refusal | None:
 
 def unusable_address(case: AckCase) -> Refusal | None:
     address = case.ticket.requester_address
-    if not address or "@" not in address:
+    if not address:
+        return Refusal("unusable_address", f"no sender address: {NO_SENDER}", {})
+    if "@" not in address:
         return Refusal("unusable_address", "no usable sender address", {})
     if address in case.app.identity.own_addresses:
         return Refusal("unusable_address", "sender is one of our own addresses", {})

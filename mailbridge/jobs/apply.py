@@ -21,14 +21,12 @@ from mailbridge.jobs import bounces, identity, routing, staff
 from mailbridge.jobs.acknowledge import ACK_TEMPLATE, maybe_acknowledge
 from mailbridge.jobs.deadlines import deadlines_for_new_ticket, on_customer_followup
 from mailbridge.jobs.records import Outcome, add_event
+from mailbridge.jobs.requester import STORED_NAME
 from mailbridge.jobs.solved import resolved_by_customer
 
 __all__ = ["Outcome", "apply_message"]
 
 REOPEN_STATUSES = frozenset({"resolved", "closed"})
-# Display names are stored in columns of 255 characters: a longer one (no name is) is kept
-# shortened, marker included, instead of failing the message on PostgreSQL.
-STORED_NAME = 200
 
 
 def apply_message(

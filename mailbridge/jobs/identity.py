@@ -65,8 +65,8 @@ def staff_claim(app: App, parsed: ParsedMessage, now: datetime) -> StaffClaim | 
     """
     staff = app.config.staff
     sender = parsed.from_.address if parsed.from_ else ""
-    if not sender or sender in app.identity.own_addresses:
-        return None
+    if not sender or sender in app.identity.own_addresses or parsed.sender_header != "from":
+        return None  # staff are known by From alone, never by a header standing in for it
     staff_sender = is_staff_address(sender, staff.addresses, staff.domains)
     found = find_token(_recipients(parsed), app.identity.own_addresses)
     if found is not None and (staff_sender or not _wrote_to_us_plainly(app, parsed)):

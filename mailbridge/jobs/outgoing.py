@@ -20,6 +20,7 @@ from mailbridge.core.compose import tag_subject as add_tag
 from mailbridge.core.correlate import format_tag
 from mailbridge.core.humanize import format_deadline
 from mailbridge.core.message import Address, Attachment
+from mailbridge.core.sender import answerable
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, Ticket
 
@@ -51,6 +52,7 @@ def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]
         "subject": ticket.subject,
         "requester_name": ticket.requester_name,
         "requester_address": ticket.requester_address,
+        "no_requester": not answerable(ticket.requester_address),
         "promised_reply": format_deadline(due, language, zone) if due else "",
         "due_at_iso": due.astimezone(zone).isoformat(timespec="minutes") if due else "",
         "queue": ticket.queue,

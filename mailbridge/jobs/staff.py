@@ -26,6 +26,7 @@ from mailbridge.core.compose import make_message_id
 from mailbridge.core.correlate import thread_clues
 from mailbridge.core.humanize import excerpt, format_size
 from mailbridge.core.message import Address, Attachment, ParsedMessage
+from mailbridge.core.sender import answerable
 from mailbridge.core.staff import (
     Command,
     StaffMessage,
@@ -35,6 +36,7 @@ from mailbridge.core.staff import (
 )
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
+from mailbridge.jobs import requester
 from mailbridge.jobs.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.jobs.identity import StaffClaim, audience_of, token_address
 from mailbridge.jobs.outgoing import queue_mail, ticket_context
@@ -71,14 +73,15 @@ def handle_staff_mail(
     if _answers_internal_mail(session, parsed) and not message.has("note"):
         # Answering an escalation or a warning is talk among staff: never for the customer.
         message = replace(message, commands=(Command("note"), *message.commands))
-    problems = [*message.errors, *_argument_problems(app, message)]
+    problems = [*message.errors, *_argument_problems(app, message),
+                *requester.command_problems(app, ticket, message)]
     if not problems and not message.text and not message.commands:
         problems.append("nothing to send: the reply has no text above the quoted message")
     if problems:
         _refuse(session, app, ticket, parsed, claim, problems, now)
         return Outcome("processed", "staff_refused", ticket.number, reason="; ".join(problems))
+    changes = _apply_commands(session, app, ticket, message, claim, now)  # #requester first
     article = _record_article(session, ticket, inbound, parsed, claim, message, now)
-    changes = _apply_commands(session, app, ticket, message, claim, now)
     relayed = None
     if not message.has("note") and (message.text or message.argument("template")):
         relayed = _relay(session, app, ticket, article, parsed, message, claim, now)
@@ -207,6 +210,7 @@ def _staff_article(session: Session, ticket: Ticket, inbound: InboundMessage,
 def _apply_commands(session: Session, app: App, ticket: Ticket, message: StaffMessage,
                     claim: StaffClaim, now: datetime) -> dict[str, object]:
     changes: dict[str, object] = {}
+    changes.update(requester.apply_command(session, ticket, message, claim.address, now))
     assignee = message.argument("assign")
     if assignee is not None:
         ticket.assignee = (claim.address if assignee == "me"
@@ -251,11 +255,12 @@ def _relay(session: Session, app: App, ticket: Ticket, article: Article,
 
 def _finish(session: Session, app: App, ticket: Ticket, message: StaffMessage,
             answered: bool, now: datetime) -> None:
-    """#resolve or #close; a bare #close tells the customer with the `closed` template."""
+    """#resolve or #close; a bare #close tells the customer with the `closed` template
+    (when the ticket has someone to tell)."""
     ticket.status = "closed" if message.has("close") else "resolved"
     ticket.resolved_at = now
     ticket.next_escalation_at = None
-    if message.has("close") and not answered:
+    if message.has("close") and not answered and answerable(ticket.requester_address):
         language = ticket.language or app.config.templates.language
         thread = _customer_thread(session, ticket)
         queue_mail(

@@ -132,6 +132,27 @@ def test_tickets_tag_adds_and_removes_tags_and_records_who(
     assert mailbridge(config, "tickets", "tag", "4242", "--add", "x").returncode == 1
 
 
+def test_tickets_requester_sets_who_a_ticket_without_one_answers(
+    config: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    imap_server.append(b"To: support@shop.example\r\nSubject: Parcel 4711\r\n"
+                       b"Message-ID: <p4711@customer.example>\r\n\r\nWhere is it?\r\n")
+    assert mailbridge(config, "run", "--once").returncode == 0
+
+    shown = mailbridge(config, "tickets", "show", "1000").stdout.decode()
+    assert ("  no requester: the mail named no sender in From, Sender, Reply-To or Return-Path;"
+            " a staff member can set one with #requester ADDRESS") in shown
+    refused = mailbridge(config, "tickets", "requester", "1000", "Ann ann@customer.example")
+    assert refused.returncode == 2 and b"invalid address value" in refused.stderr
+    done = mailbridge(config, "tickets", "requester", "1000", "Ann <Ann@Customer.example>")
+    assert done.stdout == b"ticket #1000: requester Ann <ann@customer.example> (was: none)\n"
+    document = json.loads(mailbridge(config, "tickets", "show", "1000", "--json").stdout)
+    assert (document["requester"], document["requester_name"]) == ("ann@customer.example", "Ann")
+    assert document["no_requester"] is None
+    assert [e["data"] for e in document["events"] if e["type"] == "requester_changed"] == [
+        {"by": "command line", "old": "", "new": "ann@customer.example", "name": "Ann"}]
+
+
 def test_show_unknown_ticket_is_a_runtime_error(config: Path) -> None:
     result = mailbridge(config, "tickets", "show", "4242")
     assert result.returncode == 1

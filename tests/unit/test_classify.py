@@ -66,6 +66,7 @@ RULE_CASES: list[tuple[str, str, ParsedMessage]] = [
     ("precedence_list", "bulk", message("Precedence: list")),
     ("list_id", "bulk", message("List-Id: Users <users.lists.example.org>")),
     ("list_unsubscribe", "bulk", message("List-Unsubscribe: <mailto:leave@lists.example.org>")),
+    ("list_post", "bulk", message("List-Post: <mailto:users@lists.example.org>")),
     ("campaign_headers", "bulk", message("X-MC-User: 1234abcd")),
     ("precedence_bulk", NO_ACK, message("Precedence: bulk")),
 ]  # fmt: skip
@@ -100,11 +101,21 @@ def test_precedence_bulk_from_a_person_keeps_the_mail_a_customers(precedence: st
 
 
 @pytest.mark.parametrize("header", ["List-Id: <news.shop.example>", "X-Campaign: 77",
-                                    "List-Unsubscribe: <https://shop.example/u>"])
+                                    "List-Unsubscribe: <https://shop.example/u>",
+                                    "List-Post: <mailto:news@shop.example>"])
 def test_precedence_bulk_with_list_or_campaign_headers_is_bulk(header: str) -> None:
     verdict = classify(message("Precedence: bulk", header), IDENTITY)
     assert verdict.kind == "bulk" and verdict.ack_withheld_by == ()
     assert "precedence_bulk" in verdict.rules
+
+
+@pytest.mark.parametrize("header", ["List-Post: <mailto:users@lists.example.org>",
+                                    "List-Post: NO (posting not allowed on this list)"])
+def test_list_post_alone_marks_list_mail(header: str) -> None:
+    """A list that shows its posting address, or that none is allowed, is a list."""
+    verdict = classify(message(header), IDENTITY)
+    assert verdict.kind == "bulk" and verdict.rules == ("list_post",)
+    assert not verdict.acknowledgeable
 
 
 def test_a_read_receipt_request_is_not_a_signal() -> None:

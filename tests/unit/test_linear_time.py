@@ -34,7 +34,7 @@ from mailbridge.core.bounce import read_bounce
 from mailbridge.core.classify import Identity, classify
 from mailbridge.core.correlate import thread_clues
 from mailbridge.core.faq import FaqIndex, parse_entry, rank_mail, says_solved
-from mailbridge.core.header_block import repair_folding
+from mailbridge.core.header_block import mend_header_block
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.language import detect_language
 from mailbridge.core.message import ParsedMessage
@@ -252,6 +252,24 @@ CASES = [
          lambda s: multipart([f"Content-Type: application/pdf\n\npart {i}\n" for i in range(s)])),
     Case("boundary: long", parse_message,
          lambda s: multipart(["Content-Type: text/plain\n\nHello\n"] * 2, T("b", 40, s))),
+    Case("From: none, many fallback mailboxes without an address", parse_message,
+         lambda s: mail(From="Ann", Sender=T("Ann Example (no address), ", 40, s),
+                        Reply_To=T("<a@b> <", 40, s), Return_Path=T("<", 40, s))),
+    Case("headers: many lines without a field name", parse_message,
+         lambda s: mail(From="ann@example.org\n" + T("H4sIAAAAAAAAA+NgFmpk\n", 40, s)
+                        + "X-After: 1")),
+    # mend_header_block
+    Case("header block: lines without a field name", mend_header_block,
+         lambda s: ("From: ann@example.org\n" + T("H4sIAAAA+NgFmpk\n", 40, s)
+                    + "Subject: x\n\nbody").encode()),
+    Case("header block: spaces before colons", mend_header_block,
+         lambda s: ("From  : ann@example.org\n" + T("X-A      : v\n", 40, s)
+                    + "\nbody").encode()),
+    Case("header block: one long line without a colon", mend_header_block,
+         lambda s: ("From: ann@example.org\n" + T("a", 40, s) + "\nSubject: x\n\nbody").encode()),
+    Case("header block: a long field name without its colon", mend_header_block,
+         lambda s: ("From: ann@example.org\n" + T("a", 40, s) + T(" ", 40, s)
+                    + "\nSubject: x\n\nbody").encode()),
     # parse_message: bodies
     Case("body: many lines", parse_message,
          lambda s: mail(T("Thanks, the printer works again now.\n", 300, s))),
@@ -289,12 +307,7 @@ CASES = [
          lambda s: T("=?utf-8?q?caf=C3=A9?=", 60, s)),
     Case("header: question marks after an opening", decode_header_value,
          lambda s: "=?utf-8?q?" + T("?", 60, s)),
-    # the header block's folding, and readable text
-    Case("header block: lines without a colon", repair_folding,
-         lambda s: b"X-Tracker: a\n" + T("AAAAAAAAAAAAAAAAAAAA\n", 300, s).encode()
-         + b"From: ann@example.org\n\nHello\n"),
-    Case("header block: a long field name without a colon", repair_folding,
-         lambda s: T("a", 300, s).encode() + b"\nFrom: ann@example.org\n\nHello\n"),
+    # readable text
     Case("readable: Latin-1 symbols", readable, lambda s: T("\u00b9\u00d8\u00d3\u00da", 60, s)),
     Case("readable: mixed alphabets", readable, lambda s: T("d\u0439j\u0430 ", 60, s)),
     # html_to_texts
@@ -343,6 +356,10 @@ CASES = [
          lambda s: "#assign a@" + T(".", 300, s) + "<"),
     Case("commands: #tag of many names", parse_commands,
          lambda s: "#tag " + T("a ", 300, s) + "!"),
+    Case("commands: #requester of a long address", parse_commands,
+         lambda s: "#requester Ann <" + T("a.", 300, s) + "@example.org>\nHi"),
+    Case("commands: #requester of many quotes", parse_commands,
+         lambda s: '#requester "' + T('a\\"', 300, s) + " <a@example.org>\nHi"),
     Case("signature: many lines", lambda t: strip_signature(t, SIGNATURES),
          lambda s: T("Thanks for waiting.\n", 300, s)),
     Case("signature: one long line", lambda t: strip_signature(t, SIGNATURES),

@@ -247,7 +247,7 @@ def test_json_contract_keys_and_values() -> None:
     expected_keys = {
         "message_id", "from", "to", "cc", "reply_to", "subject", "date", "in_reply_to",
         "references", "text", "reply_text", "has_html", "attachments", "kind", "language",
-        "defects", "rules", "ack_withheld_by",
+        "defects", "rules", "ack_withheld_by", "sender_header",
     }  # fmt: skip
     assert set(data) == expected_keys
 

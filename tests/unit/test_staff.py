@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from mailbridge.core.message import Address
 from mailbridge.core.staff import (
     TEAM,
     AddressToken,
@@ -16,6 +17,7 @@ from mailbridge.core.staff import (
     is_staff_address,
     parse_commands,
     reply_address,
+    requester_address,
     staff_member,
     strip_signature,
 )
@@ -167,6 +169,10 @@ def test_note_keeps_the_rest_of_its_line_as_text() -> None:
         ("#template ../../etc/passwd\nHi", "expected a template name"),
         ("#tag\nHi", "needs an argument"),
         ("#untag not/a/tag\nHi", "expected tag names"),
+        ("#requester\nHi", "needs an argument"),
+        ("#requester ann at example dot com\nHi", "expected one address"),
+        ("#requester ann@example.com, bob@example.com\nHi", "expected one address"),
+        ("#requester Ann <ann>\nHi", "expected one address"),
     ],
 )
 def test_command_errors_name_the_line_and_the_problem(text: str, error: str) -> None:
@@ -175,6 +181,42 @@ def test_command_errors_name_the_line_and_the_problem(text: str, error: str) -> 
     assert message.errors[0].startswith(text.splitlines()[0])
     assert error in message.errors[0]
     assert message.text == "Hi"
+
+
+def test_requester_takes_one_address_with_or_without_a_name() -> None:
+    message = parse_commands("#requester Ann Example <Ann@Example.com>\n\nHello Ann,\nhere.")
+    assert message.commands == (Command("requester", "Ann Example <Ann@Example.com>"),)
+    assert message.errors == () and message.text == "Hello Ann,\nhere."
+    assert requester_address(message.argument("requester") or "") == Address(
+        "Ann Example", "ann@example.com")
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("ann@example.com", Address("", "ann@example.com")),
+        ('"Doe, Jane" <jane@example.com>', Address("Doe, Jane", "jane@example.com")),
+        ("  josé@exämple.de ", Address("", "josé@exämple.de")),
+        ("=?utf-8?q?Ann=0D=0ABcc=3A_eve=40evil.example?= <ann@example.com>",
+         Address("Ann Bcc: eve@evil.example", "ann@example.com")),  # one line, the name only
+        ("", None),
+        ("ann", None),
+        ("Ann Example", None),
+        ("ann@example.com garbage", None),
+        ("<ann@example.com> garbage", None),
+        ("ann@example.com,bob@example.com", None),
+        ("Ann <ann@example.com><bob@example.com>", None),
+        ("undisclosed-recipients:;", None),
+        ("<>", None),
+        ("ann@example.com\r\nBcc: eve@evil.example", None),
+        ("a@" + "b" * 600 + ".example", None),
+        ("x" * 250 + "@" + "y" * 10 + ".example", None),
+    ],
+)
+def test_requester_address_is_one_mailbox_read_by_the_address_grammar(
+    argument: str, expected: Address | None
+) -> None:
+    assert requester_address(argument) == expected
 
 
 def test_last_argument_wins_and_me_is_a_valid_assignee() -> None:

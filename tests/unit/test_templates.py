@@ -129,6 +129,30 @@ def test_shipped_templates_render_with_sparse_values(
     assert "\n\n\n" not in rendered.text
 
 
+@pytest.mark.parametrize(("language", "first", "command"), [
+    ("en", "Nobody to answer: this mail named no sender. Reply with #requester ADDRESS to set "
+           "one.", "#requester customer@example.com"),
+    ("it", "Nessuno a cui rispondere: questo messaggio non indica alcun mittente. Rispondete "
+           "con #requester INDIRIZZO per indicarne uno.", "#requester cliente@example.com"),
+])
+def test_a_notification_without_requester_says_so_first(
+    shipped: TemplateSet, language: str, first: str, command: str
+) -> None:
+    context = dict(sample_context(language), requester_name="", requester_address="",
+                   no_requester=True)
+    rendered = shipped.render("staff_notification", context, language)
+    assert rendered.text.splitlines()[0] == first
+    assert command in rendered.text.replace("\n", " ")
+    assert "<>" not in rendered.text and "None" not in rendered.text
+    assert rendered.subject.endswith(": Charging cable missing from order 55-1931")
+    assert ":  " not in rendered.subject and " : " not in rendered.subject
+    followup = shipped.render("staff_notification", dict(context, event="followup"), language)
+    assert "[#1042]" in followup.text.splitlines()[0]
+    usual = shipped.render("staff_notification", sample_context(language), language)
+    assert not usual.text.startswith(first[:10])
+    assert command in usual.text.replace("\n", " ")
+
+
 def test_customer_text_is_escaped_in_html_but_not_in_text(shipped: TemplateSet) -> None:
     hostile = '<script>alert("x")</script> & <b>bold</b>'
     context = dict(SAMPLE_CONTEXT, excerpt=hostile, requester_name="<img src=x>")
