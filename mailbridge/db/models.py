@@ -176,7 +176,7 @@ class Article(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
     direction: Mapped[str] = mapped_column(String(3))  # in | out
-    author_kind: Mapped[str] = mapped_column(String(16))  # customer | staff | system
+    author_kind: Mapped[str] = mapped_column(String(16))  # customer | staff | system | unverified
     kind: Mapped[str] = mapped_column(String(16), default="customer")  # classify's verdict
     from_name: Mapped[str] = mapped_column(ClippedString(255), default="")
     from_address: Mapped[str] = mapped_column(DigestString(320), default="")

@@ -66,7 +66,8 @@ _SENT_IDS = select(Outbox.message_id, Outbox.ticket_id).where(
 )
 _TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
 _PARTICIPANTS = select(Article.from_address).where(
-    Article.ticket_id == bindparam("ticket_id"), Article.direction == "in"
+    Article.ticket_id == bindparam("ticket_id"), Article.direction == "in",
+    Article.author_kind != "unverified",
 )
 
 def _ledger_count(key: InstrumentedAttribute[str]) -> Select[int]:
@@ -128,7 +129,8 @@ def ticket_by_number(session: Session, number: int) -> Ticket | None:
 
 
 def participants(session: Session, ticket: Ticket) -> frozenset[str]:
-    """Everyone who wrote on the ticket, and its requester."""
+    """Everyone who wrote on the ticket, and its requester; not those whose mail joined
+    it unverified (an unverified_sender event), however often they write."""
     found = session.scalars(_PARTICIPANTS, {"ticket_id": ticket.id})
     return frozenset({ticket.requester_address, *found})
 

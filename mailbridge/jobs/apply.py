@@ -89,7 +89,8 @@ def _add_followup(session: Session, app: App, inbound: InboundMessage, ticket: T
     unverified = ""
     if verdict.kind == "customer" and decision.via == "reference":  # before this article
         unverified = identity.sender_unverified(app, parsed, queries.participants(session, ticket))
-    article = _add_article(session, ticket, inbound, parsed, verdict, now)
+    article = _add_article(session, ticket, inbound, parsed, verdict, now,
+                           unverified=bool(unverified))
     inbound.ticket_id = ticket.id
     if unverified:
         ticket.updated_at = now
@@ -230,12 +231,17 @@ def _add_article(
     parsed: ParsedMessage,
     verdict: Verdict,
     now: datetime,
+    *,
+    unverified: bool = False,
 ) -> Article:
+    """The mail as an article; one from an `unverified` sender is marked so, and its author
+    does not become one of the ticket's people (queries.participants)."""
     sender = parsed.from_ or Address("", "")
+    author_kind = "customer" if verdict.kind == "customer" else "system"
     article = Article(
         ticket_id=ticket.id,
         direction="in",
-        author_kind="customer" if verdict.kind == "customer" else "system",
+        author_kind="unverified" if unverified else author_kind,
         kind=verdict.kind,
         from_name=clip_text(sender.name, STORED_NAME),
         from_address=sender.address,

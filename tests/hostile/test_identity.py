@@ -219,3 +219,23 @@ def test_a_stranger_in_the_thread_is_recorded_but_acts_on_nothing(world: World) 
     warned = world.sent_to("team@shop.example")[-1]
     assert "Unverified mail from" in str(warned.message["Subject"])
     assert len(world.sent_to("eve@evil.example")) == 0  # no acknowledgement either
+
+
+def test_a_strangers_second_mail_is_as_unverified_as_the_first(world: World) -> None:
+    open_ticket(world)
+    ack = world.sent_to(CUSTOMER)[0]
+    world.deliver(reply("Eve <eve@evil.example>", "hello?",
+                        in_reply_to=str(ack.message["Message-ID"])))
+    world.run()
+    # Eve's first mail is on the ticket now; it must not make her one of its people.
+    world.deliver(reply("Eve <eve@evil.example>", "solved, thanks",
+                        in_reply_to=str(ack.message["Message-ID"])))
+    world.deliver(reply("Eve <eve@evil.example>", "solved, thanks too"))  # the subject tag
+    world.run()
+
+    ticket = world.ticket(1000)
+    assert ticket.status == "new" and ticket.resolved_at is None
+    assert [e.data["address"] for e in world.events(1000)
+            if e.type == "unverified_sender"] == ["eve@evil.example"] * 2
+    assert len([t for t in world.tickets()]) == 2  # the tagged mail is a ticket of its own
+    assert len(world.sent_to("eve@evil.example")) == 1  # that ticket's acknowledgement
