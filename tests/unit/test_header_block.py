@@ -43,12 +43,12 @@ def test_a_stray_word_before_a_field_joins_the_field_above() -> None:
 
 
 def test_obsolete_spaces_before_the_colon_are_read_as_fields() -> None:
-    raw = (b"From  : John Doe <jdoe@machine.example>\r\nTo    : Mary Smith\r\n"
+    raw = (b"From  : John Doe <jdoe@machine.example>\r\nTo    : Mary Smith\r\n__\r\n"
            b"          <mary@example.net>\r\nSubject     : Saying Hello\r\n"
            b"Message-ID  : <1234@local.machine.example>\r\n\r\nHello.\r\n")
     msg = parse_message(raw)
     assert msg.from_ == Address("John Doe", "jdoe@machine.example")
-    assert msg.to == (Address("Mary Smith", "mary@example.net"),)
+    assert msg.to == (Address("Mary Smith __", "mary@example.net"),)  # "__" folded in
     assert msg.subject == "Saying Hello" and msg.message_id == "1234@local.machine.example"
     assert "spaces before a header field's colon removed (obsolete syntax)" in msg.defects
 

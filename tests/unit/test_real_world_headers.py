@@ -55,18 +55,6 @@ def test_a_body_started_without_the_blank_line_stays_the_body() -> None:
     assert "Hello there, no blank line" in msg.text
 
 
-def test_fields_in_the_obsolete_syntax_with_spaces_before_the_colon_are_read() -> None:
-    mail = (b"From  : John Doe <jdoe@machine.example>\r\nTo    : Mary Smith\r\n__\r\n"
-            b"          <mary@example.net>\r\nSubject     : Saying Hello\r\n"
-            b"Message-ID  : <1234@local.machine.example>\r\n\r\nHello.\r\n")
-
-    msg = parse_message(mail)
-
-    assert msg.from_ == Address("John Doe", "jdoe@machine.example")
-    assert msg.to == (Address("Mary Smith __", "mary@example.net"),)
-    assert (msg.subject, msg.message_id) == ("Saying Hello", "1234@local.machine.example")
-
-
 def test_a_well_formed_header_block_is_left_as_it_is() -> None:
     mail = b"From Ann Mon Nov 23 09:00:00 2026\nFrom: ann@example.org\n  (folded)\nSubject: x\n\nB"
     repaired, repairs = mend_header_block(mail)
