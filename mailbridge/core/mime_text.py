@@ -11,10 +11,8 @@ from email.header import decode_header
 from functools import lru_cache
 from typing import Any
 
-from mailbridge.core.readable import garbled, readable
+from mailbridge.core.readable import UTF8_AS_LATIN_RE, garbled, readable
 
-# Text decoded as a single-byte charset that really was UTF-8 shows these pairs.
-_MOJIBAKE_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
 _SINGLE_BYTE = frozenset(
     {"latin_1", "iso8859_1", "iso8859_15", "cp1252", "ascii", "iso8859_2", "cp1250"}
 )
@@ -105,7 +103,7 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
         except (UnicodeDecodeError, LookupError):
             pass
         else:
-            if not (codec in _SINGLE_BYTE and _MOJIBAKE_RE.search(text)):
+            if not (codec in _SINGLE_BYTE and UTF8_AS_LATIN_RE.search(text)):
                 return text, None
     label = f"charset {charset!r}" if charset else "no charset"
     # Valid UTF-8 with non-ASCII bytes is almost never an accident: trust it first.

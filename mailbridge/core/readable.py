@@ -16,7 +16,8 @@ import re
 _WESTERN_HIGH = "\u0080-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc" \
                 "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
 _HIGH_RUN_RE = re.compile(f"[{_WESTERN_HIGH}]{{3,}}")
-_UTF8_AS_LATIN_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
+# UTF-8 read as a single-byte charset: "é" as "Ã©" (also read by mime_text for bodies).
+UTF8_AS_LATIN_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
 _BROKEN_RE = re.compile("[\ufffd\u0080-\u009f]")
 _LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 _CYRILLIC = "\u0400-\u04ff"
@@ -36,7 +37,7 @@ def garbled(text: str) -> bool:
         return False
     marks = (len(_BROKEN_RE.findall(text))
              + sum(len(run) for run in _HIGH_RUN_RE.findall(text))
-             + 2 * len(_UTF8_AS_LATIN_RE.findall(text))
+             + 2 * len(UTF8_AS_LATIN_RE.findall(text))
              + 2 * len(_MIXED_WORD_RE.findall(text)))
     if len(text) <= _SHORT:
         return marks > 0
