@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
 
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink  # noqa: E402
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink  # noqa: E402
 
 IMAP_PASSWORD_ENV = "MB_BENCH_IMAP_PASSWORD"
 SUPPORT = "support@shop.example"

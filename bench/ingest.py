@@ -129,10 +129,10 @@ def profile_in_process(config: Path, env: dict[str, str], out: Path, tool: str) 
 
     from mailbridge.app import build_app
     from mailbridge.config import load_config
-    from mailbridge.jobs.escalate import sweep
-    from mailbridge.jobs.process import process_pending
+    from mailbridge.inbound.process import process_pending
     from mailbridge.logs import setup_logging
-    from mailbridge.polling import fetch_with_new_connection
+    from mailbridge.service.pollers import fetch_with_new_connection
+    from mailbridge.tickets.escalate import sweep
 
     setup_logging("text")
     logging.getLogger().setLevel(logging.WARNING)  # keep the profile about the work

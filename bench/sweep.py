@@ -37,7 +37,7 @@ from mailbridge.clock import FrozenClock
 from mailbridge.config import config_from_dict
 from mailbridge.db import queries
 from mailbridge.db.models import Escalation, Ticket
-from mailbridge.jobs import escalate
+from mailbridge.tickets import escalate
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 CHUNK = 20_000

@@ -1,3 +1,3 @@
-from mailbridge.cli import main
+from mailbridge.cli.main import main
 
 raise SystemExit(main())

@@ -14,6 +14,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbridge.adapters.faq_files import load_index
 from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
@@ -23,7 +24,6 @@ from mailbridge.core.message import Address, ParseLimits
 from mailbridge.db import migrate
 from mailbridge.db.engine import make_engine, make_sessionmaker
 from mailbridge.errors import ConfigError
-from mailbridge.faq_files import load_index
 
 log = logging.getLogger(__name__)
 

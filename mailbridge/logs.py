@@ -122,7 +122,7 @@ class TextFormatter(_Formatter):
 
 
 class JournalFormatter(_Formatter):
-    """"<6>mailbridge.jobs.process: message …"; each line of a traceback gets the prefix,
+    """"<6>mailbridge.inbound.process: message …"; each line of a traceback gets the prefix,
     since journald makes an entry of every line."""
 
     def __init__(self) -> None:

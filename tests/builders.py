@@ -12,7 +12,7 @@ from typing import Any
 
 from mailbridge.app import App
 from mailbridge.config import Config, config_from_dict
-from mailbridge.daemon import Daemon
+from mailbridge.service.daemon import Daemon
 
 IMAP_PASSWORD_ENV = "MB_TEST_IMAP_PASSWORD"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 
 # --- Mail servers: embedded IMAP (pymap) and SMTP sink (aiosmtpd) -------------------------
 

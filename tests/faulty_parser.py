@@ -10,7 +10,7 @@ import os
 
 from mailbridge.core.classify import Identity
 from mailbridge.core.message import ParsedMessage, ParseLimits, Verdict
-from mailbridge.jobs.prepare import prepare
+from mailbridge.inbound.prepare import prepare
 
 CRASH = b"X-Test-Crash-Parser: yes"  # the process dies
 RAISE = b"X-Test-Raise: yes"  # an exception pickle cannot copy

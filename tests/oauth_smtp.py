@@ -14,7 +14,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from mailbridge.embedded import SmtpSink, _TrackedSMTP
+from mailbridge.demo.servers import SmtpSink, _TrackedSMTP
 from tests.oauth_server import OAuthServer
 
 __all__ = ["AuthAttempt", "OAuthSmtpSink", "parse_oauthbearer",

@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
 
-from mailbridge.embedded import _LoopThread
+from mailbridge.demo.servers import _LoopThread
 
 __all__ = ["TcpProxy"]
 

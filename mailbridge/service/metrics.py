@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from mailbridge.app import App
 from mailbridge.core.ack_policy import LIMITS
-from mailbridge.oauth import TokenProviders
+from mailbridge.oauth.tokens import TokenProviders
 from mailbridge.service.health import Health
 from mailbridge.service.snapshot import Snapshot, snapshot
 

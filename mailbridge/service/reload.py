@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailbridge.adapters.faq_files import load_index
 from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.app import open_templates
 from mailbridge.config import Config, load_config
 from mailbridge.core.faq import FaqIndex
 from mailbridge.errors import TemplateError
-from mailbridge.faq_files import load_index
 
 __all__ = ["Candidate", "TemplateWatcher", "keep_restart_only", "load_candidate",
            "load_templates"]

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Escalation, Event, InboundMessage, Outbox, Ticket
-from mailbridge.jobs.escalate import sweep
-from mailbridge.jobs.process import process_pending
+from mailbridge.inbound.process import process_pending
+from mailbridge.tickets.escalate import sweep
 from tests.builders import make_config
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # Monday, 10:00 in Rome

@@ -23,10 +23,11 @@ from sqlalchemy import delete, func, select, update
 
 from mailbridge.adapters.imap import FetchedMessage
 from mailbridge.app import App, build_app
+from mailbridge.cli.status import print_status, status_document
 from mailbridge.config import MailboxConfig
 from mailbridge.db.models import InboundMessage, Instance, MailboxLease, MailboxState
-from mailbridge.jobs.fetch import store_raw
-from mailbridge.jobs.leases import (
+from mailbridge.inbound.fetch import store_raw
+from mailbridge.inbound.leases import (
     AlreadyRunning,
     Keeper,
     LeaseLost,
@@ -34,7 +35,6 @@ from mailbridge.jobs.leases import (
     ownership,
     pid_alive,
 )
-from mailbridge.service.status import print_status, status_document
 from tests.builders import mail, make_config
 from tests.db.sla_world import NOWHERE
 

@@ -24,8 +24,8 @@ from sqlalchemy import select
 from mailbridge.app import App
 from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Outbox
-from mailbridge.embedded import SmtpSink
-from mailbridge.jobs.outbox import SendReport, send_pending
+from mailbridge.demo.servers import SmtpSink
+from mailbridge.outbound.send import SendReport, send_pending
 from tests.integration.test_outbox import START, make_app, queue, row
 
 pytestmark = pytest.mark.timeout(120)
@@ -38,7 +38,7 @@ import asyncio, sys
 from pathlib import Path
 from types import SimpleNamespace
 from mailbridge.app import build_app
-from mailbridge.jobs.outbox import send_pending
+from mailbridge.outbound.send import send_pending
 from tests.integration.test_outbox import NO_IMAP
 from tests.builders import make_config
 url, port, data = sys.argv[1:]

@@ -15,8 +15,8 @@ from sqlalchemy import select, update
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
-from mailbridge.jobs import process
-from mailbridge.jobs.process import ProcessReport, process_pending
+from mailbridge.inbound import process
+from mailbridge.inbound.process import ProcessReport, process_pending
 from tests.builders import mail, make_config
 from tests.db.sla_world import NOWHERE, START
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Outbox, Ticket
-from mailbridge.jobs.retention import PurgeReport, purge
+from mailbridge.tickets.retention import PurgeReport, purge
 from tests.builders import mail
 from tests.db.sla_world import START, World, make_world
 

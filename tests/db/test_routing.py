@@ -15,11 +15,11 @@ import pytest
 
 from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import build_app
+from mailbridge.cli.tickets import list_tickets, show_ticket
 from mailbridge.db import queries
 from mailbridge.db.models import Article
 from mailbridge.errors import ConfigError
-from mailbridge.jobs.deadlines import on_staff_reply
-from mailbridge.reports import list_tickets, show_ticket
+from mailbridge.tickets.deadlines import on_staff_reply
 from tests.builders import mail
 from tests.db.sla_world import NOWHERE, STAFF, START, H, World, make_world, policy, text_of
 

@@ -9,10 +9,10 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from mailbridge import reports
-from mailbridge.cli import build_parser
+from mailbridge.cli import tickets as reports
+from mailbridge.cli.main import build_parser
 from mailbridge.db.models import Ticket
-from mailbridge.jobs.deadlines import on_priority_or_queue_change, on_staff_reply
+from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from tests.builders import mail
 from tests.db.sla_world import START, H, World, make_world, policy, text_of
 

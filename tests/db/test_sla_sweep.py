@@ -16,11 +16,11 @@ from sqlalchemy import func, select, update
 
 from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import App, build_app
-from mailbridge.daemon import Daemon
 from mailbridge.db.models import Escalation, Outbox, Ticket
-from mailbridge.jobs import escalate
-from mailbridge.jobs.deadlines import on_staff_reply
-from mailbridge.jobs.escalate import next_due, sweep
+from mailbridge.service.daemon import Daemon
+from mailbridge.tickets import escalate
+from mailbridge.tickets.deadlines import on_staff_reply
+from mailbridge.tickets.escalate import next_due, sweep
 from tests.builders import mail
 from tests.db.sla_world import START, THREE_STEPS, H, World, make_world, policy, text_of
 

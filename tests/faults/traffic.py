@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from imapclient import IMAPClient
 
-from mailbridge.embedded import EmbeddedImapServer
+from mailbridge.demo.servers import EmbeddedImapServer
 from tests.builders import mail
 
 RETRY = 0.2  # seconds between attempts while the server is away

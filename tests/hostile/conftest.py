@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
-from mailbridge.daemon import Daemon, PassReport
 from mailbridge.db.models import Article, Event, InboundMessage, Outbox, Ticket
-from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.service.daemon import Daemon, PassReport
 from tests.builders import make_config
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

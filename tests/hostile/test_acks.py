@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mailbridge.adapters.templates import default_templates_dir
-from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
 from mailbridge.service.metrics import DatabaseCollector
 from tests.builders import mail
 from tests.hostile.conftest import MX, World, make_world
@@ -72,7 +72,7 @@ def test_a_flood_to_one_domain_stops_at_the_domain_limit(
     """Twenty-two forged senders at one domain: twenty acknowledgements (the default), one
     log line, every ticket still tracked and every mail shown to the team."""
     world.deliver(*(mail(f"u{n}@victim.example", f"Order {n}", PITCH) for n in range(22)))
-    with caplog.at_level(logging.WARNING, logger="mailbridge.jobs.acknowledge"):
+    with caplog.at_level(logging.WARNING, logger="mailbridge.inbound.acknowledge"):
         world.run()
     tickets = world.tickets()
     acked = [m for m in world.smtp.received if any(r.endswith("@victim.example")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
-from mailbridge.jobs.outgoing import AUTO_SUBMITTED
+from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.outbound.queue import AUTO_SUBMITTED
 from tests.builders import mail
 from tests.hostile.conftest import STAFF, World, make_world
 from tests.hostile.test_identity import ALICE, CUSTOMER, open_ticket, reply, token_of

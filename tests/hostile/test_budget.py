@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.daemon import PassReport
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.service.daemon import PassReport
 from tests.builders import mail
 from tests.dovecot import DovecotServer
 from tests.hostile.conftest import World, make_world

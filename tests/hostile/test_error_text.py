@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.daemon import Daemon
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.cli.quarantine import list_quarantined
+from mailbridge.cli.status import print_status
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from mailbridge.logs import JsonFormatter, TextFormatter
-from mailbridge.quarantine import list_quarantined
-from mailbridge.service.runtime import Service
-from mailbridge.service.status import print_status
+from mailbridge.service.daemon import Daemon
+from mailbridge.service.systemd import Service
 from tests.hostile.conftest import World, make_world
 from tests.hostile.rawmail import ORDINARY, ORDINARY_SENDER, raw_mail
 from tests.hostile.test_rows import LONG_ID

@@ -10,7 +10,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from mailbridge.embedded import ReceivedMail
+from mailbridge.demo.servers import ReceivedMail
 from tests.builders import mail
 from tests.hostile.conftest import MX, START, World
 

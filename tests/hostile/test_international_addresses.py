@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from tests.builders import mail
 from tests.hostile.conftest import World, make_world
 

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.exc import OperationalError
 
 from mailbridge.db.models import InboundMessage
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from tests.builders import write_config_file
 from tests.hostile.test_budget import slow_html
 

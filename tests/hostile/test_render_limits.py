@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailbridge.db.models import AttachmentRecord
-from mailbridge.embedded import ReceivedMail
+from mailbridge.demo.servers import ReceivedMail
 from tests.builders import mail
 from tests.hostile.conftest import MX, World
 

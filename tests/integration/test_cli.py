@@ -17,7 +17,7 @@ import pytest
 
 from mailbridge.db import migrate
 from mailbridge.db.engine import make_engine
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from tests.builders import mail, write_config_file
 
 SECRET = "imap-password-for-cli-test"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from mailbridge.faults import CRASH_ENV, CRASH_EXIT
 from tests.builders import mail
 from tests.integration.test_cli import SECRET, write_config

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from mailbridge.faults import CRASH_EXIT
 from tests.builders import mail
 from tests.integration.test_cli import write_config

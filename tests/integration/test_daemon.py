@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge import daemon as daemon_module
 from mailbridge.app import build_app
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.service import daemon as daemon_module
 from tests.builders import IMAP_PASSWORD_ENV, drive_daemon, mail, make_config
 
 

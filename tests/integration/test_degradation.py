@@ -17,12 +17,12 @@ from sqlalchemy.exc import OperationalError
 
 from mailbridge.adapters.imap import FetchedMessage
 from mailbridge.app import App, build_app
-from mailbridge.daemon import Daemon
 from mailbridge.db.models import InboundMessage, Outbox
 from mailbridge.db.outage import database_outage
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
-from mailbridge.jobs.fetch import store_raw
-from mailbridge.jobs.process import process_pending
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.inbound.fetch import store_raw
+from mailbridge.inbound.process import process_pending
+from mailbridge.service.daemon import Daemon
 from tests.builders import drive_daemon, mail, make_config
 from tests.tcp_proxy import TcpProxy
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from mailbridge.demo import run_demo
+from mailbridge.demo.run import run_demo
 
 
 @pytest.mark.slow

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
-from mailbridge.daemon import Daemon, PassReport
 from mailbridge.db.models import Article, Escalation, InboundMessage, Outbox, Ticket
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.service.daemon import Daemon, PassReport
 from tests.builders import mail, make_config
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from mailbridge.app import App, build_app
+from mailbridge.cli.quarantine import list_quarantined, retry_quarantined
 from mailbridge.clock import FrozenClock
-from mailbridge.daemon import Daemon, PassReport
 from mailbridge.db.models import (
     AttachmentRecord,
     Event,
@@ -26,8 +26,8 @@ from mailbridge.db.models import (
     Outbox,
     Ticket,
 )
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
-from mailbridge.quarantine import list_quarantined, retry_quarantined
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.service.daemon import Daemon, PassReport
 from tests.builders import IMAP_PASSWORD_ENV, mail, make_config
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

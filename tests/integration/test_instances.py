@@ -26,11 +26,11 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select, update
 
 from mailbridge.app import App, build_app
-from mailbridge.daemon import Daemon
 from mailbridge.db import migrate
 from mailbridge.db.models import InboundMessage, Instance, MailboxLease, Ticket
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
-from mailbridge.jobs.leases import Keeper, db_now
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.inbound.leases import Keeper, db_now
+from mailbridge.service.daemon import Daemon
 from tests.builders import (
     IMAP_PASSWORD_ENV,
     drive_daemon,

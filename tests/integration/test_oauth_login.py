@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from tests.builders import mail, write_config_file
 from tests.dovecot import DovecotServer, require_dovecot
 from tests.integration.test_oauth_run import HELPDESK, OAUTH_SECRET, USER, cli
@@ -273,9 +273,9 @@ def test_run_once_sends_through_the_shared_sign_in(tmp_path: Path, server: OAuth
         pymap.append(mail("Cy <cy@customer.example>", "By password"))
         again = cli(config, "run", "--once")
     assert again.returncode == 1
-    assert f"ERROR   mailbridge.daemon: mailbox helpdesk: token refresh at {server.token_url}" in (
-        again.stderr)
-    assert ("ERROR   mailbridge.jobs.outbox: outbox: sending paused: mailbox helpdesk: token "
+    assert (f"ERROR   mailbridge.service.daemon: mailbox helpdesk: token refresh at "
+            f"{server.token_url}") in again.stderr
+    assert ("ERROR   mailbridge.outbound.send: outbox: sending paused: mailbox helpdesk: token "
             "refresh") in again.stderr
     assert "from support: created ticket #1001" in again.stderr  # the other mailbox was read
     # Its acknowledgement waits, no attempt counted: SMTP shares the sign-in to renew.

@@ -27,15 +27,21 @@ from mailbridge.adapters import smtp as smtp_adapter
 from mailbridge.adapters.imap import ImapMailbox, ImapSettings
 from mailbridge.adapters.smtp import SmtpConnection, SmtpSettings, send_message
 from mailbridge.app import build_app
+from mailbridge.cli.status import status_document
 from mailbridge.clock import FrozenClock
 from mailbridge.config import config_from_dict
-from mailbridge.daemon import Daemon as Daemon_
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from mailbridge.errors import PermanentError
-from mailbridge.jobs.outbox import SendReport, send_pending
-from mailbridge.oauth import SignInRequired, TokenProvider, TokenProviders, TokenStore, sign_ins
+from mailbridge.oauth.tokens import (
+    SignInRequired,
+    TokenProvider,
+    TokenProviders,
+    TokenStore,
+    sign_ins,
+)
+from mailbridge.outbound.send import SendReport, send_pending
+from mailbridge.service.daemon import Daemon as Daemon_
 from mailbridge.service.metrics import TokenCollector
-from mailbridge.service.status import status_document
 from tests.builders import drive_daemon, mail, make_config, write_config_file
 from tests.dovecot import DovecotServer, require_dovecot
 from tests.integration.test_oauth_tokens import generic, signed_in

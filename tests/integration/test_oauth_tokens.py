@@ -22,7 +22,8 @@ from mailbridge.clock import FrozenClock
 from mailbridge.config import OAuth2Config
 from mailbridge.core.oauth import TokenRecord
 from mailbridge.errors import PermanentError, TransientError
-from mailbridge.oauth import (
+from mailbridge.oauth.signin import finish_device_login, start_device_login, store_sign_in
+from mailbridge.oauth.tokens import (
     OAuthError,
     SignIn,
     SignInRequired,
@@ -32,7 +33,6 @@ from mailbridge.oauth import (
     client_credentials_token,
     refresh,
 )
-from mailbridge.oauth_signin import finish_device_login, start_device_login, store_sign_in
 from tests.conftest import SelfSignedCertificate
 from tests.oauth_server import DEVICE_CODE_GRANT, OAuthServer
 

@@ -17,14 +17,14 @@ import pytest
 from pydantic import SecretStr
 
 from mailbridge.app import App, build_app
+from mailbridge.cli.tickets import list_outbox
 from mailbridge.clock import FrozenClock
 from mailbridge.core.bounce import find_return_path, return_path_valid
 from mailbridge.core.compose import Outgoing, build_message
 from mailbridge.core.message import Address
 from mailbridge.db.models import Outbox
-from mailbridge.embedded import SmtpSink
-from mailbridge.jobs.outbox import SendReport, retry, retry_delay, send_pending
-from mailbridge.reports import list_outbox
+from mailbridge.demo.servers import SmtpSink
+from mailbridge.outbound.send import SendReport, retry, retry_delay, send_pending
 from tests.builders import make_config
 
 pytestmark = pytest.mark.timeout(60)

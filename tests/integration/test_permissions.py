@@ -7,7 +7,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from tests.builders import mail
 from tests.integration.test_service import Daemon, imap_server, mailbridge, start, write_config
 

@@ -16,11 +16,11 @@ from sqlalchemy import func, select
 from mailbridge.app import App, build_app
 from mailbridge.core.classify import Identity
 from mailbridge.core.message import ParseLimits
-from mailbridge.daemon import Daemon
 from mailbridge.db.models import InboundMessage, Ticket
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
-from mailbridge.jobs import process
-from mailbridge.jobs.prepare import Budget, OverBudget, ParserCrashed, Preparer
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.inbound import process
+from mailbridge.inbound.prepare import Budget, OverBudget, ParserCrashed, Preparer
+from mailbridge.service.daemon import Daemon
 from tests.builders import mail, make_config
 from tests.faulty_parser import faulty
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mailbridge import reports
 from mailbridge.app import App, build_app
+from mailbridge.cli import tickets as reports
 from mailbridge.clock import FrozenClock
 from mailbridge.core.message import Address
-from mailbridge.daemon import Daemon
 from mailbridge.db.models import Article, Event, Ticket
-from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
 from mailbridge.errors import MailbridgeError
+from mailbridge.service.daemon import Daemon
 from tests.builders import make_config
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

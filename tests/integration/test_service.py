@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select
 
 from mailbridge.db.models import Article, Outbox, Ticket
-from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
 from tests.builders import mail, write_config_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -460,6 +460,6 @@ def test_under_systemd_lines_carry_priorities_and_no_timestamps(
         journal.seek(0)
         lines = journal.read().splitlines()
     assert done.returncode == 0
-    assert any(line.startswith("<6>mailbridge.jobs.process: message ") for line in lines)
+    assert any(line.startswith("<6>mailbridge.inbound.process: message ") for line in lines)
     assert all(line[:3] in ("<6>", "<4>", "<3>") for line in lines), lines
     assert not any(line[3:7].isdigit() for line in lines), "journald adds the time itself"

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, update
 
 from mailbridge.db.models import InboundMessage, Ticket
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from tests.builders import mail
 from tests.integration.test_service import free_port, imap_server, mailbridge, write_config
 

@@ -12,9 +12,9 @@ import pytest
 
 from mailbridge.app import build_app
 from mailbridge.config import load_config
-from mailbridge.daemon import Daemon
-from mailbridge.embedded import EmbeddedImapServer, SmtpSink
-from mailbridge.service.runtime import Service
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.service.daemon import Daemon
+from mailbridge.service.systemd import Service
 from tests.builders import mail
 from tests.integration.test_service import IMAP_SECRET, free_port, imap_server, write_config
 

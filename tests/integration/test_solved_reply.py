@@ -14,8 +14,8 @@ from mailbridge.adapters.imap import FetchedMessage
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Event, Ticket
-from mailbridge.jobs.fetch import store_raw
-from mailbridge.jobs.process import process_pending
+from mailbridge.inbound.fetch import store_raw
+from mailbridge.inbound.process import process_pending
 from tests.builders import mail, make_config
 from tests.db.sla_world import NOWHERE, START
 

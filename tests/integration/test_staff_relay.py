@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
-from mailbridge.daemon import Daemon, PassReport
 from mailbridge.db import queries
 from mailbridge.db.models import Article, Event, Outbox, Ticket
-from mailbridge.embedded import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.service.daemon import Daemon, PassReport
 from tests.builders import mail, make_config
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

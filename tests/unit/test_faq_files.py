@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mailbridge.adapters.faq_files import load_index, suggest
 from mailbridge.config import load_config
 from mailbridge.errors import ConfigError
-from mailbridge.faq_files import load_index, suggest
 from tests.builders import IMAP_PASSWORD_ENV, write_config_file
 
 CLOSE = """---

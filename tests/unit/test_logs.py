@@ -23,7 +23,7 @@ def record(message: str, level: int = logging.INFO, exc: bool = False) -> loggin
             raise RuntimeError(f"inner {message}")
         except RuntimeError:
             info = sys.exc_info()
-    return logging.LogRecord("mailbridge.jobs.process", level, __file__, 1, message, None, info)
+    return logging.LogRecord("mailbridge.inbound.process", level, __file__, 1, message, None, info)
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def no_secrets_left_behind() -> Iterator[None]:
 def test_journal_lines_carry_a_priority_and_no_timestamp() -> None:
     formatter = logs.JournalFormatter()
     assert formatter.format(record("created ticket #1000")) == (
-        "<6>mailbridge.jobs.process: created ticket #1000")
+        "<6>mailbridge.inbound.process: created ticket #1000")
     assert formatter.format(record("x", logging.WARNING)).startswith("<4>")
     assert formatter.format(record("x", logging.ERROR)).startswith("<3>")
     assert formatter.format(record("x", logging.DEBUG)).startswith("<7>")
@@ -65,7 +65,7 @@ def test_secrets_are_blotted_out_in_every_format() -> None:
         assert "(abc)" in line, "too short to be a secret worth hiding"
     entry = json.loads(logs.JsonFormatter().format(record(message, logging.ERROR, exc=True)))
     assert "imap-Pa55word" not in entry["message"] + entry["exception"]
-    assert entry["level"] == "error" and entry["logger"] == "mailbridge.jobs.process"
+    assert entry["level"] == "error" and entry["logger"] == "mailbridge.inbound.process"
 
 
 def test_replaced_tokens_stay_hidden_while_they_may_work_then_are_forgotten() -> None:
@@ -134,7 +134,7 @@ def _chained_failure() -> logging.LogRecord:
             raise RuntimeError(f"batch failed\nINSERT ... {HELD!r}") from exc
     except RuntimeError:
         info = sys.exc_info()
-    return logging.LogRecord("mailbridge.jobs.process", logging.WARNING, __file__, 1,
+    return logging.LogRecord("mailbridge.inbound.process", logging.WARNING, __file__, 1,
                              "message 7 failed", None, info)
 
 

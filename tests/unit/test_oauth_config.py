@@ -9,7 +9,7 @@ import pytest
 
 from mailbridge.config import Config, load_config
 from mailbridge.errors import ConfigError
-from mailbridge.oauth import sign_in_for_mailbox, sign_in_for_smtp, sign_ins
+from mailbridge.oauth.tokens import sign_in_for_mailbox, sign_in_for_smtp, sign_ins
 
 ENV = {"MAILBRIDGE_SMTP_PASSWORD": "smtp-s3cret!", "MS_SECRET": "client-s3cret!"}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 from mailbridge.core.parse import parse_message
-from mailbridge.jobs.routing import RULE_SUBJECT_CHARS, RULE_TEXT_CHARS, facts_for
+from mailbridge.inbound.routing import RULE_SUBJECT_CHARS, RULE_TEXT_CHARS, facts_for
 
 
 def raw(*, attachment: bool, inline_image: bool, body: str = "Hello, my card is blocked.") -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.daemon import STOP_GRACE
+from mailbridge.service.daemon import STOP_GRACE
 from tests.required import unavailable
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "mailbridge.service"

@@ -1,0 +1,88 @@
+"""`mailbridge quarantine`: see the messages processing gave up on, and replay them.
+
+A quarantined message keeps its raw bytes and the last error; `retry` puts it back in
+the queue with a fresh attempt budget, for after the cause has been fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from email.parser import BytesHeaderParser
+from email.policy import default
+from typing import Any, TextIO
+
+from sqlalchemy import select, update
+
+from mailbridge.app import App
+from mailbridge.cli.tickets import iso, open_app, table
+from mailbridge.db.models import InboundMessage
+from mailbridge.errors import MailbridgeError, one_line
+
+__all__ = ["list_quarantined", "open_app", "retry_quarantined", "show_quarantined"]
+
+_HEADERS = BytesHeaderParser(policy=default)
+
+
+def _summary(message: InboundMessage) -> dict[str, Any]:
+    headers = _HEADERS.parsebytes(message.raw)
+    return {
+        "id": message.id,
+        "mailbox": message.mailbox,
+        "message_id": message.message_id,
+        "from": str(headers.get("From", "")),
+        "subject": str(headers.get("Subject", "")),
+        "received_at": iso(message.received_at),
+        "attempts": message.attempts,
+        # One line, as described when stored; an error stored before that may hold more.
+        "last_error": one_line(message.last_error) if message.last_error else None,
+        "size": message.size,
+    }
+
+
+def list_quarantined(app: App, as_json: bool, out: TextIO) -> int:
+    with app.sessions() as session:
+        rows = session.scalars(select(InboundMessage)
+                               .where(InboundMessage.state == "quarantined")
+                               .order_by(InboundMessage.id)).all()
+        summaries = [_summary(row) for row in rows]
+    if as_json:
+        out.write(json.dumps(summaries, ensure_ascii=False, indent=2) + "\n")
+        return 0
+    table(("ID", "MAILBOX", "RECEIVED", "FROM", "SUBJECT", "ERROR"),
+          [(str(s["id"]), s["mailbox"], s["received_at"][:16], s["from"], s["subject"],
+            (s["last_error"] or "")[:60]) for s in summaries], out)
+    return 0
+
+
+def show_quarantined(app: App, message_id: int, raw: bool, out: TextIO) -> int:
+    with app.sessions() as session:
+        message = session.get(InboundMessage, message_id)
+        if message is None:
+            raise MailbridgeError(f"no stored message {message_id}")
+        if raw:
+            out.flush()
+            sys.stdout.buffer.write(message.raw)
+            return 0
+        summary = _summary(message)
+        summary["state"] = message.state
+    for key, value in summary.items():
+        out.write(f"{key}: {value}\n")
+    return 0
+
+
+def retry_quarantined(app: App, ids: Sequence[int], every: bool, out: TextIO) -> int:
+    if not ids and not every:
+        raise MailbridgeError("name the message ids to retry, or --all")
+    with app.transaction() as session:
+        query = update(InboundMessage).where(InboundMessage.state == "quarantined")
+        if not every:
+            query = query.where(InboundMessage.id.in_(ids))
+        result = session.execute(query.values(state="new", attempts=0, last_error=None))
+        count = int(getattr(result, "rowcount", 0) or 0)
+    if not every and count != len(set(ids)):
+        out.write(f"{count} of {len(set(ids))} message(s) were quarantined and are queued again\n")
+        return 1
+    out.write(f"{count} message(s) queued again; the next pass processes them\n")
+    return 0

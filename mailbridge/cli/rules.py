@@ -1,0 +1,74 @@
+"""`mailbridge rules test FILE.eml`: which routing rules a mail matches and what they would
+do, as the processing path would evaluate them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from mailbridge.cli.parse import MailFiles
+from mailbridge.config import Config
+from mailbridge.core.classify import classify
+from mailbridge.core.message import ParsedMessage
+from mailbridge.core.parse import parse_message
+from mailbridge.core.rules import evaluate
+from mailbridge.errors import ConfigError
+from mailbridge.inbound.routing import actions_dict, described, facts_for, summary
+
+
+def explain_files(config: Config, files: Sequence[str], out: TextIO, *, mailbox: str | None,
+               followup: bool, unanswered: int, as_json: bool, open_tickets: int = 1
+               ) -> int:
+    """One report per file; exits 1 when a file could not be read."""
+    from mailbridge.app import identity_for
+
+    if mailbox is not None and mailbox not in {m.name for m in config.mailbox}:
+        raise ConfigError(f"{config.source}: mailbox: expected one of "
+                          f"{', '.join(m.name for m in config.mailbox)}, not {mailbox!r}")
+    identity = identity_for(config)
+    by_name = {rule.name: rule for rule in config.routing}
+    inputs = MailFiles(files)
+    for name, raw in inputs:
+        parsed = parse_message(raw)
+        verdict = classify(parsed, identity)
+        facts = facts_for(parsed, mailbox or _mailbox_for(config, parsed), followup=followup,
+                          unanswered=max(unanswered, 1), open_tickets=max(open_tickets, 1))
+        decision = evaluate(config.routing, facts)
+        report: dict[str, Any] = {
+            "file": name,
+            "kind": verdict.kind,
+            "language": facts.language,
+            "mailbox": facts.mailbox,
+            "matched": [{"rule": rule, "actions": described(by_name[rule])}
+                        for rule in decision.matched],
+            "actions": actions_dict(decision.actions),
+        }
+        if as_json:
+            print(json.dumps(report, ensure_ascii=False, indent=2), file=out)
+        else:
+            _print(report, len(config.routing), out)
+    return inputs.status
+
+
+def _mailbox_for(config: Config, parsed: ParsedMessage) -> str:
+    """The mailbox the mail was written to, else the first one."""
+    written_to = {a.address.lower() for a in (*parsed.to, *parsed.cc)}
+    for mailbox in config.mailbox:
+        if mailbox.address.lower() in written_to:
+            return mailbox.name
+    return config.mailbox[0].name
+
+
+def _print(report: dict[str, Any], rules: int, out: TextIO) -> None:
+    matched = report["matched"]
+    print(f"{report['file']}: {len(matched)} of {rules} rule(s) match "
+          f"(mailbox {report['mailbox']}, language {report['language'] or 'unknown'})",
+          file=out)
+    if report["kind"] != "customer":
+        print(f"  note: classified as {report['kind']}: rules apply to customer mail only, "
+              "so this mail would not be routed", file=out)
+    for position, match in enumerate(matched, start=1):
+        print(f"  {position}. {match['rule']}: {summary(match['actions'])}", file=out)
+    if matched:
+        print(f"  together: {summary(report['actions'])}", file=out)

@@ -1,0 +1,196 @@
+"""Bounces: match a delivery report to the mail it is about, record it on the ticket, and
+keep automatic mail from an address that bounces until that address writes to us again.
+
+Matching is exact when the report comes back to the per-mail envelope sender (VERP, see
+core/bounce); otherwise the bounced mail's Message-ID, quoted in the report, names it.
+Runs inside the caller's transaction, like apply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App
+from mailbridge.core.bounce import (
+    BouncedRecipient,
+    BounceReport,
+    find_return_path,
+    make_return_path,
+    read_bounce,
+    return_path_valid,
+)
+from mailbridge.core.message import ParsedMessage, Verdict
+from mailbridge.db.models import AddressState, Event, InboundMessage, Outbox, Ticket
+from mailbridge.tickets.events import Outcome
+
+log = logging.getLogger(__name__)
+
+# flufl.bounce logs every detector it tries at INFO: noise in the daemon's log.
+logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
+
+# Where the address a mail was delivered to shows, besides To and Cc.
+_ENVELOPE_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
+_FINAL_STATES = frozenset({"sent", "failed"})
+
+
+def envelope_sender(app: App, row: Outbox) -> str:
+    """The envelope sender (return path) a row is sent with; the same on every attempt."""
+    base = app.config.smtp.bounce_address or row.envelope_from
+    return make_return_path(base, row.id, row.message_id) if app.config.smtp.verp else base
+
+
+def on_message(
+    session: Session, app: App, inbound: InboundMessage, parsed: ParsedMessage,
+    verdict: Verdict, now: datetime,
+) -> Outcome | None:
+    """A bounce for our mail is recorded and answered with its Outcome. Customer mail is a
+    sign of life: its sender is no longer bouncing. Anything else: None, carry on."""
+    if verdict.kind == "customer" and parsed.from_ is not None:
+        clear_bouncing(session, parsed.from_.address, now)
+        return None
+    if verdict.kind != "bounce":
+        return None
+    return handle_bounce(session, app, inbound, parsed, verdict, now)
+
+
+def handle_bounce(
+    session: Session, app: App, inbound: InboundMessage, parsed: ParsedMessage,
+    verdict: Verdict, now: datetime,
+) -> Outcome | None:
+    """Record a bounce of one of our mails; None when it is not about one of them."""
+    report = read_bounce(inbound.raw)
+    match = _match(session, parsed, report)
+    if match is None:
+        return None
+    row, matched_by = match
+    pairs = list(_recipients_of(row, report))
+    bounced = [(address, r) for address, r in pairs if r.failed]
+    if bounced:
+        _mark_row(row, bounced)
+    marked = sorted({address for address, r in bounced if r.permanent})
+    for address in marked:
+        state = next(r for a, r in bounced if a == address and r.permanent)
+        mark_bouncing(session, address, now, state, row.id)
+    ticket = session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
+    event = "bounced" if bounced else "delivery_report"
+    session.add(Event(
+        ticket_id=ticket.id if ticket else None, at=now, type=event,
+        data={
+            "outbox_id": row.id, "message_id": row.message_id, "kind": row.kind,
+            "matched_by": matched_by, "inbound_message_id": inbound.id,
+            "reporting_mta": report.reporting_mta, "standard": report.standard,
+            "recipients": [_describe(address, r) for address, r in pairs],
+            "marked_bouncing": marked, "rules": list(verdict.rules),
+        },
+    ))
+    if ticket is not None:
+        inbound.ticket_id = ticket.id
+    summary = ", ".join(f"{a} {r.action} {r.status}".rstrip() for a, r in pairs) or "no recipient"
+    return Outcome("processed", "bounce", ticket.number if ticket else None,
+                   reason=f"report on outbox {row.id} ({matched_by}): {summary}")
+
+
+def bounce_refusal(session: Session, address: str) -> str:
+    """Why no automatic mail may go to address, or "" when it may."""
+    state = session.get(AddressState, address.lower())
+    if state is None or state.bouncing_since is None:
+        return ""
+    status = f" ({state.last_status})" if state.last_status else ""
+    return (f"address bouncing since {state.bouncing_since.isoformat(timespec='minutes')}"
+            f"{status}; it has not written to us since")
+
+
+def mark_bouncing(session: Session, address: str, now: datetime,
+                  recipient: BouncedRecipient, outbox_id: int) -> AddressState:
+    address = address.lower()
+    state = session.get(AddressState, address)
+    if state is None:
+        state = AddressState(address=address, bounce_count=0)
+        session.add(state)
+    state.bouncing_since = state.bouncing_since or now
+    state.last_bounce_at = now
+    state.bounce_count = (state.bounce_count or 0) + 1
+    state.last_status = recipient.status or None
+    state.last_diagnostic = recipient.diagnostic or None
+    state.last_outbox_id = outbox_id
+    state.updated_at = now
+    session.flush()
+    log.info("address %s marked bouncing (%s %s)", address, recipient.status,
+             recipient.diagnostic)
+    return state
+
+
+def clear_bouncing(session: Session, address: str, now: datetime) -> bool:
+    """The address wrote to us: it works again. True when it was marked bouncing."""
+    state = session.get(AddressState, address.lower())
+    if state is None or state.bouncing_since is None:
+        return False
+    state.bouncing_since = None
+    state.cleared_at = state.updated_at = now
+    log.info("address %s wrote to us: no longer marked bouncing", state.address)
+    return True
+
+
+def _match(session: Session, parsed: ParsedMessage,
+           report: BounceReport) -> tuple[Outbox, str] | None:
+    token = find_return_path(_delivered_to(parsed))
+    if token is not None:
+        row = session.get(Outbox, token.outbox_id)
+        if row is not None and return_path_valid(token, row.message_id):
+            return row, "return_path"
+        log.warning("bounce to %s: the return path names no mail of ours", token.address)
+    ids = list(report.original_message_ids)
+    if ids:
+        rows = {r.message_id: r for r in session.scalars(
+            select(Outbox).where(Outbox.message_id.in_(ids)))}
+        for message_id in ids:
+            if message_id in rows:
+                return rows[message_id], "message_id"
+    return None
+
+
+def _delivered_to(parsed: ParsedMessage) -> Iterator[str]:
+    for name in _ENVELOPE_HEADERS:
+        yield from parsed.headers.get(name, ())
+    for address in (*parsed.to, *parsed.cc):
+        yield address.address
+
+
+def _recipients_of(row: Outbox, report: BounceReport) -> Iterator[tuple[str, BouncedRecipient]]:
+    """Each reported recipient with the row's envelope address it stands for.
+
+    A forwarded mail bounces at an address we never wrote to; when the row has one
+    recipient, that recipient is the one to stop writing to.
+    """
+    for recipient in report.recipients:
+        ours = next((a for a in row.envelope_to if recipient.is_for(a)), None)
+        if ours is None and len(row.envelope_to) == 1:
+            ours = row.envelope_to[0]
+        if ours is not None:
+            yield ours.lower(), recipient
+
+
+def _mark_row(row: Outbox, bounced: list[tuple[str, BouncedRecipient]]) -> None:
+    by_address = dict(bounced)
+    results: list[dict[str, Any]] = [dict(e) for e in row.recipients or []] or [
+        {"address": a, "state": "accepted", "code": None, "reply": ""} for a in row.envelope_to
+    ]
+    for entry in results:
+        recipient = by_address.get(entry["address"].lower())
+        if recipient is not None:
+            entry.update(state="bounced", code=None,
+                         reply=f"{recipient.status} {recipient.diagnostic}".strip())
+    row.recipients = results
+    if row.state in _FINAL_STATES:
+        row.state = "bounced"
+
+
+def _describe(address: str, recipient: BouncedRecipient) -> dict[str, object]:
+    return {"address": address, "reported": recipient.address, "action": recipient.action,
+            "status": recipient.status, "diagnostic": recipient.diagnostic}

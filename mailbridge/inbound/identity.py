@@ -1,0 +1,185 @@
+"""Who wrote a message, as far as the message can prove it (invariant 8).
+
+Staff: a staff address with a reply token that names it, or with the trusted MTA's
+DKIM/DMARC result for its domain. A token presented by anyone it does not name, or past its
+expiry, is refused: the sender is told why and nothing else happens.
+
+Customers: the From address is a claim. When the trusted MTA's results contradict it (DMARC
+failed for the From domain, or only another domain authenticated), or the sender has never
+been on the ticket, the mail may join the conversation but acts on nothing.
+
+Runs inside the caller's transaction, like the rest of apply.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App
+from mailbridge.core.authres import contradicts, proves_author, trusted_results
+from mailbridge.core.humanize import excerpt
+from mailbridge.core.message import Address, ParsedMessage
+from mailbridge.core.staff import (
+    TEAM,
+    AddressToken,
+    TokenCheck,
+    check_token,
+    find_token,
+    is_staff_address,
+    reply_address,
+)
+from mailbridge.db import queries
+from mailbridge.db.models import InboundMessage, Outbox, Ticket
+from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.tickets.events import Outcome, add_event
+
+log = logging.getLogger(__name__)
+
+REFUSAL_KIND: Final = "staff_refused"
+REFUSALS_PER_HOUR = 1  # mails telling senders on one ticket that their token was refused
+
+
+@dataclass(frozen=True, slots=True)
+class StaffClaim:
+    """A message whose sender is a staff address (or that carries a reply token), and what
+    proves it: None when nothing does; `refusal` says why a token it carried was refused."""
+
+    address: str
+    proof: str | None  # "token" | "dkim" | "dmarc" | None
+    token: AddressToken | None  # the token, when one was presented
+    refusal: str | None = None
+
+
+def staff_claim(app: App, parsed: ParsedMessage, now: datetime) -> StaffClaim | None:
+    """None for a customer's mail; else the staff claim and which proof holds.
+
+    A token counts only for the staff address it was issued to (or, for the team address,
+    a listed staff member). A customer who writes to a token address alone gets the
+    refusal too; one who also wrote to the support address is a customer as usual.
+    """
+    staff = app.config.staff
+    sender = parsed.from_.address if parsed.from_ else ""
+    if not sender or sender in app.identity.own_addresses or parsed.sender_header != "from":
+        return None  # staff are known by From alone, never by a header standing in for it
+    staff_sender = is_staff_address(sender, staff.addresses, staff.domains)
+    found = find_token(_recipients(parsed), app.identity.own_addresses)
+    if found is not None and (staff_sender or not _wrote_to_us_plainly(app, parsed)):
+        check = check_token(app.reply_secret, found, sender, staff.addresses, now)
+        if check.refusal is None and not staff_sender:
+            check = TokenCheck(None, f"{sender} is not a staff address")
+        if check.refusal is not None:
+            return StaffClaim(sender, None, found, check.refusal)
+        return StaffClaim(sender, "token", found)
+    if not staff_sender:
+        return None
+    results = trusted_results(parsed.headers.get("authentication-results", ()),
+                              staff.trusted_authserv_id)
+    return StaffClaim(sender, proves_author(results, sender.rpartition("@")[2]), None)
+
+
+def _recipients(parsed: ParsedMessage) -> list[str]:
+    recipients = [a.address for a in (*parsed.to, *parsed.cc)]
+    for header in ("delivered-to", "x-original-to"):
+        recipients.extend(v.strip().strip("<>") for v in parsed.headers.get(header, ()))
+    return recipients
+
+
+def _wrote_to_us_plainly(app: App, parsed: ParsedMessage) -> bool:
+    return any(a.address in app.identity.own_addresses for a in (*parsed.to, *parsed.cc))
+
+
+def token_address(app: App, ticket: Ticket, audience: str, now: datetime) -> str:
+    """The Reply-To of a mail to staff about `ticket`: its token names `audience` (a staff
+    address, or TEAM for the team address) and lasts `staff.token_lifetime`."""
+    mailbox = app.config.mailbox_named(ticket.mailbox)
+    return reply_address(mailbox.address, ticket.number or 0, app.reply_secret,
+                         audience=audience, expires=now + app.config.staff.token_lifetime)
+
+
+def audience_of(app: App, target: str) -> str:
+    """Who may use the token of a mail sent to `target`."""
+    team = app.config.staff.team_address
+    return TEAM if team and target.lower() == team.lower() else target.lower()
+
+
+def note_unproven(session: Session, ticket: Ticket, claim: StaffClaim, now: datetime) -> None:
+    """A staff address without proof: handled as customer mail, and said so loudly."""
+    log.warning("ticket #%s: mail claims to be from staff address %s but carries no proof "
+                "(reply token or trusted Authentication-Results); handled as customer mail",
+                ticket.number, claim.address)
+    add_event(session, ticket, now, "staff_unproven", address=claim.address,
+              reason="no valid reply token and no trusted authentication result")
+
+
+def refuse_token(session: Session, app: App, inbound: InboundMessage, parsed: ParsedMessage,
+                 claim: StaffClaim, now: datetime) -> Outcome:
+    """A token its sender may not use: the ticket records the attempt, the sender is told
+    why (at most REFUSALS_PER_HOUR mails per ticket, so forged senders cannot turn this into
+    a mail cannon), and nothing else happens."""
+    assert claim.token is not None and claim.refusal is not None
+    ticket = queries.ticket_by_number(session, claim.token.ticket_number)
+    log.warning("message %d: reply token for ticket #%d refused for %s: %s", inbound.id,
+                claim.token.ticket_number, claim.address, claim.refusal)
+    if ticket is None:
+        return Outcome("ignored", "staff_refused", reason=f"token refused: {claim.refusal}")
+    inbound.ticket_id = ticket.id
+    outbox_id = None
+    if _recent_refusals(session, ticket, now) < REFUSALS_PER_HOUR:
+        outbox_id = _tell_refused(session, app, ticket, parsed, claim, now).id
+    add_event(session, ticket, now, "staff_token_refused", by=claim.address,
+              reason=claim.refusal, inbound_message_id=inbound.id, outbox_id=outbox_id)
+    return Outcome("processed", "staff_refused", ticket.number,
+                   reason=f"token refused: {claim.refusal}")
+
+
+def _recent_refusals(session: Session, ticket: Ticket, now: datetime) -> int:
+    query = select(func.count(Outbox.id)).where(
+        Outbox.ticket_id == ticket.id, Outbox.kind == REFUSAL_KIND,
+        Outbox.created_at >= now - timedelta(hours=1))
+    return session.scalar(query) or 0
+
+
+def _tell_refused(session: Session, app: App, ticket: Ticket, parsed: ParsedMessage,
+                  claim: StaffClaim, now: datetime) -> Outbox:
+    language = app.config.templates.language
+    context = ticket_context(app, ticket, language)
+    context["errors"] = [claim.refusal]
+    context["event"] = "token_refused"
+    context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20,
+                                 max_chars=2000)
+    return queue_mail(
+        session, app, kind=REFUSAL_KIND, ticket=ticket, template="staff_command_error",
+        context=context, to=[Address("", claim.address)], language=language,
+        unique=f"staff-refused.{ticket.id}", now=now, in_reply_to=parsed.message_id,
+        references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+    )
+
+
+# --- customers ------------------------------------------------------------------------------
+
+
+def from_contradicted(app: App, parsed: ParsedMessage) -> bool:
+    """Does the trusted MTA say the From domain did not send this mail?"""
+    sender = parsed.from_.address if parsed.from_ else ""
+    results = trusted_results(parsed.headers.get("authentication-results", ()),
+                              app.config.staff.trusted_authserv_id)
+    return contradicts(results, sender.rpartition("@")[2])
+
+
+def sender_unverified(app: App, parsed: ParsedMessage, participants: frozenset[str]) -> str:
+    """Why the sender of a customer mail threaded into a ticket may not act on it ("" when
+    they may): they were never on the ticket, or the trusted MTA contradicts their From."""
+    sender = parsed.from_.address if parsed.from_ else ""
+    if not sender:
+        return "no sender address"
+    if from_contradicted(app, parsed):
+        return f"the trusted MTA's results contradict the From domain of {sender}"
+    if sender not in participants:
+        return f"{sender} has not written on this ticket before"
+    return ""

@@ -1,0 +1,304 @@
+"""Process stored messages: parse, classify, thread and apply.
+
+A claimed batch shares one transaction (one commit instead of one per message); each
+message runs in its own savepoint, so a failing message undoes only its own work. A message
+whose processing raises is retried a bounded number of times, then quarantined with its
+reason; it never blocks the messages behind it (invariant 4). Attempts are counted and
+committed before work starts, so even a message that kills the process is eventually set
+aside. Parsing and classifying run in a worker process under a budget (jobs.prepare): a
+message over it is quarantined at once, and the worker prepares the next message while this
+process writes the one before.
+
+Processing is serialized, across instances too: on SQLite by `BEGIN IMMEDIATE`, on
+PostgreSQL by a transaction-level advisory lock taken before the batch is claimed and held
+until its work is committed. So no two instances work on one message, an attempt is counted
+only by the instance that makes it, and every threading decision (follow-up or new ticket,
+acknowledgement limits) sees all that the others committed. Taking turns costs little:
+processing is the cheap part, a few rows per message, while fetching and sending, which
+wait on other servers, spread across instances.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App
+from mailbridge.db import queries
+from mailbridge.db.models import InboundMessage
+from mailbridge.db.outage import database_outage
+from mailbridge.errors import describe_error, one_line
+from mailbridge.faults import crash_point
+from mailbridge.inbound.apply import Outcome, apply_message
+from mailbridge.inbound.prepare import Budget, OverBudget, Preparer
+
+log = logging.getLogger(__name__)
+
+BATCH = 50
+# The advisory lock every instance takes to process; one fixed key, "mb:proc" in ASCII.
+PROCESSING_LOCK = int.from_bytes(b"mb:proc", "big")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessReport:
+    processed: int = 0
+    ignored: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    created: int = 0
+    acknowledged: int = 0
+
+
+def process_pending(app: App, stopping: Callable[[], bool] = lambda: False,
+                    preparer: Preparer | None = None) -> ProcessReport:
+    """Work through every new message; suspects (tried before) go one at a time. Between
+    batches, `stopping()` can end the pass early: the rest waits for the next one.
+    `preparer` (and its worker) may be kept from pass to pass; without one, the pass starts
+    its own and ends it."""
+    totals: dict[str, int] = dict.fromkeys(ProcessReport.__dataclass_fields__, 0)
+    tried: set[int] = set()  # a message that failed waits for the next pass, not this one
+    own = preparer is None
+    preparer = preparer or new_preparer(app)
+    preparer.configure(app.parse_limits, app.identity, parse_budget(app))
+    try:
+        while not stopping():
+            done = _process_batch(app, preparer, lambda: _claim(app, tried))
+            if done is None:
+                break
+            for counts in done:
+                for key, value in counts.items():
+                    totals[key] += value
+    finally:
+        if own:
+            preparer.close()
+    return ProcessReport(**totals)
+
+
+def new_preparer(app: App) -> Preparer:
+    """A Preparer with the configured limits and budget; call close() when done."""
+    return Preparer(app.parse_limits, app.identity, parse_budget(app))
+
+
+def parse_budget(app: App) -> Budget:
+    tickets = app.config.tickets
+    return Budget(tickets.parse_timeout.total_seconds(), tickets.parse_memory)
+
+
+def _claim(app: App, tried: set[int]) -> Sequence[int]:
+    """Count an attempt on the next batch and commit it before work starts. The caller holds
+    the processing lock on PostgreSQL (so this transaction must not take it again)."""
+    with app.transaction() as session:
+        waiting = select(InboundMessage.id, InboundMessage.attempts).where(
+            InboundMessage.state == "new")
+        if tried:
+            waiting = waiting.where(InboundMessage.id.not_in(tried))
+        head = session.execute(waiting.order_by(InboundMessage.id).limit(BATCH)).all()
+        ids = _in_arrival_order(head)
+        if ids:
+            session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id.in_(ids))
+                .values(attempts=InboundMessage.attempts + 1)
+            )
+    tried.update(ids)
+    return ids
+
+
+def _in_arrival_order(head: Sequence[Row[int, int]]) -> list[int]:
+    """The next batch, strictly in the order messages were stored: a reply must never be
+    processed before the message it answers, or it would open a ticket of its own. Fresh
+    messages go together; one tried before (its pass was killed, or it failed) goes alone
+    when its turn comes, so a poison message costs only its own attempts."""
+    if not head:
+        return []
+    if head[0].attempts > 0:
+        return [head[0].id]
+    fresh = []
+    for row in head:
+        if row.attempts > 0:
+            break
+        fresh.append(row.id)
+    return fresh
+
+
+def _process_batch(app: App, preparer: Preparer,
+                   claim: Callable[[], Sequence[int]]) -> list[dict[str, int]] | None:
+    """Claim a batch and process it in one transaction; None when nothing is left. Should
+    that transaction itself fail (its commit, a lost connection), fall back to one
+    transaction per message so one bad message cannot hold back the others."""
+    batch: Sequence[int] = ()
+    try:
+        with app.transaction() as session:
+            batch = _begin_writing(session, claim)
+            if not batch:
+                return None
+            loaded = _load(session, batch)
+            _plan(session, preparer, loaded)
+            done = [_process_in_savepoint(app, session, inbound, preparer)
+                    for inbound in loaded]
+    except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
+        if not batch:
+            raise  # the claim failed: no attempt was counted, nothing to set aside
+        if database_outage(exc) is not None:
+            _uncount(app, batch)
+            raise  # the database, not these messages: they wait, unharmed, for the next pass
+        if len(batch) == 1:
+            return [_record_failure_alone(app, batch[0], exc)]
+        log.warning("batch of %d messages failed, processing them one by one", len(batch),
+                    exc_info=exc)
+        return [counts for inbound_id in batch
+                for counts in _process_alone(app, preparer, inbound_id)]
+    crash_point("after_process")
+    return [_finish(result) for result in done]
+
+
+def _uncount(app: App, batch: Sequence[int]) -> None:
+    """Take back the attempt counted on messages an outage kept from being processed, so a
+    long outage (a full disk retried every few seconds) cannot push them to quarantine.
+    Best effort: a database that is down keeps the count, one attempt per outage."""
+    try:
+        with app.transaction() as session:
+            session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id.in_(batch), InboundMessage.state == "new",
+                       InboundMessage.attempts > 0)
+                .values(attempts=InboundMessage.attempts - 1)
+            )
+    except Exception:  # noqa: BLE001 - the outage itself, most likely
+        log.debug("could not take back the attempts of %d messages", len(batch))
+
+
+def _process_alone(app: App, preparer: Preparer, inbound_id: int) -> list[dict[str, int]]:
+    """One message of a failed batch, already claimed, in a transaction of its own."""
+    return _process_batch(app, preparer, lambda: (inbound_id,)) or []
+
+
+def _begin_writing(session: Session, claim: Callable[[], Sequence[int]]) -> Sequence[int]:
+    """Take the turn to process, and claim what to process in it.
+
+    pysqlite opens a transaction only at the first write, so a SAVEPOINT before it would
+    be the outermost one and its RELEASE would commit each message on its own. IMMEDIATE
+    takes the write lock at once, so a concurrent fetch cannot invalidate our snapshot; the
+    claim comes first there, as its own write would wait for that lock. PostgreSQL claims
+    under the processing lock instead, so another instance's claim cannot count an attempt
+    on a message claimed here until this transaction has settled it.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        batch = claim()
+        if batch:
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        return batch
+    _lock_processing(session)
+    return claim()
+
+
+def _lock_processing(session: Session) -> None:
+    """PostgreSQL: wait for any other instance's processing transaction to end; held until
+    this one ends. Under READ COMMITTED (the default, which the engine keeps) every later
+    statement sees what the others committed."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(PROCESSING_LOCK)))
+
+
+def _load(session: Session, batch: Sequence[int]) -> Sequence[InboundMessage]:
+    query = (
+        select(InboundMessage)
+        .where(InboundMessage.id.in_(batch), InboundMessage.state == "new")
+        .order_by(InboundMessage.id)
+    )
+    return session.scalars(query).all()
+
+
+def _plan(session: Session, preparer: Preparer, loaded: Sequence[InboundMessage]) -> None:
+    """Hand the worker this batch and, read ahead, the first message of the next one: it
+    prepares each message while this process writes the one before."""
+    if not loaded or not preparer.isolated:
+        return
+    ahead = session.execute(
+        select(InboundMessage.id, InboundMessage.raw)
+        .where(InboundMessage.state == "new", InboundMessage.attempts == 0,
+               InboundMessage.id > loaded[-1].id)
+        .order_by(InboundMessage.id).limit(1)
+    )
+    preparer.plan([(inbound.id, inbound.raw) for inbound in loaded]
+                  + [(inbound_id, raw) for inbound_id, raw in ahead])
+
+
+_Result = tuple[InboundMessage, "str | None", "Outcome | BaseException"]
+
+
+def _process_in_savepoint(app: App, session: Session, inbound: InboundMessage,
+                          preparer: Preparer) -> _Result:
+    try:
+        with session.begin_nested():
+            parsed, verdict = preparer.result(inbound.id, inbound.raw)
+            now = app.clock.now()
+            outcome = apply_message(session, app, inbound, parsed, verdict, now)
+            queries.update_now(session, inbound, state=outcome.state, processed_at=now,
+                               last_error=None, ticket_id=inbound.ticket_id)
+    except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
+        if database_outage(exc) is not None:
+            raise  # not this message's fault: the whole batch waits for the database
+        _store_failure(app, inbound, exc)
+        return inbound, None, exc
+    return inbound, parsed.message_id, outcome
+
+
+def _finish(result: _Result) -> dict[str, int]:
+    """Log and count one message, once its transaction is committed."""
+    inbound, message_id, outcome = result
+    if isinstance(outcome, BaseException):
+        return _log_failure(inbound.id, inbound.attempts, inbound.state, inbound.last_error or "",
+                            outcome)
+    _log_outcome(inbound.id, inbound.mailbox, message_id, outcome)
+    return {
+        "processed": outcome.state == "processed",
+        "ignored": outcome.state == "ignored",
+        "created": outcome.action == "created",
+        "acknowledged": outcome.acknowledged,
+    }
+
+
+def _record_failure_alone(app: App, inbound_id: int, exc: BaseException) -> dict[str, int]:
+    """A message whose own transaction failed: record why in a fresh one."""
+    with app.transaction() as session:
+        _lock_processing(session)
+        inbound = session.get_one(InboundMessage, inbound_id)
+        if inbound.state != "new":  # another instance has settled it meanwhile
+            log.info("message %d: %s elsewhere meanwhile", inbound_id, inbound.state)
+            return {}
+        _store_failure(app, inbound, exc)
+        result = (inbound.id, inbound.attempts, inbound.state, inbound.last_error or "")
+    return _log_failure(*result, exc)
+
+
+def _store_failure(app: App, inbound: InboundMessage, exc: BaseException) -> None:
+    """Record why; quarantine after the last attempt, or at once when another attempt
+    would cost the same budget again."""
+    inbound.last_error = describe_error(exc)
+    if inbound.attempts >= app.config.tickets.max_attempts or isinstance(exc, OverBudget):
+        inbound.state = "quarantined"
+
+
+def _log_failure(inbound_id: int, attempts: int, state: str, error: str,
+                 exc: BaseException) -> dict[str, int]:
+    if state == "quarantined":
+        log.error("message %d quarantined after %d attempt(s): %s", inbound_id, attempts, error)
+        return {"failed": 1, "quarantined": 1}
+    log.warning("message %d failed (attempt %d), will retry: %s",
+                inbound_id, attempts, error, exc_info=exc)
+    return {"failed": 1}
+
+
+def _log_outcome(inbound_id: int, mailbox: str, message_id: str | None, outcome: Outcome) -> None:
+    ticket = f"#{outcome.ticket_number}" if outcome.ticket_number else "-"
+    details = ", acknowledgement queued" if outcome.acknowledged else ""
+    if outcome.reason:
+        details += f" ({outcome.reason})"
+    log.info("message %d <%s> from %s: %s ticket %s%s", inbound_id,
+             one_line(message_id, 200) if message_id else "no Message-ID", mailbox,
+             outcome.action, ticket, details)

@@ -1,0 +1,37 @@
+"""A customer who writes that the matter is solved before anyone answered ("risolto,
+grazie", perhaps after the FAQ answer in the acknowledgement): the ticket is resolved with a
+note on its record, and no staff time is spent on it. A later mail reopens it as usual."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App
+from mailbridge.core.faq import says_solved
+from mailbridge.core.reply_trim import trim_reply
+from mailbridge.db.models import Article, Ticket
+from mailbridge.tickets.events import add_event
+
+__all__ = ["resolved_by_customer"]
+
+UNANSWERED = frozenset({"new", "open"})
+QUOTED_LIMIT = 300  # characters of the customer's words kept on the record
+
+
+def resolved_by_customer(session: Session, app: App, ticket: Ticket, article: Article,
+                         now: datetime) -> bool:
+    """Resolve `ticket` when the customer's new `article` just says it is solved."""
+    if ticket.status not in UNANSWERED or ticket.first_responded_at is not None:
+        return False
+    words = trim_reply(article.text_body or "").strip()
+    if not says_solved(words, app.config.faq.solved_phrases):
+        return False
+    ticket.status, ticket.resolved_at, ticket.updated_at = "resolved", now, now
+    ticket.next_escalation_at = None
+    add_event(session, ticket, now, "resolved_by_customer", article_id=article.id,
+              said=words[:QUOTED_LIMIT],
+              note="the customer wrote that the matter is solved; resolved without a "
+                   "staff reply")
+    return True

@@ -1,0 +1,416 @@
+"""Staff by mail: notifications to the team, and their answers relayed to the customer.
+
+Relay mode: every new ticket and customer follow-up sends a `staff_notification` to the
+assignee or the team address, carrying the customer's text and attachments and a Reply-To
+with the ticket's reply token. A proven staff member's answer to it (invariant 8) has its
+quote and signature removed, its `#commands` applied, and its text relayed to the customer
+from the support address through the `staff_reply` template, threaded into the customer's
+conversation. The customer never sees a staff address, an internal note or a token.
+
+Runs inside the caller's transaction, like the rest of apply.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App
+from mailbridge.core.compose import make_message_id
+from mailbridge.core.correlate import thread_clues
+from mailbridge.core.humanize import excerpt, format_size
+from mailbridge.core.message import Address, Attachment, ParsedMessage
+from mailbridge.core.sender import answerable
+from mailbridge.core.staff import (
+    Command,
+    StaffMessage,
+    parse_commands,
+    staff_member,
+    strip_signature,
+)
+from mailbridge.db import queries
+from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
+from mailbridge.inbound.identity import StaffClaim, audience_of, token_address
+from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.tickets import requester
+from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
+from mailbridge.tickets.events import Outcome, add_event
+
+log = logging.getLogger(__name__)
+
+CANNED_PREFIX = "canned_"
+# Attachments carried in one notification, at most: the rest are listed (and the list is
+# shortened past as many, core.clip), and stay on the ticket.
+NOTIFIED_ATTACHMENTS = 100
+INLINE_RELAY_MINIMUM = 20_000  # inline parts smaller than this are signature logos
+_FIRST_NAME = re.compile(r"[^\W\d_][\w'-]*")
+
+
+# --- answers from staff ----------------------------------------------------------------------
+
+
+def handle_staff_mail(
+    session: Session,
+    app: App,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    claim: StaffClaim,
+    now: datetime,
+) -> Outcome | None:
+    """Apply a proven staff member's answer; None when it answers no ticket we know."""
+    ticket = _answered_ticket(session, app, parsed, claim)
+    if ticket is None:
+        return None
+    inbound.ticket_id = ticket.id
+    patterns = [re.compile(p, re.MULTILINE) for p in app.config.staff.signature_patterns]
+    message = parse_commands(strip_signature(parsed.reply_text or parsed.text, patterns))
+    if _answers_internal_mail(session, parsed) and not message.has("note"):
+        # Answering an escalation or a warning is talk among staff: never for the customer.
+        message = replace(message, commands=(Command("note"), *message.commands))
+    problems = [*message.errors, *_argument_problems(app, message),
+                *requester.command_problems(app, ticket, message)]
+    if not problems and not message.text and not message.commands:
+        problems.append("nothing to send: the reply has no text above the quoted message")
+    if problems:
+        _refuse(session, app, ticket, parsed, claim, problems, now)
+        return Outcome("processed", "staff_refused", ticket.number, reason="; ".join(problems))
+    changes = _apply_commands(session, app, ticket, message, claim, now)  # #requester first
+    article = _record_article(session, ticket, inbound, parsed, claim, message, now)
+    relayed = None
+    if not message.has("note") and (message.text or message.argument("template")):
+        relayed = _relay(session, app, ticket, article, parsed, message, claim, now)
+        on_staff_reply(session, app, ticket, now)
+    if message.has("close") or message.has("resolve"):
+        _finish(session, app, ticket, message, relayed is not None, now)
+    add_event(session, ticket, now, "staff_note" if message.has("note") else "staff_reply",
+              by=claim.address, proof=claim.proof, article_id=article.id,
+              outbox_id=relayed.id if relayed else None, changes=changes)
+    ticket.updated_at = now
+    action = "staff_note" if message.has("note") else "staff_reply"
+    return Outcome("processed", action, ticket.number, reason=f"proof: {claim.proof}")
+
+
+def _answered_ticket(
+    session: Session, app: App, parsed: ParsedMessage, claim: StaffClaim
+) -> Ticket | None:
+    """The ticket named by the token; else by a Message-ID we sent or the subject tag."""
+    if claim.token is not None:
+        return queries.ticket_by_number(session, claim.token.ticket_number)
+    return _referenced_ticket(session, app, parsed)
+
+
+def _referenced_ticket(session: Session, app: App, parsed: ParsedMessage) -> Ticket | None:
+    """For mail from our own side (proven staff, our Sent folder) a Message-ID we know or
+    the subject tag names the ticket; no participant check is needed."""
+    clues = thread_clues(parsed, app.config.tickets.tag_prefix)
+    by_id = queries.ticket_ids_for_message_ids(session, clues.message_ids)
+    for message_id in clues.message_ids:
+        if message_id in by_id:
+            return session.get(Ticket, by_id[message_id])
+    if clues.tag_number is not None:
+        return queries.ticket_by_number(session, clues.tag_number)
+    return None
+
+
+INTERNAL_KINDS = ("escalation", "sla_warning")
+
+
+def _answers_internal_mail(session: Session, parsed: ParsedMessage) -> bool:
+    """Does the mail answer one of our escalations or warnings (sent to staff only)?"""
+    ids = [m for m in (parsed.in_reply_to, *parsed.references) if m]
+    if not ids:
+        return False
+    query = select(Outbox.id).where(Outbox.message_id.in_(ids),
+                                    Outbox.kind.in_(INTERNAL_KINDS)).limit(1)
+    return session.scalar(query) is not None
+
+
+def _argument_problems(app: App, message: StaffMessage) -> list[str]:
+    """Checks that need the configuration: the assignee must be staff, the canned
+    template must exist."""
+    assignee = message.argument("assign")
+    staff = app.config.staff.addresses
+    if assignee not in (None, "me") and staff_member(assignee, staff) is None:
+        return [f"#assign {assignee}: not a staff member (known: {', '.join(staff) or 'none'})"]
+    name = message.argument("template")
+    if name is not None and CANNED_PREFIX + name not in app.templates.names():
+        known = sorted(t.removeprefix(CANNED_PREFIX) for t in app.templates.names()
+                       if t.startswith(CANNED_PREFIX))
+        return [f"#template {name}: no such canned reply (known: {', '.join(known) or 'none'})"]
+    return []
+
+
+def _refuse(session: Session, app: App, ticket: Ticket, parsed: ParsedMessage,
+            claim: StaffClaim, problems: list[str], now: datetime) -> None:
+    """Nothing reaches the customer; the staff member is told what was wrong."""
+    language = app.config.templates.language
+    context = ticket_context(app, ticket, language)
+    context["errors"] = problems
+    context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20,
+                                 max_chars=2000)
+    row = queue_mail(
+        session, app, kind="staff_error", ticket=ticket, template="staff_command_error",
+        context=context, to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
+        language=language, unique=f"staff-error.{ticket.id}", now=now,
+        in_reply_to=parsed.message_id,
+        references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+        reply_to=[Address("", token_address(app, ticket, claim.address, now))],
+    )
+    add_event(session, ticket, now, "staff_commands_refused", by=claim.address,
+              errors=problems, outbox_id=row.id)
+    log.warning("ticket #%s: reply from %s refused: %s", ticket.number, claim.address,
+                "; ".join(problems))
+
+
+def _record_article(session: Session, ticket: Ticket, inbound: InboundMessage,
+                    parsed: ParsedMessage, claim: StaffClaim, message: StaffMessage,
+                    now: datetime) -> Article:
+    note = message.has("note")
+    # The staff member's own Message-ID stays out of the customer's thread: the article
+    # takes the id of the relayed mail instead (see _relay).
+    return _staff_article(session, ticket, inbound, parsed, now, address=claim.address,
+                          text=message.text, note=note, message_id=None,
+                          to=[] if note else [ticket.requester_address], cc=[])
+
+
+def _staff_article(session: Session, ticket: Ticket, inbound: InboundMessage,
+                   parsed: ParsedMessage, now: datetime, *, address: str, text: str,
+                   note: bool, message_id: str | None, to: list[str],
+                   cc: list[str]) -> Article:
+    article = Article(
+        ticket_id=ticket.id,
+        direction="out",
+        author_kind="staff",
+        kind="note" if note else "reply",
+        from_name=parsed.from_.name if parsed.from_ else "",
+        from_address=address,
+        to=to,
+        cc=cc,
+        message_id=message_id,
+        in_reply_to=parsed.in_reply_to,
+        subject=parsed.subject,
+        text_body=text,
+        html_body=None,
+        internal=note,
+        defects=list(parsed.defects),
+        created_at=now,
+        inbound_message_id=inbound.id,
+    )
+    session.add(article)
+    session.flush()
+    return article
+
+
+def _apply_commands(session: Session, app: App, ticket: Ticket, message: StaffMessage,
+                    claim: StaffClaim, now: datetime) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    changes.update(requester.apply_command(session, ticket, message, claim.address, now))
+    assignee = message.argument("assign")
+    if assignee is not None:
+        ticket.assignee = (claim.address if assignee == "me"
+                           else staff_member(assignee, app.config.staff.addresses))
+        changes["assignee"] = ticket.assignee
+    priority, queue = message.argument("priority"), message.argument("queue")
+    if priority is not None and priority != ticket.priority:
+        changes["priority"] = [ticket.priority, priority]
+        ticket.priority = priority
+    if queue is not None and queue != ticket.queue:
+        changes["queue"] = [ticket.queue, queue]
+        ticket.queue = queue
+    if "priority" in changes or "queue" in changes:
+        on_priority_or_queue_change(session, app, ticket, now)
+    if added := queries.add_ticket_tags(session, ticket.id, message.tags("tag"), now):
+        changes["tags_added"] = added
+    if removed := queries.remove_ticket_tags(session, ticket.id, message.tags("untag")):
+        changes["tags_removed"] = removed
+    return changes
+
+
+def _relay(session: Session, app: App, ticket: Ticket, article: Article,
+           parsed: ParsedMessage, message: StaffMessage, claim: StaffClaim,
+           now: datetime) -> Outbox:
+    """The answer, to the customer, from the support address, in their thread."""
+    language = ticket.language or app.config.templates.language
+    context = ticket_context(app, ticket, language)
+    context["reply_text"] = message.text
+    context["staff_name"] = first_name(parsed.from_.name if parsed.from_ else "")
+    template = CANNED_PREFIX + name if (name := message.argument("template")) else "staff_reply"
+    thread = _customer_thread(session, ticket)
+    row = queue_mail(
+        session, app, kind="reply", ticket=ticket, template=template, context=context,
+        to=[Address(ticket.requester_name, ticket.requester_address)], language=language,
+        unique=f"reply.{ticket.id}.{article.id}", now=now,
+        in_reply_to=thread[-1] if thread else None, references=thread,
+        attachments=_relayable(parsed.attachments),
+    )
+    article.message_id = row.message_id
+    return row
+
+
+def _finish(session: Session, app: App, ticket: Ticket, message: StaffMessage,
+            answered: bool, now: datetime) -> None:
+    """#resolve or #close; a bare #close tells the customer with the `closed` template
+    (when the ticket has someone to tell)."""
+    ticket.status = "closed" if message.has("close") else "resolved"
+    ticket.resolved_at = now
+    ticket.next_escalation_at = None
+    if message.has("close") and not answered and answerable(ticket.requester_address):
+        language = ticket.language or app.config.templates.language
+        thread = _customer_thread(session, ticket)
+        queue_mail(
+            session, app, kind="closed", ticket=ticket, template="closed",
+            context=ticket_context(app, ticket, language),
+            to=[Address(ticket.requester_name, ticket.requester_address)], language=language,
+            unique=f"closed.{ticket.id}", now=now, in_reply_to=thread[-1] if thread else None,
+            references=thread,
+        )
+
+
+def first_name(display_name: str) -> str:
+    """"Alice Bianchi" -> "Alice"; "Bianchi, Alice" -> "Alice"; never an address."""
+    name = display_name.strip()
+    if "@" in name:
+        return ""
+    if "," in name:
+        name = name.partition(",")[2]
+    match = _FIRST_NAME.search(name)
+    return match.group(0) if match else ""
+
+
+def _relayable(attachments: Sequence[Attachment]) -> tuple[Attachment, ...]:
+    """What the staff member attached: not skipped parts, not small inline logos."""
+    return tuple(
+        a for a in attachments
+        if not a.skipped and a.container is None
+        and (not a.inline or a.size >= INLINE_RELAY_MINIMUM)
+    )
+
+
+def _customer_thread(session: Session, ticket: Ticket) -> list[str]:
+    """Message-IDs of the customer's conversation, oldest first: ours and theirs."""
+    query = (
+        select(Article.message_id)
+        .where(Article.ticket_id == ticket.id, Article.internal.is_(False),
+               Article.message_id.is_not(None))
+        .order_by(Article.id)
+    )
+    return [m for m in session.scalars(query) if m]
+
+
+# --- notifications to staff -------------------------------------------------------------------
+
+
+def notify_staff(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    article: Article,
+    parsed: ParsedMessage,
+    event: str,
+    now: datetime,
+    *,
+    warning: str = "",
+) -> Outbox | None:
+    """Tell the assignee (else the team) about a new ticket or a customer follow-up
+    (`event` "new" or "followup"), or about mail from someone who cannot act on the
+    ticket ("unverified", with the `warning` why)."""
+    target = ticket.assignee or app.config.staff.team_address
+    if not target:
+        return None
+    language = app.config.templates.language
+    context = ticket_context(app, ticket, language)
+    context["event"] = event
+    context["errors"] = [warning] if warning else []
+    if event == "unverified":
+        context["requester_name"] = article.from_name
+        context["requester_address"] = article.from_address
+    text = parsed.reply_text or parsed.text
+    context["excerpt"] = text  # shortened with a mark, as every value, by queue_mail
+    context["digest"] = _digest(session, app, ticket, article) if event != "new" else []
+    carried, listing = _carried_attachments(app, parsed.attachments)
+    context["attachments"] = listing
+    context["unread"] = list(parsed.unread)
+    root = make_message_id(app.message_id_domain, f"staff.t{ticket.id}")
+    return queue_mail(
+        session, app, kind="notification", ticket=ticket, template="staff_notification",
+        context=context, to=[Address("", target)], language=language,
+        unique=f"notify.{ticket.id}.{article.id}", now=now, in_reply_to=root,
+        references=[root], reply_to=[Address(app.config.templates.company,
+                                             token_address(app, ticket, audience_of(app, target),
+                                                           now))],
+        attachments=carried,
+    )
+
+
+def _digest(session: Session, app: App, ticket: Ticket, current: Article) -> list[object]:
+    limit = app.config.staff.digest_articles
+    if not limit:
+        return []
+    query = (
+        select(Article)
+        .where(Article.ticket_id == ticket.id, Article.id != current.id,
+               Article.internal.is_(False))
+        .order_by(Article.id.desc())
+        .limit(limit)
+    )
+    zone = app.config.calendar.zone
+    return [
+        {
+            "author": a.from_name or a.from_address,
+            "at": a.created_at.astimezone(zone).isoformat(timespec="minutes"),
+            "direction": a.direction,
+            "text": excerpt(a.text_body, max_lines=8, max_chars=600),
+        }
+        for a in reversed(session.scalars(query).all())
+    ]
+
+
+def _carried_attachments(
+    app: App, attachments: Sequence[Attachment]
+) -> tuple[tuple[Attachment, ...], list[object]]:
+    """Attach what fits under the configured total; list everything with its size."""
+    budget = app.config.staff.notification_attachment_limit
+    carried: list[Attachment] = []
+    listing: list[object] = []
+    for attachment in attachments:
+        fits = (not attachment.skipped and attachment.size <= budget
+                and len(carried) < NOTIFIED_ATTACHMENTS)
+        if fits:
+            carried.append(attachment)
+            budget -= attachment.size
+        listing.append({"filename": attachment.filename,
+                        "size": format_size(attachment.size), "attached": fits})
+    return tuple(carried), listing
+
+
+# --- observe mode: staff answer from the shared account ------------------------------------------
+
+
+def handle_observed(
+    session: Session, app: App, inbound: InboundMessage, parsed: ParsedMessage, now: datetime
+) -> Outcome:
+    """A message found in the support account's Sent folder: staff answered directly.
+
+    It is recorded as the staff reply it is (deadline met, ticket waiting on the customer)
+    and nothing is sent: the customer already has it.
+    """
+    ticket = _referenced_ticket(session, app, parsed)
+    if ticket is None:
+        return Outcome("ignored", "ignored", reason="sent mail that answers no ticket")
+    inbound.ticket_id = ticket.id
+    article = _staff_article(
+        session, ticket, inbound, parsed, now,
+        address=parsed.from_.address if parsed.from_ else "", text=parsed.reply_text or parsed.text,
+        note=False, message_id=parsed.message_id, to=[a.address for a in parsed.to],
+        cc=[a.address for a in parsed.cc])
+    on_staff_reply(session, app, ticket, now)
+    ticket.updated_at = now
+    add_event(session, ticket, now, "staff_reply_observed", article_id=article.id,
+              folder=inbound.folder, message_id=parsed.message_id)
+    return Outcome("processed", "staff_reply", ticket.number, reason="observed in sent folder")

@@ -1,0 +1,575 @@
+"""OAuth2 sign-in for IMAP and SMTP at run time: which account signs in how (from the
+configuration), the token files in the data directory, the token endpoint through authlib,
+and one TokenProvider per account that hands out a valid access token, refreshed before it
+runs out and once more after a server refused it. Tokens never reach the log. The first
+sign-in is oauth/signin.py's.
+
+    OAuthError (PermanentError)   the token endpoint refused: client, secret, scope
+    └── SignInRequired            no sign-in, or its refresh token was revoked or expired:
+                                  a person must run `mailbridge oauth login`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.requests_client import OAuth2Session
+
+from mailbridge import logs
+from mailbridge.clock import Clock
+from mailbridge.config import Config, MailboxConfig, OAuth2Config
+from mailbridge.core.oauth import (
+    Endpoints,
+    Flow,
+    Service,
+    TokenRecord,
+    default_scopes,
+    endpoints,
+)
+from mailbridge.errors import PermanentError, TransientError
+
+__all__ = ["OAuthError", "SignIn", "SignInRequired", "TokenProvider", "TokenProviders",
+           "TokenStore", "client_credentials_token", "record_from_answer", "refresh",
+           "sign_in_for_mailbox", "sign_in_for_smtp", "sign_ins", "token_endpoint",
+           "token_session"]
+
+log = logging.getLogger(__name__)
+
+HTTP_TIMEOUT = 30.0
+TOKEN_DIR = "oauth"
+SMTP_ACCOUNT = "smtp"
+
+
+class OAuthError(PermanentError):
+    """The token endpoint refused a request; the message names the endpoint and why."""
+
+    def __init__(self, message: str, *, error: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error  # the RFC 6749 error code, e.g. invalid_scope
+
+
+class SignInRequired(OAuthError):
+    """A person must sign in again; the message ends with the command to run."""
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """Everything needed to talk to the token endpoint for one signed-in account."""
+
+    account: str  # the mailbox name, or "smtp" for an [smtp] login of its own
+    username: str  # who the mail server is told signs in (XOAUTH2 user)
+    provider: str
+    flow: Flow
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    endpoints: Endpoints
+    scopes: tuple[str, ...]
+    redirect_uri: str
+    is_smtp: bool = False  # [smtp]'s own sign-in (a mailbox may be called "smtp" too)
+
+    @property
+    def label(self) -> str:
+        return "the SMTP login" if self.is_smtp else f"mailbox {self.account}"
+
+    @property
+    def login_command(self) -> str:
+        which = "--smtp" if self.is_smtp else f"--mailbox {self.account}"
+        return f"mailbridge oauth login {which}"
+
+    @property
+    def not_signed_in(self) -> str:
+        return f"{self.label} is not signed in to {self.provider} yet: run {self.login_command}"
+
+    @property
+    def file_name(self) -> str:
+        return "smtp.json" if self.is_smtp else f"mailbox-{self.account}.json"
+
+    @property
+    def key(self) -> str:
+        """How status and the metrics name it: the mailbox name, or "[smtp]" for the
+        SMTP login's own sign-in (no mailbox name has brackets, so a mailbox may be "smtp")."""
+        return "[smtp]" if self.is_smtp else self.account
+
+
+def sign_in_for_mailbox(config: Config, mailbox: MailboxConfig) -> SignIn | None:
+    """The mailbox's sign-in; its scopes also cover SMTP when [smtp.oauth2] shares it."""
+    if mailbox.oauth2 is None:
+        return None
+    services: set[Service] = {"imap"}
+    shared = config.smtp.oauth2
+    if shared is not None and shared.mailbox == mailbox.name:
+        services.add("smtp")
+    return _sign_in(mailbox.name, mailbox.username, mailbox.oauth2, services)
+
+
+def sign_in_for_smtp(config: Config) -> SignIn | None:
+    """The SMTP login's sign-in: its own, or the mailbox's it shares; None for a password."""
+    oauth2 = config.smtp.oauth2
+    if oauth2 is None:
+        return None
+    if oauth2.mailbox is not None:
+        return sign_in_for_mailbox(config, config.mailbox_named(oauth2.mailbox))
+    return replace(_sign_in(SMTP_ACCOUNT, config.smtp.username or "", oauth2, {"smtp"}),
+                   is_smtp=True)
+
+
+def sign_ins(config: Config) -> list[SignIn]:
+    """Every OAuth2 account of the configuration, each once."""
+    found = [sign_in_for_mailbox(config, m) for m in config.mailbox]
+    smtp = config.smtp.oauth2
+    if smtp is not None and smtp.mailbox is None:
+        found.append(sign_in_for_smtp(config))
+    return [s for s in found if s is not None]
+
+
+def _sign_in(account: str, username: str, oauth2: OAuth2Config,
+             services: set[Service]) -> SignIn:
+    assert oauth2.provider is not None and oauth2.client_id is not None  # config checked
+    flow = oauth2.effective_flow
+    secret = oauth2.client_secret.get_secret_value() if oauth2.client_secret else None
+    scopes = oauth2.scopes if oauth2.scopes is not None else default_scopes(
+        oauth2.provider, services, flow)
+    return SignIn(
+        account=account, username=username, provider=oauth2.provider, flow=flow,
+        client_id=oauth2.client_id, client_secret=secret,
+        endpoints=endpoints(oauth2.provider, tenant=oauth2.effective_tenant,
+                            token_url=oauth2.token_url,
+                            device_authorization_url=oauth2.device_authorization_url,
+                            authorization_url=oauth2.authorization_url),
+        scopes=tuple(scopes), redirect_uri=oauth2.redirect_uri)
+
+
+# -- token files --
+
+
+class TokenStore:
+    """One JSON file per signed-in account under <data_dir>/oauth, readable by the owner
+    only, replaced atomically so a crash never leaves half a refresh token."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.directory = data_dir / TOKEN_DIR
+
+    def path(self, sign_in: SignIn) -> Path:
+        return self.directory / sign_in.file_name
+
+    def signature(self, sign_in: SignIn) -> tuple[int, int, int] | None:
+        """Changes whenever the file is replaced (a new sign-in, a refresh elsewhere)."""
+        try:
+            status = self.path(sign_in).stat()
+        except FileNotFoundError:
+            return None
+        return status.st_ino, status.st_mtime_ns, status.st_size
+
+    def load(self, sign_in: SignIn) -> TokenRecord | None:
+        path = self.path(sign_in)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return TokenRecord.from_json(data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            # The message of a JSON error quotes no content; ours name only keys.
+            raise SignInRequired(f"{sign_in.label}: the token file {path} is unusable "
+                                 f"({_reason(exc)}): run {sign_in.login_command}") from None
+
+    @contextlib.contextmanager
+    def locked(self, sign_in: SignIn) -> Iterator[None]:
+        """An exclusive lock on a file beside the account's token file, held while it is read,
+        refreshed and written back: two processes (the daemon and `mailbridge oauth test`,
+        or two instances) never spend the same refresh token. Where no lock file can be made
+        (a read-only folder) it goes on without one."""
+        fd: int | None = None
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.directory / f".{sign_in.file_name}.lock",
+                         os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.debug("%s: no lock file in %s (%s)", sign_in.label, self.directory,
+                      _reason(exc))
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)  # lets go of the lock
+
+    def save(self, sign_in: SignIn, record: TokenRecord) -> Path:
+        path = self.path(sign_in)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(record.as_json(), handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(draft, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                draft.unlink()
+            raise
+        with contextlib.suppress(OSError):  # the rename itself survives a power cut
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        return path
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+# -- talking to the token endpoint (authlib) --
+
+
+def token_session(sign_in: SignIn, **extra: Any) -> OAuth2Session:
+    logs.hide_secrets([sign_in.client_secret])
+    method = "client_secret_post" if sign_in.client_secret else "none"
+    return OAuth2Session(sign_in.client_id, sign_in.client_secret,
+                         token_endpoint_auth_method=method, default_timeout=HTTP_TIMEOUT,
+                         **extra)
+
+
+@contextlib.contextmanager
+def token_endpoint(sign_in: SignIn, action: str, url: str | None = None) -> Iterator[None]:
+    """Token endpoint failures as OAuthError (refused) or TransientError (unreachable)."""
+    where = f"{sign_in.label}: {action} at {url or sign_in.endpoints.token_url}"
+    try:
+        yield
+    except AuthlibBaseError as exc:
+        error = str(exc.error or "error")
+        text = _first_line(exc.description) if exc.description else ""
+        hint = {"invalid_client": f" (check client_id {sign_in.client_id!r} and its secret)",
+                "unauthorized_client": " (the app registration does not allow this flow)",
+                "invalid_scope": f" (scopes asked: {' '.join(sign_in.scopes) or 'none'})"}
+        raise OAuthError(f"{where}: refused: {error}{': ' + text if text else ''}"
+                         f"{hint.get(error, '')}", error=error) from None
+    except requests.exceptions.SSLError as exc:
+        if _certificate_refused(exc):  # the certificate or host name: fixed by a person
+            raise PermanentError(f"{where}: TLS certificate verification failed: "
+                                 f"{_first_line(str(exc))}") from None
+        raise TransientError(f"{where}: TLS failed: {_first_line(str(exc))}") from None
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise TransientError(f"{where}: the server answered HTTP {status}") from None
+    except requests.RequestException as exc:
+        raise TransientError(f"{where}: unreachable: {type(exc).__name__}") from None
+    except ValueError as exc:  # not a JSON answer: a proxy's or gateway's error page
+        raise TransientError(f"{where}: not an OAuth2 answer: {_first_line(str(exc))}") from None
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether the certificate (or host name) was refused somewhere in the chain that
+    requests and urllib3 wrap around ssl's error; other TLS failures (a handshake cut short,
+    a proxy answering in plain text) pass."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        error = pending.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return True
+        pending.extend([error.__cause__, error.__context__, getattr(error, "reason", None),
+                        *error.args])
+    return False
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+def record_from_answer(sign_in: SignIn, token: dict[str, Any], asked_at: datetime,
+                 previous: TokenRecord | None = None) -> TokenRecord:
+    """A token endpoint answer as a record; expiry counted from when it was asked for."""
+    access = str(token.get("access_token") or "")
+    if not access:
+        raise OAuthError(f"{sign_in.label}: the token endpoint "
+                         f"{sign_in.endpoints.token_url} answered without an access_token")
+    lifetime = token.get("expires_in")
+    expires = asked_at + timedelta(seconds=int(lifetime)) if lifetime else None
+    scope = token.get("scope")
+    refresh = token.get("refresh_token") or (previous.refresh_token if previous else None)
+    record = TokenRecord(
+        account=sign_in.account, client_id=sign_in.client_id,
+        token_url=sign_in.endpoints.token_url,
+        scopes=tuple(str(scope).split()) if scope else sign_in.scopes,
+        obtained_at=asked_at, access_token=access, expires_at=expires,
+        refresh_token=str(refresh) if refresh else None)
+    _keep_out_of_logs(sign_in, record)
+    return record
+
+
+def _keep_out_of_logs(sign_in: SignIn, record: TokenRecord) -> None:
+    # By token file: the [smtp] sign-in and a mailbox named "smtp" are two owners.
+    logs.rotate_secrets(f"oauth:{sign_in.file_name}",
+                        [record.access_token, record.refresh_token])
+
+
+def client_credentials_token(sign_in: SignIn, clock: Clock) -> TokenRecord:
+    """An app-only token (flow client_credentials); there is no refresh token to keep."""
+    asked_at = clock.now()
+    with token_endpoint(sign_in, "client-credentials sign-in"), token_session(sign_in) as session:
+        token = session.fetch_token(sign_in.endpoints.token_url, grant_type="client_credentials",
+                                    scope=" ".join(sign_in.scopes))
+    return record_from_answer(sign_in, token, asked_at)
+
+
+def refresh(sign_in: SignIn, record: TokenRecord, clock: Clock) -> TokenRecord:
+    """A new access token for the record's refresh token; SignInRequired when refused."""
+    if not record.refresh_token:
+        raise SignInRequired(f"{sign_in.label}: the sign-in has no refresh token: run "
+                             f"{sign_in.login_command}")
+    asked_at = clock.now()
+    try:
+        with token_endpoint(sign_in, "token refresh"), token_session(sign_in) as session:
+            token = session.refresh_token(sign_in.endpoints.token_url,
+                                          refresh_token=record.refresh_token)
+    except OAuthError as exc:
+        if exc.error in ("invalid_grant", "interaction_required", "consent_required"):
+            raise SignInRequired(f"{exc}. The refresh token was revoked or has expired: run "
+                                 f"{sign_in.login_command}", error=exc.error) from None
+        raise
+    return record_from_answer(sign_in, dict(token), asked_at, record)
+
+
+# -- the provider the adapters use --
+
+
+class TokenProvider:
+    """A valid access token for one account, from any thread.
+
+    Reads the token file when it changes (a new `mailbridge oauth login` is picked up at
+    the next connection), refreshes when less than refresh_margin() is left or after
+    invalidate(), under a lock file shared with other processes, and writes every new
+    refresh token back (kept in memory, and written again at the next use, when the disk
+    refuses). A refused refresh token is recorded in the file and not offered again until
+    the file changes.
+    """
+
+    def __init__(self, sign_in: SignIn, store: TokenStore, clock: Clock) -> None:
+        self.sign_in = sign_in
+        self._store, self._clock = store, clock
+        self._lock = threading.Lock()
+        self._record: TokenRecord | None = None
+        self._seen: tuple[int, int, int] | None = None
+        self._loaded = False
+        self._stale = False
+        self._unsaved = False  # the record in memory is newer than the file: write it
+        self._told: str | None = None  # the problem someone already logged
+        self.problem: str | None = None  # why no token can be had, for health and status
+        logs.hide_secrets([sign_in.client_secret])
+
+    def __repr__(self) -> str:
+        return f"<TokenProvider {self.sign_in.label}>"
+
+    def access_token(self) -> str:
+        with self._lock:
+            try:
+                token = self._valid_token()
+            except SignInRequired as exc:
+                self.problem = str(exc)
+                raise
+            self.problem = self._told = None
+            return token
+
+    def invalidate(self, token: str | None = None) -> None:
+        """A server refused `token`: the next access_token() refreshes, unless another
+        session did so already (None: whatever the current token is)."""
+        with self._lock:
+            record = self._record
+            if token is None or (record is not None and record.access_token == token):
+                self._stale = True
+
+    def tell_once(self, problem: str) -> bool:
+        """True the first time a problem is to be logged (by a poller, the sender): a person
+        reads it once however many parts wait for the same sign-in; again after a success."""
+        with self._lock:
+            first, self._told = self._told != problem, problem
+            return first
+
+    def expires_at(self) -> datetime | None:
+        record = self._record
+        return record.expires_at if record is not None and record.access_token else None
+
+    def refresh_at(self, token: str) -> datetime | None:
+        """When a session that logged in with `token` should log in again: shortly before it
+        runs out, now when it has been replaced already; None if it is not known to end."""
+        record = self._record
+        if record is None or record.access_token != token:
+            return self._clock.now()
+        return record.refresh_at()
+
+    def seconds_left(self) -> float | None:
+        """Of the current access token (0 once expired); None before the first one."""
+        record = self._record
+        return record.seconds_left(self._clock.now()) if record is not None else None
+
+    def granted_scopes(self) -> tuple[str, ...]:
+        record = self._record
+        return record.scopes if record is not None else ()
+
+    def sign_in_problem(self) -> str | None:
+        """Why no token can be had here without a person, from the token file alone (no
+        sign-in yet, one the provider refused, another client's); None when it can try.
+        Cheap and lock-free: lease rounds ask before they take the mailbox."""
+        if self.sign_in.flow == "client_credentials":
+            return None
+        try:
+            record = self._store.load(self.sign_in)
+        except SignInRequired as exc:
+            return str(exc)
+        if record is None:
+            return self.sign_in.not_signed_in
+        return self._mismatch(record) or record.problem or None
+
+    def _mismatch(self, record: TokenRecord) -> str | None:
+        if (record.client_id, record.token_url) == (self.sign_in.client_id,
+                                                    self.sign_in.endpoints.token_url):
+            return None
+        return (f"{self.sign_in.label} was signed in with another client_id or token "
+                f"endpoint: run {self.sign_in.login_command}")
+
+    def _valid_token(self) -> str:
+        if self._unsaved:
+            with self._store.locked(self.sign_in):
+                self._save()
+        record = self._current()
+        if record is not None and not self._stale and record.usable(self._clock.now()):
+            return record.access_token
+        if self.sign_in.flow == "client_credentials":
+            record = client_credentials_token(self.sign_in, self._clock)
+            self._record, self._stale = record, False
+            return record.access_token
+        with self._store.locked(self.sign_in):
+            # Another process may have refreshed while this one waited for the lock.
+            record = self._current()
+            if record is not None and not self._stale and record.usable(self._clock.now()):
+                return record.access_token
+            if record is None:
+                raise SignInRequired(self.sign_in.not_signed_in)
+            if record.problem:
+                raise SignInRequired(record.problem)
+            return self._refresh(record)
+
+    def _refresh(self, record: TokenRecord, *, again: bool = True) -> str:
+        try:
+            fresh = refresh(self.sign_in, record, self._clock)
+        except SignInRequired as exc:
+            # A process that did not take the lock may have spent it and left a new one.
+            newer = self._current()
+            if (again and newer is not None and not newer.problem
+                    and newer.refresh_token != record.refresh_token):
+                if newer.usable(self._clock.now()):
+                    self._stale = False
+                    return newer.access_token
+                return self._refresh(newer, again=False)
+            self._keep(record.with_problem(str(exc)))
+            raise
+        except TransientError as exc:
+            left = record.seconds_left(self._clock.now())
+            if self._stale or left <= 0:
+                raise
+            log.warning("%s: the access token could not be refreshed (%s); the current one is "
+                        "used for its last %d s", self.sign_in.label, exc, left)
+            return record.access_token
+        self._keep(fresh)
+        self._stale = False
+        log.info("%s: access token refreshed, valid until %s", self.sign_in.label,
+                 fresh.expires_at.isoformat(timespec="seconds") if fresh.expires_at else "-")
+        return fresh.access_token
+
+    def _current(self) -> TokenRecord | None:
+        """The record in memory, or the file's when it changed since it was read."""
+        if self.sign_in.flow == "client_credentials":
+            return self._record
+        signature = self._store.signature(self.sign_in)
+        if self._loaded and signature == self._seen:
+            return self._record
+        record = self._store.load(self.sign_in)
+        if record is not None:
+            if mismatch := self._mismatch(record):
+                # Not remembered as read: the same answer every time until the file changes.
+                raise SignInRequired(mismatch)
+            _keep_out_of_logs(self.sign_in, record)
+        if self._loaded:  # a new sign-in or another process's refresh: a different token
+            self._stale = False
+        self._seen, self._loaded = signature, True
+        self._record, self._unsaved = record, False
+        return record
+
+    def _keep(self, record: TokenRecord) -> None:
+        """In memory first: a provider that rotated the refresh token has retired the old
+        one, so the new one must not be lost because the disk is full or read-only."""
+        self._record, self._unsaved = record, True
+        self._save()
+
+    def _save(self) -> None:
+        record = self._record
+        assert record is not None
+        try:
+            self._store.save(self.sign_in, record)
+        except OSError as exc:
+            log.error("%s: could not write the token file %s (%s); the token is kept in memory "
+                      "and written at its next use", self.sign_in.label,
+                      self._store.path(self.sign_in), _reason(exc))
+            return
+        self._unsaved, self._seen = False, self._store.signature(self.sign_in)
+
+
+class TokenProviders:
+    """The providers of every OAuth2 account in a configuration, kept across reloads for
+    the accounts whose sign-in did not change."""
+
+    def __init__(self, config: Config, clock: Clock) -> None:
+        self._clock = clock
+        self._providers: dict[str, TokenProvider] = {}
+        self._config = config
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        self._config = config
+        store = TokenStore(config.data_dir)
+        kept = {}
+        for sign_in in sign_ins(config):
+            current = self._providers.get(sign_in.file_name)
+            same = (current is not None and current.sign_in == sign_in
+                    and current._store.directory == store.directory)
+            kept[sign_in.file_name] = current if same and current else TokenProvider(
+                sign_in, store, self._clock)
+        self._providers = kept
+
+    def for_mailbox(self, mailbox: MailboxConfig) -> TokenProvider | None:
+        if mailbox.auth != "oauth2":
+            return None
+        return self._providers.get(f"mailbox-{mailbox.name}.json")
+
+    def for_smtp(self) -> TokenProvider | None:
+        smtp = self._config.smtp.oauth2
+        if smtp is None:
+            return None
+        return self._providers.get(f"mailbox-{smtp.mailbox}.json" if smtp.mailbox
+                                   else "smtp.json")
+
+    def all(self) -> dict[str, TokenProvider]:
+        """By SignIn.key: the mailbox name, or "[smtp]" for [smtp]'s own sign-in."""
+        return {provider.sign_in.key: provider for provider in self._providers.values()}

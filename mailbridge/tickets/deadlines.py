@@ -1,0 +1,216 @@
+"""Clock rules: when a ticket's deadlines fall and what moves them.
+
+A new ticket gets both deadlines from its policy. The first staff reply to the customer meets
+the first response; a staff reply leaves the ticket waiting on the customer and stops the
+resolution clock until the customer writes again. A customer writing to a ticket that still
+waits for us is a chaser: recorded, and per policy it raises the priority and brings the
+deadline closer. A priority or queue change recomputes the deadlines. Every change ends by
+storing the next moment the sweep must look at the ticket (`next_escalation_at`).
+
+Each function runs inside the caller's transaction and commits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App
+from mailbridge.config import SlaPolicy
+from mailbridge.core import sla
+from mailbridge.core.business_hours import BusinessCalendar
+from mailbridge.db import queries
+from mailbridge.db.models import Ticket
+from mailbridge.tickets.events import add_event
+
+log = logging.getLogger(__name__)
+
+CLOSED = frozenset({"resolved", "closed"})
+AWAITING_US = frozenset({"new", "open"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicketDeadlines:
+    policy: SlaPolicy
+    first_response: datetime
+    resolution: datetime
+    next_due: datetime | None  # the first warning or level
+
+
+def policy_for(app: App, ticket: Ticket) -> SlaPolicy:
+    """The ticket's policy by name; if the configuration no longer has it, the one that
+    matches now."""
+    return _named(app, ticket.sla_policy) or sla.select_policy(
+        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue)
+
+
+def _named(app: App, name: str | None) -> SlaPolicy | None:
+    return next((policy for policy in app.config.sla if policy.name == name), None)
+
+
+def calendar_for(app: App, policy: SlaPolicy, moment: datetime) -> BusinessCalendar | None:
+    """The business calendar when the policy counts business hours; None for calendar time."""
+    if not policy.business_hours:
+        return None
+    calendar = app.config.calendar
+    return calendar.business_calendar(moment.astimezone(calendar.zone).year)
+
+
+def deadlines_for_new_ticket(
+    app: App, mailbox: str, priority: str, now: datetime, queue: str | None = None,
+    policy_name: str | None = None,
+) -> NewTicketDeadlines:
+    """The policy named (a routing rule chose it), else the first that matches."""
+    policy = _named(app, policy_name) or sla.select_policy(app.config.sla, mailbox, priority,
+                                                            queue)
+    cal = calendar_for(app, policy, now)
+    due = sla.compute_deadlines(now, policy.first_response, policy.resolution, cal)
+    deadlines = {"first_response": due.first_response, "resolution": due.resolution}
+    pending = sla.pending_steps(policy.steps, deadlines, (), now, cal)
+    return NewTicketDeadlines(policy, due.first_response, due.resolution,
+                              sla.next_moment(pending))
+
+
+def open_deadlines(ticket: Ticket) -> dict[str, datetime | None]:
+    """Each deadline still running; None when met, paused, closed or never tracked."""
+    if ticket.status in CLOSED:
+        return {"first_response": None, "resolution": None}
+    first = ticket.first_response_due_at if ticket.first_responded_at is None else None
+    running = ticket.resolved_at is None and ticket.waiting_since is None
+    return {"first_response": first, "resolution": ticket.resolution_due_at if running else None}
+
+
+def pending_steps(app: App, ticket: Ticket, fired: Collection[tuple[str, int]],
+                  now: datetime) -> list[sla.DueStep]:
+    policy = policy_for(app, ticket)
+    cal = calendar_for(app, policy, ticket.created_at)
+    return sla.pending_steps(policy.steps, open_deadlines(ticket), fired, now, cal)
+
+
+def refresh_next_due(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
+    """Store when the sweep must next look at the ticket, from what has fired already."""
+    fired = queries.fired_steps(session, [ticket.id])[ticket.id]
+    ticket.next_escalation_at = sla.next_moment(pending_steps(app, ticket, fired, now))
+
+
+def on_staff_reply(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
+    """A staff reply went to the customer (not an acknowledgement, not an internal note):
+    it meets the first response, and the ticket now waits on the customer, which stops the
+    resolution clock."""
+    ticket.updated_at = now
+    if ticket.first_responded_at is None:
+        ticket.first_responded_at = now
+        due = ticket.first_response_due_at
+        add_event(session, ticket, now, "first_response", due_at=_iso(due),
+               late_minutes=_minutes(sla.overdue_by(due, now)) if due else None)
+    if ticket.status not in CLOSED:
+        if ticket.waiting_since is None:
+            ticket.waiting_since = now
+            add_event(session, ticket, now, "sla_paused", deadline="resolution",
+                   status_from=ticket.status)
+        ticket.status = "waiting"
+    refresh_next_due(session, app, ticket, now)
+
+
+def on_customer_followup(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
+    """The customer wrote again. Waiting on them, or resolved: the ticket is open again and
+    the resolution clock runs on, the pause not counted. Still waiting for us: a chaser."""
+    previous = ticket.status
+    if previous == "waiting" or previous in CLOSED:
+        paused_since = ticket.waiting_since or ticket.resolved_at or now
+        _resume(session, app, ticket, paused_since, now)
+        ticket.status = "open"
+        ticket.resolved_at = None
+    elif previous in AWAITING_US:
+        _chaser(session, app, ticket, now)
+    refresh_next_due(session, app, ticket, now)
+
+
+def on_priority_or_queue_change(session: Session, app: App, ticket: Ticket,
+                                now: datetime, policy_name: str | None = None) -> None:
+    """The caller has changed ticket.priority or ticket.queue: pick the policy that matches
+    now (or the one named, which a routing rule chose) and recompute the deadlines still
+    running from the ticket's start."""
+    policy = _named(app, policy_name) or sla.select_policy(
+        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue)
+    if _tracked(ticket):
+        cal = calendar_for(app, policy, ticket.created_at)
+        paused = timedelta(seconds=ticket.resolution_paused_seconds)
+        due = sla.compute_deadlines(ticket.created_at, policy.first_response,
+                                    policy.resolution, cal, paused)
+        if ticket.first_responded_at is None:
+            ticket.first_response_due_at = due.first_response
+        if ticket.resolved_at is None:
+            ticket.resolution_due_at = due.resolution
+    add_event(session, ticket, now, "sla_recomputed", sla_policy=policy.name,
+           previous_policy=ticket.sla_policy, priority=ticket.priority, queue=ticket.queue,
+           first_response_due_at=_iso(ticket.first_response_due_at),
+           resolution_due_at=_iso(ticket.resolution_due_at))
+    ticket.sla_policy = policy.name
+    ticket.updated_at = now
+    refresh_next_due(session, app, ticket, now)
+
+
+def _tracked(ticket: Ticket) -> bool:
+    """Automated mail opens tickets without deadlines; they stay untracked."""
+    return ticket.first_response_due_at is not None or ticket.resolution_due_at is not None
+
+
+def _resume(session: Session, app: App, ticket: Ticket, since: datetime, now: datetime) -> None:
+    policy = policy_for(app, ticket)
+    cal = calendar_for(app, policy, since)
+    paused = sla.elapsed(since, now, cal)
+    ticket.waiting_since = None
+    ticket.resolution_paused_seconds += int(paused.total_seconds())
+    if ticket.resolution_due_at is not None:
+        ticket.resolution_due_at = sla.shift(ticket.resolution_due_at, paused, cal)
+    add_event(session, ticket, now, "sla_resumed", deadline="resolution",
+           paused_minutes=_minutes(paused), resolution_due_at=_iso(ticket.resolution_due_at))
+
+
+def _chaser(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
+    policy = policy_for(app, ticket)
+    add_event(session, ticket, now, "chaser", status=ticket.status, priority=ticket.priority)
+    if not _tracked(ticket):
+        return
+    higher = sla.raised_priority(ticket.priority, policy.chaser.raise_priority)
+    if higher != ticket.priority:
+        add_event(session, ticket, now, "priority_raised", reason="chaser",
+               priority_from=ticket.priority, priority_to=higher)
+        ticket.priority = higher
+        on_priority_or_queue_change(session, app, ticket, now)
+        policy = policy_for(app, ticket)
+    if policy.chaser.shorten_to is not None:
+        shorten(session, app, ticket, policy.chaser.shorten_to, now, reason="chaser")
+
+
+def shorten(session: Session, app: App, ticket: Ticket, within: timedelta, now: datetime,
+            reason: str) -> None:
+    """Bring the deadline the customer is waiting on to at most `within` from now (on the
+    policy's clock). The caller refreshes next_escalation_at."""
+    policy = policy_for(app, ticket)
+    name = "first_response" if ticket.first_responded_at is None else "resolution"
+    current = open_deadlines(ticket)[name]
+    latest = sla.add_time(now, within, calendar_for(app, policy, now))
+    if current is None or current <= latest:
+        return
+    if name == "first_response":
+        ticket.first_response_due_at = latest
+    else:
+        ticket.resolution_due_at = latest
+    add_event(session, ticket, now, "deadline_shortened", deadline=name, reason=reason,
+           due_from=current.isoformat(), due_to=latest.isoformat())
+
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _minutes(delta: timedelta) -> int:
+    return int(delta.total_seconds() // 60)
+

@@ -1,0 +1,157 @@
+"""Sweep: fire each due warning and escalation level once, in order, with its notification.
+
+Due tickets are found by one range scan of the indexed `ticket.next_escalation_at`, which is
+NULL once nothing is pending, so closed tickets cost nothing. Each (ticket, deadline, level)
+is a unique row, written with its notification and events in one transaction: a crash, a
+second sweep or a second instance cannot fire it twice. Concurrent sweeps also stay out of
+each other's way: PostgreSQL skips the tickets another sweep holds, and on SQLite a sweep
+takes the write lock before it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App
+from mailbridge.core.humanize import excerpt, format_deadline, format_duration
+from mailbridge.core.message import Address
+from mailbridge.core.sla import DueStep, due_now, next_moment, overdue_by, raised_priority
+from mailbridge.db import queries
+from mailbridge.db.models import Escalation, Ticket
+from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.tickets.deadlines import pending_steps
+from mailbridge.tickets.events import add_event
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+# A ticket whose sweep failed (a broken template, say) is looked at again after this, so it
+# never holds up the tickets behind it.
+RETRY_AFTER_FAILURE = timedelta(minutes=5)
+
+
+def sweep(app: App) -> int:
+    """Fire every warning and escalation level due now; returns how many fired."""
+    now = app.clock.now()
+    with app.sessions() as session:
+        if not queries.due_ticket_ids(session, now, 1):
+            return 0  # the usual case: one index probe, no write lock
+    fired = 0
+    while True:
+        with app.transaction() as session:
+            _lock_for_writing(session)
+            due = queries.tickets_due(session, now, BATCH)
+            ids = [ticket.id for ticket in due]
+            already = queries.fired_steps(session, ids)
+            texts = queries.first_customer_texts(session, ids)
+            for ticket in due:
+                fired += _sweep_ticket(session, app, ticket, already[ticket.id],
+                                       texts[ticket.id], now)
+        if len(due) < BATCH:
+            return fired
+
+
+def next_due(app: App) -> datetime | None:
+    """The earliest moment the sweep has work, so the scheduler can wake exactly then."""
+    with app.sessions() as session:
+        return queries.next_escalation_due(session)
+
+
+def _lock_for_writing(session: Session) -> None:
+    """SQLite has no row locks: take the database's write lock before reading, so a second
+    sweep waits for this one and then sees what it fired."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sweep_ticket(session: Session, app: App, ticket: Ticket, fired: set[tuple[str, int]],
+                  customer_text: str, now: datetime) -> int:
+    try:
+        with session.begin_nested():
+            return _fire_due_steps(session, app, ticket, fired, customer_text, now)
+    except Exception:  # noqa: BLE001 - one broken ticket must not stop the sweep
+        log.exception("ticket #%s: sweep failed; trying again in %s", ticket.number,
+                      RETRY_AFTER_FAILURE)
+        ticket.next_escalation_at = now + RETRY_AFTER_FAILURE
+        return 0
+
+
+def _fire_due_steps(session: Session, app: App, ticket: Ticket, fired: set[tuple[str, int]],
+                    customer_text: str, now: datetime) -> int:
+    count = 0
+    for due in due_now(pending_steps(app, ticket, fired, now), now):
+        fired.add(due.step.key)
+        if _record(session, ticket, due, now):
+            _act(session, app, ticket, due, customer_text, now)
+            count += 1
+    ticket.next_escalation_at = next_moment(pending_steps(app, ticket, fired, now))
+    return count
+
+
+def _record(session: Session, ticket: Ticket, due: DueStep, now: datetime) -> bool:
+    """The unique row that makes this step fire once; False when it has fired already."""
+    try:
+        with session.begin_nested():
+            session.add(Escalation(ticket_id=ticket.id, policy=ticket.sla_policy,
+                                   deadline=due.step.deadline, level=due.step.level,
+                                   due_at=due.at, fired_at=now))
+    except IntegrityError:
+        return False  # by an earlier pass or another instance
+    return True
+
+
+def _act(session: Session, app: App, ticket: Ticket, due: DueStep, customer_text: str,
+         now: datetime) -> None:
+    step = due.step
+    late = overdue_by(due.deadline_at, now)
+    data: dict[str, object] = {
+        "deadline": step.deadline, "level": step.level, "due_at": due.deadline_at.isoformat(),
+        "fires_at": due.at.isoformat(),
+    }
+    if step.is_warning:
+        log.info("ticket #%s: %s due %s, warning sent", ticket.number, step.deadline,
+                 due.deadline_at.isoformat(timespec="minutes"))
+    else:
+        # The deadlines stay where they are: the level reports the miss, it does not
+        # re-plan the ticket.
+        ticket.escalation_level = max(ticket.escalation_level, step.level)
+        data["overdue_minutes"] = int(late.total_seconds() // 60)
+        log.warning("ticket #%s: %s overdue by %s, escalation level %d", ticket.number,
+                    step.deadline.replace("_", " "), format_duration(late, "en"), step.level)
+    higher = raised_priority(ticket.priority, step.raise_priority)
+    if higher != ticket.priority:
+        data.update(priority_from=ticket.priority, priority_to=higher)
+        ticket.priority = higher
+    data["notified"] = _notify(session, app, ticket, due, late, customer_text, now)
+    add_event(session, ticket, now, "sla_warning" if step.is_warning else "escalated", **data)
+
+
+def _notify(session: Session, app: App, ticket: Ticket, due: DueStep, late: timedelta,
+            customer_text: str, now: datetime) -> str | None:
+    staff, step = app.config.staff, due.step
+    fallback = ((staff.team_address, staff.escalation_address) if step.is_warning
+                else (staff.escalation_address, staff.team_address))
+    target = step.notify or fallback[0] or fallback[1]
+    if not target:
+        return None
+    language = app.config.templates.language
+    zone = app.config.calendar.zone
+    context = ticket_context(app, ticket, language)
+    context.update(
+        deadline=step.deadline,
+        promised_reply=format_deadline(due.deadline_at, language, zone),
+        due_at_iso=due.deadline_at.astimezone(zone).isoformat(),
+        due_in=format_duration(max(due.deadline_at - now, timedelta(0)), language),
+        escalation_level=max(step.level, 0),
+        overdue_by=format_duration(late, language),
+        excerpt=excerpt(customer_text),
+    )
+    queue_mail(session, app, kind="sla_warning" if step.is_warning else "escalation",
+               ticket=ticket, template="sla_warning" if step.is_warning else "escalation",
+               context=context, to=[Address("", target)], language=language,
+               unique=f"esc.{ticket.id}.{step.deadline}.{step.level}", now=now)
+    return target
