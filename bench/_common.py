@@ -207,7 +207,7 @@ def imap_server(kind: str) -> Iterator[ImapServer]:
     if kind == "dovecot":
         if shutil.which("dovecot") is None:
             raise SystemExit("dovecot is not installed (Debian: apt-get install dovecot-imapd)")
-        from tests.dovecot import DovecotServer
+        from tests.support.dovecot import DovecotServer
 
         dovecot = DovecotServer()
         try:

@@ -9,7 +9,7 @@ the corpora's EXPECTED.json files assert.
 DIR holds one folder per corpus. For each corpus the table gives its files; crashes
 (parse_message raised: it must never raise); senders found against senders named (From,
 Sender, Reply-To or Return-Path with an address or MAILER-DAEMON, read from the raw bytes
-by tests/corpus.py without mailbridge's parser); subjects with U+FFFD, C1 controls or
+by tests/support/corpus.py without mailbridge's parser); subjects with U+FFFD, C1 controls or
 mojibake ("Ã©", "â€", "¦®"); attachments without a name; attachment names with U+FFFD, C1
 controls or mojibake. Below it, each file behind a figure. Body-only fixtures (not whole
 mails) are parsed inside a minimal mail: the header checks skip them. The exit code is 1
@@ -38,7 +38,7 @@ from mailbridge.core.classify import Identity, classify  # noqa: E402
 from mailbridge.core.message import ParsedMessage, Verdict  # noqa: E402
 from mailbridge.core.parse import parse_message  # noqa: E402
 from mailbridge.core.reply_trim import trim_reply  # noqa: E402
-from tests.corpus import (  # noqa: E402
+from tests.support.corpus import (  # noqa: E402
     CORPUS,
     FileCheck,
     check_file,

@@ -28,8 +28,8 @@ from mailbridge.oauth.signin import (  # noqa: E402
     store_sign_in,
 )
 from mailbridge.oauth.tokens import TokenProvider, TokenStore, _sign_in  # noqa: E402
-from tests.dovecot import DovecotServer  # noqa: E402
-from tests.oauth_server import OAuthServer  # noqa: E402
+from tests.support.dovecot import DovecotServer  # noqa: E402
+from tests.support.oauth_server import OAuthServer  # noqa: E402
 
 USER = "support@example.test"
 

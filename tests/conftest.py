@@ -57,4 +57,4 @@ def self_signed_certificate(tmp_path_factory: pytest.TempPathFactory) -> SelfSig
 
 # --- Databases: SQLite and PostgreSQL ------------------------------------------------------
 
-pytest_plugins = ["tests.dbfixtures", "tests.dovecot"]
+pytest_plugins = ["tests.support.dbfixtures", "tests.support.engine", "tests.support.dovecot"]

@@ -17,6 +17,8 @@ from mailbridge.db.models import SUBJECT_CHARS, Article, Event, InboundMessage, 
 from mailbridge.db.outage import database_outage
 from mailbridge.errors import describe_error
 
+pytestmark = pytest.mark.db
+
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LONG_ID = "x" * 5_000 + "@customer.example"
 UNSTORABLE = "a\x00b\udce9c"  # a NUL character and a lone surrogate (an undecodable byte)

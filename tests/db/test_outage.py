@@ -11,7 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailbridge.db.engine import make_engine
 from mailbridge.db.outage import database_outage
-from tests.dbfixtures import require_postgres
+from tests.support.dbfixtures import require_postgres
+
+pytestmark = pytest.mark.db
 
 
 def _error_of(engine: Engine, *statements: str) -> SQLAlchemyError:

@@ -14,6 +14,8 @@ from mailbridge.db import migrate
 from mailbridge.db.engine import make_engine, make_sessionmaker
 from mailbridge.db.models import Base, Event, MailboxState, Ticket
 
+pytestmark = pytest.mark.db
+
 
 def test_migrations_build_exactly_the_models(database_url: str) -> None:
     engine = make_engine(database_url)

@@ -13,6 +13,8 @@ from mailbridge.db import queries
 from mailbridge.db.engine import make_sessionmaker
 from mailbridge.db.models import Event, Outbox, Ticket
 
+pytestmark = pytest.mark.db
+
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 

@@ -17,7 +17,9 @@ import pytest
 
 from tests.faults.cluster import PrivatePostgres
 from tests.faults.harness import Outcome, Plan, run
-from tests.required import unavailable
+from tests.support.required import unavailable
+
+pytestmark = pytest.mark.integration
 
 CI_SIZE = Plan(kills=20, imap_outage=4.0, smtp_refusal=8.0, smtp_drops=3, pg_outage=4.0,
                instances=3, takeover_after=4.0, recovery_timeout=90.0)

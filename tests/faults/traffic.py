@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from imapclient import IMAPClient
 
 from mailbridge.demo.servers import EmbeddedImapServer
-from tests.builders import mail
+from tests.support.builders import mail
 
 RETRY = 0.2  # seconds between attempts while the server is away
 DOMAIN = "customers.example"

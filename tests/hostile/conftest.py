@@ -20,7 +20,7 @@ from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Article, Event, InboundMessage, Outbox, Ticket
 from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
 from mailbridge.service.daemon import Daemon, PassReport
-from tests.builders import make_config
+from tests.support.builders import make_config
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 MX = "mx.shop.example"  # the trusted MTA's authserv-id

@@ -7,7 +7,7 @@ import base64
 import uuid
 from collections.abc import Sequence
 
-from tests.builders import mail
+from tests.support.builders import mail
 
 CRLF = b"\r\n"
 DATE = b"Mon, 23 Nov 2026 09:00:00 +0000"

@@ -16,8 +16,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
 from mailbridge.service.metrics import DatabaseCollector
-from tests.builders import mail
 from tests.hostile.conftest import MX, World, make_world
+from tests.support.builders import mail
+
+pytestmark = pytest.mark.integration
 
 VICTIM = "victim@victim.example"
 TEAM = "team@shop.example"

@@ -14,9 +14,11 @@ import pytest
 
 from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
 from mailbridge.outbound.queue import AUTO_SUBMITTED
-from tests.builders import mail
 from tests.hostile.conftest import STAFF, World, make_world
 from tests.hostile.test_identity import ALICE, CUSTOMER, open_ticket, reply, token_of
+from tests.support.builders import mail
+
+pytestmark = pytest.mark.integration
 
 TEAM = "team@shop.example"
 

@@ -17,9 +17,11 @@ import pytest
 
 from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
 from mailbridge.service.daemon import PassReport
-from tests.builders import mail
-from tests.dovecot import DovecotServer
 from tests.hostile.conftest import World, make_world
+from tests.support.builders import mail
+from tests.support.dovecot import DovecotServer
+
+pytestmark = pytest.mark.integration
 
 HEAD = (b"From: Mallory <mallory@evil.example>\r\nTo: support@shop.example\r\n"
         b"Subject: %s\r\nMessage-ID: <%s@evil.example>\r\n"

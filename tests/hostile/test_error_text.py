@@ -25,7 +25,9 @@ from tests.hostile.conftest import World, make_world
 from tests.hostile.rawmail import ORDINARY, ORDINARY_SENDER, raw_mail
 from tests.hostile.test_rows import LONG_ID
 from tests.hostile.triggers import REFUSAL, refuse_rows
-from tests.integration.test_service import eventually, free_port
+from tests.service.test_service import eventually, free_port
+
+pytestmark = pytest.mark.integration
 
 MARK = "zq7-leak-marker-58e1"
 # Its marker in the body (which the refusing trigger looks for) and in headers the failing

@@ -11,8 +11,10 @@ from email.utils import format_datetime
 import pytest
 
 from mailbridge.demo.servers import ReceivedMail
-from tests.builders import mail
 from tests.hostile.conftest import MX, START, World
+from tests.support.builders import mail
+
+pytestmark = pytest.mark.integration
 
 CUSTOMER = "ada@customer.example"
 ALICE = "alice@shop.example"

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
-from tests.builders import mail
 from tests.hostile.conftest import World, make_world
+from tests.support.builders import mail
+
+pytestmark = pytest.mark.integration
 
 # These tests read the customer's words in the acknowledgement: its full form, as an
 # authenticated sender gets it (tests/hostile/test_acks.py covers the minimal one).

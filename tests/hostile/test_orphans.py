@@ -12,13 +12,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import OperationalError
 
 from mailbridge.db.models import InboundMessage
 from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
-from tests.builders import write_config_file
 from tests.hostile.test_budget import slow_html
+from tests.support.builders import write_config_file
+
+pytestmark = pytest.mark.integration
 
 PASSWORD_ENV = "MB_ORPHANS_IMAP_PASSWORD"
 GONE_WITHIN = 5.0

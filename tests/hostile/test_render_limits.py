@@ -10,8 +10,10 @@ from sqlalchemy import func, select
 
 from mailbridge.db.models import AttachmentRecord
 from mailbridge.demo.servers import ReceivedMail
-from tests.builders import mail
 from tests.hostile.conftest import MX, World
+from tests.support.builders import mail
+
+pytestmark = pytest.mark.integration
 
 # These tests read the customer's words in the acknowledgement: its full form, as an
 # authenticated sender gets it (tests/hostile/test_acks.py covers the minimal one).

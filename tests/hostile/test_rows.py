@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
-from tests.builders import mail
 from tests.hostile.conftest import World
 from tests.hostile.rawmail import (
     ORDINARY,
@@ -22,6 +21,9 @@ from tests.hostile.rawmail import (
     with_attachment,
 )
 from tests.hostile.triggers import allow_rows, refuse_rows
+from tests.support.builders import mail
+
+pytestmark = pytest.mark.integration
 
 LONG_ID = "<" + "a" * 4980 + ".long-id@customer.example>"  # 5,006 characters
 

@@ -1,0 +1,91 @@
+"""Kill -9 at the worst moments, restart, and find every message exactly once.
+
+The crash points (mailbridge.faults) stop the real process at an exact step, which no
+timing could hit reliably: after the raw bytes are committed but before the server copy
+is moved or flagged, and after a ticket is committed but before its acknowledgement is
+sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.faults import CRASH_ENV, CRASH_EXIT
+from tests.cli.test_cli import SECRET, write_config
+from tests.support.builders import mail
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def imap_server() -> Iterator[EmbeddedImapServer]:
+    with EmbeddedImapServer(password=SECRET) as server:
+        yield server
+
+
+def run(config: Path, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MB_CLI_IMAP_PASSWORD": SECRET}
+    env.pop(CRASH_ENV, None)
+    if crash_at:
+        env[CRASH_ENV] = crash_at
+    return subprocess.run([sys.executable, "-m", "mailbridge", "--config", str(config), *args],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def tickets(config: Path) -> list[dict[str, object]]:
+    return list(json.loads(run(config, "tickets", "list", "--json").stdout))
+
+
+def set_after(config: Path, after: str) -> None:
+    text = config.read_text()
+    config.write_text(text.replace('poll_interval = "1s"',
+                                   f'poll_interval = "1s"\nafter = "{after}"'))
+
+
+@pytest.mark.parametrize("after", ["move", "flag", "delete"])
+def test_killed_between_storing_and_tidying_the_server_loses_and_repeats_nothing(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, database_url: str,
+    after: str,
+) -> None:
+    config = write_config(tmp_path, imap_server, smtp_sink, database_url)
+    set_after(config, after)
+    imap_server.append_many([mail("A <a@c.example>", "One"), mail("B <b@c.example>", "Two")])
+
+    crashed = run(config, "run", "--once", crash_at="after_store")
+    assert crashed.returncode == CRASH_EXIT
+    assert len(imap_server.messages("INBOX")) == 2, "the server copy is untouched"
+
+    again = run(config, "run", "--once")
+    assert again.returncode == 0, again.stderr
+
+    assert sorted(t["subject"] for t in tickets(config)) == ["One", "Two"]
+    assert len(smtp_sink.wait_for(2)) == 2
+    if after in ("move", "delete"):
+        assert imap_server.messages("INBOX") == [], "the interrupted after-action was finished"
+    assert len(smtp_sink.received) == 2
+
+
+def test_killed_after_the_ticket_commit_sends_the_acknowledgement_once(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, database_url: str
+) -> None:
+    config = write_config(tmp_path, imap_server, smtp_sink, database_url)
+    imap_server.append(mail())
+
+    assert run(config, "run", "--once", crash_at="after_process").returncode == CRASH_EXIT
+    assert smtp_sink.received == []
+    assert len(tickets(config)) == 1
+
+    assert run(config, "run", "--once").returncode == 0
+    assert run(config, "run", "--once").returncode == 0
+
+    assert len(tickets(config)) == 1
+    assert len(smtp_sink.wait_for(1)) == 1
+    assert len(smtp_sink.received) == 1

@@ -1,0 +1,180 @@
+"""Parsing in a worker process (jobs.prepare): the same outcomes as parsing here; a message
+that kills the worker is named, retried and quarantined; one that overruns its budget of
+time or memory is stopped and quarantined at once; the others are not held back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from mailbridge.app import App, build_app
+from mailbridge.core.classify import Identity
+from mailbridge.core.message import ParseLimits
+from mailbridge.db.models import InboundMessage, Ticket
+from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.inbound import process
+from mailbridge.inbound.prepare import Budget, OverBudget, ParserCrashed, Preparer
+from mailbridge.service.daemon import Daemon
+from tests.support.builders import mail, make_config
+from tests.support.faulty_parser import faulty
+
+pytestmark = pytest.mark.integration
+
+EML = Path(__file__).resolve().parents[1] / "data" / "eml"
+IDENTITY = Identity(own_addresses=frozenset({"support@shop.example"}),
+                    own_domains=frozenset({"shop.example"}), loop_token="mailbridge@shop.example")
+LIMITS = ParseLimits(max_attachment_bytes=10_000)
+def corpus() -> list[tuple[int, bytes]]:
+    files = sorted(EML.glob("*.eml"))
+    return [(number, path.read_bytes()) for number, path in enumerate(files, start=1)]
+
+
+def outcomes(preparer: Preparer, messages: list[tuple[int, bytes]]) -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for inbound_id, raw in messages:
+        try:
+            found[inbound_id] = preparer.result(inbound_id, raw)
+        except Exception as exc:  # noqa: BLE001 - what each message gave is the point
+            found[inbound_id] = exc
+    return found
+
+
+def test_the_worker_gives_what_parsing_here_gives() -> None:
+    messages = corpus()
+    with Preparer(LIMITS, IDENTITY, isolated=False) as here:
+        expected = outcomes(here, messages)
+    with Preparer(LIMITS, IDENTITY) as there:
+        assert there.isolated
+        there.plan(messages[:5])
+        there.plan(messages)  # planned again, as a batch and the message after it are
+        # Asked in another order than planned, and one never planned.
+        got = outcomes(there, messages[::-1] + [(99, mail(subject="Not planned"))])
+    assert got.pop(99)[0].subject == "Not planned"
+    assert got == expected
+    assert {verdict.kind for _, verdict in got.values()} >= {"customer", "bounce"}
+
+
+@pytest.mark.slow
+def test_a_message_that_kills_the_worker_is_named_and_the_others_are_not() -> None:
+    messages = [(i, mail(subject=f"Question {i}")) for i in range(1, 13)]
+    messages[4] = (5, mail(subject="Crash", headers={"X-Test-Crash-Parser": "yes"}))
+    messages[9] = (10, mail(subject="Crash again", headers={"X-Test-Crash-Parser": "yes"}))
+    messages[6] = (7, mail(subject="Raises", headers={"X-Test-Raise": "yes"}))
+    with Preparer(LIMITS, IDENTITY, function=faulty) as preparer:
+        preparer.plan(messages)
+        got = outcomes(preparer, messages)
+        assert preparer.isolated, "a crash restarts the worker, it does not end isolation"
+    assert isinstance(got.pop(5), ParserCrashed)
+    assert isinstance(got.pop(10), ParserCrashed)
+    raised = got.pop(7)
+    assert isinstance(raised, RuntimeError)
+    assert str(raised) == "Unpicklable: 7: cannot parse this"
+    assert [parsed.subject for parsed, _ in got.values()] == [
+        f"Question {i}" for i in (1, 2, 3, 4, 6, 8, 9, 11, 12)
+    ]
+
+
+def test_a_message_over_the_time_budget_is_stopped_and_the_next_goes_on_at_once() -> None:
+    messages = [(1, mail(subject="Hangs", headers={"X-Test-Hang": "yes"})),
+                (2, mail(subject="After it"))]
+    with Preparer(LIMITS, IDENTITY, Budget(seconds=1.0), function=faulty) as preparer:
+        preparer.plan(messages)
+        started = time.monotonic()
+        with pytest.raises(OverBudget, match=r"longer than 1 s \(\[tickets\] parse_timeout\)"):
+            preparer.result(*messages[0])
+        stopped = time.monotonic()
+        parsed, _ = preparer.result(*messages[1])
+        done = time.monotonic()
+    assert parsed.subject == "After it"
+    assert 1.0 <= stopped - started < 3.0
+    assert done - stopped < 2.0, "a fresh worker took the next message"
+
+
+def test_a_message_over_the_memory_budget_is_stopped() -> None:
+    messages = [(1, mail(subject="Hoards", headers={"X-Test-Hoard": "yes"})),
+                (2, mail(subject="After it"))]
+    budget = Budget(seconds=20.0, memory=200_000_000)
+    with Preparer(LIMITS, IDENTITY, budget, function=faulty) as preparer:
+        preparer.plan(messages)
+        with pytest.raises(OverBudget, match=r"more memory .* \(\[tickets\] parse_memory\)"):
+            preparer.result(*messages[0])
+        assert preparer.result(*messages[1])[0].subject == "After it"
+
+
+# --- in a pass -------------------------------------------------------------------------
+
+
+class FaultyPreparer(Preparer):
+    """A Preparer with the faulty prepare function."""
+
+    def __init__(self, limits: ParseLimits, identity: Identity, budget: Budget,
+                 **_: object) -> None:
+        super().__init__(limits, identity, budget, function=faulty)
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
+        smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+    monkeypatch.setattr(process, "Preparer", FaultyPreparer)
+    app = build_app(make_config(tmp_path, database_url=database_url, imap=imap_server,
+                                smtp=smtp_sink, tickets={"max_attempts": 2,
+                                                         "parse_timeout": "1s"}))
+    yield app
+    app.close()
+
+
+def count(app: App, query: Any) -> int:
+    with app.sessions() as session:
+        return int(session.scalar(query) or 0)
+
+
+@pytest.mark.slow
+def test_a_parser_crash_in_a_pass_is_retried_then_quarantined(
+    app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    for i in range(1, 8):
+        headers = {"X-Test-Crash-Parser": "yes"} if i == 3 else None
+        imap_server.append(mail(f"C{i} <c{i}@customers.example>", f"Question {i}",
+                                headers=headers))
+
+    first = asyncio.run(Daemon(app).run_once())
+    assert (first.processed.created, first.processed.failed) == (6, 1)
+    assert len(smtp_sink.wait_for(6)) == 6
+    with app.sessions() as session:
+        crashed = session.scalars(select(InboundMessage).where(
+            InboundMessage.state == "new")).one()
+        assert (crashed.attempts, crashed.last_error) == (
+            1, "ParserCrashed: the parsing process ended unexpectedly while preparing this "
+               "message")
+
+    second = asyncio.run(Daemon(app).run_once())
+    assert (second.processed.failed, second.processed.quarantined) == (1, 1)
+    assert count(app, select(func.count(Ticket.id))) == 6
+    assert count(app, select(func.count(InboundMessage.id))
+                 .where(InboundMessage.state == "quarantined")) == 1
+
+
+def test_a_message_over_its_budget_is_quarantined_in_its_first_pass(
+    app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    for i in range(1, 5):
+        headers = {"X-Test-Hang": "yes"} if i == 2 else None
+        imap_server.append(mail(f"C{i} <c{i}@customers.example>", f"Question {i}",
+                                headers=headers))
+
+    report = asyncio.run(Daemon(app).run_once())
+
+    assert (report.processed.created, report.processed.quarantined) == (3, 1)
+    assert len(smtp_sink.wait_for(3)) == 3
+    with app.sessions() as session:
+        stopped = session.scalars(select(InboundMessage).where(
+            InboundMessage.state == "quarantined")).one()
+        assert stopped.attempts == 1
+        assert stopped.last_error == ("OverBudget: parsing took longer than 1 s ([tickets] "
+                                      "parse_timeout): the parser was stopped")
