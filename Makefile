@@ -21,12 +21,14 @@ demo: $(STAMP)
 TEST_JOBS ?= 2
 
 test: $(STAMP)
-	$(BIN)/ruff check mailbridge tests bench
+	$(BIN)/ruff format --check mailbridge tests bench migrations
+	$(BIN)/ruff check mailbridge tests bench migrations
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check mailbridge tests bench
+	$(BIN)/ruff format --check mailbridge tests bench migrations
+	$(BIN)/ruff check mailbridge tests bench migrations
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -41,66 +41,124 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 # --- generated mail --------------------------------------------------------------------
 
-_FIRST = ["Giulia", "Marco", "Jürgen", "Anaïs", "Françoise", "Björn", "Ada", "Lukas",
-          "Chiara", "Élodie", "Sören", "Niccolò", "Grace", "Hélène", "Matthias", "Zoë"]
-_LAST = ["Rossi", "Müller", "Lefèvre", "Bianchi", "Schröder", "Dubois", "Lovelace",
-         "Esposito", "Weiß", "Girard", "Conti", "Großmann", "Hopper", "Faure"]
+_FIRST = [
+    "Giulia",
+    "Marco",
+    "Jürgen",
+    "Anaïs",
+    "Françoise",
+    "Björn",
+    "Ada",
+    "Lukas",
+    "Chiara",
+    "Élodie",
+    "Sören",
+    "Niccolò",
+    "Grace",
+    "Hélène",
+    "Matthias",
+    "Zoë",
+]
+_LAST = [
+    "Rossi",
+    "Müller",
+    "Lefèvre",
+    "Bianchi",
+    "Schröder",
+    "Dubois",
+    "Lovelace",
+    "Esposito",
+    "Weiß",
+    "Girard",
+    "Conti",
+    "Großmann",
+    "Hopper",
+    "Faure",
+]
 _DOMAINS = ["example.it", "beispiel.de", "exemple.fr", "customer.example", "mail.example"]
 
 _TEXT = {
     "it": {
-        "subjects": ["Problema con l'ordine n. {n}", "Fattura errata – perché?",
-                     "Richiesta di reso: articolo danneggiato", "Non riesco più ad accedere",
-                     "Consegna in ritardo, città: Forlì", "Domanda sulla garanzia già attivata"],
-        "lines": ["Buongiorno, vi scrivo perché l'ordine non è ancora arrivato.",
-                  "Ho già provato a contattarvi per telefono, però nessuno ha risposto.",
-                  "La fattura riporta un importo di 129,90 € invece di 99,90 €.",
-                  "Potreste verificare e farmi sapere entro venerdì?",
-                  "Il pacco è arrivato aperto e la scatola era danneggiata.",
-                  "Allego la foto dello scontrino e il numero di serie.",
-                  "Grazie mille per l'attenzione, cordiali saluti."],
+        "subjects": [
+            "Problema con l'ordine n. {n}",
+            "Fattura errata – perché?",
+            "Richiesta di reso: articolo danneggiato",
+            "Non riesco più ad accedere",
+            "Consegna in ritardo, città: Forlì",
+            "Domanda sulla garanzia già attivata",
+        ],
+        "lines": [
+            "Buongiorno, vi scrivo perché l'ordine non è ancora arrivato.",
+            "Ho già provato a contattarvi per telefono, però nessuno ha risposto.",
+            "La fattura riporta un importo di 129,90 € invece di 99,90 €.",
+            "Potreste verificare e farmi sapere entro venerdì?",
+            "Il pacco è arrivato aperto e la scatola era danneggiata.",
+            "Allego la foto dello scontrino e il numero di serie.",
+            "Grazie mille per l'attenzione, cordiali saluti.",
+        ],
         "quote": "Il {date}, {name} <{addr}> ha scritto:",
         "re": "R: ",
     },
     "de": {
-        "subjects": ["Problem mit Bestellung Nr. {n}", "Rechnung fehlerhaft – Rückerstattung?",
-                     "Lieferung verspätet, Größe falsch", "Zugang gesperrt, bitte prüfen",
-                     "Frage zur Gewährleistung", "Rücksendung: Gerät überhitzt"],
-        "lines": ["Sehr geehrte Damen und Herren, meine Bestellung ist noch nicht da.",
-                  "Ich habe schon zweimal angerufen, leider ohne Erfolg.",
-                  "Die Rechnung enthält 129,90 € statt 99,90 €, bitte korrigieren Sie das.",
-                  "Das Gerät wird nach wenigen Minuten sehr heiß und schaltet sich ab.",
-                  "Könnten Sie mir bis Freitag eine Rückmeldung geben?",
-                  "Im Anhang finden Sie ein Foto des Kassenbons.",
-                  "Mit freundlichen Grüßen und vielen Dank im Voraus."],
+        "subjects": [
+            "Problem mit Bestellung Nr. {n}",
+            "Rechnung fehlerhaft – Rückerstattung?",
+            "Lieferung verspätet, Größe falsch",
+            "Zugang gesperrt, bitte prüfen",
+            "Frage zur Gewährleistung",
+            "Rücksendung: Gerät überhitzt",
+        ],
+        "lines": [
+            "Sehr geehrte Damen und Herren, meine Bestellung ist noch nicht da.",
+            "Ich habe schon zweimal angerufen, leider ohne Erfolg.",
+            "Die Rechnung enthält 129,90 € statt 99,90 €, bitte korrigieren Sie das.",
+            "Das Gerät wird nach wenigen Minuten sehr heiß und schaltet sich ab.",
+            "Könnten Sie mir bis Freitag eine Rückmeldung geben?",
+            "Im Anhang finden Sie ein Foto des Kassenbons.",
+            "Mit freundlichen Grüßen und vielen Dank im Voraus.",
+        ],
         "quote": "Am {date} schrieb {name} <{addr}>:",
         "re": "AW: ",
     },
     "fr": {
-        "subjects": ["Problème avec la commande n° {n}", "Facture erronée, remboursement ?",
-                     "Livraison en retard à Besançon", "Accès bloqué à mon compte",
-                     "Question sur la garantie déjà activée", "Retour : appareil défectueux"],
-        "lines": ["Bonjour, ma commande n'est toujours pas arrivée.",
-                  "J'ai déjà appelé deux fois, sans réponse de votre part.",
-                  "La facture indique 129,90 € au lieu de 99,90 €, pourriez-vous vérifier ?",
-                  "L'appareil chauffe beaucoup et s'éteint après quelques minutes.",
-                  "Merci de me répondre avant vendredi si possible.",
-                  "Vous trouverez ci-joint une photo du reçu.",
-                  "Je vous remercie d'avance, bien cordialement."],
+        "subjects": [
+            "Problème avec la commande n° {n}",
+            "Facture erronée, remboursement ?",
+            "Livraison en retard à Besançon",
+            "Accès bloqué à mon compte",
+            "Question sur la garantie déjà activée",
+            "Retour : appareil défectueux",
+        ],
+        "lines": [
+            "Bonjour, ma commande n'est toujours pas arrivée.",
+            "J'ai déjà appelé deux fois, sans réponse de votre part.",
+            "La facture indique 129,90 € au lieu de 99,90 €, pourriez-vous vérifier ?",
+            "L'appareil chauffe beaucoup et s'éteint après quelques minutes.",
+            "Merci de me répondre avant vendredi si possible.",
+            "Vous trouverez ci-joint une photo du reçu.",
+            "Je vous remercie d'avance, bien cordialement.",
+        ],
         "quote": "Le {date}, {name} <{addr}> a écrit :",
         "re": "RE : ",
     },
     "en": {
-        "subjects": ["Problem with order #{n}", "Wrong invoice – refund?",
-                     "Late delivery to Zürich", "Locked out of my account",
-                     "Warranty question", "Return: device overheats"],
-        "lines": ["Hello, my order still has not arrived.",
-                  "I already called twice but nobody answered.",
-                  "The invoice says €129.90 instead of €99.90, could you check?",
-                  "The device gets very hot and switches off after a few minutes.",
-                  "Could you get back to me by Friday?",
-                  "Please find a photo of the receipt attached.",
-                  "Thanks in advance, kind regards."],
+        "subjects": [
+            "Problem with order #{n}",
+            "Wrong invoice – refund?",
+            "Late delivery to Zürich",
+            "Locked out of my account",
+            "Warranty question",
+            "Return: device overheats",
+        ],
+        "lines": [
+            "Hello, my order still has not arrived.",
+            "I already called twice but nobody answered.",
+            "The invoice says €129.90 instead of €99.90, could you check?",
+            "The device gets very hot and switches off after a few minutes.",
+            "Could you get back to me by Friday?",
+            "Please find a photo of the receipt attached.",
+            "Thanks in advance, kind regards.",
+        ],
         "quote": "On {date}, {name} <{addr}> wrote:",
         "re": "Re: ",
     },
@@ -112,25 +170,28 @@ _KINDS = {"plain": 32, "html": 15, "alternative": 25, "attachment": 10, "reply":
 
 def _body(rng: random.Random, lang: str, name: str) -> str:
     lines = _TEXT[lang]["lines"]
-    paragraphs = [" ".join(rng.choices(lines, k=rng.randint(1, 4)))
-                  for _ in range(rng.randint(1, 5))]
+    paragraphs = [
+        " ".join(rng.choices(lines, k=rng.randint(1, 4))) for _ in range(rng.randint(1, 5))
+    ]
     return "\n\n".join(paragraphs) + f"\n\n{name}\n"
 
 
 def _html(text: str) -> str:
     paragraphs = "".join(f"<p>{p.replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
-    return ("<html><head><meta charset=\"utf-8\"><style>p{font-family:Arial}</style></head>"
-            f"<body><div dir=\"ltr\">{paragraphs}<ul><li>Bestellung/ordine/commande</li>"
-            "<li><a href=\"https://shop.example/orders\">shop.example/orders</a></li></ul>"
-            "</div></body></html>")
+    return (
+        '<html><head><meta charset="utf-8"><style>p{font-family:Arial}</style></head>'
+        f'<body><div dir="ltr">{paragraphs}<ul><li>Bestellung/ordine/commande</li>'
+        '<li><a href="https://shop.example/orders">shop.example/orders</a></li></ul>'
+        "</div></body></html>"
+    )
 
 
 def _quoted(rng: random.Random, lang: str, when: datetime) -> str:
     earlier = _body(rng, lang, "Support")
     header = _TEXT[lang]["quote"].format(
-        date=format_datetime(when - timedelta(days=1)), name="Shop Support", addr=SUPPORT)
-    return header + "\n" + "\n".join(f"> {line}" if line else ">"
-                                      for line in earlier.splitlines())
+        date=format_datetime(when - timedelta(days=1)), name="Shop Support", addr=SUPPORT
+    )
+    return header + "\n" + "\n".join(f"> {line}" if line else ">" for line in earlier.splitlines())
 
 
 def generate(n: int, seed: int = 1) -> Iterator[bytes]:
@@ -143,7 +204,8 @@ def generate(n: int, seed: int = 1) -> Iterator[bytes]:
         name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
         # A distinct sender per mail, so the per-sender acknowledgement limit never bites.
         addr = f"{name.split()[0].lower()}.{i}@{rng.choice(_DOMAINS)}".encode(
-            "ascii", "ignore").decode()
+            "ascii", "ignore"
+        ).decode()
         when = now - timedelta(seconds=rng.randint(60, 1800))
         kind = rng.choices(kinds, weights)[0]
         subject = rng.choice(_TEXT[lang]["subjects"]).format(n=10000 + i)
@@ -175,8 +237,12 @@ def _attach(rng: random.Random, msg: EmailMessage, lang: str) -> None:
     size = rng.randint(10_000, 300_000)
     if rng.random() < 0.5:
         data = b"%PDF-1.4\n" + rng.randbytes(size)
-        names = {"it": "Fattura_n°42_è.pdf", "de": "Rechnung_Größe.pdf",
-                 "fr": "Reçu_éléphant.pdf", "en": "invoice.pdf"}
+        names = {
+            "it": "Fattura_n°42_è.pdf",
+            "de": "Rechnung_Größe.pdf",
+            "fr": "Reçu_éléphant.pdf",
+            "en": "invoice.pdf",
+        }
         msg.add_attachment(data, maintype="application", subtype="pdf", filename=names[lang])
     else:
         data = b"\x89PNG\r\n\x1a\n" + rng.randbytes(size)
@@ -290,14 +356,16 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def write_config(workdir: Path, imap: ImapServer, smtp_port: int, db_url: str,
-                 team: bool = False, **service: str) -> Path:
+def write_config(
+    workdir: Path, imap: ImapServer, smtp_port: int, db_url: str, team: bool = False, **service: str
+) -> Path:
     """team=True adds staff.team_address: every ticket also notifies the team (a second
     mail per message, which a sink counting acknowledgements must not see)."""
     extra = "".join(f'{key} = "{value}"\n' for key, value in service.items())
     team_address = 'team_address = "team@shop.example"' if team else ""
     path = workdir / "mailbridge.toml"
-    path.write_text(f"""\
+    path.write_text(
+        f"""\
 [database]
 url = "{db_url}"
 auto_migrate = true
@@ -331,7 +399,9 @@ escalation_address = "lead@shop.example"
 
 [service]
 data_dir = "{workdir}"
-{extra}""", encoding="utf-8")
+{extra}""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -384,9 +454,14 @@ def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float
             sampler.stop()
         seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return ChildResult(proc.returncode, seconds, sampler.peaks.get(proc.pid, 0.0),
-                       max((v for k, v in sampler.peaks.items() if k != proc.pid), default=0.0),
-                       sampler.tree_rss, sampler.tree_pss)
+    return ChildResult(
+        proc.returncode,
+        seconds,
+        sampler.peaks.get(proc.pid, 0.0),
+        max((v for k, v in sampler.peaks.items() if k != proc.pid), default=0.0),
+        sampler.tree_rss,
+        sampler.tree_pss,
+    )
 
 
 class _TreeMemory(threading.Thread):
@@ -436,8 +511,7 @@ def _proc_fields(pid: int, name: str, keys: tuple[str, ...]) -> dict[str, float]
         lines = Path(f"/proc/{pid}/{name}").read_text().splitlines()
     except OSError:
         return {}
-    return {line.split()[0]: int(line.split()[1]) / 1024
-            for line in lines if line.startswith(keys)}
+    return {line.split()[0]: int(line.split()[1]) / 1024 for line in lines if line.startswith(keys)}
 
 
 def _kill(pid: int) -> None:
@@ -464,4 +538,3 @@ def mb(size: int) -> float:
 
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
-

@@ -191,19 +191,36 @@ class Tally:
 
     @property
     def failing(self) -> bool:
-        return bool(self.crashes or self.found < self.named or self.garbled_subjects
-                    or self.nameless or self.garbled_names)
+        return bool(
+            self.crashes
+            or self.found < self.named
+            or self.garbled_subjects
+            or self.nameless
+            or self.garbled_names
+        )
 
     def row(self, name: str) -> list[str]:
         headers = self.whole_mails > 0
-        return [name, str(self.files), str(self.crashes),
-                f"{self.found} / {self.named}" if headers else "–",
-                str(self.garbled_subjects) if headers else "–", str(self.nameless),
-                str(self.garbled_names)]
+        return [
+            name,
+            str(self.files),
+            str(self.crashes),
+            f"{self.found} / {self.named}" if headers else "–",
+            str(self.garbled_subjects) if headers else "–",
+            str(self.nameless),
+            str(self.garbled_names),
+        ]
 
 
-TABLE_HEADER = ["corpus", "files", "crashes", "senders found / named",
-                "subjects: U+FFFD, mojibake", "nameless attachments", "names: U+FFFD, mojibake"]
+TABLE_HEADER = [
+    "corpus",
+    "files",
+    "crashes",
+    "senders found / named",
+    "subjects: U+FFFD, mojibake",
+    "nameless attachments",
+    "names: U+FFFD, mojibake",
+]
 
 
 def print_table(rows: list[list[str]]) -> None:
@@ -233,8 +250,9 @@ def problems(check: FileCheck, root: Path) -> list[str]:
         found.append(f"garbled subject: {name}: {check.subject!r:.120}")
     if check.nameless:
         found.append(f"attachments without a name: {name}: {check.nameless}")
-    found += [f"garbled attachment name: {name}: {filename!r:.120}"
-              for filename in check.garbled_names]
+    found += [
+        f"garbled attachment name: {name}: {filename!r:.120}" for filename in check.garbled_names
+    ]
     return found
 
 
@@ -263,14 +281,20 @@ def run_corpus(root: Path, verbose: bool) -> int:
         rows.append(tally.row(folder))
         total.add_all(tally)
         if tally.whole_mails < tally.files:
-            body_only.append(folder if not tally.whole_mails else
-                             f"{folder} ({tally.files - tally.whole_mails} of {tally.files} files)")
+            body_only.append(
+                folder
+                if not tally.whole_mails
+                else f"{folder} ({tally.files - tally.whole_mails} of {tally.files} files)"
+            )
     elapsed = time.perf_counter() - started
     print_table([*rows, total.row("total")])
-    print(f"\nBody-only fixtures, not whole mails, skip the header checks (senders, subjects): "
-          f"{', '.join(body_only) or 'none'}.")
-    print(f"{total.files} files in {elapsed:.1f} s ({total.files / elapsed:.0f} msg/s incl. "
-          "classify)")
+    print(
+        f"\nBody-only fixtures, not whole mails, skip the header checks (senders, subjects): "
+        f"{', '.join(body_only) or 'none'}."
+    )
+    print(
+        f"{total.files} files in {elapsed:.1f} s ({total.files / elapsed:.0f} msg/s incl. classify)"
+    )
     for line in lines:
         print(f"  {line}")
     print("kinds:", dict(kinds.most_common()))

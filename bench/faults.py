@@ -38,29 +38,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--kills", type=int, default=30, help="kill -9 this many times")
     parser.add_argument("--imap-outage", type=float, default=30.0, metavar="SECONDS")
-    parser.add_argument("--smtp-refusal", type=float, default=60.0, metavar="SECONDS",
-                        help="451 to every DATA for this long")
-    parser.add_argument("--smtp-drops", type=int, default=5,
-                        help="then cut this many connections mid-DATA")
+    parser.add_argument(
+        "--smtp-refusal",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="451 to every DATA for this long",
+    )
+    parser.add_argument(
+        "--smtp-drops", type=int, default=5, help="then cut this many connections mid-DATA"
+    )
     parser.add_argument("--pg-outage", type=float, default=20.0, metavar="SECONDS")
     parser.add_argument("--instances", type=int, default=3)
-    parser.add_argument("--takeover-after", type=float, default=None, metavar="SECONDS",
-                        help="service.takeover_after (default: mailbridge's own default)")
+    parser.add_argument(
+        "--takeover-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="service.takeover_after (default: mailbridge's own default)",
+    )
     parser.add_argument("--rate", type=float, default=8.0, help="customer mails per second")
-    parser.add_argument("--burst", type=int, default=400,
-                        help="mails injected at once before stopping IMAP mid-FETCH")
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=400,
+        help="mails injected at once before stopping IMAP mid-FETCH",
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the working directory (daemon logs) and print its path")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the working directory (daemon logs) and print its path",
+    )
     return parser.parse_args(argv)
 
 
 def plan_for(args: argparse.Namespace, database: str) -> Plan:
-    return Plan(database=database, kills=args.kills, imap_outage=args.imap_outage,
-                smtp_refusal=args.smtp_refusal, smtp_drops=args.smtp_drops,
-                pg_outage=args.pg_outage, instances=args.instances,
-                takeover_after=args.takeover_after, rate=args.rate, burst=args.burst,
-                seed=args.seed, recovery_timeout=600.0)
+    return Plan(
+        database=database,
+        kills=args.kills,
+        imap_outage=args.imap_outage,
+        smtp_refusal=args.smtp_refusal,
+        smtp_drops=args.smtp_drops,
+        pg_outage=args.pg_outage,
+        instances=args.instances,
+        takeover_after=args.takeover_after,
+        rate=args.rate,
+        burst=args.burst,
+        seed=args.seed,
+        recovery_timeout=600.0,
+    )
 
 
 @contextmanager
@@ -83,8 +110,9 @@ def one(plan: Plan, keep: bool) -> Outcome:
     with place(plan.database, keep) as path:
         say(f"{plan.database}: working in {path}" + (" (kept)" if keep else ""))
         outcome = run(plan, path, say)
-    print(f"\n{plan.database}, {time.monotonic() - began:.0f} s:\n{outcome.explain()}\n",
-          flush=True)
+    print(
+        f"\n{plan.database}, {time.monotonic() - began:.0f} s:\n{outcome.explain()}\n", flush=True
+    )
     return outcome
 
 

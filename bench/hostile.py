@@ -62,8 +62,7 @@ class AnsweringSink(SmtpSink):
         found = _IN_REPLY_TO.search(head)
         with self._arrived:
             if found:
-                self.answers.setdefault(found.group(1).decode("ascii", "replace"),
-                                        time.monotonic())
+                self.answers.setdefault(found.group(1).decode("ascii", "replace"), time.monotonic())
             self._arrived.notify_all()
         return "250 2.0.0 OK"
 
@@ -73,30 +72,47 @@ class AnsweringSink(SmtpSink):
 
 def _mail(head: str, body: str | bytes = "Hello\n", *, extra: bytes = b"") -> bytes:
     data = body if isinstance(body, bytes) else body.encode()
-    return (head.encode("utf-8", "surrogateescape") + extra + b"\r\n" + data)
+    return head.encode("utf-8", "surrogateescape") + extra + b"\r\n" + data
 
 
-def _headers(index: int, sender: str = "Eve <eve@evil.example>", subject: str = "Hello",
-             content_type: str = "text/plain; charset=utf-8") -> str:
-    return (f"From: {sender}\r\nTo: support@shop.example\r\nSubject: {subject}\r\n"
-            f"Date: Mon, 23 Nov 2026 09:00:00 +0000\r\n"
-            f"Message-ID: <hostile.{index}@evil.example>\r\nMIME-Version: 1.0\r\n"
-            f"Content-Type: {content_type}\r\n")
+def _headers(
+    index: int,
+    sender: str = "Eve <eve@evil.example>",
+    subject: str = "Hello",
+    content_type: str = "text/plain; charset=utf-8",
+) -> str:
+    return (
+        f"From: {sender}\r\nTo: support@shop.example\r\nSubject: {subject}\r\n"
+        f"Date: Mon, 23 Nov 2026 09:00:00 +0000\r\n"
+        f"Message-ID: <hostile.{index}@evil.example>\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: {content_type}\r\n"
+    )
 
 
 def forged_staff(i: int) -> bytes:
-    return _mail(_headers(i, "Alice <alice@shop.example>", "Re: [#1000] x"),
-                 "#close\nDone.\n", extra=b'Authentication-Results: mx.shop.example; spf=pass '
-                 b'smtp.mailfrom="x;dkim=pass header.d=shop.example x"@evil.example\r\n')
+    return _mail(
+        _headers(i, "Alice <alice@shop.example>", "Re: [#1000] x"),
+        "#close\nDone.\n",
+        extra=b"Authentication-Results: mx.shop.example; spf=pass "
+        b'smtp.mailfrom="x;dkim=pass header.d=shop.example x"@evil.example\r\n',
+    )
 
 
 def tnef_bomb(i: int) -> bytes:
-    blob = (struct.pack("<IH", 0x223E9F78, 1) + b"\x01" + struct.pack("<II", 0x00069003, 27)
-            + struct.pack("<I", 0xFFFFFFFF) + b"\x00" * 23 + b"\x00\x00")
+    blob = (
+        struct.pack("<IH", 0x223E9F78, 1)
+        + b"\x01"
+        + struct.pack("<II", 0x00069003, 27)
+        + struct.pack("<I", 0xFFFFFFFF)
+        + b"\x00" * 23
+        + b"\x00\x00"
+    )
     part = base64.b64encode(blob).decode()
-    body = ("--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\n"
-            "Content-Type: application/ms-tnef; name=winmail.dat\r\n"
-            "Content-Transfer-Encoding: base64\r\n\r\n" + part + "\r\n--b--\r\n")
+    body = (
+        "--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\n"
+        "Content-Type: application/ms-tnef; name=winmail.dat\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n" + part + "\r\n--b--\r\n"
+    )
     return _mail(_headers(i, content_type='multipart/mixed; boundary="b"'), body)
 
 
@@ -107,11 +123,15 @@ def part_bomb(i: int) -> bytes:
 
 def nesting_bomb(i: int) -> bytes:
     depth = 3_000
-    opening = "".join(f'--b{d}\r\nContent-Type: multipart/mixed; boundary="b{d + 1}"\r\n\r\n'
-                      for d in range(depth))
+    opening = "".join(
+        f'--b{d}\r\nContent-Type: multipart/mixed; boundary="b{d + 1}"\r\n\r\n'
+        for d in range(depth)
+    )
     closing = "".join(f"--b{d}--\r\n" for d in range(depth, -1, -1))
-    return _mail(_headers(i, content_type='multipart/mixed; boundary="b0"'),
-                 opening + f"--b{depth}\r\nContent-Type: text/plain\r\n\r\nhello\r\n" + closing)
+    return _mail(
+        _headers(i, content_type='multipart/mixed; boundary="b0"'),
+        opening + f"--b{depth}\r\nContent-Type: text/plain\r\n\r\nhello\r\n" + closing,
+    )
 
 
 def deep_html(i: int) -> bytes:
@@ -155,8 +175,20 @@ def quote_heavy(i: int) -> bytes:
 
 
 HOSTILE: tuple[Callable[[int], bytes], ...] = (
-    forged_staff, tnef_bomb, part_bomb, nesting_bomb, deep_html, long_from, long_ids,
-    nul_bytes, utf8_address, huge_subject, mailsploit, header_flood, quote_heavy)
+    forged_staff,
+    tnef_bomb,
+    part_bomb,
+    nesting_bomb,
+    deep_html,
+    long_from,
+    long_ids,
+    nul_bytes,
+    utf8_address,
+    huge_subject,
+    mailsploit,
+    header_flood,
+    quote_heavy,
+)
 
 
 # --- the runs ------------------------------------------------------------------------------
@@ -174,8 +206,9 @@ def sequence(n: int, hostile: int, seed: int) -> Iterator[tuple[str | None, byte
             made += 1
 
 
-def run(kind: str, server: ImapServer, db_url: str, work: Path, args: argparse.Namespace,
-        hostile: int) -> tuple[list[float], int, _TreeMemory]:
+def run(
+    kind: str, server: ImapServer, db_url: str, work: Path, args: argparse.Namespace, hostile: int
+) -> tuple[list[float], int, _TreeMemory]:
     """One daemon run: latencies of the ordinary mails (s), misses, the tree's memory."""
     sink = AnsweringSink()
     with sink:
@@ -184,8 +217,13 @@ def run(kind: str, server: ImapServer, db_url: str, work: Path, args: argparse.N
         _raise_limits(config)
         log_path = work / f"daemon-{kind}.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(mailbridge_command(config, "run"), env=child_env(server),
-                                    cwd=REPO, stdout=log, stderr=log)
+            proc = subprocess.Popen(
+                mailbridge_command(config, "run"),
+                env=child_env(server),
+                cwd=REPO,
+                stdout=log,
+                stderr=log,
+            )
             memory = _TreeMemory(proc.pid)
             memory.start()
             try:
@@ -208,13 +246,17 @@ def _raise_limits(config: Path) -> None:
     is authenticated: ask for the full acknowledgement (the heavier one, with the excerpt and
     FAQ answers), whose In-Reply-To tells which mail it answers."""
     text = config.read_text(encoding="utf-8")
-    config.write_text(text + "\n[tickets]\nack_limit_per_hour = 100000\n"
-                      "ack_domain_limit_per_hour = 100000\nack_mailbox_limit_per_hour = 100000\n"
-                      'ack_unauthenticated = "full"\n', encoding="utf-8")
+    config.write_text(
+        text + "\n[tickets]\nack_limit_per_hour = 100000\n"
+        "ack_domain_limit_per_hour = 100000\nack_mailbox_limit_per_hour = 100000\n"
+        'ack_unauthenticated = "full"\n',
+        encoding="utf-8",
+    )
 
 
-def _append(server: ImapServer, mails: Iterator[tuple[str | None, bytes]],
-            per_second: float) -> dict[str, float]:
+def _append(
+    server: ImapServer, mails: Iterator[tuple[str | None, bytes]], per_second: float
+) -> dict[str, float]:
     appended: dict[str, float] = {}
     client = imap_client(server)
     start = time.monotonic()
@@ -236,13 +278,18 @@ def outcomes(db_url: str) -> list[str]:
 
     engine = create_engine(db_url)
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT message_id, state, ticket_id, last_error FROM inbound_message "
-            "WHERE message_id LIKE 'hostile.%' OR message_id LIKE 'mmmm%' "
-            "OR message_id IS NULL ORDER BY id")).all()
+        rows = conn.execute(
+            text(
+                "SELECT message_id, state, ticket_id, last_error FROM inbound_message "
+                "WHERE message_id LIKE 'hostile.%' OR message_id LIKE 'mmmm%' "
+                "OR message_id IS NULL ORDER BY id"
+            )
+        ).all()
     engine.dispose()
-    return [f"  {(mid or '(none)')[:28]:<28} {state:<12} ticket {ticket or '-':<5} "
-            f"{(error or '')[:60]}" for mid, state, ticket, error in rows]
+    return [
+        f"  {(mid or '(none)')[:28]:<28} {state:<12} ticket {ticket or '-':<5} {(error or '')[:60]}"
+        for mid, state, ticket, error in rows
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,22 +304,32 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for kind, hostile in (("clean", 0), ("hostile", args.hostile)):
-        with workdir(f"mailbridge-hostile-{kind}-") as work, imap_server(args.server) as server, \
-                database(args.db, work) as db_url:
+        with (
+            workdir(f"mailbridge-hostile-{kind}-") as work,
+            imap_server(args.server) as server,
+            database(args.db, work) as db_url,
+        ):
             latencies, misses, memory = run(kind, server, db_url, work, args, hostile)
             ms = sorted(v * 1000 for v in latencies)
             results[kind] = (percentile(ms, 0.5), percentile(ms, 0.99), misses, memory.tree_pss)
-            print(f"{kind:>8}: {len(ms)} ordinary mails acknowledged, {misses} not; "
-                  f"p50 {results[kind][0]:.0f} ms  p99 {results[kind][1]:.0f} ms  "
-                  f"peak PSS {memory.tree_pss:.0f} MB (summed RSS {memory.tree_rss:.0f} MB, "
-                  f"largest process {max(memory.peaks.values(), default=0):.0f} MB)")
+            print(
+                f"{kind:>8}: {len(ms)} ordinary mails acknowledged, {misses} not; "
+                f"p50 {results[kind][0]:.0f} ms  p99 {results[kind][1]:.0f} ms  "
+                f"peak PSS {memory.tree_pss:.0f} MB (summed RSS {memory.tree_rss:.0f} MB, "
+                f"largest process {max(memory.peaks.values(), default=0):.0f} MB)"
+            )
             if hostile:
                 print("hostile mails:\n" + "\n".join(outcomes(db_url)))
     ratio = results["hostile"][1] / results["clean"][1] if results["clean"][1] else float("nan")
-    print(f"p99 ratio hostile/clean: {ratio:.2f} (target <= 2); peak PSS "
-          f"{max(r[3] for r in results.values()):.0f} MB (target < 400)")
-    ok = ratio <= 2 and max(r[3] for r in results.values()) < 400 and not any(
-        r[2] for r in results.values())
+    print(
+        f"p99 ratio hostile/clean: {ratio:.2f} (target <= 2); peak PSS "
+        f"{max(r[3] for r in results.values()):.0f} MB (target < 400)"
+    )
+    ok = (
+        ratio <= 2
+        and max(r[3] for r in results.values()) < 400
+        and not any(r[2] for r in results.values())
+    )
     return 0 if ok else 1
 
 

@@ -61,7 +61,7 @@ def fetch_pass(server: ImapServer, parse: bool) -> tuple[int, int, float]:
         client.select_folder("INBOX", readonly=True)
         uids = sorted(client.search("ALL"))
         for first in range(0, len(uids), FETCH_BATCH):
-            batch = uids[first:first + FETCH_BATCH]
+            batch = uids[first : first + FETCH_BATCH]
             data = client.fetch(batch, ["BODY.PEEK[]"])
             for uid in batch:
                 raw = bytes(data[uid][b"BODY[]"])
@@ -110,7 +110,8 @@ def due_again(db_url: str) -> int:
     try:
         with engine.begin() as conn:
             result = conn.execute(
-                update(Outbox).where(Outbox.state == "pending")
+                update(Outbox)
+                .where(Outbox.state == "pending")
                 .values(next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC), attempts=0)
             )
             return int(result.rowcount)
@@ -138,8 +139,7 @@ def profile_in_process(config: Path, env: dict[str, str], out: Path, tool: str) 
     logging.getLogger().setLevel(logging.WARNING)  # keep the profile about the work
     app = build_app(load_config(config, env))
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("fetch + store + move",
-         lambda: fetch_with_new_connection(app, app.config.mailbox[0])),
+        ("fetch + store + move", lambda: fetch_with_new_connection(app, app.config.mailbox[0])),
         ("process", lambda: process_pending(app)),
         ("sweep", lambda: sweep(app)),
     ]
@@ -158,8 +158,10 @@ def _timed(steps: list[tuple[str, Callable[[], object]]], how: str = "profiled")
     for name, step in steps:
         start, cpu = time.perf_counter(), time.process_time()
         step()
-        print(f"    {name:<22} {time.perf_counter() - start:8.2f} s, CPU of this process "
-              f"{time.process_time() - cpu:6.2f} s ({how})")
+        print(
+            f"    {name:<22} {time.perf_counter() - start:8.2f} s, CPU of this process "
+            f"{time.process_time() - cpu:6.2f} s ({how})"
+        )
 
 
 def _cprofile(steps: list[tuple[str, Callable[[], object]]], out: Path) -> None:
@@ -188,14 +190,18 @@ def _pyinstrument(steps: list[tuple[str, Callable[[], object]]], out: Path) -> N
 def memory(result: ChildResult) -> str:
     text = f"peak RSS {result.max_rss_mb:.0f} MB"
     if result.helpers_max_rss_mb:
-        text += (f", its parsing process {result.helpers_max_rss_mb:.0f} MB; together at most "
-                 f"{result.tree_rss_mb:.0f} MB RSS, {result.tree_pss_mb:.0f} MB PSS (sampled)")
+        text += (
+            f", its parsing process {result.helpers_max_rss_mb:.0f} MB; together at most "
+            f"{result.tree_rss_mb:.0f} MB RSS, {result.tree_pss_mb:.0f} MB PSS (sampled)"
+        )
     return text
 
 
 def line(label: str, count: int, size: int, seconds: float) -> str:
-    return (f"{label:<34} {count:>6} msgs {mb(size):>8.1f} MB {seconds:>8.2f} s "
-            f"{rate(count, seconds):>9.1f} msg/s")
+    return (
+        f"{label:<34} {count:>6} msgs {mb(size):>8.1f} MB {seconds:>8.2f} s "
+        f"{rate(count, seconds):>9.1f} msg/s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,24 +210,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=("dovecot", "pymap"), default="dovecot")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--no-team", dest="team", action="store_false",
-                        help="no staff.team_address: tickets queue no notification to staff")
-    parser.add_argument("--profile", type=Path,
-                        help="run (b)'s steps in-process under a profiler, write the result here")
-    parser.add_argument("--profiler", choices=("cprofile", "pyinstrument", "none"),
-                        default="cprofile",
-                        help="pyinstrument must be installed (pip install pyinstrument); "
-                             "none only times the steps")
+    parser.add_argument(
+        "--no-team",
+        dest="team",
+        action="store_false",
+        help="no staff.team_address: tickets queue no notification to staff",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run (b)'s steps in-process under a profiler, write the result here",
+    )
+    parser.add_argument(
+        "--profiler",
+        choices=("cprofile", "pyinstrument", "none"),
+        default="cprofile",
+        help="pyinstrument must be installed (pip install pyinstrument); none only times the steps",
+    )
     args = parser.parse_args(argv)
 
-    with workdir("mailbridge-bench-") as work, imap_server(args.server) as server, \
-            database(args.db, work) as db_url:
-        print(f"server {args.server}, database {args.db}, N={args.n}, seed {args.seed}, "
-              f"{'a notification to the team per ticket' if args.team else 'no team address'}")
+    with (
+        workdir("mailbridge-bench-") as work,
+        imap_server(args.server) as server,
+        database(args.db, work) as db_url,
+    ):
+        print(
+            f"server {args.server}, database {args.db}, N={args.n}, seed {args.seed}, "
+            f"{'a notification to the team per ticket' if args.team else 'no team address'}"
+        )
         start = time.perf_counter()
         count, size = fill(server, args.n, args.seed)
-        print(f"filled INBOX: {count} msgs, {mb(size):.1f} MB in "
-              f"{time.perf_counter() - start:.1f} s")
+        print(
+            f"filled INBOX: {count} msgs, {mb(size):.1f} MB in {time.perf_counter() - start:.1f} s"
+        )
 
         raw_fetch = fetch_pass(server, parse=False)
         baseline = fetch_pass(server, parse=True)
@@ -234,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             start = time.perf_counter()
             profile_in_process(config, env, args.profile, args.profiler)
-            print(f"(b) in-process under {args.profiler}: {time.perf_counter() - start:.2f} s; "
-                  f"stats in {args.profile}")
+            print(
+                f"(b) in-process under {args.profiler}: {time.perf_counter() - start:.2f} s; "
+                f"stats in {args.profile}"
+            )
             return 0
 
         log_b = work / "run-b.log"
@@ -251,17 +274,20 @@ def main(argv: list[str] | None = None) -> int:
         with CountingSink() as sink:
             config = write_config(work, server, sink.port, db_url, team=args.team)
             log_c = work / "run-c.log"
-            c = run_child(mailbridge_command(config, "run", "--once"), env, log_c,
-                          CHILD_TIMEOUT)
+            c = run_child(mailbridge_command(config, "run", "--once"), env, log_c, CHILD_TIMEOUT)
             sent = len(sink.arrivals)
-        print(f"{'(c) sending the queued mail':<34} {sent:>6} msgs of {queued} queued "
-              f"{c.seconds:>8.2f} s {rate(sent, c.seconds):>9.1f} msg/s "
-              f"(exit {c.returncode}, peak RSS {c.max_rss_mb:.1f} MB)")
+        print(
+            f"{'(c) sending the queued mail':<34} {sent:>6} msgs of {queued} queued "
+            f"{c.seconds:>8.2f} s {rate(sent, c.seconds):>9.1f} msg/s "
+            f"(exit {c.returncode}, peak RSS {c.max_rss_mb:.1f} MB)"
+        )
 
         ratio = rate(baseline[0], b.seconds) / rate(baseline[0], baseline[2])
-        print(f"ratio (b)/(a) = {ratio:.2f}  (target >= 0.50)   "
-              f"peak memory (b) = {max(b.tree_rss_mb, b.max_rss_mb):.0f} MB, all its processes "
-              f"together (target < 250 MB)")
+        print(
+            f"ratio (b)/(a) = {ratio:.2f}  (target >= 0.50)   "
+            f"peak memory (b) = {max(b.tree_rss_mb, b.max_rss_mb):.0f} MB, all its processes "
+            f"together (target < 250 MB)"
+        )
         return 0 if b.returncode == 0 and not left else 1
 
 

@@ -48,8 +48,9 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
-def measure(server: ImapServer, sink: CountingSink, n: int, seed: int,
-            timeout: float) -> tuple[list[float], int]:
+def measure(
+    server: ImapServer, sink: CountingSink, n: int, seed: int, timeout: float
+) -> tuple[list[float], int]:
     """Append n + 1 mails (the first warms up and is not counted); latencies and misses."""
     latencies: list[float] = []
     misses = consecutive = 0
@@ -66,8 +67,10 @@ def measure(server: ImapServer, sink: CountingSink, n: int, seed: int,
                 misses += 1
                 consecutive += 1
                 if consecutive >= GIVE_UP_AFTER:
-                    print(f"{consecutive} acknowledgements in a row missing: giving up",
-                          file=sys.stderr)
+                    print(
+                        f"{consecutive} acknowledgements in a row missing: giving up",
+                        file=sys.stderr,
+                    )
                     break
                 # Let a late acknowledgement land before the next mail, so it is not
                 # credited to the wrong one.
@@ -96,9 +99,11 @@ def report(latencies: list[float], misses: int, n: int) -> None:
     print(f"measured {len(values)} of {n} mails, {misses} missed the timeout")
     if not ms:
         return
-    print(f"latency ms: p50 {percentile(ms, 0.50):.0f}  p90 {percentile(ms, 0.90):.0f}  "
-          f"p99 {percentile(ms, 0.99):.0f}  max {ms[-1]:.0f}  "
-          f"mean {statistics.fmean(ms):.0f}  min {ms[0]:.0f}")
+    print(
+        f"latency ms: p50 {percentile(ms, 0.50):.0f}  p90 {percentile(ms, 0.90):.0f}  "
+        f"p99 {percentile(ms, 0.99):.0f}  max {ms[-1]:.0f}  "
+        f"mean {statistics.fmean(ms):.0f}  min {ms[0]:.0f}"
+    )
     print("targets: p50 < 300 ms, p99 < 1000 ms")
 
 
@@ -108,20 +113,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=("dovecot", "pymap"), default="dovecot")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seed", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for one acknowledgement (default 10)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for one acknowledgement (default 10)",
+    )
     args = parser.parse_args(argv)
 
-    with workdir("mailbridge-latency-") as work, imap_server(args.server) as server, \
-            database(args.db, work) as db_url, CountingSink() as sink:
+    with (
+        workdir("mailbridge-latency-") as work,
+        imap_server(args.server) as server,
+        database(args.db, work) as db_url,
+        CountingSink() as sink,
+    ):
         # An empty INBOX must exist before the daemon selects it.
         client = imap_client(server)
         client.logout()
         config = write_config(work, server, sink.port, db_url)
         log_path: Path = work / "daemon.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(mailbridge_command(config, "run"), env=child_env(server),
-                                    cwd=REPO, stdout=log, stderr=log)
+            proc = subprocess.Popen(
+                mailbridge_command(config, "run"),
+                env=child_env(server),
+                cwd=REPO,
+                stdout=log,
+                stderr=log,
+            )
             try:
                 print(f"server {args.server}, database {args.db}, daemon pid {proc.pid}")
                 latencies, misses = measure(server, sink, args.n, args.seed, args.timeout)

@@ -49,25 +49,48 @@ def main() -> None:
     with OAuthServer() as server, tempfile.TemporaryDirectory() as state:
         dovecot = DovecotServer(oauth=server).start()
         try:
-            sign_in = _sign_in("support", USER, OAuth2Config.model_validate({
-                "provider": "generic", "client_id": server.client_id,
-                "token_url": server.token_url, "scopes": ["mail"],
-                "device_authorization_url": server.device_authorization_url}), {"imap"})
+            sign_in = _sign_in(
+                "support",
+                USER,
+                OAuth2Config.model_validate(
+                    {
+                        "provider": "generic",
+                        "client_id": server.client_id,
+                        "token_url": server.token_url,
+                        "scopes": ["mail"],
+                        "device_authorization_url": server.device_authorization_url,
+                    }
+                ),
+                {"imap"},
+            )
             code = start_device_login(sign_in)
-            record = finish_device_login(sign_in, code, SystemClock(),
-                                         sleep=lambda _: server.approve(code.user_code))
+            record = finish_device_login(
+                sign_in, code, SystemClock(), sleep=lambda _: server.approve(code.user_code)
+            )
             store = TokenStore(Path(state))
             store_sign_in(sign_in, record, store)
             provider = TokenProvider(sign_in, store, SystemClock())
-            base = ImapSettings(host=dovecot.host, port=dovecot.port, security="none",
-                                username=USER, password=dovecot.password)
-            oauth = ImapSettings(host=dovecot.host, port=dovecot.port, security="none",
-                                 username=USER, password="", oauth=provider)
+            base = ImapSettings(
+                host=dovecot.host,
+                port=dovecot.port,
+                security="none",
+                username=USER,
+                password=dovecot.password,
+            )
+            oauth = ImapSettings(
+                host=dovecot.host,
+                port=dovecot.port,
+                security="none",
+                username=USER,
+                password="",
+                oauth=provider,
+            )
 
             def login(settings: ImapSettings) -> Callable[[], None]:
                 def once() -> None:
                     with ImapMailbox(settings):
                         pass
+
                 return once
 
             def refreshed() -> None:
@@ -81,10 +104,11 @@ def main() -> None:
             dovecot.stop()
     print(f"{'IMAP login round (connect, log in, SELECT, log out)':<58} logins/s  ratio")
     print(f"{'password (baseline)':<58} {password:8.1f}  1.00")
-    print(f"{'XOAUTH2, token introspected by Dovecot':<58} {bearer:8.1f}  "
-          f"{bearer / password:.2f}")
-    print(f"{'XOAUTH2, token refreshed before every login':<58} {refreshing:8.1f}  "
-          f"{refreshing / password:.2f}")
+    print(f"{'XOAUTH2, token introspected by Dovecot':<58} {bearer:8.1f}  {bearer / password:.2f}")
+    print(
+        f"{'XOAUTH2, token refreshed before every login':<58} {refreshing:8.1f}  "
+        f"{refreshing / password:.2f}"
+    )
 
 
 if __name__ == "__main__":

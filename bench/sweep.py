@@ -46,19 +46,39 @@ H = timedelta(hours=1)
 
 
 def config(db_url: str, data_dir: Path) -> Any:
-    return config_from_dict({
-        "database": {"url": db_url, "auto_migrate": True},
-        "mailbox": [{"name": "support", "address": "support@shop.example",
-                     "host": "127.0.0.1", "username": "support"}],
-        "smtp": {"host": "127.0.0.1", "from": "Shop Support <support@shop.example>"},
-        "sla": [{"name": "standard", "first_response": "8h", "resolution": "5d", "levels": [
-            {"at": "-1h", "notify": "team@shop.example"},
-            {"at": "0", "notify": "lead@shop.example", "raise_priority": "high"},
-            {"at": "+4h", "notify": "manager@shop.example", "raise_priority": "urgent"},
-        ]}],
-        "staff": {"team_address": "team@shop.example", "escalation_address": "lead@shop.example"},
-        "service": {"data_dir": str(data_dir)},
-    }, data_dir / "bench.toml", {})
+    return config_from_dict(
+        {
+            "database": {"url": db_url, "auto_migrate": True},
+            "mailbox": [
+                {
+                    "name": "support",
+                    "address": "support@shop.example",
+                    "host": "127.0.0.1",
+                    "username": "support",
+                }
+            ],
+            "smtp": {"host": "127.0.0.1", "from": "Shop Support <support@shop.example>"},
+            "sla": [
+                {
+                    "name": "standard",
+                    "first_response": "8h",
+                    "resolution": "5d",
+                    "levels": [
+                        {"at": "-1h", "notify": "team@shop.example"},
+                        {"at": "0", "notify": "lead@shop.example", "raise_priority": "high"},
+                        {"at": "+4h", "notify": "manager@shop.example", "raise_priority": "urgent"},
+                    ],
+                }
+            ],
+            "staff": {
+                "team_address": "team@shop.example",
+                "escalation_address": "lead@shop.example",
+            },
+            "service": {"data_dir": str(data_dir)},
+        },
+        data_dir / "bench.toml",
+        {},
+    )
 
 
 def ticket_rows(n: int, due: int) -> Iterator[dict[str, Any]]:
@@ -69,27 +89,49 @@ def ticket_rows(n: int, due: int) -> Iterator[dict[str, Any]]:
     for i in range(n):
         created = NOW - timedelta(days=400) + timedelta(seconds=i * 30)
         row = {
-            "number": 1000 + i, "subject": f"Order {10000 + i} has not arrived",
-            "requester_name": "Ada Customer", "requester_address": f"c{i}@customer.example",
-            "mailbox": "support", "queue": "support", "priority": "normal", "language": "en",
-            "sla_policy": "standard", "escalation_level": 0, "resolution_paused_seconds": 0,
+            "number": 1000 + i,
+            "subject": f"Order {10000 + i} has not arrived",
+            "requester_name": "Ada Customer",
+            "requester_address": f"c{i}@customer.example",
+            "mailbox": "support",
+            "queue": "support",
+            "priority": "normal",
+            "language": "en",
+            "sla_policy": "standard",
+            "escalation_level": 0,
+            "resolution_paused_seconds": 0,
         }
         if i < closed:
-            row.update(status="closed", created_at=created, updated_at=created + H,
-                       first_response_due_at=created + 8 * H, first_responded_at=created + H,
-                       resolution_due_at=created + 120 * H, resolved_at=created + 2 * H,
-                       next_escalation_at=None)
+            row.update(
+                status="closed",
+                created_at=created,
+                updated_at=created + H,
+                first_response_due_at=created + 8 * H,
+                first_responded_at=created + H,
+                resolution_due_at=created + 120 * H,
+                resolved_at=created + 2 * H,
+                next_escalation_at=None,
+            )
         else:
             k = i - closed
             # Due ones are 30 min past their deadline; later ones spread over five days.
             spread = timedelta(seconds=5 * 86400 / max(open_ - due, 1))
-            deadline = (NOW - H / 2 - k * timedelta(seconds=1) if k < due
-                        else NOW + 2 * H + (k - due) * spread)
+            deadline = (
+                NOW - H / 2 - k * timedelta(seconds=1)
+                if k < due
+                else NOW + 2 * H + (k - due) * spread
+            )
             start = deadline - 8 * H
-            row.update(status="new", created_at=start, updated_at=start,
-                       first_response_due_at=deadline, first_responded_at=None,
-                       resolution_due_at=start + 120 * H, resolved_at=None,
-                       next_escalation_at=deadline if k < due else deadline - H)
+            row.update(
+                status="new",
+                created_at=start,
+                updated_at=start,
+                first_response_due_at=deadline,
+                first_responded_at=None,
+                resolution_due_at=start + 120 * H,
+                resolved_at=None,
+                next_escalation_at=deadline if k < due else deadline - H,
+            )
         yield row
 
 
@@ -106,13 +148,22 @@ def fill(app: App, n: int, due: int) -> float:
                 chunk = []
         if chunk:
             conn.execute(insert(table), chunk)
-        ids = conn.scalars(select(Ticket.id).where(Ticket.status == "closed")
-                           .order_by(Ticket.id).limit(n // 20)).all()
-        escalations = [{"ticket_id": ticket_id, "policy": "standard",
-                        "deadline": "first_response", "level": 1, "due_at": NOW - 300 * H,
-                        "fired_at": NOW - 300 * H} for ticket_id in ids]
+        ids = conn.scalars(
+            select(Ticket.id).where(Ticket.status == "closed").order_by(Ticket.id).limit(n // 20)
+        ).all()
+        escalations = [
+            {
+                "ticket_id": ticket_id,
+                "policy": "standard",
+                "deadline": "first_response",
+                "level": 1,
+                "due_at": NOW - 300 * H,
+                "fired_at": NOW - 300 * H,
+            }
+            for ticket_id in ids
+        ]
         for first in range(0, len(escalations), CHUNK):
-            conn.execute(insert(Escalation.__table__), escalations[first:first + CHUNK])
+            conn.execute(insert(Escalation.__table__), escalations[first : first + CHUNK])
     with app.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     return time.perf_counter() - start
@@ -129,8 +180,10 @@ def median_ms(run: Callable[[], object], repeat: int = REPEAT) -> tuple[float, o
 
 
 def raw_select(conn: Connection, due: int) -> int:
-    query = text("SELECT id FROM ticket WHERE next_escalation_at <= :now "
-                 "ORDER BY next_escalation_at LIMIT :limit")
+    query = text(
+        "SELECT id FROM ticket WHERE next_escalation_at <= :now "
+        "ORDER BY next_escalation_at LIMIT :limit"
+    )
     now: Any = NOW.replace(tzinfo=None) if conn.dialect.name == "sqlite" else NOW
     return len(conn.execute(query, {"now": now, "limit": due}).all())
 
@@ -171,12 +224,21 @@ def measure(kind: str, n: int, due: int) -> dict[str, float]:
             after_ms, _ = median_ms(lambda: escalate.sweep(app))
         finally:
             app.close()
-    figures = {"fill_s": fill_s, "raw_ms": raw_ms, "find_ms": find_ms, "none_ms": none_ms,
-               "fire_ms": fire_ms, "after_ms": after_ms}
-    print(f"{kind}: raw SELECT of {due} due {raw_ms:.1f} ms; find {due} due {find_ms:.1f} ms "
-          f"({find_ms / raw_ms:.1f}x raw; target < 50 ms); sweep finding none "
-          f"{none_ms:.2f} ms (target < 5 ms); sweep firing {due} {fire_ms:.0f} ms "
-          f"({fire_ms / due:.2f} ms each); next sweep {after_ms:.2f} ms", file=sys.stderr)
+    figures = {
+        "fill_s": fill_s,
+        "raw_ms": raw_ms,
+        "find_ms": find_ms,
+        "none_ms": none_ms,
+        "fire_ms": fire_ms,
+        "after_ms": after_ms,
+    }
+    print(
+        f"{kind}: raw SELECT of {due} due {raw_ms:.1f} ms; find {due} due {find_ms:.1f} ms "
+        f"({find_ms / raw_ms:.1f}x raw; target < 50 ms); sweep finding none "
+        f"{none_ms:.2f} ms (target < 5 ms); sweep firing {due} {fire_ms:.0f} ms "
+        f"({fire_ms / due:.2f} ms each); next sweep {after_ms:.2f} ms",
+        file=sys.stderr,
+    )
     return figures
 
 
@@ -193,11 +255,12 @@ def main() -> int:
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     started = time.perf_counter()
     results = {kind: measure(kind, n, args.due) for kind in kinds}
-    parts = [f"{kind} find {args.due} {r['find_ms']:.1f} ms (raw {r['raw_ms']:.1f} ms), "
-             f"none {r['none_ms']:.2f} ms, fire {args.due} {r['fire_ms']:.0f} ms"
-             for kind, r in results.items()]
-    print(f"sweep N={n:,} (90% closed), {time.perf_counter() - started:.0f} s: "
-          + "; ".join(parts))
+    parts = [
+        f"{kind} find {args.due} {r['find_ms']:.1f} ms (raw {r['raw_ms']:.1f} ms), "
+        f"none {r['none_ms']:.2f} ms, fire {args.due} {r['fire_ms']:.0f} ms"
+        for kind, r in results.items()
+    ]
+    print(f"sweep N={n:,} (90% closed), {time.perf_counter() - started:.0f} s: " + "; ".join(parts))
     return 0
 
 

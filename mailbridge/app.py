@@ -61,8 +61,10 @@ class App:
     @property
     def parse_limits(self) -> ParseLimits:
         tickets = self.config.tickets
-        return ParseLimits(max_attachment_bytes=tickets.max_attachment_size,
-                           max_message_bytes=tickets.max_message_size)
+        return ParseLimits(
+            max_attachment_bytes=tickets.max_attachment_size,
+            max_message_bytes=tickets.max_message_size,
+        )
 
     @cached_property
     def message_id_domain(self) -> str:
@@ -105,9 +107,11 @@ def open_templates(config: Config) -> TemplateSet:
     for rule in config.routing:
         name = rule.then.ack_template
         if name is not None and name not in templates.names():
-            raise ConfigError(f'{config.source}: rule "{rule.name}": then.ack_template: '
-                              f"expected the name of a template in {directory}, found no "
-                              f"{name}.txt.j2")
+            raise ConfigError(
+                f'{config.source}: rule "{rule.name}": then.ack_template: '
+                f"expected the name of a template in {directory}, found no "
+                f"{name}.txt.j2"
+            )
     return templates
 
 

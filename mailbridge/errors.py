@@ -80,8 +80,11 @@ def describe_traceback(error: BaseException) -> str:
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)
         current = current.__cause__ or (
-            None if current.__suppress_context__ else current.__context__)
+            None if current.__suppress_context__ else current.__context__
+        )
     return "\n\nwhich led to:\n\n".join(
         "Traceback (most recent call last):\n"
-        + "".join(traceback.format_tb(failure.__traceback__)) + describe_error(failure)
-        for failure in reversed(chain))
+        + "".join(traceback.format_tb(failure.__traceback__))
+        + describe_error(failure)
+        for failure in reversed(chain)
+    )

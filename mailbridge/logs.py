@@ -23,8 +23,13 @@ from mailbridge.config import Config
 from mailbridge.errors import describe_traceback
 
 # syslog priorities, as journald reads them from a "<N>" prefix
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-             logging.CRITICAL: 2}
+_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
 _MIN_SECRET = 4  # shorter "secrets" would blot out ordinary words
 RETIRED_HIDDEN_FOR = 3 * 3600.0  # seconds: longer than any access token lives
 
@@ -45,8 +50,9 @@ def hide_secrets(secrets: Iterable[str | None]) -> None:
         _publish()
 
 
-def rotate_secrets(owner: str, current: Iterable[str | None],
-                   now: Callable[[], float] = time.monotonic) -> None:
+def rotate_secrets(
+    owner: str, current: Iterable[str | None], now: Callable[[], float] = time.monotonic
+) -> None:
     """Hide `current`, the secrets `owner` (one OAuth sign-in) uses now. The ones they
     replace stay hidden for RETIRED_HIDDEN_FOR, as a replaced access token works until it
     expires; then they are forgotten, so the list every log line is checked against stays
@@ -84,8 +90,11 @@ def config_secrets(config: Config) -> list[str]:
     """The passwords and OAuth2 client secrets the configuration read."""
     logins = [*config.mailbox, config.smtp]
     found = [login.password.get_secret_value() for login in logins if login.password]
-    return found + [login.oauth2.client_secret.get_secret_value() for login in logins
-                    if login.oauth2 is not None and login.oauth2.client_secret is not None]
+    return found + [
+        login.oauth2.client_secret.get_secret_value()
+        for login in logins
+        if login.oauth2 is not None and login.oauth2.client_secret is not None
+    ]
 
 
 def redact(text: str) -> str:
@@ -122,7 +131,7 @@ class TextFormatter(_Formatter):
 
 
 class JournalFormatter(_Formatter):
-    """"<6>mailbridge.inbound.process: message …"; each line of a traceback gets the prefix,
+    """ "<6>mailbridge.inbound.process: message …"; each line of a traceback gets the prefix,
     since journald makes an entry of every line."""
 
     def __init__(self) -> None:
@@ -173,6 +182,13 @@ def setup_logging(log_format: str = "text", *, verbose: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("alembic", "apscheduler", "aiosmtplib", "imapclient", "mail.log", "asyncio",
-                   "pymap"):
+    for noisy in (
+        "alembic",
+        "apscheduler",
+        "aiosmtplib",
+        "imapclient",
+        "mail.log",
+        "asyncio",
+        "pymap",
+    ):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-CORE = Path(__file__).resolve().parents[2] / "mailbridge" / "core"
+CORE = Path(__file__).resolve().parents[1] / "mailbridge" / "core"
 FORBIDDEN_MODULES = frozenset({
     "socket", "imaplib", "imapclient", "smtplib", "aiosmtplib", "sqlalchemy", "asyncio",
     "os", "subprocess", "time",

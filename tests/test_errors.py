@@ -15,10 +15,11 @@ class Unprintable(Exception):
 
 
 def test_an_error_is_its_class_and_the_first_line_of_its_message() -> None:
-    error = ValueError("value too long for type character varying(998)\n"
-                       "[SQL: INSERT INTO article ...]\n[parameters: ('the mail',)]")
-    assert describe_error(error) == (
-        "ValueError: value too long for type character varying(998)")
+    error = ValueError(
+        "value too long for type character varying(998)\n"
+        "[SQL: INSERT INTO article ...]\n[parameters: ('the mail',)]"
+    )
+    assert describe_error(error) == ("ValueError: value too long for type character varying(998)")
     assert describe_error(PermanentError("")) == "PermanentError"
     assert describe_error(Unprintable()) == "Unprintable"
 

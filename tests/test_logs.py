@@ -37,7 +37,8 @@ def no_secrets_left_behind() -> Iterator[None]:
 def test_journal_lines_carry_a_priority_and_no_timestamp() -> None:
     formatter = logs.JournalFormatter()
     assert formatter.format(record("created ticket #1000")) == (
-        "<6>mailbridge.inbound.process: created ticket #1000")
+        "<6>mailbridge.inbound.process: created ticket #1000"
+    )
     assert formatter.format(record("x", logging.WARNING)).startswith("<4>")
     assert formatter.format(record("x", logging.ERROR)).startswith("<3>")
     assert formatter.format(record("x", logging.DEBUG)).startswith("<7>")
@@ -52,7 +53,8 @@ def test_the_journal_is_recognised_by_device_and_inode(tmp_path: Path) -> None:
         mine = f"{status.st_dev}:{status.st_ino}"
         assert logs.connected_to_journal(stream, {"JOURNAL_STREAM": mine})
         assert not logs.connected_to_journal(stream, {"JOURNAL_STREAM": "1:2"}), (
-            "inherited by a process whose stderr goes elsewhere")
+            "inherited by a process whose stderr goes elsewhere"
+        )
         assert not logs.connected_to_journal(stream, {})
         assert isinstance(logs.formatter_for("text", stream), logs.TextFormatter)
     assert not logs.connected_to_journal(io.StringIO(), {"JOURNAL_STREAM": mine})
@@ -136,14 +138,19 @@ def _chained_failure() -> logging.LogRecord:
             raise RuntimeError(f"batch failed\nINSERT ... {HELD!r}") from exc
     except RuntimeError:
         info = sys.exc_info()
-    return logging.LogRecord("mailbridge.inbound.process", logging.WARNING, __file__, 1,
-                             "message 7 failed", None, info)
+    return logging.LogRecord(
+        "mailbridge.inbound.process", logging.WARNING, __file__, 1, "message 7 failed", None, info
+    )
 
 
-@pytest.mark.parametrize("formatter", [logs.TextFormatter(), logs.JournalFormatter(),
-                                       logs.JsonFormatter()], ids=["text", "journal", "json"])
+@pytest.mark.parametrize(
+    "formatter",
+    [logs.TextFormatter(), logs.JournalFormatter(), logs.JsonFormatter()],
+    ids=["text", "journal", "json"],
+)
 def test_tracebacks_show_where_an_error_arose_but_not_what_it_held(
-        formatter: logging.Formatter) -> None:
+    formatter: logging.Formatter,
+) -> None:
     entry = _chained_failure()
     logging.Formatter().format(entry)  # another handler (pytest's) caches its own text first
 

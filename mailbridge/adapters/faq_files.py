@@ -19,8 +19,9 @@ def load_index(config: Config) -> FaqIndex | None:
     if folder is None:
         return None
     if not folder.is_dir():
-        raise ConfigError(f"{config.source}: faq.dir: expected a folder of FAQ entries, "
-                          f"{folder} is not one")
+        raise ConfigError(
+            f"{config.source}: faq.dir: expected a folder of FAQ entries, {folder} is not one"
+        )
     entries = []
     for path in sorted(folder.glob("*.md")):
         try:
@@ -28,8 +29,9 @@ def load_index(config: Config) -> FaqIndex | None:
         except (ValueError, UnicodeDecodeError, OSError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
     if not entries:
-        raise ConfigError(f"{config.source}: faq.dir: expected *.md entries in {folder}, "
-                          "found none")
+        raise ConfigError(
+            f"{config.source}: faq.dir: expected *.md entries in {folder}, found none"
+        )
     return FaqIndex.build(entries)
 
 
@@ -37,8 +39,8 @@ def threshold(config: Config) -> float:
     return config.faq.threshold or THRESHOLD
 
 
-def suggest(config: Config, index: FaqIndex, subject: str, text: str,
-            language: str | None) -> list[Match]:
+def suggest(
+    config: Config, index: FaqIndex, subject: str, text: str, language: str | None
+) -> list[Match]:
     """The best entries for a customer's mail, as many as `[faq] suggestions` allows."""
-    return rank_mail(index, subject, text, language, threshold(config))[
-        : config.faq.suggestions]
+    return rank_mail(index, subject, text, language, threshold(config))[: config.faq.suggestions]

@@ -97,7 +97,9 @@ class ImapMailbox:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -124,18 +126,28 @@ class ImapMailbox:
                 raise
         self._client = client
         self._uidvalidity = int(info[b"UIDVALIDITY"])
-        self.token_refresh_at = (s.oauth.refresh_at(token)
-                                 if s.oauth is not None and token is not None else None)
-        log.debug("selected %s on %s as %s, uidvalidity %d",
-                  s.folder, s.host, s.username, self._uidvalidity)
+        self.token_refresh_at = (
+            s.oauth.refresh_at(token) if s.oauth is not None and token is not None else None
+        )
+        log.debug(
+            "selected %s on %s as %s, uidvalidity %d",
+            s.folder,
+            s.host,
+            s.username,
+            self._uidvalidity,
+        )
         return self._uidvalidity
 
     def _open(self) -> IMAPClient:
         s = self.settings
         context = s.ssl_context or ssl.create_default_context()
-        client = IMAPClient(s.host, s.port, ssl=s.security == "tls",
-                            ssl_context=context if s.security == "tls" else None,
-                            timeout=s.timeout)
+        client = IMAPClient(
+            s.host,
+            s.port,
+            ssl=s.security == "tls",
+            ssl_context=context if s.security == "tls" else None,
+            timeout=s.timeout,
+        )
         # Aware datetimes; imapclient otherwise converts INTERNALDATE to naive local time.
         client.normalise_times = False
         if s.security == "starttls":
@@ -151,27 +163,38 @@ class ImapMailbox:
         Returns the token the session logged in with."""
         s = self.settings
         assert s.oauth is not None
-        offered = [c.decode()[5:] for c in client.capabilities()
-                   if isinstance(c, bytes) and c.upper().startswith(b"AUTH=")]
+        offered = [
+            c.decode()[5:]
+            for c in client.capabilities()
+            if isinstance(c, bytes) and c.upper().startswith(b"AUTH=")
+        ]
         mechanism = choose_mechanism(offered)
         if mechanism is None:
-            raise CapabilityError(f"no XOAUTH2 or OAUTHBEARER among the server's "
-                                  f"mechanisms ({', '.join(offered) or 'none'})")
+            raise CapabilityError(
+                f"no XOAUTH2 or OAUTHBEARER among the server's "
+                f"mechanisms ({', '.join(offered) or 'none'})"
+            )
         try:
             _authenticate(client, mechanism, s.username, token, s.host, s.port)
             return token
         except LoginError as exc:
-            log.info("IMAP %s refused the access token of %s (%s); refreshing it once",
-                     s.host, s.username, exc)
+            log.info(
+                "IMAP %s refused the access token of %s (%s); refreshing it once",
+                s.host,
+                s.username,
+                exc,
+            )
         s.oauth.invalidate(token)
         token = s.oauth.access_token()
         try:
             _authenticate(client, mechanism, s.username, token, s.host, s.port)
             return token
         except LoginError as exc:
-            raise LoginError(f"{exc}, again with a freshly refreshed token: check the "
-                             f"scopes the app was granted and that the sign-in was made as "
-                             f"{s.username}") from None
+            raise LoginError(
+                f"{exc}, again with a freshly refreshed token: check the "
+                f"scopes the app was granted and that the sign-in was made as "
+                f"{s.username}"
+            ) from None
 
     def close(self) -> None:
         """Log out; never raises. The object cannot be reconnected afterwards."""
@@ -232,15 +255,16 @@ class ImapMailbox:
             raise ValueError("batch_size must be at least 1")
         ordered = sorted(set(uids))
         for start in range(0, len(ordered), batch_size):
-            batch = ordered[start:start + batch_size]
+            batch = ordered[start : start + batch_size]
             client = self._connected()
             with self._translate_errors("fetch"):
                 data = client.fetch(batch, ["BODY.PEEK[]", "INTERNALDATE"])
             for uid in batch:
                 item = data.get(uid)
                 if item is not None and b"BODY[]" in item:
-                    yield FetchedMessage(uid, bytes(item[b"BODY[]"]),
-                                         _utc(item.get(b"INTERNALDATE")))
+                    yield FetchedMessage(
+                        uid, bytes(item[b"BODY[]"]), _utc(item.get(b"INTERNALDATE"))
+                    )
 
     # -- changing --
 
@@ -303,8 +327,9 @@ class ImapMailbox:
                 # Wait for the socket ourselves and let idle_done() read the responses with
                 # a blocking read: imapclient's idle_check() reads without blocking and
                 # fails on a response line that arrives in two pieces.
-                readable = _wait_readable(client, deadline - time.monotonic(),
-                                          self._wakeup_reader())
+                readable = _wait_readable(
+                    client, deadline - time.monotonic(), self._wakeup_reader()
+                )
                 _text, responses = client.idle_done()
                 if _reports_new_mail(responses):
                     return True
@@ -397,8 +422,9 @@ def _buffered(client: IMAPClient, sock: socket.socket) -> bool:
         sock.settimeout(previous)
 
 
-def _authenticate(client: IMAPClient, mechanism: str, user: str, token: str, host: str,
-                  port: int) -> None:
+def _authenticate(
+    client: IMAPClient, mechanism: str, user: str, token: str, host: str, port: int
+) -> None:
     """One AUTHENTICATE; LoginError carries the server's answer and its JSON error."""
     if mechanism == "XOAUTH2":
         initial = xoauth2_response(user, token)
@@ -419,8 +445,10 @@ def _authenticate(client: IMAPClient, mechanism: str, user: str, token: str, hos
         client.sasl_login(mechanism, respond)
     except LoginError as exc:
         said = str(failure[0]) if failure and str(failure[0]) else ""
-        raise LoginError(f"AUTHENTICATE {mechanism} answered: {exc}"
-                         + (f" (server said: {said})" if said else "")) from None
+        raise LoginError(
+            f"AUTHENTICATE {mechanism} answered: {exc}"
+            + (f" (server said: {said})" if said else "")
+        ) from None
 
 
 def _decoded(challenge: bytes) -> bytes:

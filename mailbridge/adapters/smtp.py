@@ -77,8 +77,9 @@ class PartialDeliveryError(PermanentError):
     Retrying would deliver twice to those who got it, hence permanent.
     """
 
-    def __init__(self, message: str, *, code: int | None, reply: str,
-                 refused: dict[str, tuple[int, str]]) -> None:
+    def __init__(
+        self, message: str, *, code: int | None, reply: str, refused: dict[str, tuple[int, str]]
+    ) -> None:
         super().__init__(message, code=code)
         self.reply = reply
         self.refused = refused
@@ -108,7 +109,9 @@ class SmtpConnection:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.close()
@@ -121,8 +124,11 @@ class SmtpConnection:
         # First, so that a token endpoint that fails is not reported as the SMTP server.
         token = await asyncio.to_thread(s.oauth.access_token) if s.oauth is not None else None
         client = aiosmtplib.SMTP(
-            hostname=s.host, port=s.port, timeout=s.timeout,
-            username=None if token else s.username, password=None if token else s.password,
+            hostname=s.host,
+            port=s.port,
+            timeout=s.timeout,
+            username=None if token else s.username,
+            password=None if token else s.password,
             local_hostname=s.local_hostname,
             use_tls=s.security == "tls",
             # False, not None: None would try STARTTLS whenever the server offers it.
@@ -150,22 +156,29 @@ class SmtpConnection:
         mechanism = choose_mechanism(client.server_auth_methods)
         if mechanism is None:
             offered = ", ".join(client.server_auth_methods) or "none"
-            raise aiosmtplib.SMTPException(f"no XOAUTH2 or OAUTHBEARER among the server's AUTH "
-                                           f"mechanisms ({offered})")
+            raise aiosmtplib.SMTPException(
+                f"no XOAUTH2 or OAUTHBEARER among the server's AUTH mechanisms ({offered})"
+            )
         refusal = await _authenticate(client, mechanism, s.username, token, s.host, s.port)
         if refusal is None:
             return
         if refusal.code != 535:  # 535 5.7.8 refuses the credentials; this is something else
             raise refusal
-        log.info("SMTP %s refused the access token of %s (%s); refreshing it once", s.host,
-                 s.username, refusal.message)
+        log.info(
+            "SMTP %s refused the access token of %s (%s); refreshing it once",
+            s.host,
+            s.username,
+            refusal.message,
+        )
         s.oauth.invalidate(token)
         token = await asyncio.to_thread(s.oauth.access_token)
         again = await _authenticate(client, mechanism, s.username, token, s.host, s.port)
         if again is not None:
             raise aiosmtplib.SMTPAuthenticationError(
-                again.code, f"{again.message}, again with a freshly refreshed token: check the "
-                f"scopes the app was granted and that the sign-in was made as {s.username}")
+                again.code,
+                f"{again.message}, again with a freshly refreshed token: check the "
+                f"scopes the app was granted and that the sign-in was made as {s.username}",
+            )
 
     async def send(self, raw: bytes, sender: str, recipients: Sequence[str]) -> str:
         """Send raw as is to recipients; returns the server's reply to the data.
@@ -196,8 +209,9 @@ class SmtpConnection:
         with _translate_errors(self.settings, "send"):
             options = await self._mail_options(client, raw, sender, recipients)
             try:
-                refused, reply = await client.sendmail(sender, list(recipients), raw,
-                                                       mail_options=options)
+                refused, reply = await client.sendmail(
+                    sender, list(recipients), raw, mail_options=options
+                )
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 # aiosmtplib has reset the envelope: the session stays usable.
                 every = {r.recipient: (r.code, r.message) for r in exc.recipients}
@@ -205,8 +219,9 @@ class SmtpConnection:
         details = {address: (r.code, r.message) for address, r in refused.items()}
         return Delivery(tuple(recipients), reply, details)
 
-    async def _mail_options(self, client: aiosmtplib.SMTP, raw: bytes, sender: str,
-                            recipients: Sequence[str]) -> list[str]:
+    async def _mail_options(
+        self, client: aiosmtplib.SMTP, raw: bytes, sender: str, recipients: Sequence[str]
+    ) -> list[str]:
         """SMTPUTF8 (RFC 6531) when an address or a header is not ASCII, with BODY=8BITMIME
         when the server takes it; SMTPNotSupported (permanent) when it cannot take it."""
         addresses = [sender, *recipients]
@@ -216,8 +231,9 @@ class SmtpConnection:
             await client.ehlo()
         if not client.supports_extension("smtputf8"):
             which = ", ".join(a for a in addresses if not a.isascii()) or "its headers"
-            raise aiosmtplib.SMTPNotSupported(f"the mail needs SMTPUTF8 (RFC 6531) for "
-                                              f"{which}, and the server does not offer it")
+            raise aiosmtplib.SMTPNotSupported(
+                f"the mail needs SMTPUTF8 (RFC 6531) for {which}, and the server does not offer it"
+            )
         options = ["SMTPUTF8"]
         if not raw.isascii() and client.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
@@ -246,8 +262,9 @@ async def send_message(
         return await connection.send(raw, sender, recipients)
 
 
-async def _authenticate(client: aiosmtplib.SMTP, mechanism: str, user: str, token: str,
-                        host: str, port: int) -> aiosmtplib.SMTPAuthenticationError | None:
+async def _authenticate(
+    client: aiosmtplib.SMTP, mechanism: str, user: str, token: str, host: str, port: int
+) -> aiosmtplib.SMTPAuthenticationError | None:
     """One AUTH exchange; None when accepted, else the refusal with the server's JSON error.
 
     By hand rather than aiosmtplib's auth_xoauth2: OAUTHBEARER too, and the error challenge
@@ -257,8 +274,7 @@ async def _authenticate(client: aiosmtplib.SMTP, mechanism: str, user: str, toke
         initial = xoauth2_response(user, token)
     else:
         initial = oauthbearer_response(user, token, host, port)
-    response = await client.execute_command(b"AUTH", mechanism.encode(),
-                                            base64.b64encode(initial))
+    response = await client.execute_command(b"AUTH", mechanism.encode(), base64.b64encode(initial))
     failure: SaslFailure | None = None
     if response.code == 334:
         failure = describe_sasl_failure(_decoded(response.message))
@@ -269,7 +285,8 @@ async def _authenticate(client: aiosmtplib.SMTP, mechanism: str, user: str, toke
         return None
     said = f" (server said: {failure})" if failure is not None and str(failure) else ""
     return aiosmtplib.SMTPAuthenticationError(
-        response.code, f"AUTH {mechanism} answered: {response.message}{said}")
+        response.code, f"AUTH {mechanism} answered: {response.message}{said}"
+    )
 
 
 def _decoded(text: str) -> bytes:
@@ -297,7 +314,9 @@ def _partial_delivery(delivery: Delivery) -> PartialDeliveryError:
     listing = "; ".join(f"{a}: {code} {text}" for a, (code, text) in details.items())
     return PartialDeliveryError(
         f"SMTP server refused some recipients ({listing}); the others were accepted",
-        code=next(iter(details.values()))[0], reply=delivery.reply, refused=details,
+        code=next(iter(details.values()))[0],
+        reply=delivery.reply,
+        refused=details,
     )
 
 
@@ -334,8 +353,13 @@ def _translate_errors(settings: SmtpSettings, action: str) -> Iterator[None]:
         ) from None
     except aiosmtplib.SMTPResponseException as exc:
         raise _by_code(exc.code, f"{where}: {exc.code} {exc.message}") from exc
-    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError,
-            aiosmtplib.SMTPTimeoutError, TimeoutError, OSError) as exc:
+    except (
+        aiosmtplib.SMTPServerDisconnected,
+        aiosmtplib.SMTPConnectError,
+        aiosmtplib.SMTPTimeoutError,
+        TimeoutError,
+        OSError,
+    ) as exc:
         cert = _cert_failure(exc)
         if cert is not None:
             raise PermanentError(

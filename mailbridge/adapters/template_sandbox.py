@@ -183,8 +183,13 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.filters["quote"] = _quote
         self.globals[_COUNTED_LOOP] = _counted_loop
 
-    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
-                  defer_init: bool = False) -> str:
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
         """Every {% for %} iterates through _counted_loop, each turn a step: two nested
         loops over a customer's text would otherwise run for hours (a 3,000-character
         text: 9 million turns, 1.7 s) without a lookup, call or operator to count."""

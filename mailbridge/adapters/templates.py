@@ -94,17 +94,45 @@ from mailbridge.errors import TemplateError
 
 CONTEXT_KEYS = frozenset(
     {
-        "ticket_number", "ticket_tag", "subject", "requester_name", "requester_address",
+        "ticket_number",
+        "ticket_tag",
+        "subject",
+        "requester_name",
+        "requester_address",
         "no_requester",
-        "promised_reply", "due_at_iso", "queue", "priority", "excerpt", "support_address",
-        "company_name", "escalation_level", "overdue_by", "staff_name", "reply_text", "links",
-        "event", "digest", "attachments", "errors", "deadline", "due_in", "faq", "minimal",
+        "promised_reply",
+        "due_at_iso",
+        "queue",
+        "priority",
+        "excerpt",
+        "support_address",
+        "company_name",
+        "escalation_level",
+        "overdue_by",
+        "staff_name",
+        "reply_text",
+        "links",
+        "event",
+        "digest",
+        "attachments",
+        "errors",
+        "deadline",
+        "due_in",
+        "faq",
+        "minimal",
         "unread",
     }
 )
 # The mails mailbridge itself sends; a template set without one of them never goes live.
-REQUIRED = ("acknowledgement", "staff_notification", "staff_reply", "staff_command_error",
-            "escalation", "sla_warning", "closed")
+REQUIRED = (
+    "acknowledgement",
+    "staff_notification",
+    "staff_reply",
+    "staff_command_error",
+    "escalation",
+    "sla_warning",
+    "closed",
+)
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*")
 _FILE = re.compile(r"(?P<partial>_)?(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<kind>txt|html)\.j2")
 _SUBJECT = re.compile(r"Subject: *(?P<subject>.*)")
@@ -142,16 +170,22 @@ class _SnapshotLoader(BaseLoader):
 class TemplateSet:
     """Every template of one directory, compiled; render by name and language."""
 
-    def __init__(self, directory: Path, default_language: str, env: Sandbox,
-                 entries: Mapping[tuple[str, str], _Entry]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        default_language: str,
+        env: Sandbox,
+        entries: Mapping[tuple[str, str], _Entry],
+    ) -> None:
         self._directory = directory
         self._default = default_language
         self._env = env
         self._entries = dict(entries)
 
     @classmethod
-    def load(cls, directory: Path, default_language: str,
-             required: tuple[str, ...] = REQUIRED) -> TemplateSet:
+    def load(
+        cls, directory: Path, default_language: str, required: tuple[str, ...] = REQUIRED
+    ) -> TemplateSet:
         """Read and compile every template; TemplateError lists each "file:line: problem".
 
         Each name in `required` must exist in the default language.
@@ -176,8 +210,10 @@ class TemplateSet:
                 )
         for name in required:
             if (language, name) not in entries and language in {lang for lang, _ in entries}:
-                problems.append(f"{directory / language / (name + '.txt.j2')}:1: missing: "
-                                "mailbridge sends this mail and needs the template")
+                problems.append(
+                    f"{directory / language / (name + '.txt.j2')}:1: missing: "
+                    "mailbridge sends this mail and needs the template"
+                )
         if problems:
             raise TemplateError("\n".join(problems))
         return cls(directory, language, env, entries)
@@ -197,8 +233,9 @@ class TemplateSet:
                     return candidate
         return self._default
 
-    def render(self, name: str, context: Mapping[str, object],
-               language: str | None = None) -> Rendered:
+    def render(
+        self, name: str, context: Mapping[str, object], language: str | None = None
+    ) -> Rendered:
         """Render one template; a language without it falls back to the default."""
         entry = self._entries.get((self.pick_language(name, language), name))
         if entry is None:
@@ -208,8 +245,12 @@ class TemplateSet:
         subject, text = _split_mail(self._render_file(entry.text, values), where)
         html = None
         if entry.html:
-            html = _inline_css(self._render_file(entry.html, values).strip(),
-                               self._directory / entry.html) + "\n"
+            html = (
+                _inline_css(
+                    self._render_file(entry.html, values).strip(), self._directory / entry.html
+                )
+                + "\n"
+            )
         return Rendered(subject=subject, text=text, html=html)
 
     def check(self) -> list[str]:
@@ -300,8 +341,10 @@ def _compile(env: Sandbox, directory: Path, loader_name: str) -> list[str]:
     kind = ".html.j2" if loader_name.endswith(".html.j2") else ".txt.j2"
     # Every context value is plain text, often the customer's: nothing is safe to leave raw.
     for switch in tree.find_all((nodes.Filter, nodes.EvalContextModifier)):
-        if isinstance(switch, nodes.Filter) and switch.name == "safe" or any(
-            option.key == "autoescape" for option in getattr(switch, "options", ())
+        if (
+            isinstance(switch, nodes.Filter)
+            and switch.name == "safe"
+            or any(option.key == "autoescape" for option in getattr(switch, "options", ()))
         ):
             problems.append(f"{where}:{switch.lineno}: turning escaping off is not allowed")
     for ref in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
@@ -312,8 +355,12 @@ def _compile(env: Sandbox, directory: Path, loader_name: str) -> list[str]:
     return problems
 
 
-def _index(directory: Path, sources: Mapping[str, str],
-           entries: dict[tuple[str, str], _Entry], problems: list[str]) -> None:
+def _index(
+    directory: Path,
+    sources: Mapping[str, str],
+    entries: dict[tuple[str, str], _Entry],
+    problems: list[str],
+) -> None:
     """Fill entries with the templates of each language directory."""
     html: dict[tuple[str, str], str] = {}
     for loader_name, source in sources.items():
@@ -417,10 +464,18 @@ def sample_context(language: str) -> dict[str, object]:
         "links": {"ticket": "https://helpdesk.example.com/tickets/1042"},
         "event": "new",
         "digest": [
-            {"author": "Giulia Rossi", "at": "2026-11-20T09:12:00+01:00", "direction": "in",
-             "text": "My order 55-1931 has not arrived yet."},
-            {"author": "Alice Bianchi", "at": "2026-11-20T11:40:00+01:00", "direction": "out",
-             "text": "It left our warehouse yesterday; it should reach you on Monday."},
+            {
+                "author": "Giulia Rossi",
+                "at": "2026-11-20T09:12:00+01:00",
+                "direction": "in",
+                "text": "My order 55-1931 has not arrived yet.",
+            },
+            {
+                "author": "Alice Bianchi",
+                "at": "2026-11-20T11:40:00+01:00",
+                "direction": "out",
+                "text": "It left our warehouse yesterday; it should reach you on Monday.",
+            },
         ],
         "attachments": [
             {"filename": "photo.jpg", "size": "1.2 MB", "attached": True},
@@ -431,8 +486,12 @@ def sample_context(language: str) -> dict[str, object]:
         "deadline": "first_response",
         "due_in": format_duration(timedelta(hours=1), language),
         "faq": [
-            {"title": "Where is my order?", "file": "order-tracking.md", "score": 0.61,
-             "answer": "Open Orders in your account: each order shows its tracking number."},
+            {
+                "title": "Where is my order?",
+                "file": "order-tracking.md",
+                "score": 0.61,
+                "answer": "Open Orders in your account: each order shows its tracking number.",
+            },
         ],
         "minimal": False,
     }
@@ -448,4 +507,3 @@ def default_templates_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise TemplateError(f"{package / '_templates'}:1: the shipped templates are missing")
-

@@ -39,40 +39,51 @@ def build_parser() -> argparse.ArgumentParser:
         "deadlines escalated.",
     )
     parser.add_argument(
-        "--config", metavar="PATH",
+        "--config",
+        metavar="PATH",
         help="configuration file (default: $MAILBRIDGE_CONFIG or ./mailbridge.toml)",
     )
-    parser.add_argument("--log-format", choices=("text", "json"),
-                        help="override service.log_format")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), help="override service.log_format"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     parser.add_argument("--version", action="version", version=f"mailbridge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser("run", help="run the daemon")
-    run.add_argument("--once", action="store_true",
-                     help="one full pass (ingest, process, send, sweep), then exit")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="one full pass (ingest, process, send, sweep), then exit",
+    )
 
     demo = commands.add_parser("demo", help="embedded IMAP + SMTP + SQLite with sample mail")
     demo.add_argument("--dir", type=Path, help="keep the demo's database here (default: temporary)")
-    demo.add_argument("--keep-running", action="store_true",
-                      help="keep the demo daemon running after the tour, until Ctrl-C")
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="keep the demo daemon running after the tour, until Ctrl-C",
+    )
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_commands.add_parser("upgrade", help="apply migrations")
     backup = db_commands.add_parser(
-        "backup", help="a consistent copy of a running SQLite database (PostgreSQL: prints "
-        "the pg_dump command)")
+        "backup",
+        help="a consistent copy of a running SQLite database (PostgreSQL: prints "
+        "the pg_dump command)",
+    )
     backup.add_argument("path", type=Path, metavar="PATH", help="where the copy goes (new file)")
 
     status = commands.add_parser(
-        "status", help="the health picture, from the database (exit 1: something needs "
-        "attention)")
+        "status", help="the health picture, from the database (exit 1: something needs attention)"
+    )
     status.add_argument("--json", action="store_true", help="print a JSON object")
 
     purge = commands.add_parser("purge", help="apply the [retention] policy now")
-    purge.add_argument("--dry-run", action="store_true",
-                       help="report what would be removed, remove nothing")
+    purge.add_argument(
+        "--dry-run", action="store_true", help="report what would be removed, remove nothing"
+    )
 
     config = commands.add_parser("config", help="configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -82,31 +93,57 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("files", nargs="+", metavar="FILE", help="email files, or - for stdin")
 
     tickets = commands.add_parser("tickets", help="list and show tickets")
-    ticket_commands = tickets.add_subparsers(dest="tickets_command", metavar="ACTION",
-                                             required=True)
+    ticket_commands = tickets.add_subparsers(
+        dest="tickets_command", metavar="ACTION", required=True
+    )
     listing = ticket_commands.add_parser("list", help="list tickets")
     listing.add_argument("--status", help="only tickets with this status")
     listing.add_argument("--tag", help="only tickets with this tag (routing rules set tags)")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
-    listing.add_argument("--overdue", action="store_true",
-                         help="only tickets with a running deadline that has passed")
-    listing.add_argument("--due-within", type=duration, metavar="DURATION",
-                         help="only tickets with a running deadline within this time, e.g. 2h")
+    listing.add_argument(
+        "--overdue",
+        action="store_true",
+        help="only tickets with a running deadline that has passed",
+    )
+    listing.add_argument(
+        "--due-within",
+        type=duration,
+        metavar="DURATION",
+        help="only tickets with a running deadline within this time, e.g. 2h",
+    )
     show = ticket_commands.add_parser("show", help="one ticket with its articles and events")
     show.add_argument("number", type=int)
     show.add_argument("--json", action="store_true", help="print a JSON object")
     tag = ticket_commands.add_parser(
-        "tag", help="add or remove tags of one ticket (as staff #tag/#untag do)")
+        "tag", help="add or remove tags of one ticket (as staff #tag/#untag do)"
+    )
     tag.add_argument("number", type=int)
-    tag.add_argument("--add", action="append", default=[], type=tag_name, metavar="TAG",
-                     help="add this tag (repeat for more)")
-    tag.add_argument("--remove", action="append", default=[], type=tag_name, metavar="TAG",
-                     help="remove this tag, in any case (repeat for more)")
+    tag.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        type=tag_name,
+        metavar="TAG",
+        help="add this tag (repeat for more)",
+    )
+    tag.add_argument(
+        "--remove",
+        action="append",
+        default=[],
+        type=tag_name,
+        metavar="TAG",
+        help="remove this tag, in any case (repeat for more)",
+    )
     requester = ticket_commands.add_parser(
-        "requester", help="set who a ticket answers (as staff #requester does)")
+        "requester", help="set who a ticket answers (as staff #requester does)"
+    )
     requester.add_argument("number", type=int)
-    requester.add_argument("address", type=address, metavar="ADDRESS",
-                           help='someone@example.com, or "Ann Example <ann@example.com>"')
+    requester.add_argument(
+        "address",
+        type=address,
+        metavar="ADDRESS",
+        help='someone@example.com, or "Ann Example <ann@example.com>"',
+    )
 
     outbox = commands.add_parser("outbox", help="outgoing mail")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
@@ -117,22 +154,26 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_retry.add_argument("id", type=int)
 
     quarantine = commands.add_parser(
-        "quarantine", help="messages whose processing kept failing, kept for a person")
-    quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", metavar="ACTION",
-                                                    required=True)
+        "quarantine", help="messages whose processing kept failing, kept for a person"
+    )
+    quarantine_commands = quarantine.add_subparsers(
+        dest="quarantine_command", metavar="ACTION", required=True
+    )
     quarantine_list = quarantine_commands.add_parser("list", help="list quarantined messages")
     quarantine_list.add_argument("--json", action="store_true", help="print a JSON array")
     quarantine_show = quarantine_commands.add_parser("show", help="one message with its error")
     quarantine_show.add_argument("id", type=int)
     quarantine_show.add_argument("--raw", action="store_true", help="print the raw message")
     quarantine_retry = quarantine_commands.add_parser(
-        "retry", help="process the message(s) again on the next pass")
+        "retry", help="process the message(s) again on the next pass"
+    )
     quarantine_retry.add_argument("ids", type=int, nargs="*", metavar="ID")
     quarantine_retry.add_argument("--all", action="store_true", help="every quarantined message")
 
     templates = commands.add_parser("templates", help="reply templates")
-    template_commands = templates.add_subparsers(dest="templates_command", metavar="ACTION",
-                                                 required=True)
+    template_commands = templates.add_subparsers(
+        dest="templates_command", metavar="ACTION", required=True
+    )
     template_commands.add_parser("check", help="load and render every template")
     preview = template_commands.add_parser("preview", help="render one template")
     preview.add_argument("name")
@@ -142,43 +183,73 @@ def build_parser() -> argparse.ArgumentParser:
     faq = commands.add_parser("faq", help="FAQ answers offered in the acknowledgement")
     faq_commands = faq.add_subparsers(dest="faq_command", metavar="ACTION", required=True)
     faq_test = faq_commands.add_parser(
-        "test", help="rank the [faq] dir entries for a question, as a new ticket would")
+        "test", help="rank the [faq] dir entries for a question, as a new ticket would"
+    )
     faq_test.add_argument("question", help="the customer's question, in quotes")
-    faq_test.add_argument("--json", action="store_true",
-                          help="print a JSON array of {file, title, score}, best first")
-    faq_test.add_argument("--language", type=language_code, metavar="xx",
-                          help="the question's language (default: detected)")
+    faq_test.add_argument(
+        "--json", action="store_true", help="print a JSON array of {file, title, score}, best first"
+    )
+    faq_test.add_argument(
+        "--language",
+        type=language_code,
+        metavar="xx",
+        help="the question's language (default: detected)",
+    )
 
     oauth = commands.add_parser(
-        "oauth", help="OAuth2 sign-in of a mailbox or the SMTP login (Microsoft 365, Gmail)")
+        "oauth", help="OAuth2 sign-in of a mailbox or the SMTP login (Microsoft 365, Gmail)"
+    )
     oauth_commands = oauth.add_subparsers(dest="oauth_command", metavar="ACTION", required=True)
     for action, text in (
-        ("login", "sign in (device code, browser or client credentials) and keep the refresh "
-                  "token in the data directory"),
-        ("test", "sign in to IMAP (and SMTP, when it shares the sign-in) now and say exactly "
-                 "what failed"),
+        (
+            "login",
+            "sign in (device code, browser or client credentials) and keep the refresh "
+            "token in the data directory",
+        ),
+        (
+            "test",
+            "sign in to IMAP (and SMTP, when it shares the sign-in) now and say exactly "
+            "what failed",
+        ),
     ):
         oauth_action = oauth_commands.add_parser(action, help=text)
         which = oauth_action.add_mutually_exclusive_group(required=True)
         which.add_argument("--mailbox", metavar="NAME", help="the [[mailbox]] with this name")
-        which.add_argument("--smtp", action="store_true",
-                           help="the [smtp] login (when it has a sign-in of its own)")
+        which.add_argument(
+            "--smtp",
+            action="store_true",
+            help="the [smtp] login (when it has a sign-in of its own)",
+        )
 
     rules = commands.add_parser("rules", help="routing rules ([[rule]] and [rules] include)")
     rules_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     rules_test = rules_commands.add_parser(
-        "test", help="show which rules a mail matches and what they would do")
+        "test", help="show which rules a mail matches and what they would do"
+    )
     rules_test.add_argument("files", nargs="+", metavar="FILE.eml", help='a mail ("-": stdin)')
-    rules_test.add_argument("--mailbox", help="as received by this mailbox (default: the one "
-                            "the mail is addressed to, else the first)")
-    rules_test.add_argument("--followup", action="store_true",
-                            help="as a follow-up on an open ticket")
-    rules_test.add_argument("--unanswered", type=int, default=1, metavar="N",
-                            help="with --followup: the customer's mails since our last reply, "
-                            "this one included (default 1)")
-    rules_test.add_argument("--open-tickets", type=int, default=1, metavar="N",
-                            help="the customer's open tickets, this mail's included "
-                            "(default 1)")
+    rules_test.add_argument(
+        "--mailbox",
+        help="as received by this mailbox (default: the one "
+        "the mail is addressed to, else the first)",
+    )
+    rules_test.add_argument(
+        "--followup", action="store_true", help="as a follow-up on an open ticket"
+    )
+    rules_test.add_argument(
+        "--unanswered",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --followup: the customer's mails since our last reply, "
+        "this one included (default 1)",
+    )
+    rules_test.add_argument(
+        "--open-tickets",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the customer's open tickets, this mail's included (default 1)",
+    )
     rules_test.add_argument("--json", action="store_true", help="print JSON, one per file")
     return parser
 
@@ -246,9 +317,13 @@ def _run(args: argparse.Namespace) -> int:
             log.info(
                 "pass done: fetched %d, tickets created %d, acknowledgements queued %d, "
                 "sent %d, deferred %d, failed %d, escalated %d",
-                sum(report.fetched.values()), report.processed.created,
-                report.processed.acknowledged, report.sent.sent, report.sent.deferred,
-                report.sent.failed, report.escalated,
+                sum(report.fetched.values()),
+                report.processed.created,
+                report.processed.acknowledged,
+                report.sent.sent,
+                report.sent.deferred,
+                report.sent.failed,
+                report.escalated,
             )
             return EXIT_OK if report.ok else EXIT_FAILURE
         asyncio.run(Service.from_environ(daemon, path).run())
@@ -287,8 +362,10 @@ def _config_check(args: argparse.Namespace) -> int:
 
     config = _config(args)
     templates = load_templates(config)
-    print(f"{config.source}: ok ({len(config.mailbox)} mailbox(es), {len(config.sla)} SLA "
-          f"policies, templates in {', '.join(sorted(templates.languages()))})")
+    print(
+        f"{config.source}: ok ({len(config.mailbox)} mailbox(es), {len(config.sla)} SLA "
+        f"policies, templates in {', '.join(sorted(templates.languages()))})"
+    )
     return EXIT_OK
 
 
@@ -304,9 +381,15 @@ def _tickets(args: argparse.Namespace) -> int:
 
     with reports.open_app(_config(args)) as app:
         if args.tickets_command == "list":
-            return reports.list_tickets(app, args.status, args.json, sys.stdout,
-                                        overdue=args.overdue, due_within=args.due_within,
-                                        tag=args.tag)
+            return reports.list_tickets(
+                app,
+                args.status,
+                args.json,
+                sys.stdout,
+                overdue=args.overdue,
+                due_within=args.due_within,
+                tag=args.tag,
+            )
         if args.tickets_command == "tag":
             return reports.tag_ticket(app, args.number, args.add, args.remove, sys.stdout)
         if args.tickets_command == "requester":
@@ -373,13 +456,20 @@ def _faq(args: argparse.Namespace) -> int:
     config = _config(args)
     index = load_index(config)
     if index is None:
-        raise ConfigError(f"{config.source}: no FAQ folder: set [faq] dir to a folder of "
-                          "FAQ entries (one Markdown file each)")
+        raise ConfigError(
+            f"{config.source}: no FAQ folder: set [faq] dir to a folder of "
+            "FAQ entries (one Markdown file each)"
+        )
     language = args.language or detect_language(args.question)
     matches = rank_mail(index, "", args.question, language, threshold(config))
     if args.json:
-        print(json.dumps([{"file": m.entry.file, "title": m.entry.title, "score": m.score}
-                          for m in matches], ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                [{"file": m.entry.file, "title": m.entry.title, "score": m.score} for m in matches],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return EXIT_OK
     if not matches:
         print("no entry answers this closely enough")
@@ -394,9 +484,16 @@ def _faq(args: argparse.Namespace) -> int:
 def _rules(args: argparse.Namespace) -> int:
     from mailbridge.cli.rules import explain_files
 
-    return explain_files(_config(args), args.files, sys.stdout, mailbox=args.mailbox,
-                      followup=args.followup, unanswered=args.unanswered, as_json=args.json,
-                      open_tickets=args.open_tickets)
+    return explain_files(
+        _config(args),
+        args.files,
+        sys.stdout,
+        mailbox=args.mailbox,
+        followup=args.followup,
+        unanswered=args.unanswered,
+        as_json=args.json,
+        open_tickets=args.open_tickets,
+    )
 
 
 def _oauth(args: argparse.Namespace) -> int:

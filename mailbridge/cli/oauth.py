@@ -40,62 +40,92 @@ def chosen_sign_in(config: Config, mailbox: str | None) -> SignIn:
     if mailbox is None:
         sign_in = sign_in_for_smtp(config)
         if sign_in is None:
-            raise ConfigError(f'{config.source}: smtp.auth: expected "oauth2" for --smtp (the '
-                              "SMTP login uses a password)")
+            raise ConfigError(
+                f'{config.source}: smtp.auth: expected "oauth2" for --smtp (the '
+                "SMTP login uses a password)"
+            )
         return sign_in
     try:
         box = config.mailbox_named(mailbox)
     except KeyError:
         names = ", ".join(m.name for m in config.mailbox)
-        raise ConfigError(f"{config.source}: no [[mailbox]] named {mailbox!r} (there are: "
-                          f"{names})") from None
+        raise ConfigError(
+            f"{config.source}: no [[mailbox]] named {mailbox!r} (there are: {names})"
+        ) from None
     found = sign_in_for_mailbox(config, box)
     if found is None:
-        raise ConfigError(f'{config.source}: mailbox {mailbox!r}: expected auth = "oauth2" with '
-                          "an [mailbox.oauth2] table (it logs in with a password)")
+        raise ConfigError(
+            f'{config.source}: mailbox {mailbox!r}: expected auth = "oauth2" with '
+            "an [mailbox.oauth2] table (it logs in with a password)"
+        )
     return found
 
 
-def oauth_login(config: Config, mailbox: str | None, out: TextIO, answers: TextIO, *,
-                clock: Clock | None = None,
-                sleep: Callable[[float], None] = time.sleep) -> int:
+def oauth_login(
+    config: Config,
+    mailbox: str | None,
+    out: TextIO,
+    answers: TextIO,
+    *,
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Sign in once, as the configured flow says, and keep the refresh token."""
     clock = clock or SystemClock()
     sign_in = chosen_sign_in(config, mailbox)
     if mailbox is None and not sign_in.is_smtp:
-        _say(out, f"the SMTP login shares the sign-in of mailbox {sign_in.account}: signing "
-                  "that in (IMAP and SMTP)")
+        _say(
+            out,
+            f"the SMTP login shares the sign-in of mailbox {sign_in.account}: signing "
+            "that in (IMAP and SMTP)",
+        )
     if sign_in.flow == "client_credentials":
         record = client_credentials_token(sign_in, clock)
         valid = _minutes(record.seconds_left(clock.now()))
-        _say(out, f"{sign_in.label}: {sign_in.endpoints.token_url} accepted the client "
-                  f"credentials: an app token valid for {valid}. Nothing is kept: mailbridge "
-                  "asks for a new token whenever it needs one.")
+        _say(
+            out,
+            f"{sign_in.label}: {sign_in.endpoints.token_url} accepted the client "
+            f"credentials: an app token valid for {valid}. Nothing is kept: mailbridge "
+            "asks for a new token whenever it needs one.",
+        )
         return 0
     if sign_in.flow == "device":
         code = start_device_login(sign_in)
-        _say(out, f"To sign in {sign_in.label} as {sign_in.username}, open "
-                  f"{code.verification_uri} and enter the code {code.user_code}")
+        _say(
+            out,
+            f"To sign in {sign_in.label} as {sign_in.username}, open "
+            f"{code.verification_uri} and enter the code {code.user_code}",
+        )
         if code.verification_uri_complete:
             _say(out, f"(or open {code.verification_uri_complete})")
         _say(out, f"Waiting for the sign-in; the code is valid for {_minutes(code.expires_in)}.")
         record = finish_device_login(sign_in, code, clock, sleep=sleep)
     else:
         pending = start_browser_login(sign_in)
-        _say(out, f"To sign in {sign_in.label} as {sign_in.username}, open this address in a "
-                  f"browser, sign in and allow access:\n\n  {pending.url}\n")
-        _say(out, f"The browser is then sent to {sign_in.redirect_uri}… and may show an error "
-                  "page: copy the whole address from its address bar and paste it here:")
+        _say(
+            out,
+            f"To sign in {sign_in.label} as {sign_in.username}, open this address in a "
+            f"browser, sign in and allow access:\n\n  {pending.url}\n",
+        )
+        _say(
+            out,
+            f"The browser is then sent to {sign_in.redirect_uri}… and may show an error "
+            "page: copy the whole address from its address bar and paste it here:",
+        )
         record = finish_browser_login(sign_in, pending, answers.readline(), clock)
     path = store_sign_in(sign_in, record, TokenStore(config.data_dir))
-    _say(out, f"signed in: {sign_in.label} (scopes: {' '.join(record.scopes) or '-'}). The "
-              f"refresh token is kept in {path}, readable by this user only; a running "
-              "mailbridge uses it at its next connection.")
+    _say(
+        out,
+        f"signed in: {sign_in.label} (scopes: {' '.join(record.scopes) or '-'}). The "
+        f"refresh token is kept in {path}, readable by this user only; a running "
+        "mailbridge uses it at its next connection.",
+    )
     return 0
 
 
-def oauth_test(config: Config, mailbox: str | None, out: TextIO, *,
-               clock: Clock | None = None) -> int:
+def oauth_test(
+    config: Config, mailbox: str | None, out: TextIO, *, clock: Clock | None = None
+) -> int:
     """Token endpoint, then IMAP, then SMTP (when it uses this sign-in): each step's result,
     and exit 1 at the first that fails."""
     sign_in = chosen_sign_in(config, mailbox)
@@ -111,9 +141,12 @@ def oauth_test(config: Config, mailbox: str | None, out: TextIO, *,
     _say(out, f"token: ok from {sign_in.endpoints.token_url}, valid for {_minutes(left)}")
     missing = sorted(set(sign_in.scopes) - set(provider.granted_scopes()) - {"offline_access"})
     if missing:
-        _say(out, f"scopes: the token lacks {' '.join(missing)} (granted: "
-                  f"{' '.join(provider.granted_scopes()) or 'none said'}); the servers may "
-                  "refuse it: grant these to the app, then sign in again")
+        _say(
+            out,
+            f"scopes: the token lacks {' '.join(missing)} (granted: "
+            f"{' '.join(provider.granted_scopes()) or 'none said'}); the servers may "
+            "refuse it: grant these to the app, then sign in again",
+        )
     if not sign_in.is_smtp:
         box = config.mailbox_named(sign_in.account)
         settings = replace(imap_settings(box), oauth=provider)
@@ -130,9 +163,13 @@ def oauth_test(config: Config, mailbox: str | None, out: TextIO, *,
         smtp = config.smtp
         where = f"SMTP {smtp.host}:{smtp.effective_port} as {smtp.username or sign_in.username}"
         settings_smtp = SmtpSettings(
-            host=smtp.host, port=smtp.effective_port, security=smtp.security,
-            username=smtp.username or sign_in.username, timeout=smtp.timeout.total_seconds(),
-            oauth=provider)
+            host=smtp.host,
+            port=smtp.effective_port,
+            security=smtp.security,
+            username=smtp.username or sign_in.username,
+            timeout=smtp.timeout.total_seconds(),
+            oauth=provider,
+        )
         try:
             asyncio.run(_smtp_login(settings_smtp))
         except DeliveryError as exc:

@@ -43,16 +43,30 @@ def _summary(message: InboundMessage) -> dict[str, Any]:
 
 def list_quarantined(app: App, as_json: bool, out: TextIO) -> int:
     with app.sessions() as session:
-        rows = session.scalars(select(InboundMessage)
-                               .where(InboundMessage.state == "quarantined")
-                               .order_by(InboundMessage.id)).all()
+        rows = session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.state == "quarantined")
+            .order_by(InboundMessage.id)
+        ).all()
         summaries = [_summary(row) for row in rows]
     if as_json:
         out.write(json.dumps(summaries, ensure_ascii=False, indent=2) + "\n")
         return 0
-    table(("ID", "MAILBOX", "RECEIVED", "FROM", "SUBJECT", "ERROR"),
-          [(str(s["id"]), s["mailbox"], s["received_at"][:16], s["from"], s["subject"],
-            (s["last_error"] or "")[:60]) for s in summaries], out)
+    table(
+        ("ID", "MAILBOX", "RECEIVED", "FROM", "SUBJECT", "ERROR"),
+        [
+            (
+                str(s["id"]),
+                s["mailbox"],
+                s["received_at"][:16],
+                s["from"],
+                s["subject"],
+                (s["last_error"] or "")[:60],
+            )
+            for s in summaries
+        ],
+        out,
+    )
     return 0
 
 

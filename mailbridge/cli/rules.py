@@ -17,31 +17,47 @@ from mailbridge.errors import ConfigError
 from mailbridge.inbound.routing import actions_dict, described, facts_for, summary
 
 
-def explain_files(config: Config, files: Sequence[str], out: TextIO, *, mailbox: str | None,
-               followup: bool, unanswered: int, as_json: bool, open_tickets: int = 1
-               ) -> int:
+def explain_files(
+    config: Config,
+    files: Sequence[str],
+    out: TextIO,
+    *,
+    mailbox: str | None,
+    followup: bool,
+    unanswered: int,
+    as_json: bool,
+    open_tickets: int = 1,
+) -> int:
     """One report per file; exits 1 when a file could not be read."""
     from mailbridge.app import identity_for
 
     if mailbox is not None and mailbox not in {m.name for m in config.mailbox}:
-        raise ConfigError(f"{config.source}: mailbox: expected one of "
-                          f"{', '.join(m.name for m in config.mailbox)}, not {mailbox!r}")
+        raise ConfigError(
+            f"{config.source}: mailbox: expected one of "
+            f"{', '.join(m.name for m in config.mailbox)}, not {mailbox!r}"
+        )
     identity = identity_for(config)
     by_name = {rule.name: rule for rule in config.routing}
     inputs = MailFiles(files)
     for name, raw in inputs:
         parsed = parse_message(raw)
         verdict = classify(parsed, identity)
-        facts = facts_for(parsed, mailbox or _mailbox_for(config, parsed), followup=followup,
-                          unanswered=max(unanswered, 1), open_tickets=max(open_tickets, 1))
+        facts = facts_for(
+            parsed,
+            mailbox or _mailbox_for(config, parsed),
+            followup=followup,
+            unanswered=max(unanswered, 1),
+            open_tickets=max(open_tickets, 1),
+        )
         decision = evaluate(config.routing, facts)
         report: dict[str, Any] = {
             "file": name,
             "kind": verdict.kind,
             "language": facts.language,
             "mailbox": facts.mailbox,
-            "matched": [{"rule": rule, "actions": described(by_name[rule])}
-                        for rule in decision.matched],
+            "matched": [
+                {"rule": rule, "actions": described(by_name[rule])} for rule in decision.matched
+            ],
             "actions": actions_dict(decision.actions),
         }
         if as_json:
@@ -62,12 +78,17 @@ def _mailbox_for(config: Config, parsed: ParsedMessage) -> str:
 
 def _print(report: dict[str, Any], rules: int, out: TextIO) -> None:
     matched = report["matched"]
-    print(f"{report['file']}: {len(matched)} of {rules} rule(s) match "
-          f"(mailbox {report['mailbox']}, language {report['language'] or 'unknown'})",
-          file=out)
+    print(
+        f"{report['file']}: {len(matched)} of {rules} rule(s) match "
+        f"(mailbox {report['mailbox']}, language {report['language'] or 'unknown'})",
+        file=out,
+    )
     if report["kind"] != "customer":
-        print(f"  note: classified as {report['kind']}: rules apply to customer mail only, "
-              "so this mail would not be routed", file=out)
+        print(
+            f"  note: classified as {report['kind']}: rules apply to customer mail only, "
+            "so this mail would not be routed",
+            file=out,
+        )
     for position, match in enumerate(matched, start=1):
         print(f"  {position}. {match['rule']}: {summary(match['actions'])}", file=out)
     if matched:

@@ -39,40 +39,58 @@ def status_document(app: App) -> dict[str, Any]:
     mailboxes = {}
     for mailbox in app.config.mailbox:
         kinds = {kind: n for (name, kind), n in data.ingested.items() if name == mailbox.name}
-        mailboxes[mailbox.name] = {"last_received_at": local(data.last_received.get(mailbox.name)),
-                                   "ingested": sum(kinds.values()), "by_kind": kinds}
+        mailboxes[mailbox.name] = {
+            "last_received_at": local(data.last_received.get(mailbox.name)),
+            "ingested": sum(kinds.values()),
+            "by_kind": kinds,
+        }
     document: dict[str, Any] = {
         "at": local(now),
         "database": make_url(app.config.database_url).render_as_string(hide_password=True),
         "mailboxes": mailboxes,
-        "inbound": {"waiting": data.inbound_by_state.get("new", 0),
-                    "quarantined": data.quarantined},
-        "outbox": {"pending": data.outbox_by_state.get("pending", 0),
-                   "failed": data.outbox_by_state.get("failed", 0),
-                   "sent": data.outbox_by_state.get("sent", 0),
-                   "oldest_pending_at": local(data.oldest_pending_outbox_at)},
-        "tickets": {"by_status": data.tickets_by_status, "unanswered": data.unanswered,
-                    "overdue": data.overdue,
-                    "oldest_unanswered_age_seconds": int(data.oldest_unanswered_age(now)),
-                    "next_escalation_at": local(data.next_escalation_at)},
+        "inbound": {
+            "waiting": data.inbound_by_state.get("new", 0),
+            "quarantined": data.quarantined,
+        },
+        "outbox": {
+            "pending": data.outbox_by_state.get("pending", 0),
+            "failed": data.outbox_by_state.get("failed", 0),
+            "sent": data.outbox_by_state.get("sent", 0),
+            "oldest_pending_at": local(data.oldest_pending_outbox_at),
+        },
+        "tickets": {
+            "by_status": data.tickets_by_status,
+            "unanswered": data.unanswered,
+            "overdue": data.overdue,
+            "oldest_unanswered_age_seconds": int(data.oldest_unanswered_age(now)),
+            "next_escalation_at": local(data.next_escalation_at),
+        },
         "escalations": {str(level): n for level, n in sorted(data.escalations.items())},
         "daemon": _daemon(app),
     }
     document["instances"], document["sources"] = _owners(app, ownership(app), local)
     document["oauth"] = _sign_ins(app, local)
-    document["attention"] = (_attention(data, document["daemon"]) + _unpolled(document)
-                             + [s["problem"] for s in document["oauth"].values() if s["problem"]])
+    document["attention"] = (
+        _attention(data, document["daemon"])
+        + _unpolled(document)
+        + [s["problem"] for s in document["oauth"].values() if s["problem"]]
+    )
     return document
 
 
-def _sign_ins(app: App, local: Callable[[datetime | None], str | None]
-              ) -> dict[str, dict[str, Any]]:
+def _sign_ins(
+    app: App, local: Callable[[datetime | None], str | None]
+) -> dict[str, dict[str, Any]]:
     """Each OAuth2 account's sign-in as its token file tells, daemon or not."""
     store, result = TokenStore(app.config.data_dir), {}
     for sign_in in sign_ins(app.config):
-        entry: dict[str, Any] = {"provider": sign_in.provider, "flow": sign_in.flow,
-                                 "state": "signed-in", "access_token_expires_at": None,
-                                 "problem": None}
+        entry: dict[str, Any] = {
+            "provider": sign_in.provider,
+            "flow": sign_in.flow,
+            "state": "signed-in",
+            "access_token_expires_at": None,
+            "problem": None,
+        }
         if sign_in.flow == "client_credentials":
             entry["state"] = "app"  # the app's own permission: nothing is kept
         else:
@@ -91,22 +109,31 @@ def _sign_ins(app: App, local: Callable[[datetime | None], str | None]
     return result
 
 
-def _owners(app: App, view: Ownership, local: Callable[[datetime | None], str | None]
-            ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+def _owners(
+    app: App, view: Ownership, local: Callable[[datetime | None], str | None]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """Registered instances (running: seen within takeover_after), and who polls each
     watched folder."""
     live = {i.id for i in view.instances if i.seen_at > view.now - view.ttl}
-    instances = [{"id": i.id, "host": i.host, "pid": i.pid, "running": i.id in live,
-                  "started_at": local(i.started_at),
-                  "seen_ago_seconds": max(int((view.now - i.seen_at).total_seconds()), 0)}
-                 for i in view.instances]
+    instances = [
+        {
+            "id": i.id,
+            "host": i.host,
+            "pid": i.pid,
+            "running": i.id in live,
+            "started_at": local(i.started_at),
+            "seen_ago_seconds": max(int((view.now - i.seen_at).total_seconds()), 0),
+        }
+        for i in view.instances
+    ]
     sources = {}
     for mailbox in app.config.mailbox:
         for source in mailbox.sources():
             lease = view.leases.get(source.source_name)
             sources[source.source_name] = {
                 "owner": holder(lease, live, view.now),
-                "lease_expires_at": local(lease.expires_at) if lease else None}
+                "lease_expires_at": local(lease.expires_at) if lease else None,
+            }
     return instances, sources
 
 
@@ -115,8 +142,11 @@ def _unpolled(document: dict[str, Any]) -> list[str]:
     is for `daemon` to say)."""
     if not any(i["running"] for i in document["instances"]):
         return []
-    return [f"mailbox {name} is polled by no running instance: see the instances' logs"
-            for name, source in document["sources"].items() if source["owner"] is None]
+    return [
+        f"mailbox {name} is polled by no running instance: see the instances' logs"
+        for name, source in document["sources"].items()
+        if source["owner"] is None
+    ]
 
 
 def _daemon(app: App) -> dict[str, Any]:
@@ -136,8 +166,12 @@ def _daemon(app: App) -> dict[str, Any]:
         health = json.loads(body)
     except ValueError:
         return {"state": "unreachable", "url": url, "detail": "not a mailbridge health answer"}
-    return {"state": health.get("status", "unknown"), "url": url,
-            "failing": health.get("failing", {}), "components": health.get("components", {})}
+    return {
+        "state": health.get("status", "unknown"),
+        "url": url,
+        "failing": health.get("failing", {}),
+        "components": health.get("components", {}),
+    }
 
 
 def _attention(data: Snapshot, daemon: dict[str, Any]) -> list[str]:
@@ -148,8 +182,10 @@ def _attention(data: Snapshot, daemon: dict[str, Any]) -> list[str]:
     if data.quarantined:
         notes.append(f"{data.quarantined} message(s) quarantined: mailbridge quarantine list")
     if data.overdue:
-        notes.append(f"{data.overdue} ticket(s) past their first-response deadline: "
-                     "mailbridge tickets list --overdue")
+        notes.append(
+            f"{data.overdue} ticket(s) past their first-response deadline: "
+            "mailbridge tickets list --overdue"
+        )
     if daemon["state"] == "unreachable":
         notes.append(f"the daemon does not answer at {daemon['url']}: {daemon['detail']}")
     elif daemon["state"] not in ("ok", "unknown"):
@@ -172,26 +208,37 @@ def _print_text(doc: dict[str, Any], out: TextIO) -> None:
     for name, box in doc["mailboxes"].items():
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(box["by_kind"].items()))
         last = box["last_received_at"] or "never"
-        out.write(f"mailbox {name}: {box['ingested']} message(s) ({kinds or 'none'}); "
-                  f"last received {last}\n")
+        out.write(
+            f"mailbox {name}: {box['ingested']} message(s) ({kinds or 'none'}); "
+            f"last received {last}\n"
+        )
     inbound, outbox, tickets = doc["inbound"], doc["outbox"], doc["tickets"]
-    out.write(f"inbound: {inbound['waiting']} waiting to be processed, "
-              f"{inbound['quarantined']} quarantined\n")
-    out.write(f"outbox: {outbox['pending']} pending (oldest {outbox['oldest_pending_at'] or '-'}), "
-              f"{outbox['failed']} failed, {outbox['sent']} sent\n")
+    out.write(
+        f"inbound: {inbound['waiting']} waiting to be processed, "
+        f"{inbound['quarantined']} quarantined\n"
+    )
+    out.write(
+        f"outbox: {outbox['pending']} pending (oldest {outbox['oldest_pending_at'] or '-'}), "
+        f"{outbox['failed']} failed, {outbox['sent']} sent\n"
+    )
     statuses = ", ".join(f"{s} {n}" for s, n in sorted(tickets["by_status"].items())) or "none"
     waited = format_duration(timedelta(seconds=tickets["oldest_unanswered_age_seconds"]), "en")
-    out.write(f"tickets: {statuses}; {tickets['unanswered']} unanswered"
-              + (f" (longest waiting {waited})" if tickets["unanswered"] else "")
-              + f", {tickets['overdue']} overdue; next escalation "
-              f"{tickets['next_escalation_at'] or 'none'}\n")
+    out.write(
+        f"tickets: {statuses}; {tickets['unanswered']} unanswered"
+        + (f" (longest waiting {waited})" if tickets["unanswered"] else "")
+        + f", {tickets['overdue']} overdue; next escalation "
+        f"{tickets['next_escalation_at'] or 'none'}\n"
+    )
     levels = ", ".join(f"level {lvl}: {n}" for lvl, n in doc["escalations"].items()) or "none"
     out.write(f"escalations fired: {levels}\n")
     _print_owners(doc, out)
     for account, sign_in in doc["oauth"].items():
         until = sign_in["access_token_expires_at"]
-        out.write(f"oauth2 {account} ({sign_in['provider']}): {sign_in['state']}"
-                  + (f", access token until {until}" if until else "") + "\n")
+        out.write(
+            f"oauth2 {account} ({sign_in['provider']}): {sign_in['state']}"
+            + (f", access token until {until}" if until else "")
+            + "\n"
+        )
     daemon = doc["daemon"]
     line = f"daemon: {daemon['state']}"
     if daemon.get("url"):
@@ -202,8 +249,14 @@ def _print_text(doc: dict[str, Any], out: TextIO) -> None:
     for name, component in daemon.get("components", {}).items():
         detail = f": {component['detail']}" if component.get("detail") else ""
         out.write(f"  {name}: {component['state']}{detail}\n")
-    out.write("\n" + ("needs attention:\n" + "".join(f"  - {n}\n" for n in doc["attention"])
-                      if doc["attention"] else "nothing needs attention\n"))
+    out.write(
+        "\n"
+        + (
+            "needs attention:\n" + "".join(f"  - {n}\n" for n in doc["attention"])
+            if doc["attention"]
+            else "nothing needs attention\n"
+        )
+    )
 
 
 def _print_owners(doc: dict[str, Any], out: TextIO) -> None:
@@ -211,8 +264,7 @@ def _print_owners(doc: dict[str, Any], out: TextIO) -> None:
     out.write(f"instances: {running} running\n")
     for instance in doc["instances"]:
         seconds = instance["seen_ago_seconds"]
-        ago = f"{seconds} s" if seconds < 120 else format_duration(timedelta(seconds=seconds),
-                                                                   "en")
+        ago = f"{seconds} s" if seconds < 120 else format_duration(timedelta(seconds=seconds), "en")
         state = "" if instance["running"] else " (not running)"
         out.write(f"  {instance['id']}: last seen {ago} ago{state}\n")
     for name, source in doc["sources"].items():

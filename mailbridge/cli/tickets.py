@@ -72,30 +72,50 @@ def _print_json(value: object, out: TextIO) -> None:
 Row = TypeVar("Row", bound=Base)
 
 
-def _all(app: App, model: type[Row], order: Any, column: Any, value: str | None
-         ) -> Sequence[Row]:
+def _all(app: App, model: type[Row], order: Any, column: Any, value: str | None) -> Sequence[Row]:
     """Every row of `model` in `order`, or those whose `column` equals `value` if given."""
     query = select(model).order_by(order)
     with app.sessions() as session:
         return session.scalars(query.where(column == value) if value else query).all()
 
 
-def list_tickets(app: App, status: str | None, as_json: bool, out: TextIO, *,
-                 overdue: bool = False, due_within: timedelta | None = None,
-                 tag: str | None = None) -> int:
+def list_tickets(
+    app: App,
+    status: str | None,
+    as_json: bool,
+    out: TextIO,
+    *,
+    overdue: bool = False,
+    due_within: timedelta | None = None,
+    tag: str | None = None,
+) -> int:
     if overdue or due_within is not None:
         return _list_by_deadline(app, status, tag, as_json, out, overdue, due_within)
     with app.sessions() as session:
-        tickets = session.scalars(select(Ticket).where(*_narrowing(status, tag))
-                                  .order_by(Ticket.number)).all()
+        tickets = session.scalars(
+            select(Ticket).where(*_narrowing(status, tag)).order_by(Ticket.number)
+        ).all()
     if as_json:
         _print_json([ticket_json(t) for t in tickets], out)
         return 0
-    rows = [(f"#{t.number}", t.status, t.priority, _short(t.created_at),
-             _short(t.first_response_due_at), str(t.escalation_level), t.requester_address,
-             t.subject) for t in tickets]
-    table(("TICKET", "STATUS", "PRIORITY", "CREATED", "REPLY DUE", "ESC", "REQUESTER",
-            "SUBJECT"), rows, out)
+    rows = [
+        (
+            f"#{t.number}",
+            t.status,
+            t.priority,
+            _short(t.created_at),
+            _short(t.first_response_due_at),
+            str(t.escalation_level),
+            t.requester_address,
+            t.subject,
+        )
+        for t in tickets
+    ]
+    table(
+        ("TICKET", "STATUS", "PRIORITY", "CREATED", "REPLY DUE", "ESC", "REQUESTER", "SUBJECT"),
+        rows,
+        out,
+    )
     return 0
 
 
@@ -105,29 +125,42 @@ def _narrowing(status: str | None, tag: str | None) -> list[ColumnElement[bool]]
     if status:
         conditions.append(Ticket.status == status)
     if tag:
-        conditions.append(Ticket.id.in_(select(TicketTag.ticket_id)
-                                        .where(TicketTag.tag == tag)))
+        conditions.append(Ticket.id.in_(select(TicketTag.ticket_id).where(TicketTag.tag == tag)))
     return conditions
 
 
-def _list_by_deadline(app: App, status: str | None, tag: str | None, as_json: bool,
-                      out: TextIO, overdue: bool, due_within: timedelta | None) -> int:
+def _list_by_deadline(
+    app: App,
+    status: str | None,
+    tag: str | None,
+    as_json: bool,
+    out: TextIO,
+    overdue: bool,
+    due_within: timedelta | None,
+) -> int:
     """Tickets with a deadline still running that has passed (overdue) or falls within
     `due_within` from now; a paused or met deadline does not count."""
     now = app.clock.now()
     first = and_(Ticket.first_responded_at.is_(None), Ticket.first_response_due_at.is_not(None))
-    resolution = and_(Ticket.resolved_at.is_(None), Ticket.waiting_since.is_(None),
-                      Ticket.resolution_due_at.is_not(None))
+    resolution = and_(
+        Ticket.resolved_at.is_(None),
+        Ticket.waiting_since.is_(None),
+        Ticket.resolution_due_at.is_not(None),
+    )
     wanted = []
-    for running, due_at in ((first, Ticket.first_response_due_at),
-                            (resolution, Ticket.resolution_due_at)):
+    for running, due_at in (
+        (first, Ticket.first_response_due_at),
+        (resolution, Ticket.resolution_due_at),
+    ):
         if overdue:
             wanted.append(and_(running, due_at < now))
         if due_within is not None:
             wanted.append(and_(running, due_at >= now, due_at <= now + due_within))
-    query = (select(Ticket).where(Ticket.status.not_in(CLOSED_STATUSES), or_(*wanted),
-                                  *_narrowing(status, tag))
-             .order_by(Ticket.number))
+    query = (
+        select(Ticket)
+        .where(Ticket.status.not_in(CLOSED_STATUSES), or_(*wanted), *_narrowing(status, tag))
+        .order_by(Ticket.number)
+    )
     with app.sessions() as session:
         tickets = session.scalars(query).all()
     if as_json:
@@ -136,12 +169,29 @@ def _list_by_deadline(app: App, status: str | None, tag: str | None, as_json: bo
     rows = []
     for t in tickets:
         deadline, due = _pending_deadline(t)
-        when = (f"late {format_duration(now - due, 'en')}" if due < now
-                else f"in {format_duration(due - now, 'en')}")
-        rows.append((f"#{t.number}", t.status, t.priority, deadline.replace("_", " "),
-                     _short(due), when, str(t.escalation_level), t.requester_address, t.subject))
-    table(("TICKET", "STATUS", "PRIORITY", "DEADLINE", "DUE", "WHEN", "ESC", "REQUESTER",
-           "SUBJECT"), rows, out)
+        when = (
+            f"late {format_duration(now - due, 'en')}"
+            if due < now
+            else f"in {format_duration(due - now, 'en')}"
+        )
+        rows.append(
+            (
+                f"#{t.number}",
+                t.status,
+                t.priority,
+                deadline.replace("_", " "),
+                _short(due),
+                when,
+                str(t.escalation_level),
+                t.requester_address,
+                t.subject,
+            )
+        )
+    table(
+        ("TICKET", "STATUS", "PRIORITY", "DEADLINE", "DUE", "WHEN", "ESC", "REQUESTER", "SUBJECT"),
+        rows,
+        out,
+    )
     return 0
 
 
@@ -165,10 +215,19 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     document["no_requester"] = missing_requester(ticket) or None
     document["tags"] = tags
     document["articles"] = [
-        {"id": a.id, "direction": a.direction, "author_kind": a.author_kind, "kind": a.kind,
-         "internal": a.internal, "message_id": a.message_id, "from": a.from_address,
-         "subject": a.subject, "created_at": iso(a.created_at), "text": a.text_body,
-         "defects": a.defects}
+        {
+            "id": a.id,
+            "direction": a.direction,
+            "author_kind": a.author_kind,
+            "kind": a.kind,
+            "internal": a.internal,
+            "message_id": a.message_id,
+            "from": a.from_address,
+            "subject": a.subject,
+            "created_at": iso(a.created_at),
+            "text": a.text_body,
+            "defects": a.defects,
+        }
         for a in articles
     ]
     document["events"] = [{"at": iso(e.at), "type": e.type, "data": e.data} for e in events]
@@ -176,17 +235,28 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         _print_json(document, out)
         return 0
     out.write(f"#{ticket.number} {ticket.subject}\n")
-    for key in ("status", "priority", "requester", "queue", "assignee", "sla_policy",
-                "created_at", "first_response_due_at", "first_responded_at",
-                "escalation_level"):
+    for key in (
+        "status",
+        "priority",
+        "requester",
+        "queue",
+        "assignee",
+        "sla_policy",
+        "created_at",
+        "first_response_due_at",
+        "first_responded_at",
+        "escalation_level",
+    ):
         out.write(f"  {key}: {document[key] if document[key] != '' else '(none)'}\n")
     if document["no_requester"]:
         out.write(f"  {document['no_requester']}\n")
     if tags:
         out.write(f"  tags: {', '.join(tags)}\n")
     for article in document["articles"]:
-        out.write(f"\n--- {article['direction']} {article['author_kind']} "
-                  f"{article['created_at']} {article['from']}\n{article['text'].rstrip()}\n")
+        out.write(
+            f"\n--- {article['direction']} {article['author_kind']} "
+            f"{article['created_at']} {article['from']}\n{article['text'].rstrip()}\n"
+        )
     out.write("\nevents:\n")
     for event in document["events"]:
         out.write(f"  {event['at']} {event['type']} {json.dumps(event['data'])}\n")
@@ -220,14 +290,27 @@ def list_outbox(app: App, state: str | None, as_json: bool, out: TextIO) -> int:
     if as_json:
         _print_json([outbox_json(r) for r in rows], out)
         return 0
-    table(("ID", "KIND", "STATE", "ATTEMPTS", "TO", "LAST ERROR"),
-           [(str(r.id), r.kind, r.state, str(r.attempts), ", ".join(r.envelope_to),
-             one_line(r.last_error or "", 60)) for r in rows], out)
+    table(
+        ("ID", "KIND", "STATE", "ATTEMPTS", "TO", "LAST ERROR"),
+        [
+            (
+                str(r.id),
+                r.kind,
+                r.state,
+                str(r.attempts),
+                ", ".join(r.envelope_to),
+                one_line(r.last_error or "", 60),
+            )
+            for r in rows
+        ],
+        out,
+    )
     return 0
 
 
-def tag_ticket(app: App, number: int, add: Sequence[str], remove: Sequence[str],
-               out: TextIO) -> int:
+def tag_ticket(
+    app: App, number: int, add: Sequence[str], remove: Sequence[str], out: TextIO
+) -> int:
     """Add and remove tags of one ticket; a `tags_changed` event says what changed."""
     from mailbridge.tickets.events import add_event
 
@@ -239,11 +322,20 @@ def tag_ticket(app: App, number: int, add: Sequence[str], remove: Sequence[str],
         removed = queries.remove_ticket_tags(session, ticket.id, remove)
         added = queries.add_ticket_tags(session, ticket.id, add, now)
         if added or removed:
-            add_event(session, ticket, now, "tags_changed", by="command line",
-                      tags_added=added, tags_removed=removed)
+            add_event(
+                session,
+                ticket,
+                now,
+                "tags_changed",
+                by="command line",
+                tags_added=added,
+                tags_removed=removed,
+            )
         tags = queries.ticket_tags(session, ticket.id)
-    out.write(f"ticket #{number}: {', '.join(tags) or 'no tags'}"
-              f"{'' if added or removed else ' (unchanged)'}\n")
+    out.write(
+        f"ticket #{number}: {', '.join(tags) or 'no tags'}"
+        f"{'' if added or removed else ' (unchanged)'}\n"
+    )
     return 0
 
 
@@ -258,8 +350,11 @@ def set_ticket_requester(app: App, number: int, address: Address, out: TextIO) -
         if why:
             raise MailbridgeError(f"ticket #{number}: {why}")
         changed = set_requester(session, ticket, address, "command line", now)
-        shown = (f"{ticket.requester_name} <{ticket.requester_address}>"
-                 if ticket.requester_name else ticket.requester_address)
+        shown = (
+            f"{ticket.requester_name} <{ticket.requester_address}>"
+            if ticket.requester_name
+            else ticket.requester_address
+        )
     was = f" (was: {changed[0] or 'none'})" if changed else " (unchanged)"
     out.write(f"ticket #{number}: requester {shown}{was}\n")
     return 0
@@ -277,8 +372,9 @@ def retry_outbox(app: App, row_id: int, out: TextIO) -> int:
 
 
 def _load_templates(config: Config) -> TemplateSet:
-    return TemplateSet.load(config.templates.dir or default_templates_dir(),
-                            config.templates.language)
+    return TemplateSet.load(
+        config.templates.dir or default_templates_dir(), config.templates.language
+    )
 
 
 def check_templates(config: Config, out: TextIO) -> int:
@@ -288,13 +384,15 @@ def check_templates(config: Config, out: TextIO) -> int:
         out.write(problem + "\n")
     if problems:
         return 2
-    out.write(f"{len(templates.names())} templates in {len(templates.languages())} "
-              f"language(s): ok\n")
+    out.write(
+        f"{len(templates.names())} templates in {len(templates.languages())} language(s): ok\n"
+    )
     return 0
 
 
-def preview_template(config: Config, name: str, ticket_number: int | None,
-                     language: str | None, out: TextIO) -> int:
+def preview_template(
+    config: Config, name: str, ticket_number: int | None, language: str | None, out: TextIO
+) -> int:
     templates = _load_templates(config)
     context: dict[str, object] = dict(SAMPLE_CONTEXT)
     if ticket_number is not None:
@@ -306,10 +404,12 @@ def preview_template(config: Config, name: str, ticket_number: int | None,
                 raise MailbridgeError(f"no ticket #{ticket_number}")
             context.update(ticket_context(app, ticket, language or config.templates.language))
     if name not in templates.names():
-        raise TemplateError(f"no template named {name!r}; known: "
-                            f"{', '.join(sorted(templates.names()))}")
-    rendered = templates.render(name, clip_context(context, language or config.templates.language),
-                                language)
+        raise TemplateError(
+            f"no template named {name!r}; known: {', '.join(sorted(templates.names()))}"
+        )
+    rendered = templates.render(
+        name, clip_context(context, language or config.templates.language), language
+    )
     out.write(f"Subject: {rendered.subject}\n\n{rendered.text.rstrip()}\n")
     if rendered.html:
         out.write(f"\n--- HTML ---\n{rendered.html.rstrip()}\n")
@@ -326,6 +426,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) ->
         return
     widths = [min(max(len(h), *(len(r[i]) for r in rows)), 48) for i, h in enumerate(headers)]
     for row in (headers, *rows):
-        out.write("  ".join(cell[:48].ljust(width) for cell, width in zip(row, widths,
-                                                                          strict=True)).rstrip()
-                  + "\n")
+        out.write(
+            "  ".join(
+                cell[:48].ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+            + "\n"
+        )

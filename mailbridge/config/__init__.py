@@ -95,14 +95,17 @@ class _Credentials(_Section):
             raise ValueError("give password_env or password_file, not both")
         if self.auth == "oauth2":
             if self.oauth2 is None:
-                raise ValueError('an oauth2 table (provider, client_id, ...) with auth = '
-                                 '"oauth2"')
+                raise ValueError('an oauth2 table (provider, client_id, ...) with auth = "oauth2"')
             if self.password_env or self.password_file:
-                raise ValueError('no password_env or password_file with auth = "oauth2": it '
-                                 "signs in without a password")
+                raise ValueError(
+                    'no password_env or password_file with auth = "oauth2": it '
+                    "signs in without a password"
+                )
         elif self.oauth2 is not None:
-            raise ValueError('auth = "oauth2" with an oauth2 table (or no oauth2 table, to '
-                             "log in with a password)")
+            raise ValueError(
+                'auth = "oauth2" with an oauth2 table (or no oauth2 table, to '
+                "log in with a password)"
+            )
         return self
 
 
@@ -155,8 +158,7 @@ class OAuth2Config(_Section):
     @classmethod
     def _no_inline_secret(cls, data: Any) -> Any:
         if isinstance(data, dict) and "client_secret" in data:
-            raise ValueError("no inline client_secret: use client_secret_env or "
-                             "client_secret_file")
+            raise ValueError("no inline client_secret: use client_secret_env or client_secret_file")
         return data
 
     @model_validator(mode="after")
@@ -164,43 +166,54 @@ class OAuth2Config(_Section):
         if self.mailbox is not None:
             extra = sorted(self.model_fields_set - {"mailbox"})
             if extra:
-                raise ValueError(f"no other key beside mailbox = {self.mailbox!r} (the "
-                                 f"sign-in is that mailbox's): leave out {', '.join(extra)}")
+                raise ValueError(
+                    f"no other key beside mailbox = {self.mailbox!r} (the "
+                    f"sign-in is that mailbox's): leave out {', '.join(extra)}"
+                )
             return self
         if self.provider is None or self.client_id is None:
             raise ValueError("provider (microsoft, google or generic) and client_id")
         if self.client_secret_env and self.client_secret_file:
             raise ValueError("give client_secret_env or client_secret_file, not both")
         if self.tenant is not None and self.provider != "microsoft":
-            raise ValueError("no tenant: it is for provider = \"microsoft\" only")
+            raise ValueError('no tenant: it is for provider = "microsoft" only')
         self._check_flow()
         return self
 
     def _check_flow(self) -> None:
-        flow, has_secret = self.effective_flow, bool(self.client_secret_env
-                                                        or self.client_secret_file)
+        flow, has_secret = (
+            self.effective_flow,
+            bool(self.client_secret_env or self.client_secret_file),
+        )
         if self.provider == "generic":
             if self.token_url is None:
-                raise ValueError("token_url for provider = \"generic\"")
-            needed = {"device": "device_authorization_url",
-                      "authorization_code": "authorization_url"}.get(flow)
+                raise ValueError('token_url for provider = "generic"')
+            needed = {
+                "device": "device_authorization_url",
+                "authorization_code": "authorization_url",
+            }.get(flow)
             if needed and getattr(self, needed) is None:
-                raise ValueError(f"{needed} for provider = \"generic\" with flow = "
-                                 f"\"{flow}\"")
+                raise ValueError(f'{needed} for provider = "generic" with flow = "{flow}"')
         if self.provider == "google":
             if flow == "client_credentials":
-                raise ValueError("flow \"authorization_code\" for Google: it has no client "
-                                 "credentials for Gmail")
+                raise ValueError(
+                    'flow "authorization_code" for Google: it has no client credentials for Gmail'
+                )
             if not has_secret:
-                raise ValueError("client_secret_env or client_secret_file: Google's token "
-                                 "endpoint wants the client's secret even for installed apps")
+                raise ValueError(
+                    "client_secret_env or client_secret_file: Google's token "
+                    "endpoint wants the client's secret even for installed apps"
+                )
         if flow == "client_credentials":
             if not has_secret:
-                raise ValueError("client_secret_env or client_secret_file with flow = "
-                                 "\"client_credentials\"")
+                raise ValueError(
+                    'client_secret_env or client_secret_file with flow = "client_credentials"'
+                )
             if self.provider == "microsoft" and self.effective_tenant in _TENANTS_FOR_PEOPLE:
-                raise ValueError("tenant set to the directory's id or domain with flow = "
-                                 "\"client_credentials\" (not common or organizations)")
+                raise ValueError(
+                    "tenant set to the directory's id or domain with flow = "
+                    '"client_credentials" (not common or organizations)'
+                )
 
     @property
     def effective_flow(self) -> Literal["device", "authorization_code", "client_credentials"]:
@@ -256,8 +269,9 @@ class MailboxConfig(_Credentials):
         read-only source (never moved or flagged; only mail sent after the first look)."""
         if self.staff_mode != "observe" or self.sent_folder == self.folder:
             return [self]
-        view = self.model_copy(update={"folder": self.sent_folder, "after": "keep",
-                                       "backlog": "skip"})
+        view = self.model_copy(
+            update={"folder": self.sent_folder, "after": "keep", "backlog": "skip"}
+        )
         view._sent_view = True
         return [self, view]
 
@@ -383,8 +397,10 @@ class SlaPolicy(_Section):
         for level in levels:
             if (level.deadline, level.at) in seen:
                 sign = "-" if level.at < timedelta(0) else "+"
-                raise ValueError(f"one level per moment, but two are at {sign}{abs(level.at)} "
-                                 f"from {level.deadline}")
+                raise ValueError(
+                    f"one level per moment, but two are at {sign}{abs(level.at)} "
+                    f"from {level.deadline}"
+                )
             seen.add((level.deadline, level.at))
         return levels
 
@@ -427,16 +443,18 @@ class CalendarConfig(_Section):
         try:
             BusinessCalendar.parse("UTC", value)
         except ValueError as exc:
-            raise ValueError(f'opening hours like mon = ["09:00-13:00", "14:00-18:00"] '
-                             f"({exc})") from None
+            raise ValueError(
+                f'opening hours like mon = ["09:00-13:00", "14:00-18:00"] ({exc})'
+            ) from None
         return value
 
     @field_validator("holidays")
     @classmethod
     def _known_country(cls, value: str | None) -> str | None:
         if value is not None and value.upper() not in holidays.list_supported_countries():
-            raise ValueError(f"a country code of the holidays package, like IT, DE or US, "
-                             f"not {value!r}")
+            raise ValueError(
+                f"a country code of the holidays package, like IT, DE or US, not {value!r}"
+            )
         return value.upper() if value else None
 
     @field_validator("subdivision")
@@ -449,8 +467,9 @@ class CalendarConfig(_Section):
             raise ValueError("no subdivision without a holidays country")
         known = holidays.list_supported_countries()[country]
         if value.upper() not in known:
-            raise ValueError(f"a subdivision of {country} ({', '.join(known[:8])}, …), "
-                             f"not {value!r}")
+            raise ValueError(
+                f"a subdivision of {country} ({', '.join(known[:8])}, …), not {value!r}"
+            )
         return value.upper()
 
     @property
@@ -465,8 +484,9 @@ class CalendarConfig(_Section):
             closed = set(self.closed)
             if self.holidays:
                 years = range(year - HOLIDAY_YEARS_BEFORE, year + HOLIDAY_YEARS_AFTER + 1)
-                closed.update(holidays.country_holidays(self.holidays, subdiv=self.subdivision,
-                                                        years=years))
+                closed.update(
+                    holidays.country_holidays(self.holidays, subdiv=self.subdivision, years=years)
+                )
             calendar = BusinessCalendar.parse(self.timezone, self.hours, closed)
             self._calendars[year] = calendar
         return calendar
@@ -592,7 +612,8 @@ class ServiceConfig(_Section):
             raise ValueError(
                 f'a loopback address like "127.0.0.1:9187" or "[::1]:9187": other hosts can '
                 f"reach {host}, so serving /healthz and /metrics there needs listen_public = "
-                f"true as well")
+                f"true as well"
+            )
         return value
 
     @property
@@ -600,9 +621,7 @@ class ServiceConfig(_Section):
         return parse_listen(self.listen) if self.listen else None
 
 
-_LISTEN = re.compile(
-    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$"
-)
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
 
 
 def is_loopback(host: str) -> bool:
@@ -617,7 +636,7 @@ def is_loopback(host: str) -> bool:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """"127.0.0.1:9187" or "[::1]:9187" as (host, port)."""
+    """ "127.0.0.1:9187" or "[::1]:9187" as (host, port)."""
     match = _LISTEN.match(value.strip())
     if match is None or not 0 < int(match["port"]) < 65536:
         raise ValueError('an address like "127.0.0.1:9187" or "[::1]:9187"')
@@ -758,12 +777,16 @@ def _compile_routing(config: Config, path: Path) -> tuple[Rule, ...]:
     names: set[str] = set()
     for rule in rules:
         if rule.name in names:
-            raise ConfigError(f'{path}: rule "{rule.name}": name: expected a name no other '
-                              "rule has (included files count too)")
+            raise ConfigError(
+                f'{path}: rule "{rule.name}": name: expected a name no other '
+                "rule has (included files count too)"
+            )
         names.add(rule.name)
         if rule.then.sla_policy is not None and rule.then.sla_policy not in policies:
-            raise ConfigError(f'{path}: rule "{rule.name}": then.sla_policy: expected one of '
-                              f"the [[sla]] policy names ({', '.join(policies)})")
+            raise ConfigError(
+                f'{path}: rule "{rule.name}": then.sla_policy: expected one of '
+                f"the [[sla]] policy names ({', '.join(policies)})"
+            )
     return tuple(rules)
 
 
@@ -771,14 +794,16 @@ def _rule_tables(included: Path, path: Path) -> list[Any]:
     try:
         data = tomllib.loads(included.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: rules.include: expected a readable rule file at "
-                          f"{included} ({exc.strerror})") from None
+        raise ConfigError(
+            f"{path}: rules.include: expected a readable rule file at {included} ({exc.strerror})"
+        ) from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{included}: not valid TOML: {exc}") from None
     unknown = sorted(set(data) - {"rule"})
     if unknown:
-        raise ConfigError(f"{included}: {unknown[0]}: unknown key; a rule file holds only "
-                          "[[rule]] tables")
+        raise ConfigError(
+            f"{included}: {unknown[0]}: unknown key; a rule file holds only [[rule]] tables"
+        )
     tables = data.get("rule", [])
     if not isinstance(tables, list):
         raise ConfigError(f"{included}: rule: expected [[rule]] tables")
@@ -794,9 +819,12 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             data[section] = {**block, key: str(base / block[key])}
     rules = data.get("rules")
     if isinstance(rules, dict) and isinstance(rules.get("include"), list):
-        data["rules"] = {**rules, "include": [
-            str(base / item) if isinstance(item, str) else item for item in rules["include"]
-        ]}
+        data["rules"] = {
+            **rules,
+            "include": [
+                str(base / item) if isinstance(item, str) else item for item in rules["include"]
+            ],
+        }
     return data
 
 
@@ -804,8 +832,14 @@ def _describe(path: Path, exc: ValidationError) -> str:
     errors = exc.errors(include_input=False, include_url=False)
     # A list whose only item is wrong is also "too short": the item's own error says it all.
     wrong_items = {error["loc"][:-1] for error in errors if len(error["loc"]) > 1}
-    errors = [e for e in errors if not (e["type"] == "too_short" and any(
-        loc[:len(e["loc"])] == e["loc"] for loc in wrong_items))]
+    errors = [
+        e
+        for e in errors
+        if not (
+            e["type"] == "too_short"
+            and any(loc[: len(e["loc"])] == e["loc"] for loc in wrong_items)
+        )
+    ]
     lines = [f"{path}: {len(errors)} problem(s)"]
     for error in errors:
         key = _key_path(error["loc"])
@@ -836,8 +870,9 @@ def _with_secrets(config: Config, path: Path, environ: os._Environ[str] | dict[s
     )
     smtp = config.smtp.model_copy(update=_login_secrets(config.smtp, "smtp", path, environ))
     _check_shared_sign_in(config, path)
-    secret = _read_secret(config.staff.secret_env, config.staff.secret_file, "staff.secret",
-                          path, environ)
+    secret = _read_secret(
+        config.staff.secret_env, config.staff.secret_file, "staff.secret", path, environ
+    )
     _check_staff_key(secret, config.staff, path)
     staff = config.staff.model_copy(update={"secret": secret})
     return config.model_copy(update={"mailbox": mailboxes, "smtp": smtp, "staff": staff})
@@ -854,8 +889,10 @@ def _check_staff_key(secret: SecretStr | None, staff: StaffConfig, path: Path) -
     size = len(secret.get_secret_value().encode("utf-8"))
     if size < STAFF_KEY_MIN_BYTES:
         key = "staff.secret_env" if staff.secret_env else "staff.secret_file"
-        raise ConfigError(f"{path}: {key}: expected a key of at least {STAFF_KEY_MIN_BYTES} "
-                          f"bytes, not {size} (make one with: openssl rand -hex 32)")
+        raise ConfigError(
+            f"{path}: {key}: expected a key of at least {STAFF_KEY_MIN_BYTES} "
+            f"bytes, not {size} (make one with: openssl rand -hex 32)"
+        )
 
 
 def _login_secrets(
@@ -865,8 +902,13 @@ def _login_secrets(
     update: dict[str, Any] = {"password": _secret(section, key, path, environ)}
     oauth2 = section.oauth2
     if oauth2 is not None:
-        secret = _read_secret(oauth2.client_secret_env, oauth2.client_secret_file,
-                              f"{key}.oauth2.client_secret", path, environ)
+        secret = _read_secret(
+            oauth2.client_secret_env,
+            oauth2.client_secret_file,
+            f"{key}.oauth2.client_secret",
+            path,
+            environ,
+        )
         update["oauth2"] = oauth2.model_copy(update={"client_secret": secret})
     return update
 
@@ -878,22 +920,30 @@ def _check_shared_sign_in(config: Config, path: Path) -> None:
         return
     names = {m.name: m for m in config.mailbox}
     if shared not in names:
-        raise ConfigError(f"{path}: smtp.oauth2.mailbox: expected the name of a [[mailbox]] "
-                          f"({', '.join(sorted(names))}), not {shared!r}")
+        raise ConfigError(
+            f"{path}: smtp.oauth2.mailbox: expected the name of a [[mailbox]] "
+            f"({', '.join(sorted(names))}), not {shared!r}"
+        )
     if names[shared].auth != "oauth2":
-        raise ConfigError(f"{path}: smtp.oauth2.mailbox: expected a mailbox with auth = "
-                          f'"oauth2", but {shared!r} logs in with a password')
+        raise ConfigError(
+            f"{path}: smtp.oauth2.mailbox: expected a mailbox with auth = "
+            f'"oauth2", but {shared!r} logs in with a password'
+        )
 
 
 def _secret(
     section: _Credentials, key: str, path: Path, environ: os._Environ[str] | dict[str, str]
 ) -> SecretStr | None:
-    return _read_secret(section.password_env, section.password_file, f"{key}.password", path,
-                        environ)
+    return _read_secret(
+        section.password_env, section.password_file, f"{key}.password", path, environ
+    )
 
 
 def _read_secret(
-    env: str | None, file: Path | None, key: str, path: Path,
+    env: str | None,
+    file: Path | None,
+    key: str,
+    path: Path,
     environ: os._Environ[str] | dict[str, str],
 ) -> SecretStr | None:
     """The value of `{key}_env` or `{key}_file`, or None when neither is set."""
@@ -910,8 +960,7 @@ def _read_secret(
             value = secret_path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(
-                f"{path}: {key}_file: expected a readable file at {secret_path} "
-                f"({exc.strerror})"
+                f"{path}: {key}_file: expected a readable file at {secret_path} ({exc.strerror})"
             ) from None
         _warn_if_others_can_read(secret_path, f"{path}: {key}_file")
         return SecretStr(value)
@@ -926,6 +975,12 @@ def _warn_if_others_can_read(secret_path: Path, where: str) -> None:
         return
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         access = "readable" if mode & stat.S_IROTH else "writable"
-        log.warning("%s: %s is %s by other users of this machine (mode %04o); let only "
-                    "mailbridge's user (and group) read it: chmod o-rwx %s", where,
-                    secret_path, access, mode, secret_path)
+        log.warning(
+            "%s: %s is %s by other users of this machine (mode %04o); let only "
+            "mailbridge's user (and group) read it: chmod o-rwx %s",
+            where,
+            secret_path,
+            access,
+            mode,
+            secret_path,
+        )

@@ -21,10 +21,20 @@ LIMITS = ("address", "domain", "mailbox")
 
 # What a minimal acknowledgement keeps: values mailbridge or the operator wrote. Every
 # other value is blanked, so a custom template cannot show the sender's text either.
-MINIMAL_KEEPS = frozenset({
-    "ticket_number", "ticket_tag", "promised_reply", "due_at_iso", "support_address",
-    "company_name", "requester_address", "queue", "priority", "escalation_level",
-})
+MINIMAL_KEEPS = frozenset(
+    {
+        "ticket_number",
+        "ticket_tag",
+        "promised_reply",
+        "due_at_iso",
+        "support_address",
+        "company_name",
+        "requester_address",
+        "queue",
+        "priority",
+        "escalation_level",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +50,15 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].strip().lower()
 
 
-def limit_keys(address: str, mailbox: str, per_address: int, per_domain: int,
-               per_mailbox: int, *, authenticated: bool) -> tuple[LimitKey, ...]:
+def limit_keys(
+    address: str,
+    mailbox: str,
+    per_address: int,
+    per_domain: int,
+    per_mailbox: int,
+    *,
+    authenticated: bool,
+) -> tuple[LimitKey, ...]:
     """The limits for an acknowledgement to `address` from `mailbox`, in LIMITS order.
 
     The domain limit stops a sender who forges many addresses of one victim domain; it does
@@ -55,8 +72,9 @@ def limit_keys(address: str, mailbox: str, per_address: int, per_domain: int,
     return tuple(keys)
 
 
-def authenticated_by(headers: Mapping[str, Iterable[str]], authserv_id: str | None,
-                     address: str) -> str | None:
+def authenticated_by(
+    headers: Mapping[str, Iterable[str]], authserv_id: str | None, address: str
+) -> str | None:
     """How the trusted MTA authenticated mail from `address`'s domain ("dkim", "dmarc",
     "spf"), or None: no trusted header, or nothing passed for that domain."""
     results = trusted_results(headers.get("authentication-results", ()), authserv_id)
@@ -66,8 +84,9 @@ def authenticated_by(headers: Mapping[str, Iterable[str]], authserv_id: str | No
 def minimal_context(context: Mapping[str, object]) -> dict[str, object]:
     """The context with every value the sender could have chosen blanked (kept as the same
     type, so templates that loop or test them still render), and `minimal` set."""
-    blanked = {key: value if key in MINIMAL_KEEPS else _blank(value)
-               for key, value in context.items()}
+    blanked = {
+        key: value if key in MINIMAL_KEEPS else _blank(value) for key, value in context.items()
+    }
     blanked["minimal"] = True
     return blanked
 

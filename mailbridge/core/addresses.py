@@ -23,8 +23,9 @@ from mailbridge.core.mime_text import decode_8bit, decode_header_value
 MAX_ADDRESSES = 1000  # per header: more is a mass mailing or an attack, not a conversation
 MAX_NAME = 1000  # characters of a display name kept here; storing bounds it further
 _ATOM = re.compile(r'[^"()<>\[\],;:\\ \t\r\n]*')  # one character class: no backtracking
-_ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                   "!#$%&'*+/=?^_`{|}~-.")
+_ATEXT = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +159,7 @@ def _mailbox(group: list[_Token], defects: list[str]) -> list[Mailbox]:
         if len(angles) > 1:
             defects.append("a mailbox with several <addresses>: the first is the address")
         spec = _angle_spec(angles[0].text)
-        name = _phrase(group[:group.index(angles[0])]) or _comments(group)
+        name = _phrase(group[: group.index(angles[0])]) or _comments(group)
         return _made(name, spec, defects, local=_local_only(spec))
     words = _words(group)
     specs = [w for w in words if "@" in w]
@@ -169,7 +170,7 @@ def _mailbox(group: list[_Token], defects: list[str]) -> list[Mailbox]:
         return _made(_comments(group), "", defects, local=_local_only(lone))
     if len(specs) > 1:
         defects.append("addresses without a comma between them")
-    before = words[:words.index(specs[0])]
+    before = words[: words.index(specs[0])]
     name = decode_header_value(" ".join(before)) or _comments(group)
     return [m for spec in specs for m in _made(name if spec == specs[0] else "", spec, defects)]
 
@@ -197,8 +198,12 @@ def _words(group: list[_Token]) -> list[str]:
         if token.kind == "space":
             words.append([])
             continue
-        if not words[-1] and len(words) > 1 and words[-2] and (
-                words[-2][-1][-1:] in (".", "@") or token.text[:1] in (".", "@")):
+        if (
+            not words[-1]
+            and len(words) > 1
+            and words[-2]
+            and (words[-2][-1][-1:] in (".", "@") or token.text[:1] in (".", "@"))
+        ):
             words.pop()  # obsolete spaces around "." and "@": `jdoe@test . example`
         if token.kind == "quoted":
             words[-1].append(_quoted_local(token.text))
@@ -247,8 +252,11 @@ def _addr_spec(spec: str) -> str:
 
 
 def _phrase(tokens: list[_Token]) -> str:
-    words = [t.text if t.kind != "space" else " " for t in tokens
-             if t.kind in ("atom", "quoted", "space")]
+    words = [
+        t.text if t.kind != "space" else " "
+        for t in tokens
+        if t.kind in ("atom", "quoted", "space")
+    ]
     return decode_header_value("".join(words))
 
 
@@ -262,8 +270,9 @@ def clean_name(name: str) -> str:
     if "\ufffd" in name:
         name = name.replace("\ufffd", " ")
     if not name.isprintable():
-        name = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs")
-                       else ch for ch in name)
+        name = "".join(
+            " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") else ch for ch in name
+        )
     name = " ".join(name.split())
     if len(name) > 1 and name[0] == name[-1] == '"':
         name = name[1:-1].strip()

@@ -73,13 +73,14 @@ def name_unnamed(attachments: list[Attachment], defects: list[str]) -> list[Atta
             built += 1
             name = built_name(attachment.content_type, built)
             defects.append(f"attachment without a name: named {name}")
-        named.append(attachment if name == attachment.filename else
-                     replace(attachment, filename=name))
+        named.append(
+            attachment if name == attachment.filename else replace(attachment, filename=name)
+        )
     return named
 
 
 def built_name(content_type: str, number: int) -> str:
-    """"image001.jpg", "attachment-2.pdf": a name from the type and a number."""
+    """ "image001.jpg", "attachment-2.pdf": a name from the type and a number."""
     stem = f"image{number:03d}" if content_type.startswith("image/") else f"attachment-{number}"
     return stem + extension(content_type)
 

@@ -24,7 +24,7 @@ MAX_RESULTS = 64
 MAX_PROPERTIES = 16
 MAX_VALUE = 4096  # characters of one header considered; the rest cannot add proof
 
-_SPECIALS = frozenset(';=/@')
+_SPECIALS = frozenset(";=/@")
 _ATOM = re.compile(r'[^;=/@"()\\ \t\r\n]*')  # one character class: no backtracking
 
 
@@ -128,7 +128,7 @@ def parse_authentication_results(value: str) -> AuthResults | None:
     if not head or head[0].kind not in ("atom", "quoted") or not head[0].text:
         return None
     results: list[MethodResult] = []
-    for group in groups[1:MAX_RESULTS + 1]:
+    for group in groups[1 : MAX_RESULTS + 1]:
         parsed = _result(group)
         if parsed is not None:
             results.append(parsed)
@@ -158,7 +158,7 @@ def _result(group: list[Token]) -> MethodResult | None:
         return None
     method, result = group[0].text.lower(), group[position + 1].text.lower()
     properties: dict[str, str] = {}
-    rest = group[position + 2:]
+    rest = group[position + 2 :]
     while len(rest) >= 3 and len(properties) < MAX_PROPERTIES:
         key, sign = rest[0], rest[1]
         if key.kind != "atom" or sign.kind != "=":
@@ -169,7 +169,7 @@ def _result(group: list[Token]) -> MethodResult | None:
         name = key.text.lower()
         if name != "reason" and "." in name:
             properties.setdefault(name, text)
-        rest = rest[2 + taken:]
+        rest = rest[2 + taken :]
     return MethodResult(method, result, properties)
 
 
@@ -206,8 +206,11 @@ def aligned(authenticated: str, domain: str) -> bool:
     """Relaxed alignment: the same domain, or one a subdomain of the other."""
     if not authenticated or not domain:
         return False
-    return (authenticated == domain or domain.endswith("." + authenticated)
-            or authenticated.endswith("." + domain))
+    return (
+        authenticated == domain
+        or domain.endswith("." + authenticated)
+        or authenticated.endswith("." + domain)
+    )
 
 
 def proves_author(results: AuthResults | None, from_domain: str) -> str | None:
@@ -221,8 +224,9 @@ def proves_author(results: AuthResults | None, from_domain: str) -> str | None:
     for item in results.results:
         if item.result != "pass":
             continue
-        if item.method == "dkim" and aligned(item.domain("header.d") or item.domain("header.i"),
-                                             domain):
+        if item.method == "dkim" and aligned(
+            item.domain("header.d") or item.domain("header.i"), domain
+        ):
             return "dkim"
         if item.method == "dmarc" and item.domain("header.from") == domain:
             return "dmarc"
@@ -236,8 +240,11 @@ def authenticates(results: AuthResults | None, domain: str) -> str | None:
     if proof is not None or results is None:
         return proof
     for item in results.results:
-        if item.method == "spf" and item.result == "pass" and aligned(
-                item.domain("smtp.mailfrom") or item.domain("smtp.helo"), domain):
+        if (
+            item.method == "spf"
+            and item.result == "pass"
+            and aligned(item.domain("smtp.mailfrom") or item.domain("smtp.helo"), domain)
+        ):
             return "spf"
     return None
 

@@ -39,7 +39,8 @@ _RETURN_PATH = re.compile(r"(?P<base>.+)\+b(?P<id>\d{1,15})-(?P<check>[a-z2-7]{1
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 # The lookahead makes sure a ">" closes the id before any "@" in it is tried as the one.
 _MESSAGE_ID_LINE = re.compile(
-    r"^[ \t>]*Message-ID:[ \t]*<(?=[^<>\s]*+>)([^<>\s]+@[^<>\s]+)>", re.I | re.M)
+    r"^[ \t>]*Message-ID:[ \t]*<(?=[^<>\s]*+>)([^<>\s]+@[^<>\s]+)>", re.I | re.M
+)
 _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _HEADER_TYPES = ("text/rfc822-headers", "message/global-headers")
 _ORIGINAL_TYPES = ("message/rfc822", "message/global")
@@ -167,13 +168,15 @@ def _delivery_status(part: Message) -> tuple[str, list[BouncedRecipient]]:
         action = _unfold(block.get("action", "")).lower().split(" ")[0].rstrip(";")
         status = _STATUS.search(_unfold(block.get("status", "")))
         diagnostic = _field_value(block.get("diagnostic-code", ""))
-        found.append(BouncedRecipient(
-            address=final or original or "",
-            original=original,
-            action="failed" if action in ("failed", "error") else action,
-            status=status.group(0) if status else "",
-            diagnostic=diagnostic[:_MAX_DIAGNOSTIC],
-        ))
+        found.append(
+            BouncedRecipient(
+                address=final or original or "",
+                original=original,
+                action="failed" if action in ("failed", "error") else action,
+                status=status.group(0) if status else "",
+                diagnostic=diagnostic[:_MAX_DIAGNOSTIC],
+            )
+        )
     return reporting, found
 
 

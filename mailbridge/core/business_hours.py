@@ -139,9 +139,7 @@ def add_business_time(start: datetime, duration: timedelta, cal: BusinessCalenda
     raise AssertionError("unreachable: the interval search ends by raising")
 
 
-def subtract_business_time(
-    end: datetime, duration: timedelta, cal: BusinessCalendar
-) -> datetime:
+def subtract_business_time(end: datetime, duration: timedelta, cal: BusinessCalendar) -> datetime:
     """The latest instant from which `duration` of business time runs until `end`.
 
     The mirror of add_business_time: an hour before a deadline at Monday 10:00 in an office

@@ -186,9 +186,9 @@ def read_receipt(msg: ParsedMessage, identity: Identity) -> bool:
     """An MDN (RFC 8098). A `Disposition-Notification-To` header is not one: it asks for
     a receipt, and people's clients send it."""
     content_type = _content_type(msg)
-    return ((content_type.startswith("multipart/report")
-             and "disposition-notification" in content_type)
-            or any(att.content_type == _MDN_TYPE for att in msg.attachments))
+    return (
+        content_type.startswith("multipart/report") and "disposition-notification" in content_type
+    ) or any(att.content_type == _MDN_TYPE for att in msg.attachments)
 
 
 def null_return_path(msg: ParsedMessage, identity: Identity) -> bool:
@@ -264,5 +264,4 @@ def classify(msg: ParsedMessage, identity: Identity) -> Verdict:
     kinds = [rule.kind for rule in matched if rule.kind != NO_ACK]
     kind = kinds[0] if kinds else "customer"
     withheld = tuple(r.name for r in matched if r.kind == NO_ACK) if kind == "customer" else ()
-    return Verdict(kind=kind, rules=tuple(rule.name for rule in matched),
-                   ack_withheld_by=withheld)
+    return Verdict(kind=kind, rules=tuple(rule.name for rule in matched), ack_withheld_by=withheld)

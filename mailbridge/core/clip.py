@@ -42,12 +42,20 @@ DEFAULT_TEXT = 1_000
 CUSTOMER_TEXT = frozenset({"subject", "requester_name", "excerpt"})
 # Entries of each list (and of the links dict); the producers keep digest and faq within
 # these already (staff.digest_articles, faq.suggestions).
-LIST_LIMITS = {"attachments": 100, "digest": 20, "faq": 3, "errors": 20, "links": 20,
-               "unread": 20}
+LIST_LIMITS = {"attachments": 100, "digest": 20, "faq": 3, "errors": 20, "links": 20, "unread": 20}
 DEFAULT_ITEMS = 20
 # Characters of the strings inside list entries, by their key.
-ENTRY_LIMITS = {"text": 2_000, "answer": 5_000, "title": 300, "filename": 200,
-                "author": 200, "file": 200, "size": 50, "at": 50, "direction": 10}
+ENTRY_LIMITS = {
+    "text": 2_000,
+    "answer": 5_000,
+    "title": 300,
+    "filename": 200,
+    "author": 200,
+    "file": 200,
+    "size": 50,
+    "at": 50,
+    "direction": 10,
+}
 ERROR_LIMIT = 500
 
 
@@ -76,15 +84,14 @@ def clip_context(context: Mapping[str, object], language: str) -> dict[str, obje
         elif isinstance(value, list | tuple):
             clipped[key] = _clip_list(key, value, language)
         elif isinstance(value, Mapping):
-            kept = list(value.items())[:LIST_LIMITS.get(key, DEFAULT_ITEMS)]
+            kept = list(value.items())[: LIST_LIMITS.get(key, DEFAULT_ITEMS)]
             clipped[key] = {k: _clip_value(v, DEFAULT_TEXT, language) for k, v in kept}
         else:
             clipped[key] = value
     return clipped
 
 
-def _clip_list(key: str, items: list[object] | tuple[object, ...],
-               language: str) -> list[object]:
+def _clip_list(key: str, items: list[object] | tuple[object, ...], language: str) -> list[object]:
     """The first entries of a list; past its limit, an entry saying how many more there are."""
     limit = LIST_LIMITS.get(key, DEFAULT_ITEMS)
     kept = [_clip_entry(item, language) for item in items[:limit]]
@@ -95,8 +102,9 @@ def _clip_list(key: str, items: list[object] | tuple[object, ...],
 
 def _clip_entry(item: object, language: str) -> object:
     if isinstance(item, Mapping):
-        return {k: _clip_value(v, ENTRY_LIMITS.get(k, DEFAULT_TEXT), language)
-                for k, v in item.items()}
+        return {
+            k: _clip_value(v, ENTRY_LIMITS.get(k, DEFAULT_TEXT), language) for k, v in item.items()
+        }
     return _clip_value(item, ERROR_LIMIT, language)
 
 

@@ -39,9 +39,23 @@ MAX_REFERENCES = 10
 # Headers build_message writes itself; extra_headers may not set them.
 _MANAGED_HEADERS = frozenset(
     {
-        "from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id",
-        "in-reply-to", "references", "auto-submitted", "mime-version", "sender",
-        "return-path", "content-type", "content-transfer-encoding", "content-disposition",
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "auto-submitted",
+        "mime-version",
+        "sender",
+        "return-path",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
         "content-id",
     }
 )
@@ -62,8 +76,9 @@ _EW_LENGTH = 64  # of one encoded word: under RFC 2047's 75, leaving room for a 
 _TOKEN = re.compile(r"\S+\s*")  # a word and the space after it
 _EW_OVERHEAD = len("=?utf-8?b??=")
 _ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
-_ATEXT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-                         "!#$%&'*+/=?^_`{|}~-")
+_ATEXT_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-"
+)
 # dot-atom@dot-atom, which the email package's parser accepts and returns unchanged.
 _PLAIN_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")  # a phrase that needs no quoting
@@ -114,7 +129,7 @@ def tag_subject(subject: str, tag: str) -> str:
         return clean_header_text(subject[: first + len(tag)] + rest)
     prefix = _REPLY_PREFIX.match(subject)
     head = subject[: prefix.end()] if prefix else ""
-    return clean_header_text(f"{head}{tag} {subject[len(head):]}")
+    return clean_header_text(f"{head}{tag} {subject[len(head) :]}")
 
 
 def build_message(out: Outgoing) -> bytes:
@@ -250,9 +265,13 @@ def _international(spec: str) -> bool:
     if not at or not local or not domain:
         return False
     labels = domain.split(".")
-    return (all(atom and all(_atext(ch) for ch in atom) for atom in local.split("."))
-            and all(label and not label.startswith("-") and not label.endswith("-")
-                    and all(_label_char(ch) for ch in label) for label in labels))
+    return all(atom and all(_atext(ch) for ch in atom) for atom in local.split(".")) and all(
+        label
+        and not label.startswith("-")
+        and not label.endswith("-")
+        and all(_label_char(ch) for ch in label)
+        for label in labels
+    )
 
 
 def _atext(ch: str) -> bool:
@@ -326,17 +345,20 @@ def _text_part(content: str, subtype: str) -> str:
     # Line breaks of any kind become one "\n" first, as in email.contentmanager.
     lines = content.encode("utf-8").splitlines()
     body = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _QP_LINE)
-    return (f'Content-Type: text/{subtype}; charset="utf-8"{_CRLF}'
-            f"Content-Transfer-Encoding: quoted-printable{_CRLF}{_CRLF}"
-            + body.replace("\n", _CRLF))
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"{_CRLF}'
+        f"Content-Transfer-Encoding: quoted-printable{_CRLF}{_CRLF}" + body.replace("\n", _CRLF)
+    )
 
 
 def _multipart(subtype: str, boundary: str, parts: list[str]) -> str:
     """A multipart entity: its Content-Type (folded: the boundary never fits on one line)
     and its parts, each after a delimiter line, then the close delimiter."""
     delimited = f"{_CRLF}--{boundary}{_CRLF}".join(parts)
-    return (f'Content-Type: multipart/{subtype};{_CRLF} boundary="{boundary}"{_CRLF}{_CRLF}'
-            f"--{boundary}{_CRLF}{delimited}{_CRLF}--{boundary}--{_CRLF}")
+    return (
+        f'Content-Type: multipart/{subtype};{_CRLF} boundary="{boundary}"{_CRLF}{_CRLF}'
+        f"--{boundary}{_CRLF}{delimited}{_CRLF}--{boundary}--{_CRLF}"
+    )
 
 
 def _attachment_part(attachment: Attachment) -> str:
@@ -369,7 +391,7 @@ def _base64_lines(data: bytes) -> str:
     """base64 in lines of 76 characters, as set_content writes it under policy.SMTP, in
     one pass instead of one call per line."""
     encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
-    return "".join(encoded[i:i + _B64_LINE] + _CRLF for i in range(0, len(encoded), _B64_LINE))
+    return "".join(encoded[i : i + _B64_LINE] + _CRLF for i in range(0, len(encoded), _B64_LINE))
 
 
 def _body(out: Outgoing) -> bytes:

@@ -225,8 +225,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*\d])")
 MAIL_PIECES = 6  # sentences of a mail tried, each with the subject
 
 
-def rank_mail(index: FaqIndex, subject: str, text: str, language: str | None,
-              threshold: float = THRESHOLD) -> list[Match]:
+def rank_mail(
+    index: FaqIndex, subject: str, text: str, language: str | None, threshold: float = THRESHOLD
+) -> list[Match]:
     """Entries answering a whole mail, best first. A mail says far more than its question,
     and every word no entry uses lowers a relative score; so the subject, and the subject
     with each of the first sentences, are ranked on their own, and each entry keeps its
@@ -270,10 +271,38 @@ def _weighted_terms(entry: FaqEntry) -> Counter[str]:
     return doc
 
 
-SOLVED_PHRASES = ("solved", "resolved", "problem solved", "issue solved", "all sorted",
-                  "risolto", "ho risolto", "problema risolto", "tutto risolto", "tutto a posto")
-_NEGATIONS = frozenset({"not", "no", "never", "yet", "isnt", "wasnt", "havent", "hasnt",
-                        "didnt", "dont", "cant", "couldnt", "non", "ancora", "mai", "nemmeno"})
+SOLVED_PHRASES = (
+    "solved",
+    "resolved",
+    "problem solved",
+    "issue solved",
+    "all sorted",
+    "risolto",
+    "ho risolto",
+    "problema risolto",
+    "tutto risolto",
+    "tutto a posto",
+)
+_NEGATIONS = frozenset(
+    {
+        "not",
+        "no",
+        "never",
+        "yet",
+        "isnt",
+        "wasnt",
+        "havent",
+        "hasnt",
+        "didnt",
+        "dont",
+        "cant",
+        "couldnt",
+        "non",
+        "ancora",
+        "mai",
+        "nemmeno",
+    }
+)
 _SHORT_REPLY = 40  # words: a longer reply tells more than "solved" and wants a person
 
 
@@ -282,15 +311,15 @@ def says_solved(reply: str, phrases: Sequence[str] = SOLVED_PHRASES) -> bool:
     solved: short, no question, one of `phrases` as whole words, and not negated ("not
     solved yet", "non è ancora risolto")."""
     words = _fold(reply.replace("'", "").replace("\u2019", "")).split()
-    words = [w.strip(".,;:!()[]\"") for w in words]
+    words = [w.strip('.,;:!()[]"') for w in words]
     words = [w for w in words if w]
     if not words or len(words) > _SHORT_REPLY or "?" in reply:
         return False
     for phrase in phrases:
         wanted = _fold(phrase).split()
         for start in range(len(words) - len(wanted) + 1):
-            if words[start:start + len(wanted)] == wanted:
-                before = words[max(0, start - 3):start]
+            if words[start : start + len(wanted)] == wanted:
+                before = words[max(0, start - 3) : start]
                 if not _NEGATIONS.intersection(before):
                     return True
     return False

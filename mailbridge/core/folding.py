@@ -15,6 +15,8 @@ def strip_accents(text: str) -> str:
     """`text` decomposed (NFKD) without its combining marks."""
     if text.isascii():
         return text
-    pieces = (unicodedata.normalize("NFKD", text[start : start + _PIECE])
-              for start in range(0, len(text), _PIECE))
+    pieces = (
+        unicodedata.normalize("NFKD", text[start : start + _PIECE])
+        for start in range(0, len(text), _PIECE)
+    )
     return "".join(c for piece in pieces for c in piece if not unicodedata.combining(c))

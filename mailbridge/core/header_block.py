@@ -30,7 +30,8 @@ def header_block_broken(msg: Message) -> bool:
     an obsolete `From  :` first line taken for an mbox separator)?"""
     unixfrom = msg.get_unixfrom() or ""
     return bool(_OBSOLETE_FROM.match(unixfrom)) or any(
-        isinstance(defect, MissingHeaderBodySeparatorDefect) for defect in msg.defects)
+        isinstance(defect, MissingHeaderBodySeparatorDefect) for defect in msg.defects
+    )
 
 
 def mend_header_block(raw: bytes) -> tuple[bytes, tuple[str, ...]]:
@@ -61,26 +62,30 @@ def mend_header_block(raw: bytes) -> tuple[bytes, tuple[str, ...]]:
             continue
         skipping = False
         if field is None:
-            notes["a header line without a field name was read as the continuation of the "
-                  "field above it (broken folding)"] = None
+            notes[
+                "a header line without a field name was read as the continuation of the "
+                "field above it (broken folding)"
+            ] = None
             out.append(b" " + line)
             mended = True
             continue
         assert isinstance(field, re.Match)
         name, spaces = field.group(1), field.group(2)
         if mended and name.lower() in _TRUSTED_ONLY:
-            notes[f"{name.decode('ascii')} below a broken header line not read: the receiving "
-                  "server saw it as body and did not check it"] = None
+            notes[
+                f"{name.decode('ascii')} below a broken header line not read: the receiving "
+                "server saw it as body and did not check it"
+            ] = None
             skipping = True
             continue
         if spaces and name:
             notes["spaces before a header field's colon removed (obsolete syntax)"] = None
-            line = name + b":" + line[field.end():]
+            line = name + b":" + line[field.end() :]
             mended = True
         out.append(line)
     if not notes:
         return raw, ()
-    return b"\n".join(out) + raw[end.start():], tuple(notes)
+    return b"\n".join(out) + raw[end.start() :], tuple(notes)
 
 
 _CONTINUATION, _MBOX = object(), object()

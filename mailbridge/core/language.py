@@ -63,8 +63,9 @@ def _compact_identifier() -> Any:
         unpacked.seek(0)
         with zipfile.ZipFile(unpacked) as archive, archive.open("nextmove.npy") as member:
             table = _read_array(np.lib.format, member)
-    return LanguageIdentifier(weights, priors, [classes[i] for i in keep], table, outputs,
-                              norm_probs=True, tk_row=rows)
+    return LanguageIdentifier(
+        weights, priors, [classes[i] for i in keep], table, outputs, norm_probs=True, tk_row=rows
+    )
 
 
 _TYPECODES = {2: "H", 4: "I", 8: "L"}  # unsigned, by item size, as py3langid converts them
@@ -81,8 +82,9 @@ def _as_array(values: Any) -> array[int]:
 def _read_array(npy_format: Any, member: Any) -> array[int]:
     """A 1-d unsigned .npy member as a stdlib array, read a megabyte at a time."""
     version = npy_format.read_magic(member)
-    header = npy_format.read_array_header_2_0 if version >= (2, 0) else \
-        npy_format.read_array_header_1_0
+    header = (
+        npy_format.read_array_header_2_0 if version >= (2, 0) else npy_format.read_array_header_1_0
+    )
     shape, fortran_order, dtype = header(member)
     if len(shape) != 1 or dtype.kind != "u" or not dtype.isnative:
         raise ValueError(f"unexpected state table {dtype} {shape}")

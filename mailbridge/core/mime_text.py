@@ -53,15 +53,26 @@ def _converter() -> _Converter:
     from inscriptis import get_annotated_text, get_text  # type: ignore[import-untyped]
     from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
 
-    return _Converter(get_text, get_annotated_text, ParserConfig(display_links=True),
-                      ParserConfig(display_links=True, annotation_rules=_HTML_MARKERS))
+    return _Converter(
+        get_text,
+        get_annotated_text,
+        ParserConfig(display_links=True),
+        ParserConfig(display_links=True, annotation_rules=_HTML_MARKERS),
+    )
 
 
 # Labels mail clients write for a charset whose superset they really send (as browsers read
 # them, per the WHATWG Encoding Standard): GBK characters under "gb2312", Windows-1252
 # quotes under "iso-8859-1", Microsoft's extensions under the Korean and Japanese names.
-_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949", "shift_jis": "cp932",
-              "big5": "big5hkscs", "latin_1": "cp1252", "iso8859_1": "cp1252"}
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "euc_kr": "cp949",
+    "shift_jis": "cp932",
+    "big5": "big5hkscs",
+    "latin_1": "cp1252",
+    "iso8859_1": "cp1252",
+}
 
 
 @lru_cache(maxsize=64)
@@ -119,8 +130,9 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
 
 # Charsets whose bytes could never be 8-bit header text: 7-bit encodings decode "+ACI-" to
 # a quote, which would let bytes the sender chose become a delimiter after the fact.
-_NOT_FOR_HEADERS = frozenset({"ascii", "utf_7", "utf_16", "utf_16_be", "utf_16_le", "utf_32",
-                              "utf_32_be", "utf_32_le"})
+_NOT_FOR_HEADERS = frozenset(
+    {"ascii", "utf_7", "utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"}
+)
 _HEADER_DETECT_SAMPLE = 8 * 1024
 # Fewer 8-bit bytes than this say too little for a guess: "Caf\xe9" is Western, not Hebrew.
 _GUESS_FROM_BYTES = 4
@@ -255,8 +267,11 @@ def _mark_empty_markers(html: str) -> str:
         if close < 0:
             break
         if _MARKER_ID_RE.search(html, opener.end(), close):
-            pieces += [html[done : opener.start()], f"<div>{_SENTINEL}</div>",
-                       html[opener.start() : close + 1]]
+            pieces += [
+                html[done : opener.start()],
+                f"<div>{_SENTINEL}</div>",
+                html[opener.start() : close + 1],
+            ]
             done = close + 1
         position = close + 1
     return "".join([*pieces, html[done:]]) if pieces else html

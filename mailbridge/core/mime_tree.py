@@ -52,11 +52,15 @@ class _Part(LinearMessage):
         if isinstance(payload, _Part):
             limits = self.counter.limits
             if self.depth + 1 > limits.max_depth:
-                raise _CapReached(f"MIME parts nested deeper than {limits.max_depth} levels: "
-                                  "what lies below was not read")
+                raise _CapReached(
+                    f"MIME parts nested deeper than {limits.max_depth} levels: "
+                    "what lies below was not read"
+                )
             if self.counter.parts + 1 > limits.max_parts:
-                raise _CapReached(f"more than {limits.max_parts} MIME parts: the parts after "
-                                  f"the {limits.max_parts}th were not read")
+                raise _CapReached(
+                    f"more than {limits.max_parts} MIME parts: the parts after "
+                    f"the {limits.max_parts}th were not read"
+                )
             self.counter.parts += 1
             payload.depth = self.depth + 1
         super().attach(payload)

@@ -12,9 +12,20 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 __all__ = [
-    "DEVICE_CODE_GRANT", "Endpoints", "SaslFailure", "TokenRecord", "TokenSource",
-    "choose_mechanism", "default_scopes", "describe_sasl_failure", "endpoints",
-    "oauthbearer_response", "refresh_due", "refresh_margin", "refresh_time", "xoauth2_response",
+    "DEVICE_CODE_GRANT",
+    "Endpoints",
+    "SaslFailure",
+    "TokenRecord",
+    "TokenSource",
+    "choose_mechanism",
+    "default_scopes",
+    "describe_sasl_failure",
+    "endpoints",
+    "oauthbearer_response",
+    "refresh_due",
+    "refresh_margin",
+    "refresh_time",
+    "xoauth2_response",
 ]
 
 Provider = Literal["microsoft", "google", "generic"]
@@ -69,9 +80,14 @@ class Endpoints:
     authorization_url: str | None = None  # the browser sign-in of the authorization-code flow
 
 
-def endpoints(provider: Provider, *, tenant: str = "organizations", token_url: str | None = None,
-              device_authorization_url: str | None = None,
-              authorization_url: str | None = None) -> Endpoints:
+def endpoints(
+    provider: Provider,
+    *,
+    tenant: str = "organizations",
+    token_url: str | None = None,
+    device_authorization_url: str | None = None,
+    authorization_url: str | None = None,
+) -> Endpoints:
     """The provider's endpoints; any URL given explicitly wins (generic has only those)."""
     if provider == "microsoft":
         base = MICROSOFT_AUTHORITY.format(tenant=tenant)
@@ -82,13 +98,16 @@ def endpoints(provider: Provider, *, tenant: str = "organizations", token_url: s
         if token_url is None:
             raise ValueError("a generic provider needs token_url")
         known = Endpoints(token_url)
-    return Endpoints(token_url or known.token_url,
-                     device_authorization_url or known.device_authorization_url,
-                     authorization_url or known.authorization_url)
+    return Endpoints(
+        token_url or known.token_url,
+        device_authorization_url or known.device_authorization_url,
+        authorization_url or known.authorization_url,
+    )
 
 
-def default_scopes(provider: Provider, services: Collection[Service],
-                   flow: Flow = "device") -> tuple[str, ...]:
+def default_scopes(
+    provider: Provider, services: Collection[Service], flow: Flow = "device"
+) -> tuple[str, ...]:
     """The scopes to ask for when the configuration names none; () for generic."""
     if provider == "microsoft":
         if flow == "client_credentials":
@@ -105,8 +124,9 @@ def xoauth2_response(user: str, access_token: str) -> bytes:
     return f"user={user}\x01auth=Bearer {access_token}\x01\x01".encode()
 
 
-def oauthbearer_response(user: str, access_token: str, host: str | None = None,
-                         port: int | None = None) -> bytes:
+def oauthbearer_response(
+    user: str, access_token: str, host: str | None = None, port: int | None = None
+) -> bytes:
     """The OAUTHBEARER (RFC 7628) initial client response, before base64."""
     authzid = user.replace("=", "=3D").replace(",", "=2C")
     parts = [f"n,a={authzid},"]
@@ -157,8 +177,11 @@ def describe_sasl_failure(challenge: bytes) -> SaslFailure | None:
     if not isinstance(data, dict):
         return SaslFailure(raw=text[:200])
     status, scope = data.get("status"), data.get("scope")
-    return SaslFailure(str(status) if status is not None else None,
-                       str(scope) if scope is not None else None, text[:200])
+    return SaslFailure(
+        str(status) if status is not None else None,
+        str(scope) if scope is not None else None,
+        text[:200],
+    )
 
 
 def refresh_margin(lifetime: timedelta) -> timedelta:
@@ -211,19 +234,22 @@ class TokenRecord:
         return refresh_time(self.obtained_at, self.expires_at)
 
     def usable(self, now: datetime) -> bool:
-        return bool(self.access_token) and not refresh_due(now, self.obtained_at,
-                                                           self.expires_at)
+        return bool(self.access_token) and not refresh_due(now, self.obtained_at, self.expires_at)
 
     def with_problem(self, problem: str | None) -> TokenRecord:
         return replace(self, problem=problem)
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "version": TOKEN_FILE_VERSION, "account": self.account, "client_id": self.client_id,
-            "token_url": self.token_url, "scopes": list(self.scopes),
+            "version": TOKEN_FILE_VERSION,
+            "account": self.account,
+            "client_id": self.client_id,
+            "token_url": self.token_url,
+            "scopes": list(self.scopes),
             "obtained_at": self.obtained_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-            "access_token": self.access_token, "refresh_token": self.refresh_token,
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
             "problem": self.problem,
         }
 
@@ -238,8 +264,10 @@ class TokenRecord:
             scopes = data.get("scopes") or []
             expires = data.get("expires_at")
             return cls(
-                account=_text(data, "account"), client_id=_text(data, "client_id"),
-                token_url=_text(data, "token_url"), scopes=tuple(str(s) for s in scopes),
+                account=_text(data, "account"),
+                client_id=_text(data, "client_id"),
+                token_url=_text(data, "token_url"),
+                scopes=tuple(str(s) for s in scopes),
                 obtained_at=_aware(_text(data, "obtained_at")),
                 expires_at=_aware(expires) if expires else None,
                 access_token=str(data.get("access_token") or ""),

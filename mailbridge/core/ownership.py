@@ -19,9 +19,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from math import ceil
 
-__all__ = ["InstanceInfo", "LeaseInfo", "Plan", "Reconciliation", "dead_on_this_host",
-           "elsewhere", "free_since", "holder", "instance_id", "live_instances", "plan",
-           "reconcile"]
+__all__ = [
+    "InstanceInfo",
+    "LeaseInfo",
+    "Plan",
+    "Reconciliation",
+    "dead_on_this_host",
+    "elsewhere",
+    "free_since",
+    "holder",
+    "instance_id",
+    "live_instances",
+    "plan",
+    "reconcile",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +70,13 @@ class Reconciliation:
 
 
 def instance_id(host: str, pid: int, token: str) -> str:
-    """"host:pid:token", within the 100 characters the column holds."""
+    """ "host:pid:token", within the 100 characters the column holds."""
     return f"{host[:80]}:{pid}:{token}"
 
 
-def dead_on_this_host(instances: Sequence[InstanceInfo], me: InstanceInfo,
-                      pid_alive: Callable[[int], bool]) -> frozenset[str]:
+def dead_on_this_host(
+    instances: Sequence[InstanceInfo], me: InstanceInfo, pid_alive: Callable[[int], bool]
+) -> frozenset[str]:
     """Instances of this host whose process is gone (or whose pid is mine: an earlier
     incarnation of this process), so that a restarted instance takes its mailboxes back
     at once instead of after the lease time.
@@ -74,14 +86,22 @@ def dead_on_this_host(instances: Sequence[InstanceInfo], me: InstanceInfo,
     heartbeating, and its pid, which only looks free from here, must not condemn it.
     """
     return frozenset(
-        other.id for other in instances
-        if other.id != me.id and other.host == me.host and other.seen_at <= me.started_at
+        other.id
+        for other in instances
+        if other.id != me.id
+        and other.host == me.host
+        and other.seen_at <= me.started_at
         and (other.pid == me.pid or not pid_alive(other.pid))
     )
 
 
-def live_instances(instances: Sequence[InstanceInfo], me: InstanceInfo, now: datetime,
-                   ttl: timedelta, dead: Collection[str] = ()) -> frozenset[str]:
+def live_instances(
+    instances: Sequence[InstanceInfo],
+    me: InstanceInfo,
+    now: datetime,
+    ttl: timedelta,
+    dead: Collection[str] = (),
+) -> frozenset[str]:
     """Instances seen within one lease time, and never those known dead; always me."""
     return frozenset(
         {i.id for i in instances if i.seen_at > now - ttl and i.id not in dead} | {me.id}
@@ -95,8 +115,9 @@ def holder(lease: LeaseInfo | None, live: Collection[str], now: datetime) -> str
     return lease.owner if lease.expires_at > now else None
 
 
-def free_since(lease: LeaseInfo | None, instances: Mapping[str, InstanceInfo],
-               ttl: timedelta, me: InstanceInfo) -> datetime:
+def free_since(
+    lease: LeaseInfo | None, instances: Mapping[str, InstanceInfo], ttl: timedelta, me: InstanceInfo
+) -> datetime:
     """Since when a source nobody holds has been without a holder (as far as one can tell:
     a source never leased counts from this instance's start)."""
     if lease is None:
@@ -107,10 +128,18 @@ def free_since(lease: LeaseInfo | None, instances: Mapping[str, InstanceInfo],
     return min(lease.expires_at, owner.seen_at + ttl)
 
 
-def plan(sources: Sequence[str], leases: Mapping[str, LeaseInfo],
-         instances: Sequence[InstanceInfo], me: InstanceInfo, now: datetime, ttl: timedelta,
-         pid_alive: Callable[[int], bool], *, may_hand_back: bool = True,
-         keep: Collection[str] = ()) -> Plan:
+def plan(
+    sources: Sequence[str],
+    leases: Mapping[str, LeaseInfo],
+    instances: Sequence[InstanceInfo],
+    me: InstanceInfo,
+    now: datetime,
+    ttl: timedelta,
+    pid_alive: Callable[[int], bool],
+    *,
+    may_hand_back: bool = True,
+    keep: Collection[str] = (),
+) -> Plan:
     """What this instance should try this round. `keep`: sources not to hand back (just
     taken back after nobody else took them); `may_hand_back` False pauses spreading."""
     dead = dead_on_this_host(instances, me, pid_alive)
@@ -120,12 +149,14 @@ def plan(sources: Sequence[str], leases: Mapping[str, LeaseInfo],
     mine = [name for name in sources if holders[name] == me.id]
     free = [name for name in sources if holders[name] is None]
     share = ceil(len(sources) / len(live)) if sources else 0
-    take = tuple(name for name in free
-                 if free_since(leases.get(name), by_id, ttl, me) <= now - ttl)
+    take = tuple(name for name in free if free_since(leases.get(name), by_id, ttl, me) <= now - ttl)
     # Each instance tries the free sources in its own order, so instances starting together
     # mostly ask for different ones instead of all racing for the first.
-    candidates = tuple(sorted((name for name in free if name not in take),
-                              key=lambda name: _spread_key(me.id, name)))
+    candidates = tuple(
+        sorted(
+            (name for name in free if name not in take), key=lambda name: _spread_key(me.id, name)
+        )
+    )
     want = max(share - len(mine) - len(take), 0)
     hand_back = None
     # Only while every source is held: then someone below the share takes what we give up;
@@ -137,16 +168,22 @@ def plan(sources: Sequence[str], leases: Mapping[str, LeaseInfo],
     return Plan(take, candidates, want, hand_back, dead, share, holders)
 
 
-def reconcile(held: Collection[str], polling: Collection[str], leaving: Collection[str],
-              configured: Sequence[str]) -> Reconciliation:
+def reconcile(
+    held: Collection[str],
+    polling: Collection[str],
+    leaving: Collection[str],
+    configured: Sequence[str],
+) -> Reconciliation:
     """Pollers to start and stop so that this instance polls exactly what it holds."""
     wanted = set(configured)
     return Reconciliation(
-        start=tuple(name for name in configured
-                    if name in held and name not in polling and name not in leaving),
+        start=tuple(
+            name
+            for name in configured
+            if name in held and name not in polling and name not in leaving
+        ),
         stop=tuple(sorted(name for name in polling if name not in held)),
-        release=tuple(sorted(name for name in held
-                             if name not in wanted and name not in leaving)),
+        release=tuple(sorted(name for name in held if name not in wanted and name not in leaving)),
     )
 
 
@@ -155,8 +192,11 @@ def elsewhere(owner: str | None, unheld: bool, ttl: timedelta) -> tuple[str, boo
     if owner is not None:
         return "elsewhere", True, f"polled by instance {owner}"
     if unheld:
-        return "unowned", False, (f"no instance has polled it for longer than {ttl}, and "
-                                  "taking it over failed")
+        return (
+            "unowned",
+            False,
+            (f"no instance has polled it for longer than {ttl}, and taking it over failed"),
+        )
     return "unowned", True, "no instance polls it right now; one takes it over shortly"
 
 

@@ -116,8 +116,12 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
 
 
 def _assemble(
-    msg: Message, headers: dict[str, tuple[str, ...]], body: Body, defects: list[str],
-    unread: tuple[str, ...] = (), charset: str | None = None,
+    msg: Message,
+    headers: dict[str, tuple[str, ...]],
+    body: Body,
+    defects: list[str],
+    unread: tuple[str, ...] = (),
+    charset: str | None = None,
 ) -> ParsedMessage:
     html = "\n".join(body.html or body.tnef_html) or None
     text, quoted = _body_text(body, html, defects)
@@ -174,8 +178,10 @@ def _or_stripped(converted: HtmlText, html: str, defects: list[str]) -> tuple[st
     seen, held = visible_length(converted.text), visible_length(stripped)
     if held == 0 or seen * 2 >= held:
         return converted.text, converted.quoted
-    defects.append(f"HTML converted to {seen} of its {held} visible characters (nested too "
-                   "deep, or malformed): text taken by removing its tags")
+    defects.append(
+        f"HTML converted to {seen} of its {held} visible characters (nested too "
+        "deep, or malformed): text taken by removing its tags"
+    )
     return stripped, stripped
 
 
@@ -202,8 +208,18 @@ def _unparseable(raw: bytes, defect: str) -> ParsedMessage:
 # header (addresses, Message-ID, References, Received, Authentication-Results, DKIM,
 # List-*) keeps its encoded words as written: decoding them would let a sender smuggle
 # a ";", a quote or an address past the grammar that reads the field.
-UNSTRUCTURED = frozenset({"subject", "comments", "keywords", "content-description",
-                          "thread-topic", "organization", "x-mailer", "user-agent"})
+UNSTRUCTURED = frozenset(
+    {
+        "subject",
+        "comments",
+        "keywords",
+        "content-description",
+        "thread-topic",
+        "organization",
+        "x-mailer",
+        "user-agent",
+    }
+)
 MAX_HEADER_FIELDS = 1000  # fields read per message; real mail has a few dozen
 
 
@@ -211,8 +227,11 @@ def _header_charset(msg: Message) -> str | None:
     """The charset that reads the message's raw 8-bit header bytes (mime_text.header_charset):
     a client that writes them unencoded writes them in the charset it declares for its text,
     so that is tried first."""
-    samples = [data for _, value in islice(msg.raw_items(), MAX_HEADER_FIELDS)
-               if (data := raw_header_bytes(str(value))) is not None]
+    samples = [
+        data
+        for _, value in islice(msg.raw_items(), MAX_HEADER_FIELDS)
+        if (data := raw_header_bytes(str(value))) is not None
+    ]
     if not samples:
         return None
     declared = [msg.get_param("charset")]
@@ -223,8 +242,9 @@ def _header_charset(msg: Message) -> str | None:
     return header_charset(samples, [c for c in declared if isinstance(c, str)])
 
 
-def _read_headers(msg: Message, defects: list[str],
-                  charset: str | None = None) -> dict[str, tuple[str, ...]]:
+def _read_headers(
+    msg: Message, defects: list[str], charset: str | None = None
+) -> dict[str, tuple[str, ...]]:
     headers: dict[str, list[str]] = {}
     for count, (name, raw_value) in enumerate(msg.raw_items()):
         if count == MAX_HEADER_FIELDS:
@@ -262,8 +282,9 @@ def _references(value: str) -> list[str]:
     return found if found else value.split()
 
 
-def _addresses(msg: Message, name: str, defects: list[str],
-               charset: str | None = None) -> tuple[Address, ...]:
+def _addresses(
+    msg: Message, name: str, defects: list[str], charset: str | None = None
+) -> tuple[Address, ...]:
     """The addresses of every `name` header, by RFC 5322's grammar (core.addresses)."""
     return _as_addresses(_mailboxes(msg, name, defects, charset) or [])
 
@@ -273,8 +294,14 @@ def _as_addresses(mailboxes: Sequence[Mailbox]) -> tuple[Address, ...]:
     return tuple(Address(m.name, m.address) for m in mailboxes if m.name or m.address)
 
 
-def _mailboxes(msg: Message, name: str, defects: list[str], charset: str | None = None, *,
-               topmost: bool = False) -> list[Mailbox] | None:
+def _mailboxes(
+    msg: Message,
+    name: str,
+    defects: list[str],
+    charset: str | None = None,
+    *,
+    topmost: bool = False,
+) -> list[Mailbox] | None:
     """The mailboxes of every `name` header (of the first alone when `topmost`); None when
     the mail has no such header. Raw 8-bit bytes are read as `charset` first."""
     out: list[Mailbox] | None = None
@@ -290,15 +317,17 @@ def _mailboxes(msg: Message, name: str, defects: list[str], charset: str | None 
     return out
 
 
-def _sender(msg: Message, reply_to: list[Mailbox], defects: list[str],
-            charset: str | None) -> SenderChoice:
+def _sender(
+    msg: Message, reply_to: list[Mailbox], defects: list[str], charset: str | None
+) -> SenderChoice:
     """From, else Sender, Reply-To or the topmost Return-Path (core.sender decides)."""
     from_ = _mailboxes(msg, "from", defects, charset)
     fallbacks: dict[str, Sequence[Mailbox]] = {"reply-to": reply_to}
     if not any(m.address for m in from_ or ()):  # the others are read only when needed
         fallbacks["sender"] = _mailboxes(msg, "sender", defects, charset) or []
-        fallbacks["return-path"] = _mailboxes(msg, "return-path", defects, charset,
-                                              topmost=True) or []
+        fallbacks["return-path"] = (
+            _mailboxes(msg, "return-path", defects, charset, topmost=True) or []
+        )
     choice = choose_sender(from_, fallbacks)
     defects.extend(choice.defects)
     return choice

@@ -13,8 +13,10 @@ import re
 
 # Latin-1 supplement and the letters and signs cp1252 puts at 0x80-0x9F: what a
 # double-byte charset's bytes become when read one by one as Western text.
-_WESTERN_HIGH = "\u0080-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc" \
-                "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
+_WESTERN_HIGH = (
+    "\u0080-\u00ff\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
+    "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
+)
 _HIGH_RUN_RE = re.compile(f"[{_WESTERN_HIGH}]{{3,}}")
 # UTF-8 read as a single-byte charset: "é" as "Ã©" (also read by mime_text for bodies).
 UTF8_AS_LATIN_RE = re.compile("[\u00c2-\u00f4][\u0080-\u00bf]")
@@ -35,10 +37,12 @@ def garbled(text: str) -> bool:
     """
     if text.isascii():
         return False
-    marks = (len(_BROKEN_RE.findall(text))
-             + sum(len(run) for run in _HIGH_RUN_RE.findall(text))
-             + 2 * len(UTF8_AS_LATIN_RE.findall(text))
-             + 2 * len(_MIXED_WORD_RE.findall(text)))
+    marks = (
+        len(_BROKEN_RE.findall(text))
+        + sum(len(run) for run in _HIGH_RUN_RE.findall(text))
+        + 2 * len(UTF8_AS_LATIN_RE.findall(text))
+        + 2 * len(_MIXED_WORD_RE.findall(text))
+    )
     if len(text) <= _SHORT:
         return marks > 0
     return marks > _LONG_SHARE * len(text)

@@ -67,8 +67,9 @@ class Facts:
         key = (part, form)
         if key not in cache:
             if form == "written":
-                cache[key] = f"{self.subject}\n{self.body}" if part == "text" else getattr(
-                    self, part)
+                cache[key] = (
+                    f"{self.subject}\n{self.body}" if part == "text" else getattr(self, part)
+                )
             else:
                 written = self.view(part, "written")
                 cache[key] = written.lower() if form == "lower" else _fold(written)
@@ -184,8 +185,13 @@ class Actions:
         }
         tags = tuple(dict.fromkeys(self.tags + later.tags))
         within = [w for w in (self.respond_within, later.respond_within) if w is not None]
-        return replace(self, **changes, tags=tags, stop=self.stop or later.stop,  # type: ignore[arg-type]
-                       respond_within=min(within, default=None))
+        return replace(
+            self,
+            **changes,  # type: ignore[arg-type]
+            tags=tags,
+            stop=self.stop or later.stop,
+            respond_within=min(within, default=None),
+        )
 
 
 _MERGED = frozenset({"tags", "stop", "respond_within"})
@@ -243,8 +249,10 @@ _NAMES = {"mailbox": "mailbox", "to_detail": "to_details", "language": "language
 _TEXTS = ("subject", "body", "text")
 _FLAGS = {"has_attachments": "has_attachments", "followup": "is_followup"}
 # Conditions on a count: "at least N" of what the fact counts.
-_COUNTS = {"unanswered_at_least": ("customer_mails_unanswered", "mails"),
-           "open_tickets_at_least": ("customer_open_tickets", "tickets")}
+_COUNTS = {
+    "unanswered_at_least": ("customer_mails_unanswered", "mails"),
+    "open_tickets_at_least": ("customer_open_tickets", "tickets"),
+}
 _CONDITION_KEYS = (*_GLOBS, *_NAMES, *_TEXTS, *_FLAGS, *_COUNTS, "any_of")
 NAME_LIMIT = 64
 _LETTERS_OUTSIDE_ESCAPES = re.compile(r"\\.|\(\?P?<[^>]*>|\(\?P=\w+\)|[^\w]")
@@ -420,8 +428,14 @@ def _fold(text: str) -> str:
 
 
 _ACTIONS: dict[str, Callable[[object, str], object]] = {
-    "queue": _name, "priority": _priority, "sla_policy": _name, "assignee": _assignee,
-    "respond_within": _duration, "tags": _tags, "no_ack": _flag, "ack_template": _string,
+    "queue": _name,
+    "priority": _priority,
+    "sla_policy": _name,
+    "assignee": _assignee,
+    "respond_within": _duration,
+    "tags": _tags,
+    "no_ack": _flag,
+    "ack_template": _string,
     "stop": _flag,
 }
 _ACTION_KEYS = tuple(_ACTIONS)

@@ -39,5 +39,5 @@ def bounded_filename(name: str) -> str:
         return name
     stem, dot, extension = name.rpartition(".")
     if not dot or not stem or len(extension) > 16:
-        return name[:MAX_FILENAME - 1] + "…"
-    return f"{stem[:MAX_FILENAME - len(extension) - 2]}….{extension}"
+        return name[: MAX_FILENAME - 1] + "…"
+    return f"{stem[: MAX_FILENAME - len(extension) - 2]}….{extension}"

@@ -31,8 +31,9 @@ class SenderChoice:
     defects: tuple[str, ...]
 
 
-def choose_sender(from_: Sequence[Mailbox] | None,
-                  fallbacks: Mapping[str, Sequence[Mailbox]]) -> SenderChoice:
+def choose_sender(
+    from_: Sequence[Mailbox] | None, fallbacks: Mapping[str, Sequence[Mailbox]]
+) -> SenderChoice:
     """The sender of a mail from the mailboxes of its From header (None: no such header)
     and of the FALLBACKS headers (by lower-cased name; only the topmost Return-Path's).
 
@@ -43,8 +44,9 @@ def choose_sender(from_: Sequence[Mailbox] | None,
     mailboxes = tuple(from_ or ())
     defects: list[str] = []
     if len(mailboxes) > 1:
-        defects.append(f"From names {len(mailboxes)} mailboxes: the first with an address "
-                       "is the sender")
+        defects.append(
+            f"From names {len(mailboxes)} mailboxes: the first with an address is the sender"
+        )
     for mailbox in mailboxes:
         if mailbox.address:
             return SenderChoice(Address(mailbox.name, mailbox.address), "from", tuple(defects))
@@ -57,8 +59,7 @@ def choose_sender(from_: Sequence[Mailbox] | None,
         found = next((m for m in fallbacks.get(key, ()) if m.address), None)
         if found is not None:
             defects.append(f"{why}: sender taken from {title}")
-            return SenderChoice(Address(found.name or named, found.address), key,
-                                tuple(defects))
+            return SenderChoice(Address(found.name or named, found.address), key, tuple(defects))
     defects.append(why if from_ is None else f"{why}, nor do Sender, Reply-To or Return-Path")
     return SenderChoice(Address(named, "") if named else None, "", tuple(defects))
 

@@ -131,8 +131,9 @@ def compute_deadlines(
 ) -> Deadlines:
     """Both deadlines of a ticket whose clock started at `start`; the resolution clock does
     not count `paused` (time spent waiting on the customer, on the same clock)."""
-    return Deadlines(add_time(start, first_response, cal),
-                     add_time(start, resolution + paused, cal))
+    return Deadlines(
+        add_time(start, first_response, cal), add_time(start, resolution + paused, cal)
+    )
 
 
 def wall_clock_deadlines(start: datetime, first: timedelta, resolution: timedelta) -> Deadlines:
@@ -182,8 +183,10 @@ def number_steps(levels: Sequence[LevelLike]) -> tuple[Step, ...]:
         numbered = [(-n, lv) for n, lv in enumerate(before, 1)]
         numbered += [(n, lv) for n, lv in enumerate(after, 1)]
         steps += sorted(
-            (Step(deadline, number, lv.at, lv.notify, lv.raise_priority)
-             for number, lv in numbered),
+            (
+                Step(deadline, number, lv.at, lv.notify, lv.raise_priority)
+                for number, lv in numbered
+            ),
             key=lambda step: step.at,
         )
     return tuple(steps)

@@ -58,8 +58,9 @@ def _mac(secret: bytes, ticket_number: int, expiry: str, audience: str) -> str:
     return base64.b32encode(digest).decode("ascii").lower()[:MAC_LENGTH]
 
 
-def reply_address(base_address: str, ticket_number: int, secret: bytes, *, audience: str,
-                  expires: datetime) -> str:
+def reply_address(
+    base_address: str, ticket_number: int, secret: bytes, *, audience: str, expires: datetime
+) -> str:
     """`support@example.com` -> `support+t1042-<expiry day>-<mac>@example.com`.
 
     `audience` is the staff address the mail goes to, or TEAM; the token is good until the
@@ -92,8 +93,9 @@ def find_token(recipients: Iterable[str], own_addresses: Iterable[str]) -> Addre
             continue
         match = _DETAIL.fullmatch(detail)
         if match:
-            return AddressToken(int(match.group(1)), match.group(2), match.group(3),
-                                recipient.lower())
+            return AddressToken(
+                int(match.group(1)), match.group(2), match.group(3), recipient.lower()
+            )
         legacy = _LEGACY_DETAIL.fullmatch(detail)
         if legacy:
             return AddressToken(int(legacy.group(1)), "", legacy.group(2), recipient.lower())
@@ -108,20 +110,27 @@ class TokenCheck:
     refusal: str | None
 
 
-def check_token(secret: bytes, found: AddressToken, sender: str,
-                team_members: Iterable[str], now: datetime) -> TokenCheck:
+def check_token(
+    secret: bytes, found: AddressToken, sender: str, team_members: Iterable[str], now: datetime
+) -> TokenCheck:
     """Does `found` let `sender` answer its ticket? The MAC is checked before the expiry,
     so a guessed token learns nothing from the answer."""
     sender = sender.lower()
     if not found.expiry:
-        return TokenCheck(None, "this reply address is of an older form that no longer "
-                                "proves who may use it; answer a newer notification")
+        return TokenCheck(
+            None,
+            "this reply address is of an older form that no longer "
+            "proves who may use it; answer a newer notification",
+        )
     if hmac.compare_digest(_mac(secret, found.ticket_number, found.expiry, sender), found.mac):
         audience = sender
     elif hmac.compare_digest(_mac(secret, found.ticket_number, found.expiry, TEAM), found.mac):
         if sender not in {m.lower() for m in team_members}:
-            return TokenCheck(None, f"{sender} is not one of the staff addresses this team "
-                                    "notification may be answered from")
+            return TokenCheck(
+                None,
+                f"{sender} is not one of the staff addresses this team "
+                "notification may be answered from",
+            )
         audience = TEAM
     else:
         return TokenCheck(None, f"this reply address was not issued to {sender}")
@@ -180,8 +189,13 @@ class StaffMessage:
 
     def tags(self, name: str) -> tuple[str, ...]:
         """The tags of every `#tag` (or `#untag`) line, in order, each once."""
-        found = (tag for c in self.commands if c.name == name
-                 for tag in _LIST_SEPARATOR.split(c.argument) if tag)
+        found = (
+            tag
+            for c in self.commands
+            if c.name == name
+            for tag in _LIST_SEPARATOR.split(c.argument)
+            if tag
+        )
         return tuple(dict.fromkeys(found))
 
 
@@ -233,8 +247,11 @@ _COMMANDS: dict[str, tuple[bool, _Validator, str]] = {
     "template": (True, _NAME, "a template name"),
     "tag": (True, _NAMES, "tag names, separated by spaces or commas"),
     "untag": (True, _NAMES, "tag names, separated by spaces or commas"),
-    "requester": (True, _one_address,
-                  "one address, like someone@example.com or Ann Example <ann@example.com>"),
+    "requester": (
+        True,
+        _one_address,
+        "one address, like someone@example.com or Ann Example <ann@example.com>",
+    ),
 }
 
 
@@ -242,8 +259,7 @@ def tag_name(value: str) -> str:
     """A tag as `#tag` takes it (lower-cased); ValueError names what is expected."""
     name = value.strip().lower()
     if not _NAME.fullmatch(name):
-        raise ValueError(f"a tag is letters, digits, '_', '.' or '-' (at most 64), not "
-                         f"{value!r}")
+        raise ValueError(f"a tag is letters, digits, '_', '.' or '-' (at most 64), not {value!r}")
     return name
 
 
@@ -306,8 +322,11 @@ def _command_error(name: str, argument: str) -> str:
 
 
 def _normalise(name: str, argument: str) -> str:
-    return (argument.lower() if name in ("priority", "assign", "queue", "template", "tag", "untag")
-            else argument)
+    return (
+        argument.lower()
+        if name in ("priority", "assign", "queue", "template", "tag", "untag")
+        else argument
+    )
 
 
 # --- signatures ----------------------------------------------------------------------------

@@ -128,8 +128,10 @@ def _rtf_text(tnef: Any, defects: list[str]) -> str | None:
         rtf = bytes(tnef.rtfbody or b"")
         if not rtf.lstrip().startswith(b"{\\rtf"):
             raise ValueError("not an RTF document")
-        text = rtf_to_text(_short_lines(rtf.decode("latin-1")),  # type: ignore[no-untyped-call]
-                           errors="replace")
+        text = rtf_to_text(
+            _short_lines(rtf.decode("latin-1")),  # type: ignore[no-untyped-call]
+            errors="replace",
+        )
     except Exception as exc:  # a corrupt RTF stream: the attachments still count
         defects.append(f"TNEF RTF body could not be read: {exc!r}")
         return None

@@ -88,8 +88,11 @@ def _stream(data: bytes, counts: _Counts, depth: int) -> bytes:
         if bounded is body:
             out.append(data[offset : offset + size])
         else:
-            out.append(_ATTRIBUTE.pack(level, name, kind, len(bounded)) + bounded
-                       + _U16.pack(sum(bounded) & 0xFFFF))
+            out.append(
+                _ATTRIBUTE.pack(level, name, kind, len(bounded))
+                + bounded
+                + _U16.pack(sum(bounded) & 0xFFFF)
+            )
         offset += size
     else:
         out.append(data[offset:])
@@ -100,20 +103,21 @@ def _stream(data: bytes, counts: _Counts, depth: int) -> bytes:
 def _count_attribute(counts: _Counts, name: int) -> bool:
     limits = counts.limits
     if counts.attributes >= limits.max_tnef_attributes:
-        counts.cut(f"TNEF has more than {limits.max_tnef_attributes} attributes: the rest "
-                   "were not read")
+        counts.cut(
+            f"TNEF has more than {limits.max_tnef_attributes} attributes: the rest were not read"
+        )
         return False
     if name == _RENDERING and counts.attachments >= limits.max_tnef_attachments:
-        counts.cut(f"TNEF has more than {limits.max_tnef_attachments} attachments: the rest "
-                   "were not read")
+        counts.cut(
+            f"TNEF has more than {limits.max_tnef_attachments} attachments: the rest were not read"
+        )
         return False
     counts.attributes += 1
     counts.attachments += name == _RENDERING
     return True
 
 
-def _bounded_attribute(level: int, name: int, body: bytes, counts: _Counts,
-                       depth: int) -> bytes:
+def _bounded_attribute(level: int, name: int, body: bytes, counts: _Counts, depth: int) -> bytes:
     """The attribute's data with its counts checked; `body` itself when nothing changed."""
     if level == _LEVEL_ATTACHMENT:
         return _property_list(body, counts, depth) if name == _ATTACHMENT_PROPS else body
@@ -142,8 +146,9 @@ def _recipients(body: bytes, counts: _Counts, depth: int) -> bytes:
     if len(rows) == claimed and body[4:offset] == b"".join(rows):
         return body
     if len(rows) < claimed:
-        counts.cut(f"TNEF recipient table claims {claimed} rows, holds {len(rows)}: the rest "
-                   "were not read")
+        counts.cut(
+            f"TNEF recipient table claims {claimed} rows, holds {len(rows)}: the rest were not read"
+        )
     return _U32.pack(len(rows)) + b"".join(rows)
 
 
@@ -156,8 +161,7 @@ def _property_list(body: bytes, counts: _Counts, depth: int) -> bytes:
     return body if kept == body[:end] else kept + body[end:]
 
 
-def _properties(data: bytes, offset: int, counts: _Counts,
-                depth: int) -> tuple[int, bytes, bool]:
+def _properties(data: bytes, offset: int, counts: _Counts, depth: int) -> tuple[int, bytes, bool]:
     """(where the list ends, the list as tnefparse may read it, whether it is whole): a
     count, then properties, cut at the first one that is incomplete or over the counts."""
     claimed = _u32(data, offset)
@@ -166,10 +170,13 @@ def _properties(data: bytes, offset: int, counts: _Counts,
         try:
             position, piece = _property(data, position, counts, depth)
         except _Incomplete:
-            counts.cut(f"TNEF has more than {counts.limits.max_tnef_properties} property "
-                       "values: the rest were not read" if counts.over else
-                       f"TNEF property list claims {claimed} properties, holds "
-                       f"{len(pieces)}: the rest were not read")
+            counts.cut(
+                f"TNEF has more than {counts.limits.max_tnef_properties} property "
+                "values: the rest were not read"
+                if counts.over
+                else f"TNEF property list claims {claimed} properties, holds "
+                f"{len(pieces)}: the rest were not read"
+            )
             return position, _U32.pack(len(pieces)) + b"".join(pieces), False
         pieces.append(piece)
     return position, _U32.pack(claimed) + b"".join(pieces), True
@@ -232,8 +239,10 @@ def _embedded(data: bytes, start: int, end: int, counts: _Counts, depth: int) ->
         return data[start:end]
     inner = value[len(_EMBEDDED) : length]
     if depth + 1 >= counts.limits.max_tnef_depth:
-        counts.cut(f"TNEF messages embedded deeper than {counts.limits.max_tnef_depth} levels "
-                   "were not read")
+        counts.cut(
+            f"TNEF messages embedded deeper than {counts.limits.max_tnef_depth} levels "
+            "were not read"
+        )
         bounded = _EMPTY_STREAM
     else:
         bounded = _stream(inner, counts, depth + 1)

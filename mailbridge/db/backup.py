@@ -23,10 +23,16 @@ def backup(database_url: str, target: Path) -> str:
     url = make_url(database_url)
     if url.drivername.startswith("postgresql") or url.drivername == "postgres":
         plain = url.set(drivername="postgresql")
-        command = ["pg_dump", "--format=custom", f"--file={target}",
-                   f"--dbname={plain.render_as_string(hide_password=True)}"]
-        return ("PostgreSQL is backed up with its own tool (consistent while mailbridge runs); "
-                "the password comes from ~/.pgpass or $PGPASSWORD:\n  " + shlex.join(command))
+        command = [
+            "pg_dump",
+            "--format=custom",
+            f"--file={target}",
+            f"--dbname={plain.render_as_string(hide_password=True)}",
+        ]
+        return (
+            "PostgreSQL is backed up with its own tool (consistent while mailbridge runs); "
+            "the password comes from ~/.pgpass or $PGPASSWORD:\n  " + shlex.join(command)
+        )
     if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
         raise ConfigError(f"database.url: cannot back up {url.drivername} databases")
     source = Path(url.database)
@@ -60,8 +66,10 @@ def _private_file(path: Path) -> None:
 
 def _copy(source: Path, target: Path) -> None:
     try:
-        with contextlib.closing(sqlite3.connect(source, timeout=30)) as src, \
-                contextlib.closing(sqlite3.connect(target)) as dst:
+        with (
+            contextlib.closing(sqlite3.connect(source, timeout=30)) as src,
+            contextlib.closing(sqlite3.connect(target)) as dst,
+        ):
             # In one step: a read transaction sees one consistent state, and in WAL mode it
             # does not hold up the daemon's writes meanwhile.
             src.backup(dst)

@@ -26,8 +26,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.drivername.startswith("sqlite"):
         if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
             create_private_file(Path(parsed.database))
-        engine = create_engine(url, echo=echo, hide_parameters=True,
-                               connect_args={"timeout": 30})
+        engine = create_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername in ("postgresql", "postgres"):
@@ -36,8 +35,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.drivername.startswith("postgres"):  # what the URL sets itself wins
         connect_args = {k: v for k, v in _PG_CONNECT.items() if k not in parsed.query}
     try:
-        return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True,
-                             connect_args=connect_args)
+        return create_engine(
+            url, echo=echo, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args
+        )
     except ModuleNotFoundError as exc:
         raise ConfigError(
             f"database.url needs the {exc.name} driver: install mailbridge[postgres]"
@@ -54,8 +54,7 @@ _PG_CONNECT = {
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
-    "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
-               "-c tcp_keepalives_count=3",
+    "options": "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
 }
 
 

@@ -84,18 +84,27 @@ def _classify(error: BaseException, *, sent: bool = False) -> Outage | None:
         code = getattr(error, "sqlite_errorcode", None)
         primary = code & 0xFF if isinstance(code, int) else None
         if primary in _SQLITE_TRANSIENT:
-            return Outage(f"SQLite: {_SQLITE_TRANSIENT[primary]} ({_first_line(error)})",
-                          disk_full=primary == 13)
+            return Outage(
+                f"SQLite: {_SQLITE_TRANSIENT[primary]} ({_first_line(error)})",
+                disk_full=primary == 13,
+            )
         return None
     sqlstate = getattr(error, "sqlstate", None)
     if isinstance(sqlstate, str) and sqlstate[:2] in _PG_CLASSES:
-        return Outage(f"{_PG_CLASSES[sqlstate[:2]]}: {_first_line(error)}",
-                      disk_full=sqlstate == "53100")
+        return Outage(
+            f"{_PG_CLASSES[sqlstate[:2]]}: {_first_line(error)}", disk_full=sqlstate == "53100"
+        )
     # Without a SQLSTATE, psycopg could not reach the server, or refused to send a statement
     # (one with more than 65,535 parameters): only the first is an outage. A connection
     # lost mid-statement is told by SQLAlchemy, as connection_invalidated.
-    if not sent and type(error).__module__.startswith("psycopg") and type(error).__name__ in (
-        "OperationalError", "InterfaceError",
+    if (
+        not sent
+        and type(error).__module__.startswith("psycopg")
+        and type(error).__name__
+        in (
+            "OperationalError",
+            "InterfaceError",
+        )
     ):
         return Outage(f"PostgreSQL cannot be reached: {_first_line(error)}")
     return None

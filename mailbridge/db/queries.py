@@ -66,19 +66,26 @@ _SENT_IDS = select(Outbox.message_id, Outbox.ticket_id).where(
 )
 _TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
 _PARTICIPANTS = select(Article.from_address).where(
-    Article.ticket_id == bindparam("ticket_id"), Article.direction == "in",
+    Article.ticket_id == bindparam("ticket_id"),
+    Article.direction == "in",
     Article.author_kind != "unverified",
 )
+
 
 def _ledger_count(key: InstrumentedAttribute[str]) -> Select[int]:
     """Rows of one key and outcome since a time: a range scan of the key's index."""
     return select(func.count(Acknowledgement.id)).where(
-        key == bindparam("key"), Acknowledgement.withheld_by == bindparam("withheld_by"),
-        Acknowledgement.at >= bindparam("since"))
+        key == bindparam("key"),
+        Acknowledgement.withheld_by == bindparam("withheld_by"),
+        Acknowledgement.at >= bindparam("since"),
+    )
 
 
-ACK_LIMIT_KEYS = {"address": Acknowledgement.address, "domain": Acknowledgement.domain,
-                  "mailbox": Acknowledgement.mailbox}
+ACK_LIMIT_KEYS = {
+    "address": Acknowledgement.address,
+    "domain": Acknowledgement.domain,
+    "mailbox": Acknowledgement.mailbox,
+}
 _ACK_COUNTS = {limit: _ledger_count(column) for limit, column in ACK_LIMIT_KEYS.items()}
 _INSERT_EVENT = insert(Event)
 
@@ -135,20 +142,35 @@ def participants(session: Session, ticket: Ticket) -> frozenset[str]:
     return frozenset({ticket.requester_address, *found})
 
 
-def acknowledgements_since(session: Session, limit: str, key: str, since: datetime, *,
-                           withheld_by: str = "") -> int:
+def acknowledgements_since(
+    session: Session, limit: str, key: str, since: datetime, *, withheld_by: str = ""
+) -> int:
     """Acknowledgements queued (or, with `withheld_by`, withheld by that limit) since a
     time, for one address, domain or mailbox (`limit` says which `key` is)."""
     params = {"key": key, "withheld_by": withheld_by, "since": since}
     return _flushed(session).scalar(_ACK_COUNTS[limit], params) or 0
 
 
-def record_acknowledgement(session: Session, ticket: Ticket, address: str, domain: str,
-                           now: datetime, withheld_by: str = "") -> None:
+def record_acknowledgement(
+    session: Session,
+    ticket: Ticket,
+    address: str,
+    domain: str,
+    now: datetime,
+    withheld_by: str = "",
+) -> None:
     """One row in the ledger the limits count: queued, or withheld by a limit."""
-    _flushed(session).execute(insert(Acknowledgement), {
-        "ticket_id": ticket.id, "mailbox": ticket.mailbox, "address": address,
-        "domain": domain, "withheld_by": withheld_by, "at": now})
+    _flushed(session).execute(
+        insert(Acknowledgement),
+        {
+            "ticket_id": ticket.id,
+            "mailbox": ticket.mailbox,
+            "address": address,
+            "domain": domain,
+            "withheld_by": withheld_by,
+            "at": now,
+        },
+    )
 
 
 def _flushed(session: Session) -> Connection:
@@ -211,13 +233,16 @@ def _insert_for(mapper: Mapper[Any]) -> tuple[Insert, list[tuple[str, Column[Any
 
 
 @cache
-def _update_for(mapper: Mapper[Any], names: tuple[str, ...]
-                ) -> tuple[Update, list[tuple[str, str]]]:
+def _update_for(
+    mapper: Mapper[Any], names: tuple[str, ...]
+) -> tuple[Update, list[tuple[str, str]]]:
     columns = [(name, mapper.get_property(name).columns[0].key) for name in names]
     (key,) = mapper.primary_key
-    statement = (update(cast(Table, mapper.local_table))
-                 .where(key == bindparam("identity"))
-                 .values({column: bindparam(f"new_{column}") for _, column in columns}))
+    statement = (
+        update(cast(Table, mapper.local_table))
+        .where(key == bindparam("identity"))
+        .values({column: bindparam(f"new_{column}") for _, column in columns})
+    )
     return statement, columns
 
 
@@ -260,8 +285,9 @@ def _forget_written_now(session: Session, transaction: SessionTransaction) -> No
         session.info.pop(_WRITTEN_NOW, None)
 
 
-def insert_event(session: Session, ticket_id: int | None, at: datetime, event_type: str,
-                 data: dict[str, Any]) -> None:
+def insert_event(
+    session: Session, ticket_id: int | None, at: datetime, event_type: str, data: dict[str, Any]
+) -> None:
     """Write one audit event at once, without the unit of work's cost per object.
 
     Objects already added to the session are flushed first, so events keep the order in
@@ -359,7 +385,8 @@ def ticket_articles(session: Session, ticket_id: int) -> Sequence[Article]:
 def open_tickets_of(session: Session, address: str) -> int:
     """How many tickets of this requester are not resolved or closed."""
     query = select(func.count(Ticket.id)).where(
-        Ticket.requester_address == address, Ticket.status.not_in(("resolved", "closed")))
+        Ticket.requester_address == address, Ticket.status.not_in(("resolved", "closed"))
+    )
     return _flushed(session).scalar(query) or 0
 
 
@@ -368,13 +395,19 @@ def customer_mails_since_staff_reply(session: Session, ticket_id: int) -> int:
     when staff never replied); internal notes and automated mail do not count."""
     last_reply = (
         select(func.coalesce(func.max(Article.id), 0))
-        .where(Article.ticket_id == ticket_id, Article.direction == "out",
-               Article.author_kind == "staff", Article.internal.is_(False))
+        .where(
+            Article.ticket_id == ticket_id,
+            Article.direction == "out",
+            Article.author_kind == "staff",
+            Article.internal.is_(False),
+        )
         .scalar_subquery()
     )
     query = select(func.count(Article.id)).where(
-        Article.ticket_id == ticket_id, Article.direction == "in",
-        Article.author_kind == "customer", Article.id > last_reply,
+        Article.ticket_id == ticket_id,
+        Article.direction == "in",
+        Article.author_kind == "customer",
+        Article.id > last_reply,
     )
     return _flushed(session).scalar(query) or 0
 
@@ -390,17 +423,22 @@ def remove_ticket_tags(session: Session, ticket_id: int, tags: Sequence[str]) ->
     had = [tag for tag in ticket_tags(session, ticket_id) if tag.lower() in wanted]
     if had:
         _flushed(session).execute(
-            delete(TicketTag).where(TicketTag.ticket_id == ticket_id, TicketTag.tag.in_(had)))
+            delete(TicketTag).where(TicketTag.ticket_id == ticket_id, TicketTag.tag.in_(had))
+        )
     return had
 
 
-def add_ticket_tags(session: Session, ticket_id: int, tags: Sequence[str], now: datetime,
-                    ) -> list[str]:
+def add_ticket_tags(
+    session: Session,
+    ticket_id: int,
+    tags: Sequence[str],
+    now: datetime,
+) -> list[str]:
     """Tag the ticket; returns the tags it did not have before, in the order given."""
     new = [tag for tag in dict.fromkeys(tags) if tag not in ticket_tags(session, ticket_id)]
     if new:
         _flushed(session).execute(
-            insert(TicketTag), [{"ticket_id": ticket_id, "tag": tag, "added_at": now}
-                                for tag in new]
+            insert(TicketTag),
+            [{"ticket_id": ticket_id, "tag": tag, "added_at": now} for tag in new],
         )
     return new

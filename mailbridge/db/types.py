@@ -21,8 +21,16 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm.attributes import AttributeEventToken
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["ClippedString", "DigestString", "StorableJSON", "StorableText", "bound_in_memory",
-           "clipped", "fitted", "storable"]
+__all__ = [
+    "ClippedString",
+    "DigestString",
+    "StorableJSON",
+    "StorableText",
+    "bound_in_memory",
+    "clipped",
+    "fitted",
+    "storable",
+]
 
 REPLACEMENT = "\ufffd"
 ELLIPSIS = "…"
@@ -167,8 +175,7 @@ def bound_in_memory(base: type[DeclarativeBase]) -> None:
         for prop in mapper.column_attrs:
             kind = prop.columns[0].type
             if isinstance(kind, _Bounded):
-                event.listen(getattr(mapper.class_, prop.key), "set", _setter(kind),
-                             retval=True)
+                event.listen(getattr(mapper.class_, prop.key), "set", _setter(kind), retval=True)
 
 
 def _setter(kind: _Bounded) -> Any:

@@ -35,32 +35,53 @@ DEMO_MX = "mx.demo.example"
 def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Config:
     data = {
         "database": {"url": f"sqlite:///{data_dir / 'mailbridge.db'}"},
-        "mailbox": [{
-            "name": "support", "address": "support@demo.example", "host": imap.host,
-            "port": imap.port, "security": "none", "username": imap.username,
-            "password_env": "MAILBRIDGE_DEMO_IMAP_PASSWORD", "after": "move",
-            "poll_interval": "1s",
-        }],
-        "smtp": {"host": smtp.host, "port": smtp.port, "security": "none",
-                 "from": "Demo Support <support@demo.example>"},
+        "mailbox": [
+            {
+                "name": "support",
+                "address": "support@demo.example",
+                "host": imap.host,
+                "port": imap.port,
+                "security": "none",
+                "username": imap.username,
+                "password_env": "MAILBRIDGE_DEMO_IMAP_PASSWORD",
+                "after": "move",
+                "poll_interval": "1s",
+            }
+        ],
+        "smtp": {
+            "host": smtp.host,
+            "port": smtp.port,
+            "security": "none",
+            "from": "Demo Support <support@demo.example>",
+        },
         "templates": {"language": "en", "company": "Demo Shop & Bank"},
         "sla": [{"name": "demo", "first_response": FIRST_RESPONSE, "resolution": "1d"}],
         "calendar": {"timezone": "Europe/Rome"},
-        "staff": {"addresses": ["alice@demo.example"], "team_address": "team@demo.example",
-                  "escalation_address": "lead@demo.example", "trusted_authserv_id": DEMO_MX},
-        "service": {"data_dir": str(data_dir), "sweep_interval": "1s",
-                    "outbox_interval": "1s"},
+        "staff": {
+            "addresses": ["alice@demo.example"],
+            "team_address": "team@demo.example",
+            "escalation_address": "lead@demo.example",
+            "trusted_authserv_id": DEMO_MX,
+        },
+        "service": {"data_dir": str(data_dir), "sweep_interval": "1s", "outbox_interval": "1s"},
         # The example FAQ: Giulia's question about closing her account is answered at once.
         "faq": {"dir": str(default_templates_dir() / "faq")},
         # The shipped unhappy-customer rules: Tom's third mail raises his ticket's priority.
         "rules": {"include": [str(default_templates_dir() / "rules" / "unhappy-customers.toml")]},
     }
-    return config_from_dict(data, data_dir / "demo.toml",
-                            {"MAILBRIDGE_DEMO_IMAP_PASSWORD": imap.password})
+    return config_from_dict(
+        data, data_dir / "demo.toml", {"MAILBRIDGE_DEMO_IMAP_PASSWORD": imap.password}
+    )
 
 
-def customer_mail(sender: str, subject: str, body: str, *, in_reply_to: str | None = None,
-                  extra: dict[str, str] | None = None) -> bytes:
+def customer_mail(
+    sender: str,
+    subject: str,
+    body: str,
+    *,
+    in_reply_to: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> bytes:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = "Demo Support <support@demo.example>"
@@ -110,7 +131,8 @@ CABLE = customer_mail(
 
 def chaser(ack_message_id: str, subject: str) -> bytes:
     return customer_mail(
-        "Tom Baker <tom.baker@example.co.uk>", f"Re: {subject}",
+        "Tom Baker <tom.baker@example.co.uk>",
+        f"Re: {subject}",
         """
         Hello again,
 
@@ -125,9 +147,11 @@ def chaser(ack_message_id: str, subject: str) -> bytes:
 
 def out_of_office(ack_message_id: str, subject: str) -> bytes:
     return customer_mail(
-        "Giulia Rossi <giulia.rossi@example.it>", f"Risposta automatica: {subject}",
+        "Giulia Rossi <giulia.rossi@example.it>",
+        f"Risposta automatica: {subject}",
         "Sono fuori ufficio fino a lunedì, risponderò al mio rientro.",
-        in_reply_to=ack_message_id, extra={"Auto-Submitted": "auto-replied"},
+        in_reply_to=ack_message_id,
+        extra={"Auto-Submitted": "auto-replied"},
     )
 
 
@@ -142,9 +166,11 @@ def staff_answer(notification: ReceivedMail) -> bytes:
     msg["In-Reply-To"] = notification.message["Message-ID"]
     msg["References"] = notification.message["Message-ID"]
     body = notification.message.get_body(("plain",))
-    quoted = "\n".join("> " + line for line in
-                       (body.get_content() if body is not None else "").splitlines())
-    msg.set_content(textwrap.dedent("""\
+    quoted = "\n".join(
+        "> " + line for line in (body.get_content() if body is not None else "").splitlines()
+    )
+    msg.set_content(
+        textwrap.dedent("""\
         #priority high
 
         Gentile signora Rossi,
@@ -154,8 +180,11 @@ def staff_answer(notification: ReceivedMail) -> bytes:
 
         --
         Alice Bianchi | Demo Shop & Bank
-        """) + "\nIl giorno lun 23 nov 2026, Demo Support <support@demo.example> ha scritto:\n"
-        + quoted + "\n")
+        """)
+        + "\nIl giorno lun 23 nov 2026, Demo Support <support@demo.example> ha scritto:\n"
+        + quoted
+        + "\n"
+    )
     return msg.as_bytes()
 
 
@@ -179,26 +208,35 @@ class Narrator:
                 if ticket.id not in self.tickets:
                     self.tickets.add(ticket.id)
                     due = ticket.first_response_due_at
-                    self.say(f"\n● ticket #{ticket.number} created for "
-                             f"{ticket.requester_address}: {ticket.subject!r} "
-                             f"(language {ticket.language}, reply due "
-                             f"{due.astimezone().strftime('%H:%M:%S') if due else '-'})")
-            matches = session.execute(select(Event, Ticket.number)
-                                      .join(Ticket, Ticket.id == Event.ticket_id)
-                                      .where(Event.type == "rule_matched"))
+                    self.say(
+                        f"\n● ticket #{ticket.number} created for "
+                        f"{ticket.requester_address}: {ticket.subject!r} "
+                        f"(language {ticket.language}, reply due "
+                        f"{due.astimezone().strftime('%H:%M:%S') if due else '-'})"
+                    )
+            matches = session.execute(
+                select(Event, Ticket.number)
+                .join(Ticket, Ticket.id == Event.ticket_id)
+                .where(Event.type == "rule_matched")
+            )
             for event, number in matches:
                 if event.id not in self.rule_events:
                     self.rule_events.add(event.id)
-                    self.say(f"\n◆ ticket #{number}: rule {event.data['rule']!r} matched: "
-                             f"{summary(event.data['actions'])}")
-            fired = session.execute(select(Escalation, Ticket.number)
-                                    .join(Ticket, Ticket.id == Escalation.ticket_id))
+                    self.say(
+                        f"\n◆ ticket #{number}: rule {event.data['rule']!r} matched: "
+                        f"{summary(event.data['actions'])}"
+                    )
+            fired = session.execute(
+                select(Escalation, Ticket.number).join(Ticket, Ticket.id == Escalation.ticket_id)
+            )
             for escalation, number in fired:
                 if escalation.id not in self.escalations:
                     self.escalations.add(escalation.id)
-                    self.say(f"\n▲ ticket #{number}: first response overdue, escalation level "
-                             f"{escalation.level} recorded")
-        for mail in self.sink.received[self.mails:]:
+                    self.say(
+                        f"\n▲ ticket #{number}: first response overdue, escalation level "
+                        f"{escalation.level} recorded"
+                    )
+        for mail in self.sink.received[self.mails :]:
             self.mails += 1
             self.show_mail(mail)
 
@@ -246,53 +284,76 @@ async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) 
         narrator.say("→ two customers write to support@demo.example")
         await asyncio.to_thread(imap.append, BANK)
         await asyncio.to_thread(imap.append, CABLE)
-        await _until(lambda: bool(narrator.ack_for("tom.baker@example.co.uk")
-                                  and narrator.ack_for("giulia.rossi@example.it")),
-                     narrator, 30)
+        await _until(
+            lambda: bool(
+                narrator.ack_for("tom.baker@example.co.uk")
+                and narrator.ack_for("giulia.rossi@example.it")
+            ),
+            narrator,
+            30,
+        )
         tom_ack = narrator.ack_for("tom.baker@example.co.uk")
         giulia_ack = narrator.ack_for("giulia.rossi@example.it")
         assert tom_ack is not None and giulia_ack is not None
-        await _until(lambda: narrator.sent_to("team@demo.example", "Giulia") is not None,
-                     narrator, 30)
+        await _until(
+            lambda: narrator.sent_to("team@demo.example", "Giulia") is not None, narrator, 30
+        )
         notice = narrator.sent_to("team@demo.example", "Giulia")
         assert notice is not None
-        narrator.say("\n→ Alice (staff) answers Giulia by replying to the notification from her "
-                     "own mail client; a command on the first line raises the priority")
+        narrator.say(
+            "\n→ Alice (staff) answers Giulia by replying to the notification from her "
+            "own mail client; a command on the first line raises the priority"
+        )
         await asyncio.to_thread(imap.append, staff_answer(notice))
-        await _until(lambda: len([m for m in sink.received
-                                  if "giulia.rossi@example.it" in m.recipients]) >= 2,
-                     narrator, 30)
-        narrator.say("\n→ Tom replies to his acknowledgement, upset; Giulia's mail server "
-                     "answers hers with an out-of-office")
-        await asyncio.to_thread(imap.append, chaser(tom_ack.message["Message-ID"],
-                                                    tom_ack.message["Subject"]))
-        await asyncio.to_thread(imap.append, out_of_office(giulia_ack.message["Message-ID"],
-                                                           giulia_ack.message["Subject"]))
+        await _until(
+            lambda: (
+                len([m for m in sink.received if "giulia.rossi@example.it" in m.recipients]) >= 2
+            ),
+            narrator,
+            30,
+        )
+        narrator.say(
+            "\n→ Tom replies to his acknowledgement, upset; Giulia's mail server "
+            "answers hers with an out-of-office"
+        )
+        await asyncio.to_thread(
+            imap.append, chaser(tom_ack.message["Message-ID"], tom_ack.message["Subject"])
+        )
+        await asyncio.to_thread(
+            imap.append,
+            out_of_office(giulia_ack.message["Message-ID"], giulia_ack.message["Subject"]),
+        )
         narrator.say(f"→ nobody answers; the first-response target is {FIRST_RESPONSE}")
-        await _until(lambda: bool(narrator.escalations) and narrator.mails >= 3, narrator,
-                     TOUR_LIMIT)
+        await _until(
+            lambda: bool(narrator.escalations) and narrator.mails >= 3, narrator, TOUR_LIMIT
+        )
         await asyncio.sleep(1.5)
         narrator.poll()
     finally:
         daemon.stop()
         await running
-    narrator.say(f"\n{len(narrator.tickets)} tickets, {narrator.mails} mails sent, "
-                 f"{len(narrator.escalations)} escalation(s). Giulia got Alice's answer from "
-                 "the support address, without the quote, the signature or Alice's address; "
-                 "her ticket waits on her and was not escalated. Tom's follow-up and Giulia's "
-                 "out-of-office joined their tickets without a second acknowledgement.")
+    narrator.say(
+        f"\n{len(narrator.tickets)} tickets, {narrator.mails} mails sent, "
+        f"{len(narrator.escalations)} escalation(s). Giulia got Alice's answer from "
+        "the support address, without the quote, the signature or Alice's address; "
+        "her ticket waits on her and was not escalated. Tom's follow-up and Giulia's "
+        "out-of-office joined their tickets without a second acknowledgement."
+    )
 
 
-def run_demo(directory: Path | None, *, keep_running: bool = False,
-             out: TextIO = sys.stdout) -> int:
+def run_demo(
+    directory: Path | None, *, keep_running: bool = False, out: TextIO = sys.stdout
+) -> int:
     with tempfile.TemporaryDirectory(prefix="mailbridge-demo-") as scratch:
         data_dir = (directory or Path(scratch)).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         with EmbeddedImapServer() as imap, SmtpSink() as sink:
             app = build_app(demo_config(imap, sink, data_dir))
             try:
-                out.write(f"mailbridge demo: IMAP on {imap.host}:{imap.port}, SMTP sink on "
-                          f"{sink.host}:{sink.port}, database in {data_dir}\n")
+                out.write(
+                    f"mailbridge demo: IMAP on {imap.host}:{imap.port}, SMTP sink on "
+                    f"{sink.host}:{sink.port}, database in {data_dir}\n"
+                )
                 asyncio.run(tour(app, imap, sink, out))
                 if keep_running:
                     out.write("\nstill running; Ctrl-C to stop\n")

@@ -47,8 +47,9 @@ def _report_earlier_news_when_idle_starts() -> None:
     """
     original = MailboxData.update_selected
 
-    async def update_selected(self: MailboxData, selected: SelectedMailbox, *,
-                              wait_on: Event | None = None) -> SelectedMailbox:
+    async def update_selected(
+        self: MailboxData, selected: SelectedMailbox, *, wait_on: Event | None = None
+    ) -> SelectedMailbox:
         if wait_on is not None and selected.mod_sequence != self._mod_sequences.highest:
             wait_on = None
         return await original(self, selected, wait_on=wait_on)
@@ -157,7 +158,9 @@ class _Listener:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -172,8 +175,13 @@ class EmbeddedImapServer(_Listener):
     """
 
     def __init__(
-        self, username: str = "support", password: str = "secret", *, port: int = 0,
-        security: str = "none", tls_context: ssl.SSLContext | None = None,
+        self,
+        username: str = "support",
+        password: str = "secret",
+        *,
+        port: int = 0,
+        security: str = "none",
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__("embedded-imap", port)
         _check_security(security, tls_context)
@@ -188,17 +196,28 @@ class EmbeddedImapServer(_Listener):
         if self._imap is None:
             # Created once, inside the loop, so the mailbox data outlives stop()/start().
             args = argparse.Namespace(
-                host=_LOCALHOST, port=0, debug=False, cert=None, key=None,
-                tls=self.security == "starttls", demo_data=False, demo_user=self.username,
-                demo_password=self.password, passlib_cfg=None, inherited_sockets=None,
+                host=_LOCALHOST,
+                port=0,
+                debug=False,
+                cert=None,
+                key=None,
+                tls=self.security == "starttls",
+                demo_data=False,
+                demo_user=self.username,
+                demo_password=self.password,
+                passlib_cfg=None,
+                inherited_sockets=None,
                 proxy_protocol=None,
             )
             # cpu_subsystem: no private thread pool that would outlive close().
             # Cleartext: the password is held in memory in clear anyway, and the default
             # 500,000-round hash makes every login take a tenth of a second.
             backend, config = await DictBackend.init(
-                args, secure_auth=False, invalid_user_sleep=0.0,
-                cpu_subsystem=Subsystem.for_asyncio(), hash_context=Cleartext(),
+                args,
+                secure_auth=False,
+                invalid_user_sleep=0.0,
+                cpu_subsystem=Subsystem.for_asyncio(),
+                hash_context=Cleartext(),
                 ssl_context=self._tls_context,
             )
             config.apply_context()
@@ -206,12 +225,15 @@ class EmbeddedImapServer(_Listener):
             self._proxy = ProxyProtocolReader(config.proxy_protocol)
         assert self._proxy is not None
         return await asyncio.start_server(
-            self._proxy.get_callback(self._serve), host=_LOCALHOST, port=self.port,
+            self._proxy.get_callback(self._serve),
+            host=_LOCALHOST,
+            port=self.port,
             ssl=self._tls_context if self.security == "tls" else None,
         )
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     sock_info: Any) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock_info: Any
+    ) -> None:
         assert self._imap is not None
         self._transports.add(cast(asyncio.Transport, writer.transport))
         await self._imap(reader, writer, sock_info)
@@ -224,8 +246,13 @@ class EmbeddedImapServer(_Listener):
         trust_all.check_hostname = False
         trust_all.verify_mode = ssl.CERT_NONE
         implicit = self.security == "tls"
-        with IMAPClient(self.host, self.port, ssl=implicit,
-                        ssl_context=trust_all if implicit else None, timeout=timeout) as client:
+        with IMAPClient(
+            self.host,
+            self.port,
+            ssl=implicit,
+            ssl_context=trust_all if implicit else None,
+            timeout=timeout,
+        ) as client:
             # Without this, each APPEND waits out a delayed ACK (~40 ms) between the
             # command and its literal.
             client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -238,8 +265,9 @@ class EmbeddedImapServer(_Listener):
         """Deliver one message over IMAP APPEND, creating the folder if needed."""
         self.append_many([raw], folder)
 
-    def append_many(self, raws: Iterable[bytes], folder: str = "INBOX", *,
-                    timeout: float = 5.0) -> None:
+    def append_many(
+        self, raws: Iterable[bytes], folder: str = "INBOX", *, timeout: float = 5.0
+    ) -> None:
         """Deliver several messages over one connection, in order (each within timeout)."""
         with self.client(timeout) as client:
             if not client.folder_exists(folder):
@@ -291,9 +319,14 @@ class SmtpSink(_Listener):
     """
 
     def __init__(
-        self, *, port: int = 0, security: str = "none",
+        self,
+        *,
+        port: int = 0,
+        security: str = "none",
         tls_context: ssl.SSLContext | None = None,
-        username: str | None = None, password: str | None = None, smtputf8: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        smtputf8: bool = False,
     ) -> None:
         super().__init__("smtp-sink", port)
         _check_security(security, tls_context)
@@ -333,8 +366,9 @@ class SmtpSink(_Listener):
         with self._arrived:
             self._always = (code, message)
 
-    def refuse_recipient(self, address: str, code: int = 550,
-                         message: str = "5.1.1 no such user") -> None:
+    def refuse_recipient(
+        self, address: str, code: int = 550, message: str = "5.1.1 no such user"
+    ) -> None:
         """Answer RCPT TO for this address with an error."""
         with self._arrived:
             self._refused[address.lower()] = (code, message)
@@ -360,8 +394,14 @@ class SmtpSink(_Listener):
 
     # -- aiosmtpd handler hooks (run in the sink's loop) --
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         with self._arrived:
             refusal = self._refused.get(address.lower())
         if refusal is not None:
@@ -373,9 +413,12 @@ class SmtpSink(_Listener):
         with self._arrived:
             outcome = self._script.popleft() if self._script else self._always
             if outcome is None:
-                mail = ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos),
-                                    bytes(envelope.original_content or b""),
-                                    tuple(envelope.mail_options))
+                mail = ReceivedMail(
+                    str(envelope.mail_from),
+                    tuple(envelope.rcpt_tos),
+                    bytes(envelope.original_content or b""),
+                    tuple(envelope.mail_options),
+                )
                 self.received.append(mail)
                 self._arrived.notify_all()
                 return f"250 2.0.0 OK queued as {len(self.received)}"
@@ -392,8 +435,9 @@ class SmtpSink(_Listener):
             self.mid_data_cuts += 1
             return True
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
-                      mechanism: str, auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         ok = (
             self._credentials is not None
             and isinstance(auth_data, LoginPassword)
@@ -410,7 +454,9 @@ class SmtpSink(_Listener):
 
     def _protocol(self) -> SMTP:
         protocol = self._smtp_class(
-            self, hostname="mailbridge-sink", loop=asyncio.get_running_loop(),
+            self,
+            hostname="mailbridge-sink",
+            loop=asyncio.get_running_loop(),
             tls_context=self._tls_context if self.security == "starttls" else None,
             authenticator=self._authenticate if self._credentials else None,
             enable_SMTPUTF8=self.smtputf8,
@@ -431,7 +477,9 @@ class SmtpSink(_Listener):
     async def _listen(self) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         return await loop.create_server(
-            self._protocol, host=_LOCALHOST, port=self.port,
+            self._protocol,
+            host=_LOCALHOST,
+            port=self.port,
             ssl=self._tls_context if self.security == "tls" else None,
         )
 

@@ -66,8 +66,11 @@ class AckCase:
     def authenticated(self) -> str | None:
         """How the trusted MTA authenticated the domain of the address the acknowledgement
         goes to ("dkim", "dmarc", "spf"), or None."""
-        return authenticated_by(self.parsed.headers, self.app.config.staff.trusted_authserv_id,
-                                self.ticket.requester_address)
+        return authenticated_by(
+            self.parsed.headers,
+            self.app.config.staff.trusted_authserv_id,
+            self.ticket.requester_address,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +83,30 @@ class Refusal:
 Check = Callable[[AckCase], Refusal | None]
 
 
-def maybe_acknowledge(session: Session, app: App, ticket: Ticket, article: Article,
-                      inbound: InboundMessage, parsed: ParsedMessage, verdict: Verdict,
-                      routed: Decision, now: datetime) -> bool:
+def maybe_acknowledge(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    article: Article,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    routed: Decision,
+    now: datetime,
+) -> bool:
     """Queue the acknowledgement, or record on the ticket which check withheld it."""
     case = AckCase(session, app, ticket, inbound, parsed, verdict, routed, now)
     refusal = next((r for check in CHECKS if (r := check(case)) is not None), None)
     if refusal is not None:
-        add_event(session, ticket, now, "ack_suppressed", check=refusal.check,
-                  reason=refusal.reason, **refusal.data)
+        add_event(
+            session,
+            ticket,
+            now,
+            "ack_suppressed",
+            check=refusal.check,
+            reason=refusal.reason,
+            **refusal.data,
+        )
         return False
     _queue(case, article)
     return True
@@ -100,12 +118,17 @@ def maybe_acknowledge(session: Session, app: App, ticket: Ticket, article: Artic
 def automated(case: AckCase) -> Refusal | None:
     verdict = case.verdict
     if verdict.automated:
-        return Refusal("automated", f"automated mail ({verdict.kind}: "
-                       f"{', '.join(verdict.rules)})", {"rules": list(verdict.rules)})
+        return Refusal(
+            "automated",
+            f"automated mail ({verdict.kind}: {', '.join(verdict.rules)})",
+            {"rules": list(verdict.rules)},
+        )
     if verdict.ack_withheld_by:
-        return Refusal("classified", "looks like bulk mail "
-                       f"({', '.join(verdict.ack_withheld_by)})",
-                       {"rules": list(verdict.ack_withheld_by)})
+        return Refusal(
+            "classified",
+            f"looks like bulk mail ({', '.join(verdict.ack_withheld_by)})",
+            {"rules": list(verdict.ack_withheld_by)},
+        )
     return None
 
 
@@ -118,8 +141,7 @@ def unusable_address(case: AckCase) -> Refusal | None:
     if address in case.app.identity.own_addresses:
         return Refusal("unusable_address", "sender is one of our own addresses", {})
     if not can_write_address(address):
-        return Refusal("unusable_address", f"an address no mail can be written to: {address!r}",
-                       {})
+        return Refusal("unusable_address", f"an address no mail can be written to: {address!r}", {})
     return None
 
 
@@ -140,8 +162,12 @@ def backlog(case: AckCase) -> Refusal | None:
     arrived = case.inbound.arrived_at or case.parsed.date or case.now
     if case.now - arrived <= mailbox.backlog_age:
         return None
-    return Refusal("backlog", f"backlog: arrived {arrived.isoformat(timespec='minutes')}, "
-                   f"before the first connection and more than {mailbox.backlog_age} ago", {})
+    return Refusal(
+        "backlog",
+        f"backlog: arrived {arrived.isoformat(timespec='minutes')}, "
+        f"before the first connection and more than {mailbox.backlog_age} ago",
+        {},
+    )
 
 
 def routing_rule(case: AckCase) -> Refusal | None:
@@ -157,41 +183,67 @@ def rate_limits(case: AckCase) -> Refusal | None:
     tickets = case.app.config.tickets
     address = case.ticket.requester_address
     since = case.now - LIMIT_WINDOW
-    for key in limit_keys(address, case.ticket.mailbox, tickets.ack_limit_per_hour,
-                          tickets.ack_domain_limit_per_hour, tickets.ack_mailbox_limit_per_hour,
-                          authenticated=case.authenticated is not None):
+    for key in limit_keys(
+        address,
+        case.ticket.mailbox,
+        tickets.ack_limit_per_hour,
+        tickets.ack_domain_limit_per_hour,
+        tickets.ack_mailbox_limit_per_hour,
+        authenticated=case.authenticated is not None,
+    ):
         recent = queries.acknowledgements_since(case.session, key.limit, key.key, since)
         if recent >= key.per_hour:
             _log_limit_once(case, key, recent)
-            queries.record_acknowledgement(case.session, case.ticket, address,
-                                           domain_of(address), case.now, withheld_by=key.limit)
-            return Refusal("rate_limit", f"rate limit: {recent} acknowledgements to this "
-                           f"{key.limit} in the last hour", {"limit": key.limit, "key": key.key})
+            queries.record_acknowledgement(
+                case.session,
+                case.ticket,
+                address,
+                domain_of(address),
+                case.now,
+                withheld_by=key.limit,
+            )
+            return Refusal(
+                "rate_limit",
+                f"rate limit: {recent} acknowledgements to this {key.limit} in the last hour",
+                {"limit": key.limit, "key": key.key},
+            )
     return None
 
 
-CHECKS: tuple[Check, ...] = (automated, unusable_address, bouncing, backlog, routing_rule,
-                             rate_limits)
+CHECKS: tuple[Check, ...] = (
+    automated,
+    unusable_address,
+    bouncing,
+    backlog,
+    routing_rule,
+    rate_limits,
+)
 
 
 def _log_limit_once(case: AckCase, key: LimitKey, recent: int) -> None:
     """Log the first acknowledgement a limit withholds in an hour (the ledger remembers,
     across restarts and instances); later ones show only in /metrics and on the tickets."""
-    earlier = queries.acknowledgements_since(case.session, key.limit, key.key,
-                                             case.now - LIMIT_WINDOW, withheld_by=key.limit)
+    earlier = queries.acknowledgements_since(
+        case.session, key.limit, key.key, case.now - LIMIT_WINDOW, withheld_by=key.limit
+    )
     if earlier:
         return
-    log.warning("acknowledgements withheld: %d sent to %s %s in the last hour, the limit "
-                "is %d (ticket #%s); further ones withheld this hour are not logged",
-                recent, key.limit, key.key, key.per_hour, case.ticket.number)
+    log.warning(
+        "acknowledgements withheld: %d sent to %s %s in the last hour, the limit "
+        "is %d (ticket #%s); further ones withheld this hour are not logged",
+        recent,
+        key.limit,
+        key.key,
+        key.per_hour,
+        case.ticket.number,
+    )
 
 
 # --- the mail --------------------------------------------------------------------------------
 
 
 def _queue(case: AckCase, article: Article) -> None:
-    session, app, ticket, parsed, now = (case.session, case.app, case.ticket, case.parsed,
-                                         case.now)
+    session, app, ticket, parsed, now = (case.session, case.app, case.ticket, case.parsed, case.now)
     language = ticket.language or app.config.templates.language
     address = ticket.requester_address
     proof = case.authenticated
@@ -210,14 +262,30 @@ def _queue(case: AckCase, article: Article) -> None:
         context = minimal_context({**context, "faq": []})
         to, in_reply_to, refs = Address("", address), None, []
     row = queue_mail(
-        session, app, kind="ack", ticket=ticket,
-        template=case.routed.actions.ack_template or ACK_TEMPLATE, context=context,
-        to=[to], language=language, unique=f"ack.{ticket.id}.{article.id}", now=now,
-        in_reply_to=in_reply_to, references=refs,
+        session,
+        app,
+        kind="ack",
+        ticket=ticket,
+        template=case.routed.actions.ack_template or ACK_TEMPLATE,
+        context=context,
+        to=[to],
+        language=language,
+        unique=f"ack.{ticket.id}.{article.id}",
+        now=now,
+        in_reply_to=in_reply_to,
+        references=refs,
     )
     queries.record_acknowledgement(session, ticket, address, domain_of(address), now)
-    add_event(session, ticket, now, "ack_queued", outbox_id=row.id, message_id=row.message_id,
-              form="full" if full else "minimal", authenticated=proof)
+    add_event(
+        session,
+        ticket,
+        now,
+        "ack_queued",
+        outbox_id=row.id,
+        message_id=row.message_id,
+        form="full" if full else "minimal",
+        authenticated=proof,
+    )
 
 
 def _offer_faq(case: AckCase, language: str) -> list[dict[str, object]]:
@@ -231,7 +299,19 @@ def _offer_faq(case: AckCase, language: str) -> list[dict[str, object]]:
     matches = suggest(case.app.config, index, parsed.subject[:FAQ_SUBJECT_CHARS], own, language)
     if not matches:
         return []
-    add_event(case.session, case.ticket, case.now, "faq_offered",
-              offered=[{"file": m.entry.file, "score": m.score} for m in matches])
-    return [{"title": m.entry.title, "answer": plain_text(m.entry.body),
-             "file": m.entry.file, "score": m.score} for m in matches]
+    add_event(
+        case.session,
+        case.ticket,
+        case.now,
+        "faq_offered",
+        offered=[{"file": m.entry.file, "score": m.score} for m in matches],
+    )
+    return [
+        {
+            "title": m.entry.title,
+            "answer": plain_text(m.entry.body),
+            "file": m.entry.file,
+            "score": m.score,
+        }
+        for m in matches
+    ]

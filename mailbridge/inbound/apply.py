@@ -60,56 +60,93 @@ def apply_message(
     if decision.ticket_id is not None:
         ticket = session.get_one(Ticket, decision.ticket_id)
         if not _closed_for_good(app, ticket, verdict, now):
-            return _add_followup(session, app, inbound, ticket, parsed, verdict, decision,
-                                 claim, now)
+            return _add_followup(
+                session, app, inbound, ticket, parsed, verdict, decision, claim, now
+            )
         previous = ticket
-    routed = (routing.decide(session, app, parsed, inbound.mailbox) if verdict.kind == "customer"
-              else routing.NO_DECISION)
+    routed = (
+        routing.decide(session, app, parsed, inbound.mailbox)
+        if verdict.kind == "customer"
+        else routing.NO_DECISION
+    )
     ticket = _open_ticket(session, app, inbound, parsed, verdict, routed.actions, now)
     article = _add_article(session, ticket, inbound, parsed, verdict, now)
     routing.apply_new(session, app, ticket, routed, now)
     if decision.ignored_tag is not None:
-        add_event(session, ticket, now, "tag_ignored", ticket_id=decision.ignored_tag,
-               reason="sender is not a participant of the tagged ticket")
+        add_event(
+            session,
+            ticket,
+            now,
+            "tag_ignored",
+            ticket_id=decision.ignored_tag,
+            reason="sender is not a participant of the tagged ticket",
+        )
     if previous is not None:
         _link(session, previous, ticket, now)
-    acknowledged = maybe_acknowledge(session, app, ticket, article, inbound, parsed, verdict,
-                                     routed, now)
+    acknowledged = maybe_acknowledge(
+        session, app, ticket, article, inbound, parsed, verdict, routed, now
+    )
     _tell_staff(session, app, ticket, article, parsed, verdict, claim, "new", now)
     inbound.ticket_id = ticket.id  # written with the message's state, in one UPDATE
     return Outcome("processed", "created", ticket.number, acknowledged)
 
 
-def _add_followup(session: Session, app: App, inbound: InboundMessage, ticket: Ticket,
-                  parsed: ParsedMessage, verdict: Verdict, decision: ThreadDecision,
-                  claim: identity.StaffClaim | None, now: datetime) -> Outcome:
+def _add_followup(
+    session: Session,
+    app: App,
+    inbound: InboundMessage,
+    ticket: Ticket,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    decision: ThreadDecision,
+    claim: identity.StaffClaim | None,
+    now: datetime,
+) -> Outcome:
     """The mail joins its ticket. From a sender who cannot act on the ticket (never on it,
     or contradicted by the trusted MTA) it is recorded and staff are told, but it changes
     nothing: no status, no "solved", no rule."""
     unverified = ""
     if verdict.kind == "customer" and decision.via == "reference":  # before this article
         unverified = identity.sender_unverified(app, parsed, queries.participants(session, ticket))
-    article = _add_article(session, ticket, inbound, parsed, verdict, now,
-                           unverified=bool(unverified))
+    article = _add_article(
+        session, ticket, inbound, parsed, verdict, now, unverified=bool(unverified)
+    )
     inbound.ticket_id = ticket.id
     if unverified:
         ticket.updated_at = now
-        add_event(session, ticket, now, "unverified_sender", article_id=article.id,
-                  address=article.from_address, reason=unverified)
+        add_event(
+            session,
+            ticket,
+            now,
+            "unverified_sender",
+            article_id=article.id,
+            address=article.from_address,
+            reason=unverified,
+        )
         if claim is not None:
             identity.note_unproven(session, ticket, claim, now)
-        staff.notify_staff(session, app, ticket, article, parsed, "unverified", now,
-                           warning=unverified)
-        return Outcome("processed", "followup", ticket.number,
-                       reason=f"unverified sender: {unverified}")
+        staff.notify_staff(
+            session, app, ticket, article, parsed, "unverified", now, warning=unverified
+        )
+        return Outcome(
+            "processed", "followup", ticket.number, reason=f"unverified sender: {unverified}"
+        )
     _follow_up(session, app, ticket, article, parsed, verdict, decision, now)
     _tell_staff(session, app, ticket, article, parsed, verdict, claim, "followup", now)
     return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
 
 
-def _tell_staff(session: Session, app: App, ticket: Ticket, article: Article,
-                parsed: ParsedMessage, verdict: Verdict, claim: identity.StaffClaim | None,
-                event: str, now: datetime) -> None:
+def _tell_staff(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    article: Article,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    claim: identity.StaffClaim | None,
+    event: str,
+    now: datetime,
+) -> None:
     """Customer mail goes to the team (automated mail stays on the record only); a staff
     address that could not prove itself is flagged on the ticket."""
     if claim is not None:
@@ -132,10 +169,21 @@ def _record_second_delivery(
     """The same mail reached another of our mailboxes (To one, Cc the other): one ticket."""
     ticket = session.get_one(Ticket, twin.ticket_id)
     inbound.ticket_id = ticket.id
-    add_event(session, ticket, now, "delivered_again", mailbox=inbound.mailbox,
-           inbound_message_id=inbound.id, first_delivery_id=twin.id)
-    return Outcome("processed", "duplicate", ticket.number,
-                   reason=f"already delivered to mailbox {twin.mailbox}")
+    add_event(
+        session,
+        ticket,
+        now,
+        "delivered_again",
+        mailbox=inbound.mailbox,
+        inbound_message_id=inbound.id,
+        first_delivery_id=twin.id,
+    )
+    return Outcome(
+        "processed",
+        "duplicate",
+        ticket.number,
+        reason=f"already delivered to mailbox {twin.mailbox}",
+    )
 
 
 def _closed_for_good(app: App, ticket: Ticket, verdict: Verdict, now: datetime) -> bool:
@@ -147,8 +195,14 @@ def _closed_for_good(app: App, ticket: Ticket, verdict: Verdict, now: datetime) 
 
 
 def _link(session: Session, old: Ticket, new: Ticket, now: datetime) -> None:
-    add_event(session, new, now, "linked", previous=old.number,
-           reason="follow-up to a ticket closed longer ago than the reopen window")
+    add_event(
+        session,
+        new,
+        now,
+        "linked",
+        previous=old.number,
+        reason="follow-up to a ticket closed longer ago than the reopen window",
+    )
     add_event(session, old, now, "linked", successor=new.number)
 
 
@@ -183,8 +237,7 @@ def _open_ticket(
     requester = _reply_address(app, parsed)
     priority = routed.priority or "normal"
     queue = routed.queue or mailbox.effective_queue
-    deadlines = deadlines_for_new_ticket(app, mailbox.name, priority, now, queue,
-                                         routed.sla_policy)
+    deadlines = deadlines_for_new_ticket(app, mailbox.name, priority, now, queue, routed.sla_policy)
     policy = deadlines.policy
     # Automated mail is recorded and visible, but nobody is paged for a newsletter.
     tracked = verdict.kind == "customer"
@@ -207,8 +260,16 @@ def _open_ticket(
     )
     queries.insert_now(session, ticket)
     queries.update_now(session, ticket, number=app.config.tickets.number_start + ticket.id - 1)
-    add_event(session, ticket, now, "created", kind=verdict.kind, rules=list(verdict.rules),
-           sla_policy=policy.name, message_id=parsed.message_id)
+    add_event(
+        session,
+        ticket,
+        now,
+        "created",
+        kind=verdict.kind,
+        rules=list(verdict.rules),
+        sla_policy=policy.name,
+        message_id=parsed.message_id,
+    )
     return ticket
 
 
@@ -260,9 +321,17 @@ def _add_article(
     queries.insert_now(session, article)
     for attachment in parsed.attachments:
         if attachment.skipped_reason:
-            add_event(session, ticket, now, "attachment_skipped", article_id=article.id,
-                   filename=attachment.filename, content_type=attachment.content_type,
-                   size=attachment.size, reason=attachment.skipped_reason)
+            add_event(
+                session,
+                ticket,
+                now,
+                "attachment_skipped",
+                article_id=article.id,
+                filename=attachment.filename,
+                content_type=attachment.content_type,
+                size=attachment.size,
+                reason=attachment.skipped_reason,
+            )
         session.add(
             AttachmentRecord(
                 article_id=article.id,
@@ -291,13 +360,28 @@ def _follow_up(
 ) -> None:
     ticket.updated_at = now
     if verdict.kind != "customer":
-        add_event(session, ticket, now, "automated_followup", kind=verdict.kind,
-               rules=list(verdict.rules), article_id=article.id)
+        add_event(
+            session,
+            ticket,
+            now,
+            "automated_followup",
+            kind=verdict.kind,
+            rules=list(verdict.rules),
+            article_id=article.id,
+        )
         return
     if resolved_by_customer(session, app, ticket, article, now):
         return
     previous = ticket.status
     on_customer_followup(session, app, ticket, now)  # open again, or a chaser
-    add_event(session, ticket, now, "followup", via=decision.via, article_id=article.id,
-           status_from=previous, status_to=ticket.status)
+    add_event(
+        session,
+        ticket,
+        now,
+        "followup",
+        via=decision.via,
+        article_id=article.id,
+        status_from=previous,
+        status_to=ticket.status,
+    )
     routing.apply_followup(session, app, ticket, parsed, now)

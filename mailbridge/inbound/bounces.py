@@ -46,8 +46,12 @@ def envelope_sender(app: App, row: Outbox) -> str:
 
 
 def on_message(
-    session: Session, app: App, inbound: InboundMessage, parsed: ParsedMessage,
-    verdict: Verdict, now: datetime,
+    session: Session,
+    app: App,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    now: datetime,
 ) -> Outcome | None:
     """A bounce for our mail is recorded and answered with its Outcome. Customer mail is a
     sign of life: its sender is no longer bouncing. Anything else: None, carry on."""
@@ -60,8 +64,12 @@ def on_message(
 
 
 def handle_bounce(
-    session: Session, app: App, inbound: InboundMessage, parsed: ParsedMessage,
-    verdict: Verdict, now: datetime,
+    session: Session,
+    app: App,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    now: datetime,
 ) -> Outcome | None:
     """Record a bounce of one of our mails; None when it is not about one of them."""
     report = read_bounce(inbound.raw)
@@ -79,21 +87,34 @@ def handle_bounce(
         mark_bouncing(session, address, now, state, row.id)
     ticket = session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
     event = "bounced" if bounced else "delivery_report"
-    session.add(Event(
-        ticket_id=ticket.id if ticket else None, at=now, type=event,
-        data={
-            "outbox_id": row.id, "message_id": row.message_id, "kind": row.kind,
-            "matched_by": matched_by, "inbound_message_id": inbound.id,
-            "reporting_mta": report.reporting_mta, "standard": report.standard,
-            "recipients": [_describe(address, r) for address, r in pairs],
-            "marked_bouncing": marked, "rules": list(verdict.rules),
-        },
-    ))
+    session.add(
+        Event(
+            ticket_id=ticket.id if ticket else None,
+            at=now,
+            type=event,
+            data={
+                "outbox_id": row.id,
+                "message_id": row.message_id,
+                "kind": row.kind,
+                "matched_by": matched_by,
+                "inbound_message_id": inbound.id,
+                "reporting_mta": report.reporting_mta,
+                "standard": report.standard,
+                "recipients": [_describe(address, r) for address, r in pairs],
+                "marked_bouncing": marked,
+                "rules": list(verdict.rules),
+            },
+        )
+    )
     if ticket is not None:
         inbound.ticket_id = ticket.id
     summary = ", ".join(f"{a} {r.action} {r.status}".rstrip() for a, r in pairs) or "no recipient"
-    return Outcome("processed", "bounce", ticket.number if ticket else None,
-                   reason=f"report on outbox {row.id} ({matched_by}): {summary}")
+    return Outcome(
+        "processed",
+        "bounce",
+        ticket.number if ticket else None,
+        reason=f"report on outbox {row.id} ({matched_by}): {summary}",
+    )
 
 
 def bounce_refusal(session: Session, address: str) -> str:
@@ -102,12 +123,15 @@ def bounce_refusal(session: Session, address: str) -> str:
     if state is None or state.bouncing_since is None:
         return ""
     status = f" ({state.last_status})" if state.last_status else ""
-    return (f"address bouncing since {state.bouncing_since.isoformat(timespec='minutes')}"
-            f"{status}; it has not written to us since")
+    return (
+        f"address bouncing since {state.bouncing_since.isoformat(timespec='minutes')}"
+        f"{status}; it has not written to us since"
+    )
 
 
-def mark_bouncing(session: Session, address: str, now: datetime,
-                  recipient: BouncedRecipient, outbox_id: int) -> AddressState:
+def mark_bouncing(
+    session: Session, address: str, now: datetime, recipient: BouncedRecipient, outbox_id: int
+) -> AddressState:
     address = address.lower()
     state = session.get(AddressState, address)
     if state is None:
@@ -121,8 +145,7 @@ def mark_bouncing(session: Session, address: str, now: datetime,
     state.last_outbox_id = outbox_id
     state.updated_at = now
     session.flush()
-    log.info("address %s marked bouncing (%s %s)", address, recipient.status,
-             recipient.diagnostic)
+    log.info("address %s marked bouncing (%s %s)", address, recipient.status, recipient.diagnostic)
     return state
 
 
@@ -137,8 +160,9 @@ def clear_bouncing(session: Session, address: str, now: datetime) -> bool:
     return True
 
 
-def _match(session: Session, parsed: ParsedMessage,
-           report: BounceReport) -> tuple[Outbox, str] | None:
+def _match(
+    session: Session, parsed: ParsedMessage, report: BounceReport
+) -> tuple[Outbox, str] | None:
     token = find_return_path(_delivered_to(parsed))
     if token is not None:
         row = session.get(Outbox, token.outbox_id)
@@ -147,8 +171,10 @@ def _match(session: Session, parsed: ParsedMessage,
         log.warning("bounce to %s: the return path names no mail of ours", token.address)
     ids = list(report.original_message_ids)
     if ids:
-        rows = {r.message_id: r for r in session.scalars(
-            select(Outbox).where(Outbox.message_id.in_(ids)))}
+        rows = {
+            r.message_id: r
+            for r in session.scalars(select(Outbox).where(Outbox.message_id.in_(ids)))
+        }
         for message_id in ids:
             if message_id in rows:
                 return rows[message_id], "message_id"
@@ -184,13 +210,21 @@ def _mark_row(row: Outbox, bounced: list[tuple[str, BouncedRecipient]]) -> None:
     for entry in results:
         recipient = by_address.get(entry["address"].lower())
         if recipient is not None:
-            entry.update(state="bounced", code=None,
-                         reply=f"{recipient.status} {recipient.diagnostic}".strip())
+            entry.update(
+                state="bounced",
+                code=None,
+                reply=f"{recipient.status} {recipient.diagnostic}".strip(),
+            )
     row.recipients = results
     if row.state in _FINAL_STATES:
         row.state = "bounced"
 
 
 def _describe(address: str, recipient: BouncedRecipient) -> dict[str, object]:
-    return {"address": address, "reported": recipient.address, "action": recipient.action,
-            "status": recipient.status, "diagnostic": recipient.diagnostic}
+    return {
+        "address": address,
+        "reported": recipient.address,
+        "action": recipient.action,
+        "status": recipient.status,
+        "diagnostic": recipient.diagnostic,
+    }

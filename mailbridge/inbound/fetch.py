@@ -41,9 +41,13 @@ class FetchReport:
     duplicates: int = 0
 
 
-def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox,
-                  stopping: Callable[[], bool] = lambda: False,
-                  tenure: Tenure | None = None) -> FetchReport:
+def fetch_mailbox(
+    app: App,
+    mailbox: MailboxConfig,
+    conn: ImapMailbox,
+    stopping: Callable[[], bool] = lambda: False,
+    tenure: Tenure | None = None,
+) -> FetchReport:
     """One catch-up pass over the folder `conn` has selected; `stopping()` can end it
     between batches (what is left is fetched next time). With a `tenure`, each batch is
     stored only while this instance holds the folder's lease (else LeaseLost)."""
@@ -63,9 +67,15 @@ def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox,
         batch = uids[start : start + mailbox.batch_size]
         messages = list(conn.fetch(batch, batch_size=mailbox.batch_size))
         fetched += len(messages)
-        result = store_raw(app, mailbox, uidvalidity, messages,
-                           max(batch) if held_below is None else held_below,
-                           backlog=first_connection, tenure=tenure)
+        result = store_raw(
+            app,
+            mailbox,
+            uidvalidity,
+            messages,
+            max(batch) if held_below is None else held_below,
+            backlog=first_connection,
+            tenure=tenure,
+        )
         stored += result.new
         if result.set_aside and held_below is None:
             held_below = min(result.set_aside) - 1
@@ -75,7 +85,10 @@ def fetch_mailbox(app: App, mailbox: MailboxConfig, conn: ImapMailbox,
     if fetched:
         log.info(
             "mailbox %s: fetched %d, stored %d, duplicates %d",
-            mailbox.name, fetched, stored, report.duplicates,
+            mailbox.name,
+            fetched,
+            stored,
+            report.duplicates,
         )
     return report
 
@@ -105,12 +118,23 @@ def store_raw(
     rows: list[dict[str, Any]] = []
     for fetched in messages:
         message_id, fingerprint = message_fingerprint(fetched.raw)
-        rows.append(dict(
-            mailbox=mailbox.name, folder=mailbox.folder, uidvalidity=uidvalidity,
-            uid=fetched.uid, message_id=message_id, fingerprint=fingerprint, raw=fetched.raw,
-            size=len(fetched.raw), received_at=now, arrived_at=fetched.internal_date,
-            backlog=backlog, state="new", attempts=0,
-        ))
+        rows.append(
+            dict(
+                mailbox=mailbox.name,
+                folder=mailbox.folder,
+                uidvalidity=uidvalidity,
+                uid=fetched.uid,
+                message_id=message_id,
+                fingerprint=fingerprint,
+                raw=fetched.raw,
+                size=len(fetched.raw),
+                received_at=now,
+                arrived_at=fetched.internal_date,
+                backlog=backlog,
+                state="new",
+                attempts=0,
+            )
+        )
     with app.transaction() as session:
         if tenure is not None:  # first: on PostgreSQL it locks the lease until the commit
             hold(app, session, tenure, mailbox.source_name)
@@ -123,8 +147,9 @@ def store_raw(
     return Stored(new, tuple(set_aside))
 
 
-def _insert(session: Session, mailbox: MailboxConfig, rows: list[dict[str, Any]]
-            ) -> tuple[int, list[int]]:
+def _insert(
+    session: Session, mailbox: MailboxConfig, rows: list[dict[str, Any]]
+) -> tuple[int, list[int]]:
     """Insert the rows in one go. Should the database refuse that (another writer stored
     one meanwhile, or a row is one it cannot take), one at a time, so that a row costs
     only itself. Returns how many were inserted and the UIDs set aside."""
@@ -135,8 +160,12 @@ def _insert(session: Session, mailbox: MailboxConfig, rows: list[dict[str, Any]]
     except Exception as exc:  # noqa: BLE001 - whatever a row did, the others must be stored
         if database_outage(exc) is not None:
             raise
-        log.info("mailbox %s: storing %d messages one by one (%s)", mailbox.name, len(rows),
-                 describe_error(exc))
+        log.info(
+            "mailbox %s: storing %d messages one by one (%s)",
+            mailbox.name,
+            len(rows),
+            describe_error(exc),
+        )
     new, set_aside = 0, []
     for row in rows:
         outcome = _insert_one(session, mailbox, row)
@@ -159,18 +188,32 @@ def _insert_one(session: Session, mailbox: MailboxConfig, row: dict[str, Any]) -
         if _already_stored(session, row):
             return "duplicate"
         refusal = describe_error(exc)
-    minimal = {**row, "message_id": None, "arrived_at": None,
-               "last_error": f"stored without the values read from the mail: {refusal}"}
+    minimal = {
+        **row,
+        "message_id": None,
+        "arrived_at": None,
+        "last_error": f"stored without the values read from the mail: {refusal}",
+    }
     try:
         _try_insert(session, minimal)
     except Exception as exc:  # noqa: BLE001 - the database takes no form of it: set aside
         if database_outage(exc) is not None:
             raise
-        log.error("mailbox %s: UID %d cannot be stored (%s); it stays on the server and is "
-                  "tried again at the next pass", mailbox.name, row["uid"], describe_error(exc))
+        log.error(
+            "mailbox %s: UID %d cannot be stored (%s); it stays on the server and is "
+            "tried again at the next pass",
+            mailbox.name,
+            row["uid"],
+            describe_error(exc),
+        )
         return "set aside"
-    log.warning("mailbox %s: UID %d stored without the values read from the mail, which the "
-                "database refused (%s)", mailbox.name, row["uid"], refusal)
+    log.warning(
+        "mailbox %s: UID %d stored without the values read from the mail, which the "
+        "database refused (%s)",
+        mailbox.name,
+        row["uid"],
+        refusal,
+    )
     return "stored"
 
 
@@ -180,13 +223,19 @@ def _try_insert(session: Session, row: dict[str, Any]) -> None:
 
 
 def _already_stored(session: Session, row: dict[str, Any]) -> bool:
-    query = select(InboundMessage.id).where(
-        InboundMessage.mailbox == row["mailbox"],
-        or_(InboundMessage.fingerprint == row["fingerprint"],
-            (InboundMessage.folder == row["folder"])
-            & (InboundMessage.uidvalidity == row["uidvalidity"])
-            & (InboundMessage.uid == row["uid"])),
-    ).limit(1)
+    query = (
+        select(InboundMessage.id)
+        .where(
+            InboundMessage.mailbox == row["mailbox"],
+            or_(
+                InboundMessage.fingerprint == row["fingerprint"],
+                (InboundMessage.folder == row["folder"])
+                & (InboundMessage.uidvalidity == row["uidvalidity"])
+                & (InboundMessage.uid == row["uid"]),
+            ),
+        )
+        .limit(1)
+    )
     return session.scalar(query) is not None
 
 
@@ -207,7 +256,10 @@ def _known_fingerprints(session: Session, mailbox: str, fingerprints: set[str]) 
 
 
 def _skip_backlog(
-    app: App, mailbox: MailboxConfig, conn: ImapMailbox, uidvalidity: int,
+    app: App,
+    mailbox: MailboxConfig,
+    conn: ImapMailbox,
+    uidvalidity: int,
     tenure: Tenure | None,
 ) -> FetchReport:
     """backlog = "skip": remember the newest UID and leave older mail alone."""
@@ -216,8 +268,11 @@ def _skip_backlog(
         if tenure is not None:
             hold(app, session, tenure, mailbox.source_name)
         _advance(session, mailbox, uidvalidity, newest, app.clock.now())
-    log.warning("mailbox %s: first connection with backlog = skip: mail up to UID %d is left "
-                "alone", mailbox.name, newest)
+    log.warning(
+        "mailbox %s: first connection with backlog = skip: mail up to UID %d is left alone",
+        mailbox.name,
+        newest,
+    )
     return FetchReport(mailbox.name)
 
 
@@ -231,7 +286,9 @@ def _last_uid(app: App, mailbox: MailboxConfig, uidvalidity: int) -> int | None:
             # The server renumbered the folder: read it all again; fingerprints stop repeats.
             log.warning(
                 "mailbox %s: UIDVALIDITY changed from %d to %d, resynchronising",
-                mailbox.name, state.uidvalidity, uidvalidity,
+                mailbox.name,
+                state.uidvalidity,
+                uidvalidity,
             )
             return 0
         return state.last_uid
@@ -251,8 +308,11 @@ def _advance(
     if state is None:
         session.add(
             MailboxState(
-                mailbox=mailbox.name, folder=mailbox.folder, uidvalidity=uidvalidity,
-                last_uid=uid, updated_at=now,
+                mailbox=mailbox.name,
+                folder=mailbox.folder,
+                uidvalidity=uidvalidity,
+                last_uid=uid,
+                updated_at=now,
             )
         )
         return
@@ -269,8 +329,9 @@ def _tidy_leftovers(mailbox: MailboxConfig, conn: ImapMailbox, last_uid: int) ->
         return
     leftovers = [uid for uid in conn.uids_after(0) if uid <= last_uid]
     if leftovers:
-        log.info("mailbox %s: finishing after-action on %d stored messages",
-                 mailbox.name, len(leftovers))
+        log.info(
+            "mailbox %s: finishing after-action on %d stored messages", mailbox.name, len(leftovers)
+        )
         _after_action(mailbox, conn, leftovers)
 
 

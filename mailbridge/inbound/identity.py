@@ -78,8 +78,9 @@ def staff_claim(app: App, parsed: ParsedMessage, now: datetime) -> StaffClaim | 
         return StaffClaim(sender, "token", found)
     if not staff_sender:
         return None
-    results = trusted_results(parsed.headers.get("authentication-results", ()),
-                              staff.trusted_authserv_id)
+    results = trusted_results(
+        parsed.headers.get("authentication-results", ()), staff.trusted_authserv_id
+    )
     return StaffClaim(sender, proves_author(results, sender.rpartition("@")[2]), None)
 
 
@@ -98,8 +99,13 @@ def token_address(app: App, ticket: Ticket, audience: str, now: datetime) -> str
     """The Reply-To of a mail to staff about `ticket`: its token names `audience` (a staff
     address, or TEAM for the team address) and lasts `staff.token_lifetime`."""
     mailbox = app.config.mailbox_named(ticket.mailbox)
-    return reply_address(mailbox.address, ticket.number or 0, app.reply_secret,
-                         audience=audience, expires=now + app.config.staff.token_lifetime)
+    return reply_address(
+        mailbox.address,
+        ticket.number or 0,
+        app.reply_secret,
+        audience=audience,
+        expires=now + app.config.staff.token_lifetime,
+    )
 
 
 def audience_of(app: App, target: str) -> str:
@@ -110,53 +116,97 @@ def audience_of(app: App, target: str) -> str:
 
 def note_unproven(session: Session, ticket: Ticket, claim: StaffClaim, now: datetime) -> None:
     """A staff address without proof: handled as customer mail, and said so loudly."""
-    log.warning("ticket #%s: mail claims to be from staff address %s but carries no proof "
-                "(reply token or trusted Authentication-Results); handled as customer mail",
-                ticket.number, claim.address)
-    add_event(session, ticket, now, "staff_unproven", address=claim.address,
-              reason="no valid reply token and no trusted authentication result")
+    log.warning(
+        "ticket #%s: mail claims to be from staff address %s but carries no proof "
+        "(reply token or trusted Authentication-Results); handled as customer mail",
+        ticket.number,
+        claim.address,
+    )
+    add_event(
+        session,
+        ticket,
+        now,
+        "staff_unproven",
+        address=claim.address,
+        reason="no valid reply token and no trusted authentication result",
+    )
 
 
-def refuse_token(session: Session, app: App, inbound: InboundMessage, parsed: ParsedMessage,
-                 claim: StaffClaim, now: datetime) -> Outcome:
+def refuse_token(
+    session: Session,
+    app: App,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    claim: StaffClaim,
+    now: datetime,
+) -> Outcome:
     """A token its sender may not use: the ticket records the attempt, the sender is told
     why (at most REFUSALS_PER_HOUR mails per ticket, so forged senders cannot turn this into
     a mail cannon), and nothing else happens."""
     assert claim.token is not None and claim.refusal is not None
     ticket = queries.ticket_by_number(session, claim.token.ticket_number)
-    log.warning("message %d: reply token for ticket #%d refused for %s: %s", inbound.id,
-                claim.token.ticket_number, claim.address, claim.refusal)
+    log.warning(
+        "message %d: reply token for ticket #%d refused for %s: %s",
+        inbound.id,
+        claim.token.ticket_number,
+        claim.address,
+        claim.refusal,
+    )
     if ticket is None:
         return Outcome("ignored", "staff_refused", reason=f"token refused: {claim.refusal}")
     inbound.ticket_id = ticket.id
     outbox_id = None
     if _recent_refusals(session, ticket, now) < REFUSALS_PER_HOUR:
         outbox_id = _tell_refused(session, app, ticket, parsed, claim, now).id
-    add_event(session, ticket, now, "staff_token_refused", by=claim.address,
-              reason=claim.refusal, inbound_message_id=inbound.id, outbox_id=outbox_id)
-    return Outcome("processed", "staff_refused", ticket.number,
-                   reason=f"token refused: {claim.refusal}")
+    add_event(
+        session,
+        ticket,
+        now,
+        "staff_token_refused",
+        by=claim.address,
+        reason=claim.refusal,
+        inbound_message_id=inbound.id,
+        outbox_id=outbox_id,
+    )
+    return Outcome(
+        "processed", "staff_refused", ticket.number, reason=f"token refused: {claim.refusal}"
+    )
 
 
 def _recent_refusals(session: Session, ticket: Ticket, now: datetime) -> int:
     query = select(func.count(Outbox.id)).where(
-        Outbox.ticket_id == ticket.id, Outbox.kind == REFUSAL_KIND,
-        Outbox.created_at >= now - timedelta(hours=1))
+        Outbox.ticket_id == ticket.id,
+        Outbox.kind == REFUSAL_KIND,
+        Outbox.created_at >= now - timedelta(hours=1),
+    )
     return session.scalar(query) or 0
 
 
-def _tell_refused(session: Session, app: App, ticket: Ticket, parsed: ParsedMessage,
-                  claim: StaffClaim, now: datetime) -> Outbox:
+def _tell_refused(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    parsed: ParsedMessage,
+    claim: StaffClaim,
+    now: datetime,
+) -> Outbox:
     language = app.config.templates.language
     context = ticket_context(app, ticket, language)
     context["errors"] = [claim.refusal]
     context["event"] = "token_refused"
-    context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20,
-                                 max_chars=2000)
+    context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
     return queue_mail(
-        session, app, kind=REFUSAL_KIND, ticket=ticket, template="staff_command_error",
-        context=context, to=[Address("", claim.address)], language=language,
-        unique=f"staff-refused.{ticket.id}", now=now, in_reply_to=parsed.message_id,
+        session,
+        app,
+        kind=REFUSAL_KIND,
+        ticket=ticket,
+        template="staff_command_error",
+        context=context,
+        to=[Address("", claim.address)],
+        language=language,
+        unique=f"staff-refused.{ticket.id}",
+        now=now,
+        in_reply_to=parsed.message_id,
         references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
     )
 
@@ -167,8 +217,9 @@ def _tell_refused(session: Session, app: App, ticket: Ticket, parsed: ParsedMess
 def from_contradicted(app: App, parsed: ParsedMessage) -> bool:
     """Does the trusted MTA say the From domain did not send this mail?"""
     sender = parsed.from_.address if parsed.from_ else ""
-    results = trusted_results(parsed.headers.get("authentication-results", ()),
-                              app.config.staff.trusted_authserv_id)
+    results = trusted_results(
+        parsed.headers.get("authentication-results", ()), app.config.staff.trusted_authserv_id
+    )
     return contradicts(results, sender.rpartition("@")[2])
 
 

@@ -41,8 +41,17 @@ from mailbridge.core.ownership import (
 from mailbridge.db.models import Instance, MailboxLease
 from mailbridge.errors import MailbridgeError
 
-__all__ = ["AlreadyRunning", "Keeper", "LeaseLost", "Ownership", "Round", "Tenure", "hold",
-           "ownership", "pid_alive"]
+__all__ = [
+    "AlreadyRunning",
+    "Keeper",
+    "LeaseLost",
+    "Ownership",
+    "Round",
+    "Tenure",
+    "hold",
+    "ownership",
+    "pid_alive",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +120,8 @@ def db_now(app: App, session: Session) -> datetime:
     SQLite (one host, and tests move it)."""
     if session.get_bind().dialect.name == "postgresql":
         now: datetime = session.execute(
-            select(func.clock_timestamp(type_=DateTime(timezone=True)))).scalar_one()
+            select(func.clock_timestamp(type_=DateTime(timezone=True)))
+        ).scalar_one()
         return now.astimezone(UTC)
     return app.clock.now()
 
@@ -125,8 +135,10 @@ def hold(app: App, session: Session, tenure: Tenure, name: str) -> None:
         .values(expires_at=db_now(app, session) + tenure.ttl)
     )
     if not getattr(renewed, "rowcount", 0):
-        raise LeaseLost(f"mailbox {name}: another instance has taken it over; this one stops "
-                        "polling it and stored nothing (the messages stay on the server)")
+        raise LeaseLost(
+            f"mailbox {name}: another instance has taken it over; this one stops "
+            "polling it and stored nothing (the messages stay on the server)"
+        )
 
 
 def ownership(app: App) -> Ownership:
@@ -136,10 +148,14 @@ def ownership(app: App) -> Ownership:
 
 
 def _read(session: Session) -> tuple[list[InstanceInfo], dict[str, LeaseInfo]]:
-    instances = [InstanceInfo(i.id, i.host, i.pid, i.started_at, i.seen_at)
-                 for i in session.scalars(select(Instance).order_by(Instance.id))]
-    leases = {lease.name: LeaseInfo(lease.name, lease.owner, lease.expires_at)
-              for lease in session.scalars(select(MailboxLease))}
+    instances = [
+        InstanceInfo(i.id, i.host, i.pid, i.started_at, i.seen_at)
+        for i in session.scalars(select(Instance).order_by(Instance.id))
+    ]
+    leases = {
+        lease.name: LeaseInfo(lease.name, lease.owner, lease.expires_at)
+        for lease in session.scalars(select(MailboxLease))
+    }
     return instances, leases
 
 
@@ -148,9 +164,15 @@ class Keeper:
     holds, and until when it may go on polling without a renewal. Its methods do database
     work and are called from a worker thread, one at a time."""
 
-    def __init__(self, app: App, *, host: str | None = None, pid: int | None = None,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 sole_on_sqlite: bool = False) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        host: str | None = None,
+        pid: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sole_on_sqlite: bool = False,
+    ) -> None:
         self.app = app
         self.sole_on_sqlite = sole_on_sqlite  # refuse to start beside a running instance
         self.host = (host or socket.gethostname())[:255]
@@ -181,16 +203,20 @@ class Keeper:
             now = db_now(self.app, session)
             ident = instance_id(self.host, self.pid, secrets.token_hex(4))
             self.me = InstanceInfo(ident, self.host, self.pid, now, now)
-            session.add(Instance(id=ident, host=self.host, pid=self.pid, started_at=now,
-                                 seen_at=now))
+            session.add(
+                Instance(id=ident, host=self.host, pid=self.pid, started_at=now, seen_at=now)
+            )
         with self.app.transaction() as session:
             instances, _ = _read(session)
             dead = dead_on_this_host(instances, self.me, pid_alive)
             now = db_now(self.app, session)
             self._forget(session, dead, now)
             sqlite = session.get_bind().dialect.name == "sqlite"
-        running = [i.id for i in instances if i.id not in dead and i.id != ident
-                   and i.seen_at > now - self.ttl]
+        running = [
+            i.id
+            for i in instances
+            if i.id not in dead and i.id != ident and i.seen_at > now - self.ttl
+        ]
         if sqlite and running and self.sole_on_sqlite:
             self._refuse(running[0])
         log.debug("instance %s registered", ident)
@@ -203,7 +229,8 @@ class Keeper:
         raise AlreadyRunning(
             f"another mailbridge instance ({other}) is running on this SQLite database; "
             "SQLite serves one instance at a time: stop that one first, or move to "
-            "PostgreSQL to run several")
+            "PostgreSQL to run several"
+        )
 
     def lapsed(self) -> bool:
         """True once our leases may have run out for want of a renewal: stop polling."""
@@ -222,11 +249,23 @@ class Keeper:
             now = db_now(self.app, session)
             self._heartbeat(session, me, now)
             renewed = session.scalars(
-                update(_LEASES).where(_LEASES.c.owner == me.id)
-                .values(expires_at=now + ttl).returning(_LEASES.c.name)).all()
+                update(_LEASES)
+                .where(_LEASES.c.owner == me.id)
+                .values(expires_at=now + ttl)
+                .returning(_LEASES.c.name)
+            ).all()
             instances, leases = _read(session)
-            decided = plan(sources, leases, instances, me, now, ttl, pid_alive,
-                           may_hand_back=began >= self._spread_paused_until, keep=recent)
+            decided = plan(
+                sources,
+                leases,
+                instances,
+                me,
+                now,
+                ttl,
+                pid_alive,
+                may_hand_back=began >= self._spread_paused_until,
+                keep=recent,
+            )
             self._forget(session, decided.dead, now)
         self._valid_until = began + ttl.total_seconds()
         got = [name for name in decided.take if name not in barred and self._acquire(name)]
@@ -244,8 +283,12 @@ class Keeper:
         for name in got:
             log.info("mailbox %s: taken over by this instance (%s)", name, me.id)
         holders = {**decided.holders, **dict.fromkeys(got, me.id)}
-        return Round(frozenset(renewed) | frozenset(got), holders,
-                     frozenset(decided.take) - frozenset(got), decided.hand_back)
+        return Round(
+            frozenset(renewed) | frozenset(got),
+            holders,
+            frozenset(decided.take) - frozenset(got),
+            decided.hand_back,
+        )
 
     def take(self, name: str) -> str | None:
         """Acquire `name` now; None when it is ours, else the instance that holds it."""
@@ -260,8 +303,10 @@ class Keeper:
         assert self.me is not None
         with self.app.transaction() as session:
             session.execute(
-                update(_LEASES).where(_LEASES.c.name.in_(names), _LEASES.c.owner == self.me.id)
-                .values(owner=None, expires_at=db_now(self.app, session)))
+                update(_LEASES)
+                .where(_LEASES.c.name.in_(names), _LEASES.c.owner == self.me.id)
+                .values(owner=None, expires_at=db_now(self.app, session))
+            )
         for name in names:
             self._handed_back[name] = self._monotonic()
 
@@ -272,19 +317,23 @@ class Keeper:
             return
         with self.app.transaction() as session:
             session.execute(
-                update(_LEASES).where(_LEASES.c.owner == self.me.id)
-                .values(owner=None, expires_at=db_now(self.app, session)))
+                update(_LEASES)
+                .where(_LEASES.c.owner == self.me.id)
+                .values(owner=None, expires_at=db_now(self.app, session))
+            )
             session.execute(delete(_INSTANCES).where(_INSTANCES.c.id == self.me.id))
         self.me, self._valid_until = None, -inf
 
     def _heartbeat(self, session: Session, me: InstanceInfo, now: datetime) -> None:
         seen = session.execute(
-            update(_INSTANCES).where(_INSTANCES.c.id == me.id).values(seen_at=now))
+            update(_INSTANCES).where(_INSTANCES.c.id == me.id).values(seen_at=now)
+        )
         if not getattr(seen, "rowcount", 0):
             # Removed while we could not heartbeat (taken for dead, or forgotten): return.
             log.warning("instance %s: its registration was gone; registering again", me.id)
-            session.add(Instance(id=me.id, host=me.host, pid=me.pid,
-                                 started_at=me.started_at, seen_at=now))
+            session.add(
+                Instance(id=me.id, host=me.host, pid=me.pid, started_at=me.started_at, seen_at=now)
+            )
 
     def _forget(self, session: Session, dead: frozenset[str], now: datetime) -> None:
         assert self.me is not None
@@ -292,7 +341,8 @@ class Keeper:
             gone = session.scalars(
                 delete(_INSTANCES)
                 .where(_INSTANCES.c.id.in_(dead), _INSTANCES.c.seen_at <= self.me.started_at)
-                .returning(_INSTANCES.c.id)).all()
+                .returning(_INSTANCES.c.id)
+            ).all()
             for ident in gone:
                 log.info("instance %s is no longer running: its mailboxes are free", ident)
         session.execute(delete(_INSTANCES).where(_INSTANCES.c.seen_at < now - FORGET_AFTER))
@@ -307,15 +357,25 @@ class Keeper:
             dialect = session.get_bind().dialect.name
             insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             statement: Any = insert(_LEASES).values(
-                name=name, owner=me, acquired_at=now, expires_at=now + ttl)
+                name=name, owner=me, acquired_at=now, expires_at=now + ttl
+            )
             alive = select(_INSTANCES.c.id).where(_INSTANCES.c.seen_at > now - ttl)
             statement = statement.on_conflict_do_update(
                 index_elements=[_LEASES.c.name],
-                set_={"owner": me, "expires_at": statement.excluded.expires_at,
-                      "acquired_at": case((_LEASES.c.owner == me, _LEASES.c.acquired_at),
-                                          else_=statement.excluded.acquired_at)},
-                where=or_(_LEASES.c.owner.is_(None), _LEASES.c.owner == me,
-                          _LEASES.c.expires_at <= now, _LEASES.c.owner.not_in(alive)),
+                set_={
+                    "owner": me,
+                    "expires_at": statement.excluded.expires_at,
+                    "acquired_at": case(
+                        (_LEASES.c.owner == me, _LEASES.c.acquired_at),
+                        else_=statement.excluded.acquired_at,
+                    ),
+                },
+                where=or_(
+                    _LEASES.c.owner.is_(None),
+                    _LEASES.c.owner == me,
+                    _LEASES.c.expires_at <= now,
+                    _LEASES.c.owner.not_in(alive),
+                ),
             ).returning(_LEASES.c.owner)
             taken: bool = session.scalar(statement) == me
         return taken

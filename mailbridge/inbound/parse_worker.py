@@ -81,8 +81,9 @@ class ParseWorker:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(_preload())  # read when the forkserver starts, once
         ours, theirs = context.Pipe()
-        process = context.Process(target=serve, args=(theirs, self.memory_limit),
-                                  name="mailbridge-parse", daemon=False)
+        process = context.Process(
+            target=serve, args=(theirs, self.memory_limit), name="mailbridge-parse", daemon=False
+        )
         try:
             process.start()
         except BaseException:

@@ -70,8 +70,15 @@ class Preparer:
     message's outcome, in whatever order the caller asks.
     """
 
-    def __init__(self, limits: ParseLimits, identity: Identity, budget: Budget = Budget(), *,
-                 function: PrepareFunction = prepare, isolated: bool = True) -> None:
+    def __init__(
+        self,
+        limits: ParseLimits,
+        identity: Identity,
+        budget: Budget = Budget(),
+        *,
+        function: PrepareFunction = prepare,
+        isolated: bool = True,
+    ) -> None:
         self.limits, self.identity, self.budget = limits, identity, budget
         self._function = function
         self._worker = ParseWorker(budget.memory) if isolated else None
@@ -137,8 +144,12 @@ class Preparer:
     def __enter__(self) -> Preparer:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     def _from_worker(self, inbound_id: int, raw: bytes) -> _Outcome | None:
@@ -180,14 +191,22 @@ class Preparer:
         self._in_flight = None
         if outcome is None:
             self._worker.kill()
-            log.error("message %d: parsing it took longer than %g s; the parsing process was "
-                      "stopped", flight.inbound_id, self.budget.seconds)
-            return False, OverBudget(f"parsing took longer than {self.budget.seconds:g} s "
-                                     "([tickets] parse_timeout): the parser was stopped")
+            log.error(
+                "message %d: parsing it took longer than %g s; the parsing process was stopped",
+                flight.inbound_id,
+                self.budget.seconds,
+            )
+            return False, OverBudget(
+                f"parsing took longer than {self.budget.seconds:g} s "
+                "([tickets] parse_timeout): the parser was stopped"
+            )
         if not outcome[0] and isinstance(outcome[1], OverMemory):
             self._worker.kill()  # it exits by itself; this reaps it
-            log.error("message %d: parsing it needed more memory than the parsing process "
-                      "may use; that process was stopped", flight.inbound_id)
+            log.error(
+                "message %d: parsing it needed more memory than the parsing process "
+                "may use; that process was stopped",
+                flight.inbound_id,
+            )
             return False, OverBudget(f"{outcome[1]} ([tickets] parse_memory)")
         return outcome
 
@@ -206,7 +225,8 @@ class Preparer:
             return self._here(flight.raw)
         log.error("message %d: the parsing process ended while preparing it", flight.inbound_id)
         return False, ParserCrashed(
-            "the parsing process ended unexpectedly while preparing this message")
+            "the parsing process ended unexpectedly while preparing this message"
+        )
 
     def _answers_empty(self) -> bool:
         if not self._send(0, b"") or self._in_flight is None or self._worker is None:
@@ -239,8 +259,11 @@ class Preparer:
             self._worker.kill()
 
     def _give_up(self, exc: BaseException) -> None:
-        log.error("cannot run a process for parsing (%s): parsing in this one, without a "
-                  "time or memory budget", exc)
+        log.error(
+            "cannot run a process for parsing (%s): parsing in this one, without a "
+            "time or memory budget",
+            exc,
+        )
         if self._worker is not None:
             self._worker.kill()
         self._worker = None

@@ -53,8 +53,9 @@ class ProcessReport:
     acknowledged: int = 0
 
 
-def process_pending(app: App, stopping: Callable[[], bool] = lambda: False,
-                    preparer: Preparer | None = None) -> ProcessReport:
+def process_pending(
+    app: App, stopping: Callable[[], bool] = lambda: False, preparer: Preparer | None = None
+) -> ProcessReport:
     """Work through every new message; suspects (tried before) go one at a time. Between
     batches, `stopping()` can end the pass early: the rest waits for the next one.
     `preparer` (and its worker) may be kept from pass to pass; without one, the pass starts
@@ -93,7 +94,8 @@ def _claim(app: App, tried: set[int]) -> Sequence[int]:
     the processing lock on PostgreSQL (so this transaction must not take it again)."""
     with app.transaction() as session:
         waiting = select(InboundMessage.id, InboundMessage.attempts).where(
-            InboundMessage.state == "new")
+            InboundMessage.state == "new"
+        )
         if tried:
             waiting = waiting.where(InboundMessage.id.not_in(tried))
         head = session.execute(waiting.order_by(InboundMessage.id).limit(BATCH)).all()
@@ -125,8 +127,9 @@ def _in_arrival_order(head: Sequence[Row[int, int]]) -> list[int]:
     return fresh
 
 
-def _process_batch(app: App, preparer: Preparer,
-                   claim: Callable[[], Sequence[int]]) -> list[dict[str, int]] | None:
+def _process_batch(
+    app: App, preparer: Preparer, claim: Callable[[], Sequence[int]]
+) -> list[dict[str, int]] | None:
     """Claim a batch and process it in one transaction; None when nothing is left. Should
     that transaction itself fail (its commit, a lost connection), fall back to one
     transaction per message so one bad message cannot hold back the others."""
@@ -138,8 +141,7 @@ def _process_batch(app: App, preparer: Preparer,
                 return None
             loaded = _load(session, batch)
             _plan(session, preparer, loaded)
-            done = [_process_in_savepoint(app, session, inbound, preparer)
-                    for inbound in loaded]
+            done = [_process_in_savepoint(app, session, inbound, preparer) for inbound in loaded]
     except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
         if not batch:
             raise  # the claim failed: no attempt was counted, nothing to set aside
@@ -148,10 +150,12 @@ def _process_batch(app: App, preparer: Preparer,
             raise  # the database, not these messages: they wait, unharmed, for the next pass
         if len(batch) == 1:
             return [_record_failure_alone(app, batch[0], exc)]
-        log.warning("batch of %d messages failed, processing them one by one", len(batch),
-                    exc_info=exc)
-        return [counts for inbound_id in batch
-                for counts in _process_alone(app, preparer, inbound_id)]
+        log.warning(
+            "batch of %d messages failed, processing them one by one", len(batch), exc_info=exc
+        )
+        return [
+            counts for inbound_id in batch for counts in _process_alone(app, preparer, inbound_id)
+        ]
     crash_point("after_process")
     return [_finish(result) for result in done]
 
@@ -164,8 +168,11 @@ def _uncount(app: App, batch: Sequence[int]) -> None:
         with app.transaction() as session:
             session.execute(
                 update(InboundMessage)
-                .where(InboundMessage.id.in_(batch), InboundMessage.state == "new",
-                       InboundMessage.attempts > 0)
+                .where(
+                    InboundMessage.id.in_(batch),
+                    InboundMessage.state == "new",
+                    InboundMessage.attempts > 0,
+                )
                 .values(attempts=InboundMessage.attempts - 1)
             )
     except Exception:  # noqa: BLE001 - the outage itself, most likely
@@ -220,26 +227,39 @@ def _plan(session: Session, preparer: Preparer, loaded: Sequence[InboundMessage]
         return
     ahead = session.execute(
         select(InboundMessage.id, InboundMessage.raw)
-        .where(InboundMessage.state == "new", InboundMessage.attempts == 0,
-               InboundMessage.id > loaded[-1].id)
-        .order_by(InboundMessage.id).limit(1)
+        .where(
+            InboundMessage.state == "new",
+            InboundMessage.attempts == 0,
+            InboundMessage.id > loaded[-1].id,
+        )
+        .order_by(InboundMessage.id)
+        .limit(1)
     )
-    preparer.plan([(inbound.id, inbound.raw) for inbound in loaded]
-                  + [(inbound_id, raw) for inbound_id, raw in ahead])
+    preparer.plan(
+        [(inbound.id, inbound.raw) for inbound in loaded]
+        + [(inbound_id, raw) for inbound_id, raw in ahead]
+    )
 
 
 _Result = tuple[InboundMessage, "str | None", "Outcome | BaseException"]
 
 
-def _process_in_savepoint(app: App, session: Session, inbound: InboundMessage,
-                          preparer: Preparer) -> _Result:
+def _process_in_savepoint(
+    app: App, session: Session, inbound: InboundMessage, preparer: Preparer
+) -> _Result:
     try:
         with session.begin_nested():
             parsed, verdict = preparer.result(inbound.id, inbound.raw)
             now = app.clock.now()
             outcome = apply_message(session, app, inbound, parsed, verdict, now)
-            queries.update_now(session, inbound, state=outcome.state, processed_at=now,
-                               last_error=None, ticket_id=inbound.ticket_id)
+            queries.update_now(
+                session,
+                inbound,
+                state=outcome.state,
+                processed_at=now,
+                last_error=None,
+                ticket_id=inbound.ticket_id,
+            )
     except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
         if database_outage(exc) is not None:
             raise  # not this message's fault: the whole batch waits for the database
@@ -252,8 +272,9 @@ def _finish(result: _Result) -> dict[str, int]:
     """Log and count one message, once its transaction is committed."""
     inbound, message_id, outcome = result
     if isinstance(outcome, BaseException):
-        return _log_failure(inbound.id, inbound.attempts, inbound.state, inbound.last_error or "",
-                            outcome)
+        return _log_failure(
+            inbound.id, inbound.attempts, inbound.state, inbound.last_error or "", outcome
+        )
     _log_outcome(inbound.id, inbound.mailbox, message_id, outcome)
     return {
         "processed": outcome.state == "processed",
@@ -284,13 +305,15 @@ def _store_failure(app: App, inbound: InboundMessage, exc: BaseException) -> Non
         inbound.state = "quarantined"
 
 
-def _log_failure(inbound_id: int, attempts: int, state: str, error: str,
-                 exc: BaseException) -> dict[str, int]:
+def _log_failure(
+    inbound_id: int, attempts: int, state: str, error: str, exc: BaseException
+) -> dict[str, int]:
     if state == "quarantined":
         log.error("message %d quarantined after %d attempt(s): %s", inbound_id, attempts, error)
         return {"failed": 1, "quarantined": 1}
-    log.warning("message %d failed (attempt %d), will retry: %s",
-                inbound_id, attempts, error, exc_info=exc)
+    log.warning(
+        "message %d failed (attempt %d), will retry: %s", inbound_id, attempts, error, exc_info=exc
+    )
     return {"failed": 1}
 
 
@@ -299,6 +322,12 @@ def _log_outcome(inbound_id: int, mailbox: str, message_id: str | None, outcome:
     details = ", acknowledgement queued" if outcome.acknowledged else ""
     if outcome.reason:
         details += f" ({outcome.reason})"
-    log.info("message %d <%s> from %s: %s ticket %s%s", inbound_id,
-             one_line(message_id, 200) if message_id else "no Message-ID", mailbox,
-             outcome.action, ticket, details)
+    log.info(
+        "message %d <%s> from %s: %s ticket %s%s",
+        inbound_id,
+        one_line(message_id, 200) if message_id else "no Message-ID",
+        mailbox,
+        outcome.action,
+        ticket,
+        details,
+    )

@@ -41,8 +41,14 @@ RULE_TEXT_CHARS = 4000
 RULE_SUBJECT_CHARS = 1000  # a subject is a line; a longer one is an attack, not a question
 
 
-def facts_for(parsed: ParsedMessage, mailbox: str, *, followup: bool = False,
-              unanswered: int = 1, open_tickets: int = 1) -> Facts:
+def facts_for(
+    parsed: ParsedMessage,
+    mailbox: str,
+    *,
+    followup: bool = False,
+    unanswered: int = 1,
+    open_tickets: int = 1,
+) -> Facts:
     """What the rules look at: the customer's own words (quoted history trimmed, the first
     RULE_TEXT_CHARS) and the subject's first RULE_SUBJECT_CHARS, so the operator's patterns
     never see more than a bounded text."""
@@ -73,16 +79,16 @@ def decide(session: Session, app: App, parsed: ParsedMessage, mailbox: str) -> D
     return evaluate(rules, facts_for(parsed, mailbox, open_tickets=opened))
 
 
-def _open_tickets(session: Session, rules: Sequence[Rule], parsed: ParsedMessage,
-                  more: int) -> int:
+def _open_tickets(session: Session, rules: Sequence[Rule], parsed: ParsedMessage, more: int) -> int:
     """The customer's open tickets, `more` added, when a rule reads them; else 1."""
     if parsed.from_ is None or not needs_fact(rules, "customer_open_tickets"):
         return 1
     return max(queries.open_tickets_of(session, parsed.from_.address) + more, 1)
 
 
-def apply_new(session: Session, app: App, ticket: Ticket, decision: Decision,
-              now: datetime) -> None:
+def apply_new(
+    session: Session, app: App, ticket: Ticket, decision: Decision, now: datetime
+) -> None:
     """After the ticket was opened with the decision's queue, priority and policy."""
     if not decision.matched:
         return
@@ -96,16 +102,25 @@ def apply_new(session: Session, app: App, ticket: Ticket, decision: Decision,
         refresh_next_due(session, app, ticket, now)
 
 
-def apply_followup(session: Session, app: App, ticket: Ticket, parsed: ParsedMessage,
-                   now: datetime) -> Decision:
+def apply_followup(
+    session: Session, app: App, ticket: Ticket, parsed: ParsedMessage, now: datetime
+) -> Decision:
     """Evaluate the rules on a customer's follow-up and apply what they decide."""
     rules = app.config.routing
     if not rules:
         return NO_DECISION
     unanswered = queries.customer_mails_since_staff_reply(session, ticket.id)
     opened = _open_tickets(session, rules, parsed, 0 if ticket.status not in CLOSED else 1)
-    decision = evaluate(rules, facts_for(parsed, ticket.mailbox, followup=True,
-                                         unanswered=max(unanswered, 1), open_tickets=opened))
+    decision = evaluate(
+        rules,
+        facts_for(
+            parsed,
+            ticket.mailbox,
+            followup=True,
+            unanswered=max(unanswered, 1),
+            open_tickets=opened,
+        ),
+    )
     if not decision.matched:
         return decision
     _record(session, app, ticket, decision, now)
@@ -115,11 +130,25 @@ def apply_followup(session: Session, app: App, ticket: Ticket, parsed: ParsedMes
     queue = actions.queue or ticket.queue
     policy = actions.sla_policy if actions.sla_policy not in (None, ticket.sla_policy) else None
     if priority != ticket.priority:
-        add_event(session, ticket, now, "priority_raised", reason=reason,
-                  priority_from=ticket.priority, priority_to=priority)
+        add_event(
+            session,
+            ticket,
+            now,
+            "priority_raised",
+            reason=reason,
+            priority_from=ticket.priority,
+            priority_to=priority,
+        )
     if queue != ticket.queue:
-        add_event(session, ticket, now, "queue_changed", reason=reason,
-                  queue_from=ticket.queue, queue_to=queue)
+        add_event(
+            session,
+            ticket,
+            now,
+            "queue_changed",
+            reason=reason,
+            queue_from=ticket.queue,
+            queue_to=queue,
+        )
     if (priority, queue) != (ticket.priority, ticket.queue) or policy is not None:
         ticket.priority, ticket.queue = priority, queue
         on_priority_or_queue_change(session, app, ticket, now, policy_name=actions.sla_policy)
@@ -163,12 +192,10 @@ def summary(actions: Mapping[str, object]) -> str:
     return "; ".join(parts)
 
 
-def _record(session: Session, app: App, ticket: Ticket, decision: Decision,
-            now: datetime) -> None:
+def _record(session: Session, app: App, ticket: Ticket, decision: Decision, now: datetime) -> None:
     by_name = {rule.name: rule for rule in app.config.routing}
     for name in decision.matched:
-        add_event(session, ticket, now, "rule_matched", rule=name,
-                  actions=described(by_name[name]))
+        add_event(session, ticket, now, "rule_matched", rule=name, actions=described(by_name[name]))
 
 
 def _tag(session: Session, ticket: Ticket, actions: Actions, now: datetime) -> None:

@@ -20,8 +20,9 @@ UNANSWERED = frozenset({"new", "open"})
 QUOTED_LIMIT = 300  # characters of the customer's words kept on the record
 
 
-def resolved_by_customer(session: Session, app: App, ticket: Ticket, article: Article,
-                         now: datetime) -> bool:
+def resolved_by_customer(
+    session: Session, app: App, ticket: Ticket, article: Article, now: datetime
+) -> bool:
     """Resolve `ticket` when the customer's new `article` just says it is solved."""
     if ticket.status not in UNANSWERED or ticket.first_responded_at is not None:
         return False
@@ -30,8 +31,13 @@ def resolved_by_customer(session: Session, app: App, ticket: Ticket, article: Ar
         return False
     ticket.status, ticket.resolved_at, ticket.updated_at = "resolved", now, now
     ticket.next_escalation_at = None
-    add_event(session, ticket, now, "resolved_by_customer", article_id=article.id,
-              said=words[:QUOTED_LIMIT],
-              note="the customer wrote that the matter is solved; resolved without a "
-                   "staff reply")
+    add_event(
+        session,
+        ticket,
+        now,
+        "resolved_by_customer",
+        article_id=article.id,
+        said=words[:QUOTED_LIMIT],
+        note="the customer wrote that the matter is solved; resolved without a staff reply",
+    )
     return True

@@ -73,8 +73,11 @@ def handle_staff_mail(
     if _answers_internal_mail(session, parsed) and not message.has("note"):
         # Answering an escalation or a warning is talk among staff: never for the customer.
         message = replace(message, commands=(Command("note"), *message.commands))
-    problems = [*message.errors, *_argument_problems(app, message),
-                *requester.command_problems(app, ticket, message)]
+    problems = [
+        *message.errors,
+        *_argument_problems(app, message),
+        *requester.command_problems(app, ticket, message),
+    ]
     if not problems and not message.text and not message.commands:
         problems.append("nothing to send: the reply has no text above the quoted message")
     if problems:
@@ -88,9 +91,17 @@ def handle_staff_mail(
         on_staff_reply(session, app, ticket, now)
     if message.has("close") or message.has("resolve"):
         _finish(session, app, ticket, message, relayed is not None, now)
-    add_event(session, ticket, now, "staff_note" if message.has("note") else "staff_reply",
-              by=claim.address, proof=claim.proof, article_id=article.id,
-              outbox_id=relayed.id if relayed else None, changes=changes)
+    add_event(
+        session,
+        ticket,
+        now,
+        "staff_note" if message.has("note") else "staff_reply",
+        by=claim.address,
+        proof=claim.proof,
+        article_id=article.id,
+        outbox_id=relayed.id if relayed else None,
+        changes=changes,
+    )
     ticket.updated_at = now
     action = "staff_note" if message.has("note") else "staff_reply"
     return Outcome("processed", action, ticket.number, reason=f"proof: {claim.proof}")
@@ -126,8 +137,11 @@ def _answers_internal_mail(session: Session, parsed: ParsedMessage) -> bool:
     ids = [m for m in (parsed.in_reply_to, *parsed.references) if m]
     if not ids:
         return False
-    query = select(Outbox.id).where(Outbox.message_id.in_(ids),
-                                    Outbox.kind.in_(INTERNAL_KINDS)).limit(1)
+    query = (
+        select(Outbox.id)
+        .where(Outbox.message_id.in_(ids), Outbox.kind.in_(INTERNAL_KINDS))
+        .limit(1)
+    )
     return session.scalar(query) is not None
 
 
@@ -140,49 +154,99 @@ def _argument_problems(app: App, message: StaffMessage) -> list[str]:
         return [f"#assign {assignee}: not a staff member (known: {', '.join(staff) or 'none'})"]
     name = message.argument("template")
     if name is not None and CANNED_PREFIX + name not in app.templates.names():
-        known = sorted(t.removeprefix(CANNED_PREFIX) for t in app.templates.names()
-                       if t.startswith(CANNED_PREFIX))
+        known = sorted(
+            t.removeprefix(CANNED_PREFIX)
+            for t in app.templates.names()
+            if t.startswith(CANNED_PREFIX)
+        )
         return [f"#template {name}: no such canned reply (known: {', '.join(known) or 'none'})"]
     return []
 
 
-def _refuse(session: Session, app: App, ticket: Ticket, parsed: ParsedMessage,
-            claim: StaffClaim, problems: list[str], now: datetime) -> None:
+def _refuse(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    parsed: ParsedMessage,
+    claim: StaffClaim,
+    problems: list[str],
+    now: datetime,
+) -> None:
     """Nothing reaches the customer; the staff member is told what was wrong."""
     language = app.config.templates.language
     context = ticket_context(app, ticket, language)
     context["errors"] = problems
-    context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20,
-                                 max_chars=2000)
+    context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
     row = queue_mail(
-        session, app, kind="staff_error", ticket=ticket, template="staff_command_error",
-        context=context, to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
-        language=language, unique=f"staff-error.{ticket.id}", now=now,
+        session,
+        app,
+        kind="staff_error",
+        ticket=ticket,
+        template="staff_command_error",
+        context=context,
+        to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
+        language=language,
+        unique=f"staff-error.{ticket.id}",
+        now=now,
         in_reply_to=parsed.message_id,
         references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
         reply_to=[Address("", token_address(app, ticket, claim.address, now))],
     )
-    add_event(session, ticket, now, "staff_commands_refused", by=claim.address,
-              errors=problems, outbox_id=row.id)
-    log.warning("ticket #%s: reply from %s refused: %s", ticket.number, claim.address,
-                "; ".join(problems))
+    add_event(
+        session,
+        ticket,
+        now,
+        "staff_commands_refused",
+        by=claim.address,
+        errors=problems,
+        outbox_id=row.id,
+    )
+    log.warning(
+        "ticket #%s: reply from %s refused: %s", ticket.number, claim.address, "; ".join(problems)
+    )
 
 
-def _record_article(session: Session, ticket: Ticket, inbound: InboundMessage,
-                    parsed: ParsedMessage, claim: StaffClaim, message: StaffMessage,
-                    now: datetime) -> Article:
+def _record_article(
+    session: Session,
+    ticket: Ticket,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    claim: StaffClaim,
+    message: StaffMessage,
+    now: datetime,
+) -> Article:
     note = message.has("note")
     # The staff member's own Message-ID stays out of the customer's thread: the article
     # takes the id of the relayed mail instead (see _relay).
-    return _staff_article(session, ticket, inbound, parsed, now, address=claim.address,
-                          text=message.text, note=note, message_id=None,
-                          to=[] if note else [ticket.requester_address], cc=[])
+    return _staff_article(
+        session,
+        ticket,
+        inbound,
+        parsed,
+        now,
+        address=claim.address,
+        text=message.text,
+        note=note,
+        message_id=None,
+        to=[] if note else [ticket.requester_address],
+        cc=[],
+    )
 
 
-def _staff_article(session: Session, ticket: Ticket, inbound: InboundMessage,
-                   parsed: ParsedMessage, now: datetime, *, address: str, text: str,
-                   note: bool, message_id: str | None, to: list[str],
-                   cc: list[str]) -> Article:
+def _staff_article(
+    session: Session,
+    ticket: Ticket,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    now: datetime,
+    *,
+    address: str,
+    text: str,
+    note: bool,
+    message_id: str | None,
+    to: list[str],
+    cc: list[str],
+) -> Article:
     article = Article(
         ticket_id=ticket.id,
         direction="out",
@@ -207,14 +271,23 @@ def _staff_article(session: Session, ticket: Ticket, inbound: InboundMessage,
     return article
 
 
-def _apply_commands(session: Session, app: App, ticket: Ticket, message: StaffMessage,
-                    claim: StaffClaim, now: datetime) -> dict[str, object]:
+def _apply_commands(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    message: StaffMessage,
+    claim: StaffClaim,
+    now: datetime,
+) -> dict[str, object]:
     changes: dict[str, object] = {}
     changes.update(requester.apply_command(session, ticket, message, claim.address, now))
     assignee = message.argument("assign")
     if assignee is not None:
-        ticket.assignee = (claim.address if assignee == "me"
-                           else staff_member(assignee, app.config.staff.addresses))
+        ticket.assignee = (
+            claim.address
+            if assignee == "me"
+            else staff_member(assignee, app.config.staff.addresses)
+        )
         changes["assignee"] = ticket.assignee
     priority, queue = message.argument("priority"), message.argument("queue")
     if priority is not None and priority != ticket.priority:
@@ -232,9 +305,16 @@ def _apply_commands(session: Session, app: App, ticket: Ticket, message: StaffMe
     return changes
 
 
-def _relay(session: Session, app: App, ticket: Ticket, article: Article,
-           parsed: ParsedMessage, message: StaffMessage, claim: StaffClaim,
-           now: datetime) -> Outbox:
+def _relay(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    article: Article,
+    parsed: ParsedMessage,
+    message: StaffMessage,
+    claim: StaffClaim,
+    now: datetime,
+) -> Outbox:
     """The answer, to the customer, from the support address, in their thread."""
     language = ticket.language or app.config.templates.language
     context = ticket_context(app, ticket, language)
@@ -243,18 +323,27 @@ def _relay(session: Session, app: App, ticket: Ticket, article: Article,
     template = CANNED_PREFIX + name if (name := message.argument("template")) else "staff_reply"
     thread = _customer_thread(session, ticket)
     row = queue_mail(
-        session, app, kind="reply", ticket=ticket, template=template, context=context,
-        to=[Address(ticket.requester_name, ticket.requester_address)], language=language,
-        unique=f"reply.{ticket.id}.{article.id}", now=now,
-        in_reply_to=thread[-1] if thread else None, references=thread,
+        session,
+        app,
+        kind="reply",
+        ticket=ticket,
+        template=template,
+        context=context,
+        to=[Address(ticket.requester_name, ticket.requester_address)],
+        language=language,
+        unique=f"reply.{ticket.id}.{article.id}",
+        now=now,
+        in_reply_to=thread[-1] if thread else None,
+        references=thread,
         attachments=_relayable(parsed.attachments),
     )
     article.message_id = row.message_id
     return row
 
 
-def _finish(session: Session, app: App, ticket: Ticket, message: StaffMessage,
-            answered: bool, now: datetime) -> None:
+def _finish(
+    session: Session, app: App, ticket: Ticket, message: StaffMessage, answered: bool, now: datetime
+) -> None:
     """#resolve or #close; a bare #close tells the customer with the `closed` template
     (when the ticket has someone to tell)."""
     ticket.status = "closed" if message.has("close") else "resolved"
@@ -264,16 +353,23 @@ def _finish(session: Session, app: App, ticket: Ticket, message: StaffMessage,
         language = ticket.language or app.config.templates.language
         thread = _customer_thread(session, ticket)
         queue_mail(
-            session, app, kind="closed", ticket=ticket, template="closed",
+            session,
+            app,
+            kind="closed",
+            ticket=ticket,
+            template="closed",
             context=ticket_context(app, ticket, language),
-            to=[Address(ticket.requester_name, ticket.requester_address)], language=language,
-            unique=f"closed.{ticket.id}", now=now, in_reply_to=thread[-1] if thread else None,
+            to=[Address(ticket.requester_name, ticket.requester_address)],
+            language=language,
+            unique=f"closed.{ticket.id}",
+            now=now,
+            in_reply_to=thread[-1] if thread else None,
             references=thread,
         )
 
 
 def first_name(display_name: str) -> str:
-    """"Alice Bianchi" -> "Alice"; "Bianchi, Alice" -> "Alice"; never an address."""
+    """ "Alice Bianchi" -> "Alice"; "Bianchi, Alice" -> "Alice"; never an address."""
     name = display_name.strip()
     if "@" in name:
         return ""
@@ -286,8 +382,10 @@ def first_name(display_name: str) -> str:
 def _relayable(attachments: Sequence[Attachment]) -> tuple[Attachment, ...]:
     """What the staff member attached: not skipped parts, not small inline logos."""
     return tuple(
-        a for a in attachments
-        if not a.skipped and a.container is None
+        a
+        for a in attachments
+        if not a.skipped
+        and a.container is None
         and (not a.inline or a.size >= INLINE_RELAY_MINIMUM)
     )
 
@@ -296,8 +394,11 @@ def _customer_thread(session: Session, ticket: Ticket) -> list[str]:
     """Message-IDs of the customer's conversation, oldest first: ours and theirs."""
     query = (
         select(Article.message_id)
-        .where(Article.ticket_id == ticket.id, Article.internal.is_(False),
-               Article.message_id.is_not(None))
+        .where(
+            Article.ticket_id == ticket.id,
+            Article.internal.is_(False),
+            Article.message_id.is_not(None),
+        )
         .order_by(Article.id)
     )
     return [m for m in session.scalars(query) if m]
@@ -338,12 +439,24 @@ def notify_staff(
     context["unread"] = list(parsed.unread)
     root = make_message_id(app.message_id_domain, f"staff.t{ticket.id}")
     return queue_mail(
-        session, app, kind="notification", ticket=ticket, template="staff_notification",
-        context=context, to=[Address("", target)], language=language,
-        unique=f"notify.{ticket.id}.{article.id}", now=now, in_reply_to=root,
-        references=[root], reply_to=[Address(app.config.templates.company,
-                                             token_address(app, ticket, audience_of(app, target),
-                                                           now))],
+        session,
+        app,
+        kind="notification",
+        ticket=ticket,
+        template="staff_notification",
+        context=context,
+        to=[Address("", target)],
+        language=language,
+        unique=f"notify.{ticket.id}.{article.id}",
+        now=now,
+        in_reply_to=root,
+        references=[root],
+        reply_to=[
+            Address(
+                app.config.templates.company,
+                token_address(app, ticket, audience_of(app, target), now),
+            )
+        ],
         attachments=carried,
     )
 
@@ -354,8 +467,9 @@ def _digest(session: Session, app: App, ticket: Ticket, current: Article) -> lis
         return []
     query = (
         select(Article)
-        .where(Article.ticket_id == ticket.id, Article.id != current.id,
-               Article.internal.is_(False))
+        .where(
+            Article.ticket_id == ticket.id, Article.id != current.id, Article.internal.is_(False)
+        )
         .order_by(Article.id.desc())
         .limit(limit)
     )
@@ -379,13 +493,21 @@ def _carried_attachments(
     carried: list[Attachment] = []
     listing: list[object] = []
     for attachment in attachments:
-        fits = (not attachment.skipped and attachment.size <= budget
-                and len(carried) < NOTIFIED_ATTACHMENTS)
+        fits = (
+            not attachment.skipped
+            and attachment.size <= budget
+            and len(carried) < NOTIFIED_ATTACHMENTS
+        )
         if fits:
             carried.append(attachment)
             budget -= attachment.size
-        listing.append({"filename": attachment.filename,
-                        "size": format_size(attachment.size), "attached": fits})
+        listing.append(
+            {
+                "filename": attachment.filename,
+                "size": format_size(attachment.size),
+                "attached": fits,
+            }
+        )
     return tuple(carried), listing
 
 
@@ -405,12 +527,27 @@ def handle_observed(
         return Outcome("ignored", "ignored", reason="sent mail that answers no ticket")
     inbound.ticket_id = ticket.id
     article = _staff_article(
-        session, ticket, inbound, parsed, now,
-        address=parsed.from_.address if parsed.from_ else "", text=parsed.reply_text or parsed.text,
-        note=False, message_id=parsed.message_id, to=[a.address for a in parsed.to],
-        cc=[a.address for a in parsed.cc])
+        session,
+        ticket,
+        inbound,
+        parsed,
+        now,
+        address=parsed.from_.address if parsed.from_ else "",
+        text=parsed.reply_text or parsed.text,
+        note=False,
+        message_id=parsed.message_id,
+        to=[a.address for a in parsed.to],
+        cc=[a.address for a in parsed.cc],
+    )
     on_staff_reply(session, app, ticket, now)
     ticket.updated_at = now
-    add_event(session, ticket, now, "staff_reply_observed", article_id=article.id,
-              folder=inbound.folder, message_id=parsed.message_id)
+    add_event(
+        session,
+        ticket,
+        now,
+        "staff_reply_observed",
+        article_id=article.id,
+        folder=inbound.folder,
+        message_id=parsed.message_id,
+    )
     return Outcome("processed", "staff_reply", ticket.number, reason="observed in sent folder")

@@ -22,9 +22,15 @@ from mailbridge.oauth.tokens import (
     token_session,
 )
 
-__all__ = ["BrowserSignIn", "DeviceCode", "finish_browser_login", "finish_device_login",
-           "start_browser_login", "start_device_login", "store_sign_in"]
-
+__all__ = [
+    "BrowserSignIn",
+    "DeviceCode",
+    "finish_browser_login",
+    "finish_device_login",
+    "start_browser_login",
+    "start_device_login",
+    "store_sign_in",
+]
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,12 @@ def start_device_login(sign_in: SignIn) -> DeviceCode:
     if url is None:
         raise OAuthError(f"{sign_in.label}: no device_authorization_url for the device flow")
     with token_endpoint(sign_in, "device authorization", url), token_session(sign_in) as session:
-        answer = session.post(url, withhold_token=True,
-                              data={"scope": " ".join(sign_in.scopes)},
-                              auth=session.client_auth(session.token_endpoint_auth_method))
+        answer = session.post(
+            url,
+            withhold_token=True,
+            data={"scope": " ".join(sign_in.scopes)},
+            auth=session.client_auth(session.token_endpoint_auth_method),
+        )
         data = session.parse_response_token(answer)
     try:
         return DeviceCode(
@@ -56,14 +65,18 @@ def start_device_login(sign_in: SignIn) -> DeviceCode:
             verification_uri_complete=data.get("verification_uri_complete"),
             expires_in=int(data.get("expires_in") or 900),
             interval=max(int(data.get("interval") or 5), 1),
-            device_code=str(data["device_code"]))
+            device_code=str(data["device_code"]),
+        )
     except (KeyError, TypeError, ValueError):
-        raise OAuthError(f"{sign_in.label}: the device authorization answer from {url} lacks "
-                         "device_code, user_code or verification_uri") from None
+        raise OAuthError(
+            f"{sign_in.label}: the device authorization answer from {url} lacks "
+            "device_code, user_code or verification_uri"
+        ) from None
 
 
-def finish_device_login(sign_in: SignIn, code: DeviceCode, clock: Clock, *,
-                        sleep: Callable[[float], None] = time.sleep) -> TokenRecord:
+def finish_device_login(
+    sign_in: SignIn, code: DeviceCode, clock: Clock, *, sleep: Callable[[float], None] = time.sleep
+) -> TokenRecord:
     """Poll the token endpoint until the person consents (or declines, or the code runs
     out), as RFC 8628 section 3.5 asks: every `interval` seconds, slower when told."""
     interval, waited = code.interval, 0
@@ -73,9 +86,11 @@ def finish_device_login(sign_in: SignIn, code: DeviceCode, clock: Clock, *,
         asked_at = clock.now()
         try:
             with token_endpoint(sign_in, "device sign-in"), token_session(sign_in) as session:
-                token = session.fetch_token(sign_in.endpoints.token_url,
-                                            grant_type=DEVICE_CODE_GRANT,
-                                            device_code=code.device_code)
+                token = session.fetch_token(
+                    sign_in.endpoints.token_url,
+                    grant_type=DEVICE_CODE_GRANT,
+                    device_code=code.device_code,
+                )
             return record_from_answer(sign_in, dict(token), asked_at)
         except OAuthError as exc:
             if exc.error == "authorization_pending" and waited < code.expires_in:
@@ -84,12 +99,16 @@ def finish_device_login(sign_in: SignIn, code: DeviceCode, clock: Clock, *,
                 interval += 5
                 continue
             if exc.error == "access_denied":
-                raise OAuthError(f"{sign_in.label}: the sign-in was declined at "
-                                 f"{code.verification_uri}", error=exc.error) from None
+                raise OAuthError(
+                    f"{sign_in.label}: the sign-in was declined at {code.verification_uri}",
+                    error=exc.error,
+                ) from None
             if exc.error in ("expired_token", "authorization_pending"):
-                raise OAuthError(f"{sign_in.label}: the code {code.user_code} ran out before "
-                                 f"anyone signed in: run {sign_in.login_command} again",
-                                 error="expired_token") from None
+                raise OAuthError(
+                    f"{sign_in.label}: the code {code.user_code} ran out before "
+                    f"anyone signed in: run {sign_in.login_command} again",
+                    error="expired_token",
+                ) from None
             raise
 
 
@@ -106,38 +125,52 @@ class BrowserSignIn:
 def start_browser_login(sign_in: SignIn) -> BrowserSignIn:
     url = sign_in.endpoints.authorization_url
     if url is None:
-        raise OAuthError(f"{sign_in.label}: no authorization_url for the authorization-code "
-                         "flow")
+        raise OAuthError(f"{sign_in.label}: no authorization_url for the authorization-code flow")
     verifier = secrets.token_urlsafe(48)
-    with token_session(sign_in, scope=" ".join(sign_in.scopes), redirect_uri=sign_in.redirect_uri,
-                  code_challenge_method="S256") as session:
+    with token_session(
+        sign_in,
+        scope=" ".join(sign_in.scopes),
+        redirect_uri=sign_in.redirect_uri,
+        code_challenge_method="S256",
+    ) as session:
         # Offline access and a fresh consent: Google hands out a refresh token only then.
         address, state = session.create_authorization_url(
-            url, code_verifier=verifier, access_type="offline", prompt="consent",
-            login_hint=sign_in.username or None)
+            url,
+            code_verifier=verifier,
+            access_type="offline",
+            prompt="consent",
+            login_hint=sign_in.username or None,
+        )
     return BrowserSignIn(address, state, verifier)
 
 
-def finish_browser_login(sign_in: SignIn, pending: BrowserSignIn, answer: str,
-                         clock: Clock) -> TokenRecord:
+def finish_browser_login(
+    sign_in: SignIn, pending: BrowserSignIn, answer: str, clock: Clock
+) -> TokenRecord:
     """`answer`: the address the browser ended up at (or just its code)."""
     answer = answer.strip()
     if not answer:
         raise OAuthError(f"{sign_in.label}: no address was pasted")
     asked_at = clock.now()
-    params: dict[str, Any] = ({"authorization_response": answer} if "code=" in answer
-                              else {"code": answer})
-    with token_endpoint(sign_in, "authorization-code sign-in"), token_session(
-            sign_in, redirect_uri=sign_in.redirect_uri, state=pending.state) as session:
-        token = session.fetch_token(sign_in.endpoints.token_url, code_verifier=pending.verifier,
-                                    **params)
+    params: dict[str, Any] = (
+        {"authorization_response": answer} if "code=" in answer else {"code": answer}
+    )
+    with (
+        token_endpoint(sign_in, "authorization-code sign-in"),
+        token_session(sign_in, redirect_uri=sign_in.redirect_uri, state=pending.state) as session,
+    ):
+        token = session.fetch_token(
+            sign_in.endpoints.token_url, code_verifier=pending.verifier, **params
+        )
     return record_from_answer(sign_in, dict(token), asked_at)
 
 
 def store_sign_in(sign_in: SignIn, record: TokenRecord, store: TokenStore) -> Path:
     """Keep a new sign-in; a daemon that runs picks it up at its next connection."""
     if not record.refresh_token:
-        raise OAuthError(f"{sign_in.label}: the provider gave no refresh token, so the "
-                         "sign-in would end with this access token (Microsoft: add the "
-                         "offline_access scope)")
+        raise OAuthError(
+            f"{sign_in.label}: the provider gave no refresh token, so the "
+            "sign-in would end with this access token (Microsoft: add the "
+            "offline_access scope)"
+        )
     return store.save(sign_in, replace(record, problem=None))

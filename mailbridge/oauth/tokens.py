@@ -42,10 +42,22 @@ from mailbridge.core.oauth import (
 )
 from mailbridge.errors import PermanentError, TransientError
 
-__all__ = ["OAuthError", "SignIn", "SignInRequired", "TokenProvider", "TokenProviders",
-           "TokenStore", "client_credentials_token", "record_from_answer", "refresh",
-           "sign_in_for_mailbox", "sign_in_for_smtp", "sign_ins", "token_endpoint",
-           "token_session"]
+__all__ = [
+    "OAuthError",
+    "SignIn",
+    "SignInRequired",
+    "TokenProvider",
+    "TokenProviders",
+    "TokenStore",
+    "client_credentials_token",
+    "record_from_answer",
+    "refresh",
+    "sign_in_for_mailbox",
+    "sign_in_for_smtp",
+    "sign_ins",
+    "token_endpoint",
+    "token_session",
+]
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +135,9 @@ def sign_in_for_smtp(config: Config) -> SignIn | None:
         return None
     if oauth2.mailbox is not None:
         return sign_in_for_mailbox(config, config.mailbox_named(oauth2.mailbox))
-    return replace(_sign_in(SMTP_ACCOUNT, config.smtp.username or "", oauth2, {"smtp"}),
-                   is_smtp=True)
+    return replace(
+        _sign_in(SMTP_ACCOUNT, config.smtp.username or "", oauth2, {"smtp"}), is_smtp=True
+    )
 
 
 def sign_ins(config: Config) -> list[SignIn]:
@@ -136,21 +149,32 @@ def sign_ins(config: Config) -> list[SignIn]:
     return [s for s in found if s is not None]
 
 
-def _sign_in(account: str, username: str, oauth2: OAuth2Config,
-             services: set[Service]) -> SignIn:
+def _sign_in(account: str, username: str, oauth2: OAuth2Config, services: set[Service]) -> SignIn:
     assert oauth2.provider is not None and oauth2.client_id is not None  # config checked
     flow = oauth2.effective_flow
     secret = oauth2.client_secret.get_secret_value() if oauth2.client_secret else None
-    scopes = oauth2.scopes if oauth2.scopes is not None else default_scopes(
-        oauth2.provider, services, flow)
+    scopes = (
+        oauth2.scopes
+        if oauth2.scopes is not None
+        else default_scopes(oauth2.provider, services, flow)
+    )
     return SignIn(
-        account=account, username=username, provider=oauth2.provider, flow=flow,
-        client_id=oauth2.client_id, client_secret=secret,
-        endpoints=endpoints(oauth2.provider, tenant=oauth2.effective_tenant,
-                            token_url=oauth2.token_url,
-                            device_authorization_url=oauth2.device_authorization_url,
-                            authorization_url=oauth2.authorization_url),
-        scopes=tuple(scopes), redirect_uri=oauth2.redirect_uri)
+        account=account,
+        username=username,
+        provider=oauth2.provider,
+        flow=flow,
+        client_id=oauth2.client_id,
+        client_secret=secret,
+        endpoints=endpoints(
+            oauth2.provider,
+            tenant=oauth2.effective_tenant,
+            token_url=oauth2.token_url,
+            device_authorization_url=oauth2.device_authorization_url,
+            authorization_url=oauth2.authorization_url,
+        ),
+        scopes=tuple(scopes),
+        redirect_uri=oauth2.redirect_uri,
+    )
 
 
 # -- token files --
@@ -183,8 +207,10 @@ class TokenStore:
             return None
         except (OSError, ValueError) as exc:
             # The message of a JSON error quotes no content; ours name only keys.
-            raise SignInRequired(f"{sign_in.label}: the token file {path} is unusable "
-                                 f"({_reason(exc)}): run {sign_in.login_command}") from None
+            raise SignInRequired(
+                f"{sign_in.label}: the token file {path} is unusable "
+                f"({_reason(exc)}): run {sign_in.login_command}"
+            ) from None
 
     @contextlib.contextmanager
     def locked(self, sign_in: SignIn) -> Iterator[None]:
@@ -195,11 +221,11 @@ class TokenStore:
         fd: int | None = None
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.directory / f".{sign_in.file_name}.lock",
-                         os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(
+                self.directory / f".{sign_in.file_name}.lock", os.O_RDWR | os.O_CREAT, 0o600
+            )
         except OSError as exc:
-            log.debug("%s: no lock file in %s (%s)", sign_in.label, self.directory,
-                      _reason(exc))
+            log.debug("%s: no lock file in %s (%s)", sign_in.label, self.directory, _reason(exc))
         try:
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -242,9 +268,13 @@ def _reason(exc: BaseException) -> str:
 def token_session(sign_in: SignIn, **extra: Any) -> OAuth2Session:
     logs.hide_secrets([sign_in.client_secret])
     method = "client_secret_post" if sign_in.client_secret else "none"
-    return OAuth2Session(sign_in.client_id, sign_in.client_secret,
-                         token_endpoint_auth_method=method, default_timeout=HTTP_TIMEOUT,
-                         **extra)
+    return OAuth2Session(
+        sign_in.client_id,
+        sign_in.client_secret,
+        token_endpoint_auth_method=method,
+        default_timeout=HTTP_TIMEOUT,
+        **extra,
+    )
 
 
 @contextlib.contextmanager
@@ -256,15 +286,20 @@ def token_endpoint(sign_in: SignIn, action: str, url: str | None = None) -> Iter
     except AuthlibBaseError as exc:
         error = str(exc.error or "error")
         text = _first_line(exc.description) if exc.description else ""
-        hint = {"invalid_client": f" (check client_id {sign_in.client_id!r} and its secret)",
-                "unauthorized_client": " (the app registration does not allow this flow)",
-                "invalid_scope": f" (scopes asked: {' '.join(sign_in.scopes) or 'none'})"}
-        raise OAuthError(f"{where}: refused: {error}{': ' + text if text else ''}"
-                         f"{hint.get(error, '')}", error=error) from None
+        hint = {
+            "invalid_client": f" (check client_id {sign_in.client_id!r} and its secret)",
+            "unauthorized_client": " (the app registration does not allow this flow)",
+            "invalid_scope": f" (scopes asked: {' '.join(sign_in.scopes) or 'none'})",
+        }
+        raise OAuthError(
+            f"{where}: refused: {error}{': ' + text if text else ''}{hint.get(error, '')}",
+            error=error,
+        ) from None
     except requests.exceptions.SSLError as exc:
         if _certificate_refused(exc):  # the certificate or host name: fixed by a person
-            raise PermanentError(f"{where}: TLS certificate verification failed: "
-                                 f"{_first_line(str(exc))}") from None
+            raise PermanentError(
+                f"{where}: TLS certificate verification failed: {_first_line(str(exc))}"
+            ) from None
         raise TransientError(f"{where}: TLS failed: {_first_line(str(exc))}") from None
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
@@ -288,8 +323,9 @@ def _certificate_refused(exc: BaseException) -> bool:
         seen.add(id(error))
         if isinstance(error, ssl.SSLCertVerificationError):
             return True
-        pending.extend([error.__cause__, error.__context__, getattr(error, "reason", None),
-                        *error.args])
+        pending.extend(
+            [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+        )
     return False
 
 
@@ -298,56 +334,69 @@ def _first_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[:limit] + "…"
 
 
-def record_from_answer(sign_in: SignIn, token: dict[str, Any], asked_at: datetime,
-                 previous: TokenRecord | None = None) -> TokenRecord:
+def record_from_answer(
+    sign_in: SignIn, token: dict[str, Any], asked_at: datetime, previous: TokenRecord | None = None
+) -> TokenRecord:
     """A token endpoint answer as a record; expiry counted from when it was asked for."""
     access = str(token.get("access_token") or "")
     if not access:
-        raise OAuthError(f"{sign_in.label}: the token endpoint "
-                         f"{sign_in.endpoints.token_url} answered without an access_token")
+        raise OAuthError(
+            f"{sign_in.label}: the token endpoint "
+            f"{sign_in.endpoints.token_url} answered without an access_token"
+        )
     lifetime = token.get("expires_in")
     expires = asked_at + timedelta(seconds=int(lifetime)) if lifetime else None
     scope = token.get("scope")
     refresh = token.get("refresh_token") or (previous.refresh_token if previous else None)
     record = TokenRecord(
-        account=sign_in.account, client_id=sign_in.client_id,
+        account=sign_in.account,
+        client_id=sign_in.client_id,
         token_url=sign_in.endpoints.token_url,
         scopes=tuple(str(scope).split()) if scope else sign_in.scopes,
-        obtained_at=asked_at, access_token=access, expires_at=expires,
-        refresh_token=str(refresh) if refresh else None)
+        obtained_at=asked_at,
+        access_token=access,
+        expires_at=expires,
+        refresh_token=str(refresh) if refresh else None,
+    )
     _keep_out_of_logs(sign_in, record)
     return record
 
 
 def _keep_out_of_logs(sign_in: SignIn, record: TokenRecord) -> None:
     # By token file: the [smtp] sign-in and a mailbox named "smtp" are two owners.
-    logs.rotate_secrets(f"oauth:{sign_in.file_name}",
-                        [record.access_token, record.refresh_token])
+    logs.rotate_secrets(f"oauth:{sign_in.file_name}", [record.access_token, record.refresh_token])
 
 
 def client_credentials_token(sign_in: SignIn, clock: Clock) -> TokenRecord:
     """An app-only token (flow client_credentials); there is no refresh token to keep."""
     asked_at = clock.now()
     with token_endpoint(sign_in, "client-credentials sign-in"), token_session(sign_in) as session:
-        token = session.fetch_token(sign_in.endpoints.token_url, grant_type="client_credentials",
-                                    scope=" ".join(sign_in.scopes))
+        token = session.fetch_token(
+            sign_in.endpoints.token_url,
+            grant_type="client_credentials",
+            scope=" ".join(sign_in.scopes),
+        )
     return record_from_answer(sign_in, token, asked_at)
 
 
 def refresh(sign_in: SignIn, record: TokenRecord, clock: Clock) -> TokenRecord:
     """A new access token for the record's refresh token; SignInRequired when refused."""
     if not record.refresh_token:
-        raise SignInRequired(f"{sign_in.label}: the sign-in has no refresh token: run "
-                             f"{sign_in.login_command}")
+        raise SignInRequired(
+            f"{sign_in.label}: the sign-in has no refresh token: run {sign_in.login_command}"
+        )
     asked_at = clock.now()
     try:
         with token_endpoint(sign_in, "token refresh"), token_session(sign_in) as session:
-            token = session.refresh_token(sign_in.endpoints.token_url,
-                                          refresh_token=record.refresh_token)
+            token = session.refresh_token(
+                sign_in.endpoints.token_url, refresh_token=record.refresh_token
+            )
     except OAuthError as exc:
         if exc.error in ("invalid_grant", "interaction_required", "consent_required"):
-            raise SignInRequired(f"{exc}. The refresh token was revoked or has expired: run "
-                                 f"{sign_in.login_command}", error=exc.error) from None
+            raise SignInRequired(
+                f"{exc}. The refresh token was revoked or has expired: run {sign_in.login_command}",
+                error=exc.error,
+            ) from None
         raise
     return record_from_answer(sign_in, dict(token), asked_at, record)
 
@@ -443,11 +492,15 @@ class TokenProvider:
         return self._mismatch(record) or record.problem or None
 
     def _mismatch(self, record: TokenRecord) -> str | None:
-        if (record.client_id, record.token_url) == (self.sign_in.client_id,
-                                                    self.sign_in.endpoints.token_url):
+        if (record.client_id, record.token_url) == (
+            self.sign_in.client_id,
+            self.sign_in.endpoints.token_url,
+        ):
             return None
-        return (f"{self.sign_in.label} was signed in with another client_id or token "
-                f"endpoint: run {self.sign_in.login_command}")
+        return (
+            f"{self.sign_in.label} was signed in with another client_id or token "
+            f"endpoint: run {self.sign_in.login_command}"
+        )
 
     def _valid_token(self) -> str:
         if self._unsaved:
@@ -477,8 +530,12 @@ class TokenProvider:
         except SignInRequired as exc:
             # A process that did not take the lock may have spent it and left a new one.
             newer = self._current()
-            if (again and newer is not None and not newer.problem
-                    and newer.refresh_token != record.refresh_token):
+            if (
+                again
+                and newer is not None
+                and not newer.problem
+                and newer.refresh_token != record.refresh_token
+            ):
                 if newer.usable(self._clock.now()):
                     self._stale = False
                     return newer.access_token
@@ -489,13 +546,21 @@ class TokenProvider:
             left = record.seconds_left(self._clock.now())
             if self._stale or left <= 0:
                 raise
-            log.warning("%s: the access token could not be refreshed (%s); the current one is "
-                        "used for its last %d s", self.sign_in.label, exc, left)
+            log.warning(
+                "%s: the access token could not be refreshed (%s); the current one is "
+                "used for its last %d s",
+                self.sign_in.label,
+                exc,
+                left,
+            )
             return record.access_token
         self._keep(fresh)
         self._stale = False
-        log.info("%s: access token refreshed, valid until %s", self.sign_in.label,
-                 fresh.expires_at.isoformat(timespec="seconds") if fresh.expires_at else "-")
+        log.info(
+            "%s: access token refreshed, valid until %s",
+            self.sign_in.label,
+            fresh.expires_at.isoformat(timespec="seconds") if fresh.expires_at else "-",
+        )
         return fresh.access_token
 
     def _current(self) -> TokenRecord | None:
@@ -529,9 +594,13 @@ class TokenProvider:
         try:
             self._store.save(self.sign_in, record)
         except OSError as exc:
-            log.error("%s: could not write the token file %s (%s); the token is kept in memory "
-                      "and written at its next use", self.sign_in.label,
-                      self._store.path(self.sign_in), _reason(exc))
+            log.error(
+                "%s: could not write the token file %s (%s); the token is kept in memory "
+                "and written at its next use",
+                self.sign_in.label,
+                self._store.path(self.sign_in),
+                _reason(exc),
+            )
             return
         self._unsaved, self._seen = False, self._store.signature(self.sign_in)
 
@@ -552,10 +621,14 @@ class TokenProviders:
         kept = {}
         for sign_in in sign_ins(config):
             current = self._providers.get(sign_in.file_name)
-            same = (current is not None and current.sign_in == sign_in
-                    and current._store.directory == store.directory)
-            kept[sign_in.file_name] = current if same and current else TokenProvider(
-                sign_in, store, self._clock)
+            same = (
+                current is not None
+                and current.sign_in == sign_in
+                and current._store.directory == store.directory
+            )
+            kept[sign_in.file_name] = (
+                current if same and current else TokenProvider(sign_in, store, self._clock)
+            )
         self._providers = kept
 
     def for_mailbox(self, mailbox: MailboxConfig) -> TokenProvider | None:
@@ -567,8 +640,7 @@ class TokenProviders:
         smtp = self._config.smtp.oauth2
         if smtp is None:
             return None
-        return self._providers.get(f"mailbox-{smtp.mailbox}.json" if smtp.mailbox
-                                   else "smtp.json")
+        return self._providers.get(f"mailbox-{smtp.mailbox}.json" if smtp.mailbox else "smtp.json")
 
     def all(self) -> dict[str, TokenProvider]:
         """By SignIn.key: the mailbox name, or "[smtp]" for [smtp]'s own sign-in."""

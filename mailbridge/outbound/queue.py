@@ -24,8 +24,16 @@ from mailbridge.core.sender import answerable
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, Ticket
 
-MailKind = Literal["ack", "notification", "staff_error", "staff_refused", "reply", "closed",
-                   "sla_warning", "escalation"]
+MailKind = Literal[
+    "ack",
+    "notification",
+    "staff_error",
+    "staff_refused",
+    "reply",
+    "closed",
+    "sla_warning",
+    "escalation",
+]
 
 # RFC 3834 `Auto-Submitted` of every kind of mail we send, so no caller can forget it:
 # "auto-replied" answers a message, "auto-generated" is sent of our own accord, and only

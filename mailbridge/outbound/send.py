@@ -88,7 +88,10 @@ def smtp_settings(app: App) -> SmtpSettings:
 
 
 async def send_pending(
-    app: App, settings: SmtpSettings | None = None, *, draw: Jitter = random.random,
+    app: App,
+    settings: SmtpSettings | None = None,
+    *,
+    draw: Jitter = random.random,
     observe: Callable[[Outbox, float], None] | None = None,
 ) -> SendReport:
     """Send every due row over one SMTP connection; stop when the server refuses for now.
@@ -120,11 +123,18 @@ def bring_forward(app: App, *, limit: int | None = None) -> int:
     Without this, mail refused during an outage would wait its own backoff (up to an hour)
     after the server is back."""
     now = app.clock.now()
-    waiting = (select(Outbox.id).where(Outbox.state == "pending", Outbox.next_attempt_at > now)
-               .order_by(Outbox.created_at, Outbox.id).limit(limit))
+    waiting = (
+        select(Outbox.id)
+        .where(Outbox.state == "pending", Outbox.next_attempt_at > now)
+        .order_by(Outbox.created_at, Outbox.id)
+        .limit(limit)
+    )
     with app.transaction() as session:
-        moved = session.execute(update(Outbox).where(Outbox.id.in_(waiting.scalar_subquery()))
-                                .values(next_attempt_at=now))
+        moved = session.execute(
+            update(Outbox)
+            .where(Outbox.id.in_(waiting.scalar_subquery()))
+            .values(next_attempt_at=now)
+        )
         return int(getattr(moved, "rowcount", 0) or 0)
 
 
@@ -138,10 +148,12 @@ class _Claims(Protocol):
 
 
 def _next_due(now: datetime) -> Select[Outbox]:
-    return (select(Outbox)
-            .where(Outbox.state == "pending", Outbox.next_attempt_at <= now)
-            .order_by(Outbox.next_attempt_at, Outbox.id)
-            .limit(1))
+    return (
+        select(Outbox)
+        .where(Outbox.state == "pending", Outbox.next_attempt_at <= now)
+        .order_by(Outbox.next_attempt_at, Outbox.id)
+        .limit(1)
+    )
 
 
 class _ReadRows:
@@ -214,12 +226,12 @@ def recipient_results(row: Outbox) -> list[dict[str, Any]]:
     """A fresh copy of the row's per-recipient record (all pending before the first try)."""
     if row.recipients:
         return [dict(entry) for entry in row.recipients]
-    return [{"address": a, "state": "pending", "code": None, "reply": ""}
-            for a in row.envelope_to]
+    return [{"address": a, "state": "pending", "code": None, "reply": ""} for a in row.envelope_to]
 
 
-async def _send_one(app: App, claims: _Claims, connection: SmtpConnection, row: Outbox,
-                    draw: Jitter) -> str:
+async def _send_one(
+    app: App, claims: _Claims, connection: SmtpConnection, row: Outbox, draw: Jitter
+) -> str:
     """sent | deferred | failed, or refusing when the server turned the message away."""
     targets = [r["address"] for r in recipient_results(row) if r["state"] == "pending"]
     delivery = Delivery((), "", {})  # nothing left to send to: settle the row as it stands
@@ -259,8 +271,9 @@ def _record_delivery(app: App, row: Outbox, delivery: Delivery, draw: Jitter) ->
         refusal = delivery.refused.get(entry["address"])
         if refusal is not None:
             code, text = refusal
-            entry.update(state="refused" if code >= 500 else "pending", code=code,
-                         reply=f"{code} {text}")
+            entry.update(
+                state="refused" if code >= 500 else "pending", code=code, reply=f"{code} {text}"
+            )
         elif entry["address"] in delivery.recipients:
             entry.update(state="accepted", code=None, reply=delivery.reply)
     if delivery.accepted and row.sent_at is None:
@@ -269,8 +282,9 @@ def _record_delivery(app: App, row: Outbox, delivery: Delivery, draw: Jitter) ->
     return _settle(app, row, now, _refusals(results), draw)
 
 
-def _record_failure(app: App, row: Outbox, error: DeliveryError, draw: Jitter, *,
-                    permanent: bool = False) -> str:
+def _record_failure(
+    app: App, row: Outbox, error: DeliveryError, draw: Jitter, *, permanent: bool = False
+) -> str:
     """The message as a whole failed: for every recipient still due, for now or for good."""
     now = app.clock.now()
     row.attempts += 1
@@ -287,8 +301,11 @@ def _record_failure(app: App, row: Outbox, error: DeliveryError, draw: Jitter, *
 
 def _refusals(results: list[dict[str, Any]]) -> str:
     """Every recipient's refusal, on one line (a server's answer may have several)."""
-    return "; ".join(f"{r['address']}: {' '.join(r['reply'].split())}" for r in results
-                     if r["state"] in ("refused", "pending") and r["reply"])
+    return "; ".join(
+        f"{r['address']}: {' '.join(r['reply'].split())}"
+        for r in results
+        if r["state"] in ("refused", "pending") and r["reply"]
+    )
 
 
 def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> str:
@@ -302,9 +319,15 @@ def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> s
             deadline = row.created_at + app.config.smtp.give_up_after
             row.next_attempt_at = min(now + retry_delay(row.attempts, draw), deadline)
             row.last_error = one_line(error) or None
-            log.warning("outbox %d: %s to %s deferred (attempt %d, next at %s): %s", row.id,
-                        row.kind, to, row.attempts,
-                        row.next_attempt_at.isoformat(timespec="seconds"), row.last_error)
+            log.warning(
+                "outbox %d: %s to %s deferred (attempt %d, next at %s): %s",
+                row.id,
+                row.kind,
+                to,
+                row.attempts,
+                row.next_attempt_at.isoformat(timespec="seconds"),
+                row.last_error,
+            )
             return "deferred"
         for entry in results:
             if entry["state"] == "pending":
@@ -317,8 +340,14 @@ def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> s
         log.info("outbox %d: %s <%s> sent to %s", row.id, row.kind, row.message_id, to)
         return "sent"
     row.state, row.last_error = "failed", one_line(error or _refusals(results))
-    log.error("outbox %d: %s to %s failed for good after %d attempt(s): %s",
-              row.id, row.kind, to, row.attempts, row.last_error)
+    log.error(
+        "outbox %d: %s to %s failed for good after %d attempt(s): %s",
+        row.id,
+        row.kind,
+        to,
+        row.attempts,
+        row.last_error,
+    )
     _tell_the_ticket(row, now)
     return "failed"
 
@@ -328,17 +357,28 @@ def _tell_the_ticket(row: Outbox, now: datetime) -> None:
     written with the row's outcome."""
     session = object_session(row)
     if session is not None and row.ticket_id is not None:
-        queries.insert_event(session, row.ticket_id, now, "mail_failed", {
-            "outbox_id": row.id, "kind": row.kind, "to": list(row.envelope_to),
-            "reason": row.last_error})
+        queries.insert_event(
+            session,
+            row.ticket_id,
+            now,
+            "mail_failed",
+            {
+                "outbox_id": row.id,
+                "kind": row.kind,
+                "to": list(row.envelope_to),
+                "reason": row.last_error,
+            },
+        )
 
 
 def _given_up(app: App, row: Outbox, now: datetime) -> str:
     """Why retrying stops here, or "" while it goes on."""
     smtp = app.config.smtp
     if now >= row.created_at + smtp.give_up_after:
-        return (f"gave up after {format_duration(smtp.give_up_after, 'en')} and "
-                f"{row.attempts} attempt(s)")
+        return (
+            f"gave up after {format_duration(smtp.give_up_after, 'en')} and "
+            f"{row.attempts} attempt(s)"
+        )
     if smtp.max_attempts is not None and row.attempts >= smtp.max_attempts:
         return f"gave up after {row.attempts} attempts"
     return ""
@@ -358,8 +398,8 @@ def retry(app: App, row_id: int) -> Outbox:
             raise ValueError(f"outbox row {row_id} was already sent ({row.state})")
         if row.recipients:
             row.recipients = [
-                {**entry, "state": "pending"} if entry["state"] in ("refused", "failed")
-                else entry for entry in row.recipients
+                {**entry, "state": "pending"} if entry["state"] in ("refused", "failed") else entry
+                for entry in row.recipients
             ]
         row.state, row.next_attempt_at = "pending", app.clock.now()
         return row

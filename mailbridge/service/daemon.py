@@ -100,9 +100,17 @@ class Daemon:
         self._background: set[asyncio.Task[None]] = set()
         self._given_keeper = keeper  # who this instance is among several; default: the process
         self.preparer = new_preparer(app)  # its parse worker lives as long as a run
-        self.pollers = Pollers(app, imap_factory=imap_factory, health=self.health,
-                               metrics=self.metrics, outage=self.outage, stopping=self._stop,
-                               process=self._process, spawn=self._spawn, tokens=self.tokens)
+        self.pollers = Pollers(
+            app,
+            imap_factory=imap_factory,
+            health=self.health,
+            metrics=self.metrics,
+            outage=self.outage,
+            stopping=self._stop,
+            process=self._process,
+            spawn=self._spawn,
+            tokens=self.tokens,
+        )
 
     async def run_once(self) -> PassReport:
         """One pass; each mailbox under its lease for the pass, skipped (and reported) when
@@ -116,16 +124,16 @@ class Daemon:
         finally:
             await asyncio.to_thread(keeper.retire)
         try:  # the parse worker starts with the first message to parse, if there is one
-            report.processed = await asyncio.to_thread(process_pending, self.app,
-                                                       preparer=self.preparer)
+            report.processed = await asyncio.to_thread(
+                process_pending, self.app, preparer=self.preparer
+            )
         finally:
             await asyncio.to_thread(self.preparer.close)
         report.escalated = await asyncio.to_thread(sweep, self.app)
         report.sent = await send_pending(self.app, self.smtp)
         return report
 
-    async def _fetch_once(self, keeper: Keeper, mailbox: MailboxConfig,
-                          report: PassReport) -> None:
+    async def _fetch_once(self, keeper: Keeper, mailbox: MailboxConfig, report: PassReport) -> None:
         name = mailbox.source_name
         owner = await asyncio.to_thread(keeper.take, name)
         if owner is not None:
@@ -133,8 +141,14 @@ class Daemon:
             report.elsewhere[name] = owner
             return
         try:
-            fetched = await asyncio.to_thread(fetch_with_new_connection, self.app, mailbox,
-                                              keeper.tenure, self.imap_factory, self.tokens)
+            fetched = await asyncio.to_thread(
+                fetch_with_new_connection,
+                self.app,
+                mailbox,
+                keeper.tenure,
+                self.imap_factory,
+                self.tokens,
+            )
             report.fetched[name] = fetched
         except SignInRequired as exc:
             log.error("%s", exc)  # it names the mailbox and the command to run
@@ -163,8 +177,9 @@ class Daemon:
             return "the scheduler is not running"
         return None
 
-    async def reconfigure(self, config: Config, templates: TemplateSet, *,
-                          faq: FaqIndex | None = None) -> None:
+    async def reconfigure(
+        self, config: Config, templates: TemplateSet, *, faq: FaqIndex | None = None
+    ) -> None:
         """Switch to a new, already checked configuration and template set: between
         messages, never in the middle of one. Pollers of changed mailboxes reconnect; new
         ones are polled once their lease is taken, removed ones are handed back."""
@@ -173,14 +188,16 @@ class Daemon:
             self.app.identity = identity_for(config)
             self.app.__dict__.pop("reply_secret", None)  # cached; the staff secret may change
             # Checked with the configuration, like the templates (loaded here if not given).
-            self.app.__dict__["faq"] = (faq if faq is not None or config.faq.dir is None
-                                        else load_index(config))
+            self.app.__dict__["faq"] = (
+                faq if faq is not None or config.faq.dir is None else load_index(config)
+            )
             self.tokens.reconfigure(config)
             if not self._fixed_smtp:
                 self.smtp = self._signed_in(smtp_settings(self.app))
         if self._scheduler is not None:
             self._scheduler.reschedule_job(
-                "sweep", trigger="interval", seconds=config.service.sweep_interval.total_seconds())
+                "sweep", trigger="interval", seconds=config.service.sweep_interval.total_seconds()
+            )
             self._schedule_purge(self._scheduler)
         self.pollers.reconfigure(config)
         self._outbox_wakeup.set()
@@ -190,7 +207,6 @@ class Daemon:
         async with self._process_lock:
             self.app.templates = templates
 
-
     async def run_forever(self) -> None:
         """Run until stop() (or SIGTERM/SIGINT); then let each poller finish what it holds."""
         loop = asyncio.get_running_loop()
@@ -199,9 +215,13 @@ class Daemon:
                 loop.add_signal_handler(signum, self.stop)
         scheduler = AsyncIOScheduler()
         scheduler.add_job(
-            self._sweep, "interval", id="sweep",
+            self._sweep,
+            "interval",
+            id="sweep",
             seconds=self.app.config.service.sweep_interval.total_seconds(),
-            next_run_time=self.app.clock.now(), max_instances=1, coalesce=True,
+            next_run_time=self.app.clock.now(),
+            max_instances=1,
+            coalesce=True,
         )
         self._schedule_purge(scheduler)
         scheduler.start()
@@ -288,18 +308,29 @@ class Daemon:
         scheduler = self._scheduler
         if due is None or scheduler is None or not scheduler.running:
             return
-        scheduler.add_job(self._sweep, "date", id="sweep-at-next-due", replace_existing=True,
-                          run_date=max(due, self.app.clock.now() + SWEEP_GAP),
-                          misfire_grace_time=None)
+        scheduler.add_job(
+            self._sweep,
+            "date",
+            id="sweep-at-next-due",
+            replace_existing=True,
+            run_date=max(due, self.app.clock.now() + SWEEP_GAP),
+            misfire_grace_time=None,
+        )
 
     def _schedule_purge(self, scheduler: AsyncIOScheduler) -> None:
         if scheduler.get_job("purge") is not None:
             scheduler.remove_job("purge")
         retention = self.app.config.retention
         if retention.purge_after is not None:
-            scheduler.add_job(self._purge, "interval", id="purge",
-                              seconds=retention.interval.total_seconds(),
-                              next_run_time=self.app.clock.now(), max_instances=1, coalesce=True)
+            scheduler.add_job(
+                self._purge,
+                "interval",
+                id="purge",
+                seconds=retention.interval.total_seconds(),
+                next_run_time=self.app.clock.now(),
+                max_instances=1,
+                coalesce=True,
+            )
 
     async def _purge(self) -> None:
         try:
@@ -313,8 +344,9 @@ class Daemon:
 
     async def _process(self) -> None:
         async with self._process_lock:
-            report = await asyncio.to_thread(process_pending, self.app, self._stop.is_set,
-                                             self.preparer)
+            report = await asyncio.to_thread(
+                process_pending, self.app, self._stop.is_set, self.preparer
+            )
         if report.processed or report.ignored:
             self._outbox_wakeup.set()
             await self._wake_at_next_due()  # a new ticket may fall due before the interval
@@ -352,8 +384,12 @@ class Daemon:
         if self._refused_at is None or not report.sent:
             return
         waiting = await asyncio.to_thread(bring_forward, self.app)
-        log.info("the SMTP server accepts mail again after %.0f s: %d mail(s) waiting out a "
-                 "retry pause go now", time.monotonic() - self._refused_at, waiting)
+        log.info(
+            "the SMTP server accepts mail again after %.0f s: %d mail(s) waiting out a "
+            "retry pause go now",
+            time.monotonic() - self._refused_at,
+            waiting,
+        )
         self._refused_at = None
         self._outbox_wakeup.set()
 
@@ -366,8 +402,9 @@ class Daemon:
         provider = self.tokens.for_smtp()
         if provider is None or settings.oauth is not None:
             return settings
-        return replace(settings, oauth=provider,
-                       username=settings.username or provider.sign_in.username)
+        return replace(
+            settings, oauth=provider, username=settings.username or provider.sign_in.username
+        )
 
     def _smtp_health(self, report: SendReport) -> None:
         provider = self.smtp.oauth if isinstance(self.smtp.oauth, TokenProvider) else None
@@ -377,12 +414,10 @@ class Daemon:
         if report.sent:
             self.health.set("smtp", "sending")
         elif report.deferred:
-            self.health.failing("smtp", f"{report.deferred} mail(s) deferred: the server "
-                                "refused them for now or could not be reached")
-
-
-
-
-
+            self.health.failing(
+                "smtp",
+                f"{report.deferred} mail(s) deferred: the server "
+                "refused them for now or could not be reached",
+            )
 
     # -- mailbox leases: poll exactly what this instance holds --

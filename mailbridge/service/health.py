@@ -27,8 +27,12 @@ class ComponentState:
     since: datetime
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "state": self.state, "detail": self.detail,
-                "since": self.since.isoformat(timespec="seconds")}
+        return {
+            "ok": self.ok,
+            "state": self.state,
+            "detail": self.detail,
+            "since": self.since.isoformat(timespec="seconds"),
+        }
 
 
 class Health:
@@ -38,8 +42,9 @@ class Health:
         self._clock = clock
         self._states: dict[str, ComponentState] = {}
 
-    def set(self, component: str, state: str, *, ok: bool = True,
-            detail: str | None = None) -> None:
+    def set(
+        self, component: str, state: str, *, ok: bool = True, detail: str | None = None
+    ) -> None:
         """Record a state; `since` moves only when the state or its health changes."""
         current = self._states.get(component)
         since = self._clock.now()
@@ -64,8 +69,11 @@ class Health:
         return all(state.ok for state in self._states.values())
 
     def problems(self) -> dict[str, str]:
-        return {name: f"{s.state}: {s.detail}" if s.detail else s.state
-                for name, s in self.snapshot().items() if not s.ok}
+        return {
+            name: f"{s.state}: {s.detail}" if s.detail else s.state
+            for name, s in self.snapshot().items()
+            if not s.ok
+        }
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -75,7 +83,7 @@ class Health:
         }
 
     def mailbox_summary(self) -> str:
-        """"3 mailboxes idle" or "2 mailboxes idle, 1 failing"."""
+        """ "3 mailboxes idle" or "2 mailboxes idle, 1 failing"."""
         counts: dict[str, int] = {}
         for name, state in self.snapshot().items():
             if name.startswith("mailbox:"):

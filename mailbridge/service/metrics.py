@@ -40,15 +40,24 @@ class Metrics:
     def __init__(self, app: App, health: Health, tokens: TokenProviders | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.imap_reconnects = Counter(
-            "mailbridge_imap_reconnects", "IMAP connections lost or refused, by mailbox",
-            ["mailbox"], registry=self.registry)
+            "mailbridge_imap_reconnects",
+            "IMAP connections lost or refused, by mailbox",
+            ["mailbox"],
+            registry=self.registry,
+        )
         self.send_latency = Histogram(
-            "mailbridge_send_latency_seconds", "Time the SMTP server took to accept one mail",
-            buckets=_SEND_BUCKETS, registry=self.registry)
+            "mailbridge_send_latency_seconds",
+            "Time the SMTP server took to accept one mail",
+            buckets=_SEND_BUCKETS,
+            registry=self.registry,
+        )
         self.delivery_delay = Histogram(
             "mailbridge_delivery_delay_seconds",
             "Time from queueing a mail to the SMTP server accepting it, by kind",
-            ["kind"], buckets=_DELAY_BUCKETS, registry=self.registry)
+            ["kind"],
+            buckets=_DELAY_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(DatabaseCollector(app))
         self.registry.register(HealthCollector(health))
         if tokens is not None:
@@ -68,9 +77,11 @@ class HealthCollector(Collector):
         self._health = health
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily("mailbridge_component_healthy",
-                                   "1 when the component is well, 0 when it is failing",
-                                   labels=["component"])
+        family = GaugeMetricFamily(
+            "mailbridge_component_healthy",
+            "1 when the component is well, 0 when it is failing",
+            labels=["component"],
+        )
         for name, state in self._health.snapshot().items():
             family.add_metric([name], 1.0 if state.ok else 0.0)
         yield family
@@ -85,7 +96,8 @@ class TokenCollector(Collector):
             "mailbridge_oauth_token_seconds_remaining",
             "Seconds the current OAuth2 access token of an account (a mailbox name, or [smtp]) "
             "is still valid; 0 when expired, and stays 0 when it cannot be refreshed",
-            labels=["account"])
+            labels=["account"],
+        )
         for account, provider in sorted(self._tokens.all().items()):
             left = provider.seconds_left()
             if left is not None:
@@ -98,8 +110,7 @@ class DatabaseCollector(Collector):
     reading is reused for twenty times as long as it took (at least a few seconds): however
     often Prometheus asks, counting costs at most a twentieth of one core."""
 
-    def __init__(self, app: App, *, reuse_factor: float = 20.0,
-                 min_reuse: float = 5.0) -> None:
+    def __init__(self, app: App, *, reuse_factor: float = 20.0, min_reuse: float = 5.0) -> None:
         self._app = app
         self._reuse_factor, self._min_reuse = reuse_factor, min_reuse
         self._cached: tuple[float, datetime, Snapshot] | None = None
@@ -120,8 +131,7 @@ class DatabaseCollector(Collector):
         return iter(())  # families are built at scrape time; nothing to check up front
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("mailbridge_database_up",
-                               "1 when the database answered this scrape")
+        up = GaugeMetricFamily("mailbridge_database_up", "1 when the database answered this scrape")
         try:
             _, data = self.read()
         except Exception:  # noqa: BLE001 - a scrape must answer even when the database does not
@@ -135,49 +145,63 @@ class DatabaseCollector(Collector):
         ingested = CounterMetricFamily(
             "mailbridge_messages_ingested",
             "Messages stored from IMAP, by mailbox and kind (classification, or the state of "
-            "a message that made no article)", labels=["mailbox", "kind"])
+            "a message that made no article)",
+            labels=["mailbox", "kind"],
+        )
         for (mailbox, kind), count in sorted(data.ingested.items()):
             ingested.add_metric([mailbox, kind], count)
         yield ingested
 
-        opened = CounterMetricFamily("mailbridge_tickets_opened", "Tickets opened, by mailbox",
-                                     labels=["mailbox"])
+        opened = CounterMetricFamily(
+            "mailbridge_tickets_opened", "Tickets opened, by mailbox", labels=["mailbox"]
+        )
         for mailbox, count in sorted(data.tickets_opened.items()):
             opened.add_metric([mailbox], count)
         yield opened
 
-        yield CounterMetricFamily("mailbridge_acknowledgements_sent",
-                                  "Acknowledgements the SMTP server accepted",
-                                  value=data.acknowledgements_sent)
+        yield CounterMetricFamily(
+            "mailbridge_acknowledgements_sent",
+            "Acknowledgements the SMTP server accepted",
+            value=data.acknowledgements_sent,
+        )
 
         withheld = CounterMetricFamily(
             "mailbridge_acknowledgements_suppressed",
             "Acknowledgements withheld by an hourly limit, by limit (address, domain, mailbox)",
-            labels=["limit"])
+            labels=["limit"],
+        )
         for limit in LIMITS:
             withheld.add_metric([limit], data.acknowledgements_withheld.get(limit, 0))
         yield withheld
 
-        outbox = GaugeMetricFamily("mailbridge_outbox_messages",
-                                   "Outgoing mails waiting to be sent or given up on",
-                                   labels=["state"])
+        outbox = GaugeMetricFamily(
+            "mailbridge_outbox_messages",
+            "Outgoing mails waiting to be sent or given up on",
+            labels=["state"],
+        )
         for state in ("pending", "failed"):
             outbox.add_metric([state], data.outbox_by_state.get(state, 0))
         yield outbox
 
-        escalations = CounterMetricFamily("mailbridge_escalations",
-                                          "Escalations fired, by level", labels=["level"])
+        escalations = CounterMetricFamily(
+            "mailbridge_escalations", "Escalations fired, by level", labels=["level"]
+        )
         for level, count in sorted(data.escalations.items()):
             escalations.add_metric([str(level)], count)
         yield escalations
 
-        yield GaugeMetricFamily("mailbridge_quarantined_messages",
-                                "Messages processing gave up on, waiting for a person",
-                                value=data.quarantined)
-        yield GaugeMetricFamily("mailbridge_unanswered_tickets",
-                                "Open tickets still waiting for a first response",
-                                value=data.unanswered)
-        yield GaugeMetricFamily("mailbridge_oldest_unanswered_ticket_age_seconds",
-                                "How long the oldest ticket without a first response has "
-                                "waited (0 when none)",
-                                value=data.oldest_unanswered_age(self._app.clock.now()))
+        yield GaugeMetricFamily(
+            "mailbridge_quarantined_messages",
+            "Messages processing gave up on, waiting for a person",
+            value=data.quarantined,
+        )
+        yield GaugeMetricFamily(
+            "mailbridge_unanswered_tickets",
+            "Open tickets still waiting for a first response",
+            value=data.unanswered,
+        )
+        yield GaugeMetricFamily(
+            "mailbridge_oldest_unanswered_ticket_age_seconds",
+            "How long the oldest ticket without a first response has waited (0 when none)",
+            value=data.oldest_unanswered_age(self._app.clock.now()),
+        )

@@ -57,8 +57,9 @@ class Notifier:
 
     def reloading(self, status: str | None = None) -> bool:
         # systemd 253 and later want the monotonic time with RELOADING=1.
-        return self.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
-                         *_status(status))
+        return self.send(
+            "RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}", *_status(status)
+        )
 
     def stopping(self, status: str | None = None) -> bool:
         return self.send("STOPPING=1", *_status(status))
@@ -79,8 +80,9 @@ def _status(text: str | None) -> list[str]:
     return [] if text is None else ["STATUS=" + " ".join(text.split())]
 
 
-def watchdog_interval(environ: Mapping[str, str] | None = None,
-                      pid: int | None = None) -> timedelta | None:
+def watchdog_interval(
+    environ: Mapping[str, str] | None = None, pid: int | None = None
+) -> timedelta | None:
     """How long systemd waits for a WATCHDOG=1 ($WATCHDOG_USEC), when it is meant for this
     process ($WATCHDOG_PID, when set, names it); None when no watchdog is armed."""
     env = os.environ if environ is None else environ

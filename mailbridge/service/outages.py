@@ -28,11 +28,17 @@ class OutageWatch:
         """`component` (a mailbox) cannot go on: mark it paused; log the outage once."""
         if self._since is None:
             self._since = time.monotonic()
-            advice = (f"free space on the disk holding {self._where}" if outage.disk_full
-                      else f"check {self._where}")
-            log.error("database unavailable: %s; ingest paused, mail stays on the IMAP "
-                      "server and the outbox waits; resumes by itself (%s)",
-                      outage.reason, advice)
+            advice = (
+                f"free space on the disk holding {self._where}"
+                if outage.disk_full
+                else f"check {self._where}"
+            )
+            log.error(
+                "database unavailable: %s; ingest paused, mail stays on the IMAP "
+                "server and the outbox waits; resumes by itself (%s)",
+                outage.reason,
+                advice,
+            )
         self._health.failing("database", outage.reason)
         if component is not None:
             self._health.failing(component, f"ingest paused: {outage.reason}", state="paused")
@@ -41,7 +47,8 @@ class OutageWatch:
         """Work went through again: end the outage (logged once)."""
         if self._since is None:
             return
-        log.info("database answers again: ingest resumed after %.0f s",
-                 time.monotonic() - self._since)
+        log.info(
+            "database answers again: ingest resumed after %.0f s", time.monotonic() - self._since
+        )
         self._since = None
         self._health.set("database", "reachable")

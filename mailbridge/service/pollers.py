@@ -82,9 +82,13 @@ def imap_settings(mailbox: MailboxConfig, tokens: TokenProviders | None = None) 
     )
 
 
-def fetch_with_new_connection(app: App, mailbox: MailboxConfig, tenure: Tenure | None = None,
-                              imap_factory: ImapFactory = ImapMailbox,
-                              tokens: TokenProviders | None = None) -> int:
+def fetch_with_new_connection(
+    app: App,
+    mailbox: MailboxConfig,
+    tenure: Tenure | None = None,
+    imap_factory: ImapFactory = ImapMailbox,
+    tokens: TokenProviders | None = None,
+) -> int:
     """One catch-up pass over a folder on a connection of its own (`run --once`)."""
     conn = imap_factory(imap_settings(mailbox, tokens))
     try:
@@ -97,10 +101,19 @@ def fetch_with_new_connection(app: App, mailbox: MailboxConfig, tenure: Tenure |
 class Pollers:
     """The pollers of one daemon and the lease rounds that decide which folders it polls."""
 
-    def __init__(self, app: App, *, imap_factory: ImapFactory, health: Health,
-                 metrics: Metrics, outage: OutageWatch, stopping: asyncio.Event,
-                 process: Callable[[], Awaitable[None]], spawn: Spawn,
-                 tokens: TokenProviders | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        imap_factory: ImapFactory,
+        health: Health,
+        metrics: Metrics,
+        outage: OutageWatch,
+        stopping: asyncio.Event,
+        process: Callable[[], Awaitable[None]],
+        spawn: Spawn,
+        tokens: TokenProviders | None = None,
+    ) -> None:
         self.app = app
         self.imap_factory = imap_factory
         self.tokens = tokens  # OAuth2 sign-ins of the mailboxes that use one
@@ -188,8 +201,9 @@ class Pollers:
         if self._stop.is_set():
             poller.stop.set()
         self.health.set(poller.component, "connecting", ok=False, detail="not connected yet")
-        poller.task = asyncio.create_task(self._poll_loop(poller),
-                                          name=f"poll:{mailbox.source_name}")
+        poller.task = asyncio.create_task(
+            self._poll_loop(poller), name=f"poll:{mailbox.source_name}"
+        )
         self._pollers[mailbox.source_name] = poller
         return poller
 
@@ -230,14 +244,22 @@ class Pollers:
                 await self._signed_out(poller, exc)
             except DeliveryError as exc:
                 kind = "refused" if isinstance(exc, PermanentError) else "lost"
-                log.error("mailbox %s: connection %s: %s; retrying in %.0f s",
-                          mailbox.source_name, kind, exc, backoff)
+                log.error(
+                    "mailbox %s: connection %s: %s; retrying in %.0f s",
+                    mailbox.source_name,
+                    kind,
+                    exc,
+                    backoff,
+                )
                 self._poller_failed(poller, f"connection {kind}: {one_line(str(exc))}")
                 await self._pause(backoff, poller.stop)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             except Exception as exc:  # noqa: BLE001 - a poller that dies would leave mail unread
-                log.exception("mailbox %s: unexpected failure; reconnecting in %.0f s",
-                              mailbox.source_name, backoff)
+                log.exception(
+                    "mailbox %s: unexpected failure; reconnecting in %.0f s",
+                    mailbox.source_name,
+                    backoff,
+                )
                 self._poller_failed(poller, f"unexpected failure: {describe_error(exc)}")
                 await self._pause(backoff, poller.stop)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -254,9 +276,14 @@ class Pollers:
             if not self.outage.ongoing:  # while paused, a retry is not news for /healthz
                 self.health.set(poller.component, "fetching")
             try:
-                report = await asyncio.to_thread(fetch_mailbox, self.app, mailbox, conn,
-                                                 poller.stop.is_set,
-                                                 self._keeper.tenure if self._keeper else None)
+                report = await asyncio.to_thread(
+                    fetch_mailbox,
+                    self.app,
+                    mailbox,
+                    conn,
+                    poller.stop.is_set,
+                    self._keeper.tenure if self._keeper else None,
+                )
                 if report.stored or self.outage.ongoing:  # also what waited for the database
                     await self._process()
             except Exception as exc:
@@ -276,8 +303,7 @@ class Pollers:
             if self._token_ending(conn):
                 # Servers such as Exchange Online end a session when its token expires:
                 # log in again with a fresh one first.
-                log.debug("mailbox %s: reconnecting with a fresh access token",
-                          mailbox.source_name)
+                log.debug("mailbox %s: reconnecting with a fresh access token", mailbox.source_name)
                 return
 
     def _token_ending(self, conn: ImapMailbox) -> bool:
@@ -300,8 +326,9 @@ class Pollers:
             self._lease_wakeup.clear()
             sources = {m.source_name: m for m in watched_sources(self.app.config)}
             self._barred = await asyncio.to_thread(self._sign_in_problems, sources)
-            round_ = asyncio.ensure_future(asyncio.to_thread(keeper.round, list(sources),
-                                                             set(self._barred)))
+            round_ = asyncio.ensure_future(
+                asyncio.to_thread(keeper.round, list(sources), set(self._barred))
+            )
             # A database that does not answer must not keep us polling past our leases.
             while not (await asyncio.wait([round_], timeout=keeper.interval))[0]:
                 self._pause_if_lapsed(keeper)
@@ -309,8 +336,11 @@ class Pollers:
                 result = round_.result()
             except Exception as exc:  # noqa: BLE001 - the next round tries again
                 if not self._lease_trouble:
-                    log.error("could not renew the mailbox leases (polling goes on until they "
-                              "run out, then pauses until the database answers): %s", exc)
+                    log.error(
+                        "could not renew the mailbox leases (polling goes on until they "
+                        "run out, then pauses until the database answers): %s",
+                        exc,
+                    )
                 self._lease_trouble = True
                 self._pause_if_lapsed(keeper)
             else:
@@ -334,11 +364,16 @@ class Pollers:
                 problems[name] = problem
         return problems
 
-    def _apply_round(self, keeper: Keeper, result: Round,
-                     sources: dict[str, MailboxConfig]) -> None:
+    def _apply_round(
+        self, keeper: Keeper, result: Round, sources: dict[str, MailboxConfig]
+    ) -> None:
         polling = {n for n, poller in self._pollers.items() if not poller.stop.is_set()}
-        changes = reconcile(result.held, polling, self._leaving,
-                            [name for name in sources if name not in self._barred])
+        changes = reconcile(
+            result.held,
+            polling,
+            self._leaving,
+            [name for name in sources if name not in self._barred],
+        )
         for name in changes.stop:
             log.warning("mailbox %s: another instance has taken it over; stopping here", name)
             self._let_go(self._pollers[name], "elsewhere", "another instance has taken it over")
@@ -369,10 +404,18 @@ class Pollers:
             return
         for poller in list(self._pollers.values()):
             if not poller.stop.is_set():
-                log.error("mailbox %s: its lease ran out without renewal: paused until the "
-                          "database answers", poller.mailbox.source_name)
-                self._let_go(poller, "paused", "its lease could not be renewed: the database "
-                             "does not answer; resumes by itself", ok=False)
+                log.error(
+                    "mailbox %s: its lease ran out without renewal: paused until the "
+                    "database answers",
+                    poller.mailbox.source_name,
+                )
+                self._let_go(
+                    poller,
+                    "paused",
+                    "its lease could not be renewed: the database "
+                    "does not answer; resumes by itself",
+                    ok=False,
+                )
 
     def _let_go(self, poller: _Poller, state: str, detail: str, *, ok: bool = True) -> None:
         """Stop polling a source this instance does not hold (any more) and say why."""
@@ -394,9 +437,11 @@ class Pollers:
             await asyncio.to_thread(keeper.hand_back, name)
             log.info("mailbox %s: handed back for another instance to poll", name)
             if name not in self._barred and any(
-                    m.source_name == name for m in watched_sources(self.app.config)):
-                self.health.set(component(name), "unowned", detail="handed back for another "
-                                "instance to poll")
+                m.source_name == name for m in watched_sources(self.app.config)
+            ):
+                self.health.set(
+                    component(name), "unowned", detail="handed back for another instance to poll"
+                )
         except Exception:  # noqa: BLE001 - still ours: the next round polls it again
             log.exception("mailbox %s: could not hand its lease back", name)
         finally:
@@ -406,5 +451,7 @@ class Pollers:
         try:
             await asyncio.to_thread(keeper.retire)
         except Exception:  # noqa: BLE001 - the leases then run out by themselves
-            log.exception("could not hand the mailbox leases back; other instances take "
-                          "them over once they run out")
+            log.exception(
+                "could not hand the mailbox leases back; other instances take "
+                "them over once they run out"
+            )

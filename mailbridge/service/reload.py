@@ -16,8 +16,7 @@ from mailbridge.config import Config, load_config
 from mailbridge.core.faq import FaqIndex
 from mailbridge.errors import TemplateError
 
-__all__ = ["Candidate", "TemplateWatcher", "keep_restart_only", "load_candidate",
-           "load_templates"]
+__all__ = ["Candidate", "TemplateWatcher", "keep_restart_only", "load_candidate", "load_templates"]
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +60,19 @@ def load_candidate(path: Path, environ: Mapping[str, str] | None = None) -> Cand
 def keep_restart_only(running: Config, new: Config) -> tuple[Config, list[str]]:
     """`new`, with the running values of the keys only a restart can change, and the names
     of those keys whose new value therefore waits for the restart."""
-    waiting = [key for key, (section, *field) in _RESTART_ONLY.items()
-               if _value(running, section, field) != _value(new, section, field)]
-    service = new.service.model_copy(update={
-        "listen": running.service.listen, "listen_public": running.service.listen_public,
-        "data_dir": running.service.data_dir,
-        "log_format": running.service.log_format})
+    waiting = [
+        key
+        for key, (section, *field) in _RESTART_ONLY.items()
+        if _value(running, section, field) != _value(new, section, field)
+    ]
+    service = new.service.model_copy(
+        update={
+            "listen": running.service.listen,
+            "listen_public": running.service.listen_public,
+            "data_dir": running.service.data_dir,
+            "log_format": running.service.log_format,
+        }
+    )
     kept = new.model_copy(update={"database": running.database, "service": service})
     return kept, waiting
 
@@ -91,8 +97,9 @@ def signature(directory: Path) -> Signature:
                 status = path.stat()
             except OSError:
                 continue  # removed while we looked: the next look sees it gone
-            found.append((path.relative_to(directory).as_posix(), status.st_mtime_ns,
-                          status.st_size))
+            found.append(
+                (path.relative_to(directory).as_posix(), status.st_mtime_ns, status.st_size)
+            )
     except OSError:
         return ()
     return tuple(sorted(found))

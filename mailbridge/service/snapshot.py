@@ -67,8 +67,11 @@ def brief(session: Session) -> Brief:
 
 
 def _unanswered() -> list[ColumnElement[bool]]:
-    return [Ticket.first_response_due_at.is_not(None), Ticket.first_responded_at.is_(None),
-            Ticket.status.not_in(CLOSED)]
+    return [
+        Ticket.first_response_due_at.is_not(None),
+        Ticket.first_responded_at.is_(None),
+        Ticket.status.not_in(CLOSED),
+    ]
 
 
 def snapshot(session: Session, now: datetime) -> Snapshot:
@@ -78,8 +81,10 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
     kind_or_state = func.coalesce(Article.kind, InboundMessage.state)
     ingested = session.execute(
         select(InboundMessage.mailbox, kind_or_state, func.count(InboundMessage.id))
-        .outerjoin(Article, and_(Article.inbound_message_id == InboundMessage.id,
-                                 Article.direction == "in"))
+        .outerjoin(
+            Article,
+            and_(Article.inbound_message_id == InboundMessage.id, Article.direction == "in"),
+        )
         .group_by(InboundMessage.mailbox, kind_or_state)
     ).all()
     by_state = session.execute(
@@ -88,32 +93,41 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
     # The newest row of each mailbox is found in an index; only its time is read.
     newest = select(func.max(InboundMessage.id)).group_by(InboundMessage.mailbox)
     last_received = session.execute(
-        select(InboundMessage.mailbox, InboundMessage.received_at)
-        .where(InboundMessage.id.in_(newest.scalar_subquery()))
+        select(InboundMessage.mailbox, InboundMessage.received_at).where(
+            InboundMessage.id.in_(newest.scalar_subquery())
+        )
     ).all()
     opened = session.execute(
-        select(Ticket.mailbox, func.count(Ticket.id)).group_by(Ticket.mailbox)).all()
+        select(Ticket.mailbox, func.count(Ticket.id)).group_by(Ticket.mailbox)
+    ).all()
     statuses = session.execute(
-        select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status)).all()
+        select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status)
+    ).all()
     outbox: dict[str, int] = {}
     acks = 0
     for state, kind, count in session.execute(
-            select(Outbox.state, Outbox.kind, func.count(Outbox.id))
-            .group_by(Outbox.state, Outbox.kind)):
+        select(Outbox.state, Outbox.kind, func.count(Outbox.id)).group_by(Outbox.state, Outbox.kind)
+    ):
         outbox[state] = outbox.get(state, 0) + count
         acks += count if (state, kind) == ("sent", "ack") else 0
     withheld = session.execute(
         select(Acknowledgement.withheld_by, func.count(Acknowledgement.id))
-        .where(Acknowledgement.withheld_by != "").group_by(Acknowledgement.withheld_by)).all()
+        .where(Acknowledgement.withheld_by != "")
+        .group_by(Acknowledgement.withheld_by)
+    ).all()
     escalations = session.execute(
-        select(Escalation.level, func.count(Escalation.id)).group_by(Escalation.level)).all()
+        select(Escalation.level, func.count(Escalation.id)).group_by(Escalation.level)
+    ).all()
     unanswered, oldest, overdue = session.execute(
-        select(func.count(Ticket.id), func.min(Ticket.created_at),
-               func.count(Ticket.id).filter(Ticket.first_response_due_at < now))
-        .where(*_unanswered())
+        select(
+            func.count(Ticket.id),
+            func.min(Ticket.created_at),
+            func.count(Ticket.id).filter(Ticket.first_response_due_at < now),
+        ).where(*_unanswered())
     ).one()
     oldest_pending = session.scalar(
-        select(func.min(Outbox.created_at)).where(Outbox.state == "pending"))
+        select(func.min(Outbox.created_at)).where(Outbox.state == "pending")
+    )
     return Snapshot(
         ingested={(mailbox, str(k)): n for mailbox, k, n in ingested},
         inbound_by_state=dict(by_state),

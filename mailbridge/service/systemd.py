@@ -41,9 +41,13 @@ HEALTH_CHECK_TIMEOUT = 5.0
 
 
 class Service:
-    def __init__(self, daemon: Daemon, config_path: Path | None = None,
-                 notifier: Notifier | None = None,
-                 watchdog: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        daemon: Daemon,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
+        watchdog: timedelta | None = None,
+    ) -> None:
         self.daemon = daemon
         self.app = daemon.app
         self.config_path = config_path
@@ -88,11 +92,13 @@ class Service:
         templates that all render."""
         engine = self.app.engine
         current, head = await asyncio.to_thread(
-            lambda: (migrate.current_revision(engine), migrate.head_revision(engine)))
+            lambda: (migrate.current_revision(engine), migrate.head_revision(engine))
+        )
         if current != head:
             raise MailbridgeError(
                 f"the database is at revision {current or '(empty)'}, this mailbridge needs "
-                f"{head}: run `mailbridge db upgrade` (or set database.auto_migrate = true)")
+                f"{head}: run `mailbridge db upgrade` (or set database.auto_migrate = true)"
+            )
         problems = await asyncio.to_thread(self.app.templates.check)
         if problems:
             raise TemplateError("\n".join(problems))
@@ -103,13 +109,18 @@ class Service:
             await self.web.start()
         except OSError as exc:
             self.web = None
-            raise MailbridgeError(f"service.listen: cannot listen on {host}:{port}: "
-                                  f"{exc.strerror or exc}") from None
+            raise MailbridgeError(
+                f"service.listen: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
         if not is_loopback(host):  # listen_public = true said so; say it once more
-            log.warning("service.listen: /healthz and /metrics are served on %s:%d, where other "
-                        "hosts can reach them (listen_public = true); they tell whoever asks the "
-                        "mailbox names, counts and errors: allow only the monitoring host to "
-                        "connect", host, port)
+            log.warning(
+                "service.listen: /healthz and /metrics are served on %s:%d, where other "
+                "hosts can reach them (listen_public = true); they tell whoever asks the "
+                "mailbox names, counts and errors: allow only the monitoring host to "
+                "connect",
+                host,
+                port,
+            )
 
     # -- the main loop --
 
@@ -175,7 +186,7 @@ class Service:
         self._status_task = asyncio.create_task(refresh(), name="status")
 
     async def _status_line(self) -> str:
-        """"3 mailboxes idle, outbox 0 pending, next escalation 14:30"."""
+        """ "3 mailboxes idle, outbox 0 pending, next escalation 14:30"."""
         health = self.daemon.health
         parts = [health.mailbox_summary()]
         try:
@@ -236,12 +247,17 @@ class Service:
         try:
             templates = await asyncio.to_thread(load_templates, self.app.config)
         except TemplateError as exc:
-            log.error("templates in %s changed but are broken; the running ones stay:\n%s",
-                      directory, exc)
+            log.error(
+                "templates in %s changed but are broken; the running ones stay:\n%s", directory, exc
+            )
             return
         await self.daemon.swap_templates(templates)
-        log.info("templates in %s changed: reloaded (%d templates, languages %s)", directory,
-                 len(templates.names()), ", ".join(sorted(templates.languages())))
+        log.info(
+            "templates in %s changed: reloaded (%d templates, languages %s)",
+            directory,
+            len(templates.names()),
+            ", ".join(sorted(templates.languages())),
+        )
 
     # -- the listener --
 
@@ -273,7 +289,6 @@ async def _first_of(stopping: asyncio.Task[bool], flag: asyncio.Event, timeout: 
     """Wait until the daemon is stopping, `flag` is set, or `timeout` passes."""
     waiter = asyncio.create_task(flag.wait())
     try:
-        await asyncio.wait([stopping, waiter], timeout=timeout,
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([stopping, waiter], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()

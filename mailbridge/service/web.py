@@ -38,11 +38,15 @@ class WebServer:
         self._clients: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port,
-                                                  limit=REQUEST_LIMIT)
+        self._server = await asyncio.start_server(
+            self._serve, self.host, self.port, limit=REQUEST_LIMIT
+        )
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("serving /healthz and /metrics on http://%s:%d",
-                 f"[{self.host}]" if ":" in self.host else self.host, self.port)
+        log.info(
+            "serving /healthz and /metrics on http://%s:%d",
+            f"[{self.host}]" if ":" in self.host else self.host,
+            self.port,
+        )
 
     async def close(self) -> None:
         server, self._server = self._server, None
@@ -95,9 +99,11 @@ def _plain(status: HTTPStatus) -> Response:
 
 def _encode(response: Response, head_only: bool) -> bytes:
     reason = HTTPStatus(response.status).phrase
-    head = (f"HTTP/1.1 {response.status} {reason}\r\n"
-            f"Content-Type: {response.content_type}\r\n"
-            f"Content-Length: {len(response.body)}\r\n"
-            "Cache-Control: no-store\r\n"
-            "Connection: close\r\n\r\n").encode("latin-1")
+    head = (
+        f"HTTP/1.1 {response.status} {reason}\r\n"
+        f"Content-Type: {response.content_type}\r\n"
+        f"Content-Length: {len(response.body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("latin-1")
     return head if head_only else head + response.body

@@ -45,7 +45,8 @@ def policy_for(app: App, ticket: Ticket) -> SlaPolicy:
     """The ticket's policy by name; if the configuration no longer has it, the one that
     matches now."""
     return _named(app, ticket.sla_policy) or sla.select_policy(
-        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue)
+        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue
+    )
 
 
 def _named(app: App, name: str | None) -> SlaPolicy | None:
@@ -61,18 +62,20 @@ def calendar_for(app: App, policy: SlaPolicy, moment: datetime) -> BusinessCalen
 
 
 def deadlines_for_new_ticket(
-    app: App, mailbox: str, priority: str, now: datetime, queue: str | None = None,
+    app: App,
+    mailbox: str,
+    priority: str,
+    now: datetime,
+    queue: str | None = None,
     policy_name: str | None = None,
 ) -> NewTicketDeadlines:
     """The policy named (a routing rule chose it), else the first that matches."""
-    policy = _named(app, policy_name) or sla.select_policy(app.config.sla, mailbox, priority,
-                                                            queue)
+    policy = _named(app, policy_name) or sla.select_policy(app.config.sla, mailbox, priority, queue)
     cal = calendar_for(app, policy, now)
     due = sla.compute_deadlines(now, policy.first_response, policy.resolution, cal)
     deadlines = {"first_response": due.first_response, "resolution": due.resolution}
     pending = sla.pending_steps(policy.steps, deadlines, (), now, cal)
-    return NewTicketDeadlines(policy, due.first_response, due.resolution,
-                              sla.next_moment(pending))
+    return NewTicketDeadlines(policy, due.first_response, due.resolution, sla.next_moment(pending))
 
 
 def open_deadlines(ticket: Ticket) -> dict[str, datetime | None]:
@@ -84,8 +87,9 @@ def open_deadlines(ticket: Ticket) -> dict[str, datetime | None]:
     return {"first_response": first, "resolution": ticket.resolution_due_at if running else None}
 
 
-def pending_steps(app: App, ticket: Ticket, fired: Collection[tuple[str, int]],
-                  now: datetime) -> list[sla.DueStep]:
+def pending_steps(
+    app: App, ticket: Ticket, fired: Collection[tuple[str, int]], now: datetime
+) -> list[sla.DueStep]:
     policy = policy_for(app, ticket)
     cal = calendar_for(app, policy, ticket.created_at)
     return sla.pending_steps(policy.steps, open_deadlines(ticket), fired, now, cal)
@@ -105,13 +109,20 @@ def on_staff_reply(session: Session, app: App, ticket: Ticket, now: datetime) ->
     if ticket.first_responded_at is None:
         ticket.first_responded_at = now
         due = ticket.first_response_due_at
-        add_event(session, ticket, now, "first_response", due_at=_iso(due),
-               late_minutes=_minutes(sla.overdue_by(due, now)) if due else None)
+        add_event(
+            session,
+            ticket,
+            now,
+            "first_response",
+            due_at=_iso(due),
+            late_minutes=_minutes(sla.overdue_by(due, now)) if due else None,
+        )
     if ticket.status not in CLOSED:
         if ticket.waiting_since is None:
             ticket.waiting_since = now
-            add_event(session, ticket, now, "sla_paused", deadline="resolution",
-                   status_from=ticket.status)
+            add_event(
+                session, ticket, now, "sla_paused", deadline="resolution", status_from=ticket.status
+            )
         ticket.status = "waiting"
     refresh_next_due(session, app, ticket, now)
 
@@ -130,26 +141,37 @@ def on_customer_followup(session: Session, app: App, ticket: Ticket, now: dateti
     refresh_next_due(session, app, ticket, now)
 
 
-def on_priority_or_queue_change(session: Session, app: App, ticket: Ticket,
-                                now: datetime, policy_name: str | None = None) -> None:
+def on_priority_or_queue_change(
+    session: Session, app: App, ticket: Ticket, now: datetime, policy_name: str | None = None
+) -> None:
     """The caller has changed ticket.priority or ticket.queue: pick the policy that matches
     now (or the one named, which a routing rule chose) and recompute the deadlines still
     running from the ticket's start."""
     policy = _named(app, policy_name) or sla.select_policy(
-        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue)
+        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue
+    )
     if _tracked(ticket):
         cal = calendar_for(app, policy, ticket.created_at)
         paused = timedelta(seconds=ticket.resolution_paused_seconds)
-        due = sla.compute_deadlines(ticket.created_at, policy.first_response,
-                                    policy.resolution, cal, paused)
+        due = sla.compute_deadlines(
+            ticket.created_at, policy.first_response, policy.resolution, cal, paused
+        )
         if ticket.first_responded_at is None:
             ticket.first_response_due_at = due.first_response
         if ticket.resolved_at is None:
             ticket.resolution_due_at = due.resolution
-    add_event(session, ticket, now, "sla_recomputed", sla_policy=policy.name,
-           previous_policy=ticket.sla_policy, priority=ticket.priority, queue=ticket.queue,
-           first_response_due_at=_iso(ticket.first_response_due_at),
-           resolution_due_at=_iso(ticket.resolution_due_at))
+    add_event(
+        session,
+        ticket,
+        now,
+        "sla_recomputed",
+        sla_policy=policy.name,
+        previous_policy=ticket.sla_policy,
+        priority=ticket.priority,
+        queue=ticket.queue,
+        first_response_due_at=_iso(ticket.first_response_due_at),
+        resolution_due_at=_iso(ticket.resolution_due_at),
+    )
     ticket.sla_policy = policy.name
     ticket.updated_at = now
     refresh_next_due(session, app, ticket, now)
@@ -168,8 +190,15 @@ def _resume(session: Session, app: App, ticket: Ticket, since: datetime, now: da
     ticket.resolution_paused_seconds += int(paused.total_seconds())
     if ticket.resolution_due_at is not None:
         ticket.resolution_due_at = sla.shift(ticket.resolution_due_at, paused, cal)
-    add_event(session, ticket, now, "sla_resumed", deadline="resolution",
-           paused_minutes=_minutes(paused), resolution_due_at=_iso(ticket.resolution_due_at))
+    add_event(
+        session,
+        ticket,
+        now,
+        "sla_resumed",
+        deadline="resolution",
+        paused_minutes=_minutes(paused),
+        resolution_due_at=_iso(ticket.resolution_due_at),
+    )
 
 
 def _chaser(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
@@ -179,8 +208,15 @@ def _chaser(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
         return
     higher = sla.raised_priority(ticket.priority, policy.chaser.raise_priority)
     if higher != ticket.priority:
-        add_event(session, ticket, now, "priority_raised", reason="chaser",
-               priority_from=ticket.priority, priority_to=higher)
+        add_event(
+            session,
+            ticket,
+            now,
+            "priority_raised",
+            reason="chaser",
+            priority_from=ticket.priority,
+            priority_to=higher,
+        )
         ticket.priority = higher
         on_priority_or_queue_change(session, app, ticket, now)
         policy = policy_for(app, ticket)
@@ -188,8 +224,9 @@ def _chaser(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
         shorten(session, app, ticket, policy.chaser.shorten_to, now, reason="chaser")
 
 
-def shorten(session: Session, app: App, ticket: Ticket, within: timedelta, now: datetime,
-            reason: str) -> None:
+def shorten(
+    session: Session, app: App, ticket: Ticket, within: timedelta, now: datetime, reason: str
+) -> None:
     """Bring the deadline the customer is waiting on to at most `within` from now (on the
     policy's clock). The caller refreshes next_escalation_at."""
     policy = policy_for(app, ticket)
@@ -202,9 +239,16 @@ def shorten(session: Session, app: App, ticket: Ticket, within: timedelta, now: 
         ticket.first_response_due_at = latest
     else:
         ticket.resolution_due_at = latest
-    add_event(session, ticket, now, "deadline_shortened", deadline=name, reason=reason,
-           due_from=current.isoformat(), due_to=latest.isoformat())
-
+    add_event(
+        session,
+        ticket,
+        now,
+        "deadline_shortened",
+        deadline=name,
+        reason=reason,
+        due_from=current.isoformat(),
+        due_to=latest.isoformat(),
+    )
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -213,4 +257,3 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _minutes(delta: timedelta) -> int:
     return int(delta.total_seconds() // 60)
-

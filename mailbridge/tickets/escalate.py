@@ -49,8 +49,9 @@ def sweep(app: App) -> int:
             already = queries.fired_steps(session, ids)
             texts = queries.first_customer_texts(session, ids)
             for ticket in due:
-                fired += _sweep_ticket(session, app, ticket, already[ticket.id],
-                                       texts[ticket.id], now)
+                fired += _sweep_ticket(
+                    session, app, ticket, already[ticket.id], texts[ticket.id], now
+                )
         if len(due) < BATCH:
             return fired
 
@@ -68,20 +69,33 @@ def _lock_for_writing(session: Session) -> None:
         session.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _sweep_ticket(session: Session, app: App, ticket: Ticket, fired: set[tuple[str, int]],
-                  customer_text: str, now: datetime) -> int:
+def _sweep_ticket(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    fired: set[tuple[str, int]],
+    customer_text: str,
+    now: datetime,
+) -> int:
     try:
         with session.begin_nested():
             return _fire_due_steps(session, app, ticket, fired, customer_text, now)
     except Exception:  # noqa: BLE001 - one broken ticket must not stop the sweep
-        log.exception("ticket #%s: sweep failed; trying again in %s", ticket.number,
-                      RETRY_AFTER_FAILURE)
+        log.exception(
+            "ticket #%s: sweep failed; trying again in %s", ticket.number, RETRY_AFTER_FAILURE
+        )
         ticket.next_escalation_at = now + RETRY_AFTER_FAILURE
         return 0
 
 
-def _fire_due_steps(session: Session, app: App, ticket: Ticket, fired: set[tuple[str, int]],
-                    customer_text: str, now: datetime) -> int:
+def _fire_due_steps(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    fired: set[tuple[str, int]],
+    customer_text: str,
+    now: datetime,
+) -> int:
     count = 0
     for due in due_now(pending_steps(app, ticket, fired, now), now):
         fired.add(due.step.key)
@@ -96,32 +110,51 @@ def _record(session: Session, ticket: Ticket, due: DueStep, now: datetime) -> bo
     """The unique row that makes this step fire once; False when it has fired already."""
     try:
         with session.begin_nested():
-            session.add(Escalation(ticket_id=ticket.id, policy=ticket.sla_policy,
-                                   deadline=due.step.deadline, level=due.step.level,
-                                   due_at=due.at, fired_at=now))
+            session.add(
+                Escalation(
+                    ticket_id=ticket.id,
+                    policy=ticket.sla_policy,
+                    deadline=due.step.deadline,
+                    level=due.step.level,
+                    due_at=due.at,
+                    fired_at=now,
+                )
+            )
     except IntegrityError:
         return False  # by an earlier pass or another instance
     return True
 
 
-def _act(session: Session, app: App, ticket: Ticket, due: DueStep, customer_text: str,
-         now: datetime) -> None:
+def _act(
+    session: Session, app: App, ticket: Ticket, due: DueStep, customer_text: str, now: datetime
+) -> None:
     step = due.step
     late = overdue_by(due.deadline_at, now)
     data: dict[str, object] = {
-        "deadline": step.deadline, "level": step.level, "due_at": due.deadline_at.isoformat(),
+        "deadline": step.deadline,
+        "level": step.level,
+        "due_at": due.deadline_at.isoformat(),
         "fires_at": due.at.isoformat(),
     }
     if step.is_warning:
-        log.info("ticket #%s: %s due %s, warning sent", ticket.number, step.deadline,
-                 due.deadline_at.isoformat(timespec="minutes"))
+        log.info(
+            "ticket #%s: %s due %s, warning sent",
+            ticket.number,
+            step.deadline,
+            due.deadline_at.isoformat(timespec="minutes"),
+        )
     else:
         # The deadlines stay where they are: the level reports the miss, it does not
         # re-plan the ticket.
         ticket.escalation_level = max(ticket.escalation_level, step.level)
         data["overdue_minutes"] = int(late.total_seconds() // 60)
-        log.warning("ticket #%s: %s overdue by %s, escalation level %d", ticket.number,
-                    step.deadline.replace("_", " "), format_duration(late, "en"), step.level)
+        log.warning(
+            "ticket #%s: %s overdue by %s, escalation level %d",
+            ticket.number,
+            step.deadline.replace("_", " "),
+            format_duration(late, "en"),
+            step.level,
+        )
     higher = raised_priority(ticket.priority, step.raise_priority)
     if higher != ticket.priority:
         data.update(priority_from=ticket.priority, priority_to=higher)
@@ -130,11 +163,21 @@ def _act(session: Session, app: App, ticket: Ticket, due: DueStep, customer_text
     add_event(session, ticket, now, "sla_warning" if step.is_warning else "escalated", **data)
 
 
-def _notify(session: Session, app: App, ticket: Ticket, due: DueStep, late: timedelta,
-            customer_text: str, now: datetime) -> str | None:
+def _notify(
+    session: Session,
+    app: App,
+    ticket: Ticket,
+    due: DueStep,
+    late: timedelta,
+    customer_text: str,
+    now: datetime,
+) -> str | None:
     staff, step = app.config.staff, due.step
-    fallback = ((staff.team_address, staff.escalation_address) if step.is_warning
-                else (staff.escalation_address, staff.team_address))
+    fallback = (
+        (staff.team_address, staff.escalation_address)
+        if step.is_warning
+        else (staff.escalation_address, staff.team_address)
+    )
     target = step.notify or fallback[0] or fallback[1]
     if not target:
         return None
@@ -150,8 +193,16 @@ def _notify(session: Session, app: App, ticket: Ticket, due: DueStep, late: time
         overdue_by=format_duration(late, language),
         excerpt=excerpt(customer_text),
     )
-    queue_mail(session, app, kind="sla_warning" if step.is_warning else "escalation",
-               ticket=ticket, template="sla_warning" if step.is_warning else "escalation",
-               context=context, to=[Address("", target)], language=language,
-               unique=f"esc.{ticket.id}.{step.deadline}.{step.level}", now=now)
+    queue_mail(
+        session,
+        app,
+        kind="sla_warning" if step.is_warning else "escalation",
+        ticket=ticket,
+        template="sla_warning" if step.is_warning else "escalation",
+        context=context,
+        to=[Address("", target)],
+        language=language,
+        unique=f"esc.{ticket.id}.{step.deadline}.{step.level}",
+        now=now,
+    )
     return target

@@ -21,7 +21,8 @@ class Outcome:
     reason: str = ""
 
 
-def add_event(session: Session, ticket: Ticket, now: datetime, event_type: str, /,
-              **data: object) -> None:
+def add_event(
+    session: Session, ticket: Ticket, now: datetime, event_type: str, /, **data: object
+) -> None:
     """Record one audit event on the ticket (written at once, in recording order)."""
     queries.insert_event(session, ticket.id, now, event_type, data)

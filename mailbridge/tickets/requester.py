@@ -23,8 +23,10 @@ from mailbridge.tickets.events import add_event
 # Display names are stored in columns of 255 characters: a longer one (no name is) is kept
 # shortened, marker included, instead of failing the message on PostgreSQL.
 STORED_NAME = 200
-HOW_TO_SET = ("a staff member can set one with #requester ADDRESS on the first line of a "
-              "reply, or mailbridge tickets requester {number} ADDRESS")
+HOW_TO_SET = (
+    "a staff member can set one with #requester ADDRESS on the first line of a "
+    "reply, or mailbridge tickets requester {number} ADDRESS"
+)
 
 
 def missing_requester(ticket: Ticket) -> str:
@@ -48,8 +50,9 @@ def unusable_requester(app: App, address: Address) -> str:
     return ""
 
 
-def set_requester(session: Session, ticket: Ticket, address: Address, by: str,
-                  now: datetime) -> list[str] | None:
+def set_requester(
+    session: Session, ticket: Ticket, address: Address, by: str, now: datetime
+) -> list[str] | None:
     """Make `address` the ticket's requester and record `requester_changed`; returns
     [old address, new address], or None when it already was the requester."""
     name = clip_text(address.name, STORED_NAME)
@@ -59,8 +62,9 @@ def set_requester(session: Session, ticket: Ticket, address: Address, by: str,
     ticket.requester_address = address.address
     ticket.requester_name = name
     ticket.updated_at = now
-    add_event(session, ticket, now, "requester_changed", by=by, old=old, new=address.address,
-              name=name)
+    add_event(
+        session, ticket, now, "requester_changed", by=by, old=old, new=address.address, name=name
+    )
     return [old, address.address]
 
 
@@ -79,13 +83,16 @@ def command_problems(app: App, ticket: Ticket, message: StaffMessage) -> list[st
     if answerable(ticket.requester_address) or message.has("note"):
         return []
     if message.text or message.argument("template"):
-        return ["this ticket has no requester, so your text has nobody to go to: put "
-                "#requester ADDRESS on the first line of your reply, above the text"]
+        return [
+            "this ticket has no requester, so your text has nobody to go to: put "
+            "#requester ADDRESS on the first line of your reply, above the text"
+        ]
     return []
 
 
-def apply_command(session: Session, ticket: Ticket, message: StaffMessage, by: str,
-                  now: datetime) -> dict[str, object]:
+def apply_command(
+    session: Session, ticket: Ticket, message: StaffMessage, by: str, now: datetime
+) -> dict[str, object]:
     """The change a checked #requester makes, for the staff reply's event: {} or
     {"requester": [old, new]}."""
     argument = message.argument("requester")

@@ -47,20 +47,25 @@ class PurgeReport:
         return any(getattr(self, f.name) for f in fields(self) if f.name != "cutoff")
 
     def __add__(self, other: PurgeReport) -> PurgeReport:
-        return PurgeReport(self.cutoff or other.cutoff, *(
-            getattr(self, f.name) + getattr(other, f.name) for f in fields(self)[1:]))
+        return PurgeReport(
+            self.cutoff or other.cutoff,
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)[1:]),
+        )
 
     def summary(self) -> str:
-        parts = [f"{self.tickets} ticket(s) closed before {_day(self.cutoff)}",
-                 f"{self.raw} raw message(s) ({_size(self.raw_bytes)})",
-                 f"{self.attachments} attachment(s) ({_size(self.attachments_bytes)})",
-                 f"{self.outbox} sent mail(s) ({_size(self.outbox_bytes)})"]
+        parts = [
+            f"{self.tickets} ticket(s) closed before {_day(self.cutoff)}",
+            f"{self.raw} raw message(s) ({_size(self.raw_bytes)})",
+            f"{self.attachments} attachment(s) ({_size(self.attachments_bytes)})",
+            f"{self.outbox} sent mail(s) ({_size(self.outbox_bytes)})",
+        ]
         if self.html:
             parts.append(f"{self.html} HTML bod{'y' if self.html == 1 else 'ies'}")
         if self.text:
             parts.append(f"{self.text} article text(s)")
-        parts.append(f"{self.unattached} message(s) without a ticket "
-                     f"({_size(self.unattached_bytes)})")
+        parts.append(
+            f"{self.unattached} message(s) without a ticket ({_size(self.unattached_bytes)})"
+        )
         return ", ".join(parts)
 
 
@@ -94,12 +99,19 @@ def _closed_before(session: Session, cutoff: datetime, after: int) -> Sequence[i
     return session.scalars(
         select(Ticket.id)
         .where(Ticket.status.in_(CLOSED), closed_at < cutoff, Ticket.id > after)
-        .order_by(Ticket.id).limit(BATCH)
+        .order_by(Ticket.id)
+        .limit(BATCH)
     ).all()
 
 
-def _purge_tickets(session: Session, ids: Sequence[int], kinds: frozenset[PurgeKind],
-                   cutoff: datetime, dry_run: bool, now: datetime) -> PurgeReport:
+def _purge_tickets(
+    session: Session,
+    ids: Sequence[int],
+    kinds: frozenset[PurgeKind],
+    cutoff: datetime,
+    dry_run: bool,
+    now: datetime,
+) -> PurgeReport:
     tally = _Tally()
     for kind, step in _STEPS.items():
         if kind in kinds:
@@ -109,8 +121,14 @@ def _purge_tickets(session: Session, ids: Sequence[int], kinds: frozenset[PurgeK
                 session.execute(clearing.execution_options(synchronize_session=False))
     if not dry_run:
         for ticket_id, what in tally.tickets.items():
-            session.add(Event(ticket_id=ticket_id, at=now, type="purged",
-                              data={"closed_before": cutoff.isoformat(), **what}))
+            session.add(
+                Event(
+                    ticket_id=ticket_id,
+                    at=now,
+                    type="purged",
+                    data={"closed_before": cutoff.isoformat(), **what},
+                )
+            )
     return tally.report()
 
 
@@ -121,48 +139,66 @@ _Step = Callable[[Sequence[int]], tuple[Executable, Update]]
 
 def _raw_step(ids: Sequence[int]) -> tuple[Executable, Update]:
     size = func.length(InboundMessage.raw)
-    where = (InboundMessage.ticket_id.in_(ids) & (InboundMessage.state != "quarantined")
-             & (size > 0))
-    return (select(InboundMessage.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
-            .where(where).group_by(InboundMessage.ticket_id),
-            update(InboundMessage).where(where).values(raw=b""))
+    where = InboundMessage.ticket_id.in_(ids) & (InboundMessage.state != "quarantined") & (size > 0)
+    return (
+        select(InboundMessage.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
+        .where(where)
+        .group_by(InboundMessage.ticket_id),
+        update(InboundMessage).where(where).values(raw=b""),
+    )
 
 
 def _outbox_step(ids: Sequence[int]) -> tuple[Executable, Update]:
     size = func.length(Outbox.raw)
     where = Outbox.ticket_id.in_(ids) & (Outbox.state != "pending") & (size > 0)
-    return (select(Outbox.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
-            .where(where).group_by(Outbox.ticket_id),
-            update(Outbox).where(where).values(raw=b""))
+    return (
+        select(Outbox.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
+        .where(where)
+        .group_by(Outbox.ticket_id),
+        update(Outbox).where(where).values(raw=b""),
+    )
 
 
 def _attachments_step(ids: Sequence[int]) -> tuple[Executable, Update]:
     size = func.length(AttachmentRecord.data)
-    where = (AttachmentRecord.article_id.in_(select(Article.id).where(Article.ticket_id.in_(ids)))
-             & AttachmentRecord.data.is_not(None))
-    return (select(Article.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
-            .join(Article, Article.id == AttachmentRecord.article_id)
-            .where(where).group_by(Article.ticket_id),
-            update(AttachmentRecord).where(where).values(data=None, storage="purged"))
+    where = AttachmentRecord.article_id.in_(
+        select(Article.id).where(Article.ticket_id.in_(ids))
+    ) & AttachmentRecord.data.is_not(None)
+    return (
+        select(Article.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
+        .join(Article, Article.id == AttachmentRecord.article_id)
+        .where(where)
+        .group_by(Article.ticket_id),
+        update(AttachmentRecord).where(where).values(data=None, storage="purged"),
+    )
 
 
 def _html_step(ids: Sequence[int]) -> tuple[Executable, Update]:
     where = Article.ticket_id.in_(ids) & Article.html_body.is_not(None)
-    return (select(Article.ticket_id, func.count(), literal(0)).where(where)
-            .group_by(Article.ticket_id),
-            update(Article).where(where).values(html_body=None))
+    return (
+        select(Article.ticket_id, func.count(), literal(0))
+        .where(where)
+        .group_by(Article.ticket_id),
+        update(Article).where(where).values(html_body=None),
+    )
 
 
 def _text_step(ids: Sequence[int]) -> tuple[Executable, Update]:
     where = Article.ticket_id.in_(ids) & (Article.text_body != "")
-    return (select(Article.ticket_id, func.count(), literal(0)).where(where)
-            .group_by(Article.ticket_id),
-            update(Article).where(where).values(text_body=""))
+    return (
+        select(Article.ticket_id, func.count(), literal(0))
+        .where(where)
+        .group_by(Article.ticket_id),
+        update(Article).where(where).values(text_body=""),
+    )
 
 
 _STEPS: dict[PurgeKind, _Step] = {
-    "raw": _raw_step, "outbox": _outbox_step, "attachments": _attachments_step,
-    "html": _html_step, "text": _text_step,
+    "raw": _raw_step,
+    "outbox": _outbox_step,
+    "attachments": _attachments_step,
+    "html": _html_step,
+    "text": _text_step,
 }
 
 
@@ -185,14 +221,24 @@ class _Tally:
 
 
 def _purge_unattached(session: Session, cutoff: datetime, dry_run: bool) -> PurgeReport:
-    where = (InboundMessage.ticket_id.is_(None) & (InboundMessage.state == "ignored")
-             & (InboundMessage.received_at < cutoff) & (func.length(InboundMessage.raw) > 0))
+    where = (
+        InboundMessage.ticket_id.is_(None)
+        & (InboundMessage.state == "ignored")
+        & (InboundMessage.received_at < cutoff)
+        & (func.length(InboundMessage.raw) > 0)
+    )
     count, size = session.execute(
-        select(func.count(), func.coalesce(func.sum(func.length(InboundMessage.raw)), 0))
-        .where(where)).one()
+        select(func.count(), func.coalesce(func.sum(func.length(InboundMessage.raw)), 0)).where(
+            where
+        )
+    ).one()
     if count and not dry_run:
-        session.execute(update(InboundMessage).where(where).values(raw=b"")
-                        .execution_options(synchronize_session=False))
+        session.execute(
+            update(InboundMessage)
+            .where(where)
+            .values(raw=b"")
+            .execution_options(synchronize_session=False)
+        )
     return PurgeReport(unattached=count, unattached_bytes=size)
 
 

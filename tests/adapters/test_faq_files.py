@@ -35,8 +35,9 @@ class Nowhere:
 
 
 def config_with(tmp_path: Path, faq: str) -> Path:
-    path = write_config_file(tmp_path, Nowhere(), Nowhere(), f"sqlite:///{tmp_path}/db",
-                             password_env=IMAP_PASSWORD_ENV)
+    path = write_config_file(
+        tmp_path, Nowhere(), Nowhere(), f"sqlite:///{tmp_path}/db", password_env=IMAP_PASSWORD_ENV
+    )
     path.write_text(path.read_text() + f"\n[faq]\n{faq}\n")
     return path
 
@@ -50,14 +51,14 @@ def entries(folder: Path, **files: str) -> Path:
 
 def test_a_relative_folder_is_read_from_beside_the_config_file(tmp_path: Path) -> None:
     entries(tmp_path / "faq", close=CLOSE, card=CARD)
-    config = load_config(config_with(tmp_path, 'dir = "faq"\nsuggestions = 1'),
-                         {IMAP_PASSWORD_ENV: "secret"})
+    config = load_config(
+        config_with(tmp_path, 'dir = "faq"\nsuggestions = 1'), {IMAP_PASSWORD_ENV: "secret"}
+    )
 
     index = load_index(config)
 
     assert index is not None and config.faq.dir == tmp_path / "faq"
-    found = suggest(config, index, "Account", "I want to close my account and delete it",
-                    "en")
+    found = suggest(config, index, "Account", "I want to close my account and delete it", "en")
     assert [m.entry.title for m in found] == ["Closing your account"]
 
 

@@ -30,8 +30,12 @@ def message(n: int) -> bytes:
 
 def settings_for(server: EmbeddedImapServer, **changes: object) -> ImapSettings:
     values: dict[str, object] = {
-        "host": server.host, "port": server.port, "security": "none",
-        "username": server.username, "password": server.password, "timeout": 5.0,
+        "host": server.host,
+        "port": server.port,
+        "security": "none",
+        "username": server.username,
+        "password": server.password,
+        "timeout": 5.0,
     }
     values.update(changes)
     return ImapSettings(**values)  # type: ignore[arg-type]
@@ -240,8 +244,7 @@ def test_delete(imap_server: EmbeddedImapServer, mailbox: ImapMailbox) -> None:
     assert mailbox.uids_after(0) == [second]
 
 
-def test_empty_uid_lists_do_nothing(imap_server: EmbeddedImapServer,
-                                    mailbox: ImapMailbox) -> None:
+def test_empty_uid_lists_do_nothing(imap_server: EmbeddedImapServer, mailbox: ImapMailbox) -> None:
     imap_server.append(message(1))
     mailbox.mark_seen([])
     mailbox.move([], "Processed")
@@ -292,7 +295,9 @@ def test_idle_wakes_when_another_connection_appends(
 
 
 def test_mail_that_lands_between_the_noop_and_idle_wakes_idle_at_once(
-    imap_server: EmbeddedImapServer, mailbox: ImapMailbox, monkeypatch: pytest.MonkeyPatch,
+    imap_server: EmbeddedImapServer,
+    mailbox: ImapMailbox,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Servers such as Dovecot and Cyrus report, as IDLE starts, mail that arrived since
     the last command; the embedded server does too, and the adapter hears it at once."""
@@ -331,7 +336,7 @@ class ScriptedImapServer:
                 answers = {
                     "CAPABILITY": f"* CAPABILITY IMAP4rev1 IDLE\r\n{tag} OK done\r\n",
                     "SELECT": "* 0 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n"
-                              f"{tag} OK [READ-WRITE] selected\r\n",
+                    f"{tag} OK [READ-WRITE] selected\r\n",
                     "IDLE": "+ idling\r\n* 1 EXISTS\r\n",
                     "LOGOUT": f"* BYE\r\n{tag} OK bye\r\n",
                 }
@@ -351,8 +356,14 @@ class ScriptedImapServer:
 
 def test_news_in_the_same_packet_as_the_idle_continuation_is_heard_at_once() -> None:
     server = ScriptedImapServer()
-    settings = ImapSettings(host="127.0.0.1", port=server.port, security="none",
-                            username="support", password="secret", timeout=5.0)
+    settings = ImapSettings(
+        host="127.0.0.1",
+        port=server.port,
+        security="none",
+        username="support",
+        password="secret",
+        timeout=5.0,
+    )
     try:
         with ImapMailbox(settings) as box:
             started = time.monotonic()

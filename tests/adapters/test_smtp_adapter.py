@@ -36,7 +36,10 @@ def message(n: int = 1) -> bytes:
 
 def settings_for(sink: SmtpSink, **changes: object) -> SmtpSettings:
     values: dict[str, object] = {
-        "host": sink.host, "port": sink.port, "security": "none", "timeout": 5.0,
+        "host": sink.host,
+        "port": sink.port,
+        "security": "none",
+        "timeout": 5.0,
         "local_hostname": "mailbridge.test",
     }
     values.update(changes)
@@ -201,8 +204,10 @@ INTERNATIONAL = "josé@exämple.de"
 
 
 def utf8_message() -> bytes:
-    return (f"From: Support <{SENDER}>\r\nTo: José <{INTERNATIONAL}>\r\nSubject: [#1] "
-            "received\r\nMessage-ID: <ack1@example.com>\r\n\r\nWe have it.\r\n").encode()
+    return (
+        f"From: Support <{SENDER}>\r\nTo: José <{INTERNATIONAL}>\r\nSubject: [#1] "
+        "received\r\nMessage-ID: <ack1@example.com>\r\n\r\nWe have it.\r\n"
+    ).encode()
 
 
 def test_smtputf8_is_asked_for_when_an_address_or_a_header_needs_it() -> None:
@@ -213,6 +218,7 @@ def test_smtputf8_is_asked_for_when_an_address_or_a_header_needs_it() -> None:
         international, header_only, plain = sink.wait_for(3)
     assert international.recipients == (INTERNATIONAL,)
     assert international.raw == utf8_message()
+
     def asked(mail: ReceivedMail) -> set[str]:
         return {option for option in mail.mail_options if not option.startswith("SIZE=")}
 
@@ -229,7 +235,8 @@ def test_a_server_without_smtputf8_fails_such_a_mail_for_good_and_takes_the_next
                 await connection.send(utf8_message(), SENDER, [INTERNATIONAL])
             assert str(caught.value) == (
                 f"SMTP send via {smtp_sink.host}:{smtp_sink.port}: the mail needs SMTPUTF8 "
-                f"(RFC 6531) for {INTERNATIONAL}, and the server does not offer it")
+                f"(RFC 6531) for {INTERNATIONAL}, and the server does not offer it"
+            )
             return await connection.send(message(2), SENDER, [CUSTOMER])
 
     assert "queued" in asyncio.run(send_two())

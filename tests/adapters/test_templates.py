@@ -94,8 +94,9 @@ def test_shipped_italian_acknowledgement(shipped: TemplateSet) -> None:
     assert rendered.html is not None and '<html lang="it">' in rendered.html
 
 
-@pytest.mark.parametrize(("language", "line"), [
-    ("en", "If you did not write to us"), ("it", "Se non ci ha scritto lei")])
+@pytest.mark.parametrize(
+    ("language", "line"), [("en", "If you did not write to us"), ("it", "Se non ci ha scritto lei")]
+)
 def test_shipped_minimal_acknowledgement_carries_nothing_of_the_mail(
     shipped: TemplateSet, language: str, line: str
 ) -> None:
@@ -131,17 +132,29 @@ def test_shipped_templates_render_with_sparse_values(
     assert "\n\n\n" not in rendered.text
 
 
-@pytest.mark.parametrize(("language", "first", "command"), [
-    ("en", "Nobody to answer: this mail named no sender. Reply with #requester ADDRESS to set "
-           "one.", "#requester customer@example.com"),
-    ("it", "Nessuno a cui rispondere: questo messaggio non indica alcun mittente. Rispondete "
-           "con #requester INDIRIZZO per indicarne uno.", "#requester cliente@example.com"),
-])
+@pytest.mark.parametrize(
+    ("language", "first", "command"),
+    [
+        (
+            "en",
+            "Nobody to answer: this mail named no sender. Reply with #requester ADDRESS to set "
+            "one.",
+            "#requester customer@example.com",
+        ),
+        (
+            "it",
+            "Nessuno a cui rispondere: questo messaggio non indica alcun mittente. Rispondete "
+            "con #requester INDIRIZZO per indicarne uno.",
+            "#requester cliente@example.com",
+        ),
+    ],
+)
 def test_a_notification_without_requester_says_so_first(
     shipped: TemplateSet, language: str, first: str, command: str
 ) -> None:
-    context = dict(sample_context(language), requester_name="", requester_address="",
-                   no_requester=True)
+    context = dict(
+        sample_context(language), requester_name="", requester_address="", no_requester=True
+    )
     rendered = shipped.render("staff_notification", context, language)
     assert rendered.text.splitlines()[0] == first
     assert command in rendered.text.replace("\n", " ")
@@ -162,7 +175,7 @@ def test_customer_text_is_escaped_in_html_but_not_in_text(shipped: TemplateSet) 
     assert rendered.html is not None
     assert "<script>" not in rendered.html and "<img" not in rendered.html
     # Inlining the stylesheet re-serialises the HTML: quotes in text need no escaping there.
-    assert "&lt;script&gt;alert(\"x\")&lt;/script&gt; &amp; &lt;b&gt;" in rendered.html
+    assert '&lt;script&gt;alert("x")&lt;/script&gt; &amp; &lt;b&gt;' in rendered.html
     assert "> " + hostile in rendered.text
     assert "Hello <img src=x>," in rendered.text
 
@@ -305,9 +318,7 @@ def test_html_template_may_not_include_a_text_partial(tmp_path: Path) -> None:
 def test_escaping_cannot_be_turned_off(tmp_path: Path, source: str) -> None:
     with pytest.raises(TemplateError) as caught:
         load(tmp_path, {"en/x.txt.j2": MAIL + "x", "en/x.html.j2": source})
-    assert str(caught.value) == (
-        f"{tmp_path}/en/x.html.j2:2: turning escaping off is not allowed"
-    )
+    assert str(caught.value) == (f"{tmp_path}/en/x.html.j2:2: turning escaping off is not allowed")
 
 
 # --- errors name file and line ----------------------------------------------------------
@@ -602,9 +613,11 @@ def test_html_without_a_stylesheet_is_left_as_rendered(tmp_path: Path) -> None:
 def test_a_linked_stylesheet_is_never_read(tmp_path: Path) -> None:
     secret = tmp_path / "secret.css"
     secret.write_text("p { color: #5ec2e7; }", encoding="utf-8")
-    source = (f'<html><head><link rel="stylesheet" href="{secret}">'
-              f'<link rel="stylesheet" href="file://{secret}"></head>'
-              "<body><p>{{ ticket_tag }}</p></body></html>")
+    source = (
+        f'<html><head><link rel="stylesheet" href="{secret}">'
+        f'<link rel="stylesheet" href="file://{secret}"></head>'
+        "<body><p>{{ ticket_tag }}</p></body></html>"
+    )
     templates = load(tmp_path / "t", {"en/x.txt.j2": MAIL + "x", "en/x.html.j2": source})
     html = templates.render("x", SAMPLE_CONTEXT).html
     assert html is not None and "<p>[#1042]</p>" in html
@@ -627,6 +640,7 @@ def test_a_set_without_a_mail_mailbridge_sends_never_goes_live(tmp_path: Path) -
     assert "en/staff_notification.txt.j2:1: missing" in str(caught.value)
     # The other languages may leave it out: the default language covers them.
     (tmp_path / "set" / "it" / "staff_notification.txt.j2").unlink()
-    shutil.copy(default_templates_dir() / "en" / "staff_notification.txt.j2",
-                tmp_path / "set" / "en")
+    shutil.copy(
+        default_templates_dir() / "en" / "staff_notification.txt.j2", tmp_path / "set" / "en"
+    )
     assert "staff_notification" in TemplateSet.load(tmp_path / "set", "en").names()

@@ -25,24 +25,32 @@ pytestmark = pytest.mark.integration
 SECRET = "imap-password-for-cli-test"
 
 
-def write_config(tmp_path: Path, imap: EmbeddedImapServer, smtp: SmtpSink, db_url: str,
-                 templates_dir: Path | None = None) -> Path:
-    return write_config_file(tmp_path, imap, smtp, db_url, password_env="MB_CLI_IMAP_PASSWORD",
-                             templates=templates_dir)
+def write_config(
+    tmp_path: Path,
+    imap: EmbeddedImapServer,
+    smtp: SmtpSink,
+    db_url: str,
+    templates_dir: Path | None = None,
+) -> Path:
+    return write_config_file(
+        tmp_path, imap, smtp, db_url, password_env="MB_CLI_IMAP_PASSWORD", templates=templates_dir
+    )
 
 
 def config_url(config: Path) -> str:
     return str(tomllib.loads(config.read_text())["database"]["url"])
 
 
-def mailbridge(config: Path | None, *args: str, stdin: bytes | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+def mailbridge(
+    config: Path | None, *args: str, stdin: bytes | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
     command = [sys.executable, "-m", "mailbridge"]
     if config is not None:
         command += ["--config", str(config)]
     env = {**os.environ, "MB_CLI_IMAP_PASSWORD": SECRET}
-    return subprocess.run([*command, *args], input=stdin, capture_output=True, env=env,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [*command, *args], input=stdin, capture_output=True, env=env, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture
@@ -53,16 +61,18 @@ def imap_server() -> Iterator[EmbeddedImapServer]:
 
 
 @pytest.fixture
-def config(tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink,
-           database_url: str) -> Path:
+def config(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, database_url: str
+) -> Path:
     return write_config(tmp_path, imap_server, smtp_sink, database_url)
 
 
 def test_run_once_then_list_and_show_tickets_as_json(
     config: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
-    imap_server.append(mail("Ada <ada@customer.example>", "Printer on fire",
-                            message_id="<p1@customer.example>"))
+    imap_server.append(
+        mail("Ada <ada@customer.example>", "Printer on fire", message_id="<p1@customer.example>")
+    )
     done = mailbridge(config, "run", "--once")
     assert done.returncode == 0, done.stderr.decode()
     assert b"created ticket #1000" in done.stderr
@@ -70,23 +80,39 @@ def test_run_once_then_list_and_show_tickets_as_json(
     listed = json.loads(mailbridge(config, "tickets", "list", "--json").stdout)
     assert len(listed) == 1
     ticket = listed[0]
-    for key in ("number", "status", "priority", "subject", "requester", "created_at",
-                "first_response_due_at", "first_responded_at", "escalation_level"):
+    for key in (
+        "number",
+        "status",
+        "priority",
+        "subject",
+        "requester",
+        "created_at",
+        "first_response_due_at",
+        "first_responded_at",
+        "escalation_level",
+    ):
         assert key in ticket
     assert (ticket["number"], ticket["requester"], ticket["status"]) == (
-        1000, "ada@customer.example", "new")
+        1000,
+        "ada@customer.example",
+        "new",
+    )
 
     shown = json.loads(mailbridge(config, "tickets", "show", "1000", "--json").stdout)
     article = shown["articles"][0]
     assert (article["direction"], article["author_kind"], article["internal"]) == (
-        "in", "customer", False)
+        "in",
+        "customer",
+        False,
+    )
     assert article["message_id"] == "p1@customer.example"
     assert "printer is on fire" in article["text"]
     assert [e["type"] for e in shown["events"]] == ["created", "ack_queued"]
 
     outbox = json.loads(mailbridge(config, "outbox", "list", "--json").stdout)
     assert [(r["kind"], r["to"], r["state"], r["attempts"]) for r in outbox] == [
-        ("ack", ["ada@customer.example"], "sent", 1)]
+        ("ack", ["ada@customer.example"], "sent", 1)
+    ]
     assert {"id", "message_id", "last_error"} <= set(outbox[0])
     assert SECRET.encode() not in done.stderr
 
@@ -97,8 +123,7 @@ def test_failed_outbox_row_can_be_retried(
     smtp_sink.fail_next(1, 554, "5.7.1 rejected")
     imap_server.append(mail())
     assert mailbridge(config, "run", "--once").returncode == 0
-    failed = json.loads(mailbridge(config, "outbox", "list", "--state", "failed",
-                                   "--json").stdout)
+    failed = json.loads(mailbridge(config, "outbox", "list", "--state", "failed", "--json").stdout)
     assert len(failed) == 1 and "554" in failed[0]["last_error"]
 
     assert mailbridge(config, "outbox", "retry", str(failed[0]["id"])).returncode == 0
@@ -115,8 +140,9 @@ def test_tickets_tag_adds_and_removes_tags_and_records_who(
 
     tagged = mailbridge(config, "tickets", "tag", "1000", "--add", "Unhappy", "--add", "vip")
     assert tagged.stdout == b"ticket #1000: unhappy, vip\n", tagged.stderr
-    untagged = mailbridge(config, "tickets", "tag", "1000", "--remove", "UNHAPPY",
-                          "--remove", "never-set")
+    untagged = mailbridge(
+        config, "tickets", "tag", "1000", "--remove", "UNHAPPY", "--remove", "never-set"
+    )
     assert untagged.stdout == b"ticket #1000: vip\n"
     again = mailbridge(config, "tickets", "tag", "1000", "--add", "vip")
     assert again.stdout == b"ticket #1000: vip (unchanged)\n"
@@ -126,7 +152,9 @@ def test_tickets_tag_adds_and_removes_tags_and_records_who(
     shown = json.loads(mailbridge(config, "tickets", "show", "1000", "--json").stdout)
     changes = [e for e in shown["events"] if e["type"] == "tags_changed"]
     assert [(e["data"]["tags_added"], e["data"]["tags_removed"]) for e in changes] == [
-        (["unhappy", "vip"], []), ([], ["unhappy"])]
+        (["unhappy", "vip"], []),
+        ([], ["unhappy"]),
+    ]
     assert {e["data"]["by"] for e in changes} == {"command line"}
 
     refused = mailbridge(config, "tickets", "tag", "1000", "--add", "no/slashes")
@@ -137,13 +165,17 @@ def test_tickets_tag_adds_and_removes_tags_and_records_who(
 def test_tickets_requester_sets_who_a_ticket_without_one_answers(
     config: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
-    imap_server.append(b"To: support@shop.example\r\nSubject: Parcel 4711\r\n"
-                       b"Message-ID: <p4711@customer.example>\r\n\r\nWhere is it?\r\n")
+    imap_server.append(
+        b"To: support@shop.example\r\nSubject: Parcel 4711\r\n"
+        b"Message-ID: <p4711@customer.example>\r\n\r\nWhere is it?\r\n"
+    )
     assert mailbridge(config, "run", "--once").returncode == 0
 
     shown = mailbridge(config, "tickets", "show", "1000").stdout.decode()
-    assert ("  no requester: the mail named no sender in From, Sender, Reply-To or Return-Path;"
-            " a staff member can set one with #requester ADDRESS") in shown
+    assert (
+        "  no requester: the mail named no sender in From, Sender, Reply-To or Return-Path;"
+        " a staff member can set one with #requester ADDRESS"
+    ) in shown
     refused = mailbridge(config, "tickets", "requester", "1000", "Ann ann@customer.example")
     assert refused.returncode == 2 and b"invalid address value" in refused.stderr
     done = mailbridge(config, "tickets", "requester", "1000", "Ann <Ann@Customer.example>")
@@ -152,7 +184,8 @@ def test_tickets_requester_sets_who_a_ticket_without_one_answers(
     assert (document["requester"], document["requester_name"]) == ("ann@customer.example", "Ann")
     assert document["no_requester"] is None
     assert [e["data"] for e in document["events"] if e["type"] == "requester_changed"] == [
-        {"by": "command line", "old": "", "new": "ann@customer.example", "name": "Ann"}]
+        {"by": "command line", "old": "", "new": "ann@customer.example", "name": "Ann"}
+    ]
 
 
 def test_show_unknown_ticket_is_a_runtime_error(config: Path) -> None:
@@ -166,8 +199,11 @@ def test_daemon_answers_while_running_and_stops_cleanly_on_sigterm(
 ) -> None:
     config = write_config(tmp_path, imap_server, smtp_sink, sqlite_url)
     env = {**os.environ, "MB_CLI_IMAP_PASSWORD": SECRET}
-    daemon = subprocess.Popen([sys.executable, "-m", "mailbridge", "--config", str(config), "run"],
-                              stderr=subprocess.PIPE, env=env)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "mailbridge", "--config", str(config), "run"],
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         imap_server.append(mail())
         assert len(smtp_sink.wait_for(1, timeout=20)) == 1
@@ -192,8 +228,21 @@ def test_parse_prints_the_json_contract_without_a_configuration(tmp_path: Path) 
     assert document["message_id"] == "x1@c.example"
     assert document["from"] == {"name": "Ada", "address": "ada@customer.example"}
     assert document["kind"] == "customer"
-    for key in ("to", "cc", "reply_to", "subject", "date", "in_reply_to", "references", "text",
-                "reply_text", "has_html", "attachments", "language", "defects"):
+    for key in (
+        "to",
+        "cc",
+        "reply_to",
+        "subject",
+        "date",
+        "in_reply_to",
+        "references",
+        "text",
+        "reply_text",
+        "has_html",
+        "attachments",
+        "language",
+        "defects",
+    ):
         assert key in document
 
 
@@ -234,15 +283,23 @@ def test_templates_check_reports_file_and_line_and_exits_2(
     assert f"{broken}:4:".encode() in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("body", "complaint"), [
-    ("{% if subject %}\nno endif\n", "endif"),
-    ("Hello {{ requester_nme }}\n", "unknown variable 'requester_nme'"),
-    ("{{ ''.__class__.__mro__[1].__subclasses__() }}\n", "unsafe"),
-    ("{{ cycler.__init__.__globals__.os }}\n", "unsafe"),
-], ids=["syntax", "undefined", "escape-mro", "escape-globals"])
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ("{% if subject %}\nno endif\n", "endif"),
+        ("Hello {{ requester_nme }}\n", "unknown variable 'requester_nme'"),
+        ("{{ ''.__class__.__mro__[1].__subclasses__() }}\n", "unsafe"),
+        ("{{ cycler.__init__.__globals__.os }}\n", "unsafe"),
+    ],
+    ids=["syntax", "undefined", "escape-mro", "escape-globals"],
+)
 def test_templates_check_catches_each_kind_of_broken_template(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
-    body: str, complaint: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
+    body: str,
+    complaint: str,
 ) -> None:
     own = tmp_path / "templates"
     shutil.copytree(Path(__file__).resolve().parents[2] / "templates", own)

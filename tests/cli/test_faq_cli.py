@@ -67,8 +67,9 @@ Il tuo IBAN è nella schermata principale dell'app, sotto Dettagli.
 def write_config(tmp_path: Path, faq: str | None) -> Path:
     """A configuration file whose servers are never contacted: `faq test` needs none."""
     server = SimpleNamespace(host="127.0.0.1", port=1, username="support")
-    path = write_config_file(tmp_path, server, server, f"sqlite:///{tmp_path / 'mb.db'}",
-                             password_env=PASSWORD_ENV)
+    path = write_config_file(
+        tmp_path, server, server, f"sqlite:///{tmp_path / 'mb.db'}", password_env=PASSWORD_ENV
+    )
     if faq is not None:
         with path.open("a", encoding="utf-8") as file:
             file.write(f"\n[faq]\n{faq}\n")
@@ -88,7 +89,11 @@ def faq_test(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, PASSWORD_ENV: "not-used"}
     return subprocess.run(
         [sys.executable, "-m", "mailbridge", "--config", str(config), "faq", "test", *args],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -149,8 +154,7 @@ def test_the_language_given_replaces_detection(faq_config: Path) -> None:
     assert files(ranking(faq_config, "IBAN", "--language", "en")) == {"iban.md"}
 
 
-def test_the_configured_threshold_replaces_the_default(tmp_path: Path,
-                                                       faq_config: Path) -> None:
+def test_the_configured_threshold_replaces_the_default(tmp_path: Path, faq_config: Path) -> None:
     config = write_config(tmp_path, 'dir = "faq"\nthreshold = 0.6')
 
     found = ranking(config, "how do I close my account")

@@ -25,7 +25,9 @@ def mode(path: Path) -> int:
 
 
 def test_the_database_and_its_wal_and_shm_files_are_not_for_other_users(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
     start: Callable[..., Daemon],
 ) -> None:
     database = tmp_path / "state" / "mailbridge.db"
@@ -41,8 +43,7 @@ def test_the_database_and_its_wal_and_shm_files_are_not_for_other_users(
     smtp_sink.wait_for(1)  # the acknowledgement went out: the database was written to
     files = {path.name: mode(path) for path in database.parent.iterdir()}
     assert daemon.stop() == 0
-    assert files == {"mailbridge.db": 0o640, "mailbridge.db-wal": 0o640,
-                     "mailbridge.db-shm": 0o640}
+    assert files == {"mailbridge.db": 0o640, "mailbridge.db-wal": 0o640, "mailbridge.db-shm": 0o640}
 
 
 def test_a_backup_is_readable_by_its_owner_only(
@@ -64,8 +65,10 @@ def test_a_secret_file_other_users_can_read_is_named_in_a_warning(
     secret.chmod(0o644)
     shared = mailbridge(config, "config", "check", umask=PERMISSIVE)
     assert shared.returncode == 0, shared.stderr
-    assert (f"{config}: smtp.password_file: {secret} is readable by other users of this "
-            f"machine (mode 0644)") in shared.stderr
+    assert (
+        f"{config}: smtp.password_file: {secret} is readable by other users of this "
+        f"machine (mode 0644)"
+    ) in shared.stderr
 
     secret.chmod(0o640)
     private = mailbridge(config, "config", "check", umask=PERMISSIVE)

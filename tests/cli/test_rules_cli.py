@@ -30,8 +30,9 @@ then = { queue = "vip", assignee = "anna@shop.example", tags = ["vip"] }
 def write_config(tmp_path: Path, rules: str) -> Path:
     """A configuration file whose servers are never contacted: `rules test` needs none."""
     server = SimpleNamespace(host="127.0.0.1", port=1, username="support")
-    path = write_config_file(tmp_path, server, server, f"sqlite:///{tmp_path / 'mb.db'}",
-                             password_env=PASSWORD_ENV)
+    path = write_config_file(
+        tmp_path, server, server, f"sqlite:///{tmp_path / 'mb.db'}", password_env=PASSWORD_ENV
+    )
     with path.open("a", encoding="utf-8") as file:
         file.write(f'\n[rules]\ninclude = ["{UNHAPPY}"]\n{rules}')
     return path
@@ -41,7 +42,11 @@ def rules_test(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, PASSWORD_ENV: "not-used"}
     return subprocess.run(
         [sys.executable, "-m", "mailbridge", "--config", str(config), "rules", "test", *args],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -57,44 +62,71 @@ def config(tmp_path: Path) -> Path:
 
 
 def test_json_names_each_matching_rule_and_the_combined_actions(
-    tmp_path: Path, config: Path,
+    tmp_path: Path,
+    config: Path,
 ) -> None:
-    angry = eml(tmp_path, "angry.eml", "Boss <boss@bigclient.example>", "Double charge",
-                "This is unacceptable. I want my money back or I call my lawyer.")
+    angry = eml(
+        tmp_path,
+        "angry.eml",
+        "Boss <boss@bigclient.example>",
+        "Double charge",
+        "This is unacceptable. I want my money back or I call my lawyer.",
+    )
     result = rules_test(config, angry, "--json")
 
     assert result.returncode == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
     assert [m["rule"] for m in report["matched"]] == [
-        "unhappy: complaint", "unhappy: refund demand", "unhappy: legal threat", "vip"]
+        "unhappy: complaint",
+        "unhappy: refund demand",
+        "unhappy: legal threat",
+        "vip",
+    ]
     assert report["matched"][3]["actions"] == {
-        "queue": "vip", "assignee": "anna@shop.example", "tags": ["vip"]}
-    assert report["actions"] == {
-        "queue": "vip", "priority": "urgent", "assignee": "anna@shop.example",
-        "respond_within": "2 hours", "tags": ["unhappy", "complaint", "refund", "legal", "vip"],
+        "queue": "vip",
+        "assignee": "anna@shop.example",
+        "tags": ["vip"],
     }
-    assert (report["kind"], report["language"], report["mailbox"]) == ("customer", "en",
-                                                                      "support")
+    assert report["actions"] == {
+        "queue": "vip",
+        "priority": "urgent",
+        "assignee": "anna@shop.example",
+        "respond_within": "2 hours",
+        "tags": ["unhappy", "complaint", "refund", "legal", "vip"],
+    }
+    assert (report["kind"], report["language"], report["mailbox"]) == ("customer", "en", "support")
 
 
 def test_text_output_and_a_mail_no_rule_matches(tmp_path: Path, config: Path) -> None:
-    calm = eml(tmp_path, "calm.eml", "Giulia <giulia@cliente.example>", "Chiudere il conto",
-               "Buongiorno, come posso chiudere il mio conto corrente?")
-    angry = eml(tmp_path, "angry.eml", "Carla <carla@cliente.example>", "Sollecito",
-                "È la terza volta che scrivo e ancora nessuna risposta.")
+    calm = eml(
+        tmp_path,
+        "calm.eml",
+        "Giulia <giulia@cliente.example>",
+        "Chiudere il conto",
+        "Buongiorno, come posso chiudere il mio conto corrente?",
+    )
+    angry = eml(
+        tmp_path,
+        "angry.eml",
+        "Carla <carla@cliente.example>",
+        "Sollecito",
+        "È la terza volta che scrivo e ancora nessuna risposta.",
+    )
     result = rules_test(config, calm, angry)
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"{calm}: 0 of 6 rule(s) match (mailbox support, language it)"
     assert lines[1] == f"{angry}: 1 of 6 rule(s) match (mailbox support, language it)"
-    assert lines[2] == ("  1. unhappy: repeated chaser: priority high; tags unhappy, chaser; "
-                        "respond_within 2 hours")
+    assert lines[2] == (
+        "  1. unhappy: repeated chaser: priority high; tags unhappy, chaser; respond_within 2 hours"
+    )
 
 
 def test_followup_counts_the_unanswered_mails(tmp_path: Path, config: Path) -> None:
-    polite = eml(tmp_path, "polite.eml", "Dan <dan@customer.example>", "Re: Card",
-                 "Any news about my card?")
+    polite = eml(
+        tmp_path, "polite.eml", "Dan <dan@customer.example>", "Re: Card", "Any news about my card?"
+    )
 
     def matched(*args: str) -> list[str]:
         result = rules_test(config, polite, "--json", *args)
@@ -107,8 +139,10 @@ def test_followup_counts_the_unanswered_mails(tmp_path: Path, config: Path) -> N
 
 
 def test_open_tickets_are_taken_as_given(tmp_path: Path) -> None:
-    config = write_config(tmp_path, '[[rule]]\nname = "many open"\n'
-                          'when.open_tickets_at_least = 3\nthen.priority = "high"\n')
+    config = write_config(
+        tmp_path,
+        '[[rule]]\nname = "many open"\nwhen.open_tickets_at_least = 3\nthen.priority = "high"\n',
+    )
     hours = eml(tmp_path, "hours.eml", "Dan <dan@customer.example>", "Hours", "Open today?")
 
     def matched(*args: str) -> list[str]:
@@ -126,7 +160,8 @@ def test_a_bad_rule_is_a_configuration_error_naming_it(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert f'{config}: rule "broken": when.subject.regex: expected a regular expression' in (
-        result.stderr)
+        result.stderr
+    )
 
 
 def test_an_unreadable_file_exits_1_after_the_others(tmp_path: Path, config: Path) -> None:

@@ -42,7 +42,8 @@ def test_status_reports_the_database_and_asks_for_attention_when_needed(
     document = json.loads(troubled.stdout)
     assert document["outbox"]["failed"] == 1 and document["tickets"]["unanswered"] == 2
     assert document["attention"] == [
-        "1 outgoing mail(s) failed: mailbridge outbox list --state failed"]
+        "1 outgoing mail(s) failed: mailbridge outbox list --state failed"
+    ]
     assert document["daemon"]["state"] == "unknown"
 
 
@@ -63,20 +64,28 @@ def test_purge_reports_what_it_removes_and_a_dry_run_removes_nothing(
     config = write_config(tmp_path, imap_server, smtp_sink, database_url)
     assert "not set: everything is kept" in mailbridge(config, "purge").stdout
     config.write_text(config.read_text() + '\n[retention]\npurge_after = "365d"\n')
-    imap_server.append_many([mail("Ada <ada@c.example>", "Old"),
-                             mail("Bob <bob@c.example>", "Current")])
+    imap_server.append_many(
+        [mail("Ada <ada@c.example>", "Old"), mail("Bob <bob@c.example>", "Current")]
+    )
     assert mailbridge(config, "run", "--once").returncode == 0
     engine = create_engine(database_url)
     long_ago = datetime.now(UTC) - timedelta(days=400)
     try:
         with engine.begin() as connection:
-            connection.execute(update(Ticket).where(Ticket.number == 1000)
-                               .values(status="closed", resolved_at=long_ago))
+            connection.execute(
+                update(Ticket)
+                .where(Ticket.number == 1000)
+                .values(status="closed", resolved_at=long_ago)
+            )
 
         def raw_left() -> int:
             with engine.connect() as connection:
-                return connection.scalar(select(func.count()).where(
-                    func.length(InboundMessage.raw) > 0)) or 0
+                return (
+                    connection.scalar(
+                        select(func.count()).where(func.length(InboundMessage.raw) > 0)
+                    )
+                    or 0
+                )
 
         dry = mailbridge(config, "purge", "--dry-run")
         assert dry.returncode == 0, dry.stderr
@@ -107,7 +116,8 @@ def test_db_backup_copies_a_live_sqlite_database(
     assert "integrity ok" in result.stdout
     with sqlite3.connect(target) as copy:
         assert copy.execute("SELECT number, subject FROM ticket").fetchall() == [
-            (1000, "Printer on fire")]
+            (1000, "Printer on fire")
+        ]
     assert [p.name for p in target.parent.iterdir()] == ["backup.db"]
     again = mailbridge(config, "db", "backup", str(target))
     assert again.returncode == 1 and "exists already" in again.stderr

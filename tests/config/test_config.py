@@ -72,21 +72,26 @@ def test_defaults_fill_what_a_minimal_file_leaves_out(tmp_path: Path) -> None:
 
 def test_unknown_key_names_file_and_key_path(tmp_path: Path) -> None:
     text = MINIMAL.replace('folder = "INBOX"', "").replace(
-        'host = "imap.example.com"', 'host = "imap.example.com"\nfolderr = "INBOX"')
+        'host = "imap.example.com"', 'host = "imap.example.com"\nfolderr = "INBOX"'
+    )
     message = problem(tmp_path, text)
     assert str(tmp_path / "mailbridge.toml") in message
     assert "mailbox[0].folderr: unknown key" in message
 
 
 def test_wrong_type_says_what_was_expected(tmp_path: Path) -> None:
-    message = problem(tmp_path, MINIMAL.replace('host = "imap.example.com"',
-                                                'host = "imap.example.com"\nport = "nine"'))
+    message = problem(
+        tmp_path,
+        MINIMAL.replace('host = "imap.example.com"', 'host = "imap.example.com"\nport = "nine"'),
+    )
     assert "mailbox[0].port: expected" in message and "integer" in message
 
 
 def test_a_wrong_only_mailbox_is_one_problem_not_also_an_empty_list(tmp_path: Path) -> None:
-    message = problem(tmp_path, MINIMAL.replace('host = "imap.example.com"',
-                                                'host = "imap.example.com"\nport = 99999'))
+    message = problem(
+        tmp_path,
+        MINIMAL.replace('host = "imap.example.com"', 'host = "imap.example.com"\nport = 99999'),
+    )
     assert message.splitlines() == [
         f"{tmp_path / 'mailbridge.toml'}: 1 problem(s)",
         f"{tmp_path / 'mailbridge.toml'}: mailbox[0].port: expected Input should be less than "
@@ -107,14 +112,16 @@ def test_missing_required_key(tmp_path: Path) -> None:
 
 
 def test_a_default_sla_policy_is_required(tmp_path: Path) -> None:
-    message = problem(tmp_path, MINIMAL.replace('resolution = "5d"',
-                                                'resolution = "5d"\npriorities = ["high"]'))
+    message = problem(
+        tmp_path, MINIMAL.replace('resolution = "5d"', 'resolution = "5d"\npriorities = ["high"]')
+    )
     assert "default" in message
 
 
 def test_inline_passwords_are_refused_without_echoing_them(tmp_path: Path) -> None:
-    text = MINIMAL.replace('password_env = "MAILBRIDGE_IMAP_PASSWORD"',
-                           'password = "hunter2-inline"')
+    text = MINIMAL.replace(
+        'password_env = "MAILBRIDGE_IMAP_PASSWORD"', 'password = "hunter2-inline"'
+    )
     message = problem(tmp_path, text)
     assert "password_env or password_file" in message
     assert "hunter2-inline" not in message
@@ -127,8 +134,15 @@ def test_missing_password_variable_is_named(tmp_path: Path) -> None:
 
 def test_password_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     (tmp_path / "imap.secret").write_text("from-a-file\n", encoding="utf-8")
-    config = load_config(write(tmp_path, MINIMAL.replace(
-        'password_env = "MAILBRIDGE_IMAP_PASSWORD"', 'password_file = "imap.secret"')), {})
+    config = load_config(
+        write(
+            tmp_path,
+            MINIMAL.replace(
+                'password_env = "MAILBRIDGE_IMAP_PASSWORD"', 'password_file = "imap.secret"'
+            ),
+        ),
+        {},
+    )
     assert config.mailbox[0].password is not None
     assert config.mailbox[0].password.get_secret_value() == "from-a-file"
 
@@ -145,17 +159,31 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     assert "mailbridge.toml: not valid TOML" in message
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("30s", timedelta(seconds=30)), ("45m", timedelta(minutes=45)), ("8h", timedelta(hours=8)),
-    ("3d", timedelta(days=3)), ("2w", timedelta(weeks=2)), (90, timedelta(seconds=90)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("45m", timedelta(minutes=45)),
+        ("8h", timedelta(hours=8)),
+        ("3d", timedelta(days=3)),
+        ("2w", timedelta(weeks=2)),
+        (90, timedelta(seconds=90)),
+    ],
+)
 def test_durations(text: str | int, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("500KB", 500_000), ("25MB", 25_000_000), ("1 gb", 10**9), (4096, 4096), ("12", 12),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("500KB", 500_000),
+        ("25MB", 25_000_000),
+        ("1 gb", 10**9),
+        (4096, 4096),
+        ("12", 12),
+    ],
+)
 def test_sizes(text: str | int, expected: int) -> None:
     assert parse_size(text) == expected
 
@@ -173,11 +201,15 @@ def test_bad_durations(text: object) -> None:
 
 
 def test_config_check_exits_2_and_names_the_key(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL.replace(
-        'host = "imap.example.com"', 'host = "imap.example.com"\nsecurity = "ssl"'))
+    path = write(
+        tmp_path,
+        MINIMAL.replace('host = "imap.example.com"', 'host = "imap.example.com"\nsecurity = "ssl"'),
+    )
     result = subprocess.run(
         [sys.executable, "-m", "mailbridge", "--config", str(path), "config", "check"],
-        capture_output=True, text=True, env={"MAILBRIDGE_IMAP_PASSWORD": "x", "PATH": ""},
+        capture_output=True,
+        text=True,
+        env={"MAILBRIDGE_IMAP_PASSWORD": "x", "PATH": ""},
         check=False,
     )
     assert result.returncode == 2
@@ -187,7 +219,10 @@ def test_config_check_exits_2_and_names_the_key(tmp_path: Path) -> None:
 def test_example_passes_config_check() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mailbridge", "--config", str(EXAMPLE), "config", "check"],
-        capture_output=True, text=True, env={**SECRETS, "PATH": ""}, check=False,
+        capture_output=True,
+        text=True,
+        env={**SECRETS, "PATH": ""},
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert isinstance(Config, type)
@@ -198,25 +233,31 @@ def test_smtp_retry_and_bounce_settings(tmp_path: Path) -> None:
     assert (defaults.give_up_after, defaults.max_attempts) == (timedelta(days=2), None)
     assert (defaults.bounce_address, defaults.verp) == (None, True)
 
-    text = MINIMAL.replace('from = "Support <support@example.com>"',
-                           'from = "Support <support@example.com>"\ngive_up_after = "6h"\n'
-                           'max_attempts = 20\nbounce_address = "bounces@example.com"\n'
-                           "verp = false")
+    text = MINIMAL.replace(
+        'from = "Support <support@example.com>"',
+        'from = "Support <support@example.com>"\ngive_up_after = "6h"\n'
+        'max_attempts = 20\nbounce_address = "bounces@example.com"\n'
+        "verp = false",
+    )
     smtp = load_config(write(tmp_path, text), SECRETS).smtp
     assert (smtp.give_up_after, smtp.max_attempts) == (timedelta(hours=6), 20)
     assert (smtp.bounce_address, smtp.verp) == ("bounces@example.com", False)
 
 
-@pytest.mark.parametrize(("line", "key"), [
-    ('give_up_after = "soon"', "smtp.give_up_after: expected a duration"),
-    ("max_attempts = 0", "smtp.max_attempts: expected"),
-    ('bounce_address = "Bounces <b@example.com>"', "smtp.bounce_address: expected"),
-])
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('give_up_after = "soon"', "smtp.give_up_after: expected a duration"),
+        ("max_attempts = 0", "smtp.max_attempts: expected"),
+        ('bounce_address = "Bounces <b@example.com>"', "smtp.bounce_address: expected"),
+    ],
+)
 def test_bad_smtp_retry_and_bounce_settings_name_the_key(
     tmp_path: Path, line: str, key: str
 ) -> None:
-    text = MINIMAL.replace('from = "Support <support@example.com>"',
-                           f'from = "Support <support@example.com>"\n{line}')
+    text = MINIMAL.replace(
+        'from = "Support <support@example.com>"', f'from = "Support <support@example.com>"\n{line}'
+    )
     assert key in problem(tmp_path, text)
 
 
@@ -231,8 +272,10 @@ STAFF_KEY = "k3y-" + "0123456789abcdef" * 2  # 36 bytes
 def test_the_staff_secret_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
     missing = problem(tmp_path, MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n')
     assert "staff.secret_env: expected the environment variable MB_STAFF_KEY to be set" in missing
-    config = load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n'),
-                         {**SECRETS, "MB_STAFF_KEY": STAFF_KEY})
+    config = load_config(
+        write(tmp_path, MINIMAL + '\n[staff]\nsecret_env = "MB_STAFF_KEY"\n'),
+        {**SECRETS, "MB_STAFF_KEY": STAFF_KEY},
+    )
     assert config.staff.secret is not None
     assert config.staff.secret.get_secret_value() == STAFF_KEY
     assert STAFF_KEY not in repr(config)
@@ -241,7 +284,8 @@ def test_the_staff_secret_comes_from_the_environment_or_a_file(tmp_path: Path) -
     assert config.staff.secret is not None
     assert config.staff.secret.get_secret_value() == "from-a-file-" + "f" * 32
     assert "not both" in problem(
-        tmp_path, MINIMAL + '\n[staff]\nsecret_env = "A"\nsecret_file = "key"\n')
+        tmp_path, MINIMAL + '\n[staff]\nsecret_env = "A"\nsecret_file = "key"\n'
+    )
 
 
 def test_a_staff_secret_shorter_than_32_bytes_is_refused(tmp_path: Path) -> None:
@@ -252,37 +296,48 @@ def test_a_staff_secret_shorter_than_32_bytes_is_refused(tmp_path: Path) -> None
             load_config(write(tmp_path, env), {**SECRETS, "MB_STAFF_KEY": value})
         assert str(caught.value) == (
             f"{path}: staff.secret_env: expected a key of at least 32 bytes, not {size} "
-            "(make one with: openssl rand -hex 32)")
+            "(make one with: openssl rand -hex 32)"
+        )
         assert value not in str(caught.value)
     (tmp_path / "key").write_text("x" * 31 + "\n")
     message = problem(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n')
-    assert message == (f"{path}: staff.secret_file: expected a key of at least 32 bytes, not "
-                       "31 (make one with: openssl rand -hex 32)")
+    assert message == (
+        f"{path}: staff.secret_file: expected a key of at least 32 bytes, not "
+        "31 (make one with: openssl rand -hex 32)"
+    )
     (tmp_path / "key").write_text("é" * 16 + "\n")  # 32 bytes in UTF-8
-    assert load_config(write(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n'),
-                       SECRETS).staff.secret is not None
+    assert (
+        load_config(
+            write(tmp_path, MINIMAL + '\n[staff]\nsecret_file = "key"\n'), SECRETS
+        ).staff.secret
+        is not None
+    )
 
 
-@pytest.mark.parametrize("listen", ["0.0.0.0:9187", "[::]:9187", "192.0.2.10:9187",
-                                    "[2001:db8::1]:9187", "monitor.example:9187"])
+@pytest.mark.parametrize(
+    "listen",
+    ["0.0.0.0:9187", "[::]:9187", "192.0.2.10:9187", "[2001:db8::1]:9187", "monitor.example:9187"],
+)
 def test_listening_where_other_hosts_reach_it_must_be_said_explicitly(
     tmp_path: Path, listen: str
 ) -> None:
     text = MINIMAL + f'\n[service]\nlisten = "{listen}"\n'
     message = problem(tmp_path, text)
     host = listen.rpartition(":")[0].strip("[]")
-    assert (f'{tmp_path / "mailbridge.toml"}: service.listen: expected a loopback address like '
-            f'"127.0.0.1:9187" or "[::1]:9187": other hosts can reach {host}, so serving '
-            f"/healthz and /metrics there needs listen_public = true as well") in message
+    assert (
+        f"{tmp_path / 'mailbridge.toml'}: service.listen: expected a loopback address like "
+        f'"127.0.0.1:9187" or "[::1]:9187": other hosts can reach {host}, so serving '
+        f"/healthz and /metrics there needs listen_public = true as well"
+    ) in message
     public = load_config(write(tmp_path, text + "listen_public = true\n"), SECRETS)
     assert public.service.listen == listen and public.service.listen_public
 
 
-@pytest.mark.parametrize("listen", ["127.0.0.1:9187", "127.0.0.53:1", "[::1]:9187",
-                                    "localhost:9187"])
+@pytest.mark.parametrize(
+    "listen", ["127.0.0.1:9187", "127.0.0.53:1", "[::1]:9187", "localhost:9187"]
+)
 def test_a_loopback_listen_address_needs_nothing_more(tmp_path: Path, listen: str) -> None:
-    config = load_config(write(tmp_path, MINIMAL + f'\n[service]\nlisten = "{listen}"\n'),
-                         SECRETS)
+    config = load_config(write(tmp_path, MINIMAL + f'\n[service]\nlisten = "{listen}"\n'), SECRETS)
     assert config.service.listen == listen and not config.service.listen_public
 
 
@@ -291,8 +346,10 @@ def test_a_secret_file_other_users_can_read_or_write_is_named_in_a_warning(
 ) -> None:
     key = tmp_path / "imap.key"
     key.write_text("imap-s3cret!\n")
-    path = write(tmp_path, MINIMAL.replace('password_env = "MAILBRIDGE_IMAP_PASSWORD"',
-                                           'password_file = "imap.key"'))
+    path = write(
+        tmp_path,
+        MINIMAL.replace('password_env = "MAILBRIDGE_IMAP_PASSWORD"', 'password_file = "imap.key"'),
+    )
     for mode, said in ((0o600, None), (0o640, None), (0o644, "readable"), (0o602, "writable")):
         key.chmod(mode)
         caplog.clear()
@@ -305,7 +362,8 @@ def test_a_secret_file_other_users_can_read_or_write_is_named_in_a_warning(
             assert warnings == [
                 f"{path}: mailbox[0].password_file: {key} is {said} by other users of this "
                 f"machine (mode {mode:04o}); let only mailbridge's user (and group) read it: "
-                f"chmod o-rwx {key}"]
+                f"chmod o-rwx {key}"
+            ]
             assert "imap-s3cret!" not in warnings[0]
 
 
@@ -321,8 +379,11 @@ def test_without_a_staff_secret_one_is_made_once_and_kept(tmp_path: Path) -> Non
 
 def test_acknowledgement_limits_and_form_default_to_the_safe_side(tmp_path: Path) -> None:
     tickets = load_config(write(tmp_path, MINIMAL), SECRETS).tickets
-    assert (tickets.ack_limit_per_hour, tickets.ack_domain_limit_per_hour,
-            tickets.ack_mailbox_limit_per_hour) == (5, 20, 200)
+    assert (
+        tickets.ack_limit_per_hour,
+        tickets.ack_domain_limit_per_hour,
+        tickets.ack_mailbox_limit_per_hour,
+    ) == (5, 20, 200)
     assert tickets.ack_unauthenticated == "minimal"
     message = problem(tmp_path, MINIMAL + '\n[tickets]\nack_unauthenticated = "quoted"\n')
     assert "tickets.ack_unauthenticated" in message
@@ -336,13 +397,16 @@ def test_the_parse_budget_has_defaults_and_bounds(tmp_path: Path) -> None:
     assert (tickets.parse_timeout, tickets.parse_memory) == (timedelta(seconds=3), 5 * 10**8)
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ('parse_timeout = "0s"', "tickets.parse_timeout: expected a duration from 1s to 60s"),
-    ('parse_timeout = "500ms"', "tickets.parse_timeout: expected a duration like"),
-    ('parse_timeout = "2m"', "tickets.parse_timeout: expected a duration from 1s to 60s"),
-    ('parse_timeout = "soon"', "tickets.parse_timeout: expected a duration like"),
-    ('parse_memory = "50MB"', "tickets.parse_memory: expected a size of at least 100MB"),
-    ('parse_memory = "lots"', "tickets.parse_memory: expected a size like"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('parse_timeout = "0s"', "tickets.parse_timeout: expected a duration from 1s to 60s"),
+        ('parse_timeout = "500ms"', "tickets.parse_timeout: expected a duration like"),
+        ('parse_timeout = "2m"', "tickets.parse_timeout: expected a duration from 1s to 60s"),
+        ('parse_timeout = "soon"', "tickets.parse_timeout: expected a duration like"),
+        ('parse_memory = "50MB"', "tickets.parse_memory: expected a size of at least 100MB"),
+        ('parse_memory = "lots"', "tickets.parse_memory: expected a size like"),
+    ],
+)
 def test_a_bad_parse_budget_names_the_key(tmp_path: Path, line: str, expected: str) -> None:
     assert expected in problem(tmp_path, MINIMAL + f"\n[tickets]\n{line}\n")

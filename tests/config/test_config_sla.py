@@ -75,14 +75,22 @@ def test_levels_are_parsed_and_numbered(tmp_path: Path) -> None:
 def test_without_levels_a_policy_escalates_once_at_the_first_response(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL), SECRETS)
     assert [(s.deadline, s.level, s.at, s.notify) for s in config.sla[0].steps] == [
-        ("first_response", 1, timedelta(0), None)]
+        ("first_response", 1, timedelta(0), None)
+    ]
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("-1h", -H), ("0", timedelta(0)), ("+4h", 4 * H), ("4h", 4 * H),
-     (" - 30 m ", -timedelta(minutes=30)), ("-2d", -timedelta(days=2)), (0, timedelta(0)),
-     (-90, -timedelta(seconds=90))],
+    [
+        ("-1h", -H),
+        ("0", timedelta(0)),
+        ("+4h", 4 * H),
+        ("4h", 4 * H),
+        (" - 30 m ", -timedelta(minutes=30)),
+        ("-2d", -timedelta(days=2)),
+        (0, timedelta(0)),
+        (-90, -timedelta(seconds=90)),
+    ],
 )
 def test_offsets(text: str | int, expected: timedelta) -> None:
     assert parse_offset(text) == expected
@@ -97,12 +105,21 @@ def test_bad_offsets(text: object) -> None:
 @pytest.mark.parametrize(
     ("replace", "key", "expectation"),
     [
-        ('at = "-1h"', "sla[0].levels[1].at",
-         "expected an offset from the deadline like -1h (before), 0 (at) or +4h (after)"),
-        ('deadline = "resolution"', "sla[0].levels[3].deadline",
-         "expected Input should be 'first_response' or 'resolution'"),
-        ('raise_priority = "high"\n\n[[sla.levels]]', "sla[0].levels[2].raise_priority",
-         "expected Input should be 'low', 'normal', 'high' or 'urgent'"),
+        (
+            'at = "-1h"',
+            "sla[0].levels[1].at",
+            "expected an offset from the deadline like -1h (before), 0 (at) or +4h (after)",
+        ),
+        (
+            'deadline = "resolution"',
+            "sla[0].levels[3].deadline",
+            "expected Input should be 'first_response' or 'resolution'",
+        ),
+        (
+            'raise_priority = "high"\n\n[[sla.levels]]',
+            "sla[0].levels[2].raise_priority",
+            "expected Input should be 'low', 'normal', 'high' or 'urgent'",
+        ),
         ('notify = "lead@example.com"', "sla[0].levels[2].notify", "expected String should"),
         ('shorten_to = "2h"', "sla[0].chaser.shorten_to", "expected a duration like"),
     ],
@@ -128,38 +145,59 @@ def test_two_levels_at_one_moment_are_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_priority_in_match_keys(tmp_path: Path) -> None:
-    message = problem(tmp_path, MINIMAL + '\n[[sla]]\nname = "x"\nfirst_response = "1h"\n'
-                      'resolution = "1d"\npriorities = ["critical"]\n')
+    message = problem(
+        tmp_path,
+        MINIMAL + '\n[[sla]]\nname = "x"\nfirst_response = "1h"\n'
+        'resolution = "1d"\npriorities = ["critical"]\n',
+    )
     assert "sla[1].priorities[0]: expected Input should be 'low'" in message
 
 
 @pytest.mark.parametrize(
     ("calendar", "key", "expectation"),
     [
-        ('holidays = "XX"', "calendar.holidays",
-         "expected a country code of the holidays package, like IT, DE or US, not 'XX'"),
-        ('holidays = "IT"\nsubdivision = "ZZ"', "calendar.subdivision",
-         "expected a subdivision of IT"),
-        ('subdivision = "RM"', "calendar.subdivision",
-         "expected no subdivision without a holidays country"),
+        (
+            'holidays = "XX"',
+            "calendar.holidays",
+            "expected a country code of the holidays package, like IT, DE or US, not 'XX'",
+        ),
+        (
+            'holidays = "IT"\nsubdivision = "ZZ"',
+            "calendar.subdivision",
+            "expected a subdivision of IT",
+        ),
+        (
+            'subdivision = "RM"',
+            "calendar.subdivision",
+            "expected no subdivision without a holidays country",
+        ),
         ('closed = ["24 December"]', "calendar.closed[0]", "expected Input should be a valid"),
-        ('[calendar.hours]\nmon = ["9-5"]', "calendar.hours",
-         "expected opening hours like mon = [\"09:00-13:00\", \"14:00-18:00\"] "
-         "(mon: '9-5' is not an interval like '09:00-13:00')"),
-        ('[calendar.hours]\nmonday = ["09:00-13:00"]\nmon = ["14:00-18:00"]', "calendar.hours",
-         "given twice"),
+        (
+            '[calendar.hours]\nmon = ["9-5"]',
+            "calendar.hours",
+            'expected opening hours like mon = ["09:00-13:00", "14:00-18:00"] '
+            "(mon: '9-5' is not an interval like '09:00-13:00')",
+        ),
+        (
+            '[calendar.hours]\nmonday = ["09:00-13:00"]\nmon = ["14:00-18:00"]',
+            "calendar.hours",
+            "given twice",
+        ),
         ('[calendar.hours]\nfunday = ["09:00-13:00"]', "calendar.hours", "unknown day 'funday'"),
-        ('[calendar.hours]\nsat = []', "calendar.hours", "no business hours on any day"),
+        ("[calendar.hours]\nsat = []", "calendar.hours", "no business hours on any day"),
     ],
 )
-def test_bad_calendar_is_explained(tmp_path: Path, calendar: str, key: str,
-                                   expectation: str) -> None:
+def test_bad_calendar_is_explained(
+    tmp_path: Path, calendar: str, key: str, expectation: str
+) -> None:
     message = problem(tmp_path, MINIMAL + "\n[calendar]\n" + calendar + "\n")
     assert f"{key}: " in message and expectation in message
 
 
 def test_calendar_with_a_subdivision_and_its_own_hours(tmp_path: Path) -> None:
-    text = MINIMAL + """
+    text = (
+        MINIMAL
+        + """
 [calendar]
 timezone = "Europe/Rome"
 holidays = "it"
@@ -170,6 +208,7 @@ closed = [2026-08-14, "2026-08-17"]
 Monday = ["08:30-12:30", "13:30-17:30"]
 sat = ["09:00-12:00"]
 """
+    )
     calendar = load_config(write(tmp_path, text), SECRETS).calendar
     assert (calendar.holidays, calendar.subdivision) == ("IT", "RM")
     cal = calendar.business_calendar(2026)

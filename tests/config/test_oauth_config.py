@@ -41,15 +41,24 @@ resolution = "5d"
 
 MICROSOFT = 'provider = "microsoft"\nclient_id = "11111111-2222"\ntenant = "contoso.com"'
 SMTP_PASSWORD = 'username = "support@contoso.com"\npassword_env = "MAILBRIDGE_SMTP_PASSWORD"'
-SMTP_SHARED = ('username = "support@contoso.com"\nauth = "oauth2"\n[smtp.oauth2]\n'
-               'mailbox = "support"')
+SMTP_SHARED = (
+    'username = "support@contoso.com"\nauth = "oauth2"\n[smtp.oauth2]\nmailbox = "support"'
+)
 
 
-def load(tmp_path: Path, *, oauth2: str = MICROSOFT, smtp: str = SMTP_PASSWORD,
-         mailbox_extra: str = "", more: str = "") -> Config:
+def load(
+    tmp_path: Path,
+    *,
+    oauth2: str = MICROSOFT,
+    smtp: str = SMTP_PASSWORD,
+    mailbox_extra: str = "",
+    more: str = "",
+) -> Config:
     path = tmp_path / "mailbridge.toml"
-    path.write_text(MAILBOX.format(oauth2=oauth2, mailbox_extra=mailbox_extra) + more
-                    + REST.format(smtp=smtp), encoding="utf-8")
+    path.write_text(
+        MAILBOX.format(oauth2=oauth2, mailbox_extra=mailbox_extra) + more + REST.format(smtp=smtp),
+        encoding="utf-8",
+    )
     return load_config(path, ENV)
 
 
@@ -65,10 +74,10 @@ def test_a_microsoft_mailbox_signs_in_for_imap_by_device_code(tmp_path: Path) ->
     assert sign_in is not None
     assert sign_in.flow == "device"
     assert sign_in.username == "support@contoso.com"
-    assert sign_in.scopes == ("https://outlook.office.com/IMAP.AccessAsUser.All",
-                              "offline_access")
+    assert sign_in.scopes == ("https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access")
     assert sign_in.endpoints.token_url == (
-        "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token")
+        "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token"
+    )
     assert sign_in.login_command == "mailbridge oauth login --mailbox support"
     assert sign_in_for_smtp(config) is None  # SMTP keeps its password
 
@@ -82,8 +91,10 @@ def test_smtp_sharing_the_mailbox_sign_in_widens_its_scopes(tmp_path: Path) -> N
 
 
 def test_smtp_with_a_sign_in_of_its_own(tmp_path: Path) -> None:
-    smtp = ('username = "noreply@contoso.com"\nauth = "oauth2"\n[smtp.oauth2]\n'
-            'provider = "microsoft"\nclient_id = "abc"')
+    smtp = (
+        'username = "noreply@contoso.com"\nauth = "oauth2"\n[smtp.oauth2]\n'
+        'provider = "microsoft"\nclient_id = "abc"'
+    )
     config = load(tmp_path, smtp=smtp)
     sign_in = sign_in_for_smtp(config)
     assert sign_in is not None and sign_in.is_smtp and sign_in.username == "noreply@contoso.com"
@@ -102,59 +113,111 @@ def test_the_client_secret_is_read_and_never_shown(tmp_path: Path) -> None:
 
 
 def test_google_defaults_to_the_browser_flow_with_the_gmail_scope(tmp_path: Path) -> None:
-    config = load(tmp_path, oauth2='provider = "google"\nclient_id = "x.apps.googleusercontent'
-                  '.com"\nclient_secret_env = "MS_SECRET"')
+    config = load(
+        tmp_path,
+        oauth2='provider = "google"\nclient_id = "x.apps.googleusercontent'
+        '.com"\nclient_secret_env = "MS_SECRET"',
+    )
     sign_in = sign_in_for_mailbox(config, config.mailbox[0])
     assert sign_in is not None
     assert (sign_in.flow, sign_in.scopes) == ("authorization_code", ("https://mail.google.com/",))
 
 
 def test_generic_with_its_urls_and_scopes(tmp_path: Path) -> None:
-    config = load(tmp_path, oauth2='provider = "generic"\nclient_id = "c"\n'
-                  'token_url = "http://127.0.0.1:8080/token"\n'
-                  'device_authorization_url = "http://127.0.0.1:8080/device"\nscopes = ["mail"]')
+    config = load(
+        tmp_path,
+        oauth2='provider = "generic"\nclient_id = "c"\n'
+        'token_url = "http://127.0.0.1:8080/token"\n'
+        'device_authorization_url = "http://127.0.0.1:8080/device"\nscopes = ["mail"]',
+    )
     sign_in = sign_in_for_mailbox(config, config.mailbox[0])
     assert sign_in is not None and sign_in.scopes == ("mail",)
 
 
-@pytest.mark.parametrize(("parts", "expected"), [
-    ({"oauth2": 'provider = "microsoft"'}, "mailbox[0].oauth2: expected provider (microsoft, "
-                                           "google or generic) and client_id"),
-    ({"oauth2": 'provider = "generic"\nclient_id = "c"'},
-     'mailbox[0].oauth2: expected token_url for provider = "generic"'),
-    ({"oauth2": 'provider = "generic"\nclient_id = "c"\ntoken_url = "https://idp/token"'},
-     "mailbox[0].oauth2: expected device_authorization_url for provider"),
-    ({"oauth2": 'provider = "google"\nclient_id = "c"'},
-     "mailbox[0].oauth2: expected client_secret_env or client_secret_file"),
-    ({"oauth2": 'provider = "google"\nclient_id = "c"\nclient_secret_env = "MS_SECRET"\n'
-                'flow = "client_credentials"'}, "it has no client credentials for Gmail"),
-    ({"oauth2": 'provider = "microsoft"\nclient_id = "c"\nflow = "client_credentials"\n'
-                'client_secret_env = "MS_SECRET"'}, "tenant set to the directory's id"),
-    ({"oauth2": 'provider = "microsoft"\nclient_id = "c"\nflow = "client_credentials"\n'
-                'tenant = "contoso.com"'}, "client_secret_env or client_secret_file with flow"),
-    ({"oauth2": 'provider = "google"\nclient_id = "c"\ntenant = "x"'},
-     "mailbox[0].oauth2: expected no tenant"),
-    ({"oauth2": MICROSOFT + '\nclient_secret = "inline"'}, "no inline client_secret"),
-    ({"oauth2": MICROSOFT + '\ntoken_url = "http://idp.example.com/token"'},
-     "mailbox[0].oauth2.token_url: expected an https:// URL"),
-    ({"oauth2": MICROSOFT + "\nscope = []"}, "mailbox[0].oauth2.scope: unknown key"),
-    ({"oauth2": MICROSOFT, "mailbox_extra": 'password_env = "MAILBRIDGE_SMTP_PASSWORD"'},
-     'mailbox[0]: expected no password_env or password_file with auth = "oauth2"'),
-    ({"oauth2": MICROSOFT + '\nmailbox = "support"'},
-     "no other key beside mailbox = 'support'"),
-    ({"oauth2": MICROSOFT + '\nclient_secret_env = "UNSET"'},
-     "mailbox[0].oauth2.client_secret_env: expected the environment variable UNSET to be set"),
-    ({"smtp": 'username = "s@contoso.com"\nauth = "oauth2"'},
-     'smtp: expected an oauth2 table (provider, client_id, ...) with auth = "oauth2"'),
-    ({"smtp": 'auth = "oauth2"\n[smtp.oauth2]\nprovider = "microsoft"\nclient_id = "c"'},
-     "smtp: expected username (the account that signs in)"),
-    ({"smtp": SMTP_SHARED.replace('"support"', '"sales"')},
-     "smtp.oauth2.mailbox: expected the name of a [[mailbox]] (support), not 'sales'"),
-    ({"smtp": 'username = "s@contoso.com"\n[smtp.oauth2]\nmailbox = "support"'},
-     'smtp: expected auth = "oauth2" with an oauth2 table'),
-])
-def test_mistakes_name_the_file_and_key(tmp_path: Path, parts: dict[str, str],
-                                        expected: str) -> None:
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (
+            {"oauth2": 'provider = "microsoft"'},
+            "mailbox[0].oauth2: expected provider (microsoft, google or generic) and client_id",
+        ),
+        (
+            {"oauth2": 'provider = "generic"\nclient_id = "c"'},
+            'mailbox[0].oauth2: expected token_url for provider = "generic"',
+        ),
+        (
+            {"oauth2": 'provider = "generic"\nclient_id = "c"\ntoken_url = "https://idp/token"'},
+            "mailbox[0].oauth2: expected device_authorization_url for provider",
+        ),
+        (
+            {"oauth2": 'provider = "google"\nclient_id = "c"'},
+            "mailbox[0].oauth2: expected client_secret_env or client_secret_file",
+        ),
+        (
+            {
+                "oauth2": 'provider = "google"\nclient_id = "c"\nclient_secret_env = "MS_SECRET"\n'
+                'flow = "client_credentials"'
+            },
+            "it has no client credentials for Gmail",
+        ),
+        (
+            {
+                "oauth2": 'provider = "microsoft"\nclient_id = "c"\nflow = "client_credentials"\n'
+                'client_secret_env = "MS_SECRET"'
+            },
+            "tenant set to the directory's id",
+        ),
+        (
+            {
+                "oauth2": 'provider = "microsoft"\nclient_id = "c"\nflow = "client_credentials"\n'
+                'tenant = "contoso.com"'
+            },
+            "client_secret_env or client_secret_file with flow",
+        ),
+        (
+            {"oauth2": 'provider = "google"\nclient_id = "c"\ntenant = "x"'},
+            "mailbox[0].oauth2: expected no tenant",
+        ),
+        ({"oauth2": MICROSOFT + '\nclient_secret = "inline"'}, "no inline client_secret"),
+        (
+            {"oauth2": MICROSOFT + '\ntoken_url = "http://idp.example.com/token"'},
+            "mailbox[0].oauth2.token_url: expected an https:// URL",
+        ),
+        ({"oauth2": MICROSOFT + "\nscope = []"}, "mailbox[0].oauth2.scope: unknown key"),
+        (
+            {"oauth2": MICROSOFT, "mailbox_extra": 'password_env = "MAILBRIDGE_SMTP_PASSWORD"'},
+            'mailbox[0]: expected no password_env or password_file with auth = "oauth2"',
+        ),
+        (
+            {"oauth2": MICROSOFT + '\nmailbox = "support"'},
+            "no other key beside mailbox = 'support'",
+        ),
+        (
+            {"oauth2": MICROSOFT + '\nclient_secret_env = "UNSET"'},
+            "mailbox[0].oauth2.client_secret_env: expected the environment variable UNSET "
+            "to be set",
+        ),
+        (
+            {"smtp": 'username = "s@contoso.com"\nauth = "oauth2"'},
+            'smtp: expected an oauth2 table (provider, client_id, ...) with auth = "oauth2"',
+        ),
+        (
+            {"smtp": 'auth = "oauth2"\n[smtp.oauth2]\nprovider = "microsoft"\nclient_id = "c"'},
+            "smtp: expected username (the account that signs in)",
+        ),
+        (
+            {"smtp": SMTP_SHARED.replace('"support"', '"sales"')},
+            "smtp.oauth2.mailbox: expected the name of a [[mailbox]] (support), not 'sales'",
+        ),
+        (
+            {"smtp": 'username = "s@contoso.com"\n[smtp.oauth2]\nmailbox = "support"'},
+            'smtp: expected auth = "oauth2" with an oauth2 table',
+        ),
+    ],
+)
+def test_mistakes_name_the_file_and_key(
+    tmp_path: Path, parts: dict[str, str], expected: str
+) -> None:
     message = problem(tmp_path, **parts)
     assert str(tmp_path / "mailbridge.toml") in message
     assert expected in message
@@ -169,19 +232,22 @@ host = "imap.contoso.com"
 username = "sales@contoso.com"
 password_env = "MAILBRIDGE_SMTP_PASSWORD"
 """
-    message = problem(tmp_path, more=password_box,
-                      smtp=SMTP_SHARED.replace('"support"', '"sales"'))
+    message = problem(tmp_path, more=password_box, smtp=SMTP_SHARED.replace('"support"', '"sales"'))
     assert "smtp.oauth2.mailbox: expected a mailbox with auth = \"oauth2\", but 'sales'" in message
 
 
 def test_a_mailbox_called_smtp_and_the_smtp_login_keep_apart(tmp_path: Path) -> None:
-    smtp = ('username = "noreply@contoso.com"\nauth = "oauth2"\n[smtp.oauth2]\n'
-            'provider = "microsoft"\nclient_id = "abc"')
+    smtp = (
+        'username = "noreply@contoso.com"\nauth = "oauth2"\n[smtp.oauth2]\n'
+        'provider = "microsoft"\nclient_id = "abc"'
+    )
     config = load(tmp_path, smtp=smtp, more="").model_copy()
     box = config.mailbox[0].model_copy(update={"name": "smtp"})
     config = config.model_copy(update={"mailbox": (box,)})
     mailbox, own = sign_in_for_mailbox(config, box), sign_in_for_smtp(config)
     assert mailbox is not None and own is not None
     assert (mailbox.file_name, mailbox.login_command) == (
-        "mailbox-smtp.json", "mailbridge oauth login --mailbox smtp")
+        "mailbox-smtp.json",
+        "mailbridge oauth login --mailbox smtp",
+    )
     assert (own.file_name, own.login_command) == ("smtp.json", "mailbridge oauth login --smtp")

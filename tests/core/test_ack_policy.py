@@ -27,13 +27,18 @@ def test_limit_keys_name_the_address_its_domain_and_the_mailbox() -> None:
     keys = limit_keys("Ada@Customer.Example", "support", 5, 20, 200, authenticated=False)
     assert [k.limit for k in keys] == list(LIMITS)
     assert [(k.key, k.per_hour) for k in keys] == [
-        ("Ada@Customer.Example", 5), ("customer.example", 20), ("support", 200)]
+        ("Ada@Customer.Example", 5),
+        ("customer.example", 20),
+        ("support", 200),
+    ]
 
 
 def test_an_authenticated_domain_is_not_limited_as_a_domain() -> None:
     keys = limit_keys("ada@gmail.example", "support", 5, 20, 200, authenticated=True)
-    assert [(k.limit, k.key) for k in keys] == [("address", "ada@gmail.example"),
-                                                ("mailbox", "support")]
+    assert [(k.limit, k.key) for k in keys] == [
+        ("address", "ada@gmail.example"),
+        ("mailbox", "support"),
+    ]
 
 
 def test_authenticated_only_by_the_trusted_mta_for_that_domain() -> None:

@@ -24,12 +24,16 @@ def mailboxes(value: str) -> list[tuple[str, str]]:
     [
         ('"Smith, John" <John@Example.com>', [("Smith, John", "john@example.com")]),
         ('"O\'Brien \\"Pat\\"" <pat@example.com>', [('O\'Brien "Pat"', "pat@example.com")]),
-        ("Team: ann@example.com, bob@example.com;, dee@example.com (Dee Dee)",
-         [("", "ann@example.com"), ("", "bob@example.com"), ("Dee Dee", "dee@example.com")]),
+        (
+            "Team: ann@example.com, bob@example.com;, dee@example.com (Dee Dee)",
+            [("", "ann@example.com"), ("", "bob@example.com"), ("Dee Dee", "dee@example.com")],
+        ),
         ("=?utf-8?B?w4lsb2RpZQ==?= <elodie@example.fr>", [("Élodie", "elodie@example.fr")]),
         ("undisclosed-recipients:;", []),
-        ("Pete(A \\) chap) <pete(his account)@silly.test(his host)>",
-         [("Pete", "pete@silly.test")]),
+        (
+            "Pete(A \\) chap) <pete(his account)@silly.test(his host)>",
+            [("Pete", "pete@silly.test")],
+        ),
         ("<@relay.example:bob@example.com>", [("", "bob@example.com")]),
         ("Some One <one@foo.bar<mailto:one@foo.bar>>", [("Some One", "one@foo.bar")]),
         ("jdoe@test   . example", [("", "jdoe@test.example")]),
@@ -66,8 +70,9 @@ def test_the_address_never_comes_from_the_display_name(value: str) -> None:
 
 
 def test_display_names_lose_control_characters_and_are_bounded() -> None:
-    [mailbox] = parse_address_list('"Ada\\x00\u202e Lovelace\r\n' + "x" * 5000
-                                   + '" <ada@x.example>').mailboxes
+    [mailbox] = parse_address_list(
+        '"Ada\\x00\u202e Lovelace\r\n' + "x" * 5000 + '" <ada@x.example>'
+    ).mailboxes
     assert mailbox.address == "ada@x.example"
     assert mailbox.name.startswith("Ada") and "\x00" not in mailbox.name
     assert "\u202e" not in mailbox.name and len(mailbox.name) <= 1000
@@ -78,7 +83,8 @@ def test_raw_utf8_bytes_are_read_as_utf8_and_encoded_words_only_in_names() -> No
     assert parse_address_list(raw).mailboxes == (Mailbox("Zoë", "zoë@exämple.de"),)
     # an encoded word in an addr-spec is no text to decode: the address stays as written
     assert mailboxes("=?utf-8?q?a=40b.example?=@c.example") == [
-        ("", "=?utf-8?q?a=40b.example?=@c.example")]
+        ("", "=?utf-8?q?a=40b.example?=@c.example")
+    ]
 
 
 def test_defects_say_what_was_odd_and_the_count_is_bounded() -> None:
@@ -107,9 +113,10 @@ def test_work_grows_linearly_with_the_header(unit: str) -> None:
 
 # --- property-based: any phrase, the angle address wins -------------------------------------
 
-_PHRASE = st.lists(st.sampled_from(list('ab@.<>"(),;:\\= ?é\x00') + ["=?utf-8?q?", "?=",
-                                                                      "x@y.example"]),
-                   max_size=40).map("".join)
+_PHRASE = st.lists(
+    st.sampled_from(list('ab@.<>"(),;:\\= ?é\x00') + ["=?utf-8?q?", "?=", "x@y.example"]),
+    max_size=40,
+).map("".join)
 
 
 @settings(max_examples=300, deadline=None)

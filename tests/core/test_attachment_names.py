@@ -13,17 +13,25 @@ from tests.core.test_parse_tnef import build_tnef, outlook_mail
 
 pytestmark = pytest.mark.unit
 
-HEAD = (b"From: Ann <ann@example.org>\r\nTo: support@shop.example\r\nSubject: files\r\n"
-        b"Message-ID: <m1@example.org>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0100\r\n"
-        b"MIME-Version: 1.0\r\n")
+HEAD = (
+    b"From: Ann <ann@example.org>\r\nTo: support@shop.example\r\nSubject: files\r\n"
+    b"Message-ID: <m1@example.org>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0100\r\n"
+    b"MIME-Version: 1.0\r\n"
+)
 TEXT = b"Content-Type: text/plain; charset=utf-8\r\n\r\nThe files.\r\n"
 
 
 def mail(*parts: bytes, subtype: bytes = b"mixed") -> bytes:
     """A multipart mail: its text, then each of `parts` (header lines, a blank line, a body)."""
     body = b"".join(b"--b0\r\n" + part + b"\r\n" for part in (TEXT, *parts))
-    return (HEAD + b'Content-Type: multipart/' + subtype + b'; boundary="b0"\r\n\r\n'
-            + body + b"--b0--\r\n")
+    return (
+        HEAD
+        + b"Content-Type: multipart/"
+        + subtype
+        + b'; boundary="b0"\r\n\r\n'
+        + body
+        + b"--b0--\r\n"
+    )
 
 
 def part(*headers: bytes, body: bytes = b"JVBERi0xLjQK") -> bytes:
@@ -44,19 +52,27 @@ def only_name(raw: bytes) -> str:
 
 
 def test_rfc2231_continuations_in_a_charset() -> None:
-    raw = mail(part(b"Content-Type: application/pdf",
-                    b"Content-Disposition: attachment;",
-                    b" filename*0*=utf-8''Vertr%C3%A4ge%20;",
-                    b" filename*1*=f%C3%BCr%20;",
-                    b' filename*2="2026.pdf"'))
+    raw = mail(
+        part(
+            b"Content-Type: application/pdf",
+            b"Content-Disposition: attachment;",
+            b" filename*0*=utf-8''Vertr%C3%A4ge%20;",
+            b" filename*1*=f%C3%BCr%20;",
+            b' filename*2="2026.pdf"',
+        )
+    )
     assert only_name(raw) == "Verträge für 2026.pdf"
 
 
 def test_rfc2231_value_wins_over_the_plain_fallback_beside_it() -> None:
     # RFC 6266 and the clients that write both: the plain one is for old readers.
-    raw = mail(part(b"Content-Type: application/pdf",
-                    b'Content-Disposition: attachment; filename="resume.pdf";',
-                    b" filename*=utf-8''r%C3%A9sum%C3%A9.pdf"))
+    raw = mail(
+        part(
+            b"Content-Type: application/pdf",
+            b'Content-Disposition: attachment; filename="resume.pdf";',
+            b" filename*=utf-8''r%C3%A9sum%C3%A9.pdf",
+        )
+    )
     assert only_name(raw) == "résumé.pdf"
 
 
@@ -72,22 +88,35 @@ def test_rfc2231_value_wins_over_the_plain_fallback_beside_it() -> None:
 def test_rfc2231_bytes_are_decoded_without_replacement_characters(
     parameter: bytes, expected: str
 ) -> None:
-    raw = mail(part(b"Content-Type: text/plain", b"Content-Disposition: attachment; " + parameter,
-                    body=b"aGk="))
+    raw = mail(
+        part(
+            b"Content-Type: text/plain",
+            b"Content-Disposition: attachment; " + parameter,
+            body=b"aGk=",
+        )
+    )
     assert only_name(raw) == expected
 
 
 def test_rfc2047_words_in_a_quoted_filename_as_outlook_writes_them() -> None:
-    raw = mail(part(b"Content-Type: application/pdf",
-                    b"Content-Disposition: attachment;",
-                    b' filename="=?utf-8?B?RmF0dHVyYSBuLiAxMjMg?=',
-                    b' =?utf-8?B?4oCUIG1hcnpvLnBkZg==?="'))
+    raw = mail(
+        part(
+            b"Content-Type: application/pdf",
+            b"Content-Disposition: attachment;",
+            b' filename="=?utf-8?B?RmF0dHVyYSBuLiAxMjMg?=',
+            b' =?utf-8?B?4oCUIG1hcnpvLnBkZg==?="',
+        )
+    )
     assert only_name(raw) == "Fattura n. 123 — marzo.pdf"
 
 
 def test_content_type_name_when_the_disposition_has_no_filename() -> None:
-    raw = mail(part(b'Content-Type: application/pdf; name="=?iso-8859-1?Q?Pr=E4sentation.pdf?="',
-                    b'Content-Disposition: attachment; filename=""'))
+    raw = mail(
+        part(
+            b'Content-Type: application/pdf; name="=?iso-8859-1?Q?Pr=E4sentation.pdf?="',
+            b'Content-Disposition: attachment; filename=""',
+        )
+    )
     assert only_name(raw) == "Präsentation.pdf"
 
 
@@ -99,34 +128,55 @@ def test_content_type_name_when_the_disposition_has_no_filename() -> None:
     ],
 )
 def test_raw_8bit_names_are_decoded(raw_name: bytes, expected: str) -> None:
-    raw = mail(part(b"Content-Type: text/plain; name=" + raw_name,
-                    b"Content-Disposition: attachment;\r\n\tfilename=" + raw_name, body=b"aGk="))
+    raw = mail(
+        part(
+            b"Content-Type: text/plain; name=" + raw_name,
+            b"Content-Disposition: attachment;\r\n\tfilename=" + raw_name,
+            body=b"aGk=",
+        )
+    )
     name = only_name(raw)
     assert name == expected
     assert "\ufffd" not in name
 
 
 def test_content_location_basename() -> None:
-    raw = mail(part(b"Content-Type: image/jpeg",
-                    b"Content-Location: http://example.org/photos/Photo%2025.jpg?size=large#x"))
+    raw = mail(
+        part(
+            b"Content-Type: image/jpeg",
+            b"Content-Location: http://example.org/photos/Photo%2025.jpg?size=large#x",
+        )
+    )
     assert only_name(raw) == "Photo 25.jpg"
 
 
 def test_content_location_windows_path() -> None:
-    raw = mail(part(b"Content-Type: application/pdf",
-                    b"Content-Location: C:\\Users\\ann\\Desktop\\offer.pdf"))
+    raw = mail(
+        part(
+            b"Content-Type: application/pdf",
+            b"Content-Location: C:\\Users\\ann\\Desktop\\offer.pdf",
+        )
+    )
     assert only_name(raw) == "offer.pdf"
 
 
 def test_filename_comes_before_name_before_content_location() -> None:
     raw = mail(
-        part(b'Content-Type: application/pdf; name="second.pdf"',
-             b'Content-Disposition: attachment; filename="first.pdf"',
-             b"Content-Location: third.pdf"),
-        part(b'Content-Type: application/pdf; name="second.pdf"',
-             b"Content-Disposition: attachment", b"Content-Location: third.pdf"),
-        part(b"Content-Type: application/pdf", b"Content-Disposition: attachment",
-             b"Content-Location: third.pdf"),
+        part(
+            b'Content-Type: application/pdf; name="second.pdf"',
+            b'Content-Disposition: attachment; filename="first.pdf"',
+            b"Content-Location: third.pdf",
+        ),
+        part(
+            b'Content-Type: application/pdf; name="second.pdf"',
+            b"Content-Disposition: attachment",
+            b"Content-Location: third.pdf",
+        ),
+        part(
+            b"Content-Type: application/pdf",
+            b"Content-Disposition: attachment",
+            b"Content-Location: third.pdf",
+        ),
     )
     assert [a.filename for a in attachments(raw)] == ["first.pdf", "second.pdf", "third.pdf"]
 
@@ -136,14 +186,20 @@ def test_inline_image_is_named_after_its_content_id() -> None:
     raw = mail(
         html,
         part(b"Content-Type: image/png", b"Content-ID: <image001.png@01DA2B3C.4D5E6F70>"),
-        part(b"Content-Type: image/jpeg", b"Content-ID: <ii_lx81f0a2>",
-             b"Content-Disposition: inline"),
+        part(
+            b"Content-Type: image/jpeg",
+            b"Content-ID: <ii_lx81f0a2>",
+            b"Content-Disposition: inline",
+        ),
         part(b"Content-Type: image/gif", b"Content-ID: <../../logo>"),
         subtype=b"related",
     )
     found = attachments(raw)
     assert [(a.filename, a.inline) for a in found] == [
-        ("image001.png", True), ("ii_lx81f0a2.jpg", True), ("logo.gif", True)]
+        ("image001.png", True),
+        ("ii_lx81f0a2.jpg", True),
+        ("logo.gif", True),
+    ]
     assert not any(d.startswith("attachment without a name") for d in parse_message(raw).defects)
 
 
@@ -160,7 +216,12 @@ def test_unnamed_parts_get_names_from_their_type_and_a_defect() -> None:
     )
     msg = parse_message(raw)
     assert [a.filename for a in msg.attachments] == [
-        "image001.jpg", "attachment-2.pdf", "named.pdf", "attachment-3.bin", "attachment-4.txt"]
+        "image001.jpg",
+        "attachment-2.pdf",
+        "named.pdf",
+        "attachment-3.bin",
+        "attachment-4.txt",
+    ]
     built = [d for d in msg.defects if d.startswith("attachment without a name")]
     assert built == [
         "attachment without a name: named image001.jpg",
@@ -171,12 +232,14 @@ def test_unnamed_parts_get_names_from_their_type_and_a_defect() -> None:
 
 
 def test_a_bounce_report_part_has_a_name() -> None:
-    raw = (b"From: MAILER-DAEMON@mx.example.org\r\nSubject: failure\r\nMIME-Version: 1.0\r\n"
-           b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
-           b"--b\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n"
-           b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
-           b"Reporting-MTA: dns; mx.example.org\r\n\r\nFinal-Recipient: rfc822; a@example.org\r\n"
-           b"Action: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n")
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.org\r\nSubject: failure\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example.org\r\n\r\nFinal-Recipient: rfc822; a@example.org\r\n"
+        b"Action: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+    )
     (status,) = attachments(raw)
     assert (status.filename, status.content_type) == ("attachment-1.txt", "message/delivery-status")
 
@@ -206,8 +269,10 @@ def test_built_names(content_type: str, number: int, expected: str) -> None:
 
 def test_extension_does_not_depend_on_the_machine() -> None:
     # The host's mime.types may list more; the built names stay the same everywhere.
-    assert extension("application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-                     ) == ".docx"
+    assert (
+        extension("application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+        == ".docx"
+    )
     assert extension("application/vnd.example.nobody") == ".bin"
 
 
@@ -227,14 +292,22 @@ def test_extension_does_not_depend_on_the_machine() -> None:
     ],
 )
 def test_names_are_made_safe(filename: bytes, expected: str) -> None:
-    raw = mail(part(b"Content-Type: application/pdf",
-                    b"Content-Disposition: attachment; filename=" + filename))
+    raw = mail(
+        part(
+            b"Content-Type: application/pdf",
+            b"Content-Disposition: attachment; filename=" + filename,
+        )
+    )
     assert only_name(raw) == expected
 
 
 def test_long_names_are_bounded_with_their_extension() -> None:
-    raw = mail(part(b"Content-Type: application/pdf",
-                    b'Content-Disposition: attachment; filename="' + b"r" * 5000 + b'.pdf"'))
+    raw = mail(
+        part(
+            b"Content-Type: application/pdf",
+            b'Content-Disposition: attachment; filename="' + b"r" * 5000 + b'.pdf"',
+        )
+    )
     name = only_name(raw)
     assert len(name) == 200 and name.endswith("….pdf")
 
@@ -252,10 +325,12 @@ def assert_named(msg: ParsedMessage) -> None:
 
 
 def test_every_kind_of_part_gets_a_name() -> None:
-    inner = (b"From: b@example.org\r\nSubject: inner\r\nMIME-Version: 1.0\r\n"
-             b'Content-Type: multipart/mixed; boundary="i"\r\n\r\n'
-             b"--i\r\nContent-Type: text/plain\r\n\r\ninner text\r\n"
-             b"--i\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n--i--\r\n")
+    inner = (
+        b"From: b@example.org\r\nSubject: inner\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="i"\r\n\r\n'
+        b"--i\r\nContent-Type: text/plain\r\n\r\ninner text\r\n"
+        b"--i\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n--i--\r\n"
+    )
     raw = mail(
         part(b"Content-Type: application/octet-stream"),
         b"Content-Type: message/rfc822\r\n\r\n" + inner,
@@ -266,7 +341,12 @@ def test_every_kind_of_part_gets_a_name() -> None:
     msg = parse_message(raw)
     assert_named(msg)
     assert [a.filename for a in msg.attachments] == [
-        "attachment-1.bin", "inner.eml", "attachment-2.bin", "image003.png", "attachment-4.txt"]
+        "attachment-1.bin",
+        "inner.eml",
+        "attachment-2.bin",
+        "image003.png",
+        "attachment-4.txt",
+    ]
 
 
 def test_a_disposition_without_its_type_still_gives_the_filename() -> None:
@@ -275,8 +355,12 @@ def test_a_disposition_without_its_type_still_gives_the_filename() -> None:
 
 
 def test_rfc2231_pieces_that_do_not_fit_together_fall_back_to_the_name() -> None:
-    raw = mail(part(b'Content-Type: application/pdf; name="fallback.pdf"',
-                    b"Content-Disposition: attachment; filename*=utf-8''a.pdf; filename*0=b"))
+    raw = mail(
+        part(
+            b'Content-Type: application/pdf; name="fallback.pdf"',
+            b"Content-Disposition: attachment; filename*=utf-8''a.pdf; filename*0=b",
+        )
+    )
     msg = parse_message(raw)
     assert [a.filename for a in msg.attachments] == ["fallback.pdf"]
     assert "attachment filename could not be decoded" in msg.defects

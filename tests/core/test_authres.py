@@ -35,15 +35,20 @@ def proof(*headers: str, domain: str = "example.com") -> str | None:
 
 def test_results_properties_versions_and_comments_are_read() -> None:
     parsed = parse_authentication_results(
-        'MX.example.com 1; dkim/1=pass (2048-bit key; secure) header.d=Example.com '
+        "MX.example.com 1; dkim/1=pass (2048-bit key; secure) header.d=Example.com "
         'header.s=s1 header.b="ab;c"; spf=pass reason="aligned; ok" '
-        'smtp.mailfrom="john doe"@example.com; dmarc=none')
-    assert parsed == AuthResults("mx.example.com", (
-        MethodResult("dkim", "pass", {"header.d": "Example.com", "header.s": "s1",
-                                      "header.b": "ab;c"}),
-        MethodResult("spf", "pass", {"smtp.mailfrom": "john doe@example.com"}),
-        MethodResult("dmarc", "none", {}),
-    ))
+        'smtp.mailfrom="john doe"@example.com; dmarc=none'
+    )
+    assert parsed == AuthResults(
+        "mx.example.com",
+        (
+            MethodResult(
+                "dkim", "pass", {"header.d": "Example.com", "header.s": "s1", "header.b": "ab;c"}
+            ),
+            MethodResult("spf", "pass", {"smtp.mailfrom": "john doe@example.com"}),
+            MethodResult("dmarc", "none", {}),
+        ),
+    )
     assert parsed.results[0].domain("header.d") == "example.com"
 
 
@@ -55,8 +60,13 @@ def test_no_result_and_no_authserv_id() -> None:
 
 def test_tokens_honour_escapes_nested_comments_and_unterminated_quotes() -> None:
     found = [(t.kind, t.text) for t in tokens(r'a (x (y; z) \) ;) "q\";" @ b "open;end')]
-    assert found == [("atom", "a"), ("quoted", 'q";'), ("@", "@"), ("atom", "b"),
-                     ("quoted", "open;end")]
+    assert found == [
+        ("atom", "a"),
+        ("quoted", 'q";'),
+        ("@", "@"),
+        ("atom", "b"),
+        ("quoted", "open;end"),
+    ]
 
 
 # --- what proves a From address ---------------------------------------------------------------
@@ -86,11 +96,11 @@ def test_spf_alone_never_proves_a_from_address() -> None:
         # the attacker's envelope sender, copied by the MTA into its own header
         f'{MX}; spf=pass smtp.mailfrom="x;dkim=pass header.d=example.com x"@evil.example',
         f'{MX}; spf=pass smtp.mailfrom="x\\";dkim=pass header.d=example.com"@evil.example',
-        f'{MX}; spf=pass smtp.mailfrom=x@evil.example (ok;dkim=pass header.d=example.com)',
+        f"{MX}; spf=pass smtp.mailfrom=x@evil.example (ok;dkim=pass header.d=example.com)",
         # Gmail's comment naming the sender
-        f"{MX}; spf=pass (google.com: domain of \"a;dkim=pass header.d=example.com\"@evil.example"
+        f'{MX}; spf=pass (google.com: domain of "a;dkim=pass header.d=example.com"@evil.example'
         " designates 1.2.3.4 as permitted sender) smtp.mailfrom=evil.example",
-        f"{MX}; spf=pass (domain of \"a);dkim=pass header.d=example.com (b\"@evil.example "
+        f'{MX}; spf=pass (domain of "a);dkim=pass header.d=example.com (b"@evil.example '
         "designates 192.0.2.1) smtp.mailfrom=evil.example",
         # encoded words are not decoded in a structured header
         f"{MX}; spf=pass smtp.mailfrom==?utf-8?q?x=3Bdkim=3Dpass_header.d=3Dexample.com?="
@@ -135,11 +145,38 @@ def test_contradiction_means_the_from_domain_did_not_send_it() -> None:
 
 # --- hostile input: no exception, linear time, proof only from a real pass -----------------------
 
-_PIECES = st.sampled_from([
-    ";", "=", "@", ".", "(", ")", '"', "\\", " ", "\t", "dkim", "spf", "dmarc", "pass",
-    "fail", "header.d", "header.i", "header.from", "smtp.mailfrom", "example.com",
-    "evil.example", "=?utf-8?q?", "?=", "reason", "/", "1", "\u00e9", "\udcc3",
-])
+_PIECES = st.sampled_from(
+    [
+        ";",
+        "=",
+        "@",
+        ".",
+        "(",
+        ")",
+        '"',
+        "\\",
+        " ",
+        "\t",
+        "dkim",
+        "spf",
+        "dmarc",
+        "pass",
+        "fail",
+        "header.d",
+        "header.i",
+        "header.from",
+        "smtp.mailfrom",
+        "example.com",
+        "evil.example",
+        "=?utf-8?q?",
+        "?=",
+        "reason",
+        "/",
+        "1",
+        "\u00e9",
+        "\udcc3",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -24,8 +24,9 @@ ORIGINAL = (
 )
 
 
-def rfc3464(*recipient_blocks: str, original: str = ORIGINAL,
-            original_type: str = "text/rfc822-headers") -> bytes:
+def rfc3464(
+    *recipient_blocks: str, original: str = ORIGINAL, original_type: str = "text/rfc822-headers"
+) -> bytes:
     blocks = "\r\n".join(recipient_blocks)
     return (
         "Return-Path: <>\r\n"
@@ -124,12 +125,21 @@ def test_rfc3464_report_names_each_recipient_with_action_status_and_reason() -> 
     assert report.original_message_ids == (OUR_ID,)
     failed, delayed = report.recipients
     assert (failed.address, failed.original, failed.action, failed.status) == (
-        "ada@corp.example", "ada@corp.example", "failed", "5.1.1")
-    assert failed.diagnostic == ("550 5.1.1 <ada@corp.example>: Recipient address rejected: "
-                                 "User unknown in local recipient table")
+        "ada@corp.example",
+        "ada@corp.example",
+        "failed",
+        "5.1.1",
+    )
+    assert failed.diagnostic == (
+        "550 5.1.1 <ada@corp.example>: Recipient address rejected: "
+        "User unknown in local recipient table"
+    )
     assert failed.failed and failed.permanent
-    assert (delayed.address, delayed.action, delayed.status) == ("bob@corp.example", "delayed",
-                                                                  "4.4.1")
+    assert (delayed.address, delayed.action, delayed.status) == (
+        "bob@corp.example",
+        "delayed",
+        "4.4.1",
+    )
     assert delayed.diagnostic.startswith("connect to mx2.corp.example")
     assert not delayed.failed and not delayed.permanent
     assert report.failed == (failed,)
@@ -137,20 +147,25 @@ def test_rfc3464_report_names_each_recipient_with_action_status_and_reason() -> 
 
 def test_an_expired_temporary_failure_is_failed_but_not_permanent() -> None:
     block = FAILED_BLOCK.replace("Status: 5.1.1", "Status: 4.2.2").replace(
-        "550 5.1.1", "452 4.2.2 mailbox full")
+        "550 5.1.1", "452 4.2.2 mailbox full"
+    )
     (recipient,) = read_bounce(rfc3464(block)).recipients
     assert recipient.failed and not recipient.permanent
 
 
 def test_original_message_id_from_an_attached_message() -> None:
-    raw = rfc3464(FAILED_BLOCK, original=ORIGINAL + "\r\nWe have your message.",
-                  original_type="message/rfc822")
+    raw = rfc3464(
+        FAILED_BLOCK,
+        original=ORIGINAL + "\r\nWe have your message.",
+        original_type="message/rfc822",
+    )
     assert read_bounce(raw).original_message_ids == (OUR_ID,)
 
 
 def test_global_delivery_status_is_read_too() -> None:
-    raw = rfc3464(FAILED_BLOCK).replace(b"message/delivery-status",
-                                        b"message/global-delivery-status")
+    raw = rfc3464(FAILED_BLOCK).replace(
+        b"message/delivery-status", b"message/global-delivery-status"
+    )
     (recipient,) = read_bounce(raw).recipients
     assert (recipient.address, recipient.status) == ("ada@corp.example", "5.1.1")
 
@@ -164,7 +179,10 @@ def test_postfix_report_without_a_delivery_status_part() -> None:
     assert not report.standard
     (recipient,) = report.recipients
     assert (recipient.address, recipient.action, recipient.status) == (
-        "ada@corp.example", "failed", "5.1.1")
+        "ada@corp.example",
+        "failed",
+        "5.1.1",
+    )
     assert "Recipient address rejected: User unknown" in recipient.diagnostic
     assert report.original_message_ids == (OUR_ID,)
 
@@ -196,13 +214,16 @@ def test_original_quoted_in_plain_text_still_names_the_mail() -> None:
     assert [r.address for r in report.failed] == ["ada@corp.example"]
 
 
-@pytest.mark.parametrize("raw", [
-    b"",
-    b"not an email at all \x00\xff",
-    b"Content-Type: multipart/report; boundary=\"x\"\r\n\r\n--x\r\nContent-Type: "
-    b"message/delivery-status\r\n\r\nAction: failed\r\n--x",
-    b"From: a@b\r\nSubject: hello\r\n\r\nJust a customer mail.\r\n",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not an email at all \x00\xff",
+        b'Content-Type: multipart/report; boundary="x"\r\n\r\n--x\r\nContent-Type: '
+        b"message/delivery-status\r\n\r\nAction: failed\r\n--x",
+        b"From: a@b\r\nSubject: hello\r\n\r\nJust a customer mail.\r\n",
+    ],
+)
 def test_anything_else_yields_an_empty_report(raw: bytes) -> None:
     report = read_bounce(raw)
     assert report.recipients == () and report.original_message_ids == ()
@@ -230,13 +251,16 @@ def test_a_forged_or_foreign_return_path_is_not_valid() -> None:
     assert genuine is not None and not return_path_valid(genuine, "mb.x.1@shop.example")
 
 
-@pytest.mark.parametrize("recipient", [
-    "support@shop.example",
-    "support+t1000-abcdefghijkl@shop.example",
-    "support+b42@shop.example",
-    "support+b42-short@shop.example",
-    "not an address",
-])
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "support@shop.example",
+        "support+t1000-abcdefghijkl@shop.example",
+        "support+b42@shop.example",
+        "support+b42-short@shop.example",
+        "not an address",
+    ],
+)
 def test_addresses_without_a_return_path_token(recipient: str) -> None:
     assert find_return_path([recipient]) is None
 

@@ -102,17 +102,28 @@ def test_precedence_bulk_from_a_person_keeps_the_mail_a_customers(precedence: st
     assert verdict.ack_withheld_by == ("precedence_bulk",)
 
 
-@pytest.mark.parametrize("header", ["List-Id: <news.shop.example>", "X-Campaign: 77",
-                                    "List-Unsubscribe: <https://shop.example/u>",
-                                    "List-Post: <mailto:news@shop.example>"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "List-Id: <news.shop.example>",
+        "X-Campaign: 77",
+        "List-Unsubscribe: <https://shop.example/u>",
+        "List-Post: <mailto:news@shop.example>",
+    ],
+)
 def test_precedence_bulk_with_list_or_campaign_headers_is_bulk(header: str) -> None:
     verdict = classify(message("Precedence: bulk", header), IDENTITY)
     assert verdict.kind == "bulk" and verdict.ack_withheld_by == ()
     assert "precedence_bulk" in verdict.rules
 
 
-@pytest.mark.parametrize("header", ["List-Post: <mailto:users@lists.example.org>",
-                                    "List-Post: NO (posting not allowed on this list)"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "List-Post: <mailto:users@lists.example.org>",
+        "List-Post: NO (posting not allowed on this list)",
+    ],
+)
 def test_list_post_alone_marks_list_mail(header: str) -> None:
     """A list that shows its posting address, or that none is allowed, is a list."""
     verdict = classify(message(header), IDENTITY)
@@ -127,10 +138,12 @@ def test_a_read_receipt_request_is_not_a_signal() -> None:
 
 
 def test_a_receipt_part_in_a_mixed_message_is_a_read_receipt() -> None:
-    body = ("--B\nContent-Type: text/plain\n\nRead.\n"
-            "--B\nContent-Type: message/disposition-notification\n\n"
-            "Final-Recipient: rfc822; jane@example.org\nDisposition: manual-action/"
-            "MDN-sent-manually; displayed\n--B--\n")
+    body = (
+        "--B\nContent-Type: text/plain\n\nRead.\n"
+        "--B\nContent-Type: message/disposition-notification\n\n"
+        "Final-Recipient: rfc822; jane@example.org\nDisposition: manual-action/"
+        "MDN-sent-manually; displayed\n--B--\n"
+    )
     msg = message("Content-Type: multipart/mixed; boundary=B", body=body)
     assert classify(msg, IDENTITY).rules == ("read_receipt",)
 

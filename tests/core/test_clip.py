@@ -54,14 +54,18 @@ def test_every_value_of_a_context_is_within_its_limit() -> None:
     attachments = clipped["attachments"]
     assert len(attachments) == 101
     assert len(attachments[0]["filename"]) == 214
-    assert attachments[-1] == {"filename": "… and 49,900 more", "size": "list shortened",
-                               "attached": True}
+    assert attachments[-1] == {
+        "filename": "… and 49,900 more",
+        "size": "list shortened",
+        "attached": True,
+    }
     assert len(context["attachments"]) == 50_000  # the caller's context is not changed
 
 
 def test_a_shortened_list_says_how_many_more_in_the_language_of_the_mail() -> None:
-    clipped = clip_context({"attachments": [{"filename": "a", "size": "1 B",
-                                             "attached": True}] * 1234}, "it")
+    clipped = clip_context(
+        {"attachments": [{"filename": "a", "size": "1 B", "attached": True}] * 1234}, "it"
+    )
     assert clipped["attachments"][-1]["filename"] == "… e altri 1.134"
     assert clipped["attachments"][-1]["size"] == "elenco abbreviato"
 
@@ -74,10 +78,12 @@ def huge(language: str) -> dict[str, object]:
             context[key] = "word " * 400_000
     entry = {"author": "A" * 10**6, "at": "x" * 10**6, "direction": "in", "text": "t " * 10**6}
     context["digest"] = [entry] * 1000
-    context["attachments"] = [{"filename": "f" * 10**6, "size": "s" * 10**6,
-                               "attached": False}] * 100_000
-    context["faq"] = [{"title": "T" * 10**6, "answer": "a " * 10**6, "file": "f",
-                       "score": 0.5}] * 50
+    context["attachments"] = [
+        {"filename": "f" * 10**6, "size": "s" * 10**6, "attached": False}
+    ] * 100_000
+    context["faq"] = [
+        {"title": "T" * 10**6, "answer": "a " * 10**6, "file": "f", "score": 0.5}
+    ] * 50
     context["errors"] = ["e" * 10**6] * 1000
     context["links"] = {"ticket": "https://x.example/" + "p" * 10**6}
     return context

@@ -164,9 +164,29 @@ def test_non_ascii_names_and_subjects_are_encoded_and_folded() -> None:
 
 
 def test_a_long_non_ascii_subject_folds_into_short_lines_and_round_trips() -> None:
-    words = ["Rückerstattung", "für", "die", "Bestellung", "Nr.", "4411:", "Größe", "falsch,",
-             "Lieferung", "verspätet", "—", "perché", "così", "tanto", "ritardo?", "€129,90",
-             "«déjà", "payé»", "田中さん", "über", "straße"]
+    words = [
+        "Rückerstattung",
+        "für",
+        "die",
+        "Bestellung",
+        "Nr.",
+        "4411:",
+        "Größe",
+        "falsch,",
+        "Lieferung",
+        "verspätet",
+        "—",
+        "perché",
+        "così",
+        "tanto",
+        "ritardo?",
+        "€129,90",
+        "«déjà",
+        "payé»",
+        "田中さん",
+        "über",
+        "straße",
+    ]
     subject = " ".join(words[i % len(words)] for i in range(60))[:400]  # the kept maximum
     raw = build_message(outgoing(subject=subject))
     head = header_block(raw)
@@ -253,8 +273,16 @@ def test_unsafe_values_are_refused(changes: dict[str, object]) -> None:
 # --- internationalised addresses (RFC 6531/6532) ---------------------------------------------
 
 
-@pytest.mark.parametrize("address", ["josé@exämple.de", "用户@例子.广告", "ada@exämple.de",
-                                     "δοκιμή@παράδειγμα.δοκιμή", "jörg.o'neil@example.com"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "josé@exämple.de",
+        "用户@例子.广告",
+        "ada@exämple.de",
+        "δοκιμή@παράδειγμα.δοκιμή",
+        "jörg.o'neil@example.com",
+    ],
+)
 def test_an_internationalised_address_is_written_in_utf8_as_it_is(address: str) -> None:
     raw = build_message(outgoing(to=(Address("José Müller", address),)))
     (to,) = [line for line in header_block(raw).split(b"\r\n") if line.startswith(b"To:")]
@@ -268,9 +296,17 @@ def test_an_ascii_mail_stays_ascii() -> None:
     assert build_message(outgoing()).isascii()
 
 
-@pytest.mark.parametrize("address", ["zoë @example.com", "zo\u200bë@example.com",
-                                     "zoë@example.com\u3002x", "zoë.@example.com",
-                                     "@exämple.de", "zoë@"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "zoë @example.com",
+        "zo\u200bë@example.com",
+        "zoë@example.com\u3002x",
+        "zoë.@example.com",
+        "@exämple.de",
+        "zoë@",
+    ],
+)
 def test_an_internationalised_address_no_mail_can_carry_is_refused(address: str) -> None:
     assert not can_write_address(address)
     with pytest.raises(ValueError, match="invalid address"):
@@ -359,8 +395,7 @@ def test_attachments_make_multipart_mixed() -> None:
 
 def test_an_attachment_from_hostile_mail_keeps_every_line_within_smtp_limits() -> None:
     attached = (
-        Attachment("r" * 10_000 + ".pdf", "application/" + "x" * 5_000, 4, False,
-                   payload=b"%PDF"),
+        Attachment("r" * 10_000 + ".pdf", "application/" + "x" * 5_000, 4, False, payload=b"%PDF"),
         Attachment("s.png", "image/png", 3, True, content_id="c" * 5_000 + "@x", payload=b"PNG"),
         Attachment("é" * 3_000, "text/plain", 1, False, payload=b"x"),
     )
@@ -444,8 +479,11 @@ def test_tag_subject(subject: str, expected: str) -> None:
         (datetime(2026, 3, 1, 10, 0, tzinfo=UTC), "it", "entro domenica 1 marzo all'11:00"),
         # The local day may differ from the UTC day.
         (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), "en", "by Friday 1 January at 00:30"),
-        (datetime(2026, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5))), "de",
-         "by Friday 1 May at 19:00"),
+        (
+            datetime(2026, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5))),
+            "de",
+            "by Friday 1 May at 19:00",
+        ),
     ],
 )
 def test_format_deadline(due: datetime, language: str, expected: str) -> None:

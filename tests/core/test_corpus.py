@@ -22,8 +22,9 @@ pytestmark = pytest.mark.unit
 @pytest.fixture(scope="module")
 def checks() -> list[FileCheck]:
     root = shared_corpus()
-    found = [check_file(path, folder) for folder in folders(root)
-             for path in corpus_files(root, folder)]
+    found = [
+        check_file(path, folder) for folder in folders(root) for path in corpus_files(root, folder)
+    ]
     assert found, f"no corpus files under {root}"
     return found
 
@@ -67,8 +68,10 @@ def test_no_attachment_name_has_replacement_or_c1_control_characters(
 
 
 def test_senders_named_after_broken_folding_count_and_the_body_does_not() -> None:
-    raw = (b"Subject: x\r\nX-Brightmail-Tracker: H4sIAAAAAAAAA+NgFmpgEmpg\r\n"
-           b"AAAAAAAAA+NgFmpgEmpgB\r\nFrom: Ann <ann@example.org>\r\n"
-           b"Return-Path: <>\r\nSender: MAILER-DAEMON (Mail Delivery System)\r\n\r\n"
-           b"From: body@example.org\r\n")
+    raw = (
+        b"Subject: x\r\nX-Brightmail-Tracker: H4sIAAAAAAAAA+NgFmpgEmpg\r\n"
+        b"AAAAAAAAA+NgFmpgEmpgB\r\nFrom: Ann <ann@example.org>\r\n"
+        b"Return-Path: <>\r\nSender: MAILER-DAEMON (Mail Delivery System)\r\n\r\n"
+        b"From: body@example.org\r\n"
+    )
     assert named_senders(raw) == ("ann@example.org", "MAILER-DAEMON")

@@ -156,9 +156,13 @@ def test_example_faq_answers_closing_an_account() -> None:
 def test_an_answer_in_markdown_reads_as_plain_mail_text() -> None:
     from mailbridge.core.faq import plain_text
 
-    markdown = ("## Closing\n\nIn **Settings** tap *Close account*, see "
-                "[the guide](https://bank.example/close).\n\n* no fees\n> keep `IBAN`\n")
+    markdown = (
+        "## Closing\n\nIn **Settings** tap *Close account*, see "
+        "[the guide](https://bank.example/close).\n\n* no fees\n> keep `IBAN`\n"
+    )
 
-    assert plain_text(markdown) == ("Closing\n\nIn Settings tap Close account, see "
-                                    "the guide (https://bank.example/close).\n\n- no fees\n"
-                                    "keep IBAN")
+    assert plain_text(markdown) == (
+        "Closing\n\nIn Settings tap Close account, see "
+        "the guide (https://bank.example/close).\n\n- no fees\n"
+        "keep IBAN"
+    )

@@ -12,9 +12,11 @@ from mailbridge.core.parse import parse_message
 
 pytestmark = pytest.mark.unit
 
-HEAD = (b"From: Ann <ann@example.org>\r\nTo: support@shop.example\r\nSubject: deep\r\n"
-        b"Message-ID: <deep@example.org>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n"
-        b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n")
+HEAD = (
+    b"From: Ann <ann@example.org>\r\nTo: support@shop.example\r\nSubject: deep\r\n"
+    b"Message-ID: <deep@example.org>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+)
 
 
 def html_mail(html: str) -> bytes:
@@ -29,14 +31,18 @@ def test_text_nested_ten_thousand_deep_is_read(tag: str) -> None:
     msg = parse_message(html_mail(html))
     assert "my order 4711 is late" in msg.text
     assert "Dear support," in msg.text
-    assert any(d.startswith("HTML converted to") and d.endswith("text taken by removing its tags")
-               for d in msg.defects)
+    assert any(
+        d.startswith("HTML converted to") and d.endswith("text taken by removing its tags")
+        for d in msg.defects
+    )
 
 
 def test_ordinary_html_keeps_the_converter_and_no_defect() -> None:
-    html = ("<html><head><title>Re: order</title><style>p {color: red}</style></head><body>"
-            "<p>Hello,</p><p>the <b>invoice</b> is missing.</p>"
-            "<blockquote>On Monday you wrote: thanks</blockquote></body></html>")
+    html = (
+        "<html><head><title>Re: order</title><style>p {color: red}</style></head><body>"
+        "<p>Hello,</p><p>the <b>invoice</b> is missing.</p>"
+        "<blockquote>On Monday you wrote: thanks</blockquote></body></html>"
+    )
     msg = parse_message(html_mail(html))
     assert msg.defects == ()
     assert "the invoice is missing." in msg.text
@@ -44,33 +50,42 @@ def test_ordinary_html_keeps_the_converter_and_no_defect() -> None:
 
 
 def test_a_hidden_preheader_does_not_count_as_lost_text() -> None:
-    html = ('<body><span style="display:none">Your weekly digest</span>'
-            "<p>Hello, a question about my order number 4711 from last week.</p></body>")
+    html = (
+        '<body><span style="display:none">Your weekly digest</span>'
+        "<p>Hello, a question about my order number 4711 from last week.</p></body>"
+    )
     assert parse_message(html_mail(html)).defects == ()
 
 
 def test_the_stripper_keeps_what_a_reader_sees() -> None:
-    html = ("<!DOCTYPE html><html><head><title>T</title><style>p{}</style>"
-            "<script>alert('x')</script></head><body><!-- a comment --><p>Fish &amp; chips"
-            "</p><div>one<br>two</div><ul><li>a</li><li>b</li></ul>caf&eacute; &#8364;5"
-            "</body></html>")
+    html = (
+        "<!DOCTYPE html><html><head><title>T</title><style>p{}</style>"
+        "<script>alert('x')</script></head><body><!-- a comment --><p>Fish &amp; chips"
+        "</p><div>one<br>two</div><ul><li>a</li><li>b</li></ul>caf&eacute; &#8364;5"
+        "</body></html>"
+    )
     assert strip_tags(html) == "Fish & chips\none\ntwo\na\nb\ncafé €5"
 
 
-@pytest.mark.parametrize("html, text", [
-    ("<head><title>Subject</title><body>text", "text"),  # </head> never comes
-    ("before <b unterminated", "before"),
-    ("a <!-- never closed", "a"),
-    ("<SCRIPT>x()</SCRIPT>shown", "shown"),
-    ("x < y and y > z", "x z"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "html, text",
+    [
+        ("<head><title>Subject</title><body>text", "text"),  # </head> never comes
+        ("before <b unterminated", "before"),
+        ("a <!-- never closed", "a"),
+        ("<SCRIPT>x()</SCRIPT>shown", "shown"),
+        ("x < y and y > z", "x z"),
+        ("", ""),
+    ],
+)
 def test_the_stripper_on_broken_html(html: str, text: str) -> None:
     assert strip_tags(html) == text
 
 
-@pytest.mark.parametrize("html", ["<" * 1_000_000, "<!--" * 250_000, "<a>" * 300_000,
-                                  "<script>" * 100_000, "&amp;" * 200_000])
+@pytest.mark.parametrize(
+    "html",
+    ["<" * 1_000_000, "<!--" * 250_000, "<a>" * 300_000, "<script>" * 100_000, "&amp;" * 200_000],
+)
 def test_the_stripper_is_linear(html: str) -> None:
     started = time.perf_counter()
     strip_tags(html)

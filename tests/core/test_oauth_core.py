@@ -45,27 +45,37 @@ def test_explicit_urls_win_and_generic_needs_a_token_url() -> None:
     assert found.token_url == "https://login.microsoftonline.us/t/token"
     assert found.device_authorization_url is not None
     assert "microsoftonline.com" in found.device_authorization_url
-    generic = endpoints("generic", token_url="https://idp/token",
-                        device_authorization_url="https://idp/device")
-    assert (generic.token_url, generic.device_authorization_url) == ("https://idp/token",
-                                                                     "https://idp/device")
+    generic = endpoints(
+        "generic", token_url="https://idp/token", device_authorization_url="https://idp/device"
+    )
+    assert (generic.token_url, generic.device_authorization_url) == (
+        "https://idp/token",
+        "https://idp/device",
+    )
     with pytest.raises(ValueError, match="token_url"):
         endpoints("generic")
 
 
 def test_microsoft_scopes_per_service_always_with_offline_access() -> None:
     assert default_scopes("microsoft", {"imap"}) == (
-        "https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access")
+        "https://outlook.office.com/IMAP.AccessAsUser.All",
+        "offline_access",
+    )
     assert default_scopes("microsoft", {"imap", "smtp"}) == (
         "https://outlook.office.com/IMAP.AccessAsUser.All",
-        "https://outlook.office.com/SMTP.Send", "offline_access")
+        "https://outlook.office.com/SMTP.Send",
+        "offline_access",
+    )
     assert default_scopes("microsoft", {"smtp"}) == (
-        "https://outlook.office.com/SMTP.Send", "offline_access")
+        "https://outlook.office.com/SMTP.Send",
+        "offline_access",
+    )
 
 
 def test_app_only_microsoft_scope_and_the_others() -> None:
     assert default_scopes("microsoft", {"imap", "smtp"}, "client_credentials") == (
-        "https://outlook.office365.com/.default",)
+        "https://outlook.office365.com/.default",
+    )
     assert default_scopes("google", {"imap", "smtp"}) == ("https://mail.google.com/",)
     assert default_scopes("generic", {"imap"}) == ()
 
@@ -75,14 +85,18 @@ def test_xoauth2_initial_response_is_googles_format() -> None:
     # The example of Google's XOAUTH2 protocol page, base64-encoded there.
     assert base64.b64encode(raw) == (
         b"dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSb"
-        b"GNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ==")
+        b"GNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ=="
+    )
 
 
 def test_oauthbearer_initial_response_follows_rfc_7628() -> None:
-    raw = oauthbearer_response("user@example.com", "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
-                               "server.example.com", 143)
-    assert raw == (b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01"
-                   b"auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01")
+    raw = oauthbearer_response(
+        "user@example.com", "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==", "server.example.com", 143
+    )
+    assert raw == (
+        b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01"
+        b"auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"
+    )
     # "," and "=" in the authorization identity are escaped (RFC 5801 saslname).
     assert oauthbearer_response("a,b=c", "t").startswith(b"n,a=a=2Cb=3Dc,\x01auth=Bearer t")
 
@@ -94,8 +108,9 @@ def test_xoauth2_is_preferred_then_oauthbearer() -> None:
 
 
 def test_the_servers_json_error_is_described() -> None:
-    challenge = json.dumps({"status": "401", "schemes": "bearer",
-                            "scope": "https://mail.google.com/"}).encode()
+    challenge = json.dumps(
+        {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
+    ).encode()
     failure = describe_sasl_failure(challenge)
     assert failure is not None
     assert str(failure) == "status 401, needs scope 'https://mail.google.com/'"
@@ -104,12 +119,15 @@ def test_the_servers_json_error_is_described() -> None:
     assert describe_sasl_failure(b"") is None
 
 
-@pytest.mark.parametrize(("lifetime", "margin"), [
-    (timedelta(hours=1), timedelta(minutes=5)),      # the usual: 5 minutes before
-    (timedelta(hours=24), timedelta(minutes=5)),
-    (timedelta(seconds=60), timedelta(seconds=6)),   # short-lived: a tenth of it
-    (timedelta(0), timedelta(0)),
-])
+@pytest.mark.parametrize(
+    ("lifetime", "margin"),
+    [
+        (timedelta(hours=1), timedelta(minutes=5)),  # the usual: 5 minutes before
+        (timedelta(hours=24), timedelta(minutes=5)),
+        (timedelta(seconds=60), timedelta(seconds=6)),  # short-lived: a tenth of it
+        (timedelta(0), timedelta(0)),
+    ],
+)
 def test_refresh_margin(lifetime: timedelta, margin: timedelta) -> None:
     assert refresh_margin(lifetime) == margin
 
@@ -125,9 +143,15 @@ def test_refresh_is_due_within_the_margin() -> None:
 
 def _record(**changes: object) -> TokenRecord:
     values: dict[str, object] = {
-        "account": "support", "client_id": "app", "token_url": "https://idp/token",
-        "scopes": ("mail",), "obtained_at": T0, "access_token": "at-1",
-        "expires_at": T0 + timedelta(hours=1), "refresh_token": "rt-1"}
+        "account": "support",
+        "client_id": "app",
+        "token_url": "https://idp/token",
+        "scopes": ("mail",),
+        "obtained_at": T0,
+        "access_token": "at-1",
+        "expires_at": T0 + timedelta(hours=1),
+        "refresh_token": "rt-1",
+    }
     values.update(changes)
     return TokenRecord(**values)  # type: ignore[arg-type]
 
@@ -148,12 +172,15 @@ def test_usable_and_seconds_left() -> None:
     assert not _record(access_token="").usable(T0)
 
 
-@pytest.mark.parametrize(("data", "complaint"), [
-    ([], "not a JSON object"),
-    ({"version": 2}, "version 2"),
-    ({**_record().as_json(), "client_id": ""}, "client_id is missing"),
-    ({**_record().as_json(), "obtained_at": "2025-03-01T09:00:00"}, "no time zone"),
-])
+@pytest.mark.parametrize(
+    ("data", "complaint"),
+    [
+        ([], "not a JSON object"),
+        ({"version": 2}, "version 2"),
+        ({**_record().as_json(), "client_id": ""}, "client_id is missing"),
+        ({**_record().as_json(), "obtained_at": "2025-03-01T09:00:00"}, "no time zone"),
+    ],
+)
 def test_a_broken_record_says_what_is_wrong(data: object, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         TokenRecord.from_json(data)

@@ -26,8 +26,14 @@ ROUND = TTL / 3
 SOURCES = ["a", "b", "c", "d", "e", "f"]
 
 
-def instance(name: str, *, host: str = "web1", pid: int = 100, started: datetime = T0,
-             seen: datetime | None = None) -> InstanceInfo:
+def instance(
+    name: str,
+    *,
+    host: str = "web1",
+    pid: int = 100,
+    started: datetime = T0,
+    seen: datetime | None = None,
+) -> InstanceInfo:
     return InstanceInfo(f"{host}:{pid}:{name}", host, pid, started, seen or started)
 
 
@@ -51,16 +57,18 @@ class Fleet:
         self.handed_back: list[tuple[str, str]] = []
 
     def held(self, member: InstanceInfo) -> list[str]:
-        return sorted(n for n, lease in self.leases.items()
-                      if lease.owner == member.id and lease.expires_at > self.now)
+        return sorted(
+            n
+            for n, lease in self.leases.items()
+            if lease.owner == member.id and lease.expires_at > self.now
+        )
 
     def turn(self, me: InstanceInfo) -> None:
         me = self._heartbeat(me)
         for name, held in list(self.leases.items()):
             if held.owner == me.id:
                 self.leases[name] = LeaseInfo(name, me.id, self.now + TTL)
-        decided = plan(self.sources, self.leases, self.members, me, self.now, TTL,
-                       everyone_alive)
+        decided = plan(self.sources, self.leases, self.members, me, self.now, TTL, everyone_alive)
         wanted = decided.want
         for name in decided.take:
             self._acquire(me, name)
@@ -85,8 +93,12 @@ class Fleet:
     def _acquire(self, me: InstanceInfo, name: str) -> bool:
         current = self.leases.get(name)
         live = {m.id for m in self.members if m.seen_at > self.now - TTL}
-        if current and current.owner in live and current.owner != me.id \
-                and current.expires_at > self.now:
+        if (
+            current
+            and current.owner in live
+            and current.owner != me.id
+            and current.expires_at > self.now
+        ):
             return False
         self.leases[name] = LeaseInfo(name, me.id, self.now + TTL)
         return True
@@ -119,8 +131,9 @@ def test_three_instances_spread_evenly_and_then_stay_put() -> None:
     assert [who for who, _ in fleet.handed_back] == [first.id] * 4, "one per round, by the one over"
     settled = dict(fleet.leases)
     fleet.rounds(20)
-    assert {n: lease.owner for n, lease in fleet.leases.items()} == \
-           {n: lease.owner for n, lease in settled.items()}, "no flapping once spread"
+    assert {n: lease.owner for n, lease in fleet.leases.items()} == {
+        n: lease.owner for n, lease in settled.items()
+    }, "no flapping once spread"
 
 
 def test_a_dead_owners_sources_go_to_the_survivors() -> None:
@@ -142,8 +155,11 @@ def test_a_source_unheld_for_a_lease_time_is_taken_beyond_the_share() -> None:
     me, peer = instance("me"), instance("peer", host="web2")
     now = T0 + timedelta(minutes=5)
     me, peer = (InstanceInfo(i.id, i.host, i.pid, i.started_at, now) for i in (me, peer))
-    leases = {"a": lease("a", me, now + TTL), "b": lease("b", peer, now + TTL),
-              "c": lease("c", None, now - TTL - timedelta(seconds=1))}
+    leases = {
+        "a": lease("a", me, now + TTL),
+        "b": lease("b", peer, now + TTL),
+        "c": lease("c", None, now - TTL - timedelta(seconds=1)),
+    }
     decided = plan(["a", "b", "c"], leases, [me, peer], me, now, TTL, everyone_alive)
     assert decided.share == 2 and decided.take == ("c",)
     recent = {**leases, "c": lease("c", None, now - timedelta(seconds=5))}
@@ -191,8 +207,9 @@ def test_an_instance_heartbeating_since_i_started_is_never_taken_for_dead() -> N
 
 
 def test_reconcile_polls_exactly_what_is_held() -> None:
-    changes = reconcile(held={"a", "b", "old"}, polling={"b", "c"}, leaving={"x"},
-                        configured=["a", "b", "c", "x"])
+    changes = reconcile(
+        held={"a", "b", "old"}, polling={"b", "c"}, leaving={"x"}, configured=["a", "b", "c", "x"]
+    )
     assert changes.start == ("a",)
     assert changes.stop == ("c",)
     assert changes.release == ("old",)
@@ -200,8 +217,7 @@ def test_reconcile_polls_exactly_what_is_held() -> None:
 
 
 def test_health_of_sources_polled_elsewhere() -> None:
-    assert elsewhere("web2:1:ab", False, TTL) == ("elsewhere", True,
-                                                  "polled by instance web2:1:ab")
+    assert elsewhere("web2:1:ab", False, TTL) == ("elsewhere", True, "polled by instance web2:1:ab")
     assert elsewhere(None, False, TTL)[:2] == ("unowned", True)
     state, ok, detail = elsewhere(None, True, TTL)
     assert (state, ok) == ("unowned", False) and "0:00:30" in detail
@@ -210,7 +226,8 @@ def test_health_of_sources_polled_elsewhere() -> None:
 def test_takeover_after_defaults_to_30s_and_refuses_less_than_3s(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL), SECRETS).service.takeover_after == TTL
     shorter = MINIMAL + '\n[service]\ntakeover_after = "2s"\n'
-    assert "service.takeover_after: expected a duration of at least 3s" in \
-        problem(tmp_path, shorter)
+    assert "service.takeover_after: expected a duration of at least 3s" in problem(
+        tmp_path, shorter
+    )
     example = load_config(EXAMPLE, SECRETS)
     assert example.service.takeover_after == TTL, "documented in the example"

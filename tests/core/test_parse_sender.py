@@ -13,23 +13,43 @@ pytestmark = pytest.mark.unit
 
 
 def raw(*headers: str, body: str = "Hello, my order has not arrived.") -> bytes:
-    lines = ["To: support@shop.example", "Subject: Order 4711", "Message-ID: <m1@c.example>",
-             "Date: Mon, 23 Nov 2026 09:00:00 +0000", *headers]
+    lines = [
+        "To: support@shop.example",
+        "Subject: Order 4711",
+        "Message-ID: <m1@c.example>",
+        "Date: Mon, 23 Nov 2026 09:00:00 +0000",
+        *headers,
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
 
 
 @pytest.mark.parametrize(
     ("headers", "expected", "header"),
     [
-        (("Sender: Sue <sue@customer.example>", "Return-Path: <rp@customer.example>",
-          "Cc: root, bob@shop.example"),
-         Address("Sue", "sue@customer.example"), "sender"),
-        (("From: Ada Customer", "Reply-To: <ada@customer.example>"),
-         Address("", "ada@customer.example"), "reply-to"),
-        (("From: <>", "Return-Path: <rp@customer.example>"),
-         Address("", "rp@customer.example"), "return-path"),
-        (("Return-Path: <top@customer.example>", "Return-Path: <lower@customer.example>"),
-         Address("", "top@customer.example"), "return-path"),
+        (
+            (
+                "Sender: Sue <sue@customer.example>",
+                "Return-Path: <rp@customer.example>",
+                "Cc: root, bob@shop.example",
+            ),
+            Address("Sue", "sue@customer.example"),
+            "sender",
+        ),
+        (
+            ("From: Ada Customer", "Reply-To: <ada@customer.example>"),
+            Address("", "ada@customer.example"),
+            "reply-to",
+        ),
+        (
+            ("From: <>", "Return-Path: <rp@customer.example>"),
+            Address("", "rp@customer.example"),
+            "return-path",
+        ),
+        (
+            ("Return-Path: <top@customer.example>", "Return-Path: <lower@customer.example>"),
+            Address("", "top@customer.example"),
+            "return-path",
+        ),
     ],
 )
 def test_parse_takes_the_sender_from_the_fallback_headers(
@@ -52,13 +72,27 @@ def test_a_mail_naming_no_sender_has_none() -> None:
     assert msg.from_ is None and msg.sender_header == ""
 
 
-@pytest.mark.parametrize("sender", ["Mail Delivery Subsystem <MAILER-DAEMON>", "MAILER-DAEMON",
-                                    "MAILER-DAEMON (Mail Delivery System)"])
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "Mail Delivery Subsystem <MAILER-DAEMON>",
+        "MAILER-DAEMON",
+        "MAILER-DAEMON (Mail Delivery System)",
+    ],
+)
 def test_a_domainless_mailer_daemon_bounce_is_a_bounce(sender: str) -> None:
-    body = ("This is the mail system at host mx.customer.example.\r\n\r\nI'm sorry to have to "
-            "inform you that your message could not be delivered to one or more recipients.")
-    msg = parse_message(raw(f"From: {sender}", "Return-Path: <someone@customer.example>",
-                            "Reply-To: <someone@customer.example>", body=body))
+    body = (
+        "This is the mail system at host mx.customer.example.\r\n\r\nI'm sorry to have to "
+        "inform you that your message could not be delivered to one or more recipients."
+    )
+    msg = parse_message(
+        raw(
+            f"From: {sender}",
+            "Return-Path: <someone@customer.example>",
+            "Reply-To: <someone@customer.example>",
+            body=body,
+        )
+    )
     assert msg.from_ is not None and msg.from_.address == "mailer-daemon"
     assert msg.sender_header == "from"
     verdict = classify(msg, Identity())

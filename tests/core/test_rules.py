@@ -236,25 +236,36 @@ def test_a_single_string_stands_for_a_one_element_list() -> None:
 
 
 def test_respond_within_is_a_duration_and_the_shortest_of_the_matching_rules_holds() -> None:
-    rules = compile_rules([
-        {"name": "slow", "then": {"respond_within": "8h"}},
-        {"name": "angry", "when": {"body": {"words": "vergogna"}},
-         "then": {"respond_within": "2h"}},
-    ])
+    rules = compile_rules(
+        [
+            {"name": "slow", "then": {"respond_within": "8h"}},
+            {
+                "name": "angry",
+                "when": {"body": {"words": "vergogna"}},
+                "then": {"respond_within": "2h"},
+            },
+        ]
+    )
     assert evaluate(rules, Facts(body="ciao")).actions.respond_within == timedelta(hours=8)
     assert evaluate(rules, Facts(body="Che vergogna!")).actions.respond_within == timedelta(hours=2)
-    later_but_longer = compile_rules([
-        {"name": "fast", "then": {"respond_within": "1h"}},
-        {"name": "slow", "then": {"respond_within": "8h"}},
-    ])
+    later_but_longer = compile_rules(
+        [
+            {"name": "fast", "then": {"respond_within": "1h"}},
+            {"name": "slow", "then": {"respond_within": "8h"}},
+        ]
+    )
     assert evaluate(later_but_longer, Facts()).actions.respond_within == timedelta(hours=1)
 
 
 def test_only_rule_sets_that_count_open_tickets_need_them_counted() -> None:
-    counting = compile_rules([{"name": "a", "when": {"language": "it"}},
-                              {"name": "b", "when": {"any_of": [
-                                  {"followup": True}, {"open_tickets_at_least": 2}]}}])
+    counting = compile_rules(
+        [
+            {"name": "a", "when": {"language": "it"}},
+            {"name": "b", "when": {"any_of": [{"followup": True}, {"open_tickets_at_least": 2}]}},
+        ]
+    )
     assert needs_fact(counting, "customer_open_tickets")
     assert not needs_fact(counting, "customer_mails_unanswered")
-    assert not needs_fact(compile_rules([{"name": "a", "when": {"unanswered_at_least": 2}}]),
-                          "customer_open_tickets")
+    assert not needs_fact(
+        compile_rules([{"name": "a", "when": {"unanswered_at_least": 2}}]), "customer_open_tickets"
+    )

@@ -23,20 +23,35 @@ def test_from_with_an_address_is_the_sender_whatever_else_the_mail_names() -> No
     ada = Mailbox("Ada", "ada@customer.example")
     choice = choose_sender([ada], {"sender": [SUE], "reply-to": [RITA], "return-path": [PATH]})
     assert (choice.sender, choice.header, choice.defects) == (
-        Address("Ada", "ada@customer.example"), "from", ())
+        Address("Ada", "ada@customer.example"),
+        "from",
+        (),
+    )
 
 
 @pytest.mark.parametrize(
     ("fallbacks", "header", "expected"),
     [
-        ({"sender": [SUE], "reply-to": [RITA], "return-path": [PATH]}, "sender",
-         Address("Sue Sender", "sue@customer.example")),
-        ({"sender": [], "reply-to": [RITA], "return-path": [PATH]}, "reply-to",
-         Address("Rita", "rita@customer.example")),
-        ({"reply-to": [NAME_ONLY, RITA], "return-path": [PATH]}, "reply-to",
-         Address("Rita", "rita@customer.example")),
-        ({"sender": [NAME_ONLY], "return-path": [PATH]}, "return-path",
-         Address("", "bounces@customer.example")),
+        (
+            {"sender": [SUE], "reply-to": [RITA], "return-path": [PATH]},
+            "sender",
+            Address("Sue Sender", "sue@customer.example"),
+        ),
+        (
+            {"sender": [], "reply-to": [RITA], "return-path": [PATH]},
+            "reply-to",
+            Address("Rita", "rita@customer.example"),
+        ),
+        (
+            {"reply-to": [NAME_ONLY, RITA], "return-path": [PATH]},
+            "reply-to",
+            Address("Rita", "rita@customer.example"),
+        ),
+        (
+            {"sender": [NAME_ONLY], "return-path": [PATH]},
+            "return-path",
+            Address("", "bounces@customer.example"),
+        ),
     ],
 )
 def test_without_from_the_fallbacks_are_asked_in_order(
@@ -59,8 +74,9 @@ def test_a_later_from_mailbox_with_an_address_beats_the_fallbacks() -> None:
     assert (choice.sender, choice.header) == (Address("Rita", "rita@customer.example"), "from")
 
 
-@pytest.mark.parametrize("fallbacks", [{}, {"sender": [], "reply-to": [], "return-path": []},
-                                       {"sender": [NAME_ONLY]}])
+@pytest.mark.parametrize(
+    "fallbacks", [{}, {"sender": [], "reply-to": [], "return-path": []}, {"sender": [NAME_ONLY]}]
+)
 def test_no_address_anywhere_is_no_sender(fallbacks: dict[str, list[Mailbox]]) -> None:
     choice = choose_sender(None, fallbacks)
     assert (choice.sender, choice.header, choice.defects) == (None, "", ("missing From",))
@@ -76,5 +92,7 @@ def test_a_domainless_mailer_daemon_keeps_its_name() -> None:
 
 def test_another_domainless_name_is_no_sender() -> None:
     choice = choose_sender([Mailbox("", "", "root")], {"return-path": [PATH]})
-    assert (choice.sender, choice.header) == (Address("", "bounces@customer.example"),
-                                              "return-path")
+    assert (choice.sender, choice.header) == (
+        Address("", "bounces@customer.example"),
+        "return-path",
+    )

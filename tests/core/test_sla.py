@@ -95,8 +95,14 @@ def test_without_a_default_policy_nothing_matches() -> None:
 
 @pytest.mark.parametrize(
     ("current", "target", "expected"),
-    [("normal", "high", "high"), ("urgent", "high", "urgent"), ("low", None, "low"),
-     ("high", "high", "high"), ("custom", "low", "custom"), ("custom", "high", "high")],
+    [
+        ("normal", "high", "high"),
+        ("urgent", "high", "urgent"),
+        ("low", None, "low"),
+        ("high", "high", "high"),
+        ("custom", "low", "custom"),
+        ("custom", "high", "high"),
+    ],
 )
 def test_raising_never_lowers(current: str, target: str | None, expected: str) -> None:
     assert raised_priority(current, target) == expected
@@ -137,8 +143,9 @@ DEADLINE_CASES = [
 
 
 @pytest.mark.parametrize(("arrival", "target", "cal", "expected"), DEADLINE_CASES)
-def test_deadline(arrival: str, target: timedelta, cal: BusinessCalendar | None,
-                  expected: str) -> None:
+def test_deadline(
+    arrival: str, target: timedelta, cal: BusinessCalendar | None, expected: str
+) -> None:
     due = compute_deadlines(at(arrival), target, target, cal)
     assert due.first_response == due.resolution == at(expected)
     assert due.first_response.tzinfo is not None
@@ -169,8 +176,7 @@ def test_paused_time_moves_only_the_resolution_deadline() -> None:
         ("2026-11-27T16:00+01:00", 4 * H, None, "2026-11-27T20:00+01:00"),
     ],
 )
-def test_shift(moment: str, offset: timedelta, cal: BusinessCalendar | None,
-               expected: str) -> None:
+def test_shift(moment: str, offset: timedelta, cal: BusinessCalendar | None, expected: str) -> None:
     assert shift(at(moment), offset, cal) == at(expected)
 
 
@@ -253,8 +259,9 @@ def test_a_met_or_paused_deadline_has_nothing_pending() -> None:
     met = {"first_response": None, "resolution": DEADLINES["resolution"]}
     pending = pending_steps(steps, met, set(), DUE + 5 * H, None)
     assert keys(pending) == [("resolution", 1)]
-    assert pending_steps(steps, {"first_response": None, "resolution": None}, set(),
-                         DUE, None) == []
+    assert (
+        pending_steps(steps, {"first_response": None, "resolution": None}, set(), DUE, None) == []
+    )
     assert next_moment([]) is None
 
 
@@ -274,7 +281,9 @@ def test_steps_at_the_same_moment_keep_their_configured_order() -> None:
     steps = number_steps((Level(timedelta(0)), Level(timedelta(0), deadline="resolution")))
     same = {"first_response": DUE, "resolution": DUE}
     assert keys(due_now(pending_steps(steps, same, set(), DUE, None), DUE)) == [
-        ("first_response", 1), ("resolution", 1)]
+        ("first_response", 1),
+        ("resolution", 1),
+    ]
 
 
 def test_results_are_utc_aware() -> None:

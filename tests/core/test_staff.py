@@ -31,14 +31,21 @@ ALICE, BOB = "alice@example.com", "bob@example.com"
 MEMBERS = (ALICE, BOB)
 
 
-def address_for(audience: str, number: int = 1042, expires: datetime = NOW,
-                secret: bytes = SECRET, base: str = "support@example.com") -> str:
-    return reply_address(base, number, secret, audience=audience,
-                         expires=expires + timedelta(days=30))
+def address_for(
+    audience: str,
+    number: int = 1042,
+    expires: datetime = NOW,
+    secret: bytes = SECRET,
+    base: str = "support@example.com",
+) -> str:
+    return reply_address(
+        base, number, secret, audience=audience, expires=expires + timedelta(days=30)
+    )
 
 
-def check(address: str, sender: str, now: datetime = NOW,
-          secret: bytes = SECRET) -> tuple[str | None, str | None]:
+def check(
+    address: str, sender: str, now: datetime = NOW, secret: bytes = SECRET
+) -> tuple[str | None, str | None]:
     found = find_token([address], OWN)
     assert found is not None
     result = check_token(secret, found, sender, MEMBERS, now)
@@ -139,10 +146,11 @@ def test_staff_addresses_and_domains(address: str, expected: bool) -> None:
 
 
 def test_commands_before_the_text_are_read_and_removed() -> None:
-    message = parse_commands("#priority HIGH\n#assign bob@example.com\n\nHello Mario,\n"
-                             "the refund is on its way.\n#close at the end is text")
-    assert message.commands == (Command("priority", "high"),
-                                Command("assign", "bob@example.com"))
+    message = parse_commands(
+        "#priority HIGH\n#assign bob@example.com\n\nHello Mario,\n"
+        "the refund is on its way.\n#close at the end is text"
+    )
+    assert message.commands == (Command("priority", "high"), Command("assign", "bob@example.com"))
     assert message.errors == ()
     assert message.text == "Hello Mario,\nthe refund is on its way.\n#close at the end is text"
 
@@ -190,7 +198,8 @@ def test_requester_takes_one_address_with_or_without_a_name() -> None:
     assert message.commands == (Command("requester", "Ann Example <Ann@Example.com>"),)
     assert message.errors == () and message.text == "Hello Ann,\nhere."
     assert requester_address(message.argument("requester") or "") == Address(
-        "Ann Example", "ann@example.com")
+        "Ann Example", "ann@example.com"
+    )
 
 
 @pytest.mark.parametrize(
@@ -199,8 +208,10 @@ def test_requester_takes_one_address_with_or_without_a_name() -> None:
         ("ann@example.com", Address("", "ann@example.com")),
         ('"Doe, Jane" <jane@example.com>', Address("Doe, Jane", "jane@example.com")),
         ("  josé@exämple.de ", Address("", "josé@exämple.de")),
-        ("=?utf-8?q?Ann=0D=0ABcc=3A_eve=40evil.example?= <ann@example.com>",
-         Address("Ann Bcc: eve@evil.example", "ann@example.com")),  # one line, the name only
+        (
+            "=?utf-8?q?Ann=0D=0ABcc=3A_eve=40evil.example?= <ann@example.com>",
+            Address("Ann Bcc: eve@evil.example", "ann@example.com"),
+        ),  # one line, the name only
         ("", None),
         ("ann", None),
         ("Ann Example", None),

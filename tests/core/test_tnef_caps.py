@@ -23,8 +23,12 @@ LIMITS = ParseLimits()
 
 def props_bomb() -> bytes:
     """44 bytes: one attMAPIProps claiming 2^32-1 properties, three of them there."""
-    props = (struct.pack("<I", 0xFFFFFFFF) + struct.pack("<HHI", PT_INT, 0x3FDE, 65001) * 2
-             + struct.pack("<HHH", PT_SHORT, 0x0017, 1) + b"\0")
+    props = (
+        struct.pack("<I", 0xFFFFFFFF)
+        + struct.pack("<HHI", PT_INT, 0x3FDE, 65001) * 2
+        + struct.pack("<HHH", PT_SHORT, 0x0017, 1)
+        + b"\0"
+    )
     return HEAD + tnef_object(MESSAGE, 0x9003, 0x0006, props)
 
 
@@ -34,13 +38,16 @@ def test_the_44_byte_property_bomb_is_read_at_once() -> None:
     assert len(bomb) == 44
     content = unpack_tnef(bomb)
     assert content.defects == [
-        "TNEF property list claims 4294967295 properties, holds 3: the rest were not read"]
+        "TNEF property list claims 4294967295 properties, holds 3: the rest were not read"
+    ]
     msg = parse_message(outlook_mail(bomb, text="see attached"))
     assert msg.text.strip() == "see attached"
     (kept,) = msg.attachments  # nothing inside could be used: the original stays
     assert (kept.filename, kept.payload) == ("winmail.dat", bomb)
-    assert "TNEF property list claims 4294967295 properties, holds 3: the rest were not read" \
+    assert (
+        "TNEF property list claims 4294967295 properties, holds 3: the rest were not read"
         in msg.defects
+    )
 
 
 @pytest.mark.timeout(10)
@@ -58,7 +65,8 @@ def test_a_counted_binary_claiming_four_billion_values_is_cut() -> None:
     props += struct.pack("<I", 4) + b"abcd"
     content = unpack_tnef(HEAD + tnef_object(MESSAGE, 0x9003, 0x0006, props))
     assert content.defects == [
-        "TNEF property list claims 1 properties, holds 0: the rest were not read"]
+        "TNEF property list claims 1 properties, holds 0: the rest were not read"
+    ]
 
 
 @pytest.mark.timeout(10)
@@ -67,7 +75,8 @@ def test_a_recipient_table_claiming_four_billion_rows_is_cut() -> None:
     table = struct.pack("<I", 0xFFFFFFFF) + row * 2
     content = unpack_tnef(HEAD + tnef_object(MESSAGE, 0x9004, 0x0006, table))
     assert content.defects == [
-        "TNEF recipient table claims 4294967295 rows, holds 2: the rest were not read"]
+        "TNEF recipient table claims 4294967295 rows, holds 2: the rest were not read"
+    ]
 
 
 def test_property_values_are_counted_over_the_whole_stream() -> None:
@@ -97,11 +106,18 @@ def test_messages_embedded_too_deep_are_emptied() -> None:
     stream = build_tnef([(b"inner.txt", b"deepest")])
     for level in range(6):
         value = embedded + stream
-        props = (struct.pack("<I", 1) + struct.pack("<HHII", 0x000D, 0x3701, 1, len(value))
-                 + value + b"\0" * (-len(value) % 4))
-        stream = (HEAD + tnef_object(ATTACHMENT, 0x9002, 0x0006, b"\0" * 14)
-                  + tnef_object(ATTACHMENT, 0x8010, 0x0001, b"level%d.msg\0" % level)
-                  + tnef_object(ATTACHMENT, 0x9005, 0x0006, props))
+        props = (
+            struct.pack("<I", 1)
+            + struct.pack("<HHII", 0x000D, 0x3701, 1, len(value))
+            + value
+            + b"\0" * (-len(value) % 4)
+        )
+        stream = (
+            HEAD
+            + tnef_object(ATTACHMENT, 0x9002, 0x0006, b"\0" * 14)
+            + tnef_object(ATTACHMENT, 0x8010, 0x0001, b"level%d.msg\0" % level)
+            + tnef_object(ATTACHMENT, 0x9005, 0x0006, props)
+        )
     data, cuts = bounded_tnef(stream, LIMITS)
     assert cuts == ["TNEF messages embedded deeper than 4 levels were not read"]
     assert [f.filename for f in unpack_tnef(data).files] == ["level5.msg"]

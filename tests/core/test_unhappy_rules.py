@@ -24,15 +24,20 @@ def rules() -> tuple[Rule, ...]:
 
 UNHAPPY = [
     # (subject, body, the rules that must match)
-    ("Reclamo formale", "Con la presente sporgo reclamo per il bonifico sparito.",
-     {"complaint"}),
-    ("Servizio", "Il vostro servizio è vergognoso, sono tre giorni che la carta non va.",
-     {"complaint"}),
+    ("Reclamo formale", "Con la presente sporgo reclamo per il bonifico sparito.", {"complaint"}),
+    (
+        "Servizio",
+        "Il vostro servizio è vergognoso, sono tre giorni che la carta non va.",
+        {"complaint"},
+    ),
     ("Carta bloccata", "Sono stufa di aspettare. È inaccettabile!", {"complaint"}),
     ("Ordine 5521", "Sono molto deluso: il pacco è arrivato rotto.", {"complaint"}),
     ("Complaint", "I want to make a formal complaint about your branch staff.", {"complaint"}),
-    ("Card declined again", "This is unacceptable. Terrible service from start to end.",
-     {"complaint"}),
+    (
+        "Card declined again",
+        "This is unacceptable. Terrible service from start to end.",
+        {"complaint"},
+    ),
     ("Order 88", "I'm fed up with the delays and very disappointed.", {"complaint"}),
     ("Reso", "Voglio il rimborso completo dell'ordine 4411.", {"refund"}),
     ("Addebito doppio", "Rivoglio i miei soldi: mi avete addebitato due volte.", {"refund"}),
@@ -41,16 +46,14 @@ UNHAPPY = [
     ("Conto", "Se non risolvete entro domani cambio banca.", {"churn-risk"}),
     ("Basta", "Non sarò più vostro cliente dopo questa storia.", {"churn-risk"}),
     ("Fees", "If this fee is not removed I am going to close my account.", {"churn-risk"}),
-    ("Fees again", "I will take my business elsewhere, this is the last straw.",
-     {"churn-risk"}),
+    ("Fees again", "I will take my business elsewhere, this is the last straw.", {"churn-risk"}),
     ("Sollecito", "È la terza volta che scrivo per lo stesso problema.", {"chaser"}),
     ("Ancora?", "Ancora nessuna risposta alla mia mail di lunedì.", {"chaser"}),
     ("Re: transfer", "Still no answer to my question from last week.", {"chaser"}),
     ("Third email", "This is the third time I'm writing about the same payment.", {"chaser"}),
     ("Bonifico", "Mi rivolgerò a un avvocato se il bonifico non torna.", {"legal"}),
     ("Conto bloccato", "Farò un esposto all'Arbitro Bancario Finanziario.", {"legal"}),
-    ("Account frozen", "My solicitor will be in touch; I am considering legal action.",
-     {"legal"}),
+    ("Account frozen", "My solicitor will be in touch; I am considering legal action.", {"legal"}),
     ("Charges", "I will report you to the ombudsman and get a refund.", {"legal", "refund"}),
 ]
 
@@ -70,10 +73,14 @@ CONTENT = [
 ]
 
 
-@pytest.mark.parametrize(("subject", "body", "expected"), UNHAPPY,
-                         ids=[f"{s}:{b[:25]}" for s, b, _ in UNHAPPY])
+@pytest.mark.parametrize(
+    ("subject", "body", "expected"), UNHAPPY, ids=[f"{s}:{b[:25]}" for s, b, _ in UNHAPPY]
+)
 def test_unhappy_mails_match_their_rules_and_raise_priority(
-    rules: tuple[Rule, ...], subject: str, body: str, expected: set[str],
+    rules: tuple[Rule, ...],
+    subject: str,
+    body: str,
+    expected: set[str],
 ) -> None:
     decision = evaluate(rules, Facts(subject=subject, body=body))
     assert set(decision.actions.tags) == {"unhappy", *expected}
@@ -83,8 +90,7 @@ def test_unhappy_mails_match_their_rules_and_raise_priority(
 
 
 @pytest.mark.parametrize(("subject", "body"), CONTENT, ids=[s for s, _ in CONTENT])
-def test_ordinary_questions_match_nothing(rules: tuple[Rule, ...], subject: str,
-                                          body: str) -> None:
+def test_ordinary_questions_match_nothing(rules: tuple[Rule, ...], subject: str, body: str) -> None:
     assert evaluate(rules, Facts(subject=subject, body=body)).matched == ()
 
 
@@ -102,6 +108,5 @@ def test_a_third_unanswered_follow_up_is_a_chaser_whatever_it_says(
 ) -> None:
     polite = Facts(body="Buongiorno, avete novità?", is_followup=True)
     assert evaluate(rules, polite).matched == ()
-    third = Facts(body="Buongiorno, avete novità?", is_followup=True,
-                  customer_mails_unanswered=3)
+    third = Facts(body="Buongiorno, avete novità?", is_followup=True, customer_mails_unanswered=3)
     assert evaluate(rules, third).matched == ("unhappy: repeated chaser",)

@@ -25,20 +25,40 @@ UNSTORABLE = "a\x00b\udce9c"  # a NUL character and a lone surrogate (an undecod
 
 
 def ticket_with_article(session: Session, **article: object) -> Ticket:
-    ticket = queries.insert_now(session, Ticket(
-        subject="S" * 100_000, requester_name="N" * 10_000,
-        requester_address="r" * 2_000 + "@customer.example", mailbox="support",
-        queue="support", sla_policy="standard", created_at=NOW, updated_at=NOW))
-    queries.insert_now(session, Article(ticket_id=ticket.id, direction="in",
-                                        author_kind="customer", created_at=NOW, **article))
+    ticket = queries.insert_now(
+        session,
+        Ticket(
+            subject="S" * 100_000,
+            requester_name="N" * 10_000,
+            requester_address="r" * 2_000 + "@customer.example",
+            mailbox="support",
+            queue="support",
+            sla_policy="standard",
+            created_at=NOW,
+            updated_at=NOW,
+        ),
+    )
+    queries.insert_now(
+        session,
+        Article(
+            ticket_id=ticket.id, direction="in", author_kind="customer", created_at=NOW, **article
+        ),
+    )
     return ticket
 
 
 def test_overlong_and_unstorable_values_are_stored_bounded(engine: Engine) -> None:
     with make_sessionmaker(engine)() as session, session.begin():
         ticket = ticket_with_article(
-            session, message_id=LONG_ID, in_reply_to=UNSTORABLE, from_name=UNSTORABLE * 100,
-            subject=UNSTORABLE, text_body=UNSTORABLE, to=[UNSTORABLE], defects=[UNSTORABLE])
+            session,
+            message_id=LONG_ID,
+            in_reply_to=UNSTORABLE,
+            from_name=UNSTORABLE * 100,
+            subject=UNSTORABLE,
+            text_body=UNSTORABLE,
+            to=[UNSTORABLE],
+            defects=[UNSTORABLE],
+        )
         assert len(ticket.subject) == SUBJECT_CHARS, "the object holds what its row holds"
     with make_sessionmaker(engine)() as session:
         ticket = session.scalars(select(Ticket)).one()
@@ -69,7 +89,8 @@ def test_more_message_ids_than_a_statement_takes_are_looked_up(engine: Engine) -
     asked = [f"r{n}@customer.example" for n in range(70_000)] + ["last@customer.example"]
     with make_sessionmaker(engine)() as session:
         assert queries.ticket_ids_for_message_ids(session, asked) == {
-            "last@customer.example": ticket.id}
+            "last@customer.example": ticket.id
+        }
 
 
 def test_json_strings_and_keys_are_storable_through_core_statements(engine: Engine) -> None:
@@ -82,10 +103,21 @@ def test_json_strings_and_keys_are_storable_through_core_statements(engine: Engi
 
 def test_an_inbound_message_id_is_compared_as_it_is_stored(engine: Engine) -> None:
     with make_sessionmaker(engine)() as session, session.begin():
-        session.add(InboundMessage(
-            mailbox="support", folder="INBOX", uidvalidity=1, uid=1, message_id=LONG_ID,
-            fingerprint="f" * 64, raw=b"raw", size=3, received_at=NOW, state="new",
-            attempts=0))
+        session.add(
+            InboundMessage(
+                mailbox="support",
+                folder="INBOX",
+                uidvalidity=1,
+                uid=1,
+                message_id=LONG_ID,
+                fingerprint="f" * 64,
+                raw=b"raw",
+                size=3,
+                received_at=NOW,
+                state="new",
+                attempts=0,
+            )
+        )
     with make_sessionmaker(engine)() as session:
         query = select(InboundMessage.id).where(InboundMessage.message_id == LONG_ID)
         assert session.scalar(query) is not None
@@ -108,8 +140,9 @@ def test_a_refused_statement_is_described_without_its_values(engine: Engine) -> 
         connection.execute(text("CREATE TABLE refusing (x VARCHAR(10) UNIQUE, y TEXT)"))
         connection.execute(text("INSERT INTO refusing VALUES ('secret-42', '')"))
     with pytest.raises(SQLAlchemyError) as caught, engine.begin() as connection:
-        connection.execute(text("INSERT INTO refusing VALUES (:x, :y)"),
-                           {"x": "secret-42", "y": "the mail"})
+        connection.execute(
+            text("INSERT INTO refusing VALUES (:x, :y)"), {"x": "secret-42", "y": "the mail"}
+        )
     error = caught.value
 
     # The engine hides the parameters; PostgreSQL's own DETAIL line names the key, which

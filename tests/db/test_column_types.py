@@ -34,6 +34,8 @@ def test_a_long_identifier_gets_a_stable_digest_form_that_fits() -> None:
 def test_bounds_apply_before_writing_and_comparing() -> None:
     column = DigestString(320)
     assert column.process_bind_param("a\x00" + "b" * 400, None) == column.bound(  # type: ignore[arg-type]
-        "a\ufffd" + "b" * 400)
+        "a\ufffd" + "b" * 400
+    )
     assert StorableJSON().bound({"k\x00": ["v\x00", 1, None, ("t\x00",)]}) == {
-        "k\ufffd": ["v\ufffd", 1, None, ["t\ufffd"]]}
+        "k\ufffd": ["v\ufffd", 1, None, ["t\ufffd"]]
+    }

@@ -67,8 +67,9 @@ def test_statement_errors_are_not_outages(database_url: str) -> None:
 
 def test_a_postgresql_server_that_refuses_connections_is_an_outage() -> None:
     pytest.importorskip("psycopg")
-    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/postgres",
-                           connect_args={"connect_timeout": 2})
+    engine = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:1/postgres", connect_args={"connect_timeout": 2}
+    )
     with pytest.raises(SQLAlchemyError) as caught:
         engine.connect()
 

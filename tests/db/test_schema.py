@@ -29,8 +29,14 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
         assert differences == []
         assert migrate.current_revision(engine) == migrate.head_revision(engine)
         assert set(inspect(engine).get_table_names()) >= {
-            "mailbox_state", "inbound_message", "ticket", "article", "attachment", "outbox",
-            "escalation", "event",
+            "mailbox_state",
+            "inbound_message",
+            "ticket",
+            "article",
+            "attachment",
+            "outbox",
+            "escalation",
+            "event",
         }
     finally:
         engine.dispose()
@@ -54,8 +60,11 @@ def test_times_come_back_as_the_same_instant_in_utc(database_url: str) -> None:
     written = datetime(2026, 3, 29, 2, 30, tzinfo=rome)
     try:
         with sessions() as session, session.begin():
-            session.add(MailboxState(mailbox="m", folder="INBOX", uidvalidity=1, last_uid=0,
-                                     updated_at=written))
+            session.add(
+                MailboxState(
+                    mailbox="m", folder="INBOX", uidvalidity=1, last_uid=0, updated_at=written
+                )
+            )
         with sessions() as session:
             read = session.query(MailboxState).one().updated_at
         assert read == written and read.tzinfo == UTC

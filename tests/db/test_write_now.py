@@ -19,8 +19,15 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def new_ticket(subject: str = "Printer") -> Ticket:
-    return Ticket(subject=subject, requester_address="a@c.example", mailbox="support",
-                  queue="support", sla_policy="standard", created_at=NOW, updated_at=NOW)
+    return Ticket(
+        subject=subject,
+        requester_address="a@c.example",
+        mailbox="support",
+        queue="support",
+        sla_policy="standard",
+        created_at=NOW,
+        updated_at=NOW,
+    )
 
 
 def stored(engine: Engine, query: object) -> object:
@@ -81,19 +88,35 @@ def test_events_keep_the_order_they_were_recorded_in(engine: Engine) -> None:
         queries.insert_event(session, ticket.id, NOW, "second", {"n": 2})
         session.add(Event(ticket_id=ticket.id, at=NOW, type="third", data={}))
     assert stored(engine, select(Event.type, Event.data).order_by(Event.id)) == [
-        ("first", {}), ("second", {"n": 2}), ("third", {}),
+        ("first", {}),
+        ("second", {"n": 2}),
+        ("third", {}),
     ]
 
 
 def test_inserted_outbox_row_keeps_json_and_times(engine: Engine) -> None:
     with make_sessionmaker(engine)() as session, session.begin():
         ticket = queries.insert_now(session, new_ticket())
-        row = queries.insert_now(session, Outbox(
-            ticket_id=ticket.id, kind="ack", envelope_from="support@shop.example",
-            envelope_to=["a@c.example"], message_id="mb.1@shop.example", raw=b"x",
-            state="pending", attempts=0, next_attempt_at=NOW, created_at=NOW))
+        row = queries.insert_now(
+            session,
+            Outbox(
+                ticket_id=ticket.id,
+                kind="ack",
+                envelope_from="support@shop.example",
+                envelope_to=["a@c.example"],
+                message_id="mb.1@shop.example",
+                raw=b"x",
+                state="pending",
+                attempts=0,
+                next_attempt_at=NOW,
+                created_at=NOW,
+            ),
+        )
         row_id = row.id
     with Session(engine) as session:
         loaded = session.get_one(Outbox, row_id)
         assert (loaded.envelope_to, loaded.next_attempt_at, loaded.raw) == (
-            ["a@c.example"], NOW, b"x")
+            ["a@c.example"],
+            NOW,
+            b"x",
+        )

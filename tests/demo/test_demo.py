@@ -26,25 +26,29 @@ def test_demo_shows_tickets_acknowledgements_and_an_escalation(tmp_path: Path) -
     assert "Gentile Giulia Rossi" in shown, "Italian mail is answered in Italian"
     assert "✉ sent to tom.baker@example.co.uk" in shown
     assert "first response overdue, escalation level 1" in shown
-    assert ("◆ ticket #1001: rule 'unhappy: repeated chaser' matched: priority high; "
-            "tags unhappy, chaser; respond_within 2 hours") in shown
+    assert (
+        "◆ ticket #1001: rule 'unhappy: repeated chaser' matched: priority high; "
+        "tags unhappy, chaser; respond_within 2 hours"
+    ) in shown
     assert "✉ sent to lead@demo.example" in shown
 
     engine = create_engine(f"sqlite:///{tmp_path / 'mailbridge.db'}")
     with engine.connect() as connection:
         tickets = connection.execute(text("SELECT count(*) FROM ticket")).scalar()
-        acks = connection.execute(
-            text("SELECT count(*) FROM outbox WHERE kind = 'ack'")).scalar()
+        acks = connection.execute(text("SELECT count(*) FROM outbox WHERE kind = 'ack'")).scalar()
         articles = connection.execute(text("SELECT count(*) FROM article")).scalar()
-        staff = connection.execute(text(
-            "SELECT t.number, t.status, t.priority, t.first_responded_at IS NOT NULL "
-            "FROM article a JOIN ticket t ON t.id = a.ticket_id "
-            "WHERE a.author_kind = 'staff'")).all()
+        staff = connection.execute(
+            text(
+                "SELECT t.number, t.status, t.priority, t.first_responded_at IS NOT NULL "
+                "FROM article a JOIN ticket t ON t.id = a.ticket_id "
+                "WHERE a.author_kind = 'staff'"
+            )
+        ).all()
     engine.dispose()
     # Two customer mails, a follow-up, an out-of-office and Alice's answer.
     assert (tickets, acks, articles) == (2, 2, 5), "follow-ups joined, without a second ack"
     assert [tuple(row) for row in staff] == [(1000, "waiting", "high", 1)]
     assert "Alice (staff) answers Giulia" in shown
     assert "può chiudere il conto online" in shown
-    relayed = shown[shown.index("Alice (staff) answers Giulia"):]
+    relayed = shown[shown.index("Alice (staff) answers Giulia") :]
     assert "alice@demo.example" not in relayed.split("→ Tom replies")[0].split("✉ sent to")[1]

@@ -48,8 +48,13 @@ def app(
     smtp_sink: SmtpSink,
     clock: FrozenClock,
 ) -> Iterator[App]:
-    config = make_config(tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink,
-                         staff={"trusted_authserv_id": MX})
+    config = make_config(
+        tmp_path,
+        database_url=database_url,
+        imap=imap_server,
+        smtp=smtp_sink,
+        staff={"trusted_authserv_id": MX},
+    )
     application = build_app(config, clock=clock)
     yield application
     application.close()
@@ -72,8 +77,12 @@ def tickets(app: App) -> list[Ticket]:
 def test_each_customer_mail_becomes_a_ticket_with_one_acknowledgement(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
-    first = mail("Ada <ada@customer.example>", "Printer on fire",
-                 message_id="<a1@customer.example>", headers=SIGNED)
+    first = mail(
+        "Ada <ada@customer.example>",
+        "Printer on fire",
+        message_id="<a1@customer.example>",
+        headers=SIGNED,
+    )
     second = mail("Bob <bob@other.example>", "Invoice wrong", message_id="<b1@other.example>")
     imap_server.append(first)
     imap_server.append(second)
@@ -109,14 +118,17 @@ def test_a_customer_with_broken_folding_and_raw_gb2312_headers_reads_their_own_s
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
     subject, name = "关于订单 1931 的问题", "张伟"
-    raw = (f"Authentication-Results: {MX}; dkim=pass header.d=example.cn\r\n".encode()
-           + b"X-Brightmail-Tracker: H4sIAAAAAAAAA+NgFmpgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBg\r\n"
-           b"H4sIAAAAAAAAA+NgFmpgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBg\r\n"
-           b"From: " + name.encode("gb2312") + b" <zhang@example.cn>\r\n"
-           b"To: support@shop.example\r\nSubject: " + subject.encode("gb2312") + b"\r\n"
-           b"Message-ID: <gb@example.cn>\r\nDate: Mon, 23 Nov 2026 08:00:00 +0800\r\n"
-           b"Content-Type: text/plain; charset=gb2312\r\n\r\n"
-           + "我的订单还没有到。".encode("gb2312") + b"\r\n")
+    raw = (
+        f"Authentication-Results: {MX}; dkim=pass header.d=example.cn\r\n".encode()
+        + b"X-Brightmail-Tracker: H4sIAAAAAAAAA+NgFmpgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBg\r\n"
+        b"H4sIAAAAAAAAA+NgFmpgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBgYGBg\r\n"
+        b"From: " + name.encode("gb2312") + b" <zhang@example.cn>\r\n"
+        b"To: support@shop.example\r\nSubject: " + subject.encode("gb2312") + b"\r\n"
+        b"Message-ID: <gb@example.cn>\r\nDate: Mon, 23 Nov 2026 08:00:00 +0800\r\n"
+        b"Content-Type: text/plain; charset=gb2312\r\n\r\n"
+        + "我的订单还没有到。".encode("gb2312")
+        + b"\r\n"
+    )
     imap_server.append(raw)
 
     run_pass(app)
@@ -137,8 +149,9 @@ def test_reply_to_the_acknowledgement_joins_the_ticket_without_a_second_ack(
     run_pass(app)
     ack = smtp_sink.wait_for(1)[0].message
 
-    imap_server.append(mail(subject=f"Re: {ack['Subject']}", body="Any news?\n",
-                            in_reply_to=ack["Message-ID"]))
+    imap_server.append(
+        mail(subject=f"Re: {ack['Subject']}", body="Any news?\n", in_reply_to=ack["Message-ID"])
+    )
     report = run_pass(app)
 
     assert report.processed.created == 0 and report.processed.processed == 1
@@ -161,16 +174,20 @@ def test_follow_up_by_subject_tag_from_the_requester_joins_the_ticket(
     assert len(created) == 2, "a stranger's subject tag must not open someone else's ticket"
     assert created[1].requester_address == "mallory@evil.example"
     with app.sessions() as session:
-        on_first = session.scalars(select(Article.subject)
-                                   .where(Article.ticket_id == created[0].id)).all()
+        on_first = session.scalars(
+            select(Article.subject).where(Article.ticket_id == created[0].id)
+        ).all()
     assert on_first == ["Printer on fire", "[#1000] one more thing"]
 
 
-@pytest.mark.parametrize("headers", [
-    {"Auto-Submitted": "auto-replied"},
-    {"Precedence": "bulk"},
-    {"List-Id": "<news.list.example>"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Auto-Submitted": "auto-replied"},
+        {"Precedence": "bulk"},
+        {"List-Id": "<news.list.example>"},
+    ],
+)
 def test_automated_mail_gets_no_acknowledgement(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, headers: dict[str, str]
 ) -> None:
@@ -206,14 +223,30 @@ def tickets_message_id(app: App) -> str:
 
 
 def test_mailbox_with_keep_after_action_is_not_read_twice(
-    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink,
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
     clock: FrozenClock,
 ) -> None:
-    config = make_config(tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink,
-                         mailbox=[{"name": "support", "address": "support@shop.example",
-                                   "host": imap_server.host, "port": imap_server.port,
-                                   "security": "none", "username": imap_server.username,
-                                   "password_env": "MB_TEST_IMAP_PASSWORD", "after": "keep"}])
+    config = make_config(
+        tmp_path,
+        database_url=database_url,
+        imap=imap_server,
+        smtp=smtp_sink,
+        mailbox=[
+            {
+                "name": "support",
+                "address": "support@shop.example",
+                "host": imap_server.host,
+                "port": imap_server.port,
+                "security": "none",
+                "username": imap_server.username,
+                "password_env": "MB_TEST_IMAP_PASSWORD",
+                "after": "keep",
+            }
+        ],
+    )
     app = build_app(config, clock=clock)
     try:
         imap_server.append(mail())
@@ -287,15 +320,25 @@ def test_permanent_smtp_failure_is_marked_failed_and_visible(
 
 
 def test_a_mailbox_that_refuses_login_is_reported_and_others_go_on(
-    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink,
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
     clock: FrozenClock,
 ) -> None:
-    good = {"name": "support", "address": "support@shop.example", "host": imap_server.host,
-            "port": imap_server.port, "security": "none", "username": imap_server.username,
-            "password_env": "MB_TEST_IMAP_PASSWORD"}
+    good = {
+        "name": "support",
+        "address": "support@shop.example",
+        "host": imap_server.host,
+        "port": imap_server.port,
+        "security": "none",
+        "username": imap_server.username,
+        "password_env": "MB_TEST_IMAP_PASSWORD",
+    }
     bad = {**good, "name": "sales", "address": "sales@shop.example", "username": "nobody"}
-    config = make_config(tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink,
-                         mailbox=[bad, good])
+    config = make_config(
+        tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink, mailbox=[bad, good]
+    )
     app = build_app(config, clock=clock)
     try:
         imap_server.append(mail())

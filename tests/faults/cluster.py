@@ -35,8 +35,9 @@ def find_bindir() -> Path | None:
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config is not None:
-        found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True,
-                               check=False, timeout=10)
+        found = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False, timeout=10
+        )
         if found.returncode == 0:
             candidates.append(Path(found.stdout.strip()))
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
@@ -97,11 +98,19 @@ class PrivatePostgres:
         return program
 
     def _run(self, *args: str, timeout: float = 60) -> None:
-        done = subprocess.run(self._command(*args), capture_output=True, text=True,
-                              check=False, timeout=timeout, cwd="/")
+        done = subprocess.run(
+            self._command(*args),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+            cwd="/",
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed ({done.returncode}):\n{done.stdout}"
-                               f"{done.stderr}\n{self._log_tail()}")
+            raise RuntimeError(
+                f"{args[0]} failed ({done.returncode}):\n{done.stdout}"
+                f"{done.stderr}\n{self._log_tail()}"
+            )
 
     def _log_tail(self) -> str:
         try:
@@ -116,8 +125,18 @@ class PrivatePostgres:
         if os.geteuid() == 0:
             entry = pwd.getpwnam(SERVER_USER)
             os.chown(self._root, entry.pw_uid, entry.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", SERVER_USER, "--auth=trust",
-                  "-E", "UTF8", "--locale=C", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            SERVER_USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
 
     def start(self) -> Self:
         """Start (creating the cluster and its database the first time); waits until it
@@ -125,10 +144,24 @@ class PrivatePostgres:
         first = self._root is None
         if first:
             self._create()
-        options = (f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c full_page_writes=off -c max_connections=100")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
-                  "-w", "-t", "60", "start", timeout=90)
+        options = (
+            f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off -c max_connections=100"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+            timeout=90,
+        )
         self.running = True
         if first:
             admin = create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
@@ -143,8 +176,9 @@ class PrivatePostgres:
         """Stop the server: `fast` disconnects every client and shuts down cleanly,
         `immediate` is a crash."""
         if self.running:
-            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop",
-                      timeout=90)
+            self._run(
+                "pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", timeout=90
+            )
             self.running = False
 
     def close(self) -> None:
@@ -158,6 +192,10 @@ class PrivatePostgres:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

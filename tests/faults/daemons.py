@@ -18,8 +18,14 @@ from pathlib import Path
 from typing import IO, Any
 
 # Inherited from a systemd session or a test run, these would change what the child does.
-_DROPPED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM",
-                "MAILBRIDGE_CRASH_AT", "MAILBRIDGE_CONFIG")
+_DROPPED_ENV = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "JOURNAL_STREAM",
+    "MAILBRIDGE_CRASH_AT",
+    "MAILBRIDGE_CONFIG",
+)
 
 
 def free_port() -> int:
@@ -32,8 +38,9 @@ def separate_hosts_possible() -> bool:
     """Whether a child can get a host name of its own (a UTS namespace: root, unshare)."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True, check=False,
-                           timeout=10)
+    probe = subprocess.run(
+        ["unshare", "--uts", "true"], capture_output=True, check=False, timeout=10
+    )
     return probe.returncode == 0
 
 
@@ -43,11 +50,18 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def mailbridge(config: Path, env: dict[str, str], *args: str,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def mailbridge(
+    config: Path, env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """A one-off command (e.g. `db upgrade`), run to completion."""
-    return subprocess.run([sys.executable, "-m", "mailbridge", "--config", str(config), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mailbridge", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class DaemonProcess:
@@ -56,8 +70,15 @@ class DaemonProcess:
     output appended to one log file across restarts. With `hostname`, it runs in a UTS
     namespace of its own under that host name, as if on another machine."""
 
-    def __init__(self, name: str, config: Path, env: dict[str, str], log: Path,
-                 port: int, hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: Path,
+        env: dict[str, str],
+        log: Path,
+        port: int,
+        hostname: str | None = None,
+    ) -> None:
         self.name = name
         self.hostname = hostname
         self.config = config
@@ -84,11 +105,23 @@ class DaemonProcess:
         command = [sys.executable, "-m", "mailbridge", "--config", str(self.config), "run"]
         if self.hostname is not None:
             # The shell sets the name, then becomes mailbridge: the pid stays the same.
-            command = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"',
-                       self.hostname, *command]
+            command = [
+                "unshare",
+                "--uts",
+                "sh",
+                "-c",
+                'hostname "$0" && exec "$@"',
+                self.hostname,
+                *command,
+            ]
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT,
-            env=self.env, start_new_session=True)
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
 
     def kill(self) -> None:
         """kill -9 the whole process group, and reap it."""

@@ -77,8 +77,11 @@ class Outcome:
     def table(self) -> str:
         unmarked = sum(p.between_accept_and_mark for p in self.phases)
         notes = [f"{p.label}: {n.lstrip('! ')}" for p in self.phases for n in p.notes]
-        lines = [table(self.rows),
-                 f"kills or outages between SMTP acceptance and marking: {unmarked}", *notes]
+        lines = [
+            table(self.rows),
+            f"kills or outages between SMTP acceptance and marking: {unmarked}",
+            *notes,
+        ]
         if self.read_errors:
             lines.append(self.read_errors)
         return "\n".join(lines)
@@ -129,7 +132,8 @@ class World:
         if self.plan.takeover_after is not None and leases_supported():
             takeover = f'takeover_after = "{self.plan.takeover_after:g}s"'
         path = self.workdir / f"mailbridge-{port or 'cli'}.toml"
-        path.write_text(f"""\
+        path.write_text(
+            f"""\
 [database]
 url = "{self.database_url}"
 auto_migrate = true
@@ -170,12 +174,14 @@ ack_domain_limit_per_hour = 100000
 ack_mailbox_limit_per_hour = 100000
 
 [service]
-data_dir = "{self.workdir / 'data'}"
+data_dir = "{self.workdir / "data"}"
 {f'listen = "127.0.0.1:{port}"' if port else ""}
 outbox_interval = "1s"
 sweep_interval = "5s"
 {takeover}
-""", encoding="utf-8")
+""",
+            encoding="utf-8",
+        )
         return path
 
     def new_daemon(self) -> DaemonProcess:
@@ -186,8 +192,9 @@ sweep_interval = "5s"
         number = len(self.daemons) + 1
         name = f"instance-{number}"
         hostname = f"mailbridge-faults-{number}" if self.separate_hosts else None
-        daemon = DaemonProcess(name, self.config(port), self.env,
-                               self.workdir / f"{name}.log", port, hostname)
+        daemon = DaemonProcess(
+            name, self.config(port), self.env, self.workdir / f"{name}.log", port, hostname
+        )
         self.daemons.append(daemon)
         return daemon
 
@@ -236,8 +243,9 @@ sweep_interval = "5s"
         if fresh:
             phase.between_accept_and_mark += 1
             self.counted_unmarked.update(unmarked)
-            phase.notes.append(f"accepted by the SMTP server but not marked sent: "
-                               f"{', '.join(sorted(fresh))}")
+            phase.notes.append(
+                f"accepted by the SMTP server but not marked sent: {', '.join(sorted(fresh))}"
+            )
 
     def recover(self, phase: Phase) -> None:
         """The fault ended now: measure the recovery and wait for it."""
@@ -302,8 +310,9 @@ def smtp_outage(world: World) -> Phase:
     """451 to every DATA for plan.smtp_refusal seconds, then plan.smtp_drops connections
     cut mid-DATA; the fault ends with the last cut."""
     plan = world.plan
-    phase = Phase(f"SMTP 451 for {plan.smtp_refusal:g} s, {plan.smtp_drops} cut mid-DATA",
-                  time.monotonic())
+    phase = Phase(
+        f"SMTP 451 for {plan.smtp_refusal:g} s, {plan.smtp_drops} cut mid-DATA", time.monotonic()
+    )
     world.sink.fail_always(451, "4.3.0 try again later")
     time.sleep(plan.smtp_refusal)
     wanted = world.sink.mid_data_cuts + plan.smtp_drops
@@ -313,8 +322,10 @@ def smtp_outage(world: World) -> Phase:
     while world.sink.mid_data_cuts < wanted and time.monotonic() < deadline:
         time.sleep(0.05)
     if world.sink.mid_data_cuts < wanted:
-        phase.notes.append(f"! only {plan.smtp_drops - wanted + world.sink.mid_data_cuts} "
-                           f"of {plan.smtp_drops} connections were cut mid-DATA")
+        phase.notes.append(
+            f"! only {plan.smtp_drops - wanted + world.sink.mid_data_cuts} "
+            f"of {plan.smtp_drops} connections were cut mid-DATA"
+        )
         world.sink.recover()
     world.recover(phase)
     return phase
@@ -338,8 +349,10 @@ def database_outage(world: World) -> Phase:
 
 def schedule(plan: Plan) -> list[Callable[[World], Phase]]:
     steps: list[Callable[[World], Phase]] = [
-        steady, kills,
-        lambda w: imap_outage(w, "idle"), lambda w: imap_outage(w, "fetching"),
+        steady,
+        kills,
+        lambda w: imap_outage(w, "idle"),
+        lambda w: imap_outage(w, "fetching"),
         smtp_outage,
     ]
     if plan.database == "postgresql":
@@ -368,12 +381,16 @@ def run(plan: Plan, workdir: Path, say: Say = lambda _: None) -> Outcome:
         account = w.ledger.account()
         table_rows = rows(phases, w.injector.injected, account)
         found = problems(account, phases, plan.kills)
-        found += [f"{name} exited {code} after SIGTERM" for name, code in exit_codes.items()
-                  if code != 0]
+        found += [
+            f"{name} exited {code} after SIGTERM" for name, code in exit_codes.items() if code != 0
+        ]
         logs = {d.name: d.tail() for d in w.daemons}
-        errors = (f"the harness could not read the database {w.ledger.errors} time(s) "
-                  f"(expected while it is down), last: {w.ledger.last_error}"
-                  if w.ledger.errors else "")
+        errors = (
+            f"the harness could not read the database {w.ledger.errors} time(s) "
+            f"(expected while it is down), last: {w.ledger.last_error}"
+            if w.ledger.errors
+            else ""
+        )
         outcome = Outcome(plan, phases, account, table_rows, found, exit_codes, logs, errors)
     (workdir / "outcome.txt").write_text(outcome.explain() + "\n", encoding="utf-8")
     return outcome

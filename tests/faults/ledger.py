@@ -31,7 +31,7 @@ def bare(message_id: object) -> str:
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), CHUNK):
-        yield items[start:start + CHUNK]
+        yield items[start : start + CHUNK]
 
 
 @dataclass
@@ -58,7 +58,7 @@ class SinkView:
 
     def refresh(self) -> Counter[str]:
         received = list(self._sink.received)
-        for accepted in received[self._seen:]:
+        for accepted in received[self._seen :]:
             self.counts[bare(accepted.message["Message-ID"])] += 1
         self._seen = len(received)
         return self.counts
@@ -143,7 +143,7 @@ class Ledger:
         """Move the frontier as far as the database and the sink allow; close recoveries."""
         injected = self.injector.injected[:]
         delivered = self.sink.refresh()
-        waiting = [m for m in injected[self.frontier:] if not self._done(m, delivered)]
+        waiting = [m for m in injected[self.frontier :] if not self._done(m, delivered)]
         if waiting:
             self._look_up(waiting)
         now = time.monotonic()
@@ -174,18 +174,24 @@ class Ledger:
         with self.engine.connect() as connection:
             for chunk in _chunks(unknown):
                 rows = connection.execute(
-                    select(Article.message_id, Article.ticket_id)
-                    .where(Article.direction == "in", Article.message_id.in_(chunk)))
+                    select(Article.message_id, Article.ticket_id).where(
+                        Article.direction == "in", Article.message_id.in_(chunk)
+                    )
+                )
                 for message_id, ticket_id in rows:
                     self._ticket_of.setdefault(bare(message_id), ticket_id)
-            tickets = {self._ticket_of[m.message_id] for m in waiting
-                       if m.is_new and m.message_id in self._ticket_of}
+            tickets = {
+                self._ticket_of[m.message_id]
+                for m in waiting
+                if m.is_new and m.message_id in self._ticket_of
+            }
             missing = sorted(t for t in tickets if t not in self._ack_of)
             for start in range(0, len(missing), CHUNK):
                 acks = connection.execute(
-                    select(Outbox.ticket_id, Outbox.message_id)
-                    .where(Outbox.kind == "ack",
-                           Outbox.ticket_id.in_(missing[start:start + CHUNK])))
+                    select(Outbox.ticket_id, Outbox.message_id).where(
+                        Outbox.kind == "ack", Outbox.ticket_id.in_(missing[start : start + CHUNK])
+                    )
+                )
                 for acked, ack_id in acks:
                     if acked is not None:
                         self._ack_of[acked] = bare(ack_id)
@@ -208,18 +214,25 @@ class Ledger:
         account = Account(deliveries=Counter(self.sink.refresh()))
         with self.engine.connect() as connection:
             articles = connection.execute(
-                select(Article.message_id, Article.ticket_id).where(Article.direction == "in"))
+                select(Article.message_id, Article.ticket_id).where(Article.direction == "in")
+            )
             by_message: dict[str, list[int]] = {}
             for message_id, ticket_id in articles:
                 by_message.setdefault(bare(message_id), []).append(ticket_id)
             tickets = set(connection.scalars(select(Ticket.id)))
             acks = connection.execute(
-                select(Outbox.ticket_id, Outbox.message_id, Outbox.state)
-                .where(Outbox.kind == "ack")).all()
-            account.quarantined = len(connection.scalars(
-                select(InboundMessage.id).where(InboundMessage.state == "quarantined")).all())
-            account.failed_outbox = len(connection.scalars(
-                select(Outbox.id).where(Outbox.state == "failed")).all())
+                select(Outbox.ticket_id, Outbox.message_id, Outbox.state).where(
+                    Outbox.kind == "ack"
+                )
+            ).all()
+            account.quarantined = len(
+                connection.scalars(
+                    select(InboundMessage.id).where(InboundMessage.state == "quarantined")
+                ).all()
+            )
+            account.failed_outbox = len(
+                connection.scalars(select(Outbox.id).where(Outbox.state == "failed")).all()
+            )
         self._reckon_mail(account, by_message, tickets)
         for acked, ack_id, state in acks:
             if acked is not None:
@@ -227,12 +240,12 @@ class Ledger:
             if state != "sent":
                 account.unsent_acks.append(bare(ack_id))
         known = {m for ids in account.acks_of_ticket.values() for m in ids}
-        account.unknown_deliveries = sum(n for m, n in account.deliveries.items()
-                                         if m not in known)
+        account.unknown_deliveries = sum(n for m, n in account.deliveries.items() if m not in known)
         return account
 
-    def _reckon_mail(self, account: Account, by_message: dict[str, list[int]],
-                     tickets: set[int]) -> None:
+    def _reckon_mail(
+        self, account: Account, by_message: dict[str, list[int]], tickets: set[int]
+    ) -> None:
         claimed: set[int] = set()
         for mail in self.injector.injected:
             found = by_message.get(mail.message_id, [])

@@ -9,8 +9,17 @@ from dataclasses import dataclass, field
 from tests.faults.ledger import Account, Recovery
 from tests.faults.traffic import Injected
 
-HEADER = ("fault", "mails", "kills", "tickets", "lost", "duplicated tickets",
-          "acks delivered", "duplicate acks", "recovery s")
+HEADER = (
+    "fault",
+    "mails",
+    "kills",
+    "tickets",
+    "lost",
+    "duplicated tickets",
+    "acks delivered",
+    "duplicate acks",
+    "recovery s",
+)
 
 
 @dataclass
@@ -53,9 +62,17 @@ class Row:
     recovery: str
 
     def cells(self) -> tuple[str, ...]:
-        return (self.label, str(self.mails), str(self.kills), str(self.tickets),
-                str(self.lost), str(self.duplicated), str(self.acks_delivered),
-                str(self.duplicate_acks), self.recovery)
+        return (
+            self.label,
+            str(self.mails),
+            str(self.kills),
+            str(self.tickets),
+            str(self.lost),
+            str(self.duplicated),
+            str(self.acks_delivered),
+            str(self.duplicate_acks),
+            self.recovery,
+        )
 
 
 def _phase_of(phases: Sequence[Phase], when: float) -> int:
@@ -71,18 +88,29 @@ def rows(phases: Sequence[Phase], injected: Sequence[Injected], account: Account
     groups: list[list[Injected]] = [[] for _ in phases]
     for mail in injected:
         groups[_phase_of(phases, mail.written_at)].append(mail)
-    result = [_row(phase.label, phase.kills, group, account, phase.recovery_text())
-              for phase, group in zip(phases, groups, strict=True)]
+    result = [
+        _row(phase.label, phase.kills, group, account, phase.recovery_text())
+        for phase, group in zip(phases, groups, strict=True)
+    ]
     total = _row("total", sum(p.kills for p in phases), list(injected), account, "")
     stray = len(account.stray_tickets)
-    result.append(Row(total.label, total.mails, total.kills, total.tickets + stray, total.lost,
-                      total.duplicated + stray, total.acks_delivered, total.duplicate_acks,
-                      total.recovery))
+    result.append(
+        Row(
+            total.label,
+            total.mails,
+            total.kills,
+            total.tickets + stray,
+            total.lost,
+            total.duplicated + stray,
+            total.acks_delivered,
+            total.duplicate_acks,
+            total.recovery,
+        )
+    )
     return result
 
 
-def _row(label: str, kills: int, mails: list[Injected], account: Account,
-         recovery: str) -> Row:
+def _row(label: str, kills: int, mails: list[Injected], account: Account, recovery: str) -> Row:
     lost = {m.message_id for m in account.lost}
     tickets: set[int] = set()
     duplicated = sum(account.extra_articles[m.message_id] for m in mails)
@@ -96,9 +124,17 @@ def _row(label: str, kills: int, mails: list[Injected], account: Account,
         sent = [m for m in account.acks_of_ticket.get(ticket, []) if account.deliveries[m]]
         delivered += bool(sent)
         duplicates += sum(account.deliveries[m] - 1 for m in sent)
-    return Row(label, len(mails), kills, len(tickets),
-               sum(m.message_id in lost for m in mails), duplicated, delivered, duplicates,
-               recovery)
+    return Row(
+        label,
+        len(mails),
+        kills,
+        len(tickets),
+        sum(m.message_id in lost for m in mails),
+        duplicated,
+        delivered,
+        duplicates,
+        recovery,
+    )
 
 
 def table(result: Sequence[Row]) -> str:
@@ -107,8 +143,10 @@ def table(result: Sequence[Row]) -> str:
 
     def line(values: Sequence[str]) -> str:
         first = values[0].ljust(widths[0])
-        rest = [v.rjust(w) if i < len(HEADER) - 2 else v.ljust(w)
-                for i, (v, w) in enumerate(zip(values[1:], widths[1:], strict=True))]
+        rest = [
+            v.rjust(w) if i < len(HEADER) - 2 else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values[1:], widths[1:], strict=True))
+        ]
         return "| " + " | ".join([first, *rest]) + " |"
 
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
@@ -119,12 +157,16 @@ def problems(account: Account, phases: Sequence[Phase], planned_kills: int) -> l
     """Every broken promise, in words; empty when the run kept them all."""
     found: list[str] = []
     if account.lost:
-        found.append(f"{len(account.lost)} mail(s) lost (neither ticket nor article), e.g. "
-                     + ", ".join(f"<{m.message_id}>" for m in account.lost[:5]))
+        found.append(
+            f"{len(account.lost)} mail(s) lost (neither ticket nor article), e.g. "
+            + ", ".join(f"<{m.message_id}>" for m in account.lost[:5])
+        )
     split = {root: t for root, t in account.tickets_of_conversation.items() if len(t) > 1}
     if split:
-        found.append(f"{len(split)} conversation(s) with more than one ticket, e.g. "
-                     + ", ".join(f"<{r}>: {sorted(t)}" for r, t in list(split.items())[:5]))
+        found.append(
+            f"{len(split)} conversation(s) with more than one ticket, e.g. "
+            + ", ".join(f"<{r}>: {sorted(t)}" for r, t in list(split.items())[:5])
+        )
     if account.extra_articles:
         found.append(f"mail stored twice on its ticket: {dict(account.extra_articles)}")
     if account.stray_tickets:
@@ -147,25 +189,39 @@ def problems(account: Account, phases: Sequence[Phase], planned_kills: int) -> l
 def _ack_problems(account: Account, phases: Sequence[Phase]) -> list[str]:
     found: list[str] = []
     tickets = set().union(*account.tickets_of_conversation.values()) | account.stray_tickets
-    rows_wrong = {t: account.acks_of_ticket.get(t, []) for t in tickets
-                  if len(account.acks_of_ticket.get(t, [])) != 1}
+    rows_wrong = {
+        t: account.acks_of_ticket.get(t, [])
+        for t in tickets
+        if len(account.acks_of_ticket.get(t, [])) != 1
+    }
     if rows_wrong:
-        found.append(f"{len(rows_wrong)} ticket(s) without exactly one acknowledgement row, "
-                     f"e.g. {dict(list(rows_wrong.items())[:5])}")
-    undelivered = [t for t in tickets
-                   if not any(account.deliveries[m] for m in account.acks_of_ticket.get(t, []))]
+        found.append(
+            f"{len(rows_wrong)} ticket(s) without exactly one acknowledgement row, "
+            f"e.g. {dict(list(rows_wrong.items())[:5])}"
+        )
+    undelivered = [
+        t
+        for t in tickets
+        if not any(account.deliveries[m] for m in account.acks_of_ticket.get(t, []))
+    ]
     if undelivered:
-        found.append(f"{len(undelivered)} ticket(s) whose acknowledgement never arrived, "
-                     f"e.g. {sorted(undelivered)[:10]}")
+        found.append(
+            f"{len(undelivered)} ticket(s) whose acknowledgement never arrived, "
+            f"e.g. {sorted(undelivered)[:10]}"
+        )
     if account.unsent_acks:
-        found.append(f"{len(account.unsent_acks)} acknowledgement row(s) not marked sent at "
-                     "the end")
+        found.append(
+            f"{len(account.unsent_acks)} acknowledgement row(s) not marked sent at the end"
+        )
     duplicates = sum(n - 1 for n in account.deliveries.values() if n > 1)
     allowed = sum(p.between_accept_and_mark for p in phases)
     if duplicates > allowed:
-        found.append(f"{duplicates} duplicate acknowledgement(s), but only {allowed} kill(s) "
-                     "or outage(s) landed between SMTP acceptance and marking")
+        found.append(
+            f"{duplicates} duplicate acknowledgement(s), but only {allowed} kill(s) "
+            "or outage(s) landed between SMTP acceptance and marking"
+        )
     if account.unknown_deliveries:
-        found.append(f"{account.unknown_deliveries} mail(s) at the sink match no "
-                     "acknowledgement row")
+        found.append(
+            f"{account.unknown_deliveries} mail(s) at the sink match no acknowledgement row"
+        )
     return found

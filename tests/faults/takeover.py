@@ -36,8 +36,9 @@ def table_exists(database_url: str, name: str) -> bool:
 def lease_owner(world: World) -> str | None:
     """The instance id ("host:pid:token") holding the mailbox's lease, if any."""
     with world.ledger.engine.connect() as connection:
-        owner = connection.execute(text("SELECT owner FROM mailbox_lease WHERE name = :name"),
-                                   {"name": SOURCE}).scalar()
+        owner = connection.execute(
+            text("SELECT owner FROM mailbox_lease WHERE name = :name"), {"name": SOURCE}
+        ).scalar()
     return None if owner is None else str(owner)
 
 
@@ -86,10 +87,15 @@ def owner_takeover(world: World) -> Phase:
     if phase.takeover is None:
         phase.notes.append(f"! no other instance took over within {plan.recovery_timeout:g} s")
     else:
-        phase.notes.append(f"{owner.name} owned the mailbox; takeover = another instance "
-                           "owns it and a mail sent after the kill is acknowledged"
-                           + ("; instances on separate host names" if world.separate_hosts
-                              else "; all instances on one host"))
+        phase.notes.append(
+            f"{owner.name} owned the mailbox; takeover = another instance "
+            "owns it and a mail sent after the kill is acknowledged"
+            + (
+                "; instances on separate host names"
+                if world.separate_hosts
+                else "; all instances on one host"
+            )
+        )
     world.ledger.wait([tracked], plan.recovery_timeout)
     world.say(f"  {phase.label}: {phase.recovery_text()} s")
     return phase

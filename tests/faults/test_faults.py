@@ -21,8 +21,16 @@ from tests.support.required import unavailable
 
 pytestmark = pytest.mark.integration
 
-CI_SIZE = Plan(kills=20, imap_outage=4.0, smtp_refusal=8.0, smtp_drops=3, pg_outage=4.0,
-               instances=3, takeover_after=4.0, recovery_timeout=90.0)
+CI_SIZE = Plan(
+    kills=20,
+    imap_outage=4.0,
+    smtp_refusal=8.0,
+    smtp_drops=3,
+    pg_outage=4.0,
+    instances=3,
+    takeover_after=4.0,
+    recovery_timeout=90.0,
+)
 
 
 def check(outcome: Outcome) -> None:
@@ -45,8 +53,12 @@ def test_sqlite_single_instance_through_kills_and_server_outages(tmp_path: Path)
     outcome = run(replace(CI_SIZE, database="sqlite"), tmp_path)
     check(outcome)
     assert [p.label for p in outcome.phases] == [
-        "steady flow", "kill -9 x20", "IMAP down 4 s mid-IDLE", "IMAP down 4 s mid-FETCH",
-        "SMTP 451 for 8 s, 3 cut mid-DATA"]
+        "steady flow",
+        "kill -9 x20",
+        "IMAP down 4 s mid-IDLE",
+        "IMAP down 4 s mid-FETCH",
+        "SMTP 451 for 8 s, 3 cut mid-DATA",
+    ]
 
 
 @pytest.mark.slow

@@ -51,8 +51,9 @@ class _Draft:
 class Injector:
     """A thread appending generated customer mail to INBOX at `rate` mails per second."""
 
-    def __init__(self, imap: EmbeddedImapServer, rate: float, seed: int,
-                 followups: float = 0.25) -> None:
+    def __init__(
+        self, imap: EmbeddedImapServer, rate: float, seed: int, followups: float = 0.25
+    ) -> None:
         self.injected: list[Injected] = []  # append-only; other threads read it
         self._imap = imap
         self._rate = rate
@@ -152,16 +153,26 @@ class Injector:
         if delivered and self._rng.random() < self._followups:
             parent = self._rng.choice(delivered[-200:])
             root = parent.root
-            raw = mail(self._senders[root], "Re: " + self._subjects[root],
-                       f"Any news? (follow-up {number})\n", message_id=f"<{message_id}>",
-                       in_reply_to=f"<{parent.message_id}>", date=datetime.now(UTC))
+            raw = mail(
+                self._senders[root],
+                "Re: " + self._subjects[root],
+                f"Any news? (follow-up {number})\n",
+                message_id=f"<{message_id}>",
+                in_reply_to=f"<{parent.message_id}>",
+                date=datetime.now(UTC),
+            )
         else:
             root = message_id
             sender = f"Customer {number} <customer.{self._seed}.{number}@{DOMAIN}>"
             subject = f"Order {10000 + number} has not arrived"
             self._senders[root], self._subjects[root] = sender, subject
-            raw = mail(sender, subject, f"Hello,\nwhere is order {10000 + number}?\n",
-                       message_id=f"<{message_id}>", date=datetime.now(UTC))
+            raw = mail(
+                sender,
+                subject,
+                f"Hello,\nwhere is order {10000 + number}?\n",
+                message_id=f"<{message_id}>",
+                date=datetime.now(UTC),
+            )
         with self._lock:
             self._queue.append(_Draft(message_id, root, raw, time.monotonic()))
 
@@ -180,8 +191,15 @@ class Injector:
                 return False
             with self._lock:
                 self._queue.popleft()
-            self.injected.append(Injected(draft.message_id, draft.root, draft.written_at,
-                                          time.monotonic(), len(self.injected)))
+            self.injected.append(
+                Injected(
+                    draft.message_id,
+                    draft.root,
+                    draft.written_at,
+                    time.monotonic(),
+                    len(self.injected),
+                )
+            )
 
     def _connected(self) -> IMAPClient:
         if self._client is None:

@@ -60,14 +60,22 @@ class World:
 
     def articles(self, number: int) -> list[Article]:
         with self.app.sessions() as session:
-            query = (select(Article).join(Ticket, Ticket.id == Article.ticket_id)
-                     .where(Ticket.number == number).order_by(Article.id))
+            query = (
+                select(Article)
+                .join(Ticket, Ticket.id == Article.ticket_id)
+                .where(Ticket.number == number)
+                .order_by(Article.id)
+            )
             return list(session.scalars(query))
 
     def events(self, number: int) -> list[Event]:
         with self.app.sessions() as session:
-            query = (select(Event).join(Ticket, Ticket.id == Event.ticket_id)
-                     .where(Ticket.number == number).order_by(Event.id))
+            query = (
+                select(Event)
+                .join(Ticket, Ticket.id == Event.ticket_id)
+                .where(Ticket.number == number)
+                .order_by(Event.id)
+            )
             return list(session.scalars(query))
 
     def event_types(self, number: int) -> list[str]:
@@ -88,22 +96,32 @@ class World:
         return [m for m in self.smtp.received if address in m.recipients]
 
 
-def make_world(tmp_path: Path, database_url: str, imap: EmbeddedImapServer, smtp: SmtpSink,
-               **sections: Any) -> World:
+def make_world(
+    tmp_path: Path, database_url: str, imap: EmbeddedImapServer, smtp: SmtpSink, **sections: Any
+) -> World:
     """A World whose configuration is the test one plus STAFF, with `sections` on top."""
     sections.setdefault("staff", STAFF)
     clock = FrozenClock(START)
-    config = make_config(tmp_path, database_url=database_url, imap=imap, smtp=smtp,
-                         **sections)
+    config = make_config(tmp_path, database_url=database_url, imap=imap, smtp=smtp, **sections)
     return World(build_app(config, clock=clock), imap, smtp, clock)
 
 
 @pytest.fixture
-def world(request: pytest.FixtureRequest, tmp_path: Path, database_url: str,
-          imap_server: EmbeddedImapServer, smtp_sink: SmtpSink) -> Iterator[World]:
+def world(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+) -> Iterator[World]:
     """mailbridge on SQLite, then on PostgreSQL, with staff and a trusted MTA configured;
     a test module's WORLD_SECTIONS (configuration sections) go on top."""
-    made = make_world(tmp_path, database_url, imap_server, smtp_sink,
-                      **getattr(request.module, "WORLD_SECTIONS", {}))
+    made = make_world(
+        tmp_path,
+        database_url,
+        imap_server,
+        smtp_sink,
+        **getattr(request.module, "WORLD_SECTIONS", {}),
+    )
     yield made
     made.app.close()

@@ -31,8 +31,9 @@ Factory = Callable[..., World]
 
 
 @pytest.fixture
-def configured(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-               smtp_sink: SmtpSink) -> Iterator[Factory]:
+def configured(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> Iterator[Factory]:
     """make_world with extra configuration sections; the worlds are closed afterwards."""
     made: list[World] = []
 
@@ -61,8 +62,11 @@ def metric(world: World, limit: str) -> float:
 
 
 def text_of(received: ReceivedMail) -> str:
-    return "\n".join(part.get_content() for part in received.message.walk()
-                     if part.get_content_type() in ("text/plain", "text/html"))
+    return "\n".join(
+        part.get_content()
+        for part in received.message.walk()
+        if part.get_content_type() in ("text/plain", "text/html")
+    )
 
 
 # --- hourly limits ---------------------------------------------------------------------------
@@ -77,8 +81,9 @@ def test_a_flood_to_one_domain_stops_at_the_domain_limit(
     with caplog.at_level(logging.WARNING, logger="mailbridge.inbound.acknowledge"):
         world.run()
     tickets = world.tickets()
-    acked = [m for m in world.smtp.received if any(r.endswith("@victim.example")
-                                                   for r in m.recipients)]
+    acked = [
+        m for m in world.smtp.received if any(r.endswith("@victim.example") for r in m.recipients)
+    ]
     assert len(tickets) == 22 and len(acked) == 20
     for number in (1020, 1021):
         assert withheld(world, number)["limit"] == "domain"
@@ -131,14 +136,21 @@ def assert_minimal(received: ReceivedMail, tag: str = "[#1000]") -> None:
 @pytest.mark.parametrize(
     "headers",
     [
-        {"From": "Mallory <mallory@customer.example>", "Reply-To": f"Victim Name <{VICTIM}>",
-         "Authentication-Results": AUTHENTICATED},  # authenticated, but not the victim
+        {
+            "From": "Mallory <mallory@customer.example>",
+            "Reply-To": f"Victim Name <{VICTIM}>",
+            "Authentication-Results": AUTHENTICATED,
+        },  # authenticated, but not the victim
         {"From": f"Victim Name <{VICTIM}>"},  # no Authentication-Results at all
-        {"From": f"Victim Name <{VICTIM}>",  # from an MTA we do not trust
-         "Authentication-Results": "mx.evil.example; dkim=pass header.d=victim.example"},
-        {"From": f"Victim Name <{VICTIM}>",  # the trusted MTA, but nothing passed
-         "Authentication-Results": f"{MX}; dkim=fail header.d=victim.example; spf=softfail "
-                                   "smtp.mailfrom=victim.example"},
+        {
+            "From": f"Victim Name <{VICTIM}>",  # from an MTA we do not trust
+            "Authentication-Results": "mx.evil.example; dkim=pass header.d=victim.example",
+        },
+        {
+            "From": f"Victim Name <{VICTIM}>",  # the trusted MTA, but nothing passed
+            "Authentication-Results": f"{MX}; dkim=fail header.d=victim.example; spf=softfail "
+            "smtp.mailfrom=victim.example",
+        },
     ],
     ids=["reply-to", "no-results", "untrusted-mta", "nothing-passed"],
 )
@@ -147,8 +159,15 @@ def test_an_unauthenticated_address_gets_only_the_ticket_number(
 ) -> None:
     headers = dict(headers)  # the parameter is shared by both databases' runs
     sender = headers.pop("From")
-    world.deliver(mail(sender, f"Re: {PITCH}", f"{PITCH}\nhttps://pills.example/buy\n",
-                       message_id="<pitch@pills.example>", headers=headers))
+    world.deliver(
+        mail(
+            sender,
+            f"Re: {PITCH}",
+            f"{PITCH}\nhttps://pills.example/buy\n",
+            message_id="<pitch@pills.example>",
+            headers=headers,
+        )
+    )
     world.run()
     (ack,) = world.sent_to(VICTIM)
     assert_minimal(ack)
@@ -160,8 +179,13 @@ def test_an_unauthenticated_address_gets_only_the_ticket_number(
 
 
 def test_an_authenticated_sender_gets_the_full_acknowledgement(world: World) -> None:
-    world.deliver(mail("Ada Customer <ada@customer.example>", "Printer on fire",
-                       headers={"Authentication-Results": AUTHENTICATED}))
+    world.deliver(
+        mail(
+            "Ada Customer <ada@customer.example>",
+            "Printer on fire",
+            headers={"Authentication-Results": AUTHENTICATED},
+        )
+    )
     world.deliver(mail(f"Victim Name <{VICTIM}>", PITCH, PITCH))
     world.run()
     (full,) = world.sent_to("ada@customer.example")
@@ -176,8 +200,14 @@ def test_the_victim_answering_the_minimal_acknowledgement_joins_the_ticket(world
     world.run()
     (ack,) = world.sent_to(VICTIM)
     assert_minimal(ack)
-    world.deliver(mail(VICTIM, f"Re: {ack.message['Subject']}", "I never wrote to you.",
-                       in_reply_to=str(ack.message["Message-ID"])))
+    world.deliver(
+        mail(
+            VICTIM,
+            f"Re: {ack.message['Subject']}",
+            "I never wrote to you.",
+            in_reply_to=str(ack.message["Message-ID"]),
+        )
+    )
     world.run()
     assert len(world.tickets()) == 1
     assert [a.text_body.strip() for a in world.articles(1000)][-1] == "I never wrote to you."
@@ -202,7 +232,9 @@ def test_a_custom_template_cannot_show_what_the_sender_wrote(
         "Subject: Re: {{ ticket_tag }} {{ subject }}\n\n"
         "Dear {{ requester_name }}, about {{ subject }}:\n{{ excerpt }}\n"
         "{% for item in faq %}{{ item.title }} {{ item.answer }}{% endfor %}\n"
-        "{{ digest }} {{ reply_text }} {{ event }} {{ staff_name }}\n", encoding="utf-8")
+        "{{ digest }} {{ reply_text }} {{ event }} {{ staff_name }}\n",
+        encoding="utf-8",
+    )
     world = configured(templates={"dir": str(folder)})
     world.deliver(mail(f"Victim Name <{VICTIM}>", PITCH, f"{PITCH}\n"))
     world.run()
@@ -242,9 +274,13 @@ def test_a_read_receipt_gets_none_and_asking_for_one_is_not_automated(world: Wor
         "--B\nContent-Type: text/plain\n\nYour message was displayed.\n"
         "--B\nContent-Type: message/disposition-notification\n\n"
         "Reporting-UA: mua.victim.example\nFinal-Recipient: rfc822;victim@victim.example\n"
-        "Disposition: manual-action/MDN-sent-manually; displayed\n--B--\n").encode()
-    asking = mail("ada@customer.example", "Printer on fire",
-                  headers={"Disposition-Notification-To": "ada@customer.example"})
+        "Disposition: manual-action/MDN-sent-manually; displayed\n--B--\n"
+    ).encode()
+    asking = mail(
+        "ada@customer.example",
+        "Printer on fire",
+        headers={"Disposition-Notification-To": "ada@customer.example"},
+    )
     world.deliver(receipt, asking)
     world.run()
     assert world.sent_to(VICTIM) == []
@@ -254,8 +290,9 @@ def test_a_read_receipt_gets_none_and_asking_for_one_is_not_automated(world: Wor
 
 def test_a_null_return_path_gets_none_unless_written_below_the_mtas(world: World) -> None:
     null = b"Return-Path: <>\n" + mail(VICTIM, "Your message", "Thanks, noted.")
-    forged = (b"Return-Path: <ada@customer.example>\nReturn-Path: <>\n"
-              + mail("ada@customer.example", "Printer on fire"))
+    forged = b"Return-Path: <ada@customer.example>\nReturn-Path: <>\n" + mail(
+        "ada@customer.example", "Printer on fire"
+    )
     world.deliver(null, forged)
     world.run()
     assert world.sent_to(VICTIM) == []
@@ -264,16 +301,22 @@ def test_a_null_return_path_gets_none_unless_written_below_the_mtas(world: World
 
 
 def test_precedence_bulk_from_a_person_is_tracked_but_not_acknowledged(world: World) -> None:
-    world.deliver(mail("ada@customer.example", "Printer on fire",
-                       headers={"Precedence": "bulk"}))
-    world.deliver(mail("news@shop-news.example", "Our November offers",
-                       headers={"Precedence": "bulk", "List-Id": "<offers.shop-news.example>"}))
+    world.deliver(mail("ada@customer.example", "Printer on fire", headers={"Precedence": "bulk"}))
+    world.deliver(
+        mail(
+            "news@shop-news.example",
+            "Our November offers",
+            headers={"Precedence": "bulk", "List-Id": "<offers.shop-news.example>"},
+        )
+    )
     world.run()
     person, newsletter = world.tickets()
     assert world.sent_to("ada@customer.example") == []
     assert withheld(world, person.number or 0) == {
-        "check": "classified", "reason": "looks like bulk mail (precedence_bulk)",
-        "rules": ["precedence_bulk"]}
+        "check": "classified",
+        "reason": "looks like bulk mail (precedence_bulk)",
+        "rules": ["precedence_bulk"],
+    }
     assert person.first_response_due_at is not None and person.next_escalation_at is not None
     (notice,) = world.sent_to(TEAM)
     assert "Printer on fire" in str(notice.message["Subject"])

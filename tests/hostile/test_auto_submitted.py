@@ -33,8 +33,14 @@ def auto_submitted(received: ReceivedMail) -> list[str]:
 def answer(world: World, text: str) -> None:
     """Alice answers the team's notification from her mail client."""
     notice = world.sent_to(TEAM)[0]
-    world.deliver(reply(f"Alice <{ALICE}>", text, to=token_of(notice),
-                        in_reply_to=str(notice.message["Message-ID"])))
+    world.deliver(
+        reply(
+            f"Alice <{ALICE}>",
+            text,
+            to=token_of(notice),
+            in_reply_to=str(notice.message["Message-ID"]),
+        )
+    )
     world.run()
 
 
@@ -92,8 +98,14 @@ def test_the_escalation_is_auto_generated(world: World) -> None:
 def test_the_deadline_warning_is_auto_generated(
     tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
-    sla = [{"name": "standard", "first_response": "8h", "resolution": "5d",
-            "levels": [{"at": "-1h", "notify": "warn@shop.example"}]}]
+    sla = [
+        {
+            "name": "standard",
+            "first_response": "8h",
+            "resolution": "5d",
+            "levels": [{"at": "-1h", "notify": "warn@shop.example"}],
+        }
+    ]
     world = make_world(tmp_path, database_url, imap_server, smtp_sink, sla=sla, staff=STAFF)
     try:
         world.deliver(mail(f"Ada <{CUSTOMER}>", "Printer on fire"))
@@ -110,9 +122,15 @@ def test_the_deadline_warning_is_auto_generated(
 @pytest.mark.parametrize("kind", sorted(AUTO_SUBMITTED))
 def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
     """A new kind of mail must come with its own test above (and its line in the table)."""
-    names = {"ack": "acknowledgement", "notification": "staff_notification",
-             "staff_error": "command_error", "staff_refused": "refused_token",
-             "closed": "closed_mail", "reply": "relayed_staff_answer",
-             "escalation": "escalation", "sla_warning": "deadline_warning"}
+    names = {
+        "ack": "acknowledgement",
+        "notification": "staff_notification",
+        "staff_error": "command_error",
+        "staff_refused": "refused_token",
+        "closed": "closed_mail",
+        "reply": "relayed_staff_answer",
+        "escalation": "escalation",
+        "sla_warning": "deadline_warning",
+    }
     assert kind in names, f"no Auto-Submitted test for mail kind {kind!r}"
     assert any(names[kind] in name for name in globals() if name.startswith("test_"))

@@ -23,9 +23,11 @@ from tests.support.dovecot import DovecotServer
 
 pytestmark = pytest.mark.integration
 
-HEAD = (b"From: Mallory <mallory@evil.example>\r\nTo: support@shop.example\r\n"
-        b"Subject: %s\r\nMessage-ID: <%s@evil.example>\r\n"
-        b"Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n")
+HEAD = (
+    b"From: Mallory <mallory@evil.example>\r\nTo: support@shop.example\r\n"
+    b"Subject: %s\r\nMessage-ID: <%s@evil.example>\r\n"
+    b"Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+)
 CUSTOMER = "carla@customers.example"
 PASS_WITHIN = 30.0  # seconds: a few on an idle machine; the bound leaves room for load
 LOG_WITHIN = 20_000  # characters of log for the whole pass
@@ -33,51 +35,81 @@ LOG_WITHIN = 20_000  # characters of log for the whole pass
 
 def tnef_bomb() -> bytes:
     """The 44-byte winmail.dat: an attMAPIProps claiming 2^32-1 properties."""
-    props = (struct.pack("<I", 0xFFFFFFFF) + struct.pack("<HHI", 0x0003, 0x3FDE, 65001) * 2
-             + struct.pack("<HHH", 0x0002, 0x0017, 1) + b"\0")
-    attribute = (struct.pack("<BHHI", 1, 0x9003, 0x0006, len(props)) + props
-                 + struct.pack("<H", sum(props) & 0xFFFF))
+    props = (
+        struct.pack("<I", 0xFFFFFFFF)
+        + struct.pack("<HHI", 0x0003, 0x3FDE, 65001) * 2
+        + struct.pack("<HHH", 0x0002, 0x0017, 1)
+        + b"\0"
+    )
+    attribute = (
+        struct.pack("<BHHI", 1, 0x9003, 0x0006, len(props))
+        + props
+        + struct.pack("<H", sum(props) & 0xFFFF)
+    )
     return struct.pack("<IH", 0x223E9F78, 0x0001) + attribute
 
 
 def tnef_mail() -> bytes:
-    return (HEAD % (b"tnef", b"tnef") + b"Content-Type: multipart/mixed; boundary=X\r\n\r\n"
-            b"--X\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n--X\r\n"
-            b"Content-Type: application/ms-tnef; name=winmail.dat\r\n"
-            b"Content-Disposition: attachment; filename=winmail.dat\r\n"
-            b"Content-Transfer-Encoding: base64\r\n\r\n"
-            + base64.encodebytes(tnef_bomb()) + b"--X--\r\n")
+    return (
+        HEAD % (b"tnef", b"tnef") + b"Content-Type: multipart/mixed; boundary=X\r\n\r\n"
+        b"--X\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n--X\r\n"
+        b"Content-Type: application/ms-tnef; name=winmail.dat\r\n"
+        b"Content-Disposition: attachment; filename=winmail.dat\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(tnef_bomb())
+        + b"--X--\r\n"
+    )
 
 
 def part_bomb() -> bytes:
-    parts = b"".join(b"--B\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i
-                     for i in range(50_000))
-    return (HEAD % (b"parts", b"parts") + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
-            + parts + b"--B--\r\n")
+    parts = b"".join(
+        b"--B\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i for i in range(50_000)
+    )
+    return (
+        HEAD % (b"parts", b"parts")
+        + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+        + parts
+        + b"--B--\r\n"
+    )
 
 
 def nesting_bomb() -> bytes:
     out = [HEAD % (b"nested", b"nested"), b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"]
-    out += [b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i - 1, i)
-            for i in range(1, 5000)]
+    out += [
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i - 1, i)
+        for i in range(1, 5000)
+    ]
     out.append(b"--b4999\r\nContent-Type: text/plain\r\n\r\nthe bottom\r\n")
     out += [b"--b%d--\r\n" % i for i in range(4999, -1, -1)]
     return b"".join(out)
 
 
 def deep_html() -> bytes:
-    html = (b"<html><body><p>Dear support,</p>" + b"<div>" * 10_000
-            + b"my order 4711 never arrived" + b"</div>" * 10_000 + b"</body></html>")
-    return (HEAD % (b"deep html", b"deep-html")
-            + b"Content-Type: text/html; charset=utf-8\r\n\r\n" + html + b"\r\n")
+    html = (
+        b"<html><body><p>Dear support,</p>"
+        + b"<div>" * 10_000
+        + b"my order 4711 never arrived"
+        + b"</div>" * 10_000
+        + b"</body></html>"
+    )
+    return (
+        HEAD % (b"deep html", b"deep-html")
+        + b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        + html
+        + b"\r\n"
+    )
 
 
 def slow_html(rows: int = 40_000) -> bytes:
     """Table rows (1.2 MB by default): the HTML converter needs several seconds for them,
     for real (about 5 µs a byte on a 2-core VM)."""
     html = b"<table>" + b"<tr><td>a</td><td>b</td></tr>" * rows + b"</table>"
-    return (HEAD % (b"slow html", b"slow-html")
-            + b"Content-Type: text/html; charset=utf-8\r\n\r\n" + html + b"\r\n")
+    return (
+        HEAD % (b"slow html", b"slow-html")
+        + b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        + html
+        + b"\r\n"
+    )
 
 
 def ordinary() -> bytes:
@@ -118,8 +150,10 @@ def test_a_winmail_dat_claiming_four_billion_properties(
     _, seconds = run_beside(world, tnef_mail())
 
     defects = defects_of(world, "tnef")
-    assert ("TNEF property list claims 4294967295 properties, holds 3: the rest were not read"
-            in defects)
+    assert (
+        "TNEF property list claims 4294967295 properties, holds 3: the rest were not read"
+        in defects
+    )
     assert_ordinary_mail_answered(world)
     assert seconds < PASS_WITHIN
 
@@ -146,8 +180,9 @@ def dovecot_world(tmp_path: Path, database_url: str, smtp_sink: SmtpSink) -> Ite
 def test_fifty_thousand_mime_parts(dovecot_world: World, log: pytest.LogCaptureFixture) -> None:
     _, seconds = run_beside(dovecot_world, part_bomb())
 
-    assert ("more than 1000 MIME parts: the parts after the 1000th were not read"
-            in defects_of(dovecot_world, "parts"))
+    assert "more than 1000 MIME parts: the parts after the 1000th were not read" in defects_of(
+        dovecot_world, "parts"
+    )
     assert_ordinary_mail_answered(dovecot_world)
     assert seconds < PASS_WITHIN
 
@@ -160,8 +195,9 @@ def test_five_thousand_nested_multiparts(
     (ticket,) = [t for t in dovecot_world.tickets() if t.subject == "nested"]
     (article,) = dovecot_world.articles(ticket.number)
     assert article.from_address == "mallory@evil.example"  # the headers were read
-    assert ("MIME parts nested deeper than 50 levels: what lies below was not read"
-            in article.defects)
+    assert (
+        "MIME parts nested deeper than 50 levels: what lies below was not read" in article.defects
+    )
     assert_ordinary_mail_answered(dovecot_world)
     assert seconds < PASS_WITHIN
 
@@ -178,11 +214,13 @@ def test_text_under_ten_thousand_nested_divs(world: World, log: pytest.LogCaptur
 
 
 @pytest.fixture
-def tight_world(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-                smtp_sink: SmtpSink) -> Iterator[World]:
+def tight_world(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> Iterator[World]:
     """The hostile world with a one-second parse budget."""
-    made = make_world(tmp_path, database_url, imap_server, smtp_sink,
-                      tickets={"parse_timeout": "1s"})
+    made = make_world(
+        tmp_path, database_url, imap_server, smtp_sink, tickets={"parse_timeout": "1s"}
+    )
     yield made
     made.app.close()
 
@@ -195,8 +233,9 @@ def test_mail_that_keeps_the_parser_busy_is_stopped_at_its_budget(
     assert (report.processed.created, report.processed.quarantined) == (1, 1)
     stopped, answered = tight_world.inbound()
     assert (stopped.state, stopped.attempts) == ("quarantined", 1)
-    assert stopped.last_error == ("OverBudget: parsing took longer than 1 s ([tickets] "
-                                  "parse_timeout): the parser was stopped")
+    assert stopped.last_error == (
+        "OverBudget: parsing took longer than 1 s ([tickets] parse_timeout): the parser was stopped"
+    )
     assert stopped.raw.startswith(HEAD % (b"slow html", b"slow-html"))  # kept for a person
     assert answered.state == "processed"
     assert_ordinary_mail_answered(tight_world)

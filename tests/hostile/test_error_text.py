@@ -32,9 +32,12 @@ pytestmark = pytest.mark.integration
 MARK = "zq7-leak-marker-58e1"
 # Its marker in the body (which the refusing trigger looks for) and in headers the failing
 # INSERT carries; not in From or Subject, which `quarantine list` shows on purpose.
-MARKED = raw_mail([("In-Reply-To", f"<{MARK}@customer.example>"), ("X-Order", MARK)],
-                  f"My order {MARK} is late.\r\n", sender="Ada <ada@customer.example>",
-                  subject="Late order")
+MARKED = raw_mail(
+    [("In-Reply-To", f"<{MARK}@customer.example>"), ("X-Order", MARK)],
+    f"My order {MARK} is late.\r\n",
+    sender="Ada <ada@customer.example>",
+    subject="Late order",
+)
 
 
 @pytest.fixture
@@ -56,19 +59,26 @@ def captured() -> Iterator[io.StringIO]:
 
 
 @pytest.fixture
-def refusing(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-             smtp_sink: SmtpSink) -> Iterator[World]:
+def refusing(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> Iterator[World]:
     """mailbridge whose database refuses any article holding the marker."""
-    made = make_world(tmp_path, database_url, imap_server, smtp_sink,
-                      tickets={"max_attempts": 2},
-                      service={"listen": f"127.0.0.1:{free_port()}"})
+    made = make_world(
+        tmp_path,
+        database_url,
+        imap_server,
+        smtp_sink,
+        tickets={"max_attempts": 2},
+        service={"listen": f"127.0.0.1:{free_port()}"},
+    )
     refuse_rows(made.app.engine, "article", "text_body", MARK)
     yield made
     made.app.close()
 
 
 def test_a_database_refusal_in_processing_leaves_no_mail_in_listings_or_logs(
-        refusing: World, captured: io.StringIO, caplog: pytest.LogCaptureFixture) -> None:
+    refusing: World, captured: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
     refusing.deliver(MARKED, ORDINARY)
     refusing.run()
     refusing.run()
@@ -82,13 +92,16 @@ def test_a_database_refusal_in_processing_leaves_no_mail_in_listings_or_logs(
     print_status(refusing.app, True, status)
     assert json.loads(listing.getvalue())[0]["last_error"] == quarantined.last_error
     assert REFUSAL in captured.getvalue()
-    for output in (listing.getvalue(), status.getvalue(), captured.getvalue(),
-                   *(record.getMessage() for record in caplog.records)):
+    for output in (
+        listing.getvalue(),
+        status.getvalue(),
+        captured.getvalue(),
+        *(record.getMessage() for record in caplog.records),
+    ):
         assert MARK not in output
 
 
-def test_healthz_and_status_show_no_mail_while_the_database_refuses_it(
-        refusing: World) -> None:
+def test_healthz_and_status_show_no_mail_while_the_database_refuses_it(refusing: World) -> None:
     # Refused as fetched, before the fix, on PostgreSQL: the error would name its bytes.
     overlong = raw_mail([], message_id=LONG_ID.replace("aaaa", MARK, 1), subject="Long")
     service = Service(Daemon(refusing.app))
@@ -122,8 +135,9 @@ def _healthz(world: World) -> str:
     address = world.app.config.service.listen_address
     assert address is not None
     try:
-        with urllib.request.urlopen(f"http://{address[0]}:{address[1]}/healthz",
-                                    timeout=5) as answer:
+        with urllib.request.urlopen(
+            f"http://{address[0]}:{address[1]}/healthz", timeout=5
+        ) as answer:
             return str(answer.read().decode())
     except urllib.error.HTTPError as exc:  # 503: unhealthy, with the failing parts
         return str(exc.read().decode())

@@ -29,10 +29,17 @@ def open_ticket(world: World) -> ReceivedMail:
     return notices[0]
 
 
-def reply(sender: str, text: str, *, to: str = "support@shop.example",
-          subject: str = "Re: [#1000] Printer on fire", in_reply_to: str | None = None,
-          headers: dict[str, str] | None = None, raw_from: bytes | None = None,
-          raw_headers: dict[str, str] | None = None) -> bytes:
+def reply(
+    sender: str,
+    text: str,
+    *,
+    to: str = "support@shop.example",
+    subject: str = "Re: [#1000] Printer on fire",
+    in_reply_to: str | None = None,
+    headers: dict[str, str] | None = None,
+    raw_from: bytes | None = None,
+    raw_headers: dict[str, str] | None = None,
+) -> bytes:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
@@ -70,7 +77,7 @@ def assert_untouched(world: World, sent_before: int) -> None:
         f'{MX}; spf=pass smtp.mailfrom="x;dkim=pass header.d=shop.example x"@evil.example',
         f"{MX}; spf=pass smtp.mailfrom="
         "=?utf-8?q?x=3Bdkim=3Dpass_header.d=3Dshop.example_x?=@evil.example",
-        f"{MX}; spf=pass (google.com: domain of \"a);dkim=pass header.d=shop.example (b\""
+        f'{MX}; spf=pass (google.com: domain of "a);dkim=pass header.d=shop.example (b"'
         "@evil.example designates 192.0.2.1 as permitted sender) smtp.mailfrom=evil.example",
         # SPF passing for the staff domain proves the envelope, not the From
         f"{MX}; spf=pass smtp.mailfrom=alice@shop.example",
@@ -82,8 +89,13 @@ def test_a_forged_authentication_result_does_not_make_staff(
 ) -> None:
     open_ticket(world)
     sent = len(world.sent_to(CUSTOMER))
-    world.deliver(reply(f"Alice <{ALICE}>", "#close\n#priority low\nAll sorted, bye.",
-                        raw_headers={"Authentication-Results": authentication_results}))
+    world.deliver(
+        reply(
+            f"Alice <{ALICE}>",
+            "#close\n#priority low\nAll sorted, bye.",
+            raw_headers={"Authentication-Results": authentication_results},
+        )
+    )
     world.run()
     assert_untouched(world, sent)
     # a customer's mail like any other: a subject tag from a stranger opens a ticket of its own
@@ -93,10 +105,16 @@ def test_a_forged_authentication_result_does_not_make_staff(
 
 def test_a_real_dkim_pass_still_proves_staff(world: World) -> None:
     notice = open_ticket(world)
-    world.deliver(reply(f"Alice <{ALICE}>", "#resolve\nA new printer is on its way.",
-                        in_reply_to=str(notice.message["Message-ID"]),
-                        headers={"Authentication-Results":
-                                 f"{MX}; dkim=pass header.d=shop.example header.s=s1"}))
+    world.deliver(
+        reply(
+            f"Alice <{ALICE}>",
+            "#resolve\nA new printer is on its way.",
+            in_reply_to=str(notice.message["Message-ID"]),
+            headers={
+                "Authentication-Results": f"{MX}; dkim=pass header.d=shop.example header.s=s1"
+            },
+        )
+    )
     world.run()
     assert world.ticket(1000).status == "resolved"
     assert "A new printer is on its way." in world.sent_to(CUSTOMER)[-1].raw.decode()
@@ -110,9 +128,7 @@ def token_of(notice: ReceivedMail) -> str:
 
 
 @pytest.mark.parametrize("sender", ["mallory@shop.example", "eve@evil.example"])
-def test_a_team_token_is_refused_to_anyone_not_on_the_staff_list(
-    world: World, sender: str
-) -> None:
+def test_a_team_token_is_refused_to_anyone_not_on_the_staff_list(world: World, sender: str) -> None:
     notice = open_ticket(world)
     sent = len(world.sent_to(CUSTOMER))
     world.deliver(reply(sender, "#close\nClosing this one.", to=token_of(notice)))
@@ -142,8 +158,14 @@ def test_a_personal_token_serves_only_its_assignee(world: World) -> None:
     world.deliver(reply(f"Alice <{ALICE}>", "#assign bob", to=token_of(notice)))
     world.run()
     assert world.ticket(1000).assignee == "bob@shop.example"
-    world.deliver(mail(f"Ada <{CUSTOMER}>", "Re: [#1000] Printer on fire", body="Any news?",
-                       in_reply_to="<p1@customer.example>"))
+    world.deliver(
+        mail(
+            f"Ada <{CUSTOMER}>",
+            "Re: [#1000] Printer on fire",
+            body="Any news?",
+            in_reply_to="<p1@customer.example>",
+        )
+    )
     world.run()
     personal = world.sent_to("bob@shop.example")
     assert len(personal) == 1
@@ -183,24 +205,34 @@ def test_assign_takes_only_configured_staff(world: World) -> None:
 def test_the_sender_is_never_taken_from_the_display_name(world: World, raw_from: bytes) -> None:
     notice = open_ticket(world)
     sent = len(world.sent_to(CUSTOMER))
-    world.deliver(reply("placeholder@x.example", "#close\nClosed.", to=token_of(notice),
-                        headers={"Authentication-Results":
-                                 f"{MX}; dkim=pass header.d=shop.example"},
-                        raw_from=raw_from))
+    world.deliver(
+        reply(
+            "placeholder@x.example",
+            "#close\nClosed.",
+            to=token_of(notice),
+            headers={"Authentication-Results": f"{MX}; dkim=pass header.d=shop.example"},
+            raw_from=raw_from,
+        )
+    )
     world.run()
     assert_untouched(world, sent)
-    inbound = [a for t in world.tickets() for a in world.articles(t.number or 0)
-               if a.direction == "in"]
+    inbound = [
+        a for t in world.tickets() for a in world.articles(t.number or 0) if a.direction == "in"
+    ]
     assert all(a.from_address != ALICE for a in inbound)
 
 
 def test_a_forged_from_cannot_resolve_a_ticket_by_its_subject_tag(world: World) -> None:
     open_ticket(world)
-    forged = reply(f"Ada <{CUSTOMER}>", "solved, thanks",
-                   headers={"Authentication-Results":
-                            f"{MX}; spf=pass smtp.mailfrom=evil.example; "
-                            "dkim=pass header.d=evil.example; dmarc=fail header.from="
-                            "customer.example"})
+    forged = reply(
+        f"Ada <{CUSTOMER}>",
+        "solved, thanks",
+        headers={
+            "Authentication-Results": f"{MX}; spf=pass smtp.mailfrom=evil.example; "
+            "dkim=pass header.d=evil.example; dmarc=fail header.from="
+            "customer.example"
+        },
+    )
     world.deliver(forged)
     world.run()
     assert world.ticket(1000).status == "new"
@@ -210,8 +242,11 @@ def test_a_forged_from_cannot_resolve_a_ticket_by_its_subject_tag(world: World) 
 def test_a_stranger_in_the_thread_is_recorded_but_acts_on_nothing(world: World) -> None:
     open_ticket(world)
     ack = world.sent_to(CUSTOMER)[0]
-    world.deliver(reply("Eve <eve@evil.example>", "solved, thanks",
-                        in_reply_to=str(ack.message["Message-ID"])))
+    world.deliver(
+        reply(
+            "Eve <eve@evil.example>", "solved, thanks", in_reply_to=str(ack.message["Message-ID"])
+        )
+    )
     world.run()
     ticket = world.ticket(1000)
     assert ticket.status == "new" and ticket.resolved_at is None
@@ -226,18 +261,23 @@ def test_a_stranger_in_the_thread_is_recorded_but_acts_on_nothing(world: World) 
 def test_a_strangers_second_mail_is_as_unverified_as_the_first(world: World) -> None:
     open_ticket(world)
     ack = world.sent_to(CUSTOMER)[0]
-    world.deliver(reply("Eve <eve@evil.example>", "hello?",
-                        in_reply_to=str(ack.message["Message-ID"])))
+    world.deliver(
+        reply("Eve <eve@evil.example>", "hello?", in_reply_to=str(ack.message["Message-ID"]))
+    )
     world.run()
     # Eve's first mail is on the ticket now; it must not make her one of its people.
-    world.deliver(reply("Eve <eve@evil.example>", "solved, thanks",
-                        in_reply_to=str(ack.message["Message-ID"])))
+    world.deliver(
+        reply(
+            "Eve <eve@evil.example>", "solved, thanks", in_reply_to=str(ack.message["Message-ID"])
+        )
+    )
     world.deliver(reply("Eve <eve@evil.example>", "solved, thanks too"))  # the subject tag
     world.run()
 
     ticket = world.ticket(1000)
     assert ticket.status == "new" and ticket.resolved_at is None
-    assert [e.data["address"] for e in world.events(1000)
-            if e.type == "unverified_sender"] == ["eve@evil.example"] * 2
+    assert [e.data["address"] for e in world.events(1000) if e.type == "unverified_sender"] == [
+        "eve@evil.example"
+    ] * 2
     assert len([t for t in world.tickets()]) == 2  # the tagged mail is a ticket of its own
     assert len(world.sent_to("eve@evil.example")) == 1  # that ticket's acknowledgement

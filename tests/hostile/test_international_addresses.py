@@ -24,30 +24,37 @@ WORLD_SECTIONS = {"tickets": {"ack_unauthenticated": "full"}}
 SENDERS = [
     ("From: José Müller <josé@exämple.de>", "josé@exämple.de"),
     ("From: 用户@例子.广告", "用户@例子.广告"),
-    ("From: Carla <carla@customer.example>\r\nReply-To: Carla Ødegård <cårla@exämple.de>",
-     "cårla@exämple.de"),
+    (
+        "From: Carla <carla@customer.example>\r\nReply-To: Carla Ødegård <cårla@exämple.de>",
+        "cårla@exämple.de",
+    ),
 ]
 INTERNATIONAL = [address for _, address in SENDERS]
 
 
 def utf8_mail(sender_headers: str, number: int) -> bytes:
     """A mail as an RFC 6532 client writes it: UTF-8 in the headers, unencoded."""
-    return (f"{sender_headers}\r\nTo: support@shop.example\r\nSubject: Ordine 55-19{number}\r\n"
-            f"Message-ID: <intl{number}@customer.example>\r\n"
-            "Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
-            "\r\nBuongiorno, l'ordine non è ancora arrivato.\r\n").encode()
+    return (
+        f"{sender_headers}\r\nTo: support@shop.example\r\nSubject: Ordine 55-19{number}\r\n"
+        f"Message-ID: <intl{number}@customer.example>\r\n"
+        "Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+        "\r\nBuongiorno, l'ordine non è ancora arrivato.\r\n"
+    ).encode()
 
 
 def deliver_all(world: World) -> None:
-    world.deliver(*(utf8_mail(headers, n) for n, (headers, _) in enumerate(SENDERS)),
-                  mail("Bob <bob@customer.example>", "Where is my order?"))
+    world.deliver(
+        *(utf8_mail(headers, n) for n, (headers, _) in enumerate(SENDERS)),
+        mail("Bob <bob@customer.example>", "Where is my order?"),
+    )
     world.run()
 
 
 @pytest.fixture
-def utf8_world(tmp_path: Path, database_url: str,
-               imap_server: EmbeddedImapServer) -> Iterator[World]:
+def utf8_world(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer
+) -> Iterator[World]:
     """The world, with an SMTP server that offers SMTPUTF8."""
     with SmtpSink(smtputf8=True) as sink:
         made = make_world(tmp_path, database_url, imap_server, sink, **WORLD_SECTIONS)
@@ -58,7 +65,9 @@ def utf8_world(tmp_path: Path, database_url: str,
 def assert_tickets_for_everyone(world: World) -> None:
     assert [(m.state, m.last_error) for m in world.inbound()] == [("processed", None)] * 4
     assert [t.requester_address for t in world.tickets()] == [
-        *INTERNATIONAL, "bob@customer.example"]
+        *INTERNATIONAL,
+        "bob@customer.example",
+    ]
     assert len(world.sent_to("team@shop.example")) == 4  # notifications need no SMTPUTF8
 
 
@@ -91,8 +100,9 @@ def test_without_smtputf8_the_acknowledgement_fails_and_the_ticket_says_why(
         assert world.sent_to(address) == []
         (ack,) = [row for row in world.outbox("ack") if row.envelope_to == [address]]
         assert ack.state == "failed" and ack.attempts == 1
-        reason = (f"the mail needs SMTPUTF8 (RFC 6531) for {address}, and the server does not "
-                  "offer it")
+        reason = (
+            f"the mail needs SMTPUTF8 (RFC 6531) for {address}, and the server does not offer it"
+        )
         assert ack.last_error is not None and reason in ack.last_error
         (failed,) = [e for e in world.events(number) if e.type == "mail_failed"]
         assert failed.data["kind"] == "ack" and failed.data["outbox_id"] == ack.id

@@ -63,8 +63,9 @@ def test_kill_9_mid_parse_leaves_no_process_behind(
 ) -> None:
     # 3.5 MB of table rows: the parse lasts well beyond the kill and the 5 s after it.
     imap_server.append(slow_html(rows=120_000))
-    config = write_config_file(tmp_path, imap_server, smtp_sink, sqlite_url,
-                               password_env=PASSWORD_ENV)
+    config = write_config_file(
+        tmp_path, imap_server, smtp_sink, sqlite_url, password_env=PASSWORD_ENV
+    )
     env = {**os.environ, PASSWORD_ENV: imap_server.password}
     engine = create_engine(sqlite_url)
 
@@ -81,7 +82,10 @@ def test_kill_9_mid_parse_leaves_no_process_behind(
         for attempt in (1, 2):
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "mailbridge", "--config", str(config), "run", "--once"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             try:
                 eventually(lambda: tried(attempt), "the message to be claimed", 60)  # noqa: B023
                 time.sleep(1.0)  # the worker is in the middle of it now
@@ -91,8 +95,11 @@ def test_kill_9_mid_parse_leaves_no_process_behind(
                 assert started, "no process parses the message"
                 daemon.send_signal(signal.SIGKILL)
                 daemon.wait(10)
-                eventually(lambda: not any(running(pid) for pid in started),  # noqa: B023
-                           f"processes {sorted(started)} to end", GONE_WITHIN)
+                eventually(
+                    lambda: not any(running(pid) for pid in started),  # noqa: B023
+                    f"processes {sorted(started)} to end",
+                    GONE_WITHIN,
+                )
             finally:
                 if daemon.poll() is None:
                     daemon.kill()

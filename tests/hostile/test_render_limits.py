@@ -24,16 +24,29 @@ TEAM = "team@shop.example"
 SHORTENED = "[… shortened]"
 
 
-def raw_mail(subject: bytes, *, sender: bytes = b"Ada <ada@customer.example>",
-             message_id: bytes = b"<big@customer.example>", body: bytes = b"Hello\r\n") -> bytes:
-    return (b"From: " + sender + b"\r\nTo: support@shop.example\r\nSubject: " + subject
-            + b"\r\nMessage-ID: " + message_id
-            + b"\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n\r\n" + body)
+def raw_mail(
+    subject: bytes,
+    *,
+    sender: bytes = b"Ada <ada@customer.example>",
+    message_id: bytes = b"<big@customer.example>",
+    body: bytes = b"Hello\r\n",
+) -> bytes:
+    return (
+        b"From: "
+        + sender
+        + b"\r\nTo: support@shop.example\r\nSubject: "
+        + subject
+        + b"\r\nMessage-ID: "
+        + message_id
+        + b"\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n\r\n"
+        + body
+    )
 
 
 def ordinary() -> bytes:
-    return mail("Bob <bob@customer.example>", "Where is my order?",
-                message_id="<ordinary@customer.example>")
+    return mail(
+        "Bob <bob@customer.example>", "Where is my order?", message_id="<ordinary@customer.example>"
+    )
 
 
 def body(received: ReceivedMail) -> str:
@@ -43,8 +56,9 @@ def body(received: ReceivedMail) -> str:
 
 
 def assert_nothing_quarantined(world: World) -> None:
-    assert [(m.state, m.last_error) for m in world.inbound()] == [
-        ("processed", None)] * len(world.inbound())
+    assert [(m.state, m.last_error) for m in world.inbound()] == [("processed", None)] * len(
+        world.inbound()
+    )
 
 
 def assert_the_ordinary_mail_is_answered(world: World) -> None:
@@ -97,10 +111,15 @@ def test_a_2_mb_staff_answer_reaches_the_customer_shortened(world: World) -> Non
     world.deliver(mail(message_id="<question@customer.example>"))
     world.run()
     answer = "Thank you for your patience; here is everything we know. " * 35_000
-    world.deliver(mail("Alice Bianchi <alice@shop.example>", "Re: [#1000] Printer on fire",
-                       answer, message_id="<answer@shop.example>",
-                       headers={"Authentication-Results": f"{MX}; dkim=pass "
-                                                         "header.d=shop.example"}))
+    world.deliver(
+        mail(
+            "Alice Bianchi <alice@shop.example>",
+            "Re: [#1000] Printer on fire",
+            answer,
+            message_id="<answer@shop.example>",
+            headers={"Authentication-Results": f"{MX}; dkim=pass header.d=shop.example"},
+        )
+    )
     world.run()
 
     assert_nothing_quarantined(world)
@@ -117,11 +136,16 @@ def test_50000_attachments_are_a_ticket_whose_notification_lists_a_hundred_and_t
     world: World,
 ) -> None:
     parts = [b"--B\r\nContent-Type: text/plain\r\n\r\nAll the files, attached.\r\n"]
-    parts += [b"--B\r\nContent-Type: application/octet-stream\r\nContent-Disposition: "
-              b"attachment; filename=file%d.bin\r\n\r\nx\r\n" % i for i in range(50_000)]
+    parts += [
+        b"--B\r\nContent-Type: application/octet-stream\r\nContent-Disposition: "
+        b"attachment; filename=file%d.bin\r\n\r\nx\r\n" % i
+        for i in range(50_000)
+    ]
     raw = raw_mail(b"Files", body=b"".join(parts) + b"--B--\r\n").replace(
-        b"\r\n\r\n", b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B"
-        b"\r\n\r\n", 1)
+        b"\r\n\r\n",
+        b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n",
+        1,
+    )
     world.imap.append_many([raw, ordinary()], timeout=120)  # the server parses it: ~20 s
     world.run()
 
@@ -134,8 +158,10 @@ def test_50000_attachments_are_a_ticket_whose_notification_lists_a_hundred_and_t
     assert "file99.bin (1 B)" in text and "file100.bin" not in text
     # The parser reads 1,000 parts (ParseLimits.max_parts): the text and 999 files.
     assert "… and 899 more (list shortened)" in text
-    assert ("Not all of this mail could be read:\n  - more than 1000 MIME parts: the parts "
-            "after the 1000th were not read") in text
+    assert (
+        "Not all of this mail could be read:\n  - more than 1000 MIME parts: the parts "
+        "after the 1000th were not read"
+    ) in text
     with world.app.sessions() as session:
         stored = session.scalar(select(func.count()).select_from(AttachmentRecord))
     assert stored == 999
@@ -149,10 +175,8 @@ def test_a_5000_character_name_is_stored_and_greeted_shortened(world: World) -> 
 
     assert_nothing_quarantined(world)
     ticket = world.ticket(1000)
-    assert ticket.requester_name.startswith("Ann NNN") and ticket.requester_name.endswith(
-        SHORTENED)
+    assert ticket.requester_name.startswith("Ann NNN") and ticket.requester_name.endswith(SHORTENED)
     assert len(ticket.requester_name) <= 255
     ack = only(world.sent_to("ann@customer.example"))
     assert "Hello Ann NNNN" in body(ack) and SHORTENED in body(ack)
     assert_the_ordinary_mail_is_answered(world)
-

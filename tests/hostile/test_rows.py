@@ -41,29 +41,34 @@ def assert_ordinary_served(world: World) -> None:
 
 
 def assert_all_processed(world: World) -> None:
-    assert [(m.state, m.last_error) for m in world.inbound()] == \
-        [("processed", None)] * len(world.inbound())
+    assert [(m.state, m.last_error) for m in world.inbound()] == [("processed", None)] * len(
+        world.inbound()
+    )
 
 
-def test_an_overlong_message_id_is_stored_and_replies_naming_it_still_thread(
-        world: World) -> None:
+def test_an_overlong_message_id_is_stored_and_replies_naming_it_still_thread(world: World) -> None:
     world.deliver(ORDINARY, raw_mail([], message_id=LONG_ID, subject="Long id"))
     world.run()
 
     assert_ordinary_served(world)
     assert len(world.tickets()) == 2
     first = next(t for t in world.tickets() if t.subject == "Long id")
-    in_reply_to = raw_mail([("In-Reply-To", LONG_ID), ("References", LONG_ID)],
-                           subject="Re: Long id (reply)")
-    references_only = raw_mail([("References", f"<elsewhere@x.example> {LONG_ID}")],
-                               subject="Re: Long id (references)")
+    in_reply_to = raw_mail(
+        [("In-Reply-To", LONG_ID), ("References", LONG_ID)], subject="Re: Long id (reply)"
+    )
+    references_only = raw_mail(
+        [("References", f"<elsewhere@x.example> {LONG_ID}")], subject="Re: Long id (references)"
+    )
     world.deliver(in_reply_to, references_only)
     world.run()
 
     assert len(world.tickets()) == 2
     assert first.number is not None
     assert [a.subject for a in world.articles(first.number)] == [
-        "Long id", "Re: Long id (reply)", "Re: Long id (references)"]
+        "Long id",
+        "Re: Long id (reply)",
+        "Re: Long id (references)",
+    ]
     assert_all_processed(world)
     with world.app.sessions() as session:
         stored = session.scalars(select(InboundMessage.message_id)).all()
@@ -101,30 +106,38 @@ SUBTYPE = "x-" + "t" * 5_000
 OVERLONG = {
     "display name": Overlong(
         raw_mail([], sender=f'"{NAME}" <ada@customer.example>'),
-        lambda w: (_article(w).from_name, len(NAME))),
+        lambda w: (_article(w).from_name, len(NAME)),
+    ),
     "subject of a megabyte": Overlong(
         raw_mail([], subject="S" * 1_000_000),
-        lambda w: (_ticket_of(w, "ada@customer.example").subject, 1_000_000)),
+        lambda w: (_ticket_of(w, "ada@customer.example").subject, 1_000_000),
+    ),
     "address": Overlong(
-        raw_mail([], sender=f"Ada <{ADDRESS}>"),
-        lambda w: (_article(w).from_address, len(ADDRESS))),
+        raw_mail([], sender=f"Ada <{ADDRESS}>"), lambda w: (_article(w).from_address, len(ADDRESS))
+    ),
     "attachment filename": Overlong(
         with_attachment(filename_param=f'filename="{FILENAME}"'.encode()),
-        lambda w: (_attachment(w).filename, len(FILENAME))),
+        lambda w: (_attachment(w).filename, len(FILENAME)),
+    ),
     "content id": Overlong(
-        with_attachment(filename_param=b'filename="a.pdf"',
-                        extra=[b"Content-ID: " + CONTENT_ID.encode()]),
-        lambda w: (_attachment(w).content_id, len(CONTENT_ID) - 2)),
+        with_attachment(
+            filename_param=b'filename="a.pdf"', extra=[b"Content-ID: " + CONTENT_ID.encode()]
+        ),
+        lambda w: (_attachment(w).content_id, len(CONTENT_ID) - 2),
+    ),
     "content type": Overlong(
-        with_attachment(filename_param=b'filename="a.pdf"',
-                        content_type=f"application/{SUBTYPE}".encode()),
-        lambda w: (_attachment(w).content_type, len(SUBTYPE) + 12)),
+        with_attachment(
+            filename_param=b'filename="a.pdf"', content_type=f"application/{SUBTYPE}".encode()
+        ),
+        lambda w: (_attachment(w).content_type, len(SUBTYPE) + 12),
+    ),
 }
 
 
 @pytest.mark.parametrize("case", OVERLONG.values(), ids=OVERLONG.keys())
 def test_an_overlong_value_is_stored_bounded_and_the_batch_goes_on(
-        world: World, case: Overlong) -> None:
+    world: World, case: Overlong
+) -> None:
     world.deliver(case.raw, ORDINARY)
     world.run()
 
@@ -141,8 +154,13 @@ def test_nul_characters_are_stored_as_replacement_characters(world: World) -> No
         filename_param=b"filename*=utf-8''report%00.pdf",
         sender=encoded_word("Ada\x00 Customer") + b" <ada@customer.example>",
         subject=encoded_word("Help\x00me"),
-        text=(b"Content-Type: text/plain; charset=utf-8", b"Content-Transfer-Encoding: base64",
-              b"", base64.b64encode(b"see the\x00file")))
+        text=(
+            b"Content-Type: text/plain; charset=utf-8",
+            b"Content-Transfer-Encoding: base64",
+            b"",
+            base64.b64encode(b"see the\x00file"),
+        ),
+    )
     world.deliver(hostile, ORDINARY)
     world.run()
 
@@ -157,8 +175,12 @@ def test_nul_characters_are_stored_as_replacement_characters(world: World) -> No
 
 
 def test_raw_nul_bytes_in_headers_do_not_block_the_mailbox(world: World) -> None:
-    first = raw_mail([], message_id=b"<nul\x00id@customer.example>", subject=b"Nul\x00here",
-                     sender=b"Ada\x00 Customer <ada@customer.example>")
+    first = raw_mail(
+        [],
+        message_id=b"<nul\x00id@customer.example>",
+        subject=b"Nul\x00here",
+        sender=b"Ada\x00 Customer <ada@customer.example>",
+    )
     reply = raw_mail([("In-Reply-To", b"<nul\x00id@customer.example>")], subject=b"Re: Nul")
     world.deliver(first, ORDINARY)
     world.run()
@@ -171,7 +193,9 @@ def test_raw_nul_bytes_in_headers_do_not_block_the_mailbox(world: World) -> None
     ticket = _ticket_of(world, "ada@customer.example")
     assert ticket.number is not None
     assert [(a.subject, a.from_name) for a in world.articles(ticket.number)] == [
-        ("Nul\ufffdhere", "Ada Customer"), ("Re: Nul", "Ada Customer")]
+        ("Nul\ufffdhere", "Ada Customer"),
+        ("Re: Nul", "Ada Customer"),
+    ]
     assert world.inbound()[0].raw == first
 
 
@@ -179,7 +203,8 @@ MARK = "refuse-me-4d9b"
 
 
 def test_a_message_the_database_refuses_as_fetched_is_kept_raw_and_still_served(
-        world: World) -> None:
+    world: World,
+) -> None:
     refuse_rows(world.app.engine, "inbound_message", "message_id", MARK)
     hostile = raw_mail([], message_id=f"<{MARK}@customer.example>", subject="Refused id")
     world.deliver(ORDINARY, hostile)
@@ -193,7 +218,8 @@ def test_a_message_the_database_refuses_as_fetched_is_kept_raw_and_still_served(
 
 
 def test_a_message_the_database_refuses_whole_stays_on_the_server_until_it_is_taken(
-        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     refuse_rows(world.app.engine, "inbound_message", "raw", MARK, binary=True)
     hostile = raw_mail([], subject=f"Refused {MARK}")
     world.deliver(hostile, ORDINARY)

@@ -30,10 +30,20 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-        smtp_sink: SmtpSink, clock: FrozenClock) -> Iterator[App]:
-    config = make_config(tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink,
-                         tickets={"ack_limit_per_hour": 2})
+def app(
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    clock: FrozenClock,
+) -> Iterator[App]:
+    config = make_config(
+        tmp_path,
+        database_url=database_url,
+        imap=imap_server,
+        smtp=smtp_sink,
+        tickets={"ack_limit_per_hour": 2},
+    )
     application = build_app(config, clock=clock)
     yield application
     application.close()
@@ -46,9 +56,11 @@ def run_pass(app: App) -> PassReport:
 def suppressed(app: App) -> dict[int, str]:
     """Ticket number -> why its acknowledgement was not sent."""
     with app.sessions() as session:
-        rows = session.execute(select(Ticket.number, Event.data).join(Event, Event.ticket_id ==
-                                                                      Ticket.id)
-                               .where(Event.type == "ack_suppressed"))
+        rows = session.execute(
+            select(Ticket.number, Event.data)
+            .join(Event, Event.ticket_id == Ticket.id)
+            .where(Event.type == "ack_suppressed")
+        )
         return {number: data["reason"] for number, data in rows}
 
 
@@ -63,7 +75,10 @@ def test_at_most_n_acknowledgements_per_sender_per_hour(
     run_pass(app)
 
     assert [m.recipients for m in smtp_sink.wait_for(3)] == [
-        ("ada@corp.example",), ("ada@corp.example",), ("bob@corp.example",)]
+        ("ada@corp.example",),
+        ("ada@corp.example",),
+        ("bob@corp.example",),
+    ]
     assert list(suppressed(app)) == [1002]
     assert suppressed(app)[1002].startswith("rate limit: 2 acknowledgements")
     with app.sessions() as session:
@@ -81,11 +96,14 @@ def test_at_most_n_acknowledgements_per_sender_per_hour(
     assert len(smtp_sink.received) == 4
 
 
-@pytest.mark.parametrize("sender", [
-    "No Reply <noreply@shop-partner.example>",
-    "Mailer <mailer-daemon@corp.example>",
-    "Shop Support <support@shop.example>",
-])
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "No Reply <noreply@shop-partner.example>",
+        "Mailer <mailer-daemon@corp.example>",
+        "Shop Support <support@shop.example>",
+    ],
+)
 def test_no_acknowledgement_to_automated_or_own_senders(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sender: str
 ) -> None:
@@ -109,6 +127,10 @@ def test_an_acknowledgement_refused_for_good_is_recorded_on_its_ticket(
         (ack,) = session.scalars(select(Outbox)).all()
         (event,) = session.scalars(select(Event).where(Event.type == "mail_failed")).all()
     assert ack.state == "failed" and event.ticket_id == ack.ticket_id
-    assert event.data == {"outbox_id": ack.id, "kind": "ack", "to": ["ada@corp.example"],
-                          "reason": ack.last_error}
+    assert event.data == {
+        "outbox_id": ack.id,
+        "kind": "ack",
+        "to": ["ada@corp.example"],
+        "reason": ack.last_error,
+    }
     assert "550 5.1.1 no such user here" in event.data["reason"]

@@ -31,8 +31,14 @@ def clock() -> FrozenClock:
     return FrozenClock(START)
 
 
-def make_app(tmp_path: Path, database_url: str, imap: EmbeddedImapServer, sink: SmtpSink,
-             clock: FrozenClock, **smtp: Any) -> App:
+def make_app(
+    tmp_path: Path,
+    database_url: str,
+    imap: EmbeddedImapServer,
+    sink: SmtpSink,
+    clock: FrozenClock,
+    **smtp: Any,
+) -> App:
     config = make_config(tmp_path, database_url=database_url, imap=imap, smtp=sink)
     if smtp:
         config = config.model_copy(update={"smtp": config.smtp.model_copy(update=smtp)})
@@ -40,8 +46,13 @@ def make_app(tmp_path: Path, database_url: str, imap: EmbeddedImapServer, sink: 
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-        smtp_sink: SmtpSink, clock: FrozenClock) -> Iterator[App]:
+def app(
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    clock: FrozenClock,
+) -> Iterator[App]:
     application = make_app(tmp_path, database_url, imap_server, smtp_sink, clock)
     yield application
     application.close()
@@ -51,12 +62,19 @@ def run_pass(app: App) -> PassReport:
     return asyncio.run(Daemon(app).run_once())
 
 
-def dsn(to: str, original: ReceivedMail | None, *, recipient: str = ADA,
-        action: str = "failed", status: str = "5.1.1") -> bytes:
+def dsn(
+    to: str,
+    original: ReceivedMail | None,
+    *,
+    recipient: str = ADA,
+    action: str = "failed",
+    status: str = "5.1.1",
+) -> bytes:
     """A bounce as an MTA writes it, sent to the envelope sender of `original`."""
     headers = "".join(
         f"{name}: {original.message[name]}\r\n"
-        for name in ("From", "To", "Subject", "Message-ID") if original is not None
+        for name in ("From", "To", "Subject", "Message-ID")
+        if original is not None
     )
     return (
         "Return-Path: <>\r\n"
@@ -85,8 +103,9 @@ def dsn(to: str, original: ReceivedMail | None, *, recipient: str = ADA,
 def events(app: App, number: int) -> list[Event]:
     with app.sessions() as session:
         ticket = session.scalars(select(Ticket).where(Ticket.number == number)).one()
-        return list(session.scalars(select(Event).where(Event.ticket_id == ticket.id)
-                                    .order_by(Event.id)))
+        return list(
+            session.scalars(select(Event).where(Event.ticket_id == ticket.id).order_by(Event.id))
+        )
 
 
 def address_state(app: App, address: str) -> AddressState | None:
@@ -131,8 +150,11 @@ def test_a_bounced_acknowledgement_stops_further_ones_until_the_address_writes_a
     # 2. A colleague writes on Ada's behalf (answers to go to Ada): a new ticket for Ada,
     #    but the address has not written to us, so no acknowledgement goes to it.
     clock.advance(timedelta(minutes=5))
-    imap_server.append(mail("Carl <carl@corp.example>", "Ada's printer, again",
-                            headers={"Reply-To": f"Ada <{ADA}>"}))
+    imap_server.append(
+        mail(
+            "Carl <carl@corp.example>", "Ada's printer, again", headers={"Reply-To": f"Ada <{ADA}>"}
+        )
+    )
     assert run_pass(app).processed.created == 1
     suppressed = [e for e in events(app, 1001) if e.type == "ack_suppressed"]
     assert len(suppressed) == 1
@@ -152,7 +174,10 @@ def test_a_bounced_acknowledgement_stops_further_ones_until_the_address_writes_a
 
 
 def test_without_a_return_path_the_original_message_id_matches(
-    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink,
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
     clock: FrozenClock,
 ) -> None:
     app = make_app(tmp_path, database_url, imap_server, smtp_sink, clock, verp=False)

@@ -36,8 +36,14 @@ def run(config: Path, *args: str, crash_at: str | None = None) -> subprocess.Com
     env.pop(CRASH_ENV, None)
     if crash_at:
         env[CRASH_ENV] = crash_at
-    return subprocess.run([sys.executable, "-m", "mailbridge", "--config", str(config), *args],
-                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mailbridge", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 def tickets(config: Path) -> list[dict[str, object]]:
@@ -46,13 +52,17 @@ def tickets(config: Path) -> list[dict[str, object]]:
 
 def set_after(config: Path, after: str) -> None:
     text = config.read_text()
-    config.write_text(text.replace('poll_interval = "1s"',
-                                   f'poll_interval = "1s"\nafter = "{after}"'))
+    config.write_text(
+        text.replace('poll_interval = "1s"', f'poll_interval = "1s"\nafter = "{after}"')
+    )
 
 
 @pytest.mark.parametrize("after", ["move", "flag", "delete"])
 def test_killed_between_storing_and_tidying_the_server_loses_and_repeats_nothing(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, database_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    database_url: str,
     after: str,
 ) -> None:
     config = write_config(tmp_path, imap_server, smtp_sink, database_url)

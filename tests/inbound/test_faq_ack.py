@@ -54,12 +54,19 @@ Orders ship within two working days; the tracking number is under *Orders*.
 """,
 }
 
-CLOSE_EN = ("Closing my account", "Hello,\nI would like to close my account with you. "
-            "How do I do that?\n\nAda\n")
-CLOSE_IT = ("Chiusura conto", "Buongiorno,\nvorrei chiudere il mio conto presso di voi. "
-            "Come devo fare?\n\nGrazie, Ada\n")
-UNRELATED = ("Invoice address wrong", "Hello,\nthe invoice shows my old street address. "
-             "Could you correct it and send it again?\n\nAda\n")
+CLOSE_EN = (
+    "Closing my account",
+    "Hello,\nI would like to close my account with you. How do I do that?\n\nAda\n",
+)
+CLOSE_IT = (
+    "Chiusura conto",
+    "Buongiorno,\nvorrei chiudere il mio conto presso di voi. Come devo fare?\n\nGrazie, Ada\n",
+)
+UNRELATED = (
+    "Invoice address wrong",
+    "Hello,\nthe invoice shows my old street address. "
+    "Could you correct it and send it again?\n\nAda\n",
+)
 
 AppFactory = Callable[..., App]
 MX = "mx.shop.example"
@@ -68,14 +75,16 @@ AUTHENTICATED = {"Authentication-Results": f"{MX}; dkim=pass header.d=customer.e
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-             smtp_sink: SmtpSink) -> Iterator[AppFactory]:
+def make_app(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> Iterator[AppFactory]:
     apps: list[App] = []
 
     def factory(**sections: Any) -> App:
         sections.setdefault("staff", {"trusted_authserv_id": MX})
-        config = make_config(tmp_path, database_url=database_url, imap=imap_server,
-                             smtp=smtp_sink, **sections)
+        config = make_config(
+            tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink, **sections
+        )
         apps.append(build_app(config, clock=FrozenClock(START)))
         return apps[-1]
 
@@ -93,12 +102,12 @@ def faq_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def acknowledge(app: App, imap_server: EmbeddedImapServer,
-                question: tuple[str, str]) -> tuple[EmailMessage, list[dict[str, Any]]]:
+def acknowledge(
+    app: App, imap_server: EmbeddedImapServer, question: tuple[str, str]
+) -> tuple[EmailMessage, list[dict[str, Any]]]:
     """Deliver one customer mail; its acknowledgement and the ticket's faq_offered events."""
     subject, body = question
-    imap_server.append(mail("Ada <ada@customer.example>", subject, body,
-                            headers=AUTHENTICATED))
+    imap_server.append(mail("Ada <ada@customer.example>", subject, body, headers=AUTHENTICATED))
     asyncio.run(Daemon(app).run_once())
     with app.sessions() as session:
         raw = session.scalars(select(Outbox.raw).where(Outbox.kind == "ack")).one()
@@ -125,8 +134,9 @@ def test_a_question_the_faq_answers_gets_the_answer_and_an_event(
     assert "While you wait, this may help:" in text
     assert "* How do I close my account?" in text
     # The Markdown marks are gone; the link keeps its target.
-    assert ("To close your account, open Settings, choose Account "
-            "(https://bank.example/account)") in text
+    assert (
+        "To close your account, open Settings, choose Account (https://bank.example/account)"
+    ) in text
     assert "**" not in text and "`" not in text
     assert "When will my order arrive?" not in text
     # The block sits after the acknowledgement proper and before the quoted message.

@@ -37,23 +37,36 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 
 def mailbox(server: EmbeddedImapServer, **overrides: Any) -> dict[str, Any]:
-    return {"name": "support", "address": "support@shop.example", "host": server.host,
-            "port": server.port, "security": "none", "username": server.username,
-            "password_env": IMAP_PASSWORD_ENV, **overrides}
+    return {
+        "name": "support",
+        "address": "support@shop.example",
+        "host": server.host,
+        "port": server.port,
+        "security": "none",
+        "username": server.username,
+        "password_env": IMAP_PASSWORD_ENV,
+        **overrides,
+    }
 
 
 class Harness:
     """Builds apps on one database, so a test can restart mailbridge with other settings."""
 
-    def __init__(self, tmp_path: Path, database_url: str, imap: EmbeddedImapServer,
-                 smtp: SmtpSink) -> None:
+    def __init__(
+        self, tmp_path: Path, database_url: str, imap: EmbeddedImapServer, smtp: SmtpSink
+    ) -> None:
         self.tmp_path, self.database_url, self.imap, self.smtp = tmp_path, database_url, imap, smtp
         self.clock = FrozenClock(NOW)
         self.apps: list[App] = []
 
     def app(self, **sections: Any) -> App:
-        config = make_config(self.tmp_path, database_url=self.database_url, imap=self.imap,
-                             smtp=self.smtp, **sections)
+        config = make_config(
+            self.tmp_path,
+            database_url=self.database_url,
+            imap=self.imap,
+            smtp=self.smtp,
+            **sections,
+        )
         app = build_app(config, clock=self.clock)
         self.apps.append(app)
         return app
@@ -64,8 +77,9 @@ class Harness:
 
 
 @pytest.fixture
-def harness(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-            smtp_sink: SmtpSink) -> Iterator[Harness]:
+def harness(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> Iterator[Harness]:
     harness = Harness(tmp_path, database_url, imap_server, smtp_sink)
     yield harness
     harness.close()
@@ -84,8 +98,9 @@ def count(app: App, model: type, *where: Any) -> int:
     return int(scalar(app, select(func.count()).select_from(model).where(*where)) or 0)
 
 
-def append_at(server: EmbeddedImapServer, raw: bytes, arrived: datetime,
-              folder: str = "INBOX") -> None:
+def append_at(
+    server: EmbeddedImapServer, raw: bytes, arrived: datetime, folder: str = "INBOX"
+) -> None:
     with server.client() as client:
         client.append(folder, raw, msg_time=arrived)
 
@@ -93,10 +108,14 @@ def append_at(server: EmbeddedImapServer, raw: bytes, arrived: datetime,
 def test_backlog_import_makes_tickets_but_acknowledges_only_recent_mail(
     harness: Harness, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
-    append_at(imap_server, mail("Old <old@customer.example>", "From last week"),
-              NOW - timedelta(days=3))
-    append_at(imap_server, mail("New <new@customer.example>", "From this morning"),
-              NOW - timedelta(hours=2))
+    append_at(
+        imap_server, mail("Old <old@customer.example>", "From last week"), NOW - timedelta(days=3)
+    )
+    append_at(
+        imap_server,
+        mail("New <new@customer.example>", "From this morning"),
+        NOW - timedelta(hours=2),
+    )
     app = harness.app()
 
     report = run_pass(app)
@@ -107,8 +126,11 @@ def test_backlog_import_makes_tickets_but_acknowledges_only_recent_mail(
     suppressed = scalar(app, select(Event.data).where(Event.type == "ack_suppressed"))
     assert "backlog" in suppressed["reason"]
     # After the first connection, every new mail is answered, however old its date.
-    append_at(imap_server, mail("Late <late@customer.example>", "Delayed in transit"),
-              NOW - timedelta(days=5))
+    append_at(
+        imap_server,
+        mail("Late <late@customer.example>", "Delayed in transit"),
+        NOW - timedelta(days=5),
+    )
     assert run_pass(app).processed.acknowledged == 1
 
 
@@ -142,10 +164,12 @@ def test_same_mail_in_two_mailboxes_is_one_ticket_with_both_deliveries_recorded(
     # Each server delivery adds its own trace headers; the mail itself is the same.
     imap_server.append(b"Received: from mx1 by support\r\n" + both)
     imap_server.append(b"Received: from mx2 by sales\r\n" + both, folder="Sales")
-    app = harness.app(mailbox=[
-        mailbox(imap_server),
-        mailbox(imap_server, name="sales", address="sales@shop.example", folder="Sales"),
-    ])
+    app = harness.app(
+        mailbox=[
+            mailbox(imap_server),
+            mailbox(imap_server, name="sales", address="sales@shop.example", folder="Sales"),
+        ]
+    )
 
     report = run_pass(app)
 
@@ -161,10 +185,12 @@ def test_answers_go_back_to_the_mailbox_the_ticket_came_in_through(
     harness: Harness, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
     imap_server.append(mail(to="sales@shop.example", message_id="<s@c.example>"), folder="Sales")
-    app = harness.app(mailbox=[
-        mailbox(imap_server),
-        mailbox(imap_server, name="sales", address="sales@shop.example", folder="Sales"),
-    ])
+    app = harness.app(
+        mailbox=[
+            mailbox(imap_server),
+            mailbox(imap_server, name="sales", address="sales@shop.example", folder="Sales"),
+        ]
+    )
     run_pass(app)
 
     ack = smtp_sink.wait_for(1)[0].message
@@ -176,8 +202,14 @@ def test_reused_message_id_with_different_content_is_not_a_duplicate(
     harness: Harness, imap_server: EmbeddedImapServer
 ) -> None:
     imap_server.append(mail(body="First question\n", message_id="<same@c.example>"))
-    imap_server.append(mail("Other <other@c.example>", "Other matter", body="Second\n",
-                            message_id="<same@c.example>"))
+    imap_server.append(
+        mail(
+            "Other <other@c.example>",
+            "Other matter",
+            body="Second\n",
+            message_id="<same@c.example>",
+        )
+    )
     app = harness.app()
     run_pass(app)
     assert count(app, InboundMessage) == 2
@@ -196,8 +228,7 @@ def test_uidvalidity_reset_resynchronises_without_creating_anything_twice(
     # The server rebuilds the folder: same mail, new UIDs, new UIDVALIDITY.
     with imap_server.client() as client:
         client.delete_folder("Support")
-    imap_server.append_many([first, second, mail("C <c@c.example>", "Three")],
-                            folder="Support")
+    imap_server.append_many([first, second, mail("C <c@c.example>", "Three")], folder="Support")
     report = run_pass(app)
 
     assert report.fetched == {"support": 3}
@@ -223,15 +254,13 @@ def test_follow_up_within_the_reopen_window_reopens_later_starts_a_linked_ticket
     assert count(app, Ticket) == 1
 
     with app.transaction() as session:
-        session.execute(update(Ticket).values(status="closed",
-                                              resolved_at=harness.clock.now()))
+        session.execute(update(Ticket).values(status="closed", resolved_at=harness.clock.now()))
     harness.clock.advance(timedelta(days=31))
     imap_server.append(mail(subject="Re: once more", in_reply_to="<orig@c.example>"))
     run_pass(app)
 
     assert count(app, Ticket) == 2
-    linked = scalar(app, select(Event.data).where(Event.type == "linked",
-                                                  Event.ticket_id == 2))
+    linked = scalar(app, select(Event.data).where(Event.type == "linked", Event.ticket_id == 2))
     assert linked["previous"] == 1000
     assert count(app, Outbox, Outbox.kind == "ack") == 2
 
@@ -243,11 +272,13 @@ def test_poison_message_is_quarantined_without_blocking_and_can_be_replayed(
     broken = tmp_path / "templates"
     shutil.copytree(TEMPLATES, broken)
     ack = broken / "en" / "acknowledgement.txt.j2"
-    ack.write_text(ack.read_text().replace(
-        "\n\n", "\n\n{% if 'boom' in subject %}{{ 1 // 0 }}{% endif %}", 1))
+    ack.write_text(
+        ack.read_text().replace("\n\n", "\n\n{% if 'boom' in subject %}{{ 1 // 0 }}{% endif %}", 1)
+    )
     # The full acknowledgement, which shows the subject the poison is in.
-    app = harness.app(templates={"dir": str(broken)},
-                      tickets={"max_attempts": 2, "ack_unauthenticated": "full"})
+    app = harness.app(
+        templates={"dir": str(broken)}, tickets={"max_attempts": 2, "ack_unauthenticated": "full"}
+    )
     imap_server.append(mail("A <a@c.example>", "boom goes the printer"))
     imap_server.append(mail("B <b@c.example>", "Fine question"))
 
@@ -276,8 +307,9 @@ def test_oversize_attachment_is_listed_as_skipped_never_dropped_silently(
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "A <a@c.example>", "support@shop.example", "Logs"
     msg.set_content("The logs are attached.\n")
-    msg.add_attachment(b"x" * 3_000_000, maintype="application", subtype="octet-stream",
-                       filename="huge.log")
+    msg.add_attachment(
+        b"x" * 3_000_000, maintype="application", subtype="octet-stream", filename="huge.log"
+    )
     msg.add_attachment(b"small", maintype="text", subtype="plain", filename="note.txt")
     imap_server.append(msg.as_bytes())
     app = harness.app(tickets={"max_attachment_size": "1MB"})
@@ -285,10 +317,13 @@ def test_oversize_attachment_is_listed_as_skipped_never_dropped_silently(
     run_pass(app)
 
     with app.sessions() as session:
-        stored = {a.filename: (a.storage, a.size, a.data is None)
-                  for a in session.scalars(select(AttachmentRecord))}
-        skipped = session.scalars(select(Event.data)
-                                  .where(Event.type == "attachment_skipped")).all()
+        stored = {
+            a.filename: (a.storage, a.size, a.data is None)
+            for a in session.scalars(select(AttachmentRecord))
+        }
+        skipped = session.scalars(
+            select(Event.data).where(Event.type == "attachment_skipped")
+        ).all()
     assert stored == {"huge.log": ("skipped", 3_000_000, True), "note.txt": ("db", 5, False)}
     assert [s["filename"] for s in skipped] == ["huge.log"]
     assert count(app, InboundMessage, InboundMessage.size > 3_000_000) == 1, "raw bytes kept"
@@ -302,9 +337,10 @@ def test_a_thousand_messages_arrive_in_batches(
         mail(f"Customer {i} <c{i}@customers.example>", f"Question {i}") for i in range(1000)
     )
     # One domain, no trusted MTA: only limits this high let every acknowledgement go.
-    app = harness.app(mailbox=[mailbox(imap_server, batch_size=150)],
-                      tickets={"ack_domain_limit_per_hour": 1000,
-                               "ack_mailbox_limit_per_hour": 1000})
+    app = harness.app(
+        mailbox=[mailbox(imap_server, batch_size=150)],
+        tickets={"ack_domain_limit_per_hour": 1000, "ack_mailbox_limit_per_hour": 1000},
+    )
 
     report = run_pass(app)
 

@@ -53,17 +53,18 @@ def apps(tmp_path: Path, database_url: str) -> Iterator[list[App]]:
         app.close()
 
 
-def age(app: App, *, lease: str | None = None, instance: str | None = None,
-        by: timedelta = 2 * TTL) -> None:
+def age(
+    app: App, *, lease: str | None = None, instance: str | None = None, by: timedelta = 2 * TTL
+) -> None:
     """Move a lease's expiry, or an instance's last heartbeat, `by` into the past."""
     with app.transaction() as session:
         then = db_now(app, session) - by
         if lease is not None:
-            session.execute(update(MailboxLease).where(MailboxLease.name == lease)
-                            .values(expires_at=then))
+            session.execute(
+                update(MailboxLease).where(MailboxLease.name == lease).values(expires_at=then)
+            )
         if instance is not None:
-            session.execute(update(Instance).where(Instance.id == instance)
-                            .values(seen_at=then))
+            session.execute(update(Instance).where(Instance.id == instance).values(seen_at=then))
 
 
 def owner_of(app: App, name: str) -> str | None:
@@ -220,8 +221,9 @@ def test_store_refuses_once_another_instance_holds_the_mailbox(apps: list[App]) 
 
     assert second.tenure is not None
     assert store_raw(apps[1], mailbox, 7, [message(2, "Two")], 2, tenure=second.tenure).new == 1
-    assert store_raw(apps[0], mailbox, 7, [message(3, "Three")], 3).new == 1, \
+    assert store_raw(apps[0], mailbox, 7, [message(3, "Three")], 3).new == 1, (
         "without a tenure (run --once of old, tests) as before"
+    )
 
 
 def test_storing_renews_the_lease(apps: list[App]) -> None:
@@ -244,10 +246,13 @@ def test_status_lists_the_instances_and_who_polls_each_mailbox(apps: list[App]) 
     age(apps[1], instance=quiet.me.id, by=5 * TTL)
 
     document = status_document(apps[2])
-    assert {i["id"]: i["running"] for i in document["instances"]} == \
-           {polling.me.id: True, quiet.me.id: False}
-    assert [i["seen_ago_seconds"] >= 150 for i in document["instances"]
-            if i["id"] == quiet.me.id] == [True]
+    assert {i["id"]: i["running"] for i in document["instances"]} == {
+        polling.me.id: True,
+        quiet.me.id: False,
+    }
+    assert [
+        i["seen_ago_seconds"] >= 150 for i in document["instances"] if i["id"] == quiet.me.id
+    ] == [True]
     assert document["sources"]["support"]["owner"] == polling.me.id
     assert document["attention"] == []
     out = io.StringIO()
@@ -258,7 +263,8 @@ def test_status_lists_the_instances_and_who_polls_each_mailbox(apps: list[App]) 
 
     polling.hand_back("support")
     assert status_document(apps[2])["attention"] == [
-        "mailbox support is polled by no running instance: see the instances' logs"]
+        "mailbox support is polled by no running instance: see the instances' logs"
+    ]
 
 
 def test_a_killed_process_not_yet_reaped_counts_as_gone() -> None:

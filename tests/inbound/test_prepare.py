@@ -27,9 +27,14 @@ from tests.support.faulty_parser import faulty
 pytestmark = pytest.mark.integration
 
 EML = Path(__file__).resolve().parents[1] / "data" / "eml"
-IDENTITY = Identity(own_addresses=frozenset({"support@shop.example"}),
-                    own_domains=frozenset({"shop.example"}), loop_token="mailbridge@shop.example")
+IDENTITY = Identity(
+    own_addresses=frozenset({"support@shop.example"}),
+    own_domains=frozenset({"shop.example"}),
+    loop_token="mailbridge@shop.example",
+)
 LIMITS = ParseLimits(max_attachment_bytes=10_000)
+
+
 def corpus() -> list[tuple[int, bytes]]:
     files = sorted(EML.glob("*.eml"))
     return [(number, path.read_bytes()) for number, path in enumerate(files, start=1)]
@@ -81,8 +86,10 @@ def test_a_message_that_kills_the_worker_is_named_and_the_others_are_not() -> No
 
 
 def test_a_message_over_the_time_budget_is_stopped_and_the_next_goes_on_at_once() -> None:
-    messages = [(1, mail(subject="Hangs", headers={"X-Test-Hang": "yes"})),
-                (2, mail(subject="After it"))]
+    messages = [
+        (1, mail(subject="Hangs", headers={"X-Test-Hang": "yes"})),
+        (2, mail(subject="After it")),
+    ]
     with Preparer(LIMITS, IDENTITY, Budget(seconds=1.0), function=faulty) as preparer:
         preparer.plan(messages)
         started = time.monotonic()
@@ -97,8 +104,10 @@ def test_a_message_over_the_time_budget_is_stopped_and_the_next_goes_on_at_once(
 
 
 def test_a_message_over_the_memory_budget_is_stopped() -> None:
-    messages = [(1, mail(subject="Hoards", headers={"X-Test-Hoard": "yes"})),
-                (2, mail(subject="After it"))]
+    messages = [
+        (1, mail(subject="Hoards", headers={"X-Test-Hoard": "yes"})),
+        (2, mail(subject="After it")),
+    ]
     budget = Budget(seconds=20.0, memory=200_000_000)
     with Preparer(LIMITS, IDENTITY, budget, function=faulty) as preparer:
         preparer.plan(messages)
@@ -113,18 +122,30 @@ def test_a_message_over_the_memory_budget_is_stopped() -> None:
 class FaultyPreparer(Preparer):
     """A Preparer with the faulty prepare function."""
 
-    def __init__(self, limits: ParseLimits, identity: Identity, budget: Budget,
-                 **_: object) -> None:
+    def __init__(
+        self, limits: ParseLimits, identity: Identity, budget: Budget, **_: object
+    ) -> None:
         super().__init__(limits, identity, budget, function=faulty)
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-        smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+def app(
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[App]:
     monkeypatch.setattr(process, "Preparer", FaultyPreparer)
-    app = build_app(make_config(tmp_path, database_url=database_url, imap=imap_server,
-                                smtp=smtp_sink, tickets={"max_attempts": 2,
-                                                         "parse_timeout": "1s"}))
+    app = build_app(
+        make_config(
+            tmp_path,
+            database_url=database_url,
+            imap=imap_server,
+            smtp=smtp_sink,
+            tickets={"max_attempts": 2, "parse_timeout": "1s"},
+        )
+    )
     yield app
     app.close()
 
@@ -140,24 +161,27 @@ def test_a_parser_crash_in_a_pass_is_retried_then_quarantined(
 ) -> None:
     for i in range(1, 8):
         headers = {"X-Test-Crash-Parser": "yes"} if i == 3 else None
-        imap_server.append(mail(f"C{i} <c{i}@customers.example>", f"Question {i}",
-                                headers=headers))
+        imap_server.append(mail(f"C{i} <c{i}@customers.example>", f"Question {i}", headers=headers))
 
     first = asyncio.run(Daemon(app).run_once())
     assert (first.processed.created, first.processed.failed) == (6, 1)
     assert len(smtp_sink.wait_for(6)) == 6
     with app.sessions() as session:
-        crashed = session.scalars(select(InboundMessage).where(
-            InboundMessage.state == "new")).one()
+        crashed = session.scalars(select(InboundMessage).where(InboundMessage.state == "new")).one()
         assert (crashed.attempts, crashed.last_error) == (
-            1, "ParserCrashed: the parsing process ended unexpectedly while preparing this "
-               "message")
+            1,
+            "ParserCrashed: the parsing process ended unexpectedly while preparing this message",
+        )
 
     second = asyncio.run(Daemon(app).run_once())
     assert (second.processed.failed, second.processed.quarantined) == (1, 1)
     assert count(app, select(func.count(Ticket.id))) == 6
-    assert count(app, select(func.count(InboundMessage.id))
-                 .where(InboundMessage.state == "quarantined")) == 1
+    assert (
+        count(
+            app, select(func.count(InboundMessage.id)).where(InboundMessage.state == "quarantined")
+        )
+        == 1
+    )
 
 
 def test_a_message_over_its_budget_is_quarantined_in_its_first_pass(
@@ -165,16 +189,18 @@ def test_a_message_over_its_budget_is_quarantined_in_its_first_pass(
 ) -> None:
     for i in range(1, 5):
         headers = {"X-Test-Hang": "yes"} if i == 2 else None
-        imap_server.append(mail(f"C{i} <c{i}@customers.example>", f"Question {i}",
-                                headers=headers))
+        imap_server.append(mail(f"C{i} <c{i}@customers.example>", f"Question {i}", headers=headers))
 
     report = asyncio.run(Daemon(app).run_once())
 
     assert (report.processed.created, report.processed.quarantined) == (3, 1)
     assert len(smtp_sink.wait_for(3)) == 3
     with app.sessions() as session:
-        stopped = session.scalars(select(InboundMessage).where(
-            InboundMessage.state == "quarantined")).one()
+        stopped = session.scalars(
+            select(InboundMessage).where(InboundMessage.state == "quarantined")
+        ).one()
         assert stopped.attempts == 1
-        assert stopped.last_error == ("OverBudget: parsing took longer than 1 s ([tickets] "
-                                      "parse_timeout): the parser was stopped")
+        assert stopped.last_error == (
+            "OverBudget: parsing took longer than 1 s ([tickets] "
+            "parse_timeout): the parser was stopped"
+        )

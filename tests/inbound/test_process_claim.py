@@ -30,27 +30,64 @@ def conversation_mails() -> list[tuple[str, bytes]]:
     """(conversation, raw) in the order they arrive: first mails, then each round of replies."""
     arrived = []
     for n in range(CONVERSATIONS):
-        arrived.append((f"c{n}", mail(f"C{n} <c{n}@customer.example>", f"Order {n}",
-                                      message_id=f"<c{n}.0@customer.example>")))
+        arrived.append(
+            (
+                f"c{n}",
+                mail(
+                    f"C{n} <c{n}@customer.example>",
+                    f"Order {n}",
+                    message_id=f"<c{n}.0@customer.example>",
+                ),
+            )
+        )
         if n < BUSY:
-            arrived.append((f"busy{n}", mail("Busy <busy@customer.example>", f"Question {n}",
-                                             message_id=f"<busy{n}@customer.example>")))
+            arrived.append(
+                (
+                    f"busy{n}",
+                    mail(
+                        "Busy <busy@customer.example>",
+                        f"Question {n}",
+                        message_id=f"<busy{n}@customer.example>",
+                    ),
+                )
+            )
     for k in (1, 2):
-        arrived += [(f"c{n}", mail(f"C{n} <c{n}@customer.example>", f"Re: Order {n}",
-                                   message_id=f"<c{n}.{k}@customer.example>",
-                                   in_reply_to=f"<c{n}.{k - 1}@customer.example>"))
-                    for n in range(CONVERSATIONS)]
+        arrived += [
+            (
+                f"c{n}",
+                mail(
+                    f"C{n} <c{n}@customer.example>",
+                    f"Re: Order {n}",
+                    message_id=f"<c{n}.{k}@customer.example>",
+                    in_reply_to=f"<c{n}.{k - 1}@customer.example>",
+                ),
+            )
+            for n in range(CONVERSATIONS)
+        ]
     return arrived
 
 
 def store(app: App, raws: list[bytes], first_uid: int = 1) -> list[int]:
     """Stored as fetch stores them, unprocessed; their ids."""
     with app.transaction() as session:
-        rows = [InboundMessage(
-            mailbox="support", folder="INBOX", uidvalidity=1, uid=uid, message_id=None,
-            fingerprint=hashlib.sha256(raw).hexdigest(), raw=raw, size=len(raw),
-            received_at=START, arrived_at=START, backlog=False, state="new", attempts=0,
-        ) for uid, raw in enumerate(raws, start=first_uid)]
+        rows = [
+            InboundMessage(
+                mailbox="support",
+                folder="INBOX",
+                uidvalidity=1,
+                uid=uid,
+                message_id=None,
+                fingerprint=hashlib.sha256(raw).hexdigest(),
+                raw=raw,
+                size=len(raw),
+                received_at=START,
+                arrived_at=START,
+                backlog=False,
+                state="new",
+                attempts=0,
+            )
+            for uid, raw in enumerate(raws, start=first_uid)
+        ]
         session.add_all(rows)
         session.flush()
         return [row.id for row in rows]
@@ -118,15 +155,27 @@ def test_a_reply_waits_for_its_parent_whose_pass_was_killed(
     config = make_config(tmp_path, database_url=database_url, imap=NOWHERE, smtp=NOWHERE)
     app = build_app(config, clock=FrozenClock(START))
     try:
-        parents = [mail(f"P{n} <p{n}@customer.example>", f"Order {n}",
-                        message_id=f"<p{n}@customer.example>") for n in range(3)]
+        parents = [
+            mail(
+                f"P{n} <p{n}@customer.example>", f"Order {n}", message_id=f"<p{n}@customer.example>"
+            )
+            for n in range(3)
+        ]
         killed = store(app, parents)
         with app.transaction() as session:  # claimed, then the process died
-            session.execute(update(InboundMessage).where(InboundMessage.id.in_(killed))
-                            .values(attempts=1))
-        replies = [mail(f"P{n} <p{n}@customer.example>", f"Re: Order {n}", "Any news?",
-                        message_id=f"<r{n}@customer.example>",
-                        in_reply_to=f"<p{n}@customer.example>") for n in range(3)]
+            session.execute(
+                update(InboundMessage).where(InboundMessage.id.in_(killed)).values(attempts=1)
+            )
+        replies = [
+            mail(
+                f"P{n} <p{n}@customer.example>",
+                f"Re: Order {n}",
+                "Any news?",
+                message_id=f"<r{n}@customer.example>",
+                in_reply_to=f"<p{n}@customer.example>",
+            )
+            for n in range(3)
+        ]
         store(app, replies, first_uid=len(parents) + 1)
 
         report = process_pending(app)

@@ -29,8 +29,13 @@ UNHAPPY = str(default_templates_dir() / "rules" / "unhappy-customers.toml")
 VIP_RULE = {
     "name": "vip customers",
     "when": {"from_domain": "*bigclient.example"},
-    "then": {"queue": "vip", "priority": "high", "sla_policy": "vip", "tags": ["vip"],
-             "assignee": "anna@shop.example"},
+    "then": {
+        "queue": "vip",
+        "priority": "high",
+        "sla_policy": "vip",
+        "tags": ["vip"],
+        "assignee": "anna@shop.example",
+    },
 }
 POLICIES = [policy(), policy("vip", first="1h", resolution="1d")]
 
@@ -42,10 +47,17 @@ class Worlds:
         self.tmp_path, self.database_url = tmp_path, database_url
         self.made: list[World] = []
 
-    def __call__(self, rules: list[dict[str, Any]], include: list[str] | None = None,
-                 **sections: Any) -> World:
-        world = make_world(self.tmp_path, self.database_url, sla=POLICIES, rule=rules,
-                           rules={"include": include or []}, **sections)
+    def __call__(
+        self, rules: list[dict[str, Any]], include: list[str] | None = None, **sections: Any
+    ) -> World:
+        world = make_world(
+            self.tmp_path,
+            self.database_url,
+            sla=POLICIES,
+            rule=rules,
+            rules={"include": include or []},
+            **sections,
+        )
         self.made.append(world)
         return world
 
@@ -70,10 +82,23 @@ def tags(world: World) -> list[str]:
 def staff_answers(world: World) -> None:
     with world.session() as session:
         ticket = session.get_one(type(world.ticket()), world.ticket().id)
-        session.add(Article(ticket_id=ticket.id, direction="out", author_kind="staff",
-                            kind="reply", from_name="", from_address="anna@shop.example",
-                            to=[ticket.requester_address], cc=[], subject="Re", text_body="Hi",
-                            internal=False, defects=[], created_at=world.now))
+        session.add(
+            Article(
+                ticket_id=ticket.id,
+                direction="out",
+                author_kind="staff",
+                kind="reply",
+                from_name="",
+                from_address="anna@shop.example",
+                to=[ticket.requester_address],
+                cc=[],
+                subject="Re",
+                text_body="Hi",
+                internal=False,
+                defects=[],
+                created_at=world.now,
+            )
+        )
         on_staff_reply(session, world.app, ticket, world.now)
 
 
@@ -83,39 +108,66 @@ def test_a_matching_rule_routes_the_new_ticket(world_with: Worlds) -> None:
 
     ticket = world.ticket()
     assert (ticket.queue, ticket.priority, ticket.sla_policy, ticket.assignee) == (
-        "vip", "high", "vip", "anna@shop.example")
+        "vip",
+        "high",
+        "vip",
+        "anna@shop.example",
+    )
     assert ticket.first_response_due_at == START + H  # the vip policy's hour, not 8
     assert tags(world) == ["vip"]
     shown = io.StringIO()
     show_ticket(world.app, 1000, False, shown)
     assert "  assignee: anna@shop.example\n  sla_policy: vip\n" in shown.getvalue()
     assert "  tags: vip\n" in shown.getvalue()
-    assert events(world, "rule_matched") == [("rule_matched", {
-        "rule": "vip customers",
-        "actions": {"queue": "vip", "priority": "high", "sla_policy": "vip",
-                    "assignee": "anna@shop.example", "tags": ["vip"]},
-    })]
+    assert events(world, "rule_matched") == [
+        (
+            "rule_matched",
+            {
+                "rule": "vip customers",
+                "actions": {
+                    "queue": "vip",
+                    "priority": "high",
+                    "sla_policy": "vip",
+                    "assignee": "anna@shop.example",
+                    "tags": ["vip"],
+                },
+            },
+        )
+    ]
 
     world.receive(mail("Ada <ada@customer.example>", "Invoice", "Where is my invoice?"))
     other = world.ticket(1001)
     assert (other.queue, other.priority, other.sla_policy, other.assignee) == (
-        "support", "normal", "standard", None)
+        "support",
+        "normal",
+        "standard",
+        None,
+    )
 
 
 def test_no_ack_and_ack_template(tmp_path: Path, world_with: Worlds) -> None:
     templates = tmp_path / "templates"
     shutil.copytree(default_templates_dir(), templates)
     (templates / "en" / "ack_partner.txt.j2").write_text(
-        "Subject: Re: {{ ticket_tag }} received\n\n"
-        "Partner desk: we have ticket {{ ticket_tag }}.\n")
+        "Subject: Re: {{ ticket_tag }} received\n\nPartner desk: we have ticket {{ ticket_tag }}.\n"
+    )
     rules = [
         {"name": "internal", "when": {"to_detail": "internal"}, "then": {"no_ack": True}},
-        {"name": "partners", "when": {"from_domain": "partner.example"},
-         "then": {"ack_template": "ack_partner"}},
+        {
+            "name": "partners",
+            "when": {"from_domain": "partner.example"},
+            "then": {"ack_template": "ack_partner"},
+        },
     ]
     world = world_with(rules, templates={"dir": str(templates)})
-    world.receive(mail("Ugo <ugo@shop.example>", "Report", "Daily numbers attached.",
-                       to="support+internal@shop.example"))
+    world.receive(
+        mail(
+            "Ugo <ugo@shop.example>",
+            "Report",
+            "Daily numbers attached.",
+            to="support+internal@shop.example",
+        )
+    )
     world.receive(mail("Bea <bea@partner.example>", "Stock", "Can we order 40 more?"))
 
     acks = world.mails("ack")
@@ -123,14 +175,20 @@ def test_no_ack_and_ack_template(tmp_path: Path, world_with: Worlds) -> None:
     subject, text = text_of(acks[0])
     assert "Partner desk: we have ticket [#1001]" in text and subject.endswith("received")
     suppressed = events(world, "ack_suppressed")
-    assert suppressed == [("ack_suppressed",
-                           {"check": "rule", "reason": 'no_ack: rule "internal"'})]
+    assert suppressed == [
+        ("ack_suppressed", {"check": "rule", "reason": 'no_ack: rule "internal"'})
+    ]
 
 
 def test_an_unhappy_customer_is_followed_closer(world_with: Worlds) -> None:
     world = world_with([], include=[UNHAPPY])
-    world.receive(mail("Carla <carla@cliente.example>", "Addebito doppio",
-                       "È inaccettabile: mi avete addebitato due volte. Voglio il rimborso."))
+    world.receive(
+        mail(
+            "Carla <carla@cliente.example>",
+            "Addebito doppio",
+            "È inaccettabile: mi avete addebitato due volte. Voglio il rimborso.",
+        )
+    )
 
     ticket = world.ticket()
     assert ticket.priority == "high"
@@ -164,15 +222,25 @@ def test_the_third_unanswered_mail_raises_priority_and_a_staff_reply_resets_the_
     world_with: Worlds,
 ) -> None:
     world = world_with([], include=[UNHAPPY])
-    first = mail("Dan <dan@customer.example>", "Card", "My card does not work.",
-                 message_id="<c1@customer.example>")
+    first = mail(
+        "Dan <dan@customer.example>",
+        "Card",
+        "My card does not work.",
+        message_id="<c1@customer.example>",
+    )
     world.receive(first)
 
     def again(n: int, body: str = "Any news?") -> None:
         world.advance(H)
-        world.receive(mail("Dan <dan@customer.example>", "Re: Card", body,
-                           message_id=f"<c{n}@customer.example>",
-                           in_reply_to="<c1@customer.example>"))
+        world.receive(
+            mail(
+                "Dan <dan@customer.example>",
+                "Re: Card",
+                body,
+                message_id=f"<c{n}@customer.example>",
+                in_reply_to="<c1@customer.example>",
+            )
+        )
 
     again(2)
     assert world.ticket().priority == "normal" and events(world, "rule_matched") == []
@@ -189,12 +257,23 @@ def test_the_third_unanswered_mail_raises_priority_and_a_staff_reply_resets_the_
 
 
 def test_a_customer_with_many_open_tickets_is_routed_by_that_count(world_with: Worlds) -> None:
-    rules = [{"name": "many open", "when": {"open_tickets_at_least": 3},
-              "then": {"priority": "high", "tags": ["many-open"]}}]
+    rules = [
+        {
+            "name": "many open",
+            "when": {"open_tickets_at_least": 3},
+            "then": {"priority": "high", "tags": ["many-open"]},
+        }
+    ]
     world = world_with(rules)
     for n, subject in enumerate(["Card", "Loan", "App"], 1):
-        world.receive(mail("Dan <dan@customer.example>", subject, "Help, please.",
-                           message_id=f"<o{n}@customer.example>"))
+        world.receive(
+            mail(
+                "Dan <dan@customer.example>",
+                subject,
+                "Help, please.",
+                message_id=f"<o{n}@customer.example>",
+            )
+        )
         world.receive(mail(f"Other {n} <o{n}@customer.example>", subject, "Help."))
     dan = [world.ticket(number) for number in (1000, 1002, 1004)]
     assert [t.priority for t in dan] == ["normal", "normal", "high"]  # the third open one
@@ -205,8 +284,14 @@ def test_a_customer_with_many_open_tickets_is_routed_by_that_count(world_with: W
             session.get_one(type(ticket), ticket.id).status = "resolved"
     world.receive(mail("Dan <dan@customer.example>", "Fees", "And another thing."))
     assert world.ticket(1006).priority == "normal"  # 1004 and this one: two open
-    world.receive(mail("Dan <dan@customer.example>", "Re: App", "Any news?",
-                       in_reply_to="<o3@customer.example>"))
+    world.receive(
+        mail(
+            "Dan <dan@customer.example>",
+            "Re: App",
+            "Any news?",
+            in_reply_to="<o3@customer.example>",
+        )
+    )
     assert world.ticket(1004).priority == "high"
     assert [d["rule"] for _, d in events(world, "rule_matched")] == ["many open"]
 
@@ -214,10 +299,23 @@ def test_a_customer_with_many_open_tickets_is_routed_by_that_count(world_with: W
 def test_a_follow_up_rule_never_lowers_priority(world_with: Worlds) -> None:
     rules = [{"name": "calm", "when": {"followup": True}, "then": {"priority": "low"}}]
     world = world_with([VIP_RULE, *rules])
-    world.receive(mail("Boss <boss@bigclient.example>", "Invoice", "Where is it?",
-                       message_id="<v1@bigclient.example>"))
-    world.receive(mail("Boss <boss@bigclient.example>", "Re: Invoice", "Thanks",
-                       message_id="<v2@bigclient.example>", in_reply_to="<v1@bigclient.example>"))
+    world.receive(
+        mail(
+            "Boss <boss@bigclient.example>",
+            "Invoice",
+            "Where is it?",
+            message_id="<v1@bigclient.example>",
+        )
+    )
+    world.receive(
+        mail(
+            "Boss <boss@bigclient.example>",
+            "Re: Invoice",
+            "Thanks",
+            message_id="<v2@bigclient.example>",
+            in_reply_to="<v1@bigclient.example>",
+        )
+    )
     assert world.ticket().priority == "high"
     matched = [d["rule"] for _, d in events(world, "rule_matched")]
     assert matched == ["vip customers", "vip customers", "calm"]
@@ -227,17 +325,28 @@ def test_a_follow_up_rule_never_lowers_priority(world_with: Worlds) -> None:
 @pytest.mark.parametrize(
     ("rules", "include", "expected"),
     [
-        ([{"name": "x", "then": {"sla_policy": "gold"}}], None,
-         'rule "x": then.sla_policy: expected one of the [[sla]] policy names (standard, vip)'),
-        ([{"name": "x", "when": {"subject": {"regex": "(("}}}], None,
-         'test.toml: rule "x": when.subject.regex: expected a regular expression'),
+        (
+            [{"name": "x", "then": {"sla_policy": "gold"}}],
+            None,
+            'rule "x": then.sla_policy: expected one of the [[sla]] policy names (standard, vip)',
+        ),
+        (
+            [{"name": "x", "when": {"subject": {"regex": "(("}}}],
+            None,
+            'test.toml: rule "x": when.subject.regex: expected a regular expression',
+        ),
         ([], ["missing.toml"], "rules.include: expected a readable rule file at"),
-        ([{"name": "unhappy: complaint"}], [UNHAPPY],
-         'rule "unhappy: complaint": name: expected a name no other rule has'),
+        (
+            [{"name": "unhappy: complaint"}],
+            [UNHAPPY],
+            'rule "unhappy: complaint": name: expected a name no other rule has',
+        ),
     ],
 )
 def test_bad_rules_are_configuration_errors(
-    world_with: Worlds, rules: list[dict[str, Any]], include: list[str] | None,
+    world_with: Worlds,
+    rules: list[dict[str, Any]],
+    include: list[str] | None,
     expected: str,
 ) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -254,13 +363,20 @@ def test_a_bad_rule_file_names_the_file(tmp_path: Path, world_with: Worlds) -> N
 
 
 def test_a_rule_choosing_a_missing_template_stops_the_start(
-    tmp_path: Path, database_url: str,
+    tmp_path: Path,
+    database_url: str,
 ) -> None:
     from tests.support.builders import make_config
 
-    config = make_config(tmp_path, database_url=database_url, imap=NOWHERE, smtp=NOWHERE,
-                         sla=POLICIES, staff=STAFF,
-                         rule=[{"name": "p", "then": {"ack_template": "ack_nowhere"}}])
+    config = make_config(
+        tmp_path,
+        database_url=database_url,
+        imap=NOWHERE,
+        smtp=NOWHERE,
+        sla=POLICIES,
+        staff=STAFF,
+        rule=[{"name": "p", "then": {"ack_template": "ack_nowhere"}}],
+    )
     with pytest.raises(ConfigError) as caught:
         build_app(config)
     assert 'rule "p": then.ack_template: expected the name of a template' in str(caught.value)

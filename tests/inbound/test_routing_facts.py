@@ -22,32 +22,45 @@ def raw(*, attachment: bool, inline_image: bool, body: str = "Hello, my card is 
     msg["Subject"] = "Card blocked"
     msg.set_content(body + "\n\nOn Monday you wrote:\n> an older message we sent\n")
     if inline_image:
-        msg.add_related(b"\x89PNG fake", maintype="image", subtype="png", cid="<logo>",
-                        disposition="inline")
+        msg.add_related(
+            b"\x89PNG fake", maintype="image", subtype="png", cid="<logo>", disposition="inline"
+        )
     if attachment:
-        msg.add_attachment(b"%PDF-1.4 fake", maintype="application", subtype="pdf",
-                           filename="statement.pdf")
+        msg.add_attachment(
+            b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename="statement.pdf"
+        )
     return msg.as_bytes()
 
 
 def test_facts_of_a_mail_with_an_attachment_written_to_a_plus_address() -> None:
-    facts = facts_for(parse_message(raw(attachment=True, inline_image=False)), "support",
-                      followup=True, unanswered=3)
+    facts = facts_for(
+        parse_message(raw(attachment=True, inline_image=False)),
+        "support",
+        followup=True,
+        unanswered=3,
+    )
 
     assert facts.sender == "ada@customer.example" and facts.sender_domain == "customer.example"
-    assert facts.recipients == ("support@shop.example", "ada.office@customer.example",
-                                "support+billing@shop.example")
+    assert facts.recipients == (
+        "support@shop.example",
+        "ada.office@customer.example",
+        "support+billing@shop.example",
+    )
     assert facts.to_details == ("billing",)
     assert facts.has_attachments
     assert facts.body.startswith("Hello, my card is blocked.")
     assert "an older message we sent" not in facts.body  # quoted history trimmed
     assert (facts.is_followup, facts.customer_mails_unanswered, facts.mailbox) == (
-        True, 3, "support")
+        True,
+        3,
+        "support",
+    )
 
 
 def test_an_inline_image_is_not_an_attachment_and_long_bodies_are_cut() -> None:
-    facts = facts_for(parse_message(raw(attachment=False, inline_image=True,
-                                        body="word " * 2000)), "support")
+    facts = facts_for(
+        parse_message(raw(attachment=False, inline_image=True, body="word " * 2000)), "support"
+    )
     assert not facts.has_attachments
     assert len(facts.body) == RULE_TEXT_CHARS
 

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def world(tmp_path: Path, database_url: str) -> Iterator[tuple[App, FrozenClock]]:
     clock = FrozenClock(START)
-    app = build_app(make_config(tmp_path, database_url=database_url, imap=NOWHERE,
-                                smtp=NOWHERE), clock=clock)
+    app = build_app(
+        make_config(tmp_path, database_url=database_url, imap=NOWHERE, smtp=NOWHERE), clock=clock
+    )
     yield app, clock
     app.close()
 
@@ -39,19 +40,31 @@ def arrive(app: App, raw: bytes, uid: int) -> None:
 def ticket_and_events(app: App) -> tuple[Ticket, list[str]]:
     with app.sessions() as session:
         ticket = session.scalars(select(Ticket)).one()
-        kinds = list(session.scalars(select(Event.type).where(Event.ticket_id == ticket.id)
-                                     .order_by(Event.id)))
+        kinds = list(
+            session.scalars(
+                select(Event.type).where(Event.ticket_id == ticket.id).order_by(Event.id)
+            )
+        )
     return ticket, kinds
 
 
 def first_mail() -> bytes:
-    return mail("Giulia <giulia@cliente.example>", "Chiudere il conto",
-                "Come posso chiudere il mio conto?", message_id="<q1@cliente.example>")
+    return mail(
+        "Giulia <giulia@cliente.example>",
+        "Chiudere il conto",
+        "Come posso chiudere il mio conto?",
+        message_id="<q1@cliente.example>",
+    )
 
 
 def reply(text: str, n: int) -> bytes:
-    return mail("Giulia <giulia@cliente.example>", "Re: Chiudere il conto", text,
-                message_id=f"<r{n}@cliente.example>", in_reply_to="<q1@cliente.example>")
+    return mail(
+        "Giulia <giulia@cliente.example>",
+        "Re: Chiudere il conto",
+        text,
+        message_id=f"<r{n}@cliente.example>",
+        in_reply_to="<q1@cliente.example>",
+    )
 
 
 def test_risolto_resolves_the_ticket_and_a_later_mail_reopens_it(
@@ -73,10 +86,12 @@ def test_risolto_resolves_the_ticket_and_a_later_mail_reopens_it(
     assert ticket.status == "open" and ticket.resolved_at is None
 
 
-@pytest.mark.parametrize("text", ["Non è ancora risolto.", "Risolto? Non mi pare.",
-                                  "Grazie, attendo una risposta."])
+@pytest.mark.parametrize(
+    "text", ["Non è ancora risolto.", "Risolto? Non mi pare.", "Grazie, attendo una risposta."]
+)
 def test_a_reply_that_does_not_say_solved_leaves_the_ticket_open(
-    world: tuple[App, FrozenClock], text: str,
+    world: tuple[App, FrozenClock],
+    text: str,
 ) -> None:
     app, _ = world
     arrive(app, first_mail(), 1)

@@ -42,16 +42,28 @@ def clock() -> FrozenClock:
     return FrozenClock(START)
 
 
-def build(tmp_path: Path, database_url: str, imap: EmbeddedImapServer, smtp: SmtpSink,
-          clock: FrozenClock, **sections: Any) -> App:
-    config = make_config(tmp_path, database_url=database_url, imap=imap, smtp=smtp,
-                         staff=STAFF, **sections)
+def build(
+    tmp_path: Path,
+    database_url: str,
+    imap: EmbeddedImapServer,
+    smtp: SmtpSink,
+    clock: FrozenClock,
+    **sections: Any,
+) -> App:
+    config = make_config(
+        tmp_path, database_url=database_url, imap=imap, smtp=smtp, staff=STAFF, **sections
+    )
     return build_app(config, clock=clock)
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-        smtp_sink: SmtpSink, clock: FrozenClock) -> Iterator[App]:
+def app(
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    clock: FrozenClock,
+) -> Iterator[App]:
     application = build(tmp_path, database_url, imap_server, smtp_sink, clock)
     yield application
     application.close()
@@ -70,8 +82,12 @@ def ticket(app: App, number: int = 1000) -> Ticket:
 
 def events(app: App, number: int = 1000) -> list[Event]:
     with app.sessions() as session:
-        query = (select(Event).join(Ticket, Ticket.id == Event.ticket_id)
-                 .where(Ticket.number == number).order_by(Event.id))
+        query = (
+            select(Event)
+            .join(Ticket, Ticket.id == Event.ticket_id)
+            .where(Ticket.number == number)
+            .order_by(Event.id)
+        )
         return list(session.scalars(query))
 
 
@@ -87,15 +103,18 @@ def body(received: ReceivedMail) -> str:
     return str(part.get_content()).replace("\r\n", "\n")
 
 
-def open_ticket(app: App, imap: EmbeddedImapServer, sink: SmtpSink,
-                attachment: bytes | None = None) -> ReceivedMail:
+def open_ticket(
+    app: App, imap: EmbeddedImapServer, sink: SmtpSink, attachment: bytes | None = None
+) -> ReceivedMail:
     """A customer writes; returns the notification the team got."""
-    raw = mail(f"Ada Lovelace <{CUSTOMER}>", "Printer on fire",
-               message_id="<p1@customer.example>")
+    raw = mail(f"Ada Lovelace <{CUSTOMER}>", "Printer on fire", message_id="<p1@customer.example>")
     if attachment is not None:
         msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"] = f"Ada <{CUSTOMER}>", "support@shop.example", \
-            "Printer on fire"
+        msg["From"], msg["To"], msg["Subject"] = (
+            f"Ada <{CUSTOMER}>",
+            "support@shop.example",
+            "Printer on fire",
+        )
         msg["Message-ID"] = "<p1@customer.example>"
         msg["Date"] = format_datetime(START)
         msg.set_content("Hello,\nmy printer is on fire, photo attached.\n")
@@ -114,25 +133,35 @@ def quoted(style: str, notification: ReceivedMail) -> str:
     original = body(notification)
     lines = "\n".join(f"> {line}" if line else ">" for line in original.splitlines())
     if style == "gmail":
-        return ("On Mon, 23 Nov 2026 at 10:00, Shop Support <support@shop.example> wrote:\n"
-                + lines)
+        return "On Mon, 23 Nov 2026 at 10:00, Shop Support <support@shop.example> wrote:\n" + lines
     if style == "thunderbird":
         return f"On 23/11/2026 10:00, Shop Support wrote:\n{lines}"
     if style == "outlook":
-        return ("________________________________\nFrom: Shop Support <support@shop.example>\n"
-                "Sent: Monday, November 23, 2026 10:00 AM\nTo: Team <team@shop.example>\n"
-                f"Subject: {notification.message['Subject']}\n\n{original}")
+        return (
+            "________________________________\nFrom: Shop Support <support@shop.example>\n"
+            "Sent: Monday, November 23, 2026 10:00 AM\nTo: Team <team@shop.example>\n"
+            f"Subject: {notification.message['Subject']}\n\n{original}"
+        )
     if style == "outlook-it":
-        return ("________________________________\nDa: Shop Support <support@shop.example>\n"
-                "Inviato: lunedì 23 novembre 2026 10:00\nA: Team <team@shop.example>\n"
-                f"Oggetto: {notification.message['Subject']}\n\n{original}")
+        return (
+            "________________________________\nDa: Shop Support <support@shop.example>\n"
+            "Inviato: lunedì 23 novembre 2026 10:00\nA: Team <team@shop.example>\n"
+            f"Oggetto: {notification.message['Subject']}\n\n{original}"
+        )
     raise ValueError(style)
 
 
-def staff_reply(notification: ReceivedMail, text: str, *, sender: str = f"Alice Bianchi <{ALICE}>",
-                style: str = "gmail", to_address: str | None = None,
-                headers: dict[str, str] | None = None, attachment: bytes | None = None,
-                in_reply_to: bool = True) -> bytes:
+def staff_reply(
+    notification: ReceivedMail,
+    text: str,
+    *,
+    sender: str = f"Alice Bianchi <{ALICE}>",
+    style: str = "gmail",
+    to_address: str | None = None,
+    headers: dict[str, str] | None = None,
+    attachment: bytes | None = None,
+    in_reply_to: bool = True,
+) -> bytes:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to_address or notification.message["Reply-To"]
@@ -146,8 +175,9 @@ def staff_reply(notification: ReceivedMail, text: str, *, sender: str = f"Alice 
         msg[name] = value
     msg.set_content(f"{text}\n\n{quoted(style, notification)}\n")
     if attachment is not None:
-        msg.add_attachment(attachment, maintype="application", subtype="pdf",
-                           filename="invoice.pdf")
+        msg.add_attachment(
+            attachment, maintype="application", subtype="pdf", filename="invoice.pdf"
+        )
     return msg.as_bytes()
 
 
@@ -180,8 +210,14 @@ def test_notification_carries_the_customer_text_attachments_token_and_deadline(
     attached = next(message.iter_attachments()).get_content()
     assert attached == photo
     # Notifications of one ticket thread together in the staff member's client.
-    imap_server.append(mail(f"Ada <{CUSTOMER}>", "Re: Printer on fire", "Any news?",
-                            in_reply_to="<p1@customer.example>"))
+    imap_server.append(
+        mail(
+            f"Ada <{CUSTOMER}>",
+            "Re: Printer on fire",
+            "Any news?",
+            in_reply_to="<p1@customer.example>",
+        )
+    )
     run_pass(app)
     second = to(smtp_sink.wait_for(3), "team@shop.example")[-1].message
     assert "Follow-up" in second["Subject"]
@@ -198,8 +234,14 @@ def test_staff_reply_is_relayed_to_the_customer_without_quote_or_signature(
     notice = open_ticket(app, imap_server, smtp_sink)
     ack = to(smtp_sink, CUSTOMER)[0].message
     invoice = b"%PDF-1.4 invoice " * 100
-    imap_server.append(staff_reply(notice, NEW_TEXT + "\n\n-- \nAlice Bianchi | Shop support",
-                                   style=style, attachment=invoice))
+    imap_server.append(
+        staff_reply(
+            notice,
+            NEW_TEXT + "\n\n-- \nAlice Bianchi | Shop support",
+            style=style,
+            attachment=invoice,
+        )
+    )
     run_pass(app)
 
     answers = to(smtp_sink.wait_for(3), CUSTOMER)
@@ -223,8 +265,7 @@ def test_staff_reply_is_relayed_to_the_customer_without_quote_or_signature(
     assert answered.status == "waiting"
     assert answered.first_responded_at == START
     with app.sessions() as session:
-        staff_article = session.scalars(select(Article).where(
-            Article.author_kind == "staff")).one()
+        staff_article = session.scalars(select(Article).where(Article.author_kind == "staff")).one()
     assert staff_article.direction == "out" and staff_article.from_address == ALICE
     assert staff_article.text_body.strip() == NEW_TEXT
 
@@ -250,13 +291,19 @@ def test_commands_change_the_ticket(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
     notice = open_ticket(app, imap_server, smtp_sink)
-    imap_server.append(staff_reply(
-        notice, "#priority high\n#assign bob@shop.example\n#queue billing\n\n" + NEW_TEXT))
+    imap_server.append(
+        staff_reply(
+            notice, "#priority high\n#assign bob@shop.example\n#queue billing\n\n" + NEW_TEXT
+        )
+    )
     run_pass(app)
 
     changed = ticket(app)
     assert (changed.priority, changed.assignee, changed.queue) == (
-        "high", "bob@shop.example", "billing")
+        "high",
+        "bob@shop.example",
+        "billing",
+    )
     assert len(to(smtp_sink.wait_for(3), CUSTOMER)) == 2
     assert "#priority" not in body(to(smtp_sink, CUSTOMER)[1])
     assert_nothing_of_staff_leaks(smtp_sink)
@@ -274,8 +321,10 @@ def test_tag_and_untag_change_the_tickets_tags_and_send_nothing(
     with app.sessions() as session:
         assert queries.ticket_tags(session, ticket(app).id) == ["billing", "vip"]
     answer = [e for e in events(app) if e.type == "staff_reply"][-1]
-    assert answer.data["changes"] == {"tags_added": ["vip", "billing"],
-                                      "tags_removed": ["Refund", "unhappy"]}
+    assert answer.data["changes"] == {
+        "tags_added": ["vip", "billing"],
+        "tags_removed": ["Refund", "unhappy"],
+    }
     assert len(to(smtp_sink.wait_for(2), CUSTOMER)) == 1, "commands alone say nothing"
 
 
@@ -358,20 +407,23 @@ def test_a_token_replayed_on_another_ticket_is_refused(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
     notice = open_ticket(app, imap_server, smtp_sink)
-    imap_server.append(mail("Bob <bob@other.example>", "Another problem",
-                            message_id="<o1@other.example>"))
+    imap_server.append(
+        mail("Bob <bob@other.example>", "Another problem", message_id="<o1@other.example>")
+    )
     run_pass(app)
     token_address = notice.message["Reply-To"].addresses[0].addr_spec
     replayed = token_address.replace("+t1000-", "+t1001-")
-    imap_server.append(staff_reply(notice, "#close\nClosing yours.", to_address=replayed,
-                                   in_reply_to=False))
+    imap_server.append(
+        staff_reply(notice, "#close\nClosing yours.", to_address=replayed, in_reply_to=False)
+    )
     run_pass(app)
 
     with app.sessions() as session:
         statuses = session.scalars(select(Ticket.status)).all()
         refused = session.scalars(select(Event).where(Event.type == "staff_token_refused")).all()
-        staff_articles = session.scalars(select(Article).where(
-            Article.author_kind == "staff")).all()
+        staff_articles = session.scalars(
+            select(Article).where(Article.author_kind == "staff")
+        ).all()
     assert "closed" not in statuses
     assert len(refused) == 1 and refused[0].data["by"] == ALICE
     assert "not issued to alice@shop.example" in refused[0].data["reason"]
@@ -386,10 +438,13 @@ def test_trusted_authentication_results_prove_a_reply_without_token(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
     notice = open_ticket(app, imap_server, smtp_sink)
-    headers = {"Authentication-Results": "mx.shop.example; dkim=pass header.d=shop.example; "
-                                         "spf=pass smtp.mailfrom=shop.example"}
-    imap_server.append(staff_reply(notice, NEW_TEXT, to_address="support@shop.example",
-                                   headers=headers))
+    headers = {
+        "Authentication-Results": "mx.shop.example; dkim=pass header.d=shop.example; "
+        "spf=pass smtp.mailfrom=shop.example"
+    }
+    imap_server.append(
+        staff_reply(notice, NEW_TEXT, to_address="support@shop.example", headers=headers)
+    )
     run_pass(app)
 
     assert len(to(smtp_sink.wait_for(3), CUSTOMER)) == 2
@@ -401,8 +456,9 @@ def test_an_authentication_result_from_another_server_proves_nothing(
 ) -> None:
     notice = open_ticket(app, imap_server, smtp_sink)
     headers = {"Authentication-Results": "mx.attacker.example; dkim=pass header.d=shop.example"}
-    imap_server.append(staff_reply(notice, NEW_TEXT, to_address="support@shop.example",
-                                   headers=headers))
+    imap_server.append(
+        staff_reply(notice, NEW_TEXT, to_address="support@shop.example", headers=headers)
+    )
     run_pass(app)
 
     assert len(to(smtp_sink, CUSTOMER)) == 1
@@ -417,8 +473,14 @@ def test_an_answer_to_an_escalation_stays_among_staff(
     run_pass(app)
     escalation = to(smtp_sink.wait_for(3), "lead@shop.example")[0]
     headers = {"Authentication-Results": "mx.shop.example; dkim=pass header.d=shop.example"}
-    imap_server.append(staff_reply(escalation, "Bob, can you take this one today?",
-                                   to_address="support@shop.example", headers=headers))
+    imap_server.append(
+        staff_reply(
+            escalation,
+            "Bob, can you take this one today?",
+            to_address="support@shop.example",
+            headers=headers,
+        )
+    )
     run_pass(app)
 
     assert len(to(smtp_sink, CUSTOMER)) == 1  # the acknowledgement only
@@ -432,8 +494,13 @@ def test_out_of_office_from_staff_is_not_relayed(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
     notice = open_ticket(app, imap_server, smtp_sink)
-    imap_server.append(staff_reply(notice, "I am out of the office until Monday.",
-                                   headers={"Auto-Submitted": "auto-replied"}))
+    imap_server.append(
+        staff_reply(
+            notice,
+            "I am out of the office until Monday.",
+            headers={"Auto-Submitted": "auto-replied"},
+        )
+    )
     run_pass(app)
 
     assert len(to(smtp_sink, CUSTOMER)) == 1
@@ -444,47 +511,78 @@ def test_out_of_office_from_staff_is_not_relayed(
 
 
 def test_observe_mode_records_a_reply_from_the_sent_folder(
-    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink,
-    clock: FrozenClock
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    clock: FrozenClock,
 ) -> None:
-    mailbox = {"name": "support", "address": "support@shop.example", "host": imap_server.host,
-               "port": imap_server.port, "security": "none", "username": imap_server.username,
-               "password_env": "MB_TEST_IMAP_PASSWORD", "after": "move",
-               "staff_mode": "observe", "sent_folder": "Sent"}
+    mailbox = {
+        "name": "support",
+        "address": "support@shop.example",
+        "host": imap_server.host,
+        "port": imap_server.port,
+        "security": "none",
+        "username": imap_server.username,
+        "password_env": "MB_TEST_IMAP_PASSWORD",
+        "after": "move",
+        "staff_mode": "observe",
+        "sent_folder": "Sent",
+    }
     app = build(tmp_path, database_url, imap_server, smtp_sink, clock, mailbox=[mailbox])
     try:
         # Mail sent before mailbridge came: history, never recorded as an answer.
-        imap_server.append(mail("Shop Support <support@shop.example>", "Re: Printer on fire",
-                                "An old answer.", to=CUSTOMER, message_id="<old@shop.example>",
-                                in_reply_to="<p1@customer.example>"), folder="Sent")
-        imap_server.append(mail(f"Ada <{CUSTOMER}>", "Printer on fire",
-                                message_id="<p1@customer.example>"))
+        imap_server.append(
+            mail(
+                "Shop Support <support@shop.example>",
+                "Re: Printer on fire",
+                "An old answer.",
+                to=CUSTOMER,
+                message_id="<old@shop.example>",
+                in_reply_to="<p1@customer.example>",
+            ),
+            folder="Sent",
+        )
+        imap_server.append(
+            mail(f"Ada <{CUSTOMER}>", "Printer on fire", message_id="<p1@customer.example>")
+        )
         run_pass(app)  # first connection: the Sent folder's history is skipped
         sent_before = len(smtp_sink.wait_for(2))
         clock.advance(timedelta(minutes=30))
-        answer = mail("Shop Support <support@shop.example>", "Re: [#1000] Printer on fire",
-                      "Hello Ada, a new printer is on its way.\n\n"
-                      f"On Mon, 23 Nov 2026 at 09:10, Ada <{CUSTOMER}> wrote:\n"
-                      "> Hello,\n> my printer is on fire.",
-                      to=CUSTOMER, message_id="<s1@shop.example>",
-                      in_reply_to="<p1@customer.example>")
+        answer = mail(
+            "Shop Support <support@shop.example>",
+            "Re: [#1000] Printer on fire",
+            "Hello Ada, a new printer is on its way.\n\n"
+            f"On Mon, 23 Nov 2026 at 09:10, Ada <{CUSTOMER}> wrote:\n"
+            "> Hello,\n> my printer is on fire.",
+            to=CUSTOMER,
+            message_id="<s1@shop.example>",
+            in_reply_to="<p1@customer.example>",
+        )
         imap_server.append(answer, folder="Sent")
         run_pass(app)
 
         observed = ticket(app)
         with app.sessions() as session:
-            texts = session.scalars(select(Article.text_body).where(
-                Article.author_kind == "staff")).all()
+            texts = session.scalars(
+                select(Article.text_body).where(Article.author_kind == "staff")
+            ).all()
         assert [t.strip() for t in texts] == ["Hello Ada, a new printer is on its way."]
         assert observed.status == "waiting"
         assert observed.first_responded_at == START + timedelta(minutes=30)
         assert len(smtp_sink.received) == sent_before  # nothing sent again
         assert len(imap_server.messages("Sent")) == 2  # the Sent folder is left alone
         # The customer's answer to it, with support only in Cc, joins the ticket.
-        imap_server.append(mail(f"Ada <{CUSTOMER}>", "Re: [#1000] Printer on fire",
-                                "Thanks!", to="someone@else.example",
-                                headers={"Cc": "support@shop.example"},
-                                in_reply_to="<s1@shop.example>"))
+        imap_server.append(
+            mail(
+                f"Ada <{CUSTOMER}>",
+                "Re: [#1000] Printer on fire",
+                "Thanks!",
+                to="someone@else.example",
+                headers={"Cc": "support@shop.example"},
+                in_reply_to="<s1@shop.example>",
+            )
+        )
         run_pass(app)
         with app.sessions() as session:
             assert session.scalar(select(Ticket.id).where(Ticket.number == 1001)) is None

@@ -76,8 +76,9 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def server(clock: FrozenClock) -> Iterator[OAuthServer]:
-    with OAuthServer(clock=lambda: clock.now().timestamp(),
-                     users=(USER, "other@example.test")) as running:
+    with OAuthServer(
+        clock=lambda: clock.now().timestamp(), users=(USER, "other@example.test")
+    ) as running:
         yield running
 
 
@@ -93,8 +94,14 @@ def provider(server: OAuthServer, clock: FrozenClock, tmp_path: Path) -> TokenPr
 
 
 def imap(dovecot: DovecotServer, provider: TokenProvider, user: str = USER) -> ImapSettings:
-    return ImapSettings(host=dovecot.host, port=dovecot.port, security="none", username=user,
-                        password="", oauth=provider)
+    return ImapSettings(
+        host=dovecot.host,
+        port=dovecot.port,
+        security="none",
+        username=user,
+        password="",
+        oauth=provider,
+    )
 
 
 def refused_logins(dovecot: DovecotServer) -> int:
@@ -105,8 +112,8 @@ def refused_logins(dovecot: DovecotServer) -> int:
 
 
 def test_imap_signs_in_with_xoauth2_and_refreshes_before_the_token_runs_out(
-        dovecot: DovecotServer, server: OAuthServer, provider: TokenProvider,
-        clock: FrozenClock) -> None:
+    dovecot: DovecotServer, server: OAuthServer, provider: TokenProvider, clock: FrozenClock
+) -> None:
     dovecot.append(MESSAGE)
     with ImapMailbox(imap(dovecot, provider)) as box:
         assert len(box.uids_after(0)) == 1
@@ -121,7 +128,8 @@ def test_imap_signs_in_with_xoauth2_and_refreshes_before_the_token_runs_out(
 
 
 def test_a_token_the_server_refuses_is_refreshed_once_and_the_login_retried(
-        dovecot: DovecotServer, server: OAuthServer, provider: TokenProvider) -> None:
+    dovecot: DovecotServer, server: OAuthServer, provider: TokenProvider
+) -> None:
     provider.access_token()
     server.expire_access_tokens()  # still "valid" by our clock; Dovecot's introspection says no
 
@@ -133,14 +141,17 @@ def test_a_token_the_server_refuses_is_refreshed_once_and_the_login_retried(
 
 
 def test_when_a_fresh_token_is_refused_too_the_error_names_the_answer(
-        dovecot: DovecotServer, server: OAuthServer, provider: TokenProvider) -> None:
+    dovecot: DovecotServer, server: OAuthServer, provider: TokenProvider
+) -> None:
     # Signed in as support@, but the mailbox logs in as other@: Dovecot refuses either token.
     with pytest.raises(PermanentError) as caught:
         ImapMailbox(imap(dovecot, provider, "other@example.test")).connect()
     message = str(caught.value)
-    assert message.startswith(f"IMAP connect to folder 'INBOX' on {dovecot.host}:{dovecot.port}"
-                              ": login refused for user 'other@example.test': AUTHENTICATE "
-                              "XOAUTH2 answered: [AUTHENTICATIONFAILED]")
+    assert message.startswith(
+        f"IMAP connect to folder 'INBOX' on {dovecot.host}:{dovecot.port}"
+        ": login refused for user 'other@example.test': AUTHENTICATE "
+        "XOAUTH2 answered: [AUTHENTICATIONFAILED]"
+    )
     assert "(server said: status 401, needs scope 'mail')" in message
     assert "again with a freshly refreshed token" in message
     assert server.grants.count("refresh_token") == 1  # once, not in a loop
@@ -148,8 +159,8 @@ def test_when_a_fresh_token_is_refused_too_the_error_names_the_answer(
 
 
 def test_a_revoked_refresh_token_stops_before_the_imap_server_is_bothered(
-        dovecot: DovecotServer, server: OAuthServer, provider: TokenProvider,
-        clock: FrozenClock) -> None:
+    dovecot: DovecotServer, server: OAuthServer, provider: TokenProvider, clock: FrozenClock
+) -> None:
     server.revoke_refresh_tokens()
     clock.advance(timedelta(hours=1))
     with pytest.raises(SignInRequired, match="run mailbridge oauth login --mailbox support$"):
@@ -160,8 +171,9 @@ def test_a_revoked_refresh_token_stops_before_the_imap_server_is_bothered(
 def test_oauthbearer_is_spoken_too(dovecot: DovecotServer, provider: TokenProvider) -> None:
     client = IMAPClient(dovecot.host, dovecot.port, ssl=False, timeout=10)
     try:
-        imap_adapter._authenticate(client, "OAUTHBEARER", USER, provider.access_token(),
-                                   dovecot.host, dovecot.port)
+        imap_adapter._authenticate(
+            client, "OAUTHBEARER", USER, provider.access_token(), dovecot.host, dovecot.port
+        )
         assert client.select_folder("INBOX")
     finally:
         client.logout()
@@ -169,13 +181,18 @@ def test_oauthbearer_is_spoken_too(dovecot: DovecotServer, provider: TokenProvid
 
 
 def test_microsoft_sized_tokens_sign_in_to_imap_and_smtp(
-        clock: FrozenClock, tmp_path: Path) -> None:
+    clock: FrozenClock, tmp_path: Path
+) -> None:
     """Access tokens of about 2 KB, as Microsoft issues: IMAP sends them after the
     AUTHENTICATE continuation, SMTP in the AUTH line itself (about 3 KB, RFC 4954 allows
     12,288 octets)."""
-    with (OAuthServer(clock=lambda: clock.now().timestamp(), users=(USER,),
-                      token_bytes=1600) as server,
-          DovecotServer(oauth=server) as dovecot, OAuthSmtpSink(server) as sink):
+    with (
+        OAuthServer(
+            clock=lambda: clock.now().timestamp(), users=(USER,), token_bytes=1600
+        ) as server,
+        DovecotServer(oauth=server) as dovecot,
+        OAuthSmtpSink(server) as sink,
+    ):
         provider = signed_in(server, generic(server), TokenStore(tmp_path), clock)
         assert len(provider.access_token()) > 2000
         dovecot.append(MESSAGE)
@@ -188,17 +205,21 @@ def test_microsoft_sized_tokens_sign_in_to_imap_and_smtp(
 
 
 def test_an_smtp_server_refusing_a_long_auth_line_is_not_blamed_on_the_token(
-        clock: FrozenClock, tmp_path: Path) -> None:
-    with (OAuthServer(clock=lambda: clock.now().timestamp(), users=(USER,),
-                      token_bytes=1600) as server,
-          OAuthSmtpSink(server, long_auth_lines=False) as sink):
+    clock: FrozenClock, tmp_path: Path
+) -> None:
+    with (
+        OAuthServer(
+            clock=lambda: clock.now().timestamp(), users=(USER,), token_bytes=1600
+        ) as server,
+        OAuthSmtpSink(server, long_auth_lines=False) as sink,
+    ):
         provider = signed_in(server, generic(server), TokenStore(tmp_path), clock)
         with pytest.raises(PermanentError) as caught:
-            asyncio.run(send_message(smtp(sink, provider), MESSAGE, USER,
-                                     ["ada@customer.example"]))
+            asyncio.run(send_message(smtp(sink, provider), MESSAGE, USER, ["ada@customer.example"]))
     assert str(caught.value) == (
         f"SMTP login via {sink.host}:{sink.port}: login refused for user '{USER}': 500 AUTH "
-        "XOAUTH2 answered: Command line too long")
+        "XOAUTH2 answered: Command line too long"
+    )
     assert server.grants.count("refresh_token") == 0, "a new token would not be shorter"
 
 
@@ -206,48 +227,61 @@ def test_an_smtp_server_refusing_a_long_auth_line_is_not_blamed_on_the_token(
 
 
 def smtp(sink: SmtpSink, provider: TokenProvider, user: str = USER) -> SmtpSettings:
-    return SmtpSettings(host=sink.host, port=sink.port, security="none", username=user,
-                        oauth=provider)
+    return SmtpSettings(
+        host=sink.host, port=sink.port, security="none", username=user, oauth=provider
+    )
 
 
 @pytest.mark.parametrize("error_challenge", [True, False], ids=["gmail", "microsoft"])
 def test_smtp_refreshes_a_refused_token_once_and_sends(
-        server: OAuthServer, provider: TokenProvider, error_challenge: bool) -> None:
+    server: OAuthServer, provider: TokenProvider, error_challenge: bool
+) -> None:
     with OAuthSmtpSink(server, error_challenge=error_challenge) as sink:
         asyncio.run(send_message(smtp(sink, provider), MESSAGE, USER, ["ada@customer.example"]))
         server.expire_access_tokens()
         asyncio.run(send_message(smtp(sink, provider), MESSAGE, USER, ["ada@customer.example"]))
         assert len(sink.wait_for(2)) == 2
-    assert sink.auth_attempts == [AuthAttempt("XOAUTH2", USER, True),
-                                  AuthAttempt("XOAUTH2", USER, False),
-                                  AuthAttempt("XOAUTH2", USER, True)]
+    assert sink.auth_attempts == [
+        AuthAttempt("XOAUTH2", USER, True),
+        AuthAttempt("XOAUTH2", USER, False),
+        AuthAttempt("XOAUTH2", USER, True),
+    ]
     assert server.grants.count("refresh_token") == 1
 
 
 def test_smtp_gives_up_after_one_refresh_naming_the_servers_answer(
-        server: OAuthServer, provider: TokenProvider) -> None:
+    server: OAuthServer, provider: TokenProvider
+) -> None:
     with OAuthSmtpSink(server) as sink, pytest.raises(PermanentError) as caught:
-        asyncio.run(send_message(smtp(sink, provider, "other@example.test"), MESSAGE, USER,
-                                 ["ada@customer.example"]))
+        asyncio.run(
+            send_message(
+                smtp(sink, provider, "other@example.test"), MESSAGE, USER, ["ada@customer.example"]
+            )
+        )
     assert str(caught.value) == (
         f"SMTP login via {sink.host}:{sink.port}: login refused for user 'other@example.test': "
         "535 AUTH XOAUTH2 answered: 5.7.8 Authentication credentials invalid (server said: "
         "status 401, needs scope 'mail'), again with a freshly refreshed token: check the "
-        "scopes the app was granted and that the sign-in was made as other@example.test")
+        "scopes the app was granted and that the sign-in was made as other@example.test"
+    )
     assert server.grants.count("refresh_token") == 1 and sink.received == []
 
 
 def test_smtp_oauthbearer(server: OAuthServer, provider: TokenProvider) -> None:
     async def login() -> aiosmtplib.SMTPAuthenticationError | None:
-        connection = SmtpConnection(SmtpSettings(host=sink.host, port=sink.port,
-                                                 security="none"))
+        connection = SmtpConnection(SmtpSettings(host=sink.host, port=sink.port, security="none"))
         await connection.connect()
         try:
             assert connection._client is not None
             await connection._client.ehlo()
             return await smtp_adapter._authenticate(
-                connection._client, "OAUTHBEARER", USER, provider.access_token(), sink.host,
-                sink.port)
+                connection._client,
+                "OAUTHBEARER",
+                USER,
+                provider.access_token(),
+                sink.host,
+                sink.port,
+            )
         finally:
             await connection.close()
 
@@ -257,8 +291,10 @@ def test_smtp_oauthbearer(server: OAuthServer, provider: TokenProvider) -> None:
         refusal = asyncio.run(login())
     assert refusal is not None and refusal.code == 535
     assert "(server said: status invalid_token, needs scope 'mail')" in refusal.message
-    assert sink.auth_attempts == [AuthAttempt("OAUTHBEARER", USER, True),
-                                  AuthAttempt("OAUTHBEARER", USER, False)]
+    assert sink.auth_attempts == [
+        AuthAttempt("OAUTHBEARER", USER, True),
+        AuthAttempt("OAUTHBEARER", USER, False),
+    ]
 
 
 # --- the daemon: one mailbox signed out, the others carry on -------------------------------
@@ -285,24 +321,48 @@ scopes = ["mail"]
 """
 
 
-def oauth_config(tmp_path: Path, pymap: EmbeddedImapServer, sink: SmtpSink, db_url: str,
-                 dovecot: DovecotServer, server: OAuthServer, listen: int) -> Path:
-    helpdesk = HELPDESK.format(user=USER, host=dovecot.host, port=dovecot.port,
-                               client_id=server.client_id, token_url=server.token_url,
-                               device_url=server.device_authorization_url)
-    return write_config_file(tmp_path, pymap, sink, db_url, password_env="MB_SERVICE_IMAP_PASSWORD",
-                             listen=listen, extra_mailbox=helpdesk)
+def oauth_config(
+    tmp_path: Path,
+    pymap: EmbeddedImapServer,
+    sink: SmtpSink,
+    db_url: str,
+    dovecot: DovecotServer,
+    server: OAuthServer,
+    listen: int,
+) -> Path:
+    helpdesk = HELPDESK.format(
+        user=USER,
+        host=dovecot.host,
+        port=dovecot.port,
+        client_id=server.client_id,
+        token_url=server.token_url,
+        device_url=server.device_authorization_url,
+    )
+    return write_config_file(
+        tmp_path,
+        pymap,
+        sink,
+        db_url,
+        password_env="MB_SERVICE_IMAP_PASSWORD",
+        listen=listen,
+        extra_mailbox=helpdesk,
+    )
 
 
-def cli(config: Path, *args: str, consent: Callable[[str], None] | None = None
-        ) -> subprocess.CompletedProcess[str]:
+def cli(
+    config: Path, *args: str, consent: Callable[[str], None] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`mailbridge …` in a subprocess; `consent` gets the user code it prints (to approve or
     deny it at the OAuth server, as the person signing in would)."""
     env = {"MB_SERVICE_IMAP_PASSWORD": IMAP_SECRET, "MB_OAUTH_SECRET": OAUTH_SECRET}
-    process = subprocess.Popen([sys.executable, "-m", "mailbridge", "--config", str(config),
-                                *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               env={**_environ(), **env})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailbridge", "--config", str(config), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**_environ(), **env},
+    )
     assert process.stdout is not None
     lines = []
     if consent is not None:
@@ -313,8 +373,7 @@ def cli(config: Path, *args: str, consent: Callable[[str], None] | None = None
                 consent(found.group(1))  # the server refuses a code it did not issue
                 break
     out, err = process.communicate(timeout=60)
-    return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines) + out,
-                                       err)
+    return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines) + out, err)
 
 
 def _environ() -> dict[str, str]:
@@ -324,18 +383,26 @@ def _environ() -> dict[str, str]:
 def issued_secrets(server: OAuthServer) -> set[str]:
     """Every token the server ever handed out, and the client's secret."""
     tokens = {*server._access, *server._refresh}
-    tokens |= {form[key] for form in server.requests for key in ("device_code", "refresh_token")
-               if key in form}
+    tokens |= {
+        form[key]
+        for form in server.requests
+        for key in ("device_code", "refresh_token")
+        if key in form
+    }
     return tokens | {OAUTH_SECRET}
 
 
 def test_a_revoked_sign_in_makes_its_mailbox_unhealthy_while_the_others_carry_on(
-        tmp_path: Path, sqlite_url: str, start: Callable[..., Daemon]) -> None:
+    tmp_path: Path, sqlite_url: str, start: Callable[..., Daemon]
+) -> None:
     require_dovecot()
     # Five-second tokens: the daemon refreshes (and finds the revocation) within seconds.
-    with (OAuthServer(client_secret=OAUTH_SECRET, access_lifetime=5) as server,
-          EmbeddedImapServer(password=IMAP_SECRET) as pymap, SmtpSink() as sink,
-          DovecotServer(oauth=server) as dovecot):
+    with (
+        OAuthServer(client_secret=OAUTH_SECRET, access_lifetime=5) as server,
+        EmbeddedImapServer(password=IMAP_SECRET) as pymap,
+        SmtpSink() as sink,
+        DovecotServer(oauth=server) as dovecot,
+    ):
         port = free_port()
         config = oauth_config(tmp_path, pymap, sink, sqlite_url, dovecot, server, port)
         login = cli(config, "oauth", "login", "--mailbox", "helpdesk", consent=server.approve)
@@ -365,17 +432,19 @@ def test_a_revoked_sign_in_makes_its_mailbox_unhealthy_while_the_others_carry_on
         received = sink.wait_for(2, WAIT)  # the other mailbox carries on
         assert received[1].recipients == ("bob@customer.example",)
         samples = metrics(port)
-        assert samples[("mailbridge_oauth_token_seconds_remaining",
-                        (("account", "helpdesk"),))] <= 5
-        assert samples[("mailbridge_component_healthy",
-                        (("component", "mailbox:helpdesk"),))] == 0
+        assert (
+            samples[("mailbridge_oauth_token_seconds_remaining", (("account", "helpdesk"),))] <= 5
+        )
+        assert samples[("mailbridge_component_healthy", (("component", "mailbox:helpdesk"),))] == 0
 
         report = cli(config, "status", "--json")
         assert report.returncode == 1
         document = json.loads(report.stdout)
         assert document["oauth"]["helpdesk"]["state"] == "signed-out"
-        assert any(note.endswith("run mailbridge oauth login --mailbox helpdesk")
-                   for note in document["attention"])
+        assert any(
+            note.endswith("run mailbridge oauth login --mailbox helpdesk")
+            for note in document["attention"]
+        )
         assert daemon.stop() == 0
     logs = login.stdout + login.stderr + daemon.log + report.stdout + report.stderr
     assert "access token refreshed" in daemon.log
@@ -386,21 +455,26 @@ def test_a_revoked_sign_in_makes_its_mailbox_unhealthy_while_the_others_carry_on
 
 @pytest.mark.postgres
 def test_an_instance_that_cannot_sign_in_leaves_the_mailbox_to_one_that_can(
-        tmp_path: Path, postgres_url: str) -> None:
+    tmp_path: Path, postgres_url: str
+) -> None:
     """Several instances, each with its own sign-ins: one without the mailbox's never takes
     its lease (it says why, once), so the instance that has the sign-in polls it."""
     require_dovecot()
-    with (OAuthServer(client_secret=OAUTH_SECRET) as server,
-          EmbeddedImapServer(password=IMAP_SECRET) as pymap, SmtpSink() as sink,
-          DovecotServer(oauth=server) as dovecot, contextlib.ExitStack() as running):
+    with (
+        OAuthServer(client_secret=OAUTH_SECRET) as server,
+        EmbeddedImapServer(password=IMAP_SECRET) as pymap,
+        SmtpSink() as sink,
+        DovecotServer(oauth=server) as dovecot,
+        contextlib.ExitStack() as running,
+    ):
         configs, ports = {}, {}
         for name in ("a", "b"):
             (tmp_path / name).mkdir()
             ports[name] = free_port()
-            configs[name] = oauth_config(tmp_path / name, pymap, sink, postgres_url, dovecot,
-                                         server, ports[name])
-        login = cli(configs["b"], "oauth", "login", "--mailbox", "helpdesk",
-                    consent=server.approve)
+            configs[name] = oauth_config(
+                tmp_path / name, pymap, sink, postgres_url, dovecot, server, ports[name]
+            )
+        login = cli(configs["b"], "oauth", "login", "--mailbox", "helpdesk", consent=server.approve)
         assert login.returncode == 0, login.stdout + login.stderr
 
         a = Daemon(tmp_path / "a", configs["a"], env={"MB_OAUTH_SECRET": OAUTH_SECRET})
@@ -415,8 +489,9 @@ def test_an_instance_that_cannot_sign_in_leaves_the_mailbox_to_one_that_can(
         b.wait_for_notice("READY=1")
         dovecot.append(mail("Ada <ada@customer.example>", "Via OAuth", to=USER))
         assert sink.wait_for(1, WAIT)[0].recipients == ("ada@customer.example",)
-        eventually(lambda: _state(ports["a"], "mailbox:helpdesk") == "elsewhere",
-                   "a to see b polling it")
+        eventually(
+            lambda: _state(ports["a"], "mailbox:helpdesk") == "elsewhere", "a to see b polling it"
+        )
         assert healthz(ports["a"])[0] == 200
         assert a.stop() == 0 and b.stop() == 0
     assert a.log.count("run mailbridge oauth login --mailbox helpdesk") == 1
@@ -437,19 +512,43 @@ def _unhealthy(port: int) -> tuple[int, dict[str, object]] | None:
 
 
 def test_a_missing_sign_in_shows_in_smtp_health_and_status(
-        tmp_path: Path, sqlite_url: str, server: OAuthServer) -> None:
-    oauth2 = {"provider": "generic", "client_id": server.client_id,
-              "token_url": server.token_url,
-              "device_authorization_url": server.device_authorization_url, "scopes": ["mail"]}
-    config = config_from_dict({
-        "database": {"url": sqlite_url},
-        "mailbox": [{"name": "helpdesk", "address": USER, "host": "127.0.0.1",
-                     "security": "none", "username": USER, "auth": "oauth2", "oauth2": oauth2}],
-        "smtp": {"host": "127.0.0.1", "port": 1, "security": "none", "from": USER,
-                 "auth": "oauth2", "oauth2": {"mailbox": "helpdesk"}},
-        "sla": [{"name": "standard", "first_response": "8h", "resolution": "5d"}],
-        "service": {"data_dir": str(tmp_path)},
-    }, tmp_path / "test.toml", {})
+    tmp_path: Path, sqlite_url: str, server: OAuthServer
+) -> None:
+    oauth2 = {
+        "provider": "generic",
+        "client_id": server.client_id,
+        "token_url": server.token_url,
+        "device_authorization_url": server.device_authorization_url,
+        "scopes": ["mail"],
+    }
+    config = config_from_dict(
+        {
+            "database": {"url": sqlite_url},
+            "mailbox": [
+                {
+                    "name": "helpdesk",
+                    "address": USER,
+                    "host": "127.0.0.1",
+                    "security": "none",
+                    "username": USER,
+                    "auth": "oauth2",
+                    "oauth2": oauth2,
+                }
+            ],
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": 1,
+                "security": "none",
+                "from": USER,
+                "auth": "oauth2",
+                "oauth2": {"mailbox": "helpdesk"},
+            },
+            "sla": [{"name": "standard", "first_response": "8h", "resolution": "5d"}],
+            "service": {"data_dir": str(tmp_path)},
+        },
+        tmp_path / "test.toml",
+        {},
+    )
     app = build_app(config)
     try:
         daemon = Daemon_(app)
@@ -459,12 +558,20 @@ def test_a_missing_sign_in_shows_in_smtp_health_and_status(
         daemon._smtp_health(SendReport(deferred=1, refused=True))
         smtp_state = daemon.health.get("smtp")
         assert smtp_state is not None and smtp_state.state == "signed-out"
-        assert smtp_state.detail == ("mailbox helpdesk is not signed in to generic yet: run "
-                                     "mailbridge oauth login --mailbox helpdesk")
+        assert smtp_state.detail == (
+            "mailbox helpdesk is not signed in to generic yet: run "
+            "mailbridge oauth login --mailbox helpdesk"
+        )
         document = status_document(app)
-        assert document["oauth"] == {"helpdesk": {
-            "provider": "generic", "flow": "device", "state": "signed-out",
-            "access_token_expires_at": None, "problem": smtp_state.detail}}
+        assert document["oauth"] == {
+            "helpdesk": {
+                "provider": "generic",
+                "flow": "device",
+                "state": "signed-out",
+                "access_token_expires_at": None,
+                "problem": smtp_state.detail,
+            }
+        }
         assert smtp_state.detail in document["attention"]
     finally:
         app.close()
@@ -472,8 +579,13 @@ def test_a_missing_sign_in_shows_in_smtp_health_and_status(
 
 
 def generic_oauth2(server: OAuthServer) -> dict[str, object]:
-    return {"provider": "generic", "client_id": server.client_id, "token_url": server.token_url,
-            "device_authorization_url": server.device_authorization_url, "scopes": ["mail"]}
+    return {
+        "provider": "generic",
+        "client_id": server.client_id,
+        "token_url": server.token_url,
+        "device_authorization_url": server.device_authorization_url,
+        "scopes": ["mail"],
+    }
 
 
 def xoauth2_logins(dovecot: DovecotServer) -> int:
@@ -488,16 +600,31 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> 
 
 
 def test_each_session_logs_in_again_before_its_own_token_runs_out_and_a_sign_out_is_told_once(
-        tmp_path: Path, sqlite_url: str, dovecot: DovecotServer, server: OAuthServer,
-        clock: FrozenClock, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path,
+    sqlite_url: str,
+    dovecot: DovecotServer,
+    server: OAuthServer,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # The inbox and the Sent folder: two sessions on one sign-in.
-    mailbox = {"name": "support", "address": USER, "host": dovecot.host, "port": dovecot.port,
-               "security": "none", "username": USER, "poll_interval": "1s",
-               "staff_mode": "observe", "auth": "oauth2", "oauth2": generic_oauth2(server)}
+    mailbox = {
+        "name": "support",
+        "address": USER,
+        "host": dovecot.host,
+        "port": dovecot.port,
+        "security": "none",
+        "username": USER,
+        "poll_interval": "1s",
+        "staff_mode": "observe",
+        "auth": "oauth2",
+        "oauth2": generic_oauth2(server),
+    }
     dovecot.append(mail(to=USER), "Sent")
     with SmtpSink() as sink:
-        config = make_config(tmp_path, database_url=sqlite_url, imap=dovecot, smtp=sink,
-                             mailbox=[mailbox])
+        config = make_config(
+            tmp_path, database_url=sqlite_url, imap=dovecot, smtp=sink, mailbox=[mailbox]
+        )
         signed_in(server, sign_ins(config)[0], TokenStore(tmp_path), clock)
         app = build_app(config, clock=clock)
 
@@ -523,7 +650,8 @@ def test_each_session_logs_in_again_before_its_own_token_runs_out_and_a_sign_out
 
             await until(both_signed_out, "both sessions to be signed out")
             reconnects = daemon.metrics.registry.get_sample_value(
-                "mailbridge_imap_reconnects_total", {"mailbox": "support"})
+                "mailbridge_imap_reconnects_total", {"mailbox": "support"}
+            )
             assert not reconnects  # waiting for a person is not a reconnection
 
         try:
@@ -531,18 +659,27 @@ def test_each_session_logs_in_again_before_its_own_token_runs_out_and_a_sign_out
                 drive_daemon(app, scenario)
         finally:
             app.close()
-    told = [r for r in caplog.records if r.levelno == logging.ERROR
-            and "run mailbridge oauth login --mailbox support" in r.getMessage()]
+    told = [
+        r
+        for r in caplog.records
+        if r.levelno == logging.ERROR
+        and "run mailbridge oauth login --mailbox support" in r.getMessage()
+    ]
     assert len(told) == 1, [r.getMessage() for r in told]
 
 
 def test_while_the_smtp_sign_in_is_missing_mail_waits_without_using_up_attempts(
-        tmp_path: Path, sqlite_url: str, server: OAuthServer, clock: FrozenClock,
-        caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path,
+    sqlite_url: str,
+    server: OAuthServer,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with OAuthSmtpSink(server) as sink:
         config = make_config(tmp_path, database_url=sqlite_url, imap=NO_IMAP, smtp=sink)
-        config = config.model_copy(update={"smtp": config.smtp.model_copy(update={
-            "give_up_after": timedelta(hours=1)})})
+        config = config.model_copy(
+            update={"smtp": config.smtp.model_copy(update={"give_up_after": timedelta(hours=1)})}
+        )
         app = build_app(config, clock=clock)
         try:
             sign_in = generic(server)
@@ -558,7 +695,8 @@ def test_while_the_smtp_sign_in_is_missing_mail_waits_without_using_up_attempts(
             told = [r for r in caplog.records if r.levelno >= logging.WARNING]
             assert [r.getMessage() for r in told] == [
                 "outbox: sending paused: mailbox support is not signed in to generic yet: run "
-                "mailbridge oauth login --mailbox support"]
+                "mailbridge oauth login --mailbox support"
+            ]
 
             signed_in(server, sign_in, TokenStore(tmp_path), clock)
             assert asyncio.run(send_pending(app, settings)) == SendReport(sent=1)
@@ -568,18 +706,37 @@ def test_while_the_smtp_sign_in_is_missing_mail_waits_without_using_up_attempts(
 
 
 def test_the_smtp_sign_in_and_a_mailbox_named_smtp_are_told_apart(
-        tmp_path: Path, sqlite_url: str, server: OAuthServer, clock: FrozenClock) -> None:
-    config = config_from_dict({
-        "database": {"url": sqlite_url},
-        "mailbox": [{"name": "smtp", "address": USER, "host": "127.0.0.1",
-                     "security": "none", "username": USER, "auth": "oauth2",
-                     "oauth2": generic_oauth2(server)}],
-        "smtp": {"host": "127.0.0.1", "port": 1, "security": "none", "from": USER,
-                 "username": "other@example.test", "auth": "oauth2",
-                 "oauth2": generic_oauth2(server)},
-        "sla": [{"name": "standard", "first_response": "8h", "resolution": "5d"}],
-        "service": {"data_dir": str(tmp_path)},
-    }, tmp_path / "test.toml", {})
+    tmp_path: Path, sqlite_url: str, server: OAuthServer, clock: FrozenClock
+) -> None:
+    config = config_from_dict(
+        {
+            "database": {"url": sqlite_url},
+            "mailbox": [
+                {
+                    "name": "smtp",
+                    "address": USER,
+                    "host": "127.0.0.1",
+                    "security": "none",
+                    "username": USER,
+                    "auth": "oauth2",
+                    "oauth2": generic_oauth2(server),
+                }
+            ],
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": 1,
+                "security": "none",
+                "from": USER,
+                "username": "other@example.test",
+                "auth": "oauth2",
+                "oauth2": generic_oauth2(server),
+            },
+            "sla": [{"name": "standard", "first_response": "8h", "resolution": "5d"}],
+            "service": {"data_dir": str(tmp_path)},
+        },
+        tmp_path / "test.toml",
+        {},
+    )
     tokens = TokenProviders(config, clock)
     assert sorted(tokens.all()) == ["[smtp]", "smtp"]
     store = TokenStore(tmp_path)
@@ -595,4 +752,6 @@ def test_the_smtp_sign_in_and_a_mailbox_named_smtp_are_told_apart(
     finally:
         app.close()
     assert {k: v["state"] for k, v in document["oauth"].items()} == {
-        "[smtp]": "signed-in", "smtp": "signed-in"}
+        "[smtp]": "signed-in",
+        "smtp": "signed-in",
+    }

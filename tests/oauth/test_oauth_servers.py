@@ -42,8 +42,9 @@ class ManualClock:
         self.now += seconds
 
 
-def call(url: str, form: dict[str, str] | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+def call(
+    url: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     """POST the form (GET without one); the status and the JSON answer, errors included."""
     data = urlencode(form).encode() if form is not None else None
     request = urllib.request.Request(url, data=data, headers=headers or {})
@@ -62,13 +63,17 @@ def start_device_flow(server: OAuthServer, scope: str = "imap smtp") -> dict[str
 
 
 def poll(server: OAuthServer, device_code: str) -> tuple[int, dict[str, Any]]:
-    return call(server.token_url, {"grant_type": DEVICE_CODE_GRANT, "client_id": CLIENT,
-                                   "device_code": device_code})
+    return call(
+        server.token_url,
+        {"grant_type": DEVICE_CODE_GRANT, "client_id": CLIENT, "device_code": device_code},
+    )
 
 
 def refresh(server: OAuthServer, refresh_token: str) -> tuple[int, dict[str, Any]]:
-    return call(server.token_url, {"grant_type": "refresh_token", "client_id": CLIENT,
-                                   "refresh_token": refresh_token})
+    return call(
+        server.token_url,
+        {"grant_type": "refresh_token", "client_id": CLIENT, "refresh_token": refresh_token},
+    )
 
 
 def sign_in(server: OAuthServer, user: str = USER) -> dict[str, Any]:
@@ -118,7 +123,8 @@ def test_device_flow_waits_for_consent_then_issues_tokens(oauth: OAuthServer) ->
 
 
 def test_polling_faster_than_the_interval_gets_slow_down(
-        oauth: OAuthServer, clock: ManualClock) -> None:
+    oauth: OAuthServer, clock: ManualClock
+) -> None:
     device = start_device_flow(oauth)
     assert poll(oauth, device["device_code"])[1]["error"] == "authorization_pending"
     clock.advance(4)
@@ -213,9 +219,15 @@ def test_revocation_endpoint_ends_the_consent(oauth: OAuthServer) -> None:
 
 def test_a_public_client_must_not_send_a_secret(oauth: OAuthServer) -> None:
     tokens = sign_in(oauth)
-    status, answer = call(oauth.token_url, {
-        "grant_type": "refresh_token", "client_id": CLIENT, "client_secret": "x",
-        "refresh_token": tokens["refresh_token"]})
+    status, answer = call(
+        oauth.token_url,
+        {
+            "grant_type": "refresh_token",
+            "client_id": CLIENT,
+            "client_secret": "x",
+            "refresh_token": tokens["refresh_token"],
+        },
+    )
     assert (status, answer["error"]) == (400, "invalid_client")
     unknown = call(oauth.device_authorization_url, {"client_id": "someone-else"})
     assert unknown[1]["error"] == "invalid_client"
@@ -229,20 +241,27 @@ def test_client_credentials_need_the_secret() -> None:
         assert (status, answer["error"]) == (400, "invalid_client")
 
         basic = base64.b64encode(f"{CLIENT}:s3cret".encode()).decode()
-        status, answer = call(server.token_url, {"grant_type": "client_credentials"},
-                              {"Authorization": f"Basic {basic}"})
+        status, answer = call(
+            server.token_url,
+            {"grant_type": "client_credentials"},
+            {"Authorization": f"Basic {basic}"},
+        )
         assert status == 200 and "refresh_token" not in answer
         assert server.user_for(answer["access_token"]) == USER
 
         wrong = base64.b64encode(f"{CLIENT}:guess".encode()).decode()
-        status, answer = call(server.token_url, {"grant_type": "client_credentials"},
-                              {"Authorization": f"Basic {wrong}"})
+        status, answer = call(
+            server.token_url,
+            {"grant_type": "client_credentials"},
+            {"Authorization": f"Basic {wrong}"},
+        )
         assert (status, answer["error"]) == (401, "invalid_client")
 
 
 def test_client_credentials_refused_to_a_public_client(oauth: OAuthServer) -> None:
-    status, answer = call(oauth.token_url, {"grant_type": "client_credentials",
-                                            "client_id": CLIENT})
+    status, answer = call(
+        oauth.token_url, {"grant_type": "client_credentials", "client_id": CLIENT}
+    )
     assert (status, answer["error"]) == (400, "unauthorized_client")
 
 
@@ -295,7 +314,8 @@ def test_dovecot_takes_oauthbearer(oauth: OAuthServer, dovecot: DovecotServer) -
 
 
 def test_dovecot_refuses_an_expired_token_at_once(
-        oauth: OAuthServer, dovecot: DovecotServer, clock: ManualClock) -> None:
+    oauth: OAuthServer, dovecot: DovecotServer, clock: ManualClock
+) -> None:
     tokens = sign_in(oauth)
     with imap(dovecot) as client:
         client.oauth2_login(USER, tokens["access_token"])
@@ -313,7 +333,8 @@ def test_dovecot_refuses_an_expired_token_at_once(
 
 
 def test_dovecot_refuses_tokens_after_expire_access_tokens(
-        oauth: OAuthServer, dovecot: DovecotServer) -> None:
+    oauth: OAuthServer, dovecot: DovecotServer
+) -> None:
     token = sign_in(oauth)["access_token"]
     oauth.expire_access_tokens()
     for login in (IMAPClient.oauth2_login, IMAPClient.oauthbearer_login):
@@ -321,8 +342,7 @@ def test_dovecot_refuses_tokens_after_expire_access_tokens(
             login(client, USER, token)
 
 
-def test_dovecot_refuses_another_users_token(
-        oauth: OAuthServer, dovecot: DovecotServer) -> None:
+def test_dovecot_refuses_another_users_token(oauth: OAuthServer, dovecot: DovecotServer) -> None:
     token = sign_in(oauth, "sales@example.test")["access_token"]
     with imap(dovecot) as client, pytest.raises(LoginError):
         client.oauth2_login(USER, token)
@@ -330,7 +350,8 @@ def test_dovecot_refuses_another_users_token(
 
 
 def test_dovecot_without_its_oauth_server_fails_temporarily(
-        oauth: OAuthServer, dovecot: DovecotServer) -> None:
+    oauth: OAuthServer, dovecot: DovecotServer
+) -> None:
     token = sign_in(oauth)["access_token"]
     oauth.close()
     with imap(dovecot) as client, pytest.raises(LoginError, match="UNAVAILABLE"):
@@ -347,8 +368,9 @@ def sink(oauth: OAuthServer) -> Iterator[OAuthSmtpSink]:
 
 
 def smtp(sink: OAuthSmtpSink, **options: Any) -> aiosmtplib.SMTP:
-    return aiosmtplib.SMTP(hostname=sink.host, port=sink.port, start_tls=False, timeout=5,
-                           **options)
+    return aiosmtplib.SMTP(
+        hostname=sink.host, port=sink.port, start_tls=False, timeout=5, **options
+    )
 
 
 async def send_with_xoauth2(sink: OAuthSmtpSink, token: str) -> None:
@@ -362,12 +384,14 @@ def test_smtp_xoauth2_with_a_valid_token(oauth: OAuthServer, sink: OAuthSmtpSink
     asyncio.run(send_with_xoauth2(sink, token))
     assert sink.wait_for(1)[0].raw.endswith(b"hello\r\n")
     assert [(a.mechanism, a.user, a.accepted) for a in sink.auth_attempts] == [
-        ("XOAUTH2", USER, True)]
+        ("XOAUTH2", USER, True)
+    ]
 
 
 @pytest.mark.parametrize("error_challenge", [True, False], ids=["gmail", "microsoft"])
 def test_smtp_xoauth2_with_an_expired_token_is_535(
-        oauth: OAuthServer, clock: ManualClock, error_challenge: bool) -> None:
+    oauth: OAuthServer, clock: ManualClock, error_challenge: bool
+) -> None:
     token = sign_in(oauth)["access_token"]
     clock.advance(3600)
     with OAuthSmtpSink(oauth, error_challenge=error_challenge) as sink:
@@ -378,7 +402,8 @@ def test_smtp_xoauth2_with_an_expired_token_is_535(
 
 
 def test_smtp_oauth_token_generator_logs_in_on_connect(
-        oauth: OAuthServer, sink: OAuthSmtpSink) -> None:
+    oauth: OAuthServer, sink: OAuthSmtpSink
+) -> None:
     token: str = sign_in(oauth)["access_token"]
 
     async def current_token() -> str:
@@ -392,16 +417,16 @@ def test_smtp_oauth_token_generator_logs_in_on_connect(
     assert len(sink.wait_for(1)) == 1
 
 
-def test_smtp_oauthbearer_and_its_error_challenge(
-        oauth: OAuthServer, sink: OAuthSmtpSink) -> None:
+def test_smtp_oauthbearer_and_its_error_challenge(oauth: OAuthServer, sink: OAuthSmtpSink) -> None:
     token = sign_in(oauth)["access_token"]
 
     async def auth(token: str) -> list[int]:
         blob = f"n,a={USER},\x01auth=Bearer {token}\x01\x01".encode()
         async with smtp(sink) as client:
             await client.ehlo()
-            codes = [(await client.execute_command(
-                b"AUTH", b"OAUTHBEARER", base64.b64encode(blob))).code]
+            codes = [
+                (await client.execute_command(b"AUTH", b"OAUTHBEARER", base64.b64encode(blob))).code
+            ]
             if codes[0] == 334:
                 codes.append((await client.execute_command(b"AQ==")).code)  # ^A: go on
             return codes
@@ -433,7 +458,6 @@ def test_smtp_plain_login_with_the_password(sink: OAuthSmtpSink) -> None:
 def test_sasl_blobs_parse() -> None:
     assert parse_xoauth2(b"user=a@b\x01auth=Bearer t0k\x01\x01") == ("a@b", "t0k")
     assert parse_xoauth2(b"user=a@b\x01\x01") is None
-    assert parse_oauthbearer(b"n,a=a=2Cb@c,\x01host=x\x01auth=Bearer t\x01\x01") == (
-        "a,b@c", "t")
+    assert parse_oauthbearer(b"n,a=a=2Cb@c,\x01host=x\x01auth=Bearer t\x01\x01") == ("a,b@c", "t")
     assert parse_oauthbearer(b"n,,\x01auth=Bearer t\x01\x01") == (None, "t")
     assert parse_oauthbearer(b"garbage") is None

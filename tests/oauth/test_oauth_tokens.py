@@ -55,24 +55,31 @@ def server(clock: FrozenClock) -> Iterator[OAuthServer]:
 
 def generic(server: OAuthServer, account: str = "support", **changes: object) -> SignIn:
     values: dict[str, object] = {
-        "provider": "generic", "client_id": server.client_id, "token_url": server.token_url,
-        "device_authorization_url": server.device_authorization_url, "scopes": ("mail",)}
+        "provider": "generic",
+        "client_id": server.client_id,
+        "token_url": server.token_url,
+        "device_authorization_url": server.device_authorization_url,
+        "scopes": ("mail",),
+    }
     values.update(changes)
     return _sign_in(account, USER, OAuth2Config.model_validate(values), {"imap"})
 
 
-def signed_in(server: OAuthServer, sign_in: SignIn, store: TokenStore,
-              clock: FrozenClock) -> TokenProvider:
+def signed_in(
+    server: OAuthServer, sign_in: SignIn, store: TokenStore, clock: FrozenClock
+) -> TokenProvider:
     """The device flow, consented to by the test, kept in `store`; a provider for it."""
     code = start_device_login(sign_in)
-    record = finish_device_login(sign_in, code, clock,
-                                 sleep=lambda _: server.approve(code.user_code))
+    record = finish_device_login(
+        sign_in, code, clock, sleep=lambda _: server.approve(code.user_code)
+    )
     store_sign_in(sign_in, record, store)
     return TokenProvider(sign_in, store, clock)
 
 
 def test_a_token_is_reused_until_its_last_five_minutes_then_refreshed(
-        server: OAuthServer, clock: FrozenClock, tmp_path: Path) -> None:
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     store = TokenStore(tmp_path)
     provider = signed_in(server, generic(server), store, clock)
     first = provider.access_token()
@@ -89,7 +96,8 @@ def test_a_token_is_reused_until_its_last_five_minutes_then_refreshed(
 
 
 def test_the_rotated_refresh_token_is_written_back_owner_only(
-        server: OAuthServer, clock: FrozenClock, tmp_path: Path) -> None:
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     store, sign_in = TokenStore(tmp_path), generic(server)
     provider = signed_in(server, sign_in, store, clock)
     before = json.loads(store.path(sign_in).read_text())["refresh_token"]
@@ -102,7 +110,9 @@ def test_the_rotated_refresh_token_is_written_back_owner_only(
     assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
     # Beside it, the lock file processes sharing it refresh under.
     assert sorted(p.name for p in store.directory.iterdir()) == [
-        ".mailbox-support.json.lock", "mailbox-support.json"]
+        ".mailbox-support.json.lock",
+        "mailbox-support.json",
+    ]
     assert stat.S_IMODE((store.directory / ".mailbox-support.json.lock").stat().st_mode) == 0o600
     # A second provider (a restart) carries on from the file with the rotated token.
     clock.advance(timedelta(hours=2))
@@ -111,7 +121,8 @@ def test_the_rotated_refresh_token_is_written_back_owner_only(
 
 
 def test_two_sessions_refused_with_the_same_token_refresh_it_once(
-        server: OAuthServer, clock: FrozenClock, tmp_path: Path) -> None:
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     # The inbox poller and the Sent-folder poller (or the SMTP sender) share the sign-in.
     provider = signed_in(server, generic(server), TokenStore(tmp_path), clock)
     token = provider.access_token()
@@ -123,7 +134,8 @@ def test_two_sessions_refused_with_the_same_token_refresh_it_once(
 
 
 def test_two_processes_refreshing_at_once_take_turns_and_both_stay_signed_in(
-        server: OAuthServer, clock: FrozenClock, tmp_path: Path) -> None:
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     store, sign_in = TokenStore(tmp_path), generic(server)
     daemon = signed_in(server, sign_in, store, clock)
     other = TokenProvider(sign_in, store, clock)  # `mailbridge oauth test`, or an instance
@@ -147,7 +159,8 @@ def test_two_processes_refreshing_at_once_take_turns_and_both_stay_signed_in(
 
 
 def test_a_refresh_token_another_writer_spent_meanwhile_is_followed_not_marked_revoked(
-        server: OAuthServer, clock: FrozenClock, tmp_path: Path) -> None:
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     store, sign_in = TokenStore(tmp_path), generic(server)
     provider = signed_in(server, sign_in, store, clock)
     provider.access_token()
@@ -171,8 +184,8 @@ def test_a_refresh_token_another_writer_spent_meanwhile_is_followed_not_marked_r
 
 
 def test_a_token_file_that_cannot_be_written_keeps_the_new_token_in_memory(
-        server: OAuthServer, clock: FrozenClock, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store, sign_in = TokenStore(tmp_path), generic(server)
     provider = signed_in(server, sign_in, store, clock)
     before = json.loads(store.path(sign_in).read_text())
@@ -197,7 +210,8 @@ def test_a_token_file_that_cannot_be_written_keeps_the_new_token_in_memory(
 
 
 def test_an_unreachable_token_endpoint_leaves_a_token_in_its_last_minutes_in_use(
-        clock: FrozenClock, tmp_path: Path) -> None:
+    clock: FrozenClock, tmp_path: Path
+) -> None:
     with OAuthServer(clock=lambda: clock.now().timestamp()) as gone:
         provider = signed_in(gone, generic(gone), TokenStore(tmp_path), clock)
         token = provider.access_token()
@@ -209,8 +223,8 @@ def test_an_unreachable_token_endpoint_leaves_a_token_in_its_last_minutes_in_use
 
 
 def test_only_a_refused_certificate_is_a_permanent_tls_failure(
-        server: OAuthServer, clock: FrozenClock,
-        self_signed_certificate: SelfSignedCertificate) -> None:
+    server: OAuthServer, clock: FrozenClock, self_signed_certificate: SelfSignedCertificate
+) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(self_signed_certificate.cert, self_signed_certificate.key)
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -233,8 +247,9 @@ def test_only_a_refused_certificate_is_a_permanent_tls_failure(
         refresh(plain, _expired_record(plain), clock)
 
 
-def test_invalidate_forces_exactly_one_refresh(server: OAuthServer, clock: FrozenClock,
-                                               tmp_path: Path) -> None:
+def test_invalidate_forces_exactly_one_refresh(
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     provider = signed_in(server, generic(server), TokenStore(tmp_path), clock)
     token = provider.access_token()
     provider.invalidate()
@@ -244,7 +259,8 @@ def test_invalidate_forces_exactly_one_refresh(server: OAuthServer, clock: Froze
 
 
 def test_a_revoked_refresh_token_asks_for_a_new_sign_in_and_is_not_offered_again(
-        server: OAuthServer, clock: FrozenClock, tmp_path: Path) -> None:
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     store, sign_in = TokenStore(tmp_path), generic(server)
     provider = signed_in(server, sign_in, store, clock)
     server.revoke_refresh_tokens()
@@ -252,8 +268,9 @@ def test_a_revoked_refresh_token_asks_for_a_new_sign_in_and_is_not_offered_again
     with pytest.raises(SignInRequired) as caught:
         provider.access_token()
     message = str(caught.value)
-    assert message.startswith(f"mailbox support: token refresh at {server.token_url}: refused: "
-                              "invalid_grant")
+    assert message.startswith(
+        f"mailbox support: token refresh at {server.token_url}: refused: invalid_grant"
+    )
     assert message.endswith("run mailbridge oauth login --mailbox support")
     assert provider.problem == message
     assert json.loads(store.path(sign_in).read_text())["problem"] == message  # for `status`
@@ -268,17 +285,22 @@ def test_a_revoked_refresh_token_asks_for_a_new_sign_in_and_is_not_offered_again
     assert provider.problem is None
 
 
-def test_no_sign_in_yet_names_the_command(server: OAuthServer, clock: FrozenClock,
-                                          tmp_path: Path) -> None:
+def test_no_sign_in_yet_names_the_command(
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     provider = TokenProvider(generic(server, "sales"), TokenStore(tmp_path), clock)
-    with pytest.raises(SignInRequired, match="mailbox sales is not signed in to generic yet: "
-                                             "run mailbridge oauth login --mailbox sales"):
+    with pytest.raises(
+        SignInRequired,
+        match="mailbox sales is not signed in to generic yet: "
+        "run mailbridge oauth login --mailbox sales",
+    ):
         provider.access_token()
     assert server.grants == []
 
 
-def test_a_sign_in_made_for_another_client_is_not_used(server: OAuthServer, clock: FrozenClock,
-                                                       tmp_path: Path) -> None:
+def test_a_sign_in_made_for_another_client_is_not_used(
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     store = TokenStore(tmp_path)
     signed_in(server, generic(server), store, clock)
     other = TokenProvider(generic(server, client_id="another-app"), store, clock)
@@ -287,25 +309,31 @@ def test_a_sign_in_made_for_another_client_is_not_used(server: OAuthServer, cloc
             other.access_token()
 
 
-def test_a_damaged_token_file_asks_for_a_new_sign_in(server: OAuthServer, clock: FrozenClock,
-                                                     tmp_path: Path) -> None:
+def test_a_damaged_token_file_asks_for_a_new_sign_in(
+    server: OAuthServer, clock: FrozenClock, tmp_path: Path
+) -> None:
     store, sign_in = TokenStore(tmp_path), generic(server)
     store.directory.mkdir()
     store.path(sign_in).write_text("{not json")
-    with pytest.raises(SignInRequired, match=r"the token file .*mailbox-support.json is "
-                                             r"unusable .*run mailbridge oauth login"):
+    with pytest.raises(
+        SignInRequired,
+        match=r"the token file .*mailbox-support.json is "
+        r"unusable .*run mailbridge oauth login",
+    ):
         TokenProvider(sign_in, store, clock).access_token()
 
 
-def test_the_token_endpoint_refusing_the_client_names_it(server: OAuthServer,
-                                                         clock: FrozenClock) -> None:
+def test_the_token_endpoint_refusing_the_client_names_it(
+    server: OAuthServer, clock: FrozenClock
+) -> None:
     sign_in = generic(server, client_id="typo-app")
     with pytest.raises(OAuthError) as caught:
         start_device_login(sign_in)
     assert str(caught.value) == (
         f"mailbox support: device authorization at {server.device_authorization_url}: "
         "refused: invalid_client: unknown client_id 'typo-app' (check client_id 'typo-app' "
-        "and its secret)")
+        "and its secret)"
+    )
 
 
 def test_an_unreachable_token_endpoint_is_transient(clock: FrozenClock, tmp_path: Path) -> None:
@@ -313,15 +341,24 @@ def test_an_unreachable_token_endpoint_is_transient(clock: FrozenClock, tmp_path
         sign_in = generic(gone)
     store = TokenStore(tmp_path)
     store.save(sign_in, _expired_record(sign_in))
-    with pytest.raises(TransientError, match="token refresh at http://127.0.0.1:.*/token: "
-                                             "unreachable: ConnectionError"):
+    with pytest.raises(
+        TransientError,
+        match="token refresh at http://127.0.0.1:.*/token: unreachable: ConnectionError",
+    ):
         TokenProvider(sign_in, store, clock).access_token()
 
 
 def _expired_record(sign_in: SignIn) -> TokenRecord:
-    return TokenRecord(sign_in.account, sign_in.client_id, sign_in.endpoints.token_url,
-                       sign_in.scopes, START - timedelta(hours=2), "at-old",
-                       START - timedelta(hours=1), "rt-old")
+    return TokenRecord(
+        sign_in.account,
+        sign_in.client_id,
+        sign_in.endpoints.token_url,
+        sign_in.scopes,
+        START - timedelta(hours=2),
+        "at-old",
+        START - timedelta(hours=1),
+        "rt-old",
+    )
 
 
 def test_a_declined_device_sign_in_says_so(server: OAuthServer, clock: FrozenClock) -> None:
@@ -332,7 +369,8 @@ def test_a_declined_device_sign_in_says_so(server: OAuthServer, clock: FrozenClo
 
 
 def test_the_device_flow_waits_while_pending_and_slows_down_when_told(
-        server: OAuthServer, clock: FrozenClock) -> None:
+    server: OAuthServer, clock: FrozenClock
+) -> None:
     sign_in = generic(server)
     code = start_device_login(sign_in)
     pauses: list[float] = []
@@ -352,8 +390,9 @@ def test_the_device_flow_waits_while_pending_and_slows_down_when_told(
     assert pauses == [1, 1, 6, 6]  # RFC 8628 3.5: five seconds more after slow_down
 
 
-def test_client_credentials_need_no_sign_in_and_keep_nothing(clock: FrozenClock,
-                                                             tmp_path: Path) -> None:
+def test_client_credentials_need_no_sign_in_and_keep_nothing(
+    clock: FrozenClock, tmp_path: Path
+) -> None:
     with OAuthServer(client_secret="app-s3cret", clock=lambda: clock.now().timestamp()) as app:
         sign_in = generic(app, flow="client_credentials", client_secret_env="X")
         sign_in = _with_secret(sign_in, "app-s3cret")

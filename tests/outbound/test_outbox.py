@@ -38,8 +38,9 @@ def clock() -> FrozenClock:
     return FrozenClock(START)
 
 
-def make_app(tmp_path: Path, database_url: str, sink: SmtpSink, clock: FrozenClock,
-             **smtp: Any) -> App:
+def make_app(
+    tmp_path: Path, database_url: str, sink: SmtpSink, clock: FrozenClock, **smtp: Any
+) -> App:
     config = make_config(tmp_path, database_url=database_url, imap=NO_IMAP, smtp=sink)
     if smtp:
         config = config.model_copy(update={"smtp": config.smtp.model_copy(update=smtp)})
@@ -47,8 +48,9 @@ def make_app(tmp_path: Path, database_url: str, sink: SmtpSink, clock: FrozenClo
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str, smtp_sink: SmtpSink,
-        clock: FrozenClock) -> Iterator[App]:
+def app(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, clock: FrozenClock
+) -> Iterator[App]:
     application = make_app(tmp_path, database_url, smtp_sink, clock)
     yield application
     application.close()
@@ -57,16 +59,30 @@ def app(tmp_path: Path, database_url: str, smtp_sink: SmtpSink,
 def queue(app: App, *to: str, n: int = 1) -> int:
     """One outbox row, as queue_mail would write it; its id."""
     message_id = f"mb.test.{n}.0a1b2c3d4e5f@shop.example"
-    raw = build_message(Outgoing(
-        from_=Address("Shop Support", "support@shop.example"),
-        to=tuple(Address("", a) for a in to), subject=f"[#100{n}] We have your message",
-        text="We have your message.\n", html=None, message_id=message_id,
-        auto_submitted="auto-replied", date=app.clock.now(),
-    ))
+    raw = build_message(
+        Outgoing(
+            from_=Address("Shop Support", "support@shop.example"),
+            to=tuple(Address("", a) for a in to),
+            subject=f"[#100{n}] We have your message",
+            text="We have your message.\n",
+            html=None,
+            message_id=message_id,
+            auto_submitted="auto-replied",
+            date=app.clock.now(),
+        )
+    )
     with app.transaction() as session:
-        row = Outbox(kind="ack", envelope_from="support@shop.example", envelope_to=list(to),
-                     message_id=message_id, raw=raw, state="pending", attempts=0,
-                     next_attempt_at=app.clock.now(), created_at=app.clock.now())
+        row = Outbox(
+            kind="ack",
+            envelope_from="support@shop.example",
+            envelope_to=list(to),
+            message_id=message_id,
+            raw=raw,
+            state="pending",
+            attempts=0,
+            next_attempt_at=app.clock.now(),
+            created_at=app.clock.now(),
+        )
         session.add(row)
         session.flush()
         return row.id
@@ -95,7 +111,15 @@ def test_backoff_doubles_from_30_seconds_to_an_hour_with_jitter() -> None:
         return retry_delay(attempts, lambda: 0.999999999)
 
     assert [round(ceiling(n).total_seconds()) for n in range(1, 9)] == [
-        30, 60, 120, 240, 480, 960, 1920, 3600]
+        30,
+        60,
+        120,
+        240,
+        480,
+        960,
+        1920,
+        3600,
+    ]
     assert ceiling(10_000) == ceiling(9)
     assert timedelta(minutes=59, seconds=59) < ceiling(9) <= timedelta(hours=1)
     # The jitter keeps each pause between half and all of its ceiling.
@@ -107,10 +131,12 @@ def test_backoff_doubles_from_30_seconds_to_an_hour_with_jitter() -> None:
 # --- temporary failures -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("code", "text"), [(421, "4.3.2 shutting down"),
-                                            (451, "4.3.0 try again later")])
-def test_temporary_refusal_then_success(app: App, smtp_sink: SmtpSink, clock: FrozenClock,
-                                        code: int, text: str) -> None:
+@pytest.mark.parametrize(
+    ("code", "text"), [(421, "4.3.2 shutting down"), (451, "4.3.0 try again later")]
+)
+def test_temporary_refusal_then_success(
+    app: App, smtp_sink: SmtpSink, clock: FrozenClock, code: int, text: str
+) -> None:
     row_id = queue(app, "ada@corp.example")
     smtp_sink.fail_next(2, code, text)
 
@@ -222,9 +248,14 @@ def test_550_fails_at_once_with_the_server_answer(
     (shown,) = listed(app, "failed")
     assert (shown["id"], shown["state"], shown["attempts"]) == (row_id, "failed", 1)
     assert "550 5.7.1 message content rejected" in shown["last_error"]
-    assert shown["recipients"] == [{
-        "address": "ada@corp.example", "state": "refused", "code": 550,
-        "reply": shown["last_error"]}]
+    assert shown["recipients"] == [
+        {
+            "address": "ada@corp.example",
+            "state": "refused",
+            "code": 550,
+            "reply": shown["last_error"],
+        }
+    ]
     assert listed(app, "pending") == [] and smtp_sink.received == []
 
 
@@ -232,8 +263,9 @@ def test_a_refused_login_defers_instead_of_failing_every_mail(
     tmp_path: Path, database_url: str, clock: FrozenClock
 ) -> None:
     with SmtpSink(username="support", password="right") as sink:
-        app = make_app(tmp_path, database_url, sink, clock, username="support",
-                       password=SecretStr("wrong"))
+        app = make_app(
+            tmp_path, database_url, sink, clock, username="support", password=SecretStr("wrong")
+        )
         try:
             first, second = queue(app, "a@corp.example", n=1), queue(app, "b@corp.example", n=2)
             assert send(app) == SendReport(deferred=1, refused=True)
@@ -256,15 +288,17 @@ def test_each_recipient_result_is_recorded_and_only_the_missing_ones_are_retried
 
     assert send(app) == SendReport(deferred=1, refused=False)
     states = {r["address"]: (r["state"], r["code"]) for r in listed(app)[0]["recipients"]}
-    assert states == {"a@corp.example": ("accepted", None), "b@corp.example": ("refused", 550),
-                      "c@corp.example": ("pending", 452)}
+    assert states == {
+        "a@corp.example": ("accepted", None),
+        "b@corp.example": ("refused", 550),
+        "c@corp.example": ("pending", 452),
+    }
     assert smtp_sink.wait_for(1)[0].recipients == ("a@corp.example",)
 
     smtp_sink.recover()
     clock.advance(timedelta(minutes=1))
     assert send(app) == SendReport(failed=1)
-    assert [m.recipients for m in smtp_sink.received] == [("a@corp.example",),
-                                                         ("c@corp.example",)]
+    assert [m.recipients for m in smtp_sink.received] == [("a@corp.example",), ("c@corp.example",)]
     (shown,) = listed(app, "failed")
     assert "b@corp.example: 550 5.1.1 no such user" in shown["last_error"]
     assert [r["state"] for r in shown["recipients"]] == ["accepted", "refused", "accepted"]
@@ -298,8 +332,9 @@ def test_each_row_goes_out_with_its_own_checkable_return_path(
 def test_without_verp_the_bounce_address_is_the_envelope_sender(
     tmp_path: Path, database_url: str, smtp_sink: SmtpSink, clock: FrozenClock
 ) -> None:
-    app = make_app(tmp_path, database_url, smtp_sink, clock, verp=False,
-                   bounce_address="bounces@shop.example")
+    app = make_app(
+        tmp_path, database_url, smtp_sink, clock, verp=False, bounce_address="bounces@shop.example"
+    )
     try:
         queue(app, "a@corp.example")
         send(app)

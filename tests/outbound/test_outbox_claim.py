@@ -137,7 +137,11 @@ def test_a_sender_killed_mid_send_leaves_its_row_to_another_at_once(
         with log.open("wb") as output:
             child = subprocess.Popen(
                 [sys.executable, "-c", SENDER, database_url, str(slow_sink.port), str(tmp_path)],
-                cwd=REPO, env=dict(os.environ), stdout=output, stderr=output)
+                cwd=REPO,
+                env=dict(os.environ),
+                stdout=output,
+                stderr=output,
+            )
         try:
             assert slow_sink.holding.wait(30), log.read_text()
             if database_url.startswith("postgresql"):
@@ -178,8 +182,7 @@ def test_no_write_waits_while_the_server_answers(
         sender.start()
         try:
             assert slow_sink.holding.wait(10), "the sender never reached DATA"
-            writer = threading.Thread(target=queue, args=(app, "b@corp.example"),
-                                      kwargs={"n": 2})
+            writer = threading.Thread(target=queue, args=(app, "b@corp.example"), kwargs={"n": 2})
             writer.start()
             writer.join(5)
             assert not writer.is_alive(), "a write waited for the SMTP conversation"

@@ -18,8 +18,14 @@ from tests.support.builders import IMAP_PASSWORD_ENV, drive_daemon, mail, make_c
 pytestmark = pytest.mark.integration
 
 
-def run_daemon(tmp_path: Path, imap: EmbeddedImapServer, smtp: SmtpSink, sqlite_url: str,
-               scenario: Callable[[], Awaitable[None]], **sections: object) -> None:
+def run_daemon(
+    tmp_path: Path,
+    imap: EmbeddedImapServer,
+    smtp: SmtpSink,
+    sqlite_url: str,
+    scenario: Callable[[], Awaitable[None]],
+    **sections: object,
+) -> None:
     config = make_config(tmp_path, database_url=sqlite_url, imap=imap, smtp=smtp, **sections)
     app = build_app(config)
     try:
@@ -60,9 +66,15 @@ def test_daemon_survives_an_imap_server_outage(
 def test_a_failing_mailbox_does_not_hold_up_the_others(
     tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str
 ) -> None:
-    good = {"name": "support", "address": "support@shop.example", "host": imap_server.host,
-            "port": imap_server.port, "security": "none", "username": imap_server.username,
-            "password_env": IMAP_PASSWORD_ENV}
+    good = {
+        "name": "support",
+        "address": "support@shop.example",
+        "host": imap_server.host,
+        "port": imap_server.port,
+        "security": "none",
+        "username": imap_server.username,
+        "password_env": IMAP_PASSWORD_ENV,
+    }
     broken = {**good, "name": "sales", "address": "sales@shop.example", "port": 1}
 
     async def scenario() -> None:
@@ -78,6 +90,7 @@ def test_mail_refused_during_an_smtp_outage_goes_as_soon_as_the_server_accepts_a
 ) -> None:
     """The refused acknowledgement waits at least 15 s by its own retry pause; the first
     mail the server accepts again brings it forward."""
+
     async def scenario() -> None:
         smtp_sink.fail_always(451, "4.3.0 try again later")
         await asyncio.to_thread(imap_server.append, mail("A <a@c.example>", "During"))
@@ -88,14 +101,22 @@ def test_mail_refused_during_an_smtp_outage_goes_as_soon_as_the_server_accepts_a
         await asyncio.to_thread(smtp_sink.wait_for, 2, 10)
         assert time.monotonic() - started < 10
 
-    run_daemon(tmp_path, imap_server, smtp_sink, sqlite_url, scenario,
-               service={"data_dir": str(tmp_path), "outbox_interval": "1s"})
-    assert sorted(m.recipients for m in smtp_sink.received) == [("a@c.example",),
-                                                                ("b@c.example",)]
+    run_daemon(
+        tmp_path,
+        imap_server,
+        smtp_sink,
+        sqlite_url,
+        scenario,
+        service={"data_dir": str(tmp_path), "outbox_interval": "1s"},
+    )
+    assert sorted(m.recipients for m in smtp_sink.received) == [("a@c.example",), ("b@c.example",)]
 
 
 def test_a_refusing_server_is_offered_the_oldest_waiting_mail_now_and_then(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(daemon_module, "PROBE_EVERY", 1.0)
@@ -107,6 +128,12 @@ def test_a_refusing_server_is_offered_the_oldest_waiting_mail_now_and_then(
         smtp_sink.recover()  # no new mail comes to find out: the probe does, in seconds
         await asyncio.to_thread(smtp_sink.wait_for, 1, 8)
 
-    run_daemon(tmp_path, imap_server, smtp_sink, sqlite_url, scenario,
-               service={"data_dir": str(tmp_path), "outbox_interval": "1s"})
+    run_daemon(
+        tmp_path,
+        imap_server,
+        smtp_sink,
+        sqlite_url,
+        scenario,
+        service={"data_dir": str(tmp_path), "outbox_interval": "1s"},
+    )
     assert [m.recipients for m in smtp_sink.received] == [("a@c.example",)]

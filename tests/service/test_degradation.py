@@ -48,8 +48,9 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> Non
 
 def all_sent(app: App) -> bool:
     with app.sessions() as session:
-        return not session.scalar(select(func.count()).select_from(Outbox)
-                                  .where(Outbox.state != "sent"))
+        return not session.scalar(
+            select(func.count()).select_from(Outbox).where(Outbox.state != "sent")
+        )
 
 
 def paused(daemon: Daemon) -> bool:
@@ -84,11 +85,15 @@ class PageCap:
 
 
 def test_a_full_disk_pauses_ingest_says_why_and_resumes_when_space_is_freed(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = build_app(make_config(tmp_path, database_url=sqlite_url, imap=imap_server,
-                                smtp=smtp_sink))
+    app = build_app(
+        make_config(tmp_path, database_url=sqlite_url, imap=imap_server, smtp=smtp_sink)
+    )
     cap = PageCap(app)
     big = "A photo of the broken parcel follows.\n" + "x" * 76 * 4000
 
@@ -127,12 +132,14 @@ def proxied_postgres(postgres_url: str) -> Iterator[tuple[str, TcpProxy]]:
 
 @pytest.mark.postgres
 def test_an_unreachable_database_pauses_ingest_and_it_resumes_without_help(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink,
-    proxied_postgres: tuple[str, TcpProxy], caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    proxied_postgres: tuple[str, TcpProxy],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     url, line = proxied_postgres
-    app = build_app(make_config(tmp_path, database_url=url, imap=imap_server,
-                                smtp=smtp_sink))
+    app = build_app(make_config(tmp_path, database_url=url, imap=imap_server, smtp=smtp_sink))
 
     async def scenario(daemon: Daemon) -> None:
         await asyncio.to_thread(imap_server.append, mail("A <a@c.example>", "Before"))
@@ -159,7 +166,10 @@ def test_an_unreachable_database_pauses_ingest_and_it_resumes_without_help(
 
 
 def test_a_full_disk_while_processing_sets_nothing_aside_and_counts_no_attempt(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
 ) -> None:
     config = make_config(tmp_path, database_url=sqlite_url, imap=imap_server, smtp=smtp_sink)
     app = build_app(config)

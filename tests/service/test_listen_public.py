@@ -38,13 +38,18 @@ def test_config_check_refuses_a_public_listen_address_without_listen_public(
     on_every_interface(config, port, public=False)
     result = mailbridge(config, "config", "check")
     assert result.returncode == 2
-    assert (f'{config}: service.listen: expected a loopback address like "127.0.0.1:9187" or '
-            f'"[::1]:9187": other hosts can reach 0.0.0.0, so serving /healthz and /metrics '
-            f"there needs listen_public = true as well") in result.stderr
+    assert (
+        f'{config}: service.listen: expected a loopback address like "127.0.0.1:9187" or '
+        f'"[::1]:9187": other hosts can reach 0.0.0.0, so serving /healthz and /metrics '
+        f"there needs listen_public = true as well"
+    ) in result.stderr
 
 
 def test_with_listen_public_it_serves_and_warns_at_start(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
     start: Callable[..., Daemon],
 ) -> None:
     port = free_port()
@@ -57,6 +62,8 @@ def test_with_listen_public_it_serves_and_warns_at_start(
     assert daemon.stop() == 0
     warnings = [line for line in daemon.lines if "listen_public = true" in line]
     assert len(warnings) == 1
-    assert (f"service.listen: /healthz and /metrics are served on 0.0.0.0:{port}, where other "
-            "hosts can reach them (listen_public = true)") in warnings[0]
+    assert (
+        f"service.listen: /healthz and /metrics are served on 0.0.0.0:{port}, where other "
+        "hosts can reach them (listen_public = true)"
+    ) in warnings[0]
     assert "WARNING" in warnings[0]

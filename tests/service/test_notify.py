@@ -74,8 +74,9 @@ def test_without_notify_socket_nothing_is_sent() -> None:
     assert not notifier.ready()
 
 
-def test_a_vanished_socket_is_logged_not_raised(tmp_path: Path,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_vanished_socket_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     notifier = Notifier(str(tmp_path / "gone.sock"))
     assert not notifier.watchdog()
     notifier.close()
@@ -93,7 +94,8 @@ def test_watchdog_interval_is_read_for_this_process_only() -> None:
     me = str(os.getpid())
     assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == timedelta(seconds=30)
     assert watchdog_interval({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": me}) == timedelta(
-        seconds=2)
+        seconds=2
+    )
     assert watchdog_interval({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval({"WATCHDOG_USEC": "0"}) is None
     assert watchdog_interval({}) is None

@@ -47,17 +47,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def write_config(tmp_path: Path, imap: EmbeddedImapServer, smtp: SmtpSink, db_url: str, *,
-                 listen: int | None = None, templates: Path | None = None,
-                 smtp_login: bool = False, extra_mailbox: str = "", tickets: str = "") -> Path:
+def write_config(
+    tmp_path: Path,
+    imap: EmbeddedImapServer,
+    smtp: SmtpSink,
+    db_url: str,
+    *,
+    listen: int | None = None,
+    templates: Path | None = None,
+    smtp_login: bool = False,
+    extra_mailbox: str = "",
+    tickets: str = "",
+) -> Path:
     login = ""
     if smtp_login:
         (tmp_path / "smtp.secret").write_text(SMTP_SECRET + "\n", encoding="utf-8")
         login = 'username = "mailer"\npassword_file = "smtp.secret"\n'
-    return write_config_file(tmp_path, imap, smtp, db_url,
-                             password_env="MB_SERVICE_IMAP_PASSWORD", templates=templates,
-                             listen=listen, smtp_extra=login, extra_mailbox=extra_mailbox,
-                             tickets=tickets)
+    return write_config_file(
+        tmp_path,
+        imap,
+        smtp,
+        db_url,
+        password_env="MB_SERVICE_IMAP_PASSWORD",
+        templates=templates,
+        listen=listen,
+        smtp_extra=login,
+        extra_mailbox=extra_mailbox,
+        tickets=tickets,
+    )
 
 
 def own_templates(tmp_path: Path, marker: str) -> Path:
@@ -97,22 +114,37 @@ class Daemon:
     """`mailbridge run` in a subprocess, its stderr collected line by line and its sd_notify
     datagrams read from a socket bound here."""
 
-    def __init__(self, tmp_path: Path, config: Path, *args: str, watchdog_usec: int | None = None,
-                 env: dict[str, str] | None = None, umask: int = -1) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        config: Path,
+        *args: str,
+        watchdog_usec: int | None = None,
+        env: dict[str, str] | None = None,
+        umask: int = -1,
+    ) -> None:
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.socket.bind(str(tmp_path / "notify.sock"))
         self.socket.settimeout(0.2)
         self.notices: list[str] = []
         self.lines: list[str] = []
-        environment = {**os.environ, "MB_SERVICE_IMAP_PASSWORD": IMAP_SECRET,
-                       "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), **(env or {})}
+        environment = {
+            **os.environ,
+            "MB_SERVICE_IMAP_PASSWORD": IMAP_SECRET,
+            "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+            **(env or {}),
+        }
         for name in ("WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
             environment.pop(name, None)
         if watchdog_usec:
             environment["WATCHDOG_USEC"] = str(watchdog_usec)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mailbridge", "--config", str(config), *args, "run"],
-            stderr=subprocess.PIPE, text=True, env=environment, umask=umask)
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+            umask=umask,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -126,8 +158,11 @@ class Daemon:
         return "".join(self.lines)
 
     def wait_for_log(self, text: str, timeout: float = WAIT) -> None:
-        eventually(lambda: text in self.log or self.process.poll() is not None,
-                   f"log line {text!r}", timeout)
+        eventually(
+            lambda: text in self.log or self.process.poll() is not None,
+            f"log line {text!r}",
+            timeout,
+        )
         assert text in self.log, f"the daemon exited without logging {text!r}:\n{self.log}"
 
     def wait_for_notice(self, prefix: str, timeout: float = WAIT, after: int = 0) -> str:
@@ -142,7 +177,8 @@ class Daemon:
             except TimeoutError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     raise AssertionError(
-                        f"no {prefix} notice; got {self.notices}\n{self.log}") from None
+                        f"no {prefix} notice; got {self.notices}\n{self.log}"
+                    ) from None
 
     def stop(self, timeout: float = 60) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -189,24 +225,35 @@ def healthz(port: int) -> tuple[int, dict[str, Any]]:
 def metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     status, body = http_get(port, "/metrics")
     assert status == 200
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(body.decode())
-            for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
 
 
 def mailbridge(config: Path, *args: str, umask: int = -1) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MB_SERVICE_IMAP_PASSWORD": IMAP_SECRET}
     env.pop("NOTIFY_SOCKET", None)
-    return subprocess.run([sys.executable, "-m", "mailbridge", "--config", str(config), *args],
-                          capture_output=True, text=True, env=env, timeout=120, check=False,
-                          umask=umask)
+    return subprocess.run(
+        [sys.executable, "-m", "mailbridge", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+        umask=umask,
+    )
 
 
 # --- readiness, watchdog, stopping --------------------------------------------------------
 
 
 def test_ready_comes_once_every_mailbox_connected_or_failed_then_the_watchdog_is_fed(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
     start: Callable[..., Daemon],
 ) -> None:
     port = free_port()
@@ -221,8 +268,9 @@ security = "none"
 username = "sales"
 password_env = "MB_SERVICE_IMAP_PASSWORD"
 """
-    config = write_config(tmp_path, imap_server, smtp_sink, sqlite_url, listen=port,
-                          extra_mailbox=sales)
+    config = write_config(
+        tmp_path, imap_server, smtp_sink, sqlite_url, listen=port, extra_mailbox=sales
+    )
     daemon = start(config, watchdog_usec=1_500_000)
 
     ready = daemon.wait_for_notice("READY=1")
@@ -247,16 +295,24 @@ password_env = "MB_SERVICE_IMAP_PASSWORD"
 
 
 def test_sigterm_while_a_batch_is_in_flight_loses_nothing_and_sends_nothing_twice(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
     start: Callable[..., Daemon],
 ) -> None:
     count = 300
-    imap_server.append_many([mail(f"C{i} <c{i}@customers.example>", f"Question {i}")
-                             for i in range(count)])
+    imap_server.append_many(
+        [mail(f"C{i} <c{i}@customers.example>", f"Question {i}") for i in range(count)]
+    )
     # 300 customers of one domain in a minute: only limits this high acknowledge them all.
-    config = write_config(tmp_path, imap_server, smtp_sink, sqlite_url,
-                          tickets="ack_domain_limit_per_hour = 1000\n"
-                                  "ack_mailbox_limit_per_hour = 1000")
+    config = write_config(
+        tmp_path,
+        imap_server,
+        smtp_sink,
+        sqlite_url,
+        tickets="ack_domain_limit_per_hour = 1000\nack_mailbox_limit_per_hour = 1000",
+    )
     daemon = start(config)
     daemon.wait_for_notice("READY=1")
     daemon.wait_for_log("created ticket #1000")  # the first batch is in, more are under way
@@ -275,7 +331,8 @@ def test_sigterm_while_a_batch_is_in_flight_loses_nothing_and_sends_nothing_twic
     received = smtp_sink.wait_for(count, WAIT)
     recipients = sorted(r for m in received for r in m.recipients)
     assert recipients == sorted(f"c{i}@customers.example" for i in range(count)), (
-        f"{first_run} sent before the stop")
+        f"{first_run} sent before the stop"
+    )
     assert len(received) == count
     assert len({m.message["Message-ID"] for m in received}) == count
     engine = create_engine(sqlite_url)
@@ -291,7 +348,10 @@ def test_sigterm_while_a_batch_is_in_flight_loses_nothing_and_sends_nothing_twic
 
 
 def test_sighup_with_a_broken_template_keeps_the_running_set_and_says_why(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
     start: Callable[..., Daemon],
 ) -> None:
     templates = own_templates(tmp_path, "MARKER-OLD")
@@ -323,7 +383,10 @@ def test_sighup_with_a_broken_template_keeps_the_running_set_and_says_why(
 
 
 def test_an_edited_template_is_reloaded_and_a_broken_edit_is_refused(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
     start: Callable[..., Daemon],
 ) -> None:
     templates = own_templates(tmp_path, "MARKER-OLD")
@@ -331,13 +394,16 @@ def test_an_edited_template_is_reloaded_and_a_broken_edit_is_refused(
     daemon = start(config)
     daemon.wait_for_notice("READY=1")
 
-    (templates / "it" / "acknowledgement.txt.j2").write_text("Subject: x\n\n{{ nonsense }}\n",
-                                                            encoding="utf-8")
+    (templates / "it" / "acknowledgement.txt.j2").write_text(
+        "Subject: x\n\n{{ nonsense }}\n", encoding="utf-8"
+    )
     daemon.wait_for_log("changed but are broken; the running ones stay")
     assert "unknown variable 'nonsense'" in daemon.log
 
-    shutil.copy(REPO / "templates" / "it" / "acknowledgement.txt.j2",
-                templates / "it" / "acknowledgement.txt.j2")
+    shutil.copy(
+        REPO / "templates" / "it" / "acknowledgement.txt.j2",
+        templates / "it" / "acknowledgement.txt.j2",
+    )
     set_marker(templates, "MARKER-HOT")
     daemon.wait_for_log(f"templates in {templates} changed: reloaded")
     imap_server.append(mail("A <a@c.example>", "First"))
@@ -349,7 +415,10 @@ def test_an_edited_template_is_reloaded_and_a_broken_edit_is_refused(
 
 
 def test_healthz_follows_the_imap_server_and_metrics_match_the_database(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
     start: Callable[..., Daemon],
 ) -> None:
     port = free_port()
@@ -360,11 +429,14 @@ def test_healthz_follows_the_imap_server_and_metrics_match_the_database(
     assert (status, health["status"], health["failing"]) == (200, "ok", {})
     assert set(health["components"]) == {"database", "mailbox:support", "scheduler", "smtp"}
     assert all(c["ok"] for c in health["components"].values())
-    imap_server.append_many([
-        mail("A <a@c.example>", "One"), mail("B <b@c.example>", "Two"),
-        mail("C <c@c.example>", "Three"),
-        mail("D <d@c.example>", "Out of office", headers={"Auto-Submitted": "auto-replied"}),
-    ])
+    imap_server.append_many(
+        [
+            mail("A <a@c.example>", "One"),
+            mail("B <b@c.example>", "Two"),
+            mail("C <c@c.example>", "Three"),
+            mail("D <d@c.example>", "Out of office", headers={"Auto-Submitted": "auto-replied"}),
+        ]
+    )
     smtp_sink.wait_for(3, WAIT)
     engine = create_engine(sqlite_url)
 
@@ -372,23 +444,35 @@ def test_healthz_follows_the_imap_server_and_metrics_match_the_database(
         seen = metrics(port)  # a series appears with its first sample: .get, not [ ]
         with engine.connect() as connection:
             tickets = connection.scalar(select(func.count(Ticket.id)))
-            acks = connection.scalar(select(func.count(Outbox.id)).where(
-                Outbox.kind == "ack", Outbox.state == "sent"))
-            kinds = dict(connection.execute(select(Article.kind, func.count(Article.id))
-                                            .where(Article.direction == "in")
-                                            .group_by(Article.kind)).all())
-            pending = connection.scalar(select(func.count(Outbox.id))
-                                        .where(Outbox.state == "pending"))
-        return (acks == 3 and kinds == {"customer": 3, "auto_reply": 1}
-                and seen.get(("mailbridge_acknowledgements_sent_total", ())) == acks
-                and seen.get(("mailbridge_tickets_opened_total", (("mailbox", "support"),)))
-                == tickets
-                and all(seen.get(("mailbridge_messages_ingested_total",
-                                  (("kind", kind), ("mailbox", "support")))) == n
-                        for kind, n in kinds.items())
-                and seen.get(("mailbridge_outbox_messages", (("state", "pending"),))) == pending
-                and seen.get(("mailbridge_quarantined_messages", ())) == 0
-                and seen.get(("mailbridge_database_up", ())) == 1)
+            acks = connection.scalar(
+                select(func.count(Outbox.id)).where(Outbox.kind == "ack", Outbox.state == "sent")
+            )
+            kinds = dict(
+                connection.execute(
+                    select(Article.kind, func.count(Article.id))
+                    .where(Article.direction == "in")
+                    .group_by(Article.kind)
+                ).all()
+            )
+            pending = connection.scalar(
+                select(func.count(Outbox.id)).where(Outbox.state == "pending")
+            )
+        return (
+            acks == 3
+            and kinds == {"customer": 3, "auto_reply": 1}
+            and seen.get(("mailbridge_acknowledgements_sent_total", ())) == acks
+            and seen.get(("mailbridge_tickets_opened_total", (("mailbox", "support"),))) == tickets
+            and all(
+                seen.get(
+                    ("mailbridge_messages_ingested_total", (("kind", kind), ("mailbox", "support")))
+                )
+                == n
+                for kind, n in kinds.items()
+            )
+            and seen.get(("mailbridge_outbox_messages", (("state", "pending"),))) == pending
+            and seen.get(("mailbridge_quarantined_messages", ())) == 0
+            and seen.get(("mailbridge_database_up", ())) == 1
+        )
 
     try:
         eventually(matches_database, "/metrics to match the database")
@@ -400,8 +484,9 @@ def test_healthz_follows_the_imap_server_and_metrics_match_the_database(
     assert seen[("mailbridge_delivery_delay_seconds_count", (("kind", "ack"),))] == 3
 
     imap_server.stop()
-    status, health = eventually(lambda: (lambda h: h if h[0] == 503 else None)(healthz(port)),
-                                "/healthz to turn unhealthy")
+    status, health = eventually(
+        lambda: (lambda h: h if h[0] == 503 else None)(healthz(port)), "/healthz to turn unhealthy"
+    )
     assert set(health["failing"]) == {"mailbox:support"}
     assert health["components"]["mailbox:support"]["ok"] is False
     assert metrics(port)[("mailbridge_imap_reconnects_total", (("mailbox", "support"),))] >= 1
@@ -422,7 +507,9 @@ def test_healthz_follows_the_imap_server_and_metrics_match_the_database(
 
 
 def test_no_password_appears_in_the_logs_of_a_full_run(
-    tmp_path: Path, imap_server: EmbeddedImapServer, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    sqlite_url: str,
     start: Callable[..., Daemon],
 ) -> None:
     import base64
@@ -441,24 +528,37 @@ def test_no_password_appears_in_the_logs_of_a_full_run(
     assert "created ticket #1000" in logs and "created ticket #1001" in logs
     assert all(json.loads(line)["message"] for line in daemon.lines)
     for secret in (IMAP_SECRET, SMTP_SECRET):
-        encodings = {secret, base64.b64encode(secret.encode()).decode(),
-                     base64.b64encode(f"\0mailer\0{secret}".encode()).decode()}
+        encodings = {
+            secret,
+            base64.b64encode(secret.encode()).decode(),
+            base64.b64encode(f"\0mailer\0{secret}".encode()).decode(),
+        }
         for leaked in encodings:
             assert leaked not in logs
 
 
 def test_under_systemd_lines_carry_priorities_and_no_timestamps(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
 ) -> None:
     config = write_config(tmp_path, imap_server, smtp_sink, sqlite_url)
     imap_server.append(mail("A <a@c.example>", "One"))
     with open(tmp_path / "journal", "w+") as journal:
         status = os.fstat(journal.fileno())
-        env = {**os.environ, "MB_SERVICE_IMAP_PASSWORD": IMAP_SECRET,
-               "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}
-        done = subprocess.run([sys.executable, "-m", "mailbridge", "--config", str(config),
-                               "run", "--once"], stderr=journal, env=env, timeout=120,
-                              check=False)
+        env = {
+            **os.environ,
+            "MB_SERVICE_IMAP_PASSWORD": IMAP_SECRET,
+            "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "mailbridge", "--config", str(config), "run", "--once"],
+            stderr=journal,
+            env=env,
+            timeout=120,
+            check=False,
+        )
         journal.seek(0)
         lines = journal.read().splitlines()
     assert done.returncode == 0

@@ -77,11 +77,21 @@ def test_a_template_edit_is_reported_once_it_has_settled(tmp_path: Path) -> None
 
 
 def test_keys_only_a_restart_can_change_keep_their_running_values(tmp_path: Path) -> None:
-    running = make_config(tmp_path, database_url="sqlite:///one.db", imap=NOWHERE, smtp=NOWHERE,
-                          service={"listen": "127.0.0.1:9187"})
-    new = make_config(tmp_path, database_url="sqlite:///two.db", imap=NOWHERE, smtp=NOWHERE,
-                      service={"listen": "127.0.0.1:9999", "outbox_interval": "1s"},
-                      templates={"language": "it"})
+    running = make_config(
+        tmp_path,
+        database_url="sqlite:///one.db",
+        imap=NOWHERE,
+        smtp=NOWHERE,
+        service={"listen": "127.0.0.1:9187"},
+    )
+    new = make_config(
+        tmp_path,
+        database_url="sqlite:///two.db",
+        imap=NOWHERE,
+        smtp=NOWHERE,
+        service={"listen": "127.0.0.1:9999", "outbox_interval": "1s"},
+        templates={"language": "it"},
+    )
     kept, waiting = keep_restart_only(running, new)
     assert sorted(waiting) == ["database", "service.listen"]
     assert kept.database_url == "sqlite:///one.db" and kept.service.listen == "127.0.0.1:9187"
@@ -90,25 +100,39 @@ def test_keys_only_a_restart_can_change_keep_their_running_values(tmp_path: Path
     assert keep_restart_only(running, running)[1] == []
 
 
-@pytest.mark.parametrize("listen, expected", [
-    ("127.0.0.1:9187", ("127.0.0.1", 9187)),
-    ("[::1]:9187", ("::1", 9187)),
-    ("localhost:80", ("localhost", 80)),
-])
+@pytest.mark.parametrize(
+    "listen, expected",
+    [
+        ("127.0.0.1:9187", ("127.0.0.1", 9187)),
+        ("[::1]:9187", ("::1", 9187)),
+        ("localhost:80", ("localhost", 80)),
+    ],
+)
 def test_listen_addresses(tmp_path: Path, listen: str, expected: tuple[str, int]) -> None:
-    config = make_config(tmp_path, database_url="sqlite://", imap=NOWHERE, smtp=NOWHERE,
-                         service={"listen": listen})
+    config = make_config(
+        tmp_path, database_url="sqlite://", imap=NOWHERE, smtp=NOWHERE, service={"listen": listen}
+    )
     assert config.service.listen_address == expected
 
 
-@pytest.mark.parametrize("section, expected", [
-    ({"service": {"listen": "9187"}}, 'service.listen: expected an address like "127.0.0.1:9187"'),
-    ({"service": {"listen": "127.0.0.1:99999"}}, "service.listen: expected an address like"),
-    ({"retention": {"purge_after": "2h"}}, "retention.purge_after: expected a duration of at "
-                                           "least 1d"),
-    ({"retention": {"purge": ["raw", "everything"]}}, "retention.purge[1]: expected Input "
-                                                      "should be 'raw', 'attachments'"),
-])
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        (
+            {"service": {"listen": "9187"}},
+            'service.listen: expected an address like "127.0.0.1:9187"',
+        ),
+        ({"service": {"listen": "127.0.0.1:99999"}}, "service.listen: expected an address like"),
+        (
+            {"retention": {"purge_after": "2h"}},
+            "retention.purge_after: expected a duration of at least 1d",
+        ),
+        (
+            {"retention": {"purge": ["raw", "everything"]}},
+            "retention.purge[1]: expected Input should be 'raw', 'attachments'",
+        ),
+    ],
+)
 def test_bad_service_and_retention_settings_are_named(
     tmp_path: Path, section: dict[str, dict[str, object]], expected: str
 ) -> None:

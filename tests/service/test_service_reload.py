@@ -24,12 +24,17 @@ __all__ = ["imap_server"]
 
 
 def test_reload_reconnects_a_changed_mailbox_and_defers_restart_only_keys(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, sqlite_url: str,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("MB_SERVICE_IMAP_PASSWORD", IMAP_SECRET)
-    nowhere = SimpleNamespace(host=imap_server.host, port=free_port(),
-                              username=imap_server.username)
+    nowhere = SimpleNamespace(
+        host=imap_server.host, port=free_port(), username=imap_server.username
+    )
     path = write_config(tmp_path, nowhere, smtp_sink, sqlite_url)  # type: ignore[arg-type]
     app = build_app(load_config(path))
     daemon = Daemon(app)
@@ -59,6 +64,7 @@ def test_reload_reconnects_a_changed_mailbox_and_defers_restart_only_keys(
         app.close()
     assert "reload rejected, the running configuration and templates stay" in caplog.text
     assert "tickets.max_attempts: expected Input should be greater than or equal to 1" in (
-        caplog.text)
+        caplog.text
+    )
     assert "reload: database changed; the new value takes effect after a restart" in caplog.text
     assert "mailbox support: reconnecting with its new settings" in caplog.text

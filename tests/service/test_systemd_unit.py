@@ -33,8 +33,9 @@ def verify(unit: Path) -> subprocess.CompletedProcess[str]:
     if tool is None:
         unavailable("systemd-analyze is missing (Debian package systemd)", "unit file checks")
     assert tool is not None
-    return subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [tool, "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
@@ -60,10 +61,16 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
 def test_the_unit_asks_for_notification_a_watchdog_and_a_sandbox() -> None:
     found = settings(UNIT.read_text(encoding="utf-8"))
     expected = {
-        "Type": ["notify"], "Restart": ["on-failure"], "ExecReload": ["/bin/kill -HUP $MAINPID"],
-        "User": ["mailbridge"], "StateDirectory": ["mailbridge"],
-        "ConfigurationDirectory": ["mailbridge"], "ProtectSystem": ["strict"],
-        "ProtectHome": ["yes"], "PrivateTmp": ["yes"], "NoNewPrivileges": ["yes"],
+        "Type": ["notify"],
+        "Restart": ["on-failure"],
+        "ExecReload": ["/bin/kill -HUP $MAINPID"],
+        "User": ["mailbridge"],
+        "StateDirectory": ["mailbridge"],
+        "ConfigurationDirectory": ["mailbridge"],
+        "ProtectSystem": ["strict"],
+        "ProtectHome": ["yes"],
+        "PrivateTmp": ["yes"],
+        "NoNewPrivileges": ["yes"],
         "CapabilityBoundingSet": [""],
         "RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"],
     }

@@ -54,13 +54,24 @@ def make_config(
     """A complete configuration pointing at the embedded servers; sections override."""
     data: dict[str, Any] = {
         "database": {"url": database_url, "auto_migrate": True},
-        "mailbox": [{
-            "name": "support", "address": "support@shop.example", "host": imap.host,
-            "port": imap.port, "security": "none", "username": imap.username,
-            "password_env": IMAP_PASSWORD_ENV, "after": "move",
-        }],
-        "smtp": {"host": smtp.host, "port": smtp.port, "security": "none",
-                 "from": "Shop Support <support@shop.example>"},
+        "mailbox": [
+            {
+                "name": "support",
+                "address": "support@shop.example",
+                "host": imap.host,
+                "port": imap.port,
+                "security": "none",
+                "username": imap.username,
+                "password_env": IMAP_PASSWORD_ENV,
+                "after": "move",
+            }
+        ],
+        "smtp": {
+            "host": smtp.host,
+            "port": smtp.port,
+            "security": "none",
+            "from": "Shop Support <support@shop.example>",
+        },
         "sla": [{"name": "standard", "first_response": "8h", "resolution": "5d"}],
         "staff": {"escalation_address": "lead@shop.example"},
         "service": {"data_dir": str(tmp_path)},
@@ -131,10 +142,12 @@ outbox_interval = "1s"
     return path
 
 
-def drive_daemon(app: App, scenario: Callable[[Daemon], Awaitable[None]], *,
-                 ready: bool = False) -> None:
+def drive_daemon(
+    app: App, scenario: Callable[[Daemon], Awaitable[None]], *, ready: bool = False
+) -> None:
     """Run `app`'s daemon in this process while `scenario(daemon)` runs (once it is ready,
     with `ready`), then stop it and wait for it to finish."""
+
     async def main() -> None:
         daemon = Daemon(app)
         running = asyncio.create_task(daemon.run_forever())

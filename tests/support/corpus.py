@@ -28,7 +28,8 @@ _UNREADABLE = re.compile("[\ufffd\u0080-\u009f]")
 # and two latin-1 symbols in a row ("¦®", "»¡"), which Big5 or GB2312 read as latin-1 gives
 # and words in a Latin script do not.
 _MOJIBAKE = re.compile(
-    "\u00c3[\u00a0-\u00ff]|\u00c2[\u00a0-\u00bf]|\u00e2\u20ac|[\u00a1-\u00bf]{2}")
+    "\u00c3[\u00a0-\u00ff]|\u00c2[\u00a0-\u00bf]|\u00e2\u20ac|[\u00a1-\u00bf]{2}"
+)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _WORD_BREAKS = re.compile(r"[<>,;]")
 
@@ -130,8 +131,12 @@ class FileCheck:
 
     @property
     def sender_missing(self) -> bool:
-        return (self.whole_mail and bool(self.named) and self.parsed is not None
-                and not sender_found(self.parsed))
+        return (
+            self.whole_mail
+            and bool(self.named)
+            and self.parsed is not None
+            and not sender_found(self.parsed)
+        )
 
     @property
     def subject(self) -> str:

@@ -36,8 +36,10 @@ def _postgres_problem() -> str | None:
                 connection.execute(text("SELECT 1"))
             engine.dispose()
         except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-            _pg_problem = f"PostgreSQL at {make_url(PG_ADMIN_URL).host}:5432 " \
-                          f"does not answer ({type(exc).__name__})"
+            _pg_problem = (
+                f"PostgreSQL at {make_url(PG_ADMIN_URL).host}:5432 "
+                f"does not answer ({type(exc).__name__})"
+            )
     return _pg_problem
 
 

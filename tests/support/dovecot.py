@@ -118,8 +118,14 @@ class DovecotServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, username: str | None = None, password: str = "secret", *,
-                 oauth: OAuthServer | None = None, introspection_mode: str = "post") -> None:
+    def __init__(
+        self,
+        username: str | None = None,
+        password: str = "secret",
+        *,
+        oauth: OAuthServer | None = None,
+        introspection_mode: str = "post",
+    ) -> None:
         if introspection_mode not in INTROSPECTION_MODES:
             raise ValueError(f"introspection_mode must be one of {INTROSPECTION_MODES}")
         default_user = oauth.users[0] if oauth is not None else "support"
@@ -146,12 +152,22 @@ class DovecotServer:
         auth = PASSWORD_AUTH if self.oauth is None else OAUTH_AUTH
         if self.oauth is not None:
             self._write_oauth2_config(self.oauth)
-        self.config.write_text(CONFIG.format(root=self.root, port=self.port,
-                                             uid=account.pw_uid, gid=account.pw_gid,
-                                             auth=auth.format(root=self.root)))
+        self.config.write_text(
+            CONFIG.format(
+                root=self.root,
+                port=self.port,
+                uid=account.pw_uid,
+                gid=account.pw_gid,
+                auth=auth.format(root=self.root),
+            )
+        )
         # Dovecot forks into the background: no pipes, or run() would wait on its children.
-        subprocess.run(["dovecot", "-c", str(self.config)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["dovecot", "-c", str(self.config)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with socket.socket() as probe:
@@ -165,7 +181,8 @@ class DovecotServer:
         if self.introspection_mode == "get":
             url += "?token="  # Dovecot appends the token to the URL
         (self.root / "oauth2.conf.ext").write_text(
-            OAUTH2_CONFIG.format(mode=self.introspection_mode, url=url))
+            OAUTH2_CONFIG.format(mode=self.introspection_mode, url=url)
+        )
 
     def stop(self) -> None:
         """Kill the master process: its children see it gone and exit at once, and its
@@ -174,8 +191,12 @@ class DovecotServer:
         try:
             os.kill(int((self.root / "run" / "master.pid").read_text()), signal.SIGKILL)
         except (OSError, ValueError):  # never started, or already gone
-            subprocess.run(["dovecot", "-c", str(self.config), "stop"], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                ["dovecot", "-c", str(self.config), "stop"],
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log(self) -> str:
@@ -209,8 +230,10 @@ class DovecotServer:
 
 def require_dovecot() -> None:
     if shutil.which("dovecot") is None:
-        unavailable("dovecot is not installed (Debian: apt-get install dovecot-imapd)",
-                    "the Dovecot interop tests")
+        unavailable(
+            "dovecot is not installed (Debian: apt-get install dovecot-imapd)",
+            "the Dovecot interop tests",
+        )
 
 
 @pytest.fixture

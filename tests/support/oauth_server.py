@@ -71,10 +71,16 @@ class OAuthServer:
     """
 
     def __init__(
-        self, *, client_id: str = "mailbridge-test", client_secret: str | None = None,
-        access_lifetime: int = 3600, clock: Callable[[], float] = time.time,
-        users: Iterable[str] = ("support@example.test",), interval: int = 1,
-        rotate_refresh_tokens: bool = True, app_user: str | None = None,
+        self,
+        *,
+        client_id: str = "mailbridge-test",
+        client_secret: str | None = None,
+        access_lifetime: int = 3600,
+        clock: Callable[[], float] = time.time,
+        users: Iterable[str] = ("support@example.test",),
+        interval: int = 1,
+        rotate_refresh_tokens: bool = True,
+        app_user: str | None = None,
         token_bytes: int = 24,
     ) -> None:
         self.client_id, self.client_secret = client_id, client_secret
@@ -107,8 +113,11 @@ class OAuthServer:
         if self._http is None:
             self._http = _HttpServer(("127.0.0.1", 0), _Handler, self)
             self._thread = threading.Thread(
-                target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
-                name="oauth-server", daemon=True)
+                target=self._http.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="oauth-server",
+                daemon=True,
+            )
             self._thread.start()
         return self
 
@@ -124,8 +133,12 @@ class OAuthServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     @property
@@ -168,8 +181,11 @@ class OAuthServer:
         """User codes waiting for consent, oldest first."""
         now = self._clock()
         with self._lock:
-            return [g.user_code for g in self._devices.values()
-                    if g.user is None and not g.denied and now < g.expires_at]
+            return [
+                g.user_code
+                for g in self._devices.values()
+                if g.user is None and not g.denied and now < g.expires_at
+            ]
 
     def revoke_refresh_tokens(self, user: str | None = None) -> None:
         """Revoke every refresh token, or one user's; their access tokens live on."""
@@ -203,16 +219,20 @@ class OAuthServer:
     def device_authorization(self, form: dict[str, str], authorization: str | None) -> Json:
         self._authenticate_client(form, authorization, secret_required=False)
         device_code = "dc-" + secrets.token_urlsafe(24)
-        user_code = "-".join("".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(4))
-                             for _ in range(2))
+        user_code = "-".join(
+            "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(4)) for _ in range(2)
+        )
         with self._lock:
             self._devices[device_code] = _DeviceGrant(
-                user_code, form.get("scope", ""), self._clock() + DEVICE_CODE_LIFETIME)
+                user_code, form.get("scope", ""), self._clock() + DEVICE_CODE_LIFETIME
+            )
         return {
-            "device_code": device_code, "user_code": user_code,
+            "device_code": device_code,
+            "user_code": user_code,
             "verification_uri": self.url + "/device",
             "verification_uri_complete": f"{self.url}/device?user_code={user_code}",
-            "expires_in": DEVICE_CODE_LIFETIME, "interval": self.interval,
+            "expires_in": DEVICE_CODE_LIFETIME,
+            "interval": self.interval,
             "message": f"To sign in, open {self.url}/device and enter the code {user_code}.",
         }
 
@@ -231,8 +251,9 @@ class OAuthServer:
                 return self._refresh_grant(_required(form, "refresh_token"), form.get("scope"))
             if grant_type == "client_credentials":
                 if self.client_secret is None:
-                    raise OAuthError("unauthorized_client",
-                                     "client_credentials needs a confidential client")
+                    raise OAuthError(
+                        "unauthorized_client", "client_credentials needs a confidential client"
+                    )
                 return self._issue(self.app_user, form.get("scope", ""), refresh=False)
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
 
@@ -244,9 +265,14 @@ class OAuthServer:
             if record is None:
                 return {"active": False}
             return {
-                "active": True, "username": record.user, "sub": record.user,
-                "email": record.user, "scope": record.scope, "client_id": self.client_id,
-                "token_type": "Bearer", "exp": int(record.expires_at),
+                "active": True,
+                "username": record.user,
+                "sub": record.user,
+                "email": record.user,
+                "scope": record.scope,
+                "client_id": self.client_id,
+                "token_type": "Bearer",
+                "exp": int(record.expires_at),
             }
 
     def revoke(self, form: dict[str, str], authorization: str | None) -> Json:
@@ -297,27 +323,33 @@ class OAuthServer:
             raise OAuthError("invalid_scope", "scope exceeds what the user consented to")
         if not self.rotate_refresh_tokens:
             # Like Google: same refresh token kept, none in the answer.
-            return self._issue(record.user, scope or record.scope, refresh=False,
-                               family=record.family)
+            return self._issue(
+                record.user, scope or record.scope, refresh=False, family=record.family
+            )
         record.revoked = True  # rotated: a second use of the old one is refused
-        return self._issue(record.user, scope or record.scope, refresh=True,
-                           family=record.family)
+        return self._issue(record.user, scope or record.scope, refresh=True, family=record.family)
 
     def _issue(self, user: str, scope: str, *, refresh: bool, family: str | None = None) -> Json:
         family = family or f"consent-{next(self._families)}"
         access_token = "at-" + secrets.token_urlsafe(self.token_bytes)
-        self._access[access_token] = _Token(user, scope, family,
-                                            self._clock() + self.access_lifetime)
-        answer: Json = {"access_token": access_token, "token_type": "Bearer",
-                        "expires_in": self.access_lifetime, "scope": scope}
+        self._access[access_token] = _Token(
+            user, scope, family, self._clock() + self.access_lifetime
+        )
+        answer: Json = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": self.access_lifetime,
+            "scope": scope,
+        }
         if refresh:
             refresh_token = "rt-" + secrets.token_urlsafe(24)
             self._refresh[refresh_token] = _Token(user, scope, family)
             answer["refresh_token"] = refresh_token
         return answer
 
-    def _authenticate_client(self, form: dict[str, str], authorization: str | None, *,
-                             secret_required: bool) -> None:
+    def _authenticate_client(
+        self, form: dict[str, str], authorization: str | None, *, secret_required: bool
+    ) -> None:
         basic = _basic_credentials(authorization)
         if basic is not None and "client_secret" in form:
             raise OAuthError("invalid_request", "more than one client authentication method")
@@ -328,10 +360,12 @@ class OAuthServer:
             raise OAuthError("invalid_client", f"unknown client_id {client_id!r}", status)
         if self.client_secret is None:
             if secret:
-                raise OAuthError("invalid_client",
-                                 "public client: no client_secret expected", status)
+                raise OAuthError(
+                    "invalid_client", "public client: no client_secret expected", status
+                )
         elif (secret is not None or secret_required) and not hmac.compare_digest(
-                (secret or "").encode(), self.client_secret.encode()):
+            (secret or "").encode(), self.client_secret.encode()
+        ):
             raise OAuthError("invalid_client", "client authentication failed", status)
 
 
@@ -362,8 +396,9 @@ def _bearer(authorization: str | None) -> str | None:
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 oauth: OAuthServer) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], oauth: OAuthServer
+    ) -> None:
         super().__init__(address, handler)
         self.oauth = oauth
 
@@ -391,8 +426,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(404, {"error": "not_found", "error_description": path})
         except OAuthError as error:
             headers = {"WWW-Authenticate": 'Basic realm="oauth"'} if error.status == 401 else {}
-            self._answer(error.status, {"error": error.error,
-                                        "error_description": error.description}, headers)
+            self._answer(
+                error.status,
+                {"error": error.error, "error_description": error.description},
+                headers,
+            )
 
     def do_GET(self) -> None:
         # Dovecot's introspection_mode = get appends the token to the URL (so end

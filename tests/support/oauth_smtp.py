@@ -17,8 +17,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Se
 from mailbridge.demo.servers import SmtpSink, _TrackedSMTP
 from tests.support.oauth_server import OAuthServer
 
-__all__ = ["AuthAttempt", "OAuthSmtpSink", "parse_oauthbearer",
-           "parse_xoauth2"]
+__all__ = ["AuthAttempt", "OAuthSmtpSink", "parse_oauthbearer", "parse_xoauth2"]
 
 REFUSED = "535 5.7.8 Authentication credentials invalid"
 
@@ -82,7 +81,8 @@ class _LongAuthSMTP(_TrackedSMTP):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.command_size_limits = collections.defaultdict(
-            lambda: SMTP.command_size_limit, AUTH=AUTH_LINE_LIMIT)
+            lambda: SMTP.command_size_limit, AUTH=AUTH_LINE_LIMIT
+        )
 
 
 class OAuthSmtpSink(SmtpSink):
@@ -96,9 +96,16 @@ class OAuthSmtpSink(SmtpSink):
     be as long as RFC 4954 allows; with ``long_auth_lines=False``, aiosmtpd's 512 apply.
     """
 
-    def __init__(self, oauth: OAuthServer, *, password: str = "secret",
-                 require_auth: bool = True, error_challenge: bool = True,
-                 long_auth_lines: bool = True, **sink_options: Any) -> None:
+    def __init__(
+        self,
+        oauth: OAuthServer,
+        *,
+        password: str = "secret",
+        require_auth: bool = True,
+        error_challenge: bool = True,
+        long_auth_lines: bool = True,
+        **sink_options: Any,
+    ) -> None:
         # The credentials switch AUTH on in SmtpSink; _authenticate below decides.
         super().__init__(username=oauth.users[0], password=password, **sink_options)
         self.oauth, self.password = oauth, password
@@ -118,33 +125,39 @@ class OAuthSmtpSink(SmtpSink):
     async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
         return await self._bearer(server, args, "OAUTHBEARER", parse_oauthbearer)
 
-    async def _bearer(self, server: SMTP, args: list[str], mechanism: str,
-                      parse: Callable[[bytes], tuple[str | None, str] | None]) -> AuthResult:
+    async def _bearer(
+        self,
+        server: SMTP,
+        args: list[str],
+        mechanism: str,
+        parse: Callable[[bytes], tuple[str | None, str] | None],
+    ) -> AuthResult:
         blob = await _initial_response(server, args)
         if blob is None:
             return AuthResult(success=False, handled=True)
         parsed = parse(blob)
         if parsed is None:
             self._note(mechanism, None, accepted=False)
-            return AuthResult(success=False, handled=False,
-                              message=f"501 5.5.2 bad {mechanism}")
+            return AuthResult(success=False, handled=False, message=f"501 5.5.2 bad {mechanism}")
         return await self._bearer_result(server, mechanism, _Bearer(*parsed))
 
-    async def _bearer_result(self, server: SMTP, mechanism: str,
-                             bearer: _Bearer) -> AuthResult:
+    async def _bearer_result(self, server: SMTP, mechanism: str, bearer: _Bearer) -> AuthResult:
         assert server.session is not None and server.envelope is not None
-        result = self._authenticate(server, server.session, server.envelope, mechanism,
-                                    bearer)
+        result = self._authenticate(server, server.session, server.envelope, mechanism, bearer)
         if result.success or not self.error_challenge:
             return result
-        error = {"status": "401" if mechanism == "XOAUTH2" else "invalid_token",
-                 "schemes": "bearer", "scope": "mail"}
+        error = {
+            "status": "401" if mechanism == "XOAUTH2" else "invalid_token",
+            "schemes": "bearer",
+            "scope": "mail",
+        }
         if await server.challenge_auth(json.dumps(error)) is MISSING:
             return AuthResult(success=False, handled=True)  # the client aborted: 501 sent
         return AuthResult(success=False, handled=False, message=REFUSED)
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
-                      mechanism: str, auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if isinstance(auth_data, _Bearer):
             owner = self.oauth.user_for(auth_data.token)
             user = auth_data.user
@@ -161,8 +174,14 @@ class OAuthSmtpSink(SmtpSink):
         with self._arrived:
             self.auth_attempts.append(AuthAttempt(mechanism, user, accepted))
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
         if self.require_auth and not session.authenticated:
             return "530 5.7.0 Authentication required"
         envelope.mail_from = address

@@ -37,8 +37,9 @@ THREE_STEPS = [
 ]
 
 
-def policy(name: str = "standard", first: str = "8h", resolution: str = "5d",
-           **keys: Any) -> dict[str, Any]:
+def policy(
+    name: str = "standard", first: str = "8h", resolution: str = "5d", **keys: Any
+) -> dict[str, Any]:
     return {"name": name, "first_response": first, "resolution": resolution, **keys}
 
 
@@ -62,12 +63,23 @@ class World:
         """Store a message as fetch does, then process it."""
         self._uid += 1
         with self.app.transaction() as session:
-            session.add(InboundMessage(
-                mailbox="support", folder="INBOX", uidvalidity=1, uid=self._uid,
-                message_id=None, fingerprint=hashlib.sha256(raw).hexdigest(), raw=raw,
-                size=len(raw), received_at=self.now, arrived_at=self.now, backlog=False,
-                state="new", attempts=0,
-            ))
+            session.add(
+                InboundMessage(
+                    mailbox="support",
+                    folder="INBOX",
+                    uidvalidity=1,
+                    uid=self._uid,
+                    message_id=None,
+                    fingerprint=hashlib.sha256(raw).hexdigest(),
+                    raw=raw,
+                    size=len(raw),
+                    received_at=self.now,
+                    arrived_at=self.now,
+                    backlog=False,
+                    state="new",
+                    attempts=0,
+                )
+            )
         report = process_pending(self.app)
         assert report.failed == 0, report
 
@@ -104,10 +116,18 @@ class World:
             return list(session.scalars(query))
 
 
-def make_world(tmp_path: Path, database_url: str, *, sla: list[dict[str, Any]] | None = None,
-               **sections: Any) -> World:
-    config = make_config(tmp_path, database_url=database_url, imap=NOWHERE, smtp=NOWHERE,
-                         sla=sla or [policy()], staff=STAFF, **sections)
+def make_world(
+    tmp_path: Path, database_url: str, *, sla: list[dict[str, Any]] | None = None, **sections: Any
+) -> World:
+    config = make_config(
+        tmp_path,
+        database_url=database_url,
+        imap=NOWHERE,
+        smtp=NOWHERE,
+        sla=sla or [policy()],
+        staff=STAFF,
+        **sections,
+    )
     clock = FrozenClock(START)
     return World(build_app(config, clock=clock), clock)
 

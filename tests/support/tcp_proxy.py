@@ -57,8 +57,9 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.update((writer, upstream_writer))
-        await asyncio.gather(self._pipe(reader, upstream_writer),
-                             self._pipe(upstream_reader, writer))
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+        )
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -76,8 +77,12 @@ class TcpProxy:
         self.restore()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.cut()
         if self._runner is not None:
             self._runner.close()  # cancels and awaits the relays still running

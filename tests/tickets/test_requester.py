@@ -32,18 +32,25 @@ pytestmark = pytest.mark.integration
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 ALICE = "alice@shop.example"
 TEAM = "team@shop.example"
-STAFF = {"addresses": [ALICE, "bob@shop.example"], "team_address": TEAM,
-         "escalation_address": "lead@shop.example", "trusted_authserv_id": "mx.shop.example"}
-NOBODY_FIRST = ("Nobody to answer: this mail named no sender. Reply with #requester ADDRESS to "
-                "set one.")
+STAFF = {
+    "addresses": [ALICE, "bob@shop.example"],
+    "team_address": TEAM,
+    "escalation_address": "lead@shop.example",
+    "trusted_authserv_id": "mx.shop.example",
+}
+NOBODY_FIRST = (
+    "Nobody to answer: this mail named no sender. Reply with #requester ADDRESS to set one."
+)
 ANSWER = "Hello Ann,\n\nyour parcel left our warehouse this morning."
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer,
-        smtp_sink: SmtpSink) -> Iterator[App]:
-    config = make_config(tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink,
-                         staff=STAFF)
+def app(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> Iterator[App]:
+    config = make_config(
+        tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink, staff=STAFF
+    )
     application = build_app(config, clock=FrozenClock(START))
     yield application
     application.close()
@@ -56,9 +63,13 @@ def run_pass(app: App) -> None:
 
 def raw_mail(*headers: str, body: str = "Hello,\r\nmy parcel 4711 never arrived.\r\n") -> bytes:
     """A mail with only the headers given after To, Subject, Date and Message-ID."""
-    lines = ["To: support@shop.example", "Subject: Parcel 4711",
-             "Date: Mon, 23 Nov 2026 08:00:00 +0000", "Message-ID: <p4711@customer.example>",
-             *headers]
+    lines = [
+        "To: support@shop.example",
+        "Subject: Parcel 4711",
+        "Date: Mon, 23 Nov 2026 08:00:00 +0000",
+        "Message-ID: <p4711@customer.example>",
+        *headers,
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
 
 
@@ -69,8 +80,9 @@ def ticket(app: App) -> Ticket:
 
 def events(app: App, event_type: str) -> list[Event]:
     with app.sessions() as session:
-        return list(session.scalars(select(Event).where(Event.type == event_type)
-                                    .order_by(Event.id)))
+        return list(
+            session.scalars(select(Event).where(Event.type == event_type).order_by(Event.id))
+        )
 
 
 def to(sink: SmtpSink, address: str) -> list[ReceivedMail]:
@@ -83,9 +95,16 @@ def body(received: ReceivedMail) -> str:
     return str(part.get_content()).replace("\r\n", "\n")
 
 
-def reply(notice: ReceivedMail, text: str, *, sender: str = f"Alice Bianchi <{ALICE}>",
-          to_address: str | None = None, in_reply_to: str | None = None,
-          message_id: str = "<r1@shop.example>", without_from: bool = False) -> bytes:
+def reply(
+    notice: ReceivedMail,
+    text: str,
+    *,
+    sender: str = f"Alice Bianchi <{ALICE}>",
+    to_address: str | None = None,
+    in_reply_to: str | None = None,
+    message_id: str = "<r1@shop.example>",
+    without_from: bool = False,
+) -> bytes:
     """An answer to the notification (to its token Reply-To unless `to_address`)."""
     msg = EmailMessage()
     if without_from:
@@ -113,13 +132,18 @@ def nobody_to_answer(app: App, imap: EmbeddedImapServer, sink: SmtpSink) -> Rece
 def test_a_mail_without_from_is_acknowledged_at_its_sender_address(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
-    imap_server.append(raw_mail("Sender: Sue Sender <sue@customer.example>",
-                                "Return-Path: <bounces@customer.example>"))
+    imap_server.append(
+        raw_mail(
+            "Sender: Sue Sender <sue@customer.example>", "Return-Path: <bounces@customer.example>"
+        )
+    )
     run_pass(app)
 
     opened = ticket(app)
     assert (opened.requester_name, opened.requester_address) == (
-        "Sue Sender", "sue@customer.example")
+        "Sue Sender",
+        "sue@customer.example",
+    )
     acks = [m for m in smtp_sink.wait_for(2) if "sue@customer.example" in m.recipients]
     assert len(acks) == 1 and "[#1000]" in acks[0].message["Subject"]
     with app.sessions() as session:
@@ -141,12 +165,15 @@ def test_a_mail_naming_no_sender_is_a_ticket_whose_notification_says_so_first(
     suppressed = events(app, "ack_suppressed")
     assert [e.data["check"] for e in suppressed] == ["unusable_address"]
     assert "named no sender in From, Sender, Reply-To or Return-Path" in str(
-        suppressed[0].data["reason"])
+        suppressed[0].data["reason"]
+    )
     shown = io.StringIO()
     reports.show_ticket(app, 1000, True, shown)
     why = json.loads(shown.getvalue())["no_requester"]
-    assert why.startswith("no requester: the mail named no sender in From, Sender, Reply-To "
-                          "or Return-Path; a staff member can set one with #requester ADDRESS")
+    assert why.startswith(
+        "no requester: the mail named no sender in From, Sender, Reply-To "
+        "or Return-Path; a staff member can set one with #requester ADDRESS"
+    )
     assert "mailbridge tickets requester 1000 ADDRESS" in why
     text = io.StringIO()
     reports.show_ticket(app, 1000, False, text)
@@ -160,39 +187,72 @@ def test_only_a_proven_staff_members_requester_sets_who_is_answered(
     original = "<p4711@customer.example>"
     # A stranger in the thread, a forged staff From without proof, and a staff address in
     # Sender alone (no From) on the token address: customer mail, each changing nothing.
-    imap_server.append(reply(notice, "#requester eve@evil.example\n\nSend it to me.",
-                             sender="Eve <eve@evil.example>", to_address="support@shop.example",
-                             in_reply_to=original, message_id="<e1@evil.example>"))
-    imap_server.append(reply(notice, "#requester eve@evil.example\n\nHello.",
-                             to_address="support@shop.example", in_reply_to=original,
-                             message_id="<e2@evil.example>"))
-    imap_server.append(reply(notice, "#requester eve@evil.example\n\nHello.",
-                             sender="Bob <bob@shop.example>", in_reply_to=original,
-                             message_id="<e3@evil.example>", without_from=True))
+    imap_server.append(
+        reply(
+            notice,
+            "#requester eve@evil.example\n\nSend it to me.",
+            sender="Eve <eve@evil.example>",
+            to_address="support@shop.example",
+            in_reply_to=original,
+            message_id="<e1@evil.example>",
+        )
+    )
+    imap_server.append(
+        reply(
+            notice,
+            "#requester eve@evil.example\n\nHello.",
+            to_address="support@shop.example",
+            in_reply_to=original,
+            message_id="<e2@evil.example>",
+        )
+    )
+    imap_server.append(
+        reply(
+            notice,
+            "#requester eve@evil.example\n\nHello.",
+            sender="Bob <bob@shop.example>",
+            in_reply_to=original,
+            message_id="<e3@evil.example>",
+            without_from=True,
+        )
+    )
     run_pass(app)
 
     assert ticket(app).requester_address == ""
     assert not events(app, "requester_changed")
     assert not to(smtp_sink, "eve@evil.example")
     unverified = [e.data["reason"] for e in events(app, "unverified_sender")]
-    assert unverified == ["eve@evil.example has not written on this ticket before",
-                          f"{ALICE} has not written on this ticket before",
-                          "bob@shop.example has not written on this ticket before"]
+    assert unverified == [
+        "eve@evil.example has not written on this ticket before",
+        f"{ALICE} has not written on this ticket before",
+        "bob@shop.example has not written on this ticket before",
+    ]
     assert [e.data["address"] for e in events(app, "staff_unproven")] == [ALICE]
 
-    imap_server.append(reply(notice, "#requester Ann Example <Ann@Customer.example>\n\n" + ANSWER,
-                             message_id="<r2@shop.example>"))
+    imap_server.append(
+        reply(
+            notice,
+            "#requester Ann Example <Ann@Customer.example>\n\n" + ANSWER,
+            message_id="<r2@shop.example>",
+        )
+    )
     run_pass(app)
 
     answered = ticket(app)
     assert (answered.requester_name, answered.requester_address) == (
-        "Ann Example", "ann@customer.example")
+        "Ann Example",
+        "ann@customer.example",
+    )
     assert answered.first_responded_at == START
     [changed] = events(app, "requester_changed")
     assert (changed.data["old"], changed.data["new"], changed.data["by"]) == (
-        "", "ann@customer.example", ALICE)
+        "",
+        "ann@customer.example",
+        ALICE,
+    )
     assert events(app, "staff_reply")[-1].data["changes"] == {
-        "requester": ["", "ann@customer.example"]}
+        "requester": ["", "ann@customer.example"]
+    }
     answers = [m for m in smtp_sink.wait_for(5) if "ann@customer.example" in m.recipients]
     assert len(answers) == 1
     assert ANSWER in body(answers[0])
@@ -205,10 +265,18 @@ def test_staff_text_for_a_ticket_without_requester_waits_for_one(
 ) -> None:
     notice = nobody_to_answer(app, imap_server, smtp_sink)
     imap_server.append(reply(notice, ANSWER))
-    imap_server.append(reply(notice, "#requester support@shop.example\n\n" + ANSWER,
-                             message_id="<r2@shop.example>"))
-    imap_server.append(reply(notice, "#requester Ann, ann@customer.example\n\n" + ANSWER,
-                             message_id="<r3@shop.example>"))
+    imap_server.append(
+        reply(
+            notice, "#requester support@shop.example\n\n" + ANSWER, message_id="<r2@shop.example>"
+        )
+    )
+    imap_server.append(
+        reply(
+            notice,
+            "#requester Ann, ann@customer.example\n\n" + ANSWER,
+            message_id="<r3@shop.example>",
+        )
+    )
     run_pass(app)
 
     complaints = [m for m in smtp_sink.wait_for(4) if ALICE in m.recipients]
@@ -228,8 +296,10 @@ def test_the_command_line_sets_a_requester_too(
     out = io.StringIO()
     reports.set_ticket_requester(app, 1000, Address("Ann", "ann@customer.example"), out)
     reports.set_ticket_requester(app, 1000, Address("Ann", "ann@customer.example"), out)
-    assert out.getvalue() == ("ticket #1000: requester Ann <ann@customer.example> (was: none)\n"
-                              "ticket #1000: requester Ann <ann@customer.example> (unchanged)\n")
+    assert out.getvalue() == (
+        "ticket #1000: requester Ann <ann@customer.example> (was: none)\n"
+        "ticket #1000: requester Ann <ann@customer.example> (unchanged)\n"
+    )
     with pytest.raises(MailbridgeError, match="one of our own addresses"):
         reports.set_ticket_requester(app, 1000, Address("", "support+x@shop.example"), out)
     [changed] = events(app, "requester_changed")
@@ -243,12 +313,16 @@ def test_a_domainless_mailer_daemon_bounce_is_never_answered(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
     """Its Reply-To and Return-Path name a third party: neither is taken as its sender."""
-    imap_server.append(raw_mail(
-        "From: Mail Delivery Subsystem <MAILER-DAEMON>", "Reply-To: <victim@customer.example>",
-        "Return-Path: <victim@customer.example>",
-        body="This is the mail system at host mx.customer.example.\r\n\r\nI'm sorry to have "
-             "to inform you that your message could not be delivered to one or more "
-             "recipients.\r\n"))
+    imap_server.append(
+        raw_mail(
+            "From: Mail Delivery Subsystem <MAILER-DAEMON>",
+            "Reply-To: <victim@customer.example>",
+            "Return-Path: <victim@customer.example>",
+            body="This is the mail system at host mx.customer.example.\r\n\r\nI'm sorry to have "
+            "to inform you that your message could not be delivered to one or more "
+            "recipients.\r\n",
+        )
+    )
     imap_server.append(raw_mail("From: Ben <ben@customer.example>"))  # in the same batch
     run_pass(app)
 

@@ -64,10 +64,23 @@ def stray(world: World, state: str, uid: int) -> None:
     """A stored message that made no ticket (ignored automated mail, or quarantined)."""
     raw = mail(subject=f"stray {state}")
     with world.session() as session:
-        session.add(InboundMessage(
-            mailbox="support", folder="INBOX", uidvalidity=1, uid=uid, message_id=None,
-            fingerprint=hashlib.sha256(raw).hexdigest(), raw=raw, size=len(raw),
-            received_at=START, arrived_at=START, backlog=False, state=state, attempts=5))
+        session.add(
+            InboundMessage(
+                mailbox="support",
+                folder="INBOX",
+                uidvalidity=1,
+                uid=uid,
+                message_id=None,
+                fingerprint=hashlib.sha256(raw).hexdigest(),
+                raw=raw,
+                size=len(raw),
+                received_at=START,
+                arrived_at=START,
+                backlog=False,
+                state=state,
+                attempts=5,
+            )
+        )
 
 
 def bytes_of(world: World, number: int) -> dict[str, int]:
@@ -75,15 +88,26 @@ def bytes_of(world: World, number: int) -> dict[str, int]:
         ticket_id = session.scalars(select(Ticket.id).where(Ticket.number == number)).one()
         articles = select(Article.id).where(Article.ticket_id == ticket_id)
         return {
-            "raw": session.scalar(select(func.sum(func.length(InboundMessage.raw)))
-                                  .where(InboundMessage.ticket_id == ticket_id)) or 0,
-            "outbox": session.scalar(select(func.sum(func.length(Outbox.raw)))
-                                     .where(Outbox.ticket_id == ticket_id)) or 0,
+            "raw": session.scalar(
+                select(func.sum(func.length(InboundMessage.raw))).where(
+                    InboundMessage.ticket_id == ticket_id
+                )
+            )
+            or 0,
+            "outbox": session.scalar(
+                select(func.sum(func.length(Outbox.raw))).where(Outbox.ticket_id == ticket_id)
+            )
+            or 0,
             "attachments": session.scalar(
-                select(func.count()).where(AttachmentRecord.article_id.in_(articles),
-                                           AttachmentRecord.data.is_not(None))) or 0,
-            "text": len(session.scalars(select(Article.text_body)
-                                        .where(Article.id.in_(articles))).first() or ""),
+                select(func.count()).where(
+                    AttachmentRecord.article_id.in_(articles), AttachmentRecord.data.is_not(None)
+                )
+            )
+            or 0,
+            "text": len(
+                session.scalars(select(Article.text_body).where(Article.id.in_(articles))).first()
+                or ""
+            ),
         }
 
 
@@ -110,18 +134,29 @@ def test_purge_removes_bytes_of_long_closed_tickets_and_keeps_the_record(
 
     done = purge(world.app)
     assert done == dry
-    assert bytes_of(world, 1000) == {"raw": 0, "outbox": 0, "attachments": 0,
-                                     "text": before[1000]["text"]}
+    assert bytes_of(world, 1000) == {
+        "raw": 0,
+        "outbox": 0,
+        "attachments": 0,
+        "text": before[1000]["text"],
+    }
     assert bytes_of(world, 1001) == before[1001] and bytes_of(world, 1002) == before[1002]
     with world.app.sessions() as session:
-        strays: dict[str, int] = dict(session.execute(
-            select(InboundMessage.state, func.length(InboundMessage.raw))
-            .where(InboundMessage.ticket_id.is_(None))).all())
+        strays: dict[str, int] = dict(
+            session.execute(
+                select(InboundMessage.state, func.length(InboundMessage.raw)).where(
+                    InboundMessage.ticket_id.is_(None)
+                )
+            ).all()
+        )
         attachment = session.scalars(select(AttachmentRecord).order_by(AttachmentRecord.id)).first()
     assert strays["ignored"] == 0 and strays["quarantined"] > 0, "quarantine waits for a person"
     assert attachment is not None
     assert (attachment.filename, attachment.size, attachment.storage) == (
-        "part.png", len(PHOTO), "purged")
+        "part.png",
+        len(PHOTO),
+        "purged",
+    )
     purged = world.events("purged")
     assert len(purged) == 1
     assert purged[0].data["raw"] == 1 and purged[0].data["attachments"] == 1
@@ -133,8 +168,7 @@ def test_purge_removes_bytes_of_long_closed_tickets_and_keeps_the_record(
 def test_the_policy_can_also_take_html_and_text_and_can_keep_sent_mail(
     worlds: Worlds,
 ) -> None:
-    world = worlds(retention={
-        "purge_after": "7d", "purge": ["raw", "html", "text"]})
+    world = worlds(retention={"purge_after": "7d", "purge": ["raw", "html", "text"]})
     world.receive(with_attachment("Ada <ada@c.example>", "Old and closed"))
     close(world, 1000, 0)
     world.at(8 * DAY)
@@ -142,7 +176,12 @@ def test_the_policy_can_also_take_html_and_text_and_can_keep_sent_mail(
     report = purge(world.app)
 
     assert (report.raw, report.html, report.text, report.attachments, report.outbox) == (
-        1, 1, 1, 0, 0)
+        1,
+        1,
+        1,
+        0,
+        0,
+    )
     left = bytes_of(world, 1000)
     assert left["raw"] == 0 and left["text"] == 0
     assert left["attachments"] == 1 and left["outbox"] > 0
@@ -150,8 +189,11 @@ def test_the_policy_can_also_take_html_and_text_and_can_keep_sent_mail(
         assert session.scalars(select(Article.html_body)).all() == [None]
         assert session.scalars(select(Ticket.subject)).all() == ["Old and closed"]
     assert world.events("purged")[0].data == {
-        "closed_before": (START + 8 * DAY - 7 * DAY).isoformat(), "raw": 1, "html": 1,
-        "text": 1}
+        "closed_before": (START + 8 * DAY - 7 * DAY).isoformat(),
+        "raw": 1,
+        "html": 1,
+        "text": 1,
+    }
 
 
 def test_without_purge_after_nothing_is_purged(worlds: Worlds) -> None:

@@ -26,8 +26,10 @@ ROME_OFFICE = {
     "closed": ["2026-12-24"],
     "hours": {day: ["09:00-13:00", "14:00-18:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
 }
-ITALIAN = ("Buongiorno,\nvi scrivo perché l'ordine numero 4471 non è ancora arrivato e il "
-           "corriere non risponde al telefono. Potete verificare per favore?\n\nGrazie, Giulia\n")
+ITALIAN = (
+    "Buongiorno,\nvi scrivo perché l'ordine numero 4471 non è ancora arrivato e il "
+    "corriere non risponde al telefono. Potete verificare per favore?\n\nGrazie, Giulia\n"
+)
 
 
 def staff_reply(world: World) -> None:
@@ -38,8 +40,12 @@ def staff_reply(world: World) -> None:
 def test_business_hours_deadline_and_the_promise_in_the_customers_language(
     tmp_path: Path, database_url: str
 ) -> None:
-    world = make_world(tmp_path, database_url, calendar=ROME_OFFICE,
-                       sla=[policy(resolution="40h", business_hours=True)])
+    world = make_world(
+        tmp_path,
+        database_url,
+        calendar=ROME_OFFICE,
+        sla=[policy(resolution="40h", business_hours=True)],
+    )
     try:
         world.receive(mail("Giulia <giulia@cliente.example>", "Ordine non arrivato", ITALIAN))
         world.advance(H)
@@ -60,8 +66,9 @@ def test_business_hours_deadline_and_the_promise_in_the_customers_language(
 
 
 def test_a_ticket_arriving_before_a_holiday_weekend(tmp_path: Path, database_url: str) -> None:
-    world = make_world(tmp_path, database_url, calendar=ROME_OFFICE,
-                       sla=[policy(first="2h", business_hours=True)])
+    world = make_world(
+        tmp_path, database_url, calendar=ROME_OFFICE, sla=[policy(first="2h", business_hours=True)]
+    )
     try:
         world.at(timedelta(days=30, hours=7))  # Wednesday 23 December, 17:00 in Rome
         world.receive(mail())
@@ -75,8 +82,9 @@ def test_waiting_on_the_customer_pauses_the_resolution_clock(
     tmp_path: Path, database_url: str
 ) -> None:
     levels = [{"deadline": "resolution", "at": "0"}]
-    world = make_world(tmp_path, database_url,
-                       sla=[policy(first="1h", resolution="10h", levels=levels)])
+    world = make_world(
+        tmp_path, database_url, sla=[policy(first="1h", resolution="10h", levels=levels)]
+    )
     try:
         world.receive(mail(message_id="<first@customer.example>"))
         assert world.ticket().next_escalation_at == START + 10 * H
@@ -88,8 +96,13 @@ def test_waiting_on_the_customer_pauses_the_resolution_clock(
         world.at(20 * H)  # long past the resolution deadline, but the clock is stopped
         assert world.sweep() == 0
 
-        world.receive(mail(subject="Re: Printer on fire", in_reply_to="<first@customer.example>",
-                           message_id="<second@customer.example>"))
+        world.receive(
+            mail(
+                subject="Re: Printer on fire",
+                in_reply_to="<first@customer.example>",
+                message_id="<second@customer.example>",
+            )
+        )
         ticket = world.ticket()
         assert (ticket.status, ticket.waiting_since) == ("open", None)
         assert ticket.resolution_paused_seconds == 18 * 3600
@@ -112,8 +125,12 @@ def test_waiting_on_the_customer_pauses_the_resolution_clock(
 def test_waiting_on_business_hours_pauses_only_business_time(
     tmp_path: Path, database_url: str
 ) -> None:
-    world = make_world(tmp_path, database_url, calendar=ROME_OFFICE,
-                       sla=[policy(first="1h", resolution="16h", business_hours=True)])
+    world = make_world(
+        tmp_path,
+        database_url,
+        calendar=ROME_OFFICE,
+        sla=[policy(first="1h", resolution="16h", business_hours=True)],
+    )
     try:
         world.receive(mail(message_id="<first@customer.example>"))
         assert world.ticket().resolution_due_at == START + 48 * H  # Wednesday 10:00 Rome
@@ -143,11 +160,19 @@ def test_a_chaser_is_recorded_raises_the_priority_and_brings_the_deadline_closer
         world.receive(mail(message_id="<first@customer.example>"))
         assert world.ticket().sla_policy == "standard"
         world.at(H)
-        world.receive(mail(subject="Re: Printer on fire", body="Anyone there?",
-                           in_reply_to="<first@customer.example>"))
+        world.receive(
+            mail(
+                subject="Re: Printer on fire",
+                body="Anyone there?",
+                in_reply_to="<first@customer.example>",
+            )
+        )
         ticket = world.ticket()
         assert [e.type for e in world.events("chaser", "priority_raised", "sla_recomputed")] == [
-            "chaser", "priority_raised", "sla_recomputed"]
+            "chaser",
+            "priority_raised",
+            "sla_recomputed",
+        ]
         # the high-priority policy applies now: 2 h from the start, earlier than 8 h
         assert (ticket.priority, ticket.sla_policy) == ("high", "fast")
         assert ticket.first_response_due_at == START + 2 * H
@@ -159,8 +184,7 @@ def test_a_chaser_is_recorded_raises_the_priority_and_brings_the_deadline_closer
 
 
 def test_shorten_to_caps_the_pending_deadline(tmp_path: Path, database_url: str) -> None:
-    world = make_world(tmp_path, database_url,
-                       sla=[policy(chaser={"shorten_to": "90m"})])
+    world = make_world(tmp_path, database_url, sla=[policy(chaser={"shorten_to": "90m"})])
     try:
         world.receive(mail(message_id="<first@customer.example>"))
         world.at(H)
@@ -215,8 +239,9 @@ def test_overdue_and_due_within_listings(tmp_path: Path, database_url: str) -> N
         world.receive(mail(subject="Newest"))
         staff_reply_to = world.ticket(1001)
         with world.session() as session:
-            on_staff_reply(session, world.app, session.get_one(Ticket, staff_reply_to.id),
-                           world.now)
+            on_staff_reply(
+                session, world.app, session.get_one(Ticket, staff_reply_to.id), world.now
+            )
 
         def listed(**filters: object) -> list[str]:
             out = io.StringIO()

@@ -61,8 +61,7 @@ def test_warning_level_1_and_level_2_fire_once_each_and_in_order(world: World) -
     ticket = world.ticket()
     assert (ticket.escalation_level, ticket.priority) == (2, "urgent")
     assert ticket.next_escalation_at is None
-    assert world.fired() == [("first_response", -1), ("first_response", 1),
-                             ("first_response", 2)]
+    assert world.fired() == [("first_response", -1), ("first_response", 1), ("first_response", 2)]
     notices = [row for row in world.mails() if row.kind in ("sla_warning", "escalation")]
     assert [(row.kind, row.envelope_to) for row in notices] == [
         ("sla_warning", ["team@shop.example"]),
@@ -77,7 +76,10 @@ def test_warning_level_1_and_level_2_fire_once_each_and_in_order(world: World) -
     assert "now 4 hours late" in level2_text and "Priority:  urgent" in level2_text
     events = world.events("sla_warning", "escalated")
     assert [(e.type, e.data["level"], e.at - START) for e in events] == [
-        ("sla_warning", -1, 7 * H), ("escalated", 1, 8 * H), ("escalated", 2, 12 * H)]
+        ("sla_warning", -1, 7 * H),
+        ("escalated", 1, 8 * H),
+        ("escalated", 2, 12 * H),
+    ]
     assert events[2].data["priority_from"] == "high"
     assert events[2].data["priority_to"] == "urgent"
     assert events[2].data["notified"] == "manager@shop.example"
@@ -101,8 +103,7 @@ def test_a_staff_reply_before_the_deadline_prevents_escalation(world: World) -> 
     assert world.sweep() == 1  # the warning
     world.at(7 * H + 30 * timedelta(minutes=1))
     with world.session() as session:
-        on_staff_reply(session, world.app, session.get_one(Ticket, world.ticket().id),
-                       world.now)
+        on_staff_reply(session, world.app, session.get_one(Ticket, world.ticket().id), world.now)
     ticket = world.ticket()
     assert ticket.first_responded_at == world.now
     assert (ticket.status, ticket.waiting_since) == ("waiting", world.now)
@@ -121,8 +122,7 @@ def test_a_late_staff_reply_stops_the_levels_still_to_come(world: World) -> None
     world.at(9 * H)
     assert world.sweep() == 1  # level 1 (the warning is moot by now)
     with world.session() as session:
-        on_staff_reply(session, world.app, session.get_one(Ticket, world.ticket().id),
-                       world.now)
+        on_staff_reply(session, world.app, session.get_one(Ticket, world.ticket().id), world.now)
     world.at(20 * H)
     assert world.sweep() == 0
     assert world.fired() == [("first_response", 1)]
@@ -137,8 +137,7 @@ def test_a_step_fired_elsewhere_is_not_fired_again(world: World) -> None:
     assert world.sweep() == 1  # level 1; the warning was moot
     with world.session() as session:
         ticket = session.get_one(Ticket, world.ticket().id)
-        assert escalate._sweep_ticket(session, world.app, ticket, set(), "",
-                                      world.now) == 0
+        assert escalate._sweep_ticket(session, world.app, ticket, set(), "", world.now) == 0
     assert world.fired() == [("first_response", 1)]
     assert len(world.mails("escalation")) == 1
     assert [e.data["level"] for e in world.events("escalated")] == [1]
@@ -190,11 +189,19 @@ def test_a_ticket_that_cannot_be_swept_waits_without_holding_up_the_others(
     templates = tmp_path / "templates" / "en"
     shutil.copytree(default_templates_dir(), templates.parent)
     escalation = templates / "escalation.txt.j2"
-    escalation.write_text(escalation.read_text().replace(
-        "{{ ticket_tag }}", "{{ ticket_tag }}{% if ticket_number == 1000 %}{{ 1 // 0 }}{% endif %}",
-        1))
-    world = make_world(tmp_path, database_url, templates={"dir": str(templates.parent)},
-                       sla=[policy(levels=THREE_STEPS)])
+    escalation.write_text(
+        escalation.read_text().replace(
+            "{{ ticket_tag }}",
+            "{{ ticket_tag }}{% if ticket_number == 1000 %}{{ 1 // 0 }}{% endif %}",
+            1,
+        )
+    )
+    world = make_world(
+        tmp_path,
+        database_url,
+        templates={"dir": str(templates.parent)},
+        sla=[policy(levels=THREE_STEPS)],
+    )
     try:
         world.receive(mail(subject="Late"))
         world.at(7 * H + timedelta(minutes=30))
@@ -250,18 +257,26 @@ def test_concurrent_sweeps_fire_each_escalation_once(
         for offset in (0 * H, 1 * H, 5 * H)[:rounds]:
             first.at(offset)
             barrier = threading.Barrier(2)
-            threads = [threading.Thread(target=run, args=(app, barrier, fired))
-                       for app in (first.app, second_app)]
+            threads = [
+                threading.Thread(target=run, args=(app, barrier, fired))
+                for app in (first.app, second_app)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join(60)
         with first.app.sessions() as session:
             rows = session.scalar(select(func.count()).select_from(Escalation))
-            mails = session.scalar(select(func.count()).select_from(Outbox)
-                                   .where(Outbox.kind.in_(("sla_warning", "escalation"))))
-            pending = session.scalar(select(func.count()).select_from(Ticket)
-                                     .where(Ticket.next_escalation_at.is_not(None)))
+            mails = session.scalar(
+                select(func.count())
+                .select_from(Outbox)
+                .where(Outbox.kind.in_(("sla_warning", "escalation")))
+            )
+            pending = session.scalar(
+                select(func.count())
+                .select_from(Ticket)
+                .where(Ticket.next_escalation_at.is_not(None))
+            )
         assert sum(fired) == rows == mails == 3 * count
         assert pending == 0
     finally:
