@@ -7,7 +7,7 @@
         ├── TransientError   try again later (4xx, connection lost, timeout)
         └── PermanentError   retrying will not help (5xx, authentication refused)
 
-Adapters decide once whether a failure is transient or permanent; jobs act on the class.
+Adapters decide once whether a failure is transient or permanent; callers act on the class.
 An error that is stored or shown (a message's last error, /healthz, status, the log) is
 written by `describe_error`: the full text of some errors repeats the mail they failed on.
 """

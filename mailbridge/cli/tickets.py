@@ -1,6 +1,7 @@
 """What the read-only commands print: tickets, outbox rows, template checks and previews.
 
-The JSON shapes are a contract (DESIGN.md); the tables are for people.
+The JSON shapes are a contract (docs/architecture.md, "The command line"); the tables are
+for people.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ def _attachment(attachment: Attachment) -> dict[str, Any]:
 
 
 def parsed_to_json(msg: ParsedMessage, verdict: Verdict) -> dict[str, Any]:
-    """A JSON-ready dict with the keys DESIGN.md promises for `mailbridge parse`."""
+    """A JSON-ready dict with the keys `mailbridge parse` promises (docs/architecture.md,
+    "The command line")."""
     return {
         "message_id": msg.message_id,
         "from": _address(msg.from_) if msg.from_ else None,

@@ -1,10 +1,10 @@
 """Staff: who may speak for the helpdesk, and what they asked for. Pure functions.
 
 A message counts as from staff only when its sender is a configured staff address or domain
-AND one proof holds (invariant 8): a reply token that names this sender as one of its users,
-or an `Authentication-Results` header from the trusted MTA with a DKIM signature aligned
-with the From domain or a DMARC pass for it (core.authres). Anything less is customer
-mail, whatever its From says.
+AND one proof holds (docs/architecture.md, invariant 8): a reply token that names this
+sender as one of its users, or an `Authentication-Results` header from the trusted MTA with
+a DKIM signature aligned with the From domain or a DMARC pass for it (core.authres).
+Anything less is customer mail, whatever its From says.
 
 A reply token rides in the plus part of the support address a staff notification gives as
 its Reply-To: `support+t1042-kq3f0-<mac>@example.com`. The MAC binds the ticket number,

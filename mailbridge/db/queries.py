@@ -1,4 +1,4 @@
-"""Named queries. No policy here: each answers one question the jobs ask.
+"""Named queries. No policy here: each answers one question the pipeline asks.
 
 The look-ups made for every processed message are built once, here, with bound
 parameters: building and caching a statement costs more than running it. The rows written

@@ -1,4 +1,5 @@
-"""Who wrote a message, as far as the message can prove it (invariant 8).
+"""Who wrote a message, as far as the message can prove it (docs/architecture.md,
+invariant 8).
 
 Staff: a staff address with a reply token that names it, or with the trusted MTA's
 DKIM/DMARC result for its domain. A token presented by anyone it does not name, or past its

@@ -3,8 +3,9 @@ and never alive after the daemon that started it.
 
 Python cannot stop a thread stuck in C code, so a parse that must be stoppable runs in a
 process of its own. Workers are forked by multiprocessing's forkserver, which imports the
-parser and loads the language model once (`jobs.worker_preload`): a fresh worker costs a
-fork, a few milliseconds, so one killed for its budget is replaced before the next message.
+parser and loads the language model once (`inbound/worker_preload.py`): a fresh worker
+costs a fork, a few milliseconds, so one killed for its budget is replaced before the next
+message.
 
 A worker dies with the daemon, however the daemon ends. Its parent is the forkserver, which
 exits once no process holds its "alive" pipe; the worker closes its own copy of that pipe,

@@ -1,10 +1,10 @@
 """Parse and classify stored messages, each within a budget of time and memory.
 
 parse_message and classify are pure: bytes and configuration in, plain data out. They run in
-a worker process (jobs.parse_worker), one message at a time, so that a message that would
-keep them busy for minutes, or fill memory, can be stopped: past `Budget.seconds` the worker
-is killed, the message gets OverBudget (quarantined at once: another try would cost the
-same) and a fresh worker, a fork of a preloaded server, takes the next one. While this
+a worker process (inbound/parse_worker.py), one message at a time, so that a message that
+would keep them busy for minutes, or fill memory, can be stopped: past `Budget.seconds` the
+worker is killed, the message gets OverBudget (quarantined at once: another try would cost
+the same) and a fresh worker, a fork of a preloaded server, takes the next one. While this
 process writes one message's ticket, the worker already prepares the next planned one.
 
 Whichever process prepares a message, the caller gets what preparing it here would give:

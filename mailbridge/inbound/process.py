@@ -3,11 +3,11 @@
 A claimed batch shares one transaction (one commit instead of one per message); each
 message runs in its own savepoint, so a failing message undoes only its own work. A message
 whose processing raises is retried a bounded number of times, then quarantined with its
-reason; it never blocks the messages behind it (invariant 4). Attempts are counted and
-committed before work starts, so even a message that kills the process is eventually set
-aside. Parsing and classifying run in a worker process under a budget (jobs.prepare): a
-message over it is quarantined at once, and the worker prepares the next message while this
-process writes the one before.
+reason; it never blocks the messages behind it (docs/architecture.md, invariant 4).
+Attempts are counted and committed before work starts, so even a message that kills the
+process is eventually set aside. Parsing and classifying run in a worker process under a
+budget (inbound/prepare.py): a message over it is quarantined at once, and the worker
+prepares the next message while this process writes the one before.
 
 Processing is serialized, across instances too: on SQLite by `BEGIN IMMEDIATE`, on
 PostgreSQL by a transaction-level advisory lock taken before the batch is claimed and held

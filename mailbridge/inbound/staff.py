@@ -2,10 +2,11 @@
 
 Relay mode: every new ticket and customer follow-up sends a `staff_notification` to the
 assignee or the team address, carrying the customer's text and attachments and a Reply-To
-with the ticket's reply token. A proven staff member's answer to it (invariant 8) has its
-quote and signature removed, its `#commands` applied, and its text relayed to the customer
-from the support address through the `staff_reply` template, threaded into the customer's
-conversation. The customer never sees a staff address, an internal note or a token.
+with the ticket's reply token. A proven staff member's answer to it (docs/architecture.md,
+invariant 8) has its quote and signature removed, its `#commands` applied, and its text
+relayed to the customer from the support address through the `staff_reply` template,
+threaded into the customer's conversation. The customer never sees a staff address, an
+internal note or a token.
 
 Runs inside the caller's transaction, like the rest of apply.
 """

@@ -116,7 +116,7 @@ def test_shipped_minimal_acknowledgement_carries_nothing_of_the_mail(
 def test_shipped_templates_render_with_sparse_values(
     shipped: TemplateSet, name: str, language: str
 ) -> None:
-    # What the jobs pass when a value is not known: empty strings, no links.
+    # What the callers pass when a value is not known: empty strings, no links.
     context = dict(
         SAMPLE_CONTEXT,
         requester_name="",

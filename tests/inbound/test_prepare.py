@@ -1,6 +1,6 @@
-"""Parsing in a worker process (jobs.prepare): the same outcomes as parsing here; a message
-that kills the worker is named, retried and quarantined; one that overruns its budget of
-time or memory is stopped and quarantined at once; the others are not held back."""
+"""Parsing in a worker process (inbound/prepare.py): the same outcomes as parsing here; a
+message that kills the worker is named, retried and quarantined; one that overruns its
+budget of time or memory is stopped and quarantined at once; the others are not held back."""
 
 from __future__ import annotations
 

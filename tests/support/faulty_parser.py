@@ -1,4 +1,4 @@
-"""A prepare function that fails on purpose, for tests of the parse worker (jobs.prepare).
+"""A prepare function that fails on purpose, for tests of the parse worker (inbound/prepare.py).
 
 Workers import it by name to run it, so it imports nothing the worker has not loaded already:
 a fresh worker can call it at once.
