@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 import aiosmtplib
 
@@ -32,7 +32,14 @@ from mailbridge.core.oauth import (
 )
 from mailbridge.errors import DeliveryError, PermanentError, TransientError
 
-__all__ = ["Delivery", "PartialDeliveryError", "SmtpConnection", "SmtpSettings", "send_message"]
+__all__ = [
+    "Delivery",
+    "PartialDeliveryError",
+    "Refusal",
+    "SmtpConnection",
+    "SmtpSettings",
+    "send_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +65,20 @@ class SmtpSettings:
             raise ValueError(f"security must be one of {SECURITY_MODES}, not {self.security!r}")
 
 
+class Refusal(NamedTuple):
+    """The server's answer to a recipient it refused."""
+
+    code: int  # 4xx: for now, 5xx: for good
+    text: str
+
+
 @dataclass(frozen=True)
 class Delivery:
     """What the server did with one message, recipient by recipient."""
 
     recipients: tuple[str, ...]
     reply: str  # the server's answer to the data; "" when it refused every recipient
-    refused: Mapping[str, tuple[int, str]]  # recipient -> (code, the server's text)
+    refused: Mapping[str, Refusal]  # by recipient
 
     @property
     def accepted(self) -> tuple[str, ...]:
@@ -78,7 +92,7 @@ class PartialDeliveryError(PermanentError):
     """
 
     def __init__(
-        self, message: str, *, code: int | None, reply: str, refused: dict[str, tuple[int, str]]
+        self, message: str, *, code: int | None, reply: str, refused: dict[str, Refusal]
     ) -> None:
         super().__init__(message, code=code)
         self.reply = reply
@@ -214,9 +228,9 @@ class SmtpConnection:
                 )
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 # aiosmtplib has reset the envelope: the session stays usable.
-                every = {r.recipient: (r.code, r.message) for r in exc.recipients}
+                every = {r.recipient: Refusal(r.code, r.message) for r in exc.recipients}
                 return Delivery(tuple(recipients), "", every)
-        details = {address: (r.code, r.message) for address, r in refused.items()}
+        details = {address: Refusal(r.code, r.message) for address, r in refused.items()}
         return Delivery(tuple(recipients), reply, details)
 
     async def _mail_options(

@@ -21,6 +21,7 @@ from mailbridge.config import Config, config_path, load_config
 from mailbridge.core.message import Address
 from mailbridge.core.sla import parse_duration
 from mailbridge.core.staff import requester_address, tag_name
+from mailbridge.core.states import OutboxState
 from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
 from mailbridge.logs import config_secrets, hide_secrets, setup_logging
 
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", help="outgoing mail")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
     outbox_list = outbox_commands.add_parser("list", help="list outbox rows")
-    outbox_list.add_argument("--state", choices=("pending", "sent", "failed", "bounced"))
+    outbox_list.add_argument("--state", choices=[state.value for state in OutboxState])
     outbox_list.add_argument("--json", action="store_true", help="print a JSON array")
     outbox_retry = outbox_commands.add_parser("retry", help="queue a failed row again")
     outbox_retry.add_argument("id", type=int)

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from mailbridge.app import App
 from mailbridge.cli.tickets import iso, open_app, table
+from mailbridge.core.states import InboundState
 from mailbridge.db.models import InboundMessage
 from mailbridge.errors import MailbridgeError, one_line
 
@@ -45,7 +46,7 @@ def list_quarantined(app: App, as_json: bool, out: TextIO) -> int:
     with app.sessions() as session:
         rows = session.scalars(
             select(InboundMessage)
-            .where(InboundMessage.state == "quarantined")
+            .where(InboundMessage.state == InboundState.QUARANTINED)
             .order_by(InboundMessage.id)
         ).all()
         summaries = [_summary(row) for row in rows]
@@ -90,10 +91,10 @@ def retry_quarantined(app: App, ids: Sequence[int], every: bool, out: TextIO) ->
     if not ids and not every:
         raise MailbridgeError("name the message ids to retry, or --all")
     with app.transaction() as session:
-        query = update(InboundMessage).where(InboundMessage.state == "quarantined")
+        query = update(InboundMessage).where(InboundMessage.state == InboundState.QUARANTINED)
         if not every:
             query = query.where(InboundMessage.id.in_(ids))
-        result = session.execute(query.values(state="new", attempts=0, last_error=None))
+        result = session.execute(query.values(state=InboundState.NEW, attempts=0, last_error=None))
         count = int(getattr(result, "rowcount", 0) or 0)
     if not every and count != len(set(ids)):
         out.write(f"{count} of {len(set(ids))} message(s) were quarantined and are queued again\n")

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from mailbridge.app import App
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.ownership import holder
+from mailbridge.core.states import InboundState, OutboxState
 from mailbridge.errors import describe_error
 from mailbridge.inbound.leases import Ownership, ownership
 from mailbridge.oauth.tokens import SignInRequired, TokenStore, sign_ins
@@ -49,13 +50,13 @@ def status_document(app: App) -> dict[str, Any]:
         "database": make_url(app.config.database_url).render_as_string(hide_password=True),
         "mailboxes": mailboxes,
         "inbound": {
-            "waiting": data.inbound_by_state.get("new", 0),
+            "waiting": data.inbound_by_state.get(InboundState.NEW, 0),
             "quarantined": data.quarantined,
         },
         "outbox": {
-            "pending": data.outbox_by_state.get("pending", 0),
-            "failed": data.outbox_by_state.get("failed", 0),
-            "sent": data.outbox_by_state.get("sent", 0),
+            "pending": data.outbox_by_state.get(OutboxState.PENDING, 0),
+            "failed": data.outbox_by_state.get(OutboxState.FAILED, 0),
+            "sent": data.outbox_by_state.get(OutboxState.SENT, 0),
             "oldest_pending_at": local(data.oldest_pending_outbox_at),
         },
         "tickets": {
@@ -176,7 +177,7 @@ def _daemon(app: App) -> dict[str, Any]:
 
 def _attention(data: Snapshot, daemon: dict[str, Any]) -> list[str]:
     notes = []
-    failed = data.outbox_by_state.get("failed", 0)
+    failed = data.outbox_by_state.get(OutboxState.FAILED, 0)
     if failed:
         notes.append(f"{failed} outgoing mail(s) failed: mailbridge outbox list --state failed")
     if data.quarantined:

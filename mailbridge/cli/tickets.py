@@ -20,10 +20,10 @@ from mailbridge.config import Config
 from mailbridge.core.clip import clip_context
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.message import Address
+from mailbridge.core.states import CLOSED_STATUSES
 from mailbridge.db import queries
 from mailbridge.db.models import Base, Outbox, Ticket, TicketTag
 from mailbridge.errors import MailbridgeError, TemplateError, one_line
-from mailbridge.tickets.deadlines import CLOSED as CLOSED_STATUSES
 from mailbridge.tickets.deadlines import open_deadlines
 from mailbridge.tickets.requester import missing_requester, set_requester, unusable_requester
 

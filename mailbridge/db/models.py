@@ -7,7 +7,7 @@ deadline is computed or shown.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import (
     BigInteger,
@@ -27,9 +27,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from mailbridge.core.states import (
+    AuthorKind,
+    InboundState,
+    MailKind,
+    OutboxState,
+    RecipientState,
+    TicketStatus,
+)
 from mailbridge.db.types import (
     ClippedString,
     DigestString,
+    StateString,
     StorableJSON,
     StorableText,
     bound_in_memory,
@@ -112,8 +121,9 @@ class InboundMessage(Base):
     arrived_at: Mapped[datetime | None]  # the server's INTERNALDATE: when it reached the mailbox
     # Found already waiting at the first connection to the mailbox.
     backlog: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # new | processed | ignored | quarantined
-    state: Mapped[str] = mapped_column(String(16), default="new")
+    state: Mapped[InboundState] = mapped_column(
+        StateString(InboundState, 16), default=InboundState.NEW
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(StorableText())
     processed_at: Mapped[datetime | None]
@@ -131,7 +141,9 @@ class Ticket(Base):
     mailbox: Mapped[str] = mapped_column(String(64))
     queue: Mapped[str] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16), default="normal")
-    status: Mapped[str] = mapped_column(String(16), default="new")
+    status: Mapped[TicketStatus] = mapped_column(
+        StateString(TicketStatus, 16), default=TicketStatus.NEW
+    )
     language: Mapped[str | None] = mapped_column(String(8))
     assignee: Mapped[str | None] = mapped_column(DigestString(320))
     sla_policy: Mapped[str] = mapped_column(String(64))
@@ -176,7 +188,7 @@ class Article(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
     direction: Mapped[str] = mapped_column(String(3))  # in | out
-    author_kind: Mapped[str] = mapped_column(String(16))  # customer | staff | system | unverified
+    author_kind: Mapped[AuthorKind] = mapped_column(StateString(AuthorKind, 16))
     kind: Mapped[str] = mapped_column(String(16), default="customer")  # classify's verdict
     from_name: Mapped[str] = mapped_column(ClippedString(255), default="")
     from_address: Mapped[str] = mapped_column(DigestString(320), default="")
@@ -212,6 +224,15 @@ class AttachmentRecord(Base):
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
+class RecipientResult(TypedDict):
+    """What became of one envelope recipient of an outbox row, as stored in its JSON."""
+
+    address: str
+    state: RecipientState
+    code: int | None  # the SMTP reply code of a refusal; None when accepted or not tried
+    reply: str  # the server's answer (or why retrying stopped); "" before any
+
+
 class Outbox(Base):
     """Every mail mailbridge sends, written in the transaction that causes it."""
 
@@ -221,21 +242,21 @@ class Outbox(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"))
-    kind: Mapped[str] = mapped_column(String(16))  # ack | reply | notification | escalation
+    kind: Mapped[MailKind] = mapped_column(String(16))
     envelope_from: Mapped[str] = mapped_column(String(320))
     envelope_to: Mapped[list[str]] = mapped_column(StorableJSON)
     message_id: Mapped[str] = mapped_column(DigestString(998), unique=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    # pending | sent | failed | bounced (accepted, then reported undeliverable)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[OutboxState] = mapped_column(
+        StateString(OutboxState, 16), default=OutboxState.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(StorableText())
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-    # What became of each envelope recipient: [{"address", "state" (pending | accepted |
-    # refused | bounced), "code", "reply"}]; NULL until the first attempt.
-    recipients: Mapped[list[dict[str, Any]] | None] = mapped_column(StorableJSON)
+    # What became of each envelope recipient; NULL until the first attempt.
+    recipients: Mapped[list[RecipientResult] | None] = mapped_column(StorableJSON)
 
 
 class Acknowledgement(Base):

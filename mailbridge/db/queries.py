@@ -41,6 +41,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
 
+from mailbridge.core.states import CLOSED_STATUSES, AuthorKind
 from mailbridge.db.models import (
     Acknowledgement,
     Article,
@@ -68,7 +69,7 @@ _TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
 _PARTICIPANTS = select(Article.from_address).where(
     Article.ticket_id == bindparam("ticket_id"),
     Article.direction == "in",
-    Article.author_kind != "unverified",
+    Article.author_kind != AuthorKind.UNVERIFIED,
 )
 
 
@@ -385,7 +386,7 @@ def ticket_articles(session: Session, ticket_id: int) -> Sequence[Article]:
 def open_tickets_of(session: Session, address: str) -> int:
     """How many tickets of this requester are not resolved or closed."""
     query = select(func.count(Ticket.id)).where(
-        Ticket.requester_address == address, Ticket.status.not_in(("resolved", "closed"))
+        Ticket.requester_address == address, Ticket.status.not_in(CLOSED_STATUSES)
     )
     return _flushed(session).scalar(query) or 0
 
@@ -398,7 +399,7 @@ def customer_mails_since_staff_reply(session: Session, ticket_id: int) -> int:
         .where(
             Article.ticket_id == ticket_id,
             Article.direction == "out",
-            Article.author_kind == "staff",
+            Article.author_kind == AuthorKind.STAFF,
             Article.internal.is_(False),
         )
         .scalar_subquery()
@@ -406,7 +407,7 @@ def customer_mails_since_staff_reply(session: Session, ticket_id: int) -> int:
     query = select(func.count(Article.id)).where(
         Article.ticket_id == ticket_id,
         Article.direction == "in",
-        Article.author_kind == "customer",
+        Article.author_kind == AuthorKind.CUSTOMER,
         Article.id > last_reply,
     )
     return _flushed(session).scalar(query) or 0

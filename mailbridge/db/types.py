@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Dialect, String, Text, event
 from sqlalchemy.orm import DeclarativeBase
@@ -24,6 +25,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "ClippedString",
     "DigestString",
+    "StateString",
     "StorableJSON",
     "StorableText",
     "bound_in_memory",
@@ -37,6 +39,8 @@ ELLIPSIS = "…"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _DIGEST_MARK = "~"  # between what is kept of a long identifier and the digest of all of it
 _DIGEST_CHARS = len(_DIGEST_MARK) + 64
+
+_State = TypeVar("_State", bound=StrEnum)
 
 
 def storable(value: str) -> str:
@@ -166,6 +170,25 @@ class StorableJSON(TypeDecorator[Any], _Bounded):
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         return self.bound(value)
+
+
+class StateString(TypeDecorator[_State]):
+    """A state (one of the StrEnums of core.states) in a VARCHAR(length), read back as its
+    member. Written and compared as the plain value, so a look-up by a value no member
+    has finds nothing instead of failing."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, states: type[_State], length: int) -> None:
+        super().__init__(length)
+        self.states = states
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> _State | None:
+        return None if value is None else self.states(value)
 
 
 def bound_in_memory(base: type[DeclarativeBase]) -> None:

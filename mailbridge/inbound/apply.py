@@ -15,6 +15,7 @@ from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, 
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.parse import normalize_subject
 from mailbridge.core.rules import Actions
+from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
 from mailbridge.inbound import bounces, identity, routing, staff
@@ -26,7 +27,7 @@ from mailbridge.tickets.requester import STORED_NAME
 
 __all__ = ["Outcome", "apply_message"]
 
-REOPEN_STATUSES = frozenset({"resolved", "closed"})
+REOPEN_STATUSES = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
 
 
 def apply_message(
@@ -55,7 +56,9 @@ def apply_message(
         claim = None  # proven staff writing afresh: a ticket like anyone's
     decision = _thread(session, app, parsed)
     if verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None):
-        return Outcome("ignored", "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}")
+        return Outcome(
+            InboundState.IGNORED, "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}"
+        )
     previous: Ticket | None = None
     if decision.ticket_id is not None:
         ticket = session.get_one(Ticket, decision.ticket_id)
@@ -88,7 +91,7 @@ def apply_message(
     )
     _tell_staff(session, app, ticket, article, parsed, verdict, claim, "new", now)
     inbound.ticket_id = ticket.id  # written with the message's state, in one UPDATE
-    return Outcome("processed", "created", ticket.number, acknowledged)
+    return Outcome(InboundState.PROCESSED, "created", ticket.number, acknowledged)
 
 
 def _add_followup(
@@ -129,11 +132,14 @@ def _add_followup(
             session, app, ticket, article, parsed, "unverified", now, warning=unverified
         )
         return Outcome(
-            "processed", "followup", ticket.number, reason=f"unverified sender: {unverified}"
+            InboundState.PROCESSED,
+            "followup",
+            ticket.number,
+            reason=f"unverified sender: {unverified}",
         )
     _follow_up(session, app, ticket, article, parsed, verdict, decision, now)
     _tell_staff(session, app, ticket, article, parsed, verdict, claim, "followup", now)
-    return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
+    return Outcome(InboundState.PROCESSED, "followup", ticket.number, reason=decision.via or "")
 
 
 def _tell_staff(
@@ -179,7 +185,7 @@ def _record_second_delivery(
         first_delivery_id=twin.id,
     )
     return Outcome(
-        "processed",
+        InboundState.PROCESSED,
         "duplicate",
         ticket.number,
         reason=f"already delivered to mailbox {twin.mailbox}",
@@ -248,7 +254,7 @@ def _open_ticket(
         mailbox=mailbox.name,
         queue=queue,
         priority=priority,
-        status="new",
+        status=TicketStatus.NEW,
         language=_language(app, parsed, routed.ack_template),
         sla_policy=policy.name,
         created_at=now,
@@ -298,11 +304,11 @@ def _add_article(
     """The mail as an article; one from an `unverified` sender is marked so, and its author
     does not become one of the ticket's people (queries.participants)."""
     sender = parsed.from_ or Address("", "")
-    author_kind = "customer" if verdict.kind == "customer" else "system"
+    author_kind = AuthorKind.CUSTOMER if verdict.kind == "customer" else AuthorKind.SYSTEM
     article = Article(
         ticket_id=ticket.id,
         direction="in",
-        author_kind="unverified" if unverified else author_kind,
+        author_kind=AuthorKind.UNVERIFIED if unverified else author_kind,
         kind=verdict.kind,
         from_name=clip_text(sender.name, STORED_NAME),
         from_address=sender.address,

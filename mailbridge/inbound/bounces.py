@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,7 +25,15 @@ from mailbridge.core.bounce import (
     return_path_valid,
 )
 from mailbridge.core.message import ParsedMessage, Verdict
-from mailbridge.db.models import AddressState, Event, InboundMessage, Outbox, Ticket
+from mailbridge.core.states import InboundState, OutboxState, RecipientState
+from mailbridge.db.models import (
+    AddressState,
+    Event,
+    InboundMessage,
+    Outbox,
+    RecipientResult,
+    Ticket,
+)
 from mailbridge.tickets.events import Outcome
 
 log = logging.getLogger(__name__)
@@ -36,7 +43,7 @@ logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
 
 # Where the address a mail was delivered to shows, besides To and Cc.
 _ENVELOPE_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
-_FINAL_STATES = frozenset({"sent", "failed"})
+_FINAL_STATES = frozenset({OutboxState.SENT, OutboxState.FAILED})
 
 
 def envelope_sender(app: App, row: Outbox) -> str:
@@ -110,7 +117,7 @@ def handle_bounce(
         inbound.ticket_id = ticket.id
     summary = ", ".join(f"{a} {r.action} {r.status}".rstrip() for a, r in pairs) or "no recipient"
     return Outcome(
-        "processed",
+        InboundState.PROCESSED,
         "bounce",
         ticket.number if ticket else None,
         reason=f"report on outbox {row.id} ({matched_by}): {summary}",
@@ -204,20 +211,21 @@ def _recipients_of(row: Outbox, report: BounceReport) -> Iterator[tuple[str, Bou
 
 def _mark_row(row: Outbox, bounced: list[tuple[str, BouncedRecipient]]) -> None:
     by_address = dict(bounced)
-    results: list[dict[str, Any]] = [dict(e) for e in row.recipients or []] or [
-        {"address": a, "state": "accepted", "code": None, "reply": ""} for a in row.envelope_to
+    results = [entry.copy() for entry in row.recipients or []] or [
+        RecipientResult(address=a, state=RecipientState.ACCEPTED, code=None, reply="")
+        for a in row.envelope_to
     ]
     for entry in results:
         recipient = by_address.get(entry["address"].lower())
         if recipient is not None:
-            entry.update(
-                state="bounced",
-                code=None,
-                reply=f"{recipient.status} {recipient.diagnostic}".strip(),
+            entry["state"] = RecipientState.BOUNCED
+            entry["code"], entry["reply"] = (
+                None,
+                f"{recipient.status} {recipient.diagnostic}".strip(),
             )
     row.recipients = results
     if row.state in _FINAL_STATES:
-        row.state = "bounced"
+        row.state = OutboxState.BOUNCED
 
 
 def _describe(address: str, recipient: BouncedRecipient) -> dict[str, object]:

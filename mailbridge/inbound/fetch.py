@@ -24,6 +24,7 @@ from mailbridge.adapters.imap import FetchedMessage, ImapMailbox
 from mailbridge.app import App
 from mailbridge.config import MailboxConfig
 from mailbridge.core.parse import message_fingerprint
+from mailbridge.core.states import InboundState
 from mailbridge.db.models import InboundMessage, MailboxState
 from mailbridge.db.outage import database_outage
 from mailbridge.errors import describe_error
@@ -131,7 +132,7 @@ def store_raw(
                 received_at=now,
                 arrived_at=fetched.internal_date,
                 backlog=backlog,
-                state="new",
+                state=InboundState.NEW,
                 attempts=0,
             )
         )

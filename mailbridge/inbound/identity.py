@@ -35,6 +35,7 @@ from mailbridge.core.staff import (
     is_staff_address,
     reply_address,
 )
+from mailbridge.core.states import InboundState
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
 from mailbridge.outbound.queue import queue_mail, ticket_context
@@ -154,7 +155,9 @@ def refuse_token(
         claim.refusal,
     )
     if ticket is None:
-        return Outcome("ignored", "staff_refused", reason=f"token refused: {claim.refusal}")
+        return Outcome(
+            InboundState.IGNORED, "staff_refused", reason=f"token refused: {claim.refusal}"
+        )
     inbound.ticket_id = ticket.id
     outbox_id = None
     if _recent_refusals(session, ticket, now) < REFUSALS_PER_HOUR:
@@ -170,7 +173,10 @@ def refuse_token(
         outbox_id=outbox_id,
     )
     return Outcome(
-        "processed", "staff_refused", ticket.number, reason=f"token refused: {claim.refusal}"
+        InboundState.PROCESSED,
+        "staff_refused",
+        ticket.number,
+        reason=f"token refused: {claim.refusal}",
     )
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
+from mailbridge.core.states import InboundState
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage
 from mailbridge.db.outage import database_outage
@@ -94,7 +95,7 @@ def _claim(app: App, tried: set[int]) -> Sequence[int]:
     the processing lock on PostgreSQL (so this transaction must not take it again)."""
     with app.transaction() as session:
         waiting = select(InboundMessage.id, InboundMessage.attempts).where(
-            InboundMessage.state == "new"
+            InboundMessage.state == InboundState.NEW
         )
         if tried:
             waiting = waiting.where(InboundMessage.id.not_in(tried))
@@ -170,7 +171,7 @@ def _uncount(app: App, batch: Sequence[int]) -> None:
                 update(InboundMessage)
                 .where(
                     InboundMessage.id.in_(batch),
-                    InboundMessage.state == "new",
+                    InboundMessage.state == InboundState.NEW,
                     InboundMessage.attempts > 0,
                 )
                 .values(attempts=InboundMessage.attempts - 1)
@@ -214,7 +215,7 @@ def _lock_processing(session: Session) -> None:
 def _load(session: Session, batch: Sequence[int]) -> Sequence[InboundMessage]:
     query = (
         select(InboundMessage)
-        .where(InboundMessage.id.in_(batch), InboundMessage.state == "new")
+        .where(InboundMessage.id.in_(batch), InboundMessage.state == InboundState.NEW)
         .order_by(InboundMessage.id)
     )
     return session.scalars(query).all()
@@ -228,7 +229,7 @@ def _plan(session: Session, preparer: Preparer, loaded: Sequence[InboundMessage]
     ahead = session.execute(
         select(InboundMessage.id, InboundMessage.raw)
         .where(
-            InboundMessage.state == "new",
+            InboundMessage.state == InboundState.NEW,
             InboundMessage.attempts == 0,
             InboundMessage.id > loaded[-1].id,
         )
@@ -277,8 +278,8 @@ def _finish(result: _Result) -> dict[str, int]:
         )
     _log_outcome(inbound.id, inbound.mailbox, message_id, outcome)
     return {
-        "processed": outcome.state == "processed",
-        "ignored": outcome.state == "ignored",
+        "processed": outcome.state == InboundState.PROCESSED,
+        "ignored": outcome.state == InboundState.IGNORED,
         "created": outcome.action == "created",
         "acknowledged": outcome.acknowledged,
     }
@@ -289,7 +290,7 @@ def _record_failure_alone(app: App, inbound_id: int, exc: BaseException) -> dict
     with app.transaction() as session:
         _lock_processing(session)
         inbound = session.get_one(InboundMessage, inbound_id)
-        if inbound.state != "new":  # another instance has settled it meanwhile
+        if inbound.state != InboundState.NEW:  # another instance has settled it meanwhile
             log.info("message %d: %s elsewhere meanwhile", inbound_id, inbound.state)
             return {}
         _store_failure(app, inbound, exc)
@@ -302,13 +303,13 @@ def _store_failure(app: App, inbound: InboundMessage, exc: BaseException) -> Non
     would cost the same budget again."""
     inbound.last_error = describe_error(exc)
     if inbound.attempts >= app.config.tickets.max_attempts or isinstance(exc, OverBudget):
-        inbound.state = "quarantined"
+        inbound.state = InboundState.QUARANTINED
 
 
 def _log_failure(
     inbound_id: int, attempts: int, state: str, error: str, exc: BaseException
 ) -> dict[str, int]:
-    if state == "quarantined":
+    if state == InboundState.QUARANTINED:
         log.error("message %d quarantined after %d attempt(s): %s", inbound_id, attempts, error)
         return {"failed": 1, "quarantined": 1}
     log.warning(

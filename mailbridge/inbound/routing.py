@@ -24,14 +24,10 @@ from mailbridge.core import sla
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.message import ParsedMessage
 from mailbridge.core.rules import Actions, Decision, Facts, Rule, evaluate, needs_fact
+from mailbridge.core.states import CLOSED_STATUSES
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
-from mailbridge.tickets.deadlines import (
-    CLOSED,
-    on_priority_or_queue_change,
-    refresh_next_due,
-    shorten,
-)
+from mailbridge.tickets.deadlines import on_priority_or_queue_change, refresh_next_due, shorten
 from mailbridge.tickets.events import add_event
 
 NO_DECISION = Decision()
@@ -110,7 +106,7 @@ def apply_followup(
     if not rules:
         return NO_DECISION
     unanswered = queries.customer_mails_since_staff_reply(session, ticket.id)
-    opened = _open_tickets(session, rules, parsed, 0 if ticket.status not in CLOSED else 1)
+    opened = _open_tickets(session, rules, parsed, 0 if ticket.status not in CLOSED_STATUSES else 1)
     decision = evaluate(
         rules,
         facts_for(

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 from mailbridge.app import App
 from mailbridge.core.faq import says_solved
 from mailbridge.core.reply_trim import trim_reply
+from mailbridge.core.states import TicketStatus
 from mailbridge.db.models import Article, Ticket
 from mailbridge.tickets.events import add_event
 
 __all__ = ["resolved_by_customer"]
 
-UNANSWERED = frozenset({"new", "open"})
+UNANSWERED = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
 QUOTED_LIMIT = 300  # characters of the customer's words kept on the record
 
 
@@ -29,7 +30,7 @@ def resolved_by_customer(
     words = trim_reply(article.text_body or "").strip()
     if not says_solved(words, app.config.faq.solved_phrases):
         return False
-    ticket.status, ticket.resolved_at, ticket.updated_at = "resolved", now, now
+    ticket.status, ticket.resolved_at, ticket.updated_at = TicketStatus.RESOLVED, now, now
     ticket.next_escalation_at = None
     add_event(
         session,

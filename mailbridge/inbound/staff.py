@@ -35,6 +35,7 @@ from mailbridge.core.staff import (
     staff_member,
     strip_signature,
 )
+from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound.identity import StaffClaim, audience_of, token_address
@@ -83,7 +84,9 @@ def handle_staff_mail(
         problems.append("nothing to send: the reply has no text above the quoted message")
     if problems:
         _refuse(session, app, ticket, parsed, claim, problems, now)
-        return Outcome("processed", "staff_refused", ticket.number, reason="; ".join(problems))
+        return Outcome(
+            InboundState.PROCESSED, "staff_refused", ticket.number, reason="; ".join(problems)
+        )
     changes = _apply_commands(session, app, ticket, message, claim, now)  # #requester first
     article = _record_article(session, ticket, inbound, parsed, claim, message, now)
     relayed = None
@@ -105,7 +108,7 @@ def handle_staff_mail(
     )
     ticket.updated_at = now
     action = "staff_note" if message.has("note") else "staff_reply"
-    return Outcome("processed", action, ticket.number, reason=f"proof: {claim.proof}")
+    return Outcome(InboundState.PROCESSED, action, ticket.number, reason=f"proof: {claim.proof}")
 
 
 def _answered_ticket(
@@ -251,7 +254,7 @@ def _staff_article(
     article = Article(
         ticket_id=ticket.id,
         direction="out",
-        author_kind="staff",
+        author_kind=AuthorKind.STAFF,
         kind="note" if note else "reply",
         from_name=parsed.from_.name if parsed.from_ else "",
         from_address=address,
@@ -347,7 +350,7 @@ def _finish(
 ) -> None:
     """#resolve or #close; a bare #close tells the customer with the `closed` template
     (when the ticket has someone to tell)."""
-    ticket.status = "closed" if message.has("close") else "resolved"
+    ticket.status = TicketStatus.CLOSED if message.has("close") else TicketStatus.RESOLVED
     ticket.resolved_at = now
     ticket.next_escalation_at = None
     if message.has("close") and not answered and answerable(ticket.requester_address):
@@ -525,7 +528,7 @@ def handle_observed(
     """
     ticket = _referenced_ticket(session, app, parsed)
     if ticket is None:
-        return Outcome("ignored", "ignored", reason="sent mail that answers no ticket")
+        return Outcome(InboundState.IGNORED, "ignored", reason="sent mail that answers no ticket")
     inbound.ticket_id = ticket.id
     article = _staff_article(
         session,
@@ -551,4 +554,6 @@ def handle_observed(
         folder=inbound.folder,
         message_id=parsed.message_id,
     )
-    return Outcome("processed", "staff_reply", ticket.number, reason="observed in sent folder")
+    return Outcome(
+        InboundState.PROCESSED, "staff_reply", ticket.number, reason="observed in sent folder"
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal
 
 from sqlalchemy.orm import Session
 
@@ -21,19 +20,9 @@ from mailbridge.core.correlate import format_tag
 from mailbridge.core.humanize import format_deadline
 from mailbridge.core.message import Address, Attachment
 from mailbridge.core.sender import answerable
+from mailbridge.core.states import MailKind, OutboxState
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, Ticket
-
-MailKind = Literal[
-    "ack",
-    "notification",
-    "staff_error",
-    "staff_refused",
-    "reply",
-    "closed",
-    "sla_warning",
-    "escalation",
-]
 
 # RFC 3834 `Auto-Submitted` of every kind of mail we send, so no caller can forget it:
 # "auto-replied" answers a message, "auto-generated" is sent of our own accord, and only
@@ -139,7 +128,7 @@ def queue_mail(
         envelope_to=[address.address for address in to],
         message_id=message_id,
         raw=raw,
-        state="pending",
+        state=OutboxState.PENDING,
         attempts=0,
         next_attempt_at=now,
         created_at=now,

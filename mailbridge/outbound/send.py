@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import object_session
@@ -39,8 +39,9 @@ from sqlalchemy.orm import object_session
 from mailbridge.adapters.smtp import Delivery, SmtpConnection, SmtpSettings
 from mailbridge.app import App
 from mailbridge.core.humanize import format_duration
+from mailbridge.core.states import OutboxState, RecipientState
 from mailbridge.db import queries
-from mailbridge.db.models import Outbox
+from mailbridge.db.models import Outbox, RecipientResult
 from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
 from mailbridge.faults import crash_point
 from mailbridge.inbound.bounces import envelope_sender
@@ -54,6 +55,9 @@ LONGEST_RETRY = timedelta(hours=1)
 _MAX_DOUBLINGS = 16  # 30 s * 2**16 is far past the cap; keeps the arithmetic small
 
 Jitter = Callable[[], float]  # a draw from [0, 1), e.g. random.random
+# What one attempt on a row came to; "refusing": the server turned the message away for
+# now, and the rest of the queue waits for the next pass.
+Attempt = Literal["sent", "deferred", "failed", "refusing"]
 _T = TypeVar("_T")
 
 
@@ -125,7 +129,7 @@ def bring_forward(app: App, *, limit: int | None = None) -> int:
     now = app.clock.now()
     waiting = (
         select(Outbox.id)
-        .where(Outbox.state == "pending", Outbox.next_attempt_at > now)
+        .where(Outbox.state == OutboxState.PENDING, Outbox.next_attempt_at > now)
         .order_by(Outbox.created_at, Outbox.id)
         .limit(limit)
     )
@@ -138,19 +142,19 @@ def bring_forward(app: App, *, limit: int | None = None) -> int:
         return int(getattr(moved, "rowcount", 0) or 0)
 
 
-Mark = Callable[[Outbox], str]  # records one attempt's outcome on the row, in a transaction
+Mark = Callable[[Outbox], Attempt]  # records one attempt's outcome on the row, in a transaction
 
 
 class _Claims(Protocol):
     async def next(self) -> Outbox | None: ...
-    async def record(self, row: Outbox, mark: Mark) -> str: ...
+    async def record(self, row: Outbox, mark: Mark) -> Attempt: ...
     async def close(self) -> None: ...
 
 
 def _next_due(now: datetime) -> Select[Outbox]:
     return (
         select(Outbox)
-        .where(Outbox.state == "pending", Outbox.next_attempt_at <= now)
+        .where(Outbox.state == OutboxState.PENDING, Outbox.next_attempt_at <= now)
         .order_by(Outbox.next_attempt_at, Outbox.id)
         .limit(1)
     )
@@ -170,10 +174,10 @@ class _ReadRows:
         with self._app.sessions() as session:
             return session.scalars(_next_due(self._app.clock.now())).first()
 
-    async def record(self, row: Outbox, mark: Mark) -> str:
+    async def record(self, row: Outbox, mark: Mark) -> Attempt:
         return await asyncio.to_thread(self._write, row.id, mark)
 
-    def _write(self, row_id: int, mark: Mark) -> str:
+    def _write(self, row_id: int, mark: Mark) -> Attempt:
         with self._app.transaction() as session:
             return mark(session.get_one(Outbox, row_id))
 
@@ -201,10 +205,10 @@ class _LockedRows:
             self._session.rollback()  # nothing held: give the connection back
         return row
 
-    async def record(self, row: Outbox, mark: Mark) -> str:
+    async def record(self, row: Outbox, mark: Mark) -> Attempt:
         return await self._in_thread(lambda: self._commit(row, mark))
 
-    def _commit(self, row: Outbox, mark: Mark) -> str:
+    def _commit(self, row: Outbox, mark: Mark) -> Attempt:
         outcome = mark(row)
         self._session.commit()
         return outcome
@@ -222,18 +226,29 @@ class _LockedRows:
         return await asyncio.shield(busy)
 
 
-def recipient_results(row: Outbox) -> list[dict[str, Any]]:
+def recipient_results(row: Outbox) -> list[RecipientResult]:
     """A fresh copy of the row's per-recipient record (all pending before the first try)."""
     if row.recipients:
-        return [dict(entry) for entry in row.recipients]
-    return [{"address": a, "state": "pending", "code": None, "reply": ""} for a in row.envelope_to]
+        return [
+            RecipientResult(
+                address=entry["address"],
+                state=RecipientState(entry["state"]),
+                code=entry["code"],
+                reply=entry["reply"],
+            )
+            for entry in row.recipients
+        ]
+    return [
+        RecipientResult(address=a, state=RecipientState.PENDING, code=None, reply="")
+        for a in row.envelope_to
+    ]
 
 
 async def _send_one(
     app: App, claims: _Claims, connection: SmtpConnection, row: Outbox, draw: Jitter
-) -> str:
-    """sent | deferred | failed, or refusing when the server turned the message away."""
-    targets = [r["address"] for r in recipient_results(row) if r["state"] == "pending"]
+) -> Attempt:
+    """One attempt at the row, over the shared connection."""
+    targets = [r["address"] for r in recipient_results(row) if r["state"] == RecipientState.PENDING]
     delivery = Delivery((), "", {})  # nothing left to send to: settle the row as it stands
     try:
         if targets and not connection.is_connected:
@@ -263,7 +278,7 @@ async def _send_one(
     return await claims.record(row, partial(_record_delivery, app, delivery=delivery, draw=draw))
 
 
-def _record_delivery(app: App, row: Outbox, delivery: Delivery, draw: Jitter) -> str:
+def _record_delivery(app: App, row: Outbox, delivery: Delivery, draw: Jitter) -> Attempt:
     now = app.clock.now()
     row.attempts += 1
     results = recipient_results(row)
@@ -271,11 +286,11 @@ def _record_delivery(app: App, row: Outbox, delivery: Delivery, draw: Jitter) ->
         refusal = delivery.refused.get(entry["address"])
         if refusal is not None:
             code, text = refusal
-            entry.update(
-                state="refused" if code >= 500 else "pending", code=code, reply=f"{code} {text}"
-            )
+            entry["state"] = RecipientState.REFUSED if code >= 500 else RecipientState.PENDING
+            entry["code"], entry["reply"] = code, f"{code} {text}"
         elif entry["address"] in delivery.recipients:
-            entry.update(state="accepted", code=None, reply=delivery.reply)
+            entry["state"] = RecipientState.ACCEPTED
+            entry["code"], entry["reply"] = None, delivery.reply
     if delivery.accepted and row.sent_at is None:
         row.sent_at = now
     row.recipients = results
@@ -284,7 +299,7 @@ def _record_delivery(app: App, row: Outbox, delivery: Delivery, draw: Jitter) ->
 
 def _record_failure(
     app: App, row: Outbox, error: DeliveryError, draw: Jitter, *, permanent: bool = False
-) -> str:
+) -> Attempt:
     """The message as a whole failed: for every recipient still due, for now or for good."""
     now = app.clock.now()
     row.attempts += 1
@@ -292,28 +307,29 @@ def _record_failure(
     described = describe_error(error)
     if permanent:
         for entry in results:
-            if entry["state"] == "pending":
-                entry.update(state="refused", code=error.code, reply=described)
+            if entry["state"] == RecipientState.PENDING:
+                entry["state"] = RecipientState.REFUSED
+                entry["code"], entry["reply"] = error.code, described
     row.recipients = results
     outcome = _settle(app, row, now, described, draw)
     return "refusing" if outcome == "deferred" else outcome
 
 
-def _refusals(results: list[dict[str, Any]]) -> str:
+def _refusals(results: list[RecipientResult]) -> str:
     """Every recipient's refusal, on one line (a server's answer may have several)."""
     return "; ".join(
         f"{r['address']}: {' '.join(r['reply'].split())}"
         for r in results
-        if r["state"] in ("refused", "pending") and r["reply"]
+        if r["state"] in (RecipientState.REFUSED, RecipientState.PENDING) and r["reply"]
     )
 
 
-def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> str:
+def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> Attempt:
     """Set the row's state from its recipients' states: sent, failed, or pending (retry)."""
     results = list(row.recipients or [])
     states = {entry["state"] for entry in results}
     to = ", ".join(row.envelope_to)
-    if "pending" in states:
+    if RecipientState.PENDING in states:
         given_up = _given_up(app, row, now)
         if not given_up:
             deadline = row.created_at + app.config.smtp.give_up_after
@@ -330,16 +346,17 @@ def _settle(app: App, row: Outbox, now: datetime, error: str, draw: Jitter) -> s
             )
             return "deferred"
         for entry in results:
-            if entry["state"] == "pending":
-                entry.update(state="failed", reply=f"{given_up}: {entry['reply'] or error}")
+            if entry["state"] == RecipientState.PENDING:
+                entry["state"] = RecipientState.FAILED
+                entry["reply"] = f"{given_up}: {entry['reply'] or error}"
         row.recipients = results
         error = f"{given_up}: {error}"
         states = {entry["state"] for entry in results}
-    if states <= {"accepted"}:
-        row.state, row.last_error = "sent", None
+    if states <= {RecipientState.ACCEPTED}:
+        row.state, row.last_error = OutboxState.SENT, None
         log.info("outbox %d: %s <%s> sent to %s", row.id, row.kind, row.message_id, to)
         return "sent"
-    row.state, row.last_error = "failed", one_line(error or _refusals(results))
+    row.state, row.last_error = OutboxState.FAILED, one_line(error or _refusals(results))
     log.error(
         "outbox %d: %s to %s failed for good after %d attempt(s): %s",
         row.id,
@@ -394,12 +411,13 @@ def retry(app: App, row_id: int) -> Outbox:
         row = session.get(Outbox, row_id)
         if row is None:
             raise LookupError(f"no outbox row {row_id}")
-        if row.state in ("sent", "bounced"):
+        if row.state in (OutboxState.SENT, OutboxState.BOUNCED):
             raise ValueError(f"outbox row {row_id} was already sent ({row.state})")
         if row.recipients:
+            again = (RecipientState.REFUSED, RecipientState.FAILED)
             row.recipients = [
-                {**entry, "state": "pending"} if entry["state"] in ("refused", "failed") else entry
+                {**entry, "state": RecipientState.PENDING} if entry["state"] in again else entry
                 for entry in row.recipients
             ]
-        row.state, row.next_attempt_at = "pending", app.clock.now()
+        row.state, row.next_attempt_at = OutboxState.PENDING, app.clock.now()
         return row

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from mailbridge.app import App
 from mailbridge.core.ack_policy import LIMITS
+from mailbridge.core.states import OutboxState
 from mailbridge.oauth.tokens import TokenProviders
 from mailbridge.service.health import Health
 from mailbridge.service.snapshot import Snapshot, snapshot
@@ -179,7 +180,7 @@ class DatabaseCollector(Collector):
             "Outgoing mails waiting to be sent or given up on",
             labels=["state"],
         )
-        for state in ("pending", "failed"):
+        for state in (OutboxState.PENDING, OutboxState.FAILED):
             outbox.add_metric([state], data.outbox_by_state.get(state, 0))
         yield outbox
 

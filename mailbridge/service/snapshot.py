@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
+from mailbridge.core.states import CLOSED_STATUSES, InboundState, OutboxState, TicketStatus
 from mailbridge.db.models import (
     Acknowledgement,
     Article,
@@ -20,8 +21,6 @@ from mailbridge.db.models import (
 )
 
 __all__ = ["Brief", "Snapshot", "brief", "snapshot"]
-
-CLOSED = ("resolved", "closed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +34,11 @@ class Brief:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     ingested: dict[tuple[str, str], int] = field(default_factory=dict)  # (mailbox, kind)
-    inbound_by_state: dict[str, int] = field(default_factory=dict)
+    inbound_by_state: dict[InboundState, int] = field(default_factory=dict)
     last_received: dict[str, datetime] = field(default_factory=dict)  # mailbox -> time
     tickets_opened: dict[str, int] = field(default_factory=dict)  # mailbox -> count
-    tickets_by_status: dict[str, int] = field(default_factory=dict)
-    outbox_by_state: dict[str, int] = field(default_factory=dict)
+    tickets_by_status: dict[TicketStatus, int] = field(default_factory=dict)
+    outbox_by_state: dict[OutboxState, int] = field(default_factory=dict)
     acknowledgements_sent: int = 0
     acknowledgements_withheld: dict[str, int] = field(default_factory=dict)  # limit -> count
     escalations: dict[int, int] = field(default_factory=dict)  # level -> count
@@ -51,7 +50,7 @@ class Snapshot:
 
     @property
     def quarantined(self) -> int:
-        return self.inbound_by_state.get("quarantined", 0)
+        return self.inbound_by_state.get(InboundState.QUARANTINED, 0)
 
     def oldest_unanswered_age(self, now: datetime) -> float:
         """Seconds the longest-waiting customer has waited for a first answer; 0 if none."""
@@ -61,7 +60,9 @@ class Snapshot:
 
 
 def brief(session: Session) -> Brief:
-    pending = session.scalar(select(func.count(Outbox.id)).where(Outbox.state == "pending"))
+    pending = session.scalar(
+        select(func.count(Outbox.id)).where(Outbox.state == OutboxState.PENDING)
+    )
     upcoming = session.scalar(select(func.min(Ticket.next_escalation_at)))
     return Brief(pending or 0, upcoming)
 
@@ -70,7 +71,7 @@ def _unanswered() -> list[ColumnElement[bool]]:
     return [
         Ticket.first_response_due_at.is_not(None),
         Ticket.first_responded_at.is_(None),
-        Ticket.status.not_in(CLOSED),
+        Ticket.status.not_in(CLOSED_STATUSES),
     ]
 
 
@@ -103,13 +104,13 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
     statuses = session.execute(
         select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status)
     ).all()
-    outbox: dict[str, int] = {}
+    outbox: dict[OutboxState, int] = {}
     acks = 0
     for state, kind, count in session.execute(
         select(Outbox.state, Outbox.kind, func.count(Outbox.id)).group_by(Outbox.state, Outbox.kind)
     ):
         outbox[state] = outbox.get(state, 0) + count
-        acks += count if (state, kind) == ("sent", "ack") else 0
+        acks += count if (state, kind) == (OutboxState.SENT, "ack") else 0
     withheld = session.execute(
         select(Acknowledgement.withheld_by, func.count(Acknowledgement.id))
         .where(Acknowledgement.withheld_by != "")
@@ -126,7 +127,7 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
         ).where(*_unanswered())
     ).one()
     oldest_pending = session.scalar(
-        select(func.min(Outbox.created_at)).where(Outbox.state == "pending")
+        select(func.min(Outbox.created_at)).where(Outbox.state == OutboxState.PENDING)
     )
     return Snapshot(
         ingested={(mailbox, str(k)): n for mailbox, k, n in ingested},

@@ -23,14 +23,14 @@ from mailbridge.app import App
 from mailbridge.config import SlaPolicy
 from mailbridge.core import sla
 from mailbridge.core.business_hours import BusinessCalendar
+from mailbridge.core.states import CLOSED_STATUSES, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
 from mailbridge.tickets.events import add_event
 
 log = logging.getLogger(__name__)
 
-CLOSED = frozenset({"resolved", "closed"})
-AWAITING_US = frozenset({"new", "open"})
+AWAITING_US = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def deadlines_for_new_ticket(
 
 def open_deadlines(ticket: Ticket) -> dict[str, datetime | None]:
     """Each deadline still running; None when met, paused, closed or never tracked."""
-    if ticket.status in CLOSED:
+    if ticket.status in CLOSED_STATUSES:
         return {"first_response": None, "resolution": None}
     first = ticket.first_response_due_at if ticket.first_responded_at is None else None
     running = ticket.resolved_at is None and ticket.waiting_since is None
@@ -117,13 +117,13 @@ def on_staff_reply(session: Session, app: App, ticket: Ticket, now: datetime) ->
             due_at=_iso(due),
             late_minutes=_minutes(sla.overdue_by(due, now)) if due else None,
         )
-    if ticket.status not in CLOSED:
+    if ticket.status not in CLOSED_STATUSES:
         if ticket.waiting_since is None:
             ticket.waiting_since = now
             add_event(
                 session, ticket, now, "sla_paused", deadline="resolution", status_from=ticket.status
             )
-        ticket.status = "waiting"
+        ticket.status = TicketStatus.WAITING
     refresh_next_due(session, app, ticket, now)
 
 
@@ -131,10 +131,10 @@ def on_customer_followup(session: Session, app: App, ticket: Ticket, now: dateti
     """The customer wrote again. Waiting on them, or resolved: the ticket is open again and
     the resolution clock runs on, the pause not counted. Still waiting for us: a chaser."""
     previous = ticket.status
-    if previous == "waiting" or previous in CLOSED:
+    if previous == TicketStatus.WAITING or previous in CLOSED_STATUSES:
         paused_since = ticket.waiting_since or ticket.resolved_at or now
         _resume(session, app, ticket, paused_since, now)
-        ticket.status = "open"
+        ticket.status = TicketStatus.OPEN
         ticket.resolved_at = None
     elif previous in AWAITING_US:
         _chaser(session, app, ticket, now)

@@ -8,13 +8,14 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from mailbridge.core.states import InboundState
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    state: str  # processed | ignored
+    state: InboundState  # processed or ignored
     action: str  # created | followup | duplicate | staff_reply | staff_refused | ignored | …
     ticket_number: int | None = None
     acknowledged: bool = False

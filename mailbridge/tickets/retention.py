@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from mailbridge.app import App
 from mailbridge.config import PurgeKind
+from mailbridge.core.states import CLOSED_STATUSES, InboundState, OutboxState
 from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Outbox, Ticket
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-CLOSED = ("resolved", "closed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ def _closed_before(session: Session, cutoff: datetime, after: int) -> Sequence[i
     closed_at = func.coalesce(Ticket.resolved_at, Ticket.updated_at)
     return session.scalars(
         select(Ticket.id)
-        .where(Ticket.status.in_(CLOSED), closed_at < cutoff, Ticket.id > after)
+        .where(Ticket.status.in_(CLOSED_STATUSES), closed_at < cutoff, Ticket.id > after)
         .order_by(Ticket.id)
         .limit(BATCH)
     ).all()
@@ -139,7 +139,11 @@ _Step = Callable[[Sequence[int]], tuple[Executable, Update]]
 
 def _raw_step(ids: Sequence[int]) -> tuple[Executable, Update]:
     size = func.length(InboundMessage.raw)
-    where = InboundMessage.ticket_id.in_(ids) & (InboundMessage.state != "quarantined") & (size > 0)
+    where = (
+        InboundMessage.ticket_id.in_(ids)
+        & (InboundMessage.state != InboundState.QUARANTINED)
+        & (size > 0)
+    )
     return (
         select(InboundMessage.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
         .where(where)
@@ -150,7 +154,7 @@ def _raw_step(ids: Sequence[int]) -> tuple[Executable, Update]:
 
 def _outbox_step(ids: Sequence[int]) -> tuple[Executable, Update]:
     size = func.length(Outbox.raw)
-    where = Outbox.ticket_id.in_(ids) & (Outbox.state != "pending") & (size > 0)
+    where = Outbox.ticket_id.in_(ids) & (Outbox.state != OutboxState.PENDING) & (size > 0)
     return (
         select(Outbox.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
         .where(where)
@@ -223,7 +227,7 @@ class _Tally:
 def _purge_unattached(session: Session, cutoff: datetime, dry_run: bool) -> PurgeReport:
     where = (
         InboundMessage.ticket_id.is_(None)
-        & (InboundMessage.state == "ignored")
+        & (InboundMessage.state == InboundState.IGNORED)
         & (InboundMessage.received_at < cutoff)
         & (func.length(InboundMessage.raw) > 0)
     )
