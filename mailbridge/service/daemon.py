@@ -22,11 +22,10 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailbridge.adapters.faq_files import load_index
 from mailbridge.adapters.imap import ImapMailbox
 from mailbridge.adapters.smtp import SmtpSettings
 from mailbridge.adapters.templates import TemplateSet
-from mailbridge.app import App, identity_for
+from mailbridge.app import App
 from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.faq import FaqIndex
 from mailbridge.db.outage import database_outage, database_place
@@ -183,13 +182,7 @@ class Daemon:
         messages, never in the middle of one. Pollers of changed mailboxes reconnect; new
         ones are polled once their lease is taken, removed ones are handed back."""
         async with self._process_lock:
-            self.app.config, self.app.templates = config, templates
-            self.app.identity = identity_for(config)
-            self.app.__dict__.pop("reply_secret", None)  # cached; the staff secret may change
-            # Checked with the configuration, like the templates (loaded here if not given).
-            self.app.__dict__["faq"] = (
-                faq if faq is not None or config.faq.dir is None else load_index(config)
-            )
+            self.app.reconfigure(config, templates, faq=faq)
             self.tokens.reconfigure(config)
             self.sender.reconfigure()
         if self._scheduler is not None:
