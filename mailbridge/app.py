@@ -80,7 +80,8 @@ class App:
         identity = identity_for(config)
         self.config, self.templates, self.identity = config, templates, identity
         self.__dict__["faq"] = new_faq
-        self.__dict__.pop("reply_secret", None)  # read again at next use: the secret may change
+        for cached in ("reply_secret", "sender", "message_id_domain"):
+            self.__dict__.pop(cached, None)  # derived again from the new one at next use
 
     def close(self) -> None:
         self.engine.dispose()

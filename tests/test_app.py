@@ -46,6 +46,7 @@ def test_reconfigure_swaps_the_configuration_and_what_is_derived_from_it(
     app: App, tmp_path: Path, sqlite_url: str
 ) -> None:
     assert app.reply_secret == b"first" * 8
+    assert app.message_id_domain == "shop.example"
     faq = tmp_path / "faq"
     faq.mkdir()
     (faq / "close.md").write_text(CLOSE)
@@ -56,6 +57,8 @@ def test_reconfigure_swaps_the_configuration_and_what_is_derived_from_it(
         faq={"dir": str(faq)},
         tickets={"message_id_domain": "tickets.shop.example"},
     )
+    smtp = new.smtp.model_copy(update={"from_": "Help <help@shop.example>"})
+    new = new.model_copy(update={"smtp": smtp})
     templates = open_templates(new)
 
     app.reconfigure(new, templates)
@@ -63,6 +66,8 @@ def test_reconfigure_swaps_the_configuration_and_what_is_derived_from_it(
     assert app.config is new and app.templates is templates
     assert app.identity.own_domains == frozenset({"tickets.shop.example"})
     assert app.reply_secret == b"second" * 8
+    assert app.sender.address == "help@shop.example"
+    assert app.message_id_domain == "tickets.shop.example"
     assert app.faq is not None  # loaded from the new configuration's folder
 
 
