@@ -518,7 +518,7 @@ def _discard(client: IMAPClient, failure: BaseException) -> None:
 def _quietly_logout(client: IMAPClient) -> None:
     try:
         client.logout()
-    except Exception:
+    except Exception:  # noqa: BLE001 - closing anyway: if LOGOUT fails, shut the socket
         try:
             client.shutdown()
         except Exception:  # nothing left to close

@@ -246,7 +246,7 @@ class Pollers:
                 self._poller_failed(poller, f"connection {kind}: {one_line(str(exc))}")
                 await self._pause(backoff, poller.stop)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-            except Exception as exc:  # noqa: BLE001 - a poller that dies would leave mail unread
+            except Exception as exc:  # a poller that dies would leave mail unread
                 log.exception(
                     "mailbox %s: unexpected failure; reconnecting in %.0f s",
                     mailbox.source_name,
@@ -434,7 +434,7 @@ class Pollers:
                 self.health.set(
                     component(name), "unowned", detail="handed back for another instance to poll"
                 )
-        except Exception:  # noqa: BLE001 - still ours: the next round polls it again
+        except Exception:  # still ours: the next round polls it again
             log.exception("mailbox %s: could not hand its lease back", name)
         finally:
             self._leaving.discard(name)
@@ -442,7 +442,7 @@ class Pollers:
     async def _retire(self, keeper: Keeper) -> None:
         try:
             await asyncio.to_thread(keeper.retire)
-        except Exception:  # noqa: BLE001 - the leases then run out by themselves
+        except Exception:  # the leases then run out by themselves
             log.exception(
                 "could not hand the mailbox leases back; other instances take "
                 "them over once they run out"
