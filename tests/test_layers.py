@@ -44,7 +44,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__",),
 )
 ORDERED = frozenset({("errors", "clock", "faults", "config", "logs")})
-DEMO_ONLY = frozenset({"pymap", "aiosmtpd"})
+# The demo extra: pymap (which brings proxyprotocol and pysasl) and aiosmtpd.
+DEMO_ONLY = frozenset({"pymap", "aiosmtpd", "proxyprotocol", "pysasl"})
 
 
 @dataclass(frozen=True)
