@@ -34,11 +34,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailbridge.core.classify import Identity, classify  # noqa: E402
-from mailbridge.core.message import ParsedMessage, Verdict  # noqa: E402
-from mailbridge.core.parse import parse_message  # noqa: E402
-from mailbridge.core.reply_trim import trim_reply  # noqa: E402
-from tests.support.corpus import (  # noqa: E402
+from mailbridge.core.classify import Identity, classify
+from mailbridge.core.message import ParsedMessage, Verdict
+from mailbridge.core.parse import parse_message
+from mailbridge.core.reply_trim import trim_reply
+from tests.support.corpus import (
     CORPUS,
     FileCheck,
     check_file,
@@ -157,7 +157,7 @@ def check_facts(
 def _run_check(checker: Checker, result: tuple[ParsedMessage, Verdict], value: Any) -> bool:
     try:
         return bool(checker(result[0], result[1], value))
-    except Exception:  # a malformed fact counts as not held rather than stopping the run
+    except Exception:  # noqa: BLE001 - a malformed fact counts as not held; the run goes on
         return False
 
 

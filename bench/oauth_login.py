@@ -19,17 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mailbridge.adapters.imap import ImapMailbox, ImapSettings  # noqa: E402
-from mailbridge.clock import SystemClock  # noqa: E402
-from mailbridge.config import OAuth2Config  # noqa: E402
-from mailbridge.oauth.signin import (  # noqa: E402
+from mailbridge.adapters.imap import ImapMailbox, ImapSettings
+from mailbridge.clock import SystemClock
+from mailbridge.config import OAuth2Config
+from mailbridge.oauth.signin import (
     finish_device_login,
     start_device_login,
     store_sign_in,
 )
-from mailbridge.oauth.tokens import TokenProvider, TokenStore, _sign_in  # noqa: E402
-from tests.support.dovecot import DovecotServer  # noqa: E402
-from tests.support.oauth_server import OAuthServer  # noqa: E402
+from mailbridge.oauth.tokens import TokenProvider, TokenStore, _sign_in
+from tests.support.dovecot import DovecotServer
+from tests.support.oauth_server import OAuthServer
 
 USER = "support@example.test"
 

@@ -70,6 +70,19 @@ class App:
     def message_id_domain(self) -> str:
         return self.config.tickets.message_id_domain or self.sender.address.rpartition("@")[2]
 
+    def reconfigure(
+        self, config: Config, templates: TemplateSet, *, faq: FaqIndex | None = None
+    ) -> None:
+        """Switch to a new, already checked configuration and template set, and what is
+        derived from them; the FAQ index is loaded here when not given. Everything that can
+        fail is done before anything changes, so a failure leaves the running set whole."""
+        new_faq = faq if faq is not None else load_index(config)
+        identity = identity_for(config)
+        self.config, self.templates, self.identity = config, templates, identity
+        self.__dict__["faq"] = new_faq
+        for cached in ("reply_secret", "sender", "message_id_domain"):
+            self.__dict__.pop(cached, None)  # derived again from the new one at next use
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -26,6 +26,7 @@ from typing import Any, Self
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, LoginError
 
+from mailbridge.config import MailboxConfig
 from mailbridge.core.oauth import (
     SaslFailure,
     TokenSource,
@@ -36,7 +37,7 @@ from mailbridge.core.oauth import (
 )
 from mailbridge.errors import PermanentError, TransientError
 
-__all__ = ["FetchedMessage", "ImapMailbox", "ImapSettings"]
+__all__ = ["FetchedMessage", "ImapMailbox", "ImapSettings", "imap_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,19 @@ class ImapSettings:
     def __post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
             raise ValueError(f"security must be one of {SECURITY_MODES}, not {self.security!r}")
+
+
+def imap_settings(mailbox: MailboxConfig, oauth: TokenSource | None = None) -> ImapSettings:
+    """How to reach a configured mailbox folder; `oauth` when it signs in with OAuth2."""
+    return ImapSettings(
+        host=mailbox.host,
+        port=mailbox.effective_port,
+        security=mailbox.security,
+        username=mailbox.username,
+        password=mailbox.password.get_secret_value() if mailbox.password else "",
+        folder=mailbox.folder,
+        oauth=oauth,
+    )
 
 
 @dataclass(frozen=True)
@@ -504,7 +518,7 @@ def _discard(client: IMAPClient, failure: BaseException) -> None:
 def _quietly_logout(client: IMAPClient) -> None:
     try:
         client.logout()
-    except Exception:
+    except Exception:  # noqa: BLE001 - closing anyway: if LOGOUT fails, shut the socket
         try:
             client.shutdown()
         except Exception:  # nothing left to close

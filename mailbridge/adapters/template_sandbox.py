@@ -211,7 +211,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         _step()
         return _sized(super().getitem(obj, argument))
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _step()
         for arg in (*args, *kwargs.values()):
             _sized(arg)

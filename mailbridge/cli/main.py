@@ -334,8 +334,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from mailbridge.demo.run import run_demo
+    from mailbridge.demo import EXTRA_MODULES, INSTALL
 
+    try:  # here, not at the top: the daemon runs without the demo extra
+        from mailbridge.demo.run import run_demo
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").partition(".")[0]
+        if package not in EXTRA_MODULES:
+            raise
+        print(
+            f"mailbridge: the demo needs {package}, from the demo extra: {INSTALL}", file=sys.stderr
+        )
+        return EXIT_FAILURE
     return run_demo(args.dir, keep_running=args.keep_running)
 
 

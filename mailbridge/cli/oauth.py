@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TextIO
 
-from mailbridge.adapters.imap import ImapMailbox
+from mailbridge.adapters.imap import ImapMailbox, imap_settings
 from mailbridge.adapters.smtp import SmtpConnection, SmtpSettings
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
@@ -30,7 +29,6 @@ from mailbridge.oauth.tokens import (
     sign_in_for_mailbox,
     sign_in_for_smtp,
 )
-from mailbridge.service.pollers import imap_settings
 
 __all__ = ["oauth_login", "oauth_test"]
 
@@ -149,7 +147,7 @@ def oauth_test(
         )
     if not sign_in.is_smtp:
         box = config.mailbox_named(sign_in.account)
-        settings = replace(imap_settings(box), oauth=provider)
+        settings = imap_settings(box, oauth=provider)
         where = f"IMAP {box.host}:{box.effective_port} as {box.username}"
         try:
             with ImapMailbox(settings):

@@ -39,7 +39,7 @@ def part_filename(part: Message, defects: list[str]) -> str | None:
     for header, parameter in _NAME_PARAMETERS:
         try:
             value = _parameter(part, header, parameter)
-        except Exception:  # RFC 2231 pieces that do not fit together, and the like
+        except Exception:  # noqa: BLE001 - RFC 2231 pieces that do not fit together, and the like
             defects.append(f"attachment {parameter} could not be decoded")
             continue
         name = safe_filename(value) if value else ""

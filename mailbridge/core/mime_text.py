@@ -320,7 +320,7 @@ def _decode_run(match: re.Match[str]) -> str:
     run = match.group(0)
     try:
         chunks = decode_header(run)
-    except Exception:  # binascii and header errors alike: keep the words as written
+    except Exception:  # noqa: BLE001 - binascii and header errors alike: keep the words as written
         return run
     return "".join(_decoded_chunk(chunk, charset) for chunk, charset in chunks)
 

@@ -68,7 +68,7 @@ def message_fingerprint(raw: bytes) -> tuple[str | None, str]:
         message_id = _message_id(str(headers.get("Message-ID", "")))
         sender = parseaddr(str(headers.get("From", "")))[1].strip().lower()
         date = " ".join(str(headers.get("Date", "")).split())
-    except Exception:  # unreadable headers: fall back to the raw hash below
+    except Exception:  # noqa: BLE001 - unreadable headers: fall back to the raw hash below
         message_id = None
     if message_id is None:
         return None, hashlib.sha256(raw).hexdigest()
@@ -93,7 +93,7 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
             if repairs:
                 msg, cut = read_tree(mended, limits)
                 defects.extend(repairs)
-    except Exception as exc:  # the stdlib parser is lenient; this is the last resort
+    except Exception as exc:  # noqa: BLE001 - the stdlib parser is lenient; this is the last resort
         return _unparseable(raw, f"message could not be parsed: {exc!r}")
     unread = [cut] if cut is not None else []
     defects.extend(unread)
@@ -107,7 +107,7 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
         defects.append(unread[-1])
     try:
         walk(msg, body)
-    except Exception as exc:  # keep the headers and whatever parts were read
+    except Exception as exc:  # noqa: BLE001 - keep the headers and whatever parts were read
         body.defects.append(f"MIME structure could not be read: {exc!r}")
     body.attachments = name_unnamed(body.attachments, body.defects)
     defects.extend(body.defects)
@@ -188,7 +188,7 @@ def _or_stripped(converted: HtmlText, html: str, defects: list[str]) -> tuple[st
 def _safe(compute: Any, default: Any, defects: list[str], note: str) -> Any:
     try:
         return compute()
-    except Exception as exc:  # one failing step must not cost the whole message
+    except Exception as exc:  # noqa: BLE001 - one failing step must not cost the whole message
         defects.append(f"{note}: {exc!r}")
         return default
 
@@ -267,7 +267,7 @@ def _header_text(key: str, raw_value: str, defects: list[str], charset: str | No
                 text = " ".join(text.replace("\ufffd", " ").split())
             return text
         return " ".join(decode_8bit(raw_value, charset).split())
-    except Exception:  # not expected; a header must never cost the message
+    except Exception:  # noqa: BLE001 - not expected; a header must never cost the message
         defects.append(f"header {key} could not be decoded")
         return " ".join(raw_value.split())
 

@@ -180,7 +180,7 @@ def _inner_files(inner: Message, container: str, body: Body) -> list[Attachment]
     nested = Body(limits=body.limits, skip_all=body.skip_all, depth=body.depth + 1)
     try:
         walk(inner, nested)
-    except Exception as exc:  # the .eml itself is kept; only the listing is lost
+    except Exception as exc:  # noqa: BLE001 - the .eml itself is kept; only the listing is lost
         body.defects.append(f"attached message could not be read: {exc!r}")
         return []
     # Inline images and unnamed parts belong to the forwarded mail's body, not its files
@@ -219,5 +219,5 @@ def _safe_name(subject: str) -> str:
 def _as_bytes(part: Message) -> bytes:
     try:
         return part.as_bytes(policy=policy.compat32)
-    except Exception:  # a part that cannot be re-serialised still has a size of zero
+    except Exception:  # noqa: BLE001 - a part that cannot be re-serialised still has a size of zero
         return b""

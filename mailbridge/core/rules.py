@@ -304,7 +304,7 @@ def _compile_when(table: object, key: str) -> AllOf:
     return AllOf(tuple(_condition(k, v, f"{key}.{k}") for k, v in table.items()))
 
 
-def _condition(kind: str, value: object, key: str) -> Condition:  # noqa: PLR0911
+def _condition(kind: str, value: object, key: str) -> Condition:
     if kind in _GLOBS:
         patterns = _strings(value, key, "a pattern or a list of patterns")
         return Glob(_GLOBS[kind], tuple(p.lower() for p in patterns))

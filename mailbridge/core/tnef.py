@@ -70,14 +70,14 @@ def unpack_tnef(data: bytes, limits: ParseLimits | None = None) -> TnefContent:
     content.defects.extend(cuts)
     try:
         tnef = TNEF(data, do_checksum=False)
-    except Exception as exc:  # tnefparse raises struct, value and assertion errors alike
+    except Exception as exc:  # noqa: BLE001 - tnefparse raises errors of every kind on bad input
         content.defects.append(f"TNEF could not be unpacked: {exc!r}")
         return content
     codepage = tnef.codepage if isinstance(tnef.codepage, str) else None
     for index, item in enumerate(tnef.attachments):
         try:
             content.files.append(_file(item, codepage))
-        except Exception as exc:  # one unreadable file must not cost the others
+        except Exception as exc:  # noqa: BLE001 - one unreadable file must not cost the others
             content.defects.append(f"TNEF attachment {index + 1} could not be read: {exc!r}")
     content.html = _body_text(tnef.htmlbody, codepage, content.defects, "HTML")
     content.text = _body_text(tnef.body, codepage, content.defects, "text")
@@ -132,7 +132,7 @@ def _rtf_text(tnef: Any, defects: list[str]) -> str | None:
             _short_lines(rtf.decode("latin-1")),  # type: ignore[no-untyped-call]
             errors="replace",
         )
-    except Exception as exc:  # a corrupt RTF stream: the attachments still count
+    except Exception as exc:  # noqa: BLE001 - a corrupt RTF stream: the attachments still count
         defects.append(f"TNEF RTF body could not be read: {exc!r}")
         return None
     return str(text).replace("\r\n", "\n").strip() or None

@@ -2,7 +2,8 @@
 keep automatic mail from an address that bounces until that address writes to us again.
 
 Matching is exact when the report comes back to the per-mail envelope sender (VERP, see
-core/bounce); otherwise the bounced mail's Message-ID, quoted in the report, names it.
+core/bounce; outbound/send builds it); otherwise the bounced mail's Message-ID, quoted in
+the report, names it.
 Runs inside the caller's transaction, like apply.
 """
 
@@ -20,7 +21,6 @@ from mailbridge.core.bounce import (
     BouncedRecipient,
     BounceReport,
     find_return_path,
-    make_return_path,
     read_bounce,
     return_path_valid,
 )
@@ -44,12 +44,6 @@ logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
 # Where the address a mail was delivered to shows, besides To and Cc.
 _ENVELOPE_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to")
 _FINAL_STATES = frozenset({OutboxState.SENT, OutboxState.FAILED})
-
-
-def envelope_sender(app: App, row: Outbox) -> str:
-    """The envelope sender (return path) a row is sent with; the same on every attempt."""
-    base = app.config.smtp.bounce_address or row.envelope_from
-    return make_return_path(base, row.id, row.message_id) if app.config.smtp.verp else base
 
 
 def on_message(

@@ -158,7 +158,7 @@ def _insert(
         with session.begin_nested():
             session.add_all([InboundMessage(**row) for row in rows])
         return len(rows), []
-    except Exception as exc:  # noqa: BLE001 - whatever a row did, the others must be stored
+    except Exception as exc:  # whatever a row did, the others must be stored
         if database_outage(exc) is not None:
             raise
         log.info(
@@ -183,7 +183,7 @@ def _insert_one(session: Session, mailbox: MailboxConfig, row: dict[str, Any]) -
     try:
         _try_insert(session, row)
         return "stored"
-    except Exception as exc:  # noqa: BLE001 - judged below, outages re-raised
+    except Exception as exc:  # judged below, outages re-raised
         if database_outage(exc) is not None:
             raise
         if _already_stored(session, row):
@@ -197,7 +197,7 @@ def _insert_one(session: Session, mailbox: MailboxConfig, row: dict[str, Any]) -
     }
     try:
         _try_insert(session, minimal)
-    except Exception as exc:  # noqa: BLE001 - the database takes no form of it: set aside
+    except Exception as exc:  # the database takes no form of it: set aside
         if database_outage(exc) is not None:
             raise
         log.error(

@@ -218,7 +218,7 @@ def _portable(exc: Exception) -> BaseException:
 
 def _die_with_parent() -> None:
     """SIGKILL when the parent (the forkserver) ends, and let it end with the daemon."""
-    forkserver = multiprocessing.forkserver._forkserver  # noqa: SLF001 - see the module doc
+    forkserver = multiprocessing.forkserver._forkserver  # private: see the module doc
     alive = getattr(forkserver, "_forkserver_alive_fd", None)
     if isinstance(alive, int):
         with contextlib.suppress(OSError):

@@ -143,7 +143,7 @@ def _process_batch(
             loaded = _load(session, batch)
             _plan(session, preparer, loaded)
             done = [_process_in_savepoint(app, session, inbound, preparer) for inbound in loaded]
-    except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
+    except Exception as exc:  # any failure must quarantine, never drop
         if not batch:
             raise  # the claim failed: no attempt was counted, nothing to set aside
         if database_outage(exc) is not None:
@@ -261,7 +261,7 @@ def _process_in_savepoint(
                 last_error=None,
                 ticket_id=inbound.ticket_id,
             )
-    except Exception as exc:  # noqa: BLE001 - any failure must quarantine, never drop
+    except Exception as exc:  # any failure must quarantine, never drop
         if database_outage(exc) is not None:
             raise  # not this message's fault: the whole batch waits for the database
         _store_failure(app, inbound, exc)

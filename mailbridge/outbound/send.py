@@ -38,13 +38,13 @@ from sqlalchemy.orm import object_session
 
 from mailbridge.adapters.smtp import Delivery, SmtpConnection, SmtpSettings
 from mailbridge.app import App
+from mailbridge.core.bounce import make_return_path
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.states import OutboxState, RecipientState
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, RecipientResult
 from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
 from mailbridge.faults import crash_point
-from mailbridge.inbound.bounces import envelope_sender
 from mailbridge.oauth.tokens import SignInRequired, TokenProvider
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,16 @@ def retry_delay(attempts: int, draw: Jitter = random.random) -> timedelta:
     """
     ceiling: timedelta = FIRST_RETRY * (2 ** min(max(attempts - 1, 0), _MAX_DOUBLINGS))
     return min(ceiling, LONGEST_RETRY) * (0.5 + 0.5 * draw())
+
+
+def envelope_sender(app: App, row: Outbox) -> str:
+    """The envelope sender (return path) a row is sent with; the same on every attempt.
+
+    With `smtp.verp` it names the row, so a bounce that comes back to it is matched exactly
+    (inbound/bounces reads it with core.bounce.find_return_path).
+    """
+    base = app.config.smtp.bounce_address or row.envelope_from
+    return make_return_path(base, row.id, row.message_id) if app.config.smtp.verp else base
 
 
 def smtp_settings(app: App) -> SmtpSettings:

@@ -15,28 +15,25 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from mailbridge.adapters.faq_files import load_index
 from mailbridge.adapters.imap import ImapMailbox
 from mailbridge.adapters.smtp import SmtpSettings
 from mailbridge.adapters.templates import TemplateSet
-from mailbridge.app import App, identity_for
+from mailbridge.app import App
 from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.faq import FaqIndex
-from mailbridge.db.models import Outbox
 from mailbridge.db.outage import database_outage, database_place
 from mailbridge.errors import DeliveryError, describe_error
 from mailbridge.inbound.leases import Keeper, LeaseLost
 from mailbridge.inbound.process import ProcessReport, new_preparer, process_pending
-from mailbridge.oauth.tokens import SignInRequired, TokenProvider, TokenProviders
-from mailbridge.outbound.send import SendReport, bring_forward, send_pending, smtp_settings
+from mailbridge.oauth.tokens import SignInRequired, TokenProviders
+from mailbridge.outbound.send import SendReport
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics
 from mailbridge.service.outages import OutageWatch
@@ -47,13 +44,13 @@ from mailbridge.service.pollers import (
     fetch_with_new_connection,
     watched_sources,
 )
+from mailbridge.service.sender import Sender
 from mailbridge.tickets.escalate import next_due, sweep
 from mailbridge.tickets.retention import purge
 
 log = logging.getLogger(__name__)
 
 SWEEP_GAP = timedelta(seconds=1)  # the exact-time sweep never runs back to back
-PROBE_EVERY = 60.0  # seconds between offers of waiting mail to a server refusing it
 __all__ = ["STOP_GRACE", "Daemon", "PassReport"]
 
 
@@ -82,20 +79,21 @@ class Daemon:
     ) -> None:
         self.app = app
         self.imap_factory = imap_factory
-        self._fixed_smtp = smtp is not None
         self.tokens = TokenProviders(app.config, app.clock)  # OAuth2 sign-ins, if any
-        self.smtp = self._signed_in(smtp or smtp_settings(app))
         self.health = Health(app.clock)
         self.metrics = Metrics(app, self.health, self.tokens)
         self.outage = OutageWatch(self.health, database_place(app.config.database_url))
+        self.sender = Sender(
+            app,
+            health=self.health,
+            metrics=self.metrics,
+            tokens=self.tokens,
+            failed=self._failed,
+            smtp=smtp,
+        )
         self.ready = asyncio.Event()  # every mailbox has connected, or failed to, once
         self._process_lock = asyncio.Lock()
-        self._outbox_wakeup = asyncio.Event()
         self._stop = asyncio.Event()
-        self._draining = asyncio.Event()  # set once pollers are done: last outbox pass
-        self._sender: asyncio.Task[None] | None = None
-        self._refused_at: float | None = None  # monotonic: the SMTP server turned mail away
-        self._probed_at = 0.0
         self._scheduler: AsyncIOScheduler | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._given_keeper = keeper  # who this instance is among several; default: the process
@@ -130,7 +128,7 @@ class Daemon:
         finally:
             await asyncio.to_thread(self.preparer.close)
         report.escalated = await asyncio.to_thread(sweep, self.app)
-        report.sent = await send_pending(self.app, self.smtp)
+        report.sent = await self.sender.send_once()
         return report
 
     async def _fetch_once(self, keeper: Keeper, mailbox: MailboxConfig, report: PassReport) -> None:
@@ -168,7 +166,7 @@ class Daemon:
     def alive(self) -> str | None:
         """None while every part of the daemon runs; else which part has stopped. (A mail
         server being down is not this: the part waiting for it is alive and retrying.)"""
-        if self._sender is None or self._sender.done():
+        if not self.sender.running:
             return "the outbox sender is not running"
         problem = self.pollers.alive()
         if problem is not None:
@@ -184,23 +182,16 @@ class Daemon:
         messages, never in the middle of one. Pollers of changed mailboxes reconnect; new
         ones are polled once their lease is taken, removed ones are handed back."""
         async with self._process_lock:
-            self.app.config, self.app.templates = config, templates
-            self.app.identity = identity_for(config)
-            self.app.__dict__.pop("reply_secret", None)  # cached; the staff secret may change
-            # Checked with the configuration, like the templates (loaded here if not given).
-            self.app.__dict__["faq"] = (
-                faq if faq is not None or config.faq.dir is None else load_index(config)
-            )
+            self.app.reconfigure(config, templates, faq=faq)
             self.tokens.reconfigure(config)
-            if not self._fixed_smtp:
-                self.smtp = self._signed_in(smtp_settings(self.app))
+            self.sender.reconfigure()
         if self._scheduler is not None:
             self._scheduler.reschedule_job(
                 "sweep", trigger="interval", seconds=config.service.sweep_interval.total_seconds()
             )
             self._schedule_purge(self._scheduler)
         self.pollers.reconfigure(config)
-        self._outbox_wakeup.set()
+        self.sender.wake()
 
     async def swap_templates(self, templates: TemplateSet) -> None:
         """Switch to a new, already checked template set between messages."""
@@ -234,7 +225,7 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - the pollers process it once they can
             self._failed(exc, None, "processing what was stored earlier failed")
         self.pollers.start(self._given_keeper or Keeper(self.app, sole_on_sqlite=True))
-        self._sender = sender = asyncio.create_task(self._send_loop(), name="sender")
+        self.sender.start()
         announce = asyncio.create_task(self._until_settled())
         log.info("mailbridge running: %d mailbox(es)", len(self.app.config.mailbox))
         try:
@@ -256,10 +247,7 @@ class Daemon:
             await asyncio.to_thread(self.preparer.close)  # nothing is processed any more
             # The sender is not cancelled mid-send (a mail accepted but not yet marked would
             # go out twice): it makes one last pass and returns, or is cut off after a grace.
-            self._draining.set()
-            self._outbox_wakeup.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sender, STOP_GRACE)
+            await self.sender.finish(STOP_GRACE)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
@@ -284,7 +272,7 @@ class Daemon:
             return
         self.health.set("scheduler", "running")
         if fired:
-            self._outbox_wakeup.set()
+            self.sender.wake()
         await self._wake_at_next_due()
 
     def _failed(self, exc: Exception, part: str | None, what: str) -> None:
@@ -348,76 +336,7 @@ class Daemon:
                 process_pending, self.app, self._stop.is_set, self.preparer
             )
         if report.processed or report.ignored:
-            self._outbox_wakeup.set()
+            self.sender.wake()
             await self._wake_at_next_due()  # a new ticket may fall due before the interval
-
-    async def _send_loop(self) -> None:
-        while True:
-            self._outbox_wakeup.clear()
-            last = self._draining.is_set()
-            try:
-                await self._probe_if_refusing()
-                report = await send_pending(self.app, self.smtp, observe=self._observe_sent)
-                self._smtp_health(report)
-                await self._after_refusal(report)
-            except Exception as exc:  # noqa: BLE001 - the sender must outlive any one failure
-                self._failed(exc, "smtp", "outbox pass failed")
-            if last:
-                return
-            interval = self.app.config.service.outbox_interval.total_seconds()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox_wakeup.wait(), interval)
-
-    async def _probe_if_refusing(self) -> None:
-        """While the server turns mail away, offer it the oldest waiting mail now and then,
-        whatever that mail's own retry pause, so the end of an outage is noticed soon."""
-        if self._refused_at is None or time.monotonic() - self._probed_at < PROBE_EVERY:
-            return
-        self._probed_at = time.monotonic()
-        await asyncio.to_thread(bring_forward, self.app, limit=1)
-
-    async def _after_refusal(self, report: SendReport) -> None:
-        if report.refused:
-            if self._refused_at is None:
-                self._refused_at = self._probed_at = time.monotonic()
-            return
-        if self._refused_at is None or not report.sent:
-            return
-        waiting = await asyncio.to_thread(bring_forward, self.app)
-        log.info(
-            "the SMTP server accepts mail again after %.0f s: %d mail(s) waiting out a "
-            "retry pause go now",
-            time.monotonic() - self._refused_at,
-            waiting,
-        )
-        self._refused_at = None
-        self._outbox_wakeup.set()
-
-    def _observe_sent(self, row: Outbox, seconds: float) -> None:
-        queued = (self.app.clock.now() - row.created_at).total_seconds()
-        self.metrics.observe_sent(row.kind, seconds, queued)
-
-    def _signed_in(self, settings: SmtpSettings) -> SmtpSettings:
-        """The SMTP settings with the OAuth2 sign-in of [smtp.oauth2], when there is one."""
-        provider = self.tokens.for_smtp()
-        if provider is None or settings.oauth is not None:
-            return settings
-        return replace(
-            settings, oauth=provider, username=settings.username or provider.sign_in.username
-        )
-
-    def _smtp_health(self, report: SendReport) -> None:
-        provider = self.smtp.oauth if isinstance(self.smtp.oauth, TokenProvider) else None
-        if provider is not None and provider.problem and not report.sent:
-            self.health.failing("smtp", provider.problem, "signed-out")
-            return
-        if report.sent:
-            self.health.set("smtp", "sending")
-        elif report.deferred:
-            self.health.failing(
-                "smtp",
-                f"{report.deferred} mail(s) deferred: the server "
-                "refused them for now or could not be reached",
-            )
 
     # -- mailbox leases: poll exactly what this instance holds --

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailbridge.adapters.imap import ImapMailbox, ImapSettings
+from mailbridge.adapters.imap import ImapMailbox, ImapSettings, imap_settings
 from mailbridge.app import App
 from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.ownership import elsewhere, reconcile
@@ -70,16 +70,8 @@ def watched_sources(config: Config) -> list[MailboxConfig]:
     return [source for mailbox in config.mailbox for source in mailbox.sources()]
 
 
-def imap_settings(mailbox: MailboxConfig, tokens: TokenProviders | None = None) -> ImapSettings:
-    return ImapSettings(
-        host=mailbox.host,
-        port=mailbox.effective_port,
-        security=mailbox.security,
-        username=mailbox.username,
-        password=mailbox.password.get_secret_value() if mailbox.password else "",
-        folder=mailbox.folder,
-        oauth=tokens.for_mailbox(mailbox) if tokens is not None else None,
-    )
+def _settings(mailbox: MailboxConfig, tokens: TokenProviders | None) -> ImapSettings:
+    return imap_settings(mailbox, tokens.for_mailbox(mailbox) if tokens is not None else None)
 
 
 def fetch_with_new_connection(
@@ -90,7 +82,7 @@ def fetch_with_new_connection(
     tokens: TokenProviders | None = None,
 ) -> int:
     """One catch-up pass over a folder on a connection of its own (`run --once`)."""
-    conn = imap_factory(imap_settings(mailbox, tokens))
+    conn = imap_factory(_settings(mailbox, tokens))
     try:
         conn.connect()
         return fetch_mailbox(app, mailbox, conn, tenure=tenure).fetched
@@ -226,7 +218,7 @@ class Pollers:
     async def _poll_loop(self, poller: _Poller) -> None:
         mailbox, backoff = poller.mailbox, 1.0
         while not poller.stop.is_set():
-            conn = self.imap_factory(imap_settings(mailbox, self.tokens))
+            conn = self.imap_factory(_settings(mailbox, self.tokens))
             poller.connection = conn
             try:
                 await asyncio.to_thread(conn.connect)
@@ -254,7 +246,7 @@ class Pollers:
                 self._poller_failed(poller, f"connection {kind}: {one_line(str(exc))}")
                 await self._pause(backoff, poller.stop)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-            except Exception as exc:  # noqa: BLE001 - a poller that dies would leave mail unread
+            except Exception as exc:  # a poller that dies would leave mail unread
                 log.exception(
                     "mailbox %s: unexpected failure; reconnecting in %.0f s",
                     mailbox.source_name,
@@ -442,7 +434,7 @@ class Pollers:
                 self.health.set(
                     component(name), "unowned", detail="handed back for another instance to poll"
                 )
-        except Exception:  # noqa: BLE001 - still ours: the next round polls it again
+        except Exception:  # still ours: the next round polls it again
             log.exception("mailbox %s: could not hand its lease back", name)
         finally:
             self._leaving.discard(name)
@@ -450,7 +442,7 @@ class Pollers:
     async def _retire(self, keeper: Keeper) -> None:
         try:
             await asyncio.to_thread(keeper.retire)
-        except Exception:  # noqa: BLE001 - the leases then run out by themselves
+        except Exception:  # the leases then run out by themselves
             log.exception(
                 "could not hand the mailbox leases back; other instances take "
                 "them over once they run out"

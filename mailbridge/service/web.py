@@ -88,7 +88,7 @@ class WebServer:
             return _plain(HTTPStatus.NOT_FOUND), method == "HEAD"
         try:
             return await handler(), method == "HEAD"
-        except Exception:  # noqa: BLE001 - one bad request must not take the listener down
+        except Exception:  # one bad request must not take the listener down
             log.exception("answering %s %s failed", method, path)
             return _plain(HTTPStatus.INTERNAL_SERVER_ERROR), method == "HEAD"
 

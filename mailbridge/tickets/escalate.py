@@ -80,7 +80,7 @@ def _sweep_ticket(
     try:
         with session.begin_nested():
             return _fire_due_steps(session, app, ticket, fired, customer_text, now)
-    except Exception:  # noqa: BLE001 - one broken ticket must not stop the sweep
+    except Exception:  # one broken ticket must not stop the sweep
         log.exception(
             "ticket #%s: sweep failed; trying again in %s", ticket.number, RETRY_AFTER_FAILURE
         )

@@ -69,7 +69,7 @@ def test_times_come_back_as_the_same_instant_in_utc(database_url: str) -> None:
             read = session.query(MailboxState).one().updated_at
         assert read == written and read.tzinfo == UTC
         with sessions() as session, pytest.raises(StatementError, match="naive"), session.begin():
-            session.add(Event(at=datetime(2026, 1, 1), type="naive", data={}))  # noqa: DTZ001
+            session.add(Event(at=datetime(2026, 1, 1), type="naive", data={}))
     finally:
         engine.dispose()
 

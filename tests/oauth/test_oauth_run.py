@@ -552,10 +552,10 @@ def test_a_missing_sign_in_shows_in_smtp_health_and_status(
     app = build_app(config)
     try:
         daemon = Daemon_(app)
-        assert daemon.smtp.username == USER  # the shared sign-in's account
+        assert daemon.sender.smtp.username == USER  # the shared sign-in's account
         with pytest.raises(SignInRequired):
-            asyncio.run(SmtpConnection(daemon.smtp).connect())
-        daemon._smtp_health(SendReport(deferred=1, refused=True))
+            asyncio.run(SmtpConnection(daemon.sender.smtp).connect())
+        daemon.sender._smtp_health(SendReport(deferred=1, refused=True))
         smtp_state = daemon.health.get("smtp")
         assert smtp_state is not None and smtp_state.state == "signed-out"
         assert smtp_state.detail == (

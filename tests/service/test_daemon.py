@@ -12,7 +12,7 @@ import pytest
 
 from mailbridge.app import build_app
 from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
-from mailbridge.service import daemon as daemon_module
+from mailbridge.service import sender as sender_module
 from tests.support.builders import IMAP_PASSWORD_ENV, drive_daemon, mail, make_config
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ def test_a_refusing_server_is_offered_the_oldest_waiting_mail_now_and_then(
     sqlite_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(daemon_module, "PROBE_EVERY", 1.0)
+    monkeypatch.setattr(sender_module, "PROBE_EVERY", 1.0)
 
     async def scenario() -> None:
         smtp_sink.fail_always(451, "4.3.0 try again later")

@@ -1,0 +1,94 @@
+"""The demo's servers are an optional extra: a production install leaves pymap and aiosmtpd
+out, and `mailbridge demo` without them says how to get them."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mailbridge.cli.main import main
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_ONLY = ("pymap", "aiosmtpd")
+ALLOWED_EXTRAS = frozenset({"demo", "dev"})
+
+
+def requires_dist() -> list[str]:
+    """The Requires-Dist lines a build of this checkout's pyproject.toml declares, written
+    as the installed metadata writes them (`importlib.metadata.requires`)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"])
+    for extra, requirements in project["optional-dependencies"].items():
+        lines += [f'{requirement}; extra == "{extra}"' for requirement in requirements]
+    return lines
+
+
+def misplaced(lines: list[str]) -> list[str]:
+    """The requirements of a demo-only package that an install without the extras gets."""
+    found = []
+    for line in lines:
+        name = re.split(r"[\s<>=!~;\[(]", line, maxsplit=1)[0].lower()
+        extra = re.search(r'extra\s*==\s*"([^"]+)"', line)
+        if name in DEMO_ONLY and (extra is None or extra.group(1) not in ALLOWED_EXTRAS):
+            found.append(line)
+    return found
+
+
+def test_the_demo_servers_come_only_with_the_demo_extra() -> None:
+    lines = requires_dist()
+    assert misplaced(lines) == []
+    for name in DEMO_ONLY:
+        assert any(line.startswith(name) and 'extra == "demo"' in line for line in lines), name
+
+
+def test_the_dev_extra_brings_the_demo_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "mailbridge[demo]" in project["optional-dependencies"]["dev"]
+
+
+def test_the_installed_metadata_agrees_when_installed_from_here() -> None:
+    dist = importlib.metadata.distribution("mailbridge")
+    origin = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
+    if origin != ROOT.as_uri():
+        pytest.skip(f"mailbridge is installed from {origin or 'an index'}, not {ROOT}")
+    assert misplaced(dist.requires or []) == [], (
+        "stale install: pip install -e '.[dev,demo]' (make does it when pyproject.toml changes)"
+    )
+
+
+@pytest.mark.parametrize(
+    "line, bad",
+    [
+        ("aiosmtpd>=1.4.6", True),
+        ('pymap>=0.36; extra == "postgres"', True),
+        ('pymap>=0.36; extra == "demo"', False),
+        ('aiosmtpd>=1.4.6 ; python_version >= "3.11" and extra == "dev"', False),
+        ("aiosmtplib>=5.1.3", False),
+    ],
+)
+def test_misplaced_tells_an_extra_from_a_plain_dependency(line: str, bad: bool) -> None:
+    assert bool(misplaced([line])) is bad
+
+
+@pytest.mark.parametrize("missing", ["pymap", "aiosmtpd"])
+def test_demo_without_the_extra_says_how_to_install_it(
+    missing: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module in [m for m in sys.modules if m.startswith("mailbridge.demo.")]:
+        monkeypatch.delitem(sys.modules, module)
+    for module in [missing, *(m for m in sys.modules if m.startswith(f"{missing}."))]:
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+
+    assert main(["demo"]) == 1
+
+    err = capsys.readouterr().err
+    assert f"needs {missing}" in err, err
+    assert "pip install 'mailbridge[demo]'" in err
