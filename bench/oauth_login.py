@@ -22,12 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mailbridge.adapters.imap import ImapMailbox, ImapSettings  # noqa: E402
 from mailbridge.clock import SystemClock  # noqa: E402
 from mailbridge.config import OAuth2Config  # noqa: E402
+from mailbridge.oauth.accounts import _sign_in  # noqa: E402
 from mailbridge.oauth.signin import (  # noqa: E402
     finish_device_login,
     start_device_login,
     store_sign_in,
 )
-from mailbridge.oauth.tokens import TokenProvider, TokenStore, _sign_in  # noqa: E402
+from mailbridge.oauth.tokens import TokenProvider, TokenStore  # noqa: E402
 from tests.support.dovecot import DovecotServer  # noqa: E402
 from tests.support.oauth_server import OAuthServer  # noqa: E402
 

@@ -15,6 +15,8 @@ from mailbridge.adapters.smtp import SmtpConnection, SmtpSettings
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
 from mailbridge.errors import ConfigError, DeliveryError
+from mailbridge.oauth.accounts import SignIn, sign_in_for_mailbox, sign_in_for_smtp
+from mailbridge.oauth.endpoint import client_credentials_token
 from mailbridge.oauth.signin import (
     finish_browser_login,
     finish_device_login,
@@ -22,14 +24,7 @@ from mailbridge.oauth.signin import (
     start_device_login,
     store_sign_in,
 )
-from mailbridge.oauth.tokens import (
-    SignIn,
-    TokenProvider,
-    TokenStore,
-    client_credentials_token,
-    sign_in_for_mailbox,
-    sign_in_for_smtp,
-)
+from mailbridge.oauth.tokens import TokenProvider, TokenStore
 from mailbridge.service.pollers import imap_settings
 
 __all__ = ["oauth_login", "oauth_test"]

@@ -19,7 +19,9 @@ from mailbridge.core.humanize import format_duration
 from mailbridge.core.ownership import holder
 from mailbridge.errors import describe_error
 from mailbridge.inbound.leases import Ownership, ownership
-from mailbridge.oauth.tokens import SignInRequired, TokenStore, sign_ins
+from mailbridge.oauth.accounts import sign_ins
+from mailbridge.oauth.endpoint import SignInRequired
+from mailbridge.oauth.tokens import TokenStore
 from mailbridge.service.snapshot import Snapshot, snapshot
 
 __all__ = ["print_status", "status_document"]
