@@ -31,7 +31,8 @@ from mailbridge.app import build_app
 from mailbridge.cli.status import status_document
 from mailbridge.clock import FrozenClock
 from mailbridge.config import config_from_dict
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.errors import PermanentError
 from mailbridge.oauth.accounts import sign_ins
 from mailbridge.oauth.endpoint import SignInRequired
