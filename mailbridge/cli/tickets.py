@@ -13,7 +13,8 @@ from typing import Any, TextIO, TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_, select
 
-from mailbridge.adapters.templates import SAMPLE_CONTEXT, TemplateSet, default_templates_dir
+from mailbridge.adapters.template_context import SAMPLE_CONTEXT
+from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.app import App, build_app
 from mailbridge.config import Config
 from mailbridge.core.clip import clip_context
