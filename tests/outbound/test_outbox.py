@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from mailbridge.app import App, build_app
-from mailbridge.cli.tickets import list_outbox
+from mailbridge.cli.outbox import list_outbox
 from mailbridge.clock import FrozenClock
 from mailbridge.core.bounce import find_return_path, return_path_valid
 from mailbridge.core.compose import Outgoing, build_message
