@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
 
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink  # noqa: E402
+from mailbridge.demo.imap_server import EmbeddedImapServer  # noqa: E402
+from mailbridge.demo.smtp_sink import SmtpSink  # noqa: E402
 
 IMAP_PASSWORD_ENV = "MB_BENCH_IMAP_PASSWORD"
 SUPPORT = "support@shop.example"

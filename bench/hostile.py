@@ -43,7 +43,7 @@ from _common import (
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from latency import percentile, stop
 
-from mailbridge.demo.servers import SmtpSink
+from mailbridge.demo.smtp_sink import SmtpSink
 
 _IN_REPLY_TO = re.compile(rb"^In-Reply-To:\s*<([^>\r\n]{1,998})>", re.I | re.M)
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>\r\n]{1,998})>", re.I | re.M)

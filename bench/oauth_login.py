@@ -22,12 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mailbridge.adapters.imap import ImapMailbox, ImapSettings
 from mailbridge.clock import SystemClock
 from mailbridge.config import OAuth2Config
+from mailbridge.oauth.accounts import _sign_in
 from mailbridge.oauth.signin import (
     finish_device_login,
     start_device_login,
     store_sign_in,
 )
-from mailbridge.oauth.tokens import TokenProvider, TokenStore, _sign_in
+from mailbridge.oauth.tokens import TokenProvider, TokenStore
 from tests.support.dovecot import DovecotServer
 from tests.support.oauth_server import OAuthServer
 

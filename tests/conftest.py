@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 
 # --- Mail servers: embedded IMAP (pymap) and SMTP sink (aiosmtpd) -------------------------
 

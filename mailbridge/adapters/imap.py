@@ -3,6 +3,10 @@
 Synchronous (imapclient); callers run it in a thread. It moves bytes and decides,
 in `_translate_errors` only, whether a failure is transient or permanent. It logs in with
 a password, or with an OAuth2 access token (SASL XOAUTH2, else OAUTHBEARER).
+
+It is longer than most modules because it is one thing: every command, the IDLE wait and
+the error translation work on the same IMAPClient session and its state, and the functions
+after the class are that session's private pieces (socket waits, SASL answers, teardown).
 """
 
 from __future__ import annotations

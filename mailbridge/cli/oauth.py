@@ -4,16 +4,21 @@ AUTHENTICATE, or the SMTP AUTH."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from mailbridge.adapters.imap import ImapMailbox, imap_settings
 from mailbridge.adapters.smtp import SmtpConnection, SmtpSettings
+from mailbridge.cli.common import command_config
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
 from mailbridge.errors import ConfigError, DeliveryError
+from mailbridge.oauth.accounts import SignIn, sign_in_for_mailbox, sign_in_for_smtp
+from mailbridge.oauth.endpoint import client_credentials_token
 from mailbridge.oauth.signin import (
     finish_browser_login,
     finish_device_login,
@@ -21,16 +26,12 @@ from mailbridge.oauth.signin import (
     start_device_login,
     store_sign_in,
 )
-from mailbridge.oauth.tokens import (
-    SignIn,
-    TokenProvider,
-    TokenStore,
-    client_credentials_token,
-    sign_in_for_mailbox,
-    sign_in_for_smtp,
-)
+from mailbridge.oauth.tokens import TokenProvider, TokenStore
 
-__all__ = ["oauth_login", "oauth_test"]
+if TYPE_CHECKING:
+    from mailbridge.cli.common import Commands
+
+__all__ = ["oauth_login", "oauth_test", "register"]
 
 
 def chosen_sign_in(config: Config, mailbox: str | None) -> SignIn:
@@ -190,3 +191,38 @@ def _minutes(seconds: float) -> str:
 def _say(out: TextIO, text: str) -> None:
     out.write(text + "\n")
     out.flush()  # someone (or a script) is waiting for the code
+
+
+def register(commands: Commands) -> None:
+    oauth = commands.add_parser(
+        "oauth", help="OAuth2 sign-in of a mailbox or the SMTP login (Microsoft 365, Gmail)"
+    )
+    oauth_commands = oauth.add_subparsers(dest="oauth_command", metavar="ACTION", required=True)
+    for action, text in (
+        (
+            "login",
+            "sign in (device code, browser or client credentials) and keep the refresh "
+            "token in the data directory",
+        ),
+        (
+            "test",
+            "sign in to IMAP (and SMTP, when it shares the sign-in) now and say exactly "
+            "what failed",
+        ),
+    ):
+        oauth_action = oauth_commands.add_parser(action, help=text)
+        which = oauth_action.add_mutually_exclusive_group(required=True)
+        which.add_argument("--mailbox", metavar="NAME", help="the [[mailbox]] with this name")
+        which.add_argument(
+            "--smtp",
+            action="store_true",
+            help="the [smtp] login (when it has a sign-in of its own)",
+        )
+    oauth.set_defaults(handler=_oauth)
+
+
+def _oauth(args: argparse.Namespace) -> int:
+    config = command_config(args)
+    if args.oauth_command == "login":
+        return oauth_login(config, args.mailbox, sys.stdout, sys.stdin)
+    return oauth_test(config, args.mailbox, sys.stdout)

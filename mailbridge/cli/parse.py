@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from mailbridge.config import Config
+from mailbridge.config import Config, config_path, load_config
 from mailbridge.core.classify import Identity, classify
 from mailbridge.core.parse import parse_message
 from mailbridge.core.serialize import parsed_to_json
+
+if TYPE_CHECKING:
+    from mailbridge.cli.common import Commands
 
 NO_IDENTITY = Identity(own_addresses=frozenset(), own_domains=frozenset(), loop_token="")
 
@@ -55,3 +59,14 @@ class MailFiles:
                 self.status = 1
                 continue
             yield name, raw
+
+
+def register(commands: Commands) -> None:
+    parse = commands.add_parser("parse", help="print the parsed, classified message(s) as JSON")
+    parse.add_argument("files", nargs="+", metavar="FILE", help="email files, or - for stdin")
+    parse.set_defaults(handler=_parse)
+
+
+def _parse(args: argparse.Namespace) -> int:
+    config = load_config(config_path(args.config)) if args.config else None
+    return parse_files(args.files, config, sys.stdout)

@@ -6,22 +6,26 @@ the queue with a fresh attempt budget, for after the cause has been fixed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
 from email.parser import BytesHeaderParser
 from email.policy import default
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import select, update
 
 from mailbridge.app import App
-from mailbridge.cli.tickets import iso, open_app, table
+from mailbridge.cli.common import command_config, iso, open_app, table
 from mailbridge.core.states import InboundState
 from mailbridge.db.models import InboundMessage
 from mailbridge.errors import MailbridgeError, one_line
 
-__all__ = ["list_quarantined", "open_app", "retry_quarantined", "show_quarantined"]
+if TYPE_CHECKING:
+    from mailbridge.cli.common import Commands
+
+__all__ = ["list_quarantined", "register", "retry_quarantined", "show_quarantined"]
 
 _HEADERS = BytesHeaderParser(policy=default)
 
@@ -101,3 +105,32 @@ def retry_quarantined(app: App, ids: Sequence[int], every: bool, out: TextIO) ->
         return 1
     out.write(f"{count} message(s) queued again; the next pass processes them\n")
     return 0
+
+
+def register(commands: Commands) -> None:
+    quarantine = commands.add_parser(
+        "quarantine", help="messages whose processing kept failing, kept for a person"
+    )
+    quarantine_commands = quarantine.add_subparsers(
+        dest="quarantine_command", metavar="ACTION", required=True
+    )
+    quarantine_list = quarantine_commands.add_parser("list", help="list quarantined messages")
+    quarantine_list.add_argument("--json", action="store_true", help="print a JSON array")
+    quarantine_show = quarantine_commands.add_parser("show", help="one message with its error")
+    quarantine_show.add_argument("id", type=int)
+    quarantine_show.add_argument("--raw", action="store_true", help="print the raw message")
+    quarantine_retry = quarantine_commands.add_parser(
+        "retry", help="process the message(s) again on the next pass"
+    )
+    quarantine_retry.add_argument("ids", type=int, nargs="*", metavar="ID")
+    quarantine_retry.add_argument("--all", action="store_true", help="every quarantined message")
+    quarantine.set_defaults(handler=_quarantine)
+
+
+def _quarantine(args: argparse.Namespace) -> int:
+    with open_app(command_config(args)) as app:
+        if args.quarantine_command == "list":
+            return list_quarantined(app, args.json, sys.stdout)
+        if args.quarantine_command == "show":
+            return show_quarantined(app, args.id, args.raw, sys.stdout)
+        return retry_quarantined(app, args.ids, args.all, sys.stdout)

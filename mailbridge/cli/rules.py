@@ -3,10 +3,13 @@ do, as the processing path would evaluate them."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from mailbridge.cli.common import command_config
 from mailbridge.cli.parse import MailFiles
 from mailbridge.config import Config
 from mailbridge.core.classify import classify
@@ -15,6 +18,9 @@ from mailbridge.core.parse import parse_message
 from mailbridge.core.rules import evaluate
 from mailbridge.errors import ConfigError
 from mailbridge.inbound.routing import actions_dict, described, facts_for, summary
+
+if TYPE_CHECKING:
+    from mailbridge.cli.common import Commands
 
 
 def explain_files(
@@ -93,3 +99,50 @@ def _print(report: dict[str, Any], rules: int, out: TextIO) -> None:
         print(f"  {position}. {match['rule']}: {summary(match['actions'])}", file=out)
     if matched:
         print(f"  together: {summary(report['actions'])}", file=out)
+
+
+def register(commands: Commands) -> None:
+    rules = commands.add_parser("rules", help="routing rules ([[rule]] and [rules] include)")
+    rules_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    rules_test = rules_commands.add_parser(
+        "test", help="show which rules a mail matches and what they would do"
+    )
+    rules_test.add_argument("files", nargs="+", metavar="FILE.eml", help='a mail ("-": stdin)')
+    rules_test.add_argument(
+        "--mailbox",
+        help="as received by this mailbox (default: the one "
+        "the mail is addressed to, else the first)",
+    )
+    rules_test.add_argument(
+        "--followup", action="store_true", help="as a follow-up on an open ticket"
+    )
+    rules_test.add_argument(
+        "--unanswered",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --followup: the customer's mails since our last reply, "
+        "this one included (default 1)",
+    )
+    rules_test.add_argument(
+        "--open-tickets",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the customer's open tickets, this mail's included (default 1)",
+    )
+    rules_test.add_argument("--json", action="store_true", help="print JSON, one per file")
+    rules.set_defaults(handler=_rules)
+
+
+def _rules(args: argparse.Namespace) -> int:
+    return explain_files(
+        command_config(args),
+        args.files,
+        sys.stdout,
+        mailbox=args.mailbox,
+        followup=args.followup,
+        unanswered=args.unanswered,
+        as_json=args.json,
+        open_tickets=args.open_tickets,
+    )

@@ -5,25 +5,33 @@ something does, so scripts can alert on it."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy.engine import make_url
 
 from mailbridge.app import App
+from mailbridge.cli.common import command_config, open_app
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.ownership import holder
 from mailbridge.core.states import InboundState, OutboxState
 from mailbridge.errors import describe_error
 from mailbridge.inbound.leases import Ownership, ownership
-from mailbridge.oauth.tokens import SignInRequired, TokenStore, sign_ins
+from mailbridge.oauth.accounts import sign_ins
+from mailbridge.oauth.endpoint import SignInRequired
+from mailbridge.oauth.tokens import TokenStore
 from mailbridge.service.snapshot import Snapshot, snapshot
 
-__all__ = ["print_status", "status_document"]
+if TYPE_CHECKING:
+    from mailbridge.cli.common import Commands
+
+__all__ = ["print_status", "register", "status_document"]
 
 DAEMON_TIMEOUT = 3.0
 
@@ -271,3 +279,16 @@ def _print_owners(doc: dict[str, Any], out: TextIO) -> None:
     for name, source in doc["sources"].items():
         owner = source["owner"] or "no running instance"
         out.write(f"  mailbox {name}: polled by {owner}\n")
+
+
+def register(commands: Commands) -> None:
+    status = commands.add_parser(
+        "status", help="the health picture, from the database (exit 1: something needs attention)"
+    )
+    status.add_argument("--json", action="store_true", help="print a JSON object")
+    status.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    with open_app(command_config(args)) as app:
+        return print_status(app, args.json, sys.stdout)

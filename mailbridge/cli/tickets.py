@@ -1,4 +1,4 @@
-"""What the read-only commands print: tickets, outbox rows, template checks and previews.
+"""`mailbridge tickets`: list and show tickets, set their tags and who they answer.
 
 The JSON shapes are a contract (docs/architecture.md, "The command line"); the tables are
 for people.
@@ -6,39 +6,113 @@ for people.
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import sys
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import ColumnElement, and_, or_, select
 
-from mailbridge.adapters.templates import SAMPLE_CONTEXT, TemplateSet, default_templates_dir
-from mailbridge.app import App, build_app
-from mailbridge.config import Config
-from mailbridge.core.clip import clip_context
+from mailbridge.app import App
+from mailbridge.cli.common import (
+    address,
+    command_config,
+    duration,
+    iso,
+    open_app,
+    print_json,
+    table,
+)
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.message import Address
+from mailbridge.core.staff import tag_name
 from mailbridge.core.states import CLOSED_STATUSES
 from mailbridge.db import queries
-from mailbridge.db.models import Base, Outbox, Ticket, TicketTag
-from mailbridge.errors import MailbridgeError, TemplateError, one_line
+from mailbridge.db.models import Ticket, TicketTag
+from mailbridge.errors import MailbridgeError
 from mailbridge.tickets.deadlines import open_deadlines
 from mailbridge.tickets.requester import missing_requester, set_requester, unusable_requester
 
-
-@contextmanager
-def open_app(config: Config) -> Iterator[App]:
-    app = build_app(config)
-    try:
-        yield app
-    finally:
-        app.close()
+if TYPE_CHECKING:
+    from mailbridge.cli.common import Commands
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def register(commands: Commands) -> None:
+    tickets = commands.add_parser("tickets", help="list and show tickets")
+    ticket_commands = tickets.add_subparsers(
+        dest="tickets_command", metavar="ACTION", required=True
+    )
+    listing = ticket_commands.add_parser("list", help="list tickets")
+    listing.add_argument("--status", help="only tickets with this status")
+    listing.add_argument("--tag", help="only tickets with this tag (routing rules set tags)")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.add_argument(
+        "--overdue",
+        action="store_true",
+        help="only tickets with a running deadline that has passed",
+    )
+    listing.add_argument(
+        "--due-within",
+        type=duration,
+        metavar="DURATION",
+        help="only tickets with a running deadline within this time, e.g. 2h",
+    )
+    show = ticket_commands.add_parser("show", help="one ticket with its articles and events")
+    show.add_argument("number", type=int)
+    show.add_argument("--json", action="store_true", help="print a JSON object")
+    tag = ticket_commands.add_parser(
+        "tag", help="add or remove tags of one ticket (as staff #tag/#untag do)"
+    )
+    tag.add_argument("number", type=int)
+    tag.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        type=tag_name,
+        metavar="TAG",
+        help="add this tag (repeat for more)",
+    )
+    tag.add_argument(
+        "--remove",
+        action="append",
+        default=[],
+        type=tag_name,
+        metavar="TAG",
+        help="remove this tag, in any case (repeat for more)",
+    )
+    requester = ticket_commands.add_parser(
+        "requester", help="set who a ticket answers (as staff #requester does)"
+    )
+    requester.add_argument("number", type=int)
+    requester.add_argument(
+        "address",
+        type=address,
+        metavar="ADDRESS",
+        help='someone@example.com, or "Ann Example <ann@example.com>"',
+    )
+    tickets.set_defaults(handler=_tickets)
+
+
+def _tickets(args: argparse.Namespace) -> int:
+
+    with open_app(command_config(args)) as app:
+        if args.tickets_command == "list":
+            return list_tickets(
+                app,
+                args.status,
+                args.json,
+                sys.stdout,
+                overdue=args.overdue,
+                due_within=args.due_within,
+                tag=args.tag,
+            )
+        if args.tickets_command == "tag":
+            return tag_ticket(app, args.number, args.add, args.remove, sys.stdout)
+        if args.tickets_command == "requester":
+            return set_ticket_requester(app, args.number, args.address, sys.stdout)
+        return show_ticket(app, args.number, args.json, sys.stdout)
 
 
 def ticket_json(ticket: Ticket) -> dict[str, Any]:
@@ -66,20 +140,6 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def _print_json(value: object, out: TextIO) -> None:
-    out.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
-
-
-Row = TypeVar("Row", bound=Base)
-
-
-def _all(app: App, model: type[Row], order: Any, column: Any, value: str | None) -> Sequence[Row]:
-    """Every row of `model` in `order`, or those whose `column` equals `value` if given."""
-    query = select(model).order_by(order)
-    with app.sessions() as session:
-        return session.scalars(query.where(column == value) if value else query).all()
-
-
 def list_tickets(
     app: App,
     status: str | None,
@@ -97,7 +157,7 @@ def list_tickets(
             select(Ticket).where(*_narrowing(status, tag)).order_by(Ticket.number)
         ).all()
     if as_json:
-        _print_json([ticket_json(t) for t in tickets], out)
+        print_json([ticket_json(t) for t in tickets], out)
         return 0
     rows = [
         (
@@ -165,7 +225,7 @@ def _list_by_deadline(
     with app.sessions() as session:
         tickets = session.scalars(query).all()
     if as_json:
-        _print_json([ticket_json(t) for t in tickets], out)
+        print_json([ticket_json(t) for t in tickets], out)
         return 0
     rows = []
     for t in tickets:
@@ -233,7 +293,7 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     ]
     document["events"] = [{"at": iso(e.at), "type": e.type, "data": e.data} for e in events]
     if as_json:
-        _print_json(document, out)
+        print_json(document, out)
         return 0
     out.write(f"#{ticket.number} {ticket.subject}\n")
     for key in (
@@ -261,51 +321,6 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     out.write("\nevents:\n")
     for event in document["events"]:
         out.write(f"  {event['at']} {event['type']} {json.dumps(event['data'])}\n")
-    return 0
-
-
-def outbox_json(row: Outbox) -> dict[str, Any]:
-    from mailbridge.outbound.send import recipient_results
-
-    return {
-        "id": row.id,
-        "ticket_id": row.ticket_id,
-        "kind": row.kind,
-        "to": row.envelope_to,
-        "message_id": row.message_id,
-        "state": row.state,
-        "attempts": row.attempts,
-        "last_error": one_line(row.last_error) if row.last_error else None,
-        "next_attempt_at": iso(row.next_attempt_at),
-        "created_at": iso(row.created_at),
-        "sent_at": iso(row.sent_at),
-        "envelope_from": row.envelope_from,
-        # Per recipient: {"address", "state" (pending, accepted, refused, failed, bounced),
-        # "code", "reply"}: who got the mail and, for who did not, the server's answer.
-        "recipients": recipient_results(row),
-    }
-
-
-def list_outbox(app: App, state: str | None, as_json: bool, out: TextIO) -> int:
-    rows = _all(app, Outbox, Outbox.id, Outbox.state, state)
-    if as_json:
-        _print_json([outbox_json(r) for r in rows], out)
-        return 0
-    table(
-        ("ID", "KIND", "STATE", "ATTEMPTS", "TO", "LAST ERROR"),
-        [
-            (
-                str(r.id),
-                r.kind,
-                r.state,
-                str(r.attempts),
-                ", ".join(r.envelope_to),
-                one_line(r.last_error or "", 60),
-            )
-            for r in rows
-        ],
-        out,
-    )
     return 0
 
 
@@ -361,75 +376,5 @@ def set_ticket_requester(app: App, number: int, address: Address, out: TextIO) -
     return 0
 
 
-def retry_outbox(app: App, row_id: int, out: TextIO) -> int:
-    from mailbridge.outbound.send import retry
-
-    try:
-        row = retry(app, row_id)
-    except (LookupError, ValueError) as exc:
-        raise MailbridgeError(str(exc)) from None
-    out.write(f"outbox {row.id} queued again\n")
-    return 0
-
-
-def _load_templates(config: Config) -> TemplateSet:
-    return TemplateSet.load(
-        config.templates.dir or default_templates_dir(), config.templates.language
-    )
-
-
-def check_templates(config: Config, out: TextIO) -> int:
-    templates = _load_templates(config)
-    problems = templates.check()
-    for problem in problems:
-        out.write(problem + "\n")
-    if problems:
-        return 2
-    out.write(
-        f"{len(templates.names())} templates in {len(templates.languages())} language(s): ok\n"
-    )
-    return 0
-
-
-def preview_template(
-    config: Config, name: str, ticket_number: int | None, language: str | None, out: TextIO
-) -> int:
-    templates = _load_templates(config)
-    context: dict[str, object] = dict(SAMPLE_CONTEXT)
-    if ticket_number is not None:
-        from mailbridge.outbound.queue import ticket_context
-
-        with open_app(config) as app, app.sessions() as session:
-            ticket = queries.ticket_by_number(session, ticket_number)
-            if ticket is None:
-                raise MailbridgeError(f"no ticket #{ticket_number}")
-            context.update(ticket_context(app, ticket, language or config.templates.language))
-    if name not in templates.names():
-        raise TemplateError(
-            f"no template named {name!r}; known: {', '.join(sorted(templates.names()))}"
-        )
-    rendered = templates.render(
-        name, clip_context(context, language or config.templates.language), language
-    )
-    out.write(f"Subject: {rendered.subject}\n\n{rendered.text.rstrip()}\n")
-    if rendered.html:
-        out.write(f"\n--- HTML ---\n{rendered.html.rstrip()}\n")
-    return 0
-
-
 def _short(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    if not rows:
-        out.write("(none)\n")
-        return
-    widths = [min(max(len(h), *(len(r[i]) for r in rows)), 48) for i, h in enumerate(headers)]
-    for row in (headers, *rows):
-        out.write(
-            "  ".join(
-                cell[:48].ljust(width) for cell, width in zip(row, widths, strict=True)
-            ).rstrip()
-            + "\n"
-        )

@@ -21,7 +21,8 @@ from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import App, build_app
 from mailbridge.config import Config, config_from_dict
 from mailbridge.db.models import Escalation, Event, Ticket
-from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.inbound.routing import summary
 from mailbridge.service.daemon import Daemon
 

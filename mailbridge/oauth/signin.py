@@ -13,14 +13,9 @@ from typing import Any
 
 from mailbridge.clock import Clock
 from mailbridge.core.oauth import DEVICE_CODE_GRANT, TokenRecord
-from mailbridge.oauth.tokens import (
-    OAuthError,
-    SignIn,
-    TokenStore,
-    record_from_answer,
-    token_endpoint,
-    token_session,
-)
+from mailbridge.oauth.accounts import SignIn
+from mailbridge.oauth.endpoint import OAuthError, record_from_answer, token_endpoint, token_session
+from mailbridge.oauth.tokens import TokenStore
 
 __all__ = [
     "BrowserSignIn",

@@ -1,12 +1,7 @@
-"""OAuth2 sign-in for IMAP and SMTP at run time: which account signs in how (from the
-configuration), the token files in the data directory, the token endpoint through authlib,
+"""OAuth2 access tokens for IMAP and SMTP at run time: the token files in the data directory,
 and one TokenProvider per account that hands out a valid access token, refreshed before it
 runs out and once more after a server refused it. Tokens never reach the log. The first
-sign-in is oauth/signin.py's.
-
-    OAuthError (PermanentError)   the token endpoint refused: client, secret, scope
-    └── SignInRequired            no sign-in, or its refresh token was revoked or expired:
-                                  a person must run `mailbridge oauth login`
+sign-in is oauth/signin.py's; the token endpoint, oauth/endpoint.py's.
 """
 
 from __future__ import annotations
@@ -17,164 +12,33 @@ import json
 import logging
 import os
 import secrets
-import ssl
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import requests
-from authlib.common.errors import AuthlibBaseError
-from authlib.integrations.requests_client import OAuth2Session
 
 from mailbridge import logs
 from mailbridge.clock import Clock
-from mailbridge.config import Config, MailboxConfig, OAuth2Config
-from mailbridge.core.oauth import (
-    Endpoints,
-    Flow,
-    Service,
-    TokenRecord,
-    default_scopes,
-    endpoints,
+from mailbridge.config import Config, MailboxConfig
+from mailbridge.core.oauth import TokenRecord
+from mailbridge.errors import TransientError
+from mailbridge.oauth.accounts import SignIn, sign_ins
+from mailbridge.oauth.endpoint import (
+    SignInRequired,
+    client_credentials_token,
+    keep_out_of_logs,
+    refresh,
 )
-from mailbridge.errors import PermanentError, TransientError
 
 __all__ = [
-    "OAuthError",
-    "SignIn",
-    "SignInRequired",
     "TokenProvider",
     "TokenProviders",
     "TokenStore",
-    "client_credentials_token",
-    "record_from_answer",
-    "refresh",
-    "sign_in_for_mailbox",
-    "sign_in_for_smtp",
-    "sign_ins",
-    "token_endpoint",
-    "token_session",
 ]
 
 log = logging.getLogger(__name__)
 
-HTTP_TIMEOUT = 30.0
 TOKEN_DIR = "oauth"
-SMTP_ACCOUNT = "smtp"
-
-
-class OAuthError(PermanentError):
-    """The token endpoint refused a request; the message names the endpoint and why."""
-
-    def __init__(self, message: str, *, error: str | None = None) -> None:
-        super().__init__(message)
-        self.error = error  # the RFC 6749 error code, e.g. invalid_scope
-
-
-class SignInRequired(OAuthError):
-    """A person must sign in again; the message ends with the command to run."""
-
-
-@dataclass(frozen=True)
-class SignIn:
-    """Everything needed to talk to the token endpoint for one signed-in account."""
-
-    account: str  # the mailbox name, or "smtp" for an [smtp] login of its own
-    username: str  # who the mail server is told signs in (XOAUTH2 user)
-    provider: str
-    flow: Flow
-    client_id: str
-    client_secret: str | None = field(repr=False)
-    endpoints: Endpoints
-    scopes: tuple[str, ...]
-    redirect_uri: str
-    is_smtp: bool = False  # [smtp]'s own sign-in (a mailbox may be called "smtp" too)
-
-    @property
-    def label(self) -> str:
-        return "the SMTP login" if self.is_smtp else f"mailbox {self.account}"
-
-    @property
-    def login_command(self) -> str:
-        which = "--smtp" if self.is_smtp else f"--mailbox {self.account}"
-        return f"mailbridge oauth login {which}"
-
-    @property
-    def not_signed_in(self) -> str:
-        return f"{self.label} is not signed in to {self.provider} yet: run {self.login_command}"
-
-    @property
-    def file_name(self) -> str:
-        return "smtp.json" if self.is_smtp else f"mailbox-{self.account}.json"
-
-    @property
-    def key(self) -> str:
-        """How status and the metrics name it: the mailbox name, or "[smtp]" for the
-        SMTP login's own sign-in (no mailbox name has brackets, so a mailbox may be "smtp")."""
-        return "[smtp]" if self.is_smtp else self.account
-
-
-def sign_in_for_mailbox(config: Config, mailbox: MailboxConfig) -> SignIn | None:
-    """The mailbox's sign-in; its scopes also cover SMTP when [smtp.oauth2] shares it."""
-    if mailbox.oauth2 is None:
-        return None
-    services: set[Service] = {"imap"}
-    shared = config.smtp.oauth2
-    if shared is not None and shared.mailbox == mailbox.name:
-        services.add("smtp")
-    return _sign_in(mailbox.name, mailbox.username, mailbox.oauth2, services)
-
-
-def sign_in_for_smtp(config: Config) -> SignIn | None:
-    """The SMTP login's sign-in: its own, or the mailbox's it shares; None for a password."""
-    oauth2 = config.smtp.oauth2
-    if oauth2 is None:
-        return None
-    if oauth2.mailbox is not None:
-        return sign_in_for_mailbox(config, config.mailbox_named(oauth2.mailbox))
-    return replace(
-        _sign_in(SMTP_ACCOUNT, config.smtp.username or "", oauth2, {"smtp"}), is_smtp=True
-    )
-
-
-def sign_ins(config: Config) -> list[SignIn]:
-    """Every OAuth2 account of the configuration, each once."""
-    found = [sign_in_for_mailbox(config, m) for m in config.mailbox]
-    smtp = config.smtp.oauth2
-    if smtp is not None and smtp.mailbox is None:
-        found.append(sign_in_for_smtp(config))
-    return [s for s in found if s is not None]
-
-
-def _sign_in(account: str, username: str, oauth2: OAuth2Config, services: set[Service]) -> SignIn:
-    assert oauth2.provider is not None and oauth2.client_id is not None  # config checked
-    flow = oauth2.effective_flow
-    secret = oauth2.client_secret.get_secret_value() if oauth2.client_secret else None
-    scopes = (
-        oauth2.scopes
-        if oauth2.scopes is not None
-        else default_scopes(oauth2.provider, services, flow)
-    )
-    return SignIn(
-        account=account,
-        username=username,
-        provider=oauth2.provider,
-        flow=flow,
-        client_id=oauth2.client_id,
-        client_secret=secret,
-        endpoints=endpoints(
-            oauth2.provider,
-            tenant=oauth2.effective_tenant,
-            token_url=oauth2.token_url,
-            device_authorization_url=oauth2.device_authorization_url,
-            authorization_url=oauth2.authorization_url,
-        ),
-        scopes=tuple(scopes),
-        redirect_uri=oauth2.redirect_uri,
-    )
 
 
 # -- token files --
@@ -260,145 +124,6 @@ class TokenStore:
 
 def _reason(exc: BaseException) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-
-
-# -- talking to the token endpoint (authlib) --
-
-
-def token_session(sign_in: SignIn, **extra: Any) -> OAuth2Session:
-    logs.hide_secrets([sign_in.client_secret])
-    method = "client_secret_post" if sign_in.client_secret else "none"
-    return OAuth2Session(
-        sign_in.client_id,
-        sign_in.client_secret,
-        token_endpoint_auth_method=method,
-        default_timeout=HTTP_TIMEOUT,
-        **extra,
-    )
-
-
-@contextlib.contextmanager
-def token_endpoint(sign_in: SignIn, action: str, url: str | None = None) -> Iterator[None]:
-    """Token endpoint failures as OAuthError (refused) or TransientError (unreachable)."""
-    where = f"{sign_in.label}: {action} at {url or sign_in.endpoints.token_url}"
-    try:
-        yield
-    except AuthlibBaseError as exc:
-        error = str(exc.error or "error")
-        text = _first_line(exc.description) if exc.description else ""
-        hint = {
-            "invalid_client": f" (check client_id {sign_in.client_id!r} and its secret)",
-            "unauthorized_client": " (the app registration does not allow this flow)",
-            "invalid_scope": f" (scopes asked: {' '.join(sign_in.scopes) or 'none'})",
-        }
-        raise OAuthError(
-            f"{where}: refused: {error}{': ' + text if text else ''}{hint.get(error, '')}",
-            error=error,
-        ) from None
-    except requests.exceptions.SSLError as exc:
-        if _certificate_refused(exc):  # the certificate or host name: fixed by a person
-            raise PermanentError(
-                f"{where}: TLS certificate verification failed: {_first_line(str(exc))}"
-            ) from None
-        raise TransientError(f"{where}: TLS failed: {_first_line(str(exc))}") from None
-    except requests.HTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise TransientError(f"{where}: the server answered HTTP {status}") from None
-    except requests.RequestException as exc:
-        raise TransientError(f"{where}: unreachable: {type(exc).__name__}") from None
-    except ValueError as exc:  # not a JSON answer: a proxy's or gateway's error page
-        raise TransientError(f"{where}: not an OAuth2 answer: {_first_line(str(exc))}") from None
-
-
-def _certificate_refused(exc: BaseException) -> bool:
-    """Whether the certificate (or host name) was refused somewhere in the chain that
-    requests and urllib3 wrap around ssl's error; other TLS failures (a handshake cut short,
-    a proxy answering in plain text) pass."""
-    pending: list[object] = [exc]
-    seen: set[int] = set()
-    while pending:
-        error = pending.pop()
-        if not isinstance(error, BaseException) or id(error) in seen:
-            continue
-        seen.add(id(error))
-        if isinstance(error, ssl.SSLCertVerificationError):
-            return True
-        pending.extend(
-            [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
-        )
-    return False
-
-
-def _first_line(text: str, limit: int = 300) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[:limit] + "…"
-
-
-def record_from_answer(
-    sign_in: SignIn, token: dict[str, Any], asked_at: datetime, previous: TokenRecord | None = None
-) -> TokenRecord:
-    """A token endpoint answer as a record; expiry counted from when it was asked for."""
-    access = str(token.get("access_token") or "")
-    if not access:
-        raise OAuthError(
-            f"{sign_in.label}: the token endpoint "
-            f"{sign_in.endpoints.token_url} answered without an access_token"
-        )
-    lifetime = token.get("expires_in")
-    expires = asked_at + timedelta(seconds=int(lifetime)) if lifetime else None
-    scope = token.get("scope")
-    refresh = token.get("refresh_token") or (previous.refresh_token if previous else None)
-    record = TokenRecord(
-        account=sign_in.account,
-        client_id=sign_in.client_id,
-        token_url=sign_in.endpoints.token_url,
-        scopes=tuple(str(scope).split()) if scope else sign_in.scopes,
-        obtained_at=asked_at,
-        access_token=access,
-        expires_at=expires,
-        refresh_token=str(refresh) if refresh else None,
-    )
-    _keep_out_of_logs(sign_in, record)
-    return record
-
-
-def _keep_out_of_logs(sign_in: SignIn, record: TokenRecord) -> None:
-    # By token file: the [smtp] sign-in and a mailbox named "smtp" are two owners.
-    logs.rotate_secrets(f"oauth:{sign_in.file_name}", [record.access_token, record.refresh_token])
-
-
-def client_credentials_token(sign_in: SignIn, clock: Clock) -> TokenRecord:
-    """An app-only token (flow client_credentials); there is no refresh token to keep."""
-    asked_at = clock.now()
-    with token_endpoint(sign_in, "client-credentials sign-in"), token_session(sign_in) as session:
-        token = session.fetch_token(
-            sign_in.endpoints.token_url,
-            grant_type="client_credentials",
-            scope=" ".join(sign_in.scopes),
-        )
-    return record_from_answer(sign_in, token, asked_at)
-
-
-def refresh(sign_in: SignIn, record: TokenRecord, clock: Clock) -> TokenRecord:
-    """A new access token for the record's refresh token; SignInRequired when refused."""
-    if not record.refresh_token:
-        raise SignInRequired(
-            f"{sign_in.label}: the sign-in has no refresh token: run {sign_in.login_command}"
-        )
-    asked_at = clock.now()
-    try:
-        with token_endpoint(sign_in, "token refresh"), token_session(sign_in) as session:
-            token = session.refresh_token(
-                sign_in.endpoints.token_url, refresh_token=record.refresh_token
-            )
-    except OAuthError as exc:
-        if exc.error in ("invalid_grant", "interaction_required", "consent_required"):
-            raise SignInRequired(
-                f"{exc}. The refresh token was revoked or has expired: run {sign_in.login_command}",
-                error=exc.error,
-            ) from None
-        raise
-    return record_from_answer(sign_in, dict(token), asked_at, record)
 
 
 # -- the provider the adapters use --
@@ -575,7 +300,7 @@ class TokenProvider:
             if mismatch := self._mismatch(record):
                 # Not remembered as read: the same answer every time until the file changes.
                 raise SignInRequired(mismatch)
-            _keep_out_of_logs(self.sign_in, record)
+            keep_out_of_logs(self.sign_in, record)
         if self._loaded:  # a new sign-in or another process's refresh: a different token
             self._stale = False
         self._seen, self._loaded = signature, True

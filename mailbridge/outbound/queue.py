@@ -40,7 +40,7 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
 
 
 def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]:
-    """The plain values every template may use; documented in adapters/templates.py."""
+    """The plain values every template may use; documented in adapters/template_context.py."""
     zone = app.config.calendar.zone
     due = ticket.first_response_due_at
     return {

@@ -45,7 +45,8 @@ from mailbridge.db import queries
 from mailbridge.db.models import Outbox, RecipientResult
 from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
 from mailbridge.faults import crash_point
-from mailbridge.oauth.tokens import SignInRequired, TokenProvider
+from mailbridge.oauth.endpoint import SignInRequired
+from mailbridge.oauth.tokens import TokenProvider
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from mailbridge.db.outage import database_outage, database_place
 from mailbridge.errors import DeliveryError, describe_error
 from mailbridge.inbound.leases import Keeper, LeaseLost
 from mailbridge.inbound.process import ProcessReport, new_preparer, process_pending
-from mailbridge.oauth.tokens import SignInRequired, TokenProviders
+from mailbridge.oauth.endpoint import SignInRequired
+from mailbridge.oauth.tokens import TokenProviders
 from mailbridge.outbound.send import SendReport
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics

@@ -25,7 +25,8 @@ from mailbridge.db.outage import database_outage
 from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
 from mailbridge.inbound.fetch import fetch_mailbox
 from mailbridge.inbound.leases import Keeper, LeaseLost, Round, Tenure
-from mailbridge.oauth.tokens import SignInRequired, TokenProviders
+from mailbridge.oauth.endpoint import SignInRequired
+from mailbridge.oauth.tokens import TokenProviders
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics
 from mailbridge.service.outages import RETRY_SECONDS, OutageWatch

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mailbridge.adapters.imap import ImapMailbox, ImapSettings
-from mailbridge.demo.servers import EmbeddedImapServer
+from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.errors import PermanentError, TransientError
 from tests.conftest import SelfSignedCertificate
 

@@ -16,7 +16,7 @@ from mailbridge.adapters.smtp import (
     SmtpSettings,
     send_message,
 )
-from mailbridge.demo.servers import ReceivedMail, SmtpSink
+from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.errors import PermanentError, TransientError
 from tests.conftest import SelfSignedCertificate
 

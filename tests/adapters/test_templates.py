@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 from markupsafe import Markup
 
-from mailbridge.adapters.templates import (
-    CONTEXT_KEYS,
-    SAMPLE_CONTEXT,
-    TemplateSet,
-    default_templates_dir,
-    sample_context,
-)
+from mailbridge.adapters.template_context import CONTEXT_KEYS, SAMPLE_CONTEXT, sample_context
+from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.core.ack_policy import minimal_context
 from mailbridge.errors import TemplateError
 

@@ -17,7 +17,8 @@ import pytest
 
 from mailbridge.db import migrate
 from mailbridge.db.engine import make_engine
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from tests.support.builders import mail, write_config_file
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,8 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
 
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from tests.oauth.test_oauth_run import HELPDESK, OAUTH_SECRET, USER, cli
 from tests.service.test_service import IMAP_SECRET
 from tests.support.builders import mail, write_config_file

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from tests.service.test_service import Daemon, imap_server, mailbridge, start, write_config
 from tests.support.builders import mail
 

@@ -9,7 +9,7 @@ import pytest
 
 from mailbridge.config import Config, load_config
 from mailbridge.errors import ConfigError
-from mailbridge.oauth.tokens import sign_in_for_mailbox, sign_in_for_smtp, sign_ins
+from mailbridge.oauth.accounts import sign_in_for_mailbox, sign_in_for_smtp, sign_ins
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailbridge.adapters.templates import sample_context
+from mailbridge.adapters.template_context import sample_context
 from mailbridge.core.ack_policy import (
     LIMITS,
     MINIMAL_KEEPS,

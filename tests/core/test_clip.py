@@ -6,12 +6,8 @@ from typing import Any
 
 import pytest
 
-from mailbridge.adapters.templates import (
-    SAMPLE_CONTEXT,
-    TemplateSet,
-    default_templates_dir,
-    sample_context,
-)
+from mailbridge.adapters.template_context import SAMPLE_CONTEXT, sample_context
+from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.core.clip import TEXT_LIMITS, clip_context, clip_text
 
 pytestmark = pytest.mark.unit

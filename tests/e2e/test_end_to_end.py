@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Article, Escalation, InboundMessage, Outbox, Ticket
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import Daemon, PassReport
 from tests.support.builders import mail, make_config
 

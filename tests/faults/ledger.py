@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, create_engine, select
 
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
-from mailbridge.demo.servers import SmtpSink
+from mailbridge.demo.smtp_sink import SmtpSink
 from tests.faults.traffic import Injected, Injector
 
 CHUNK = 400  # identifiers per IN (...) list

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from imapclient import IMAPClient
 
-from mailbridge.demo.servers import EmbeddedImapServer
+from mailbridge.demo.imap_server import EmbeddedImapServer
 from tests.support.builders import mail
 
 RETRY = 0.2  # seconds between attempts while the server is away

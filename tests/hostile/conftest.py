@@ -18,7 +18,8 @@ from sqlalchemy import select
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Article, Event, InboundMessage, Outbox, Ticket
-from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.service.daemon import Daemon, PassReport
 from tests.support.builders import make_config
 

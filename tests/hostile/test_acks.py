@@ -14,7 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mailbridge.adapters.templates import default_templates_dir
-from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.service.metrics import DatabaseCollector
 from tests.hostile.conftest import MX, World, make_world
 from tests.support.builders import mail

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import PassReport
 from tests.hostile.conftest import World, make_world
 from tests.support.builders import mail

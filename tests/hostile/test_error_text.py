@@ -17,7 +17,8 @@ import pytest
 
 from mailbridge.cli.quarantine import list_quarantined
 from mailbridge.cli.status import print_status
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.logs import JsonFormatter, TextFormatter
 from mailbridge.service.daemon import Daemon
 from mailbridge.service.systemd import Service

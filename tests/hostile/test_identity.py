@@ -10,7 +10,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from mailbridge.demo.servers import ReceivedMail
+from mailbridge.demo.smtp_sink import ReceivedMail
 from tests.hostile.conftest import MX, START, World
 from tests.support.builders import mail
 

@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.exc import OperationalError
 
 from mailbridge.db.models import InboundMessage
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from tests.hostile.test_budget import slow_html
 from tests.support.builders import write_config_file
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailbridge.db.models import AttachmentRecord
-from mailbridge.demo.servers import ReceivedMail
+from mailbridge.demo.smtp_sink import ReceivedMail
 from tests.hostile.conftest import MX, World
 from tests.support.builders import mail
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.faults import CRASH_ENV, CRASH_EXIT
 from tests.cli.test_cli import SECRET, write_config
 from tests.support.builders import mail

@@ -26,7 +26,8 @@ from mailbridge.db.models import (
     Outbox,
     Ticket,
 )
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import Daemon, PassReport
 from tests.support.builders import IMAP_PASSWORD_ENV, mail, make_config
 

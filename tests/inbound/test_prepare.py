@@ -17,7 +17,8 @@ from mailbridge.app import App, build_app
 from mailbridge.core.classify import Identity
 from mailbridge.core.message import ParseLimits
 from mailbridge.db.models import InboundMessage, Ticket
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.inbound import process
 from mailbridge.inbound.prepare import Budget, OverBudget, ParserCrashed, Preparer
 from mailbridge.service.daemon import Daemon

@@ -31,15 +31,12 @@ from mailbridge.app import build_app
 from mailbridge.cli.status import status_document
 from mailbridge.clock import FrozenClock
 from mailbridge.config import config_from_dict
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.errors import PermanentError
-from mailbridge.oauth.tokens import (
-    SignInRequired,
-    TokenProvider,
-    TokenProviders,
-    TokenStore,
-    sign_ins,
-)
+from mailbridge.oauth.accounts import sign_ins
+from mailbridge.oauth.endpoint import SignInRequired
+from mailbridge.oauth.tokens import TokenProvider, TokenProviders, TokenStore
 from mailbridge.outbound.send import SendReport, send_pending
 from mailbridge.service.daemon import Daemon as Daemon_
 from mailbridge.service.metrics import TokenCollector

@@ -22,17 +22,10 @@ from mailbridge.clock import FrozenClock
 from mailbridge.config import OAuth2Config
 from mailbridge.core.oauth import TokenRecord
 from mailbridge.errors import PermanentError, TransientError
+from mailbridge.oauth.accounts import SignIn, _sign_in
+from mailbridge.oauth.endpoint import OAuthError, SignInRequired, client_credentials_token, refresh
 from mailbridge.oauth.signin import finish_device_login, start_device_login, store_sign_in
-from mailbridge.oauth.tokens import (
-    OAuthError,
-    SignIn,
-    SignInRequired,
-    TokenProvider,
-    TokenStore,
-    _sign_in,
-    client_credentials_token,
-    refresh,
-)
+from mailbridge.oauth.tokens import TokenProvider, TokenStore
 from tests.conftest import SelfSignedCertificate
 from tests.support.oauth_server import DEVICE_CODE_GRANT, OAuthServer
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.faults import CRASH_EXIT
 from tests.cli.test_cli import write_config
 from tests.inbound.test_crash import imap_server, run

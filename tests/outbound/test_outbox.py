@@ -17,13 +17,13 @@ import pytest
 from pydantic import SecretStr
 
 from mailbridge.app import App, build_app
-from mailbridge.cli.tickets import list_outbox
+from mailbridge.cli.outbox import list_outbox
 from mailbridge.clock import FrozenClock
 from mailbridge.core.bounce import find_return_path, return_path_valid
 from mailbridge.core.compose import Outgoing, build_message
 from mailbridge.core.message import Address
 from mailbridge.db.models import Outbox
-from mailbridge.demo.servers import SmtpSink
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.outbound.send import SendReport, retry, retry_delay, send_pending
 from tests.support.builders import make_config
 

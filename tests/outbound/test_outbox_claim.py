@@ -24,7 +24,7 @@ from sqlalchemy import select
 from mailbridge.app import App
 from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Outbox
-from mailbridge.demo.servers import SmtpSink
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.outbound.send import SendReport, send_pending
 from tests.outbound.test_outbox import START, make_app, queue, row
 

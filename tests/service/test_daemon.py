@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from mailbridge.app import build_app
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service import sender as sender_module
 from tests.support.builders import IMAP_PASSWORD_ENV, drive_daemon, mail, make_config
 

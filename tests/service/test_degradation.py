@@ -19,7 +19,8 @@ from mailbridge.adapters.imap import FetchedMessage
 from mailbridge.app import App, build_app
 from mailbridge.db.models import InboundMessage, Outbox
 from mailbridge.db.outage import database_outage
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.inbound.fetch import store_raw
 from mailbridge.inbound.process import process_pending
 from mailbridge.service.daemon import Daemon

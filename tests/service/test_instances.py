@@ -28,7 +28,8 @@ from sqlalchemy import Engine, create_engine, func, select, update
 from mailbridge.app import App, build_app
 from mailbridge.db import migrate
 from mailbridge.db.models import InboundMessage, Instance, MailboxLease, Ticket
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.inbound.leases import Keeper, db_now
 from mailbridge.service.daemon import Daemon
 from tests.support.builders import (

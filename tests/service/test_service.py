@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select
 
 from mailbridge.db.models import Article, Outbox, Ticket
-from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from tests.support.builders import mail, write_config_file
 
 pytestmark = pytest.mark.integration

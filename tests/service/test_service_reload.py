@@ -12,7 +12,8 @@ import pytest
 
 from mailbridge.app import build_app
 from mailbridge.config import load_config
-from mailbridge.demo.servers import EmbeddedImapServer, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import Daemon
 from mailbridge.service.systemd import Service
 from tests.service.test_service import IMAP_SECRET, free_port, imap_server, write_config

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from mailbridge.demo.servers import SmtpSink, _TrackedSMTP
+from mailbridge.demo.smtp_sink import SmtpSink, _TrackedSMTP
 from tests.support.oauth_server import OAuthServer
 
 __all__ = ["AuthAttempt", "OAuthSmtpSink", "parse_oauthbearer", "parse_xoauth2"]

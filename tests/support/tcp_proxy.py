@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
 
-from mailbridge.demo.servers import _LoopThread
+from mailbridge.demo.listener import LoopThread
 
 __all__ = ["TcpProxy"]
 
@@ -22,7 +22,7 @@ class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
-        self._runner: _LoopThread | None = None
+        self._runner: LoopThread | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -73,7 +73,7 @@ class TcpProxy:
             writer.transport.abort()
 
     def __enter__(self) -> Self:
-        self._runner = _LoopThread("tcp-proxy")
+        self._runner = LoopThread("tcp-proxy")
         self.restore()
         return self
 

@@ -22,7 +22,8 @@ from mailbridge.cli import tickets as reports
 from mailbridge.clock import FrozenClock
 from mailbridge.core.message import Address
 from mailbridge.db.models import Article, Event, Ticket
-from mailbridge.demo.servers import EmbeddedImapServer, ReceivedMail, SmtpSink
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.errors import MailbridgeError
 from mailbridge.service.daemon import Daemon
 from tests.support.builders import make_config

@@ -1,0 +1,182 @@
+"""The context a reply template is rendered with: the keys it may use, their values made
+plain before they reach the sandbox, and a realistic sample with every key.
+
+Context keys: plain values only (str, int, float, bool, None, and lists and dicts of them).
+Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has all of them.
+
+    ticket_number      int   1042
+    ticket_tag         str   "[#1042]", the subject tag that threads replies
+    subject            str   the ticket's subject, as the customer wrote it
+    requester_name     str   the customer's display name, "" when unknown
+    requester_address  str   the customer's address; "" when the mail named none
+    no_requester       bool  the ticket has no address to answer (its mail named no
+                             sender, or none mail can go to): nothing reaches a customer
+                             until a staff member sets one with ``#requester ADDRESS``
+    promised_reply     str   "by Tuesday 24 November at 17:00", in the customer's language
+                             (mailbridge.core.humanize.format_deadline)
+    due_at_iso         str   the same deadline as ISO 8601, for staff
+    queue              str   queue name
+    priority           str   priority name
+    excerpt            str   the first lines of the customer's message, plain, unquoted
+                             (mailbridge.core.humanize.excerpt); quote it with ``|quote``
+    support_address    str   the address customers write to
+    company_name       str   shown in greetings and signatures
+    escalation_level   int   1 for the first escalation
+    overdue_by         str   "2 hours and 30 minutes" (mailbridge.core.humanize.format_duration)
+    staff_name         str | None   the staff member replying or assigned
+    reply_text         str   a staff member's answer, relayed to the customer
+    links              dict  named URLs, e.g. {"ticket": "https://…"}; may be empty,
+                             so test with ``{% if links.ticket is defined %}``
+    event              str   why staff are told: "new" ticket or customer "followup"
+    digest             list  earlier messages on the ticket, oldest first, each a dict
+                             {"author", "at" (ISO 8601), "direction" ("in"/"out"), "text"}
+    attachments        list  the customer's attachments, each {"filename", "size" (e.g.
+                             "2.1 MB"), "attached" (false when too large to ride along)}
+    unread             list  what of the customer's mail was not read (parts past a cap,
+                             attachments past the size limit), one str each; usually empty
+    errors             list  what was wrong with a staff member's commands, one str each
+    deadline           str   which deadline a warning or escalation is about:
+                             "first_response" or "resolution" (promised_reply is its time)
+    due_in             str   time left until that deadline, "1 hour" (format_duration)
+    faq                list  FAQ answers offered in the acknowledgement, best first, each
+                             {"title", "answer" (plain text), "file", "score" (0–1)};
+                             may be empty or absent, so test with ``{% if faq is defined %}``
+    minimal            bool  an acknowledgement to an address the trusted MTA did not
+                             authenticate: subject, requester_name, excerpt and faq are
+                             blank (mailbridge.core.ack_policy); say less, never more
+
+Every mail mailbridge sends has these values shortened first (mailbridge.core.clip): a text
+past its limit (subject 300 characters, excerpt 20,000, reply_text 100,000, others 1,000 or
+less) ends with "[… shortened]", and a list past its limit (attachments 100) ends with one
+more entry of the same shape saying how many were left out, e.g. {"filename": "… and 49,900
+more", "size": "list shortened", "attached": true}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+from mailbridge.core.humanize import format_deadline, format_duration
+from mailbridge.errors import TemplateError
+
+__all__ = ["CONTEXT_KEYS", "SAMPLE_CONTEXT", "plain_context", "sample_context"]
+
+CONTEXT_KEYS = frozenset(
+    {
+        "ticket_number",
+        "ticket_tag",
+        "subject",
+        "requester_name",
+        "requester_address",
+        "no_requester",
+        "promised_reply",
+        "due_at_iso",
+        "queue",
+        "priority",
+        "excerpt",
+        "support_address",
+        "company_name",
+        "escalation_level",
+        "overdue_by",
+        "staff_name",
+        "reply_text",
+        "links",
+        "event",
+        "digest",
+        "attachments",
+        "errors",
+        "deadline",
+        "due_in",
+        "faq",
+        "minimal",
+        "unread",
+    }
+)
+
+
+def _plain(value: object, key: str, depth: int = 0) -> object:
+    """A fresh copy of a plain value; anything else is refused before it reaches a template."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    # Subclasses such as enums become their base type; a markupsafe.Markup is refused, as
+    # it would bypass HTML escaping.
+    for base in (bool, int, float, str):
+        if isinstance(value, base) and not hasattr(value, "__html__"):
+            return str.__str__(value) if base is str else base(value)
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_plain(item, key, depth + 1) for item in value]
+    if depth < 4 and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {str.__str__(k): _plain(v, key, depth + 1) for k, v in value.items()}
+    raise TemplateError(f"context value {key!r} is a {type(value).__name__}, not a plain value")
+
+
+def plain_context(context: Mapping[str, object]) -> dict[str, object]:
+    unknown = sorted(set(context) - CONTEXT_KEYS)
+    if unknown:
+        raise TemplateError(f"unknown context keys {unknown}; known: {sorted(CONTEXT_KEYS)}")
+    return {key: _plain(value, key) for key, value in context.items()}
+
+
+def sample_context(language: str) -> dict[str, object]:
+    """A realistic context with every key, its phrases in the given language."""
+    due = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+    return {
+        "ticket_number": 1042,
+        "ticket_tag": "[#1042]",
+        "subject": "Charging cable missing from order 55-1931",
+        "requester_name": "Giulia Rossi",
+        "requester_address": "giulia.rossi@example.net",
+        "no_requester": False,
+        "promised_reply": format_deadline(due, language, ZoneInfo("Europe/Rome")),
+        "due_at_iso": due.isoformat(),
+        "queue": "support",
+        "priority": "normal",
+        "excerpt": "Hello,\nthe box for order 55-1931 arrived today without the charging cable.\n"
+        "Could you send one? <b>Thanks</b> & regards",
+        "support_address": "support@example.com",
+        "company_name": "Example Ltd",
+        "escalation_level": 1,
+        "overdue_by": format_duration(timedelta(hours=2, minutes=30), language),
+        "staff_name": "Alice Bianchi",
+        "reply_text": "Hello Giulia,\n\na new cable is on its way; the tracking number is "
+        "RX123456789IT.\n\nSorry for the trouble.",
+        "links": {"ticket": "https://helpdesk.example.com/tickets/1042"},
+        "event": "new",
+        "digest": [
+            {
+                "author": "Giulia Rossi",
+                "at": "2026-11-20T09:12:00+01:00",
+                "direction": "in",
+                "text": "My order 55-1931 has not arrived yet.",
+            },
+            {
+                "author": "Alice Bianchi",
+                "at": "2026-11-20T11:40:00+01:00",
+                "direction": "out",
+                "text": "It left our warehouse yesterday; it should reach you on Monday.",
+            },
+        ],
+        "attachments": [
+            {"filename": "photo.jpg", "size": "1.2 MB", "attached": True},
+            {"filename": "video.mov", "size": "48 MB", "attached": False},
+        ],
+        "errors": ["#priority soonish: expected one of low, normal, high, urgent"],
+        "unread": ["more than 1000 MIME parts: the parts after the 1000th were not read"],
+        "deadline": "first_response",
+        "due_in": format_duration(timedelta(hours=1), language),
+        "faq": [
+            {
+                "title": "Where is my order?",
+                "file": "order-tracking.md",
+                "score": 0.61,
+                "answer": "Open Orders in your account: each order shows its tracking number.",
+            },
+        ],
+        "minimal": False,
+    }
+
+
+SAMPLE_CONTEXT: Mapping[str, object] = MappingProxyType(sample_context("en"))

@@ -1,0 +1,224 @@
+"""The whole configuration: the Config model of the file, where the file is found, and how it
+is read, validated and described when it is wrong (file, key path, what was expected).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
+
+from mailbridge.config.mail import MailboxConfig, SmtpConfig
+from mailbridge.config.secret_sources import with_secrets
+from mailbridge.config.sections import (
+    DatabaseConfig,
+    FaqConfig,
+    RetentionConfig,
+    RulesConfig,
+    ServiceConfig,
+    StaffConfig,
+    TemplatesConfig,
+    TicketsConfig,
+)
+from mailbridge.config.sla import CalendarConfig, SlaPolicy
+from mailbridge.config.values import _Section
+from mailbridge.core.rules import Rule, RuleError, compile_rules
+from mailbridge.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "mailbridge.toml"
+CONFIG_ENV = "MAILBRIDGE_CONFIG"
+
+
+class Config(_Section):
+    database: DatabaseConfig = DatabaseConfig()
+    mailbox: tuple[MailboxConfig, ...] = Field(min_length=1)
+    smtp: SmtpConfig
+    templates: TemplatesConfig = TemplatesConfig()
+    sla: tuple[SlaPolicy, ...] = Field(min_length=1)
+    calendar: CalendarConfig = CalendarConfig()
+    staff: StaffConfig = StaffConfig()
+    tickets: TicketsConfig = TicketsConfig()
+    service: ServiceConfig = ServiceConfig()
+    retention: RetentionConfig = RetentionConfig()
+    faq: FaqConfig = FaqConfig()
+    rules: RulesConfig = RulesConfig()
+    # Routing rules as written; compiled (and checked) into `routing` by config_from_dict.
+    rule: tuple[dict[str, Any], ...] = ()
+    source: Path = Field(default=Path("<memory>"), exclude=True)
+    _routing: tuple[Rule, ...] = PrivateAttr(default=())
+
+    @property
+    def routing(self) -> tuple[Rule, ...]:
+        """The compiled rules: those of `[rules] include` files first, then `[[rule]]`."""
+        return self._routing
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        names = [m.name for m in self.mailbox]
+        if len(set(names)) != len(names):
+            raise ValueError("mailbox names must be unique")
+        if not any(policy.is_default for policy in self.sla):
+            raise ValueError("one [[sla]] policy must have no match keys: it is the default")
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        if self.service.data_dir is not None:
+            return self.service.data_dir
+        state = os.environ.get("STATE_DIRECTORY")
+        return Path(state.split(":")[0]) if state else Path("var")
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'mailbridge.db'}"
+
+    @property
+    def auto_migrate(self) -> bool:
+        if self.database.auto_migrate is not None:
+            return self.database.auto_migrate
+        return self.database_url.startswith("sqlite")
+
+    def mailbox_named(self, name: str) -> MailboxConfig:
+        for mailbox in self.mailbox:
+            if mailbox.name == name:
+                return mailbox
+        raise KeyError(name)
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """--config, else $MAILBRIDGE_CONFIG, else ./mailbridge.toml."""
+    return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: Path, environ: os._Environ[str] | dict[str, str] | None = None) -> Config:
+    """Read, validate and resolve secrets; raises ConfigError naming file, key and expectation."""
+    env = os.environ if environ is None else environ
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return config_from_dict(data, path, env)
+
+
+def config_from_dict(
+    data: dict[str, Any], path: Path, environ: os._Environ[str] | dict[str, str]
+) -> Config:
+    data = _resolve_paths(data, path.parent)
+    try:
+        config = Config.model_validate({**data, "source": path})
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+    config = with_secrets(config, path, environ)
+    config._routing = _compile_routing(config, path)
+    return config
+
+
+def _compile_routing(config: Config, path: Path) -> tuple[Rule, ...]:
+    """The included rule files' [[rule]] tables, then the configuration's, compiled once;
+    a bad rule is a ConfigError naming the file, the rule and the key."""
+    sources: list[tuple[Path, list[Any]]] = []
+    for included in config.rules.include:
+        sources.append((included, _rule_tables(included, path)))
+    sources.append((path, list(config.rule)))
+    rules: list[Rule] = []
+    for source, tables in sources:
+        try:
+            compiled = compile_rules(tables)
+        except RuleError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        rules.extend(compiled)
+    policies = [policy.name for policy in config.sla]
+    names: set[str] = set()
+    for rule in rules:
+        if rule.name in names:
+            raise ConfigError(
+                f'{path}: rule "{rule.name}": name: expected a name no other '
+                "rule has (included files count too)"
+            )
+        names.add(rule.name)
+        if rule.then.sla_policy is not None and rule.then.sla_policy not in policies:
+            raise ConfigError(
+                f'{path}: rule "{rule.name}": then.sla_policy: expected one of '
+                f"the [[sla]] policy names ({', '.join(policies)})"
+            )
+    return tuple(rules)
+
+
+def _rule_tables(included: Path, path: Path) -> list[Any]:
+    try:
+        data = tomllib.loads(included.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: rules.include: expected a readable rule file at {included} ({exc.strerror})"
+        ) from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{included}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"rule"})
+    if unknown:
+        raise ConfigError(
+            f"{included}: {unknown[0]}: unknown key; a rule file holds only [[rule]] tables"
+        )
+    tables = data.get("rule", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{included}: rule: expected [[rule]] tables")
+    return tables
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in the file are relative to the file, as operators expect."""
+    data = dict(data)
+    for section, key in (("templates", "dir"), ("service", "data_dir"), ("faq", "dir")):
+        block = data.get(section)
+        if isinstance(block, dict) and isinstance(block.get(key), str):
+            data[section] = {**block, key: str(base / block[key])}
+    rules = data.get("rules")
+    if isinstance(rules, dict) and isinstance(rules.get("include"), list):
+        data["rules"] = {
+            **rules,
+            "include": [
+                str(base / item) if isinstance(item, str) else item for item in rules["include"]
+            ],
+        }
+    return data
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    errors = exc.errors(include_input=False, include_url=False)
+    # A list whose only item is wrong is also "too short": the item's own error says it all.
+    wrong_items = {error["loc"][:-1] for error in errors if len(error["loc"]) > 1}
+    errors = [
+        e
+        for e in errors
+        if not (
+            e["type"] == "too_short"
+            and any(loc[: len(e["loc"])] == e["loc"] for loc in wrong_items)
+        )
+    ]
+    lines = [f"{path}: {len(errors)} problem(s)"]
+    for error in errors:
+        key = _key_path(error["loc"])
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{path}: {key}: unknown key")
+        elif error["type"] == "missing":
+            lines.append(f"{path}: {key}: required key is missing")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{path}: {key or '(top level)'}: expected {message}")
+    return "\n".join(lines)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        elif not item.startswith("function-"):
+            parts.append(item)
+    return ".".join(parts)

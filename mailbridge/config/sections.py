@@ -1,0 +1,200 @@
+"""The smaller sections of the configuration file: [database], [faq], [rules], [templates],
+[staff], [tickets], [service] and [retention].
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from mailbridge.config.values import ByteSize, Duration, _Section, is_loopback, parse_listen
+from mailbridge.core.faq import SOLVED_PHRASES
+
+
+class DatabaseConfig(_Section):
+    url: str | None = None  # None: a SQLite file in service.data_dir
+    auto_migrate: bool | None = None  # None: true for SQLite, false otherwise
+    echo: bool = False
+
+
+class FaqConfig(_Section):
+    """Answers offered in the acknowledgement: one Markdown file per entry in `dir`."""
+
+    dir: Path | None = None  # None: no suggestions; relative paths: to the config file
+    suggestions: int = Field(default=3, ge=1, le=3)  # at most this many in one reply
+    threshold: float | None = Field(default=None, gt=0, lt=1)  # None: the tuned default
+    # A short customer reply saying one of these (not negated) resolves the ticket.
+    solved_phrases: tuple[str, ...] = SOLVED_PHRASES
+
+
+class RulesConfig(_Section):
+    """Rule files evaluated before the configuration's own [[rule]] tables."""
+
+    include: tuple[Path, ...] = ()  # relative paths: to the config file
+
+
+class TemplatesConfig(_Section):
+    dir: Path | None = None  # None: the templates shipped with mailbridge
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    company: str = "Support"
+
+
+class StaffConfig(_Section):
+    addresses: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    team_address: str | None = None
+    escalation_address: str | None = None
+    # Key of the reply tokens in notification Reply-To addresses. None: a random key kept
+    # in service.data_dir (set one here when several instances share a database).
+    secret_env: str | None = None
+    secret_file: Path | None = None
+    secret: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    # authserv-id of the MTA whose Authentication-Results header is trusted as proof.
+    trusted_authserv_id: str | None = None
+    # How long the reply address of a notification stays good for its ticket.
+    token_lifetime: Duration = timedelta(days=30)
+    # Lines that open a staff signature (regular expressions); "-- " always does.
+    signature_patterns: tuple[str, ...] = ()
+    # Customer attachments ride along in notifications up to this total; larger ones are
+    # listed with their size instead.
+    notification_attachment_limit: ByteSize = 10_000_000
+    digest_articles: int = Field(default=3, ge=0, le=20)
+
+    @field_validator("addresses", "domains")
+    @classmethod
+    def _lower(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.strip().lower() for v in values)
+
+    @field_validator("signature_patterns")
+    @classmethod
+    def _patterns_compile(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"a regular expression; {value!r}: {exc}") from None
+        return values
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> StaffConfig:
+        if self.secret_env and self.secret_file:
+            raise ValueError("give secret_env or secret_file, not both")
+        return self
+
+
+PARSE_TIMEOUT_FLOOR, PARSE_TIMEOUT_CEILING = timedelta(seconds=1), timedelta(seconds=60)
+PARSE_MEMORY_FLOOR = 100_000_000  # the parser's own structures for a large mail need this
+
+
+class TicketsConfig(_Section):
+    tag_prefix: str = Field(default="#", pattern=r"^[A-Za-z#-]{1,16}$")
+    number_start: int = Field(default=1000, ge=1)
+    message_id_domain: str | None = None  # None: the domain of smtp.from
+    ack_limit_per_hour: int = Field(default=5, ge=0)  # per exact address
+    ack_domain_limit_per_hour: int = Field(default=20, ge=0)  # per domain of the address
+    ack_mailbox_limit_per_hour: int = Field(default=200, ge=0)  # per mailbox, all senders
+    # To an address the trusted MTA did not authenticate: "minimal" repeats nothing the
+    # sender wrote (no subject, excerpt, FAQ answers or name); "full" is the whole template.
+    ack_unauthenticated: Literal["minimal", "full"] = "minimal"
+    max_attempts: int = Field(default=5, ge=1)  # processing attempts before quarantine
+    # A customer writing to a resolved or closed ticket reopens it within this window;
+    # later mail starts a new ticket that links the old one.
+    reopen_window: Duration = timedelta(days=30)
+    # Parts over these sizes are listed on the ticket as skipped, never silently dropped;
+    # the raw message keeps every byte either way.
+    max_attachment_size: ByteSize | None = 25_000_000
+    max_message_size: ByteSize | None = 50_000_000
+    # Each message is parsed in a worker process under this budget; one over it is stopped
+    # and quarantined at once. It holds the processing turn meanwhile, so the ceiling keeps
+    # a hostile message from holding up the rest for long.
+    parse_timeout: Duration = timedelta(seconds=10)
+    parse_memory: ByteSize = 1_000_000_000  # beyond what the worker holds before a message
+
+    @field_validator("parse_timeout")
+    @classmethod
+    def _parse_timeout_range(cls, value: timedelta) -> timedelta:
+        if not PARSE_TIMEOUT_FLOOR <= value <= PARSE_TIMEOUT_CEILING:
+            raise ValueError("a duration from 1s to 60s")
+        return value
+
+    @field_validator("parse_memory")
+    @classmethod
+    def _parse_memory_floor(cls, value: int) -> int:
+        if value < PARSE_MEMORY_FLOOR:
+            raise ValueError("a size of at least 100MB")
+        return value
+
+
+TAKEOVER_FLOOR = timedelta(seconds=3)
+
+
+class ServiceConfig(_Section):
+    data_dir: Path | None = None  # None: $STATE_DIRECTORY under systemd, else ./var
+    # /healthz and /metrics answer whoever reaches them (mailbox names, counts, errors): an
+    # address other hosts can reach needs this said explicitly. Before listen, which reads it.
+    listen_public: bool = False
+    listen: str | None = None  # "127.0.0.1:9187": serve /healthz and /metrics there
+    log_format: Literal["text", "json"] = "text"
+    sweep_interval: Duration = timedelta(seconds=30)
+    outbox_interval: Duration = timedelta(seconds=10)
+    # Several instances on one database: how long a mailbox stays with an instance that
+    # stopped renewing its lease before another takes it over. Renewed every third of it.
+    takeover_after: Duration = timedelta(seconds=30)
+
+    @field_validator("takeover_after")
+    @classmethod
+    def _takeover_floor(cls, value: timedelta) -> timedelta:
+        # Below this, a database that answers slowly for a moment would move mailboxes.
+        if value < TAKEOVER_FLOOR:
+            raise ValueError("a duration of at least 3s")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        host, _port = parse_listen(value)
+        if not is_loopback(host) and info.data.get("listen_public") is not True:
+            raise ValueError(
+                f'a loopback address like "127.0.0.1:9187" or "[::1]:9187": other hosts can '
+                f"reach {host}, so serving /healthz and /metrics there needs listen_public = "
+                f"true as well"
+            )
+        return value
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        return parse_listen(self.listen) if self.listen else None
+
+
+PurgeKind = Literal["raw", "attachments", "outbox", "html", "text"]
+
+
+class RetentionConfig(_Section):
+    """What is removed from tickets closed longer ago than purge_after; the ticket, its
+    articles' metadata and its audit events always stay."""
+
+    purge_after: Duration | None = None  # None: keep everything
+    # raw: received mail as it arrived; attachments: their bytes (name, size and hash stay);
+    # outbox: sent mail as it was sent; html: articles' HTML bodies; text: articles' text.
+    purge: tuple[PurgeKind, ...] = ("raw", "attachments", "outbox")
+    interval: Duration = timedelta(hours=6)  # how often the daemon purges
+
+    @field_validator("purge_after")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(days=1):
+            raise ValueError("a duration of at least 1d (or no purge_after, to keep everything)")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _sensible_interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError("a duration of at least 1m")
+        return value
