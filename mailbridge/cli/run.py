@@ -76,7 +76,9 @@ def _demo(args: argparse.Namespace) -> int:
         if package not in EXTRA_MODULES:
             raise
         print(
-            f"mailbridge: the demo needs {package}, from the demo extra: {INSTALL}", file=sys.stderr
+            f"mailbridge: the demo needs pymap and aiosmtpd, from the demo extra ({package} is "
+            f"missing): {INSTALL}",
+            file=sys.stderr,
         )
         return EXIT_FAILURE
     return run_demo(args.dir, keep_running=args.keep_running)

@@ -88,7 +88,7 @@ def test_misplaced_tells_an_extra_from_a_plain_dependency(line: str, bad: bool) 
     assert bool(misplaced([line])) is bad
 
 
-@pytest.mark.parametrize("missing", ["pymap", "aiosmtpd"])
+@pytest.mark.parametrize("missing", ["pymap", "aiosmtpd", "proxyprotocol"])
 def test_demo_without_the_extra_says_how_to_install_it(
     missing: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -100,5 +100,6 @@ def test_demo_without_the_extra_says_how_to_install_it(
     assert main(["demo"]) == 1
 
     err = capsys.readouterr().err
-    assert f"needs {missing}" in err, err
+    assert "the demo needs pymap and aiosmtpd" in err, err
+    assert f"({missing} is missing)" in err, err
     assert "pip install 'mailbridge[demo]'" in err
