@@ -21,10 +21,10 @@ from mailbridge.inbound import bounces, identity, routing, staff
 from mailbridge.inbound.acknowledge import ACK_TEMPLATE, maybe_acknowledge
 from mailbridge.inbound.solved import resolved_by_customer
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket, on_customer_followup
-from mailbridge.tickets.events import Outcome, add_event
+from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.requester import STORED_NAME
 
-__all__ = ["Outcome", "apply_message"]
+__all__ = ["Applied", "apply_message"]
 
 REOPEN_STATUSES = frozenset({"resolved", "closed"})
 
@@ -36,7 +36,7 @@ def apply_message(
     parsed: ParsedMessage,
     verdict: Verdict,
     now: datetime,
-) -> Outcome:
+) -> Applied:
     twin = _delivered_twin(session, app, inbound)
     if twin is not None:
         return _record_second_delivery(session, inbound, twin, now)
@@ -55,7 +55,7 @@ def apply_message(
         claim = None  # proven staff writing afresh: a ticket like anyone's
     decision = _thread(session, app, parsed)
     if verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None):
-        return Outcome("ignored", "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}")
+        return Applied("ignored", "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}")
     previous: Ticket | None = None
     if decision.ticket_id is not None:
         ticket = session.get_one(Ticket, decision.ticket_id)
@@ -87,8 +87,7 @@ def apply_message(
         session, app, ticket, article, inbound, parsed, verdict, routed, now
     )
     _tell_staff(session, app, ticket, article, parsed, verdict, claim, "new", now)
-    inbound.ticket_id = ticket.id  # written with the message's state, in one UPDATE
-    return Outcome("processed", "created", ticket.number, acknowledged)
+    return Applied.to(ticket, "created", acknowledged=acknowledged)
 
 
 def _add_followup(
@@ -101,7 +100,7 @@ def _add_followup(
     decision: ThreadDecision,
     claim: identity.StaffClaim | None,
     now: datetime,
-) -> Outcome:
+) -> Applied:
     """The mail joins its ticket. From a sender who cannot act on the ticket (never on it,
     or contradicted by the trusted MTA) it is recorded and staff are told, but it changes
     nothing: no status, no "solved", no rule."""
@@ -111,7 +110,6 @@ def _add_followup(
     article = _add_article(
         session, ticket, inbound, parsed, verdict, now, unverified=bool(unverified)
     )
-    inbound.ticket_id = ticket.id
     if unverified:
         ticket.updated_at = now
         add_event(
@@ -128,12 +126,10 @@ def _add_followup(
         staff.notify_staff(
             session, app, ticket, article, parsed, "unverified", now, warning=unverified
         )
-        return Outcome(
-            "processed", "followup", ticket.number, reason=f"unverified sender: {unverified}"
-        )
+        return Applied.to(ticket, "followup", reason=f"unverified sender: {unverified}")
     _follow_up(session, app, ticket, article, parsed, verdict, decision, now)
     _tell_staff(session, app, ticket, article, parsed, verdict, claim, "followup", now)
-    return Outcome("processed", "followup", ticket.number, reason=decision.via or "")
+    return Applied.to(ticket, "followup", reason=decision.via or "")
 
 
 def _tell_staff(
@@ -165,10 +161,9 @@ def _delivered_twin(session: Session, app: App, inbound: InboundMessage) -> Inbo
 
 def _record_second_delivery(
     session: Session, inbound: InboundMessage, twin: InboundMessage, now: datetime
-) -> Outcome:
+) -> Applied:
     """The same mail reached another of our mailboxes (To one, Cc the other): one ticket."""
     ticket = session.get_one(Ticket, twin.ticket_id)
-    inbound.ticket_id = ticket.id
     add_event(
         session,
         ticket,
@@ -178,12 +173,7 @@ def _record_second_delivery(
         inbound_message_id=inbound.id,
         first_delivery_id=twin.id,
     )
-    return Outcome(
-        "processed",
-        "duplicate",
-        ticket.number,
-        reason=f"already delivered to mailbox {twin.mailbox}",
-    )
+    return Applied.to(ticket, "duplicate", reason=f"already delivered to mailbox {twin.mailbox}")
 
 
 def _closed_for_good(app: App, ticket: Ticket, verdict: Verdict, now: datetime) -> bool:

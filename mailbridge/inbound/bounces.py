@@ -27,7 +27,7 @@ from mailbridge.core.bounce import (
 )
 from mailbridge.core.message import ParsedMessage, Verdict
 from mailbridge.db.models import AddressState, Event, InboundMessage, Outbox, Ticket
-from mailbridge.tickets.events import Outcome
+from mailbridge.tickets.events import Applied
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def on_message(
     parsed: ParsedMessage,
     verdict: Verdict,
     now: datetime,
-) -> Outcome | None:
-    """A bounce for our mail is recorded and answered with its Outcome. Customer mail is a
+) -> Applied | None:
+    """A bounce for our mail is recorded and answered with what it Applied. Customer mail is a
     sign of life: its sender is no longer bouncing. Anything else: None, carry on."""
     if verdict.kind == "customer" and parsed.from_ is not None:
         clear_bouncing(session, parsed.from_.address, now)
@@ -70,7 +70,7 @@ def handle_bounce(
     parsed: ParsedMessage,
     verdict: Verdict,
     now: datetime,
-) -> Outcome | None:
+) -> Applied | None:
     """Record a bounce of one of our mails; None when it is not about one of them."""
     report = read_bounce(inbound.raw)
     match = _match(session, parsed, report)
@@ -106,14 +106,9 @@ def handle_bounce(
             },
         )
     )
-    if ticket is not None:
-        inbound.ticket_id = ticket.id
     summary = ", ".join(f"{a} {r.action} {r.status}".rstrip() for a, r in pairs) or "no recipient"
-    return Outcome(
-        "processed",
-        "bounce",
-        ticket.number if ticket else None,
-        reason=f"report on outbox {row.id} ({matched_by}): {summary}",
+    return Applied.to(
+        ticket, "bounce", reason=f"report on outbox {row.id} ({matched_by}): {summary}"
     )
 
 

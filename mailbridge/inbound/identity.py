@@ -37,7 +37,7 @@ from mailbridge.core.staff import (
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
 from mailbridge.outbound.queue import queue_mail, ticket_context
-from mailbridge.tickets.events import Outcome, add_event
+from mailbridge.tickets.events import Applied, add_event
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def refuse_token(
     parsed: ParsedMessage,
     claim: StaffClaim,
     now: datetime,
-) -> Outcome:
+) -> Applied:
     """A token its sender may not use: the ticket records the attempt, the sender is told
     why (at most REFUSALS_PER_HOUR mails per ticket, so forged senders cannot turn this into
     a mail cannon), and nothing else happens."""
@@ -153,8 +153,7 @@ def refuse_token(
         claim.refusal,
     )
     if ticket is None:
-        return Outcome("ignored", "staff_refused", reason=f"token refused: {claim.refusal}")
-    inbound.ticket_id = ticket.id
+        return Applied("ignored", "staff_refused", reason=f"token refused: {claim.refusal}")
     outbox_id = None
     if _recent_refusals(session, ticket, now) < REFUSALS_PER_HOUR:
         outbox_id = _tell_refused(session, app, ticket, parsed, claim, now).id
@@ -168,9 +167,7 @@ def refuse_token(
         inbound_message_id=inbound.id,
         outbox_id=outbox_id,
     )
-    return Outcome(
-        "processed", "staff_refused", ticket.number, reason=f"token refused: {claim.refusal}"
-    )
+    return Applied.to(ticket, "staff_refused", reason=f"token refused: {claim.refusal}")
 
 
 def _recent_refusals(session: Session, ticket: Ticket, now: datetime) -> int:

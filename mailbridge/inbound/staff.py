@@ -40,7 +40,7 @@ from mailbridge.inbound.identity import StaffClaim, audience_of, token_address
 from mailbridge.outbound.queue import queue_mail, ticket_context
 from mailbridge.tickets import requester
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
-from mailbridge.tickets.events import Outcome, add_event
+from mailbridge.tickets.events import Applied, add_event
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,11 @@ def handle_staff_mail(
     parsed: ParsedMessage,
     claim: StaffClaim,
     now: datetime,
-) -> Outcome | None:
+) -> Applied | None:
     """Apply a proven staff member's answer; None when it answers no ticket we know."""
     ticket = _answered_ticket(session, app, parsed, claim)
     if ticket is None:
         return None
-    inbound.ticket_id = ticket.id
     patterns = [re.compile(p, re.MULTILINE) for p in app.config.staff.signature_patterns]
     message = parse_commands(strip_signature(parsed.reply_text or parsed.text, patterns))
     if _answers_internal_mail(session, parsed) and not message.has("note"):
@@ -82,7 +81,7 @@ def handle_staff_mail(
         problems.append("nothing to send: the reply has no text above the quoted message")
     if problems:
         _refuse(session, app, ticket, parsed, claim, problems, now)
-        return Outcome("processed", "staff_refused", ticket.number, reason="; ".join(problems))
+        return Applied.to(ticket, "staff_refused", reason="; ".join(problems))
     changes = _apply_commands(session, app, ticket, message, claim, now)  # #requester first
     article = _record_article(session, ticket, inbound, parsed, claim, message, now)
     relayed = None
@@ -104,7 +103,7 @@ def handle_staff_mail(
     )
     ticket.updated_at = now
     action = "staff_note" if message.has("note") else "staff_reply"
-    return Outcome("processed", action, ticket.number, reason=f"proof: {claim.proof}")
+    return Applied.to(ticket, action, reason=f"proof: {claim.proof}")
 
 
 def _answered_ticket(
@@ -516,7 +515,7 @@ def _carried_attachments(
 
 def handle_observed(
     session: Session, app: App, inbound: InboundMessage, parsed: ParsedMessage, now: datetime
-) -> Outcome:
+) -> Applied:
     """A message found in the support account's Sent folder: staff answered directly.
 
     It is recorded as the staff reply it is (deadline met, ticket waiting on the customer)
@@ -524,8 +523,7 @@ def handle_observed(
     """
     ticket = _referenced_ticket(session, app, parsed)
     if ticket is None:
-        return Outcome("ignored", "ignored", reason="sent mail that answers no ticket")
-    inbound.ticket_id = ticket.id
+        return Applied("ignored", "ignored", reason="sent mail that answers no ticket")
     article = _staff_article(
         session,
         ticket,
@@ -550,4 +548,4 @@ def handle_observed(
         folder=inbound.folder,
         message_id=parsed.message_id,
     )
-    return Outcome("processed", "staff_reply", ticket.number, reason="observed in sent folder")
+    return Applied.to(ticket, "staff_reply", reason="observed in sent folder")

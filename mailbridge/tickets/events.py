@@ -13,12 +13,25 @@ from mailbridge.db.models import Ticket
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Applied:
+    """What applying one message did: the state the message ends in, and the ticket it
+    went to (the caller stores `ticket_id` on the message with its state, in one UPDATE)."""
+
     state: str  # processed | ignored
     action: str  # created | followup | duplicate | staff_reply | staff_refused | ignored | …
+    ticket_id: int | None = None
     ticket_number: int | None = None
     acknowledged: bool = False
     reason: str = ""
+
+    @classmethod
+    def to(
+        cls, ticket: Ticket | None, action: str, *, reason: str = "", acknowledged: bool = False
+    ) -> Applied:
+        """Processed, into `ticket` (None: a processed message that reached no ticket)."""
+        if ticket is None:
+            return cls("processed", action, reason=reason, acknowledged=acknowledged)
+        return cls("processed", action, ticket.id, ticket.number, acknowledged, reason)
 
 
 def add_event(
