@@ -14,7 +14,7 @@ from typing import Any, TextIO, TypeVar
 from sqlalchemy import ColumnElement, and_, or_, select
 
 from mailbridge.adapters.templates import SAMPLE_CONTEXT, TemplateSet, default_templates_dir
-from mailbridge.app import App, build_app
+from mailbridge.app import App, Step, build_app
 from mailbridge.config import Config
 from mailbridge.core.clip import clip_context
 from mailbridge.core.humanize import format_duration
@@ -321,11 +321,11 @@ def tag_ticket(
             raise MailbridgeError(f"no ticket #{number}")
         removed = queries.remove_ticket_tags(session, ticket.id, remove)
         added = queries.add_ticket_tags(session, ticket.id, add, now)
+        step = Step(session, app, now)
         if added or removed:
             add_event(
-                session,
+                step,
                 ticket,
-                now,
                 "tags_changed",
                 by="command line",
                 tags_added=added,
@@ -349,7 +349,8 @@ def set_ticket_requester(app: App, number: int, address: Address, out: TextIO) -
         why = unusable_requester(app, address)
         if why:
             raise MailbridgeError(f"ticket #{number}: {why}")
-        changed = set_requester(session, ticket, address, "command line", now)
+        step = Step(session, app, now)
+        changed = set_requester(step, ticket, address, "command line")
         shown = (
             f"{ticket.requester_name} <{ticket.requester_address}>"
             if ticket.requester_name

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from mailbridge.adapters.faq_files import suggest
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.core.ack_policy import (
     LimitKey,
     authenticated_by,
@@ -49,14 +49,24 @@ LIMIT_WINDOW = timedelta(hours=1)
 class AckCase:
     """Everything the checks look at: one new ticket and the mail that opened it."""
 
-    session: Session
-    app: App
+    step: Step
     ticket: Ticket
     inbound: InboundMessage
     parsed: ParsedMessage
     verdict: Verdict
     routed: Decision
-    now: datetime
+
+    @property
+    def session(self) -> Session:
+        return self.step.session
+
+    @property
+    def app(self) -> App:
+        return self.step.app
+
+    @property
+    def now(self) -> datetime:
+        return self.step.now
 
     @property
     def sender(self) -> str:
@@ -84,24 +94,21 @@ Check = Callable[[AckCase], Refusal | None]
 
 
 def maybe_acknowledge(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     article: Article,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
     routed: Decision,
-    now: datetime,
 ) -> bool:
     """Queue the acknowledgement, or record on the ticket which check withheld it."""
-    case = AckCase(session, app, ticket, inbound, parsed, verdict, routed, now)
+    case = AckCase(step, ticket, inbound, parsed, verdict, routed)
     refusal = next((r for check in CHECKS if (r := check(case)) is not None), None)
     if refusal is not None:
         add_event(
-            session,
+            step,
             ticket,
-            now,
             "ack_suppressed",
             check=refusal.check,
             reason=refusal.reason,
@@ -243,7 +250,8 @@ def _log_limit_once(case: AckCase, key: LimitKey, recent: int) -> None:
 
 
 def _queue(case: AckCase, article: Article) -> None:
-    session, app, ticket, parsed, now = (case.session, case.app, case.ticket, case.parsed, case.now)
+    step, ticket, parsed = case.step, case.ticket, case.parsed
+    session, app, now = step.session, step.app, step.now
     language = ticket.language or app.config.templates.language
     address = ticket.requester_address
     proof = case.authenticated
@@ -277,9 +285,8 @@ def _queue(case: AckCase, article: Article) -> None:
     )
     queries.record_acknowledgement(session, ticket, address, domain_of(address), now)
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "ack_queued",
         outbox_id=row.id,
         message_id=row.message_id,
@@ -300,9 +307,8 @@ def _offer_faq(case: AckCase, language: str) -> list[dict[str, object]]:
     if not matches:
         return []
     add_event(
-        case.session,
+        case.step,
         case.ticket,
-        case.now,
         "faq_offered",
         offered=[{"file": m.entry.file, "score": m.score} for m in matches],
     )

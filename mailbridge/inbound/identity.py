@@ -19,9 +19,8 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.core.authres import contradicts, proves_author, trusted_results
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage
@@ -114,7 +113,7 @@ def audience_of(app: App, target: str) -> str:
     return TEAM if team and target.lower() == team.lower() else target.lower()
 
 
-def note_unproven(session: Session, ticket: Ticket, claim: StaffClaim, now: datetime) -> None:
+def note_unproven(step: Step, ticket: Ticket, claim: StaffClaim) -> None:
     """A staff address without proof: handled as customer mail, and said so loudly."""
     log.warning(
         "ticket #%s: mail claims to be from staff address %s but carries no proof "
@@ -123,9 +122,8 @@ def note_unproven(session: Session, ticket: Ticket, claim: StaffClaim, now: date
         claim.address,
     )
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "staff_unproven",
         address=claim.address,
         reason="no valid reply token and no trusted authentication result",
@@ -133,18 +131,16 @@ def note_unproven(session: Session, ticket: Ticket, claim: StaffClaim, now: date
 
 
 def refuse_token(
-    session: Session,
-    app: App,
+    step: Step,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     claim: StaffClaim,
-    now: datetime,
 ) -> Applied:
     """A token its sender may not use: the ticket records the attempt, the sender is told
     why (at most REFUSALS_PER_HOUR mails per ticket, so forged senders cannot turn this into
     a mail cannon), and nothing else happens."""
     assert claim.token is not None and claim.refusal is not None
-    ticket = queries.ticket_by_number(session, claim.token.ticket_number)
+    ticket = queries.ticket_by_number(step.session, claim.token.ticket_number)
     log.warning(
         "message %d: reply token for ticket #%d refused for %s: %s",
         inbound.id,
@@ -155,12 +151,11 @@ def refuse_token(
     if ticket is None:
         return Applied("ignored", "staff_refused", reason=f"token refused: {claim.refusal}")
     outbox_id = None
-    if _recent_refusals(session, ticket, now) < REFUSALS_PER_HOUR:
-        outbox_id = _tell_refused(session, app, ticket, parsed, claim, now).id
+    if _recent_refusals(step, ticket) < REFUSALS_PER_HOUR:
+        outbox_id = _tell_refused(step, ticket, parsed, claim).id
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "staff_token_refused",
         by=claim.address,
         reason=claim.refusal,
@@ -170,31 +165,29 @@ def refuse_token(
     return Applied.to(ticket, "staff_refused", reason=f"token refused: {claim.refusal}")
 
 
-def _recent_refusals(session: Session, ticket: Ticket, now: datetime) -> int:
+def _recent_refusals(step: Step, ticket: Ticket) -> int:
     query = select(func.count(Outbox.id)).where(
         Outbox.ticket_id == ticket.id,
         Outbox.kind == REFUSAL_KIND,
-        Outbox.created_at >= now - timedelta(hours=1),
+        Outbox.created_at >= step.now - timedelta(hours=1),
     )
-    return session.scalar(query) or 0
+    return step.session.scalar(query) or 0
 
 
 def _tell_refused(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     parsed: ParsedMessage,
     claim: StaffClaim,
-    now: datetime,
 ) -> Outbox:
-    language = app.config.templates.language
-    context = ticket_context(app, ticket, language)
+    language = step.app.config.templates.language
+    context = ticket_context(step.app, ticket, language)
     context["errors"] = [claim.refusal]
     context["event"] = "token_refused"
     context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
     return queue_mail(
-        session,
-        app,
+        step.session,
+        step.app,
         kind=REFUSAL_KIND,
         ticket=ticket,
         template="staff_command_error",
@@ -202,7 +195,7 @@ def _tell_refused(
         to=[Address("", claim.address)],
         language=language,
         unique=f"staff-refused.{ticket.id}",
-        now=now,
+        now=step.now,
         in_reply_to=parsed.message_id,
         references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
     )

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage
 from mailbridge.db.outage import database_outage
@@ -252,13 +252,13 @@ def _process_in_savepoint(
     try:
         with session.begin_nested():
             parsed, verdict = preparer.result(inbound.id, inbound.raw)
-            now = app.clock.now()
-            applied = apply_message(session, app, inbound, parsed, verdict, now)
+            step = Step(session, app, app.clock.now())
+            applied = apply_message(step, inbound, parsed, verdict)
             queries.update_now(
                 session,
                 inbound,
                 state=applied.state,
-                processed_at=now,
+                processed_at=step.now,
                 last_error=None,
                 ticket_id=applied.ticket_id,
             )

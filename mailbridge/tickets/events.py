@@ -4,10 +4,8 @@ apply steps (customer mail, staff mail, bounces)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy.orm import Session
-
+from mailbridge.app import Step
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
 
@@ -34,8 +32,7 @@ class Applied:
         return cls("processed", action, ticket.id, ticket.number, acknowledged, reason)
 
 
-def add_event(
-    session: Session, ticket: Ticket, now: datetime, event_type: str, /, **data: object
-) -> None:
-    """Record one audit event on the ticket (written at once, in recording order)."""
-    queries.insert_event(session, ticket.id, now, event_type, data)
+def add_event(step: Step, ticket: Ticket, event_type: str, /, **data: object) -> None:
+    """Record one audit event on the ticket at the step's moment (written at once, in
+    recording order)."""
+    queries.insert_event(step.session, ticket.id, step.now, event_type, data)
