@@ -32,7 +32,7 @@ from mailbridge.core.sender import NO_SENDER
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.inbound import bounces, routing
-from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets.events import add_event
 
 __all__ = ["ACK_TEMPLATE", "maybe_acknowledge"]
@@ -270,18 +270,18 @@ def _queue(case: AckCase, article: Article) -> None:
         context = minimal_context({**context, "faq": []})
         to, in_reply_to, refs = Address("", address), None, []
     row = queue_mail(
-        session,
-        app,
-        kind="ack",
-        ticket=ticket,
-        template=case.routed.actions.ack_template or ACK_TEMPLATE,
-        context=context,
-        to=[to],
-        language=language,
-        unique=f"ack.{ticket.id}.{article.id}",
-        now=now,
-        in_reply_to=in_reply_to,
-        references=refs,
+        step,
+        Mail(
+            kind="ack",
+            ticket=ticket,
+            template=case.routed.actions.ack_template or ACK_TEMPLATE,
+            context=context,
+            to=[to],
+            language=language,
+            unique=f"ack.{ticket.id}.{article.id}",
+            in_reply_to=in_reply_to,
+            references=refs,
+        ),
     )
     queries.record_acknowledgement(session, ticket, address, domain_of(address), now)
     add_event(

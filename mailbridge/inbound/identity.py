@@ -35,7 +35,7 @@ from mailbridge.core.staff import (
 )
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
-from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets.events import Applied, add_event
 
 log = logging.getLogger(__name__)
@@ -186,18 +186,18 @@ def _tell_refused(
     context["event"] = "token_refused"
     context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
     return queue_mail(
-        step.session,
-        step.app,
-        kind=REFUSAL_KIND,
-        ticket=ticket,
-        template="staff_command_error",
-        context=context,
-        to=[Address("", claim.address)],
-        language=language,
-        unique=f"staff-refused.{ticket.id}",
-        now=step.now,
-        in_reply_to=parsed.message_id,
-        references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+        step,
+        Mail(
+            kind=REFUSAL_KIND,
+            ticket=ticket,
+            template="staff_command_error",
+            context=context,
+            to=[Address("", claim.address)],
+            language=language,
+            unique=f"staff-refused.{ticket.id}",
+            in_reply_to=parsed.message_id,
+            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+        ),
     )
 
 

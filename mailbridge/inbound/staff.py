@@ -36,7 +36,7 @@ from mailbridge.core.staff import (
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound.identity import StaffClaim, audience_of, token_address
-from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets import requester
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
@@ -169,19 +169,19 @@ def _refuse(
     context["errors"] = problems
     context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
     row = queue_mail(
-        step.session,
-        step.app,
-        kind="staff_error",
-        ticket=ticket,
-        template="staff_command_error",
-        context=context,
-        to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
-        language=language,
-        unique=f"staff-error.{ticket.id}",
-        now=step.now,
-        in_reply_to=parsed.message_id,
-        references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
-        reply_to=[Address("", token_address(step.app, ticket, claim.address, step.now))],
+        step,
+        Mail(
+            kind="staff_error",
+            ticket=ticket,
+            template="staff_command_error",
+            context=context,
+            to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
+            language=language,
+            unique=f"staff-error.{ticket.id}",
+            in_reply_to=parsed.message_id,
+            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+            reply_to=[Address("", token_address(step.app, ticket, claim.address, step.now))],
+        ),
     )
     add_event(
         step,
@@ -306,19 +306,19 @@ def _relay(
     template = CANNED_PREFIX + name if (name := message.argument("template")) else "staff_reply"
     thread = _customer_thread(step.session, ticket)
     row = queue_mail(
-        step.session,
-        step.app,
-        kind="reply",
-        ticket=ticket,
-        template=template,
-        context=context,
-        to=[Address(ticket.requester_name, ticket.requester_address)],
-        language=language,
-        unique=f"reply.{ticket.id}.{article.id}",
-        now=step.now,
-        in_reply_to=thread[-1] if thread else None,
-        references=thread,
-        attachments=_relayable(parsed.attachments),
+        step,
+        Mail(
+            kind="reply",
+            ticket=ticket,
+            template=template,
+            context=context,
+            to=[Address(ticket.requester_name, ticket.requester_address)],
+            language=language,
+            unique=f"reply.{ticket.id}.{article.id}",
+            in_reply_to=thread[-1] if thread else None,
+            references=thread,
+            attachments=_relayable(parsed.attachments),
+        ),
     )
     article.message_id = row.message_id
     return row
@@ -334,18 +334,18 @@ def _finish(step: Step, ticket: Ticket, message: StaffMessage, answered: bool) -
         language = ticket.language or step.app.config.templates.language
         thread = _customer_thread(step.session, ticket)
         queue_mail(
-            step.session,
-            step.app,
-            kind="closed",
-            ticket=ticket,
-            template="closed",
-            context=ticket_context(step.app, ticket, language),
-            to=[Address(ticket.requester_name, ticket.requester_address)],
-            language=language,
-            unique=f"closed.{ticket.id}",
-            now=step.now,
-            in_reply_to=thread[-1] if thread else None,
-            references=thread,
+            step,
+            Mail(
+                kind="closed",
+                ticket=ticket,
+                template="closed",
+                context=ticket_context(step.app, ticket, language),
+                to=[Address(ticket.requester_name, ticket.requester_address)],
+                language=language,
+                unique=f"closed.{ticket.id}",
+                in_reply_to=thread[-1] if thread else None,
+                references=thread,
+            ),
         )
 
 
@@ -418,25 +418,25 @@ def notify_staff(
     context["unread"] = list(parsed.unread)
     root = make_message_id(step.app.message_id_domain, f"staff.t{ticket.id}")
     return queue_mail(
-        step.session,
-        step.app,
-        kind="notification",
-        ticket=ticket,
-        template="staff_notification",
-        context=context,
-        to=[Address("", target)],
-        language=language,
-        unique=f"notify.{ticket.id}.{article.id}",
-        now=step.now,
-        in_reply_to=root,
-        references=[root],
-        reply_to=[
-            Address(
-                step.app.config.templates.company,
-                token_address(step.app, ticket, audience_of(step.app, target), step.now),
-            )
-        ],
-        attachments=carried,
+        step,
+        Mail(
+            kind="notification",
+            ticket=ticket,
+            template="staff_notification",
+            context=context,
+            to=[Address("", target)],
+            language=language,
+            unique=f"notify.{ticket.id}.{article.id}",
+            in_reply_to=root,
+            references=[root],
+            reply_to=[
+                Address(
+                    step.app.config.templates.company,
+                    token_address(step.app, ticket, audience_of(step.app, target), step.now),
+                )
+            ],
+            attachments=carried,
+        ),
     )
 
 

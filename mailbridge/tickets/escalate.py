@@ -22,7 +22,7 @@ from mailbridge.core.message import Address
 from mailbridge.core.sla import DueStep, due_now, next_moment, overdue_by, raised_priority
 from mailbridge.db import queries
 from mailbridge.db.models import Escalation, Ticket
-from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets.deadlines import pending_steps
 from mailbridge.tickets.events import add_event
 
@@ -179,15 +179,15 @@ def _notify(
         excerpt=excerpt(customer_text),
     )
     queue_mail(
-        step.session,
-        step.app,
-        kind="sla_warning" if sla_step.is_warning else "escalation",
-        ticket=ticket,
-        template="sla_warning" if sla_step.is_warning else "escalation",
-        context=context,
-        to=[Address("", target)],
-        language=language,
-        unique=f"esc.{ticket.id}.{sla_step.deadline}.{sla_step.level}",
-        now=step.now,
+        step,
+        Mail(
+            kind="sla_warning" if sla_step.is_warning else "escalation",
+            ticket=ticket,
+            template="sla_warning" if sla_step.is_warning else "escalation",
+            context=context,
+            to=[Address("", target)],
+            language=language,
+            unique=f"esc.{ticket.id}.{sla_step.deadline}.{sla_step.level}",
+        ),
     )
     return target
