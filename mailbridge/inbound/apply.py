@@ -5,17 +5,16 @@ outbox rows. Runs inside the caller's transaction; owns no commit.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
 from mailbridge.app import App, Step
 from mailbridge.core.clip import clip_text
-from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
+from mailbridge.core.correlate import ThreadDecision
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.parse import normalize_subject
 from mailbridge.core.rules import Actions
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
-from mailbridge.inbound import bounces, identity, routing, staff
+from mailbridge.inbound import bounces, identity, routing, staff, thread
 from mailbridge.inbound.acknowledge import ACK_TEMPLATE, maybe_acknowledge
 from mailbridge.inbound.solved import resolved_by_customer
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket, on_customer_followup
@@ -23,8 +22,6 @@ from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.requester import STORED_NAME
 
 __all__ = ["Applied", "apply_message"]
-
-REOPEN_STATUSES = frozenset({"resolved", "closed"})
 
 
 def apply_message(
@@ -49,13 +46,13 @@ def apply_message(
         if handled is not None:
             return handled
         claim = None  # proven staff writing afresh: a ticket like anyone's
-    decision = _thread(step, parsed)
+    decision = thread.which_ticket(step, parsed)
     if verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None):
         return Applied("ignored", "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}")
     previous: Ticket | None = None
     if decision.ticket_id is not None:
         ticket = step.session.get_one(Ticket, decision.ticket_id)
-        if not _closed_for_good(step.app, ticket, verdict, step.now):
+        if not thread.closed_for_good(step.app, ticket, verdict, step.now):
             return _add_followup(step, inbound, ticket, parsed, verdict, decision, claim)
         previous = ticket
     routed = (
@@ -157,14 +154,6 @@ def _record_second_delivery(step: Step, inbound: InboundMessage, twin: InboundMe
     return Applied.to(ticket, "duplicate", reason=f"already delivered to mailbox {twin.mailbox}")
 
 
-def _closed_for_good(app: App, ticket: Ticket, verdict: Verdict, now: datetime) -> bool:
-    """A customer mail to a ticket closed longer ago than the reopen window starts anew."""
-    if verdict.kind != "customer" or ticket.status not in REOPEN_STATUSES:
-        return False
-    closed_at = ticket.resolved_at or ticket.updated_at
-    return now - closed_at > app.config.tickets.reopen_window
-
-
 def _link(step: Step, old: Ticket, new: Ticket) -> None:
     add_event(
         step,
@@ -174,26 +163,6 @@ def _link(step: Step, old: Ticket, new: Ticket) -> None:
         reason="follow-up to a ticket closed longer ago than the reopen window",
     )
     add_event(step, old, "linked", successor=new.number)
-
-
-def _thread(step: Step, parsed: ParsedMessage) -> ThreadDecision:
-    clues = thread_clues(parsed, step.app.config.tickets.tag_prefix)
-    candidates: list[Candidate] = []
-    by_id = queries.ticket_ids_for_message_ids(step.session, clues.message_ids)
-    for message_id in clues.message_ids:
-        if message_id in by_id:
-            candidates.append(Candidate(by_id[message_id], "reference", frozenset()))
-            break
-    if clues.tag_number is not None:
-        tagged = queries.ticket_by_number(step.session, clues.tag_number)
-        if tagged is not None:
-            candidates.append(
-                Candidate(tagged.id, "tag", queries.participants(step.session, tagged))
-            )
-    sender = parsed.from_.address if parsed.from_ else ""
-    if candidates and identity.from_contradicted(step.app, parsed):
-        sender = ""  # a forged From is nobody's: a subject tag alone cannot reach a ticket
-    return choose_ticket(sender, candidates)
 
 
 def _open_ticket(
