@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -212,43 +212,48 @@ def _record_article(
         ticket,
         inbound,
         parsed,
-        address=claim.address,
-        text=message.text,
-        note=note,
-        message_id=None,
-        to=[] if note else [ticket.requester_address],
-        cc=[],
+        StaffWords(
+            address=claim.address,
+            text=message.text,
+            note=note,
+            message_id=None,
+            to=[] if note else [ticket.requester_address],
+            cc=[],
+        ),
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StaffWords:
+    """What a staff member's mail puts on the ticket: who wrote it, the text, whether it is
+    an internal note, and the ids and recipients the article records."""
+
+    address: str
+    text: str
+    note: bool
+    message_id: str | None
+    to: list[str]
+    cc: list[str]
+
+
 def _staff_article(
-    step: Step,
-    ticket: Ticket,
-    inbound: InboundMessage,
-    parsed: ParsedMessage,
-    *,
-    address: str,
-    text: str,
-    note: bool,
-    message_id: str | None,
-    to: list[str],
-    cc: list[str],
+    step: Step, ticket: Ticket, inbound: InboundMessage, parsed: ParsedMessage, words: StaffWords
 ) -> Article:
     article = Article(
         ticket_id=ticket.id,
         direction="out",
         author_kind="staff",
-        kind="note" if note else "reply",
+        kind="note" if words.note else "reply",
         from_name=parsed.from_.name if parsed.from_ else "",
-        from_address=address,
-        to=to,
-        cc=cc,
-        message_id=message_id,
+        from_address=words.address,
+        to=words.to,
+        cc=words.cc,
+        message_id=words.message_id,
         in_reply_to=parsed.in_reply_to,
         subject=parsed.subject,
-        text_body=text,
+        text_body=words.text,
         html_body=None,
-        internal=note,
+        internal=words.note,
         defects=list(parsed.defects),
         created_at=step.now,
         inbound_message_id=inbound.id,
@@ -507,12 +512,14 @@ def handle_observed(step: Step, inbound: InboundMessage, parsed: ParsedMessage) 
         ticket,
         inbound,
         parsed,
-        address=parsed.from_.address if parsed.from_ else "",
-        text=parsed.reply_text or parsed.text,
-        note=False,
-        message_id=parsed.message_id,
-        to=[a.address for a in parsed.to],
-        cc=[a.address for a in parsed.cc],
+        StaffWords(
+            address=parsed.from_.address if parsed.from_ else "",
+            text=parsed.reply_text or parsed.text,
+            note=False,
+            message_id=parsed.message_id,
+            to=[a.address for a in parsed.to],
+            cc=[a.address for a in parsed.cc],
+        ),
     )
     on_staff_reply(step, ticket)
     ticket.updated_at = step.now
