@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parseaddr
 from functools import cached_property
 
@@ -85,6 +86,17 @@ class App:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One piece of work inside a transaction its caller owns (the process, send,
+    escalation, retention and fetch loops build one): the session it writes with, the
+    application, and its moment, read once so that everything it writes agrees."""
+
+    session: Session
+    app: App
+    now: datetime
 
 
 def build_app(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import ColumnElement, and_, or_, select
 
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.cli.common import (
     address,
     command_config,
@@ -337,11 +337,11 @@ def tag_ticket(
             raise MailbridgeError(f"no ticket #{number}")
         removed = queries.remove_ticket_tags(session, ticket.id, remove)
         added = queries.add_ticket_tags(session, ticket.id, add, now)
+        step = Step(session, app, now)
         if added or removed:
             add_event(
-                session,
+                step,
                 ticket,
-                now,
                 "tags_changed",
                 by="command line",
                 tags_added=added,
@@ -365,7 +365,8 @@ def set_ticket_requester(app: App, number: int, address: Address, out: TextIO) -
         why = unusable_requester(app, address)
         if why:
             raise MailbridgeError(f"ticket #{number}: {why}")
-        changed = set_requester(session, ticket, address, "command line", now)
+        step = Step(session, app, now)
+        changed = set_requester(step, ticket, address, "command line")
         shown = (
             f"{ticket.requester_name} <{ticket.requester_address}>"
             if ticket.requester_name

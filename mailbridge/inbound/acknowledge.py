@@ -1,6 +1,7 @@
-"""Acknowledging a new ticket: the named checks that may withhold it, the hourly limits
-(per address, per domain, per mailbox, counted in the acknowledgement ledger), and the
-mail itself, minimal when the address it goes to is not authenticated.
+"""Acknowledging a new ticket: the facts core.ack_policy decides on (read from the mail,
+the configuration, the bounce flags and the acknowledgement ledger's hourly counts per
+address, domain and mailbox), and what the decision leads to: the mail itself, minimal
+when the address it goes to is not authenticated, or the record of which check withheld it.
 
 Runs inside the caller's transaction, like the rest of apply.
 """
@@ -8,31 +9,29 @@ Runs inside the caller's transaction, like the rest of apply.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from sqlalchemy.orm import Session
+from datetime import timedelta
 
 from mailbridge.adapters.faq_files import suggest
-from mailbridge.app import App
+from mailbridge.app import Step
 from mailbridge.core.ack_policy import (
+    AckDecision,
+    AckFacts,
     LimitKey,
+    address_problem,
     authenticated_by,
+    decide,
     domain_of,
     limit_keys,
     minimal_context,
 )
-from mailbridge.core.compose import can_write_address
 from mailbridge.core.faq import plain_text
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.rules import Decision
-from mailbridge.core.sender import NO_SENDER
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.inbound import bounces, routing
-from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets.events import add_event
 
 __all__ = ["ACK_TEMPLATE", "maybe_acknowledge"]
@@ -45,186 +44,101 @@ FAQ_SUBJECT_CHARS = 300  # ranking costs about 40 µs per subject character
 LIMIT_WINDOW = timedelta(hours=1)
 
 
-@dataclass(frozen=True, slots=True)
-class AckCase:
-    """Everything the checks look at: one new ticket and the mail that opened it."""
-
-    session: Session
-    app: App
-    ticket: Ticket
-    inbound: InboundMessage
-    parsed: ParsedMessage
-    verdict: Verdict
-    routed: Decision
-    now: datetime
-
-    @property
-    def sender(self) -> str:
-        return self.parsed.from_.address if self.parsed.from_ else ""
-
-    @property
-    def authenticated(self) -> str | None:
-        """How the trusted MTA authenticated the domain of the address the acknowledgement
-        goes to ("dkim", "dmarc", "spf"), or None."""
-        return authenticated_by(
-            self.parsed.headers,
-            self.app.config.staff.trusted_authserv_id,
-            self.ticket.requester_address,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    check: str  # the name of the check that withheld the acknowledgement
-    reason: str
-    data: dict[str, object]
-
-
-Check = Callable[[AckCase], Refusal | None]
-
-
 def maybe_acknowledge(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     article: Article,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
     routed: Decision,
-    now: datetime,
 ) -> bool:
     """Queue the acknowledgement, or record on the ticket which check withheld it."""
-    case = AckCase(session, app, ticket, inbound, parsed, verdict, routed, now)
-    refusal = next((r for check in CHECKS if (r := check(case)) is not None), None)
-    if refusal is not None:
+    facts = ack_facts(step, ticket, inbound, parsed, verdict, routed)
+    decision = decide(facts)
+    if decision.form == "skip":
+        if decision.limit is not None:
+            _withheld_by_limit(step, ticket, decision.limit, decision.recent)
         add_event(
-            session,
+            step,
             ticket,
-            now,
             "ack_suppressed",
-            check=refusal.check,
-            reason=refusal.reason,
-            **refusal.data,
+            check=decision.check,
+            reason=decision.reason,
+            **decision.data,
         )
         return False
-    _queue(case, article)
+    _queue(step, ticket, article, parsed, routed.actions.ack_template or ACK_TEMPLATE, decision)
     return True
 
 
-# --- the checks, in order ----------------------------------------------------------------
-
-
-def automated(case: AckCase) -> Refusal | None:
-    verdict = case.verdict
-    if verdict.automated:
-        return Refusal(
-            "automated",
-            f"automated mail ({verdict.kind}: {', '.join(verdict.rules)})",
-            {"rules": list(verdict.rules)},
-        )
-    if verdict.ack_withheld_by:
-        return Refusal(
-            "classified",
-            f"looks like bulk mail ({', '.join(verdict.ack_withheld_by)})",
-            {"rules": list(verdict.ack_withheld_by)},
-        )
-    return None
-
-
-def unusable_address(case: AckCase) -> Refusal | None:
-    address = case.ticket.requester_address
-    if not address:
-        return Refusal("unusable_address", f"no sender address: {NO_SENDER}", {})
-    if "@" not in address:
-        return Refusal("unusable_address", "no usable sender address", {})
-    if address in case.app.identity.own_addresses:
-        return Refusal("unusable_address", "sender is one of our own addresses", {})
-    if not can_write_address(address):
-        return Refusal("unusable_address", f"an address no mail can be written to: {address!r}", {})
-    return None
-
-
-def bouncing(case: AckCase) -> Refusal | None:
-    address = case.ticket.requester_address
+def ack_facts(
+    step: Step,
+    ticket: Ticket,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    routed: Decision,
+) -> AckFacts:
+    """What core.ack_policy.decide looks at, read from the mail, the configuration and the
+    database (whether the address bounces, the acknowledgement ledger's hourly counts)."""
+    app, now = step.app, step.now
+    tickets = app.config.tickets
+    address = ticket.requester_address
+    sender = parsed.from_.address if parsed.from_ else ""
+    usable = not address_problem(address, app.identity.own_addresses)
     # A requester who just wrote is not bouncing (their mail cleared any flag): no look-up.
-    if address == case.sender:
-        return None
-    reason = bounces.bounce_refusal(case.session, address)
-    return Refusal("bouncing", reason, {}) if reason else None
-
-
-def backlog(case: AckCase) -> Refusal | None:
-    """backlog = "import": old mail found at the first connection gets a ticket, no ack."""
-    mailbox = case.app.config.mailbox_named(case.inbound.mailbox)
-    if not case.inbound.backlog or mailbox.backlog != "import":
-        return None
-    arrived = case.inbound.arrived_at or case.parsed.date or case.now
-    if case.now - arrived <= mailbox.backlog_age:
-        return None
-    return Refusal(
-        "backlog",
-        f"backlog: arrived {arrived.isoformat(timespec='minutes')}, "
-        f"before the first connection and more than {mailbox.backlog_age} ago",
-        {},
-    )
-
-
-def routing_rule(case: AckCase) -> Refusal | None:
-    if not case.routed.actions.no_ack:
-        return None
-    return Refusal("rule", f"no_ack: {routing.because(case.routed)}", {})
-
-
-def rate_limits(case: AckCase) -> Refusal | None:
-    """The hourly limits, narrowest first; a withheld acknowledgement is counted under its
-    limit (for /metrics) and the limit is logged once an hour per address, domain or
-    mailbox, however many mails it stops."""
-    tickets = case.app.config.tickets
-    address = case.ticket.requester_address
-    since = case.now - LIMIT_WINDOW
-    for key in limit_keys(
+    bouncing = bounces.bounce_refusal(step.session, address) if usable and sender != address else ""
+    mailbox = app.config.mailbox_named(inbound.mailbox)
+    authenticated = authenticated_by(parsed.headers, app.config.staff.trusted_authserv_id, address)
+    keys = limit_keys(
         address,
-        case.ticket.mailbox,
+        ticket.mailbox,
         tickets.ack_limit_per_hour,
         tickets.ack_domain_limit_per_hour,
         tickets.ack_mailbox_limit_per_hour,
-        authenticated=case.authenticated is not None,
-    ):
-        recent = queries.acknowledgements_since(case.session, key.limit, key.key, since)
-        if recent >= key.per_hour:
-            _log_limit_once(case, key, recent)
-            queries.record_acknowledgement(
-                case.session,
-                case.ticket,
-                address,
-                domain_of(address),
-                case.now,
-                withheld_by=key.limit,
-            )
-            return Refusal(
-                "rate_limit",
-                f"rate limit: {recent} acknowledgements to this {key.limit} in the last hour",
-                {"limit": key.limit, "key": key.key},
-            )
-    return None
+        authenticated=authenticated is not None,
+    )
+    since = now - LIMIT_WINDOW
+    return AckFacts(
+        kind=verdict.kind,
+        rules=verdict.rules,
+        automated=verdict.automated,
+        withheld_by=verdict.ack_withheld_by,
+        address=address,
+        own_addresses=app.identity.own_addresses,
+        bouncing=bouncing,
+        backlog_age=mailbox.backlog_age
+        if inbound.backlog and mailbox.backlog == "import"
+        else None,
+        arrived=inbound.arrived_at or parsed.date or now,
+        now=now,
+        no_ack_rule=routing.because(routed) if routed.actions.no_ack else "",
+        limits=tuple(
+            (key, queries.acknowledgements_since(step.session, key.limit, key.key, since))
+            for key in keys
+            if usable
+        ),
+        authenticated=authenticated,
+        unauthenticated_form=tickets.ack_unauthenticated,
+    )
 
 
-CHECKS: tuple[Check, ...] = (
-    automated,
-    unusable_address,
-    bouncing,
-    backlog,
-    routing_rule,
-    rate_limits,
-)
+def _withheld_by_limit(step: Step, ticket: Ticket, key: LimitKey, recent: int) -> None:
+    """A withheld acknowledgement is counted under its limit (for /metrics) and the limit
+    is logged once an hour per address, domain or mailbox, however many mails it stops."""
+    _log_limit_once(step, ticket, key, recent)
+    address = ticket.requester_address
+    queries.record_acknowledgement(
+        step.session, ticket, address, domain_of(address), step.now, withheld_by=key.limit
+    )
 
 
-def _log_limit_once(case: AckCase, key: LimitKey, recent: int) -> None:
+def _log_limit_once(step: Step, ticket: Ticket, key: LimitKey, recent: int) -> None:
     """Log the first acknowledgement a limit withholds in an hour (the ledger remembers,
     across restarts and instances); later ones show only in /metrics and on the tickets."""
     earlier = queries.acknowledgements_since(
-        case.session, key.limit, key.key, case.now - LIMIT_WINDOW, withheld_by=key.limit
+        step.session, key.limit, key.key, step.now - LIMIT_WINDOW, withheld_by=key.limit
     )
     if earlier:
         return
@@ -235,24 +149,30 @@ def _log_limit_once(case: AckCase, key: LimitKey, recent: int) -> None:
         key.limit,
         key.key,
         key.per_hour,
-        case.ticket.number,
+        ticket.number,
     )
 
 
 # --- the mail --------------------------------------------------------------------------------
 
 
-def _queue(case: AckCase, article: Article) -> None:
-    session, app, ticket, parsed, now = (case.session, case.app, case.ticket, case.parsed, case.now)
+def _queue(
+    step: Step,
+    ticket: Ticket,
+    article: Article,
+    parsed: ParsedMessage,
+    template: str,
+    decision: AckDecision,
+) -> None:
+    app = step.app
     language = ticket.language or app.config.templates.language
     address = ticket.requester_address
-    proof = case.authenticated
-    full = proof is not None or app.config.tickets.ack_unauthenticated == "full"
+    full = decision.form == "full"
     context = ticket_context(app, ticket, language)
     context["minimal"] = False
     if full:
         context["excerpt"] = excerpt(parsed.reply_text or parsed.text)
-        context["faq"] = _offer_faq(case, language)
+        context["faq"] = _offer_faq(step, ticket, parsed, language)
         to = Address(ticket.requester_name, address)
         in_reply_to = parsed.message_id
         refs = [*parsed.references, *([in_reply_to] if in_reply_to else [])]
@@ -262,47 +182,46 @@ def _queue(case: AckCase, article: Article) -> None:
         context = minimal_context({**context, "faq": []})
         to, in_reply_to, refs = Address("", address), None, []
     row = queue_mail(
-        session,
-        app,
-        kind="ack",
-        ticket=ticket,
-        template=case.routed.actions.ack_template or ACK_TEMPLATE,
-        context=context,
-        to=[to],
-        language=language,
-        unique=f"ack.{ticket.id}.{article.id}",
-        now=now,
-        in_reply_to=in_reply_to,
-        references=refs,
+        step,
+        Mail(
+            kind="ack",
+            ticket=ticket,
+            template=template,
+            context=context,
+            to=[to],
+            language=language,
+            unique=f"ack.{ticket.id}.{article.id}",
+            in_reply_to=in_reply_to,
+            references=refs,
+        ),
     )
-    queries.record_acknowledgement(session, ticket, address, domain_of(address), now)
+    queries.record_acknowledgement(step.session, ticket, address, domain_of(address), step.now)
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "ack_queued",
         outbox_id=row.id,
         message_id=row.message_id,
         form="full" if full else "minimal",
-        authenticated=proof,
+        authenticated=decision.authenticated,
     )
 
 
-def _offer_faq(case: AckCase, language: str) -> list[dict[str, object]]:
+def _offer_faq(
+    step: Step, ticket: Ticket, parsed: ParsedMessage, language: str
+) -> list[dict[str, object]]:
     """The FAQ answers that fit the customer's question, recorded on the ticket as offered."""
-    index = case.app.faq
+    index = step.app.faq
     if index is None:
         return []
-    parsed = case.parsed
     # What they wrote now, not the quoted history below it.
     own = (parsed.reply_text or parsed.text)[:FAQ_QUESTION_CHARS]
-    matches = suggest(case.app.config, index, parsed.subject[:FAQ_SUBJECT_CHARS], own, language)
+    matches = suggest(step.app.config, index, parsed.subject[:FAQ_SUBJECT_CHARS], own, language)
     if not matches:
         return []
     add_event(
-        case.session,
-        case.ticket,
-        case.now,
+        step,
+        ticket,
         "faq_offered",
         offered=[{"file": m.entry.file, "score": m.score} for m in matches],
     )

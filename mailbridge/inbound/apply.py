@@ -5,245 +5,183 @@ outbox rows. Runs inside the caller's transaction; owns no commit.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
-from sqlalchemy.orm import Session
-
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.core.clip import clip_text
-from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
+from mailbridge.core.correlate import ThreadDecision
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.parse import normalize_subject
 from mailbridge.core.rules import Actions
 from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
-from mailbridge.inbound import bounces, identity, routing, staff
+from mailbridge.inbound import bounces, identity, routing, staff, thread
 from mailbridge.inbound.acknowledge import ACK_TEMPLATE, maybe_acknowledge
 from mailbridge.inbound.solved import resolved_by_customer
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket, on_customer_followup
-from mailbridge.tickets.events import Outcome, add_event
+from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.requester import STORED_NAME
 
-__all__ = ["Outcome", "apply_message"]
-
-REOPEN_STATUSES = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
+__all__ = ["Applied", "apply_message"]
 
 
 def apply_message(
-    session: Session,
-    app: App,
+    step: Step,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
-    now: datetime,
-) -> Outcome:
-    twin = _delivered_twin(session, app, inbound)
+) -> Applied:
+    twin = _delivered_twin(step, inbound)
     if twin is not None:
-        return _record_second_delivery(session, inbound, twin, now)
-    if app.config.mailbox_named(inbound.mailbox).observes_sent(inbound.folder):
-        return staff.handle_observed(session, app, inbound, parsed, now)
-    bounce = bounces.on_message(session, app, inbound, parsed, verdict, now)
+        return _record_second_delivery(step, inbound, twin)
+    if step.app.config.mailbox_named(inbound.mailbox).observes_sent(inbound.folder):
+        return staff.handle_observed(step, inbound, parsed)
+    bounce = bounces.on_message(step, inbound, parsed, verdict)
     if bounce is not None:
         return bounce
-    claim = identity.staff_claim(app, parsed, now) if verdict.kind == "customer" else None
+    claim = identity.staff_claim(step.app, parsed, step.now) if verdict.kind == "customer" else None
     if claim is not None and claim.refusal is not None:
-        return identity.refuse_token(session, app, inbound, parsed, claim, now)
+        return identity.refuse_token(step, inbound, parsed, claim)
     if claim is not None and claim.proof is not None:
-        handled = staff.handle_staff_mail(session, app, inbound, parsed, claim, now)
+        handled = staff.handle_staff_mail(step, inbound, parsed, claim)
         if handled is not None:
             return handled
         claim = None  # proven staff writing afresh: a ticket like anyone's
-    decision = _thread(session, app, parsed)
+    decision = thread.which_ticket(step, parsed)
     if verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None):
-        return Outcome(
+        return Applied(
             InboundState.IGNORED, "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}"
         )
     previous: Ticket | None = None
     if decision.ticket_id is not None:
-        ticket = session.get_one(Ticket, decision.ticket_id)
-        if not _closed_for_good(app, ticket, verdict, now):
-            return _add_followup(
-                session, app, inbound, ticket, parsed, verdict, decision, claim, now
-            )
+        ticket = step.session.get_one(Ticket, decision.ticket_id)
+        if not thread.closed_for_good(step.app, ticket, verdict, step.now):
+            return _add_followup(step, inbound, ticket, parsed, verdict, decision, claim)
         previous = ticket
     routed = (
-        routing.decide(session, app, parsed, inbound.mailbox)
+        routing.decide(step, parsed, inbound.mailbox)
         if verdict.kind == "customer"
         else routing.NO_DECISION
     )
-    ticket = _open_ticket(session, app, inbound, parsed, verdict, routed.actions, now)
-    article = _add_article(session, ticket, inbound, parsed, verdict, now)
-    routing.apply_new(session, app, ticket, routed, now)
+    ticket = _open_ticket(step, inbound, parsed, verdict, routed.actions)
+    article = _add_article(step, ticket, inbound, parsed, verdict)
+    routing.apply_new(step, ticket, routed)
     if decision.ignored_tag is not None:
         add_event(
-            session,
+            step,
             ticket,
-            now,
             "tag_ignored",
             ticket_id=decision.ignored_tag,
             reason="sender is not a participant of the tagged ticket",
         )
     if previous is not None:
-        _link(session, previous, ticket, now)
-    acknowledged = maybe_acknowledge(
-        session, app, ticket, article, inbound, parsed, verdict, routed, now
-    )
-    _tell_staff(session, app, ticket, article, parsed, verdict, claim, "new", now)
-    inbound.ticket_id = ticket.id  # written with the message's state, in one UPDATE
-    return Outcome(InboundState.PROCESSED, "created", ticket.number, acknowledged)
+        _link(step, previous, ticket)
+    acknowledged = maybe_acknowledge(step, ticket, article, inbound, parsed, verdict, routed)
+    _tell_staff(step, ticket, article, parsed, verdict, claim, "new")
+    return Applied.to(ticket, "created", acknowledged=acknowledged)
 
 
 def _add_followup(
-    session: Session,
-    app: App,
+    step: Step,
     inbound: InboundMessage,
     ticket: Ticket,
     parsed: ParsedMessage,
     verdict: Verdict,
     decision: ThreadDecision,
     claim: identity.StaffClaim | None,
-    now: datetime,
-) -> Outcome:
+) -> Applied:
     """The mail joins its ticket. From a sender who cannot act on the ticket (never on it,
     or contradicted by the trusted MTA) it is recorded and staff are told, but it changes
     nothing: no status, no "solved", no rule."""
     unverified = ""
     if verdict.kind == "customer" and decision.via == "reference":  # before this article
-        unverified = identity.sender_unverified(app, parsed, queries.participants(session, ticket))
-    article = _add_article(
-        session, ticket, inbound, parsed, verdict, now, unverified=bool(unverified)
-    )
-    inbound.ticket_id = ticket.id
+        unverified = identity.sender_unverified(
+            step.app, parsed, queries.participants(step.session, ticket)
+        )
+    article = _add_article(step, ticket, inbound, parsed, verdict, unverified=bool(unverified))
     if unverified:
-        ticket.updated_at = now
+        ticket.updated_at = step.now
         add_event(
-            session,
+            step,
             ticket,
-            now,
             "unverified_sender",
             article_id=article.id,
             address=article.from_address,
             reason=unverified,
         )
         if claim is not None:
-            identity.note_unproven(session, ticket, claim, now)
-        staff.notify_staff(
-            session, app, ticket, article, parsed, "unverified", now, warning=unverified
-        )
-        return Outcome(
-            InboundState.PROCESSED,
-            "followup",
-            ticket.number,
-            reason=f"unverified sender: {unverified}",
-        )
-    _follow_up(session, app, ticket, article, parsed, verdict, decision, now)
-    _tell_staff(session, app, ticket, article, parsed, verdict, claim, "followup", now)
-    return Outcome(InboundState.PROCESSED, "followup", ticket.number, reason=decision.via or "")
+            identity.note_unproven(step, ticket, claim)
+        staff.notify_staff(step, ticket, article, parsed, "unverified", warning=unverified)
+        return Applied.to(ticket, "followup", reason=f"unverified sender: {unverified}")
+    _follow_up(step, ticket, article, parsed, verdict, decision)
+    _tell_staff(step, ticket, article, parsed, verdict, claim, "followup")
+    return Applied.to(ticket, "followup", reason=decision.via or "")
 
 
 def _tell_staff(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     article: Article,
     parsed: ParsedMessage,
     verdict: Verdict,
     claim: identity.StaffClaim | None,
     event: str,
-    now: datetime,
 ) -> None:
     """Customer mail goes to the team (automated mail stays on the record only); a staff
     address that could not prove itself is flagged on the ticket."""
     if claim is not None:
-        identity.note_unproven(session, ticket, claim, now)
+        identity.note_unproven(step, ticket, claim)
     if verdict.kind == "customer":
-        staff.notify_staff(session, app, ticket, article, parsed, event, now)
+        staff.notify_staff(step, ticket, article, parsed, event)
 
 
-def _delivered_twin(session: Session, app: App, inbound: InboundMessage) -> InboundMessage | None:
+def _delivered_twin(step: Step, inbound: InboundMessage) -> InboundMessage | None:
     """A twin needs a second configured mailbox; with one, the per-mailbox fingerprint
     uniqueness already rules it out and the look-up is saved."""
-    if len(app.config.mailbox) < 2:
+    if len(step.app.config.mailbox) < 2:
         return None
-    return queries.delivered_twin(session, inbound)
+    return queries.delivered_twin(step.session, inbound)
 
 
-def _record_second_delivery(
-    session: Session, inbound: InboundMessage, twin: InboundMessage, now: datetime
-) -> Outcome:
+def _record_second_delivery(step: Step, inbound: InboundMessage, twin: InboundMessage) -> Applied:
     """The same mail reached another of our mailboxes (To one, Cc the other): one ticket."""
-    ticket = session.get_one(Ticket, twin.ticket_id)
-    inbound.ticket_id = ticket.id
+    ticket = step.session.get_one(Ticket, twin.ticket_id)
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "delivered_again",
         mailbox=inbound.mailbox,
         inbound_message_id=inbound.id,
         first_delivery_id=twin.id,
     )
-    return Outcome(
-        InboundState.PROCESSED,
-        "duplicate",
-        ticket.number,
-        reason=f"already delivered to mailbox {twin.mailbox}",
-    )
+    return Applied.to(ticket, "duplicate", reason=f"already delivered to mailbox {twin.mailbox}")
 
 
-def _closed_for_good(app: App, ticket: Ticket, verdict: Verdict, now: datetime) -> bool:
-    """A customer mail to a ticket closed longer ago than the reopen window starts anew."""
-    if verdict.kind != "customer" or ticket.status not in REOPEN_STATUSES:
-        return False
-    closed_at = ticket.resolved_at or ticket.updated_at
-    return now - closed_at > app.config.tickets.reopen_window
-
-
-def _link(session: Session, old: Ticket, new: Ticket, now: datetime) -> None:
+def _link(step: Step, old: Ticket, new: Ticket) -> None:
     add_event(
-        session,
+        step,
         new,
-        now,
         "linked",
         previous=old.number,
         reason="follow-up to a ticket closed longer ago than the reopen window",
     )
-    add_event(session, old, now, "linked", successor=new.number)
-
-
-def _thread(session: Session, app: App, parsed: ParsedMessage) -> ThreadDecision:
-    clues = thread_clues(parsed, app.config.tickets.tag_prefix)
-    candidates: list[Candidate] = []
-    by_id = queries.ticket_ids_for_message_ids(session, clues.message_ids)
-    for message_id in clues.message_ids:
-        if message_id in by_id:
-            candidates.append(Candidate(by_id[message_id], "reference", frozenset()))
-            break
-    if clues.tag_number is not None:
-        tagged = queries.ticket_by_number(session, clues.tag_number)
-        if tagged is not None:
-            candidates.append(Candidate(tagged.id, "tag", queries.participants(session, tagged)))
-    sender = parsed.from_.address if parsed.from_ else ""
-    if candidates and identity.from_contradicted(app, parsed):
-        sender = ""  # a forged From is nobody's: a subject tag alone cannot reach a ticket
-    return choose_ticket(sender, candidates)
+    add_event(step, old, "linked", successor=new.number)
 
 
 def _open_ticket(
-    session: Session,
-    app: App,
+    step: Step,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
     routed: Actions,
-    now: datetime,
 ) -> Ticket:
-    mailbox = app.config.mailbox_named(inbound.mailbox)
-    requester = _reply_address(app, parsed)
+    mailbox = step.app.config.mailbox_named(inbound.mailbox)
+    requester = _reply_address(step.app, parsed)
     priority = routed.priority or "normal"
     queue = routed.queue or mailbox.effective_queue
-    deadlines = deadlines_for_new_ticket(app, mailbox.name, priority, now, queue, routed.sla_policy)
+    deadlines = deadlines_for_new_ticket(
+        step.app, mailbox.name, priority, step.now, queue, routed.sla_policy
+    )
     policy = deadlines.policy
     # Automated mail is recorded and visible, but nobody is paged for a newsletter.
     tracked = verdict.kind == "customer"
@@ -255,21 +193,22 @@ def _open_ticket(
         queue=queue,
         priority=priority,
         status=TicketStatus.NEW,
-        language=_language(app, parsed, routed.ack_template),
+        language=_language(step.app, parsed, routed.ack_template),
         sla_policy=policy.name,
-        created_at=now,
-        updated_at=now,
+        created_at=step.now,
+        updated_at=step.now,
         first_response_due_at=deadlines.first_response if tracked else None,
         resolution_due_at=deadlines.resolution if tracked else None,
         escalation_level=0,
         next_escalation_at=deadlines.next_due if tracked else None,
     )
-    queries.insert_now(session, ticket)
-    queries.update_now(session, ticket, number=app.config.tickets.number_start + ticket.id - 1)
+    queries.insert_now(step.session, ticket)
+    queries.update_now(
+        step.session, ticket, number=step.app.config.tickets.number_start + ticket.id - 1
+    )
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "created",
         kind=verdict.kind,
         rules=list(verdict.rules),
@@ -292,12 +231,11 @@ def _language(app: App, parsed: ParsedMessage, ack_template: str | None) -> str:
 
 
 def _add_article(
-    session: Session,
+    step: Step,
     ticket: Ticket,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
-    now: datetime,
     *,
     unverified: bool = False,
 ) -> Article:
@@ -321,16 +259,15 @@ def _add_article(
         html_body=parsed.html,
         internal=False,
         defects=list(parsed.defects),
-        created_at=now,
+        created_at=step.now,
         inbound_message_id=inbound.id,
     )
-    queries.insert_now(session, article)
+    queries.insert_now(step.session, article)
     for attachment in parsed.attachments:
         if attachment.skipped_reason:
             add_event(
-                session,
+                step,
                 ticket,
-                now,
                 "attachment_skipped",
                 article_id=article.id,
                 filename=attachment.filename,
@@ -338,7 +275,7 @@ def _add_article(
                 size=attachment.size,
                 reason=attachment.skipped_reason,
             )
-        session.add(
+        step.session.add(
             AttachmentRecord(
                 article_id=article.id,
                 filename=attachment.filename,
@@ -355,39 +292,35 @@ def _add_article(
 
 
 def _follow_up(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     article: Article,
     parsed: ParsedMessage,
     verdict: Verdict,
     decision: ThreadDecision,
-    now: datetime,
 ) -> None:
-    ticket.updated_at = now
+    ticket.updated_at = step.now
     if verdict.kind != "customer":
         add_event(
-            session,
+            step,
             ticket,
-            now,
             "automated_followup",
             kind=verdict.kind,
             rules=list(verdict.rules),
             article_id=article.id,
         )
         return
-    if resolved_by_customer(session, app, ticket, article, now):
+    if resolved_by_customer(step, ticket, article):
         return
     previous = ticket.status
-    on_customer_followup(session, app, ticket, now)  # open again, or a chaser
+    on_customer_followup(step, ticket)  # open again, or a chaser
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "followup",
         via=decision.via,
         article_id=article.id,
         status_from=previous,
         status_to=ticket.status,
     )
-    routing.apply_followup(session, app, ticket, parsed, now)
+    routing.apply_followup(step, ticket, parsed)

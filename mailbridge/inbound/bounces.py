@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailbridge.app import App
+from mailbridge.app import Step
 from mailbridge.core.bounce import (
     BouncedRecipient,
     BounceReport,
@@ -25,7 +24,7 @@ from mailbridge.core.bounce import (
     return_path_valid,
 )
 from mailbridge.core.message import ParsedMessage, Verdict
-from mailbridge.core.states import InboundState, OutboxState, RecipientState
+from mailbridge.core.states import OutboxState, RecipientState
 from mailbridge.db.models import (
     AddressState,
     Event,
@@ -34,7 +33,7 @@ from mailbridge.db.models import (
     RecipientResult,
     Ticket,
 )
-from mailbridge.tickets.events import Outcome
+from mailbridge.tickets.events import Applied
 
 log = logging.getLogger(__name__)
 
@@ -47,34 +46,30 @@ _FINAL_STATES = frozenset({OutboxState.SENT, OutboxState.FAILED})
 
 
 def on_message(
-    session: Session,
-    app: App,
+    step: Step,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
-    now: datetime,
-) -> Outcome | None:
-    """A bounce for our mail is recorded and answered with its Outcome. Customer mail is a
+) -> Applied | None:
+    """A bounce for our mail is recorded and answered with what it Applied. Customer mail is a
     sign of life: its sender is no longer bouncing. Anything else: None, carry on."""
     if verdict.kind == "customer" and parsed.from_ is not None:
-        clear_bouncing(session, parsed.from_.address, now)
+        clear_bouncing(step, parsed.from_.address)
         return None
     if verdict.kind != "bounce":
         return None
-    return handle_bounce(session, app, inbound, parsed, verdict, now)
+    return handle_bounce(step, inbound, parsed, verdict)
 
 
 def handle_bounce(
-    session: Session,
-    app: App,
+    step: Step,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     verdict: Verdict,
-    now: datetime,
-) -> Outcome | None:
+) -> Applied | None:
     """Record a bounce of one of our mails; None when it is not about one of them."""
     report = read_bounce(inbound.raw)
-    match = _match(session, parsed, report)
+    match = _match(step.session, parsed, report)
     if match is None:
         return None
     row, matched_by = match
@@ -85,13 +80,13 @@ def handle_bounce(
     marked = sorted({address for address, r in bounced if r.permanent})
     for address in marked:
         state = next(r for a, r in bounced if a == address and r.permanent)
-        mark_bouncing(session, address, now, state, row.id)
-    ticket = session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
+        mark_bouncing(step, address, state, row.id)
+    ticket = step.session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
     event = "bounced" if bounced else "delivery_report"
-    session.add(
+    step.session.add(
         Event(
             ticket_id=ticket.id if ticket else None,
-            at=now,
+            at=step.now,
             type=event,
             data={
                 "outbox_id": row.id,
@@ -107,14 +102,9 @@ def handle_bounce(
             },
         )
     )
-    if ticket is not None:
-        inbound.ticket_id = ticket.id
     summary = ", ".join(f"{a} {r.action} {r.status}".rstrip() for a, r in pairs) or "no recipient"
-    return Outcome(
-        InboundState.PROCESSED,
-        "bounce",
-        ticket.number if ticket else None,
-        reason=f"report on outbox {row.id} ({matched_by}): {summary}",
+    return Applied.to(
+        ticket, "bounce", reason=f"report on outbox {row.id} ({matched_by}): {summary}"
     )
 
 
@@ -131,32 +121,32 @@ def bounce_refusal(session: Session, address: str) -> str:
 
 
 def mark_bouncing(
-    session: Session, address: str, now: datetime, recipient: BouncedRecipient, outbox_id: int
+    step: Step, address: str, recipient: BouncedRecipient, outbox_id: int
 ) -> AddressState:
     address = address.lower()
-    state = session.get(AddressState, address)
+    state = step.session.get(AddressState, address)
     if state is None:
         state = AddressState(address=address, bounce_count=0)
-        session.add(state)
-    state.bouncing_since = state.bouncing_since or now
-    state.last_bounce_at = now
+        step.session.add(state)
+    state.bouncing_since = state.bouncing_since or step.now
+    state.last_bounce_at = step.now
     state.bounce_count = (state.bounce_count or 0) + 1
     state.last_status = recipient.status or None
     state.last_diagnostic = recipient.diagnostic or None
     state.last_outbox_id = outbox_id
-    state.updated_at = now
-    session.flush()
+    state.updated_at = step.now
+    step.session.flush()
     log.info("address %s marked bouncing (%s %s)", address, recipient.status, recipient.diagnostic)
     return state
 
 
-def clear_bouncing(session: Session, address: str, now: datetime) -> bool:
+def clear_bouncing(step: Step, address: str) -> bool:
     """The address wrote to us: it works again. True when it was marked bouncing."""
-    state = session.get(AddressState, address.lower())
+    state = step.session.get(AddressState, address.lower())
     if state is None or state.bouncing_since is None:
         return False
     state.bouncing_since = None
-    state.cleared_at = state.updated_at = now
+    state.cleared_at = state.updated_at = step.now
     log.info("address %s wrote to us: no longer marked bouncing", state.address)
     return True
 

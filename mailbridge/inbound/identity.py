@@ -20,9 +20,8 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.core.authres import contradicts, proves_author, trusted_results
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage
@@ -38,8 +37,8 @@ from mailbridge.core.staff import (
 from mailbridge.core.states import InboundState
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
-from mailbridge.outbound.queue import queue_mail, ticket_context
-from mailbridge.tickets.events import Outcome, add_event
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.tickets.events import Applied, add_event
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ def audience_of(app: App, target: str) -> str:
     return TEAM if team and target.lower() == team.lower() else target.lower()
 
 
-def note_unproven(session: Session, ticket: Ticket, claim: StaffClaim, now: datetime) -> None:
+def note_unproven(step: Step, ticket: Ticket, claim: StaffClaim) -> None:
     """A staff address without proof: handled as customer mail, and said so loudly."""
     log.warning(
         "ticket #%s: mail claims to be from staff address %s but carries no proof "
@@ -125,9 +124,8 @@ def note_unproven(session: Session, ticket: Ticket, claim: StaffClaim, now: date
         claim.address,
     )
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "staff_unproven",
         address=claim.address,
         reason="no valid reply token and no trusted authentication result",
@@ -135,18 +133,16 @@ def note_unproven(session: Session, ticket: Ticket, claim: StaffClaim, now: date
 
 
 def refuse_token(
-    session: Session,
-    app: App,
+    step: Step,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     claim: StaffClaim,
-    now: datetime,
-) -> Outcome:
+) -> Applied:
     """A token its sender may not use: the ticket records the attempt, the sender is told
     why (at most REFUSALS_PER_HOUR mails per ticket, so forged senders cannot turn this into
     a mail cannon), and nothing else happens."""
     assert claim.token is not None and claim.refusal is not None
-    ticket = queries.ticket_by_number(session, claim.token.ticket_number)
+    ticket = queries.ticket_by_number(step.session, claim.token.ticket_number)
     log.warning(
         "message %d: reply token for ticket #%d refused for %s: %s",
         inbound.id,
@@ -155,66 +151,57 @@ def refuse_token(
         claim.refusal,
     )
     if ticket is None:
-        return Outcome(
+        return Applied(
             InboundState.IGNORED, "staff_refused", reason=f"token refused: {claim.refusal}"
         )
-    inbound.ticket_id = ticket.id
     outbox_id = None
-    if _recent_refusals(session, ticket, now) < REFUSALS_PER_HOUR:
-        outbox_id = _tell_refused(session, app, ticket, parsed, claim, now).id
+    if _recent_refusals(step, ticket) < REFUSALS_PER_HOUR:
+        outbox_id = _tell_refused(step, ticket, parsed, claim).id
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "staff_token_refused",
         by=claim.address,
         reason=claim.refusal,
         inbound_message_id=inbound.id,
         outbox_id=outbox_id,
     )
-    return Outcome(
-        InboundState.PROCESSED,
-        "staff_refused",
-        ticket.number,
-        reason=f"token refused: {claim.refusal}",
-    )
+    return Applied.to(ticket, "staff_refused", reason=f"token refused: {claim.refusal}")
 
 
-def _recent_refusals(session: Session, ticket: Ticket, now: datetime) -> int:
+def _recent_refusals(step: Step, ticket: Ticket) -> int:
     query = select(func.count(Outbox.id)).where(
         Outbox.ticket_id == ticket.id,
         Outbox.kind == REFUSAL_KIND,
-        Outbox.created_at >= now - timedelta(hours=1),
+        Outbox.created_at >= step.now - timedelta(hours=1),
     )
-    return session.scalar(query) or 0
+    return step.session.scalar(query) or 0
 
 
 def _tell_refused(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     parsed: ParsedMessage,
     claim: StaffClaim,
-    now: datetime,
 ) -> Outbox:
-    language = app.config.templates.language
-    context = ticket_context(app, ticket, language)
+    language = step.app.config.templates.language
+    context = ticket_context(step.app, ticket, language)
     context["errors"] = [claim.refusal]
     context["event"] = "token_refused"
     context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
     return queue_mail(
-        session,
-        app,
-        kind=REFUSAL_KIND,
-        ticket=ticket,
-        template="staff_command_error",
-        context=context,
-        to=[Address("", claim.address)],
-        language=language,
-        unique=f"staff-refused.{ticket.id}",
-        now=now,
-        in_reply_to=parsed.message_id,
-        references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+        step,
+        Mail(
+            kind=REFUSAL_KIND,
+            ticket=ticket,
+            template="staff_command_error",
+            context=context,
+            to=[Address("", claim.address)],
+            language=language,
+            unique=f"staff-refused.{ticket.id}",
+            in_reply_to=parsed.message_id,
+            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+        ),
     )
 
 

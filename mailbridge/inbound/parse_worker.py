@@ -46,7 +46,7 @@ _STOP_GRACE = 2.0  # seconds a worker asked to stop has before it is killed
 _READY_WITHIN = 60.0  # seconds a new worker may take to be ready for its first message
 
 Request = tuple[Callable[..., Any], tuple[Any, ...]]  # a function and its arguments
-Outcome = tuple[bool, Any]  # (True, result) or (False, the exception raised)
+Answer = tuple[bool, Any]  # (True, result) or (False, the exception raised)
 
 
 class WorkerGone(Exception):
@@ -110,7 +110,7 @@ class ParseWorker:
             self.kill()
             raise WorkerGone(str(exc)) from exc
 
-    def receive(self, timeout: float) -> Outcome | None:
+    def receive(self, timeout: float) -> Answer | None:
         """The outcome of the request sent last, or None when it is not there in `timeout`
         seconds. Raises WorkerGone when the worker ended without answering."""
         connection = self._connection
@@ -119,7 +119,7 @@ class ParseWorker:
         try:
             if not connection.poll(max(timeout, 0.0)):
                 return None
-            outcome: Outcome = connection.recv()
+            outcome: Answer = connection.recv()
         except (OSError, EOFError) as exc:
             self.kill()
             raise WorkerGone(str(exc) or "the worker ended") from exc
@@ -196,7 +196,7 @@ def serve(connection: Connection, memory_limit: int | None) -> None:
             return  # a fresh worker starts with a clean heap
 
 
-def _run(request: Request) -> Outcome:
+def _run(request: Request) -> Answer:
     function, arguments = request
     try:
         return True, function(*arguments)

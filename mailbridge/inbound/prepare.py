@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 Prepared = tuple[ParsedMessage, Verdict]
 PrepareFunction = Callable[[bytes, ParseLimits, Identity], Prepared]
-_Outcome = tuple[bool, "Prepared | BaseException"]  # (True, result) or (False, what it raised)
+# One attempt at preparing a message: (True, result) or (False, what it raised).
+Attempt = tuple[bool, "Prepared | BaseException"]
 
 
 class ParserCrashed(Exception):
@@ -84,7 +85,7 @@ class Preparer:
         self._worker = ParseWorker(budget.memory) if isolated else None
         self._planned: list[tuple[int, bytes]] = []
         self._in_flight: _InFlight | None = None
-        self._ready: dict[int, _Outcome] = {}  # answered before the caller asked
+        self._ready: dict[int, Attempt] = {}  # answered before the caller asked
         # One caller at a time: a daemon closing while a late pass still works waits for it.
         self._lock = threading.RLock()
 
@@ -152,7 +153,7 @@ class Preparer:
     ) -> None:
         self.close()
 
-    def _from_worker(self, inbound_id: int, raw: bytes) -> _Outcome | None:
+    def _from_worker(self, inbound_id: int, raw: bytes) -> Attempt | None:
         """The outcome from the worker, or None when no worker can run."""
         flight = self._in_flight
         if flight is not None and flight.inbound_id != inbound_id:
@@ -181,7 +182,7 @@ class Preparer:
         self._in_flight = _InFlight(inbound_id, raw, time.monotonic() + self.budget.seconds)
         return True
 
-    def _await(self, flight: _InFlight, *, again: bool = False) -> _Outcome:
+    def _await(self, flight: _InFlight, *, again: bool = False) -> Attempt:
         assert self._worker is not None
         try:
             outcome = self._worker.receive(flight.deadline - time.monotonic())
@@ -210,14 +211,14 @@ class Preparer:
             return False, OverBudget(f"{outcome[1]} ([tickets] parse_memory)")
         return outcome
 
-    def _alone(self, flight: _InFlight) -> _Outcome:
+    def _alone(self, flight: _InFlight) -> Attempt:
         """The worker died preparing this message: once more, in a fresh one."""
         if not self._send(flight.inbound_id, flight.raw):
             return self._here(flight.raw)
         assert self._in_flight is not None
         return self._await(self._in_flight, again=True)
 
-    def _crashed(self, flight: _InFlight) -> _Outcome:
+    def _crashed(self, flight: _InFlight) -> Attempt:
         """A fresh worker died on this message too. If one also dies on an empty message,
         workers cannot run here at all: this process prepares the messages from now on."""
         if not self._answers_empty():
@@ -237,7 +238,7 @@ class Preparer:
         except WorkerGone:
             return False
 
-    def _here(self, raw: bytes) -> _Outcome:
+    def _here(self, raw: bytes) -> Attempt:
         try:
             return True, self._function(raw, self.limits, self.identity)
         except Exception as exc:  # noqa: BLE001 - the caller records it for this message
@@ -270,7 +271,7 @@ class Preparer:
         self._in_flight = None
 
 
-def _unpack(outcome: _Outcome) -> Prepared:
+def _unpack(outcome: Attempt) -> Prepared:
     ok, value = outcome
     if ok:
         assert not isinstance(value, BaseException)

@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.core.states import InboundState
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage
 from mailbridge.db.outage import database_outage
 from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
-from mailbridge.inbound.apply import Outcome, apply_message
+from mailbridge.inbound.apply import Applied, apply_message
 from mailbridge.inbound.prepare import Budget, OverBudget, Preparer
 
 log = logging.getLogger(__name__)
@@ -242,34 +242,36 @@ def _plan(session: Session, preparer: Preparer, loaded: Sequence[InboundMessage]
     )
 
 
-_Result = tuple[InboundMessage, "str | None", "Outcome | BaseException"]
+# One message of a batch, processed: its Message-ID and what applying it did, or what it
+# raised; logged and counted once the batch is committed.
+Processed = tuple[InboundMessage, "str | None", "Applied | BaseException"]
 
 
 def _process_in_savepoint(
     app: App, session: Session, inbound: InboundMessage, preparer: Preparer
-) -> _Result:
+) -> Processed:
     try:
         with session.begin_nested():
             parsed, verdict = preparer.result(inbound.id, inbound.raw)
-            now = app.clock.now()
-            outcome = apply_message(session, app, inbound, parsed, verdict, now)
+            step = Step(session, app, app.clock.now())
+            applied = apply_message(step, inbound, parsed, verdict)
             queries.update_now(
                 session,
                 inbound,
-                state=outcome.state,
-                processed_at=now,
+                state=applied.state,
+                processed_at=step.now,
                 last_error=None,
-                ticket_id=inbound.ticket_id,
+                ticket_id=applied.ticket_id,
             )
     except Exception as exc:  # any failure must quarantine, never drop
         if database_outage(exc) is not None:
             raise  # not this message's fault: the whole batch waits for the database
         _store_failure(app, inbound, exc)
         return inbound, None, exc
-    return inbound, parsed.message_id, outcome
+    return inbound, parsed.message_id, applied
 
 
-def _finish(result: _Result) -> dict[str, int]:
+def _finish(result: Processed) -> dict[str, int]:
     """Log and count one message, once its transaction is committed."""
     inbound, message_id, outcome = result
     if isinstance(outcome, BaseException):
@@ -318,7 +320,7 @@ def _log_failure(
     return {"failed": 1}
 
 
-def _log_outcome(inbound_id: int, mailbox: str, message_id: str | None, outcome: Outcome) -> None:
+def _log_outcome(inbound_id: int, mailbox: str, message_id: str | None, outcome: Applied) -> None:
     ticket = f"#{outcome.ticket_number}" if outcome.ticket_number else "-"
     details = ", acknowledgement queued" if outcome.acknowledged else ""
     if outcome.reason:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from mailbridge.app import App
+from mailbridge.app import Step
 from mailbridge.core import sla
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.message import ParsedMessage
@@ -65,13 +64,13 @@ def facts_for(
     )
 
 
-def decide(session: Session, app: App, parsed: ParsedMessage, mailbox: str) -> Decision:
+def decide(step: Step, parsed: ParsedMessage, mailbox: str) -> Decision:
     """The rules' decision for a mail opening a ticket (no rules: nothing decided)."""
-    rules = app.config.routing
+    rules = step.app.config.routing
     if not rules:
         return NO_DECISION
     # The ticket this mail opens is not there yet, and it will be open.
-    opened = _open_tickets(session, rules, parsed, 1)
+    opened = _open_tickets(step.session, rules, parsed, 1)
     return evaluate(rules, facts_for(parsed, mailbox, open_tickets=opened))
 
 
@@ -82,31 +81,29 @@ def _open_tickets(session: Session, rules: Sequence[Rule], parsed: ParsedMessage
     return max(queries.open_tickets_of(session, parsed.from_.address) + more, 1)
 
 
-def apply_new(
-    session: Session, app: App, ticket: Ticket, decision: Decision, now: datetime
-) -> None:
+def apply_new(step: Step, ticket: Ticket, decision: Decision) -> None:
     """After the ticket was opened with the decision's queue, priority and policy."""
     if not decision.matched:
         return
-    _record(session, app, ticket, decision, now)
+    _record(step, ticket, decision)
     actions = decision.actions
     if actions.assignee is not None:
         ticket.assignee = actions.assignee
-    _tag(session, ticket, actions, now)
+    _tag(step, ticket, actions)
     if actions.respond_within is not None and ticket.first_response_due_at is not None:
-        shorten(session, app, ticket, actions.respond_within, now, reason=because(decision))
-        refresh_next_due(session, app, ticket, now)
+        shorten(step, ticket, actions.respond_within, reason=because(decision))
+        refresh_next_due(step, ticket)
 
 
-def apply_followup(
-    session: Session, app: App, ticket: Ticket, parsed: ParsedMessage, now: datetime
-) -> Decision:
+def apply_followup(step: Step, ticket: Ticket, parsed: ParsedMessage) -> Decision:
     """Evaluate the rules on a customer's follow-up and apply what they decide."""
-    rules = app.config.routing
+    rules = step.app.config.routing
     if not rules:
         return NO_DECISION
-    unanswered = queries.customer_mails_since_staff_reply(session, ticket.id)
-    opened = _open_tickets(session, rules, parsed, 0 if ticket.status not in CLOSED_STATUSES else 1)
+    unanswered = queries.customer_mails_since_staff_reply(step.session, ticket.id)
+    opened = _open_tickets(
+        step.session, rules, parsed, 0 if ticket.status not in CLOSED_STATUSES else 1
+    )
     decision = evaluate(
         rules,
         facts_for(
@@ -119,7 +116,7 @@ def apply_followup(
     )
     if not decision.matched:
         return decision
-    _record(session, app, ticket, decision, now)
+    _record(step, ticket, decision)
     actions = decision.actions
     reason = because(decision)
     priority = sla.raised_priority(ticket.priority, actions.priority)
@@ -127,9 +124,8 @@ def apply_followup(
     policy = actions.sla_policy if actions.sla_policy not in (None, ticket.sla_policy) else None
     if priority != ticket.priority:
         add_event(
-            session,
+            step,
             ticket,
-            now,
             "priority_raised",
             reason=reason,
             priority_from=ticket.priority,
@@ -137,9 +133,8 @@ def apply_followup(
         )
     if queue != ticket.queue:
         add_event(
-            session,
+            step,
             ticket,
-            now,
             "queue_changed",
             reason=reason,
             queue_from=ticket.queue,
@@ -147,14 +142,14 @@ def apply_followup(
         )
     if (priority, queue) != (ticket.priority, ticket.queue) or policy is not None:
         ticket.priority, ticket.queue = priority, queue
-        on_priority_or_queue_change(session, app, ticket, now, policy_name=actions.sla_policy)
+        on_priority_or_queue_change(step, ticket, policy_name=actions.sla_policy)
     if actions.assignee is not None and ticket.assignee is None:
         ticket.assignee = actions.assignee
-        add_event(session, ticket, now, "assigned", assignee=actions.assignee, reason=reason)
-    _tag(session, ticket, actions, now)
+        add_event(step, ticket, "assigned", assignee=actions.assignee, reason=reason)
+    _tag(step, ticket, actions)
     if actions.respond_within is not None:
-        shorten(session, app, ticket, actions.respond_within, now, reason=reason)
-        refresh_next_due(session, app, ticket, now)
+        shorten(step, ticket, actions.respond_within, reason=reason)
+        refresh_next_due(step, ticket)
     return decision
 
 
@@ -188,17 +183,17 @@ def summary(actions: Mapping[str, object]) -> str:
     return "; ".join(parts)
 
 
-def _record(session: Session, app: App, ticket: Ticket, decision: Decision, now: datetime) -> None:
-    by_name = {rule.name: rule for rule in app.config.routing}
+def _record(step: Step, ticket: Ticket, decision: Decision) -> None:
+    by_name = {rule.name: rule for rule in step.app.config.routing}
     for name in decision.matched:
-        add_event(session, ticket, now, "rule_matched", rule=name, actions=described(by_name[name]))
+        add_event(step, ticket, "rule_matched", rule=name, actions=described(by_name[name]))
 
 
-def _tag(session: Session, ticket: Ticket, actions: Actions, now: datetime) -> None:
+def _tag(step: Step, ticket: Ticket, actions: Actions) -> None:
     if actions.tags:
-        added = queries.add_ticket_tags(session, ticket.id, actions.tags, now)
+        added = queries.add_ticket_tags(step.session, ticket.id, actions.tags, step.now)
         if added:
-            add_event(session, ticket, now, "tagged", tags=added)
+            add_event(step, ticket, "tagged", tags=added)
 
 
 def because(decision: Decision) -> str:

@@ -4,11 +4,7 @@ note on its record, and no staff time is spent on it. A later mail reopens it as
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy.orm import Session
-
-from mailbridge.app import App
+from mailbridge.app import Step
 from mailbridge.core.faq import says_solved
 from mailbridge.core.reply_trim import trim_reply
 from mailbridge.core.states import TicketStatus
@@ -21,21 +17,18 @@ UNANSWERED = frozenset({TicketStatus.NEW, TicketStatus.OPEN})
 QUOTED_LIMIT = 300  # characters of the customer's words kept on the record
 
 
-def resolved_by_customer(
-    session: Session, app: App, ticket: Ticket, article: Article, now: datetime
-) -> bool:
+def resolved_by_customer(step: Step, ticket: Ticket, article: Article) -> bool:
     """Resolve `ticket` when the customer's new `article` just says it is solved."""
     if ticket.status not in UNANSWERED or ticket.first_responded_at is not None:
         return False
     words = trim_reply(article.text_body or "").strip()
-    if not says_solved(words, app.config.faq.solved_phrases):
+    if not says_solved(words, step.app.config.faq.solved_phrases):
         return False
-    ticket.status, ticket.resolved_at, ticket.updated_at = TicketStatus.RESOLVED, now, now
+    ticket.status, ticket.resolved_at, ticket.updated_at = TicketStatus.RESOLVED, step.now, step.now
     ticket.next_escalation_at = None
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "resolved_by_customer",
         article_id=article.id,
         said=words[:QUOTED_LIMIT],

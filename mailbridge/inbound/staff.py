@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.core.compose import make_message_id
 from mailbridge.core.correlate import thread_clues
 from mailbridge.core.humanize import excerpt, format_size
@@ -39,10 +38,10 @@ from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound.identity import StaffClaim, audience_of, token_address
-from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets import requester
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
-from mailbridge.tickets.events import Outcome, add_event
+from mailbridge.tickets.events import Applied, add_event
 
 log = logging.getLogger(__name__)
 
@@ -58,47 +57,41 @@ _FIRST_NAME = re.compile(r"[^\W\d_][\w'-]*")
 
 
 def handle_staff_mail(
-    session: Session,
-    app: App,
+    step: Step,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     claim: StaffClaim,
-    now: datetime,
-) -> Outcome | None:
+) -> Applied | None:
     """Apply a proven staff member's answer; None when it answers no ticket we know."""
-    ticket = _answered_ticket(session, app, parsed, claim)
+    ticket = _answered_ticket(step, parsed, claim)
     if ticket is None:
         return None
-    inbound.ticket_id = ticket.id
-    patterns = [re.compile(p, re.MULTILINE) for p in app.config.staff.signature_patterns]
+    patterns = [re.compile(p, re.MULTILINE) for p in step.app.config.staff.signature_patterns]
     message = parse_commands(strip_signature(parsed.reply_text or parsed.text, patterns))
-    if _answers_internal_mail(session, parsed) and not message.has("note"):
+    if _answers_internal_mail(step.session, parsed) and not message.has("note"):
         # Answering an escalation or a warning is talk among staff: never for the customer.
         message = replace(message, commands=(Command("note"), *message.commands))
     problems = [
         *message.errors,
-        *_argument_problems(app, message),
-        *requester.command_problems(app, ticket, message),
+        *_argument_problems(step.app, message),
+        *requester.command_problems(step.app, ticket, message),
     ]
     if not problems and not message.text and not message.commands:
         problems.append("nothing to send: the reply has no text above the quoted message")
     if problems:
-        _refuse(session, app, ticket, parsed, claim, problems, now)
-        return Outcome(
-            InboundState.PROCESSED, "staff_refused", ticket.number, reason="; ".join(problems)
-        )
-    changes = _apply_commands(session, app, ticket, message, claim, now)  # #requester first
-    article = _record_article(session, ticket, inbound, parsed, claim, message, now)
+        _refuse(step, ticket, parsed, claim, problems)
+        return Applied.to(ticket, "staff_refused", reason="; ".join(problems))
+    changes = _apply_commands(step, ticket, message, claim)  # #requester first
+    article = _record_article(step, ticket, inbound, parsed, claim, message)
     relayed = None
     if not message.has("note") and (message.text or message.argument("template")):
-        relayed = _relay(session, app, ticket, article, parsed, message, claim, now)
-        on_staff_reply(session, app, ticket, now)
+        relayed = _relay(step, ticket, article, parsed, message, claim)
+        on_staff_reply(step, ticket)
     if message.has("close") or message.has("resolve"):
-        _finish(session, app, ticket, message, relayed is not None, now)
+        _finish(step, ticket, message, relayed is not None)
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "staff_note" if message.has("note") else "staff_reply",
         by=claim.address,
         proof=claim.proof,
@@ -106,30 +99,28 @@ def handle_staff_mail(
         outbox_id=relayed.id if relayed else None,
         changes=changes,
     )
-    ticket.updated_at = now
+    ticket.updated_at = step.now
     action = "staff_note" if message.has("note") else "staff_reply"
-    return Outcome(InboundState.PROCESSED, action, ticket.number, reason=f"proof: {claim.proof}")
+    return Applied.to(ticket, action, reason=f"proof: {claim.proof}")
 
 
-def _answered_ticket(
-    session: Session, app: App, parsed: ParsedMessage, claim: StaffClaim
-) -> Ticket | None:
+def _answered_ticket(step: Step, parsed: ParsedMessage, claim: StaffClaim) -> Ticket | None:
     """The ticket named by the token; else by a Message-ID we sent or the subject tag."""
     if claim.token is not None:
-        return queries.ticket_by_number(session, claim.token.ticket_number)
-    return _referenced_ticket(session, app, parsed)
+        return queries.ticket_by_number(step.session, claim.token.ticket_number)
+    return _referenced_ticket(step, parsed)
 
 
-def _referenced_ticket(session: Session, app: App, parsed: ParsedMessage) -> Ticket | None:
+def _referenced_ticket(step: Step, parsed: ParsedMessage) -> Ticket | None:
     """For mail from our own side (proven staff, our Sent folder) a Message-ID we know or
     the subject tag names the ticket; no participant check is needed."""
-    clues = thread_clues(parsed, app.config.tickets.tag_prefix)
-    by_id = queries.ticket_ids_for_message_ids(session, clues.message_ids)
+    clues = thread_clues(parsed, step.app.config.tickets.tag_prefix)
+    by_id = queries.ticket_ids_for_message_ids(step.session, clues.message_ids)
     for message_id in clues.message_ids:
         if message_id in by_id:
-            return session.get(Ticket, by_id[message_id])
+            return step.session.get(Ticket, by_id[message_id])
     if clues.tag_number is not None:
-        return queries.ticket_by_number(session, clues.tag_number)
+        return queries.ticket_by_number(step.session, clues.tag_number)
     return None
 
 
@@ -168,38 +159,35 @@ def _argument_problems(app: App, message: StaffMessage) -> list[str]:
 
 
 def _refuse(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     parsed: ParsedMessage,
     claim: StaffClaim,
     problems: list[str],
-    now: datetime,
 ) -> None:
     """Nothing reaches the customer; the staff member is told what was wrong."""
-    language = app.config.templates.language
-    context = ticket_context(app, ticket, language)
+    language = step.app.config.templates.language
+    context = ticket_context(step.app, ticket, language)
     context["errors"] = problems
     context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
     row = queue_mail(
-        session,
-        app,
-        kind="staff_error",
-        ticket=ticket,
-        template="staff_command_error",
-        context=context,
-        to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
-        language=language,
-        unique=f"staff-error.{ticket.id}",
-        now=now,
-        in_reply_to=parsed.message_id,
-        references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
-        reply_to=[Address("", token_address(app, ticket, claim.address, now))],
+        step,
+        Mail(
+            kind="staff_error",
+            ticket=ticket,
+            template="staff_command_error",
+            context=context,
+            to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
+            language=language,
+            unique=f"staff-error.{ticket.id}",
+            in_reply_to=parsed.message_id,
+            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+            reply_to=[Address("", token_address(step.app, ticket, claim.address, step.now))],
+        ),
     )
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "staff_commands_refused",
         by=claim.address,
         errors=problems,
@@ -211,86 +199,86 @@ def _refuse(
 
 
 def _record_article(
-    session: Session,
+    step: Step,
     ticket: Ticket,
     inbound: InboundMessage,
     parsed: ParsedMessage,
     claim: StaffClaim,
     message: StaffMessage,
-    now: datetime,
 ) -> Article:
     note = message.has("note")
     # The staff member's own Message-ID stays out of the customer's thread: the article
     # takes the id of the relayed mail instead (see _relay).
     return _staff_article(
-        session,
+        step,
         ticket,
         inbound,
         parsed,
-        now,
-        address=claim.address,
-        text=message.text,
-        note=note,
-        message_id=None,
-        to=[] if note else [ticket.requester_address],
-        cc=[],
+        StaffWords(
+            address=claim.address,
+            text=message.text,
+            note=note,
+            message_id=None,
+            to=[] if note else [ticket.requester_address],
+            cc=[],
+        ),
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StaffWords:
+    """What a staff member's mail puts on the ticket: who wrote it, the text, whether it is
+    an internal note, and the ids and recipients the article records."""
+
+    address: str
+    text: str
+    note: bool
+    message_id: str | None
+    to: list[str]
+    cc: list[str]
+
+
 def _staff_article(
-    session: Session,
-    ticket: Ticket,
-    inbound: InboundMessage,
-    parsed: ParsedMessage,
-    now: datetime,
-    *,
-    address: str,
-    text: str,
-    note: bool,
-    message_id: str | None,
-    to: list[str],
-    cc: list[str],
+    step: Step, ticket: Ticket, inbound: InboundMessage, parsed: ParsedMessage, words: StaffWords
 ) -> Article:
     article = Article(
         ticket_id=ticket.id,
         direction="out",
         author_kind=AuthorKind.STAFF,
-        kind="note" if note else "reply",
+        kind="note" if words.note else "reply",
         from_name=parsed.from_.name if parsed.from_ else "",
-        from_address=address,
-        to=to,
-        cc=cc,
-        message_id=message_id,
+        from_address=words.address,
+        to=words.to,
+        cc=words.cc,
+        message_id=words.message_id,
         in_reply_to=parsed.in_reply_to,
         subject=parsed.subject,
-        text_body=text,
+        text_body=words.text,
         html_body=None,
-        internal=note,
+        internal=words.note,
         defects=list(parsed.defects),
-        created_at=now,
+        created_at=step.now,
         inbound_message_id=inbound.id,
     )
-    session.add(article)
-    session.flush()
+    step.session.add(article)
+    step.session.flush()
     return article
 
 
 def _apply_commands(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     message: StaffMessage,
     claim: StaffClaim,
-    now: datetime,
 ) -> dict[str, object]:
     changes: dict[str, object] = {}
-    changes.update(requester.apply_command(session, ticket, message, claim.address, now))
+    changes.update(requester.apply_command(step, ticket, message, claim.address))
     assignee = message.argument("assign")
     if assignee is not None:
         ticket.assignee = (
             claim.address
             if assignee == "me"
-            else staff_member(assignee, app.config.staff.addresses)
+            else staff_member(assignee, step.app.config.staff.addresses)
         )
         changes["assignee"] = ticket.assignee
     priority, queue = message.argument("priority"), message.argument("queue")
@@ -301,74 +289,70 @@ def _apply_commands(
         changes["queue"] = [ticket.queue, queue]
         ticket.queue = queue
     if "priority" in changes or "queue" in changes:
-        on_priority_or_queue_change(session, app, ticket, now)
-    if added := queries.add_ticket_tags(session, ticket.id, message.tags("tag"), now):
+        on_priority_or_queue_change(step, ticket)
+    if added := queries.add_ticket_tags(step.session, ticket.id, message.tags("tag"), step.now):
         changes["tags_added"] = added
-    if removed := queries.remove_ticket_tags(session, ticket.id, message.tags("untag")):
+    if removed := queries.remove_ticket_tags(step.session, ticket.id, message.tags("untag")):
         changes["tags_removed"] = removed
     return changes
 
 
 def _relay(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     article: Article,
     parsed: ParsedMessage,
     message: StaffMessage,
     claim: StaffClaim,
-    now: datetime,
 ) -> Outbox:
     """The answer, to the customer, from the support address, in their thread."""
-    language = ticket.language or app.config.templates.language
-    context = ticket_context(app, ticket, language)
+    language = ticket.language or step.app.config.templates.language
+    context = ticket_context(step.app, ticket, language)
     context["reply_text"] = message.text
     context["staff_name"] = first_name(parsed.from_.name if parsed.from_ else "")
     template = CANNED_PREFIX + name if (name := message.argument("template")) else "staff_reply"
-    thread = _customer_thread(session, ticket)
+    thread = _customer_thread(step.session, ticket)
     row = queue_mail(
-        session,
-        app,
-        kind="reply",
-        ticket=ticket,
-        template=template,
-        context=context,
-        to=[Address(ticket.requester_name, ticket.requester_address)],
-        language=language,
-        unique=f"reply.{ticket.id}.{article.id}",
-        now=now,
-        in_reply_to=thread[-1] if thread else None,
-        references=thread,
-        attachments=_relayable(parsed.attachments),
+        step,
+        Mail(
+            kind="reply",
+            ticket=ticket,
+            template=template,
+            context=context,
+            to=[Address(ticket.requester_name, ticket.requester_address)],
+            language=language,
+            unique=f"reply.{ticket.id}.{article.id}",
+            in_reply_to=thread[-1] if thread else None,
+            references=thread,
+            attachments=_relayable(parsed.attachments),
+        ),
     )
     article.message_id = row.message_id
     return row
 
 
-def _finish(
-    session: Session, app: App, ticket: Ticket, message: StaffMessage, answered: bool, now: datetime
-) -> None:
+def _finish(step: Step, ticket: Ticket, message: StaffMessage, answered: bool) -> None:
     """#resolve or #close; a bare #close tells the customer with the `closed` template
     (when the ticket has someone to tell)."""
     ticket.status = TicketStatus.CLOSED if message.has("close") else TicketStatus.RESOLVED
-    ticket.resolved_at = now
+    ticket.resolved_at = step.now
     ticket.next_escalation_at = None
     if message.has("close") and not answered and answerable(ticket.requester_address):
-        language = ticket.language or app.config.templates.language
-        thread = _customer_thread(session, ticket)
+        language = ticket.language or step.app.config.templates.language
+        thread = _customer_thread(step.session, ticket)
         queue_mail(
-            session,
-            app,
-            kind="closed",
-            ticket=ticket,
-            template="closed",
-            context=ticket_context(app, ticket, language),
-            to=[Address(ticket.requester_name, ticket.requester_address)],
-            language=language,
-            unique=f"closed.{ticket.id}",
-            now=now,
-            in_reply_to=thread[-1] if thread else None,
-            references=thread,
+            step,
+            Mail(
+                kind="closed",
+                ticket=ticket,
+                template="closed",
+                context=ticket_context(step.app, ticket, language),
+                to=[Address(ticket.requester_name, ticket.requester_address)],
+                language=language,
+                unique=f"closed.{ticket.id}",
+                in_reply_to=thread[-1] if thread else None,
+                references=thread,
+            ),
         )
 
 
@@ -412,24 +396,22 @@ def _customer_thread(session: Session, ticket: Ticket) -> list[str]:
 
 
 def notify_staff(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     article: Article,
     parsed: ParsedMessage,
     event: str,
-    now: datetime,
     *,
     warning: str = "",
 ) -> Outbox | None:
     """Tell the assignee (else the team) about a new ticket or a customer follow-up
     (`event` "new" or "followup"), or about mail from someone who cannot act on the
     ticket ("unverified", with the `warning` why)."""
-    target = ticket.assignee or app.config.staff.team_address
+    target = ticket.assignee or step.app.config.staff.team_address
     if not target:
         return None
-    language = app.config.templates.language
-    context = ticket_context(app, ticket, language)
+    language = step.app.config.templates.language
+    context = ticket_context(step.app, ticket, language)
     context["event"] = event
     context["errors"] = [warning] if warning else []
     if event == "unverified":
@@ -437,36 +419,36 @@ def notify_staff(
         context["requester_address"] = article.from_address
     text = parsed.reply_text or parsed.text
     context["excerpt"] = text  # shortened with a mark, as every value, by queue_mail
-    context["digest"] = _digest(session, app, ticket, article) if event != "new" else []
-    carried, listing = _carried_attachments(app, parsed.attachments)
+    context["digest"] = _digest(step, ticket, article) if event != "new" else []
+    carried, listing = _carried_attachments(step.app, parsed.attachments)
     context["attachments"] = listing
     context["unread"] = list(parsed.unread)
-    root = make_message_id(app.message_id_domain, f"staff.t{ticket.id}")
+    root = make_message_id(step.app.message_id_domain, f"staff.t{ticket.id}")
     return queue_mail(
-        session,
-        app,
-        kind="notification",
-        ticket=ticket,
-        template="staff_notification",
-        context=context,
-        to=[Address("", target)],
-        language=language,
-        unique=f"notify.{ticket.id}.{article.id}",
-        now=now,
-        in_reply_to=root,
-        references=[root],
-        reply_to=[
-            Address(
-                app.config.templates.company,
-                token_address(app, ticket, audience_of(app, target), now),
-            )
-        ],
-        attachments=carried,
+        step,
+        Mail(
+            kind="notification",
+            ticket=ticket,
+            template="staff_notification",
+            context=context,
+            to=[Address("", target)],
+            language=language,
+            unique=f"notify.{ticket.id}.{article.id}",
+            in_reply_to=root,
+            references=[root],
+            reply_to=[
+                Address(
+                    step.app.config.templates.company,
+                    token_address(step.app, ticket, audience_of(step.app, target), step.now),
+                )
+            ],
+            attachments=carried,
+        ),
     )
 
 
-def _digest(session: Session, app: App, ticket: Ticket, current: Article) -> list[object]:
-    limit = app.config.staff.digest_articles
+def _digest(step: Step, ticket: Ticket, current: Article) -> list[object]:
+    limit = step.app.config.staff.digest_articles
     if not limit:
         return []
     query = (
@@ -477,7 +459,7 @@ def _digest(session: Session, app: App, ticket: Ticket, current: Article) -> lis
         .order_by(Article.id.desc())
         .limit(limit)
     )
-    zone = app.config.calendar.zone
+    zone = step.app.config.calendar.zone
     return [
         {
             "author": a.from_name or a.from_address,
@@ -485,7 +467,7 @@ def _digest(session: Session, app: App, ticket: Ticket, current: Article) -> lis
             "direction": a.direction,
             "text": excerpt(a.text_body, max_lines=8, max_chars=600),
         }
-        for a in reversed(session.scalars(query).all())
+        for a in reversed(step.session.scalars(query).all())
     ]
 
 
@@ -518,42 +500,37 @@ def _carried_attachments(
 # --- observe mode: staff answer from the shared account ------------------------------------------
 
 
-def handle_observed(
-    session: Session, app: App, inbound: InboundMessage, parsed: ParsedMessage, now: datetime
-) -> Outcome:
+def handle_observed(step: Step, inbound: InboundMessage, parsed: ParsedMessage) -> Applied:
     """A message found in the support account's Sent folder: staff answered directly.
 
     It is recorded as the staff reply it is (deadline met, ticket waiting on the customer)
     and nothing is sent: the customer already has it.
     """
-    ticket = _referenced_ticket(session, app, parsed)
+    ticket = _referenced_ticket(step, parsed)
     if ticket is None:
-        return Outcome(InboundState.IGNORED, "ignored", reason="sent mail that answers no ticket")
-    inbound.ticket_id = ticket.id
+        return Applied(InboundState.IGNORED, "ignored", reason="sent mail that answers no ticket")
     article = _staff_article(
-        session,
+        step,
         ticket,
         inbound,
         parsed,
-        now,
-        address=parsed.from_.address if parsed.from_ else "",
-        text=parsed.reply_text or parsed.text,
-        note=False,
-        message_id=parsed.message_id,
-        to=[a.address for a in parsed.to],
-        cc=[a.address for a in parsed.cc],
+        StaffWords(
+            address=parsed.from_.address if parsed.from_ else "",
+            text=parsed.reply_text or parsed.text,
+            note=False,
+            message_id=parsed.message_id,
+            to=[a.address for a in parsed.to],
+            cc=[a.address for a in parsed.cc],
+        ),
     )
-    on_staff_reply(session, app, ticket, now)
-    ticket.updated_at = now
+    on_staff_reply(step, ticket)
+    ticket.updated_at = step.now
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "staff_reply_observed",
         article_id=article.id,
         folder=inbound.folder,
         message_id=parsed.message_id,
     )
-    return Outcome(
-        InboundState.PROCESSED, "staff_reply", ticket.number, reason="observed in sent folder"
-    )
+    return Applied.to(ticket, "staff_reply", reason="observed in sent folder")

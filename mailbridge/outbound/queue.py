@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.core.clip import clip_context
 from mailbridge.core.compose import Outgoing, build_message, make_message_id
 from mailbridge.core.compose import tag_subject as add_tag
@@ -70,50 +68,56 @@ def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]
     }
 
 
-def queue_mail(
-    session: Session,
-    app: App,
-    *,
-    kind: MailKind,
-    ticket: Ticket,
-    template: str,
-    context: Mapping[str, object],
-    to: Sequence[Address],
-    language: str,
-    unique: str,
-    now: datetime,
-    in_reply_to: str | None = None,
-    references: Sequence[str] = (),
-    reply_to: Sequence[Address] = (),
-    attachments: Sequence[Attachment] = (),
-) -> Outbox:
-    """Render `template` and add it to the outbox; the Message-ID starts with `unique`.
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """One mail to queue: what it is (`kind`), about which ticket, the template and its
+    values, who gets it, and how it threads."""
+
+    kind: MailKind  # decides the Auto-Submitted header (AUTO_SUBMITTED)
+    ticket: Ticket
+    template: str
+    context: Mapping[str, object]
+    to: Sequence[Address]
+    language: str
+    unique: str  # the Message-ID starts with it
+    in_reply_to: str | None = None
+    references: Sequence[str] = ()
+    reply_to: Sequence[Address] = ()  # default: the address the ticket came in through
+    attachments: Sequence[Attachment] = ()
+
+
+def queue_mail(step: Step, mail: Mail) -> Outbox:
+    """Render the mail's template and add it to the outbox at the step's moment.
 
     A random part keeps ids unique across reinstalls (receivers drop repeated ids); the row
     stores the finished bytes, so every retry sends the same Message-ID. Answers go to the
     address the ticket came in through (`reply_to` overrides), whatever smtp.from says.
     `kind` decides the Auto-Submitted header (AUTO_SUBMITTED).
     """
+    app, ticket, now = step.app, mail.ticket, step.now
     # Values from mail can be any size: shortened here, with a mark, for every mail we send.
-    rendered = app.templates.render(template, clip_context(context, language), language)
+    rendered = app.templates.render(
+        mail.template, clip_context(mail.context, mail.language), mail.language
+    )
     sender = app.sender  # parsed from the configuration at each use: once here
-    if not reply_to:
-        reply_to = [Address(sender.name, app.config.mailbox_named(ticket.mailbox).address)]
-    message_id = make_message_id(app.message_id_domain, f"{unique}.{secrets.token_hex(6)}")
+    reply_to = mail.reply_to or [
+        Address(sender.name, app.config.mailbox_named(ticket.mailbox).address)
+    ]
+    message_id = make_message_id(app.message_id_domain, f"{mail.unique}.{secrets.token_hex(6)}")
     tag = format_tag(app.config.tickets.tag_prefix, ticket.number or 0)
     raw = build_message(
         Outgoing(
             from_=sender,
-            to=tuple(to),
+            to=tuple(mail.to),
             subject=add_tag(rendered.subject, tag),
             text=rendered.text,
             html=rendered.html,
             message_id=message_id,
-            in_reply_to=in_reply_to,
-            references=tuple(references),
-            auto_submitted=AUTO_SUBMITTED[kind],
+            in_reply_to=mail.in_reply_to,
+            references=tuple(mail.references),
+            auto_submitted=AUTO_SUBMITTED[mail.kind],
             reply_to=tuple(reply_to),
-            attachments=tuple(attachments),
+            attachments=tuple(mail.attachments),
             extra_headers=(
                 ("X-Loop", app.identity.loop_token),
                 ("X-Mailbridge-Ticket", str(ticket.number)),
@@ -123,9 +127,9 @@ def queue_mail(
     )
     row = Outbox(
         ticket_id=ticket.id,
-        kind=kind,
+        kind=mail.kind,
         envelope_from=sender.address,
-        envelope_to=[address.address for address in to],
+        envelope_to=[address.address for address in mail.to],
         message_id=message_id,
         raw=raw,
         state=OutboxState.PENDING,
@@ -133,4 +137,4 @@ def queue_mail(
         next_attempt_at=now,
         created_at=now,
     )
-    return queries.insert_now(session, row)
+    return queries.insert_now(step.session, row)

@@ -17,9 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.config import SlaPolicy
 from mailbridge.core import sla
 from mailbridge.core.business_hours import BusinessCalendar
@@ -95,63 +93,58 @@ def pending_steps(
     return sla.pending_steps(policy.steps, open_deadlines(ticket), fired, now, cal)
 
 
-def refresh_next_due(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
+def refresh_next_due(step: Step, ticket: Ticket) -> None:
     """Store when the sweep must next look at the ticket, from what has fired already."""
-    fired = queries.fired_steps(session, [ticket.id])[ticket.id]
-    ticket.next_escalation_at = sla.next_moment(pending_steps(app, ticket, fired, now))
+    fired = queries.fired_steps(step.session, [ticket.id])[ticket.id]
+    ticket.next_escalation_at = sla.next_moment(pending_steps(step.app, ticket, fired, step.now))
 
 
-def on_staff_reply(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
+def on_staff_reply(step: Step, ticket: Ticket) -> None:
     """A staff reply went to the customer (not an acknowledgement, not an internal note):
     it meets the first response, and the ticket now waits on the customer, which stops the
     resolution clock."""
-    ticket.updated_at = now
+    ticket.updated_at = step.now
     if ticket.first_responded_at is None:
-        ticket.first_responded_at = now
+        ticket.first_responded_at = step.now
         due = ticket.first_response_due_at
         add_event(
-            session,
+            step,
             ticket,
-            now,
             "first_response",
             due_at=_iso(due),
-            late_minutes=_minutes(sla.overdue_by(due, now)) if due else None,
+            late_minutes=_minutes(sla.overdue_by(due, step.now)) if due else None,
         )
     if ticket.status not in CLOSED_STATUSES:
         if ticket.waiting_since is None:
-            ticket.waiting_since = now
-            add_event(
-                session, ticket, now, "sla_paused", deadline="resolution", status_from=ticket.status
-            )
+            ticket.waiting_since = step.now
+            add_event(step, ticket, "sla_paused", deadline="resolution", status_from=ticket.status)
         ticket.status = TicketStatus.WAITING
-    refresh_next_due(session, app, ticket, now)
+    refresh_next_due(step, ticket)
 
 
-def on_customer_followup(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
+def on_customer_followup(step: Step, ticket: Ticket) -> None:
     """The customer wrote again. Waiting on them, or resolved: the ticket is open again and
     the resolution clock runs on, the pause not counted. Still waiting for us: a chaser."""
     previous = ticket.status
     if previous == TicketStatus.WAITING or previous in CLOSED_STATUSES:
-        paused_since = ticket.waiting_since or ticket.resolved_at or now
-        _resume(session, app, ticket, paused_since, now)
+        paused_since = ticket.waiting_since or ticket.resolved_at or step.now
+        _resume(step, ticket, paused_since)
         ticket.status = TicketStatus.OPEN
         ticket.resolved_at = None
     elif previous in AWAITING_US:
-        _chaser(session, app, ticket, now)
-    refresh_next_due(session, app, ticket, now)
+        _chaser(step, ticket)
+    refresh_next_due(step, ticket)
 
 
-def on_priority_or_queue_change(
-    session: Session, app: App, ticket: Ticket, now: datetime, policy_name: str | None = None
-) -> None:
+def on_priority_or_queue_change(step: Step, ticket: Ticket, policy_name: str | None = None) -> None:
     """The caller has changed ticket.priority or ticket.queue: pick the policy that matches
     now (or the one named, which a routing rule chose) and recompute the deadlines still
     running from the ticket's start."""
-    policy = _named(app, policy_name) or sla.select_policy(
-        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue
+    policy = _named(step.app, policy_name) or sla.select_policy(
+        step.app.config.sla, ticket.mailbox, ticket.priority, ticket.queue
     )
     if _tracked(ticket):
-        cal = calendar_for(app, policy, ticket.created_at)
+        cal = calendar_for(step.app, policy, ticket.created_at)
         paused = timedelta(seconds=ticket.resolution_paused_seconds)
         due = sla.compute_deadlines(
             ticket.created_at, policy.first_response, policy.resolution, cal, paused
@@ -161,9 +154,8 @@ def on_priority_or_queue_change(
         if ticket.resolved_at is None:
             ticket.resolution_due_at = due.resolution
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "sla_recomputed",
         sla_policy=policy.name,
         previous_policy=ticket.sla_policy,
@@ -173,8 +165,8 @@ def on_priority_or_queue_change(
         resolution_due_at=_iso(ticket.resolution_due_at),
     )
     ticket.sla_policy = policy.name
-    ticket.updated_at = now
-    refresh_next_due(session, app, ticket, now)
+    ticket.updated_at = step.now
+    refresh_next_due(step, ticket)
 
 
 def _tracked(ticket: Ticket) -> bool:
@@ -182,18 +174,17 @@ def _tracked(ticket: Ticket) -> bool:
     return ticket.first_response_due_at is not None or ticket.resolution_due_at is not None
 
 
-def _resume(session: Session, app: App, ticket: Ticket, since: datetime, now: datetime) -> None:
-    policy = policy_for(app, ticket)
-    cal = calendar_for(app, policy, since)
-    paused = sla.elapsed(since, now, cal)
+def _resume(step: Step, ticket: Ticket, since: datetime) -> None:
+    policy = policy_for(step.app, ticket)
+    cal = calendar_for(step.app, policy, since)
+    paused = sla.elapsed(since, step.now, cal)
     ticket.waiting_since = None
     ticket.resolution_paused_seconds += int(paused.total_seconds())
     if ticket.resolution_due_at is not None:
         ticket.resolution_due_at = sla.shift(ticket.resolution_due_at, paused, cal)
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "sla_resumed",
         deadline="resolution",
         paused_minutes=_minutes(paused),
@@ -201,38 +192,35 @@ def _resume(session: Session, app: App, ticket: Ticket, since: datetime, now: da
     )
 
 
-def _chaser(session: Session, app: App, ticket: Ticket, now: datetime) -> None:
-    policy = policy_for(app, ticket)
-    add_event(session, ticket, now, "chaser", status=ticket.status, priority=ticket.priority)
+def _chaser(step: Step, ticket: Ticket) -> None:
+    policy = policy_for(step.app, ticket)
+    add_event(step, ticket, "chaser", status=ticket.status, priority=ticket.priority)
     if not _tracked(ticket):
         return
     higher = sla.raised_priority(ticket.priority, policy.chaser.raise_priority)
     if higher != ticket.priority:
         add_event(
-            session,
+            step,
             ticket,
-            now,
             "priority_raised",
             reason="chaser",
             priority_from=ticket.priority,
             priority_to=higher,
         )
         ticket.priority = higher
-        on_priority_or_queue_change(session, app, ticket, now)
-        policy = policy_for(app, ticket)
+        on_priority_or_queue_change(step, ticket)
+        policy = policy_for(step.app, ticket)
     if policy.chaser.shorten_to is not None:
-        shorten(session, app, ticket, policy.chaser.shorten_to, now, reason="chaser")
+        shorten(step, ticket, policy.chaser.shorten_to, reason="chaser")
 
 
-def shorten(
-    session: Session, app: App, ticket: Ticket, within: timedelta, now: datetime, reason: str
-) -> None:
+def shorten(step: Step, ticket: Ticket, within: timedelta, reason: str) -> None:
     """Bring the deadline the customer is waiting on to at most `within` from now (on the
     policy's clock). The caller refreshes next_escalation_at."""
-    policy = policy_for(app, ticket)
+    policy = policy_for(step.app, ticket)
     name = "first_response" if ticket.first_responded_at is None else "resolution"
     current = open_deadlines(ticket)[name]
-    latest = sla.add_time(now, within, calendar_for(app, policy, now))
+    latest = sla.add_time(step.now, within, calendar_for(step.app, policy, step.now))
     if current is None or current <= latest:
         return
     if name == "first_response":
@@ -240,9 +228,8 @@ def shorten(
     else:
         ticket.resolution_due_at = latest
     add_event(
-        session,
+        step,
         ticket,
-        now,
         "deadline_shortened",
         deadline=name,
         reason=reason,

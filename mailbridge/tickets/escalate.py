@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.core.humanize import excerpt, format_deadline, format_duration
 from mailbridge.core.message import Address
 from mailbridge.core.sla import DueStep, due_now, next_moment, overdue_by, raised_priority
 from mailbridge.db import queries
 from mailbridge.db.models import Escalation, Ticket
-from mailbridge.outbound.queue import queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets.deadlines import pending_steps
 from mailbridge.tickets.events import add_event
 
@@ -48,10 +48,9 @@ def sweep(app: App) -> int:
             ids = [ticket.id for ticket in due]
             already = queries.fired_steps(session, ids)
             texts = queries.first_customer_texts(session, ids)
+            step = Step(session, app, now)
             for ticket in due:
-                fired += _sweep_ticket(
-                    session, app, ticket, already[ticket.id], texts[ticket.id], now
-                )
+                fired += _sweep_ticket(step, ticket, already[ticket.id], texts[ticket.id])
         if len(due) < BATCH:
             return fired
 
@@ -70,39 +69,29 @@ def _lock_for_writing(session: Session) -> None:
 
 
 def _sweep_ticket(
-    session: Session,
-    app: App,
-    ticket: Ticket,
-    fired: set[tuple[str, int]],
-    customer_text: str,
-    now: datetime,
+    step: Step, ticket: Ticket, fired: set[tuple[str, int]], customer_text: str
 ) -> int:
     try:
-        with session.begin_nested():
-            return _fire_due_steps(session, app, ticket, fired, customer_text, now)
-    except Exception:  # one broken ticket must not stop the sweep
+        with step.session.begin_nested():
+            return _fire_due_steps(step, ticket, fired, customer_text)
+    except Exception:
         log.exception(
             "ticket #%s: sweep failed; trying again in %s", ticket.number, RETRY_AFTER_FAILURE
         )
-        ticket.next_escalation_at = now + RETRY_AFTER_FAILURE
+        ticket.next_escalation_at = step.now + RETRY_AFTER_FAILURE
         return 0
 
 
 def _fire_due_steps(
-    session: Session,
-    app: App,
-    ticket: Ticket,
-    fired: set[tuple[str, int]],
-    customer_text: str,
-    now: datetime,
+    step: Step, ticket: Ticket, fired: set[tuple[str, int]], customer_text: str
 ) -> int:
     count = 0
-    for due in due_now(pending_steps(app, ticket, fired, now), now):
+    for due in due_now(pending_steps(step.app, ticket, fired, step.now), step.now):
         fired.add(due.step.key)
-        if _record(session, ticket, due, now):
-            _act(session, app, ticket, due, customer_text, now)
+        if _record(step.session, ticket, due, step.now):
+            _act(step, ticket, due, customer_text)
             count += 1
-    ticket.next_escalation_at = next_moment(pending_steps(app, ticket, fired, now))
+    ticket.next_escalation_at = next_moment(pending_steps(step.app, ticket, fired, step.now))
     return count
 
 
@@ -125,84 +114,80 @@ def _record(session: Session, ticket: Ticket, due: DueStep, now: datetime) -> bo
     return True
 
 
-def _act(
-    session: Session, app: App, ticket: Ticket, due: DueStep, customer_text: str, now: datetime
-) -> None:
-    step = due.step
-    late = overdue_by(due.deadline_at, now)
+def _act(step: Step, ticket: Ticket, due: DueStep, customer_text: str) -> None:
+    sla_step = due.step
+    late = overdue_by(due.deadline_at, step.now)
     data: dict[str, object] = {
-        "deadline": step.deadline,
-        "level": step.level,
+        "deadline": sla_step.deadline,
+        "level": sla_step.level,
         "due_at": due.deadline_at.isoformat(),
         "fires_at": due.at.isoformat(),
     }
-    if step.is_warning:
+    if sla_step.is_warning:
         log.info(
             "ticket #%s: %s due %s, warning sent",
             ticket.number,
-            step.deadline,
+            sla_step.deadline,
             due.deadline_at.isoformat(timespec="minutes"),
         )
     else:
         # The deadlines stay where they are: the level reports the miss, it does not
         # re-plan the ticket.
-        ticket.escalation_level = max(ticket.escalation_level, step.level)
+        ticket.escalation_level = max(ticket.escalation_level, sla_step.level)
         data["overdue_minutes"] = int(late.total_seconds() // 60)
         log.warning(
             "ticket #%s: %s overdue by %s, escalation level %d",
             ticket.number,
-            step.deadline.replace("_", " "),
+            sla_step.deadline.replace("_", " "),
             format_duration(late, "en"),
-            step.level,
+            sla_step.level,
         )
-    higher = raised_priority(ticket.priority, step.raise_priority)
+    higher = raised_priority(ticket.priority, sla_step.raise_priority)
     if higher != ticket.priority:
         data.update(priority_from=ticket.priority, priority_to=higher)
         ticket.priority = higher
-    data["notified"] = _notify(session, app, ticket, due, late, customer_text, now)
-    add_event(session, ticket, now, "sla_warning" if step.is_warning else "escalated", **data)
+    data["notified"] = _notify(step, ticket, due, late, customer_text)
+    add_event(step, ticket, "sla_warning" if sla_step.is_warning else "escalated", **data)
 
 
 def _notify(
-    session: Session,
-    app: App,
+    step: Step,
     ticket: Ticket,
     due: DueStep,
     late: timedelta,
     customer_text: str,
-    now: datetime,
 ) -> str | None:
-    staff, step = app.config.staff, due.step
+    staff, sla_step = step.app.config.staff, due.step
     fallback = (
         (staff.team_address, staff.escalation_address)
-        if step.is_warning
+        if sla_step.is_warning
         else (staff.escalation_address, staff.team_address)
     )
-    target = step.notify or fallback[0] or fallback[1]
+    target = sla_step.notify or fallback[0] or fallback[1]
     if not target:
         return None
-    language = app.config.templates.language
-    zone = app.config.calendar.zone
-    context = ticket_context(app, ticket, language)
+    language = step.app.config.templates.language
+    zone = step.app.config.calendar.zone
+    context = ticket_context(step.app, ticket, language)
     context.update(
-        deadline=step.deadline,
+        deadline=sla_step.deadline,
         promised_reply=format_deadline(due.deadline_at, language, zone),
         due_at_iso=due.deadline_at.astimezone(zone).isoformat(),
-        due_in=format_duration(max(due.deadline_at - now, timedelta(0)), language),
-        escalation_level=max(step.level, 0),
+        due_in=format_duration(max(due.deadline_at - step.now, timedelta(0)), language),
+        escalation_level=max(sla_step.level, 0),
         overdue_by=format_duration(late, language),
         excerpt=excerpt(customer_text),
     )
     queue_mail(
-        session,
-        app,
-        kind="sla_warning" if step.is_warning else "escalation",
-        ticket=ticket,
-        template="sla_warning" if step.is_warning else "escalation",
-        context=context,
-        to=[Address("", target)],
-        language=language,
-        unique=f"esc.{ticket.id}.{step.deadline}.{step.level}",
-        now=now,
+        step,
+        Mail(
+            kind="sla_warning" if sla_step.is_warning else "escalation",
+            ticket=ticket,
+            template="sla_warning" if sla_step.is_warning else "escalation",
+            context=context,
+            to=[Address("", target)],
+            language=language,
+            unique=f"esc.{ticket.id}.{sla_step.deadline}.{sla_step.level}",
+        ),
     )
     return target

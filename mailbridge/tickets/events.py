@@ -4,26 +4,36 @@ apply steps (customer mail, staff mail, bounces)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy.orm import Session
-
+from mailbridge.app import Step
 from mailbridge.core.states import InboundState
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Applied:
+    """What applying one message did: the state the message ends in, and the ticket it
+    went to (the caller stores `ticket_id` on the message with its state, in one UPDATE)."""
+
     state: InboundState  # processed or ignored
     action: str  # created | followup | duplicate | staff_reply | staff_refused | ignored | …
+    ticket_id: int | None = None
     ticket_number: int | None = None
     acknowledged: bool = False
     reason: str = ""
 
+    @classmethod
+    def to(
+        cls, ticket: Ticket | None, action: str, *, reason: str = "", acknowledged: bool = False
+    ) -> Applied:
+        """Processed, into `ticket` (None: a processed message that reached no ticket)."""
+        if ticket is None:
+            return cls(InboundState.PROCESSED, action, reason=reason, acknowledged=acknowledged)
+        return cls(InboundState.PROCESSED, action, ticket.id, ticket.number, acknowledged, reason)
 
-def add_event(
-    session: Session, ticket: Ticket, now: datetime, event_type: str, /, **data: object
-) -> None:
-    """Record one audit event on the ticket (written at once, in recording order)."""
-    queries.insert_event(session, ticket.id, now, event_type, data)
+
+def add_event(step: Step, ticket: Ticket, event_type: str, /, **data: object) -> None:
+    """Record one audit event on the ticket at the step's moment (written at once, in
+    recording order)."""
+    queries.insert_event(step.session, ticket.id, step.now, event_type, data)

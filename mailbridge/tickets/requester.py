@@ -7,11 +7,7 @@ staff notification and `tickets show` say so, and answers to it wait for it.
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy.orm import Session
-
-from mailbridge.app import App
+from mailbridge.app import App, Step
 from mailbridge.core.clip import clip_text
 from mailbridge.core.compose import can_write_address
 from mailbridge.core.message import Address
@@ -50,9 +46,7 @@ def unusable_requester(app: App, address: Address) -> str:
     return ""
 
 
-def set_requester(
-    session: Session, ticket: Ticket, address: Address, by: str, now: datetime
-) -> list[str] | None:
+def set_requester(step: Step, ticket: Ticket, address: Address, by: str) -> list[str] | None:
     """Make `address` the ticket's requester and record `requester_changed`; returns
     [old address, new address], or None when it already was the requester."""
     name = clip_text(address.name, STORED_NAME)
@@ -61,10 +55,8 @@ def set_requester(
         return None
     ticket.requester_address = address.address
     ticket.requester_name = name
-    ticket.updated_at = now
-    add_event(
-        session, ticket, now, "requester_changed", by=by, old=old, new=address.address, name=name
-    )
+    ticket.updated_at = step.now
+    add_event(step, ticket, "requester_changed", by=by, old=old, new=address.address, name=name)
     return [old, address.address]
 
 
@@ -90,14 +82,12 @@ def command_problems(app: App, ticket: Ticket, message: StaffMessage) -> list[st
     return []
 
 
-def apply_command(
-    session: Session, ticket: Ticket, message: StaffMessage, by: str, now: datetime
-) -> dict[str, object]:
+def apply_command(step: Step, ticket: Ticket, message: StaffMessage, by: str) -> dict[str, object]:
     """The change a checked #requester makes, for the staff reply's event: {} or
     {"requester": [old, new]}."""
     argument = message.argument("requester")
     address = requester_address(argument) if argument is not None else None
     if address is None:
         return {}
-    changed = set_requester(session, ticket, address, by, now)
+    changed = set_requester(step, ticket, address, by)
     return {"requester": changed} if changed else {}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mailbridge.adapters.templates import default_templates_dir
-from mailbridge.app import build_app
+from mailbridge.app import Step, build_app
 from mailbridge.cli.tickets import list_tickets, show_ticket
 from mailbridge.db import queries
 from mailbridge.db.models import Article
@@ -99,7 +99,7 @@ def staff_answers(world: World) -> None:
                 created_at=world.now,
             )
         )
-        on_staff_reply(session, world.app, ticket, world.now)
+        on_staff_reply(Step(session, world.app, world.now), ticket)
 
 
 def test_a_matching_rule_routes_the_new_ticket(world_with: Worlds) -> None:

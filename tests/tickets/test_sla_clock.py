@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mailbridge.app import Step
 from mailbridge.cli import tickets as reports
 from mailbridge.cli.main import build_parser
 from mailbridge.db.models import Ticket
@@ -34,7 +35,9 @@ ITALIAN = (
 
 def staff_reply(world: World) -> None:
     with world.session() as session:
-        on_staff_reply(session, world.app, session.get_one(Ticket, world.ticket().id), world.now)
+        on_staff_reply(
+            Step(session, world.app, world.now), session.get_one(Ticket, world.ticket().id)
+        )
 
 
 def test_business_hours_deadline_and_the_promise_in_the_customers_language(
@@ -210,7 +213,7 @@ def test_a_priority_change_recomputes_the_running_deadlines(
         with world.session() as session:
             ticket = session.get_one(Ticket, world.ticket().id)
             ticket.priority = "urgent"
-            on_priority_or_queue_change(session, world.app, ticket, world.now)
+            on_priority_or_queue_change(Step(session, world.app, world.now), ticket)
         ticket = world.ticket()
         assert ticket.sla_policy == "fast"
         assert ticket.first_response_due_at == START + 2 * H
@@ -220,7 +223,7 @@ def test_a_priority_change_recomputes_the_running_deadlines(
         with world.session() as session:
             ticket = session.get_one(Ticket, world.ticket().id)
             ticket.priority = "low"
-            on_priority_or_queue_change(session, world.app, ticket, world.now)
+            on_priority_or_queue_change(Step(session, world.app, world.now), ticket)
         # back on the 8-hour policy: level 1 fired already and does not fire again
         assert world.ticket().first_response_due_at == START + 8 * H
         world.at(9 * H)
@@ -240,7 +243,7 @@ def test_overdue_and_due_within_listings(tmp_path: Path, database_url: str) -> N
         staff_reply_to = world.ticket(1001)
         with world.session() as session:
             on_staff_reply(
-                session, world.app, session.get_one(Ticket, staff_reply_to.id), world.now
+                Step(session, world.app, world.now), session.get_one(Ticket, staff_reply_to.id)
             )
 
         def listed(**filters: object) -> list[str]:

@@ -15,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, select, update
 
 from mailbridge.adapters.templates import default_templates_dir
-from mailbridge.app import App, build_app
+from mailbridge.app import App, Step, build_app
 from mailbridge.db.models import Escalation, Outbox, Ticket
 from mailbridge.service.daemon import Daemon
 from mailbridge.tickets import escalate
@@ -103,7 +103,9 @@ def test_a_staff_reply_before_the_deadline_prevents_escalation(world: World) -> 
     assert world.sweep() == 1  # the warning
     world.at(7 * H + 30 * timedelta(minutes=1))
     with world.session() as session:
-        on_staff_reply(session, world.app, session.get_one(Ticket, world.ticket().id), world.now)
+        on_staff_reply(
+            Step(session, world.app, world.now), session.get_one(Ticket, world.ticket().id)
+        )
     ticket = world.ticket()
     assert ticket.first_responded_at == world.now
     assert (ticket.status, ticket.waiting_since) == ("waiting", world.now)
@@ -122,7 +124,9 @@ def test_a_late_staff_reply_stops_the_levels_still_to_come(world: World) -> None
     world.at(9 * H)
     assert world.sweep() == 1  # level 1 (the warning is moot by now)
     with world.session() as session:
-        on_staff_reply(session, world.app, session.get_one(Ticket, world.ticket().id), world.now)
+        on_staff_reply(
+            Step(session, world.app, world.now), session.get_one(Ticket, world.ticket().id)
+        )
     world.at(20 * H)
     assert world.sweep() == 0
     assert world.fired() == [("first_response", 1)]
@@ -137,7 +141,7 @@ def test_a_step_fired_elsewhere_is_not_fired_again(world: World) -> None:
     assert world.sweep() == 1  # level 1; the warning was moot
     with world.session() as session:
         ticket = session.get_one(Ticket, world.ticket().id)
-        assert escalate._sweep_ticket(session, world.app, ticket, set(), "", world.now) == 0
+        assert escalate._sweep_ticket(Step(session, world.app, world.now), ticket, set(), "") == 0
     assert world.fired() == [("first_response", 1)]
     assert len(world.mails("escalation")) == 1
     assert [e.data["level"] for e in world.events("escalated")] == [1]
