@@ -90,9 +90,10 @@ class App:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One piece of work inside a transaction its caller owns (the process, send,
-    escalation, retention and fetch loops build one): the session it writes with, the
-    application, and its moment, read once so that everything it writes agrees."""
+    """One piece of work inside a transaction its caller owns (processing builds one per
+    message, the sweep one per batch, the commands that change a ticket one each): the
+    session it writes with, the application, and its moment, read once so that everything
+    it writes agrees."""
 
     session: Session
     app: App

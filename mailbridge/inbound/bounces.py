@@ -51,8 +51,8 @@ def on_message(
     parsed: ParsedMessage,
     verdict: Verdict,
 ) -> Applied | None:
-    """A bounce for our mail is recorded and answered with what it Applied. Customer mail is a
-    sign of life: its sender is no longer bouncing. Anything else: None, carry on."""
+    """A bounce for our mail is recorded, and what applying it did is returned. Customer
+    mail is a sign of life: its sender is no longer bouncing. Anything else: None, carry on."""
     if verdict.kind == "customer" and parsed.from_ is not None:
         clear_bouncing(step, parsed.from_.address)
         return None

@@ -1,9 +1,11 @@
-"""The daemon: one poller per mailbox, one sender, and a scheduler for the SLA sweep.
+"""The daemon: one poller per watched folder (service/pollers.py), the sender
+(service/sender.py), and a scheduler for the SLA sweep and the retention purge.
 
-`run_once` is the burst mode (`mailbridge run --once`): ingest every mailbox, process,
-send, sweep, send again, and return. `run_forever` does the same continuously until told
-to stop, then finishes the message in hand and returns. What each part is doing is kept in
-`health`; `ready` is set once every mailbox this instance holds has connected or failed to.
+`run_once` is the burst mode (`mailbridge run --once`): fetch every mailbox, process,
+sweep, send, and return. `run_forever` does the same continuously until told to stop, then
+finishes the message in hand, lets the sender make its last pass, and returns. What each
+part is doing is kept in `health`; `ready` is set once every mailbox this instance holds
+has connected or failed to.
 
 Several instances may share one database: each polls only the mailboxes it holds a lease
 on (see service/pollers.py); the others show as "elsewhere".

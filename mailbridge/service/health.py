@@ -1,11 +1,12 @@
 """What each part of the running daemon is doing, and whether it is well.
 
-Components are named "database", "smtp", "mailbox:<name>", "sender", "scheduler"; /healthz
-answers 200 only when every one is ok, and names those that are not. A mailbox is
-connecting, connected, fetching, idle or polling while this instance polls it; failing
-(its server), signed-out (its OAuth2 sign-in needs `mailbridge oauth login`; smtp too),
-paused (the database, or a lease that could not be renewed); elsewhere (another instance
-polls it: ok) or unowned (handed back, not yet taken: ok).
+Components are named "database", "smtp" (kept by the sender), "mailbox:<name>",
+"scheduler", and "retention" while a purge fails; /healthz answers 200 only when every one
+is ok, and names those that are not. A mailbox is connecting, connected, fetching, idle or
+polling while this instance polls it; failing (its server), signed-out (its OAuth2 sign-in
+needs `mailbridge oauth login`; smtp too), paused (the database, or a lease that could not
+be renewed); elsewhere (another instance polls it: ok) or unowned (handed back, not yet
+taken: ok).
 """
 
 from __future__ import annotations

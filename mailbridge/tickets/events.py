@@ -1,5 +1,6 @@
-"""What processing one message produced, and the audit events it writes. Shared by the
-apply steps (customer mail, staff mail, bounces)."""
+"""What applying one message did (`Applied`; processing stores it on the message), and
+`add_event`, which writes an audit event on a ticket at its step's moment (for the apply
+steps, the deadlines, the sweep and the commands that change a ticket)."""
 
 from __future__ import annotations
 
