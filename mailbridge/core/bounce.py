@@ -229,7 +229,7 @@ def _decoded(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return data.decode(charset, "replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or a name codecs refuses (a NUL in it)
         return data.decode("utf-8", "replace")
 
 

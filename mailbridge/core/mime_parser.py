@@ -51,13 +51,15 @@ class LinearMessage(Message):
 
     def _get_params_preserve(self, failobj: Any, header: str) -> Any:
         # The email package's own method (which get_param and get_params call), with
-        # split_params in place of its quadratic _parseparam.
+        # split_params in place of its quadratic _parseparam. A NUL means nothing in a
+        # parameter and makes codecs raise ValueError (not LookupError) on a charset name,
+        # which the email package's get_payload lets through: it is dropped here.
         missing = object()
         value = self.get(header, missing)
         if value is missing:
             return failobj
         params = []
-        for piece in split_params(str(value)):
+        for piece in split_params(str(value).replace("\x00", "")):
             name, equals, param = piece.partition("=")
             params.append((name.strip(), param.strip()) if equals else (piece.strip(), ""))
         return utils.decode_params(params)

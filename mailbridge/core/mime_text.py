@@ -84,7 +84,7 @@ def _codec_name(charset: str | None) -> str | None:
         return None
     try:
         codec = codecs.lookup(name).name.replace("-", "_")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or a name codecs refuses (a NUL in it)
         return None
     return _SUPERSETS.get(codec, codec)
 

@@ -187,6 +187,17 @@ def test_postfix_report_without_a_delivery_status_part() -> None:
     assert report.original_message_ids == (OUR_ID,)
 
 
+def test_a_report_whose_charset_name_holds_a_nul_is_still_read() -> None:
+    # codecs refuses such a name with ValueError, not LookupError.
+    plain = b"Content-Description: Notification\r\nContent-Type: text/plain\r\n"
+    assert plain in POSTFIX_WITHOUT_DSN
+    raw = POSTFIX_WITHOUT_DSN.replace(plain, plain[:-2] + b'; charset="x\x00"\r\n')
+    report = read_bounce(raw)
+
+    (recipient,) = report.recipients
+    assert (recipient.address, recipient.status) == ("ada@corp.example", "5.1.1")
+
+
 def test_exchange_style_report() -> None:
     report = read_bounce(EXCHANGE_STYLE)
 

@@ -157,6 +157,19 @@ def test_garbage_bytes_give_a_message_with_defects() -> None:
     assert msg.defects
 
 
+@pytest.mark.parametrize("charset", ["\x00", "utf-8\x00", "a\x00b"])
+def test_a_charset_name_with_a_nul_is_read_as_an_unknown_charset(charset: str) -> None:
+    # codecs.lookup refuses such a name with ValueError, not LookupError: the text is
+    # still read, never a crash that sends the mail to quarantine.
+    raw = (
+        f"From: ada@example.com\r\nSubject: =?{charset}?q?caf=C3=A9?=\r\n"
+        f'Content-Type: text/plain; charset="{charset}"\r\n\r\ncaf\xc3\xa9 ouvert\r\n'
+    ).encode("latin-1")
+    msg = parse_message(raw)
+    assert "ouvert" in msg.text
+    assert msg.from_ == Address("", "ada@example.com")
+
+
 def test_message_ids_lose_brackets_and_odd_forms_survive() -> None:
     raw = (
         b"Message-ID:   bare-id@example.org  \n"
