@@ -26,7 +26,7 @@ from tests.hostile.conftest import World, make_world
 from tests.hostile.rawmail import ORDINARY, ORDINARY_SENDER, raw_mail
 from tests.hostile.test_rows import LONG_ID
 from tests.hostile.triggers import REFUSAL, refuse_rows
-from tests.service.test_service import eventually, free_port
+from tests.support.daemon_process import eventually, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -42,7 +42,8 @@ from mailbridge.service.daemon import Daemon as Daemon_
 from mailbridge.service.metrics import TokenCollector
 from tests.oauth.test_oauth_tokens import generic, signed_in
 from tests.outbound.test_outbox import NO_IMAP, queue, row
-from tests.service.test_service import (
+from tests.support.builders import drive_daemon, mail, make_config, write_config_file
+from tests.support.daemon_process import (
     IMAP_SECRET,
     WAIT,
     Daemon,
@@ -52,7 +53,6 @@ from tests.service.test_service import (
     metrics,
     start,
 )
-from tests.support.builders import drive_daemon, mail, make_config, write_config_file
 from tests.support.dovecot import DovecotServer, require_dovecot
 from tests.support.oauth_server import OAuthServer
 from tests.support.oauth_smtp import AuthAttempt, OAuthSmtpSink
