@@ -41,7 +41,6 @@ from mailbridge.outbound.send import SendReport, send_pending
 from mailbridge.service.daemon import Daemon as Daemon_
 from mailbridge.service.metrics import TokenCollector
 from tests.oauth.test_oauth_tokens import generic, signed_in
-from tests.outbound.test_outbox import NO_IMAP, queue, row
 from tests.support.builders import drive_daemon, mail, make_config, write_config_file
 from tests.support.daemon_process import (
     IMAP_SECRET,
@@ -56,6 +55,7 @@ from tests.support.daemon_process import (
 from tests.support.dovecot import DovecotServer, require_dovecot
 from tests.support.oauth_server import OAuthServer
 from tests.support.oauth_smtp import AuthAttempt, OAuthSmtpSink
+from tests.support.outbox import NO_IMAP, queue, row
 
 __all__ = ["start"]  # the fixture running `mailbridge run`
 
