@@ -13,6 +13,10 @@ import pytest
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 
+# The helpers in tests/support and tests/hostile assert too: rewritten like a test module's,
+# their failures show the values compared. Registered before the plugins below import them.
+pytest.register_assert_rewrite("tests.support", "tests.hostile")
+
 # --- Mail servers: embedded IMAP (pymap) and SMTP sink (aiosmtpd) -------------------------
 
 

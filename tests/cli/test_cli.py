@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,12 @@ from mailbridge.db import migrate
 from mailbridge.db.engine import make_engine
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from tests.support.builders import mail, write_config_file
+from tests.support.builders import mail
+from tests.support.cli_process import SECRET, imap_server, write_config
 
 pytestmark = pytest.mark.integration
 
-SECRET = "imap-password-for-cli-test"
-
-
-def write_config(
-    tmp_path: Path,
-    imap: EmbeddedImapServer,
-    smtp: SmtpSink,
-    db_url: str,
-    templates_dir: Path | None = None,
-) -> Path:
-    return write_config_file(
-        tmp_path, imap, smtp, db_url, password_env="MB_CLI_IMAP_PASSWORD", templates=templates_dir
-    )
+__all__ = ["imap_server"]  # the fixture with the password these configurations use
 
 
 def config_url(config: Path) -> str:
@@ -52,13 +40,6 @@ def mailbridge(
     return subprocess.run(
         [*command, *args], input=stdin, capture_output=True, env=env, timeout=timeout, check=False
     )
-
-
-@pytest.fixture
-def imap_server() -> Iterator[EmbeddedImapServer]:
-    """The shared fixture's server, with a password the tests can look for in the logs."""
-    with EmbeddedImapServer(password=SECRET) as server:
-        yield server
 
 
 @pytest.fixture

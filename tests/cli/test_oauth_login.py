@@ -23,10 +23,10 @@ import pytest
 
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from tests.oauth.test_oauth_run import HELPDESK, OAUTH_SECRET, USER, cli
-from tests.service.test_service import IMAP_SECRET
 from tests.support.builders import mail, write_config_file
+from tests.support.daemon_process import IMAP_SECRET
 from tests.support.dovecot import DovecotServer, require_dovecot
+from tests.support.oauth import HELPDESK, OAUTH_SECRET, USER, cli
 from tests.support.oauth_server import OAuthServer
 from tests.support.oauth_smtp import AuthAttempt, OAuthSmtpSink
 

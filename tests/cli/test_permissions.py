@@ -11,8 +11,8 @@ import pytest
 
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from tests.service.test_service import Daemon, imap_server, mailbridge, start, write_config
 from tests.support.builders import mail
+from tests.support.daemon_process import Daemon, imap_server, mailbridge, start, write_config
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, func, select, update
 from mailbridge.db.models import InboundMessage, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from tests.service.test_service import free_port, imap_server, mailbridge, write_config
 from tests.support.builders import mail
+from tests.support.daemon_process import free_port, imap_server, mailbridge, write_config
 
 pytestmark = pytest.mark.integration
 

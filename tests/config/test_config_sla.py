@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailbridge.config import load_config, parse_offset
-from tests.config.test_config import EXAMPLE, MINIMAL, SECRETS, problem, write
+from tests.support.config_files import EXAMPLE, MINIMAL, SECRETS, problem, write
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from mailbridge.core.attachment_names import built_name, extension
 from mailbridge.core.message import Attachment, ParsedMessage
 from mailbridge.core.parse import parse_message
 from mailbridge.core.safe_text import safe_filename
-from tests.core.test_parse_tnef import build_tnef, outlook_mail
+from tests.support.tnef import build_tnef, outlook_mail
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from mailbridge.core.ownership import (
     plan,
     reconcile,
 )
-from tests.config.test_config import EXAMPLE, MINIMAL, SECRETS, problem, write
+from tests.support.config_files import EXAMPLE, MINIMAL, SECRETS, problem, write
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from mailbridge.core.message import ParseLimits
 from mailbridge.core.parse import parse_message
 from mailbridge.core.tnef import unpack_tnef
 from mailbridge.core.tnef_guard import bounded_tnef
-from tests.core.test_parse_tnef import FILES, build_tnef, outlook_mail, tnef_object
+from tests.support.tnef import FILES, build_tnef, outlook_mail, tnef_object
 
 pytestmark = pytest.mark.unit
 

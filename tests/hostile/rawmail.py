@@ -1,5 +1,6 @@
 """Raw mail written byte by byte, for values no well-behaved mail library would produce:
-header lines of a megabyte, encoded NUL characters, undecodable 8-bit bytes."""
+header lines of a megabyte, encoded NUL characters, undecodable 8-bit bytes, a Message-ID
+longer than its column, HTML that takes seconds to convert."""
 
 from __future__ import annotations
 
@@ -93,3 +94,26 @@ def with_attachment(
 def encoded_word(text: str) -> bytes:
     """RFC 2047 base64 encoded word: how a NUL character reaches a header unseen."""
     return b"=?utf-8?b?" + base64.b64encode(text.encode("utf-8")) + b"?="
+
+
+# A Message-ID longer than its column.
+LONG_ID = "<" + "a" * 4980 + ".long-id@customer.example>"  # 5,006 characters
+
+# The header block of Mallory's mail; % fills in its Subject and its Message-ID's left part.
+HEAD = (
+    b"From: Mallory <mallory@evil.example>\r\nTo: support@shop.example\r\n"
+    b"Subject: %s\r\nMessage-ID: <%s@evil.example>\r\n"
+    b"Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+)
+
+
+def slow_html(rows: int = 40_000) -> bytes:
+    """Table rows (1.2 MB by default): the HTML converter needs several seconds for them,
+    for real (about 5 µs a byte on a 2-core VM)."""
+    html = b"<table>" + b"<tr><td>a</td><td>b</td></tr>" * rows + b"</table>"
+    return (
+        HEAD % (b"slow html", b"slow-html")
+        + b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        + html
+        + b"\r\n"
+    )

@@ -16,7 +16,7 @@ from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.outbound.queue import AUTO_SUBMITTED
 from tests.hostile.conftest import STAFF, World, make_world
-from tests.hostile.test_identity import ALICE, CUSTOMER, open_ticket, reply, token_of
+from tests.hostile.replies import ALICE, CUSTOMER, open_ticket, reply, token_of
 from tests.support.builders import mail
 
 pytestmark = pytest.mark.integration

@@ -19,16 +19,12 @@ from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import PassReport
 from tests.hostile.conftest import World, make_world
+from tests.hostile.rawmail import HEAD, slow_html
 from tests.support.builders import mail
 from tests.support.dovecot import DovecotServer
 
 pytestmark = pytest.mark.integration
 
-HEAD = (
-    b"From: Mallory <mallory@evil.example>\r\nTo: support@shop.example\r\n"
-    b"Subject: %s\r\nMessage-ID: <%s@evil.example>\r\n"
-    b"Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
-)
 CUSTOMER = "carla@customers.example"
 PASS_WITHIN = 30.0  # seconds: a few on an idle machine; the bound leaves room for load
 LOG_WITHIN = 20_000  # characters of log for the whole pass
@@ -95,18 +91,6 @@ def deep_html() -> bytes:
     )
     return (
         HEAD % (b"deep html", b"deep-html")
-        + b"Content-Type: text/html; charset=utf-8\r\n\r\n"
-        + html
-        + b"\r\n"
-    )
-
-
-def slow_html(rows: int = 40_000) -> bytes:
-    """Table rows (1.2 MB by default): the HTML converter needs several seconds for them,
-    for real (about 5 µs a byte on a 2-core VM)."""
-    html = b"<table>" + b"<tr><td>a</td><td>b</td></tr>" * rows + b"</table>"
-    return (
-        HEAD % (b"slow html", b"slow-html")
         + b"Content-Type: text/html; charset=utf-8\r\n\r\n"
         + html
         + b"\r\n"

@@ -23,10 +23,9 @@ from mailbridge.logs import JsonFormatter, TextFormatter
 from mailbridge.service.daemon import Daemon
 from mailbridge.service.systemd import Service
 from tests.hostile.conftest import World, make_world
-from tests.hostile.rawmail import ORDINARY, ORDINARY_SENDER, raw_mail
-from tests.hostile.test_rows import LONG_ID
+from tests.hostile.rawmail import LONG_ID, ORDINARY, ORDINARY_SENDER, raw_mail
 from tests.hostile.triggers import REFUSAL, refuse_rows
-from tests.service.test_service import eventually, free_port
+from tests.support.daemon_process import eventually, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from mailbridge.db.models import InboundMessage
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from tests.hostile.test_budget import slow_html
+from tests.hostile.rawmail import slow_html
 from tests.support.builders import write_config_file
 
 pytestmark = pytest.mark.integration

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
 from tests.hostile.conftest import World
 from tests.hostile.rawmail import (
+    LONG_ID,
     ORDINARY,
     ORDINARY_SENDER,
     encoded_word,
@@ -24,8 +25,6 @@ from tests.hostile.triggers import allow_rows, refuse_rows
 from tests.support.builders import mail
 
 pytestmark = pytest.mark.integration
-
-LONG_ID = "<" + "a" * 4980 + ".long-id@customer.example>"  # 5,006 characters
 
 
 def limit(column: object) -> int:

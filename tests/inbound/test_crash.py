@@ -9,42 +9,19 @@ sent.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from mailbridge.faults import CRASH_ENV, CRASH_EXIT
-from tests.cli.test_cli import SECRET, write_config
+from mailbridge.faults import CRASH_EXIT
 from tests.support.builders import mail
+from tests.support.cli_process import imap_server, run, write_config
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def imap_server() -> Iterator[EmbeddedImapServer]:
-    with EmbeddedImapServer(password=SECRET) as server:
-        yield server
-
-
-def run(config: Path, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MB_CLI_IMAP_PASSWORD": SECRET}
-    env.pop(CRASH_ENV, None)
-    if crash_at:
-        env[CRASH_ENV] = crash_at
-    return subprocess.run(
-        [sys.executable, "-m", "mailbridge", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+__all__ = ["imap_server"]  # the fixture, with the password the CLI configuration uses
 
 
 def tickets(config: Path) -> list[dict[str, object]]:

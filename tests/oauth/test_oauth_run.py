@@ -11,10 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,9 +36,8 @@ from mailbridge.oauth.tokens import TokenProvider, TokenProviders, TokenStore
 from mailbridge.outbound.send import SendReport, send_pending
 from mailbridge.service.daemon import Daemon as Daemon_
 from mailbridge.service.metrics import TokenCollector
-from tests.oauth.test_oauth_tokens import generic, signed_in
-from tests.outbound.test_outbox import NO_IMAP, queue, row
-from tests.service.test_service import (
+from tests.support.builders import drive_daemon, mail, make_config, write_config_file
+from tests.support.daemon_process import (
     IMAP_SECRET,
     WAIT,
     Daemon,
@@ -52,16 +47,16 @@ from tests.service.test_service import (
     metrics,
     start,
 )
-from tests.support.builders import drive_daemon, mail, make_config, write_config_file
 from tests.support.dovecot import DovecotServer, require_dovecot
+from tests.support.oauth import HELPDESK, OAUTH_SECRET, USER, cli, generic, signed_in
 from tests.support.oauth_server import OAuthServer
 from tests.support.oauth_smtp import AuthAttempt, OAuthSmtpSink
+from tests.support.outbox import NO_IMAP, queue, row
 
 __all__ = ["start"]  # the fixture running `mailbridge run`
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-USER = "support@example.test"
 MESSAGE = mail(to=USER)
 
 
@@ -296,27 +291,6 @@ def test_smtp_oauthbearer(server: OAuthServer, provider: TokenProvider) -> None:
 
 # --- the daemon: one mailbox signed out, the others carry on -------------------------------
 
-OAUTH_SECRET = "client-Secret-4-oauth-test"
-HELPDESK = """
-[[mailbox]]
-name = "helpdesk"
-address = "{user}"
-host = "{host}"
-port = {port}
-security = "none"
-username = "{user}"
-poll_interval = "1s"
-auth = "oauth2"
-
-[mailbox.oauth2]
-provider = "generic"
-client_id = "{client_id}"
-client_secret_env = "MB_OAUTH_SECRET"
-token_url = "{token_url}"
-device_authorization_url = "{device_url}"
-scopes = ["mail"]
-"""
-
 
 def oauth_config(
     tmp_path: Path,
@@ -344,37 +318,6 @@ def oauth_config(
         listen=listen,
         extra_mailbox=helpdesk,
     )
-
-
-def cli(
-    config: Path, *args: str, consent: Callable[[str], None] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`mailbridge …` in a subprocess; `consent` gets the user code it prints (to approve or
-    deny it at the OAuth server, as the person signing in would)."""
-    env = {"MB_SERVICE_IMAP_PASSWORD": IMAP_SECRET, "MB_OAUTH_SECRET": OAUTH_SECRET}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mailbridge", "--config", str(config), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**_environ(), **env},
-    )
-    assert process.stdout is not None
-    lines = []
-    if consent is not None:
-        for line in process.stdout:
-            lines.append(line)
-            found = re.search(r"enter the code (\S+)", line)
-            if found:
-                consent(found.group(1))  # the server refuses a code it did not issue
-                break
-    out, err = process.communicate(timeout=60)
-    return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines) + out, err)
-
-
-def _environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
 
 
 def issued_secrets(server: OAuthServer) -> set[str]:

@@ -19,20 +19,19 @@ from pathlib import Path
 import pytest
 
 from mailbridge.clock import FrozenClock
-from mailbridge.config import OAuth2Config
 from mailbridge.core.oauth import TokenRecord
 from mailbridge.errors import PermanentError, TransientError
-from mailbridge.oauth.accounts import SignIn, _sign_in
+from mailbridge.oauth.accounts import SignIn
 from mailbridge.oauth.endpoint import OAuthError, SignInRequired, client_credentials_token, refresh
-from mailbridge.oauth.signin import finish_device_login, start_device_login, store_sign_in
+from mailbridge.oauth.signin import finish_device_login, start_device_login
 from mailbridge.oauth.tokens import TokenProvider, TokenStore
 from tests.conftest import SelfSignedCertificate
+from tests.support.oauth import USER, generic, signed_in
 from tests.support.oauth_server import DEVICE_CODE_GRANT, OAuthServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 START = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
-USER = "support@example.test"
 
 
 @pytest.fixture
@@ -44,30 +43,6 @@ def clock() -> FrozenClock:
 def server(clock: FrozenClock) -> Iterator[OAuthServer]:
     with OAuthServer(clock=lambda: clock.now().timestamp()) as running:
         yield running
-
-
-def generic(server: OAuthServer, account: str = "support", **changes: object) -> SignIn:
-    values: dict[str, object] = {
-        "provider": "generic",
-        "client_id": server.client_id,
-        "token_url": server.token_url,
-        "device_authorization_url": server.device_authorization_url,
-        "scopes": ("mail",),
-    }
-    values.update(changes)
-    return _sign_in(account, USER, OAuth2Config.model_validate(values), {"imap"})
-
-
-def signed_in(
-    server: OAuthServer, sign_in: SignIn, store: TokenStore, clock: FrozenClock
-) -> TokenProvider:
-    """The device flow, consented to by the test, kept in `store`; a provider for it."""
-    code = start_device_login(sign_in)
-    record = finish_device_login(
-        sign_in, code, clock, sleep=lambda _: server.approve(code.user_code)
-    )
-    store_sign_in(sign_in, record, store)
-    return TokenProvider(sign_in, store, clock)
 
 
 def test_a_token_is_reused_until_its_last_five_minutes_then_refreshed(

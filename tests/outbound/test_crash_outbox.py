@@ -11,9 +11,8 @@ import pytest
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.faults import CRASH_EXIT
-from tests.cli.test_cli import write_config
-from tests.inbound.test_crash import imap_server, run
 from tests.support.builders import mail
+from tests.support.cli_process import imap_server, run, write_config
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Outbox
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.outbound.send import SendReport, send_pending
-from tests.outbound.test_outbox import START, make_app, queue, row
+from tests.support.outbox import START, make_app, queue, row
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(120)]
 
@@ -39,8 +39,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from mailbridge.app import build_app
 from mailbridge.outbound.send import send_pending
-from tests.outbound.test_outbox import NO_IMAP
 from tests.support.builders import make_config
+from tests.support.outbox import NO_IMAP
 url, port, data = sys.argv[1:]
 smtp = SimpleNamespace(host="127.0.0.1", port=int(port))
 app = build_app(make_config(Path(data), database_url=url, imap=NO_IMAP, smtp=smtp))

@@ -10,7 +10,7 @@ import pytest
 
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from tests.service.test_service import (
+from tests.support.daemon_process import (
     Daemon,
     free_port,
     healthz,

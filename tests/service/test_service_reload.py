@@ -16,8 +16,8 @@ from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import Daemon
 from mailbridge.service.systemd import Service
-from tests.service.test_service import IMAP_SECRET, free_port, imap_server, write_config
 from tests.support.builders import mail
+from tests.support.daemon_process import IMAP_SECRET, free_port, imap_server, write_config
 
 pytestmark = pytest.mark.integration
 

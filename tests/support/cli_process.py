@@ -1,0 +1,55 @@
+"""`mailbridge` commands in a process of their own, against a configuration whose IMAP
+password comes from MB_CLI_IMAP_PASSWORD; `run` can stop the process at a crash point
+(mailbridge.faults)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailbridge.demo.imap_server import EmbeddedImapServer
+from mailbridge.demo.smtp_sink import SmtpSink
+from mailbridge.faults import CRASH_ENV
+from tests.support.builders import write_config_file
+
+SECRET = "imap-password-for-cli-test"
+
+
+@pytest.fixture
+def imap_server() -> Iterator[EmbeddedImapServer]:
+    """The shared fixture's server, with a password the tests can look for in the logs; a
+    test module imports it explicitly, in place of the one in tests/conftest.py."""
+    with EmbeddedImapServer(password=SECRET) as server:
+        yield server
+
+
+def write_config(
+    tmp_path: Path,
+    imap: EmbeddedImapServer,
+    smtp: SmtpSink,
+    db_url: str,
+    templates_dir: Path | None = None,
+) -> Path:
+    return write_config_file(
+        tmp_path, imap, smtp, db_url, password_env="MB_CLI_IMAP_PASSWORD", templates=templates_dir
+    )
+
+
+def run(config: Path, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MB_CLI_IMAP_PASSWORD": SECRET}
+    env.pop(CRASH_ENV, None)
+    if crash_at:
+        env[CRASH_ENV] = crash_at
+    return subprocess.run(
+        [sys.executable, "-m", "mailbridge", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
