@@ -102,6 +102,7 @@ password_env = "MB_SERVICE_IMAP_PASSWORD"
     assert counted.pop("failing") == "1" and len(counted) == 1, mailboxes
     assert set(counted.items()) <= {("connected", "1"), ("fetching", "1"), ("idle", "1")}
     assert "outbox 0 pending" in ready and "next escalation none" in ready
+    daemon.wait_for_log("ready:")  # the notice can overtake the log line on its way here
     assert daemon.log.index("mailbox support: connected") < daemon.log.index("ready:")
 
     first = daemon.wait_for_notice("WATCHDOG=1", after=daemon.notices.index(ready))
