@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mailbridge.cli.common import command_config
@@ -23,20 +24,25 @@ if TYPE_CHECKING:
     from mailbridge.cli.common import Commands
 
 
+@dataclass(frozen=True, slots=True)
+class Supposed:
+    """What a mail file cannot tell and `rules test` supposes: the mailbox that received it
+    (None: the one it is addressed to, else the first), whether it follows up an open
+    ticket, the customer's mails since our last reply and their open tickets."""
+
+    mailbox: str | None = None
+    followup: bool = False
+    unanswered: int = 1
+    open_tickets: int = 1
+
+
 def explain_files(
-    config: Config,
-    files: Sequence[str],
-    out: TextIO,
-    *,
-    mailbox: str | None,
-    followup: bool,
-    unanswered: int,
-    as_json: bool,
-    open_tickets: int = 1,
+    config: Config, files: Sequence[str], out: TextIO, supposed: Supposed, *, as_json: bool
 ) -> int:
     """One report per file; exits 1 when a file could not be read."""
     from mailbridge.app import identity_for
 
+    mailbox = supposed.mailbox
     if mailbox is not None and mailbox not in {m.name for m in config.mailbox}:
         raise ConfigError(
             f"{config.source}: mailbox: expected one of "
@@ -51,9 +57,9 @@ def explain_files(
         facts = facts_for(
             parsed,
             mailbox or _mailbox_for(config, parsed),
-            followup=followup,
-            unanswered=max(unanswered, 1),
-            open_tickets=max(open_tickets, 1),
+            followup=supposed.followup,
+            unanswered=max(supposed.unanswered, 1),
+            open_tickets=max(supposed.open_tickets, 1),
         )
         decision = evaluate(config.routing, facts)
         report: dict[str, Any] = {
@@ -140,9 +146,11 @@ def _rules(args: argparse.Namespace) -> int:
         command_config(args),
         args.files,
         sys.stdout,
-        mailbox=args.mailbox,
-        followup=args.followup,
-        unanswered=args.unanswered,
+        Supposed(
+            mailbox=args.mailbox,
+            followup=args.followup,
+            unanswered=args.unanswered,
+            open_tickets=args.open_tickets,
+        ),
         as_json=args.json,
-        open_tickets=args.open_tickets,
     )

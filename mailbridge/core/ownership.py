@@ -24,6 +24,7 @@ __all__ = [
     "LeaseInfo",
     "Plan",
     "Reconciliation",
+    "RoundFacts",
     "dead_on_this_host",
     "elsewhere",
     "free_since",
@@ -49,6 +50,19 @@ class LeaseInfo:
     name: str  # the source name of a watched folder
     owner: str | None  # an instance id; None once handed back
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RoundFacts:
+    """What one lease round decides from: the watched sources, the leases and instances as
+    read at `now`, this instance, and the lease time."""
+
+    sources: Sequence[str]
+    leases: Mapping[str, LeaseInfo]
+    instances: Sequence[InstanceInfo]
+    me: InstanceInfo
+    now: datetime
+    ttl: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +143,7 @@ def free_since(
 
 
 def plan(
-    sources: Sequence[str],
-    leases: Mapping[str, LeaseInfo],
-    instances: Sequence[InstanceInfo],
-    me: InstanceInfo,
-    now: datetime,
-    ttl: timedelta,
+    facts: RoundFacts,
     pid_alive: Callable[[int], bool],
     *,
     may_hand_back: bool = True,
@@ -142,6 +151,8 @@ def plan(
 ) -> Plan:
     """What this instance should try this round. `keep`: sources not to hand back (just
     taken back after nobody else took them); `may_hand_back` False pauses spreading."""
+    sources, leases, instances = facts.sources, facts.leases, facts.instances
+    me, now, ttl = facts.me, facts.now, facts.ttl
     dead = dead_on_this_host(instances, me, pid_alive)
     live = live_instances(instances, me, now, ttl, dead)
     by_id = {i.id: i for i in instances if i.id not in dead}

@@ -19,7 +19,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -327,6 +327,21 @@ def _normalise(name: str, argument: str) -> str:
         if name in ("priority", "assign", "queue", "template", "tag", "untag")
         else argument
     )
+
+
+def argument_problems(
+    message: StaffMessage, staff: Sequence[str], canned: Collection[str]
+) -> list[str]:
+    """What the configuration refuses: an `#assign` that names no one of the `staff`
+    addresses, a `#template` that names none of the `canned` replies."""
+    assignee = message.argument("assign")
+    if assignee not in (None, "me") and staff_member(assignee, staff) is None:
+        return [f"#assign {assignee}: not a staff member (known: {', '.join(staff) or 'none'})"]
+    name = message.argument("template")
+    if name is not None and name not in canned:
+        known = sorted(canned)
+        return [f"#template {name}: no such canned reply (known: {', '.join(known) or 'none'})"]
+    return []
 
 
 # --- signatures ----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from mailbridge.app import App
 from mailbridge.core.ownership import (
     InstanceInfo,
     LeaseInfo,
+    RoundFacts,
     dead_on_this_host,
     instance_id,
     plan,
@@ -256,12 +257,7 @@ class Keeper:
             ).all()
             instances, leases = _read(session)
             decided = plan(
-                sources,
-                leases,
-                instances,
-                me,
-                now,
-                ttl,
+                RoundFacts(sources, leases, instances, me, now, ttl),
                 pid_alive,
                 may_hand_back=began >= self._spread_paused_until,
                 keep=recent,

@@ -1,12 +1,12 @@
-"""Staff by mail: notifications to the team, and their answers relayed to the customer.
+"""Staff answers by mail: recorded on the ticket, their commands applied, relayed to the
+customer.
 
-Relay mode: every new ticket and customer follow-up sends a `staff_notification` to the
-assignee or the team address, carrying the customer's text and attachments and a Reply-To
-with the ticket's reply token. A proven staff member's answer to it (docs/architecture.md,
-invariant 8) has its quote and signature removed, its `#commands` applied, and its text
-relayed to the customer from the support address through the `staff_reply` template,
-threaded into the customer's conversation. The customer never sees a staff address, an
-internal note or a token.
+A proven staff member's answer to a staff notification (inbound/notify.py; see
+docs/architecture.md, invariant 8) has its quote and signature removed, its `#commands`
+applied, and its text relayed to the customer from the support address through the
+`staff_reply` template, threaded into the customer's conversation. The customer never sees a
+staff address, an internal note or a token. In observe mode, an answer sent straight from
+the support account (found in its Sent folder) is recorded the same way, and nothing is sent.
 
 Runs inside the caller's transaction, like the rest of apply.
 """
@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App, Step
-from mailbridge.core.compose import make_message_id
 from mailbridge.core.correlate import thread_clues
-from mailbridge.core.humanize import excerpt, format_size
-from mailbridge.core.message import Address, Attachment, ParsedMessage
+from mailbridge.core.humanize import excerpt
+from mailbridge.core.message import Address, ParsedMessage
+from mailbridge.core.relay import first_name, relayed_attachments
 from mailbridge.core.sender import answerable
 from mailbridge.core.staff import (
     Command,
     StaffMessage,
+    argument_problems,
     parse_commands,
     staff_member,
     strip_signature,
@@ -37,7 +37,7 @@ from mailbridge.core.staff import (
 from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
-from mailbridge.inbound.identity import StaffClaim, audience_of, token_address
+from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets import requester
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
@@ -46,11 +46,6 @@ from mailbridge.tickets.events import Applied, add_event
 log = logging.getLogger(__name__)
 
 CANNED_PREFIX = "canned_"
-# Attachments carried in one notification, at most: the rest are listed (and the list is
-# shortened past as many, core.clip), and stay on the ticket.
-NOTIFIED_ATTACHMENTS = 100
-INLINE_RELAY_MINIMUM = 20_000  # inline parts smaller than this are signature logos
-_FIRST_NAME = re.compile(r"[^\W\d_][\w'-]*")
 
 
 # --- answers from staff ----------------------------------------------------------------------
@@ -141,21 +136,11 @@ def _answers_internal_mail(session: Session, parsed: ParsedMessage) -> bool:
 
 
 def _argument_problems(app: App, message: StaffMessage) -> list[str]:
-    """Checks that need the configuration: the assignee must be staff, the canned
-    template must exist."""
-    assignee = message.argument("assign")
-    staff = app.config.staff.addresses
-    if assignee not in (None, "me") and staff_member(assignee, staff) is None:
-        return [f"#assign {assignee}: not a staff member (known: {', '.join(staff) or 'none'})"]
-    name = message.argument("template")
-    if name is not None and CANNED_PREFIX + name not in app.templates.names():
-        known = sorted(
-            t.removeprefix(CANNED_PREFIX)
-            for t in app.templates.names()
-            if t.startswith(CANNED_PREFIX)
-        )
-        return [f"#template {name}: no such canned reply (known: {', '.join(known) or 'none'})"]
-    return []
+    """The assignee must be staff, the canned template must exist (core.staff)."""
+    canned = {
+        t.removeprefix(CANNED_PREFIX) for t in app.templates.names() if t.startswith(CANNED_PREFIX)
+    }
+    return argument_problems(message, app.config.staff.addresses, canned)
 
 
 def _refuse(
@@ -324,7 +309,7 @@ def _relay(
             unique=f"reply.{ticket.id}.{article.id}",
             in_reply_to=thread[-1] if thread else None,
             references=thread,
-            attachments=_relayable(parsed.attachments),
+            attachments=relayed_attachments(parsed.attachments),
         ),
     )
     article.message_id = row.message_id
@@ -356,28 +341,6 @@ def _finish(step: Step, ticket: Ticket, message: StaffMessage, answered: bool) -
         )
 
 
-def first_name(display_name: str) -> str:
-    """ "Alice Bianchi" -> "Alice"; "Bianchi, Alice" -> "Alice"; never an address."""
-    name = display_name.strip()
-    if "@" in name:
-        return ""
-    if "," in name:
-        name = name.partition(",")[2]
-    match = _FIRST_NAME.search(name)
-    return match.group(0) if match else ""
-
-
-def _relayable(attachments: Sequence[Attachment]) -> tuple[Attachment, ...]:
-    """What the staff member attached: not skipped parts, not small inline logos."""
-    return tuple(
-        a
-        for a in attachments
-        if not a.skipped
-        and a.container is None
-        and (not a.inline or a.size >= INLINE_RELAY_MINIMUM)
-    )
-
-
 def _customer_thread(session: Session, ticket: Ticket) -> list[str]:
     """Message-IDs of the customer's conversation, oldest first: ours and theirs."""
     query = (
@@ -390,111 +353,6 @@ def _customer_thread(session: Session, ticket: Ticket) -> list[str]:
         .order_by(Article.id)
     )
     return [m for m in session.scalars(query) if m]
-
-
-# --- notifications to staff -------------------------------------------------------------------
-
-
-def notify_staff(
-    step: Step,
-    ticket: Ticket,
-    article: Article,
-    parsed: ParsedMessage,
-    event: str,
-    *,
-    warning: str = "",
-) -> Outbox | None:
-    """Tell the assignee (else the team) about a new ticket or a customer follow-up
-    (`event` "new" or "followup"), or about mail from someone who cannot act on the
-    ticket ("unverified", with the `warning` why)."""
-    target = ticket.assignee or step.app.config.staff.team_address
-    if not target:
-        return None
-    language = step.app.config.templates.language
-    context = ticket_context(step.app, ticket, language)
-    context["event"] = event
-    context["errors"] = [warning] if warning else []
-    if event == "unverified":
-        context["requester_name"] = article.from_name
-        context["requester_address"] = article.from_address
-    text = parsed.reply_text or parsed.text
-    context["excerpt"] = text  # shortened with a mark, as every value, by queue_mail
-    context["digest"] = _digest(step, ticket, article) if event != "new" else []
-    carried, listing = _carried_attachments(step.app, parsed.attachments)
-    context["attachments"] = listing
-    context["unread"] = list(parsed.unread)
-    root = make_message_id(step.app.message_id_domain, f"staff.t{ticket.id}")
-    return queue_mail(
-        step,
-        Mail(
-            kind="notification",
-            ticket=ticket,
-            template="staff_notification",
-            context=context,
-            to=[Address("", target)],
-            language=language,
-            unique=f"notify.{ticket.id}.{article.id}",
-            in_reply_to=root,
-            references=[root],
-            reply_to=[
-                Address(
-                    step.app.config.templates.company,
-                    token_address(step.app, ticket, audience_of(step.app, target), step.now),
-                )
-            ],
-            attachments=carried,
-        ),
-    )
-
-
-def _digest(step: Step, ticket: Ticket, current: Article) -> list[object]:
-    limit = step.app.config.staff.digest_articles
-    if not limit:
-        return []
-    query = (
-        select(Article)
-        .where(
-            Article.ticket_id == ticket.id, Article.id != current.id, Article.internal.is_(False)
-        )
-        .order_by(Article.id.desc())
-        .limit(limit)
-    )
-    zone = step.app.config.calendar.zone
-    return [
-        {
-            "author": a.from_name or a.from_address,
-            "at": a.created_at.astimezone(zone).isoformat(timespec="minutes"),
-            "direction": a.direction,
-            "text": excerpt(a.text_body, max_lines=8, max_chars=600),
-        }
-        for a in reversed(step.session.scalars(query).all())
-    ]
-
-
-def _carried_attachments(
-    app: App, attachments: Sequence[Attachment]
-) -> tuple[tuple[Attachment, ...], list[object]]:
-    """Attach what fits under the configured total; list everything with its size."""
-    budget = app.config.staff.notification_attachment_limit
-    carried: list[Attachment] = []
-    listing: list[object] = []
-    for attachment in attachments:
-        fits = (
-            not attachment.skipped
-            and attachment.size <= budget
-            and len(carried) < NOTIFIED_ATTACHMENTS
-        )
-        if fits:
-            carried.append(attachment)
-            budget -= attachment.size
-        listing.append(
-            {
-                "filename": attachment.filename,
-                "size": format_size(attachment.size),
-                "attached": fits,
-            }
-        )
-    return tuple(carried), listing
 
 
 # --- observe mode: staff answer from the shared account ------------------------------------------

@@ -43,6 +43,7 @@ from mailbridge.service.outages import OutageWatch
 from mailbridge.service.pollers import (
     STOP_GRACE,
     ImapFactory,
+    PollerParts,
     Pollers,
     fetch_with_new_connection,
     watched_sources,
@@ -103,14 +104,16 @@ class Daemon:
         self.preparer = new_preparer(app)  # its parse worker lives as long as a run
         self.pollers = Pollers(
             app,
-            imap_factory=imap_factory,
-            health=self.health,
-            metrics=self.metrics,
-            outage=self.outage,
-            stopping=self._stop,
-            process=self._process,
-            spawn=self._spawn,
-            tokens=self.tokens,
+            PollerParts(
+                imap_factory=imap_factory,
+                health=self.health,
+                metrics=self.metrics,
+                outage=self.outage,
+                stopping=self._stop,
+                process=self._process,
+                spawn=self._spawn,
+                tokens=self.tokens,
+            ),
         )
 
     async def run_once(self) -> PassReport:

@@ -42,6 +42,21 @@ ImapFactory = Callable[[ImapSettings], ImapMailbox]
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
 
 
+@dataclass(frozen=True, slots=True)
+class PollerParts:
+    """What a daemon builds its pollers from: how to reach a mailbox, where to report, and
+    the daemon's own stop signal, processing and background tasks."""
+
+    imap_factory: ImapFactory
+    health: Health
+    metrics: Metrics
+    outage: OutageWatch
+    stopping: asyncio.Event  # the whole daemon is stopping
+    process: Callable[[], Awaitable[None]]  # process what the pollers stored
+    spawn: Spawn  # a background task the daemon waits for when it stops
+    tokens: TokenProviders | None = None  # OAuth2 sign-ins of the mailboxes that use one
+
+
 @dataclass(eq=False)
 class _Poller:
     """The task watching one mailbox, and what it needs to be stopped on its own."""
@@ -94,26 +109,11 @@ def fetch_with_new_connection(
 class Pollers:
     """The pollers of one daemon and the lease rounds that decide which folders it polls."""
 
-    def __init__(
-        self,
-        app: App,
-        *,
-        imap_factory: ImapFactory,
-        health: Health,
-        metrics: Metrics,
-        outage: OutageWatch,
-        stopping: asyncio.Event,
-        process: Callable[[], Awaitable[None]],
-        spawn: Spawn,
-        tokens: TokenProviders | None = None,
-    ) -> None:
+    def __init__(self, app: App, parts: PollerParts) -> None:
         self.app = app
-        self.imap_factory = imap_factory
-        self.tokens = tokens  # OAuth2 sign-ins of the mailboxes that use one
-        self.health, self.metrics, self.outage = health, metrics, outage
-        self._stop = stopping  # the whole daemon is stopping
-        self._process = process
-        self._spawn = spawn
+        self.imap_factory, self.tokens = parts.imap_factory, parts.tokens
+        self.health, self.metrics, self.outage = parts.health, parts.metrics, parts.outage
+        self._stop, self._process, self._spawn = parts.stopping, parts.process, parts.spawn
         self._pollers: dict[str, _Poller] = {}
         self._keeper: Keeper | None = None
         self._leases: asyncio.Task[None] | None = None

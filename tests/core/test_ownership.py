@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from mailbridge.config import load_config
 from mailbridge.core.ownership import (
     InstanceInfo,
     LeaseInfo,
+    RoundFacts,
     dead_on_this_host,
     elsewhere,
     plan,
@@ -68,7 +70,8 @@ class Fleet:
         for name, held in list(self.leases.items()):
             if held.owner == me.id:
                 self.leases[name] = LeaseInfo(name, me.id, self.now + TTL)
-        decided = plan(self.sources, self.leases, self.members, me, self.now, TTL, everyone_alive)
+        facts = RoundFacts(self.sources, self.leases, self.members, me, self.now, TTL)
+        decided = plan(facts, everyone_alive)
         wanted = decided.want
         for name in decided.take:
             self._acquire(me, name)
@@ -106,7 +109,7 @@ class Fleet:
 
 def test_a_lone_instance_takes_every_source_at_once() -> None:
     me = instance("me")
-    decided = plan(SOURCES, {}, [me], me, T0, TTL, everyone_alive)
+    decided = plan(RoundFacts(SOURCES, {}, [me], me, T0, TTL), everyone_alive)
     assert decided.share == 6 and decided.want == 6
     assert sorted(decided.candidates) == SOURCES and decided.hand_back is None
 
@@ -114,7 +117,7 @@ def test_a_lone_instance_takes_every_source_at_once() -> None:
 def test_the_fair_share_counts_live_instances_only() -> None:
     me, peer = instance("me"), instance("peer", host="web2")
     gone = instance("gone", host="web3", seen=T0 - 2 * TTL)
-    decided = plan(SOURCES, {}, [me, peer, gone], me, T0, TTL, everyone_alive)
+    decided = plan(RoundFacts(SOURCES, {}, [me, peer, gone], me, T0, TTL), everyone_alive)
     assert decided.share == 3 and decided.want == 3
 
 
@@ -160,23 +163,24 @@ def test_a_source_unheld_for_a_lease_time_is_taken_beyond_the_share() -> None:
         "b": lease("b", peer, now + TTL),
         "c": lease("c", None, now - TTL - timedelta(seconds=1)),
     }
-    decided = plan(["a", "b", "c"], leases, [me, peer], me, now, TTL, everyone_alive)
+    decided = plan(RoundFacts(["a", "b", "c"], leases, [me, peer], me, now, TTL), everyone_alive)
     assert decided.share == 2 and decided.take == ("c",)
     recent = {**leases, "c": lease("c", None, now - timedelta(seconds=5))}
-    decided = plan(["a", "b", "c"], recent, [me, peer], me, now, TTL, everyone_alive)
+    decided = plan(RoundFacts(["a", "b", "c"], recent, [me, peer], me, now, TTL), everyone_alive)
     assert decided.take == () and decided.candidates == ("c",) and decided.want == 1
 
 
 def test_over_the_share_hands_back_one_per_round_and_only_when_all_are_held() -> None:
     me, b, c = instance("me"), instance("b", host="web2"), instance("c", host="web3")
     held = {n: lease(n, me, T0 + TTL) for n in SOURCES}
-    decided = plan(SOURCES, held, [me, b, c], me, T0, TTL, everyone_alive)
+    facts = RoundFacts(SOURCES, held, [me, b, c], me, T0, TTL)
+    decided = plan(facts, everyone_alive)
     assert decided.share == 2 and decided.hand_back in SOURCES and decided.want == 0
-    with_free = {**held, "f": lease("f", None, T0)}
-    assert plan(SOURCES, with_free, [me, b, c], me, T0, TTL, everyone_alive).hand_back is None
-    kept = plan(SOURCES, held, [me, b, c], me, T0, TTL, everyone_alive, keep=SOURCES)
+    with_free = replace(facts, leases={**held, "f": lease("f", None, T0)})
+    assert plan(with_free, everyone_alive).hand_back is None
+    kept = plan(facts, everyone_alive, keep=SOURCES)
     assert kept.hand_back is None
-    paused = plan(SOURCES, held, [me, b, c], me, T0, TTL, everyone_alive, may_hand_back=False)
+    paused = plan(facts, everyone_alive, may_hand_back=False)
     assert paused.hand_back is None
 
 
@@ -192,7 +196,7 @@ def test_a_previous_incarnation_on_this_host_is_dead_at_once() -> None:
 
     now = T0 + timedelta(seconds=25)
     leases = {n: lease(n, old if n in "abc" else remote, now + TTL) for n in SOURCES}
-    decided = plan(SOURCES, leases, [old, remote, me], me, now, TTL, alive)
+    decided = plan(RoundFacts(SOURCES, leases, [old, remote, me], me, now, TTL), alive)
     assert decided.dead == {old.id}
     assert sorted(decided.candidates) == ["a", "b", "c"] and decided.want == 3
     assert decided.holders["d"] == remote.id and decided.holders["a"] is None

@@ -12,6 +12,7 @@ from mailbridge.core.staff import (
     TEAM,
     AddressToken,
     Command,
+    argument_problems,
     check_token,
     find_token,
     is_staff_address,
@@ -245,6 +246,22 @@ def test_text_without_commands_is_untouched() -> None:
     message = parse_commands(text)
     assert message.commands == () and message.errors == ()
     assert message.text == text
+
+
+def test_argument_problems_need_a_staff_assignee_and_a_known_canned_reply() -> None:
+    def problems(text: str, canned: frozenset[str] = frozenset({"refund", "invoice"})) -> list[str]:
+        return argument_problems(parse_commands(text), MEMBERS, canned)
+
+    assert problems("#assign me\n#assign alice\n#template refund") == []
+    assert problems("#assign carol") == [
+        f"#assign carol: not a staff member (known: {ALICE}, {BOB})"
+    ]
+    assert problems("#template welcome") == [
+        "#template welcome: no such canned reply (known: invoice, refund)"
+    ]
+    assert problems("#template welcome", frozenset()) == [
+        "#template welcome: no such canned reply (known: none)"
+    ]
 
 
 # --- signatures --------------------------------------------------------------------------------
