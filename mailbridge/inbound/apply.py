@@ -15,7 +15,7 @@ from mailbridge.core.rules import Actions
 from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
-from mailbridge.inbound import bounces, identity, notify, routing, staff, thread
+from mailbridge.inbound import bounces, identity, routing, staff, staff_notification, thread
 from mailbridge.inbound.acknowledge import ACK_TEMPLATE, maybe_acknowledge
 from mailbridge.inbound.solved import resolved_by_customer
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket, on_customer_followup
@@ -111,7 +111,9 @@ def _add_followup(
         )
         if claim is not None:
             identity.note_unproven(step, ticket, claim)
-        notify.notify_staff(step, ticket, article, parsed, "unverified", warning=unverified)
+        staff_notification.notify_staff(
+            step, ticket, article, parsed, "unverified", warning=unverified
+        )
         return Applied.to(ticket, "followup", reason=f"unverified sender: {unverified}")
     _follow_up(step, ticket, article, parsed, verdict, decision)
     _tell_staff(step, ticket, article, parsed, verdict, claim, "followup")
@@ -132,7 +134,7 @@ def _tell_staff(
     if claim is not None:
         identity.note_unproven(step, ticket, claim)
     if verdict.kind == "customer":
-        notify.notify_staff(step, ticket, article, parsed, event)
+        staff_notification.notify_staff(step, ticket, article, parsed, event)
 
 
 def _delivered_twin(step: Step, inbound: InboundMessage) -> InboundMessage | None:

@@ -1,7 +1,7 @@
 """Staff answers by mail: recorded on the ticket, their commands applied, relayed to the
 customer.
 
-A proven staff member's answer to a staff notification (inbound/notify.py; see
+A proven staff member's answer to a staff notification (inbound/staff_notification.py; see
 docs/architecture.md, invariant 8) has its quote and signature removed, its `#commands`
 applied, and its text relayed to the customer from the support address through the
 `staff_reply` template, threaded into the customer's conversation. The customer never sees a
