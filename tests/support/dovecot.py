@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
 
 from tests.support.required import unavailable
 
@@ -205,12 +206,28 @@ class DovecotServer:
 
     @contextmanager
     def client(self) -> Iterator[IMAPClient]:
-        client = IMAPClient(self.host, port=self.port, ssl=False, timeout=10)
+        client = self._logged_in()
         try:
-            client.login(self.username, self.password)
             yield client
         finally:
             client.logout()
+
+    def _logged_in(self, patience: float = 10) -> IMAPClient:
+        """A client logged in as the password user. "[UNAVAILABLE] Temporary authentication
+        failure" (the auth process busy or not yet connected, seen on a loaded machine) is
+        tried again, as a mail client would; anything else, or patience run out, raises
+        with Dovecot's log."""
+        deadline = time.monotonic() + patience
+        while True:
+            client = IMAPClient(self.host, port=self.port, ssl=False, timeout=10)
+            try:
+                client.login(self.username, self.password)
+                return client
+            except LoginError as exc:
+                client.shutdown()
+                if "UNAVAILABLE" not in str(exc) or time.monotonic() > deadline:
+                    raise LoginError(f"{exc}; dovecot.log:\n{self.log()[-4000:]}") from exc
+            time.sleep(0.2)
 
     def append(self, raw: bytes, folder: str = "INBOX") -> None:
         with self.client() as client:
