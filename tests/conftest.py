@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +17,17 @@ from mailbridge.demo.smtp_sink import SmtpSink
 # The helpers in tests/support and tests/hostile assert too: rewritten like a test module's,
 # their failures show the values compared. Registered before the plugins below import them.
 pytest.register_assert_rewrite("tests.support", "tests.hostile")
+
+
+@pytest.fixture(autouse=True)
+def _umask_restored() -> Iterator[None]:
+    """mailbridge's main() sets the umask for its whole process; a test that calls it
+    in-process must not change the permissions of the files the next test writes."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
+
 
 # --- Mail servers: embedded IMAP (pymap) and SMTP sink (aiosmtpd) -------------------------
 
