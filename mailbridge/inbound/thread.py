@@ -10,14 +10,12 @@ from datetime import datetime
 from mailbridge.app import App, Step
 from mailbridge.core.correlate import Candidate, ThreadDecision, choose_ticket, thread_clues
 from mailbridge.core.message import ParsedMessage, Verdict
-from mailbridge.core.states import TicketStatus
+from mailbridge.core.states import CLOSED_STATUSES
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
 from mailbridge.inbound import identity
 
 __all__ = ["closed_for_good", "which_ticket"]
-
-REOPEN_STATUSES = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
 
 
 def which_ticket(step: Step, parsed: ParsedMessage) -> ThreadDecision:
@@ -44,7 +42,7 @@ def which_ticket(step: Step, parsed: ParsedMessage) -> ThreadDecision:
 
 def closed_for_good(app: App, ticket: Ticket, verdict: Verdict, now: datetime) -> bool:
     """A customer mail to a ticket closed longer ago than the reopen window starts anew."""
-    if verdict.kind != "customer" or ticket.status not in REOPEN_STATUSES:
+    if verdict.kind != "customer" or ticket.status not in CLOSED_STATUSES:
         return False
     closed_at = ticket.resolved_at or ticket.updated_at
     return now - closed_at > app.config.tickets.reopen_window
