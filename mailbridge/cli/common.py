@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
 
-from mailbridge.app import App, build_app
 from mailbridge.config import Config, config_path, load_config
 from mailbridge.core.message import Address
 from mailbridge.core.sla import parse_duration
@@ -19,7 +18,7 @@ from mailbridge.core.staff import requester_address
 from mailbridge.logs import config_secrets, hide_secrets, setup_logging
 
 if TYPE_CHECKING:
-    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+    from mailbridge.app import App
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -54,6 +53,8 @@ def language_code(text: str) -> str:
 
 @contextmanager
 def open_app(config: Config) -> Iterator[App]:
+    from mailbridge.app import build_app  # the database and templates: not for every command
+
     app = build_app(config)
     try:
         yield app

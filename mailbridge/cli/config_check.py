@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from mailbridge.cli.common import EXIT_OK, command_config
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
 
-
-def register(commands: Commands) -> None:
-    config = commands.add_parser("config", help="configuration")
+def configure(config: argparse.ArgumentParser) -> None:
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     config_commands.add_parser("check", help="validate the configuration and templates")
     config.set_defaults(handler=_config_check)

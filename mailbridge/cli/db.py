@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mailbridge.cli.common import EXIT_OK, command_config
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
 
-
-def register(commands: Commands) -> None:
-    db = commands.add_parser("db", help="database maintenance")
+def configure(db: argparse.ArgumentParser) -> None:
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_commands.add_parser("upgrade", help="apply migrations")
     backup = db_commands.add_parser(

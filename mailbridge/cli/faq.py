@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
 
 from mailbridge.cli.common import EXIT_OK, command_config, language_code
 from mailbridge.errors import ConfigError
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
 
-
-def register(commands: Commands) -> None:
-    faq = commands.add_parser("faq", help="FAQ answers offered in the acknowledgement")
+def configure(faq: argparse.ArgumentParser) -> None:
     faq_commands = faq.add_subparsers(dest="faq_command", metavar="ACTION", required=True)
     faq_test = faq_commands.add_parser(
         "test", help="rank the [faq] dir entries for a question, as a new ticket would"

@@ -2,33 +2,22 @@
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
-Each command is a module of this package that adds its subparser (`register`) and handles
-it; this module holds the global options, the order of the commands and the dispatch.
+Each command is a module of this package with a `configure(parser)` that adds its options
+and handler. This module holds the global options, the commands in their order with the
+line `mailbridge --help` gives each, and the dispatch. Only the module of the command being
+run is imported, so `mailbridge --help` or `mailbridge parse` does not load the database,
+HTTP and IMAP libraries the other commands need.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from mailbridge import __version__
-from mailbridge.cli import (
-    config_check,
-    db,
-    faq,
-    oauth,
-    outbox,
-    parse,
-    purge,
-    quarantine,
-    rules,
-    run,
-    status,
-    templates,
-    tickets,
-)
 from mailbridge.cli.common import EXIT_FAILURE, EXIT_USAGE
 from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
 from mailbridge.logs import setup_logging
@@ -37,30 +26,30 @@ from mailbridge.logs import setup_logging
 # group, whatever umask the shell, cron or a unit without UMask= handed it.
 UMASK = 0o027
 
-# In the order `mailbridge --help` lists them.
+# (command, module under mailbridge.cli, its line in `mailbridge --help`), in that order.
 COMMANDS = (
-    run,  # run, demo
-    db,
-    status,
-    purge,
-    config_check,
-    parse,
-    tickets,
-    outbox,
-    quarantine,
-    templates,
-    faq,
-    oauth,
-    rules,
+    ("run", "run", "run the daemon"),
+    ("demo", "demo", "embedded IMAP + SMTP + SQLite with sample mail"),
+    ("db", "db", "database maintenance"),
+    (
+        "status",
+        "status",
+        "the health picture, from the database (exit 1: something needs attention)",
+    ),
+    ("purge", "purge", "apply the [retention] policy now"),
+    ("config", "config_check", "configuration"),
+    ("parse", "parse", "print the parsed, classified message(s) as JSON"),
+    ("tickets", "tickets", "list and show tickets"),
+    ("outbox", "outbox", "outgoing mail"),
+    ("quarantine", "quarantine", "messages whose processing kept failing, kept for a person"),
+    ("templates", "templates", "reply templates"),
+    ("faq", "faq", "FAQ answers offered in the acknowledgement"),
+    ("oauth", "oauth", "OAuth2 sign-in of a mailbox or the SMTP login (Microsoft 365, Gmail)"),
+    ("rules", "rules", "routing rules ([[rule]] and [rules] include)"),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mailbridge",
-        description="Turns a support mailbox into tickets: IMAP in, acknowledgements out, "
-        "deadlines escalated.",
-    )
+def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="PATH",
@@ -70,17 +59,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=("text", "json"), help="override service.log_format"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+
+
+def build_parser(only: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, the other commands are listed but not loaded."""
+    parser = argparse.ArgumentParser(
+        prog="mailbridge",
+        description="Turns a support mailbox into tickets: IMAP in, acknowledgements out, "
+        "deadlines escalated.",
+    )
+    _global_options(parser)
     parser.add_argument("--version", action="version", version=f"mailbridge {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.register(commands)
+    for name, module, line in COMMANDS:
+        command = commands.add_parser(name, help=line)
+        if only is None or name in only:
+            importlib.import_module(f"mailbridge.cli.{module}").configure(command)
     return parser
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command `argv` names, read past the global options (None: it names none)."""
+    reader = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    _global_options(reader)
+    try:
+        _known, rest = reader.parse_known_args(argv)
+    except argparse.ArgumentError:  # a bad global option: the whole parser says what is wrong
+        return None
+    return next((word for word in rest if not word.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(UMASK)  # first: before any command creates a file
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    named = command_named(argv)
+    args = build_parser(only=() if named is None else (named,)).parse_args(argv)
     setup_logging(args.log_format or "text", verbose=args.verbose)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -9,7 +9,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from mailbridge.adapters.imap import ImapMailbox, imap_settings
 from mailbridge.adapters.smtp import SmtpConnection, SmtpSettings
@@ -28,10 +28,7 @@ from mailbridge.oauth.signin import (
 )
 from mailbridge.oauth.tokens import TokenProvider, TokenStore
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
-
-__all__ = ["oauth_login", "oauth_test", "register"]
+__all__ = ["oauth_login", "oauth_test", "configure"]
 
 
 def chosen_sign_in(config: Config, mailbox: str | None) -> SignIn:
@@ -193,10 +190,7 @@ def _say(out: TextIO, text: str) -> None:
     out.flush()  # someone (or a script) is waiting for the code
 
 
-def register(commands: Commands) -> None:
-    oauth = commands.add_parser(
-        "oauth", help="OAuth2 sign-in of a mailbox or the SMTP login (Microsoft 365, Gmail)"
-    )
+def configure(oauth: argparse.ArgumentParser) -> None:
     oauth_commands = oauth.add_subparsers(dest="oauth_command", metavar="ACTION", required=True)
     for action, text in (
         (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from sqlalchemy import select
 
@@ -25,12 +25,8 @@ from mailbridge.core.states import OutboxState
 from mailbridge.db.models import Base, Outbox
 from mailbridge.errors import MailbridgeError, one_line
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
 
-
-def register(commands: Commands) -> None:
-    outbox = commands.add_parser("outbox", help="outgoing mail")
+def configure(outbox: argparse.ArgumentParser) -> None:
     outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
     outbox_list = outbox_commands.add_parser("list", help="list outbox rows")
     outbox_list.add_argument("--state", choices=[state.value for state in OutboxState])

@@ -7,15 +7,12 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from mailbridge.config import Config, config_path, load_config
 from mailbridge.core.classify import Identity, classify
 from mailbridge.core.parse import parse_message
 from mailbridge.core.serialize import parsed_to_json
-
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
 
 NO_IDENTITY = Identity(own_addresses=frozenset(), own_domains=frozenset(), loop_token="")
 
@@ -61,8 +58,7 @@ class MailFiles:
             yield name, raw
 
 
-def register(commands: Commands) -> None:
-    parse = commands.add_parser("parse", help="print the parsed, classified message(s) as JSON")
+def configure(parse: argparse.ArgumentParser) -> None:
     parse.add_argument("files", nargs="+", metavar="FILE", help="email files, or - for stdin")
     parse.set_defaults(handler=_parse)
 

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from mailbridge.cli.common import EXIT_OK, command_config, open_app
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
 
-
-def register(commands: Commands) -> None:
-    purge = commands.add_parser("purge", help="apply the [retention] policy now")
+def configure(purge: argparse.ArgumentParser) -> None:
     purge.add_argument(
         "--dry-run", action="store_true", help="report what would be removed, remove nothing"
     )

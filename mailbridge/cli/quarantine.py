@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from email.parser import BytesHeaderParser
 from email.policy import default
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import select, update
 
@@ -22,10 +22,7 @@ from mailbridge.core.states import InboundState
 from mailbridge.db.models import InboundMessage
 from mailbridge.errors import MailbridgeError, one_line
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
-
-__all__ = ["list_quarantined", "register", "retry_quarantined", "show_quarantined"]
+__all__ = ["list_quarantined", "configure", "retry_quarantined", "show_quarantined"]
 
 _HEADERS = BytesHeaderParser(policy=default)
 
@@ -107,10 +104,7 @@ def retry_quarantined(app: App, ids: Sequence[int], every: bool, out: TextIO) ->
     return 0
 
 
-def register(commands: Commands) -> None:
-    quarantine = commands.add_parser(
-        "quarantine", help="messages whose processing kept failing, kept for a person"
-    )
+def configure(quarantine: argparse.ArgumentParser) -> None:
     quarantine_commands = quarantine.add_subparsers(
         dest="quarantine_command", metavar="ACTION", required=True
     )

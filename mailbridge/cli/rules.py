@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from mailbridge.cli.common import command_config
 from mailbridge.cli.parse import MailFiles
@@ -19,9 +19,6 @@ from mailbridge.core.parse import parse_message
 from mailbridge.core.rules import evaluate
 from mailbridge.errors import ConfigError
 from mailbridge.inbound.routing import actions_dict, described, facts_for, summary
-
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +104,7 @@ def _print(report: dict[str, Any], rules: int, out: TextIO) -> None:
         print(f"  together: {summary(report['actions'])}", file=out)
 
 
-def register(commands: Commands) -> None:
-    rules = commands.add_parser("rules", help="routing rules ([[rule]] and [rules] include)")
+def configure(rules: argparse.ArgumentParser) -> None:
     rules_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     rules_test = rules_commands.add_parser(
         "test", help="show which rules a mail matches and what they would do"

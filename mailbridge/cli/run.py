@@ -1,40 +1,24 @@
-"""`mailbridge run` (the daemon, or one pass with --once) and `mailbridge demo`."""
+"""`mailbridge run`: the daemon, or one pass with --once."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mailbridge.cli.common import EXIT_FAILURE, EXIT_OK, command_config
 from mailbridge.config import config_path
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
-
 log = logging.getLogger("mailbridge")
 
 
-def register(commands: Commands) -> None:
-    run = commands.add_parser("run", help="run the daemon")
+def configure(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--once",
         action="store_true",
         help="one full pass (ingest, process, send, sweep), then exit",
     )
-
-    demo = commands.add_parser("demo", help="embedded IMAP + SMTP + SQLite with sample mail")
-    demo.add_argument("--dir", type=Path, help="keep the demo's database here (default: temporary)")
-    demo.add_argument(
-        "--keep-running",
-        action="store_true",
-        help="keep the demo daemon running after the tour, until Ctrl-C",
-    )
     run.set_defaults(handler=_run)
-    demo.set_defaults(handler=_demo)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -64,21 +48,3 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         app.close()
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from mailbridge.demo import EXTRA_MODULES, INSTALL
-
-    try:  # here, not at the top: the daemon runs without the demo extra
-        from mailbridge.demo.run import run_demo
-    except ModuleNotFoundError as exc:
-        package = (exc.name or "").partition(".")[0]
-        if package not in EXTRA_MODULES:
-            raise
-        print(
-            f"mailbridge: the demo needs pymap and aiosmtpd, from the demo extra ({package} is "
-            f"missing): {INSTALL}",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-    return run_demo(args.dir, keep_running=args.keep_running)

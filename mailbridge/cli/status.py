@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy.engine import make_url
 
@@ -28,10 +28,7 @@ from mailbridge.oauth.endpoint import SignInRequired
 from mailbridge.oauth.tokens import TokenStore
 from mailbridge.service.snapshot import Snapshot, snapshot
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
-
-__all__ = ["print_status", "register", "status_document"]
+__all__ = ["print_status", "configure", "status_document"]
 
 DAEMON_TIMEOUT = 3.0
 
@@ -281,10 +278,7 @@ def _print_owners(doc: dict[str, Any], out: TextIO) -> None:
         out.write(f"  mailbox {name}: polled by {owner}\n")
 
 
-def register(commands: Commands) -> None:
-    status = commands.add_parser(
-        "status", help="the health picture, from the database (exit 1: something needs attention)"
-    )
+def configure(status: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="print a JSON object")
     status.set_defaults(handler=_status)
 

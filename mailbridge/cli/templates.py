@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from mailbridge.adapters.template_context import SAMPLE_CONTEXT
 from mailbridge.adapters.templates import TemplateSet, default_templates_dir
@@ -18,12 +18,8 @@ from mailbridge.core.clip import clip_context
 from mailbridge.db import queries
 from mailbridge.errors import MailbridgeError, TemplateError
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
 
-
-def register(commands: Commands) -> None:
-    templates = commands.add_parser("templates", help="reply templates")
+def configure(templates: argparse.ArgumentParser) -> None:
     template_commands = templates.add_subparsers(
         dest="templates_command", metavar="ACTION", required=True
     )

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import ColumnElement, and_, or_, select
 
@@ -35,12 +35,8 @@ from mailbridge.errors import MailbridgeError
 from mailbridge.tickets.deadlines import open_deadlines
 from mailbridge.tickets.requester import missing_requester, set_requester, unusable_requester
 
-if TYPE_CHECKING:
-    from mailbridge.cli.common import Commands
 
-
-def register(commands: Commands) -> None:
-    tickets = commands.add_parser("tickets", help="list and show tickets")
+def configure(tickets: argparse.ArgumentParser) -> None:
     ticket_commands = tickets.add_subparsers(
         dest="tickets_command", metavar="ACTION", required=True
     )

@@ -1,0 +1,77 @@
+"""The command line loads only the command it runs, and says the same as when it loads all."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailbridge.cli.main import COMMANDS, build_parser, command_named, main
+
+pytestmark = pytest.mark.unit
+
+EML = Path(__file__).resolve().parents[1] / "data" / "eml" / "plain.eml"
+
+
+def help_of(argv: list[str], only: tuple[str, ...] | None) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser(only).parse_args([*argv, "--help"])
+    return out.getvalue()
+
+
+def test_the_command_list_is_the_same_when_no_command_is_loaded() -> None:
+    assert help_of([], only=()) == help_of([], only=None)
+
+
+@pytest.mark.parametrize("name", [name for name, _module, _line in COMMANDS])
+def test_each_command_alone_is_the_command_in_full(name: str) -> None:
+    assert help_of([name], only=(name,)) == help_of([name], only=None)
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["tickets", "list"], "tickets"),
+        (["--config", "tickets", "parse", "x.eml"], "parse"),  # a path named like a command
+        (["-v", "--log-format", "json", "status"], "status"),
+        (["--log-format=json", "run", "--once"], "run"),
+        (["--help"], None),
+        ([], None),
+        (["--log-format", "bogus", "run"], None),  # the whole parser says what is wrong
+    ],
+)
+def test_the_command_is_read_past_the_global_options(argv: list[str], named: str | None) -> None:
+    assert command_named(argv) == named
+
+
+def test_a_bad_global_option_is_reported_by_the_whole_parser() -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+        main(["--log-format", "bogus", "run"])
+    assert exit_.value.code == 2
+    assert err.getvalue().count("usage: mailbridge") == 1
+    assert "invalid choice: 'bogus'" in err.getvalue()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["parse", str(EML)]])
+def test_help_and_parse_start_without_the_database_libraries(argv: list[str]) -> None:
+    script = (
+        "import sys\n"
+        "from mailbridge.cli.main import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('sqlalchemy', 'alembic', 'authlib', 'imapclient', 'aiosmtplib')\n"
+        "         if m in sys.modules]\n"
+        "print('LOADED', heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "LOADED []" in done.stderr, done.stderr
