@@ -9,6 +9,7 @@ Runs inside the caller's transaction, like the rest of apply.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from mailbridge.adapters.faq_files import suggest
@@ -17,12 +18,16 @@ from mailbridge.core.ack_policy import (
     AckDecision,
     AckFacts,
     LimitKey,
-    address_problem,
     authenticated_by,
+    automated,
+    backlog,
+    bouncing,
     decide,
     domain_of,
     limit_keys,
     minimal_context,
+    routing_rule,
+    unusable_address,
 )
 from mailbridge.core.faq import plain_text
 from mailbridge.core.humanize import excerpt
@@ -81,16 +86,42 @@ def ack_facts(
     routed: Decision,
 ) -> AckFacts:
     """What core.ack_policy.decide looks at, read from the mail, the configuration and the
-    database (whether the address bounces, the acknowledgement ledger's hourly counts)."""
+    database (whether the address bounces, the acknowledgement ledger's hourly counts).
+
+    The database is asked only for what the checks before it leave open, in their order:
+    an automated mail or an unusable address costs no query, a bouncing address, old
+    backlog mail or a no_ack rule no ledger count."""
     app, now = step.app, step.now
     tickets = app.config.tickets
     address = ticket.requester_address
-    sender = parsed.from_.address if parsed.from_ else ""
-    usable = not address_problem(address, app.identity.own_addresses)
-    # A requester who just wrote is not bouncing (their mail cleared any flag): no look-up.
-    bouncing = bounces.bounce_refusal(step.session, address) if usable and sender != address else ""
     mailbox = app.config.mailbox_named(inbound.mailbox)
     authenticated = authenticated_by(parsed.headers, app.config.staff.trusted_authserv_id, address)
+    facts = AckFacts(
+        kind=verdict.kind,
+        rules=verdict.rules,
+        automated=verdict.automated,
+        withheld_by=verdict.ack_withheld_by,
+        address=address,
+        own_addresses=app.identity.own_addresses,
+        bouncing="",
+        backlog_age=mailbox.backlog_age
+        if inbound.backlog and mailbox.backlog == "import"
+        else None,
+        arrived=inbound.arrived_at or parsed.date or now,
+        now=now,
+        no_ack_rule=routing.because(routed) if routed.actions.no_ack else "",
+        limits=(),
+        authenticated=authenticated,
+        unauthenticated_form=tickets.ack_unauthenticated,
+    )
+    if automated(facts) or unusable_address(facts):
+        return facts
+    sender = parsed.from_.address if parsed.from_ else ""
+    # A requester who just wrote is not bouncing (their mail cleared any flag): no look-up.
+    if sender != address:
+        facts = replace(facts, bouncing=bounces.bounce_refusal(step.session, address))
+    if bouncing(facts) or backlog(facts) or routing_rule(facts):
+        return facts
     keys = limit_keys(
         address,
         ticket.mailbox,
@@ -100,28 +131,11 @@ def ack_facts(
         authenticated=authenticated is not None,
     )
     since = now - LIMIT_WINDOW
-    return AckFacts(
-        kind=verdict.kind,
-        rules=verdict.rules,
-        automated=verdict.automated,
-        withheld_by=verdict.ack_withheld_by,
-        address=address,
-        own_addresses=app.identity.own_addresses,
-        bouncing=bouncing,
-        backlog_age=mailbox.backlog_age
-        if inbound.backlog and mailbox.backlog == "import"
-        else None,
-        arrived=inbound.arrived_at or parsed.date or now,
-        now=now,
-        no_ack_rule=routing.because(routed) if routed.actions.no_ack else "",
-        limits=tuple(
-            (key, queries.acknowledgements_since(step.session, key.limit, key.key, since))
-            for key in keys
-            if usable
-        ),
-        authenticated=authenticated,
-        unauthenticated_form=tickets.ack_unauthenticated,
+    counts = tuple(
+        (key, queries.acknowledgements_since(step.session, key.limit, key.key, since))
+        for key in keys
     )
+    return replace(facts, limits=counts)
 
 
 def _withheld_by_limit(step: Step, ticket: Ticket, key: LimitKey, recent: int) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import event
 
 from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.demo.imap_server import EmbeddedImapServer
@@ -264,6 +265,29 @@ def test_an_out_of_office_without_headers_gets_no_acknowledgement(
     assert world.sent_to(VICTIM) == []
     (ticket,) = world.tickets()
     assert withheld(world, ticket.number or 0)["check"] == "automated"
+
+
+def test_automated_mail_costs_no_bounce_or_ledger_look_up(world: World) -> None:
+    # A flood of out-of-office or bulk mail must not buy a query per limit per mail.
+    asked: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        lowered = statement.lower()
+        if lowered.startswith("select") and (
+            "from acknowledgement" in lowered or "from address_state" in lowered
+        ):
+            asked.append(statement)
+
+    event.listen(world.app.engine, "before_cursor_execute", note)
+    try:
+        world.deliver(mail("away@customer.example", "Out of Office: back on Monday", "Away."))
+        world.run()
+        assert asked == []
+        world.deliver(mail("ada@customer.example", "Printer on fire", "Help."))
+        world.run()
+        assert len(asked) >= 3  # the same path for a customer asks the hourly limits
+    finally:
+        event.remove(world.app.engine, "before_cursor_execute", note)
 
 
 def test_a_read_receipt_gets_none_and_asking_for_one_is_not_automated(world: World) -> None:
