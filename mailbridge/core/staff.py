@@ -168,7 +168,7 @@ def staff_member(argument: str, addresses: Iterable[str]) -> str | None:
 @dataclass(frozen=True, slots=True)
 class Command:
     name: str  # note | close | resolve | priority | assign | queue | template | tag | untag
-    argument: str = ""  # | requester
+    argument: str = ""  # | requester | cc | merge | split | noack | send | drop
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +234,48 @@ def _one_address(argument: str) -> bool:
     return requester_address(argument) is not None
 
 
+MAX_CC = 20  # addresses one #cc line may name
+
+
+@dataclass(frozen=True, slots=True)
+class CcChange:
+    """What a `#cc` line asks: `add` or `remove` these addresses, or `none` (remove all)."""
+
+    verb: str  # add | remove | none
+    addresses: tuple[Address, ...]
+
+
+def cc_change(argument: str) -> CcChange | None:
+    """`add a@x, B <b@y>` | `remove a@x` | `none`, read by core.addresses; None unless it
+    is one of these with 1..MAX_CC well-formed addresses (none with `none`)."""
+    verb, _, rest = argument.strip().partition(" ")
+    verb = verb.lower()
+    if verb == "none":
+        return CcChange("none", ()) if not rest.strip() else None
+    if verb not in ("add", "remove") or not rest.strip() or len(rest) > MAX_CC * MAX_REQUESTER:
+        return None
+    found = parse_address_list(rest)
+    mailboxes = found.mailboxes
+    if found.defects or not 0 < len(mailboxes) <= MAX_CC:
+        return None
+    if any(not m.address or len(m.address) > _MAX_ADDRESS for m in mailboxes):
+        return None
+    return CcChange(verb, tuple(Address(m.name, m.address) for m in mailboxes))
+
+
+def _cc_argument(argument: str) -> bool:
+    return cc_change(argument) is not None
+
+
+_TICKET_NUMBER = re.compile(r"#?\d{1,12}")
+
+
+def ticket_number_argument(argument: str) -> int | None:
+    """The ticket `#merge` names: `1041` or `#1041`."""
+    text = argument.strip()
+    return int(text.lstrip("#")) if _TICKET_NUMBER.fullmatch(text) else None
+
+
 _Validator = re.Pattern[str] | tuple[str, ...] | Callable[[str], bool] | None
 # name -> (argument required?, validator of the argument, what is expected); a pattern or
 # tuple checks the lower-cased argument, a function the argument as written.
@@ -252,6 +294,16 @@ _COMMANDS: dict[str, tuple[bool, _Validator, str]] = {
         _one_address,
         "one address, like someone@example.com or Ann Example <ann@example.com>",
     ),
+    "cc": (
+        True,
+        _cc_argument,
+        f"add ADDRESSES, remove ADDRESSES (at most {MAX_CC}, separated by commas) or none",
+    ),
+    "merge": (True, _TICKET_NUMBER, "the number of the ticket to merge this one into"),
+    "split": (False, None, ""),
+    "noack": (False, None, ""),
+    "send": (False, None, ""),
+    "drop": (False, None, ""),
 }
 
 

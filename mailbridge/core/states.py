@@ -41,6 +41,7 @@ class TicketStatus(StrEnum):
     WAITING = "waiting"  # staff replied: waits on the customer, the resolution clock stopped
     RESOLVED = "resolved"  # by a staff #resolve, or by the customer saying it is solved
     CLOSED = "closed"  # by a staff #close
+    MERGED = "merged"  # by #merge or `tickets merge`: its mail goes to `merged_into_id`
 
 
 @unique
@@ -84,7 +85,12 @@ MailKind = Literal[
     "closed",
     "sla_warning",
     "escalation",
+    "merged",
+    "collision",
 ]
 
-# Done with, for now: no deadline runs, and mail from the customer reopens the ticket.
-CLOSED_STATUSES: Final = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
+# Done with, for now: no deadline runs, and mail from the customer reopens the ticket (a
+# merged ticket's mail goes to the ticket it was merged into instead, inbound/thread.py).
+CLOSED_STATUSES: Final = frozenset(
+    {TicketStatus.RESOLVED, TicketStatus.CLOSED, TicketStatus.MERGED}
+)

@@ -163,6 +163,9 @@ class Ticket(Base):
     resolution_paused_seconds: Mapped[int] = mapped_column(
         Integer, default=0, server_default=text("0")
     )
+    # Set when the ticket was merged (status "merged"): the ticket its mail now goes to.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    merged_at: Mapped[datetime | None]
 
     articles: Mapped[list[Article]] = relationship(
         back_populates="ticket", order_by="Article.id", lazy="raise_on_sql"
@@ -178,6 +181,24 @@ class TicketTag(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     added_at: Mapped[datetime]
+
+
+class TicketParticipant(Base):
+    """Someone besides the requester who is in the conversation: copied on the customer's
+    mail, or added by staff (`#cc add`, `tickets cc`). Staff answers go to them in Cc.
+
+    A removed participant keeps the row with `removed_at` set, so that a later customer
+    mail that still copies them does not bring them back; only staff add them again.
+    """
+
+    __tablename__ = "ticket_participant"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(DigestString(320), primary_key=True, index=True)
+    name: Mapped[str] = mapped_column(ClippedString(255), default="")
+    added_at: Mapped[datetime]
+    added_by: Mapped[str] = mapped_column(ClippedString(320))  # an address, or "command line"
+    removed_at: Mapped[datetime | None]
 
 
 class Article(Base):
