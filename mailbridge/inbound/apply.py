@@ -15,7 +15,15 @@ from mailbridge.core.rules import Actions
 from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
-from mailbridge.inbound import bounces, identity, routing, staff, staff_notification, thread
+from mailbridge.inbound import (
+    bounces,
+    forward,
+    identity,
+    routing,
+    staff,
+    staff_notification,
+    thread,
+)
 from mailbridge.inbound.acknowledge import ACK_TEMPLATE, maybe_acknowledge
 from mailbridge.inbound.solved import resolved_by_customer
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket, on_customer_followup
@@ -43,7 +51,9 @@ def apply_message(
     if claim is not None and claim.refusal is not None:
         return identity.refuse_token(step, inbound, parsed, claim)
     if claim is not None and claim.proof is not None:
-        handled = staff.handle_staff_mail(step, inbound, parsed, claim)
+        handled = staff.handle_staff_mail(step, inbound, parsed, claim) or _on_behalf(
+            step, inbound, parsed, verdict, claim
+        )
         if handled is not None:
             return handled
         claim = None  # proven staff writing afresh: a ticket like anyone's
@@ -79,6 +89,39 @@ def apply_message(
     acknowledged = maybe_acknowledge(step, ticket, article, inbound, parsed, verdict, routed)
     _tell_staff(step, ticket, article, parsed, verdict, claim, "new")
     return Applied.to(ticket, "created", acknowledged=acknowledged)
+
+
+def _on_behalf(
+    step: Step,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    claim: identity.StaffClaim,
+) -> Applied | None:
+    """A proven staff member's mail about no ticket that forwards a customer's or names one
+    with #requester opens a ticket for the customer; None when it does neither."""
+    behalf = forward.on_behalf(step, parsed, claim)
+    return _open_on_behalf(step, inbound, verdict, behalf) if behalf is not None else None
+
+
+def _open_on_behalf(
+    step: Step, inbound: InboundMessage, verdict: Verdict, behalf: forward.OnBehalf
+) -> Applied:
+    """A proven staff member forwarded a customer's mail, or named one with #requester
+    (inbound/forward.py): a new ticket, routed on the original as if the customer had
+    written; no threading, the staff member asked for a ticket."""
+    opening = behalf.opening
+    routed = (
+        routing.decide(step, opening, inbound.mailbox)
+        if behalf.customer_wrote
+        else routing.NO_DECISION
+    )
+    ticket = _open_ticket(step, inbound, opening, verdict, routed.actions)
+    article = None
+    if behalf.customer_wrote or behalf.refused:
+        article = _add_article(step, ticket, inbound, opening, verdict)
+    routing.apply_new(step, ticket, routed)
+    return forward.settle(step, ticket, article, inbound, behalf, verdict, routed)
 
 
 def _add_followup(

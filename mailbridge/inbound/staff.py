@@ -392,3 +392,41 @@ def handle_observed(step: Step, inbound: InboundMessage, parsed: ParsedMessage) 
         message_id=parsed.message_id,
     )
     return Applied.to(ticket, "staff_reply", reason="observed in sent folder")
+
+
+# --- tickets a staff member opens for a customer (inbound/forward.py) ---------------------------
+
+
+def apply_commands(
+    step: Step, ticket: Ticket, message: StaffMessage, claim: StaffClaim
+) -> dict[str, object]:
+    """The commands that set a ticket up (#requester, #assign, #priority, #queue, #tag,
+    #untag), as on an answer; returns what changed, for the event."""
+    return _apply_commands(step, ticket, message, claim)
+
+
+def note_article(
+    step: Step, ticket: Ticket, inbound: InboundMessage, parsed: ParsedMessage, by: str, text: str
+) -> Article:
+    """The staff member's own lines on a forward, as an internal note."""
+    words = StaffWords(by, text, note=True, message_id=parsed.message_id, to=[], cc=[])
+    return _staff_article(step, ticket, inbound, parsed, words)
+
+
+def write_to_customer(
+    step: Step,
+    ticket: Ticket,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    message: StaffMessage,
+    claim: StaffClaim,
+) -> tuple[Article, int | None]:
+    """A staff member's first message on a ticket they opened: relayed to the requester as
+    an answer (the ticket then waits on them), or kept as a note with #note; returns the
+    article and the outbox row's id (None for a note)."""
+    article = _record_article(step, ticket, inbound, parsed, claim, message)
+    if message.has("note"):
+        return article, None
+    row = _relay(step, ticket, article, parsed, message, claim)
+    on_staff_reply(step, ticket)
+    return article, row.id
