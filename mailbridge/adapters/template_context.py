@@ -35,6 +35,8 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     unread             list  what of the customer's mail was not read (parts past a cap,
                              attachments past the size limit), one str each; usually empty
     errors             list  what was wrong with a staff member's commands, one str each
+    participants       list  who else gets staff answers, in Cc (tickets/participants.py),
+                             each {"name" ("" when unknown), "address"}; may be empty
     deadline           str   which deadline a warning or escalation is about:
                              "first_response" or "resolution" (promised_reply is its time)
     due_in             str   time left until that deadline, "1 hour" (format_duration)
@@ -93,6 +95,7 @@ CONTEXT_KEYS = frozenset(
         "faq",
         "minimal",
         "unread",
+        "participants",
     }
 )
 
@@ -164,6 +167,10 @@ def sample_context(language: str) -> dict[str, object]:
             {"filename": "video.mov", "size": "48 MB", "attached": False},
         ],
         "errors": ["#priority soonish: expected one of low, normal, high, urgent"],
+        "participants": [
+            {"name": "Marco Rossi", "address": "marco.rossi@example.net"},
+            {"name": "", "address": "accounts@example.net"},
+        ],
         "unread": ["more than 1000 MIME parts: the parts after the 1000th were not read"],
         "deadline": "first_response",
         "due_in": format_duration(timedelta(hours=1), language),

@@ -25,6 +25,7 @@ from mailbridge.cli.common import (
     print_json,
     table,
 )
+from mailbridge.cli.ticket_participants import configure_cc, listed, run_cc
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.message import Address
 from mailbridge.core.staff import tag_name
@@ -88,6 +89,7 @@ def configure(tickets: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help='someone@example.com, or "Ann Example <ann@example.com>"',
     )
+    configure_cc(ticket_commands)
     tickets.set_defaults(handler=_tickets)
 
 
@@ -108,6 +110,8 @@ def _tickets(args: argparse.Namespace) -> int:
             return tag_ticket(app, args.number, args.add, args.remove, sys.stdout)
         if args.tickets_command == "requester":
             return set_ticket_requester(app, args.number, args.address, sys.stdout)
+        if args.tickets_command == "cc":
+            return run_cc(args, app, sys.stdout)
         return show_ticket(app, args.number, args.json, sys.stdout)
 
 
@@ -267,10 +271,12 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         articles = queries.ticket_articles(session, ticket.id)
         events = queries.ticket_events(session, ticket.id)
         tags = queries.ticket_tags(session, ticket.id)
+        copied = listed(session, ticket)
     document = ticket_json(ticket)
     # Why nobody can be answered on this ticket, and how to set someone; null when answerable.
     document["no_requester"] = missing_requester(ticket) or None
     document["tags"] = tags
+    document["participants"] = copied
     document["articles"] = [
         {
             "id": a.id,
@@ -309,6 +315,8 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         out.write(f"  {document['no_requester']}\n")
     if tags:
         out.write(f"  tags: {', '.join(tags)}\n")
+    if copied:
+        out.write(f"  participants (Cc): {', '.join(p['address'] for p in copied)}\n")
     for article in document["articles"]:
         out.write(
             f"\n--- {article['direction']} {article['author_kind']} "

@@ -42,7 +42,15 @@ DEFAULT_TEXT = 1_000
 CUSTOMER_TEXT = frozenset({"subject", "requester_name", "excerpt"})
 # Entries of each list (and of the links dict); the producers keep digest and faq within
 # these already (staff.digest_articles, faq.suggestions).
-LIST_LIMITS = {"attachments": 100, "digest": 20, "faq": 3, "errors": 20, "links": 20, "unread": 20}
+LIST_LIMITS = {
+    "attachments": 100,
+    "digest": 20,
+    "faq": 3,
+    "errors": 20,
+    "links": 20,
+    "unread": 20,
+    "participants": 50,  # core.participants.MAX_ACTIVE
+}
 DEFAULT_ITEMS = 20
 # Characters of the strings inside list entries, by their key.
 ENTRY_LIMITS = {
@@ -55,6 +63,8 @@ ENTRY_LIMITS = {
     "size": 50,
     "at": 50,
     "direction": 10,
+    "name": 100,
+    "address": 320,
 }
 ERROR_LIMIT = 500
 

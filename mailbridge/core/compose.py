@@ -100,6 +100,7 @@ class Outgoing:
     text: str
     html: str | None
     message_id: str
+    cc: tuple[Address, ...] = ()  # written as the Cc header; each checked like To
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     auto_submitted: str | None = None  # RFC 3834: "auto-replied", "auto-generated"
@@ -141,6 +142,8 @@ def build_message(out: Outgoing) -> bytes:
     if not out.to:
         raise ValueError("a message needs at least one recipient")
     head = [_address_header("From", (out.from_,)), _address_header("To", out.to)]
+    if out.cc:
+        head.append(_address_header("Cc", out.cc))
     if out.reply_to:
         head.append(_address_header("Reply-To", out.reply_to))
     head.append(_text_header("Subject", out.subject))

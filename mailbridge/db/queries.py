@@ -51,6 +51,7 @@ from mailbridge.db.models import (
     InboundMessage,
     Outbox,
     Ticket,
+    TicketParticipant,
     TicketTag,
 )
 from mailbridge.db.types import DigestString
@@ -66,10 +67,19 @@ _SENT_IDS = select(Outbox.message_id, Outbox.ticket_id).where(
     Outbox.message_id.in_(bindparam("ids", expanding=True))
 )
 _TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
-_PARTICIPANTS = select(Article.from_address).where(
-    Article.ticket_id == bindparam("ticket_id"),
-    Article.direction == "in",
-    Article.author_kind != AuthorKind.UNVERIFIED,
+_PARTICIPANTS = (
+    select(Article.from_address)
+    .where(
+        Article.ticket_id == bindparam("ticket_id"),
+        Article.direction == "in",
+        Article.author_kind != AuthorKind.UNVERIFIED,
+    )
+    .union_all(
+        select(TicketParticipant.address).where(
+            TicketParticipant.ticket_id == bindparam("ticket_id"),
+            TicketParticipant.removed_at.is_(None),
+        )
+    )
 )
 
 
@@ -137,8 +147,9 @@ def ticket_by_number(session: Session, number: int) -> Ticket | None:
 
 
 def participants(session: Session, ticket: Ticket) -> frozenset[str]:
-    """Everyone who wrote on the ticket, and its requester; not those whose mail joined
-    it unverified (an unverified_sender event), however often they write."""
+    """Everyone who wrote on the ticket, its requester and its active participants
+    (tickets/participants.py); not those whose mail joined it unverified (an
+    unverified_sender event), however often they write."""
     found = session.scalars(_PARTICIPANTS, {"ticket_id": ticket.id})
     return frozenset({ticket.requester_address, *found})
 

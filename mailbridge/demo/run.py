@@ -31,6 +31,7 @@ TOUR_LIMIT = 90.0
 
 
 DEMO_MX = "mx.demo.example"
+MARCO = "marco.rossi@example.it"
 
 
 def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Config:
@@ -115,6 +116,9 @@ BANK = customer_mail(
     Grazie,
     Giulia Rossi
     """,
+    # Her husband holds the account with her: copied, he becomes a participant of the
+    # ticket and gets Alice's answer in Cc.
+    extra={"Cc": f"Marco Rossi <{MARCO}>"},
 )
 CABLE = customer_mail(
     "Tom Baker <tom.baker@example.co.uk>",
@@ -303,15 +307,15 @@ async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) 
         assert notice is not None
         narrator.say(
             "\n→ Alice (staff) answers Giulia by replying to the notification from her "
-            "own mail client; a command on the first line raises the priority"
+            "own mail client; a command on the first line raises the priority. Giulia "
+            f"copied her husband ({MARCO}): the answer goes to her, with him in Cc"
         )
         await asyncio.to_thread(imap.append, staff_answer(notice))
-        await _until(
-            lambda: (
-                len([m for m in sink.received if "giulia.rossi@example.it" in m.recipients]) >= 2
-            ),
-            narrator,
-            30,
+        await _until(lambda: narrator.sent_to(MARCO) is not None, narrator, 30)
+        answer = narrator.sent_to(MARCO)
+        assert answer is not None
+        narrator.say(
+            f"\n✔ Alice's answer reached both: To {answer.message['To']}, Cc {answer.message['Cc']}"
         )
         narrator.say(
             "\n→ Tom replies to his acknowledgement, upset; Giulia's mail server "
@@ -336,7 +340,8 @@ async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) 
     narrator.say(
         f"\n{len(narrator.tickets)} tickets, {narrator.mails} mails sent, "
         f"{len(narrator.escalations)} escalation(s). Giulia got Alice's answer from "
-        "the support address, without the quote, the signature or Alice's address; "
+        "the support address, without the quote, the signature or Alice's address, "
+        "and Marco, whom she had copied, got it in Cc; "
         "her ticket waits on her and was not escalated. Tom's follow-up and Giulia's "
         "out-of-office joined their tickets without a second acknowledgement."
     )

@@ -26,6 +26,7 @@ from mailbridge.inbound import (
 )
 from mailbridge.inbound.acknowledge import ACK_TEMPLATE, maybe_acknowledge
 from mailbridge.inbound.solved import resolved_by_customer
+from mailbridge.tickets import participants
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket, on_customer_followup
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.requester import STORED_NAME
@@ -76,6 +77,7 @@ def apply_message(
     ticket = _open_ticket(step, inbound, parsed, verdict, routed.actions)
     article = _add_article(step, ticket, inbound, parsed, verdict)
     routing.apply_new(step, ticket, routed)
+    _copied_join(step, ticket, parsed, verdict)  # before staff are told
     if decision.ignored_tag is not None:
         add_event(
             step,
@@ -159,8 +161,16 @@ def _add_followup(
         )
         return Applied.to(ticket, "followup", reason=f"unverified sender: {unverified}")
     _follow_up(step, ticket, article, parsed, verdict, decision)
+    _copied_join(step, ticket, parsed, verdict)
     _tell_staff(step, ticket, article, parsed, verdict, claim, "followup")
     return Applied.to(ticket, "followup", reason=decision.via or "")
+
+
+def _copied_join(step: Step, ticket: Ticket, parsed: ParsedMessage, verdict: Verdict) -> None:
+    """Whom a customer's mail copies joins the ticket (tickets/participants.py); automated
+    mail and an unverified sender's (which never get here) add nobody."""
+    if verdict.kind == "customer":
+        participants.from_customer_mail(step, ticket, parsed)
 
 
 def _tell_staff(

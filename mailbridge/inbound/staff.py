@@ -39,7 +39,7 @@ from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import requester
+from mailbridge.tickets import participants, requester
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
 
@@ -70,6 +70,7 @@ def handle_staff_mail(
         *message.errors,
         *_argument_problems(step.app, message),
         *requester.command_problems(step.app, ticket, message),
+        *participants.command_problems(step.app, ticket, message),
     ]
     if not problems and not message.text and not message.commands:
         problems.append("nothing to send: the reply has no text above the quoted message")
@@ -258,6 +259,7 @@ def _apply_commands(
 ) -> dict[str, object]:
     changes: dict[str, object] = {}
     changes.update(requester.apply_command(step, ticket, message, claim.address))
+    changes.update(participants.apply_commands(step, ticket, message, claim.address))
     assignee = message.argument("assign")
     if assignee is not None:
         ticket.assignee = (
@@ -297,6 +299,8 @@ def _relay(
     context["staff_name"] = first_name(parsed.from_.name if parsed.from_ else "")
     template = CANNED_PREFIX + name if (name := message.argument("template")) else "staff_reply"
     thread = _customer_thread(step.session, ticket)
+    cc = participants.cc_of(step, ticket)  # as reply-all would
+    article.cc = [a.address for a in cc]
     row = queue_mail(
         step,
         Mail(
@@ -305,6 +309,7 @@ def _relay(
             template=template,
             context=context,
             to=[Address(ticket.requester_name, ticket.requester_address)],
+            cc=cc,
             language=language,
             unique=f"reply.{ticket.id}.{article.id}",
             in_reply_to=thread[-1] if thread else None,
@@ -333,6 +338,7 @@ def _finish(step: Step, ticket: Ticket, message: StaffMessage, answered: bool) -
                 template="closed",
                 context=ticket_context(step.app, ticket, language),
                 to=[Address(ticket.requester_name, ticket.requester_address)],
+                cc=participants.cc_of(step, ticket),
                 language=language,
                 unique=f"closed.{ticket.id}",
                 in_reply_to=thread[-1] if thread else None,

@@ -18,6 +18,7 @@ from mailbridge.core.relay import notified_attachments
 from mailbridge.db.models import Article, Outbox, Ticket
 from mailbridge.inbound.identity import audience_of, token_address
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.tickets import participants
 
 __all__ = ["notify_staff"]
 
@@ -52,6 +53,9 @@ def notify_staff(
     )
     context["attachments"] = listing
     context["unread"] = list(parsed.unread)
+    context["participants"] = [
+        {"name": a.name, "address": a.address} for a in participants.cc_of(step, ticket)
+    ]
     root = make_message_id(step.app.message_id_domain, f"staff.t{ticket.id}")
     return queue_mail(
         step,

@@ -84,6 +84,7 @@ class Mail:
     references: Sequence[str] = ()
     reply_to: Sequence[Address] = ()  # default: the address the ticket came in through
     attachments: Sequence[Attachment] = ()
+    cc: Sequence[Address] = ()  # the Cc header; envelope recipients too, after `to`
 
 
 def queue_mail(step: Step, mail: Mail) -> Outbox:
@@ -109,6 +110,7 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
         Outgoing(
             from_=sender,
             to=tuple(mail.to),
+            cc=tuple(mail.cc),
             subject=add_tag(rendered.subject, tag),
             text=rendered.text,
             html=rendered.html,
@@ -129,7 +131,7 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
         ticket_id=ticket.id,
         kind=mail.kind,
         envelope_from=sender.address,
-        envelope_to=[address.address for address in mail.to],
+        envelope_to=list(dict.fromkeys(a.address for a in (*mail.to, *mail.cc))),
         message_id=message_id,
         raw=raw,
         state=OutboxState.PENDING,

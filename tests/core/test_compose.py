@@ -118,6 +118,29 @@ def test_several_recipients_and_reply_to() -> None:
     assert parsed["Reply-To"] == "Support <support+t1042-abc@example.com>"
 
 
+def test_cc_is_written_after_to_and_absent_when_empty() -> None:
+    raw = build_message(
+        outgoing(cc=(Address("Marco Rossi", "marco@example.net"), Address("", "c@example.org")))
+    )
+    parsed = parse(raw)
+    assert [a.addr_spec for a in parsed["Cc"].addresses] == ["marco@example.net", "c@example.org"]
+    assert parsed["Cc"].addresses[0].display_name == "Marco Rossi"
+    head = header_block(raw)
+    assert head.index(b"\r\nTo:") < head.index(b"\r\nCc:")
+    assert b"\r\nCc:" not in header_block(build_message(outgoing()))
+
+
+def test_a_hostile_cc_name_cannot_add_headers_and_a_hostile_address_is_refused() -> None:
+    name = "Eve\r\nBcc: victim@example.com\nX-Evil: 1\r"
+    parsed = parse(build_message(outgoing(cc=(Address(name, "eve@example.com"),))))
+    assert "Bcc" not in parsed and "X-Evil" not in parsed
+    assert [a.addr_spec for a in parsed["Cc"].addresses] == ["eve@example.com"]
+    assert parsed["Cc"].addresses[0].display_name == "Eve Bcc: victim@example.com X-Evil: 1"
+    for address in ("eve@example.com\r\nBcc: v@example.com", "a@b.com, c@d.com", "<x@y.z>"):
+        with pytest.raises(ValueError):
+            build_message(outgoing(cc=(Address("", address),)))
+
+
 # --- header injection and encoding -------------------------------------------------------
 
 

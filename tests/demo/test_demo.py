@@ -37,6 +37,9 @@ def test_demo_shows_tickets_acknowledgements_and_an_escalation(tmp_path: Path) -
         tickets = connection.execute(text("SELECT count(*) FROM ticket")).scalar()
         acks = connection.execute(text("SELECT count(*) FROM outbox WHERE kind = 'ack'")).scalar()
         articles = connection.execute(text("SELECT count(*) FROM article")).scalar()
+        copied = connection.execute(
+            text("SELECT address, added_by FROM ticket_participant WHERE removed_at IS NULL")
+        ).all()
         staff = connection.execute(
             text(
                 "SELECT t.number, t.status, t.priority, t.first_responded_at IS NOT NULL "
@@ -48,7 +51,13 @@ def test_demo_shows_tickets_acknowledgements_and_an_escalation(tmp_path: Path) -
     # Two customer mails, a follow-up, an out-of-office and Alice's answer.
     assert (tickets, acks, articles) == (2, 2, 5), "follow-ups joined, without a second ack"
     assert [tuple(row) for row in staff] == [(1000, "waiting", "high", 1)]
+    assert [tuple(row) for row in copied] == [("marco.rossi@example.it", "giulia.rossi@example.it")]
     assert "Alice (staff) answers Giulia" in shown
     assert "può chiudere il conto online" in shown
     relayed = shown[shown.index("Alice (staff) answers Giulia") :]
+    # Giulia copied Marco: the answer reached both, To her and Cc him, and him only once.
+    assert "✉ sent to giulia.rossi@example.it, marco.rossi@example.it" in relayed
+    assert "✔ Alice's answer reached both: To Giulia Rossi <giulia.rossi@example.it>, " in relayed
+    assert "Cc Marco Rossi <marco.rossi@example.it>" in relayed
+    assert shown.count("✉ sent to giulia.rossi@example.it, marco.rossi@example.it") == 1
     assert "alice@demo.example" not in relayed.split("→ Tom replies")[0].split("✉ sent to")[1]

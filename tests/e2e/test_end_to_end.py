@@ -351,3 +351,67 @@ def test_a_mailbox_that_refuses_login_is_reported_and_others_go_on(
     assert imap_server.password not in report.failed_mailboxes["sales"]
     assert report.fetched == {"support": 1}
     assert len(smtp_sink.wait_for(1)) == 1
+
+
+def test_a_copied_colleague_gets_the_staff_answer_and_replies_all_without_an_ack(
+    tmp_path: Path,
+    database_url: str,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    clock: FrozenClock,
+) -> None:
+    """Reply-all, the way mail clients do it: Ada copies Marco, staff answer her (Marco in
+    Cc), Marco answers all; his mail joins the ticket and nobody is acknowledged again."""
+    staff = {"trusted_authserv_id": MX, "addresses": ["alice@shop.example"]}
+    staff["team_address"] = "team@shop.example"
+    config = make_config(
+        tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink, staff=staff
+    )
+    app = build_app(config, clock=clock)
+    try:
+        imap_server.append(
+            mail(
+                "Ada <ada@customer.example>",
+                message_id="<a1@customer.example>",
+                headers={**SIGNED, "Cc": "Marco <marco@customer.example>"},
+            )
+        )
+        run_pass(app)
+        notice = next(m for m in smtp_sink.wait_for(2) if "team@shop.example" in m.recipients)
+        imap_server.append(
+            mail(
+                "Alice <alice@shop.example>",
+                "Re: " + notice.message["Subject"],
+                "A new printer is on its way.\n",
+                to=notice.message["Reply-To"].addresses[0].addr_spec,
+                in_reply_to=notice.message["Message-ID"],
+            )
+        )
+        run_pass(app)
+        answer = next(m for m in smtp_sink.wait_for(3) if "marco@customer.example" in m.recipients)
+        assert sorted(answer.recipients) == ["ada@customer.example", "marco@customer.example"]
+        assert answer.message["Cc"].addresses[0].addr_spec == "marco@customer.example"
+
+        imap_server.append(
+            mail(
+                "Marco <marco@customer.example>",
+                "Re: " + answer.message["Subject"],
+                "Thanks, I will be in.\n",
+                message_id="<m1@customer.example>",
+                in_reply_to=answer.message["Message-ID"],
+                headers={"Cc": "ada@customer.example"},
+            )
+        )
+        report = run_pass(app)
+
+        assert report.ok and report.processed.created == 0
+        assert count(app, Ticket) == 1
+        acks = [m for m in smtp_sink.received if m.message["Auto-Submitted"] == "auto-replied"]
+        assert [list(m.recipients) for m in acks] == [["ada@customer.example"]]
+        with app.sessions() as session:
+            marcos = session.scalars(
+                select(Article).where(Article.from_address == "marco@customer.example")
+            ).one()
+        assert marcos.author_kind == "customer"
+    finally:
+        app.close()

@@ -1,0 +1,218 @@
+"""A ticket's participants: the people besides the requester who get staff answers in Cc.
+
+They join when a customer copies them (`from_customer_mail`, chosen by
+core.participants), or when staff add them (`#cc add`, `mailbridge tickets cc N --add`);
+staff remove them (`#cc remove`, `#cc none`, `--remove`, `--none`). A removed participant
+keeps its row with `removed_at`, so later customer mail does not bring it back; only staff
+add it again. Every change is a `participants_changed` event with who (`by`) and how
+(`via`). Runs inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailbridge.app import App, Step
+from mailbridge.core.clip import clip_text
+from mailbridge.core.message import Address, ParsedMessage
+from mailbridge.core.participants import (
+    MAX_ACTIVE,
+    MAX_NEW_PER_MAIL,
+    OWN,
+    Exclusions,
+    choose_participants,
+    skipped_summary,
+)
+from mailbridge.core.staff import StaffMessage, cc_change
+from mailbridge.db.models import Ticket, TicketParticipant
+from mailbridge.tickets.events import add_event
+from mailbridge.tickets.requester import STORED_NAME
+
+VIA_MAIL: Final = "mail"
+VIA_COMMAND_LINE: Final = "command line"
+EVENT: Final = "participants_changed"
+
+
+def exclusions(app: App) -> Exclusions:
+    """Our own addresses, and staff: the configured addresses and domains, the team and
+    escalation addresses (mail to them is mail to staff)."""
+    staff = app.config.staff
+    return Exclusions.of(
+        app.identity.own_addresses,
+        [*staff.addresses, staff.team_address or "", staff.escalation_address or ""],
+        staff.domains,
+    )
+
+
+def _rows(step: Step, ticket: Ticket) -> dict[str, TicketParticipant]:
+    query = select(TicketParticipant).where(TicketParticipant.ticket_id == ticket.id)
+    return {row.address: row for row in step.session.scalars(query)}
+
+
+def active(session: Session, ticket: Ticket) -> list[TicketParticipant]:
+    """The ticket's active participants, in the order they joined."""
+    query = (
+        select(TicketParticipant)
+        .where(TicketParticipant.ticket_id == ticket.id, TicketParticipant.removed_at.is_(None))
+        .order_by(TicketParticipant.added_at, TicketParticipant.address)
+    )
+    return list(session.scalars(query))
+
+
+def cc_of(step: Step, ticket: Ticket) -> list[Address]:
+    """Whom a staff answer goes to in Cc: the active participants, never the requester."""
+    return [
+        Address(p.name, p.address)
+        for p in active(step.session, ticket)
+        if p.address != ticket.requester_address
+    ]
+
+
+def from_customer_mail(step: Step, ticket: Ticket, parsed: ParsedMessage) -> list[str]:
+    """The addresses the customer's To and Cc add to the ticket (core.participants decides
+    which); records one event when any joined or any were turned away for a reason."""
+    sender = parsed.from_.address if parsed.from_ else ""
+    rules = exclusions(step.app)
+    usual = {ticket.requester_address, sender}
+    named = [a for a in (*parsed.to, *parsed.cc) if a.address not in usual]
+    if not sender or all(rules.why_not(a.address) == OWN for a in named):
+        return []  # the common mail, to us alone: no query
+    rows = _rows(step, ticket)
+    current = {a for a, r in rows.items() if r.removed_at is None}
+    choice = choose_participants(
+        named,
+        rules,
+        requester=ticket.requester_address,
+        sender=sender,
+        active=current,
+        removed={a for a, r in rows.items() if r.removed_at is not None},
+        limit=max(0, min(MAX_NEW_PER_MAIL, MAX_ACTIVE - len(current))),
+    )
+    for address in choice.add:
+        _join(step, ticket, rows, address, sender)
+    added = [a.address for a in choice.add]
+    if added or choice.skipped:
+        add_event(
+            step,
+            ticket,
+            EVENT,
+            by=sender,
+            via=VIA_MAIL,
+            added=added,
+            removed=[],
+            **skipped_summary(choice.skipped),
+        )
+    return added
+
+
+def _join(
+    step: Step, ticket: Ticket, rows: dict[str, TicketParticipant], address: Address, by: str
+) -> None:
+    row = rows.get(address.address)
+    name = clip_text(address.name, STORED_NAME)
+    if row is None:
+        row = TicketParticipant(
+            ticket_id=ticket.id, address=address.address, name=name, added_at=step.now
+        )
+        step.session.add(row)
+        rows[address.address] = row
+    elif name:
+        row.name = name
+    row.added_by, row.added_at, row.removed_at = by, step.now, None
+
+
+def refusals(app: App, ticket: Ticket, addresses: Sequence[Address]) -> list[str]:
+    """Why staff may not add these addresses: ours, staff, the requester, or unwritable."""
+    rules = exclusions(app)
+    problems = []
+    for address in addresses:
+        why = rules.why_not(address.address)
+        if not why and address.address.lower() == ticket.requester_address.lower():
+            why = "the requester, who gets every answer anyway"
+        if why:
+            problems.append(f"{address.address} is {why} and cannot be a participant")
+    return problems
+
+
+def add(step: Step, ticket: Ticket, addresses: Sequence[Address], by: str, via: str) -> list[str]:
+    """Staff add (or add again) these addresses; the caller checked them (`refusals`)."""
+    rows = _rows(step, ticket)
+    added = []
+    for address in addresses:
+        lowered = Address(address.name, address.address.lower())
+        row = rows.get(lowered.address)
+        if row is not None and row.removed_at is None:
+            continue
+        _join(step, ticket, rows, lowered, by)
+        added.append(lowered.address)
+    _record(step, ticket, by, via, added, [])
+    return added
+
+
+def remove(step: Step, ticket: Ticket, addresses: Sequence[str], by: str, via: str) -> list[str]:
+    """Staff remove these addresses (None of them active: nothing changes)."""
+    rows = _rows(step, ticket)
+    removed = []
+    for address in dict.fromkeys(a.lower() for a in addresses):
+        row = rows.get(address)
+        if row is not None and row.removed_at is None:
+            row.removed_at = step.now
+            removed.append(address)
+    _record(step, ticket, by, via, [], removed)
+    return removed
+
+
+def remove_all(step: Step, ticket: Ticket, by: str, via: str) -> list[str]:
+    """`#cc none`: every active participant removed."""
+    return remove(step, ticket, list(_rows(step, ticket)), by, via)
+
+
+def _record(
+    step: Step, ticket: Ticket, by: str, via: str, added: list[str], removed: list[str]
+) -> None:
+    if added or removed:
+        step.session.flush()
+        ticket.updated_at = step.now
+        add_event(step, ticket, EVENT, by=by, via=via, added=added, removed=removed)
+
+
+# --- #cc in a staff reply -------------------------------------------------------------------
+
+
+def command_problems(app: App, ticket: Ticket, message: StaffMessage) -> list[str]:
+    """What keeps the `#cc` lines of a staff reply from running: an address staff may not
+    add (parse_commands already refused the malformed ones)."""
+    problems: list[str] = []
+    for command in message.commands:
+        change = cc_change(command.argument) if command.name == "cc" else None
+        if change is not None and change.verb == "add":
+            problems.extend(
+                f"#cc {command.argument}: {p}" for p in refusals(app, ticket, change.addresses)
+            )
+    return problems
+
+
+def apply_commands(step: Step, ticket: Ticket, message: StaffMessage, by: str) -> dict[str, object]:
+    """Every `#cc` line, in order; for the staff reply's event: {} or the net change."""
+    added: list[str] = []
+    removed: list[str] = []
+    for command in message.commands:
+        change = cc_change(command.argument) if command.name == "cc" else None
+        if change is None:
+            continue
+        if change.verb == "add":
+            added += add(step, ticket, change.addresses, by, VIA_MAIL)
+        elif change.verb == "remove":
+            removed += remove(step, ticket, [a.address for a in change.addresses], by, VIA_MAIL)
+        else:
+            removed += remove_all(step, ticket, by, VIA_MAIL)
+    changes: dict[str, object] = {}
+    if added:
+        changes["participants_added"] = added
+    if removed:
+        changes["participants_removed"] = removed
+    return changes
