@@ -310,8 +310,10 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     if tags:
         out.write(f"  tags: {', '.join(tags)}\n")
     for article in document["articles"]:
+        # Notes and held drafts went to nobody: say so, with their kind.
+        internal = f" {article['kind']} (internal)" if article["internal"] else ""
         out.write(
-            f"\n--- {article['direction']} {article['author_kind']} "
+            f"\n--- {article['direction']} {article['author_kind']}{internal} "
             f"{article['created_at']} {article['from']}\n{article['text'].rstrip()}\n"
         )
     out.write("\nevents:\n")

@@ -29,6 +29,7 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
     "ack": "auto-replied",  # to the customer's mail
     "staff_error": "auto-replied",  # to the staff member's mail with a bad command
     "staff_refused": "auto-replied",  # to mail that used a reply token it may not use
+    "collision": "auto-replied",  # to the staff member's reply held or warned about
     "notification": "auto-generated",
     "sla_warning": "auto-generated",
     "escalation": "auto-generated",
@@ -84,6 +85,7 @@ class Mail:
     references: Sequence[str] = ()
     reply_to: Sequence[Address] = ()  # default: the address the ticket came in through
     attachments: Sequence[Attachment] = ()
+    article_id: int | None = None  # the article the mail shows staff (core/collision.py)
 
 
 def queue_mail(step: Step, mail: Mail) -> Outbox:
@@ -127,6 +129,7 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
     )
     row = Outbox(
         ticket_id=ticket.id,
+        article_id=mail.article_id,
         kind=mail.kind,
         envelope_from=sender.address,
         envelope_to=[address.address for address in mail.to],
