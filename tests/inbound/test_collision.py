@@ -4,10 +4,13 @@ read back; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import io
 import itertools
 import threading
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -138,6 +141,27 @@ def test_two_answers_in_one_fetch_batch_relay_the_first_and_hold_the_second_unti
     assert sent["by"] == BOB and sent["via"] == "mail"
     relayed = next(a for a in world.articles(1000) if a.id == sent["article_id"])
     assert (relayed.kind, relayed.internal, relayed.text_body) == ("reply", False, BOB_TEXT)
+
+
+def test_send_relays_the_attachments_of_the_held_reply(world: World) -> None:
+    notice = open_ticket(world)
+    invoice = b"%PDF-1.4 invoice " * 200
+    held = email.message_from_bytes(
+        answer(notice, f"Bob <{BOB}>", BOB_TEXT), policy=email.policy.default
+    )
+    assert isinstance(held, EmailMessage)
+    held.add_attachment(invoice, maintype="application", subtype="pdf", filename="invoice.pdf")
+    world.deliver(answer(notice, f"Alice <{ALICE}>", ALICE_TEXT), held.as_bytes())
+    world.run()
+    (told,) = collision_mails(world, BOB)
+
+    world.deliver(answer(told, f"Bob <{BOB}>", "#send"))
+    world.run()
+
+    relayed = [m for m in world.sent_to(CUSTOMER) if BOB_TEXT in body(m)]
+    assert len(relayed) == 1
+    (attached,) = relayed[0].message.iter_attachments()
+    assert attached.get_filename() == "invoice.pdf" and attached.get_content() == invoice
 
 
 def test_drop_discards_the_held_reply_and_keeps_it_on_record(world: World) -> None:
