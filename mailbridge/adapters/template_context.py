@@ -27,8 +27,10 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     reply_text         str   a staff member's answer, relayed to the customer
     links              dict  named URLs, e.g. {"ticket": "https://…"}; may be empty,
                              so test with ``{% if links.ticket is defined %}``
-    event              str   why staff are told: "new" ticket or customer "followup"
-    digest             list  earlier messages on the ticket, oldest first, each a dict
+    event              str   why staff are told: "new" ticket or customer "followup";
+                             in staff_collision, "held" or "warned" (the reply was sent)
+    digest             list  earlier messages on the ticket (in staff_collision: those the
+                             reply had not seen), oldest first, each a dict
                              {"author", "at" (ISO 8601), "direction" ("in"/"out"), "text"}
     attachments        list  the customer's attachments, each {"filename", "size" (e.g.
                              "2.1 MB"), "attached" (false when too large to ride along)}

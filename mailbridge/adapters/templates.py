@@ -47,6 +47,7 @@ REQUIRED = (
     "staff_notification",
     "staff_reply",
     "staff_command_error",
+    "staff_collision",
     "escalation",
     "sla_warning",
     "closed",

@@ -318,8 +318,10 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     if copied:
         out.write(f"  participants (Cc): {', '.join(p['address'] for p in copied)}\n")
     for article in document["articles"]:
+        # Notes and held drafts went to nobody: say so, with their kind.
+        internal = f" {article['kind']} (internal)" if article["internal"] else ""
         out.write(
-            f"\n--- {article['direction']} {article['author_kind']} "
+            f"\n--- {article['direction']} {article['author_kind']}{internal} "
             f"{article['created_at']} {article['from']}\n{article['text'].rstrip()}\n"
         )
     out.write("\nevents:\n")

@@ -63,6 +63,10 @@ class StaffConfig(_Section):
     # listed with their size instead.
     notification_attachment_limit: ByteSize = 10_000_000
     digest_articles: int = Field(default=3, ge=0, le=20)
+    # A staff reply to a ticket that changed after the mail it answers (another staff
+    # answer, a newer customer message): "hold" keeps it as a draft and asks, "warn"
+    # relays it and says what changed, "off" relays it (core/collision.py).
+    collision: Literal["hold", "warn", "off"] = "hold"
 
     @field_validator("addresses", "domains")
     @classmethod

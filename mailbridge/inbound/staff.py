@@ -37,6 +37,7 @@ from mailbridge.core.staff import (
 from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
+from mailbridge.inbound import collision
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets import participants, requester
@@ -66,17 +67,20 @@ def handle_staff_mail(
     if _answers_internal_mail(step.session, parsed) and not message.has("note"):
         # Answering an escalation or a warning is talk among staff: never for the customer.
         message = replace(message, commands=(Command("note"), *message.commands))
-    problems = [
-        *message.errors,
-        *_argument_problems(step.app, message),
-        *requester.command_problems(step.app, ticket, message),
-        *participants.command_problems(step.app, ticket, message),
-    ]
-    if not problems and not message.text and not message.commands:
-        problems.append("nothing to send: the reply has no text above the quoted message")
+    problems = _problems(step, ticket, claim, message)
+    draft = None
+    if not problems and message.has("send"):  # the held draft, replayed as it was
+        draft, message, parsed = collision.draft_to_send(step, ticket, parsed, claim)
+        problems = _problems(step, ticket, claim, message)
     if problems:
         _refuse(step, ticket, parsed, claim, problems)
         return Applied.to(ticket, "staff_refused", reason="; ".join(problems))
+    if message.has("drop"):
+        return collision.drop_draft(step, ticket, claim)
+    found = collision.check(step, ticket, parsed, message)
+    if found.action == "hold":
+        reply = collision.Reply(ticket, parsed, claim, message)
+        return collision.hold(step, inbound, reply, found, draft)
     changes = _apply_commands(step, ticket, message, claim)  # #requester first
     article = _record_article(step, ticket, inbound, parsed, claim, message)
     relayed = None
@@ -95,9 +99,25 @@ def handle_staff_mail(
         outbox_id=relayed.id if relayed else None,
         changes=changes,
     )
+    reply = collision.Reply(ticket, parsed, claim, message)
+    collision.settle(step, reply, found, article=article, draft=draft)
     ticket.updated_at = step.now
     action = "staff_note" if message.has("note") else "staff_reply"
     return Applied.to(ticket, action, reason=f"proof: {claim.proof}")
+
+
+def _problems(step: Step, ticket: Ticket, claim: StaffClaim, message: StaffMessage) -> list[str]:
+    """Everything that keeps a reply from being applied; empty when it may be."""
+    problems = [
+        *message.errors,
+        *_argument_problems(step.app, message),
+        *requester.command_problems(step.app, ticket, message),
+        *participants.command_problems(step.app, ticket, message),
+        *collision.draft_problems(step, ticket, claim, message),
+    ]
+    if not problems and not message.text and not message.commands:
+        problems.append("nothing to send: the reply has no text above the quoted message")
+    return problems
 
 
 def _answered_ticket(step: Step, parsed: ParsedMessage, claim: StaffClaim) -> Ticket | None:

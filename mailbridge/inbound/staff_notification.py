@@ -76,6 +76,7 @@ def notify_staff(
                 )
             ],
             attachments=carried,
+            article_id=article.id,  # what the staff member saw (inbound/collision.py)
         ),
     )
 

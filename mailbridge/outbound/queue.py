@@ -29,6 +29,7 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
     "ack": "auto-replied",  # to the customer's mail
     "staff_error": "auto-replied",  # to the staff member's mail with a bad command
     "staff_refused": "auto-replied",  # to mail that used a reply token it may not use
+    "collision": "auto-replied",  # to the staff member's reply held or warned about
     "notification": "auto-generated",
     "sla_warning": "auto-generated",
     "escalation": "auto-generated",
@@ -85,6 +86,7 @@ class Mail:
     reply_to: Sequence[Address] = ()  # default: the address the ticket came in through
     attachments: Sequence[Attachment] = ()
     cc: Sequence[Address] = ()  # the Cc header; envelope recipients too, after `to`
+    article_id: int | None = None  # the article the mail shows staff (core/collision.py)
 
 
 def queue_mail(step: Step, mail: Mail) -> Outbox:
@@ -129,6 +131,7 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
     )
     row = Outbox(
         ticket_id=ticket.id,
+        article_id=mail.article_id,
         kind=mail.kind,
         envelope_from=sender.address,
         envelope_to=list(dict.fromkeys(a.address for a in (*mail.to, *mail.cc))),

@@ -356,6 +356,14 @@ def test_acknowledgement_limits_and_form_default_to_the_safe_side(tmp_path: Path
     assert "tickets.ack_unauthenticated" in message
 
 
+def test_the_collision_check_holds_by_default_and_names_a_bad_mode(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL), SECRETS).staff.collision == "hold"
+    text = MINIMAL + '\n[staff]\ncollision = "warn"\n'
+    assert load_config(write(tmp_path, text), SECRETS).staff.collision == "warn"
+    message = problem(tmp_path, MINIMAL + '\n[staff]\ncollision = "ask"\n')
+    assert "staff.collision" in message and "'hold', 'warn' or 'off'" in message
+
+
 def test_the_parse_budget_has_defaults_and_bounds(tmp_path: Path) -> None:
     tickets = load_config(write(tmp_path, MINIMAL), SECRETS).tickets
     assert (tickets.parse_timeout, tickets.parse_memory) == (timedelta(seconds=10), 10**9)

@@ -72,6 +72,15 @@ def test_a_refused_token_is_answered_auto_replied(world: World) -> None:
     assert auto_submitted(refused) == ["auto-replied"]
 
 
+def test_a_collision_mail_is_auto_replied(world: World) -> None:
+    open_ticket(world)
+    answer(world, "A new printer is on its way.")
+    answer(world, "Please send us the serial number.")  # the first notification, again
+    (held,) = world.sent_to(ALICE)
+    assert world.outbox("collision") and "serial number" in held.raw.decode()
+    assert auto_submitted(held) == ["auto-replied"]
+
+
 def test_the_closed_mail_is_auto_generated(world: World) -> None:
     open_ticket(world)
     answer(world, "#close")
@@ -128,6 +137,7 @@ def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
         "notification": "staff_notification",
         "staff_error": "command_error",
         "staff_refused": "refused_token",
+        "collision": "collision_mail",
         "closed": "closed_mail",
         "reply": "relayed_staff_answer",
         "escalation": "escalation",
