@@ -63,7 +63,7 @@ def cc_ticket(
         ticket = queries.ticket_by_number(session, number)
         if ticket is None:
             raise MailbridgeError(f"no ticket #{number}")
-        problems = participants.refusals(app, ticket, add)
+        problems = participants.refusals(app, ticket.requester_address, add)
         if problems:
             raise MailbridgeError(f"ticket #{number}: " + "; ".join(problems))
         step = Step(session, app, now)

@@ -123,6 +123,8 @@ def _open_on_behalf(
     if behalf.customer_wrote or behalf.refused:
         article = _add_article(step, ticket, inbound, opening, verdict)
     routing.apply_new(step, ticket, routed)
+    if behalf.customer_wrote:
+        _copied_join(step, ticket, opening, verdict)  # whom the customer had copied
     return forward.settle(step, ticket, article, inbound, behalf, verdict, routed)
 
 

@@ -50,13 +50,14 @@ from mailbridge.inbound.acknowledge import maybe_acknowledge
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.inbound.staff_notification import notify_staff
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.tickets import participants
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.requester import unusable_requester
 
 log = logging.getLogger(__name__)
 
 # Commands that make no sense on a ticket being opened (they finish, merge or answer one).
-REFUSED_COMMANDS = ("close", "resolve", "template", "cc", "merge", "split", "send", "drop")
+REFUSED_COMMANDS = ("close", "resolve", "template", "merge", "split", "send", "drop")
 REQUESTER_ONLY = "#requester"
 ATTACHED_PARTS = 200  # MIME parts of an attached original read
 ATTACHED_DEPTH = 8  # its levels of multipart and attached messages
@@ -152,6 +153,7 @@ def _problems(
             why = f"{requester.address} is a staff address, not a customer"
         if why:
             problems.append(f"requester {requester.address}: {why}")
+        problems += participants.command_problems(step.app, requester.address, message)
     if found is None and not problems and not message.text:
         problems.append(
             "nothing for the customer: write your text below #requester ADDRESS "

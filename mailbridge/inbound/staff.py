@@ -112,7 +112,7 @@ def _problems(step: Step, ticket: Ticket, claim: StaffClaim, message: StaffMessa
         *message.errors,
         *_argument_problems(step.app, message),
         *requester.command_problems(step.app, ticket, message),
-        *participants.command_problems(step.app, ticket, message),
+        *participants.command_problems(step.app, ticket.requester_address, message),
         *collision.draft_problems(step, ticket, claim, message),
     ]
     if not problems and not message.text and not message.commands:

@@ -125,13 +125,14 @@ def _join(
     row.added_by, row.added_at, row.removed_at = by, step.now, None
 
 
-def refusals(app: App, ticket: Ticket, addresses: Sequence[Address]) -> list[str]:
-    """Why staff may not add these addresses: ours, staff, the requester, or unwritable."""
+def refusals(app: App, requester: str, addresses: Sequence[Address]) -> list[str]:
+    """Why staff may not add these addresses to a ticket that answers `requester`: ours,
+    staff, the requester, or unwritable."""
     rules = exclusions(app)
     problems = []
     for address in addresses:
         why = rules.why_not(address.address)
-        if not why and address.address.lower() == ticket.requester_address.lower():
+        if not why and address.address.lower() == requester.lower():
             why = "the requester, who gets every answer anyway"
         if why:
             problems.append(f"{address.address} is {why} and cannot be a participant")
@@ -183,15 +184,15 @@ def _record(
 # --- #cc in a staff reply -------------------------------------------------------------------
 
 
-def command_problems(app: App, ticket: Ticket, message: StaffMessage) -> list[str]:
-    """What keeps the `#cc` lines of a staff reply from running: an address staff may not
-    add (parse_commands already refused the malformed ones)."""
+def command_problems(app: App, requester: str, message: StaffMessage) -> list[str]:
+    """What keeps the `#cc` lines of a staff reply from running on a ticket that answers
+    `requester`: an address staff may not add (parse_commands refused malformed ones)."""
     problems: list[str] = []
     for command in message.commands:
         change = cc_change(command.argument) if command.name == "cc" else None
         if change is not None and change.verb == "add":
             problems.extend(
-                f"#cc {command.argument}: {p}" for p in refusals(app, ticket, change.addresses)
+                f"#cc {command.argument}: {p}" for p in refusals(app, requester, change.addresses)
             )
     return problems
 

@@ -19,6 +19,7 @@ from mailbridge.app import build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage
+from mailbridge.tickets import participants
 from tests.support.builders import make_config
 from tests.support.sla_world import NOWHERE, START, World, policy, text_of
 
@@ -323,3 +324,28 @@ def test_a_hostile_forwarded_from_injects_no_header(world: World) -> None:
         assert b"bcc:" not in head and b"a@b.example" not in head
     with world.app.sessions() as session:
         assert session.scalars(select(InboundMessage.state)).all() == ["processed"]
+
+
+def test_whom_the_customer_copied_joins_and_cc_above_the_forward_adds_or_is_refused(
+    world: World,
+) -> None:
+    copied = GMAIL.replace(
+        "To: Alice Bianchi <alice@shop.example>",
+        "To: Alice Bianchi <alice@shop.example>\nCc: Marco Rossi <marco@customer.example>",
+    )
+    world.receive(staff_mail(copied.format(top="#cc add boss@customer.example\nHers.", sender=ADA)))
+
+    with world.app.sessions() as session:
+        joined = sorted(p.address for p in participants.active(session, world.ticket()))
+    assert joined == ["boss@customer.example", "marco@customer.example"]
+    assert ALICE not in joined  # staff, to whom the customer wrote, never a participant
+
+    world.receive(
+        staff_mail(
+            GMAIL.format(top="#cc add bob@shop.example", sender="zoe@customer.example"),
+            subject="Fwd: Another one",
+        )
+    )
+    refused = event_data(world, "forward_refused")
+    assert refused and any("bob@shop.example" in e for e in refused[-1]["errors"])
+    assert world.ticket(1001).requester_address == ALICE  # the staff member's own ticket
