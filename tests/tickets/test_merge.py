@@ -357,6 +357,11 @@ def test_refusals_change_nothing(world: World) -> None:
         cli_merge(world, 1001, 4242)
     with pytest.raises(MailbridgeError, match="no ticket #4242"):
         cli_merge(world, 4242, 1001)
+    with pytest.raises(MergeRefused, match="no ticket #99999999999"):
+        cli_merge(world, 1001, 99999999999)
+    # A tag no ticket can have is no ticket's, on PostgreSQL's 32-bit column too.
+    world.receive(mail(f"Ada <{ADA}>", "Re: [#999999999999] Printer", "Huge tag."))
+    assert world.ticket(1002).status == "new"  # a new ticket, and nothing failed
     cli_merge(world, 1001, 1000)
     with pytest.raises(MergeRefused, match="already merged into #1000"):
         cli_merge(world, 1001, 1000)
@@ -407,6 +412,7 @@ def test_a_proven_staff_members_merge_by_mail(world: World) -> None:
     [
         ("#merge 4242", "no ticket #4242"),
         ("#merge #1001", "cannot be merged into itself"),
+        ("#merge 999999999999", "no ticket #999999999999"),
         ("#split", "#split: not supported yet"),
     ],
 )
@@ -437,6 +443,13 @@ def test_a_forged_staff_sender_cannot_merge(world: World) -> None:
         assert world.ticket(number).status == "new"
         assert "merged_into" not in event_types(world, number)
         assert "merged_from" not in event_types(world, number)
+    # A reply token issued to Bob, used by Alice: refused, nothing else happens.
+    bobs = staff_mail(world, 1001, "#merge 1000\n\nMerged.").replace(
+        token_address(world.app, world.ticket(1001), ALICE, world.now).encode(),
+        token_address(world.app, world.ticket(1001), "bob@shop.example", world.now).encode(),
+    )
+    world.receive(bobs)
+    assert "staff_token_refused" in event_types(world, 1001)
     assert len(articles_of(world, 1001)) == 2  # recorded, acting on nothing
     assert world.mails("merged") == []
 
