@@ -13,7 +13,8 @@ from mailbridge.app import App, Step
 from mailbridge.db import queries
 from mailbridge.db.turn import take_turn
 from mailbridge.errors import MailbridgeError
-from mailbridge.tickets.merge import merge_tickets, unmerge_ticket
+from mailbridge.tickets.merge import merge_tickets
+from mailbridge.tickets.unmerge import unmerge_ticket
 
 BY = "command line"
 

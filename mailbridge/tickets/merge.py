@@ -7,7 +7,7 @@ stopped, keeps the earlier unanswered first-response deadline, and tells the sou
 customer once where their request continues. Mail that still names the source (its tag, a
 reply token) is followed to the live ticket (`live_ticket`); mail that refers to a moved
 article finds it where it now is. The `merged_into` event on the source records exactly what
-moved, so `unmerge` can move it back.
+moved, so tickets/unmerge.py can move it back.
 
 Runs inside the caller's transaction, like the rest. Callers that are not processing mail
 take the processing turn first (db/turn.py), and both tickets are locked lower id first.
@@ -29,7 +29,6 @@ from mailbridge.core.merge import (
     chain_end,
     merge_problem,
     surviving_first_response,
-    unmerge_problem,
 )
 from mailbridge.core.message import Address
 from mailbridge.core.sender import answerable
@@ -53,7 +52,8 @@ __all__ = [
     "merge_links",
     "merge_tickets",
     "merged_from",
-    "unmerge_ticket",
+    "lock_tickets",
+    "participant_values",
 ]
 
 # What a merge may change on each ticket, recorded so unmerge can put it back.
@@ -150,7 +150,7 @@ def merge_tickets(
     """Merge `source` into ticket number `asked` (or the live ticket its merges end at).
     Raises MergeRefused, having changed nothing, when it may not."""
     found = live_ticket_by_number(step.session, asked)
-    _lock(step.session, source.id, *([found.id] if found is not None else []))
+    lock_tickets(step.session, source.id, *([found.id] if found is not None else []))
     problem = merge_check(step, source, asked, across_mailboxes=across_mailboxes)
     if problem:
         raise MergeRefused(problem)
@@ -190,7 +190,7 @@ def merge_tickets(
     return Merged(target, asked, len(moved["articles"]), notice)
 
 
-def _lock(session: Session, *ids: int) -> None:
+def lock_tickets(session: Session, *ids: int) -> None:
     """Lock the tickets' rows, lower id first, so two merges (or a merge and the sweep)
     wait for each other instead of deadlocking; read them afresh once locked."""
     query = (
@@ -262,7 +262,7 @@ def _move_participants(step: Step, source: Ticket, target: Ticket, by: str) -> d
         session.execute(
             insert(TicketParticipant),
             [
-                {**_participant_values(record), "ticket_id": target.id}
+                {**participant_values(record), "ticket_id": target.id}
                 for record in kept
                 if record["address"] in moving
             ],
@@ -304,7 +304,7 @@ def _participant_record(row: TicketParticipant) -> dict[str, Any]:
     }
 
 
-def _participant_values(record: dict[str, Any]) -> dict[str, Any]:
+def participant_values(record: dict[str, Any]) -> dict[str, Any]:
     removed = record["removed_at"]
     return {
         "address": record["address"],
@@ -367,101 +367,6 @@ def _told_before(session: Session, source: Ticket, target: Ticket) -> bool:
         select(Event.data).where(Event.ticket_id == source.id, Event.type == "merged_into")
     )
     return any(d.get("into") == target.number and d.get("notice_outbox_id") for d in earlier)
-
-
-# --- unmerging -------------------------------------------------------------------------------
-
-
-def unmerge_ticket(step: Step, source: Ticket, *, by: str, via: str) -> Ticket:
-    """Move back exactly what the merge of `source` moved and restore its status and
-    deadlines; mail that reached the target since stays there. Returns the target.
-    Raises MergeRefused, having changed nothing, when it may not."""
-    session = step.session
-    target = session.get(Ticket, source.merged_into_id) if source.merged_into_id else None
-    _lock(session, source.id, *([target.id] if target is not None else []))
-    further = (
-        session.get(Ticket, target.merged_into_id) if target and target.merged_into_id else None
-    )
-    problem = unmerge_problem(
-        source.number or 0,
-        source.merged_at if target is not None else None,
-        further.number if further is not None else None,
-        step.now,
-    )
-    record = _merge_record(session, source)
-    if not problem and record is None:
-        problem = f"ticket #{source.number} has no record of its merge to undo"
-    if problem:
-        raise MergeRefused(problem)
-    assert target is not None and record is not None
-    articles = [int(a) for a in record.get("articles", [])]
-    if articles:
-        session.execute(
-            update(Article)
-            .where(Article.id.in_(articles), Article.ticket_id == target.id)
-            .values(ticket_id=source.id)
-        )
-    queries.remove_ticket_tags(session, target.id, record.get("tags_moved", []))
-    queries.add_ticket_tags(session, source.id, record.get("tags", []), step.now)
-    _restore_participants(session, source, target, record)
-    _restore_deadlines(step, source, target, record["previous"])
-    source.merged_into_id = None
-    source.merged_at = None
-    source.updated_at = target.updated_at = step.now
-    add_event(step, source, "unmerged", source=source.number, target=target.number, by=by, via=via)
-    add_event(step, target, "unmerged", source=source.number, target=target.number, by=by, via=via)
-    return target
-
-
-def _merge_record(session: Session, source: Ticket) -> dict[str, Any] | None:
-    query = (
-        select(Event.data)
-        .where(Event.ticket_id == source.id, Event.type == "merged_into")
-        .order_by(Event.id.desc())
-        .limit(1)
-    )
-    return session.scalar(query)
-
-
-def _restore_participants(
-    session: Session, source: Ticket, target: Ticket, record: dict[str, Any]
-) -> None:
-    gone = [p["address"] for p in record.get("participants_moved", [])]
-    if record.get("requester_added"):
-        gone.append(record["requester_added"])
-    if gone:
-        session.execute(
-            delete(TicketParticipant).where(
-                TicketParticipant.ticket_id == target.id, TicketParticipant.address.in_(gone)
-            )
-        )
-    rows = [{**_participant_values(p), "ticket_id": source.id} for p in record["participants"]]
-    if rows:
-        session.execute(insert(TicketParticipant), rows)
-
-
-def _restore_deadlines(
-    step: Step, source: Ticket, target: Ticket, previous: dict[str, dict[str, Any]]
-) -> None:
-    """The source gets back what it had; the target its first-response deadline, unless it
-    has been answered since. Both are looked at by the sweep again from now."""
-    for name, value in previous["source"].items():
-        setattr(source, name, _value(name, value))
-    before = previous["target"]
-    if target.first_responded_at is None:
-        target.first_response_due_at = _value(
-            "first_response_due_at", before["first_response_due_at"]
-        )
-    refresh_next_due(step, source)
-    refresh_next_due(step, target)
-
-
-def _value(name: str, value: Any) -> Any:
-    if name == "status":
-        return TicketStatus(value)
-    if isinstance(value, str):
-        return datetime.fromisoformat(value)
-    return value
 
 
 # --- by mail -------------------------------------------------------------------------------
