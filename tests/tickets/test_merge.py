@@ -215,6 +215,25 @@ def test_the_earlier_first_response_deadline_survives_and_escalations_stay(
     assert owners == [world.ticket(1000).id, world.ticket(1001).id]
 
 
+def test_unanswered_mail_opens_a_kept_ticket_that_waited_on_its_customer(world: World) -> None:
+    two_tickets(world)
+    world.advance(H)
+    world.receive(staff_mail(world, 1000, "Hello Ada,\n\nplease unplug it."))
+    answered = world.ticket(1000)
+    assert answered.status == "waiting" and answered.first_responded_at == START + 3 * H
+    world.advance(H)
+    cli_merge(world, 1001, 1000)
+
+    kept = world.ticket(1000)
+    assert kept.status == "open" and kept.waiting_since is None
+    assert kept.first_responded_at == START + 3 * H  # met, and kept as it was
+    assert kept.first_response_due_at == START + 8 * H
+    assert kept.next_escalation_at is None  # the resolution deadline has no steps here
+    cli_unmerge(world, 1001)
+    assert world.ticket(1001).status == "new"
+    assert world.ticket(1001).next_escalation_at == START + 2 * H + 8 * H
+
+
 def test_the_customer_is_told_once_in_their_conversation(world: World) -> None:
     two_tickets(world)
     world.advance(H)
