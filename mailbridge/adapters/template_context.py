@@ -45,6 +45,8 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     faq                list  FAQ answers offered in the acknowledgement, best first, each
                              {"title", "answer" (plain text), "file", "score" (0–1)};
                              may be empty or absent, so test with ``{% if faq is defined %}``
+    merged_from_tag    str   the tag of the customer's earlier ticket that was merged into
+                             this one, "[#1041]" (the `merged` notice); "" elsewhere
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -98,6 +100,7 @@ CONTEXT_KEYS = frozenset(
         "minimal",
         "unread",
         "participants",
+        "merged_from_tag",
     }
 )
 
@@ -185,6 +188,7 @@ def sample_context(language: str) -> dict[str, object]:
             },
         ],
         "minimal": False,
+        "merged_from_tag": "[#1041]",
     }
 
 

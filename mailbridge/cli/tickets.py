@@ -34,6 +34,7 @@ from mailbridge.db import queries
 from mailbridge.db.models import Ticket, TicketTag
 from mailbridge.errors import MailbridgeError
 from mailbridge.tickets.deadlines import open_deadlines
+from mailbridge.tickets.merge import merge_links
 from mailbridge.tickets.requester import missing_requester, set_requester, unusable_requester
 
 
@@ -90,6 +91,20 @@ def configure(tickets: argparse.ArgumentParser) -> None:
         help='someone@example.com, or "Ann Example <ann@example.com>"',
     )
     configure_cc(ticket_commands)
+    merge = ticket_commands.add_parser(
+        "merge", help="merge one ticket into another (as staff #merge does)"
+    )
+    merge.add_argument("number", type=int, help="the ticket to merge away")
+    merge.add_argument("--into", type=int, required=True, metavar="NUMBER", help="the ticket kept")
+    merge.add_argument(
+        "--across-mailboxes",
+        action="store_true",
+        help="allow tickets that came in through different mailboxes",
+    )
+    unmerge = ticket_commands.add_parser(
+        "unmerge", help="undo the merge of a ticket, within 24 hours of it"
+    )
+    unmerge.add_argument("number", type=int)
     tickets.set_defaults(handler=_tickets)
 
 
@@ -112,6 +127,10 @@ def _tickets(args: argparse.Namespace) -> int:
             return set_ticket_requester(app, args.number, args.address, sys.stdout)
         if args.tickets_command == "cc":
             return run_cc(args, app, sys.stdout)
+        if args.tickets_command in ("merge", "unmerge"):
+            from mailbridge.cli.merge import merge_command
+
+            return merge_command(app, args, sys.stdout)
         return show_ticket(app, args.number, args.json, sys.stdout)
 
 
@@ -272,7 +291,9 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         events = queries.ticket_events(session, ticket.id)
         tags = queries.ticket_tags(session, ticket.id)
         copied = listed(session, ticket)
+        merges = merge_links(session, ticket)
     document = ticket_json(ticket)
+    document.update(merges)
     # Why nobody can be answered on this ticket, and how to set someone; null when answerable.
     document["no_requester"] = missing_requester(ticket) or None
     document["tags"] = tags
@@ -311,6 +332,10 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         "escalation_level",
     ):
         out.write(f"  {key}: {document[key] if document[key] != '' else '(none)'}\n")
+    if document["merged_into"] is not None:
+        out.write(f"  merged_into: #{document['merged_into']} at {document['merged_at']}\n")
+    if document["merged_from"]:
+        out.write(f"  merged_from: {', '.join(f'#{n}' for n in document['merged_from'])}\n")
     if document["no_requester"]:
         out.write(f"  {document['no_requester']}\n")
     if tags:

@@ -142,7 +142,14 @@ def delivered_twin(session: Session, inbound: InboundMessage) -> InboundMessage 
     return session.scalars(query).one_or_none()
 
 
+# ticket.number is a 32-bit INTEGER; a larger number (a 12-digit tag or `#merge`) names no
+# ticket, and PostgreSQL would refuse to compare with it.
+MAX_TICKET_NUMBER = 2**31 - 1
+
+
 def ticket_by_number(session: Session, number: int) -> Ticket | None:
+    if not 0 <= number <= MAX_TICKET_NUMBER:
+        return None
     return session.scalars(_TICKET_BY_NUMBER, {"number": number}).one_or_none()
 
 

@@ -35,10 +35,10 @@ from mailbridge.core.staff import (
     reply_address,
 )
 from mailbridge.core.states import InboundState
-from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets.events import Applied, add_event
+from mailbridge.tickets.merge import live_ticket_by_number
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def refuse_token(
     why (at most REFUSALS_PER_HOUR mails per ticket, so forged senders cannot turn this into
     a mail cannon), and nothing else happens."""
     assert claim.token is not None and claim.refusal is not None
-    ticket = queries.ticket_by_number(step.session, claim.token.ticket_number)
+    ticket = live_ticket_by_number(step.session, claim.token.ticket_number)
     log.warning(
         "message %d: reply token for ticket #%d refused for %s: %s",
         inbound.id,

@@ -32,6 +32,7 @@ from mailbridge.core.states import InboundState
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage
 from mailbridge.db.outage import database_outage
+from mailbridge.db.turn import PROCESSING_LOCK
 from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
 from mailbridge.inbound.apply import Applied, apply_message
@@ -40,8 +41,6 @@ from mailbridge.inbound.prepare import Budget, OverBudget, Preparer
 log = logging.getLogger(__name__)
 
 BATCH = 50
-# The advisory lock every instance takes to process; one fixed key, "mb:proc" in ASCII.
-PROCESSING_LOCK = int.from_bytes(b"mb:proc", "big")
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound import collision
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import participants, requester
+from mailbridge.tickets import merge, participants, requester
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
 
@@ -102,6 +102,7 @@ def handle_staff_mail(
     reply = collision.Reply(ticket, parsed, claim, message)
     collision.settle(step, reply, found, article=article, draft=draft)
     ticket.updated_at = step.now
+    merge.apply_command(step, ticket, message, claim.address)  # last: the reply moves too
     action = "staff_note" if message.has("note") else "staff_reply"
     return Applied.to(ticket, action, reason=f"proof: {claim.proof}")
 
@@ -113,6 +114,7 @@ def _problems(step: Step, ticket: Ticket, claim: StaffClaim, message: StaffMessa
         *_argument_problems(step.app, message),
         *requester.command_problems(step.app, ticket, message),
         *participants.command_problems(step.app, ticket.requester_address, message),
+        *merge.command_problems(step, ticket, message),
         *collision.draft_problems(step, ticket, claim, message),
     ]
     if not problems and not message.text and not message.commands:
@@ -123,7 +125,7 @@ def _problems(step: Step, ticket: Ticket, claim: StaffClaim, message: StaffMessa
 def _answered_ticket(step: Step, parsed: ParsedMessage, claim: StaffClaim) -> Ticket | None:
     """The ticket named by the token; else by a Message-ID we sent or the subject tag."""
     if claim.token is not None:
-        return queries.ticket_by_number(step.session, claim.token.ticket_number)
+        return merge.live_ticket_by_number(step.session, claim.token.ticket_number)
     return _referenced_ticket(step, parsed)
 
 
@@ -134,9 +136,9 @@ def _referenced_ticket(step: Step, parsed: ParsedMessage) -> Ticket | None:
     by_id = queries.ticket_ids_for_message_ids(step.session, clues.message_ids)
     for message_id in clues.message_ids:
         if message_id in by_id:
-            return step.session.get(Ticket, by_id[message_id])
+            return merge.live_ticket(step.session, step.session.get(Ticket, by_id[message_id]))
     if clues.tag_number is not None:
-        return queries.ticket_by_number(step.session, clues.tag_number)
+        return merge.live_ticket_by_number(step.session, clues.tag_number)
     return None
 
 

@@ -14,6 +14,7 @@ from mailbridge.core.states import CLOSED_STATUSES
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
 from mailbridge.inbound import identity
+from mailbridge.tickets import merge
 
 __all__ = ["closed_for_good", "which_ticket"]
 
@@ -26,10 +27,15 @@ def which_ticket(step: Step, parsed: ParsedMessage) -> ThreadDecision:
     by_id = queries.ticket_ids_for_message_ids(step.session, clues.message_ids)
     for message_id in clues.message_ids:
         if message_id in by_id:
-            candidates.append(Candidate(by_id[message_id], "reference", frozenset()))
+            # A merged ticket's mail goes on to the ticket it was merged into.
+            referenced = merge.live_ticket(
+                step.session, step.session.get(Ticket, by_id[message_id])
+            )
+            if referenced is not None:
+                candidates.append(Candidate(referenced.id, "reference", frozenset()))
             break
     if clues.tag_number is not None:
-        tagged = queries.ticket_by_number(step.session, clues.tag_number)
+        tagged = merge.live_ticket_by_number(step.session, clues.tag_number)
         if tagged is not None:
             candidates.append(
                 Candidate(tagged.id, "tag", queries.participants(step.session, tagged))

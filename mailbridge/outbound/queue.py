@@ -34,6 +34,7 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
     "sla_warning": "auto-generated",
     "escalation": "auto-generated",
     "closed": "auto-generated",  # a staff #close, not an answer to the customer's mail
+    "merged": "auto-generated",  # the customer's ticket went into another
     "reply": None,  # a staff member's answer, relayed
 }
 

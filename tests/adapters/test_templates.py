@@ -25,6 +25,7 @@ SHIPPED_NAMES = {
     "staff_reply",
     "reopened",
     "closed",
+    "merged",
     "canned_refund",
 }
 MAIL = "Subject: {{ ticket_tag }} {{ subject }}\n\n"

@@ -1,0 +1,64 @@
+"""`mailbridge tickets merge N --into M` and `mailbridge tickets unmerge N`.
+
+Each takes the processing turn first (db/turn.py): a mail being processed by any instance
+sees the merge whole or not at all, so none is added to a ticket being merged away.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TextIO
+
+from mailbridge.app import App, Step
+from mailbridge.db import queries
+from mailbridge.db.turn import take_turn
+from mailbridge.errors import MailbridgeError
+from mailbridge.tickets.merge import merge_tickets
+from mailbridge.tickets.unmerge import unmerge_ticket
+
+BY = "command line"
+
+
+def merge_command(app: App, args: argparse.Namespace, out: TextIO) -> int:
+    if args.tickets_command == "merge":
+        return merge(app, args.number, args.into, out, across_mailboxes=args.across_mailboxes)
+    return unmerge(app, args.number, out)
+
+
+def merge(app: App, number: int, into: int, out: TextIO, *, across_mailboxes: bool = False) -> int:
+    """Merge ticket `number` into `into` (or where `into`'s merges lead)."""
+    now = app.clock.now()
+    with app.transaction() as session:
+        take_turn(session)
+        source = queries.ticket_by_number(session, number)
+        if source is None:
+            raise MailbridgeError(f"no ticket #{number}")
+        done = merge_tickets(
+            Step(session, app, now),
+            source,
+            into,
+            by=BY,
+            via=BY,
+            across_mailboxes=across_mailboxes,
+        )
+        target = done.target.number
+    via = f" (#{into} was merged into #{target} before)" if into != target else ""
+    told = "; the customer is told" if done.notice_outbox_id else ""
+    out.write(
+        f"ticket #{number} merged into #{target}{via}: {done.articles} articles moved{told}\n"
+    )
+    return 0
+
+
+def unmerge(app: App, number: int, out: TextIO) -> int:
+    """Undo the merge of ticket `number`, within 24 hours of it."""
+    now = app.clock.now()
+    with app.transaction() as session:
+        take_turn(session)
+        source = queries.ticket_by_number(session, number)
+        if source is None:
+            raise MailbridgeError(f"no ticket #{number}")
+        target = unmerge_ticket(Step(session, app, now), source, by=BY, via=BY).number
+        status = source.status
+    out.write(f"ticket #{number} taken back out of #{target}; its status is {status} again\n")
+    return 0
