@@ -89,6 +89,16 @@ def test_the_closed_mail_is_auto_generated(world: World) -> None:
     assert auto_submitted(closed) == ["auto-generated"]
 
 
+def test_the_merged_notice_is_auto_generated(world: World) -> None:
+    open_ticket(world)
+    world.deliver(mail(f"Ada <{CUSTOMER}>", "Printer still on fire", message_id="<p2@x.example>"))
+    world.run()
+    answer(world, "#merge 1001")
+    notice = world.sent_to(CUSTOMER)[-1]
+    assert world.outbox("merged") and "[#1001]" in str(notice.message["Subject"])
+    assert auto_submitted(notice) == ["auto-generated"]
+
+
 def test_a_relayed_staff_answer_is_not_automated(world: World) -> None:
     open_ticket(world)
     answer(world, "A new printer is on its way.")
@@ -139,6 +149,7 @@ def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
         "staff_refused": "refused_token",
         "collision": "collision_mail",
         "closed": "closed_mail",
+        "merged": "merged_notice",
         "reply": "relayed_staff_answer",
         "escalation": "escalation",
         "sla_warning": "deadline_warning",
