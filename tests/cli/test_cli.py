@@ -19,34 +19,15 @@ from mailbridge.db.engine import make_engine
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from tests.support.builders import mail
-from tests.support.cli_process import SECRET, imap_server, write_config
+from tests.support.cli_process import SECRET, config, imap_server, mailbridge, write_config
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["imap_server"]  # the fixture with the password these configurations use
+__all__ = ["config", "imap_server"]  # the fixtures these tests use
 
 
 def config_url(config: Path) -> str:
     return str(tomllib.loads(config.read_text())["database"]["url"])
-
-
-def mailbridge(
-    config: Path | None, *args: str, stdin: bytes | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[bytes]:
-    command = [sys.executable, "-m", "mailbridge"]
-    if config is not None:
-        command += ["--config", str(config)]
-    env = {**os.environ, "MB_CLI_IMAP_PASSWORD": SECRET}
-    return subprocess.run(
-        [*command, *args], input=stdin, capture_output=True, env=env, timeout=timeout, check=False
-    )
-
-
-@pytest.fixture
-def config(
-    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, database_url: str
-) -> Path:
-    return write_config(tmp_path, imap_server, smtp_sink, database_url)
 
 
 def test_run_once_then_list_and_show_tickets_as_json(

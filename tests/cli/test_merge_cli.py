@@ -11,9 +11,8 @@ import pytest
 
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from tests.cli.test_cli import config, mailbridge
 from tests.support.builders import mail
-from tests.support.cli_process import imap_server
+from tests.support.cli_process import config, imap_server, mailbridge
 
 pytestmark = pytest.mark.integration
 

@@ -53,3 +53,24 @@ def run(config: Path, *args: str, crash_at: str | None = None) -> subprocess.Com
         timeout=60,
         check=False,
     )
+
+
+def mailbridge(
+    config: Path | None, *args: str, stdin: bytes | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
+    """`mailbridge [--config CONFIG] ARGS…` as bytes in and out, for output contracts."""
+    command = [sys.executable, "-m", "mailbridge"]
+    if config is not None:
+        command += ["--config", str(config)]
+    env = {**os.environ, "MB_CLI_IMAP_PASSWORD": SECRET}
+    return subprocess.run(
+        [*command, *args], input=stdin, capture_output=True, env=env, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture
+def config(
+    tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, database_url: str
+) -> Path:
+    """A configuration for the test's embedded servers and database."""
+    return write_config(tmp_path, imap_server, smtp_sink, database_url)
