@@ -178,6 +178,11 @@ def auto_reply_subject(msg: ParsedMessage, identity: Identity) -> bool:
     return bool(_AUTO_SUBJECT_RE.match(msg.subject))
 
 
+def automated_address(address: str) -> bool:
+    """A no-reply, mailer-daemon or postmaster address: nobody reads what is sent there."""
+    return bool(_NOREPLY_RE.match(address) or _DAEMON_RE.match(address))
+
+
 def noreply_sender(msg: ParsedMessage, identity: Identity) -> bool:
     return bool(_NOREPLY_RE.match(_sender(msg)))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from mailbridge.core.classify import automated_address
 from mailbridge.core.compose import can_write_address
 from mailbridge.core.message import Address
 
@@ -29,6 +30,7 @@ SENDER = "the sender"
 ALREADY = "already a participant"
 REMOVED = "removed by staff; only staff add it again"
 UNUSABLE = "an address no mail can be written to"
+AUTOMATED = "an automated address (no-reply, mailer daemon, postmaster)"
 OVER_LIMIT = "over the limit of new participants"
 SILENT = frozenset({OWN, REQUESTER, SENDER, ALREADY})
 
@@ -75,6 +77,8 @@ class Exclusions:
             return STAFF
         if "@" not in address or len(address) > MAX_ADDRESS or not can_write_address(address):
             return UNUSABLE
+        if automated_address(address.lower()):
+            return AUTOMATED
         return ""
 
 

@@ -9,6 +9,7 @@ import pytest
 from mailbridge.core.message import Address
 from mailbridge.core.participants import (
     ALREADY,
+    AUTOMATED,
     MAX_SKIPPED_LISTED,
     OVER_LIMIT,
     REMOVED,
@@ -95,6 +96,21 @@ def test_the_requester_is_never_a_participant_even_when_someone_else_writes() ->
 def test_an_address_no_mail_can_be_written_to_is_skipped(address: str) -> None:
     added, skipped = choose(address)
     assert added == [] and skipped == [(address.lower(), UNUSABLE)]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "noreply@shop.example",
+        "No-Reply@x.example",
+        "mailer-daemon@x.example",
+        "postmaster@x.example",
+    ],
+)
+def test_an_automated_address_in_cc_never_joins(address: str) -> None:
+    added, skipped = choose(address, "noreplyjoe@customer.example")
+    assert added == ["noreplyjoe@customer.example"]
+    assert skipped == [(address.lower(), AUTOMATED)]
 
 
 def test_a_hostile_cc_list_of_5000_adds_at_most_the_limit_in_linear_time() -> None:
