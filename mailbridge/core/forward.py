@@ -304,3 +304,24 @@ def original_message(found: Forwarded) -> ParsedMessage:
 def ticket_subject(found: Forwarded, outer_subject: str) -> str:
     """The original's subject; without one, the forward's, its "Fwd:" taken off."""
     return normalize_subject(found.subject) or normalize_subject(outer_subject)
+
+
+SAME_TEXT_CHARS = 200  # characters of words that tell a forwarded copy's text from others
+_MIN_SAME_TEXT = 40  # fewer say too little ("Hi, thanks!") to call two mails the same
+_READ_FOR_SAME = 4000  # characters of a text read for its start: bounded, whatever its size
+
+
+def text_start(text: str) -> str:
+    """The start of a mail's words, lower-cased, spacing and `>` quoting aside: what a
+    forwarded copy shares with the original it copies, however the client rewrapped or
+    quoted it; "" when too short to tell one mail from another."""
+    words = " ".join(text[:_READ_FOR_SAME].replace(">", " ").split()).lower()
+    start = words[:SAME_TEXT_CHARS]
+    return start if len(start) >= _MIN_SAME_TEXT else ""
+
+
+def same_start(one: str, other: str) -> bool:
+    """Do two `text_start`s begin the same, over the shorter one? A forward may drop or add
+    a line at the end of a short mail (a signature, a client's footer)."""
+    shorter = min(len(one), len(other))
+    return shorter >= _MIN_SAME_TEXT and one[:shorter] == other[:shorter]

@@ -103,7 +103,12 @@ def _on_behalf(
     """A proven staff member's mail about no ticket that forwards a customer's or names one
     with #requester opens a ticket for the customer; None when it does neither."""
     behalf = forward.on_behalf(step, parsed, claim)
-    return _open_on_behalf(step, inbound, verdict, behalf) if behalf is not None else None
+    if behalf is None:
+        return None
+    holding = forward.ticket_holding(step, behalf)
+    if holding is not None:
+        return forward.join(step, holding, inbound, behalf)
+    return _open_on_behalf(step, inbound, verdict, behalf)
 
 
 def _open_on_behalf(

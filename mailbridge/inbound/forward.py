@@ -16,11 +16,15 @@ waits on the customer and nothing is acknowledged (the customer wrote nothing). 
 `#note` the text stays an internal note and nothing is sent.
 
 Of the other commands, those that set up a ticket (#assign, #priority, #queue, #tag,
-#untag, #note, #noack) apply; those that finish, merge or answer one (#close, #resolve,
-#template, #cc, #merge, #split, #send, #drop) are refused. A refusal, or a requester that is
+#untag, #cc, #note, #noack) apply; those that finish, merge or answer one (#close,
+#resolve, #template, #merge, #split, #send, #drop) are refused. A refusal, or a requester that is
 one of our own addresses or a staff address, opens nothing on anyone's behalf: the mail
 becomes a ticket as the staff member's own, and the staff member is told why. An unproven
 sender never gets here (docs/architecture.md, invariant 8).
+
+A forward of mail that is already on a ticket (the customer also wrote to support, or a
+second staff member forwards it too) opens no second ticket: the staff member's lines join
+the ticket that holds it as an internal note (`ticket_holding`, `join`).
 
 Runs inside the caller's transaction, like the rest of apply.
 """
@@ -30,9 +34,19 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from sqlalchemy import select
 
 from mailbridge.app import Step
-from mailbridge.core.forward import Forwarded, find_forward, original_message, ticket_subject
+from mailbridge.core.forward import (
+    Forwarded,
+    find_forward,
+    original_message,
+    same_start,
+    text_start,
+    ticket_subject,
+)
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits, Verdict
 from mailbridge.core.rules import Decision
@@ -44,13 +58,14 @@ from mailbridge.core.staff import (
     requester_address,
     strip_signature,
 )
+from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.inbound import staff
 from mailbridge.inbound.acknowledge import maybe_acknowledge
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.inbound.staff_notification import notify_staff
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import participants
+from mailbridge.tickets import merge, participants
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.requester import unusable_requester
 
@@ -61,6 +76,9 @@ REFUSED_COMMANDS = ("close", "resolve", "template", "merge", "split", "send", "d
 REQUESTER_ONLY = "#requester"
 ATTACHED_PARTS = 200  # MIME parts of an attached original read
 ATTACHED_DEPTH = 8  # its levels of multipart and attached messages
+# How far back, and among how many of the customer's mails, a forwarded copy is looked for.
+SAME_MAIL_WINDOW = timedelta(days=30)
+SAME_MAIL_CANDIDATES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +178,73 @@ def _problems(
             "(or add #note to record it only)"
         )
     return problems
+
+
+# --- a forward of mail a ticket already holds -------------------------------------------------
+
+
+def ticket_holding(step: Step, behalf: OnBehalf) -> Ticket | None:
+    """The live ticket that already holds the forwarded original: by its Message-ID (an
+    attached original keeps one), else one of the sender's recent mails to us whose text
+    starts the same (core.forward.text_start). None when `#requester` names the customer:
+    the staff member said whose ticket to open."""
+    found = behalf.forwarded
+    if not behalf.customer_wrote or found is None or behalf.message.has("requester"):
+        return None
+    message_id = behalf.opening.message_id
+    if message_id:
+        by_id = queries.ticket_ids_for_message_ids(step.session, [message_id])
+        if by_id:
+            return merge.live_ticket(step.session, step.session.get(Ticket, by_id[message_id]))
+    start = text_start(found.text)
+    if not start:
+        return None
+    query = (
+        select(Article.ticket_id, Article.text_body)
+        .join(Ticket, Ticket.id == Article.ticket_id)
+        .where(
+            Ticket.requester_address == found.sender.address,
+            Article.direction == "in",
+            Article.from_address == found.sender.address,
+            Article.created_at >= step.now - SAME_MAIL_WINDOW,
+        )
+        .order_by(Article.id.desc())
+        .limit(SAME_MAIL_CANDIDATES)
+    )
+    for ticket_id, text in step.session.execute(query):
+        if same_start(text_start(text), start):
+            return merge.live_ticket(step.session, step.session.get(Ticket, ticket_id))
+    return None
+
+
+def join(step: Step, ticket: Ticket, inbound: InboundMessage, behalf: OnBehalf) -> Applied:
+    """The forwarded mail is already on `ticket`: the staff member's lines join it as an
+    internal note, their set-up commands apply, they become the assignee if nobody is; the
+    customer hears nothing (they were acknowledged when their mail came in)."""
+    claim, message = behalf.claim, behalf.message
+    if ticket.assignee is None:
+        ticket.assignee = claim.address
+    changes = staff.apply_commands(step, ticket, message, claim)
+    note = None
+    if message.text:
+        note = staff.note_article(step, ticket, inbound, behalf.outer, claim.address, message.text)
+    ticket.updated_at = step.now
+    add_event(
+        step,
+        ticket,
+        "forward_joined",
+        by=claim.address,
+        via="mail",
+        proof=claim.proof,
+        how=behalf.how,
+        original_sender=behalf.opening.from_.address if behalf.opening.from_ else None,
+        note_article_id=note.id if note is not None else None,
+        message_id=behalf.outer.message_id,
+        changes=changes,
+    )
+    return Applied.to(
+        ticket, "followup", reason=f"forward of mail already on ticket #{ticket.number}"
+    )
 
 
 # --- after apply opened the ticket -----------------------------------------------------------

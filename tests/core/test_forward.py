@@ -8,7 +8,14 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailbridge.core.forward import find_forward, find_inline, original_message, ticket_subject
+from mailbridge.core.forward import (
+    find_forward,
+    find_inline,
+    original_message,
+    same_start,
+    text_start,
+    ticket_subject,
+)
 from mailbridge.core.message import Address, ParseLimits
 from mailbridge.core.parse import parse_message
 
@@ -423,3 +430,27 @@ def test_huge_hostile_input_is_read_in_bounded_time() -> None:
         started = time.perf_counter()
         find_inline(text, "Fwd: x")
         assert time.perf_counter() - started < 2.0
+
+
+WROTE = "Hello Alice,\nmy printer is on fire since this morning and it smokes. What now?\n\nAda\n"
+
+
+def test_a_rewrapped_and_quoted_copy_starts_the_same_as_its_original() -> None:
+    copy = (
+        "> Hello Alice, my printer is on fire\n> since this morning and it smokes.\n> What now?\n"
+    )
+    assert same_start(text_start(WROTE), text_start(copy + "\n> Ada\n> --\n> Sent from my phone"))
+
+
+def test_another_mail_or_a_short_one_is_not_the_same() -> None:
+    other = WROTE.replace("printer", "scanner")
+    assert not same_start(text_start(WROTE), text_start(other))
+    assert text_start("Hi, thanks!") == ""
+    assert not same_start(text_start("Hi, thanks!"), text_start("Hi, thanks! Ada"))
+
+
+def test_the_start_of_a_huge_text_is_read_in_bounded_time() -> None:
+    huge = ("word " * 2_000_000) + ">" * 1_000_000
+    started = time.perf_counter()
+    assert len(text_start(huge)) == 200
+    assert time.perf_counter() - started < 0.5

@@ -20,7 +20,7 @@ from mailbridge.clock import FrozenClock
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage
 from mailbridge.tickets import participants
-from tests.support.builders import make_config
+from tests.support.builders import mail, make_config
 from tests.support.sla_world import NOWHERE, START, World, policy, text_of
 
 pytestmark = pytest.mark.db
@@ -349,3 +349,66 @@ def test_whom_the_customer_copied_joins_and_cc_above_the_forward_adds_or_is_refu
     refused = event_data(world, "forward_refused")
     assert refused and any("bob@shop.example" in e for e in refused[-1]["errors"])
     assert world.ticket(1001).requester_address == ALICE  # the staff member's own ticket
+
+
+ADA_WROTE = "Hello Alice,\nmy printer is on fire. What now? It smokes since this morning.\n\nAda\n"
+
+
+def test_a_forward_of_mail_already_on_a_ticket_joins_it_as_a_note(world: World) -> None:
+    world.receive(mail(f"Ada Lovelace <{ADA}>", "Printer on fire", ADA_WROTE, to=ALICE))
+    forwarded = GMAIL.replace("Hello Alice,\nmy printer is on fire. What now?\n\nAda\n", ADA_WROTE)
+
+    world.receive(staff_mail(forwarded.format(top="She wrote to me too; mine.", sender=ADA)))
+
+    ticket = world.ticket()
+    assert [t.number for t in world.tickets()] == [1000]  # no second ticket
+    customer, note = articles(world)
+    assert (note.internal, note.text_body, note.from_address) == (
+        True,
+        "She wrote to me too; mine.",
+        ALICE,
+    )
+    assert ticket.assignee == ALICE
+    (joined,) = event_data(world, "forward_joined")
+    assert (joined["by"], joined["via"], joined["how"]) == (ALICE, "mail", "gmail")
+    assert recipients(world, "ack") == [ADA]  # once, for her own mail
+
+
+def test_an_attached_original_already_on_a_ticket_is_known_by_its_message_id(
+    world: World,
+) -> None:
+    world.receive(
+        mail(f"Ada <{ADA}>", "Invoice wrong", "Wrong.", message_id="<o7@customer.example>")
+    )
+    inner = EmailMessage()
+    inner["From"] = f"Ada <{ADA}>"
+    inner["Subject"] = "Invoice wrong"
+    inner["Message-ID"] = "<o7@customer.example>"
+    inner.set_content("Wrong.\n")
+
+    world.receive(staff_mail("#priority high", attach=inner))
+
+    assert [t.number for t in world.tickets()] == [1000]
+    assert world.ticket().priority == "high"
+    assert event_data(world, "forward_joined")[0]["how"] == "rfc822"
+
+
+def test_a_different_mail_of_the_same_customer_is_a_ticket_of_its_own(world: World) -> None:
+    world.receive(mail(f"Ada <{ADA}>", "Printer on fire", ADA_WROTE))
+    other = GMAIL.replace(
+        "Hello Alice,\nmy printer is on fire. What now?\n",
+        "Hello Alice,\nnow the scanner jams on every page, another problem entirely.\n",
+    )
+    world.receive(staff_mail(other.format(top="Another one.", sender=ADA)))
+
+    assert [t.requester_address for t in world.tickets()] == [ADA, ADA]
+    assert not event_data(world, "forward_joined")
+
+
+def test_requester_opens_a_ticket_even_for_mail_already_on_one(world: World) -> None:
+    world.receive(mail(f"Ada <{ADA}>", "Printer on fire", ADA_WROTE))
+    forwarded = GMAIL.replace("Hello Alice,\nmy printer is on fire. What now?\n\nAda\n", ADA_WROTE)
+    top = "#requester boss@customer.example\nFor her boss."
+    world.receive(staff_mail(forwarded.format(top=top, sender=ADA)))
+
+    assert [t.requester_address for t in world.tickets()] == [ADA, "boss@customer.example"]

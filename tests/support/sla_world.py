@@ -96,6 +96,11 @@ class World:
             found = session.scalars(select(Ticket).where(Ticket.number == number)).one()
             return found
 
+    def tickets(self) -> list[Ticket]:
+        """Every ticket, by number."""
+        with self.app.sessions() as session:
+            return list(session.scalars(select(Ticket).order_by(Ticket.number)))
+
     def fired(self) -> list[tuple[str, int]]:
         with self.app.sessions() as session:
             rows = session.scalars(select(Escalation).order_by(Escalation.id))
