@@ -111,7 +111,7 @@ def find_inline(
         form, block = _separator(raw), index + 1
         if form is None and _is_rule(raw):
             form = "outlook"
-        elif form is None and index and not lines[index - 1].strip() and _label(raw) == "from":
+        elif form is None and index and not lines[index - 1].strip() and _opens_block(raw):
             form, block = "outlook-block", index  # the block starts on this very line
         if form is None or (form.startswith("outlook") and not forwarded_subject):
             continue
@@ -136,6 +136,12 @@ def _separator(line: str) -> str | None:
     if bare.endswith(":") and bare[:-1].strip(_SPACES).lower() in APPLE:
         return "apple"
     return None
+
+
+def _opens_block(line: str) -> bool:
+    """Can a bare header block (no separator) start with this line? Clients start it with
+    From (Outlook), or with Subject or Date (some webmail: "Objet: …", "Date: …", "De: …")."""
+    return _label(line) in ("from", "subject", "date")
 
 
 def _is_rule(line: str) -> bool:

@@ -247,6 +247,19 @@ my printer is on fire.
 Ada
 """
 
+WEBMAIL_FR = """Pouvez-vous regarder ?
+
+Objet: Printer on fire
+Date: 2026-11-23 10:02
+De: Ada Lovelace <ada@customer.example>
+A: alice@shop.example
+
+Hello Alice,
+my printer is on fire.
+
+Ada
+"""
+
 CASES = [
     ("gmail", GMAIL, "Fwd: Printer on fire", "gmail"),
     ("gmail-it", GMAIL_IT, "I: Printer on fire", "gmail"),
@@ -258,6 +271,7 @@ CASES = [
     ("outlook-fr", OUTLOOK_FR, "TR: Printer on fire", "outlook"),
     ("outlook-rule", OUTLOOK_RULE, "Fw: Printer on fire", "outlook"),
     ("outlook-bare", OUTLOOK_BARE, "FW: Printer on fire", "outlook-block"),
+    ("webmail-fr-bare", WEBMAIL_FR, "Fwd: Printer on fire", "outlook-block"),
     ("thunderbird", THUNDERBIRD, "Fwd: Printer on fire", "thunderbird"),
     ("thunderbird-it", THUNDERBIRD_IT, "Fwd: Printer on fire", "thunderbird"),
     ("apple", APPLE, "Fwd: Printer on fire", "apple"),
