@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailbridge.core.collision import Posted, is_news
+from mailbridge.core.correlate import without_tags
+from mailbridge.core.parse import normalize_subject
 
-__all__ = ["SplitPoint", "answered_after_split", "split_problem"]
+__all__ = ["SplitPoint", "answered_after_split", "split_problem", "split_subject"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +68,10 @@ def answered_after_split(remaining: Iterable[Posted]) -> bool:
         else:
             last_answer = max(last_answer, article.article_id)
     return last_answer > last_customer
+
+
+def split_subject(subject: str, tag_prefix: str, fallback: str) -> str:
+    """The new ticket's subject: the message's, without reply prefixes and without the
+    old ticket's tag (the new ticket's own is added to every mail); `fallback` (the old
+    ticket's subject) when nothing is left."""
+    return normalize_subject(without_tags(normalize_subject(subject), tag_prefix)) or fallback

@@ -27,9 +27,8 @@ from mailbridge.app import Step
 from mailbridge.core.clip import clip_text
 from mailbridge.core.collision import MAX_REFERENCES, Posted, answered_mail, is_news
 from mailbridge.core.message import ParsedMessage
-from mailbridge.core.parse import normalize_subject
 from mailbridge.core.sender import answerable
-from mailbridge.core.split import SplitPoint, answered_after_split, split_problem
+from mailbridge.core.split import SplitPoint, answered_after_split, split_problem, split_subject
 from mailbridge.core.staff import StaffMessage
 from mailbridge.core.states import TicketStatus
 from mailbridge.db import queries
@@ -199,7 +198,7 @@ def _open(step: Step, old: Ticket, start: Article) -> Ticket:
         step.app, old.mailbox, old.priority, start.created_at, old.queue, old.sla_policy
     )
     ticket = Ticket(
-        subject=normalize_subject(start.subject) or old.subject,
+        subject=split_subject(start.subject, step.app.config.tickets.tag_prefix, old.subject),
         requester_name=clip_text(name, STORED_NAME),
         requester_address=address,
         mailbox=old.mailbox,
