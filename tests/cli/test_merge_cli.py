@@ -1,5 +1,5 @@
-"""`tickets merge`, `tickets unmerge` and `tickets split` as operators run them: real processes, the real
-daemon on the embedded servers, SQLite and PostgreSQL."""
+"""`tickets merge`, `tickets unmerge` and `tickets split` as operators run them: real
+processes, the real daemon on the embedded servers, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
