@@ -6,6 +6,7 @@ line. Outbound mail stays in the outbox."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +22,15 @@ from mailbridge.cli import merge as merge_cli
 from mailbridge.cli import tickets as reports
 from mailbridge.clock import FrozenClock
 from mailbridge.db import queries
-from mailbridge.db.models import Article, AttachmentRecord, Event, Outbox, Ticket, TicketParticipant
+from mailbridge.db.models import (
+    Article,
+    AttachmentRecord,
+    Event,
+    InboundMessage,
+    Outbox,
+    Ticket,
+    TicketParticipant,
+)
 from mailbridge.errors import MailbridgeError
 from mailbridge.inbound.identity import token_address
 from mailbridge.tickets.split import SplitRefused
@@ -41,6 +50,7 @@ STAFF = {
     "trusted_authserv_id": "mx.shop.example",
 }
 STEPS = [{"at": "0", "notify": "lead@shop.example"}]
+_ids = itertools.count()
 SCANNER = "And a second thing: the scanner jams on every page.\n"
 
 
@@ -111,7 +121,7 @@ def answer(
     )
     msg["Subject"] = f"Re: [#{number}] {ticket.subject}"
     msg["Date"] = format_datetime(world.now)
-    msg["Message-ID"] = f"<staff.{number}.{abs(hash(text))}@shop.example>"
+    msg["Message-ID"] = f"<staff.{number}.{next(_ids)}@shop.example>"
     if answered is not None:
         msg["In-Reply-To"] = msg["References"] = f"<{answered.message_id}>"
     msg.set_content(text + "\n")
@@ -164,6 +174,8 @@ def test_split_by_mail_moves_the_second_problem_and_answers_it_there(world: Worl
     with world.app.sessions() as session:
         photo = session.scalars(select(AttachmentRecord)).one()
         assert session.get_one(Article, photo.article_id).ticket_id == new.id
+        delivered = session.get_one(InboundMessage, scanner.inbound_message_id)
+        assert delivered.ticket_id == new.id, "a second delivery finds it where it is"
     # The new ticket: Ada's, about the scanner, its deadlines from the scanner mail.
     assert (new.requester_address, new.requester_name) == (ADA, "Ada")
     assert new.subject == "Scanner jams" and new.mailbox == old.mailbox
