@@ -148,14 +148,18 @@ def split_ticket(step: Step, ticket: Ticket, article_id: int, *, by: str, via: s
             .order_by(Article.id)
         )
     )
-    session.execute(update(Article).where(Article.id.in_(moved)).values(ticket_id=new.id))
+    session.execute(
+        update(Article)
+        .where(Article.ticket_id == ticket.id, Article.id >= article_id)
+        .values(ticket_id=new.id)
+    )
     # A second delivery of a moved mail finds the ticket it is on now (inbound/apply.py).
     session.execute(
         update(InboundMessage)
         .where(
             InboundMessage.id.in_(
                 select(Article.inbound_message_id).where(
-                    Article.id.in_(moved), Article.inbound_message_id.is_not(None)
+                    Article.ticket_id == new.id, Article.inbound_message_id.is_not(None)
                 )
             ),
             InboundMessage.ticket_id == ticket.id,
