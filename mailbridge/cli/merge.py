@@ -1,4 +1,5 @@
-"""`mailbridge tickets merge N --into M` and `mailbridge tickets unmerge N`.
+"""`mailbridge tickets merge N --into M`, `mailbridge tickets unmerge N` and `mailbridge
+tickets split N --from-article ID`.
 
 Each takes the processing turn first (db/turn.py): a mail being processed by any instance
 sees the merge whole or not at all, so none is added to a ticket being merged away.
@@ -14,6 +15,7 @@ from mailbridge.db import queries
 from mailbridge.db.turn import take_turn
 from mailbridge.errors import MailbridgeError
 from mailbridge.tickets.merge import merge_tickets
+from mailbridge.tickets.split import split_ticket
 from mailbridge.tickets.unmerge import unmerge_ticket
 
 BY = "command line"
@@ -22,6 +24,8 @@ BY = "command line"
 def merge_command(app: App, args: argparse.Namespace, out: TextIO) -> int:
     if args.tickets_command == "merge":
         return merge(app, args.number, args.into, out, across_mailboxes=args.across_mailboxes)
+    if args.tickets_command == "split":
+        return split(app, args.number, args.from_article, out)
     return unmerge(app, args.number, out)
 
 
@@ -61,4 +65,21 @@ def unmerge(app: App, number: int, out: TextIO) -> int:
         target = unmerge_ticket(Step(session, app, now), source, by=BY, via=BY).number
         status = source.status
     out.write(f"ticket #{number} taken back out of #{target}; its status is {status} again\n")
+    return 0
+
+
+def split(app: App, number: int, article_id: int, out: TextIO) -> int:
+    """Move article `article_id` of ticket `number` and every later one to a new ticket."""
+    now = app.clock.now()
+    with app.transaction() as session:
+        take_turn(session)
+        ticket = queries.ticket_by_number(session, number)
+        if ticket is None:
+            raise MailbridgeError(f"no ticket #{number}")
+        done = split_ticket(Step(session, app, now), ticket, article_id, by=BY, via=BY)
+        new, count = done.new.number, len(done.articles)
+    out.write(
+        f"ticket #{number} split: article {article_id} and {count - 1} later moved to "
+        f"new ticket #{new}\n"
+    )
     return 0

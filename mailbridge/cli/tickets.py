@@ -36,6 +36,7 @@ from mailbridge.errors import MailbridgeError
 from mailbridge.tickets.deadlines import open_deadlines
 from mailbridge.tickets.merge import merge_links
 from mailbridge.tickets.requester import missing_requester, set_requester, unusable_requester
+from mailbridge.tickets.split import split_links
 
 
 def configure(tickets: argparse.ArgumentParser) -> None:
@@ -105,6 +106,18 @@ def configure(tickets: argparse.ArgumentParser) -> None:
         "unmerge", help="undo the merge of a ticket, within 24 hours of it"
     )
     unmerge.add_argument("number", type=int)
+    split = ticket_commands.add_parser(
+        "split",
+        help="move one customer message and all after it to a new ticket (as staff #split does)",
+    )
+    split.add_argument("number", type=int, help="the ticket to split")
+    split.add_argument(
+        "--from-article",
+        type=int,
+        required=True,
+        metavar="ID",
+        help="the customer message the new ticket starts at (an article id from tickets show)",
+    )
     tickets.set_defaults(handler=_tickets)
 
 
@@ -127,7 +140,7 @@ def _tickets(args: argparse.Namespace) -> int:
             return set_ticket_requester(app, args.number, args.address, sys.stdout)
         if args.tickets_command == "cc":
             return run_cc(args, app, sys.stdout)
-        if args.tickets_command in ("merge", "unmerge"):
+        if args.tickets_command in ("merge", "unmerge", "split"):
             from mailbridge.cli.merge import merge_command
 
             return merge_command(app, args, sys.stdout)
@@ -292,6 +305,7 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         tags = queries.ticket_tags(session, ticket.id)
         copied = listed(session, ticket)
         merges = merge_links(session, ticket)
+        merges.update(split_links(session, ticket))
     document = ticket_json(ticket)
     document.update(merges)
     # Why nobody can be answered on this ticket, and how to set someone; null when answerable.
@@ -332,10 +346,7 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         "escalation_level",
     ):
         out.write(f"  {key}: {document[key] if document[key] != '' else '(none)'}\n")
-    if document["merged_into"] is not None:
-        out.write(f"  merged_into: #{document['merged_into']} at {document['merged_at']}\n")
-    if document["merged_from"]:
-        out.write(f"  merged_from: {', '.join(f'#{n}' for n in document['merged_from'])}\n")
+    _write_links(document, out)
     if document["no_requester"]:
         out.write(f"  {document['no_requester']}\n")
     if tags:
@@ -353,6 +364,17 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     for event in document["events"]:
         out.write(f"  {event['at']} {event['type']} {json.dumps(event['data'])}\n")
     return 0
+
+
+def _write_links(document: dict[str, Any], out: TextIO) -> None:
+    """The tickets this one was merged or split into or from, when there are any."""
+    if document["merged_into"] is not None:
+        out.write(f"  merged_into: #{document['merged_into']} at {document['merged_at']}\n")
+    for key in ("merged_from", "split_into"):
+        if document[key]:
+            out.write(f"  {key}: {', '.join(f'#{n}' for n in document[key])}\n")
+    if document["split_from"] is not None:
+        out.write(f"  split_from: #{document['split_from']}\n")
 
 
 def tag_ticket(

@@ -45,6 +45,12 @@ def format_tag(prefix: str, number: int) -> str:
     return f"[{prefix}{number}]"
 
 
+def without_tags(text: str, prefix: str) -> str:
+    """The text with every ticket tag of ours taken out (a split ticket's subject must not
+    carry the old ticket's tag)."""
+    return _tag_pattern(prefix).sub(" ", text)
+
+
 def thread_clues(msg: ParsedMessage, tag_prefix: str) -> ThreadClues:
     match = _tag_pattern(tag_prefix).search(msg.subject)
     parent = [msg.in_reply_to] if msg.in_reply_to else []

@@ -232,6 +232,14 @@ def insert_now(session: Session, row: _Row) -> _Row:
     return row
 
 
+def insert_ticket(session: Session, ticket: Ticket, number_start: int) -> Ticket:
+    """INSERT a new ticket and give it its number, `number_start` + id - 1: ids only grow,
+    so numbers are unique and in the order tickets were opened (by mail or by a split)."""
+    insert_now(session, ticket)
+    update_now(session, ticket, number=number_start + ticket.id - 1)
+    return ticket
+
+
 def update_now(session: Session, row: Base, **values: Any) -> None:
     """UPDATE attributes (named as mapped, each a column) of a persistent object at once,
     without the unit of work; the object holds the new values as its committed state."""

@@ -264,10 +264,7 @@ def _open_ticket(
         escalation_level=0,
         next_escalation_at=deadlines.next_due if tracked else None,
     )
-    queries.insert_now(step.session, ticket)
-    queries.update_now(
-        step.session, ticket, number=step.app.config.tickets.number_start + ticket.id - 1
-    )
+    queries.insert_ticket(step.session, ticket, step.app.config.tickets.number_start)
     add_event(
         step,
         ticket,

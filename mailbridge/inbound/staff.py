@@ -40,7 +40,7 @@ from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound import collision
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import merge, participants, requester
+from mailbridge.tickets import merge, participants, requester, split
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
 
@@ -67,17 +67,20 @@ def handle_staff_mail(
     if _answers_internal_mail(step.session, parsed) and not message.has("note"):
         # Answering an escalation or a warning is talk among staff: never for the customer.
         message = replace(message, commands=(Command("note"), *message.commands))
-    problems = _problems(step, ticket, claim, message)
+    problems = _problems(step, ticket, parsed, claim, message)
     draft = None
     if not problems and message.has("send"):  # the held draft, replayed as it was
         draft, message, parsed = collision.draft_to_send(step, ticket, parsed, claim)
-        problems = _problems(step, ticket, claim, message)
+        problems = _problems(step, ticket, parsed, claim, message)
     if problems:
         _refuse(step, ticket, parsed, claim, problems)
         return Applied.to(ticket, "staff_refused", reason="; ".join(problems))
     if message.has("drop"):
         return collision.drop_draft(step, ticket, claim)
     found = collision.check(step, ticket, parsed, message)
+    # #split first: the rest of the reply is the answer on the new ticket, where every
+    # message the check found newer has moved too (tickets/split.py).
+    ticket, message = split.apply_command(step, ticket, parsed, message, claim.address)
     if found.action == "hold":
         reply = collision.Reply(ticket, parsed, claim, message)
         return collision.hold(step, inbound, reply, found, draft)
@@ -107,7 +110,9 @@ def handle_staff_mail(
     return Applied.to(ticket, action, reason=f"proof: {claim.proof}")
 
 
-def _problems(step: Step, ticket: Ticket, claim: StaffClaim, message: StaffMessage) -> list[str]:
+def _problems(
+    step: Step, ticket: Ticket, parsed: ParsedMessage, claim: StaffClaim, message: StaffMessage
+) -> list[str]:
     """Everything that keeps a reply from being applied; empty when it may be."""
     problems = [
         *message.errors,
@@ -115,6 +120,7 @@ def _problems(step: Step, ticket: Ticket, claim: StaffClaim, message: StaffMessa
         *requester.command_problems(step.app, ticket, message),
         *participants.command_problems(step.app, ticket.requester_address, message),
         *merge.command_problems(step, ticket, message),
+        *split.command_problems(step, ticket, parsed, message),
         *collision.draft_problems(step, ticket, claim, message),
     ]
     if not problems and not message.text and not message.commands:

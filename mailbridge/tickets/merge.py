@@ -371,16 +371,11 @@ def _told_before(session: Session, source: Ticket, target: Ticket) -> bool:
 
 # --- by mail -------------------------------------------------------------------------------
 
-SPLIT_REFUSAL = (
-    "#split: not supported yet; use `mailbridge tickets merge` and `tickets unmerge` "
-    "from the command line"
-)
-
 
 def command_problems(step: Step, ticket: Ticket, message: StaffMessage) -> list[str]:
-    """What is wrong with a staff reply's `#merge` (or `#split`), checked before anything
-    of the reply is applied, so a refused reply changes nothing."""
-    problems = [SPLIT_REFUSAL] if message.has("split") else []
+    """What is wrong with a staff reply's `#merge`, checked before anything of the reply is
+    applied, so a refused reply changes nothing."""
+    problems: list[str] = []
     argument = message.argument("merge")
     if argument is not None:
         problem = merge_check(step, ticket, ticket_number_argument(argument) or 0)

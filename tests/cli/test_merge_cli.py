@@ -1,5 +1,5 @@
-"""`tickets merge` and `tickets unmerge` as operators run them: real processes, the real
-daemon on the embedded servers, SQLite and PostgreSQL."""
+"""`tickets merge`, `tickets unmerge` and `tickets split` as operators run them: real
+processes, the real daemon on the embedded servers, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -58,3 +58,42 @@ def test_merge_then_unmerge_from_the_command_line(
     assert again.returncode == 1 and b"#1001 is not merged" in again.stderr
     kept = json.loads(mailbridge(config, "tickets", "show", "1000", "--json").stdout)
     assert kept["merged_from"] == [] and kept["events"][-1]["type"] == "unmerged"
+
+
+def test_split_from_the_command_line(
+    config: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    imap_server.append(mail(f"Ada <{ADA}>", "Printer on fire", message_id="<a1@customer.example>"))
+    imap_server.append(
+        mail(
+            f"Ada <{ADA}>",
+            "Re: Scanner jams",
+            "And the scanner jams.",
+            message_id="<a2@customer.example>",
+            in_reply_to="<a1@customer.example>",
+        )
+    )
+    assert mailbridge(config, "run", "--once").returncode == 0
+    before = json.loads(mailbridge(config, "tickets", "show", "1000", "--json").stdout)
+    first, second = (a["id"] for a in before["articles"])
+
+    refused = mailbridge(config, "tickets", "split", "1000", "--from-article", str(first))
+    assert refused.returncode == 1 and b"would leave nothing behind" in refused.stderr
+    split = mailbridge(config, "tickets", "split", "1000", "--from-article", str(second))
+    assert split.stdout == (
+        f"ticket #1000 split: article {second} and 0 later moved to new ticket #1001\n".encode()
+    ), split.stderr
+
+    old = json.loads(mailbridge(config, "tickets", "show", "1000", "--json").stdout)
+    new = json.loads(mailbridge(config, "tickets", "show", "1001", "--json").stdout)
+    assert [a["id"] for a in old["articles"]] == [first] and old["split_into"] == [1001]
+    assert [a["id"] for a in new["articles"]] == [second] and new["split_from"] == 1000
+    assert (new["subject"], new["requester"], new["status"]) == ("Scanner jams", ADA, "new")
+    assert new["events"][-1]["data"]["via"] == "command line"
+
+    imap_server.append(
+        mail(f"Ada <{ADA}>", "Re: Scanner", "Still.", in_reply_to="<a2@customer.example>")
+    )
+    assert mailbridge(config, "run", "--once").returncode == 0
+    later = json.loads(mailbridge(config, "tickets", "show", "1001", "--json").stdout)
+    assert later["articles"][-1]["text"].strip() == "Still."

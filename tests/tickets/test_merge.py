@@ -432,7 +432,7 @@ def test_a_proven_staff_members_merge_by_mail(world: World) -> None:
         ("#merge 4242", "no ticket #4242"),
         ("#merge #1001", "cannot be merged into itself"),
         ("#merge 999999999999", "no ticket #999999999999"),
-        ("#split", "#split: not supported yet"),
+        ("#split", "#split: the reply answers no notification of ours"),
     ],
 )
 def test_a_refused_merge_by_mail_changes_nothing_and_says_why(
