@@ -47,7 +47,6 @@ from mailbridge.core.forward import (
     text_start,
     ticket_subject,
 )
-from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, ParseLimits, Verdict
 from mailbridge.core.rules import Decision
 from mailbridge.core.staff import (
@@ -62,9 +61,8 @@ from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.inbound import staff
 from mailbridge.inbound.acknowledge import maybe_acknowledge
-from mailbridge.inbound.identity import StaffClaim, token_address
+from mailbridge.inbound.identity import StaffClaim
 from mailbridge.inbound.staff_notification import notify_staff
-from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets import merge, participants
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.requester import unusable_requester
@@ -74,6 +72,7 @@ log = logging.getLogger(__name__)
 # Commands that make no sense on a ticket being opened (they finish, merge or answer one).
 REFUSED_COMMANDS = ("close", "resolve", "template", "merge", "split", "send", "drop")
 REQUESTER_ONLY = "#requester"
+FORWARD_REFUSED = "forward_refused"  # the event, and the refusal mail's wording
 ATTACHED_PARTS = 200  # MIME parts of an attached original read
 ATTACHED_DEPTH = 8  # its levels of multipart and attached messages
 # How far back, and among how many of the customer's mails, a forwarded copy is looked for.
@@ -337,30 +336,12 @@ def _refused(
     """The mail is a ticket as the staff member's own; they are told why it was not opened
     for the customer, and the team hears of it as of any new ticket."""
     claim, parsed = behalf.claim, behalf.outer
-    language = step.app.config.templates.language
-    context = ticket_context(step.app, ticket, language)
-    context["errors"] = list(behalf.problems)
-    context["event"] = "forward_refused"
-    context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
-    row = queue_mail(
-        step,
-        Mail(
-            kind="staff_error",
-            ticket=ticket,
-            template="staff_command_error",
-            context=context,
-            to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
-            language=language,
-            unique=f"forward-refused.{ticket.id}",
-            in_reply_to=parsed.message_id,
-            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
-            reply_to=[Address("", token_address(step.app, ticket, claim.address, step.now))],
-        ),
-    )
+    problems = list(behalf.problems)
+    row = staff.tell_what_was_wrong(step, ticket, parsed, claim, problems, event=FORWARD_REFUSED)
     add_event(
         step,
         ticket,
-        "forward_refused",
+        FORWARD_REFUSED,
         by=claim.address,
         via="mail",
         how=behalf.how,

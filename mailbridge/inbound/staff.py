@@ -180,25 +180,7 @@ def _refuse(
     problems: list[str],
 ) -> None:
     """Nothing reaches the customer; the staff member is told what was wrong."""
-    language = step.app.config.templates.language
-    context = ticket_context(step.app, ticket, language)
-    context["errors"] = problems
-    context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
-    row = queue_mail(
-        step,
-        Mail(
-            kind="staff_error",
-            ticket=ticket,
-            template="staff_command_error",
-            context=context,
-            to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
-            language=language,
-            unique=f"staff-error.{ticket.id}",
-            in_reply_to=parsed.message_id,
-            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
-            reply_to=[Address("", token_address(step.app, ticket, claim.address, step.now))],
-        ),
-    )
+    row = tell_what_was_wrong(step, ticket, parsed, claim, problems)
     add_event(
         step,
         ticket,
@@ -209,6 +191,41 @@ def _refuse(
     )
     log.warning(
         "ticket #%s: reply from %s refused: %s", ticket.number, claim.address, "; ".join(problems)
+    )
+
+
+def tell_what_was_wrong(
+    step: Step,
+    ticket: Ticket,
+    parsed: ParsedMessage,
+    claim: StaffClaim,
+    problems: list[str],
+    *,
+    event: str = "",
+) -> Outbox:
+    """The `staff_command_error` mail to the staff member whose mail was refused, in answer
+    to it, with its text and a reply token for them alone; `event` picks the template's
+    wording ("" for a reply's commands, "forward_refused" for a forward)."""
+    language = step.app.config.templates.language
+    context = ticket_context(step.app, ticket, language)
+    context["errors"] = problems
+    if event:
+        context["event"] = event
+    context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
+    return queue_mail(
+        step,
+        Mail(
+            kind="staff_error",
+            ticket=ticket,
+            template="staff_command_error",
+            context=context,
+            to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
+            language=language,
+            unique=f"{event or 'staff-error'}.{ticket.id}",
+            in_reply_to=parsed.message_id,
+            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+            reply_to=[Address("", token_address(step.app, ticket, claim.address, step.now))],
+        ),
     )
 
 
