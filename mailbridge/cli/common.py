@@ -15,10 +15,14 @@ from mailbridge.config import Config, config_path, load_config
 from mailbridge.core.message import Address
 from mailbridge.core.sla import parse_duration
 from mailbridge.core.staff import requester_address
+from mailbridge.errors import MailbridgeError
 from mailbridge.logs import config_secrets, hide_secrets, setup_logging
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from mailbridge.app import App
+    from mailbridge.db.models import Ticket
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -60,6 +64,16 @@ def open_app(config: Config) -> Iterator[App]:
         yield app
     finally:
         app.close()
+
+
+def ticket_numbered(session: Session, number: int) -> Ticket:
+    """The ticket numbered `number`; a runtime error naming the number when there is none."""
+    from mailbridge.db import queries  # here: `mailbridge --help` loads no database code
+
+    ticket = queries.ticket_by_number(session, number)
+    if ticket is None:
+        raise MailbridgeError(f"no ticket #{number}")
+    return ticket
 
 
 def iso(value: datetime | None) -> str | None:

@@ -11,9 +11,8 @@ import argparse
 from typing import TextIO
 
 from mailbridge.app import App, Step
-from mailbridge.db import queries
+from mailbridge.cli.common import ticket_numbered
 from mailbridge.db.turn import take_turn
-from mailbridge.errors import MailbridgeError
 from mailbridge.tickets.merge import merge_tickets
 from mailbridge.tickets.split import split_ticket
 from mailbridge.tickets.unmerge import unmerge_ticket
@@ -34,9 +33,7 @@ def merge(app: App, number: int, into: int, out: TextIO, *, across_mailboxes: bo
     now = app.clock.now()
     with app.transaction() as session:
         take_turn(session)
-        source = queries.ticket_by_number(session, number)
-        if source is None:
-            raise MailbridgeError(f"no ticket #{number}")
+        source = ticket_numbered(session, number)
         done = merge_tickets(
             Step(session, app, now),
             source,
@@ -59,9 +56,7 @@ def unmerge(app: App, number: int, out: TextIO) -> int:
     now = app.clock.now()
     with app.transaction() as session:
         take_turn(session)
-        source = queries.ticket_by_number(session, number)
-        if source is None:
-            raise MailbridgeError(f"no ticket #{number}")
+        source = ticket_numbered(session, number)
         target = unmerge_ticket(Step(session, app, now), source, by=BY, via=BY).number
         status = source.status
     out.write(f"ticket #{number} taken back out of #{target}; its status is {status} again\n")
@@ -73,9 +68,7 @@ def split(app: App, number: int, article_id: int, out: TextIO) -> int:
     now = app.clock.now()
     with app.transaction() as session:
         take_turn(session)
-        ticket = queries.ticket_by_number(session, number)
-        if ticket is None:
-            raise MailbridgeError(f"no ticket #{number}")
+        ticket = ticket_numbered(session, number)
         done = split_ticket(Step(session, app, now), ticket, article_id, by=BY, via=BY)
         new, count = done.new.number, len(done.articles)
     out.write(

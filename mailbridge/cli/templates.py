@@ -9,14 +9,10 @@ from typing import TextIO
 
 from mailbridge.adapters.template_context import SAMPLE_CONTEXT
 from mailbridge.adapters.templates import TemplateSet, default_templates_dir
-from mailbridge.cli.common import (
-    command_config,
-    open_app,
-)
+from mailbridge.cli.common import command_config, open_app, ticket_numbered
 from mailbridge.config import Config
 from mailbridge.core.clip import clip_context
-from mailbridge.db import queries
-from mailbridge.errors import MailbridgeError, TemplateError
+from mailbridge.errors import TemplateError
 
 
 def configure(templates: argparse.ArgumentParser) -> None:
@@ -67,9 +63,7 @@ def preview_template(
         from mailbridge.outbound.queue import ticket_context
 
         with open_app(config) as app, app.sessions() as session:
-            ticket = queries.ticket_by_number(session, ticket_number)
-            if ticket is None:
-                raise MailbridgeError(f"no ticket #{ticket_number}")
+            ticket = ticket_numbered(session, ticket_number)
             context.update(ticket_context(app, ticket, language or config.templates.language))
     if name not in templates.names():
         raise TemplateError(

@@ -10,9 +10,8 @@ from typing import Any, TextIO
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App, Step
-from mailbridge.cli.common import address, iso
+from mailbridge.cli.common import address, iso, ticket_numbered
 from mailbridge.core.message import Address
-from mailbridge.db import queries
 from mailbridge.db.models import Ticket
 from mailbridge.errors import MailbridgeError
 from mailbridge.tickets import participants
@@ -60,9 +59,7 @@ def cc_ticket(
     """--none, then --remove, then --add, each change a `participants_changed` event."""
     now = app.clock.now()
     with app.transaction() as session:
-        ticket = queries.ticket_by_number(session, number)
-        if ticket is None:
-            raise MailbridgeError(f"no ticket #{number}")
+        ticket = ticket_numbered(session, number)
         problems = participants.refusals(app, ticket.requester_address, add)
         if problems:
             raise MailbridgeError(f"ticket #{number}: " + "; ".join(problems))

@@ -24,6 +24,7 @@ from mailbridge.cli.common import (
     open_app,
     print_json,
     table,
+    ticket_numbered,
 )
 from mailbridge.cli.ticket_participants import configure_cc, listed, run_cc
 from mailbridge.core.humanize import format_duration
@@ -297,9 +298,7 @@ def _pending_deadline(ticket: Ticket) -> tuple[str, datetime]:
 
 def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     with app.sessions() as session:
-        ticket = queries.ticket_by_number(session, number)
-        if ticket is None:
-            raise MailbridgeError(f"no ticket #{number}")
+        ticket = ticket_numbered(session, number)
         articles = queries.ticket_articles(session, ticket.id)
         events = queries.ticket_events(session, ticket.id)
         tags = queries.ticket_tags(session, ticket.id)
@@ -385,9 +384,7 @@ def tag_ticket(
 
     now = app.clock.now()
     with app.transaction() as session:
-        ticket = queries.ticket_by_number(session, number)
-        if ticket is None:
-            raise MailbridgeError(f"no ticket #{number}")
+        ticket = ticket_numbered(session, number)
         removed = queries.remove_ticket_tags(session, ticket.id, remove)
         added = queries.add_ticket_tags(session, ticket.id, add, now)
         step = Step(session, app, now)
@@ -412,9 +409,7 @@ def set_ticket_requester(app: App, number: int, address: Address, out: TextIO) -
     """Set who a ticket answers, as a staff #requester does; `requester_changed` records it."""
     now = app.clock.now()
     with app.transaction() as session:
-        ticket = queries.ticket_by_number(session, number)
-        if ticket is None:
-            raise MailbridgeError(f"no ticket #{number}")
+        ticket = ticket_numbered(session, number)
         why = unusable_requester(app, address)
         if why:
             raise MailbridgeError(f"ticket #{number}: {why}")

@@ -6,6 +6,7 @@ deadline is computed or shown.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -27,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from mailbridge.core.message import Attachment
 from mailbridge.core.states import (
     AuthorKind,
     InboundState,
@@ -243,6 +245,23 @@ class AttachmentRecord(Base):
     content_id: Mapped[str | None] = mapped_column(DigestString(998))
     storage: Mapped[str] = mapped_column(String(16), default="db")  # where the bytes are
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    @classmethod
+    def of(cls, article_id: int, attachment: Attachment) -> AttachmentRecord:
+        """The record of one attachment of a mail; one the parser skipped (too large, too
+        many) keeps its name, type, size and digest, and no bytes."""
+        skipped = bool(attachment.skipped_reason)
+        return cls(
+            article_id=article_id,
+            filename=attachment.filename,
+            content_type=attachment.content_type,
+            size=attachment.size,
+            sha256=hashlib.sha256(attachment.payload).hexdigest(),
+            inline=attachment.inline,
+            content_id=attachment.content_id,
+            storage="skipped" if skipped else "db",
+            data=None if skipped else attachment.payload,
+        )
 
 
 class RecipientResult(TypedDict):

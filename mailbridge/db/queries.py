@@ -439,6 +439,21 @@ def customer_mails_since_staff_reply(session: Session, ticket_id: int) -> int:
     return _flushed(session).scalar(query) or 0
 
 
+def customer_thread(session: Session, ticket_id: int) -> list[str]:
+    """Message-IDs of the customer's conversation on a ticket, oldest first: ours and
+    theirs, never an internal article's."""
+    query = (
+        select(Article.message_id)
+        .where(
+            Article.ticket_id == ticket_id,
+            Article.internal.is_(False),
+            Article.message_id.is_not(None),
+        )
+        .order_by(Article.id)
+    )
+    return [m for m in session.scalars(query) if m]
+
+
 def ticket_tags(session: Session, ticket_id: int) -> list[str]:
     query = select(TicketTag.tag).where(TicketTag.ticket_id == ticket_id).order_by(TicketTag.tag)
     return list(_flushed(session).scalars(query))

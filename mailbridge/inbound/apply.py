@@ -4,8 +4,6 @@ outbox rows. Runs inside the caller's transaction; owns no commit.
 
 from __future__ import annotations
 
-import hashlib
-
 from mailbridge.app import App, Step
 from mailbridge.core.clip import clip_text
 from mailbridge.core.correlate import ThreadDecision
@@ -334,19 +332,7 @@ def _add_article(
                 size=attachment.size,
                 reason=attachment.skipped_reason,
             )
-        step.session.add(
-            AttachmentRecord(
-                article_id=article.id,
-                filename=attachment.filename,
-                content_type=attachment.content_type,
-                size=attachment.size,
-                sha256=hashlib.sha256(attachment.payload).hexdigest(),
-                inline=attachment.inline,
-                content_id=attachment.content_id,
-                storage="skipped" if attachment.skipped_reason else "db",
-                data=None if attachment.skipped_reason else attachment.payload,
-            )
-        )
+        step.session.add(AttachmentRecord.of(article.id, attachment))
     return article
 
 

@@ -15,7 +15,6 @@ Runs inside the caller's transaction, like the rest of apply.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -33,14 +32,14 @@ from mailbridge.core.collision import (
     decide,
 )
 from mailbridge.core.humanize import excerpt
-from mailbridge.core.message import Address, Attachment, ParsedMessage
+from mailbridge.core.message import Attachment, ParsedMessage
 from mailbridge.core.relay import relayed_attachments
 from mailbridge.core.staff import Command, StaffMessage
-from mailbridge.core.states import AuthorKind
 from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Outbox, Ticket
-from mailbridge.inbound.identity import StaffClaim, token_address
-from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
+from mailbridge.outbound.queue import ticket_context
 from mailbridge.tickets.events import Applied, add_event
+from mailbridge.tickets.staff_articles import StaffWords, add_staff_article
 
 __all__ = [
     "check",
@@ -314,41 +313,10 @@ def _record_draft(
     message: StaffMessage,
 ) -> Article:
     """The held reply as an internal article, with the attachments a relay would carry."""
-    draft = Article(
-        ticket_id=ticket.id,
-        direction="out",
-        author_kind=AuthorKind.STAFF,
-        kind=HELD,
-        from_name=parsed.from_.name if parsed.from_ else "",
-        from_address=claim.address,
-        to=[],
-        cc=[],
-        message_id=None,
-        in_reply_to=parsed.in_reply_to,
-        subject=parsed.subject,
-        text_body=message.text,
-        html_body=None,
-        internal=True,
-        defects=list(parsed.defects),
-        created_at=step.now,
-        inbound_message_id=inbound.id,
-    )
-    step.session.add(draft)
-    step.session.flush()
+    words = StaffWords(claim.address, message.text, True, None, [], [], kind=HELD)
+    draft = add_staff_article(step, ticket, inbound, parsed, words)
     for attachment in relayed_attachments(parsed.attachments):
-        step.session.add(
-            AttachmentRecord(
-                article_id=draft.id,
-                filename=attachment.filename,
-                content_type=attachment.content_type,
-                size=attachment.size,
-                sha256=hashlib.sha256(attachment.payload).hexdigest(),
-                inline=attachment.inline,
-                content_id=attachment.content_id,
-                storage="db",
-                data=attachment.payload,
-            )
-        )
+        step.session.add(AttachmentRecord.of(draft.id, attachment))
     return draft
 
 
@@ -361,21 +329,10 @@ def _tell(step: Step, reply: Reply, found: CollisionCheck, event: str, seen: int
     context["event"] = event
     context["digest"] = _shown(step, found.newer)
     context["excerpt"] = excerpt(reply.message.text, max_lines=20, max_chars=2000)
-    return queue_mail(
-        step,
-        Mail(
-            kind="collision",
-            ticket=ticket,
-            template="staff_collision",
-            context=context,
-            to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
-            language=language,
-            unique=f"collision.{ticket.id}",
-            in_reply_to=parsed.message_id,
-            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
-            reply_to=[Address("", token_address(step.app, ticket, claim.address, step.now))],
-            article_id=seen,
-        ),
+    unique = f"collision.{ticket.id}"
+    answer = StaffAnswer("collision", "staff_collision", context, language, unique)
+    return answer_staff_member(
+        step, ticket, parsed, claim.address, replace(answer, article_id=seen)
     )
 
 

@@ -15,7 +15,7 @@ Runs inside the caller's transaction, like the rest of apply.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -34,7 +34,7 @@ from mailbridge.core.staff import (
     is_staff_address,
     reply_address,
 )
-from mailbridge.core.states import InboundState
+from mailbridge.core.states import InboundState, MailKind
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets.events import Applied, add_event
@@ -107,6 +107,51 @@ def token_address(app: App, ticket: Ticket, audience: str, now: datetime) -> str
         audience=audience,
         expires=now + app.config.staff.token_lifetime,
     )
+
+
+def answer_staff_member(
+    step: Step,
+    ticket: Ticket,
+    parsed: ParsedMessage,
+    address: str,
+    mail: StaffAnswer,
+) -> Outbox:
+    """A mail to the staff member at `address`, in answer to their mail `parsed` (threaded
+    to it, to their name as they wrote it), with a reply token for them alone unless
+    `mail.token` is False (a sender nothing proves gets none)."""
+    return queue_mail(
+        step,
+        Mail(
+            kind=mail.kind,
+            ticket=ticket,
+            template=mail.template,
+            context=mail.context,
+            to=[Address(parsed.from_.name if parsed.from_ else "", address)],
+            language=mail.language,
+            unique=mail.unique,
+            in_reply_to=parsed.message_id,
+            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
+            reply_to=(
+                [Address("", token_address(step.app, ticket, address, step.now))]
+                if mail.token
+                else []
+            ),
+            article_id=mail.article_id,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StaffAnswer:
+    """What `answer_staff_member` sends: the kind, template and context of the mail."""
+
+    kind: MailKind
+    template: str
+    context: dict[str, object]
+    language: str
+    unique: str  # the start of its Message-ID
+    token: bool = True
+    article_id: int | None = None  # the newest article it shows (core/collision.py)
 
 
 def audience_of(app: App, target: str) -> str:
@@ -189,19 +234,12 @@ def _tell_refused(
     context["errors"] = [claim.refusal]
     context["event"] = "token_refused"
     context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
-    return queue_mail(
-        step,
-        Mail(
-            kind=REFUSAL_KIND,
-            ticket=ticket,
-            template="staff_command_error",
-            context=context,
-            to=[Address("", claim.address)],
-            language=language,
-            unique=f"staff-refused.{ticket.id}",
-            in_reply_to=parsed.message_id,
-            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
-        ),
+    answer = StaffAnswer(
+        REFUSAL_KIND, "staff_command_error", context, language, f"staff-refused.{ticket.id}"
+    )
+    # To the bare address: the name is the sender's claim, and nothing proved it.
+    return answer_staff_member(
+        step, ticket, replace(parsed, from_=None), claim.address, replace(answer, token=False)
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,15 +34,16 @@ from mailbridge.core.staff import (
     staff_member,
     strip_signature,
 )
-from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
+from mailbridge.core.states import InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound import collision
-from mailbridge.inbound.identity import StaffClaim, token_address
+from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets import merge, participants, requester, split
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
+from mailbridge.tickets.staff_articles import StaffWords, add_staff_article
 
 log = logging.getLogger(__name__)
 
@@ -212,21 +213,9 @@ def tell_what_was_wrong(
     if event:
         context["event"] = event
     context["excerpt"] = excerpt(parsed.reply_text or parsed.text, max_lines=20, max_chars=2000)
-    return queue_mail(
-        step,
-        Mail(
-            kind="staff_error",
-            ticket=ticket,
-            template="staff_command_error",
-            context=context,
-            to=[Address(parsed.from_.name if parsed.from_ else "", claim.address)],
-            language=language,
-            unique=f"{event or 'staff-error'}.{ticket.id}",
-            in_reply_to=parsed.message_id,
-            references=[*parsed.references, *([parsed.message_id] if parsed.message_id else [])],
-            reply_to=[Address("", token_address(step.app, ticket, claim.address, step.now))],
-        ),
-    )
+    unique = f"{event or 'staff-error'}.{ticket.id}"
+    answer = StaffAnswer("staff_error", "staff_command_error", context, language, unique)
+    return answer_staff_member(step, ticket, parsed, claim.address, answer)
 
 
 def _record_article(
@@ -240,7 +229,7 @@ def _record_article(
     note = message.has("note")
     # The staff member's own Message-ID stays out of the customer's thread: the article
     # takes the id of the relayed mail instead (see _relay).
-    return _staff_article(
+    return add_staff_article(
         step,
         ticket,
         inbound,
@@ -254,46 +243,6 @@ def _record_article(
             cc=[],
         ),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class StaffWords:
-    """What a staff member's mail puts on the ticket: who wrote it, the text, whether it is
-    an internal note, and the ids and recipients the article records."""
-
-    address: str
-    text: str
-    note: bool
-    message_id: str | None
-    to: list[str]
-    cc: list[str]
-
-
-def _staff_article(
-    step: Step, ticket: Ticket, inbound: InboundMessage, parsed: ParsedMessage, words: StaffWords
-) -> Article:
-    article = Article(
-        ticket_id=ticket.id,
-        direction="out",
-        author_kind=AuthorKind.STAFF,
-        kind="note" if words.note else "reply",
-        from_name=parsed.from_.name if parsed.from_ else "",
-        from_address=words.address,
-        to=words.to,
-        cc=words.cc,
-        message_id=words.message_id,
-        in_reply_to=parsed.in_reply_to,
-        subject=parsed.subject,
-        text_body=words.text,
-        html_body=None,
-        internal=words.note,
-        defects=list(parsed.defects),
-        created_at=step.now,
-        inbound_message_id=inbound.id,
-    )
-    step.session.add(article)
-    step.session.flush()
-    return article
 
 
 def _apply_commands(
@@ -343,7 +292,7 @@ def _relay(
     context["reply_text"] = message.text
     context["staff_name"] = first_name(parsed.from_.name if parsed.from_ else "")
     template = CANNED_PREFIX + name if (name := message.argument("template")) else "staff_reply"
-    thread = _customer_thread(step.session, ticket)
+    thread = queries.customer_thread(step.session, ticket.id)
     cc = participants.cc_of(step, ticket)  # as reply-all would
     article.cc = [a.address for a in cc]
     row = queue_mail(
@@ -374,7 +323,7 @@ def _finish(step: Step, ticket: Ticket, message: StaffMessage, answered: bool) -
     ticket.next_escalation_at = None
     if message.has("close") and not answered and answerable(ticket.requester_address):
         language = ticket.language or step.app.config.templates.language
-        thread = _customer_thread(step.session, ticket)
+        thread = queries.customer_thread(step.session, ticket.id)
         queue_mail(
             step,
             Mail(
@@ -392,20 +341,6 @@ def _finish(step: Step, ticket: Ticket, message: StaffMessage, answered: bool) -
         )
 
 
-def _customer_thread(session: Session, ticket: Ticket) -> list[str]:
-    """Message-IDs of the customer's conversation, oldest first: ours and theirs."""
-    query = (
-        select(Article.message_id)
-        .where(
-            Article.ticket_id == ticket.id,
-            Article.internal.is_(False),
-            Article.message_id.is_not(None),
-        )
-        .order_by(Article.id)
-    )
-    return [m for m in session.scalars(query) if m]
-
-
 # --- observe mode: staff answer from the shared account ------------------------------------------
 
 
@@ -418,7 +353,7 @@ def handle_observed(step: Step, inbound: InboundMessage, parsed: ParsedMessage) 
     ticket = _referenced_ticket(step, parsed)
     if ticket is None:
         return Applied(InboundState.IGNORED, "ignored", reason="sent mail that answers no ticket")
-    article = _staff_article(
+    article = add_staff_article(
         step,
         ticket,
         inbound,
@@ -461,7 +396,7 @@ def note_article(
 ) -> Article:
     """The staff member's own lines on a forward, as an internal note."""
     words = StaffWords(by, text, note=True, message_id=parsed.message_id, to=[], cc=[])
-    return _staff_article(step, ticket, inbound, parsed, words)
+    return add_staff_article(step, ticket, inbound, parsed, words)
 
 
 def write_to_customer(

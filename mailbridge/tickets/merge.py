@@ -157,7 +157,7 @@ def merge_tickets(
     assert found is not None  # merge_check refuses an unknown target
     target = found
     previous = {"source": _remember(source), "target": _remember(target)}
-    thread = _customer_thread(step.session, source)
+    thread = queries.customer_thread(step.session, source.id)
     moved = _move(step, source, target, by)
     _join_deadlines(step, source, target)
     source.status = TicketStatus.MERGED
@@ -209,20 +209,6 @@ def _remember(ticket: Ticket) -> dict[str, Any]:
         value = getattr(ticket, name)
         values[name] = value.isoformat() if isinstance(value, datetime) else value
     return values
-
-
-def _customer_thread(session: Session, ticket: Ticket) -> list[str]:
-    """Message-IDs of the customer's conversation on the ticket, oldest first."""
-    query = (
-        select(Article.message_id)
-        .where(
-            Article.ticket_id == ticket.id,
-            Article.internal.is_(False),
-            Article.message_id.is_not(None),
-        )
-        .order_by(Article.id)
-    )
-    return [m for m in session.scalars(query) if m]
 
 
 def _move(step: Step, source: Ticket, target: Ticket, by: str) -> dict[str, Any]:
