@@ -85,7 +85,7 @@ def handle_staff_mail(
     if found.action == "hold":
         reply = collision.Reply(ticket, parsed, claim, message)
         return collision.hold(step, inbound, reply, found, draft)
-    changes = _apply_commands(step, ticket, message, claim)  # #requester first
+    changes = apply_commands(step, ticket, message, claim)  # #requester first
     article = _record_article(step, ticket, inbound, parsed, claim, message)
     relayed = None
     if not message.has("note") and (message.text or message.argument("template")):
@@ -245,12 +245,14 @@ def _record_article(
     )
 
 
-def _apply_commands(
+def apply_commands(
     step: Step,
     ticket: Ticket,
     message: StaffMessage,
     claim: StaffClaim,
 ) -> dict[str, object]:
+    """The commands that set a ticket up (#requester first, #cc, #assign, #priority,
+    #queue, #tag, #untag), on an answer or a forward; what changed, for the event."""
     changes: dict[str, object] = {}
     changes.update(requester.apply_command(step, ticket, message, claim.address))
     changes.update(participants.apply_commands(step, ticket, message, claim.address))
@@ -381,14 +383,6 @@ def handle_observed(step: Step, inbound: InboundMessage, parsed: ParsedMessage) 
 
 
 # --- tickets a staff member opens for a customer (inbound/forward.py) ---------------------------
-
-
-def apply_commands(
-    step: Step, ticket: Ticket, message: StaffMessage, claim: StaffClaim
-) -> dict[str, object]:
-    """The commands that set a ticket up (#requester, #assign, #priority, #queue, #tag,
-    #untag), as on an answer; returns what changed, for the event."""
-    return _apply_commands(step, ticket, message, claim)
 
 
 def note_article(
