@@ -122,7 +122,12 @@ class World:
 
 
 def make_world(
-    tmp_path: Path, database_url: str, *, sla: list[dict[str, Any]] | None = None, **sections: Any
+    tmp_path: Path,
+    database_url: str,
+    *,
+    sla: list[dict[str, Any]] | None = None,
+    staff: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> World:
     config = make_config(
         tmp_path,
@@ -130,7 +135,7 @@ def make_world(
         imap=NOWHERE,
         smtp=NOWHERE,
         sla=sla or [policy()],
-        staff=STAFF,
+        staff=staff or STAFF,
         **sections,
     )
     clock = FrozenClock(START)
