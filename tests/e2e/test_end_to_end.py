@@ -26,16 +26,6 @@ MX = "mx.shop.example"  # the trusted MTA
 SIGNED = {"Authentication-Results": f"{MX}; dkim=pass header.d=customer.example"}
 
 
-@pytest.fixture(params=["pymap", "dovecot"])
-def imap_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedImapServer]:
-    """Each end-to-end test runs against both servers (same surface)."""
-    if request.param == "pymap":
-        with EmbeddedImapServer() as server:
-            yield server
-        return
-    yield request.getfixturevalue("dovecot_server")
-
-
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(START)
