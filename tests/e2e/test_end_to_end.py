@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -18,47 +18,20 @@ from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import Daemon, PassReport
 from tests.support.builders import mail, make_config
+from tests.support.served_app import app, clock
 
 pytestmark = pytest.mark.integration
+
+__all__ = ["app", "clock"]  # the fixtures these tests use
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 MX = "mx.shop.example"  # the trusted MTA
 SIGNED = {"Authentication-Results": f"{MX}; dkim=pass header.d=customer.example"}
 
 
-@pytest.fixture(params=["pymap", "dovecot"])
-def imap_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedImapServer]:
-    """Each end-to-end test runs against both servers (same surface)."""
-    if request.param == "pymap":
-        with EmbeddedImapServer() as server:
-            yield server
-        return
-    yield request.getfixturevalue("dovecot_server")
-
-
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
-@pytest.fixture
-def app(
-    tmp_path: Path,
-    database_url: str,
-    imap_server: EmbeddedImapServer,
-    smtp_sink: SmtpSink,
-    clock: FrozenClock,
-) -> Iterator[App]:
-    config = make_config(
-        tmp_path,
-        database_url=database_url,
-        imap=imap_server,
-        smtp=smtp_sink,
-        staff={"trusted_authserv_id": MX},
-    )
-    application = build_app(config, clock=clock)
-    yield application
-    application.close()
+def app_sections() -> dict[str, Any]:
+    return {"staff": {"trusted_authserv_id": MX}}
 
 
 def run_pass(app: App) -> PassReport:
@@ -353,65 +326,65 @@ def test_a_mailbox_that_refuses_login_is_reported_and_others_go_on(
     assert len(smtp_sink.wait_for(1)) == 1
 
 
+@pytest.mark.parametrize(
+    "app_sections",
+    [
+        {
+            "staff": {
+                "trusted_authserv_id": MX,
+                "addresses": ["alice@shop.example"],
+                "team_address": "team@shop.example",
+            }
+        }
+    ],
+    ids=["staff"],
+)
 def test_a_copied_colleague_gets_the_staff_answer_and_replies_all_without_an_ack(
-    tmp_path: Path,
-    database_url: str,
-    imap_server: EmbeddedImapServer,
-    smtp_sink: SmtpSink,
-    clock: FrozenClock,
+    app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
 ) -> None:
     """Reply-all, the way mail clients do it: Ada copies Marco, staff answer her (Marco in
     Cc), Marco answers all; his mail joins the ticket and nobody is acknowledged again."""
-    staff = {"trusted_authserv_id": MX, "addresses": ["alice@shop.example"]}
-    staff["team_address"] = "team@shop.example"
-    config = make_config(
-        tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink, staff=staff
+    imap_server.append(
+        mail(
+            "Ada <ada@customer.example>",
+            message_id="<a1@customer.example>",
+            headers={**SIGNED, "Cc": "Marco <marco@customer.example>"},
+        )
     )
-    app = build_app(config, clock=clock)
-    try:
-        imap_server.append(
-            mail(
-                "Ada <ada@customer.example>",
-                message_id="<a1@customer.example>",
-                headers={**SIGNED, "Cc": "Marco <marco@customer.example>"},
-            )
+    run_pass(app)
+    notice = next(m for m in smtp_sink.wait_for(2) if "team@shop.example" in m.recipients)
+    imap_server.append(
+        mail(
+            "Alice <alice@shop.example>",
+            "Re: " + notice.message["Subject"],
+            "A new printer is on its way.\n",
+            to=notice.message["Reply-To"].addresses[0].addr_spec,
+            in_reply_to=notice.message["Message-ID"],
         )
-        run_pass(app)
-        notice = next(m for m in smtp_sink.wait_for(2) if "team@shop.example" in m.recipients)
-        imap_server.append(
-            mail(
-                "Alice <alice@shop.example>",
-                "Re: " + notice.message["Subject"],
-                "A new printer is on its way.\n",
-                to=notice.message["Reply-To"].addresses[0].addr_spec,
-                in_reply_to=notice.message["Message-ID"],
-            )
-        )
-        run_pass(app)
-        answer = next(m for m in smtp_sink.wait_for(3) if "marco@customer.example" in m.recipients)
-        assert sorted(answer.recipients) == ["ada@customer.example", "marco@customer.example"]
-        assert answer.message["Cc"].addresses[0].addr_spec == "marco@customer.example"
+    )
+    run_pass(app)
+    answer = next(m for m in smtp_sink.wait_for(3) if "marco@customer.example" in m.recipients)
+    assert sorted(answer.recipients) == ["ada@customer.example", "marco@customer.example"]
+    assert answer.message["Cc"].addresses[0].addr_spec == "marco@customer.example"
 
-        imap_server.append(
-            mail(
-                "Marco <marco@customer.example>",
-                "Re: " + answer.message["Subject"],
-                "Thanks, I will be in.\n",
-                message_id="<m1@customer.example>",
-                in_reply_to=answer.message["Message-ID"],
-                headers={"Cc": "ada@customer.example"},
-            )
+    imap_server.append(
+        mail(
+            "Marco <marco@customer.example>",
+            "Re: " + answer.message["Subject"],
+            "Thanks, I will be in.\n",
+            message_id="<m1@customer.example>",
+            in_reply_to=answer.message["Message-ID"],
+            headers={"Cc": "ada@customer.example"},
         )
-        report = run_pass(app)
+    )
+    report = run_pass(app)
 
-        assert report.ok and report.processed.created == 0
-        assert count(app, Ticket) == 1
-        acks = [m for m in smtp_sink.received if m.message["Auto-Submitted"] == "auto-replied"]
-        assert [list(m.recipients) for m in acks] == [["ada@customer.example"]]
-        with app.sessions() as session:
-            marcos = session.scalars(
-                select(Article).where(Article.from_address == "marco@customer.example")
-            ).one()
-        assert marcos.author_kind == "customer"
-    finally:
-        app.close()
+    assert report.ok and report.processed.created == 0
+    assert count(app, Ticket) == 1
+    acks = [m for m in smtp_sink.received if m.message["Auto-Submitted"] == "auto-replied"]
+    assert [list(m.recipients) for m in acks] == [["ada@customer.example"]]
+    with app.sessions() as session:
+        marcos = session.scalars(
+            select(Article).where(Article.from_address == "marco@customer.example")
+        ).one()
+    assert marcos.author_kind == "customer"

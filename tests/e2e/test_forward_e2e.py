@@ -6,29 +6,26 @@ opens the ticket for the customer, and the customer receives the acknowledgement
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from mailbridge.app import App, build_app
-from mailbridge.clock import FrozenClock
+from mailbridge.app import App
 from mailbridge.db.models import Article, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import Daemon
-from tests.support.builders import make_config
+from tests.support.served_app import app, clock
+from tests.support.sla_world import START
+from tests.support.staff_world import ADA, ALICE, MX
 
 pytestmark = pytest.mark.integration
 
-START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-MX = "mx.shop.example"
-ALICE = "alice@shop.example"
-ADA = "ada@customer.example"
+__all__ = ["app", "clock"]  # the fixtures these tests use
+
 OUTLOOK_FORWARD = """Hi team, Ada called me too: please look after her.
 
 Alice Bianchi | Shop
@@ -46,34 +43,16 @@ Ada
 """
 
 
-@pytest.fixture(params=["pymap", "dovecot"])
-def imap_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedImapServer]:
-    if request.param == "pymap":
-        with EmbeddedImapServer() as server:
-            yield server
-        return
-    yield request.getfixturevalue("dovecot_server")
-
-
 @pytest.fixture
-def app(
-    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
-) -> Iterator[App]:
-    config = make_config(
-        tmp_path,
-        database_url=database_url,
-        imap=imap_server,
-        smtp=smtp_sink,
-        staff={
+def app_sections() -> dict[str, Any]:
+    return {
+        "staff": {
             "addresses": [ALICE],
             "team_address": "team@shop.example",
             "trusted_authserv_id": MX,
             "signature_patterns": [r"^Alice Bianchi \| Shop"],
-        },
-    )
-    application = build_app(config, clock=FrozenClock(START))
-    yield application
-    application.close()
+        }
+    }
 
 
 def forward_from_outlook() -> bytes:

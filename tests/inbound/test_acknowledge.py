@@ -5,49 +5,29 @@ our own addresses."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from mailbridge.app import App, build_app
+from mailbridge.app import App
 from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Event, Outbox, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import Daemon, PassReport
-from tests.support.builders import mail, make_config
+from tests.support.builders import mail
+from tests.support.served_app import app, clock
 
 pytestmark = pytest.mark.integration
 
-START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+__all__ = ["app", "clock"]  # the fixtures these tests use
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
-@pytest.fixture
-def app(
-    tmp_path: Path,
-    database_url: str,
-    imap_server: EmbeddedImapServer,
-    smtp_sink: SmtpSink,
-    clock: FrozenClock,
-) -> Iterator[App]:
-    config = make_config(
-        tmp_path,
-        database_url=database_url,
-        imap=imap_server,
-        smtp=smtp_sink,
-        tickets={"ack_limit_per_hour": 2},
-    )
-    application = build_app(config, clock=clock)
-    yield application
-    application.close()
+def app_sections() -> dict[str, Any]:
+    return {"tickets": {"ack_limit_per_hour": 2}}
 
 
 def run_pass(app: App) -> PassReport:

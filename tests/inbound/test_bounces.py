@@ -5,7 +5,6 @@ acknowledgement goes to it again until it writes to us itself."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,14 @@ from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.service.daemon import Daemon, PassReport
 from tests.support.builders import mail, make_config
+from tests.support.served_app import app, app_sections, clock
 
 pytestmark = pytest.mark.integration
 
+__all__ = ["app", "app_sections", "clock"]  # the fixtures these tests use
+
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 ADA = "ada@corp.example"
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
 
 
 def make_app(
@@ -44,19 +41,6 @@ def make_app(
     if smtp:
         config = config.model_copy(update={"smtp": config.smtp.model_copy(update=smtp)})
     return build_app(config, clock=clock)
-
-
-@pytest.fixture
-def app(
-    tmp_path: Path,
-    database_url: str,
-    imap_server: EmbeddedImapServer,
-    smtp_sink: SmtpSink,
-    clock: FrozenClock,
-) -> Iterator[App]:
-    application = make_app(tmp_path, database_url, imap_server, smtp_sink, clock)
-    yield application
-    application.close()
 
 
 def run_pass(app: App) -> PassReport:

@@ -9,7 +9,7 @@ import email.policy
 import io
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -103,6 +103,24 @@ def data_of(world: World, event_type: str) -> list[dict[str, object]]:
     return [e.data for e in world.events(1000) if e.type == event_type]
 
 
+def both_answer(world: World, *, passes: int = 1) -> None:
+    """Alice and Bob answer the notification of a new ticket: both answers fetched together
+    in one pass, or (passes=2) Alice's relayed in a pass before Bob's arrives."""
+    notice = open_ticket(world)
+    world.deliver(answer(notice, f"Alice <{ALICE}>", ALICE_TEXT))
+    if passes == 2:
+        world.run()
+    world.deliver(answer(notice, f"Bob <{BOB}>", BOB_TEXT))
+    world.run()
+
+
+def held_for_bob(world: World, *, passes: int = 1) -> ReceivedMail:
+    """Bob's answer held after Alice's (see both_answer); the collision mail he got."""
+    both_answer(world, passes=passes)
+    (told,) = collision_mails(world, BOB)
+    return told
+
+
 # --- two staff members, one notification -------------------------------------------------------
 
 
@@ -165,12 +183,7 @@ def test_send_relays_the_attachments_of_the_held_reply(world: World) -> None:
 
 
 def test_drop_discards_the_held_reply_and_keeps_it_on_record(world: World) -> None:
-    notice = open_ticket(world)
-    world.deliver(answer(notice, f"Alice <{ALICE}>", ALICE_TEXT))
-    world.run()
-    world.deliver(answer(notice, f"Bob <{BOB}>", BOB_TEXT))
-    world.run()
-    (told,) = collision_mails(world, BOB)
+    told = held_for_bob(world, passes=2)
 
     world.deliver(answer(told, f"Bob <{BOB}>", "#drop"))
     world.run()
@@ -193,12 +206,7 @@ def test_drop_discards_the_held_reply_and_keeps_it_on_record(world: World) -> No
 def test_a_new_answer_to_the_collision_mail_is_relayed_and_replaces_the_draft(
     world: World,
 ) -> None:
-    notice = open_ticket(world)
-    world.deliver(answer(notice, f"Alice <{ALICE}>", ALICE_TEXT))
-    world.run()
-    world.deliver(answer(notice, f"Bob <{BOB}>", BOB_TEXT))
-    world.run()
-    (told,) = collision_mails(world, BOB)
+    told = held_for_bob(world, passes=2)
 
     world.deliver(answer(told, f"Bob <{BOB}>", "Ada, Alice is right; ignore my question."))
     world.run()
@@ -270,45 +278,46 @@ def test_a_note_is_never_held(world: World) -> None:
 # --- modes ---------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def both_answered(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> Iterator[Callable[[str], World]]:
+    """A world with [staff] collision set to the mode given, where Alice's and Bob's answers
+    to one notification arrive together and are run in one pass."""
+    made: list[World] = []
+
+    def answered_in(mode: str) -> World:
+        world = make_world(
+            tmp_path, database_url, imap_server, smtp_sink, staff={**STAFF, "collision": mode}
+        )
+        made.append(world)
+        both_answer(world)
+        return world
+
+    yield answered_in
+    for world in made:
+        world.app.close()
+
+
 def test_warn_mode_relays_and_tells_what_changed(
-    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+    both_answered: Callable[[str], World],
 ) -> None:
-    world = make_world(
-        tmp_path, database_url, imap_server, smtp_sink, staff={**STAFF, "collision": "warn"}
-    )
-    try:
-        notice = open_ticket(world)
-        world.deliver(answer(notice, f"Alice <{ALICE}>", ALICE_TEXT))
-        world.deliver(answer(notice, f"Bob <{BOB}>", BOB_TEXT))
-        world.run()
-        texts = replies_to_customer(world)
-        assert len(texts) == 2 and BOB_TEXT in texts[1]
-        (told,) = [m for m in world.sent_to(BOB) if "Sent, but" in str(m.message["Subject"])]
-        assert ALICE_TEXT in body(told) and "#send" not in body(told)
-        (warned,) = data_of(world, "collision_warned")
-        assert warned["by"] == BOB and warned["via"] == "mail" and len(warned["newer"]) == 1
-        assert drafts(world) == []
-    finally:
-        world.app.close()
+    world = both_answered("warn")
+    texts = replies_to_customer(world)
+    assert len(texts) == 2 and BOB_TEXT in texts[1]
+    (told,) = [m for m in world.sent_to(BOB) if "Sent, but" in str(m.message["Subject"])]
+    assert ALICE_TEXT in body(told) and "#send" not in body(told)
+    (warned,) = data_of(world, "collision_warned")
+    assert warned["by"] == BOB and warned["via"] == "mail" and len(warned["newer"]) == 1
+    assert drafts(world) == []
 
 
-def test_off_mode_relays_as_before(
-    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
-) -> None:
-    world = make_world(
-        tmp_path, database_url, imap_server, smtp_sink, staff={**STAFF, "collision": "off"}
-    )
-    try:
-        notice = open_ticket(world)
-        world.deliver(answer(notice, f"Alice <{ALICE}>", ALICE_TEXT))
-        world.deliver(answer(notice, f"Bob <{BOB}>", BOB_TEXT))
-        world.run()
-        assert len(replies_to_customer(world)) == 2
-        assert world.sent_to(BOB) == []
-        types = set(world.event_types(1000))
-        assert not types & {"reply_held", "collision_warned", "collision_unchecked"}
-    finally:
-        world.app.close()
+def test_off_mode_relays_as_before(both_answered: Callable[[str], World]) -> None:
+    world = both_answered("off")
+    assert len(replies_to_customer(world)) == 2
+    assert world.sent_to(BOB) == []
+    types = set(world.event_types(1000))
+    assert not types & {"reply_held", "collision_warned", "collision_unchecked"}
 
 
 def test_an_answer_that_names_no_notification_is_relayed_and_recorded_unchecked(
@@ -335,15 +344,6 @@ def test_an_answer_that_names_no_notification_is_relayed_and_recorded_unchecked(
 
 
 # --- who may send a draft -----------------------------------------------------------------------
-
-
-def held_for_bob(world: World) -> ReceivedMail:
-    notice = open_ticket(world)
-    world.deliver(answer(notice, f"Alice <{ALICE}>", ALICE_TEXT))
-    world.deliver(answer(notice, f"Bob <{BOB}>", BOB_TEXT))
-    world.run()
-    (told,) = collision_mails(world, BOB)
-    return told
 
 
 def test_send_by_another_staff_member_is_refused(world: World) -> None:

@@ -15,26 +15,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailbridge.app import build_app
-from mailbridge.clock import FrozenClock
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage
 from mailbridge.tickets import participants
-from tests.support.builders import mail, make_config
-from tests.support.sla_world import NOWHERE, START, World, policy, text_of
+from tests.support.builders import mail
+from tests.support.sla_world import START, World, make_world, text_of
+from tests.support.staff_world import ADA, ALICE, SIGNED_STAFF
 
 pytestmark = pytest.mark.db
 
-ALICE = "alice@shop.example"
-ADA = "ada@customer.example"
 PROOF = {"Authentication-Results": "mx.shop.example; dkim=pass header.d=shop.example"}
-STAFF = {
-    "addresses": [ALICE, "bob@shop.example"],
-    "team_address": "team@shop.example",
-    "escalation_address": "lead@shop.example",
-    "trusted_authserv_id": "mx.shop.example",
-    "signature_patterns": [r"^Alice Bianchi \| Shop"],
-}
 GMAIL = """{top}
 
 Alice Bianchi | Shop
@@ -69,23 +59,9 @@ Ada
 
 @pytest.fixture
 def world(tmp_path: Path, database_url: str) -> Iterator[World]:
-    made = make_world(tmp_path, database_url)
+    made = make_world(tmp_path, database_url, staff=SIGNED_STAFF)
     yield made
     made.app.close()
-
-
-def make_world(tmp_path: Path, database_url: str, **sections: Any) -> World:
-    config = make_config(
-        tmp_path,
-        database_url=database_url,
-        imap=NOWHERE,
-        smtp=NOWHERE,
-        sla=[policy()],
-        staff=STAFF,
-        **sections,
-    )
-    clock = FrozenClock(START)
-    return World(build_app(config, clock=clock), clock)
 
 
 def staff_mail(
@@ -216,7 +192,7 @@ def test_a_routing_rule_reads_the_original_and_its_assignee_wins(
         "when": {"subject": {"words": ["fire"]}, "from_domain": "customer.example"},
         "then": {"assignee": "bob@shop.example", "priority": "urgent"},
     }
-    world = make_world(tmp_path, database_url, rule=[rule])
+    world = make_world(tmp_path, database_url, staff=SIGNED_STAFF, rule=[rule])
     try:
         world.receive(staff_mail(GMAIL.format(top="Urgent one.", sender=ADA)))
         ticket = world.ticket()

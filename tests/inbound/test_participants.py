@@ -5,83 +5,40 @@ the list with #cc. Hostile senders: a forged staff #cc, 5,000 Cc's, a name with 
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from mailbridge.app import App, build_app
+from mailbridge.app import App
 from mailbridge.cli import tickets as reports
 from mailbridge.cli.ticket_participants import cc_ticket
-from mailbridge.clock import FrozenClock
 from mailbridge.core.message import Address
 from mailbridge.db.models import Article, Event, Ticket, TicketParticipant
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.errors import MailbridgeError
-from mailbridge.service.daemon import Daemon, PassReport
-from tests.support.builders import make_config
+from tests.support.served_app import app, body, clock, run_pass, to
+from tests.support.sla_world import START
+from tests.support.staff_world import ADA, ALICE, STAFF
 
 pytestmark = pytest.mark.integration
 
-START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-ADA = "ada@customer.example"
+__all__ = ["app", "clock"]  # the fixtures these tests use
+
 MARCO = "marco@customer.example"
-ALICE = "alice@shop.example"
 TEAM = "team@shop.example"
-STAFF = {
-    "addresses": [ALICE, "bob@shop.example"],
-    "team_address": TEAM,
-    "escalation_address": "lead@shop.example",
-    "trusted_authserv_id": "mx.shop.example",
-}
 ANSWER = "Hello Ada,\n\na new printer is on its way."
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
-@pytest.fixture
-def app(
-    tmp_path: Path,
-    database_url: str,
-    imap_server: EmbeddedImapServer,
-    smtp_sink: SmtpSink,
-    clock: FrozenClock,
-) -> Iterator[App]:
-    config = make_config(
-        tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink, staff=STAFF
-    )
-    application = build_app(config, clock=clock)
-    yield application
-    application.close()
-
-
-def run_pass(app: App) -> PassReport:
-    report = asyncio.run(Daemon(app).run_once())
-    assert report.ok, report
-    return report
-
-
-def to(sink: SmtpSink | list[ReceivedMail], address: str) -> list[ReceivedMail]:
-    """The mails sent to `address`: from the sink, or from what `wait_for` returned."""
-    received = sink.received if isinstance(sink, SmtpSink) else sink
-    return [m for m in received if address in m.recipients]
-
-
-def body(received: ReceivedMail) -> str:
-    part = received.message.get_body(("plain",))
-    assert part is not None
-    return str(part.get_content()).replace("\r\n", "\n")
+def app_sections() -> dict[str, Any]:
+    return {"staff": STAFF}
 
 
 def customer(

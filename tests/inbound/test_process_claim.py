@@ -4,7 +4,6 @@ acknowledgement limit holds across both, and no attempt is counted twice."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -17,7 +16,7 @@ from mailbridge.clock import FrozenClock
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
 from mailbridge.inbound import process
 from mailbridge.inbound.process import ProcessReport, process_pending
-from tests.support.builders import mail, make_config
+from tests.support.builders import mail, make_config, stored
 from tests.support.sla_world import NOWHERE, START
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(120)]
@@ -70,24 +69,7 @@ def conversation_mails() -> list[tuple[str, bytes]]:
 def store(app: App, raws: list[bytes], first_uid: int = 1) -> list[int]:
     """Stored as fetch stores them, unprocessed; their ids."""
     with app.transaction() as session:
-        rows = [
-            InboundMessage(
-                mailbox="support",
-                folder="INBOX",
-                uidvalidity=1,
-                uid=uid,
-                message_id=None,
-                fingerprint=hashlib.sha256(raw).hexdigest(),
-                raw=raw,
-                size=len(raw),
-                received_at=START,
-                arrived_at=START,
-                backlog=False,
-                state="new",
-                attempts=0,
-            )
-            for uid, raw in enumerate(raws, start=first_uid)
-        ]
+        rows = [stored(raw, uid=uid, at=START) for uid, raw in enumerate(raws, start=first_uid)]
         session.add_all(rows)
         session.flush()
         return [row.id for row in rows]

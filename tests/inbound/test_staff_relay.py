@@ -3,9 +3,7 @@ mode), end to end on pymap and the aiosmtpd sink, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -20,27 +18,17 @@ from mailbridge.db import queries
 from mailbridge.db.models import Article, Event, Outbox, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
-from mailbridge.service.daemon import Daemon, PassReport
 from tests.support.builders import mail, make_config
+from tests.support.served_app import app, body, clock, run_pass, to
+from tests.support.sla_world import START
+from tests.support.staff_world import ALICE, SIGNED_STAFF
 
 pytestmark = pytest.mark.integration
 
-START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+__all__ = ["app", "clock"]  # the fixtures these tests use
+
 CUSTOMER = "ada@customer.example"
-ALICE = "alice@shop.example"
-STAFF = {
-    "addresses": [ALICE, "bob@shop.example"],
-    "team_address": "team@shop.example",
-    "escalation_address": "lead@shop.example",
-    "trusted_authserv_id": "mx.shop.example",
-    "signature_patterns": [r"^Alice Bianchi \| Shop"],
-}
 NEW_TEXT = "Hello Ada,\n\na new printer is on its way.\n\nSorry for the trouble."
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
 
 
 def build(
@@ -52,28 +40,14 @@ def build(
     **sections: Any,
 ) -> App:
     config = make_config(
-        tmp_path, database_url=database_url, imap=imap, smtp=smtp, staff=STAFF, **sections
+        tmp_path, database_url=database_url, imap=imap, smtp=smtp, staff=SIGNED_STAFF, **sections
     )
     return build_app(config, clock=clock)
 
 
 @pytest.fixture
-def app(
-    tmp_path: Path,
-    database_url: str,
-    imap_server: EmbeddedImapServer,
-    smtp_sink: SmtpSink,
-    clock: FrozenClock,
-) -> Iterator[App]:
-    application = build(tmp_path, database_url, imap_server, smtp_sink, clock)
-    yield application
-    application.close()
-
-
-def run_pass(app: App) -> PassReport:
-    report = asyncio.run(Daemon(app).run_once())
-    assert report.ok, report
-    return report
+def app_sections() -> dict[str, Any]:
+    return {"staff": SIGNED_STAFF}
 
 
 def ticket(app: App, number: int = 1000) -> Ticket:
@@ -90,18 +64,6 @@ def events(app: App, number: int = 1000) -> list[Event]:
             .order_by(Event.id)
         )
         return list(session.scalars(query))
-
-
-def to(sink: SmtpSink | list[ReceivedMail], address: str) -> list[ReceivedMail]:
-    """The mails sent to `address`: from the sink, or from what `wait_for` returned."""
-    received = sink.received if isinstance(sink, SmtpSink) else sink
-    return [m for m in received if address in m.recipients]
-
-
-def body(received: ReceivedMail) -> str:
-    part = received.message.get_body(("plain",))
-    assert part is not None
-    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def open_ticket(

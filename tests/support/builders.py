@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -12,6 +13,7 @@ from typing import Any
 
 from mailbridge.app import App
 from mailbridge.config import Config, config_from_dict
+from mailbridge.db.models import InboundMessage
 from mailbridge.service.daemon import Daemon
 
 IMAP_PASSWORD_ENV = "MB_TEST_IMAP_PASSWORD"
@@ -41,6 +43,28 @@ def mail(
         msg[name] = value
     msg.set_content(body)
     return msg.as_bytes()
+
+
+def stored(
+    raw: bytes, *, uid: int, at: datetime, state: str = "new", attempts: int = 0
+) -> InboundMessage:
+    """The row fetch stores for a message of the support mailbox's INBOX (state "new":
+    not processed yet), for tests that put mail straight into the database."""
+    return InboundMessage(
+        mailbox="support",
+        folder="INBOX",
+        uidvalidity=1,
+        uid=uid,
+        message_id=None,
+        fingerprint=hashlib.sha256(raw).hexdigest(),
+        raw=raw,
+        size=len(raw),
+        received_at=at,
+        arrived_at=at,
+        backlog=False,
+        state=state,
+        attempts=attempts,
+    )
 
 
 def make_config(

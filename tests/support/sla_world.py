@@ -4,7 +4,6 @@ the outbox, where the tests read it."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,10 +19,10 @@ from sqlalchemy.orm import Session
 
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
-from mailbridge.db.models import Escalation, Event, InboundMessage, Outbox, Ticket
+from mailbridge.db.models import Escalation, Event, Outbox, Ticket
 from mailbridge.inbound.process import process_pending
 from mailbridge.tickets.escalate import sweep
-from tests.support.builders import make_config
+from tests.support.builders import make_config, stored
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # Monday, 10:00 in Rome
 H = timedelta(hours=1)
@@ -63,23 +62,7 @@ class World:
         """Store a message as fetch does, then process it."""
         self._uid += 1
         with self.app.transaction() as session:
-            session.add(
-                InboundMessage(
-                    mailbox="support",
-                    folder="INBOX",
-                    uidvalidity=1,
-                    uid=self._uid,
-                    message_id=None,
-                    fingerprint=hashlib.sha256(raw).hexdigest(),
-                    raw=raw,
-                    size=len(raw),
-                    received_at=self.now,
-                    arrived_at=self.now,
-                    backlog=False,
-                    state="new",
-                    attempts=0,
-                )
-            )
+            session.add(stored(raw, uid=self._uid, at=self.now))
         report = process_pending(self.app)
         assert report.failed == 0, report
 
@@ -122,7 +105,12 @@ class World:
 
 
 def make_world(
-    tmp_path: Path, database_url: str, *, sla: list[dict[str, Any]] | None = None, **sections: Any
+    tmp_path: Path,
+    database_url: str,
+    *,
+    sla: list[dict[str, Any]] | None = None,
+    staff: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> World:
     config = make_config(
         tmp_path,
@@ -130,7 +118,7 @@ def make_world(
         imap=NOWHERE,
         smtp=NOWHERE,
         sla=sla or [policy()],
-        staff=STAFF,
+        staff=staff or STAFF,
         **sections,
     )
     clock = FrozenClock(START)

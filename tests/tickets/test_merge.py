@@ -7,63 +7,42 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from mailbridge.app import build_app
 from mailbridge.cli import merge as merge_cli
 from mailbridge.cli import tickets as reports
-from mailbridge.clock import FrozenClock
 from mailbridge.db import queries
 from mailbridge.db.models import (
     Article,
     AttachmentRecord,
     Escalation,
-    Event,
     Ticket,
     TicketParticipant,
 )
 from mailbridge.errors import MailbridgeError
 from mailbridge.inbound.identity import token_address
 from mailbridge.tickets.merge import MergeRefused
-from tests.support.builders import mail, make_config
-from tests.support.sla_world import NOWHERE, START, World, policy, text_of
+from tests.support.builders import mail
+from tests.support.sla_world import START, H, World, text_of
+from tests.support.staff_world import (
+    ADA,
+    ALICE,
+    BEA,
+    articles_of,
+    event,
+    event_types,
+    staff_answer,
+    world,
+)
 
 pytestmark = pytest.mark.db
 
-H = timedelta(hours=1)
-ADA = "ada@customer.example"
-BEA = "bea@customer.example"
-ALICE = "alice@shop.example"
-STAFF = {
-    "addresses": [ALICE, "bob@shop.example"],
-    "team_address": "team@shop.example",
-    "escalation_address": "lead@shop.example",
-    "trusted_authserv_id": "mx.shop.example",
-}
-STEPS = [{"at": "0", "notify": "lead@shop.example"}]
-
-
-@pytest.fixture
-def world(tmp_path: Path, database_url: str) -> Iterator[World]:
-    config = make_config(
-        tmp_path,
-        database_url=database_url,
-        imap=NOWHERE,
-        smtp=NOWHERE,
-        sla=[policy(levels=STEPS)],
-        staff=STAFF,
-    )
-    clock = FrozenClock(START)
-    made = World(build_app(config, clock=clock), clock)
-    yield made
-    made.app.close()
+__all__ = ["world"]  # the fixture these tests use
 
 
 def attachment_mail(sender: str, subject: str, message_id: str) -> bytes:
@@ -114,11 +93,6 @@ def cli_unmerge(world: World, number: int) -> str:
     return out.getvalue()
 
 
-def articles_of(world: World, number: int) -> list[Article]:
-    with world.app.sessions() as session:
-        return list(queries.ticket_articles(session, world.ticket(number).id))
-
-
 def participants_of(world: World, number: int) -> dict[str, str]:
     with world.app.sessions() as session:
         rows = session.scalars(
@@ -130,33 +104,6 @@ def participants_of(world: World, number: int) -> dict[str, str]:
 def tags_of(world: World, number: int) -> list[str]:
     with world.app.sessions() as session:
         return queries.ticket_tags(session, world.ticket(number).id)
-
-
-def event_types(world: World, number: int) -> list[str]:
-    with world.app.sessions() as session:
-        return [e.type for e in queries.ticket_events(session, world.ticket(number).id)]
-
-
-def event(world: World, number: int, kind: str) -> Event:
-    with world.app.sessions() as session:
-        found = [e for e in queries.ticket_events(session, world.ticket(number).id)]
-    return [e for e in found if e.type == kind][-1]
-
-
-def staff_mail(world: World, number: int, text: str, *, token: bool = True) -> bytes:
-    """Alice's answer to the notification of ticket `number`: with its reply token, or
-    (token=False) straight to the support address, proving nothing."""
-    ticket = world.ticket(number)
-    msg = EmailMessage()
-    msg["From"] = f"Alice Bianchi <{ALICE}>"
-    msg["To"] = (
-        token_address(world.app, ticket, ALICE, world.now) if token else "support@shop.example"
-    )
-    msg["Subject"] = f"Re: [#{number}] {ticket.subject}"
-    msg["Date"] = format_datetime(world.now)
-    msg["Message-ID"] = f"<staff.{number}.{abs(hash(text))}@shop.example>"
-    msg.set_content(text + "\n")
-    return msg.as_bytes()
 
 
 # --- merging from the command line -------------------------------------------------------------
@@ -218,7 +165,7 @@ def test_the_earlier_first_response_deadline_survives_and_escalations_stay(
 def test_unanswered_mail_opens_a_kept_ticket_that_waited_on_its_customer(world: World) -> None:
     two_tickets(world)
     world.advance(H)
-    world.receive(staff_mail(world, 1000, "Hello Ada,\n\nplease unplug it."))
+    world.receive(staff_answer(world, 1000, "Hello Ada,\n\nplease unplug it."))
     answered = world.ticket(1000)
     assert answered.status == "waiting" and answered.first_responded_at == START + 3 * H
     world.advance(H)
@@ -286,7 +233,7 @@ def test_later_mail_to_the_merged_ticket_lands_on_the_one_it_went_into(world: Wo
     world.receive(
         mail(f"Ada <{ADA}>", "Re: ack", "By the ack.", in_reply_to=f"<{ack_of_1001.message_id}>")
     )
-    world.receive(staff_mail(world, 1001, "Hello Ada,\n\nthe technician is coming."))
+    world.receive(staff_answer(world, 1001, "Hello Ada,\n\nthe technician is coming."))
 
     assert articles_of(world, 1001) == []
     texts = [a.text_body.strip() for a in articles_of(world, 1000)]
@@ -414,7 +361,7 @@ def test_tickets_of_different_mailboxes_need_the_flag(world: World) -> None:
 
 def test_a_proven_staff_members_merge_by_mail(world: World) -> None:
     two_tickets(world)
-    world.receive(staff_mail(world, 1001, "#merge 1000\n\nHello Ada, we carry on in the other."))
+    world.receive(staff_answer(world, 1001, "#merge 1000\n\nHello Ada, we carry on in the other."))
 
     assert world.ticket(1001).status == "merged"
     into = event(world, 1001, "merged_into")
@@ -439,7 +386,7 @@ def test_a_refused_merge_by_mail_changes_nothing_and_says_why(
     world: World, command: str, error: str
 ) -> None:
     two_tickets(world)
-    world.receive(staff_mail(world, 1001, f"{command}\n\nHello Ada."))
+    world.receive(staff_answer(world, 1001, f"{command}\n\nHello Ada."))
     assert world.ticket(1001).status == "new"
     assert world.mails("reply") == [] and world.mails("merged") == []
     refused = event(world, 1001, "staff_commands_refused")
@@ -449,7 +396,7 @@ def test_a_refused_merge_by_mail_changes_nothing_and_says_why(
 
 def test_a_forged_staff_sender_cannot_merge(world: World) -> None:
     two_tickets(world)
-    world.receive(staff_mail(world, 1001, "#merge 1000\n\nMerged.", token=False))
+    world.receive(staff_answer(world, 1001, "#merge 1000\n\nMerged.", token=False))
     world.receive(
         mail(
             f"Alice <{ALICE}>",
@@ -463,7 +410,7 @@ def test_a_forged_staff_sender_cannot_merge(world: World) -> None:
         assert "merged_into" not in event_types(world, number)
         assert "merged_from" not in event_types(world, number)
     # A reply token issued to Bob, used by Alice: refused, nothing else happens.
-    bobs = staff_mail(world, 1001, "#merge 1000\n\nMerged.").replace(
+    bobs = staff_answer(world, 1001, "#merge 1000\n\nMerged.").replace(
         token_address(world.app, world.ticket(1001), ALICE, world.now).encode(),
         token_address(world.app, world.ticket(1001), "bob@shop.example", world.now).encode(),
     )

@@ -4,7 +4,6 @@ processes would. No article is lost or left on the merged ticket, and nothing ra
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from mailbridge.core.message import ParsedMessage
 from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.inbound import thread
 from mailbridge.inbound.process import ProcessReport, process_pending
-from tests.support.builders import mail, make_config
+from tests.support.builders import mail, make_config, stored
 from tests.support.sla_world import NOWHERE, START
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(120)]
@@ -45,24 +44,7 @@ _uids = iter(range(1, 1_000_000))
 def store(app: App, raws: list[bytes]) -> None:
     """Stored as fetch stores them, unprocessed."""
     with app.transaction() as session:
-        session.add_all(
-            InboundMessage(
-                mailbox="support",
-                folder="INBOX",
-                uidvalidity=1,
-                uid=next(_uids),
-                message_id=None,
-                fingerprint=hashlib.sha256(raw).hexdigest(),
-                raw=raw,
-                size=len(raw),
-                received_at=START,
-                arrived_at=START,
-                backlog=False,
-                state="new",
-                attempts=0,
-            )
-            for raw in raws
-        )
+        session.add_all(stored(raw, uid=next(_uids), at=START) for raw in raws)
 
 
 def open_pair(app: App, n: int) -> tuple[int, int]:

@@ -4,52 +4,37 @@ event; and queries.participants, which threading asks, follows the active list."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from mailbridge.app import App, Step, build_app
+from mailbridge.app import App, Step
 from mailbridge.clock import FrozenClock
 from mailbridge.core.message import Address
 from mailbridge.db import queries
 from mailbridge.db.models import Event, Ticket, TicketParticipant
 from mailbridge.demo.imap_server import EmbeddedImapServer
-from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import Daemon
 from mailbridge.tickets import participants
-from tests.support.builders import mail, make_config
+from tests.support.builders import mail
+from tests.support.served_app import app, app_sections, clock
+from tests.support.staff_world import ADA
 
 pytestmark = pytest.mark.integration
 
-START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-ADA = "ada@customer.example"
+__all__ = ["app", "app_sections", "clock"]  # the fixtures these tests use
+
 EVA = "eva@customer.example"
 CLI = participants.VIA_COMMAND_LINE
 
 
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(START)
-
-
-@pytest.fixture
-def app(
-    tmp_path: Path,
-    database_url: str,
-    imap_server: EmbeddedImapServer,
-    smtp_sink: SmtpSink,
-    clock: FrozenClock,
-) -> Iterator[App]:
-    config = make_config(tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink)
-    application = build_app(config, clock=clock)
+@pytest.fixture(autouse=True)
+def adas_ticket(app: App, imap_server: EmbeddedImapServer) -> None:
+    """#1000, Ada's, opened by a daemon pass before each test."""
     imap_server.append(mail(f"Ada <{ADA}>", message_id="<p1@customer.example>"))
-    report = asyncio.run(Daemon(application).run_once())
+    report = asyncio.run(Daemon(app).run_once())
     assert report.ok and report.processed.created == 1
-    yield application
-    application.close()
 
 
 def change(app: App, clock: FrozenClock, what: str, *addresses: str) -> list[str]:

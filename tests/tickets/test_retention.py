@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Outbox, Ticket
 from mailbridge.tickets.retention import PurgeReport, purge
-from tests.support.builders import mail
+from tests.support.builders import mail, stored
 from tests.support.sla_world import START, World, make_world
 
 pytestmark = pytest.mark.db
@@ -64,23 +64,7 @@ def stray(world: World, state: str, uid: int) -> None:
     """A stored message that made no ticket (ignored automated mail, or quarantined)."""
     raw = mail(subject=f"stray {state}")
     with world.session() as session:
-        session.add(
-            InboundMessage(
-                mailbox="support",
-                folder="INBOX",
-                uidvalidity=1,
-                uid=uid,
-                message_id=None,
-                fingerprint=hashlib.sha256(raw).hexdigest(),
-                raw=raw,
-                size=len(raw),
-                received_at=START,
-                arrived_at=START,
-                backlog=False,
-                state=state,
-                attempts=5,
-            )
-        )
+        session.add(stored(raw, uid=uid, at=START, state=state, attempts=5))
 
 
 def bytes_of(world: World, number: int) -> dict[str, int]:

@@ -6,68 +6,44 @@ line. Outbound mail stays in the outbox."""
 from __future__ import annotations
 
 import io
-import itertools
 import json
-from collections.abc import Iterator
-from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from mailbridge.app import build_app
 from mailbridge.cli import merge as merge_cli
 from mailbridge.cli import tickets as reports
-from mailbridge.clock import FrozenClock
 from mailbridge.db import queries
 from mailbridge.db.models import (
     Article,
     AttachmentRecord,
-    Event,
     InboundMessage,
     Outbox,
     Ticket,
     TicketParticipant,
 )
 from mailbridge.errors import MailbridgeError
-from mailbridge.inbound.identity import token_address
 from mailbridge.tickets.split import SplitRefused
-from tests.support.builders import mail, make_config
-from tests.support.sla_world import NOWHERE, START, World, policy, text_of
+from tests.support.builders import mail
+from tests.support.sla_world import START, H, World, text_of
+from tests.support.staff_world import (
+    ADA,
+    ALICE,
+    BEA,
+    articles_of,
+    event,
+    event_types,
+    staff_answer,
+    world,
+)
 
 pytestmark = pytest.mark.db
 
-H = timedelta(hours=1)
-ADA = "ada@customer.example"
-BEA = "bea@customer.example"
-ALICE = "alice@shop.example"
-STAFF = {
-    "addresses": [ALICE, "bob@shop.example"],
-    "team_address": "team@shop.example",
-    "escalation_address": "lead@shop.example",
-    "trusted_authserv_id": "mx.shop.example",
-}
-STEPS = [{"at": "0", "notify": "lead@shop.example"}]
-_ids = itertools.count()
+__all__ = ["world"]  # the fixture these tests use
+
 SCANNER = "And a second thing: the scanner jams on every page.\n"
-
-
-@pytest.fixture
-def world(tmp_path: Path, database_url: str) -> Iterator[World]:
-    config = make_config(
-        tmp_path,
-        database_url=database_url,
-        imap=NOWHERE,
-        smtp=NOWHERE,
-        sla=[policy(levels=STEPS)],
-        staff=STAFF,
-    )
-    clock = FrozenClock(START)
-    made = World(build_app(config, clock=clock), clock)
-    yield made
-    made.app.close()
 
 
 def scanner_mail() -> bytes:
@@ -108,42 +84,6 @@ def notification(world: World, index: int) -> Outbox:
     return world.mails("notification")[index]
 
 
-def answer(
-    world: World, answered: Outbox | None, text: str, *, number: int = 1000, token: bool = True
-) -> bytes:
-    """Alice's answer to a notification of ticket `number`, threaded to it (answered=None:
-    to no mail of ours), with its reply token or (token=False) proving nothing."""
-    ticket = world.ticket(number)
-    msg = EmailMessage()
-    msg["From"] = f"Alice Bianchi <{ALICE}>"
-    msg["To"] = (
-        token_address(world.app, ticket, ALICE, world.now) if token else "support@shop.example"
-    )
-    msg["Subject"] = f"Re: [#{number}] {ticket.subject}"
-    msg["Date"] = format_datetime(world.now)
-    msg["Message-ID"] = f"<staff.{number}.{next(_ids)}@shop.example>"
-    if answered is not None:
-        msg["In-Reply-To"] = msg["References"] = f"<{answered.message_id}>"
-    msg.set_content(text + "\n")
-    return msg.as_bytes()
-
-
-def articles_of(world: World, number: int) -> list[Article]:
-    with world.app.sessions() as session:
-        return list(queries.ticket_articles(session, world.ticket(number).id))
-
-
-def event(world: World, number: int, kind: str) -> Event:
-    with world.app.sessions() as session:
-        found = [e for e in queries.ticket_events(session, world.ticket(number).id)]
-    return [e for e in found if e.type == kind][-1]
-
-
-def event_types(world: World, number: int) -> list[str]:
-    with world.app.sessions() as session:
-        return [e.type for e in queries.ticket_events(session, world.ticket(number).id)]
-
-
 def ticket_count(world: World) -> int:
     with world.app.sessions() as session:
         return len(session.scalars(select(Ticket)).all())
@@ -163,7 +103,12 @@ def test_split_by_mail_moves_the_second_problem_and_answers_it_there(world: Worl
     scanner = articles_of(world, 1000)[1]
     world.advance(H)
     world.receive(
-        answer(world, notification(world, 1), "#split\n\nHello Ada, about the scanner: clean it.")
+        staff_answer(
+            world,
+            1000,
+            "#split\n\nHello Ada, about the scanner: clean it.",
+            answered=notification(world, 1),
+        )
     )
 
     old, new = world.ticket(1000), world.ticket(1001)
@@ -218,7 +163,9 @@ def queries_participants(world: World, number: int) -> set[str]:
 
 def test_later_customer_mail_follows_each_thread(world: World) -> None:
     two_problems(world)
-    world.receive(answer(world, notification(world, 1), "#split\n\nHello Ada, clean it."))
+    world.receive(
+        staff_answer(world, 1000, "#split\n\nHello Ada, clean it.", answered=notification(world, 1))
+    )
     (relayed,) = world.mails("reply")
 
     world.receive(
@@ -254,7 +201,9 @@ def test_later_customer_mail_follows_each_thread(world: World) -> None:
 
 def test_a_split_with_no_text_relays_nothing(world: World) -> None:
     two_problems(world)
-    world.receive(answer(world, notification(world, 1), "#split\n#priority high"))
+    world.receive(
+        staff_answer(world, 1000, "#split\n#priority high", answered=notification(world, 1))
+    )
     assert world.mails("reply") == []
     new = world.ticket(1001)
     assert new.status == "new" and new.priority == "high"
@@ -265,14 +214,16 @@ def test_a_split_with_no_text_relays_nothing(world: World) -> None:
 def test_the_old_ticket_waits_again_when_what_it_keeps_was_answered(world: World) -> None:
     world.receive(mail(f"Ada <{ADA}>", "Printer on fire", message_id="<a1@customer.example>"))
     world.advance(H)
-    world.receive(answer(world, notification(world, 0), "Hello Ada, please unplug it."))
+    world.receive(
+        staff_answer(world, 1000, "Hello Ada, please unplug it.", answered=notification(world, 0))
+    )
     assert world.ticket(1000).status == "waiting"
     world.advance(H)
     world.receive(scanner_mail())  # opens the ticket again: the lead would be told
     reopened = world.ticket(1000)
     assert reopened.status == "open" and reopened.waiting_since is None
     world.advance(H)
-    world.receive(answer(world, notification(world, 1), "#split"))
+    world.receive(staff_answer(world, 1000, "#split", answered=notification(world, 1)))
 
     old = world.ticket(1000)
     assert old.status == "waiting" and old.waiting_since == START + 3 * H
@@ -290,10 +241,15 @@ def test_a_split_answering_the_first_message_or_no_notification_is_refused(
 ) -> None:
     two_problems(world)
     refusals = [
-        (answer(world, notification(world, 0), "#split\n\nHello."), "is the first of ticket"),
-        (answer(world, None, "#split\n\nHello."), "answers no notification of ours"),
         (
-            answer(world, notification(world, 1), "#split\n#merge 1000\n\nHello."),
+            staff_answer(world, 1000, "#split\n\nHello.", answered=notification(world, 0)),
+            "is the first of ticket",
+        ),
+        (staff_answer(world, 1000, "#split\n\nHello."), "answers no notification of ours"),
+        (
+            staff_answer(
+                world, 1000, "#split\n#merge 1000\n\nHello.", answered=notification(world, 1)
+            ),
             "#split and #merge together",
         ),
     ]
@@ -311,7 +267,7 @@ def test_a_notification_of_another_ticket_names_no_article_here(world: World) ->
     world.receive(mail(f"Bea <{BEA}>", "Other", message_id="<c1@customer.example>"))
     beas = notification(world, 2)
     assert beas.ticket_id == world.ticket(1001).id
-    world.receive(answer(world, beas, "#split\n\nHello.", number=1000))
+    world.receive(staff_answer(world, 1000, "#split\n\nHello.", answered=beas))
     refused = event(world, 1000, "staff_commands_refused")
     assert any("is not on ticket #1000" in e for e in refused.data["errors"])
     assert ticket_count(world) == 2
@@ -319,7 +275,9 @@ def test_a_notification_of_another_ticket_names_no_article_here(world: World) ->
 
 def test_a_forged_staff_sender_cannot_split(world: World) -> None:
     two_problems(world)
-    world.receive(answer(world, notification(world, 1), "#split\n\nSplit.", token=False))
+    world.receive(
+        staff_answer(world, 1000, "#split\n\nSplit.", answered=notification(world, 1), token=False)
+    )
     world.receive(
         mail(
             f"Alice <{ALICE}>",
@@ -372,7 +330,7 @@ def test_split_from_the_command_line_and_show(world: World) -> None:
 
 def test_a_staff_article_is_no_place_to_split(world: World) -> None:
     two_problems(world)
-    world.receive(answer(world, notification(world, 1), "Hello Ada, noted."))
+    world.receive(staff_answer(world, 1000, "Hello Ada, noted.", answered=notification(world, 1)))
     staff = articles_of(world, 1000)[-1]
     assert staff.author_kind == "staff"
     with pytest.raises(SplitRefused, match="is not a customer's message"):
@@ -393,7 +351,9 @@ def test_a_split_answer_that_missed_newer_mail_splits_and_is_held_on_the_new_tic
             in_reply_to="<b1@customer.example>",
         )
     )
-    world.receive(answer(world, notification(world, 1), "#split\n\nHello Ada, clean it."))
+    world.receive(
+        staff_answer(world, 1000, "#split\n\nHello Ada, clean it.", answered=notification(world, 1))
+    )
 
     new = world.ticket(1001)
     assert [a.message_id for a in articles_of(world, 1000)] == ["a1@customer.example"]
@@ -405,7 +365,7 @@ def test_a_split_answer_that_missed_newer_mail_splits_and_is_held_on_the_new_tic
     held = event(world, 1001, "reply_held")
     assert held.data["commands"] == [], "the split is done; it is not replayed"
 
-    world.receive(answer(world, told, "#send", number=1001))
+    world.receive(staff_answer(world, 1001, "#send", answered=told))
     (relayed,) = world.mails("reply")
     assert "[#1001]" in text_of(relayed)[0] and "clean it" in text_of(relayed)[1]
     assert ticket_count(world) == 2
