@@ -168,7 +168,8 @@ def staff_member(argument: str, addresses: Iterable[str]) -> str | None:
 @dataclass(frozen=True, slots=True)
 class Command:
     name: str  # note | close | resolve | priority | assign | queue | template | tag | untag
-    argument: str = ""  # | requester | cc | merge | split | noack | send | drop
+    argument: str = ""  # | requester | cc | merge | split | noack | send | drop | pending
+    # | away | digest | mine | overdue | unassigned | waiting | show | search
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,10 +277,15 @@ def ticket_number_argument(argument: str) -> int | None:
     return int(text.lstrip("#")) if _TICKET_NUMBER.fullmatch(text) else None
 
 
+_DURATION = re.compile(r"\d{1,4}[smhdw]")
+# "until 12/01", "until 12 jan", "until 2027-01-12", "12/01", …: read by whoever acts on it.
+_AWAY = re.compile(r"(?:until\s+)?[\w./ -]{1,40}")
+_SEARCH = re.compile(r"[^\x00-\x1f]{1,200}")
+
 _Validator = re.Pattern[str] | tuple[str, ...] | Callable[[str], bool] | None
-# name -> (argument required?, validator of the argument, what is expected); a pattern or
-# tuple checks the lower-cased argument, a function the argument as written.
-_COMMANDS: dict[str, tuple[bool, _Validator, str]] = {
+# name -> (argument required? None: optional, validator of the argument, what is expected);
+# a pattern or tuple checks the lower-cased argument, a function the argument as written.
+_COMMANDS: dict[str, tuple[bool | None, _Validator, str]] = {
     "note": (False, None, ""),
     "close": (False, None, ""),
     "resolve": (False, None, ""),
@@ -304,6 +310,15 @@ _COMMANDS: dict[str, tuple[bool, _Validator, str]] = {
     "noack": (False, None, ""),
     "send": (False, None, ""),
     "drop": (False, None, ""),
+    "pending": (None, _DURATION, "nothing, or how long to wait before a reminder, like 5d"),
+    "away": (None, _AWAY, "nothing, or until when, like: until 12/01"),
+    "digest": (True, ("on", "off"), "on or off"),
+    "mine": (False, None, ""),
+    "overdue": (False, None, ""),
+    "unassigned": (False, None, ""),
+    "waiting": (False, None, ""),
+    "show": (True, _TICKET_NUMBER, "a ticket number, like 1042"),
+    "search": (True, _SEARCH, "the words to look for"),
 }
 
 
@@ -357,9 +372,11 @@ def _command_error(name: str, argument: str) -> str:
     if spec is None:
         return "unknown command (known: " + ", ".join(f"#{n}" for n in _COMMANDS) + ")"
     required, valid, expected = spec
-    if not required:
+    if required is False:
         return f"#{name} takes no argument" if argument else ""
     if not argument:
+        if required is None:
+            return ""
         return f"#{name} needs an argument: {expected}"
     value = argument.lower()
     if name == "assign" and value == "me":
@@ -376,7 +393,7 @@ def _command_error(name: str, argument: str) -> str:
 def _normalise(name: str, argument: str) -> str:
     return (
         argument.lower()
-        if name in ("priority", "assign", "queue", "template", "tag", "untag")
+        if name in ("priority", "assign", "queue", "template", "tag", "untag", "pending", "digest")
         else argument
     )
 

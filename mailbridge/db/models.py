@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -364,6 +365,24 @@ class AddressState(Base):
     last_diagnostic: Mapped[str | None] = mapped_column(StorableText())
     last_outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
     cleared_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class StaffState(Base):
+    """What mailbridge knows of one staff address (or the team address) beyond the
+    configuration: away from when until when, and how that was learnt (their auto-reply,
+    their `#away`, the command line); whether they get the daily digest, and the day the
+    last one was sent (so each day's is sent once, whichever instance sends it).
+    """
+
+    __tablename__ = "staff_state"
+
+    address: Mapped[str] = mapped_column(DigestString(320), primary_key=True)
+    away_since: Mapped[datetime | None]
+    away_until: Mapped[datetime | None]
+    away_source: Mapped[str | None] = mapped_column(String(16))  # auto_reply | mail | command line
+    digest_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    digest_sent_on: Mapped[str | None] = mapped_column(String(10))  # ISO date, local calendar
     updated_at: Mapped[datetime]
 
 
