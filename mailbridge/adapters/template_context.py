@@ -47,6 +47,16 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              may be empty or absent, so test with ``{% if faq is defined %}``
     merged_from_tag    str   the tag of the customer's earlier ticket that was merged into
                              this one, "[#1041]" (the `merged` notice); "" elsewhere
+    sections           list  the answers to a staff member's query by mail (staff_query), one
+                             per command, each a dict {"command" ("#mine"), "kind" ("mine",
+                             "overdue", "unassigned", "waiting", "show", "search", "away",
+                             "digest"), "tickets" (lines: {"number", "customer",
+                             "subject", "age", "deadline", "overdue", "mine", "reply" (a
+                             mailto: link), and "snippet" for search, "status"}),
+                             "left_out" (lines or, for show, earlier articles not given),
+                             "conversation" (show: {"author", "at", "direction",
+                             "internal", "kind", "text", "files"}), "value" (away: the last
+                             day, "" for none; digest: "on"/"off")}
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -101,6 +111,7 @@ CONTEXT_KEYS = frozenset(
         "unread",
         "participants",
         "merged_from_tag",
+        "sections",
     }
 )
 
@@ -189,6 +200,26 @@ def sample_context(language: str) -> dict[str, object]:
         ],
         "minimal": False,
         "merged_from_tag": "[#1041]",
+        "sections": [
+            {
+                "command": "#mine",
+                "kind": "mine",
+                "tickets": [
+                    {
+                        "number": 1042,
+                        "customer": "Giulia Rossi",
+                        "subject": "Charging cable missing from order 55-1931",
+                        "age": "2d 3h",
+                        "deadline": "2026-11-24 17:00",
+                        "overdue": False,
+                        "mine": True,
+                        "reply": "mailto:support+t1042-k2x-abcdefghijklmnop@example.com"
+                        "?subject=Re%3A%20%5B%231042%5D",
+                    }
+                ],
+                "left_out": 0,
+            }
+        ],
     }
 
 

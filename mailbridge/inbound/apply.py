@@ -20,6 +20,7 @@ from mailbridge.inbound import (
     routing,
     staff,
     staff_notification,
+    staff_queries,
     thread,
 )
 from mailbridge.inbound.acknowledge import ACK_TEMPLATE, maybe_acknowledge
@@ -50,8 +51,10 @@ def apply_message(
     if claim is not None and claim.refusal is not None:
         return identity.refuse_token(step, inbound, parsed, claim)
     if claim is not None and claim.proof is not None:
-        handled = staff.handle_staff_mail(step, inbound, parsed, claim) or _on_behalf(
-            step, inbound, parsed, verdict, claim
+        handled = (
+            staff_queries.answer_query(step, inbound, parsed, claim)  # #mine, #show, #away…
+            or staff.handle_staff_mail(step, inbound, parsed, claim)
+            or _on_behalf(step, inbound, parsed, verdict, claim)
         )
         if handled is not None:
             return handled

@@ -30,6 +30,7 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
     "staff_error": "auto-replied",  # to the staff member's mail with a bad command
     "staff_refused": "auto-replied",  # to mail that used a reply token it may not use
     "collision": "auto-replied",  # to the staff member's reply held or warned about
+    "query": "auto-replied",  # to the staff member's #mine, #show, #away, …
     "notification": "auto-generated",
     "sla_warning": "auto-generated",
     "escalation": "auto-generated",
