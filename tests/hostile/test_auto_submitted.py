@@ -81,6 +81,14 @@ def test_a_collision_mail_is_auto_replied(world: World) -> None:
     assert auto_submitted(held) == ["auto-replied"]
 
 
+def test_a_query_answer_is_auto_replied(world: World) -> None:
+    open_ticket(world)
+    answer(world, "#unassigned")
+    (answered,) = world.sent_to(ALICE)
+    assert world.outbox("query") and "#1000" in answered.raw.decode()
+    assert auto_submitted(answered) == ["auto-replied"]
+
+
 def test_the_closed_mail_is_auto_generated(world: World) -> None:
     open_ticket(world)
     answer(world, "#close")
@@ -148,6 +156,7 @@ def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
         "staff_error": "command_error",
         "staff_refused": "refused_token",
         "collision": "collision_mail",
+        "query": "query_answer",
         "closed": "closed_mail",
         "merged": "merged_notice",
         "reply": "relayed_staff_answer",
