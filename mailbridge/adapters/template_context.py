@@ -47,6 +47,11 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              may be empty or absent, so test with ``{% if faq is defined %}``
     merged_from_tag    str   the tag of the customer's earlier ticket that was merged into
                              this one, "[#1041]" (the `merged` notice); "" elsewhere
+    rating_good_url    str   on the mails that finish a ticket (closed, staff_reply with
+                             #close or #resolve, auto_closed): a ``mailto:`` link whose
+                             mail rates the ticket "yes, solved" (tickets/rating.py); ""
+                             or absent elsewhere, so test with ``{% if rating_good_url %}``
+    rating_bad_url     str   the same for "no, not solved"
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -101,6 +106,8 @@ CONTEXT_KEYS = frozenset(
         "unread",
         "participants",
         "merged_from_tag",
+        "rating_good_url",
+        "rating_bad_url",
     }
 )
 
@@ -189,6 +196,10 @@ def sample_context(language: str) -> dict[str, object]:
         ],
         "minimal": False,
         "merged_from_tag": "[#1041]",
+        "rating_good_url": "mailto:support%2Br1042-good-kq3f7-abcdefghijklmnop@example.com"
+        "?subject=%5B%231042%5D%20yes%2C%20solved",
+        "rating_bad_url": "mailto:support%2Br1042-bad-kq3f7-abcdefghijklmnop@example.com"
+        "?subject=%5B%231042%5D%20no%2C%20not%20solved",
     }
 
 

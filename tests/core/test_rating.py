@@ -4,7 +4,8 @@ The classifier was tuned on TUNING below only. On the held-out set
 (tests/core/rating_held_out.py, written first and not used for tuning) it rates 20 of
 the 30 replies and every one of those 20 is right: precision 20/20 = 1.00 (good 10/10, bad
 10/10), recall 20/20; none of the 10 replies that are no rating is rated. Thirty replies
-written by one person are a small, friendly sample: expect less on real mail. `test_precision_on_the_held_out_set` keeps those numbers from sliding.
+written by one person are a small, friendly sample: expect less on real mail.
+`test_precision_on_the_held_out_set` keeps those numbers from sliding.
 """
 
 from __future__ import annotations
