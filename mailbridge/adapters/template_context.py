@@ -57,6 +57,11 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              "conversation" (show: {"author", "at", "direction",
                              "internal", "kind", "text", "files"}), "value" (away: the last
                              day, "" for none; digest: "on"/"off")}
+    rating_good_url    str   on the mails that finish a ticket (closed, staff_reply with
+                             #close or #resolve, auto_closed): a ``mailto:`` link whose
+                             mail rates the ticket "yes, solved" (tickets/rating.py); ""
+                             or absent elsewhere, so test with ``{% if rating_good_url %}``
+    rating_bad_url     str   the same for "no, not solved"
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -112,6 +117,8 @@ CONTEXT_KEYS = frozenset(
         "participants",
         "merged_from_tag",
         "sections",
+        "rating_good_url",
+        "rating_bad_url",
     }
 )
 
@@ -220,6 +227,10 @@ def sample_context(language: str) -> dict[str, object]:
                 "left_out": 0,
             }
         ],
+        "rating_good_url": "mailto:support%2Br1042-good-kq3f7-abcdefghijklmnop@example.com"
+        "?subject=%5B%231042%5D%20yes%2C%20solved",
+        "rating_bad_url": "mailto:support%2Br1042-bad-kq3f7-abcdefghijklmnop@example.com"
+        "?subject=%5B%231042%5D%20no%2C%20not%20solved",
     }
 
 

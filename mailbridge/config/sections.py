@@ -108,6 +108,9 @@ class TicketsConfig(_Section):
     # A customer writing to a resolved or closed ticket reopens it within this window;
     # later mail starts a new ticket that links the old one.
     reopen_window: Duration = timedelta(days=30)
+    # How long the "solved? yes / no" links of a resolution mail work (core/rating.py);
+    # `close_after`, when configured, takes its place (tickets/rating.py).
+    rating_lifetime: Duration = timedelta(days=7)
     # Parts over these sizes are listed on the ticket as skipped, never silently dropped;
     # the raw message keeps every byte either way.
     max_attachment_size: ByteSize | None = 25_000_000

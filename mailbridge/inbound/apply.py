@@ -17,6 +17,7 @@ from mailbridge.inbound import (
     bounces,
     forward,
     identity,
+    rating,
     routing,
     staff,
     staff_notification,
@@ -59,7 +60,7 @@ def apply_message(
         if handled is not None:
             return handled
         claim = None  # proven staff writing afresh: a ticket like anyone's
-    decision = thread.which_ticket(step, parsed)
+    decision = _which_ticket(step, parsed, verdict)
     if verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None):
         return Applied(
             InboundState.IGNORED, "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}"
@@ -92,6 +93,13 @@ def apply_message(
     acknowledged = maybe_acknowledge(step, ticket, article, inbound, parsed, verdict, routed)
     _tell_staff(step, ticket, article, parsed, verdict, claim, "new")
     return Applied.to(ticket, "created", acknowledged=acknowledged)
+
+
+def _which_ticket(step: Step, parsed: ParsedMessage, verdict: Verdict) -> ThreadDecision:
+    """A valid rating token names its ticket, whoever sends it: the token is the proof
+    (inbound/rating.py). Else the references and the subject tag decide."""
+    named = rating.ticket_named(step, parsed, verdict)
+    return ThreadDecision(named.id, "rating") if named else thread.which_ticket(step, parsed)
 
 
 def _on_behalf(
@@ -168,8 +176,10 @@ def _add_followup(
             step, ticket, article, parsed, "unverified", warning=unverified
         )
         return Applied.to(ticket, "followup", reason=f"unverified sender: {unverified}")
-    _follow_up(step, ticket, article, parsed, verdict, decision)
+    rated = _follow_up(step, ticket, article, parsed, verdict, decision)
     _copied_join(step, ticket, parsed, verdict)
+    if rated is not None and rated.verdict == "good":
+        return Applied.to(ticket, "rated", reason=f"rated good by {rated.how}")  # nothing to do
     _tell_staff(step, ticket, article, parsed, verdict, claim, "followup")
     return Applied.to(ticket, "followup", reason=decision.via or "")
 
@@ -346,7 +356,9 @@ def _follow_up(
     parsed: ParsedMessage,
     verdict: Verdict,
     decision: ThreadDecision,
-) -> None:
+) -> rating.Rated | None:
+    """The customer's follow-up: a good rating changes nothing more (inbound/rating.py),
+    else the ticket opens again (or records a chaser) and the rules run."""
     ticket.updated_at = step.now
     if verdict.kind != "customer":
         add_event(
@@ -357,9 +369,12 @@ def _follow_up(
             rules=list(verdict.rules),
             article_id=article.id,
         )
-        return
+        return None
     if resolved_by_customer(step, ticket, article):
-        return
+        return None
+    rated = rating.rate(step, ticket, article, parsed)
+    if rated is not None and rated.verdict == "good":
+        return rated
     previous = ticket.status
     on_customer_followup(step, ticket)  # open again, or a chaser
     add_event(
@@ -371,4 +386,6 @@ def _follow_up(
         status_from=previous,
         status_to=ticket.status,
     )
+    rating.after_followup(step, ticket, rated)  # before the rules, which never lower it
     routing.apply_followup(step, ticket, parsed)
+    return rated

@@ -69,7 +69,7 @@ def staff_claim(app: App, parsed: ParsedMessage, now: datetime) -> StaffClaim | 
     if not sender or sender in app.identity.own_addresses or parsed.sender_header != "from":
         return None  # staff are known by From alone, never by a header standing in for it
     staff_sender = is_staff_address(sender, staff.addresses, staff.domains)
-    found = find_token(_recipients(parsed), app.identity.own_addresses)
+    found = find_token(recipients(parsed), app.identity.own_addresses)
     if found is not None and (staff_sender or not _wrote_to_us_plainly(app, parsed)):
         check = check_token(app.reply_secret, found, sender, staff.addresses, now)
         if check.refusal is None and not staff_sender:
@@ -85,7 +85,9 @@ def staff_claim(app: App, parsed: ParsedMessage, now: datetime) -> StaffClaim | 
     return StaffClaim(sender, proves_author(results, sender.rpartition("@")[2]), None)
 
 
-def _recipients(parsed: ParsedMessage) -> list[str]:
+def recipients(parsed: ParsedMessage) -> list[str]:
+    """Where the mail was addressed: To, Cc, and the delivery headers that name the
+    address it reached (a token address may be in those alone, as with a Bcc)."""
     recipients = [a.address for a in (*parsed.to, *parsed.cc)]
     for header in ("delivered-to", "x-original-to"):
         recipients.extend(v.strip().strip("<>") for v in parsed.headers.get(header, ()))

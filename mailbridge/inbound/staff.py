@@ -43,6 +43,7 @@ from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets import merge, participants, requester, split
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
+from mailbridge.tickets.rating import rating_links
 from mailbridge.tickets.staff_articles import StaffWords, add_staff_article
 
 log = logging.getLogger(__name__)
@@ -293,6 +294,8 @@ def _relay(
     context = ticket_context(step.app, ticket, language)
     context["reply_text"] = message.text
     context["staff_name"] = first_name(parsed.from_.name if parsed.from_ else "")
+    if message.has("close") or message.has("resolve"):  # the answer finishes the ticket
+        context.update(rating_links(step.app, ticket, step.now))
     template = CANNED_PREFIX + name if (name := message.argument("template")) else "staff_reply"
     thread = queries.customer_thread(step.session, ticket.id)
     cc = participants.cc_of(step, ticket)  # as reply-all would
@@ -326,13 +329,15 @@ def _finish(step: Step, ticket: Ticket, message: StaffMessage, answered: bool) -
     if message.has("close") and not answered and answerable(ticket.requester_address):
         language = ticket.language or step.app.config.templates.language
         thread = queries.customer_thread(step.session, ticket.id)
+        context = ticket_context(step.app, ticket, language)
+        context.update(rating_links(step.app, ticket, step.now))
         queue_mail(
             step,
             Mail(
                 kind="closed",
                 ticket=ticket,
                 template="closed",
-                context=ticket_context(step.app, ticket, language),
+                context=context,
                 to=[Address(ticket.requester_name, ticket.requester_address)],
                 cc=participants.cc_of(step, ticket),
                 language=language,

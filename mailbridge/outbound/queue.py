@@ -68,6 +68,8 @@ def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]
         "attachments": [],
         "errors": [],
         "unread": [],
+        "rating_good_url": "",  # set on the mails that finish a ticket (tickets/rating.py)
+        "rating_bad_url": "",
     }
 
 

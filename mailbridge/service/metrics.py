@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from mailbridge.app import App
 from mailbridge.core.ack_policy import LIMITS
+from mailbridge.core.rating import RATINGS
 from mailbridge.core.states import OutboxState
 from mailbridge.oauth.tokens import TokenProviders
 from mailbridge.service.health import Health
@@ -190,6 +191,15 @@ class DatabaseCollector(Collector):
         for level, count in sorted(data.escalations.items()):
             escalations.add_metric([str(level)], count)
         yield escalations
+
+        ratings = CounterMetricFamily(
+            "mailbridge_ratings",
+            "Satisfaction ratings customers gave by mail, by verdict (good, bad)",
+            labels=["verdict"],
+        )
+        for verdict in RATINGS:
+            ratings.add_metric([verdict], data.ratings.get(verdict, 0))
+        yield ratings
 
         yield GaugeMetricFamily(
             "mailbridge_quarantined_messages",

@@ -15,6 +15,7 @@ from mailbridge.db.models import (
     Acknowledgement,
     Article,
     Escalation,
+    Event,
     InboundMessage,
     Outbox,
     Ticket,
@@ -42,6 +43,7 @@ class Snapshot:
     acknowledgements_sent: int = 0
     acknowledgements_withheld: dict[str, int] = field(default_factory=dict)  # limit -> count
     escalations: dict[int, int] = field(default_factory=dict)  # level -> count
+    ratings: dict[str, int] = field(default_factory=dict)  # verdict -> count (`rated` events)
     unanswered: int = 0
     overdue: int = 0
     oldest_unanswered_at: datetime | None = None
@@ -119,6 +121,10 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
     escalations = session.execute(
         select(Escalation.level, func.count(Escalation.id)).group_by(Escalation.level)
     ).all()
+    verdict = Event.data["verdict"].as_string()
+    ratings = session.execute(
+        select(verdict, func.count(Event.id)).where(Event.type == "rated").group_by(verdict)
+    ).all()
     unanswered, oldest, overdue = session.execute(
         select(
             func.count(Ticket.id),
@@ -139,6 +145,7 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
         acknowledgements_sent=acks,
         acknowledgements_withheld=dict(withheld),
         escalations=dict(escalations),
+        ratings={str(v): n for v, n in ratings},
         unanswered=unanswered or 0,
         overdue=overdue or 0,
         oldest_unanswered_at=oldest,
