@@ -47,6 +47,11 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              may be empty or absent, so test with ``{% if faq is defined %}``
     merged_from_tag    str   the tag of the customer's earlier ticket that was merged into
                              this one, "[#1041]" (the `merged` notice); "" elsewhere
+    closes_at          str   in a `reminder`: when the ticket closes itself if the customer
+                             stays silent, "by Tuesday 1 December at 17:00"; "" when it
+                             does not (tickets/waiting.py)
+    rating_good_url    str   in a resolution mail (`auto_closed`): the "yes, solved" link;
+    rating_bad_url     str   … and the "no, not solved" one; "" when there are none
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -101,6 +106,9 @@ CONTEXT_KEYS = frozenset(
         "unread",
         "participants",
         "merged_from_tag",
+        "closes_at",
+        "rating_good_url",
+        "rating_bad_url",
     }
 )
 
@@ -189,6 +197,9 @@ def sample_context(language: str) -> dict[str, object]:
         ],
         "minimal": False,
         "merged_from_tag": "[#1041]",
+        "closes_at": format_deadline(due + timedelta(days=7), language, ZoneInfo("Europe/Rome")),
+        "rating_good_url": "mailto:support+r1042-good-3f9a1c@example.com",
+        "rating_bad_url": "mailto:support+r1042-bad-3f9a1c@example.com",
     }
 
 

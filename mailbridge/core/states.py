@@ -87,6 +87,8 @@ MailKind = Literal[
     "escalation",
     "merged",
     "collision",
+    "reminder",
+    "auto_closed",
 ]
 
 # Done with, for now: no deadline runs, and mail from the customer reopens the ticket (a
