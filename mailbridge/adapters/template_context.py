@@ -62,6 +62,9 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              mail rates the ticket "yes, solved" (tickets/rating.py); ""
                              or absent elsewhere, so test with ``{% if rating_good_url %}``
     rating_bad_url     str   the same for "no, not solved"
+    closes_at          str   in a `reminder`: when the ticket closes itself if the customer
+                             stays silent, "by Tuesday 1 December at 17:00"; "" when it
+                             does not (tickets/waiting.py)
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -117,6 +120,7 @@ CONTEXT_KEYS = frozenset(
         "participants",
         "merged_from_tag",
         "sections",
+        "closes_at",
         "rating_good_url",
         "rating_bad_url",
     }
@@ -231,6 +235,7 @@ def sample_context(language: str) -> dict[str, object]:
         "?subject=%5B%231042%5D%20yes%2C%20solved",
         "rating_bad_url": "mailto:support%2Br1042-bad-kq3f7-abcdefghijklmnop@example.com"
         "?subject=%5B%231042%5D%20no%2C%20not%20solved",
+        "closes_at": format_deadline(due + timedelta(days=7), language, ZoneInfo("Europe/Rome")),
     }
 
 

@@ -169,6 +169,8 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "resolved_at": iso(ticket.resolved_at),
         "escalation_level": ticket.escalation_level,
         "waiting_since": iso(ticket.waiting_since),
+        "pending_since": iso(ticket.pending_since),
+        "reminded_at": iso(ticket.reminded_at),
         "next_escalation_at": iso(ticket.next_escalation_at),
     }
 

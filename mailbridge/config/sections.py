@@ -7,12 +7,20 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mailbridge.config.values import ByteSize, Duration, _Section, is_loopback, parse_listen
 from mailbridge.core.faq import SOLVED_PHRASES
+from mailbridge.core.sla import parse_duration
 
 
 class DatabaseConfig(_Section):
@@ -90,6 +98,22 @@ class StaffConfig(_Section):
         return self
 
 
+def _wait_duration(value: object) -> timedelta:
+    """A duration, or 0 ("0") for off."""
+    return timedelta(0) if value in (0, "0") else parse_duration(value)
+
+
+WaitDuration = Annotated[timedelta, BeforeValidator(_wait_duration)]
+
+
+class QueueTickets(_Section):
+    """[tickets.queues.NAME]: what differs for the tickets of one queue; a key left out
+    keeps the [tickets] value, 0 turns it off."""
+
+    remind_after: WaitDuration | None = None
+    close_after: WaitDuration | None = None
+
+
 PARSE_TIMEOUT_FLOOR, PARSE_TIMEOUT_CEILING = timedelta(seconds=1), timedelta(seconds=60)
 PARSE_MEMORY_FLOOR = 100_000_000  # the parser's own structures for a large mail need this
 
@@ -120,6 +144,22 @@ class TicketsConfig(_Section):
     # a hostile message from holding up the rest for long.
     parse_timeout: Duration = timedelta(seconds=10)
     parse_memory: ByteSize = 1_000_000_000  # beyond what the worker holds before a message
+    # A ticket waiting on the customer gets a reminder this long after the staff answer,
+    # then closes itself this long after the reminder (business days on a business-hours
+    # policy; 0: off). core/waiting.py, tickets/waiting.py.
+    remind_after: WaitDuration = timedelta(0)
+    close_after: WaitDuration = timedelta(0)
+    # Only an answer whose last line asks a question leaves the ticket waiting on the
+    # customer; any other answer leaves it open (for us to resolve or #pending).
+    wait_after_question: bool = False
+    queues: dict[str, QueueTickets] = Field(default_factory=dict)
+
+    def waiting_times(self, queue: str) -> tuple[timedelta, timedelta]:
+        """(remind_after, close_after) for a ticket in `queue`; zero means off."""
+        own = self.queues.get(queue, QueueTickets())
+        remind = self.remind_after if own.remind_after is None else own.remind_after
+        close = self.close_after if own.close_after is None else own.close_after
+        return remind, close
 
     @field_validator("parse_timeout")
     @classmethod

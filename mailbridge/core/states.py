@@ -88,6 +88,8 @@ MailKind = Literal[
     "merged",
     "collision",
     "query",
+    "reminder",
+    "auto_closed",
 ]
 
 # Done with, for now: no deadline runs, and mail from the customer reopens the ticket (a

@@ -166,6 +166,12 @@ class Ticket(Base):
     resolution_paused_seconds: Mapped[int] = mapped_column(
         Integer, default=0, server_default=text("0")
     )
+    # The waiting cycle (core/waiting.py): when the latest staff answer or #pending left
+    # the ticket waiting on the customer, the #pending duration that replaces
+    # tickets.remind_after (seconds), and when this cycle's reminder went.
+    pending_since: Mapped[datetime | None]
+    pending_remind_seconds: Mapped[int | None] = mapped_column(Integer)
+    reminded_at: Mapped[datetime | None]
     # Set when the ticket was merged (status "merged"): the ticket its mail now goes to.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     merged_at: Mapped[datetime | None]

@@ -27,6 +27,7 @@ from mailbridge.inbound.routing import summary
 from mailbridge.service.daemon import Daemon
 
 FIRST_RESPONSE = "20s"
+REMIND_AFTER = "20s"  # a ticket waiting on the customer: the reminder (tickets/waiting.py)
 TOUR_LIMIT = 90.0
 
 
@@ -57,6 +58,7 @@ def demo_config(imap: EmbeddedImapServer, smtp: SmtpSink, data_dir: Path) -> Con
             "from": "Demo Support <support@demo.example>",
         },
         "templates": {"language": "en", "company": "Demo Shop & Bank"},
+        "tickets": {"remind_after": REMIND_AFTER, "close_after": "7d"},
         "sla": [{"name": "demo", "first_response": FIRST_RESPONSE, "resolution": "1d"}],
         "calendar": {"timezone": "Europe/Rome"},
         "staff": {
@@ -281,6 +283,27 @@ async def _until(condition: Callable[[], bool], narrator: Narrator, limit: float
         narrator.poll()
 
 
+def _reminder_to(narrator: Narrator, address: str) -> ReceivedMail | None:
+    """A mail of our own accord to a customer: the reminder (acknowledgements are
+    auto-replied, staff answers carry no Auto-Submitted)."""
+    for mail in narrator.sink.received:
+        if address in mail.recipients and mail.message["Auto-Submitted"] == "auto-generated":
+            return mail
+    return None
+
+
+async def _show_reminder(narrator: Narrator) -> None:
+    """Giulia's ticket waits on her since Alice's answer: she is reminded once."""
+    giulia = "giulia.rossi@example.it"
+    narrator.say(
+        f"\n→ Giulia has not answered Alice; after {REMIND_AFTER} (tickets.remind_after) "
+        "she gets a reminder, once; without an answer the ticket would close itself "
+        "after tickets.close_after"
+    )
+    await _until(lambda: _reminder_to(narrator, giulia) is not None, narrator, TOUR_LIMIT)
+    narrator.say("\n✔ reminder sent to Giulia, in her conversation")
+
+
 async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) -> None:
     narrator = Narrator(app, sink, out)
     daemon = Daemon(app)
@@ -332,6 +355,7 @@ async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) 
         await _until(
             lambda: bool(narrator.escalations) and narrator.mails >= 3, narrator, TOUR_LIMIT
         )
+        await _show_reminder(narrator)
         await asyncio.sleep(1.5)
         narrator.poll()
     finally:

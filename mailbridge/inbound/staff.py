@@ -40,7 +40,7 @@ from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound import collision
 from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import merge, participants, requester, split
+from mailbridge.tickets import merge, participants, requester, split, waiting
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.rating import rating_links
@@ -91,7 +91,7 @@ def handle_staff_mail(
     relayed = None
     if not message.has("note") and (message.text or message.argument("template")):
         relayed = _relay(step, ticket, article, parsed, message, claim)
-        on_staff_reply(step, ticket)
+        on_staff_reply(step, ticket, message.text)
     if message.has("close") or message.has("resolve"):
         _finish(step, ticket, message, relayed is not None)
     add_event(
@@ -278,6 +278,7 @@ def apply_commands(
         changes["tags_added"] = added
     if removed := queries.remove_ticket_tags(step.session, ticket.id, message.tags("untag")):
         changes["tags_removed"] = removed
+    changes.update(waiting.apply_command(step, ticket, message, claim.address))
     return changes
 
 
@@ -374,7 +375,7 @@ def handle_observed(step: Step, inbound: InboundMessage, parsed: ParsedMessage) 
             cc=[a.address for a in parsed.cc],
         ),
     )
-    on_staff_reply(step, ticket)
+    on_staff_reply(step, ticket, parsed.reply_text or parsed.text)
     ticket.updated_at = step.now
     add_event(
         step,
@@ -413,5 +414,5 @@ def write_to_customer(
     if message.has("note"):
         return article, None
     row = _relay(step, ticket, article, parsed, message, claim)
-    on_staff_reply(step, ticket)
+    on_staff_reply(step, ticket, message.text)
     return article, row.id

@@ -36,6 +36,8 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
     "escalation": "auto-generated",
     "closed": "auto-generated",  # a staff #close, not an answer to the customer's mail
     "merged": "auto-generated",  # the customer's ticket went into another
+    "reminder": "auto-generated",  # waiting on the customer: a nudge (tickets/waiting.py)
+    "auto_closed": "auto-generated",  # … and the close when they stayed silent
     "reply": None,  # a staff member's answer, relayed
 }
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
+from mailbridge.core.sla import DEADLINES
 from mailbridge.core.states import CLOSED_STATUSES, InboundState, OutboxState, TicketStatus
 from mailbridge.db.models import (
     Acknowledgement,
@@ -119,7 +120,9 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
         .group_by(Acknowledgement.withheld_by)
     ).all()
     escalations = session.execute(
-        select(Escalation.level, func.count(Escalation.id)).group_by(Escalation.level)
+        select(Escalation.level, func.count(Escalation.id))
+        .where(Escalation.deadline.in_(DEADLINES))  # not a waiting cycle's reminder or close
+        .group_by(Escalation.level)
     ).all()
     verdict = Event.data["verdict"].as_string()
     ratings = session.execute(

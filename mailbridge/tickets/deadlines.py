@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from mailbridge.app import App, Step
 from mailbridge.config import SlaPolicy
-from mailbridge.core import sla
+from mailbridge.core import sla, waiting
 from mailbridge.core.business_hours import BusinessCalendar
 from mailbridge.core.states import CLOSED_STATUSES, TicketStatus
 from mailbridge.db import queries
@@ -90,7 +90,46 @@ def pending_steps(
 ) -> list[sla.DueStep]:
     policy = policy_for(app, ticket)
     cal = calendar_for(app, policy, ticket.created_at)
-    return sla.pending_steps(policy.steps, open_deadlines(ticket), fired, now, cal)
+    found = sla.pending_steps(policy.steps, open_deadlines(ticket), fired, now, cal)
+    found += waiting_steps(app, ticket, fired)
+    return sorted(found, key=lambda due: due.at)
+
+
+def waiting_times(app: App, ticket: Ticket) -> tuple[timedelta, timedelta]:
+    """(remind_after, close_after) of the ticket's waiting cycle; zero means off. A
+    `#pending 5d` replaces remind_after until the customer writes."""
+    remind, close = app.config.tickets.waiting_times(ticket.queue)
+    if ticket.pending_remind_seconds is not None:
+        remind = timedelta(seconds=ticket.pending_remind_seconds)
+    return remind, close
+
+
+def waiting_calendar(app: App, ticket: Ticket, moment: datetime) -> BusinessCalendar | None:
+    return calendar_for(app, policy_for(app, ticket), moment)
+
+
+def waiting_steps(
+    app: App, ticket: Ticket, fired: Collection[tuple[str, int]]
+) -> list[sla.DueStep]:
+    """The reminder and automatic close still to come in the ticket's waiting cycle."""
+    if ticket.status != TicketStatus.WAITING or ticket.pending_since is None:
+        return []
+    remind, close = waiting_times(app, ticket)
+    cal = waiting_calendar(app, ticket, ticket.pending_since)
+    return waiting.waiting_steps(
+        ticket.pending_since, remind, close, ticket.reminded_at, fired, cal
+    )
+
+
+def start_waiting(step: Step, ticket: Ticket) -> None:
+    """The ticket waits on the customer from now: the resolution clock stops (if it runs)
+    and a fresh waiting cycle begins. The caller refreshes next_escalation_at."""
+    if ticket.waiting_since is None:
+        ticket.waiting_since = step.now
+        add_event(step, ticket, "sla_paused", deadline="resolution", status_from=ticket.status)
+    ticket.status = TicketStatus.WAITING
+    ticket.pending_since = step.now
+    ticket.reminded_at = None
 
 
 def refresh_next_due(step: Step, ticket: Ticket) -> None:
@@ -99,10 +138,12 @@ def refresh_next_due(step: Step, ticket: Ticket) -> None:
     ticket.next_escalation_at = sla.next_moment(pending_steps(step.app, ticket, fired, step.now))
 
 
-def on_staff_reply(step: Step, ticket: Ticket) -> None:
+def on_staff_reply(step: Step, ticket: Ticket, text: str | None = None) -> None:
     """A staff reply went to the customer (not an acknowledgement, not an internal note):
     it meets the first response, and the ticket now waits on the customer, which stops the
-    resolution clock."""
+    resolution clock and starts a waiting cycle. With `tickets.wait_after_question`, only
+    an answer (`text`) whose last line asks a question does that; any other leaves the
+    ticket open for us."""
     ticket.updated_at = step.now
     if ticket.first_responded_at is None:
         ticket.first_responded_at = step.now
@@ -114,11 +155,12 @@ def on_staff_reply(step: Step, ticket: Ticket) -> None:
             due_at=_iso(due),
             late_minutes=_minutes(sla.overdue_by(due, step.now)) if due else None,
         )
+    asks = text is None or waiting.ends_with_question(text)
     if ticket.status not in CLOSED_STATUSES:
-        if ticket.waiting_since is None:
-            ticket.waiting_since = step.now
-            add_event(step, ticket, "sla_paused", deadline="resolution", status_from=ticket.status)
-        ticket.status = TicketStatus.WAITING
+        if asks or not step.app.config.tickets.wait_after_question:
+            start_waiting(step, ticket)
+        elif ticket.status == TicketStatus.NEW:
+            ticket.status = TicketStatus.OPEN
     refresh_next_due(step, ticket)
 
 
@@ -131,6 +173,8 @@ def on_customer_followup(step: Step, ticket: Ticket) -> None:
         _resume(step, ticket, paused_since)
         ticket.status = TicketStatus.OPEN
         ticket.resolved_at = None
+        # The waiting cycle ends: the next answer that waits on them starts a fresh one.
+        ticket.pending_since = ticket.reminded_at = ticket.pending_remind_seconds = None
     elif previous in AWAITING_US:
         _chaser(step, ticket)
     refresh_next_due(step, ticket)

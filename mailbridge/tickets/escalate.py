@@ -20,9 +20,12 @@ from mailbridge.app import App, Step
 from mailbridge.core.humanize import excerpt, format_deadline, format_duration
 from mailbridge.core.message import Address
 from mailbridge.core.sla import DueStep, due_now, next_moment, overdue_by, raised_priority
+from mailbridge.core.states import CLOSED_STATUSES
+from mailbridge.core.waiting import is_waiting_deadline
 from mailbridge.db import queries
 from mailbridge.db.models import Escalation, Ticket
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.tickets import waiting
 from mailbridge.tickets.deadlines import pending_steps
 from mailbridge.tickets.events import add_event
 
@@ -87,9 +90,14 @@ def _fire_due_steps(
 ) -> int:
     count = 0
     for due in due_now(pending_steps(step.app, ticket, fired, step.now), step.now):
+        if ticket.status in CLOSED_STATUSES:
+            break  # closed by the waiting cycle's last step: nothing else is due
         fired.add(due.step.key)
         if _record(step.session, ticket, due, step.now):
-            _act(step, ticket, due, customer_text)
+            if is_waiting_deadline(due.step.deadline):
+                waiting.fire(step, ticket, due)  # a reminder or the close (tickets/waiting.py)
+            else:
+                _act(step, ticket, due, customer_text)
             count += 1
     ticket.next_escalation_at = next_moment(pending_steps(step.app, ticket, fired, step.now))
     return count

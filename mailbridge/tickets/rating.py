@@ -32,10 +32,10 @@ _SUBJECTS = {
 
 
 def token_lifetime(app: App) -> timedelta:
-    """How long rating links work: `[tickets] close_after` when the configuration has it,
-    else `[tickets] rating_lifetime`."""
-    close_after = getattr(app.config.tickets, "close_after", None)
-    return close_after if isinstance(close_after, timedelta) else app.config.tickets.rating_lifetime
+    """How long rating links work: `[tickets] close_after` when it is on (the time a
+    waiting customer is given), else `[tickets] rating_lifetime`."""
+    close_after = app.config.tickets.close_after
+    return close_after if close_after > timedelta(0) else app.config.tickets.rating_lifetime
 
 
 def rating_links(app: App, ticket: Ticket, now: datetime) -> dict[str, str]:

@@ -59,5 +59,9 @@ def test_demo_shows_tickets_acknowledgements_and_an_escalation(tmp_path: Path) -
     assert "✉ sent to giulia.rossi@example.it, marco.rossi@example.it" in relayed
     assert "✔ Alice's answer reached both: To Giulia Rossi <giulia.rossi@example.it>, " in relayed
     assert "Cc Marco Rossi <marco.rossi@example.it>" in relayed
-    assert shown.count("✉ sent to giulia.rossi@example.it, marco.rossi@example.it") == 1
+    # Alice's answer, and later the reminder (Giulia stays silent), each once.
+    assert shown.count("✉ sent to giulia.rossi@example.it, marco.rossi@example.it") == 2
+    reminded = shown[shown.index("→ Giulia has not answered Alice") :]
+    assert "attendiamo ancora una sua risposta" in reminded
+    assert "✔ reminder sent to Giulia" in reminded
     assert "alice@demo.example" not in relayed.split("→ Tom replies")[0].split("✉ sent to")[1]

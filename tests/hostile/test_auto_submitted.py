@@ -147,6 +147,28 @@ def test_the_deadline_warning_is_auto_generated(
         world.app.close()
 
 
+def test_the_waiting_reminder_and_auto_closed_mails_are_auto_generated(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    tickets = {"remind_after": "3d", "close_after": "7d"}
+    world = make_world(tmp_path, database_url, imap_server, smtp_sink, tickets=tickets)
+    try:
+        open_ticket(world)
+        answer(world, "Could you send us the serial number?")
+        before = len(world.sent_to(CUSTOMER))
+        for days in (3, 7):
+            world.clock.advance(timedelta(days=days, minutes=1))
+            world.run()
+            world.run()  # a second pass sends nothing again
+        reminder, closed = world.sent_to(CUSTOMER)[before:]
+        assert "still waiting for your answer" in reminder.raw.decode()
+        assert "we have closed ticket" in closed.raw.decode()
+        assert world.ticket(1000).status == "resolved"
+        assert auto_submitted(reminder) == auto_submitted(closed) == ["auto-generated"]
+    finally:
+        world.app.close()
+
+
 @pytest.mark.parametrize("kind", sorted(AUTO_SUBMITTED))
 def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
     """A new kind of mail must come with its own test above (and its line in the table)."""
@@ -162,6 +184,8 @@ def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
         "reply": "relayed_staff_answer",
         "escalation": "escalation",
         "sla_warning": "deadline_warning",
+        "reminder": "waiting_reminder",
+        "auto_closed": "auto_closed_mails",
     }
     assert kind in names, f"no Auto-Submitted test for mail kind {kind!r}"
     assert any(names[kind] in name for name in globals() if name.startswith("test_"))
