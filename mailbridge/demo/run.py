@@ -20,6 +20,7 @@ from sqlalchemy import select
 from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import App, build_app
 from mailbridge.config import Config, config_from_dict
+from mailbridge.core.waiting import DEADLINE_PREFIX as WAITING_PREFIX
 from mailbridge.db.models import Escalation, Event, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
@@ -234,7 +235,9 @@ class Narrator:
                         f"{summary(event.data['actions'])}"
                     )
             fired = session.execute(
-                select(Escalation, Ticket.number).join(Ticket, Ticket.id == Escalation.ticket_id)
+                select(Escalation, Ticket.number)
+                .join(Ticket, Ticket.id == Escalation.ticket_id)
+                .where(Escalation.deadline.not_like(f"{WAITING_PREFIX}%"))  # reminders
             )
             for escalation, number in fired:
                 if escalation.id not in self.escalations:
