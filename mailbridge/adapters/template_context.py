@@ -47,6 +47,10 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              may be empty or absent, so test with ``{% if faq is defined %}``
     merged_from_tag    str   the tag of the customer's earlier ticket that was merged into
                              this one, "[#1041]" (the `merged` notice); "" elsewhere
+    away_note          dict | None   in a staff notification, escalation or warning sent to
+                             the team because the staff member it was for is away
+                             (tickets/absence.py): {"name", "address", "until" ("12 Jan",
+                             their last day away)}; None otherwise
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -61,11 +65,11 @@ more", "size": "list shortened", "attached": true}.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-from mailbridge.core.humanize import format_deadline, format_duration
+from mailbridge.core.humanize import format_day, format_deadline, format_duration
 from mailbridge.errors import TemplateError
 
 __all__ = ["CONTEXT_KEYS", "SAMPLE_CONTEXT", "plain_context", "sample_context"]
@@ -101,6 +105,7 @@ CONTEXT_KEYS = frozenset(
         "unread",
         "participants",
         "merged_from_tag",
+        "away_note",
     }
 )
 
@@ -189,6 +194,11 @@ def sample_context(language: str) -> dict[str, object]:
         ],
         "minimal": False,
         "merged_from_tag": "[#1041]",
+        "away_note": {
+            "name": "Alice",
+            "address": "alice@example.com",
+            "until": format_day(date(2027, 1, 12), language),
+        },
     }
 
 

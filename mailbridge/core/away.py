@@ -48,20 +48,25 @@ for _number, _names in enumerate(
     for _name in _names.split():
         _MONTHS[_name] = _number
 
+
+def _word_set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
 # Words that say the date is when someone is back (or the end of their absence).
-_RETURN_WORDS = frozenset(
+_RETURN_WORDS = _word_set(
     """
     back return returning returns resume until till til untill through thru again
     rientro rientrerò rientrero rientra rientrare ritorno tornerò tornero torno nuovo fino
     sino partire
     zurück zurueck wieder bis rückkehr rueckkehr
     retour jusqu reviendrai rentrerai revenir rentre nouveau
-    """.split()
+    """
 )
 # Words that open or close a range; they count only right before the date.
-_RANGE_WORDS = frozenset("from to dal dall al all ab vom du au dès des".split())
+_RANGE_WORDS = _word_set("from to dal dall al all ab vom du au dès des")
 # Words that may stand between a range word and its date.
-_FILLERS = frozenset(
+_FILLERS = _word_set(
     """
     on the il l le la dem den der am
     monday tuesday wednesday thursday friday saturday sunday mon tue wed thu fri sat sun
@@ -69,7 +74,7 @@ _FILLERS = frozenset(
     giovedi venerdi lun mar mer gio ven sab dom
     montag dienstag mittwoch donnerstag freitag samstag sonntag mo di mi do fr sa so
     lundi mardi mercredi jeudi vendredi samedi dimanche
-    """.split()
+    """
 )
 
 _WORD = re.compile(r"[^\W\d_]+")
@@ -187,4 +192,3 @@ def _only_date(text: str, found: _Found) -> bool:
     return all(word in allowed for word in rest) and not re.search(
         r"\d", text[: found.start] + text[found.end :]
     )
-
