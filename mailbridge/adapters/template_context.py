@@ -194,11 +194,16 @@ def sample_context(language: str) -> dict[str, object]:
         ],
         "minimal": False,
         "merged_from_tag": "[#1041]",
-        "away_note": {
-            "name": "Alice",
-            "address": "alice@example.com",
-            "until": format_day(date(2027, 1, 12), language),
-        },
+        "away_note": None,  # away_note_sample(language) when the staff member is away
+    }
+
+
+def away_note_sample(language: str) -> dict[str, object]:
+    """The `away_note` of a mail sent to the team for an away staff member."""
+    return {
+        "name": "Alice",
+        "address": "alice@example.com",
+        "until": format_day(date(2027, 1, 12), language),
     }
 
 
