@@ -65,6 +65,10 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     closes_at          str   in a `reminder`: when the ticket closes itself if the customer
                              stays silent, "by Tuesday 1 December at 17:00"; "" when it
                              does not (tickets/waiting.py)
+    away_note          dict | None   in a staff notification, escalation or warning sent to
+                             the team because the staff member it was for is away
+                             (tickets/absence.py): {"name", "address", "until" ("12 Jan",
+                             their last day away)}; None otherwise
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -79,11 +83,11 @@ more", "size": "list shortened", "attached": true}.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-from mailbridge.core.humanize import format_deadline, format_duration
+from mailbridge.core.humanize import format_day, format_deadline, format_duration
 from mailbridge.errors import TemplateError
 
 __all__ = ["CONTEXT_KEYS", "SAMPLE_CONTEXT", "plain_context", "sample_context"]
@@ -123,6 +127,7 @@ CONTEXT_KEYS = frozenset(
         "closes_at",
         "rating_good_url",
         "rating_bad_url",
+        "away_note",
     }
 )
 
@@ -236,6 +241,16 @@ def sample_context(language: str) -> dict[str, object]:
         "rating_bad_url": "mailto:support%2Br1042-bad-kq3f7-abcdefghijklmnop@example.com"
         "?subject=%5B%231042%5D%20no%2C%20not%20solved",
         "closes_at": format_deadline(due + timedelta(days=7), language, ZoneInfo("Europe/Rome")),
+        "away_note": None,  # away_note_sample(language) when the staff member is away
+    }
+
+
+def away_note_sample(language: str) -> dict[str, object]:
+    """The `away_note` of a mail sent to the team for an away staff member."""
+    return {
+        "name": "Alice",
+        "address": "alice@example.com",
+        "until": format_day(date(2027, 1, 12), language),
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 
@@ -100,6 +100,12 @@ def format_deadline(due: datetime, language: str, tz: ZoneInfo) -> str:
         month=words.months[local.month - 1],
         at=_at(local, words),
     )
+
+
+def format_day(day: date, language: str) -> str:
+    """A day as staff read it in a subject, e.g. "12 Jan" ("12 gen" in Italian)."""
+    month = _words(language).months[day.month - 1]
+    return f"{day.day} {month[:3]}"
 
 
 def format_duration(delta: timedelta, language: str) -> str:

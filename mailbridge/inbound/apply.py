@@ -17,6 +17,7 @@ from mailbridge.inbound import (
     bounces,
     forward,
     identity,
+    out_of_office,
     rating,
     routing,
     staff,
@@ -48,10 +49,12 @@ def apply_message(
     bounce = bounces.on_message(step, inbound, parsed, verdict)
     if bounce is not None:
         return bounce
+    out_of_office.on_auto_reply(step, parsed, verdict)  # a staff out-of-office: away; on
     claim = identity.staff_claim(step.app, parsed, step.now) if verdict.kind == "customer" else None
     if claim is not None and claim.refusal is not None:
         return identity.refuse_token(step, inbound, parsed, claim)
     if claim is not None and claim.proof is not None:
+        out_of_office.on_staff_mail(step, claim.address)  # their real mail: back
         handled = (
             staff_queries.answer_query(step, inbound, parsed, claim)  # #mine, #show, #away…
             or staff.handle_staff_mail(step, inbound, parsed, claim)

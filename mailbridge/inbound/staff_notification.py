@@ -18,7 +18,7 @@ from mailbridge.core.relay import notified_attachments
 from mailbridge.db.models import Article, Outbox, Ticket
 from mailbridge.inbound.identity import audience_of, token_address
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import participants
+from mailbridge.tickets import absence, participants
 
 __all__ = ["notify_staff"]
 
@@ -39,8 +39,11 @@ def notify_staff(
     if not target:
         return None
     language = step.app.config.templates.language
+    cover = absence.covering(step, target, language)  # an away assignee: the team
+    target = cover.target
     context = ticket_context(step.app, ticket, language)
     context["event"] = event
+    context["away_note"] = cover.away_note
     context["errors"] = [warning] if warning else []
     if event == "unverified":
         context["requester_name"] = article.from_name

@@ -15,7 +15,7 @@ Runs inside the caller's transaction, like the rest of apply.
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 
 from mailbridge.app import Step
 from mailbridge.core.away import return_date
@@ -28,8 +28,8 @@ from mailbridge.core.ticket_lines import TicketFacts, format_moment, one_line, t
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.outbound.personal import PersonalMail, queue_personal_mail
-from mailbridge.tickets import search, staff_settings, staff_views
-from mailbridge.tickets.events import Applied
+from mailbridge.tickets import absence, search, staff_settings, staff_views
+from mailbridge.tickets.events import Applied, add_general_event
 from mailbridge.tickets.merge import live_ticket_by_number
 
 TEMPLATE = "staff_query"
@@ -57,7 +57,7 @@ def answer_query(
     if errors:  # refused whole: nothing set, nothing listed
         sections = []
     row = _send(step, inbound, parsed, claim, query, sections, errors)
-    staff_settings.staff_event(
+    add_general_event(
         step,
         "staff_query_refused" if errors else "staff_query",
         by=claim.address,
@@ -70,6 +70,10 @@ def answer_query(
     )
     reason = "; ".join(errors) if errors else ", ".join(_written(c) for c in query.commands)
     return Applied.to(None, "staff_query_refused" if errors else "staff_query", reason=reason)
+
+
+# `#away` with no date: away until their next real mail, or this long at the most.
+NO_DATE_ABSENCE = timedelta(days=30)
 
 
 def _written(command: Command) -> str:
@@ -159,10 +163,11 @@ def _search(step: Step, reader: str, words: str) -> Section:
 
 
 def _away(step: Step, address: str, argument: str) -> Section:
-    """`#away`: no return date; `#away until 12/01`: until the end of that day in the
-    [calendar] zone."""
+    """`#away until 12/01`: until the end of that day in the [calendar] zone; `#away`
+    alone: for NO_DATE_ABSENCE. Either way their next real mail ends it
+    (tickets/absence.py)."""
     zone = step.app.config.calendar.zone
-    until: datetime | None = None
+    until = step.now + NO_DATE_ABSENCE
     if argument:
         today = step.now.astimezone(zone).date()
         day = return_date(argument, today)
@@ -173,9 +178,9 @@ def _away(step: Step, address: str, argument: str) -> Section:
             }
         if day < today:
             return {"error": f"#away {argument}: that day is past"}
-        until = datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=zone)
-    staff_settings.set_away(step, address, until, via="mail")
-    last_day = (until - timedelta(days=1)).date().isoformat() if until else ""
+        until = absence.end_of_day(day, zone)
+    absence.set_away(step, address, until, source="mail", by=address)
+    last_day = (until - timedelta(microseconds=1)).astimezone(zone).date().isoformat()
     return {"value": last_day}
 
 

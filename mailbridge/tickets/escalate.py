@@ -26,6 +26,7 @@ from mailbridge.db import queries
 from mailbridge.db.models import Escalation, Ticket
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets import waiting
+from mailbridge.tickets.absence import covering
 from mailbridge.tickets.deadlines import pending_steps
 from mailbridge.tickets.events import add_event
 
@@ -175,9 +176,12 @@ def _notify(
     if not target:
         return None
     language = step.app.config.templates.language
+    cover = covering(step, target, language)  # an away staff member: the team
+    target = cover.target
     zone = step.app.config.calendar.zone
     context = ticket_context(step.app, ticket, language)
     context.update(
+        away_note=cover.away_note,
         deadline=sla_step.deadline,
         promised_reply=format_deadline(due.deadline_at, language, zone),
         due_at_iso=due.deadline_at.astimezone(zone).isoformat(),

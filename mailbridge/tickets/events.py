@@ -38,3 +38,8 @@ def add_event(step: Step, ticket: Ticket, event_type: str, /, **data: object) ->
     """Record one audit event on the ticket at the step's moment (written at once, in
     recording order)."""
     queries.insert_event(step.session, ticket.id, step.now, event_type, data)
+
+
+def add_general_event(step: Step, event_type: str, /, **data: object) -> None:
+    """Record one audit event about no ticket (a staff member away or back, say)."""
+    queries.insert_event(step.session, None, step.now, event_type, data)
