@@ -47,6 +47,13 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              may be empty or absent, so test with ``{% if faq is defined %}``
     merged_from_tag    str   the tag of the customer's earlier ticket that was merged into
                              this one, "[#1041]" (the `merged` notice); "" elsewhere
+    queue_digest       list  the daily digest (template `digest`): one entry per open
+                             ticket, overdue first, each {"group" ("overdue", "due_today",
+                             "open"; "more" for the entry that ends a shortened list),
+                             "line" (one line: tag, customer, subject, age, deadline),
+                             "reply" (a mailto: URL to the ticket's reply address for the
+                             reader, "" on the "more" entry)}; `event` is "personal" (the
+                             reader's own tickets) or "team" (the unassigned ones)
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -101,6 +108,7 @@ CONTEXT_KEYS = frozenset(
         "unread",
         "participants",
         "merged_from_tag",
+        "queue_digest",
     }
 )
 
@@ -189,6 +197,27 @@ def sample_context(language: str) -> dict[str, object]:
         ],
         "minimal": False,
         "merged_from_tag": "[#1041]",
+        "queue_digest": [
+            {
+                "group": "overdue",
+                "line": "[#1042] Giulia Rossi | Charging cable missing | 2d | "
+                "overdue since 2026-11-24 17:00",
+                "reply": "mailto:support+t1042-1ab-abcdefghijklmnop@example.com"
+                "?subject=Re%3A%20%5B%231042%5D%20Charging%20cable%20missing",
+            },
+            {
+                "group": "due_today",
+                "line": "[#1043] Marco Rossi | Invoice 2026-77 | 5h | due 2026-11-25 12:00",
+                "reply": "mailto:support+t1043-1ab-abcdefghijklmnop@example.com"
+                "?subject=Re%3A%20%5B%231043%5D%20Invoice%202026-77",
+            },
+            {
+                "group": "open",
+                "line": "[#1040] accounts@example.net | Refund | 4d | waiting on the customer",
+                "reply": "mailto:support+t1040-1ab-abcdefghijklmnop@example.com"
+                "?subject=Re%3A%20%5B%231040%5D%20Refund",
+            },
+        ],
     }
 
 

@@ -52,6 +52,7 @@ REQUIRED = (
     "sla_warning",
     "closed",
     "merged",
+    "digest",
 )
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*")
 _FILE = re.compile(r"(?P<partial>_)?(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<kind>txt|html)\.j2")

@@ -1,5 +1,5 @@
 """The smaller sections of the configuration file: [database], [faq], [rules], [templates],
-[staff], [tickets], [service] and [retention].
+[staff], [digest], [tickets], [service] and [retention].
 """
 
 from __future__ import annotations
@@ -88,6 +88,14 @@ class StaffConfig(_Section):
         if self.secret_env and self.secret_file:
             raise ValueError("give secret_env or secret_file, not both")
         return self
+
+
+class DigestConfig(_Section):
+    """The daily digest of each staff member's queue (inbound/digest.py). Without a
+    [digest] section nobody gets one; with it, each staff address and the team address get
+    theirs at `hour` (local time in [calendar] timezone) on business days."""
+
+    hour: int = Field(default=8, ge=0, le=23)
 
 
 PARSE_TIMEOUT_FLOOR, PARSE_TIMEOUT_CEILING = timedelta(seconds=1), timedelta(seconds=60)

@@ -87,6 +87,7 @@ MailKind = Literal[
     "escalation",
     "merged",
     "collision",
+    "digest",
 ]
 
 # Done with, for now: no deadline runs, and mail from the customer reopens the ticket (a

@@ -35,6 +35,7 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
     "escalation": "auto-generated",
     "closed": "auto-generated",  # a staff #close, not an answer to the customer's mail
     "merged": "auto-generated",  # the customer's ticket went into another
+    "digest": "auto-generated",  # a staff member's daily queue (inbound/digest.py)
     "reply": None,  # a staff member's answer, relayed
 }
 
