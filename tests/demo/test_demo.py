@@ -61,3 +61,8 @@ def test_demo_shows_tickets_acknowledgements_and_an_escalation(tmp_path: Path) -
     assert "Cc Marco Rossi <marco.rossi@example.it>" in relayed
     assert shown.count("✉ sent to giulia.rossi@example.it, marco.rossi@example.it") == 1
     assert "alice@demo.example" not in relayed.split("→ Tom replies")[0].split("✉ sent to")[1]
+    # The daily digest: the team's unassigned tickets, each with a reply link.
+    digest = shown[shown.index("the daily digest") :]
+    assert "✉ sent to team@demo.example: Unassigned tickets: " in digest
+    assert "[#1001] Tom Baker | " in digest
+    assert "Reply: <mailto:support+t1001-" in digest

@@ -257,7 +257,10 @@ def test_someone_else_using_a_digest_link_relays_nothing(
 def test_a_hostile_subject_cannot_add_recipients_or_lines(
     app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, clock: FrozenClock
 ) -> None:
-    hostile = "x&cc=eve@evil.example?body=pay%0D%0ABcc: eve@evil.example> Reply: <mailto:eve@evil.example>"
+    hostile = (
+        "x&cc=eve@evil.example?body=pay%0D%0ABcc: eve@evil.example> "
+        "Reply: <mailto:eve@evil.example>"
+    )
     write(imap_server, BEA, hostile, 1)
     move_to(clock, MONDAY_EIGHT)
     run_pass(app)
