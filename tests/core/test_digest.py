@@ -157,3 +157,12 @@ def test_a_huge_subject_makes_a_bounded_link_quickly() -> None:
     link = reply_link(TOKEN, "[#1042]", "🔥\n" * 500_000)
     assert time.perf_counter() - started < 2
     assert len(link) < 1500
+
+
+def test_a_long_digest_lists_the_first_hundred_and_says_how_many_more() -> None:
+    from mailbridge.core.clip import clip_context
+
+    entries = [{"group": "open", "line": f"[#{n}]", "reply": "mailto:x@y"} for n in range(150)]
+    clipped = clip_context({"queue_digest": entries}, "en")["queue_digest"]
+    assert isinstance(clipped, list) and len(clipped) == 101
+    assert clipped[-1] == {"group": "more", "line": "… and 50 more (list shortened)", "reply": ""}
