@@ -69,6 +69,13 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
                              the team because the staff member it was for is away
                              (tickets/absence.py): {"name", "address", "until" ("12 Jan",
                              their last day away)}; None otherwise
+    queue_digest       list  the daily digest (template `digest`): one entry per open
+                             ticket, overdue first, each {"group" ("overdue", "due_today",
+                             "open"; "more" for the entry that ends a shortened list),
+                             "line" (one line: tag, customer, subject, age, deadline),
+                             "reply" (a mailto: URL to the ticket's reply address for the
+                             reader, "" on the "more" entry)}; `event` is "personal" (the
+                             reader's own tickets) or "team" (the unassigned ones)
     minimal            bool  an acknowledgement to an address the trusted MTA did not
                              authenticate: subject, requester_name, excerpt and faq are
                              blank (mailbridge.core.ack_policy); say less, never more
@@ -128,6 +135,7 @@ CONTEXT_KEYS = frozenset(
         "rating_good_url",
         "rating_bad_url",
         "away_note",
+        "queue_digest",
     }
 )
 
@@ -242,6 +250,27 @@ def sample_context(language: str) -> dict[str, object]:
         "?subject=%5B%231042%5D%20no%2C%20not%20solved",
         "closes_at": format_deadline(due + timedelta(days=7), language, ZoneInfo("Europe/Rome")),
         "away_note": None,  # away_note_sample(language) when the staff member is away
+        "queue_digest": [
+            {
+                "group": "overdue",
+                "line": "[#1042] Giulia Rossi | Charging cable missing | 2d | "
+                "overdue since 2026-11-24 17:00",
+                "reply": "mailto:support+t1042-1ab-abcdefghijklmnop@example.com"
+                "?subject=Re%3A%20%5B%231042%5D%20Charging%20cable%20missing",
+            },
+            {
+                "group": "due_today",
+                "line": "[#1043] Marco Rossi | Invoice 2026-77 | 5h | due 2026-11-25 12:00",
+                "reply": "mailto:support+t1043-1ab-abcdefghijklmnop@example.com"
+                "?subject=Re%3A%20%5B%231043%5D%20Invoice%202026-77",
+            },
+            {
+                "group": "open",
+                "line": "[#1040] accounts@example.net | Refund | 4d | waiting on the customer",
+                "reply": "mailto:support+t1040-1ab-abcdefghijklmnop@example.com"
+                "?subject=Re%3A%20%5B%231040%5D%20Refund",
+            },
+        ],
     }
 
 

@@ -55,6 +55,7 @@ REQUIRED = (
     "staff_query",
     "reminder",
     "auto_closed",
+    "digest",
 )
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*")
 _FILE = re.compile(r"(?P<partial>_)?(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<kind>txt|html)\.j2")

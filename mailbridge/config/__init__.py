@@ -28,6 +28,7 @@ from mailbridge.config.mail import MailboxConfig, OAuth2Config, SmtpConfig
 from mailbridge.config.secret_sources import STAFF_KEY_MIN_BYTES
 from mailbridge.config.sections import (
     DatabaseConfig,
+    DigestConfig,
     FaqConfig,
     PurgeKind,
     RetentionConfig,
@@ -61,6 +62,7 @@ __all__ = [
     "ChaserPolicy",
     "Config",
     "DatabaseConfig",
+    "DigestConfig",
     "Duration",
     "EmailAddress",
     "EscalationLevel",

@@ -15,6 +15,7 @@ from mailbridge.config.mail import MailboxConfig, SmtpConfig
 from mailbridge.config.secret_sources import with_secrets
 from mailbridge.config.sections import (
     DatabaseConfig,
+    DigestConfig,
     FaqConfig,
     RetentionConfig,
     RulesConfig,
@@ -40,6 +41,7 @@ class Config(_Section):
     sla: tuple[SlaPolicy, ...] = Field(min_length=1)
     calendar: CalendarConfig = CalendarConfig()
     staff: StaffConfig = StaffConfig()
+    digest: DigestConfig | None = None  # None: no daily digest
     tickets: TicketsConfig = TicketsConfig()
     service: ServiceConfig = ServiceConfig()
     retention: RetentionConfig = RetentionConfig()

@@ -1,5 +1,5 @@
 """The smaller sections of the configuration file: [database], [faq], [rules], [templates],
-[staff], [tickets], [service] and [retention].
+[staff], [digest], [tickets], [service] and [retention].
 """
 
 from __future__ import annotations
@@ -112,6 +112,14 @@ class QueueTickets(_Section):
 
     remind_after: WaitDuration | None = None
     close_after: WaitDuration | None = None
+
+
+class DigestConfig(_Section):
+    """The daily digest of each staff member's queue (inbound/digest.py). Without a
+    [digest] section nobody gets one; with it, each staff address and the team address get
+    theirs at `hour` (local time in [calendar] timezone) on business days."""
+
+    hour: int = Field(default=8, ge=0, le=23)
 
 
 PARSE_TIMEOUT_FLOOR, PARSE_TIMEOUT_CEILING = timedelta(seconds=1), timedelta(seconds=60)

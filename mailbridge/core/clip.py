@@ -50,6 +50,7 @@ LIST_LIMITS = {
     "links": 20,
     "unread": 20,
     "participants": 50,  # core.participants.MAX_ACTIVE
+    "queue_digest": 100,  # tickets in one daily digest, overdue first (core/digest.py)
 }
 DEFAULT_ITEMS = 20
 # Characters of the strings inside list entries, by their key.
@@ -65,6 +66,9 @@ ENTRY_LIMITS = {
     "direction": 10,
     "name": 100,
     "address": 320,
+    "group": 20,
+    "line": 600,  # core.digest.format_line keeps within this
+    "reply": 4_000,  # a mailto: URL is never cut (core.digest.LINK_SUBJECT_CHARS)
 }
 ERROR_LIMIT = 500
 
@@ -130,6 +134,8 @@ def _more(key: str, count: int, language: str) -> object:
         return {"filename": more, "size": words.list_shortened, "attached": True}
     if key == "digest":  # never reached with staff.digest_articles at most 20
         return {"author": more, "at": "", "direction": "in", "text": words.list_shortened}
+    if key == "queue_digest":  # "… and 30 more (list shortened)", no link
+        return {"group": "more", "line": f"{more} ({words.list_shortened})", "reply": ""}
     if key == "faq":  # never reached with faq.suggestions at most 3
         return {"title": more, "answer": words.list_shortened, "file": "", "score": 0.0}
     return f"{more} ({words.list_shortened})"

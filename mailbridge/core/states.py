@@ -90,6 +90,7 @@ MailKind = Literal[
     "query",
     "reminder",
     "auto_closed",
+    "digest",
 ]
 
 # Done with, for now: no deadline runs, and mail from the customer reopens the ticket (a

@@ -19,11 +19,12 @@ from sqlalchemy import select
 
 from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import App, build_app
-from mailbridge.config import Config, config_from_dict
+from mailbridge.config import CalendarConfig, Config, DigestConfig, config_from_dict
 from mailbridge.core.waiting import DEADLINE_PREFIX as WAITING_PREFIX
 from mailbridge.db.models import Escalation, Event, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
+from mailbridge.inbound.digest import send_digests
 from mailbridge.inbound.routing import summary
 from mailbridge.service.daemon import Daemon
 
@@ -361,6 +362,7 @@ async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) 
         await _show_reminder(narrator)
         await asyncio.sleep(1.5)
         narrator.poll()
+        await show_digest(app, narrator)
     finally:
         daemon.stop()
         await running
@@ -371,6 +373,33 @@ async def tour(app: App, imap: EmbeddedImapServer, sink: SmtpSink, out: TextIO) 
         "and Marco, whom she had copied, got it in Cc; "
         "her ticket waits on her and was not escalated. Tom's follow-up and Giulia's "
         "out-of-office joined their tickets without a second acknowledgement."
+    )
+
+
+EVERY_DAY: dict[str, tuple[str, ...]] = {
+    day: ("00:00-24:00",) for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+}
+
+
+async def show_digest(app: App, narrator: Narrator) -> None:
+    """The daily digest, as the team gets it every business morning: here a run on the same
+    database whose `[digest]` hour has come and whose calendar is open every day, so the
+    demo shows it now, whatever the day and time."""
+    narrator.say(
+        "\n→ the daily digest (here due now): the team gets the unassigned tickets, each "
+        "on one line with a reply link to answer it by mail"
+    )
+    calendar = CalendarConfig(timezone=app.config.calendar.timezone, hours=EVERY_DAY)
+    config = app.config.model_copy(update={"digest": DigestConfig(hour=0), "calendar": calendar})
+    now_due = build_app(config, clock=app.clock)
+    try:
+        await asyncio.to_thread(send_digests, now_due)
+    finally:
+        now_due.close()
+    await _until(
+        lambda: narrator.sent_to("team@demo.example", "Unassigned tickets") is not None,
+        narrator,
+        30,
     )
 
 

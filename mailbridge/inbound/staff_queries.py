@@ -26,9 +26,10 @@ from mailbridge.core.staff import Command, parse_commands, strip_signature, tick
 from mailbridge.core.staff_queries import Query, query_of
 from mailbridge.core.ticket_lines import TicketFacts, format_moment, one_line, ticket_line
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
+from mailbridge.inbound import digest
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.outbound.personal import PersonalMail, queue_personal_mail
-from mailbridge.tickets import absence, search, staff_settings, staff_views
+from mailbridge.tickets import absence, search, staff_views
 from mailbridge.tickets.events import Applied, add_general_event
 from mailbridge.tickets.merge import live_ticket_by_number
 
@@ -92,7 +93,7 @@ def _answer(step: Step, claim: StaffClaim, command: Command) -> Section:
         section.update(_away(step, claim.address, command.argument))
     elif command.name == "digest":
         enabled = command.argument == "on"
-        staff_settings.set_digest(step, claim.address, enabled, via="mail")
+        digest.set_digest(step, claim.address, enabled, by=claim.address, via="mail")
         section["value"] = command.argument
     return section
 

@@ -38,6 +38,7 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
     "merged": "auto-generated",  # the customer's ticket went into another
     "reminder": "auto-generated",  # waiting on the customer: a nudge (tickets/waiting.py)
     "auto_closed": "auto-generated",  # … and the close when they stayed silent
+    "digest": "auto-generated",  # a staff member's daily queue (inbound/digest.py)
     "reply": None,  # a staff member's answer, relayed
 }
 

@@ -32,6 +32,7 @@ from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.faq import FaqIndex
 from mailbridge.db.outage import database_outage, database_place
 from mailbridge.errors import DeliveryError, describe_error
+from mailbridge.inbound.digest import send_digests
 from mailbridge.inbound.leases import Keeper, LeaseLost
 from mailbridge.inbound.process import ProcessReport, new_preparer, process_pending
 from mailbridge.oauth.endpoint import SignInRequired
@@ -55,6 +56,7 @@ from mailbridge.tickets.retention import purge
 log = logging.getLogger(__name__)
 
 SWEEP_GAP = timedelta(seconds=1)  # the exact-time sweep never runs back to back
+DIGEST_INTERVAL = timedelta(minutes=1)  # how soon after its hour a daily digest goes out
 __all__ = ["STOP_GRACE", "Daemon", "PassReport"]
 
 
@@ -66,6 +68,7 @@ class PassReport:
     processed: ProcessReport = field(default_factory=ProcessReport)
     sent: SendReport = field(default_factory=SendReport)
     escalated: int = 0
+    digests: int = 0
 
     @property
     def ok(self) -> bool:
@@ -134,6 +137,7 @@ class Daemon:
         finally:
             await asyncio.to_thread(self.preparer.close)
         report.escalated = await asyncio.to_thread(sweep, self.app)
+        report.digests = await asyncio.to_thread(send_digests, self.app)
         report.sent = await self.sender.send_once()
         return report
 
@@ -221,6 +225,15 @@ class Daemon:
             coalesce=True,
         )
         self._schedule_purge(scheduler)
+        scheduler.add_job(
+            self._digests,
+            "interval",
+            id="digest",
+            seconds=DIGEST_INTERVAL.total_seconds(),
+            next_run_time=self.app.clock.now(),
+            max_instances=1,
+            coalesce=True,
+        )
         scheduler.start()
         self._scheduler = scheduler
         self.health.set("scheduler", "running")
@@ -335,6 +348,17 @@ class Daemon:
         self.health.remove("retention")
         if report.anything:
             log.info("retention: %s", report.summary())
+
+    async def _digests(self) -> None:
+        """Each daily digest due and not yet sent (inbound/digest.py decides, once a day
+        per reader across instances)."""
+        try:
+            queued = await asyncio.to_thread(send_digests, self.app)
+        except Exception as exc:  # noqa: BLE001 - the next run tries again
+            self._failed(exc, "scheduler", "daily digest failed")
+            return
+        if queued:
+            self.sender.wake()
 
     async def _process(self) -> None:
         async with self._process_lock:

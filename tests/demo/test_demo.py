@@ -67,3 +67,8 @@ def test_demo_shows_tickets_acknowledgements_and_an_escalation(tmp_path: Path) -
     assert "✔ reminder sent to Giulia" in shown[shown.index("→ Giulia has not answered") :]
     assert "▲ ticket #1000" not in shown
     assert "alice@demo.example" not in relayed.split("→ Tom replies")[0].split("✉ sent to")[1]
+    # The daily digest: the team's unassigned tickets, each with a reply link.
+    digest = shown[shown.index("the daily digest") :]
+    assert "✉ sent to team@demo.example: Unassigned tickets: " in digest
+    assert "[#1001] Tom Baker | " in digest
+    assert "Reply: <mailto:support+t1001-" in digest

@@ -169,6 +169,20 @@ def test_the_waiting_reminder_and_auto_closed_mails_are_auto_generated(
         world.app.close()
 
 
+def test_the_daily_digest_is_auto_generated(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    world = make_world(tmp_path, database_url, imap_server, smtp_sink, digest={"hour": 8})
+    try:
+        world.deliver(mail(f"Ada <{CUSTOMER}>", "Printer on fire"))
+        world.run()  # Monday 09:00: past the digest hour on a business day
+        (digest,) = [m for m in world.sent_to(TEAM) if "Unassigned" in m.message["Subject"]]
+        assert world.outbox("digest")
+        assert auto_submitted(digest) == ["auto-generated"]
+    finally:
+        world.app.close()
+
+
 @pytest.mark.parametrize("kind", sorted(AUTO_SUBMITTED))
 def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
     """A new kind of mail must come with its own test above (and its line in the table)."""
@@ -186,6 +200,7 @@ def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
         "sla_warning": "deadline_warning",
         "reminder": "waiting_reminder",
         "auto_closed": "auto_closed_mails",
+        "digest": "daily_digest",
     }
     assert kind in names, f"no Auto-Submitted test for mail kind {kind!r}"
     assert any(names[kind] in name for name in globals() if name.startswith("test_"))
