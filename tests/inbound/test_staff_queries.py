@@ -18,6 +18,7 @@ from mailbridge.clock import FrozenClock
 from mailbridge.db.models import Article, Event, Outbox, StaffState, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
+from mailbridge.inbound.staff_queries import NO_DATE_ABSENCE
 from tests.support.served_app import app, body, clock, run_pass, to
 from tests.support.sla_world import START
 from tests.support.staff_world import ALICE, SIGNED_STAFF
@@ -225,9 +226,11 @@ def test_away_until_a_date_sets_her_state(desk: Desk) -> None:
 
 
 def test_away_alone_has_no_return_date_and_a_bad_date_is_refused(desk: Desk) -> None:
-    assert "until you write again" in only_answer(desk.ask("#away"))
-    assert desk.staff_state().away_until is None
-    assert desk.staff_state().away_since is not None
+    # No date: away until the next real mail, NO_DATE_ABSENCE at the most.
+    assert "or until you next write to us" in only_answer(desk.ask("#away"))
+    state = desk.staff_state()
+    assert state.away_since is not None and state.away_until is not None
+    assert state.away_until - state.away_since == NO_DATE_ABSENCE
     text = only_answer(desk.ask("#away until the 31st of never"))
     assert "not a date we read" in text
     assert len(desk.events("staff_away")) == 1
