@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Engine
 
 from mailbridge.db.models import Base
+from mailbridge.db.search_index import not_search_index
 
 config = context.config
 target_metadata = Base.metadata
@@ -21,6 +22,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_object=not_search_index,
         )
         context.run_migrations()
 

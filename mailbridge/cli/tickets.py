@@ -27,6 +27,7 @@ from mailbridge.cli.common import (
     ticket_numbered,
 )
 from mailbridge.cli.ticket_participants import configure_cc, listed, run_cc
+from mailbridge.cli.ticket_search import configure_search, run_search
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.message import Address
 from mailbridge.core.staff import tag_name
@@ -119,6 +120,7 @@ def configure(tickets: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="the customer message the new ticket starts at (an article id from tickets show)",
     )
+    configure_search(ticket_commands)
     tickets.set_defaults(handler=_tickets)
 
 
@@ -141,6 +143,8 @@ def _tickets(args: argparse.Namespace) -> int:
             return set_ticket_requester(app, args.number, args.address, sys.stdout)
         if args.tickets_command == "cc":
             return run_cc(args, app, sys.stdout)
+        if args.tickets_command == "search":
+            return run_search(args, app, sys.stdout)
         if args.tickets_command in ("merge", "unmerge", "split"):
             from mailbridge.cli.merge import merge_command
 

@@ -1,0 +1,194 @@
+"""The full-text index of articles: its tables and the triggers that keep it.
+
+The database keeps the index itself, with triggers on `article` and `attachment`, so every
+way an article is written (the unit of work, `queries.insert_now`, a bulk insert, a
+retention purge) updates it in the same transaction, and a rolled-back article leaves no
+index row (docs/architecture.md, "Full-text search"). It is indexed by article id and
+joined to the ticket when searched, so a merge or split that moves articles needs nothing.
+
+SQLite: an FTS5 table `article_fts(subject, body, filenames)`, rowid = article id, with the
+`unicode61 remove_diacritics 2` tokenizer. PostgreSQL: a table `article_fts(article_id,
+document)` whose tsvector joins the Italian and English configurations over accent-folded
+text, with a GIN index.
+
+The index is not a model: the migrations own it and the schema comparison skips it
+(`not_search_index`). A later migration that rebuilds `article` or `attachment` in SQLite
+batch mode drops their triggers and must call `create(connection)` again.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from sqlalchemy import Connection
+
+INDEX_TABLE = "article_fts"
+
+
+def _fold_table() -> tuple[str, str]:
+    """The accented Latin letters and the plain letter each folds to, for `translate()`:
+    the same folding SQLite's remove_diacritics gives, without the unaccent extension."""
+    accented, plain = [], []
+    for code in range(0xC0, 0x250):
+        char = chr(code)
+        base = unicodedata.normalize("NFKD", char)[0]
+        if base != char and base.isascii() and base.isalpha():
+            accented.append(char)
+            plain.append(base)
+    return "".join(accented), "".join(plain)
+
+
+_ACCENTED, _PLAIN = _fold_table()
+
+SQLITE_CREATE = (
+    f"CREATE VIRTUAL TABLE {INDEX_TABLE} USING fts5("
+    "subject, body, filenames, tokenize = 'unicode61 remove_diacritics 2')",
+    f"""CREATE TRIGGER {INDEX_TABLE}_article_insert AFTER INSERT ON article BEGIN
+        INSERT INTO {INDEX_TABLE}(rowid, subject, body, filenames)
+        VALUES (new.id, new.subject, new.text_body, '');
+    END""",
+    f"""CREATE TRIGGER {INDEX_TABLE}_article_update AFTER UPDATE OF subject, text_body
+    ON article BEGIN
+        UPDATE {INDEX_TABLE} SET subject = new.subject, body = new.text_body
+        WHERE rowid = new.id;
+    END""",
+    f"""CREATE TRIGGER {INDEX_TABLE}_article_delete AFTER DELETE ON article BEGIN
+        DELETE FROM {INDEX_TABLE} WHERE rowid = old.id;
+    END""",
+    f"""CREATE TRIGGER {INDEX_TABLE}_attachment_insert AFTER INSERT ON attachment BEGIN
+        UPDATE {INDEX_TABLE} SET filenames = filenames || ' ' || coalesce(new.filename, '')
+        WHERE rowid = new.article_id;
+    END""",
+    *(
+        f"""CREATE TRIGGER {INDEX_TABLE}_attachment_{when} AFTER {event} ON attachment BEGIN
+        UPDATE {INDEX_TABLE} SET filenames = (
+            SELECT coalesce(group_concat(filename, ' '), '') FROM attachment
+            WHERE article_id = {INDEX_TABLE}.rowid)
+        WHERE rowid IN ({rows});
+    END"""
+        for when, event, rows in (
+            ("update", "UPDATE OF filename, article_id", "old.article_id, new.article_id"),
+            ("delete", "DELETE", "old.article_id"),
+        )
+    ),
+)
+
+SQLITE_BACKFILL = (
+    f"""INSERT INTO {INDEX_TABLE}(rowid, subject, body, filenames)
+    SELECT a.id, a.subject, a.text_body,
+           coalesce((SELECT group_concat(filename, ' ') FROM attachment
+                     WHERE article_id = a.id), '')
+    FROM article a""",
+)
+
+SQLITE_DROP = (
+    *(
+        f"DROP TRIGGER IF EXISTS {INDEX_TABLE}_{name}"
+        for name in (
+            "article_insert",
+            "article_update",
+            "article_delete",
+            "attachment_insert",
+            "attachment_update",
+            "attachment_delete",
+        )
+    ),
+    f"DROP TABLE IF EXISTS {INDEX_TABLE}",
+)
+
+POSTGRES_CREATE = (
+    f"""CREATE TABLE {INDEX_TABLE} (
+        article_id integer PRIMARY KEY REFERENCES article(id) ON DELETE CASCADE,
+        document tsvector NOT NULL
+    )""",
+    f"CREATE INDEX {INDEX_TABLE}_document ON {INDEX_TABLE} USING gin (document)",
+    f"""CREATE FUNCTION mailbridge_search_fold(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN translate(value, '{_ACCENTED}', '{_PLAIN}')""",
+    """CREATE FUNCTION mailbridge_search_vector(value text, weight "char") RETURNS tsvector
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN setweight(
+        to_tsvector('italian'::regconfig, mailbridge_search_fold(value))
+        || to_tsvector('english'::regconfig, mailbridge_search_fold(value)), weight)""",
+    """CREATE FUNCTION mailbridge_search_query(value text) RETURNS tsquery
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN
+        plainto_tsquery('italian'::regconfig, mailbridge_search_fold(value))
+        || plainto_tsquery('english'::regconfig, mailbridge_search_fold(value))""",
+    """CREATE FUNCTION mailbridge_search_filenames(names text) RETURNS tsvector
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN mailbridge_search_vector(translate(coalesce(names, ''), '_.-', '   '), 'B')""",
+    """CREATE FUNCTION mailbridge_search_document(article integer) RETURNS tsvector
+    LANGUAGE sql STABLE RETURN (
+        SELECT mailbridge_search_vector(a.subject, 'A')
+            || mailbridge_search_filenames((SELECT string_agg(f.filename, ' ')
+                                            FROM attachment f WHERE f.article_id = a.id))
+            || mailbridge_search_vector(a.text_body, 'D')
+        FROM article a WHERE a.id = article)""",
+    f"""CREATE FUNCTION {INDEX_TABLE}_article() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO {INDEX_TABLE}(article_id, document)
+        VALUES (NEW.id, mailbridge_search_document(NEW.id))
+        ON CONFLICT (article_id) DO UPDATE SET document = EXCLUDED.document;
+        RETURN NULL;
+    END $$""",
+    f"""CREATE TRIGGER {INDEX_TABLE}_article AFTER INSERT OR UPDATE OF subject, text_body
+    ON article FOR EACH ROW EXECUTE FUNCTION {INDEX_TABLE}_article()""",
+    f"""CREATE FUNCTION {INDEX_TABLE}_attachment() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            UPDATE {INDEX_TABLE}
+            SET document = document || mailbridge_search_filenames(NEW.filename)
+            WHERE article_id = NEW.article_id;
+        ELSE
+            UPDATE {INDEX_TABLE} SET document = mailbridge_search_document(article_id)
+            WHERE article_id = OLD.article_id
+               OR (TG_OP = 'UPDATE' AND article_id = NEW.article_id);
+        END IF;
+        RETURN NULL;
+    END $$""",
+    f"""CREATE TRIGGER {INDEX_TABLE}_attachment
+    AFTER INSERT OR DELETE OR UPDATE OF filename, article_id
+    ON attachment FOR EACH ROW EXECUTE FUNCTION {INDEX_TABLE}_attachment()""",
+)
+
+POSTGRES_BACKFILL = (
+    f"""INSERT INTO {INDEX_TABLE}(article_id, document)
+    SELECT id, mailbridge_search_document(id) FROM article""",
+)
+
+POSTGRES_DROP = (
+    f"DROP TRIGGER IF EXISTS {INDEX_TABLE}_attachment ON attachment",
+    f"DROP TRIGGER IF EXISTS {INDEX_TABLE}_article ON article",
+    f"DROP FUNCTION IF EXISTS {INDEX_TABLE}_attachment()",
+    f"DROP FUNCTION IF EXISTS {INDEX_TABLE}_article()",
+    f"DROP TABLE IF EXISTS {INDEX_TABLE}",
+    "DROP FUNCTION IF EXISTS mailbridge_search_document(integer)",
+    "DROP FUNCTION IF EXISTS mailbridge_search_filenames(text)",
+    "DROP FUNCTION IF EXISTS mailbridge_search_query(text)",
+    'DROP FUNCTION IF EXISTS mailbridge_search_vector(text, "char")',
+    "DROP FUNCTION IF EXISTS mailbridge_search_fold(text)",
+)
+
+
+def create(connection: Connection, *, backfill: bool = True) -> None:
+    """Create the index and its triggers, and index the articles already stored."""
+    postgres = connection.dialect.name == "postgresql"
+    statements = POSTGRES_CREATE if postgres else SQLITE_CREATE
+    if backfill:
+        statements += POSTGRES_BACKFILL if postgres else SQLITE_BACKFILL
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+
+
+def drop(connection: Connection) -> None:
+    """Drop the index, its triggers and functions."""
+    postgres = connection.dialect.name == "postgresql"
+    for statement in POSTGRES_DROP if postgres else SQLITE_DROP:
+        connection.exec_driver_sql(statement)
+
+
+def not_search_index(
+    item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic's `include_object`: the index and SQLite's FTS5 shadow tables are no model,
+    so comparing the models with the database leaves them out."""
+    return name is None or not (name == INDEX_TABLE or name.startswith(f"{INDEX_TABLE}_"))
