@@ -39,6 +39,7 @@ from mailbridge.tickets.deadlines import open_deadlines
 from mailbridge.tickets.merge import merge_links
 from mailbridge.tickets.requester import missing_requester, set_requester, unusable_requester
 from mailbridge.tickets.split import split_links
+from mailbridge.tickets.waiting import planned_for
 
 
 def configure(tickets: argparse.ArgumentParser) -> None:
@@ -313,6 +314,9 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
         merges.update(split_links(session, ticket))
     document = ticket_json(ticket)
     document.update(merges)
+    # While the ticket waits on the customer: when the reminder and the close are planned.
+    remind_at, close_at = planned_for(app, ticket)
+    document["reminder_at"], document["auto_close_at"] = iso(remind_at), iso(close_at)
     # Why nobody can be answered on this ticket, and how to set someone; null when answerable.
     document["no_requester"] = missing_requester(ticket) or None
     document["tags"] = tags
@@ -352,6 +356,9 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     ):
         out.write(f"  {key}: {document[key] if document[key] != '' else '(none)'}\n")
     _write_links(document, out)
+    for key in ("reminder_at", "auto_close_at"):
+        if document[key]:
+            out.write(f"  {key}: {document[key]}\n")
     if document["no_requester"]:
         out.write(f"  {document['no_requester']}\n")
     if tags:

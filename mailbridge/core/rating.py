@@ -25,7 +25,7 @@ from urllib.parse import quote
 from mailbridge.core.folding import strip_accents
 
 # The reply tokens' MAC and day arithmetic: one scheme for every token we issue.
-from mailbridge.core.staff import _base36, _day, _mac
+from mailbridge.core.staff import base36, day_number, plus_details, token_mac
 
 Rating = Literal["good", "bad"]
 RATINGS: Final[tuple[Rating, ...]] = ("good", "bad")
@@ -46,8 +46,8 @@ def rating_address(
     """`support@example.com` -> `support+r1042-good-<expiry day>-<mac>@example.com`, good
     until the end of the UTC day of `expires`."""
     local, _, domain = base_address.rpartition("@")
-    expiry = _base36(_day(expires))
-    mac = _mac(secret, ticket_number, expiry, _audience(verdict))
+    expiry = base36(day_number(expires))
+    mac = token_mac(secret, ticket_number, expiry, _audience(verdict))
     return f"{local}+r{ticket_number}-{verdict}-{expiry}-{mac}@{domain}"
 
 
@@ -70,12 +70,7 @@ class RatingToken:
 def find_rating(recipients: Iterable[str], own_addresses: Iterable[str]) -> RatingToken | None:
     """The first recipient that is one of our addresses with a `+r<number>-<verdict>-…`
     detail."""
-    own = {a.lower() for a in own_addresses}
-    for recipient in recipients:
-        local, _, domain = recipient.lower().rpartition("@")
-        base, plus, detail = local.partition("+")
-        if not plus or f"{base}@{domain}" not in own:
-            continue
+    for detail, _ in plus_details(recipients, own_addresses):
         match = _DETAIL.fullmatch(detail)
         if match:
             verdict: Rating = "good" if match.group(2) == "good" else "bad"
@@ -86,10 +81,10 @@ def find_rating(recipients: Iterable[str], own_addresses: Iterable[str]) -> Rati
 def check_rating(secret: bytes, token: RatingToken, now: datetime) -> str | None:
     """Why `token` does not hold (None when it does). The MAC is compared in constant time
     and before the expiry, so a guessed token learns nothing from the answer."""
-    expected = _mac(secret, token.ticket_number, token.expiry, _audience(token.verdict))
+    expected = token_mac(secret, token.ticket_number, token.expiry, _audience(token.verdict))
     if not hmac.compare_digest(expected, token.mac):
         return "the rating address was not issued by us"
-    if _day(now) > int(token.expiry, 36):
+    if day_number(now) > int(token.expiry, 36):
         return "the rating address has expired"
     return None
 

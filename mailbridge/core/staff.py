@@ -19,7 +19,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -38,11 +38,13 @@ _LEGACY_DETAIL = re.compile(r"t(\d{1,12})-([a-z2-7]{8,32})")
 # --- reply tokens ------------------------------------------------------------------------
 
 
-def _day(moment: datetime) -> int:
+def day_number(moment: datetime) -> int:
+    """Whole UTC days since 1970: a token's expiry day."""
     return (moment - _EPOCH) // timedelta(days=1)
 
 
-def _base36(number: int) -> str:
+def base36(number: int) -> str:
+    """`number` in digits and lower-case letters: a short expiry in an address."""
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
@@ -52,7 +54,9 @@ def _base36(number: int) -> str:
             return out
 
 
-def _mac(secret: bytes, ticket_number: int, expiry: str, audience: str) -> str:
+def token_mac(secret: bytes, ticket_number: int, expiry: str, audience: str) -> str:
+    """The MAC a token carries: it binds the ticket, the expiry day and the audience (a
+    staff address, the team, or a rating's verdict, core/rating.py)."""
     message = f"ticket:{ticket_number}:{expiry}:{audience.lower()}".encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()
     return base64.b32encode(digest).decode("ascii").lower()[:MAC_LENGTH]
@@ -67,8 +71,8 @@ def reply_address(
     end of the UTC day of `expires`.
     """
     local, _, domain = base_address.rpartition("@")
-    expiry = _base36(_day(expires))
-    mac = _mac(secret, ticket_number, expiry, audience)
+    expiry = base36(day_number(expires))
+    mac = token_mac(secret, ticket_number, expiry, audience)
     return f"{local}+t{ticket_number}-{expiry}-{mac}@{domain}"
 
 
@@ -83,22 +87,28 @@ class AddressToken:
     address: str
 
 
-def find_token(recipients: Iterable[str], own_addresses: Iterable[str]) -> AddressToken | None:
-    """The first recipient that is one of our addresses with a `+t<number>-…` detail."""
+def plus_details(
+    recipients: Iterable[str], own_addresses: Iterable[str]
+) -> Iterator[tuple[str, str]]:
+    """(detail, recipient) of each recipient, lower-cased, that is one of our addresses
+    with a `+detail`: where reply and rating tokens ride."""
     own = {a.lower() for a in own_addresses}
     for recipient in recipients:
         local, _, domain = recipient.lower().rpartition("@")
         base, plus, detail = local.partition("+")
-        if not plus or f"{base}@{domain}" not in own:
-            continue
+        if plus and f"{base}@{domain}" in own:
+            yield detail, recipient.lower()
+
+
+def find_token(recipients: Iterable[str], own_addresses: Iterable[str]) -> AddressToken | None:
+    """The first recipient that is one of our addresses with a `+t<number>-…` detail."""
+    for detail, recipient in plus_details(recipients, own_addresses):
         match = _DETAIL.fullmatch(detail)
         if match:
-            return AddressToken(
-                int(match.group(1)), match.group(2), match.group(3), recipient.lower()
-            )
+            return AddressToken(int(match.group(1)), match.group(2), match.group(3), recipient)
         legacy = _LEGACY_DETAIL.fullmatch(detail)
         if legacy:
-            return AddressToken(int(legacy.group(1)), "", legacy.group(2), recipient.lower())
+            return AddressToken(int(legacy.group(1)), "", legacy.group(2), recipient)
     return None
 
 
@@ -122,9 +132,9 @@ def check_token(
             "this reply address is of an older form that no longer "
             "proves who may use it; answer a newer notification",
         )
-    if hmac.compare_digest(_mac(secret, found.ticket_number, found.expiry, sender), found.mac):
+    if hmac.compare_digest(token_mac(secret, found.ticket_number, found.expiry, sender), found.mac):
         audience = sender
-    elif hmac.compare_digest(_mac(secret, found.ticket_number, found.expiry, TEAM), found.mac):
+    elif hmac.compare_digest(token_mac(secret, found.ticket_number, found.expiry, TEAM), found.mac):
         if sender not in {m.lower() for m in team_members}:
             return TokenCheck(
                 None,
@@ -134,7 +144,7 @@ def check_token(
         audience = TEAM
     else:
         return TokenCheck(None, f"this reply address was not issued to {sender}")
-    if _day(now) > int(found.expiry, 36):
+    if day_number(now) > int(found.expiry, 36):
         return TokenCheck(None, "this reply address has expired; answer a newer notification")
     return TokenCheck(audience, None)
 

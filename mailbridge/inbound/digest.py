@@ -18,7 +18,6 @@ back later that day still gets it.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -29,15 +28,13 @@ from sqlalchemy.orm import Session
 
 from mailbridge.app import App, Step
 from mailbridge.core import digest
-from mailbridge.core.clip import clip_context
-from mailbridge.core.compose import Outgoing, build_message, make_message_id
 from mailbridge.core.correlate import format_tag
 from mailbridge.core.message import Address
-from mailbridge.core.states import CLOSED_STATUSES, OutboxState, TicketStatus
+from mailbridge.core.states import CLOSED_STATUSES, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, StaffState, Ticket
 from mailbridge.inbound.identity import audience_of, token_address
-from mailbridge.outbound.queue import AUTO_SUBMITTED
+from mailbridge.outbound.personal import PersonalMail, queue_personal_mail
 from mailbridge.tickets.deadlines import open_deadlines
 
 __all__ = ["MAX_TICKETS", "readers", "send_digests", "set_digest"]
@@ -223,41 +220,22 @@ def _queue(step: Step, address: str, day: date, values: dict[str, object], langu
     """Render the `digest` template and add the mail to the outbox. It is about no single
     ticket, so it has no ticket tag and no ticket id; its answers go to the support address
     (each entry's link carries the ticket's own)."""
-    app, now = step.app, step.now
+    app = step.app
     context = {
         **values,
         "staff_name": address,
         "support_address": app.sender.address,
         "company_name": app.config.templates.company,
     }
-    rendered = app.templates.render("digest", clip_context(context, language), language)
-    sender = app.sender
-    unique = f"digest.{day:%Y%m%d}.{secrets.token_hex(6)}"
-    message_id = make_message_id(app.message_id_domain, unique)
-    raw = build_message(
-        Outgoing(
-            from_=sender,
-            to=(Address("", address),),
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=message_id,
-            auto_submitted=AUTO_SUBMITTED["digest"],
-            reply_to=(Address(sender.name, app.config.mailbox[0].address),),
-            extra_headers=(("X-Loop", app.identity.loop_token),),
-            date=now,
-        )
+    return queue_personal_mail(
+        step,
+        PersonalMail(
+            kind="digest",
+            template="digest",
+            context=context,
+            to=Address("", address),
+            language=language,
+            unique=f"digest.{day:%Y%m%d}",
+            reply_to=Address(app.sender.name, app.config.mailbox[0].address),
+        ),
     )
-    row = Outbox(
-        ticket_id=None,
-        kind="digest",
-        envelope_from=sender.address,
-        envelope_to=[address],
-        message_id=message_id,
-        raw=raw,
-        state=OutboxState.PENDING,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    return queries.insert_now(step.session, row)

@@ -19,7 +19,9 @@ from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics
-from tests.inbound.test_staff_relay import (
+from tests.support.builders import mail
+from tests.support.served_app import app, body, clock, run_pass, to
+from tests.support.staff_relay import (
     CUSTOMER,
     NEW_TEXT,
     events,
@@ -27,8 +29,6 @@ from tests.inbound.test_staff_relay import (
     staff_reply,
     ticket,
 )
-from tests.support.builders import mail
-from tests.support.served_app import app, body, clock, run_pass, to
 from tests.support.staff_world import SIGNED_STAFF
 
 pytestmark = pytest.mark.integration

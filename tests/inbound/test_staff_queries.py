@@ -180,7 +180,7 @@ def test_search_finds_italian_words_in_a_quoted_article_and_an_attachment_name(
     desk: Desk,
 ) -> None:
     text = only_answer(desk.ask("#search Fotocopiatrice"))
-    assert "#1001" in text and "#1000" not in text and "fotocopiatrice perde toner" in text
+    assert "#1001" in text and "#1000" not in text and "[fotocopiatrice] perde toner" in text
     text = only_answer(desk.ask("#search fattura"))
     assert "#1000" in text and "#1001" not in text
 

@@ -5,6 +5,8 @@ and two instances sweeping at once (tickets/waiting.py, core/waiting.py)."""
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailbridge.app import App, build_app
+from mailbridge.cli.tickets import show_ticket
 from mailbridge.db.models import Escalation, Outbox
 from mailbridge.tickets.escalate import sweep
 from mailbridge.tickets.waiting import planned_for
@@ -308,3 +311,19 @@ def test_two_instances_sweeping_at_once_fire_each_step_once(
     finally:
         second.close()
         first.app.close()
+
+
+def test_tickets_show_says_when_the_reminder_and_the_close_are_planned(world: World) -> None:
+    answered(world)
+    out = io.StringIO()
+    show_ticket(world.app, 1000, True, out)
+    shown = json.loads(out.getvalue())
+    assert shown["reminder_at"] == (world.now + 3 * D).isoformat()
+    # The close counts from the reminder: as planned now, and from when it was really sent.
+    assert shown["auto_close_at"] == (world.now + 10 * D).isoformat()
+    world.advance(3 * D + H)
+    world.sweep()
+    out = io.StringIO()
+    show_ticket(world.app, 1000, False, out)
+    assert "reminder_at" not in out.getvalue()
+    assert f"auto_close_at: {(world.now + 7 * D).isoformat()}" in out.getvalue()
