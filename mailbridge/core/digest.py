@@ -9,7 +9,6 @@ answering from the digest works like answering a notification (inbound/staff.py)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -18,6 +17,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from mailbridge.core.business_hours import BusinessCalendar
+from mailbridge.core.ticket_lines import one_line
 
 __all__ = [
     "LINK_SUBJECT_CHARS",
@@ -39,7 +39,6 @@ _GROUP_RANK: dict[Group, int] = {"overdue": 0, "due_today": 1, "open": 2}
 LINK_SUBJECT_CHARS = 80  # of the customer's subject in a reply link; the tag always fits
 LINE_SUBJECT_CHARS = 120
 LINE_CUSTOMER_CHARS = 80
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +109,6 @@ def sort_key(item: QueueItem, now: datetime, zone: ZoneInfo) -> tuple[int, datet
 def ordered(items: Iterable[QueueItem], now: datetime, zone: ZoneInfo) -> list[QueueItem]:
     """The items in digest order (sort_key)."""
     return sorted(items, key=lambda item: sort_key(item, now, zone))
-
-
-def one_line(text: str, limit: int) -> str:
-    """`text` as one line of at most `limit` characters: line breaks, tabs and control
-    characters become single spaces, so a customer's subject cannot start a line of its own."""
-    flat = _UNPRINTABLE.sub(" ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def format_age(age: timedelta, language: str) -> str:

@@ -7,6 +7,7 @@ flattened to one line and shortened, so a customer's subject cannot add lines of
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote
@@ -57,10 +58,15 @@ class TicketLine:
         }
 
 
+# Line breaks of every kind, tabs and control characters: none may reach a listed line.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
+
+
 def one_line(text: str, limit: int) -> str:
-    """`text` with every run of whitespace (newlines too) as one space, at most `limit`
-    characters (then ending in "…")."""
-    flat = " ".join(text[: limit * 4].split())
+    """`text` as one line of at most `limit` characters (then ending in "…"): every run of
+    whitespace or control characters is one space, so a customer's subject cannot start a
+    line of its own. Reads a bounded prefix, whatever the size of `text`."""
+    flat = _UNPRINTABLE.sub(" ", text[: limit * 4]).strip()
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 

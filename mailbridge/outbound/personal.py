@@ -12,10 +12,9 @@ from mailbridge.app import Step
 from mailbridge.core.clip import clip_context
 from mailbridge.core.compose import Outgoing, build_message, make_message_id
 from mailbridge.core.message import Address
-from mailbridge.core.states import MailKind, OutboxState
-from mailbridge.db import queries
+from mailbridge.core.states import MailKind
 from mailbridge.db.models import Outbox
-from mailbridge.outbound.queue import AUTO_SUBMITTED
+from mailbridge.outbound.queue import AUTO_SUBMITTED, add_to_outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +56,4 @@ def queue_personal_mail(step: Step, mail: PersonalMail) -> Outbox:
             date=now,
         )
     )
-    row = Outbox(
-        ticket_id=None,
-        article_id=None,
-        kind=mail.kind,
-        envelope_from=sender.address,
-        envelope_to=[mail.to.address],
-        message_id=message_id,
-        raw=raw,
-        state=OutboxState.PENDING,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    return queries.insert_now(step.session, row)
+    return add_to_outbox(step, mail.kind, message_id, raw, [mail.to.address], ticket_id=None)

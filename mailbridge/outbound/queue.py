@@ -136,17 +136,41 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
             date=now,
         )
     )
-    row = Outbox(
+    recipients = list(dict.fromkeys(a.address for a in (*mail.to, *mail.cc)))
+    return add_to_outbox(
+        step,
+        mail.kind,
+        message_id,
+        raw,
+        recipients,
         ticket_id=ticket.id,
         article_id=mail.article_id,
-        kind=mail.kind,
-        envelope_from=sender.address,
-        envelope_to=list(dict.fromkeys(a.address for a in (*mail.to, *mail.cc))),
+    )
+
+
+def add_to_outbox(
+    step: Step,
+    kind: MailKind,
+    message_id: str,
+    raw: bytes,
+    recipients: list[str],
+    *,
+    ticket_id: int | None,
+    article_id: int | None = None,
+) -> Outbox:
+    """The outbox row of a finished mail, pending from the step's moment, written at once
+    (queries.insert_now) so that its id can be recorded in the same step's events."""
+    row = Outbox(
+        ticket_id=ticket_id,
+        article_id=article_id,
+        kind=kind,
+        envelope_from=step.app.sender.address,
+        envelope_to=recipients,
         message_id=message_id,
         raw=raw,
         state=OutboxState.PENDING,
         attempts=0,
-        next_attempt_at=now,
-        created_at=now,
+        next_attempt_at=step.now,
+        created_at=step.now,
     )
     return queries.insert_now(step.session, row)
