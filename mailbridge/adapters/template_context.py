@@ -237,7 +237,7 @@ def sample_context(language: str) -> dict[str, object]:
                         "deadline": "2026-11-24 17:00",
                         "overdue": False,
                         "mine": True,
-                        "reply": "mailto:support+t1042-k2x-abcdefghijklmnop@example.com"
+                        "reply": "mailto:support%2Bt1042-k2x-abcdefghijklmnop@example.com"
                         "?subject=Re%3A%20%5B%231042%5D",
                     }
                 ],
@@ -255,19 +255,19 @@ def sample_context(language: str) -> dict[str, object]:
                 "group": "overdue",
                 "line": "[#1042] Giulia Rossi | Charging cable missing | 2d | "
                 "overdue since 2026-11-24 17:00",
-                "reply": "mailto:support+t1042-1ab-abcdefghijklmnop@example.com"
+                "reply": "mailto:support%2Bt1042-1ab-abcdefghijklmnop@example.com"
                 "?subject=Re%3A%20%5B%231042%5D%20Charging%20cable%20missing",
             },
             {
                 "group": "due_today",
                 "line": "[#1043] Marco Rossi | Invoice 2026-77 | 5h | due 2026-11-25 12:00",
-                "reply": "mailto:support+t1043-1ab-abcdefghijklmnop@example.com"
+                "reply": "mailto:support%2Bt1043-1ab-abcdefghijklmnop@example.com"
                 "?subject=Re%3A%20%5B%231043%5D%20Invoice%202026-77",
             },
             {
                 "group": "open",
                 "line": "[#1040] accounts@example.net | Refund | 4d | waiting on the customer",
-                "reply": "mailto:support+t1040-1ab-abcdefghijklmnop@example.com"
+                "reply": "mailto:support%2Bt1040-1ab-abcdefghijklmnop@example.com"
                 "?subject=Re%3A%20%5B%231040%5D%20Refund",
             },
         ],

@@ -13,11 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from mailbridge.core.business_hours import BusinessCalendar
-from mailbridge.core.ticket_lines import one_line
+from mailbridge.core.ticket_lines import mailto, one_line
 
 __all__ = [
     "LINK_SUBJECT_CHARS",
@@ -144,7 +143,7 @@ def reply_link(address: str, tag: str, subject: str) -> str:
     subject stays inside the link's `subject` value and cannot add a recipient, a header
     or a body."""
     wanted = f"Re: {tag} {one_line(subject, LINK_SUBJECT_CHARS)}".rstrip()
-    return f"mailto:{quote(address, safe='@+')}?subject={quote(wanted, safe='')}"
+    return mailto(address, wanted)
 
 
 def _words(language: str) -> _Words:

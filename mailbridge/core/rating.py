@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
-from urllib.parse import quote
 
 from mailbridge.core.folding import strip_accents
 
@@ -49,12 +48,6 @@ def rating_address(
     expiry = base36(day_number(expires))
     mac = token_mac(secret, ticket_number, expiry, _audience(verdict))
     return f"{local}+r{ticket_number}-{verdict}-{expiry}-{mac}@{domain}"
-
-
-def rating_mailto(address: str, subject: str) -> str:
-    """A `mailto:` URL with its address and subject percent-encoded (RFC 6068): a `+` in
-    the address stays a `+`, not a space, in every client."""
-    return f"mailto:{quote(address, safe='@')}?subject={quote(subject, safe='')}"
 
 
 @dataclass(frozen=True, slots=True)

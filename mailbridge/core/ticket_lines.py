@@ -87,9 +87,11 @@ def format_moment(moment: datetime, zone: ZoneInfo) -> str:
 
 
 def mailto(address: str, subject: str) -> str:
-    """A `mailto:` link to `address` with `subject`, every reserved character escaped, so
-    a subject cannot add headers or a body to the link."""
-    return f"mailto:{quote(address, safe='@+')}?subject={quote(subject, safe='')}"
+    """A `mailto:` link to `address` with `subject`, both percent-encoded (RFC 6068): a
+    subject cannot add a recipient, a header or a body to the link, and the `+` of a token
+    address is `%2B`, which no client reads as a space. The one builder of such links
+    (ticket lines, the digest, rating links)."""
+    return f"mailto:{quote(address, safe='@')}?subject={quote(subject, safe='')}"
 
 
 def ticket_line(facts: TicketFacts, now: datetime, zone: ZoneInfo, tag: str) -> TicketLine:

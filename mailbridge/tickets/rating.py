@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 
 from mailbridge.app import App, Step
 from mailbridge.core.correlate import format_tag
-from mailbridge.core.rating import Rating, rating_address, rating_mailto
+from mailbridge.core.rating import Rating, rating_address
 from mailbridge.core.sla import PRIORITIES
+from mailbridge.core.ticket_lines import mailto
 from mailbridge.db import queries
 from mailbridge.db.models import Article, Ticket
 from mailbridge.tickets.deadlines import on_priority_or_queue_change
@@ -51,7 +52,7 @@ def rating_links(app: App, ticket: Ticket, now: datetime) -> dict[str, str]:
         address = rating_address(
             mailbox.address, number, verdict, app.reply_secret, expires=expires
         )
-        links[f"rating_{verdict}_url"] = rating_mailto(address, f"{tag} {subjects[verdict]}")
+        links[f"rating_{verdict}_url"] = mailto(address, f"{tag} {subjects[verdict]}")
     return links
 
 

@@ -22,9 +22,9 @@ from mailbridge.core.rating import (
     classify_reply,
     find_rating,
     rating_address,
-    rating_mailto,
 )
 from mailbridge.core.staff import check_token, find_token, reply_address
+from mailbridge.core.ticket_lines import mailto
 from tests.core.rating_held_out import HELD_OUT
 
 pytestmark = pytest.mark.unit
@@ -117,7 +117,7 @@ def test_only_our_own_addresses_carry_tokens() -> None:
 
 
 def test_the_mailto_link_encodes_the_plus_and_the_subject() -> None:
-    url = rating_mailto(token(), "[#1042] yes, solved")
+    url = mailto(token(), "[#1042] yes, solved")  # the builder rating links use
     parts = urlsplit(url)
     assert parts.scheme == "mailto"
     assert "+" not in url and "%2B" in parts.path

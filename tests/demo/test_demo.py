@@ -71,4 +71,4 @@ def test_demo_shows_tickets_acknowledgements_and_an_escalation(tmp_path: Path) -
     digest = shown[shown.index("the daily digest") :]
     assert "✉ sent to team@demo.example: Unassigned tickets: " in digest
     assert "[#1001] Tom Baker | " in digest
-    assert "Reply: <mailto:support+t1001-" in digest
+    assert "Reply: <mailto:support%2Bt1001-" in digest

@@ -144,7 +144,7 @@ def test_mine_lists_her_tickets_alone_with_reply_links_and_changes_nothing(desk:
     before, customers = desk.counts(), len(to(desk.sink, ADA)) + len(to(desk.sink, BEA))
     text = only_answer(desk.ask("#mine\n\n-- \nAlice Bianchi | Shop"))
     assert "#1000  Ada Lovelace  Printer on fire" in text and "#1001" not in text
-    assert "Reply: mailto:support+t1000-" in text
+    assert "Reply: mailto:support%2Bt1000-" in text
     assert desk.counts() == before  # no ticket, no article
     assert len(to(desk.sink, ADA)) + len(to(desk.sink, BEA)) == customers
     (event,) = desk.events("staff_query")
@@ -168,7 +168,7 @@ def test_show_gives_the_conversation_with_files_and_notes_marked(desk: Desk) -> 
     assert "> my printer is on fire." in text
     assert "> Attachments: fattura_stampante.pdf" in text
     assert "[INTERNAL NOTE]" in text and "> Taking this one." in text
-    assert "Reply: mailto:support+t1000-" in text
+    assert "Reply: mailto:support%2Bt1000-" in text
 
 
 def test_show_of_no_such_ticket_is_refused(desk: Desk) -> None:
@@ -209,7 +209,7 @@ def test_forged_staff_mine_is_an_ordinary_ticket_and_leaks_nothing(desk: Desk) -
         assert (
             "Printer on fire" not in received.raw.decode() and "Toner" not in received.raw.decode()
         )
-        assert "mailto:support+t1000" not in received.raw.decode()
+        assert "mailto:support%2Bt1000" not in received.raw.decode()
     assert not desk.events("staff_query")
     with desk.app.sessions() as session:
         assert not session.scalars(select(Outbox).where(Outbox.kind == "query")).all()
