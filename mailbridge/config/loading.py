@@ -20,6 +20,7 @@ from mailbridge.config.sections import (
     RetentionConfig,
     RulesConfig,
     ServiceConfig,
+    SpamConfig,
     StaffConfig,
     TemplatesConfig,
     TicketsConfig,
@@ -47,6 +48,7 @@ class Config(_Section):
     retention: RetentionConfig = RetentionConfig()
     faq: FaqConfig = FaqConfig()
     rules: RulesConfig = RulesConfig()
+    spam: SpamConfig = SpamConfig()
     # Routing rules as written; compiled (and checked) into `routing` by config_from_dict.
     rule: tuple[dict[str, Any], ...] = ()
     source: Path = Field(default=Path("<memory>"), exclude=True)

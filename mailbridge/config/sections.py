@@ -1,5 +1,5 @@
 """The smaller sections of the configuration file: [database], [faq], [rules], [templates],
-[staff], [digest], [tickets], [service] and [retention].
+[staff], [digest], [tickets], [service], [retention] and [spam].
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pydantic import (
 from mailbridge.config.values import ByteSize, Duration, _Section, is_loopback, parse_listen
 from mailbridge.core.faq import SOLVED_PHRASES
 from mailbridge.core.sla import parse_duration
+from mailbridge.core.spam import normalize_pattern
 
 
 class DatabaseConfig(_Section):
@@ -252,4 +253,47 @@ class RetentionConfig(_Section):
     def _sensible_interval(cls, value: timedelta) -> timedelta:
         if value < timedelta(minutes=1):
             raise ValueError("a duration of at least 1m")
+        return value
+
+
+SpamAction = Literal["spam", "ignore"]
+
+
+def _patterns(value: object) -> object:
+    """Block and allow patterns, normalized as core/spam.py compares them."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list | tuple):
+        return tuple(normalize_pattern(item) if isinstance(item, str) else item for item in value)
+    return value
+
+
+SenderPatterns = Annotated[tuple[str, ...], BeforeValidator(_patterns)]
+
+
+class SpamConfig(_Section):
+    """[spam]: which mail is spam and what becomes of it (core/spam.py, docs/architecture.md
+    "Spam"). The allowlist beats the blocklist, which beats the filter's verdict."""
+
+    # Read the verdict the mail server's filter wrote (SpamAssassin, rspamd, Microsoft 365)
+    # from its headers; only headers above the trusted hop count.
+    headers: bool = False
+    # The host names our own MTA writes as `by` in its Received header: the trusted hop.
+    trusted_hosts: tuple[str, ...] = ()
+    # A score at or above this is spam; None: the filter's own yes or no.
+    score_threshold: float | None = None
+    scl_threshold: int = Field(default=5, ge=0, le=9)  # Microsoft's spam confidence level
+    block: SenderPatterns = ()
+    allow: SenderPatterns = ()
+    include: tuple[Path, ...] = ()  # files of more `block` and `allow`; relative: to the config
+    # What becomes of spam: a `spam` ticket (no acknowledgement, notification or deadline,
+    # purged after purge_after), or stored and ignored (`ignored list`).
+    action: SpamAction = "spam"
+    purge_after: Duration = timedelta(days=30)
+
+    @field_validator("purge_after")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=1):
+            raise ValueError("a duration of at least 1d")
         return value

@@ -42,6 +42,9 @@ class TicketStatus(StrEnum):
     RESOLVED = "resolved"  # by a staff #resolve, or by the customer saying it is solved
     CLOSED = "closed"  # by a staff #close
     MERGED = "merged"  # by #merge or `tickets merge`: its mail goes to `merged_into_id`
+    # Spam: by the trusted filter's verdict, the blocklist, a rule or a staff #spam; no
+    # acknowledgement, notification or deadline, and purged after [spam] purge_after.
+    SPAM = "spam"
 
 
 @unique

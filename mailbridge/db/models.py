@@ -131,6 +131,9 @@ class InboundMessage(Base):
     last_error: Mapped[str | None] = mapped_column(StorableText())
     processed_at: Mapped[datetime | None]
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    # Why processing settled it as it did, when that needs saying: the rule or automated
+    # kind an ignored mail was ignored for (`ignored list`).
+    reason: Mapped[str | None] = mapped_column(ClippedString(255))
 
 
 class Ticket(Base):
@@ -175,6 +178,8 @@ class Ticket(Base):
     # Set when the ticket was merged (status "merged"): the ticket its mail now goes to.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     merged_at: Mapped[datetime | None]
+    # When the ticket became spam (status "spam"): [spam] purge_after counts from here.
+    spam_at: Mapped[datetime | None]
 
     articles: Mapped[list[Article]] = relationship(
         back_populates="ticket", order_by="Article.id", lazy="raise_on_sql"
@@ -390,6 +395,20 @@ class StaffState(Base):
     digest_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     digest_sent_on: Mapped[str | None] = mapped_column(String(10))  # ISO date, local calendar
     updated_at: Mapped[datetime]
+
+
+class SenderRule(Base):
+    """An address or domain pattern blocked or allowed by `mailbridge spam block|allow`
+    or a staff `#spam block`, next to the configuration's [spam] block and allow lists
+    (core/spam.py decides which holds)."""
+
+    __tablename__ = "sender_rule"
+
+    pattern: Mapped[str] = mapped_column(DigestString(320), primary_key=True)  # lower-case
+    kind: Mapped[str] = mapped_column(String(8))  # block | allow
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(DigestString(320))  # a staff address or "command line"
+    note: Mapped[str | None] = mapped_column(ClippedString(255))
 
 
 class Instance(Base):

@@ -261,6 +261,7 @@ def _process_in_savepoint(
                 processed_at=step.now,
                 last_error=None,
                 ticket_id=applied.ticket_id,
+                reason=applied.reason or None,
             )
     except Exception as exc:  # any failure must quarantine, never drop
         if database_outage(exc) is not None:

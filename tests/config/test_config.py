@@ -385,3 +385,12 @@ def test_the_parse_budget_has_defaults_and_bounds(tmp_path: Path) -> None:
 )
 def test_a_bad_parse_budget_names_the_key(tmp_path: Path, line: str, expected: str) -> None:
     assert expected in problem(tmp_path, MINIMAL + f"\n[tickets]\n{line}\n")
+
+
+def test_spam_patterns_load_normalized_and_a_bad_one_names_its_key(tmp_path: Path) -> None:
+    spam = '\n[spam]\nblock = ["*@Spam.Example", "noreply@*"]\nallow = "partner.example"\n'
+    config = load_config(write(tmp_path, MINIMAL + spam), SECRETS)
+    assert config.spam.block == ("*@spam.example", "noreply@*")
+    assert config.spam.allow == ("partner.example",)
+    message = problem(tmp_path, MINIMAL + '\n[spam]\nblock = ["spam example"]\n')
+    assert "spam.block" in message and "expected an address, a domain or a pattern" in message
