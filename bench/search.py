@@ -7,10 +7,13 @@ Builds the tickets and articles (generated Italian and English text, one article
 twenty with an attachment) with bulk inserts into a migrated database, so the index
 triggers run as they do for every article, then measures:
   search    `search_tickets` (what `tickets search` runs) for --queries queries of 1-3
-            words drawn from the text's vocabulary: p50, p95 and max;
+            words drawn from the text's vocabulary with its frequencies (a Pareto pick:
+            the commonest word is a third of all words, so most queries hold a word
+            found in nearly every article, the hard case): p50, p95 and max;
   baseline  a lookup of one ticket by its number, the same number of times;
   indexing  inserting the same batch of articles and attachments with the index triggers
-            and without them (dropped): the time the index adds, in %.
+            and without them (dropped): the time the index adds, in %, on the inserts
+            alone (`bench/ingest.py --search-index-cost` measures it on ingest).
 `--quick` is 10,000 tickets and 100,000 articles.
 """
 
