@@ -46,6 +46,7 @@ from _common import (
     imap_server,
     mailbridge_command,
     mb,
+    migrated,
     rate,
     run_child,
     tail,
@@ -196,16 +197,8 @@ def ingest_seconds(
     server: ImapServer, work: Path, kind: str, env: dict[str, str], indexed: bool
 ) -> float:
     """(b) on a mailbox filled again and a fresh database, with or without the index."""
-    from mailbridge.db import migrate, search_index
-    from mailbridge.db.engine import make_engine
-
     with database(kind, work) as db_url:
-        engine = make_engine(db_url)
-        migrate.upgrade(engine)
-        if not indexed:
-            with engine.begin() as connection:
-                search_index.drop(connection)
-        engine.dispose()
+        migrated(db_url, search_index=indexed).dispose()
         config = write_config(work, server, free_port(), db_url)
         log = work / "run-index.log"
         result = run_child(mailbridge_command(config, "run", "--once"), env, log, CHILD_TIMEOUT)

@@ -29,11 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import database, workdir
+from _common import database, migrated, workdir
 from sqlalchemy import Connection, Engine, insert, select, text
 
-from mailbridge.db import migrate, search_index
-from mailbridge.db.engine import make_engine, make_sessionmaker
+from mailbridge.db.engine import make_sessionmaker
 from mailbridge.db.models import Article, AttachmentRecord, Ticket
 from mailbridge.tickets.search import search_tickets
 
@@ -320,11 +319,7 @@ def measure_indexing(kind: str, base: Path, seed: int) -> None:
         place = base / f"indexing{round_}"
         place.mkdir()
         with database(kind, place) as url:
-            engine = make_engine(url)
-            migrate.upgrade(engine)
-            if not indexed:
-                with engine.begin() as connection:
-                    search_index.drop(connection)
+            engine = migrated(url, search_index=indexed)
             rng = random.Random(seed)
             words = vocabulary(rng)
             with engine.begin() as connection:
@@ -346,8 +341,7 @@ def measure_indexing(kind: str, base: Path, seed: int) -> None:
 def run(kind: str, tickets: int, articles: int, queries: int, seed: int) -> None:
     print(f"{kind}: {tickets:,} tickets, {articles:,} articles", flush=True)
     with workdir("mb-bench-search-") as base, database(kind, base) as url:
-        engine = make_engine(url)
-        migrate.upgrade(engine)
+        engine = migrated(url)
         words = build(engine, tickets, articles, seed)
         measure_search(engine, words, tickets, queries, seed)
         engine.dispose()
