@@ -234,7 +234,7 @@ def search_index_cost(server: ImapServer, work: Path, args: argparse.Namespace) 
         with_index = min(run[at] for run in took[True])
         print(
             f"search index, {name} time: best {with_index:.2f} s with it, {without:.2f} s "
-            f"without: +{(with_index / without - 1) * 100:.1f}% (target < 10%), "
+            f"without: {(with_index / without - 1) * 100:+.1f}% (target < 10%), "
             f"{(with_index - without) / args.n * 1000:.2f} ms per message"
         )
 
