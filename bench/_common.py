@@ -24,7 +24,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -34,6 +34,9 @@ from imapclient import IMAPClient  # noqa: E402
 
 from mailbridge.demo.imap_server import EmbeddedImapServer  # noqa: E402
 from mailbridge.demo.smtp_sink import SmtpSink  # noqa: E402
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 IMAP_PASSWORD_ENV = "MB_BENCH_IMAP_PASSWORD"
 SUPPORT = "support@shop.example"
@@ -355,6 +358,21 @@ def database(kind: str, workdir: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def migrated(url: str, search_index: bool = True) -> Engine:
+    """The engine of a database migrated to head; without the full-text index and its
+    triggers when search_index is False, to measure what they cost."""
+    from mailbridge.db import migrate
+    from mailbridge.db import search_index as index
+    from mailbridge.db.engine import make_engine
+
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    if not search_index:
+        with engine.begin() as connection:
+            index.drop(connection)
+    return engine
 
 
 def write_config(

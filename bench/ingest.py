@@ -1,7 +1,7 @@
 """Ingest throughput: mailbridge against the practical limit, measured in the same run.
 
     python bench/ingest.py [--n 5000] [--server dovecot|pymap] [--db sqlite|postgresql]
-                           [--seed 1] [--no-team]
+                           [--seed 1] [--no-team] [--search-index-cost [--rounds 2]]
                            [--profile FILE [--profiler cprofile|pyinstrument|none]]
 
 Fills a private IMAP mailbox with N generated mails, then measures on the same mailbox:
@@ -15,12 +15,19 @@ Fills a private IMAP mailbox with N generated mails, then measures on the same m
          `mailbridge run --once` (empty mailbox) delivers them to a counting SMTP sink.
 Prints messages, MB, seconds, msg/s, the ratio (b)/(a), and the memory of each subprocess
 and of the parsing process (b) starts for a long pass.
+
+`--search-index-cost` measures instead what the full-text index adds to (b): the mailbox
+filled again with the same N mails before each run, (b) into a fresh database with the
+index triggers and into one with them dropped, alternately, --rounds times each; it prints
+every run, the best of each and the time the index adds, in %, in wall time and in CPU time
+of mailbridge and its parsing process (which leaves out PostgreSQL's own work).
 """
 
 from __future__ import annotations
 
 import argparse
 import email
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +48,7 @@ from _common import (
     imap_server,
     mailbridge_command,
     mb,
+    migrated,
     rate,
     run_child,
     tail,
@@ -187,6 +195,50 @@ def _pyinstrument(steps: list[tuple[str, Callable[[], object]]], out: Path) -> N
     print(profiler.output_text(unicode=False, show_all=False))
 
 
+def ingest_seconds(
+    server: ImapServer, work: Path, kind: str, env: dict[str, str], indexed: bool
+) -> tuple[float, float]:
+    """(b) on a mailbox filled again and a fresh database, with or without the index: wall
+    seconds, and CPU seconds of mailbridge and its parsing process (on SQLite all the
+    work; steadier than wall time on a shared machine)."""
+    with database(kind, work) as db_url:
+        migrated(db_url, search_index=indexed).dispose()
+        config = write_config(work, server, free_port(), db_url)
+        log = work / "run-index.log"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = run_child(mailbridge_command(config, "run", "--once"), env, log, CHILD_TIMEOUT)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if result.returncode != 0 or inbox_count(server):
+            raise SystemExit(tail(log))
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        return result.seconds, cpu
+
+
+def search_index_cost(server: ImapServer, work: Path, args: argparse.Namespace) -> None:
+    took: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for run in range(args.rounds * 2):
+        indexed = run % 2 == 1
+        place = work / f"index-{run}"
+        place.mkdir()
+        count, _ = fill(server, args.n, args.seed)
+        wall, cpu = ingest_seconds(server, place, args.db, child_env(server), indexed)
+        took[indexed].append((wall, cpu))
+        label = "(b) with the search index" if indexed else "(b) without the search index"
+        print(
+            f"{label:<34} {count:>6} msgs {wall:>8.2f} s {rate(count, wall):>9.1f} msg/s, "
+            f"CPU {cpu:.2f} s",
+            flush=True,
+        )
+    for name, at in (("wall", 0), ("CPU", 1)):
+        without = min(run[at] for run in took[False])
+        with_index = min(run[at] for run in took[True])
+        print(
+            f"search index, {name} time: best {with_index:.2f} s with it, {without:.2f} s "
+            f"without: {(with_index / without - 1) * 100:+.1f}% (target < 10%), "
+            f"{(with_index - without) / args.n * 1000:.2f} ms per message"
+        )
+
+
 def memory(result: ChildResult) -> str:
     text = f"peak RSS {result.max_rss_mb:.0f} MB"
     if result.helpers_max_rss_mb:
@@ -227,8 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         default="cprofile",
         help="pyinstrument must be installed (pip install pyinstrument); none only times the steps",
     )
+    parser.add_argument(
+        "--search-index-cost",
+        action="store_true",
+        help="only (b), with and without the full-text index triggers, alternately",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each for the above")
     args = parser.parse_args(argv)
 
+    if args.search_index_cost:
+        with workdir("mailbridge-bench-") as work, imap_server(args.server) as server:
+            print(f"server {args.server}, database {args.db}, N={args.n}, seed {args.seed}")
+            search_index_cost(server, work, args)
+        return 0
     with (
         workdir("mailbridge-bench-") as work,
         imap_server(args.server) as server,

@@ -13,13 +13,13 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import insert, select, text, update
 
 from mailbridge.cli import merge as merge_cli
 from mailbridge.core.states import AuthorKind, TicketStatus
 from mailbridge.db.models import Article, Ticket
 from mailbridge.tickets.retention import purge
-from mailbridge.tickets.search import SearchHit, search_tickets
+from mailbridge.tickets.search import CANDIDATES, SearchHit, search_tickets
 from tests.support.builders import mail
 from tests.support.sla_world import START, World, make_world, policy
 from tests.support.staff_world import ADA, BEA, STAFF, STEPS
@@ -170,6 +170,51 @@ def test_purged_text_leaves_the_index(tickets: World) -> None:
     assert purge(tickets.app).text == 1
     assert numbers(tickets, "ricevuta") == []
     assert numbers(tickets, "sollecito") == [1001]  # the subject is record, and stays
+
+
+def mention_printer(world: World, number: int, count: int) -> None:
+    """`count` newer articles on ticket `number`, each naming the printer in passing."""
+    ticket_id = world.ticket(number).id
+    row = {
+        "ticket_id": ticket_id,
+        "direction": "in",
+        "author_kind": AuthorKind.CUSTOMER,
+        "subject": "Re: Ordine 55",
+        "text_body": "Nessuna novità sull'ordine; la stampante intanto va.",
+        "created_at": START,
+    }
+    with world.session() as session:
+        session.execute(insert(Article), [row] * count)
+
+
+def test_only_the_newest_matches_are_ranked(tickets: World) -> None:
+    """The ranking contract: the newest CANDIDATES matching articles are ranked, older
+    ones are not looked at. #1002 ("Stampante rotta", the best match) is the oldest of
+    exactly CANDIDATES matches and still found first; one newer mention pushes it out,
+    while #1003, whose mentions are the newest, is found."""
+    mention_printer(tickets, 1003, CANDIDATES - 2)
+    assert numbers(tickets, "stampante") == [1002, 1003]
+    mention_printer(tickets, 1003, 1)
+    assert numbers(tickets, "stampante") == [1003]
+    assert numbers(tickets, "stampante rotta") == [1002]  # fewer matches: found again
+
+
+def test_an_older_exact_match_ranks_first_among_fewer_than_the_cap(tickets: World) -> None:
+    mention_printer(tickets, 1003, 50)
+    found = hits(tickets, "stampante")
+    assert [hit.number for hit in found] == [1002, 1003]
+    assert found[0].rank > found[1].rank
+
+
+def test_the_cap_counts_only_tickets_the_filter_keeps(tickets: World) -> None:
+    """Matches in tickets the status filter drops do not use up the newest CANDIDATES."""
+    mention_printer(tickets, 1003, CANDIDATES)
+    with tickets.session() as session:
+        session.execute(
+            update(Ticket).where(Ticket.number == 1003).values(status=TicketStatus.CLOSED)
+        )
+    assert numbers(tickets, "stampante") == [1003]
+    assert numbers(tickets, "stampante", status="new") == [1002]
 
 
 def index_rows(world: World, article_id: int) -> int:
