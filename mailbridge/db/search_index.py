@@ -10,7 +10,7 @@ SQLite: an FTS5 table `article_fts(subject, body, filenames)`, rowid = article i
 `unicode61 remove_diacritics 2` tokenizer. PostgreSQL: a table `article_fts(article_id,
 document)` whose tsvector joins the Italian and English configurations over accent-folded
 text, with a GIN index. Its trigger makes the document from the row being written and
-folds each text once (migration 0012): folding with translate() twice per text had been
+folds each text once (migration 0013): folding with translate() twice per text had been
 nine tenths of the upkeep's 1.3 ms per article.
 
 The index is not a model: the migrations own it and the schema comparison skips it

@@ -1,8 +1,8 @@
 """full-text search: a cheaper index upkeep on PostgreSQL (one accent fold per text, the
 document made from the row being written); its index is built again. SQLite's is unchanged.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-08
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from mailbridge.db import search_index
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
