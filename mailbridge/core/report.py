@@ -10,7 +10,7 @@ still unresolved at the end of the group's time. Spam and merged tickets count n
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, get_args
@@ -115,21 +115,20 @@ def percentile(ordered: Sequence[float], fraction: float) -> float | None:
     PostgreSQL's percentile_cont); None for no values."""
     if not ordered:
         return None
-    low, high, weight = ranks_around(len(ordered), fraction)
-    return ordered[low] + (ordered[high] - ordered[low]) * weight
+    position = (len(ordered) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def ranks_around(count: int, fraction: float) -> tuple[int, int, float]:
-    """The two ranks (from 0) a percentile of `count` sorted values lies between, and how
-    far it lies towards the second. SQL finds the same ranks by truncating."""
-    position = (count - 1) * fraction
-    low = int(position)
-    return low, min(low + 1, count - 1), position - low
+# Interpolation in floating point lands a hair off a half (88.49999… for 88.5): round
+# what is that close to a half as the half it is.
+_HAIR = 1e-6
 
 
 def seconds(value: float | None) -> int | None:
-    """Whole seconds, halves rounded up (both databases give the same)."""
-    return None if value is None else math.floor(value + 0.5)
+    """Whole seconds, halves rounded up, the same from both databases."""
+    return None if value is None else math.floor(value + 0.5 + _HAIR)
 
 
 def percent(part: int, whole: int) -> float | None:
@@ -289,3 +288,68 @@ def _cells(figures: Figures) -> list[str]:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+# --- the text table -----------------------------------------------------------------------
+
+# (header, the Figures field) of the text table's columns after the group's.
+TABLE_COLUMNS = (
+    ("in", "tickets_in"),
+    ("acked", "acknowledged"),
+    ("ack p50", "ack_p50_seconds"),
+    ("ack p99", "ack_p99_seconds"),
+    ("1st p50", "first_response_p50_seconds"),
+    ("1st p90", "first_response_p90_seconds"),
+    ("1st SLA", "first_response_sla_met_pct"),
+    ("res SLA", "resolution_sla_met_pct"),
+    ("res p50", "resolution_p50_seconds"),
+    ("res p90", "resolution_p90_seconds"),
+    ("reopen", "reopened_pct"),
+    ("esc", "escalations"),
+    ("backlog", "backlog"),
+    ("oldest", "backlog_oldest_age_seconds"),
+    ("unhappy", "unhappy"),
+    ("unh 1st", "unhappy_first_response_p50_seconds"),
+    ("rest 1st", "others_first_response_p50_seconds"),
+    ("rated", "ratings"),
+    ("happy", "satisfaction_pct"),
+    ("faq", "faq_solved"),
+)
+NO_GROUP = "(none)"
+
+
+def table_rows(report: Report, clean: Callable[[str], str]) -> list[list[str]]:
+    """The text table's rows: one per group, then the total. `clean` makes a group's name
+    one printable line."""
+    rows = [[clean(g.key) if g.key else NO_GROUP, *_shown(g.figures)] for g in report.groups]
+    return [*rows, ["total", *_shown(report.total)]]
+
+
+def _shown(figures: Figures) -> list[str]:
+    shown = []
+    for _, name in TABLE_COLUMNS:
+        value = getattr(figures, name)
+        if value is None:
+            shown.append("-")
+        elif name.endswith("_pct"):
+            shown.append(f"{value:.1f}%")
+        elif name.endswith("_seconds"):
+            shown.append(short_duration(value))
+        else:
+            shown.append(f"{value:,}")
+    return shown
+
+
+def short_duration(total: int) -> str:
+    """A duration in its two largest units, in a few characters: 45s, 12m 5s, 3h 20m, 2d 4h."""
+    units = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+    total = max(total, 0)
+    for n, (name, size) in enumerate(units):
+        if total >= size or name == "s":
+            shown = f"{total // size}{name}"
+            if n + 1 < len(units):
+                next_name, next_size = units[n + 1]
+                if amount := total % size // next_size:
+                    shown += f" {amount}{next_name}"
+            return shown
+    raise AssertionError("unreachable: seconds always show")

@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union_all,
 )
 
 from mailbridge.app import App
@@ -42,8 +43,7 @@ from mailbridge.core.states import CLOSED_STATUSES, TicketStatus
 from mailbridge.db.models import Escalation, Event, Outbox, Ticket, TicketTag
 from mailbridge.reports.sql import (
     business_elapsed,
-    drop_temporary_tables,
-    epoch,
+    duration,
     facts,
     temporary_tables,
     when,
@@ -71,8 +71,8 @@ GROUP_COLUMNS: dict[str, ColumnElement[Any]] = {
 
 @contextmanager
 def report_tables(app: App, period: Period, by: Grouping, now: datetime) -> Iterator[Connection]:
-    """A connection holding the report's temporary tables, filled for `period`; rolled
-    back and dropped at the end."""
+    """A connection holding the report's temporary tables, filled for `period`; closed
+    (not returned to the pool) at the end."""
     zone = app.config.calendar.zone
     business = [p.name for p in app.config.sla if p.business_hours]
     stretches = []
@@ -85,9 +85,8 @@ def report_tables(app: App, period: Period, by: Grouping, now: datetime) -> Iter
             collect_facts(connection, period, by, business, now)
             yield connection
         finally:
-            connection.rollback()
-            drop_temporary_tables(connection)  # SQLite keeps them past a rollback
-            connection.commit()
+            # The temporary tables go with the connection, whatever state it is in.
+            connection.invalidate()
 
 
 def collect_facts(
@@ -98,7 +97,9 @@ def collect_facts(
     on_business = t.c.sla_policy.in_(business) if business else false()
     ack, escalated, rated = _acks(period), _escalations(period), _ratings(period)
     first_due, resolution_due = t.c.first_response_due_at, t.c.resolution_due_at
-    # The resolution clock stops while the ticket waits on the customer (waiting_since).
+    # A ticket resolved without an answer (the customer's "solved") owed none after that;
+    # the resolution clock stops while the ticket waits on the customer.
+    answered = func.coalesce(t.c.first_responded_at, t.c.resolved_at)
     stopped = func.coalesce(t.c.waiting_since, t.c.resolved_at)
     first_met = t.c.first_responded_at <= first_due
     resolution_met = and_(t.c.resolved_at.is_not(None), stopped <= resolution_due)
@@ -107,10 +108,10 @@ def collect_facts(
             t.c.id,
             b.c.position,
             GROUP_COLUMNS[by] if by in GROUP_COLUMNS else null(),
-            epoch(ack.c.sent) - epoch(t.c.created_at),
+            duration(t.c.created_at, ack.c.sent),
             business_elapsed(t.c.created_at, t.c.first_responded_at, on_business),
             when(first_met),
-            when(or_(first_met, func.coalesce(t.c.first_responded_at, now) > first_due)),
+            when(or_(first_met, func.coalesce(answered, now) > first_due)),
             business_elapsed(t.c.created_at, t.c.resolved_at, on_business),
             when(resolution_met),
             when(or_(resolution_met, func.coalesce(stopped, now) > resolution_due)),
@@ -169,12 +170,17 @@ def _reopened(period: Period) -> Select[tuple[int | None]]:
 def _ratings(period: Period) -> FromClause:
     """Each rated ticket's latest rating: 1 "solved", 0 "not solved"."""
     latest = (
-        select(func.max(Event.id))
+        select(Event.ticket_id, func.max(Event.id).label("last"))
         .where(Event.type == "rated", Event.at >= period.start)
         .group_by(Event.ticket_id)
+        .subquery()
     )
     good = when(Event.data["verdict"].as_string() == "good")
-    return select(Event.ticket_id, good.label("good")).where(Event.id.in_(latest)).subquery()
+    return (
+        select(latest.c.ticket_id, good.label("good"))
+        .select_from(latest.join(Event, Event.id == latest.c.last))
+        .subquery()
+    )
 
 
 def _faq_solved(period: Period) -> Select[tuple[int | None]]:
@@ -227,29 +233,24 @@ def backlog(
     """Per group, the tickets unresolved at the end of its time and the oldest one's
     creation; by None: at the end of the period (the bucket numbered `last`)."""
     t, b = _ticket, bucket_table
-    open_at_end = and_(
-        t.c.created_at < b.c.ends,
-        or_(t.c.resolved_at.is_(None), t.c.resolved_at >= b.c.ends),
-    )
-    source: FromClause = b.join(t, open_at_end)
-    if by is None or by not in TIME_GROUPINGS:
-        key: ColumnElement[Any] | None = None
-        query = select().where(b.c.position == last)
     if by in TIME_GROUPINGS:
-        key, query = b.c.position, select()
+        key: ColumnElement[Any] | None = b.c.position
     elif by == "tag":
         key = _tag.c.tag
-        source = source.outerjoin(_tag, _tag.c.ticket_id == t.c.id)
-    elif by is not None:
-        key = GROUP_COLUMNS[by]
-    query = (
-        query.add_columns(func.count(), func.min(t.c.created_at))
-        .select_from(source)
-        .where(t.c.status.not_in(LEFT_OUT))
-    )
-    if key is not None:
-        query = query.add_columns(key).group_by(key)
-    return {
-        (row[2] if key is not None else None): (int(row[0]), row[1])
-        for row in connection.execute(query)
-    }
+    else:
+        key = GROUP_COLUMNS[by] if by else None
+    parts = []
+    # Unresolved still, or resolved after the end: two range scans of one index.
+    for unresolved in (t.c.resolved_at.is_(None), t.c.resolved_at >= b.c.ends):
+        source: FromClause = b.join(t, and_(unresolved, t.c.created_at < b.c.ends))
+        if by == "tag":
+            source = source.outerjoin(_tag, _tag.c.ticket_id == t.c.id)
+        part = (
+            select(t.c.created_at.label("created"), (key if key is not None else null()).label("key"))
+            .select_from(source)
+            .where(t.c.status.not_in(LEFT_OUT))
+        )
+        parts.append(part if by in TIME_GROUPINGS else part.where(b.c.position == last))
+    both = union_all(*parts).subquery()
+    query = select(func.count(), func.min(both.c.created), both.c.key).group_by(both.c.key)
+    return {row[2]: (int(row[0]), row[1]) for row in connection.execute(query)}

@@ -19,7 +19,7 @@ from mailbridge.core.report import (
     figures_of,
 )
 from mailbridge.reports.figures import backlog, counted, group_key, report_tables
-from mailbridge.reports.sql import Percentiles, facts, percentiles
+from mailbridge.reports.sql import TOTAL, Percentiles, facts, percentiles
 
 __all__ = ["make_report"]
 
@@ -49,8 +49,11 @@ def make_report(app: App, period: Period, by: Grouping) -> Report:
         key, source = group_key(by)
         series = _series()
         sums, total = counted(connection, by), counted(connection, None)
-        picks = percentiles(connection, series, select().select_from(source), key)
-        total_picks = percentiles(connection, series, select().select_from(facts), None)
+        picks = percentiles(
+            connection, series, select().select_from(source), key, total=by != "tag"
+        )
+        if by == "tag":  # a ticket with two tags is in two groups, and once in the total
+            picks.update(percentiles(connection, series, select().select_from(facts), None))
         waiting, total_waiting = backlog(connection, by, last), backlog(connection, None, last)
     if by in TIME_GROUPINGS:
         keys: list[Any] = list(range(len(times)))
@@ -66,7 +69,7 @@ def make_report(app: App, period: Period, by: Grouping) -> Report:
         groups.append(Group(name, start, end, figures))
     everything = figures_of(
         total.get(None, NOTHING),
-        _picks(total_picks, None),
+        _picks(picks, TOTAL),
         total_waiting.get(None, (0, None)),
         period.end,
     )
