@@ -193,7 +193,10 @@ def _tags_and_outcomes(
 ) -> None:
     roll = rng.random()
     if roll < 0.03:
-        rows.tags += [{"ticket_id": ticket_id, "tag": t, "added_at": created} for t in ("unhappy", "complaint")]
+        rows.tags += [
+            {"ticket_id": ticket_id, "tag": t, "added_at": created}
+            for t in ("unhappy", "complaint")
+        ]
     elif roll < 0.1:
         rows.tags.append({"ticket_id": ticket_id, "tag": "invoice", "added_at": created})
     if resolved is None:
@@ -238,7 +241,9 @@ def build(engine: Engine, tickets: int, days: int, seed: int) -> None:
         if done % 100_000 == 0 or done == tickets:
             print(f"  {done:>9,} tickets {time.perf_counter() - started:7.1f} s", flush=True)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"))
+        connection.execute(
+            text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
+        )
 
 
 def timed(action: Callable[[], object], runs: int) -> list[float]:
@@ -272,7 +277,9 @@ def measure(app: App, config: Path, since: str, by: str, runs: int) -> None:
         f"({len(report.groups)} groups, {report.total.tickets_in:,} tickets in the period)"
     )
     print(f"  command   {child:6.3f} s  (a child process: the interpreter's start included)")
-    print(f"  count     best {min(count):6.3f} s  first {count[0]:6.3f} s  (COUNT(*) = {counted:,})")
+    print(
+        f"  count     best {min(count):6.3f} s  first {count[0]:6.3f} s  (COUNT(*) = {counted:,})"
+    )
 
 
 def run(kind: str, tickets: int, days: int, since: str, by: str, runs: int, seed: int) -> None:

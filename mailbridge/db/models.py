@@ -299,7 +299,13 @@ class Outbox(Base):
         Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
         # The report's acknowledgements of a period, read from the index alone (the rows
         # carry the raw mail).
-        Index("ix_outbox_kind_created_at_ticket_id_sent_at", "kind", "created_at", "ticket_id", "sent_at"),
+        Index(
+            "ix_outbox_kind_created_at_ticket_id_sent_at",
+            "kind",
+            "created_at",
+            "ticket_id",
+            "sent_at",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -21,8 +21,8 @@ from sqlalchemy import (
     Select,
     and_,
     false,
-    null,
     func,
+    null,
     or_,
     select,
     union_all,
@@ -32,15 +32,15 @@ from mailbridge.app import App
 from mailbridge.core.report import (
     TIME_GROUPINGS,
     UNHAPPY_TAG,
-    Bucket,
     Counted,
     Grouping,
     Period,
     buckets,
     business_clock,
 )
-from mailbridge.core.states import CLOSED_STATUSES, TicketStatus
+from mailbridge.core.states import TicketStatus
 from mailbridge.db.models import Escalation, Event, Outbox, Ticket, TicketTag
+from mailbridge.reports.sql import bucket as bucket_table
 from mailbridge.reports.sql import (
     business_elapsed,
     duration,
@@ -48,7 +48,6 @@ from mailbridge.reports.sql import (
     temporary_tables,
     when,
 )
-from mailbridge.reports.sql import bucket as bucket_table
 
 __all__ = ["backlog", "counted", "group_key", "report_tables"]
 
@@ -157,13 +156,13 @@ def _escalations(period: Period) -> FromClause:
     )
 
 
-def _events(kind: str, period: Period) -> Select[tuple[int | None]]:
+def _events(kind: str, period: Period) -> Select[int | None]:
     return select(Event.ticket_id).where(Event.type == kind, Event.at >= period.start)
 
 
-def _reopened(period: Period) -> Select[tuple[int | None]]:
+def _reopened(period: Period) -> Select[int | None]:
     """Tickets the customer opened again after they were resolved or closed."""
-    closed = [status.value for status in CLOSED_STATUSES]
+    closed = [TicketStatus.RESOLVED.value, TicketStatus.CLOSED.value]
     return _events("followup", period).where(Event.data["status_from"].as_string().in_(closed))
 
 
@@ -183,7 +182,7 @@ def _ratings(period: Period) -> FromClause:
     )
 
 
-def _faq_solved(period: Period) -> Select[tuple[int | None]]:
+def _faq_solved(period: Period) -> Select[int | None]:
     """Tickets the customer said were solved after the acknowledgement offered FAQ answers
     (inbound/solved.py, inbound/acknowledge.py)."""
     offered = _events("faq_offered", period)
@@ -246,7 +245,9 @@ def backlog(
         if by == "tag":
             source = source.outerjoin(_tag, _tag.c.ticket_id == t.c.id)
         part = (
-            select(t.c.created_at.label("created"), (key if key is not None else null()).label("key"))
+            select(
+                t.c.created_at.label("created"), (key if key is not None else null()).label("key")
+            )
             .select_from(source)
             .where(t.c.status.not_in(LEFT_OUT))
         )

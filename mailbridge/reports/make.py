@@ -74,5 +74,3 @@ def make_report(app: App, period: Period, by: Grouping) -> Report:
         period.end,
     )
     return Report(period, by, now, tuple(groups), everything)
-
-

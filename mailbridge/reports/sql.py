@@ -9,7 +9,7 @@ The temporary tables live only in the report's own connection, closed after it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 
-class epoch(FunctionElement[float]):  # noqa: N801 - an SQL function, named as one
+class epoch(FunctionElement[float]):
     """Seconds since 1970 of a stored UTC time, as a float."""
 
     type = Float()
@@ -65,7 +65,7 @@ def _epoch_postgresql(element: epoch, compiler: Any, **kw: Any) -> str:
     return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS FLOAT8)"
 
 
-class millis(FunctionElement[float]):  # noqa: N801 - an SQL function, named as one
+class millis(FunctionElement[float]):
     """A duration in seconds rounded to the millisecond: SQLite reads times to the
     millisecond, through floats a few microseconds off, and the figures must not depend on
     that noise."""
@@ -141,7 +141,8 @@ def temporary_tables(
         table.create(connection)
     if stretches:
         connection.execute(
-            insert(clock), [{"opens": s.opens, "closes": s.closes, "passed": s.before} for s in stretches]
+            insert(clock),
+            [{"opens": s.opens, "closes": s.closes, "passed": s.before} for s in stretches],
         )
     connection.execute(
         insert(bucket),
@@ -181,7 +182,7 @@ def business_elapsed(
 # without one: no assignee, no tag), TOTAL for all rows.
 Percentiles = dict[tuple[str, object], dict[float, float]]
 TOTAL: Final = object()
-Series = dict[str, tuple[ColumnElement[float], Sequence[float]]]
+Series = Mapping[str, tuple[ColumnElement[float], Sequence[float]]]
 
 
 def percentiles(
@@ -239,9 +240,7 @@ def _sorted_here(
     total: bool,
 ) -> Percentiles:
     query = source.with_only_columns(_key(key), *(value for value, _ in series.values()))
-    columns = list(zip(*connection.execute(query).all(), strict=True)) or [()] * (
-        len(series) + 1
-    )
+    columns = list(zip(*connection.execute(query).all(), strict=True)) or [()] * (len(series) + 1)
     groups = columns[0] if key is not None else [TOTAL] * len(columns[0])
     found: Percentiles = defaultdict(dict)
     for (name, (_, fractions)), values in zip(series.items(), columns[1:], strict=True):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.core.report import GROUPINGS, Figures, Grouping, Report
+from mailbridge.core.report import GROUPINGS, Figures, Grouping
 from mailbridge.core.states import TicketStatus
 from tests.support.report_world import (
     ROME,
@@ -179,9 +179,7 @@ def expected(members: list[Known], backlog: list[Known], end: datetime) -> Figur
     decided = [k.first_met for k in members if k.first_met is not None]
     resolved = [k.resolution_met for k in members if k.resolution_met is not None]
     rated = [k.rating for k in members if k.rating is not None]
-    waiting = [
-        k for k in backlog if k.made.created < end and (k.made.resolved or end) >= end
-    ]
+    waiting = [k for k in backlog if k.made.created < end and (k.made.resolved or end) >= end]
     oldest = min((k.made.created for k in waiting), default=None)
     return Figures(
         tickets_in=len(members),

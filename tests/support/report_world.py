@@ -116,8 +116,12 @@ class ReportWorld:
             deadline = "first_response"
             session.add(
                 Escalation(
-                    ticket_id=ticket_id, policy=m.policy, deadline=deadline, level=level,
-                    due_at=fired, fired_at=fired,
+                    ticket_id=ticket_id,
+                    policy=m.policy,
+                    deadline=deadline,
+                    level=level,
+                    due_at=fired,
+                    fired_at=fired,
                 )  # fmt: skip
             )
         for kind, at, data in m.events:
