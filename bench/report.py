@@ -292,6 +292,7 @@ def run(kind: str, tickets: int, days: int, since: str, by: str, runs: int, seed
         config = base / "mailbridge.toml"
         config.write_text(CONFIG.format(url=url, data=base), encoding="utf-8")
         (base / "imap-password").write_text("unused", encoding="utf-8")
+        (base / "imap-password").chmod(0o600)
         app = build_app(load_config(config), clock=FrozenClock(NOW), migrate_now=False)
         try:
             measure(app, config, since, by, runs)

@@ -42,6 +42,7 @@ from mailbridge.core.states import TicketStatus
 from mailbridge.db.models import Escalation, Event, Outbox, Ticket, TicketTag
 from mailbridge.reports.sql import bucket as bucket_table
 from mailbridge.reports.sql import (
+    analyze,
     business_elapsed,
     duration,
     facts,
@@ -129,6 +130,7 @@ def collect_facts(
         .where(t.c.status.not_in(LEFT_OUT))
     )
     connection.execute(facts.insert().from_select([c.name for c in facts.c], rows))
+    analyze(connection, facts)
 
 
 def _acks(period: Period) -> FromClause:
