@@ -40,7 +40,6 @@ from mailbridge.core.report import (
 )
 from mailbridge.core.states import TicketStatus
 from mailbridge.db.models import Escalation, Event, Outbox, Ticket, TicketTag
-from mailbridge.reports.sql import bucket as bucket_table
 from mailbridge.reports.sql import (
     analyze,
     business_elapsed,
@@ -49,6 +48,7 @@ from mailbridge.reports.sql import (
     temporary_tables,
     when,
 )
+from mailbridge.reports.sql import bucket as bucket_table
 
 __all__ = ["backlog", "counted", "group_key", "report_tables"]
 
