@@ -3,7 +3,7 @@
 Layers, lowest first (`mailbridge.` left out): the pure core; the top-level
 foundations, which may import each other only in the order listed; db, adapters and
 oauth, which are peers and must not import each other; then app, outbound,
-tickets, inbound, service, demo, cli and __main__, each above the one before.
+tickets, reports, inbound, service, demo, cli and __main__, each above the one before.
 A module may import anything in its own package or in a lower layer.
 
 Imports under ``if TYPE_CHECKING:`` count like any other: a type taken from a
@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("app",),
     ("outbound",),
     ("tickets",),
+    ("reports",),
     ("inbound",),
     ("service",),
     ("demo",),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
@@ -84,15 +84,21 @@ def print_json(value: object, out: TextIO) -> None:
     out.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    out: TextIO,
+    right: Collection[int] = (),
+) -> None:
+    """Aligned columns, each at most 48 characters; the columns numbered in `right`
+    (numbers) aligned to the right."""
     if not rows:
         out.write("(none)\n")
         return
     widths = [min(max(len(h), *(len(r[i]) for r in rows)), 48) for i, h in enumerate(headers)]
     for row in (headers, *rows):
-        out.write(
-            "  ".join(
-                cell[:48].ljust(width) for cell, width in zip(row, widths, strict=True)
-            ).rstrip()
-            + "\n"
-        )
+        cells = [
+            cell[:48].rjust(width) if n in right else cell[:48].ljust(width)
+            for n, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.write("  ".join(cells).rstrip() + "\n")

@@ -138,6 +138,12 @@ class InboundMessage(Base):
 
 class Ticket(Base):
     __tablename__ = "ticket"
+    __table_args__ = (
+        # The report's range scans: the tickets of a period, and those still unresolved at
+        # a moment (resolved_at NULL or later), each without reading the rows.
+        Index("ix_ticket_created_at", "created_at"),
+        Index("ix_ticket_resolved_at_created_at", "resolved_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int | None] = mapped_column(Integer, unique=True)
@@ -289,7 +295,18 @@ class Outbox(Base):
     """Every mail mailbridge sends, written in the transaction that causes it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        # The report's acknowledgements of a period, read from the index alone (the rows
+        # carry the raw mail).
+        Index(
+            "ix_outbox_kind_created_at_ticket_id_sent_at",
+            "kind",
+            "created_at",
+            "ticket_id",
+            "sent_at",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
@@ -336,7 +353,10 @@ class Escalation(Base):
     """One fired escalation level; the unique key makes each fire at most once."""
 
     __tablename__ = "escalation"
-    __table_args__ = (UniqueConstraint("ticket_id", "deadline", "level"),)
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "deadline", "level"),
+        Index("ix_escalation_fired_at_ticket_id_level", "fired_at", "ticket_id", "level"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
@@ -352,6 +372,8 @@ class Event(Base):
     """The audit trail: every state change of a ticket, with why."""
 
     __tablename__ = "event"
+    # The report's events of one type since a moment (reopens, ratings, FAQ answers).
+    __table_args__ = (Index("ix_event_type_at_ticket_id", "type", "at", "ticket_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
