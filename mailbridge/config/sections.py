@@ -22,6 +22,7 @@ from mailbridge.config.values import ByteSize, Duration, _Section, is_loopback, 
 from mailbridge.core.faq import SOLVED_PHRASES
 from mailbridge.core.sla import parse_duration
 from mailbridge.core.spam import normalize_pattern
+from mailbridge.core.spam_headers import normalize_host
 
 
 class DatabaseConfig(_Section):
@@ -276,12 +277,17 @@ class SpamConfig(_Section):
     "Spam"). The allowlist beats the blocklist, which beats the filter's verdict."""
 
     # Read the verdict the mail server's filter wrote (SpamAssassin, rspamd, Microsoft 365)
-    # from its headers; only headers above the trusted hop count.
+    # from its headers; only headers above the trusted hop count (core/spam_headers.py).
     headers: bool = False
-    # The host names our own MTA writes as `by` in its Received header: the trusted hop.
-    trusted_hosts: tuple[str, ...] = ()
+    # The host names our own MTA writes as `by` in its Received header ("*.example.org":
+    # any subdomain): the topmost Received naming one is the trusted hop.
+    trusted_hosts: tuple[str, ...] = Field(default=(), validate_default=True)
+    # Our MTA removes the filters' headers from arriving mail (Postfix header_checks,
+    # Exchange's header firewall): then a copy below the trusted hop counts too, as a
+    # filter that appends its headers at the end (a Postfix milter) writes them there.
+    foreign_removed: bool = False
     # A score at or above this is spam; None: the filter's own yes or no.
-    score_threshold: float | None = None
+    score_threshold: float | None = Field(default=None, allow_inf_nan=False)
     scl_threshold: int = Field(default=5, ge=0, le=9)  # Microsoft's spam confidence level
     block: SenderPatterns = ()
     allow: SenderPatterns = ()
@@ -296,4 +302,24 @@ class SpamConfig(_Section):
     def _at_least_a_day(cls, value: timedelta) -> timedelta:
         if value < timedelta(days=1):
             raise ValueError("a duration of at least 1d")
+        return value
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list | tuple):
+            return tuple(normalize_host(v) if isinstance(v, str) else v for v in value)
+        return value
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _hosts_for_headers(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.data.get("headers") and not value:
+            raise ValueError(
+                "at least one host name when headers = true: the host our MTA writes after "
+                '"by" in its Received header, such as ["mx.example.org"]; only verdict '
+                'headers above that hop are trusted (README, "Spam")'
+            )
         return value

@@ -96,6 +96,10 @@ class ParsedMessage:
     defects: tuple[str, ...]
     # Lower-cased header name -> decoded values, for classification rules and the record.
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    # The lower-cased names of the header fields read, top to bottom (at most parse's
+    # MAX_HEADER_FIELDS): the n-th "received" here is headers["received"][n], when kept.
+    # Trust needs it: a filter's verdict counts only above our own MTA's Received line.
+    header_order: tuple[str, ...] = field(default=(), compare=False)
     # What of the message was not read (parts past a cap, attachments past the size limit),
     # also in `defects`; staff are told, since the raw mail is the only whole copy.
     unread: tuple[str, ...] = ()

@@ -98,7 +98,7 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     unread = [cut] if cut is not None else []
     defects.extend(unread)
     charset = _header_charset(msg)
-    headers = _read_headers(msg, defects, charset)
+    headers, order = _read_headers(msg, defects, charset)
     body = Body(limits=limits)
     cap = body.limits.max_message_bytes
     if cap is not None and len(raw) > cap:
@@ -112,7 +112,7 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedMessag
     body.attachments = name_unnamed(body.attachments, body.defects)
     defects.extend(body.defects)
     defects.extend(_safe(lambda: _stdlib_defects(msg), [], defects, "defects unreadable"))
-    return _assemble(msg, headers, body, defects, tuple(unread), charset)
+    return _assemble(msg, headers, body, defects, tuple(unread), charset, order=order)
 
 
 def _assemble(
@@ -122,6 +122,8 @@ def _assemble(
     defects: list[str],
     unread: tuple[str, ...] = (),
     charset: str | None = None,
+    *,
+    order: tuple[str, ...] = (),
 ) -> ParsedMessage:
     html = "\n".join(body.html or body.tnef_html) or None
     text, quoted = _body_text(body, html, defects)
@@ -152,6 +154,7 @@ def _assemble(
         language=language,
         defects=tuple(dict.fromkeys(defects)),
         headers=headers,
+        header_order=order,
         unread=unread,
     )
 
@@ -244,18 +247,22 @@ def _header_charset(msg: Message) -> str | None:
 
 def _read_headers(
     msg: Message, defects: list[str], charset: str | None = None
-) -> dict[str, tuple[str, ...]]:
+) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """(name -> values, the names in the order the fields came): the order says which
+    header lies above which, which trust decisions need (core/spam_headers.py)."""
     headers: dict[str, list[str]] = {}
+    order: list[str] = []
     for count, (name, raw_value) in enumerate(msg.raw_items()):
         if count == MAX_HEADER_FIELDS:
             defects.append(f"more than {MAX_HEADER_FIELDS} header fields: the rest are not read")
             break
         key = name.strip().lower()
+        order.append(key)
         values = headers.setdefault(key, [])
         if len(values) >= _MAX_HEADER_VALUES:
             continue
         values.append(_header_text(key, str(raw_value), defects, charset))
-    return {key: tuple(values) for key, values in headers.items()}
+    return {key: tuple(values) for key, values in headers.items()}, tuple(order)
 
 
 def _header_text(key: str, raw_value: str, defects: list[str], charset: str | None) -> str:

@@ -12,6 +12,7 @@ import pytest
 
 from mailbridge.app import SECRET_FILE, reply_secret
 from mailbridge.config import Config, load_config, parse_duration, parse_size
+from mailbridge.core.spam_headers import VerdictSettings
 from mailbridge.errors import ConfigError
 from tests.support.config_files import EXAMPLE, MINIMAL, SECRETS, problem, write
 
@@ -394,3 +395,25 @@ def test_spam_patterns_load_normalized_and_a_bad_one_names_its_key(tmp_path: Pat
     assert config.spam.allow == ("partner.example",)
     message = problem(tmp_path, MINIMAL + '\n[spam]\nblock = ["spam example"]\n')
     assert "spam.block" in message and "expected an address, a domain or a pattern" in message
+
+
+def test_spam_headers_need_a_trusted_host(tmp_path: Path) -> None:
+    message = problem(tmp_path, MINIMAL + "\n[spam]\nheaders = true\n")
+    assert str(tmp_path / "mailbridge.toml") in message
+    assert "spam.trusted_hosts: expected at least one host name when headers = true" in message
+    text = (
+        MINIMAL + '\n[spam]\nheaders = true\ntrusted_hosts = ["MX.Example.org.", "*.X.example"]\n'
+    )
+    config = load_config(write(tmp_path, text), SECRETS)
+    assert config.spam.trusted_hosts == ("mx.example.org", "*.x.example")
+    assert not config.spam.foreign_removed
+    verdict_settings: VerdictSettings = config.spam  # the core reads [spam] as it is
+    assert verdict_settings.headers
+    message = problem(tmp_path, MINIMAL + '\n[spam]\ntrusted_hosts = ["mx example"]\n')
+    assert "spam.trusted_hosts" in message and 'after "by"' in message
+
+
+@pytest.mark.parametrize("threshold", ["nan", "inf", "-inf"])
+def test_spam_score_threshold_is_a_finite_number(tmp_path: Path, threshold: str) -> None:
+    message = problem(tmp_path, MINIMAL + f"\n[spam]\nscore_threshold = {threshold}\n")
+    assert "spam.score_threshold: expected" in message

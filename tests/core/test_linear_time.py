@@ -43,6 +43,7 @@ from mailbridge.core.parse import message_fingerprint, normalize_subject, parse_
 from mailbridge.core.readable import readable
 from mailbridge.core.reply_trim import trim_reply
 from mailbridge.core.rules import Facts, compile_rules, evaluate
+from mailbridge.core.spam_headers import trusted_verdict
 from mailbridge.core.staff import parse_commands, strip_signature
 
 pytestmark = pytest.mark.unit
@@ -216,6 +217,32 @@ def with_subject(subject: str) -> ParsedMessage:
 
 def with_references(count: int) -> ParsedMessage:
     return replace(REPLY, references=tuple(f"m{i}@example.org" for i in range(count)))
+
+
+@dataclass(frozen=True)
+class SpamSettings:
+    headers: bool = True
+    trusted_hosts: tuple[str, ...] = ("mx.example.org",)
+    score_threshold: float | None = 5.0
+    scl_threshold: int = 5
+    foreign_removed: bool = True
+
+
+def with_spam_fields(fields: list[tuple[str, str]]) -> ParsedMessage:
+    """A mail with these fields below our MTA's Received line."""
+    fields = [("received", "from a by mx.example.org id 1"), *fields]
+    headers: dict[str, list[str]] = {}
+    for name, value in fields:
+        headers.setdefault(name, []).append(value)
+    return replace(
+        REPLY,
+        headers={name: tuple(values) for name, values in headers.items()},
+        header_order=tuple(name for name, _ in fields),
+    )
+
+
+def spam_verdict(parsed: ParsedMessage) -> object:
+    return trusted_verdict(parsed, SpamSettings())
 
 
 def words_rule(body: str) -> object:
@@ -688,6 +715,35 @@ CASES = [
         "Authentication-Results: long word",
         authentication,
         lambda s: AR + "dkim=pass " + T("a", 200, s),
+    ),
+    Case(
+        "spam verdict: many fields",
+        spam_verdict,
+        lambda s: with_spam_fields([("x-spam-flag", "NO"), ("received", "by x")] * (10 * s)),
+    ),
+    Case(
+        "spam verdict: X-Spamd-Result long score",
+        spam_verdict,
+        lambda s: with_spam_fields(
+            [("x-spamd-result", "default: False [" + T("9", 100, s) + " / 15.00]")]
+        ),
+    ),
+    Case(
+        "spam verdict: Received with many by words",
+        spam_verdict,
+        lambda s: with_spam_fields([("received", T("by by ", 100, s)), ("x-spam-flag", "YES")]),
+    ),
+    Case(
+        "spam verdict: X-Forefront-Antispam-Report many items",
+        spam_verdict,
+        lambda s: with_spam_fields(
+            [("x-forefront-antispam-report", T("SFV:SPM;", 100, s) + "SCL:9")]
+        ),
+    ),
+    Case(
+        "spam verdict: X-Spam-Status many pairs",
+        spam_verdict,
+        lambda s: with_spam_fields([("x-spam-status", "Yes, " + T("score=1 ", 100, s))]),
     ),
     Case(
         "Authentication-Results: many results",
