@@ -1,7 +1,7 @@
 """Ingest throughput: mailbridge against the practical limit, measured in the same run.
 
     python bench/ingest.py [--n 5000] [--server dovecot|pymap] [--db sqlite|postgresql]
-                           [--seed 1] [--no-team]
+                           [--seed 1] [--no-team] [--spam-share 0.3]
                            [--profile FILE [--profiler cprofile|pyinstrument|none]]
 
 Fills a private IMAP mailbox with N generated mails, then measures on the same mailbox:
@@ -15,6 +15,12 @@ Fills a private IMAP mailbox with N generated mails, then measures on the same m
          `mailbridge run --once` (empty mailbox) delivers them to a counting SMTP sink.
 Prints messages, MB, seconds, msg/s, the ratio (b)/(a), and the memory of each subprocess
 and of the parsing process (b) starts for a long pass.
+
+--spam-share S [--rounds R] instead runs (b) on fresh databases with the `[spam]`
+blocklist and a header rule configured (_common.SPAM_TOML), alternating R times: on the N
+mails with none of them spam, then on the same N mails with the share S made spam
+(blocklisted senders and a bulk mailer's header); and prints the best time per message of
+each and their ratio.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from _common import (
+    SPAM_TOML,
     ChildResult,
     CountingSink,
     ImapServer,
@@ -197,6 +204,65 @@ def memory(result: ChildResult) -> str:
     return text
 
 
+def spam_comparison(args: argparse.Namespace, server: ImapServer, work: Path) -> int:
+    """(b) on the clean mails, then on the same mails with a share of spam, alternating for
+    --rounds rounds: the best ms per message of each, and their ratio."""
+    best = {0.0: float("inf"), args.spam_share: float("inf")}
+    for round_ in range(args.rounds):
+        for share in best:
+            run = work / f"spam-{share}-{round_}"
+            run.mkdir()
+            seconds = _spam_run(args, server, run, share)
+            if seconds is None:
+                return 1
+            best[share] = min(best[share], seconds / args.n * 1000)
+    clean, spammy = best[0.0], best[args.spam_share]
+    print(
+        f"best of {args.rounds}: {clean:.2f} ms/msg without spam, {spammy:.2f} ms/msg with "
+        f"{args.spam_share:.0%} spam; ratio {spammy / clean:.2f}  (target <= 1.0: no slowdown)"
+    )
+    return 0
+
+
+def _spam_run(
+    args: argparse.Namespace, server: ImapServer, run: Path, share: float
+) -> float | None:
+    """One (b) on a fresh database and a refilled INBOX; its seconds, None if it failed."""
+    with database(args.db, run) as db_url:
+        count, size = fill(server, args.n, args.seed, spam_share=share)
+        config = write_config(run, server, free_port(), db_url, team=args.team, more=SPAM_TOML)
+        log = run / "run-b.log"
+        command = mailbridge_command(config, "run", "--once")
+        b = run_child(command, child_env(server), log, CHILD_TIMEOUT)
+        left = inbox_count(server)
+        tickets, spam = _spam_counts(db_url)
+    print(line(f"(b) with {share:.0%} spam", count, size, b.seconds))
+    print(
+        f"    {b.seconds / count * 1000:.2f} ms/msg; {tickets} tickets, {spam} of them spam; "
+        f"exit {b.returncode}, left in INBOX {left}",
+        flush=True,
+    )
+    if b.returncode != 0 or left:
+        print(tail(log), file=sys.stderr)
+        return None
+    return b.seconds
+
+
+def _spam_counts(db_url: str) -> tuple[int, int]:
+    from sqlalchemy import create_engine, func, select
+
+    from mailbridge.db.models import Ticket
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            total = conn.scalar(select(func.count(Ticket.id))) or 0
+            spam = conn.scalar(select(func.count(Ticket.id)).where(Ticket.status == "spam")) or 0
+            return int(total), int(spam)
+    finally:
+        engine.dispose()
+
+
 def line(label: str, count: int, size: int, seconds: float) -> str:
     return (
         f"{label:<34} {count:>6} msgs {mb(size):>8.1f} MB {seconds:>8.2f} s "
@@ -227,7 +293,20 @@ def main(argv: list[str] | None = None) -> int:
         default="cprofile",
         help="pyinstrument must be installed (pip install pyinstrument); none only times the steps",
     )
+    parser.add_argument(
+        "--spam-share",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="compare (b) without spam and with this share of spam (e.g. 0.3)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="with --spam-share: runs of each (default 2)"
+    )
     args = parser.parse_args(argv)
+    if args.spam_share:
+        with workdir("mailbridge-bench-") as work, imap_server(args.server) as server:
+            return spam_comparison(args, server, work)
 
     with (
         workdir("mailbridge-bench-") as work,
