@@ -466,6 +466,9 @@ class ChildResult:
     helpers_max_rss_mb: float  # the largest peak among the processes it started
     tree_rss_mb: float  # peak of the summed RSS of the child and its descendants, sampled
     tree_pss_mb: float  # the same for PSS: shared pages counted once across the tree
+    # User and system CPU of the child and the processes it reaped (wait4): less swayed
+    # than wall time by what else the machine runs.
+    cpu_seconds: float = 0.0
 
 
 def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float) -> ChildResult:
@@ -479,7 +482,7 @@ def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float
         sampler = _TreeMemory(proc.pid)
         sampler.start()
         try:
-            _pid, status, _usage = os.wait4(proc.pid, 0)
+            _pid, status, usage = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
             sampler.stop()
@@ -492,6 +495,7 @@ def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float
         max((v for k, v in sampler.peaks.items() if k != proc.pid), default=0.0),
         sampler.tree_rss,
         sampler.tree_pss,
+        usage.ru_utime + usage.ru_stime,
     )
 
 

@@ -18,7 +18,7 @@ from typing import TextIO
 
 from mailbridge.app import App
 from mailbridge.cli.common import command_config, open_app
-from mailbridge.cli.quarantine import print_summaries, show_quarantined, summaries_in
+from mailbridge.cli.quarantine import add_show, print_summaries, show_quarantined, summaries_in
 from mailbridge.core.states import InboundState
 from mailbridge.db.models import InboundMessage
 from mailbridge.errors import MailbridgeError
@@ -76,9 +76,7 @@ def configure(ignored: argparse.ArgumentParser) -> None:
     listing.add_argument(
         "--limit", type=int, default=LISTED, metavar="N", help=f"at most N (default {LISTED})"
     )
-    show = commands.add_parser("show", help="one message with why it was ignored")
-    show.add_argument("id", type=int)
-    show.add_argument("--raw", action="store_true", help="print the raw message")
+    add_show(commands, "one message with why it was ignored")
     release = commands.add_parser(
         "release", help="make a ticket of the message(s) on the next pass, whatever the rules"
     )

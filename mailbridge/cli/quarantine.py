@@ -23,6 +23,7 @@ from mailbridge.db.models import InboundMessage
 from mailbridge.errors import MailbridgeError, one_line
 
 __all__ = [
+    "add_show",
     "configure",
     "list_quarantined",
     "message_summary",
@@ -128,15 +129,20 @@ def retry_quarantined(app: App, ids: Sequence[int], every: bool, out: TextIO) ->
     return 0
 
 
+def add_show(commands: Any, help_line: str) -> None:
+    """The `show ID [--raw]` action (`show_quarantined` shows any stored message)."""
+    show = commands.add_parser("show", help=help_line)
+    show.add_argument("id", type=int)
+    show.add_argument("--raw", action="store_true", help="print the raw message")
+
+
 def configure(quarantine: argparse.ArgumentParser) -> None:
     quarantine_commands = quarantine.add_subparsers(
         dest="quarantine_command", metavar="ACTION", required=True
     )
     quarantine_list = quarantine_commands.add_parser("list", help="list quarantined messages")
     quarantine_list.add_argument("--json", action="store_true", help="print a JSON array")
-    quarantine_show = quarantine_commands.add_parser("show", help="one message with its error")
-    quarantine_show.add_argument("id", type=int)
-    quarantine_show.add_argument("--raw", action="store_true", help="print the raw message")
+    add_show(quarantine_commands, "one message with its error")
     quarantine_retry = quarantine_commands.add_parser(
         "retry", help="process the message(s) again on the next pass"
     )
