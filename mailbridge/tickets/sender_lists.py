@@ -11,7 +11,7 @@ configuration's lists, which are matched whole. Nothing is cached: a row added b
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailbridge.config import Config
@@ -30,15 +30,21 @@ def sender_lists(
     """(allow, block): the configuration's patterns, then the table's. With an address,
     only the table's rows that could name it (one indexed query; none for "")."""
     allow, block = list(config.spam.allow), list(config.spam.block)
-    query = select(SenderRule.pattern, SenderRule.kind).order_by(SenderRule.pattern)
-    if address is not None:
+    if address is None:
+        rows = session.execute(_ROWS)
+    else:
         candidates = table_candidates(address)
         if not candidates:
             return tuple(allow), tuple(block)
-        query = query.where(SenderRule.pattern.in_(candidates))
-    for pattern, kind in session.execute(query):
+        rows = session.execute(_ROWS_NAMING, {"candidates": candidates})
+    for pattern, kind in rows:
         (allow if kind == "allow" else block).append(pattern)
     return tuple(allow), tuple(block)
+
+
+# Built once: composing the statement anew cost more than running it (about 0.3 ms a mail).
+_ROWS = select(SenderRule.pattern, SenderRule.kind).order_by(SenderRule.pattern)
+_ROWS_NAMING = _ROWS.where(SenderRule.pattern.in_(bindparam("candidates", expanding=True)))
 
 
 def table_candidates(address: str) -> tuple[str, ...]:
