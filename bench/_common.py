@@ -198,9 +198,25 @@ def _quoted(rng: random.Random, lang: str, when: datetime) -> str:
     return header + "\n" + "\n".join(f"> {line}" if line else ">" for line in earlier.splitlines())
 
 
-def generate(n: int, seed: int = 1) -> Iterator[bytes]:
-    """n realistic customer mails, the same for the same seed; one at a time."""
+# What `spam_share` makes of a mail: a blocklisted sender, or a bulk mailer a header rule
+# marks as spam (SPAM_TOML configures both).
+SPAM_TOML = """
+[spam]
+block = ["*@spam.example"]
+
+[[rule]]
+name = "bulk mailers"
+when.header = { name = "X-Mailer", matches = "blast ?mailer" }
+then.spam = true
+"""
+
+
+def generate(n: int, seed: int = 1, spam_share: float = 0.0) -> Iterator[bytes]:
+    """n realistic customer mails, the same for the same seed; one at a time. With
+    `spam_share`, that share of them (chosen by the seed) is spam: half from a blocklisted
+    sender, half sent by a bulk mailer; the mails are otherwise the same as without."""
     rng = random.Random(seed)
+    spam_rng = random.Random(seed + 1)  # its own draws: the mails stay those of the seed
     now = datetime.now(UTC)
     kinds, weights = list(_KINDS), list(_KINDS.values())
     for i in range(n):
@@ -226,6 +242,11 @@ def generate(n: int, seed: int = 1) -> Iterator[bytes]:
             msg["References"] = f"<orig.{seed}.{i}@{addr.split('@')[1]}> {parent}"
             text = text + "\n" + _quoted(rng, lang, when) + "\n"
         msg["Subject"] = subject
+        if spam_rng.random() < spam_share:
+            if i % 2:
+                msg.replace_header("From", f"Best Offers <offers.{i}@spam.example>")
+            else:
+                msg["X-Mailer"] = "BlastMailer 9.1"
         if kind == "html":
             msg.set_content(_html(text), subtype="html")
         else:
@@ -291,14 +312,16 @@ def imap_server(kind: str) -> Iterator[ImapServer]:
         raise ValueError(f"unknown server {kind!r}")
 
 
-def fill(server: ImapServer, n: int, seed: int = 1, folder: str = "INBOX") -> tuple[int, int]:
-    """APPEND n generated mails; returns (count, bytes)."""
+def fill(
+    server: ImapServer, n: int, seed: int = 1, folder: str = "INBOX", spam_share: float = 0.0
+) -> tuple[int, int]:
+    """APPEND n generated mails (`spam_share` of them spam); returns (count, bytes)."""
     count = size = 0
     client = imap_client(server)
     try:
         if not client.folder_exists(folder):
             client.create_folder(folder)
-        for raw in generate(n, seed):
+        for raw in generate(n, seed, spam_share):
             client.append(folder, raw)
             count += 1
             size += len(raw)
@@ -376,10 +399,17 @@ def migrated(url: str, search_index: bool = True) -> Engine:
 
 
 def write_config(
-    workdir: Path, imap: ImapServer, smtp_port: int, db_url: str, team: bool = False, **service: str
+    workdir: Path,
+    imap: ImapServer,
+    smtp_port: int,
+    db_url: str,
+    team: bool = False,
+    more: str = "",
+    **service: str,
 ) -> Path:
     """team=True adds staff.team_address: every ticket also notifies the team (a second
-    mail per message, which a sink counting acknowledgements must not see)."""
+    mail per message, which a sink counting acknowledgements must not see). `more` is
+    TOML appended as it is (SPAM_TOML)."""
     extra = "".join(f'{key} = "{value}"\n' for key, value in service.items())
     team_address = 'team_address = "team@shop.example"' if team else ""
     path = workdir / "mailbridge.toml"
@@ -418,7 +448,7 @@ escalation_address = "lead@shop.example"
 
 [service]
 data_dir = "{workdir}"
-{extra}""",
+{extra}{more}""",
         encoding="utf-8",
     )
     return path
@@ -454,6 +484,9 @@ class ChildResult:
     helpers_max_rss_mb: float  # the largest peak among the processes it started
     tree_rss_mb: float  # peak of the summed RSS of the child and its descendants, sampled
     tree_pss_mb: float  # the same for PSS: shared pages counted once across the tree
+    # User and system CPU of the child and the processes it reaped (wait4): less swayed
+    # than wall time by what else the machine runs.
+    cpu_seconds: float = 0.0
 
 
 def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float) -> ChildResult:
@@ -467,7 +500,7 @@ def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float
         sampler = _TreeMemory(proc.pid)
         sampler.start()
         try:
-            _pid, status, _usage = os.wait4(proc.pid, 0)
+            _pid, status, usage = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
             sampler.stop()
@@ -480,6 +513,7 @@ def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float
         max((v for k, v in sampler.peaks.items() if k != proc.pid), default=0.0),
         sampler.tree_rss,
         sampler.tree_pss,
+        usage.ru_utime + usage.ru_stime,
     )
 
 

@@ -1,7 +1,8 @@
 """Ingest throughput: mailbridge against the practical limit, measured in the same run.
 
     python bench/ingest.py [--n 5000] [--server dovecot|pymap] [--db sqlite|postgresql]
-                           [--seed 1] [--no-team] [--search-index-cost [--rounds 2]]
+                           [--seed 1] [--no-team] [--search-index-cost | --spam-share 0.3]
+                           [--rounds 2]
                            [--profile FILE [--profiler cprofile|pyinstrument|none]]
 
 Fills a private IMAP mailbox with N generated mails, then measures on the same mailbox:
@@ -21,6 +22,12 @@ filled again with the same N mails before each run, (b) into a fresh database wi
 index triggers and into one with them dropped, alternately, --rounds times each; it prints
 every run, the best of each and the time the index adds, in %, in wall time and in CPU time
 of mailbridge and its parsing process (which leaves out PostgreSQL's own work).
+
+--spam-share S [--rounds R] instead runs (b) on fresh databases with the `[spam]`
+blocklist and a header rule configured (_common.SPAM_TOML), alternating R times: on the N
+mails with none of them spam, then on the same N mails with the share S made spam
+(blocklisted senders and a bulk mailer's header); and prints the best time per message of
+each and their ratio.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from _common import (
+    SPAM_TOML,
     ChildResult,
     CountingSink,
     ImapServer,
@@ -249,6 +257,68 @@ def memory(result: ChildResult) -> str:
     return text
 
 
+def spam_comparison(args: argparse.Namespace, server: ImapServer, work: Path) -> int:
+    """(b) on the clean mails, then on the same mails with a share of spam, alternating for
+    --rounds rounds: the best wall and CPU ms per message of each, and their ratios."""
+    shares = (0.0, args.spam_share)
+    best = {share: [float("inf"), float("inf")] for share in shares}
+    for round_ in range(args.rounds):
+        for share in shares:
+            run = work / f"spam-{share}-{round_}"
+            run.mkdir()
+            result = _spam_run(args, server, run, share)
+            if result is None:
+                return 1
+            for i, seconds in enumerate((result.seconds, result.cpu_seconds)):
+                best[share][i] = min(best[share][i], seconds / args.n * 1000)
+    (wall, cpu), (spam_wall, spam_cpu) = best[0.0], best[args.spam_share]
+    print(
+        f"best of {args.rounds}, ms/msg without spam / with {args.spam_share:.0%} spam: "
+        f"wall {wall:.2f} / {spam_wall:.2f} (ratio {spam_wall / wall:.2f}), CPU of mailbridge "
+        f"{cpu:.2f} / {spam_cpu:.2f} (ratio {spam_cpu / cpu:.2f})  (target <= 1.0: no slowdown)"
+    )
+    return 0
+
+
+def _spam_run(
+    args: argparse.Namespace, server: ImapServer, run: Path, share: float
+) -> ChildResult | None:
+    """One (b) on a fresh database and a refilled INBOX; None if it failed."""
+    with database(args.db, run) as db_url:
+        count, size = fill(server, args.n, args.seed, spam_share=share)
+        config = write_config(run, server, free_port(), db_url, team=args.team, more=SPAM_TOML)
+        log = run / "run-b.log"
+        command = mailbridge_command(config, "run", "--once")
+        b = run_child(command, child_env(server), log, CHILD_TIMEOUT)
+        left = inbox_count(server)
+        tickets, spam = _spam_counts(db_url)
+    print(line(f"(b) with {share:.0%} spam", count, size, b.seconds))
+    print(
+        f"    {b.seconds / count * 1000:.2f} ms/msg, CPU {b.cpu_seconds / count * 1000:.2f} "
+        f"ms/msg; {tickets} tickets, {spam} of them spam; exit {b.returncode}, left {left}",
+        flush=True,
+    )
+    if b.returncode != 0 or left:
+        print(tail(log), file=sys.stderr)
+        return None
+    return b
+
+
+def _spam_counts(db_url: str) -> tuple[int, int]:
+    from sqlalchemy import create_engine, func, select
+
+    from mailbridge.db.models import Ticket
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            total = conn.scalar(select(func.count(Ticket.id))) or 0
+            spam = conn.scalar(select(func.count(Ticket.id)).where(Ticket.status == "spam")) or 0
+            return int(total), int(spam)
+    finally:
+        engine.dispose()
+
+
 def line(label: str, count: int, size: int, seconds: float) -> str:
     return (
         f"{label:<34} {count:>6} msgs {mb(size):>8.1f} MB {seconds:>8.2f} s "
@@ -284,8 +354,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only (b), with and without the full-text index triggers, alternately",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each for the above")
+    parser.add_argument(
+        "--spam-share",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="compare (b) without spam and with this share of spam (e.g. 0.3)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="with --search-index-cost or --spam-share: runs of each (default 2)",
+    )
     args = parser.parse_args(argv)
+    if args.spam_share:
+        with workdir("mailbridge-bench-") as work, imap_server(args.server) as server:
+            return spam_comparison(args, server, work)
 
     if args.search_index_cost:
         with workdir("mailbridge-bench-") as work, imap_server(args.server) as server:

@@ -44,6 +44,7 @@ COMMANDS = (
     ("staff", "staff", "staff addresses, who is away, who gets the daily digest"),
     ("outbox", "outbox", "outgoing mail"),
     ("quarantine", "quarantine", "messages whose processing kept failing, kept for a person"),
+    ("ignored", "ignored", "mail stored without a ticket (autoreplies, rules, spam), and release"),
     ("templates", "templates", "reply templates"),
     ("faq", "faq", "FAQ answers offered in the acknowledgement"),
     ("oauth", "oauth", "OAuth2 sign-in of a mailbox or the SMTP login (Microsoft 365, Gmail)"),

@@ -22,12 +22,23 @@ from mailbridge.core.states import InboundState
 from mailbridge.db.models import InboundMessage
 from mailbridge.errors import MailbridgeError, one_line
 
-__all__ = ["list_quarantined", "configure", "retry_quarantined", "show_quarantined"]
+__all__ = [
+    "add_show",
+    "configure",
+    "list_quarantined",
+    "message_summary",
+    "print_summaries",
+    "retry_quarantined",
+    "show_quarantined",
+    "summaries_in",
+]
 
 _HEADERS = BytesHeaderParser(policy=default)
 
 
-def _summary(message: InboundMessage) -> dict[str, Any]:
+def message_summary(message: InboundMessage) -> dict[str, Any]:
+    """A stored message as `quarantine` and `ignored` list it (its raw bytes' From and
+    Subject as written; empty once retention purged them)."""
     headers = _HEADERS.parsebytes(message.raw)
     return {
         "id": message.id,
@@ -39,23 +50,32 @@ def _summary(message: InboundMessage) -> dict[str, Any]:
         "attempts": message.attempts,
         # One line, as described when stored; an error stored before that may hold more.
         "last_error": one_line(message.last_error) if message.last_error else None,
+        "reason": message.reason,
         "size": message.size,
     }
 
 
-def list_quarantined(app: App, as_json: bool, out: TextIO) -> int:
+def summaries_in(app: App, state: InboundState, limit: int | None = None) -> list[dict[str, Any]]:
+    """The stored messages in `state`, oldest first (with `limit`: the latest so many)."""
     with app.sessions() as session:
-        rows = session.scalars(
-            select(InboundMessage)
-            .where(InboundMessage.state == InboundState.QUARANTINED)
-            .order_by(InboundMessage.id)
-        ).all()
-        summaries = [_summary(row) for row in rows]
+        query = select(InboundMessage).where(InboundMessage.state == state)
+        if limit is None:
+            rows = session.scalars(query.order_by(InboundMessage.id)).all()
+        else:
+            latest = query.order_by(InboundMessage.id.desc()).limit(limit)
+            rows = list(reversed(session.scalars(latest).all()))
+        return [message_summary(row) for row in rows]
+
+
+def print_summaries(
+    summaries: list[dict[str, Any]], as_json: bool, out: TextIO, why: str = "last_error"
+) -> None:
+    """A JSON array, or a table whose last column is the summaries' `why` key."""
     if as_json:
         out.write(json.dumps(summaries, ensure_ascii=False, indent=2) + "\n")
-        return 0
+        return
     table(
-        ("ID", "MAILBOX", "RECEIVED", "FROM", "SUBJECT", "ERROR"),
+        ("ID", "MAILBOX", "RECEIVED", "FROM", "SUBJECT", "ERROR" if why == "last_error" else "WHY"),
         [
             (
                 str(s["id"]),
@@ -63,16 +83,21 @@ def list_quarantined(app: App, as_json: bool, out: TextIO) -> int:
                 s["received_at"][:16],
                 s["from"],
                 s["subject"],
-                (s["last_error"] or "")[:60],
+                (s[why] or "")[:60],
             )
             for s in summaries
         ],
         out,
     )
+
+
+def list_quarantined(app: App, as_json: bool, out: TextIO) -> int:
+    print_summaries(summaries_in(app, InboundState.QUARANTINED), as_json, out)
     return 0
 
 
 def show_quarantined(app: App, message_id: int, raw: bool, out: TextIO) -> int:
+    """One stored message, whatever its state (`ignored show` too)."""
     with app.sessions() as session:
         message = session.get(InboundMessage, message_id)
         if message is None:
@@ -81,7 +106,7 @@ def show_quarantined(app: App, message_id: int, raw: bool, out: TextIO) -> int:
             out.flush()
             sys.stdout.buffer.write(message.raw)
             return 0
-        summary = _summary(message)
+        summary = message_summary(message)
         summary["state"] = message.state
     for key, value in summary.items():
         out.write(f"{key}: {value}\n")
@@ -104,15 +129,20 @@ def retry_quarantined(app: App, ids: Sequence[int], every: bool, out: TextIO) ->
     return 0
 
 
+def add_show(commands: Any, help_line: str) -> None:
+    """The `show ID [--raw]` action (`show_quarantined` shows any stored message)."""
+    show = commands.add_parser("show", help=help_line)
+    show.add_argument("id", type=int)
+    show.add_argument("--raw", action="store_true", help="print the raw message")
+
+
 def configure(quarantine: argparse.ArgumentParser) -> None:
     quarantine_commands = quarantine.add_subparsers(
         dest="quarantine_command", metavar="ACTION", required=True
     )
     quarantine_list = quarantine_commands.add_parser("list", help="list quarantined messages")
     quarantine_list.add_argument("--json", action="store_true", help="print a JSON array")
-    quarantine_show = quarantine_commands.add_parser("show", help="one message with its error")
-    quarantine_show.add_argument("id", type=int)
-    quarantine_show.add_argument("--raw", action="store_true", help="print the raw message")
+    add_show(quarantine_commands, "one message with its error")
     quarantine_retry = quarantine_commands.add_parser(
         "retry", help="process the message(s) again on the next pass"
     )

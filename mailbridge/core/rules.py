@@ -22,11 +22,28 @@ insensitive), `language` (a code or a list), `has_attachments` and `followup` (t
 included), and `any_of` (a list of condition tables). A rule without `when` matches every
 mail.
 
+`header = { name = "X-Mailer", matches = "bulk ?mailer" }` holds when one of the values of
+that header matches the regular expression (case insensitive, searched anywhere in the
+value, as decoded by the parser); a list of such tables holds when each of them does. A
+rule reads only the first HEADER_VALUES (10) values of a header and the first HEADER_CHARS
+(1000) characters of each (core/rule_conditions.py), however many or long a sender makes
+them. `spam = true` (or false) holds when the mail's spam judgement (the `[spam]` lists and
+the mail server's filter, core/spam.py) says it is (or is not) spam; the judgement is made
+for mail opening a ticket, and a follow-up is never spam to a rule.
+
 Actions (`then`): `queue`, `priority` (low, normal, high, urgent), `sla_policy`, `assignee`,
 `respond_within` (a duration: the first response falls due at most this far from the mail),
 `tags` (a list), `no_ack` (suppress the acknowledgement), `ack_template`, `stop` (no later
 rule is evaluated). Later matching rules override earlier ones field by field; tags
 accumulate, and of several `respond_within` the shortest holds.
+
+Two actions decide what becomes of a mail that would open a ticket, before the spam
+judgement does (core/disposition.py): `ignore = true` stores it and makes no ticket (it is
+listed by `mailbridge ignored list`), `spam = true` makes it a `spam` ticket (no
+acknowledgement, notification or deadline). `spam = false` keeps it out of spam whatever
+the lists or the filter say; `ignore = false` undoes an earlier rule's `ignore`. Rules
+decide even for an allowlisted sender: the allowlist only overrules the blocklist and the
+filter. On a follow-up, both mean nothing (the mail joins its ticket).
 """
 
 from __future__ import annotations
@@ -35,130 +52,37 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
-from fnmatch import fnmatchcase
 
-from mailbridge.core.folding import strip_accents
+from mailbridge.core.rule_conditions import (
+    AllOf,
+    AnyOf,
+    AtLeast,
+    Condition,
+    Facts,
+    Flag,
+    Glob,
+    HeaderMatch,
+    OneOf,
+    Text,
+    fold,
+)
 from mailbridge.core.sla import PRIORITIES, parse_duration
+
+__all__ = [
+    "Actions",
+    "Decision",
+    "Facts",
+    "Rule",
+    "RuleError",
+    "compile_rules",
+    "evaluate",
+    "needs_fact",
+    "set_by",
+]
 
 
 class RuleError(ValueError):
     """A rule in the configuration is malformed; the message names the rule and the key."""
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What a rule can look at about one customer mail, as plain values."""
-
-    sender: str = ""
-    mailbox: str = ""
-    recipients: tuple[str, ...] = ()
-    subject: str = ""
-    body: str = ""  # the customer's own words, quoted history trimmed
-    language: str | None = None
-    has_attachments: bool = False
-    is_followup: bool = False
-    customer_mails_unanswered: int = 1
-    customer_open_tickets: int = 1  # counted only when a rule asks (see needs_fact)
-
-    def view(self, part: str, form: str) -> str:
-        """The subject, body or both ("text") as written, lower-cased or accent-folded;
-        computed once per mail however many rules look."""
-        cache = self.__dict__.setdefault("_views", {})
-        key = (part, form)
-        if key not in cache:
-            if form == "written":
-                cache[key] = (
-                    f"{self.subject}\n{self.body}" if part == "text" else getattr(self, part)
-                )
-            else:
-                written = self.view(part, "written")
-                cache[key] = written.lower() if form == "lower" else _fold(written)
-        return str(cache[key])
-
-    @property
-    def sender_domain(self) -> str:
-        return self.sender.rpartition("@")[2].lower()
-
-    @property
-    def to_details(self) -> tuple[str, ...]:
-        """Plus-address details of the recipients: "support+billing@x" gives "billing"."""
-        locals_ = (address.rpartition("@")[0] for address in self.recipients)
-        return tuple(local.partition("+")[2].lower() for local in locals_ if "+" in local)
-
-
-@dataclass(frozen=True)
-class Glob:
-    """The fact (an address or a domain) matches one of the shell-style patterns."""
-
-    fact: str  # "sender" or "sender_domain"
-    patterns: tuple[str, ...]
-
-    def holds(self, facts: Facts) -> bool:
-        value = str(getattr(facts, self.fact)).lower()
-        return any(fnmatchcase(value, pattern) for pattern in self.patterns)
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """The fact (or one of its values, for a tuple) is one of the names, ignoring case."""
-
-    fact: str  # "mailbox", "to_details" or "language"
-    names: frozenset[str]
-
-    def holds(self, facts: Facts) -> bool:
-        value = getattr(facts, self.fact)
-        values = value if isinstance(value, tuple) else (value,)
-        return any(v is not None and v.lower() in self.names for v in values)
-
-
-@dataclass(frozen=True)
-class Text:
-    """The subject, the body or both ("text") match a compiled pattern, on the text as
-    written, lower-cased or accent-folded (`form`)."""
-
-    fact: str  # "subject", "body" or "text"
-    pattern: re.Pattern[str]
-    form: str  # "written", "lower" or "folded"
-
-    def holds(self, facts: Facts) -> bool:
-        return self.pattern.search(facts.view(self.fact, self.form)) is not None
-
-
-@dataclass(frozen=True)
-class Flag:
-    fact: str  # "has_attachments" or "is_followup"
-    expected: bool
-
-    def holds(self, facts: Facts) -> bool:
-        return bool(getattr(facts, self.fact)) is self.expected
-
-
-@dataclass(frozen=True)
-class AtLeast:
-    fact: str  # "customer_mails_unanswered" or "customer_open_tickets"
-    minimum: int
-
-    def holds(self, facts: Facts) -> bool:
-        return int(getattr(facts, self.fact)) >= self.minimum
-
-
-@dataclass(frozen=True)
-class AllOf:
-    conditions: tuple[Condition, ...]
-
-    def holds(self, facts: Facts) -> bool:
-        return all(condition.holds(facts) for condition in self.conditions)
-
-
-@dataclass(frozen=True)
-class AnyOf:
-    groups: tuple[AllOf, ...]
-
-    def holds(self, facts: Facts) -> bool:
-        return any(group.holds(facts) for group in self.groups)
-
-
-Condition = Glob | OneOf | Text | Flag | AtLeast | AllOf | AnyOf
 
 
 @dataclass(frozen=True)
@@ -173,6 +97,8 @@ class Actions:
     respond_within: timedelta | None = None  # the first response due at most this far off
     no_ack: bool | None = None
     ack_template: str | None = None
+    spam: bool | None = None  # true: a spam ticket; false: not spam, whatever judged it
+    ignore: bool | None = None  # stored, no ticket
     stop: bool = False
 
     def then(self, later: Actions) -> Actions:
@@ -241,19 +167,32 @@ def evaluate(rules: Sequence[Rule], facts: Facts) -> Decision:
     return Decision(actions=actions, matched=tuple(matched))
 
 
+def set_by(rules: Sequence[Rule], decision: Decision, action: str) -> str | None:
+    """The name of the matching rule whose `action` (e.g. "ignore") the decision holds: the
+    last one that set it, as later rules override earlier ones."""
+    by_name = {rule.name: rule for rule in rules}
+    for name in reversed(decision.matched):
+        if getattr(by_name[name].then, action) is not None:
+            return name
+    return None
+
+
 # --- compiling rules from configuration tables ---------------------------------------------
 
 _RULE_KEYS = ("name", "when", "then")
 _GLOBS = {"from": "sender", "from_domain": "sender_domain"}
 _NAMES = {"mailbox": "mailbox", "to_detail": "to_details", "language": "language"}
 _TEXTS = ("subject", "body", "text")
-_FLAGS = {"has_attachments": "has_attachments", "followup": "is_followup"}
+_FLAGS = {"has_attachments": "has_attachments", "followup": "is_followup", "spam": "spam"}
 # Conditions on a count: "at least N" of what the fact counts.
 _COUNTS = {
     "unanswered_at_least": ("customer_mails_unanswered", "mails"),
     "open_tickets_at_least": ("customer_open_tickets", "tickets"),
 }
-_CONDITION_KEYS = (*_GLOBS, *_NAMES, *_TEXTS, *_FLAGS, *_COUNTS, "any_of")
+_CONDITION_KEYS = (*_GLOBS, *_NAMES, *_TEXTS, "header", *_FLAGS, *_COUNTS, "any_of")
+_HEADER_KEYS = ("name", "matches")
+# A field name as RFC 5322 allows it: printable ASCII but the colon (folding limits it).
+_FIELD_NAME = re.compile(r"[!-9;-~]{1,76}")
 NAME_LIMIT = 64
 _LETTERS_OUTSIDE_ESCAPES = re.compile(r"\\.|\(\?P?<[^>]*>|\(\?P=\w+\)|[^\w]")
 
@@ -313,6 +252,8 @@ def _condition(kind: str, value: object, key: str) -> Condition:
         return OneOf(_NAMES[kind], frozenset(n.lower() for n in names))
     if kind in _TEXTS:
         return _text(kind, value, key)
+    if kind == "header":
+        return _headers(value, key)
     if kind in _FLAGS:
         return Flag(_FLAGS[kind], _flag(value, key))
     if kind in _COUNTS:
@@ -331,9 +272,34 @@ def _text(kind: str, value: object, key: str) -> Text:
     if "words" in value:
         words = _strings(value["words"], f"{key}.words", "a word or phrase, or a list of them")
         return Text(kind, _words_pattern(words, f"{key}.words"), form="folded")
-    expression = value["regex"]
+    pattern, form = _regex(value["regex"], f"{key}.regex")
+    return Text(kind, pattern, form)
+
+
+def _headers(value: object, key: str) -> Condition:
+    """One `{ name, matches }` table, or a list of them that must all hold."""
+    if isinstance(value, list) and value:
+        return AllOf(tuple(_header(table, f"{key}[{i}]") for i, table in enumerate(value)))
+    return _header(value, key)
+
+
+def _header(table: object, key: str) -> HeaderMatch:
+    expected = 'expected a table { name = "X-Mailer", matches = "a regular expression" }'
+    if not isinstance(table, Mapping) or set(table) != set(_HEADER_KEYS):
+        if isinstance(table, Mapping):
+            _reject_unknown(table, _HEADER_KEYS, key)
+        raise _Invalid(key, expected)
+    name = table["name"]
+    if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+        raise _Invalid(f"{key}.name", "expected a header field name such as X-Mailer")
+    pattern, form = _regex(table["matches"], f"{key}.matches")
+    return HeaderMatch(name.lower(), pattern, "written" if form == "written" else "lower")
+
+
+def _regex(expression: object, key: str) -> tuple[re.Pattern[str], str]:
+    """A case-insensitive pattern and the form of the text it reads ("lower" or "written")."""
     if not isinstance(expression, str) or not expression:
-        raise _Invalid(f"{key}.regex", "expected a regular expression as a string")
+        raise _Invalid(key, "expected a regular expression as a string")
     # Case-insensitive matching costs Python's re about three times as much as exact
     # matching; a pattern without capitals matches the same on the lower-cased text.
     letters = _LETTERS_OUTSIDE_ESCAPES.sub("", expression)
@@ -341,14 +307,14 @@ def _text(kind: str, value: object, key: str) -> Text:
     try:
         pattern = re.compile(expression, 0 if lower else re.IGNORECASE)
     except re.error as error:
-        raise _Invalid(f"{key}.regex", f"expected a regular expression: {error}") from None
-    return Text(kind, pattern, form="lower" if lower else "written")
+        raise _Invalid(key, f"expected a regular expression: {error}") from None
+    return pattern, "lower" if lower else "written"
 
 
 def _words_pattern(words: Sequence[str], key: str) -> re.Pattern[str]:
     alternatives = []
     for phrase in words:
-        tokens = _fold(phrase).split()
+        tokens = fold(phrase).split()
         if not tokens:
             raise _Invalid(key, "expected words or phrases, not blank strings")
         # Whole words only, whatever punctuation or spacing surrounds or separates them.
@@ -422,11 +388,6 @@ def _strings(value: object, key: str, expected: str) -> list[str]:
     return [_string(item, key) for item in items]
 
 
-def _fold(text: str) -> str:
-    """Lower-cased, without accents: "Perché" and "PERCHE" compare equal."""
-    return strip_accents(text.casefold())
-
-
 _ACTIONS: dict[str, Callable[[object, str], object]] = {
     "queue": _name,
     "priority": _priority,
@@ -436,6 +397,8 @@ _ACTIONS: dict[str, Callable[[object, str], object]] = {
     "tags": _tags,
     "no_ack": _flag,
     "ack_template": _string,
+    "spam": _flag,
+    "ignore": _flag,
     "stop": _flag,
 }
 _ACTION_KEYS = tuple(_ACTIONS)

@@ -134,6 +134,9 @@ class InboundMessage(Base):
     # Why processing settled it as it did, when that needs saying: the rule or automated
     # kind an ignored mail was ignored for (`ignored list`).
     reason: Mapped[str | None] = mapped_column(ClippedString(255))
+    # When a person released it from `ignored` (`mailbridge ignored release`): processing
+    # makes it a ticket whatever the rules or the spam lists say (inbound/spam.py).
+    released_at: Mapped[datetime | None]
 
 
 class Ticket(Base):

@@ -4,12 +4,11 @@ outbox rows. Runs inside the caller's transaction; owns no commit.
 
 from __future__ import annotations
 
-from mailbridge.app import App, Step
+from mailbridge.app import Step
 from mailbridge.core.clip import clip_text
 from mailbridge.core.correlate import ThreadDecision
+from mailbridge.core.disposition import TICKET
 from mailbridge.core.message import Address, ParsedMessage, Verdict
-from mailbridge.core.parse import normalize_subject
-from mailbridge.core.rules import Actions
 from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
@@ -20,15 +19,17 @@ from mailbridge.inbound import (
     out_of_office,
     rating,
     routing,
+    spam,
     staff,
     staff_notification,
     staff_queries,
     thread,
 )
-from mailbridge.inbound.acknowledge import ACK_TEMPLATE, maybe_acknowledge
+from mailbridge.inbound.acknowledge import maybe_acknowledge
+from mailbridge.inbound.new_ticket import open_ticket
 from mailbridge.inbound.solved import resolved_by_customer
 from mailbridge.tickets import participants
-from mailbridge.tickets.deadlines import deadlines_for_new_ticket, on_customer_followup
+from mailbridge.tickets.deadlines import on_customer_followup
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.requester import STORED_NAME
 
@@ -50,7 +51,10 @@ def apply_message(
     if bounce is not None:
         return bounce
     out_of_office.on_auto_reply(step, parsed, verdict)  # a staff out-of-office: away; on
-    claim = identity.staff_claim(step.app, parsed, step.now) if verdict.kind == "customer" else None
+    released = inbound.released_at is not None  # a person decided: a ticket's mail
+    claim = None
+    if verdict.kind == "customer" and not released:
+        claim = identity.staff_claim(step.app, parsed, step.now)
     if claim is not None and claim.refusal is not None:
         return identity.refuse_token(step, inbound, parsed, claim)
     if claim is not None and claim.proof is not None:
@@ -64,7 +68,9 @@ def apply_message(
             return handled
         claim = None  # proven staff writing afresh: a ticket like anyone's
     decision = _which_ticket(step, parsed, verdict)
-    if verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None):
+    if not released and (
+        verdict.kind == "loop" or (verdict.kind == "bounce" and decision.ticket_id is None)
+    ):
         return Applied(
             InboundState.IGNORED, "ignored", reason=f"{verdict.kind}: {', '.join(verdict.rules)}"
         )
@@ -74,13 +80,31 @@ def apply_message(
         if not thread.closed_for_good(step.app, ticket, verdict, step.now):
             return _add_followup(step, inbound, ticket, parsed, verdict, decision, claim)
         previous = ticket
-    routed = (
-        routing.decide(step, parsed, inbound.mailbox)
-        if verdict.kind == "customer"
-        else routing.NO_DECISION
-    )
-    ticket = _open_ticket(step, inbound, parsed, verdict, routed.actions)
+    return _open_new(step, inbound, parsed, verdict, decision, claim, previous)
+
+
+def _open_new(
+    step: Step,
+    inbound: InboundMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    decision: ThreadDecision,
+    claim: identity.StaffClaim | None,
+    previous: Ticket | None,
+) -> Applied:
+    """A new ticket; a customer's mail may instead become a spam ticket or be ignored, as
+    the rules and the spam judgement decide (inbound/spam.py)."""
+    routed, disposition = routing.NO_DECISION, TICKET
+    if verdict.kind == "customer":
+        routed, disposition = spam.route_and_dispose(step, inbound, parsed)
+    if disposition.outcome == "ignore":
+        return Applied(InboundState.IGNORED, "ignored", reason=disposition.reason)
+    is_spam = disposition.outcome == "spam"
+    ticket = open_ticket(step, inbound, parsed, verdict, routed.actions, as_spam=is_spam)
     article = _add_article(step, ticket, inbound, parsed, verdict)
+    if is_spam:
+        return spam.settle_spam(step, ticket, disposition, routed)
+    released = spam.note_release(step, ticket, inbound)
     routing.apply_new(step, ticket, routed)
     _copied_join(step, ticket, parsed, verdict)  # before staff are told
     if decision.ignored_tag is not None:
@@ -95,7 +119,9 @@ def apply_message(
         _link(step, previous, ticket)
     acknowledged = maybe_acknowledge(step, ticket, article, inbound, parsed, verdict, routed)
     _tell_staff(step, ticket, article, parsed, verdict, claim, "new")
-    return Applied.to(ticket, "created", acknowledged=acknowledged)
+    return Applied.to(
+        ticket, "created", acknowledged=acknowledged, reason=released or disposition.reason
+    )
 
 
 def _which_ticket(step: Step, parsed: ParsedMessage, verdict: Verdict) -> ThreadDecision:
@@ -135,7 +161,7 @@ def _open_on_behalf(
         if behalf.customer_wrote
         else routing.NO_DECISION
     )
-    ticket = _open_ticket(step, inbound, opening, verdict, routed.actions)
+    ticket = open_ticket(step, inbound, opening, verdict, routed.actions)
     article = None
     if behalf.customer_wrote or behalf.refused:
         article = _add_article(step, ticket, inbound, opening, verdict)
@@ -156,7 +182,11 @@ def _add_followup(
 ) -> Applied:
     """The mail joins its ticket. From a sender who cannot act on the ticket (never on it,
     or contradicted by the trusted MTA) it is recorded and staff are told, but it changes
-    nothing: no status, no "solved", no rule."""
+    nothing: no status, no "solved", no rule. Mail onto a spam ticket stays there quietly."""
+    if ticket.status == TicketStatus.SPAM:
+        return spam.followup_on_spam(
+            step, ticket, _add_article(step, ticket, inbound, parsed, verdict)
+        )
     unverified = ""
     if verdict.kind == "customer" and decision.via == "reference":  # before this article
         unverified = identity.sender_unverified(
@@ -242,65 +272,6 @@ def _link(step: Step, old: Ticket, new: Ticket) -> None:
         reason="follow-up to a ticket closed longer ago than the reopen window",
     )
     add_event(step, old, "linked", successor=new.number)
-
-
-def _open_ticket(
-    step: Step,
-    inbound: InboundMessage,
-    parsed: ParsedMessage,
-    verdict: Verdict,
-    routed: Actions,
-) -> Ticket:
-    mailbox = step.app.config.mailbox_named(inbound.mailbox)
-    requester = _reply_address(step.app, parsed)
-    priority = routed.priority or "normal"
-    queue = routed.queue or mailbox.effective_queue
-    deadlines = deadlines_for_new_ticket(
-        step.app, mailbox.name, priority, step.now, queue, routed.sla_policy
-    )
-    policy = deadlines.policy
-    # Automated mail is recorded and visible, but nobody is paged for a newsletter.
-    tracked = verdict.kind == "customer"
-    ticket = Ticket(
-        subject=normalize_subject(parsed.subject) or "(no subject)",
-        requester_name=clip_text(requester.name, STORED_NAME),
-        requester_address=requester.address,
-        mailbox=mailbox.name,
-        queue=queue,
-        priority=priority,
-        status=TicketStatus.NEW,
-        language=_language(step.app, parsed, routed.ack_template),
-        sla_policy=policy.name,
-        created_at=step.now,
-        updated_at=step.now,
-        first_response_due_at=deadlines.first_response if tracked else None,
-        resolution_due_at=deadlines.resolution if tracked else None,
-        escalation_level=0,
-        next_escalation_at=deadlines.next_due if tracked else None,
-    )
-    queries.insert_ticket(step.session, ticket, step.app.config.tickets.number_start)
-    add_event(
-        step,
-        ticket,
-        "created",
-        kind=verdict.kind,
-        rules=list(verdict.rules),
-        sla_policy=policy.name,
-        message_id=parsed.message_id,
-    )
-    return ticket
-
-
-def _reply_address(app: App, parsed: ParsedMessage) -> Address:
-    """Where answers go: Reply-To unless it points back at us, else From."""
-    for candidate in parsed.reply_to:
-        if candidate.address and candidate.address not in app.identity.own_addresses:
-            return candidate
-    return parsed.from_ or Address("", "")
-
-
-def _language(app: App, parsed: ParsedMessage, ack_template: str | None) -> str:
-    return app.templates.pick_language(ack_template or ACK_TEMPLATE, parsed.language)
 
 
 def _add_article(

@@ -5,7 +5,8 @@ with (`decide`, read by apply); `apply_new` then records each matching rule and 
 assignee, the tags and a nearer first-response deadline. On a follow-up (`apply_followup`)
 the rules see `followup = true` and how many mails the customer has sent since our last
 reply; there a rule may raise the priority but never lowers it, sets the assignee only on an
-unassigned ticket, and the acknowledgement actions mean nothing (follow-ups get none).
+unassigned ticket, and the acknowledgement, spam and ignore actions mean nothing (follow-ups
+get no acknowledgement and are not judged: inbound/spam.py).
 
 Every matching rule leaves a `rule_matched` event naming it and what it set, so staff see
 why a ticket is where it is. Runs inside the caller's transaction.
@@ -30,6 +31,8 @@ from mailbridge.tickets.deadlines import on_priority_or_queue_change, refresh_ne
 from mailbridge.tickets.events import add_event
 
 NO_DECISION = Decision()
+# Actions whose false says something ("not spam, whatever judged it"), shown as set.
+_SAID_FALSE = frozenset({"spam", "ignore"})
 # Of the customer's own words, what rules read: what they say about their mood is near the
 # start, and a pasted log must not make every regular expression crawl through it.
 RULE_TEXT_CHARS = 4000
@@ -43,10 +46,12 @@ def facts_for(
     followup: bool = False,
     unanswered: int = 1,
     open_tickets: int = 1,
+    spam: bool = False,
 ) -> Facts:
     """What the rules look at: the customer's own words (quoted history trimmed, the first
-    RULE_TEXT_CHARS) and the subject's first RULE_SUBJECT_CHARS, so the operator's patterns
-    never see more than a bounded text."""
+    RULE_TEXT_CHARS), the subject's first RULE_SUBJECT_CHARS and a bounded view of the
+    headers (core/rule_conditions.py), so the operator's patterns never see more than a
+    bounded text; and the spam judgement of a mail opening a ticket."""
     recipients = [a.address for a in (*parsed.to, *parsed.cc)]
     for header in ("Delivered-To", "X-Original-To"):
         recipients += [value.strip() for value in parsed.headers.get(header.lower(), ())]
@@ -61,17 +66,20 @@ def facts_for(
         is_followup=followup,
         customer_mails_unanswered=unanswered,
         customer_open_tickets=open_tickets,
+        headers=parsed.headers,
+        spam=spam,
     )
 
 
-def decide(step: Step, parsed: ParsedMessage, mailbox: str) -> Decision:
-    """The rules' decision for a mail opening a ticket (no rules: nothing decided)."""
+def decide(step: Step, parsed: ParsedMessage, mailbox: str, *, spam: bool = False) -> Decision:
+    """The rules' decision for a mail opening a ticket (no rules: nothing decided); `spam`
+    is the mail's spam judgement (inbound/spam.py)."""
     rules = step.app.config.routing
     if not rules:
         return NO_DECISION
     # The ticket this mail opens is not there yet, and it will be open.
     opened = _open_tickets(step.session, rules, parsed, 1)
-    return evaluate(rules, facts_for(parsed, mailbox, open_tickets=opened))
+    return evaluate(rules, facts_for(parsed, mailbox, open_tickets=opened, spam=spam))
 
 
 def _open_tickets(session: Session, rules: Sequence[Rule], parsed: ParsedMessage, more: int) -> int:
@@ -161,7 +169,7 @@ def described(rule: Rule) -> dict[str, object]:
 def actions_dict(actions: Actions) -> dict[str, object]:
     values: dict[str, object] = {}
     for name, value in asdict(actions).items():
-        if value in (None, (), False):
+        if value in (None, ()) or (value is False and name not in _SAID_FALSE):
             continue
         if name == "respond_within":
             value = format_duration(value, "en")
@@ -176,7 +184,7 @@ def summary(actions: Mapping[str, object]) -> str:
     parts = []
     for key, value in actions.items():
         if isinstance(value, bool):
-            parts.append(key)
+            parts.append(key if value else f"{key} false")
         else:
             shown = ", ".join(map(str, value)) if isinstance(value, list) else value
             parts.append(f"{key} {shown}")

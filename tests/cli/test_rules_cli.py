@@ -117,10 +117,12 @@ def test_text_output_and_a_mail_no_rule_matches(tmp_path: Path, config: Path) ->
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"{calm}: 0 of 6 rule(s) match (mailbox support, language it)"
-    assert lines[1] == f"{angry}: 1 of 6 rule(s) match (mailbox support, language it)"
-    assert lines[2] == (
+    assert lines[1] == "  spam: no; becomes a ticket"
+    assert lines[2] == f"{angry}: 1 of 6 rule(s) match (mailbox support, language it)"
+    assert lines[3] == (
         "  1. unhappy: repeated chaser: priority high; tags unhappy, chaser; respond_within 2 hours"
     )
+    assert "the database does not exist" in result.stderr  # the lists of the file still judge
 
 
 def test_followup_counts_the_unanswered_mails(tmp_path: Path, config: Path) -> None:
@@ -171,3 +173,42 @@ def test_an_unreadable_file_exits_1_after_the_others(tmp_path: Path, config: Pat
     assert result.returncode == 1
     assert "missing.eml: No such file or directory" in result.stderr
     assert result.stdout.startswith(f"{calm}: 0 of 6 rule(s) match")
+
+
+SPAM_RULES = """
+[spam]
+block = ["*@spam.example"]
+allow = ["friend@spam.example"]
+
+[[rule]]
+name = "bulk mailers"
+when.header = { name = "X-Mailer", matches = "blast ?mailer" }
+then.ignore = true
+
+[[rule]]
+name = "suspects"
+when.spam = true
+then.tags = ["suspect"]
+"""
+
+
+def test_the_spam_judgement_and_what_becomes_of_the_mail(tmp_path: Path) -> None:
+    config = write_config(tmp_path, SPAM_RULES)
+    pills = eml(tmp_path, "pills.eml", "P <pills@spam.example>", "Pills", "Cheap.")
+    friend = eml(tmp_path, "friend.eml", "F <friend@spam.example>", "Lunch", "Today?")
+    bulk = tmp_path / "bulk.eml"
+    bulk.write_bytes(b"X-Mailer: BlastMailer 2\n" + mail("N <n@news.example>", "Deals", "Hi"))
+
+    result = rules_test(config, pills, friend, str(bulk))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "  spam: yes (blocklist: *@spam.example); becomes a spam ticket" in lines
+    assert "  spam: no (allowlist: friend@spam.example); becomes a ticket" in lines
+    assert '  spam: no; becomes ignored, no ticket by rule "bulk mailers"' in lines
+    assert "  1. suspects: tags suspect" in lines
+
+    report = json.loads(rules_test(config, pills, "--json").stdout)
+    assert report["judgement"]["spam"] is True
+    assert report["outcome"] == {"outcome": "spam", "reason": "blocklist: *@spam.example"}
+    followup = json.loads(rules_test(config, pills, "--json", "--followup").stdout)
+    assert followup["judgement"] is None and followup["outcome"]["outcome"] == "followup"

@@ -203,6 +203,11 @@ WORDS_RULES = compile_rules(
         }
     ]
 )
+# A pattern that backtracks from every start position: only the bounded view of a header
+# (core/rule_conditions.py) keeps it from growing with what a sender writes.
+HEADER_RULES = compile_rules(
+    [{"name": "h", "when": {"header": {"name": "X-Junk", "matches": "a+b"}}, "then": {}}]
+)
 SIGNATURES = [re.compile(p, re.MULTILINE) for p in (r"^Alice Rossi$", r"^Sent from my")]
 REPLY = parse_message(mail())
 
@@ -247,6 +252,10 @@ def spam_verdict(parsed: ParsedMessage) -> object:
 
 def words_rule(body: str) -> object:
     return evaluate(WORDS_RULES, Facts(subject="Ordine", body=body))
+
+
+def header_rule(values: tuple[str, ...]) -> object:
+    return evaluate(HEADER_RULES, Facts(headers={"x-junk": values}))
 
 
 def authentication(value: str) -> object:
@@ -649,6 +658,8 @@ CASES = [
     ),
     Case("rules: words, combining marks", words_rule, lambda s: "e" + T("\u0301\u0316", 300, s)),
     Case("rules: words, near-misses", words_rule, lambda s: T("money money back ", 300, s)),
+    Case("rules: header, one long value", header_rule, lambda s: (T("a", 100, s),)),
+    Case("rules: header, many values", header_rule, lambda s: ("a" * 100,) * (2 * s)),
     # FAQ suggestions
     Case(
         "faq: many sentences",
