@@ -57,9 +57,13 @@ def configure(spam: argparse.ArgumentParser) -> None:
 
 def _spam(args: argparse.Namespace) -> int:
     with open_app(command_config(args)) as app:
-        if args.spam_command == "list":
-            return list_senders(app, sys.stdout, as_json=args.json)
-        return change_sender(app, args.spam_command, args.pattern, args.note, sys.stdout)
+        return run_spam(args, app, sys.stdout)
+
+
+def run_spam(args: argparse.Namespace, app: App, out: TextIO) -> int:
+    if args.spam_command == "list":
+        return list_senders(app, out, as_json=args.json)
+    return change_sender(app, args.spam_command, args.pattern, args.note, out)
 
 
 def change_sender(app: App, action: str, pattern: str, note: str | None, out: TextIO) -> int:

@@ -90,6 +90,7 @@ def acknowledge_late(step: Step, ticket: Ticket) -> bool:
         inbound = step.session.get(InboundMessage, article.inbound_message_id)
     if article is None or inbound is None or not inbound.raw:
         return _not_late(step, ticket, "the mail the ticket was opened with is no longer stored")
+    # Here, not in a parse worker: this mail was prepared within its budget once already.
     parsed, verdict = prepare(inbound.raw, step.app.parse_limits, step.app.identity)
     sender = parsed.from_.address.lower() if parsed.from_ else ""
     if sender != article.from_address.lower():

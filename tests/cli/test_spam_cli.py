@@ -1,17 +1,22 @@
-"""`mailbridge spam block/allow/unblock/list` as operators run them: real processes, SQLite
-and PostgreSQL; the table, the configuration and its included file together, and the
-allowlist beating the blocklist wherever each pattern comes from."""
+"""`mailbridge spam block/allow/unblock/list` on SQLite and PostgreSQL: the table, the
+configuration and its included file together, and the allowlist beating the blocklist
+wherever each pattern comes from. The commands are parsed and run in this process; the JSON
+contract of `spam list` and the exit codes are read from real processes."""
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from mailbridge.app import App, build_app
+from mailbridge.cli.main import build_parser
+from mailbridge.cli.spam import run_spam
 from mailbridge.config import load_config
 from mailbridge.core.spam import judge
-from mailbridge.db.engine import make_engine, make_sessionmaker
 from mailbridge.tickets.sender_lists import sender_lists
 from tests.support.builders import write_config_file
 from tests.support.cli_process import SECRET, general_events, mailbridge
@@ -38,34 +43,46 @@ def config(tmp_path: Path, database_url: str) -> Path:
     return path
 
 
-def run(config: Path, *args: str) -> str:
-    done = mailbridge(config, "spam", *args)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.decode()
+@pytest.fixture
+def app(config: Path) -> Iterator[App]:
+    made = build_app(load_config(config, {"MB_CLI_IMAP_PASSWORD": SECRET}))
+    yield made
+    made.close()
 
 
-def lists(config: Path, database_url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+@pytest.fixture
+def run(app: App) -> Callable[..., str]:
+    """`mailbridge spam ARGS…` as the command line reads them; what it printed."""
+    parser = build_parser(only=("spam",))
+
+    def spam(*args: str) -> str:
+        out = io.StringIO()
+        assert run_spam(parser.parse_args(["spam", *args]), app, out) == 0
+        return out.getvalue()
+
+    return spam
+
+
+def lists(app: App) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(allow, block) as the pipeline reads them."""
-    engine = make_engine(database_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            return sender_lists(session, load_config(config, {"MB_CLI_IMAP_PASSWORD": SECRET}))
-    finally:
-        engine.dispose()
+    with app.sessions() as session:
+        return sender_lists(session, app.config)
 
 
-def test_block_allow_unblock_and_list(config: Path, database_url: str) -> None:
-    assert run(config, "block", "Partner.Example", "--note", "phishing wave") == (
+def test_block_allow_unblock_and_list(
+    config: Path, database_url: str, app: App, run: Callable[..., str]
+) -> None:
+    assert run("block", "Partner.Example", "--note", "phishing wave") == (
         "partner.example: block\n"
     )
-    assert run(config, "allow", "ceo@partner.example") == "ceo@partner.example: allow\n"
-    blocked = run(config, "block", "boss@spam.example")
+    assert run("allow", "ceo@partner.example") == "ceo@partner.example: allow\n"
+    blocked = run("block", "boss@spam.example")
     assert blocked == (
         "boss@spam.example: block\n"
         "note: boss@spam.example stays allowed by boss@spam.example; the allowlist wins\n"
     )
 
-    allow, block = lists(config, database_url)
+    allow, block = lists(app)
     assert allow == ("boss@spam.example", "ceo@partner.example")
     assert block == ("*@spam.example", "bulk.example", "boss@spam.example", "partner.example")
     for address, spam in (
@@ -78,7 +95,9 @@ def test_block_allow_unblock_and_list(config: Path, database_url: str) -> None:
     ):
         assert judge(address, allow=allow, block=block).spam is spam, address
 
-    listed = json.loads(run(config, "list", "--json"))
+    done = mailbridge(config, "spam", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
     assert [(e["pattern"], e["kind"], e["source"]) for e in listed] == [
         ("boss@spam.example", "allow", "config"),
         ("*@spam.example", "block", "config"),
@@ -92,15 +111,12 @@ def test_block_allow_unblock_and_list(config: Path, database_url: str) -> None:
     )
     assert listed[5]["file"] is None and listed[5]["created_by"] == "command line"
     assert listed[5]["note"] == "phishing wave" and listed[5]["created_at"]
-    assert "block  include senders.toml" in run(config, "list")
+    assert "block  include senders.toml" in run("list")
 
-    assert run(config, "unblock", "partner.example") == "partner.example: removed (was block)\n"
-    assert run(config, "allow", "boss@spam.example") == "boss@spam.example: allow (was block)\n"
-    assert (
-        run(config, "unblock", "ceo@partner.example")
-        == "ceo@partner.example: removed (was allow)\n"
-    )
-    assert lists(config, database_url) == (
+    assert run("unblock", "partner.example") == "partner.example: removed (was block)\n"
+    assert run("allow", "boss@spam.example") == "boss@spam.example: allow (was block)\n"
+    assert run("unblock", "ceo@partner.example") == "ceo@partner.example: removed (was allow)\n"
+    assert lists(app) == (
         ("boss@spam.example",),
         ("*@spam.example", "bulk.example"),
     )
@@ -126,6 +142,9 @@ def test_what_the_table_does_not_hold_cannot_be_unblocked(config: Path) -> None:
 
 
 @pytest.mark.parametrize("pattern", ["spam example", "a@b@c.example", "localhost", ""])
-def test_a_bad_pattern_is_a_usage_error(config: Path, pattern: str) -> None:
-    done = mailbridge(config, "spam", "block", pattern)
-    assert done.returncode == 2 and b"expected" in done.stderr
+def test_a_bad_pattern_is_a_usage_error(
+    pattern: str, run: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run("block", pattern)
+    assert exited.value.code == 2 and "ADDR|DOMAIN: expected" in capsys.readouterr().err
