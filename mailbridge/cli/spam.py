@@ -29,8 +29,19 @@ BY = "command line"
 
 
 def _pattern(text: str) -> str:
+    """Any pattern the table may hold a row of (for `unblock`)."""
     try:
         return normalize_pattern(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _table_pattern(text: str) -> str:
+    """A pattern of a shape the table looks up by (tickets/sender_lists.py)."""
+    from mailbridge.tickets.sender_lists import table_pattern
+
+    try:
+        return table_pattern(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -38,16 +49,17 @@ def _pattern(text: str) -> str:
 def configure(spam: argparse.ArgumentParser) -> None:
     actions = spam.add_subparsers(dest="spam_command", metavar="ACTION", required=True)
     for name, line in (
-        ("block", "block an address, a domain (and its subdomains) or a pattern"),
+        ("block", "block an address, a domain (and its subdomains) or a simple pattern"),
         ("allow", "allow one: the allowlist beats the blocklist and the filter's verdict"),
         ("unblock", "remove a pattern from the table, blocked or allowed"),
     ):
         action = actions.add_parser(name, help=line)
         action.add_argument(
             "pattern",
-            type=_pattern,
+            type=_pattern if name == "unblock" else _table_pattern,
             metavar="ADDR|DOMAIN",
-            help='ann@example.com, spam.example, or a pattern such as "*@spam.example"',
+            help='ann@example.com, spam.example, or "*@spam.example", "*@*.spam.example", '
+            '"*.spam.example", "noreply@*"',
         )
         action.add_argument("--note", help="why, kept with the pattern and in the event")
     listing = actions.add_parser("list", help="every pattern and where it comes from")

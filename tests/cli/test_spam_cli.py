@@ -141,7 +141,9 @@ def test_what_the_table_does_not_hold_cannot_be_unblocked(config: Path) -> None:
     assert done.returncode == 1 and b"neither blocked nor allowed" in done.stderr
 
 
-@pytest.mark.parametrize("pattern", ["spam example", "a@b@c.example", "localhost", ""])
+@pytest.mark.parametrize(
+    "pattern", ["spam example", "a@b@c.example", "localhost", "", "*spam*@x.example", "a?@*"]
+)
 def test_a_bad_pattern_is_a_usage_error(
     pattern: str, run: Callable[..., str], capsys: pytest.CaptureFixture[str]
 ) -> None:
