@@ -49,6 +49,7 @@ COMMANDS = (
     ("faq", "faq", "FAQ answers offered in the acknowledgement"),
     ("oauth", "oauth", "OAuth2 sign-in of a mailbox or the SMTP login (Microsoft 365, Gmail)"),
     ("rules", "rules", "routing rules ([[rule]] and [rules] include)"),
+    ("spam", "spam", "the blocklist and allowlist ([spam] block/allow/include and the table)"),
 )
 
 

@@ -28,6 +28,7 @@ from mailbridge.cli.common import (
 )
 from mailbridge.cli.ticket_participants import configure_cc, listed, run_cc
 from mailbridge.cli.ticket_search import configure_search, run_search
+from mailbridge.cli.ticket_spam import configure_spam, run_spam
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.message import Address
 from mailbridge.core.staff import tag_name
@@ -122,6 +123,7 @@ def configure(tickets: argparse.ArgumentParser) -> None:
         help="the customer message the new ticket starts at (an article id from tickets show)",
     )
     configure_search(ticket_commands)
+    configure_spam(ticket_commands)
     tickets.set_defaults(handler=_tickets)
 
 
@@ -146,6 +148,8 @@ def _tickets(args: argparse.Namespace) -> int:
             return run_cc(args, app, sys.stdout)
         if args.tickets_command == "search":
             return run_search(args, app, sys.stdout)
+        if args.tickets_command in ("spam", "notspam"):
+            return run_spam(args, app, sys.stdout)
         if args.tickets_command in ("merge", "unmerge", "split"):
             from mailbridge.cli.merge import merge_command
 

@@ -19,6 +19,7 @@ from mailbridge.config.sections import (
     FaqConfig,
     RetentionConfig,
     RulesConfig,
+    SenderListFile,
     ServiceConfig,
     SpamConfig,
     StaffConfig,
@@ -53,11 +54,18 @@ class Config(_Section):
     rule: tuple[dict[str, Any], ...] = ()
     source: Path = Field(default=Path("<memory>"), exclude=True)
     _routing: tuple[Rule, ...] = PrivateAttr(default=())
+    _included_senders: tuple[tuple[Path, SenderListFile], ...] = PrivateAttr(default=())
 
     @property
     def routing(self) -> tuple[Rule, ...]:
         """The compiled rules: those of `[rules] include` files first, then `[[rule]]`."""
         return self._routing
+
+    @property
+    def included_senders(self) -> tuple[tuple[Path, SenderListFile], ...]:
+        """Each `[spam] include` file with the block and allow patterns it holds, read (and
+        checked) with the configuration, so a reload reads them again."""
+        return self._included_senders
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -121,6 +129,9 @@ def config_from_dict(
         raise ConfigError(_describe(path, exc)) from None
     config = with_secrets(config, path, environ)
     config._routing = _compile_routing(config, path)
+    config._included_senders = tuple(
+        (included, _sender_list(included, path)) for included in config.spam.include
+    )
     return config
 
 
@@ -156,14 +167,7 @@ def _compile_routing(config: Config, path: Path) -> tuple[Rule, ...]:
 
 
 def _rule_tables(included: Path, path: Path) -> list[Any]:
-    try:
-        data = tomllib.loads(included.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: rules.include: expected a readable rule file at {included} ({exc.strerror})"
-        ) from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{included}: not valid TOML: {exc}") from None
+    data = _included_file(included, path, "rules.include", "rule file")
     unknown = sorted(set(data) - {"rule"})
     if unknown:
         raise ConfigError(
@@ -175,6 +179,27 @@ def _rule_tables(included: Path, path: Path) -> list[Any]:
     return tables
 
 
+def _sender_list(included: Path, path: Path) -> SenderListFile:
+    """A `[spam] include` file: `block` and `allow` lists; a bad one names its file."""
+    data = _included_file(included, path, "spam.include", "file of block and allow lists")
+    try:
+        return SenderListFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(included, exc)) from None
+
+
+def _included_file(included: Path, path: Path, key: str, what: str) -> dict[str, Any]:
+    """The TOML of a file the configuration at `path` includes under `key`."""
+    try:
+        return tomllib.loads(included.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: {key}: expected a readable {what} at {included} ({exc.strerror})"
+        ) from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{included}: not valid TOML: {exc}") from None
+
+
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """Relative paths in the file are relative to the file, as operators expect."""
     data = dict(data)
@@ -182,14 +207,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         block = data.get(section)
         if isinstance(block, dict) and isinstance(block.get(key), str):
             data[section] = {**block, key: str(base / block[key])}
-    rules = data.get("rules")
-    if isinstance(rules, dict) and isinstance(rules.get("include"), list):
-        data["rules"] = {
-            **rules,
-            "include": [
-                str(base / item) if isinstance(item, str) else item for item in rules["include"]
-            ],
-        }
+    for section in ("rules", "spam"):
+        block = data.get(section)
+        if isinstance(block, dict) and isinstance(block.get("include"), list):
+            included = [str(base / i) if isinstance(i, str) else i for i in block["include"]]
+            data[section] = {**block, "include": included}
     return data
 
 

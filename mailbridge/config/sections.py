@@ -260,16 +260,23 @@ class RetentionConfig(_Section):
 SpamAction = Literal["spam", "ignore"]
 
 
-def _patterns(value: object) -> object:
-    """Block and allow patterns, normalized as core/spam.py compares them."""
-    if isinstance(value, str):
-        value = [value]
-    if isinstance(value, list | tuple):
-        return tuple(normalize_pattern(item) if isinstance(item, str) else item for item in value)
-    return value
+def _pattern(value: object) -> object:
+    """A block or allow pattern, normalized as core/spam.py compares them."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return normalize_pattern(value)
+    except ValueError as exc:  # its message says "expected …"; the error report says it too
+        raise ValueError(str(exc).removeprefix("expected ")) from None
 
 
-SenderPatterns = Annotated[tuple[str, ...], BeforeValidator(_patterns)]
+def _listed(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+SenderPatterns = Annotated[
+    tuple[Annotated[str, BeforeValidator(_pattern)], ...], BeforeValidator(_listed)
+]
 
 
 class SpamConfig(_Section):
@@ -291,7 +298,8 @@ class SpamConfig(_Section):
     scl_threshold: int = Field(default=5, ge=0, le=9)  # Microsoft's spam confidence level
     block: SenderPatterns = ()
     allow: SenderPatterns = ()
-    include: tuple[Path, ...] = ()  # files of more `block` and `allow`; relative: to the config
+    # Files of more `block` and `allow` (SenderListFile); relative: to the config file.
+    include: tuple[Path, ...] = ()
     # What becomes of spam: a `spam` ticket (no acknowledgement, notification or deadline,
     # purged after purge_after), or stored and ignored (`ignored list`).
     action: SpamAction = "spam"
@@ -323,3 +331,10 @@ class SpamConfig(_Section):
                 'headers above that hop are trusted (README, "Spam")'
             )
         return value
+
+
+class SenderListFile(_Section):
+    """A file `[spam] include` names: more `block` and `allow` patterns, and nothing else."""
+
+    block: SenderPatterns = ()
+    allow: SenderPatterns = ()

@@ -179,7 +179,7 @@ def staff_member(argument: str, addresses: Iterable[str]) -> str | None:
 class Command:
     name: str  # note | close | resolve | priority | assign | queue | template | tag | untag
     argument: str = ""  # | requester | cc | merge | split | noack | send | drop | pending
-    # | away | digest | mine | overdue | unassigned | waiting | show | search
+    # | away | digest | mine | overdue | unassigned | waiting | show | search | spam | notspam
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +329,8 @@ _COMMANDS: dict[str, tuple[bool | None, _Validator, str]] = {
     "waiting": (False, None, ""),
     "show": (True, _TICKET_NUMBER, "a ticket number, like 1042"),
     "search": (True, _SEARCH, "the words to look for"),
+    "spam": (None, ("block",), "nothing, or block (to block the sender too)"),
+    "notspam": (False, None, ""),
 }
 
 
@@ -403,7 +405,8 @@ def _command_error(name: str, argument: str) -> str:
 def _normalise(name: str, argument: str) -> str:
     return (
         argument.lower()
-        if name in ("priority", "assign", "queue", "template", "tag", "untag", "pending", "digest")
+        if name
+        in ("priority", "assign", "queue", "template", "tag", "untag", "pending", "digest", "spam")
         else argument
     )
 

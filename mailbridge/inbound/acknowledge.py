@@ -36,10 +36,12 @@ from mailbridge.core.rules import Decision
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.inbound import bounces, routing
+from mailbridge.inbound.prepare import prepare
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
 from mailbridge.tickets.events import add_event
+from mailbridge.tickets.spam import opening_article
 
-__all__ = ["ACK_TEMPLATE", "maybe_acknowledge"]
+__all__ = ["ACK_TEMPLATE", "acknowledge_late", "maybe_acknowledge"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,32 @@ def maybe_acknowledge(
         return False
     _queue(step, ticket, article, parsed, routed.actions.ack_template or ACK_TEMPLATE, decision)
     return True
+
+
+def acknowledge_late(step: Step, ticket: Ticket) -> bool:
+    """The acknowledgement a ticket never got (it was spam until staff said otherwise):
+    the mail it was opened with, read again, meets the checks it would have met on arrival
+    (the hourly limits counted now); a mail no longer stored, or one a staff member
+    forwarded, is not acknowledged."""
+    article = opening_article(step.session, ticket.id)
+    inbound = None
+    if article is not None and article.inbound_message_id is not None:
+        inbound = step.session.get(InboundMessage, article.inbound_message_id)
+    if article is None or inbound is None or not inbound.raw:
+        return _not_late(step, ticket, "the mail the ticket was opened with is no longer stored")
+    # Here, not in a parse worker: this mail was prepared within its budget once already.
+    parsed, verdict = prepare(inbound.raw, step.app.parse_limits, step.app.identity)
+    sender = parsed.from_.address.lower() if parsed.from_ else ""
+    if sender != article.from_address.lower():
+        return _not_late(step, ticket, "the ticket was opened from a staff member's forward")
+    customer = verdict.kind == "customer"
+    routed = routing.decide(step, parsed, inbound.mailbox) if customer else routing.NO_DECISION
+    return maybe_acknowledge(step, ticket, article, inbound, parsed, verdict, routed)
+
+
+def _not_late(step: Step, ticket: Ticket, reason: str) -> bool:
+    add_event(step, ticket, "ack_suppressed", check="late", reason=reason)
+    return False
 
 
 def ack_facts(

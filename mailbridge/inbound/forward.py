@@ -17,8 +17,9 @@ waits on the customer and nothing is acknowledged (the customer wrote nothing). 
 
 Of the other commands, those that set up a ticket (#assign, #priority, #queue, #tag,
 #untag, #cc, #note, #noack) apply; those that finish, merge or answer one (#close,
-#resolve, #template, #merge, #split, #send, #drop) are refused. A refusal, or a requester that is
-one of our own addresses or a staff address, opens nothing on anyone's behalf: the mail
+#resolve, #template, #merge, #split, #send, #drop, #spam, #notspam) are refused. A
+refusal, or a requester that is one of our own addresses or a staff address, opens nothing
+on anyone's behalf: the mail
 becomes a ticket as the staff member's own, and the staff member is told why. An unproven
 sender never gets here (docs/architecture.md, invariant 8).
 
@@ -70,7 +71,17 @@ from mailbridge.tickets.requester import unusable_requester
 log = logging.getLogger(__name__)
 
 # Commands that make no sense on a ticket being opened (they finish, merge or answer one).
-REFUSED_COMMANDS = ("close", "resolve", "template", "merge", "split", "send", "drop")
+REFUSED_COMMANDS = (
+    "close",
+    "resolve",
+    "template",
+    "merge",
+    "split",
+    "send",
+    "drop",
+    "spam",
+    "notspam",
+)
 REQUESTER_ONLY = "#requester"
 FORWARD_REFUSED = "forward_refused"  # the event, and the refusal mail's wording
 ATTACHED_PARTS = 200  # MIME parts of an attached original read

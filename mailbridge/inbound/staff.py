@@ -38,9 +38,10 @@ from mailbridge.core.states import InboundState, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound import collision
+from mailbridge.inbound.acknowledge import acknowledge_late
 from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import merge, participants, requester, split, waiting
+from mailbridge.tickets import merge, participants, requester, spam, split, waiting
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.rating import rating_links
@@ -66,8 +67,11 @@ def handle_staff_mail(
         return None
     patterns = [re.compile(p, re.MULTILINE) for p in step.app.config.staff.signature_patterns]
     message = parse_commands(strip_signature(parsed.reply_text or parsed.text, patterns))
-    if _answers_internal_mail(step.session, parsed) and not message.has("note"):
-        # Answering an escalation or a warning is talk among staff: never for the customer.
+    if not message.has("note") and (
+        message.has("spam") or _answers_internal_mail(step.session, parsed)
+    ):
+        # Answering an escalation or a warning is talk among staff, and spam gets no
+        # answer: never for the customer.
         message = replace(message, commands=(Command("note"), *message.commands))
     problems = _problems(step, ticket, parsed, claim, message)
     draft = None
@@ -87,6 +91,7 @@ def handle_staff_mail(
         reply = collision.Reply(ticket, parsed, claim, message)
         return collision.hold(step, inbound, reply, found, draft)
     changes = apply_commands(step, ticket, message, claim)  # #requester first
+    changes.update(spam.apply_command(step, ticket, message, claim.address, acknowledge_late))
     article = _record_article(step, ticket, inbound, parsed, claim, message)
     relayed = None
     if not message.has("note") and (message.text or message.argument("template")):
@@ -123,6 +128,7 @@ def _problems(
         *participants.command_problems(step.app, ticket.requester_address, message),
         *merge.command_problems(step, ticket, message),
         *split.command_problems(step, ticket, parsed, message),
+        *spam.command_problems(ticket, message),
         *collision.draft_problems(step, ticket, claim, message),
     ]
     if not problems and not message.text and not message.commands:

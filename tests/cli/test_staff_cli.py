@@ -7,12 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
 
-from mailbridge.db.models import Event
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from tests.support.cli_process import imap_server, mailbridge, write_config
+from tests.support.cli_process import general_events, imap_server, mailbridge, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -62,14 +60,7 @@ def test_away_list_and_back_from_the_command_line(config: Path, database_url: st
     again = mailbridge(config, "staff", "back", ALICE)
     assert again.returncode == 0 and again.stdout == f"{ALICE} was not away\n".encode()
 
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                select(Event.type, Event.data).where(Event.ticket_id.is_(None)).order_by(Event.id)
-            ).all()
-    finally:
-        engine.dispose()
+    rows = general_events(database_url)
     assert [(t, d["source"], d["by"], d["address"]) for t, d in rows] == [
         ("staff_away", "command line", "command line", ALICE),
         ("staff_back", "command line", "command line", ALICE),

@@ -184,6 +184,8 @@ def test_note_keeps_the_rest_of_its_line_as_text() -> None:
         ("#requester ann at example dot com\nHi", "expected one address"),
         ("#requester ann@example.com, bob@example.com\nHi", "expected one address"),
         ("#requester Ann <ann>\nHi", "expected one address"),
+        ("#spam blocks\nHi", "expected nothing, or block"),
+        ("#notspam really\nHi", "takes no argument"),
     ],
 )
 def test_command_errors_name_the_line_and_the_problem(text: str, error: str) -> None:
@@ -239,6 +241,14 @@ def test_last_argument_wins_and_me_is_a_valid_assignee() -> None:
     assert message.argument("assign") == "me"
     assert message.has("resolve") and not message.has("close")
     assert message.text == ""
+
+
+def test_spam_takes_block_in_any_case_and_notspam_nothing() -> None:
+    message = parse_commands("#SPAM Block\n#notspam\n\nPhishing.")
+    assert message.errors == ()
+    assert message.argument("spam") == "block" and message.has("notspam")
+    assert message.text == "Phishing."
+    assert parse_commands("#spam").argument("spam") == ""
 
 
 def test_text_without_commands_is_untouched() -> None:

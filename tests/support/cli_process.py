@@ -9,9 +9,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, select
 
+from mailbridge.db.models import Event
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.faults import CRASH_ENV
@@ -74,3 +77,14 @@ def config(
 ) -> Path:
     """A configuration for the test's embedded servers and database."""
     return write_config(tmp_path, imap_server, smtp_sink, database_url)
+
+
+def general_events(database_url: str) -> list[tuple[str, dict[str, Any]]]:
+    """(type, data) of every event about no ticket a command wrote, in order."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            query = select(Event.type, Event.data).where(Event.ticket_id.is_(None))
+            return [(t, d) for t, d in connection.execute(query.order_by(Event.id))]
+    finally:
+        engine.dispose()
