@@ -17,7 +17,6 @@ from sqlalchemy import select
 from mailbridge.adapters.smtp import SmtpSettings
 from mailbridge.app import Step
 from mailbridge.cli.ticket_spam import run_spam
-from mailbridge.core.spam import judge
 from mailbridge.db.models import Outbox, SenderRule
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.outbound.send import _ReadRows, send_pending
@@ -109,11 +108,14 @@ def test_spam_block_puts_the_address_not_its_domain_on_the_blocklist(world: Worl
         rule = session.get_one(SenderRule, ADA)
         assert (rule.kind, rule.created_by, rule.note) == ("block", ALICE, "#spam on ticket #1000")
     assert block == (ADA,) and allow == ()
-    # The pipeline (inbound/spam.py) judges her next mail by these lists.
-    assert judge(ADA.upper(), allow=allow, block=block).spam
-    assert not judge(BEA, allow=allow, block=block).spam
     (blocked,) = world.events("sender_blocked")
     assert blocked.ticket_id is None and blocked.data["by"] == ALICE
+    # Her next new mail is judged by the table: a spam ticket, answered by nobody.
+    world.receive(mail(f"Ada <{ADA.upper()}>", "More pills", message_id="<p2@customer.example>"))
+    world.receive(mail(f"Bea <{BEA}>", "A real question", message_id="<q1@customer.example>"))
+    newest = {t.subject: t.status for t in world.tickets()}
+    assert (newest["More pills"], newest["A real question"]) == ("spam", "new")
+    assert [to for kind, to in pending(world) if kind == "ack"] == [[BEA]]
 
 
 def test_notspam_acknowledges_late_when_no_ack_went_out(world: World) -> None:
