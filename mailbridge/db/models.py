@@ -138,6 +138,9 @@ class InboundMessage(Base):
 
 class Ticket(Base):
     __tablename__ = "ticket"
+    # The spam purge walks spam by when it was marked (tickets/spam_purge.py): one range
+    # scan, in keyset order, however many tickets there are.
+    __table_args__ = (Index("ix_ticket_spam_at_id", "spam_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[int | None] = mapped_column(Integer, unique=True)
@@ -293,7 +296,9 @@ class Outbox(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
-    article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"))
+    # Indexed for the spam purge, which deletes a ticket's articles and so the mail that
+    # points at them, one batch at a time.
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"), index=True)
     kind: Mapped[MailKind] = mapped_column(String(16))
     envelope_from: Mapped[str] = mapped_column(String(320))
     envelope_to: Mapped[list[str]] = mapped_column(StorableJSON)
@@ -324,7 +329,8 @@ class Acknowledgement(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    # Indexed for the spam purge, which deletes a spam ticket's rows by it.
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     mailbox: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(320))
     domain: Mapped[str] = mapped_column(String(255))

@@ -6,6 +6,8 @@ every word, joins them to their tickets as they are now (so a merged article is 
 under the ticket it moved to, and merged tickets, which hold no articles, never show),
 keeps each ticket's best article, and ranks the tickets by it: SQLite's bm25 or
 PostgreSQL's ts_rank, the subject weighing most, then the file names, then the text.
+Spam tickets are found only when asked for by status (`--status spam`); `#search` by mail
+never asks, so spam stays out of it.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ def search_tickets(
     ]
 
 
-_FILTER = """
+_FILTER = f"""
     t.status <> 'merged' AND t.number IS NOT NULL
-    AND (CAST(:status AS VARCHAR) IS NULL OR t.status = :status)"""
+    AND (t.status = :status
+         OR (CAST(:status AS VARCHAR) IS NULL AND t.status <> '{TicketStatus.SPAM.value}'))"""
 
 _SQLITE = text(f"""
     WITH m AS MATERIALIZED (
