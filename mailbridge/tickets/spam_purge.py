@@ -147,7 +147,7 @@ def _purge_batch(
         Article.inbound_message_id == InboundMessage.id, Article.ticket_id.not_in(group)
     )
     by_ticket = [
-        (model, model.ticket_id.in_(group))
+        ("events" if model is Event else model.__tablename__, model, model.ticket_id.in_(group))
         for model in (Escalation, Acknowledgement, Event, TicketTag, TicketParticipant)
     ]
     if not dry_run:
@@ -162,7 +162,7 @@ def _purge_batch(
         ("attachments", AttachmentRecord, AttachmentRecord.article_id.in_(articles)),
         ("articles", Article, Article.ticket_id.in_(group)),
         ("messages", InboundMessage, raw & ~kept),
-        *((model.__tablename__, model, where) for model, where in by_ticket),
+        *by_ticket,
     ]
     for name, model, where in steps:
         counted[name] = _remove(session, model, where, dry_run)
@@ -174,17 +174,8 @@ def _purge_batch(
             .values(merged_into_id=None)
         )
     tickets = _remove(session, Ticket, Ticket.id.in_(group), dry_run)
-    report = SpamPurge(
-        None,
-        tickets,
-        counted["articles"],
-        counted["messages"],
-        counted["attachments"],
-        counted["outbox"],
-        counted["event"],
-        1,
-    )
-    return report, mailboxes
+    reported = {f.name: counted[f.name] for f in fields(SpamPurge)[2:-1]}
+    return SpamPurge(None, tickets, **reported, batches=1), mailboxes
 
 
 def _remove(session: Session, model: type[Base], where: ColumnElement[bool], dry_run: bool) -> int:
