@@ -1,4 +1,5 @@
-"""`mailbridge purge`: apply the [retention] policy now, or say what it would remove."""
+"""`mailbridge purge`: apply the [retention] policy and the spam purge ([spam]
+purge_after) now, or say what they would remove."""
 
 from __future__ import annotations
 
@@ -16,12 +17,23 @@ def configure(purge: argparse.ArgumentParser) -> None:
 
 def _purge(args: argparse.Namespace) -> int:
     from mailbridge.tickets.retention import purge
+    from mailbridge.tickets.spam_purge import purge_spam
 
+    verb = "would remove" if args.dry_run else "removed"
+    removed = []
     with open_app(command_config(args)) as app:
         if app.config.retention.purge_after is None:
-            print(f"{app.config.source}: retention.purge_after is not set: everything is kept")
-            return EXIT_OK
-        report = purge(app, dry_run=args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb}: {report.summary()}" if report.anything else "nothing to remove")
+            print(
+                f"{app.config.source}: retention.purge_after is not set: "
+                "closed tickets keep everything"
+            )
+        else:
+            report = purge(app, dry_run=args.dry_run)
+            removed += [report.summary()] if report.anything else []
+        spam = purge_spam(app, dry_run=args.dry_run)
+        removed += [spam.summary()] if spam.anything else []
+    for line in removed:
+        print(f"{verb}: {line}")
+    if not removed:
+        print("nothing to remove")
     return EXIT_OK

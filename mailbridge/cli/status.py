@@ -66,6 +66,7 @@ def status_document(app: App) -> dict[str, Any]:
         },
         "tickets": {
             "by_status": data.tickets_by_status,
+            "spam_purged": sum(data.spam_purged.values()),
             "unanswered": data.unanswered,
             "overdue": data.overdue,
             "oldest_unanswered_age_seconds": int(data.oldest_unanswered_age(now)),

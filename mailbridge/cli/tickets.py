@@ -32,7 +32,7 @@ from mailbridge.cli.ticket_spam import configure_spam, run_spam
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.message import Address
 from mailbridge.core.staff import tag_name
-from mailbridge.core.states import CLOSED_STATUSES
+from mailbridge.core.states import INACTIVE_STATUSES, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket, TicketTag
 from mailbridge.errors import MailbridgeError
@@ -225,10 +225,9 @@ def list_tickets(
 
 
 def _narrowing(status: str | None, tag: str | None) -> list[ColumnElement[bool]]:
-    """Conditions for only the tickets with this status and this tag, when given."""
-    conditions = []
-    if status:
-        conditions.append(Ticket.status == status)
+    """Conditions for only the tickets with this status and this tag, when given. Spam
+    is listed only when asked for by its status."""
+    conditions = [Ticket.status == status if status else Ticket.status != TicketStatus.SPAM]
     if tag:
         conditions.append(Ticket.id.in_(select(TicketTag.ticket_id).where(TicketTag.tag == tag)))
     return conditions
@@ -263,7 +262,7 @@ def _list_by_deadline(
             wanted.append(and_(running, due_at >= now, due_at <= now + due_within))
     query = (
         select(Ticket)
-        .where(Ticket.status.not_in(CLOSED_STATUSES), or_(*wanted), *_narrowing(status, tag))
+        .where(Ticket.status.not_in(INACTIVE_STATUSES), or_(*wanted), *_narrowing(status, tag))
         .order_by(Ticket.number)
     )
     with app.sessions() as session:

@@ -101,3 +101,9 @@ MailKind = Literal[
 CLOSED_STATUSES: Final = frozenset(
     {TicketStatus.RESOLVED, TicketStatus.CLOSED, TicketStatus.MERGED}
 )
+
+# Nobody works on these: done with, or spam. Queues (#mine, #overdue, #unassigned), digests,
+# the /metrics and `status` figures and the deadlines leave them out; `tickets list` and
+# `tickets search` show spam only when asked for with --status spam. Spam is not closed:
+# mail to a spam ticket does not reopen it.
+INACTIVE_STATUSES: Final = CLOSED_STATUSES | {TicketStatus.SPAM}

@@ -146,6 +146,9 @@ class Ticket(Base):
         # a moment (resolved_at NULL or later), each without reading the rows.
         Index("ix_ticket_created_at", "created_at"),
         Index("ix_ticket_resolved_at_created_at", "resolved_at", "created_at"),
+        # The spam purge walks spam by when it was marked (tickets/spam_purge.py): one
+        # range scan, in keyset order, however many tickets there are.
+        Index("ix_ticket_spam_at_id", "spam_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -313,7 +316,9 @@ class Outbox(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
-    article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"))
+    # Indexed for the spam purge, which deletes a ticket's articles and so the mail that
+    # points at them, one batch at a time.
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"), index=True)
     kind: Mapped[MailKind] = mapped_column(String(16))
     envelope_from: Mapped[str] = mapped_column(String(320))
     envelope_to: Mapped[list[str]] = mapped_column(StorableJSON)
@@ -344,7 +349,8 @@ class Acknowledgement(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    # Indexed for the spam purge, which deletes a spam ticket's rows by it.
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     mailbox: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(320))
     domain: Mapped[str] = mapped_column(String(255))

@@ -41,7 +41,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
 
-from mailbridge.core.states import CLOSED_STATUSES, AuthorKind
+from mailbridge.core.states import INACTIVE_STATUSES, AuthorKind
 from mailbridge.db.models import (
     Acknowledgement,
     Article,
@@ -410,9 +410,9 @@ def ticket_articles(session: Session, ticket_id: int) -> Sequence[Article]:
 
 
 def open_tickets_of(session: Session, address: str) -> int:
-    """How many tickets of this requester are not resolved or closed."""
+    """How many tickets of this requester are not resolved, closed or spam."""
     query = select(func.count(Ticket.id)).where(
-        Ticket.requester_address == address, Ticket.status.not_in(CLOSED_STATUSES)
+        Ticket.requester_address == address, Ticket.status.not_in(INACTIVE_STATUSES)
     )
     return _flushed(session).scalar(query) or 0
 

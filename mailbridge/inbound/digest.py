@@ -30,7 +30,7 @@ from mailbridge.app import App, Step
 from mailbridge.core import digest
 from mailbridge.core.correlate import format_tag
 from mailbridge.core.message import Address
-from mailbridge.core.states import CLOSED_STATUSES, TicketStatus
+from mailbridge.core.states import INACTIVE_STATUSES, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, StaffState, Ticket
 from mailbridge.inbound.identity import audience_of, token_address
@@ -195,8 +195,9 @@ def _send(step: Step, address: str, team: bool, day: date) -> int:
 
 
 def _tickets_of(session: Session, address: str, team: bool) -> Sequence[Ticket]:
-    """The reader's open tickets: assigned to them, or for the team address unassigned."""
-    query = select(Ticket).where(Ticket.status.not_in([s.value for s in CLOSED_STATUSES]))
+    """The reader's open tickets (not done with, not spam): assigned to them, or for the
+    team address unassigned."""
+    query = select(Ticket).where(Ticket.status.not_in(INACTIVE_STATUSES))
     if team:
         query = query.where(Ticket.assignee.is_(None))
     else:

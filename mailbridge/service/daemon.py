@@ -52,6 +52,7 @@ from mailbridge.service.pollers import (
 from mailbridge.service.sender import Sender
 from mailbridge.tickets.escalate import next_due, sweep
 from mailbridge.tickets.retention import purge
+from mailbridge.tickets.spam_purge import purge_spam
 
 log = logging.getLogger(__name__)
 
@@ -325,29 +326,33 @@ class Daemon:
         )
 
     def _schedule_purge(self, scheduler: AsyncIOScheduler) -> None:
+        """Every retention.interval: the retention policy when one is set, and the spam
+        purge always ([spam] purge_after has no "keep everything")."""
         if scheduler.get_job("purge") is not None:
             scheduler.remove_job("purge")
-        retention = self.app.config.retention
-        if retention.purge_after is not None:
-            scheduler.add_job(
-                self._purge,
-                "interval",
-                id="purge",
-                seconds=retention.interval.total_seconds(),
-                next_run_time=self.app.clock.now(),
-                max_instances=1,
-                coalesce=True,
-            )
+        scheduler.add_job(
+            self._purge,
+            "interval",
+            id="purge",
+            seconds=self.app.config.retention.interval.total_seconds(),
+            next_run_time=self.app.clock.now(),
+            max_instances=1,
+            coalesce=True,
+        )
 
     async def _purge(self) -> None:
         try:
-            report = await asyncio.to_thread(purge, self.app)
+            if self.app.config.retention.purge_after is not None:
+                report = await asyncio.to_thread(purge, self.app)
+                if report.anything:
+                    log.info("retention: %s", report.summary())
+            spam = await asyncio.to_thread(purge_spam, self.app)
         except Exception as exc:  # noqa: BLE001 - the next run tries again
             self._failed(exc, "retention", "purge failed")
             return
         self.health.remove("retention")
-        if report.anything:
-            log.info("retention: %s", report.summary())
+        if spam.anything:
+            log.info("retention: purged %s", spam.summary())
 
     async def _digests(self) -> None:
         """Each daily digest due and not yet sent (inbound/digest.py decides, once a day

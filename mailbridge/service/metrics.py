@@ -155,11 +155,14 @@ class DatabaseCollector(Collector):
         yield ingested
 
         opened = CounterMetricFamily(
-            "mailbridge_tickets_opened", "Tickets opened, by mailbox", labels=["mailbox"]
+            "mailbridge_tickets_opened",
+            "Tickets opened, by mailbox; spam included, purged spam too",
+            labels=["mailbox"],
         )
         for mailbox, count in sorted(data.tickets_opened.items()):
             opened.add_metric([mailbox], count)
         yield opened
+        yield from _spam(data)
 
         yield CounterMetricFamily(
             "mailbridge_acknowledgements_sent",
@@ -208,7 +211,7 @@ class DatabaseCollector(Collector):
         )
         yield GaugeMetricFamily(
             "mailbridge_unanswered_tickets",
-            "Open tickets still waiting for a first response",
+            "Open tickets still waiting for a first response (spam is not open)",
             value=data.unanswered,
         )
         yield GaugeMetricFamily(
@@ -216,3 +219,20 @@ class DatabaseCollector(Collector):
             "How long the oldest ticket without a first response has waited (0 when none)",
             value=data.oldest_unanswered_age(self._app.clock.now()),
         )
+
+
+def _spam(data: Snapshot) -> Iterator[Metric]:
+    """Spam costs nothing in the other figures; these two say how much of it there is."""
+    yield GaugeMetricFamily(
+        "mailbridge_spam_tickets",
+        "Spam tickets held until [spam] purge_after purges them",
+        value=data.spam,
+    )
+    purged = CounterMetricFamily(
+        "mailbridge_spam_tickets_purged",
+        "Spam tickets deleted by the spam purge, by mailbox",
+        labels=["mailbox"],
+    )
+    for mailbox, count in sorted(data.spam_purged.items()):
+        purged.add_metric([mailbox], count)
+    yield purged

@@ -4,6 +4,7 @@ survives restarts."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from mailbridge.core.sla import DEADLINES
-from mailbridge.core.states import CLOSED_STATUSES, InboundState, OutboxState, TicketStatus
+from mailbridge.core.states import INACTIVE_STATUSES, InboundState, OutboxState, TicketStatus
 from mailbridge.db.models import (
     Acknowledgement,
     Article,
@@ -21,6 +22,7 @@ from mailbridge.db.models import (
     Outbox,
     Ticket,
 )
+from mailbridge.tickets.spam_purge import PURGED_EVENT
 
 __all__ = ["Brief", "Snapshot", "brief", "snapshot"]
 
@@ -38,8 +40,10 @@ class Snapshot:
     ingested: dict[tuple[str, str], int] = field(default_factory=dict)  # (mailbox, kind)
     inbound_by_state: dict[InboundState, int] = field(default_factory=dict)
     last_received: dict[str, datetime] = field(default_factory=dict)  # mailbox -> time
-    tickets_opened: dict[str, int] = field(default_factory=dict)  # mailbox -> count
+    # mailbox -> count, purged spam included: a counter never goes down
+    tickets_opened: dict[str, int] = field(default_factory=dict)
     tickets_by_status: dict[TicketStatus, int] = field(default_factory=dict)
+    spam_purged: dict[str, int] = field(default_factory=dict)  # mailbox -> tickets purged
     outbox_by_state: dict[OutboxState, int] = field(default_factory=dict)
     acknowledgements_sent: int = 0
     acknowledgements_withheld: dict[str, int] = field(default_factory=dict)  # limit -> count
@@ -50,6 +54,11 @@ class Snapshot:
     oldest_unanswered_at: datetime | None = None
     oldest_pending_outbox_at: datetime | None = None
     next_escalation_at: datetime | None = None
+
+    @property
+    def spam(self) -> int:
+        """Spam tickets held until their purge."""
+        return self.tickets_by_status.get(TicketStatus.SPAM, 0)
 
     @property
     def quarantined(self) -> int:
@@ -74,8 +83,19 @@ def _unanswered() -> list[ColumnElement[bool]]:
     return [
         Ticket.first_response_due_at.is_not(None),
         Ticket.first_responded_at.is_(None),
-        Ticket.status.not_in(CLOSED_STATUSES),
+        Ticket.status.not_in(INACTIVE_STATUSES),
     ]
+
+
+def spam_purged(session: Session) -> dict[str, int]:
+    """Spam tickets purged so far, per mailbox, from the purge's events (which have no
+    ticket: the ticket index finds them)."""
+    purged: Counter[str] = Counter()
+    for data in session.scalars(
+        select(Event.data).where(Event.ticket_id.is_(None), Event.type == PURGED_EVENT)
+    ):
+        purged.update({str(name): int(n) for name, n in dict(data.get("mailboxes", {})).items()})
+    return dict(purged)
 
 
 def snapshot(session: Session, now: datetime) -> Snapshot:
@@ -104,6 +124,7 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
     opened = session.execute(
         select(Ticket.mailbox, func.count(Ticket.id)).group_by(Ticket.mailbox)
     ).all()
+    purged = spam_purged(session)
     statuses = session.execute(
         select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status)
     ).all()
@@ -142,8 +163,9 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
         ingested={(mailbox, str(k)): n for mailbox, k, n in ingested},
         inbound_by_state=dict(by_state),
         last_received=dict(last_received),
-        tickets_opened=dict(opened),
+        tickets_opened=dict(Counter(dict(opened)) + Counter(purged)),
         tickets_by_status=dict(statuses),
+        spam_purged=purged,
         outbox_by_state=outbox,
         acknowledgements_sent=acks,
         acknowledgements_withheld=dict(withheld),

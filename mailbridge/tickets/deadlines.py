@@ -21,7 +21,7 @@ from mailbridge.app import App, Step
 from mailbridge.config import SlaPolicy
 from mailbridge.core import sla, waiting
 from mailbridge.core.business_hours import BusinessCalendar
-from mailbridge.core.states import CLOSED_STATUSES, TicketStatus
+from mailbridge.core.states import CLOSED_STATUSES, INACTIVE_STATUSES, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
 from mailbridge.tickets.events import add_event
@@ -77,8 +77,9 @@ def deadlines_for_new_ticket(
 
 
 def open_deadlines(ticket: Ticket) -> dict[str, datetime | None]:
-    """Each deadline still running; None when met, paused, closed or never tracked."""
-    if ticket.status in CLOSED_STATUSES:
+    """Each deadline still running; None when met, paused, closed, spam or never tracked:
+    the sweep schedules nothing for a spam ticket, whatever deadlines it once had."""
+    if ticket.status in INACTIVE_STATUSES:
         return {"first_response": None, "resolution": None}
     first = ticket.first_response_due_at if ticket.first_responded_at is None else None
     running = ticket.resolved_at is None and ticket.waiting_since is None

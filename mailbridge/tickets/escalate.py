@@ -20,7 +20,7 @@ from mailbridge.app import App, Step
 from mailbridge.core.humanize import excerpt, format_deadline, format_duration
 from mailbridge.core.message import Address
 from mailbridge.core.sla import DueStep, due_now, next_moment, overdue_by, raised_priority
-from mailbridge.core.states import CLOSED_STATUSES
+from mailbridge.core.states import INACTIVE_STATUSES
 from mailbridge.core.waiting import is_waiting_deadline
 from mailbridge.db import queries
 from mailbridge.db.models import Escalation, Ticket
@@ -91,7 +91,7 @@ def _fire_due_steps(
 ) -> int:
     count = 0
     for due in due_now(pending_steps(step.app, ticket, fired, step.now), step.now):
-        if ticket.status in CLOSED_STATUSES:
+        if ticket.status in INACTIVE_STATUSES:
             break  # closed by the waiting cycle's last step: nothing else is due
         fired.add(due.step.key)
         if _record(step.session, ticket, due, step.now):

@@ -12,6 +12,8 @@ The ranking contract: only the newest CANDIDATES matching articles (of tickets t
 filter keeps) are ranked. A helpdesk looks for recent tickets, and a common word matches
 most articles: ranking them all made a search take seconds. An older ticket is still found
 whenever its words match fewer articles than that; otherwise a more precise query finds it.
+Spam tickets are found only when asked for by status (`--status spam`); `#search` by mail
+never asks, so spam stays out of it.
 """
 
 from __future__ import annotations
@@ -77,9 +79,10 @@ def search_tickets(
     ]
 
 
-_FILTER = """
+_FILTER = f"""
     t.status <> 'merged' AND t.number IS NOT NULL
-    AND (CAST(:status AS VARCHAR) IS NULL OR t.status = :status)"""
+    AND (t.status = :status
+         OR (CAST(:status AS VARCHAR) IS NULL AND t.status <> '{TicketStatus.SPAM.value}'))"""
 
 
 def _hits(column: str, weight: float) -> str:

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from mailbridge.core.states import CLOSED_STATUSES, TicketStatus
+from mailbridge.core.states import INACTIVE_STATUSES, TicketStatus
 from mailbridge.core.ticket_lines import MAX_LINES
 from mailbridge.db.models import Article, AttachmentRecord, Ticket
 from mailbridge.tickets.deadlines import open_deadlines
@@ -27,7 +27,8 @@ class Listing:
 
 
 def _open() -> ColumnElement[bool]:
-    return Ticket.status.not_in(CLOSED_STATUSES)
+    """Not done with and not spam: spam is in no one's queue."""
+    return Ticket.status.not_in(INACTIVE_STATUSES)
 
 
 def _overdue(now: datetime) -> ColumnElement[bool]:

@@ -63,7 +63,7 @@ def test_purge_reports_what_it_removes_and_a_dry_run_removes_nothing(
     tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink, database_url: str
 ) -> None:
     config = write_config(tmp_path, imap_server, smtp_sink, database_url)
-    assert "not set: everything is kept" in mailbridge(config, "purge").stdout
+    assert "not set: closed tickets keep everything" in mailbridge(config, "purge").stdout
     config.write_text(config.read_text() + '\n[retention]\npurge_after = "365d"\n')
     imap_server.append_many(
         [mail("Ada <ada@c.example>", "Old"), mail("Bob <bob@c.example>", "Current")]
@@ -98,6 +98,17 @@ def test_purge_reports_what_it_removes_and_a_dry_run_removes_nothing(
         assert done.stdout.startswith("removed: 1 ticket(s)"), done.stdout + done.stderr
         assert raw_left() == 1
         assert mailbridge(config, "purge").stdout == "nothing to remove\n"
+
+        with engine.begin() as connection:  # spam goes whole, and is said apart
+            connection.execute(
+                update(Ticket).where(Ticket.number == 1001).values(status="spam", spam_at=long_ago)
+            )
+        dry = mailbridge(config, "purge", "--dry-run")
+        assert dry.stdout.startswith("would remove: 1 spam ticket(s) marked before "), dry.stdout
+        assert "1 article(s), 1 raw message(s)" in dry.stdout
+        assert mailbridge(config, "purge").stdout.startswith("removed: 1 spam ticket(s)")
+        with engine.connect() as connection:
+            assert connection.scalars(select(Ticket.number)).all() == [1000]
     finally:
         engine.dispose()
 
