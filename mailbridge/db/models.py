@@ -405,7 +405,9 @@ class AddressState(Base):
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
     last_status: Mapped[str | None] = mapped_column(ClippedString(32))  # e.g. "5.1.1"
     last_diagnostic: Mapped[str | None] = mapped_column(StorableText())
-    last_outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    # Indexed so that deleting outbox rows (the spam purge) need not read the whole table
+    # for each: PostgreSQL checks this key on every delete.
+    last_outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
     cleared_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 

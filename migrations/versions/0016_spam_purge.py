@@ -1,7 +1,8 @@
 """spam purge: indexes for deleting spam tickets whole, in batches
 
 The purge walks spam by when it became spam, and deletes a batch's rows by ticket and
-article; without these, each batch would read the whole acknowledgement ledger and outbox.
+article; without these, each batch would read the whole acknowledgement ledger and outbox,
+and PostgreSQL the whole address_state table for each outbox row deleted.
 
 Revision ID: 0016
 Revises: 0015
@@ -21,6 +22,7 @@ INDEXES = (
     ("ix_ticket_spam_at_id", "ticket", ["spam_at", "id"]),
     ("ix_outbox_article_id", "outbox", ["article_id"]),
     ("ix_acknowledgement_ticket_id", "acknowledgement", ["ticket_id"]),
+    ("ix_address_state_last_outbox_id", "address_state", ["last_outbox_id"]),
 )
 
 
