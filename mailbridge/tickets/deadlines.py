@@ -157,7 +157,8 @@ def on_staff_reply(step: Step, ticket: Ticket, text: str | None = None) -> None:
             late_minutes=_minutes(sla.overdue_by(due, step.now)) if due else None,
         )
     asks = text is None or waiting.ends_with_question(text)
-    if ticket.status not in CLOSED_STATUSES:
+    # Spam stays spam when answered (only #notspam ends it), so it is still purged.
+    if ticket.status not in INACTIVE_STATUSES:
         if asks or not step.app.config.tickets.wait_after_question:
             start_waiting(step, ticket)
         elif ticket.status == TicketStatus.NEW:

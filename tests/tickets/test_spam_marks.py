@@ -118,6 +118,19 @@ def test_spam_block_puts_the_address_not_its_domain_on_the_blocklist(world: Worl
     assert [to for kind, to in pending(world) if kind == "ack"] == [[BEA]]
 
 
+def test_a_staff_answer_to_spam_leaves_it_spam_until_notspam(world: World) -> None:
+    ada_writes(world)
+    world.receive(staff_answer(world, 1000, "#spam"))
+    spam_at = world.ticket().spam_at
+    world.advance(H)
+
+    world.receive(staff_answer(world, 1000, "Please stop writing to us."))
+
+    ticket = world.ticket()
+    assert (ticket.status, ticket.spam_at, ticket.pending_since) == ("spam", spam_at, None)
+    assert ticket.next_escalation_at is None  # no waiting cycle, no reminder
+
+
 def test_notspam_acknowledges_late_when_no_ack_went_out(world: World) -> None:
     ada_writes(world)
     world.receive(staff_answer(world, 1000, "#spam"))
