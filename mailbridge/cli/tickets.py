@@ -181,6 +181,7 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
         "pending_since": iso(ticket.pending_since),
         "reminded_at": iso(ticket.reminded_at),
         "next_escalation_at": iso(ticket.next_escalation_at),
+        "spam_at": iso(ticket.spam_at),
     }
 
 
@@ -359,7 +360,7 @@ def show_ticket(app: App, number: int, as_json: bool, out: TextIO) -> int:
     ):
         out.write(f"  {key}: {document[key] if document[key] != '' else '(none)'}\n")
     _write_links(document, out)
-    for key in ("reminder_at", "auto_close_at"):
+    for key in ("spam_at", "reminder_at", "auto_close_at"):
         if document[key]:
             out.write(f"  {key}: {document[key]}\n")
     if document["no_requester"]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 
 import pytest
 from sqlalchemy import select
 
 from mailbridge.adapters.smtp import SmtpSettings
 from mailbridge.app import Step
+from mailbridge.cli.common import iso
 from mailbridge.cli.ticket_spam import run_spam
+from mailbridge.cli.tickets import show_ticket
 from mailbridge.db.models import Outbox, SenderRule
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.outbound.send import _ReadRows, send_pending
@@ -129,6 +132,25 @@ def test_a_staff_answer_to_spam_leaves_it_spam_until_notspam(world: World) -> No
     ticket = world.ticket()
     assert (ticket.status, ticket.spam_at, ticket.pending_since) == ("spam", spam_at, None)
     assert ticket.next_escalation_at is None  # no waiting cycle, no reminder
+
+
+def test_ticket_show_says_when_a_ticket_became_spam(world: World) -> None:
+    ada_writes(world)
+    world.receive(staff_answer(world, 1000, "#spam"))
+    marked = world.ticket().spam_at
+    assert marked is not None
+
+    shown = io.StringIO()
+    assert show_ticket(world.app, 1000, False, shown) == 0
+    assert f"  spam_at: {iso(marked)}\n" in shown.getvalue()
+    document = io.StringIO()
+    show_ticket(world.app, 1000, True, document)
+    assert json.loads(document.getvalue())["spam_at"] == iso(marked)
+
+    tickets_command(world, "notspam")
+    document = io.StringIO()
+    show_ticket(world.app, 1000, True, document)
+    assert json.loads(document.getvalue())["spam_at"] is None
 
 
 def test_notspam_acknowledges_late_when_no_ack_went_out(world: World) -> None:
