@@ -11,8 +11,9 @@ Where each part lives:
 - `sla`: [[sla]] policies with their levels and chaser rule, and the [calendar];
 - `sections`: [database], [faq], [rules], [templates], [staff], [tickets], [service],
   [retention];
-- `secret_sources`: passwords, client secrets and the staff key read from the environment
-  or files;
+- `webhooks`: [[webhook]], the chat rooms and endpoints told of ticket events;
+- `secret_sources`: passwords, client secrets, the staff key and the webhooks' secrets read
+  from the environment or files;
 - `values`: durations, sizes, offsets, listen addresses and the base of every section.
 """
 
@@ -52,6 +53,7 @@ from mailbridge.config.values import (
     parse_offset,
     parse_size,
 )
+from mailbridge.config.webhooks import WebhookConfig
 from mailbridge.core.sla import parse_duration
 
 __all__ = [
@@ -83,6 +85,7 @@ __all__ = [
     "StaffConfig",
     "TemplatesConfig",
     "TicketsConfig",
+    "WebhookConfig",
     "config_from_dict",
     "config_path",
     "is_loopback",

@@ -28,6 +28,7 @@ from mailbridge.config.sections import (
 )
 from mailbridge.config.sla import CalendarConfig, SlaPolicy
 from mailbridge.config.values import _Section
+from mailbridge.config.webhooks import WebhookConfig
 from mailbridge.core.rules import Rule, RuleError, compile_rules
 from mailbridge.errors import ConfigError
 
@@ -50,6 +51,7 @@ class Config(_Section):
     faq: FaqConfig = FaqConfig()
     rules: RulesConfig = RulesConfig()
     spam: SpamConfig = SpamConfig()
+    webhook: tuple[WebhookConfig, ...] = ()  # chat and HTTP notifications of ticket events
     # Routing rules as written; compiled (and checked) into `routing` by config_from_dict.
     rule: tuple[dict[str, Any], ...] = ()
     source: Path = Field(default=Path("<memory>"), exclude=True)

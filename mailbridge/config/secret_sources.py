@@ -1,5 +1,6 @@
 """Secrets are resolved here from `password_env` / `password_file` (and the OAuth2 client
-secret and staff key likewise) into `SecretStr`, so they never print by accident.
+secret, the staff key and the webhooks' URLs, signing keys and tokens likewise) into
+`SecretStr`, so they never print by accident.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import SecretStr
 
 from mailbridge.config.mail import _Credentials
 from mailbridge.config.sections import StaffConfig
+from mailbridge.config.webhooks import SECRET_MIN_BYTES, WebhookConfig, check_url, host_of
 from mailbridge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,7 +40,10 @@ def with_secrets(config: Config, path: Path, environ: os._Environ[str] | dict[st
     )
     _check_staff_key(secret, config.staff, path)
     staff = config.staff.model_copy(update={"secret": secret})
-    return config.model_copy(update={"mailbox": mailboxes, "smtp": smtp, "staff": staff})
+    webhooks = _webhook_secrets(config.webhook, path, environ)
+    return config.model_copy(
+        update={"mailbox": mailboxes, "smtp": smtp, "staff": staff, "webhook": webhooks}
+    )
 
 
 # The reply tokens are HMAC-SHA256 of the ticket number: a shorter key is easier to guess
@@ -56,6 +61,57 @@ def _check_staff_key(secret: SecretStr | None, staff: StaffConfig, path: Path) -
             f"{path}: {key}: expected a key of at least {STAFF_KEY_MIN_BYTES} "
             f"bytes, not {size} (make one with: openssl rand -hex 32)"
         )
+
+
+def _webhook_secrets(
+    webhooks: tuple[WebhookConfig, ...], path: Path, environ: os._Environ[str] | dict[str, str]
+) -> tuple[WebhookConfig, ...]:
+    """Each [[webhook]] with its URL, signing secret and Matrix token read, and its name
+    (default: the URL's host), which must be its own: rows name the webhook they are for."""
+    resolved: list[WebhookConfig] = []
+    for index, hook in enumerate(webhooks):
+        key = f"webhook[{index}]"
+        url = hook.url
+        if url is None:
+            read = _read_secret(hook.url_env, hook.url_file, f"{key}.url", path, environ)
+            where = f"{key}.url_env" if hook.url_env else f"{key}.url_file"
+            try:
+                url = check_url(read.get_secret_value() if read else "")
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {where}: expected {exc}") from None
+        secret = _read_secret(hook.secret_env, hook.secret_file, f"{key}.secret", path, environ)
+        if secret is not None and len(secret.get_secret_value().encode()) < SECRET_MIN_BYTES:
+            where = f"{key}.secret_env" if hook.secret_env else f"{key}.secret_file"
+            raise ConfigError(
+                f"{path}: {where}: expected a key of at least {SECRET_MIN_BYTES} bytes "
+                "(make one with: openssl rand -hex 32)"
+            )
+        token = _read_secret(hook.token_env, hook.token_file, f"{key}.token", path, environ)
+        name = hook.name or host_of(url)
+        if name in {other.name for other in resolved}:
+            raise ConfigError(
+                f"{path}: {key}.name: expected a name no other [[webhook]] has "
+                f"({name!r} is taken; the default is the URL's host)"
+            )
+        update = {
+            "url": url,
+            "secret": secret,
+            "token": token,
+            "name": name,
+            "ca_file": _ca_file(hook.ca_file, f"{key}.ca_file", path),
+        }
+        resolved.append(hook.model_copy(update=update))
+    return tuple(resolved)
+
+
+def _ca_file(ca_file: Path | None, key: str, path: Path) -> Path | None:
+    """The CA file, relative to the configuration, which must be there to be trusted."""
+    if ca_file is None:
+        return None
+    found = ca_file if ca_file.is_absolute() else path.parent / ca_file
+    if not found.is_file():
+        raise ConfigError(f"{path}: {key}: expected a PEM file of CA certificates at {found}")
+    return found
 
 
 def _login_secrets(
