@@ -15,7 +15,9 @@ __all__ = [
     "CLOSED_STATUSES",
     "AuthorKind",
     "InboundState",
+    "WEBHOOK_KIND",
     "MailKind",
+    "OutboxKind",
     "OutboxState",
     "RecipientState",
     "TicketStatus",
@@ -95,6 +97,11 @@ MailKind = Literal[
     "auto_closed",
     "digest",
 ]
+
+# The one outbox row that is no mail: a webhook delivery (outbound/webhooks.py), which the
+# send loop hands to an HTTP endpoint, never to the SMTP server.
+WEBHOOK_KIND: Final = "webhook"
+OutboxKind = MailKind | Literal["webhook"]  # `outbox.kind`
 
 # Done with, for now: no deadline runs, and mail from the customer reopens the ticket (a
 # merged ticket's mail goes to the ticket it was merged into instead, inbound/thread.py).

@@ -33,7 +33,7 @@ from mailbridge.core.message import Attachment
 from mailbridge.core.states import (
     AuthorKind,
     InboundState,
-    MailKind,
+    OutboxKind,
     OutboxState,
     RecipientState,
     TicketStatus,
@@ -298,7 +298,8 @@ class RecipientResult(TypedDict):
 
 
 class Outbox(Base):
-    """Every mail mailbridge sends, written in the transaction that causes it."""
+    """Every mail mailbridge sends, and every webhook delivery (kind `webhook`), written in
+    the transaction that causes it."""
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -319,7 +320,7 @@ class Outbox(Base):
     # Indexed for the spam purge, which deletes a ticket's articles and so the mail that
     # points at them, one batch at a time.
     article_id: Mapped[int | None] = mapped_column(ForeignKey("article.id"), index=True)
-    kind: Mapped[MailKind] = mapped_column(String(16))
+    kind: Mapped[OutboxKind] = mapped_column(String(16))
     envelope_from: Mapped[str] = mapped_column(String(320))
     envelope_to: Mapped[list[str]] = mapped_column(StorableJSON)
     message_id: Mapped[str] = mapped_column(DigestString(998), unique=True)

@@ -98,7 +98,10 @@ def handle_staff_mail(
         relayed = _relay(step, ticket, article, parsed, message, claim)
         on_staff_reply(step, ticket, message.text)
     if message.has("close") or message.has("resolve"):
+        status_from = ticket.status
         _finish(step, ticket, message, relayed is not None)
+        if ticket.status != status_from:  # the event says so (a webhook announces it)
+            changes["status"] = [status_from, ticket.status]
     add_event(
         step,
         ticket,

@@ -40,7 +40,7 @@ from mailbridge.adapters.smtp import Delivery, SmtpConnection, SmtpSettings
 from mailbridge.app import App
 from mailbridge.core.bounce import make_return_path
 from mailbridge.core.humanize import format_duration
-from mailbridge.core.states import OutboxState, RecipientState
+from mailbridge.core.states import WEBHOOK_KIND, OutboxState, RecipientState
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, RecipientResult
 from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
@@ -140,7 +140,11 @@ def bring_forward(app: App, *, limit: int | None = None) -> int:
     now = app.clock.now()
     waiting = (
         select(Outbox.id)
-        .where(Outbox.state == OutboxState.PENDING, Outbox.next_attempt_at > now)
+        .where(
+            Outbox.state == OutboxState.PENDING,
+            Outbox.next_attempt_at > now,
+            Outbox.kind != WEBHOOK_KIND,
+        )
         .order_by(Outbox.created_at, Outbox.id)
         .limit(limit)
     )
@@ -163,9 +167,14 @@ class _Claims(Protocol):
 
 
 def _next_due(now: datetime) -> Select[Outbox]:
+    # Webhook rows are outbound/webhook_send.py's: they never go to the SMTP server.
     return (
         select(Outbox)
-        .where(Outbox.state == OutboxState.PENDING, Outbox.next_attempt_at <= now)
+        .where(
+            Outbox.state == OutboxState.PENDING,
+            Outbox.next_attempt_at <= now,
+            Outbox.kind != WEBHOOK_KIND,
+        )
         .order_by(Outbox.next_attempt_at, Outbox.id)
         .limit(1)
     )

@@ -1,6 +1,7 @@
 """What applying one message did (`Applied`; processing stores it on the message), and
 `add_event`, which writes an audit event on a ticket at its step's moment (for the apply
-steps, the deadlines, the sweep and the commands that change a ticket)."""
+steps, the deadlines, the sweep and the commands that change a ticket), with the webhook
+deliveries the event announces (outbound/webhooks.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from mailbridge.app import Step
 from mailbridge.core.states import InboundState
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
+from mailbridge.outbound.webhooks import announce
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +38,10 @@ class Applied:
 
 def add_event(step: Step, ticket: Ticket, event_type: str, /, **data: object) -> None:
     """Record one audit event on the ticket at the step's moment (written at once, in
-    recording order)."""
+    recording order), and queue the webhook deliveries it announces in the same
+    transaction: the one seam through which every ticket event passes."""
     queries.insert_event(step.session, ticket.id, step.now, event_type, data)
+    announce(step, ticket, event_type, data)
 
 
 def add_general_event(step: Step, event_type: str, /, **data: object) -> None:
