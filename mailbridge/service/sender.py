@@ -1,5 +1,6 @@
-"""The sender: the daemon's one task that drains the outbox over SMTP, and the `smtp` part of
-its health.
+"""The sender: the daemon's task that drains the outbox over SMTP, and the `smtp` part of
+its health; beside it, the task that delivers the outbox's webhook rows
+(service/webhook_sender.py), woken, started and stopped with it.
 
 It makes a pass whenever woken (new mail queued, a sweep fired, a reload) and every
 `service.outbox_interval` besides. While the server turns mail away it offers it the oldest
@@ -23,6 +24,7 @@ from mailbridge.oauth.tokens import TokenProvider, TokenProviders
 from mailbridge.outbound.send import SendReport, bring_forward, send_pending, smtp_settings
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics
+from mailbridge.service.webhook_sender import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +57,16 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._refused_at: float | None = None  # monotonic: the SMTP server turned mail away
         self._probed_at = 0.0
+        self.webhooks = WebhookSender(app, failed=failed)
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._task is not None and not self._task.done() and self.webhooks.running
 
     def wake(self) -> None:
-        """Make a pass now: there may be mail to send."""
+        """Make a pass now: there may be mail to send (and webhooks to call)."""
         self._wakeup.set()
+        self.webhooks.wake()
 
     def reconfigure(self) -> None:
         """Take the SMTP settings from the app's (new) configuration, unless they were given."""
@@ -70,14 +74,22 @@ class Sender:
             self.smtp = self._signed_in(smtp_settings(self.app))
 
     async def send_once(self) -> SendReport:
-        """One pass, outside the loop (`run --once`)."""
-        return await send_pending(self.app, self.smtp)
+        """One pass, outside the loop (`run --once`): the mail's, and beside it the
+        webhooks'."""
+        report, _ = await asyncio.gather(
+            send_pending(self.app, self.smtp), self.webhooks.send_once()
+        )
+        return report
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sender")
+        self.webhooks.start()
 
     async def finish(self, grace: float) -> None:
-        """One last pass, then return; cut off after `grace` seconds."""
+        """One last pass of each, then return; cut off after `grace` seconds."""
+        await asyncio.gather(self._finish_mail(grace), self.webhooks.finish(grace))
+
+    async def _finish_mail(self, grace: float) -> None:
         self._draining.set()
         self._wakeup.set()
         if self._task is None:
