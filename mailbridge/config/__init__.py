@@ -9,8 +9,8 @@ Where each part lives:
   description of a file that does not validate;
 - `mail`: [[mailbox]], [smtp] and their OAuth2 sign-in ([...oauth2]);
 - `sla`: [[sla]] policies with their levels and chaser rule, and the [calendar];
-- `sections`: [database], [faq], [rules], [templates], [staff], [tickets], [service],
-  [retention];
+- `sections`: [database], [faq], [rules], [templates], [staff], [digest], [reports],
+  [tickets], [service], [retention], [spam];
 - `secret_sources`: passwords, client secrets and the staff key read from the environment
   or files;
 - `values`: durations, sizes, offsets, listen addresses and the base of every section.
@@ -31,6 +31,7 @@ from mailbridge.config.sections import (
     DigestConfig,
     FaqConfig,
     PurgeKind,
+    ReportsConfig,
     RetentionConfig,
     RulesConfig,
     ServiceConfig,
@@ -73,6 +74,7 @@ __all__ = [
     "Offset",
     "Priority",
     "PurgeKind",
+    "ReportsConfig",
     "RetentionConfig",
     "SpamConfig",
     "RulesConfig",
