@@ -94,6 +94,7 @@ MailKind = Literal[
     "reminder",
     "auto_closed",
     "digest",
+    "report",
 ]
 
 # Done with, for now: no deadline runs, and mail from the customer reopens the ticket (a
