@@ -21,6 +21,7 @@ from mailbridge.core.report_pictures import (
     Words,
     clean_line,
     duration_words,
+    made_line,
     pct_words,
     period_line,
     scaled,
@@ -82,6 +83,7 @@ def render_html(pictures: Pictures, language: str) -> str:
             "unanswered",
         ),
         _para(words.footer, muted=True),
+        _para(made_line(pictures, words), muted=True),
     ]
     return (
         f'<!DOCTYPE html>\n<html lang="{words.code}">\n<head>\n<meta charset="utf-8">\n'

@@ -171,6 +171,7 @@ class Words:
     week: str  # {day}
     highlight: str
     footer: str
+    made: str  # {moment} {zone}
     subject: str  # {day}
     subject_period: str  # {first} {last}
     day_letter: str
@@ -210,6 +211,7 @@ _WORDS = {
             "hours where the policy counts them); p50 is the median, p90 the time 9 tickets "
             "in 10 were answered within."
         ),
+        made="Made {moment} ({zone}).",
         subject="Support report: week of {day}",
         subject_period="Support report: {first} to {last}",
         day_letter="d",
@@ -251,6 +253,7 @@ _WORDS = {
             "politica di ogni richiesta (l'orario di lavoro dove la politica lo conta); p50 "
             "è la mediana, p90 il tempo entro cui hanno avuto risposta 9 richieste su 10."
         ),
+        made="Creato il {moment} ({zone}).",
         subject="Rapporto sull'assistenza: settimana del {day}",
         subject_period="Rapporto sull'assistenza: dal {first} al {last}",
         day_letter="g",
@@ -314,6 +317,11 @@ def target_line(pictures: Pictures, words: Words) -> str:
     )
 
 
+def made_line(pictures: Pictures, words: Words) -> str:
+    local = pictures.made_at.astimezone(ZoneInfo(pictures.zone))
+    return words.made.format(moment=local.strftime("%Y-%m-%d %H:%M"), zone=pictures.zone)
+
+
 def period_line(pictures: Pictures, words: Words) -> str:
     return words.period.format(
         first=day_words(pictures.first_day, words),
@@ -362,7 +370,12 @@ def render_text(pictures: Pictures, language: str) -> str:
         lines.append(f"  {hour:02d}:00 {count:>6}  {'#' * scaled(count, hour_top, TEXT_BAR)}")
     lines += ["", words.longest_title, *_text_waits(pictures.longest, words)]
     lines += ["", words.unanswered_title.format(count=pictures.unanswered_count)]
-    lines += [*_text_waits(pictures.unanswered, words), "", words.footer]
+    lines += [
+        *_text_waits(pictures.unanswered, words),
+        "",
+        words.footer,
+        made_line(pictures, words),
+    ]
     return "\n".join(lines) + "\n"
 
 

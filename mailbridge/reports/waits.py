@@ -15,7 +15,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, false, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Subquery,
+    and_,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
 from mailbridge.app import App
 from mailbridge.core.correlate import format_tag
@@ -45,15 +57,16 @@ def find_waits(app: App, period: Period, now: datetime, limit: int = WAITS_SHOWN
     (answered by now), and the tickets unanswered at its end (or now, when it has not ended
     yet), longest wait first, with how many those are in all."""
     end = min(period.end, now)
+    waiting = _unanswered_at(end)
     with app.engine.connect() as connection:
-        oldest = connection.execute(
-            select(func.min(_ticket.c.created_at)).where(_unanswered_at(end))
-        ).scalar()
+        count, oldest = connection.execute(
+            select(func.count(), func.min(waiting.c.created_at))
+        ).one()
         start = min(period.start, oldest) if oldest is not None else period.start
         with _clock_table(app, connection, start, max(now, period.end)):
             longest = _longest(app, connection, period, limit)
-            unanswered, count = _unanswered(app, connection, end, limit)
-    return Waits(tuple(longest), tuple(unanswered), count)
+            unanswered = _unanswered(app, connection, waiting, end, limit)
+    return Waits(tuple(longest), tuple(unanswered), int(count))
 
 
 @contextmanager
@@ -79,25 +92,34 @@ def _clock_table(
         connection.invalidate()
 
 
-def _on_business(app: App) -> ColumnElement[bool]:
-    business = [policy.name for policy in app.config.sla if policy.business_hours]
-    return _ticket.c.sla_policy.in_(business) if business else false()
+def _on_business(app: App, policy: ColumnElement[str]) -> ColumnElement[bool]:
+    business = [p.name for p in app.config.sla if p.business_hours]
+    return policy.in_(business) if business else false()
 
 
-def _unanswered_at(end: datetime) -> ColumnElement[bool]:
-    """Came in before `end`, and neither answered nor resolved (nor closed) by then."""
+def _unanswered_at(end: datetime) -> Subquery:
+    """The tickets that came in before `end` and were neither answered nor resolved (nor
+    closed) by then: two range scans of the index on (resolved_at, created_at), unresolved
+    still or resolved after `end`, as the backlog's (a scan of every ticket created before
+    `end` otherwise: 0.7 s of a million on SQLite)."""
     t = _ticket.c
-    return and_(
-        t.created_at < end,
-        or_(t.first_responded_at.is_(None), t.first_responded_at >= end),
-        or_(t.resolved_at.is_(None), t.resolved_at >= end),
-        t.status.not_in(LEFT_OUT),
-    )
+    parts = [
+        select(
+            t.id, t.number, t.queue, t.subject, t.created_at, t.sla_policy, t.first_response_due_at
+        ).where(
+            unresolved,
+            t.created_at < end,
+            or_(t.first_responded_at.is_(None), t.first_responded_at >= end),
+            t.status.not_in(LEFT_OUT),
+        )
+        for unresolved in (t.resolved_at.is_(None), t.resolved_at >= end)
+    ]
+    return union_all(*parts).subquery()
 
 
 def _longest(app: App, connection: Connection, period: Period, limit: int) -> list[Wait]:
     t = _ticket.c
-    waited = business_elapsed(t.created_at, t.first_responded_at, _on_business(app))
+    waited = business_elapsed(t.created_at, t.first_responded_at, _on_business(app, t.sla_policy))
     late = and_(
         t.first_response_due_at.is_not(None), t.first_responded_at > t.first_response_due_at
     )
@@ -116,21 +138,18 @@ def _longest(app: App, connection: Connection, period: Period, limit: int) -> li
 
 
 def _unanswered(
-    app: App, connection: Connection, end: datetime, limit: int
-) -> tuple[list[Wait], int]:
-    t = _ticket.c
+    app: App, connection: Connection, waiting: Subquery, end: datetime, limit: int
+) -> list[Wait]:
+    w = waiting.c
     at_end = literal(end, UTCDateTime())
-    waited = business_elapsed(t.created_at, at_end, _on_business(app))
-    late = and_(t.first_response_due_at.is_not(None), t.first_response_due_at < at_end)
+    waited = business_elapsed(w.created_at, at_end, _on_business(app, w.sla_policy))
+    late = and_(w.first_response_due_at.is_not(None), w.first_response_due_at < at_end)
     query = (
-        select(t.number, t.queue, t.subject, waited.label("waited"), late.label("late"))
-        .where(_unanswered_at(end))
-        .order_by(waited.desc(), t.id)
+        select(w.number, w.queue, w.subject, waited.label("waited"), late.label("late"))
+        .order_by(waited.desc(), w.id)
         .limit(limit)
     )
-    found = [_wait(app, row) for row in connection.execute(query)]
-    count = connection.execute(select(func.count()).where(_unanswered_at(end))).scalar() or 0
-    return found, int(count)
+    return [_wait(app, row) for row in connection.execute(query)]
 
 
 def _wait(app: App, row: Row[Any]) -> Wait:

@@ -170,6 +170,7 @@ def test_italian_words_and_numbers() -> None:
     assert page.startswith('<!DOCTYPE html>\n<html lang="it">')
     assert "Prima risposta per settimana" in text and "settimana del 23 nov 2026" in text
     assert "92,5%" in text and "1g 2h (in ritardo)" in text
+    assert "Creato il 2026-11-30 08:00 (Europe/Rome)." in text
     assert "Obiettivo 8h (orario di lavoro, politica standard)" in text
     english = "".join(parsed(render_html(known_pictures(), "de")).text)
     assert "First response per week" in english and "92.5%" in english
@@ -187,6 +188,7 @@ def test_the_plain_text_has_the_same_content() -> None:
     assert '  [#1042]    <script>alert("q")</script>    1d 2h late  Refund"><img ' in plain
     assert "\u202e" not in plain and "\r" not in plain
     assert "Unanswered at the end: 3" in lines
+    assert lines[-1] == "Made 2026-11-30 08:00 (Europe/Rome)."
     italian = render_text(known_pictures(), "it")
     assert "Senza risposta alla fine: 3" in italian and "2g 7h in ritardo" in italian
 
