@@ -179,7 +179,7 @@ def chromium() -> Iterator[Chromium]:
     """A headless Chromium for the block; skipped (locally) when it is not installed."""
     binary = BINARY if os.access(BINARY, os.X_OK) else shutil.which("chromium")
     if binary is None:
-        unavailable("Chromium is not installed (Debian package chromium)", "Chromium")
+        unavailable("Chromium is not installed (Debian package chromium)", "the tests in Chromium")
     commands_in, commands = map(_above_four, os.pipe())
     answers, answers_out = map(_above_four, os.pipe())
     with tempfile.TemporaryDirectory(prefix="mailbridge-chromium-") as profile:
