@@ -2,7 +2,8 @@
 week, day, queue, assignee, mailbox, language or tag.
 
 The table is for people; `--json` and `--csv` are contracts for scripts (README,
-"mailbridge report"): fields may be added, never renamed or removed.
+"mailbridge report"): fields may be added, never renamed or removed. `--html FILE` writes
+the pictures of the period, week by week, as one page (core/report_html.py).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
-from typing import TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from mailbridge.cli.common import command_config, duration, open_app, print_json, table
+from mailbridge.config import Config
 from mailbridge.core.report import (
     CSV_FIELDS,
     GROUPINGS,
@@ -27,7 +30,12 @@ from mailbridge.core.report import (
     report_rows,
     table_rows,
 )
+from mailbridge.core.report_html import render_html
 from mailbridge.core.safe_text import clean_header_text
+from mailbridge.errors import MailbridgeError
+
+if TYPE_CHECKING:
+    from mailbridge.app import App
 
 DEFAULT_SINCE = timedelta(days=30)
 # A spreadsheet runs a cell starting with one of these as a formula.
@@ -56,10 +64,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--to", dest="last", type=day, metavar="DATE", help="to this day, included (default: now)"
     )
-    parser.add_argument("--by", choices=GROUPINGS, default="week", help="the groups (week)")
+    parser.add_argument("--by", choices=GROUPINGS, help="the groups (week)")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print a JSON object")
     output.add_argument("--csv", action="store_true", help="print CSV, one row per group")
+    output.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write the pictures of the period, week by week, as one HTML page",
+    )
+    parser.add_argument(
+        "--language",
+        choices=("en", "it"),
+        help="the language of the --html page (default: [reports] language)",
+    )
     parser.set_defaults(handler=partial(run, parser))
 
 
@@ -70,25 +89,49 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("--to needs --from")
     if args.first and args.last and args.last < args.first:
         parser.error("--to is before --from")
+    if args.html is not None and args.by not in (None, "week"):
+        parser.error("--html draws the period week by week: leave out --by")
+    if args.language is not None and args.html is None:
+        parser.error("--language is for --html")
     from mailbridge.reports import make_report  # the database: not for `--help`
 
     config = command_config(args)
     with open_app(config) as app:
-        now = app.clock.now()
-        if args.first is not None:
-            zone = config.calendar.zone
-            last = args.last or now.astimezone(zone).date()
-            period = period_of_dates(args.first, last, zone)
-            period = period if args.last else Period(period.start, now)
-        else:
-            period = period_since(now, args.since or DEFAULT_SINCE)
-        report = make_report(app, period, args.by)
+        period = _period(args, config, app.clock.now())
+        if args.html is not None:
+            return write_html(app, period, args.html, args.language or config.report_language)
+        report = make_report(app, period, args.by or "week")
     if args.json:
         print_json(report_json(report), sys.stdout)
     elif args.csv:
         write_csv(report, sys.stdout)
     else:
         print_table(report, config.calendar.timezone, sys.stdout)
+    return 0
+
+
+def _period(args: argparse.Namespace, config: Config, now: datetime) -> Period:
+    if args.first is not None:
+        zone = config.calendar.zone
+        last = args.last or now.astimezone(zone).date()
+        period = period_of_dates(args.first, last, zone)
+        return period if args.last else Period(period.start, now)
+    return period_since(now, args.since or DEFAULT_SINCE)
+
+
+def write_html(app: App, period: Period, path: Path, language: str) -> int:
+    """The page, written whole or not at all: to a file beside it, then renamed."""
+    from mailbridge.reports.pictures import make_pictures
+
+    page = render_html(make_pictures(app, period), language)
+    partial_file = path.with_name(f".{path.name}.partial")
+    try:
+        partial_file.write_text(page, encoding="utf-8")
+        partial_file.replace(path)
+    except OSError as exc:
+        partial_file.unlink(missing_ok=True)
+        raise MailbridgeError(f"cannot write {path}: {exc.strerror}") from None
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

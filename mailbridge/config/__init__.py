@@ -9,8 +9,8 @@ Where each part lives:
   description of a file that does not validate;
 - `mail`: [[mailbox]], [smtp] and their OAuth2 sign-in ([...oauth2]);
 - `sla`: [[sla]] policies with their levels and chaser rule, and the [calendar];
-- `sections`: [database], [faq], [rules], [templates], [staff], [tickets], [service],
-  [retention];
+- `sections`: [database], [faq], [rules], [templates], [staff], [digest], [reports],
+  [tickets], [service], [retention], [spam];
 - `webhooks`: [[webhook]], the chat rooms and endpoints told of ticket events;
 - `secret_sources`: passwords, client secrets, the staff key and the webhooks' secrets read
   from the environment or files;
@@ -32,6 +32,7 @@ from mailbridge.config.sections import (
     DigestConfig,
     FaqConfig,
     PurgeKind,
+    ReportsConfig,
     RetentionConfig,
     RulesConfig,
     ServiceConfig,
@@ -75,6 +76,7 @@ __all__ = [
     "Offset",
     "Priority",
     "PurgeKind",
+    "ReportsConfig",
     "RetentionConfig",
     "SpamConfig",
     "RulesConfig",

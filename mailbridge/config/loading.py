@@ -17,6 +17,7 @@ from mailbridge.config.sections import (
     DatabaseConfig,
     DigestConfig,
     FaqConfig,
+    ReportsConfig,
     RetentionConfig,
     RulesConfig,
     SenderListFile,
@@ -45,6 +46,7 @@ class Config(_Section):
     calendar: CalendarConfig = CalendarConfig()
     staff: StaffConfig = StaffConfig()
     digest: DigestConfig | None = None  # None: no daily digest
+    reports: ReportsConfig = ReportsConfig()
     tickets: TicketsConfig = TicketsConfig()
     service: ServiceConfig = ServiceConfig()
     retention: RetentionConfig = RetentionConfig()
@@ -77,6 +79,14 @@ class Config(_Section):
         if not any(policy.is_default for policy in self.sla):
             raise ValueError("one [[sla]] policy must have no match keys: it is the default")
         return self
+
+    @property
+    def report_language(self) -> str:
+        """The language of the report's pictures: [reports] language, else [templates]
+        language where the pictures have words for it, else English."""
+        if self.reports.language is not None:
+            return self.reports.language
+        return self.templates.language if self.templates.language in ("en", "it") else "en"
 
     @property
     def data_dir(self) -> Path:

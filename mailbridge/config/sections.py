@@ -1,5 +1,5 @@
 """The smaller sections of the configuration file: [database], [faq], [rules], [templates],
-[staff], [digest], [tickets], [service], [retention] and [spam].
+[staff], [digest], [reports], [tickets], [service], [retention] and [spam].
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from pydantic import (
 )
 
 from mailbridge.config.values import ByteSize, Duration, _Section, is_loopback, parse_listen
+from mailbridge.core.compose import can_write_address
 from mailbridge.core.faq import SOLVED_PHRASES
 from mailbridge.core.sla import parse_duration
 from mailbridge.core.spam import normalize_pattern
 from mailbridge.core.spam_headers import normalize_host
+from mailbridge.core.weekly_report import WeeklyMoment, parse_weekly_on
 
 
 class DatabaseConfig(_Section):
@@ -122,6 +124,39 @@ class DigestConfig(_Section):
     theirs at `hour` (local time in [calendar] timezone) on business days."""
 
     hour: int = Field(default=8, ge=0, le=23)
+
+
+class ReportsConfig(_Section):
+    """[reports]: the weekly report by mail (reports/weekly.py), sent to `weekly_to` each
+    week at `weekly_on` (in [calendar] timezone), in `language` (default: [templates]
+    language when it is en or it, else en); also the language of `report --html`."""
+
+    weekly_to: tuple[str, ...] = ()  # empty: no weekly mail
+    weekly_on: str = "mon 08:00"
+    language: Literal["en", "it"] | None = None
+
+    @field_validator("weekly_to", mode="before")
+    @classmethod
+    def _listed(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("weekly_to")
+    @classmethod
+    def _addresses(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if "@" not in value or not can_write_address(value.strip()):
+                raise ValueError(f"addresses like lead@example.com, not {value!r}")
+        return tuple(dict.fromkeys(v.strip().lower() for v in values))
+
+    @field_validator("weekly_on")
+    @classmethod
+    def _moment(cls, value: str) -> str:
+        parse_weekly_on(value)
+        return value
+
+    @property
+    def weekly_moment(self) -> WeeklyMoment:
+        return parse_weekly_on(self.weekly_on)
 
 
 PARSE_TIMEOUT_FLOOR, PARSE_TIMEOUT_CEILING = timedelta(seconds=1), timedelta(seconds=60)

@@ -96,6 +96,7 @@ MailKind = Literal[
     "reminder",
     "auto_closed",
     "digest",
+    "report",
 ]
 
 # The one outbox row that is no mail: a webhook delivery (outbound/webhooks.py), which the

@@ -431,6 +431,19 @@ class StaffState(Base):
     updated_at: Mapped[datetime]
 
 
+class WeeklyReport(Base):
+    """Each weekly report by mail that was queued (reports/weekly.py), keyed by the week it
+    reports: written in the transaction that queues the mail, so that each week's goes once
+    whichever instance sends it."""
+
+    __tablename__ = "weekly_report"
+
+    week: Mapped[str] = mapped_column(String(10), primary_key=True)  # its Monday, YYYY-MM-DD
+    queued_at: Mapped[datetime]
+    # No foreign key: the outbox row may be purged long before this row goes.
+    outbox_id: Mapped[int | None] = mapped_column(Integer)
+
+
 class SenderRule(Base):
     """An address or domain pattern blocked or allowed by `mailbridge spam block|allow`
     or a staff `#spam block`, next to the configuration's [spam] block and allow lists

@@ -39,6 +39,7 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
     "reminder": "auto-generated",  # waiting on the customer: a nudge (tickets/waiting.py)
     "auto_closed": "auto-generated",  # … and the close when they stayed silent
     "digest": "auto-generated",  # a staff member's daily queue (inbound/digest.py)
+    "report": "auto-generated",  # the weekly report (reports/weekly.py)
     "reply": None,  # a staff member's answer, relayed
 }
 

@@ -1,5 +1,6 @@
 """The daemon: one poller per watched folder (service/pollers.py), the sender
-(service/sender.py), and a scheduler for the SLA sweep and the retention purge.
+(service/sender.py), and a scheduler for the SLA sweep, the retention purge, the daily
+digest and the weekly report.
 
 `run_once` is the burst mode (`mailbridge run --once`): fetch every mailbox, process,
 sweep, send, and return. `run_forever` does the same continuously until told to stop, then
@@ -38,6 +39,7 @@ from mailbridge.inbound.process import ProcessReport, new_preparer, process_pend
 from mailbridge.oauth.endpoint import SignInRequired
 from mailbridge.oauth.tokens import TokenProviders
 from mailbridge.outbound.send import SendReport
+from mailbridge.reports.weekly import send_weekly_report
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics
 from mailbridge.service.outages import OutageWatch
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_GAP = timedelta(seconds=1)  # the exact-time sweep never runs back to back
 DIGEST_INTERVAL = timedelta(minutes=1)  # how soon after its hour a daily digest goes out
+WEEKLY_INTERVAL = timedelta(minutes=1)  # how soon after its moment the weekly report goes out
 __all__ = ["STOP_GRACE", "Daemon", "PassReport"]
 
 
@@ -70,6 +73,7 @@ class PassReport:
     sent: SendReport = field(default_factory=SendReport)
     escalated: int = 0
     digests: int = 0
+    weekly_reports: int = 0
 
     @property
     def ok(self) -> bool:
@@ -139,6 +143,7 @@ class Daemon:
             await asyncio.to_thread(self.preparer.close)
         report.escalated = await asyncio.to_thread(sweep, self.app)
         report.digests = await asyncio.to_thread(send_digests, self.app)
+        report.weekly_reports = await asyncio.to_thread(send_weekly_report, self.app)
         report.sent = await self.sender.send_once()
         return report
 
@@ -231,6 +236,15 @@ class Daemon:
             "interval",
             id="digest",
             seconds=DIGEST_INTERVAL.total_seconds(),
+            next_run_time=self.app.clock.now(),
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            self._weekly_report,
+            "interval",
+            id="weekly-report",
+            seconds=WEEKLY_INTERVAL.total_seconds(),
             next_run_time=self.app.clock.now(),
             max_instances=1,
             coalesce=True,
@@ -361,6 +375,17 @@ class Daemon:
             queued = await asyncio.to_thread(send_digests, self.app)
         except Exception as exc:  # noqa: BLE001 - the next run tries again
             self._failed(exc, "scheduler", "daily digest failed")
+            return
+        if queued:
+            self.sender.wake()
+
+    async def _weekly_report(self) -> None:
+        """The weekly report when it is due and not yet queued (reports/weekly.py decides,
+        once a week across instances)."""
+        try:
+            queued = await asyncio.to_thread(send_weekly_report, self.app)
+        except Exception as exc:  # noqa: BLE001 - the next run tries again
+            self._failed(exc, "scheduler", "weekly report failed")
             return
         if queued:
             self.sender.wake()

@@ -114,3 +114,38 @@ def test_the_command_reports_a_period_of_days_and_refuses_bad_periods(
                   ("--json", "--csv")):  # fmt: skip
         refused = mailbridge(config, "report", *wrong)
         assert refused.returncode == 2, wrong
+
+
+def test_the_command_writes_the_pictures_as_one_page(tmp_path: Path, database_url: str) -> None:
+    world = make_report_world(tmp_path, database_url, NOW)
+    try:
+        world.add(
+            Made(created=rome(23, 10), subject=SUBJECT, responded=rome(23, 12),
+                 first_due=rome(23, 18)),
+            Made(created=rome(1, 10, month=12), queue=HOSTILE_QUEUE, subject="<b>Help</b>"),
+        )  # fmt: skip
+    finally:
+        world.app.close()
+    config = write_config_file(
+        tmp_path, NOWHERE, NOWHERE, database_url, password_env="MB_CLI_IMAP_PASSWORD"
+    )
+    period = ("--from", "2026-11-23", "--to", "2026-12-13")
+    page = tmp_path / "report.html"
+
+    made = mailbridge(config, "report", *period, "--html", str(page), "--language", "it")
+    assert made.returncode == 0, made.stderr
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith('<!DOCTYPE html>\n<html lang="it">')
+    assert "settimana del 23 nov 2026" in html and "settimana del 7 dic 2026" in html
+    assert "&lt;b&gt;Help&lt;/b&gt;" in html and "Rimborso segreto" in html  # subjects, escaped
+    assert "customer.example" not in html and "<b>Help" not in html
+    assert not list(tmp_path.glob(".report.html*")), "no partial file left behind"
+    english = mailbridge(config, "report", "--since", "30d", "--html", str(page))
+    assert english.returncode == 0 and 'lang="en"' in page.read_text(encoding="utf-8")
+
+    for wrong in (("--html", str(page), "--by", "queue"), ("--language", "it"),
+                  ("--html", str(page), "--json")):  # fmt: skip
+        assert mailbridge(config, "report", *wrong).returncode == 2, wrong
+    nowhere = mailbridge(config, "report", "--html", str(tmp_path / "missing" / "r.html"))
+    assert nowhere.returncode == 1
+    assert f"cannot write {tmp_path / 'missing' / 'r.html'}" in nowhere.stderr.decode()

@@ -417,3 +417,44 @@ def test_spam_headers_need_a_trusted_host(tmp_path: Path) -> None:
 def test_spam_score_threshold_is_a_finite_number(tmp_path: Path, threshold: str) -> None:
     message = problem(tmp_path, MINIMAL + f"\n[spam]\nscore_threshold = {threshold}\n")
     assert "spam.score_threshold: expected" in message
+
+
+def test_the_weekly_report_settings(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL), SECRETS)
+    assert config.reports.weekly_to == () and config.report_language == "en"
+    text = MINIMAL + (
+        '\n[templates]\nlanguage = "it"\n\n[reports]\nweekly_to = ["Lead@Example.com", '
+        '"ops@example.com", "lead@example.com"]\nweekly_on = "fri 17:30"\n'
+    )
+    config = load_config(write(tmp_path, text), SECRETS)
+    assert config.reports.weekly_to == ("lead@example.com", "ops@example.com")
+    assert (config.reports.weekly_moment.weekday, str(config.reports.weekly_moment.at)) == (
+        4,
+        "17:30:00",
+    )
+    assert config.report_language == "it"  # the templates' language, as none is given
+    german = MINIMAL + '\n[templates]\nlanguage = "de"\n'
+    assert load_config(write(tmp_path, german), SECRETS).report_language == "en"
+    chosen = german + '\n[reports]\nlanguage = "it"\n'
+    assert load_config(write(tmp_path, chosen), SECRETS).report_language == "it"
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ('weekly_on = "monday 8am"',
+         'reports.weekly_on: expected a weekday and a 24-hour time like "mon 08:00"'),
+        ('weekly_on = "mon 25:00"', "reports.weekly_on: expected a weekday and a 24-hour time"),
+        ('weekly_to = ["lead"]',
+         "reports.weekly_to: expected addresses like lead@example.com, not 'lead'"),
+        ('weekly_to = ["a@b.example\\r\\nBcc: x@y.example"]',
+         "reports.weekly_to: expected addresses like"),
+        ('weekly_to = ["Lead <lead@example.com>"]', "reports.weekly_to: expected addresses like"),
+        ('language = "de"', "reports.language: expected"),
+        ('weekly = "mon"', "reports.weekly: unknown key"),
+    ],
+)  # fmt: skip
+def test_a_bad_weekly_report_setting_names_its_key(
+    tmp_path: Path, section: str, expected: str
+) -> None:
+    assert expected in problem(tmp_path, MINIMAL + f"\n[reports]\n{section}\n")

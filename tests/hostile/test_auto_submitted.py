@@ -183,6 +183,24 @@ def test_the_daily_digest_is_auto_generated(
         world.app.close()
 
 
+def test_the_weekly_report_is_auto_generated(
+    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    world = make_world(
+        tmp_path, database_url, imap_server, smtp_sink, reports={"weekly_to": ["lead@shop.example"]}
+    )
+    try:
+        world.run()  # Monday 09:00: past the report's moment, Monday 08:00
+        (report,) = [
+            m
+            for m in world.sent_to("lead@shop.example")
+            if "Support report" in m.message["Subject"]
+        ]
+        assert auto_submitted(report) == ["auto-generated"]
+    finally:
+        world.app.close()
+
+
 @pytest.mark.parametrize("kind", sorted(AUTO_SUBMITTED))
 def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
     """A new kind of mail must come with its own test above (and its line in the table)."""
@@ -201,6 +219,7 @@ def test_every_kind_of_mail_has_a_test_here(kind: str) -> None:
         "reminder": "waiting_reminder",
         "auto_closed": "auto_closed_mails",
         "digest": "daily_digest",
+        "report": "weekly_report",
     }
     assert kind in names, f"no Auto-Submitted test for mail kind {kind!r}"
     assert any(names[kind] in name for name in globals() if name.startswith("test_"))
