@@ -140,25 +140,37 @@ def _scrubbed(key: str, value: Any, pattern: re.Pattern[str] | None, replacement
     return value
 
 
-def mail_mentions(raw: bytes, pattern: re.Pattern[str]) -> bool:
-    """Whether a mail mentions the address: in its bytes as they are, in its headers
-    decoded (RFC 2047), or in its text parts decoded (quoted-printable may break a line
-    inside an address, base64 hides it). For mail mailbridge composed: hostile mail is
-    searched in its bytes only, by the caller, and never parsed outside the parse worker."""
+def mail_mentions(raw: bytes, pattern: re.Pattern[str], tags: frozenset[str] = frozenset()) -> bool:
+    """Whether a mail mentions the address (`pattern`) or one of the ticket `tags`
+    ("[#1042]"): in its bytes as they are, in its headers decoded (RFC 2047), or in its
+    text parts decoded (quoted-printable may break a line inside an address, base64 hides
+    it). For mail mailbridge composed: hostile mail is searched in its bytes only, by the
+    caller, and never parsed outside the parse worker."""
     if not raw:
         return False
-    if pattern.search(raw.decode("latin-1")):
+    if _names(raw.decode("latin-1"), pattern, tags):
         return True
     message = message_from_bytes(raw, policy=email_policy.compat32)
     for part in message.walk():
         for _name, value in part.items():
-            if pattern.search(decode_header_value(str(value))):
+            if _names(decode_header_value(str(value)), pattern, tags):
                 return True
         if part.is_multipart() or part.get_content_maintype() not in ("text", "message"):
             continue
         payload = part.get_payload(decode=True)
         if isinstance(payload, bytes):
             text, _charset = decode_bytes(payload, part.get_content_charset())
-            if pattern.search(text):
+            if _names(text, pattern, tags):
                 return True
     return False
+
+
+# Whatever stands in brackets on one line: a tag is looked up among them, which is linear
+# in the text whatever the number of tags (an alternation of a thousand tags is not).
+_BRACKETED = re.compile(r"\[[^\[\]\r\n]{1,64}\]")
+
+
+def _names(text: str, pattern: re.Pattern[str], tags: frozenset[str]) -> bool:
+    if pattern.search(text):
+        return True
+    return bool(tags) and any(m.group(0) in tags for m in _BRACKETED.finditer(text))

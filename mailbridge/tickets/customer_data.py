@@ -45,25 +45,31 @@ def conversations(
 ) -> list[int]:
     """Ids of the tickets the address took part in, in order: as requester, as a
     participant (also one removed since), as the author or a recipient of an article, or as
-    a recipient of mail sent on it. With `among`, only those; with `lock`, their rows are
-    locked (PostgreSQL) for the caller's transaction."""
+    a recipient of mail sent on it. With `among`, only those (each search then reads only
+    their rows, by their ticket's index); with `lock`, their rows are locked (PostgreSQL)
+    for the caller's transaction."""
+
+    def of(column: Any) -> ColumnElement[bool]:
+        return column.in_(among) if among is not None else column.is_not(None)
+
     found = union(
-        select(Ticket.id.label("id")).where(Ticket.requester_address == address),
-        select(TicketParticipant.ticket_id).where(TicketParticipant.address == address),
+        select(Ticket.id.label("id")).where(of(Ticket.id), Ticket.requester_address == address),
+        select(TicketParticipant.ticket_id).where(
+            of(TicketParticipant.ticket_id), TicketParticipant.address == address
+        ),
         select(Article.ticket_id).where(
+            of(Article.ticket_id),
             or_(
                 Article.from_address == address,
                 json_names(Article.to, address),
                 json_names(Article.cc, address),
-            )
+            ),
         ),
         select(Outbox.ticket_id).where(
-            Outbox.ticket_id.is_not(None), json_names(Outbox.envelope_to, address)
+            of(Outbox.ticket_id), json_names(Outbox.envelope_to, address)
         ),
     ).subquery()
     query = select(Ticket.id).where(Ticket.id.in_(select(found.c.id))).order_by(Ticket.id)
-    if among is not None:
-        query = query.where(Ticket.id.in_(among))
     if lock:
         query = query.with_for_update()
     return list(session.scalars(query))
@@ -114,10 +120,11 @@ def ticketless_messages(session: Session, pattern: re.Pattern[str]) -> list[int]
     ]
 
 
-def ticketless_outbox(session: Session, address: str, pattern: re.Pattern[str]) -> list[int]:
+def ticketless_outbox(
+    session: Session, address: str, pattern: re.Pattern[str], tags: frozenset[str]
+) -> list[int]:
     """Ids of mail about no ticket (answers to staff queries, digests) that went to the
-    address or whose text, decoded, matches `pattern` (the address, or the tag of a
-    ticket being erased)."""
+    address or whose text, decoded, names it or one of the `tags` of its tickets."""
     query = (
         select(Outbox.id, Outbox.envelope_to, Outbox.raw)
         .where(Outbox.ticket_id.is_(None))
@@ -127,7 +134,7 @@ def ticketless_outbox(session: Session, address: str, pattern: re.Pattern[str]) 
     return [
         outbox_id
         for outbox_id, envelope, raw in session.execute(query)
-        if address in envelope or mail_mentions(raw, pattern)
+        if address in envelope or mail_mentions(raw, pattern, tags)
     ]
 
 

@@ -62,7 +62,7 @@ class _Pass:
     scrub: Scrub
     address: str
     pattern: re.Pattern[str]  # the address
-    mail_pattern: re.Pattern[str]  # the address, or a tag of one of its tickets
+    tags: frozenset[str]  # of the tickets erased whole, as subjects carry them
     skip: frozenset[int]  # the tickets erased whole
     dry_run: bool
     tally: Tally
@@ -88,11 +88,9 @@ def scrub_elsewhere(
     """Change what names the address outside `conversations` (whose `tags`, as the
     subject carries them, mark the mail that lists them)."""
     assert scrub.address is not None and scrub.pattern is not None
-    alternatives = [scrub.pattern.pattern, *(re.escape(tag) for tag in tags)]
-    mail_pattern = re.compile("|".join(alternatives), re.IGNORECASE)
     tally = Tally()
     work = _Pass(
-        session, scrub, scrub.address, scrub.pattern, mail_pattern, conversations, dry_run, tally
+        session, scrub, scrub.address, scrub.pattern, frozenset(tags), conversations, dry_run, tally
     )
     for step in _STEPS:
         step(work)
@@ -111,7 +109,7 @@ def _events(work: _Pass) -> None:
 
 
 def _unticketed_outbox(work: _Pass) -> None:
-    ids = ticketless_outbox(work.session, work.address, work.mail_pattern)
+    ids = ticketless_outbox(work.session, work.address, work.pattern, work.tags)
     _blank_outbox(work, ids, withdraw=True)
 
 

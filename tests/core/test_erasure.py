@@ -132,3 +132,11 @@ def test_an_encoded_header_is_read_too() -> None:
     message["Subject"] = "=?utf-8?q?about_ann=2Elee=40shop=2Eexample?="
     message.set_content("nothing here")
     assert mail_mentions(message.as_bytes(), address_pattern(ANN))
+
+
+def test_mail_listing_one_of_the_tickets_is_found_by_its_tag() -> None:
+    digest = mail("[#1042] Ann Lee | Printer | 2h\n[#7] Bob | Other | 1h", "base64")
+    tags = frozenset({"[#1042]", "[#99]"})
+    assert mail_mentions(digest, address_pattern(ANN), tags)
+    assert not mail_mentions(digest, address_pattern(ANN), frozenset({"[#104]", "[#10420]"}))
+    assert not mail_mentions(digest, address_pattern(ANN))
