@@ -26,8 +26,8 @@ def _purge(args: argparse.Namespace) -> int:
         retention = app.config.retention
         if not retention.anything:
             print(
-                f"{app.config.source}: neither retention.purge_after nor "
-                "retention.erase_content_after is set: closed tickets keep everything"
+                f"{app.config.source}: retention.purge_after and erase_content_after are "
+                "not set: closed tickets keep everything"
             )
         if retention.purge_after is not None:
             report = purge(app, dry_run=args.dry_run)

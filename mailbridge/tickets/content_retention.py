@@ -89,5 +89,6 @@ def _due(session: Session, cutoff: datetime, after: int, *, lock: bool) -> Seque
         .limit(BATCH)
     )
     if lock:
-        query = query.with_for_update(skip_locked=True)
+        # NO KEY UPDATE: a sender recording its answer (an event on the ticket) is not held up.
+        query = query.with_for_update(skip_locked=True, key_share=True)
     return session.scalars(query).all()

@@ -50,7 +50,8 @@ def conversations(
     for the caller's transaction."""
 
     def of(column: Any) -> ColumnElement[bool]:
-        return column.in_(among) if among is not None else column.is_not(None)
+        kept: ColumnElement[bool] = column.in_(among) if among is not None else column.is_not(None)
+        return kept
 
     found = union(
         select(Ticket.id.label("id")).where(of(Ticket.id), Ticket.requester_address == address),
@@ -71,7 +72,8 @@ def conversations(
     ).subquery()
     query = select(Ticket.id).where(Ticket.id.in_(select(found.c.id))).order_by(Ticket.id)
     if lock:
-        query = query.with_for_update()
+        # NO KEY UPDATE: a sender recording its answer (an event on the ticket) is not held up.
+        query = query.with_for_update(key_share=True)
     return list(session.scalars(query))
 
 

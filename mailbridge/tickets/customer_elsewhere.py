@@ -29,6 +29,7 @@ from mailbridge.core.states import InboundState, OutboxState
 from mailbridge.db.models import (
     Acknowledgement,
     AddressState,
+    Article,
     Base,
     Event,
     InboundMessage,
@@ -121,7 +122,7 @@ def _blank_outbox(work: _Pass, ids: list[int], *, withdraw: bool) -> None:
         select(Outbox.id, Outbox.state, Outbox.envelope_to, Outbox.recipients, Outbox.last_error)
         .where(Outbox.id.in_(ids))
         .order_by(Outbox.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     edits = []
     for outbox_id, state, envelope, recipients, error in rows:
@@ -140,10 +141,12 @@ def _blank_outbox(work: _Pass, ids: list[int], *, withdraw: bool) -> None:
 
 def _unticketed_messages(work: _Pass) -> None:
     ids = ticketless_messages(work.session, work.pattern)
-    _blank_messages(work, ids)
+    _blank_messages(work, ids, hers=True)
 
 
-def _blank_messages(work: _Pass, ids: list[int]) -> None:
+def _blank_messages(work: _Pass, ids: list[int], *, hers: bool) -> None:
+    """Stored mail whose bytes go; one not settled yet is settled as ignored. Her own mail
+    (`hers`) gets a keyed Message-ID too; another's keeps its own."""
     if not ids:
         return
     rows = work.session.execute(
@@ -156,7 +159,8 @@ def _blank_messages(work: _Pass, ids: list[int]) -> None:
         row: dict[str, Any] = {"id": message_id, "raw": b"", "last_error": None}
         if state in (InboundState.QUARANTINED, InboundState.NEW):
             row |= {"state": InboundState.IGNORED, "reason": ERASED_REASON}
-        row |= changed({"message_id": mail_id}, work.scrub.message_id)
+        if hers:
+            row |= changed({"message_id": mail_id}, work.scrub.message_id)
         edits.append(row)
     work.write(InboundMessage, edits)
 
@@ -177,8 +181,9 @@ def _mentions(work: _Pass) -> None:
         | {"html_body": replace(a.html_body)}
         for a in found
     ]
-    work.write(type(found[0]), edits)
-    _blank_messages(work, [a.inbound_message_id for a in found if a.inbound_message_id])
+    work.write(Article, edits)
+    made_from = [a.inbound_message_id for a in found if a.inbound_message_id]
+    _blank_messages(work, made_from, hers=False)
     tickets = sorted({a.ticket_id for a in found})
     subjects = work.session.execute(
         select(Ticket.id, Ticket.subject).where(Ticket.id.in_(tickets))

@@ -287,7 +287,7 @@ def _outbox(batch: _Batch) -> None:
         )
         .where(mine)
         .order_by(Outbox.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     for outbox_id, state, size, envelope, recipients, error in rows:
         pending = state == OutboxState.PENDING

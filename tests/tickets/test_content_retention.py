@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from mailbridge.app import build_app
+from mailbridge.cli.main import main
 from mailbridge.core.erasure import ERASED
 from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Outbox, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
@@ -24,9 +25,9 @@ from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.tickets.content_retention import ContentErased, erase_closed_content
 from mailbridge.tickets.erasure import CONTENT_ERASED
 from mailbridge.tickets.search import search_tickets
-from tests.support.builders import drive_daemon, make_config, stored
+from tests.support.builders import drive_daemon, make_config, stored, write_config_file
 from tests.support.customer_scene import dump, traces
-from tests.support.sla_world import START, World, make_world
+from tests.support.sla_world import NOWHERE, START, World, make_world
 
 pytestmark = pytest.mark.db
 
@@ -217,3 +218,31 @@ def test_the_daemon_erases_old_content_on_the_retention_schedule(
         drive_daemon(app, lambda _daemon: scenario())
     finally:
         app.close()
+
+
+def test_mailbridge_purge_erases_old_content_and_its_dry_run_erases_nothing(
+    tmp_path: Path,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MB_UNUSED", "never used: purge reads no mailbox")
+    path = write_config_file(tmp_path, NOWHERE, NOWHERE, database_url, password_env="MB_UNUSED")
+    path.write_text(path.read_text() + '\n[retention]\nerase_content_after = "30d"\n')
+    world = make_world(tmp_path, database_url)
+    try:
+        world.receive(customer_mail("Ada", "adaword"))
+        close(world, 1000, -40)  # closed 40 days before now, the real clock's now
+        with world.session() as session:
+            session.execute(update(Ticket).values(resolved_at=datetime.now(UTC) - 40 * DAY))
+    finally:
+        world.app.close()
+
+    assert main(["--config", str(path), "purge", "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("would remove: the content of 1 ticket(s) closed before ")
+    assert "article 1" in said and "attachment 1" in said
+    assert main(["--config", str(path), "purge"]) == 0
+    assert capsys.readouterr().out.startswith("removed: the content of 1 ticket(s)")
+    assert main(["--config", str(path), "purge"]) == 0
+    assert capsys.readouterr().out == "nothing to remove\n"
