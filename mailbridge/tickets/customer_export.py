@@ -86,7 +86,10 @@ def export_customer(app: App, address: str, out: Path) -> Export:
         raise MailbridgeError(f"{out} exists: give another --out (nothing was written)")
     export = Export(address, app.clock.now().isoformat())
     draft = out.with_name(f".{out.name}.{os.getpid()}.part")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except OSError as exc:
+        raise MailbridgeError(f"cannot write {out}: {exc.strerror}") from None
     try:
         with (
             os.fdopen(fd, "wb") as handle,

@@ -116,8 +116,9 @@ def erase_content(
     if not ticket_ids:
         return tally
     articles = session.scalars(select(Article.id).where(Article.ticket_id.in_(ticket_ids))).all()
+    batch = _Batch(session, ticket_ids, articles, scrub, now, dry_run, tally)
     for step in _STEPS:
-        step(_Batch(session, ticket_ids, articles, scrub, now, dry_run, tally))
+        step(batch)
     if not dry_run:
         data = {"reason": scrub.reason}
         session.execute(

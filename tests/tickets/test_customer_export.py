@@ -118,3 +118,8 @@ def test_an_existing_file_is_never_replaced(world: World, tmp_path: Path) -> Non
         export_customer(world.app, ZELDA, out)
     assert out.read_bytes() == b"someone's"
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".part") == []
+
+
+def test_a_folder_that_is_not_there_is_a_clear_error(world: World, tmp_path: Path) -> None:
+    with pytest.raises(MailbridgeError, match="cannot write .*: No such file or directory"):
+        export_customer(world.app, ZELDA, tmp_path / "missing" / "zelda.zip")
