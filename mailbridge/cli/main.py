@@ -40,6 +40,7 @@ COMMANDS = (
     ("config", "config_check", "configuration"),
     ("parse", "parse", "print the parsed, classified message(s) as JSON"),
     ("tickets", "tickets", "list and show tickets"),
+    ("customer", "customer", "everything held about a customer's address: export it, erase it"),
     ("report", "report", "how fast and how well tickets were answered, per week, queue, …"),
     ("staff", "staff", "staff addresses, who is away, who gets the daily digest"),
     ("outbox", "outbox", "outgoing mail"),

@@ -268,21 +268,30 @@ PurgeKind = Literal["raw", "attachments", "outbox", "html", "text"]
 
 
 class RetentionConfig(_Section):
-    """What is removed from tickets closed longer ago than purge_after; the ticket, its
-    articles' metadata and its audit events always stay."""
+    """What is removed from tickets closed longer ago than purge_after, and whose whole
+    content goes after erase_content_after; the ticket, its articles' metadata and its
+    audit events always stay."""
 
     purge_after: Duration | None = None  # None: keep everything
     # raw: received mail as it arrived; attachments: their bytes (name, size and hash stay);
     # outbox: sent mail as it was sent; html: articles' HTML bodies; text: articles' text.
     purge: tuple[PurgeKind, ...] = ("raw", "attachments", "outbox")
+    # Subjects, texts, attachments (names too), raw and sent mail, the text of audit
+    # events: all of it, as a customer erasure does, but who wrote stays (tickets/erasure.py).
+    erase_content_after: Duration | None = None  # None: keep the content
     interval: Duration = timedelta(hours=6)  # how often the daemon purges
 
-    @field_validator("purge_after")
+    @field_validator("purge_after", "erase_content_after")
     @classmethod
     def _at_least_a_day(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value < timedelta(days=1):
-            raise ValueError("a duration of at least 1d (or no purge_after, to keep everything)")
+            raise ValueError("a duration of at least 1d (or none, to keep everything)")
         return value
+
+    @property
+    def anything(self) -> bool:
+        """Whether the policy removes anything at all."""
+        return self.purge_after is not None or self.erase_content_after is not None
 
     @field_validator("interval")
     @classmethod

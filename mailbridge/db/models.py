@@ -192,6 +192,9 @@ class Ticket(Base):
     merged_at: Mapped[datetime | None]
     # When the ticket became spam (status "spam"): [spam] purge_after counts from here.
     spam_at: Mapped[datetime | None]
+    # When its content was erased (tickets/erasure.py): a customer's erasure, or retention's
+    # erase_content_after. The record stays; retention erases again only what came later.
+    content_erased_at: Mapped[datetime | None]
 
     articles: Mapped[list[Article]] = relationship(
         back_populates="ticket", order_by="Article.id", lazy="raise_on_sql"

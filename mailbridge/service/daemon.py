@@ -52,6 +52,7 @@ from mailbridge.service.pollers import (
     watched_sources,
 )
 from mailbridge.service.sender import Sender
+from mailbridge.tickets.content_retention import erase_closed_content
 from mailbridge.tickets.escalate import next_due, sweep
 from mailbridge.tickets.retention import purge
 from mailbridge.tickets.spam_purge import purge_spam
@@ -360,6 +361,10 @@ class Daemon:
                 report = await asyncio.to_thread(purge, self.app)
                 if report.anything:
                     log.info("retention: %s", report.summary())
+            if self.app.config.retention.erase_content_after is not None:
+                erased = await asyncio.to_thread(erase_closed_content, self.app)
+                if erased.anything:
+                    log.info("retention: erased %s", erased.summary())
             spam = await asyncio.to_thread(purge_spam, self.app)
         except Exception as exc:  # noqa: BLE001 - the next run tries again
             self._failed(exc, "retention", "purge failed")

@@ -128,6 +128,10 @@ def test_listen_addresses(tmp_path: Path, listen: str, expected: tuple[str, int]
             "retention.purge_after: expected a duration of at least 1d",
         ),
         (
+            {"retention": {"erase_content_after": "23h"}},
+            "retention.erase_content_after: expected a duration of at least 1d",
+        ),
+        (
             {"retention": {"purge": ["raw", "everything"]}},
             "retention.purge[1]: expected Input should be 'raw', 'attachments'",
         ),
