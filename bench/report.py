@@ -10,7 +10,8 @@ the events the report reads (reopens, ratings, FAQ answers that solved the matte
 ordinary ones. Six in ten tickets are on a business-hours policy (an Italian office
 calendar with its holidays), so first response and resolution times are business time.
 
-Then measures, --runs times each (best and first):
+Then measures, --runs times each after one run to warm up (best, median and worst, and
+the machine's load average while it measured):
   report    `make_report` for the last --since, grouped --by (what `mailbridge report
             --since 90d --by week` runs, without the interpreter's start);
   command   one `mailbridge report --since 90d --by week --json` in a child process;
@@ -27,7 +28,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -267,9 +270,16 @@ def timed(action: Callable[[], object], runs: int) -> list[float]:
     return took
 
 
+def spread(took: list[float]) -> str:
+    """Best, median and worst: the machine is shared, so the best is the figure."""
+    best, median, worst = min(took), statistics.median(took), max(took)
+    return f"best {best:6.3f} s  median {median:6.3f} s  worst {worst:6.3f} s"
+
+
 def measure(app: App, config: Path, since: str, by: str, runs: int) -> None:
     period = period_since(app.clock.now(), parse_duration(since))
     report = make_report(app, period, by)  # type: ignore[arg-type]
+    load = os.getloadavg()[0]
     took = timed(lambda: make_report(app, period, by), runs)  # type: ignore[arg-type]
     in_period = (
         select(func.count())
@@ -279,19 +289,19 @@ def measure(app: App, config: Path, since: str, by: str, runs: int) -> None:
     with app.engine.connect() as connection:
         counted = connection.execute(in_period).scalar_one()
         count = timed(lambda: connection.execute(in_period).scalar_one(), runs)
+    load = max(load, os.getloadavg()[0])
     command = [sys.executable, "-m", "mailbridge", "--config", str(config), "report"]
     command += ["--since", since, "--by", by, "--json"]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     child = time.perf_counter() - started
     print(
-        f"  report    best {min(took):6.3f} s  first {took[0]:6.3f} s  "
-        f"({len(report.groups)} groups, {report.total.tickets_in:,} tickets in the period)"
+        f"  report    {spread(took)}  ({len(report.groups)} groups, "
+        f"{report.total.tickets_in:,} tickets in the period)"
     )
+    print(f"  count     {spread(count)}  (COUNT(*) = {counted:,})")
     print(f"  command   {child:6.3f} s  (a child process: the interpreter's start included)")
-    print(
-        f"  count     best {min(count):6.3f} s  first {count[0]:6.3f} s  (COUNT(*) = {counted:,})"
-    )
+    print(f"  load average {load:.1f} on {os.cpu_count()} CPUs while measuring (1 minute, highest)")
 
 
 @dataclass(frozen=True)

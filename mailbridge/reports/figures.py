@@ -334,11 +334,13 @@ def _backlog_by_time(connection: Connection, times: Sequence[Bucket]) -> Waiting
     )
     rest = _unresolved(ends[0], ends[-1], null(), tag=False, since=times[0].start)
     resolved_in = position_in(rest.c.resolved, ends) - literal(1)
-    spans = select(
-        position_in(rest.c.created, ends).label("first"),
-        case((rest.c.resolved.is_(None), literal(last)), else_=resolved_in).label("last"),
-        rest.c.created,
-    ).subquery()
+    spans = apart(
+        select(
+            position_in(rest.c.created, ends).label("first"),
+            case((rest.c.resolved.is_(None), literal(last)), else_=resolved_in).label("last"),
+            rest.c.created,
+        )
+    )
     counted_spans = (
         select(spans.c.first, spans.c.last, func.count(), func.min(spans.c.created))
         # Most tickets are resolved in the bucket they came in: unresolved at no end.
