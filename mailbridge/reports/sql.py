@@ -145,7 +145,8 @@ def temporary_tables(connection: Connection, stretches: Sequence[OpenStretch]) -
     if connection.dialect.name == "postgresql":
         # The report's statements run once each and take about a second: compiling them
         # (JIT, on by default) cost PostgreSQL more than half a second of a 1M-ticket report.
-        connection.exec_driver_sql("SET jit = off")
+        if (connection.dialect.server_version_info or (0,)) >= (11,):  # JIT came in 11
+            connection.exec_driver_sql("SET jit = off")
         return
     clock.create(connection)
     if stretches:
