@@ -10,9 +10,11 @@ still unresolved at the end of the group's time. Spam and merged tickets count n
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, astuple, dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
+from heapq import heappop, heappush
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
@@ -152,6 +154,49 @@ class Counted:
     ratings: int
     good: int
     faq_solved: int
+
+
+def add_up(counts: Iterable[Counted]) -> Counted:
+    """The sums of several groups together (right when no ticket is in two of them)."""
+    totals = [sum(column) for column in zip(*(astuple(c) for c in counts), strict=True)]
+    return Counted(*totals) if totals else NOTHING
+
+
+# --- the backlog ------------------------------------------------------------------------
+
+# Per group: the tickets unresolved at the end of its time, and the oldest one's creation.
+Waiting = dict[object, tuple[int, datetime | None]]
+# Tickets alike for the backlog: unresolved at the end of each bucket from `first` to
+# `last`, how many they are, and the oldest one's creation.
+Span = tuple[int, int, int, datetime]
+
+
+def backlog_at_ends(spans: Iterable[Span], last: int) -> list[tuple[int, datetime | None]]:
+    """The backlog at the end of each bucket 0..`last` (how many, the oldest's creation)
+    from spans within those buckets; a span that ends before it starts (a ticket resolved
+    in the bucket it came in) counts nowhere.
+
+    The counts are running sums (in at a span's first bucket, out after its last); the
+    oldest comes from a sweep over the buckets keeping the spans begun so far by age,
+    dropping those that ended, so it costs the spans' number, not their length."""
+    change = [0] * (last + 2)
+    starting: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for first, final, count, oldest in spans:
+        if first <= final:
+            change[first] += count
+            change[final + 1] -= count
+            starting[first].append((oldest, final))
+    found: list[tuple[int, datetime | None]] = []
+    waiting = 0
+    begun: list[tuple[datetime, int]] = []
+    for position in range(last + 1):
+        waiting += change[position]
+        for item in starting[position]:
+            heappush(begun, item)
+        while begun and begun[0][1] < position:
+            heappop(begun)
+        found.append((waiting, begun[0][0] if begun else None))
+    return found
 
 
 # --- the result -----------------------------------------------------------------------

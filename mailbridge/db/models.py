@@ -143,9 +143,9 @@ class Ticket(Base):
     __tablename__ = "ticket"
     __table_args__ = (
         # The report's range scans: the tickets of a period, and those still unresolved at
-        # a moment (resolved_at NULL or later), each without reading the rows.
+        # a moment (resolved_at NULL or later), the latter without reading the rows.
         Index("ix_ticket_created_at", "created_at"),
-        Index("ix_ticket_resolved_at_created_at", "resolved_at", "created_at"),
+        Index("ix_ticket_resolved_at_created_at_status", "resolved_at", "created_at", "status"),
         # The spam purge walks spam by when it was marked (tickets/spam_purge.py): one
         # range scan, in keyset order, however many tickets there are.
         Index("ix_ticket_spam_at_id", "spam_at", "id"),

@@ -3,7 +3,7 @@
 One pass writes a row of facts per ticket of the period into a temporary table (durations
 on the ticket's clock, deadlines met, reopened, escalations, rating, FAQ); the figures are
 then sums and percentiles of it per group, and the backlog is one more query. Nothing is
-written to the database's own tables: the temporary tables go with the transaction.
+written to the database's own tables: the temporary tables go with the connection.
 Where each figure comes from is said in the README ("mailbridge report").
 """
 
@@ -20,8 +20,10 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    case,
     false,
     func,
+    literal,
     null,
     or_,
     select,
@@ -32,23 +34,27 @@ from mailbridge.app import App
 from mailbridge.core.report import (
     TIME_GROUPINGS,
     UNHAPPY_TAG,
+    Bucket,
     Counted,
     Grouping,
     Period,
-    buckets,
+    Waiting,
+    backlog_at_ends,
     business_clock,
 )
 from mailbridge.core.states import TicketStatus
 from mailbridge.db.models import Escalation, Event, Outbox, Ticket, TicketTag
 from mailbridge.reports.sql import (
-    analyze,
-    business_elapsed,
-    duration,
+    BusinessAt,
+    apart,
+    business_at,
+    epoch,
     facts,
+    millis,
+    position_in,
     temporary_tables,
     when,
 )
-from mailbridge.reports.sql import bucket as bucket_table
 
 __all__ = ["backlog", "counted", "group_key", "report_tables"]
 
@@ -70,9 +76,11 @@ GROUP_COLUMNS: dict[str, ColumnElement[Any]] = {
 
 
 @contextmanager
-def report_tables(app: App, period: Period, by: Grouping, now: datetime) -> Iterator[Connection]:
-    """A connection holding the report's temporary tables, filled for `period`; closed
-    (not returned to the pool) at the end."""
+def report_tables(
+    app: App, period: Period, times: Sequence[Bucket], by: Grouping, now: datetime
+) -> Iterator[Connection]:
+    """A connection holding the report's temporary tables, filled for `period` grouped
+    `by` into `times`; closed (not returned to the pool) at the end."""
     zone = app.config.calendar.zone
     business = [p.name for p in app.config.sla if p.business_hours]
     stretches = []
@@ -81,8 +89,9 @@ def report_tables(app: App, period: Period, by: Grouping, now: datetime) -> Iter
         stretches = business_clock(cal, period.start, max(now, period.end))
     with app.engine.connect() as connection:
         try:
-            temporary_tables(connection, stretches, buckets(period, by, zone))
-            collect_facts(connection, period, by, business, now)
+            temporary_tables(connection, stretches)
+            at = business_at(connection, stretches)
+            collect_facts(connection, period, [b.end for b in times], by, (business, at), now)
             yield connection
         finally:
             # The temporary tables go with the connection, whatever state it is in.
@@ -90,11 +99,44 @@ def report_tables(app: App, period: Period, by: Grouping, now: datetime) -> Iter
 
 
 def collect_facts(
-    connection: Connection, period: Period, by: Grouping, business: Sequence[str], now: datetime
+    connection: Connection,
+    period: Period,
+    ends: Sequence[datetime],
+    by: Grouping,
+    clock: tuple[Sequence[str], BusinessAt],
+    now: datetime,
 ) -> None:
-    """One row of facts for every ticket that came in during the period."""
-    t, b = _ticket, bucket_table
-    on_business = t.c.sla_policy.in_(business) if business else false()
+    """One row of facts for every ticket that came in during the period, in the bucket
+    of the sorted bucket `ends` it came in; `clock`: the policies on business hours, and
+    business time at a moment."""
+    business, at = clock
+    f = _on_its_clock(_tickets(period, ends, by, business, now), at).c
+    rows = select(
+        f.position,
+        f.ticket_id,
+        f.grp,
+        millis(f.sent - f.created),
+        millis(f.responded_on_clock - f.created_on_clock),
+        f.first_met,
+        f.first_decided,
+        millis(f.resolved_on_clock - f.created_on_clock),
+        f.resolution_met,
+        f.resolution_decided,
+        f.reopened,
+        f.escalations,
+        f.unhappy,
+        f.rating,
+        f.faq_solved,
+    )
+    connection.execute(facts.insert().from_select([c.name for c in facts.c], rows))
+
+
+def _tickets(
+    period: Period, ends: Sequence[datetime], by: Grouping, business: Sequence[str], now: datetime
+) -> FromClause:
+    """Each ticket of the period with its moments in seconds since the epoch, whether its
+    policy counts business hours, and what it counts for."""
+    t = _ticket
     ack, escalated, rated = _acks(period), _escalations(period), _ratings(period)
     first_due, resolution_due = t.c.first_response_due_at, t.c.resolution_due_at
     # A ticket resolved without an answer (the customer's "solved") owed none after that;
@@ -103,34 +145,60 @@ def collect_facts(
     stopped = func.coalesce(t.c.waiting_since, t.c.resolved_at)
     first_met = t.c.first_responded_at <= first_due
     resolution_met = and_(t.c.resolved_at.is_not(None), stopped <= resolution_due)
-    rows = (
+    unhappy = select(_tag.c.ticket_id).where(_tag.c.tag == UNHAPPY_TAG)
+    query = (
         select(
-            t.c.id,
-            b.c.position,
-            GROUP_COLUMNS[by] if by in GROUP_COLUMNS else null(),
-            duration(t.c.created_at, ack.c.sent),
-            business_elapsed(t.c.created_at, t.c.first_responded_at, on_business),
-            when(first_met),
-            when(or_(first_met, func.coalesce(answered, now) > first_due)),
-            business_elapsed(t.c.created_at, t.c.resolved_at, on_business),
-            when(resolution_met),
-            when(or_(resolution_met, func.coalesce(stopped, now) > resolution_due)),
-            when(t.c.id.in_(_reopened(period))),
-            func.coalesce(escalated.c.fired, 0),
-            when(t.c.id.in_(select(_tag.c.ticket_id).where(_tag.c.tag == UNHAPPY_TAG))),
-            rated.c.good,
-            when(t.c.id.in_(_faq_solved(period))),
+            position_in(t.c.created_at, ends).label("position"),
+            t.c.id.label("ticket_id"),
+            (GROUP_COLUMNS[by] if by in GROUP_COLUMNS else null()).label("grp"),
+            (t.c.sla_policy.in_(business) if business else false()).label("business"),
+            epoch(t.c.created_at).label("created"),
+            epoch(ack.c.sent).label("sent"),
+            epoch(t.c.first_responded_at).label("responded"),
+            epoch(t.c.resolved_at).label("resolved"),
+            when(first_met).label("first_met"),
+            when(or_(first_met, func.coalesce(answered, now) > first_due)).label("first_decided"),
+            when(resolution_met).label("resolution_met"),
+            when(or_(resolution_met, func.coalesce(stopped, now) > resolution_due)).label(
+                "resolution_decided"
+            ),
+            when(t.c.id.in_(_reopened(period))).label("reopened"),
+            func.coalesce(escalated.c.fired, 0).label("escalations"),
+            when(t.c.id.in_(unhappy)).label("unhappy"),
+            rated.c.good.label("rating"),
+            when(t.c.id.in_(_faq_solved(period))).label("faq_solved"),
         )
         .select_from(
-            b.join(t, and_(t.c.created_at >= b.c.starts, t.c.created_at < b.c.ends))
-            .outerjoin(ack, ack.c.ticket_id == t.c.id)
+            t.outerjoin(ack, ack.c.ticket_id == t.c.id)
             .outerjoin(escalated, escalated.c.ticket_id == t.c.id)
             .outerjoin(rated, rated.c.ticket_id == t.c.id)
         )
-        .where(t.c.status.not_in(LEFT_OUT))
+        .where(
+            t.c.created_at >= period.start,
+            t.c.created_at < period.end,
+            t.c.status.not_in(LEFT_OUT),
+        )
     )
-    connection.execute(facts.insert().from_select([c.name for c in facts.c], rows))
-    analyze(connection, facts)
+    return apart(query)
+
+
+def _on_its_clock(tickets: FromClause, at: BusinessAt) -> FromClause:
+    """The tickets with creation, first response and resolution on their policy's clock:
+    business seconds since the clock's origin, or seconds since the epoch; each worked out
+    once, though creation's is read twice."""
+    r = tickets.c
+
+    def on_clock(moment: ColumnElement[float]) -> ColumnElement[float]:
+        return case((moment.is_(None), null()), (r.business, at(moment)), else_=moment)
+
+    return apart(
+        select(
+            *r,
+            on_clock(r.created).label("created_on_clock"),
+            on_clock(r.responded).label("responded_on_clock"),
+            on_clock(r.resolved).label("resolved_on_clock"),
+        )
+    )
 
 
 def _acks(period: Period) -> FromClause:
@@ -169,19 +237,20 @@ def _reopened(period: Period) -> Select[int | None]:
 
 
 def _ratings(period: Period) -> FromClause:
-    """Each rated ticket's latest rating: 1 "solved", 0 "not solved"."""
-    latest = (
-        select(Event.ticket_id, func.max(Event.id).label("last"))
+    """Each rated ticket's latest rating: 1 "solved", 0 "not solved". Numbered newest
+    first in one pass over the ratings, where the latest's id and then its row took two
+    reads of each."""
+    newest_first = func.row_number().over(partition_by=Event.ticket_id, order_by=Event.id.desc())
+    ranked = (
+        select(
+            Event.ticket_id,
+            when(Event.data["verdict"].as_string() == "good").label("good"),
+            newest_first.label("newest"),
+        )
         .where(Event.type == "rated", Event.at >= period.start)
-        .group_by(Event.ticket_id)
         .subquery()
     )
-    good = when(Event.data["verdict"].as_string() == "good")
-    return (
-        select(latest.c.ticket_id, good.label("good"))
-        .select_from(latest.join(Event, Event.id == latest.c.last))
-        .subquery()
-    )
+    return select(ranked.c.ticket_id, ranked.c.good).where(ranked.c.newest == 1).subquery()
 
 
 def _faq_solved(period: Period) -> Select[int | None]:
@@ -228,32 +297,86 @@ def counted(connection: Connection, by: Grouping | None) -> dict[object, Counted
     return found
 
 
-def backlog(
-    connection: Connection, by: Grouping | None, last: int
-) -> dict[object, tuple[int, datetime | None]]:
-    """Per group, the tickets unresolved at the end of its time and the oldest one's
-    creation; by None: at the end of the period (the bucket numbered `last`)."""
-    t, b = _ticket, bucket_table
+def backlog(connection: Connection, by: Grouping | None, times: Sequence[Bucket]) -> Waiting:
+    """Per group, the tickets (created at any time) unresolved at the end of its time, and
+    the oldest one's creation: per bucket position for the time groupings, at the end of
+    the period (the last bucket's) for the others; by None, one total at that end, under
+    the key None."""
     if by in TIME_GROUPINGS:
-        key: ColumnElement[Any] | None = b.c.position
-    elif by == "tag":
-        key = _tag.c.tag
-    else:
-        key = GROUP_COLUMNS[by] if by else None
+        return _backlog_by_time(connection, times)
+    end = times[-1].end
+    key = _tag.c.tag if by == "tag" else GROUP_COLUMNS[by] if by else null()
+    unresolved = _unresolved(end, end, key, tag=by == "tag")
+    query = select(func.count(), func.min(unresolved.c.created), unresolved.c.key).group_by(
+        unresolved.c.key
+    )
+    return {row[2]: (int(row[0]), row[1]) for row in connection.execute(query)}
+
+
+def _backlog_by_time(connection: Connection, times: Sequence[Bucket]) -> Waiting:
+    """A ticket is unresolved at the end of each bucket from the one it came in (0 if it
+    came in before the period) to the one before it was resolved (the last if it was
+    not): one pass over the tickets unresolved at the first end counts them by that span,
+    and the spans make every bucket's backlog (`core.report.backlog_at_ends`), where one
+    look per bucket read the never-resolved tickets once for each."""
+    last, ends = len(times) - 1, [b.end for b in times]
+    t = _ticket
+    # Never resolved and older than the period, most of a backlog: one span, all counted
+    # at once.
+    older = (
+        select(literal(0), literal(last), func.count(), func.min(t.c.created_at))
+        .where(
+            t.c.resolved_at.is_(None),
+            t.c.created_at < times[0].start,
+            t.c.status.not_in(LEFT_OUT),
+        )
+        .having(func.count() > 0)
+    )
+    rest = _unresolved(ends[0], ends[-1], null(), tag=False, since=times[0].start)
+    resolved_in = position_in(rest.c.resolved, ends) - literal(1)
+    spans = apart(
+        select(
+            position_in(rest.c.created, ends).label("first"),
+            case((rest.c.resolved.is_(None), literal(last)), else_=resolved_in).label("last"),
+            rest.c.created,
+        )
+    )
+    counted_spans = (
+        select(spans.c.first, spans.c.last, func.count(), func.min(spans.c.created))
+        # Most tickets are resolved in the bucket they came in: unresolved at no end.
+        .where(spans.c.first <= spans.c.last)
+        .group_by(spans.c.first, spans.c.last)
+    )
+    rows = connection.execute(union_all(older, counted_spans))
+    return dict(enumerate(backlog_at_ends([tuple(row) for row in rows], last)))
+
+
+def _unresolved(
+    first_end: datetime,
+    end: datetime,
+    key: ColumnElement[Any],
+    *,
+    tag: bool,
+    since: datetime | None = None,
+) -> FromClause:
+    """The tickets (spam and merged left out) created before `end` and unresolved at
+    `first_end`, the never-resolved ones only if created `since`: two range scans of
+    `ix_ticket_resolved_at_created_at_status` (never resolved, resolved since), neither
+    reading the table unless `key` is a ticket column."""
+    t = _ticket
+    never: ColumnElement[bool] = t.c.resolved_at.is_(None)
+    if since is not None:
+        never = and_(never, t.c.created_at >= since)
     parts = []
-    # Unresolved still, or resolved after the end: two range scans of one index.
-    for unresolved in (t.c.resolved_at.is_(None), t.c.resolved_at >= b.c.ends):
-        source: FromClause = b.join(t, and_(unresolved, t.c.created_at < b.c.ends))
-        if by == "tag":
-            source = source.outerjoin(_tag, _tag.c.ticket_id == t.c.id)
-        part = (
+    for unresolved in (never, t.c.resolved_at >= first_end):
+        source: FromClause = t.outerjoin(_tag, _tag.c.ticket_id == t.c.id) if tag else t
+        parts.append(
             select(
-                t.c.created_at.label("created"), (key if key is not None else null()).label("key")
+                t.c.created_at.label("created"),
+                t.c.resolved_at.label("resolved"),
+                key.label("key"),
             )
             .select_from(source)
-            .where(t.c.status.not_in(LEFT_OUT))
+            .where(unresolved, t.c.created_at < end, t.c.status.not_in(LEFT_OUT))
         )
-        parts.append(part if by in TIME_GROUPINGS else part.where(b.c.position == last))
-    both = union_all(*parts).subquery()
-    query = select(func.count(), func.min(both.c.created), both.c.key).group_by(both.c.key)
-    return {row[2]: (int(row[0]), row[1]) for row in connection.execute(query)}
+    return union_all(*parts).subquery()

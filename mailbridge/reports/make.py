@@ -15,6 +15,8 @@ from mailbridge.core.report import (
     Grouping,
     Period,
     Report,
+    Waiting,
+    add_up,
     buckets,
     figures_of,
 )
@@ -44,17 +46,22 @@ def make_report(app: App, period: Period, by: Grouping) -> Report:
     """The figures of `period`, per group of `by` and in total, as of now."""
     now = app.clock.now()
     times = buckets(period, by, app.config.calendar.zone)
-    last = len(times) - 1
-    with report_tables(app, period, by, now) as connection:
+    with report_tables(app, period, times, by, now) as connection:
         key, source = group_key(by)
         series = _series()
-        sums, total = counted(connection, by), counted(connection, None)
+        sums = counted(connection, by)
+        # A ticket with two tags is in two groups, and once in the total.
+        total = {None: add_up(sums.values())} if by != "tag" else counted(connection, None)
         picks = percentiles(
             connection, series, select().select_from(source), key, total=by != "tag"
         )
-        if by == "tag":  # a ticket with two tags is in two groups, and once in the total
+        if by == "tag":
             picks.update(percentiles(connection, series, select().select_from(facts), None))
-        waiting, total_waiting = backlog(connection, by, last), backlog(connection, None, last)
+        waiting = backlog(connection, by, times)
+        if by in TIME_GROUPINGS:  # the period ends with its last bucket
+            total_waiting: Waiting = {None: waiting[len(times) - 1]}
+        else:
+            total_waiting = backlog(connection, None, times)
     if by in TIME_GROUPINGS:
         keys: list[Any] = list(range(len(times)))
     else:

@@ -13,8 +13,11 @@ from hypothesis import strategies as st
 
 from mailbridge.core.business_hours import BusinessCalendar, business_time_between
 from mailbridge.core.report import (
+    Counted,
     OpenStretch,
     Period,
+    add_up,
+    backlog_at_ends,
     buckets,
     business_clock,
     percent,
@@ -98,3 +101,40 @@ def test_rounding_and_percentages() -> None:
 )  # fmt: skip
 def test_short_durations(total: int, shown: str) -> None:
     assert short_duration(total) == shown
+
+
+# --- the backlog from spans ---------------------------------------------------------------
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+spans = st.lists(
+    st.tuples(
+        st.integers(0, 6),  # first bucket
+        st.integers(-1, 6),  # last bucket (before the first: resolved where it came in)
+        st.integers(1, 5),  # tickets
+        st.integers(0, 50),  # the oldest one's creation, in days
+    ),
+    max_size=30,
+)
+
+
+@given(spans)
+def test_the_backlog_from_spans_is_each_buckets_count_and_oldest(
+    drawn: list[tuple[int, int, int, int]],
+) -> None:
+    found = backlog_at_ends([(a, b, n, EPOCH + timedelta(days=d)) for a, b, n, d in drawn], last=6)
+    for position, (waiting, oldest) in enumerate(found):
+        covering = [(n, d) for a, b, n, d in drawn if a <= position <= b]
+        assert waiting == sum(n for n, _ in covering)
+        first = min((d for _, d in covering), default=None)
+        assert oldest == (None if first is None else EPOCH + timedelta(days=first))
+
+
+def test_a_span_that_ends_before_it_starts_counts_nowhere() -> None:
+    assert backlog_at_ends([(2, 1, 7, EPOCH)], last=3) == [(0, None)] * 4
+    assert backlog_at_ends([], last=0) == [(0, None)]
+
+
+def test_sums_add_up_column_by_column() -> None:
+    one, two = Counted(*range(12)), Counted(*range(100, 112))
+    assert add_up([one, two]) == Counted(*range(100, 124, 2))
+    assert add_up([]) == Counted(*[0] * 12)
