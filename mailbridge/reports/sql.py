@@ -140,8 +140,14 @@ facts = Table(
 
 
 def temporary_tables(connection: Connection, stretches: Sequence[OpenStretch]) -> None:
-    """Create the facts table, and on SQLite the clock table, filled (`business_at`)."""
+    """Create the facts table, and the business clock (`clock_table`)."""
     facts.create(connection)
+    clock_table(connection, stretches)
+
+
+def clock_table(connection: Connection, stretches: Sequence[OpenStretch]) -> None:
+    """On SQLite, the clock table filled (`business_at`); PostgreSQL reads the clock from
+    arrays and needs no table."""
     if connection.dialect.name == "postgresql":
         # The report's statements run once each and take about a second: compiling them
         # (JIT, on by default) cost PostgreSQL more than half a second of a 1M-ticket report.
@@ -217,6 +223,22 @@ def _business_at(moment: ColumnElement[float]) -> ColumnElement[float]:
         .scalar_subquery()
     )
     return func.coalesce(found, literal(0.0))
+
+
+def elapsed(
+    at: BusinessAt,
+    start: ColumnElement[Any],
+    end: ColumnElement[Any],
+    business: ColumnElement[bool],
+) -> ColumnElement[float]:
+    """Seconds from `start` to `end` on the ticket's clock: business time (`at`) where
+    `business` holds, else calendar time; NULL when `end` is NULL."""
+    begin, finish = epoch(start), epoch(end)
+    return case(
+        (end.is_(None), null()),
+        (business, millis(at(finish) - at(begin))),
+        else_=millis(finish - begin),
+    )
 
 
 def apart(query: Select[Any]) -> FromClause:

@@ -35,7 +35,7 @@ from mailbridge.core.report import Period, business_clock, seconds
 from mailbridge.core.report_pictures import Wait
 from mailbridge.db.models import Ticket, UTCDateTime
 from mailbridge.reports.figures import LEFT_OUT
-from mailbridge.reports.sql import analyze, business_elapsed, clock
+from mailbridge.reports.sql import BusinessAt, business_at, clock_table, elapsed
 
 __all__ = ["WAITS_SHOWN", "Waits", "find_waits"]
 
@@ -63,31 +63,26 @@ def find_waits(app: App, period: Period, now: datetime, limit: int = WAITS_SHOWN
             select(func.count(), func.min(waiting.c.created_at))
         ).one()
         start = min(period.start, oldest) if oldest is not None else period.start
-        with _clock_table(app, connection, start, max(now, period.end)):
-            longest = _longest(app, connection, period, limit)
-            unanswered = _unanswered(app, connection, waiting, end, limit)
+        with _clock_table(app, connection, start, max(now, period.end)) as at:
+            longest = _longest(app, at, connection, period, limit)
+            unanswered = _unanswered(app, at, connection, waiting, end, limit)
     return Waits(tuple(longest), tuple(unanswered), int(count))
 
 
 @contextmanager
 def _clock_table(
     app: App, connection: Connection, start: datetime, end: datetime
-) -> Iterator[None]:
-    """The business clock over [start, end] in a temporary table; the connection is
-    invalidated afterwards, which drops it whatever state the connection is in."""
+) -> Iterator[BusinessAt]:
+    """Business time over [start, end] (on SQLite from a temporary table); the connection
+    is invalidated afterwards, which drops the table whatever state the connection is in."""
     try:
-        clock.create(connection)
-        calendar = app.config.calendar
+        stretches = []
         if any(policy.business_hours for policy in app.config.sla):
+            calendar = app.config.calendar
             cal = calendar.business_calendar(start.astimezone(calendar.zone).year)
             stretches = business_clock(cal, start, end)
-            if stretches:
-                connection.execute(
-                    clock.insert(),
-                    [{"opens": s.opens, "closes": s.closes, "passed": s.before} for s in stretches],
-                )
-        analyze(connection, clock)
-        yield
+        clock_table(connection, stretches)
+        yield business_at(connection, stretches)
     finally:
         connection.invalidate()
 
@@ -117,9 +112,11 @@ def _unanswered_at(end: datetime) -> Subquery:
     return union_all(*parts).subquery()
 
 
-def _longest(app: App, connection: Connection, period: Period, limit: int) -> list[Wait]:
+def _longest(
+    app: App, at: BusinessAt, connection: Connection, period: Period, limit: int
+) -> list[Wait]:
     t = _ticket.c
-    waited = business_elapsed(t.created_at, t.first_responded_at, _on_business(app, t.sla_policy))
+    waited = elapsed(at, t.created_at, t.first_responded_at, _on_business(app, t.sla_policy))
     late = and_(
         t.first_response_due_at.is_not(None), t.first_responded_at > t.first_response_due_at
     )
@@ -138,11 +135,16 @@ def _longest(app: App, connection: Connection, period: Period, limit: int) -> li
 
 
 def _unanswered(
-    app: App, connection: Connection, waiting: Subquery, end: datetime, limit: int
+    app: App,
+    at: BusinessAt,
+    connection: Connection,
+    waiting: Subquery,
+    end: datetime,
+    limit: int,
 ) -> list[Wait]:
     w = waiting.c
     at_end = literal(end, UTCDateTime())
-    waited = business_elapsed(w.created_at, at_end, _on_business(app, w.sla_policy))
+    waited = elapsed(at, w.created_at, at_end, _on_business(app, w.sla_policy))
     late = and_(w.first_response_due_at.is_not(None), w.first_response_due_at < at_end)
     query = (
         select(w.number, w.queue, w.subject, waited.label("waited"), late.label("late"))

@@ -4,8 +4,8 @@ The report's backlog reads the tickets never resolved and those resolved after a
 with their creation; with the status in the index too (spam and merged are left out), it
 reads no table row.
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-09
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
