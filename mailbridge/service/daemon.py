@@ -50,6 +50,7 @@ from mailbridge.service.pollers import (
     watched_sources,
 )
 from mailbridge.service.sender import Sender
+from mailbridge.tickets import tallies
 from mailbridge.tickets.escalate import next_due, sweep
 from mailbridge.tickets.retention import purge
 from mailbridge.tickets.spam_purge import purge_spam
@@ -138,6 +139,7 @@ class Daemon:
         finally:
             await asyncio.to_thread(self.preparer.close)
         report.escalated = await asyncio.to_thread(sweep, self.app)
+        await asyncio.to_thread(tallies.fold, self.app)
         report.digests = await asyncio.to_thread(send_digests, self.app)
         report.sent = await self.sender.send_once()
         return report
@@ -287,6 +289,7 @@ class Daemon:
     async def _sweep(self) -> None:
         try:
             fired = await asyncio.to_thread(sweep, self.app)
+            await asyncio.to_thread(tallies.fold, self.app)
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again
             self._failed(exc, "scheduler", "escalation sweep failed")
             return
