@@ -114,11 +114,20 @@ class TokenCollector(Collector):
             "is still valid; 0 when expired, and stays 0 when it cannot be refreshed",
             labels=["account"],
         )
+        signed_in = GaugeMetricFamily(
+            "mailbridge_oauth_signed_in",
+            "1 while an account's OAuth2 sign-in can give tokens; 0 when it needs "
+            "`mailbridge oauth login` (none yet, revoked, refused)",
+            labels=["account"],
+        )
         for account, provider in sorted(self._tokens.all().items()):
             left = provider.seconds_left()
             if left is not None:
                 family.add_metric([account], left)
+            lost = provider.problem or provider.sign_in_problem()
+            signed_in.add_metric([account], 0.0 if lost else 1.0)
         yield family
+        yield signed_in
 
 
 class DatabaseCollector(Collector):
