@@ -22,6 +22,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     false,
     text,
@@ -499,8 +500,9 @@ class Tally(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     # The label set as JSON, [["mailbox", "support"], …] sorted by name: values the
-    # configuration names (core.tallies.bounded), so the length stays small.
-    labels: Mapped[str] = mapped_column(String(1024))
+    # configuration names (core.tallies.bounded). Unbounded in length, so that no name in
+    # a configuration can make counting, and with it the step that counts, fail.
+    labels: Mapped[str] = mapped_column(Text)
     value: Mapped[float] = mapped_column(Float)
 
 

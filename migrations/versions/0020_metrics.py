@@ -33,7 +33,7 @@ def upgrade() -> None:
         "tally",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("labels", sa.String(length=1024), nullable=False),
+        sa.Column("labels", sa.Text(), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tally")),
     )
