@@ -26,7 +26,7 @@ from mailbridge.inbound.leases import Ownership, ownership
 from mailbridge.oauth.accounts import sign_ins
 from mailbridge.oauth.endpoint import SignInRequired
 from mailbridge.oauth.tokens import TokenStore
-from mailbridge.service.snapshot import Snapshot, snapshot
+from mailbridge.service.snapshot import Snapshot, history, snapshot
 
 __all__ = ["print_status", "configure", "status_document"]
 
@@ -36,7 +36,7 @@ DAEMON_TIMEOUT = 3.0
 def status_document(app: App) -> dict[str, Any]:
     now = app.clock.now()
     with app.sessions() as session:
-        data = snapshot(session, now)
+        data, so_far = snapshot(session, now), history(session)
     zone = app.config.calendar.zone
 
     def local(value: datetime | None) -> str | None:
@@ -44,9 +44,9 @@ def status_document(app: App) -> dict[str, Any]:
 
     mailboxes = {}
     for mailbox in app.config.mailbox:
-        kinds = {kind: n for (name, kind), n in data.ingested.items() if name == mailbox.name}
+        kinds = {kind: n for (name, kind), n in so_far.ingested.items() if name == mailbox.name}
         mailboxes[mailbox.name] = {
-            "last_received_at": local(data.last_received.get(mailbox.name)),
+            "last_received_at": local(so_far.last_received.get(mailbox.name)),
             "ingested": sum(kinds.values()),
             "by_kind": kinds,
         }
@@ -61,18 +61,18 @@ def status_document(app: App) -> dict[str, Any]:
         "outbox": {
             "pending": data.outbox_by_state.get(OutboxState.PENDING, 0),
             "failed": data.outbox_by_state.get(OutboxState.FAILED, 0),
-            "sent": data.outbox_by_state.get(OutboxState.SENT, 0),
+            "sent": so_far.outbox_sent,
             "oldest_pending_at": local(data.oldest_pending_outbox_at),
         },
         "tickets": {
-            "by_status": data.tickets_by_status,
+            "by_status": so_far.tickets_by_status,
             "spam_purged": sum(data.spam_purged.values()),
             "unanswered": data.unanswered,
             "overdue": data.overdue,
             "oldest_unanswered_age_seconds": int(data.oldest_unanswered_age(now)),
             "next_escalation_at": local(data.next_escalation_at),
         },
-        "escalations": {str(level): n for level, n in sorted(data.escalations.items())},
+        "escalations": {str(level): n for level, n in sorted(so_far.escalations.items())},
         "daemon": _daemon(app),
     }
     document["instances"], document["sources"] = _owners(app, ownership(app), local)

@@ -105,6 +105,15 @@ class Config(_Section):
             return self.database.auto_migrate
         return self.database_url.startswith("sqlite")
 
+    @property
+    def queue_names(self) -> frozenset[str]:
+        """Every queue the configuration names: a mailbox's, one with its own [tickets]
+        settings, one an SLA policy matches and one a routing rule sends mail to."""
+        named = {mailbox.effective_queue for mailbox in self.mailbox} | set(self.tickets.queues)
+        named.update(queue for policy in self.sla for queue in policy.queues)
+        named.update(rule.then.queue for rule in self.routing if rule.then.queue)
+        return frozenset(named)
+
     def mailbox_named(self, name: str) -> MailboxConfig:
         for mailbox in self.mailbox:
             if mailbox.name == name:

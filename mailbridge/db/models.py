@@ -15,12 +15,14 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     false,
     text,
@@ -149,6 +151,16 @@ class Ticket(Base):
         # The spam purge walks spam by when it was marked (tickets/spam_purge.py): one
         # range scan, in keyset order, however many tickets there are.
         Index("ix_ticket_spam_at_id", "spam_at", "id"),
+        # /metrics, from the indexes alone: the tickets in play by status and queue, and
+        # those still waiting for a first answer (not the answered ones, which pile up).
+        Index("ix_ticket_status_queue", "status", "queue"),
+        Index(
+            "ix_ticket_unanswered",
+            "first_responded_at",
+            "first_response_due_at",
+            "status",
+            "created_at",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -316,6 +328,8 @@ class Outbox(Base):
             "ticket_id",
             "sent_at",
         ),
+        # /metrics: how long the oldest mail still to send has waited, from the index.
+        Index("ix_outbox_state_created_at", "state", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -490,6 +504,23 @@ class MailboxLease(Base):
     owner: Mapped[str | None] = mapped_column(String(100))  # an instance id; NULL: free
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class Tally(Base):
+    """Counters /metrics reads, written as things happen (db/tally.py, core/tallies.py):
+    a row per count, in the transaction that did the thing, until the rows of one counter
+    and label set are folded into one. Nothing else deletes a row, so no counter goes
+    back, whatever is purged."""
+
+    __tablename__ = "tally"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # The label set as JSON, [["mailbox", "support"], …] sorted by name: values the
+    # configuration names (core.tallies.bounded). Unbounded in length, so that no name in
+    # a configuration can make counting, and with it the step that counts, fail.
+    labels: Mapped[str] = mapped_column(Text)
+    value: Mapped[float] = mapped_column(Float)
 
 
 # Every mail-derived value above is bounded by its column type (db.types); the objects

@@ -403,6 +403,18 @@ def ticket_events(session: Session, ticket_id: int) -> Sequence[Event]:
     ).all()
 
 
+_ARTICLE_KIND = (
+    select(Article.kind)
+    .where(Article.inbound_message_id == bindparam("inbound"), Article.direction == "in")
+    .limit(1)
+)
+
+
+def article_kind_of(session: Session, inbound_id: int) -> str | None:
+    """The classification of the incoming article a message made; None when it made none."""
+    return session.execute(_ARTICLE_KIND, {"inbound": inbound_id}).scalar()
+
+
 def ticket_articles(session: Session, ticket_id: int) -> Sequence[Article]:
     return session.scalars(
         select(Article).where(Article.ticket_id == ticket_id).order_by(Article.id)

@@ -38,6 +38,7 @@ from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.inbound import bounces, routing
 from mailbridge.inbound.prepare import prepare
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.tickets import tallies
 from mailbridge.tickets.events import add_event
 from mailbridge.tickets.spam import opening_article
 
@@ -174,6 +175,7 @@ def _withheld_by_limit(step: Step, ticket: Ticket, key: LimitKey, recent: int) -
     queries.record_acknowledgement(
         step.session, ticket, address, domain_of(address), step.now, withheld_by=key.limit
     )
+    tallies.acknowledgement_withheld(step, key.limit)
 
 
 def _log_limit_once(step: Step, ticket: Ticket, key: LimitKey, recent: int) -> None:

@@ -14,6 +14,7 @@ from mailbridge.core.states import TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage, Ticket
 from mailbridge.inbound.acknowledge import ACK_TEMPLATE
+from mailbridge.tickets import tallies
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket
 from mailbridge.tickets.events import add_event
 from mailbridge.tickets.requester import STORED_NAME
@@ -69,6 +70,7 @@ def open_ticket(
         sla_policy=policy.name,
         message_id=parsed.message_id,
     )
+    tallies.ticket_created(step, ticket)
     return ticket
 
 

@@ -37,6 +37,7 @@ from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
 from mailbridge.inbound.apply import Applied, apply_message
 from mailbridge.inbound.prepare import Budget, OverBudget, Preparer
+from mailbridge.tickets import tallies
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,8 @@ def _process_in_savepoint(
                 ticket_id=applied.ticket_id,
                 reason=applied.reason or None,
             )
+            kind = queries.article_kind_of(session, inbound.id) or applied.state
+            tallies.message_settled(step, inbound.mailbox, kind)
     except Exception as exc:  # any failure must quarantine, never drop
         if database_outage(exc) is not None:
             raise  # not this message's fault: the whole batch waits for the database

@@ -9,6 +9,7 @@ from mailbridge.core.faq import says_solved
 from mailbridge.core.reply_trim import trim_reply
 from mailbridge.core.states import TicketStatus
 from mailbridge.db.models import Article, Ticket
+from mailbridge.tickets import tallies
 from mailbridge.tickets.events import add_event
 
 __all__ = ["resolved_by_customer"]
@@ -26,6 +27,7 @@ def resolved_by_customer(step: Step, ticket: Ticket, article: Article) -> bool:
         return False
     ticket.status, ticket.resolved_at, ticket.updated_at = TicketStatus.RESOLVED, step.now, step.now
     ticket.next_escalation_at = None
+    tallies.resolved(step, ticket)
     add_event(
         step,
         ticket,

@@ -26,6 +26,7 @@ from mailbridge.core.spam import Judgement, judge
 from mailbridge.core.spam_headers import trusted_verdict
 from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.inbound import routing
+from mailbridge.tickets import tallies
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.sender_lists import sender_lists
 
@@ -74,6 +75,7 @@ def settle_spam(step: Step, ticket: Ticket, disposition: Disposition, routed: De
     add_event(
         step, ticket, "spam", reason=disposition.reason, rules=list(routed.matched), by="processing"
     )
+    tallies.marked_spam(step, ticket)
     return Applied.to(ticket, "spam", reason=disposition.reason)
 
 

@@ -41,7 +41,7 @@ from mailbridge.inbound import collision
 from mailbridge.inbound.acknowledge import acknowledge_late
 from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import merge, participants, requester, spam, split, waiting
+from mailbridge.tickets import merge, participants, requester, spam, split, tallies, waiting
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.rating import rating_links
@@ -336,6 +336,7 @@ def _finish(step: Step, ticket: Ticket, message: StaffMessage, answered: bool) -
     ticket.status = TicketStatus.CLOSED if message.has("close") else TicketStatus.RESOLVED
     ticket.resolved_at = step.now
     ticket.next_escalation_at = None
+    tallies.resolved(step, ticket)
     if message.has("close") and not answered and answerable(ticket.requester_address):
         language = ticket.language or step.app.config.templates.language
         thread = queries.customer_thread(step.session, ticket.id)

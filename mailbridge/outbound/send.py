@@ -38,10 +38,11 @@ from sqlalchemy.orm import object_session
 
 from mailbridge.adapters.smtp import Delivery, SmtpConnection, SmtpSettings
 from mailbridge.app import App
+from mailbridge.core import tallies
 from mailbridge.core.bounce import make_return_path
 from mailbridge.core.humanize import format_duration
 from mailbridge.core.states import WEBHOOK_KIND, OutboxState, RecipientState
-from mailbridge.db import queries
+from mailbridge.db import queries, tally
 from mailbridge.db.models import Outbox, RecipientResult
 from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
 from mailbridge.faults import crash_point
@@ -319,6 +320,10 @@ def _record_delivery(app: App, row: Outbox, delivery: Delivery, draw: Jitter) ->
             entry["code"], entry["reply"] = None, delivery.reply
     if delivery.accepted and row.sent_at is None:
         row.sent_at = now
+        if row.kind == "ack":
+            session = object_session(row)
+            assert session is not None, "a row being marked is in its transaction's session"
+            tally.add(session, [(tallies.ACKNOWLEDGEMENTS_SENT, (), 1.0)])
     row.recipients = results
     return _settle(app, row, now, _refusals(results), draw)
 

@@ -52,6 +52,7 @@ from mailbridge.service.pollers import (
     watched_sources,
 )
 from mailbridge.service.sender import Sender
+from mailbridge.tickets import tallies
 from mailbridge.tickets.content_retention import erase_closed_content
 from mailbridge.tickets.escalate import next_due, sweep
 from mailbridge.tickets.retention import purge
@@ -143,6 +144,7 @@ class Daemon:
         finally:
             await asyncio.to_thread(self.preparer.close)
         report.escalated = await asyncio.to_thread(sweep, self.app)
+        await asyncio.to_thread(tallies.fold, self.app)
         report.digests = await asyncio.to_thread(send_digests, self.app)
         report.weekly_reports = await asyncio.to_thread(send_weekly_report, self.app)
         report.sent = await self.sender.send_once()
@@ -302,6 +304,7 @@ class Daemon:
     async def _sweep(self) -> None:
         try:
             fired = await asyncio.to_thread(sweep, self.app)
+            await asyncio.to_thread(tallies.fold, self.app)
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again
             self._failed(exc, "scheduler", "escalation sweep failed")
             return

@@ -1,6 +1,8 @@
-"""Prometheus metrics: what happened in this process (reconnects, send latency) as ordinary
-counters, and what the database holds (messages, tickets, outbox, escalations) computed from
-it at scrape time, so those match it exactly and survive restarts."""
+"""Prometheus metrics: what happened in this process (reconnects, send latency, the last
+look into each mailbox) as ordinary counters and gauges, and what the database holds read
+at scrape time (service/metric_families.py): figures recounted from the tables, and the
+counters the database keeps as things happen (core/tallies.py). Those match the database,
+survive restarts and are the same whichever instance is asked."""
 
 from __future__ import annotations
 
@@ -13,18 +15,18 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mailbridge.app import App
-from mailbridge.core.ack_policy import LIMITS
-from mailbridge.core.rating import RATINGS
-from mailbridge.core.states import OutboxState
+from mailbridge.config import MailboxConfig
 from mailbridge.oauth.tokens import TokenProviders
 from mailbridge.service.health import Health
+from mailbridge.service.metric_families import database_families
 from mailbridge.service.snapshot import Snapshot, snapshot
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -60,10 +62,22 @@ class Metrics:
             buckets=_DELAY_BUCKETS,
             registry=self.registry,
         )
+        self.last_poll = Gauge(
+            "mailbridge_mailbox_last_poll_timestamp_seconds",
+            "When this instance last finished looking for new mail in a mailbox's folder "
+            "(Unix time); only the instance holding the folder's lease polls it",
+            ["mailbox", "folder"],
+            registry=self.registry,
+        )
+        self._clock = app.clock
         self.registry.register(DatabaseCollector(app))
         self.registry.register(HealthCollector(health))
         if tokens is not None:
             self.registry.register(TokenCollector(tokens))
+
+    def polled(self, mailbox: MailboxConfig) -> None:
+        """A look for new mail in the folder is done (the server answered)."""
+        self.last_poll.labels(mailbox.name, mailbox.folder).set(self._clock.now().timestamp())
 
     def observe_sent(self, kind: str, smtp_seconds: float, queued_seconds: float) -> None:
         self.send_latency.observe(smtp_seconds)
@@ -100,11 +114,20 @@ class TokenCollector(Collector):
             "is still valid; 0 when expired, and stays 0 when it cannot be refreshed",
             labels=["account"],
         )
+        signed_in = GaugeMetricFamily(
+            "mailbridge_oauth_signed_in",
+            "1 while an account's OAuth2 sign-in can give tokens; 0 when it needs "
+            "`mailbridge oauth login` (none yet, revoked, refused)",
+            labels=["account"],
+        )
         for account, provider in sorted(self._tokens.all().items()):
             left = provider.seconds_left()
             if left is not None:
                 family.add_metric([account], left)
+            lost = provider.problem or provider.sign_in_problem()
+            signed_in.add_metric([account], 0.0 if lost else 1.0)
         yield family
+        yield signed_in
 
 
 class DatabaseCollector(Collector):
@@ -143,96 +166,4 @@ class DatabaseCollector(Collector):
             return
         up.add_metric([], 1.0)
         yield up
-
-        ingested = CounterMetricFamily(
-            "mailbridge_messages_ingested",
-            "Messages stored from IMAP, by mailbox and kind (classification, or the state of "
-            "a message that made no article)",
-            labels=["mailbox", "kind"],
-        )
-        for (mailbox, kind), count in sorted(data.ingested.items()):
-            ingested.add_metric([mailbox, kind], count)
-        yield ingested
-
-        opened = CounterMetricFamily(
-            "mailbridge_tickets_opened",
-            "Tickets opened, by mailbox; spam included, purged spam too",
-            labels=["mailbox"],
-        )
-        for mailbox, count in sorted(data.tickets_opened.items()):
-            opened.add_metric([mailbox], count)
-        yield opened
-        yield from _spam(data)
-
-        yield CounterMetricFamily(
-            "mailbridge_acknowledgements_sent",
-            "Acknowledgements the SMTP server accepted",
-            value=data.acknowledgements_sent,
-        )
-
-        withheld = CounterMetricFamily(
-            "mailbridge_acknowledgements_suppressed",
-            "Acknowledgements withheld by an hourly limit, by limit (address, domain, mailbox)",
-            labels=["limit"],
-        )
-        for limit in LIMITS:
-            withheld.add_metric([limit], data.acknowledgements_withheld.get(limit, 0))
-        yield withheld
-
-        outbox = GaugeMetricFamily(
-            "mailbridge_outbox_messages",
-            "Outgoing mails waiting to be sent or given up on",
-            labels=["state"],
-        )
-        for state in (OutboxState.PENDING, OutboxState.FAILED):
-            outbox.add_metric([state], data.outbox_by_state.get(state, 0))
-        yield outbox
-
-        escalations = CounterMetricFamily(
-            "mailbridge_escalations", "Escalations fired, by level", labels=["level"]
-        )
-        for level, count in sorted(data.escalations.items()):
-            escalations.add_metric([str(level)], count)
-        yield escalations
-
-        ratings = CounterMetricFamily(
-            "mailbridge_ratings",
-            "Satisfaction ratings customers gave by mail, by verdict (good, bad)",
-            labels=["verdict"],
-        )
-        for verdict in RATINGS:
-            ratings.add_metric([verdict], data.ratings.get(verdict, 0))
-        yield ratings
-
-        yield GaugeMetricFamily(
-            "mailbridge_quarantined_messages",
-            "Messages processing gave up on, waiting for a person",
-            value=data.quarantined,
-        )
-        yield GaugeMetricFamily(
-            "mailbridge_unanswered_tickets",
-            "Open tickets still waiting for a first response (spam is not open)",
-            value=data.unanswered,
-        )
-        yield GaugeMetricFamily(
-            "mailbridge_oldest_unanswered_ticket_age_seconds",
-            "How long the oldest ticket without a first response has waited (0 when none)",
-            value=data.oldest_unanswered_age(self._app.clock.now()),
-        )
-
-
-def _spam(data: Snapshot) -> Iterator[Metric]:
-    """Spam costs nothing in the other figures; these two say how much of it there is."""
-    yield GaugeMetricFamily(
-        "mailbridge_spam_tickets",
-        "Spam tickets held until [spam] purge_after purges them",
-        value=data.spam,
-    )
-    purged = CounterMetricFamily(
-        "mailbridge_spam_tickets_purged",
-        "Spam tickets deleted by the spam purge, by mailbox",
-        labels=["mailbox"],
-    )
-    for mailbox, count in sorted(data.spam_purged.items()):
-        purged.add_metric([mailbox], count)
-    yield purged
+        yield from database_families(data, self._app.config, self._app.clock.now())

@@ -288,6 +288,7 @@ class Pollers:
                 await self._pause(RETRY_SECONDS, poller.stop)
                 continue
             self.outage.up()
+            self.metrics.polled(mailbox)
             self.health.set(poller.component, "idle" if idle else "polling")
             if idle:
                 await self._idle(poller, conn, interval)

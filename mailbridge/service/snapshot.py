@@ -1,20 +1,28 @@
 """The state of the work, read from the database: what /metrics, STATUS= lines and
 `mailbridge status` report. Computed on demand, so it matches the database exactly and
-survives restarts."""
+survives restarts.
+
+A Snapshot is what a /metrics scrape reads: the rows still in play (tickets not yet
+resolved, mail still to send, quarantine), each found in an index, and the counters the
+database keeps as things happen (db/tally.py). So a scrape costs the same whatever the
+history holds (bench/metrics.py). The recounts of the whole history that only `mailbridge
+status` shows are in a History.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from mailbridge.core.sla import DEADLINES
 from mailbridge.core.states import INACTIVE_STATUSES, InboundState, OutboxState, TicketStatus
+from mailbridge.db import tally
 from mailbridge.db.models import (
-    Acknowledgement,
     Article,
     Escalation,
     Event,
@@ -24,7 +32,7 @@ from mailbridge.db.models import (
 )
 from mailbridge.tickets.spam_purge import PURGED_EVENT
 
-__all__ = ["Brief", "Snapshot", "brief", "snapshot"]
+__all__ = ["Brief", "History", "Snapshot", "brief", "history", "snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,29 +44,34 @@ class Brief:
 
 
 @dataclass(frozen=True, slots=True)
+class History:
+    """Recounts of every ticket, message and mail so far, for `mailbridge status`."""
+
+    ingested: dict[tuple[str, str], int]  # (mailbox, kind) -> messages
+    last_received: dict[str, datetime]  # mailbox -> when its newest message was stored
+    outbox_sent: int
+    tickets_by_status: dict[TicketStatus, int]
+    escalations: dict[int, int]  # level -> fired
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
-    ingested: dict[tuple[str, str], int] = field(default_factory=dict)  # (mailbox, kind)
-    inbound_by_state: dict[InboundState, int] = field(default_factory=dict)
-    last_received: dict[str, datetime] = field(default_factory=dict)  # mailbox -> time
-    # mailbox -> count, purged spam included: a counter never goes down
-    tickets_opened: dict[str, int] = field(default_factory=dict)
-    tickets_by_status: dict[TicketStatus, int] = field(default_factory=dict)
+    inbound_by_state: dict[InboundState, int] = field(default_factory=dict)  # new, quarantined
+    # (status, queue) -> tickets still in play (IN_PLAY), the queue as stored
+    tickets_by_status_queue: dict[tuple[TicketStatus, str], int] = field(default_factory=dict)
     spam_purged: dict[str, int] = field(default_factory=dict)  # mailbox -> tickets purged
-    outbox_by_state: dict[OutboxState, int] = field(default_factory=dict)
-    acknowledgements_sent: int = 0
-    acknowledgements_withheld: dict[str, int] = field(default_factory=dict)  # limit -> count
-    escalations: dict[int, int] = field(default_factory=dict)  # level -> count
-    ratings: dict[str, int] = field(default_factory=dict)  # verdict -> count (`rated` events)
+    outbox_by_state: dict[OutboxState, int] = field(default_factory=dict)  # pending, failed
     unanswered: int = 0
     overdue: int = 0
     oldest_unanswered_at: datetime | None = None
     oldest_pending_outbox_at: datetime | None = None
     next_escalation_at: datetime | None = None
+    tallies: tally.Totals = field(default_factory=dict)  # the counters kept as things happen
 
     @property
     def spam(self) -> int:
         """Spam tickets held until their purge."""
-        return self.tickets_by_status.get(TicketStatus.SPAM, 0)
+        return sum(n for (s, _), n in self.tickets_by_status_queue.items() if s == SPAM)
 
     @property
     def quarantined(self) -> int:
@@ -66,9 +79,24 @@ class Snapshot:
 
     def oldest_unanswered_age(self, now: datetime) -> float:
         """Seconds the longest-waiting customer has waited for a first answer; 0 if none."""
-        if self.oldest_unanswered_at is None:
-            return 0.0
-        return max((now - self.oldest_unanswered_at).total_seconds(), 0.0)
+        return _age(self.oldest_unanswered_at, now)
+
+    def oldest_pending_outbox_age(self, now: datetime) -> float:
+        """Seconds the oldest mail still to be sent has waited; 0 if none."""
+        return _age(self.oldest_pending_outbox_at, now)
+
+
+SPAM = TicketStatus.SPAM
+# The tickets a reading counts by status and queue: the backlog, and spam held. Resolved,
+# closed and merged ones pile up for ever and are in the tally's counters instead.
+IN_PLAY = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.WAITING, SPAM)
+# The states of messages and mails a reading counts; the few rows of each are in an index.
+_WATCHED_INBOUND = (InboundState.NEW, InboundState.QUARANTINED)
+_WATCHED_OUTBOX = (OutboxState.PENDING, OutboxState.FAILED)
+
+
+def _age(since: datetime | None, now: datetime) -> float:
+    return 0.0 if since is None else max((now - since).total_seconds(), 0.0)
 
 
 def brief(session: Session) -> Brief:
@@ -100,6 +128,44 @@ def spam_purged(session: Session) -> dict[str, int]:
 
 def snapshot(session: Session, now: datetime) -> Snapshot:
     """Every number at once, in one read transaction."""
+    in_play = session.execute(
+        select(Ticket.status, Ticket.queue, func.count())
+        .where(Ticket.status.in_(IN_PLAY))
+        .group_by(Ticket.status, Ticket.queue)
+    ).all()
+    unanswered, oldest, overdue = session.execute(
+        select(
+            func.count(),
+            func.min(Ticket.created_at),
+            func.count().filter(Ticket.first_response_due_at < now),
+        ).where(*_unanswered())
+    ).one()
+    return Snapshot(
+        inbound_by_state=_counted_states(session, InboundMessage.state, _WATCHED_INBOUND),
+        tickets_by_status_queue={(status, queue): n for status, queue, n in in_play},
+        spam_purged=spam_purged(session),
+        outbox_by_state=_counted_states(session, Outbox.state, _WATCHED_OUTBOX),
+        unanswered=unanswered or 0,
+        overdue=overdue or 0,
+        oldest_unanswered_at=oldest,
+        oldest_pending_outbox_at=session.scalar(
+            select(func.min(Outbox.created_at)).where(Outbox.state == OutboxState.PENDING)
+        ),
+        next_escalation_at=session.scalar(select(func.min(Ticket.next_escalation_at))),
+        tallies=tally.totals(session),
+    )
+
+
+def _counted_states(session: Session, column: Any, states: tuple[Any, ...]) -> dict[Any, int]:
+    found = session.execute(
+        select(column, func.count()).where(column.in_(states)).group_by(column)
+    ).all()
+    return dict.fromkeys(states, 0) | dict(found)
+
+
+def history(session: Session) -> History:
+    """Messages by mailbox and kind, each mailbox's newest, mails sent, tickets by status
+    and escalations by level: recounts of every row, which a scrape does not make."""
     # A message that became an article is counted by its classification; one that did not
     # (ignored, quarantined, not yet processed) by its state.
     kind_or_state = func.coalesce(Article.kind, InboundMessage.state)
@@ -111,69 +177,23 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
         )
         .group_by(InboundMessage.mailbox, kind_or_state)
     ).all()
-    by_state = session.execute(
-        select(InboundMessage.state, func.count(InboundMessage.id)).group_by(InboundMessage.state)
-    ).all()
-    # The newest row of each mailbox is found in an index; only its time is read.
     newest = select(func.max(InboundMessage.id)).group_by(InboundMessage.mailbox)
     last_received = session.execute(
         select(InboundMessage.mailbox, InboundMessage.received_at).where(
             InboundMessage.id.in_(newest.scalar_subquery())
         )
     ).all()
-    opened = session.execute(
-        select(Ticket.mailbox, func.count(Ticket.id)).group_by(Ticket.mailbox)
-    ).all()
-    purged = spam_purged(session)
-    statuses = session.execute(
-        select(Ticket.status, func.count(Ticket.id)).group_by(Ticket.status)
-    ).all()
-    outbox: dict[OutboxState, int] = {}
-    acks = 0
-    for state, kind, count in session.execute(
-        select(Outbox.state, Outbox.kind, func.count(Outbox.id)).group_by(Outbox.state, Outbox.kind)
-    ):
-        outbox[state] = outbox.get(state, 0) + count
-        acks += count if (state, kind) == (OutboxState.SENT, "ack") else 0
-    withheld = session.execute(
-        select(Acknowledgement.withheld_by, func.count(Acknowledgement.id))
-        .where(Acknowledgement.withheld_by != "")
-        .group_by(Acknowledgement.withheld_by)
-    ).all()
+    statuses = session.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all()
     escalations = session.execute(
         select(Escalation.level, func.count(Escalation.id))
         .where(Escalation.deadline.in_(DEADLINES))  # not a waiting cycle's reminder or close
         .group_by(Escalation.level)
     ).all()
-    verdict = Event.data["verdict"].as_string()
-    ratings = session.execute(
-        select(verdict, func.count(Event.id)).where(Event.type == "rated").group_by(verdict)
-    ).all()
-    unanswered, oldest, overdue = session.execute(
-        select(
-            func.count(Ticket.id),
-            func.min(Ticket.created_at),
-            func.count(Ticket.id).filter(Ticket.first_response_due_at < now),
-        ).where(*_unanswered())
-    ).one()
-    oldest_pending = session.scalar(
-        select(func.min(Outbox.created_at)).where(Outbox.state == OutboxState.PENDING)
-    )
-    return Snapshot(
+    sent = session.scalar(select(func.count()).where(Outbox.state == OutboxState.SENT))
+    return History(
         ingested={(mailbox, str(k)): n for mailbox, k, n in ingested},
-        inbound_by_state=dict(by_state),
         last_received=dict(last_received),
-        tickets_opened=dict(Counter(dict(opened)) + Counter(purged)),
+        outbox_sent=sent or 0,
         tickets_by_status=dict(statuses),
-        spam_purged=purged,
-        outbox_by_state=outbox,
-        acknowledgements_sent=acks,
-        acknowledgements_withheld=dict(withheld),
         escalations=dict(escalations),
-        ratings={str(v): n for v, n in ratings},
-        unanswered=unanswered or 0,
-        overdue=overdue or 0,
-        oldest_unanswered_at=oldest,
-        oldest_pending_outbox_at=oldest_pending,
-        next_escalation_at=session.scalar(select(func.min(Ticket.next_escalation_at))),
     )

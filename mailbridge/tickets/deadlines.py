@@ -24,6 +24,7 @@ from mailbridge.core.business_hours import BusinessCalendar
 from mailbridge.core.states import CLOSED_STATUSES, INACTIVE_STATUSES, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
+from mailbridge.tickets import tallies
 from mailbridge.tickets.events import add_event
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ def on_staff_reply(step: Step, ticket: Ticket, text: str | None = None) -> None:
             due_at=_iso(due),
             late_minutes=_minutes(sla.overdue_by(due, step.now)) if due else None,
         )
+        tallies.first_response(step, ticket)
     asks = text is None or waiting.ends_with_question(text)
     # Spam stays spam when answered (only #notspam ends it), so it is still purged.
     if ticket.status not in INACTIVE_STATUSES:
@@ -170,6 +172,8 @@ def on_customer_followup(step: Step, ticket: Ticket) -> None:
     """The customer wrote again. Waiting on them, or resolved: the ticket is open again and
     the resolution clock runs on, the pause not counted. Still waiting for us: a chaser."""
     previous = ticket.status
+    if previous in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
+        tallies.ticket_reopened(step, ticket)
     if previous == TicketStatus.WAITING or previous in CLOSED_STATUSES:
         paused_since = ticket.waiting_since or ticket.resolved_at or step.now
         _resume(step, ticket, paused_since)

@@ -25,7 +25,7 @@ from mailbridge.core.waiting import is_waiting_deadline
 from mailbridge.db import queries
 from mailbridge.db.models import Escalation, Ticket
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import waiting
+from mailbridge.tickets import tallies, waiting
 from mailbridge.tickets.absence import covering
 from mailbridge.tickets.deadlines import pending_steps
 from mailbridge.tickets.events import add_event
@@ -98,6 +98,7 @@ def _fire_due_steps(
             if is_waiting_deadline(due.step.deadline):
                 waiting.fire(step, ticket, due)  # a reminder or the close (tickets/waiting.py)
             else:
+                tallies.escalated(step, due.step.level)
                 _act(step, ticket, due, customer_text)
             count += 1
     ticket.next_escalation_at = next_moment(pending_steps(step.app, ticket, fired, step.now))

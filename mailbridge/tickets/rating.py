@@ -18,6 +18,7 @@ from mailbridge.core.sla import PRIORITIES
 from mailbridge.core.ticket_lines import mailto
 from mailbridge.db import queries
 from mailbridge.db.models import Article, Ticket
+from mailbridge.tickets import tallies
 from mailbridge.tickets.deadlines import on_priority_or_queue_change
 from mailbridge.tickets.events import add_event
 
@@ -59,6 +60,7 @@ def rating_links(app: App, ticket: Ticket, now: datetime) -> dict[str, str]:
 def record_rating(step: Step, ticket: Ticket, article: Article, verdict: Rating, how: str) -> None:
     """The `rated` event: what the customer said and how (a "token" link or their "text")."""
     ticket.updated_at = step.now
+    tallies.rated(step, verdict)
     add_event(
         step,
         ticket,

@@ -26,6 +26,7 @@ from mailbridge.core.staff import StaffMessage
 from mailbridge.core.states import MailKind, OutboxState, TicketStatus
 from mailbridge.db.models import Article, Outbox, Ticket
 from mailbridge.errors import MailbridgeError
+from mailbridge.tickets import tallies
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket, refresh_next_due
 from mailbridge.tickets.events import add_event
 from mailbridge.tickets.sender_lists import block_sender
@@ -93,6 +94,7 @@ def mark_spam(step: Step, ticket: Ticket, *, by: str, via: str, block: bool = Fa
     ticket.waiting_since = ticket.pending_since = ticket.reminded_at = None
     ticket.pending_remind_seconds = None
     withdrawn, sending = _withdraw_mail(step.session, ticket.id)
+    tallies.marked_spam(step, ticket)
     blocked = _block_requester(step, ticket, by) if block else None
     add_event(
         step,

@@ -41,6 +41,7 @@ from mailbridge.db.models import (
     TicketParticipant,
 )
 from mailbridge.errors import MailbridgeError
+from mailbridge.tickets import tallies
 from mailbridge.tickets.deadlines import AWAITING_US, deadlines_for_new_ticket, refresh_next_due
 from mailbridge.tickets.events import add_event
 from mailbridge.tickets.merge import lock_tickets
@@ -220,7 +221,9 @@ def _open(step: Step, old: Ticket, start: Article) -> Ticket:
         next_escalation_at=due.next_due,
         resolution_paused_seconds=0,
     )
-    return queries.insert_ticket(step.session, ticket, step.app.config.tickets.number_start)
+    queries.insert_ticket(step.session, ticket, step.app.config.tickets.number_start)
+    tallies.ticket_created(step, ticket)
+    return ticket
 
 
 def _copy_participants(step: Step, old: Ticket, new: Ticket, by: str) -> list[str]:

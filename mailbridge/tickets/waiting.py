@@ -25,7 +25,7 @@ from mailbridge.core.states import MailKind, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import deadlines, participants
+from mailbridge.tickets import deadlines, participants, tallies
 from mailbridge.tickets.events import add_event
 from mailbridge.tickets.rating import rating_links
 
@@ -120,6 +120,7 @@ def _close(step: Step, ticket: Ticket, due: DueStep) -> None:
     ticket.resolved_at = step.now
     ticket.next_escalation_at = None
     ticket.updated_at = step.now
+    tallies.resolved(step, ticket)
     language = ticket.language or step.app.config.templates.language
     context = ticket_context(step.app, ticket, language)
     context.update(rating_links(step.app, ticket, step.now))  # "yes, solved" / "no"

@@ -376,6 +376,7 @@ def test_a_revoked_sign_in_makes_its_mailbox_unhealthy_while_the_others_carry_on
             samples[("mailbridge_oauth_token_seconds_remaining", (("account", "helpdesk"),))] <= 5
         )
         assert samples[("mailbridge_component_healthy", (("component", "mailbox:helpdesk"),))] == 0
+        assert samples[("mailbridge_oauth_signed_in", (("account", "helpdesk"),))] == 0
 
         report = cli(config, "status", "--json")
         assert report.returncode == 1
@@ -684,8 +685,9 @@ def test_the_smtp_sign_in_and_a_mailbox_named_smtp_are_told_apart(
         signed_in(server, sign_in, store, clock).access_token()
     for provider in tokens.all().values():
         provider.access_token()
-    [family] = TokenCollector(tokens).collect()
+    family, signed = TokenCollector(tokens).collect()
     assert sorted(sample.labels["account"] for sample in family.samples) == ["[smtp]", "smtp"]
+    assert {s.labels["account"]: s.value for s in signed.samples} == {"[smtp]": 1, "smtp": 1}
     app = build_app(config, clock=clock)
     try:
         document = status_document(app)

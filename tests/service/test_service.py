@@ -299,6 +299,13 @@ def test_healthz_follows_the_imap_server_and_metrics_match_the_database(
         engine.dispose()
     seen = metrics(port)
     assert seen[("mailbridge_oldest_unanswered_ticket_age_seconds", ())] >= 0
+    polled = seen[
+        (
+            "mailbridge_mailbox_last_poll_timestamp_seconds",
+            (("folder", "INBOX"), ("mailbox", "support")),
+        )
+    ]
+    assert time.time() - 60 < polled <= time.time()  # the poller looked a moment ago
     assert seen[("mailbridge_send_latency_seconds_count", ())] == 3
     assert seen[("mailbridge_delivery_delay_seconds_count", (("kind", "ack"),))] == 3
 
