@@ -27,25 +27,14 @@ from mailbridge.outbound.send import retry
 from mailbridge.outbound.webhook_send import HookReport, deliver_webhooks
 from tests.support.builders import mail
 from tests.support.sla_world import START, World, make_world
-from tests.support.webhook_server import HookServer, Received, serving
+from tests.support.webhook_server import HookServer, Received, module_server, server
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(120)]
 
+__all__ = ["module_server", "server"]  # the fixtures these tests use
+
 KEY = "c2f0a1e9d8b7c6a5f4e3d2c1b0a9f8e7"
 TOKEN_PATH = "/services/T0/B0/tok3n-in-the-path"
-
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[HookServer]:
-    with serving() as server:
-        yield server
-
-
-@pytest.fixture
-def server(module_server: HookServer) -> Iterator[HookServer]:
-    module_server.reset()
-    yield module_server
-    module_server.release()
 
 
 def hook(server: HookServer, tmp_path: Path, **changes: Any) -> dict[str, Any]:

@@ -22,22 +22,11 @@ from mailbridge.service.metrics import Metrics
 from mailbridge.service.sender import Sender
 from tests.support.builders import make_config
 from tests.support.outbox import NO_IMAP, START, queue, row
-from tests.support.webhook_server import HookServer, serving
+from tests.support.webhook_server import HookServer, module_server, server
 
 pytestmark = [pytest.mark.db, pytest.mark.timeout(120)]
 
-
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[HookServer]:
-    with serving() as server:
-        yield server
-
-
-@pytest.fixture
-def server(module_server: HookServer) -> Iterator[HookServer]:
-    module_server.reset()
-    yield module_server
-    module_server.release()
+__all__ = ["module_server", "server"]  # the fixtures these tests use
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@ thread, answering each request as the test scripted it (a status, with headers; 
 past the client's timeout; "drop" the connection; "drip" an answer a byte at a time) and
 keeping every request it received. 200 once the script is used up.
 
-A test module starts one (`module_server`), and each test gets it emptied (`fresh`)."""
+A test module starts one (the fixture `module_server`), and each test gets it emptied
+(`server`): a module imports both and names them in its `__all__`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 Answer = int | str | tuple[int, dict[str, str]]  # 500; "hang"; (429, {"Retry-After": "60"})
 HANG_LIMIT = 30.0  # a hanging answer ends by itself after this
@@ -171,3 +174,17 @@ def serving(cert: Path | None = None, key: Path | None = None) -> Iterator[HookS
         tls.load_cert_chain(cert, key)
     with HookServer(scheme="https" if tls else "http", tls=tls) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[HookServer]:
+    with serving() as server:
+        yield server
+
+
+@pytest.fixture
+def server(module_server: HookServer) -> Iterator[HookServer]:
+    """The module's server, emptied; what a test left hanging is let go after it."""
+    module_server.reset()
+    yield module_server
+    module_server.release()
