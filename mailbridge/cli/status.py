@@ -185,7 +185,10 @@ def _attention(data: Snapshot, daemon: dict[str, Any]) -> list[str]:
     notes = []
     failed = data.outbox_by_state.get(OutboxState.FAILED, 0)
     if failed:
-        notes.append(f"{failed} outgoing mail(s) failed: mailbridge outbox list --state failed")
+        notes.append(
+            f"{failed} outgoing mail(s) or webhook delivery(ies) failed: "
+            "mailbridge outbox list --state failed"
+        )
     if data.quarantined:
         notes.append(f"{data.quarantined} message(s) quarantined: mailbridge quarantine list")
     if data.overdue:

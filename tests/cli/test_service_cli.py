@@ -43,7 +43,7 @@ def test_status_reports_the_database_and_asks_for_attention_when_needed(
     document = json.loads(troubled.stdout)
     assert document["outbox"]["failed"] == 1 and document["tickets"]["unanswered"] == 2
     assert document["attention"] == [
-        "1 outgoing mail(s) failed: mailbridge outbox list --state failed"
+        "1 outgoing mail(s) or webhook delivery(ies) failed: mailbridge outbox list --state failed"
     ]
     assert document["daemon"]["state"] == "unknown"
 
