@@ -49,7 +49,10 @@ Rule = Callable[[str, Mapping[str, object], str], bool]
 
 def _opened(event_type: str, data: Mapping[str, object], status: str) -> bool:
     # Automated mail and spam make tickets too, but nobody is told of those (the same
-    # choice as the staff notification's, inbound/apply.py).
+    # choice as the staff notification's, inbound/apply.py); a customer's ticket opened
+    # as spam is announced when staff say it is not (tickets/spam.py).
+    if event_type == "not_spam":
+        return data.get("opened_as_spam") is True and data.get("kind") == "customer"
     return event_type == "created" and data.get("kind") == "customer" and status != "spam"
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from mailbridge.app import Step
 from mailbridge.core.staff import StaffMessage
 from mailbridge.core.states import MailKind, OutboxState, TicketStatus
-from mailbridge.db.models import Article, Outbox, Ticket
+from mailbridge.db.models import Article, Event, Outbox, Ticket
 from mailbridge.errors import MailbridgeError
 from mailbridge.tickets import tallies
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket, refresh_next_due
@@ -158,10 +158,11 @@ def mark_not_spam(
     if ticket.status != TicketStatus.SPAM:
         raise SpamRefused(f"ticket #{ticket.number} is not spam (it is {ticket.status})")
     answered = ticket.first_responded_at is not None
+    opened_as_spam = _never_out_of_spam(step.session, ticket.id)
     ticket.status = TicketStatus.OPEN if answered else TicketStatus.NEW
     ticket.spam_at = None
     ticket.updated_at = step.now
-    _restart_deadlines(step, ticket)
+    kind = _restart_deadlines(step, ticket)
     sent = acknowledged(step.session, ticket.id)
     add_event(
         step,
@@ -173,23 +174,45 @@ def mark_not_spam(
         first_response_due_at=_iso(ticket.first_response_due_at),
         resolution_due_at=_iso(ticket.resolution_due_at),
         acknowledged_before=sent,
+        opened_as_spam=opened_as_spam,
+        kind=kind,
     )
     return not sent and acknowledge is not None and acknowledge(step, ticket)
 
 
-def _restart_deadlines(step: Step, ticket: Ticket) -> None:
+def _never_out_of_spam(session: Session, ticket_id: int) -> bool:
+    """Whether the ticket was opened as spam and has been spam ever since: such a ticket was
+    never announced as opened (core/webhook_events.py), and is, once, when it stops being
+    spam. Processing's event for a ticket opened as spam has no `status_from`; staff's
+    marks have one."""
+    marks = session.execute(
+        select(Event.type, Event.data)
+        .where(Event.ticket_id == ticket_id, Event.type.in_(("spam", "not_spam")))
+        .order_by(Event.id)
+    ).all()
+    return (
+        bool(marks)
+        and all(type_ == "spam" for type_, _ in marks)
+        and ("status_from" not in marks[0].data)
+    )
+
+
+def _restart_deadlines(step: Step, ticket: Ticket) -> str:
     """The deadlines a ticket opened now would get; none for automated mail, which opens
-    tickets without them (inbound/apply.py)."""
+    tickets without them (inbound/apply.py). Returns the opening mail's kind ("customer"
+    when there is none: a ticket opened on a customer's behalf)."""
     due = deadlines_for_new_ticket(
         step.app, ticket.mailbox, ticket.priority, step.now, ticket.queue, ticket.sla_policy
     )
     ticket.sla_policy = due.policy.name
     opening = opening_article(step.session, ticket.id)
-    if opening is None or opening.kind == "customer":
+    kind = "customer" if opening is None else opening.kind
+    if kind == "customer":
         if ticket.first_responded_at is None:
             ticket.first_response_due_at = due.first_response
         ticket.resolution_due_at = due.resolution
     refresh_next_due(step, ticket)
+    return kind
 
 
 def opening_article(session: Session, ticket_id: int) -> Article | None:

@@ -199,6 +199,28 @@ def test_spam_and_automated_mail_are_not_announced(tmp_path: Path, database_url:
         world.app.close()
 
 
+def test_a_ticket_opened_as_spam_is_announced_once_when_it_is_not(
+    tmp_path: Path, database_url: str
+) -> None:
+    world = build(tmp_path, database_url, spam={"block": ["bulk.example"]})
+    try:
+        world.receive(mail("Bea <bea@bulk.example>", "A real question"))
+        ada_writes(world)
+        assert [t.status for t in world.tickets()] == ["spam", "new"]
+        assert events_of(world) == ["ticket_created"]  # Ada's only
+
+        world.receive(staff_answer(world, 1000, "#notspam"))
+        created = [p["ticket"]["number"] for _, e, p in announced(world) if e == "ticket_created"]
+        assert created == [1001, 1000]
+
+        # Ada's was announced when it opened: spam and back again tells nobody twice.
+        world.receive(staff_answer(world, 1001, "#spam"))
+        world.receive(staff_answer(world, 1001, "#notspam"))
+        assert events_of(world) == ["ticket_created", "ticket_created"]
+    finally:
+        world.app.close()
+
+
 def test_a_webhook_hears_only_the_events_it_lists(tmp_path: Path, database_url: str) -> None:
     world = build(tmp_path, database_url, webhook("closing", "resolved"))
     try:
