@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check mailbridge tests bench migrations
 	$(BIN)/ruff check mailbridge tests bench migrations
 	$(BIN)/mypy
-	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile --durations=30
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check mailbridge tests bench migrations
