@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -224,34 +224,10 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
         scheduler = AsyncIOScheduler()
-        scheduler.add_job(
-            self._sweep,
-            "interval",
-            id="sweep",
-            seconds=self.app.config.service.sweep_interval.total_seconds(),
-            next_run_time=self.app.clock.now(),
-            max_instances=1,
-            coalesce=True,
-        )
+        self._every(scheduler, self._sweep, "sweep", self.app.config.service.sweep_interval)
         self._schedule_purge(scheduler)
-        scheduler.add_job(
-            self._digests,
-            "interval",
-            id="digest",
-            seconds=DIGEST_INTERVAL.total_seconds(),
-            next_run_time=self.app.clock.now(),
-            max_instances=1,
-            coalesce=True,
-        )
-        scheduler.add_job(
-            self._weekly_report,
-            "interval",
-            id="weekly-report",
-            seconds=WEEKLY_INTERVAL.total_seconds(),
-            next_run_time=self.app.clock.now(),
-            max_instances=1,
-            coalesce=True,
-        )
+        self._every(scheduler, self._digests, "digest", DIGEST_INTERVAL)
+        self._every(scheduler, self._weekly_report, "weekly-report", WEEKLY_INTERVAL)
         scheduler.start()
         self._scheduler = scheduler
         self.health.set("scheduler", "running")
@@ -341,6 +317,24 @@ class Daemon:
             replace_existing=True,
             run_date=max(due, self.app.clock.now() + SWEEP_GAP),
             misfire_grace_time=None,
+        )
+
+    def _every(
+        self,
+        scheduler: AsyncIOScheduler,
+        job: Callable[[], Awaitable[None]],
+        name: str,
+        interval: timedelta,
+    ) -> None:
+        """Run `job` now and every `interval`, one run at a time, missed runs merged."""
+        scheduler.add_job(
+            job,
+            "interval",
+            id=name,
+            seconds=interval.total_seconds(),
+            next_run_time=self.app.clock.now(),
+            max_instances=1,
+            coalesce=True,
         )
 
     def _schedule_purge(self, scheduler: AsyncIOScheduler) -> None:

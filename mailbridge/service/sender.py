@@ -24,7 +24,7 @@ from mailbridge.oauth.tokens import TokenProvider, TokenProviders
 from mailbridge.outbound.send import SendReport, bring_forward, send_pending, smtp_settings
 from mailbridge.service.health import Health
 from mailbridge.service.metrics import Metrics
-from mailbridge.service.webhook_sender import WebhookSender
+from mailbridge.service.webhook_sender import WebhookSender, drain
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +90,7 @@ class Sender:
         await asyncio.gather(self._finish_mail(grace), self.webhooks.finish(grace))
 
     async def _finish_mail(self, grace: float) -> None:
-        self._draining.set()
-        self._wakeup.set()
-        if self._task is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._task, grace)
+        await drain(self._task, self._draining, self._wakeup, grace)
 
     async def _loop(self) -> None:
         while True:

@@ -41,12 +41,7 @@ class WebhookSender:
 
     async def finish(self, grace: float) -> None:
         """One last pass, then return; cut off after `grace` seconds."""
-        self._draining.set()
-        self._wakeup.set()
-        if self._task is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._task, grace)
+        await drain(self._task, self._draining, self._wakeup, grace)
 
     async def _loop(self) -> None:
         while True:
@@ -61,3 +56,16 @@ class WebhookSender:
             interval = self.app.config.service.outbox_interval.total_seconds()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), interval)
+
+
+async def drain(
+    task: asyncio.Task[None] | None, draining: asyncio.Event, wakeup: asyncio.Event, grace: float
+) -> None:
+    """Ask a send loop for its last pass and wait for it, `grace` seconds at most (the mail
+    sender's and the webhooks' loops stop alike)."""
+    draining.set()
+    wakeup.set()
+    if task is None:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task, grace)
