@@ -11,12 +11,14 @@ Where each part lives:
 - `sla`: [[sla]] policies with their levels and chaser rule, and the [calendar];
 - `sections`: [database], [faq], [rules], [templates], [staff], [digest], [reports],
   [tickets], [service], [retention], [spam];
+- `lmtp`: [lmtp], the listener an MTA delivers mail to;
 - `webhooks`: [[webhook]], the chat rooms and endpoints told of ticket events;
 - `secret_sources`: passwords, client secrets, the staff key and the webhooks' secrets read
   from the environment or files;
 - `values`: durations, sizes, offsets, listen addresses and the base of every section.
 """
 
+from mailbridge.config.lmtp import LmtpConfig
 from mailbridge.config.loading import (
     CONFIG_ENV,
     DEFAULT_CONFIG_NAME,
@@ -71,6 +73,7 @@ __all__ = [
     "EmailAddress",
     "EscalationLevel",
     "FaqConfig",
+    "LmtpConfig",
     "MailboxConfig",
     "OAuth2Config",
     "Offset",

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
+from mailbridge.config.lmtp import LmtpConfig
 from mailbridge.config.mail import MailboxConfig, SmtpConfig
 from mailbridge.config.secret_sources import with_secrets
 from mailbridge.config.sections import (
@@ -54,6 +55,7 @@ class Config(_Section):
     rules: RulesConfig = RulesConfig()
     spam: SpamConfig = SpamConfig()
     webhook: tuple[WebhookConfig, ...] = ()  # chat and HTTP notifications of ticket events
+    lmtp: LmtpConfig | None = None  # None: mail arrives over IMAP only
     # Routing rules as written; compiled (and checked) into `routing` by config_from_dict.
     rule: tuple[dict[str, Any], ...] = ()
     source: Path = Field(default=Path("<memory>"), exclude=True)

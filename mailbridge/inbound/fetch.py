@@ -116,36 +116,75 @@ def store_raw(
     transaction. With a `tenure`: only while this instance holds the folder's lease (else
     LeaseLost)."""
     now = app.clock.now()
-    rows: list[dict[str, Any]] = []
-    for fetched in messages:
-        message_id, fingerprint = message_fingerprint(fetched.raw)
-        rows.append(
-            dict(
-                mailbox=mailbox.name,
-                folder=mailbox.folder,
-                uidvalidity=uidvalidity,
-                uid=fetched.uid,
-                message_id=message_id,
-                fingerprint=fingerprint,
-                raw=fetched.raw,
-                size=len(fetched.raw),
-                received_at=now,
-                arrived_at=fetched.internal_date,
-                backlog=backlog,
-                state=InboundState.NEW,
-                attempts=0,
-            )
+    rows = [
+        inbound_row(
+            mailbox.name,
+            Origin(mailbox.folder, uidvalidity, fetched.uid),
+            fetched.raw,
+            received_at=now,
+            arrived_at=fetched.internal_date,
+            backlog=backlog,
         )
+        for fetched in messages
+    ]
     with app.transaction() as session:
         if tenure is not None:  # first: on PostgreSQL it locks the lease until the commit
             hold(app, session, tenure, mailbox.source_name)
-        known = _known_fingerprints(session, mailbox.name, {r["fingerprint"] for r in rows})
-        fresh = _unique_by_fingerprint(r for r in rows if r["fingerprint"] not in known)
-        new, set_aside = _insert(session, mailbox, fresh)
+        new, set_aside = insert_new(session, mailbox, rows)
         if set_aside:
             up_to_uid = min(up_to_uid, min(set_aside) - 1)
         _advance(session, mailbox, uidvalidity, up_to_uid, now)
     return Stored(new, tuple(set_aside))
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where in a mailbox a mail came from: an IMAP folder and UID, or the LMTP stand-ins
+    of inbound/push.py."""
+
+    folder: str
+    uidvalidity: int
+    uid: int
+
+
+def inbound_row(
+    mailbox: str,
+    origin: Origin,
+    raw: bytes,
+    *,
+    received_at: datetime,
+    arrived_at: datetime | None,
+    backlog: bool = False,
+) -> dict[str, Any]:
+    """The inbound_message row of one mail as received, whichever way it came (IMAP
+    fetch, LMTP delivery in inbound/push.py): how its bytes are kept is decided here."""
+    message_id, fingerprint = message_fingerprint(raw)
+    return dict(
+        mailbox=mailbox,
+        folder=origin.folder,
+        uidvalidity=origin.uidvalidity,
+        uid=origin.uid,
+        message_id=message_id,
+        fingerprint=fingerprint,
+        raw=raw,
+        size=len(raw),
+        received_at=received_at,
+        arrived_at=arrived_at,
+        backlog=backlog,
+        state=InboundState.NEW,
+        attempts=0,
+    )
+
+
+def insert_new(
+    session: Session, mailbox: MailboxConfig, rows: list[dict[str, Any]]
+) -> tuple[int, list[int]]:
+    """Insert the rows whose mail the mailbox does not hold yet (by fingerprint, however
+    it arrived), in the caller's transaction. Returns how many were inserted and the UIDs
+    the database refused to store."""
+    known = _known_fingerprints(session, mailbox.name, {r["fingerprint"] for r in rows})
+    fresh = _unique_by_fingerprint(r for r in rows if r["fingerprint"] not in known)
+    return _insert(session, mailbox, fresh)
 
 
 def _insert(

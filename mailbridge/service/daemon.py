@@ -21,7 +21,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -32,7 +32,7 @@ from mailbridge.app import App
 from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.faq import FaqIndex
 from mailbridge.db.outage import database_outage, database_place
-from mailbridge.errors import DeliveryError, describe_error
+from mailbridge.errors import ConfigError, DeliveryError, describe_error
 from mailbridge.inbound.digest import send_digests
 from mailbridge.inbound.leases import Keeper, LeaseLost
 from mailbridge.inbound.process import ProcessReport, new_preparer, process_pending
@@ -57,6 +57,9 @@ from mailbridge.tickets.content_retention import erase_closed_content
 from mailbridge.tickets.escalate import next_due, sweep
 from mailbridge.tickets.retention import purge
 from mailbridge.tickets.spam_purge import purge_spam
+
+if TYPE_CHECKING:  # aiosmtpd, which it imports, comes with the lmtp extra
+    from mailbridge.service.lmtp_server import LmtpListener
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,8 @@ class Daemon:
         self.ready = asyncio.Event()  # every mailbox has connected, or failed to, once
         self._process_lock = asyncio.Lock()
         self._stop = asyncio.Event()
+        self.lmtp: LmtpListener | None = None  # [lmtp]: mail handed in by an MTA
+        self._delivered = asyncio.Event()  # mail came in over LMTP: process it
         self._scheduler: AsyncIOScheduler | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._given_keeper = keeper  # who this instance is among several; default: the process
@@ -180,6 +185,7 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+        self._delivered.set()
         self.pollers.halt()
 
     def alive(self) -> str | None:
@@ -223,6 +229,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
+        await self._start_lmtp()  # first: a listener that cannot start stops the daemon here
         scheduler = AsyncIOScheduler()
         self._every(scheduler, self._sweep, "sweep", self.app.config.service.sweep_interval)
         self._schedule_purge(scheduler)
@@ -239,6 +246,8 @@ class Daemon:
             self._failed(exc, None, "processing what was stored earlier failed")
         self.pollers.start(self._given_keeper or Keeper(self.app, sole_on_sqlite=True))
         self.sender.start()
+        if self.lmtp is not None:
+            self._spawn(self._process_deliveries(), "lmtp:process")
         announce = asyncio.create_task(self._until_settled())
         log.info("mailbridge running: %d mailbox(es)", len(self.app.config.mailbox))
         try:
@@ -246,6 +255,8 @@ class Daemon:
         finally:
             log.info("stopping: finishing the work in hand")
             announce.cancel()
+            if self.lmtp is not None:  # no new mail; a store in hand is answered first
+                await self.lmtp.close(STOP_GRACE)
             scheduler.shutdown(wait=False)
             # Pollers see the stop flag between steps; cancelling them instead could close
             # a connection under a thread that is still using it.
@@ -265,6 +276,32 @@ class Daemon:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
             log.info("stopped")
+
+    async def _start_lmtp(self) -> None:
+        if self.app.config.lmtp is None:
+            return
+        try:
+            from mailbridge.service.lmtp_server import LmtpListener
+        except ImportError as exc:
+            raise ConfigError(
+                "[lmtp] needs aiosmtpd, which comes with the lmtp extra: "
+                "pip install 'mailbridge[lmtp]'"
+            ) from exc
+        self.lmtp = LmtpListener(self.app, self.health, self._delivered.set)
+        await self.lmtp.start()
+
+    async def _process_deliveries(self) -> None:
+        """Process mail delivered over LMTP as soon as it is committed: one pass for all
+        that arrived while the last one ran, as a poller's does for a batch."""
+        while True:
+            await self._delivered.wait()
+            if self._stop.is_set():
+                return
+            self._delivered.clear()
+            try:
+                await self._process()
+            except Exception as exc:  # noqa: BLE001 - stored mail waits for the next pass
+                self._failed(exc, None, "processing mail delivered over LMTP failed")
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)
