@@ -11,6 +11,7 @@ Where each part lives:
 - `sla`: [[sla]] policies with their levels and chaser rule, and the [calendar];
 - `sections`: [database], [faq], [rules], [templates], [staff], [digest], [reports],
   [tickets], [service], [retention], [spam];
+- `storage`: [storage], where attachments and raw mail are kept;
 - `webhooks`: [[webhook]], the chat rooms and endpoints told of ticket events;
 - `secret_sources`: passwords, client secrets, the staff key and the webhooks' secrets read
   from the environment or files;
@@ -42,6 +43,7 @@ from mailbridge.config.sections import (
     TicketsConfig,
 )
 from mailbridge.config.sla import CalendarConfig, ChaserPolicy, EscalationLevel, SlaPolicy
+from mailbridge.config.storage import StorageConfig
 from mailbridge.config.values import (
     ByteSize,
     Duration,
@@ -85,6 +87,7 @@ __all__ = [
     "SlaPolicy",
     "SmtpConfig",
     "StaffConfig",
+    "StorageConfig",
     "TemplatesConfig",
     "TicketsConfig",
     "WebhookConfig",
