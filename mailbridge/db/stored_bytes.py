@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, bindparam, event, select, text
+from sqlalchemy import BigInteger, ColumnElement, Engine, bindparam, event, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -35,6 +35,7 @@ __all__ = [
     "FILE_STORAGE",
     "Placement",
     "attachment_bytes",
+    "attachment_held",
     "attachment_row",
     "forget",
     "inbound_row",
@@ -42,6 +43,7 @@ __all__ = [
     "lock_for_writing",
     "named_among",
     "raw_bytes",
+    "raw_held",
     "raw_of",
     "release",
 ]
@@ -137,6 +139,16 @@ def _drop_staged(session: Session, transaction: SessionTransaction) -> None:
 
 
 # --- reading ------------------------------------------------------------------------------
+
+
+def raw_held() -> ColumnElement[bool]:
+    """Where a message's raw bytes are still kept, in the row or as a file."""
+    return (func.length(InboundMessage.raw) > 0) | InboundMessage.raw_sha256.is_not(None)
+
+
+def attachment_held() -> ColumnElement[bool]:
+    """Where an attachment's bytes are still kept, in the row or as a file."""
+    return AttachmentRecord.data.is_not(None) | (AttachmentRecord.storage == FILE_STORAGE)
 
 
 def raw_bytes(session: Session, raw: bytes, sha256: str | None, size: int, what: str) -> bytes:
