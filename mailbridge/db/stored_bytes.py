@@ -37,6 +37,7 @@ __all__ = [
     "attachment_bytes",
     "attachment_held",
     "attachment_row",
+    "files_store",
     "forget",
     "inbound_row",
     "install",
@@ -79,7 +80,7 @@ def _placement(session: Session) -> Placement:
     return found if isinstance(found, Placement) else Placement()
 
 
-def _store(session: Session, what: str) -> BlobStore:
+def files_store(session: Session, what: str) -> BlobStore:
     store = _placement(session).store
     if store is None:
         raise BlobError(f"{what}: its bytes are a file, and no files directory is set")
@@ -112,7 +113,7 @@ def attachment_row(session: Session, article_id: int, attachment: Attachment) ->
 
 def stage(session: Session, data: bytes, sha256: str | None = None) -> str:
     """Have `data` written as a file before this session's transaction commits."""
-    _store(session, "staging bytes")
+    files_store(session, "staging bytes")
     sha256 = sha256 or sha256_of(data)
     session.info.setdefault(_STAGED, {})[sha256] = data
     return sha256
@@ -126,7 +127,7 @@ def _write_staged(session: Session) -> None:
     # before it asks whether a file is named; on PostgreSQL the shared locks do that.
     session.flush()
     _lock_hashes(session, staged, shared=True)
-    store = _store(session, "writing files")
+    store = files_store(session, "writing files")
     for sha256, data in staged.items():
         store.put(data, sha256)
     crash_point("after_blob_write")  # files durable, rows not committed yet
@@ -155,7 +156,7 @@ def raw_bytes(session: Session, raw: bytes, sha256: str | None, size: int, what:
     """A message's raw bytes from the columns `raw`, `raw_sha256` and `size`."""
     if sha256 is None:
         return raw
-    return _store(session, what).read(sha256, size, what)
+    return files_store(session, what).read(sha256, what)
 
 
 def raw_of(session: Session, inbound: InboundMessage) -> bytes:
@@ -172,7 +173,7 @@ def attachment_bytes(
     if record.storage != FILE_STORAGE:
         return record.data
     what = f"attachment {record.id}" + (f" of ticket #{ticket}" if ticket is not None else "")
-    return _store(session, what).read(record.sha256, record.size, what)
+    return files_store(session, what).read(record.sha256, what)
 
 
 # --- removing -----------------------------------------------------------------------------
