@@ -22,7 +22,9 @@ from mailbridge.config import Config
 from mailbridge.core.classify import Identity
 from mailbridge.core.faq import FaqIndex
 from mailbridge.core.message import Address, ParseLimits
+from mailbridge.db.blobs import BlobStore
 from mailbridge.db.engine import make_engine, make_sessionmaker
+from mailbridge.db.stored_bytes import Placement, install
 from mailbridge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -109,10 +111,12 @@ def build_app(
             from mailbridge.db import migrate  # alembic: 0.17 s of a command's start
 
             migrate.upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        install(sessions, placement_for(config))
         app = App(
             config=config,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             templates=open_templates(config),
             identity=identity_for(config),
             clock=clock or SystemClock(),
@@ -122,6 +126,17 @@ def build_app(
         engine.dispose()  # nothing keeps a connection open after a failed start
         raise
     return app
+
+
+def placement_for(config: Config) -> Placement:
+    """Where new raw mail and attachment bytes go ([storage]); the files store is always
+    known, since rows stored as files earlier are read whatever the setting is now."""
+    storage = config.storage
+    return Placement(
+        store=BlobStore(config.blob_dir),
+        raw_in_files=storage.raw == "files",
+        attachments_in_files=storage.attachments == "files",
+    )
 
 
 SECRET_FILE = "reply-token.key"

@@ -29,6 +29,11 @@ def _db(args: argparse.Namespace) -> int:
         from mailbridge.db.backup import backup
 
         print(backup(config.database_url, args.path))
+        if config.blob_dir.is_dir():
+            print(
+                f"attachments and raw mail kept as files are not in the database: back up "
+                f"{config.blob_dir} too, after the database (rsync -a, tar)"
+            )
         return EXIT_OK
     engine = make_engine(config.database_url)
     try:

@@ -59,7 +59,7 @@ def _not_releasable(app: App, message: InboundMessage | None) -> str:
         return "no such stored message"
     if message.state != InboundState.IGNORED:
         return f"it is {message.state}, not ignored"
-    if not message.raw:
+    if not (message.raw or message.raw_sha256):
         return "its raw mail was purged ([retention])"
     mailboxes = {m.name: m for m in app.config.mailbox}
     if message.mailbox not in mailboxes:

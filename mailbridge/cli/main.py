@@ -37,6 +37,7 @@ COMMANDS = (
         "the health picture, from the database (exit 1: something needs attention)",
     ),
     ("purge", "purge", "apply the [retention] policy now"),
+    ("storage", "storage", "attachments and raw mail kept as files: check them, move them"),
     ("config", "config_check", "configuration"),
     ("parse", "parse", "print the parsed, classified message(s) as JSON"),
     ("tickets", "tickets", "list and show tickets"),

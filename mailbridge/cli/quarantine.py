@@ -15,11 +15,14 @@ from email.policy import default
 from typing import Any, TextIO
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from mailbridge.app import App
 from mailbridge.cli.common import command_config, iso, open_app, table
 from mailbridge.core.states import InboundState
+from mailbridge.db.blobs import BlobError
 from mailbridge.db.models import InboundMessage
+from mailbridge.db.stored_bytes import raw_of
 from mailbridge.errors import MailbridgeError, one_line
 
 __all__ = [
@@ -36,10 +39,15 @@ __all__ = [
 _HEADERS = BytesHeaderParser(policy=default)
 
 
-def message_summary(message: InboundMessage) -> dict[str, Any]:
+def message_summary(session: Session, message: InboundMessage) -> dict[str, Any]:
     """A stored message as `quarantine` and `ignored` list it (its raw bytes' From and
-    Subject as written; empty once retention purged them)."""
-    headers = _HEADERS.parsebytes(message.raw)
+    Subject as written; empty once retention purged them, or when its file cannot be read,
+    which `show` and `storage check` report)."""
+    try:
+        raw = raw_of(session, message)
+    except BlobError:
+        raw = b""
+    headers = _HEADERS.parsebytes(raw)
     return {
         "id": message.id,
         "mailbox": message.mailbox,
@@ -64,7 +72,7 @@ def summaries_in(app: App, state: InboundState, limit: int | None = None) -> lis
         else:
             latest = query.order_by(InboundMessage.id.desc()).limit(limit)
             rows = list(reversed(session.scalars(latest).all()))
-        return [message_summary(row) for row in rows]
+        return [message_summary(session, row) for row in rows]
 
 
 def print_summaries(
@@ -104,9 +112,9 @@ def show_quarantined(app: App, message_id: int, raw: bool, out: TextIO) -> int:
             raise MailbridgeError(f"no stored message {message_id}")
         if raw:
             out.flush()
-            sys.stdout.buffer.write(message.raw)
+            sys.stdout.buffer.write(raw_of(session, message))
             return 0
-        summary = message_summary(message)
+        summary = message_summary(session, message)
         summary["state"] = message.state
     for key, value in summary.items():
         out.write(f"{key}: {value}\n")

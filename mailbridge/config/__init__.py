@@ -12,6 +12,7 @@ Where each part lives:
 - `sections`: [database], [faq], [rules], [templates], [staff], [digest], [reports],
   [tickets], [service], [retention], [spam];
 - `lmtp`: [lmtp], the listener an MTA delivers mail to;
+- `storage`: [storage], where attachments and raw mail are kept;
 - `webhooks`: [[webhook]], the chat rooms and endpoints told of ticket events;
 - `secret_sources`: passwords, client secrets, the staff key and the webhooks' secrets read
   from the environment or files;
@@ -44,6 +45,7 @@ from mailbridge.config.sections import (
     TicketsConfig,
 )
 from mailbridge.config.sla import CalendarConfig, ChaserPolicy, EscalationLevel, SlaPolicy
+from mailbridge.config.storage import StorageConfig
 from mailbridge.config.values import (
     ByteSize,
     Duration,
@@ -88,6 +90,7 @@ __all__ = [
     "SlaPolicy",
     "SmtpConfig",
     "StaffConfig",
+    "StorageConfig",
     "TemplatesConfig",
     "TicketsConfig",
     "WebhookConfig",

@@ -29,6 +29,7 @@ from mailbridge.config.sections import (
     TicketsConfig,
 )
 from mailbridge.config.sla import CalendarConfig, SlaPolicy
+from mailbridge.config.storage import DEFAULT_BLOB_DIR, StorageConfig
 from mailbridge.config.values import _Section
 from mailbridge.config.webhooks import WebhookConfig
 from mailbridge.core.rules import Rule, RuleError, compile_rules
@@ -54,6 +55,7 @@ class Config(_Section):
     faq: FaqConfig = FaqConfig()
     rules: RulesConfig = RulesConfig()
     spam: SpamConfig = SpamConfig()
+    storage: StorageConfig = StorageConfig()
     webhook: tuple[WebhookConfig, ...] = ()  # chat and HTTP notifications of ticket events
     lmtp: LmtpConfig | None = None  # None: mail arrives over IMAP only
     # Routing rules as written; compiled (and checked) into `routing` by config_from_dict.
@@ -96,6 +98,11 @@ class Config(_Section):
             return self.service.data_dir
         state = os.environ.get("STATE_DIRECTORY")
         return Path(state.split(":")[0]) if state else Path("var")
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where attachments and raw mail stored as files live."""
+        return self.storage.dir or self.data_dir / DEFAULT_BLOB_DIR
 
     @property
     def database_url(self) -> str:
@@ -226,7 +233,12 @@ def _included_file(included: Path, path: Path, key: str, what: str) -> dict[str,
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """Relative paths in the file are relative to the file, as operators expect."""
     data = dict(data)
-    for section, key in (("templates", "dir"), ("service", "data_dir"), ("faq", "dir")):
+    for section, key in (
+        ("templates", "dir"),
+        ("service", "data_dir"),
+        ("faq", "dir"),
+        ("storage", "dir"),
+    ):
         block = data.get(section)
         if isinstance(block, dict) and isinstance(block.get(key), str):
             data[section] = {**block, key: str(base / block[key])}

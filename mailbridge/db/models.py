@@ -121,6 +121,9 @@ class InboundMessage(Base):
     message_id: Mapped[str | None] = mapped_column(DigestString(998), index=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Set when the raw bytes are a file of the files store (db/blobs.py), raw then empty;
+    # indexed for the question "does any row still name this file?".
+    raw_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime]  # when we stored it
     arrived_at: Mapped[datetime | None]  # the server's INTERNALDATE: when it reached the mailbox
@@ -279,10 +282,12 @@ class AttachmentRecord(Base):
     filename: Mapped[str | None] = mapped_column(ClippedString(255, tail=16))
     content_type: Mapped[str] = mapped_column(ClippedString(255))
     size: Mapped[int] = mapped_column(Integer)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
     content_id: Mapped[str | None] = mapped_column(DigestString(998))
-    storage: Mapped[str] = mapped_column(String(16), default="db")  # where the bytes are
+    # Where the bytes are: db (in `data`), file (the files store, by sha256), or none of
+    # them: skipped (by the parser), purged (retention), erased.
+    storage: Mapped[str] = mapped_column(String(16), default="db")
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     @classmethod

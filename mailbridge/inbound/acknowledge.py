@@ -35,6 +35,7 @@ from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.rules import Decision
 from mailbridge.db import queries
 from mailbridge.db.models import Article, InboundMessage, Ticket
+from mailbridge.db.stored_bytes import raw_of
 from mailbridge.inbound import bounces, routing
 from mailbridge.inbound.prepare import prepare
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
@@ -89,10 +90,11 @@ def acknowledge_late(step: Step, ticket: Ticket) -> bool:
     inbound = None
     if article is not None and article.inbound_message_id is not None:
         inbound = step.session.get(InboundMessage, article.inbound_message_id)
-    if article is None or inbound is None or not inbound.raw:
+    if article is None or inbound is None or not (inbound.raw or inbound.raw_sha256):
         return _not_late(step, ticket, "the mail the ticket was opened with is no longer stored")
     # Here, not in a parse worker: this mail was prepared within its budget once already.
-    parsed, verdict = prepare(inbound.raw, step.app.parse_limits, step.app.identity)
+    raw = raw_of(step.session, inbound)
+    parsed, verdict = prepare(raw, step.app.parse_limits, step.app.identity)
     sender = parsed.from_.address.lower() if parsed.from_ else ""
     if sender != article.from_address.lower():
         return _not_late(step, ticket, "the ticket was opened from a staff member's forward")

@@ -11,7 +11,8 @@ from mailbridge.core.disposition import TICKET
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.states import AuthorKind, InboundState, TicketStatus
 from mailbridge.db import queries
-from mailbridge.db.models import Article, AttachmentRecord, InboundMessage, Ticket
+from mailbridge.db.models import Article, InboundMessage, Ticket
+from mailbridge.db.stored_bytes import attachment_row
 from mailbridge.inbound import (
     bounces,
     forward,
@@ -319,7 +320,7 @@ def _add_article(
                 size=attachment.size,
                 reason=attachment.skipped_reason,
             )
-        step.session.add(AttachmentRecord.of(article.id, attachment))
+        step.session.add(attachment_row(step.session, article.id, attachment))
     return article
 
 

@@ -33,6 +33,7 @@ from mailbridge.db.models import (
     RecipientResult,
     Ticket,
 )
+from mailbridge.db.stored_bytes import raw_of
 from mailbridge.tickets.events import Applied
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def handle_bounce(
     verdict: Verdict,
 ) -> Applied | None:
     """Record a bounce of one of our mails; None when it is not about one of them."""
-    report = read_bounce(inbound.raw)
+    report = read_bounce(raw_of(step.session, inbound))
     match = _match(step.session, parsed, report)
     if match is None:
         return None

@@ -36,6 +36,7 @@ from mailbridge.core.message import Attachment, ParsedMessage
 from mailbridge.core.relay import relayed_attachments
 from mailbridge.core.staff import Command, StaffMessage
 from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Outbox, Ticket
+from mailbridge.db.stored_bytes import attachment_bytes, attachment_row
 from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
 from mailbridge.outbound.queue import ticket_context
 from mailbridge.tickets.events import Applied, add_event
@@ -176,6 +177,10 @@ def _held_commands(step: Step, ticket: Ticket, draft: Article) -> tuple[Command,
 
 def _draft_attachments(step: Step, draft: Article) -> tuple[Attachment, ...]:
     query = select(AttachmentRecord).where(AttachmentRecord.article_id == draft.id)
+    held = (
+        (r, attachment_bytes(step.session, r))
+        for r in step.session.scalars(query.order_by(AttachmentRecord.id))
+    )
     return tuple(
         Attachment(
             filename=r.filename or "attachment",
@@ -183,10 +188,10 @@ def _draft_attachments(step: Step, draft: Article) -> tuple[Attachment, ...]:
             size=r.size,
             inline=r.inline,
             content_id=r.content_id,
-            payload=r.data,
+            payload=payload,
         )
-        for r in step.session.scalars(query.order_by(AttachmentRecord.id))
-        if r.data is not None
+        for r, payload in held
+        if payload is not None
     )
 
 
@@ -316,7 +321,7 @@ def _record_draft(
     words = StaffWords(claim.address, message.text, True, None, [], [], kind=HELD)
     draft = add_staff_article(step, ticket, inbound, parsed, words)
     for attachment in relayed_attachments(parsed.attachments):
-        step.session.add(AttachmentRecord.of(draft.id, attachment))
+        step.session.add(attachment_row(step.session, draft.id, attachment))
     return draft
 
 

@@ -27,6 +27,7 @@ from mailbridge.core.parse import message_fingerprint
 from mailbridge.core.states import InboundState
 from mailbridge.db.models import InboundMessage, MailboxState
 from mailbridge.db.outage import database_outage
+from mailbridge.db.stored_bytes import inbound_message
 from mailbridge.errors import describe_error
 from mailbridge.faults import crash_point
 from mailbridge.inbound.leases import Tenure, hold
@@ -195,7 +196,7 @@ def _insert(
     only itself. Returns how many were inserted and the UIDs set aside."""
     try:
         with session.begin_nested():
-            session.add_all([InboundMessage(**row) for row in rows])
+            session.add_all([inbound_message(session, row) for row in rows])
         return len(rows), []
     except Exception as exc:  # whatever a row did, the others must be stored
         if database_outage(exc) is not None:
@@ -259,7 +260,7 @@ def _insert_one(session: Session, mailbox: MailboxConfig, row: dict[str, Any]) -
 
 def _try_insert(session: Session, row: dict[str, Any]) -> None:
     with session.begin_nested():
-        session.add(InboundMessage(**row))
+        session.add(inbound_message(session, row))
 
 
 def _already_stored(session: Session, row: dict[str, Any]) -> bool:

@@ -20,6 +20,7 @@ wait on other servers, spread across instances.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,8 +31,10 @@ from sqlalchemy.orm import Session
 from mailbridge.app import App, Step
 from mailbridge.core.states import InboundState
 from mailbridge.db import queries
+from mailbridge.db.blobs import BlobError
 from mailbridge.db.models import InboundMessage
 from mailbridge.db.outage import database_outage
+from mailbridge.db.stored_bytes import raw_bytes, raw_of
 from mailbridge.db.turn import PROCESSING_LOCK
 from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
@@ -141,8 +144,11 @@ def _process_batch(
             if not batch:
                 return None
             loaded = _load(session, batch)
-            _plan(session, preparer, loaded)
-            done = [_process_in_savepoint(app, session, inbound, preparer) for inbound in loaded]
+            raws = _plan(session, preparer, loaded)
+            done = [
+                _process_in_savepoint(app, session, inbound, preparer, raws.get(inbound.id))
+                for inbound in loaded
+            ]
     except Exception as exc:  # any failure must quarantine, never drop
         if not batch:
             raise  # the claim failed: no attempt was counted, nothing to set aside
@@ -221,13 +227,22 @@ def _load(session: Session, batch: Sequence[int]) -> Sequence[InboundMessage]:
     return session.scalars(query).all()
 
 
-def _plan(session: Session, preparer: Preparer, loaded: Sequence[InboundMessage]) -> None:
+def _plan(
+    session: Session, preparer: Preparer, loaded: Sequence[InboundMessage]
+) -> dict[int, bytes]:
     """Hand the worker this batch and, read ahead, the first message of the next one: it
-    prepares each message while this process writes the one before."""
+    prepares each message while this process writes the one before. Returns the raw
+    bytes read, by message id; one whose file cannot be read is left out, and fails in
+    its own savepoint when it is processed."""
     if not loaded or not preparer.isolated:
-        return
+        return {}
     ahead = session.execute(
-        select(InboundMessage.id, InboundMessage.raw)
+        select(
+            InboundMessage.id,
+            InboundMessage.raw,
+            InboundMessage.raw_sha256,
+            InboundMessage.size,
+        )
         .where(
             InboundMessage.state == InboundState.NEW,
             InboundMessage.attempts == 0,
@@ -236,10 +251,17 @@ def _plan(session: Session, preparer: Preparer, loaded: Sequence[InboundMessage]
         .order_by(InboundMessage.id)
         .limit(1)
     )
-    preparer.plan(
-        [(inbound.id, inbound.raw) for inbound in loaded]
-        + [(inbound_id, raw) for inbound_id, raw in ahead]
-    )
+    raws: dict[int, bytes] = {}
+    for inbound in loaded:
+        with contextlib.suppress(BlobError):
+            raws[inbound.id] = raw_of(session, inbound)
+    planned = list(raws.items())
+    for row in ahead:
+        with contextlib.suppress(BlobError):
+            what = f"inbound message {row.id}"
+            planned.append((row.id, raw_bytes(session, row.raw, row.raw_sha256, row.size, what)))
+    preparer.plan(planned)
+    return raws
 
 
 # One message of a batch, processed: its Message-ID and what applying it did, or what it
@@ -248,11 +270,17 @@ Processed = tuple[InboundMessage, "str | None", "Applied | BaseException"]
 
 
 def _process_in_savepoint(
-    app: App, session: Session, inbound: InboundMessage, preparer: Preparer
+    app: App,
+    session: Session,
+    inbound: InboundMessage,
+    preparer: Preparer,
+    raw: bytes | None = None,
 ) -> Processed:
     try:
         with session.begin_nested():
-            parsed, verdict = preparer.result(inbound.id, inbound.raw)
+            if raw is None:  # a missing or damaged file fails here, with its row named
+                raw = raw_of(session, inbound)
+            parsed, verdict = preparer.result(inbound.id, raw)
             step = Step(session, app, app.clock.now())
             applied = apply_message(step, inbound, parsed, verdict)
             queries.update_now(

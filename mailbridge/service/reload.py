@@ -27,6 +27,7 @@ _RESTART_ONLY = {
     "service.listen_public": ("service", "listen_public"),
     "service.data_dir": ("service", "data_dir"),
     "service.log_format": ("service", "log_format"),
+    "storage": ("storage",),
 }
 
 
@@ -73,7 +74,9 @@ def keep_restart_only(running: Config, new: Config) -> tuple[Config, list[str]]:
             "log_format": running.service.log_format,
         }
     )
-    kept = new.model_copy(update={"database": running.database, "service": service})
+    kept = new.model_copy(
+        update={"database": running.database, "service": service, "storage": running.storage}
+    )
     return kept, waiting
 
 

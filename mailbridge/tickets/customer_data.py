@@ -27,6 +27,7 @@ from mailbridge.db.models import (
     TicketParticipant,
 )
 from mailbridge.db.search_index import INDEX_TABLE
+from mailbridge.db.stored_bytes import raw_bytes, raw_held
 
 __all__ = [
     "articles_mentioning",
@@ -110,15 +111,21 @@ def ticketless_messages(session: Session, pattern: re.Pattern[str]) -> list[int]
     whose bytes name the address. Searched as bytes: such mail may be hostile, and is
     parsed only in the parse worker, under its budget."""
     query = (
-        select(InboundMessage.id, InboundMessage.raw)
-        .where(InboundMessage.ticket_id.is_(None), func.length(InboundMessage.raw) > 0)
+        select(
+            InboundMessage.id, InboundMessage.raw, InboundMessage.raw_sha256, InboundMessage.size
+        )
+        .where(InboundMessage.ticket_id.is_(None), raw_held())
         .order_by(InboundMessage.id)
         .execution_options(yield_per=SCAN_ROWS)
     )
     return [
-        message_id
-        for message_id, raw in session.execute(query)
-        if pattern.search(raw.decode("latin-1"))
+        row.id
+        for row in session.execute(query)
+        if pattern.search(
+            raw_bytes(
+                session, row.raw, row.raw_sha256, row.size, f"inbound message {row.id}"
+            ).decode("latin-1")
+        )
     ]
 
 

@@ -39,6 +39,7 @@ from mailbridge.db.models import (
     Ticket,
     TicketParticipant,
 )
+from mailbridge.db.stored_bytes import forget
 from mailbridge.tickets.customer_data import (
     articles_mentioning,
     events_naming,
@@ -150,13 +151,19 @@ def _blank_messages(work: _Pass, ids: list[int], *, hers: bool) -> None:
     if not ids:
         return
     rows = work.session.execute(
-        select(InboundMessage.id, InboundMessage.state, InboundMessage.message_id).where(
-            InboundMessage.id.in_(ids)
-        )
-    )
+        select(
+            InboundMessage.id,
+            InboundMessage.state,
+            InboundMessage.message_id,
+            InboundMessage.raw_sha256,
+        ).where(InboundMessage.id.in_(ids))
+    ).all()
+    if not work.dry_run:  # their files go after the commit, unless another row names them
+        forget(work.session, (row.raw_sha256 for row in rows))
     edits = []
-    for message_id, state, mail_id in rows:
-        row: dict[str, Any] = {"id": message_id, "raw": b"", "last_error": None}
+    for message_id, state, mail_id, _ in rows:
+        row: dict[str, Any] = {"id": message_id, "raw": b"", "raw_sha256": None}
+        row["last_error"] = None
         if state in (InboundState.QUARANTINED, InboundState.NEW):
             row |= {"state": InboundState.IGNORED, "reason": ERASED_REASON}
         if hers:

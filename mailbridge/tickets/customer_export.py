@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
@@ -43,6 +43,7 @@ from mailbridge.db.models import (
     TicketParticipant,
     TicketTag,
 )
+from mailbridge.db.stored_bytes import attachment_bytes, attachment_held, raw_held, raw_of
 from mailbridge.errors import MailbridgeError
 from mailbridge.tickets.customer_data import (
     conversations,
@@ -123,8 +124,8 @@ def _write(session: Session, zipped: _Zip, address: str) -> None:
         ratings += _ticket(session, zipped, ticket, address)
     zipped.add("ratings.json", _json(ratings), "ratings", description="ratings of the tickets")
     for message_id in ticketless_messages(session, pattern):
-        raw = session.scalars(select(InboundMessage.raw).where(InboundMessage.id == message_id))
-        zipped.add(f"mail/{message_id}.eml", raw.one(), "raw_mail", description="made no ticket")
+        raw = raw_of(session, session.get_one(InboundMessage, message_id))
+        zipped.add(f"mail/{message_id}.eml", raw, "raw_mail", description="made no ticket")
     unticketed = select(Outbox).where(
         Outbox.ticket_id.is_(None), json_names(Outbox.envelope_to, address)
     )
@@ -206,35 +207,31 @@ def _article_text(article: Article) -> str:
 
 def _attachments(session: Session, article_id: int) -> Iterator[tuple[str, bytes]]:
     """(name in the zip, bytes) of the article's attachments that still have their bytes."""
-    rows = session.execute(
-        select(
-            AttachmentRecord.id,
-            AttachmentRecord.filename,
-            AttachmentRecord.content_type,
-            AttachmentRecord.data,
-        )
-        .where(AttachmentRecord.article_id == article_id, AttachmentRecord.data.is_not(None))
+    rows = session.scalars(
+        select(AttachmentRecord)
+        .where(AttachmentRecord.article_id == article_id, attachment_held())
         .order_by(AttachmentRecord.id)
     )
-    for attachment_id, filename, content_type, data in rows:
+    for record in rows:
+        data = attachment_bytes(session, record)
         if data is None:
             continue
-        name = safe_filename(filename or "") or built_name(content_type, attachment_id)
-        yield f"{attachment_id}-{name}", data
+        name = safe_filename(record.filename or "") or built_name(record.content_type, record.id)
+        yield f"{record.id}-{name}", data
 
 
 def _raw_mail(session: Session, ticket_id: int, articles: list[int]) -> Iterator[tuple[str, bytes]]:
     made_from = select(Article.inbound_message_id).where(Article.id.in_(articles))
-    rows = session.execute(
-        select(InboundMessage.id, InboundMessage.raw)
+    rows = session.scalars(
+        select(InboundMessage)
         .where(
             or_(InboundMessage.ticket_id == ticket_id, InboundMessage.id.in_(made_from)),
-            func.length(InboundMessage.raw) > 0,
+            raw_held(),
         )
         .order_by(InboundMessage.id)
     )
-    for message_id, raw in rows:
-        yield f"mail-{message_id}.eml", raw
+    for message in rows:
+        yield f"mail-{message.id}.eml", raw_of(session, message)
 
 
 def _records(

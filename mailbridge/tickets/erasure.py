@@ -52,6 +52,7 @@ from mailbridge.db.models import (
     Ticket,
     TicketParticipant,
 )
+from mailbridge.db.stored_bytes import FILE_STORAGE, forget
 
 __all__ = [
     "CONTENT_ERASED",
@@ -232,11 +233,17 @@ def _attachments(batch: _Batch) -> None:
         | (AttachmentRecord.sha256 != "")
         | AttachmentRecord.content_id.is_not(None)
     )
-    ids = batch.session.scalars(
-        select(AttachmentRecord.id).where(AttachmentRecord.article_id.in_(batch.articles), held)
+    rows = batch.session.execute(
+        select(AttachmentRecord.id, AttachmentRecord.storage, AttachmentRecord.sha256).where(
+            AttachmentRecord.article_id.in_(batch.articles), held
+        )
     ).all()
     blank = {"data": None, "filename": None, "sha256": "", "content_id": None}
-    batch.by_key(AttachmentRecord, [{"id": i, **blank, "storage": ERASED_STORAGE} for i in ids])
+    batch.by_key(
+        AttachmentRecord, [{"id": i, **blank, "storage": ERASED_STORAGE} for i, _, _ in rows]
+    )
+    if not batch.dry_run:  # a file goes once no other ticket's row names it
+        forget(batch.session, (sha for _, storage, sha in rows if storage == FILE_STORAGE))
 
 
 def _inbound(batch: _Batch) -> None:
@@ -252,15 +259,18 @@ def _inbound(batch: _Batch) -> None:
             InboundMessage.last_error,
             InboundMessage.reason,
             InboundMessage.message_id,
+            InboundMessage.raw_sha256,
         ).where(or_(InboundMessage.ticket_id.in_(batch.tickets), InboundMessage.id.in_(made_from)))
     )
-    for message_id, size, state, error, reason, mail_id in rows:
+    let_go = []
+    for message_id, size, state, error, reason, mail_id, sha256 in rows:
         unsettled = state in (InboundState.QUARANTINED, InboundState.NEW)
         if unsettled and scrub.address is None:
             continue  # retention leaves quarantined mail for a person
         row: dict[str, Any] = {"id": message_id}
-        if size or error is not None:
-            row |= {"raw": b"", "last_error": None}
+        if size or error is not None or sha256 is not None:
+            row |= {"raw": b"", "raw_sha256": None, "last_error": None}
+            let_go.append(sha256)
         if unsettled:
             row |= {"state": InboundState.IGNORED, "reason": ERASED_REASON}
         else:
@@ -269,6 +279,8 @@ def _inbound(batch: _Batch) -> None:
         if len(row) > 1:
             edits.append(row)
     batch.by_key(InboundMessage, edits)
+    if not batch.dry_run:
+        forget(batch.session, let_go)
 
 
 def _outbox(batch: _Batch) -> None:

@@ -14,13 +14,24 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Executable, Update, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    Update,
+    case,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
 from mailbridge.config import PurgeKind
 from mailbridge.core.states import CLOSED_STATUSES, InboundState, OutboxState
 from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Outbox, Ticket
+from mailbridge.db.stored_bytes import FILE_STORAGE, attachment_held, forget, raw_held
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +126,11 @@ def _purge_tickets(
     tally = _Tally()
     for kind, step in _STEPS.items():
         if kind in kinds:
-            counting, clearing = step(ids)
+            counting, clearing, files = step(ids)
             tally.add(kind, [tuple(row) for row in session.execute(counting)])
             if not dry_run:
+                if files is not None:  # removed after the commit, unless named elsewhere
+                    forget(session, session.scalars(files))
                 session.execute(clearing.execution_options(synchronize_session=False))
     if not dry_run:
         for ticket_id, what in tally.tickets.items():
@@ -132,27 +145,35 @@ def _purge_tickets(
     return tally.report()
 
 
-# Each step: (ticket id, count, bytes) of what it would clear for a batch of tickets, and
-# the statement that clears it.
-_Step = Callable[[Sequence[int]], tuple[Executable, Update]]
+# Each step: (ticket id, count, bytes) of what it would clear for a batch of tickets, the
+# statement that clears it, and the hashes of the files it lets go (None: it keeps none).
+_Cleared = tuple[Executable, Update, "Select[Any] | None"]
+_Step = Callable[[Sequence[int]], _Cleared]
 
 
-def _raw_step(ids: Sequence[int]) -> tuple[Executable, Update]:
-    size = func.length(InboundMessage.raw)
+def _raw_size() -> ColumnElement[int]:
+    """The raw mail's size, in the row or as a file."""
+    in_file = InboundMessage.raw_sha256.is_not(None)
+    return case((in_file, InboundMessage.size), else_=func.length(InboundMessage.raw))
+
+
+def _raw_step(ids: Sequence[int]) -> _Cleared:
+    size = _raw_size()
     where = (
         InboundMessage.ticket_id.in_(ids)
         & (InboundMessage.state != InboundState.QUARANTINED)
-        & (size > 0)
+        & raw_held()
     )
     return (
         select(InboundMessage.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
         .where(where)
         .group_by(InboundMessage.ticket_id),
-        update(InboundMessage).where(where).values(raw=b""),
+        update(InboundMessage).where(where).values(raw=b"", raw_sha256=None),
+        select(InboundMessage.raw_sha256).where(where),
     )
 
 
-def _outbox_step(ids: Sequence[int]) -> tuple[Executable, Update]:
+def _outbox_step(ids: Sequence[int]) -> _Cleared:
     size = func.length(Outbox.raw)
     where = Outbox.ticket_id.in_(ids) & (Outbox.state != OutboxState.PENDING) & (size > 0)
     return (
@@ -160,40 +181,47 @@ def _outbox_step(ids: Sequence[int]) -> tuple[Executable, Update]:
         .where(where)
         .group_by(Outbox.ticket_id),
         update(Outbox).where(where).values(raw=b""),
+        None,
     )
 
 
-def _attachments_step(ids: Sequence[int]) -> tuple[Executable, Update]:
-    size = func.length(AttachmentRecord.data)
-    where = AttachmentRecord.article_id.in_(
-        select(Article.id).where(Article.ticket_id.in_(ids))
-    ) & AttachmentRecord.data.is_not(None)
+def _attachments_step(ids: Sequence[int]) -> _Cleared:
+    in_file = AttachmentRecord.storage == FILE_STORAGE
+    size = case((in_file, AttachmentRecord.size), else_=func.length(AttachmentRecord.data))
+    where = (
+        AttachmentRecord.article_id.in_(select(Article.id).where(Article.ticket_id.in_(ids)))
+        & attachment_held()
+    )
     return (
         select(Article.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
         .join(Article, Article.id == AttachmentRecord.article_id)
         .where(where)
         .group_by(Article.ticket_id),
+        # The name, size and hash stay; a purged row names no file.
         update(AttachmentRecord).where(where).values(data=None, storage="purged"),
+        select(AttachmentRecord.sha256).where(where, in_file),
     )
 
 
-def _html_step(ids: Sequence[int]) -> tuple[Executable, Update]:
+def _html_step(ids: Sequence[int]) -> _Cleared:
     where = Article.ticket_id.in_(ids) & Article.html_body.is_not(None)
     return (
         select(Article.ticket_id, func.count(), literal(0))
         .where(where)
         .group_by(Article.ticket_id),
         update(Article).where(where).values(html_body=None),
+        None,
     )
 
 
-def _text_step(ids: Sequence[int]) -> tuple[Executable, Update]:
+def _text_step(ids: Sequence[int]) -> _Cleared:
     where = Article.ticket_id.in_(ids) & (Article.text_body != "")
     return (
         select(Article.ticket_id, func.count(), literal(0))
         .where(where)
         .group_by(Article.ticket_id),
         update(Article).where(where).values(text_body=""),
+        None,
     )
 
 
@@ -229,18 +257,17 @@ def _purge_unattached(session: Session, cutoff: datetime, dry_run: bool) -> Purg
         InboundMessage.ticket_id.is_(None)
         & (InboundMessage.state == InboundState.IGNORED)
         & (InboundMessage.received_at < cutoff)
-        & (func.length(InboundMessage.raw) > 0)
+        & raw_held()
     )
     count, size = session.execute(
-        select(func.count(), func.coalesce(func.sum(func.length(InboundMessage.raw)), 0)).where(
-            where
-        )
+        select(func.count(), func.coalesce(func.sum(_raw_size()), 0)).where(where)
     ).one()
     if count and not dry_run:
+        forget(session, session.scalars(select(InboundMessage.raw_sha256).where(where)))
         session.execute(
             update(InboundMessage)
             .where(where)
-            .values(raw=b"")
+            .values(raw=b"", raw_sha256=None)
             .execution_options(synchronize_session=False)
         )
     return PurgeReport(unattached=count, unattached_bytes=size)

@@ -38,6 +38,7 @@ from mailbridge.db.models import (
     TicketParticipant,
     TicketTag,
 )
+from mailbridge.db.stored_bytes import FILE_STORAGE, forget
 from mailbridge.tickets.retention import BATCH
 
 __all__ = ["PURGED_EVENT", "SpamPurge", "purge_spam"]
@@ -151,6 +152,17 @@ def _purge_batch(
         for model in (Escalation, Acknowledgement, Event, TicketTag, TicketParticipant)
     ]
     if not dry_run:
+        # The files of the rows deleted go after the commit, unless another row names them.
+        attached = AttachmentRecord.article_id.in_(articles)
+        forget(
+            session,
+            session.scalars(
+                select(AttachmentRecord.sha256).where(
+                    attached, AttachmentRecord.storage == FILE_STORAGE
+                )
+            ),
+        )
+        forget(session, session.scalars(select(InboundMessage.raw_sha256).where(raw & ~kept)))
         session.execute(
             update(AddressState)
             .where(AddressState.last_outbox_id.in_(select(Outbox.id).where(outbox)))
