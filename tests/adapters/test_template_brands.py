@@ -29,7 +29,7 @@ from tests.support.builders import make_config
 
 pytestmark = pytest.mark.unit
 
-ACK = "Subject: Re: {{ ticket_tag }} {{ subject }}\n\nThank you for writing to {{ company_name }}.\n"
+ACK = "Subject: Re: {{ ticket_tag }}\n\nThank you for writing to {{ company_name }}.\n"
 HTML = "<html><body><p>Thank you, {{ requester_name }}.</p></body></html>\n"
 CLOSED = "Subject: Closed {{ ticket_tag }}\n\nWe closed {{ ticket_tag }}.\n"
 SIGNATURE = "{{ company_name }} support\nticket {{ ticket_tag }}"
