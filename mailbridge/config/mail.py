@@ -221,7 +221,7 @@ class MailboxConfig(_Credentials):
     # The default language of this mailbox's replies (when the customer's language has no
     # templates, or is not known); None: [templates] language.
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$")
-    # The brand this mailbox answers as (outbound/brands.py); each None: as [smtp] and
+    # The brand this mailbox answers as (config/brands.py); each None: as [smtp] and
     # [templates] say. `from` is "Name <address>"; `signature` a template (Jinja2, the
     # sandbox, the context of the mail) rendered and added to every mail to a customer;
     # `templates` a directory searched before [templates] dir, one file at a time;
