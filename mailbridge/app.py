@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
 from functools import cached_property
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,14 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailbridge.adapters.faq_files import load_index
 from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.clock import Clock, SystemClock
-from mailbridge.config import Config
+from mailbridge.config import Config, MailboxConfig
+from mailbridge.config.brands import Brand, brand_of, house_brand
 from mailbridge.core.classify import Identity
 from mailbridge.core.faq import FaqIndex
 from mailbridge.core.message import Address, ParseLimits
 from mailbridge.db.blobs import BlobStore
 from mailbridge.db.engine import make_engine, make_sessionmaker
 from mailbridge.db.stored_bytes import Placement, install
-from mailbridge.errors import ConfigError
+from mailbridge.errors import ConfigError, TemplateError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,16 @@ class App:
     def message_id_domain(self) -> str:
         return self.config.tickets.message_id_domain or self.sender.address.rpartition("@")[2]
 
+    @cached_property
+    def brands(self) -> dict[str, Brand]:
+        """Each mailbox's brand, by mailbox name (config/brands.py)."""
+        return {m.name: brand_of(self.config, m) for m in self.config.mailbox}
+
+    def brand(self, mailbox: str) -> Brand:
+        """The identity a ticket of `mailbox` answers its customer under; the house's
+        ([smtp], [templates]) for a mailbox the configuration no longer has."""
+        return self.brands.get(mailbox) or house_brand(self.config)
+
     def reconfigure(
         self, config: Config, templates: TemplateSet, *, faq: FaqIndex | None = None
     ) -> None:
@@ -82,7 +94,7 @@ class App:
         identity = identity_for(config)
         self.config, self.templates, self.identity = config, templates, identity
         self.__dict__["faq"] = new_faq
-        for cached in ("reply_secret", "sender", "message_id_domain"):
+        for cached in ("reply_secret", "sender", "message_id_domain", "brands"):
             self.__dict__.pop(cached, None)  # derived again from the new one at next use
 
     def close(self) -> None:
@@ -143,9 +155,17 @@ SECRET_FILE = "reply-token.key"
 
 
 def open_templates(config: Config) -> TemplateSet:
-    """The configured templates; a template a routing rule chooses must be among them."""
+    """The configured templates, holding each brand's own set; a template a routing rule
+    chooses must be among them."""
     directory = config.templates.dir or default_templates_dir()
     templates = TemplateSet.load(directory, config.templates.language)
+    templates = templates.with_brands(
+        {
+            mailbox.name: _brand_templates(config, directory, mailbox)
+            for mailbox in config.mailbox
+            if mailbox.templates or mailbox.signature is not None or mailbox.language
+        }
+    )
     for rule in config.routing:
         name = rule.then.ack_template
         if name is not None and name not in templates.names():
@@ -155,6 +175,25 @@ def open_templates(config: Config) -> TemplateSet:
                 f"{name}.txt.j2"
             )
     return templates
+
+
+def _brand_templates(config: Config, directory: Path, mailbox: MailboxConfig) -> TemplateSet:
+    """A mailbox's own set: its directory over the shared one, its signature, its language;
+    each problem also names the mailbox."""
+    index = config.mailbox.index(mailbox)
+    try:
+        return TemplateSet.load(
+            directory,
+            mailbox.language or config.templates.language,
+            overrides=mailbox.templates,
+            signature=mailbox.signature,
+            signature_origin=f"{config.source} (mailbox[{index}].signature)",
+        )
+    except TemplateError as exc:
+        lines = str(exc).splitlines()
+        raise TemplateError(
+            "\n".join(f"{line} (mailbox {mailbox.name!r})" for line in lines)
+        ) from None
 
 
 def reply_secret(config: Config) -> bytes:
@@ -187,11 +226,16 @@ def reply_secret(config: Config) -> bytes:
 
 
 def identity_for(config: Config) -> Identity:
-    sender = parseaddr(config.smtp.from_)[1].lower()
-    own = {m.address.lower() for m in config.mailbox} | {sender}
-    domain = config.tickets.message_id_domain or sender.rpartition("@")[2]
+    """Every address, Message-ID domain and X-Loop value our mail goes out with, the
+    brands' included, so any of it coming back is known as ours."""
+    house = house_brand(config)
+    brands = [house, *(brand_of(config, m) for m in config.mailbox)]
+    own = {m.address.lower() for m in config.mailbox}
+    own.update(b.sender.address for b in brands)
+    own.update(b.bounce_address for b in brands)
     return Identity(
         own_addresses=frozenset(own),
-        own_domains=frozenset({domain}),
-        loop_token=f"mailbridge@{domain}",
+        own_domains=frozenset(b.message_id_domain for b in brands),
+        loop_token=house.loop_token,
+        loop_tokens=frozenset(b.loop_token for b in brands),
     )

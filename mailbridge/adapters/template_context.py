@@ -20,7 +20,11 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     excerpt            str   the first lines of the customer's message, plain, unquoted
                              (mailbridge.core.humanize.excerpt); quote it with ``|quote``
     support_address    str   the address customers write to
-    company_name       str   shown in greetings and signatures
+    company_name       str   shown in greetings and signatures: the ticket's mailbox's
+                             `company`, else [templates] company
+    signature          str   the mailbox's `signature` template, rendered with the same
+                             values, in mails to the customer; "" elsewhere. A template
+                             that does not use it gets it added at its end, after "-- "
     escalation_level   int   1 for the first escalation
     overdue_by         str   "2 hours and 30 minutes" (mailbridge.core.humanize.format_duration)
     staff_name         str | None   the staff member replying or assigned
@@ -114,6 +118,7 @@ CONTEXT_KEYS = frozenset(
         "excerpt",
         "support_address",
         "company_name",
+        "signature",
         "escalation_level",
         "overdue_by",
         "staff_name",
@@ -181,6 +186,7 @@ def sample_context(language: str) -> dict[str, object]:
         "Could you send one? <b>Thanks</b> & regards",
         "support_address": "support@example.com",
         "company_name": "Example Ltd",
+        "signature": "",  # a mailbox's own, rendered, when the mail is signed
         "escalation_level": 1,
         "overdue_by": format_duration(timedelta(hours=2, minutes=30), language),
         "staff_name": "Alice Bianchi",

@@ -13,6 +13,13 @@ switch to it only when both succeed.
 
 The values a template gets, and the sample `check()` renders with, are template_context's.
 
+A brand (a `[[mailbox]]` with its own `templates` directory, `signature` or `language`) has a
+set of its own, loaded over the shared directory: a file of its directory replaces the shared
+file of the same name, one file at a time, and its signature is one more template, rendered
+into every mail `render(..., signed=True)` makes (template_signature). The shared set holds
+the brands' sets (`for_mailbox`) and checks them with its own, so a broken brand template
+keeps the whole new set from going live, as a broken shared one does.
+
 Filters beyond Jinja's own: ``quote`` prefixes every line with "> ". Templates run in Jinja's
 immutable sandbox with bounded work (see template_sandbox); ``|safe`` and
 ``{% autoescape false %}`` are refused, since every value may be the customer's text.
@@ -39,6 +46,13 @@ from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 
 from mailbridge.adapters.template_context import CONTEXT_KEYS, plain_context, sample_context
 from mailbridge.adapters.template_sandbox import Sandbox, render_bounded
+from mailbridge.adapters.template_signature import (
+    SIGNATURE_KEY,
+    SIGNATURE_NAME,
+    places_signature,
+    sign_html,
+    sign_text,
+)
 from mailbridge.errors import TemplateError
 
 # The mails mailbridge itself sends; a template set without one of them never goes live.
@@ -76,19 +90,21 @@ class _Entry:
     text: str  # loader name, e.g. "en/acknowledgement.txt.j2"
     html: str | None
     subject_line: int  # where "Subject:" sits in the source, for errors about it
+    signs_text: bool = True  # the signature is added: the template does not place it
+    signs_html: bool = True
 
 
 class _SnapshotLoader(BaseLoader):
     """Serves the sources read at load time; nothing outside them can be loaded."""
 
-    def __init__(self, sources: Mapping[str, str], directory: Path) -> None:
+    def __init__(self, sources: Mapping[str, str], origins: Mapping[str, str]) -> None:
         self._sources = dict(sources)
-        self._directory = directory
+        self._origins = dict(origins)
 
     def get_source(self, environment: Environment, template: str) -> tuple[str, str, Any]:
         if template not in self._sources:
             raise TemplateNotFound(template)
-        return self._sources[template], str(self._directory / template), lambda: True
+        return self._sources[template], self._origins[template], lambda: True
 
 
 class TemplateSet:
@@ -100,29 +116,51 @@ class TemplateSet:
         default_language: str,
         env: Sandbox,
         entries: Mapping[tuple[str, str], _Entry],
+        origins: Mapping[str, str] | None = None,
+        brands: Mapping[str, TemplateSet] | None = None,
     ) -> None:
         self._directory = directory
         self._default = default_language
         self._env = env
         self._entries = dict(entries)
+        self._origins = dict(origins or {})
+        self._brands = dict(brands or {})
+        self._signed = SIGNATURE_NAME in self._origins
 
     @classmethod
     def load(
-        cls, directory: Path, default_language: str, required: tuple[str, ...] = REQUIRED
+        cls,
+        directory: Path,
+        default_language: str,
+        required: tuple[str, ...] = REQUIRED,
+        *,
+        overrides: Path | None = None,
+        signature: str | None = None,
+        signature_origin: str = "signature",
     ) -> TemplateSet:
         """Read and compile every template; TemplateError lists each "file:line: problem".
 
-        Each name in `required` must exist in the default language.
+        Each name in `required` must exist in the default language. A brand's set gives
+        the directory whose files replace the shared ones (`overrides`) and its signature
+        template; `signature_origin` names it in errors.
         """
-        if not directory.is_dir():
-            raise TemplateError(f"{directory}:1: not a directory of templates")
         problems: list[str] = []
-        sources = _read_sources(directory, problems)
-        env = Sandbox(_SnapshotLoader(sources, directory))
+        sources: dict[str, str] = {}
+        origins: dict[str, str] = {}
+        for root in (directory, *([overrides] if overrides is not None else [])):
+            if not root.is_dir():
+                raise TemplateError(f"{root}:1: not a directory of templates")
+            read = _read_sources(root, problems)
+            sources.update(read)
+            origins.update({name: str(root / name) for name in read})
+        if signature is not None:
+            sources[SIGNATURE_NAME] = signature
+            origins[SIGNATURE_NAME] = signature_origin
+        env = Sandbox(_SnapshotLoader(sources, origins))
         entries: dict[tuple[str, str], _Entry] = {}
         for loader_name in sorted(sources):
-            problems.extend(_compile(env, directory, loader_name))
-        _index(directory, sources, entries, problems)
+            problems.extend(_compile(env, Path(origins[loader_name]), loader_name))
+        _index(directory, sources, entries, problems, origins)
         language = default_language.strip().lower()
         if language not in {lang for lang, _ in entries}:
             problems.append(f"{directory / language}:1: no templates for the default language")
@@ -140,7 +178,22 @@ class TemplateSet:
                 )
         if problems:
             raise TemplateError("\n".join(problems))
-        return cls(directory, language, env, entries)
+        entries = {key: _mark_signing(env, entry) for key, entry in entries.items()}
+        return cls(directory, language, env, entries, origins)
+
+    def with_brands(self, brands: Mapping[str, TemplateSet]) -> TemplateSet:
+        """This set, holding the sets of the mailboxes that have their own (by name)."""
+        return TemplateSet(
+            self._directory, self._default, self._env, self._entries, self._origins, brands
+        )
+
+    def for_mailbox(self, mailbox: str) -> TemplateSet:
+        """The set a ticket of this mailbox is answered with: its brand's, else this one."""
+        return self._brands.get(mailbox, self)
+
+    @property
+    def default_language(self) -> str:
+        return self._default
 
     def languages(self) -> frozenset[str]:
         return frozenset(lang for lang, _ in self._entries)
@@ -158,33 +211,54 @@ class TemplateSet:
         return self._default
 
     def render(
-        self, name: str, context: Mapping[str, object], language: str | None = None
+        self,
+        name: str,
+        context: Mapping[str, object],
+        language: str | None = None,
+        *,
+        signed: bool = False,
     ) -> Rendered:
-        """Render one template; a language without it falls back to the default."""
+        """Render one template; a language without it falls back to the default.
+
+        `signed` (a mail to a customer): the brand's signature is rendered with the same
+        values, given to the template as `signature`, and added at the end of each body
+        whose template does not place it.
+        """
         entry = self._entries.get((self.pick_language(name, language), name))
         if entry is None:
             raise TemplateError(f"{self._directory}:1: no template named {name!r}")
         values = plain_context(context)
-        where = f"{self._directory / entry.text}:{entry.subject_line}"
+        signature = ""
+        if signed and self._signed:
+            signature = self._render_file(SIGNATURE_NAME, {**values, SIGNATURE_KEY: ""}).strip()
+        values[SIGNATURE_KEY] = signature
+        where = f"{self._origins[entry.text]}:{entry.subject_line}"
         subject, text = _split_mail(self._render_file(entry.text, values), where)
+        if entry.signs_text:
+            text = sign_text(text, signature)
         html = None
         if entry.html:
-            html = (
-                _inline_css(
-                    self._render_file(entry.html, values).strip(), self._directory / entry.html
-                )
-                + "\n"
-            )
+            page = self._render_file(entry.html, values).strip()
+            if entry.signs_html:
+                page = sign_html(page, signature)
+            html = _inline_css(page, Path(self._origins[entry.html])) + "\n"
         return Rendered(subject=subject, text=text, html=html)
 
     def check(self) -> list[str]:
-        """Render every template in every language with the sample; "file:line: problem" each."""
+        """Render every template in every language with the sample, signed, and so every
+        brand's; "file:line: problem" each (a brand's also names its mailbox)."""
         problems = []
         for language, name in sorted(self._entries):
             try:
-                self.render(name, sample_context(language), language)
+                self.render(name, sample_context(language), language, signed=True)
             except TemplateError as exc:
                 problems.append(str(exc))
+        for mailbox, brand in sorted(self._brands.items()):
+            problems.extend(
+                f"{problem} (mailbox {mailbox!r})"
+                for problem in brand.check()
+                if problem not in problems  # a shared template's own fault, said once
+            )
         return problems
 
     def _render_file(self, loader_name: str, values: dict[str, object]) -> str:
@@ -197,11 +271,11 @@ class TemplateSet:
         if isinstance(exc, JinjaSyntaxError) and exc.filename:
             return f"{exc.filename}:{exc.lineno}"
         # Jinja rewrites tracebacks so template frames carry the template's file and line.
-        prefix = str(self._directory)
+        origins = set(self._origins.values())
         for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-            if frame.filename.startswith(prefix) and frame.filename.endswith(".j2"):
+            if frame.filename in origins:
                 return f"{frame.filename}:{frame.lineno}"
-        return f"{self._directory / loader_name}:1"
+        return f"{self._origins.get(loader_name, self._directory / loader_name)}:1"
 
 
 # Many mail clients drop <style> blocks, so an HTML template's stylesheet is copied into
@@ -237,7 +311,7 @@ def _read_sources(directory: Path, problems: list[str]) -> dict[str, str]:
     sources = {}
     for path in sorted(directory.rglob("*.j2")):
         relative = path.relative_to(directory)
-        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+        if not path.is_file() or any(part.startswith((".", "<")) for part in relative.parts):
             continue
         try:
             sources[relative.as_posix()] = path.read_text(encoding="utf-8")
@@ -246,9 +320,9 @@ def _read_sources(directory: Path, problems: list[str]) -> dict[str, str]:
     return sources
 
 
-def _compile(env: Sandbox, directory: Path, loader_name: str) -> list[str]:
-    """Problems compiling one template: syntax, unknown variables, unsafe includes."""
-    where = directory / loader_name
+def _compile(env: Sandbox, where: Path, loader_name: str) -> list[str]:
+    """Problems compiling one template (from the file `where`): syntax, unknown variables,
+    unsafe includes."""
     try:
         env.get_template(loader_name)
         tree = env.parse(env.loader.get_source(env, loader_name)[0])  # type: ignore[union-attr]
@@ -284,6 +358,7 @@ def _index(
     sources: Mapping[str, str],
     entries: dict[tuple[str, str], _Entry],
     problems: list[str],
+    origins: Mapping[str, str],
 ) -> None:
     """Fill entries with the templates of each language directory."""
     html: dict[tuple[str, str], str] = {}
@@ -296,7 +371,7 @@ def _index(
         if not _LANGUAGE.fullmatch(language):
             problems.append(f"{directory / language}:1: not a language code like 'en' or 'pt-br'")
         elif match is None:
-            problems.append(f"{directory / loader_name}:1: expected NAME.txt.j2 or NAME.html.j2")
+            problems.append(f"{origins[loader_name]}:1: expected NAME.txt.j2 or NAME.html.j2")
         elif match["partial"]:
             continue
         elif match["kind"] == "html":
@@ -305,9 +380,25 @@ def _index(
             entries[(language, match["name"])] = _Entry(loader_name, None, _subject_line(source))
     for key, loader_name in sorted(html.items()):
         if key not in entries:
-            problems.append(f"{directory / loader_name}:1: HTML template without a .txt.j2")
+            problems.append(f"{origins[loader_name]}:1: HTML template without a .txt.j2")
         else:
             entries[key] = _Entry(entries[key].text, loader_name, entries[key].subject_line)
+
+
+def _mark_signing(env: Sandbox, entry: _Entry) -> _Entry:
+    """The entry, knowing which of its bodies place the signature themselves."""
+
+    def parse(loader_name: str) -> Any:
+        return env.parse(env.loader.get_source(env, loader_name)[0])  # type: ignore[union-attr]
+
+    signs_html = entry.html is not None and not places_signature(entry.html, parse)
+    return _Entry(
+        entry.text,
+        entry.html,
+        entry.subject_line,
+        signs_text=not places_signature(entry.text, parse),
+        signs_html=signs_html,
+    )
 
 
 def _subject_line(source: str) -> int:

@@ -247,6 +247,13 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         if isinstance(block, dict) and isinstance(block.get("include"), list):
             included = [str(base / i) if isinstance(i, str) else i for i in block["include"]]
             data[section] = {**block, "include": included}
+    if isinstance(data.get("mailbox"), list):
+        data["mailbox"] = [
+            {**m, "templates": str(base / m["templates"])}
+            if isinstance(m, dict) and isinstance(m.get("templates"), str)
+            else m
+            for m in data["mailbox"]
+        ]
     return data
 
 

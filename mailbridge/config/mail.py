@@ -6,12 +6,48 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, PrivateAttr, SecretStr, model_validator
 
-from mailbridge.config.values import Duration, Security, _Section
+from mailbridge.config.values import Duration, EmailAddress, Security, _Section
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+def _mail_sender(value: str | None) -> str | None:
+    """A From value, "Name <address>" or a bare address: one address, no line breaks.
+
+    Checked here so a brand can never put a second header, or a second sender, in its From.
+    """
+    if value is None:
+        return None
+    if _CONTROL.search(value):
+        raise ValueError('a sender like "Acme Support <help@acme.example>" on one line')
+    found = getaddresses([value])
+    if len(found) != 1 or not _ADDRESS.match(found[0][1]):
+        raise ValueError('one sender like "Acme Support <help@acme.example>" or help@acme.example')
+    return value
+
+
+def _one_line(value: str | None) -> str | None:
+    if value is not None and (_CONTROL.search(value) or not value.strip()):
+        raise ValueError("a name on one line, without control characters")
+    return value
+
+
+def _template_dir(value: Path) -> Path:
+    if not value.is_dir():
+        raise ValueError(f"a directory of templates; {value} is not one")
+    return value
+
+
+MailSender = Annotated[str, AfterValidator(_mail_sender)]
+TemplateDir = Annotated[Path, AfterValidator(_template_dir)]
+OneLine = Annotated[str, AfterValidator(_one_line)]
 
 
 class _Credentials(_Section):
@@ -182,7 +218,20 @@ class MailboxConfig(_Credentials):
     # acknowledging what is older than backlog_age, or skip it and start from the newest.
     backlog: Literal["acknowledge", "import", "skip"] = "import"
     backlog_age: Duration = timedelta(hours=24)
-    language: str | None = None  # default language of replies; None: templates.language
+    # The default language of this mailbox's replies (when the customer's language has no
+    # templates, or is not known); None: [templates] language.
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$")
+    # The brand this mailbox answers as (config/brands.py); each None: as [smtp] and
+    # [templates] say. `from` is "Name <address>"; `signature` a template (Jinja2, the
+    # sandbox, the context of the mail) rendered and added to every mail to a customer;
+    # `templates` a directory searched before [templates] dir, one file at a time;
+    # `bounce_address` the envelope sender (default: `address` when the mailbox has its
+    # own `from`, else as [smtp] says).
+    from_: MailSender | None = Field(default=None, alias="from")
+    company: OneLine | None = None
+    signature: str | None = Field(default=None, max_length=20_000)
+    templates: TemplateDir | None = None
+    bounce_address: EmailAddress | None = None
     queue: str | None = None  # None: the mailbox name
     # How staff answer: "relay" (they reply to notifications, mailbridge sends to the
     # customer) or "observe" (they answer from this account; its sent_folder is watched).
@@ -228,7 +277,7 @@ class SmtpConfig(_Credentials):
     host: str
     port: int | None = Field(default=None, ge=1, le=65535)
     security: Security = "starttls"
-    from_: str = Field(alias="from")
+    from_: MailSender = Field(alias="from")
     timeout: Duration = timedelta(seconds=30)
     # Temporary failures are retried with growing, jittered pauses until the mail is this
     # old (or has had max_attempts tries, when set); then it is `failed`.

@@ -26,6 +26,7 @@ class Identity:
     own_addresses: frozenset[str] = frozenset()
     own_domains: frozenset[str] = frozenset()  # domains of the Message-IDs we generate
     loop_token: str = ""  # the value we put in X-Loop
+    loop_tokens: frozenset[str] = frozenset()  # and each brand's (config/brands.py)
 
 
 Check = Callable[[ParsedMessage, Identity], bool]
@@ -111,8 +112,8 @@ def _dsn_looking(msg: ParsedMessage) -> bool:
 
 
 def own_loop_header(msg: ParsedMessage, identity: Identity) -> bool:
-    token = identity.loop_token.strip().lower()
-    return bool(token) and any(v.strip().lower() == token for v in msg.headers.get("x-loop", ()))
+    tokens = {t.strip().lower() for t in (identity.loop_token, *identity.loop_tokens)} - {""}
+    return any(v.strip().lower() in tokens for v in msg.headers.get("x-loop", ()))
 
 
 def own_message_id(msg: ParsedMessage, identity: Identity) -> bool:

@@ -211,7 +211,7 @@ def _queue(
     decision: AckDecision,
 ) -> None:
     app = step.app
-    language = ticket.language or app.config.templates.language
+    language = ticket.language or app.brand(ticket.mailbox).language
     address = ticket.requester_address
     full = decision.form == "full"
     context = ticket_context(app, ticket, language)

@@ -50,7 +50,7 @@ def open_ticket(
         queue=queue,
         priority=priority,
         status=TicketStatus.SPAM if as_spam else TicketStatus.NEW,
-        language=_language(step.app, parsed, routed.ack_template),
+        language=_language(step.app, mailbox.name, parsed, routed.ack_template),
         sla_policy=policy.name,
         created_at=step.now,
         updated_at=step.now,
@@ -82,5 +82,7 @@ def _reply_address(app: App, parsed: ParsedMessage) -> Address:
     return parsed.from_ or Address("", "")
 
 
-def _language(app: App, parsed: ParsedMessage, ack_template: str | None) -> str:
-    return app.templates.pick_language(ack_template or ACK_TEMPLATE, parsed.language)
+def _language(app: App, mailbox: str, parsed: ParsedMessage, ack_template: str | None) -> str:
+    """The customer's language when the mailbox's templates have it, else the mailbox's."""
+    templates = app.templates.for_mailbox(mailbox)
+    return templates.pick_language(ack_template or ACK_TEMPLATE, parsed.language)

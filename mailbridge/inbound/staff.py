@@ -300,7 +300,7 @@ def _relay(
     claim: StaffClaim,
 ) -> Outbox:
     """The answer, to the customer, from the support address, in their thread."""
-    language = ticket.language or step.app.config.templates.language
+    language = ticket.language or step.app.brand(ticket.mailbox).language
     context = ticket_context(step.app, ticket, language)
     context["reply_text"] = message.text
     context["staff_name"] = first_name(parsed.from_.name if parsed.from_ else "")
@@ -338,7 +338,7 @@ def _finish(step: Step, ticket: Ticket, message: StaffMessage, answered: bool) -
     ticket.next_escalation_at = None
     tallies.resolved(step, ticket)
     if message.has("close") and not answered and answerable(ticket.requester_address):
-        language = ticket.language or step.app.config.templates.language
+        language = ticket.language or step.app.brand(ticket.mailbox).language
         thread = queries.customer_thread(step.session, ticket.id)
         context = ticket_context(step.app, ticket, language)
         context.update(rating_links(step.app, ticket, step.now))

@@ -14,7 +14,7 @@ from mailbridge.core.compose import Outgoing, build_message, make_message_id
 from mailbridge.core.message import Address
 from mailbridge.core.states import MailKind
 from mailbridge.db.models import Outbox
-from mailbridge.outbound.queue import AUTO_SUBMITTED, add_to_outbox
+from mailbridge.outbound.queue import AUTO_SUBMITTED, Sealed, add_to_outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +91,4 @@ def queue_composed_mail(step: Step, mail: ComposedMail) -> Outbox:
         )
     )
     recipients = [address.address for address in mail.to]
-    return add_to_outbox(step, mail.kind, message_id, raw, recipients, ticket_id=None)
+    return add_to_outbox(step, Sealed(mail.kind, message_id, raw, recipients), ticket_id=None)

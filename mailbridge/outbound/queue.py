@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mailbridge.app import App, Step
+from mailbridge.config.brands import house_brand
 from mailbridge.core.clip import clip_context
 from mailbridge.core.compose import Outgoing, build_message, make_message_id
 from mailbridge.core.compose import tag_subject as add_tag
@@ -43,11 +44,19 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
     "reply": None,  # a staff member's answer, relayed
 }
 
+# The mails a customer gets: they go out under the brand of the ticket's mailbox (its From,
+# envelope sender, Message-ID domain and X-Loop) and carry its signature. The rest are for
+# staff and go out as [smtp] says.
+TO_CUSTOMER: frozenset[MailKind] = frozenset(
+    {"ack", "reply", "closed", "merged", "reminder", "auto_closed"}
+)
+
 
 def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]:
     """The plain values every template may use; documented in adapters/template_context.py."""
     zone = app.config.calendar.zone
     due = ticket.first_response_due_at
+    brand = app.brand(ticket.mailbox)
     return {
         "ticket_number": ticket.number,
         "ticket_tag": format_tag(app.config.tickets.tag_prefix, ticket.number or 0),
@@ -60,8 +69,9 @@ def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]
         "queue": ticket.queue,
         "priority": ticket.priority,
         "excerpt": "",
-        "support_address": app.sender.address,
-        "company_name": app.config.templates.company,
+        "support_address": brand.sender.address,
+        "company_name": brand.company,
+        "signature": "",  # rendered in by queue_mail for a mail to the customer
         "escalation_level": ticket.escalation_level,
         "overdue_by": "",
         "staff_name": "",
@@ -106,15 +116,20 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
     `kind` decides the Auto-Submitted header (AUTO_SUBMITTED).
     """
     app, ticket, now = step.app, mail.ticket, step.now
+    to_customer = mail.kind in TO_CUSTOMER
+    brand = app.brand(ticket.mailbox) if to_customer else house_brand(app.config)
     # Values from mail can be any size: shortened here, with a mark, for every mail we send.
-    rendered = app.templates.render(
-        mail.template, clip_context(mail.context, mail.language), mail.language
+    rendered = app.templates.for_mailbox(ticket.mailbox).render(
+        mail.template,
+        clip_context(mail.context, mail.language),
+        mail.language,
+        signed=to_customer,
     )
-    sender = app.sender  # parsed from the configuration at each use: once here
+    sender = brand.sender
     reply_to = mail.reply_to or [
         Address(sender.name, app.config.mailbox_named(ticket.mailbox).address)
     ]
-    message_id = make_message_id(app.message_id_domain, f"{mail.unique}.{secrets.token_hex(6)}")
+    message_id = make_message_id(brand.message_id_domain, f"{mail.unique}.{secrets.token_hex(6)}")
     tag = format_tag(app.config.tickets.tag_prefix, ticket.number or 0)
     raw = build_message(
         Outgoing(
@@ -131,7 +146,7 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
             reply_to=tuple(reply_to),
             attachments=tuple(mail.attachments),
             extra_headers=(
-                ("X-Loop", app.identity.loop_token),
+                ("X-Loop", brand.loop_token),
                 ("X-Mailbridge-Ticket", str(ticket.number)),
             ),
             date=now,
@@ -140,35 +155,38 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
     recipients = list(dict.fromkeys(a.address for a in (*mail.to, *mail.cc)))
     return add_to_outbox(
         step,
-        mail.kind,
-        message_id,
-        raw,
-        recipients,
+        Sealed(mail.kind, message_id, raw, recipients, brand.bounce_address),
         ticket_id=ticket.id,
         article_id=mail.article_id,
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A finished mail: its bytes, and the envelope it goes out in."""
+
+    kind: MailKind
+    message_id: str
+    raw: bytes
+    recipients: list[str]
+    # Where its bounces go (outbound/send.py makes it one per mail); None: the house's,
+    # [smtp] bounce_address, else the [smtp] from address.
+    envelope_from: str | None = None
+
+
 def add_to_outbox(
-    step: Step,
-    kind: MailKind,
-    message_id: str,
-    raw: bytes,
-    recipients: list[str],
-    *,
-    ticket_id: int | None,
-    article_id: int | None = None,
+    step: Step, mail: Sealed, *, ticket_id: int | None, article_id: int | None = None
 ) -> Outbox:
     """The outbox row of a finished mail, pending from the step's moment, written at once
     (queries.insert_now) so that its id can be recorded in the same step's events."""
     row = Outbox(
         ticket_id=ticket_id,
         article_id=article_id,
-        kind=kind,
-        envelope_from=step.app.sender.address,
-        envelope_to=recipients,
-        message_id=message_id,
-        raw=raw,
+        kind=mail.kind,
+        envelope_from=mail.envelope_from or house_brand(step.app.config).bounce_address,
+        envelope_to=mail.recipients,
+        message_id=mail.message_id,
+        raw=mail.raw,
         state=OutboxState.PENDING,
         attempts=0,
         next_attempt_at=step.now,

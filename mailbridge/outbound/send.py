@@ -87,7 +87,10 @@ def envelope_sender(app: App, row: Outbox) -> str:
     With `smtp.verp` it names the row, so a bounce that comes back to it is matched exactly
     (inbound/bounces reads it with core.bounce.find_return_path).
     """
-    base = app.config.smtp.bounce_address or row.envelope_from
+    base = row.envelope_from  # the bounce address of the brand it went out under
+    if base == app.sender.address and app.config.smtp.bounce_address:
+        # A row queued before rows held their bounce address holds the From address.
+        base = app.config.smtp.bounce_address
     return make_return_path(base, row.id, row.message_id) if app.config.smtp.verp else base
 
 

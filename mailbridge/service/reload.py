@@ -16,7 +16,14 @@ from mailbridge.config import Config, load_config
 from mailbridge.core.faq import FaqIndex
 from mailbridge.errors import TemplateError
 
-__all__ = ["Candidate", "TemplateWatcher", "keep_restart_only", "load_candidate", "load_templates"]
+__all__ = [
+    "Candidate",
+    "TemplateWatcher",
+    "brand_template_dirs",
+    "keep_restart_only",
+    "load_candidate",
+    "load_templates",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,11 @@ class Candidate:
 
 def templates_dir(config: Config) -> Path:
     return config.templates.dir or default_templates_dir()
+
+
+def brand_template_dirs(config: Config) -> tuple[Path, ...]:
+    """The mailboxes' own template directories, watched beside the shared one."""
+    return tuple(dict.fromkeys(m.templates for m in config.mailbox if m.templates is not None))
 
 
 def load_templates(config: Config) -> TemplateSet:
@@ -113,14 +125,18 @@ class TemplateWatcher:
     the directory has looked the same on two polls in a row, so a file caught half
     written is not loaded."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *more: Path) -> None:
         self.directory = directory
-        self._settled = signature(directory)
+        self._more = more  # the mailboxes' own directories
+        self._settled = self._signature()
         self._seen = self._settled
+
+    def _signature(self) -> tuple[Signature, ...]:
+        return tuple(signature(d) for d in (self.directory, *self._more))
 
     def poll(self) -> bool:
         """True when the templates changed and have settled since the last change."""
-        current = signature(self.directory)
+        current = self._signature()
         if current == self._settled:
             self._seen = current
             return False
@@ -130,7 +146,7 @@ class TemplateWatcher:
         self._settled = current
         return True
 
-    def reset(self, directory: Path) -> None:
-        """Watch `directory` from its present state (after a reload loaded it)."""
-        self.directory = directory
-        self._settled = self._seen = signature(directory)
+    def reset(self, directory: Path, *more: Path) -> None:
+        """Watch `directory` (and `more`) from their present state (after a reload)."""
+        self.directory, self._more = directory, more
+        self._settled = self._seen = self._signature()

@@ -22,6 +22,7 @@ from mailbridge.service.metrics import CONTENT_TYPE
 from mailbridge.service.notify import Notifier, watchdog_interval
 from mailbridge.service.reload import (
     TemplateWatcher,
+    brand_template_dirs,
     keep_restart_only,
     load_candidate,
     load_templates,
@@ -55,7 +56,9 @@ class Service:
         self.watchdog = watchdog
         self.web: WebServer | None = None
         self._reload = asyncio.Event()
-        self._watcher = TemplateWatcher(templates_dir(self.app.config))
+        self._watcher = TemplateWatcher(
+            templates_dir(self.app.config), *brand_template_dirs(self.app.config)
+        )
         self._status: str | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._withheld: str | None = None
@@ -234,7 +237,7 @@ class Service:
             log.warning("reload: %s changed; the new value takes effect after a restart", key)
         hide_secrets(config_secrets(config))
         await self.daemon.reconfigure(config, candidate.templates, faq=candidate.faq)
-        self._watcher.reset(templates_dir(config))
+        self._watcher.reset(templates_dir(config), *brand_template_dirs(config))
         log.info("reload: configuration and templates from %s are live", path)
         self._status = await self._status_line()
         self.notifier.ready(self._status)

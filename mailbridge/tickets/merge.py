@@ -326,7 +326,7 @@ def _tell_customer(step: Step, source: Ticket, target: Ticket, thread: list[str]
     tag: sent once for each ticket they are merged into, however often it is merged."""
     if not answerable(source.requester_address) or _told_before(step.session, source, target):
         return None
-    language = source.language or step.app.config.templates.language
+    language = source.language or step.app.brand(source.mailbox).language
     context = ticket_context(step.app, target, language)
     context["requester_name"] = source.requester_name
     context["requester_address"] = source.requester_address

@@ -97,7 +97,7 @@ def fire(step: Step, ticket: Ticket, due: DueStep) -> None:
 def _remind(step: Step, ticket: Ticket, due: DueStep) -> None:
     ticket.reminded_at = step.now
     _, close = planned(step, ticket)
-    language = ticket.language or step.app.config.templates.language
+    language = ticket.language or step.app.brand(ticket.mailbox).language
     context = ticket_context(step.app, ticket, language)
     zone = step.app.config.calendar.zone
     context["closes_at"] = format_deadline(close, language, zone) if close else ""
@@ -121,7 +121,7 @@ def _close(step: Step, ticket: Ticket, due: DueStep) -> None:
     ticket.next_escalation_at = None
     ticket.updated_at = step.now
     tallies.resolved(step, ticket)
-    language = ticket.language or step.app.config.templates.language
+    language = ticket.language or step.app.brand(ticket.mailbox).language
     context = ticket_context(step.app, ticket, language)
     context.update(rating_links(step.app, ticket, step.now))  # "yes, solved" / "no"
     row = _tell_customer(step, ticket, "auto_closed", context, language)
