@@ -96,7 +96,7 @@ def _digest(step: Step, ticket: Ticket, current: Article) -> list[object]:
         .order_by(Article.id.desc())
         .limit(limit)
     )
-    zone = step.app.config.calendar.zone
+    zone = step.app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
     return [
         {
             "author": a.from_name or a.from_address,

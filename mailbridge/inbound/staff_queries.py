@@ -111,7 +111,8 @@ def _line(step: Step, ticket: Ticket, reader: str) -> dict[str, object]:
         mine=(ticket.assignee or "").lower() == reader.lower(),
     )
     tag = format_tag(app.config.tickets.tag_prefix, facts.number)
-    return ticket_line(facts, step.now, app.config.calendar.zone, tag).as_entry()
+    zone = app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
+    return ticket_line(facts, step.now, zone, tag).as_entry()
 
 
 def _listing(step: Step, reader: str, kind: str) -> Section:
@@ -127,7 +128,7 @@ def _show(step: Step, reader: str, argument: str) -> Section:
     ticket = live_ticket_by_number(step.session, number) if number is not None else None
     if ticket is None:
         return {"error": f"#show {argument}: no ticket with that number"}
-    zone = step.app.config.calendar.zone
+    zone = step.app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
     found = staff_views.conversation(step.session, ticket)
     articles = [
         {

@@ -46,7 +46,8 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
 
 def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]:
     """The plain values every template may use; documented in adapters/template_context.py."""
-    zone = app.config.calendar.zone
+    # Promised in the ticket's own calendar, so shown in that calendar's zone.
+    zone = app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
     due = ticket.first_response_due_at
     return {
         "ticket_number": ticket.number,

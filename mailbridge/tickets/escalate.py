@@ -179,7 +179,7 @@ def _notify(
     language = step.app.config.templates.language
     cover = covering(step, target, language)  # an away staff member: the team
     target = cover.target
-    zone = step.app.config.calendar.zone
+    zone = step.app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
     context = ticket_context(step.app, ticket, language)
     context.update(
         away_note=cover.away_note,

@@ -99,7 +99,7 @@ def _remind(step: Step, ticket: Ticket, due: DueStep) -> None:
     _, close = planned(step, ticket)
     language = ticket.language or step.app.config.templates.language
     context = ticket_context(step.app, ticket, language)
-    zone = step.app.config.calendar.zone
+    zone = step.app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
     context["closes_at"] = format_deadline(close, language, zone) if close else ""
     row = _tell_customer(step, ticket, "reminder", context, language)
     log.info("ticket #%s: waiting on the customer, reminder sent", ticket.number)
