@@ -39,7 +39,7 @@ from mailbridge.core.staff import Command, StaffMessage
 from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Outbox, Ticket
 from mailbridge.db.stored_bytes import attachment_bytes, attachment_row
 from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
-from mailbridge.outbound.queue import ticket_context
+from mailbridge.outbound.queue import ticket_context, ticket_zone
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.staff_articles import StaffWords, add_staff_article
 
@@ -333,7 +333,7 @@ def _tell(step: Step, reply: Reply, found: CollisionCheck, event: str, seen: int
     language = step.app.config.templates.language
     context = ticket_context(step.app, ticket, language)
     context["event"] = event
-    zone = step.app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
+    zone = ticket_zone(step.app, ticket)
     context["digest"] = _shown(step, found.newer, zone)
     context["excerpt"] = excerpt(reply.message.text, max_lines=20, max_chars=2000)
     unique = f"collision.{ticket.id}"

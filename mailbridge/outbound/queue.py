@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from mailbridge.app import App, Step
 from mailbridge.core.clip import clip_context
@@ -44,10 +45,15 @@ AUTO_SUBMITTED: Mapping[MailKind, str | None] = {
 }
 
 
+def ticket_zone(app: App, ticket: Ticket) -> ZoneInfo:
+    """The time zone of the ticket's calendar: its deadlines are counted there, so the
+    times its mails show are too."""
+    return app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
+
+
 def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]:
     """The plain values every template may use; documented in adapters/template_context.py."""
-    # Promised in the ticket's own calendar, so shown in that calendar's zone.
-    zone = app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
+    zone = ticket_zone(app, ticket)
     due = ticket.first_response_due_at
     return {
         "ticket_number": ticket.number,
