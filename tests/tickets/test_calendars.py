@@ -1,7 +1,8 @@
 """Named calendars on SQLite and PostgreSQL: tickets arriving at the same instant in a
 mailbox counting Rome's office hours and one counting New York's get different deadlines,
 promises in their own zone, and escalations each when its own calendar says; a queue's
-calendar wins over the mailbox's; a mailbox's own default policy, and a rule over it."""
+calendar wins over the mailbox's, also when a ticket moves to it; a mailbox's own default
+policy, and a rule over it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from mailbridge.app import Step
+from mailbridge.db.models import Ticket
+from mailbridge.tickets.deadlines import on_priority_or_queue_change
 from tests.support.builders import IMAP_PASSWORD_ENV, mail
 from tests.support.sla_world import NOWHERE, START, H, make_world, policy, text_of
 
@@ -114,5 +118,11 @@ def test_two_mailboxes_two_calendars_same_instant(tmp_path: Path, database_url: 
         assert escalated == [vip.id, rome.id, new_york.id, night.id]
         _, text = text_of(world.mails("escalation")[2])
         assert "by Friday 27 November at 10:00" in text  # in the ticket's zone
+
+        with world.session() as session:  # Rome's ticket moves to the night queue
+            moved = session.get_one(Ticket, rome.id)
+            moved.queue = "night"
+            on_priority_or_queue_change(Step(session, world.app, world.now), moved)
+        assert world.ticket(rome.number).first_response_due_at == START + 4 * D + 6 * H
     finally:
         world.app.close()
