@@ -20,6 +20,7 @@ def _config_check(args: argparse.Namespace) -> int:
     templates = load_templates(config)
     print(
         f"{config.source}: ok ({len(config.mailbox)} mailbox(es), {len(config.sla)} SLA "
-        f"policies, templates in {', '.join(sorted(templates.languages()))})"
+        f"policies, calendars {', '.join(c.name for c in config.calendars)}, "
+        f"templates in {', '.join(sorted(templates.languages()))})"
     )
     return EXIT_OK

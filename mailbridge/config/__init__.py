@@ -8,7 +8,8 @@ Where each part lives:
 - `loading`: the whole `Config`, `config_path`, `load_config`, `config_from_dict`, and the
   description of a file that does not validate;
 - `mail`: [[mailbox]], [smtp] and their OAuth2 sign-in ([...oauth2]);
-- `sla`: [[sla]] policies with their levels and chaser rule, and the [calendar];
+- `sla`: [[sla]] policies with their levels and chaser rule, and the [calendar] or named
+  [[calendar]] tables;
 - `sections`: [database], [faq], [rules], [templates], [staff], [digest], [reports],
   [tickets], [service], [retention], [spam];
 - `lmtp`: [lmtp], the listener an MTA delivers mail to;

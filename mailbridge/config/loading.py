@@ -28,11 +28,19 @@ from mailbridge.config.sections import (
     TemplatesConfig,
     TicketsConfig,
 )
-from mailbridge.config.sla import CalendarConfig, SlaPolicy
+from mailbridge.config.sla import (
+    CalendarConfig,
+    CalendarTables,
+    SlaPolicy,
+    calendar_list,
+    default_calendar,
+    duplicate_calendar,
+)
 from mailbridge.config.storage import DEFAULT_BLOB_DIR, StorageConfig
 from mailbridge.config.values import _Section
 from mailbridge.config.webhooks import WebhookConfig
 from mailbridge.core.rules import Rule, RuleError, compile_rules
+from mailbridge.core.sla import calendar_name
 from mailbridge.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "mailbridge.toml"
@@ -45,7 +53,8 @@ class Config(_Section):
     smtp: SmtpConfig
     templates: TemplatesConfig = TemplatesConfig()
     sla: tuple[SlaPolicy, ...] = Field(min_length=1)
-    calendar: CalendarConfig = CalendarConfig()
+    # [calendar] or [[calendar]]: read through `calendars` and `calendar` (the default one).
+    calendar_tables: CalendarTables = Field(default=CalendarConfig(), alias="calendar")
     staff: StaffConfig = StaffConfig()
     digest: DigestConfig | None = None  # None: no daily digest
     reports: ReportsConfig = ReportsConfig()
@@ -83,6 +92,36 @@ class Config(_Section):
         if not any(policy.is_default for policy in self.sla):
             raise ValueError("one [[sla]] policy must have no match keys: it is the default")
         return self
+
+    @property
+    def calendars(self) -> tuple[CalendarConfig, ...]:
+        return calendar_list(self.calendar_tables)
+
+    @property
+    def calendar(self) -> CalendarConfig:
+        """The default calendar: the [calendar] table, or the [[calendar]] named "default",
+        else the first. The digest hour, the weekly report and the reports count in it."""
+        return default_calendar(self.calendars)
+
+    def calendar_named(self, name: str) -> CalendarConfig:
+        for calendar in self.calendars:
+            if calendar.name == name:
+                return calendar
+        raise KeyError(name)
+
+    def ticket_calendar(self, mailbox: str, queue: str | None) -> CalendarConfig:
+        """The calendar of a ticket in `mailbox` and `queue`: the queue's, else the
+        mailbox's, else the default. A mailbox no longer configured has none of its own."""
+        own = self.tickets.queues.get(queue) if queue else None
+        box = next((m for m in self.mailbox if m.name == mailbox), None)
+        name = calendar_name(
+            own.calendar if own else None, box.calendar if box else None, self.calendar.name
+        )
+        return self.calendar_named(name)
+
+    def mailbox_sla(self, mailbox: str) -> str | None:
+        """The name of the mailbox's own default policy (`[[mailbox]] sla`), if any."""
+        return next((m.sla for m in self.mailbox if m.name == mailbox), None)
 
     @property
     def report_language(self) -> str:
@@ -157,12 +196,44 @@ def config_from_dict(
         config = Config.model_validate({**data, "source": path})
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
+    _check_names(config, path)
     config = with_secrets(config, path, environ)
     config._routing = _compile_routing(config, path)
     config._included_senders = tuple(
         (included, _sender_list(included, path)) for included in config.spam.include
     )
     return config
+
+
+def _check_names(config: Config, path: Path) -> None:
+    """Every calendar and policy a mailbox or queue names exists, and no two calendars
+    share a name; each error names the key."""
+    calendars = [calendar.name for calendar in config.calendars]
+    twice = duplicate_calendar(config.calendars)
+    if twice is not None:
+        raise ConfigError(
+            f'{path}: calendar: expected a different name for each calendar, but "{twice}" '
+            'names two (a [[calendar]] without a name is "default")'
+        )
+    known = ", ".join(calendars)
+    policies = [policy.name for policy in config.sla]
+    for index, mailbox in enumerate(config.mailbox):
+        if mailbox.calendar is not None and mailbox.calendar not in calendars:
+            raise ConfigError(
+                f"{path}: mailbox[{index}].calendar: expected one of the calendar names "
+                f"({known}), not {mailbox.calendar!r}"
+            )
+        if mailbox.sla is not None and mailbox.sla not in policies:
+            raise ConfigError(
+                f"{path}: mailbox[{index}].sla: expected one of the [[sla]] policy names "
+                f"({', '.join(policies)}), not {mailbox.sla!r}"
+            )
+    for queue, settings in config.tickets.queues.items():
+        if settings.calendar is not None and settings.calendar not in calendars:
+            raise ConfigError(
+                f"{path}: tickets.queues.{queue}.calendar: expected one of the calendar "
+                f"names ({known}), not {settings.calendar!r}"
+            )
 
 
 def _compile_routing(config: Config, path: Path) -> tuple[Rule, ...]:
@@ -287,6 +358,6 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
-        elif not item.startswith("function-"):
+        elif not item.startswith(("function-", "[")):  # "[": [calendar] or [[calendar]]
             parts.append(item)
     return ".".join(parts)

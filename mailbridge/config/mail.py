@@ -233,6 +233,12 @@ class MailboxConfig(_Credentials):
     templates: TemplateDir | None = None
     bounce_address: EmailAddress | None = None
     queue: str | None = None  # None: the mailbox name
+    # The named [[calendar]] its tickets' business hours count in (a queue's own wins);
+    # None: the default calendar.
+    calendar: str | None = None
+    # The [[sla]] policy its tickets get when no policy with match keys matches, in place
+    # of the policy without match keys; a routing rule's then.sla_policy still wins.
+    sla: str | None = None
     # How staff answer: "relay" (they reply to notifications, mailbridge sends to the
     # customer) or "observe" (they answer from this account; its sent_folder is watched).
     staff_mode: Literal["relay", "observe"] = "relay"

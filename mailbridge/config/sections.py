@@ -116,6 +116,8 @@ class QueueTickets(_Section):
 
     remind_after: WaitDuration | None = None
     close_after: WaitDuration | None = None
+    # The named [[calendar]] of this queue's tickets, before their mailbox's; None: theirs.
+    calendar: str | None = None
 
 
 class DigestConfig(_Section):

@@ -1,15 +1,16 @@
 """Service levels: the [[sla]] policies with their escalation levels and chaser rule, and the
-[calendar] of opening hours and holidays their business-hours deadlines count in.
+calendars of opening hours and holidays their business-hours deadlines count in: one
+[calendar] table, or several named [[calendar]] tables.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator
 
 from mailbridge.config.values import Duration, EmailAddress, Offset, Priority, _Section
 from mailbridge.core.business_hours import BusinessCalendar
@@ -79,7 +80,12 @@ WEEKDAY_HOURS: dict[str, tuple[str, ...]] = {
 HOLIDAY_YEARS_BEFORE, HOLIDAY_YEARS_AFTER = 1, 3  # around the year a deadline starts in
 
 
+DEFAULT_CALENDAR = "default"
+
+
 class CalendarConfig(_Section):
+    # A [[calendar]] without a name is "default"; mailboxes and queues choose one by name.
+    name: str = Field(default=DEFAULT_CALENDAR, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     timezone: str = "UTC"
     # Opening hours per weekday, several intervals a day; days not named are closed.
     hours: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(WEEKDAY_HOURS))
@@ -150,3 +156,37 @@ class CalendarConfig(_Section):
             calendar = BusinessCalendar.parse(self.timezone, self.hours, closed)
             self._calendars[year] = calendar
         return calendar
+
+
+def _one_or_many(value: Any) -> str:
+    return "[[calendar]]" if isinstance(value, list | tuple) else "[calendar]"
+
+
+# The file holds one [calendar] table (the default calendar, as before names existed) or an
+# array of [[calendar]] tables. The tags show in error locations; the loader leaves them out.
+CalendarTables = Annotated[
+    Annotated[CalendarConfig, Tag("[calendar]")]
+    | Annotated[tuple[CalendarConfig, ...], Field(min_length=1), Tag("[[calendar]]")],
+    Discriminator(_one_or_many),
+]
+
+
+def calendar_list(
+    tables: CalendarConfig | tuple[CalendarConfig, ...],
+) -> tuple[CalendarConfig, ...]:
+    return tables if isinstance(tables, tuple) else (tables,)
+
+
+def default_calendar(calendars: tuple[CalendarConfig, ...]) -> CalendarConfig:
+    """The calendar named "default", else the first."""
+    return next((c for c in calendars if c.name == DEFAULT_CALENDAR), calendars[0])
+
+
+def duplicate_calendar(calendars: tuple[CalendarConfig, ...]) -> str | None:
+    """A name two calendars share, if any."""
+    seen: set[str] = set()
+    for calendar in calendars:
+        if calendar.name in seen:
+            return calendar.name
+        seen.add(calendar.name)
+    return None

@@ -72,10 +72,19 @@ P = TypeVar("P", bound=PolicyLike)
 
 
 def select_policy(
-    policies: Sequence[P], mailbox: str, priority: str, queue: str | None = None
+    policies: Sequence[P],
+    mailbox: str,
+    priority: str,
+    queue: str | None = None,
+    mailbox_default: str | None = None,
 ) -> P:
-    """The first policy whose match keys all hold; one without keys matches everything."""
+    """The first policy whose match keys all hold. One without keys matches everything: it
+    is the default, and where the walk reaches it the mailbox's own default policy
+    (`[[mailbox]] sla`, by name) takes its place, so keyed policies before it still win."""
     for policy in policies:
+        if not (policy.mailboxes or policy.priorities or policy.queues):
+            named = (p for p in policies if p.name == mailbox_default)
+            return next(named, policy)
         if policy.mailboxes and mailbox not in policy.mailboxes:
             continue
         if policy.priorities and priority not in policy.priorities:
@@ -84,6 +93,12 @@ def select_policy(
             continue
         return policy
     raise LookupError(f"no SLA policy matches mailbox {mailbox!r}, priority {priority!r}")
+
+
+def calendar_name(queue_calendar: str | None, mailbox_calendar: str | None, default: str) -> str:
+    """The calendar a ticket's business hours count in: its queue's, else its mailbox's,
+    else the default one. The queue wins because it names the team that does the work."""
+    return queue_calendar or mailbox_calendar or default
 
 
 def raised_priority(current: str, target: str | None) -> str:

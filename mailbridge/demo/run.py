@@ -390,7 +390,9 @@ async def show_digest(app: App, narrator: Narrator) -> None:
         "on one line with a reply link to answer it by mail"
     )
     calendar = CalendarConfig(timezone=app.config.calendar.timezone, hours=EVERY_DAY)
-    config = app.config.model_copy(update={"digest": DigestConfig(hour=0), "calendar": calendar})
+    config = app.config.model_copy(
+        update={"digest": DigestConfig(hour=0), "calendar_tables": calendar}
+    )
     now_due = build_app(config, clock=app.clock)
     try:
         await asyncio.to_thread(send_digests, now_due)

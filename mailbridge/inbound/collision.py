@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -38,7 +39,7 @@ from mailbridge.core.staff import Command, StaffMessage
 from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Outbox, Ticket
 from mailbridge.db.stored_bytes import attachment_bytes, attachment_row
 from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
-from mailbridge.outbound.queue import ticket_context
+from mailbridge.outbound.queue import ticket_context, ticket_zone
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.staff_articles import StaffWords, add_staff_article
 
@@ -332,7 +333,8 @@ def _tell(step: Step, reply: Reply, found: CollisionCheck, event: str, seen: int
     language = step.app.config.templates.language
     context = ticket_context(step.app, ticket, language)
     context["event"] = event
-    context["digest"] = _shown(step, found.newer)
+    zone = ticket_zone(step.app, ticket)
+    context["digest"] = _shown(step, found.newer, zone)
     context["excerpt"] = excerpt(reply.message.text, max_lines=20, max_chars=2000)
     unique = f"collision.{ticket.id}"
     answer = StaffAnswer("collision", "staff_collision", context, language, unique)
@@ -341,10 +343,10 @@ def _tell(step: Step, reply: Reply, found: CollisionCheck, event: str, seen: int
     )
 
 
-def _shown(step: Step, newer: Sequence[int]) -> list[object]:
-    """The newest MAX_SHOWN of the messages the reply did not see: who, when, what."""
+def _shown(step: Step, newer: Sequence[int], zone: ZoneInfo) -> list[object]:
+    """The newest MAX_SHOWN of the messages the reply did not see: who, when (in the
+    ticket's zone), what."""
     query = select(Article).where(Article.id.in_(newer[-MAX_SHOWN:])).order_by(Article.id)
-    zone = step.app.config.calendar.zone
     return [
         {
             "author": a.from_name or a.from_address or "(no sender)",

@@ -17,7 +17,7 @@ from mailbridge.core.message import Address, ParsedMessage
 from mailbridge.core.relay import notified_attachments
 from mailbridge.db.models import Article, Outbox, Ticket
 from mailbridge.inbound.identity import audience_of, token_address
-from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context, ticket_zone
 from mailbridge.tickets import absence, participants
 
 __all__ = ["notify_staff"]
@@ -96,7 +96,7 @@ def _digest(step: Step, ticket: Ticket, current: Article) -> list[object]:
         .order_by(Article.id.desc())
         .limit(limit)
     )
-    zone = step.app.config.calendar.zone
+    zone = ticket_zone(step.app, ticket)
     return [
         {
             "author": a.from_name or a.from_address,

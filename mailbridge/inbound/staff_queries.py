@@ -29,6 +29,7 @@ from mailbridge.db.models import InboundMessage, Outbox, Ticket
 from mailbridge.inbound import digest
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.outbound.personal import PersonalMail, queue_personal_mail
+from mailbridge.outbound.queue import ticket_zone
 from mailbridge.tickets import absence, search, staff_views
 from mailbridge.tickets.events import Applied, add_general_event
 from mailbridge.tickets.merge import live_ticket_by_number
@@ -111,7 +112,8 @@ def _line(step: Step, ticket: Ticket, reader: str) -> dict[str, object]:
         mine=(ticket.assignee or "").lower() == reader.lower(),
     )
     tag = format_tag(app.config.tickets.tag_prefix, facts.number)
-    return ticket_line(facts, step.now, app.config.calendar.zone, tag).as_entry()
+    zone = ticket_zone(app, ticket)
+    return ticket_line(facts, step.now, zone, tag).as_entry()
 
 
 def _listing(step: Step, reader: str, kind: str) -> Section:
@@ -127,7 +129,7 @@ def _show(step: Step, reader: str, argument: str) -> Section:
     ticket = live_ticket_by_number(step.session, number) if number is not None else None
     if ticket is None:
         return {"error": f"#show {argument}: no ticket with that number"}
-    zone = step.app.config.calendar.zone
+    zone = ticket_zone(step.app, ticket)
     found = staff_views.conversation(step.session, ticket)
     articles = [
         {

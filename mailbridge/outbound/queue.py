@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from mailbridge.app import App, Step
 from mailbridge.config.brands import house_brand
@@ -52,9 +53,15 @@ TO_CUSTOMER: frozenset[MailKind] = frozenset(
 )
 
 
+def ticket_zone(app: App, ticket: Ticket) -> ZoneInfo:
+    """The time zone of the ticket's calendar: its deadlines are counted there, so the
+    times its mails show are too."""
+    return app.config.ticket_calendar(ticket.mailbox, ticket.queue).zone
+
+
 def ticket_context(app: App, ticket: Ticket, language: str) -> dict[str, object]:
     """The plain values every template may use; documented in adapters/template_context.py."""
-    zone = app.config.calendar.zone
+    zone = ticket_zone(app, ticket)
     due = ticket.first_response_due_at
     brand = app.brand(ticket.mailbox)
     return {

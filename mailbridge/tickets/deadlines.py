@@ -43,8 +43,8 @@ class NewTicketDeadlines:
 def policy_for(app: App, ticket: Ticket) -> SlaPolicy:
     """The ticket's policy by name; if the configuration no longer has it, the one that
     matches now."""
-    return _named(app, ticket.sla_policy) or sla.select_policy(
-        app.config.sla, ticket.mailbox, ticket.priority, ticket.queue
+    return _named(app, ticket.sla_policy) or _matching(
+        app, ticket.mailbox, ticket.priority, ticket.queue
     )
 
 
@@ -52,12 +52,31 @@ def _named(app: App, name: str | None) -> SlaPolicy | None:
     return next((policy for policy in app.config.sla if policy.name == name), None)
 
 
-def calendar_for(app: App, policy: SlaPolicy, moment: datetime) -> BusinessCalendar | None:
-    """The business calendar when the policy counts business hours; None for calendar time."""
+def _matching(app: App, mailbox: str, priority: str, queue: str | None) -> SlaPolicy:
+    """The first policy whose match keys hold, the mailbox's own default in place of the
+    policy without keys."""
+    return sla.select_policy(
+        app.config.sla, mailbox, priority, queue, app.config.mailbox_sla(mailbox)
+    )
+
+
+def calendar_for(
+    app: App, policy: SlaPolicy, moment: datetime, mailbox: str, queue: str | None
+) -> BusinessCalendar | None:
+    """The business calendar of a ticket in `mailbox` and `queue` (its queue's, else its
+    mailbox's, else the default) when the policy counts business hours; None for calendar
+    time."""
     if not policy.business_hours:
         return None
-    calendar = app.config.calendar
+    calendar = app.config.ticket_calendar(mailbox, queue)
     return calendar.business_calendar(moment.astimezone(calendar.zone).year)
+
+
+def ticket_clock(
+    app: App, ticket: Ticket, policy: SlaPolicy, moment: datetime
+) -> BusinessCalendar | None:
+    """calendar_for the ticket's own mailbox and queue."""
+    return calendar_for(app, policy, moment, ticket.mailbox, ticket.queue)
 
 
 def deadlines_for_new_ticket(
@@ -69,8 +88,8 @@ def deadlines_for_new_ticket(
     policy_name: str | None = None,
 ) -> NewTicketDeadlines:
     """The policy named (a routing rule chose it), else the first that matches."""
-    policy = _named(app, policy_name) or sla.select_policy(app.config.sla, mailbox, priority, queue)
-    cal = calendar_for(app, policy, now)
+    policy = _named(app, policy_name) or _matching(app, mailbox, priority, queue)
+    cal = calendar_for(app, policy, now, mailbox, queue)
     due = sla.compute_deadlines(now, policy.first_response, policy.resolution, cal)
     deadlines = {"first_response": due.first_response, "resolution": due.resolution}
     pending = sla.pending_steps(policy.steps, deadlines, (), now, cal)
@@ -91,7 +110,7 @@ def pending_steps(
     app: App, ticket: Ticket, fired: Collection[tuple[str, int]], now: datetime
 ) -> list[sla.DueStep]:
     policy = policy_for(app, ticket)
-    cal = calendar_for(app, policy, ticket.created_at)
+    cal = ticket_clock(app, ticket, policy, ticket.created_at)
     found = sla.pending_steps(policy.steps, open_deadlines(ticket), fired, now, cal)
     found += waiting_steps(app, ticket, fired)
     return sorted(found, key=lambda due: due.at)
@@ -107,7 +126,7 @@ def waiting_times(app: App, ticket: Ticket) -> tuple[timedelta, timedelta]:
 
 
 def waiting_calendar(app: App, ticket: Ticket, moment: datetime) -> BusinessCalendar | None:
-    return calendar_for(app, policy_for(app, ticket), moment)
+    return ticket_clock(app, ticket, policy_for(app, ticket), moment)
 
 
 def waiting_steps(
@@ -190,11 +209,12 @@ def on_priority_or_queue_change(step: Step, ticket: Ticket, policy_name: str | N
     """The caller has changed ticket.priority or ticket.queue: pick the policy that matches
     now (or the one named, which a routing rule chose) and recompute the deadlines still
     running from the ticket's start."""
-    policy = _named(step.app, policy_name) or sla.select_policy(
-        step.app.config.sla, ticket.mailbox, ticket.priority, ticket.queue
+    policy = _named(step.app, policy_name) or _matching(
+        step.app, ticket.mailbox, ticket.priority, ticket.queue
     )
     if _tracked(ticket):
-        cal = calendar_for(step.app, policy, ticket.created_at)
+        # A new queue may count in another calendar: the deadlines follow it from the start.
+        cal = ticket_clock(step.app, ticket, policy, ticket.created_at)
         paused = timedelta(seconds=ticket.resolution_paused_seconds)
         due = sla.compute_deadlines(
             ticket.created_at, policy.first_response, policy.resolution, cal, paused
@@ -226,7 +246,7 @@ def _tracked(ticket: Ticket) -> bool:
 
 def _resume(step: Step, ticket: Ticket, since: datetime) -> None:
     policy = policy_for(step.app, ticket)
-    cal = calendar_for(step.app, policy, since)
+    cal = ticket_clock(step.app, ticket, policy, since)
     paused = sla.elapsed(since, step.now, cal)
     ticket.waiting_since = None
     ticket.resolution_paused_seconds += int(paused.total_seconds())
@@ -270,7 +290,7 @@ def shorten(step: Step, ticket: Ticket, within: timedelta, reason: str) -> None:
     policy = policy_for(step.app, ticket)
     name = "first_response" if ticket.first_responded_at is None else "resolution"
     current = open_deadlines(ticket)[name]
-    latest = sla.add_time(step.now, within, calendar_for(step.app, policy, step.now))
+    latest = sla.add_time(step.now, within, ticket_clock(step.app, ticket, policy, step.now))
     if current is None or current <= latest:
         return
     if name == "first_response":

@@ -24,7 +24,7 @@ from mailbridge.core.states import INACTIVE_STATUSES
 from mailbridge.core.waiting import is_waiting_deadline
 from mailbridge.db import queries
 from mailbridge.db.models import Escalation, Ticket
-from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context, ticket_zone
 from mailbridge.tickets import tallies, waiting
 from mailbridge.tickets.absence import covering
 from mailbridge.tickets.deadlines import pending_steps
@@ -179,7 +179,7 @@ def _notify(
     language = step.app.config.templates.language
     cover = covering(step, target, language)  # an away staff member: the team
     target = cover.target
-    zone = step.app.config.calendar.zone
+    zone = ticket_zone(step.app, ticket)
     context = ticket_context(step.app, ticket, language)
     context.update(
         away_note=cover.away_note,

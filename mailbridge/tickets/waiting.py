@@ -24,7 +24,7 @@ from mailbridge.core.staff import StaffMessage
 from mailbridge.core.states import MailKind, TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import Ticket
-from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context, ticket_zone
 from mailbridge.tickets import deadlines, participants, tallies
 from mailbridge.tickets.events import add_event
 from mailbridge.tickets.rating import rating_links
@@ -99,7 +99,7 @@ def _remind(step: Step, ticket: Ticket, due: DueStep) -> None:
     _, close = planned(step, ticket)
     language = ticket.language or step.app.brand(ticket.mailbox).language
     context = ticket_context(step.app, ticket, language)
-    zone = step.app.config.calendar.zone
+    zone = ticket_zone(step.app, ticket)
     context["closes_at"] = format_deadline(close, language, zone) if close else ""
     row = _tell_customer(step, ticket, "reminder", context, language)
     log.info("ticket #%s: waiting on the customer, reminder sent", ticket.number)

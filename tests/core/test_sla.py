@@ -11,6 +11,7 @@ import pytest
 from mailbridge.core.business_hours import BusinessCalendar
 from mailbridge.core.sla import (
     Step,
+    calendar_name,
     compute_deadlines,
     due_now,
     elapsed,
@@ -86,6 +87,49 @@ def test_the_first_matching_policy_applies(
     mailbox: str, priority: str, queue: str | None, expected: str
 ) -> None:
     assert select_policy(POLICIES, mailbox, priority, queue).name == expected
+
+
+# A mailbox's own default (`[[mailbox]] sla`) stands where the policy without keys stands.
+WITH_MAILBOX_DEFAULTS = (*POLICIES, Policy("premium"))
+
+
+@pytest.mark.parametrize(
+    ("mailbox", "priority", "queue", "mailbox_default", "expected"),
+    [
+        ("support", "normal", None, "premium", "premium"),  # nothing keyed matches
+        ("support", "normal", None, None, "standard"),  # no default of its own
+        ("billing", "normal", None, "premium", "billing"),  # a keyed policy still wins
+        ("support", "normal", "sales", "premium", "sales-queue"),
+        ("support", "normal", None, "no-such-policy", "standard"),  # checked at load
+    ],
+)
+def test_the_mailbox_default_replaces_the_keyless_policy(
+    mailbox: str, priority: str, queue: str | None, mailbox_default: str | None, expected: str
+) -> None:
+    chosen = select_policy(WITH_MAILBOX_DEFAULTS, mailbox, priority, queue, mailbox_default)
+    assert chosen.name == expected
+
+
+def test_a_keyless_policy_before_keyed_ones_still_shadows_them() -> None:
+    # The walk keeps its order: the mailbox default only takes the keyless policy's place.
+    shadowing = (Policy("standard"), Policy("billing", mailboxes=("billing",)), Policy("gold"))
+    assert select_policy(shadowing, "billing", "normal", None, "gold").name == "gold"
+    assert select_policy(shadowing, "billing", "normal").name == "standard"
+
+
+@pytest.mark.parametrize(
+    ("queue", "mailbox", "expected"),
+    [
+        ("new-york", "rome", "new-york"),  # the queue's calendar wins
+        (None, "rome", "rome"),
+        (None, None, "default"),
+        ("", "", "default"),
+    ],
+)
+def test_a_tickets_calendar_is_its_queues_then_its_mailboxs(
+    queue: str | None, mailbox: str | None, expected: str
+) -> None:
+    assert calendar_name(queue, mailbox, "default") == expected
 
 
 def test_without_a_default_policy_nothing_matches() -> None:

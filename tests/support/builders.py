@@ -46,12 +46,18 @@ def mail(
 
 
 def stored(
-    raw: bytes, *, uid: int, at: datetime, state: str = "new", attempts: int = 0
+    raw: bytes,
+    *,
+    uid: int,
+    at: datetime,
+    state: str = "new",
+    attempts: int = 0,
+    mailbox: str = "support",
 ) -> InboundMessage:
-    """The row fetch stores for a message of the support mailbox's INBOX (state "new":
-    not processed yet), for tests that put mail straight into the database."""
+    """The row fetch stores for a message of a mailbox's INBOX (state "new": not
+    processed yet), for tests that put mail straight into the database."""
     return InboundMessage(
-        mailbox="support",
+        mailbox=mailbox,
         folder="INBOX",
         uidvalidity=1,
         uid=uid,

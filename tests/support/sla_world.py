@@ -58,11 +58,11 @@ class World:
         """Move the clock to START + offset."""
         self.clock.advance(START + offset - self.clock.now())
 
-    def receive(self, raw: bytes) -> None:
-        """Store a message as fetch does, then process it."""
+    def receive(self, raw: bytes, mailbox: str = "support") -> None:
+        """Store a message as fetch does (from `mailbox`), then process it."""
         self._uid += 1
         with self.app.transaction() as session:
-            session.add(stored(raw, uid=self._uid, at=self.now))
+            session.add(stored(raw, uid=self._uid, at=self.now, mailbox=mailbox))
         report = process_pending(self.app)
         assert report.failed == 0, report
 
