@@ -212,3 +212,50 @@ def test_a_crash_between_file_and_row_leaves_an_orphan_that_check_removes(
         assert (after.rows, after.problems, after.orphans) == (1, [], 0)
     finally:
         world.app.close()
+
+
+def test_the_storage_commands_as_an_operator_runs_them(
+    tmp_path: Path,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mailbridge.cli.main import main
+    from tests.support.builders import write_config_file
+    from tests.support.sla_world import NOWHERE
+
+    world = make_world(tmp_path, database_url, storage=FILES)
+    try:
+        receive(world, letter("ada@customer.example", "Invoice"))
+    finally:
+        world.app.close()
+    config = write_config_file(
+        tmp_path, NOWHERE, NOWHERE, database_url, password_env="MB_TEST_IMAP"
+    )
+    monkeypatch.setenv("MB_TEST_IMAP", "unused")
+    with config.open("a", encoding="utf-8") as file:
+        file.write('\n[storage]\nattachments = "files"\nraw = "files"\n')
+    store = BlobStore(tmp_path / "blobs")
+    stray = store.put(b"written by a transaction that never committed")
+
+    def run(*args: str) -> tuple[int, str]:
+        code = main(["--config", str(config), "storage", *args])
+        captured = capsys.readouterr()
+        assert code != 2, captured.err
+        return code, captured.out
+
+    code, out = run("check")
+    assert code == 0 and "2 row(s) keep their bytes as files" in out
+    assert "1 orphan file(s)" in out and store.path(stray).exists()  # no --fix: kept
+    code, out = run("check", "--fix", "--grace", "0")
+    assert code == 0 and not store.path(stray).exists()
+
+    code, out = run("migrate", "--to", "database")
+    assert code == 0 and "1 raw message(s), 1 attachment(s)" in out
+    assert list(store.files()) == []
+    code, out = run("migrate", "--to", "files")
+    assert code == 0 and len(list(store.files())) == 2
+
+    store.path(sha256_of(PDF)).unlink()  # lost: the command says which ticket is hurt
+    code, out = run("check")
+    assert code == 1 and "attachment 1 of ticket #1000" in out and "missing" in out
