@@ -1,7 +1,7 @@
 """Database size and ingest speed with attachments and raw mail in the database or as
 files ([storage]).
 
-    python bench/storage.py [--n 5000] [--db sqlite|postgresql] [--server pymap|dovecot]
+    python bench/storage.py [--n 5000] [--db sqlite|postgresql] [--server dovecot|pymap]
                             [--seed 1]
 
 For each placement (everything in the database; attachments as files; attachments and raw
@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--server", choices=("pymap", "dovecot"), default="pymap")
+    parser.add_argument("--server", choices=("dovecot", "pymap"), default="dovecot")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     total, attached = attachment_share(args.n, args.seed)
