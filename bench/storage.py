@@ -39,7 +39,7 @@ from _common import (
 
 PLACEMENTS = {
     "database": "",
-    "attachments": '\n[storage]\nattachments = "files"\n',
+    "attachments": '\n[storage]\nattachments = "files"\nraw = "database"\n',
     "attachments+raw": '\n[storage]\nattachments = "files"\nraw = "files"\n',
 }
 CHILD_TIMEOUT = 1800.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from mailbridge.config.values import Duration, _Section
 
@@ -21,12 +21,21 @@ class StorageConfig(_Section):
     `mailbridge storage migrate` moves them; reading finds them in either place."""
 
     attachments: Place = "database"
+    # Left out: as `attachments`. Raw mail holds every attachment again (base64), so
+    # attachments as files with raw mail in the database keeps most of the bytes there.
     raw: Place = "database"
     dir: Path | None = None  # None: <data_dir>/blobs
     # `storage check --fix` removes a file no row names only once it is this old: a file
     # is written before the row that names it commits, so a younger one may belong to a
     # transaction still in flight in another instance.
     orphan_grace: Duration = timedelta(hours=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _raw_follows_attachments(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "raw" not in data and "attachments" in data:
+            return {**data, "raw": data["attachments"]}
+        return data
 
     @field_validator("orphan_grace")
     @classmethod

@@ -29,6 +29,21 @@ def test_files_with_a_directory_relative_to_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("setting", "placed"),
+    [
+        ('attachments = "files"', ("files", "files")),  # raw mail carries them again
+        ('attachments = "files"\nraw = "database"', ("files", "database")),
+        ('raw = "files"', ("database", "files")),
+    ],
+)
+def test_raw_mail_follows_the_attachments_unless_told(
+    tmp_path: Path, setting: str, placed: tuple[str, str]
+) -> None:
+    config = load_config(write(tmp_path, MINIMAL + f"\n[storage]\n{setting}\n"), SECRETS)
+    assert (config.storage.attachments, config.storage.raw) == placed
+
+
+@pytest.mark.parametrize(
     ("setting", "expected"),
     [
         (
