@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from email import message_from_bytes
@@ -168,6 +169,16 @@ def mail_mentions(raw: bytes, pattern: re.Pattern[str], tags: frozenset[str] = f
 # Whatever stands in brackets on one line: a tag is looked up among them, which is linear
 # in the text whatever the number of tags (an alternation of a thousand tags is not).
 _BRACKETED = re.compile(r"\[[^\[\]\r\n]{1,64}\]")
+
+
+def recipe_mentions(
+    recipe: Mapping[str, Any] | None, pattern: re.Pattern[str], tags: frozenset[str] = frozenset()
+) -> bool:
+    """Whether a mail still to be rendered (outbound/render.py) mentions the address or a
+    tag: in any of its values or headers, which are plain JSON data."""
+    if not recipe:
+        return False
+    return _names(json.dumps(recipe, ensure_ascii=False), pattern, tags)
 
 
 def _names(text: str, pattern: re.Pattern[str], tags: frozenset[str]) -> bool:

@@ -357,6 +357,9 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None]
     # What became of each envelope recipient; NULL until the first attempt.
     recipients: Mapped[list[RecipientResult] | None] = mapped_column(StorableJSON)
+    # A mail rendered when it is sent (outbound/render.py): its template, language,
+    # mailbox, values and headers; `raw` is empty until then. NULL: `raw` is the mail.
+    recipe: Mapped[dict[str, Any] | None] = mapped_column(StorableJSON(none_as_null=True))
 
 
 class Acknowledgement(Base):

@@ -1,4 +1,4 @@
-"""Queueing mail: render a template, compose the MIME message, add an outbox row.
+"""Queueing mail: an outbox row holding what the mail is made of, rendered when sent.
 
 Called inside the transaction of the change that causes the mail, so the mail exists
 exactly when the change does.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailbridge.app import App, Step
 from mailbridge.config.brands import house_brand
 from mailbridge.core.clip import clip_context
-from mailbridge.core.compose import Outgoing, build_message, make_message_id
-from mailbridge.core.compose import tag_subject as add_tag
+from mailbridge.core.compose import Outgoing, make_message_id
 from mailbridge.core.correlate import format_tag
 from mailbridge.core.humanize import format_deadline
 from mailbridge.core.message import Address, Attachment
@@ -23,6 +23,7 @@ from mailbridge.core.sender import answerable
 from mailbridge.core.states import MailKind, OutboxState
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, Ticket
+from mailbridge.outbound.render import compose, make_recipe
 
 # RFC 3834 `Auto-Submitted` of every kind of mail we send, so no caller can forget it:
 # "auto-replied" answers a message, "auto-generated" is sent of our own accord, and only
@@ -115,54 +116,67 @@ class Mail:
 
 
 def queue_mail(step: Step, mail: Mail) -> Outbox:
-    """Render the mail's template and add it to the outbox at the step's moment.
+    """Add the mail to the outbox at the step's moment, to be rendered when it is sent.
 
-    A random part keeps ids unique across reinstalls (receivers drop repeated ids); the row
-    stores the finished bytes, so every retry sends the same Message-ID. Answers go to the
+    A random part keeps ids unique across reinstalls (receivers drop repeated ids); the id
+    and the Date are fixed here, so every retry sends the same Message-ID. Answers go to the
     address the ticket came in through (`reply_to` overrides), whatever smtp.from says.
-    `kind` decides the Auto-Submitted header (AUTO_SUBMITTED).
+    `kind` decides the Auto-Submitted header (AUTO_SUBMITTED). The row holds a recipe
+    (outbound/render.py) and the template is rendered at send time; a mail carrying
+    attachments is rendered now, so that its bytes do not depend on stored files that a
+    purge or an erasure may remove before it goes.
     """
     app, ticket, now = step.app, mail.ticket, step.now
     to_customer = mail.kind in TO_CUSTOMER
     brand = app.brand(ticket.mailbox) if to_customer else house_brand(app.config)
-    # Values from mail can be any size: shortened here, with a mark, for every mail we send.
-    rendered = app.templates.for_mailbox(ticket.mailbox).render(
-        mail.template,
-        clip_context(mail.context, mail.language),
-        mail.language,
-        signed=to_customer,
-    )
     sender = brand.sender
     reply_to = mail.reply_to or [
         Address(sender.name, app.config.mailbox_named(ticket.mailbox).address)
     ]
     message_id = make_message_id(brand.message_id_domain, f"{mail.unique}.{secrets.token_hex(6)}")
     tag = format_tag(app.config.tickets.tag_prefix, ticket.number or 0)
-    raw = build_message(
-        Outgoing(
-            from_=sender,
-            to=tuple(mail.to),
-            cc=tuple(mail.cc),
-            subject=add_tag(rendered.subject, tag),
-            text=rendered.text,
-            html=rendered.html,
-            message_id=message_id,
-            in_reply_to=mail.in_reply_to,
-            references=tuple(mail.references),
-            auto_submitted=AUTO_SUBMITTED[mail.kind],
-            reply_to=tuple(reply_to),
-            attachments=tuple(mail.attachments),
-            extra_headers=(
-                ("X-Loop", brand.loop_token),
-                ("X-Mailbridge-Ticket", str(ticket.number)),
-            ),
-            date=now,
-        )
+    headers = Outgoing(
+        from_=sender,
+        to=tuple(mail.to),
+        cc=tuple(mail.cc),
+        subject="",
+        text="",
+        html=None,
+        message_id=message_id,
+        in_reply_to=mail.in_reply_to,
+        references=tuple(mail.references),
+        auto_submitted=AUTO_SUBMITTED[mail.kind],
+        reply_to=tuple(reply_to),
+        extra_headers=(
+            ("X-Loop", brand.loop_token),
+            ("X-Mailbridge-Ticket", str(ticket.number)),
+        ),
+        date=now,
     )
+    # Values from mail can be any size: shortened here, with a mark, for every mail we send.
+    recipe = make_recipe(
+        template=mail.template,
+        language=mail.language,
+        mailbox=ticket.mailbox,
+        signed=to_customer,
+        context=clip_context(mail.context, mail.language),
+        headers=headers,
+        tag=tag,
+    )
+    raw = b""
+    if mail.attachments:
+        raw = compose(app, recipe, message_id, attachments=tuple(mail.attachments))
     recipients = list(dict.fromkeys(a.address for a in (*mail.to, *mail.cc)))
     return add_to_outbox(
         step,
-        Sealed(mail.kind, message_id, raw, recipients, brand.bounce_address),
+        Sealed(
+            mail.kind,
+            message_id,
+            raw,
+            recipients,
+            brand.bounce_address,
+            recipe=None if mail.attachments else recipe,
+        ),
         ticket_id=ticket.id,
         article_id=mail.article_id,
     )
@@ -179,6 +193,8 @@ class Sealed:
     # Where its bounces go (outbound/send.py makes it one per mail); None: the house's,
     # [smtp] bounce_address, else the [smtp] from address.
     envelope_from: str | None = None
+    # Set: `raw` is empty and the mail is rendered from this when sent (outbound/render.py).
+    recipe: dict[str, Any] | None = None
 
 
 def add_to_outbox(
@@ -194,6 +210,7 @@ def add_to_outbox(
         envelope_to=mail.recipients,
         message_id=mail.message_id,
         raw=mail.raw,
+        recipe=mail.recipe,
         state=OutboxState.PENDING,
         attempts=0,
         next_attempt_at=step.now,

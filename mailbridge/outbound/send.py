@@ -48,6 +48,7 @@ from mailbridge.errors import DeliveryError, PermanentError, describe_error, one
 from mailbridge.faults import crash_point
 from mailbridge.oauth.endpoint import SignInRequired
 from mailbridge.oauth.tokens import TokenProvider
+from mailbridge.outbound.render import RecipeError, outbox_bytes
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,13 @@ async def _send_one(
     targets = [r["address"] for r in recipient_results(row) if r["state"] == RecipientState.PENDING]
     delivery = Delivery((), "", {})  # nothing left to send to: settle the row as it stands
     try:
+        raw = await asyncio.to_thread(outbox_bytes, app, row) if targets else row.raw
+    except RecipeError as exc:
+        return await claims.record(row, partial(_record_unrenderable, app, error=exc))
+    if row.recipe is not None and targets:
+        # From this attempt on the row holds the bytes it sends: retries send the same mail.
+        claims = _Rendered(claims, raw)
+    try:
         if targets and not connection.is_connected:
             await connection.connect()
     except SignInRequired as exc:
@@ -298,7 +306,7 @@ async def _send_one(
         return await claims.record(row, partial(_record_failure, app, error=exc, draw=draw))
     try:
         if targets:
-            delivery = await connection.deliver(row.raw, envelope_sender(app, row), targets)
+            delivery = await connection.deliver(raw, envelope_sender(app, row), targets)
     except DeliveryError as exc:
         permanent = isinstance(exc, PermanentError)
         mark = partial(_record_failure, app, error=exc, draw=draw, permanent=permanent)
@@ -347,6 +355,39 @@ def _record_failure(
     row.recipients = results
     outcome = _settle(app, row, now, described, draw)
     return "refusing" if outcome == "deferred" else outcome
+
+
+def _record_unrenderable(app: App, row: Outbox, error: RecipeError) -> Attempt:
+    """The row's template no longer renders from its values: it fails for good, with the
+    reason, and keeps its recipe, so `outbox retry` renders it again once that is fixed."""
+    results = recipient_results(row)
+    for entry in results:
+        if entry["state"] == RecipientState.PENDING:
+            entry["state"], entry["reply"] = RecipientState.FAILED, "not rendered"
+    row.recipients = results
+    return _settle(app, row, app.clock.now(), describe_error(error), random.random)
+
+
+class _Rendered:
+    """Claims whose outcome also stores the bytes the row was rendered to, and drops its
+    recipe, in the transaction that records the attempt."""
+
+    def __init__(self, claims: _Claims, raw: bytes) -> None:
+        self._claims, self._raw = claims, raw
+
+    async def next(self) -> Outbox | None:
+        return await self._claims.next()
+
+    async def record(self, row: Outbox, mark: Mark) -> Attempt:
+        def keeping(held: Outbox) -> Attempt:
+            if held.recipe is not None:
+                held.raw, held.recipe = self._raw, None
+            return mark(held)
+
+        return await self._claims.record(row, keeping)
+
+    async def close(self) -> None:
+        await self._claims.close()
 
 
 def _refusals(results: list[RecipientResult]) -> str:

@@ -24,7 +24,12 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from mailbridge.core.erasure import PSEUDONYM_DOMAIN, mail_mentions, scrub_event_data
+from mailbridge.core.erasure import (
+    PSEUDONYM_DOMAIN,
+    mail_mentions,
+    recipe_mentions,
+    scrub_event_data,
+)
 from mailbridge.core.states import InboundState, OutboxState
 from mailbridge.db.models import (
     Acknowledgement,
@@ -130,7 +135,7 @@ def _blank_outbox(work: _Pass, ids: list[int], *, withdraw: bool) -> None:
         pending = state == OutboxState.PENDING
         if pending and not withdraw:
             continue
-        row: dict[str, Any] = {"id": outbox_id, "raw": b""}
+        row: dict[str, Any] = {"id": outbox_id, "raw": b"", "recipe": None}
         if pending:
             row |= {"state": OutboxState.FAILED, "last_error": WITHDRAWN}
         else:
@@ -200,9 +205,14 @@ def _mentions(work: _Pass) -> None:
         [{"id": i, "subject": replace(s)} for i, s in subjects if work.pattern.search(s or "")],
     )
     sent = work.session.execute(
-        select(Outbox.id, Outbox.raw).where(Outbox.ticket_id.in_(tickets))
+        select(Outbox.id, Outbox.raw, Outbox.recipe).where(Outbox.ticket_id.in_(tickets))
     ).all()
-    _blank_outbox(work, [i for i, raw in sent if mail_mentions(raw, work.pattern)], withdraw=False)
+    named = [
+        i
+        for i, raw, recipe in sent
+        if mail_mentions(raw, work.pattern) or recipe_mentions(recipe, work.pattern)
+    ]
+    _blank_outbox(work, named, withdraw=False)
 
 
 def _roles(work: _Pass) -> None:

@@ -45,6 +45,7 @@ from mailbridge.db.models import (
 )
 from mailbridge.db.stored_bytes import attachment_bytes, attachment_held, raw_held, raw_of
 from mailbridge.errors import MailbridgeError
+from mailbridge.outbound.render import RecipeError, outbox_bytes
 from mailbridge.tickets.customer_data import (
     conversations,
     events_naming,
@@ -97,7 +98,7 @@ def export_customer(app: App, address: str, out: Path) -> Export:
             zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive,
             app.sessions() as session,
         ):
-            _write(session, _Zip(archive, export), address)
+            _write(app, session, _Zip(archive, export), address)
             archive.writestr("index.json", json.dumps(_index(export), ensure_ascii=False, indent=2))
         os.link(draft, out)  # refuses to replace a file made meanwhile
     finally:
@@ -114,14 +115,14 @@ def _index(export: Export) -> dict[str, Any]:
     }
 
 
-def _write(session: Session, zipped: _Zip, address: str) -> None:
+def _write(app: App, session: Session, zipped: _Zip, address: str) -> None:
     pattern = address_pattern(address)
     ratings: list[dict[str, Any]] = []
     found = conversations(session, address)
     for ticket_id in found:
         ticket = session.get_one(Ticket, ticket_id)
         zipped.export.tickets.append(ticket.number)
-        ratings += _ticket(session, zipped, ticket, address)
+        ratings += _ticket(app, session, zipped, ticket, address)
     zipped.add("ratings.json", _json(ratings), "ratings", description="ratings of the tickets")
     for message_id in ticketless_messages(session, pattern):
         raw = raw_of(session, session.get_one(InboundMessage, message_id))
@@ -130,12 +131,14 @@ def _write(session: Session, zipped: _Zip, address: str) -> None:
         Outbox.ticket_id.is_(None), json_names(Outbox.envelope_to, address)
     )
     for row in session.scalars(unticketed.order_by(Outbox.id)):
-        zipped.add(f"sent/{row.id}.eml", row.raw, "sent_mail", state=row.state)
+        zipped.add(f"sent/{row.id}.eml", _sent(app, row), "sent_mail", state=row.state)
     records = _records(session, address, pattern, frozenset(found))
     zipped.add("records.json", _json(records), "records", description="rows outside the tickets")
 
 
-def _ticket(session: Session, zipped: _Zip, ticket: Ticket, address: str) -> list[dict[str, Any]]:
+def _ticket(
+    app: App, session: Session, zipped: _Zip, ticket: Ticket, address: str
+) -> list[dict[str, Any]]:
     """The ticket's files; its ratings."""
     folder = f"tickets/{ticket.number if ticket.number is not None else f'id-{ticket.id}'}"
     events = session.scalars(
@@ -159,12 +162,23 @@ def _ticket(session: Session, zipped: _Zip, ticket: Ticket, address: str) -> lis
         Outbox.ticket_id == ticket.id, json_names(Outbox.envelope_to, address)
     )
     for row in session.scalars(sent.order_by(Outbox.id)):
-        zipped.add(f"{folder}/sent-{row.id}.eml", row.raw, "sent_mail", ticket=ticket.number)
+        zipped.add(
+            f"{folder}/sent-{row.id}.eml", _sent(app, row), "sent_mail", ticket=ticket.number
+        )
     return [
         {"ticket": ticket.number, "at": _iso(e.at), "verdict": e.data.get("verdict")}
         | {"how": e.data.get("how")}
         for e in rated
     ]
+
+
+def _sent(app: App, row: Outbox) -> bytes:
+    """A mail as it goes or went out; one still to be rendered is rendered now, and one
+    that no longer renders is given as the values it holds, which are hers as well."""
+    try:
+        return outbox_bytes(app, row)
+    except RecipeError:
+        return json.dumps(row.recipe, ensure_ascii=False, indent=2).encode()
 
 
 def _ticket_record(session: Session, ticket: Ticket) -> dict[str, Any]:

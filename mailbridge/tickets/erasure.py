@@ -294,6 +294,7 @@ def _outbox(batch: _Batch) -> None:
             Outbox.id,
             Outbox.state,
             func.length(Outbox.raw),
+            Outbox.recipe.is_not(None),
             Outbox.envelope_to,
             Outbox.recipients,
             Outbox.last_error,
@@ -302,13 +303,15 @@ def _outbox(batch: _Batch) -> None:
         .order_by(Outbox.id)
         .with_for_update(key_share=True)
     )
-    for outbox_id, state, size, envelope, recipients, error in rows:
+    for outbox_id, state, size, to_render, envelope, recipients, error in rows:
         pending = state == OutboxState.PENDING
         if pending and scrub.address is None:
             continue
         row: dict[str, Any] = {"id": outbox_id}
         if size:
             row["raw"] = b""
+        if to_render:  # its values hold the ticket's words as much as bytes would
+            row["recipe"] = None
         if pending:
             row |= {"state": OutboxState.FAILED, "last_error": WITHDRAWN}
         else:

@@ -175,12 +175,14 @@ def _raw_step(ids: Sequence[int]) -> _Cleared:
 
 def _outbox_step(ids: Sequence[int]) -> _Cleared:
     size = func.length(Outbox.raw)
-    where = Outbox.ticket_id.in_(ids) & (Outbox.state != OutboxState.PENDING) & (size > 0)
+    # A mail that failed to render keeps its recipe (outbound/render.py): it goes too.
+    held = (size > 0) | Outbox.recipe.is_not(None)
+    where = Outbox.ticket_id.in_(ids) & (Outbox.state != OutboxState.PENDING) & held
     return (
         select(Outbox.ticket_id, func.count(), func.coalesce(func.sum(size), 0))
         .where(where)
         .group_by(Outbox.ticket_id),
-        update(Outbox).where(where).values(raw=b""),
+        update(Outbox).where(where).values(raw=b"", recipe=None),
         None,
     )
 

@@ -22,6 +22,7 @@ from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
 from mailbridge.service.daemon import Daemon, PassReport
 from tests.support.builders import make_config
+from tests.support.outbox import with_bytes
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 MX = "mx.shop.example"  # the trusted MTA's authserv-id
@@ -91,7 +92,7 @@ class World:
             query = select(Outbox).order_by(Outbox.id)
             if kind is not None:
                 query = query.where(Outbox.kind == kind)
-            return list(session.scalars(query))
+            return with_bytes(self.app, list(session.scalars(query)))
 
     def sent_to(self, address: str) -> list[ReceivedMail]:
         return [m for m in self.smtp.received if address in m.recipients]

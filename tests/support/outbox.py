@@ -14,6 +14,7 @@ from mailbridge.core.compose import Outgoing, build_message
 from mailbridge.core.message import Address
 from mailbridge.db.models import Outbox
 from mailbridge.demo.smtp_sink import SmtpSink
+from mailbridge.outbound.render import outbox_bytes
 from tests.support.builders import make_config
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -64,3 +65,12 @@ def queue(app: App, *to: str, n: int = 1) -> int:
 def row(app: App, row_id: int) -> Outbox:
     with app.sessions() as session:
         return session.get_one(Outbox, row_id)
+
+
+def with_bytes(app: App, rows: list[Outbox]) -> list[Outbox]:
+    """The rows (loaded, detached) with `raw` as each will be sent: a row still to be
+    rendered is rendered through outbound/render.py, as the sender would."""
+    for row in rows:
+        if row.recipe is not None:
+            row.raw = outbox_bytes(app, row)
+    return rows

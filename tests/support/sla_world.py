@@ -23,6 +23,7 @@ from mailbridge.db.models import Escalation, Event, Outbox, Ticket
 from mailbridge.inbound.process import process_pending
 from mailbridge.tickets.escalate import sweep
 from tests.support.builders import make_config, stored
+from tests.support.outbox import with_bytes
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # Monday, 10:00 in Rome
 H = timedelta(hours=1)
@@ -94,7 +95,7 @@ class World:
             query = select(Outbox).order_by(Outbox.id)
             if kind is not None:
                 query = query.where(Outbox.kind == kind)
-            return list(session.scalars(query))
+            return with_bytes(self.app, list(session.scalars(query)))
 
     def events(self, *types: str) -> list[Event]:
         with self.app.sessions() as session:

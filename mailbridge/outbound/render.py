@@ -1,0 +1,131 @@
+"""A mail queued as a recipe, rendered when it is sent.
+
+Queueing an acknowledgement, a notification or an escalation writes the outbox row only:
+the template's name, language and mailbox, its values (plain data, already cut to size
+and checked, as the sandbox would), and every header decided at queue time (From, To, Cc,
+Reply-To, threading, Date; the Message-ID is the row's). The sender renders the template
+and composes the MIME message from that, through `compose`, the one path for both, so an
+unchanged template gives the very bytes queue time would have given, and an edited one
+applies to mail not yet sent. Once rendered for sending, the row keeps its bytes and drops
+its recipe: every retry sends the same mail, and what reads sent mail reads bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from mailbridge.adapters.template_context import plain_context
+from mailbridge.app import App
+from mailbridge.core.compose import Outgoing, build_message
+from mailbridge.core.compose import tag_subject as add_tag
+from mailbridge.core.message import Address, Attachment
+from mailbridge.db.models import Outbox
+from mailbridge.errors import TemplateError
+
+RECIPE_VERSION = 1
+
+
+class RecipeError(TemplateError):
+    """A row's recipe that no longer renders: a value its template needs is missing or of
+    another shape (the live template set itself is always valid)."""
+
+
+def make_recipe(
+    *,
+    template: str,
+    language: str,
+    mailbox: str,
+    signed: bool,
+    context: Mapping[str, object],
+    headers: Outgoing,
+    tag: str,
+) -> dict[str, Any]:
+    """The JSON the row keeps. `context` is checked and copied to plain data here, so a
+    value that could not be rendered fails the change that queues it, as before; `headers`
+    holds everything but the words (its subject, text and html are ignored)."""
+    return {
+        "v": RECIPE_VERSION,
+        "template": template,
+        "language": language,
+        "mailbox": mailbox,
+        "signed": signed,
+        "context": plain_context(context),
+        "tag": tag,
+        "from": _pair(headers.from_),
+        "to": [_pair(a) for a in headers.to],
+        "cc": [_pair(a) for a in headers.cc],
+        "reply_to": [_pair(a) for a in headers.reply_to],
+        "in_reply_to": headers.in_reply_to,
+        "references": list(headers.references),
+        "auto_submitted": headers.auto_submitted,
+        "extra_headers": [list(h) for h in headers.extra_headers],
+        "date": headers.date.isoformat() if headers.date else None,
+    }
+
+
+def compose(
+    app: App,
+    recipe: Mapping[str, Any],
+    message_id: str,
+    attachments: tuple[Attachment, ...] = (),
+) -> bytes:
+    """Render the recipe's template with the live templates and build the message
+    (with `attachments`, for the mail that is rendered when queued).
+
+    Raises RecipeError when the template cannot be rendered from the stored values."""
+    try:
+        if recipe.get("v") != RECIPE_VERSION:
+            raise ValueError(f"recipe version {recipe.get('v')!r}")
+        rendered = app.templates.for_mailbox(recipe["mailbox"]).render(
+            recipe["template"],
+            recipe["context"],
+            recipe["language"],
+            signed=recipe["signed"],
+        )
+        date = recipe["date"]
+        return build_message(
+            Outgoing(
+                from_=_address(recipe["from"]),
+                to=_addresses(recipe["to"]),
+                cc=_addresses(recipe["cc"]),
+                subject=add_tag(rendered.subject, recipe["tag"]),
+                text=rendered.text,
+                html=rendered.html,
+                message_id=message_id,
+                in_reply_to=recipe["in_reply_to"],
+                references=tuple(recipe["references"]),
+                auto_submitted=recipe["auto_submitted"],
+                reply_to=_addresses(recipe["reply_to"]),
+                attachments=attachments,
+                extra_headers=tuple((str(k), str(v)) for k, v in recipe["extra_headers"]),
+                date=datetime.fromisoformat(date) if date else None,
+            )
+        )
+    except RecipeError:
+        raise
+    except (TemplateError, KeyError, TypeError, ValueError) as exc:
+        what = recipe.get("template", "?") if isinstance(recipe, Mapping) else "?"
+        raise RecipeError(f"cannot render template {what!r}: {exc}") from exc
+
+
+def outbox_bytes(app: App, row: Outbox) -> bytes:
+    """The mail a row sends: its bytes, rendered from its recipe if it has not been yet.
+    What must show or search a pending mail (export, tests) reads it through here."""
+    if row.recipe is None:
+        return row.raw
+    return compose(app, row.recipe, row.message_id)
+
+
+def _pair(address: Address) -> list[str]:
+    return [address.name, address.address]
+
+
+def _address(pair: Sequence[str]) -> Address:
+    name, address = pair
+    return Address(str(name), str(address))
+
+
+def _addresses(pairs: Sequence[Sequence[str]]) -> tuple[Address, ...]:
+    return tuple(_address(pair) for pair in pairs)
