@@ -12,7 +12,7 @@ Then measures, each the median of several runs:
                back, so every run finds the same;
   find none    a whole `sweep()` when nothing is due (the usual case, every 30 s);
 and once, a whole `sweep()` that fires level 1 on every due ticket: escalation rows,
-events, and a rendered notification in the outbox for each.
+events, and a notification in the outbox for each (a recipe row, rendered when sent).
 `--quick` is N = 100,000. The last line holds the figures.
 """
 
