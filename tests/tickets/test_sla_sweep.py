@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import App, Step, build_app
 from mailbridge.db.models import Escalation, Outbox, Ticket
+from mailbridge.outbound.send import send_pending
 from mailbridge.service.daemon import Daemon
 from mailbridge.tickets import escalate
 from mailbridge.tickets.deadlines import on_staff_reply
@@ -183,13 +184,12 @@ def test_the_daemon_also_wakes_at_the_next_due_moment(tmp_path: Path, sqlite_url
         world.app.close()
 
 
-def test_a_ticket_that_cannot_be_swept_waits_without_holding_up_the_others(
+def test_a_template_that_fails_for_one_ticket_fails_its_mail_not_the_sweep(
     tmp_path: Path, database_url: str
 ) -> None:
-    """An `escalation` template that fails: the level cannot be announced, so it is not
-    recorded as fired either; the ticket is looked at again later, and the next ticket still
-    fires."""
-    # An operator's `escalation` that fails for one ticket (the sample context passes).
+    """An `escalation` template that fails for one ticket (the sample context passes, so
+    the set went live): the levels still fire, since the mail is rendered when sent; there
+    it fails for good with the reason and a `mail_failed` event, and nothing else waits."""
     templates = tmp_path / "templates" / "en"
     shutil.copytree(default_templates_dir(), templates.parent)
     escalation = templates / "escalation.txt.j2"
@@ -211,13 +211,20 @@ def test_a_ticket_that_cannot_be_swept_waits_without_holding_up_the_others(
         world.at(7 * H + timedelta(minutes=30))
         world.receive(mail(subject="Early"))  # its warning at 14:30 still works
         world.at(8 * H)
-        assert world.sweep() == 0
-        late = world.ticket(1000)
-        assert late.next_escalation_at == world.now + escalate.RETRY_AFTER_FAILURE
-        assert (late.priority, late.escalation_level) == ("normal", 0)
+        assert world.sweep() == 1
+        assert world.fired() == [("first_response", 1)]
+        assert world.ticket(1000).priority == "high"
+        with world.session() as session:  # the rest has gone: only the escalation is due
+            session.execute(update(Outbox).where(Outbox.kind != "escalation").values(state="sent"))
+        report = asyncio.run(send_pending(world.app, draw=lambda: 0.5))
+        assert report.failed == 1
+        (failed,) = world.mails("escalation")
+        assert failed.state == "failed" and "ZeroDivisionError" in (failed.last_error or "")
+        told = world.events("mail_failed")
+        assert [(e.ticket_id, e.data["outbox_id"]) for e in told] == [(failed.ticket_id, failed.id)]
         world.at(14 * H + timedelta(minutes=30))
-        assert world.sweep() == 1  # the second ticket's warning
-        assert world.fired() == [("first_response", -1)]
+        assert world.sweep() == 2  # the first ticket's next level, the second's warning
+        assert ("first_response", -1) in world.fired()
     finally:
         world.app.close()
 
