@@ -7,6 +7,13 @@ worker is killed, the message gets OverBudget (quarantined at once: another try 
 the same) and a fresh worker, a fork of a preloaded server, takes the next one. While this
 process writes one message's ticket, the worker already prepares the next planned one.
 
+A backlog (more than `widen_at` messages planned) is spread over `Budget.workers` workers,
+each preparing one message at a time under that message's own deadline, so the processors
+parse while this process writes; the outcomes wait, keyed by message, until the caller asks
+for them in its own (arrival) order. Fewer messages go to the first worker alone, so a
+daemon fed a few mails at a time forks nothing per mail; the extra workers end by
+themselves after `linger` seconds without work.
+
 Whichever process prepares a message, the caller gets what preparing it here would give:
 the result, or the exception parse or classify raised. A worker that dies while preparing a
 message gets one more try at it alone, in a fresh worker: if that dies too, the message gets
