@@ -120,10 +120,10 @@ def test_the_extra_workers_end_by_themselves_when_the_backlog_is_done() -> None:
     with Preparer(LIMITS, IDENTITY, TWO, function=signed, widen_at=2, linger=0.3) as preparer:
         preparer.plan(messages)
         found = in_order(preparer, messages)
-        assert len(pids(found)) == 2
         first = found[0][1]  # the first message goes to the first worker, which stays
-        (extra,) = pids(found) - {first}
-        assert ended_within(extra, 5.0)
+        extras = pids(found) - {first}
+        assert extras
+        assert all(ended_within(extra, 5.0) for extra in extras)
         assert not ended_within(first, 0.0)
         preparer.plan(questions(1))  # a lone message later: the first worker, as before
         assert pids(in_order(preparer, questions(1))) == {first}
