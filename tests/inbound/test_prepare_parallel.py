@@ -98,6 +98,7 @@ def test_a_message_over_budget_is_stopped_while_the_other_workers_go_on() -> Non
     assert [item[0] for item in found if isinstance(item, tuple)] == [
         f"Question {i}" for i in (1, 3, 4, 5, 6)
     ]
+    assert found[0][1] == found[2][1], "the other worker went on during the stopped one"
     assert took < 3.0, "the budget, and a fork, but no wait for the stopped message"
 
 
