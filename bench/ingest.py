@@ -253,8 +253,8 @@ def memory(result: ChildResult) -> str:
     text = f"peak RSS {result.max_rss_mb:.0f} MB"
     if result.helpers_max_rss_mb:
         text += (
-            f"; {result.helpers} processes it started (forkserver, parse workers), "
-            f"the largest {result.helpers_max_rss_mb:.0f} MB; together at most "
+            f"; {result.helpers} processes it started (forkserver, resource tracker, parse "
+            f"workers), the largest {result.helpers_max_rss_mb:.0f} MB; together at most "
             f"{result.tree_rss_mb:.0f} MB RSS, {result.tree_pss_mb:.0f} MB PSS (sampled)"
         )
     return text
