@@ -487,6 +487,7 @@ class ChildResult:
     # User and system CPU of the child and the processes it reaped (wait4): less swayed
     # than wall time by what else the machine runs.
     cpu_seconds: float = 0.0
+    helpers: int = 0  # processes it started (the forkserver and each parse worker), seen
 
 
 def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float) -> ChildResult:
@@ -514,6 +515,7 @@ def run_child(command: list[str], env: dict[str, str], log: Path, timeout: float
         sampler.tree_rss,
         sampler.tree_pss,
         usage.ru_utime + usage.ru_stime,
+        len(sampler.peaks) - (proc.pid in sampler.peaks),
     )
 
 

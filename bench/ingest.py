@@ -2,7 +2,7 @@
 
     python bench/ingest.py [--n 5000] [--server dovecot|pymap] [--db sqlite|postgresql]
                            [--seed 1] [--no-team] [--search-index-cost | --spam-share 0.3]
-                           [--rounds 2]
+                           [--rounds 2] [--parse-workers auto|N]
                            [--profile FILE [--profiler cprofile|pyinstrument|none]]
 
 Fills a private IMAP mailbox with N generated mails, then measures on the same mailbox:
@@ -15,7 +15,9 @@ Fills a private IMAP mailbox with N generated mails, then measures on the same m
   (c)    sending: the queued acknowledgements made due again, and a second
          `mailbridge run --once` (empty mailbox) delivers them to a counting SMTP sink.
 Prints messages, MB, seconds, msg/s, the ratio (b)/(a), and the memory of each subprocess
-and of the parsing process (b) starts for a long pass.
+and of the parsing processes (b) starts for a long pass. `--parse-workers` sets
+`[tickets] parse_workers` for (b) and (c) (default: the configuration's default, "auto";
+1 is the single worker of earlier releases).
 
 `--search-index-cost` measures instead what the full-text index adds to (b): the mailbox
 filled again with the same N mails before each run, (b) into a fresh database with the
@@ -251,7 +253,8 @@ def memory(result: ChildResult) -> str:
     text = f"peak RSS {result.max_rss_mb:.0f} MB"
     if result.helpers_max_rss_mb:
         text += (
-            f", its parsing process {result.helpers_max_rss_mb:.0f} MB; together at most "
+            f"; {result.helpers} processes it started (forkserver, resource tracker, parse "
+            f"workers), the largest {result.helpers_max_rss_mb:.0f} MB; together at most "
             f"{result.tree_rss_mb:.0f} MB RSS, {result.tree_pss_mb:.0f} MB PSS (sampled)"
         )
     return text
@@ -326,6 +329,10 @@ def line(label: str, count: int, size: int, seconds: float) -> str:
     )
 
 
+def _toml_workers(value: str) -> str:
+    return '"auto"' if value == "auto" else str(int(value))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=5000, help="messages (default 5000)")
@@ -362,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         help="compare (b) without spam and with this share of spam (e.g. 0.3)",
     )
     parser.add_argument(
+        "--parse-workers",
+        default=None,
+        metavar="auto|N",
+        help='[tickets] parse_workers for (b) and (c); default: left out ("auto")',
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=2,
@@ -384,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(
             f"server {args.server}, database {args.db}, N={args.n}, seed {args.seed}, "
-            f"{'a notification to the team per ticket' if args.team else 'no team address'}"
+            f"{'a notification to the team per ticket' if args.team else 'no team address'}, "
+            f"parse_workers {args.parse_workers or 'auto (default)'}"
         )
         start = time.perf_counter()
         count, size = fill(server, args.n, args.seed)
@@ -398,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         print(line("(a) fetch + stdlib parse", *baseline))
 
         closed_port = free_port()  # nothing listens: acknowledgements stay queued
-        config = write_config(work, server, closed_port, db_url, team=args.team)
+        workers = args.parse_workers
+        more = "" if workers is None else f"\n[tickets]\nparse_workers = {_toml_workers(workers)}\n"
+        config = write_config(work, server, closed_port, db_url, team=args.team, more=more)
         env = child_env(server)
         if args.profile:
             start = time.perf_counter()
@@ -420,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 
         queued = due_again(db_url)
         with CountingSink() as sink:
-            config = write_config(work, server, sink.port, db_url, team=args.team)
+            config = write_config(work, server, sink.port, db_url, team=args.team, more=more)
             log_c = work / "run-c.log"
             c = run_child(mailbridge_command(config, "run", "--once"), env, log_c, CHILD_TIMEOUT)
             sent = len(sink.arrivals)
@@ -432,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
 
         ratio = rate(baseline[0], b.seconds) / rate(baseline[0], baseline[2])
         print(
-            f"ratio (b)/(a) = {ratio:.2f}  (target >= 0.50)   "
+            f"ratio (b)/(a) = {ratio:.2f}  (target >= 0.80)   "
             f"peak memory (b) = {max(b.tree_rss_mb, b.max_rss_mb):.0f} MB, all its processes "
             f"together (target < 250 MB)"
         )

@@ -163,6 +163,20 @@ class ReportsConfig(_Section):
 
 PARSE_TIMEOUT_FLOOR, PARSE_TIMEOUT_CEILING = timedelta(seconds=1), timedelta(seconds=60)
 PARSE_MEMORY_FLOOR = 100_000_000  # the parser's own structures for a large mail need this
+PARSE_WORKERS_CEILING = 32
+
+
+def _parse_workers(value: object) -> object:
+    if value == "auto" or (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and 1 <= value <= PARSE_WORKERS_CEILING
+    ):
+        return value
+    raise ValueError(f'"auto" or a number of processes from 1 to {PARSE_WORKERS_CEILING}')
+
+
+ParseWorkers = Annotated[int | Literal["auto"], BeforeValidator(_parse_workers)]
 
 
 class TicketsConfig(_Section):
@@ -191,6 +205,9 @@ class TicketsConfig(_Section):
     # a hostile message from holding up the rest for long.
     parse_timeout: Duration = timedelta(seconds=10)
     parse_memory: ByteSize = 1_000_000_000  # beyond what the worker holds before a message
+    # Worker processes parsing a backlog at once (each under the budget above); "auto": one
+    # per processor this process may use, at most 8. A few messages at a time go to one.
+    parse_workers: ParseWorkers = "auto"
     # A ticket waiting on the customer gets a reminder this long after the staff answer,
     # then closes itself this long after the reminder (business days on a business-hours
     # policy; 0: off). core/waiting.py, tickets/waiting.py.

@@ -11,8 +11,10 @@ A worker dies with the daemon, however the daemon ends. Its parent is the forkse
 exits once no process holds its "alive" pipe; the worker closes its own copy of that pipe,
 so the daemon alone keeps the forkserver, and asks the kernel (PR_SET_PDEATHSIG) for SIGKILL
 when the forkserver goes. Waiting for work, it also ends on the end of its pipe to the daemon,
-or when it finds it has another parent. SIGTERM and Ctrl-C, which reach a whole process group,
-are ignored, so a stopping daemon still gets the message in hand; the daemon ends the worker.
+or when it finds it has another parent, or, when it was started with an idle limit (the
+extra workers of a backlog), once it has waited that long. SIGTERM and Ctrl-C, which reach a
+whole process group, are ignored, so a stopping daemon still gets the message in hand; the
+daemon ends the worker.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pickle
 import resource
 import signal
 import sys
+import time
 import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -60,8 +63,9 @@ class OverMemory(Exception):
 class ParseWorker:
     """One worker process, seen from the daemon: send a request, wait for its outcome."""
 
-    def __init__(self, memory_limit: int | None = None) -> None:
+    def __init__(self, memory_limit: int | None = None, idle_exit: float | None = None) -> None:
         self.memory_limit = memory_limit
+        self.idle_exit = idle_exit  # seconds a waiting worker lives on; None: as long as we do
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
         _workers.add(self)
@@ -83,7 +87,10 @@ class ParseWorker:
         context.set_forkserver_preload(_preload())  # read when the forkserver starts, once
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=serve, args=(theirs, self.memory_limit), name="mailbridge-parse", daemon=False
+            target=serve,
+            args=(theirs, self.memory_limit, self.idle_exit),
+            name="mailbridge-parse",
+            daemon=False,
         )
         try:
             process.start()
@@ -125,6 +132,16 @@ class ParseWorker:
             raise WorkerGone(str(exc) or "the worker ended") from exc
         return outcome
 
+    def answered(self) -> bool:
+        """Whether receive() would return at once: the answer, or the worker's end."""
+        connection = self._connection
+        if connection is None:
+            return True
+        try:
+            return connection.poll(0)
+        except (OSError, EOFError):
+            return True
+
     def kill(self) -> None:
         """End the worker now, whatever it is doing; the next send starts a fresh one."""
         process, connection = self._process, self._connection
@@ -165,23 +182,28 @@ def _kill_workers() -> None:
 # --- in the worker ------------------------------------------------------------------------
 
 
-def serve(connection: Connection, memory_limit: int | None) -> None:
-    """The worker's loop: one request at a time until told to stop or orphaned."""
+def serve(connection: Connection, memory_limit: int | None, idle_exit: float | None = None) -> None:
+    """The worker's loop: one request at a time until told to stop, orphaned, or idle for
+    `idle_exit` seconds."""
     _die_with_parent()
     _limit_memory(memory_limit)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.disable(logging.CRITICAL)  # outcomes go back to the daemon, which logs them
     parent = os.getppid()
+    check = _PARENT_CHECK if idle_exit is None else min(_PARENT_CHECK, idle_exit)
     try:
         connection.send((True, None))  # ready
     except (OSError, EOFError):
         return
     while True:
+        idle_until = None if idle_exit is None else time.monotonic() + idle_exit
         try:
-            while not connection.poll(_PARENT_CHECK):
+            while not connection.poll(check):
                 if os.getppid() != parent:
                     return  # orphaned, and PR_SET_PDEATHSIG did not come (not Linux)
+                if idle_until is not None and time.monotonic() >= idle_until:
+                    return  # no backlog any more: the daemon starts a fresh one if needed
             request = connection.recv()
         except (OSError, EOFError):
             return  # the daemon is gone

@@ -7,7 +7,8 @@ reason; it never blocks the messages behind it (docs/architecture.md, invariant 
 Attempts are counted and committed before work starts, so even a message that kills the
 process is eventually set aside. Parsing and classifying run in a worker process under a
 budget (inbound/prepare.py): a message over it is quarantined at once, and the worker
-prepares the next message while this process writes the one before.
+prepares the next message while this process writes the one before (several workers, for a
+backlog, each its own message; the results are applied in arrival order all the same).
 
 Processing is serialized, across instances too: on SQLite by `BEGIN IMMEDIATE`, on
 PostgreSQL by a transaction-level advisory lock taken before the batch is claimed and held
@@ -39,7 +40,7 @@ from mailbridge.db.turn import PROCESSING_LOCK
 from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
 from mailbridge.inbound.apply import Applied, apply_message
-from mailbridge.inbound.prepare import Budget, OverBudget, Preparer
+from mailbridge.inbound.prepare import Budget, OverBudget, Preparer, worker_count
 from mailbridge.tickets import tallies
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,11 @@ def new_preparer(app: App) -> Preparer:
 
 def parse_budget(app: App) -> Budget:
     tickets = app.config.tickets
-    return Budget(tickets.parse_timeout.total_seconds(), tickets.parse_memory)
+    return Budget(
+        tickets.parse_timeout.total_seconds(),
+        tickets.parse_memory,
+        worker_count(tickets.parse_workers),
+    )
 
 
 def _claim(app: App, tried: set[int]) -> Sequence[int]:

@@ -371,6 +371,9 @@ def test_the_parse_budget_has_defaults_and_bounds(tmp_path: Path) -> None:
     text = MINIMAL + '\n[tickets]\nparse_timeout = "3s"\nparse_memory = "500MB"\n'
     tickets = load_config(write(tmp_path, text), SECRETS).tickets
     assert (tickets.parse_timeout, tickets.parse_memory) == (timedelta(seconds=3), 5 * 10**8)
+    assert tickets.parse_workers == "auto"
+    text = MINIMAL + "\n[tickets]\nparse_workers = 3\n"
+    assert load_config(write(tmp_path, text), SECRETS).tickets.parse_workers == 3
 
 
 @pytest.mark.parametrize(
@@ -382,6 +385,10 @@ def test_the_parse_budget_has_defaults_and_bounds(tmp_path: Path) -> None:
         ('parse_timeout = "soon"', "tickets.parse_timeout: expected a duration like"),
         ('parse_memory = "50MB"', "tickets.parse_memory: expected a size of at least 100MB"),
         ('parse_memory = "lots"', "tickets.parse_memory: expected a size like"),
+        ("parse_workers = 0", 'tickets.parse_workers: expected "auto" or a number of processes'),
+        ("parse_workers = 1000", 'tickets.parse_workers: expected "auto" or a number'),
+        ('parse_workers = "all"', 'tickets.parse_workers: expected "auto" or a number'),
+        ("parse_workers = true", 'tickets.parse_workers: expected "auto" or a number'),
     ],
 )
 def test_a_bad_parse_budget_names_the_key(tmp_path: Path, line: str, expected: str) -> None:
