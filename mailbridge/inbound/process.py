@@ -146,7 +146,12 @@ class Turns:
         """The first mailbox, oldest waiting mail first, whose lock is free; one another
         batch holds is left to it. After a batch cut short for another mailbox's earlier
         message, wait for the first instead: nothing is held yet, so waiting is safe."""
-        waiting = select(InboundMessage.mailbox).where(InboundMessage.state == InboundState.NEW)
+        # Only the mailboxes this configuration names: an instance cannot apply the
+        # settings of one it does not know.
+        names = [mailbox.name for mailbox in self.app.config.mailbox]
+        waiting = select(InboundMessage.mailbox).where(
+            InboundMessage.state == InboundState.NEW, InboundMessage.mailbox.in_(names)
+        )
         if self.tried:
             waiting = waiting.where(InboundMessage.id.not_in(self.tried))
         mailboxes = session.scalars(

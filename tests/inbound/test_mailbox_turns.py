@@ -14,9 +14,10 @@ from sqlalchemy import select, text
 
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
-from mailbridge.core.parse import message_fingerprint
+from mailbridge.core.parse import message_fingerprint, parse_message
 from mailbridge.db import turn
 from mailbridge.db.models import InboundMessage, Ticket
+from mailbridge.inbound import conversation
 from mailbridge.inbound.process import ProcessReport, process_pending
 from tests.support.builders import IMAP_PASSWORD_ENV, mail, make_config, stored
 from tests.support.sla_world import NOWHERE, START
@@ -216,3 +217,35 @@ def test_two_instances_hold_their_own_mailboxes_turns_at_once(apps: list[App]) -
         holder.close()
         runner.join(90)
     assert results and sum(report.created for report in results[0]) == 2
+
+
+def test_hostile_references_and_replies_to_lock_a_bounded_number_of_keys(
+    apps: list[App],
+) -> None:
+    """Thousands of References and Reply-To addresses cost at most 28 keys; two mails
+    that refer to each other through two mailboxes are both processed, once each."""
+    references = " ".join(f"<r{n}@flood.example>" for n in range(3000))
+    reply_to = ", ".join(f"x{n}@d{n}.flood.example" for n in range(200))
+    flood = mail(
+        "F <f@flood.example>",
+        "Flood",
+        message_id="<f@flood.example>",
+        headers={"References": references, "Reply-To": reply_to},
+    )
+    parsed = parse_message(flood)
+    row = stored(flood, uid=1, at=START)
+    with apps[0].sessions() as session:
+        keys = conversation.batch_keys(apps[0], session, [(row, parsed)])
+    assert len(keys.locks) <= 28
+    assert len(keys.references[row.id]) == conversation.MAX_REFERENCES
+
+    one = mail(
+        "A <a@x.example>", "One", message_id="<one@x.example>", in_reply_to="<two@x.example>"
+    )
+    two = mail(
+        "A <a@x.example>", "Two", message_id="<two@x.example>", in_reply_to="<one@x.example>"
+    )
+    store(apps[0], [("support", "", one), ("sales", "", two)])
+    reports = run_at_once(apps)
+    assert sum(report.processed for report in reports) == 2
+    assert sum(report.failed for report in reports) == 0
