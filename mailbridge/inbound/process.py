@@ -25,24 +25,23 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App, Step
 from mailbridge.core.states import InboundState
-from mailbridge.db import queries, turn
+from mailbridge.db import queries
 from mailbridge.db.blobs import BlobError
 from mailbridge.db.models import InboundMessage
 from mailbridge.db.outage import database_outage
 from mailbridge.db.stored_bytes import raw_bytes, raw_of
 from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
-from mailbridge.inbound import conversation
 from mailbridge.inbound.apply import Applied, apply_message
 from mailbridge.inbound.prepare import Budget, OverBudget, Prepared, Preparer
+from mailbridge.inbound.turns import Turns, lock_batch
 from mailbridge.tickets import tallies
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def process_pending(
     `preparer` (and its worker) may be kept from pass to pass; without one, the pass starts
     its own and ends it."""
     totals: dict[str, int] = dict.fromkeys(ProcessReport.__dataclass_fields__, 0)
-    turns = Turns(app)
+    turns = Turns(app, lambda tried, mailbox: _claim(app, tried, mailbox))
     started = time.perf_counter()
     own = preparer is None
     preparer = preparer or new_preparer(app)
@@ -92,86 +91,6 @@ def process_pending(
             turns.kind,
         )
     return ProcessReport(**totals)
-
-
-@dataclass(slots=True)
-class Turns:
-    """How one pass takes its turns (db/turn.py), what it has tried, and how long it has
-    waited for locks."""
-
-    app: App
-    tried: set[int] = field(default_factory=set)  # failed in this pass: wait for the next
-    waited: float = 0.0
-    wait_next: bool = False  # the last batch waited on another mailbox: queue for it
-    kind: str = ""
-
-    def __post_init__(self) -> None:
-        if self.app.engine.dialect.name == "sqlite":
-            self.kind = "sqlite"
-        else:
-            self.kind = self.app.config.database.processing_turn
-
-    @property
-    def narrow(self) -> bool:
-        return self.kind == "narrow"
-
-    def claim(self, session: Session) -> Sequence[int]:
-        """Take the turn for the next batch and claim it (counting an attempt on each)."""
-        if self.kind == "sqlite":
-            return _claim(self.app, self.tried)
-        if not self.narrow:
-            self.timed(lambda: turn.share_turn(session, alone=True))
-            return _claim(self.app, self.tried)
-        self.timed(lambda: turn.share_turn(session))
-        mailbox = self._take_mailbox(session)
-        return () if mailbox is None else _claim(self.app, self.tried, mailbox)
-
-    def claim_one(self, session: Session, inbound_id: int) -> Sequence[int]:
-        """The turn for one message already claimed (a failed batch's, one by one)."""
-        self.lock_for(session, inbound_id)
-        return (inbound_id,)
-
-    def lock_for(self, session: Session, inbound_id: int) -> None:
-        if self.kind == "sqlite":
-            return
-        self.timed(lambda: turn.share_turn(session, alone=not self.narrow))
-        if self.narrow:
-            mailbox = session.scalar(
-                select(InboundMessage.mailbox).where(InboundMessage.id == inbound_id)
-            )
-            if mailbox is not None:
-                self.timed(lambda: turn.lock_mailbox(session, mailbox, wait=True))
-
-    def _take_mailbox(self, session: Session) -> str | None:
-        """The first mailbox, oldest waiting mail first, whose lock is free; one another
-        batch holds is left to it. After a batch cut short for another mailbox's earlier
-        message, wait for the first instead: nothing is held yet, so waiting is safe."""
-        # Only the mailboxes this configuration names: an instance cannot apply the
-        # settings of one it does not know.
-        names = [mailbox.name for mailbox in self.app.config.mailbox]
-        waiting = select(InboundMessage.mailbox).where(
-            InboundMessage.state == InboundState.NEW, InboundMessage.mailbox.in_(names)
-        )
-        if self.tried:
-            waiting = waiting.where(InboundMessage.id.not_in(self.tried))
-        mailboxes = session.scalars(
-            waiting.group_by(InboundMessage.mailbox).order_by(func.min(InboundMessage.id))
-        ).all()
-        if self.wait_next and mailboxes:
-            self.wait_next = False
-            self.timed(lambda: turn.lock_mailbox(session, mailboxes[0], wait=True))
-            return mailboxes[0]
-        for mailbox in mailboxes:
-            if self.timed(partial(turn.lock_mailbox, session, mailbox, wait=False)):
-                return mailbox
-        return None
-
-    def timed(self, locking: Callable[[], bool | None]) -> bool | None:
-        start = time.perf_counter()
-        try:
-            return locking()
-        finally:
-            self.waited += time.perf_counter() - start
 
 
 def new_preparer(app: App) -> Preparer:
@@ -242,7 +161,7 @@ def _process_batch(
             early: dict[int, Prepared | Exception] = {}
             if turns.narrow and loaded:
                 early = _prepare_all(session, preparer, loaded, raws)
-                loaded = _lock_conversations(app, session, turns, loaded, early)
+                loaded = lock_batch(app, session, turns, loaded, early)
             done = [
                 _process_in_savepoint(
                     app, session, inbound, preparer, raws.get(inbound.id), early.get(inbound.id)
@@ -294,39 +213,6 @@ def _prepare_all(
         except Exception as exc:  # noqa: BLE001 - it fails in its savepoint, as before
             early[inbound.id] = exc
     return early
-
-
-def _lock_conversations(
-    app: App,
-    session: Session,
-    turns: Turns,
-    loaded: Sequence[InboundMessage],
-    early: dict[int, Prepared | Exception],
-) -> Sequence[InboundMessage]:
-    """Lock the batch's conversation keys; the messages to process now. A message that
-    refers to an earlier one of another mailbox, still waiting, is put back with all after
-    it (its attempt taken back), so a conversation keeps its arrival order."""
-    prepared = [
-        (inbound, outcome[0])
-        for inbound in loaded
-        if not isinstance(outcome := early[inbound.id], Exception)
-    ]
-    keys = conversation.batch_keys(app, session, prepared)
-    turns.timed(lambda: turn.lock_conversations(session, keys.locks))
-    turn.skip_limits(session, keys.skipped)
-    cut = conversation.first_waiting(session, loaded[0].mailbox, loaded, keys)
-    if cut is None:
-        return loaded
-    later = [inbound.id for inbound in loaded[cut:]]
-    session.execute(
-        update(InboundMessage)
-        .where(InboundMessage.id.in_(later))
-        .values(attempts=InboundMessage.attempts - 1)
-    )
-    turns.tried.difference_update(later)
-    turns.wait_next = True
-    log.info("%d messages wait for an earlier one of another mailbox", len(later))
-    return loaded[:cut]
 
 
 def _contended(exc: BaseException) -> bool:

@@ -109,10 +109,12 @@ def wait_until(seen: Callable[[], bool]) -> None:
 
 
 def lock_rows(app: App, classid: int) -> list[tuple[int, int, bool]]:
-    """(objid, pid, granted) of the advisory locks of one class (two-integer keys)."""
+    """(objid, pid, granted) of this database's advisory locks of one class (two-integer
+    keys); other databases' are their own."""
     query = text(
         "SELECT objid::bigint, pid, granted FROM pg_locks "
-        "WHERE locktype = 'advisory' AND objsubid = 2 AND classid::bigint = :classid"
+        "WHERE locktype = 'advisory' AND objsubid = 2 AND classid::bigint = :classid "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
     with app.engine.connect() as connection:
         return [tuple(row) for row in connection.execute(query, {"classid": classid})]
@@ -210,8 +212,9 @@ def test_two_instances_hold_their_own_mailboxes_turns_at_once(apps: list[App]) -
                 == mailbox_keys
             )
         )
-        holders = {pid for _, pid, granted in lock_rows(apps[0], turn.MAILBOX_CLASS) if granted}
-        assert len(holders) == 2, "two instances, each in its own mailbox's turn at once"
+        rows = lock_rows(apps[0], turn.MAILBOX_CLASS)
+        holders = {pid for _, pid, granted in rows if granted}
+        assert len(holders) == 2, f"two instances, each in its own mailbox's turn: {rows}"
     finally:
         held.rollback()
         holder.close()
