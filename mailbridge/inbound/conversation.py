@@ -88,25 +88,27 @@ def _full_domains(app: App, session: Session, domains: set[str], now: datetime) 
 
 def first_waiting(
     session: Session, mailbox: str, batch: Sequence[InboundMessage], keys: BatchKeys
-) -> int | None:
+) -> tuple[int, str] | None:
     """The index of the first message of the batch that refers to an earlier message of
-    another mailbox still waiting to be processed (and not failed before); None: none does.
-    That message, and the rest of the batch, wait until the earlier one is settled."""
+    another mailbox still waiting to be processed (and not failed before), with that
+    mailbox; None: none does. That message, and the rest of the batch, wait until the
+    earlier one is settled."""
     wanted = {ref for refs in keys.references.values() for ref in refs}
     if not wanted or not batch:
         return None
-    query = select(InboundMessage.message_id, InboundMessage.id).where(
+    query = select(InboundMessage.message_id, InboundMessage.id, InboundMessage.mailbox).where(
         InboundMessage.state == InboundState.NEW,
         InboundMessage.mailbox != mailbox,
         InboundMessage.id < batch[-1].id,
         InboundMessage.last_error.is_(None),
         InboundMessage.message_id.in_(sorted(wanted)),
     )
-    waiting: dict[str, int] = {}
-    for message_id, inbound_id in session.execute(query):
-        if message_id:
-            waiting[message_id] = min(inbound_id, waiting.get(message_id, inbound_id))
+    waiting: dict[str, tuple[int, str]] = {}
+    for message_id, inbound_id, other in session.execute(query):
+        if message_id and (message_id not in waiting or inbound_id < waiting[message_id][0]):
+            waiting[message_id] = (inbound_id, other)
     for index, inbound in enumerate(batch):
-        if any(waiting.get(ref, inbound.id) < inbound.id for ref in keys.references[inbound.id]):
-            return index
+        for ref in keys.references[inbound.id]:
+            if ref in waiting and waiting[ref][0] < inbound.id:
+                return index, waiting[ref][1]
     return None

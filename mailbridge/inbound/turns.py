@@ -32,7 +32,7 @@ class Turns:
     claim_next: Callable[[set[int], str | None], Sequence[int]]  # counts the attempts
     tried: set[int] = field(default_factory=set)  # failed in this pass: wait for the next
     waited: float = 0.0
-    wait_next: bool = False  # the last batch waited on another mailbox: queue for it
+    wait_for: str | None = None  # the last batch waits on mail of this mailbox: queue for it
     kind: str = ""
 
     def __post_init__(self) -> None:
@@ -53,7 +53,18 @@ class Turns:
             self.timed(lambda: turn.share_turn(session, alone=True))
             return self.claim_next(self.tried, None)
         self.timed(lambda: turn.share_turn(session))
-        mailbox = self._take_mailbox(session)
+        names = [mailbox.name for mailbox in self.app.config.mailbox]
+        if self.wait_for is not None:
+            # A batch was cut short for an earlier message of this mailbox: queue for it
+            # (nothing else is held yet, so waiting is safe), then take what is there.
+            awaited, self.wait_for = self.wait_for, None
+            if awaited not in names:
+                return ()  # another instance's mailbox: the rest waits for the next pass
+            self.timed(lambda: turn.lock_mailbox(session, awaited, wait=True))
+            claimed = self.claim_next(self.tried, awaited)
+            if claimed:
+                return claimed
+        mailbox = self._take_mailbox(session, names)
         return () if mailbox is None else self.claim_next(self.tried, mailbox)
 
     def claim_one(self, session: Session, inbound_id: int) -> Sequence[int]:
@@ -72,13 +83,11 @@ class Turns:
             if mailbox is not None:
                 self.timed(lambda: turn.lock_mailbox(session, mailbox, wait=True))
 
-    def _take_mailbox(self, session: Session) -> str | None:
+    def _take_mailbox(self, session: Session, names: list[str]) -> str | None:
         """The first mailbox, oldest waiting mail first, whose lock is free; one another
-        batch holds is left to it. After a batch cut short for another mailbox's earlier
-        message, wait for the first instead: nothing is held yet, so waiting is safe."""
-        # Only the mailboxes this configuration names: an instance cannot apply the
-        # settings of one it does not know.
-        names = [mailbox.name for mailbox in self.app.config.mailbox]
+        batch holds is left to it. Only the mailboxes this configuration names: an
+        instance cannot apply the settings of one it does not know. A lock taken without
+        waiting never waits, so holding one already (see claim) risks no deadlock."""
         waiting = select(InboundMessage.mailbox).where(
             InboundMessage.state == InboundState.NEW, InboundMessage.mailbox.in_(names)
         )
@@ -87,10 +96,6 @@ class Turns:
         mailboxes = session.scalars(
             waiting.group_by(InboundMessage.mailbox).order_by(func.min(InboundMessage.id))
         ).all()
-        if self.wait_next and mailboxes:
-            self.wait_next = False
-            self.timed(lambda: turn.lock_mailbox(session, mailboxes[0], wait=True))
-            return mailboxes[0]
         for mailbox in mailboxes:
             if self.timed(partial(turn.lock_mailbox, session, mailbox, wait=False)):
                 return mailbox
@@ -122,9 +127,10 @@ def lock_batch(
     keys = conversation.batch_keys(app, session, prepared)
     turns.timed(lambda: turn.lock_conversations(session, keys.locks))
     turn.skip_limits(session, keys.skipped)
-    cut = conversation.first_waiting(session, loaded[0].mailbox, loaded, keys)
-    if cut is None:
+    waiting = conversation.first_waiting(session, loaded[0].mailbox, loaded, keys)
+    if waiting is None:
         return loaded
+    cut, awaited = waiting
     later = [inbound.id for inbound in loaded[cut:]]
     session.execute(
         update(InboundMessage)
@@ -132,6 +138,6 @@ def lock_batch(
         .values(attempts=InboundMessage.attempts - 1)
     )
     turns.tried.difference_update(later)
-    turns.wait_next = True
+    turns.wait_for = awaited
     log.info("%d messages wait for an earlier one of another mailbox", len(later))
     return loaded[:cut]
