@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App
@@ -22,8 +22,7 @@ from mailbridge.core.ack_policy import authenticated_by, domain_of
 from mailbridge.core.correlate import thread_clues
 from mailbridge.core.message import ParsedMessage
 from mailbridge.core.states import InboundState
-from mailbridge.db import queries
-from mailbridge.db.models import InboundMessage
+from mailbridge.db.models import Acknowledgement, InboundMessage
 from mailbridge.inbound.acknowledge import LIMIT_WINDOW
 
 # Bounded work per message: a reply names its parent first (In-Reply-To, then References
@@ -75,15 +74,21 @@ def answer_addresses(parsed: ParsedMessage) -> list[str]:
 
 
 def _full_domains(app: App, session: Session, domains: set[str], now: datetime) -> set[str]:
-    """The domains whose hourly acknowledgement limit is already reached: no lock needed,
-    as nothing another batch commits can open them again within the batch."""
-    per_hour = app.config.tickets.ack_domain_limit_per_hour
-    since = now - LIMIT_WINDOW
-    return {
-        domain
-        for domain in sorted(domains)
-        if queries.acknowledgements_since(session, "domain", domain, since) >= per_hour
-    }
+    """The domains whose hourly acknowledgement limit is already reached, in one query: no
+    lock needed, as nothing another batch commits can open them again within the batch."""
+    if not domains:
+        return set()
+    counted = session.execute(
+        select(Acknowledgement.domain)
+        .where(
+            Acknowledgement.domain.in_(sorted(domains)),
+            Acknowledgement.withheld_by == "",
+            Acknowledgement.at >= now - LIMIT_WINDOW,
+        )
+        .group_by(Acknowledgement.domain)
+        .having(func.count(Acknowledgement.id) >= app.config.tickets.ack_domain_limit_per_hour)
+    )
+    return set(counted.scalars())
 
 
 def first_waiting(

@@ -16,7 +16,7 @@ from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.core.parse import message_fingerprint, parse_message
 from mailbridge.db import turn
-from mailbridge.db.models import InboundMessage, Ticket
+from mailbridge.db.models import InboundMessage, Outbox, Ticket
 from mailbridge.inbound import conversation
 from mailbridge.inbound.process import ProcessReport, process_pending
 from tests.support.builders import IMAP_PASSWORD_ENV, mail, make_config, stored
@@ -252,3 +252,20 @@ def test_hostile_references_and_replies_to_lock_a_bounded_number_of_keys(
     reports = run_at_once(apps)
     assert sum(report.processed for report in reports) == 2
     assert sum(report.failed for report in reports) == 0
+
+
+def test_the_domain_limit_holds_across_two_mailboxes_and_two_instances(apps: list[App]) -> None:
+    """Distinct senders of one unauthenticated domain write to both mailboxes at once:
+    however the batches meet, no more acknowledgements go to the domain than its limit."""
+    mails = [
+        (box, "", mail(f"S{n} <s{n}@victim.example>", f"Hello {n}", message_id=f"<v{n}.{box}@x>"))
+        for n in range(14)
+        for box in MAILBOXES
+    ]
+    store(apps[0], mails)
+    reports = run_at_once(apps)
+    with apps[0].sessions() as session:
+        acks = session.scalars(select(Outbox).where(Outbox.kind == "ack")).all()
+    limit = apps[0].config.tickets.ack_domain_limit_per_hour
+    assert sum(report.created for report in reports) == len(mails) > limit
+    assert len(acks) == limit
