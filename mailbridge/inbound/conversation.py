@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mailbridge.app import App
 from mailbridge.core.ack_policy import authenticated_by, domain_of
 from mailbridge.core.correlate import thread_clues
-from mailbridge.core.message import ParsedMessage
+from mailbridge.core.message import ParsedMessage, Verdict
 from mailbridge.core.states import InboundState
 from mailbridge.db.models import Acknowledgement, InboundMessage
 from mailbridge.inbound.acknowledge import LIMIT_WINDOW
@@ -43,13 +43,15 @@ class BatchKeys:
 
 
 def batch_keys(
-    app: App, session: Session, messages: Sequence[tuple[InboundMessage, ParsedMessage]]
+    app: App,
+    session: Session,
+    messages: Sequence[tuple[InboundMessage, ParsedMessage, Verdict]],
 ) -> BatchKeys:
     locks: set[Key] = set()
     domains: set[str] = set()
     references: dict[int, tuple[str, ...]] = {}
     tag_prefix = app.config.tickets.tag_prefix
-    for inbound, parsed in messages:
+    for inbound, parsed, verdict in messages:
         refs = thread_clues(parsed, tag_prefix).message_ids[:MAX_REFERENCES]
         references[inbound.id] = refs
         locks.add(("fingerprint", inbound.fingerprint))
@@ -59,7 +61,10 @@ def batch_keys(
         for address in answer_addresses(parsed):
             locks.add(("address", address))
             trusted = app.config.staff.trusted_authserv_id
-            if authenticated_by(parsed.headers, trusted, address) is None:
+            # Only mail that may be acknowledged meets the domain limit: a flood of
+            # automated mail asks nothing of the ledger.
+            acknowledgeable = verdict.kind == "customer" and not verdict.automated
+            if acknowledgeable and authenticated_by(parsed.headers, trusted, address) is None:
                 domains.add(domain_of(address))
     full = _full_domains(app, session, domains, app.clock.now())
     locks.update(("domain", domain) for domain in domains - full)

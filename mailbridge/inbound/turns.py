@@ -120,7 +120,7 @@ def lock_batch(
     refers to an earlier one of another mailbox, still waiting, is put back with all after
     it (its attempt taken back), so a conversation keeps its arrival order."""
     prepared = [
-        (inbound, outcome[0])
+        (inbound, *outcome)
         for inbound in loaded
         if not isinstance(outcome := early[inbound.id], Exception)
     ]

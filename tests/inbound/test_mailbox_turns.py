@@ -14,6 +14,7 @@ from sqlalchemy import select, text
 
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
+from mailbridge.core.classify import classify
 from mailbridge.core.parse import message_fingerprint, parse_message
 from mailbridge.db import turn
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
@@ -238,7 +239,9 @@ def test_hostile_references_and_replies_to_lock_a_bounded_number_of_keys(
     parsed = parse_message(flood)
     row = stored(flood, uid=1, at=START)
     with apps[0].sessions() as session:
-        keys = conversation.batch_keys(apps[0], session, [(row, parsed)])
+        keys = conversation.batch_keys(
+            apps[0], session, [(row, parsed, classify(parsed, apps[0].identity))]
+        )
     assert len(keys.locks) <= 28
     assert len(keys.references[row.id]) == conversation.MAX_REFERENCES
 
