@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -405,32 +405,43 @@ def write_config(
     db_url: str,
     team: bool = False,
     more: str = "",
+    mailboxes: Sequence[tuple[str, str]] = (("support", "INBOX"),),
     **service: str,
 ) -> Path:
     """team=True adds staff.team_address: every ticket also notifies the team (a second
     mail per message, which a sink counting acknowledgements must not see). `more` is
-    TOML appended as it is (SPAM_TOML)."""
+    TOML appended as it is (SPAM_TOML). `mailboxes`: (name, folder) of each [[mailbox]],
+    all on the one IMAP account; the first answers as SUPPORT. `service` keys go to
+    [service], except `processing_turn`, which goes to [database]."""
+    processing_turn = service.pop("processing_turn", "narrow")
     extra = "".join(f'{key} = "{value}"\n' for key, value in service.items())
     team_address = 'team_address = "team@shop.example"' if team else ""
     path = workdir / "mailbridge.toml"
-    path.write_text(
-        f"""\
-[database]
-url = "{db_url}"
-auto_migrate = true
-
+    boxes = "".join(
+        f"""
 [[mailbox]]
-name = "support"
-address = "{SUPPORT}"
+name = "{name}"
+address = "{SUPPORT if n == 0 else f"{name}@shop.example"}"
+folder = "{folder}"
 host = "{imap.host}"
 port = {imap.port}
 security = "none"
 username = "{imap.username}"
 password_env = "{IMAP_PASSWORD_ENV}"
 after = "move"
+processed_folder = "{"Processed" if n == 0 else f"Processed-{name}"}"
 # Generated mail is already waiting at the first connection: treat it as new.
 backlog = "acknowledge"
-
+"""
+        for n, (name, folder) in enumerate(mailboxes)
+    )
+    path.write_text(
+        f"""\
+[database]
+url = "{db_url}"
+auto_migrate = true
+processing_turn = "{processing_turn}"
+{boxes}
 [smtp]
 host = "127.0.0.1"
 port = {smtp_port}

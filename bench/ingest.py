@@ -30,14 +30,24 @@ blocklist and a header rule configured (_common.SPAM_TOML), alternating R times:
 mails with none of them spam, then on the same N mails with the share S made spam
 (blocklisted senders and a bulk mailer's header); and prints the best time per message of
 each and their ratio.
+
+--instances 2 (PostgreSQL) instead measures processing across instances: two mailboxes
+(INBOX and a second folder of the same account), N/2 generated mails each, run three ways
+on fresh databases: one instance with both mailboxes; two instances, each owning its own
+mailbox, started together, with the narrow turns (`processing_turn = "narrow"`); the same
+with the single cluster-wide turn of earlier versions (`"single"`). It prints each
+combined rate and the share of processing time the instances spent waiting for locks,
+from each pass's own log line.
 """
 
 from __future__ import annotations
 
 import argparse
 import email
+import re
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -110,10 +120,10 @@ def stdlib_parse(raw: bytes) -> int:
     return touched
 
 
-def inbox_count(server: ImapServer) -> int:
+def inbox_count(server: ImapServer, folder: str = "INBOX") -> int:
     client = imap_client(server)
     try:
-        return int(client.select_folder("INBOX", readonly=True)[b"EXISTS"])
+        return int(client.select_folder(folder, readonly=True)[b"EXISTS"])
     finally:
         client.logout()
 
@@ -322,6 +332,74 @@ def _spam_counts(db_url: str) -> tuple[int, int]:
         engine.dispose()
 
 
+SECOND = "Second"  # the second mailbox's folder
+_PASS = re.compile(r"processing pass: ([0-9.]+) s, ([0-9.]+) s of it waiting for turns")
+
+
+def instances_comparison(args: argparse.Namespace, server: ImapServer, work: Path) -> int:
+    """One instance with both mailboxes, then two instances each owning one, with the
+    narrow turns and with the single one; each on a fresh database and refilled folders."""
+    half = args.n // 2
+    print(f"server {args.server}, database postgresql, 2 mailboxes x {half} mails")
+    runs = [
+        ("one instance, both mailboxes", "narrow", [[("support", "INBOX"), ("sales", SECOND)]]),
+        ("two instances, narrow turns", "narrow", [[("support", "INBOX")], [("sales", SECOND)]]),
+        ("two instances, single turn", "single", [[("support", "INBOX")], [("sales", SECOND)]]),
+    ]
+    failed = 0
+    for label, kind, layout in runs:
+        fill(server, half, args.seed)
+        fill(server, half, args.seed + 1, folder=SECOND)
+        with database("postgresql", work) as db_url:
+            migrated(db_url).dispose()
+            results = _instances(server, work, db_url, kind, layout)
+        seconds = max(result.seconds for result, _ in results)
+        spent = sum(passed for _, (passed, _) in results)
+        waited = sum(waiting for _, (_, waiting) in results)
+        share = waited / spent if spent else 0.0
+        print(
+            f"{label:<34} {2 * half:>6} msgs {seconds:>8.2f} s "
+            f"{rate(2 * half, seconds):>9.1f} msg/s   waiting for locks {share:6.1%} "
+            f"of processing ({waited:.2f} s of {spent:.2f} s)"
+        )
+        failed += sum(result.returncode != 0 for result, _ in results)
+        failed += inbox_count(server) + inbox_count(server, SECOND)
+    print("target: two instances at most 5% of processing time waiting for locks")
+    return 1 if failed else 0
+
+
+def _instances(
+    server: ImapServer, work: Path, db_url: str, kind: str, layout: list[list[tuple[str, str]]]
+) -> list[tuple[ChildResult, tuple[float, float]]]:
+    """`run --once` of each instance (its own directory and mailboxes), started together:
+    each one's result and (seconds processing, seconds of it waiting for locks)."""
+    env = child_env(server)
+    found: list[tuple[ChildResult, tuple[float, float]]] = []
+
+    def run(index: int, mailboxes: list[tuple[str, str]]) -> None:
+        directory = work / f"instance-{index}"
+        directory.mkdir(exist_ok=True)
+        config = write_config(
+            directory, server, free_port(), db_url, mailboxes=mailboxes, processing_turn=kind
+        )
+        log = directory / "run.log"
+        result = run_child(mailbridge_command(config, "run", "--once"), env, log, CHILD_TIMEOUT)
+        if result.returncode:
+            print(tail(log), file=sys.stderr)
+        passes = _PASS.findall(log.read_text(encoding="utf-8", errors="replace"))
+        found.append((result, (sum(float(p) for p, _ in passes), sum(float(w) for _, w in passes))))
+
+    threads = [
+        threading.Thread(target=run, args=(index, mailboxes))
+        for index, mailboxes in enumerate(layout)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return found
+
+
 def line(label: str, count: int, size: int, seconds: float) -> str:
     return (
         f"{label:<34} {count:>6} msgs {mb(size):>8.1f} MB {seconds:>8.2f} s "
@@ -380,7 +458,17 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="with --search-index-cost or --spam-share: runs of each (default 2)",
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: processing across two instances on PostgreSQL (see above)",
+    )
     args = parser.parse_args(argv)
+    if args.instances == 2:
+        with workdir("mailbridge-bench-") as work, imap_server(args.server) as server:
+            return instances_comparison(args, server, work)
     if args.spam_share:
         with workdir("mailbridge-bench-") as work, imap_server(args.server) as server:
             return spam_comparison(args, server, work)

@@ -31,6 +31,9 @@ class DatabaseConfig(_Section):
     url: str | None = None  # None: a SQLite file in service.data_dir
     auto_migrate: bool | None = None  # None: true for SQLite, false otherwise
     echo: bool = False
+    # PostgreSQL: "narrow" turns per mailbox and conversation (db/turn.py); "single", one
+    # processing batch at a time in the whole cluster, as before (for comparison).
+    processing_turn: Literal["narrow", "single"] = "narrow"
 
 
 class FaqConfig(_Section):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from mailbridge.adapters.faq_files import suggest
 from mailbridge.app import Step
@@ -33,7 +33,7 @@ from mailbridge.core.faq import plain_text
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage, Verdict
 from mailbridge.core.rules import Decision
-from mailbridge.db import queries
+from mailbridge.db import queries, turn
 from mailbridge.db.models import Article, InboundMessage, Ticket
 from mailbridge.db.stored_bytes import raw_of
 from mailbridge.inbound import bounces, routing
@@ -162,11 +162,17 @@ def ack_facts(
         authenticated=authenticated is not None,
     )
     since = now - LIMIT_WINDOW
-    counts = tuple(
-        (key, queries.acknowledgements_since(step.session, key.limit, key.key, since))
-        for key in keys
-    )
+    counts = tuple((key, _count(step, key, since)) for key in keys)
     return replace(facts, limits=counts)
+
+
+def _count(step: Step, key: LimitKey, since: datetime) -> int:
+    """The hour's count for a limit; a key processing left unlocked because it was full
+    counts as full (db/turn.py), so no other instance's batch can open it meanwhile."""
+    recent = queries.acknowledgements_since(step.session, key.limit, key.key, since)
+    if turn.limit_skipped(step.session, key.limit, key.key):
+        return max(recent, key.per_hour)
+    return recent
 
 
 def _withheld_by_limit(step: Step, ticket: Ticket, key: LimitKey, recent: int) -> None:

@@ -77,7 +77,11 @@ def apply_message(
         )
     previous: Ticket | None = None
     if decision.ticket_id is not None:
-        ticket = step.session.get_one(Ticket, decision.ticket_id)
+        # The row lock decides when two mailboxes' batches meet on one ticket: the second
+        # waits for the first to commit and then reads the ticket as it left it.
+        ticket = step.session.get_one(
+            Ticket, decision.ticket_id, with_for_update=True, populate_existing=True
+        )
         if not thread.closed_for_good(step.app, ticket, verdict, step.now):
             return _add_followup(step, inbound, ticket, parsed, verdict, decision, claim)
         previous = ticket

@@ -10,23 +10,25 @@ budget (inbound/prepare.py): a message over it is quarantined at once, and the w
 prepares the next message while this process writes the one before (several workers, for a
 backlog, each its own message; the results are applied in arrival order all the same).
 
-Processing is serialized, across instances too: on SQLite by `BEGIN IMMEDIATE`, on
-PostgreSQL by a transaction-level advisory lock taken before the batch is claimed and held
-until its work is committed. So no two instances work on one message, an attempt is counted
-only by the instance that makes it, and every threading decision (follow-up or new ticket,
-acknowledgement limits) sees all that the others committed. Taking turns costs little:
-processing is the cheap part, a few rows per message, while fetching and sending, which
-wait on other servers, spread across instances.
+Processing takes turns, across instances too: on SQLite by `BEGIN IMMEDIATE`, one writer
+at a time; on PostgreSQL per mailbox and per conversation (db/turn.py,
+inbound/conversation.py): a batch holds its mailbox's lock from before its claim until its
+commit, and the keys of every conversation it touches from before its first threading
+decision. So no two instances work on one message, an attempt is counted only by the
+instance that makes it, and every threading decision (follow-up or new ticket,
+acknowledgement limits) sees all that a batch meeting it committed; instances processing
+different mailboxes and customers never wait for each other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App, Step
@@ -36,11 +38,11 @@ from mailbridge.db.blobs import BlobError
 from mailbridge.db.models import InboundMessage
 from mailbridge.db.outage import database_outage
 from mailbridge.db.stored_bytes import raw_bytes, raw_of
-from mailbridge.db.turn import PROCESSING_LOCK
 from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
 from mailbridge.inbound.apply import Applied, apply_message
-from mailbridge.inbound.prepare import Budget, OverBudget, Preparer, worker_count
+from mailbridge.inbound.prepare import Budget, OverBudget, Prepared, Preparer, worker_count
+from mailbridge.inbound.turns import Turns, lock_batch
 from mailbridge.tickets import tallies
 
 log = logging.getLogger(__name__)
@@ -66,13 +68,14 @@ def process_pending(
     `preparer` (and its worker) may be kept from pass to pass; without one, the pass starts
     its own and ends it."""
     totals: dict[str, int] = dict.fromkeys(ProcessReport.__dataclass_fields__, 0)
-    tried: set[int] = set()  # a message that failed waits for the next pass, not this one
+    turns = Turns(app, lambda tried, mailbox: _claim(app, tried, mailbox))
+    started = time.perf_counter()
     own = preparer is None
     preparer = preparer or new_preparer(app)
     preparer.configure(app.parse_limits, app.identity, parse_budget(app))
     try:
         while not stopping():
-            done = _process_batch(app, preparer, lambda: _claim(app, tried))
+            done = _process_batch(app, preparer, turns, turns.claim)
             if done is None:
                 break
             for counts in done:
@@ -81,6 +84,13 @@ def process_pending(
     finally:
         if own:
             preparer.close()
+    if totals["processed"] or totals["ignored"] or totals["failed"]:
+        log.info(
+            "processing pass: %.3f s, %.3f s of it waiting for turns (%s)",
+            time.perf_counter() - started,
+            turns.waited,
+            turns.kind,
+        )
     return ProcessReport(**totals)
 
 
@@ -98,13 +108,16 @@ def parse_budget(app: App) -> Budget:
     )
 
 
-def _claim(app: App, tried: set[int]) -> Sequence[int]:
-    """Count an attempt on the next batch and commit it before work starts. The caller holds
-    the processing lock on PostgreSQL (so this transaction must not take it again)."""
+def _claim(app: App, tried: set[int], mailbox: str | None = None) -> Sequence[int]:
+    """Count an attempt on the next batch (of one mailbox, on PostgreSQL) and commit it
+    before work starts. The caller holds the turn on PostgreSQL (so this transaction must
+    not take it again)."""
     with app.transaction() as session:
         waiting = select(InboundMessage.id, InboundMessage.attempts).where(
             InboundMessage.state == InboundState.NEW
         )
+        if mailbox is not None:
+            waiting = waiting.where(InboundMessage.mailbox == mailbox)
         if tried:
             waiting = waiting.where(InboundMessage.id.not_in(tried))
         head = session.execute(waiting.order_by(InboundMessage.id).limit(BATCH)).all()
@@ -137,7 +150,7 @@ def _in_arrival_order(head: Sequence[Row[int, int]]) -> list[int]:
 
 
 def _process_batch(
-    app: App, preparer: Preparer, claim: Callable[[], Sequence[int]]
+    app: App, preparer: Preparer, turns: Turns, claim: Callable[[Session], Sequence[int]]
 ) -> list[dict[str, int]] | None:
     """Claim a batch and process it in one transaction; None when nothing is left. Should
     that transaction itself fail (its commit, a lost connection), fall back to one
@@ -150,8 +163,14 @@ def _process_batch(
                 return None
             loaded = _load(session, batch)
             raws = _plan(session, preparer, loaded)
+            early: dict[int, Prepared | Exception] = {}
+            if turns.narrow and loaded:
+                early = _prepare_all(session, preparer, loaded, raws)
+                loaded = lock_batch(app, session, turns, loaded, early)
             done = [
-                _process_in_savepoint(app, session, inbound, preparer, raws.get(inbound.id))
+                _process_in_savepoint(
+                    app, session, inbound, preparer, raws.get(inbound.id), early.get(inbound.id)
+                )
                 for inbound in loaded
             ]
     except Exception as exc:  # any failure must quarantine, never drop
@@ -160,16 +179,55 @@ def _process_batch(
         if database_outage(exc) is not None:
             _uncount(app, batch)
             raise  # the database, not these messages: they wait, unharmed, for the next pass
+        if _contended(exc):
+            # Two batches met on two tickets in opposite orders; PostgreSQL broke the tie
+            # by failing this one, which is no message's fault: all of it goes again.
+            log.info("batch of %d messages met another on its tickets; again", len(batch))
+            _uncount(app, batch)
+            turns.tried.difference_update(batch)
+            return []
         if len(batch) == 1:
-            return [_record_failure_alone(app, batch[0], exc)]
+            return [_record_failure_alone(app, turns, batch[0], exc)]
         log.warning(
             "batch of %d messages failed, processing them one by one", len(batch), exc_info=exc
         )
         return [
-            counts for inbound_id in batch for counts in _process_alone(app, preparer, inbound_id)
+            counts
+            for inbound_id in batch
+            for counts in _process_alone(app, preparer, turns, inbound_id)
         ]
     crash_point("after_process")
     return [_finish(result) for result in done]
+
+
+def _prepare_all(
+    session: Session,
+    preparer: Preparer,
+    loaded: Sequence[InboundMessage],
+    raws: dict[int, bytes],
+) -> dict[int, Prepared | Exception]:
+    """Every message's parse and verdict, or what preparing it raised (raised again in
+    its own savepoint): the conversation keys are known before the first decision."""
+    early: dict[int, Prepared | Exception] = {}
+    for inbound in loaded:
+        try:
+            raw = raws.get(inbound.id)
+            early[inbound.id] = preparer.result(
+                inbound.id, raw if raw is not None else raw_of(session, inbound)
+            )
+        except Exception as exc:  # noqa: BLE001 - it fails in its savepoint, as before
+            early[inbound.id] = exc
+    return early
+
+
+def _contended(exc: BaseException) -> bool:
+    """A deadlock PostgreSQL broke by failing this transaction (SQLSTATE 40P01)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == "40P01":
+            return True
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
 
 
 def _uncount(app: App, batch: Sequence[int]) -> None:
@@ -191,36 +249,28 @@ def _uncount(app: App, batch: Sequence[int]) -> None:
         log.debug("could not take back the attempts of %d messages", len(batch))
 
 
-def _process_alone(app: App, preparer: Preparer, inbound_id: int) -> list[dict[str, int]]:
+def _process_alone(
+    app: App, preparer: Preparer, turns: Turns, inbound_id: int
+) -> list[dict[str, int]]:
     """One message of a failed batch, already claimed, in a transaction of its own."""
-    return _process_batch(app, preparer, lambda: (inbound_id,)) or []
+    claim_one = lambda session: turns.claim_one(session, inbound_id)  # noqa: E731
+    return _process_batch(app, preparer, turns, claim_one) or []
 
 
-def _begin_writing(session: Session, claim: Callable[[], Sequence[int]]) -> Sequence[int]:
+def _begin_writing(session: Session, claim: Callable[[Session], Sequence[int]]) -> Sequence[int]:
     """Take the turn to process, and claim what to process in it.
 
     pysqlite opens a transaction only at the first write, so a SAVEPOINT before it would
     be the outermost one and its RELEASE would commit each message on its own. IMMEDIATE
     takes the write lock at once, so a concurrent fetch cannot invalidate our snapshot; the
     claim comes first there, as its own write would wait for that lock. PostgreSQL claims
-    under the processing lock instead, so another instance's claim cannot count an attempt
-    on a message claimed here until this transaction has settled it.
+    under the turn instead (`Turns.claim`), so another instance's claim cannot count an
+    attempt on a message claimed here until this transaction has settled it.
     """
-    if session.get_bind().dialect.name == "sqlite":
-        batch = claim()
-        if batch:
-            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        return batch
-    _lock_processing(session)
-    return claim()
-
-
-def _lock_processing(session: Session) -> None:
-    """PostgreSQL: wait for any other instance's processing transaction to end; held until
-    this one ends. Under READ COMMITTED (the default, which the engine keeps) every later
-    statement sees what the others committed."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(PROCESSING_LOCK)))
+    batch = claim(session)
+    if batch and session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    return batch
 
 
 def _load(session: Session, batch: Sequence[int]) -> Sequence[InboundMessage]:
@@ -280,12 +330,17 @@ def _process_in_savepoint(
     inbound: InboundMessage,
     preparer: Preparer,
     raw: bytes | None = None,
+    early: Prepared | Exception | None = None,
 ) -> Processed:
     try:
         with session.begin_nested():
-            if raw is None:  # a missing or damaged file fails here, with its row named
-                raw = raw_of(session, inbound)
-            parsed, verdict = preparer.result(inbound.id, raw)
+            if isinstance(early, Exception):
+                raise early
+            if early is None:
+                if raw is None:  # a missing or damaged file fails here, with its row named
+                    raw = raw_of(session, inbound)
+                early = preparer.result(inbound.id, raw)
+            parsed, verdict = early
             step = Step(session, app, app.clock.now())
             applied = apply_message(step, inbound, parsed, verdict)
             queries.update_now(
@@ -300,8 +355,8 @@ def _process_in_savepoint(
             kind = queries.article_kind_of(session, inbound.id) or applied.state
             tallies.message_settled(step, inbound.mailbox, kind)
     except Exception as exc:  # any failure must quarantine, never drop
-        if database_outage(exc) is not None:
-            raise  # not this message's fault: the whole batch waits for the database
+        if database_outage(exc) is not None or _contended(exc):
+            raise  # not this message's fault: the whole batch waits, or goes again
         _store_failure(app, inbound, exc)
         return inbound, None, exc
     return inbound, parsed.message_id, applied
@@ -323,10 +378,12 @@ def _finish(result: Processed) -> dict[str, int]:
     }
 
 
-def _record_failure_alone(app: App, inbound_id: int, exc: BaseException) -> dict[str, int]:
+def _record_failure_alone(
+    app: App, turns: Turns, inbound_id: int, exc: BaseException
+) -> dict[str, int]:
     """A message whose own transaction failed: record why in a fresh one."""
     with app.transaction() as session:
-        _lock_processing(session)
+        turns.lock_for(session, inbound_id)
         inbound = session.get_one(InboundMessage, inbound_id)
         if inbound.state != InboundState.NEW:  # another instance has settled it meanwhile
             log.info("message %d: %s elsewhere meanwhile", inbound_id, inbound.state)

@@ -379,7 +379,7 @@ def test_a_forged_send_does_nothing(world: World) -> None:
 def test_two_instances_processing_at_once_relay_one_answer_and_hold_the_other(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(process, "BATCH", 1)  # one message per turn: the turns alternate
+    monkeypatch.setattr(process, "BATCH", 1)  # one message per turn
     notice = open_ticket(world)
     other = build_app(world.app.config, clock=FrozenClock(START))
     try:
@@ -403,9 +403,9 @@ def test_two_instances_processing_at_once_relay_one_answer_and_hold_the_other(
     finally:
         other.close()
 
+    # One mailbox is one turn on PostgreSQL too: whichever instance holds it takes the
+    # answers one by one, the other leaves it to it; either way one is relayed.
     assert sum(r.processed for r in reports) == 2 and sum(r.failed for r in reports) == 0
-    if world.app.config.database_url.startswith("postgresql"):
-        assert all(r.processed == 1 for r in reports), "each instance took one answer"
     with world.app.sessions() as session:
         replies = session.scalars(select(Outbox).where(Outbox.kind == "reply")).all()
     assert len(replies) == 1
