@@ -11,48 +11,27 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from mailbridge.adapters.imap import FetchedMessage
 from mailbridge.app import App
 from mailbridge.core.states import TicketStatus
 from mailbridge.db.blobs import BlobStore, sha256_of
 from mailbridge.db.models import AttachmentRecord, InboundMessage, Ticket
 from mailbridge.db.storage_upkeep import _raw_batch, check, migrate
 from mailbridge.faults import CRASH_ENV, CRASH_EXIT
-from mailbridge.inbound.fetch import store_raw
 from mailbridge.inbound.process import process_pending
 from mailbridge.tickets.customer_erasure import erase_customer
 from mailbridge.tickets.customer_export import export_customer
 from mailbridge.tickets.retention import purge
+from tests.support.files_world import PDF, letter, receive
 from tests.support.sla_world import World, make_world
 
 pytestmark = pytest.mark.db
 
 FILES = {"attachments": "files", "raw": "files"}
-PDF = b"%PDF-1.4 the same invoice, sent by two customers\n" * 50
-
-
-def letter(sender: str, subject: str, attachment: bytes = PDF) -> bytes:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = sender, "support@shop.example", subject
-    msg["Message-ID"] = f"<{abs(hash((sender, subject)))}@customer.example>"
-    msg.set_content(f"Please see the attachment. {subject}\n")
-    # Hostile: the name must never reach a path.
-    msg.add_attachment(attachment, "application", "pdf", filename="../../etc/passwd")
-    return msg.as_bytes()
-
-
-def receive(world: World, raw: bytes) -> None:
-    """As the daemon does: fetch stores the raw mail, processing makes the ticket."""
-    world._uid += 1
-    mailbox = world.app.config.mailbox[0]
-    store_raw(world.app, mailbox, 1, [FetchedMessage(world._uid, raw, world.now)], world._uid)
-    assert process_pending(world.app).failed == 0
 
 
 def store_of(app: App) -> BlobStore:
@@ -173,8 +152,8 @@ CRASHING = """
 import sys
 from pathlib import Path
 from tests.support.sla_world import make_world
-from tests.tickets.test_files_storage import letter, receive
-world = make_world(Path(sys.argv[1]), sys.argv[2], storage={"attachments": "files"})
+from tests.support.files_world import letter, receive
+world = make_world(Path(sys.argv[1]), sys.argv[2], storage={"attachments": "files", "raw": "database"})
 receive(world, letter("ada@customer.example", "Invoice"))
 """
 
@@ -191,7 +170,7 @@ def test_a_crash_between_file_and_row_leaves_an_orphan_that_check_removes(
         check=False,
     )
     assert done.returncode == CRASH_EXIT, done.stderr.decode()[-2000:]
-    world = make_world(tmp_path, database_url, storage={"attachments": "files"})
+    world = make_world(tmp_path, database_url, storage={"attachments": "files", "raw": "database"})
     try:
         store = store_of(world.app)
         assert on_disk(world.app) == {sha256_of(PDF)}  # the file, durable; its row never was
