@@ -1,7 +1,7 @@
 """outbox recipe: a mail rendered at send time keeps its template, values and headers
 
-Revision ID: 0025
-Revises: 0023
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-16
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0025"
-down_revision = "0023"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
