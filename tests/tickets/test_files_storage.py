@@ -153,7 +153,8 @@ import sys
 from pathlib import Path
 from tests.support.sla_world import make_world
 from tests.support.files_world import letter, receive
-world = make_world(Path(sys.argv[1]), sys.argv[2], storage={"attachments": "files", "raw": "database"})
+placed = {"attachments": "files", "raw": "database"}
+world = make_world(Path(sys.argv[1]), sys.argv[2], storage=placed)
 receive(world, letter("ada@customer.example", "Invoice"))
 """
 
