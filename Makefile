@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mailbridge demo
 
-# pytest processes for `make test`; each test file runs whole in one of them
-TEST_JOBS ?= 2
+# pytest processes for `make test`; each test file runs whole in one of them. Three on two
+# cores: the tests spend much of their time waiting on servers and child processes.
+TEST_JOBS ?= 3
 
 test: $(STAMP)
 	$(BIN)/ruff format --check mailbridge tests bench migrations

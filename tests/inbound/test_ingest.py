@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -28,6 +27,7 @@ from mailbridge.db.models import (
 )
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
+from mailbridge.inbound import process
 from mailbridge.service.daemon import Daemon, PassReport
 from tests.support.builders import IMAP_PASSWORD_ENV, mail, make_config
 
@@ -267,19 +267,22 @@ def test_follow_up_within_the_reopen_window_reopens_later_starts_a_linked_ticket
 
 
 def test_poison_message_is_quarantined_without_blocking_and_can_be_replayed(
-    harness: Harness, tmp_path: Path, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+    harness: Harness,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # An operator's template that fails on some mail: a realistic poison.
-    broken = tmp_path / "templates"
-    shutil.copytree(TEMPLATES, broken)
-    ack = broken / "en" / "acknowledgement.txt.j2"
-    ack.write_text(
-        ack.read_text().replace("\n\n", "\n\n{% if 'boom' in subject %}{{ 1 // 0 }}{% endif %}", 1)
-    )
-    # The full acknowledgement, which shows the subject the poison is in.
-    app = harness.app(
-        templates={"dir": str(broken)}, tickets={"max_attempts": 2, "ack_unauthenticated": "full"}
-    )
+    # A bug that raises on one message. No input causes one on purpose any more (templates
+    # render when sent, and the rest is plain data), so the fault is injected.
+    real = process.apply_message
+
+    def poisoned(step: Any, inbound: Any, parsed: Any, verdict: Any) -> Any:
+        if "boom" in parsed.subject:
+            raise ZeroDivisionError("integer division or modulo by zero")
+        return real(step, inbound, parsed, verdict)
+
+    monkeypatch.setattr(process, "apply_message", poisoned)
+    app = harness.app(tickets={"max_attempts": 2})
     imap_server.append(mail("A <a@c.example>", "boom goes the printer"))
     imap_server.append(mail("B <b@c.example>", "Fine question"))
 
@@ -295,6 +298,7 @@ def test_poison_message_is_quarantined_without_blocking_and_can_be_replayed(
     assert '"subject": "boom goes the printer"' in listing.getvalue()
     assert "ZeroDivisionError" in listing.getvalue() or "division" in listing.getvalue()
 
+    monkeypatch.setattr(process, "apply_message", real)  # the bug fixed
     fixed = harness.app()
     assert retry_quarantined(fixed, [], True, io.StringIO()) == 0
     assert run_pass(fixed).processed.created == 1
