@@ -92,3 +92,24 @@ def self_signed_certificate(tmp_path_factory: pytest.TempPathFactory) -> SelfSig
 # --- Databases: SQLite and PostgreSQL ------------------------------------------------------
 
 pytest_plugins = ["tests.support.dbfixtures", "tests.support.engine", "tests.support.dovecot"]
+
+
+# The longest files go first: `make test` runs each file whole in one pytest process
+# (--dist loadfile), and a long file handed out last would run alone at the end.
+LONGEST_FIRST = (
+    "tests/faults/test_faults.py",
+    "tests/inbound/test_ingest.py",
+    "tests/cli/test_merge_cli.py",
+    "tests/cli/test_cli.py",
+    "tests/inbound/test_crash.py",
+    "tests/oauth/test_oauth_run.py",
+    "tests/hostile/test_render_limits.py",
+    "tests/cli/test_service_cli.py",
+    "tests/cli/test_staff_cli.py",
+    "tests/cli/test_search_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: place for place, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
