@@ -16,9 +16,9 @@ from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.db.models import AddressState, Event, InboundMessage, Outbox, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
-from mailbridge.demo.smtp_sink import ReceivedMail, SmtpSink
+from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.service.daemon import Daemon, PassReport
-from tests.support.builders import mail, make_config
+from tests.support.builders import dsn, mail, make_config
 from tests.support.served_app import app, app_sections, clock
 
 pytestmark = pytest.mark.integration
@@ -45,44 +45,6 @@ def make_app(
 
 def run_pass(app: App) -> PassReport:
     return asyncio.run(Daemon(app).run_once())
-
-
-def dsn(
-    to: str,
-    original: ReceivedMail | None,
-    *,
-    recipient: str = ADA,
-    action: str = "failed",
-    status: str = "5.1.1",
-) -> bytes:
-    """A bounce as an MTA writes it, sent to the envelope sender of `original`."""
-    headers = "".join(
-        f"{name}: {original.message[name]}\r\n"
-        for name in ("From", "To", "Subject", "Message-ID")
-        if original is not None
-    )
-    return (
-        "Return-Path: <>\r\n"
-        f"Delivered-To: {to}\r\n"
-        "From: Mail Delivery System <MAILER-DAEMON@mx.corp.example>\r\n"
-        f"To: {to}\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\n"
-        "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
-        f"Message-ID: <dsn.{abs(hash((to, action)))}@mx.corp.example>\r\n"
-        "Auto-Submitted: auto-replied\r\n"
-        "MIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
-        "\r\n"
-        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
-        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.corp.example\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\n"
-        f"Action: {action}\r\nStatus: {status}\r\n"
-        f"Diagnostic-Code: smtp; 550 {status} <{recipient}>: user unknown\r\n"
-        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"{headers}"
-        "--B--\r\n"
-    ).encode()
 
 
 def events(app: App, number: int) -> list[Event]:
@@ -113,7 +75,7 @@ def test_a_bounced_acknowledgement_stops_further_ones_until_the_address_writes_a
 
     # 1. The acknowledgement bounces, back to its own envelope sender.
     clock.advance(timedelta(minutes=5))
-    imap_server.append(dsn(ack.sender, ack))
+    imap_server.append(dsn(ack.sender, ADA, original=ack.message))
     report = run_pass(app)
 
     assert report.processed.processed == 1 and report.processed.created == 0
@@ -171,7 +133,7 @@ def test_without_a_return_path_the_original_message_id_matches(
         run_pass(app)
         (ack,) = smtp_sink.wait_for(1)
         assert ack.sender == "support@shop.example"
-        imap_server.append(dsn("support@shop.example", ack))
+        imap_server.append(dsn("support@shop.example", ADA, original=ack.message))
         run_pass(app)
         (bounced,) = [e for e in events(app, 1000) if e.type == "bounced"]
         assert bounced.data["matched_by"] == "message_id"
@@ -188,7 +150,7 @@ def test_a_forged_return_path_marks_nothing(
     run_pass(app)
     (ack,) = smtp_sink.wait_for(1)
     forged = ack.sender.split("-")[0] + "-aaaaaaaaaa@shop.example"
-    imap_server.append(dsn(forged, None))
+    imap_server.append(dsn(forged, ADA))
     report = run_pass(app)
 
     assert report.processed.ignored == 1
@@ -202,7 +164,7 @@ def test_a_delay_report_is_recorded_but_marks_nothing(
     imap_server.append(mail(f"Ada <{ADA}>"))
     run_pass(app)
     (ack,) = smtp_sink.wait_for(1)
-    imap_server.append(dsn(ack.sender, ack, action="delayed", status="4.4.1"))
+    imap_server.append(dsn(ack.sender, ADA, original=ack.message, action="delayed", status="4.4.1"))
     run_pass(app)
 
     (report,) = [e for e in events(app, 1000) if e.type == "delivery_report"]

@@ -14,7 +14,7 @@ from mailbridge.core.bounce import find_return_path
 from mailbridge.db.models import Event
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from tests.support.builders import IMAP_PASSWORD_ENV, mail
+from tests.support.builders import IMAP_PASSWORD_ENV, dsn, mail
 from tests.support.served_app import app, body, clock, run_pass, to
 
 pytestmark = pytest.mark.integration
@@ -48,29 +48,6 @@ def app_sections(imap_server: EmbeddedImapServer) -> dict[str, Any]:
             },
         ]
     }
-
-
-def dsn(to: str, recipient: str) -> bytes:
-    """A bounce as an MTA writes it, delivered to the return path `to`."""
-    return (
-        "Return-Path: <>\r\n"
-        f"Delivered-To: {to}\r\n"
-        "From: Mail Delivery System <MAILER-DAEMON@mx.corp.example>\r\n"
-        f"To: {to}\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\n"
-        "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
-        "Message-ID: <dsn.1@mx.corp.example>\r\n"
-        "Auto-Submitted: auto-replied\r\n"
-        "MIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
-        "\r\n"
-        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
-        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.corp.example\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\n"
-        "Action: failed\r\nStatus: 5.1.1\r\n"
-        "--B--\r\n"
-    ).encode()
 
 
 def test_each_mailbox_acknowledges_under_its_own_brand(

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,46 @@ def mail(
         msg[name] = value
     msg.set_content(body)
     return msg.as_bytes()
+
+
+def dsn(
+    to: str,
+    recipient: str,
+    *,
+    original: Message | None = None,
+    action: str = "failed",
+    status: str = "5.1.1",
+) -> bytes:
+    """A bounce as an MTA writes it, delivered to the return path `to`, about `recipient`;
+    with the headers of `original`, the mail that bounced, when given."""
+    headers = "".join(
+        f"{name}: {original[name]}\r\n"
+        for name in ("From", "To", "Subject", "Message-ID")
+        if original is not None
+    )
+    return (
+        "Return-Path: <>\r\n"
+        f"Delivered-To: {to}\r\n"
+        "From: Mail Delivery System <MAILER-DAEMON@mx.corp.example>\r\n"
+        f"To: {to}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+        f"Message-ID: <dsn.{hashlib.sha256((to + recipient + action).encode()).hexdigest()[:16]}"
+        "@mx.corp.example>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+        "\r\n"
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.corp.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\n"
+        f"Action: {action}\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; 550 {status} <{recipient}>: user unknown\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"{headers}"
+        "--B--\r\n"
+    ).encode()
 
 
 def stored(
