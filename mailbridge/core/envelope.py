@@ -10,16 +10,14 @@ MAX_ADDRESS = 320
 
 
 def recipient_routes(
-    mailboxes: Iterable[tuple[str, str]], envelope_sender: str | None = None
+    mailboxes: Iterable[tuple[str, str]], return_paths: Iterable[tuple[str, str]] = ()
 ) -> dict[str, str]:
-    """Address (lower-cased) -> mailbox name, from (name, address) pairs. The envelope
-    sender of our own mail (where its bounces come back, VERP included) reaches the first
-    mailbox when it is no mailbox's address, as it must lead to a folder over IMAP."""
+    """Address (lower-cased) -> mailbox name, from (name, address) pairs, then from
+    (name, envelope sender) pairs: where the mail a mailbox sends comes back when it
+    bounces (VERP included), unless that address is another mailbox's own."""
     routes: dict[str, str] = {}
-    for name, address in mailboxes:
+    for name, address in (*mailboxes, *return_paths):
         routes.setdefault(address.lower(), name)
-    if envelope_sender and routes:
-        routes.setdefault(envelope_sender.lower(), next(iter(routes.values())))
     return routes
 
 

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from email.utils import parseaddr
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -24,6 +23,7 @@ from aiosmtpd.smtp import Envelope, Session
 
 from mailbridge.app import App
 from mailbridge.config import Config, LmtpConfig
+from mailbridge.config.brands import brand_of
 from mailbridge.core.envelope import header_safe, mailbox_for, recipient_routes
 from mailbridge.db.outage import database_outage
 from mailbridge.errors import describe_error
@@ -48,10 +48,12 @@ TRY_LATER = "451 4.3.0 cannot store the mail now; try again later"
 
 
 def routes_of(config: Config) -> dict[str, str]:
-    """Recipient address -> mailbox name: each [[mailbox]] address, and where our own
-    mail's bounces come back ([smtp] bounce_address, else the address of `from`)."""
-    sender = config.smtp.bounce_address or parseaddr(config.smtp.from_)[1] or None
-    return recipient_routes(((m.name, m.address) for m in config.mailbox), sender)
+    """Recipient address -> mailbox name: each [[mailbox]] address, and the envelope
+    sender of its brand, where its mail's bounces come back (config/brands.py)."""
+    return recipient_routes(
+        ((m.name, m.address) for m in config.mailbox),
+        ((m.name, brand_of(config, m).bounce_address) for m in config.mailbox),
+    )
 
 
 class _Delivery:
@@ -60,6 +62,14 @@ class _Delivery:
     def __init__(self, app: App, health: Health, stored: Callable[[], None]) -> None:
         self.app, self.health, self.stored = app, health, stored
         self.in_hand: set[asyncio.Future[Any]] = set()
+        self._routes: tuple[Config, dict[str, str]] | None = None
+
+    def routes(self) -> dict[str, str]:
+        """The routes of the configuration in force, worked out once per reload."""
+        config = self.app.config
+        if self._routes is None or self._routes[0] is not config:
+            self._routes = (config, routes_of(config))
+        return self._routes[1]
 
     async def handle_MAIL(
         self, server: LMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -76,7 +86,7 @@ class _Delivery:
         lmtp = self.app.config.lmtp
         if lmtp is not None and len(envelope.rcpt_tos) >= lmtp.max_recipients:
             return "452 4.5.3 too many recipients; send the rest in another transaction"
-        if not header_safe(address) or mailbox_for(address, routes_of(self.app.config)) is None:
+        if not header_safe(address) or mailbox_for(address, self.routes()) is None:
             return "550 5.1.1 no mailbox here for this recipient"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
@@ -85,7 +95,7 @@ class _Delivery:
     async def handle_DATA(self, server: LMTP, session: Session, envelope: Envelope) -> str:
         # aiosmtpd writes what this returns as the reply: LMTP's one line per recipient,
         # in RCPT order, is these lines joined.
-        routes = routes_of(self.app.config)
+        routes = self.routes()
         reached: dict[str, list[str]] = {}
         mailbox_of: list[str | None] = []
         for recipient in envelope.rcpt_tos:

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.unit
 
 ROUTES = recipient_routes(
     [("support", "support@shop.example"), ("sales", "Sales@Shop.Example")],
-    envelope_sender="bounces@shop.example",
+    [("support", "bounces@shop.example"), ("sales", "bounces@sales.example")],
 )
 
 
@@ -23,7 +23,8 @@ ROUTES = recipient_routes(
         ("sales@shop.example", "sales"),
         ("support+t1042-abc-def@shop.example", "support"),  # a reply token
         (make_return_path("support@shop.example", 42, "<m@shop.example>"), "support"),
-        ("bounces+b7-xyz@shop.example", "support"),  # VERP to the envelope sender: first
+        ("bounces+b7-xyz@shop.example", "support"),  # VERP to a brand's envelope sender
+        ("bounces+b9-xyz@sales.example", "sales"),  # another brand's comes back to its own
         ("nobody@shop.example", None),
         ("support@other.example", None),
         ("+x@shop.example", None),
@@ -37,7 +38,7 @@ def test_a_recipient_reaches_its_mailbox_or_none(recipient: str, mailbox: str | 
 
 
 def test_a_mailbox_address_named_as_envelope_sender_keeps_its_own_mailbox() -> None:
-    routes = recipient_routes([("a", "a@x.example"), ("b", "b@x.example")], "b@x.example")
+    routes = recipient_routes([("a", "a@x.example"), ("b", "b@x.example")], [("a", "b@x.example")])
     assert mailbox_for("b+b1-c@x.example", routes) == "b"
 
 

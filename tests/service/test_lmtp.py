@@ -17,12 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from mailbridge.app import App, build_app
+from mailbridge.core.bounce import make_return_path
+from mailbridge.core.envelope import mailbox_for
 from mailbridge.db.models import InboundMessage
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.inbound.push import LMTP_FOLDER
+from mailbridge.service.lmtp_server import routes_of
 from tests.support.builders import mail, make_config
 from tests.support.lmtp import DaemonThread, deliver, free_port
+from tests.support.sla_world import NOWHERE
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -149,6 +153,9 @@ def test_hostile_sizes_recipients_addresses_and_connections_are_bounded(
         assert client.getreply()[0] == 550
         client.send(b"RCPT TO:<support+\rX-Evil:1@shop.example>\r\n")
         assert client.getreply()[0] >= 500
+        assert client.docmd("RSET")[0] == 250
+        client.send("MAIL FROM:<a\x85b@c.example>\r\n".encode())  # a C1 control: NEL
+        assert client.getreply()[0] == 553
 
     held = [socket.socket(socket.AF_UNIX) for _ in range(4)]
     try:
@@ -199,3 +206,33 @@ def test_the_database_away_answers_451_and_the_retry_is_stored(
             assert len(rows(app, "outage@c.example")) == 1
         finally:
             app.close()
+
+
+def test_each_brand_gets_its_bounces_back(tmp_path: Path) -> None:
+    """A mailbox answering under its own brand sends with its own envelope sender; the
+    bounces to it (VERP included) reach that mailbox, the house's reach the first."""
+    house = make_config(tmp_path, database_url="sqlite://", imap=NOWHERE, smtp=NOWHERE).mailbox[0]
+    served = house.model_dump(include={"host", "port", "security", "username", "password_env"})
+    config = make_config(
+        tmp_path,
+        database_url="sqlite://",
+        imap=NOWHERE,
+        smtp=NOWHERE,
+        mailbox=[
+            {**served, "name": "support", "address": "support@shop.example"},
+            {
+                **served,
+                "name": "beta",
+                "address": "inbox@beta.example",
+                "from": "Beta Help <help@beta.example>",
+                "bounce_address": "bounces@beta.example",
+            },
+        ],
+    )
+    smtp = config.smtp.model_copy(update={"bounce_address": "bounces@shop.example"})
+    routes = routes_of(config.model_copy(update={"smtp": smtp}))
+    assert mailbox_for(make_return_path("bounces@beta.example", 7, "<m@beta.example>"), routes) == (
+        "beta"
+    )
+    assert mailbox_for("bounces+b8-x@shop.example", routes) == "support"
+    assert mailbox_for("inbox+t1-a-b@beta.example", routes) == "beta"
