@@ -285,9 +285,6 @@ async def _send_one(
         raw = await asyncio.to_thread(outbox_bytes, app, row) if targets else row.raw
     except RecipeError as exc:
         return await claims.record(row, partial(_record_unrenderable, app, error=exc))
-    if row.recipe is not None and targets:
-        # From this attempt on the row holds the bytes it sends: retries send the same mail.
-        claims = _Rendered(claims, raw)
     try:
         if targets and not connection.is_connected:
             await connection.connect()
@@ -310,10 +307,11 @@ async def _send_one(
     except DeliveryError as exc:
         permanent = isinstance(exc, PermanentError)
         mark = partial(_record_failure, app, error=exc, draw=draw, permanent=permanent)
-        return await claims.record(row, mark)
+        return await claims.record(row, _keeping(raw, mark))
     if delivery.accepted:
         crash_point("after_smtp_accept")
-    return await claims.record(row, partial(_record_delivery, app, delivery=delivery, draw=draw))
+    mark = partial(_record_delivery, app, delivery=delivery, draw=draw)
+    return await claims.record(row, _keeping(raw, mark) if targets else mark)
 
 
 def _record_delivery(app: App, row: Outbox, delivery: Delivery, draw: Jitter) -> Attempt:
@@ -368,26 +366,18 @@ def _record_unrenderable(app: App, row: Outbox, error: RecipeError) -> Attempt:
     return _settle(app, row, app.clock.now(), describe_error(error), random.random)
 
 
-class _Rendered:
-    """Claims whose outcome also stores the bytes the row was rendered to, and drops its
-    recipe, in the transaction that records the attempt."""
+def _keeping(raw: bytes, mark: Mark) -> Mark:
+    """`mark`, also storing the bytes a rendered row was sent as (and dropping its recipe)
+    in the transaction that records the attempt: from the first attempt at delivery on,
+    retries send the same mail. A row that never reached the server keeps its recipe, so
+    a template edited meanwhile still applies to it."""
 
-    def __init__(self, claims: _Claims, raw: bytes) -> None:
-        self._claims, self._raw = claims, raw
+    def keeping(held: Outbox) -> Attempt:
+        if held.recipe is not None:
+            held.raw, held.recipe = raw, None
+        return mark(held)
 
-    async def next(self) -> Outbox | None:
-        return await self._claims.next()
-
-    async def record(self, row: Outbox, mark: Mark) -> Attempt:
-        def keeping(held: Outbox) -> Attempt:
-            if held.recipe is not None:
-                held.raw, held.recipe = self._raw, None
-            return mark(held)
-
-        return await self._claims.record(row, keeping)
-
-    async def close(self) -> None:
-        await self._claims.close()
+    return keeping
 
 
 def _refusals(results: list[RecipientResult]) -> str:

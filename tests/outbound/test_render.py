@@ -100,6 +100,22 @@ def test_an_edited_template_applies_to_mail_not_yet_sent(
     assert text(received.raw).startswith("Good morning,") and text(before).startswith("Hello,")
 
 
+def test_a_server_out_of_reach_leaves_the_mail_to_be_rendered_later(
+    tmp_path: Path, database_url: str, world: World
+) -> None:
+    world.receive(mail())
+    away = build(tmp_path, database_url, NOWHERE, world.clock)  # nothing listens there
+    try:
+        report = send(away)
+    finally:
+        away.close()
+    assert report.sent == 0
+    waiting = ack(world.app)
+    # Nothing reached a server: a template edited before the next attempt still applies.
+    assert (waiting.raw, waiting.state, waiting.attempts) == (b"", "pending", 1)
+    assert waiting.recipe is not None
+
+
 def test_a_row_that_no_longer_renders_fails_with_its_reason(
     world: World, smtp_sink: SmtpSink
 ) -> None:
