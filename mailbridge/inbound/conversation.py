@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,6 +29,10 @@ from mailbridge.inbound.acknowledge import LIMIT_WINDOW
 # newest first), and threading takes the first one it knows, so the first few decide.
 MAX_REFERENCES = 16
 MAX_ADDRESSES = 4
+# How long a reply waits for its parent, still unprocessed in another mailbox, from when the
+# parent was stored: long enough for a running instance to take it, short enough that a
+# mailbox nobody processes any more holds nothing for long.
+PARENT_WAIT = timedelta(minutes=10)
 
 Key = tuple[str, str]
 
@@ -97,12 +101,17 @@ def _full_domains(app: App, session: Session, domains: set[str], now: datetime) 
 
 
 def first_waiting(
-    session: Session, mailbox: str, batch: Sequence[InboundMessage], keys: BatchKeys
+    session: Session,
+    mailbox: str,
+    batch: Sequence[InboundMessage],
+    keys: BatchKeys,
+    since: datetime,
 ) -> tuple[int, str] | None:
     """The index of the first message of the batch that refers to an earlier message of
-    another mailbox still waiting to be processed (and not failed before), with that
-    mailbox; None: none does. That message, and the rest of the batch, wait until the
-    earlier one is settled."""
+    another mailbox still waiting to be processed (not failed before, and stored after
+    `since`), with that mailbox; None: none does. That message, and the rest of the batch,
+    wait until the earlier one is settled, or has waited PARENT_WAIT: a mailbox no
+    instance processes any more, or a forged reference, never holds a reply for long."""
     wanted = {ref for refs in keys.references.values() for ref in refs}
     if not wanted or not batch:
         return None
@@ -111,6 +120,7 @@ def first_waiting(
         InboundMessage.mailbox != mailbox,
         InboundMessage.id < batch[-1].id,
         InboundMessage.last_error.is_(None),
+        InboundMessage.received_at >= since,
         InboundMessage.message_id.in_(sorted(wanted)),
     )
     waiting: dict[str, tuple[int, str]] = {}

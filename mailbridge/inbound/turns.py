@@ -32,7 +32,10 @@ class Turns:
     claim_next: Callable[[set[int], str | None], Sequence[int]]  # counts the attempts
     tried: set[int] = field(default_factory=set)  # failed in this pass: wait for the next
     waited: float = 0.0
-    wait_for: str | None = None  # the last batch waits on mail of this mailbox: queue for it
+    # The last batch was cut short, in mailbox `cut`, for earlier mail of `wait_for`.
+    wait_for: str | None = None
+    cut: str = ""
+    held_back: set[str] = field(default_factory=set)  # wait on another's mailbox: next pass
     kind: str = ""
 
     def __post_init__(self) -> None:
@@ -58,12 +61,14 @@ class Turns:
             # A batch was cut short for an earlier message of this mailbox: queue for it
             # (nothing else is held yet, so waiting is safe), then take what is there.
             awaited, self.wait_for = self.wait_for, None
-            if awaited not in names:
-                return ()  # another instance's mailbox: the rest waits for the next pass
-            self.timed(lambda: turn.lock_mailbox(session, awaited, wait=True))
-            claimed = self.claim_next(self.tried, awaited)
-            if claimed:
-                return claimed
+            if awaited in names:
+                self.timed(lambda: turn.lock_mailbox(session, awaited, wait=True))
+                claimed = self.claim_next(self.tried, awaited)
+                if claimed:
+                    return claimed
+            else:  # another instance's: the cut mailbox waits, the others go on meanwhile
+                self.held_back.add(self.cut)
+        names = [name for name in names if name not in self.held_back]
         mailbox = self._take_mailbox(session, names)
         return () if mailbox is None else self.claim_next(self.tried, mailbox)
 
@@ -117,8 +122,9 @@ def lock_batch(
     early: dict[int, Prepared | Exception],
 ) -> Sequence[InboundMessage]:
     """Lock the batch's conversation keys; the messages to process now. A message that
-    refers to an earlier one of another mailbox, still waiting, is put back with all after
-    it (its attempt taken back), so a conversation keeps its arrival order."""
+        refers to an earlier one of another mailbox, still waiting, is put back with all after
+        it (its attempt taken back), so a conversation keeps its arrival order; its mailbox waits
+    for the next pass, while the pass goes on with the others."""
     prepared = [
         (inbound, *outcome)
         for inbound in loaded
@@ -127,7 +133,9 @@ def lock_batch(
     keys = conversation.batch_keys(app, session, prepared)
     turns.timed(lambda: turn.lock_conversations(session, keys.locks))
     turn.skip_limits(session, keys.skipped)
-    waiting = conversation.first_waiting(session, loaded[0].mailbox, loaded, keys)
+    waiting = conversation.first_waiting(
+        session, loaded[0].mailbox, loaded, keys, app.clock.now() - conversation.PARENT_WAIT
+    )
     if waiting is None:
         return loaded
     cut, awaited = waiting
@@ -138,6 +146,6 @@ def lock_batch(
         .values(attempts=InboundMessage.attempts - 1)
     )
     turns.tried.difference_update(later)
-    turns.wait_for = awaited
+    turns.wait_for, turns.cut = awaited, loaded[0].mailbox
     log.info("%d messages wait for an earlier one of another mailbox", len(later))
     return loaded[:cut]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,42 @@ def test_a_reply_through_another_mailbox_waits_for_its_parent_still_in_turn(
     assert reports and reports[0].processed == 2 and reports[0].created == 1
     assert rows[0].ticket_id == rows[1].ticket_id is not None
     assert [row.attempts for row in rows] == [1, 1]
+
+
+def test_a_reply_whose_parent_nobody_here_processes_stalls_nothing(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """This instance owns sales and billing; the parent waits in support, which it does
+    not process. A reply in sales waits for it (no longer than PARENT_WAIT); billing's mail
+    goes on meanwhile, in the same pass."""
+    config = make_config(
+        tmp_path,
+        database_url=postgres_url,
+        imap=NOWHERE,
+        smtp=NOWHERE,
+        mailbox=[mailbox("sales"), mailbox("billing")],
+    )
+    clock = FrozenClock(START)
+    app = build_app(config, clock=clock)
+    try:
+        other = mail("Bea <bea@b.example>", "Invoice", message_id="<bea@b.example>")
+        parent, reply, invoice = store(
+            app, [*first_and_reply(1), ("billing", "<bea@b.example>", other)]
+        )
+        first = process_pending(app)
+        with app.sessions() as session:
+            states = {i: session.get_one(InboundMessage, i) for i in (parent, reply, invoice)}
+            assert states[invoice].state == "processed", "billing did not wait"
+            assert (states[reply].state, states[reply].attempts) == ("new", 0)
+            assert states[parent].state == "new"  # support: another instance's
+        assert first.processed == 1
+
+        clock.advance(conversation.PARENT_WAIT + timedelta(seconds=1))
+        assert process_pending(app).processed == 1  # waited long enough: on its own
+        with app.sessions() as session:
+            assert session.get_one(InboundMessage, reply).state == "processed"
+    finally:
+        app.close()
 
 
 def test_two_instances_hold_their_own_mailboxes_turns_at_once(apps: list[App]) -> None:
