@@ -22,7 +22,7 @@ _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 def places_signature(
     loader_name: str, parse: Callable[[str], nodes.Template], seen: frozenset[str] = frozenset()
 ) -> bool:
-    """True when the template, or a partial it includes by a fixed name, uses `signature`:
+    """True when the template, or a partial, layout or macro file it names, uses `signature`:
     it puts the signature where it wants, and nothing is added."""
     if loader_name in seen:
         return False
@@ -32,7 +32,8 @@ def places_signature(
         return False
     if SIGNATURE_KEY in meta.find_undeclared_variables(tree):
         return True
-    for ref in tree.find_all(nodes.Include):
+    # Whatever it pulls in by a fixed name: a partial, the layout it extends, macros.
+    for ref in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
         target = getattr(ref, "template", None)
         if isinstance(target, nodes.Const) and places_signature(
             str(target.value), parse, seen | {loader_name}

@@ -153,7 +153,10 @@ class BlobStore:
         for first in sorted(self.root.iterdir()):
             for second in sorted(first.iterdir()) if first.is_dir() else ():
                 for path in sorted(second.iterdir()) if second.is_dir() else ():
-                    status = path.stat()
+                    try:
+                        status = path.stat()
+                    except FileNotFoundError:  # removed since listed (a purge running)
+                        continue
                     named = is_hash(path.name) and path.name.startswith(first.name + second.name)
                     yield StoredFile(
                         path, path.name if named else None, status.st_mtime, status.st_size

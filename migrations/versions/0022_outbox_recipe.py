@@ -23,11 +23,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # A row still to be rendered has no bytes to fall back on: refuse rather than lose it.
-    waiting = op.get_bind().execute(
-        sa.text("SELECT count(*) FROM outbox WHERE recipe IS NOT NULL AND state = 'pending'")
-    )
+    # A row never rendered has no bytes to fall back on, pending or failed (`outbox retry`
+    # renders a failed one again): refuse rather than lose it.
+    waiting = op.get_bind().execute(sa.text("SELECT count(*) FROM outbox WHERE recipe IS NOT NULL"))
     if count := waiting.scalar():
-        raise RuntimeError(f"{count} outbox row(s) still to be rendered: send them first")
+        raise RuntimeError(
+            f"{count} outbox row(s) never rendered: send or delete them first (outbox list)"
+        )
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("recipe")

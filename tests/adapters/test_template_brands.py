@@ -99,6 +99,28 @@ def test_a_template_that_places_the_signature_gets_it_once_where_it_put_it(
     assert text.text == "Hello.\nBeta\nBye.\n"
 
 
+@pytest.mark.parametrize(
+    ("closed", "partial"),
+    [
+        ('{% include "en/_sign.txt.j2" %}', "Subject: Hi\n\nHello.\n{{ signature }}\n"),
+        (
+            '{% extends "en/_layout.txt.j2" %}{% block body %}Hello.{% endblock %}',
+            "Subject: Hi\n\n{% block body %}{% endblock %}\n{{ signature }}\n",
+        ),
+    ],
+    ids=["include", "extends"],
+)
+def test_a_signature_placed_by_a_partial_or_layout_is_not_added_again(
+    shared: Path, tmp_path: Path, closed: str, partial: str
+) -> None:
+    name = "_sign" if "include" in closed else "_layout"
+    own = write(tmp_path / "beta", {"en/closed.txt.j2": closed, f"en/{name}.txt.j2": partial})
+    text = brand_set(shared, own, signature="Beta").render(
+        "closed", sample_context("en"), signed=True
+    )
+    assert text.text.count("Beta") == 1 and "-- " not in text.text
+
+
 def test_a_brand_answers_in_its_language_when_the_customer_s_has_no_templates(
     shared: Path,
 ) -> None:
