@@ -10,6 +10,7 @@ the job, and no batch interleaves with processing or an erasure.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -95,6 +96,9 @@ def _file_rows(session: Session) -> Iterator[tuple[str, str]]:
         yield sha256, f"attachment {row_id} of ticket #{number}"
 
 
+TEMP_GRACE = 3600.0  # seconds: far beyond any write of one file
+
+
 def _orphans(
     sessions: sessionmaker[Session], store: BlobStore, report: CheckReport, before: float, fix: bool
 ) -> None:
@@ -103,7 +107,9 @@ def _orphans(
         if found.sha256 is None:
             if not found.path.name.startswith(TEMP_PREFIX):
                 report.foreign.append(str(found.path.relative_to(store.root)))
-            elif found.mtime < before:
+            elif found.mtime < min(before, time.time() - TEMP_GRACE):
+                # A temporary file is removed by age alone, without a lock: never one that
+                # may still be being written, whatever --grace says.
                 report.leftovers += 1
                 if fix:
                     found.path.unlink(missing_ok=True)

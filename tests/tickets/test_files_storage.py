@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from mailbridge.app import App
 from mailbridge.core.states import TicketStatus
-from mailbridge.db.blobs import BlobStore, sha256_of
+from mailbridge.db.blobs import TEMP_PREFIX, BlobStore, sha256_of
 from mailbridge.db.models import AttachmentRecord, InboundMessage, Ticket
 from mailbridge.db.storage_upkeep import _raw_batch, check, migrate
 from mailbridge.faults import CRASH_ENV, CRASH_EXIT
@@ -217,6 +217,8 @@ def test_the_storage_commands_as_an_operator_runs_them(
         file.write('\n[storage]\nattachments = "files"\nraw = "files"\n')
     store = BlobStore(tmp_path / "blobs")
     stray = store.put(b"written by a transaction that never committed")
+    writing = store.path(stray).parent / f"{TEMP_PREFIX}being-written"  # another's, mid-write
+    writing.write_bytes(b"half")
 
     def run(*args: str) -> tuple[int, str]:
         code = main(["--config", str(config), "storage", *args])
@@ -229,6 +231,8 @@ def test_the_storage_commands_as_an_operator_runs_them(
     assert "1 orphan file(s)" in out and store.path(stray).exists()  # no --fix: kept
     code, out = run("check", "--fix", "--grace", "0")
     assert code == 0 and not store.path(stray).exists()
+    assert writing.exists()  # a temporary file young enough to be in use: never removed
+    writing.unlink()
 
     code, out = run("migrate", "--to", "database")
     assert code == 0 and "1 raw message(s), 1 attachment(s)" in out
