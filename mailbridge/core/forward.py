@@ -190,11 +190,14 @@ def _block_after(lines: list[str], start: int, form: str) -> Forwarded | None:
     if index >= len(lines):
         return None
     quoted = lines[index].lstrip(" ").startswith(">")
-    body = [_unquoted(line) if quoted else line for line in lines[index:]]
+
+    def read(rows: list[str]) -> list[str]:
+        return [_unquoted(line) if quoted else line for line in rows]
+
     fields: dict[str, str] = {}
     end = 0
-    while end < min(len(body), _MAX_BLOCK):
-        field = _field(body[end])
+    for line in read(lines[index : index + _MAX_BLOCK]):  # a failed try reads no further
+        field = _field(line)
         if field is None:
             break
         fields.setdefault(*field)
@@ -208,7 +211,7 @@ def _block_after(lines: list[str], start: int, form: str) -> Forwarded | None:
         form=form,
         sender=sender,
         subject=fields.get("subject", ""),
-        text="\n".join(body[end:]).strip("\n"),
+        text="\n".join(read(lines[index + end :])).strip("\n"),
         own_text="",
         to=_addresses(fields.get("to", "")),
         cc=_addresses(fields.get("cc", "")),

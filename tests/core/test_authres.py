@@ -209,9 +209,9 @@ def test_work_grows_linearly_with_the_header(unit: str) -> None:
         for _ in range(5):  # CPU time, best of five, no collections: only the parser's work
             gc.collect()
             gc.disable()
-            start = time.process_time()
+            start = time.thread_time()
             parse_authentication_results(value)
-            best = min(best, time.process_time() - start)
+            best = min(best, time.thread_time() - start)
             gc.enable()
         return best
 

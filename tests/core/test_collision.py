@@ -64,7 +64,7 @@ def test_a_huge_references_header_costs_bounded_time() -> None:
     references = [f"r{n}@attacker.example" for n in range(200_000)]
     ours = {"n1@x": 1}
     last, first = [*references, "n1@x"], ["n1@x", *references]
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     assert answered_mail(None, last, ours) == "n1@x"
     assert answered_mail(None, first, ours) is None  # only the last 100 are looked at
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 1.0

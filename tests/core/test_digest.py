@@ -153,9 +153,9 @@ def test_a_hostile_subject_stays_inside_the_encoded_subject(subject: str) -> Non
 
 
 def test_a_huge_subject_makes_a_bounded_link_quickly() -> None:
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     link = reply_link(TOKEN, "[#1042]", "🔥\n" * 500_000)
-    assert time.process_time() - started < 2
+    assert time.thread_time() - started < 2
     assert len(link) < 1500
 
 

@@ -441,9 +441,9 @@ def test_huge_hostile_input_is_read_in_bounded_time() -> None:
         "---------- Forwarded message ---------\nFrom: " + "a," * 50_000 + "\nSubject: x\n",
     ]
     for text in bodies:
-        started = time.process_time()  # CPU time: the same on a busy machine
+        started = time.thread_time()  # CPU time of this thread: the same on a busy machine
         find_inline(text, "Fwd: x")
-        assert time.process_time() - started < 2.0
+        assert time.thread_time() - started < 2.0
 
 
 WROTE = "Hello Alice,\nmy printer is on fire since this morning and it smokes. What now?\n\nAda\n"
@@ -465,6 +465,6 @@ def test_another_mail_or_a_short_one_is_not_the_same() -> None:
 
 def test_the_start_of_a_huge_text_is_read_in_bounded_time() -> None:
     huge = ("word " * 2_000_000) + ">" * 1_000_000
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     assert len(text_start(huge)) == 200
-    assert time.process_time() - started < 0.5
+    assert time.thread_time() - started < 0.5

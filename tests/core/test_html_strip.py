@@ -87,9 +87,9 @@ def test_the_stripper_on_broken_html(html: str, text: str) -> None:
     ["<" * 1_000_000, "<!--" * 250_000, "<a>" * 300_000, "<script>" * 100_000, "&amp;" * 200_000],
 )
 def test_the_stripper_is_linear(html: str) -> None:
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     strip_tags(html)
-    assert time.process_time() - started < 5
+    assert time.thread_time() - started < 5
 
 
 def test_visible_length_counts_no_white_space() -> None:

@@ -34,6 +34,7 @@ from mailbridge.core.bounce import read_bounce
 from mailbridge.core.classify import Identity, classify
 from mailbridge.core.correlate import thread_clues
 from mailbridge.core.faq import FaqIndex, parse_entry, rank_mail, says_solved
+from mailbridge.core.forward import find_inline
 from mailbridge.core.header_block import mend_header_block
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.language import detect_language
@@ -535,6 +536,17 @@ CASES = [
         "HTML: unbalanced attribute quotes",
         html_to_texts,
         lambda s: T('<p class="a>x</p>\n', 300, s),
+    ),
+    # find_inline (forwards)
+    Case(
+        "forward: a separator on every other line",
+        lambda text: find_inline(text, "Fwd: x"),
+        lambda s: T("---------- Forwarded message ---------\nFrom: a\n", 2000, s),
+    ),
+    Case(
+        "forward: quoted separators",
+        lambda text: find_inline(text, "Fwd: x"),
+        lambda s: T("> -----Original Message-----\n> From: a\n", 2000, s),
     ),
     # trim_reply
     Case(

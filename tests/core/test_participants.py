@@ -115,7 +115,7 @@ def test_an_automated_address_in_cc_never_joins(address: str) -> None:
 
 def test_a_hostile_cc_list_of_5000_adds_at_most_the_limit_in_linear_time() -> None:
     crowd = [f"victim{i}@example.org" for i in range(5000)]
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     choice = choose_participants(
         [Address("", a) for a in crowd],
         RULES,
@@ -125,7 +125,7 @@ def test_a_hostile_cc_list_of_5000_adds_at_most_the_limit_in_linear_time() -> No
         removed=frozenset(),
         limit=20,
     )
-    assert time.process_time() - started < 2.0
+    assert time.thread_time() - started < 2.0
     assert [a.address for a in choice.add] == crowd[:20]
     assert len(choice.skipped) == 4980
     assert {s.reason for s in choice.skipped} == {OVER_LIMIT}

@@ -127,9 +127,9 @@ def test_the_mailto_link_encodes_the_plus_and_the_subject() -> None:
 
 def test_a_huge_recipient_list_is_read_in_bounded_time() -> None:
     hostile = ["support+r" + "1" * 5000 + "-good-x-" + "a" * 5000 + "@example.com"] * 200
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     assert find_rating(hostile, OWN) is None
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 1.0
 
 
 # --- classification ----------------------------------------------------------------------------
@@ -189,6 +189,6 @@ def test_precision_on_the_held_out_set() -> None:
 
 def test_a_long_reply_is_classified_in_bounded_time() -> None:
     text = "non " * 200_000 + "risolto"
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     assert classify_reply(text) is None
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 1.0

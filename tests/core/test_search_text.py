@@ -47,6 +47,6 @@ def test_the_snippet_marks_the_match_and_is_bounded() -> None:
 
 
 def test_the_snippet_of_a_huge_text_is_quick() -> None:
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     snippet(["a" * 5_000_000], ["aab"] * 20)
-    assert time.process_time() - started < 1
+    assert time.thread_time() - started < 1

@@ -421,9 +421,9 @@ def test_a_hundred_thousand_fields_cost_little_and_hide_our_verdict_from_nobody(
     raw = mail(DOVECOT, sa_fields("YES", "8.8"), POSTFIX_EDGE, padding, SENDER_BLOCK)
     parsed = parse_message(raw)
     assert len(parsed.header_order) == MAX_HEADER_FIELDS
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     found = trusted_verdict(parsed, Settings())
-    assert time.process_time() - started < 0.5
+    assert time.thread_time() - started < 0.5
     assert found is not None and found.spam
 
 
@@ -438,9 +438,9 @@ def test_a_megabyte_field_is_read_in_bounded_time() -> None:
     received = "Received: " + "by " * 300_000 + "mx.example.org\n"
     raw = mail(DOVECOT, huge, "X-Spam-Status: No, " + "score=1 " * 100_000 + "\n", received)
     parsed = parse_message(raw)
-    started = time.process_time()  # CPU time: the same on a busy machine
+    started = time.thread_time()  # CPU time of this thread: the same on a busy machine
     found = trusted_verdict(parsed, Settings(score_threshold=0.5))
-    assert time.process_time() - started < 0.5
+    assert time.thread_time() - started < 0.5
     assert found is None  # our host lies past what is read of that Received line
 
 

@@ -60,6 +60,6 @@ def test_the_subject_loses_reply_prefixes_and_our_tags() -> None:
 
 def test_a_hostile_subject_costs_linear_time() -> None:
     subject = "Re: " + "[#" * 50_000 + "1" * 50_000
-    began = time.process_time()  # CPU time: the same on a busy machine
+    began = time.thread_time()  # CPU time of this thread: the same on a busy machine
     assert split_subject(subject, "#", "Old").startswith("[#")
-    assert time.process_time() - began < 1.0
+    assert time.thread_time() - began < 1.0
