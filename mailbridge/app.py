@@ -158,7 +158,7 @@ def open_templates(config: Config) -> TemplateSet:
     """The configured templates, holding each brand's own set; a template a routing rule
     chooses must be among them."""
     directory = config.templates.dir or default_templates_dir()
-    templates = TemplateSet.load(directory, config.templates.language)
+    templates = TemplateSet.load(directory, config.templates.language, cache_in=config.data_dir)
     templates = templates.with_brands(
         {
             mailbox.name: _brand_templates(config, directory, mailbox)
@@ -188,6 +188,7 @@ def _brand_templates(config: Config, directory: Path, mailbox: MailboxConfig) ->
             overrides=mailbox.templates,
             signature=mailbox.signature,
             signature_origin=f"{config.source} (mailbox[{index}].signature)",
+            cache_in=config.data_dir,
         )
     except TemplateError as exc:
         lines = str(exc).splitlines()

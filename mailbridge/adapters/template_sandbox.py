@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import BaseLoader, StrictUndefined, Template, nodes
+from jinja2.bccache import BytecodeCache
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -164,9 +165,10 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
-    def __init__(self, loader: BaseLoader) -> None:
+    def __init__(self, loader: BaseLoader, bytecode_cache: BytecodeCache | None = None) -> None:
         super().__init__(
             loader=loader,
+            bytecode_cache=bytecode_cache,
             undefined=StrictUndefined,
             autoescape=lambda name: name is not None and name.endswith(".html.j2"),
             trim_blocks=True,

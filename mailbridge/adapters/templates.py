@@ -27,6 +27,7 @@ immutable sandbox with bounded work (see template_sandbox); ``|safe`` and
 
 from __future__ import annotations
 
+import functools
 import re
 import traceback
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ from jinja2 import (
 )
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 
+from mailbridge.adapters.template_cache import CompiledTemplates
 from mailbridge.adapters.template_context import CONTEXT_KEYS, plain_context, sample_context
 from mailbridge.adapters.template_sandbox import Sandbox, render_bounded
 from mailbridge.adapters.template_signature import (
@@ -76,6 +78,7 @@ _FILE = re.compile(r"(?P<partial>_)?(?P<name>[a-z0-9][a-z0-9_-]*)\.(?P<kind>txt|
 _SUBJECT = re.compile(r"Subject: *(?P<subject>.*)")
 _UNSENDABLE = re.compile("[\ufffd\u0080-\u009f]")
 _MAX_MESSAGE = 300
+_PARSER = Sandbox(BaseLoader())  # parses for the checks; sets compile in their own
 
 
 @dataclass(frozen=True)
@@ -137,12 +140,14 @@ class TemplateSet:
         overrides: Path | None = None,
         signature: str | None = None,
         signature_origin: str = "signature",
+        cache_in: Path | None = None,
     ) -> TemplateSet:
         """Read and compile every template; TemplateError lists each "file:line: problem".
 
         Each name in `required` must exist in the default language. A brand's set gives
         the directory whose files replace the shared ones (`overrides`) and its signature
-        template; `signature_origin` names it in errors.
+        template; `signature_origin` names it in errors. Compiled code is kept for the
+        next load, in this process and, given a data directory (`cache_in`), in files there.
         """
         problems: list[str] = []
         sources: dict[str, str] = {}
@@ -156,7 +161,7 @@ class TemplateSet:
         if signature is not None:
             sources[SIGNATURE_NAME] = signature
             origins[SIGNATURE_NAME] = signature_origin
-        env = Sandbox(_SnapshotLoader(sources, origins))
+        env = Sandbox(_SnapshotLoader(sources, origins), CompiledTemplates(cache_in))
         entries: dict[tuple[str, str], _Entry] = {}
         for loader_name in sorted(sources):
             problems.extend(_compile(env, Path(origins[loader_name]), loader_name))
@@ -321,18 +326,34 @@ def _read_sources(directory: Path, problems: list[str]) -> dict[str, str]:
     return sources
 
 
+@functools.lru_cache(maxsize=1024)
+def parsed(source: str) -> nodes.Template:
+    """The syntax tree of a template's source, for the checks to read (never to change: it
+    is shared by every set that holds the same text)."""
+    return _PARSER.parse(source)
+
+
 def _compile(env: Sandbox, where: Path, loader_name: str) -> list[str]:
     """Problems compiling one template (from the file `where`): syntax, unknown variables,
     unsafe includes."""
     try:
         env.get_template(loader_name)
-        tree = env.parse(env.loader.get_source(env, loader_name)[0])  # type: ignore[union-attr]
     except JinjaSyntaxError as exc:
         return [f"{where}:{exc.lineno}: {_describe(exc)}"]
+    source = env.loader.get_source(env, loader_name)[0]  # type: ignore[union-attr]
+    return list(_checks(str(where), loader_name, source))
+
+
+@functools.lru_cache(maxsize=1024)
+def _checks(where: str, loader_name: str, source: str) -> tuple[str, ...]:
+    """What the rules refuse in a template that compiles: the same text gives the same
+    answer, so a reload or a brand asks only about what changed (the variable analysis is
+    most of a load's time)."""
+    tree = parsed(source)
     problems = []
     if not Path(loader_name).name.startswith("_"):
         # Partials may use variables their includer sets; full templates may not.
-        unknown = meta.find_undeclared_variables(tree) - CONTEXT_KEYS - set(env.globals)
+        unknown = meta.find_undeclared_variables(tree) - CONTEXT_KEYS - set(_PARSER.globals)
         for node in tree.find_all(nodes.Name):
             if node.name in unknown:
                 problems.append(f"{where}:{node.lineno}: unknown variable {node.name!r}")
@@ -351,7 +372,7 @@ def _compile(env: Sandbox, where: Path, loader_name: str) -> list[str]:
         # Escaping is decided per file name, so an HTML template must only pull in HTML.
         if not (isinstance(target, nodes.Const) and str(target.value).endswith(kind)):
             problems.append(f"{where}:{ref.lineno}: include only fixed names ending in {kind}")
-    return problems
+    return tuple(problems)
 
 
 def _index(
@@ -390,7 +411,7 @@ def _mark_signing(env: Sandbox, entry: _Entry) -> _Entry:
     """The entry, knowing which of its bodies place the signature themselves."""
 
     def parse(loader_name: str) -> Any:
-        return env.parse(env.loader.get_source(env, loader_name)[0])  # type: ignore[union-attr]
+        return parsed(env.loader.get_source(env, loader_name)[0])  # type: ignore[union-attr]
 
     signs_html = entry.html is not None and not places_signature(entry.html, parse)
     return _Entry(

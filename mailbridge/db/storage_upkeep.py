@@ -31,7 +31,7 @@ from mailbridge.db.stored_bytes import (
 )
 from mailbridge.db.turn import take_turn
 
-__all__ = ["CheckReport", "MigrateReport", "check", "migrate"]
+__all__ = ["CheckReport", "MigrateReport", "check", "migrate", "remove_orphans"]
 
 BATCH = 200  # rows per migration transaction: bounded memory, short locks
 _SCAN = 1000
@@ -67,6 +67,18 @@ def check(
             if seen[sha256] is not None:
                 report.problems.append(f"{what}: file {store.relative(sha256)} {seen[sha256]}")
     _orphans(sessions, store, report, now.timestamp() - grace.total_seconds(), fix)
+    return report
+
+
+def remove_orphans(
+    sessions: sessionmaker[Session], store: BlobStore, now: datetime, grace: timedelta
+) -> CheckReport:
+    """`check --fix` without reading any file: the orphans older than `grace` removed.
+    The daemon runs it with the retention purge, so a file whose rows an erasure or a
+    purge removed just before a crash goes too, without an operator (the purges remove
+    files only after their rows commit)."""
+    report = CheckReport()
+    _orphans(sessions, store, report, now.timestamp() - grace.total_seconds(), fix=True)
     return report
 
 

@@ -192,6 +192,7 @@ def _remove_forgotten(session: Session) -> None:
     store = _placement(session).store
     if not hashes or store is None:
         return
+    crash_point("before_files_released")  # rows gone, files kept: the daemon's sweep
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
     try:

@@ -31,7 +31,9 @@ from mailbridge.adapters.templates import TemplateSet
 from mailbridge.app import App
 from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.faq import FaqIndex
+from mailbridge.db.blobs import BlobStore
 from mailbridge.db.outage import database_outage, database_place
+from mailbridge.db.storage_upkeep import remove_orphans
 from mailbridge.errors import ConfigError, DeliveryError, describe_error
 from mailbridge.inbound.digest import send_digests
 from mailbridge.inbound.leases import Keeper, LeaseLost
@@ -400,12 +402,24 @@ class Daemon:
                 if erased.anything:
                     log.info("retention: erased %s", erased.summary())
             spam = await asyncio.to_thread(purge_spam, self.app)
+            orphans = await asyncio.to_thread(self._remove_orphans)
         except Exception as exc:  # noqa: BLE001 - the next run tries again
             self._failed(exc, "retention", "purge failed")
             return
         self.health.remove("retention")
         if spam.anything:
             log.info("retention: purged %s", spam.summary())
+        if orphans:
+            log.info("storage: removed %d file(s) no row names", orphans)
+
+    def _remove_orphans(self) -> int:
+        """Files no row names, past [storage] orphan_grace (db/storage_upkeep.py)."""
+        config = self.app.config
+        if not config.blob_dir.is_dir():
+            return 0
+        store = BlobStore(config.blob_dir)
+        now = self.app.clock.now()
+        return remove_orphans(self.app.sessions, store, now, config.storage.orphan_grace).removed
 
     async def _digests(self) -> None:
         """Each daily digest due and not yet sent (inbound/digest.py decides, once a day

@@ -5,6 +5,7 @@ by `storage check`; and a crash between the file and its row leaves only an orph
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from mailbridge.db.models import AttachmentRecord, InboundMessage, Ticket
 from mailbridge.db.storage_upkeep import _raw_batch, check, migrate
 from mailbridge.faults import CRASH_ENV, CRASH_EXIT
 from mailbridge.inbound.process import process_pending
+from mailbridge.service.daemon import Daemon
 from mailbridge.tickets.customer_erasure import erase_customer
 from mailbridge.tickets.customer_export import export_customer
 from mailbridge.tickets.retention import purge
@@ -190,6 +192,51 @@ def test_a_crash_between_file_and_row_leaves_an_orphan_that_check_removes(
             assert session.scalars(select(AttachmentRecord.storage)).all() == ["file"]
         after = check(world.app.sessions, store, world.now, timedelta(0))
         assert (after.rows, after.problems, after.orphans) == (1, [], 0)
+    finally:
+        world.app.close()
+
+
+ERASING = """
+import sys
+from pathlib import Path
+from tests.support.sla_world import make_world
+from tests.support.files_world import letter, receive
+from mailbridge.tickets.customer_erasure import erase_customer
+world = make_world(Path(sys.argv[1]), sys.argv[2], storage={"attachments": "files", "raw": "files"})
+receive(world, letter("ada@customer.example", "Invoice"))
+receive(world, letter("bob@other.example", "Bill"))
+erase_customer(world.app, "ada@customer.example")
+"""
+
+
+def test_files_an_erasure_left_at_a_crash_go_with_the_daemons_next_purge(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {**os.environ, CRASH_ENV: "before_files_released", "PYTHONPATH": os.getcwd()}
+    done = subprocess.run(
+        [sys.executable, "-c", ERASING, str(tmp_path), database_url],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == CRASH_EXIT, done.stderr.decode()[-2000:]
+    world = make_world(tmp_path, database_url, storage=FILES)
+    try:
+        # The erasure committed (only Bob's mail names a file now), then the process died.
+        with world.session() as session:
+            raws = session.scalars(select(InboundMessage.raw_sha256)).all()
+            files = session.scalars(select(AttachmentRecord.sha256)).all()
+        named = {h for h in [*raws, *files] if h}
+        assert len(named) == 2 and len(on_disk(world.app) - named) == 1  # Ada's mail, kept
+        store = store_of(world.app)
+        for sha256 in on_disk(world.app):  # written before the grace, by the world's clock
+            old = (world.now - timedelta(hours=2)).timestamp()
+            os.utime(store.path(sha256), (old, old))
+
+        asyncio.run(Daemon(world.app)._purge())
+
+        assert on_disk(world.app) == named  # the PDF stays: Bob's mail names it too
     finally:
         world.app.close()
 

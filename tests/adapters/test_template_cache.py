@@ -1,0 +1,128 @@
+"""Compiled templates are kept between loads, and never stand in for a changed file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailbridge.adapters import template_cache
+from mailbridge.adapters.template_cache import CACHE_DIR
+from mailbridge.adapters.template_context import SAMPLE_CONTEXT
+from mailbridge.adapters.template_sandbox import Sandbox
+from mailbridge.adapters.templates import TemplateSet
+from mailbridge.errors import TemplateError
+
+pytestmark = pytest.mark.unit
+
+MAIL = "Subject: {{ ticket_tag }} {{ subject }}\n\n"
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The names Jinja compiles from source, starting with an empty cache in memory."""
+    names: list[str] = []
+    compile_source = Sandbox.compile
+
+    def counted(self: Sandbox, source: object, name: str | None = None, *args: object) -> object:
+        names.append(str(name))
+        return compile_source(self, source, name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Sandbox, "compile", counted)
+    monkeypatch.setattr(template_cache, "_memory", type(template_cache._memory)())
+    yield names
+
+
+def write_set(root: Path, body: str) -> Path:
+    path = root / "en" / "probe.txt.j2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(MAIL + body, encoding="utf-8")
+    return root
+
+
+def load(root: Path, data_dir: Path | None = None) -> TemplateSet:
+    return TemplateSet.load(root, "en", required=(), cache_in=data_dir)
+
+
+def test_a_second_load_of_the_same_files_compiles_nothing(
+    tmp_path: Path, compiles: list[str]
+) -> None:
+    root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
+
+    first = load(root)
+    second = load(root)
+
+    assert compiles == ["en/probe.txt.j2"]
+    assert second.render("probe", SAMPLE_CONTEXT).text == first.render("probe", SAMPLE_CONTEXT).text
+
+
+def test_an_edited_file_is_compiled_again_and_a_broken_edit_is_refused(
+    tmp_path: Path, compiles: list[str]
+) -> None:
+    root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
+    load(root)
+
+    write_set(root, "Goodbye {{ ticket_number }}")
+    edited = load(root)
+    write_set(root, "Goodbye {{ ticket_number ")
+
+    assert edited.render("probe", SAMPLE_CONTEXT).text.startswith("Goodbye")
+    assert compiles == ["en/probe.txt.j2", "en/probe.txt.j2"]
+    with pytest.raises(TemplateError, match=r"probe\.txt\.j2:3"):
+        load(root)
+    write_set(root, "Hello {{ ticket_number }} {{ no_such_value }}")
+    with pytest.raises(TemplateError, match="unknown variable 'no_such_value'"):
+        load(root)  # the code is cached from the first load; the checks still run
+
+
+def test_the_next_process_reads_the_code_from_the_data_directory(
+    tmp_path: Path, compiles: list[str]
+) -> None:
+    root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
+    data = tmp_path / "data"
+    data.mkdir()
+    expected = load(root, data).render("probe", SAMPLE_CONTEXT).text
+    template_cache._memory.clear()  # what a new process starts with
+
+    again = load(root, data)
+
+    assert compiles == ["en/probe.txt.j2"]
+    assert again.render("probe", SAMPLE_CONTEXT).text == expected
+    assert (data / CACHE_DIR).stat().st_mode & 0o777 == 0o700
+
+
+def test_a_damaged_cache_file_is_compiled_again(tmp_path: Path, compiles: list[str]) -> None:
+    root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
+    data = tmp_path / "data"
+    data.mkdir()
+    expected = load(root, data).render("probe", SAMPLE_CONTEXT).text
+    (code,) = (data / CACHE_DIR).iterdir()
+    code.write_bytes(code.read_bytes()[:40] + b"\x00garbage")
+    template_cache._memory.clear()
+
+    again = load(root, data)
+
+    assert compiles == ["en/probe.txt.j2"] * 2
+    assert again.render("probe", SAMPLE_CONTEXT).text == expected
+
+
+@pytest.mark.parametrize("where", ["cache", "templates"])
+def test_a_cache_directory_others_can_write_to_is_not_read(
+    tmp_path: Path, compiles: list[str], where: str
+) -> None:
+    root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
+    data = tmp_path / "data"
+    load(root, data)  # no data directory yet: none is made for the cache
+    assert not data.exists()
+    data.mkdir()
+    template_cache._memory.clear()
+    load(root, data)  # compiled again, and written to the data directory
+    template_cache._memory.clear()
+    shared = data / CACHE_DIR if where == "templates" else (data / CACHE_DIR).parent
+    os.chmod(shared, 0o777)
+
+    load(root, data)
+
+    assert compiles == ["en/probe.txt.j2"] * 3
