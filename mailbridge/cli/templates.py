@@ -13,7 +13,7 @@ from mailbridge.adapters.templates import TemplateSet
 from mailbridge.app import open_templates
 from mailbridge.cli.common import command_config, open_app, ticket_numbered
 from mailbridge.config import Config
-from mailbridge.config.brands import brand_of
+from mailbridge.config.brands import brand_of, house_brand
 from mailbridge.core.clip import clip_context
 from mailbridge.errors import TemplateError
 
@@ -88,8 +88,9 @@ def preview_template(
 
         with open_app(config) as app, app.sessions() as session:
             ticket = ticket_numbered(session, ticket_number)
-            mailbox = mailbox or ticket.mailbox
-            brand = app.brand(mailbox)
+            if mailbox is None and ticket.mailbox in {m.name for m in config.mailbox}:
+                mailbox = ticket.mailbox  # one the configuration no longer has: the house's
+            brand = app.brand(mailbox) if mailbox else house_brand(config)
             context.update(ticket_context(app, ticket, language or brand.language))
     templates = shared.for_mailbox(mailbox) if mailbox else shared
     if mailbox is not None:

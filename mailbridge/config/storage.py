@@ -43,7 +43,3 @@ class StorageConfig(_Section):
         if value < timedelta(minutes=1):
             raise ValueError("a duration of at least 1m")
         return value
-
-    @property
-    def uses_files(self) -> bool:
-        return self.attachments == "files" or self.raw == "files"

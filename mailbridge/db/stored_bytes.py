@@ -152,8 +152,8 @@ def attachment_held() -> ColumnElement[bool]:
     return AttachmentRecord.data.is_not(None) | (AttachmentRecord.storage == FILE_STORAGE)
 
 
-def raw_bytes(session: Session, raw: bytes, sha256: str | None, size: int, what: str) -> bytes:
-    """A message's raw bytes from the columns `raw`, `raw_sha256` and `size`."""
+def raw_bytes(session: Session, raw: bytes, sha256: str | None, what: str) -> bytes:
+    """A message's raw bytes from the columns `raw` and `raw_sha256`."""
     if sha256 is None:
         return raw
     return files_store(session, what).read(sha256, what)
@@ -163,7 +163,7 @@ def raw_of(session: Session, inbound: InboundMessage) -> bytes:
     what = f"inbound message {inbound.id}"
     if inbound.ticket_id is not None:
         what += f" (ticket id {inbound.ticket_id})"
-    return raw_bytes(session, inbound.raw, inbound.raw_sha256, inbound.size, what)
+    return raw_bytes(session, inbound.raw, inbound.raw_sha256, what)
 
 
 def attachment_bytes(

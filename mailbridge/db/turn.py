@@ -85,10 +85,6 @@ def skip_limits(session: Session, skipped: Iterable[tuple[str, str]]) -> None:
     session.info[_SKIPPED] = frozenset((limit, key.lower()) for limit, key in skipped)
 
 
-def release_limits(session: Session) -> None:
-    session.info.pop(_SKIPPED, None)
-
-
 def limit_skipped(session: Session, limit: str, key: str) -> bool:
     """Whether the limit key was left unlocked, full: its acknowledgement stays withheld
     whatever the count says now (an hour's window may have slid a little meanwhile)."""

@@ -296,7 +296,6 @@ def _plan(
             InboundMessage.id,
             InboundMessage.raw,
             InboundMessage.raw_sha256,
-            InboundMessage.size,
         )
         .where(
             InboundMessage.state == InboundState.NEW,
@@ -314,7 +313,7 @@ def _plan(
     for row in ahead:
         with contextlib.suppress(BlobError):
             what = f"inbound message {row.id}"
-            planned.append((row.id, raw_bytes(session, row.raw, row.raw_sha256, row.size, what)))
+            planned.append((row.id, raw_bytes(session, row.raw, row.raw_sha256, what)))
     preparer.plan(planned)
     return raws
 

@@ -188,15 +188,14 @@ class LmtpListener:
             )
 
         loop = asyncio.get_running_loop()
-        path = settings.socket_path
-        if path is not None:
+        path, address = settings.socket_path, settings.tcp_address
+        if address is not None:
+            self._server = await loop.create_server(factory, *address)
+        elif path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # a socket left by a process that did not stop cleanly
             self._server = await loop.create_unix_server(factory, str(path))
             os.chmod(path, settings.socket_mode)
-        else:
-            host, port = settings.tcp_address or ("127.0.0.1", 24)
-            self._server = await loop.create_server(factory, host, port)
         self.health.set(COMPONENT, "listening", detail=settings.listen)
         log.info("LMTP: listening on %s", settings.listen)
 

@@ -111,9 +111,7 @@ def ticketless_messages(session: Session, pattern: re.Pattern[str]) -> list[int]
     whose bytes name the address. Searched as bytes: such mail may be hostile, and is
     parsed only in the parse worker, under its budget."""
     query = (
-        select(
-            InboundMessage.id, InboundMessage.raw, InboundMessage.raw_sha256, InboundMessage.size
-        )
+        select(InboundMessage.id, InboundMessage.raw, InboundMessage.raw_sha256)
         .where(InboundMessage.ticket_id.is_(None), raw_held())
         .order_by(InboundMessage.id)
         .execution_options(yield_per=SCAN_ROWS)
@@ -122,9 +120,9 @@ def ticketless_messages(session: Session, pattern: re.Pattern[str]) -> list[int]
         row.id
         for row in session.execute(query)
         if pattern.search(
-            raw_bytes(
-                session, row.raw, row.raw_sha256, row.size, f"inbound message {row.id}"
-            ).decode("latin-1")
+            raw_bytes(session, row.raw, row.raw_sha256, f"inbound message {row.id}").decode(
+                "latin-1"
+            )
         )
     ]
 

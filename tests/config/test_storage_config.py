@@ -24,7 +24,7 @@ def test_defaults_keep_everything_in_the_database(tmp_path: Path) -> None:
 def test_files_with_a_directory_relative_to_the_file(tmp_path: Path) -> None:
     text = MINIMAL + '\n[storage]\nattachments = "files"\nraw = "files"\ndir = "store"\n'
     config = load_config(write(tmp_path, text), SECRETS)
-    assert config.storage.uses_files
+    assert (config.storage.attachments, config.storage.raw) == ("files", "files")
     assert config.blob_dir == tmp_path / "store"
 
 

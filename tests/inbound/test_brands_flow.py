@@ -4,14 +4,16 @@ sender, and a bounce to either brand's per-mail return path is matched to its ma
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from mailbridge.app import App
+from mailbridge.cli.templates import preview_template
 from mailbridge.core.bounce import find_return_path
-from mailbridge.db.models import Event
+from mailbridge.db.models import Event, Ticket
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
 from tests.support.builders import IMAP_PASSWORD_ENV, dsn, mail
@@ -87,3 +89,25 @@ def test_each_mailbox_acknowledges_under_its_own_brand(
     expected = {find_return_path([m.sender]) for m in (house, beta)}
     assert matched == {token.outbox_id: "return_path" for token in expected if token}
     assert len(matched) == 2
+
+
+def test_a_preview_with_a_ticket_of_a_mailbox_no_longer_configured_uses_the_house_brand(
+    app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    imap_server.append(
+        mail("Bob <bob@corp.example>", "Bent wheel", to="inbox@beta.example"), folder="Beta"
+    )
+    run_pass(app)
+    with app.transaction() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        number = ticket.number
+        ticket.mailbox = "retired"  # the mailbox was renamed in the configuration since
+
+    out = io.StringIO()
+    assert preview_template(app.config, "acknowledgement", number, None, out) == 0
+
+    assert "Bent wheel" in out.getvalue() and f"#{number}" in out.getvalue()
+    assert "Beta Bikes" not in out.getvalue()
+    out = io.StringIO()
+    assert preview_template(app.config, "closed", number, None, out, mailbox="beta") == 0
+    assert "Beta Bikes | via Roma 1" in out.getvalue()

@@ -34,7 +34,6 @@ from tests.support.builders import IMAP_PASSWORD_ENV, mail, make_config
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 
 def mailbox(server: EmbeddedImapServer, **overrides: Any) -> dict[str, Any]:

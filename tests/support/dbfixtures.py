@@ -14,9 +14,11 @@ PostgreSQL database per test took 0.9 s of each. `sqlite_url`, `postgres_url` an
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,6 +128,7 @@ def migrated_postgres_url() -> Iterator[str]:
 
 _pool: list[str] = []  # this worker's migrated databases, empty, free for the next test
 _tables: set[str] = set()  # the tables of a database at the newest schema
+_schema: set[tuple[str, str]] = set()  # and all it holds: tables, functions, triggers, indexes
 
 
 def _url(name: str) -> str:
@@ -152,6 +155,7 @@ def _new_migrated() -> str:
         migrate.upgrade(engine)
         with engine.connect() as connection:
             _tables.update(_public_tables(connection))
+            _schema.update(_objects(connection))
     finally:
         engine.dispose()
     return name
@@ -162,8 +166,23 @@ def _public_tables(connection: object) -> set[str]:
     return set(connection.execute(query).scalars())  # type: ignore[attr-defined]
 
 
+def _objects(connection: object) -> set[tuple[str, str]]:
+    """(kind, name) of everything a test could add to or take from the schema."""
+    query = text(
+        "SELECT 'relation ' || relkind::text, relname::text FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+        "UNION ALL SELECT 'function', proname::text FROM pg_proc p "
+        "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' "
+        "UNION ALL SELECT 'trigger', tgname::text FROM pg_trigger WHERE NOT tgisinternal"
+    )
+    return {(kind, name) for kind, name in connection.execute(query)}  # type: ignore[attr-defined]
+
+
 def _emptied(name: str) -> bool:
     """Empty the database a test used: True, or False if the test changed its schema."""
+    with warnings.catch_warnings():  # what the test left open is closed here, in silence
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     with _admin().connect() as connection:
         connection.execute(
             text(
@@ -175,7 +194,7 @@ def _emptied(name: str) -> bool:
     engine = create_engine(_url(name), poolclass=NullPool)
     try:
         with engine.begin() as connection:
-            if _public_tables(connection) != _tables:
+            if _objects(connection) != _schema:
                 return False
             version = connection.execute(text("SELECT version_num FROM alembic_version"))
             if list(version.scalars()) != [migrate.newest_revision()]:
