@@ -170,6 +170,26 @@ def acknowledgements_since(
     return _flushed(session).scalar(_ACK_COUNTS[limit], params) or 0
 
 
+def acknowledgements_since_each(
+    session: Session, keys: Sequence[tuple[str, str]], since: datetime
+) -> list[int]:
+    """`acknowledgements_since` for each (limit, key), queued only, in one statement: each
+    count is its own range scan of its key's index, asked together."""
+    if not keys:
+        return []
+    counts = [
+        select(func.count(Acknowledgement.id))
+        .where(
+            ACK_LIMIT_KEYS[limit] == key,
+            Acknowledgement.withheld_by == "",
+            Acknowledgement.at >= since,
+        )
+        .scalar_subquery()
+        for limit, key in keys
+    ]
+    return [int(n or 0) for n in _flushed(session).execute(select(*counts)).one()]
+
+
 def record_acknowledgement(
     session: Session,
     ticket: Ticket,
@@ -411,7 +431,16 @@ _ARTICLE_KIND = (
 
 
 def article_kind_of(session: Session, inbound_id: int) -> str | None:
-    """The classification of the incoming article a message made; None when it made none."""
+    """The classification of the incoming article a message made; None when it made none.
+    One this transaction wrote with `insert_now` is known without asking."""
+    for _, row, inserted in session.info.get(_WRITTEN_NOW, ()):
+        if (
+            inserted
+            and isinstance(row, Article)
+            and row.inbound_message_id == inbound_id
+            and row.direction == "in"
+        ):
+            return row.kind
     return session.execute(_ARTICLE_KIND, {"inbound": inbound_id}).scalar()
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import cast
 
 from sqlalchemy import Table, delete, func, insert, select, tuple_
@@ -18,11 +19,12 @@ from sqlalchemy.orm import Session
 from mailbridge.core.tallies import Labels
 from mailbridge.db.models import Tally
 
-__all__ = ["Totals", "add", "fold", "totals"]
+__all__ = ["Totals", "add", "fold", "gathered", "totals"]
 
 # (counter, labels) -> total
 Totals = dict[tuple[str, Labels], float]
 _INSERT = insert(cast(Table, Tally.__table__))
+_GATHERED = "mailbridge.tally_gathered"  # session.info: counts waiting for `gathered` to end
 
 
 def _key(labels: Labels) -> str:
@@ -35,9 +37,31 @@ def _labels(key: str) -> Labels:
 
 def add(session: Session, counts: Iterable[tuple[str, Labels, float]]) -> None:
     """Count, in the session's transaction: (counter, labels, amount) rows. One Core
-    statement, as for the other rows processing writes per message (db/queries.py)."""
+    statement, as for the other rows processing writes per message (db/queries.py), or
+    none yet inside `gathered`."""
     rows = [{"name": name, "labels": _key(key), "value": value} for name, key, value in counts]
-    if rows:
+    gathering: list[dict[str, object]] | None = session.info.get(_GATHERED)
+    if gathering is not None:
+        gathering.extend(rows)
+    elif rows:
+        session.connection().execute(_INSERT, rows)
+
+
+@contextmanager
+def gathered(session: Session) -> Iterator[None]:
+    """The counts made inside are written together when it ends, one statement in place
+    of one per count (a message's processing makes two or three); if it raises, none are,
+    as the savepoint around it rolls back what it wrote."""
+    outer = session.info.get(_GATHERED)
+    rows: list[dict[str, object]] = []
+    session.info[_GATHERED] = rows
+    try:
+        yield
+    finally:
+        session.info[_GATHERED] = outer
+    if outer is not None:
+        outer.extend(rows)
+    elif rows:
         session.connection().execute(_INSERT, rows)
 
 

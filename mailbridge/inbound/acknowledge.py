@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from mailbridge.adapters.faq_files import suggest
 from mailbridge.app import Step
@@ -161,15 +161,15 @@ def ack_facts(
         tickets.ack_mailbox_limit_per_hour,
         authenticated=authenticated is not None,
     )
-    since = now - LIMIT_WINDOW
-    counts = tuple((key, _count(step, key, since)) for key in keys)
+    asked = [(key.limit, key.key) for key in keys]
+    recent = queries.acknowledgements_since_each(step.session, asked, now - LIMIT_WINDOW)
+    counts = tuple((key, _count(step, key, n)) for key, n in zip(keys, recent, strict=True))
     return replace(facts, limits=counts)
 
 
-def _count(step: Step, key: LimitKey, since: datetime) -> int:
+def _count(step: Step, key: LimitKey, recent: int) -> int:
     """The hour's count for a limit; a key processing left unlocked because it was full
     counts as full (db/turn.py), so no other instance's batch can open it meanwhile."""
-    recent = queries.acknowledgements_since(step.session, key.limit, key.key, since)
     if turn.limit_skipped(step.session, key.limit, key.key):
         return max(recent, key.per_hour)
     return recent

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from mailbridge.app import App, Step
 from mailbridge.core.states import InboundState
-from mailbridge.db import queries
+from mailbridge.db import queries, tally
 from mailbridge.db.blobs import BlobError
 from mailbridge.db.models import InboundMessage
 from mailbridge.db.outage import database_outage
@@ -332,7 +332,7 @@ def _process_in_savepoint(
     early: Prepared | Exception | None = None,
 ) -> Processed:
     try:
-        with session.begin_nested():
+        with session.begin_nested(), tally.gathered(session):
             if isinstance(early, Exception):
                 raise early
             if early is None:
