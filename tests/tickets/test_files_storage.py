@@ -150,6 +150,20 @@ def test_migrate_both_ways_resumably(tmp_path: Path, database_url: str) -> None:
         world.app.close()
 
 
+def crash(script: str, point: str, tmp_path: Path, database_url: str) -> None:
+    """Run `script` (its arguments: the data directory and the database) in a process of
+    its own, which dies at the crash point `point`."""
+    env = {**os.environ, CRASH_ENV: point, "PYTHONPATH": os.getcwd()}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), database_url],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == CRASH_EXIT, done.stderr.decode()[-2000:]
+
+
 CRASHING = """
 import sys
 from pathlib import Path
@@ -164,15 +178,7 @@ receive(world, letter("ada@customer.example", "Invoice"))
 def test_a_crash_between_file_and_row_leaves_an_orphan_that_check_removes(
     tmp_path: Path, database_url: str
 ) -> None:
-    env = {**os.environ, CRASH_ENV: "after_blob_write", "PYTHONPATH": os.getcwd()}
-    done = subprocess.run(
-        [sys.executable, "-c", CRASHING, str(tmp_path), database_url],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == CRASH_EXIT, done.stderr.decode()[-2000:]
+    crash(CRASHING, "after_blob_write", tmp_path, database_url)
     world = make_world(tmp_path, database_url, storage={"attachments": "files", "raw": "database"})
     try:
         store = store_of(world.app)
@@ -212,15 +218,7 @@ erase_customer(world.app, "ada@customer.example")
 def test_files_an_erasure_left_at_a_crash_go_with_the_daemons_next_purge(
     tmp_path: Path, database_url: str
 ) -> None:
-    env = {**os.environ, CRASH_ENV: "before_files_released", "PYTHONPATH": os.getcwd()}
-    done = subprocess.run(
-        [sys.executable, "-c", ERASING, str(tmp_path), database_url],
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == CRASH_EXIT, done.stderr.decode()[-2000:]
+    crash(ERASING, "before_files_released", tmp_path, database_url)
     world = make_world(tmp_path, database_url, storage=FILES)
     try:
         # The erasure committed (only Bob's mail names a file now), then the process died.
