@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
 
@@ -58,9 +57,14 @@ class App:
         return load_index(self.config)
 
     @cached_property
+    def house(self) -> Brand:
+        """The identity staff mail goes out under, and mailboxes without a brand of their own
+        ([smtp], [templates]; config/brands.py)."""
+        return house_brand(self.config)
+
+    @property
     def sender(self) -> Address:
-        name, address = parseaddr(self.config.smtp.from_)
-        return Address(name, address.lower())
+        return self.house.sender
 
     @property
     def parse_limits(self) -> ParseLimits:
@@ -70,9 +74,9 @@ class App:
             max_message_bytes=tickets.max_message_size,
         )
 
-    @cached_property
+    @property
     def message_id_domain(self) -> str:
-        return self.config.tickets.message_id_domain or self.sender.address.rpartition("@")[2]
+        return self.house.message_id_domain
 
     @cached_property
     def brands(self) -> dict[str, Brand]:
@@ -82,7 +86,7 @@ class App:
     def brand(self, mailbox: str) -> Brand:
         """The identity a ticket of `mailbox` answers its customer under; the house's
         ([smtp], [templates]) for a mailbox the configuration no longer has."""
-        return self.brands.get(mailbox) or house_brand(self.config)
+        return self.brands.get(mailbox) or self.house
 
     def reconfigure(
         self, config: Config, templates: TemplateSet, *, faq: FaqIndex | None = None
@@ -94,7 +98,7 @@ class App:
         identity = identity_for(config)
         self.config, self.templates, self.identity = config, templates, identity
         self.__dict__["faq"] = new_faq
-        for cached in ("reply_secret", "sender", "message_id_domain", "brands"):
+        for cached in ("reply_secret", "house", "brands"):
             self.__dict__.pop(cached, None)  # derived again from the new one at next use
 
     def close(self) -> None:
