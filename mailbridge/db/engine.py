@@ -73,7 +73,10 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk before it returns. A stored mail's commit is what lets its
+    # IMAP copy leave the INBOX and an MTA drop its copy after LMTP's 250; with NORMAL, WAL
+    # mode may lose the last commits to a power cut (invariant 1). It costs 0.35 ms a commit.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 

@@ -92,11 +92,12 @@ def test_foreign_keys_are_enforced(database_url: str) -> None:
         engine.dispose()
 
 
-def test_sqlite_runs_in_wal_mode(sqlite_url: str) -> None:
+def test_sqlite_runs_in_wal_mode_and_a_commit_is_on_disk_when_it_returns(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     try:
         with engine.connect() as connection:
             assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+            assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
     finally:
         engine.dispose()
