@@ -28,8 +28,10 @@ from mailbridge.service.daemon import Daemon
 from mailbridge.tickets.customer_erasure import erase_customer
 from mailbridge.tickets.customer_export import export_customer
 from mailbridge.tickets.retention import purge
+from mailbridge.tickets.spam_purge import purge_spam
 from tests.support.files_world import PDF, letter, receive
 from tests.support.sla_world import World, make_world
+from tests.support.spam import mark_spam
 
 pytestmark = pytest.mark.db
 
@@ -288,3 +290,35 @@ def test_the_storage_commands_as_an_operator_runs_them(
     store.path(sha256_of(PDF)).unlink()  # lost: the command says which ticket is hurt
     code, out = run("check")
     assert code == 1 and "attachment 1 of ticket #1000" in out and "missing" in out
+
+
+def test_the_spam_purge_removes_the_files_only_spam_named(
+    tmp_path: Path, database_url: str
+) -> None:
+    world = make_world(tmp_path, database_url, storage=FILES)
+    try:
+        receive(world, letter("ada@customer.example", "Invoice"))
+        receive(world, letter("deals@bulk.example", "Cheap watches", b"only the spammer's"))
+        receive(world, letter("bob@other.example", "Invoice too"))
+        kept = on_disk(world.app)
+        mark_spam(world, 1001)
+        spam_files = {sha256_of(b"only the spammer's")}
+        with world.session() as session:
+            spam_files |= set(
+                session.scalars(
+                    select(InboundMessage.raw_sha256)
+                    .join(Ticket, Ticket.id == InboundMessage.ticket_id)
+                    .where(Ticket.number == 1001)
+                )
+            )
+        assert len(spam_files) == 2 and spam_files <= kept
+
+        world.advance(timedelta(days=31))  # past [spam] purge_after, 30 days
+        assert purge_spam(world.app).tickets == 1
+
+        # The PDF stays: Ada's and Bob's mails name it too.
+        assert on_disk(world.app) == kept - spam_files
+        report = check(world.app.sessions, store_of(world.app), world.now, timedelta(0))
+        assert (report.problems, report.orphans) == ([], 0)
+    finally:
+        world.app.close()
