@@ -13,7 +13,7 @@ from mailbridge.adapters.templates import TemplateSet
 from mailbridge.app import open_templates
 from mailbridge.cli.common import command_config, open_app, ticket_numbered
 from mailbridge.config import Config
-from mailbridge.config.brands import brand_of, house_brand
+from mailbridge.config.brands import brand_of
 from mailbridge.core.clip import clip_context
 from mailbridge.errors import TemplateError
 
@@ -88,9 +88,11 @@ def preview_template(
 
         with open_app(config) as app, app.sessions() as session:
             ticket = ticket_numbered(session, ticket_number)
-            if mailbox is None and ticket.mailbox in {m.name for m in config.mailbox}:
-                mailbox = ticket.mailbox  # one the configuration no longer has: the house's
-            brand = app.brand(mailbox) if mailbox else house_brand(config)
+            # The ticket's mailbox, unless the configuration no longer has it: then, as
+            # when its mail is sent, the house's identity.
+            if mailbox is None and ticket.mailbox in app.brands:
+                mailbox = ticket.mailbox
+            brand = app.brand(mailbox) if mailbox else app.house
             context.update(ticket_context(app, ticket, language or brand.language))
     templates = shared.for_mailbox(mailbox) if mailbox else shared
     if mailbox is not None:

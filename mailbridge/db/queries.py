@@ -19,7 +19,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Insert,
-    Select,
     Table,
     Update,
     bindparam,
@@ -32,7 +31,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import (
-    InstrumentedAttribute,
     Mapper,
     Session,
     SessionTransaction,
@@ -83,21 +81,11 @@ _PARTICIPANTS = (
 )
 
 
-def _ledger_count(key: InstrumentedAttribute[str]) -> Select[int]:
-    """Rows of one key and outcome since a time: a range scan of the key's index."""
-    return select(func.count(Acknowledgement.id)).where(
-        key == bindparam("key"),
-        Acknowledgement.withheld_by == bindparam("withheld_by"),
-        Acknowledgement.at >= bindparam("since"),
-    )
-
-
 ACK_LIMIT_KEYS = {
     "address": Acknowledgement.address,
     "domain": Acknowledgement.domain,
     "mailbox": Acknowledgement.mailbox,
 }
-_ACK_COUNTS = {limit: _ledger_count(column) for limit, column in ACK_LIMIT_KEYS.items()}
 _INSERT_EVENT = insert(Event)
 
 
@@ -166,22 +154,25 @@ def acknowledgements_since(
 ) -> int:
     """Acknowledgements queued (or, with `withheld_by`, withheld by that limit) since a
     time, for one address, domain or mailbox (`limit` says which `key` is)."""
-    params = {"key": key, "withheld_by": withheld_by, "since": since}
-    return _flushed(session).scalar(_ACK_COUNTS[limit], params) or 0
+    return acknowledgements_since_each(session, [(limit, key)], since, withheld_by=withheld_by)[0]
 
 
 def acknowledgements_since_each(
-    session: Session, keys: Sequence[tuple[str, str]], since: datetime
+    session: Session,
+    keys: Sequence[tuple[str, str]],
+    since: datetime,
+    *,
+    withheld_by: str = "",
 ) -> list[int]:
-    """`acknowledgements_since` for each (limit, key), queued only, in one statement: each
-    count is its own range scan of its key's index, asked together."""
+    """`acknowledgements_since` for each (limit, key), in one statement: each count is a
+    range scan of its own key's index, asked together."""
     if not keys:
         return []
     counts = [
         select(func.count(Acknowledgement.id))
         .where(
             ACK_LIMIT_KEYS[limit] == key,
-            Acknowledgement.withheld_by == "",
+            Acknowledgement.withheld_by == withheld_by,
             Acknowledgement.at >= since,
         )
         .scalar_subquery()

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
-from mailbridge.db import queries
+from mailbridge.db import queries, tally
 from mailbridge.db.engine import make_sessionmaker
 from mailbridge.db.models import Event, Outbox, Ticket
 
@@ -120,3 +120,27 @@ def test_inserted_outbox_row_keeps_json_and_times(engine: Engine) -> None:
             NOW,
             b"x",
         )
+
+
+def test_counts_gathered_in_a_savepoint_go_in_one_statement_or_not_at_all(
+    engine: Engine,
+) -> None:
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    with make_sessionmaker(engine)() as session, session.begin():
+        with session.begin_nested(), tally.gathered(session):
+            tally.add(session, [("tickets_created", (("mailbox", "support"),), 1.0)])
+            tally.add(session, [("messages", (("kind", "customer"),), 1.0)])
+            assert not any("tally" in s for s in statements), "nothing written yet"
+        with pytest.raises(RuntimeError), session.begin_nested(), tally.gathered(session):
+            tally.add(session, [("messages", (("kind", "spam"),), 1.0)])
+            raise RuntimeError("this message fails: its counts go with its savepoint")
+        tally.add(session, [("messages", (("kind", "customer"),), 1.0)])  # written at once
+
+    assert len([s for s in statements if s.startswith("INSERT INTO tally")]) == 2
+    with make_sessionmaker(engine)() as session:
+        totals = tally.totals(session)
+    assert totals == {
+        ("tickets_created", (("mailbox", "support"),)): 1.0,
+        ("messages", (("kind", "customer"),)): 2.0,
+    }
