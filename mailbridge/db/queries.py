@@ -10,13 +10,15 @@ as it does for flushed ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Column,
+    CompoundSelect,
     Connection,
     Insert,
     Table,
@@ -27,11 +29,14 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import (
     Mapper,
+    ORMExecuteState,
     Session,
     SessionTransaction,
     make_transient_to_detached,
@@ -58,11 +63,14 @@ from mailbridge.db.types import DigestString
 # most 65,535, SQLite takes 32,766): they are looked up this many at a time.
 IDS_PER_STATEMENT = 1000
 
-_RECEIVED_IDS = select(Article.message_id, Article.ticket_id).where(
-    Article.message_id.in_(bindparam("ids", expanding=True))
-)
-_SENT_IDS = select(Outbox.message_id, Outbox.ticket_id).where(
-    Outbox.message_id.in_(bindparam("ids", expanding=True))
+# Ids we received, then ids we sent, in one statement: 0 marks a received one.
+_KNOWN_IDS: CompoundSelect[int, str, int] = union_all(
+    select(literal(0).label("sent"), Article.message_id, Article.ticket_id).where(
+        Article.message_id.in_(bindparam("ids", expanding=True))
+    ),
+    select(literal(1).label("sent"), Outbox.message_id, Outbox.ticket_id).where(
+        Outbox.message_id.in_(bindparam("ids", expanding=True)), Outbox.ticket_id.is_not(None)
+    ),
 )
 _TICKET_BY_NUMBER = select(Ticket).where(Ticket.number == bindparam("number"))
 _PARTICIPANTS = (
@@ -100,13 +108,15 @@ def ticket_ids_for_message_ids(session: Session, message_ids: Sequence[str]) -> 
     connection = _flushed(session)
     for start in range(0, len(stored), IDS_PER_STATEMENT):
         ids = {"ids": stored[start : start + IDS_PER_STATEMENT]}
-        for received, ticket_id in connection.execute(_RECEIVED_IDS, ids):
-            for original in asked.get(received or "", ()):
-                found[original] = ticket_id
-        for sent, outbox_ticket in connection.execute(_SENT_IDS, ids):
-            if outbox_ticket is not None:
-                for original in asked.get(sent, ()):
-                    found.setdefault(original, outbox_ticket)
+        sent: dict[str, int] = {}
+        for was_sent, message_id, ticket_id in connection.execute(_KNOWN_IDS, ids):
+            for original in asked.get(message_id or "", ()):
+                if was_sent:
+                    sent.setdefault(original, ticket_id)
+                else:
+                    found[original] = ticket_id
+        for original, ticket_id in sent.items():
+            found.setdefault(original, ticket_id)
     return found
 
 
@@ -323,17 +333,69 @@ def _forget_written_now(session: Session, transaction: SessionTransaction) -> No
         session.info.pop(_WRITTEN_NOW, None)
 
 
+_EVENTS_GATHERED = "mailbridge.events_gathered"  # session.info: events `gathered_events` holds
+
+
 def insert_event(
     session: Session, ticket_id: int | None, at: datetime, event_type: str, data: dict[str, Any]
 ) -> None:
-    """Write one audit event at once, without the unit of work's cost per object.
+    """Write one audit event at once, without the unit of work's cost per object; inside
+    `gathered_events`, when it ends, together with the others.
 
-    Objects already added to the session are flushed first, so events keep the order in
+    Events added to the session as objects are flushed first, so events keep the order in
     which they were recorded, whichever way they were written."""
-    session.flush()
-    session.connection().execute(
-        _INSERT_EVENT, {"ticket_id": ticket_id, "at": at, "type": event_type, "data": data}
-    )
+    row = {"ticket_id": ticket_id, "at": at, "type": event_type, "data": data}
+    gathering: list[dict[str, Any]] | None = session.info.get(_EVENTS_GATHERED)
+    if gathering is None:
+        session.flush()
+        session.connection().execute(_INSERT_EVENT, row)
+        return
+    if any(isinstance(pending, Event) for pending in session.new):
+        _write_gathered_events(session)
+        session.flush()
+    gathering.append(row)
+
+
+@contextmanager
+def gathered_events(session: Session) -> Iterator[None]:
+    """The events recorded inside are written together (one statement for a batch of
+    messages, in place of two or three per message) when it ends, or as soon as anything
+    reads or writes the event table through the session; none if it raises, as the
+    savepoint around it rolls back what it wrote."""
+    if _EVENTS_GATHERED in session.info:
+        yield  # an outer one writes them
+        return
+    session.info[_EVENTS_GATHERED] = []
+    try:
+        yield
+        _write_gathered_events(session)
+    finally:
+        session.info.pop(_EVENTS_GATHERED, None)
+
+
+def _write_gathered_events(session: Session) -> None:
+    gathering: list[dict[str, Any]] | None = session.info.get(_EVENTS_GATHERED)
+    if gathering:
+        rows = list(gathering)
+        gathering.clear()
+        session.connection().execute(_INSERT_EVENT, rows)
+
+
+@event.listens_for(Session, "before_flush")
+def _gathered_events_before_objects(session: Session, *_: object) -> None:
+    """Event objects flushed (a bounce's) come after the events recorded before them."""
+    if session.info.get(_EVENTS_GATHERED) and any(isinstance(o, Event) for o in session.new):
+        _write_gathered_events(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _gathered_events_before_reading(state: ORMExecuteState) -> None:
+    """A statement about events sees every event recorded before it."""
+    session = state.session
+    if session.info.get(_EVENTS_GATHERED) and any(
+        mapper.class_ is Event for mapper in state.all_mappers
+    ):
+        _write_gathered_events(session)
 
 
 def tickets_due(session: Session, now: datetime, limit: int) -> Sequence[Ticket]:

@@ -77,11 +77,7 @@ def apply_message(
         )
     previous: Ticket | None = None
     if decision.ticket_id is not None:
-        # The row lock decides when two mailboxes' batches meet on one ticket: the second
-        # waits for the first to commit and then reads the ticket as it left it.
-        ticket = step.session.get_one(
-            Ticket, decision.ticket_id, with_for_update=True, populate_existing=True
-        )
+        ticket = thread.locked_ticket(step, decision.ticket_id)
         if not thread.closed_for_good(step.app, ticket, verdict, step.now):
             return _add_followup(step, inbound, ticket, parsed, verdict, decision, claim)
         previous = ticket
@@ -133,7 +129,10 @@ def _which_ticket(step: Step, parsed: ParsedMessage, verdict: Verdict) -> Thread
     """A valid rating token names its ticket, whoever sends it: the token is the proof
     (inbound/rating.py). Else the references and the subject tag decide."""
     named = rating.ticket_named(step, parsed, verdict)
-    return ThreadDecision(named.id, "rating") if named else thread.which_ticket(step, parsed)
+    if named is not None:
+        step.session.info.pop(thread.LOCKED, None)
+        return ThreadDecision(named.id, "rating")
+    return thread.which_ticket(step, parsed)
 
 
 def _on_behalf(

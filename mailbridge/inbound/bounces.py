@@ -10,7 +10,8 @@ Runs inside the caller's transaction, like apply.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -109,9 +110,34 @@ def handle_bounce(
     )
 
 
+_ABSENT = "mailbridge.address_states_absent"  # session.info: addresses known to have no row
+
+
+@contextmanager
+def states_known(session: Session, addresses: Iterable[str]) -> Iterator[None]:
+    """Read the bounce state of a batch's senders in one query: inside, asking about one of
+    them costs none (a row is in the session; no row is remembered as such)."""
+    wanted = {address.lower() for address in addresses}
+    if not wanted or _ABSENT in session.info:
+        yield
+        return
+    found = session.scalars(select(AddressState).where(AddressState.address.in_(wanted))).all()
+    session.info[_ABSENT] = wanted.difference(state.address for state in found)
+    try:
+        yield  # `found` holds the rows in the session (its identity map's references are weak)
+    finally:
+        session.info.pop(_ABSENT, None)
+
+
+def _state(session: Session, address: str) -> AddressState | None:
+    if address in session.info.get(_ABSENT, ()):
+        return None
+    return session.get(AddressState, address)
+
+
 def bounce_refusal(session: Session, address: str) -> str:
     """Why no automatic mail may go to address, or "" when it may."""
-    state = session.get(AddressState, address.lower())
+    state = _state(session, address.lower())
     if state is None or state.bouncing_since is None:
         return ""
     status = f" ({state.last_status})" if state.last_status else ""
@@ -125,9 +151,10 @@ def mark_bouncing(
     step: Step, address: str, recipient: BouncedRecipient, outbox_id: int
 ) -> AddressState:
     address = address.lower()
-    state = step.session.get(AddressState, address)
+    state = _state(step.session, address)
     if state is None:
         state = AddressState(address=address, bounce_count=0)
+        step.session.info.get(_ABSENT, set()).discard(address)
         step.session.add(state)
     state.bouncing_since = state.bouncing_since or step.now
     state.last_bounce_at = step.now
@@ -143,7 +170,7 @@ def mark_bouncing(
 
 def clear_bouncing(step: Step, address: str) -> bool:
     """The address wrote to us: it works again. True when it was marked bouncing."""
-    state = step.session.get(AddressState, address.lower())
+    state = _state(step.session, address.lower())
     if state is None or state.bouncing_since is None:
         return False
     state.bouncing_since = None

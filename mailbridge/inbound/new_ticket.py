@@ -14,7 +14,7 @@ from mailbridge.core.states import TicketStatus
 from mailbridge.db import queries
 from mailbridge.db.models import InboundMessage, Ticket
 from mailbridge.inbound.acknowledge import ACK_TEMPLATE
-from mailbridge.tickets import tallies
+from mailbridge.tickets import participants, tallies
 from mailbridge.tickets.deadlines import deadlines_for_new_ticket
 from mailbridge.tickets.events import add_event
 from mailbridge.tickets.requester import STORED_NAME
@@ -61,6 +61,7 @@ def open_ticket(
         spam_at=step.now if as_spam else None,
     )
     queries.insert_ticket(step.session, ticket, step.app.config.tickets.number_start)
+    participants.opened(step.session, ticket)
     add_event(
         step,
         ticket,

@@ -40,10 +40,11 @@ from mailbridge.db.outage import database_outage
 from mailbridge.db.stored_bytes import raw_bytes, raw_of
 from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
+from mailbridge.inbound import bounces
 from mailbridge.inbound.apply import Applied, apply_message
 from mailbridge.inbound.prepare import Budget, OverBudget, Prepared, Preparer, worker_count
 from mailbridge.inbound.turns import Turns, lock_batch
-from mailbridge.tickets import tallies
+from mailbridge.tickets import sender_lists, tallies
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +168,7 @@ def _process_batch(
             if turns.narrow and loaded:
                 early = _prepare_all(session, preparer, loaded, raws)
                 loaded = lock_batch(app, session, turns, loaded, early)
-            done = [
-                _process_in_savepoint(
-                    app, session, inbound, preparer, raws.get(inbound.id), early.get(inbound.id)
-                )
-                for inbound in loaded
-            ]
+            done = _process_together(app, session, preparer, loaded, raws, early)
     except Exception as exc:  # any failure must quarantine, never drop
         if not batch:
             raise  # the claim failed: no attempt was counted, nothing to set aside
@@ -323,41 +319,105 @@ def _plan(
 Processed = tuple[InboundMessage, "str | None", "Applied | BaseException"]
 
 
+def _process_together(
+    app: App,
+    session: Session,
+    preparer: Preparer,
+    loaded: Sequence[InboundMessage],
+    raws: dict[int, bytes],
+    early: dict[int, Prepared | Exception],
+) -> list[Processed]:
+    """Every message of the batch in one savepoint, with the counts and events it records
+    written together at its end: two statements for the batch where a savepoint of each
+    message's own costs two per message. Should one message raise, that savepoint rolls
+    back and the batch goes again with a savepoint per message, so the message fails
+    alone; what was prepared is kept, not prepared again."""
+    prepared = dict(early)
+    senders = [_customer(p) for p in early.values()]
+    try:
+        with (
+            session.begin_nested(),
+            tally.gathered(session),
+            queries.gathered_events(session),
+            bounces.states_known(session, filter(None, senders)),
+            sender_lists.rules_known(session, filter(None, senders)),
+        ):
+            return [
+                _apply_one(app, session, inbound, preparer, raws.get(inbound.id), prepared)
+                for inbound in loaded
+            ]
+    except Exception as exc:  # any failure must quarantine, never drop
+        if database_outage(exc) is not None or _contended(exc):
+            raise  # not this message's fault: the whole batch waits, or goes again
+        log.info("a message of a batch of %d failed: each again on its own", len(loaded))
+    return [
+        _process_in_savepoint(app, session, inbound, preparer, raws.get(inbound.id), prepared)
+        for inbound in loaded
+    ]
+
+
+def _customer(prepared: Prepared | Exception) -> str:
+    """The sender of customer mail (whose bounce state is asked about), else ""."""
+    if isinstance(prepared, Exception) or prepared[1].kind != "customer":
+        return ""
+    return prepared[0].from_.address if prepared[0].from_ is not None else ""
+
+
 def _process_in_savepoint(
     app: App,
     session: Session,
     inbound: InboundMessage,
     preparer: Preparer,
-    raw: bytes | None = None,
-    early: Prepared | Exception | None = None,
+    raw: bytes | None,
+    prepared: dict[int, Prepared | Exception],
 ) -> Processed:
     try:
         with session.begin_nested(), tally.gathered(session):
-            if isinstance(early, Exception):
-                raise early
-            if early is None:
-                if raw is None:  # a missing or damaged file fails here, with its row named
-                    raw = raw_of(session, inbound)
-                early = preparer.result(inbound.id, raw)
-            parsed, verdict = early
-            step = Step(session, app, app.clock.now())
-            applied = apply_message(step, inbound, parsed, verdict)
-            queries.update_now(
-                session,
-                inbound,
-                state=applied.state,
-                processed_at=step.now,
-                last_error=None,
-                ticket_id=applied.ticket_id,
-                reason=applied.reason or None,
-            )
-            kind = queries.article_kind_of(session, inbound.id) or applied.state
-            tallies.message_settled(step, inbound.mailbox, kind)
+            return _apply_one(app, session, inbound, preparer, raw, prepared)
     except Exception as exc:  # any failure must quarantine, never drop
         if database_outage(exc) is not None or _contended(exc):
             raise  # not this message's fault: the whole batch waits, or goes again
         _store_failure(app, inbound, exc)
         return inbound, None, exc
+
+
+def _apply_one(
+    app: App,
+    session: Session,
+    inbound: InboundMessage,
+    preparer: Preparer,
+    raw: bytes | None,
+    prepared: dict[int, Prepared | Exception],
+) -> Processed:
+    """Apply one message and settle its row; what preparing it gave (or raised) is kept in
+    `prepared`."""
+    early = prepared.get(inbound.id)
+    if early is None:
+        try:
+            if raw is None:  # a missing or damaged file fails here, with its row named
+                raw = raw_of(session, inbound)
+            early = preparer.result(inbound.id, raw)
+        except Exception as exc:
+            if database_outage(exc) is None:
+                prepared[inbound.id] = exc
+            raise
+        prepared[inbound.id] = early
+    if isinstance(early, Exception):
+        raise early
+    parsed, verdict = early
+    step = Step(session, app, app.clock.now())
+    applied = apply_message(step, inbound, parsed, verdict)
+    queries.update_now(
+        session,
+        inbound,
+        state=applied.state,
+        processed_at=step.now,
+        last_error=None,
+        ticket_id=applied.ticket_id,
+        reason=applied.reason or None,
+    )
+    kind = queries.article_kind_of(session, inbound.id) or applied.state
+    tallies.message_settled(step, inbound.mailbox, kind)
     return inbound, parsed.message_id, applied
 
 

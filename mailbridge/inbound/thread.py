@@ -16,7 +16,7 @@ from mailbridge.db.models import Ticket
 from mailbridge.inbound import identity
 from mailbridge.tickets import merge
 
-__all__ = ["closed_for_good", "which_ticket"]
+__all__ = ["closed_for_good", "locked_ticket", "which_ticket"]
 
 
 def which_ticket(step: Step, parsed: ParsedMessage) -> ThreadDecision:
@@ -25,12 +25,16 @@ def which_ticket(step: Step, parsed: ParsedMessage) -> ThreadDecision:
     clues = thread_clues(parsed, step.app.config.tickets.tag_prefix)
     candidates: list[Candidate] = []
     by_id = queries.ticket_ids_for_message_ids(step.session, clues.message_ids)
+    step.session.info.pop(LOCKED, None)
     for message_id in clues.message_ids:
         if message_id in by_id:
-            # A merged ticket's mail goes on to the ticket it was merged into.
-            referenced = merge.live_ticket(
-                step.session, step.session.get(Ticket, by_id[message_id])
+            # Locked as it is read: a follow-up takes this lock next (`locked_ticket`).
+            found = step.session.get(
+                Ticket, by_id[message_id], with_for_update=True, populate_existing=True
             )
+            step.session.info[LOCKED] = found
+            # A merged ticket's mail goes on to the ticket it was merged into.
+            referenced = merge.live_ticket(step.session, found)
             if referenced is not None:
                 candidates.append(Candidate(referenced.id, "reference", frozenset()))
             break
@@ -44,6 +48,19 @@ def which_ticket(step: Step, parsed: ParsedMessage) -> ThreadDecision:
     if candidates and identity.from_contradicted(step.app, parsed):
         sender = ""  # a forged From is nobody's: a subject tag alone cannot reach a ticket
     return choose_ticket(sender, candidates)
+
+
+def locked_ticket(step: Step, ticket_id: int) -> Ticket:
+    """The ticket a follow-up joins, locked: the row lock decides when two mailboxes'
+    batches meet on one ticket, the second waiting for the first to commit and reading the
+    ticket as it left it. The one `which_ticket` just locked costs no second query."""
+    locked: Ticket | None = step.session.info.pop(LOCKED, None)
+    if locked is not None and locked.id == ticket_id:
+        return locked
+    return step.session.get_one(Ticket, ticket_id, with_for_update=True, populate_existing=True)
+
+
+LOCKED = "mailbridge.ticket_locked"  # session.info: the ticket `which_ticket` locked
 
 
 def closed_for_good(app: App, ticket: Ticket, verdict: Verdict, now: datetime) -> bool:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from mailbridge.app import App, Step
 from mailbridge.core.clip import clip_text
@@ -53,8 +53,37 @@ def _rows(step: Step, ticket: Ticket) -> dict[str, TicketParticipant]:
     return {row.address: row for row in step.session.scalars(query)}
 
 
+_BARE = "mailbridge.tickets_without_participants"  # session.info: opened now, none joined
+
+
+def opened(session: Session, ticket: Ticket) -> None:
+    """The ticket was opened in this transaction: until one joins, it has no participants,
+    and asking costs no query."""
+    session.info.setdefault(_BARE, set()).add(ticket.id)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _rows_written(state: ORMExecuteState) -> None:
+    """A statement writing participants (a merge's) may give any ticket some."""
+    bare = state.session.info.get(_BARE)
+    if (
+        bare
+        and not state.is_select
+        and any(mapper.class_ is TicketParticipant for mapper in state.all_mappers)
+    ):
+        bare.clear()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_bare(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_BARE, None)
+
+
 def active(session: Session, ticket: Ticket) -> list[TicketParticipant]:
     """The ticket's active participants, in the order they joined."""
+    if ticket.id in session.info.get(_BARE, ()):
+        return []
     query = (
         select(TicketParticipant)
         .where(TicketParticipant.ticket_id == ticket.id, TicketParticipant.removed_at.is_(None))
@@ -114,6 +143,7 @@ def _join(
 ) -> None:
     row = rows.get(address.address)
     name = clip_text(address.name, STORED_NAME)
+    step.session.info.get(_BARE, set()).discard(ticket.id)
     if row is None:
         row = TicketParticipant(
             ticket_id=ticket.id, address=address.address, name=name, added_at=step.now

@@ -16,6 +16,8 @@ transaction and commits nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -58,13 +60,15 @@ def sender_lists(
     block: list[str] = []
     for entry in _configured(config):
         (allow if entry.kind == "allow" else block).append(entry.pattern)
+    rows: Iterable[tuple[str, str]]
     if address is None:
-        rows = session.execute(_ROWS)
+        rows = [(p, k) for p, k in session.execute(_ROWS)]
     else:
         candidates = table_candidates(address)
         if not candidates:
             return tuple(allow), tuple(block)
-        rows = session.execute(_ROWS_NAMING, {"candidates": candidates})
+        known = _known_rows(session, candidates)
+        rows = _rows_naming(session, candidates) if known is None else known
     for pattern, kind in rows:
         (allow if kind == "allow" else block).append(pattern)
     return tuple(dict.fromkeys(allow)), tuple(dict.fromkeys(block))
@@ -73,6 +77,37 @@ def sender_lists(
 # Built once: composing the statement anew cost more than running it (about 0.3 ms a mail).
 _ROWS = select(SenderRule.pattern, SenderRule.kind).order_by(SenderRule.pattern)
 _ROWS_NAMING = _ROWS.where(SenderRule.pattern.in_(bindparam("candidates", expanding=True)))
+
+
+_KNOWN = "mailbridge.sender_rules_known"  # session.info: (candidates, their rows)
+
+
+@contextmanager
+def rules_known(session: Session, addresses: Iterable[str]) -> Iterator[None]:
+    """Read the table's rows that could name any of a batch's senders in one query: inside,
+    `sender_lists` for one of them asks nothing. A block, allow or unblock forgets them."""
+    candidates = {c for address in set(addresses) for c in table_candidates(address)}
+    if not candidates or _KNOWN in session.info:
+        yield
+        return
+    rows = _rows_naming(session, sorted(candidates))
+    session.info[_KNOWN] = (frozenset(candidates), rows)
+    try:
+        yield
+    finally:
+        session.info.pop(_KNOWN, None)
+
+
+def _rows_naming(session: Session, candidates: Sequence[str]) -> list[tuple[str, str]]:
+    return [(p, k) for p, k in session.execute(_ROWS_NAMING, {"candidates": candidates})]
+
+
+def _known_rows(session: Session, candidates: Sequence[str]) -> list[tuple[str, str]] | None:
+    known: tuple[frozenset[str], Sequence[tuple[str, str]]] | None = session.info.get(_KNOWN)
+    if known is None or not known[0].issuperset(candidates):
+        return None
+    wanted = set(candidates)
+    return [row for row in known[1] if row[0] in wanted]
 
 
 def table_candidates(address: str) -> tuple[str, ...]:
@@ -187,6 +222,7 @@ def unblock_sender(
     if row is None:
         return Change(pattern, None, None)
     previous = _kind(row.kind)
+    session.info.pop(_KNOWN, None)
     session.delete(row)
     session.flush()
     _event(session, now, "sender_unlisted", pattern, by, note, kind=previous)
@@ -197,6 +233,7 @@ def _set(
     session: Session, pattern: str, kind: Kind, by: str, note: str | None, now: datetime
 ) -> Change:
     pattern = table_pattern(pattern)
+    session.info.pop(_KNOWN, None)
     row = session.get(SenderRule, pattern)
     previous = None if row is None else _kind(row.kind)
     if row is None:

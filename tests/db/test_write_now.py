@@ -144,3 +144,40 @@ def test_counts_gathered_in_a_savepoint_go_in_one_statement_or_not_at_all(
         ("tickets_created", (("mailbox", "support"),)): 1.0,
         ("messages", (("kind", "customer"),)): 2.0,
     }
+
+
+def test_events_gathered_go_in_one_statement_in_order_and_are_seen_when_read(
+    engine: Engine,
+) -> None:
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    inserts = lambda: [s for s in statements if s.startswith("INSERT INTO event")]  # noqa: E731
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        with session.begin_nested(), queries.gathered_events(session):
+            queries.insert_event(session, ticket.id, NOW, "first", {})
+            queries.insert_event(session, ticket.id, NOW, "second", {})
+            assert inserts() == [], "nothing written yet"
+            session.add(Event(ticket_id=ticket.id, at=NOW, type="third", data={}))
+            queries.insert_event(session, ticket.id, NOW, "fourth", {})
+            read = [e.type for e in queries.ticket_events(session, ticket.id)]
+            assert read == ["first", "second", "third", "fourth"], "a read sees them all"
+            queries.insert_event(session, ticket.id, NOW, "fifth", {})
+            queries.insert_event(session, ticket.id, NOW, "sixth", {})
+            written = len(inserts())
+        assert len(inserts()) == written + 1, "the rest together, when it ends"
+        with pytest.raises(RuntimeError), session.begin_nested(), queries.gathered_events(session):
+            queries.insert_event(session, ticket.id, NOW, "rolled back", {})
+            raise RuntimeError("this batch fails: its events go with its savepoint")
+        queries.insert_event(session, ticket.id, NOW, "seventh", {})  # written at once
+
+    types = stored(engine, select(Event.type).order_by(Event.id))
+    assert [t for (t,) in types] == [
+        "first",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
+        "sixth",
+        "seventh",
+    ]

@@ -1,0 +1,116 @@
+"""What a batch reads once for all its messages (inbound/process.py) stays true while the
+batch writes: a sender blocked, an address marked bouncing or a participant joining
+inside the batch is seen by the messages after it, and asking about the others costs no
+query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from mailbridge.app import App, Step, build_app
+from mailbridge.clock import FrozenClock
+from mailbridge.core.bounce import BouncedRecipient
+from mailbridge.core.message import Address
+from mailbridge.db.models import Outbox, Ticket
+from mailbridge.inbound import bounces
+from mailbridge.tickets import participants, sender_lists
+from tests.support.builders import make_config
+from tests.support.sla_world import NOWHERE, START
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str) -> Iterator[App]:
+    built = build_app(
+        make_config(tmp_path, database_url=database_url, imap=NOWHERE, smtp=NOWHERE),
+        clock=FrozenClock(START),
+    )
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def statements(app: App) -> Iterator[list[str]]:
+    seen: list[str] = []
+    listener = lambda *args: seen.append(str(args[2]))  # noqa: E731
+    event.listen(app.engine, "before_cursor_execute", listener)
+    yield seen
+    event.remove(app.engine, "before_cursor_execute", listener)
+
+
+def test_sender_rules_read_once_and_forgotten_when_one_is_written(
+    app: App, statements: list[str]
+) -> None:
+    with app.transaction() as session:
+        sender_lists.block_sender(session, "*@spam.example", "ops", None, START)
+    with app.transaction() as session:
+        batch = ["eve@spam.example", "ada@shop.example"]
+        with sender_lists.rules_known(session, batch):
+            statements.clear()
+            assert sender_lists.sender_lists(session, app.config, batch[0])[1] == (
+                "*@spam.example",
+            )
+            assert sender_lists.sender_lists(session, app.config, batch[1]) == ((), ())
+            assert statements == [], "both answered from what the batch read"
+            sender_lists.block_sender(session, "ada@shop.example", "ops", None, START)
+            assert sender_lists.sender_lists(session, app.config, batch[1])[1] == (
+                "ada@shop.example",
+            )
+
+
+def test_bounce_state_read_once_and_an_address_marked_inside_is_seen(
+    app: App, statements: list[str]
+) -> None:
+    with app.transaction() as session:
+        ticket = Ticket(
+            subject="s", requester_address="ada@shop.example", mailbox="support",
+            queue="support", sla_policy="standard", created_at=START, updated_at=START,
+        )  # fmt: skip
+        session.add(ticket)
+        session.flush()
+        outbox = Outbox(
+            ticket_id=ticket.id, kind="ack", envelope_from="a@b", envelope_to=["ada@shop.example"],
+            message_id="<m@x>", raw=b"", created_at=START, next_attempt_at=START,
+        )  # fmt: skip
+        session.add(outbox)
+        session.flush()
+        step = Step(session, app, START)
+        failed = BouncedRecipient("bob@shop.example", None, "failed", "5.1.1", "no such user")
+        bounces.mark_bouncing(step, "bob@shop.example", failed, outbox.id)
+    with app.transaction() as session:
+        step = Step(session, app, START)
+        batch = ["bob@shop.example", "ada@shop.example"]
+        with bounces.states_known(session, batch):
+            statements.clear()
+            assert bounces.bounce_refusal(session, batch[0]).startswith("address bouncing")
+            assert bounces.bounce_refusal(session, batch[1]) == ""
+            assert statements == [], "both answered from what the batch read"
+            bounces.mark_bouncing(step, "ada@shop.example", failed, outbox.id)
+            assert bounces.bounce_refusal(session, "ada@shop.example").startswith(
+                "address bouncing"
+            )
+            assert bounces.clear_bouncing(step, "ada@shop.example")
+
+
+def test_a_ticket_opened_now_has_no_participants_until_one_joins(
+    app: App, statements: list[str]
+) -> None:
+    with app.transaction() as session:
+        ticket = Ticket(
+            subject="s", requester_address="ada@shop.example", mailbox="support",
+            queue="support", sla_policy="standard", created_at=START, updated_at=START,
+        )  # fmt: skip
+        session.add(ticket)
+        session.flush()
+        participants.opened(session, ticket)
+        step = Step(session, app, START)
+        statements.clear()
+        assert participants.cc_of(step, ticket) == []
+        assert statements == [], "a ticket opened now: nobody to ask about"
+        participants.add(step, ticket, [Address("Bob", "bob@shop.example")], "ops", "mail")
+        assert participants.cc_of(step, ticket) == [Address("Bob", "bob@shop.example")]
