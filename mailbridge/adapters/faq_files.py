@@ -6,6 +6,7 @@ loaded or reloaded, so a broken FAQ never goes live.
 
 from __future__ import annotations
 
+from mailbridge.adapters.faq_model import load_model
 from mailbridge.config import Config
 from mailbridge.core.faq import THRESHOLD, FaqIndex, Match, parse_entry, rank_mail
 from mailbridge.errors import ConfigError
@@ -32,7 +33,9 @@ def load_index(config: Config) -> FaqIndex | None:
         raise ConfigError(
             f"{config.source}: faq.dir: expected *.md entries in {folder}, found none"
         )
-    return FaqIndex.build(entries)
+    faq = config.faq
+    embed = load_model(str(config.source), faq.model) if faq.semantic == "model" else None
+    return FaqIndex.build(entries, faq.semantic, embed)
 
 
 def threshold(config: Config) -> float:

@@ -308,6 +308,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         ("templates", "dir"),
         ("service", "data_dir"),
         ("faq", "dir"),
+        ("faq", "model"),
         ("storage", "dir"),
     ):
         block = data.get(section)

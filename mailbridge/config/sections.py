@@ -42,6 +42,10 @@ class FaqConfig(_Section):
     dir: Path | None = None  # None: no suggestions; relative paths: to the config file
     suggestions: int = Field(default=3, ge=1, le=3)  # at most this many in one reply
     threshold: float | None = Field(default=None, gt=0, lt=1)  # None: the tuned default
+    # A question sharing no word with any entry is ranked on meaning: "lexicon" (concepts
+    # shipped with mailbridge), "model" (a sentence-embedding model at `model`) or "off".
+    semantic: Literal["off", "lexicon", "model"] = "lexicon"
+    model: Path | None = None  # a sentence-transformers model folder; relative: to the file
     # A short customer reply saying one of these (not negated) resolves the ticket.
     solved_phrases: tuple[str, ...] = SOLVED_PHRASES
 

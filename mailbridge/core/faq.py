@@ -4,8 +4,15 @@ An operator keeps one Markdown file per FAQ entry: front matter between `---` li
 (`title`, optional `keywords` and `language`), then the answer. `parse_entry` reads one
 file's text; `FaqIndex` ranks entries for a question with BM25 over the title and keywords
 (weighted higher) and the body, after lower-casing, accent folding, Italian and English
-stop words and Snowball stemming. Scores are relative to the best score the question could
-reach, so one threshold works for short and long questions alike.
+stop words and Snowball stemming (core/faq_terms.py). Scores are relative to the best score
+the question could reach, so one threshold works for short and long questions alike.
+
+A question that shares no word with any entry ("shut down my profile", "estinguere il
+conto") is ranked again on meaning, as `[faq] semantic` says: `lexicon` ranks the same way
+on concepts (core/faq_concepts.py: words of either language grouped by what they mean),
+`model` on a sentence-embedding model's cosine similarity (adapters/faq_model.py); `off`
+ranks on words alone. Words come first: an entry that shares words with the question
+answers it; meaning is asked only when none does.
 """
 
 from __future__ import annotations
@@ -13,13 +20,26 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-import snowballstemmer  # type: ignore[import-untyped]
+from mailbridge.core.faq_concepts import PREFIX, Lexicon, shipped
+from mailbridge.core.faq_terms import STEMMERS, STOP_WORDS, fold, terms
 
-from mailbridge.core.folding import strip_accents
+__all__ = [
+    "MODES",
+    "STEMMERS",
+    "STOP_WORDS",
+    "Embed",
+    "FaqEntry",
+    "FaqIndex",
+    "Match",
+    "parse_entry",
+    "plain_text",
+    "rank_mail",
+    "says_solved",
+    "terms",
+]
 
 FIELDS = frozenset({"title", "keywords", "language"})
 TITLE_WEIGHT = 3
@@ -30,38 +50,9 @@ B = 0.75
 # Tuned on bench/faq_eval.py: below it, questions the FAQ does not cover start getting
 # suggestions; above it, paraphrases of covered questions start getting none.
 THRESHOLD = 0.25
-STEMMERS = {"it": "italian", "en": "english"}
 
 _FENCE = "---"
 _LANGUAGE_RE = re.compile(r"[a-z]{2}")
-_WORD_RE = re.compile(r"[^\W\d_]+")
-
-# Function words, plus the greetings and politeness every support mail carries: they say
-# nothing about which answer fits. Written without accents, as texts are folded first.
-_STOP_EN = """
-a about after again all am an and any are as at be been before being but by can could
-did do does doing for from had has have having he her here hers him his how i if in into
-is it its just me my myself no not now of off on once only or other our ours out over
-own same she should so some such than that the their them then there these they this
-those through to too under until up very was we were what when where which while who why
-will with would you your yours also get got im ive dont cant id ill
-hello hi dear good morning afternoon evening thanks thank please regards kind best
-would like want wanted need know tell wondering question help hey team sir madam
-one two three four five still yet already
-"""
-_STOP_IT = """
-a ad al alla alle allo agli ai anche avere avete abbiamo ho hai ha hanno che chi ci come
-con contro cui da dal dalla dalle dagli dai dei del della delle dello degli di dove e ed
-essere gli ha i il in io la le lei li lo loro lui ma me mi mia mie miei mio ne nei nel
-nella nelle negli no noi non nostro o per perche piu quale quali quando quanto quella
-quelle quelli quello questa queste questi questo se sei si sia siamo sono su sua sue sui
-sul sulla suo suoi ti tra tu tua tue tuo tuoi un una uno vi voi vostro fra gia ancora
-sto sta stato stata posso puo possono devo deve fare faccio fa
-buongiorno buonasera salve ciao gentile gentili grazie cortesia cordiali saluti vorrei
-volevo sapere chiedere chiedo domanda aiuto favore potreste potete mai poi cosa
-tutto tutti tutta tutte voglio ora volta volte dentro uno due tre quattro cinque
-"""
-STOP_WORDS = frozenset((_STOP_EN + _STOP_IT).split())
 
 
 @dataclass(frozen=True)
@@ -77,10 +68,16 @@ class FaqEntry:
 
 @dataclass(frozen=True)
 class Match:
-    """An entry and how well it answers the question (0–1, relative to the best possible)."""
+    """An entry and how well it answers the question (0–1: relative to the best possible,
+    or a model's cosine similarity), and why: `how` it matched ("words", "concepts" or
+    "model"), the terms it shares with the question (stems, or concepts as "~name") and the
+    cut-off its score passed."""
 
     entry: FaqEntry
     score: float
+    how: str = "words"
+    shared: tuple[str, ...] = ()
+    cutoff: float = 0.0
 
 
 def parse_entry(name: str, text: str) -> FaqEntry:
@@ -150,75 +147,175 @@ def _unquote(value: str) -> str:
     return value
 
 
-@lru_cache(maxsize=len(STEMMERS))
-def _stemmer(language: str) -> snowballstemmer.stemmer:
-    return snowballstemmer.stemmer(STEMMERS[language])
+MODES = ("off", "lexicon", "model")
+# Tuned on bench/faq_paraphrase.py's TUNING and bench/faq_tuning2.py's questions, so that
+# questions no entry answers get no more suggestions than from words alone (bench/faq_eval.py
+# reports the held-out ones): the concept ranking's cut-off, how many concepts must be
+# shared, how much a word neither the FAQ nor the
+# lexicon knows (a town, a product) counts against a question, and in how many entries at
+# most (a share of them, or two) a concept the question shares with an entry's title or
+# keywords may be: a concept most entries speak of ("days") names no topic.
+CONCEPT_THRESHOLD = 0.3
+CONCEPTS_SHARED = 2  # distinct concepts a question shares with an entry, at least
+UNSEEN_WEIGHT = 0.5
+SPECIFIC_SHARE = 0.36
+# Cosine similarity a model's suggestion needs: a starting point, not tuned here (no model
+# ships with mailbridge); check it with `mailbridge faq test` on the model installed.
+MODEL_THRESHOLD = 0.5
+MODEL_CHARS = 1000  # of an entry's text embedded: its title, keywords and first lines
+
+# Texts in, one vector each out: a sentence-embedding model (adapters/faq_model.py).
+Embed = Callable[[Sequence[str]], Sequence[Sequence[float]]]
 
 
-def _fold(text: str) -> str:
-    return strip_accents(text.lower())
+class _Bm25:
+    """BM25 over term bags; scores relative to the best the query could reach."""
 
-
-def terms(text: str, language: str | None) -> list[str]:
-    """Folded, stemmed content words of text; both stemmers when the language is unknown."""
-    words = [w for w in _WORD_RE.findall(_fold(text)) if len(w) > 1 and w not in STOP_WORDS]
-    languages = [language] if language in STEMMERS else list(STEMMERS)
-    out: list[str] = []
-    for word in words:
-        stems = {str(_stemmer(lang).stemWord(word)) for lang in languages}
-        out.extend(sorted(stems))
-    return out
-
-
-class FaqIndex:
-    """BM25 over FAQ entries; build once, rank many questions."""
-
-    def __init__(self, entries: Sequence[FaqEntry], docs: Sequence[Counter[str]]) -> None:
-        self.entries = tuple(entries)
-        self._docs = tuple(docs)
+    def __init__(self, docs: Sequence[Counter[str]]) -> None:
+        self.docs = tuple(docs)
         self._lengths = [sum(doc.values()) for doc in docs]
         self._avg_length = (sum(self._lengths) / len(docs)) if docs else 1.0
         df: Counter[str] = Counter()
         for doc in docs:
             df.update(doc.keys())
-        count = len(docs)
-        self._idf = {t: _idf(count, n) for t, n in df.items()}
-        self._unseen_idf = _idf(count, 0)
+        self.df = df
+        self.idf = {t: _idf(len(docs), n) for t, n in df.items()}
+        self._unseen_idf = _idf(len(docs), 0)
 
-    @classmethod
-    def build(cls, entries: Iterable[FaqEntry]) -> FaqIndex:
-        entries = list(entries)
-        return cls(entries, [_weighted_terms(e) for e in entries])
-
-    def rank(
-        self, question: str, language: str | None, threshold: float = THRESHOLD
-    ) -> list[Match]:
-        """Entries answering question, best first, scoring above threshold. Entries in
-        another language than the question's are skipped when both are known."""
-        query_terms: dict[str | None, list[str]] = {}
-        matches: list[Match] = []
-        for entry, doc, length in zip(self.entries, self._docs, self._lengths, strict=True):
-            if language and entry.language and entry.language != language:
-                continue
-            stem_language = language or entry.language
-            if stem_language not in query_terms:
-                query_terms[stem_language] = list(dict.fromkeys(terms(question, stem_language)))
-            score = self._relative_score(query_terms[stem_language], doc, length)
-            if score > threshold:
-                matches.append(Match(entry, round(score, 4)))
-        return sorted(matches, key=lambda m: (-m.score, m.entry.file))
-
-    def _relative_score(self, query: Sequence[str], doc: Counter[str], length: int) -> float:
-        best = sum(self._idf.get(t, self._unseen_idf) for t in query) * (K1 + 1)
+    def relative(self, query: Sequence[str], i: int, unseen_weight: float = 1.0) -> float:
+        unseen = self._unseen_idf * unseen_weight
+        best = sum(self.idf.get(t, unseen) for t in query) * (K1 + 1)
         if not best:
             return 0.0
-        norm = K1 * (1 - B + B * length / self._avg_length)
+        doc = self.docs[i]
+        norm = K1 * (1 - B + B * self._lengths[i] / self._avg_length)
         score = 0.0
         for term in query:
             tf = doc.get(term, 0)
             if tf:
-                score += self._idf[term] * tf * (K1 + 1) / (tf + norm)
+                score += self.idf[term] * tf * (K1 + 1) / (tf + norm)
         return score / best
+
+
+class FaqIndex:
+    """Entries ranked on words and, as `semantic` says, on meaning; build once, rank many
+    questions."""
+
+    def __init__(
+        self,
+        entries: Sequence[FaqEntry],
+        semantic: str = "off",
+        embed: Embed | None = None,
+        lexicon: Lexicon | None = None,
+    ) -> None:
+        if semantic not in MODES:
+            raise ValueError(f"semantic: expected one of {', '.join(MODES)}, not {semantic!r}")
+        if semantic == "model" and embed is None:
+            raise ValueError("semantic = 'model' needs a model to embed with")
+        self.entries = tuple(entries)
+        self.semantic = semantic
+        self._languages = frozenset(e.language for e in entries if e.language)
+        self._words = _Bm25([_weighted(e, terms) for e in entries])
+        self._named_words = [set(terms(_head(e), e.language)) for e in entries]
+        self.lexicon = (lexicon or shipped()) if semantic == "lexicon" else None
+        if self.lexicon is not None:
+            analyse = self.lexicon.entry_terms
+            self._concepts = _Bm25([_weighted(e, analyse) for e in entries])
+            self._named_concepts = [set(analyse(_head(e), e.language)) for e in entries]
+        self._embed = embed if semantic == "model" else None
+        if self._embed is not None:
+            texts = [f"{_head(e)}\n{e.body}"[:MODEL_CHARS] for e in entries]
+            self._vectors = [_unit(v) for v in self._embed(texts)]
+
+    @classmethod
+    def build(
+        cls, entries: Iterable[FaqEntry], semantic: str = "off", embed: Embed | None = None
+    ) -> FaqIndex:
+        return cls(list(entries), semantic, embed)
+
+    def _answers(self, entry: FaqEntry, language: str | None) -> bool:
+        """Entries in another language than the question's are skipped when both are
+        known, unless no entry is in the question's language: then any may answer it."""
+        return not (
+            language
+            and entry.language
+            and entry.language != language
+            and language in self._languages
+        )
+
+    def rank(
+        self, question: str, language: str | None, threshold: float = THRESHOLD
+    ) -> list[Match]:
+        """Entries sharing words with question, best first, scoring above threshold."""
+        query_terms: dict[str | None, list[str]] = {}
+        matches: list[Match] = []
+        for i, entry in enumerate(self.entries):
+            if not self._answers(entry, language):
+                continue
+            stem_language = language or entry.language
+            if stem_language not in query_terms:
+                query_terms[stem_language] = list(dict.fromkeys(terms(question, stem_language)))
+            query = query_terms[stem_language]
+            score = self._words.relative(query, i)
+            if score > threshold:
+                shared = tuple(t for t in query if t in self._words.docs[i])
+                matches.append(Match(entry, round(score, 4), "words", shared, threshold))
+        return _ordered(matches)
+
+    def rank_concepts(self, question: str, language: str | None) -> list[Match]:
+        """Entries sharing concepts with question, best first: two at least, one of them
+        named by the entry's title or keywords and rare among the entries, and the
+        question saying more than one thing the entry does (unless it says only one or two
+        things)."""
+        if self.lexicon is None:
+            return []
+        said = self.lexicon.question_terms(question, language)
+        query = list(dict.fromkeys(said))
+        specific = max(2, SPECIFIC_SHARE * len(self.entries))
+        matches: list[Match] = []
+        for i, entry in enumerate(self.entries):
+            if not self._answers(entry, language):
+                continue
+            shared = {t for t in query if t in self._concepts.docs[i]}
+            named = shared & self._named_concepts[i]
+            if not named or min(self._concepts.df[t] for t in named) > specific:
+                continue
+            if len(query) > 2 and sum(t in shared for t in said) < 2:
+                continue
+            if sum(t.startswith(PREFIX) for t in shared) < CONCEPTS_SHARED:
+                continue
+            score = self._concepts.relative(query, i, UNSEEN_WEIGHT)
+            if score > CONCEPT_THRESHOLD:
+                kept = tuple(t for t in query if t in shared)
+                matches.append(Match(entry, round(score, 4), "concepts", kept, CONCEPT_THRESHOLD))
+        return _ordered(matches)
+
+    def rank_model(self, question: str, language: str | None) -> list[Match]:
+        """Entries by the model's cosine similarity to question, above MODEL_THRESHOLD."""
+        if self._embed is None:
+            return []
+        (vector,) = self._embed([question])
+        asked = _unit(vector)
+        matches = []
+        for entry, known in zip(self.entries, self._vectors, strict=True):
+            if self._answers(entry, language):
+                score = sum(a * b for a, b in zip(asked, known, strict=True))
+                if score > MODEL_THRESHOLD:
+                    matches.append(Match(entry, round(score, 4), "model", (), MODEL_THRESHOLD))
+        return _ordered(matches)
+
+
+def _ordered(matches: list[Match]) -> list[Match]:
+    return sorted(matches, key=lambda m: (-m.score, m.entry.file))
+
+
+def _head(entry: FaqEntry) -> str:
+    return " ".join([entry.title, *entry.keywords])
+
+
+def _unit(vector: Sequence[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*\d])")
@@ -231,18 +328,33 @@ def rank_mail(
     """Entries answering a whole mail, best first. A mail says far more than its question,
     and every word no entry uses lowers a relative score; so the subject, and the subject
     with each of the first sentences, are ranked on their own, and each entry keeps its
-    best score."""
+    best score. Entries sharing words come first; only when none does is the mail ranked
+    on meaning, as the index's `semantic` mode says."""
     sentences = [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) > 3]
-    pieces = [subject, *(f"{subject}\n{s}" for s in sentences[:MAIL_PIECES])]
+    pieces = [
+        p for p in [subject, *(f"{subject}\n{s}" for s in sentences[:MAIL_PIECES])] if p.strip()
+    ]
+    found = _best(
+        match
+        for piece in pieces
+        for match in index.rank(piece, language, threshold)
+        if _names_it(match.entry, piece)  # one shared word ("charging" ~ "charges") is no sign
+    )
+    if found or index.semantic == "off":
+        return found
+    if index.semantic == "model":
+        return index.rank_model(f"{subject}\n{' '.join(sentences[:MAIL_PIECES])}", language)
+    return _best(match for piece in pieces for match in index.rank_concepts(piece, language))
+
+
+def _best(matches: Iterable[Match]) -> list[Match]:
+    """Each entry once, with its best score."""
     best: dict[str, Match] = {}
-    for piece in filter(str.strip, pieces):
-        for match in index.rank(piece, language, threshold):
-            if not _names_it(match.entry, piece):
-                continue  # one shared word ("charging" ~ "charges") is no sign of the topic
-            known = best.get(match.entry.file)
-            if known is None or match.score > known.score:
-                best[match.entry.file] = match
-    return sorted(best.values(), key=lambda m: (-m.score, m.entry.file))
+    for match in matches:
+        known = best.get(match.entry.file)
+        if known is None or match.score > known.score:
+            best[match.entry.file] = match
+    return _ordered(list(best.values()))
 
 
 def _names_it(entry: FaqEntry, piece: str) -> bool:
@@ -250,7 +362,7 @@ def _names_it(entry: FaqEntry, piece: str) -> bool:
     question of a word or two, another with the entry anywhere: a longer text that brushes
     one word of an entry ("charging" ~ "charges") is about something else."""
     said = set(terms(piece, entry.language))
-    named = said.intersection(terms(" ".join([entry.title, *entry.keywords]), entry.language))
+    named = said.intersection(terms(_head(entry), entry.language))
     shared = named | said.intersection(terms(entry.body, entry.language))
     return bool(named) and (len(shared) > 1 or len(said) <= 2)
 
@@ -259,14 +371,14 @@ def _idf(count: int, df: int) -> float:
     return math.log(1 + (count - df + 0.5) / (df + 0.5))
 
 
-def _weighted_terms(entry: FaqEntry) -> Counter[str]:
+def _weighted(entry: FaqEntry, analyse: Callable[[str, str | None], list[str]]) -> Counter[str]:
     doc: Counter[str] = Counter()
     for text, weight in (
         (entry.title, TITLE_WEIGHT),
         (" ".join(entry.keywords), KEYWORDS_WEIGHT),
         (entry.body, BODY_WEIGHT),
     ):
-        for term in terms(text, entry.language):
+        for term in analyse(text, entry.language):
             doc[term] += weight
     return doc
 
@@ -310,13 +422,13 @@ def says_solved(reply: str, phrases: Sequence[str] = SOLVED_PHRASES) -> bool:
     """True when a customer's reply (its own text, quote removed) just says the matter is
     solved: short, no question, one of `phrases` as whole words, and not negated ("not
     solved yet", "non è ancora risolto")."""
-    words = _fold(reply.replace("'", "").replace("\u2019", "")).split()
+    words = fold(reply.replace("'", "").replace("\u2019", "")).split()
     words = [w.strip('.,;:!()[]"') for w in words]
     words = [w for w in words if w]
     if not words or len(words) > _SHORT_REPLY or "?" in reply:
         return False
     for phrase in phrases:
-        wanted = _fold(phrase).split()
+        wanted = fold(phrase).split()
         for start in range(len(words) - len(wanted) + 1):
             if words[start : start + len(wanted)] == wanted:
                 before = words[max(0, start - 3) : start]

@@ -109,22 +109,28 @@ def test_json_lists_entries_above_the_threshold_best_first(faq_config: Path) -> 
     found = ranking(faq_config, "how do I close my account")
 
     assert [item["file"] for item in found] == ["close-account.md", "account-statement.md"]
-    assert all(set(item) == {"file", "title", "score"} for item in found)
+    assert all(set(item) == {"file", "title", "score", "how", "shared", "cutoff"} for item in found)
+    assert found[0]["how"] == "words" and found[0]["cutoff"] == THRESHOLD
+    assert {"close", "account"} <= set(found[0]["shared"])
     assert found[0]["title"] == "How do I close my account?"
     scores = [item["score"] for item in found]
     assert all(isinstance(score, float) and THRESHOLD < score <= 1 for score in scores)
     assert scores == sorted(scores, reverse=True)
 
 
-def test_table_shows_score_file_and_title_best_first(faq_config: Path) -> None:
+def test_table_shows_score_cutoff_file_title_and_why_best_first(faq_config: Path) -> None:
     result = faq_test(faq_config, "how do I close my account")
 
     assert result.returncode == 0, result.stderr
-    header, *rows = result.stdout.splitlines()
-    assert header.split() == ["score", "file", "title"]
-    assert [row.split()[1] for row in rows] == ["close-account.md", "account-statement.md"]
+    said, header, *lines = result.stdout.splitlines()
+    assert said == "question language: en; semantic: lexicon"
+    assert header.split() == ["score", "cut-off", "by", "file", "title"]
+    rows = [line for line in lines if not line.lstrip().startswith("shared:")]
+    assert [row.split()[3] for row in rows] == ["close-account.md", "account-statement.md"]
     assert rows[0].endswith("How do I close my account?")
     assert float(rows[0].split()[0]) > float(rows[1].split()[0]) > THRESHOLD
+    assert float(rows[0].split()[1]) == THRESHOLD and rows[0].split()[2] == "words"
+    assert lines[1].split() == ["shared:", "close,", "account"]
 
 
 def test_a_question_the_faq_does_not_cover_gets_nothing(faq_config: Path) -> None:
@@ -133,7 +139,7 @@ def test_a_question_the_faq_does_not_cover_gets_nothing(faq_config: Path) -> Non
     assert ranking(faq_config, question) == []
     result = faq_test(faq_config, question)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "no entry answers this closely enough"
+    assert result.stdout.splitlines()[-1] == "no entry answers this closely enough"
 
 
 def files(found: list[dict[str, Any]]) -> set[str]:
@@ -178,3 +184,46 @@ def test_a_broken_entry_is_a_configuration_error_naming_the_file(faq_config: Pat
     assert result.returncode == 2
     assert "broken.md" in result.stderr
     assert "---" in result.stderr
+
+
+PARAPHRASE = "Someone pinched my Visa on the bus, please freeze it"
+
+
+def test_a_question_sharing_no_word_is_matched_on_concepts_and_says_which(
+    faq_config: Path,
+) -> None:
+    (best, *_) = ranking(faq_config, PARAPHRASE)
+
+    assert best["file"] == "lost-card.md"
+    assert best["how"] == "concepts"
+    assert {"steal (concept)", "card (concept)"} <= set(best["shared"])
+    assert best["score"] > best["cutoff"]
+
+
+def test_with_semantic_off_only_words_match(tmp_path: Path, faq_config: Path) -> None:
+    config = write_config(tmp_path, 'dir = "faq"\nsemantic = "off"')
+
+    assert ranking(config, PARAPHRASE) == []
+    assert files(ranking(config, "I lost my card")) == {"lost-card.md"}
+
+
+def test_an_english_question_reaches_an_italian_entry_when_none_is_in_english(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "faq"
+    folder.mkdir()
+    (folder / "chiudere-conto.md").write_text(ENTRIES["chiudere-conto.md"], encoding="utf-8")
+    config = write_config(tmp_path, 'dir = "faq"')
+
+    found = ranking(config, "I want to terminate my account, how?", "--language", "en")
+
+    assert [(item["file"], item["how"]) for item in found] == [("chiudere-conto.md", "concepts")]
+
+
+def test_semantic_model_without_a_model_folder_is_refused_naming_the_key(
+    tmp_path: Path, faq_config: Path
+) -> None:
+    result = faq_test(write_config(tmp_path, 'dir = "faq"\nsemantic = "model"'), "close")
+
+    assert result.returncode == 2
+    assert "faq.model" in result.stderr

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from mailbridge.core.faq import FaqEntry, FaqIndex, Match, parse_entry, terms
+from mailbridge.core.faq import (
+    CONCEPT_THRESHOLD,
+    MODEL_THRESHOLD,
+    FaqEntry,
+    FaqIndex,
+    Match,
+    parse_entry,
+    rank_mail,
+    terms,
+)
+from mailbridge.core.faq_concepts import Lexicon, shipped
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +177,85 @@ def test_an_answer_in_markdown_reads_as_plain_mail_text() -> None:
         "the guide (https://bank.example/close).\n\n- no fees\n"
         "keep IBAN"
     )
+
+
+# --- meaning: the concept lexicon and a model ------------------------------------------
+
+
+def test_a_paraphrase_sharing_no_word_is_matched_on_concepts_only_with_the_lexicon() -> None:
+    question = "I'm done with your bank, please shut down my profile for good"
+    assert rank_mail(FaqIndex.build(FIXTURE), "", question, "en") == []
+    (best, *_) = rank_mail(FaqIndex.build(FIXTURE, "lexicon"), "", question, "en")
+    assert (best.entry.file, best.how) == ("close-en", "concepts")
+    assert {"~close", "~account"} <= set(best.shared)
+    assert best.cutoff == CONCEPT_THRESHOLD < best.score
+
+
+def test_words_come_first_and_meaning_only_when_no_entry_shares_words() -> None:
+    index = FaqIndex.build(FIXTURE, "lexicon")
+    (best, *_) = rank_mail(index, "", "I forgot my password", "en")
+    assert (best.entry.file, best.how) == ("password-en", "words")
+
+
+def test_an_entry_in_another_language_answers_only_when_none_is_in_the_question_s() -> None:
+    italian_only = [e for e in FIXTURE if e.language != "en"]
+    question = "How long does the courier take to bring my parcel?"
+    assert files(rank_mail(FaqIndex.build(FIXTURE, "lexicon"), "", question, "en")) == []
+    found = rank_mail(FaqIndex.build(italian_only, "lexicon"), "", question, "en")
+    assert files(found)[:1] == ["delivery-it"]
+
+
+def test_a_concept_most_entries_speak_of_names_no_topic() -> None:
+    # "days" (waiting time) is in every entry here: alone, it suggests none of them.
+    many = [
+        entry(f"e{n}", f"Topic {n} days", "days", "en", f"It takes days, topic {n}.")
+        for n in range(6)
+    ]
+    index = FaqIndex.build(many, "lexicon")
+    assert index.rank_concepts("how many weeks", "en") == []
+
+
+def test_phrases_win_over_their_words_and_a_shared_stem_of_two_concepts_is_read_as_words() -> None:
+    lexicon = shipped()
+    assert lexicon.question_terms("bank details", "en") == ["~iban", "~iban"]
+    assert "~bank" in lexicon.entry_terms("bank details", "en")  # entries keep both
+    # "domicilio" (an address) and "domiciliazione" (a direct debit) share the stem
+    # "domicil": each word keeps its own concept.
+    assert lexicon.question_terms("domicilio", "it") == ["~address"]
+    assert lexicon.question_terms("domiciliazione", "it") == ["~direct_debit"]
+
+
+def test_a_lexicon_phrase_that_is_one_word_without_its_stop_words_is_left_out() -> None:
+    lexicon = Lexicon.build({"access": ("let+me+in", "login")})
+    assert lexicon.question_terms("let me in", "en") == ["let"]
+    assert lexicon.question_terms("login", "en") == ["~access"]
+
+
+def bag_of_concepts(texts: Sequence[str]) -> list[list[float]]:
+    """A small embedding for tests: one dimension per concept of the shipped lexicon."""
+    names = sorted({name for found in shipped().by_stems.values() for name in found})
+    vectors = []
+    for text in texts:
+        said = set(shipped().question_terms(text, None))
+        vectors.append([1.0 if name in said else 0.0 for name in names])
+    return vectors
+
+
+def test_with_a_model_meaning_is_its_cosine_similarity_above_the_cut_off() -> None:
+    index = FaqIndex.build(FIXTURE, "model", bag_of_concepts)
+    (best, *_) = rank_mail(index, "", "thieves took my profile, shut it down", "en")
+    assert (best.entry.file, best.how, best.cutoff) == ("close-en", "model", MODEL_THRESHOLD)
+    assert rank_mail(index, "", "the weather in Rome", "en") == []
+    with pytest.raises(ValueError, match="model"):
+        FaqIndex.build(FIXTURE, "model")
+    with pytest.raises(ValueError, match="semantic"):
+        FaqIndex.build(FIXTURE, "fuzzy")
+
+
+def test_the_paraphrase_sets_keep_their_rules() -> None:
+    """bench/faq_eval.py's paraphrase questions share no word stem with their entry, in
+    the sizes the benchmark reports: an edit to an entry or a set that breaks this fails."""
+    from bench import faq_paraphrase, faq_tuning2
+
+    faq_paraphrase.check()
+    faq_tuning2.check()

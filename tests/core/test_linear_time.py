@@ -195,6 +195,7 @@ FAQ = FaqIndex.build(
     parse_entry(path.name, path.read_text("utf-8"))
     for path in sorted((TEMPLATES / "faq").glob("*.md"))
 )
+FAQ_CONCEPTS = FaqIndex.build(FAQ.entries, "lexicon")
 WORDS_RULES = compile_rules(
     [
         {
@@ -692,6 +693,11 @@ CASES = [
         "faq: combining marks",
         lambda t: rank_mail(FAQ, t, "Hello", None),
         lambda s: "e" + T("\u0f73", 60, s),
+    ),
+    Case(
+        "faq: concepts, one long sentence",
+        lambda t: rank_mail(FAQ_CONCEPTS, "wallet", t, None),
+        lambda s: T("pinched wallet bank details ", 8, s),
     ),
     Case("faq: solved, combining marks", says_solved, lambda s: "e" + T("\u0301\u0316", 300, s)),
     # language
