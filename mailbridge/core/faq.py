@@ -262,7 +262,9 @@ class FaqIndex:
                 matches.append(Match(entry, round(score, 4), "words", shared, threshold))
         return _ordered(matches)
 
-    def rank_concepts(self, question: str, language: str | None) -> list[Match]:
+    def rank_concepts(
+        self, question: str, language: str | None, cutoff: float = CONCEPT_THRESHOLD
+    ) -> list[Match]:
         """Entries sharing concepts with question, best first: two at least, one of them
         named by the entry's title or keywords and rare among the entries, and the
         question saying more than one thing the entry does (unless it says only one or two
@@ -285,13 +287,15 @@ class FaqIndex:
             if sum(t.startswith(PREFIX) for t in shared) < CONCEPTS_SHARED:
                 continue
             score = self._concepts.relative(query, i, UNSEEN_WEIGHT)
-            if score > CONCEPT_THRESHOLD:
+            if score > cutoff:
                 kept = tuple(t for t in query if t in shared)
-                matches.append(Match(entry, round(score, 4), "concepts", kept, CONCEPT_THRESHOLD))
+                matches.append(Match(entry, round(score, 4), "concepts", kept, cutoff))
         return _ordered(matches)
 
-    def rank_model(self, question: str, language: str | None) -> list[Match]:
-        """Entries by the model's cosine similarity to question, above MODEL_THRESHOLD."""
+    def rank_model(
+        self, question: str, language: str | None, cutoff: float = MODEL_THRESHOLD
+    ) -> list[Match]:
+        """Entries by the model's cosine similarity to question, above cutoff."""
         if self._embed is None:
             return []
         (vector,) = self._embed([question])
@@ -300,8 +304,8 @@ class FaqIndex:
         for entry, known in zip(self.entries, self._vectors, strict=True):
             if self._answers(entry, language):
                 score = sum(a * b for a, b in zip(asked, known, strict=True))
-                if score > MODEL_THRESHOLD:
-                    matches.append(Match(entry, round(score, 4), "model", (), MODEL_THRESHOLD))
+                if score > cutoff:
+                    matches.append(Match(entry, round(score, 4), "model", (), cutoff))
         return _ordered(matches)
 
 
@@ -342,9 +346,12 @@ def rank_mail(
     )
     if found or index.semantic == "off":
         return found
+    stricter = threshold / THRESHOLD  # an operator's own threshold moves the others alike
     if index.semantic == "model":
-        return index.rank_model(f"{subject}\n{' '.join(sentences[:MAIL_PIECES])}", language)
-    return _best(match for piece in pieces for match in index.rank_concepts(piece, language))
+        asked = f"{subject}\n{' '.join(sentences[:MAIL_PIECES])}"
+        return index.rank_model(asked, language, MODEL_THRESHOLD * stricter)
+    cutoff = CONCEPT_THRESHOLD * stricter
+    return _best(m for piece in pieces for m in index.rank_concepts(piece, language, cutoff))
 
 
 def _best(matches: Iterable[Match]) -> list[Match]:
