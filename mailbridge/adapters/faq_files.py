@@ -1,16 +1,23 @@
 """The FAQ folder on disk: every *.md file in `[faq] dir`, parsed and indexed at load.
 
 A bad entry is a configuration error naming its file, found when the configuration is
-loaded or reloaded, so a broken FAQ never goes live.
+loaded or reloaded, so a broken FAQ never goes live. An entry whose front matter says
+`status: draft` is read (so a broken one is still reported) and left out of the index, so
+no customer is offered it: a draft copied into the folder as it was saved, or an entry an
+operator withdrew for a while.
 """
 
 from __future__ import annotations
+
+import logging
 
 from mailbridge.config import Config
 from mailbridge.core.faq import THRESHOLD, FaqIndex, Match, parse_entry, rank_mail
 from mailbridge.errors import ConfigError
 
 __all__ = ["load_index", "suggest", "threshold"]
+
+log = logging.getLogger(__name__)
 
 
 def load_index(config: Config) -> FaqIndex | None:
@@ -32,7 +39,15 @@ def load_index(config: Config) -> FaqIndex | None:
         raise ConfigError(
             f"{config.source}: faq.dir: expected *.md entries in {folder}, found none"
         )
-    return FaqIndex.build(entries)
+    drafts = [e.file for e in entries if e.status == "draft"]
+    if drafts:
+        log.warning(
+            "FAQ entries in %s not offered, their status is draft: %s (to offer one, "
+            "remove its status line or write status: live)",
+            folder,
+            ", ".join(drafts),
+        )
+    return FaqIndex.build(e for e in entries if e.status == "live")
 
 
 def threshold(config: Config) -> float:
