@@ -32,7 +32,8 @@ _SAVED_LINE = re.compile(r"^saved: .*$", re.MULTILINE)
 
 
 class DraftNotSaved(MailbridgeError):
-    """The draft could not be written; the message says where and why."""
+    """The draft could not be written; the message says why, without the folder's path
+    (it reaches the ticket's events, which a customer's data export holds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +63,12 @@ def save_draft(folder: Path, draft: Draft, stem: str) -> str:
                 return name
     except OSError as exc:
         raise DraftNotSaved(
-            f"the draft could not be written into {folder}: {exc.strerror or exc}"
+            f"the draft could not be written into the drafts folder ([faq] drafts_dir): "
+            f"{exc.strerror or exc}"
         ) from None
-    raise DraftNotSaved(f"{NAMES_TRIED} drafts named {stem}-… wait in {folder}: review those first")
+    raise DraftNotSaved(
+        f"{NAMES_TRIED} drafts named {stem}-… wait in the drafts folder: review those first"
+    )
 
 
 def _directory(folder: Path) -> None:

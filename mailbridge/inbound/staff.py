@@ -162,8 +162,9 @@ def _save_faq_draft(
     row = tell_what_was_wrong(step, ticket, parsed, claim, problems, event=FAQ_DRAFT_REFUSED)
     add_event(step, ticket, FAQ_DRAFT_REFUSED, by=claim.address, errors=problems, outbox_id=row.id)
     log.warning(
-        "ticket #%s: no FAQ draft saved from %s's reply: %s",
+        "ticket #%s: no FAQ draft saved in %s from %s's reply: %s",
         ticket.number,
+        step.app.config.faq_drafts_dir,
         claim.address,
         "; ".join(problems),
     )

@@ -51,7 +51,8 @@ def save_from_reply(step: Step, ticket: Ticket, message: StaffMessage, by: str) 
         name = save_draft(folder, draft, slug(title, f"ticket-{ticket.number}"))
     except (DraftRefused, DraftNotSaved) as exc:
         return [str(exc)]
-    add_event(step, ticket, "faq_draft_saved", by=by, file=name, title=title, folder=str(folder))
+    # The file's name, not the folder: events go into a customer's data export.
+    add_event(step, ticket, "faq_draft_saved", by=by, file=name, title=title)
     return []
 
 

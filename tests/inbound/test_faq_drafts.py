@@ -142,7 +142,9 @@ def test_a_drafts_folder_that_cannot_be_made_is_told_and_the_answer_goes_out(
         assert len(world.mails("reply")) == 1
         (error,) = world.mails("staff_error")
         assert "could not be written into" in text_of(error)[1]
-        assert "faq_draft_refused" in event_types(world, 1000)
+        refused = event(world, 1000, "faq_draft_refused")
+        assert "[faq] drafts_dir" in refused.data["errors"][0]
+        assert str(tmp_path) not in str(refused.data)  # events go into a data export
         assert blocker.read_text() == "a file where the folder should be"
     finally:
         world.app.close()
