@@ -1,10 +1,15 @@
 """The FAQ folder on disk: every *.md file in `[faq] dir`, parsed and indexed at load.
 
 A bad entry is a configuration error naming its file, found when the configuration is
-loaded or reloaded, so a broken FAQ never goes live.
+loaded or reloaded, so a broken FAQ never goes live. An entry whose front matter says
+`status: draft` is read (so a broken one is still reported) and left out of the index, so
+no customer is offered it: a draft copied into the folder as it was saved, or an entry an
+operator withdrew for a while.
 """
 
 from __future__ import annotations
+
+import logging
 
 from mailbridge.adapters.faq_model import load_model
 from mailbridge.config import Config
@@ -12,6 +17,8 @@ from mailbridge.core.faq import THRESHOLD, FaqIndex, Match, parse_entry, rank_ma
 from mailbridge.errors import ConfigError
 
 __all__ = ["load_index", "suggest", "threshold"]
+
+log = logging.getLogger(__name__)
 
 
 def load_index(config: Config) -> FaqIndex | None:
@@ -33,9 +40,17 @@ def load_index(config: Config) -> FaqIndex | None:
         raise ConfigError(
             f"{config.source}: faq.dir: expected *.md entries in {folder}, found none"
         )
+    drafts = [e.file for e in entries if e.status == "draft"]
+    if drafts:
+        log.warning(
+            "FAQ entries in %s not offered, their status is draft: %s (to offer one, "
+            "remove its status line or write status: live)",
+            folder,
+            ", ".join(drafts),
+        )
     faq = config.faq
     embed = load_model(str(config.source), faq.model) if faq.semantic == "model" else None
-    return FaqIndex.build(entries, faq.semantic, embed)
+    return FaqIndex.build((e for e in entries if e.status == "live"), faq.semantic, embed)
 
 
 def threshold(config: Config) -> float:

@@ -32,7 +32,10 @@ Pass the keys a template needs; other keys are refused. ``SAMPLE_CONTEXT`` has a
     links              dict  named URLs, e.g. {"ticket": "https://…"}; may be empty,
                              so test with ``{% if links.ticket is defined %}``
     event              str   why staff are told: "new" ticket or customer "followup";
-                             in staff_collision, "held" or "warned" (the reply was sent)
+                             in staff_collision, "held" or "warned" (the reply was sent);
+                             in staff_command_error, "" (a reply's commands refused),
+                             "token_refused", "forward_refused" or "faq_draft_refused"
+                             (the reply was applied, no FAQ draft saved)
     digest             list  earlier messages on the ticket (in staff_collision: those the
                              reply had not seen), oldest first, each a dict
                              {"author", "at" (ISO 8601), "direction" ("in"/"out"), "text"}

@@ -44,6 +44,7 @@ from mailbridge.core.sla import calendar_name
 from mailbridge.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "mailbridge.toml"
+DEFAULT_FAQ_DRAFTS_DIR = "faq-drafts"  # under service.data_dir
 CONFIG_ENV = "MAILBRIDGE_CONFIG"
 
 
@@ -142,6 +143,11 @@ class Config(_Section):
     def blob_dir(self) -> Path:
         """Where attachments and raw mail stored as files live."""
         return self.storage.dir or self.data_dir / DEFAULT_BLOB_DIR
+
+    @property
+    def faq_drafts_dir(self) -> Path:
+        """Where `#faq save` writes draft FAQ entries."""
+        return self.faq.drafts_dir or self.data_dir / DEFAULT_FAQ_DRAFTS_DIR
 
     @property
     def database_url(self) -> str:
@@ -309,6 +315,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         ("service", "data_dir"),
         ("faq", "dir"),
         ("faq", "model"),
+        ("faq", "drafts_dir"),
         ("storage", "dir"),
     ):
         block = data.get(section)

@@ -48,6 +48,11 @@ class FaqConfig(_Section):
     model: Path | None = None  # a sentence-transformers model folder; relative: to the file
     # A short customer reply saying one of these (not negated) resolves the ticket.
     solved_phrases: tuple[str, ...] = SOLVED_PHRASES
+    # Where `#faq save "Title"` puts the draft entries staff make from their answers, for
+    # an operator to review and move into `dir`. None: <service.data_dir>/faq-drafts, which
+    # the daemon may write under systemd (the configuration's folder is read-only there).
+    # Relative paths: to the config file.
+    drafts_dir: Path | None = None
 
 
 class RulesConfig(_Section):

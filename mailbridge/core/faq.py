@@ -1,7 +1,8 @@
 """FAQ entries and how well each answers a customer's question.
 
 An operator keeps one Markdown file per FAQ entry: front matter between `---` lines
-(`title`, optional `keywords` and `language`), then the answer. `parse_entry` reads one
+(`title`, optional `keywords`, `language`, and `status`, `ticket` and `saved`, which a draft
+saved from a staff answer carries), then the answer. `parse_entry` reads one
 file's text; `FaqIndex` ranks entries for a question with BM25 over the title and keywords
 (weighted higher) and the body, after lower-casing, accent folding, Italian and English
 stop words and Snowball stemming (core/faq_terms.py). Scores are relative to the best score
@@ -22,6 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from mailbridge.core.faq_concepts import PREFIX, Lexicon, shipped
 from mailbridge.core.faq_terms import STEMMERS, STOP_WORDS, fold, terms
@@ -41,7 +43,9 @@ __all__ = [
     "terms",
 ]
 
-FIELDS = frozenset({"title", "keywords", "language"})
+FIELDS = frozenset({"title", "keywords", "language", "status", "ticket", "saved"})
+# An entry without a status line is live; a "draft" is never offered (adapters/faq_files.py).
+STATUSES = ("live", "draft")
 TITLE_WEIGHT = 3
 KEYWORDS_WEIGHT = 3
 BODY_WEIGHT = 1
@@ -53,6 +57,7 @@ THRESHOLD = 0.25
 
 _FENCE = "---"
 _LANGUAGE_RE = re.compile(r"[a-z]{2}")
+_TICKET_RE = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class FaqEntry:
     keywords: tuple[str, ...]
     language: str | None
     body: str
+    status: str = "live"
+    ticket: int | None = None  # the ticket a draft was saved from
+    saved: date | None = None  # the day it was saved
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,29 @@ def parse_entry(name: str, text: str) -> FaqEntry:
     body = "\n".join(lines[end + 1 :]).strip()
     if not body:
         raise ValueError(f"{name}: write the answer after the closing '---' line")
-    return FaqEntry(name, title, tuple(keywords), language or None, body)
+    status, ticket, saved = _provenance(name, fields)
+    return FaqEntry(name, title, tuple(keywords), language or None, body, status, ticket, saved)
+
+
+def _provenance(
+    name: str, fields: dict[str, str | tuple[str, ...]]
+) -> tuple[str, int | None, date | None]:
+    """The `status`, `ticket` and `saved` fields: whether the entry is live, and where a
+    draft came from."""
+    status, ticket, saved = (fields.get(key) for key in ("status", "ticket", "saved"))
+    if isinstance(status, str):
+        status = status.lower()
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"{name}: 'status' must be live or draft (or left out: live)")
+    if ticket is not None and not (isinstance(ticket, str) and _TICKET_RE.fullmatch(ticket)):
+        raise ValueError(f"{name}: 'ticket' must be a ticket number such as 1042")
+    try:
+        day = date.fromisoformat(saved) if isinstance(saved, str) else None
+    except ValueError:
+        day = None
+    if saved is not None and day is None:
+        raise ValueError(f"{name}: 'saved' must be a day such as 2026-11-23")
+    return str(status or "live"), int(ticket) if ticket else None, day
 
 
 def _front_matter(name: str, lines: Sequence[str]) -> dict[str, str | tuple[str, ...]]:
@@ -123,8 +153,8 @@ def _front_matter(name: str, lines: Sequence[str]) -> dict[str, str | tuple[str,
         key = key.strip().lower()
         if not colon or key not in FIELDS:
             raise ValueError(
-                f"{name}: line {number} of the front matter is not 'title:', 'keywords:' "
-                f"or 'language:' followed by a value"
+                f"{name}: line {number} of the front matter is not 'title:', 'keywords:', "
+                f"'language:', 'status:', 'ticket:' or 'saved:' followed by a value"
             )
         if key in fields:
             raise ValueError(f"{name}: '{key}' appears twice in the front matter")

@@ -180,6 +180,7 @@ class Command:
     name: str  # note | close | resolve | priority | assign | queue | template | tag | untag
     argument: str = ""  # | requester | cc | merge | split | noack | send | drop | pending
     # | away | digest | mine | overdue | unassigned | waiting | show | search | spam | notspam
+    # | faq
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +279,12 @@ def _cc_argument(argument: str) -> bool:
     return cc_change(argument) is not None
 
 
+def _read_when_applied(argument: str) -> bool:
+    """`#faq`'s argument is read when the reply is applied (core.faq_drafts): a mistake in
+    it is reported to the staff member and never holds back the answer."""
+    return True
+
+
 _TICKET_NUMBER = re.compile(r"#?\d{1,12}")
 
 
@@ -331,6 +338,7 @@ _COMMANDS: dict[str, tuple[bool | None, _Validator, str]] = {
     "search": (True, _SEARCH, "the words to look for"),
     "spam": (None, ("block",), "nothing, or block (to block the sender too)"),
     "notspam": (False, None, ""),
+    "faq": (None, _read_when_applied, 'save "Title"'),
 }
 
 

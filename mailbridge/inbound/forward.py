@@ -81,6 +81,7 @@ REFUSED_COMMANDS = (
     "drop",
     "spam",
     "notspam",
+    "faq",
 )
 REQUESTER_ONLY = "#requester"
 FORWARD_REFUSED = "forward_refused"  # the event, and the refusal mail's wording

@@ -41,7 +41,16 @@ from mailbridge.inbound import collision
 from mailbridge.inbound.acknowledge import acknowledge_late
 from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
 from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
-from mailbridge.tickets import merge, participants, requester, spam, split, tallies, waiting
+from mailbridge.tickets import (
+    faq_drafts,
+    merge,
+    participants,
+    requester,
+    spam,
+    split,
+    tallies,
+    waiting,
+)
 from mailbridge.tickets.deadlines import on_priority_or_queue_change, on_staff_reply
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.rating import rating_links
@@ -50,6 +59,7 @@ from mailbridge.tickets.staff_articles import StaffWords, add_staff_article
 log = logging.getLogger(__name__)
 
 CANNED_PREFIX = "canned_"
+FAQ_DRAFT_REFUSED = "faq_draft_refused"  # the event, and the wording of the mail about it
 
 
 # --- answers from staff ----------------------------------------------------------------------
@@ -112,6 +122,7 @@ def handle_staff_mail(
         outbox_id=relayed.id if relayed else None,
         changes=changes,
     )
+    _save_faq_draft(step, ticket, parsed, claim, message)
     reply = collision.Reply(ticket, parsed, claim, message)
     collision.settle(step, reply, found, article=article, draft=draft)
     ticket.updated_at = step.now
@@ -137,6 +148,26 @@ def _problems(
     if not problems and not message.text and not message.commands:
         problems.append("nothing to send: the reply has no text above the quoted message")
     return problems
+
+
+def _save_faq_draft(
+    step: Step, ticket: Ticket, parsed: ParsedMessage, claim: StaffClaim, message: StaffMessage
+) -> None:
+    """`#faq save "Title"`: the answer kept as a draft FAQ entry (tickets/faq_drafts.py).
+    What kept it from being saved is told to the staff member like a refused command, but
+    the answer has gone to the customer all the same."""
+    problems = faq_drafts.save_from_reply(step, ticket, message, claim.address)
+    if not problems:
+        return
+    row = tell_what_was_wrong(step, ticket, parsed, claim, problems, event=FAQ_DRAFT_REFUSED)
+    add_event(step, ticket, FAQ_DRAFT_REFUSED, by=claim.address, errors=problems, outbox_id=row.id)
+    log.warning(
+        "ticket #%s: no FAQ draft saved in %s from %s's reply: %s",
+        ticket.number,
+        step.app.config.faq_drafts_dir,
+        claim.address,
+        "; ".join(problems),
+    )
 
 
 def _answered_ticket(step: Step, parsed: ParsedMessage, claim: StaffClaim) -> Ticket | None:
@@ -216,7 +247,8 @@ def tell_what_was_wrong(
 ) -> Outbox:
     """The `staff_command_error` mail to the staff member whose mail was refused, in answer
     to it, with its text and a reply token for them alone; `event` picks the template's
-    wording ("" for a reply's commands, "forward_refused" for a forward)."""
+    wording ("" for a reply's commands, "forward_refused" for a forward,
+    "faq_draft_refused" for a draft not saved from an answer that went out)."""
     language = step.app.config.templates.language
     context = ticket_context(step.app, ticket, language)
     context["errors"] = problems

@@ -1,8 +1,11 @@
 """The FAQ folder is read whole at load: a bad entry is a configuration error naming its
-file, and the configured number of suggestions and threshold apply."""
+file, a draft is left out of the index, and the configured number of suggestions and
+threshold apply."""
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -96,3 +99,61 @@ def test_no_folder_means_no_suggestions(tmp_path: Path) -> None:
     config = load_config(config_with(tmp_path, ""), {IMAP_PASSWORD_ENV: "secret"})
 
     assert load_index(config) is None
+
+
+def test_a_draft_is_read_but_never_indexed_and_the_skip_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    draft = CARD.replace("language: en\n", "language: en\nstatus: draft\nticket: 1042\n")
+    entries(tmp_path / "faq", close=CLOSE, card=draft)
+    config = load_config(config_with(tmp_path, 'dir = "faq"'), {IMAP_PASSWORD_ENV: "secret"})
+
+    with caplog.at_level(logging.WARNING, logger="mailbridge.adapters.faq_files"):
+        index = load_index(config)
+
+    assert index is not None and [e.file for e in index.entries] == ["close.md"]
+    assert suggest(config, index, "Card", "my card was stolen, please block it", "en") == []
+    assert "card.md" in caplog.text and "status: live" in caplog.text
+
+
+def test_a_folder_of_drafts_only_offers_nothing(tmp_path: Path) -> None:
+    draft = CARD.replace("language: en\n", "language: en\nstatus: Draft\n")
+    entries(tmp_path / "faq", card=draft)
+    config = load_config(config_with(tmp_path, 'dir = "faq"'), {IMAP_PASSWORD_ENV: "secret"})
+
+    index = load_index(config)
+
+    assert index is not None and index.entries == ()
+    assert suggest(config, index, "Card", "my card was stolen, please block it", "en") == []
+
+
+def test_an_explicitly_live_entry_is_offered(tmp_path: Path) -> None:
+    live = CARD.replace("language: en\n", "language: en\nstatus: live\nsaved: 2026-11-23\n")
+    entries(tmp_path / "faq", card=live)
+    config = load_config(config_with(tmp_path, 'dir = "faq"'), {IMAP_PASSWORD_ENV: "secret"})
+
+    index = load_index(config)
+
+    assert index is not None
+    found = suggest(config, index, "Card", "my card was stolen, please block it", "en")
+    assert [m.entry.file for m in found] == ["card.md"]
+
+
+@pytest.mark.parametrize(
+    ("line", "told"),
+    [
+        ("status: published", "'status' must be live or draft"),
+        ("status:", "'status' must be live or draft"),
+        ("ticket: #1042", "'ticket' must be a ticket number"),
+        ("saved: yesterday", "'saved' must be a day"),
+        ("author: alice", "is not 'title:', 'keywords:', 'language:', 'status:'"),
+    ],
+)
+def test_a_mistyped_status_or_provenance_stops_the_load(
+    tmp_path: Path, line: str, told: str
+) -> None:
+    entries(tmp_path / "faq", card=CARD.replace("language: en\n", f"language: en\n{line}\n"))
+    config = load_config(config_with(tmp_path, 'dir = "faq"'), {IMAP_PASSWORD_ENV: "secret"})
+
+    with pytest.raises(ConfigError, match=re.escape(told)):
+        load_index(config)

@@ -465,3 +465,14 @@ def test_a_bad_weekly_report_setting_names_its_key(
     tmp_path: Path, section: str, expected: str
 ) -> None:
     assert expected in problem(tmp_path, MINIMAL + f"\n[reports]\n{section}\n")
+
+
+def test_faq_drafts_go_under_the_data_dir_unless_a_folder_is_named(tmp_path: Path) -> None:
+    state = f'\n[service]\ndata_dir = "{tmp_path / "state"}"\n'
+    default = load_config(write(tmp_path, MINIMAL + state), SECRETS)
+    assert default.faq_drafts_dir == tmp_path / "state" / "faq-drafts"
+
+    named = load_config(
+        write(tmp_path, MINIMAL + state + '[faq]\ndrafts_dir = "review"\n'), SECRETS
+    )
+    assert named.faq_drafts_dir == tmp_path / "review"  # relative: to the config file

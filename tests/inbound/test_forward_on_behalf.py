@@ -228,9 +228,10 @@ def test_requester_alone_writes_to_the_customer_first(world: World) -> None:
         (GMAIL.format(top="From Bob.", sender="bob@shop.example"), "staff address"),
         ("#requester bob@shop.example\nHi Bob", "staff address"),
         (GMAIL.format(top="#close\nDone.", sender=ADA), "#close"),
+        (GMAIL.format(top='#faq save "Printer fire"\nCall us.', sender=ADA), "#faq"),
         ("#requester ada@customer.example\n", "nothing for the customer"),
     ],
-    ids=["staff-sender", "staff-requester", "close", "no-text"],
+    ids=["staff-sender", "staff-requester", "close", "faq-save", "no-text"],
 )
 def test_what_opens_nothing_on_anyones_behalf_is_the_staff_members_own_and_told(
     world: World, body: str, why: str
