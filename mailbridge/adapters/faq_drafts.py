@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mailbridge.core.faq import FaqEntry, parse_entry
 from mailbridge.core.faq_drafts import Draft, draft_text, file_names
+from mailbridge.durable import sync_directory
 from mailbridge.errors import MailbridgeError
 
 __all__ = ["DraftFile", "DraftNotSaved", "read_drafts", "save_draft"]
@@ -75,7 +76,7 @@ def _directory(folder: Path) -> None:
     if folder.is_dir():
         return
     folder.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-    _sync_directory(folder.parent)
+    sync_directory(folder.parent)
 
 
 def _same_draft(path: Path, text: str) -> bool:
@@ -102,7 +103,7 @@ def _write_new(folder: Path, target: Path, text: str) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
-    _sync_directory(folder)
+    sync_directory(folder)
     return True
 
 
@@ -118,15 +119,6 @@ def _place(temp: Path, target: Path) -> bool:
             return False
         os.replace(temp, target)
     return True
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the directory's new entry survive a crash."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_drafts(folder: Path) -> list[DraftFile]:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailbridge.durable import sync_directory
 from mailbridge.errors import MailbridgeError
 
 __all__ = ["BlobError", "BlobStore", "StoredFile", "is_hash", "sha256_of"]
@@ -86,7 +87,7 @@ class BlobStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
-        _sync_directory(target.parent)
+        sync_directory(target.parent)
         return sha256
 
     def _place(self, temp: Path, target: Path, sha256: str, size: int) -> None:
@@ -107,7 +108,7 @@ class BlobStore:
         made = [d for d in (directory.parent.parent, directory.parent, directory) if not d.exists()]
         directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         for created in made:  # each new directory's entry made durable in its parent
-            _sync_directory(created.parent)
+            sync_directory(created.parent)
 
     def _holds(self, path: Path, sha256: str, size: int) -> bool:
         try:
@@ -143,7 +144,7 @@ class BlobStore:
             self.path(sha256).unlink()
         except FileNotFoundError:
             return False
-        _sync_directory(self.path(sha256).parent)
+        sync_directory(self.path(sha256).parent)
         return True
 
     def files(self) -> Iterator[StoredFile]:
@@ -169,12 +170,3 @@ def _file_hash(path: Path) -> str:
         while chunk := source.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the directory's entries (a new name, a removed one) survive a crash."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from mailbridge.app import App, Step, build_app
 from mailbridge.clock import FrozenClock
@@ -43,6 +44,16 @@ def statements(app: App) -> Iterator[list[str]]:
     event.remove(app.engine, "before_cursor_execute", listener)
 
 
+def new_ticket(session: Session) -> Ticket:
+    ticket = Ticket(
+        subject="s", requester_address="ada@shop.example", mailbox="support",
+        queue="support", sla_policy="standard", created_at=START, updated_at=START,
+    )  # fmt: skip
+    session.add(ticket)
+    session.flush()
+    return ticket
+
+
 def test_sender_rules_read_once_and_forgotten_when_one_is_written(
     app: App, statements: list[str]
 ) -> None:
@@ -67,12 +78,7 @@ def test_bounce_state_read_once_and_an_address_marked_inside_is_seen(
     app: App, statements: list[str]
 ) -> None:
     with app.transaction() as session:
-        ticket = Ticket(
-            subject="s", requester_address="ada@shop.example", mailbox="support",
-            queue="support", sla_policy="standard", created_at=START, updated_at=START,
-        )  # fmt: skip
-        session.add(ticket)
-        session.flush()
+        ticket = new_ticket(session)
         outbox = Outbox(
             ticket_id=ticket.id, kind="ack", envelope_from="a@b", envelope_to=["ada@shop.example"],
             message_id="<m@x>", raw=b"", created_at=START, next_attempt_at=START,
@@ -101,12 +107,7 @@ def test_a_ticket_opened_now_has_no_participants_until_one_joins(
     app: App, statements: list[str]
 ) -> None:
     with app.transaction() as session:
-        ticket = Ticket(
-            subject="s", requester_address="ada@shop.example", mailbox="support",
-            queue="support", sla_policy="standard", created_at=START, updated_at=START,
-        )  # fmt: skip
-        session.add(ticket)
-        session.flush()
+        ticket = new_ticket(session)
         participants.opened(session, ticket)
         step = Step(session, app, START)
         statements.clear()
