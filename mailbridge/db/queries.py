@@ -34,6 +34,8 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import (
     Mapper,
     ORMExecuteState,
@@ -227,9 +229,12 @@ _Row = TypeVar("_Row", bound=Base)
 
 def insert_now(session: Session, row: _Row) -> _Row:
     """INSERT a new object at once and keep it in the session as a persistent object, as a
-    flush would (its id set, later changes tracked). Objects added before it are flushed
-    first, so rows are written in the order they were made."""
-    session.flush()
+    flush would (its id set, later changes tracked). Objects added (or deleted) before it
+    are flushed first, so rows are written in the order they were made; changes to rows
+    already there wait for the next flush, where the unit of work writes them together
+    (a sweep's thousand ticket UPDATEs in one batch)."""
+    if session.new or session.deleted:
+        session.flush()
     statement, columns = _insert_for(inspect(row).mapper)
     given = row.__dict__
     result = session.connection().execute(
@@ -396,6 +401,19 @@ def _gathered_events_before_reading(state: ORMExecuteState) -> None:
         mapper.class_ is Event for mapper in state.all_mappers
     ):
         _write_gathered_events(session)
+
+
+def fire_once(session: Session, escalation: dict[str, Any]) -> bool:
+    """INSERT the escalation row unless its (ticket, deadline, level) is there already:
+    True when this call wrote it. One statement, no savepoint: the conflict is skipped by
+    the database, not raised (an earlier pass, or another instance, fired it)."""
+    table = cast(Table, Escalation.__table__)
+    if session.get_bind().dialect.name == "postgresql":
+        statement: Any = postgresql_insert(table).on_conflict_do_nothing()
+    else:
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    written = session.connection().execute(statement.returning(table.c.id), escalation)
+    return written.first() is not None
 
 
 def tickets_due(session: Session, now: datetime, limit: int) -> Sequence[Ticket]:

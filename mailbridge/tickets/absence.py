@@ -13,6 +13,8 @@ Runs inside the caller's transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Literal
@@ -35,6 +37,7 @@ DEFAULT_ABSENCE = timedelta(hours=24)  # after an auto-reply that states no retu
 def set_away(step: Step, address: str, until: datetime, *, source: Source, by: str) -> bool:
     """Mark `address` away until `until`; False when that is already so (no event)."""
     address = address.lower()
+    step.session.info.pop(_KNOWN, None)
     state = step.session.get(StaffState, address)
     if state is None:
         state = StaffState(address=address, updated_at=step.now)
@@ -62,6 +65,7 @@ def set_away(step: Step, address: str, until: datetime, *, source: Source, by: s
 def set_back(step: Step, address: str, *, source: Source, by: str) -> bool:
     """End the absence of `address` now; False when they were not away (no event)."""
     address = address.lower()
+    step.session.info.pop(_KNOWN, None)
     state = step.session.get(StaffState, address)
     if state is None or not _active(state, step.now):
         return False
@@ -82,8 +86,28 @@ def set_back(step: Step, address: str, *, source: Source, by: str) -> bool:
     return True
 
 
+_KNOWN = "mailbridge.staff_away"  # session.info: (the moment, away_map at it)
+
+
+@contextmanager
+def away_known(session: Session, now: datetime) -> Iterator[None]:
+    """Read who is away at `now` once (a few rows at most): inside, `away_until` at that
+    moment asks nothing. `set_away` and `set_back` forget it."""
+    if _KNOWN in session.info:
+        yield
+        return
+    session.info[_KNOWN] = (now, away_map(session, now))
+    try:
+        yield
+    finally:
+        session.info.pop(_KNOWN, None)
+
+
 def away_until(session: Session, address: str, now: datetime) -> datetime | None:
     """Until when `address` is away, or None when they are not."""
+    known: tuple[datetime, dict[str, datetime]] | None = session.info.get(_KNOWN)
+    if known is not None and known[0] == now:
+        return known[1].get(address.lower())
     state = session.get(StaffState, address.lower())
     return state.away_until if state is not None and _active(state, now) else None
 

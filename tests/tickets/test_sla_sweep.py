@@ -293,3 +293,32 @@ def test_concurrent_sweeps_fire_each_escalation_once(
     finally:
         second_app.close()
         first.app.close()
+
+
+def test_a_ticket_failing_mid_batch_is_put_off_and_the_others_fire_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch runs in one savepoint; a ticket that raises sends it round again with a
+    savepoint per ticket: the others fire once (one row, one mail, one event each) and the
+    failing one is looked at again later."""
+    for n in range(3):
+        world.receive(mail(f"C{n} <c{n}@c{n}.example>", f"Question {n}", message_id=f"<q{n}@x>"))
+    failing = world.tickets()[1].id
+    real = escalate._act
+
+    def broken(step: Step, ticket: Ticket, due: object, text: str) -> None:
+        if ticket.id == failing:
+            raise ZeroDivisionError("a bug on one ticket")
+        real(step, ticket, due, text)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(escalate, "_act", broken)
+    world.at(8 * H)
+
+    assert world.sweep() == 2
+    assert len(world.mails("escalation")) == 2
+    assert len(world.events("escalated")) == 2
+    with world.session() as session:
+        rows = session.execute(select(Escalation.ticket_id)).scalars().all()
+        put_off = session.get_one(Ticket, failing).next_escalation_at
+    assert sorted(rows) == sorted(t.id for t in world.tickets() if t.id != failing)
+    assert put_off == world.now + escalate.RETRY_AFTER_FAILURE
