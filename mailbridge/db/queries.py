@@ -10,6 +10,7 @@ as it does for flushed ones.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -177,9 +178,15 @@ def acknowledgements_since_each(
     withheld_by: str = "",
 ) -> list[int]:
     """`acknowledgements_since` for each (limit, key), in one statement: each count is a
-    range scan of its own key's index, asked together."""
+    range scan of its own key's index, asked together. Inside `ledger_known`, a key's rows
+    are read once and counted in memory after that."""
     if not keys:
         return []
+    known: tuple[datetime, dict[tuple[str, str, str], list[datetime]]] | None = session.info.get(
+        _LEDGER
+    )
+    if known is not None and since >= known[0]:
+        return _counted(session, keys, since, withheld_by, *known)
     counts = [
         select(func.count(Acknowledgement.id))
         .where(
@@ -193,6 +200,56 @@ def acknowledgements_since_each(
     return [int(n or 0) for n in _flushed(session).execute(select(*counts)).one()]
 
 
+_LEDGER = "mailbridge.ack_ledger"  # session.info: (since, the `at` of each key's rows)
+
+
+@contextmanager
+def ledger_known(session: Session, since: datetime) -> Iterator[None]:
+    """Inside, the acknowledgement ledger's rows of a key since `since` are read the first
+    time the key is counted and kept, with the rows written meanwhile: a batch asks for
+    its mailbox's hourly count once, not once per message, and every count stays exact
+    for any later moment (the limits' keys are locked for the batch, db/turn.py)."""
+    if _LEDGER in session.info:
+        yield
+        return
+    session.info[_LEDGER] = (since, {})
+    try:
+        yield
+    finally:
+        session.info.pop(_LEDGER, None)
+
+
+def _counted(
+    session: Session,
+    keys: Sequence[tuple[str, str]],
+    since: datetime,
+    withheld_by: str,
+    start: datetime,
+    rows: dict[tuple[str, str, str], list[datetime]],
+) -> list[int]:
+    missing = list(dict.fromkeys(k for k in keys if (*k, withheld_by) not in rows))
+    if missing:
+        read = union_all(
+            *(
+                select(literal(n).label("n"), Acknowledgement.at).where(
+                    ACK_LIMIT_KEYS[limit] == key,
+                    Acknowledgement.withheld_by == withheld_by,
+                    Acknowledgement.at >= start,
+                )
+                for n, (limit, key) in enumerate(missing)
+            )
+        )
+        found: list[list[datetime]] = [[] for _ in missing]
+        for n, at in _flushed(session).execute(read):
+            found[n].append(at)
+        for (limit, key), times in zip(missing, found, strict=True):
+            rows[limit, key, withheld_by] = sorted(times)
+    return [
+        len(times) - bisect_left(times, since)
+        for times in (rows[limit, key, withheld_by] for limit, key in keys)
+    ]
+
+
 def record_acknowledgement(
     session: Session,
     ticket: Ticket,
@@ -202,6 +259,12 @@ def record_acknowledgement(
     withheld_by: str = "",
 ) -> None:
     """One row in the ledger the limits count: queued, or withheld by a limit."""
+    known = session.info.get(_LEDGER)
+    if known is not None:
+        for limit, key in (("address", address), ("domain", domain), ("mailbox", ticket.mailbox)):
+            times = known[1].get((limit, key, withheld_by))
+            if times is not None:
+                insort(times, now)
     _flushed(session).execute(
         insert(Acknowledgement),
         {

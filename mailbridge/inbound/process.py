@@ -41,6 +41,7 @@ from mailbridge.db.stored_bytes import raw_bytes, raw_of
 from mailbridge.errors import describe_error, one_line
 from mailbridge.faults import crash_point
 from mailbridge.inbound import bounces
+from mailbridge.inbound.acknowledge import LIMIT_WINDOW
 from mailbridge.inbound.apply import Applied, apply_message
 from mailbridge.inbound.prepare import Budget, OverBudget, Prepared, Preparer, worker_count
 from mailbridge.inbound.turns import Turns, lock_batch
@@ -341,6 +342,7 @@ def _process_together(
             queries.gathered_events(session),
             bounces.states_known(session, filter(None, senders)),
             sender_lists.rules_known(session, filter(None, senders)),
+            queries.ledger_known(session, app.clock.now() - LIMIT_WINDOW),
         ):
             return [
                 _apply_one(app, session, inbound, preparer, raws.get(inbound.id), prepared)

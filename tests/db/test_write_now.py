@@ -3,7 +3,7 @@ behave like flushed ones: ids, defaults, later changes, order, and savepoint rol
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, event, func, select
@@ -181,3 +181,29 @@ def test_events_gathered_go_in_one_statement_in_order_and_are_seen_when_read(
         "sixth",
         "seventh",
     ]
+
+
+def test_the_ledger_read_once_counts_as_the_database_would(engine: Engine) -> None:
+    hour = timedelta(hours=1)
+    keys = [("mailbox", "support"), ("address", "a@c.example"), ("domain", "c.example")]
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        for minutes in (70, 50, 10):  # one of them outside the hour
+            at = NOW - timedelta(minutes=minutes)
+            queries.record_acknowledgement(session, ticket, "a@c.example", "c.example", at)
+        queries.record_acknowledgement(
+            session, ticket, "b@d.example", "d.example", NOW, withheld_by="mailbox"
+        )
+        outside = [queries.acknowledgements_since_each(session, keys, NOW - hour)]
+        statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+        with queries.ledger_known(session, NOW - hour):
+            inside = [queries.acknowledgements_since_each(session, keys, NOW - hour)]
+            queries.record_acknowledgement(session, ticket, "a@c.example", "c.example", NOW)
+            reads = len(statements)
+            later = NOW + timedelta(minutes=20)  # the row of 50 minutes ago has left the hour
+            inside.append(queries.acknowledgements_since_each(session, keys, later - hour))
+            assert len(statements) == reads, "counted from what was read"
+        outside.append(queries.acknowledgements_since_each(session, keys, later - hour))
+
+    assert outside == inside == [[2, 2, 2], [2, 2, 2]]
