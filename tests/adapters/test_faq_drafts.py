@@ -12,18 +12,10 @@ from pathlib import Path
 import pytest
 
 from mailbridge.adapters.faq_drafts import DraftNotSaved, read_drafts, save_draft
-from mailbridge.core.faq_drafts import Draft, draft_text
+from mailbridge.core.faq_drafts import draft_text
+from tests.support.faq_drafts import DRAFT
 
 pytestmark = pytest.mark.unit
-
-DRAFT = Draft(
-    title="I forgot my password",
-    keywords=("password", "forgot"),
-    language="en",
-    ticket=1042,
-    saved=date(2026, 11, 23),
-    answer="Use the link on the sign-in page.",
-)
 
 
 def test_a_draft_is_written_whole_into_a_new_folder(tmp_path: Path) -> None:

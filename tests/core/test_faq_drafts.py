@@ -23,6 +23,7 @@ from mailbridge.core.faq_drafts import (
     save_title,
     slug,
 )
+from tests.support.faq_drafts import DRAFT
 
 pytestmark = pytest.mark.unit
 
@@ -125,16 +126,6 @@ def test_file_names_never_repeat() -> None:
         "reset-2-it.md",
         "reset-3-it.md",
     ]
-
-
-DRAFT = Draft(
-    title="I forgot my password",
-    keywords=("password", "forgot"),
-    language="en",
-    ticket=1042,
-    saved=date(2026, 11, 23),
-    answer="Use the link on the sign-in page.",
-)
 
 
 def test_the_file_reads_back_as_the_draft() -> None:
