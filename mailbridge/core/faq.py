@@ -181,10 +181,10 @@ MODES = ("off", "lexicon", "model")
 # Tuned on bench/faq_paraphrase.py's TUNING and bench/faq_tuning2.py's questions, so that
 # questions no entry answers get no more suggestions than from words alone (bench/faq_eval.py
 # reports the held-out ones): the concept ranking's cut-off, how many concepts must be
-# shared, how much a word neither the FAQ nor the
-# lexicon knows (a town, a product) counts against a question, and in how many entries at
-# most (a share of them, or two) a concept the question shares with an entry's title or
-# keywords may be: a concept most entries speak of ("days") names no topic.
+# shared, how much a word neither the FAQ nor the lexicon knows (a town, a product) counts
+# against a question, and in how many entries at most (a share of them, or two) a concept
+# the question shares with an entry's title or keywords may be: a concept most entries
+# speak of ("days") names no topic.
 CONCEPT_THRESHOLD = 0.3
 CONCEPTS_SHARED = 2  # distinct concepts a question shares with an entry, at least
 UNSEEN_WEIGHT = 0.5
@@ -246,7 +246,14 @@ class FaqIndex:
         self.semantic = semantic
         self._languages = frozenset(e.language for e in entries if e.language)
         self._words = _Bm25([_weighted(e, terms) for e in entries])
-        self._named_words = [set(terms(_head(e), e.language)) for e in entries]
+        # Per entry: the words of its title and keywords, and of all of it (`names`).
+        self._said = {
+            id(e): (
+                frozenset(terms(_head(e), e.language)),
+                frozenset(terms(f"{_head(e)}\n{e.body}", e.language)),
+            )
+            for e in entries
+        }
         self.lexicon = (lexicon or shipped()) if semantic == "lexicon" else None
         if self.lexicon is not None:
             analyse = self.lexicon.entry_terms
@@ -291,6 +298,14 @@ class FaqIndex:
                 shared = tuple(t for t in query if t in self._words.docs[i])
                 matches.append(Match(entry, round(score, 4), "words", shared, threshold))
         return _ordered(matches)
+
+    def names(self, entry: FaqEntry, piece: str) -> bool:
+        """The piece shares a word with the entry's title or keywords and, unless it is a
+        question of a word or two, another with the entry anywhere: a longer text that
+        brushes one word of an entry ("charging" ~ "charges") is about something else."""
+        head, whole = self._said[id(entry)]
+        said = set(terms(piece, entry.language))
+        return bool(said & head) and (len(said & whole) > 1 or len(said) <= 2)
 
     def rank_concepts(
         self, question: str, language: str | None, cutoff: float = CONCEPT_THRESHOLD
@@ -372,7 +387,7 @@ def rank_mail(
         match
         for piece in pieces
         for match in index.rank(piece, language, threshold)
-        if _names_it(match.entry, piece)  # one shared word ("charging" ~ "charges") is no sign
+        if index.names(match.entry, piece)  # one shared word ("charging" ~ "charges"): no sign
     )
     if found or index.semantic == "off":
         return found
@@ -392,16 +407,6 @@ def _best(matches: Iterable[Match]) -> list[Match]:
         if known is None or match.score > known.score:
             best[match.entry.file] = match
     return _ordered(list(best.values()))
-
-
-def _names_it(entry: FaqEntry, piece: str) -> bool:
-    """The piece shares a word with the entry's title or keywords and, unless it is a
-    question of a word or two, another with the entry anywhere: a longer text that brushes
-    one word of an entry ("charging" ~ "charges") is about something else."""
-    said = set(terms(piece, entry.language))
-    named = said.intersection(terms(_head(entry), entry.language))
-    shared = named | said.intersection(terms(entry.body, entry.language))
-    return bool(named) and (len(shared) > 1 or len(said) <= 2)
 
 
 def _idf(count: int, df: int) -> float:

@@ -51,8 +51,17 @@ def fold(text: str) -> str:
     return strip_accents(text.lower())
 
 
-@lru_cache(maxsize=1 << 16)  # words repeat: entries, questions and the lexicon share most
+CACHED_WORD = 40  # letters: a longer "word" is rare, or a hostile sender's, and not kept
+
+
 def stem(word: str, language: str) -> str:
+    if len(word) > CACHED_WORD:
+        return str(_stemmer(language).stemWord(word))
+    return _cached_stem(word, language)
+
+
+@lru_cache(maxsize=1 << 15)  # words repeat: entries, questions and the lexicon share most
+def _cached_stem(word: str, language: str) -> str:
     return str(_stemmer(language).stemWord(word))
 
 

@@ -259,3 +259,14 @@ def test_the_paraphrase_sets_keep_their_rules() -> None:
 
     faq_paraphrase.check()
     faq_tuning2.check()
+
+
+def test_a_hostile_sender_s_long_words_are_stemmed_but_never_kept() -> None:
+    from mailbridge.core import faq_terms
+
+    kept = faq_terms._cached_stem.cache_info().currsize
+    long_words = [letter * 5000 for letter in "abcdefghij"]
+    assert terms(" ".join(long_words), "en") == long_words
+    assert faq_terms._cached_stem.cache_info().currsize == kept  # none kept
+    terms("zqxwvu", "en")
+    assert faq_terms._cached_stem.cache_info().currsize == kept + 1  # a word is kept
