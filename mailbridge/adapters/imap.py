@@ -30,6 +30,7 @@ from typing import Any, Self
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, LoginError
 
+from mailbridge.adapters.tls import verifying_context
 from mailbridge.config import MailboxConfig
 from mailbridge.core.oauth import (
     SaslFailure,
@@ -61,7 +62,7 @@ class ImapSettings:
     password: str = field(repr=False)
     folder: str = "INBOX"
     timeout: float = 30.0
-    # None means ssl.create_default_context(): certificates and host names are verified.
+    # None means adapters/tls.py's shared context: certificates and host names are verified.
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
     # Set: log in with its OAuth2 access token instead of the password.
     oauth: TokenSource | None = field(default=None, repr=False, compare=False)
@@ -158,7 +159,7 @@ class ImapMailbox:
 
     def _open(self) -> IMAPClient:
         s = self.settings
-        context = s.ssl_context or ssl.create_default_context()
+        context = s.ssl_context or verifying_context()
         client = IMAPClient(
             s.host,
             s.port,

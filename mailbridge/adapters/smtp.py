@@ -22,6 +22,7 @@ from typing import NamedTuple, Self
 
 import aiosmtplib
 
+from mailbridge.adapters.tls import verifying_context
 from mailbridge.core.oauth import (
     SaslFailure,
     TokenSource,
@@ -54,7 +55,7 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
-    # None means ssl.create_default_context(): certificates and host names are verified.
+    # None means adapters/tls.py's shared context: certificates and host names are verified.
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
     local_hostname: str | None = None  # the EHLO name; None: this machine's FQDN
     # Set: log in as `username` with its OAuth2 access token instead of the password.
@@ -134,7 +135,6 @@ class SmtpConnection:
         """Connect, secure the session as configured and log in when a username is set."""
         await self.close()
         s = self.settings
-        context = s.ssl_context or ssl.create_default_context()
         # First, so that a token endpoint that fails is not reported as the SMTP server.
         token = await asyncio.to_thread(s.oauth.access_token) if s.oauth is not None else None
         client = aiosmtplib.SMTP(
@@ -147,7 +147,7 @@ class SmtpConnection:
             use_tls=s.security == "tls",
             # False, not None: None would try STARTTLS whenever the server offers it.
             start_tls=s.security == "starttls",
-            tls_context=context if s.security != "none" else None,
+            tls_context=None if s.security == "none" else s.ssl_context or verifying_context(),
         )
         with _translate_errors(s, "connect"):
             await client.connect()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mailbridge.adapters.tls import verifying_context
 from mailbridge.errors import PermanentError, TransientError, one_line
 
 __all__ = ["HttpAnswer", "HttpRequest", "RetryLater", "send_request"]
@@ -58,9 +59,7 @@ def send_request(request: HttpRequest) -> HttpAnswer:
     host, port = parts.hostname or "", parts.port
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
-        context = ssl.create_default_context(
-            cafile=str(request.ca_file) if request.ca_file else None
-        )
+        context = verifying_context(request.ca_file)
         connection = http.client.HTTPSConnection(
             host, port, timeout=request.timeout, context=context
         )

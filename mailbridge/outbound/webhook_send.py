@@ -86,10 +86,17 @@ async def deliver_webhooks(
     # whose request is no longer waited for may still be running).
     executor = ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="webhook")
     counts: Counter[Result] = Counter()
-    tasks = [
-        asyncio.ensure_future(_work(app, executor, post, draw, counts)) for _ in range(workers)
-    ]
+    tasks: list[asyncio.Future[None]] = []
     try:
+        # One look first: most passes (every mail sent wakes one) find nothing due, and
+        # then cost one query and one thread, not `workers` of each.
+        first = await asyncio.get_running_loop().run_in_executor(executor, claim_next, app)
+        if first is None:
+            return HookReport()
+        tasks = [
+            asyncio.ensure_future(_work(app, executor, post, draw, counts, None if i else first))
+            for i in range(workers)
+        ]
         await asyncio.gather(*tasks)
     finally:
         # One worker's failure (the database went away) ends the pass: the others stop too,
@@ -102,14 +109,23 @@ async def deliver_webhooks(
 
 
 async def _work(
-    app: App, executor: ThreadPoolExecutor, post: Post, draw: Jitter, counts: Counter[Result]
+    app: App,
+    executor: ThreadPoolExecutor,
+    post: Post,
+    draw: Jitter,
+    counts: Counter[Result],
+    claimed: Claimed | None,
 ) -> None:
+    """Deliver `claimed` (when given) and then every row this worker can claim."""
     loop = asyncio.get_running_loop()
-    while (claimed := await loop.run_in_executor(executor, claim_next, app)) is not None:
+    if claimed is None:
+        claimed = await loop.run_in_executor(executor, claim_next, app)
+    while claimed is not None:
         hook = webhook_named(app, claimed.name)
         outcome = await _attempt(app, executor, post, hook, claimed)
         result = await loop.run_in_executor(executor, record, app, claimed, hook, outcome, draw)
         counts[result] += 1
+        claimed = await loop.run_in_executor(executor, claim_next, app)
 
 
 def claim_next(app: App) -> Claimed | None:

@@ -293,3 +293,21 @@ def test_two_instances_deliver_each_event_exactly_once(
 
 def delivered_events(received: list[Received]) -> list[str]:
     return [json.loads(r.body)["event"] for r in received]
+
+
+def test_a_pass_with_nothing_due_asks_the_database_once(world: World) -> None:
+    """Every mail sent wakes a webhook pass; with nothing due, it costs one look, not one
+    per worker."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(world.app.engine, "before_cursor_execute", seen)
+    try:
+        assert deliver(world) == HookReport()
+    finally:
+        event.remove(world.app.engine, "before_cursor_execute", seen)
+    assert sum("outbox" in s.lower() for s in statements) == 1, statements
