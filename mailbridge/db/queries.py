@@ -11,7 +11,7 @@ as it does for flushed ones.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
@@ -47,6 +47,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
 
+from mailbridge.core.ack_policy import domain_of
 from mailbridge.core.states import INACTIVE_STATUSES, AuthorKind
 from mailbridge.db.models import (
     Acknowledgement,
@@ -204,19 +205,59 @@ _LEDGER = "mailbridge.ack_ledger"  # session.info: (since, the `at` of each key'
 
 
 @contextmanager
-def ledger_known(session: Session, since: datetime) -> Iterator[None]:
+def ledger_known(
+    session: Session, since: datetime, addresses: Iterable[str] = ()
+) -> Iterator[None]:
     """Inside, the acknowledgement ledger's rows of a key since `since` are read the first
     time the key is counted and kept, with the rows written meanwhile: a batch asks for
     its mailbox's hourly count once, not once per message, and every count stays exact
-    for any later moment (the limits' keys are locked for the batch, db/turn.py)."""
+    for any later moment (the limits' keys are locked for the batch, db/turn.py). The
+    rows of `addresses` (the batch's senders) and of their domains are read at once, in
+    one statement, where each new sender's count would cost one of its own."""
     if _LEDGER in session.info:
         yield
         return
-    session.info[_LEDGER] = (since, {})
+    rows: dict[tuple[str, str, str], list[datetime]] = {}
+    session.info[_LEDGER] = (since, rows)
     try:
+        _read_senders(session, since, addresses, rows)
         yield
     finally:
         session.info.pop(_LEDGER, None)
+
+
+_IN_CHUNK = 500  # values in one IN list (SQLite's limit on host parameters is far above)
+
+
+def _read_senders(
+    session: Session,
+    since: datetime,
+    addresses: Iterable[str],
+    rows: dict[tuple[str, str, str], list[datetime]],
+) -> None:
+    """The rows since `since` of each address's `address` and `domain` limits, into
+    `rows`: as many as the hourly limits let be written, the mailbox's bounding all."""
+    wanted = list(dict.fromkeys(addresses))
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        keys = {"address": chunk, "domain": list(dict.fromkeys(map(domain_of, chunk)))}
+        found: dict[tuple[str, str], list[datetime]] = {
+            (limit, key): [] for limit, values in keys.items() for key in values
+        }
+        read = union_all(
+            *(
+                select(literal(limit), ACK_LIMIT_KEYS[limit], Acknowledgement.at).where(
+                    ACK_LIMIT_KEYS[limit].in_(values),
+                    Acknowledgement.withheld_by == "",
+                    Acknowledgement.at >= since,
+                )
+                for limit, values in keys.items()
+            )
+        )
+        for limit, key, at in _flushed(session).execute(read):
+            found[limit, key].append(at)
+        for (limit, key), times in found.items():
+            rows[limit, key, ""] = sorted(times)
 
 
 def _counted(

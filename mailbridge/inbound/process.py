@@ -342,7 +342,7 @@ def _process_together(
             queries.gathered_events(session),
             bounces.states_known(session, filter(None, senders)),
             sender_lists.rules_known(session, filter(None, senders)),
-            queries.ledger_known(session, app.clock.now() - LIMIT_WINDOW),
+            queries.ledger_known(session, app.clock.now() - LIMIT_WINDOW, filter(None, senders)),
         ):
             return [
                 _apply_one(app, session, inbound, preparer, raws.get(inbound.id), prepared)

@@ -207,3 +207,31 @@ def test_the_ledger_read_once_counts_as_the_database_would(engine: Engine) -> No
         outside.append(queries.acknowledgements_since_each(session, keys, later - hour))
 
     assert outside == inside == [[2, 2, 2], [2, 2, 2]]
+
+
+def test_the_batchs_senders_and_their_domains_are_read_in_one_statement(engine: Engine) -> None:
+    hour = timedelta(hours=1)
+    senders = ["a@c.example", "new@c.example", "x@first.example", "'%_\\@odd.example"]
+    keys = [
+        (limit, key)
+        for s in senders
+        for limit, key in (("address", s), ("domain", s[s.index("@") + 1 :]))
+    ]
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        for minutes in (70, 50, 10):
+            at = NOW - timedelta(minutes=minutes)
+            queries.record_acknowledgement(session, ticket, "a@c.example", "c.example", at)
+        queries.record_acknowledgement(session, ticket, "new@c.example", "c.example", NOW)
+        outside = queries.acknowledgements_since_each(session, keys, NOW - hour)
+        session.flush()
+        statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+        with queries.ledger_known(session, NOW - hour, senders):
+            assert len(statements) == 1, "one statement for every sender and domain"
+            inside = queries.acknowledgements_since_each(session, keys, NOW - hour)
+            assert len(statements) == 1, "then counted from what was read"
+            queries.acknowledgements_since_each(session, [("mailbox", "support")], NOW - hour)
+            assert len(statements) == 2, "a key not read at the start is read when asked"
+
+    assert inside == outside == [2, 3, 1, 3, 0, 0, 0, 0]

@@ -285,14 +285,17 @@ def test_automated_mail_costs_no_bounce_or_ledger_look_up(world: World) -> None:
         assert asked == []
         world.deliver(mail("ada@customer.example", "Printer on fire", "Help."))
         world.run()
-        # The same path for a customer asks the bounce state and the hourly limits: the
-        # three of them in one statement (PostgreSQL also asks, once per batch, which
-        # domains are full before it locks them).
-        ledger = [q for q in asked if "from acknowledgement" in q.lower()]
-        limits = ("address", "domain", "mailbox")
+        # The same path for a customer asks the bounce state and the hourly limits, in
+        # one statement per batch each: on SQLite the three limits together; PostgreSQL
+        # reads the batch's senders and their domains before it applies the first
+        # message, then the mailbox's, and also asks which domains are full before it
+        # locks them.
+        ledger = [q.lower() for q in asked if "from acknowledgement" in q.lower()]
         assert any("from address_state" in q.lower() for q in asked)
-        counted = ledger[-1] if ledger else ""
-        assert all(f"acknowledgement.{key} = " in counted for key in limits)
+        for key in ("address", "domain", "mailbox"):
+            asking = (f"acknowledgement.{key} = ", f"acknowledgement.{key} in (")
+            assert any(a in q for q in ledger for a in asking), key
+        assert len(ledger) <= 3, ledger
     finally:
         event.remove(world.app.engine, "before_cursor_execute", note)
 
