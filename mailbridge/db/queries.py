@@ -511,13 +511,28 @@ def fire_once(session: Session, escalation: dict[str, Any]) -> bool:
     """INSERT the escalation row unless its (ticket, deadline, level) is there already:
     True when this call wrote it. One statement, no savepoint: the conflict is skipped by
     the database, not raised (an earlier pass, or another instance, fired it)."""
+    return bool(fire_all_once(session, [escalation]))
+
+
+def fire_all_once(
+    session: Session, escalations: Sequence[dict[str, Any]]
+) -> set[tuple[int, str, int]]:
+    """`fire_once` for many rows in one statement: the (ticket, deadline, level) of each row
+    this call wrote; those already there are skipped."""
+    if not escalations:
+        return set()
     table = cast(Table, Escalation.__table__)
     if session.get_bind().dialect.name == "postgresql":
         statement: Any = postgresql_insert(table).on_conflict_do_nothing()
     else:
         statement = sqlite_insert(table).on_conflict_do_nothing()
-    written = session.connection().execute(statement.returning(table.c.id), escalation)
-    return written.first() is not None
+    # Many parameter sets, one statement compiled once: SQLAlchemy sends them as one
+    # multi-row INSERT per thousand ("insertmanyvalues"), with what each returns.
+    written = session.connection().execute(
+        statement.returning(table.c.ticket_id, table.c.deadline, table.c.level),
+        list(escalations),
+    )
+    return {(ticket_id, deadline, level) for ticket_id, deadline, level in written}
 
 
 def tickets_due(session: Session, now: datetime, limit: int) -> Sequence[Ticket]:

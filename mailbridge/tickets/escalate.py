@@ -88,9 +88,13 @@ def _sweep_batch(
             queries.gathered_events(session),
             absence.away_known(session, step.now),
         ):
+            plans = {t.id: _due_steps(step, t, already[t.id]) for t in due}
+            claimed = _claim_first_steps(step, due, plans)
             return sum(
-                _fire_due_steps(step, ticket, set(already[ticket.id]), texts[ticket.id])
-                for ticket in due
+                _fire_due_steps(
+                    step, t, set(already[t.id]), texts[t.id], plans[t.id], claimed.get(t.id)
+                )
+                for t in due
             )
     except Exception:  # noqa: BLE001 - each ticket again on its own, the failing one set aside
         log.info("a ticket of a sweep batch of %d failed: each again on its own", len(due))
@@ -111,15 +115,47 @@ def _sweep_ticket(
         return 0
 
 
+def _due_steps(step: Step, ticket: Ticket, fired: set[tuple[str, int]]) -> list[DueStep]:
+    """The ticket's steps to fire now, in order; none once it is closed."""
+    if ticket.status in INACTIVE_STATUSES:
+        return []
+    return due_now(pending_steps(step.app, ticket, fired, step.now), step.now)
+
+
+def _claim_first_steps(
+    step: Step, due: Sequence[Ticket], plans: dict[int, list[DueStep]]
+) -> dict[int, bool]:
+    """The first due step of every ticket of the batch, recorded in one statement (a
+    ticket's later steps may not fire: its first may close it); by ticket, whether this
+    sweep wrote the row."""
+    firsts = {t.id: _escalation(t, plans[t.id][0], step.now) for t in due if plans[t.id]}
+    written = queries.fire_all_once(step.session, list(firsts.values()))
+    return {
+        ticket_id: (ticket_id, row["deadline"], row["level"]) in written
+        for ticket_id, row in firsts.items()
+    }
+
+
 def _fire_due_steps(
-    step: Step, ticket: Ticket, fired: set[tuple[str, int]], customer_text: str
+    step: Step,
+    ticket: Ticket,
+    fired: set[tuple[str, int]],
+    customer_text: str,
+    steps: list[DueStep] | None = None,
+    first_recorded: bool | None = None,
 ) -> int:
+    """Fire the ticket's due `steps` (found here when not given) in order. The first one's
+    row is written here unless `first_recorded` says whether the batch wrote it."""
     count = 0
-    for due in due_now(pending_steps(step.app, ticket, fired, step.now), step.now):
+    for n, due in enumerate(_due_steps(step, ticket, fired) if steps is None else steps):
         if ticket.status in INACTIVE_STATUSES:
             break  # closed by the waiting cycle's last step: nothing else is due
         fired.add(due.step.key)
-        if _record(step.session, ticket, due, step.now):
+        if n == 0 and first_recorded is not None:
+            recorded = first_recorded
+        else:
+            recorded = queries.fire_once(step.session, _escalation(ticket, due, step.now))
+        if recorded:
             if is_waiting_deadline(due.step.deadline):
                 waiting.fire(step, ticket, due)  # a reminder or the close (tickets/waiting.py)
             else:
@@ -130,20 +166,17 @@ def _fire_due_steps(
     return count
 
 
-def _record(session: Session, ticket: Ticket, due: DueStep, now: datetime) -> bool:
-    """The unique row that makes this step fire once; False when it has fired already
-    (by an earlier pass or another instance)."""
-    return queries.fire_once(
-        session,
-        {
-            "ticket_id": ticket.id,
-            "policy": ticket.sla_policy,
-            "deadline": due.step.deadline,
-            "level": due.step.level,
-            "due_at": due.at,
-            "fired_at": now,
-        },
-    )
+def _escalation(ticket: Ticket, due: DueStep, now: datetime) -> dict[str, object]:
+    """The unique row that makes this step fire once (queries.fire_once: not written when
+    it has fired already, by an earlier pass or another instance)."""
+    return {
+        "ticket_id": ticket.id,
+        "policy": ticket.sla_policy,
+        "deadline": due.step.deadline,
+        "level": due.step.level,
+        "due_at": due.at,
+        "fired_at": now,
+    }
 
 
 def _act(step: Step, ticket: Ticket, due: DueStep, customer_text: str) -> None:
