@@ -86,6 +86,33 @@ def test_warning_level_1_and_level_2_fire_once_each_and_in_order(world: World) -
     assert events[2].data["notified"] == "manager@shop.example"
 
 
+def test_a_batch_with_stale_knowledge_fires_only_the_steps_not_fired_elsewhere(
+    world: World,
+) -> None:
+    """The batch records every ticket's first due step in one statement: the rows another
+    instance wrote meanwhile are refused there, and only the others fire."""
+    world.receive(mail("Ada <ada@c.example>", "Printer", message_id="<p1@x>"))
+    world.at(8 * H)
+    assert world.sweep() == 1  # Ada's level 1, fired "elsewhere"
+    world.receive(mail("Bob <bob@d.example>", "Scanner", message_id="<p2@x>"))
+    world.at(16 * H)  # Ada's level 2 and Bob's level 1 are due, and Ada's level 1 again
+    with world.session() as session:
+        tickets = session.scalars(select(Ticket).order_by(Ticket.id)).all()
+        stale = {t.id: set[tuple[str, int]]() for t in tickets}  # read before it fired
+        step = Step(session, world.app, world.now)
+        assert escalate._sweep_batch(step, tickets, stale, dict.fromkeys(stale, "")) == 2
+        session.commit()
+    with world.session() as session:
+        rows = session.execute(select(Escalation.ticket_id, Escalation.deadline, Escalation.level))
+        fired = sorted(tuple(row) for row in rows)
+    assert fired == [
+        (tickets[0].id, "first_response", 1),
+        (tickets[0].id, "first_response", 2),
+        (tickets[1].id, "first_response", 1),
+    ]
+    assert len(world.mails("escalation")) == 3
+
+
 def test_a_sweep_after_downtime_fires_missed_levels_in_order_and_skips_a_stale_warning(
     world: World,
 ) -> None:
