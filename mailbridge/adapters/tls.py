@@ -3,7 +3,7 @@ connection (SMTP, IMAP, webhooks).
 
 `ssl.create_default_context()` reads the system's CA bundle each time it is called: about
 15 ms here, and SMTP connects on the event loop, so making one per connection held up
-every mail sent after an acknowledgement (docs/architecture.md, "Sending"). A context is
+every mail sent after an acknowledgement (docs/architecture.md, "7. Send"). A context is
 safe to share between connections and threads; its settings are the defaults: protocol,
 certificate and host name verified. A CA bundle changed on disk is read at the next start.
 """
