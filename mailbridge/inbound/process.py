@@ -328,12 +328,21 @@ def _process_together(
     raws: dict[int, bytes],
     early: dict[int, Prepared | Exception],
 ) -> list[Processed]:
-    """Every message of the batch in one savepoint, with the counts and events it records
-    written together at its end: two statements for the batch where a savepoint of each
-    message's own costs two per message. Should one message raise, that savepoint rolls
-    back and the batch goes again with a savepoint per message, so the message fails
-    alone; what was prepared is kept, not prepared again."""
+    """On PostgreSQL, every message of the batch in one savepoint, with the counts and
+    events it records written together at its end: two statements for the batch where a
+    savepoint of each message's own costs two round trips per message. Should one message
+    raise, that savepoint rolls back and the batch goes again with a savepoint per
+    message, so the message fails alone; what was prepared is kept, not prepared again.
+    On SQLite, a savepoint per message from the start."""
     prepared = dict(early)
+    if session.get_bind().dialect.name == "sqlite":
+        # A savepoint held open across the batch made SQLite's own memory climb with the
+        # database (3 -> 35 MB over 5,000 mails, the process's peak 144 -> 180 MB); its
+        # statements cost no round trip, so a savepoint per message costs nothing there.
+        return [
+            _process_in_savepoint(app, session, inbound, preparer, raws.get(inbound.id), prepared)
+            for inbound in loaded
+        ]
     senders = [_customer(p) for p in early.values()]
     try:
         with (

@@ -59,7 +59,10 @@ def test_a_failing_message_mid_batch_leaves_its_neighbours_written_once(
     report = process.process_pending(app)
 
     assert (report.processed, report.failed, report.created) == (4, 1, 4)
-    assert applied.count("Printer") == 2, "the batch went round again after the failure"
+    # PostgreSQL runs the batch in one savepoint, and again one by one after the failure;
+    # SQLite has a savepoint per message from the start.
+    rounds = 1 if app.engine.dialect.name == "sqlite" else 2
+    assert applied.count("Printer") == rounds
     with app.transaction() as session:
         count = lambda *where: session.scalar(select(func.count()).where(*where))  # noqa: E731
         assert count(Ticket.id >= 0) == 4
