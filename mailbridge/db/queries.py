@@ -240,24 +240,37 @@ def _read_senders(
     wanted = list(dict.fromkeys(addresses))
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start : start + _IN_CHUNK]
-        keys = {"address": chunk, "domain": list(dict.fromkeys(map(domain_of, chunk)))}
-        found: dict[tuple[str, str], list[datetime]] = {
-            (limit, key): [] for limit, values in keys.items() for key in values
-        }
-        read = union_all(
-            *(
-                select(literal(limit), ACK_LIMIT_KEYS[limit], Acknowledgement.at).where(
-                    ACK_LIMIT_KEYS[limit].in_(values),
-                    Acknowledgement.withheld_by == "",
-                    Acknowledgement.at >= since,
-                )
-                for limit, values in keys.items()
+        keys = [("address", a) for a in chunk] + [("domain", d) for d in map(domain_of, chunk)]
+        _read_ledger(session, keys, "", since, rows)
+
+
+def _read_ledger(
+    session: Session,
+    keys: Sequence[tuple[str, str]],
+    withheld_by: str,
+    since: datetime,
+    rows: dict[tuple[str, str, str], list[datetime]],
+) -> None:
+    """The `at` of each (limit, key)'s rows since `since`, sorted, into `rows`: one
+    statement, one IN list per limit."""
+    by_limit: dict[str, list[str]] = {}
+    for limit, key in dict.fromkeys(keys):
+        by_limit.setdefault(limit, []).append(key)
+    found: dict[tuple[str, str], list[datetime]] = {k: [] for k in dict.fromkeys(keys)}
+    read = union_all(
+        *(
+            select(literal(limit), ACK_LIMIT_KEYS[limit], Acknowledgement.at).where(
+                ACK_LIMIT_KEYS[limit].in_(values),
+                Acknowledgement.withheld_by == withheld_by,
+                Acknowledgement.at >= since,
             )
+            for limit, values in by_limit.items()
         )
-        for limit, key, at in _flushed(session).execute(read):
-            found[limit, key].append(at)
-        for (limit, key), times in found.items():
-            rows[limit, key, ""] = sorted(times)
+    )
+    for limit, key, at in _flushed(session).execute(read):
+        found[limit, key].append(at)
+    for (limit, key), times in found.items():
+        rows[limit, key, withheld_by] = sorted(times)
 
 
 def _counted(
@@ -268,23 +281,9 @@ def _counted(
     start: datetime,
     rows: dict[tuple[str, str, str], list[datetime]],
 ) -> list[int]:
-    missing = list(dict.fromkeys(k for k in keys if (*k, withheld_by) not in rows))
+    missing = [k for k in keys if (*k, withheld_by) not in rows]
     if missing:
-        read = union_all(
-            *(
-                select(literal(n).label("n"), Acknowledgement.at).where(
-                    ACK_LIMIT_KEYS[limit] == key,
-                    Acknowledgement.withheld_by == withheld_by,
-                    Acknowledgement.at >= start,
-                )
-                for n, (limit, key) in enumerate(missing)
-            )
-        )
-        found: list[list[datetime]] = [[] for _ in missing]
-        for n, at in _flushed(session).execute(read):
-            found[n].append(at)
-        for (limit, key), times in zip(missing, found, strict=True):
-            rows[limit, key, withheld_by] = sorted(times)
+        _read_ledger(session, missing, withheld_by, start, rows)
     return [
         len(times) - bisect_left(times, since)
         for times in (rows[limit, key, withheld_by] for limit, key in keys)
