@@ -13,6 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar, cast
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Column,
     CompoundSelect,
     Connection,
+    Executable,
     Insert,
     Table,
     Update,
@@ -46,6 +48,8 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import Select
+from sqlalchemy.sql.util import find_tables
 
 from mailbridge.core.ack_policy import domain_of
 from mailbridge.core.states import INACTIVE_STATUSES, AuthorKind
@@ -102,26 +106,62 @@ _INSERT_EVENT = insert(Event)
 
 
 def ticket_ids_for_message_ids(session: Session, message_ids: Sequence[str]) -> dict[str, int]:
-    """Message-ID -> ticket id, for ids we received or sent. The ids are looked up in the
-    form their columns store (an over-long one as its digest form) and answered as asked."""
+    """Message-ID -> ticket id, for ids we received (first) or sent. The ids are looked up
+    in the form their columns store (an over-long one as its digest form) and answered as
+    asked. Inside `batch_reads`, an id read once is known for the rest of the batch."""
     asked: dict[str, list[str]] = {}
     for message_id in message_ids:
         asked.setdefault(_stored_message_id(message_id), []).append(message_id)
-    stored = list(asked)
+    if not asked:
+        return {}
+    if session.autoflush:
+        session.flush()
+    cache: dict[str, _Where] | None = session.info.get(_BATCH_IDS)
+    if cache is None:
+        where = _read_ids(session, list(asked))
+    else:
+        missing = [stored for stored in asked if stored not in cache]
+        if missing:
+            cache.update(_read_ids(session, missing))
+        where = {stored: cache[stored] for stored in asked}
     found: dict[str, int] = {}
-    connection = _flushed(session)
+    for stored, (received, sent) in where.items():
+        ticket_id = received if received is not None else sent
+        if ticket_id is not None:
+            found.update(dict.fromkeys(asked[stored], ticket_id))
+    return found
+
+
+_Where = tuple["int | None", "int | None"]  # the ticket a Message-ID was received in, sent from
+
+
+def _read_ids(session: Session, stored: list[str]) -> dict[str, _Where]:
+    # Outbox rows `written_later` holds are asked of it, not written for this: a batch's
+    # replies would each write the mail queued before them.
+    write_pending(session, [cast(Table, Article.__table__)])
+    held = _held_outbox(session)
+    where: dict[str, _Where] = {message_id: (None, held.get(message_id)) for message_id in stored}
+    connection = session.connection()
     for start in range(0, len(stored), IDS_PER_STATEMENT):
         ids = {"ids": stored[start : start + IDS_PER_STATEMENT]}
-        sent: dict[str, int] = {}
         for was_sent, message_id, ticket_id in connection.execute(_KNOWN_IDS, ids):
-            for original in asked.get(message_id or "", ()):
-                if was_sent:
-                    sent.setdefault(original, ticket_id)
-                else:
-                    found[original] = ticket_id
-        for original, ticket_id in sent.items():
-            found.setdefault(original, ticket_id)
-    return found
+            received, sent = where[message_id]
+            if not was_sent:
+                where[message_id] = (ticket_id, sent)
+            elif sent is None:
+                where[message_id] = (received, ticket_id)
+    return where
+
+
+def _held_outbox(session: Session) -> dict[str, int]:
+    """Stored Message-ID -> ticket id of the outbox rows `written_later` holds."""
+    later: _Later | None = session.info.get(_LATER)
+    rows = later.inserts.get(cast(Table, Outbox.__table__), []) if later is not None else []
+    return {
+        _stored_message_id(row["message_id"]): row["ticket_id"]
+        for row in rows
+        if row["ticket_id"] is not None
+    }
 
 
 def _stored_message_id(message_id: str) -> str:
@@ -198,7 +238,8 @@ def acknowledgements_since_each(
         .scalar_subquery()
         for limit, key in keys
     ]
-    return [int(n or 0) for n in _flushed(session).execute(select(*counts)).one()]
+    query = select(*counts)
+    return [int(n or 0) for n in _flushed(session, query).execute(query).one()]
 
 
 _LEDGER = "mailbridge.ack_ledger"  # session.info: (since, the `at` of each key's rows)
@@ -267,7 +308,7 @@ def _read_ledger(
             for limit, values in by_limit.items()
         )
     )
-    for limit, key, at in _flushed(session).execute(read):
+    for limit, key, at in _flushed(session, read).execute(read):
         found[limit, key].append(at)
     for (limit, key), times in found.items():
         rows[limit, key, withheld_by] = sorted(times)
@@ -305,26 +346,39 @@ def record_acknowledgement(
             times = known[1].get((limit, key, withheld_by))
             if times is not None:
                 insort(times, now)
-    _flushed(session).execute(
-        insert(Acknowledgement),
-        {
-            "ticket_id": ticket.id,
-            "mailbox": ticket.mailbox,
-            "address": address,
-            "domain": domain,
-            "withheld_by": withheld_by,
-            "at": now,
-        },
-    )
+    row = {
+        "ticket_id": ticket.id,
+        "mailbox": ticket.mailbox,
+        "address": address,
+        "domain": domain,
+        "withheld_by": withheld_by,
+        "at": now,
+    }
+    later: _Later | None = session.info.get(_LATER)
+    if later is not None:
+        later.insert(_ACK_TABLE, row)
+    else:
+        statement = insert(Acknowledgement)
+        _flushed(session, statement).execute(statement, row)
 
 
-def _flushed(session: Session) -> Connection:
+def _flushed(session: Session, statement: Executable) -> Connection:
     """The session's connection, with what the session holds written (autoflush, as an
-    ORM query does): a Core statement on it sees what an ORM query would, without the
+    ORM query does) and what `written_later` holds of the tables `statement` reads (all of
+    it, before a write): a Core statement on it sees what an ORM query would, without the
     ORM's cost per execution."""
     if session.autoflush:
         session.flush()
+    if isinstance(statement, Select | CompoundSelect):
+        write_pending(session, _read_by(statement))
+    else:
+        write_pending(session)
+        _forget_batch_reads(session)
     return session.connection()
+
+
+def _read_by(statement: Select[Any] | CompoundSelect[Any]) -> list[Table]:
+    return [t for t in find_tables(statement, include_joins=True) if isinstance(t, Table)]
 
 
 _Row = TypeVar("_Row", bound=Base)
@@ -338,7 +392,9 @@ def insert_now(session: Session, row: _Row) -> _Row:
     (a sweep's thousand ticket UPDATEs in one batch)."""
     if session.new or session.deleted:
         session.flush()
-    statement, columns = _insert_for(inspect(row).mapper)
+    mapper = inspect(row).mapper
+    write_pending(session, [cast(Table, mapper.local_table)], writing="insert")
+    statement, columns = _insert_for(mapper)
     given = row.__dict__
     result = session.connection().execute(
         statement, {column.key: given[key] for key, column in columns if key in given}
@@ -358,6 +414,7 @@ def insert_now(session: Session, row: _Row) -> _Row:
     make_transient_to_detached(row)  # what it holds now is what the row holds
     session.add(row)
     _remember(session, row, inserted=True)
+    _note_message_id(session, row)
     return row
 
 
@@ -365,7 +422,7 @@ def insert_ticket(session: Session, ticket: Ticket, number_start: int) -> Ticket
     """INSERT a new ticket and give it its number, `number_start` + id - 1: ids only grow,
     so numbers are unique and in the order tickets were opened (by mail or by a split)."""
     insert_now(session, ticket)
-    update_now(session, ticket, number=number_start + ticket.id - 1)
+    update_later(session, ticket, number=number_start + ticket.id - 1)
     return ticket
 
 
@@ -374,6 +431,7 @@ def update_now(session: Session, row: Base, **values: Any) -> None:
     without the unit of work; the object holds the new values as its committed state."""
     state = inspect(row)
     assert state.identity is not None, "update_now needs a persistent object"
+    write_pending(session, [cast(Table, state.mapper.local_table)], writing="update")
     statement, columns = _update_for(state.mapper, tuple(values))
     params = {f"new_{column}": values[name] for name, column in columns}
     session.connection().execute(statement, {**params, "identity": state.identity[0]})
@@ -441,69 +499,254 @@ def _forget_written_now(session: Session, transaction: SessionTransaction) -> No
         session.info.pop(_WRITTEN_NOW, None)
 
 
-_EVENTS_GATHERED = "mailbridge.events_gathered"  # session.info: events `gathered_events` holds
+_LATER = "mailbridge.written_later"  # session.info: the _Later of `written_later`, inside it
+
+
+@dataclass(slots=True)
+class _Later:
+    """What `written_later` holds: rows to INSERT, by table, and UPDATE parameters, by
+    table and statement, in the order first held; ids taken from a table's sequence and
+    not yet given out."""
+
+    reserve: int  # ids to take from a sequence at a time; 0: no sequences (SQLite)
+    inserts: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
+    updates: dict[Table, dict[Update, list[dict[str, Any]]]] = field(default_factory=dict)
+    ids: dict[Table, list[int]] = field(default_factory=dict)
+
+    def insert(self, table: Table, row: dict[str, Any]) -> None:
+        self.inserts.setdefault(table, []).append(row)
+
+    def update(self, table: Table, statement: Update, params: dict[str, Any]) -> None:
+        self.updates.setdefault(table, {}).setdefault(statement, []).append(params)
+
+    def needed(self, tables: Iterable[Table] | None, writing: str) -> set[Table]:
+        """The tables whose held rows a statement on `tables` must come after: for a read
+        or an UPDATE (`writing` "update"), the rows held of that table; for an INSERT
+        (`writing` "insert"), those inserted into it; for either write, also the rows
+        inserted that its rows may point at; and, in turn, those their rows point at."""
+        held = {*self.inserts, *self.updates}
+        if tables is None:
+            return held
+        found: set[Table] = set()
+        for table in tables:
+            if table in (self.inserts if writing == "insert" else held):
+                found.add(table)
+            if writing:
+                found.update(
+                    t for fk in table.foreign_keys if (t := fk.column.table) in self.inserts
+                )
+        todo = list(found)
+        while todo:
+            for fk in todo.pop().foreign_keys:
+                target = fk.column.table
+                if target in self.inserts and target not in found:
+                    found.add(target)
+                    todo.append(target)
+        return found & held
+
+
+@contextmanager
+def written_later(session: Session, expected: int = 1) -> Iterator[None]:
+    """The events, acknowledgements, outbox rows and message states written inside go in
+    together when it ends: one statement per table for a batch of messages (or a sweep's
+    tickets), where each cost a round trip of its own. A statement that reads or writes
+    one of those tables, or a row that points at one, writes them first, so nothing
+    reads around them. On PostgreSQL an outbox row's id comes from its sequence, taken
+    `expected` at a time (a batch's size), so the id is known before the row is written.
+    If it raises, nothing is written: the savepoint around it takes its rows along."""
+    if _LATER in session.info:
+        yield  # an outer one writes them
+        return
+    dialect = session.get_bind().dialect.name
+    later = _Later(reserve=max(expected, 8) if dialect == "postgresql" else 0)
+    session.info[_LATER] = later
+    try:
+        yield
+        write_pending(session)
+    finally:
+        session.info.pop(_LATER, None)
+
+
+def write_pending(
+    session: Session,
+    tables: Iterable[Table] | None = None,
+    *,
+    writing: str = "",
+    connection: Connection | None = None,
+) -> None:
+    """Write what `written_later` holds: all of it, or what a statement on one of `tables`
+    must come after (_Later.needed). Inserts first, in the order of the tables' foreign
+    keys, then updates, each statement's rows together."""
+    later: _Later | None = session.info.get(_LATER)
+    if later is None or not (later.inserts or later.updates):
+        return
+    needed = later.needed(tables, writing)
+    if not needed:
+        return
+    connection = connection or session.connection()
+    for table in Base.metadata.sorted_tables:
+        if table in needed and table in later.inserts:
+            connection.execute(insert(table), later.inserts.pop(table))
+    for table in needed:
+        for statement, rows in later.updates.pop(table, {}).items():
+            connection.execute(statement, rows)
+
+
+def _drop_pending(later: _Later) -> None:
+    later.inserts, later.updates = {}, {}
+
+
+def insert_later(session: Session, row: _Row) -> _Row:
+    """`insert_now`, or inside `written_later` the row kept to be written with the others
+    of its table, its id taken ahead from the table's sequence. Where ids cannot be taken
+    ahead (SQLite), or a column is filled in by the database, it is written at once."""
+    later: _Later | None = session.info.get(_LATER)
+    if later is None or not later.reserve:
+        return insert_now(session, row)
+    mapper = inspect(row).mapper
+    table = cast(Table, mapper.local_table)
+    values = _filled(mapper, row)
+    if values is None:
+        return insert_now(session, row)
+    (key,) = mapper.primary_key
+    ids = later.ids.get(table)
+    if not ids:
+        ids = later.ids[table] = _reserve(session, table, key.name, later.reserve)
+    values[str(key.key)] = ids.pop()
+    for name, column in _insert_for(mapper)[1]:
+        if name not in row.__dict__:
+            setattr(row, name, values[column.key])
+    make_transient_to_detached(row)
+    session.add(row)
+    _remember(session, row, inserted=True)
+    _note_message_id(session, row)
+    later.insert(table, values)
+    return row
+
+
+def _filled(mapper: Mapper[Any], row: Base) -> dict[str, Any] | None:
+    """Every column's value, as an INSERT would write it: given, else its default, else
+    NULL; None if a column not given is filled in by the database."""
+    given = row.__dict__
+    values: dict[str, Any] = {}
+    for name, column in _insert_for(mapper)[1]:
+        if name in given:
+            values[column.key] = given[name]
+        elif column.primary_key:
+            continue
+        elif column.server_default is not None:
+            return None
+        elif column.default is None:
+            values[column.key] = None
+        elif column.default.is_scalar:
+            values[column.key] = column.default.arg  # type: ignore[attr-defined]
+        elif column.default.is_callable:
+            values[column.key] = column.default.arg(None)  # type: ignore[attr-defined]
+        else:
+            return None
+    return values
+
+
+def _reserve(session: Session, table: Table, key: str, n: int) -> list[int]:
+    """`n` ids from the table's sequence, the smallest last (given out first)."""
+    query = select(func.nextval(func.pg_get_serial_sequence(table.name, key))).select_from(
+        func.generate_series(1, n)
+    )
+    return sorted(session.connection().scalars(query), reverse=True)
+
+
+def update_later(session: Session, row: Base, **values: Any) -> None:
+    """`update_now`, or inside `written_later` the new values kept (the object holds them
+    at once) and written with the other rows' of the same columns in one statement."""
+    later: _Later | None = session.info.get(_LATER)
+    if later is None:
+        update_now(session, row, **values)
+        return
+    state = inspect(row)
+    assert state.identity is not None, "update_later needs a persistent object"
+    statement, columns = _update_for(state.mapper, tuple(values))
+    params = {f"new_{column}": values[name] for name, column in columns}
+    table = cast(Table, state.mapper.local_table)
+    later.update(table, statement, {**params, "identity": state.identity[0]})
+    for name, value in values.items():
+        set_committed_value(row, name, value)
+    _remember(session, row, inserted=False)
+
+
+_EVENT_TABLE = cast(Table, Event.__table__)
+_ACK_TABLE = cast(Table, Acknowledgement.__table__)
 
 
 def insert_event(
     session: Session, ticket_id: int | None, at: datetime, event_type: str, data: dict[str, Any]
 ) -> None:
     """Write one audit event at once, without the unit of work's cost per object; inside
-    `gathered_events`, when it ends, together with the others.
+    `written_later`, when it ends, together with the others.
 
-    Events added to the session as objects are flushed first, so events keep the order in
-    which they were recorded, whichever way they were written."""
+    Events added to the session as objects are flushed after the ones recorded before
+    them, so events keep the order in which they were recorded, whichever way written."""
     row = {"ticket_id": ticket_id, "at": at, "type": event_type, "data": data}
-    gathering: list[dict[str, Any]] | None = session.info.get(_EVENTS_GATHERED)
-    if gathering is None:
+    later: _Later | None = session.info.get(_LATER)
+    if later is None:
         session.flush()
         session.connection().execute(_INSERT_EVENT, row)
         return
     if any(isinstance(pending, Event) for pending in session.new):
-        _write_gathered_events(session)
-        session.flush()
-    gathering.append(row)
-
-
-@contextmanager
-def gathered_events(session: Session) -> Iterator[None]:
-    """The events recorded inside are written together (one statement for a batch of
-    messages, in place of two or three per message) when it ends, or as soon as anything
-    reads or writes the event table through the session; none if it raises, as the
-    savepoint around it rolls back what it wrote."""
-    if _EVENTS_GATHERED in session.info:
-        yield  # an outer one writes them
-        return
-    session.info[_EVENTS_GATHERED] = []
-    try:
-        yield
-        _write_gathered_events(session)
-    finally:
-        session.info.pop(_EVENTS_GATHERED, None)
-
-
-def _write_gathered_events(session: Session) -> None:
-    gathering: list[dict[str, Any]] | None = session.info.get(_EVENTS_GATHERED)
-    if gathering:
-        rows = list(gathering)
-        gathering.clear()
-        session.connection().execute(_INSERT_EVENT, rows)
+        session.flush()  # writes what is held first (_pending_before_flush)
+    later.insert(_EVENT_TABLE, row)
 
 
 @event.listens_for(Session, "before_flush")
-def _gathered_events_before_objects(session: Session, *_: object) -> None:
-    """Event objects flushed (a bounce's) come after the events recorded before them."""
-    if session.info.get(_EVENTS_GATHERED) and any(isinstance(o, Event) for o in session.new):
-        _write_gathered_events(session)
+def _pending_before_flush(session: Session, *_: object) -> None:
+    """Objects flushed that are, or point at, rows held come after those rows (a bounce's
+    Event object after the events recorded before it, an address's last outbox row)."""
+    if any(
+        isinstance(o, Article | Outbox) for o in (*session.new, *session.dirty, *session.deleted)
+    ):
+        _forget_batch_reads(session)
+    later: _Later | None = session.info.get(_LATER)
+    if later is None or not (later.inserts or later.updates):
+        return
+    if session.deleted:
+        write_pending(session)  # a row held may point at one deleted
+        return
+    flushed = {cast(Table, inspect(o).mapper.local_table) for o in (*session.new, *session.dirty)}
+    write_pending(session, flushed, writing="update")
 
 
 @event.listens_for(Session, "do_orm_execute")
-def _gathered_events_before_reading(state: ORMExecuteState) -> None:
-    """A statement about events sees every event recorded before it."""
-    session = state.session
-    if session.info.get(_EVENTS_GATHERED) and any(
-        mapper.class_ is Event for mapper in state.all_mappers
-    ):
-        _write_gathered_events(session)
+def _pending_before_statement(state: ORMExecuteState) -> None:
+    """A statement sees every row held before it: those of the tables it reads, or all of
+    them before it writes."""
+    statement = state.statement
+    if not isinstance(statement, Select | CompoundSelect):
+        _forget_batch_reads(state.session)  # a write: what was read may have changed
+    later: _Later | None = state.session.info.get(_LATER)
+    if later is None or not (later.inserts or later.updates):
+        return
+    if not isinstance(statement, Select | CompoundSelect):
+        write_pending(state.session)  # a write, or text: anything may depend on them
+        return
+    write_pending(state.session, _read_by(statement))
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _pending_before_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint begun inside `written_later` starts with nothing held: what was held
+    before it is written before its SAVEPOINT (on the connection of the transaction
+    around it), so one that rolls back takes along exactly what was held since."""
+    parent = transaction.parent
+    if transaction.nested and parent is not None and session.info.get(_LATER) is not None:
+        write_pending(session, connection=parent.connection(None))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _pending_rolled_back(session: Session, rolled_back: SessionTransaction) -> None:
+    session.info.pop(_LOCKED, None)  # PostgreSQL may have let go of row locks taken inside
+    _forget_batch_reads(session)
+    later: _Later | None = session.info.get(_LATER)
+    if later is not None:
+        _drop_pending(later)
 
 
 def fire_once(session: Session, escalation: dict[str, Any]) -> bool:
@@ -520,6 +763,7 @@ def fire_all_once(
     this call wrote; those already there are skipped."""
     if not escalations:
         return set()
+    session.info.pop(_BATCH_FIRED, None)
     table = cast(Table, Escalation.__table__)
     if session.get_bind().dialect.name == "postgresql":
         statement: Any = postgresql_insert(table).on_conflict_do_nothing()
@@ -565,6 +809,9 @@ def next_escalation_due(session: Session) -> datetime | None:
 
 def fired_steps(session: Session, ticket_ids: Sequence[int]) -> dict[int, set[tuple[str, int]]]:
     """(deadline, level) of every warning and escalation already fired, per ticket."""
+    cache: dict[int, set[tuple[str, int]]] | None = session.info.get(_BATCH_FIRED)
+    if cache is not None and all(ticket_id in cache for ticket_id in ticket_ids):
+        return {ticket_id: set(cache[ticket_id]) for ticket_id in ticket_ids}
     fired: dict[int, set[tuple[str, int]]] = {ticket_id: set() for ticket_id in ticket_ids}
     if ticket_ids:
         query = select(Escalation.ticket_id, Escalation.deadline, Escalation.level).where(
@@ -644,7 +891,7 @@ def open_tickets_of(session: Session, address: str) -> int:
     query = select(func.count(Ticket.id)).where(
         Ticket.requester_address == address, Ticket.status.not_in(INACTIVE_STATUSES)
     )
-    return _flushed(session).scalar(query) or 0
+    return _flushed(session, query).scalar(query) or 0
 
 
 def customer_mails_since_staff_reply(session: Session, ticket_id: int) -> int:
@@ -666,7 +913,7 @@ def customer_mails_since_staff_reply(session: Session, ticket_id: int) -> int:
         Article.author_kind == AuthorKind.CUSTOMER,
         Article.id > last_reply,
     )
-    return _flushed(session).scalar(query) or 0
+    return _flushed(session, query).scalar(query) or 0
 
 
 def customer_thread(session: Session, ticket_id: int) -> list[str]:
@@ -686,7 +933,7 @@ def customer_thread(session: Session, ticket_id: int) -> list[str]:
 
 def ticket_tags(session: Session, ticket_id: int) -> list[str]:
     query = select(TicketTag.tag).where(TicketTag.ticket_id == ticket_id).order_by(TicketTag.tag)
-    return list(_flushed(session).scalars(query))
+    return list(_flushed(session, query).scalars(query))
 
 
 def remove_ticket_tags(session: Session, ticket_id: int, tags: Sequence[str]) -> list[str]:
@@ -694,9 +941,10 @@ def remove_ticket_tags(session: Session, ticket_id: int, tags: Sequence[str]) ->
     wanted = {tag.lower() for tag in tags}
     had = [tag for tag in ticket_tags(session, ticket_id) if tag.lower() in wanted]
     if had:
-        _flushed(session).execute(
-            delete(TicketTag).where(TicketTag.ticket_id == ticket_id, TicketTag.tag.in_(had))
+        statement = delete(TicketTag).where(
+            TicketTag.ticket_id == ticket_id, TicketTag.tag.in_(had)
         )
+        _flushed(session, statement).execute(statement)
     return had
 
 
@@ -709,8 +957,84 @@ def add_ticket_tags(
     """Tag the ticket; returns the tags it did not have before, in the order given."""
     new = [tag for tag in dict.fromkeys(tags) if tag not in ticket_tags(session, ticket_id)]
     if new:
-        _flushed(session).execute(
-            insert(TicketTag),
-            [{"ticket_id": ticket_id, "tag": tag, "added_at": now} for tag in new],
-        )
+        statement = insert(TicketTag)
+        rows = [{"ticket_id": ticket_id, "tag": tag, "added_at": now} for tag in new]
+        _flushed(session, statement).execute(statement, rows)
     return new
+
+
+_BATCH_IDS = "mailbridge.batch_ids"  # session.info: stored Message-ID -> _Where, `batch_reads`
+_BATCH_FIRED = "mailbridge.batch_fired"  # session.info: ticket id -> steps fired, `batch_reads`
+_LOCKED = "mailbridge.locked_tickets"  # session.info: tickets locked in the transaction, by id
+
+
+@contextmanager
+def batch_reads(session: Session, message_ids: Iterable[str]) -> Iterator[None]:
+    """Inside, what a batch's messages would each ask is asked once, in three statements:
+    the tickets the Message-IDs they refer to belong to, those tickets locked (in the
+    order of their ids), and the warnings and escalations fired on them. Rows this
+    transaction writes are added to what was read; a statement that changes articles,
+    outbox rows or escalations otherwise, or a rolled-back savepoint, makes the batch ask
+    again, as it would without this."""
+    stored = [m for m in dict.fromkeys(map(_stored_message_id, message_ids)) if m]
+    ids = _read_ids(session, stored) if stored else {}
+    session.info[_BATCH_IDS] = ids
+    tickets = sorted({t for pair in ids.values() for t in pair if t is not None})
+    if tickets:
+        query = (
+            select(Ticket)
+            .where(Ticket.id.in_(_id_list(tickets)))
+            .order_by(Ticket.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        session.info.setdefault(_LOCKED, {}).update((t.id, t) for t in session.scalars(query))
+        session.info[_BATCH_FIRED] = fired_steps(session, tickets)
+    try:
+        yield
+    finally:
+        _forget_batch_reads(session)
+
+
+def _forget_batch_reads(session: Session) -> None:
+    session.info.pop(_BATCH_IDS, None)
+    session.info.pop(_BATCH_FIRED, None)
+
+
+def _note_message_id(session: Session, row: Base) -> None:
+    """A row written inside `batch_reads` with a Message-ID the batch has read: known."""
+    cache: dict[str, _Where] | None = session.info.get(_BATCH_IDS)
+    if cache is None or not isinstance(row, Article | Outbox) or not row.message_id:
+        return
+    stored = _stored_message_id(row.message_id)
+    if stored not in cache:
+        return  # not read: asked of the database (where the row is) when it is
+    received, sent = cache[stored]
+    if isinstance(row, Article):
+        cache[stored] = (row.ticket_id, sent)
+    elif sent is None and row.ticket_id is not None:
+        cache[stored] = (received, row.ticket_id)
+
+
+def locked_ticket(session: Session, ticket_id: int) -> Ticket | None:
+    """The ticket, locked FOR UPDATE until the transaction ends and read as it is now;
+    one already locked in this transaction costs no query."""
+    locked: dict[int, Ticket] = session.info.setdefault(_LOCKED, {})
+    held = locked.get(ticket_id)
+    if held is not None and held in session:
+        return held
+    found = session.get(Ticket, ticket_id, with_for_update=True, populate_existing=True)
+    if found is not None:
+        locked[ticket_id] = found  # held here: the session keeps objects only while used
+    return found
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _locks_let_go(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_LOCKED, None)
+
+
+def locked_ids(session: Session) -> list[int]:
+    """The tickets locked in this transaction (`locked_ticket`, `batch_reads`)."""
+    return sorted(session.info.get(_LOCKED, ()))

@@ -310,7 +310,7 @@ def _add_article(
         created_at=step.now,
         inbound_message_id=inbound.id,
     )
-    queries.insert_now(step.session, article)
+    queries.insert_later(step.session, article)
     for attachment in parsed.attachments:
         if attachment.skipped_reason:
             add_event(

@@ -25,13 +25,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App, Step
+from mailbridge.core.correlate import thread_clues
 from mailbridge.core.states import InboundState
 from mailbridge.db import queries, tally
 from mailbridge.db.blobs import BlobError
@@ -43,9 +44,10 @@ from mailbridge.faults import crash_point
 from mailbridge.inbound import bounces
 from mailbridge.inbound.acknowledge import LIMIT_WINDOW
 from mailbridge.inbound.apply import Applied, apply_message
+from mailbridge.inbound.conversation import MAX_REFERENCES
 from mailbridge.inbound.prepare import Budget, OverBudget, Prepared, Preparer, worker_count
 from mailbridge.inbound.turns import Turns, lock_batch
-from mailbridge.tickets import sender_lists, tallies
+from mailbridge.tickets import participants, sender_lists, tallies
 
 log = logging.getLogger(__name__)
 
@@ -348,10 +350,12 @@ def _process_together(
         with (
             session.begin_nested(),
             tally.gathered(session),
-            queries.gathered_events(session),
+            queries.written_later(session, len(loaded)),
             bounces.states_known(session, filter(None, senders)),
             sender_lists.rules_known(session, filter(None, senders)),
             queries.ledger_known(session, app.clock.now() - LIMIT_WINDOW, filter(None, senders)),
+            queries.batch_reads(session, _referred(app, early.values())),
+            participants.rows_known(session, queries.locked_ids(session)),
         ):
             return [
                 _apply_one(app, session, inbound, preparer, raws.get(inbound.id), prepared)
@@ -360,10 +364,24 @@ def _process_together(
     except Exception as exc:  # any failure must quarantine, never drop
         if database_outage(exc) is not None or _contended(exc):
             raise  # not this message's fault: the whole batch waits, or goes again
-        log.info("a message of a batch of %d failed: each again on its own", len(loaded))
+        log.info(
+            "a message of a batch of %d failed: each again on its own", len(loaded), exc_info=exc
+        )
     return [
         _process_in_savepoint(app, session, inbound, preparer, raws.get(inbound.id), prepared)
         for inbound in loaded
+    ]
+
+
+def _referred(app: App, prepared: Iterable[Prepared | Exception]) -> list[str]:
+    """The Message-IDs the batch's mail refers to, the first few of each as threading
+    reads them (inbound/conversation.py)."""
+    tag_prefix = app.config.tickets.tag_prefix
+    return [
+        message_id
+        for early in prepared
+        if not isinstance(early, Exception)
+        for message_id in thread_clues(early[0], tag_prefix).message_ids[:MAX_REFERENCES]
     ]
 
 
@@ -418,7 +436,7 @@ def _apply_one(
     parsed, verdict = early
     step = Step(session, app, app.clock.now())
     applied = apply_message(step, inbound, parsed, verdict)
-    queries.update_now(
+    queries.update_later(
         session,
         inbound,
         state=applied.state,

@@ -29,9 +29,7 @@ def which_ticket(step: Step, parsed: ParsedMessage) -> ThreadDecision:
     for message_id in clues.message_ids:
         if message_id in by_id:
             # Locked as it is read: a follow-up takes this lock next (`locked_ticket`).
-            found = step.session.get(
-                Ticket, by_id[message_id], with_for_update=True, populate_existing=True
-            )
+            found = queries.locked_ticket(step.session, by_id[message_id])
             step.session.info[LOCKED] = found
             # A merged ticket's mail goes on to the ticket it was merged into.
             referenced = merge.live_ticket(step.session, found)
@@ -57,7 +55,7 @@ def locked_ticket(step: Step, ticket_id: int) -> Ticket:
     locked: Ticket | None = step.session.info.pop(LOCKED, None)
     if locked is not None and locked.id == ticket_id:
         return locked
-    return step.session.get_one(Ticket, ticket_id, with_for_update=True, populate_existing=True)
+    return queries.locked_ticket(step.session, ticket_id) or step.session.get_one(Ticket, ticket_id)
 
 
 LOCKED = "mailbridge.ticket_locked"  # session.info: the ticket `which_ticket` locked

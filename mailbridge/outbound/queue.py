@@ -216,4 +216,4 @@ def add_to_outbox(
         next_attempt_at=step.now,
         created_at=step.now,
     )
-    return queries.insert_now(step.session, row)
+    return queries.insert_later(step.session, row)

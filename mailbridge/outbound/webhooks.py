@@ -68,7 +68,7 @@ def queue_delivery(
         next_attempt_at=step.now,
         created_at=step.now,
     )
-    return queries.insert_now(step.session, row)
+    return queries.insert_later(step.session, row)
 
 
 def _announcement(

@@ -85,7 +85,7 @@ def _sweep_batch(
         with (
             session.begin_nested(),
             tally.gathered(session),
-            queries.gathered_events(session),
+            queries.written_later(session, len(due)),
             absence.away_known(session, step.now),
         ):
             plans = {t.id: _due_steps(step, t, already[t.id]) for t in due}

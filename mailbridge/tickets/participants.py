@@ -10,7 +10,8 @@ add it again. Every change is a `participants_changed` event with who (`by`) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Final
 
 from sqlalchemy import event, select
@@ -49,8 +50,44 @@ def exclusions(app: App) -> Exclusions:
 
 
 def _rows(step: Step, ticket: Ticket) -> dict[str, TicketParticipant]:
-    query = select(TicketParticipant).where(TicketParticipant.ticket_id == ticket.id)
-    return {row.address: row for row in step.session.scalars(query)}
+    known = _known(step.session, ticket.id)
+    if known is None:
+        query = select(TicketParticipant).where(TicketParticipant.ticket_id == ticket.id)
+        known = list(step.session.scalars(query))
+    return {row.address: row for row in known}
+
+
+_KNOWN = "mailbridge.participants_known"  # session.info: ticket id -> its participant rows
+
+
+@contextmanager
+def rows_known(session: Session, ticket_ids: Collection[int]) -> Iterator[None]:
+    """Inside, the participant rows of these tickets (locked by the caller, so nobody else
+    changes them) are read once, in one statement, where each mail on them would ask
+    again. A participant added or deleted, a statement writing participants, or a
+    rolled-back savepoint makes them be asked again, as without this."""
+    if not ticket_ids or _KNOWN in session.info:
+        yield
+        return
+    known: dict[int, list[TicketParticipant]] = {ticket_id: [] for ticket_id in ticket_ids}
+    query = select(TicketParticipant).where(TicketParticipant.ticket_id.in_(sorted(ticket_ids)))
+    for row in session.scalars(query):
+        known[row.ticket_id].append(row)
+    session.info[_KNOWN] = known
+    try:
+        yield
+    finally:
+        session.info.pop(_KNOWN, None)
+
+
+def _known(session: Session, ticket_id: int) -> list[TicketParticipant] | None:
+    known: dict[int, list[TicketParticipant]] | None = session.info.get(_KNOWN)
+    if known is None or ticket_id not in known:
+        return None
+    if any(isinstance(o, TicketParticipant) for o in (*session.new, *session.deleted)):
+        session.info.pop(_KNOWN, None)  # one joined or left: asked again from now on
+        return None
+    return known[ticket_id]
 
 
 _BARE = "mailbridge.tickets_without_participants"  # session.info: opened now, none joined
@@ -65,25 +102,47 @@ def opened(session: Session, ticket: Ticket) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _rows_written(state: ORMExecuteState) -> None:
     """A statement writing participants (a merge's) may give any ticket some."""
-    bare = state.session.info.get(_BARE)
+    session = state.session
+    bare = session.info.get(_BARE)
     if (
-        bare
+        (bare or _KNOWN in session.info)
         and not state.is_select
         and any(mapper.class_ is TicketParticipant for mapper in state.all_mappers)
     ):
-        bare.clear()
+        if bare:
+            bare.clear()
+        session.info.pop(_KNOWN, None)
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_bare(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         session.info.pop(_BARE, None)
+        session.info.pop(_KNOWN, None)
+
+
+@event.listens_for(Session, "before_flush")
+def _rows_flushed(session: Session, *_: object) -> None:
+    """A participant added or deleted is one the rows read do not show."""
+    if _KNOWN in session.info and any(
+        isinstance(o, TicketParticipant) for o in (*session.new, *session.deleted)
+    ):
+        session.info.pop(_KNOWN, None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_known(session: Session, rolled_back: SessionTransaction) -> None:
+    session.info.pop(_KNOWN, None)  # rows it added are gone, rows it changed expired
 
 
 def active(session: Session, ticket: Ticket) -> list[TicketParticipant]:
     """The ticket's active participants, in the order they joined."""
     if ticket.id in session.info.get(_BARE, ()):
         return []
+    known = _known(session, ticket.id)
+    if known is not None:
+        now = [row for row in known if row.removed_at is None]
+        return sorted(now, key=lambda row: (row.added_at, row.address))
     query = (
         select(TicketParticipant)
         .where(TicketParticipant.ticket_id == ticket.id, TicketParticipant.removed_at.is_(None))

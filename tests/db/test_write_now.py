@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from mailbridge.db import queries, tally
 from mailbridge.db.engine import make_sessionmaker
-from mailbridge.db.models import Event, Outbox, Ticket
+from mailbridge.db.models import AddressState, Event, Outbox, Ticket
 
 pytestmark = pytest.mark.db
 
@@ -154,7 +154,7 @@ def test_events_gathered_go_in_one_statement_in_order_and_are_seen_when_read(
     inserts = lambda: [s for s in statements if s.startswith("INSERT INTO event")]  # noqa: E731
     with make_sessionmaker(engine)() as session, session.begin():
         ticket = queries.insert_now(session, new_ticket())
-        with session.begin_nested(), queries.gathered_events(session):
+        with session.begin_nested(), queries.written_later(session):
             queries.insert_event(session, ticket.id, NOW, "first", {})
             queries.insert_event(session, ticket.id, NOW, "second", {})
             assert inserts() == [], "nothing written yet"
@@ -166,7 +166,7 @@ def test_events_gathered_go_in_one_statement_in_order_and_are_seen_when_read(
             queries.insert_event(session, ticket.id, NOW, "sixth", {})
             written = len(inserts())
         assert len(inserts()) == written + 1, "the rest together, when it ends"
-        with pytest.raises(RuntimeError), session.begin_nested(), queries.gathered_events(session):
+        with pytest.raises(RuntimeError), session.begin_nested(), queries.written_later(session):
             queries.insert_event(session, ticket.id, NOW, "rolled back", {})
             raise RuntimeError("this batch fails: its events go with its savepoint")
         queries.insert_event(session, ticket.id, NOW, "seventh", {})  # written at once
@@ -235,3 +235,92 @@ def test_the_batchs_senders_and_their_domains_are_read_in_one_statement(engine: 
             assert len(statements) == 2, "a key not read at the start is read when asked"
 
     assert inside == outside == [2, 3, 1, 3, 0, 0, 0, 0]
+
+
+def outbox_row(ticket_id: int, n: int) -> Outbox:
+    """An outbox row with its defaults (state, attempts) left to the model."""
+    return Outbox(
+        ticket_id=ticket_id,
+        kind="ack",
+        envelope_from="support@shop.example",
+        envelope_to=[f"c{n}@c.example"],
+        message_id=f"<mb.{n}@shop.example>",
+        raw=b"x",
+        next_attempt_at=NOW,
+        created_at=NOW,
+    )
+
+
+def counting(engine: Engine) -> list[str]:
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    return statements
+
+
+def test_rows_written_later_go_in_one_statement_each_and_are_seen_when_read(
+    engine: Engine,
+) -> None:
+    postgres = engine.dialect.name == "postgresql"
+    with make_sessionmaker(engine)() as session, session.begin():
+        tickets = [queries.insert_now(session, new_ticket(f"T{n}")) for n in range(3)]
+        statements = counting(engine)
+        with session.begin_nested(), queries.written_later(session, expected=3):
+            rows = [
+                queries.insert_later(session, outbox_row(t.id, n)) for n, t in enumerate(tickets)
+            ]
+            for n, ticket in enumerate(tickets):
+                queries.update_later(session, ticket, number=2000 + n)
+            assert [t.number for t in tickets] == [2000, 2001, 2002], "held, and known at once"
+            assert all(row.id is not None and row.state == "pending" for row in rows)
+            assert session.get(Outbox, rows[0].id) is rows[0]
+            writes = [s[:18] for s in statements if s.startswith(("INSERT INTO outbox", "UPDATE"))]
+            assert writes == ([] if postgres else ["INSERT INTO outbox"] * 3), (
+                "ids need writes on SQLite"
+            )
+            asked = queries.ticket_ids_for_message_ids(session, ["<mb.1@shop.example>"])
+            assert asked == {"<mb.1@shop.example>": tickets[1].id}, "a held row is found"
+            numbers = session.scalars(select(Ticket.number).order_by(Ticket.id)).all()
+            assert numbers == [2000, 2001, 2002], "a read of the table writes what it holds"
+            queries.update_later(session, tickets[0], number=3000)
+        inserts = [s for s in statements if s.startswith("INSERT INTO outbox")]
+        updates = [s for s in statements if s.startswith("UPDATE ticket")]
+        assert (len(inserts), len(updates)) == ((1, 2) if postgres else (3, 2))
+        assert sorted(r.id for r in rows) == [r.id for r in rows], "ids in the order made"
+    found = stored(
+        engine, select(Outbox.id, Outbox.attempts, Outbox.envelope_to).order_by(Outbox.id)
+    )
+    assert found == [(r.id, 0, [f"c{n}@c.example"]) for n, r in enumerate(rows)]
+    assert stored(engine, select(Ticket.number).order_by(Ticket.id)) == [(3000,), (2001,), (2002,)]
+
+
+def test_what_is_written_later_goes_with_a_savepoint_that_rolls_back(engine: Engine) -> None:
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        with session.begin_nested(), queries.written_later(session):
+            kept = queries.insert_later(session, outbox_row(ticket.id, 1))
+            queries.insert_event(session, ticket.id, NOW, "kept", {})
+            with pytest.raises(RuntimeError), session.begin_nested():
+                gone = queries.insert_later(session, outbox_row(ticket.id, 2))
+                queries.insert_event(session, ticket.id, NOW, "rolled back", {})
+                queries.update_later(session, ticket, number=77)
+                raise RuntimeError("this part fails: its rows go with its savepoint")
+            assert gone not in session
+            queries.insert_event(session, ticket.id, NOW, "after", {})
+        with pytest.raises(RuntimeError), session.begin_nested(), queries.written_later(session):
+            queries.insert_later(session, outbox_row(ticket.id, 3))
+            queries.insert_event(session, ticket.id, NOW, "batch failed", {})
+            raise RuntimeError("this batch fails: nothing it held is written")
+    assert stored(engine, select(Outbox.id)) == [(kept.id,)]
+    assert stored(engine, select(Event.type).order_by(Event.id)) == [("kept",), ("after",)]
+    assert stored(engine, select(Ticket.number)) == [(None,)]
+
+
+def test_an_object_pointing_at_a_held_row_is_written_after_it(engine: Engine) -> None:
+    """address_state.last_outbox_id points at outbox: a flush of one waits for nothing."""
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        with session.begin_nested(), queries.written_later(session):
+            row = queries.insert_later(session, outbox_row(ticket.id, 1))
+            session.add(AddressState(address="c1@c.example", last_outbox_id=row.id, updated_at=NOW))
+            session.flush()
+    assert stored(engine, select(AddressState.last_outbox_id)) == [(row.id,)]
