@@ -415,6 +415,7 @@ def insert_now(session: Session, row: _Row) -> _Row:
     session.add(row)
     _remember(session, row, inserted=True)
     _note_message_id(session, row)
+    _ids_taken_again(session, [cast(Table, mapper.local_table)])
     return row
 
 
@@ -508,7 +509,8 @@ class _Later:
     table and statement, in the order first held; ids taken from a table's sequence and
     not yet given out."""
 
-    reserve: int  # ids to take from a sequence at a time; 0: no sequences (SQLite)
+    reserve: int  # ids to take ahead at a time
+    sequences: bool  # PostgreSQL's; SQLite's ids follow the largest one written
     inserts: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
     updates: dict[Table, dict[Update, list[dict[str, Any]]]] = field(default_factory=dict)
     ids: dict[Table, list[int]] = field(default_factory=dict)
@@ -551,14 +553,16 @@ def written_later(session: Session, expected: int = 1) -> Iterator[None]:
     together when it ends: one statement per table for a batch of messages (or a sweep's
     tickets), where each cost a round trip of its own. A statement that reads or writes
     one of those tables, or a row that points at one, writes them first, so nothing
-    reads around them. On PostgreSQL an outbox row's id comes from its sequence, taken
-    `expected` at a time (a batch's size), so the id is known before the row is written.
-    If it raises, nothing is written: the savepoint around it takes its rows along."""
+    reads around them. An outbox row's or an article's id is taken ahead, `expected` at a
+    time (a batch's size), so it is known before the row is written: on PostgreSQL from
+    its sequence; on SQLite, whose transaction holds the database's write lock, after the
+    largest id written (an INSERT elsewhere in the transaction takes them again). If it
+    raises, nothing is written: the savepoint around it takes its rows along."""
     if _LATER in session.info:
         yield  # an outer one writes them
         return
-    dialect = session.get_bind().dialect.name
-    later = _Later(reserve=max(expected, 8) if dialect == "postgresql" else 0)
+    sequences = session.get_bind().dialect.name == "postgresql"
+    later = _Later(reserve=max(expected, 8), sequences=sequences)
     session.info[_LATER] = later
     try:
         yield
@@ -601,7 +605,7 @@ def insert_later(session: Session, row: _Row) -> _Row:
     of its table, its id taken ahead from the table's sequence. Where ids cannot be taken
     ahead (SQLite), or a column is filled in by the database, it is written at once."""
     later: _Later | None = session.info.get(_LATER)
-    if later is None or not later.reserve:
+    if later is None:
         return insert_now(session, row)
     mapper = inspect(row).mapper
     table = cast(Table, mapper.local_table)
@@ -611,7 +615,7 @@ def insert_later(session: Session, row: _Row) -> _Row:
     (key,) = mapper.primary_key
     ids = later.ids.get(table)
     if not ids:
-        ids = later.ids[table] = _reserve(session, table, key.name, later.reserve)
+        ids = later.ids[table] = _ids_ahead(session, later, table, cast(Column[Any], key))
     values[str(key.key)] = ids.pop()
     for name, column in _insert_for(mapper)[1]:
         if name not in row.__dict__:
@@ -647,12 +651,25 @@ def _filled(mapper: Mapper[Any], row: Base) -> dict[str, Any] | None:
     return values
 
 
-def _reserve(session: Session, table: Table, key: str, n: int) -> list[int]:
-    """`n` ids from the table's sequence, the smallest last (given out first)."""
-    query = select(func.nextval(func.pg_get_serial_sequence(table.name, key))).select_from(
-        func.generate_series(1, n)
-    )
-    return sorted(session.connection().scalars(query), reverse=True)
+def _ids_ahead(session: Session, later: _Later, table: Table, key: Column[Any]) -> list[int]:
+    """`later.reserve` ids for new rows of `table`, the smallest last (given out first)."""
+    n = later.reserve
+    if later.sequences:
+        sequence = func.pg_get_serial_sequence(table.name, key.name)
+        query = select(func.nextval(sequence)).select_from(func.generate_series(1, n))
+        return sorted(session.connection().scalars(query), reverse=True)
+    write_pending(session, [table], writing="insert")  # the ids given out so far
+    largest = session.connection().scalar(select(func.coalesce(func.max(key), 0))) or 0
+    return list(range(largest + n, largest, -1))
+
+
+def _ids_taken_again(session: Session, tables: Iterable[Table]) -> None:
+    """Rows of these tables were inserted otherwise: on SQLite, the ids taken ahead may be
+    theirs now."""
+    later: _Later | None = session.info.get(_LATER)
+    if later is not None and not later.sequences:
+        for table in tables:
+            later.ids.pop(table, None)
 
 
 def update_later(session: Session, row: Base, **values: Any) -> None:
@@ -704,6 +721,7 @@ def _pending_before_flush(session: Session, *_: object) -> None:
         isinstance(o, Article | Outbox) for o in (*session.new, *session.dirty, *session.deleted)
     ):
         _forget_batch_reads(session)
+    _ids_taken_again(session, {cast(Table, inspect(o).mapper.local_table) for o in session.new})
     later: _Later | None = session.info.get(_LATER)
     if later is None or not (later.inserts or later.updates):
         return
