@@ -148,3 +148,31 @@ def test_a_rolled_back_savepoint_lets_go_of_the_locks_read_once(app: App) -> Non
             raise RuntimeError("a savepoint rolls back: PostgreSQL may let go of its locks")
         assert queries.locked_ticket(session, ticket_id) is not None
     assert len([s for s in statements if "FOR UPDATE" in s]) == 1, "locked again"
+
+
+def test_a_mail_naming_many_tickets_locks_no_more_than_threading_reads(app: App) -> None:
+    """A hostile sender lists every Message-ID it knows: the batch locks the tickets of
+    the first 16, as threading reads no further to decide (inbound/conversation.py)."""
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("the batch reads once on PostgreSQL")
+    store(
+        app, *[mail(f"C{n} <c{n}@c.example>", f"Q{n}", message_id=f"<m{n}@x>") for n in range(40)]
+    )
+    process_pending(app)
+    refs = " ".join(f"<m{n}@x>" for n in range(40))
+    store(app, mail("Eve <eve@evil.example>", "Re: all", headers={"References": refs}))
+    locked: list[int] = []
+
+    def counted(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        if "FOR UPDATE" in statement and "ticket.id IN (" in statement:
+            listed = statement.split("ticket.id IN (", 1)[1].split(")", 1)[0]
+            locked.extend(int(n) for n in listed.split(","))
+
+    event.listen(app.engine, "before_cursor_execute", counted)
+    try:
+        assert process_pending(app).processed == 1
+    finally:
+        event.remove(app.engine, "before_cursor_execute", counted)
+    assert 0 < len(locked) <= 16
