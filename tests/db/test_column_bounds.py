@@ -4,10 +4,12 @@ text repeats a statement's parameters."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -15,6 +17,7 @@ from mailbridge.db import queries
 from mailbridge.db.engine import make_engine, make_sessionmaker
 from mailbridge.db.models import SUBJECT_CHARS, Article, Event, InboundMessage, Ticket
 from mailbridge.db.outage import database_outage
+from mailbridge.db.types import StorableJSON
 from mailbridge.errors import describe_error
 
 pytestmark = pytest.mark.db
@@ -151,3 +154,21 @@ def test_a_refused_statement_is_described_without_its_values(engine: Engine) -> 
     assert describe_error(error).startswith("IntegrityError: (")
     assert "secret-42" not in describe_error(error)
     assert database_outage(error) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"template": "ack", "context": {"n": 1, "names": ("Ada", "Bo")}, "t": [1.5, None, True]},
+        {"text": "Grüße, ½ € and 日本語"},
+        {"text": "a\x00b"},  # NUL
+        {"a\udce9": ["undecodable byte"]},  # a lone surrogate, in a key
+        {"text": "a backslash before u0000: \\u0000, literally"},  # a false alarm
+        [{"deep": [[["x\x00"]]]}],
+        {1: "an int key", "when": "2026"},
+    ],
+)
+def test_json_is_written_as_bounding_it_would_write_it(value: object) -> None:
+    kind = StorableJSON()
+    written = kind.process_bind_param(value, sqlite.dialect())
+    assert json.dumps(written) == json.dumps(kind.bound(value))
