@@ -5,7 +5,10 @@ parameters: building and caching a statement costs more than running it. The row
 for every message go in through `insert_now`, `update_now` and `insert_event`: one Core
 statement each instead of the unit of work, whose bookkeeping costs several times the
 statement. The objects stay in the session, and a rolled-back savepoint takes them along
-as it does for flushed ones.
+as it does for flushed ones. Inside `written_later` (a batch of messages on PostgreSQL, a
+sweep's batch), `insert_later`, `update_later`, `insert_event` and the acknowledgement
+ledger hold their rows and write each table's together; `batch_reads` reads once what a
+batch's messages would each ask (docs/architecture.md, "3. Process").
 """
 
 from __future__ import annotations
@@ -506,8 +509,7 @@ _LATER = "mailbridge.written_later"  # session.info: the _Later of `written_late
 @dataclass(slots=True)
 class _Later:
     """What `written_later` holds: rows to INSERT, by table, and UPDATE parameters, by
-    table and statement, in the order first held; ids taken from a table's sequence and
-    not yet given out."""
+    table and statement, in the order first held; ids taken ahead, not yet given out."""
 
     reserve: int  # ids to take ahead at a time
     sequences: bool  # PostgreSQL's; SQLite's ids follow the largest one written
@@ -602,8 +604,8 @@ def _drop_pending(later: _Later) -> None:
 
 def insert_later(session: Session, row: _Row) -> _Row:
     """`insert_now`, or inside `written_later` the row kept to be written with the others
-    of its table, its id taken ahead from the table's sequence. Where ids cannot be taken
-    ahead (SQLite), or a column is filled in by the database, it is written at once."""
+    of its table, its id taken ahead; one with a column the database fills in is written
+    at once."""
     later: _Later | None = session.info.get(_LATER)
     if later is None:
         return insert_now(session, row)
@@ -721,9 +723,12 @@ def _pending_before_flush(session: Session, *_: object) -> None:
         isinstance(o, Article | Outbox) for o in (*session.new, *session.dirty, *session.deleted)
     ):
         _forget_batch_reads(session)
-    _ids_taken_again(session, {cast(Table, inspect(o).mapper.local_table) for o in session.new})
     later: _Later | None = session.info.get(_LATER)
-    if later is None or not (later.inserts or later.updates):
+    if later is None:
+        return
+    if session.new and not later.sequences:
+        _ids_taken_again(session, {cast(Table, inspect(o).mapper.local_table) for o in session.new})
+    if not (later.inserts or later.updates):
         return
     if session.deleted:
         write_pending(session)  # a row held may point at one deleted

@@ -186,9 +186,7 @@ def _storable_json(value: dict[Any, Any] | list[Any]) -> bool:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return False  # what the column's own serialiser makes of it, bounded first
-    return "\\u0000" not in text and (
-        text.isascii() or _below_surrogates(text) or _encodable(text)
-    )
+    return "\\u0000" not in text and (text.isascii() or _below_surrogates(text) or _encodable(text))
 
 
 class StateString(TypeDecorator[_State]):
