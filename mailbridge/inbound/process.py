@@ -364,9 +364,7 @@ def _process_together(
     except Exception as exc:  # any failure must quarantine, never drop
         if database_outage(exc) is not None or _contended(exc):
             raise  # not this message's fault: the whole batch waits, or goes again
-        log.info(
-            "a message of a batch of %d failed: each again on its own", len(loaded), exc_info=exc
-        )
+        log.info("a message of a batch of %d failed: each again on its own", len(loaded))
     return [
         _process_in_savepoint(app, session, inbound, preparer, raws.get(inbound.id), prepared)
         for inbound in loaded
