@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailbridge.app import App, Step
-from mailbridge.config.brands import house_brand
 from mailbridge.core.clip import clip_context
 from mailbridge.core.compose import Outgoing, make_message_id
 from mailbridge.core.correlate import format_tag
@@ -128,7 +127,7 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
     """
     app, ticket, now = step.app, mail.ticket, step.now
     to_customer = mail.kind in TO_CUSTOMER
-    brand = app.brand(ticket.mailbox) if to_customer else house_brand(app.config)
+    brand = app.brand(ticket.mailbox) if to_customer else app.house
     sender = brand.sender
     reply_to = mail.reply_to or [
         Address(sender.name, app.config.mailbox_named(ticket.mailbox).address)
@@ -206,7 +205,7 @@ def add_to_outbox(
         ticket_id=ticket_id,
         article_id=article_id,
         kind=mail.kind,
-        envelope_from=mail.envelope_from or house_brand(step.app.config).bounce_address,
+        envelope_from=mail.envelope_from or step.app.house.bounce_address,
         envelope_to=mail.recipients,
         message_id=mail.message_id,
         raw=mail.raw,
