@@ -340,3 +340,19 @@ def test_an_object_pointing_at_a_held_row_is_written_after_it(engine: Engine) ->
             session.add(AddressState(address="c1@c.example", last_outbox_id=row.id, updated_at=NOW))
             session.flush()
     assert stored(engine, select(AddressState.last_outbox_id)) == [(row.id,)]
+
+
+def test_a_core_read_sees_the_rows_held_of_its_tables(engine: Engine) -> None:
+    """The ledger's count is a Core statement (queries._flushed), not an ORM one."""
+    hour = timedelta(hours=1)
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        statements = counting(engine)
+        with session.begin_nested(), queries.written_later(session):
+            queries.record_acknowledgement(session, ticket, "a@c.example", "c.example", NOW)
+            queries.record_acknowledgement(session, ticket, "b@c.example", "c.example", NOW)
+            assert not [s for s in statements if s.startswith("INSERT INTO acknowledgement")]
+            counted = queries.acknowledgements_since(session, "domain", "c.example", NOW - hour)
+            assert counted == 2
+        inserts = [s for s in statements if s.startswith("INSERT INTO acknowledgement")]
+        assert len(inserts) == 1, "both together, when the count needed them"
