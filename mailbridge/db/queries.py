@@ -50,8 +50,9 @@ from sqlalchemy.orm import (
     make_transient_to_detached,
 )
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.selectable import Select
+from sqlalchemy.sql.selectable import Select, TableClause
 from sqlalchemy.sql.util import find_tables
 
 from mailbridge.core.ack_policy import domain_of
@@ -376,7 +377,7 @@ def _flushed(session: Session, statement: Executable) -> Connection:
         write_pending(session, _read_by(statement))
     else:
         write_pending(session)
-        _forget_batch_reads(session)
+        _forget_batch_reads(session, statement)
     return session.connection()
 
 
@@ -743,7 +744,7 @@ def _pending_before_statement(state: ORMExecuteState) -> None:
     them before it writes."""
     statement = state.statement
     if not isinstance(statement, Select | CompoundSelect):
-        _forget_batch_reads(state.session)  # a write: what was read may have changed
+        _forget_batch_reads(state.session, statement)  # what was read may have changed
     later: _Later | None = state.session.info.get(_LATER)
     if later is None or not (later.inserts or later.updates):
         return
@@ -1019,7 +1020,19 @@ def batch_reads(session: Session, message_ids: Iterable[str]) -> Iterator[None]:
         _forget_batch_reads(session)
 
 
-def _forget_batch_reads(session: Session) -> None:
+# What `batch_reads` read, by the table a write to which makes it be read again.
+_READ_ONCE = {"article": _BATCH_IDS, "outbox": _BATCH_IDS, "escalation": _BATCH_FIRED}
+
+
+def _forget_batch_reads(session: Session, statement: Executable | None = None) -> None:
+    """Forget what `batch_reads` read: all of it, or what a write `statement` may change
+    (a statement with no table of its own, raw SQL, may change anything)."""
+    table = getattr(statement, "table", None)
+    if isinstance(statement, UpdateBase) and isinstance(table, TableClause):
+        key = _READ_ONCE.get(table.name)
+        if key is not None:
+            session.info.pop(key, None)
+        return
     session.info.pop(_BATCH_IDS, None)
     session.info.pop(_BATCH_FIRED, None)
 

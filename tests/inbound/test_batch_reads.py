@@ -176,3 +176,18 @@ def test_a_mail_naming_many_tickets_locks_no_more_than_threading_reads(app: App)
     finally:
         event.remove(app.engine, "before_cursor_execute", counted)
     assert 0 < len(locked) <= 16
+
+
+def test_only_a_write_to_what_was_read_makes_the_batch_ask_again(app: App) -> None:
+    store(app, mail("A <a@c.example>", "One", message_id="<a@x>"))
+    process_pending(app)
+    ticket_id = ticket_of(app, "<a@x>")
+    statements: list[str] = []
+    with app.transaction() as session, queries.batch_reads(session, ["a@x"]):
+        event.listen(app.engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+        session.execute(update(Ticket).where(Ticket.id == ticket_id).values(priority="high"))
+        assert queries.ticket_ids_for_message_ids(session, ["a@x"]) == {"a@x": ticket_id}
+        assert not [s for s in statements if "FROM article" in s], "a ticket UPDATE changes no id"
+        session.execute(update(Outbox).where(Outbox.ticket_id == -1).values(attempts=0))
+        assert queries.ticket_ids_for_message_ids(session, ["a@x"]) == {"a@x": ticket_id}
+        assert [s for s in statements if "FROM article" in s], "an outbox UPDATE may"
