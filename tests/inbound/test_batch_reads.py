@@ -41,12 +41,23 @@ def store(app: App, *raws: bytes) -> None:
         session.add_all([stored(raw, uid=next(UIDS), at=START) for raw in raws])
 
 
+def listen(app: App, statements: list[str]) -> None:
+    event.listen(app.engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+
+
 def ticket_of(app: App, message_id: str) -> int:
     """The ticket of the mail whose Message-ID header was `message_id`."""
     bare = message_id.strip("<>")  # as parsed, and stored
     with app.sessions() as session:
         found = queries.ticket_ids_for_message_ids(session, [bare])
     return found[bare]
+
+
+def one_ticket(app: App) -> int:
+    """The ticket one mail, Message-ID <a@x>, opened."""
+    store(app, mail("A <a@c.example>", "One", message_id="<a@x>"))
+    process_pending(app)
+    return ticket_of(app, "<a@x>")
 
 
 def test_a_reply_in_the_batch_of_the_mail_it_answers_joins_that_mails_ticket(app: App) -> None:
@@ -71,9 +82,7 @@ def test_a_message_id_moved_to_another_ticket_in_the_batch_is_read_again(app: Ap
 
 
 def test_mail_queued_in_the_batch_is_known_by_its_message_id(app: App) -> None:
-    store(app, mail("A <a@c.example>", "One", message_id="<a@x>"))
-    process_pending(app)
-    ticket_id = ticket_of(app, "<a@x>")
+    ticket_id = one_ticket(app)
     with (
         app.transaction() as session,
         session.begin_nested(),
@@ -99,9 +108,7 @@ def test_mail_queued_in_the_batch_is_known_by_its_message_id(app: App) -> None:
 
 
 def test_participants_read_once_show_who_joins_and_leaves(app: App) -> None:
-    store(app, mail("A <a@c.example>", "One", message_id="<a@x>"))
-    process_pending(app)
-    ticket_id = ticket_of(app, "<a@x>")
+    ticket_id = one_ticket(app)
     with app.transaction() as session:
         session.add(
             TicketParticipant(
@@ -111,7 +118,7 @@ def test_participants_read_once_show_who_joins_and_leaves(app: App) -> None:
     with app.transaction() as session, participants.rows_known(session, [ticket_id]):
         ticket = session.get_one(Ticket, ticket_id)
         statements: list[str] = []
-        event.listen(app.engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+        listen(app, statements)
         assert [p.address for p in participants.active(session, ticket)] == ["bo@c.example"]
         assert statements == [], "read once, before"
         step = Step(session, app, START)
@@ -136,12 +143,10 @@ def parsed_with_cc(app: App, sender: str, cc: str) -> ParsedMessage:
 def test_a_rolled_back_savepoint_lets_go_of_the_locks_read_once(app: App) -> None:
     if app.engine.dialect.name != "postgresql":
         pytest.skip("row locks are PostgreSQL's")
-    store(app, mail("A <a@c.example>", "One", message_id="<a@x>"))
-    process_pending(app)
-    ticket_id = ticket_of(app, "<a@x>")
+    ticket_id = one_ticket(app)
     statements: list[str] = []
     with app.transaction() as session, queries.batch_reads(session, ["a@x"]):
-        event.listen(app.engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+        listen(app, statements)
         assert queries.locked_ticket(session, ticket_id) is not None
         assert not [s for s in statements if "FOR UPDATE" in s], "locked when read"
         with pytest.raises(RuntimeError), session.begin_nested():
@@ -179,12 +184,10 @@ def test_a_mail_naming_many_tickets_locks_no_more_than_threading_reads(app: App)
 
 
 def test_only_a_write_to_what_was_read_makes_the_batch_ask_again(app: App) -> None:
-    store(app, mail("A <a@c.example>", "One", message_id="<a@x>"))
-    process_pending(app)
-    ticket_id = ticket_of(app, "<a@x>")
+    ticket_id = one_ticket(app)
     statements: list[str] = []
     with app.transaction() as session, queries.batch_reads(session, ["a@x"]):
-        event.listen(app.engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+        listen(app, statements)
         session.execute(update(Ticket).where(Ticket.id == ticket_id).values(priority="high"))
         assert queries.ticket_ids_for_message_ids(session, ["a@x"]) == {"a@x": ticket_id}
         assert not [s for s in statements if "FROM article" in s], "a ticket UPDATE changes no id"
