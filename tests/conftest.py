@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -27,6 +28,18 @@ def _umask_restored() -> Iterator[None]:
     os.umask(umask)
     yield
     os.umask(umask)
+
+
+@pytest.fixture(autouse=True)
+def _log_handlers_restored() -> Iterator[None]:
+    """main() points the root logger at the sys.stderr of the test that calls it, which
+    pytest closes afterwards: a daemon thread of a later test would log into a closed
+    file ("Logging error") instead of into that test's captured output."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 # --- Mail servers: embedded IMAP (pymap) and SMTP sink (aiosmtpd) -------------------------

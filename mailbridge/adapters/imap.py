@@ -19,6 +19,7 @@ import logging
 import selectors
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -99,8 +100,10 @@ class ImapMailbox:
         self.settings = settings
         self._client: IMAPClient | None = None
         self._uidvalidity: int | None = None
-        # interrupt() writes to this pair to end an idle_wait early, from any thread.
+        # interrupt() writes to this pair to end an idle_wait early, from any thread, and
+        # sets the flag for one that has not made the pair yet (the first on a connection).
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self._interrupted = threading.Event()
         # When the access token this session logged in with is about to run out (servers
         # such as Exchange Online then end the session): log in again from then on.
         self.token_refresh_at: datetime | None = None
@@ -225,7 +228,9 @@ class ImapMailbox:
             end.close()
 
     def interrupt(self) -> None:
-        """End a running idle_wait early (it returns False); safe from any thread."""
+        """End a running idle_wait early, or the next one at once (it returns False); safe
+        from any thread."""
+        self._interrupted.set()  # before looking for the pair: idle_wait makes it, then looks
         wakeup = self._wakeup
         if wakeup is not None:
             with contextlib.suppress(OSError):
@@ -239,10 +244,14 @@ class ImapMailbox:
         return self._wakeup[0]
 
     def _drain_wakeup(self) -> bool:
+        """Whether interrupt() was called since the last time; forgets that it was."""
         try:
-            return bool(self._wakeup_reader().recv(64))
+            woken = bool(self._wakeup_reader().recv(64))
         except (BlockingIOError, OSError):
-            return False
+            woken = False
+        interrupted = self._interrupted.is_set()
+        self._interrupted.clear()
+        return woken or interrupted
 
     # -- reading --
 
@@ -331,6 +340,7 @@ class ImapMailbox:
         """
         client = self._connected()
         deadline = time.monotonic() + min(max(timeout, 0.0), MAX_IDLE_SECONDS)
+        wakeup = self._wakeup_reader()
         with self._translate_errors("idle"):
             # EXISTS that came with an earlier command's answer (a SEARCH, FETCH or MOVE
             # while mail arrived) is news the pass that sent it may not have seen.
@@ -342,13 +352,14 @@ class ImapMailbox:
             if _reports_new_mail(pending):
                 return True
             while True:
+                if self._interrupted.is_set():  # told to stop before the pair was made
+                    self._drain_wakeup()
+                    return False
                 client.idle()
                 # Wait for the socket ourselves and let idle_done() read the responses with
                 # a blocking read: imapclient's idle_check() reads without blocking and
                 # fails on a response line that arrives in two pieces.
-                readable = _wait_readable(
-                    client, deadline - time.monotonic(), self._wakeup_reader()
-                )
+                readable = _wait_readable(client, deadline - time.monotonic(), wakeup)
                 _text, responses = client.idle_done()
                 if _reports_new_mail(responses):
                     return True

@@ -265,6 +265,30 @@ def test_idle_times_out_without_mail(mailbox: ImapMailbox) -> None:
     assert mailbox.uids_after(0) == []  # the session is usable after IDLE
 
 
+@pytest.mark.parametrize("when", ["before the wait", "during its NOOP"])
+def test_an_interrupt_that_comes_before_idle_starts_still_ends_it(
+    mailbox: ImapMailbox, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A poller told to stop just as it calls idle_wait (the first on this connection)
+    must not sit out the whole wait: the daemon's stop would then outlast its grace."""
+    if when == "before the wait":
+        mailbox.interrupt()
+    else:
+        client = mailbox._connected()
+        noop = client.noop
+
+        def noop_then_interrupt() -> Any:
+            answer = noop()
+            mailbox.interrupt()
+            return answer
+
+        monkeypatch.setattr(client, "noop", noop_then_interrupt)
+    started = time.monotonic()
+    assert mailbox.idle_wait(20.0) is False
+    assert time.monotonic() - started < 5
+    assert mailbox.uids_after(0) == []  # the session is usable afterwards
+
+
 def test_mail_reported_with_another_commands_answer_wakes_the_next_idle(
     imap_server: EmbeddedImapServer, mailbox: ImapMailbox
 ) -> None:

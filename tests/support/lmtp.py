@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import socket
+import sys
 import threading
+import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -63,6 +65,15 @@ def _transaction(client: smtplib.LMTP, raw: bytes, recipients: list[str], sender
     return result
 
 
+def _stacks() -> str:
+    """Where every thread is, for a daemon that did not stop."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    return "\n".join(
+        f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame))
+        for ident, frame in sys._current_frames().items()
+    )
+
+
 class DaemonThread:
     """`app`'s daemon running in a thread until the context ends; it stops cleanly then."""
 
@@ -96,7 +107,7 @@ class DaemonThread:
         if self._loop is not None and self.daemon is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self.daemon.stop)
         self._thread.join(40)
-        assert not self._thread.is_alive(), "the daemon did not stop"
+        assert not self._thread.is_alive(), "the daemon did not stop:\n" + _stacks()
 
     def __exit__(
         self,
