@@ -161,32 +161,44 @@ class StorableJSON(TypeDecorator[Any], _Bounded):
     cache_ok = True
 
     def bound(self, value: Any) -> Any:
+        """A copy as the row will hold it. One already storable (nearly all) is copied by
+        serialising and reading it back, in C: lists for tuples and string keys, as the
+        row gives them back; walking every string in Python cost four times as much."""
+        if isinstance(value, dict | list):
+            text = _storable_json(value)
+            if text is not None:
+                return json.loads(text)
+        return self._walk(value)
+
+    def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
             return storable(value)
         if isinstance(value, dict):
-            return {self.bound(k): self.bound(v) for k, v in value.items()}
+            return {self._walk(k): self._walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.bound(item) for item in value]
+            return [self._walk(item) for item in value]
         return value
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         """What is written: a value already storable as it is (nearly all, and all set on
         an attribute, which bounds it when set) is written as it is, found so by one
         serialisation in C where bounding it walks every string in Python again."""
-        if isinstance(value, dict | list) and _storable_json(value):
+        if isinstance(value, dict | list) and _storable_json(value) is not None:
             return value
-        return self.bound(value)
+        return self._walk(value)
 
 
-def _storable_json(value: dict[Any, Any] | list[Any]) -> bool:
-    """Whether `value` serialises with no NUL and no lone surrogate, so that bounding it
-    would write the same JSON. A false alarm (a backslash before "u0000") costs only the
-    walk."""
+def _storable_json(value: dict[Any, Any] | list[Any]) -> str | None:
+    """`value` serialised, if it holds no NUL and no lone surrogate, so that bounding it
+    would write the same JSON; else None. A false alarm (a backslash before "u0000")
+    costs only the walk."""
     try:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
-        return False  # what the column's own serialiser makes of it, bounded first
-    return "\\u0000" not in text and (text.isascii() or _below_surrogates(text) or _encodable(text))
+        return None  # what the column's own serialiser makes of it, bounded first
+    if "\\u0000" in text or not (text.isascii() or _below_surrogates(text) or _encodable(text)):
+        return None
+    return text
 
 
 class StateString(TypeDecorator[_State]):

@@ -172,3 +172,5 @@ def test_json_is_written_as_bounding_it_would_write_it(value: object) -> None:
     kind = StorableJSON()
     written = kind.process_bind_param(value, sqlite.dialect())
     assert json.dumps(written) == json.dumps(kind.bound(value))
+    # What an attribute holds once set is what its row gives back: lists, string keys.
+    assert kind.bound(value) == json.loads(json.dumps(written))
