@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 
+from mailbridge import heap
 from mailbridge.cli.common import EXIT_FAILURE, EXIT_OK, command_config
 from mailbridge.config import config_path
 
@@ -30,6 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     app = build_app(command_config(args))
     try:
         daemon = Daemon(app)
+        heap.settle()  # what start-up made lives as long as the process (mailbridge/heap.py)
         if args.once:
             report = asyncio.run(daemon.run_once())
             log.info(

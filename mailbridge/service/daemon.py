@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from mailbridge import heap
 from mailbridge.adapters.imap import ImapMailbox
 from mailbridge.adapters.smtp import SmtpSettings
 from mailbridge.adapters.templates import TemplateSet
@@ -212,6 +213,7 @@ class Daemon:
             self.app.reconfigure(config, templates, faq=faq)
             self.tokens.reconfigure(config)
             self.sender.reconfigure()
+            heap.settle()  # what the reload replaced is collected (mailbridge/heap.py)
         if self._scheduler is not None:
             self._scheduler.reschedule_job(
                 "sweep", trigger="interval", seconds=config.service.sweep_interval.total_seconds()
@@ -224,6 +226,7 @@ class Daemon:
         """Switch to a new, already checked template set between messages."""
         async with self._process_lock:
             self.app.templates = templates
+            heap.settle()
 
     async def run_forever(self) -> None:
         """Run until stop() (or SIGTERM/SIGINT); then let each poller finish what it holds."""

@@ -1,0 +1,63 @@
+"""The start-up heap frozen out of the collector's reach (mailbridge/heap.py), and thawed
+again at a reload so that what the reload replaced is freed."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from mailbridge import heap
+from mailbridge.app import build_app, open_templates
+from mailbridge.service.daemon import Daemon
+from tests.support.builders import make_config
+
+
+class Node:
+    """A reference cycle, as so much of a start-up heap is."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture(autouse=True)
+def _thawed() -> Iterator[None]:
+    yield
+    gc.unfreeze()
+
+
+def test_settled_objects_are_out_of_reach_until_settled_again() -> None:
+    node = Node()
+    alive = weakref.ref(node)
+    heap.settle()
+    assert gc.get_freeze_count() > 0
+    del node
+    gc.collect()
+    assert alive() is not None, "a full collection walked a frozen object"
+    heap.settle()  # thaws first: what became garbage since is collected
+    assert alive() is None
+
+
+def test_a_reload_frees_the_template_set_it_replaced(tmp_path: Path, sqlite_url: str) -> None:
+    nowhere = SimpleNamespace(host="127.0.0.1", port=9, username="support", password="unused")
+    config = make_config(tmp_path, database_url=sqlite_url, imap=nowhere, smtp=nowhere)
+    app = build_app(config)
+    try:
+        daemon = Daemon(app)
+        # Its Jinja environment is a cycle (it caches the templates that point back at it).
+        old = weakref.ref(app.templates._env)
+        heap.settle()  # as `mailbridge run` does once started
+        asyncio.run(daemon.swap_templates(open_templates(config)))
+        gc.collect()
+        assert old() is None, "the old templates stayed frozen"
+        old = weakref.ref(app.templates._env)
+        asyncio.run(daemon.reconfigure(config, open_templates(config)))
+        gc.collect()
+        assert old() is None, "the old templates stayed frozen"
+    finally:
+        app.close()
