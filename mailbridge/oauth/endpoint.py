@@ -5,6 +5,9 @@ that say what to do. Tokens never reach the log.
     OAuthError (PermanentError)   the token endpoint refused: client, secret, scope
     └── SignInRequired            no sign-in, or its refresh token was revoked or expired:
                                   a person must run `mailbridge oauth login`
+
+authlib and requests (31 MB of the daemon's memory) are imported when a token endpoint is
+first asked, so a daemon that signs in with passwords never loads them.
 """
 
 from __future__ import annotations
@@ -13,17 +16,16 @@ import contextlib
 import ssl
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
-
-import requests
-from authlib.common.errors import AuthlibBaseError
-from authlib.integrations.requests_client import OAuth2Session
+from typing import TYPE_CHECKING, Any
 
 from mailbridge import logs
 from mailbridge.clock import Clock
 from mailbridge.core.oauth import TokenRecord
 from mailbridge.errors import PermanentError, TransientError
 from mailbridge.oauth.accounts import SignIn
+
+if TYPE_CHECKING:
+    from authlib.integrations.requests_client import OAuth2Session
 
 __all__ = [
     "OAuthError",
@@ -52,6 +54,8 @@ class SignInRequired(OAuthError):
 
 
 def token_session(sign_in: SignIn, **extra: Any) -> OAuth2Session:
+    from authlib.integrations.requests_client import OAuth2Session  # see the module doc
+
     logs.hide_secrets([sign_in.client_secret])
     method = "client_secret_post" if sign_in.client_secret else "none"
     return OAuth2Session(
@@ -66,6 +70,9 @@ def token_session(sign_in: SignIn, **extra: Any) -> OAuth2Session:
 @contextlib.contextmanager
 def token_endpoint(sign_in: SignIn, action: str, url: str | None = None) -> Iterator[None]:
     """Token endpoint failures as OAuthError (refused) or TransientError (unreachable)."""
+    import requests  # see the module doc
+    from authlib.common.errors import AuthlibBaseError
+
     where = f"{sign_in.label}: {action} at {url or sign_in.endpoints.token_url}"
     try:
         yield

@@ -75,3 +75,16 @@ def test_help_and_parse_start_without_the_database_libraries(argv: list[str]) ->
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert "LOADED []" in done.stderr, done.stderr
+
+
+def test_a_daemon_that_signs_in_with_passwords_does_not_load_the_oauth_libraries() -> None:
+    """authlib and requests are 31 MB of the daemon's memory (mailbridge/oauth/endpoint.py)."""
+    script = (
+        "import sys\n"
+        "import mailbridge.service.daemon, mailbridge.cli.status\n"
+        "print('LOADED', [m for m in ('authlib', 'requests') if m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "LOADED []" in done.stdout, done.stdout
