@@ -537,8 +537,9 @@ def main(argv: list[str] | None = None) -> int:
         ratio = rate(baseline[0], b.seconds) / rate(baseline[0], baseline[2])
         print(
             f"ratio (b)/(a) = {ratio:.2f}  (target >= 0.80)   "
-            f"peak memory (b) = {max(b.tree_rss_mb, b.max_rss_mb):.0f} MB, all its processes "
-            f"together (target < 250 MB)"
+            f"peak memory (b), all its processes together = {b.tree_pss_mb:.0f} MB PSS "
+            f"(target < 250 MB; as a sum of RSS, which counts the pages the parse workers "
+            f"share with their forkserver once in each, {max(b.tree_rss_mb, b.max_rss_mb):.0f} MB)"
         )
         return 0 if b.returncode == 0 and not left else 1
 
