@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -40,6 +41,14 @@ def _log_handlers_restored() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _heap_thawed() -> Iterator[None]:
+    """`mailbridge run` in-process freezes the whole heap (mailbridge/heap.py), the test
+    process's too: thawed after each test, so what the tests leave behind is collected."""
+    yield
+    gc.unfreeze()
 
 
 # --- Mail servers: embedded IMAP (pymap) and SMTP sink (aiosmtpd) -------------------------

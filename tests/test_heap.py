@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-
-import pytest
 
 from mailbridge import heap
 from mailbridge.app import build_app, open_templates
@@ -23,12 +20,6 @@ class Node:
 
     def __init__(self) -> None:
         self.me = self
-
-
-@pytest.fixture(autouse=True)
-def _thawed() -> Iterator[None]:
-    yield
-    gc.unfreeze()
 
 
 def test_settled_objects_are_out_of_reach_until_settled_again() -> None:
