@@ -32,6 +32,7 @@ from typing import Any
 from _common import database, workdir
 from sqlalchemy import Connection, insert, select, text
 
+from mailbridge import heap
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.config import config_from_dict
@@ -209,6 +210,7 @@ def measure(kind: str, n: int, due: int) -> dict[str, float]:
             print(f"{kind}: inserting {n:,} tickets …", file=sys.stderr, flush=True)
             fill_s = fill(app, n, due)
             print(f"{kind}: filled in {fill_s:.1f} s", file=sys.stderr, flush=True)
+            heap.settle()  # as `mailbridge run` does once started (mailbridge/heap.py)
             with app.engine.connect() as conn:
                 raw_ms, raw_found = median_ms(lambda: raw_select(conn, due))
             find_ms, found = median_ms(lambda: find_due(app, due))

@@ -611,15 +611,10 @@ def insert_later(session: Session, row: _Row) -> _Row:
     if later is None:
         return insert_now(session, row)
     mapper = inspect(row).mapper
-    table = cast(Table, mapper.local_table)
-    values = _filled(mapper, row)
+    values = _filled(mapper, row.__dict__)
     if values is None:
         return insert_now(session, row)
-    (key,) = mapper.primary_key
-    ids = later.ids.get(table)
-    if not ids:
-        ids = later.ids[table] = _ids_ahead(session, later, table, cast(Column[Any], key))
-    values[str(key.key)] = ids.pop()
+    _held_with_id(session, later, mapper, values)
     for name, column in _insert_for(mapper)[1]:
         if name not in row.__dict__:
             setattr(row, name, values[column.key])
@@ -627,14 +622,45 @@ def insert_later(session: Session, row: _Row) -> _Row:
     session.add(row)
     _remember(session, row, inserted=True)
     _note_message_id(session, row)
-    later.insert(table, values)
     return row
 
 
-def _filled(mapper: Mapper[Any], row: Base) -> dict[str, Any] | None:
-    """Every column's value, as an INSERT would write it: given, else its default, else
-    NULL; None if a column not given is filled in by the database."""
-    given = row.__dict__
+def hold_later(session: Session, model: type[Base], given: dict[str, Any]) -> bool:
+    """Inside `written_later`, a new row of `model` held as its values alone (by attribute
+    name), for a row nothing reads back as an object in this transaction (a sweep's
+    notifications): making and tracking the mapped object cost more than the rest of
+    holding it. Its values are bounded as they are written, as any row's are. False,
+    holding nothing, outside `written_later` or when the database fills in a column:
+    the caller makes the object then."""
+    later: _Later | None = session.info.get(_LATER)
+    if later is None:
+        return False
+    mapper = inspect(model)
+    values = _filled(mapper, given)
+    if values is None:
+        return False
+    _held_with_id(session, later, mapper, values)
+    if _BATCH_IDS in session.info:
+        _note_message_id(session, model(**given))  # a reply's look-up finds it (batch_reads)
+    return True
+
+
+def _held_with_id(
+    session: Session, later: _Later, mapper: Mapper[Any], values: dict[str, Any]
+) -> None:
+    """Hold the row's `values` to be written with its table's others, its id taken ahead."""
+    table = cast(Table, mapper.local_table)
+    (key,) = mapper.primary_key
+    ids = later.ids.get(table)
+    if not ids:
+        ids = later.ids[table] = _ids_ahead(session, later, table, cast(Column[Any], key))
+    values[str(key.key)] = ids.pop()
+    later.insert(table, values)
+
+
+def _filled(mapper: Mapper[Any], given: dict[str, Any]) -> dict[str, Any] | None:
+    """Every column's value, as an INSERT would write it: given (by attribute name), else
+    its default, else NULL; None if a column not given is filled in by the database."""
     values: dict[str, Any] = {}
     for name, column in _insert_for(mapper)[1]:
         if name in given:

@@ -115,7 +115,8 @@ class Mail:
 
 
 def queue_mail(step: Step, mail: Mail) -> Outbox:
-    """Add the mail to the outbox at the step's moment, to be rendered when it is sent.
+    """Add the mail to the outbox at the step's moment, to be rendered when it is sent;
+    its row, written at once or held by `queries.written_later`.
 
     A random part keeps ids unique across reinstalls (receivers drop repeated ids); the id
     and the Date are fixed here, so every retry sends the same Message-ID. Answers go to the
@@ -125,6 +126,12 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
     attachments is rendered now, so that its bytes do not depend on stored files that a
     purge or an erasure may remove before it goes.
     """
+    return add_to_outbox(
+        step, _sealed(step, mail), ticket_id=mail.ticket.id, article_id=mail.article_id
+    )
+
+
+def _sealed(step: Step, mail: Mail) -> Sealed:
     app, ticket, now = step.app, mail.ticket, step.now
     to_customer = mail.kind in TO_CUSTOMER
     brand = app.brand(ticket.mailbox) if to_customer else app.house
@@ -166,19 +173,23 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
     if mail.attachments:
         raw = compose(app, recipe, message_id, attachments=tuple(mail.attachments))
     recipients = list(dict.fromkeys(a.address for a in (*mail.to, *mail.cc)))
-    return add_to_outbox(
-        step,
-        Sealed(
-            mail.kind,
-            message_id,
-            raw,
-            recipients,
-            brand.bounce_address,
-            recipe=None if mail.attachments else recipe,
-        ),
-        ticket_id=ticket.id,
-        article_id=mail.article_id,
+    return Sealed(
+        mail.kind,
+        message_id,
+        raw,
+        recipients,
+        brand.bounce_address,
+        recipe=None if mail.attachments else recipe,
     )
+
+
+def queue_notice(step: Step, mail: Mail) -> None:
+    """`queue_mail` for a mail whose outbox row nothing reads back in this transaction (a
+    sweep's notifications): inside `queries.written_later` the row is held as its values
+    alone, without the cost of a mapped object (a third of queuing one)."""
+    values = _outbox_values(step, _sealed(step, mail), mail.ticket.id, mail.article_id)
+    if not queries.hold_later(step.session, Outbox, values):
+        queries.insert_later(step.session, Outbox(**values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,19 +211,27 @@ def add_to_outbox(
     step: Step, mail: Sealed, *, ticket_id: int | None, article_id: int | None = None
 ) -> Outbox:
     """The outbox row of a finished mail, pending from the step's moment, written at once
-    (queries.insert_now) so that its id can be recorded in the same step's events."""
-    row = Outbox(
-        ticket_id=ticket_id,
-        article_id=article_id,
-        kind=mail.kind,
-        envelope_from=mail.envelope_from or step.app.house.bounce_address,
-        envelope_to=mail.recipients,
-        message_id=mail.message_id,
-        raw=mail.raw,
-        recipe=mail.recipe,
-        state=OutboxState.PENDING,
-        attempts=0,
-        next_attempt_at=step.now,
-        created_at=step.now,
+    or held (queries.insert_later), its id known so that the same step's events can name
+    it."""
+    return queries.insert_later(
+        step.session, Outbox(**_outbox_values(step, mail, ticket_id, article_id))
     )
-    return queries.insert_later(step.session, row)
+
+
+def _outbox_values(
+    step: Step, mail: Sealed, ticket_id: int | None, article_id: int | None
+) -> dict[str, Any]:
+    return {
+        "ticket_id": ticket_id,
+        "article_id": article_id,
+        "kind": mail.kind,
+        "envelope_from": mail.envelope_from or step.app.house.bounce_address,
+        "envelope_to": mail.recipients,
+        "message_id": mail.message_id,
+        "raw": mail.raw,
+        "recipe": mail.recipe,
+        "state": OutboxState.PENDING,
+        "attempts": 0,
+        "next_attempt_at": step.now,
+        "created_at": step.now,
+    }

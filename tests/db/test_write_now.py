@@ -237,18 +237,23 @@ def test_the_batchs_senders_and_their_domains_are_read_in_one_statement(engine: 
     assert inside == outside == [2, 3, 1, 3, 0, 0, 0, 0]
 
 
+def outbox_values(ticket_id: int, n: int, **more: object) -> dict[str, object]:
+    """An outbox row's values, its defaults (state, attempts) left to the model."""
+    return {
+        "ticket_id": ticket_id,
+        "kind": "ack",
+        "envelope_from": "support@shop.example",
+        "envelope_to": [f"c{n}@c.example"],
+        "message_id": f"<mb.{n}@shop.example>",
+        "raw": b"x",
+        "next_attempt_at": NOW,
+        "created_at": NOW,
+        **more,
+    }
+
+
 def outbox_row(ticket_id: int, n: int) -> Outbox:
-    """An outbox row with its defaults (state, attempts) left to the model."""
-    return Outbox(
-        ticket_id=ticket_id,
-        kind="ack",
-        envelope_from="support@shop.example",
-        envelope_to=[f"c{n}@c.example"],
-        message_id=f"<mb.{n}@shop.example>",
-        raw=b"x",
-        next_attempt_at=NOW,
-        created_at=NOW,
-    )
+    return Outbox(**outbox_values(ticket_id, n))
 
 
 def counting(engine: Engine) -> list[str]:
@@ -356,3 +361,37 @@ def test_a_core_read_sees_the_rows_held_of_its_tables(engine: Engine) -> None:
             assert counted == 2
         inserts = [s for s in statements if s.startswith("INSERT INTO acknowledgement")]
         assert len(inserts) == 1, "both together, when the count needed them"
+
+
+def test_rows_held_as_values_alone_go_with_the_others_bounded_and_with_their_savepoint(
+    engine: Engine,
+) -> None:
+    """queries.hold_later: a row without its mapped object, as a sweep's notifications."""
+    recipe = {"context": {"excerpt": "broken\x00", "names": ("Ada", "Bo")}}
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        outside = queries.hold_later(session, Outbox, outbox_values(ticket.id, 0))
+        assert not outside, "outside written_later the caller makes the object"
+        statements = counting(engine)
+        with session.begin_nested(), queries.written_later(session):
+            queries.insert_later(session, outbox_row(ticket.id, 1))
+            assert queries.hold_later(session, Outbox, outbox_values(ticket.id, 2, recipe=recipe))
+            assert not session.new and len(session.identity_map) == 2, "no object made"
+            assert not [s for s in statements if s.startswith("INSERT INTO outbox")]
+            seen = session.scalars(select(Outbox.message_id).order_by(Outbox.id)).all()
+            assert seen == ["<mb.1@shop.example>", "<mb.2@shop.example>"], "written to be read"
+            with pytest.raises(RuntimeError), session.begin_nested():
+                queries.hold_later(session, Outbox, outbox_values(ticket.id, 3))
+                raise RuntimeError("this part fails: what it held goes with its savepoint")
+        inserts = [s for s in statements if s.startswith("INSERT INTO outbox")]
+        assert len(inserts) == 1, "both rows in one statement"
+    found = stored(engine, select(Outbox.message_id, Outbox.state, Outbox.attempts, Outbox.recipe))
+    assert found == [
+        ("<mb.1@shop.example>", "pending", 0, None),
+        (
+            "<mb.2@shop.example>",
+            "pending",
+            0,
+            {"context": {"excerpt": "broken\ufffd", "names": ["Ada", "Bo"]}},
+        ),
+    ]
