@@ -50,8 +50,9 @@ def add(session: Session, counts: Iterable[tuple[str, Labels, float]]) -> None:
 @contextmanager
 def gathered(session: Session) -> Iterator[None]:
     """The counts made inside are written together when it ends, one statement in place
-    of one per count (a message's processing makes two or three); if it raises, none are,
-    as the savepoint around it rolls back what it wrote."""
+    of one per count (a message's processing makes two or three), one row per counter and
+    label set; if it raises, none are, as the savepoint around it rolls back what it
+    wrote."""
     outer = session.info.get(_GATHERED)
     rows: list[dict[str, object]] = []
     session.info[_GATHERED] = rows
@@ -62,7 +63,17 @@ def gathered(session: Session) -> Iterator[None]:
     if outer is not None:
         outer.extend(rows)
     elif rows:
-        session.connection().execute(_INSERT, rows)
+        session.connection().execute(_INSERT, _summed(rows))
+
+
+def _summed(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """One row per counter and label set, holding their sum: what `fold` makes of them
+    later, written at once (a sweep's thousand escalations: one row per level)."""
+    sums: dict[tuple[object, object], float] = {}
+    for row in rows:
+        key = (row["name"], row["labels"])
+        sums[key] = sums.get(key, 0.0) + cast(float, row["value"])
+    return [{"name": name, "labels": key, "value": value} for (name, key), value in sums.items()]
 
 
 def totals(session: Session) -> Totals:

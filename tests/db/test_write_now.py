@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from mailbridge.db import queries, tally
 from mailbridge.db.engine import make_sessionmaker
-from mailbridge.db.models import AddressState, Event, Outbox, Ticket
+from mailbridge.db.models import AddressState, Event, Outbox, Tally, Ticket
 
 pytestmark = pytest.mark.db
 
@@ -131,7 +131,10 @@ def test_counts_gathered_in_a_savepoint_go_in_one_statement_or_not_at_all(
         with session.begin_nested(), tally.gathered(session):
             tally.add(session, [("tickets_created", (("mailbox", "support"),), 1.0)])
             tally.add(session, [("messages", (("kind", "customer"),), 1.0)])
+            tally.add(session, [("messages", (("kind", "customer"),), 2.0)])
             assert not any("tally" in s for s in statements), "nothing written yet"
+        rows = session.execute(select(Tally.name, Tally.value).order_by(Tally.id)).all()
+        assert rows == [("tickets_created", 1.0), ("messages", 3.0)], "one row per label set"
         with pytest.raises(RuntimeError), session.begin_nested(), tally.gathered(session):
             tally.add(session, [("messages", (("kind", "spam"),), 1.0)])
             raise RuntimeError("this message fails: its counts go with its savepoint")
@@ -142,7 +145,7 @@ def test_counts_gathered_in_a_savepoint_go_in_one_statement_or_not_at_all(
         totals = tally.totals(session)
     assert totals == {
         ("tickets_created", (("mailbox", "support"),)): 1.0,
-        ("messages", (("kind", "customer"),)): 2.0,
+        ("messages", (("kind", "customer"),)): 4.0,
     }
 
 
