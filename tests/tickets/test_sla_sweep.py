@@ -373,3 +373,29 @@ def test_a_sweep_costs_a_bounded_number_of_statements_per_fired_level(world: Wor
     assert len(statements) <= 14, statements
     assert statements.count("INSERT") == 4, "rows together"
     assert statements.count("SAVEPOINT") == 1
+
+
+def test_due_tickets_beyond_one_batch_fire_in_the_next_ones(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep goes on, a batch (one transaction) at a time, until a batch comes back
+    short: 7 due tickets in batches of 3 are 3 + 3 + 1, each fired once."""
+    monkeypatch.setattr(escalate, "BATCH", {"sqlite": 3, "postgresql": 3})
+    for i in range(7):
+        world.receive(mail(f"C{i} <c{i}@c{i}.example>", f"Question {i}", message_id=f"<b{i}@x>"))
+    world.at(8 * H)
+    commits: list[object] = []
+
+    def committed(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(world.app.engine, "commit", committed)
+    try:
+        assert world.sweep() == 7
+    finally:
+        event.remove(world.app.engine, "commit", committed)
+    assert len(commits) == 3, "one transaction per batch"
+    assert world.sweep() == 0
+    with world.session() as session:
+        rows = session.execute(select(Escalation.ticket_id)).scalars().all()
+    assert sorted(rows) == sorted(t.id for t in world.tickets())
