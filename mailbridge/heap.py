@@ -10,7 +10,7 @@ pages it shares with its parent, so they stay shared.
 
 A frozen object is never collected: one that becomes garbage in a reference cycle (an old
 template set after a reload) would stay. So `settle()` thaws first, and is called again
-after a reload.
+after a reload (docs/architecture.md, "Who runs the loops").
 """
 
 from __future__ import annotations

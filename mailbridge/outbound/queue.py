@@ -186,7 +186,8 @@ def _sealed(step: Step, mail: Mail) -> Sealed:
 def queue_notice(step: Step, mail: Mail) -> None:
     """`queue_mail` for a mail whose outbox row nothing reads back in this transaction (a
     sweep's notifications): inside `queries.written_later` the row is held as its values
-    alone, without the cost of a mapped object (a third of queuing one)."""
+    alone, without the cost of a mapped object (a third of queuing one; docs/architecture.md,
+    "8. Sweep")."""
     values = _outbox_values(step, _sealed(step, mail), mail.ticket.id, mail.article_id)
     if not queries.hold_later(step.session, Outbox, values):
         queries.insert_later(step.session, Outbox(**values))
