@@ -32,7 +32,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mailbridge"
 # import each other at all).
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),
-    ("errors", "clock", "faults", "durable", "config", "logs"),
+    ("errors", "clock", "faults", "durable", "config", "logs", "heap"),
     ("db", "adapters", "oauth"),
     ("app",),
     ("outbound",),
@@ -44,7 +44,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("__main__",),
 )
-ORDERED = frozenset({("errors", "clock", "faults", "durable", "config", "logs")})
+ORDERED = frozenset({("errors", "clock", "faults", "durable", "config", "logs", "heap")})
 # The demo extra: pymap (which brings proxyprotocol and pysasl) and aiosmtpd.
 DEMO_ONLY = frozenset({"pymap", "aiosmtpd", "proxyprotocol", "pysasl"})
 

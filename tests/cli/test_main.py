@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import subprocess
@@ -58,33 +59,31 @@ def test_a_bad_global_option_is_reported_by_the_whole_parser() -> None:
     assert "invalid choice: 'bogus'" in err.getvalue()
 
 
+def loaded(script: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter has imported after running `script`."""
+    script += f"\nimport sys\nprint('LOADED', [m for m in {modules!r} if m in sys.modules])\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    line = next(line for line in done.stdout.splitlines() if line.startswith("LOADED"))
+    return list(ast.literal_eval(line.removeprefix("LOADED ")))
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["parse", str(EML)]])
 def test_help_and_parse_start_without_the_database_libraries(argv: list[str]) -> None:
     script = (
-        "import sys\n"
         "from mailbridge.cli.main import main\n"
         "try:\n"
         f"    main({argv!r})\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = [m for m in ('sqlalchemy', 'alembic', 'authlib', 'imapclient', 'aiosmtplib')\n"
-        "         if m in sys.modules]\n"
-        "print('LOADED', heavy, file=sys.stderr)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert "LOADED []" in done.stderr, done.stderr
+    heavy = ("sqlalchemy", "alembic", "authlib", "imapclient", "aiosmtplib")
+    assert loaded(script, heavy) == []
 
 
 def test_a_daemon_that_signs_in_with_passwords_does_not_load_the_oauth_libraries() -> None:
     """authlib and requests are 31 MB of the daemon's memory (mailbridge/oauth/endpoint.py)."""
-    script = (
-        "import sys\n"
-        "import mailbridge.service.daemon, mailbridge.cli.status\n"
-        "print('LOADED', [m for m in ('authlib', 'requests') if m in sys.modules])\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert "LOADED []" in done.stdout, done.stdout
+    script = "import mailbridge.service.daemon, mailbridge.cli.status\n"
+    assert loaded(script, ("authlib", "requests")) == []
+    assert loaded(script + "import mailbridge.cli.oauth\n", ("authlib",)) == [], "no login yet"
