@@ -23,6 +23,7 @@ from mailbridge.config.brands import Brand, brand_of, house_brand
 from mailbridge.core.classify import Identity
 from mailbridge.core.faq import FaqIndex
 from mailbridge.core.message import Address, ParseLimits
+from mailbridge.db import revision
 from mailbridge.db.blobs import BlobStore
 from mailbridge.db.engine import make_engine, make_sessionmaker
 from mailbridge.db.stored_bytes import Placement, install
@@ -123,8 +124,9 @@ def build_app(
     """Engine, templates and identity from `config`; migrates when auto_migrate says so."""
     engine = make_engine(config.database_url, echo=config.database.echo)
     try:
-        if config.auto_migrate if migrate_now is None else migrate_now:
-            from mailbridge.db import migrate  # alembic: 0.17 s of a command's start
+        migrating = config.auto_migrate if migrate_now is None else migrate_now
+        if migrating and revision.current_revision(engine) != revision.HEAD:
+            from mailbridge.db import migrate  # alembic: only to upgrade (db/revision.py)
 
             migrate.upgrade(engine)
         sessions = make_sessionmaker(engine)

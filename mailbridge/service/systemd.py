@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from mailbridge.config import is_loopback
-from mailbridge.db import migrate
+from mailbridge.db import revision
 from mailbridge.errors import ConfigError, MailbridgeError, TemplateError, describe_error
 from mailbridge.logs import config_secrets, hide_secrets
 from mailbridge.service.daemon import Daemon
@@ -94,13 +94,12 @@ class Service:
         """What READY promises beyond connected mailboxes: a migrated database and
         templates that all render."""
         engine = self.app.engine
-        current, head = await asyncio.to_thread(
-            lambda: (migrate.current_revision(engine), migrate.head_revision(engine))
-        )
-        if current != head:
+        current = await asyncio.to_thread(revision.current_revision, engine)
+        if current != revision.HEAD:
             raise MailbridgeError(
                 f"the database is at revision {current or '(empty)'}, this mailbridge needs "
-                f"{head}: run `mailbridge db upgrade` (or set database.auto_migrate = true)"
+                f"{revision.HEAD}: run `mailbridge db upgrade` (or set database.auto_migrate = "
+                f"true)"
             )
         problems = await asyncio.to_thread(self.app.templates.check)
         if problems:

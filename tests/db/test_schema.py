@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from mailbridge.db import migrate
+from mailbridge.db import migrate, revision
 from mailbridge.db.engine import make_engine, make_sessionmaker
 from mailbridge.db.models import Base, Event, MailboxState, Ticket
 from mailbridge.db.search_index import not_search_index
@@ -44,6 +44,21 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
             "escalation",
             "event",
         }
+    finally:
+        engine.dispose()
+
+
+def test_the_revision_read_without_alembic_is_alembics(empty_database_url: str) -> None:
+    """db/revision.py: HEAD is the newest migration, and the row read is the revision
+    alembic reads, None before the first migration."""
+    assert migrate.newest_revision() == revision.HEAD, "update db/revision.py HEAD"
+    engine = make_engine(empty_database_url)
+    try:
+        assert revision.current_revision(engine) is None
+        migrate.upgrade(engine, "0021")
+        assert revision.current_revision(engine) == "0021" == migrate.current_revision(engine)
+        migrate.upgrade(engine)
+        assert revision.current_revision(engine) == revision.HEAD
     finally:
         engine.dispose()
 

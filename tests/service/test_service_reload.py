@@ -12,8 +12,10 @@ import pytest
 
 from mailbridge.app import build_app
 from mailbridge.config import load_config
+from mailbridge.db import migrate
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
+from mailbridge.errors import MailbridgeError
 from mailbridge.service.daemon import Daemon
 from mailbridge.service.systemd import Service
 from tests.support.builders import mail
@@ -69,3 +71,22 @@ def test_reload_reconnects_a_changed_mailbox_and_defers_restart_only_keys(
     )
     assert "reload: database changed; the new value takes effect after a restart" in caplog.text
     assert "mailbox support: reconnecting with its new settings" in caplog.text
+
+
+def test_a_service_on_a_database_behind_the_newest_revision_refuses_to_start(
+    tmp_path: Path, smtp_sink: SmtpSink, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preflight reads the revision without alembic (mailbridge/db/revision.py) and
+    names the command that brings the database up to date."""
+    monkeypatch.setenv("MB_SERVICE_IMAP_PASSWORD", IMAP_SECRET)
+    nowhere = SimpleNamespace(host="127.0.0.1", port=free_port(), username="support")
+    path = write_config(tmp_path, nowhere, smtp_sink, sqlite_url)  # type: ignore[arg-type]
+    app = build_app(load_config(path), migrate_now=False)
+    try:
+        service = Service(Daemon(app), path)
+        with pytest.raises(MailbridgeError, match=r"\(empty\), this mailbridge needs 00\d\d: run"):
+            asyncio.run(service._preflight())
+        migrate.upgrade(app.engine)
+        asyncio.run(service._preflight())  # at the newest: nothing to say
+    finally:
+        app.close()
