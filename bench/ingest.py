@@ -9,9 +9,10 @@ Fills a private IMAP mailbox with N generated mails, then measures on the same m
   fetch  raw imapclient FETCH BODY.PEEK[] in batches, nothing else (for scale);
   (a)    the same FETCH plus the stdlib parse (policy.default; headers read, every leaf
          part decoded): the baseline;
-  (b)    `mailbridge run --once` as a subprocess: fetch, store, move, parse, classify,
-         thread, tickets with acknowledgements queued. SMTP points at a closed port, so the
-         send step ends at the first refused connection and is not part of (b);
+  (b)    `mailbridge run --once` as a subprocess, on a database migrated beforehand
+         (untimed): fetch, store, move, parse, classify, thread, tickets with
+         acknowledgements queued. SMTP points at a closed port, so the send step ends at
+         the first refused connection and is not part of (b);
   (c)    sending: the queued acknowledgements made due again, and a second
          `mailbridge run --once` (empty mailbox) delivers them to a counting SMTP sink.
 Prints messages, MB, seconds, msg/s, the ratio (b)/(a), and the memory of each subprocess
@@ -513,6 +514,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
 
+        # Migrated first, untimed, as an installed mailbridge's database is when it starts:
+        # (b) is a start that needs no migration, so it does not load alembic.
+        upgraded = run_child(mailbridge_command(config, "db", "upgrade"), env, work / "up.log", 120)
+        if upgraded.returncode != 0:
+            raise SystemExit(f"db upgrade failed: see {work / 'up.log'}")
         log_b = work / "run-b.log"
         b = run_child(mailbridge_command(config, "run", "--once"), env, log_b, CHILD_TIMEOUT)
         left = inbox_count(server)
