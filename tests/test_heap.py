@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 from mailbridge import heap
 from mailbridge.app import build_app, open_templates
+from mailbridge.inbound.parse_worker import ParseWorker
 from mailbridge.service.daemon import Daemon
 from tests.support.builders import make_config
 
@@ -52,3 +53,17 @@ def test_a_reload_frees_the_template_set_it_replaced(tmp_path: Path, sqlite_url:
         assert old() is None, "the old templates stayed frozen"
     finally:
         app.close()
+
+
+def test_a_parse_worker_starts_with_its_forkservers_heap_frozen() -> None:
+    """inbound/worker_preload.py settles the forkserver's heap after preloading, so a
+    worker's collections leave the pages it shares with the forkserver alone."""
+    worker = ParseWorker()
+    try:
+        worker.send((gc.get_freeze_count, ()))
+        answer = worker.receive(60)
+    finally:
+        worker.close()
+    assert answer is not None
+    ok, frozen = answer
+    assert ok and frozen > 10_000, frozen
