@@ -39,10 +39,6 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def head_revision(engine: Engine) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
-
-
 @functools.cache
 def newest_revision() -> str | None:
     """The newest revision among the migrations (read once per process)."""

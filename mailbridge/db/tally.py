@@ -8,7 +8,6 @@ counter with their sum now and then, so reading stays a scan of a few hundred ro
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import cast
@@ -101,12 +100,7 @@ def fold(session: Session) -> int:
         .returning(Tally.name, Tally.labels, Tally.value)
         .execution_options(synchronize_session=False)
     ).all()
-    sums: dict[tuple[str, str], float] = defaultdict(float)
-    for name, key, value in gone:
-        sums[name, key] += value
-    if sums:
-        session.execute(
-            insert(Tally),
-            [{"name": name, "labels": key, "value": value} for (name, key), value in sums.items()],
-        )
-    return len(gone) - len(sums)
+    summed = _summed([{"name": name, "labels": key, "value": value} for name, key, value in gone])
+    if summed:
+        session.execute(insert(Tally), summed)
+    return len(gone) - len(summed)
