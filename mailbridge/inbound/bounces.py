@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailbridge.app import Step
@@ -26,6 +26,7 @@ from mailbridge.core.bounce import (
 )
 from mailbridge.core.message import ParsedMessage, Verdict
 from mailbridge.core.states import OutboxState, RecipientState
+from mailbridge.db import queries
 from mailbridge.db.models import (
     AddressState,
     Event,
@@ -135,9 +136,27 @@ def _state(session: Session, address: str) -> AddressState | None:
     return session.get(AddressState, address)
 
 
+# Whether an address is marked bouncing, asked for every customer mail: a Core look-up
+# built once, where most addresses have no row.
+_BOUNCING = select(AddressState.address).where(
+    AddressState.address == bindparam("address"), AddressState.bouncing_since.is_not(None)
+)
+
+
+def _bouncing_state(session: Session, address: str) -> AddressState | None:
+    """The address's row when it is marked bouncing, else None."""
+    if address in session.info.get(_ABSENT, ()):
+        return None
+    in_session = Session.identity_key(AddressState, address) in session.identity_map
+    if not in_session and queries.read(session, _BOUNCING, {"address": address}).first() is None:
+        return None
+    state = session.get(AddressState, address)
+    return state if state is not None and state.bouncing_since is not None else None
+
+
 def bounce_refusal(session: Session, address: str) -> str:
     """Why no automatic mail may go to address, or "" when it may."""
-    state = _state(session, address.lower())
+    state = _bouncing_state(session, address.lower())
     if state is None or state.bouncing_since is None:
         return ""
     status = f" ({state.last_status})" if state.last_status else ""
@@ -170,7 +189,7 @@ def mark_bouncing(
 
 def clear_bouncing(step: Step, address: str) -> bool:
     """The address wrote to us: it works again. True when it was marked bouncing."""
-    state = _state(step.session, address.lower())
+    state = _bouncing_state(step.session, address.lower())
     if state is None or state.bouncing_since is None:
         return False
     state.bouncing_since = None

@@ -99,7 +99,7 @@ def rules_known(session: Session, addresses: Iterable[str]) -> Iterator[None]:
 
 
 def _rows_naming(session: Session, candidates: Sequence[str]) -> list[tuple[str, str]]:
-    return [(p, k) for p, k in session.execute(_ROWS_NAMING, {"candidates": candidates})]
+    return [(p, k) for p, k in queries.read(session, _ROWS_NAMING, {"candidates": candidates})]
 
 
 def _known_rows(session: Session, candidates: Sequence[str]) -> list[tuple[str, str]] | None:

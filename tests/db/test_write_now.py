@@ -240,6 +240,25 @@ def test_the_batchs_senders_and_their_domains_are_read_in_one_statement(engine: 
     assert inside == outside == [2, 3, 1, 3, 0, 0, 0, 0]
 
 
+def test_the_ledger_forgets_what_a_rolled_back_savepoint_recorded(engine: Engine) -> None:
+    """A savepoint per message (SQLite's batches) inside one ledger: a message that fails
+    after recording its acknowledgement does not leave it counted for the next."""
+    keys = [("mailbox", "support"), ("address", "a@c.example"), ("domain", "c.example")]
+    with make_sessionmaker(engine)() as session, session.begin():
+        ticket = queries.insert_now(session, new_ticket())
+        queries.record_acknowledgement(session, ticket, "a@c.example", "c.example", NOW)
+        with queries.ledger_known(session, NOW - timedelta(hours=1)):
+            before = queries.acknowledgements_since_each(session, keys, NOW - timedelta(hours=1))
+            with pytest.raises(RuntimeError), session.begin_nested():
+                queries.record_acknowledgement(session, ticket, "a@c.example", "c.example", NOW)
+                raise RuntimeError("the message failed after its acknowledgement")
+            after = queries.acknowledgements_since_each(session, keys, NOW - timedelta(hours=1))
+            queries.record_acknowledgement(session, ticket, "a@c.example", "c.example", NOW)
+            again = queries.acknowledgements_since_each(session, keys, NOW - timedelta(hours=1))
+
+    assert (before, after, again) == ([1, 1, 1], [1, 1, 1], [2, 2, 2])
+
+
 def outbox_values(ticket_id: int, n: int, **more: object) -> dict[str, object]:
     """An outbox row's values, its defaults (state, attempts) left to the model."""
     return {
