@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from _common import database, workdir
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 
 from mailbridge import heap
 from mailbridge.app import App, build_app
 from mailbridge.clock import FrozenClock
 from mailbridge.config import config_from_dict
 from mailbridge.db import queries
-from mailbridge.db.models import Escalation, Ticket
+from mailbridge.db.models import Escalation, Event, Outbox, Tally, Ticket
 from mailbridge.tickets import escalate
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
@@ -202,7 +202,39 @@ def find_due(app: App, due: int) -> int:
     return found
 
 
-def measure(kind: str, n: int, due: int) -> dict[str, float]:
+def due_as_filled(app: App) -> list[dict[str, Any]]:
+    """What firing changes on the due tickets, as filled."""
+    query = select(
+        Ticket.id.label("tid"), Ticket.next_escalation_at, Ticket.escalation_level, Ticket.priority
+    ).where(Ticket.next_escalation_at <= NOW)
+    with app.engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def unfire(app: App, before: list[dict[str, Any]]) -> None:
+    """Undo a firing, untimed: its escalation rows, events, outbox rows and counts go, the
+    due tickets are put back as filled, and the dead rows are vacuumed, so the next firing
+    meets the database the first one met."""
+    with app.engine.begin() as conn:
+        conn.execute(delete(Escalation).where(Escalation.fired_at == NOW))
+        for model in (Event, Outbox, Tally):  # the fill writes none of these
+            conn.execute(delete(model))
+        restore = (
+            update(Ticket)
+            .where(Ticket.id == bindparam("tid"))
+            .values(
+                next_escalation_at=bindparam("next_escalation_at"),
+                escalation_level=bindparam("escalation_level"),
+                priority=bindparam("priority"),
+            )
+        )
+        conn.execute(restore, before)
+    vacuum = "VACUUM ANALYZE" if app.engine.dialect.name == "postgresql" else "VACUUM"
+    with app.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text(vacuum))
+
+
+def measure(kind: str, n: int, due: int, fire_runs: int) -> dict[str, float]:
     with workdir("mb-sweep-") as tmp, database(kind, tmp) as url:
         clock = FrozenClock(NOW)
         app = build_app(config(url, tmp), clock=clock)
@@ -219,10 +251,16 @@ def measure(kind: str, n: int, due: int) -> dict[str, float]:
             none_ms, fired_none = median_ms(lambda: escalate.sweep(app))
             assert fired_none == 0
             clock.advance(10 * H)
-            start = time.perf_counter()
-            fired = escalate.sweep(app)
-            fire_ms = (time.perf_counter() - start) * 1000
-            assert fired == due, fired
+            before = due_as_filled(app)
+            fires: list[float] = []
+            for n_fire in range(fire_runs):
+                if n_fire:
+                    unfire(app, before)
+                start = time.perf_counter()
+                fired = escalate.sweep(app)
+                fires.append((time.perf_counter() - start) * 1000)
+                assert fired == due, fired
+            fire_ms = statistics.median(fires)
             after_ms, _ = median_ms(lambda: escalate.sweep(app))
         finally:
             app.close()
@@ -232,13 +270,15 @@ def measure(kind: str, n: int, due: int) -> dict[str, float]:
         "find_ms": find_ms,
         "none_ms": none_ms,
         "fire_ms": fire_ms,
+        "fire_best_ms": min(fires),
         "after_ms": after_ms,
     }
     print(
         f"{kind}: raw SELECT of {due} due {raw_ms:.1f} ms; find {due} due {find_ms:.1f} ms "
         f"({find_ms / raw_ms:.1f}x raw; target < 50 ms); sweep finding none "
-        f"{none_ms:.2f} ms (target < 5 ms); sweep firing {due} {fire_ms:.0f} ms "
-        f"({fire_ms / due:.2f} ms each); next sweep {after_ms:.2f} ms",
+        f"{none_ms:.2f} ms (target < 5 ms); sweep firing {due} {fire_ms:.0f} ms, the median "
+        f"of {len(fires)} ({', '.join(f'{f:.0f}' for f in fires)}; {fire_ms / due:.2f} ms "
+        f"each; target < 300 ms); next sweep {after_ms:.2f} ms",
         file=sys.stderr,
     )
     return figures
@@ -250,16 +290,20 @@ def main() -> int:
     parser.add_argument("--due", type=int, default=1000, help="tickets due (default 1000)")
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--quick", action="store_true", help="N = 100,000")
+    parser.add_argument(
+        "--fires", type=int, default=5, help="firings of the due tickets, each undone (default 5)"
+    )
     args = parser.parse_args()
     # Each escalation is logged, as in the daemon, but not onto this terminal.
     logging.basicConfig(handlers=[logging.FileHandler(os.devnull)], level=logging.INFO)
     n = 100_000 if args.quick else args.n
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     started = time.perf_counter()
-    results = {kind: measure(kind, n, args.due) for kind in kinds}
+    results = {kind: measure(kind, n, args.due, max(args.fires, 1)) for kind in kinds}
     parts = [
         f"{kind} find {args.due} {r['find_ms']:.1f} ms (raw {r['raw_ms']:.1f} ms), "
-        f"none {r['none_ms']:.2f} ms, fire {args.due} {r['fire_ms']:.0f} ms"
+        f"none {r['none_ms']:.2f} ms, fire {args.due} {r['fire_ms']:.0f} ms "
+        f"(best {r['fire_best_ms']:.0f})"
         for kind, r in results.items()
     ]
     print(f"sweep N={n:,} (90% closed), {time.perf_counter() - started:.0f} s: " + "; ".join(parts))

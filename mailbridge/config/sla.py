@@ -6,6 +6,7 @@ calendars of opening hours and holidays their business-hours deadlines count in:
 from __future__ import annotations
 
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -71,7 +72,13 @@ class SlaPolicy(_Section):
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        return number_steps(self.levels or DEFAULT_LEVELS)
+        return _numbered(self.levels or DEFAULT_LEVELS)
+
+
+@lru_cache(maxsize=64)  # a few policies per configuration; reloads make new ones
+def _numbered(levels: tuple[EscalationLevel, ...]) -> tuple[Step, ...]:
+    """A policy's steps, numbered once per set of levels: the sweep asks twice per ticket."""
+    return number_steps(levels)
 
 
 WEEKDAY_HOURS: dict[str, tuple[str, ...]] = {

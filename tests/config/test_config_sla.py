@@ -72,6 +72,17 @@ def test_levels_are_parsed_and_numbered(tmp_path: Path) -> None:
     assert policy.steps[2].raise_priority == "urgent"
 
 
+def test_a_reloaded_policy_numbers_its_own_levels(tmp_path: Path) -> None:
+    """Steps are numbered once per set of levels (the sweep asks twice per ticket); a
+    configuration read again with other levels gets its own, not the ones read before."""
+    before = load_config(write(tmp_path, MINIMAL + LEVELS), SECRETS).sla[0]
+    after = load_config(write(tmp_path, MINIMAL), SECRETS).sla[0]
+    again = load_config(write(tmp_path, MINIMAL + LEVELS), SECRETS).sla[0]
+    assert [s.level for s in before.steps] == [-1, 1, 2, -1]
+    assert [s.level for s in after.steps] == [1]
+    assert again.steps == before.steps
+
+
 def test_without_levels_a_policy_escalates_once_at_the_first_response(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL), SECRETS)
     assert [(s.deadline, s.level, s.at, s.notify) for s in config.sla[0].steps] == [
