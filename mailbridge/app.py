@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +14,13 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailbridge import durable
 from mailbridge.adapters.faq_files import load_index
 from mailbridge.adapters.templates import TemplateSet, default_templates_dir
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config, MailboxConfig
 from mailbridge.config.brands import Brand, brand_of, house_brand
+from mailbridge.config.secret_sources import STAFF_KEY_MIN_BYTES
 from mailbridge.core.classify import Identity
 from mailbridge.core.faq import FaqIndex
 from mailbridge.core.message import Address, ParseLimits
@@ -212,24 +213,35 @@ def reply_secret(config: Config) -> bytes:
     if config.staff.secret is not None:
         return config.staff.secret.get_secret_value().encode()
     path = config.data_dir / SECRET_FILE
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
+    key = _kept_key(path)
+    if key is not None:
+        return key  # the usual case: no lock, no write (a read-only data directory will do)
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    draft = path.with_name(f".{SECRET_FILE}.{os.getpid()}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key + b"\n")
-    try:
-        os.link(draft, path)  # atomic, and refuses to replace a key another process made
-    except FileExistsError:
-        return path.read_bytes().strip()
-    finally:
-        draft.unlink()
-    log.info("made a new reply-token key in %s", path)
+    with durable.locked(path.with_name(f".{SECRET_FILE}.lock")):
+        key = _kept_key(path)  # another process may have made it meanwhile
+        if key is None:
+            if path.exists():
+                log.warning(
+                    "the reply-token key in %s is damaged (shorter than %d bytes): a new one "
+                    "is made; reply addresses of notifications sent before no longer work",
+                    path,
+                    STAFF_KEY_MIN_BYTES,
+                )
+            key = secrets.token_hex(32).encode()
+            durable.replace_file(path, key + b"\n", 0o600)
+            log.info("made a new reply-token key in %s", path)
     return key
+
+
+def _kept_key(path: Path) -> bytes | None:
+    """The key kept in `path`; None when there is none, or only a damaged one (shorter
+    than a configured key may be: a power cut before the key reached the disk left an
+    empty file, and an empty HMAC key would let anyone forge reply addresses)."""
+    try:
+        key = path.read_bytes().strip()
+    except FileNotFoundError:
+        return None
+    return key if len(key) >= STAFF_KEY_MIN_BYTES else None
 
 
 def identity_for(config: Config) -> Identity:

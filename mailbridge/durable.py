@@ -1,12 +1,17 @@
 """Making what was written to disk survive a crash: the ground the files store
-(db/blobs.py) and the FAQ drafts (adapters/faq_drafts.py) stand on."""
+(db/blobs.py), the FAQ drafts (adapters/faq_drafts.py), the reply-token key (app.py) and
+the OAuth token files (oauth/tokens.py) stand on."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["sync_directory"]
+__all__ = ["locked", "replace_file", "sync_directory"]
 
 
 def sync_directory(directory: Path) -> None:
@@ -16,3 +21,36 @@ def sync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Give `path` the contents `data`, whole or not at all, as survives a crash: written
+    to a new file beside it (created with `mode`, so never readable by others even for a
+    moment) and synced, then renamed over it, the rename synced in turn. Without the
+    syncs a power cut can leave the name on an empty file."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(draft, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            draft.unlink()
+        raise
+    with contextlib.suppress(OSError):  # a folder that cannot be opened: the rename stands
+        sync_directory(path.parent)
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """An exclusive lock on `lock_file` (made if missing, readable by its owner only),
+    held inside: processes that check and then write a file take turns."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock

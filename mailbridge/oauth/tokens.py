@@ -11,7 +11,6 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,6 +20,7 @@ from mailbridge import logs
 from mailbridge.clock import Clock
 from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.oauth import TokenRecord
+from mailbridge.durable import replace_file
 from mailbridge.errors import TransientError
 from mailbridge.oauth.accounts import SignIn, sign_ins
 from mailbridge.oauth.endpoint import (
@@ -101,24 +101,7 @@ class TokenStore:
     def save(self, sign_in: SignIn, record: TokenRecord) -> Path:
         path = self.path(sign_in)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(record.as_json(), handle, indent=2)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(draft, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                draft.unlink()
-            raise
-        with contextlib.suppress(OSError):  # the rename itself survives a power cut
-            directory = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+        replace_file(path, json.dumps(record.as_json(), indent=2).encode("utf-8"), 0o600)
         return path
 
 

@@ -3,6 +3,7 @@ never show."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -343,6 +344,49 @@ def test_without_a_staff_secret_one_is_made_once_and_kept(tmp_path: Path) -> Non
     key_file = tmp_path / "state" / SECRET_FILE
     assert key_file.stat().st_mode & 0o077 == 0  # readable by its owner only
     assert [p.name for p in (tmp_path / "state").iterdir()] == [SECRET_FILE]
+
+
+def test_a_damaged_key_file_is_replaced_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A power cut before the key reached the disk can leave its name on an empty file; an
+    empty (or short) HMAC key would let anyone forge reply addresses, so a new key is made
+    and the operator told. A good key is kept as it is."""
+    text = MINIMAL + f'\n[service]\ndata_dir = "{tmp_path / "state"}"\n'
+    config = load_config(write(tmp_path, text), SECRETS)
+    key_file = tmp_path / "state" / SECRET_FILE
+    key_file.parent.mkdir()
+    for damaged in (b"", b"\n", b"0123456789abcdef\n"):
+        key_file.write_bytes(damaged)
+        key = reply_secret(config)
+        assert len(key) == 64 and key_file.read_bytes() == key + b"\n"
+        assert "is damaged" in caplog.text
+        caplog.clear()
+        assert reply_secret(config) == key and caplog.text == ""
+    assert key_file.stat().st_mode & 0o077 == 0
+    assert sorted(p.name for p in key_file.parent.iterdir()) == [
+        f".{SECRET_FILE}.lock",
+        SECRET_FILE,
+    ]
+
+
+def test_processes_starting_together_make_one_key(tmp_path: Path) -> None:
+    text = MINIMAL + f'\n[service]\ndata_dir = "{tmp_path / "state"}"\n'
+    path = write(tmp_path, text)
+    script = (
+        "import os, sys; from pathlib import Path; from mailbridge.config import load_config; "
+        "from mailbridge.app import reply_secret; "
+        "sys.stdout.write(reply_secret(load_config(Path(sys.argv[1]), os.environ)).decode())"
+    )
+    env = {**os.environ, **SECRETS}
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, env=env, text=True
+        )
+        for _ in range(4)
+    ]
+    keys = {process.communicate(timeout=60)[0] for process in started}
+    assert len(keys) == 1 and len(keys.pop()) == 64
 
 
 def test_acknowledgement_limits_and_form_default_to_the_safe_side(tmp_path: Path) -> None:
