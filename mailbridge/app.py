@@ -217,7 +217,7 @@ def reply_secret(config: Config) -> bytes:
     if key is not None:
         return key  # the usual case: no lock, no write (a read-only data directory will do)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with durable.locked(path.with_name(f".{SECRET_FILE}.lock")):
+    with durable.locked(path.parent):
         key = _kept_key(path)  # another process may have made it meanwhile
         if key is None:
             if path.exists():

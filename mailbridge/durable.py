@@ -45,10 +45,11 @@ def replace_file(path: Path, data: bytes, mode: int) -> None:
 
 
 @contextlib.contextmanager
-def locked(lock_file: Path) -> Iterator[None]:
-    """An exclusive lock on `lock_file` (made if missing, readable by its owner only),
-    held inside: processes that check and then write a file take turns."""
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+def locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on a directory, held inside: processes that check and then write
+    a file in it take turns. The lock is on the directory itself, so no lock file is left
+    among what it holds."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
