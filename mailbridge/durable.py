@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["locked", "replace_file", "sync_directory"]
+__all__ = ["locked", "replace_file", "sync_directory", "write_new"]
 
 
 def sync_directory(directory: Path) -> None:
@@ -23,18 +23,29 @@ def sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def replace_file(path: Path, data: bytes, mode: int) -> None:
-    """Give `path` the contents `data`, whole or not at all, as survives a crash: written
-    to a new file beside it (created with `mode`, so never readable by others even for a
-    moment) and synced, then renamed over it, the rename synced in turn. Without the
-    syncs a power cut can leave the name on an empty file."""
-    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Make the file `path`, which must not exist yet, holding `data` synced to disk; it
+    is created with `mode`, so it is never readable by others even for a moment. Should
+    writing fail, the file is removed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Give `path` the contents `data`, whole or not at all, as survives a crash: written
+    to a new file beside it and synced (`write_new`), then renamed over it, the rename
+    synced in turn. Without the syncs a power cut can leave the name on an empty file."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    write_new(draft, data, mode)
+    try:
         os.replace(draft, path)
     except BaseException:
         with contextlib.suppress(OSError):

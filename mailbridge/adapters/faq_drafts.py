@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mailbridge.core.faq import FaqEntry, parse_entry
 from mailbridge.core.faq_drafts import Draft, draft_text, file_names
-from mailbridge.durable import sync_directory
+from mailbridge.durable import sync_directory, write_new
 from mailbridge.errors import MailbridgeError
 
 __all__ = ["DraftFile", "DraftNotSaved", "read_drafts", "save_draft"]
@@ -92,12 +92,8 @@ def _write_new(folder: Path, target: Path, text: str) -> bool:
     """Write `text` to a file beside `target`, then give it the name `target`, unless a
     file has that name by then (False)."""
     temp = folder / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    write_new(temp, text.encode("utf-8"), FILE_MODE)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(text.encode("utf-8"))
-            out.flush()
-            os.fsync(out.fileno())
         if not _place(temp, target):
             return False
     finally:

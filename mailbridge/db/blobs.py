@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailbridge.durable import sync_directory
+from mailbridge.durable import sync_directory, write_new
 from mailbridge.errors import MailbridgeError
 
 __all__ = ["BlobError", "BlobStore", "StoredFile", "is_hash", "sha256_of"]
@@ -77,12 +77,8 @@ class BlobStore:
             return sha256
         self._directory(target.parent)
         temp = target.parent / f"{TEMP_PREFIX}{sha256[:16]}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        write_new(temp, data, FILE_MODE)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
             self._place(temp, target, sha256, len(data))
         finally:
             with contextlib.suppress(FileNotFoundError):
