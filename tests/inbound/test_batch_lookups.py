@@ -135,3 +135,20 @@ def test_a_batch_reads_each_acknowledgement_limit_once(app: App, statements: lis
     ledger_reads = [s for s in statements if any(c in s.split("FROM")[0] for c in counted)]
     assert (report.created, report.acknowledged) == (8, app.config.tickets.ack_limit_per_hour)
     assert len(ledger_reads) <= 3, ledger_reads  # her keys, the mailbox's, the withheld rows
+
+
+def test_a_sender_address_of_any_length_is_looked_up_and_counted(app: App) -> None:
+    """The look-ups every message makes take the sender's address as it came (the bounce
+    state and the sender rules; the ledger is not asked about an address no mail can be
+    written to): one of 2,000 characters, and one that differs from it only past the
+    column's 320, still become a ticket each time, in one batch, with nothing failed."""
+    local = "a" * 1990
+    senders = [f"{local}x@shop.example", f"{local}y@shop.example"]
+    with app.transaction() as session:
+        session.add_all(
+            stored(mail(f"<{s}>", f"Question {n}", message_id=f"<long{n}@x>"), uid=n, at=START)
+            for n, s in enumerate(senders * 2, 1)
+        )
+    report = process_pending(app)
+
+    assert (report.processed, report.created, report.failed) == (4, 4, 0)
