@@ -79,6 +79,7 @@ def notify_staff(
                 )
             ],
             attachments=carried,
+            attachments_stored=True,  # with the article (inbound/apply.py)
             article_id=article.id,  # what the staff member saw (inbound/collision.py)
         ),
     )

@@ -22,7 +22,7 @@ from mailbridge.core.sender import answerable
 from mailbridge.core.states import MailKind, OutboxState
 from mailbridge.db import queries
 from mailbridge.db.models import Outbox, Ticket
-from mailbridge.outbound.render import compose, make_recipe
+from mailbridge.outbound.render import compose, make_recipe, recipe_attachments
 
 # RFC 3834 `Auto-Submitted` of every kind of mail we send, so no caller can forget it:
 # "auto-replied" answers a message, "auto-generated" is sent of our own accord, and only
@@ -110,6 +110,9 @@ class Mail:
     references: Sequence[str] = ()
     reply_to: Sequence[Address] = ()  # default: the address the ticket came in through
     attachments: Sequence[Attachment] = ()
+    # True: the attachments are rows of the ticket's articles (AttachmentRecord), and the
+    # mail is rendered when sent, reading their bytes then (outbound/render.py).
+    attachments_stored: bool = False
     cc: Sequence[Address] = ()  # the Cc header; envelope recipients too, after `to`
     article_id: int | None = None  # the article the mail shows staff (core/collision.py)
 
@@ -122,9 +125,10 @@ def queue_mail(step: Step, mail: Mail) -> Outbox:
     and the Date are fixed here, so every retry sends the same Message-ID. Answers go to the
     address the ticket came in through (`reply_to` overrides), whatever smtp.from says.
     `kind` decides the Auto-Submitted header (AUTO_SUBMITTED). The row holds a recipe
-    (outbound/render.py) and the template is rendered at send time; a mail carrying
-    attachments is rendered now, so that its bytes do not depend on stored files that a
-    purge or an erasure may remove before it goes.
+    (outbound/render.py) and the template is rendered at send time; so is a mail whose
+    attachments are stored with the ticket (`attachments_stored`), its recipe naming them.
+    A mail carrying attachments stored nowhere else (a staff answer's files) is rendered
+    now, so that its bytes do not depend on a stored mail that a purge may remove.
     """
     return add_to_outbox(
         step, _sealed(step, mail), ticket_id=mail.ticket.id, article_id=mail.article_id
@@ -169,8 +173,11 @@ def _sealed(step: Step, mail: Mail) -> Sealed:
         headers=headers,
         tag=tag,
     )
+    if mail.attachments_stored and mail.attachments:
+        recipe["attachments"] = recipe_attachments(mail.attachments)
     raw = b""
-    if mail.attachments:
+    rendered_now = bool(mail.attachments) and not mail.attachments_stored
+    if rendered_now:
         raw = compose(app, recipe, message_id, attachments=tuple(mail.attachments))
     recipients = list(dict.fromkeys(a.address for a in (*mail.to, *mail.cc)))
     return Sealed(
@@ -179,7 +186,7 @@ def _sealed(step: Step, mail: Mail) -> Sealed:
         raw,
         recipients,
         brand.bounce_address,
-        recipe=None if mail.attachments else recipe,
+        recipe=None if rendered_now else recipe,
     )
 
 

@@ -8,23 +8,37 @@ and composes the MIME message from that, through `compose`, the one path for bot
 unchanged template gives the very bytes queue time would have given, and an edited one
 applies to mail not yet sent. Once rendered for sending, the row keeps its bytes and drops
 its recipe: every retry sends the same mail, and what reads sent mail reads bytes.
+
+A mail that carries attachments stored with the ticket's articles (a staff notification
+with the customer's files) keeps, in its recipe, each one's name, type and sha256 instead
+of its bytes; the sender reads the bytes from whichever attachment row still holds them
+(`stored_attachments`), so queueing writes a row of a few hundred bytes whatever the mail
+carries (docs/architecture.md, "6. Queue").
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy import select
 
 from mailbridge.adapters.template_context import plain_context
 from mailbridge.app import App
 from mailbridge.core.compose import Outgoing, build_message
 from mailbridge.core.compose import tag_subject as add_tag
 from mailbridge.core.message import Address, Attachment
-from mailbridge.db.models import Outbox
+from mailbridge.db.blobs import BlobError
+from mailbridge.db.models import AttachmentRecord, Outbox
+from mailbridge.db.stored_bytes import attachment_bytes, attachment_held
 from mailbridge.errors import TemplateError
 
 RECIPE_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 class RecipeError(TemplateError):
@@ -65,6 +79,22 @@ def make_recipe(
     }
 
 
+def recipe_attachments(attachments: Sequence[Attachment]) -> list[dict[str, Any]]:
+    """A recipe's `attachments`: what composing needs of each attachment but its bytes,
+    which attachment rows hold, and the sha256 that finds them (`stored_attachments`)."""
+    return [
+        {
+            "sha256": hashlib.sha256(a.payload).hexdigest(),
+            "filename": a.filename,
+            "content_type": a.content_type,
+            "size": a.size,
+            "inline": a.inline,
+            "content_id": a.content_id,
+        }
+        for a in attachments
+    ]
+
+
 def compose(
     app: App,
     recipe: Mapping[str, Any],
@@ -72,7 +102,8 @@ def compose(
     attachments: tuple[Attachment, ...] = (),
 ) -> bytes:
     """Render the recipe's template with the live templates and build the message
-    (with `attachments`, for the mail that is rendered when queued).
+    (with `attachments`: those given when the mail is rendered as it is queued, or those
+    `stored_attachments` read for its recipe).
 
     Raises RecipeError when the template cannot be rendered from the stored values."""
     try:
@@ -115,7 +146,55 @@ def outbox_bytes(app: App, row: Outbox) -> bytes:
     What must show or search a pending mail (export, tests) reads it through here."""
     if row.recipe is None:
         return row.raw
-    return compose(app, row.recipe, row.message_id)
+    return compose(app, row.recipe, row.message_id, stored_attachments(app, row))
+
+
+def stored_attachments(app: App, row: Outbox) -> tuple[Attachment, ...]:
+    """The attachments the row's recipe names, their bytes read from any attachment row
+    that still holds them (the same bytes, by their sha256). One whose bytes no row holds
+    any more (a retention purge, an erasure) is left out, with a warning: the mail goes
+    without it. A stored file that is missing or damaged raises RecipeError, so the row
+    fails naming it (`outbox retry` once the files store is mended), never an attachment
+    sent empty."""
+    entries = (row.recipe or {}).get("attachments") or ()
+    if not entries:
+        return ()
+    try:
+        wanted = [(str(e["sha256"]), e) for e in entries]
+        with app.sessions() as session:
+            query = select(AttachmentRecord).where(
+                AttachmentRecord.sha256.in_({sha for sha, _ in wanted}), attachment_held()
+            )
+            holders: dict[str, AttachmentRecord] = {}
+            for held in session.scalars(query.order_by(AttachmentRecord.id)):
+                holders.setdefault(held.sha256, held)
+            found: list[Attachment] = []
+            for sha, entry in wanted:
+                record = holders.get(sha)
+                payload = attachment_bytes(session, record) if record is not None else None
+                if payload is None:
+                    log.warning(
+                        "outbox %s: attachment %r is no longer stored (purged or erased); "
+                        "the mail goes without it",
+                        row.id,
+                        entry["filename"],
+                    )
+                    continue
+                found.append(
+                    Attachment(
+                        filename=str(entry["filename"]),
+                        content_type=str(entry["content_type"]),
+                        size=len(payload),
+                        inline=bool(entry["inline"]),
+                        content_id=entry["content_id"],
+                        payload=payload,
+                    )
+                )
+    except BlobError as exc:
+        raise RecipeError(f"cannot read an attachment of outbox row {row.id}: {exc}") from exc
+    except (KeyError, TypeError) as exc:
+        raise RecipeError(f"outbox row {row.id}: a recipe attachment lacks {exc}") from exc
+    return tuple(found)
 
 
 def _pair(address: Address) -> list[str]:

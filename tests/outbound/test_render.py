@@ -6,22 +6,27 @@ hostile values staying data."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
 from email import policy as email_policy
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import App, build_app
 from mailbridge.cli.outbox import list_outbox
 from mailbridge.clock import FrozenClock
-from mailbridge.db.models import Event, Outbox
+from mailbridge.core.message import Attachment
+from mailbridge.db.models import AttachmentRecord, Event, Outbox
 from mailbridge.demo.smtp_sink import SmtpSink
 from mailbridge.outbound.render import compose, outbox_bytes
 from mailbridge.outbound.send import SendReport, send_pending
@@ -172,3 +177,141 @@ def test_old_rows_with_bytes_still_send_as_they_are(world: World, smtp_sink: Smt
         session.execute(update(Outbox).where(Outbox.id == queued.id).values(raw=raw, recipe=None))
     assert send(world.app).sent == 1
     assert smtp_sink.wait_for(1)[0].raw == raw
+
+
+# --- a notification carrying the customer's files -------------------------------------------
+
+PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 64  # binary: every byte value
+TEAM = "team@shop.example"
+
+
+def with_photo(sender: str = "Ada <ada@customer.example>", payload: bytes = PHOTO) -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"] = sender, "support@shop.example"
+    message["Subject"], message["Message-ID"] = "Broken on arrival", make_msgid()
+    message.set_content("It arrived broken, photo attached.\n")
+    message.add_attachment(payload, "image", "jpeg", filename="broken.jpg")
+    # Hostile: a name that decodes to a line break and a header of its own (RFC 2231).
+    hostile = "filename*=utf-8''broken%22%0D%0ABcc%3A%20x%40evil.example.jpg"
+    return message.as_bytes().replace(b'filename="broken.jpg"', hostile.encode())
+
+
+@pytest.fixture(params=["database", "files"])
+def team(
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> Iterator[World]:
+    config = make_config(
+        tmp_path,
+        database_url=database_url,
+        imap=NOWHERE,
+        smtp=smtp_sink,
+        sla=[policy()],
+        staff={"team_address": TEAM, "escalation_address": "lead@shop.example"},
+        storage={"attachments": request.param},
+    )
+    clock = FrozenClock(START)
+    made = World(build_app(config, clock=clock), clock)
+    yield made
+    made.app.close()
+
+
+def notification(world: World) -> Outbox:
+    with world.app.sessions() as session:
+        return session.scalars(select(Outbox).where(Outbox.kind == "notification")).one()
+
+
+def sent_to_team(sink: SmtpSink) -> EmailMessage:
+    (received,) = [r for r in sink.received if TEAM in r.recipients]
+    message = message_from_bytes(received.raw, policy=email_policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_a_notification_names_the_customers_file_and_sends_its_bytes(
+    team: World, smtp_sink: SmtpSink
+) -> None:
+    team.receive(with_photo())
+    queued = notification(team)
+    # Only a row was written: the recipe names the file by its hash, it holds no bytes of it.
+    assert queued.raw == b"" and queued.recipe is not None
+    (named,) = queued.recipe["attachments"]
+    assert named["sha256"] == hashlib.sha256(PHOTO).hexdigest()
+    assert len(json.dumps(queued.recipe)) < len(PHOTO) / 4
+    # The bytes queue time would have given, had it composed with the parsed file.
+    parsed = Attachment(
+        filename=named["filename"],
+        content_type="image/jpeg",
+        size=len(PHOTO),
+        inline=False,
+        payload=PHOTO,
+    )
+    expected = compose(team.app, queued.recipe, queued.message_id, (parsed,))
+    assert outbox_bytes(team.app, queued) == expected
+    team.advance(timedelta(hours=1))
+    assert send(team.app).sent == 2  # the acknowledgement and the notification
+    message = sent_to_team(smtp_sink)
+    (part,) = message.iter_attachments()
+    assert part.get_content() == PHOTO
+    head = expected.split(b"\r\n\r\n", 1)[0]
+    assert b"Bcc" not in head and b"\r\nBcc:" not in expected
+    assert notification(team).raw == expected  # kept as sent
+
+
+def test_a_file_purged_before_sending_is_left_out_and_the_notification_still_goes(
+    team: World, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    team.receive(with_photo())
+    with team.session() as session:  # as a retention purge leaves it
+        session.execute(update(AttachmentRecord).values(data=None, storage="purged"))
+    assert send(team.app).sent == 2
+    message = sent_to_team(smtp_sink)
+    assert list(message.iter_attachments()) == []
+    assert "It arrived broken" in text(message.as_bytes())
+    assert "no longer stored" in caplog.text and "the mail goes without it" in caplog.text
+
+
+def test_the_same_bytes_kept_by_another_ticket_still_go(team: World, smtp_sink: SmtpSink) -> None:
+    team.receive(with_photo())
+    team.receive(with_photo(sender="Bea <bea@customer.example>"))
+    with team.session() as session:  # the first ticket's copy went; the second keeps one
+        session.execute(
+            update(AttachmentRecord)
+            .where(AttachmentRecord.id == select(func.min(AttachmentRecord.id)).scalar_subquery())
+            .values(data=None, storage="purged")
+        )
+    assert send(team.app).sent == 4
+    for received in (r for r in smtp_sink.received if TEAM in r.recipients):
+        message = message_from_bytes(received.raw, policy=email_policy.default)
+        assert isinstance(message, EmailMessage)
+        assert [p.get_content() for p in message.iter_attachments()] == [PHOTO]
+
+
+def test_a_damaged_file_fails_the_notification_naming_it_never_sends_it_empty(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    config = make_config(
+        tmp_path,
+        database_url=database_url,
+        imap=NOWHERE,
+        smtp=smtp_sink,
+        sla=[policy()],
+        staff={"team_address": TEAM, "escalation_address": "lead@shop.example"},
+        storage={"attachments": "files"},
+    )
+    clock = FrozenClock(START)
+    world = World(build_app(config, clock=clock), clock)
+    try:
+        world.receive(with_photo())
+        sha = hashlib.sha256(PHOTO).hexdigest()
+        (stored,) = [p for p in (tmp_path / "blobs").rglob(sha)]
+        stored.chmod(0o600)
+        stored.write_bytes(b"not the photo")
+        report = send(world.app)
+        assert (report.sent, report.failed) == (1, 1)  # the acknowledgement went
+        assert [r for r in smtp_sink.received if TEAM in r.recipients] == []
+        failed = notification(world)
+        assert failed.state == "failed" and failed.recipe is not None  # for `outbox retry`
+        assert failed.last_error is not None and "RecipeError" in failed.last_error
+        assert f"outbox row {failed.id}" in failed.last_error
+    finally:
+        world.app.close()
