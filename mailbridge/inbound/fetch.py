@@ -49,10 +49,12 @@ def fetch_mailbox(
     conn: ImapMailbox,
     stopping: Callable[[], bool] = lambda: False,
     tenure: Tenure | None = None,
+    found: Callable[[int], object] = lambda count: None,
 ) -> FetchReport:
     """One catch-up pass over the folder `conn` has selected; `stopping()` can end it
     between batches (what is left is fetched next time). With a `tenure`, each batch is
-    stored only while this instance holds the folder's lease (else LeaseLost)."""
+    stored only while this instance holds the folder's lease (else LeaseLost). `found` is
+    told how many new messages there are, before the first is fetched, if there are any."""
     uidvalidity = conn.uidvalidity()
     last_uid = _last_uid(app, mailbox, uidvalidity)
     first_connection = last_uid is None
@@ -61,6 +63,8 @@ def fetch_mailbox(
     last_uid = last_uid or 0
     _tidy_leftovers(mailbox, conn, last_uid)
     uids = conn.uids_after(last_uid)
+    if uids:
+        found(len(uids))
     fetched = stored = 0
     held_below: int | None = None  # a message set aside: last_uid stays below it
     for start in range(0, len(uids), mailbox.batch_size):

@@ -96,12 +96,14 @@ def fetch_with_new_connection(
     tenure: Tenure | None = None,
     imap_factory: ImapFactory = ImapMailbox,
     tokens: TokenProviders | None = None,
+    found: Callable[[int], object] = lambda count: None,
 ) -> int:
-    """One catch-up pass over a folder on a connection of its own (`run --once`)."""
+    """One catch-up pass over a folder on a connection of its own (`run --once`); `found`
+    as `fetch_mailbox` says."""
     conn = imap_factory(_settings(mailbox, tokens))
     try:
         conn.connect()
-        return fetch_mailbox(app, mailbox, conn, tenure=tenure).fetched
+        return fetch_mailbox(app, mailbox, conn, tenure=tenure, found=found).fetched
     finally:
         conn.close()
 

@@ -5,6 +5,7 @@ budget of time or memory is stopped and quarantined at once; the others are not 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,3 +206,35 @@ def test_a_message_over_its_budget_is_quarantined_in_its_first_pass(
             "OverBudget: parsing took longer than 1 s ([tickets] "
             "parse_timeout): the parser was stopped"
         )
+
+
+def test_run_once_starts_the_parse_worker_while_new_mail_is_fetched_never_for_none(
+    app: App, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
+) -> None:
+    def recording(daemon: Daemon) -> list[str]:
+        """Who starts the daemon's parse worker ahead of its first message, in order."""
+        starts: list[str] = []
+        real = daemon.preparer.start
+
+        def start() -> None:
+            starts.append(threading.current_thread().name)
+            real()
+
+        daemon.preparer.start = start  # type: ignore[method-assign]
+        return starts
+
+    quiet = Daemon(app)
+    quiet_starts = recording(quiet)
+    assert asyncio.run(quiet.run_once()).fetched == {"support": 0}
+    assert quiet_starts == []  # an empty pass (a cron job's usual one) starts no process
+
+    for i in range(1, 4):
+        imap_server.append(mail(f"C{i} <c{i}@customers.example>", f"Question {i}"))
+    busy = Daemon(app)
+    busy_starts = recording(busy)
+    report = asyncio.run(busy.run_once())
+    # Started once, on a thread of its own, as soon as the fetch saw the new mail.
+    assert busy_starts == ["mailbridge-parse-start"]
+    assert (report.fetched, report.processed.created) == ({"support": 3}, 3)
+    assert not any(slot.worker.running for slot in busy.preparer._slots)  # closed after
+    assert len(smtp_sink.wait_for(3)) == 3
