@@ -43,33 +43,18 @@ class FetchReport:
     duplicates: int = 0
 
 
-def _nothing(count: int) -> None:
-    """A FetchWatch callback that does nothing."""
-
-
-@dataclass(frozen=True, slots=True)
-class FetchWatch:
-    """Who hears of a fetch's progress, on its thread: `found` how many new messages the
-    folder holds, before the first is fetched (if there are any); `stored` how many of a
-    batch were stored, after each."""
-
-    found: Callable[[int], None] = _nothing
-    stored: Callable[[int], None] = _nothing
-
-
 def fetch_mailbox(
     app: App,
     mailbox: MailboxConfig,
     conn: ImapMailbox,
     stopping: Callable[[], bool] = lambda: False,
     tenure: Tenure | None = None,
-    watch: FetchWatch | None = None,
+    found: Callable[[int], object] = lambda count: None,
 ) -> FetchReport:
     """One catch-up pass over the folder `conn` has selected; `stopping()` can end it
     between batches (what is left is fetched next time). With a `tenure`, each batch is
-    stored only while this instance holds the folder's lease (else LeaseLost). `watch`
-    hears of its progress."""
-    watch = watch or FetchWatch()
+    stored only while this instance holds the folder's lease (else LeaseLost). `found` is
+    told how many new messages there are, before the first is fetched, if there are any."""
     uidvalidity = conn.uidvalidity()
     last_uid = _last_uid(app, mailbox, uidvalidity)
     first_connection = last_uid is None
@@ -79,7 +64,7 @@ def fetch_mailbox(
     _tidy_leftovers(mailbox, conn, last_uid)
     uids = conn.uids_after(last_uid)
     if uids:
-        watch.found(len(uids))
+        found(len(uids))
     fetched = stored = 0
     held_below: int | None = None  # a message set aside: last_uid stays below it
     for start in range(0, len(uids), mailbox.batch_size):
@@ -98,7 +83,6 @@ def fetch_mailbox(
             tenure=tenure,
         )
         stored += result.new
-        watch.stored(result.new)
         if result.set_aside and held_below is None:
             held_below = min(result.set_aside) - 1
         crash_point("after_store")

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
@@ -63,27 +63,16 @@ class ProcessReport:
     created: int = 0
     acknowledged: int = 0
 
-    @classmethod
-    def total(cls, reports: Sequence[ProcessReport]) -> ProcessReport:
-        """The counts of several passes added up."""
-        return cls(*(sum(column) for column in zip(*(astuple(r) for r in reports), strict=True)))
-
 
 def process_pending(
-    app: App,
-    stopping: Callable[[], bool] = lambda: False,
-    preparer: Preparer | None = None,
-    tried: set[int] | None = None,
+    app: App, stopping: Callable[[], bool] = lambda: False, preparer: Preparer | None = None
 ) -> ProcessReport:
     """Work through every new message; suspects (tried before) go one at a time. Between
     batches, `stopping()` can end the pass early: the rest waits for the next one.
     `preparer` (and its worker) may be kept from pass to pass; without one, the pass starts
-    its own and ends it. `tried`, shared by the passes of one `run --once`, keeps a message
-    that failed in one of them from being tried again before the next run."""
+    its own and ends it."""
     totals: dict[str, int] = dict.fromkeys(ProcessReport.__dataclass_fields__, 0)
-    turns = Turns(
-        app, lambda tried, mailbox: _claim(app, tried, mailbox), set() if tried is None else tried
-    )
+    turns = Turns(app, lambda tried, mailbox: _claim(app, tried, mailbox))
     started = time.perf_counter()
     own = preparer is None
     preparer = preparer or new_preparer(app)

@@ -38,7 +38,6 @@ from mailbridge.db.outage import database_outage, database_place
 from mailbridge.db.storage_upkeep import remove_orphans
 from mailbridge.errors import ConfigError, DeliveryError, describe_error
 from mailbridge.inbound.digest import send_digests
-from mailbridge.inbound.fetch import FetchWatch
 from mailbridge.inbound.leases import Keeper, LeaseLost
 from mailbridge.inbound.prepare import Preparer
 from mailbridge.inbound.process import ProcessReport, new_preparer, process_pending
@@ -91,28 +90,23 @@ class PassReport:
         return not self.failed_mailboxes
 
 
-class _Arrivals:
-    """What `run --once` hears from its fetch, on the fetch's thread. New mail seen: the
-    parse worker (and the forkserver it forks from, about a second) starts on a thread of
-    its own, so that its start overlaps the fetch; a pass over empty mailboxes (a cron
-    job's usual one) starts nothing. Mail stored: processing, on the loop, takes it while
-    the rest is fetched. `wait` before the preparer closes, so that no worker outlives it."""
+class _Warming:
+    """`run --once` starts the parse worker (and the forkserver it forks from, about a
+    second) on a thread of its own as soon as a mailbox has new mail, so that the start
+    overlaps the fetch instead of delaying the first message; a pass over empty mailboxes
+    (a cron job's usual one) starts nothing. `wait` before processing, so the worker is
+    never started after the pass closes the preparer."""
 
-    def __init__(self, preparer: Preparer, loop: asyncio.AbstractEventLoop) -> None:
-        self._preparer, self._loop = preparer, loop
+    def __init__(self, preparer: Preparer) -> None:
+        self._preparer = preparer
         self._thread: threading.Thread | None = None
-        self.stored = asyncio.Event()
 
-    def found(self, count: int) -> None:
+    def begin(self, count: int) -> None:
         if self._thread is None and count:
             self._thread = threading.Thread(
                 target=self._preparer.start, name="mailbridge-parse-start", daemon=True
             )
             self._thread.start()
-
-    def stored_some(self, count: int) -> None:
-        if count:
-            self._loop.call_soon_threadsafe(self.stored.set)
 
     def wait(self) -> None:
         if self._thread is not None:
@@ -167,20 +161,23 @@ class Daemon:
 
     async def run_once(self) -> PassReport:
         """One pass; each mailbox under its lease for the pass, skipped (and reported) when
-        a running instance polls it. What is stored is processed while the rest is fetched,
-        in the order it was stored, as the daemon does."""
+        a running instance polls it."""
         report = PassReport()
         keeper = self._given_keeper or Keeper(self.app, sole_on_sqlite=True)
-        arrivals = _Arrivals(self.preparer, asyncio.get_running_loop())
+        warming = _Warming(self.preparer)
         await asyncio.to_thread(keeper.start)
-        fetching = asyncio.create_task(self._fetch_all(keeper, report, arrivals))
         try:
-            report.processed = await self._process_as_fetched(fetching, arrivals)
+            for mailbox in watched_sources(self.app.config):
+                await self._fetch_once(keeper, mailbox, report, warming.begin)
         finally:
-            await asyncio.wait({fetching})  # its own errors are raised below
-            await asyncio.to_thread(arrivals.wait)
+            await asyncio.to_thread(keeper.retire)
+            await asyncio.to_thread(warming.wait)
+        try:  # the parse worker started while new mail was fetched, else with pending mail
+            report.processed = await asyncio.to_thread(
+                process_pending, self.app, preparer=self.preparer
+            )
+        finally:
             await asyncio.to_thread(self.preparer.close)
-        fetching.result()
         report.escalated = await asyncio.to_thread(sweep, self.app)
         await asyncio.to_thread(tallies.fold, self.app)
         report.digests = await asyncio.to_thread(send_digests, self.app)
@@ -188,36 +185,12 @@ class Daemon:
         report.sent = await self.sender.send_once()
         return report
 
-    async def _fetch_all(self, keeper: Keeper, report: PassReport, arrivals: _Arrivals) -> None:
-        try:
-            for mailbox in watched_sources(self.app.config):
-                await self._fetch_once(keeper, mailbox, report, arrivals)
-        finally:
-            await asyncio.to_thread(keeper.retire)
-
-    async def _process_as_fetched(
-        self, fetching: asyncio.Task[None], arrivals: _Arrivals
-    ) -> ProcessReport:
-        """Process what is stored, again each time more is, until the fetch has ended and
-        what it stored last is processed too (and what earlier passes left)."""
-        reports: list[ProcessReport] = []
-        tried: set[int] = set()  # a message that failed waits for the next run, as before
-        while True:
-            fetched_all = fetching.done()
-            arrivals.stored.clear()
-            reports.append(
-                await asyncio.to_thread(
-                    process_pending, self.app, preparer=self.preparer, tried=tried
-                )
-            )
-            if fetched_all:
-                return ProcessReport.total(reports)
-            more = asyncio.create_task(arrivals.stored.wait())
-            await asyncio.wait({fetching, more}, return_when=asyncio.FIRST_COMPLETED)
-            more.cancel()
-
     async def _fetch_once(
-        self, keeper: Keeper, mailbox: MailboxConfig, report: PassReport, arrivals: _Arrivals
+        self,
+        keeper: Keeper,
+        mailbox: MailboxConfig,
+        report: PassReport,
+        found: Callable[[int], object],
     ) -> None:
         name = mailbox.source_name
         owner = await asyncio.to_thread(keeper.take, name)
@@ -233,7 +206,7 @@ class Daemon:
                 keeper.tenure,
                 self.imap_factory,
                 self.tokens,
-                FetchWatch(arrivals.found, arrivals.stored_some),
+                found,
             )
             report.fetched[name] = fetched
         except SignInRequired as exc:

@@ -23,7 +23,7 @@ from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.ownership import elsewhere, reconcile
 from mailbridge.db.outage import database_outage
 from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
-from mailbridge.inbound.fetch import FetchWatch, fetch_mailbox
+from mailbridge.inbound.fetch import fetch_mailbox
 from mailbridge.inbound.leases import Keeper, LeaseLost, Round, Tenure
 from mailbridge.oauth.endpoint import SignInRequired
 from mailbridge.oauth.tokens import TokenProviders
@@ -96,14 +96,14 @@ def fetch_with_new_connection(
     tenure: Tenure | None = None,
     imap_factory: ImapFactory = ImapMailbox,
     tokens: TokenProviders | None = None,
-    watch: FetchWatch | None = None,
+    found: Callable[[int], object] = lambda count: None,
 ) -> int:
-    """One catch-up pass over a folder on a connection of its own (`run --once`), `watch`
-    hearing of its progress."""
+    """One catch-up pass over a folder on a connection of its own (`run --once`); `found`
+    as `fetch_mailbox` says."""
     conn = imap_factory(_settings(mailbox, tokens))
     try:
         conn.connect()
-        return fetch_mailbox(app, mailbox, conn, tenure=tenure, watch=watch).fetched
+        return fetch_mailbox(app, mailbox, conn, tenure=tenure, found=found).fetched
     finally:
         conn.close()
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from mailbridge.adapters.imap import FetchedMessage, ImapMailbox
 from mailbridge.app import App, build_app
 from mailbridge.core.classify import Identity
 from mailbridge.core.message import ParseLimits
@@ -239,44 +238,3 @@ def test_run_once_starts_the_parse_worker_while_new_mail_is_fetched_never_for_no
     assert (report.fetched, report.processed.created) == ({"support": 3}, 3)
     assert not any(slot.worker.running for slot in busy.preparer._slots)  # closed after
     assert len(smtp_sink.wait_for(3)) == 3
-
-
-class HoldingTheLast(ImapMailbox):
-    """Hands over the folder's last message only once processing has made a ticket of an
-    earlier one, or after 10 s; `saw` says which, for each connection."""
-
-    saw: ClassVar[list[bool]] = []
-    batches: ClassVar[int] = 0
-    app: ClassVar[App]
-
-    def fetch(self, uids: Sequence[int], batch_size: int = 200) -> Iterator[FetchedMessage]:
-        HoldingTheLast.batches += 1
-        if HoldingTheLast.batches == 3:  # one message a batch: the third is the last
-            deadline = time.monotonic() + 10
-            while not count(self.app, select(func.count(Ticket.id))):
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
-            self.saw.append(bool(count(self.app, select(func.count(Ticket.id)))))
-        return super().fetch(uids, batch_size)
-
-
-def test_run_once_processes_what_is_stored_while_the_rest_is_fetched(
-    tmp_path: Path, database_url: str, imap_server: EmbeddedImapServer, smtp_sink: SmtpSink
-) -> None:
-    config = make_config(tmp_path, database_url=database_url, imap=imap_server, smtp=smtp_sink)
-    one_at_a_time = config.mailbox[0].model_copy(update={"batch_size": 1})
-    app = build_app(config.model_copy(update={"mailbox": [one_at_a_time]}))
-    try:
-        for i in range(1, 4):
-            imap_server.append(mail(f"C{i} <c{i}@customers.example>", f"Question {i}"))
-        HoldingTheLast.app, HoldingTheLast.saw, HoldingTheLast.batches = app, [], 0
-        report = asyncio.run(Daemon(app, imap_factory=HoldingTheLast).run_once())
-        # The first mail was a ticket before the last was fetched: no waiting for the fetch.
-        assert HoldingTheLast.saw == [True]
-        assert (report.fetched, report.processed.created) == ({"support": 3}, 3)
-        with app.sessions() as session:
-            subjects = session.scalars(select(Ticket.subject).order_by(Ticket.number)).all()
-        assert list(subjects) == ["Question 1", "Question 2", "Question 3"]  # arrival order
-    finally:
-        app.close()
