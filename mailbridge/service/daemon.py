@@ -215,6 +215,15 @@ class Daemon:
         except (DeliveryError, LeaseLost) as exc:
             log.error("mailbox %s: %s", name, exc)
             report.failed_mailboxes[name] = str(exc)
+        except Exception as exc:
+            # The database busy for longer than its timeout (on SQLite, a running daemon's
+            # processing holds the write lock for a batch) or away: what is not stored
+            # stays on the server for the next run, and the run says why.
+            outage = database_outage(exc)
+            if outage is None:
+                raise
+            log.error("mailbox %s: fetch stopped, the rest waits: %s", name, outage.reason)
+            report.failed_mailboxes[name] = outage.reason
 
     @property
     def stopping(self) -> asyncio.Event:

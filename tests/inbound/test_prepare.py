@@ -5,6 +5,7 @@ budget of time or memory is stopped and quarantined at once; the others are not 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from mailbridge.app import App, build_app
 from mailbridge.core.classify import Identity
@@ -238,3 +240,25 @@ def test_run_once_starts_the_parse_worker_while_new_mail_is_fetched_never_for_no
     assert (report.fetched, report.processed.created) == ({"support": 3}, 3)
     assert not any(slot.worker.running for slot in busy.preparer._slots)  # closed after
     assert len(smtp_sink.wait_for(3)) == 3
+
+
+def test_run_once_with_the_database_busy_while_fetching_leaves_the_mail_for_the_next_run(
+    app: App,
+    imap_server: EmbeddedImapServer,
+    smtp_sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    imap_server.append(mail("C1 <c1@customers.example>", "Busy database"))
+    busy = sqlite3.OperationalError("database is locked")
+    busy.sqlite_errorcode = 5  # type: ignore[attr-defined]  # SQLITE_BUSY, after its timeout
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT INTO inbound_message …", {}, busy)
+
+    with monkeypatch.context() as faults:  # a fault the suite cannot wait 30 s to cause
+        faults.setattr("mailbridge.inbound.fetch.store_raw", locked)
+        report = asyncio.run(Daemon(app).run_once())
+    assert report.failed_mailboxes["support"].startswith("SQLite: the database is locked")
+    assert report.processed.created == 0
+    again = asyncio.run(Daemon(app).run_once())  # the mail stayed on the server
+    assert (again.fetched, again.processed.created) == ({"support": 1}, 1)
