@@ -17,6 +17,7 @@ from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -36,14 +37,17 @@ from tests.support.sla_world import NOWHERE, START, World, policy
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-def build(tmp_path: Path, database_url: str, sink: SmtpSink, clock: FrozenClock) -> App:
+def build(
+    tmp_path: Path, database_url: str, sink: SmtpSink, clock: FrozenClock, **sections: Any
+) -> App:
+    """An app with the templates copied to tmp_path, unless `sections` say otherwise."""
     config = make_config(
         tmp_path,
         database_url=database_url,
         imap=NOWHERE,
         smtp=sink,
         sla=[policy()],
-        templates={"dir": str(tmp_path / "templates")},
+        **({"templates": {"dir": str(tmp_path / "templates")}} | sections),
     )
     return build_app(config, clock=clock)
 
@@ -196,21 +200,21 @@ def with_photo(sender: str = "Ada <ada@customer.example>", payload: bytes = PHOT
     return message.as_bytes().replace(b'filename="broken.jpg"', hostile.encode())
 
 
+def team_world(tmp_path: Path, database_url: str, sink: SmtpSink, place: str) -> World:
+    """Notifications to the team address, the shipped templates; attachments in `place`."""
+    clock = FrozenClock(START)
+    team = {"team_address": TEAM, "escalation_address": "lead@shop.example"}
+    storage = {"attachments": place}
+    return World(
+        build(tmp_path, database_url, sink, clock, templates={}, staff=team, storage=storage), clock
+    )
+
+
 @pytest.fixture(params=["database", "files"])
 def team(
     request: pytest.FixtureRequest, tmp_path: Path, database_url: str, smtp_sink: SmtpSink
 ) -> Iterator[World]:
-    config = make_config(
-        tmp_path,
-        database_url=database_url,
-        imap=NOWHERE,
-        smtp=smtp_sink,
-        sla=[policy()],
-        staff={"team_address": TEAM, "escalation_address": "lead@shop.example"},
-        storage={"attachments": request.param},
-    )
-    clock = FrozenClock(START)
-    made = World(build_app(config, clock=clock), clock)
+    made = team_world(tmp_path, database_url, smtp_sink, request.param)
     yield made
     made.app.close()
 
@@ -289,17 +293,7 @@ def test_the_same_bytes_kept_by_another_ticket_still_go(team: World, smtp_sink: 
 def test_a_damaged_file_fails_the_notification_naming_it_never_sends_it_empty(
     tmp_path: Path, database_url: str, smtp_sink: SmtpSink
 ) -> None:
-    config = make_config(
-        tmp_path,
-        database_url=database_url,
-        imap=NOWHERE,
-        smtp=smtp_sink,
-        sla=[policy()],
-        staff={"team_address": TEAM, "escalation_address": "lead@shop.example"},
-        storage={"attachments": "files"},
-    )
-    clock = FrozenClock(START)
-    world = World(build_app(config, clock=clock), clock)
+    world = team_world(tmp_path, database_url, smtp_sink, "files")
     try:
         world.receive(with_photo())
         sha = hashlib.sha256(PHOTO).hexdigest()
