@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mailbridge.adapters.template_context import plain_context
 from mailbridge.app import App
@@ -162,12 +162,15 @@ def stored_attachments(app: App, row: Outbox) -> tuple[Attachment, ...]:
     try:
         wanted = [(str(e["sha256"]), e) for e in entries]
         with app.sessions() as session:
-            query = select(AttachmentRecord).where(
-                AttachmentRecord.sha256.in_({sha for sha, _ in wanted}), attachment_held()
+            # One row per file, however many mails carried the same bytes (a sender can
+            # send one file a thousand times): only its first holder is loaded.
+            first = (
+                select(func.min(AttachmentRecord.id))
+                .where(AttachmentRecord.sha256.in_({sha for sha, _ in wanted}), attachment_held())
+                .group_by(AttachmentRecord.sha256)
             )
-            holders: dict[str, AttachmentRecord] = {}
-            for held in session.scalars(query.order_by(AttachmentRecord.id)):
-                holders.setdefault(held.sha256, held)
+            query = select(AttachmentRecord).where(AttachmentRecord.id.in_(first))
+            holders = {held.sha256: held for held in session.scalars(query)}
             found: list[Attachment] = []
             for sha, entry in wanted:
                 record = holders.get(sha)

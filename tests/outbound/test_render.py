@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
 
 from mailbridge.adapters.templates import default_templates_dir
 from mailbridge.app import App, build_app
@@ -309,3 +310,25 @@ def test_a_damaged_file_fails_the_notification_naming_it_never_sends_it_empty(
         assert f"outbox row {failed.id}" in failed.last_error
     finally:
         world.app.close()
+
+
+def test_a_file_sent_many_times_is_read_from_one_row(team: World) -> None:
+    # Hostile: the same bytes in many mails; rendering one notification loads one row.
+    for n in range(6):
+        team.receive(with_photo(sender=f"C{n} <c{n}@customer.example>"))
+    loaded: list[object] = []
+
+    def count(session: Session, instance: object) -> None:
+        if isinstance(instance, AttachmentRecord):
+            loaded.append(instance)
+
+    queued = team.mails("notification")[-1]
+    event.listen(team.app.sessions, "loaded_as_persistent", count)
+    try:
+        raw = outbox_bytes(team.app, queued)
+    finally:
+        event.remove(team.app.sessions, "loaded_as_persistent", count)
+    assert len(loaded) == 1
+    message = message_from_bytes(raw, policy=email_policy.default)
+    assert isinstance(message, EmailMessage)
+    assert [p.get_content() for p in message.iter_attachments()] == [PHOTO]
