@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from striprtf.striprtf import rtf_to_text
-from tnefparse import TNEF  # type: ignore[import-untyped]
 
 from mailbridge.core.message import ParseLimits
 from mailbridge.core.mime_text import decode_bytes
@@ -65,6 +64,10 @@ def is_tnef(content_type: str, filename: str | None, data: bytes) -> bool:
 def unpack_tnef(data: bytes, limits: ParseLimits | None = None) -> TnefContent:
     """The files and body inside TNEF bytes, read within the counts of `limits`. Never
     raises: failures, and what the counts cut, become defects."""
+    # Imported here: building its property tables costs 50 ms, which every process that
+    # parses mail (each command, each parse worker) paid at start for the rare winmail.dat.
+    from tnefparse import TNEF  # type: ignore[import-untyped]
+
     content = TnefContent()
     data, cuts = bounded_tnef(data, limits or ParseLimits())
     content.defects.extend(cuts)

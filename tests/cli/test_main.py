@@ -90,6 +90,20 @@ def test_a_daemon_that_signs_in_with_passwords_does_not_load_the_oauth_libraries
     assert loaded(script + "import mailbridge.cli.oauth\n", ("authlib",)) == [], "no login yet"
 
 
+def test_tnefparse_loads_with_the_first_winmail_dat_not_at_start() -> None:
+    """Its property tables cost every command, daemon and parse worker 50 ms at start."""
+    data = EML.parent
+    script = (
+        "import mailbridge.service.daemon, mailbridge.cli.tickets\n"
+        "from pathlib import Path\n"
+        "from mailbridge.core.parse import parse_message\n"
+        f"parse_message(Path({str(data / 'plain.eml')!r}).read_bytes())\n"
+    )
+    assert loaded(script, ("tnefparse",)) == []
+    tnef = f"parse_message(Path({str(data / 'winmail.eml')!r}).read_bytes())\n"
+    assert loaded(script + tnef, ("tnefparse",)) == ["tnefparse"]
+
+
 def test_a_start_on_a_database_at_the_newest_revision_does_not_load_alembic(
     tmp_path: Path, migrated_sqlite_url: str
 ) -> None:
