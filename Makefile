@@ -25,6 +25,9 @@ test: $(STAMP)
 	$(BIN)/ruff format --check mailbridge tests bench migrations
 	$(BIN)/ruff check mailbridge tests bench migrations
 	$(BIN)/mypy
+	@# The suite starts hundreds of Python processes (commands, daemons, parse workers); compiled
+	@# once here, none of them compiles the package again where PYTHONDONTWRITEBYTECODE is set.
+	$(BIN)/python -m compileall -q mailbridge
 	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile --durations=30
 
 lint: $(STAMP)
