@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import charset_normalizer  # noqa: F401 - imported for the workers forked from here
 import compressed_rtf  # type: ignore[import-untyped]  # noqa: F401
+import tnefparse  # type: ignore[import-untyped]  # noqa: F401 - a winmail.dat's (core/tnef.py)
 
 from mailbridge import heap
 from mailbridge.core.language import load_model
