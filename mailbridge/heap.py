@@ -8,6 +8,13 @@ collector's reach, so later collections walk only what came after. In a process 
 (the parse workers' forkserver), it also keeps a child's collections from writing to the
 pages it shares with its parent, so they stay shared.
 
+A command is the same in small: it loads modules, its configuration and the app, works a
+moment and exits. The collector, counting only allocations, walked that growing heap while
+it loaded (0.1 s), and the interpreter's last collection at exit walked it once more
+(0.2 s). `loading()` pauses the collector while a command loads and then freezes what it
+loaded, without the full collection of `settle()`: `mailbridge tickets list` took 1.06 s of
+CPU before, 0.63 s after (median of 15 runs each, alternating).
+
 A frozen object is never collected: one that becomes garbage in a reference cycle (an old
 template set after a reload) would stay. So `settle()` thaws first, and is called again
 after a reload (docs/architecture.md, "Who runs the loops").
@@ -16,8 +23,25 @@ after a reload (docs/architecture.md, "Who runs the loops").
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["settle"]
+__all__ = ["loading", "settle"]
+
+
+@contextmanager
+def loading() -> Iterator[None]:
+    """No collection while the block runs, and what the process holds afterwards frozen (see
+    the module doc). For what a process loads to keep: garbage made before the block stays
+    until the next `settle()`."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def settle() -> None:

@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from mailbridge.config import Config
 from mailbridge.errors import describe_traceback
+
+if TYPE_CHECKING:
+    from mailbridge.config import Config
 
 # syslog priorities, as journald reads them from a "<N>" prefix
 _PRIORITY = {

@@ -67,3 +67,23 @@ def test_a_parse_worker_starts_with_its_forkservers_heap_frozen() -> None:
     assert answer is not None
     ok, frozen = answer
     assert ok and frozen > 10_000, frozen
+
+
+def test_what_is_loaded_is_frozen_and_the_collector_is_as_it_was_after() -> None:
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            gc.unfreeze()
+            with heap.loading():
+                assert not gc.isenabled()
+                node = Node()
+                alive = weakref.ref(node)
+            assert gc.isenabled() is enabled
+            del node
+            gc.collect()
+            assert alive() is not None, "what was loaded is out of the collector's reach"
+            heap.settle()
+            assert alive() is None
+    finally:
+        gc.enable()
+        gc.unfreeze()

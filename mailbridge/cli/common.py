@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
 
+from mailbridge import heap
 from mailbridge.config import Config, config_path, load_config
 from mailbridge.core.message import Address
 from mailbridge.core.sla import parse_duration
@@ -28,7 +29,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def command_config(args: argparse.Namespace) -> Config:
-    config = load_config(config_path(args.config))
+    with heap.loading():  # what is read lives as long as the command (mailbridge/heap.py)
+        config = load_config(config_path(args.config))
     hide_secrets(config_secrets(config))
     if args.log_format is None and config.service.log_format != "text":
         setup_logging(config.service.log_format, verbose=args.verbose)
@@ -59,7 +61,8 @@ def language_code(text: str) -> str:
 def open_app(config: Config) -> Iterator[App]:
     from mailbridge.app import build_app  # the database and templates: not for every command
 
-    app = build_app(config)
+    with heap.loading():  # the database's mappings, the templates (mailbridge/heap.py)
+        app = build_app(config)
     try:
         yield app
     finally:

@@ -17,8 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Collection, Sequence
 
-from mailbridge import __version__
-from mailbridge.cli.common import EXIT_FAILURE, EXIT_USAGE
+from mailbridge import __version__, heap
 from mailbridge.errors import ConfigError, MailbridgeError, TemplateError
 from mailbridge.logs import setup_logging
 
@@ -99,7 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(UMASK)  # first: before any command creates a file
     argv = sys.argv[1:] if argv is None else list(argv)
     named = command_named(argv)
-    args = build_parser(only=() if named is None else (named,)).parse_args(argv)
+    with heap.loading():  # the command's modules and what they import (mailbridge/heap.py)
+        from mailbridge.cli.common import EXIT_FAILURE, EXIT_USAGE
+
+        parser = build_parser(only=() if named is None else (named,))
+    args = parser.parse_args(argv)
     setup_logging(args.log_format or "text", verbose=args.verbose)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -131,3 +131,30 @@ def test_a_start_on_a_database_at_the_newest_revision_does_not_load_alembic(
     assert loaded(start(migrated_sqlite_url), ("alembic", "mako", "pygments")) == []
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
     assert loaded(start(empty), ("alembic",)) == ["alembic"], "an empty one is migrated"
+
+
+def test_a_command_walks_its_start_up_heap_neither_while_loading_nor_at_exit(
+    tmp_path: Path, migrated_sqlite_url: str
+) -> None:
+    """mailbridge/heap.py: the collector paused while a command loads, what it loaded frozen
+    (the interpreter's last collection at exit then has nothing to walk)."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[database]\nurl = "{migrated_sqlite_url}"\n'
+        '[[mailbox]]\nname = "support"\naddress = "s@shop.example"\nhost = "h"\n'
+        'username = "s"\n[smtp]\nhost = "127.0.0.1"\nfrom = "Shop <s@shop.example>"\n'
+        '[[sla]]\nname = "standard"\nfirst_response = "8h"\nresolution = "5d"\n'
+        f'[service]\ndata_dir = "{tmp_path}"\n'
+    )
+    script = (
+        "import gc, sys\n"
+        "full = []\n"
+        "gc.callbacks.append(lambda phase, info: full.append(info['generation'] == 2))\n"
+        "from mailbridge.cli.main import main\n"
+        f"code = main(['--config', {str(config)!r}, 'tickets', 'list'])\n"
+        "print('RESULT', code, sum(full) // 2, gc.get_freeze_count() > 100_000)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
+    assert result == "RESULT 0 0 True", done.stdout
