@@ -28,6 +28,7 @@ immutable sandbox with bounded work (see template_sandbox); ``|safe`` and
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import traceback
 from collections.abc import Mapping
@@ -341,7 +342,26 @@ def _compile(env: Sandbox, where: Path, loader_name: str) -> list[str]:
     except JinjaSyntaxError as exc:
         return [f"{where}:{exc.lineno}: {_describe(exc)}"]
     source = env.loader.get_source(env, loader_name)[0]  # type: ignore[union-attr]
-    return list(_checks(str(where), loader_name, source))
+    cache = env.bytecode_cache
+    if not isinstance(cache, CompiledTemplates):
+        return list(_checks(str(where), loader_name, source))
+    mark = cache.passed_mark(_CHECKS_STAMP, loader_name, str(where), source)
+    if cache.has_passed(mark):  # the same text checked before (template_cache.py)
+        return []
+    problems = list(_checks(str(where), loader_name, source))
+    if not problems:
+        cache.record_pass(mark)
+    return problems
+
+
+# What the checks' answer depends on besides the template: their code and the names they
+# accept. A mark of a template that passed them (template_cache.py) holds only while these
+# are the same.
+_CHECKS_STAMP = hashlib.sha256(
+    Path(__file__).read_bytes()
+    + repr(sorted(CONTEXT_KEYS)).encode()
+    + repr(sorted(_PARSER.globals)).encode()
+).hexdigest()
 
 
 @functools.lru_cache(maxsize=1024)

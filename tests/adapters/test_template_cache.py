@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.adapters import template_cache
+from mailbridge.adapters import template_cache, templates
 from mailbridge.adapters.template_cache import CACHE_DIR
 from mailbridge.adapters.template_context import SAMPLE_CONTEXT
 from mailbridge.adapters.template_sandbox import Sandbox
@@ -98,7 +98,7 @@ def test_a_damaged_cache_file_is_compiled_again(tmp_path: Path, compiles: list[s
     data = tmp_path / "data"
     data.mkdir()
     expected = load(root, data).render("probe", SAMPLE_CONTEXT).text
-    (code,) = (data / CACHE_DIR).iterdir()
+    (code,) = (data / CACHE_DIR).glob("*.code")
     code.write_bytes(code.read_bytes()[:40] + b"\x00garbage")
     template_cache._memory.clear()
 
@@ -126,3 +126,71 @@ def test_a_cache_directory_others_can_write_to_is_not_read(
     load(root, data)
 
     assert compiles == ["en/probe.txt.j2"] * 3
+
+
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The templates whose checks run, starting with nothing known in this process."""
+    names: list[str] = []
+    run_checks = templates._checks
+
+    def counted(where: str, loader_name: str, source: str) -> tuple[str, ...]:
+        names.append(loader_name)
+        return run_checks(where, loader_name, source)
+
+    monkeypatch.setattr(templates, "_checks", counted)
+    monkeypatch.setattr(template_cache, "_passed", set())
+    yield names
+
+
+def new_process() -> None:
+    template_cache._memory.clear()
+    template_cache._passed.clear()
+
+
+def test_the_next_process_does_not_check_a_template_that_passed_again(
+    tmp_path: Path, compiles: list[str], checked: list[str]
+) -> None:
+    root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
+    data = tmp_path / "data"
+    data.mkdir()
+    load(root, data)
+    new_process()
+
+    load(root, data)
+    assert checked == ["en/probe.txt.j2"]
+
+    write_set(root, "Goodbye {{ ticket_number }}")  # another text: checked, then known
+    load(root, data)
+    new_process()
+    load(root, data)
+    assert checked == ["en/probe.txt.j2"] * 2
+
+
+def test_a_template_that_failed_its_checks_is_checked_and_refused_in_every_process(
+    tmp_path: Path, compiles: list[str], checked: list[str]
+) -> None:
+    root = write_set(tmp_path / "set", "Hello {{ no_such_value }}")
+    data = tmp_path / "data"
+    data.mkdir()
+    for _ in range(2):
+        with pytest.raises(TemplateError, match="unknown variable 'no_such_value'"):
+            load(root, data)
+        new_process()
+    assert checked == ["en/probe.txt.j2"] * 2
+    assert not [path for path in (data / CACHE_DIR).iterdir() if path.suffix == ".passed"]
+
+
+def test_changed_checks_check_again_what_the_old_ones_passed(
+    tmp_path: Path, compiles: list[str], checked: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
+    data = tmp_path / "data"
+    data.mkdir()
+    load(root, data)
+    new_process()
+    monkeypatch.setattr(templates, "_CHECKS_STAMP", "rules of another release")
+
+    load(root, data)
+
+    assert checked == ["en/probe.txt.j2"] * 2
