@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import shutil
@@ -49,19 +48,19 @@ def _log_handlers_restored() -> Iterator[None]:
 # objects) is kept out of the collector's reach as mailbridge/heap.py does for the daemon:
 # a full collection walked it in 0.23 s, once after every PostgreSQL test
 # (tests/support/dbfixtures.py) and at each automatic one. Settled once the tests are
-# collected, and again every SETTLE_EVERY tests (so what is loaded later joins it, and what
-# was frozen and has become garbage since is freed) or after a test that froze more of the
-# heap itself (main() and `mailbridge run` in-process do; a frozen object that is freed
-# leaves the count, so only a count above the settled one says so).
-SETTLE_EVERY = 50
-_settled = {"frozen": 0, "tests": 0}
+# collected, and again every SETTLE_EVERY tests: what is loaded later joins it, and what was
+# frozen and has become garbage since is freed (main() and `mailbridge run` in-process
+# freeze the heap too). Not after each test that froze: gc.get_freeze_count() walks the
+# whole frozen list: asked after every test, it made the unit tests several times slower.
+SETTLE_EVERY = 100
+_tests_since_settled = [0]
 
 
 def _settle() -> None:
     with warnings.catch_warnings():  # what earlier tests left open is closed here, in silence
         warnings.simplefilter("ignore", ResourceWarning)
         heap.settle()
-    _settled.update(frozen=gc.get_freeze_count(), tests=0)
+    _tests_since_settled[0] = 0
 
 
 def pytest_collection_finish() -> None:
@@ -71,8 +70,8 @@ def pytest_collection_finish() -> None:
 @pytest.fixture(autouse=True)
 def _heap_settled() -> Iterator[None]:
     yield
-    _settled["tests"] += 1
-    if gc.get_freeze_count() > _settled["frozen"] or _settled["tests"] >= SETTLE_EVERY:
+    _tests_since_settled[0] += 1
+    if _tests_since_settled[0] >= SETTLE_EVERY:
         _settle()
 
 
