@@ -46,6 +46,13 @@ def load(root: Path, data_dir: Path | None = None) -> TemplateSet:
     return TemplateSet.load(root, "en", required=(), cache_in=data_dir)
 
 
+def new_data_dir(tmp_path: Path) -> Path:
+    """A data directory for the cache's files, as the daemon's is: existing already."""
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
 def test_a_second_load_of_the_same_files_compiles_nothing(
     tmp_path: Path, compiles: list[str]
 ) -> None:
@@ -81,8 +88,7 @@ def test_the_next_process_reads_the_code_from_the_data_directory(
     tmp_path: Path, compiles: list[str]
 ) -> None:
     root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
-    data = tmp_path / "data"
-    data.mkdir()
+    data = new_data_dir(tmp_path)
     expected = load(root, data).render("probe", SAMPLE_CONTEXT).text
     template_cache._memory.clear()  # what a new process starts with
 
@@ -95,8 +101,7 @@ def test_the_next_process_reads_the_code_from_the_data_directory(
 
 def test_a_damaged_cache_file_is_compiled_again(tmp_path: Path, compiles: list[str]) -> None:
     root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
-    data = tmp_path / "data"
-    data.mkdir()
+    data = new_data_dir(tmp_path)
     expected = load(root, data).render("probe", SAMPLE_CONTEXT).text
     (code,) = (data / CACHE_DIR).glob("*.code")
     code.write_bytes(code.read_bytes()[:40] + b"\x00garbage")
@@ -152,8 +157,7 @@ def test_the_next_process_does_not_check_a_template_that_passed_again(
     tmp_path: Path, compiles: list[str], checked: list[str]
 ) -> None:
     root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
-    data = tmp_path / "data"
-    data.mkdir()
+    data = new_data_dir(tmp_path)
     load(root, data)
     new_process()
 
@@ -171,8 +175,7 @@ def test_a_template_that_failed_its_checks_is_checked_and_refused_in_every_proce
     tmp_path: Path, compiles: list[str], checked: list[str]
 ) -> None:
     root = write_set(tmp_path / "set", "Hello {{ no_such_value }}")
-    data = tmp_path / "data"
-    data.mkdir()
+    data = new_data_dir(tmp_path)
     for _ in range(2):
         with pytest.raises(TemplateError, match="unknown variable 'no_such_value'"):
             load(root, data)
@@ -185,8 +188,7 @@ def test_changed_checks_check_again_what_the_old_ones_passed(
     tmp_path: Path, compiles: list[str], checked: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = write_set(tmp_path / "set", "Hello {{ ticket_number }}")
-    data = tmp_path / "data"
-    data.mkdir()
+    data = new_data_dir(tmp_path)
     load(root, data)
     new_process()
     monkeypatch.setattr(templates, "_CHECKS_STAMP", "rules of another release")
