@@ -58,7 +58,8 @@ class CompiledTemplates(BytecodeCache):
     def get_cache_key(self, name: str, filename: str | None = None) -> str:
         return hashlib.sha256(f"{_STAMP}|{name}|{filename}".encode()).hexdigest()
 
-    def passed_mark(self, rules: str, name: str, filename: str, source: str) -> str:
+    @staticmethod
+    def passed_mark(rules: str, name: str, filename: str, source: str) -> str:
         """The mark of a template that passed the checks whose code `rules` identifies."""
         text = f"{_STAMP}|{rules}|{name}|{filename}|{source}"
         return hashlib.sha256(text.encode()).hexdigest()
