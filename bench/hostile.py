@@ -37,6 +37,7 @@ from _common import (
     imap_server,
     mailbridge_command,
     tail,
+    tickets_table,
     workdir,
     write_config,
 )
@@ -247,9 +248,7 @@ def _raise_limits(config: Path) -> None:
     FAQ answers), whose In-Reply-To tells which mail it answers."""
     text = config.read_text(encoding="utf-8")
     config.write_text(
-        text + "\n[tickets]\nack_limit_per_hour = 100000\n"
-        "ack_domain_limit_per_hour = 100000\nack_mailbox_limit_per_hour = 100000\n"
-        'ack_unauthenticated = "full"\n',
+        text + tickets_table('ack_unauthenticated = "full"\n'),
         encoding="utf-8",
     )
 

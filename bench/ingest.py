@@ -73,6 +73,7 @@ from _common import (
     rate,
     run_child,
     tail,
+    tickets_table,
     workdir,
     write_config,
 )
@@ -300,7 +301,9 @@ def _spam_run(
     """One (b) on a fresh database and a refilled INBOX; None if it failed."""
     with database(args.db, run) as db_url:
         count, size = fill(server, args.n, args.seed, spam_share=share)
-        config = write_config(run, server, free_port(), db_url, team=args.team, more=SPAM_TOML)
+        config = write_config(
+            run, server, free_port(), db_url, team=args.team, more=SPAM_TOML + tickets_table()
+        )
         log = run / "run-b.log"
         command = mailbridge_command(config, "run", "--once")
         b = run_child(command, child_env(server), log, CHILD_TIMEOUT)
@@ -502,7 +505,9 @@ def main(argv: list[str] | None = None) -> int:
 
         closed_port = free_port()  # nothing listens: acknowledgements stay queued
         workers = args.parse_workers
-        more = "" if workers is None else f"\n[tickets]\nparse_workers = {_toml_workers(workers)}\n"
+        more = tickets_table(
+            "" if workers is None else f"parse_workers = {_toml_workers(workers)}\n"
+        )
         config = write_config(work, server, closed_port, db_url, team=args.team, more=more)
         env = child_env(server)
         if args.profile:

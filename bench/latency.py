@@ -40,18 +40,13 @@ from _common import (
     imap_server,
     mailbridge_command,
     tail,
+    tickets_table,
     workdir,
     write_config,
 )
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-# Every measured mail must be acknowledged: the hourly limits would withhold most of 400
-# acknowledgements to the generated mails' few domains.
-NO_ACK_LIMITS = (
-    "\n[tickets]\nack_limit_per_hour = 100000\nack_domain_limit_per_hour = 100000\n"
-    "ack_mailbox_limit_per_hour = 100000\n"
-)
 GIVE_UP_AFTER = 3  # consecutive misses: the daemon has stopped answering, end the run
 
 
@@ -178,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         client.logout()
         lmtp_port = free_port() if args.via == "lmtp" else None
         lmtp = f'\n[lmtp]\nlisten = "127.0.0.1:{lmtp_port}"\n' if lmtp_port else ""
-        config = write_config(work, server, sink.port, db_url, more=NO_ACK_LIMITS + lmtp)
+        config = write_config(work, server, sink.port, db_url, more=tickets_table() + lmtp)
         log_path: Path = work / "daemon.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
