@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import multiprocessing.forkserver
@@ -216,6 +217,12 @@ def serve(connection: Connection, memory_limit: int | None, idle_exit: float | N
             return
         if not outcome[0] and isinstance(outcome[1], OverMemory):
             return  # a fresh worker starts with a clean heap
+        del request, outcome
+        # A parsed mail leaves reference cycles that hold its bytes until the collector's
+        # oldest generation runs, which a few large mails never trigger: 30 MB scans took
+        # a worker from 216 to 476 MB in five mails, then past its limit. The heap it
+        # inherited is frozen, so this walks only what the mail left: 0.04 ms.
+        gc.collect()
 
 
 def _run(request: Request) -> Answer:

@@ -7,6 +7,7 @@ a fresh worker can call it at once.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 
 from mailbridge.core.classify import Identity
@@ -17,6 +18,7 @@ CRASH = b"X-Test-Crash-Parser: yes"  # the process dies
 RAISE = b"X-Test-Raise: yes"  # an exception pickle cannot copy
 HANG = b"X-Test-Hang: yes"  # never returns
 HOARD = b"X-Test-Hoard: yes"  # takes all the memory it can
+LEAVE = b"X-Test-Leave: yes"  # leaves 100 MB behind, held by a reference cycle
 
 
 class Unpicklable(Exception):
@@ -35,7 +37,18 @@ def faulty(raw: bytes, limits: ParseLimits, identity: Identity) -> tuple[ParsedM
     if HOARD in raw:
         hoard = [bytes(10**8) for _ in range(100)]  # 10 GB, far over any memory budget
         del hoard
+    if LEAVE in raw:
+        _leave_behind()
     return prepare(raw, limits, identity)
+
+
+def _leave_behind() -> None:
+    """100 MB in a reference cycle, moved to the collector's oldest generation while still
+    in use, as a parsed mail's long-lived parts are: garbage once this returns, which only
+    a full collection frees."""
+    cycle: list[object] = [bytes(10**8)]
+    cycle.append(cycle)
+    gc.collect(1)  # the younger generations: it survives into the oldest
 
 
 def signed(raw: bytes, limits: ParseLimits, identity: Identity) -> tuple[ParsedMessage, Verdict]:
