@@ -226,10 +226,13 @@ then.spam = true
 """
 
 
-def generate(n: int, seed: int = 1, spam_share: float = 0.0) -> Iterator[bytes]:
+def generate(
+    n: int, seed: int = 1, spam_share: float = 0.0, attachment_mb: int = 0
+) -> Iterator[bytes]:
     """n realistic customer mails, the same for the same seed; one at a time. With
     `spam_share`, that share of them (chosen by the seed) is spam: half from a blocklisted
-    sender, half sent by a bulk mailer; the mails are otherwise the same as without."""
+    sender, half sent by a bulk mailer; the mails are otherwise the same as without. With
+    `attachment_mb`, every mail also carries a PDF-like scan of that many MB."""
     rng = random.Random(seed)
     spam_rng = random.Random(seed + 1)  # its own draws: the mails stay those of the seed
     now = datetime.now(UTC)
@@ -270,6 +273,9 @@ def generate(n: int, seed: int = 1, spam_share: float = 0.0) -> Iterator[bytes]:
                 msg.add_alternative(_html(text), subtype="html")
         if kind == "attachment":
             _attach(rng, msg, lang)
+        if attachment_mb:
+            scan = b"%PDF-1.4\n" + rng.randbytes(attachment_mb << 20)
+            msg.add_attachment(scan, maintype="application", subtype="pdf", filename="scan.pdf")
         yield msg.as_bytes()
 
 
@@ -328,15 +334,21 @@ def imap_server(kind: str) -> Iterator[ImapServer]:
 
 
 def fill(
-    server: ImapServer, n: int, seed: int = 1, folder: str = "INBOX", spam_share: float = 0.0
+    server: ImapServer,
+    n: int,
+    seed: int = 1,
+    folder: str = "INBOX",
+    spam_share: float = 0.0,
+    attachment_mb: int = 0,
 ) -> tuple[int, int]:
-    """APPEND n generated mails (`spam_share` of them spam); returns (count, bytes)."""
+    """APPEND n generated mails (`spam_share` of them spam, each with a scan of
+    `attachment_mb` MB); returns (count, bytes)."""
     count = size = 0
-    client = imap_client(server)
+    client = imap_client(server, timeout=600.0 if attachment_mb else 60.0)
     try:
         if not client.folder_exists(folder):
             client.create_folder(folder)
-        for raw in generate(n, seed, spam_share):
+        for raw in generate(n, seed, spam_share, attachment_mb):
             client.append(folder, raw)
             count += 1
             size += len(raw)

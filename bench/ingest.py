@@ -2,7 +2,7 @@
 
     python bench/ingest.py [--n 5000] [--server dovecot|pymap] [--db sqlite|postgresql]
                            [--seed 1] [--no-team] [--search-index-cost | --spam-share 0.3]
-                           [--rounds 2] [--parse-workers auto|N]
+                           [--rounds 2] [--parse-workers auto|N] [--attachment-mb M]
                            [--profile FILE [--profiler cprofile|pyinstrument|none]]
 
 Fills a private IMAP mailbox with N generated mails, then measures on the same mailbox:
@@ -18,7 +18,9 @@ Fills a private IMAP mailbox with N generated mails, then measures on the same m
 Prints messages, MB, seconds, msg/s, the ratio (b)/(a), and the memory of each subprocess
 and of the parsing processes (b) starts for a long pass. `--parse-workers` sets
 `[tickets] parse_workers` for (b) and (c) (default: the configuration's default, "auto";
-1 is the single worker of earlier releases).
+1 is the single worker of earlier releases). `--attachment-mb M` gives every mail a scan of
+M MB as well: the memory of (b) over a mailbox of large mail, which a batch bounded in bytes
+(core/batching.py) keeps to a few messages' worth however many there are.
 
 `--search-index-cost` measures instead what the full-text index adds to (b): the mailbox
 filled again with the same N mails before each run, (b) into a fresh database with the
@@ -457,6 +459,13 @@ def main(argv: list[str] | None = None) -> int:
         help='[tickets] parse_workers for (b) and (c); default: left out ("auto")',
     )
     parser.add_argument(
+        "--attachment-mb",
+        type=int,
+        default=0,
+        metavar="M",
+        help="every mail also carries a scan of M MB (memory with large mail: --n 30 and 30)",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=2,
@@ -493,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             f"parse_workers {args.parse_workers or 'auto (default)'}"
         )
         start = time.perf_counter()
-        count, size = fill(server, args.n, args.seed)
+        count, size = fill(server, args.n, args.seed, attachment_mb=args.attachment_mb)
         print(
             f"filled INBOX: {count} msgs, {mb(size):.1f} MB in {time.perf_counter() - start:.1f} s"
         )

@@ -274,6 +274,20 @@ class ImapMailbox:
         # "n:*" always matches the highest UID, even when it is below n.
         return sorted(uid for uid in found if uid > last_uid)
 
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of each message, by UID: what fetching it will bring. UIDs that no
+        longer exist are left out."""
+        if not uids:
+            return {}
+        client = self._connected()
+        with self._translate_errors("fetch sizes"):
+            data = client.fetch(sorted(set(uids)), ["RFC822.SIZE"])
+        return {
+            uid: size
+            for uid, item in data.items()
+            if isinstance(size := item.get(b"RFC822.SIZE"), int)
+        }
+
     def fetch(self, uids: Sequence[int], batch_size: int = 200) -> Iterator[FetchedMessage]:
         """Raw bytes and INTERNALDATE of each message, ascending UID, batch_size at a time.
 

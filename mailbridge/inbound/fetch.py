@@ -12,7 +12,7 @@ when another instance owns the folder now.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from mailbridge.adapters.imap import FetchedMessage, ImapMailbox
 from mailbridge.app import App
 from mailbridge.config import MailboxConfig
+from mailbridge.core.batching import BATCH_BYTES, groups
 from mailbridge.core.parse import message_fingerprint
 from mailbridge.core.states import InboundState
 from mailbridge.db.models import InboundMessage, MailboxState
@@ -67,11 +68,10 @@ def fetch_mailbox(
         found(len(uids))
     fetched = stored = 0
     held_below: int | None = None  # a message set aside: last_uid stays below it
-    for start in range(0, len(uids), mailbox.batch_size):
+    for batch in _fetch_batches(conn, uids, mailbox.batch_size):
         if stopping():
             break
-        batch = uids[start : start + mailbox.batch_size]
-        messages = list(conn.fetch(batch, batch_size=mailbox.batch_size))
+        messages = list(conn.fetch(batch, batch_size=len(batch)))
         fetched += len(messages)
         result = store_raw(
             app,
@@ -97,6 +97,17 @@ def fetch_mailbox(
             report.duplicates,
         )
     return report
+
+
+def _fetch_batches(conn: ImapMailbox, uids: Sequence[int], count: int) -> Iterator[Sequence[int]]:
+    """The UIDs in order, in batches of at most `count` messages and `BATCH_BYTES` of mail
+    (core/batching.py), each stored before the next is fetched: a mailbox of large mails
+    is held a few at a time. The sizes of each `count` UIDs are asked first, in one
+    command, just before they are fetched."""
+    for start in range(0, len(uids), count):
+        ahead = uids[start : start + count]
+        known = conn.sizes(ahead)
+        yield from groups(ahead, [known.get(uid, 0) for uid in ahead], count, BATCH_BYTES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from mailbridge.app import App, Step
+from mailbridge.core.batching import BATCH_BYTES, leading
 from mailbridge.core.correlate import thread_clues
 from mailbridge.core.states import InboundState
 from mailbridge.db import queries, tally
@@ -117,7 +118,7 @@ def _claim(app: App, tried: set[int], mailbox: str | None = None) -> Sequence[in
     before work starts. The caller holds the turn on PostgreSQL (so this transaction must
     not take it again)."""
     with app.transaction() as session:
-        waiting = select(InboundMessage.id, InboundMessage.attempts).where(
+        waiting = select(InboundMessage.id, InboundMessage.attempts, InboundMessage.size).where(
             InboundMessage.state == InboundState.NEW
         )
         if mailbox is not None:
@@ -136,11 +137,13 @@ def _claim(app: App, tried: set[int], mailbox: str | None = None) -> Sequence[in
     return ids
 
 
-def _in_arrival_order(head: Sequence[Row[int, int]]) -> list[int]:
+def _in_arrival_order(head: Sequence[Row[int, int, int]]) -> list[int]:
     """The next batch, strictly in the order messages were stored: a reply must never be
     processed before the message it answers, or it would open a ticket of its own. Fresh
-    messages go together; one tried before (its pass was killed, or it failed) goes alone
-    when its turn comes, so a poison message costs only its own attempts."""
+    messages go together, as many as `BATCH_BYTES` of raw mail allows (core/batching.py:
+    a batch holds its messages' bytes); one tried before (its pass was killed, or it
+    failed) goes alone when its turn comes, so a poison message costs only its own
+    attempts."""
     if not head:
         return []
     if head[0].attempts > 0:
@@ -149,8 +152,8 @@ def _in_arrival_order(head: Sequence[Row[int, int]]) -> list[int]:
     for row in head:
         if row.attempts > 0:
             break
-        fresh.append(row.id)
-    return fresh
+        fresh.append(row)
+    return [row.id for row in fresh[: leading((row.size for row in fresh), BATCH_BYTES)]]
 
 
 def _process_batch(

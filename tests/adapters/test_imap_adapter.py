@@ -191,6 +191,17 @@ def test_fetch_skips_vanished_uids(imap_server: EmbeddedImapServer, mailbox: Ima
     assert [m.uid for m in mailbox.fetch([*uids, uids[-1] + 50])] == uids
 
 
+def test_sizes_say_what_fetching_each_message_brings(
+    imap_server: EmbeddedImapServer, mailbox: ImapMailbox
+) -> None:
+    raws = [message(1), message(2) + b"x" * 5000]
+    imap_server.append_many(raws)
+    uids = mailbox.uids_after(0)
+    sizes = mailbox.sizes([*uids, uids[-1] + 50])  # a vanished UID is left out
+    assert sizes == {uid: len(raw) for uid, raw in zip(uids, raws, strict=True)}
+    assert mailbox.sizes([]) == {}
+
+
 def test_fetch_reads_one_batch_at_a_time_and_a_drop_is_transient(
     imap_server: EmbeddedImapServer, mailbox: ImapMailbox
 ) -> None:

@@ -27,7 +27,9 @@ from mailbridge.db.models import (
 )
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from mailbridge.inbound import process
+from mailbridge.adapters.imap import ImapMailbox, imap_settings
+from mailbridge.inbound import fetch, process
+from mailbridge.inbound.fetch import fetch_mailbox
 from mailbridge.service.daemon import Daemon, PassReport
 from tests.support.builders import IMAP_PASSWORD_ENV, mail, make_config
 
@@ -331,6 +333,30 @@ def test_oversize_attachment_is_listed_as_skipped_never_dropped_silently(
     assert stored == {"huge.log": ("skipped", 3_000_000, True), "note.txt": ("db", 5, False)}
     assert [s["filename"] for s in skipped] == ["huge.log"]
     assert count(app, InboundMessage, InboundMessage.size > 3_000_000) == 1, "raw bytes kept"
+
+
+def test_a_mailbox_of_large_mails_is_fetched_and_processed_a_few_at_a_time(
+    harness: Harness, imap_server: EmbeddedImapServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scaled down: a budget of 700 kB against mails of 300 kB, as 16 MB against 6 MB scans.
+    monkeypatch.setattr(fetch, "BATCH_BYTES", 700_000)
+    monkeypatch.setattr(process, "BATCH_BYTES", 700_000)
+    imap_server.append_many(
+        mail(f"C{n} <c{n}@customers.example>", f"Scan {n}", "x" * 300_000) for n in range(5)
+    )
+    app = harness.app()
+    box = app.config.mailbox[0]
+    stop = iter([False, True])  # asked before each fetch batch: stop after the first
+    with ImapMailbox(imap_settings(box)) as conn:
+        fetch_mailbox(app, box, conn, stopping=lambda: next(stop))
+    assert count(app, InboundMessage) == 2, "one fetch of what fits in the budget"
+    with ImapMailbox(imap_settings(box)) as conn:
+        assert fetch_mailbox(app, box, conn).stored == 3  # the rest, where it stopped
+
+    batch = process._claim(app, set())
+    assert len(batch) == 2, "one processing batch of what fits in the budget"
+    report = run_pass(app)
+    assert report.processed.created == 5 and count(app, Ticket) == 5
 
 
 @pytest.mark.slow
