@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from imapclient import IMAPClient
-from imapclient.exceptions import CapabilityError, LoginError
+from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 
 from mailbridge.adapters.tls import verifying_context
 from mailbridge.config import MailboxConfig
@@ -323,7 +323,7 @@ class ImapMailbox:
         client = self._connected()
         with self._translate_errors(f"move to {folder}"):
             if not client.folder_exists(folder):
-                client.create_folder(folder)
+                _create_folder(client, folder)
             if client.has_capability("MOVE"):
                 client.move(list(uids), folder)
                 return
@@ -493,6 +493,17 @@ def _authenticate(
             f"AUTHENTICATE {mechanism} answered: {exc}"
             + (f" (server said: {said})" if said else "")
         ) from None
+
+
+def _create_folder(client: IMAPClient, folder: str) -> None:
+    """Create `folder`. One that another connection created since we looked (two mailboxes
+    of one account, or two instances, moving mail to the same folder at once: the server
+    answers ALREADYEXISTS) is as good; any other refusal is raised."""
+    try:
+        client.create_folder(folder)
+    except IMAPClientError:
+        if not client.folder_exists(folder):
+            raise
 
 
 def _decoded(challenge: bytes) -> bytes:

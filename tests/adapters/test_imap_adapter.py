@@ -12,6 +12,7 @@ from datetime import UTC
 from typing import Any
 
 import pytest
+from imapclient import IMAPClient
 
 from mailbridge.adapters.imap import ImapMailbox, ImapSettings
 from mailbridge.demo.imap_server import EmbeddedImapServer
@@ -244,6 +245,28 @@ def test_move_creates_the_folder_and_leaves_the_inbox(
     assert imap_server.messages("INBOX") == [message(2)]
     assert mailbox.uids_after(0) == [second]
     mailbox.move([second], "Processed")  # the folder exists now
+    assert imap_server.messages("INBOX") == []
+
+
+def test_a_folder_another_connection_creates_meanwhile_is_moved_into(
+    imap_server: EmbeddedImapServer, mailbox: ImapMailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two mailboxes of one account move to the same new folder at once: the other one's
+    # connection creates it between our look and our CREATE, which the server refuses.
+    imap_server.append_many([message(1)])
+    (uid,) = mailbox.uids_after(0)
+    looked = IMAPClient.folder_exists
+
+    def first_there(client: IMAPClient, folder: str) -> bool:
+        found = looked(client, folder)
+        if not found:
+            with imap_server.client() as other:
+                other.create_folder(folder)
+        return found
+
+    monkeypatch.setattr(IMAPClient, "folder_exists", first_there)
+    mailbox.move([uid], "Processed")
+    assert imap_server.messages("Processed") == [message(1)]
     assert imap_server.messages("INBOX") == []
 
 

@@ -20,7 +20,7 @@ def test_a_first_message_over_the_budget_goes_alone_and_none_is_held_back() -> N
 
 
 def test_a_negative_size_from_a_server_counts_as_nothing() -> None:
-    assert leading([-10**9, 600, 600], 1000) == 2
+    assert leading([-(10**9), 600, 600], 1000) == 2
 
 
 def test_groups_keep_order_and_every_item_once_within_count_and_bytes() -> None:

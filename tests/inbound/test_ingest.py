@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from mailbridge.adapters.imap import ImapMailbox, imap_settings
 from mailbridge.app import App, build_app
 from mailbridge.cli.quarantine import list_quarantined, retry_quarantined
 from mailbridge.clock import FrozenClock
@@ -27,7 +28,6 @@ from mailbridge.db.models import (
 )
 from mailbridge.demo.imap_server import EmbeddedImapServer
 from mailbridge.demo.smtp_sink import SmtpSink
-from mailbridge.adapters.imap import ImapMailbox, imap_settings
 from mailbridge.inbound import fetch, process
 from mailbridge.inbound.fetch import fetch_mailbox
 from mailbridge.service.daemon import Daemon, PassReport
