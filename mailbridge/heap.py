@@ -22,11 +22,13 @@ after a reload (docs/architecture.md, "Who runs the loops").
 
 from __future__ import annotations
 
+import ctypes
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 
-__all__ = ["loading", "settle"]
+__all__ = ["loading", "release", "settle"]
 
 
 @contextmanager
@@ -49,3 +51,21 @@ def settle() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def release() -> None:
+    """Give the memory the C allocator holds free back to the system (glibc's
+    `malloc_trim`): freed memory otherwise stays with the process, at the peak of the
+    largest mail it handled. About 0.1 ms; nothing where the C library has no such call."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim

@@ -38,6 +38,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from mailbridge import heap
+
 log = logging.getLogger(__name__)
 
 PRELOAD = ["mailbridge.inbound.worker_preload"]
@@ -48,6 +50,9 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _PARENT_CHECK = 1.0  # seconds between looks at the parent while waiting for work
 _STOP_GRACE = 2.0  # seconds a worker asked to stop has before it is killed
 _READY_WITHIN = 60.0  # seconds a new worker may take to be ready for its first message
+# A mail at least this large has the memory it took given back to the system after it
+# (heap.release): a worker would otherwise keep the peak of its largest mail.
+RELEASE_AFTER = 1 << 20
 
 Request = tuple[Callable[..., Any], tuple[Any, ...]]  # a function and its arguments
 Answer = tuple[bool, Any]  # (True, result) or (False, the exception raised)
@@ -217,12 +222,20 @@ def serve(connection: Connection, memory_limit: int | None, idle_exit: float | N
             return
         if not outcome[0] and isinstance(outcome[1], OverMemory):
             return  # a fresh worker starts with a clean heap
+        large = _size(request) >= RELEASE_AFTER
         del request, outcome
         # A parsed mail leaves reference cycles that hold its bytes until the collector's
         # oldest generation runs, which a few large mails never trigger: 30 MB scans took
         # a worker from 216 to 476 MB in five mails, then past its limit. The heap it
         # inherited is frozen, so this walks only what the mail left: 0.04 ms.
         gc.collect()
+        if large:
+            heap.release()
+
+
+def _size(request: Request) -> int:
+    """Bytes of mail a request carried."""
+    return sum(len(a) for a in request[1] if isinstance(a, bytes))
 
 
 def _run(request: Request) -> Answer:

@@ -133,6 +133,25 @@ def test_what_a_message_left_behind_never_counts_against_the_next_ones_budget() 
     assert subjects == [f"Scan {n}" for n in range(1, 7)]
 
 
+def test_a_worker_gives_back_what_a_large_mail_took() -> None:
+    scan = mail(subject="Scan", body="x" * 1_200_000, headers={"X-Test-Scatter": "yes"})
+    with Preparer(LIMITS, IDENTITY, Budget(seconds=20.0), function=faulty) as preparer:
+        preparer.plan([(1, scan)])
+        assert preparer.result(1, scan)[0].subject == "Scan"
+        (pid,) = [s.worker.pid for s in preparer._slots if s.worker.running]
+        # It gives it back once it has answered: look until it has, or for 10 s.
+        until = time.monotonic() + 10.0
+        while True:
+            status = Path(f"/proc/{pid}/status").read_text()
+            peak, now = (
+                int(status.split(f"{k}:")[1].split()[0]) // 1024 for k in ("VmHWM", "VmRSS")
+            )
+            if peak - now > 150 or time.monotonic() > until:
+                break
+            time.sleep(0.05)
+    assert peak - now > 150, f"the worker kept {now} MB of its {peak} MB peak"
+
+
 # --- in a pass -------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ RAISE = b"X-Test-Raise: yes"  # an exception pickle cannot copy
 HANG = b"X-Test-Hang: yes"  # never returns
 HOARD = b"X-Test-Hoard: yes"  # takes all the memory it can
 LEAVE = b"X-Test-Leave: yes"  # leaves 100 MB behind, held by a reference cycle
+SCATTER = b"X-Test-Scatter: yes"  # uses 200 MB in small blocks, keeps one in a hundred
 
 
 class Unpicklable(Exception):
@@ -39,6 +40,8 @@ def faulty(raw: bytes, limits: ParseLimits, identity: Identity) -> tuple[ParsedM
         del hoard
     if LEAVE in raw:
         _leave_behind()
+    if SCATTER in raw:
+        _scatter()
     return prepare(raw, limits, identity)
 
 
@@ -49,6 +52,17 @@ def _leave_behind() -> None:
     cycle: list[object] = [bytes(10**8)]
     cycle.append(cycle)
     gc.collect(1)  # the younger generations: it survives into the oldest
+
+
+_KEPT: list[bytes] = []
+
+
+def _scatter() -> None:
+    """200 MB in blocks of 100 kB (below the allocator's mmap threshold, so in its heap),
+    one in a hundred kept for good: the rest is free but stays with the process, between
+    blocks in use, unless given back."""
+    used = [b"x" * 100_000 for _ in range(2000)]
+    _KEPT.extend(used[::100])
 
 
 def signed(raw: bytes, limits: ParseLimits, identity: Identity) -> tuple[ParsedMessage, Verdict]:
