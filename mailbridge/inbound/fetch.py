@@ -103,9 +103,13 @@ def _fetch_batches(conn: ImapMailbox, uids: Sequence[int], count: int) -> Iterat
     """The UIDs in order, in batches of at most `count` messages and `BATCH_BYTES` of mail
     (core/batching.py), each stored before the next is fetched: a mailbox of large mails
     is held a few at a time. The sizes of each `count` UIDs are asked first, in one
-    command, just before they are fetched."""
+    command, just before they are fetched; not for a single UID, which goes alone anyway
+    (what IDLE mostly reports: no round trip added to its latency)."""
     for start in range(0, len(uids), count):
         ahead = uids[start : start + count]
+        if len(ahead) == 1:
+            yield ahead
+            continue
         known = conn.sizes(ahead)
         yield from groups(ahead, [known.get(uid, 0) for uid in ahead], count, BATCH_BYTES)
 
