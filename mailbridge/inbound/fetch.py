@@ -87,6 +87,7 @@ def fetch_mailbox(
             held_below = min(result.set_aside) - 1
         crash_point("after_store")
         _after_action(mailbox, conn, [m.uid for m in messages if m.uid not in result.set_aside])
+        del messages  # not held while the next batch is fetched
     report = FetchReport(mailbox.name, fetched, stored, fetched - stored)
     if fetched:
         log.info(
