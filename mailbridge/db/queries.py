@@ -667,37 +667,61 @@ def insert_later(session: Session, row: _Row) -> _Row:
     return row
 
 
-def hold_later(session: Session, model: type[Base], given: dict[str, Any]) -> bool:
+def hold_later(session: Session, model: type[Base], given: dict[str, Any]) -> int | None:
     """Inside `written_later`, a new row of `model` held as its values alone (by attribute
     name), for a row nothing reads back as an object in this transaction (a sweep's
     notifications): making and tracking the mapped object cost more than the rest of
-    holding it. Its values are bounded as they are written, as any row's are. False,
-    holding nothing, outside `written_later` or when the database fills in a column:
-    the caller makes the object then."""
+    holding it. Its values are bounded as they are written, as any row's are. Its id
+    (taken ahead); None, holding nothing, outside `written_later` or when the database
+    fills in a column: the caller makes the object then."""
     later: _Later | None = session.info.get(_LATER)
     if later is None:
-        return False
+        return None
     mapper = inspect(model)
     values = _filled(mapper, given)
     if values is None:
-        return False
-    _held_with_id(session, later, mapper, values)
+        return None
+    new_id = _held_with_id(session, later, mapper, values)
     if _BATCH_IDS in session.info:
         _note_message_id(session, model(**given))  # a reply's look-up finds it (batch_reads)
-    return True
+    return new_id
+
+
+def insert_values(session: Session, model: type[Base], given: dict[str, Any]) -> int:
+    """`insert_now` for a row nothing reads back as an object in this transaction (an
+    outbox row, which events name by its id), given as its values (by attribute name):
+    written at once without a mapped object, whose making and tracking cost more than the
+    INSERT on SQLite. Its values are bounded as they are written, as any row's are.
+    Its id."""
+    if session.new or session.deleted:
+        session.flush()  # rows are written in the order they were made
+    mapper = inspect(model)
+    table = cast(Table, mapper.local_table)
+    write_pending(session, [table], writing="insert")
+    statement, columns = _insert_for(mapper)
+    result = session.connection().execute(
+        statement, {column.key: given[name] for name, column in columns if name in given}
+    )
+    new_key = result.inserted_primary_key
+    assert new_key is not None  # one row, one key
+    _ids_taken_again(session, [table])
+    return int(new_key[0])
 
 
 def _held_with_id(
     session: Session, later: _Later, mapper: Mapper[Any], values: dict[str, Any]
-) -> None:
-    """Hold the row's `values` to be written with its table's others, its id taken ahead."""
+) -> int:
+    """Hold the row's `values` to be written with its table's others, its id taken ahead;
+    that id."""
     table = cast(Table, mapper.local_table)
     (key,) = mapper.primary_key
     ids = later.ids.get(table)
     if not ids:
         ids = later.ids[table] = _ids_ahead(session, later, table, cast(Column[Any], key))
-    values[str(key.key)] = ids.pop()
+    new_id: int = ids.pop()
+    values[str(key.key)] = new_id
     later.insert(table, values)
+    return new_id
 
 
 def _filled(mapper: Mapper[Any], given: dict[str, Any]) -> dict[str, Any] | None:

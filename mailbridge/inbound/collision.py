@@ -39,7 +39,7 @@ from mailbridge.core.staff import Command, StaffMessage
 from mailbridge.db.models import Article, AttachmentRecord, Event, InboundMessage, Outbox, Ticket
 from mailbridge.db.stored_bytes import attachment_bytes, attachment_row
 from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
-from mailbridge.outbound.queue import ticket_context, ticket_zone
+from mailbridge.outbound.queue import Queued, ticket_context, ticket_zone
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.staff_articles import StaffWords, add_staff_article
 
@@ -326,7 +326,7 @@ def _record_draft(
     return draft
 
 
-def _tell(step: Step, reply: Reply, found: CollisionCheck, event: str, seen: int) -> Outbox:
+def _tell(step: Step, reply: Reply, found: CollisionCheck, event: str, seen: int) -> Queued:
     """The `staff_collision` mail to the reply's author, threaded to their reply, with a
     reply token for them alone; its row records the newest article it shows (`seen`)."""
     ticket, parsed, claim = reply.ticket, reply.parsed, reply.claim

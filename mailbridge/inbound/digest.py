@@ -32,9 +32,10 @@ from mailbridge.core.correlate import format_tag
 from mailbridge.core.message import Address
 from mailbridge.core.states import INACTIVE_STATUSES, TicketStatus
 from mailbridge.db import queries
-from mailbridge.db.models import Outbox, StaffState, Ticket
+from mailbridge.db.models import StaffState, Ticket
 from mailbridge.inbound.identity import audience_of, token_address
 from mailbridge.outbound.personal import PersonalMail, queue_personal_mail
+from mailbridge.outbound.queue import Queued
 from mailbridge.tickets.deadlines import open_deadlines
 
 __all__ = ["MAX_TICKETS", "readers", "send_digests", "set_digest"]
@@ -217,7 +218,7 @@ def _item(app: App, ticket: Ticket) -> digest.QueueItem:
     )
 
 
-def _queue(step: Step, address: str, day: date, values: dict[str, object], language: str) -> Outbox:
+def _queue(step: Step, address: str, day: date, values: dict[str, object], language: str) -> Queued:
     """Render the `digest` template and add the mail to the outbox. It is about no single
     ticket, so it has no ticket tag and no ticket id; its answers go to the support address
     (each entry's link carries the ticket's own)."""

@@ -36,7 +36,7 @@ from mailbridge.core.staff import (
 )
 from mailbridge.core.states import InboundState, MailKind
 from mailbridge.db.models import InboundMessage, Outbox, Ticket
-from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, Queued, queue_mail, ticket_context
 from mailbridge.tickets.events import Applied, add_event
 from mailbridge.tickets.merge import live_ticket_by_number
 
@@ -117,7 +117,7 @@ def answer_staff_member(
     parsed: ParsedMessage,
     address: str,
     mail: StaffAnswer,
-) -> Outbox:
+) -> Queued:
     """A mail to the staff member at `address`, in answer to their mail `parsed` (threaded
     to it, to their name as they wrote it), with a reply token for them alone unless
     `mail.token` is False (a sender nothing proves gets none)."""
@@ -230,7 +230,7 @@ def _tell_refused(
     ticket: Ticket,
     parsed: ParsedMessage,
     claim: StaffClaim,
-) -> Outbox:
+) -> Queued:
     language = step.app.config.templates.language
     context = ticket_context(step.app, ticket, language)
     context["errors"] = [claim.refusal]

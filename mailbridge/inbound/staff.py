@@ -40,7 +40,7 @@ from mailbridge.db.models import Article, InboundMessage, Outbox, Ticket
 from mailbridge.inbound import collision
 from mailbridge.inbound.acknowledge import acknowledge_late
 from mailbridge.inbound.identity import StaffAnswer, StaffClaim, answer_staff_member
-from mailbridge.outbound.queue import Mail, queue_mail, ticket_context
+from mailbridge.outbound.queue import Mail, Queued, queue_mail, ticket_context
 from mailbridge.tickets import (
     faq_drafts,
     merge,
@@ -244,7 +244,7 @@ def tell_what_was_wrong(
     problems: list[str],
     *,
     event: str = "",
-) -> Outbox:
+) -> Queued:
     """The `staff_command_error` mail to the staff member whose mail was refused, in answer
     to it, with its text and a reply token for them alone; `event` picks the template's
     wording ("" for a reply's commands, "forward_refused" for a forward,
@@ -330,7 +330,7 @@ def _relay(
     parsed: ParsedMessage,
     message: StaffMessage,
     claim: StaffClaim,
-) -> Outbox:
+) -> Queued:
     """The answer, to the customer, from the support address, in their thread."""
     language = ticket.language or step.app.brand(ticket.mailbox).language
     context = ticket_context(step.app, ticket, language)

@@ -15,9 +15,9 @@ from mailbridge.core.compose import make_message_id
 from mailbridge.core.humanize import excerpt
 from mailbridge.core.message import Address, ParsedMessage
 from mailbridge.core.relay import notified_attachments
-from mailbridge.db.models import Article, Outbox, Ticket
+from mailbridge.db.models import Article, Ticket
 from mailbridge.inbound.identity import audience_of, token_address
-from mailbridge.outbound.queue import Mail, queue_mail, ticket_context, ticket_zone
+from mailbridge.outbound.queue import Mail, Queued, queue_mail, ticket_context, ticket_zone
 from mailbridge.tickets import absence, participants
 
 __all__ = ["notify_staff"]
@@ -31,7 +31,7 @@ def notify_staff(
     event: str,
     *,
     warning: str = "",
-) -> Outbox | None:
+) -> Queued | None:
     """Tell the assignee (else the team) about a new ticket or a customer follow-up
     (`event` "new" or "followup"), or about mail from someone who cannot act on the
     ticket ("unverified", with the `warning` why)."""

@@ -25,11 +25,11 @@ from mailbridge.core.message import Address, ParsedMessage
 from mailbridge.core.staff import Command, parse_commands, strip_signature, ticket_number_argument
 from mailbridge.core.staff_queries import Query, query_of
 from mailbridge.core.ticket_lines import TicketFacts, format_moment, one_line, ticket_line
-from mailbridge.db.models import InboundMessage, Outbox, Ticket
+from mailbridge.db.models import InboundMessage, Ticket
 from mailbridge.inbound import digest
 from mailbridge.inbound.identity import StaffClaim, token_address
 from mailbridge.outbound.personal import PersonalMail, queue_personal_mail
-from mailbridge.outbound.queue import ticket_zone
+from mailbridge.outbound.queue import Queued, ticket_zone
 from mailbridge.tickets import absence, search, staff_views
 from mailbridge.tickets.events import Applied, add_general_event
 from mailbridge.tickets.merge import live_ticket_by_number
@@ -195,7 +195,7 @@ def _send(
     query: Query,
     sections: list[Section],
     errors: list[str],
-) -> Outbox:
+) -> Queued:
     app = step.app
     language = app.config.templates.language
     support = app.config.mailbox_named(inbound.mailbox).address

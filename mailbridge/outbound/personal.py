@@ -13,8 +13,7 @@ from mailbridge.core.clip import clip_context
 from mailbridge.core.compose import Outgoing, build_message, make_message_id
 from mailbridge.core.message import Address
 from mailbridge.core.states import MailKind
-from mailbridge.db.models import Outbox
-from mailbridge.outbound.queue import AUTO_SUBMITTED, Sealed, add_to_outbox
+from mailbridge.outbound.queue import AUTO_SUBMITTED, Queued, Sealed, add_to_outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +45,7 @@ class ComposedMail:
     references: Sequence[str] = ()
 
 
-def queue_personal_mail(step: Step, mail: PersonalMail) -> Outbox:
+def queue_personal_mail(step: Step, mail: PersonalMail) -> Queued:
     """Render the mail's template and add it to the outbox at the step's moment."""
     rendered = step.app.templates.render(
         mail.template, clip_context(mail.context, mail.language), mail.language
@@ -67,7 +66,7 @@ def queue_personal_mail(step: Step, mail: PersonalMail) -> Outbox:
     )
 
 
-def queue_composed_mail(step: Step, mail: ComposedMail) -> Outbox:
+def queue_composed_mail(step: Step, mail: ComposedMail) -> Queued:
     """Add a finished mail to the outbox at the step's moment."""
     app, now = step.app, step.now
     sender = app.sender

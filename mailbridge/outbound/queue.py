@@ -117,7 +117,7 @@ class Mail:
     article_id: int | None = None  # the article the mail shows staff (core/collision.py)
 
 
-def queue_mail(step: Step, mail: Mail) -> Outbox:
+def queue_mail(step: Step, mail: Mail) -> Queued:
     """Add the mail to the outbox at the step's moment, to be rendered when it is sent;
     its row, written at once or held by `queries.written_later`.
 
@@ -190,16 +190,6 @@ def _sealed(step: Step, mail: Mail) -> Sealed:
     )
 
 
-def queue_notice(step: Step, mail: Mail) -> None:
-    """`queue_mail` for a mail whose outbox row nothing reads back in this transaction (a
-    sweep's notifications): inside `queries.written_later` the row is held as its values
-    alone, without the cost of a mapped object (a third of queuing one; docs/architecture.md,
-    "8. Sweep")."""
-    values = _outbox_values(step, _sealed(step, mail), mail.ticket.id, mail.article_id)
-    if not queries.hold_later(step.session, Outbox, values):
-        queries.insert_later(step.session, Outbox(**values))
-
-
 @dataclass(frozen=True, slots=True)
 class Sealed:
     """A finished mail: its bytes, and the envelope it goes out in."""
@@ -215,15 +205,26 @@ class Sealed:
     recipe: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A mail in the outbox, as the step that queued it knows it."""
+
+    id: int  # its outbox row's
+    message_id: str
+
+
 def add_to_outbox(
     step: Step, mail: Sealed, *, ticket_id: int | None, article_id: int | None = None
-) -> Outbox:
-    """The outbox row of a finished mail, pending from the step's moment, written at once
-    or held (queries.insert_later), its id known so that the same step's events can name
-    it."""
-    return queries.insert_later(
-        step.session, Outbox(**_outbox_values(step, mail, ticket_id, article_id))
-    )
+) -> Queued:
+    """The outbox row of a finished mail, pending from the step's moment, held
+    (queries.hold_later) or written at once as its values, without a mapped object
+    (nothing in the step reads the row back); its id known so that the same step's events
+    can name it."""
+    values = _outbox_values(step, mail, ticket_id, article_id)
+    new_id = queries.hold_later(step.session, Outbox, values)
+    if new_id is None:
+        new_id = queries.insert_values(step.session, Outbox, values)
+    return Queued(new_id, mail.message_id)
 
 
 def _outbox_values(

@@ -23,8 +23,9 @@ from mailbridge.core.report_html import render_html
 from mailbridge.core.report_pictures import Pictures, render_text, subject_line
 from mailbridge.core.weekly_report import due_week, shown_period
 from mailbridge.db import queries
-from mailbridge.db.models import Outbox, WeeklyReport
+from mailbridge.db.models import WeeklyReport
 from mailbridge.outbound.personal import ComposedMail, queue_composed_mail
+from mailbridge.outbound.queue import Queued
 from mailbridge.reports.pictures import make_pictures
 
 __all__ = ["send_weekly_report"]
@@ -86,7 +87,7 @@ def _claim(step: Step, key: str) -> bool:
     return session.execute(statement.returning(WeeklyReport.week)).first() is not None
 
 
-def _queue(step: Step, pictures: Pictures, key: str) -> Outbox:
+def _queue(step: Step, pictures: Pictures, key: str) -> Queued:
     """The mail: to every `weekly_to` address at once, its answers to the support address."""
     app = step.app
     language = app.config.report_language

@@ -24,7 +24,7 @@ from mailbridge.core.states import INACTIVE_STATUSES
 from mailbridge.core.waiting import is_waiting_deadline
 from mailbridge.db import queries, tally
 from mailbridge.db.models import Ticket
-from mailbridge.outbound.queue import Mail, queue_notice, ticket_context, ticket_zone
+from mailbridge.outbound.queue import Mail, queue_mail, ticket_context, ticket_zone
 from mailbridge.tickets import absence, tallies, waiting
 from mailbridge.tickets.absence import covering
 from mailbridge.tickets.deadlines import pending_steps
@@ -249,7 +249,7 @@ def _notify(
         overdue_by=format_duration(late, language),
         excerpt=excerpt(customer_text),
     )
-    queue_notice(
+    queue_mail(
         step,
         Mail(
             kind="sla_warning" if sla_step.is_warning else "escalation",
