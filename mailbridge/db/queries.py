@@ -705,6 +705,8 @@ def insert_values(session: Session, model: type[Base], given: dict[str, Any]) ->
     new_key = result.inserted_primary_key
     assert new_key is not None  # one row, one key
     _ids_taken_again(session, [table])
+    if _BATCH_IDS in session.info:
+        _note_message_id(session, model(**given))  # a reply's look-up finds it (batch_reads)
     return int(new_key[0])
 
 
