@@ -22,7 +22,7 @@ from mailbridge.app import App
 from mailbridge.config import Config, MailboxConfig
 from mailbridge.core.ownership import elsewhere, reconcile
 from mailbridge.db.outage import database_outage
-from mailbridge.errors import DeliveryError, PermanentError, describe_error, one_line
+from mailbridge.errors import DeliveryError, describe_error, one_line
 from mailbridge.inbound.fetch import fetch_mailbox
 from mailbridge.inbound.leases import Keeper, LeaseLost, Round, Tenure
 from mailbridge.oauth.endpoint import SignInRequired
@@ -238,15 +238,10 @@ class Pollers:
             except SignInRequired as exc:
                 await self._signed_out(poller, exc)
             except DeliveryError as exc:
-                kind = "refused" if isinstance(exc, PermanentError) else "lost"
-                log.error(
-                    "mailbox %s: connection %s: %s; retrying in %.0f s",
-                    mailbox.source_name,
-                    kind,
-                    exc,
-                    backoff,
-                )
-                self._poller_failed(poller, f"connection {kind}: {one_line(str(exc))}")
+                # The adapter's error names what was refused or lost, and the server's own
+                # words: a prefix here would guess (a missing folder is no refused connection).
+                log.error("mailbox %s: %s; retrying in %.0f s", mailbox.source_name, exc, backoff)
+                self._poller_failed(poller, one_line(str(exc)))
                 await self._pause(backoff, poller.stop)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             except Exception as exc:  # a poller that dies would leave mail unread
