@@ -688,11 +688,14 @@ def hold_later(session: Session, model: type[Base], given: dict[str, Any]) -> in
 
 
 def insert_values(session: Session, model: type[Base], given: dict[str, Any]) -> int:
-    """`insert_now` for a row nothing reads back as an object in this transaction (an
+    """`insert_later` for a row nothing reads back as an object in this transaction (an
     outbox row, which events name by its id), given as its values (by attribute name):
-    written at once without a mapped object, whose making and tracking cost more than the
-    INSERT on SQLite. Its values are bounded as they are written, as any row's are.
-    Its id."""
+    held inside `written_later` (`hold_later`), else written at once, never as a mapped
+    object, whose making and tracking cost more than the INSERT on SQLite. Its values are
+    bounded as they are written, as any row's are. Its id."""
+    held = hold_later(session, model, given)
+    if held is not None:
+        return held
     if session.new or session.deleted:
         session.flush()  # rows are written in the order they were made
     mapper = inspect(model)

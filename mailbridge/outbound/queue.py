@@ -216,15 +216,11 @@ class Queued:
 def add_to_outbox(
     step: Step, mail: Sealed, *, ticket_id: int | None, article_id: int | None = None
 ) -> Queued:
-    """The outbox row of a finished mail, pending from the step's moment, held
-    (queries.hold_later) or written at once as its values, without a mapped object
-    (nothing in the step reads the row back); its id known so that the same step's events
-    can name it."""
+    """The outbox row of a finished mail, pending from the step's moment, held or written
+    as its values (queries.insert_values: nothing in the step reads the row back); its id
+    known so that the same step's events can name it."""
     values = _outbox_values(step, mail, ticket_id, article_id)
-    new_id = queries.hold_later(step.session, Outbox, values)
-    if new_id is None:
-        new_id = queries.insert_values(step.session, Outbox, values)
-    return Queued(new_id, mail.message_id)
+    return Queued(queries.insert_values(step.session, Outbox, values), mail.message_id)
 
 
 def _outbox_values(

@@ -53,22 +53,23 @@ def announce(step: Step, ticket: Ticket, event_type: str, data: Mapping[str, obj
 
 def queue_delivery(
     step: Step, hook: WebhookConfig, ticket_id: int, announcement: Announcement
-) -> Outbox:
-    """The outbox row of one delivery, pending from the step's moment."""
-    row = Outbox(
-        ticket_id=ticket_id,
-        article_id=None,
-        kind=WEBHOOK_KIND,
-        envelope_from=announcement.event,
-        envelope_to=[hook.label],
-        message_id=announcement.id,
-        raw=body_of(hook.format, announcement),
-        state=OutboxState.PENDING,
-        attempts=0,
-        next_attempt_at=step.now,
-        created_at=step.now,
-    )
-    return queries.insert_later(step.session, row)
+) -> int:
+    """The outbox row of one delivery, pending from the step's moment, written or held as
+    its values, as a mail's is (outbound/queue.py); its id."""
+    values = {
+        "ticket_id": ticket_id,
+        "article_id": None,
+        "kind": WEBHOOK_KIND,
+        "envelope_from": announcement.event,
+        "envelope_to": [hook.label],
+        "message_id": announcement.id,
+        "raw": body_of(hook.format, announcement),
+        "state": OutboxState.PENDING,
+        "attempts": 0,
+        "next_attempt_at": step.now,
+        "created_at": step.now,
+    }
+    return queries.insert_values(step.session, Outbox, values)
 
 
 def _announcement(
